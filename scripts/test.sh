@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up .venv (core + test tools + pinned torch for the cross-checks) and runs
+# lint, type checks and the whole test suite. Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+pip install -q -e '.[test,torch]'
+echo "== ruff"; ruff check src tests examples bench
+echo "== mypy"; mypy src/amber
+echo "== pytest"
+# NOTE: pytest exits 5 when no test ran; set -e makes that a failure, as it should be.
+python -m pytest "$@"

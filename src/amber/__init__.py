@@ -1,0 +1,147 @@
+"""amber: write models imperatively, ship them as one self-contained file.
+
+``import amber as am`` gives a PyTorch-like API: tensors, autograd, ``am.nn`` and
+``am.optim``."""
+
+from __future__ import annotations
+
+from . import ops  # noqa: F401  (fills the op registry)
+from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
+from ._tree import tree_flatten, tree_map, tree_unflatten
+from .autograd import grad_fn as grad
+from .autograd import value_and_grad
+from .creation import (
+    Generator,
+    arange,
+    as_tensor,
+    default_generator,
+    empty,
+    eye,
+    from_dlpack,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .errors import (
+    AmberError,
+    AutogradError,
+    CaptureError,
+    DTypeError,
+    FormatError,
+    OutOfRangeError,
+    ShapeError,
+)
+from .functional import (
+    abs,
+    add,
+    all,
+    amax,
+    amin,
+    any,
+    argmax,
+    argmin,
+    bmm,
+    broadcast_tensors,
+    broadcast_to,
+    cast,
+    cat,
+    ceil,
+    chunk,
+    clamp,
+    clip,
+    clone,
+    concat,
+    concatenate,
+    cos,
+    div,
+    divide,
+    dot,
+    eq,
+    equal,
+    erf,
+    exp,
+    expand,
+    flatten,
+    floor,
+    floor_divide,
+    gather,
+    ge,
+    greater,
+    greater_equal,
+    gt,
+    le,
+    less,
+    less_equal,
+    log,
+    log_softmax,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsumexp,
+    lt,
+    masked_fill,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mm,
+    mul,
+    narrow,
+    ne,
+    neg,
+    not_equal,
+    outer,
+    permute,
+    pow,
+    prod,
+    relu,
+    repeat,
+    reshape,
+    rsqrt,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    split,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    std,
+    sub,
+    sum,
+    t,
+    tanh,
+    transpose,
+    true_divide,
+    unsqueeze,
+    var,
+    where,
+)
+from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor import Tensor
+
+bool = bool_  # noqa: A001  (torch spelling: am.bool)
+float = float32  # noqa: A001
+double = float64
+long = int64
+int = int32  # noqa: A001
+
+from . import autograd, nn, optim  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,209 @@
+"""Tensor creation and random numbers (``am.tensor``, ``am.zeros``, ``am.randn``, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from .tensor import Tensor
+
+
+def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    want = None if dtype is None else D.as_dtype(dtype)
+    if isinstance(data, np.ndarray) or np.isscalar(data) and isinstance(data, np.generic):
+        arr = np.asarray(data)
+        if want is None:
+            if arr.dtype.kind == "f" and arr.dtype != np.float32 and arr.dtype != np.float64:
+                want = D.default_float()
+            elif arr.dtype.kind in "iu" and arr.dtype not in (np.int32, np.int64):
+                want = D.int64
+            else:
+                want = D.from_numpy_dtype(arr.dtype)
+        return np.array(arr, dtype=want.np, copy=True)
+    if want is None:
+        arr = np.asarray(data)
+        if arr.dtype.kind == "f":
+            want = D.default_float()
+        elif arr.dtype.kind in "iu":
+            want = D.int64
+        elif arr.dtype.kind == "b":
+            want = D.bool_
+        else:
+            raise D.DTypeError(f"cannot make a tensor from {type(data).__name__} ({arr.dtype})")
+        return arr.astype(want.np, copy=False)
+    return np.array(data, dtype=want.np)
+
+
+def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    t = Tensor._wrap(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays, tensors).
+
+    Floats default to float32, Python ints to int64, bools to bool."""
+    return _make(_to_array(data, dtype), requires_grad)
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    if isinstance(data, Tensor) and (dtype is None or D.as_dtype(dtype) is data.dtype):
+        return data
+    return tensor(data, dtype)
+
+
+def from_numpy(a: np.ndarray) -> Tensor:
+    """Wrap a NumPy array without copying (its dtype must be one of amber's)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(a).__name__}")
+    D.from_numpy_dtype(a.dtype)
+    return Tensor._wrap(a)
+
+
+def from_dlpack(obj: Any) -> Tensor:
+    """Import a tensor from any DLPack producer (CPU memory), sharing memory."""
+    return from_numpy(np.from_dlpack(obj))
+
+
+def _size(size: Sequence[Any]) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(s) for s in size)
+
+
+def _float_dtype(dtype: Any) -> D.DType:
+    return D.default_float() if dtype is None else D.as_dtype(dtype)
+
+
+def full(size: Sequence[int], fill_value: Any, dtype: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    dt = D.as_dtype(dtype) if dtype is not None else D.scalar_dtype(fill_value)
+    return _make(np.full(_size((size,)), fill_value, dtype=dt.np), requires_grad)
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.zeros(_size(size), dtype=_float_dtype(dtype).np), requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.ones(_size(size), dtype=_float_dtype(dtype).np), requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+
+def _like(t: Tensor, dtype: Any) -> D.DType:
+    return t.dtype if dtype is None else D.as_dtype(dtype)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.zeros(t.shape, dtype=_like(t, dtype).np), requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.ones(t.shape, dtype=_like(t, dtype).np), requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return _make(np.full(t.shape, fill_value, dtype=_like(t, dtype).np), requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    """Values from ``start`` (inclusive) to ``end`` (exclusive) by ``step``, as torch.arange."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = D.int64 if is_int else D.default_float()
+    dt = D.as_dtype(dtype)
+    return _make(np.arange(start, end, step).astype(dt.np), requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return _make(np.eye(n, m, dtype=_float_dtype(dtype).np), requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None) -> Tensor:
+    return _make(np.linspace(start, end, steps).astype(_float_dtype(dtype).np), False)
+
+
+# ----------------------------------------------------------------------------- random
+
+class Generator:
+    """A random number generator (PCG64). ``am.Generator().manual_seed(0)``."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._seed = seed
+
+    def manual_seed(self, seed: int) -> Generator:
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._seed = seed
+        return self
+
+    def initial_seed(self) -> int | None:
+        return self._seed
+
+    def get_state(self) -> dict:
+        return self._rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
+
+default_generator = Generator(0)
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the default generator (used when no ``generator=`` is given)."""
+    return default_generator.manual_seed(seed)
+
+
+def _rng(generator: Generator | None) -> np.random.Generator:
+    return (generator or default_generator)._rng
+
+
+def rand(*size: Any, generator: Generator | None = None, dtype: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    dt = _float_dtype(dtype)
+    return _make(_rng(generator).random(_size(size), dtype=np.float64).astype(dt.np),
+                 requires_grad)
+
+
+def randn(*size: Any, generator: Generator | None = None, dtype: Any = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples."""
+    dt = _float_dtype(dtype)
+    return _make(_rng(generator).standard_normal(_size(size)).astype(dt.np), requires_grad)
+
+
+def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
+            generator: Generator | None = None, dtype: Any = None) -> Tensor:
+    """Integers uniform in [low, high) (``randint(high, size)`` also works, as in torch)."""
+    if high is None:
+        low, high = 0, low
+    dt = D.int64 if dtype is None else D.as_dtype(dtype)
+    return _make(_rng(generator).integers(low, high, size=tuple(size)).astype(dt.np), False)
+
+
+def randperm(n: int, *, generator: Generator | None = None) -> Tensor:
+    return _make(_rng(generator).permutation(n).astype(np.int64), False)
+
+
+def rand_like(t: Tensor, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+    return rand(*t.shape, generator=generator, dtype=_like(t, dtype))
+
+
+def randn_like(t: Tensor, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+    return randn(*t.shape, generator=generator, dtype=_like(t, dtype))

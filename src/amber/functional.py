@@ -1,0 +1,683 @@
+"""amber's op front end: PyTorch-style functions over tensors and Python scalars.
+
+These functions normalise arguments (dtype promotion, scalar lifting, ``dim``/``keepdim``,
+``-1`` in shapes) and call primitives; composite ops (softmax, layer_norm, gelu, ...)
+are written here from primitives, so they are differentiated and captured for free."""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from .errors import AmberError, ShapeError
+from .ops import elementwise as E
+from .ops import linalg as L
+from .ops import reduce as R
+from .ops import shape as S
+from .tensor import Tensor
+
+Number = int | float | bool
+
+# ----------------------------------------------------------------------------- lifting
+
+
+def scalar(value: Any, dtype: D.DType) -> Tensor:
+    """A 0-d constant tensor."""
+    return Tensor._wrap(np.array(value, dtype=dtype.np))
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    from .creation import tensor
+
+    return tensor(x)
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    """Convert ``x`` to ``dtype`` (no-op if it already has it)."""
+    dt = D.as_dtype(dtype)
+    x = _as_tensor(x)
+    return x if x.dtype is dt else E.cast(x, dtype=dt.name)
+
+
+def _operands(a: Any, b: Any, arith: bool = False) -> tuple[Tensor, Tensor]:
+    """Lift scalars and promote dtypes; with ``arith``, bool computes as int64."""
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            dt = a.dtype if a.dtype is b.dtype else D.promote(a.dtype, b.dtype)
+        else:
+            dt = D.promote_scalar(a.dtype, b)
+    elif isinstance(b, Tensor):
+        dt = D.promote_scalar(b.dtype, a)
+    else:
+        a, b = _as_tensor(a), _as_tensor(b)
+        dt = D.promote(a.dtype, b.dtype)
+    if arith and dt is D.bool_:
+        dt = D.int64
+    return _lift(a, dt), _lift(b, dt)
+
+
+def _lift(x: Any, dt: D.DType) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if x.dtype is dt else E.cast(x, dtype=dt.name)
+    if isinstance(x, np.ndarray):
+        return cast(_as_tensor(x), dt)
+    return scalar(x, dt)
+
+
+def _arith(prim: Any, a: Any, b: Any) -> Tensor:
+    return prim(*_operands(a, b, arith=True))
+
+
+def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    return _arith(E.add, a, b if alpha == 1 else mul(b, alpha))
+
+
+def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    return _arith(E.sub, a, b if alpha == 1 else mul(b, alpha))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    return _arith(E.mul, a, b)
+
+
+def div(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
+    """True division (integers are converted to the default float), as ``torch.div``;
+    ``rounding_mode="floor"`` floors and keeps integer dtypes."""
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    if rounding_mode is not None:
+        raise AmberError(f"div: rounding_mode {rounding_mode!r} is not supported (None, 'floor')")
+    x, y = _operands(a, b, arith=True)
+    if not x.dtype.is_floating:
+        x, y = cast(x, D.default_float()), cast(y, D.default_float())
+    return E.div(x, y)
+
+
+true_divide = divide = div
+
+
+def floor_divide(a: Any, b: Any) -> Tensor:
+    """Floor division; integer division by zero gives 0 (see docs/opset.md)."""
+    x, y = _operands(a, b, arith=True)
+    q = E.div(x, y)
+    return q if not q.dtype.is_floating else floor(q)
+
+
+def floor(x: Any) -> Tensor:
+    """Round toward -inf (integers pass through unchanged)."""
+    x = _as_tensor(x)
+    return E.floor(x) if x.dtype.is_floating else x
+
+
+def ceil(x: Any) -> Tensor:
+    """Round toward +inf."""
+    return -floor(-_as_tensor(x))
+
+
+def pow(a: Any, b: Any) -> Tensor:
+    """``a ** b``. Integer tensors raised to a non-negative Python int stay integers."""
+    if isinstance(a, Tensor) and not a.dtype.is_floating and isinstance(b, int) \
+            and not isinstance(b, bool) and b >= 0:
+        return _int_pow(cast(a, D.int64) if a.dtype is D.bool_ else a, b)
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        if b == 1:
+            return a if a.dtype.is_floating else cast(a, D.default_float())
+        if b == 2 and a.dtype.is_floating:
+            return a * a
+    x, y = _operands(a, b, arith=True)
+    if not x.dtype.is_floating:
+        x, y = cast(x, D.default_float()), cast(y, D.default_float())
+    return E.pow_(x, y)
+
+
+def _int_pow(x: Tensor, n: int) -> Tensor:
+    result: Tensor = ones_like(x)
+    base = x
+    while n:
+        if n & 1:
+            result = result * base
+        n >>= 1
+        if n:
+            base = base * base
+    return result
+
+
+def _binary_any(prim: Any) -> Any:
+    def fn(a: Any, b: Any) -> Tensor:
+        return prim(*_operands(a, b))
+
+    fn.__name__ = prim.name
+    fn.__doc__ = prim.doc
+    return fn
+
+
+maximum = _binary_any(E.maximum)
+minimum = _binary_any(E.minimum)
+eq = _binary_any(E.eq)
+ne = _binary_any(E.ne)
+lt = _binary_any(E.lt)
+le = _binary_any(E.le)
+gt = _binary_any(E.gt)
+ge = _binary_any(E.ge)
+less, less_equal, greater, greater_equal, equal, not_equal = lt, le, gt, ge, eq, ne
+
+
+def _to_bool(x: Any) -> Tensor:
+    return cast(_as_tensor(x), D.bool_)
+
+
+def logical_and(a: Any, b: Any) -> Tensor:
+    return E.logical_and(_to_bool(a), _to_bool(b))
+
+
+def logical_or(a: Any, b: Any) -> Tensor:
+    return E.logical_or(_to_bool(a), _to_bool(b))
+
+
+def logical_not(a: Any) -> Tensor:
+    return E.logical_not(_to_bool(a))
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """Elements of ``a`` where ``cond`` else ``b`` (all broadcast together)."""
+    x, y = _operands(a, b)
+    return E.where(_to_bool(cond), x, y)
+
+
+def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
+    return where(mask, value, x)
+
+
+# ----------------------------------------------------------------------------- unary
+
+
+def _float_unary(prim: Any) -> Any:
+    def fn(x: Any) -> Tensor:
+        x = _as_tensor(x)
+        return prim(x if x.dtype.is_floating else cast(x, D.default_float()))
+
+    fn.__name__ = prim.name
+    fn.__doc__ = prim.doc
+    return fn
+
+
+exp = _float_unary(E.exp)
+log = _float_unary(E.log)
+sqrt = _float_unary(E.sqrt)
+tanh = _float_unary(E.tanh)
+sigmoid = _float_unary(E.sigmoid)
+sin = _float_unary(E.sin)
+cos = _float_unary(E.cos)
+erf = _float_unary(E.erf)
+
+
+def _numeric(x: Any) -> Tensor:
+    x = _as_tensor(x)
+    return cast(x, D.int64) if x.dtype is D.bool_ else x
+
+
+def neg(x: Any) -> Tensor:
+    return E.neg(_numeric(x))
+
+
+def abs(x: Any) -> Tensor:
+    return E.abs_(_numeric(x))
+
+
+def sign(x: Any) -> Tensor:
+    return E.sign(_numeric(x))
+
+
+def square(x: Tensor) -> Tensor:
+    return x * x
+
+
+def rsqrt(x: Tensor) -> Tensor:
+    return 1.0 / sqrt(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0); the gradient at 0 is 0 (as in PyTorch)."""
+    return where(x > 0, x, 0)
+
+
+def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """Limit to [min, max]; NaN stays NaN. Either bound may be None or a tensor."""
+    if min is None and max is None:
+        raise AmberError("clamp: at least one of min and max must be given")
+    if min is not None:
+        x = maximum(x, min)
+    if max is not None:
+        x = minimum(x, max)
+    return x
+
+
+clip = clamp
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _norm_dim(dim: int, ndim: int, op: str) -> int:
+    if not -ndim <= dim < builtins.max(ndim, 1):
+        raise ShapeError(f"{op}: dim {dim} is out of range for a tensor of rank {ndim}")
+    return dim % ndim if ndim else 0
+
+
+def _norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = tuple(sorted(_norm_dim(d, ndim, op) for d in dims))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: dim {dim} repeats a dimension")
+    return out
+
+
+def _shape_arg(shape: Sequence[Any]) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def reshape_exact(x: Tensor, shape: tuple) -> Tensor:
+    return x if tuple(x.shape) == tuple(shape) else S.reshape(x, shape=tuple(shape))
+
+
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    """New shape with the same elements; one dim may be -1 (inferred)."""
+    shape = _shape_arg(shape)
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: only one dim may be -1, got {shape}")
+    if -1 in shape:
+        known: Any = 1
+        for d in shape:
+            if d != -1:
+                known = known * d
+        total = x.numel()
+        if known == 0 or total % known:
+            raise ShapeError(f"reshape: cannot reshape {tuple(x.shape)} to {shape}")
+        shape = tuple(total // known if d == -1 else d for d in shape)
+    return reshape_exact(x, shape)
+
+
+view = reshape
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s = _norm_dim(start_dim, x.ndim, "flatten")
+    e = _norm_dim(end_dim, x.ndim, "flatten")
+    n: Any = 1
+    for d in x.shape[s:e + 1]:
+        n = n * d
+    return reshape_exact(x, tuple(x.shape[:s]) + (n,) + tuple(x.shape[e + 1:]))
+
+
+def permute(x: Tensor, *dims: Any) -> Tensor:
+    perm = tuple(_norm_dim(d, x.ndim, "permute") for d in _shape_arg(dims))
+    if perm == tuple(range(x.ndim)):
+        return x
+    return S.transpose(x, perm=perm)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    perm = list(range(x.ndim))
+    a, b = _norm_dim(dim0, x.ndim, "transpose"), _norm_dim(dim1, x.ndim, "transpose")
+    perm[a], perm[b] = perm[b], perm[a]
+    return permute(x, perm)
+
+
+def t(x: Tensor) -> Tensor:
+    if x.ndim > 2:
+        raise ShapeError(f"t: expects a tensor of rank <= 2, got {tuple(x.shape)}")
+    return x if x.ndim < 2 else transpose(x, 0, 1)
+
+
+def squeeze(x: Tensor, dim: Any = None) -> Tensor:
+    if dim is None:
+        dims = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    else:
+        dims = tuple(d for d in _norm_dims(dim, x.ndim, "squeeze") if x.shape[d] == 1)
+    return reshape_exact(x, tuple(d for i, d in enumerate(x.shape) if i not in dims))
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    d = _norm_dim(dim, x.ndim + 1, "unsqueeze")
+    shape = list(x.shape)
+    shape.insert(d, 1)
+    return reshape_exact(x, tuple(shape))
+
+
+def broadcast_to(x: Any, shape: Sequence[Any]) -> Tensor:
+    x = _as_tensor(x)
+    shape = tuple(shape)
+    return x if tuple(x.shape) == shape else S.broadcast_to(x, shape=shape)
+
+
+def expand(x: Tensor, *sizes: Any) -> Tensor:
+    """Broadcast to ``sizes``; -1 keeps a dim (as torch.Tensor.expand)."""
+    sizes = _shape_arg(sizes)
+    lead = len(sizes) - x.ndim
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    return broadcast_to(x, shape)
+
+
+def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return broadcast_to(x, other.shape)
+
+
+def broadcast_tensors(*xs: Tensor) -> list[Tensor]:
+    from .ops._infer import broadcast_shapes
+
+    shape = broadcast_shapes("broadcast_tensors", *(x.shape for x in xs))
+    return [broadcast_to(x, shape) for x in xs]
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along ``dim`` (dtypes are promoted to a common one)."""
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise ShapeError("cat: expects a non-empty sequence of tensors")
+    dt = ts[0].dtype
+    for t_ in ts[1:]:
+        dt = D.promote(dt, t_.dtype)
+    ts = [cast(t_, dt) for t_ in ts]
+    axis = _norm_dim(dim, ts[0].ndim, "cat")
+    return ts[0] if len(ts) == 1 else S.concat(*ts, axis=axis)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise ShapeError("stack: expects a non-empty sequence of tensors")
+    for t_ in ts[1:]:
+        if tuple(t_.shape) != tuple(ts[0].shape):
+            raise ShapeError(
+                f"stack: all tensors must have one shape, got "
+                f"{', '.join(str(tuple(x.shape)) for x in ts)}"
+            )
+    d = _norm_dim(dim, ts[0].ndim + 1, "stack")
+    return cat([unsqueeze(t_, d) for t_ in ts], d)
+
+
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    d = _norm_dim(dim, x.ndim, "narrow")
+    starts, stops = [0] * x.ndim, list(x.shape)
+    starts[d], stops[d] = start, start + length
+    return S.slice_(x, starts=tuple(starts), stops=tuple(stops), steps=(1,) * x.ndim)
+
+
+def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    d = _norm_dim(dim, x.ndim, "split")
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        k = split_size_or_sections
+        sizes = [builtins.min(k, n - i) for i in range(0, n, k)]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ShapeError(f"split: sizes {sizes} do not sum to dim {d} of size {n}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(narrow(x, d, start, s))
+        start += s
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    n = x.shape[_norm_dim(dim, x.ndim, "chunk")]
+    return split(x, -(-n // chunks), dim)
+
+
+def repeat(x: Tensor, *sizes: Any) -> Tensor:
+    """Tile ``x`` ``sizes[i]`` times along each dim (torch.Tensor.repeat)."""
+    sizes = _shape_arg(sizes)
+    x = reshape_exact(x, (1,) * (len(sizes) - x.ndim) + tuple(x.shape))
+    inter = []
+    for s, d in zip(sizes, x.shape, strict=True):
+        inter += [s, d]
+    y = broadcast_to(reshape_exact(x, tuple(v for d in x.shape for v in (1, d))), tuple(inter))
+    return reshape_exact(y, tuple(s * d for s, d in zip(sizes, x.shape, strict=True)))
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """out[i][j] = x[i][index[i][j]] for dim=1 (torch.gather), composed from ``take``."""
+    d = _norm_dim(dim, x.ndim, "gather")
+    if index.ndim != x.ndim:
+        raise ShapeError(f"gather: index rank {index.ndim} differs from input rank {x.ndim}")
+    # Flatten x and compute flat positions for every index element.
+    strides = []
+    acc = 1
+    for s in reversed(x.shape):
+        strides.append(acc)
+        acc *= s
+    strides.reverse()
+    flat: Any = None
+    for ax in range(x.ndim):
+        if ax == d:
+            pos = cast(index, D.int64)
+        else:
+            shape = [1] * x.ndim
+            shape[ax] = index.shape[ax]
+            from .creation import arange
+
+            pos = reshape_exact(arange(index.shape[ax]), tuple(shape))
+        term = pos * strides[ax]
+        flat = term if flat is None else flat + term
+    return S.take(reshape_exact(x, (x.numel(),)), flat, axis=0)
+
+
+# ----------------------------------------------------------------------------- reductions
+
+def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+    """Sum over ``dim`` (all dims if None). Booleans count as int64."""
+    x = _numeric(x)
+    if dtype is not None:
+        x = cast(x, dtype)
+    axes = _norm_dims(dim, x.ndim, "sum")
+    if not axes and not keepdim and dim is not None:
+        return x
+    return R.reduce_sum(x, axes=axes, keepdims=keepdim)
+
+
+def _count(x: Tensor, axes: tuple[int, ...]) -> Any:
+    n: Any = 1
+    for a in axes:
+        n = n * x.shape[a]
+    return n
+
+
+def mean(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+    x = _as_tensor(x)
+    if dtype is not None:
+        x = cast(x, dtype)
+    if not x.dtype.is_floating:
+        raise D.DTypeError(f"mean: needs a floating dtype, got {x.dtype.name}; "
+                           f"pass dtype=am.float32 or call .float()")
+    axes = _norm_dims(dim, x.ndim, "mean")
+    return R.reduce_sum(x, axes=axes, keepdims=keepdim) / _count(x, axes)
+
+
+def var(x: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    """Variance with Bessel's correction by default (``correction=1``), as torch.var."""
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    axes = _norm_dims(dim, x.ndim, "var")
+    d = x - mean(x, axes, keepdim=True)
+    return sum(d * d, axes, keepdim=keepdim) / builtins.max(_count(x, axes) - correction, 0)
+
+
+def std(x: Tensor, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+def _extremum(prim: Any, argprim: Any, x: Tensor, dim: Any, keepdim: bool, other: Any) -> Any:
+    if isinstance(dim, Tensor) or other is not None:
+        return (maximum if prim is R.reduce_max else minimum)(x, dim if other is None else other)
+    if dim is None:
+        return prim(x, axes=tuple(range(x.ndim)), keepdims=False)
+    d = _norm_dim(dim, x.ndim, prim.name)
+    return MinMax(prim(x, axes=(d,), keepdims=keepdim), argprim(x, axis=d, keepdims=keepdim))
+
+
+def max(x: Tensor, dim: Any = None, keepdim: bool = False, *, other: Any = None) -> Any:
+    """``max(x)`` -> 0-d tensor; ``max(x, dim)`` -> (values, indices); ``max(x, y)`` ->
+    elementwise maximum, as in PyTorch."""
+    return _extremum(R.reduce_max, R.argmax, x, dim, keepdim, other)
+
+
+def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, other: Any = None) -> Any:
+    return _extremum(R.reduce_min, R.argmin, x, dim, keepdim, other)
+
+
+def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return R.reduce_max(x, axes=_norm_dims(dim, x.ndim, "amax"), keepdims=keepdim)
+
+
+def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return R.reduce_min(x, axes=_norm_dims(dim, x.ndim, "amin"), keepdims=keepdim)
+
+
+def _arg(prim: Any, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
+    x = _numeric(x)
+    if dim is None:
+        return prim(reshape_exact(x, (x.numel(),)), axis=0, keepdims=False)
+    return prim(x, axis=_norm_dim(dim, x.ndim, prim.name), keepdims=keepdim)
+
+
+def argmax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return _arg(R.argmax, x, dim, keepdim)
+
+
+def argmin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    return _arg(R.argmin, x, dim, keepdim)
+
+
+def any(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """True if any element is non-zero (False for an empty reduction)."""
+    return sum(cast(_to_bool(x), D.int64), dim, keepdim) > 0
+
+
+def all(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """True if every element is non-zero (True for an empty reduction)."""
+    return sum(cast(logical_not(x), D.int64), dim, keepdim) == 0
+
+
+def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Product, computed as exp(sum(log|x|)) with sign and zero handling (floats)."""
+    x = _as_tensor(x)
+    if not x.dtype.is_floating:
+        raise D.DTypeError("prod: supports floating dtypes only")
+    zero = x == 0
+    mag = exp(sum(log(where(zero, 1.0, abs(x))), dim, keepdim))
+    negs = sum(cast(x < 0, D.int64), dim, keepdim)
+    sgn = where(floor_divide(negs, 2) * 2 == negs, 1.0, -1.0)
+    return where(any(zero, dim, keepdim), 0.0, mag * cast(sgn, x.dtype))
+
+
+def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    axes = _norm_dims(dim, x.ndim, "logsumexp")
+    m = R.reduce_max(x, axes=axes, keepdims=True).detach()
+    m = where(abs(m) == math.inf, 0.0, m)
+    out = log(R.reduce_sum(exp(x - m), axes=axes, keepdims=True)) + m
+    return out if keepdim else squeeze(out, axes)
+
+
+# ----------------------------------------------------------------------------- linear algebra
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with torch.matmul's rules for 1-D operands and batch broadcasting."""
+    x, y = _operands(a, b, arith=True)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError("matmul: both operands must have at least one dimension")
+    squeeze_a, squeeze_b = x.ndim == 1, y.ndim == 1
+    if squeeze_a:
+        x = unsqueeze(x, 0)
+    if squeeze_b:
+        y = unsqueeze(y, 1)
+    out = L.matmul(x, y)
+    if squeeze_a:
+        out = squeeze(out, -2)
+    if squeeze_b:
+        out = squeeze(out, -1)
+    return out
+
+
+mm = bmm = matmul
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    return sum(a * b)
+
+
+def outer(a: Tensor, b: Tensor) -> Tensor:
+    return unsqueeze(a, 1) * unsqueeze(b, 0)
+
+
+def einsum_linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    y = matmul(x, transpose(w, 0, 1) if w.ndim == 2 else w)
+    return y if b is None else y + b
+
+
+# ----------------------------------------------------------------------------- composites
+
+def softmax(x: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, shifted by the (constant) maximum for stability."""
+    if dtype is not None:
+        x = cast(x, dtype)
+    x = _float(x)
+    d = _norm_dim(dim, x.ndim, "softmax")
+    e = exp(x - R.reduce_max(x, axes=(d,), keepdims=True).detach())
+    return e / R.reduce_sum(e, axes=(d,), keepdims=True)
+
+
+def log_softmax(x: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    if dtype is not None:
+        x = cast(x, dtype)
+    x = _float(x)
+    d = _norm_dim(dim, x.ndim, "log_softmax")
+    s = x - R.reduce_max(x, axes=(d,), keepdims=True).detach()
+    return s - log(R.reduce_sum(exp(s), axes=(d,), keepdims=True))
+
+
+def _float(x: Any) -> Tensor:
+    x = _as_tensor(x)
+    return x if x.dtype.is_floating else cast(x, D.default_float())
+
+
+def clone(x: Tensor) -> Tensor:
+    """A copy with the same values, differentiable (a same-dtype cast)."""
+    return E.cast(x, dtype=x.dtype.name)
+
+
+def zeros_like(x: Tensor, dtype: Any = None) -> Tensor:
+    """Zeros of ``x``'s shape, built from ops (so it also works on symbolic shapes)."""
+    return broadcast_to(scalar(0, x.dtype if dtype is None else D.as_dtype(dtype)), x.shape)
+
+
+def ones_like(x: Tensor, dtype: Any = None) -> Tensor:
+    return broadcast_to(scalar(1, x.dtype if dtype is None else D.as_dtype(dtype)), x.shape)
+
+
+def full_like(x: Tensor, value: Any, dtype: Any = None) -> Tensor:
+    return broadcast_to(scalar(value, x.dtype if dtype is None else D.as_dtype(dtype)),
+                        x.shape)

@@ -1,0 +1,156 @@
+"""``Tensor.__getitem__`` with NumPy/PyTorch semantics, composed from primitives:
+basic indexing (ints, slices, None, Ellipsis) becomes one ``slice`` plus a ``reshape``;
+integer-tensor indices become one ``take`` on the merged indexed dims; a boolean mask
+(eager only: its result shape depends on the data) becomes integer indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from . import functional as F
+from .errors import OutOfRangeError, ShapeError
+from .ops import shape as S
+from .tensor import Tensor
+
+
+def _as_index_tensor(k: Any) -> Tensor:
+    if isinstance(k, Tensor):
+        return k
+    arr = np.asarray(k)
+    if arr.dtype.kind not in "iub":
+        raise ShapeError(f"index arrays must hold integers or booleans, got {arr.dtype}")
+    return Tensor._wrap(arr.astype(np.bool_ if arr.dtype.kind == "b" else np.int64))
+
+
+def _expand(x: Tensor, key: tuple) -> list[tuple[str, Any]]:
+    entries: list[tuple[str, Any]] = []
+    for k in key:
+        if k is None:
+            entries.append(("none", None))
+        elif k is Ellipsis:
+            entries.append(("ellipsis", None))
+        elif isinstance(k, slice):
+            entries.append(("slice", k))
+        elif isinstance(k, (bool, np.bool_)):
+            raise ShapeError("indexing with a Python bool is not supported; use a bool tensor")
+        elif isinstance(k, (int, np.integer)):
+            entries.append(("int", int(k)))
+        else:
+            t = _as_index_tensor(k)
+            if t.dtype is D.bool_:
+                entries.extend(("adv", i) for i in _mask_to_indices(t))
+            elif t.dtype.is_integer:
+                entries.append(("adv", t))
+            else:
+                raise ShapeError(f"tensors used as indices must be integer or bool, got "
+                                 f"{t.dtype.name}")
+    used = sum(1 for kind, _ in entries if kind in ("slice", "int", "adv"))
+    n_ell = sum(1 for kind, _ in entries if kind == "ellipsis")
+    if n_ell > 1:
+        raise ShapeError("an index can only have a single ellipsis ('...')")
+    if used > x.ndim:
+        raise ShapeError(f"too many indices for a tensor of rank {x.ndim}: {used} given")
+    fill = [("slice", slice(None))] * (x.ndim - used)
+    if n_ell:
+        i = next(j for j, (kind, _) in enumerate(entries) if kind == "ellipsis")
+        entries[i:i + 1] = fill
+    else:
+        entries += fill
+    return entries
+
+
+def _mask_to_indices(mask: Tensor) -> list[Tensor]:
+    if mask._data is None:
+        from .capture_errors import concrete_value_error
+
+        raise concrete_value_error(
+            "boolean-mask indexing (its result size depends on the data; use am.where)")
+    if mask.ndim == 0:
+        raise ShapeError("indexing with a 0-d bool tensor is not supported")
+    return [Tensor._wrap(i.astype(np.int64)) for i in np.nonzero(mask._data)]
+
+
+def getitem(x: Tensor, key: Any) -> Tensor:
+    entries = _expand(x, key if isinstance(key, tuple) else (key,))
+    has_adv = any(kind == "adv" for kind, _ in entries)
+    if has_adv:  # ints join the advanced indices (NumPy rule)
+        entries = [("adv", F.scalar(v, D.int64)) if kind == "int" else (kind, v)
+                   for kind, v in entries]
+    starts, stops, steps, out_shape = [], [], [], []
+    dim = 0
+    adv: list[tuple[int, Tensor, Any]] = []  # (position in out_shape, index, dim size)
+    for kind, v in entries:
+        if kind == "none":
+            out_shape.append(1)
+            continue
+        n = x.shape[dim]
+        if kind == "slice":
+            if v.step is not None and v.step <= 0:
+                raise ShapeError(f"slice step must be positive, got {v.step}")
+            a, b, s = v.indices(n) if isinstance(n, int) else _symbolic_slice(v, n)
+            b = max(a, b)
+            starts.append(a)
+            stops.append(b)
+            steps.append(s)
+            out_shape.append(S._slice_len(a, b, s) if isinstance(n, int) or
+                             (a, b, s) != (0, n, 1) else n)
+        elif kind == "int":
+            if isinstance(n, int) and not -n <= v < n:
+                raise OutOfRangeError(f"index {v} is out of range for dim {dim} of size {n}")
+            i = v % n if isinstance(n, int) else v
+            starts.append(i)
+            stops.append(i + 1)
+            steps.append(1)
+        else:  # adv
+            starts.append(0)
+            stops.append(n)
+            steps.append(1)
+            adv.append((len(out_shape), v, n))
+            out_shape.append(n)
+        dim += 1
+    y = x
+    if any(a != 0 or b != n or s != 1 for a, b, s, n in zip(starts, stops, steps, x.shape,
+                                                             strict=True)):
+        y = S.slice_(x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
+    y = F.reshape_exact(y, tuple(out_shape))
+    return _advanced(y, adv) if adv else y
+
+
+def _symbolic_slice(s: slice, n: Any) -> tuple:
+    if (s.start in (None, 0)) and s.stop is None and s.step in (None, 1):
+        return 0, n, 1
+    from .capture_errors import concrete_value_error
+
+    raise concrete_value_error(f"slicing a symbolic dimension ({n}) with bounds {s}")
+
+
+def _advanced(y: Tensor, adv: list[tuple[int, Tensor, Any]]) -> Tensor:
+    positions = [p for p, _, _ in adv]
+    idxs = F.broadcast_tensors(*(F.cast(t, D.int64) for _, t, _ in adv))
+    sizes = [n for _, _, n in adv]
+    for t, n in zip(idxs, sizes, strict=True):
+        if t._data is not None and t._data.size and (
+                t._data.min() < -n or t._data.max() >= n):
+            bad = t._data[(t._data < -n) | (t._data >= n)].flat[0]
+            raise OutOfRangeError(f"index {bad} is out of range for a dimension of size {n}")
+    consecutive = positions == list(range(positions[0], positions[0] + len(positions)))
+    if not consecutive:
+        rest = [i for i in range(y.ndim) if i not in positions]
+        y = F.permute(y, positions + rest)
+        positions = list(range(len(positions)))
+    p = positions[0]
+    if len(idxs) == 1:
+        return S.take(y, idxs[0], axis=p)
+    flat: Tensor | None = None
+    stride: Any = 1
+    for t, n in zip(reversed(idxs), reversed(sizes), strict=True):
+        t = F.where(t < 0, t + n, t)
+        term = t * stride if stride != 1 else t
+        flat = term if flat is None else flat + term
+        stride = stride * n
+    merged = F.reshape_exact(y, tuple(y.shape[:p]) + (stride,) + tuple(y.shape[p + len(idxs):]))
+    assert flat is not None
+    return S.take(merged, flat, axis=p)

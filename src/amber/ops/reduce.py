@@ -1,0 +1,127 @@
+"""Reduction primitives. ``axes`` are sorted, distinct and non-negative (the front end
+normalises PyTorch's ``dim``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._dtype import DTYPES, NUMERIC, int64
+from ..errors import ShapeError
+from . import _infer as I
+from .registry import Aval, primitive
+
+
+def _reduced_shape(op: str, x: Aval, axes: tuple[int, ...], keepdims: bool) -> tuple:
+    for a in axes:
+        I.check_axis(op, a, x.ndim)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"{op}: axes {axes} repeat a dimension")
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+def _reduce_infer(op: str, allowed: tuple, *, empty_ok: bool) -> Any:
+    def rule(x: Aval, *, axes: tuple[int, ...], keepdims: bool) -> Aval:
+        I.check_dtypes(op, allowed, x)
+        shape = _reduced_shape(op, x, tuple(axes), keepdims)
+        if not empty_ok:
+            for a in axes:
+                if x.shape[a] == 0:
+                    raise ShapeError(
+                        f"{op}: cannot reduce an empty dimension (axis {a} of shape "
+                        f"{I.fmt_shape(x.shape)}) - the result has no identity"
+                    )
+        return Aval(shape, x.dtype)
+
+    return rule
+
+
+_AX = {"axes": "int[]", "keepdims": "bool"}
+
+
+def _keepdims_shape(x: Any, axes: tuple[int, ...]) -> tuple:
+    return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+
+
+@primitive("sum", infer=_reduce_infer("sum", NUMERIC, empty_ok=True), attrs=_AX)
+def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """Sum over ``axes`` in the input dtype (integers wrap); an empty reduction is 0."""
+    return np.asarray(np.sum(x, axis=tuple(axes), keepdims=keepdims, dtype=x.dtype))
+
+
+@reduce_sum.def_vjp
+def _(g, out, x, *, axes, keepdims):
+    from .. import functional as F
+
+    if not keepdims:
+        g = F.reshape_exact(g, _keepdims_shape(x, axes))
+    return (F.broadcast_to(g, x.shape),)
+
+
+def _check_nonempty(op: str, x: np.ndarray, axes: tuple[int, ...]) -> None:
+    for a in axes:
+        if x.shape[a] == 0:
+            raise ShapeError(f"{op}: cannot reduce an empty dimension (axis {a})")
+
+
+@primitive("max", infer=_reduce_infer("max", DTYPES, empty_ok=False), attrs=_AX)
+def reduce_max(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """Maximum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
+    _check_nonempty("max", x, axes)
+    return np.asarray(np.max(x, axis=tuple(axes), keepdims=keepdims))
+
+
+@primitive("min", infer=_reduce_infer("min", DTYPES, empty_ok=False), attrs=_AX)
+def reduce_min(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """Minimum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
+    _check_nonempty("min", x, axes)
+    return np.asarray(np.min(x, axis=tuple(axes), keepdims=keepdims))
+
+
+def _extremum_vjp(g, out, x, *, axes, keepdims):
+    from .. import functional as F
+
+    shape = _keepdims_shape(x, axes)
+    if not keepdims:
+        g = F.reshape_exact(g, shape)
+        out = F.reshape_exact(out, shape)
+    # Ties share the gradient evenly (as torch.amax does).
+    hit = F.where(x == out, F.ones_like(x), F.zeros_like(x))
+    count = reduce_sum(hit, axes=axes, keepdims=True)
+    return (g * hit / count,)
+
+
+reduce_max.def_vjp(_extremum_vjp)
+reduce_min.def_vjp(_extremum_vjp)
+
+
+def _arg_infer(op: str) -> Any:
+    def rule(x: Aval, *, axis: int, keepdims: bool) -> Aval:
+        I.check_dtypes(op, NUMERIC, x)
+        I.check_axis(op, axis, x.ndim)
+        if x.shape[axis] == 0:
+            raise ShapeError(f"{op}: cannot reduce an empty dimension (axis {axis})")
+        shape = _reduced_shape(op, x, (axis,), keepdims)
+        return Aval(shape, int64)
+
+    return rule
+
+
+_ARG = {"axis": "int", "keepdims": "bool"}
+
+
+@primitive("argmax", infer=_arg_infer("argmax"), attrs=_ARG)
+def argmax(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
+    """Index (int64) of the first maximum along ``axis``; the first NaN counts as maximum."""
+    _check_nonempty("argmax", x, (axis,))
+    return np.asarray(np.argmax(x, axis=axis, keepdims=keepdims)).astype(np.int64)
+
+
+@primitive("argmin", infer=_arg_infer("argmin"), attrs=_ARG)
+def argmin(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
+    """Index (int64) of the first minimum along ``axis``; the first NaN counts as minimum."""
+    _check_nonempty("argmin", x, (axis,))
+    return np.asarray(np.argmin(x, axis=axis, keepdims=keepdims)).astype(np.int64)

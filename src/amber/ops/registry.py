@@ -1,0 +1,212 @@
+"""The op registry: one entry per primitive, the single source of truth.
+
+A primitive is defined once: its name, attribute schema, shape/dtype inference, NumPy
+kernel and VJP. The VJP is written in amber ops, so gradients are themselves
+differentiable (higher order) and can be traced like any other amber code.
+
+One ``bind`` path serves every mode: concrete inputs run the kernel (and record a tape
+node when gradients are on); while a trace is active, tracer inputs are handed to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._dtype import DType, from_numpy_dtype
+from ..errors import AmberError, DTypeError, ShapeError
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
+
+Dim = Any  # int, or a symbolic dimension under capture
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class Aval:
+    """Abstract value: what inference knows about a tensor (dtype and shape)."""
+
+    shape: Shape
+    dtype: DType
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype.name}[{', '.join(str(d) for d in self.shape)}]"
+
+
+InferFn = Callable[..., Aval]
+VjpFn = Callable[..., Sequence["Tensor | None"]]
+
+
+class Primitive:
+    """A registered primitive op. Calling it binds it to tensor arguments."""
+
+    __slots__ = ("name", "impl", "infer", "vjp", "attrs", "doc", "n_inputs")
+
+    def __init__(
+        self,
+        name: str,
+        impl: Callable[..., np.ndarray],
+        infer: InferFn,
+        attrs: dict[str, str],
+        n_inputs: int | None,
+    ) -> None:
+        self.name = name
+        self.impl = impl
+        self.infer = infer
+        self.vjp: VjpFn | None = None
+        self.attrs = attrs  # attribute name -> type description (for docs, IR verification)
+        self.doc = (impl.__doc__ or "").strip()
+        self.n_inputs = n_inputs  # None = variadic
+
+    def def_vjp(self, fn: VjpFn) -> VjpFn:
+        """Register the VJP: ``fn(g, out, *inputs, **attrs) -> cotangent per input``."""
+        self.vjp = fn
+        return fn
+
+    def __call__(self, *args: Tensor, **attrs: Any) -> Tensor:
+        return bind(self, args, attrs)
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+
+REGISTRY: dict[str, Primitive] = {}
+
+
+def primitive(
+    name: str, *, infer: InferFn, attrs: dict[str, str] | None = None, n_inputs: int | None = 1
+) -> Callable[[Callable[..., np.ndarray]], Primitive]:
+    """Decorator: register the NumPy kernel below it as primitive ``name``."""
+
+    def register(impl: Callable[..., np.ndarray]) -> Primitive:
+        if name in REGISTRY:
+            raise AmberError(f"primitive {name!r} registered twice")
+        p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs)
+        REGISTRY[name] = p
+        return p
+
+    return register
+
+
+# --------------------------------------------------------------------------- grad mode
+
+class _GradState(threading.local):
+    enabled: bool = True
+
+
+_grad_state = _GradState()
+
+
+def is_grad_enabled() -> bool:
+    return _grad_state.enabled
+
+
+class _GradMode:
+    """Context manager / decorator setting whether ops record the autograd tape."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._prev.append(_grad_state.enabled)
+        _grad_state.enabled = self._enabled
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_state.enabled = self._prev.pop()
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with _GradMode(self._enabled):
+                return fn(*a, **k)
+
+        return wrapper
+
+
+def no_grad() -> _GradMode:
+    """Ops inside do not record gradients: ``with am.no_grad(): ...``."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+def set_grad_enabled(mode: bool) -> _GradMode:
+    return _GradMode(mode)
+
+
+# --------------------------------------------------------------------------- tape
+
+class Node:
+    """One tape entry: ``out = prim(*inputs, **attrs)``. ``inputs`` is None once freed."""
+
+    __slots__ = ("prim", "inputs", "attrs", "out_ref")
+
+    def __init__(self, prim: Primitive, inputs: tuple[Tensor, ...], attrs: dict[str, Any],
+                 out: Tensor) -> None:
+        self.prim = prim
+        self.inputs: tuple[Tensor, ...] | None = inputs
+        self.attrs = attrs
+        # NOTE: weak, to avoid an out <-> node cycle; consumers keep `out` alive.
+        self.out_ref = weakref.ref(out)
+
+
+# --------------------------------------------------------------------------- bind
+
+class TraceHooks:
+    """Set by capture: ``bind`` hands ops with tracer inputs to the active trace."""
+
+    active: int = 0  # number of traces in progress (fast check in bind)
+    bind: Callable[[Primitive, tuple[Tensor, ...], dict[str, Any]], Tensor] | None = None
+
+
+def abstract_eval(prim: Primitive, avals: Sequence[Aval], attrs: dict[str, Any]) -> Aval:
+    """Shape/dtype inference; raises ShapeError/DTypeError naming the op and operands."""
+    return prim.infer(*avals, **attrs)
+
+
+def _kernel_failure(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any],
+                    err: Exception) -> AmberError:
+    avals = [Aval(tuple(a._data.shape), from_numpy_dtype(a._data.dtype)) for a in args]
+    try:
+        abstract_eval(prim, avals, attrs)
+    except (ShapeError, DTypeError) as typed:
+        return typed
+    shapes = ", ".join(str(a) for a in avals)
+    return AmberError(f"{prim.name}: kernel failed on ({shapes}) with {attrs}: {err}")
+
+
+def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Tensor:
+    """Apply ``prim`` to tensors: run (or trace) it and record it on the autograd tape."""
+    from ..tensor import Tensor
+
+    if TraceHooks.active and any(a._data is None for a in args):
+        assert TraceHooks.bind is not None
+        out = TraceHooks.bind(prim, args, attrs)
+    else:
+        try:
+            data = prim.impl(*[a._data for a in args], **attrs)
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+            raise _kernel_failure(prim, args, attrs, err) from None
+        out = Tensor._wrap(data)
+    if _grad_state.enabled and prim.vjp is not None:
+        for a in args:
+            if a.requires_grad:
+                out.requires_grad = True
+                out._node = Node(prim, args, attrs, out)
+                break
+    return out

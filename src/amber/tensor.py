@@ -1,0 +1,433 @@
+"""The Tensor: an n-dimensional array of one dtype with optional autograd history.
+
+A Tensor wraps a NumPy array (eager) or, during capture, stands for an IR value (a
+tracer: ``_data is None``). Every operation goes through the op registry's ``bind``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from .errors import AmberError
+from .ops.registry import Aval, Node, is_grad_enabled
+
+
+class Tensor:
+    """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
+
+    __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers ``ndarray <op> Tensor`` to us
+
+    _data: np.ndarray | None
+    grad: Tensor | None
+    _node: Node | None
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        from .creation import _to_array
+
+        self._data = _to_array(data, dtype)
+        self.requires_grad = False
+        self.grad = None
+        self._node = None
+        self._aval = None
+        self._value = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray) -> Tensor:
+        """Fast construction around an array the kernel produced (dtype already valid)."""
+        t = object.__new__(cls)
+        t._data = data if type(data) is np.ndarray else np.asarray(data)
+        t.requires_grad = False
+        t.grad = None
+        t._node = None
+        t._aval = None
+        t._value = None
+        return t
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def shape(self) -> tuple:
+        d = self._data
+        return d.shape if d is not None else self._aval.shape  # type: ignore[union-attr]
+
+    def size(self, dim: int | None = None) -> Any:
+        """Shape as a tuple, or the size of ``dim`` (PyTorch's ``Tensor.size``)."""
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def dtype(self) -> D.DType:
+        d = self._data
+        return D.from_numpy_dtype(d.dtype) if d is not None else self._aval.dtype  # type: ignore[union-attr]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> Any:
+        n: Any = 1
+        for d in self.shape:
+            n = n * d
+        return n
+
+    @property
+    def aval(self) -> Aval:
+        return Aval(tuple(self.shape), self.dtype)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Node | None:
+        return self._node
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*range(self.ndim - 1, -1, -1))
+
+    @property
+    def mT(self) -> Tensor:
+        return self.transpose(-2, -1)
+
+    # ------------------------------------------------------------------ autograd
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not self.dtype.is_floating:
+            raise D.DTypeError(
+                f"only floating-point tensors can require gradients, this one is {self.dtype.name}"
+            )
+        if not requires_grad and self._node is not None:
+            raise AmberError("requires_grad_(False) on a non-leaf tensor; use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self) -> Tensor:
+        """Same values, no gradient history (a stop-gradient under capture)."""
+        t = Tensor._wrap(self._data) if self._data is not None else self._tracer_alias()
+        return t
+
+    def _tracer_alias(self) -> Tensor:
+        t = object.__new__(Tensor)
+        t._data, t.requires_grad, t.grad, t._node = None, False, None, None
+        t._aval, t._value = self._aval, self._value
+        return t
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into each leaf's ``.grad``."""
+        from .autograd import backward
+
+        backward([self], None if gradient is None else [gradient], retain_graph, create_graph)
+
+    def retain_grad(self) -> None:
+        raise AmberError("retain_grad is not supported; use am.autograd.grad(out, [tensor])")
+
+    # ------------------------------------------------------------------ conversion
+    def _concrete(self, what: str) -> np.ndarray:
+        if self._data is None:
+            from .capture_errors import concrete_value_error
+
+            raise concrete_value_error(what)
+        return self._data
+
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shares memory; call ``.detach()`` first is not needed)."""
+        return self._concrete(".numpy()")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self._concrete("np.asarray(tensor)")
+        if dtype is not None and a.dtype != dtype:
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._concrete("__dlpack__").__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._concrete("__dlpack_device__").__dlpack_device__()
+
+    def item(self) -> Any:
+        a = self._concrete(".item()")
+        if a.size != 1:
+            raise AmberError(f"item(): tensor has {a.size} elements, expected exactly 1")
+        return a.item()
+
+    def tolist(self) -> Any:
+        return self._concrete(".tolist()").tolist()
+
+    def __bool__(self) -> bool:
+        a = self._concrete("bool(tensor) (an `if` or `while` on a tensor)")
+        if a.size != 1:
+            raise AmberError(
+                f"the truth value of a tensor with {a.size} elements is ambiguous; use "
+                f".any() or .all()"
+            )
+        return bool(a)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        a = self._concrete("using a tensor as a Python index")
+        if a.dtype.kind not in "iu" or a.size != 1:
+            raise AmberError("only integer tensors of one element can be used as an index")
+        return int(a.reshape(()))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise AmberError("len() of a 0-d tensor")
+        n = self.shape[0]
+        if not isinstance(n, int):
+            from .capture_errors import concrete_value_error
+
+            raise concrete_value_error(f"len() of a tensor whose first dim is symbolic ({n})")
+        return n
+
+    def __iter__(self) -> Any:
+        n = len(self)
+        return (self[i] for i in range(n))
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        if self._data is None:
+            return f"Tensor(<traced {self.aval}>)"
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
+        extra = "" if self.dtype in (D.float32, D.int64, D.bool_) else f", dtype={self.dtype}"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.prim.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # ------------------------------------------------------------------ dtype conversion
+    def to(self, dtype: Any = None, *args: Any, **kwargs: Any) -> Tensor:
+        """``t.to(am.float64)``; device arguments ("cpu") are accepted and ignored."""
+        dtype = kwargs.pop("dtype", dtype)
+        if isinstance(dtype, str) and dtype == "cpu":
+            dtype = args[0] if args else None
+        if dtype is None:
+            return self
+        from . import functional as F
+
+        return F.cast(self, dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
+
+    def float(self) -> Tensor:
+        return self.to(D.float32)
+
+    def double(self) -> Tensor:
+        return self.to(D.float64)
+
+    def long(self) -> Tensor:
+        return self.to(D.int64)
+
+    def int(self) -> Tensor:
+        return self.to(D.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(D.bool_)
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    # ------------------------------------------------------------------ in-place (eager)
+    def _assign(self, value: Tensor) -> Tensor:
+        """Replace this tensor's values (eager only, never recorded by autograd).
+
+        NOTE: the buffer is replaced, not written into, so values saved by an earlier
+        tape stay intact and an array returned earlier by ``.numpy()`` keeps old values."""
+        if self._data is None:
+            from .capture_errors import concrete_value_error
+
+            raise concrete_value_error("an in-place update")
+        data = np.asarray(value._data if isinstance(value, Tensor) else value)
+        if data.shape != self._data.shape:
+            data = np.broadcast_to(data, self._data.shape)
+        self._data = np.array(data, dtype=self._data.dtype, copy=True)
+        return self
+
+    def _inplace(self, fn: Any, *args: Any) -> Tensor:
+        if self.requires_grad and self._node is None and is_grad_enabled():
+            raise AmberError(
+                "a leaf tensor that requires grad cannot be changed in place outside "
+                "am.no_grad()"
+            )
+        from .ops.registry import no_grad
+
+        with no_grad():
+            return self._assign(fn(self, *args))
+
+    def copy_(self, src: Any) -> Tensor:
+        return self._inplace(lambda s, v: v if isinstance(v, Tensor) else Tensor(v), src)
+
+    def zero_(self) -> Tensor:
+        return self._assign(np.zeros_like(self._concrete("zero_()")))
+
+    def fill_(self, value: Any) -> Tensor:
+        return self._assign(np.full_like(self._concrete("fill_()"), value))
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace(lambda s, o: s + (o * alpha if alpha != 1 else o), other)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._inplace(lambda s, o: s - (o * alpha if alpha != 1 else o), other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace(lambda s, o: s * o, other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace(lambda s, o: s / o, other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        return self._inplace(lambda s: s.clamp(min, max))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self.requires_grad:
+            raise AmberError(
+                "item assignment on a tensor that requires grad is not differentiable in "
+                "amber; build the new tensor with am.where or am.cat instead"
+            )
+        data = self._concrete("item assignment")
+        if isinstance(key, Tensor):
+            key = key._concrete("indexing with a tensor")
+        elif isinstance(key, tuple):
+            key = tuple(k._concrete("indexing") if isinstance(k, Tensor) else k for k in key)
+        new = data.copy()
+        new[key] = value._concrete("item assignment") if isinstance(value, Tensor) else value
+        self._data = new
+
+    # ------------------------------------------------------------------ operators
+    def __getitem__(self, key: Any) -> Tensor:
+        from .indexing import getitem
+
+        return getitem(self, key)
+
+    def __add__(self, o: Any) -> Tensor:
+        return _F.add(self, o)
+
+    def __radd__(self, o: Any) -> Tensor:
+        return _F.add(o, self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return _F.sub(self, o)
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return _F.sub(o, self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return _F.mul(self, o)
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return _F.mul(o, self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return _F.div(self, o)
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return _F.div(o, self)
+
+    def __floordiv__(self, o: Any) -> Tensor:
+        return _F.floor_divide(self, o)
+
+    def __rfloordiv__(self, o: Any) -> Tensor:
+        return _F.floor_divide(o, self)
+
+    def __pow__(self, o: Any) -> Tensor:
+        return _F.pow(self, o)
+
+    def __rpow__(self, o: Any) -> Tensor:
+        return _F.pow(o, self)
+
+    def __matmul__(self, o: Any) -> Tensor:
+        return _F.matmul(self, o)
+
+    def __rmatmul__(self, o: Any) -> Tensor:
+        return _F.matmul(o, self)
+
+    def __neg__(self) -> Tensor:
+        return _F.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _F.abs(self)
+
+    def __invert__(self) -> Tensor:
+        return _F.logical_not(self)
+
+    def __and__(self, o: Any) -> Tensor:
+        return _F.logical_and(self, o)
+
+    def __rand__(self, o: Any) -> Tensor:
+        return _F.logical_and(o, self)
+
+    def __or__(self, o: Any) -> Tensor:
+        return _F.logical_or(self, o)
+
+    def __ror__(self, o: Any) -> Tensor:
+        return _F.logical_or(o, self)
+
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _F.eq(self, o)
+
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return _F.ne(self, o)
+
+    def __lt__(self, o: Any) -> Tensor:
+        return _F.lt(self, o)
+
+    def __le__(self, o: Any) -> Tensor:
+        return _F.le(self, o)
+
+    def __gt__(self, o: Any) -> Tensor:
+        return _F.gt(self, o)
+
+    def __ge__(self, o: Any) -> Tensor:
+        return _F.ge(self, o)
+
+
+# Methods that simply forward to the function of the same name in amber.functional.
+_METHODS = (
+    "add sub mul div pow matmul neg abs sign exp log sqrt rsqrt tanh sigmoid relu sin cos erf "
+    "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
+    "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
+    "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
+    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather"
+).split()
+
+
+def _forwarder(name: str) -> Any:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        return getattr(_F, name)(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"Same as ``amber.{name}(self, ...)``."
+    return method
+
+
+for _name in _METHODS:
+    setattr(Tensor, _name, _forwarder(_name))
+
+Tensor.view_as = lambda self, other: self.reshape(other.shape)  # type: ignore[attr-defined]
+
+from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
