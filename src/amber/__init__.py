@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from . import ops  # noqa: F401  (fills the op registry)
+from . import ops
 from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
@@ -136,12 +136,12 @@ from .functional import (
 from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .tensor import Tensor
 
-bool = bool_  # noqa: A001  (torch spelling: am.bool)
-float = float32  # noqa: A001
+bool = bool_
+float = float32
 double = float64
 long = int64
-int = int32  # noqa: A001
+int = int32
 
-from . import autograd, nn, optim  # noqa: E402
+from . import autograd, nn, optim
 
 __version__ = "0.1.0"

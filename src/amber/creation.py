@@ -15,7 +15,7 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.numpy()
     want = None if dtype is None else D.as_dtype(dtype)
-    if isinstance(data, np.ndarray) or np.isscalar(data) and isinstance(data, np.generic):
+    if isinstance(data, np.ndarray) or (np.isscalar(data) and isinstance(data, np.generic)):
         arr = np.asarray(data)
         if want is None:
             if arr.dtype.kind == "f" and arr.dtype != np.float32 and arr.dtype != np.float64:
