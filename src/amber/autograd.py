@@ -80,9 +80,9 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
                 "nothing it depends on has requires_grad=True"
             )
     seeds = [_seed(o, None if grads is None else grads[i]) for i, o in enumerate(outputs)]
-    cot: dict[int, Tensor] = {}
-    for o, g in zip(outputs, seeds, strict=True):
-        cot[id(o)] = cot[id(o)] + g if id(o) in cot else g
+    cot: dict[int, Tensor | None] = {}
+    for o, seed in zip(outputs, seeds, strict=True):
+        cot[id(o)] = cot[id(o)] + seed if id(o) in cot else seed
     result: dict[int, Tensor] = {}
     with _GradMode(create_graph):
         order = _topo_order(outputs)
@@ -114,9 +114,9 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
                     prev = cot.get(id(inp))
                     cot[id(inp)] = ct if prev is None else prev + ct
         if wanted is not None:
-            for o, g in zip(outputs, seeds, strict=True):
+            for o, seed in zip(outputs, seeds, strict=True):
                 if o._node is None and id(o) in wanted:
-                    result[id(o)] = g
+                    result[id(o)] = seed
     return result
 
 

@@ -23,6 +23,7 @@ class Tensor:
     _data: np.ndarray | None
     grad: Tensor | None
     _node: Node | None
+    _aval: Aval | None
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -94,11 +95,11 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:
-        return self.permute(*range(self.ndim - 1, -1, -1))
+        return _F.permute(self, *range(self.ndim - 1, -1, -1))
 
     @property
     def mT(self) -> Tensor:
-        return self.transpose(-2, -1)
+        return _F.transpose(self, -2, -1)
 
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -250,7 +251,7 @@ class Tensor:
         return self
 
     # ------------------------------------------------------------------ in-place (eager)
-    def _assign(self, value: Tensor) -> Tensor:
+    def _assign(self, value: Tensor | np.ndarray) -> Tensor:
         """Replace this tensor's values (eager only, never recorded by autograd).
 
         NOTE: the buffer is replaced, not written into, so values saved by an earlier

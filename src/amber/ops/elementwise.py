@@ -370,7 +370,7 @@ def cast(x: np.ndarray, *, dtype: str) -> np.ndarray:
     bool -> number is 0 or 1."""
     target: DType = as_dtype(dtype)
     if x.dtype.kind == "f" and target.is_integer:
-        info = np.iinfo(target.np)
+        info = np.iinfo(target.np)  # type: ignore[type-var]
         t = np.trunc(x)
         hi, lo = t >= float(info.max), t <= float(info.min)
         inside = ~(hi | lo | np.isnan(t))

@@ -181,7 +181,8 @@ def abstract_eval(prim: Primitive, avals: Sequence[Aval], attrs: dict[str, Any])
 
 def _kernel_failure(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any],
                     err: Exception) -> AmberError:
-    avals = [Aval(tuple(a._data.shape), from_numpy_dtype(a._data.dtype)) for a in args]
+    arrays = [np.asarray(a._data) for a in args]
+    avals = [Aval(tuple(x.shape), from_numpy_dtype(x.dtype)) for x in arrays]
     try:
         abstract_eval(prim, avals, attrs)
     except (ShapeError, DTypeError) as typed:
