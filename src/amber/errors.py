@@ -29,3 +29,30 @@ class FormatError(AmberError):
 
 class OutOfRangeError(AmberError, IndexError):
     """An index tensor holds a value outside the indexed dimension."""
+
+
+class IRError(AmberError):
+    """A program fails verification (unknown op, type mismatch, unbound symbolic dim)."""
+
+
+class ExportError(CaptureError):
+    """The captured program disagrees with eager execution, or cannot be proven."""
+
+
+class ControlFlowError(AmberError, TypeError):
+    """A control-flow construct (``am.cond``, ``am.while_loop``, ``am.scan``,
+    ``am.fori_loop``) got a non-tensor operand or carry, a predicate that is not a bool
+    scalar, or a user function whose outputs change structure, dtype or shape; the
+    message names the user's function and the mismatching leaf (e.g. ``carry[1]['h']``)."""
+
+
+class LimitError(AmberError, RuntimeError):
+    """A program ran past a configured limit (see ``am.control.set_limits``)."""
+
+
+class IterationLimitError(LimitError):
+    """A loop ran past ``max_iterations`` iterations."""
+
+
+class RecursionLimitError(LimitError):
+    """Graph functions nested past ``max_recursion_depth`` (or past Python's own stack)."""
