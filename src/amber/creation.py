@@ -193,6 +193,8 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), *,
     """Integers uniform in [low, high) (``randint(high, size)`` also works, as in torch)."""
     if high is None:
         low, high = 0, low
+    elif not isinstance(high, int) and not size:  # randint(high, size)
+        low, high, size = 0, low, high
     dt = D.int64 if dtype is None else D.as_dtype(dtype)
     return _make(_rng(generator).integers(low, high, size=tuple(size)).astype(dt.np), False)
 

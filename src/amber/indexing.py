@@ -20,6 +20,8 @@ def _as_index_tensor(k: Any) -> Tensor:
     if isinstance(k, Tensor):
         return k
     arr = np.asarray(k)
+    if arr.size == 0 and arr.dtype.kind == "f":  # an empty list: no indices (NumPy rule)
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iub":
         raise ShapeError(f"index arrays must hold integers or booleans, got {arr.dtype}")
     return Tensor._wrap(arr.astype(np.bool_ if arr.dtype.kind == "b" else np.int64))
@@ -41,13 +43,14 @@ def _expand(x: Tensor, key: tuple) -> list[tuple[str, Any]]:
         else:
             t = _as_index_tensor(k)
             if t.dtype is D.bool_:
-                entries.extend(("adv", i) for i in _mask_to_indices(t))
+                # one index per mask dim, with the size that dim must have
+                entries.extend(("madv", (i, m)) for i, m in zip(_mask_to_indices(t), t.shape))
             elif t.dtype.is_integer:
                 entries.append(("adv", t))
             else:
                 raise ShapeError(f"tensors used as indices must be integer or bool, got "
                                  f"{t.dtype.name}")
-    used = sum(1 for kind, _ in entries if kind in ("slice", "int", "adv"))
+    used = sum(1 for kind, _ in entries if kind in ("slice", "int", "adv", "madv"))
     n_ell = sum(1 for kind, _ in entries if kind == "ellipsis")
     if n_ell > 1:
         raise ShapeError("an index can only have a single ellipsis ('...')")
@@ -75,7 +78,7 @@ def _mask_to_indices(mask: Tensor) -> list[Tensor]:
 
 def getitem(x: Tensor, key: Any) -> Tensor:
     entries = _expand(x, key if isinstance(key, tuple) else (key,))
-    has_adv = any(kind == "adv" for kind, _ in entries)
+    has_adv = any(kind in ("adv", "madv") for kind, _ in entries)
     if has_adv:  # ints join the advanced indices (NumPy rule)
         entries = [("adv", F.scalar(v, D.int64)) if kind == "int" else (kind, v)
                    for kind, v in entries]
@@ -91,7 +94,7 @@ def getitem(x: Tensor, key: Any) -> Tensor:
             if v.step is not None and v.step <= 0:
                 raise ShapeError(f"slice step must be positive, got {v.step}")
             a, b, s = v.indices(n) if isinstance(n, int) else _symbolic_slice(v, n)
-            b = max(a, b)
+            b = a if b < a else b  # (not max(): exact for symbolic sizes)
             starts.append(a)
             stops.append(b)
             steps.append(s)
@@ -100,11 +103,16 @@ def getitem(x: Tensor, key: Any) -> Tensor:
         elif kind == "int":
             if isinstance(n, int) and not -n <= v < n:
                 raise OutOfRangeError(f"index {v} is out of range for dim {dim} of size {n}")
-            i = v % n if isinstance(n, int) else v
+            i = v % n  # symbolic n: exact when provably in range, else CaptureError
             starts.append(i)
             stops.append(i + 1)
             steps.append(1)
-        else:  # adv
+        else:  # adv, or madv (one dim of a bool mask)
+            if kind == "madv":
+                v, want = v
+                if n != want:
+                    raise ShapeError(f"boolean index did not match the indexed tensor along "
+                                     f"dim {dim}: the tensor has size {n}, the mask {want}")
             starts.append(0)
             stops.append(n)
             steps.append(1)
@@ -120,11 +128,25 @@ def getitem(x: Tensor, key: Any) -> Tensor:
 
 
 def _symbolic_slice(s: slice, n: Any) -> tuple:
-    if (s.start in (None, 0)) and s.stop is None and s.step in (None, 1):
-        return 0, n, 1
-    from .capture_errors import concrete_value_error
+    """(start, stop, step) of ``s`` on a symbolic size ``n``: exact when the bounds are
+    provably inside [0, n] (``x[1:]``, ``x[:-1]``), else a CaptureError at the user's line
+    (the clamping NumPy would do depends on the runtime size)."""
+    step = 1 if s.step is None else s.step
 
-    raise concrete_value_error(f"slicing a symbolic dimension ({n}) with bounds {s}")
+    def bound(v: Any, default: Any) -> Any:
+        if v is None:
+            return default
+        if isinstance(v, Tensor) or not isinstance(v, (int, np.integer)):
+            from .capture_errors import concrete_value_error
+
+            raise concrete_value_error(f"slicing a symbolic dimension ({n}) with bounds {s}")
+        v = int(v)
+        r = n + v if v < 0 else v
+        if r < 0 or r > n:  # DimExpr comparisons refuse when undecidable
+            raise AssertionError("unreachable")  # pragma: no cover
+        return r
+
+    return bound(s.start, 0), bound(s.stop, n), step
 
 
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor, Any]]) -> Tensor:

@@ -18,10 +18,10 @@ from .registry import Aval, primitive
 
 def unbroadcast(g: Any, shape: tuple) -> Any:
     """Sum ``g`` down to ``shape`` (the VJP of NumPy broadcasting)."""
+    if tuple(g.shape) == tuple(shape):
+        return g  # the common case: checked before the (per-call) import below
     from .. import functional as F
 
-    if tuple(g.shape) == tuple(shape):
-        return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1
@@ -228,7 +228,9 @@ def mul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @mul.def_vjp
 def _(g, out, x, y):
-    return unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)
+    # NOTE: a cotangent nobody needs (input without requires_grad) is not computed.
+    return (unbroadcast(g * y, x.shape) if x.requires_grad else None,
+            unbroadcast(g * x, y.shape) if y.requires_grad else None)
 
 
 def _int_floor_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -259,7 +261,8 @@ def _(g, out, x, y):
     if not x.dtype.is_floating:
         return None, None
     gx = g / y
-    return unbroadcast(gx, x.shape), unbroadcast(-(gx * out), y.shape)
+    return (unbroadcast(gx, x.shape) if x.requires_grad else None,
+            unbroadcast(-(gx * out), y.shape) if y.requires_grad else None)
 
 
 @primitive("pow", infer=I.binary("pow", FLOATS), n_inputs=2)
@@ -274,11 +277,13 @@ def pow_(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _(g, out, x, y):
     from .. import functional as F
 
-    gx = g * y * pow_(x, y - 1)
+    gx = unbroadcast(g * y * pow_(x, y - 1), x.shape) if x.requires_grad else None
+    if not y.requires_grad:
+        return gx, None
     # d/dy x**y = x**y log x; defined as 0 where x == 0 (the limit for y > 0).
     safe_log = log(F.where(x == 0, F.ones_like(x), x))
     gy = g * out * safe_log
-    return unbroadcast(gx, x.shape), unbroadcast(gy, y.shape)
+    return gx, unbroadcast(gy, y.shape)
 
 
 def _minmax_vjp(g, out, x, y):
@@ -289,7 +294,8 @@ def _minmax_vjp(g, out, x, y):
     wy = F.where(y == out, F.ones_like(out), F.zeros_like(out))
     total = wx + wy
     total = F.where(total == 0, F.ones_like(total), total)
-    return unbroadcast(g * wx / total, x.shape), unbroadcast(g * wy / total, y.shape)
+    return (unbroadcast(g * wx / total, x.shape) if x.requires_grad else None,
+            unbroadcast(g * wy / total, y.shape) if y.requires_grad else None)
 
 
 @primitive("maximum", infer=I.binary("maximum", DTYPES), n_inputs=2)
@@ -355,7 +361,8 @@ def _(g, out, c, x, y):
     from .. import functional as F
 
     z = F.zeros_like(g)
-    return None, unbroadcast(F.where(c, g, z), x.shape), unbroadcast(F.where(c, z, g), y.shape)
+    return (None, unbroadcast(F.where(c, g, z), x.shape) if x.requires_grad else None,
+            unbroadcast(F.where(c, z, g), y.shape) if y.requires_grad else None)
 
 
 def _cast_infer(x: Aval, *, dtype: str) -> Aval:

@@ -47,7 +47,18 @@ def _(g, out, a, b):
     def mT(t: Any) -> Any:
         return t.transpose(-1, -2)
 
-    return unbroadcast(g @ mT(b), a.shape), unbroadcast(mT(a) @ g, b.shape)
+    # NOTE: a cotangent nobody needs (input without requires_grad) is not computed.
+    ga = unbroadcast(g @ mT(b), a.shape) if a.requires_grad else None
+    if not b.requires_grad:
+        return ga, None
+    bd = b._data
+    if (a.ndim == 2 and b.ndim == 2 and bd is not None and bd.flags.f_contiguous
+            and not bd.flags.c_contiguous):
+        # b is a transposed view (``x @ w.T``, as in a linear layer): compute its cotangent
+        # as (g^T a)^T so it has b's layout and ``w``'s own gradient comes out row-major;
+        # a column-major weight gradient makes every later update op stride badly.
+        return ga, mT(mT(g) @ a)
+    return ga, unbroadcast(mT(a) @ g, b.shape)
 
 
 # ----------------------------------------------------------------------------- conv2d
@@ -118,8 +129,10 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride, padding, dilation, groups) -
 @conv2d.def_vjp
 def _(g, out, x, w, *, stride, padding, dilation, groups):
     kw_ = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    dx = conv2d_input_grad(g, w, input_hw=(x.shape[2], x.shape[3]), **kw_)
-    dw = conv2d_weight_grad(x, g, kernel_hw=(w.shape[2], w.shape[3]), **kw_)
+    dx = (conv2d_input_grad(g, w, input_hw=(x.shape[2], x.shape[3]), **kw_)
+          if x.requires_grad else None)
+    dw = (conv2d_weight_grad(x, g, kernel_hw=(w.shape[2], w.shape[3]), **kw_)
+          if w.requires_grad else None)
     return dx, dw
 
 

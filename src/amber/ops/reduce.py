@@ -18,6 +18,8 @@ def _reduced_shape(op: str, x: Aval, axes: tuple[int, ...], keepdims: bool) -> t
         I.check_axis(op, a, x.ndim)
     if len(set(axes)) != len(axes):
         raise ShapeError(f"{op}: axes {axes} repeat a dimension")
+    if list(axes) != sorted(axes):
+        raise ShapeError(f"{op}: axes {axes} must be sorted (normalised attribute)")
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     return tuple(d for i, d in enumerate(x.shape) if i not in axes)
@@ -49,7 +51,8 @@ def _keepdims_shape(x: Any, axes: tuple[int, ...]) -> tuple:
 @primitive("sum", infer=_reduce_infer("sum", NUMERIC, empty_ok=True), attrs=_AX)
 def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Sum over ``axes`` in the input dtype (integers wrap); an empty reduction is 0."""
-    return np.asarray(np.sum(x, axis=tuple(axes), keepdims=keepdims, dtype=x.dtype))
+    # np.add.reduce is what np.sum calls, minus about 1.5 us of Python dispatch
+    return np.asarray(np.add.reduce(x, axis=tuple(axes), keepdims=keepdims, dtype=x.dtype))  # type: ignore[call-overload]
 
 
 @reduce_sum.def_vjp
@@ -71,14 +74,14 @@ def _check_nonempty(op: str, x: np.ndarray, axes: tuple[int, ...]) -> None:
 def reduce_max(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Maximum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
     _check_nonempty("max", x, axes)
-    return np.asarray(np.max(x, axis=tuple(axes), keepdims=keepdims))
+    return np.asarray(np.maximum.reduce(x, axis=tuple(axes), keepdims=keepdims))  # type: ignore[call-overload]
 
 
 @primitive("min", infer=_reduce_infer("min", DTYPES, empty_ok=False), attrs=_AX)
 def reduce_min(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Minimum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
     _check_nonempty("min", x, axes)
-    return np.asarray(np.min(x, axis=tuple(axes), keepdims=keepdims))
+    return np.asarray(np.minimum.reduce(x, axis=tuple(axes), keepdims=keepdims))  # type: ignore[call-overload]
 
 
 def _extremum_vjp(g, out, x, *, axes, keepdims):
@@ -100,7 +103,7 @@ reduce_min.def_vjp(_extremum_vjp)
 
 def _arg_infer(op: str) -> Any:
     def rule(x: Aval, *, axis: int, keepdims: bool) -> Aval:
-        I.check_dtypes(op, NUMERIC, x)
+        I.check_dtypes(op, DTYPES, x)
         I.check_axis(op, axis, x.ndim)
         if x.shape[axis] == 0:
             raise ShapeError(f"{op}: cannot reduce an empty dimension (axis {axis})")
@@ -115,13 +118,15 @@ _ARG = {"axis": "int", "keepdims": "bool"}
 
 @primitive("argmax", infer=_arg_infer("argmax"), attrs=_ARG)
 def argmax(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
-    """Index (int64) of the first maximum along ``axis``; the first NaN counts as maximum."""
+    """Index (int64) of the first maximum along ``axis``; the first NaN counts as maximum
+    (bool: False < True); error on an empty axis."""
     _check_nonempty("argmax", x, (axis,))
     return np.asarray(np.argmax(x, axis=axis, keepdims=keepdims)).astype(np.int64)
 
 
 @primitive("argmin", infer=_arg_infer("argmin"), attrs=_ARG)
 def argmin(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
-    """Index (int64) of the first minimum along ``axis``; the first NaN counts as minimum."""
+    """Index (int64) of the first minimum along ``axis``; the first NaN counts as minimum
+    (bool: False < True); error on an empty axis."""
     _check_nonempty("argmin", x, (axis,))
     return np.asarray(np.argmin(x, axis=axis, keepdims=keepdims)).astype(np.int64)

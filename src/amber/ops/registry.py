@@ -191,22 +191,52 @@ def _kernel_failure(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, 
     return AmberError(f"{prim.name}: kernel failed on ({shapes}) with {attrs}: {err}")
 
 
+def _symbolic_attrs(attrs: dict[str, Any]) -> bool:
+    """True if an attribute holds a symbolic size (only possible during capture)."""
+    for v in attrs.values():
+        if getattr(v, "_amber_symbolic_int", False):
+            return True
+        if isinstance(v, (tuple, list)) and any(
+                getattr(x, "_amber_symbolic_int", False) for x in v):
+            return True
+    return False
+
+
+def _wrap(data: np.ndarray) -> Tensor:
+    """A new Tensor around a kernel's result. On first use this rebinds itself to
+    ``tensor._wrap_array`` (tensor.py imports this module, so not at import time)."""
+    global _wrap
+    from ..tensor import _wrap_array
+
+    _wrap = _wrap_array
+    return _wrap_array(data)
+
+
 def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Tensor:
     """Apply ``prim`` to tensors: run (or trace) it and record it on the autograd tape."""
-    from ..tensor import Tensor
-
-    if TraceHooks.active and any(a._data is None for a in args):
+    if TraceHooks.active and (any(a._data is None for a in args)
+                              or _symbolic_attrs(attrs)):
         assert TraceHooks.bind is not None
         out = TraceHooks.bind(prim, args, attrs)
     else:
         try:
-            data = prim.impl(*[a._data for a in args], **attrs)
+            n = len(args)
+            if n == 2:
+                data = prim.impl(args[0]._data, args[1]._data, **attrs)
+            elif n == 1:
+                data = prim.impl(args[0]._data, **attrs)
+            else:
+                data = prim.impl(*[a._data for a in args], **attrs)
+        except AmberError:
+            raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
         except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
             raise _kernel_failure(prim, args, attrs, err) from None
-        out = Tensor._wrap(data)
-    if _grad_state.enabled and prim.vjp is not None:
+        out = _wrap(data)
+    if prim.vjp is not None and _grad_state.enabled:
         for a in args:
             if a.requires_grad:
+                if not out.dtype.is_floating:
+                    break  # integer and bool results carry no gradient
                 out.requires_grad = True
                 out._node = Node(prim, args, attrs, out)
                 break

@@ -37,7 +37,7 @@ def _reshape_infer(x: Aval, *, shape: tuple) -> Aval:
 @primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"})
 def reshape(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Same elements in row-major order, new shape (same element count)."""
-    return np.reshape(x, tuple(shape))
+    return np.asarray(x).reshape(tuple(shape))
 
 
 @reshape.def_vjp
@@ -59,7 +59,7 @@ def _transpose_infer(x: Aval, *, perm: tuple[int, ...]) -> Aval:
 @primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"})
 def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
     """Permute dimensions: output dim i is input dim perm[i]."""
-    return np.transpose(x, tuple(perm))
+    return np.asarray(x).transpose(tuple(perm))
 
 
 @transpose.def_vjp
@@ -87,7 +87,19 @@ def _broadcast_infer(x: Aval, *, shape: tuple) -> Aval:
 @primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"})
 def broadcast_to(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Repeat size-1 (and missing leading) dims to ``shape`` (NumPy rules)."""
-    return np.broadcast_to(x, tuple(shape))
+    shape = tuple(shape)
+    if math.prod(shape) <= _SMALL_BROADCAST and x.ndim <= len(shape):
+        # np.broadcast_to costs ~3 us of Python; for a small result a (read-only, like
+        # the view) filled copy is several times cheaper. Shapes that do not broadcast
+        # fail in the assignment, as they would in np.broadcast_to.
+        out = np.empty(shape, dtype=x.dtype)
+        out[...] = x
+        out.flags.writeable = False
+        return out
+    return np.broadcast_to(x, shape)
+
+
+_SMALL_BROADCAST = 4096  # elements
 
 
 @broadcast_to.def_vjp
@@ -100,7 +112,9 @@ def _(g, out, x, *, shape):
 # ----------------------------------------------------------------------------- slice, pad
 
 def _slice_len(start: int, stop: int, step: int) -> int:
-    return max(0, (stop - start + step - 1) // step)
+    # NOTE: written with `<` rather than max() so symbolic sizes (capture) stay exact.
+    n = (stop - start + step - 1) // step
+    return 0 if n < 0 else n
 
 
 def _slice_infer(x: Aval, *, starts: tuple, stops: tuple, steps: tuple) -> Aval:
@@ -133,12 +147,14 @@ def _(g, out, x, *, starts, stops, steps):
         k = _slice_len(a, b, s)
         lo.append(a)
         interior.append(s - 1)
-        used = a + (k - 1) * s + 1 if k else a
+        used = a + k if s == 1 else (a + (k - 1) * s + 1 if k else a)
         hi.append(n - used)
     return (pad(g, lo=tuple(lo), hi=tuple(hi), interior=tuple(interior), value=0.0),)
 
 
 def _padded(n: Any, lo: int, hi: int, interior: int) -> Any:
+    if interior == 0:
+        return lo + hi + n  # no test of n == 0, so symbolic sizes stay exact
     return lo + hi + (n + (n - 1) * interior if n != 0 else 0)
 
 
@@ -155,9 +171,15 @@ def _pad_infer(x: Aval, *, lo: tuple, hi: tuple, interior: tuple, value: float) 
            attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"})
 def pad(x: np.ndarray, *, lo: tuple, hi: tuple, interior: tuple, value: float) -> np.ndarray:
     """Insert ``lo``/``hi`` elements of ``value`` before/after each dim and ``interior``
-    elements between neighbours (value converted to x's dtype)."""
+    elements between neighbours (``value`` is a float64 converted to x's dtype by the rules
+    of ``cast``: truncation, NaN -> 0, saturation)."""
+    from .._dtype import from_numpy_dtype
+    from .elementwise import cast
+
     shape = tuple(_padded(n, a, b, i) for a, b, i, n in zip(lo, hi, interior, x.shape, strict=True))
-    out = np.full(shape, value, dtype=x.dtype)
+    fill = cast.impl(np.array(float(value), dtype=np.float64),
+                     dtype=from_numpy_dtype(x.dtype).name)
+    out = np.full(shape, fill, dtype=x.dtype)
     out[tuple(slice(a, a + (n - 1) * (i + 1) + 1 if n else a, i + 1)
               for a, i, n in zip(lo, interior, x.shape, strict=True))] = x
     return out
@@ -165,7 +187,7 @@ def pad(x: np.ndarray, *, lo: tuple, hi: tuple, interior: tuple, value: float) -
 
 @pad.def_vjp
 def _(g, out, x, *, lo, hi, interior, value):
-    stops = tuple(a + (n - 1) * (i + 1) + 1 if n else a
+    stops = tuple(a + n if i == 0 else (a + (n - 1) * (i + 1) + 1 if n else a)
                   for a, i, n in zip(lo, interior, x.shape, strict=True))
     return (slice_(g, starts=tuple(lo), stops=stops, steps=tuple(i + 1 for i in interior)),)
 
