@@ -122,7 +122,9 @@ def test_integer_arithmetic_wraps() -> None:
     assert (x * 2).tolist() == [-2, 0]
     assert (-x).tolist() == [lo + 1, lo]
     assert am.abs(x).tolist() == [hi, lo]
-    assert am.sum(am.tensor([hi, hi], dtype=am.int32)).tolist() == -2
+    assert am.sum(am.tensor([hi, hi], dtype=am.int32), dtype=am.int32).tolist() == -2
+    total = am.sum(am.tensor([hi, hi], dtype=am.int32))
+    assert total.dtype is am.int64 and total.tolist() == 2 * hi
 
 
 def test_integer_power_stays_integer() -> None:
@@ -220,3 +222,9 @@ def test_dtype_names_and_aliases() -> None:
     assert am.as_dtype("float64") is am.float64 and am.as_dtype(np.int32) is am.int32
     assert am.as_dtype(float) is am.float32 and am.as_dtype(int) is am.int64
     assert str(am.float32) == "amber.float32"
+
+
+def test_python_scalar_out_of_range_is_a_dtype_error() -> None:
+    x = am.tensor([1], dtype=am.int32)
+    with pytest.raises(am.DTypeError, match="does not fit in int32"):
+        x + 2**40

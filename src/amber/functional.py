@@ -28,8 +28,19 @@ Number = int | float | bool
 
 
 def scalar(value: Any, dtype: D.DType) -> Tensor:
-    """A 0-d constant tensor."""
-    return Tensor._wrap(np.array(value, dtype=dtype.np))
+    """A 0-d constant tensor (a symbolic size under capture becomes a ``dim_value`` node,
+    so it is computed at run time rather than baked in)."""
+    if getattr(value, "_amber_symbolic_int", False):
+        from .capture.trace import symbolic_scalar
+
+        return symbolic_scalar(value, dtype)
+    try:
+        return Tensor._wrap(np.array(value, dtype=dtype.np))
+    except OverflowError:
+        raise D.DTypeError(
+            f"the Python number {value} does not fit in {dtype.name}; convert the tensor "
+            f"first, e.g. .to(am.int64)"
+        ) from None
 
 
 def _as_tensor(x: Any) -> Tensor:
@@ -48,20 +59,30 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
 
 
 def _operands(a: Any, b: Any, arith: bool = False) -> tuple[Tensor, Tensor]:
-    """Lift scalars and promote dtypes; with ``arith``, bool computes as int64."""
+    """Lift scalars and promote dtypes; with ``arith``, bool computes as int64. A NumPy
+    array operand counts as a tensor (``ndarray + Tensor`` lands here via ``__radd__``)."""
+    if isinstance(a, np.ndarray):
+        a = _as_tensor(a)
+    if isinstance(b, np.ndarray):
+        b = _as_tensor(b)
+    da = db = None  # dtypes of the tensor operands (None for a Python scalar)
     if isinstance(a, Tensor):
+        da = a.dtype
         if isinstance(b, Tensor):
-            dt = a.dtype if a.dtype is b.dtype else D.promote(a.dtype, b.dtype)
+            db = b.dtype
+            dt = da if da is db else D.promote(da, db)
         else:
-            dt = D.promote_scalar(a.dtype, b)
+            dt = D.promote_scalar(da, b)
     elif isinstance(b, Tensor):
-        dt = D.promote_scalar(b.dtype, a)
+        db = b.dtype
+        dt = D.promote_scalar(db, a)
     else:
         a, b = _as_tensor(a), _as_tensor(b)
-        dt = D.promote(a.dtype, b.dtype)
+        da, db = a.dtype, b.dtype
+        dt = D.promote(da, db)
     if arith and dt is D.bool_:
         dt = D.int64
-    return _lift(a, dt), _lift(b, dt)
+    return (a if da is dt else _lift(a, dt)), (b if db is dt else _lift(b, dt))
 
 
 def _lift(x: Any, dt: D.DType) -> Tensor:
@@ -245,8 +266,12 @@ def rsqrt(x: Tensor) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0); the gradient at 0 is 0 (as in PyTorch)."""
-    return where(x > 0, x, 0)
+    """max(x, 0); the gradient at 0 is 0 and NaN stays NaN (as in PyTorch)."""
+    if isinstance(x, Tensor) and x.dtype is not D.bool_:
+        # where(x <= 0, 0, x) with the zero lifted once (same primitives, less dispatch)
+        zero = scalar(0, x.dtype)
+        return E.where(E.le(x, zero), zero, x)
+    return where(x <= 0, 0, x)
 
 
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
@@ -267,7 +292,8 @@ clip = clamp
 
 
 def _norm_dim(dim: int, ndim: int, op: str) -> int:
-    if not -ndim <= dim < builtins.max(ndim, 1):
+    n = builtins.max(ndim, 1)  # a 0-d tensor accepts dim 0 and -1, as in PyTorch
+    if not -n <= dim < n:
         raise ShapeError(f"{op}: dim {dim} is out of range for a tensor of rank {ndim}")
     return dim % ndim if ndim else 0
 
@@ -276,6 +302,10 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...]:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if ndim == 0:  # dims 0 / -1 of a 0-d tensor: nothing to reduce
+        for d in dims:
+            _norm_dim(d, 0, op)
+        return ()
     out = tuple(sorted(_norm_dim(d, ndim, op) for d in dims))
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: dim {dim} repeats a dimension")
@@ -483,10 +513,13 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- reductions
 
 def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
-    """Sum over ``dim`` (all dims if None). Booleans count as int64."""
+    """Sum over ``dim`` (all dims if None). Integers and booleans accumulate in int64
+    unless ``dtype`` is given, as in PyTorch."""
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
+    elif x.dtype is D.int32:
+        x = cast(x, D.int64)
     axes = _norm_dims(dim, x.ndim, "sum")
     if not axes and not keepdim and dim is not None:
         return x

@@ -175,7 +175,8 @@ def test_sum_over_random_dims(case: tuple[np.ndarray, list[int] | None, bool]) -
     x, dims, keep = case
     with infer_checked():
         out = am.sum(am.tensor(x), dim=dims, keepdim=keep)
-    xs = x.astype(np.int64) if x.dtype == np.bool_ else x  # bool sums count as int64
+    # bool and int32 sums accumulate in int64 (as in PyTorch)
+    xs = x.astype(np.int64) if x.dtype in (np.bool_, np.int32) else x
     want = refs.reduce_sum(xs, _axes(x, dims), keep)
     assert out.dtype is am.as_dtype(want.dtype)
     tol = 1e-5 if x.dtype == np.float32 else 1e-12
