@@ -142,6 +142,17 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, nn, optim
+from . import autograd, control, nn, optim
+from .capture import Program, Spec, export, spec
+from .control import cond, fori_loop, function, scan, while_loop
+from .errors import (
+    ControlFlowError,
+    ExportError,
+    IRError,
+    IterationLimitError,
+    LimitError,
+    RecursionLimitError,
+)
+from .model import Model, load
 
 __version__ = "0.1.0"

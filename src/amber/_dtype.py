@@ -100,6 +100,8 @@ def promote_scalar(t: DType, scalar: Any) -> DType:
         return int64 if t is bool_ else t
     if isinstance(scalar, float):
         return t if t.is_floating else _default_float
+    if getattr(scalar, "_amber_symbolic_int", False):  # a symbolic size under capture
+        return int64 if t is bool_ else t
     raise DTypeError(f"cannot combine a tensor with a {type(scalar).__name__}")
 
 

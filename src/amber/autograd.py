@@ -117,6 +117,14 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
             for o, seed in zip(outputs, seeds, strict=True):
                 if o._node is None and id(o) in wanted:
                     result[id(o)] = seed
+        else:
+            # An output that is itself a leaf (``x.backward()``, or an op that returned its
+            # input unchanged) receives its seed, as in PyTorch.
+            for o in outputs:
+                if o._node is None and id(o) in cot:
+                    leaf_seed = cot.pop(id(o))
+                    if leaf_seed is not None:
+                        _accumulate_leaf(o, leaf_seed, create_graph)
     return result
 
 

@@ -13,6 +13,8 @@ from . import _dtype as D
 from .errors import AmberError
 from .ops.registry import Aval, Node, is_grad_enabled
 
+_DTYPE_OF_NP = D._BY_NP  # NumPy dtype -> amber DType
+
 
 class Tensor:
     """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
@@ -62,7 +64,10 @@ class Tensor:
     @property
     def dtype(self) -> D.DType:
         d = self._data
-        return D.from_numpy_dtype(d.dtype) if d is not None else self._aval.dtype  # type: ignore[union-attr]
+        if d is None:
+            return self._aval.dtype  # type: ignore[union-attr]
+        dt = _DTYPE_OF_NP.get(d.dtype)  # hot path: one dict lookup
+        return dt if dt is not None else D.from_numpy_dtype(d.dtype)
 
     @property
     def ndim(self) -> int:
@@ -176,9 +181,11 @@ class Tensor:
         return bool(a)
 
     def __float__(self) -> float:
+        self._concrete("float(tensor)")
         return float(self.item())
 
     def __int__(self) -> int:
+        self._concrete("int(tensor)")
         return int(self.item())
 
     def __index__(self) -> int:
@@ -260,6 +267,12 @@ class Tensor:
             from .capture_errors import concrete_value_error
 
             raise concrete_value_error("an in-place update")
+        if isinstance(value, Tensor) and value._data is None:
+            from .capture_errors import concrete_value_error
+
+            raise concrete_value_error(
+                "an in-place update of a concrete tensor (such as a module buffer) with a "
+                "traced value")
         data = np.asarray(value._data if isinstance(value, Tensor) else value)
         if data.shape != self._data.shape:
             data = np.broadcast_to(data, self._data.shape)
@@ -429,6 +442,28 @@ def _forwarder(name: str) -> Any:
 for _name in _METHODS:
     setattr(Tensor, _name, _forwarder(_name))
 
+def _wrap_array(data: np.ndarray) -> Tensor:
+    """``Tensor._wrap`` as a plain function (what ``bind`` calls for every op)."""
+    t = _object_new(Tensor)
+    t._data = data if type(data) is np.ndarray else np.asarray(data)
+    t.requires_grad = False
+    t.grad = None
+    t._node = None
+    t._aval = None
+    t._value = None
+    return t
+
+
+_object_new = object.__new__
+
 Tensor.view_as = lambda self, other: self.reshape(other.shape)  # type: ignore[attr-defined]
+
+
+def _where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
+    """``x.where(condition, y)`` is ``amber.where(condition, x, y)`` (as torch.Tensor.where)."""
+    return _F.where(condition, self, other)
+
+
+Tensor.where = _where_method  # type: ignore[attr-defined]
 
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)

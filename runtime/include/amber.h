@@ -1,0 +1,209 @@
+/* amber.h - the public C API of the amber runtime (libamber).
+ *
+ * Concepts: amber_tensor (a plain descriptor: dtype, shape, data pointer; never owns
+ * memory), amber_model and amber_session (see docs/c-api.md). Every function that can
+ * fail returns an amber_status; the library never aborts, exits or prints, and keeps no
+ * global mutable state. */
+#ifndef AMBER_H
+#define AMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(AMBER_BUILDING) && defined(__GNUC__)
+#define AMBER_API __attribute__((visibility("default")))
+#else
+#define AMBER_API
+#endif
+
+#define AMBER_VERSION_MAJOR 0
+#define AMBER_VERSION_MINOR 1
+#define AMBER_VERSION_PATCH 0
+
+/* Highest opset version this runtime implements, and its number of primitives. */
+#define AMBER_OPSET_VERSION 1
+#define AMBER_OPSET_V1_PRIMITIVES 48
+
+/* Largest tensor rank the runtime handles. */
+#define AMBER_MAX_RANK 32
+
+typedef enum amber_status {
+    AMBER_OK = 0,
+    AMBER_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, bad enum value, wrong count */
+    AMBER_ERR_NO_MEMORY = 2,        /* malloc failed */
+    AMBER_ERR_LIMIT = 3,            /* a configured limit (memory, depth, ...) was hit */
+    AMBER_ERR_IO = 4,               /* open/read/write/mmap failed */
+    AMBER_ERR_FORMAT = 5,           /* malformed file or text */
+    AMBER_ERR_VERSION = 6,          /* file needs a newer runtime */
+    AMBER_ERR_INTEGRITY = 7,        /* a SHA-256 did not match */
+    AMBER_ERR_NOT_FOUND = 8,        /* no such entry point, op or name */
+    AMBER_ERR_DTYPE = 9,            /* an operand has a dtype the op does not accept */
+    AMBER_ERR_SHAPE = 10,           /* shapes or attributes are inconsistent */
+    AMBER_ERR_OUT_OF_RANGE = 11,    /* an index value is outside its dimension */
+    AMBER_ERR_INTERNAL = 12,        /* a bug in amber: please report it */
+    AMBER_ERR_MISMATCH = 13         /* a test vector's outputs differ from the expected */
+} amber_status;
+
+/* Constant name of a status, e.g. "AMBER_ERR_SHAPE"; "AMBER_ERR_UNKNOWN" if invalid. */
+AMBER_API const char *amber_status_name(amber_status status);
+
+typedef enum amber_dtype {
+    AMBER_FLOAT32 = 0,
+    AMBER_FLOAT64 = 1,
+    AMBER_INT32 = 2,
+    AMBER_INT64 = 3,
+    AMBER_BOOL = 4 /* one byte per element, 0 or 1 */
+} amber_dtype;
+
+/* "float32", "float64", "int32", "int64", "bool"; NULL for an invalid value. */
+AMBER_API const char *amber_dtype_name(amber_dtype dtype);
+/* Bytes per element; 0 for an invalid value. */
+AMBER_API size_t amber_dtype_size(amber_dtype dtype);
+
+/* A dense, row-major (C order), little-endian tensor. The descriptor never owns `data`:
+ * inputs point at caller memory (no copy is made), outputs at memory owned by the
+ * session that produced them. A rank-0 tensor is a scalar with one element. */
+typedef struct amber_tensor {
+    amber_dtype dtype;
+    int32_t rank;
+    int64_t shape[AMBER_MAX_RANK];
+    void *data;
+} amber_tensor;
+
+/* Validates dtype, rank and shape, and stores the element count and byte size
+ * (either pointer may be NULL). Fails with AMBER_ERR_LIMIT if the size overflows. */
+AMBER_API amber_status amber_tensor_size(const amber_tensor *t, int64_t *numel,
+                                         size_t *nbytes);
+
+/* The primitives this runtime implements (opset AMBER_OPSET_VERSION), in a fixed order. */
+AMBER_API size_t amber_op_count(void);
+/* Name of primitive i (0 <= i < amber_op_count()); NULL if i is out of range. */
+AMBER_API const char *amber_op_name(size_t i);
+
+/* Runtime version as "MAJOR.MINOR.PATCH". */
+AMBER_API const char *amber_version(void);
+
+/* Newest .amber container format version this runtime reads. */
+#define AMBER_FORMAT_VERSION 1
+
+/* ------------------------------------------------------------------ options */
+
+/* Skip the per-tensor SHA-256 checks when opening (every other check still runs). */
+#define AMBER_OPEN_SKIP_TENSOR_HASHES 1u
+
+/* Options for opening a model. Initialise with amber_options_init, then change fields:
+ * later versions only append fields, and struct_size tells the library which exist. */
+typedef struct amber_options {
+    uint32_t struct_size;         /* sizeof(amber_options) */
+    uint32_t flags;               /* AMBER_OPEN_* bits */
+    uint64_t max_header_bytes;    /* largest JSON header accepted (default 64 MiB) */
+    uint64_t memory_limit;        /* bytes one session's arena may hold; 0 = no limit */
+    int32_t threads;              /* intra-op threads; reserved: kernels currently run on
+                                     the calling thread */
+    int32_t max_call_depth;       /* nesting of calls (default 256, at most 1000) */
+    int64_t max_loop_iterations;  /* iterations of one loop (default 2^31 - 1); for the
+                                     loops of a later opset, opset 1 has none */
+} amber_options;
+
+/* Fills *opts with the defaults. */
+AMBER_API amber_status amber_options_init(amber_options *opts);
+
+/* ------------------------------------------------------------------ model */
+
+/* An opened .amber file: validated (bounds, hashes), immutable, and safe to share
+ * between threads. Tensor data stays in the file's read-only mapping (or the caller's
+ * buffer) and is never copied. */
+typedef struct amber_model amber_model;
+
+/* Opens and validates a file. On failure *out is still set (unless memory for the model
+ * itself could not be allocated, then it is NULL): amber_model_error(*out) explains the
+ * failure, and the model must be closed. opts may be NULL for the defaults. */
+AMBER_API amber_status amber_model_open_file(const char *path, const amber_options *opts,
+                                             amber_model **out);
+/* Same, from bytes in memory. The buffer is used in place: it must stay valid and
+ * unchanged until amber_model_close, and be aligned to 8 bytes (64 recommended). */
+AMBER_API amber_status amber_model_open_memory(const void *data, size_t size,
+                                               const amber_options *opts, amber_model **out);
+/* Releases the model and unmaps its file. NULL is allowed. Sessions must be gone. */
+AMBER_API void amber_model_close(amber_model *model);
+/* Why opening failed ("" if it did not). Valid until the model is closed. */
+AMBER_API const char *amber_model_error(const amber_model *model);
+
+/* The container's format version and its JSON header text (not NUL-terminated; valid
+ * until close), for metadata that has no dedicated accessor. */
+AMBER_API amber_status amber_model_format_version(const amber_model *model, uint32_t *version);
+AMBER_API amber_status amber_model_header(const amber_model *model, const char **json,
+                                          size_t *length);
+
+/* The stored tensors (weights, test vectors), in file order. The returned views point
+ * into read-only memory owned by the model: never write through them. name is
+ * NUL-terminated and valid until close. */
+AMBER_API amber_status amber_model_tensor_count(const amber_model *model, size_t *count);
+AMBER_API amber_status amber_model_tensor(const amber_model *model, size_t index,
+                                          const char **name, amber_tensor *view);
+/* AMBER_ERR_NOT_FOUND if no tensor has this name. */
+AMBER_API amber_status amber_model_find_tensor(const amber_model *model, const char *name,
+                                               amber_tensor *view);
+
+/* ------------------------------------------------------------------ entry points */
+
+/* A parameter or result of an entry point. A dim is static (shape[i] >= 0, dims[i] is
+ * NULL) or symbolic (shape[i] = -1, dims[i] is its name such as "batch", or for outputs
+ * possibly an expression such as "2*batch"). Strings are owned by the model. */
+typedef struct amber_port {
+    const char *name;
+    amber_dtype dtype;
+    int32_t rank;
+    int64_t shape[AMBER_MAX_RANK];
+    const char *dims[AMBER_MAX_RANK];
+} amber_port;
+
+/* Opset version of the file's program; 0 for a container without a program. */
+AMBER_API amber_status amber_model_opset_version(const amber_model *model, int64_t *version);
+/* Entry points, in file order ("forward" is the default one by convention). */
+AMBER_API amber_status amber_model_entry_count(const amber_model *model, size_t *count);
+AMBER_API amber_status amber_model_entry_name(const amber_model *model, size_t index,
+                                              const char **name);
+/* Number of inputs and outputs of an entry point (AMBER_ERR_NOT_FOUND if unknown). */
+AMBER_API amber_status amber_model_entry_arity(const amber_model *model, const char *entry,
+                                               size_t *n_inputs, size_t *n_outputs);
+AMBER_API amber_status amber_model_entry_input(const amber_model *model, const char *entry,
+                                               size_t index, amber_port *port);
+AMBER_API amber_status amber_model_entry_output(const amber_model *model, const char *entry,
+                                                size_t index, amber_port *port);
+
+/* ------------------------------------------------------------------ session */
+
+/* Per-thread execution state of one model: memory arena (reused across runs) and the
+ * last error. Use a session from one thread at a time; create one per thread. */
+typedef struct amber_session amber_session;
+
+/* Creates a session (*out is NULL on failure). The model must outlive the session. */
+AMBER_API amber_status amber_session_create(const amber_model *model, amber_session **out);
+AMBER_API void amber_session_free(amber_session *session);
+/* Message of the session's last failure ("" after a success). */
+AMBER_API const char *amber_session_error(const amber_session *session);
+
+/* Runs an entry point. inputs[i] is the entry's i-th input (dtype and shape must match
+ * its signature; symbolic dims take the given sizes); the caller's data is read in place.
+ * outputs[0..n_outputs) receive descriptors of the results: their data is owned by the
+ * session (or is an input's or the model's memory) and stays valid until the next run or
+ * amber_session_free. Treat it as read-only. */
+AMBER_API amber_status amber_session_run(amber_session *session, const char *entry,
+                                         const amber_tensor *inputs, size_t n_inputs,
+                                         amber_tensor *outputs, size_t n_outputs);
+
+/* Runs the file's test vectors. *n_vectors and *n_failed (either may be NULL) receive the
+ * counts; the status is AMBER_ERR_MISMATCH if a vector failed (the session error names
+ * the first failure and its largest error) or the status of a run that failed. */
+AMBER_API amber_status amber_session_verify(amber_session *session, size_t *n_vectors,
+                                            size_t *n_failed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AMBER_H */

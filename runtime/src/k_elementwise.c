@@ -1,0 +1,309 @@
+/* Elementwise kernels: unary math, binary arithmetic and comparisons with NumPy
+ * broadcasting, where and cast. Integer arithmetic wraps (computed in unsigned types);
+ * integer division follows the documented floor rule without undefined behaviour. */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef uint8_t b8;
+typedef int32_t i32;
+typedef int64_t i64;
+typedef uint32_t ui32;
+typedef uint64_t ui64;
+
+/* ---------------------------------------------------------------- scalar helpers */
+
+#define FLOORDIV(T)                                                   \
+    static inline T floordiv_##T(T a, T b) {                               \
+        if (b == 0) return 0;                                              \
+        if (b == -1) return (T)(0 - (u##T)a); /* wraps: MIN / -1 = MIN */  \
+        T q = a / b;                                                       \
+        if ((a % b != 0) && ((a < 0) != (b < 0))) q--;                     \
+        return q;                                                          \
+    }
+FLOORDIV(i32)
+FLOORDIV(i64)
+
+static inline float sigmoidf_(float x) {
+    float e = expf(-fabsf(x));
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+static inline double sigmoid_(double x) {
+    double e = exp(-fabs(x));
+    return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+static inline float erff_(float x) { return (float)erf((double)x); }
+#define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))
+
+/* ---------------------------------------------------------------- loop templates */
+
+/* out[i] = EXPR(a) for input type TI, output type TO. */
+#define UNARY(NAME, TI, TO, EXPR)                                                  \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
+        (void)ud;                                                                  \
+        if (s[0] == (int64_t)sizeof(TO) && s[1] == (int64_t)sizeof(TI)) {          \
+            TO *o = (TO *)p[0];                                                    \
+            const TI *x = (const TI *)p[1];                                        \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI a = x[i];                                                       \
+                o[i] = (TO)(EXPR);                                                 \
+            }                                                                      \
+        } else {                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI a = *(const TI *)(p[1] + i * s[1]);                             \
+                *(TO *)(p[0] + i * s[0]) = (TO)(EXPR);                             \
+            }                                                                      \
+        }                                                                          \
+    }
+
+/* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar. */
+#define BINARY(NAME, TI, TO, EXPR)                                                 \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
+        (void)ud;                                                                  \
+        const int64_t zi = (int64_t)sizeof(TI), zo = (int64_t)sizeof(TO);          \
+        TO *o = (TO *)p[0];                                                        \
+        const TI *x = (const TI *)p[1], *y = (const TI *)p[2];                     \
+        if (s[0] == zo && s[1] == zi && s[2] == zi) {                              \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI a = x[i], b = y[i];                                             \
+                o[i] = (TO)(EXPR);                                                 \
+            }                                                                      \
+        } else if (s[0] == zo && s[1] == zi && s[2] == 0) {                        \
+            const TI b = y[0];                                                     \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI a = x[i];                                                       \
+                o[i] = (TO)(EXPR);                                                 \
+            }                                                                      \
+        } else if (s[0] == zo && s[1] == 0 && s[2] == zi) {                        \
+            const TI a = x[0];                                                     \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI b = y[i];                                                       \
+                o[i] = (TO)(EXPR);                                                 \
+            }                                                                      \
+        } else {                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                      \
+                TI a = *(const TI *)(p[1] + i * s[1]);                             \
+                TI b = *(const TI *)(p[2] + i * s[2]);                             \
+                *(TO *)(p[0] + i * s[0]) = (TO)(EXPR);                             \
+            }                                                                      \
+        }                                                                          \
+    }
+
+/* ---------------------------------------------------------------- unary ops */
+
+/* Wrapping negation and absolute value for integers. */
+#define WNEG(U, a) (0 - (U)(a))
+UNARY(neg_f32, float, float, -a)
+UNARY(neg_f64, double, double, -a)
+UNARY(neg_i32, i32, i32, WNEG(ui32, a))
+UNARY(neg_i64, i64, i64, WNEG(ui64, a))
+UNARY(abs_f32, float, float, fabsf(a))
+UNARY(abs_f64, double, double, fabs(a))
+UNARY(abs_i32, i32, i32, a < 0 ? WNEG(ui32, a) : (ui32)a)
+UNARY(abs_i64, i64, i64, a < 0 ? WNEG(ui64, a) : (ui64)a)
+UNARY(sign_f32, float, float, SIGNF(a))
+UNARY(sign_f64, double, double, SIGNF(a))
+UNARY(sign_i32, i32, i32, (a > 0) - (a < 0))
+UNARY(sign_i64, i64, i64, (a > 0) - (a < 0))
+UNARY(floor_f32, float, float, floorf(a))
+UNARY(floor_f64, double, double, floor(a))
+UNARY(exp_f32, float, float, expf(a))
+UNARY(exp_f64, double, double, exp(a))
+UNARY(log_f32, float, float, logf(a))
+UNARY(log_f64, double, double, log(a))
+UNARY(sqrt_f32, float, float, sqrtf(a))
+UNARY(sqrt_f64, double, double, sqrt(a))
+UNARY(tanh_f32, float, float, tanhf(a))
+UNARY(tanh_f64, double, double, tanh(a))
+UNARY(sigmoid_f32, float, float, sigmoidf_(a))
+UNARY(sigmoid_f64, double, double, sigmoid_(a))
+UNARY(sin_f32, float, float, sinf(a))
+UNARY(sin_f64, double, double, sin(a))
+UNARY(cos_f32, float, float, cosf(a))
+UNARY(cos_f64, double, double, cos(a))
+UNARY(erf_f32, float, float, erff_(a))
+UNARY(erf_f64, double, double, erf(a))
+UNARY(not_b, b8, b8, !a)
+
+#define ROW4(f) {f##_f32, f##_f64, f##_i32, f##_i64, NULL}
+#define ROWF(f) {f##_f32, f##_f64, NULL, NULL, NULL}
+
+static const am_row_fn UNARY_LOOPS[][5] = {
+    [AM_OP_NEG] = ROW4(neg),          [AM_OP_ABS] = ROW4(abs),
+    [AM_OP_SIGN] = ROW4(sign),        [AM_OP_FLOOR] = ROWF(floor),
+    [AM_OP_EXP] = ROWF(exp),          [AM_OP_LOG] = ROWF(log),
+    [AM_OP_SQRT] = ROWF(sqrt),        [AM_OP_TANH] = ROWF(tanh),
+    [AM_OP_SIGMOID] = ROWF(sigmoid),  [AM_OP_SIN] = ROWF(sin),
+    [AM_OP_COS] = ROWF(cos),          [AM_OP_ERF] = ROWF(erf),
+    [AM_OP_LOGICAL_NOT] = {NULL, NULL, NULL, NULL, not_b},
+};
+
+static amber_status run_map(am_ctx *ctx, const am_op *op, am_row_fn fn, const amber_tensor *in,
+                            int n, amber_tensor *out) {
+    if (!fn)
+        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype %s is not supported", op->name,
+                       amber_dtype_name(in[0].dtype));
+    int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+    am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), strides[0]);
+    char *base[AM_ITER_MAX_OPS] = {(char *)out->data};
+    for (int i = 0; i < n; i++) {
+        am_bcast_strides(&in[i], out->shape, out->rank, strides[i + 1]);
+        base[i + 1] = (char *)in[i].data;
+    }
+    am_iter it;
+    am_iter_init(&it, n + 1, out->rank, out->shape, strides);
+    am_iter_run(&it, base, fn, NULL);
+    return AMBER_OK;
+}
+
+amber_status k_unary(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                     const am_attrs *a, amber_tensor *out) {
+    (void)a;
+    if ((size_t)op->id >= AM_ARRAY_LEN(UNARY_LOOPS))
+        return am_fail(ctx->err, AMBER_ERR_INTERNAL, "%s: no unary loop", op->name);
+    return run_map(ctx, op, UNARY_LOOPS[op->id][in[0].dtype], in, n, out);
+}
+
+/* ---------------------------------------------------------------- binary ops */
+
+#define WRAP(U, T, a, op, b) ((T)((U)(a) op (U)(b)))
+#define MAXV(a, b) (((a) >= (b) || AM_ISNAN(a)) ? (a) : (b))
+#define MINV(a, b) (((a) <= (b) || AM_ISNAN(a)) ? (a) : (b))
+
+#define ARITH_ALL(name, EXPR_F, EXPR_I32, EXPR_I64)  \
+    BINARY(name##_f32, float, float, EXPR_F)         \
+    BINARY(name##_f64, double, double, EXPR_F)       \
+    BINARY(name##_i32, i32, i32, EXPR_I32)           \
+    BINARY(name##_i64, i64, i64, EXPR_I64)
+
+ARITH_ALL(add, a + b, WRAP(ui32, i32, a, +, b), WRAP(ui64, i64, a, +, b))
+ARITH_ALL(sub, a - b, WRAP(ui32, i32, a, -, b), WRAP(ui64, i64, a, -, b))
+ARITH_ALL(mul, a * b, WRAP(ui32, i32, a, *, b), WRAP(ui64, i64, a, *, b))
+ARITH_ALL(div, a / b, floordiv_i32(a, b), floordiv_i64(a, b))
+BINARY(pow_f32, float, float, powf(a, b))
+BINARY(pow_f64, double, double, pow(a, b))
+
+#define ALL5(name, TO, EXPR)                     \
+    BINARY(name##_f32, float, TO(float), EXPR)   \
+    BINARY(name##_f64, double, TO(double), EXPR) \
+    BINARY(name##_i32, i32, TO(i32), EXPR)       \
+    BINARY(name##_i64, i64, TO(i64), EXPR)       \
+    BINARY(name##_b, b8, TO(b8), EXPR)
+#define SAME(T) T
+#define BOOL(T) b8
+
+ALL5(max, SAME, MAXV(a, b))
+ALL5(min, SAME, MINV(a, b))
+ALL5(eq, BOOL, a == b)
+ALL5(ne, BOOL, a != b)
+ALL5(lt, BOOL, a < b)
+ALL5(le, BOOL, a <= b)
+ALL5(gt, BOOL, a > b)
+ALL5(ge, BOOL, a >= b)
+BINARY(and_b, b8, b8, a && b)
+BINARY(or_b, b8, b8, a || b)
+
+#define ROW5(f) {f##_f32, f##_f64, f##_i32, f##_i64, f##_b}
+
+static const am_row_fn BINARY_LOOPS[][5] = {
+    [AM_OP_ADD] = ROW4(add),      [AM_OP_SUB] = ROW4(sub),      [AM_OP_MUL] = ROW4(mul),
+    [AM_OP_DIV] = ROW4(div),      [AM_OP_POW] = ROWF(pow),      [AM_OP_MAXIMUM] = ROW5(max),
+    [AM_OP_MINIMUM] = ROW5(min),  [AM_OP_EQ] = ROW5(eq),        [AM_OP_NE] = ROW5(ne),
+    [AM_OP_LT] = ROW5(lt),        [AM_OP_LE] = ROW5(le),        [AM_OP_GT] = ROW5(gt),
+    [AM_OP_GE] = ROW5(ge),
+    [AM_OP_LOGICAL_AND] = {NULL, NULL, NULL, NULL, and_b},
+    [AM_OP_LOGICAL_OR] = {NULL, NULL, NULL, NULL, or_b},
+};
+
+amber_status k_binary(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                      const am_attrs *a, amber_tensor *out) {
+    (void)a;
+    if ((size_t)op->id >= AM_ARRAY_LEN(BINARY_LOOPS))
+        return am_fail(ctx->err, AMBER_ERR_INTERNAL, "%s: no binary loop", op->name);
+    return run_map(ctx, op, BINARY_LOOPS[op->id][in[0].dtype], in, n, out);
+}
+
+/* ---------------------------------------------------------------- where */
+
+#define WHERE(NAME, T)                                                              \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {             \
+        (void)ud;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                           \
+            const char *src = *(const b8 *)(p[1] + i * s[1]) ? p[2] + i * s[2]      \
+                                                              : p[3] + i * s[3];    \
+            T v;                                                                    \
+            memcpy(&v, src, sizeof v);                                              \
+            memcpy(p[0] + i * s[0], &v, sizeof v);                                  \
+        }                                                                           \
+    }
+WHERE(where1, uint8_t)
+WHERE(where4, uint32_t)
+WHERE(where8, uint64_t)
+
+amber_status k_where(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                     const am_attrs *a, amber_tensor *out) {
+    (void)a;
+    size_t z = amber_dtype_size(out->dtype);
+    return run_map(ctx, op, z == 1 ? where1 : z == 4 ? where4 : where8, in, n, out);
+}
+
+/* ---------------------------------------------------------------- cast */
+
+/* float -> integer: truncate toward zero, NaN -> 0, saturate beyond the range. */
+static inline i32 sat_i32(double v) {
+    if (v != v) return 0;
+    double t = trunc(v);
+    if (t >= 2147483647.0) return INT32_MAX;
+    if (t <= -2147483648.0) return INT32_MIN;
+    return (i32)t;
+}
+static inline i64 sat_i64(double v) {
+    if (v != v) return 0;
+    double t = trunc(v);
+    if (t >= 9223372036854775807.0) return INT64_MAX;
+    if (t <= -9223372036854775808.0) return INT64_MIN;
+    return (i64)t;
+}
+
+#define CF(a) (a)                          /* to float types */
+#define CI32F(a) sat_i32((double)(a))      /* float -> int32 */
+#define CI64F(a) sat_i64((double)(a))      /* float -> int64 */
+#define CI32I(a) ((i32)(ui32)(ui64)(a))    /* int -> int32 wraps */
+#define CI64I(a) ((i64)(a))
+#define CB(a) ((a) != 0)
+
+UNARY(c_f32_f32, float, float, CF(a))
+UNARY(c_f32_f64, float, double, CF(a))
+UNARY(c_f32_i32, float, i32, CI32F(a))
+UNARY(c_f32_i64, float, i64, CI64F(a))
+UNARY(c_f32_b, float, b8, CB(a))
+UNARY(c_f64_f32, double, float, CF(a))
+UNARY(c_f64_f64, double, double, CF(a))
+UNARY(c_f64_i32, double, i32, CI32F(a))
+UNARY(c_f64_i64, double, i64, CI64F(a))
+UNARY(c_f64_b, double, b8, CB(a))
+UNARY(c_i32_f32, i32, float, CF(a))
+UNARY(c_i32_f64, i32, double, CF(a))
+UNARY(c_i32_i32, i32, i32, CI32I(a))
+UNARY(c_i32_i64, i32, i64, CI64I(a))
+UNARY(c_i32_b, i32, b8, CB(a))
+UNARY(c_i64_f32, i64, float, CF(a))
+UNARY(c_i64_f64, i64, double, CF(a))
+UNARY(c_i64_i32, i64, i32, CI32I(a))
+UNARY(c_i64_i64, i64, i64, CI64I(a))
+UNARY(c_i64_b, i64, b8, CB(a))
+UNARY(c_b_f32, b8, float, CB(a))
+UNARY(c_b_f64, b8, double, CB(a))
+UNARY(c_b_i32, b8, i32, CB(a))
+UNARY(c_b_i64, b8, i64, CB(a))
+UNARY(c_b_b, b8, b8, CB(a))
+
+#define CROW(f) {c_##f##_f32, c_##f##_f64, c_##f##_i32, c_##f##_i64, c_##f##_b}
+static const am_row_fn CAST_LOOPS[5][5] = {CROW(f32), CROW(f64), CROW(i32), CROW(i64), CROW(b)};
+
+amber_status k_cast(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                    const am_attrs *a, amber_tensor *out) {
+    (void)a;
+    return run_map(ctx, op, CAST_LOOPS[in[0].dtype][out->dtype], in, n, out);
+}

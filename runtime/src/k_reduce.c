@@ -1,0 +1,164 @@
+/* Reductions: sum (in the input dtype, integers wrap, float32 accumulated in double),
+ * max/min (NaN propagates), argmax/argmin (first extremum; the first NaN wins; for bool
+ * False < True). */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef uint8_t b8;
+typedef int32_t i32;
+typedef int64_t i64;
+
+/* acc[i*s0] = COMBINE(acc[i*s0], x[i*s1]); a reduced inner axis has s0 == 0. */
+#define REDUCE_ROW(NAME, TA, TI, COMBINE)                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
+        (void)ud;                                                              \
+        if (s[0] == 0) {                                                       \
+            TA acc = *(TA *)p[0];                                              \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                TI v = *(const TI *)(p[1] + i * s[1]);                         \
+                acc = COMBINE(acc, v);                                         \
+            }                                                                  \
+            *(TA *)p[0] = acc;                                                 \
+        } else {                                                               \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                TA *acc = (TA *)(p[0] + i * s[0]);                             \
+                TI v = *(const TI *)(p[1] + i * s[1]);                         \
+                *acc = COMBINE(*acc, v);                                       \
+            }                                                                  \
+        }                                                                      \
+    }
+
+#define ADDF(acc, v) ((acc) + (v))
+#define ADD32(acc, v) ((i32)((uint32_t)(acc) + (uint32_t)(v)))
+#define ADD64(acc, v) ((i64)((uint64_t)(acc) + (uint64_t)(v)))
+#define MAXV(acc, v) (((acc) >= (v) || AM_ISNAN(acc)) ? (acc) : (v))
+#define MINV(acc, v) (((acc) <= (v) || AM_ISNAN(acc)) ? (acc) : (v))
+
+REDUCE_ROW(sum_f32, double, float, ADDF)
+REDUCE_ROW(sum_f64, double, double, ADDF)
+REDUCE_ROW(sum_i32, i32, i32, ADD32)
+REDUCE_ROW(sum_i64, i64, i64, ADD64)
+REDUCE_ROW(max_f32, float, float, MAXV)
+REDUCE_ROW(max_f64, double, double, MAXV)
+REDUCE_ROW(max_i32, i32, i32, MAXV)
+REDUCE_ROW(max_i64, i64, i64, MAXV)
+REDUCE_ROW(max_b, b8, b8, MAXV)
+REDUCE_ROW(min_f32, float, float, MINV)
+REDUCE_ROW(min_f64, double, double, MINV)
+REDUCE_ROW(min_i32, i32, i32, MINV)
+REDUCE_ROW(min_i64, i64, i64, MINV)
+REDUCE_ROW(min_b, b8, b8, MINV)
+
+static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, bool f32_as_double) {
+    bool mx = op == AM_OP_MAX;
+    for (int64_t i = 0; i < n; i++) {
+        if (op == AM_OP_SUM) {
+            size_t z = f32_as_double ? sizeof(double) : amber_dtype_size(dt);
+            memset((char *)dst + (size_t)i * z, 0, z);
+            continue;
+        }
+        switch (dt) {
+        case AMBER_FLOAT32: ((float *)dst)[i] = mx ? -INFINITY : INFINITY; break;
+        case AMBER_FLOAT64: ((double *)dst)[i] = mx ? -INFINITY : INFINITY; break;
+        case AMBER_INT32: ((i32 *)dst)[i] = mx ? INT32_MIN : INT32_MAX; break;
+        case AMBER_INT64: ((i64 *)dst)[i] = mx ? INT64_MIN : INT64_MAX; break;
+        case AMBER_BOOL: ((b8 *)dst)[i] = mx ? 0 : 1; break;
+        }
+    }
+}
+
+amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                      const am_attrs *a, amber_tensor *out) {
+    (void)n;
+    static const am_row_fn loops[3][5] = {
+        {sum_f32, sum_f64, sum_i32, sum_i64, NULL},
+        {max_f32, max_f64, max_i32, max_i64, max_b},
+        {min_f32, min_f64, min_i32, min_i64, min_b}};
+    const amber_tensor *x = &in[0];
+    int which = op->id == AM_OP_SUM ? 0 : op->id == AM_OP_MAX ? 1 : 2;
+    am_row_fn fn = loops[which][x->dtype];
+    if (!fn)
+        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype %s is not supported", op->name,
+                       amber_dtype_name(x->dtype));
+    int64_t numel_out = am_numel(out);
+    bool widen = op->id == AM_OP_SUM && x->dtype == AMBER_FLOAT32;
+    void *acc = out->data;
+    if (widen) {
+        amber_status st = am_arena_calloc(ctx->scratch, (size_t)numel_out, sizeof(double), &acc,
+                                          ctx->err);
+        if (st != AMBER_OK) return st;
+    }
+    fill_identity(acc, x->dtype, numel_out, op->id, widen);
+    /* The accumulator viewed with x's rank: reduced axes have stride 0. */
+    bool reduced[AMBER_MAX_RANK] = {false};
+    for (int i = 0; i < a->n0; i++) reduced[a->l0[i]] = true;
+    int64_t kshape[AMBER_MAX_RANK], strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+    for (int d = 0; d < x->rank; d++) kshape[d] = reduced[d] ? 1 : x->shape[d];
+    am_contig_strides(kshape, x->rank, widen ? sizeof(double) : amber_dtype_size(x->dtype),
+                      strides[0]);
+    for (int d = 0; d < x->rank; d++)
+        if (reduced[d]) strides[0][d] = 0;
+    am_contig_strides(x->shape, x->rank, amber_dtype_size(x->dtype), strides[1]);
+    am_iter it;
+    am_iter_init(&it, 2, x->rank, x->shape, strides);
+    char *base[2] = {(char *)acc, (char *)x->data};
+    am_iter_run(&it, base, fn, NULL);
+    if (widen)
+        for (int64_t i = 0; i < numel_out; i++) ((float *)out->data)[i] = (float)((double *)acc)[i];
+    return AMBER_OK;
+}
+
+#define ARG_LOOP(NAME, T, BETTER)                                                    \
+    static void NAME(const void *data, int64_t outer, int64_t len, int64_t inner,     \
+                     int64_t *res) {                                                 \
+        const T *x = (const T *)data;                                                \
+        for (int64_t o = 0; o < outer; o++)                                          \
+            for (int64_t i = 0; i < inner; i++) {                                    \
+                const T *row = x + o * len * inner + i;                              \
+                T best = row[0];                                                     \
+                int64_t at = 0;                                                      \
+                if (!AM_ISNAN(best))                                                    \
+                    for (int64_t j = 1; j < len; j++) {                              \
+                        T v = row[j * inner];                                        \
+                        if (AM_ISNAN(v)) {                                                \
+                            at = j;                                                  \
+                            break;                                                   \
+                        }                                                            \
+                        if (v BETTER best) {                                         \
+                            best = v;                                                \
+                            at = j;                                                  \
+                        }                                                            \
+                    }                                                                \
+                res[o * inner + i] = at;                                             \
+            }                                                                        \
+    }
+ARG_LOOP(argmax_f32, float, >)
+ARG_LOOP(argmax_f64, double, >)
+ARG_LOOP(argmax_i32, i32, >)
+ARG_LOOP(argmax_i64, i64, >)
+ARG_LOOP(argmin_f32, float, <)
+ARG_LOOP(argmin_f64, double, <)
+ARG_LOOP(argmin_i32, i32, <)
+ARG_LOOP(argmin_i64, i64, <)
+ARG_LOOP(argmax_b, b8, >)
+ARG_LOOP(argmin_b, b8, <)
+
+typedef void (*arg_fn)(const void *, int64_t, int64_t, int64_t, int64_t *);
+
+amber_status k_arg(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                   const am_attrs *a, amber_tensor *out) {
+    (void)n;
+    (void)ctx;
+    static const arg_fn loops[2][5] = {
+        {argmax_f32, argmax_f64, argmax_i32, argmax_i64, argmax_b},
+        {argmin_f32, argmin_f64, argmin_i32, argmin_i64, argmin_b}};
+    const amber_tensor *x = &in[0];
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < a->axis; d++) outer *= x->shape[d];
+    for (int d = (int)a->axis + 1; d < x->rank; d++) inner *= x->shape[d];
+    loops[op->id == AM_OP_ARGMIN][x->dtype](x->data, outer, x->shape[a->axis], inner,
+                                            (int64_t *)out->data);
+    return AMBER_OK;
+}

@@ -1,0 +1,241 @@
+/* Data movement: reshape, transpose, broadcast_to, slice, pad, concat, take and
+ * scatter_add. Index values are checked before use; out-of-range is a status. */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define COPY(NAME, T)                                                         \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {       \
+        (void)ud;                                                             \
+        if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {       \
+            memcpy(p[0], p[1], (size_t)n * sizeof(T));                        \
+            return;                                                           \
+        }                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                     \
+            T v;                                                              \
+            memcpy(&v, p[1] + i * s[1], sizeof v);                            \
+            memcpy(p[0] + i * s[0], &v, sizeof v);                            \
+        }                                                                     \
+    }
+COPY(copy1, uint8_t)
+COPY(copy4, uint32_t)
+COPY(copy8, uint64_t)
+
+static am_row_fn copy_fn(amber_dtype dt) {
+    size_t z = amber_dtype_size(dt);
+    return z == 1 ? copy1 : z == 4 ? copy4 : copy8;
+}
+
+/* out (contiguous, shape `shape`) <- src walked with byte strides `src_strides`. */
+static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
+                         const int64_t *src_strides, const int64_t *shape, int rank,
+                         amber_dtype dt) {
+    int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+    memcpy(strides[0], dst_strides, sizeof(int64_t) * (size_t)rank);
+    memcpy(strides[1], src_strides, sizeof(int64_t) * (size_t)rank);
+    am_iter it;
+    am_iter_init(&it, 2, rank, shape, strides);
+    char *base[2] = {(char *)dst, (char *)src};
+    am_iter_run(&it, base, copy_fn(dt), NULL);
+}
+
+amber_status k_reshape(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                       const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)n, (void)a;
+    size_t nbytes;
+    am_tensor_check(out, NULL, &nbytes, NULL);
+    if (nbytes) memmove(out->data, in[0].data, nbytes);
+    return AMBER_OK;
+}
+
+amber_status k_transpose(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                         const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)n;
+    const amber_tensor *x = &in[0];
+    int64_t xs[AMBER_MAX_RANK], src[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
+    size_t z = amber_dtype_size(x->dtype);
+    am_contig_strides(x->shape, x->rank, z, xs);
+    for (int i = 0; i < x->rank; i++) src[i] = xs[a->l0[i]];
+    am_contig_strides(out->shape, out->rank, z, dst);
+    strided_copy(out->data, dst, x->data, src, out->shape, out->rank, x->dtype);
+    return AMBER_OK;
+}
+
+amber_status k_broadcast_to(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                            const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)n, (void)a;
+    int64_t src[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
+    am_bcast_strides(&in[0], out->shape, out->rank, src);
+    am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), dst);
+    strided_copy(out->data, dst, in[0].data, src, out->shape, out->rank, out->dtype);
+    return AMBER_OK;
+}
+
+amber_status k_slice(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                     const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)n;
+    const amber_tensor *x = &in[0];
+    if (am_numel(out) == 0) return AMBER_OK;
+    int64_t xs[AMBER_MAX_RANK], src[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
+    am_contig_strides(x->shape, x->rank, amber_dtype_size(x->dtype), xs);
+    int64_t off = 0;
+    for (int d = 0; d < x->rank; d++) {
+        off += a->l0[d] * xs[d];
+        src[d] = xs[d] * a->l2[d];
+    }
+    am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), dst);
+    strided_copy(out->data, dst, (const char *)x->data + off, src, out->shape, out->rank,
+                 x->dtype);
+    return AMBER_OK;
+}
+
+/* pad's value in the tensor's dtype: integers follow cast's rule (truncate, saturate,
+ * NaN -> 0); bool is value != 0. */
+static void pad_value(amber_dtype dt, double v, unsigned char out[8]) {
+    double t = v != v ? 0.0 : trunc(v);
+    switch (dt) {
+    case AMBER_FLOAT32: { float f = (float)v; memcpy(out, &f, 4); break; }
+    case AMBER_FLOAT64: memcpy(out, &v, 8); break;
+    case AMBER_INT32: {
+        int32_t i = t >= 2147483647.0 ? INT32_MAX : t <= -2147483648.0 ? INT32_MIN : (int32_t)t;
+        memcpy(out, &i, 4);
+        break;
+    }
+    case AMBER_INT64: {
+        int64_t i = t >= 9223372036854775807.0    ? INT64_MAX
+                    : t <= -9223372036854775808.0 ? INT64_MIN
+                                                  : (int64_t)t;
+        memcpy(out, &i, 8);
+        break;
+    }
+    case AMBER_BOOL: out[0] = v != 0; break;
+    }
+}
+
+amber_status k_pad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                   const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)n;
+    const amber_tensor *x = &in[0];
+    size_t z = amber_dtype_size(x->dtype);
+    unsigned char v[8];
+    pad_value(x->dtype, a->value, v);
+    int64_t total = am_numel(out);
+    char *o = (char *)out->data;
+    for (int64_t i = 0; i < total; i++) memcpy(o + i * (int64_t)z, v, z);
+    if (am_numel(x) == 0) return AMBER_OK;
+    int64_t os[AMBER_MAX_RANK], xs[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
+    am_contig_strides(out->shape, out->rank, z, os);
+    am_contig_strides(x->shape, x->rank, z, xs);
+    int64_t off = 0;
+    for (int d = 0; d < x->rank; d++) {
+        off += a->l0[d] * os[d];
+        dst[d] = os[d] * (a->l2[d] + 1);
+    }
+    strided_copy(o + off, dst, x->data, xs, x->shape, x->rank, x->dtype);
+    return AMBER_OK;
+}
+
+amber_status k_concat(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                      const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx;
+    size_t z = amber_dtype_size(out->dtype);
+    int64_t outer = 1, inner = (int64_t)z;
+    for (int d = 0; d < a->axis; d++) outer *= out->shape[d];
+    for (int d = (int)a->axis + 1; d < out->rank; d++) inner *= out->shape[d];
+    int64_t row = out->shape[a->axis] * inner, at = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t chunk = in[i].shape[a->axis] * inner;
+        if (chunk)
+            for (int64_t o = 0; o < outer; o++)
+                memcpy((char *)out->data + o * row + at, (const char *)in[i].data + o * chunk,
+                       (size_t)chunk);
+        at += chunk;
+    }
+    return AMBER_OK;
+}
+
+/* Normalises idx into res (0 <= v < dim) or fails naming the first bad index. */
+static amber_status load_indices(const am_op *op, am_ctx *ctx, const amber_tensor *idx,
+                                 int64_t dim, int64_t **res) {
+    int64_t m = am_numel(idx);
+    amber_status st = am_arena_calloc(ctx->scratch, (size_t)m, sizeof(int64_t), (void **)res,
+                                      ctx->err);
+    if (st != AMBER_OK) return st;
+    for (int64_t j = 0; j < m; j++) {
+        int64_t v = idx->dtype == AMBER_INT32 ? ((const int32_t *)idx->data)[j]
+                                              : ((const int64_t *)idx->data)[j];
+        if (v < -dim || v >= dim)
+            return am_fail(ctx->err, AMBER_ERR_OUT_OF_RANGE,
+                           "%s: index %lld is out of range for a dimension of size %lld",
+                           op->name, (long long)v, (long long)dim);
+        (*res)[j] = v < 0 ? v + dim : v;
+    }
+    return AMBER_OK;
+}
+
+amber_status k_take(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                    const am_attrs *a, amber_tensor *out) {
+    (void)n;
+    const amber_tensor *x = &in[0];
+    int64_t dim = x->shape[a->axis], *idx;
+    amber_status st = load_indices(op, ctx, &in[1], dim, &idx);
+    if (st != AMBER_OK) return st;
+    int64_t outer = 1, inner = (int64_t)amber_dtype_size(x->dtype), m = am_numel(&in[1]);
+    for (int d = 0; d < a->axis; d++) outer *= x->shape[d];
+    for (int d = (int)a->axis + 1; d < x->rank; d++) inner *= x->shape[d];
+    char *o = (char *)out->data;
+    const char *src = (const char *)x->data;
+    if (inner == 0) return AMBER_OK;
+    for (int64_t i = 0; i < outer; i++)
+        for (int64_t j = 0; j < m; j++)
+            memcpy(o + (i * m + j) * inner, src + (i * dim + idx[j]) * inner, (size_t)inner);
+    return AMBER_OK;
+}
+
+#define SCATTER(NAME, T, U)                                                            \
+    static void NAME(T *o, const T *s, const int64_t *idx, int64_t outer, int64_t dim,  \
+                     int64_t m, int64_t inner) {                                       \
+        for (int64_t i = 0; i < outer; i++)                                            \
+            for (int64_t j = 0; j < m; j++) {                                          \
+                T *dst = o + (i * dim + idx[j]) * inner;                               \
+                const T *src = s + (i * m + j) * inner;                                \
+                for (int64_t k = 0; k < inner; k++)                                    \
+                    dst[k] = (T)((U)dst[k] + (U)src[k]);                               \
+            }                                                                          \
+    }
+SCATTER(scatter_f32, float, float)
+SCATTER(scatter_f64, double, double)
+SCATTER(scatter_i32, int32_t, uint32_t)
+SCATTER(scatter_i64, int64_t, uint64_t)
+
+amber_status k_scatter_add(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                           const am_attrs *a, amber_tensor *out) {
+    (void)n;
+    const amber_tensor *base = &in[0];
+    int64_t dim = base->shape[a->axis], *idx;
+    amber_status st = load_indices(op, ctx, &in[1], dim, &idx);
+    if (st != AMBER_OK) return st;
+    size_t nbytes;
+    am_tensor_check(out, NULL, &nbytes, NULL);
+    if (nbytes) memcpy(out->data, base->data, nbytes);
+    int64_t outer = 1, inner = 1, m = am_numel(&in[1]);
+    for (int d = 0; d < a->axis; d++) outer *= base->shape[d];
+    for (int d = (int)a->axis + 1; d < base->rank; d++) inner *= base->shape[d];
+    switch (base->dtype) {
+    case AMBER_FLOAT32: scatter_f32(out->data, in[2].data, idx, outer, dim, m, inner); break;
+    case AMBER_FLOAT64: scatter_f64(out->data, in[2].data, idx, outer, dim, m, inner); break;
+    case AMBER_INT32: scatter_i32(out->data, in[2].data, idx, outer, dim, m, inner); break;
+    case AMBER_INT64: scatter_i64(out->data, in[2].data, idx, outer, dim, m, inner); break;
+    case AMBER_BOOL:
+        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype bool is not supported", op->name);
+    }
+    return AMBER_OK;
+}
+
+amber_status k_dim_value(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                         const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)ctx, (void)in, (void)n;
+    memcpy(out->data, &a->dim, sizeof a->dim);
+    return AMBER_OK;
+}

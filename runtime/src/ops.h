@@ -1,0 +1,148 @@
+/* The op table and the kernel interface. A kernel sees input tensors, decoded
+ * attributes and an output tensor whose shape/dtype `infer` computed and whose memory
+ * the caller allocated. */
+#ifndef AMBER_OPS_H
+#define AMBER_OPS_H
+
+#include "internal.h"
+#include "json.h"
+
+enum {
+    DT_F32 = 1 << AMBER_FLOAT32,
+    DT_F64 = 1 << AMBER_FLOAT64,
+    DT_I32 = 1 << AMBER_INT32,
+    DT_I64 = 1 << AMBER_INT64,
+    DT_B = 1 << AMBER_BOOL,
+    DT_FLOATS = DT_F32 | DT_F64,
+    DT_INTS = DT_I32 | DT_I64,
+    DT_NUMERIC = DT_FLOATS | DT_INTS,
+    DT_BOOL = DT_B,
+    DT_ALL = DT_NUMERIC | DT_B
+};
+
+typedef enum am_op_id {
+#define X(id, name, nin, dts, attrs, infer, kernel) AM_OP_##id,
+#include "ops.def"
+#undef X
+    AM_OP_COUNT
+} am_op_id;
+
+_Static_assert(AM_OP_COUNT == AMBER_OPSET_V1_PRIMITIVES,
+               "ops.def and AMBER_OPSET_V1_PRIMITIVES in amber.h disagree");
+
+/* Decoded attributes: the union of every op's attributes, by name. */
+typedef struct am_attrs {
+    amber_dtype dtype;                 /* cast */
+    int64_t axis;                      /* argmax, argmin, concat, take, scatter_add */
+    bool keepdims;                     /* reductions */
+    double value;                      /* pad */
+    int64_t dim;                       /* dim_value (symbols already resolved) */
+    int n0, n1, n2;                    /* lengths of l0, l1, l2 */
+    int64_t l0[AMBER_MAX_RANK];        /* axes | perm | shape | starts | lo */
+    int64_t l1[AMBER_MAX_RANK];        /* stops | hi */
+    int64_t l2[AMBER_MAX_RANK];        /* steps | interior */
+    int64_t stride[2], padding[4], dilation[2], groups;
+    int64_t hw[2];                     /* input_hw | kernel_hw */
+} am_attrs;
+
+typedef struct am_ctx {
+    am_error *err;
+    am_arena *scratch; /* temporary buffers of one kernel call */
+} am_ctx;
+
+typedef struct am_op am_op;
+typedef amber_status (*am_infer_fn)(const am_op *op, const amber_tensor *in, int n,
+                                    const am_attrs *a, amber_tensor *out, am_error *err);
+typedef amber_status (*am_kernel_fn)(const am_op *op, am_ctx *ctx, const amber_tensor *in,
+                                     int n, const am_attrs *a, amber_tensor *out);
+
+struct am_op {
+    am_op_id id;
+    const char *name;
+    int n_inputs; /* -1: variadic */
+    unsigned dtypes;
+    const char *attrs;
+    am_infer_fn infer;
+    am_kernel_fn kernel;
+};
+
+/* Symbols of one function: names bound by its parameters, and their sizes in one run
+ * (-1 = unbound). In check mode every symbol evaluates to 1 (load-time validation). */
+typedef struct am_symbols {
+    int n;
+    const char **names;
+    size_t *lens;
+    int64_t *values;
+    bool check;
+} am_symbols;
+
+/* Evaluates a dim expression (grammar of docs/format.md H.2) in checked int64. */
+amber_status am_dim_eval(const char *s, size_t len, const am_symbols *syms, int64_t *out,
+                         am_error *err);
+/* True if s is a single NAME token. */
+bool am_dim_is_name(const char *s, size_t len);
+
+const am_op *am_op_get(am_op_id id);
+const am_op *am_op_find(const char *name);
+/* Decodes a JSON object (NULL = no attributes) against op->attrs; strict. Integer
+ * attributes may be dim-expression strings when syms is given. */
+amber_status am_attrs_decode(const am_op *op, const am_json_doc *doc, const am_json *obj,
+                             const am_symbols *syms, am_attrs *a, am_error *err);
+/* Checks inputs (count, descriptors, first dtype) and runs op->infer. */
+amber_status am_op_infer(const am_op *op, const amber_tensor *in, int n, const am_attrs *a,
+                         amber_tensor *out, am_error *err);
+/* Infers, allocates the output in `out_arena` and runs the kernel. */
+amber_status am_op_run(const am_op *op, am_ctx *ctx, am_arena *out_arena,
+                       const amber_tensor *in, int n, const am_attrs *a, amber_tensor *out);
+
+/* Every infer and kernel named in ops.def. */
+#define X(id, name, nin, dts, attrs, infer, kernel) \
+    amber_status infer(const am_op *, const amber_tensor *, int, const am_attrs *,      \
+                       amber_tensor *, am_error *);                                      \
+    amber_status kernel(const am_op *, am_ctx *, const amber_tensor *, int,             \
+                        const am_attrs *, amber_tensor *);
+#include "ops.def"
+#undef X
+
+/* NaN test usable on any element type (false for integers and bool). */
+static inline bool am_isnan_f(float x) { return x != x; }
+static inline bool am_isnan_d(double x) { return x != x; }
+static inline bool am_isnan_never(int64_t x) { (void)x; return false; }
+#define AM_ISNAN(x) \
+    _Generic((x), float: am_isnan_f, double: am_isnan_d, default: am_isnan_never)(x)
+
+/* ---------------------------------------------------------------- strided iteration */
+
+#define AM_ITER_MAX_OPS 4
+
+/* Walks an N-d index space; operand k advances by strides[k][d] bytes along dim d.
+ * Adjacent dims that are contiguous for every operand are merged first. */
+typedef struct am_iter {
+    int rank, nops;
+    int64_t shape[AMBER_MAX_RANK];
+    int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+} am_iter;
+
+/* fn is called once per innermost row with the operands' row pointers and byte strides. */
+typedef void (*am_row_fn)(char **p, const int64_t *s, int64_t n, void *ud);
+
+void am_iter_init(am_iter *it, int nops, int rank, const int64_t *shape,
+                  int64_t strides[][AMBER_MAX_RANK]);
+void am_iter_run(const am_iter *it, char *const *base, am_row_fn fn, void *ud);
+
+/* Contiguous byte strides of a shape. */
+void am_contig_strides(const int64_t *shape, int rank, size_t esize, int64_t *strides);
+/* Byte strides of t broadcast to out_shape (rank out_rank >= t->rank): 0 where t has 1. */
+void am_bcast_strides(const amber_tensor *t, const int64_t *out_shape, int out_rank,
+                      int64_t *strides);
+
+/* GEMM: C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides (rs, cs),
+ * C row-major with leading dimension ldc. */
+amber_status am_gemm_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *A,
+                         int64_t rsa, int64_t csa, const float *B, int64_t rsb, int64_t csb,
+                         float *C, int64_t ldc, bool accumulate);
+amber_status am_gemm_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const double *A,
+                         int64_t rsa, int64_t csa, const double *B, int64_t rsb, int64_t csb,
+                         double *C, int64_t ldc, bool accumulate);
+
+#endif

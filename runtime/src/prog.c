@@ -1,0 +1,628 @@
+/* Loads the program, signatures and test vectors of an .amber header (docs/format.md,
+ * H.1-H.9) into am_program, checking structure, names, references and SSA order.
+ * Shape rules of each node are applied when the node runs (with symbols bound). */
+#include "prog.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct loader {
+    am_program *p;
+    const am_json_doc *d;
+    const void *model;
+    am_tensor_lookup lookup;
+    am_error *err;
+    char path[160]; /* JSON path of what is being loaded, for messages */
+} loader;
+
+#define LFAIL(L, ...) lfail(L, __VA_ARGS__)
+
+static amber_status lfail(loader *L, const char *fmt, ...) AM_PRINTF(2, 3);
+static amber_status lfail(loader *L, const char *fmt, ...) {
+    char msg[AM_ERR_MSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return am_fail(L->err, AMBER_ERR_FORMAT, "%s: %s", L->path, msg);
+}
+
+static amber_status alloc(loader *L, size_t n, size_t size, void *out) {
+    return am_arena_calloc(&L->p->mem, n ? n : 1, size, (void **)out, L->err);
+}
+
+/* Checks that obj is an object with exactly the required members plus optional ones. */
+static amber_status members(loader *L, const am_json *obj, const char *const *req, size_t nreq,
+                            const char *const *opt, size_t nopt) {
+    if (!obj || obj->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
+    for (const am_json *c = am_json_first(L->d, obj); c; c = am_json_next(L->d, c)) {
+        bool known = false;
+        for (size_t i = 0; i < nreq && !known; i++) known = !strcmp(c->key, req[i]);
+        for (size_t i = 0; i < nopt && !known; i++) known = !strcmp(c->key, opt[i]);
+        if (!known || strlen(c->key) != c->key_len)
+            return LFAIL(L, "unknown member \"%.60s\"", c->key);
+    }
+    for (size_t i = 0; i < nreq; i++)
+        if (!am_json_get(L->d, obj, req[i])) return LFAIL(L, "missing member \"%s\"", req[i]);
+    return AMBER_OK;
+}
+
+static const am_json *get_typed(loader *L, const am_json *obj, const char *key, am_json_type t,
+                                amber_status *st) {
+    const am_json *v = am_json_get(L->d, obj, key);
+    if (!v || v->type != t) {
+        static const char *const names[] = {"null", "false", "true", "a number", "a string",
+                                            "an array", "an object"};
+        *st = LFAIL(L, "member \"%s\" must be %s", key, names[t]);
+        return NULL;
+    }
+    return v;
+}
+
+static int dtype_of(const am_json *v) {
+    if (!v || v->type != AM_JSON_STRING) return -1;
+    for (int t = 0; t <= AMBER_BOOL; t++)
+        if (!strcmp(v->str, amber_dtype_name((amber_dtype)t))) return t;
+    return -1;
+}
+
+/* {"dtype": D, "shape": [dims]} (+ extra members checked by the caller). Dims are
+ * checked against syms (NULL: integers only). */
+static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *syms,
+                               am_type *t) {
+    int dt = dtype_of(am_json_get(L->d, obj, "dtype"));
+    if (dt < 0) return LFAIL(L, "unknown or missing dtype");
+    const am_json *shape = am_json_get(L->d, obj, "shape");
+    if (!shape || shape->type != AM_JSON_ARRAY) return LFAIL(L, "shape must be an array");
+    if (shape->count > AMBER_MAX_RANK) return LFAIL(L, "rank %u exceeds %d", shape->count, AMBER_MAX_RANK);
+    t->dtype = (amber_dtype)dt;
+    t->rank = (int)shape->count;
+    int i = 0;
+    for (const am_json *dim = am_json_first(L->d, shape); dim; dim = am_json_next(L->d, dim), i++) {
+        t->dims[i] = dim;
+        if (dim->type == AM_JSON_NUMBER && dim->is_int) {
+            if (dim->i < 0) return LFAIL(L, "dimension %d is negative", i);
+        } else if (dim->type == AM_JSON_STRING && syms) {
+            int64_t v;
+            am_error e;
+            if (am_dim_eval(dim->str, dim->len, syms, &v, &e) != AMBER_OK)
+                return LFAIL(L, "dimension %d: %s", i, e.msg);
+        } else {
+            return LFAIL(L, "dimension %d must be %s", i,
+                         syms ? "an integer >= 0 or a dim expression" : "an integer >= 0");
+        }
+    }
+    return AMBER_OK;
+}
+
+static bool same_json_dim(const am_json *a, const am_json *b) {
+    if (a->type != b->type) return false;
+    if (a->type == AM_JSON_NUMBER) return a->i == b->i;
+    return a->len == b->len && !memcmp(a->str, b->str, a->len);
+}
+
+static bool same_type(const am_type *a, const am_type *b) {
+    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (!same_json_dim(a->dims[i], b->dims[i])) return false;
+    return true;
+}
+
+static amber_status tensor_ref(loader *L, const am_json *name, const am_type *want,
+                               amber_tensor *out) {
+    if (!name || name->type != AM_JSON_STRING) return LFAIL(L, "tensor name must be a string");
+    if (L->lookup(L->model, name->str, out) != AMBER_OK)
+        return LFAIL(L, "names tensor \"%.200s\", which the file does not contain", name->str);
+    if (want) {
+        bool ok = out->dtype == want->dtype && out->rank == want->rank;
+        for (int i = 0; ok && i < want->rank; i++) ok = out->shape[i] == want->dims[i]->i;
+        if (!ok) return LFAIL(L, "tensor \"%.200s\" has another dtype or shape", name->str);
+    }
+    return AMBER_OK;
+}
+
+/* Inline constant data: exactly numel JSON values of the dtype's kind. */
+static amber_status inline_constant(loader *L, const am_json *data, amber_tensor *t) {
+    int64_t numel;
+    size_t nbytes;
+    amber_status st = am_tensor_check(t, &numel, &nbytes, L->err);
+    if (st != AMBER_OK) return st;
+    if (data->type != AM_JSON_ARRAY || (int64_t)data->count != numel)
+        return LFAIL(L, "data must be an array of %lld values", (long long)numel);
+    void *buf;
+    if ((st = am_arena_alloc(&L->p->mem, nbytes, &buf, L->err)) != AMBER_OK) return st;
+    int64_t i = 0;
+    for (const am_json *v = am_json_first(L->d, data); v; v = am_json_next(L->d, v), i++) {
+        switch (t->dtype) {
+        case AMBER_BOOL:
+            if (v->type != AM_JSON_TRUE && v->type != AM_JSON_FALSE)
+                return LFAIL(L, "data[%lld] must be true or false", (long long)i);
+            ((uint8_t *)buf)[i] = v->type == AM_JSON_TRUE;
+            break;
+        case AMBER_INT32:
+            if (v->type != AM_JSON_NUMBER || !v->is_int || v->i < INT32_MIN || v->i > INT32_MAX)
+                return LFAIL(L, "data[%lld] must be an int32", (long long)i);
+            ((int32_t *)buf)[i] = (int32_t)v->i;
+            break;
+        case AMBER_INT64:
+            if (v->type != AM_JSON_NUMBER || !v->is_int)
+                return LFAIL(L, "data[%lld] must be an integer", (long long)i);
+            ((int64_t *)buf)[i] = v->i;
+            break;
+        case AMBER_FLOAT32:
+        case AMBER_FLOAT64:
+            if (v->type != AM_JSON_NUMBER) return LFAIL(L, "data[%lld] must be a number", (long long)i);
+            if (t->dtype == AMBER_FLOAT32) ((float *)buf)[i] = (float)v->num;
+            else ((double *)buf)[i] = v->num;
+            break;
+        }
+    }
+    t->data = buf;
+    return AMBER_OK;
+}
+
+/* Value names of one function during loading: sorted (name, index) for lookups. */
+typedef struct vname {
+    const char *name;
+    uint32_t index;
+} vname;
+
+static int64_t find_value(const vname *v, uint32_t n, const char *name) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v[mid].name, name);
+        if (!c) return v[mid].index;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static int64_t find_func(const am_program *p, const char *name) {
+    for (uint32_t i = 0; i < p->n_funcs; i++)
+        if (p->funcs[i].name && !strcmp(p->funcs[i].name, name)) return i;
+    return -1;
+}
+
+static const am_json *find_weight(loader *L, const am_json *weights, const char *name) {
+    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w)) {
+        const am_json *n = am_json_get(L->d, w, "name");
+        if (n && n->type == AM_JSON_STRING && !strcmp(n->str, name)) return w;
+    }
+    return NULL;
+}
+
+/* Adds name as value `index`, keeping the sorted table (insertion; functions are small
+ * relative to the header, and the header size is bounded). */
+static amber_status define_value(loader *L, vname *tab, uint32_t *n, const am_json *name,
+                                 uint32_t index) {
+    if (!name || name->type != AM_JSON_STRING || !name->len || strlen(name->str) != name->len)
+        return LFAIL(L, "value name must be a non-empty string");
+    uint32_t lo = 0, hi = *n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(tab[mid].name, name->str);
+        if (!c) return LFAIL(L, "value \"%.100s\" is defined twice", name->str);
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    memmove(&tab[lo + 1], &tab[lo], (*n - lo) * sizeof *tab);
+    tab[lo].name = name->str;
+    tab[lo].index = index;
+    (*n)++;
+    return AMBER_OK;
+}
+
+static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
+                                  am_func *f) {
+    static const char *const req[] = {"name", "params", "nodes", "results"};
+    amber_status st = members(L, fj, req, 4, NULL, 0);
+    if (st != AMBER_OK) return st;
+    const am_json *params = get_typed(L, fj, "params", AM_JSON_ARRAY, &st);
+    const am_json *nodes = params ? get_typed(L, fj, "nodes", AM_JSON_ARRAY, &st) : NULL;
+    const am_json *results = nodes ? get_typed(L, fj, "results", AM_JSON_ARRAY, &st) : NULL;
+    if (!results) return st;
+    f->n_params = params->count;
+    f->n_nodes = nodes->count;
+    f->n_results = results->count;
+    /* Symbols: parameter dims that are a single NAME. */
+    uint32_t max_syms = 0;
+    for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
+        const am_json *sh = am_json_get(L->d, p, "shape");
+        if (sh && sh->type == AM_JSON_ARRAY) max_syms += sh->count;
+    }
+    am_symbols *sy = &f->syms;
+    if ((st = alloc(L, max_syms, sizeof(char *), &sy->names)) != AMBER_OK ||
+        (st = alloc(L, max_syms, sizeof(int64_t), &sy->values)) != AMBER_OK ||
+        (st = alloc(L, max_syms, sizeof(size_t), &sy->lens)) != AMBER_OK ||
+        (st = alloc(L, f->n_params, sizeof(am_type), &f->param_types)) != AMBER_OK ||
+        (st = alloc(L, (size_t)f->n_params * AMBER_MAX_RANK, sizeof(int), &f->param_symbol)) != AMBER_OK)
+        return st;
+    for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
+        const am_json *sh = am_json_get(L->d, p, "shape");
+        for (const am_json *dim = sh && sh->type == AM_JSON_ARRAY ? am_json_first(L->d, sh) : NULL;
+             dim; dim = am_json_next(L->d, dim)) {
+            if (dim->type != AM_JSON_STRING || !am_dim_is_name(dim->str, dim->len)) continue;
+            bool seen = false;
+            for (int k = 0; k < sy->n && !seen; k++) seen = !strcmp(sy->names[k], dim->str);
+            if (!seen) {
+                sy->names[sy->n] = dim->str;
+                sy->lens[sy->n++] = dim->len;
+            }
+        }
+    }
+    sy->check = true;
+    /* Values: parameters, then node outputs. */
+    uint32_t n_values = f->n_params;
+    for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n)) {
+        const am_json *outs = am_json_get(L->d, n, "outputs");
+        if (!outs || outs->type != AM_JSON_ARRAY) return LFAIL(L, "node outputs must be an array");
+        if (n_values > UINT32_MAX - outs->count) return LFAIL(L, "too many values");
+        n_values += outs->count;
+    }
+    f->n_values = n_values;
+    if ((st = alloc(L, n_values, sizeof(am_type *), &f->value_types)) != AMBER_OK) return st;
+    vname *tab = (vname *)calloc(n_values ? n_values : 1, sizeof *tab);
+    if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    uint32_t nt = 0, vi = 0;
+    static const char *const preq[] = {"name", "dtype", "shape"};
+    for (const am_json *p = am_json_first(L->d, params); p && st == AMBER_OK;
+         p = am_json_next(L->d, p), vi++) {
+        if ((st = members(L, p, preq, 3, NULL, 0)) != AMBER_OK) break;
+        if ((st = parse_type(L, p, sy, &f->param_types[vi])) != AMBER_OK) break;
+        for (int k = 0; k < f->param_types[vi].rank; k++) {
+            const am_json *dim = f->param_types[vi].dims[k];
+            int sym = -1;
+            if (dim->type == AM_JSON_STRING && am_dim_is_name(dim->str, dim->len))
+                for (int s = 0; s < sy->n; s++)
+                    if (!strcmp(sy->names[s], dim->str)) sym = s;
+            f->param_symbol[vi * AMBER_MAX_RANK + (uint32_t)k] = sym;
+        }
+        f->value_types[vi] = &f->param_types[vi];
+        st = define_value(L, tab, &nt, am_json_get(L->d, p, "name"), vi);
+    }
+    if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
+    uint32_t ni = 0;
+    static const char *const nreq[] = {"op", "inputs", "attrs", "outputs"};
+    for (const am_json *nj = st == AMBER_OK ? am_json_first(L->d, nodes) : NULL; nj && st == AMBER_OK;
+         nj = am_json_next(L->d, nj), ni++) {
+        am_node *n = &f->nodes[ni];
+        size_t plen = strlen(L->path);
+        snprintf(L->path + plen, sizeof L->path - plen, ".nodes[%u]", ni);
+        if ((st = members(L, nj, nreq, 4, NULL, 0)) != AMBER_OK) break;
+        const am_json *op = get_typed(L, nj, "op", AM_JSON_STRING, &st);
+        const am_json *ins = op ? get_typed(L, nj, "inputs", AM_JSON_ARRAY, &st) : NULL;
+        const am_json *attrs = ins ? get_typed(L, nj, "attrs", AM_JSON_OBJECT, &st) : NULL;
+        const am_json *outs = am_json_get(L->d, nj, "outputs");
+        if (!attrs) break;
+        n->attrs = attrs;
+        n->n_in = (int)ins->count;
+        n->n_out = (int)outs->count;
+        if ((st = alloc(L, ins->count, sizeof(uint32_t), &n->in)) != AMBER_OK ||
+            (st = alloc(L, outs->count, sizeof(uint32_t), &n->out)) != AMBER_OK ||
+            (st = alloc(L, outs->count, sizeof(am_type), &n->out_types)) != AMBER_OK)
+            break;
+        int k = 0;
+        for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
+            int64_t v = in->type == AM_JSON_STRING ? find_value(tab, nt, in->str) : -1;
+            if (v < 0) {
+                st = LFAIL(L, "input %d is not a value defined before this node", k);
+                break;
+            }
+            n->in[k] = (uint32_t)v;
+        }
+        if (st != AMBER_OK) break;
+        /* The op: a primitive of opset 1 or an IR builtin. */
+        if (!strcmp(op->str, "constant") || !strcmp(op->str, "weight")) {
+            bool is_const = op->str[0] == 'c';
+            n->kind = is_const ? AM_NODE_CONSTANT : AM_NODE_WEIGHT;
+            const char *key = is_const ? "value" : "name";
+            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
+            if (n->n_in != 0 || n->n_out != 1) {
+                st = LFAIL(L, "%s takes no inputs and has one output", op->str);
+                break;
+            }
+            am_type t;
+            if (is_const) {
+                const am_json *val = am_json_get(L->d, attrs, "value");
+                bool by_tensor = am_json_get(L->d, val, "tensor") != NULL;
+                static const char *const creq_t[] = {"dtype", "shape", "tensor"};
+                static const char *const creq_d[] = {"dtype", "shape", "data"};
+                if ((st = members(L, val, by_tensor ? creq_t : creq_d, 3, NULL, 0)) != AMBER_OK ||
+                    (st = parse_type(L, val, NULL, &t)) != AMBER_OK)
+                    break;
+                n->tensor.dtype = t.dtype;
+                n->tensor.rank = t.rank;
+                for (int r = 0; r < t.rank; r++) n->tensor.shape[r] = t.dims[r]->i;
+                st = by_tensor ? tensor_ref(L, am_json_get(L->d, val, "tensor"), &t, &n->tensor)
+                               : inline_constant(L, am_json_get(L->d, val, "data"), &n->tensor);
+            } else {
+                const am_json *wn = am_json_get(L->d, attrs, "name");
+                const am_json *w = wn && wn->type == AM_JSON_STRING ? find_weight(L, weights, wn->str) : NULL;
+                if (!w) {
+                    st = LFAIL(L, "weight node names an unknown weight");
+                    break;
+                }
+                if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) break;
+                st = tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &n->tensor);
+            }
+        } else if (!strcmp(op->str, "call")) {
+            n->kind = AM_NODE_CALL;
+            static const char *const key = "callee";
+            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
+            const am_json *callee = am_json_get(L->d, attrs, "callee");
+            int64_t fi = callee->type == AM_JSON_STRING ? find_func(L->p, callee->str) : -1;
+            if (fi < 0) {
+                st = LFAIL(L, "call names an unknown function");
+                break;
+            }
+            n->callee = (uint32_t)fi; /* counts are checked once every function is loaded */
+        } else {
+            n->kind = AM_NODE_OP;
+            n->op = am_op_find(op->str);
+            if (!n->op) {
+                st = LFAIL(L, "op \"%.60s\" is neither a primitive of opset 1 nor an IR builtin",
+                           op->str);
+                break;
+            }
+            if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1) {
+                st = LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
+                break;
+            }
+            am_attrs a;
+            am_error e;
+            if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
+                st = LFAIL(L, "%s", e.msg);
+                break;
+            }
+        }
+        if (st != AMBER_OK) break;
+        k = 0;
+        static const char *const oreq[] = {"name", "dtype", "shape"};
+        for (const am_json *o = am_json_first(L->d, outs); o && st == AMBER_OK;
+             o = am_json_next(L->d, o), k++) {
+            if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
+            if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
+            st = define_value(L, tab, &nt, am_json_get(L->d, o, "name"), vi);
+            f->value_types[vi] = &n->out_types[k];
+            n->out[k] = vi++;
+        }
+        L->path[plen] = '\0';
+    }
+    if (st == AMBER_OK) st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
+    int k = 0;
+    for (const am_json *r = st == AMBER_OK ? am_json_first(L->d, results) : NULL; r;
+         r = am_json_next(L->d, r), k++) {
+        int64_t v = r->type == AM_JSON_STRING ? find_value(tab, nt, r->str) : -1;
+        if (v < 0) {
+            st = LFAIL(L, "result %d is not a value of the function", k);
+            break;
+        }
+        f->results[k] = (uint32_t)v;
+    }
+    free(tab);
+    return st;
+}
+
+static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *syms,
+                               am_port_def **out, uint32_t *n, bool inputs) {
+    if (!arr || arr->type != AM_JSON_ARRAY) return LFAIL(L, "inputs and outputs must be arrays");
+    *n = arr->count;
+    amber_status st = alloc(L, arr->count, sizeof(am_port_def), out);
+    uint32_t i = 0;
+    static const char *const req[] = {"name", "dtype", "shape"};
+    for (const am_json *p = am_json_first(L->d, arr); p && st == AMBER_OK; p = am_json_next(L->d, p), i++) {
+        if ((st = members(L, p, req, 3, NULL, 0)) != AMBER_OK) break;
+        const am_json *name = am_json_get(L->d, p, "name");
+        if (name->type != AM_JSON_STRING) return LFAIL(L, "port name must be a string");
+        (*out)[i].name = name->str;
+        for (uint32_t j = 0; j < i; j++)
+            if (!strcmp((*out)[j].name, name->str))
+                return LFAIL(L, "port name \"%.100s\" repeats", name->str);
+        if ((st = parse_type(L, p, syms, &(*out)[i].type)) != AMBER_OK) break;
+        if (inputs)
+            for (int d = 0; d < (*out)[i].type.rank; d++) {
+                const am_json *dim = (*out)[i].type.dims[d];
+                if (dim->type == AM_JSON_STRING && !am_dim_is_name(dim->str, dim->len))
+                    return LFAIL(L, "input dims must be integers or single symbols");
+            }
+    }
+    return st;
+}
+
+static amber_status load_vectors(loader *L, const am_json *arr) {
+    am_program *p = L->p;
+    if (arr->type != AM_JSON_ARRAY) return LFAIL(L, "test_vectors must be an array");
+    p->n_vectors = arr->count;
+    amber_status st = alloc(L, arr->count, sizeof(am_vector), &p->vectors);
+    uint32_t i = 0;
+    static const char *const req[] = {"entry", "dims", "inputs", "outputs", "tolerance"};
+    for (const am_json *v = am_json_first(L->d, arr); v && st == AMBER_OK; v = am_json_next(L->d, v), i++) {
+        snprintf(L->path, sizeof L->path, "test_vectors[%u]", i);
+        if ((st = members(L, v, req, 5, NULL, 0)) != AMBER_OK) break;
+        const am_json *entry = am_json_get(L->d, v, "entry");
+        int64_t e = -1;
+        for (uint32_t k = 0; entry->type == AM_JSON_STRING && k < p->n_entries; k++)
+            if (!strcmp(p->entries[k].name, entry->str)) e = k;
+        if (e < 0) return LFAIL(L, "names an unknown entry point");
+        am_vector *tv = &p->vectors[i];
+        const am_entry *en = &p->entries[e];
+        tv->entry = (uint32_t)e;
+        const am_json *ins = am_json_get(L->d, v, "inputs"), *outs = am_json_get(L->d, v, "outputs");
+        const am_json *tol = am_json_get(L->d, v, "tolerance");
+        if (ins->type != AM_JSON_OBJECT || outs->type != AM_JSON_OBJECT || tol->type != AM_JSON_OBJECT ||
+            am_json_get(L->d, v, "dims")->type != AM_JSON_OBJECT)
+            return LFAIL(L, "dims, inputs, outputs and tolerance must be objects");
+        if (ins->count != en->n_inputs || outs->count != en->n_outputs)
+            return LFAIL(L, "must give exactly the entry point's inputs and outputs");
+        if ((st = alloc(L, en->n_inputs, sizeof(amber_tensor), &tv->inputs)) != AMBER_OK ||
+            (st = alloc(L, en->n_outputs, sizeof(amber_tensor), &tv->outputs)) != AMBER_OK ||
+            (st = alloc(L, en->n_outputs, sizeof(double), &tv->rtol)) != AMBER_OK ||
+            (st = alloc(L, en->n_outputs, sizeof(double), &tv->atol)) != AMBER_OK)
+            return st;
+        for (uint32_t k = 0; k < en->n_inputs; k++) {
+            const am_json *t = am_json_get(L->d, ins, en->inputs[k].name);
+            if (!t) return LFAIL(L, "lacks input \"%.100s\"", en->inputs[k].name);
+            if ((st = tensor_ref(L, t, NULL, &tv->inputs[k])) != AMBER_OK) return st;
+        }
+        for (uint32_t k = 0; k < en->n_outputs; k++) {
+            const am_json *t = am_json_get(L->d, outs, en->outputs[k].name);
+            if (!t) return LFAIL(L, "lacks output \"%.100s\"", en->outputs[k].name);
+            if ((st = tensor_ref(L, t, NULL, &tv->outputs[k])) != AMBER_OK) return st;
+            const am_json *tt = am_json_get(L->d, tol, en->outputs[k].name);
+            const am_json *rt = tt ? am_json_get(L->d, tt, "rtol") : NULL;
+            const am_json *at = tt ? am_json_get(L->d, tt, "atol") : NULL;
+            if (tt) {
+                static const char *const treq[] = {"rtol", "atol"};
+                if ((st = members(L, tt, treq, 2, NULL, 0)) != AMBER_OK) return st;
+                if (rt->type != AM_JSON_NUMBER || at->type != AM_JSON_NUMBER || rt->num < 0 || at->num < 0)
+                    return LFAIL(L, "tolerances must be non-negative numbers");
+                tv->rtol[k] = rt->num;
+                tv->atol[k] = at->num;
+            }
+        }
+    }
+    return st;
+}
+
+amber_status am_program_load(am_program *p, const am_json_doc *d, const void *model,
+                             am_tensor_lookup lookup, am_error *err) {
+    memset(p, 0, sizeof *p);
+    am_arena_init(&p->mem, 0);
+    loader Lv = {p, d, model, lookup, err, "header"}, *L = &Lv;
+    const am_json *root = am_json_root(d);
+    const am_json *program = am_json_get(d, root, "program");
+    if (!program) {
+        /* A bare container: no other header-contents member may appear half-way. */
+        if (am_json_get(d, root, "signatures") || am_json_get(d, root, "opset_version"))
+            return LFAIL(L, "has signatures or an opset_version but no program");
+        return AMBER_OK;
+    }
+    p->present = true;
+    static const char *const req[] = {"tensors", "opset_version", "program", "signatures"};
+    static const char *const opt[] = {"metadata", "test_vectors"};
+    amber_status st = members(L, root, req, 4, opt, 2);
+    if (st != AMBER_OK) return st;
+    const am_json *ov = am_json_get(d, root, "opset_version");
+    if (ov->type != AM_JSON_NUMBER || !ov->is_int || ov->i < 1)
+        return LFAIL(L, "opset_version must be a positive integer");
+    if (ov->i > AMBER_OPSET_VERSION)
+        return am_fail(err, AMBER_ERR_VERSION, "the file needs opset version %lld, this runtime "
+                       "implements opset versions up to %d; upgrade amber", (long long)ov->i,
+                       AMBER_OPSET_VERSION);
+    p->opset_version = ov->i;
+    const am_json *meta = am_json_get(d, root, "metadata");
+    if (meta && meta->type != AM_JSON_OBJECT) return LFAIL(L, "metadata must be an object");
+    snprintf(L->path, sizeof L->path, "program");
+    static const char *const preq[] = {"functions", "weights"};
+    if ((st = members(L, program, preq, 2, NULL, 0)) != AMBER_OK) return st;
+    const am_json *funcs = get_typed(L, program, "functions", AM_JSON_ARRAY, &st);
+    const am_json *weights = funcs ? get_typed(L, program, "weights", AM_JSON_ARRAY, &st) : NULL;
+    if (!weights) return st;
+    /* Weights: unique names, tensors of the declared type. */
+    uint32_t wi = 0;
+    static const char *const wreq[] = {"name", "tensor", "dtype", "shape"};
+    for (const am_json *w = am_json_first(d, weights); w; w = am_json_next(d, w), wi++) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
+        if ((st = members(L, w, wreq, 4, NULL, 0)) != AMBER_OK) return st;
+        const am_json *name = am_json_get(d, w, "name");
+        if (name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
+        if (find_weight(L, weights, name->str) != w) return LFAIL(L, "weight name repeats");
+        am_type t;
+        amber_tensor view;
+        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
+        if ((st = tensor_ref(L, am_json_get(d, w, "tensor"), &t, &view)) != AMBER_OK) return st;
+    }
+    /* Function names first (calls may refer forward), then bodies. */
+    p->n_funcs = funcs->count;
+    if ((st = alloc(L, p->n_funcs, sizeof(am_func), &p->funcs)) != AMBER_OK) return st;
+    uint32_t fi = 0;
+    for (const am_json *f = am_json_first(d, funcs); f; f = am_json_next(d, f), fi++) {
+        const am_json *name = am_json_get(d, f, "name");
+        snprintf(L->path, sizeof L->path, "program.functions[%u]", fi);
+        if (!name || name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
+        if (find_func(p, name->str) >= 0) return LFAIL(L, "function name \"%.100s\" repeats", name->str);
+        p->funcs[fi].name = name->str;
+    }
+    fi = 0;
+    for (const am_json *f = am_json_first(d, funcs); f; f = am_json_next(d, f), fi++) {
+        snprintf(L->path, sizeof L->path, "program.functions[%u]", fi);
+        if ((st = load_function(L, f, weights, &p->funcs[fi])) != AMBER_OK) return st;
+    }
+    for (fi = 0; fi < p->n_funcs; fi++)
+        for (uint32_t ni = 0; ni < p->funcs[fi].n_nodes; ni++) {
+            const am_node *n = &p->funcs[fi].nodes[ni];
+            const am_func *c = n->kind == AM_NODE_CALL ? &p->funcs[n->callee] : NULL;
+            if (c && ((uint32_t)n->n_in != c->n_params || (uint32_t)n->n_out != c->n_results)) {
+                snprintf(L->path, sizeof L->path, "program.functions[%u].nodes[%u]", fi, ni);
+                return LFAIL(L, "call of %s passes %d arguments and takes %d results; the "
+                             "function has %u and %u", c->name, n->n_in, n->n_out, c->n_params,
+                             c->n_results);
+            }
+        }
+    /* Signatures. */
+    snprintf(L->path, sizeof L->path, "signatures");
+    const am_json *sigs = am_json_get(d, root, "signatures");
+    if (sigs->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
+    p->n_entries = sigs->count;
+    if ((st = alloc(L, p->n_entries, sizeof(am_entry), &p->entries)) != AMBER_OK) return st;
+    uint32_t ei = 0;
+    static const char *const sreq[] = {"function", "inputs", "outputs", "output_structure"};
+    static const char *const sopt[] = {"input_ranges"};
+    for (const am_json *s = am_json_first(d, sigs); s; s = am_json_next(d, s), ei++) {
+        snprintf(L->path, sizeof L->path, "signatures.%.100s", s->key);
+        am_entry *e = &p->entries[ei];
+        e->name = s->key;
+        if ((st = members(L, s, sreq, 4, sopt, 1)) != AMBER_OK) return st;
+        const am_json *fn = am_json_get(d, s, "function");
+        int64_t f = fn->type == AM_JSON_STRING ? find_func(p, fn->str) : -1;
+        if (f < 0) return LFAIL(L, "names an unknown function");
+        e->func = (uint32_t)f;
+        const am_func *func = &p->funcs[f];
+        if ((st = load_ports(L, am_json_get(d, s, "inputs"), &func->syms, &e->inputs, &e->n_inputs,
+                             true)) != AMBER_OK ||
+            (st = load_ports(L, am_json_get(d, s, "outputs"), &func->syms, &e->outputs,
+                             &e->n_outputs, false)) != AMBER_OK)
+            return st;
+        if (e->n_inputs != func->n_params || e->n_outputs != func->n_results)
+            return LFAIL(L, "has %u inputs and %u outputs, function %s has %u and %u", e->n_inputs,
+                         e->n_outputs, func->name, func->n_params, func->n_results);
+        for (uint32_t k = 0; k < e->n_inputs; k++)
+            if (!same_type(&e->inputs[k].type, &func->param_types[k]))
+                return LFAIL(L, "input \"%.100s\" differs from the function's parameter",
+                             e->inputs[k].name);
+        for (uint32_t k = 0; k < e->n_outputs; k++)
+            if (!same_type(&e->outputs[k].type, func->value_types[func->results[k]]))
+                return LFAIL(L, "output \"%.100s\" differs from the function's result",
+                             e->outputs[k].name);
+    }
+    const am_json *vec = am_json_get(d, root, "test_vectors");
+    return vec ? load_vectors(L, vec) : AMBER_OK;
+}
+
+void am_program_free(am_program *p) { am_arena_free(&p->mem); }
+
+amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
+                           am_attrs *a, am_error *err) {
+    return am_attrs_decode(n->op, doc, n->attrs, syms, a, err);
+}
+
+amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,
+                          am_error *err) {
+    for (int i = 0; i < t->rank; i++) {
+        const am_json *d = t->dims[i];
+        if (d->type == AM_JSON_NUMBER) {
+            shape[i] = d->i;
+            continue;
+        }
+        amber_status st = am_dim_eval(d->str, d->len, syms, &shape[i], err);
+        if (st != AMBER_OK) return st;
+        if (shape[i] < 0)
+            return am_fail(err, AMBER_ERR_SHAPE, "dim \"%.100s\" evaluates to %lld (negative)",
+                           d->str, (long long)shape[i]);
+    }
+    return AMBER_OK;
+}

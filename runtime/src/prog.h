@@ -1,0 +1,86 @@
+/* The program of an .amber file (docs/format.md, "Header contents"): functions of SSA
+ * nodes, weights, signatures and test vectors, loaded from the validated JSON header.
+ * Everything points into the model's JSON document and tensor views. */
+#ifndef AMBER_PROG_H
+#define AMBER_PROG_H
+
+#include "ops.h"
+
+/* ---------------------------------------------------------------- program */
+
+typedef enum am_builtin { AM_NODE_OP, AM_NODE_CONSTANT, AM_NODE_WEIGHT, AM_NODE_CALL } am_builtin;
+
+/* A declared type: dims are JSON integers or dim-expression strings. */
+typedef struct am_type {
+    amber_dtype dtype;
+    int rank;
+    const am_json *dims[AMBER_MAX_RANK];
+} am_type;
+
+typedef struct am_node {
+    am_builtin kind;
+    const am_op *op;            /* AM_NODE_OP */
+    const am_json *attrs;       /* the node's attribute object */
+    int n_in, n_out;
+    uint32_t *in, *out;         /* value indices */
+    am_type *out_types;
+    amber_tensor tensor;        /* constant or weight data */
+    uint32_t callee;            /* AM_NODE_CALL: function index */
+} am_node;
+
+typedef struct am_func {
+    const char *name;
+    uint32_t n_params, n_values, n_nodes, n_results;
+    am_type *param_types;       /* params are values 0..n_params-1 */
+    am_node *nodes;
+    uint32_t *results;
+    am_symbols syms;            /* names and lens; values unused (per-run copies) */
+    int *param_symbol;          /* per param dim: symbol bound there, or -1 */
+    am_type **value_types;      /* declared type of every value */
+} am_func;
+
+typedef struct am_port_def {
+    const char *name;
+    am_type type;
+} am_port_def;
+
+typedef struct am_entry {
+    const char *name;
+    uint32_t func;
+    uint32_t n_inputs, n_outputs;
+    am_port_def *inputs, *outputs;
+} am_entry;
+
+typedef struct am_vector {
+    uint32_t entry;
+    amber_tensor *inputs, *outputs; /* in the entry's order */
+    double *rtol, *atol;            /* per output */
+} am_vector;
+
+typedef struct am_program {
+    bool present;                   /* false for a bare container without a program */
+    int64_t opset_version;
+    uint32_t n_funcs, n_entries, n_vectors;
+    am_func *funcs;
+    am_entry *entries;
+    am_vector *vectors;
+    am_arena mem;                   /* everything above lives here */
+} am_program;
+
+typedef amber_status (*am_tensor_lookup)(const void *model, const char *name,
+                                         amber_tensor *view);
+
+/* Loads and validates the program members of the header root. A header without
+ * "program" leaves prog->present false (a plain container). */
+amber_status am_program_load(am_program *prog, const am_json_doc *doc, const void *model,
+                             am_tensor_lookup lookup, am_error *err);
+void am_program_free(am_program *prog);
+
+/* Decodes a node's attributes with dim expressions evaluated in syms. */
+amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
+                           am_attrs *a, am_error *err);
+/* Evaluates a declared type's dims. */
+amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,
+                          am_error *err);
+
+#endif

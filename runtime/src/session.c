@@ -1,0 +1,289 @@
+/* amber_session: runs entry points of a model's program by interpreting its functions
+ * node by node (docs/format.md H.5). Values of one run live in the session arena, which
+ * is reset (and its memory reused) at the start of the next run. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AM_MAX_CALL_DEPTH 1000
+
+struct amber_session {
+    const amber_model *model;
+    am_error err;
+    am_arena arena;   /* values of the current run */
+    am_arena scratch; /* temporaries of one kernel call */
+    int max_depth;
+};
+
+amber_status amber_session_create(const amber_model *model, amber_session **out) {
+    if (!out) return AMBER_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!model || model->failed) return AMBER_ERR_INVALID_ARGUMENT;
+    amber_session *s = (amber_session *)calloc(1, sizeof *s);
+    if (!s) return AMBER_ERR_NO_MEMORY;
+    s->model = model;
+    size_t limit = (size_t)model->opts.memory_limit;
+    am_arena_init(&s->arena, limit);
+    am_arena_init(&s->scratch, limit);
+    /* Calls recurse on the C stack: the depth is capped whatever the option says. */
+    s->max_depth = model->opts.max_call_depth > 0 ? model->opts.max_call_depth : 256;
+    if (s->max_depth > AM_MAX_CALL_DEPTH) s->max_depth = AM_MAX_CALL_DEPTH;
+    *out = s;
+    return AMBER_OK;
+}
+
+void amber_session_free(amber_session *s) {
+    if (!s) return;
+    am_arena_free(&s->arena);
+    am_arena_free(&s->scratch);
+    free(s);
+}
+
+const char *amber_session_error(const amber_session *s) { return s ? s->err.msg : "session is NULL"; }
+
+static bool same_shape(const amber_tensor *t, const int64_t *shape, int rank) {
+    if (t->rank != rank) return false;
+    for (int i = 0; i < rank; i++)
+        if (t->shape[i] != shape[i]) return false;
+    return true;
+}
+
+/* Checks a value against its declared type, with the function's symbols bound. */
+static amber_status check_type(amber_session *s, const am_type *t, const am_symbols *syms,
+                               const amber_tensor *v, const char *what) {
+    int64_t shape[AMBER_MAX_RANK];
+    amber_status st = am_type_eval(t, syms, shape, &s->err);
+    if (st != AMBER_OK) return st;
+    if (v->dtype != t->dtype || !same_shape(v, shape, t->rank)) {
+        char a[200], b[200];
+        return am_fail(&s->err, v->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
+                       "%s is %s%s, declared %s%s", what,
+                       amber_dtype_name(v->dtype), am_shape_str(v->shape, v->rank, a, sizeof a),
+                       amber_dtype_name(t->dtype), am_shape_str(shape, t->rank, b, sizeof b));
+    }
+    return AMBER_OK;
+}
+
+static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
+                                 amber_tensor *results, int depth) {
+    const am_program *p = &s->model->prog;
+    const am_func *f = &p->funcs[fi];
+    if (depth > s->max_depth)
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "call depth exceeds the limit of %d (in %s)",
+                       s->max_depth, f->name);
+    amber_tensor *vals;
+    int64_t *symvals;
+    amber_status st = am_arena_calloc(&s->arena, f->n_values, sizeof *vals, (void **)&vals, &s->err);
+    if (st == AMBER_OK)
+        st = am_arena_calloc(&s->arena, (size_t)f->syms.n, sizeof *symvals, (void **)&symvals, &s->err);
+    if (st != AMBER_OK) return st;
+    am_symbols syms = f->syms;
+    syms.values = symvals;
+    syms.check = false;
+    for (int i = 0; i < syms.n; i++) symvals[i] = -1;
+    /* Bind symbols from the arguments; static dims and dtypes must match. */
+    for (uint32_t i = 0; i < f->n_params; i++) {
+        const am_type *t = &f->param_types[i];
+        const amber_tensor *a = &args[i];
+        if ((st = am_tensor_check(a, NULL, NULL, &s->err)) != AMBER_OK)
+            return am_fail(&s->err, st, "%s: argument %u: %.300s", f->name, i, s->err.msg);
+        if (a->dtype != t->dtype || a->rank != t->rank) {
+            char b[200];
+            return am_fail(&s->err, a->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
+                           "%s: argument %u is %s%s, the function takes "
+                           "%s of rank %d", f->name, i, amber_dtype_name(a->dtype),
+                           am_shape_str(a->shape, a->rank, b, sizeof b), amber_dtype_name(t->dtype),
+                           t->rank);
+        }
+        for (int d = 0; d < t->rank; d++) {
+            int sym = f->param_symbol[i * AMBER_MAX_RANK + (uint32_t)d];
+            if (sym < 0) continue;
+            if (symvals[sym] < 0) {
+                symvals[sym] = a->shape[d];
+            } else if (symvals[sym] != a->shape[d]) {
+                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: argument %u dim %d is %lld but "
+                               "\"%s\" is %lld from an earlier argument", f->name, i, d,
+                               (long long)a->shape[d], syms.names[sym], (long long)symvals[sym]);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < f->n_params; i++) {
+        char what[160];
+        snprintf(what, sizeof what, "%s: argument %u", f->name, i);
+        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], what)) != AMBER_OK) return st;
+        vals[i] = args[i];
+    }
+    /* Nodes in order. */
+    am_ctx ctx = {&s->err, &s->scratch};
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        const char *opname = n->kind == AM_NODE_OP ? n->op->name
+                             : n->kind == AM_NODE_CALL ? "call"
+                             : n->kind == AM_NODE_WEIGHT ? "weight" : "constant";
+        amber_tensor *ins = NULL, *outs = NULL;
+        st = am_arena_alloc(&s->arena, sizeof(amber_tensor) * (size_t)(n->n_in + n->n_out + 1),
+                            (void **)&ins, &s->err);
+        if (st != AMBER_OK) return st;
+        outs = ins + n->n_in;
+        for (int k = 0; k < n->n_in; k++) ins[k] = vals[n->in[k]];
+        switch (n->kind) {
+        case AM_NODE_CONSTANT:
+        case AM_NODE_WEIGHT:
+            outs[0] = n->tensor;
+            break;
+        case AM_NODE_CALL:
+            st = run_function(s, n->callee, ins, outs, depth + 1);
+            break;
+        case AM_NODE_OP: {
+            am_attrs attrs;
+            st = am_node_attrs(n, &s->model->doc, &syms, &attrs, &s->err);
+            if (st == AMBER_OK) st = am_op_run(n->op, &ctx, &s->arena, ins, n->n_in, &attrs, &outs[0]);
+            am_arena_reset(&s->scratch);
+            break;
+        }
+        }
+        for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
+            char what[160];
+            snprintf(what, sizeof what, "output %d", k);
+            st = check_type(s, &n->out_types[k], &syms, &outs[k], what);
+            vals[n->out[k]] = outs[k];
+        }
+        if (st != AMBER_OK) {
+            if (n->kind == AM_NODE_CALL) return st; /* the callee already said where */
+            char msg[AM_ERR_MSG];
+            memcpy(msg, s->err.msg, sizeof msg);
+            return am_fail(&s->err, st, "%s, node %u (%s): %s", f->name, ni, opname, msg);
+        }
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) results[k] = vals[f->results[k]];
+    return AMBER_OK;
+}
+
+static amber_status run_entry(amber_session *s, const am_entry *e, const amber_tensor *inputs,
+                              size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
+    if (n_inputs != e->n_inputs || n_outputs != e->n_outputs)
+        return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT,
+                       "entry point %s takes %u inputs and gives %u outputs (called with %zu "
+                       "and %zu)", e->name, e->n_inputs, e->n_outputs, n_inputs, n_outputs);
+    if ((e->n_inputs && !inputs) || (e->n_outputs && !outputs))
+        return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "inputs or outputs is NULL");
+    for (size_t i = 0; i < n_inputs; i++) {
+        size_t nb;
+        amber_status st = am_tensor_check(&inputs[i], NULL, &nb, &s->err);
+        if (st != AMBER_OK)
+            return am_fail(&s->err, st, "input \"%s\": %.300s", e->inputs[i].name, s->err.msg);
+        if (nb && !inputs[i].data)
+            return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "input \"%s\" has no data",
+                           e->inputs[i].name);
+    }
+    am_arena_reset(&s->arena);
+    return run_function(s, e->func, inputs, outputs, 0);
+}
+
+amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
+                               size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
+    if (!s) return AMBER_ERR_INVALID_ARGUMENT;
+    am_error_clear(&s->err);
+    if (!entry) return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "entry is NULL");
+    if (!s->model->prog.present)
+        return am_fail(&s->err, AMBER_ERR_NOT_FOUND, "the file has no program to run");
+    const am_entry *e = am_model_entry(s->model, entry);
+    if (!e) return am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
+    return run_entry(s, e, inputs, n_inputs, outputs, n_outputs);
+}
+
+static double element(const amber_tensor *t, int64_t i) {
+    switch (t->dtype) {
+    case AMBER_FLOAT32: return ((const float *)t->data)[i];
+    case AMBER_FLOAT64: return ((const double *)t->data)[i];
+    case AMBER_INT32: return ((const int32_t *)t->data)[i];
+    case AMBER_INT64: return (double)((const int64_t *)t->data)[i];
+    case AMBER_BOOL: return ((const uint8_t *)t->data)[i];
+    }
+    return 0;
+}
+
+/* Compares got with want under docs/format.md H.8; on failure describes it in msg. */
+static bool matches(const amber_tensor *got, const amber_tensor *want, double rtol, double atol,
+                    char *msg, size_t n) {
+    char a[200], b[200];
+    if (got->dtype != want->dtype || !same_shape(got, want->shape, want->rank)) {
+        snprintf(msg, n, "is %s%s, expected %s%s", amber_dtype_name(got->dtype),
+                 am_shape_str(got->shape, got->rank, a, sizeof a), amber_dtype_name(want->dtype),
+                 am_shape_str(want->shape, want->rank, b, sizeof b));
+        return false;
+    }
+    int64_t numel = am_numel(want);
+    bool exact = want->dtype != AMBER_FLOAT32 && want->dtype != AMBER_FLOAT64;
+    for (int64_t i = 0; i < numel; i++) {
+        bool ok;
+        if (exact) {
+            size_t z = amber_dtype_size(want->dtype);
+            ok = !memcmp((const char *)got->data + (size_t)i * z, (const char *)want->data + (size_t)i * z, z);
+        } else {
+            double g = element(got, i), w = element(want, i);
+            if (isnan(w) || isnan(g)) ok = isnan(w) && isnan(g);
+            else if (isinf(w) || isinf(g)) ok = g == w;
+            else ok = fabs(g - w) <= atol + rtol * fabs(w);
+        }
+        if (!ok) {
+            if (exact && want->dtype != AMBER_BOOL)
+                snprintf(msg, n, "element %lld is %lld, expected %lld", (long long)i,
+                         want->dtype == AMBER_INT32 ? (long long)((const int32_t *)got->data)[i]
+                                                    : (long long)((const int64_t *)got->data)[i],
+                         want->dtype == AMBER_INT32 ? (long long)((const int32_t *)want->data)[i]
+                                                    : (long long)((const int64_t *)want->data)[i]);
+            else
+                snprintf(msg, n, "element %lld is %.9g, expected %.9g (rtol %g, atol %g)",
+                         (long long)i, element(got, i), element(want, i), rtol, atol);
+            return false;
+        }
+    }
+    return true;
+}
+
+amber_status amber_session_verify(amber_session *s, size_t *n_vectors, size_t *n_failed) {
+    if (!s) return AMBER_ERR_INVALID_ARGUMENT;
+    am_error_clear(&s->err);
+    const am_program *p = &s->model->prog;
+    size_t failed = 0;
+    amber_status first = AMBER_OK;
+    char first_msg[AM_ERR_MSG] = "";
+    for (uint32_t v = 0; v < p->n_vectors; v++) {
+        const am_vector *tv = &p->vectors[v];
+        const am_entry *e = &p->entries[tv->entry];
+        amber_tensor *outs = (amber_tensor *)calloc(e->n_outputs ? e->n_outputs : 1, sizeof *outs);
+        if (!outs) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+        amber_status st = run_entry(s, e, tv->inputs, e->n_inputs, outs, e->n_outputs);
+        char msg[AM_ERR_MSG] = "";
+        if (st != AMBER_OK) {
+            snprintf(msg, sizeof msg, "test vector %u (%.60s) failed to run: %.400s", v, e->name,
+                     s->err.msg);
+        } else {
+            for (uint32_t k = 0; k < e->n_outputs && st == AMBER_OK; k++) {
+                char why[300];
+                if (!matches(&outs[k], &tv->outputs[k], tv->rtol[k], tv->atol[k], why, sizeof why)) {
+                    st = AMBER_ERR_MISMATCH;
+                    snprintf(msg, sizeof msg, "test vector %u (%.60s), output \"%.60s\": %.300s", v,
+                             e->name, e->outputs[k].name, why);
+                }
+            }
+        }
+        free(outs);
+        if (st != AMBER_OK) {
+            failed++;
+            if (first == AMBER_OK) {
+                first = st;
+                memcpy(first_msg, msg, sizeof first_msg);
+            }
+        }
+    }
+    if (n_vectors) *n_vectors = p->n_vectors;
+    if (n_failed) *n_failed = failed;
+    if (first != AMBER_OK) return am_fail(&s->err, first, "%s", first_msg);
+    am_error_clear(&s->err);
+    return AMBER_OK;
+}

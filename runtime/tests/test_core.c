@@ -1,0 +1,241 @@
+/* Unit tests of the runtime's internals: SHA-256, the JSON parser, the arena, .npy I/O,
+ * the strided iterator and the public helpers. Run by ctest (and under sanitizers). */
+#include "json.h"
+#include "npy.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                             \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                         \
+        }                                                                       \
+    } while (0)
+
+static void sha_hex(const void *data, size_t n, char out[65]) {
+    uint8_t d[32];
+    am_sha256_digest(data, n, d);
+    am_sha256_hex(d, out);
+}
+
+static void test_sha256(void) {
+    char hex[65];
+    sha_hex("", 0, hex);
+    CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    sha_hex("abc", 3, hex);
+    CHECK(!strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha_hex(two, strlen(two), hex);
+    CHECK(!strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    /* One million 'a', fed in uneven pieces. */
+    char *a = (char *)malloc(1000000);
+    memset(a, 'a', 1000000);
+    am_sha256 s;
+    am_sha256_init(&s);
+    size_t off = 0, step = 1;
+    while (off < 1000000) {
+        size_t n = step < 1000000 - off ? step : 1000000 - off;
+        am_sha256_update(&s, a + off, n);
+        off += n;
+        step = step * 3 + 1;
+    }
+    uint8_t d[32];
+    am_sha256_final(&s, d);
+    am_sha256_hex(d, hex);
+    CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
+    free(a);
+}
+
+static amber_status parse(const char *text, am_json_doc *doc, am_error *err) {
+    am_json_limits lim = {1 << 20, 64, 0};
+    return am_json_parse(text, strlen(text), &lim, doc, err);
+}
+
+static void test_json(void) {
+    am_error err;
+    am_json_doc doc;
+    CHECK(parse("{\"a\": [1, -2.5e3, true, false, null, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {}}",
+                &doc, &err) == AMBER_OK);
+    const am_json *root = am_json_root(&doc);
+    const am_json *arr = am_json_get(&doc, root, "a");
+    CHECK(arr && arr->type == AM_JSON_ARRAY && arr->count == 6);
+    CHECK(am_json_at(&doc, arr, 0)->is_int && am_json_at(&doc, arr, 0)->i == 1);
+    CHECK(!am_json_at(&doc, arr, 1)->is_int && am_json_at(&doc, arr, 1)->num == -2500.0);
+    CHECK(am_json_at(&doc, arr, 2)->type == AM_JSON_TRUE);
+    const am_json *str = am_json_at(&doc, arr, 5);
+    CHECK(str->len == 7 && !memcmp(str->str, "x\xc3\xa9\xf0\x9f\x98\x80", 7));
+    CHECK(am_json_get(&doc, root, "b")->type == AM_JSON_OBJECT);
+    CHECK(!am_json_get(&doc, root, "c"));
+    am_json_free(&doc);
+
+    CHECK(parse("-9223372036854775808", &doc, &err) == AMBER_OK && doc.nodes[0].is_int &&
+          doc.nodes[0].i == INT64_MIN);
+    am_json_free(&doc);
+    CHECK(parse("9223372036854775807", &doc, &err) == AMBER_OK && doc.nodes[0].i == INT64_MAX);
+    am_json_free(&doc);
+    CHECK(parse("  [ ]  ", &doc, &err) == AMBER_OK && doc.nodes[0].count == 0);
+    am_json_free(&doc);
+
+    static const char *bad[] = {
+        "", " ", "{", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "[01]", "[1.]", "[.5]", "[1e]",
+        "[NaN]", "[Infinity]", "[-Infinity]", "[1e400]", "[9223372036854775808]",
+        "[-9223372036854775809]", "{\"a\":1,\"a\":2}", "{\"b\":{\"a\":1,\"a\":1}}",
+        "[\"\\ud800\"]", "[\"\\udc00\"]", "[\"\\ud800\\u0041\"]", "[\"\x01\"]", "[\"\\x\"]",
+        "[\"\xc0\xaf\"]", "[\"\xed\xa0\x80\"]", "[\"\xf4\x90\x80\x80\"]", "[tru]", "[nul]",
+        "{} {}", "[1] x", "// c\n[]", "[1 2]", "{1:2}", "\xef\xbb\xbf{}"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++) {
+        amber_status st = parse(bad[i], &doc, &err);
+        if (st == AMBER_OK) fprintf(stderr, "accepted bad JSON #%zu: %s\n", i, bad[i]);
+        CHECK(st != AMBER_OK);
+        am_json_free(&doc);
+    }
+    /* Depth limit: 64 nested arrays pass, 65 fail; 100000 fail without recursion. */
+    char deep[100001];
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    deep[128] = '\0';
+    CHECK(parse(deep, &doc, &err) == AMBER_OK);
+    am_json_free(&doc);
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    deep[130] = '\0';
+    CHECK(parse(deep, &doc, &err) == AMBER_ERR_LIMIT);
+    am_json_free(&doc);
+    memset(deep, '[', 100000);
+    deep[100000] = '\0';
+    CHECK(parse(deep, &doc, &err) == AMBER_ERR_LIMIT);
+    am_json_free(&doc);
+    /* Size and node limits. */
+    am_json_limits small = {4, 64, 0};
+    CHECK(am_json_parse("[1,2]", 5, &small, &doc, &err) == AMBER_ERR_LIMIT);
+    am_json_free(&doc);
+    am_json_limits few = {0, 64, 3};
+    CHECK(am_json_parse("[1,2,3]", 7, &few, &doc, &err) == AMBER_ERR_LIMIT);
+    am_json_free(&doc);
+    /* Many duplicate-free keys are checked in n log n. */
+    size_t cap = 20 * 50000 + 16, o = 0;
+    char *big = (char *)malloc(cap);
+    big[o++] = '{';
+    for (int i = 0; i < 50000; i++) o += (size_t)snprintf(big + o, cap - o, "%s\"k%d\":%d", i ? "," : "", i, i);
+    big[o++] = '}';
+    am_json_limits lim = {0, 64, 0};
+    CHECK(am_json_parse(big, o, &lim, &doc, &err) == AMBER_OK && doc.nodes[0].count == 50000);
+    am_json_free(&doc);
+    free(big);
+    CHECK(am_utf8_valid("h\xc3\xa9", 3, NULL));
+    size_t at = 0;
+    CHECK(!am_utf8_valid("ab\xff", 3, &at) && at == 2);
+}
+
+static void test_arena(void) {
+    am_arena a;
+    am_error err;
+    am_arena_init(&a, 0);
+    void *p, *q;
+    CHECK(am_arena_alloc(&a, 10, &p, &err) == AMBER_OK && (uintptr_t)p % 64 == 0);
+    CHECK(am_arena_alloc(&a, 0, &q, &err) == AMBER_OK && q != p);
+    CHECK(am_arena_alloc(&a, 1 << 20, &q, &err) == AMBER_OK && (uintptr_t)q % 64 == 0);
+    memset(q, 1, 1 << 20);
+    am_arena_mark m = am_arena_get_mark(&a);
+    CHECK(am_arena_alloc(&a, 3 << 20, &q, &err) == AMBER_OK);
+    am_arena_release(&a, m);
+    size_t before = a.held;
+    am_arena_reset(&a);
+    /* After a reset, what the last run needed comes back as one block. */
+    CHECK(am_arena_alloc(&a, 1 << 20, &q, &err) == AMBER_OK && a.held == before);
+    CHECK(am_arena_alloc(&a, 1 << 10, &q, &err) == AMBER_OK && a.held == before);
+    CHECK(am_arena_alloc(&a, SIZE_MAX / 2 + 1, &q, &err) == AMBER_ERR_LIMIT);
+    am_arena_free(&a);
+    am_arena_init(&a, 1 << 16);
+    CHECK(am_arena_alloc(&a, 1 << 15, &p, &err) == AMBER_OK);
+    CHECK(am_arena_alloc(&a, 1 << 16, &q, &err) == AMBER_ERR_LIMIT);
+    CHECK(strstr(err.msg, "memory limit") != NULL);
+    am_arena_free(&a);
+    CHECK(am_arena_calloc(&a, SIZE_MAX / 4, 8, &q, &err) == AMBER_ERR_LIMIT);
+}
+
+static void test_npy(void) {
+    am_error err;
+    int32_t data[6] = {1, -2, 3, -4, 5, INT32_MIN};
+    amber_tensor t = {AMBER_INT32, 2, {2, 3}, data};
+    const char *path = "amber_core_test.npy";
+    CHECK(am_npy_write_file(path, &t, &err) == AMBER_OK);
+    amber_tensor r;
+    void *owned;
+    CHECK(am_npy_read_file(path, &r, &owned, &err) == AMBER_OK);
+    CHECK(r.dtype == AMBER_INT32 && r.rank == 2 && r.shape[0] == 2 && r.shape[1] == 3);
+    CHECK(!memcmp(r.data, data, sizeof data));
+    free(owned);
+    amber_tensor s = {AMBER_FLOAT64, 0, {0}, &(double){2.5}};
+    CHECK(am_npy_write_file(path, &s, &err) == AMBER_OK);
+    CHECK(am_npy_read_file(path, &r, &owned, &err) == AMBER_OK && r.rank == 0 &&
+          *(double *)r.data == 2.5);
+    free(owned);
+    remove(path);
+    static const char bad_hdr[] = "\x93NUMPY\x01\x00\x20\x00{'descr': '>f4', 'shape': (1,)}";
+    CHECK(am_npy_parse(bad_hdr, sizeof bad_hdr - 1, &r, &err) != AMBER_OK);
+    CHECK(am_npy_parse("\x93NUMPY\x01\x00\xff\xff", 10, &r, &err) == AMBER_ERR_FORMAT);
+    CHECK(am_npy_parse("nope", 4, &r, &err) == AMBER_ERR_FORMAT);
+    CHECK(am_npy_read_file("/nonexistent/x.npy", &r, &owned, &err) == AMBER_ERR_IO);
+}
+
+static void test_tensor_and_ops(void) {
+    amber_tensor t = {AMBER_FLOAT32, 3, {2, 0, 5}, NULL};
+    int64_t n;
+    size_t nb;
+    CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_OK && n == 0 && nb == 0);
+    t.shape[1] = -1;
+    CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_SHAPE);
+    t.shape[0] = INT64_MAX, t.shape[1] = 4;
+    CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_LIMIT);
+    t.dtype = (amber_dtype)9;
+    CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_DTYPE);
+    CHECK(amber_dtype_size(AMBER_BOOL) == 1 && amber_dtype_name((amber_dtype)7) == NULL);
+    CHECK(amber_op_count() == AMBER_OPSET_V1_PRIMITIVES && !amber_op_name(amber_op_count()));
+    CHECK(!strcmp(amber_status_name(AMBER_ERR_SHAPE), "AMBER_ERR_SHAPE"));
+    CHECK(!strcmp(amber_status_name((amber_status)99), "AMBER_ERR_UNKNOWN"));
+    for (size_t i = 0; i < amber_op_count(); i++)
+        CHECK(am_op_find(amber_op_name(i)) == am_op_get((am_op_id)i));
+
+    /* One op end to end: int32 floor division with its edge cases. */
+    const am_op *div = am_op_find("div");
+    int32_t x[4] = {7, -7, INT32_MIN, 5}, y[4] = {2, 2, -1, 0};
+    amber_tensor in[2] = {{AMBER_INT32, 1, {4}, x}, {AMBER_INT32, 1, {4}, y}}, out;
+    am_error err;
+    am_arena oa, sc;
+    am_arena_init(&oa, 0);
+    am_arena_init(&sc, 0);
+    am_ctx ctx = {&err, &sc};
+    am_attrs attrs;
+    CHECK(am_attrs_decode(div, NULL, NULL, NULL, &attrs, &err) == AMBER_OK);
+    CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_OK);
+    int32_t *o = (int32_t *)out.data;
+    CHECK(o[0] == 3 && o[1] == -4 && o[2] == INT32_MIN && o[3] == 0);
+    /* Wrong input count and a NULL data pointer are statuses, not crashes. */
+    CHECK(am_op_run(div, &ctx, &oa, in, 1, &attrs, &out) == AMBER_ERR_INVALID_ARGUMENT);
+    in[1].data = NULL;
+    CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_ERR_INVALID_ARGUMENT);
+    am_arena_free(&oa);
+    am_arena_free(&sc);
+}
+
+int main(void) {
+    test_sha256();
+    test_json();
+    test_arena();
+    test_npy();
+    test_tensor_and_ops();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all core checks passed\n");
+    return 0;
+}

@@ -1,0 +1,743 @@
+"""Symbolic dimensions: exact integer expressions over named sizes.
+
+A symbolic dimension is a polynomial with integer coefficients over *atoms*; an atom is
+a symbol (a named size such as ``batch``, whose runtime value is an integer >= 1) or a
+floor division ``(e // k)`` of an expression by a positive integer constant. Arithmetic
+(``+ - *``, ``//`` and ``%`` by constants, exact division by a monomial) keeps the
+expression exact and canonical, so two expressions are equal exactly when their
+canonical forms are, and an expression whose value is known is a plain ``int``.
+
+Anything that needs the runtime value of a symbolic size (``int()``, ``range()``,
+``float()``, a comparison whose answer depends on the size) raises
+:class:`amber.CaptureError` naming the user's line.
+
+The serialised form is a string in this grammar (``docs/format.md``)::
+
+    expr   := ["-"] term (("+" | "-") term)*
+    term   := factor (("*" | "//") factor)*      # right operand of "//" is an INT >= 1
+    factor := INT | NAME | "(" expr ")"
+    NAME   := [A-Za-z_][A-Za-z0-9_]*
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Union
+
+from ..errors import CaptureError
+
+Dim = Union[int, "DimExpr"]
+
+# Frames report the path a module was imported under (maybe not normalised): match both.
+_AMBER_DIR = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+              os.path.dirname(os.path.dirname(__file__)) + os.sep)
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MAX_EXPR_CHARS = 4096
+MAX_EXPR_DEPTH = 64
+
+
+def is_symbol_name(name: object) -> bool:
+    """True if ``name`` is a valid symbol name."""
+    return isinstance(name, str) and bool(_NAME_RE.match(name))
+
+
+def _refusal(what: str, fix: str | None = None) -> CaptureError:
+    from ..capture_errors import user_frame
+
+    path, line, text = user_frame()
+    where = f"{path}:{line}" + (f": {text}" if text else "")
+    fix = fix or (
+        "Give the dimension a static size in am.spec(...), or keep the computation in "
+        "tensor ops (a symbolic size used in tensor arithmetic is captured exactly); for a "
+        "data-dependent branch or loop use am.cond / am.while_loop."
+    )
+    return CaptureError(f"{where}\n  {what}: the answer depends on the runtime size, which is "
+                        f"symbolic during capture. {fix}")
+
+
+def _called_from_amber() -> bool:
+    """True if the comparison was made by amber's own code (frame 2 = the caller)."""
+    f = sys._getframe(2)
+    return f.f_code.co_filename.startswith(_AMBER_DIR)
+
+
+class FloorDiv:
+    """Atom ``(expr // k)`` with ``k >= 2`` and ``expr`` not divisible by ``k``."""
+
+    __slots__ = ("expr", "k", "_key")
+
+    def __init__(self, expr: DimExpr, k: int) -> None:
+        self.expr = expr
+        self.k = k
+        self._key = ("~", expr._key(), k)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FloorDiv) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def sort_key(self) -> tuple:
+        return (1, str(self))
+
+    def __str__(self) -> str:
+        inner = str(self.expr)
+        if not _NAME_RE.match(inner):
+            inner = f"({inner})"
+        return f"{inner}//{self.k}"
+
+
+Atom = str | FloorDiv
+Monomial = tuple[tuple[Atom, int], ...]  # sorted atoms with positive powers
+
+
+def _atom_key(a: Atom) -> tuple:
+    return (0, a) if isinstance(a, str) else a.sort_key()
+
+
+def _mono_key(m: Monomial) -> tuple:
+    return tuple((_atom_key(a), p) for a, p in m)
+
+
+def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
+    powers: dict[Atom, int] = dict(a)
+    for atom, p in b:
+        powers[atom] = powers.get(atom, 0) + p
+    return tuple(sorted(powers.items(), key=lambda ap: _atom_key(ap[0])))
+
+
+def _normalise(terms: Mapping[Monomial, int]) -> Dim:
+    items = [(m, c) for m, c in terms.items() if c != 0]
+    if not items:
+        return 0
+    if len(items) == 1 and items[0][0] == ():
+        return items[0][1]
+    items.sort(key=lambda mc: (mc[0] == (), _mono_key(mc[0])))
+    e = object.__new__(DimExpr)
+    e._terms = tuple(items)
+    e._hash = None
+    return e
+
+
+def _terms_of(x: Dim) -> dict[Monomial, int]:
+    if isinstance(x, DimExpr):
+        return dict(x._terms)
+    return {(): int(x)} if x else {}
+
+
+def _as_dim(x: Any) -> Dim | None:
+    """``x`` as an int or DimExpr, or None if it is neither (bools are not dims)."""
+    if isinstance(x, DimExpr):
+        return x
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    try:
+        import numpy as np
+
+        if isinstance(x, np.integer):
+            return int(x)
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+def symbol(name: str) -> DimExpr:
+    """The symbolic size called ``name``."""
+    if not is_symbol_name(name):
+        raise ValueError(f"invalid symbol name {name!r}: use letters, digits and _, not "
+                         f"starting with a digit")
+    e = _normalise({((name, 1),): 1})
+    assert isinstance(e, DimExpr)
+    return e
+
+
+def add(a: Dim, b: Dim) -> Dim:
+    t = _terms_of(a)
+    for m, c in _terms_of(b).items():
+        t[m] = t.get(m, 0) + c
+    return _normalise(t)
+
+
+def mul(a: Dim, b: Dim) -> Dim:
+    t: dict[Monomial, int] = {}
+    for ma, ca in _terms_of(a).items():
+        for mb, cb in _terms_of(b).items():
+            m = _mono_mul(ma, mb)
+            t[m] = t.get(m, 0) + ca * cb
+    return _normalise(t)
+
+
+def neg(a: Dim) -> Dim:
+    return _normalise({m: -c for m, c in _terms_of(a).items()})
+
+
+def floordiv_const(a: Dim, k: int) -> Dim:
+    """``a // k`` for an integer constant ``k >= 1`` (floor division, exact)."""
+    if k < 1:
+        raise ValueError(f"a symbolic dimension can only be floor-divided by a positive "
+                         f"constant, got {k}")
+    if not isinstance(a, DimExpr):
+        return a // k
+    if k == 1:
+        return a
+    exact: dict[Monomial, int] = {}
+    rest: dict[Monomial, int] = {}
+    for m, c in a._terms:
+        if m == ():
+            # keep the constant's remainder in [0, k) inside the atom
+            exact[()] = (c // k) * k
+            if c % k:
+                rest[()] = c % k
+        elif c % k == 0:
+            exact[m] = c
+        else:
+            rest[m] = c
+    q = _normalise({m: c // k for m, c in exact.items()})
+    r = _normalise(rest)
+    if not isinstance(r, DimExpr):
+        return add(q, r // k)
+    # (e // a) // b == e // (a * b) for positive a, b
+    if len(r._terms) == 1 and r._terms[0][1] == 1:
+        (mono, _), = r._terms
+        if len(mono) == 1 and isinstance(mono[0][0], FloorDiv) and mono[0][1] == 1:
+            inner = mono[0][0]
+            return add(q, floordiv_const(inner.expr, inner.k * k))
+    return add(q, _normalise({((FloorDiv(r, k), 1),): 1}))
+
+
+def exact_div(a: Dim, b: Dim) -> Dim | None:
+    """``a / b`` if ``b`` (a monomial) divides ``a`` exactly as polynomials, else None."""
+    if not isinstance(b, DimExpr):
+        if b == 0:
+            return None
+        ta = _terms_of(a)
+        if all(c % b == 0 for c in ta.values()):
+            return _normalise({m: c // b for m, c in ta.items()})
+        return None
+    if len(b._terms) != 1:
+        return None
+    (mb, cb), = b._terms
+    need = dict(mb)
+    out: dict[Monomial, int] = {}
+    for m, c in _terms_of(a).items():
+        have = dict(m)
+        if c % cb or any(have.get(atom, 0) < p for atom, p in need.items()):
+            return None
+        rest = {atom: p - need.get(atom, 0) for atom, p in have.items()}
+        mono = tuple(sorted(((x, p) for x, p in rest.items() if p),
+                            key=lambda ap: _atom_key(ap[0])))
+        out[mono] = out.get(mono, 0) + c // cb
+    return _normalise(out)
+
+
+# ----------------------------------------------------------------------------- bounds
+
+_INF = math.inf
+
+
+def _imul(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    prods = []
+    for x in a:
+        for y in b:
+            prods.append(0.0 if x == 0 or y == 0 else x * y)
+    return min(prods), max(prods)
+
+
+def bounds(a: Dim) -> tuple[float, float]:
+    """An interval containing every value of ``a`` when each symbol is >= 1."""
+    if not isinstance(a, DimExpr):
+        return (a, a)
+    lo, hi = 0.0, 0.0
+    for m, c in a._terms:
+        iv: tuple[float, float] = (1.0, 1.0)
+        for atom, p in m:
+            if isinstance(atom, str):
+                ab: tuple[float, float] = (1.0, _INF)
+            else:
+                el, eh = bounds(atom.expr)
+                ab = (math.floor(el / atom.k) if el != -_INF else -_INF,
+                      math.floor(eh / atom.k) if eh != _INF else _INF)
+            for _ in range(p):
+                iv = _imul(iv, ab)
+        iv = _imul(iv, (float(c), float(c)))
+        lo, hi = lo + iv[0], hi + iv[1]
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- DimExpr
+
+class DimExpr:
+    """A symbolic dimension (see the module docstring). Immutable and hashable."""
+
+    __slots__ = ("_terms", "_hash")
+    _amber_symbolic_int = True
+
+    _terms: tuple[tuple[Monomial, int], ...]
+    _hash: int | None
+
+    def _key(self) -> tuple:
+        return tuple((_mono_key(m), c) for m, c in self._terms)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(("dim", self._key()))
+        return self._hash
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """Names of the symbols the expression depends on."""
+        return free_symbols(self)
+
+    def is_symbol(self) -> bool:
+        """True if the expression is exactly one symbol (``batch``)."""
+        return (len(self._terms) == 1 and self._terms[0][1] == 1
+                and len(self._terms[0][0]) == 1 and isinstance(self._terms[0][0][0][0], str)
+                and self._terms[0][0][0][1] == 1)
+
+    @property
+    def name(self) -> str:
+        """The symbol's name (only for a plain symbol)."""
+        if not self.is_symbol():
+            raise ValueError(f"{self} is not a plain symbol")
+        return self._terms[0][0][0][0]  # type: ignore[return-value]
+
+    # -- arithmetic --------------------------------------------------------------
+    def __add__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "+")
+        return add(self, d)
+
+    __radd__ = __add__
+
+    def __sub__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "-")
+        return add(self, neg(d))
+
+    def __rsub__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "-")
+        return add(d, neg(self))
+
+    def __mul__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "*")
+        return mul(self, d)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Dim:
+        return neg(self)
+
+    def __pos__(self) -> DimExpr:
+        return self
+
+    def __abs__(self) -> Dim:
+        lo, hi = bounds(self)
+        if lo >= 0:
+            return self
+        if hi <= 0:
+            return neg(self)
+        raise _refusal(f"abs() of the symbolic size {self}")
+
+    def __floordiv__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "//")
+        if isinstance(d, int):
+            if d < 1:
+                raise _refusal(f"{self} // {d}", "A symbolic size can only be divided by a "
+                               "positive constant.")
+            return floordiv_const(self, d)
+        q = exact_div(self, d)
+        if q is None:
+            raise _refusal(f"{self} // {d} (division by a symbolic size that does not divide "
+                           f"exactly)")
+        return q
+
+    def __rfloordiv__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "//")
+        q = exact_div(d, self)
+        if q is None:
+            raise _refusal(f"{d} // {self} (division by a symbolic size)")
+        return q
+
+    def __mod__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "%")
+        if isinstance(d, int):
+            if d < 1:
+                raise _refusal(f"{self} % {d}")
+            return add(self, neg(mul(d, floordiv_const(self, d))))
+        if exact_div(self, d) is not None:
+            return 0
+        raise _refusal(f"{self} % {d} (remainder by a symbolic size)")
+
+    def __rmod__(self, o: Any) -> Any:
+        d = _as_dim(o)
+        if d is None:
+            return self._other(o, "%")
+        if isinstance(d, int):
+            lo, _ = bounds(self)
+            if 0 <= d < lo:
+                return d
+            if d < 0 and lo >= -d:
+                return add(self, d)  # e.g. -1 % n == n - 1 for n >= 1
+        elif exact_div(d, self) is not None:
+            return 0
+        raise _refusal(f"{d} % {self} (e.g. an index that may be out of range of the "
+                       f"symbolic size)")
+
+    def __pow__(self, o: Any) -> Any:
+        if isinstance(o, int) and not isinstance(o, bool) and o >= 0:
+            r: Dim = 1
+            for _ in range(o):
+                r = mul(r, self)
+            return r
+        raise _refusal(f"{self} ** {o!r}")
+
+    def __truediv__(self, o: Any) -> Any:
+        raise _refusal(f"true division {self} / {o!r} (a float from a symbolic size)",
+                       "Use // for an exact size, or divide a tensor by the size (x / "
+                       "x.shape[0] is captured exactly).")
+
+    def __rtruediv__(self, o: Any) -> Any:
+        raise _refusal(f"true division {o!r} / {self} (a float from a symbolic size)",
+                       "Divide a tensor by the size instead (x / x.shape[0] is captured "
+                       "exactly).")
+
+    def _other(self, o: Any, op: str) -> Any:
+        if isinstance(o, float):
+            raise _refusal(f"{self} {op} {o!r} (mixing a symbolic size with a Python float)",
+                           "Use the size in tensor arithmetic instead (x * x.shape[0] is "
+                           "captured exactly), or give it a static size in am.spec(...).")
+        return NotImplemented
+
+    # -- conversions that need a value ------------------------------------------
+    def __int__(self) -> int:
+        raise _refusal(f"int() of the symbolic size {self}")
+
+    def __index__(self) -> int:
+        raise _refusal(f"using the symbolic size {self} as a Python integer (range(), "
+                       f"indexing, a creation function's size)",
+                       "Use tensor ops that follow the input's shape (am.zeros_like, "
+                       "broadcasting, reshape(x.shape[0], -1)), or give the dimension a "
+                       "static size in am.spec(...); for a data-dependent loop use "
+                       "am.while_loop.")
+
+    def __float__(self) -> float:
+        raise _refusal(f"float() of the symbolic size {self}")
+
+    def __complex__(self) -> complex:
+        raise _refusal(f"complex() of the symbolic size {self}")
+
+    def __round__(self, n: Any = None) -> Any:
+        if n is None:
+            return self
+        raise _refusal(f"round() of the symbolic size {self}")
+
+    def __trunc__(self) -> Any:
+        return self
+
+    def __floor__(self) -> Any:
+        return self
+
+    def __ceil__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        raise _refusal(f"iterating over the symbolic size {self}")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _refusal(f"converting the symbolic size {self} to an array (np.asarray, "
+                       f"am.tensor, a constant)",
+                       "Use it in tensor arithmetic instead (x * x.shape[0] is captured "
+                       "exactly), or give the dimension a static size in am.spec(...).")
+
+    def __bool__(self) -> bool:
+        lo, hi = bounds(self)
+        if lo > 0 or hi < 0:
+            return True
+        raise _refusal(f"bool() of the symbolic size {self}")
+
+    # -- comparisons --------------------------------------------------------------
+    def _decide(self, o: Any, op: str) -> bool | None:
+        d = _as_dim(o)
+        if d is None:
+            return None
+        diff = add(self, neg(d))
+        lo, hi = bounds(diff)
+        if op == "==":
+            if not isinstance(diff, DimExpr):
+                return diff == 0
+            if lo > 0 or hi < 0:
+                return False
+            return None
+        if op == "<":
+            return True if hi < 0 else False if lo >= 0 else None
+        if op == "<=":
+            return True if hi <= 0 else False if lo > 0 else None
+        if op == ">":
+            return True if lo > 0 else False if hi <= 0 else None
+        return True if lo >= 0 else False if hi < 0 else None  # ">="
+
+    def __eq__(self, o: Any) -> bool:  # type: ignore[override]
+        d = _as_dim(o)
+        if d is None:
+            return NotImplemented
+        r = self._decide(d, "==")
+        if r is not None:
+            return r
+        if _called_from_amber():
+            return False  # structural: amber's shape rules treat distinct sizes as distinct
+        raise _refusal(f"comparing the symbolic size {self} with {d}")
+
+    def __ne__(self, o: Any) -> bool:  # type: ignore[override]
+        d = _as_dim(o)
+        if d is None:
+            return NotImplemented
+        r = self._decide(d, "==")
+        if r is not None:
+            return not r
+        if _called_from_amber():
+            return True
+        raise _refusal(f"comparing the symbolic size {self} with {d}")
+
+    def _order(self, o: Any, op: str) -> bool:
+        r = self._decide(o, op)
+        if r is None:
+            if _as_dim(o) is None:
+                return NotImplemented  # type: ignore[return-value]
+            raise _refusal(f"the comparison {self} {op} {o}")
+        return r
+
+    def __lt__(self, o: Any) -> bool:
+        return self._order(o, "<")
+
+    def __le__(self, o: Any) -> bool:
+        return self._order(o, "<=")
+
+    def __gt__(self, o: Any) -> bool:
+        return self._order(o, ">")
+
+    def __ge__(self, o: Any) -> bool:
+        return self._order(o, ">=")
+
+    # -- text ---------------------------------------------------------------------
+    def __str__(self) -> str:
+        return format_dim(self)
+
+    def __repr__(self) -> str:
+        return format_dim(self)
+
+    def __reduce__(self) -> Any:
+        return (parse_dim, (format_dim(self),))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def free_symbols(d: Any) -> frozenset[str]:
+    """Symbols occurring in a dim (empty for an int)."""
+    if not isinstance(d, DimExpr):
+        return frozenset()
+    out: set[str] = set()
+    for m, _ in d._terms:
+        for atom, _p in m:
+            if isinstance(atom, str):
+                out.add(atom)
+            else:
+                out |= free_symbols(atom.expr)
+    return frozenset(out)
+
+
+def is_static(d: Any) -> bool:
+    return not isinstance(d, DimExpr)
+
+
+def dim_equal(a: Dim, b: Dim) -> bool:
+    """Structural (canonical-form) equality of two dims, without refusing."""
+    return _terms_of(a) == _terms_of(b) if (isinstance(a, DimExpr) or isinstance(b, DimExpr)) \
+        else a == b
+
+
+def evaluate(d: Any, env: Mapping[str, int]) -> int:
+    """The integer value of ``d`` with symbols bound by ``env`` (KeyError names a missing
+    symbol)."""
+    if not isinstance(d, DimExpr):
+        return int(d)
+    total = 0
+    for m, c in d._terms:
+        v = c
+        for atom, p in m:
+            if isinstance(atom, str):
+                x = env[atom]
+            else:
+                x = evaluate(atom.expr, env) // atom.k
+            v *= x ** p
+        total += v
+    return total
+
+
+def substitute(d: Any, env: Mapping[str, Dim]) -> Dim:
+    """Replace symbols in ``d`` by dims (symbols missing from ``env`` stay)."""
+    if not isinstance(d, DimExpr):
+        return d
+    total: Dim = 0
+    for m, c in d._terms:
+        v: Dim = c
+        for atom, p in m:
+            x: Dim
+            if isinstance(atom, str):
+                x = env.get(atom, symbol(atom))
+            else:
+                x = floordiv_const(substitute(atom.expr, env), atom.k)
+            for _ in range(p):
+                v = mul(v, x)
+        total = add(total, v)
+    return total
+
+
+def _format_monomial(m: Monomial, coef: int) -> str:
+    factors: list[str] = []
+    single = len(m) == 1 and m[0][1] == 1 and abs(coef) == 1
+    for atom, p in m:
+        s = str(atom)
+        if isinstance(atom, FloorDiv) and not single:
+            s = f"({s})"
+        factors.extend([s] * p)
+    if abs(coef) != 1 or not factors:
+        factors.insert(0, str(abs(coef)))
+    return "*".join(factors)
+
+
+def format_dim(d: Any) -> str:
+    """The canonical text of a dim (an int prints as itself)."""
+    if not isinstance(d, DimExpr):
+        return str(int(d))
+    terms = list(d._terms)
+    # Positive terms first so the text rarely needs a leading minus.
+    terms.sort(key=lambda mc: mc[1] < 0)
+    out = ""
+    for i, (m, c) in enumerate(terms):
+        body = _format_monomial(m, c)
+        if i == 0:
+            out = ("-" if c < 0 else "") + body
+        else:
+            out += ("-" if c < 0 else "+") + body
+    return out
+
+
+# ----------------------------------------------------------------------------- parsing
+
+_TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*()]))")
+
+
+def parse_dim(text: Any) -> Dim:
+    """Parse a dim: an int, or a string in the dim-expression grammar. Raises ValueError
+    with the reason on anything else."""
+    if isinstance(text, bool):
+        raise ValueError(f"a dim must be an integer or an expression string, got {text!r}")
+    if isinstance(text, int):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"a dim must be an integer or an expression string, got "
+                         f"{type(text).__name__}")
+    if len(text) > MAX_EXPR_CHARS:
+        raise ValueError(f"dim expression is longer than {MAX_EXPR_CHARS} characters")
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        mt = _TOKEN.match(text, pos)
+        if not mt:
+            raise ValueError(f"dim expression {text!r}: unexpected character at {pos}")
+        if mt.group(1) is not None:
+            tokens.append(("int", mt.group(1)))
+        elif mt.group(2) is not None:
+            tokens.append(("name", mt.group(2)))
+        else:
+            tokens.append(("op", mt.group(3)))
+        pos = mt.end()
+    if not tokens:
+        raise ValueError("empty dim expression")
+    i = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[i] if i < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal i
+        if i >= len(tokens):
+            raise ValueError(f"dim expression {text!r} ends unexpectedly")
+        tok = tokens[i]
+        i += 1
+        return tok
+
+    def factor(depth: int) -> Dim:
+        kind, val = take()
+        if kind == "int":
+            if len(val) > 19:
+                raise ValueError(f"dim expression {text!r}: integer {val} is too large")
+            return int(val)
+        if kind == "name":
+            return symbol(val)
+        if val == "(":
+            e = expr(depth + 1)
+            if take() != ("op", ")"):
+                raise ValueError(f"dim expression {text!r}: expected ')'")
+            return e
+        raise ValueError(f"dim expression {text!r}: unexpected {val!r}")
+
+    def term(depth: int) -> Dim:
+        v = factor(depth)
+        while peek() in (("op", "*"), ("op", "//")):
+            _, op = take()
+            if op == "*":
+                v = mul(v, factor(depth))
+            else:
+                kind, k = take()
+                if kind != "int" or int(k) < 1 or len(k) > 19:
+                    raise ValueError(f"dim expression {text!r}: '//' must be followed by a "
+                                     f"positive integer")
+                v = floordiv_const(v, int(k))
+        return v
+
+    def expr(depth: int) -> Dim:
+        if depth > MAX_EXPR_DEPTH:
+            raise ValueError(f"dim expression nests deeper than {MAX_EXPR_DEPTH} levels")
+        sign = 1
+        if peek() == ("op", "-"):
+            take()
+            sign = -1
+        v = term(depth)
+        if sign < 0:
+            v = neg(v)
+        while peek() in (("op", "+"), ("op", "-")):
+            _, op = take()
+            t = term(depth)
+            v = add(v, t if op == "+" else neg(t))
+        return v
+
+    result = expr(0)
+    if i != len(tokens):
+        raise ValueError(f"dim expression {text!r}: unexpected {tokens[i][1]!r}")
+    return result
+
+
+def dim_to_json(d: Any) -> int | str:
+    """A dim in the header: an int, or its canonical expression string."""
+    return format_dim(d) if isinstance(d, DimExpr) else int(d)

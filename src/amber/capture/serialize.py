@@ -1,0 +1,506 @@
+"""Programs to and from the .amber header (JSON) and tensors (docs/format.md).
+
+Writing goes through :func:`amber.format.container.write_container`; reading validates
+every field it uses and raises :class:`amber.FormatError` with the JSON path of the
+problem. Reading never imports or calls anything a file names: op names are only looked
+up in the registry dictionary."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _dtype as D
+from ..errors import FormatError, IRError
+from ..ops.registry import REGISTRY, Aval
+from .dims import DimExpr, dim_to_json, is_symbol_name, parse_dim
+from .ir import (
+    BUILTIN_OPS,
+    OPSET_VERSION,
+    EntryPoint,
+    Function,
+    Node,
+    Port,
+    Program,
+    TestVector,
+    Value,
+)
+
+INLINE_CONSTANT_MAX = 16
+"""Constants with at most this many finite elements are stored inline in the header."""
+
+_INT_ATTR = re.compile(r"(int|dim)(\[\d*\])?\Z")
+
+
+# ----------------------------------------------------------------------------- types
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous array with the same shape (0-d stays 0-d)."""
+    return np.array(a, order="C", copy=not a.flags.c_contiguous)
+
+
+def type_to_json(aval: Aval) -> dict[str, Any]:
+    return {"dtype": aval.dtype.name, "shape": [dim_to_json(d) for d in aval.shape]}
+
+
+def _fail(path: str, msg: str) -> FormatError:
+    return FormatError(f"{path}: {msg}")
+
+
+def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
+    if isinstance(obj, bool) and kind in (int, float, (int, float)):
+        raise _fail(path, f"expected {getattr(kind, '__name__', 'number')}, found a boolean")
+    if not isinstance(obj, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise _fail(path, f"expected {names}, found {type(obj).__name__}")
+    return obj
+
+
+def _keys(obj: dict, required: set[str], optional: set[str], path: str) -> None:
+    missing = required - obj.keys()
+    if missing:
+        raise _fail(path, f"missing field(s) {', '.join(sorted(missing))}")
+    extra = obj.keys() - required - optional
+    if extra:
+        raise _fail(path, f"unknown field(s) {', '.join(sorted(extra))}")
+
+
+def _dtype(obj: Any, path: str) -> D.DType:
+    _expect(obj, str, path)
+    if obj not in ("float32", "float64", "int32", "int64", "bool"):
+        raise _fail(path, f"unknown dtype {obj!r}")
+    return D.as_dtype(obj)
+
+
+def _dim(obj: Any, path: str) -> Any:
+    if isinstance(obj, bool) or not isinstance(obj, (int, str)):
+        raise _fail(path, f"a dim must be an integer or an expression string, found "
+                          f"{type(obj).__name__}")
+    if isinstance(obj, int) and obj < 0:
+        raise _fail(path, f"negative dim {obj}")
+    try:
+        return parse_dim(obj)
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
+
+
+def type_from_json(obj: Any, path: str) -> Aval:
+    _expect(obj, dict, path)
+    dt = _dtype(obj.get("dtype"), path + ".dtype")
+    shape = _expect(obj.get("shape"), list, path + ".shape")
+    if len(shape) > 32:
+        raise _fail(path + ".shape", f"rank {len(shape)} exceeds the maximum 32")
+    return Aval(tuple(_dim(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dt)
+
+
+# ----------------------------------------------------------------------------- attributes
+
+
+def _attr_kind(op: str, key: str) -> str:
+    prim = REGISTRY.get(op)
+    if prim is None:
+        return "any"
+    return prim.attrs.get(key, "any")
+
+
+def _float_to_json(v: float) -> Any:
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return float(v)
+
+
+def _attr_to_json(v: Any) -> Any:
+    if isinstance(v, DimExpr):
+        return dim_to_json(v)
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return _float_to_json(float(v))
+    if isinstance(v, (tuple, list)):
+        return [_attr_to_json(x) for x in v]
+    if isinstance(v, D.DType):
+        return v.name
+    raise IRError(f"attribute value {v!r} of type {type(v).__name__} cannot be stored")
+
+
+def _attr_from_json(kind: str, v: Any, path: str) -> Any:
+    if _INT_ATTR.match(kind):
+        if kind.endswith("]"):
+            _expect(v, list, path)
+            n = kind[kind.index("[") + 1:-1]
+            if n and len(v) != int(n):
+                raise _fail(path, f"expected {n} values, found {len(v)}")
+            return tuple(_signed_dim(x, f"{path}[{i}]") for i, x in enumerate(v))
+        return _signed_dim(v, path)
+    if kind == "bool":
+        return _expect(v, bool, path)
+    if kind == "float":
+        if isinstance(v, str):
+            if v not in ("nan", "inf", "-inf"):
+                raise _fail(path, f"expected a number, found {v!r}")
+            return float(v)
+        return float(_expect(v, (int, float), path))
+    if kind == "dtype":
+        return _dtype(v, path).name
+    return _generic_from_json(v)
+
+
+def _signed_dim(v: Any, path: str) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise _fail(path, f"expected an integer or dim expression, found {type(v).__name__}")
+    try:
+        return parse_dim(v)
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
+
+
+def _generic_from_json(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_generic_from_json(x) for x in v)
+    return v
+
+
+def _constant_to_json(arr: np.ndarray, tensor_name: str,
+                      tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    dt = D.from_numpy_dtype(arr.dtype)
+    out: dict[str, Any] = {"dtype": dt.name, "shape": [int(d) for d in arr.shape]}
+    finite = arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr)))
+    if arr.size <= INLINE_CONSTANT_MAX and finite:
+        flat = arr.reshape(-1).tolist()
+        out["data"] = flat
+    else:
+        tensors[tensor_name] = _c_order(arr)
+        out["tensor"] = tensor_name
+    return out
+
+
+def _constant_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> np.ndarray:
+    _expect(obj, dict, path)
+    aval = type_from_json(obj, path)
+    if any(isinstance(d, DimExpr) for d in aval.shape):
+        raise _fail(path, "a constant must have a static shape")
+    shape = tuple(int(d) for d in aval.shape)
+    if "tensor" in obj:
+        _keys(obj, {"dtype", "shape", "tensor"}, set(), path)
+        arr = _tensor(tensors, obj["tensor"], path + ".tensor")
+        if arr.dtype != aval.dtype.np or arr.shape != shape:
+            raise _fail(path, f"tensor {obj['tensor']!r} is {arr.dtype}{list(arr.shape)}, the "
+                              f"constant declares {aval.dtype.name}{list(shape)}")
+        return arr
+    _keys(obj, {"dtype", "shape", "data"}, set(), path)
+    data = _expect(obj["data"], list, path + ".data")
+    n = math.prod(shape)
+    if len(data) != n:
+        raise _fail(path + ".data", f"has {len(data)} values, shape {list(shape)} needs {n}")
+    for i, x in enumerate(data):
+        if aval.dtype is D.bool_:
+            _expect(x, bool, f"{path}.data[{i}]")
+        elif aval.dtype.is_integer:
+            _expect(x, int, f"{path}.data[{i}]")
+        else:
+            _expect(x, (int, float), f"{path}.data[{i}]")
+    try:
+        return np.array(data, dtype=aval.dtype.np).reshape(shape)
+    except OverflowError:
+        raise _fail(path + ".data", f"a value does not fit in {aval.dtype.name}") from None
+
+
+def _tensor(tensors: Mapping[str, np.ndarray], name: Any, path: str) -> np.ndarray:
+    _expect(name, str, path)
+    if name not in tensors:
+        raise _fail(path, f"names tensor {name!r}, which is not in the file")
+    return tensors[name]
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+def function_to_json(fn: Function, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    nodes = []
+    for i, n in enumerate(fn.nodes):
+        attrs: dict[str, Any] = {}
+        for k, v in sorted(n.attrs.items()):
+            if n.op == "constant" and k == "value":
+                attrs[k] = _constant_to_json(v, f"constants/{fn.name}/{i}", tensors)
+            else:
+                attrs[k] = _attr_to_json(v)
+        nodes.append({
+            "op": n.op,
+            "inputs": [v.name for v in n.inputs],
+            "attrs": attrs,
+            "outputs": [{"name": v.name, **type_to_json(v.aval)} for v in n.outputs],
+        })
+    return {
+        "name": fn.name,
+        "params": [{"name": p.name, **type_to_json(p.aval)} for p in fn.params],
+        "nodes": nodes,
+        "results": [v.name for v in fn.results],
+    }
+
+
+_MAX_VALUES = 1 << 24
+
+
+def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> Function:
+    _expect(obj, dict, path)
+    _keys(obj, {"name", "params", "nodes", "results"}, set(), path)
+    name = _expect(obj["name"], str, path + ".name")
+    fn = Function(name)
+    env: dict[str, Value] = {}
+
+    def define(vobj: Any, vpath: str, producer: Node | None) -> Value:
+        _expect(vobj, dict, vpath)
+        _keys(vobj, {"name", "dtype", "shape"}, set(), vpath)
+        vname = _expect(vobj["name"], str, vpath + ".name")
+        if vname in env:
+            raise _fail(vpath, f"value {vname!r} is defined twice")
+        if len(env) >= _MAX_VALUES:
+            raise _fail(vpath, "too many values")
+        v = Value(vname, type_from_json(vobj, vpath), producer, fn)
+        env[vname] = v
+        return v
+
+    for i, p in enumerate(_expect(obj["params"], list, path + ".params")):
+        fn.params.append(define(p, f"{path}.params[{i}]", None))
+    for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
+        npath = f"{path}.nodes[{i}]"
+        _expect(nobj, dict, npath)
+        _keys(nobj, {"op", "inputs", "attrs", "outputs"}, set(), npath)
+        op = _expect(nobj["op"], str, npath + ".op")
+        if op not in REGISTRY and op not in BUILTIN_OPS:
+            raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
+        inputs = []
+        for j, iname in enumerate(_expect(nobj["inputs"], list, npath + ".inputs")):
+            _expect(iname, str, f"{npath}.inputs[{j}]")
+            if iname not in env:
+                raise _fail(f"{npath}.inputs[{j}]", f"value {iname!r} is used before it is "
+                                                   f"defined")
+            inputs.append(env[iname])
+        attrs_obj = _expect(nobj["attrs"], dict, npath + ".attrs")
+        attrs: dict[str, Any] = {}
+        for k, v in attrs_obj.items():
+            apath = f"{npath}.attrs.{k}"
+            if op == "constant" and k == "value":
+                attrs[k] = _constant_from_json(v, tensors, apath)
+            elif op in ("weight", "call") and k in ("name", "callee"):
+                attrs[k] = _expect(v, str, apath)
+            else:
+                attrs[k] = _attr_from_json(_attr_kind(op, k), v, apath)
+        node = Node(op, inputs, attrs, [])
+        for j, oobj in enumerate(_expect(nobj["outputs"], list, npath + ".outputs")):
+            node.outputs.append(define(oobj, f"{npath}.outputs[{j}]", node))
+        fn.nodes.append(node)
+    for i, rname in enumerate(_expect(obj["results"], list, path + ".results")):
+        _expect(rname, str, f"{path}.results[{i}]")
+        if rname not in env:
+            raise _fail(f"{path}.results[{i}]", f"value {rname!r} is not defined")
+        fn.results.append(env[rname])
+    return fn
+
+
+# ----------------------------------------------------------------------------- header
+
+
+def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -> Any:
+    if depth > 16:
+        raise _fail(path, "output structure nests too deeply")
+    if isinstance(obj, str):
+        if obj not in names:
+            raise _fail(path, f"names unknown output {obj!r}")
+        return obj
+    _expect(obj, dict, path)
+    if len(obj) != 1:
+        raise _fail(path, "expected one of tuple, list, dict")
+    (kind, body), = obj.items()
+    if kind in ("tuple", "list"):
+        return {kind: [_structure_from_json(x, names, f"{path}.{kind}[{i}]", depth + 1)
+                       for i, x in enumerate(_expect(body, list, path + "." + kind))]}
+    if kind == "dict":
+        return {kind: {k: _structure_from_json(x, names, f"{path}.dict.{k}", depth + 1)
+                       for k, x in _expect(body, dict, path + ".dict").items()}}
+    raise _fail(path, f"unknown structure kind {kind!r}")
+
+
+def _ports(objs: Any, path: str) -> list[Port]:
+    out = []
+    seen = set()
+    for i, p in enumerate(_expect(objs, list, path)):
+        _expect(p, dict, f"{path}[{i}]")
+        _keys(p, {"name", "dtype", "shape"}, set(), f"{path}[{i}]")
+        name = _expect(p["name"], str, f"{path}[{i}].name")
+        if name in seen:
+            raise _fail(f"{path}[{i}]", f"duplicate name {name!r}")
+        seen.add(name)
+        out.append(Port(name, type_from_json(p, f"{path}[{i}]")))
+    return out
+
+
+def header_to_json(program: Program, metadata: Mapping[str, Any] | None
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header dict and tensors of a program (the container adds its own fields)."""
+    from .. import __version__
+
+    tensors: dict[str, np.ndarray] = {}
+    functions = [function_to_json(f, tensors) for f in program.functions.values()]
+    weights = []
+    for name, arr in sorted(program.weights.items()):
+        tname = f"weights/{name}"
+        tensors[tname] = _c_order(arr)
+        weights.append({"name": name, "tensor": tname,
+                        **type_to_json(Aval(arr.shape, D.from_numpy_dtype(arr.dtype)))})
+    signatures = {}
+    for e in program.entries.values():
+        sig: dict[str, Any] = {
+            "function": e.function,
+            "inputs": [{"name": p.name, **type_to_json(p.aval)} for p in e.inputs],
+            "outputs": [{"name": p.name, **type_to_json(p.aval)} for p in e.outputs],
+            "output_structure": e.structure if e.structure is not None else
+            {"tuple": [p.name for p in e.outputs]},
+        }
+        if e.input_ranges:
+            sig["input_ranges"] = {k: list(v) for k, v in e.input_ranges.items()}
+        signatures[e.name] = sig
+    vectors = []
+    for i, tv in enumerate(program.test_vectors):
+        ins, outs = {}, {}
+        for k, a in tv.inputs.items():
+            ins[k] = f"test_vectors/{i}/inputs/{k}"
+            tensors[ins[k]] = _c_order(a)
+        for k, a in tv.outputs.items():
+            outs[k] = f"test_vectors/{i}/outputs/{k}"
+            tensors[outs[k]] = _c_order(a)
+        vectors.append({
+            "entry": tv.entry, "dims": dict(tv.dims), "inputs": ins, "outputs": outs,
+            "tolerance": {k: {"rtol": r, "atol": a} for k, (r, a) in tv.tolerance.items()},
+        })
+    meta: dict[str, Any] = {
+        "producer": "amber",
+        "producer_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "user": dict(metadata or {}),
+    }
+    header = {
+        "opset_version": program.opset_version,
+        "program": {"functions": functions, "weights": weights},
+        "signatures": signatures,
+        "metadata": meta,
+        "test_vectors": vectors,
+    }
+    return header, tensors
+
+
+def save_program(program: Program, path: Any, metadata: Mapping[str, Any] | None) -> None:
+    from ..format.container import write_container
+
+    program.verify()
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise FormatError("metadata must be a dict of JSON values")
+    header, tensors = header_to_json(program, metadata)
+    write_container(path, header, tensors)
+
+
+def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
+                        ) -> Program:
+    """Decode and verify a program from a container's header and tensors."""
+    _expect(header, Mapping, "header")
+    if "opset_version" not in header:
+        raise FormatError("header: not an amber program (no opset_version)")
+    opset = header["opset_version"]
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
+        raise FormatError(f"header.opset_version: expected a positive integer, found {opset!r}")
+    if opset > OPSET_VERSION:
+        from .. import __version__
+
+        raise FormatError(
+            f"the file needs opset version {opset}, but this amber ({__version__}) supports "
+            f"opset versions up to {OPSET_VERSION}; upgrade amber to read it")
+    for key in ("program", "signatures"):
+        if key not in header:
+            raise FormatError(f"header: missing field {key!r}")
+    prog = Program(opset)
+    pobj = _expect(header["program"], dict, "header.program")
+    _keys(pobj, {"functions", "weights"}, set(), "header.program")
+    for i, w in enumerate(_expect(pobj["weights"], list, "header.program.weights")):
+        path = f"header.program.weights[{i}]"
+        _expect(w, dict, path)
+        _keys(w, {"name", "tensor", "dtype", "shape"}, set(), path)
+        name = _expect(w["name"], str, path + ".name")
+        aval = type_from_json(w, path)
+        arr = _tensor(tensors, w["tensor"], path + ".tensor")
+        if arr.dtype != aval.dtype.np or tuple(arr.shape) != tuple(aval.shape):
+            raise _fail(path, f"tensor {w['tensor']!r} is {arr.dtype}{list(arr.shape)}, the "
+                              f"weight declares {aval.dtype.name}{list(aval.shape)}")
+        if name in prog.weights:
+            raise _fail(path, f"duplicate weight name {name!r}")
+        prog.weights[name] = arr
+    for i, fobj in enumerate(_expect(pobj["functions"], list, "header.program.functions")):
+        fn = function_from_json(fobj, tensors, f"header.program.functions[{i}]")
+        if fn.name in prog.functions:
+            raise FormatError(f"header.program.functions[{i}]: duplicate function name "
+                              f"{fn.name!r}")
+        prog.functions[fn.name] = fn
+    for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
+        path = f"header.signatures.{ename}"
+        _expect(sobj, dict, path)
+        _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"},
+              path)
+        fname = _expect(sobj["function"], str, path + ".function")
+        ins = _ports(sobj["inputs"], path + ".inputs")
+        outs = _ports(sobj["outputs"], path + ".outputs")
+        for p in ins:
+            for d in p.shape:
+                if isinstance(d, DimExpr) and not d.is_symbol():
+                    raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
+                                                  f"must be integers or plain symbols")
+        structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
+                                         path + ".output_structure")
+        ranges: dict[str, list[float]] = {}
+        if "input_ranges" in sobj:
+            for k, v in _expect(sobj["input_ranges"], dict, path + ".input_ranges").items():
+                _expect(v, list, f"{path}.input_ranges.{k}")
+                if len(v) != 2:
+                    raise _fail(f"{path}.input_ranges.{k}", "expected [low, high]")
+                ranges[k] = [float(_expect(x, (int, float), f"{path}.input_ranges.{k}"))
+                             for x in v]
+        prog.entries[ename] = EntryPoint(ename, fname, ins, outs, structure, ranges)
+    for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
+                                   "header.test_vectors")):
+        path = f"header.test_vectors[{i}]"
+        _expect(tv, dict, path)
+        _keys(tv, {"entry", "inputs", "outputs", "tolerance"}, {"dims"}, path)
+        entry = _expect(tv["entry"], str, path + ".entry")
+        if entry not in prog.entries:
+            raise _fail(path + ".entry", f"unknown entry point {entry!r}")
+        ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
+                 for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
+        outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
+                  for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
+        tol = {}
+        for k, v in _expect(tv["tolerance"], dict, path + ".tolerance").items():
+            _expect(v, dict, f"{path}.tolerance.{k}")
+            _keys(v, {"rtol", "atol"}, set(), f"{path}.tolerance.{k}")
+            tol[k] = (float(_expect(v["rtol"], (int, float), f"{path}.tolerance.{k}.rtol")),
+                      float(_expect(v["atol"], (int, float), f"{path}.tolerance.{k}.atol")))
+        dims = {}
+        for k, v in _expect(tv.get("dims", {}), dict, path + ".dims").items():
+            if not is_symbol_name(k):
+                raise _fail(path + ".dims", f"invalid symbol name {k!r}")
+            dims[k] = _expect(v, int, f"{path}.dims.{k}")
+        prog.test_vectors.append(TestVector(entry, ins_t, outs_t, tol, dims))
+    meta = header.get("metadata", {})
+    prog.metadata = dict(_expect(meta, dict, "header.metadata"))
+    try:
+        prog.verify()
+    except IRError as e:
+        raise FormatError(f"the program in the file is invalid: {e}") from None
+    return prog

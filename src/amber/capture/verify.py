@@ -1,0 +1,235 @@
+"""The IR verifier: every op exists in the program's opset version, attributes match
+the op's schema, values are defined before use, types re-inferred with the registry's
+rules equal the declared ones, and every symbolic dim is bound by a parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _dtype as D
+from ..errors import AmberError, CaptureError, IRError
+from ..ops.registry import REGISTRY, Aval
+from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute
+from .ir import BUILTIN_OPS, OPSET_VERSION, Function, Node, Program, format_type
+
+OP_SINCE: dict[str, int] = {}
+"""Opset version that introduced an op; ops not listed exist since version 1."""
+
+MAX_CALL_DEPTH = 64
+
+
+def op_since(op: str) -> int:
+    return OP_SINCE.get(op, 1)
+
+
+def types_equal(a: Aval, b: Aval) -> bool:
+    return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
+        dim_equal(x, y) for x, y in zip(a.shape, b.shape))
+
+
+def _attr_symbols(v: Any) -> frozenset[str]:
+    if isinstance(v, DimExpr):
+        return free_symbols(v)
+    if isinstance(v, (tuple, list)):
+        out: frozenset[str] = frozenset()
+        for x in v:
+            out |= _attr_symbols(x)
+        return out
+    return frozenset()
+
+
+def _where(fn: Function, i: int, node: Node) -> str:
+    return f"function {fn.name!r}, node {i} ({node.op})"
+
+
+def _check_dims(aval: Aval, where: str, bound: set[str]) -> None:
+    for d in aval.shape:
+        if isinstance(d, DimExpr):
+            missing = free_symbols(d) - bound
+            if missing:
+                raise IRError(f"{where}: dim {d} uses symbol(s) {', '.join(sorted(missing))} "
+                              f"that no parameter of the function binds")
+        elif not isinstance(d, int) or isinstance(d, bool) or d < 0:
+            raise IRError(f"{where}: invalid dim {d!r}")
+
+
+def verify_function(program: Program, fn: Function) -> None:
+    bound: set[str] = set()
+    for p in fn.params:
+        for d in p.aval.shape:
+            if isinstance(d, DimExpr) and d.is_symbol():
+                bound.add(d.name)
+    defined: set[int] = set()
+    names: set[str] = set()
+    for p in fn.params:
+        _check_dims(p.aval, f"function {fn.name!r}, parameter {p.name!r}", bound)
+        if p.name in names:
+            raise IRError(f"function {fn.name!r}: value {p.name!r} is defined twice")
+        names.add(p.name)
+        defined.add(id(p))
+    for i, node in enumerate(fn.nodes):
+        where = _where(fn, i, node)
+        for v in node.inputs:
+            if id(v) not in defined:
+                raise IRError(f"{where}: input %{v.name} is used before it is defined")
+        out_avals = _infer_node(program, fn, node, where, bound)
+        if len(out_avals) != len(node.outputs):
+            raise IRError(f"{where}: declares {len(node.outputs)} outputs, the op has "
+                          f"{len(out_avals)}")
+        for v, want in zip(node.outputs, out_avals):
+            _check_dims(v.aval, where, bound)
+            if not types_equal(v.aval, want):
+                raise IRError(f"{where}: output %{v.name} is declared {format_type(v.aval)} "
+                              f"but the op's type rule gives {format_type(want)}")
+            if v.name in names:
+                raise IRError(f"{where}: value {v.name!r} is defined twice")
+            names.add(v.name)
+            defined.add(id(v))
+    for v in fn.results:
+        if id(v) not in defined:
+            raise IRError(f"function {fn.name!r}: result %{v.name} is not defined")
+
+
+def _infer_node(program: Program, fn: Function, node: Node, where: str,
+                bound: set[str]) -> list[Aval]:
+    op = node.op
+    if op in BUILTIN_OPS:
+        return _infer_builtin(program, node, where)
+    prim = REGISTRY.get(op)
+    if prim is None:
+        raise IRError(f"{where}: unknown op {op!r} (not in opset {program.opset_version})")
+    if op_since(op) > program.opset_version:
+        raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the program "
+                      f"declares {program.opset_version}")
+    if prim.n_inputs is not None and len(node.inputs) != prim.n_inputs:
+        raise IRError(f"{where}: takes {prim.n_inputs} inputs, got {len(node.inputs)}")
+    if set(node.attrs) != set(prim.attrs):
+        raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
+                      f"schema {sorted(prim.attrs)}")
+    missing = _attr_symbols(tuple(node.attrs.values())) - bound
+    if missing:
+        raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
+                      f"no parameter binds")
+    try:
+        out = prim.infer(*[v.aval for v in node.inputs], **node.attrs)
+    except CaptureError as e:
+        # the rule asked a question whose answer depends on a symbolic size
+        detail = str(e).split("\n", 1)[-1].strip().split(": the answer depends")[0]
+        raise IRError(f"{where}: the op's shape rule cannot be decided for every value of "
+                      f"the symbolic sizes (each >= 1): {detail}") from None
+    except AmberError as e:
+        raise IRError(f"{where}: {e}") from None
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+        raise IRError(f"{where}: malformed operands or attributes ({type(e).__name__}: "
+                      f"{e})") from None
+    return [out]
+
+
+def _infer_builtin(program: Program, node: Node, where: str) -> list[Aval]:
+    if node.op == "constant":
+        if set(node.attrs) != {"value"} or node.inputs:
+            raise IRError(f"{where}: constant takes no inputs and one attribute 'value'")
+        v = node.attrs["value"]
+        if not isinstance(v, np.ndarray):
+            raise IRError(f"{where}: constant value must be an array")
+        return [Aval(tuple(int(d) for d in v.shape), D.from_numpy_dtype(v.dtype))]
+    if node.op == "weight":
+        if set(node.attrs) != {"name"} or node.inputs:
+            raise IRError(f"{where}: weight takes no inputs and one attribute 'name'")
+        name = node.attrs["name"]
+        w = program.weights.get(name)
+        if w is None:
+            raise IRError(f"{where}: unknown weight {name!r}")
+        return [Aval(tuple(int(d) for d in w.shape), D.from_numpy_dtype(w.dtype))]
+    # call
+    if set(node.attrs) != {"callee"}:
+        raise IRError(f"{where}: call takes one attribute 'callee'")
+    callee = program.functions.get(node.attrs["callee"])
+    if callee is None:
+        raise IRError(f"{where}: calls unknown function {node.attrs['callee']!r}")
+    return call_result_types(callee, [v.aval for v in node.inputs], where)
+
+
+def call_result_types(callee: Function, args: list[Aval], where: str) -> list[Aval]:
+    """Result types of calling ``callee`` with arguments of types ``args``: the callee's
+    symbols are bound by unifying its parameter types with the argument types."""
+    if len(args) != len(callee.params):
+        raise IRError(f"{where}: {callee.name!r} takes {len(callee.params)} arguments, got "
+                      f"{len(args)}")
+    env: dict[str, Any] = {}
+    for p, a in zip(callee.params, args):
+        if p.aval.dtype is not a.dtype or len(p.aval.shape) != len(a.shape):
+            raise IRError(f"{where}: argument for %{p.name} is {format_type(a)}, expected "
+                          f"{format_type(p.aval)}")
+        for d, ad in zip(p.aval.shape, a.shape):
+            if isinstance(d, DimExpr) and d.is_symbol():
+                prev = env.get(d.name)
+                if prev is not None and not dim_equal(prev, ad):
+                    raise IRError(f"{where}: symbol {d.name} of {callee.name!r} is bound to "
+                                  f"both {format_dim(prev)} and {format_dim(ad)}")
+                env[d.name] = ad
+    for p, a in zip(callee.params, args):
+        for d, ad in zip(p.aval.shape, a.shape):
+            if not dim_equal(substitute(d, env), ad):
+                raise IRError(f"{where}: argument for %{p.name} is {format_type(a)}, expected "
+                              f"{format_type(p.aval)}")
+    return [Aval(tuple(substitute(d, env) for d in r.aval.shape), r.aval.dtype)
+            for r in callee.results]
+
+
+def verify_program(program: Program) -> None:
+    """Raise :class:`IRError` describing the first problem found, if any."""
+    if program.opset_version > OPSET_VERSION or program.opset_version < 1:
+        raise IRError(f"opset version {program.opset_version} is not supported (this amber "
+                      f"supports 1 to {OPSET_VERSION})")
+    for name, w in program.weights.items():
+        if not isinstance(w, np.ndarray):
+            raise IRError(f"weight {name!r} is not an array")
+        D.from_numpy_dtype(w.dtype)
+    for name, fn in program.functions.items():
+        if fn.name != name:
+            raise IRError(f"function {fn.name!r} is registered as {name!r}")
+        verify_function(program, fn)
+    for e in program.entries.values():
+        efn = program.functions.get(e.function)
+        if efn is None:
+            raise IRError(f"entry point {e.name!r} names unknown function {e.function!r}")
+        fn = efn
+        if len(e.inputs) != len(fn.params) or len(e.outputs) != len(fn.results):
+            raise IRError(f"entry point {e.name!r}: signature has {len(e.inputs)} inputs and "
+                          f"{len(e.outputs)} outputs, function {fn.name!r} has "
+                          f"{len(fn.params)} and {len(fn.results)}")
+        for port, p in zip(e.inputs, fn.params):
+            if not types_equal(port.aval, p.aval):
+                raise IRError(f"entry point {e.name!r}: input {port.name!r} is "
+                              f"{format_type(port.aval)}, the function's parameter is "
+                              f"{format_type(p.aval)}")
+            for d in port.shape:
+                if isinstance(d, DimExpr) and not d.is_symbol():
+                    raise IRError(f"entry point {e.name!r}: input {port.name!r} has dim {d}; "
+                                  f"input dims must be integers or plain symbols")
+        for port, r in zip(e.outputs, fn.results):
+            if not types_equal(port.aval, r.aval):
+                raise IRError(f"entry point {e.name!r}: output {port.name!r} is "
+                              f"{format_type(port.aval)}, the function returns "
+                              f"{format_type(r.aval)}")
+    for i, tv in enumerate(program.test_vectors):
+        te = program.entries.get(tv.entry)
+        if te is None:
+            raise IRError(f"test vector {i} names unknown entry point {tv.entry!r}")
+        e = te
+        if set(tv.inputs) != {p.name for p in e.inputs} or \
+                set(tv.outputs) != {p.name for p in e.outputs}:
+            raise IRError(f"test vector {i}: inputs/outputs do not match entry point "
+                          f"{tv.entry!r}")
+        for ports, arrays in ((e.inputs, tv.inputs), (e.outputs, tv.outputs)):
+            for port in ports:
+                a = arrays[port.name]
+                if a.dtype != port.dtype.np or a.ndim != len(port.shape) or any(
+                        isinstance(d, int) and d != n for d, n in zip(port.shape, a.shape)):
+                    raise IRError(f"test vector {i}: {port.name!r} is {a.dtype}"
+                                  f"{list(a.shape)}, entry point {tv.entry!r} declares "
+                                  f"{format_type(port.aval)}")
+

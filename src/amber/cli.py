@@ -1,0 +1,171 @@
+"""The ``amber`` command line tool (also ``python -m amber``).
+
+* ``amber inspect FILE``: versions, metadata, entry points and signatures, op
+  histogram, parameter count and bytes, test vectors (``--program`` prints the IR).
+* ``amber verify FILE``: runs the embedded test vectors and prints the max error per
+  output; exit status 1 if any fails.
+* ``amber run FILE --entry NAME --input NAME=path.npy ... --output out.npz``.
+
+Exit status: 0 success, 1 verification failure, 2 unreadable/invalid file or bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from .errors import AmberError, FormatError
+
+
+def _load(path: str, verify_hashes: bool = True) -> Any:
+    from .model import load
+
+    return load(path, verify_hashes=verify_hashes)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    from . import __version__
+
+    model = _load(args.file)
+    prog = model.program
+    meta = prog.metadata
+    print(f"file:            {args.file}", file=out)
+    print(f"format version:  {model.format_version}", file=out)
+    print(f"opset version:   {prog.opset_version}", file=out)
+    print(f"producer:        {meta.get('producer', '?')} {meta.get('producer_version', '')}"
+          .rstrip(), file=out)
+    if "created" in meta:
+        print(f"created:         {meta['created']}", file=out)
+    print(f"reader:          amber {__version__}", file=out)
+    user = meta.get("user") or {}
+    if user:
+        print("metadata:", file=out)
+        for k, v in sorted(user.items()):
+            print(f"  {k}: {v}", file=out)
+    print("entry points:", file=out)
+    for e in prog.entries.values():
+        print(f"  {e}", file=out)
+    n, b = prog.parameter_count()
+    print(f"parameters:      {n:,} in {len(prog.weights)} tensors ({b:,} bytes, "
+          f"{_fmt_bytes(b)})", file=out)
+    for name, fn in prog.functions.items():
+        hist = fn.op_histogram()
+        ops = ", ".join(f"{op} {k}" for op, k in hist.items()) or "(none)"
+        print(f"ops in {name} ({len(fn.nodes)} nodes): {ops}", file=out)
+    print(f"test vectors:    {len(prog.test_vectors)}", file=out)
+    if args.program:
+        print(file=out)
+        print(prog, file=out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    model = _load(args.file)
+    results = model.verify()
+    if not results:
+        print(f"{args.file}: no test vectors to run", file=out)
+        return 1
+    ok = True
+    for r in results:
+        dims = ", ".join(f"{k}={v}" for k, v in r.dims.items())
+        head = f"vector {r.index} {r.entry}" + (f" [{dims}]" if dims else "")
+        if r.error is not None:
+            ok = False
+            print(f"{head}: FAILED to run: {r.error}", file=out)
+            continue
+        for name, err in r.errors.items():
+            status = "ok" if r.passed[name] else "FAIL"
+            ok = ok and r.passed[name]
+            tv = model.program.test_vectors[r.index]
+            rtol, atol = tv.tolerance.get(name, (0.0, 0.0))
+            print(f"{head} {name}: max error {err:.3g} (rtol={rtol:g}, atol={atol:g}) {status}",
+                  file=out)
+    n_fail = sum(not r.ok for r in results)
+    print(f"{len(results) - n_fail}/{len(results)} test vectors passed", file=out)
+    return 0 if ok else 1
+
+
+def _parse_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
+    inputs: dict[str, np.ndarray] = {}
+    for s in specs:
+        if "=" not in s:
+            raise AmberError(f"--input expects NAME=path.npy, got {s!r}")
+        name, path = s.split("=", 1)
+        if name in inputs:
+            raise AmberError(f"input {name!r} given twice")
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise AmberError(f"cannot read input {name!r} from {path!r}: {e}") from None
+        if not isinstance(inputs[name], np.ndarray):
+            raise AmberError(f"{path!r} is not a .npy array file")
+    return inputs
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    model = _load(args.file)
+    entry = model.signature(args.entry)
+    inputs = _parse_inputs(args.input or [])
+    outs = model._interp.run(entry.name, **inputs)
+    arrays = {p.name: np.asarray(a) for p, a in zip(entry.outputs, outs)}
+    if args.output:
+        np.savez(args.output, **arrays)  # type: ignore[arg-type]
+        print(f"wrote {', '.join(arrays)} to {args.output}", file=out)
+    else:
+        for k, a in arrays.items():
+            print(f"{k}: {a.dtype}{list(a.shape)}", file=out)
+            print(np.array2string(a, threshold=50), file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="amber", description="Inspect, verify and run .amber "
+                                                          "files.")
+    sub = p.add_subparsers(dest="command", required=True)
+    pi = sub.add_parser("inspect", help="entry points, signatures, ops, parameters, metadata")
+    pi.add_argument("file")
+    pi.add_argument("--program", action="store_true", help="also print the program's IR")
+    pv = sub.add_parser("verify", help="run the embedded test vectors")
+    pv.add_argument("file")
+    pr = sub.add_parser("run", help="run an entry point on .npy inputs")
+    pr.add_argument("file")
+    pr.add_argument("--entry", default="forward", help="entry point (default: forward)")
+    pr.add_argument("--input", action="append", metavar="NAME=PATH.npy",
+                    help="an input array (repeat for each input)")
+    pr.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``amber`` command; returns the exit status."""
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run}[args.command]
+    try:
+        return handler(args, out)
+    except FormatError as e:
+        print(f"amber {args.command}: invalid file {args.file}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"amber {args.command}: {e}", file=sys.stderr)
+        return 2
+    except AmberError as e:
+        print(f"amber {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The reference interpreter: runs a Program with the op registry's NumPy kernels.
+
+It is the oracle every other amber runtime is checked against. Inputs are checked
+against the entry point's signature (dtype, rank, static dims, consistent symbolic
+dims); symbolic dims are bound from the inputs and every attribute and declared type is
+evaluated with them; each kernel's result is checked against the declared type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._dtype import from_numpy_dtype
+from .capture.dims import DimExpr, evaluate, format_dim
+from .capture.ir import EntryPoint, Function, Program, format_type
+from .errors import AmberError, DTypeError, IRError, ShapeError
+from .ops.registry import REGISTRY
+
+DEFAULT_MEMORY_LIMIT = 1 << 34  # bytes one intermediate tensor may take (16 GiB)
+DEFAULT_MAX_CALL_DEPTH = 256
+
+
+def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
+    if isinstance(v, DimExpr):
+        return evaluate(v, env)
+    if isinstance(v, tuple):
+        return tuple(_eval_attr(x, env) for x in v)
+    return v
+
+
+def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
+    from .tensor import Tensor
+
+    if isinstance(x, Tensor):
+        return x.numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    try:
+        return np.asarray(x, dtype=dtype)  # Python scalars / nested lists
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DTypeError(f"{what}: cannot convert {type(x).__name__} to {dtype}: {e}") from None
+
+
+class Interpreter:
+    """Runs the functions of ``program``. ``memory_limit`` bounds the bytes of any one
+    intermediate tensor; ``max_call_depth`` bounds ``call`` nesting."""
+
+    def __init__(self, program: Program, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 max_call_depth: int = DEFAULT_MAX_CALL_DEPTH) -> None:
+        self.program = program
+        self.memory_limit = memory_limit
+        self.max_call_depth = max_call_depth
+        self._live_cache: dict[int, tuple[Function, int, list[list[int]]]] = {}
+
+    # -- entry points ---------------------------------------------------------------
+    def bind_inputs(self, entry: EntryPoint, args: Sequence[Any],
+                    kwargs: Mapping[str, Any]) -> tuple[list[np.ndarray], dict[str, int]]:
+        """Order, convert and check inputs; return them and the symbol bindings."""
+        names = [p.name for p in entry.inputs]
+        if len(args) > len(names):
+            raise AmberError(f"{entry.name}: takes {len(names)} inputs "
+                             f"({', '.join(names)}), got {len(args)}")
+        given: dict[str, Any] = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise AmberError(f"{entry.name}: unknown input {k!r}; inputs are "
+                                 f"{', '.join(names)}")
+            if k in given:
+                raise AmberError(f"{entry.name}: input {k!r} given twice")
+            given[k] = v
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise AmberError(f"{entry.name}: missing input(s) {', '.join(missing)}")
+        env: dict[str, int] = {}
+        arrays = []
+        for port in entry.inputs:
+            what = f"{entry.name}: input {port.name!r}"
+            a = _to_array(given[port.name], port.dtype.np, what)
+            try:
+                dt = from_numpy_dtype(a.dtype)
+            except DTypeError:
+                dt = None
+            if dt is not port.dtype:
+                raise DTypeError(f"{what} must be {port.dtype.name}, got {a.dtype}; convert "
+                                 f"it with .astype(np.{port.dtype.np.name})")
+            if a.ndim != len(port.shape):
+                raise ShapeError(f"{what} must have shape {format_type(port.aval)} (rank "
+                                 f"{len(port.shape)}), got shape {tuple(a.shape)}")
+            for i, (d, n) in enumerate(zip(port.shape, a.shape)):
+                if isinstance(d, DimExpr):
+                    s = d.name
+                    if n < 1:
+                        raise ShapeError(f"{what}: dim {i} ({s}) must be >= 1, got {n}")
+                    if s in env and env[s] != n:
+                        raise ShapeError(f"{what}: dim {i} is {s} = {n}, but another input "
+                                         f"set {s} = {env[s]}")
+                    env[s] = int(n)
+                elif d != n:
+                    raise ShapeError(f"{what} must have shape {format_type(port.aval)}, got "
+                                     f"{tuple(a.shape)} (dim {i} must be {d})")
+            arrays.append(a)
+        return arrays, env
+
+    def run(self, entry_name: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        """Run an entry point; inputs positionally or by name. Returns the outputs (in
+        signature order) as NumPy arrays."""
+        entry = self.program.entry(entry_name)
+        arrays, env = self.bind_inputs(entry, args, kwargs)
+        fn = self.program.functions[entry.function]
+        return self.run_function(fn, arrays, env, 0)
+
+    # -- functions ------------------------------------------------------------------
+    def run_function(self, fn: Function, args: Sequence[np.ndarray], env: dict[str, int],
+                     depth: int) -> list[np.ndarray]:
+        """Run ``fn`` on arrays whose symbols are bound in ``env``."""
+        vals: dict[int, np.ndarray] = {}
+        for p, a in zip(fn.params, args):
+            vals[id(p)] = a
+        dead_after = self._liveness(fn)
+        for i, node in enumerate(fn.nodes):
+            where = f"{fn.name}, node {i} ({node.op})"
+            shapes = []
+            for v in node.outputs:
+                try:
+                    shape = tuple(evaluate(d, env) for d in v.shape)
+                except KeyError as e:
+                    raise IRError(f"{where}: symbol {e.args[0]} is not bound") from None
+                if any(d < 0 for d in shape):
+                    raise ShapeError(f"{where}: output %{v.name} of type "
+                                     f"{format_type(v.aval)} has a negative size {shape} for "
+                                     f"{_fmt_env(env)}")
+                nbytes = int(np.prod(shape, dtype=object)) * v.dtype.itemsize
+                if nbytes > self.memory_limit:
+                    raise AmberError(f"{where}: output %{v.name} would take {nbytes} bytes, "
+                                     f"over the limit of {self.memory_limit}")
+                shapes.append(shape)
+            ins = [vals[id(v)] for v in node.inputs]
+            outs = self._run_node(node, ins, env, depth, where)
+            for v, out, shape in zip(node.outputs, outs, shapes):
+                out = np.asarray(out)
+                if out.shape != shape or out.dtype != v.dtype.np:
+                    raise IRError(f"{where}: produced {out.dtype}{list(out.shape)} but the "
+                                  f"program declares {v.dtype.name}{list(shape)}")
+                vals[id(v)] = out
+            for vid in dead_after[i]:  # free intermediates after their last use
+                vals.pop(vid, None)
+        return [vals[id(v)] for v in fn.results]
+
+    def _liveness(self, fn: Function) -> list[list[int]]:
+        """For each node index, the values whose last use is that node."""
+        cached = self._live_cache.get(id(fn))
+        if cached is not None and cached[0] is fn and cached[1] == len(fn.nodes):
+            return cached[2]
+        keep = {id(v) for v in fn.results}
+        last: dict[int, int] = {}
+        for i, node in enumerate(fn.nodes):
+            for v in node.inputs:
+                last[id(v)] = i
+            for v in node.outputs:
+                last.setdefault(id(v), i)
+        dead: list[list[int]] = [[] for _ in fn.nodes]
+        for vid, i in last.items():
+            if vid not in keep:
+                dead[i].append(vid)
+        self._live_cache[id(fn)] = (fn, len(fn.nodes), dead)
+        return dead
+
+    def _run_node(self, node: Any, ins: list[np.ndarray], env: dict[str, int], depth: int,
+                  where: str) -> list[np.ndarray]:
+        op = node.op
+        if op == "constant":
+            return [node.attrs["value"]]
+        if op == "weight":
+            return [self.program.weights[node.attrs["name"]]]
+        if op == "call":
+            if depth + 1 > self.max_call_depth:
+                raise AmberError(f"{where}: call depth exceeds the limit of "
+                                 f"{self.max_call_depth}")
+            callee = self.program.functions[node.attrs["callee"]]
+            cenv: dict[str, int] = {}
+            for p, a in zip(callee.params, ins):
+                for d, n in zip(p.shape, a.shape):
+                    if isinstance(d, DimExpr) and d.is_symbol():
+                        cenv[d.name] = int(n)
+            return self.run_function(callee, ins, cenv, depth + 1)
+        prim = REGISTRY.get(op)
+        if prim is None:
+            raise IRError(f"{where}: unknown op {op!r}")
+        attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
+        try:
+            return [prim.impl(*ins, **attrs)]
+        except AmberError as e:
+            raise type(e)(f"{where}: {e}") from None
+        except (ValueError, IndexError, TypeError, ArithmeticError) as e:
+            raise AmberError(f"{where}: kernel failed: {e}") from None
+
+
+def _fmt_env(env: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(env.items())) or "no symbols"
+
+
+def run(program: Program, entry: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+    """Run entry point ``entry`` of ``program`` with the reference interpreter."""
+    return Interpreter(program).run(entry, *args, **kwargs)
+
+
+__all__ = ["DEFAULT_MEMORY_LIMIT", "Interpreter", "format_dim", "run"]

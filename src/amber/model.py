@@ -1,0 +1,160 @@
+"""``am.load(path)``: a .amber file as a callable :class:`Model`.
+
+Loading reads the container (bounds- and hash-checked), decodes the header, and
+verifies the program (ops known in the file's opset version, types, symbolic dims). It
+never imports or runs anything the file names: op names are only keys into the op
+registry."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .capture.ir import EntryPoint, Program, max_error, within_tolerance
+from .capture.serialize import program_from_header
+from .errors import AmberError
+from .tensor import Tensor
+
+BACKENDS = ("reference",)
+
+
+@dataclass
+class VectorResult:
+    """Outcome of one stored test vector: max error and pass/fail per output."""
+
+    index: int
+    entry: str
+    dims: dict[str, int]
+    errors: dict[str, float]
+    passed: dict[str, bool]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(self.passed.values())
+
+
+class Model:
+    """A loaded program. ``model(x)`` runs entry point ``"forward"``; every entry point
+    is also a method (``model.loss(x, y)``) and :meth:`run` takes the name. Inputs may be
+    NumPy arrays, amber tensors or Python numbers; outputs are amber tensors, grouped as
+    the exported function returned them."""
+
+    def __init__(self, program: Program, *, backend: str = "reference",
+                 format_version: int | None = None, path: str | None = None) -> None:
+        if backend not in BACKENDS:
+            raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        from .interpreter import Interpreter
+
+        self.program = program
+        self.backend = backend
+        self.format_version = format_version
+        self.path = path
+        self._interp = Interpreter(program)
+
+    # -- introspection ------------------------------------------------------------
+    @property
+    def entry_points(self) -> list[str]:
+        return list(self.program.entries)
+
+    @property
+    def opset_version(self) -> int:
+        return self.program.opset_version
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Producer, its version, creation time and the user's fields (``["user"]``)."""
+        return self.program.metadata
+
+    def signature(self, name: str = "forward") -> EntryPoint:
+        """Inputs and outputs (names, dtypes, dims) of entry point ``name``."""
+        return self.program.entry(name)
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run entry point ``entry``."""
+        e = self.program.entry(entry)
+        outs = self._interp.run(entry, *args, **kwargs)
+        tensors = {p.name: Tensor._wrap(_owned(a)) for p, a in zip(e.outputs, outs)}
+        return _build(e.structure, tensors)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run("forward", *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        program = self.__dict__.get("program")
+        if program is not None and name in program.entries:
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return self.run(name, *args, **kwargs)
+
+            method.__name__ = name
+            method.__doc__ = f"Run entry point {program.entries[name]}."
+            return method
+        raise AttributeError(f"the model has no entry point or attribute {name!r}")
+
+    def verify(self) -> list[VectorResult]:
+        """Run every stored test vector; report max error per output."""
+        results = []
+        for i, tv in enumerate(self.program.test_vectors):
+            try:
+                outs = self._interp.run(tv.entry, **tv.inputs)
+            except AmberError as err:
+                results.append(VectorResult(i, tv.entry, tv.dims, {}, {}, str(err)))
+                continue
+            entry = self.program.entry(tv.entry)
+            errors, passed = {}, {}
+            for p, got in zip(entry.outputs, outs):
+                want = tv.outputs[p.name]
+                rtol, atol = tv.tolerance.get(p.name, (0.0, 0.0))
+                errors[p.name] = max_error(got, want)
+                passed[p.name] = got.dtype == want.dtype and within_tolerance(
+                    got, want, rtol, atol)
+            results.append(VectorResult(i, tv.entry, tv.dims, errors, passed))
+        return results
+
+    def __repr__(self) -> str:
+        where = f" from {self.path!r}" if self.path else ""
+        return f"<amber.Model{where} entries={self.entry_points} backend={self.backend!r}>"
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.flags.writeable and a.flags.owndata else np.array(a, copy=True)
+
+
+def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
+    if isinstance(structure, str):
+        return tensors[structure]
+    if structure is None:
+        vals = list(tensors.values())
+        return vals[0] if len(vals) == 1 else tuple(vals)
+    (kind, body), = structure.items()
+    if kind == "dict":
+        return {k: _build(v, tensors) for k, v in body.items()}
+    items = [_build(v, tensors) for v in body]
+    return items if kind == "list" else tuple(items)
+
+
+def load(path: str | os.PathLike[str] | bytes, backend: str = "reference", *,
+         verify_hashes: bool = True) -> Model:
+    """Load a .amber file (a path or its bytes) as a :class:`Model`.
+
+    Raises:
+        FormatError: the file is malformed, corrupt, uses an op this amber does not
+            know, fails type checking, or is newer than this amber (both versions named).
+    """
+    from .format.container import read_container
+
+    c = read_container(path, verify_hashes=verify_hashes)
+    program = program_from_header(c.header, c.tensors)
+    return Model(program, backend=backend, format_version=c.format_version,
+                 path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path))
+
+
+__all__ = ["Model", "VectorResult", "load"]

@@ -1,0 +1,52 @@
+"""Gradient utilities (``amber.nn.utils``): clipping by norm or value, as
+``torch.nn.utils``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from .. import _dtype as D
+from .. import functional as _F
+from ..errors import AmberError
+from ..ops.registry import no_grad
+from ..tensor import Tensor
+
+
+def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    return [p for p in params if p.grad is not None]
+
+
+def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
+                    norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+    """Scale gradients in place so that their joint ``norm_type`` norm is at most
+    ``max_norm``; returns the norm before clipping (a 0-d tensor)."""
+    params = _with_grads(parameters)
+    with no_grad():
+        if not params:
+            return _F.scalar(0.0, D.default_float())
+        grads = [p.grad for p in params]
+        assert all(g is not None for g in grads)
+        if norm_type == math.inf:
+            norms = [_F.amax(_F.abs(g)) for g in grads]  # type: ignore[arg-type]
+            total = _F.amax(_F.stack([_F.cast(n, grads[0].dtype) for n in norms]))  # type: ignore[union-attr]
+        else:
+            parts = [_F.sum(_F.abs(g) ** norm_type) for g in grads]  # type: ignore[arg-type]
+            total = _F.sum(_F.stack(parts)) ** (1.0 / norm_type)
+        value = float(total.item())
+        if error_if_nonfinite and not math.isfinite(value):
+            raise AmberError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
+                             f"gradients is non-finite ({value})")
+        coef = max_norm / (value + 1e-6)
+        if coef < 1.0:
+            for p in params:
+                p.grad = p.grad * coef  # type: ignore[operator]
+    return total
+
+
+def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
+    with no_grad():
+        for p in _with_grads(parameters):
+            p.grad = _F.clamp(p.grad, -clip_value, clip_value)  # type: ignore[arg-type]

@@ -1,0 +1,515 @@
+"""Random cases for every primitive, and the runner that compares the C kernels (through
+the test-only ``amber-kernel-test`` executable) with the registry's NumPy kernels.
+
+A case is ``(inputs, attrs)``. The expected result comes from the registry: its ``infer``
+rule decides whether the case is valid (a ShapeError or DTypeError must be matched by the
+C status), then its NumPy kernel gives the values (an OutOfRangeError must be matched too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amber._dtype import from_numpy_dtype
+from amber.errors import DTypeError, OutOfRangeError, ShapeError
+from amber.ops import REGISTRY, Aval
+from amber.ops.registry import abstract_eval
+
+Case = tuple[list[np.ndarray], dict[str, Any]]
+
+F32, F64, I32, I64, B = np.float32, np.float64, np.int32, np.int64, np.bool_
+ALL = (F32, F64, I32, I64, B)
+FLOATS = (F32, F64)
+NUMERIC = (F32, F64, I32, I64)
+
+# Accuracy classes of docs/opset.md section 5 (every other op must be bit-exact).
+ULP4 = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow"}
+SUM_BOUND = {"sum", "matmul", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "scatter_add"}
+# NumPy's own results are not correctly rounded: allow one ulp for the reference.
+ULP_SLACK = 5
+UNIT_ROUNDOFF = {np.dtype(F32): 2.0**-24, np.dtype(F64): 2.0**-53}
+
+STATUS_OF = {ShapeError: "AMBER_ERR_SHAPE", DTypeError: "AMBER_ERR_DTYPE",
+             OutOfRangeError: "AMBER_ERR_OUT_OF_RANGE"}
+
+
+# ----------------------------------------------------------------------------- values
+
+def values(rng: np.random.Generator, shape: tuple[int, ...], dt: Any, *,
+           special: bool = True, positive: bool = False, small: bool = False) -> np.ndarray:
+    """Random values of dtype dt; floats include NaN/inf/-0.0, ints include extremes."""
+    dt = np.dtype(dt)
+    n = math.prod(shape)
+    if dt.kind == "b":
+        return rng.random(shape) < 0.5
+    if dt.kind == "f":
+        x = rng.standard_normal(n) * (1.0 if small else 3.0)
+        if positive:
+            x = np.abs(x) + 0.1
+        if special and n >= 4:
+            k = rng.integers(0, n, size=max(1, n // 8))
+            x[k] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], size=len(k))
+        return x.astype(dt).reshape(shape)
+    info = np.iinfo(dt)
+    x = rng.integers(-20, 21, size=n).astype(dt)
+    if positive:
+        x = np.abs(x) + 1
+    if special and not small and n >= 4:
+        k = rng.integers(0, n, size=max(1, n // 8))
+        x[k] = rng.choice(np.array([info.min, info.max, -1, 0, 1], dtype=dt), size=len(k))
+    return x.reshape(shape)
+
+
+def smooth(rng: np.random.Generator, shape: tuple[int, ...], dt: Any) -> np.ndarray:
+    """Finite values without special cases (for sums of products)."""
+    return values(rng, shape, dt, special=False)
+
+
+def rand_shape(rng: np.random.Generator, max_rank: int = 4, max_dim: int = 5,
+               min_rank: int = 0, zero_ok: bool = True) -> tuple[int, ...]:
+    r = int(rng.integers(min_rank, max_rank + 1))
+    lo = 0 if zero_ok and rng.random() < 0.15 else 1
+    return tuple(int(rng.integers(lo, max_dim + 1)) for _ in range(r))
+
+
+def broadcastable(rng: np.random.Generator, out: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts to ``out``: leading dims dropped, some dims set to 1."""
+    drop = int(rng.integers(0, len(out) + 1)) if rng.random() < 0.4 else 0
+    return tuple(1 if rng.random() < 0.3 else d for d in out[drop:])
+
+
+def incompatible(rng: np.random.Generator, out: tuple[int, ...]) -> tuple[int, ...] | None:
+    dims = [i for i, d in enumerate(out) if d > 1]
+    if not dims:
+        return None
+    s = list(out)
+    s[dims[int(rng.integers(len(dims)))]] += 1
+    return tuple(s)
+
+
+# ----------------------------------------------------------------------------- generators
+
+Gen = Callable[[np.random.Generator], Iterator[Case]]
+GENERATORS: dict[str, Gen] = {}
+
+
+def gen(*names: str) -> Callable[[Gen], Gen]:
+    def register(fn: Gen) -> Gen:
+        for n in names:
+            GENERATORS[n] = fn
+        return fn
+
+    return register
+
+
+def _unary(positive: bool = False) -> Gen:
+    def g(rng: np.random.Generator) -> Iterator[Case]:
+        for dt in ALL:  # every dtype: the disallowed ones must fail with a dtype error
+            for _ in range(4):
+                shape = rand_shape(rng)
+                yield [values(rng, shape, dt)], {}
+        yield [values(rng, (300,), F32, positive=positive)], {}
+
+    return g
+
+
+for _name in ("neg", "abs", "sign", "floor", "exp", "log", "sqrt", "tanh", "sigmoid", "sin",
+              "cos", "erf", "logical_not"):
+    GENERATORS[_name] = _unary()
+
+
+@gen("add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt",
+     "ge", "logical_and", "logical_or")
+def _binary(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(6):
+            out = rand_shape(rng)
+            sa, sb = broadcastable(rng, out), broadcastable(rng, out)
+            if rng.random() < 0.5:
+                sa, sb = sb, sa
+            yield [values(rng, sa, dt), values(rng, sb, dt)], {}
+        # every integer pairing of the extremes (division by 0, INT_MIN / -1, wrapping)
+        if np.dtype(dt).kind == "i":
+            info = np.iinfo(dt)
+            ext = np.array([info.min, info.min + 1, -7, -1, 0, 1, 7, info.max], dtype=dt)
+            yield [ext[:, None], ext[None, :]], {}
+        if np.dtype(dt).kind == "f":
+            sp = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -2.0, 0.5, 3.0], dtype=dt)
+            yield [sp[:, None], sp[None, :]], {}
+    # contiguous, scalar-broadcast and large cases on the fast paths
+    yield [values(rng, (257,), F32), values(rng, (257,), F32)], {}
+    yield [values(rng, (3, 129), F64), values(rng, (), F64)], {}
+    yield [values(rng, (), I32), values(rng, (4, 33), I32)], {}
+    bad = incompatible(rng, (2, 3, 4))
+    yield [values(rng, (2, 3, 4), F32), values(rng, bad or (5,), F32)], {}
+    yield [values(rng, (2, 3), F32), values(rng, (2, 3), F64)], {}  # mixed dtypes
+
+
+@gen("where")
+def _where(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(5):
+            out = rand_shape(rng)
+            c = values(rng, broadcastable(rng, out), B)
+            yield [c, values(rng, broadcastable(rng, out), dt),
+                   values(rng, broadcastable(rng, out), dt)], {}
+    yield [values(rng, (3,), F32), values(rng, (3,), F32), values(rng, (3,), F32)], {}
+    yield [values(rng, (3,), B), values(rng, (3,), F32), values(rng, (3,), I32)], {}
+
+
+@gen("cast")
+def _cast(rng: np.random.Generator) -> Iterator[Case]:
+    big = [np.nan, np.inf, -np.inf, 3e9, -3e9, 1e19, -1e19, 2.5, -2.5, -0.7, 0.7,
+           2147483647.0, -2147483648.0, 2147483520.0, 9.2e18, -9.3e18, 0.0, -0.0]
+    for src in ALL:
+        for dst in ALL:
+            name = np.dtype(dst).name
+            for _ in range(3):
+                yield [values(rng, rand_shape(rng), src)], {"dtype": name}
+            if np.dtype(src).kind == "f":
+                yield [np.array(big, dtype=src)], {"dtype": name}
+
+
+def _axes(rng: np.random.Generator, rank: int) -> tuple[int, ...]:
+    return tuple(sorted(int(a) for a in rng.choice(rank, size=int(rng.integers(0, rank + 1)),
+                                                   replace=False))) if rank else ()
+
+
+@gen("sum", "max", "min")
+def _reduce(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(6):
+            shape = rand_shape(rng)
+            yield [values(rng, shape, dt, special=rng.random() < 0.5)], {
+                "axes": _axes(rng, len(shape)), "keepdims": bool(rng.random() < 0.5)}
+    yield [values(rng, (7, 300), F32, special=False)], {"axes": (1,), "keepdims": False}
+    yield [values(rng, (7, 300), F32, special=False)], {"axes": (0,), "keepdims": True}
+    yield [values(rng, (2, 0, 3), F32)], {"axes": (1,), "keepdims": False}  # empty axis
+    yield [values(rng, (2, 3), F32)], {"axes": (2,), "keepdims": False}  # bad axis
+    yield [values(rng, (2, 3), F32)], {"axes": (1, 1), "keepdims": False}  # repeated
+
+
+@gen("argmax", "argmin")
+def _arg(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(6):
+            shape = rand_shape(rng, min_rank=1)
+            yield [values(rng, shape, dt)], {"axis": int(rng.integers(0, len(shape))),
+                                              "keepdims": bool(rng.random() < 0.5)}
+    yield [np.array([1.0, np.nan, 5.0, np.nan], F32)], {"axis": 0, "keepdims": False}
+    yield [np.array([[3, 3, 1], [1, 3, 3]], I64)], {"axis": 1, "keepdims": True}
+    yield [values(rng, (2, 3), F32)], {"axis": 2, "keepdims": False}
+
+
+@gen("matmul")
+def _matmul(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            m, k, n = (int(rng.integers(0 if rng.random() < 0.1 else 1, 9)) for _ in range(3))
+            batch = rand_shape(rng, max_rank=2, max_dim=3, zero_ok=False)
+            ba, bb = broadcastable(rng, batch), broadcastable(rng, batch)
+            yield [values(rng, ba + (m, k), dt, special=False, small=True),
+                   values(rng, bb + (k, n), dt, special=False, small=True)], {}
+    # sizes beyond the GEMM blocks (KC=256, MC=96, NR=16)
+    yield [values(rng, (131, 300), F32, special=False), values(rng, (300, 45), F32,
+                                                                  special=False)], {}
+    yield [values(rng, (2, 100, 70), F64, special=False), values(rng, (70, 17), F64,
+                                                                    special=False)], {}
+    yield [values(rng, (4, 5), F32), values(rng, (6, 3), F32)], {}
+    yield [values(rng, (5,), F32), values(rng, (5, 3), F32)], {}
+
+
+def _conv_config(rng: np.random.Generator) -> dict[str, Any] | None:
+    groups = int(rng.choice([1, 1, 2, 3]))
+    cg, og = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    n = int(rng.integers(1, 3))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    padding = tuple(int(rng.integers(0, 3)) for _ in range(4))
+    oh = (h + padding[0] + padding[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + padding[2] + padding[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh < 1 or ow < 1:
+        return None
+    return dict(x=(n, cg * groups, h, w), w=(og * groups, cg, kh, kw), y=(n, og * groups, oh, ow),
+                attrs=dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+
+
+def _conv_configs(rng: np.random.Generator, count: int) -> Iterator[dict[str, Any]]:
+    made = 0
+    while made < count:
+        c = _conv_config(rng)
+        if c is not None:
+            made += 1
+            yield c
+
+
+@gen("conv2d")
+def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for c in _conv_configs(rng, 8):
+            yield [smooth(rng, c["x"], dt), smooth(rng, c["w"], dt)], c["attrs"]
+    yield [values(rng, (2, 16, 20, 20), F32, special=False),
+           values(rng, (24, 16, 3, 3), F32, special=False)], \
+        dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    base = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    yield [values(rng, (1, 3, 2, 2), F32), values(rng, (2, 3, 3, 3), F32)], base  # too large
+    yield [values(rng, (1, 4, 5, 5), F32), values(rng, (2, 3, 3, 3), F32)], base  # channels
+    yield [values(rng, (1, 3, 5, 5), I32), values(rng, (2, 3, 3, 3), I32)], base  # dtype
+
+
+@gen("conv2d_input_grad")
+def _conv_dx(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for c in _conv_configs(rng, 8):
+            yield [smooth(rng, c["y"], dt), smooth(rng, c["w"], dt)], \
+                {**c["attrs"], "input_hw": c["x"][2:]}
+    c = next(_conv_configs(rng, 1))
+    wrong = (c["y"][0], c["y"][1], c["y"][2] + 1, c["y"][3])
+    yield [values(rng, wrong, F32), values(rng, c["w"], F32)], \
+        {**c["attrs"], "input_hw": c["x"][2:]}
+
+
+@gen("conv2d_weight_grad")
+def _conv_dw(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for c in _conv_configs(rng, 8):
+            yield [smooth(rng, c["x"], dt), smooth(rng, c["y"], dt)], \
+                {**c["attrs"], "kernel_hw": c["w"][2:]}
+    c = next(_conv_configs(rng, 1))
+    wrong = (c["y"][0], c["y"][1] + 1, c["y"][2], c["y"][3])
+    yield [values(rng, c["x"], F32), values(rng, wrong, F32)], \
+        {**c["attrs"], "kernel_hw": c["w"][2:]}
+
+
+@gen("reshape")
+def _reshape(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(3):
+            shape = rand_shape(rng)
+            n = math.prod(shape)
+            target = [n] if rng.random() < 0.5 else [1, n, 1]
+            if n and n % 2 == 0:
+                target = [2, n // 2]
+            yield [values(rng, shape, dt)], {"shape": tuple(target)}
+    yield [values(rng, (2, 3), F32)], {"shape": (4,)}
+
+
+@gen("transpose")
+def _transpose(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            shape = rand_shape(rng)
+            yield [values(rng, shape, dt)], {"perm": tuple(int(p) for p in
+                                                           rng.permutation(len(shape)))}
+    yield [values(rng, (2, 3), F32)], {"perm": (0, 0)}
+
+
+@gen("broadcast_to")
+def _broadcast_to(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            out = rand_shape(rng)
+            yield [values(rng, broadcastable(rng, out), dt)], {"shape": out}
+    yield [values(rng, (2, 3), F32)], {"shape": (3, 3)}
+
+
+@gen("slice")
+def _slice(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            shape = rand_shape(rng)
+            starts, stops, steps = [], [], []
+            for d in shape:
+                a = int(rng.integers(0, d + 1))
+                b = int(rng.integers(a, d + 1))
+                starts.append(a)
+                stops.append(b)
+                steps.append(int(rng.integers(1, 4)))
+            yield [values(rng, shape, dt)], {"starts": tuple(starts), "stops": tuple(stops),
+                                              "steps": tuple(steps)}
+    yield [values(rng, (4,), F32)], {"starts": (1,), "stops": (5,), "steps": (1,)}
+
+
+@gen("pad")
+def _pad(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            shape = rand_shape(rng, max_dim=4)
+            r = len(shape)
+            lo = tuple(int(v) for v in rng.integers(0, 3, r))
+            hi = tuple(int(v) for v in rng.integers(0, 3, r))
+            it = tuple(int(v) for v in rng.integers(0, 3, r))
+            value = float(rng.choice([0.0, 1.0, -2.0, 1.5])) if np.dtype(dt).kind != "b" else 1.0
+            yield [values(rng, shape, dt)], {"lo": lo, "hi": hi, "interior": it, "value": value}
+    yield [values(rng, (2,), F32)], {"lo": (-1,), "hi": (0,), "interior": (0,), "value": 0.0}
+
+
+@gen("concat")
+def _concat(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for _ in range(4):
+            shape = rand_shape(rng, min_rank=1)
+            axis = int(rng.integers(0, len(shape)))
+            xs = []
+            for _ in range(int(rng.integers(1, 4))):
+                s = list(shape)
+                s[axis] = int(rng.integers(0, 4))
+                xs.append(values(rng, tuple(s), dt))
+            yield xs, {"axis": axis}
+    yield [values(rng, (2, 3), F32), values(rng, (3, 3), F32)], {"axis": 1}
+
+
+@gen("take")
+def _take(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for idt in (I32, I64):
+            for _ in range(3):
+                shape = rand_shape(rng, min_rank=1, zero_ok=False)
+                axis = int(rng.integers(0, len(shape)))
+                n = shape[axis]
+                idx = rng.integers(-n, n, size=rand_shape(rng, max_rank=2)).astype(idt)
+                yield [values(rng, shape, dt), idx], {"axis": axis}
+    yield [values(rng, (3, 4), F32), np.array([0, 3], I64)], {"axis": 0}  # out of range
+    yield [values(rng, (3, 4), F32), np.array([-5], I32)], {"axis": 1}  # out of range
+    yield [values(rng, (3, 4), F32), np.array([0.0], F32)], {"axis": 1}  # index dtype
+
+
+@gen("scatter_add")
+def _scatter(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in ALL:
+        for idt in (I32, I64):
+            for _ in range(3):
+                shape = rand_shape(rng, min_rank=1, zero_ok=False)
+                axis = int(rng.integers(0, len(shape)))
+                n = shape[axis]
+                ishape = rand_shape(rng, max_rank=2)
+                idx = rng.integers(-n, n, size=ishape).astype(idt)  # repeats accumulate
+                sshape = shape[:axis] + ishape + shape[axis + 1:]
+                yield [values(rng, shape, dt, special=False), idx,
+                       values(rng, sshape, dt, special=False)], {"axis": axis}
+    yield [values(rng, (3,), F32), np.array([3], I64), values(rng, (1,), F32)], {"axis": 0}
+    yield [values(rng, (3,), F32), np.array([0], I64), values(rng, (2,), F32)], {"axis": 0}
+
+
+@gen("dim_value")
+def _dim_value(rng: np.random.Generator) -> Iterator[Case]:
+    for v in (0, 1, 7, -3, 2**62, -(2**63), int(rng.integers(0, 1 << 40))):
+        yield [], {"value": v}
+
+
+# ----------------------------------------------------------------------------- running
+
+def expected(name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray | str:
+    """The registry's result, or the C status name its error corresponds to."""
+    prim = REGISTRY[name]
+    try:
+        avals = [Aval(tuple(x.shape), from_numpy_dtype(x.dtype)) for x in inputs]
+        abstract_eval(prim, avals, attrs)
+        return np.asarray(prim.impl(*inputs, **attrs))
+    except (ShapeError, DTypeError, OutOfRangeError) as err:
+        return STATUS_OF[type(err)]
+
+
+def attrs_json(attrs: dict[str, Any]) -> str:
+    return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()})
+
+
+def run_c(runner: Path, name: str, inputs: list[np.ndarray], attrs: dict[str, Any],
+          workdir: Path) -> np.ndarray | str:
+    """Runs the C kernel; returns its result or the status name it failed with."""
+    paths = []
+    for i, x in enumerate(inputs):
+        p = workdir / f"in{i}.npy"
+        np.save(p, np.array(x, order="C"))  # keeps rank 0 (ascontiguousarray does not)
+        paths.append(str(p))
+    out = workdir / "out.npy"
+    res = subprocess.run([str(runner), name, attrs_json(attrs), str(out), *paths],
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode == 2:
+        return res.stderr.split(":", 1)[0]
+    if res.returncode != 0:
+        raise AssertionError(f"{name}: runner crashed (exit {res.returncode}): {res.stderr}")
+    return np.load(out)
+
+
+def terms(name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> int:
+    """Number of terms summed into one output element (an upper bound)."""
+    if name == "sum":
+        return math.prod(inputs[0].shape[a] for a in attrs["axes"])
+    if name == "matmul":
+        return inputs[0].shape[-1]
+    if name == "conv2d":
+        return math.prod(inputs[1].shape[1:])
+    if name == "conv2d_input_grad":
+        return inputs[1].shape[0] * inputs[1].shape[2] * inputs[1].shape[3]
+    if name == "conv2d_weight_grad":
+        return math.prod(inputs[1].shape[:1] + inputs[1].shape[2:])
+    return inputs[1].size + 1  # scatter_add: base plus every src value
+
+
+def sum_bound(name: str, inputs: list[np.ndarray], attrs: dict[str, Any],
+              dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 reference, allowed error) under the sum bound of opset section 5."""
+    def wide(xs: list[np.ndarray], absolute: bool) -> list[np.ndarray]:
+        return [np.abs(x).astype(F64) if absolute and x.dtype.kind == "f"
+                else x.astype(F64) if x.dtype.kind == "f" else x for x in xs]
+
+    impl = REGISTRY[name].impl
+    with np.errstate(all="ignore"):
+        ref = np.asarray(impl(*wide(inputs, False), **attrs))
+        mag = np.asarray(impl(*wide(inputs, True), **attrs))
+        bound = 2 * terms(name, inputs, attrs) * UNIT_ROUNDOFF[dtype] * mag
+    return ref, 2 * bound  # twice: float64 references of float64 data are inexact too
+
+
+def compare(name: str, got: np.ndarray | str, want: np.ndarray | str, where: str,
+            inputs: list[np.ndarray], attrs: dict[str, Any]) -> None:
+    if isinstance(want, str) or isinstance(got, str):
+        assert isinstance(got, str) and got == want, \
+            f"{where}: C gave {got!r}, reference gave {want!r}"
+        return
+    assert got.dtype == want.dtype, f"{where}: dtype {got.dtype} != {want.dtype}"
+    assert got.shape == want.shape, f"{where}: shape {got.shape} != {want.shape}"
+    if want.dtype.kind != "f" or name not in ULP4 | SUM_BOUND:
+        np.testing.assert_array_equal(got, want, err_msg=where)
+        return
+    # Special values are exact in every class.
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{where}: NaN positions differ"
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf]) and not np.isinf(got[~inf]).any(), \
+        f"{where}: infinities differ"
+    ok = np.isfinite(want)
+    if name in ULP4:
+        err = np.abs(got[ok].astype(F64) - want[ok].astype(F64))
+        allowed = ULP_SLACK * np.spacing(np.abs(want[ok]).astype(want.dtype)).astype(F64)
+    else:
+        ref, bound = sum_bound(name, inputs, attrs, want.dtype)
+        err = np.abs(got[ok].astype(F64) - ref[ok])
+        allowed = bound[ok]
+    bad = err > allowed
+    assert not bad.any(), (f"{where}: {int(bad.sum())} element(s) beyond the tolerance, "
+                           f"worst error {err[bad].max():.3g} (allowed {allowed[bad].min():.3g})")
+
+
+def check_op(runner: Path, name: str, seed: int = 0) -> int:
+    """Runs every generated case of ``name``; returns how many ran."""
+    rng = np.random.default_rng([seed, sum(name.encode())])
+    count = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for inputs, attrs in GENERATORS[name](rng):
+            where = (f"{name}({', '.join(f'{x.dtype}{list(x.shape)}' for x in inputs)}, "
+                     f"{attrs_json(attrs)})")
+            compare(name, run_c(runner, name, inputs, attrs, Path(tmp)),
+                    expected(name, inputs, attrs), where, inputs, attrs)
+            count += 1
+    return count

@@ -1,0 +1,127 @@
+"""Builds and programs around the C runtime: the documented example compiles (strict
+warnings) against the public header and links against the static library with only
+libm and pthreads; the shared library exports only the amber_ API; clang builds it with
+-Werror too; one model shared by 8 threads gives bit-identical results."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cbuild import build_runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = sorted((ROOT / "tests" / "golden").glob("v*/*.amber"))
+
+
+def doc_example() -> str:
+    text = (ROOT / "docs" / "c-api.md").read_text()
+    section = text[text.index("## Example"):]
+    return re.search(r"```c\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_documented_example_compiles_and_runs(runtime_build: Path, tmp_path: Path,
+                                              cc: str) -> None:
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed")
+    src = tmp_path / "example.c"
+    src.write_text(doc_example())
+    exe = tmp_path / "example"
+    cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic",
+           f"-I{ROOT / 'runtime' / 'include'}", str(src), str(runtime_build / "libamber.a"),
+           "-lm", "-lpthread", "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    mlp = ROOT / "tests" / "golden" / "v1" / "mlp.amber"
+    res = subprocess.run([str(exe), str(mlp)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "entry point: forward" in res.stdout
+    assert re.search(r"\w+: float32\[2, \d+\]", res.stdout), res.stdout
+    res = subprocess.run([str(exe), str(tmp_path / "missing.amber")], capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "AMBER_ERR_IO" in res.stderr
+
+
+def test_shared_library_exports_only_the_api(runtime_build: Path) -> None:
+    if shutil.which("nm") is None:
+        pytest.skip("nm is not installed")
+    res = subprocess.run(["nm", "-D", "--defined-only", str(runtime_build / "libamber.so")],
+                         capture_output=True, text=True, check=True)
+    names = [line.split()[-1] for line in res.stdout.splitlines() if line.strip()]
+    exported = [n for n in names if not n.startswith("_")]
+    assert exported and all(n.startswith("amber_") for n in exported), exported
+    header = (ROOT / "runtime" / "include" / "amber.h").read_text()
+    for n in exported:
+        assert re.search(rf"\b{n}\(", header), f"{n} is exported but not declared in amber.h"
+
+
+def test_clang_build_with_werror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed (apt-get install clang)")
+    monkeypatch.setenv("AMBER_RUNTIME_CC", "clang")
+    build = build_runtime(ROOT / "build" / "runtime-clang")
+    res = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
+def test_threads_share_one_model(runtime_build: Path, path: Path) -> None:
+    res = subprocess.run([str(runtime_build / "amber-thread-test"), str(path), "8", "1000"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "0 mismatches" in res.stdout
+
+
+def test_amber_run_cli(runtime_build: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    exe = str(runtime_build / "amber-run")
+    mlp = str(ROOT / "tests" / "golden" / "v1" / "mlp.amber")
+    res = subprocess.run([exe, mlp], capture_output=True, text=True)
+    assert res.returncode == 0 and "entry forward(" in res.stdout
+    res = subprocess.run([exe, mlp, "--verify"], capture_output=True, text=True)
+    assert res.returncode == 0 and "passed" in res.stdout
+    name = re.search(r"entry forward\((\w+):", subprocess.run(
+        [exe, mlp], capture_output=True, text=True).stdout).group(1)
+    x = tmp_path / "x.npy"
+    res = subprocess.run([exe, mlp, "--tensor", f"test_vectors/0/inputs/{name}", str(x)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([exe, mlp, "--entry", "forward", "--input", f"{name}={x}",
+                          "--output", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    outs = list(tmp_path.glob("*.npy"))
+    assert len(outs) == 2 and all(np.load(o).size for o in outs)
+    res = subprocess.run([exe, mlp, "--entry", "forward", "--output", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "takes 1 inputs, 0 given" in res.stderr
+    assert subprocess.run([exe], capture_output=True).returncode == 64
+
+
+def test_install_and_pkg_config(runtime_build: Path, tmp_path: Path) -> None:
+    """An installed runtime compiles a C program from `pkg-config --cflags --libs amber`."""
+    if shutil.which("pkg-config") is None or shutil.which("gcc") is None:
+        pytest.skip("pkg-config or gcc is not installed")
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(runtime_build), "--prefix", str(prefix)],
+                   check=True, capture_output=True)
+    env = {**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")}
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "amber"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    src = tmp_path / "example.c"
+    src.write_text(doc_example())
+    exe = tmp_path / "example"
+    res = subprocess.run(["gcc", "-std=c11", str(src), "-o", str(exe), *flags], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    env["LD_LIBRARY_PATH"] = str(prefix / "lib")
+    res = subprocess.run([str(exe), str(ROOT / "tests" / "golden" / "v1" / "mlp.amber")], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "entry point: forward" in res.stdout, res.stderr
+    assert (prefix / "bin" / "amber-run").exists() and (prefix / "include" / "amber.h").exists()

@@ -1,0 +1,58 @@
+"""The C runtime under AddressSanitizer + UndefinedBehaviorSanitizer (and LeakSanitizer):
+the unit tests, every kernel conformance case and the loader on every corpus file must
+run without a report. Any sanitizer finding aborts the process, which fails the test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from kernel_cases import GENERATORS, check_op
+
+from amber.ops import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.sanitize
+
+SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=99",
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=98"}
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in SAN_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_unit_tests(sanitize_build: Path) -> None:
+    res = subprocess.run(["ctest", "--output-on-failure"], cwd=sanitize_build,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_kernels(sanitize_build: Path, name: str) -> None:
+    assert name in GENERATORS
+    check_op(sanitize_build / "amber-kernel-test", name, seed=1)
+
+
+def test_loader_on_corpus(sanitize_build: Path) -> None:
+    files = sorted((ROOT / "tests" / "format").glob("*/*.amber"))
+    assert files
+    for f in files:
+        for args in ([str(f)], ["--skip-hashes", str(f)]):
+            res = subprocess.run([str(sanitize_build / "amber-run"), *args],
+                                 capture_output=True, text=True, env={**os.environ, **SAN_ENV})
+            assert res.returncode in (0, 1), f"{f.name}: exit {res.returncode}\n{res.stderr}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests" / "golden").glob("v*/*.amber")),
+                         ids=lambda p: p.name)
+def test_programs_and_threads(sanitize_build: Path, path: Path) -> None:
+    env = {**os.environ, **SAN_ENV}
+    for cmd in ([str(sanitize_build / "amber-run"), str(path), "--verify"],
+                [str(sanitize_build / "amber-thread-test"), str(path), "4", "20"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
