@@ -102,8 +102,8 @@ typedef struct amber_options {
     uint32_t flags;               /* AMBER_OPEN_* bits */
     uint64_t max_header_bytes;    /* largest JSON header accepted (default 64 MiB) */
     uint64_t memory_limit;        /* bytes one session's arena may hold; 0 = no limit */
-    int32_t threads;              /* intra-op threads; reserved: kernels currently run on
-                                     the calling thread */
+    int32_t threads;              /* threads per session for large kernels (matmul,
+                                     conv); 0 = one per core, 1 = the calling thread only */
     int32_t max_call_depth;       /* nesting of calls (default 256, at most 1000) */
     int64_t max_loop_iterations;  /* iterations of one loop (default 2^31 - 1); for the
                                      loops of a later opset, opset 1 has none */
@@ -182,7 +182,8 @@ AMBER_API amber_status amber_model_entry_output(const amber_model *model, const 
  * last error. Use a session from one thread at a time; create one per thread. */
 typedef struct amber_session amber_session;
 
-/* Creates a session (*out is NULL on failure). The model must outlive the session. */
+/* Creates a session (*out is NULL on failure) with its intra-op threads (options.threads
+ * of the model). The model must outlive the session. */
 AMBER_API amber_status amber_session_create(const amber_model *model, amber_session **out);
 AMBER_API void amber_session_free(amber_session *session);
 /* Message of the session's last failure ("" after a success). */

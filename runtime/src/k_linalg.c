@@ -79,6 +79,44 @@ UKR(f64, double, 6, 8, v4d)
             dst += NR * kc;                                                                \
         }                                                                                  \
     }                                                                                      \
+    typedef struct gemm_job_##SUF {                                                        \
+        const T *A, *B;                                                                    \
+        const T *bp;                                                                       \
+        T *C, **apack;                                                                     \
+        int64_t rsa, csa, rsb, ldc, m, n, k, nc, kc, jc, pc, nj, chunk;                    \
+        bool acc;                                                                          \
+    } gemm_job_##SUF;                                                                      \
+    /* One task: an MC block of rows times a chunk of the packed columns. */               \
+    static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                         \
+        const gemm_job_##SUF *j = (const gemm_job_##SUF *)ud;                              \
+        int64_t ic = (t / j->nj) * MC, mc = j->m - ic < MC ? j->m - ic : MC;               \
+        int64_t j0 = (t % j->nj) * j->chunk;                                               \
+        int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                        \
+        T *ap = j->apack[worker];                                                          \
+        pack_a_##SUF(ap, j->A + ic * j->rsa + j->pc * j->csa, j->rsa, j->csa, mc, j->kc);  \
+        for (int64_t jr = j0; jr < j1; jr += NR)                                           \
+            for (int64_t ir = 0; ir < mc; ir += MR)                                        \
+                ukr_##SUF(j->kc, ap + ir * j->kc, j->bp + jr * j->kc,                      \
+                          j->C + (ic + ir) * j->ldc + j->jc + jr, j->ldc,                  \
+                          mc - ir < MR ? mc - ir : MR, j1 - jr < NR ? j1 - jr : NR,        \
+                          j->acc);                                                         \
+    }                                                                                      \
+    /* Few rows and contiguous B rows: C[i, j0:j1] += A[i, p] * B[p, j0:j1], no packing. */ \
+    AM_DISPATCH static void gemm_rows_##SUF(void *ud, int64_t t, int worker) {            \
+        (void)worker;                                                                      \
+        const gemm_job_##SUF *j = (const gemm_job_##SUF *)ud;                              \
+        int64_t j0 = t * j->chunk, j1 = j0 + j->chunk < j->n ? j0 + j->chunk : j->n;       \
+        for (int64_t i = 0; i < j->m; i++) {                                               \
+            T *c = j->C + i * j->ldc;                                                      \
+            if (!j->acc)                                                                   \
+                for (int64_t q = j0; q < j1; q++) c[q] = 0;                                \
+            for (int64_t p = 0; p < j->k; p++) {                                           \
+                T a = j->A[i * j->rsa + p * j->csa];                                       \
+                const T *b = j->B + p * j->rsb;                                            \
+                for (int64_t q = j0; q < j1; q++) c[q] += a * b[q];                        \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
     amber_status am_gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,   \
                                int64_t rsa, int64_t csa, const T *B, int64_t rsb,          \
                                int64_t csb, T *C, int64_t ldc, bool accumulate) {          \
@@ -88,31 +126,44 @@ UKR(f64, double, 6, 8, v4d)
                 for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof(T)); \
             return AMBER_OK;                                                               \
         }                                                                                  \
+        /* Waking threads costs microseconds: small products run on the caller alone. */    \
+        am_pool *pool = (double)m * (double)n * (double)k >= 262144.0 ? ctx->pool : NULL;  \
+        int threads = am_pool_size(pool);                                                  \
+        gemm_job_##SUF job;                                                                \
+        memset(&job, 0, sizeof job);                                                       \
+        job.A = A, job.B = B, job.C = C, job.rsa = rsa, job.csa = csa, job.rsb = rsb;      \
+        job.ldc = ldc, job.m = m, job.n = n, job.k = k, job.acc = accumulate;              \
+        if (m < MR && csb == 1) {                                                          \
+            job.chunk = n < 256 ? n : 256;                                                 \
+            am_pool_run(pool, (n + job.chunk - 1) / job.chunk, gemm_rows_##SUF, &job);      \
+            return AMBER_OK;                                                               \
+        }                                                                                  \
         int64_t ncap = n < NC ? n : NC, mcap = m < MC ? m : MC, kcap = k < KC ? k : KC;    \
-        T *bp, *ap;                                                                        \
+        T *bp;                                                                             \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                              \
         size_t bn = (size_t)(((ncap + NR - 1) / NR) * NR * kcap);                          \
         size_t an = (size_t)(((mcap + MR - 1) / MR) * MR * kcap);                          \
         amber_status st = am_arena_alloc(ctx->scratch, bn * sizeof(T), (void **)&bp, ctx->err); \
         if (st == AMBER_OK)                                                                \
-            st = am_arena_alloc(ctx->scratch, an * sizeof(T), (void **)&ap, ctx->err);     \
+            st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *),               \
+                                (void **)&job.apack, ctx->err);                            \
+        for (int w = 0; st == AMBER_OK && w < threads; w++)                                \
+            st = am_arena_alloc(ctx->scratch, an * sizeof(T), (void **)&job.apack[w], ctx->err); \
         if (st != AMBER_OK) return st;                                                     \
+        int64_t n_ic = (m + MC - 1) / MC;                                                  \
         for (int64_t jc = 0; jc < n; jc += NC) {                                           \
-            int64_t nc = n - jc < NC ? n - jc : NC;                                        \
+            int64_t nc = n - jc < NC ? n - jc : NC, slivers = (nc + NR - 1) / NR;          \
+            /* Enough column chunks that every thread has work (about two tasks each). */  \
+            int64_t want = (2 * threads + n_ic - 1) / n_ic;                                \
+            int64_t nj = want < slivers ? want : slivers;                                  \
+            job.chunk = ((slivers + nj - 1) / nj) * NR;                                    \
+            job.nj = (nc + job.chunk - 1) / job.chunk;                                     \
             for (int64_t pc = 0; pc < k; pc += KC) {                                       \
                 int64_t kc = k - pc < KC ? k - pc : KC;                                    \
-                bool acc = accumulate || pc > 0;                                           \
                 pack_b_##SUF(bp, B + pc * rsb + jc * csb, rsb, csb, kc, nc);               \
-                for (int64_t ic = 0; ic < m; ic += MC) {                                   \
-                    int64_t mc = m - ic < MC ? m - ic : MC;                                \
-                    pack_a_##SUF(ap, A + ic * rsa + pc * csa, rsa, csa, mc, kc);           \
-                    for (int64_t jr = 0; jr < nc; jr += NR)                                \
-                        for (int64_t ir = 0; ir < mc; ir += MR)                            \
-                            ukr_##SUF(kc, ap + ir * kc, bp + jr * kc,                      \
-                                      C + (ic + ir) * ldc + jc + jr, ldc,                  \
-                                      mc - ir < MR ? mc - ir : MR,                         \
-                                      nc - jr < NR ? nc - jr : NR, acc);                   \
-                }                                                                          \
+                job.bp = bp, job.nc = nc, job.kc = kc, job.jc = jc, job.pc = pc;           \
+                job.acc = accumulate || pc > 0;                                            \
+                am_pool_run(pool, n_ic * job.nj, gemm_task_##SUF, &job);                      \
             }                                                                              \
         }                                                                                  \
         am_arena_release(ctx->scratch, mark);                                              \

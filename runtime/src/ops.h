@@ -45,9 +45,22 @@ typedef struct am_attrs {
     int64_t hw[2];                     /* input_hw | kernel_hw */
 } am_attrs;
 
+/* ---------------------------------------------------------------- threads (pool.c) */
+
+typedef struct am_pool am_pool;
+/* fn(ud, task, worker): worker is 0..am_pool_size()-1, unique among concurrent calls. */
+typedef void (*am_task_fn)(void *ud, int64_t task, int worker);
+/* threads <= 1 gives *out = NULL, which runs everything on the calling thread. */
+amber_status am_pool_create(int threads, am_pool **out, am_error *err);
+void am_pool_free(am_pool *p);
+int am_pool_size(const am_pool *p);
+/* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
+void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
+
 typedef struct am_ctx {
     am_error *err;
-    am_arena *scratch; /* temporary buffers of one kernel call */
+    am_arena *scratch; /* temporary buffers of one kernel call (calling thread only) */
+    am_pool *pool;     /* intra-op threads, or NULL */
 } am_ctx;
 
 typedef struct am_op am_op;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define AM_MAX_CALL_DEPTH 1000
 
@@ -15,6 +16,7 @@ struct amber_session {
     am_error err;
     am_arena arena;   /* values of the current run */
     am_arena scratch; /* temporaries of one kernel call */
+    am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
 };
 
@@ -31,6 +33,13 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     /* Calls recurse on the C stack: the depth is capped whatever the option says. */
     s->max_depth = model->opts.max_call_depth > 0 ? model->opts.max_call_depth : 256;
     if (s->max_depth > AM_MAX_CALL_DEPTH) s->max_depth = AM_MAX_CALL_DEPTH;
+    long threads = model->opts.threads;
+    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads > 64) threads = 64;
+    if (am_pool_create((int)threads, &s->pool, NULL) != AMBER_OK) {
+        amber_session_free(s);
+        return AMBER_ERR_NO_MEMORY;
+    }
     *out = s;
     return AMBER_OK;
 }
@@ -39,6 +48,7 @@ void amber_session_free(amber_session *s) {
     if (!s) return;
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
+    am_pool_free(s->pool);
     free(s);
 }
 
@@ -117,7 +127,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         vals[i] = args[i];
     }
     /* Nodes in order. */
-    am_ctx ctx = {&s->err, &s->scratch};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool};
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
         const char *opname = n->kind == AM_NODE_OP ? n->op->name

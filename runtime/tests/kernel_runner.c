@@ -35,13 +35,16 @@ int main(int argc, char **argv) {
     am_attrs attrs;
     if (st == AMBER_OK) st = am_attrs_decode(op, &doc, am_json_root(&doc), NULL, &attrs, &err);
     amber_tensor out;
-    am_ctx ctx = {&err, &scratch};
+    am_pool *pool = NULL;
+    am_pool_create(2, &pool, &err); /* exercise the threaded kernel paths */
+    am_ctx ctx = {&err, &scratch, pool};
     if (st == AMBER_OK) st = am_op_run(op, &ctx, &out_arena, in, n, &attrs, &out);
     if (st == AMBER_OK) st = am_npy_write_file(argv[3], &out, &err);
     for (int i = 0; i < n; i++) free(owned[i]);
     am_json_free(&doc);
     am_arena_free(&out_arena);
     am_arena_free(&scratch);
+    am_pool_free(pool);
     if (st != AMBER_OK) {
         fprintf(stderr, "%s: %s\n", amber_status_name(st), err.msg);
         return 2;

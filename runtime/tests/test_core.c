@@ -212,7 +212,7 @@ static void test_tensor_and_ops(void) {
     am_arena oa, sc;
     am_arena_init(&oa, 0);
     am_arena_init(&sc, 0);
-    am_ctx ctx = {&err, &sc};
+    am_ctx ctx = {&err, &sc, NULL};
     am_attrs attrs;
     CHECK(am_attrs_decode(div, NULL, NULL, NULL, &attrs, &err) == AMBER_OK);
     CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_OK);

@@ -41,7 +41,9 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
         coef = max_norm / (value + 1e-6)
         if coef < 1.0:
             for p in params:
-                p.grad = p.grad * coef  # type: ignore[operator]
+                g = p.grad
+                assert g is not None
+                p.grad = g * coef
     return total
 
 

@@ -59,7 +59,9 @@ def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 def _(g, out, x, *, axes, keepdims):
     from .. import functional as F
 
-    if not keepdims:
+    if not keepdims and tuple(axes) != tuple(range(len(axes))):
+        # (reducing leading dims only, e.g. a full sum, needs no reshape: broadcasting
+        # prepends the missing dims)
         g = F.reshape_exact(g, _keepdims_shape(x, axes))
     return (F.broadcast_to(g, x.shape),)
 
