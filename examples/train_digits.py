@@ -134,13 +134,17 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 12,
     return model
 
 
-def save_weights(model: nn.Module, path: str) -> None:
-    """Write the model's state_dict to ``path`` as an uncompressed .npz archive."""
+def export_model(model: nn.Module, path: str, metadata: dict | None = None) -> am.Program:
+    """Export the trained model to one self-contained .amber file with two entry points,
+    ``forward`` (logits) and ``predict`` (class indices), for any batch size."""
+    model.eval()
+    image = am.spec("batch", 1, 8, 8)
+    program = am.export(model, image)
+    program.add(lambda x: model(x).argmax(1), image, name="predict")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
-    with open(out, "wb") as f:
-        np.savez(f, **arrays)
+    program.save(out, metadata=metadata)
+    return program
 
 
 def main(argv: Sequence[str] | None = None) -> float:
@@ -149,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the trained weights here")
+    p.add_argument("--out", default=None, help="export the trained model to this .amber file")
     args = p.parse_args(argv)
     x_train, y_train, x_test, y_test = load_data(seed=args.seed)
     model = build_model(args.seed)
@@ -159,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> float:
           lr=args.lr, seed=args.seed, x_val=x_test, y_val=y_test)
     acc = evaluate(model, x_test, y_test)
     if args.out:
-        save_weights(model, args.out)
-        print(f"saved weights to {os.fspath(args.out)}", file=sys.stderr)
+        export_model(model, args.out, metadata={"dataset": "digits", "test_accuracy": acc})
+        print(f"exported the model to {os.fspath(args.out)}", file=sys.stderr)
     print(f"test accuracy: {acc:.4f}")
     return acc
 

@@ -47,13 +47,14 @@ def test_model_evaluate_and_save(tmp_path):
     assert model(am.from_numpy(x_te[:5])).shape == (5, 10)
     acc = digits.evaluate(model, x_te, y_te)
     assert 0.0 <= acc <= 1.0 and model.training
-    out = tmp_path / "sub" / "weights.amber"
-    digits.save_weights(model, str(out))
-    with np.load(out) as saved:
-        assert sorted(saved.files) == sorted(model.state_dict())
-        reloaded = digits.build_model(1)
-        reloaded.load_state_dict({k: saved[k] for k in saved.files})
-    assert digits.evaluate(reloaded, x_te, y_te) == acc
+    out = tmp_path / "sub" / "digits.amber"
+    digits.export_model(model, str(out), metadata={"test_accuracy": acc})
+    loaded = am.load(out)
+    logits = model(am.from_numpy(x_te[:7])).numpy()
+    np.testing.assert_allclose(loaded(x_te[:7]).numpy(), logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(loaded.predict(x_te[:3]).numpy(), logits[:3].argmax(1))
+    results = loaded.verify()
+    assert results and all(r.ok for r in results)
 
 
 def test_two_epochs_learn_something():
@@ -73,4 +74,6 @@ def test_full_run_reaches_95_percent(tmp_path):
     assert last.startswith("test accuracy: ")
     assert float(last.split(": ")[1]) >= 0.95
     assert "epoch 12/12" in proc.stderr
-    assert out.exists()
+    verify = subprocess.run([sys.executable, "-m", "amber", "verify", str(out)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
