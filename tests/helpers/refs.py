@@ -114,9 +114,19 @@ def _product(ranges: list[Any]) -> list[tuple[int, ...]]:
     return res
 
 
+def _float_sum(vals: list[float]) -> float:
+    """Exactly rounded sum; IEEE rules where an infinity or NaN is present
+    (math.fsum raises on inf + -inf, IEEE gives NaN)."""
+    if all(math.isfinite(v) for v in vals):
+        return math.fsum(vals)
+    if any(math.isnan(v) for v in vals) or (math.inf in vals and -math.inf in vals):
+        return math.nan
+    return math.inf if math.inf in vals else -math.inf
+
+
 def reduce_sum(x: Array, axes: Sequence[int], keepdims: bool) -> Array:
     if x.dtype.kind == "f":
-        return _reduce(x, axes, keepdims, lambda v: to_float(x.dtype, math.fsum(v)), x.dtype)
+        return _reduce(x, axes, keepdims, lambda v: to_float(x.dtype, _float_sum(v)), x.dtype)
     return _reduce(x, axes, keepdims, lambda v: wrap_int(sum(int(a) for a in v), x.dtype),
                    x.dtype)
 
