@@ -35,7 +35,7 @@ def run(*argv):
 def test_inspect(model_file):
     code, text = run("inspect", model_file)
     assert code == 0
-    assert "format version:  1" in text and "opset version:   1" in text
+    assert "format version:  1" in text and f"opset version:   {am.capture.OPSET_VERSION}" in text
     assert "producer:        amber " + am.__version__ in text
     assert "dataset: digits" in text
     assert "forward(input: float32[batch, 4]) -> (output: float32[batch, 3])" in text

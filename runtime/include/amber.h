@@ -24,8 +24,9 @@ extern "C" {
 #define AMBER_VERSION_MINOR 1
 #define AMBER_VERSION_PATCH 0
 
-/* Highest opset version this runtime implements, and its number of primitives. */
-#define AMBER_OPSET_VERSION 1
+/* Highest opset version this runtime implements (2: opset 1 plus the control-flow
+ * builtins cond, while and scan), and the number of primitives (the same in both). */
+#define AMBER_OPSET_VERSION 2
 #define AMBER_OPSET_V1_PRIMITIVES 48
 
 /* Largest tensor rank the runtime handles. */
@@ -101,12 +102,11 @@ typedef struct amber_options {
     uint32_t struct_size;         /* sizeof(amber_options) */
     uint32_t flags;               /* AMBER_OPEN_* bits */
     uint64_t max_header_bytes;    /* largest JSON header accepted (default 64 MiB) */
-    uint64_t memory_limit;        /* bytes one session's arena may hold; 0 = no limit */
+    uint64_t memory_limit;        /* bytes a session's arena may hold (16 GiB); 0 = none */
     int32_t threads;              /* threads per session for large kernels (matmul,
                                      conv); 0 = one per core, 1 = the calling thread only */
-    int32_t max_call_depth;       /* nesting of calls (default 256, at most 1000) */
-    int64_t max_loop_iterations;  /* iterations of one loop (default 2^31 - 1); for the
-                                     loops of a later opset, opset 1 has none */
+    int32_t max_call_depth;       /* nesting of function calls (default 256, at most 1000) */
+    int64_t max_loop_iterations;  /* iterations of one while loop (1000000; 0 = none) */
 } amber_options;
 
 /* Fills *opts with the defaults. */

@@ -22,8 +22,9 @@ amber_status amber_options_init(amber_options *o) {
     memset(o, 0, sizeof *o);
     o->struct_size = (uint32_t)sizeof *o;
     o->max_header_bytes = DEFAULT_MAX_HEADER;
+    o->memory_limit = (uint64_t)1 << 34; /* the reference interpreter's default */
     o->max_call_depth = 256;
-    o->max_loop_iterations = INT32_MAX;
+    o->max_loop_iterations = 1000000;
     return AMBER_OK;
 }
 

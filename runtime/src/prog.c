@@ -195,6 +195,74 @@ static const am_json *find_weight(loader *L, const am_json *weights, const char 
     return NULL;
 }
 
+/* attrs[key] names a function: its index. */
+static amber_status func_attr(loader *L, const am_json *attrs, const char *key, uint32_t *out) {
+    const am_json *v = am_json_get(L->d, attrs, key);
+    int64_t fi = v && v->type == AM_JSON_STRING ? find_func(L->p, v->str) : -1;
+    if (fi < 0) return LFAIL(L, "attribute %s names an unknown function", key);
+    *out = (uint32_t)fi;
+    return AMBER_OK;
+}
+
+static amber_status count_attr(loader *L, const am_json *attrs, const char *key, int max,
+                               int *out) {
+    const am_json *v = am_json_get(L->d, attrs, key);
+    if (!v || v->type != AM_JSON_NUMBER || !v->is_int || v->i < 0 || v->i > max)
+        return LFAIL(L, "attribute %s must be an integer from 0 to %d", key, max);
+    *out = (int)v->i;
+    return AMBER_OK;
+}
+
+/* cond, while and scan (opset 2): attributes as the reference interpreter reads them;
+ * argument and result counts are checked with the callees (am_program_load). */
+static amber_status control_node(loader *L, am_node *n, const char *op, const am_json *attrs,
+                                 const am_symbols *sy) {
+    amber_status st;
+    if (!strcmp(op, "cond")) {
+        static const char *const req[] = {"then", "else"};
+        n->kind = AM_NODE_COND;
+        if ((st = members(L, attrs, req, 2, NULL, 0)) != AMBER_OK) return st;
+        if (n->n_in < 1) return LFAIL(L, "cond needs a predicate input");
+        if ((st = func_attr(L, attrs, "then", &n->callee)) != AMBER_OK) return st;
+        return func_attr(L, attrs, "else", &n->callee2);
+    }
+    if (!strcmp(op, "while")) {
+        static const char *const req[] = {"cond", "body", "num_carries", "max_iterations"};
+        n->kind = AM_NODE_WHILE;
+        if ((st = members(L, attrs, req, 4, NULL, 0)) != AMBER_OK) return st;
+        if ((st = func_attr(L, attrs, "cond", &n->callee)) != AMBER_OK ||
+            (st = func_attr(L, attrs, "body", &n->callee2)) != AMBER_OK ||
+            (st = count_attr(L, attrs, "num_carries", n->n_in, &n->n_carries)) != AMBER_OK)
+            return st;
+        const am_json *lim = am_json_get(L->d, attrs, "max_iterations");
+        n->max_iterations = -1;
+        if (lim->type == AM_JSON_NUMBER && lim->is_int && lim->i >= 0) n->max_iterations = lim->i;
+        else if (lim->type != AM_JSON_NULL)
+            return LFAIL(L, "max_iterations must be null or a non-negative integer");
+        if (n->n_out != n->n_carries) return LFAIL(L, "while has one output per carry");
+        return AMBER_OK;
+    }
+    static const char *const req[] = {"body", "num_carries", "num_xs", "length", "reverse"};
+    n->kind = AM_NODE_SCAN;
+    if ((st = members(L, attrs, req, 5, NULL, 0)) != AMBER_OK) return st;
+    if ((st = func_attr(L, attrs, "body", &n->callee)) != AMBER_OK ||
+        (st = count_attr(L, attrs, "num_carries", n->n_in, &n->n_carries)) != AMBER_OK ||
+        (st = count_attr(L, attrs, "num_xs", n->n_in - n->n_carries, &n->n_xs)) != AMBER_OK)
+        return st;
+    const am_json *rev = am_json_get(L->d, attrs, "reverse"), *len = am_json_get(L->d, attrs, "length");
+    if (rev->type != AM_JSON_TRUE && rev->type != AM_JSON_FALSE)
+        return LFAIL(L, "reverse must be true or false");
+    n->reverse = rev->type == AM_JSON_TRUE;
+    int64_t v = 0;
+    am_error e;
+    if (!(len->type == AM_JSON_NUMBER && len->is_int && len->i >= 0) &&
+        !(len->type == AM_JSON_STRING && am_dim_eval(len->str, len->len, sy, &v, &e) == AMBER_OK))
+        return LFAIL(L, "length must be a non-negative integer or a dim expression");
+    n->length = len;
+    if (n->n_out < n->n_carries) return LFAIL(L, "scan returns its carries first");
+    return AMBER_OK;
+}
+
 /* Adds name as value `index`, keeping the sorted table (insertion; functions are small
  * relative to the header, and the header size is bounded). */
 static amber_status define_value(loader *L, vname *tab, uint32_t *n, const am_json *name,
@@ -214,6 +282,86 @@ static amber_status define_value(loader *L, vname *tab, uint32_t *n, const am_js
     tab[lo].index = index;
     (*n)++;
     return AMBER_OK;
+}
+
+static bool static_type(const am_type *t) {
+    for (int i = 0; i < t->rank; i++)
+        if (t->dims[i]->type != AM_JSON_NUMBER) return false;
+    return true;
+}
+
+/* H.9: where a primitive's input types and attributes are static, its shape and dtype
+ * rules run at load time, and the declared output type must be what they give. Nodes
+ * with symbolic sizes are checked when they run. */
+static amber_status static_check(loader *L, const am_func *f, const am_node *n) {
+    if (!static_type(&n->out_types[0])) return AMBER_OK;
+    am_attrs a;
+    am_error e;
+    if (am_attrs_decode(n->op, L->d, n->attrs, NULL, &a, &e) != AMBER_OK) return AMBER_OK;
+    amber_tensor *ins = (amber_tensor *)calloc((size_t)n->n_in + 1, sizeof *ins);
+    if (!ins) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    amber_status st = AMBER_OK;
+    bool is_static = true;
+    for (int k = 0; k < n->n_in && is_static; k++) {
+        const am_type *t = f->value_types[n->in[k]];
+        is_static = static_type(t);
+        ins[k].dtype = t->dtype;
+        ins[k].rank = t->rank;
+        for (int d = 0; is_static && d < t->rank; d++) ins[k].shape[d] = t->dims[d]->i;
+    }
+    amber_tensor out;
+    if (is_static) {
+        if (am_op_infer(n->op, ins, n->n_in, &a, &out, &e) != AMBER_OK) {
+            st = LFAIL(L, "%s", e.msg);
+        } else {
+            const am_type *t = &n->out_types[0];
+            bool same = out.dtype == t->dtype && out.rank == t->rank;
+            for (int d = 0; same && d < t->rank; d++) same = out.shape[d] == t->dims[d]->i;
+            if (!same) {
+                char b[200];
+                st = LFAIL(L, "%s gives %s%s, the node declares another type", n->op->name,
+                           amber_dtype_name(out.dtype), am_shape_str(out.shape, out.rank, b, sizeof b));
+            }
+        }
+    }
+    free(ins);
+    return st;
+}
+
+/* Value lifetimes: each op output that is not a result is released after its last use
+ * (or right after its node if it is never used). */
+static amber_status plan_releases(loader *L, am_func *f) {
+    uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * (f->n_values ? f->n_values : 1));
+    bool *owned = (bool *)calloc(f->n_values ? f->n_values : 1, sizeof(bool));
+    if (!last || !owned) {
+        free(last);
+        free(owned);
+        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    }
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_out; k++) {
+            last[n->out[k]] = ni;
+            owned[n->out[k]] = n->kind == AM_NODE_OP;
+        }
+        for (int k = 0; k < n->n_in; k++) last[n->in[k]] = ni;
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) owned[f->results[k]] = false;
+    /* A function run by call/cond/while/scan may return its argument itself: values
+     * passed to one are kept, as the node's outputs may alias them. */
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
+        if (f->nodes[ni].kind >= AM_NODE_CALL)
+            for (int k = 0; k < f->nodes[ni].n_in; k++) owned[f->nodes[ni].in[k]] = false;
+    amber_status st = AMBER_OK;
+    for (uint32_t v = f->n_params; v < f->n_values && st == AMBER_OK; v++) {
+        if (!owned[v]) continue;
+        am_node *n = &f->nodes[last[v]];
+        if (!n->release) st = alloc(L, (size_t)(n->n_in + n->n_out), sizeof(uint32_t), &n->release);
+        if (st == AMBER_OK) n->release[n->n_release++] = v;
+    }
+    free(last);
+    free(owned);
+    return st;
 }
 
 static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
@@ -353,13 +501,15 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             n->kind = AM_NODE_CALL;
             static const char *const key = "callee";
             if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
-            const am_json *callee = am_json_get(L->d, attrs, "callee");
-            int64_t fi = callee->type == AM_JSON_STRING ? find_func(L->p, callee->str) : -1;
-            if (fi < 0) {
-                st = LFAIL(L, "call names an unknown function");
+            if ((st = func_attr(L, attrs, "callee", &n->callee)) != AMBER_OK) break;
+        } else if (!strcmp(op->str, "cond") || !strcmp(op->str, "while") ||
+                   !strcmp(op->str, "scan")) {
+            if (L->p->opset_version < 2) {
+                st = LFAIL(L, "%s needs opset version 2, the file declares %lld", op->str,
+                           (long long)L->p->opset_version);
                 break;
             }
-            n->callee = (uint32_t)fi; /* counts are checked once every function is loaded */
+            if ((st = control_node(L, n, op->str, attrs, sy)) != AMBER_OK) break;
         } else {
             n->kind = AM_NODE_OP;
             n->op = am_op_find(op->str);
@@ -390,6 +540,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             f->value_types[vi] = &n->out_types[k];
             n->out[k] = vi++;
         }
+        if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
         L->path[plen] = '\0';
     }
     if (st == AMBER_OK) st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
@@ -404,7 +555,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         f->results[k] = (uint32_t)v;
     }
     free(tab);
-    return st;
+    return st == AMBER_OK ? plan_releases(L, f) : st;
 }
 
 static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *syms,
@@ -555,12 +706,26 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
     for (fi = 0; fi < p->n_funcs; fi++)
         for (uint32_t ni = 0; ni < p->funcs[fi].n_nodes; ni++) {
             const am_node *n = &p->funcs[fi].nodes[ni];
-            const am_func *c = n->kind == AM_NODE_CALL ? &p->funcs[n->callee] : NULL;
-            if (c && ((uint32_t)n->n_in != c->n_params || (uint32_t)n->n_out != c->n_results)) {
+            const am_func *c = &p->funcs[n->callee], *c2 = &p->funcs[n->callee2];
+            uint32_t in = (uint32_t)n->n_in, out = (uint32_t)n->n_out;
+            bool ok = true;
+            switch (n->kind) {
+            case AM_NODE_CALL: ok = c->n_params == in && c->n_results == out; break;
+            case AM_NODE_COND:
+                ok = c->n_params == in - 1 && c2->n_params == in - 1 && c->n_results == out &&
+                     c2->n_results == out;
+                break;
+            case AM_NODE_WHILE:
+                ok = c->n_params == in && c->n_results == 1 && c2->n_params == in &&
+                     c2->n_results == (uint32_t)n->n_carries;
+                break;
+            case AM_NODE_SCAN: ok = c->n_params == in && c->n_results == out; break;
+            default: break;
+            }
+            if (!ok) {
                 snprintf(L->path, sizeof L->path, "program.functions[%u].nodes[%u]", fi, ni);
-                return LFAIL(L, "call of %s passes %d arguments and takes %d results; the "
-                             "function has %u and %u", c->name, n->n_in, n->n_out, c->n_params,
-                             c->n_results);
+                return LFAIL(L, "the argument or result counts of %s do not match the "
+                             "function(s) it runs", c->name);
             }
         }
     /* Signatures. */

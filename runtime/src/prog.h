@@ -8,7 +8,15 @@
 
 /* ---------------------------------------------------------------- program */
 
-typedef enum am_builtin { AM_NODE_OP, AM_NODE_CONSTANT, AM_NODE_WEIGHT, AM_NODE_CALL } am_builtin;
+typedef enum am_builtin {
+    AM_NODE_OP,
+    AM_NODE_CONSTANT,
+    AM_NODE_WEIGHT,
+    AM_NODE_CALL,
+    AM_NODE_COND,  /* opset 2: callee = then, callee2 = else */
+    AM_NODE_WHILE, /* opset 2: callee = cond, callee2 = body */
+    AM_NODE_SCAN   /* opset 2: callee = body */
+} am_builtin;
 
 /* A declared type: dims are JSON integers or dim-expression strings. */
 typedef struct am_type {
@@ -25,7 +33,13 @@ typedef struct am_node {
     uint32_t *in, *out;         /* value indices */
     am_type *out_types;
     amber_tensor tensor;        /* constant or weight data */
-    uint32_t callee;            /* AM_NODE_CALL: function index */
+    uint32_t callee, callee2;   /* functions a call / control-flow node runs */
+    int n_carries, n_xs;        /* while, scan */
+    int64_t max_iterations;     /* while: -1 = no limit of its own */
+    const am_json *length;      /* scan: integer or dim expression */
+    bool reverse;               /* scan */
+    uint32_t n_release;         /* op outputs whose last use is this node: their memory */
+    uint32_t *release;          /* is reused by later nodes of the same run */
 } am_node;
 
 typedef struct am_func {

@@ -18,7 +18,39 @@ struct amber_session {
     am_arena scratch; /* temporaries of one kernel call */
     am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
+    /* Blocks of the arena released during the current run, reused best-fit. */
+    size_t n_free, cap_free;
+    struct free_block {
+        void *ptr;
+        size_t size;
+    } *free_blocks;
 };
+
+static amber_status value_alloc(amber_session *s, size_t size, void **out) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < s->n_free; i++)
+        if (s->free_blocks[i].size >= size &&
+            (best == SIZE_MAX || s->free_blocks[i].size < s->free_blocks[best].size))
+            best = i;
+    if (best != SIZE_MAX) {
+        *out = s->free_blocks[best].ptr;
+        s->free_blocks[best] = s->free_blocks[--s->n_free];
+        return AMBER_OK;
+    }
+    return am_arena_alloc(&s->arena, size, out, &s->err);
+}
+
+static void value_release(amber_session *s, void *ptr, size_t size) {
+    if (s->n_free == s->cap_free) {
+        size_t cap = s->cap_free ? s->cap_free * 2 : 64;
+        void *p = realloc(s->free_blocks, cap * sizeof *s->free_blocks);
+        if (!p) return; /* the block stays in the arena until the run ends */
+        s->free_blocks = p;
+        s->cap_free = cap;
+    }
+    s->free_blocks[s->n_free].ptr = ptr;
+    s->free_blocks[s->n_free++].size = size;
+}
 
 amber_status amber_session_create(const amber_model *model, amber_session **out) {
     if (!out) return AMBER_ERR_INVALID_ARGUMENT;
@@ -49,6 +81,7 @@ void amber_session_free(amber_session *s) {
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
     am_pool_free(s->pool);
+    free(s->free_blocks);
     free(s);
 }
 
@@ -78,6 +111,183 @@ static amber_status check_type(amber_session *s, const am_type *t, const am_symb
 }
 
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
+                                 amber_tensor *results, int depth);
+
+static bool scalar_true(const amber_tensor *t) {
+    return t->dtype == AMBER_BOOL && t->rank == 0 && *(const uint8_t *)t->data != 0;
+}
+
+/* Loops keep their memory flat: the carries live in buffers allocated before the loop,
+ * and everything an iteration allocated is released once its carries (and, for scan,
+ * its ys) have been copied out. The free list is restored with the arena. */
+typedef struct loop_mem {
+    am_arena_mark mark;
+    struct free_block *saved;
+    size_t n_saved;
+    void **bufs;
+} loop_mem;
+
+static amber_status loop_begin(amber_session *s, loop_mem *lm, const amber_tensor *carries,
+                               int n) {
+    amber_status st = am_arena_alloc(&s->arena, sizeof(void *) * (size_t)(n + 1),
+                                     (void **)&lm->bufs, &s->err);
+    for (int c = 0; st == AMBER_OK && c < n; c++) {
+        size_t nb;
+        am_tensor_check(&carries[c], NULL, &nb, NULL);
+        st = value_alloc(s, nb, &lm->bufs[c]);
+    }
+    if (st != AMBER_OK) return st;
+    lm->n_saved = s->n_free;
+    lm->saved = (struct free_block *)malloc(sizeof *lm->saved * (s->n_free + 1));
+    if (!lm->saved) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    memcpy(lm->saved, s->free_blocks, sizeof *lm->saved * s->n_free);
+    lm->mark = am_arena_get_mark(&s->arena);
+    return AMBER_OK;
+}
+
+/* Moves the new carries into the loop's buffers (types must not change). */
+static amber_status keep_carries(amber_session *s, loop_mem *lm, amber_tensor *carries,
+                                 const amber_tensor *fresh, int n) {
+    for (int c = 0; c < n; c++) {
+        if (fresh[c].dtype != carries[c].dtype || !same_shape(&fresh[c], carries[c].shape, carries[c].rank))
+            return am_fail(&s->err, AMBER_ERR_SHAPE, "loop carry %d changes its type", c);
+        size_t nb;
+        am_tensor_check(&carries[c], NULL, &nb, NULL);
+        if (nb) memmove(lm->bufs[c], fresh[c].data, nb);
+        carries[c].data = lm->bufs[c];
+    }
+    return AMBER_OK;
+}
+
+static void loop_reclaim(amber_session *s, loop_mem *lm) {
+    am_arena_release(&s->arena, lm->mark);
+    memcpy(s->free_blocks, lm->saved, sizeof *lm->saved * lm->n_saved);
+    s->n_free = lm->n_saved;
+}
+
+/* while: carries = body(carries + extra) as long as cond(carries + extra) is true. */
+static amber_status run_while(amber_session *s, const am_node *n, amber_tensor *ins,
+                              amber_tensor *outs, int depth) {
+    int64_t limit = s->model->opts.max_loop_iterations > 0 ? s->model->opts.max_loop_iterations
+                                                          : INT64_MAX;
+    if (n->max_iterations >= 0 && n->max_iterations < limit) limit = n->max_iterations;
+    amber_tensor flag;
+    loop_mem lm = {0};
+    amber_status st = loop_begin(s, &lm, ins, n->n_carries);
+    for (int64_t k = 0; st == AMBER_OK; k++) {
+        if ((st = run_function(s, n->callee, ins, &flag, depth + 1)) != AMBER_OK) break;
+        if (flag.dtype != AMBER_BOOL || flag.rank != 0) {
+            st = am_fail(&s->err, AMBER_ERR_SHAPE, "the loop condition must return bool[]");
+            break;
+        }
+        bool go = scalar_true(&flag);
+        loop_reclaim(s, &lm);
+        if (!go) break;
+        if (k >= limit) {
+            st = am_fail(&s->err, AMBER_ERR_LIMIT, "the loop was about to run iteration %lld, "
+                         "past the limit of %lld iterations", (long long)k + 1, (long long)limit);
+            break;
+        }
+        /* The body's results become the next carries (ins[0..n_carries)). */
+        if ((st = run_function(s, n->callee2, ins, outs, depth + 1)) != AMBER_OK) break;
+        st = keep_carries(s, &lm, ins, outs, n->n_carries);
+        loop_reclaim(s, &lm);
+    }
+    free(lm.saved);
+    if (st != AMBER_OK) return st;
+    for (int c = 0; c < n->n_carries; c++) outs[c] = ins[c];
+    return AMBER_OK;
+}
+
+/* scan: for i in 0..length (or reversed): carries, ys[i] = body(carries, xs[i]..., extra);
+ * outputs are the final carries, then every y stacked along a new leading dim. */
+static amber_status run_scan(amber_session *s, const am_node *n, const am_symbols *syms,
+                             amber_tensor *ins, amber_tensor *outs, int depth) {
+    int64_t length;
+    amber_status st = n->length->type == AM_JSON_NUMBER
+                          ? (length = n->length->i, AMBER_OK)
+                          : am_dim_eval(n->length->str, n->length->len, syms, &length, &s->err);
+    if (st != AMBER_OK) return st;
+    if (length < 0) return am_fail(&s->err, AMBER_ERR_SHAPE, "scan length %lld is negative", (long long)length);
+    int nc = n->n_carries, nx = n->n_xs, ny = n->n_out - nc, nin = n->n_in;
+    amber_tensor *args, *res, *xs;
+    if ((st = am_arena_alloc(&s->arena, sizeof(amber_tensor) * (size_t)(nin + n->n_out + nx + 1),
+                             (void **)&args, &s->err)) != AMBER_OK)
+        return st;
+    res = args + nin;
+    xs = res + n->n_out;
+    for (int k = 0; k < nin; k++) args[k] = ins[k];
+    for (int k = 0; k < nx; k++) {
+        xs[k] = ins[nc + k];
+        if (xs[k].rank < 1 || xs[k].shape[0] != length)
+            return am_fail(&s->err, AMBER_ERR_SHAPE, "scanned input %d needs a leading dim of %lld",
+                           k, (long long)length);
+        args[nc + k].rank = xs[k].rank - 1;
+        memmove(args[nc + k].shape, xs[k].shape + 1, sizeof(int64_t) * (size_t)(xs[k].rank - 1));
+    }
+    loop_mem lm = {0};
+    for (int64_t step = 0; step < length; step++) {
+        int64_t i = n->reverse ? length - 1 - step : step;
+        /* After the first step has allocated the stacked outputs, iterations reclaim. */
+        if (step == 1 && (st = loop_begin(s, &lm, args, nc)) != AMBER_OK) break;
+        for (int k = 0; k < nx; k++) {
+            size_t row;
+            am_tensor_check(&args[nc + k], NULL, &row, NULL);
+            args[nc + k].data = (char *)xs[k].data + (size_t)i * row;
+        }
+        if ((st = run_function(s, n->callee, args, res, depth + 1)) != AMBER_OK) break;
+        for (int y = 0; y < ny && st == AMBER_OK; y++) {
+            const amber_tensor *r = &res[nc + y];
+            amber_tensor *o = &outs[nc + y];
+            size_t row;
+            am_tensor_check(r, NULL, &row, NULL);
+            if (step == 0) {
+                if (r->rank + 1 > AMBER_MAX_RANK) {
+                    st = am_fail(&s->err, AMBER_ERR_SHAPE, "stacked scan output exceeds rank %d",
+                                 AMBER_MAX_RANK);
+                    break;
+                }
+                o->dtype = r->dtype;
+                o->rank = r->rank + 1;
+                o->shape[0] = length;
+                memcpy(o->shape + 1, r->shape, sizeof(int64_t) * (size_t)r->rank);
+                size_t total;
+                if ((st = am_tensor_check(o, NULL, &total, &s->err)) != AMBER_OK ||
+                    (st = am_arena_alloc(&s->arena, total, &o->data, &s->err)) != AMBER_OK)
+                    break;
+            } else if (r->dtype != o->dtype || r->rank + 1 != o->rank ||
+                       memcmp(r->shape, o->shape + 1, sizeof(int64_t) * (size_t)r->rank)) {
+                st = am_fail(&s->err, AMBER_ERR_SHAPE, "scan output %d changes shape between "
+                             "iterations", y);
+                break;
+            }
+            if (row) memcpy((char *)o->data + (size_t)i * row, r->data, row);
+        }
+        if (st != AMBER_OK) break;
+        if (step == 0) {
+            for (int c = 0; c < nc; c++) args[c] = res[c];
+        } else {
+            st = keep_carries(s, &lm, args, res, nc);
+            loop_reclaim(s, &lm);
+            if (st != AMBER_OK) break;
+        }
+    }
+    free(lm.saved);
+    if (st != AMBER_OK) return st;
+    for (int c = 0; c < nc; c++) outs[c] = args[c];
+    if (length == 0) /* no iteration: stacked outputs are empty, with their declared types */
+        for (int y = 0; y < ny; y++) {
+            amber_tensor *o = &outs[nc + y];
+            const am_type *t = &n->out_types[nc + y];
+            o->dtype = t->dtype;
+            o->rank = t->rank;
+            if ((st = am_type_eval(t, syms, o->shape, &s->err)) != AMBER_OK) return st;
+            o->data = NULL;
+        }
+    return AMBER_OK;
+}
+
+static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth) {
     const am_program *p = &s->model->prog;
     const am_func *f = &p->funcs[fi];
@@ -86,7 +296,10 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
                        s->max_depth, f->name);
     amber_tensor *vals;
     int64_t *symvals;
+    size_t *sizes; /* bytes allocated for each op output */
     amber_status st = am_arena_calloc(&s->arena, f->n_values, sizeof *vals, (void **)&vals, &s->err);
+    if (st == AMBER_OK)
+        st = am_arena_calloc(&s->arena, f->n_values, sizeof *sizes, (void **)&sizes, &s->err);
     if (st == AMBER_OK)
         st = am_arena_calloc(&s->arena, (size_t)f->syms.n, sizeof *symvals, (void **)&symvals, &s->err);
     if (st != AMBER_OK) return st;
@@ -111,6 +324,9 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         for (int d = 0; d < t->rank; d++) {
             int sym = f->param_symbol[i * AMBER_MAX_RANK + (uint32_t)d];
             if (sym < 0) continue;
+            if (a->shape[d] < 1)
+                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: argument %u dim %d (%s) must be >= 1, "
+                               "got %lld", f->name, i, d, syms.names[sym], (long long)a->shape[d]);
             if (symvals[sym] < 0) {
                 symvals[sym] = a->shape[d];
             } else if (symvals[sym] != a->shape[d]) {
@@ -130,9 +346,8 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     am_ctx ctx = {&s->err, &s->scratch, s->pool};
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
-        const char *opname = n->kind == AM_NODE_OP ? n->op->name
-                             : n->kind == AM_NODE_CALL ? "call"
-                             : n->kind == AM_NODE_WEIGHT ? "weight" : "constant";
+        static const char *const kinds[] = {"op", "constant", "weight", "call", "cond", "while", "scan"};
+        const char *opname = n->kind == AM_NODE_OP ? n->op->name : kinds[n->kind];
         amber_tensor *ins = NULL, *outs = NULL;
         st = am_arena_alloc(&s->arena, sizeof(amber_tensor) * (size_t)(n->n_in + n->n_out + 1),
                             (void **)&ins, &s->err);
@@ -147,10 +362,30 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         case AM_NODE_CALL:
             st = run_function(s, n->callee, ins, outs, depth + 1);
             break;
+        case AM_NODE_COND:
+            if (ins[0].dtype != AMBER_BOOL || ins[0].rank != 0)
+                st = am_fail(&s->err, AMBER_ERR_SHAPE, "the predicate must be bool[]");
+            else
+                st = run_function(s, scalar_true(&ins[0]) ? n->callee : n->callee2, ins + 1, outs,
+                                  depth + 1);
+            break;
+        case AM_NODE_WHILE:
+            st = run_while(s, n, ins, outs, depth);
+            break;
+        case AM_NODE_SCAN:
+            st = run_scan(s, n, &syms, ins, outs, depth);
+            break;
         case AM_NODE_OP: {
             am_attrs attrs;
+            size_t nbytes = 0;
             st = am_node_attrs(n, &s->model->doc, &syms, &attrs, &s->err);
-            if (st == AMBER_OK) st = am_op_run(n->op, &ctx, &s->arena, ins, n->n_in, &attrs, &outs[0]);
+            if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, &attrs, &outs[0], &s->err);
+            if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
+            if (st == AMBER_OK) st = value_alloc(s, nbytes, &outs[0].data);
+            if (st == AMBER_OK) {
+                sizes[n->out[0]] = nbytes;
+                st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
+            }
             am_arena_reset(&s->scratch);
             break;
         }
@@ -161,8 +396,11 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             st = check_type(s, &n->out_types[k], &syms, &outs[k], what);
             vals[n->out[k]] = outs[k];
         }
+        for (uint32_t k = 0; st == AMBER_OK && k < n->n_release; k++)
+            value_release(s, vals[n->release[k]].data, sizes[n->release[k]]);
         if (st != AMBER_OK) {
-            if (n->kind == AM_NODE_CALL) return st; /* the callee already said where */
+            if (n->kind >= AM_NODE_CALL && strstr(s->err.msg, ", node "))
+                return st; /* the callee already said where */
             char msg[AM_ERR_MSG];
             memcpy(msg, s->err.msg, sizeof msg);
             return am_fail(&s->err, st, "%s, node %u (%s): %s", f->name, ni, opname, msg);
@@ -190,6 +428,7 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
                            e->inputs[i].name);
     }
     am_arena_reset(&s->arena);
+    s->n_free = 0;
     return run_function(s, e->func, inputs, outputs, 0);
 }
 

@@ -6,10 +6,13 @@
 
 amber_status am_fail(am_error *err, amber_status status, const char *fmt, ...) {
     if (err) {
+        /* Formatted apart first: callers may pass err->msg itself as an argument. */
+        char buf[AM_ERR_MSG];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, buf, sizeof buf);
         err->status = status;
     }
     return status;

@@ -226,7 +226,94 @@ static void test_tensor_and_ops(void) {
     am_arena_free(&sc);
 }
 
+/* The threaded GEMM gives bit-identical results to the serial one, on every path
+ * (few rows, packed blocks, transposed operands, accumulation), and matches a naive
+ * double-precision product within the sum bound. */
+static void test_gemm_threads(void) {
+    static const int64_t sizes[][3] = {{1, 700, 300}, {3, 50, 9}, {7, 1030, 300},
+                                       {100, 97, 260}, {200, 300, 64}, {6, 16, 1}};
+    am_error err;
+    am_arena sc;
+    am_arena_init(&sc, 0);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
+    am_ctx serial = {&err, &sc, NULL}, threaded = {&err, &sc, pool};
+    for (size_t c = 0; c < AM_ARRAY_LEN(sizes); c++) {
+        int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+        float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
+        float *c1 = malloc(sizeof(float) * (size_t)(m * n)), *c2 = malloc(sizeof(float) * (size_t)(m * n));
+        for (int64_t i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 201 - 100) / 64.0f;
+        for (int64_t i = 0; i < k * n; i++) b[i] = (float)((i * 104729) % 199 - 99) / 32.0f;
+        for (int t = 0; t < 2; t++) {
+            /* t = 1: B read transposed (as conv2d_weight_grad does), then accumulate. */
+            int64_t rsb = t ? 1 : n, csb = t ? k : 1;
+            CHECK(am_gemm_f32(&serial, m, n, k, a, k, 1, b, rsb, csb, c1, n, false) == AMBER_OK);
+            CHECK(am_gemm_f32(&threaded, m, n, k, a, k, 1, b, rsb, csb, c2, n, false) == AMBER_OK);
+            CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)(m * n)));
+            CHECK(am_gemm_f32(&threaded, m, n, k, a, k, 1, b, rsb, csb, c2, n, true) == AMBER_OK);
+            double worst = 0;
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    double ref = 0, mag = 0;
+                    for (int64_t p = 0; p < k; p++) {
+                        double term = (double)a[i * k + p] * b[p * rsb + j * csb];
+                        ref += term;
+                        mag += fabs(term);
+                    }
+                    double e = fabs(c2[i * n + j] - 2 * ref) - 4.0 * (double)(k + 1) * 0x1p-24 * 2 * mag;
+                    if (e > worst) worst = e;
+                }
+            CHECK(worst <= 0);
+        }
+        free(a), free(b), free(c1), free(c2);
+    }
+    am_pool_free(pool);
+    am_arena_free(&sc);
+}
+
+static void test_dim_expressions(void) {
+    const char *names[] = {"n", "batch_2"};
+    size_t lens[] = {1, 7};
+    int64_t vals[] = {7, 3};
+    am_symbols sy = {2, names, lens, vals, false};
+    static const struct { const char *e; int64_t want; } ok[] = {
+        {"42", 42}, {"n", 7}, {"2*n//3", 4}, {"-n+1", -6}, {"-n//2", -3} /* the leading - negates the whole first term */, {"((n))", 7},
+        {" n * batch_2 - 1 ", 20}, {"n - batch_2 - 10", -6}, {"(n+1)//2*2", 8},
+        {"9223372036854775807", INT64_MAX}};
+    for (size_t i = 0; i < AM_ARRAY_LEN(ok); i++) {
+        int64_t v = 0;
+        am_error err;
+        amber_status st = am_dim_eval(ok[i].e, strlen(ok[i].e), &sy, &v, &err);
+        if (st != AMBER_OK || v != ok[i].want)
+            fprintf(stderr, "dim \"%s\": status %d value %lld\n", ok[i].e, st, (long long)v);
+        CHECK(st == AMBER_OK && v == ok[i].want);
+    }
+    static const char *bad[] = {"", "n//0", "n//m", "n//batch_2", "m", "n+", "(n", "n)", "2n",
+                                "9223372036854775808", "9223372036854775807+1", "n**2",
+                                "12345678901234567890", "n / 2", "--n"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++) {
+        int64_t v;
+        am_error err;
+        amber_status st = am_dim_eval(bad[i], strlen(bad[i]), &sy, &v, &err);
+        if (st == AMBER_OK) fprintf(stderr, "accepted bad dim \"%s\"\n", bad[i]);
+        CHECK(st != AMBER_OK);
+    }
+    char deep[200];
+    memset(deep, '(', 65);
+    deep[65] = 'n';
+    memset(deep + 66, ')', 65);
+    int64_t v;
+    am_error err;
+    CHECK(am_dim_eval(deep, 131, &sy, &v, &err) != AMBER_OK);
+    CHECK(am_dim_eval(deep + 1, 129, &sy, &v, &err) == AMBER_OK && v == 7);
+    CHECK(am_dim_is_name("batch_2", 7) && !am_dim_is_name("2b", 2) && !am_dim_is_name("n+1", 3));
+    vals[0] = -1; /* unbound at run time */
+    CHECK(am_dim_eval("n", 1, &sy, &v, &err) != AMBER_OK);
+}
+
 int main(void) {
+    test_dim_expressions();
+    test_gemm_threads();
     test_sha256();
     test_json();
     test_arena();

@@ -1,8 +1,8 @@
 /* Test-only: one model shared by several threads, each with its own session, must give
  * results bit-identical to a single-threaded run.
  *   amber-thread-test MODEL.amber THREADS RUNS
- * Uses the public API only; inputs are the file's first test vector ("test_vectors/0/
- * inputs/<name>", amber's naming). Exit 0 when every run matches. */
+ * Uses the public API only; each input is the first stored tensor named
+ * ".../inputs/<input name>" (amber's test-vector naming). Exit 0 when every run matches. */
 #include "amber.h"
 
 #include <pthread.h>
@@ -79,9 +79,19 @@ int main(int argc, char **argv) {
         amber_port p;
         char name[512];
         amber_model_entry_input(model, "forward", i, &p);
-        snprintf(name, sizeof name, "test_vectors/0/inputs/%s", p.name);
-        if (amber_model_find_tensor(model, name, &inputs[i]) != AMBER_OK) {
-            fprintf(stderr, "no tensor %s\n", name);
+        /* The first stored tensor named ".../inputs/<input name>". */
+        snprintf(name, sizeof name, "/inputs/%s", p.name);
+        size_t nt = 0, want = strlen(name);
+        int found = 0;
+        amber_model_tensor_count(model, &nt);
+        for (size_t k = 0; k < nt && !found; k++) {
+            const char *tn;
+            amber_model_tensor(model, k, &tn, &inputs[i]);
+            size_t len = strlen(tn);
+            found = len >= want && !strcmp(tn + len - want, name);
+        }
+        if (!found) {
+            fprintf(stderr, "no stored tensor for input %s\n", p.name);
             rc = 1;
         }
     }

@@ -116,7 +116,10 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
         if wanted is not None:
             for o, seed in zip(outputs, seeds, strict=True):
                 if o._node is None and id(o) in wanted:
-                    result[id(o)] = seed
+                    # an output that is itself a wanted leaf: its seed adds to what
+                    # reached it through other outputs
+                    prev_g = result.get(id(o))
+                    result[id(o)] = seed if prev_g is None else prev_g + seed
         else:
             # An output that is itself a leaf (``x.backward()``, or an op that returned its
             # input unchanged) receives its seed, as in PyTorch.

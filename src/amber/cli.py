@@ -5,9 +5,13 @@
 * ``amber verify FILE``: runs the embedded test vectors and prints the max error per
   output; exit status 1 if any fails.
 * ``amber run FILE --entry NAME --input NAME=path.npy ... --output out.npz``.
+* ``amber link A.amber B.amber --connect "A.forward.out0 -> B.forward.in0" -o AB.amber``:
+  one file from several, type-checked at the seams (syntax in docs/cli.md).
+* ``amber diff A.amber B.amber``: entry points, signatures, op histogram and weights by
+  content hash; exit status 0 if identical, 1 if different.
 
-Exit status: 0 success, 1 verification failure, 2 unreadable/invalid file or bad
-arguments.
+Exit status: 0 success, 1 verification failure (``diff``: the files differ), 2
+unreadable/invalid file or bad arguments.
 """
 
 from __future__ import annotations
@@ -131,6 +135,37 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
+    from .link import link, parse_model_arg
+    from .reuse import default_name
+
+    models: dict[str, Any] = {}
+    for arg in args.models:
+        alias, path = parse_model_arg(arg)
+        alias = alias or default_name(path)
+        if alias in models:
+            raise AmberError(f"two models are called {alias!r}; give one an alias: "
+                             f"NAME={path}")
+        models[alias] = _load(path)
+    program = link(models, args.connect or [], name=args.name, outputs=args.output)
+    import os
+
+    program.save(args.o, metadata={"linked_from": {
+        a: os.path.basename(m.path) if m.path else a for a, m in models.items()}})
+    e = program.entry(args.name)
+    print(f"wrote {args.o}: entry {e}", file=out)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+    from .link import diff
+
+    a, b = _load(args.file), _load(args.other)
+    d = diff(a.program, b.program, args.file, args.other)
+    print(d, file=out)
+    return 0 if d.identical else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amber", description="Inspect, verify and run .amber "
                                                           "files.")
@@ -146,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", action="append", metavar="NAME=PATH.npy",
                     help="an input array (repeat for each input)")
     pr.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
+    pl = sub.add_parser("link", help="link several files into one (docs/cli.md)")
+    pl.add_argument("models", nargs="+", metavar="[ALIAS=]FILE",
+                    help="input files; a model is called ALIAS or its file name without "
+                         ".amber")
+    pl.add_argument("--connect", action="append", metavar="'A.ENTRY.PORT -> B.ENTRY.PORT'",
+                    help="feed an output into an input (repeat for each connection)")
+    pl.add_argument("--output", action="append", metavar="A.ENTRY.PORT",
+                    help="an output of the linked entry point (repeat; default: every "
+                         "output no connection consumes)")
+    pl.add_argument("--name", default="forward",
+                    help="name of the linked entry point (default: forward)")
+    pl.add_argument("-o", required=True, metavar="OUT.amber", help="the file to write")
+    pd = sub.add_parser("diff", help="compare two files; exit 0 if identical, 1 if not")
+    pd.add_argument("file")
+    pd.add_argument("other")
     return p
 
 
@@ -153,11 +203,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``amber`` command; returns the exit status."""
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
-    handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run}[args.command]
+    handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run,
+               "link": cmd_link, "diff": cmd_diff}[args.command]
     try:
         return handler(args, out)
     except FormatError as e:
-        print(f"amber {args.command}: invalid file {args.file}: {e}", file=sys.stderr)
+        where = f" {args.file}" if "file" in args else ""
+        print(f"amber {args.command}: invalid file{where}: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"amber {args.command}: {e}", file=sys.stderr)

@@ -25,11 +25,11 @@ Limits (:func:`set_limits`): a loop that runs past ``max_iterations`` raises
 :class:`amber.RecursionLimitError`. Neither hangs nor overflows.
 
 Under capture (``am.export``), a construct is handed to the hook that capture installs
-in :class:`ControlHooks`. Without a hook, a construct whose predicate, operands, carries
-or results are traced values raises :class:`amber.CaptureError` naming the user's line:
-this version does not export them yet, and it never unrolls a loop or picks a branch
-silently. A ``cond`` whose predicate is a Python ``bool`` is an ordinary Python ``if``
-at capture time.
+in :class:`ControlHooks` (:mod:`amber.capture.control` records it as a structured IR
+node). Without a hook, or if the hook declines, a construct whose predicate, operands,
+carries or results are traced values raises :class:`amber.CaptureError` naming the
+user's line: it never unrolls a loop or picks a branch silently. A ``cond`` whose
+predicate is a Python ``bool`` is an ordinary Python ``if`` at capture time.
 """
 
 from __future__ import annotations

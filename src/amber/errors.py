@@ -56,3 +56,15 @@ class IterationLimitError(LimitError):
 
 class RecursionLimitError(LimitError):
     """Graph functions nested past ``max_recursion_depth`` (or past Python's own stack)."""
+
+
+class SeamError(AmberError, TypeError):
+    """Two models are composed (by capture or ``amber link``) where a value's dtype, rank
+    or static dims disagree with the input it feeds; the message names both models, the
+    entry point, the input and both types."""
+
+
+class LinkError(AmberError, ValueError):
+    """An ``amber link`` request is malformed: a ``--connect`` spec that does not parse,
+    names an unknown model, entry point or port, connects the wrong direction, feeds an
+    input twice, or forms a cycle."""

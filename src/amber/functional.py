@@ -615,7 +615,11 @@ def all(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 
 
 def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Product, computed as exp(sum(log|x|)) with sign and zero handling (floats)."""
+    """Product, computed as exp(sum(log|x|)) with sign and zero handling (floats).
+
+    A slice holding zeros gives (product of its non-zero elements) * 0, so NaN and inf
+    propagate as in IEEE arithmetic; with exactly one zero, that element's gradient is
+    the product of the others (as in PyTorch), otherwise gradients there are 0."""
     x = _as_tensor(x)
     if not x.dtype.is_floating:
         raise D.DTypeError("prod: supports floating dtypes only")
@@ -623,7 +627,11 @@ def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     mag = exp(sum(log(where(zero, 1.0, abs(x))), dim, keepdim))
     negs = sum(cast(x < 0, D.int64), dim, keepdim)
     sgn = where(floor_divide(negs, 2) * 2 == negs, 1.0, -1.0)
-    return where(any(zero, dim, keepdim), 0.0, mag * cast(sgn, x.dtype))
+    nonzero = mag * cast(sgn, x.dtype)  # product of the non-zero elements
+    nzeros = sum(cast(zero, D.int64), dim, keepdim)
+    # the zeros' sum is 0; multiplying by it routes d(prod)/d(zero element) to that element
+    zsum = sum(where(zero, x, 0.0), dim, keepdim)
+    return where(nzeros == 0, nonzero, nonzero * where(nzeros == 1, zsum, 0.0))
 
 
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:

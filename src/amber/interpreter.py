@@ -15,11 +15,19 @@ import numpy as np
 from ._dtype import from_numpy_dtype
 from .capture.dims import DimExpr, evaluate, format_dim
 from .capture.ir import EntryPoint, Function, Program, format_type
-from .errors import AmberError, DTypeError, IRError, ShapeError
+from .errors import (
+    AmberError,
+    DTypeError,
+    IRError,
+    IterationLimitError,
+    RecursionLimitError,
+    ShapeError,
+)
 from .ops.registry import REGISTRY
 
 DEFAULT_MEMORY_LIMIT = 1 << 34  # bytes one intermediate tensor may take (16 GiB)
 DEFAULT_MAX_CALL_DEPTH = 256
+DEFAULT_MAX_ITERATIONS = 1_000_000
 
 
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
@@ -47,13 +55,19 @@ def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
 
 class Interpreter:
     """Runs the functions of ``program``. ``memory_limit`` bounds the bytes of any one
-    intermediate tensor; ``max_call_depth`` bounds ``call`` nesting."""
+    intermediate tensor; ``max_call_depth`` bounds how deeply function executions nest
+    (``call`` and the branch and body functions of ``cond``, ``while`` and ``scan``):
+    past it, :class:`amber.RecursionLimitError`. ``max_iterations`` bounds the
+    iterations of one ``while`` node (a node's own ``max_iterations`` attribute, when
+    smaller, wins): past it, :class:`amber.IterationLimitError`."""
 
     def __init__(self, program: Program, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
-                 max_call_depth: int = DEFAULT_MAX_CALL_DEPTH) -> None:
+                 max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
+                 max_iterations: int | None = DEFAULT_MAX_ITERATIONS) -> None:
         self.program = program
         self.memory_limit = memory_limit
         self.max_call_depth = max_call_depth
+        self.max_iterations = max_iterations
         self._live_cache: dict[int, tuple[Function, int, list[list[int]]]] = {}
 
     # -- entry points ---------------------------------------------------------------
@@ -111,7 +125,13 @@ class Interpreter:
         entry = self.program.entry(entry_name)
         arrays, env = self.bind_inputs(entry, args, kwargs)
         fn = self.program.functions[entry.function]
-        return self.run_function(fn, arrays, env, 0)
+        try:
+            return self.run_function(fn, arrays, env, 0)
+        except RecursionError:
+            raise RecursionLimitError(
+                f"{entry.name}: Python's stack ran out while running nested functions, "
+                f"before max_call_depth={self.max_call_depth} was reached; lower "
+                f"max_call_depth") from None
 
     # -- functions ------------------------------------------------------------------
     def run_function(self, fn: Function, args: Sequence[np.ndarray], env: dict[str, int],
@@ -177,16 +197,14 @@ class Interpreter:
         if op == "weight":
             return [self.program.weights[node.attrs["name"]]]
         if op == "call":
-            if depth + 1 > self.max_call_depth:
-                raise AmberError(f"{where}: call depth exceeds the limit of "
-                                 f"{self.max_call_depth}")
-            callee = self.program.functions[node.attrs["callee"]]
-            cenv: dict[str, int] = {}
-            for p, a in zip(callee.params, ins):
-                for d, n in zip(p.shape, a.shape):
-                    if isinstance(d, DimExpr) and d.is_symbol():
-                        cenv[d.name] = int(n)
-            return self.run_function(callee, ins, cenv, depth + 1)
+            return self._call(node.attrs["callee"], ins, depth, where)
+        if op == "cond":
+            taken = node.attrs["then"] if bool(ins[0]) else node.attrs["else"]
+            return self._call(taken, ins[1:], depth, where)
+        if op == "while":
+            return self._while(node, ins, depth, where)
+        if op == "scan":
+            return self._scan(node, ins, env, depth, where)
         prim = REGISTRY.get(op)
         if prim is None:
             raise IRError(f"{where}: unknown op {op!r}")
@@ -197,6 +215,67 @@ class Interpreter:
             raise type(e)(f"{where}: {e}") from None
         except (ValueError, IndexError, TypeError, ArithmeticError) as e:
             raise AmberError(f"{where}: kernel failed: {e}") from None
+
+
+    def _call(self, name: str, args: list[np.ndarray], depth: int,
+              where: str) -> list[np.ndarray]:
+        """Run function ``name`` one level deeper, binding its symbols from ``args``."""
+        if depth + 1 > self.max_call_depth:
+            raise RecursionLimitError(
+                f"{where}: call depth {depth + 1} (running function {name!r}) exceeds the "
+                f"limit of {self.max_call_depth} nested function executions (max_call_depth)")
+        callee = self.program.functions[name]
+        cenv: dict[str, int] = {}
+        for p, a in zip(callee.params, args):
+            for d, n in zip(p.shape, a.shape):
+                if isinstance(d, DimExpr) and d.is_symbol():
+                    cenv[d.name] = int(n)
+        return self.run_function(callee, args, cenv, depth + 1)
+
+    def _iteration_limit(self, node: Any) -> int | None:
+        own = node.attrs.get("max_iterations")
+        lims = [x for x in (own, self.max_iterations) if x is not None]
+        return min(lims) if lims else None
+
+    def _while(self, node: Any, ins: list[np.ndarray], depth: int,
+               where: str) -> list[np.ndarray]:
+        n = node.attrs["num_carries"]
+        carries, extra = list(ins[:n]), list(ins[n:])
+        limit = self._iteration_limit(node)
+        k = 0
+        while bool(self._call(node.attrs["cond"], carries + extra, depth, where)[0]):
+            if limit is not None and k >= limit:
+                raise IterationLimitError(
+                    f"{where}: the loop (body {node.attrs['body']!r}) was about to run "
+                    f"iteration {k + 1}, past the limit of {limit} iterations")
+            carries = self._call(node.attrs["body"], carries + extra, depth, where)
+            k += 1
+        return carries
+
+    def _scan(self, node: Any, ins: list[np.ndarray], env: dict[str, int], depth: int,
+              where: str) -> list[np.ndarray]:
+        n, m = node.attrs["num_carries"], node.attrs["num_xs"]
+        length = int(_eval_attr(node.attrs["length"], env))
+        carries, xs, extra = list(ins[:n]), ins[n:n + m], list(ins[n + m:])
+        body = self.program.functions[node.attrs["body"]]
+        n_ys = len(body.results) - n
+        ys: list[list[np.ndarray]] = [[] for _ in range(n_ys)]
+        order = range(length - 1, -1, -1) if node.attrs["reverse"] else range(length)
+        for i in order:
+            out = self._call(body.name, carries + [x[i] for x in xs] + extra, depth, where)
+            carries = out[:n]
+            for j, y in enumerate(out[n:]):
+                ys[j].append(y)
+        stacked = []
+        for j, r in enumerate(body.results[n:]):
+            if node.attrs["reverse"]:
+                ys[j].reverse()
+            if ys[j]:
+                stacked.append(np.stack(ys[j], 0))
+            else:
+                shape = tuple(evaluate(d, env) for d in node.outputs[n + j].shape)
+                stacked.append(np.zeros(shape, r.dtype.np))
+        return carries + stacked
 
 
 def _fmt_env(env: Mapping[str, int]) -> str:

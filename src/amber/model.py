@@ -45,7 +45,8 @@ class Model:
     the exported function returned them."""
 
     def __init__(self, program: Program, *, backend: str = "reference",
-                 format_version: int | None = None, path: str | None = None) -> None:
+                 format_version: int | None = None, path: str | None = None,
+                 name: str | None = None) -> None:
         if backend not in BACKENDS:
             raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         from .interpreter import Interpreter
@@ -54,6 +55,11 @@ class Model:
         self.backend = backend
         self.format_version = format_version
         self.path = path
+        from .reuse import clean_name, default_name
+
+        # the namespace of this model's functions and weights when a capture or a link
+        # composes it into another program (backbone/forward, backbone/fc.weight)
+        self.name = clean_name(name) if name else default_name(path)
         self._interp = Interpreter(program)
 
     # -- introspection ------------------------------------------------------------
@@ -77,10 +83,22 @@ class Model:
     # -- running ----------------------------------------------------------------------
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run entry point ``entry``."""
-        e = self.program.entry(entry)
-        outs = self._interp.run(entry, *args, **kwargs)
-        tensors = {p.name: Tensor._wrap(_owned(a)) for p, a in zip(e.outputs, outs)}
-        return _build(e.structure, tensors)
+        from .reuse import call_program
+
+        # NumPy interpreter unless a gradient is needed (ops bound through the registry)
+        # or a capture is in progress (a call of this model's functions is recorded)
+        return call_program(self.program, entry, args, kwargs, name=self.name,
+                            path=self.path, interpreter=self._interp)
+
+    def as_module(self, trainable: Any = None) -> Any:
+        """An ``am.nn.Module`` running this program whose parameters are the file's
+        weights, named as in the file (``trainable``: names, or a predicate on names, of
+        the float weights to make parameters; default all), for fine-tuning with
+        ``am.optim``; its ``save(path)`` writes the program with the new weights and
+        regenerated test vectors. See :class:`amber.reuse.LoadedModule`."""
+        from .reuse import as_module
+
+        return as_module(self, trainable)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.run("forward", *args, **kwargs)
@@ -142,8 +160,11 @@ def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 
 def load(path: str | os.PathLike[str] | bytes, backend: str = "reference", *,
-         verify_hashes: bool = True) -> Model:
+         verify_hashes: bool = True, name: str | None = None) -> Model:
     """Load a .amber file (a path or its bytes) as a :class:`Model`.
+
+    ``name`` is the model's namespace when a capture or ``amber link`` composes it into
+    another program (default: the file name without ``.amber``; see docs/reuse.md).
 
     Raises:
         FormatError: the file is malformed, corrupt, uses an op this amber does not
@@ -154,7 +175,8 @@ def load(path: str | os.PathLike[str] | bytes, backend: str = "reference", *,
     c = read_container(path, verify_hashes=verify_hashes)
     program = program_from_header(c.header, c.tensors)
     return Model(program, backend=backend, format_version=c.format_version,
-                 path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path))
+                 path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
+                 name=name)
 
 
 __all__ = ["Model", "VectorResult", "load"]

@@ -43,7 +43,7 @@ def test_save_load_metadata_and_signature(program, tmp_path):
     assert m.metadata["producer_version"] == am.__version__
     assert m.metadata["created"].endswith("Z")
     assert m.metadata["user"] == {"author": "tests", "epochs": 3}
-    assert m.format_version == 1 and m.opset_version == 1
+    assert m.format_version == 1 and m.opset_version == am.capture.OPSET_VERSION
     assert m.entry_points == ["forward"]
     sig = m.signature("forward")
     assert [(p.name, p.dtype, p.shape) for p in sig.inputs][0][:2] == ("x", am.float32)
@@ -89,7 +89,7 @@ def test_unknown_backend_and_entry(program, tmp_path):
 def test_newer_opset_is_refused_naming_both_versions(parts, tmp_path):
     header, tensors = parts
     header["opset_version"] = 7
-    with pytest.raises(am.FormatError, match=r"opset version 7.*up to 1"):
+    with pytest.raises(am.FormatError, match=rf"opset version 7.*up to {am.capture.OPSET_VERSION}"):
         am.load(_write(tmp_path, header, tensors))
 
 

@@ -1,6 +1,7 @@
-"""Under am.export this version refuses every control-flow construct that traced values
-reach, with a CaptureError naming the user's line — it never picks a branch or unrolls
-a loop silently — and hands constructs to the hooks capture installs."""
+"""Under am.export every control-flow construct that traced values reach is handed to
+the hooks capture installs and recorded as a structured node: it never picks a branch
+or unrolls a loop silently. A hook that declines leaves the construct to refuse with a
+CaptureError naming the user's line."""
 
 from __future__ import annotations
 
@@ -66,14 +67,17 @@ CASES = [
 ]
 
 
+STRUCTURED = {"am.cond": "cond(", "am.while_loop": "while(", "am.fori_loop": "while(",
+              "am.scan": "scan(", "graph function double": "call("}
+
+
 @pytest.mark.parametrize("fn, construct, instead", CASES, ids=[c[0].__name__ for c in CASES])
-def test_refused_at_the_users_line(fn, construct, instead) -> None:
-    with pytest.raises(am.CaptureError) as e:
-        am.export(fn, am.randn(4, 3))
-    msg = str(e.value)
-    assert f"{__file__}:{_line_of(fn, '# mark')}" in msg
-    assert construct in msg and "cannot be exported by this version of amber yet" in msg
-    assert f"does not silently {instead}" in msg
+def test_captured_as_a_structured_node(fn, construct, instead) -> None:
+    program = am.export(fn, am.spec(4, 3, low=0.5, high=1.0))
+    assert STRUCTURED[construct] in str(program)
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (4, 3)).astype(np.float32)
+    np.testing.assert_allclose(program.run("forward", x)[0], fn(am.tensor(x)).numpy(),
+                               rtol=1e-6)
     # and the same function still runs eagerly afterwards
     fn(am.ones(4, 3))
 
@@ -95,11 +99,23 @@ def test_python_bool_predicate_is_a_python_if_at_capture_time() -> None:
     assert "mul" in str(program) and "cond" not in str(program)
 
 
-def test_eager_state_is_clean_after_a_refusal() -> None:
-    with pytest.raises(am.CaptureError):
+def test_eager_state_is_clean_after_a_refusal(monkeypatch) -> None:
+    monkeypatch.setattr(ControlHooks, "call", lambda *a: NotImplemented)
+    with pytest.raises(am.CaptureError, match="cannot be exported"):
         am.export(uses_function, am.randn(2))
     assert am.control._depth.depth == 0
     assert uses_cond(am.tensor([1.0, 2.0])).tolist() == [2.0, 4.0]
+
+
+def test_a_declining_hook_refuses_at_the_users_line(monkeypatch) -> None:
+    for name in ("cond", "while_loop", "scan", "call"):
+        monkeypatch.setattr(ControlHooks, name, lambda *a: NotImplemented)
+    for fn, construct, instead in CASES:
+        with pytest.raises(am.CaptureError) as e:
+            am.export(fn, am.randn(4, 3))
+        msg = str(e.value)
+        assert f"{__file__}:{_line_of(fn, '# mark')}" in msg
+        assert construct in msg and f"does not silently {instead}" in msg
 
 
 def test_hooks_receive_the_construct(monkeypatch) -> None:

@@ -125,3 +125,32 @@ def test_install_and_pkg_config(runtime_build: Path, tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert res.returncode == 0 and "entry point: forward" in res.stdout, res.stderr
     assert (prefix / "bin" / "amber-run").exists() and (prefix / "include" / "amber.h").exists()
+
+
+def test_c_classifier_example(runtime_build: Path, tmp_path: Path) -> None:
+    """examples/c/classify.c predicts the same classes as the reference interpreter."""
+    import numpy as np
+
+    import amber as am
+    import amber.nn as nn
+
+    exe = tmp_path / "classify"
+    res = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+                          f"-I{ROOT / 'runtime' / 'include'}",
+                          str(ROOT / "examples" / "c" / "classify.c"),
+                          str(runtime_build / "libamber.a"), "-lm", "-lpthread", "-o", str(exe)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(4 * 4 * 4, 10))
+    model_path = tmp_path / "digits.amber"
+    am.export(net, am.spec("batch", 1, 8, 8)).save(str(model_path))
+    images = np.random.default_rng(0).random((7, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    res = subprocess.run([str(exe), str(model_path), str(tmp_path / "images.npy")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    got = [int(line) for line in res.stdout.split()]
+    scores = am.load(str(model_path), backend="reference")(images)
+    scores = np.asarray(scores.numpy() if hasattr(scores, "numpy") else scores)
+    assert got == list(scores.argmax(axis=1))

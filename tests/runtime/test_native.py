@@ -114,6 +114,8 @@ def test_session_reports_bad_calls(lib: ctypes.CDLL, tmp_path: Path) -> None:
     assert s.run("forward", np.ones((3, 5), np.float32)) == "AMBER_ERR_SHAPE"
     assert "argument 0" in s.error
     assert s.run("forward", np.ones((3, 4, 1), np.float32)) == "AMBER_ERR_SHAPE"
+    assert s.run("forward", np.ones((0, 4), np.float32)) == "AMBER_ERR_SHAPE"  # symbols >= 1
+    assert "must be >= 1" in s.error
     assert s.run("forward") == "AMBER_ERR_INVALID_ARGUMENT"
     # The session still works after errors, and outputs are stable across runs.
     a = s.run("forward", x)
@@ -244,6 +246,193 @@ def test_invalid_programs_are_refused(lib: ctypes.CDLL, tmp_path: Path, mutate, 
 
 def test_newer_opset_is_refused(lib: ctypes.CDLL, tmp_path: Path) -> None:
     f = fn("f", [p("x")], [node("neg", ["x"], "y")], ["y"])
-    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=2)) as m:
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=3)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_VERSION"
-        assert "2" in m.error and "1" in m.error
+        assert "opset version 3" in m.error and "up to 2" in m.error
+
+
+def const(out, dtype, value):
+    return node("constant", [], out, {"value": {"dtype": dtype, "shape": [], "data": [value]}},
+                dtype=dtype, shape=[])
+
+
+def control_flow_program(path: Path, reverse: bool) -> Path:
+    """cond, while and scan (opset 2) over helper functions, with a symbolic size n."""
+    f32, i64 = "float32", "int64"
+    funcs = [
+        fn("main", [p("x")], [
+            node("sum", ["x"], "s", {"axes": [0], "keepdims": False}, shape=[]),
+            const("zero", f32, 0.0),
+            node("gt", ["s", "zero"], "pos", dtype="bool", shape=[]),
+            node("cond", ["pos", "x"], "y", {"then": "double", "else": "minus_one"}),
+            const("i0", i64, 0),
+            {"op": "while", "inputs": ["i0", "y"],
+             "attrs": {"cond": "lt5", "body": "step", "num_carries": 2, "max_iterations": None},
+             "outputs": [p("i", i64, []), p("z")]},
+            {"op": "scan", "inputs": ["zero", "x"],
+             "attrs": {"body": "accumulate", "num_carries": 1, "num_xs": 1, "length": "n",
+                       "reverse": reverse},
+             "outputs": [p("last", f32, []), p("ys")]},
+        ], ["z", "i", "last", "ys"]),
+        fn("double", [p("a")], [node("add", ["a", "a"], "b")], ["b"]),
+        fn("minus_one", [p("a")], [const("one", f32, 1.0), node("sub", ["a", "one"], "b")], ["b"]),
+        fn("lt5", [p("i", i64, []), p("acc")], [
+            const("five", i64, 5), node("lt", ["i", "five"], "go", dtype="bool", shape=[])],
+           ["go"]),
+        fn("step", [p("i", i64, []), p("acc")], [
+            const("one", i64, 1), node("add", ["i", "one"], "j", dtype=i64, shape=[]),
+            const("k", f32, 1.5), node("mul", ["acc", "k"], "acc2")], ["j", "acc2"]),
+        fn("accumulate", [p("c", f32, []), p("xi", f32, [])], [
+            node("add", ["c", "xi"], "c2", shape=[]), node("add", ["c2", "c2"], "y", shape=[])],
+           ["c2", "y"]),
+    ]
+    return program_file(path, funcs, opset=2)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_control_flow_matches_reference(lib: ctypes.CDLL, tmp_path: Path, reverse: bool) -> None:
+    path = control_flow_program(tmp_path / "cf.amber", reverse)
+    ref = am.load(str(path), backend="reference")
+    m, s = native(lib, path)
+    for x in (np.array([1, 2, 3], np.float32), np.array([-4, 1], np.float32),
+              np.array([-0.5], np.float32)):
+        got = s.run("forward", x)
+        assert not isinstance(got, str), s.error
+        want = ref(x)
+        for g, w in zip(got, want, strict=True):
+            w = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+    s.close()
+    m.close()
+
+
+def test_loop_iteration_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    path = control_flow_program(tmp_path / "cf.amber", False)
+    with Model(lib, path=path) as m:
+        assert m.status == 0, m.error
+    import capi
+
+    opts = capi.Options()
+    lib.amber_options_init(ctypes.byref(opts))
+    opts.max_loop_iterations = 3
+    handle = ctypes.c_void_p()
+    assert lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
+                                     ctypes.byref(handle)) == 0
+    sess = ctypes.c_void_p()
+    assert lib.amber_session_create(handle, ctypes.byref(sess)) == 0
+    x = np.ones(3, np.float32)
+    ins = (capi.Tensor * 1)(capi.from_numpy(x))
+    outs = (capi.Tensor * 4)()
+    st = lib.amber_session_run(sess, b"forward", ins, 1, outs, 4)
+    assert lib.amber_status_name(st) == b"AMBER_ERR_LIMIT"
+    assert b"limit of 3 iterations" in lib.amber_session_error(sess)
+    lib.amber_session_free(sess)
+    lib.amber_model_close(handle)
+
+
+def test_memory_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    import capi
+
+    path = tmp_path / "mlp.amber"
+    am.export(nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 4)),
+              am.spec("batch", 64)).save(str(path))
+    opts = capi.Options()
+    lib.amber_options_init(ctypes.byref(opts))
+    opts.memory_limit = 1 << 20
+    handle, sess = ctypes.c_void_p(), ctypes.c_void_p()
+    assert lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
+                                     ctypes.byref(handle)) == 0
+    assert lib.amber_session_create(handle, ctypes.byref(sess)) == 0
+    outs = (capi.Tensor * 1)()
+    for batch, want in ((8, b"AMBER_OK"), (4096, b"AMBER_ERR_LIMIT"), (8, b"AMBER_OK")):
+        x = np.ones((batch, 64), np.float32)
+        ins = (capi.Tensor * 1)(capi.from_numpy(x))
+        st = lib.amber_session_run(sess, b"forward", ins, 1, outs, 1)
+        assert lib.amber_status_name(st) == want, lib.amber_session_error(sess)
+        if st:
+            assert b"memory limit" in lib.amber_session_error(sess)
+    lib.amber_session_free(sess)
+    lib.amber_model_close(handle)
+
+
+def test_call_results_may_alias_arguments(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """A callee returning its argument must keep the caller's value alive."""
+    ident = fn("ident", [p("a")], [], ["a"])
+    main = fn("main", [p("x")], [
+        node("neg", ["x"], "t"),
+        node("call", ["t"], "y", {"callee": "ident"}),
+        node("exp", ["x"], "u"),        # would reuse t's memory if t were released
+        node("add", ["y", "u"], "z")], ["z"])
+    m, s = native(lib, program_file(tmp_path / "alias.amber", [main, ident]))
+    x = np.linspace(-1, 1, 64).astype(np.float32)
+    (z,) = s.run("forward", x)
+    np.testing.assert_allclose(z, -x + np.exp(x), rtol=1e-6)
+    s.close()
+    m.close()
+
+
+def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """100000 iterations of a while loop and of a scan fit in a 1 MiB session arena."""
+    import capi
+
+    f32, i64 = "float32", "int64"
+    funcs = [
+        fn("main", [p("x"), p("xs", f32, ["m"])], [
+            const("i0", i64, 0),
+            {"op": "while", "inputs": ["i0", "x"],
+             "attrs": {"cond": "more", "body": "step", "num_carries": 2, "max_iterations": None},
+             "outputs": [p("i", i64, []), p("z")]},
+            const("zero", f32, 0.0),
+            {"op": "scan", "inputs": ["zero", "xs"],
+             "attrs": {"body": "accumulate", "num_carries": 1, "num_xs": 1, "length": "m",
+                       "reverse": False},
+             "outputs": [p("last", f32, []), p("ys", f32, ["m"])]},
+        ], ["i", "z", "last"]),
+        fn("more", [p("i", i64, []), p("acc")], [
+            const("lim", i64, 100000), node("lt", ["i", "lim"], "go", dtype="bool", shape=[])],
+           ["go"]),
+        fn("step", [p("i", i64, []), p("acc")], [
+            const("one", i64, 1), node("add", ["i", "one"], "j", dtype=i64, shape=[]),
+            node("neg", ["acc"], "acc2")], ["j", "acc2"]),
+        fn("accumulate", [p("c", f32, []), p("xi", f32, [])], [
+            node("add", ["c", "xi"], "c2", shape=[]), node("neg", ["c2"], "y", shape=[])],
+           ["c2", "y"]),
+    ]
+    path = program_file(tmp_path / "loop.amber", funcs, opset=2)
+    opts = capi.Options()
+    lib.amber_options_init(ctypes.byref(opts))
+    opts.memory_limit = 1 << 20
+    handle, sess = ctypes.c_void_p(), ctypes.c_void_p()
+    assert lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
+                                     ctypes.byref(handle)) == 0, lib.amber_model_error(handle)
+    assert lib.amber_session_create(handle, ctypes.byref(sess)) == 0
+    x = np.arange(16, dtype=np.float32)
+    xs = np.ones(100000, np.float32)
+    ins = (capi.Tensor * 2)(capi.from_numpy(x), capi.from_numpy(xs))
+    outs = (capi.Tensor * 3)()
+    st = lib.amber_session_run(sess, b"forward", ins, 2, outs, 3)
+    assert st == 0, lib.amber_session_error(sess)
+    i, z, last = (capi.to_numpy(lib, outs[k]) for k in range(3))
+    assert int(i) == 100000 and float(last) == 100000.0
+    np.testing.assert_array_equal(z, x)  # an even number of negations
+    lib.amber_session_free(sess)
+    lib.amber_model_close(handle)
+
+
+@pytest.mark.parametrize("nodes, words", [
+    ([node("neg", ["x"], "y", shape=[4])], "neg gives float32(3,), the node declares"),
+    ([node("matmul", ["x", "x"], "y", shape=[3])], "rank >= 2"),
+    ([node("add", ["x", "x"], "y", dtype="float64", shape=[3])], "declares another type"),
+    ([node("sum", ["x"], "y", {"axes": [1], "keepdims": False}, shape=[])], "out of range"),
+])
+def test_static_types_are_checked_at_load(lib: ctypes.CDLL, tmp_path: Path, nodes,
+                                          words: str) -> None:
+    f = fn("f", [p("x", shape=[3])], nodes, ["y"])
+    out = nodes[-1]["outputs"][0]
+    sig = {"forward": {"function": "f", "inputs": [p("x", shape=[3])],
+                       "outputs": [p("out", out["dtype"], out["shape"])],
+                       "output_structure": "out"}}
+    with Model(lib, path=program_file(tmp_path / "s.amber", [f], signatures=sig)) as m:
+        assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT", m.error
+        assert words in m.error and "nodes[0]" in m.error

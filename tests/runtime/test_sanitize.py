@@ -56,3 +56,30 @@ def test_programs_and_threads(sanitize_build: Path, path: Path) -> None:
                 [str(sanitize_build / "amber-thread-test"), str(path), "4", "20"]):
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+
+
+def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
+    """Control flow, calls, recursion limits and refused programs under the sanitizers."""
+    import numpy as np
+    from test_native import control_flow_program, fn, node, p, program_file
+
+    env = {**os.environ, **SAN_ENV}
+    exe = str(sanitize_build / "amber-run")
+    x = tmp_path / "x.npy"
+    np.save(x, np.array([1.0, -2.0, 3.5], np.float32))
+    forever = fn("loop", [p("x")], [node("call", ["x"], "y", {"callee": "loop"})], ["y"])
+    bad = fn("f", [p("x")], [node("neg", ["later"], "y")], ["y"])
+    cases = [
+        (control_flow_program(tmp_path / "cf.amber", True), 0),
+        (control_flow_program(tmp_path / "cf2.amber", False), 0),
+        (program_file(tmp_path / "rec.amber", [forever]), 1),
+    ]
+    for path, want in cases:
+        res = subprocess.run([exe, str(path), "--entry", "forward", "--input", f"x={x}",
+                              "--output", str(tmp_path)], capture_output=True, text=True, env=env)
+        assert res.returncode == want, f"{path.name}: exit {res.returncode}\n{res.stderr}"
+    bad_sig = {"forward": {"function": "f", "inputs": [p("x")], "outputs": [p("out")],
+                           "output_structure": "out"}}
+    path = program_file(tmp_path / "bad.amber", [bad], signatures=bad_sig)
+    res = subprocess.run([exe, str(path)], capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and "defined before" in res.stderr, res.stderr

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from . import control as _control  # noqa: F401  (installs the control-flow hooks)
 from .dims import DimExpr, format_dim, parse_dim, symbol
 from .ir import (
     BUILTIN_OPS,

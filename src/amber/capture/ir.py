@@ -25,14 +25,24 @@ from .._dtype import DType
 from ..ops.registry import Aval
 from .dims import DimExpr, format_dim
 
-OPSET_VERSION: int = 1
-"""The newest opset version this amber writes and understands."""
+OPSET_VERSION: int = 2
+"""The newest opset version this amber writes and understands (1: primitives and the
+builtins ``constant``, ``weight``, ``call``; 2 adds ``cond``, ``while`` and ``scan``)."""
 
-BUILTIN_OPS: frozenset[str] = frozenset({"constant", "weight", "call"})
+CONTROL_OPS: frozenset[str] = frozenset({"cond", "while", "scan"})
+"""Structured control-flow builtins (opset 2); they refer to functions by name."""
+
+BUILTIN_OPS: frozenset[str] = frozenset({"constant", "weight", "call"}) | CONTROL_OPS
 """IR ops that are not registry primitives (see docs/format.md)."""
 
-RESERVED_OPS: frozenset[str] = frozenset({"cond", "while", "scan"})
-"""Control-flow ops reserved for a later opset (they refer to functions by name)."""
+RESERVED_OPS: frozenset[str] = frozenset()
+"""Op names reserved for a later opset (none at present)."""
+
+FUNCTION_ATTRS: dict[str, tuple[str, ...]] = {
+    "call": ("callee",), "cond": ("then", "else"), "while": ("cond", "body"),
+    "scan": ("body",),
+}
+"""For each builtin that refers to functions, the attributes that name them."""
 
 
 def format_type(aval: Aval) -> str:
@@ -374,6 +384,8 @@ class Program:
 
 __all__ = [
     "BUILTIN_OPS",
+    "CONTROL_OPS",
+    "FUNCTION_ATTRS",
     "OPSET_VERSION",
     "TOLERANCE",
     "EntryPoint",

@@ -21,6 +21,7 @@ from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, dim_to_json, is_symbol_name, parse_dim
 from .ir import (
     BUILTIN_OPS,
+    FUNCTION_ATTRS,
     OPSET_VERSION,
     EntryPoint,
     Function,
@@ -102,10 +103,16 @@ def type_from_json(obj: Any, path: str) -> Aval:
 # ----------------------------------------------------------------------------- attributes
 
 
+_CONTROL_ATTR_KINDS: dict[tuple[str, str], str] = {
+    ("scan", "length"): "dim", ("scan", "num_carries"): "int", ("scan", "num_xs"): "int",
+    ("scan", "reverse"): "bool", ("while", "num_carries"): "int",
+}
+
+
 def _attr_kind(op: str, key: str) -> str:
     prim = REGISTRY.get(op)
     if prim is None:
-        return "any"
+        return _CONTROL_ATTR_KINDS.get((op, key), "any")
     return prim.attrs.get(key, "any")
 
 
@@ -292,7 +299,7 @@ def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -
             apath = f"{npath}.attrs.{k}"
             if op == "constant" and k == "value":
                 attrs[k] = _constant_from_json(v, tensors, apath)
-            elif op in ("weight", "call") and k in ("name", "callee"):
+            elif (op == "weight" and k == "name") or k in FUNCTION_ATTRS.get(op, ()):
                 attrs[k] = _expect(v, str, apath)
             else:
                 attrs[k] = _attr_from_json(_attr_kind(op, k), v, apath)
@@ -396,7 +403,42 @@ def header_to_json(program: Program, metadata: Mapping[str, Any] | None
         "metadata": meta,
         "test_vectors": vectors,
     }
-    return header, tensors
+    return header, dedupe_tensors(header, tensors)
+
+
+_SHARED_PREFIXES = ("weights/", "constants/")
+
+
+def dedupe_tensors(header: dict[str, Any], tensors: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """Store each distinct weight or constant content once: weight and constant tensors
+    with equal content hash (dtype, shape and bytes, see
+    :func:`amber.reuse.content_hash`) are replaced by one of them (a weight's before a
+    constant's, then the first name in code-point order) and the references in
+    ``header`` are rewritten to it. Test-vector tensors keep their own entries under
+    their conventional names (tools find them by name). Returns the remaining tensors."""
+    from ..reuse import content_hash
+
+    keep: dict[str, str] = {}
+    alias: dict[str, str] = {}
+    for prefix in _SHARED_PREFIXES:
+        for name in sorted(n for n in tensors if n.startswith(prefix)):
+            h = content_hash(tensors[name])
+            if h in keep:
+                alias[name] = keep[h]
+            else:
+                keep[h] = name
+    if not alias:
+        return tensors
+    for w in header["program"]["weights"]:
+        w["tensor"] = alias.get(w["tensor"], w["tensor"])
+    for f in header["program"]["functions"]:
+        for n in f["nodes"]:
+            if n["op"] == "constant":
+                v = n["attrs"].get("value")
+                if isinstance(v, dict) and "tensor" in v:
+                    v["tensor"] = alias.get(v["tensor"], v["tensor"])
+    return {k: a for k, a in tensors.items() if k not in alias}
 
 
 def save_program(program: Program, path: Any, metadata: Mapping[str, Any] | None) -> None:

@@ -95,6 +95,9 @@ class _Trace:
         self.weight_ids = weight_ids
         self.memo: dict[int, tuple[Tensor, Value]] = {}
         self.weights_used: dict[str, np.ndarray] = {}
+        # functions other than the one being recorded that it needs (a loaded model's
+        # functions, copied under its namespace by amber.reuse); add_entry adds them
+        self.functions_used: dict[str, Function] = {}
 
     def add(self, op: str, inputs: Sequence[Value], attrs: Mapping[str, Any],
             avals: Sequence[Aval]) -> list[Value]:
@@ -367,7 +370,8 @@ def _prefixed(prefix: str, m: Any) -> dict[str, Tensor]:
 
 
 def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
-            weights: Any = None) -> tuple[Function, EntryPoint, dict[str, np.ndarray],
+            weights: Any = None, functions_out: dict[str, Function] | None = None
+            ) -> tuple[Function, EntryPoint, dict[str, np.ndarray],
                                           list[_Input], Any]:
     """Trace ``fn(*args)``; return the function, its entry point, the weights it uses,
     the input descriptions and the argument tree definition."""
@@ -450,6 +454,8 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
     )
     # every parameter and buffer is a weight of the program, used or not
     weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()}
+    if functions_out is not None:
+        functions_out.update(tr.functions_used)
     return fnc, entry, weights_used, inputs, treedef
 
 
@@ -599,14 +605,29 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
         raise CaptureError(f"entry point name {name!r} must be a name (letters, digits, _)")
     if name in program.entries:
         raise CaptureError(f"the program already has an entry point {name!r}")
-    fnc, entry, weights_used, inputs, _ = capture(fn, args, name=name, weights=weights)
+    extra: dict[str, Function] = {}
+    from .control import capture_session, reachable_functions
+
+    with capture_session(program) as session:  # control flow adds functions to it
+        session.used.add(_clean(name))
+        fnc, entry, weights_used, inputs, _ = capture(fn, args, name=name, weights=weights,
+                                                      functions_out=extra)
     optimize(fnc)
-    if fnc.name in program.functions:
+    control_fns = reachable_functions(program, [fnc], session.functions)
+    for sub in control_fns.values():
+        optimize(sub)
+    if fnc.name in program.functions or fnc.name in extra:
         raise CaptureError(f"the program already has a function {fnc.name!r}")
+    if extra:  # functions of loaded models called by fn (amber.reuse)
+        from ..reuse import new_functions
+
+        extra = new_functions(program, extra)
+    extra.update(reachable_functions(program, [fnc], session.functions))
     new_weights = [w for w in weights_used if w not in program.weights]
     try:
         for wname, arr in weights_used.items():
             program.add_weight(wname, arr)
+        program.functions.update(extra)
         program.functions[fnc.name] = fnc
         program.entries[name] = entry
         program.verify()
@@ -614,6 +635,8 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
             program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes))
     except BaseException:  # leave the program as it was
         program.functions.pop(fnc.name, None)
+        for f in extra:
+            program.functions.pop(f, None)
         program.entries.pop(name, None)
         for w in new_weights:
             program.weights.pop(w, None)

@@ -12,9 +12,9 @@ from .. import _dtype as D
 from ..errors import AmberError, CaptureError, IRError
 from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute
-from .ir import BUILTIN_OPS, OPSET_VERSION, Function, Node, Program, format_type
+from .ir import BUILTIN_OPS, CONTROL_OPS, OPSET_VERSION, Function, Node, Program, format_type
 
-OP_SINCE: dict[str, int] = {}
+OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2}
 """Opset version that introduced an op; ops not listed exist since version 1."""
 
 MAX_CALL_DEPTH = 64
@@ -96,6 +96,11 @@ def _infer_node(program: Program, fn: Function, node: Node, where: str,
                 bound: set[str]) -> list[Aval]:
     op = node.op
     if op in BUILTIN_OPS:
+        if op_since(op) > program.opset_version:
+            raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the "
+                          f"program declares {program.opset_version}")
+        if op in CONTROL_OPS:
+            return _infer_control(program, node, where, bound)
         return _infer_builtin(program, node, where)
     prim = REGISTRY.get(op)
     if prim is None:
@@ -150,6 +155,94 @@ def _infer_builtin(program: Program, node: Node, where: str) -> list[Aval]:
     if callee is None:
         raise IRError(f"{where}: calls unknown function {node.attrs['callee']!r}")
     return call_result_types(callee, [v.aval for v in node.inputs], where)
+
+
+def _function_attr(program: Program, node: Node, key: str, where: str) -> Function:
+    name = node.attrs.get(key)
+    if not isinstance(name, str):
+        raise IRError(f"{where}: attribute {key!r} must name a function")
+    fn = program.functions.get(name)
+    if fn is None:
+        raise IRError(f"{where}: attribute {key!r} names unknown function {name!r}")
+    return fn
+
+
+def _count_attr(node: Node, key: str, where: str, most: int) -> int:
+    n = node.attrs.get(key)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= most:
+        raise IRError(f"{where}: attribute {key!r} must be an integer in [0, {most}], got "
+                      f"{n!r}")
+    return n
+
+
+def _same_types(got: list[Aval], want: list[Aval], where: str, what: str) -> None:
+    if len(got) != len(want):
+        raise IRError(f"{where}: {what} gives {len(got)} values, expected {len(want)}")
+    for i, (g, w) in enumerate(zip(got, want)):
+        if not types_equal(g, w):
+            raise IRError(f"{where}: {what} gives {format_type(g)} for value {i}, expected "
+                          f"{format_type(w)}")
+
+
+def _infer_control(program: Program, node: Node, where: str, bound: set[str]) -> list[Aval]:
+    """Type rules of ``cond``, ``while`` and ``scan`` (docs/opset.md, "Control flow")."""
+    ins = [v.aval for v in node.inputs]
+    op = node.op
+    if op == "cond":
+        if set(node.attrs) != {"then", "else"}:
+            raise IRError(f"{where}: cond takes the attributes 'then' and 'else'")
+        if not ins or ins[0].dtype is not D.bool_ or ins[0].shape != ():
+            raise IRError(f"{where}: the first input of cond must be a bool[] predicate")
+        then_fn = _function_attr(program, node, "then", where)
+        else_fn = _function_attr(program, node, "else", where)
+        t = call_result_types(then_fn, ins[1:], where + " then")
+        e = call_result_types(else_fn, ins[1:], where + " else")
+        _same_types(e, t, where, f"else function {else_fn.name!r}")
+        return t
+    if op == "while":
+        if set(node.attrs) != {"cond", "body", "num_carries", "max_iterations"}:
+            raise IRError(f"{where}: while takes the attributes 'cond', 'body', "
+                          f"'num_carries' and 'max_iterations'")
+        n = _count_attr(node, "num_carries", where, len(ins))
+        lim = node.attrs["max_iterations"]
+        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 0):
+            raise IRError(f"{where}: max_iterations must be null or a non-negative integer")
+        c = call_result_types(_function_attr(program, node, "cond", where), ins,
+                              where + " cond")
+        _same_types(c, [Aval((), D.bool_)], where, "the cond function")
+        b = call_result_types(_function_attr(program, node, "body", where), ins,
+                              where + " body")
+        _same_types(b, ins[:n], where, "the body function")
+        return ins[:n]
+    # scan
+    if set(node.attrs) != {"body", "num_carries", "num_xs", "length", "reverse"}:
+        raise IRError(f"{where}: scan takes the attributes 'body', 'num_carries', 'num_xs', "
+                      f"'length' and 'reverse'")
+    n = _count_attr(node, "num_carries", where, len(ins))
+    m = _count_attr(node, "num_xs", where, len(ins) - n)
+    length = node.attrs["length"]
+    if isinstance(length, bool) or not isinstance(length, (int, DimExpr)) or (
+            isinstance(length, int) and length < 0):
+        raise IRError(f"{where}: length must be a non-negative integer or dim expression")
+    missing = _attr_symbols(length) - bound
+    if missing:
+        raise IRError(f"{where}: length uses symbol(s) {', '.join(sorted(missing))} that no "
+                      f"parameter binds")
+    if not isinstance(node.attrs["reverse"], bool):
+        raise IRError(f"{where}: reverse must be a boolean")
+    xs = ins[n:n + m]
+    for i, x in enumerate(xs):
+        if not x.shape or not dim_equal(x.shape[0], length):
+            raise IRError(f"{where}: scanned input {i} is {format_type(x)}; its leading dim "
+                          f"must be the length {format_dim(length)}")
+    args = ins[:n] + [Aval(x.shape[1:], x.dtype) for x in xs] + ins[n + m:]
+    r = call_result_types(_function_attr(program, node, "body", where), args,
+                          where + " body")
+    if len(r) < n:
+        raise IRError(f"{where}: the body returns {len(r)} values, fewer than the {n} "
+                      f"carries")
+    _same_types(r[:n], ins[:n], where, "the body function (carries)")
+    return ins[:n] + [Aval((length, *y.shape), y.dtype) for y in r[n:]]
 
 
 def call_result_types(callee: Function, args: list[Aval], where: str) -> list[Aval]:

@@ -1,0 +1,1050 @@
+"""Capture of structured control flow: ``am.cond``, ``am.while_loop``, ``am.scan``
+(and ``am.fori_loop``, which is a ``while_loop``) and graph functions (``@am.function``).
+
+Importing this module installs the :class:`amber.control.ControlHooks`. Under capture:
+
+- ``am.cond`` traces *both* branches into functions of the program and records a
+  ``cond`` node; the branches must return one structure, dtype and shape (symbolic dims
+  included), or :class:`amber.ControlFlowError` names the branch and the leaf.
+- ``am.while_loop`` traces ``cond_fn`` and ``body_fn`` into functions and records a
+  ``while`` node (with the iteration limit in force as its ``max_iterations``).
+- ``am.scan`` traces ``fn`` into a body function and records a ``scan`` node.
+- a call of an ``@am.function`` becomes a ``call`` node of a function traced once per
+  argument type; a call of a function that is still being traced (recursion, direct or
+  through other functions) is a ``call`` of that function, never an unrolling. The
+  result type of a recursive function is found by tracing it again with the type the
+  first trace settled on (the recursive call inside a ``cond`` branch is skipped the
+  first time, the other branch giving the type), until the types agree.
+
+Tensors that branch and body functions close over become *implicit operands*: extra
+parameters of the traced function and extra inputs of the node, so gradients reach them
+exactly as they reach explicit operands.
+
+Gradients. Each structured node is one multi-output entry of the autograd tape whose
+VJP is again structured IR, built from VJP *functions* (:func:`vjp_function`: the
+function replayed on differentiable tracers, then differentiated by the tape):
+
+- ``call f`` -> ``call f_vjp`` (the VJP of a recursive function is recursive);
+- ``cond`` -> a ``cond`` over the two branches' VJP functions;
+- ``scan`` -> a forward ``scan`` that also stacks the carry entering every step (the
+  residuals), then a ``scan`` in the opposite direction over the body's VJP;
+- ``while`` -> a ``while`` that counts the trip count ``n``, then a ``while`` running
+  ``j = n-1 .. 0`` that recomputes the carry entering iteration ``j`` (an inner
+  ``while`` from the initial carry) and applies the body's VJP. This keeps no
+  per-iteration storage (memory O(1) in ``n``) at the price of O(n^2) body
+  evaluations; see docs/opset.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import _dtype as D
+from .._tree import tree_flatten, tree_unflatten
+from ..capture_errors import user_frame
+from ..control import ControlHooks, GraphFunction, _describe, _leaf_type, get_limits
+from ..errors import CaptureError, ControlFlowError, IRError, RecursionLimitError
+from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
+from ..tensor import Tensor
+from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute
+from .ir import FUNCTION_ATTRS, Function, Program, Value, format_type
+from .trace import _clean, _current, _state, _Trace, make_tracer
+
+__all__ = ["capture_session", "reachable_functions", "vjp_function"]
+
+
+# ----------------------------------------------------------------------------- session
+
+
+@dataclass
+class _GraphFn:
+    """One traced specialisation of a graph function."""
+
+    fn: Function
+    param_avals: list[Aval]
+    result_avals: list[Aval] | None
+    out_treedef: Any
+    captures: list[Tensor]          # closed-over tensors, in parameter order
+    in_progress: bool = True
+    speculated: bool = False        # a cond skipped a branch that needed a type
+    provisional: bool = False       # ... the type of a function this one is nested in
+    trace: Any = None
+
+
+@dataclass
+class _Session:
+    program: Program
+    functions: dict[str, Function] = field(default_factory=dict)
+    graph_fns: dict[Any, list[_GraphFn]] = field(default_factory=dict)
+    vjps: dict[str, Function] = field(default_factory=dict)
+    vjp_results: dict[str, list[Aval]] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    depth: int = 0
+    in_progress: list[_GraphFn] = field(default_factory=list)
+
+    def unique(self, base: str) -> str:
+        base = _clean(base)
+        name, k = base, 1
+        while name in self.used or name in self.program.functions:
+            name = f"{base}_{k}"
+            k += 1
+        self.used.add(name)
+        return name
+
+    def new_function(self, base: str) -> Function:
+        fn = Function(self.unique(base))
+        self.functions[fn.name] = fn
+        return fn
+
+    def lookup(self, name: str) -> Function:
+        fn = self.functions.get(name) or self.program.functions.get(name)
+        if fn is None:
+            raise IRError(f"unknown function {name!r}")
+        return fn
+
+
+class _SessionState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[_Session] = []
+
+
+_sessions = _SessionState()
+
+
+@contextlib.contextmanager
+def capture_session(program: Program) -> Iterator[_Session]:
+    """The functions created while capturing one entry point of ``program``."""
+    sess = _Session(program)
+    _sessions.stack.append(sess)
+    try:
+        yield sess
+    finally:
+        _sessions.stack.pop()
+
+
+def _session() -> _Session:
+    if not _sessions.stack:
+        # capture outside Program.add (e.g. trace.capture called directly)
+        sess = _Session(Program())
+        _sessions.stack.append(sess)
+    return _sessions.stack[-1]
+
+
+def reachable_functions(program: Program, roots: Sequence[Function],
+                        extra: dict[str, Function]) -> dict[str, Function]:
+    """The functions of ``extra`` reachable from ``roots`` through the function
+    attributes of ``call``, ``cond``, ``while`` and ``scan`` nodes."""
+    out: dict[str, Function] = {}
+    todo = list(roots)
+    while todo:
+        fn = todo.pop()
+        for n in fn.nodes:
+            for key in FUNCTION_ATTRS.get(n.op, ()):
+                callee = n.attrs[key]
+                if callee in extra and callee not in out:
+                    out[callee] = extra[callee]
+                    todo.append(extra[callee])
+    return out
+
+
+# ----------------------------------------------------------------------------- sub traces
+
+
+class _SubTrace(_Trace):
+    """Records one branch/body/graph function. A tracer of an enclosing trace becomes a
+    new parameter of this function (an implicit operand), lifted through every trace in
+    between."""
+
+    def __init__(self, fn: Function, parent: _Trace) -> None:
+        super().__init__(fn, parent.weight_ids)
+        self.parent = parent
+        self.captures: list[Tensor] = []
+        self.lifted: dict[int, Value] = {}
+
+    def value_of(self, t: Tensor) -> Value:
+        v = t._value
+        if t._data is None and isinstance(v, Value) and v.fn is not self.fn:
+            return _lift(self, t)
+        return super().value_of(t)
+
+
+def _lift(tr: _Trace, t: Tensor) -> Value:
+    v = t._value
+    assert isinstance(v, Value)
+    if v.fn is tr.fn:
+        return v
+    if not isinstance(tr, _SubTrace):
+        path, line, _ = user_frame()
+        raise CaptureError(f"{path}:{line}\n  a traced tensor from another capture (or one "
+                           f"kept after its function was traced) was used here; pass it "
+                           f"in as an argument instead")
+    hit = tr.lifted.get(id(v))
+    if hit is not None:
+        return hit
+    _lift(tr.parent, t)
+    p = Value(tr.fn.fresh_name(), v.aval, None, tr.fn)
+    tr.fn.params.append(p)
+    tr.captures.append(t)
+    tr.lifted[id(v)] = p
+    return p
+
+
+@dataclass
+class _Traced:
+    fn: Function
+    out: Any                 # the Python result (tracers of the sub trace)
+    explicit: list[Value]    # parameters for the explicit arguments
+    captures: list[Tensor]   # closed-over tensors (outer), in parameter order
+    cap_params: list[Value]
+
+
+def _trace(base: str, py_fn: Callable[..., Any], avals: Sequence[Aval],
+           build_args: Callable[[list[Tensor]], tuple[Any, ...]],
+           preseed: Sequence[Tensor] = (), fn: Function | None = None) -> _Traced:
+    """Trace ``py_fn(*build_args(tracers))`` into a new function whose first parameters
+    have types ``avals``."""
+    sess = _session()
+    parent = _current()
+    fn = fn if fn is not None else sess.new_function(base)
+    sub = _SubTrace(fn, parent)
+    explicit = [Value(fn.fresh_name(), a, None, fn) for a in avals]
+    fn.params.extend(explicit)
+    for t in preseed:
+        _lift(sub, t)
+    tracers = [make_tracer(p) for p in explicit]
+    _state.stack.append(sub)
+    try:
+        with _GradMode(False):
+            out = py_fn(*build_args(tracers))
+    finally:
+        _state.stack.pop()
+    _bind_free_symbols(sub)
+    n = len(explicit)
+    return _Traced(fn, out, explicit, list(sub.captures), fn.params[n:])
+
+
+def _symbols_of(v: Any) -> set[str]:
+    if isinstance(v, DimExpr):
+        return set(free_symbols(v))
+    if isinstance(v, (tuple, list)):
+        out: set[str] = set()
+        for x in v:
+            out |= _symbols_of(x)
+        return out
+    return set()
+
+
+def _bind_free_symbols(sub: _SubTrace) -> None:
+    """A traced function may use a symbolic size of the enclosing function that none of
+    its parameters carries (``x * n`` for ``n = outer.shape[0]``): capture a value of an
+    enclosing function whose shape has that symbol, as a parameter binding it."""
+    fn = sub.fn
+    bound = {d.name for p in fn.params for d in p.aval.shape
+             if isinstance(d, DimExpr) and d.is_symbol()}
+    used: set[str] = set()
+    for node in fn.nodes:
+        used |= _symbols_of(tuple(node.attrs.values()))
+        for v in node.outputs:
+            used |= _symbols_of(v.aval.shape)
+    missing = used - bound
+    tr: Any = sub.parent
+    while missing and tr is not None:
+        for p in tr.fn.params:
+            syms = {d.name for d in p.aval.shape if isinstance(d, DimExpr) and d.is_symbol()}
+            if syms & missing:
+                _lift(sub, make_tracer(p))
+                missing -= syms
+        tr = getattr(tr, "parent", None)
+
+
+def _set_results(fn: Function, tr: _Traced, leaves: Sequence[Any]) -> None:
+    """Resolve result tensors to values of ``fn``; an outer tensor returned directly
+    becomes a captured parameter."""
+    res: list[Value] = []
+    lifted = {id(c._value): p for c, p in zip(tr.captures, tr.cap_params)}
+    for leaf in leaves:
+        if leaf._data is not None:  # a concrete tensor: a constant of the function
+            arr = np.array(leaf._data, copy=True)
+            arr.setflags(write=False)
+            node_val = Value(fn.fresh_name(), Aval(tuple(arr.shape),
+                                                   D.from_numpy_dtype(arr.dtype)), None, fn)
+            from .ir import Node as IRNode
+
+            node = IRNode("constant", [], {"value": arr}, [node_val])
+            node_val.producer = node
+            fn.nodes.append(node)
+            res.append(node_val)
+            continue
+        v = leaf._value
+        if isinstance(v, Value) and v.fn is fn:
+            res.append(v)
+        elif id(v) in lifted:
+            res.append(lifted[id(v)])
+        else:
+            p = Value(fn.fresh_name(), v.aval, None, fn)
+            fn.params.append(p)
+            tr.captures.append(leaf)
+            tr.cap_params.append(p)
+            lifted[id(v)] = p
+            res.append(p)
+    fn.results = res
+
+
+def _flat_out(out: Any, construct: str, who: str, root: str) -> tuple[list[Tensor], Any]:
+    leaves, td = tree_flatten(out)
+    for i, x in enumerate(leaves):
+        if not isinstance(x, Tensor):
+            paths = _leaf_paths(out, root)
+            raise ControlFlowError(
+                f"{construct}: {who} returned {paths[i]} as {_leaf_type(x)}; "
+                f"it must return tensors or (nested) tuples, lists and dicts of tensors")
+    return leaves, td
+
+
+def _leaf_paths(tree: Any, root: str) -> list[str]:
+    out: list[str] = []
+
+    def walk(t: Any, p: str) -> None:
+        if isinstance(t, (tuple, list)):
+            for i, x in enumerate(t):
+                walk(x, f"{p}[{i}]")
+        elif isinstance(t, dict):
+            for k in sorted(t):
+                walk(t[k], f"{p}[{k!r}]")
+        else:
+            out.append(p)
+
+    walk(tree, root)
+    return out
+
+
+def _aval(t: Tensor) -> Aval:
+    if t._data is not None:
+        return Aval(tuple(int(d) for d in t._data.shape), t.dtype)
+    v = t._value
+    assert isinstance(v, Value)
+    return v.aval
+
+
+def _types_equal(a: Aval, b: Aval) -> bool:
+    return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
+        dim_equal(x, y) for x, y in zip(a.shape, b.shape))
+
+
+def _check_match(ref_tree: Any, ref: list[Tensor], ref_td: Any, got_tree: Any,
+                 got: list[Tensor], got_td: Any, root: str, message: Callable[[str, str, str],
+                                                                               str]) -> None:
+    """Raise ControlFlowError (worded by ``message(path, expected, got)``) at the first
+    leaf whose structure, dtype or shape (symbolic dims included) differ."""
+    if ref_td != got_td:
+        from ..control import _structure
+
+        raise ControlFlowError(message(root, _structure(ref_tree), _structure(got_tree)))
+    paths = _leaf_paths(ref_tree, root)
+    for p, a, b in zip(paths, ref, got):
+        if not _types_equal(_aval(a), _aval(b)):
+            raise ControlFlowError(message(p, format_type(_aval(a)), format_type(_aval(b))))
+
+
+# ----------------------------------------------------------------------------- tape
+
+
+class _Cots:
+    """Cotangents of the outputs of one structured node, accumulated by the tape."""
+
+    __slots__ = ("by_index",)
+
+    def __init__(self, by_index: dict[int, Tensor]) -> None:
+        self.by_index = by_index
+
+    def __add__(self, other: _Cots) -> _Cots:
+        merged = dict(self.by_index)
+        for i, g in other.by_index.items():
+            merged[i] = merged[i] + g if i in merged else g
+        return _Cots(merged)
+
+
+def _extract_prim(i: int) -> Primitive:
+    p = Primitive(f"output_{i}", _no_kernel, _no_infer, {}, 1)
+    p.def_vjp(lambda g, out, group: (_Cots({i: g}),))  # type: ignore[arg-type,return-value]
+    return p
+
+
+def _no_kernel(*args: Any, **kwargs: Any) -> np.ndarray:
+    raise CaptureError("a structured control-flow node has no eager kernel")
+
+
+def _no_infer(*args: Any, **kwargs: Any) -> Aval:
+    raise CaptureError("a structured control-flow node has no standalone type rule")
+
+
+_EXTRACT: list[Primitive] = []
+
+
+def _extract(i: int) -> Primitive:
+    while len(_EXTRACT) <= i:
+        _EXTRACT.append(_extract_prim(len(_EXTRACT)))
+    return _EXTRACT[i]
+
+
+VjpRule = Callable[[list["Tensor | None"], list[Tensor], list[Tensor]], list["Tensor | None"]]
+
+
+def emit(op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], out_avals: Sequence[Aval]
+         ) -> list[Tensor]:
+    """Record a structured node in the current trace; return its outputs as tracers,
+    connected to the autograd tape through the node's VJP rule."""
+    tr = _current()
+    ins = [tr.value_of(t) for t in inputs]
+    vals = tr.add(op, ins, attrs, list(out_avals))
+    outs = [make_tracer(v) for v in vals]
+    from ..ops.registry import is_grad_enabled
+
+    if not is_grad_enabled() or not any(t.requires_grad for t in inputs):
+        return outs
+    if not any(o.dtype.is_floating for o in outs):
+        return outs
+    group_prim = Primitive(f"{op}_vjp", _no_kernel, _no_infer, {}, None)
+    rule = _RULES[op]
+    saved_attrs = dict(attrs)
+    outs_ref = list(outs)
+
+    def vjp(cots: _Cots, _group: Tensor, *primals: Tensor) -> list[Tensor | None]:
+        gs: list[Tensor | None] = [cots.by_index.get(i) for i in range(len(outs_ref))]
+        return rule(saved_attrs, gs, list(primals), outs_ref)
+
+    group_prim.def_vjp(vjp)  # type: ignore[arg-type]
+    group = object.__new__(Tensor)
+    group._data, group.grad, group._aval, group._value = None, None, None, None
+    group.requires_grad = True
+    group._node = Node(group_prim, tuple(inputs), {}, group)
+    for i, o in enumerate(outs):
+        if o.dtype.is_floating:
+            o.requires_grad = True
+            o._node = Node(_extract(i), (group,), {}, o)
+    return outs
+
+
+def _zeros(aval: Aval) -> Tensor:
+    from .. import functional as F
+
+    return F.broadcast_to(F.scalar(0, aval.dtype), aval.shape)
+
+
+def _cot_or_zero(g: Tensor | None, like: Tensor) -> Tensor:
+    return g if g is not None else _zeros(_aval(like))
+
+
+def _unify(param_avals: Sequence[Aval], args: Sequence[Aval], what: str) -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    if len(param_avals) != len(args):
+        raise IRError(f"{what}: takes {len(param_avals)} values, got {len(args)}")
+    for p, a in zip(param_avals, args):
+        if p.dtype is not a.dtype or len(p.shape) != len(a.shape):
+            raise IRError(f"{what}: {format_type(a)} where {format_type(p)} is expected")
+        for d, ad in zip(p.shape, a.shape):
+            if isinstance(d, DimExpr) and d.is_symbol():
+                prev = env.get(d.name)
+                if prev is not None and not dim_equal(prev, ad):
+                    raise IRError(f"{what}: symbol {d.name} bound to both {format_dim(prev)} "
+                                  f"and {format_dim(ad)}")
+                env[d.name] = ad
+    for p, a in zip(param_avals, args):
+        for d, ad in zip(p.shape, a.shape):
+            if not dim_equal(substitute(d, env), ad):
+                raise IRError(f"{what}: {format_type(a)} where {format_type(p)} is expected")
+    return env
+
+
+def _subst(avals: Sequence[Aval], env: dict[str, Any]) -> list[Aval]:
+    return [Aval(tuple(substitute(d, env) for d in a.shape), a.dtype) for a in avals]
+
+
+def _unifies(param_avals: Sequence[Aval], args: Sequence[Aval]) -> bool:
+    try:
+        _unify(param_avals, args, "")
+    except IRError:
+        return False
+    return True
+
+
+def _fn_results(fn: Function) -> list[Aval]:
+    sess = _session()
+    if fn.name in sess.vjp_results and not fn.results:
+        return sess.vjp_results[fn.name]
+    return [r.aval for r in fn.results]
+
+
+def emit_call(fn: Function, args: Sequence[Tensor], result_avals: Sequence[Aval] | None = None
+              ) -> list[Tensor]:
+    """``call`` ``fn`` on ``args`` (result types substituted from the argument types)."""
+    env = _unify([p.aval for p in fn.params], [_aval(a) for a in args], f"call {fn.name}")
+    res = _subst(result_avals if result_avals is not None else _fn_results(fn), env)
+    return emit("call", args, {"callee": fn.name}, res)
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def replay(fn: Function, args: Sequence[Tensor]) -> list[Tensor]:
+    """Run the IR of ``fn`` on tensors through ``bind`` (recording into the current trace
+    and onto the autograd tape); structured nodes are emitted with their VJP rules."""
+    env: dict[int, Tensor] = {id(p): a for p, a in zip(fn.params, args)}
+    tr = _current()
+    for node in fn.nodes:
+        ins = [env[id(v)] for v in node.inputs]
+        if node.op == "constant":
+            outs = [Tensor(np.array(node.attrs["value"], copy=True))]
+        elif node.op == "weight" or (node.op in REGISTRY and not node.inputs):
+            vals = tr.add(node.op, [], dict(node.attrs), [node.outputs[0].aval])
+            outs = [make_tracer(vals[0])]
+        elif node.op in REGISTRY:
+            outs = [bind(REGISTRY[node.op], tuple(ins), dict(node.attrs))]
+        else:
+            outs = emit(node.op, ins, dict(node.attrs), [v.aval for v in node.outputs])
+        for v, o in zip(node.outputs, outs):
+            env[id(v)] = o
+    return [env[id(v)] for v in fn.results]
+
+
+def make_function(base: str, param_avals: Sequence[Aval],
+                  body: Callable[[list[Tensor]], Sequence[Tensor]]) -> Function:
+    """A new function of the program: parameters of types ``param_avals``, nodes and
+    results recorded by running ``body`` on tracers of the parameters."""
+    sess = _session()
+    fn = sess.new_function(base)
+    fn.params = [Value(fn.fresh_name(), a, None, fn) for a in param_avals]
+    tr = _Trace(fn, {})
+    _state.stack.append(tr)
+    try:
+        outs = body([make_tracer(p) for p in fn.params])
+        fn.results = [tr.value_of(o) for o in outs]
+    finally:
+        _state.stack.pop()
+    return fn
+
+
+def _float_idx(avals: Sequence[Aval]) -> list[int]:
+    return [i for i, a in enumerate(avals) if a.dtype.is_floating]
+
+
+def vjp_function(fn: Function) -> Function:
+    """The VJP function of ``fn``: parameters ``(*fn's parameters, *cotangents of fn's
+    floating results)``, results the cotangents of fn's floating parameters. It replays
+    ``fn`` (recomputing the forward values) and differentiates it with the tape; a call
+    of a function whose VJP is being built (recursion) calls that VJP function."""
+    sess = _session()
+    hit = sess.vjps.get(fn.name)
+    if hit is not None:
+        return hit
+    from ..autograd import grad
+
+    p_avals = [p.aval for p in fn.params]
+    r_avals = [r.aval for r in fn.results]
+    f_in, f_out = _float_idx(p_avals), _float_idx(r_avals)
+    vfn = sess.new_function(fn.name + "_vjp")
+    vfn.params = [Value(vfn.fresh_name(), a, None, vfn)
+                  for a in p_avals + [r_avals[i] for i in f_out]]
+    sess.vjps[fn.name] = vfn
+    sess.vjp_results[vfn.name] = [p_avals[i] for i in f_in]
+    tr = _Trace(vfn, {})
+    _state.stack.append(tr)
+    try:
+        with _GradMode(True):
+            tracers = [make_tracer(p) for p in vfn.params]
+            xs = tracers[:len(p_avals)]
+            cts = tracers[len(p_avals):]
+            for i in f_in:
+                xs[i].requires_grad = True
+            outs = replay(fn, xs)
+            pairs = [(outs[i], c) for i, c in zip(f_out, cts) if outs[i].requires_grad]
+            wrt = [xs[i] for i in f_in]
+            if pairs and wrt:
+                gs = grad([o for o, _ in pairs], wrt, grad_outputs=[c for _, c in pairs],
+                          allow_unused=True)
+            else:
+                gs = tuple(None for _ in wrt)
+        with _GradMode(False):
+            res = [g if g is not None else _zeros(p_avals[i]) for g, i in zip(gs, f_in)]
+            vfn.results = [tr.value_of(r) for r in res]
+    finally:
+        _state.stack.pop()
+    return vfn
+
+
+# ----------------------------------------------------------------------------- VJP rules
+
+
+def _floats(ts: Sequence[Tensor]) -> list[int]:
+    return [i for i, t in enumerate(ts) if t.dtype.is_floating]
+
+
+def _scatter(n: int, idx: Sequence[int], vals: Sequence[Tensor]) -> list[Tensor | None]:
+    out: list[Tensor | None] = [None] * n
+    for i, v in zip(idx, vals):
+        out[i] = v
+    return out
+
+
+def _call_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
+               outs: list[Tensor]) -> list[Tensor | None]:
+    fn = _session().lookup(attrs["callee"])
+    vfn = vjp_function(fn)
+    f_out = _floats(outs)
+    cts = [_cot_or_zero(gs[i], outs[i]) for i in f_out]
+    f_in = _floats(primals)
+    res = emit_call(vfn, primals + cts, [_aval(primals[i]) for i in f_in])
+    return _scatter(len(primals), f_in, res)
+
+
+def _cond_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
+               outs: list[Tensor]) -> list[Tensor | None]:
+    sess = _session()
+    then_v = vjp_function(sess.lookup(attrs["then"]))
+    else_v = vjp_function(sess.lookup(attrs["else"]))
+    pred, args = primals[0], primals[1:]
+    f_out = _floats(outs)
+    cts = [_cot_or_zero(gs[i], outs[i]) for i in f_out]
+    f_in = _floats(args)
+    res = emit("cond", [pred, *args, *cts], {"then": then_v.name, "else": else_v.name},
+               [_aval(args[i]) for i in f_in])
+    return [None, *_scatter(len(args), f_in, res)]
+
+
+def _scan_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
+               outs: list[Tensor]) -> list[Tensor | None]:
+    sess = _session()
+    body = sess.lookup(attrs["body"])
+    n, m = attrs["num_carries"], attrs["num_xs"]
+    length, reverse = attrs["length"], attrs["reverse"]
+    init, xs, extra = primals[:n], primals[n:n + m], primals[n + m:]
+    b_params = [p.aval for p in body.params]
+    b_res = [r.aval for r in body.results]
+    k = len(b_res) - n
+    # 1. forward again, stacking the carry that enters every step (the residuals)
+    def fwd_body(ps: list[Tensor]) -> list[Tensor]:
+        out = replay(body, ps)
+        return out + ps[:n]
+
+    with _GradMode(False):
+        fwd = make_function(body.name + "_res", b_params, fwd_body)
+    res_avals = [Aval((length, *a.shape), a.dtype) for a in b_params[:n]]
+    out_avals = [_aval(t) for t in outs] + res_avals
+    # recorded on the tape when gradients are on (a gradient of this gradient)
+    fo = emit("scan", [*init, *xs, *extra], {**attrs, "body": fwd.name}, out_avals)
+    stacked = fo[n + k:]
+    with _GradMode(False):
+        # 2. backward scan over the body's VJP, in the opposite direction
+        vb = vjp_function(body)
+        f_c = _float_idx(b_params[:n])                       # floating carries
+        f_x = _float_idx(b_params[n:n + m])                  # floating xs
+        f_e = _float_idx(b_params[n + m:])                   # floating extras
+        f_y = _float_idx(b_res[n:])                          # floating ys
+        f_rc = _float_idx(b_res[:n])                         # == f_c
+        nc, ne = len(f_c), len(f_e)
+        bb_params = ([b_params[i] for i in f_c] + [b_params[n + m + i] for i in f_e]
+                     + b_params[:n] + b_params[n:n + m] + [b_res[n + i] for i in f_y]
+                     + b_params[n + m:])
+
+        def bwd_body(ps: list[Tensor]) -> list[Tensor]:
+            g_c, g_e = ps[:nc], ps[nc:nc + ne]
+            rest = ps[nc + ne:]
+            c, x = rest[:n], rest[n:n + m]
+            gy = rest[n + m:n + m + len(f_y)]
+            e = rest[n + m + len(f_y):]
+            cts = list(g_c[:len(f_rc)]) + list(gy)
+            r = emit_call(vb, [*c, *x, *e, *cts])
+            rc, rx, re_ = r[:nc], r[nc:nc + len(f_x)], r[nc + len(f_x):]
+            return [*rc, *[a + b for a, b in zip(g_e, re_)], *rx]
+
+        bwd = make_function(body.name + "_bwd", bb_params, bwd_body)
+        g_init = [_cot_or_zero(gs[i], outs[i]) for i in f_c]
+        g_e0 = [_zeros(_aval(extra[i])) for i in f_e]
+        g_ys = [_cot_or_zero(gs[n + i], outs[n + i]) for i in f_y]
+        bw_out_avals = ([_aval(init[i]) for i in f_c] + [_aval(extra[i]) for i in f_e]
+                        + [_aval(xs[i]) for i in f_x])
+    r = emit("scan", [*g_init, *g_e0, *stacked, *xs, *g_ys, *extra],
+             {"body": bwd.name, "num_carries": nc + ne, "num_xs": n + m + len(f_y),
+              "length": length, "reverse": not reverse}, bw_out_avals)
+    gc, ge, gx = r[:nc], r[nc:nc + ne], r[nc + ne:]
+    return (_scatter(n, f_c, gc) + _scatter(m, f_x, gx) + _scatter(len(extra), f_e, ge))
+
+
+def _while_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
+                outs: list[Tensor]) -> list[Tensor | None]:
+    sess = _session()
+    cond_f, body = sess.lookup(attrs["cond"]), sess.lookup(attrs["body"])
+    n = attrs["num_carries"]
+    init, extra = primals[:n], primals[n:]
+    c_av = [p.aval for p in body.params[:n]]
+    e_av = [p.aval for p in body.params[n:]]
+    i64 = Aval((), D.int64)
+    lim = attrs["max_iterations"]
+    with _GradMode(False):
+        # 1. the trip count
+        cnt_cond = make_function(cond_f.name + "_count", c_av + [i64] + e_av,
+                                 lambda ps: replay(cond_f, ps[:n] + ps[n + 1:]))
+        cnt_body = make_function(body.name + "_count", c_av + [i64] + e_av,
+                                 lambda ps: [*replay(body, ps[:n] + ps[n + 1:]),
+                                             ps[n] + Tensor(np.asarray(1, np.int64))])
+        zero = Tensor(np.asarray(0, np.int64))
+        counted = emit("while", [*init, zero, *extra],
+                       {"cond": cnt_cond.name, "body": cnt_body.name, "num_carries": n + 1,
+                        "max_iterations": lim}, [*c_av, i64, *e_av][:n + 1])
+        trips = counted[n]
+        # 2. carry entering iteration j: run the body j times from init
+        to_j_cond = make_function(body.name + "_upto_cond", c_av + [i64, i64] + e_av,
+                                  lambda ps: [ps[n] < ps[n + 1]])
+        to_j_body = make_function(body.name + "_upto", c_av + [i64, i64] + e_av,
+                                  lambda ps: [*replay(body, ps[:n] + ps[n + 2:]),
+                                              ps[n] + Tensor(np.asarray(1, np.int64)),
+                                              ps[n + 1]])
+        vb = vjp_function(body)
+        f_c, f_e = _float_idx(c_av), _float_idx(e_av)
+        nc, ne = len(f_c), len(f_e)
+        # backward loop carries: (j, g_c..., g_e...); extras: (init..., extra...)
+        bw_avals = [i64] + [c_av[i] for i in f_c] + [e_av[i] for i in f_e] + c_av + e_av
+
+        def bw_cond(ps: list[Tensor]) -> list[Tensor]:
+            return [ps[0] > Tensor(np.asarray(0, np.int64))]
+
+        def bw_body(ps: list[Tensor]) -> list[Tensor]:
+            j = ps[0] - Tensor(np.asarray(1, np.int64))
+            g_c, g_e = ps[1:1 + nc], ps[1 + nc:1 + nc + ne]
+            c0, e = ps[1 + nc + ne:1 + nc + ne + n], ps[1 + nc + ne + n:]
+            cj = emit("while", [*c0, Tensor(np.asarray(0, np.int64)), j, *e],
+                      {"cond": to_j_cond.name, "body": to_j.name, "num_carries": n + 2,
+                       "max_iterations": lim}, [*c_av, i64, i64])[:n]
+            r = emit_call(vb, [*cj, *e, *g_c])
+            rc, re_ = r[:nc], r[nc:]
+            return [j, *rc, *[a + b for a, b in zip(g_e, re_)]]
+
+        to_j = to_j_body
+        bwc = make_function(body.name + "_bwd_cond", bw_avals, bw_cond)
+        bwb = make_function(body.name + "_bwd", bw_avals, bw_body)
+        g0 = [_cot_or_zero(gs[i], outs[i]) for i in f_c]
+        ge0 = [_zeros(_aval(extra[i])) for i in f_e]
+    r = emit("while", [trips, *g0, *ge0, *init, *extra],
+             {"cond": bwc.name, "body": bwb.name, "num_carries": 1 + nc + ne,
+              "max_iterations": lim}, bw_avals[:1 + nc + ne])
+    return _scatter(n, f_c, r[1:1 + nc]) + _scatter(len(extra), f_e, r[1 + nc:])
+
+
+_RULES: dict[str, Callable[..., list[Tensor | None]]] = {
+    "call": _call_rule, "cond": _cond_rule, "scan": _scan_rule, "while": _while_rule,
+}
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+class _NeedType(CaptureError):
+    """A recursive call whose result type is not known yet (internal to capture)."""
+
+    def __init__(self, rec: _GraphFn, name: str) -> None:
+        super().__init__(f"the result type of recursive graph function {name} is needed "
+                         f"before any path through it returns without recursing")
+        self.rec = rec
+
+
+def _union_params(traced: Sequence[_Traced]) -> list[Tensor]:
+    """Give every traced function the same parameters: its explicit ones, then one per
+    tensor any of them captures (in a common order). Returns those tensors."""
+    union: list[Tensor] = []
+    seen: set[int] = set()
+    for tr in traced:
+        for t in tr.captures:
+            if id(t._value) not in seen:
+                seen.add(id(t._value))
+                union.append(t)
+    for tr in traced:
+        mine = {id(t._value): p for t, p in zip(tr.captures, tr.cap_params)}
+        caps = []
+        for t in union:
+            p = mine.get(id(t._value))
+            if p is None:
+                p = Value(tr.fn.fresh_name(), _aval(t), None, tr.fn)
+            caps.append(p)
+        tr.fn.params = list(tr.explicit) + caps
+        tr.captures, tr.cap_params = list(union), caps
+    return union
+
+
+def _check_pred(pred: Any) -> Tensor:
+    if not isinstance(pred, Tensor) or pred.dtype is not D.bool_ or tuple(pred.shape) != ():
+        raise ControlFlowError(
+            f"am.cond: pred is {_leaf_type(pred)}; a predicate must be a bool scalar tensor "
+            f"(shape ()) or a Python bool. Reduce it with .any()/.all() or compare it "
+            f"(x > 0).")
+    return pred
+
+
+def _cond_hook(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
+               operands: tuple[Any, ...]) -> Any:
+    pred = _check_pred(pred)
+    leaves, td = tree_flatten(list(operands))
+    avals = [_aval(t) for t in leaves]
+
+    def args(ts: list[Tensor]) -> tuple[Any, ...]:
+        return tuple(tree_unflatten(td, ts))
+
+    traced: list[_Traced | None] = []
+    need: _NeedType | None = None
+    for which, f in (("true", true_fn), ("false", false_fn)):
+        try:
+            traced.append(_trace(f"cond_{which}", f, avals, args))
+        except _NeedType as e:
+            need = e
+            traced.append(None)
+    ok = [t for t in traced if t is not None]
+    if not ok:
+        assert need is not None
+        raise need
+    if need is not None:
+        # the function whose type is missing is traced again once its type is known, and
+        # so is every graph function traced inside it meanwhile
+        stack = _session().in_progress
+        for r in stack[stack.index(need.rec):] if need.rec in stack else [need.rec]:
+            r.speculated = True
+            r.provisional = r.provisional or r is not need.rec
+        traced = [ok[0], ok[0]]
+    t_tr, f_tr = traced[0], traced[1]
+    assert t_tr is not None and f_tr is not None
+    t_leaves, t_td = _flat_out(t_tr.out, "am.cond", f"true_fn {_describe(true_fn)}", "output")
+    f_leaves, f_td = _flat_out(f_tr.out, "am.cond", f"false_fn {_describe(false_fn)}",
+                               "output")
+
+    def msg(p: str, exp: str, got: str) -> str:
+        return (f"am.cond: false_fn {_describe(false_fn)} returned {p} as {got}, but true_fn "
+                f"{_describe(true_fn)} returned {exp}; both branches must return the same "
+                f"structure, dtypes and shapes (symbolic dims included)")
+
+    _check_match(t_tr.out, t_leaves, t_td, f_tr.out, f_leaves, f_td, "output", msg)
+    _set_results(t_tr.fn, t_tr, t_leaves)
+    if f_tr is not t_tr:
+        _set_results(f_tr.fn, f_tr, f_leaves)
+    caps = _union_params([t_tr] if f_tr is t_tr else [t_tr, f_tr])
+    out = emit("cond", [pred, *leaves, *caps], {"then": t_tr.fn.name, "else": f_tr.fn.name},
+               [_aval(t) for t in t_leaves])
+    return tree_unflatten(t_td, out)
+
+
+def _while_hook(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], init: Any,
+                max_iterations: int | None) -> Any:
+    leaves, td = tree_flatten(init)
+    avals = [_aval(t) for t in leaves]
+
+    def args(ts: list[Tensor]) -> tuple[Any, ...]:
+        return (tree_unflatten(td, ts),)
+
+    b = _trace("while_body", body_fn, avals, args)
+    body_who = f"body_fn {_describe(body_fn)}"
+    b_leaves, b_td = _flat_out(b.out, "am.while_loop", body_who, "carry")
+
+    def msg(p: str, exp: str, got: str) -> str:
+        return (f"am.while_loop: {body_who} returned {p} as {got}, but init has {exp}; a "
+                f"loop carry must keep its structure, dtypes and shapes (symbolic dims "
+                f"included) on every iteration (cast or reshape inside body_fn).")
+
+    _check_match(init, leaves, td, b.out, b_leaves, b_td, "carry", msg)
+    c = _trace("while_cond", cond_fn, avals, args)
+    pred = c.out
+    if isinstance(pred, (bool, np.bool_)):
+        pred = Tensor(np.asarray(bool(pred)))
+    if not isinstance(pred, Tensor) or pred.dtype is not D.bool_ or tuple(pred.shape) != ():
+        raise ControlFlowError(
+            f"am.while_loop: the value returned by cond_fn {_describe(cond_fn)} is "
+            f"{_leaf_type(pred)}; a predicate must be a bool scalar tensor (shape ()) or a "
+            f"Python bool.")
+    _set_results(b.fn, b, b_leaves)
+    _set_results(c.fn, c, [pred])
+    caps = _union_params([c, b])
+    out = emit("while", [*leaves, *caps],
+               {"cond": c.fn.name, "body": b.fn.name, "num_carries": len(leaves),
+                "max_iterations": max_iterations}, avals)
+    return tree_unflatten(td, out)
+
+
+def _scan_hook(fn: Callable[[Any, Any], Any], init: Any, xs: Any, length: Any,
+               reverse: bool) -> Any:
+    c_leaves, c_td = tree_flatten(init)
+    x_leaves, x_td = tree_flatten(xs) if xs is not None else ([], None)
+    c_av = [_aval(t) for t in c_leaves]
+    x_av = [_aval(t) for t in x_leaves]
+    slice_av = [Aval(a.shape[1:], a.dtype) for a in x_av]
+    nc = len(c_leaves)
+
+    def args(ts: list[Tensor]) -> tuple[Any, ...]:
+        x = None if xs is None else tree_unflatten(x_td, ts[nc:])
+        return (tree_unflatten(c_td, ts[:nc]), x)
+
+    who = f"fn {_describe(fn)}"
+    b = _trace("scan_body", fn, c_av + slice_av, args)
+    out = b.out
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        from ..control import _structure
+
+        raise ControlFlowError(f"am.scan: {who} must return a pair (carry, y), got "
+                               f"{_structure(out)}")
+    new, y = out
+    n_leaves, n_td = _flat_out(new, "am.scan", who, "carry")
+
+    def msg(p: str, exp: str, got: str) -> str:
+        return (f"am.scan: {who} returned {p} as {got}, but init has {exp}; a scan carry "
+                f"must keep its structure, dtypes and shapes (symbolic dims included) on "
+                f"every step (cast or reshape inside fn).")
+
+    _check_match(init, c_leaves, c_td, new, n_leaves, n_td, "carry", msg)
+    y_leaves, y_td = ([], None) if y is None else _flat_out(y, "am.scan", who, "y")
+    _set_results(b.fn, b, n_leaves + y_leaves)
+    caps = _union_params([b])
+    y_av = [Aval((length, *_aval(t).shape), t.dtype) for t in y_leaves]
+    res = emit("scan", [*c_leaves, *x_leaves, *caps],
+               {"body": b.fn.name, "num_carries": nc, "num_xs": len(x_leaves),
+                "length": length, "reverse": bool(reverse)}, c_av + y_av)
+    carry = tree_unflatten(c_td, res[:nc])
+    ys = None if y is None else tree_unflatten(y_td, res[nc:])
+    return carry, ys
+
+
+def _static_key(v: Any, fname: str) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str, complex)):
+        return (type(v).__name__, v)
+    raise ControlFlowError(
+        f"a call of graph function {fname}: argument {v!r} ({type(v).__name__}) is neither "
+        f"a tensor nor a Python scalar; under capture a graph function takes tensors (or "
+        f"nested tuples/lists/dicts of them) and static Python scalars")
+
+
+def _call_hook(gf: GraphFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    sess = _session()
+    if kwargs:
+        import inspect
+
+        try:
+            bound = inspect.signature(gf.python_function).bind(*args, **kwargs)
+        except TypeError as e:
+            raise ControlFlowError(f"a call of graph function {gf.name}: {e}") from None
+        if bound.kwargs:
+            raise ControlFlowError(f"a call of graph function {gf.name}: keyword-only "
+                                   f"arguments are not supported under capture; pass them "
+                                   f"positionally")
+        args = tuple(bound.args)
+    leaves, td = tree_flatten(list(args))
+    tensors = [x for x in leaves if isinstance(x, Tensor)]
+    statics = tuple(None if isinstance(x, Tensor) else _static_key(x, gf.name) for x in leaves)
+    avals = [_aval(t) for t in tensors]
+    key = (id(gf), td, statics, tuple((a.dtype.name, len(a.shape)) for a in avals))
+    for rec in sess.graph_fns.get(key, []):
+        if _unifies(rec.param_avals, avals):
+            return _emit_graph_call(gf, rec, tensors)
+    rec = _trace_graph_function(gf, key, leaves, td, avals)
+    return _emit_graph_call(gf, rec, tensors)
+
+
+def _emit_graph_call(gf: GraphFunction, rec: _GraphFn, tensors: list[Tensor]) -> Any:
+    if rec.result_avals is None:
+        raise _NeedType(rec, gf.name)
+    caps = list(rec.trace.captures) if rec.in_progress else list(rec.captures)
+    if rec.in_progress:
+        rec.captures = caps
+    env = _unify(rec.param_avals, [_aval(t) for t in tensors], f"call of {gf.name}")
+    out = emit("call", [*tensors, *caps], {"callee": rec.fn.name},
+               _subst(rec.result_avals, env))
+    if rec.in_progress:
+        _pending_calls.setdefault(id(rec), []).append(len(caps))
+    return tree_unflatten(rec.out_treedef, out)
+
+
+_pending_calls: dict[int, list[int]] = {}
+
+_MAX_ATTEMPTS = 4
+
+
+def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: Any,
+                          avals: list[Aval]) -> _GraphFn:
+    sess = _session()
+    limit = get_limits().max_recursion_depth
+    if sess.depth >= limit:
+        raise RecursionLimitError(
+            f"am.function: capturing {_describe(gf)} would nest {sess.depth + 1} graph "
+            f"functions being traced, past max_recursion_depth={limit}. A recursive "
+            f"function is captured as recursion only when its recursive calls take "
+            f"arguments of the same types; calls that differ in a static Python value or "
+            f"a static shape are traced afresh each time.")
+    result_avals: list[Aval] | None = None
+    out_td: Any = None
+    preseed: list[Tensor] = []
+    recs = sess.graph_fns.setdefault(key, [])
+    is_tensor = [isinstance(x, Tensor) for x in leaves]
+
+    def args(ts: list[Tensor]) -> tuple[Any, ...]:
+        it = iter(ts)
+        full = [next(it) if t else x for x, t in zip(leaves, is_tensor)]
+        return tuple(tree_unflatten(td, full))
+
+    for _ in range(_MAX_ATTEMPTS):
+        fn = sess.new_function(gf.name)
+        rec = _GraphFn(fn, list(avals), result_avals, out_td, list(preseed))
+        recs.append(rec)
+        _pending_calls.pop(id(rec), None)
+        sess.depth += 1
+        sess.in_progress.append(rec)
+
+        def run(*a: Any, _rec: _GraphFn = rec) -> Any:
+            _rec.trace = _current()
+            return gf.python_function(*a)
+
+        try:
+            tr = _trace(gf.name, run, avals, args, preseed=preseed, fn=fn)
+        except _NeedType as e:
+            if e.rec is rec:
+                raise ControlFlowError(
+                    f"am.function: every path through {_describe(gf)} calls itself before "
+                    f"returning, so its result type cannot be found; give it a base case "
+                    f"(e.g. am.cond(n > 0, recurse, base, ...))") from None
+            raise
+        finally:
+            sess.depth -= 1
+            sess.in_progress.pop()
+            rec.in_progress = False
+            recs.remove(rec)
+        out_leaves, otd = _flat_out(tr.out, "am.function", f"graph function "
+                                    f"{_describe(gf)}", "result")
+        _set_results(fn, tr, out_leaves)
+        rec.captures = list(tr.captures)
+        res = [r.aval for r in fn.results]
+        used = _pending_calls.pop(id(rec), [])
+        if rec.provisional:  # an enclosing function is traced again, and this one with it
+            rec.result_avals, rec.out_treedef = res, otd
+            return rec
+        settled = (result_avals is not None and otd == out_td and len(res) == len(
+            result_avals) and all(_types_equal(a, b) for a, b in zip(res, result_avals))
+                   and not rec.speculated and all(u == len(rec.captures) for u in used))
+        if settled or (result_avals is None and not used and not rec.speculated):
+            rec.result_avals, rec.out_treedef = res, otd
+            recs.append(rec)
+            return rec
+        result_avals, out_td, preseed = res, otd, list(rec.captures)
+        sess.functions.pop(fn.name, None)  # this attempt is discarded; its name is free
+        sess.used.discard(fn.name)
+    raise CaptureError(f"am.function: the types of recursive graph function {gf.name} did "
+                       f"not settle after {_MAX_ATTEMPTS} traces (its result type depends "
+                       f"on its own result type); make the base case's result type explicit")
+
+
+def install() -> None:
+    """Install the capture hooks for control flow (done on import)."""
+    ControlHooks.cond = _cond_hook
+    ControlHooks.while_loop = _while_hook
+    ControlHooks.scan = _scan_hook
+    ControlHooks.call = _call_hook
+
+
+install()

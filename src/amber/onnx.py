@@ -1,0 +1,932 @@
+"""ONNX export: an amber program's entry point as an ONNX model, exactly or not at all.
+
+``am.onnx.export(program_or_path, path)`` converts one entry point of a straight-line
+:class:`~amber.Program` (or of a ``.amber`` file) into an ONNX ``ModelProto``:
+
+* weights become initializers (named as in the program), constants become initializers;
+* symbolic dims of the inputs become named ``dim_param`` s, and every attribute that is a
+  dim expression (``reshape`` to ``[batch, 784]``, a ``slice`` up to ``batch``) is
+  computed at run time from the inputs' shapes, so one model serves every size;
+* every primitive is lowered to ONNX operators that reproduce its semantics in
+  ``docs/opset.md`` exactly (integer ``div`` floors and ``x div 0 = 0``; ``cast``
+  saturates and maps NaN to 0; ``max``/``argmax`` propagate NaN as specified; ``pad``
+  supports interior padding; ``scatter_add`` accumulates repeated indices; ...).
+
+The rule is the one of capture: **export is exact or refused**. Where ONNX (as executed
+by the pinned ONNX Runtime, which is how the exporter is checked) cannot reproduce an
+amber semantic within the tolerance ``docs/opset.md`` states, :func:`export` raises
+:class:`OnnxExportError` naming the node, the op and the reason. :data:`REFUSED` lists
+the refused primitives and :data:`REFUSED_DTYPES` the refused (primitive, dtype) pairs,
+each with its reason. Control flow (``cond``, ``while``, ``scan``) and ``call`` nodes are
+refused: the exporter handles straight-line programs.
+
+The ``onnx`` package is an optional extra (``pip install amber[onnx]``); it is imported
+only when a function of this module needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
+from .capture.ir import Function, Node, Program, Value
+from .errors import AmberError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+DEFAULT_OPSET: int = 21
+"""The ONNX opset written by default (the lowest one the exporter supports)."""
+
+MIN_OPSET: int = 21
+"""Older opsets lack ``ReduceMax`` on bool tensors, which the exact lowerings use."""
+
+INT64_MAX: int = 2**63 - 1
+
+
+class OnnxExportError(AmberError):
+    """An amber program cannot be exported to ONNX exactly. The message names the
+    function, the node, the op and why; nothing is written."""
+
+
+class OnnxUnavailableError(AmberError, ImportError):
+    """The optional ``onnx`` extra is not installed."""
+
+
+# Primitive -> how it is lowered (informative; the test suite checks that every
+# registry primitive is either here or in REFUSED).
+SUPPORTED: dict[str, str] = {
+    "neg": "Neg (integers wrap)",
+    "abs": "Abs (integers wrap)",
+    "sign": "Sign",
+    "floor": "Floor",
+    "sqrt": "Sqrt",
+    "exp": "Exp",
+    "log": "Log",
+    "tanh": "float32: Tanh in float64, rounded once; float64: Tanh for |x| < 0.625, "
+            "1 - 2/(exp(2|x|) + 1) with x's sign otherwise, x itself for tiny |x| (keeps "
+            "ONNX Runtime within 4 ULP)",
+    "sigmoid": "e = Exp(-|x|); Where(x >= 0, 1/(1+e), e/(1+e)) (no underflow to 0)",
+    "sin": "Sin",
+    "cos": "Cos",
+    "erf": "Erf",
+    "logical_not": "Not",
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div (float); integers: truncating Div on a zero-free divisor, corrected to "
+           "floor, x div 0 = 0, INT_MIN div -1 = INT_MIN",
+    "pow": "Pow",
+    "maximum": "Max (NaN propagates); bool: Or",
+    "minimum": "Min (NaN propagates); bool: And",
+    "eq": "Equal",
+    "ne": "Not(Equal)",
+    "lt": "Less; bool: And(Not(x), y)",
+    "le": "LessOrEqual; bool: Or(Not(x), y)",
+    "gt": "Greater; bool: And(x, Not(y))",
+    "ge": "GreaterOrEqual; bool: Or(x, Not(y))",
+    "logical_and": "And",
+    "logical_or": "Or",
+    "where": "Where; bool data: Or(And(c, x), And(Not(c), y))",
+    "cast": "Cast, with NaN -> 0 and saturation made explicit for float -> int, and "
+            "x != 0 for -> bool",
+    "matmul": "MatMul",
+    "conv2d": "Conv (float32); float64: im2col (Slice per kernel position) and MatMul",
+    "conv2d_input_grad": "ConvTranspose with output_padding (float32); float64: MatMul, "
+                         "then the columns dilated, placed per kernel position and summed",
+    "conv2d_weight_grad": "Conv with batch and channels exchanged (float32, static output "
+                          "size); otherwise im2col, MatMul and a sum over the batch",
+    "sum": "ReduceSum (floats); integers: MatMul with a column of ones, which wraps "
+           "(ONNX Runtime's integer ReduceSum saturates); axes = [] is the identity",
+    "max": "ReduceMax, NaN if any reduced element is NaN",
+    "min": "ReduceMin, NaN if any reduced element is NaN",
+    "argmax": "ArgMax (first index), index of the first NaN if any",
+    "argmin": "ArgMin (first index), index of the first NaN if any",
+    "reshape": "Reshape (allowzero=1; symbolic sizes computed from the input shapes)",
+    "transpose": "Transpose",
+    "broadcast_to": "Expand",
+    "slice": "Slice",
+    "pad": "Pad (constant), interior padding by interleaving",
+    "concat": "Concat",
+    "take": "Gather (negative indices count from the end; out of range is an error)",
+    "scatter_add": "ScatterElements(reduction='add') on a broadcast index",
+    "dim_value": "the dim expression computed from the input shapes",
+}
+
+REFUSED: dict[str, str] = {}
+"""Primitives the exporter refuses outright, with the reason (none in opset 1)."""
+
+_NO_F64_KERNEL = ("ONNX Runtime has no float64 CPU kernel for {onnx}, and amber does not "
+                  "approximate it in float32")
+_F64_INACCURATE = ("ONNX Runtime's float64 {onnx} kernel errs by more than the 4 ULP "
+                   "amber requires (hundreds of ULP after argument reduction)")
+
+REFUSED_DTYPES: dict[tuple[str, str], str] = {
+    ("erf", "float64"): _NO_F64_KERNEL.format(onnx="Erf"),
+    ("sin", "float64"): _F64_INACCURATE.format(onnx="Sin"),
+    ("cos", "float64"): _F64_INACCURATE.format(onnx="Cos"),
+}
+"""(primitive, dtype of its first operand) pairs the exporter refuses, with the reason."""
+
+REFUSED_NODES: dict[str, str] = {
+    "call": "the exporter handles straight-line programs; a call to another function "
+            "would have to be inlined",
+    "cond": "the exporter converts straight-line programs only (this needs ONNX If)",
+    "while": "the exporter converts straight-line programs only (this needs ONNX Loop)",
+    "scan": "the exporter converts straight-line programs only (this needs ONNX Scan)",
+}
+"""IR node kinds other than primitives that the exporter refuses, with the reason."""
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+        from onnx import helper, numpy_helper  # noqa: F401
+    except ImportError as e:
+        raise OnnxUnavailableError(
+            "ONNX export needs the optional 'onnx' extra: pip install 'amber[onnx]' "
+            f"(onnx==1.23.2, onnxruntime==1.32.0); import failed: {e}") from None
+    return onnx
+
+
+_ONNX_DTYPE = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9}
+"""amber dtype name -> onnx.TensorProto data type."""
+
+
+class _Builder:
+    """Accumulates ONNX nodes and initializers with unique value names."""
+
+    def __init__(self, onnx: Any, reserved: Sequence[str]) -> None:
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.used: set[str] = set(reserved)
+        self.counter = 0
+        self._consts: dict[tuple, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        while True:
+            name = f"{hint}_{self.counter}"
+            self.counter += 1
+            if name not in self.used:
+                self.used.add(name)
+                return name
+
+    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None,
+           **attrs: Any) -> str:
+        out = self.fresh(hint or op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def op_to(self, op_type: str, inputs: Sequence[str], out: str, **attrs: Any) -> str:
+        self.used.add(out)
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def initializer(self, array: np.ndarray, name: str) -> str:
+        self.used.add(name)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def const(self, array: Any, dtype: Any = None) -> str:
+        """An initializer holding ``array`` (small constants are shared)."""
+        a = np.asarray(array, dtype=dtype)
+        key = None
+        if a.size <= 64:
+            key = (a.dtype.str, a.shape, a.tobytes())
+            hit = self._consts.get(key)
+            if hit is not None:
+                return hit
+        name = self.initializer(a, self.fresh("const"))
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+
+class _Lowering:
+    """Lowers the nodes of one amber function into a :class:`_Builder`."""
+
+    def __init__(self, program: Program, fn: Function, b: _Builder,
+                 symbol_sources: dict[str, tuple[str, int]]) -> None:
+        self.program = program
+        self.fn = fn
+        self.b = b
+        self.names: dict[int, str] = {}
+        self.symbol_sources = symbol_sources
+        self._dims: dict[str, str] = {}
+        self._weights: dict[str, str] = {}
+        self.port_names: set[str] = set()
+
+    # -- helpers -------------------------------------------------------------------
+    def name(self, v: Value) -> str:
+        return self.names[id(v)]
+
+    def dim1(self, d: Any) -> str:
+        """A 1-D int64 tensor of one element holding dim ``d`` (computed at run time when
+        ``d`` is symbolic)."""
+        if not isinstance(d, DimExpr):
+            return self.b.const(np.array([int(d)], dtype=np.int64))
+        key = format_dim(d)
+        hit = self._dims.get(key)
+        if hit is not None:
+            return hit
+        b = self.b
+        total: str | None = None
+        for mono, coef in d._terms:
+            factors: list[str] = []
+            for atom, power in mono:
+                f = self._atom(atom)
+                factors.extend([f] * power)
+            term = factors[0] if factors else b.const(np.array([coef], dtype=np.int64))
+            for f in factors[1:]:
+                term = b.op("Mul", [term, f], "dim")
+            if factors and coef != 1:
+                term = b.op("Mul", [term, b.const(np.array([coef], dtype=np.int64))], "dim")
+            total = term if total is None else b.op("Add", [total, term], "dim")
+        assert total is not None
+        self._dims[key] = total
+        return total
+
+    def _atom(self, atom: Any) -> str:
+        if isinstance(atom, FloorDiv):
+            e = self.dim1(atom.expr)
+            k = self.b.const(np.array([atom.k], dtype=np.int64))
+            # floor division for any sign: (e - (e mod k)) / k with the divisor's-sign Mod
+            m = self.b.op("Mod", [e, k], "dim", fmod=0)
+            return self.b.op("Div", [self.b.op("Sub", [e, m], "dim"), k], "dim")
+        src = self.symbol_sources.get(atom)
+        if src is None:
+            raise OnnxExportError(
+                f"onnx export of {self.fn.name!r}: the symbolic size {atom!r} is not the "
+                f"size of any input dimension, so its value cannot be read at run time")
+        key = f"sym:{atom}"
+        hit = self._dims.get(key)
+        if hit is None:
+            hit = self.b.op("Shape", [src[0]], f"size_{atom}", start=src[1], end=src[1] + 1)
+            self._dims[key] = hit
+        return hit
+
+    def shape1(self, dims: Sequence[Any]) -> str:
+        """A 1-D int64 shape tensor for ``dims`` (ints or dim expressions)."""
+        if all(not isinstance(d, DimExpr) for d in dims):
+            return self.b.const(np.array([int(d) for d in dims], dtype=np.int64))
+        if not dims:
+            return self.b.const(np.zeros((0,), dtype=np.int64))
+        return self.b.op("Concat", [self.dim1(d) for d in dims], "shape", axis=0)
+
+    def reshape(self, x: str, dims: Sequence[Any]) -> str:
+        dyn = [i for i, d in enumerate(dims) if isinstance(d, DimExpr)]
+        static = [int(d) for d in dims if not isinstance(d, DimExpr)]
+        if len(dyn) == 1 and all(s > 0 for s in static):
+            # one run-time size among non-zero static sizes: -1 infers it exactly
+            target = [-1 if isinstance(d, DimExpr) else int(d) for d in dims]
+            return self.b.op("Reshape", [x, self.b.const(np.array(target, dtype=np.int64))])
+        return self.b.op("Reshape", [x, self.shape1(dims)], allowzero=1)
+
+    def fill(self, value: Any, dtype: str) -> str:
+        """A scalar constant of amber dtype ``dtype``."""
+        return self.b.const(np.array(value, dtype=_np_dtype(dtype)))
+
+    def refuse(self, node: Node, index: int, reason: str) -> OnnxExportError:
+        ins = ", ".join(f"%{v.name}: {v.dtype.name}[{', '.join(map(format_dim, v.shape))}]"
+                        for v in node.inputs)
+        outs = ", ".join(f"%{v.name}" for v in node.outputs)
+        return OnnxExportError(
+            f"onnx export of function {self.fn.name!r}, node {index} "
+            f"({outs} = {node.op}({ins})): {reason}. Export is exact or refused: nothing "
+            f"was written")
+
+    # -- driver ----------------------------------------------------------------------
+    def run(self) -> None:
+        for i, node in enumerate(self.fn.nodes):
+            if node.op in REFUSED_NODES:
+                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: "
+                                  f"{REFUSED_NODES[node.op]}")
+            if node.op == "constant":
+                out = self.b.initializer(np.asarray(node.attrs["value"]),
+                                         self.b.fresh(f"const_{node.output.name}"))
+            elif node.op == "weight":
+                wname = node.attrs["name"]
+                out = self._weights.get(wname, "")
+                if not out:
+                    if wname in self.port_names:
+                        out = self.b.fresh(wname)
+                    else:
+                        out = wname
+                    self.b.initializer(np.asarray(self.program.weights[wname]), out)
+                    self._weights[wname] = out
+            else:
+                if node.op in REFUSED:
+                    raise self.refuse(node, i, REFUSED[node.op])
+                dt = (node.inputs[0].dtype.name if node.inputs else node.output.dtype.name)
+                reason = REFUSED_DTYPES.get((node.op, dt))
+                if reason is not None:
+                    raise self.refuse(node, i, f"{node.op} on {dt}: {reason}")
+                fn = _LOWER.get(node.op)
+                if fn is None:
+                    raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
+                out = fn(self, node, [self.name(v) for v in node.inputs])
+            self.names[id(node.output)] = out
+
+
+def _np_dtype(name: str) -> Any:
+    return {"float32": np.float32, "float64": np.float64, "int32": np.int32,
+            "int64": np.int64, "bool": np.bool_}[name]
+
+
+# ----------------------------------------------------------------------------- lowerings
+
+def _unary(onnx_op: str) -> Any:
+    def lower(L: _Lowering, node: Node, x: list[str]) -> str:
+        return L.b.op(onnx_op, x)
+    return lower
+
+
+def _binary(onnx_op: str, bool_op: str | None = None) -> Any:
+    def lower(L: _Lowering, node: Node, x: list[str]) -> str:
+        if bool_op is not None and node.inputs[0].dtype.name == "bool":
+            return L.b.op(bool_op, x)
+        return L.b.op(onnx_op, x)
+    return lower
+
+
+def _lower_tanh(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, dt = L.b, node.output.dtype.name
+    if dt == "float32":
+        # float64 Tanh rounded once to float32 is within 1 ULP (ONNX Runtime's float32
+        # kernel reaches 4 ULP for small |x| and flushes subnormals)
+        wide = b.op("Tanh", [b.op("Cast", x, to=_ONNX_DTYPE["float64"])])
+        return b.op("Cast", [wide], to=_ONNX_DTYPE["float32"])
+    a = b.op("Abs", x)
+    # large |x|: 1 - 2/(e^(2|x|) + 1) is accurate (the subtraction cannot cancel)
+    e = b.op("Exp", [b.op("Add", [a, a])])
+    big = b.op("Sub", [L.fill(1, dt), b.op("Div", [L.fill(2, dt),
+                                                  b.op("Add", [e, L.fill(1, dt)])])])
+    big = b.op("Where", [b.op("Less", [x[0], L.fill(0, dt)]), b.op("Neg", [big]), big])
+    # tiny |x|: tanh(x) rounds to x (also keeps subnormals, which Tanh may flush)
+    tiny_bound = 2.0 ** -27
+    mid = b.op("Where", [b.op("Less", [a, L.fill(tiny_bound, dt)]), x[0], b.op("Tanh", x)])
+    # from 0.625 on the result is >= 0.55, so the error of the small term stays < 2 ULP
+    return b.op("Where", [b.op("Less", [a, L.fill(0.625, dt)]), mid, big])
+
+
+def _lower_sigmoid(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, dt = L.b, node.output.dtype.name
+    e = b.op("Exp", [b.op("Neg", [b.op("Abs", x)])])
+    d = b.op("Add", [e, L.fill(1, dt)])
+    pos = b.op("Div", [L.fill(1, dt), d])
+    neg = b.op("Div", [e, d])
+    return b.op("Where", [b.op("GreaterOrEqual", [x[0], L.fill(0, dt)]), pos, neg])
+
+
+def _lower_div(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, dt = L.b, node.inputs[0].dtype.name
+    if dt in ("float32", "float64"):
+        return b.op("Div", x)
+    lo = np.iinfo(_np_dtype(dt)).min
+    zero, one, minus1 = L.fill(0, dt), L.fill(1, dt), L.fill(-1, dt)
+    yzero = b.op("Equal", [x[1], zero])
+    wrap = b.op("And", [b.op("Equal", [x[0], L.fill(lo, dt)]), b.op("Equal", [x[1], minus1])])
+    # a divisor that never traps: 1 where y == 0 (result replaced below) and where
+    # INT_MIN / -1 (INT_MIN / 1 = INT_MIN is the wrapped quotient amber defines)
+    sy = b.op("Where", [b.op("Or", [yzero, wrap]), one, x[1]])
+    q = b.op("Div", [x[0], sy])  # truncates toward zero
+    r = b.op("Sub", [x[0], b.op("Mul", [q, sy])])
+    adjust = b.op("And", [b.op("Not", [b.op("Equal", [r, zero])]),
+                          b.op("Xor", [b.op("Less", [r, zero]), b.op("Less", [sy, zero])])])
+    qf = b.op("Sub", [q, b.op("Cast", [adjust], to=_ONNX_DTYPE[dt])])
+    return b.op("Where", [yzero, zero, qf])
+
+
+def _lower_bool_cmp(kind: str) -> Any:
+    onnx_op = {"lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual"}[kind]
+
+    def lower(L: _Lowering, node: Node, x: list[str]) -> str:
+        b = L.b
+        if node.inputs[0].dtype.name != "bool":
+            return b.op(onnx_op, x)
+        if kind == "lt":
+            return b.op("And", [b.op("Not", [x[0]]), x[1]])
+        if kind == "le":
+            return b.op("Or", [b.op("Not", [x[0]]), x[1]])
+        if kind == "gt":
+            return b.op("And", [x[0], b.op("Not", [x[1]])])
+        return b.op("Or", [x[0], b.op("Not", [x[1]])])
+    return lower
+
+
+def _lower_ne(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.b.op("Not", [L.b.op("Equal", x)])
+
+
+def _lower_where(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    if node.output.dtype.name != "bool":
+        return b.op("Where", x)
+    return b.op("Or", [b.op("And", [x[0], x[1]]), b.op("And", [b.op("Not", [x[0]]), x[2]])])
+
+
+def _lower_cast(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    src, dst = node.inputs[0].dtype.name, node.attrs["dtype"]
+    dst = dst if isinstance(dst, str) else dst.name
+    if src == dst:
+        return b.op("Identity", x)
+    if dst == "bool":
+        if src == "bool":
+            return b.op("Identity", x)
+        return b.op("Not", [b.op("Equal", [x[0], L.fill(0, src)])])
+    if src in ("float32", "float64") and dst in ("int32", "int64"):
+        bits = 32 if dst == "int32" else 64
+        limit = 2.0 ** (bits - 1)
+        info = np.iinfo(_np_dtype(dst))
+        hi = b.op("GreaterOrEqual", [x[0], L.fill(limit, src)])
+        lo = b.op("LessOrEqual", [x[0], L.fill(-limit, src)])
+        bad = b.op("Or", [b.op("Or", [hi, lo]), b.op("IsNaN", x)])
+        safe = b.op("Where", [bad, L.fill(0, src), x[0]])
+        c = b.op("Cast", [safe], to=_ONNX_DTYPE[dst])  # in range: truncation toward zero
+        c = b.op("Where", [lo, L.fill(info.min, dst), c])
+        return b.op("Where", [hi, L.fill(info.max, dst), c])
+    return b.op("Cast", x, to=_ONNX_DTYPE[dst])
+
+
+def _conv_attrs(node: Node) -> dict[str, Any]:
+    a = node.attrs
+    pt, pb, pl, pr = (int(v) for v in a["padding"])
+    return {"strides": [int(v) for v in a["stride"]], "pads": [pt, pl, pb, pr],
+            "dilations": [int(v) for v in a["dilation"]], "group": int(a["groups"])}
+
+
+def _static(d: Any) -> bool:
+    return not isinstance(d, DimExpr)
+
+
+def _im2col(L: _Lowering, node: Node, x: str, kh: int, kw: int, oh: Any, ow: Any) -> str:
+    """``(N, C, H, W) -> (N, C, KH*KW, OH, OW)``: for every kernel position ``(p, q)`` the
+    strided window of the zero-padded input ``xp[.., i*sh + p*dh, j*sw + q*dw]``."""
+    b, a = L.b, node.attrs
+    pt, pb, pl, pr = (int(v) for v in a["padding"])
+    (sh, sw), (dh, dw) = ((int(v) for v in a["stride"]), (int(v) for v in a["dilation"]))
+    src = x
+    if pt or pb or pl or pr:
+        src = b.op("Pad", [x, b.const(np.array([0, 0, pt, pl, 0, 0, pb, pr], dtype=np.int64))])
+    axes = b.const(np.array([2, 3], dtype=np.int64))
+    steps = b.const(np.array([sh, sw], dtype=np.int64))
+    at2 = b.const(np.array([2], dtype=np.int64))
+    parts = []
+    for p in range(kh):
+        for q in range(kw):
+            starts = [p * dh, q * dw]
+            ends = [p * dh + sh * (oh - 1) + 1, q * dw + sw * (ow - 1) + 1]
+            t = b.op("Slice", [src, L.shape1(starts), L.shape1(ends), axes, steps])
+            parts.append(b.op("Unsqueeze", [t, at2]))
+    return parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=2)
+
+
+def _conv2d_matmul(L: _Lowering, node: Node, x: list[str]) -> str:
+    """conv2d as im2col and one batched MatMul (float64, which ONNX Runtime's Conv
+    lacks)."""
+    xv, wv = node.inputs
+    n = xv.shape[0]
+    o, cg, kh, kw = (int(v) for v in wv.shape)
+    oh, ow = node.output.shape[2], node.output.shape[3]
+    groups = int(node.attrs["groups"])
+    cols = L.reshape(_im2col(L, node, x[0], kh, kw, oh, ow),
+                     [n, groups, cg * kh * kw, oh * ow])
+    wm = L.reshape(x[1], [groups, o // groups, cg * kh * kw])
+    return L.reshape(L.b.op("MatMul", [wm, cols]), [n, o, oh, ow])
+
+
+def _conv2d_weight_grad_matmul(L: _Lowering, node: Node, x: list[str]) -> str:
+    """conv2d_weight_grad as im2col, a batched MatMul and a sum over the batch."""
+    b = L.b
+    xv, gv = node.inputs
+    n, c = xv.shape[0], xv.shape[1]
+    o, oh, ow = int(gv.shape[1]), gv.shape[2], gv.shape[3]
+    groups = int(node.attrs["groups"])
+    kh, kw = (int(v) for v in node.attrs["kernel_hw"])
+    cg = c // groups
+    cols = L.reshape(_im2col(L, node, x[0], kh, kw, oh, ow),
+                     [n, groups, cg * kh * kw, oh * ow])
+    gm = L.reshape(x[1], [n, groups, o // groups, oh * ow])
+    prod = b.op("MatMul", [gm, b.op("Transpose", [cols], perm=[0, 1, 3, 2])])
+    total = b.op("ReduceSum", [prod, b.const(np.array([0], dtype=np.int64))], keepdims=0)
+    return L.reshape(total, [o, cg, kh, kw])
+
+
+def _conv2d_input_grad_matmul(L: _Lowering, node: Node, x: list[str]) -> str:
+    """conv2d_input_grad as a batched MatMul (col2im columns) whose ``KH*KW`` slices are
+    dilated by the stride, placed at their kernel offsets, summed and cut to (H, W)."""
+    b, a = L.b, node.attrs
+    gv, wv = node.inputs
+    n, o, oh, ow = gv.shape[0], int(gv.shape[1]), gv.shape[2], gv.shape[3]
+    _, cg, kh, kw = (int(v) for v in wv.shape)
+    groups = int(a["groups"])
+    h, wd = a["input_hw"]
+    pt, pb, pl, pr = (int(v) for v in a["padding"])
+    (sh, sw), (dh, dw) = ((int(v) for v in a["stride"]), (int(v) for v in a["dilation"]))
+    c, kk = cg * groups, kh * kw
+    zero = L.fill(0, gv.dtype.name)
+    gm = L.reshape(x[0], [n, groups, o // groups, oh * ow])
+    wt = b.op("Transpose", [L.reshape(x[1], [groups, o // groups, cg * kk])], perm=[0, 2, 1])
+    cols = L.reshape(b.op("MatMul", [wt, gm]), [n, c, kk, oh, ow])
+    cols, shape = _interleave(L, cols, [n, c, kk, oh, ow], 3, sh - 1, zero)
+    cols, shape = _interleave(L, cols, shape, 4, sw - 1, zero)
+    span_h, span_w = shape[3], shape[4]
+    hp, wp = h + pt + pb, wd + pl + pr
+    at2 = b.const(np.array([2], dtype=np.int64))
+    parts = []
+    for p in range(kh):
+        for q in range(kw):
+            k = p * kw + q
+            part = b.op("Slice", [cols, b.const(np.array([k], dtype=np.int64)),
+                                  b.const(np.array([k + 1], dtype=np.int64)), at2])
+            pads = L.shape1([0, 0, 0, p * dh, q * dw,
+                             0, 0, 0, hp - p * dh - span_h, wp - q * dw - span_w])
+            parts.append(b.op("Pad", [part, pads, zero]))
+    total = parts[0] if len(parts) == 1 else b.op("Sum", parts)
+    total = b.op("Slice", [total, L.shape1([pt, pl]), L.shape1([pt + h, pl + wd]),
+                           b.const(np.array([3, 4], dtype=np.int64))])
+    return L.reshape(total, [n, c, h, wd])
+
+
+def _lower_conv2d(L: _Lowering, node: Node, x: list[str]) -> str:
+    if node.inputs[0].dtype.name == "float64":
+        return _conv2d_matmul(L, node, x)
+    kh, kw = node.inputs[1].shape[2], node.inputs[1].shape[3]
+    return L.b.op("Conv", x, kernel_shape=[int(kh), int(kw)], **_conv_attrs(node))
+
+
+def _lower_conv2d_input_grad(L: _Lowering, node: Node, x: list[str]) -> str:
+    if node.inputs[0].dtype.name == "float64":
+        return _conv2d_input_grad_matmul(L, node, x)
+    b, a = L.b, node.attrs
+    g, w = node.inputs
+    h, wd = a["input_hw"]
+    (sh, sw), (dh, dw) = a["stride"], a["dilation"]
+    pt, pb, pl, pr = a["padding"]
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    oh, ow = g.shape[2], g.shape[3]
+    attrs = _conv_attrs(node)
+    if all(_static(v) for v in (h, wd, oh, ow)):
+        # the transposed conv covers sh*(OH-1) + dh*(KH-1) + 1 - pt - pb rows; output
+        # padding (always < stride) extends it to exactly H; rows no window reads are 0
+        oph = int(h) - (sh * (int(oh) - 1) + dh * (kh - 1) + 1 - pt - pb)
+        opw = int(wd) - (sw * (int(ow) - 1) + dw * (kw - 1) + 1 - pl - pr)
+        return b.op("ConvTranspose", x, kernel_shape=[kh, kw], output_padding=[oph, opw],
+                    **attrs)
+    # symbolic sizes: no end padding, then cut to (H, W) and zero-fill what is missing
+    attrs["pads"] = [int(pt), int(pl), 0, 0]
+    y = b.op("ConvTranspose", x, kernel_shape=[kh, kw], **attrs)
+    hw = b.op("Concat", [L.dim1(h), L.dim1(wd)], "shape", axis=0)
+    y = b.op("Slice", [y, b.const(np.zeros(2, dtype=np.int64)), hw,
+                       b.const(np.array([2, 3], dtype=np.int64))])
+    have = b.op("Shape", [y], start=2, end=4)
+    missing = b.op("Max", [b.op("Sub", [hw, have]), b.const(np.zeros(2, dtype=np.int64))])
+    pads = b.op("Concat", [b.const(np.zeros(2, dtype=np.int64)), missing], axis=0)
+    return b.op("Pad", [y, pads, L.fill(0, g.dtype.name),
+                        b.const(np.array([2, 3], dtype=np.int64))])
+
+
+def _lower_conv2d_weight_grad(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, a = L.b, node.attrs
+    xv, gv = node.inputs
+    n, c, h, wd = xv.shape
+    oh, ow = gv.shape[2], gv.shape[3]
+    if xv.dtype.name == "float64" or not (_static(oh) and _static(ow)):
+        # no float64 Conv kernel; and a symbolic output size cannot be a kernel_shape
+        return _conv2d_weight_grad_matmul(L, node, x)
+    groups = int(a["groups"])
+    kh, kw = (int(v) for v in a["kernel_hw"])
+    cg = c // groups
+    # X'[cg, G*N, H, W] with X'[k, gi*N + n] = x[n, gi*Cg + k]; W'[O, N, OH, OW] = g^T
+    xr = L.reshape(x[0], [n, groups, cg, h, wd])
+    xr = b.op("Transpose", [xr], perm=[2, 1, 0, 3, 4])
+    xr = L.reshape(xr, [cg, groups * n, h, wd])
+    gt = b.op("Transpose", [x[1]], perm=[1, 0, 2, 3])
+    pt, pb, pl, pr = (int(v) for v in a["padding"])
+    y = b.op("Conv", [xr, gt], kernel_shape=[int(oh), int(ow)],
+             strides=[int(v) for v in a["dilation"]], dilations=[int(v) for v in a["stride"]],
+             pads=[pt, pl, pb, pr], group=groups)
+    # y: [Cg, O, >=KH, >=KW] -> [O, Cg, KH, KW]
+    y = b.op("Slice", [y, b.const(np.zeros(2, dtype=np.int64)),
+                       b.const(np.array([kh, kw], dtype=np.int64)),
+                       b.const(np.array([2, 3], dtype=np.int64))])
+    return b.op("Transpose", [y], perm=[1, 0, 2, 3])
+
+
+def _axes(node: Node, key: str = "axes") -> list[int]:
+    return [int(v) for v in node.attrs[key]]
+
+
+def _lower_sum(L: _Lowering, node: Node, x: list[str]) -> str:
+    axes = _axes(node)
+    b = L.b
+    if not axes:
+        return b.op("Identity", x)
+    keep = bool(node.attrs["keepdims"])
+    dt = node.inputs[0].dtype.name
+    if dt in ("float32", "float64"):
+        return b.op("ReduceSum", [x[0], b.const(np.array(axes, dtype=np.int64))],
+                    keepdims=int(keep))
+    # Integers must wrap, and ONNX Runtime's integer ReduceSum saturates on overflow:
+    # sum as a product with a column of ones instead (integer MatMul wraps).
+    shape = list(node.inputs[0].shape)
+    kept = [i for i in range(len(shape)) if i not in axes]
+    m: Any = 1
+    k: Any = 1
+    for i in kept:
+        m = m * shape[i]
+    for i in axes:
+        k = k * shape[i]
+    t = x[0]
+    if kept + axes != list(range(len(shape))):
+        t = b.op("Transpose", [t], perm=kept + axes)
+    t = L.reshape(t, [m, k])
+    if _static(k):
+        ones = b.const(np.ones((int(k), 1), dtype=_np_dtype(dt)))
+    else:
+        ones = b.op("Expand", [b.const(np.ones((1, 1), dtype=_np_dtype(dt))),
+                               L.shape1([k, 1])])
+    t = b.op("MatMul", [t, ones])
+    out = [1 if i in axes else d for i, d in enumerate(shape)] if keep else \
+        [shape[i] for i in kept]
+    return L.reshape(t, out)
+
+
+def _lower_extremum(onnx_op: str) -> Any:
+    def lower(L: _Lowering, node: Node, x: list[str]) -> str:
+        b = L.b
+        axes = _axes(node)
+        if not axes:
+            return b.op("Identity", x)
+        keep = int(bool(node.attrs["keepdims"]))
+        ax = b.const(np.array(axes, dtype=np.int64))
+        r = b.op(onnx_op, [x[0], ax], keepdims=keep)
+        dt = node.inputs[0].dtype.name
+        if dt not in ("float32", "float64"):
+            return r
+        any_nan = b.op("ReduceMax", [b.op("IsNaN", x), ax], keepdims=keep)
+        return b.op("Where", [any_nan, L.fill(np.nan, dt), r])
+    return lower
+
+
+def _lower_arg(onnx_op: str) -> Any:
+    def lower(L: _Lowering, node: Node, x: list[str]) -> str:
+        b = L.b
+        axis, keep = int(node.attrs["axis"]), int(bool(node.attrs["keepdims"]))
+        dt = node.inputs[0].dtype.name
+        src = x[0]
+        if dt == "bool":
+            src = b.op("Cast", [src], to=_ONNX_DTYPE["int32"])
+        r = b.op(onnx_op, [src], axis=axis, keepdims=keep, select_last_index=0)
+        if dt not in ("float32", "float64"):
+            return r
+        nan = b.op("IsNaN", x)
+        first_nan = b.op("ArgMax", [b.op("Cast", [nan], to=_ONNX_DTYPE["int32"])],
+                         axis=axis, keepdims=keep, select_last_index=0)
+        any_nan = b.op("ReduceMax", [nan, b.const(np.array([axis], dtype=np.int64))],
+                       keepdims=keep)
+        return b.op("Where", [any_nan, first_nan, r])
+    return lower
+
+
+def _lower_reshape(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.reshape(x[0], list(node.attrs["shape"]))
+
+
+def _lower_transpose(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.b.op("Transpose", x, perm=[int(p) for p in node.attrs["perm"]])
+
+
+def _lower_broadcast_to(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.b.op("Expand", [x[0], L.shape1(list(node.attrs["shape"]))])
+
+
+def _lower_slice(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    shape = node.inputs[0].shape
+    axes, starts, stops, steps = [], [], [], []
+    for d, (a, e, s) in enumerate(zip(node.attrs["starts"], node.attrs["stops"],
+                                      node.attrs["steps"])):
+        full = dim_equal(e, shape[d])
+        if dim_equal(a, 0) and full and int(s) == 1:
+            continue
+        axes.append(d)
+        starts.append(a)
+        stops.append(INT64_MAX if full else e)  # Slice clamps the end to the size
+        steps.append(int(s))
+    if not axes:
+        return b.op("Identity", x)
+    return b.op("Slice", [x[0], L.shape1(starts), L.shape1(stops),
+                          b.const(np.array(axes, dtype=np.int64)),
+                          b.const(np.array(steps, dtype=np.int64))])
+
+
+def _interleave(L: _Lowering, x: str, shape: list[Any], d: int, i: int, fill: str
+                ) -> tuple[str, list[Any]]:
+    """Insert ``i`` elements of ``fill`` between neighbours along dim ``d`` of ``x``
+    (shape ``shape``): ``[.., n, ..] -> [.., n, 1, ..]``, pad ``i`` after on the new axis,
+    merge to ``[.., n*(i+1), ..]`` and drop the last ``i``. Returns the new name and
+    shape."""
+    n = shape[d]
+    if i == 0 or (_static(n) and int(n) <= 1):
+        return x, shape
+    b = L.b
+    rank = len(shape)
+    t = L.reshape(x, shape[:d + 1] + [1] + shape[d + 1:])
+    pads = [0] * (2 * (rank + 1))
+    pads[rank + 1 + d + 1] = i
+    t = b.op("Pad", [t, b.const(np.array(pads, dtype=np.int64)), fill])
+    t = L.reshape(t, shape[:d] + [n * (i + 1)] + shape[d + 1:])
+    t = b.op("Slice", [t, b.const(np.array([0], dtype=np.int64)), L.dim1(n * (i + 1) - i),
+                       b.const(np.array([d], dtype=np.int64))])
+    out = list(shape)
+    out[d] = n + (n - 1) * i
+    return t, out
+
+
+def _lower_pad(L: _Lowering, node: Node, x: list[str]) -> str:
+    from .ops.elementwise import cast as _cast
+
+    b = L.b
+    dt = node.inputs[0].dtype.name
+    fill_value = _cast.impl(np.array(float(node.attrs["value"]), dtype=np.float64), dtype=dt)
+    fill = b.const(np.asarray(fill_value, dtype=_np_dtype(dt)))
+    cur = x[0]
+    shape = list(node.inputs[0].shape)
+    for d, inner in enumerate(node.attrs["interior"]):
+        cur, shape = _interleave(L, cur, shape, d, int(inner), fill)
+    lo = [int(v) for v in node.attrs["lo"]]
+    hi = [int(v) for v in node.attrs["hi"]]
+    if not any(lo) and not any(hi):
+        return cur if cur != x[0] else b.op("Identity", x)
+    return b.op("Pad", [cur, b.const(np.array(lo + hi, dtype=np.int64)), fill])
+
+
+def _lower_concat(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.b.op("Concat", x, axis=int(node.attrs["axis"]))
+
+
+def _lower_take(L: _Lowering, node: Node, x: list[str]) -> str:
+    return L.b.op("Gather", x, axis=int(node.attrs["axis"]))
+
+
+def _lower_scatter_add(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    base, idx, _src = node.inputs
+    axis = int(node.attrs["axis"])
+    k: Any = 1
+    for d in idx.shape:
+        k = k * d
+    r = len(base.shape)
+    src_shape = list(base.shape[:axis]) + [k] + list(base.shape[axis + 1:])
+    src = L.reshape(x[2], src_shape)
+    ind = L.reshape(x[1], [1] * axis + [k] + [1] * (r - axis - 1))
+    ind = b.op("Expand", [ind, L.shape1(src_shape)])
+    return b.op("ScatterElements", [x[0], ind, src], axis=axis, reduction="add")
+
+
+def _lower_dim_value(L: _Lowering, node: Node, x: list[str]) -> str:
+    v = node.attrs["value"]
+    if _static(v):
+        return L.b.const(np.array(int(v), dtype=np.int64))
+    return L.b.op("Reshape", [L.dim1(v), L.b.const(np.zeros((0,), dtype=np.int64))])
+
+
+_LOWER: dict[str, Any] = {
+    "neg": _unary("Neg"), "abs": _unary("Abs"), "sign": _unary("Sign"),
+    "floor": _unary("Floor"), "sqrt": _unary("Sqrt"), "exp": _unary("Exp"),
+    "log": _unary("Log"), "tanh": _lower_tanh, "sigmoid": _lower_sigmoid,
+    "sin": _unary("Sin"), "cos": _unary("Cos"), "erf": _unary("Erf"),
+    "logical_not": _unary("Not"),
+    "add": _binary("Add"), "sub": _binary("Sub"), "mul": _binary("Mul"), "div": _lower_div,
+    "pow": _binary("Pow"), "maximum": _binary("Max", "Or"), "minimum": _binary("Min", "And"),
+    "eq": _binary("Equal"), "ne": _lower_ne, "lt": _lower_bool_cmp("lt"),
+    "le": _lower_bool_cmp("le"), "gt": _lower_bool_cmp("gt"), "ge": _lower_bool_cmp("ge"),
+    "logical_and": _binary("And"), "logical_or": _binary("Or"),
+    "where": _lower_where, "cast": _lower_cast, "matmul": _binary("MatMul"),
+    "conv2d": _lower_conv2d, "conv2d_input_grad": _lower_conv2d_input_grad,
+    "conv2d_weight_grad": _lower_conv2d_weight_grad,
+    "sum": _lower_sum, "max": _lower_extremum("ReduceMax"), "min": _lower_extremum("ReduceMin"),
+    "argmax": _lower_arg("ArgMax"), "argmin": _lower_arg("ArgMin"),
+    "reshape": _lower_reshape, "transpose": _lower_transpose,
+    "broadcast_to": _lower_broadcast_to, "slice": _lower_slice, "pad": _lower_pad,
+    "concat": _lower_concat, "take": _lower_take, "scatter_add": _lower_scatter_add,
+    "dim_value": _lower_dim_value,
+}
+assert set(_LOWER) == set(SUPPORTED)
+
+
+# ----------------------------------------------------------------------------- public API
+
+def _as_program(program_or_path: Any) -> Program:
+    if isinstance(program_or_path, Program):
+        return program_or_path
+    prog = getattr(program_or_path, "program", None)  # an am.Model
+    if isinstance(prog, Program):
+        return prog
+    if isinstance(program_or_path, (str, os.PathLike, bytes, bytearray)):
+        from .model import load
+
+        if isinstance(program_or_path, bytearray):
+            program_or_path = bytes(program_or_path)
+        return load(program_or_path).program
+    raise TypeError(f"am.onnx.export: expected an amber Program, Model, or the path of a "
+                    f".amber file, got {type(program_or_path).__name__}")
+
+
+def _value_info(onnx: Any, name: str, dtype: str, shape: Sequence[Any]) -> Any:
+    dims = [int(d) if _static(d) else format_dim(d) for d in shape]
+    return onnx.helper.make_tensor_value_info(name, _ONNX_DTYPE[dtype], dims)
+
+
+def to_onnx(program_or_path: Any, entry: str = "forward", opset: int = DEFAULT_OPSET
+            ) -> onnx.ModelProto:
+    """Convert entry point ``entry`` of an amber program (a :class:`~amber.Program`, an
+    ``am.Model`` or the path of a ``.amber`` file) to an ONNX ``ModelProto``.
+
+    Raises:
+        OnnxExportError: a node cannot be exported exactly (names the node and why).
+        OnnxUnavailableError: the ``onnx`` extra is not installed.
+    """
+    onnx = _import_onnx()
+    newest = int(onnx.defs.onnx_opset_version())
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise OnnxExportError(f"onnx export: opset {opset!r} is not supported; choose "
+                              f"{MIN_OPSET}..{newest}")
+    program = _as_program(program_or_path)
+    ep = program.entry(entry)
+    fn = program.functions[ep.function]
+    reserved = [p.name for p in ep.inputs] + [p.name for p in ep.outputs] + \
+        list(program.weights)
+    if len(set(p.name for p in ep.inputs) | set(p.name for p in ep.outputs)) != \
+            len(ep.inputs) + len(ep.outputs):
+        raise OnnxExportError(f"onnx export of {entry!r}: input and output names must be "
+                              f"distinct, got {[p.name for p in ep.inputs]} -> "
+                              f"{[p.name for p in ep.outputs]}")
+    b = _Builder(onnx, reserved)
+    sources: dict[str, tuple[str, int]] = {}
+    for port in ep.inputs:
+        for i, d in enumerate(port.shape):
+            if isinstance(d, DimExpr) and d.is_symbol() and d.name not in sources:
+                sources[d.name] = (port.name, i)
+    L = _Lowering(program, fn, b, sources)
+    L.port_names = {p.name for p in ep.inputs} | {p.name for p in ep.outputs}
+    for port, param in zip(ep.inputs, fn.params):
+        L.names[id(param)] = port.name
+    L.run()
+    for port, v in zip(ep.outputs, fn.results):
+        b.op_to("Identity", [L.name(v)], port.name)
+    graph = onnx.helper.make_graph(
+        b.nodes, f"amber_{entry}",
+        [_value_info(onnx, p.name, p.dtype.name, p.shape) for p in ep.inputs],
+        [_value_info(onnx, p.name, p.dtype.name, p.shape) for p in ep.outputs],
+        initializer=b.initializers)
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    from . import __version__
+
+    model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="amber",
+                                   producer_version=__version__,
+                                   doc_string=f"amber entry point {entry!r}, opset "
+                                              f"{program.opset_version}")
+    model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(model)
+    return model
+
+
+def export(program_or_path: Any, path: str | os.PathLike[str] | None, entry: str = "forward",
+           opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export entry point ``entry`` of ``program_or_path`` (a Program, an ``am.Model`` or
+    a ``.amber`` path) as an ONNX model written to ``path`` (skipped if ``None``), and
+    return the ``ModelProto``. Weights become initializers; symbolic dims become named
+    ``dim_param`` s. See the module docstring for the exactness rule.
+
+    Raises:
+        OnnxExportError: some node cannot be exported exactly (nothing is written).
+        OnnxUnavailableError: the ``onnx`` extra is not installed.
+    """
+    model = to_onnx(program_or_path, entry=entry, opset=opset)
+    if path is not None:
+        with open(os.fspath(path), "wb") as f:
+            f.write(model.SerializeToString())
+    return model
+
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "REFUSED",
+    "REFUSED_DTYPES",
+    "REFUSED_NODES",
+    "SUPPORTED",
+    "OnnxExportError",
+    "OnnxUnavailableError",
+    "export",
+    "to_onnx",
+]
