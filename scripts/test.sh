@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-pip install -q -e '.[test,torch]'
+pip install -q -e '.[test,torch,onnx]'
 echo "== ruff"; ruff check src tests examples bench
 echo "== mypy"; mypy src/amber
 echo "== pytest"

@@ -289,6 +289,25 @@ def test_gradient_of_a_data_dependent_while_loop(tmp_path) -> None:
     assert "while(" in str(program)
 
 
+def test_gradient_of_fori_loop_with_a_traced_bound_including_zero_trips(tmp_path) -> None:
+    def f(x, w, n):
+        return am.fori_loop(0, n, lambda i, c: (c * w).sin() + c, x).sum()
+
+    x, w = RNG.standard_normal(3), RNG.standard_normal(3)
+    _grad_export_check(f, [am.spec("k", dtype=F64)] * 2,
+                       [([x, w], [I64(n)]) for n in (0, 1, 3)], tmp_path,
+                       extra_specs=[am.tensor(I64(2))])
+
+
+def test_gradient_of_a_length_0_scan(tmp_path) -> None:
+    def f(xs, h0):
+        h, ys = am.scan(lambda h, x: (h * x + 1.0, h.sum()), h0, xs)
+        return (h * h).sum() + ys.sum()
+
+    _grad_export_check(f, [am.spec(0, 2, dtype=F64), am.spec(2, dtype=F64)],
+                       [([np.zeros((0, 2)), RNG.standard_normal(2)], [])], tmp_path)
+
+
 def test_gradient_of_a_recursive_function_is_recursive(tmp_path) -> None:
     @am.function
     def power(n, x, w):
@@ -463,6 +482,18 @@ def test_a_loop_past_the_iteration_limit_is_a_typed_error(tmp_path) -> None:
                       am.spec(1, dtype=F64), check=False)
     with pytest.raises(am.IterationLimitError, match="past the limit of 50"):
         Interpreter(never, max_iterations=50).run("forward", np.zeros(1))
+
+    # no limit in force at capture: the node stores null, the runtime's limit still holds
+    with am.control.limits(max_iterations=None):
+        unbounded = am.export(lambda x: am.while_loop(lambda c: c.sum() < 3.0,
+                                                      lambda c: c + 1.0, x),
+                              am.spec(1, dtype=F64))
+    loaded = _roundtrip(unbounded, tmp_path, "unbounded").program
+    node = next(n for n in loaded.functions["forward"].nodes if n.op == "while")
+    assert node.attrs["max_iterations"] is None
+    assert Interpreter(loaded).run("forward", np.zeros(1))[0] == 3.0
+    with pytest.raises(am.IterationLimitError, match="past the limit of 2"):
+        Interpreter(loaded, max_iterations=2).run("forward", np.zeros(1))
 
 
 def test_an_opset_1_file_may_not_use_control_flow(tmp_path) -> None:

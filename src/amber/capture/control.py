@@ -87,6 +87,8 @@ class _Session:
     used: set[str] = field(default_factory=set)
     depth: int = 0
     in_progress: list[_GraphFn] = field(default_factory=list)
+    # id(graph function being traced) -> captures passed by each recursive call so far
+    pending_calls: dict[int, list[int]] = field(default_factory=dict)
 
     def unique(self, base: str) -> str:
         base = _clean(base)
@@ -130,9 +132,9 @@ def capture_session(program: Program) -> Iterator[_Session]:
 
 def _session() -> _Session:
     if not _sessions.stack:
-        # capture outside Program.add (e.g. trace.capture called directly)
-        sess = _Session(Program())
-        _sessions.stack.append(sess)
+        raise CaptureError("control flow is captured into a program: capture with "
+                           "am.export(...) or program.add(...), which collect the functions "
+                           "that cond, while_loop, scan and graph functions create")
     return _sessions.stack[-1]
 
 
@@ -958,11 +960,9 @@ def _emit_graph_call(gf: GraphFunction, rec: _GraphFn, tensors: list[Tensor]) ->
     out = emit("call", [*tensors, *caps], {"callee": rec.fn.name},
                _subst(rec.result_avals, env))
     if rec.in_progress:
-        _pending_calls.setdefault(id(rec), []).append(len(caps))
+        _session().pending_calls.setdefault(id(rec), []).append(len(caps))
     return tree_unflatten(rec.out_treedef, out)
 
-
-_pending_calls: dict[int, list[int]] = {}
 
 _MAX_ATTEMPTS = 4
 
@@ -993,7 +993,7 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
         fn = sess.new_function(gf.name)
         rec = _GraphFn(fn, list(avals), result_avals, out_td, list(preseed))
         recs.append(rec)
-        _pending_calls.pop(id(rec), None)
+        sess.pending_calls.pop(id(rec), None)
         sess.depth += 1
         sess.in_progress.append(rec)
 
@@ -1020,7 +1020,7 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
         _set_results(fn, tr, out_leaves)
         rec.captures = list(tr.captures)
         res = [r.aval for r in fn.results]
-        used = _pending_calls.pop(id(rec), [])
+        used = sess.pending_calls.pop(id(rec), [])
         if rec.provisional:  # an enclosing function is traced again, and this one with it
             rec.result_avals, rec.out_treedef = res, otd
             return rec
