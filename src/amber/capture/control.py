@@ -721,13 +721,12 @@ def _while_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Te
             g_c, g_e = ps[1:1 + nc], ps[1 + nc:1 + nc + ne]
             c0, e = ps[1 + nc + ne:1 + nc + ne + n], ps[1 + nc + ne + n:]
             cj = emit("while", [*c0, Tensor(np.asarray(0, np.int64)), j, *e],
-                      {"cond": to_j_cond.name, "body": to_j.name, "num_carries": n + 2,
+                      {"cond": to_j_cond.name, "body": to_j_body.name, "num_carries": n + 2,
                        "max_iterations": lim}, [*c_av, i64, i64])[:n]
             r = emit_call(vb, [*cj, *e, *g_c])
             rc, re_ = r[:nc], r[nc:]
             return [j, *rc, *[a + b for a, b in zip(g_e, re_)]]
 
-        to_j = to_j_body
         bwc = make_function(body.name + "_bwd_cond", bw_avals, bw_cond)
         bwb = make_function(body.name + "_bwd", bw_avals, bw_body)
         g0 = [_cot_or_zero(gs[i], outs[i]) for i in f_c]
