@@ -104,17 +104,23 @@ def _like(t: Tensor, dtype: Any) -> D.DType:
     return t.dtype if dtype is None else D.as_dtype(dtype)
 
 
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    """A tensor of ``t``'s shape filled with ``fill_value``. Under capture (``t`` traced,
+    possibly with symbolic dims) it is built from ops, so the shape stays symbolic."""
+    if t._data is None:
+        from . import functional as F
+
+        return F.full_like(t, fill_value, dtype)
+    return _make(np.full(t.shape, fill_value, dtype=_like(t, dtype).np), requires_grad)
+
+
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.zeros(t.shape, dtype=_like(t, dtype).np), requires_grad)
+    return full_like(t, 0, dtype, requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.ones(t.shape, dtype=_like(t, dtype).np), requires_grad)
-
-
-def full_like(t: Tensor, fill_value: Any, dtype: Any = None,
-              requires_grad: bool = False) -> Tensor:
-    return _make(np.full(t.shape, fill_value, dtype=_like(t, dtype).np), requires_grad)
+    return full_like(t, 1, dtype, requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,

@@ -288,3 +288,13 @@ def test_same_weight_name_with_different_values_is_refused():
     with pytest.raises(am.IRError, match="already in the program with different values"):
         p.add(b, am.spec("n", 3), name="other")
     assert list(p.entries) == ["forward"]
+
+
+def test_like_constructors_keep_symbolic_shapes() -> None:
+    program = am.export(lambda a: am.zeros_like(a) + am.ones_like(a) * 2 + am.full_like(a, 3),
+                        am.spec("n", 3))
+    from amber.interpreter import Interpreter
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = Interpreter(program).run("forward", x)[0]
+    np.testing.assert_array_equal(out, np.full((2, 3), 5, np.float32))

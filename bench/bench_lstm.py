@@ -1,0 +1,468 @@
+"""LSTM benchmark: one LSTM layer over a 100-step sequence (input 64, hidden 128, batch 1
+and 16) in amber's native runtime, amber's reference interpreter, PyTorch eager and ONNX
+Runtime's ``Loop``, on the same weights.
+
+The amber model is an ``nn.Module`` whose forward projects all inputs at once
+(``xs @ W_ih^T + b``, as PyTorch's CPU LSTM does) and then runs the recurrence with
+``am.while_loop`` (``t < T``, the sequence length being a symbolic dim of the input);
+it is exported with symbolic ``t`` and ``b`` and returns the final ``(h, c)``. The
+competitors:
+
+* **amber native**: the exported file in the C runtime through its ctypes binding
+  (``amber.native.NativeModel``, one session reused; the time includes the binding's
+  input checks and the copy of the outputs into NumPy arrays);
+* **amber reference**: the same file in the NumPy reference interpreter;
+* **amber eager**: the module itself under ``am.no_grad()`` (for scale);
+* **torch eager**: ``torch.nn.LSTM`` holding the same weights, under
+  ``torch.inference_mode()``;
+* **ORT Loop**: a hand-built ONNX model -- the same input projection, then a ``Loop`` node
+  whose body is the same LSTM cell (``Gather`` of step ``t``, ``MatMul`` with
+  ``W_hh^T``, ``Split`` into the gates i, f, g, o, ``Sigmoid``/``Tanh``) -- in ONNX
+  Runtime's CPU execution provider.
+
+Before timing, every runtime's ``(h, c)`` is compared with amber's reference interpreter
+(max abs error recorded; beyond 1e-4 the benchmark stops). Runs are interleaved: every
+repeat times every runtime on every case, rotating which goes first; each sample is a loop
+of calls lasting about ``--budget`` seconds after one untimed call and ``--pause`` seconds
+idle; each figure is the median over ``--repeats`` samples of the wall time per call and
+of the process CPU time per call (which other processes on a loaded machine do not
+inflate). Thread counts are set explicitly (``--threads``, default 1): BLAS (set before
+NumPy is imported), ONNX Runtime (intra-op; inter-op 1), PyTorch (intra-op and inter-op)
+and the native runtime's session.
+
+Usage (from the repository root, in an environment with torch==2.13.0, onnx and
+onnxruntime, and amber importable with its native library)::
+
+    python bench/bench_lstm.py                            # print a Markdown section
+    python bench/bench_lstm.py --append bench/RESULTS.md  # and append it
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _early_threads(argv: list[str]) -> int:
+    """The --threads value, needed before NumPy (and its BLAS) is imported."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+_THREADS = _early_threads(sys.argv[1:])
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(_THREADS)
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import amber as am  # noqa: E402
+import amber.nn as nn  # noqa: E402
+
+SEQ, INPUT, HIDDEN = 100, 64, 128
+BATCHES = (1, 16)
+RUNTIMES = ("amber native", "amber reference", "amber eager", "torch eager", "ORT Loop")
+BASELINE = "amber native"
+TOLERANCE = 1e-4
+
+
+class BenchmarkError(am.AmberError):
+    """A runtime is missing or disagrees with the reference interpreter."""
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class LSTMLayer(nn.Module):
+    """One LSTM layer (PyTorch's parameter names, gate order i, f, g, o and
+    initialisation); ``forward(xs)`` with ``xs`` (T, B, I) returns the final ``(h, c)``."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        k = 1.0 / float(np.sqrt(hidden_size))
+        self.weight_ih = nn.Parameter(am.rand(4 * hidden_size, input_size) * (2 * k) - k)
+        self.weight_hh = nn.Parameter(am.rand(4 * hidden_size, hidden_size) * (2 * k) - k)
+        self.bias_ih = nn.Parameter(am.rand(4 * hidden_size) * (2 * k) - k)
+        self.bias_hh = nn.Parameter(am.rand(4 * hidden_size) * (2 * k) - k)
+
+    def forward(self, xs: am.Tensor) -> tuple[am.Tensor, am.Tensor]:
+        hidden = self.weight_hh.shape[1]
+        xw = xs @ self.weight_ih.T + (self.bias_ih + self.bias_hh)  # all steps at once
+        w_hh = self.weight_hh.T
+        h0 = am.zeros(hidden, dtype=xs.dtype).broadcast_to((xs.shape[1], hidden))
+        steps = xs.shape[0]
+
+        def step(carry: tuple[am.Tensor, am.Tensor, am.Tensor]
+                 ) -> tuple[am.Tensor, am.Tensor, am.Tensor]:
+            t, h, c = carry
+            i, f, g, o = (xw[t] + h @ w_hh).chunk(4, dim=1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            return t + 1, o.sigmoid() * c.tanh(), c
+
+        _, h, c = am.while_loop(lambda carry: carry[0] < steps, step,
+                                (am.tensor(np.int64(0)), h0, h0))
+        return h, c
+
+
+def weights_of(model: LSTMLayer) -> dict[str, np.ndarray]:
+    """The layer's parameters as float32 arrays."""
+    return {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
+
+
+def torch_lstm(w: dict[str, np.ndarray]) -> Any:
+    """``torch.nn.LSTM(INPUT, HIDDEN)`` holding the same weights."""
+    import torch
+
+    lstm = torch.nn.LSTM(INPUT, HIDDEN)
+    with torch.no_grad():
+        for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(lstm, f"{k}_l0").copy_(torch.from_numpy(w[k]))
+    lstm.eval()
+    return lstm
+
+
+def onnx_loop_model(w: dict[str, np.ndarray], path: Path) -> None:
+    """Write the hand-built ONNX model: input projection, then ``Loop`` over the steps
+    with the LSTM cell as its body; outputs the final ``h`` and ``c``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = TensorProto.FLOAT
+    h = HIDDEN
+    body_nodes = [
+        helper.make_node("Gather", ["xw", "t"], ["x_t"], axis=0),
+        helper.make_node("MatMul", ["h_in", "w_hh_t"], ["hw"]),
+        helper.make_node("Add", ["x_t", "hw"], ["gates"]),
+        helper.make_node("Split", ["gates", "split4"], ["gi", "gf", "gg", "go"], axis=1),
+        helper.make_node("Sigmoid", ["gi"], ["i"]),
+        helper.make_node("Sigmoid", ["gf"], ["f"]),
+        helper.make_node("Tanh", ["gg"], ["g"]),
+        helper.make_node("Sigmoid", ["go"], ["o"]),
+        helper.make_node("Mul", ["f", "c_in"], ["fc"]),
+        helper.make_node("Mul", ["i", "g"], ["ig"]),
+        helper.make_node("Add", ["fc", "ig"], ["c_out"]),
+        helper.make_node("Tanh", ["c_out"], ["tc"]),
+        helper.make_node("Mul", ["o", "tc"], ["h_out"]),
+        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+    ]
+    body = helper.make_graph(
+        body_nodes, "lstm_cell",
+        [helper.make_tensor_value_info("t", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_in", f32, ["B", h]),
+         helper.make_tensor_value_info("c_in", f32, ["B", h])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", f32, ["B", h]),
+         helper.make_tensor_value_info("c_out", f32, ["B", h])],
+        initializer=[numpy_helper.from_array(np.array([h] * 4, np.int64), "split4")])
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(w["weight_ih"].T), "w_ih_t"),
+        numpy_helper.from_array(np.ascontiguousarray(w["weight_hh"].T), "w_hh_t"),
+        numpy_helper.from_array(w["bias_ih"] + w["bias_hh"], "bias"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero1"),
+        numpy_helper.from_array(np.array([1], np.int64), "one1"),
+        numpy_helper.from_array(np.array([2], np.int64), "two1"),
+        numpy_helper.from_array(np.array([h], np.int64), "hidden1"),
+        numpy_helper.from_array(np.array(True), "true"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["xs", "w_ih_t"], ["xw0"]),
+        helper.make_node("Add", ["xw0", "bias"], ["xw"]),
+        helper.make_node("Shape", ["xs"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero1", "one1"], ["steps1"]),
+        helper.make_node("Squeeze", ["steps1", "zero1"], ["steps"]),
+        helper.make_node("Slice", ["shape", "one1", "two1"], ["batch1"]),
+        helper.make_node("Concat", ["batch1", "hidden1"], ["state_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["state_shape"], ["zeros"],
+                         value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        helper.make_node("Loop", ["steps", "true", "zeros", "zeros"], ["h", "c"], body=body),
+    ]
+    graph = helper.make_graph(
+        nodes, "lstm_loop", [helper.make_tensor_value_info("xs", f32, ["T", "B", INPUT])],
+        [helper.make_tensor_value_info("h", f32, ["B", h]),
+         helper.make_tensor_value_info("c", f32, ["B", h])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="amber bench_lstm")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+@dataclass
+class Runners:
+    """A callable per runtime (inputs in, ``[h, c]`` out) and notes for the report."""
+
+    fns: dict[str, Runner] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def build_runners(model: LSTMLayer, workdir: Path, threads: int) -> Runners:
+    """Export, save and open the model in every runtime.
+
+    Raises:
+        BenchmarkError: the native runtime is not available (no made-up figures).
+    """
+    import onnxruntime as ort
+    import torch
+
+    import amber.native as native
+
+    r = Runners()
+    path = workdir / "lstm.amber"
+    program = am.export(model, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)})
+    program.save(path)
+    if not native.available():
+        raise BenchmarkError("amber's native runtime is unavailable (install amber with its "
+                             "library or set AMBER_LIBRARY); refusing to report without it")
+    nat = native.NativeModel(path, threads=threads)
+    n, failed = nat.verify()
+    if failed:
+        raise BenchmarkError(f"{failed} of {n} test vectors fail natively")
+    r.fns["amber native"] = lambda x: nat.run("forward", x)
+    r.notes["amber native"] = (f"C runtime via ctypes (amber.native.NativeModel), "
+                               f"threads={threads}, {native.library_path()}")
+    ref = am.load(path, backend="reference").program
+    r.fns["amber reference"] = lambda x: ref.run("forward", x)
+    r.notes["amber reference"] = "NumPy interpreter (Program.run)"
+
+    def eager(x: np.ndarray) -> list[np.ndarray]:
+        with am.no_grad():
+            h, c = model(am.tensor(x))
+        return [h.numpy(), c.numpy()]
+
+    r.fns["amber eager"] = eager
+    r.notes["amber eager"] = "the module under am.no_grad()"
+
+    lstm = torch_lstm(weights_of(model))
+
+    def run_torch(x: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            _, (h, c) = lstm(torch.from_numpy(x))
+        return [h[0].numpy(), c[0].numpy()]
+
+    r.fns["torch eager"] = run_torch
+    r.notes["torch eager"] = (f"torch.nn.LSTM, inference_mode, set_num_threads({threads}), "
+                              f"set_num_interop_threads(1)")
+    onnx_path = workdir / "lstm_loop.onnx"
+    onnx_loop_model(weights_of(model), onnx_path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    r.fns["ORT Loop"] = lambda x: sess.run(None, {"xs": x})
+    r.notes["ORT Loop"] = (f"hand-built ONNX (opset 17) with a Loop node, CPU EP, "
+                           f"intra_op_num_threads={threads}, inter_op_num_threads=1, "
+                           f"sequential, default graph optimizations")
+    return r
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def sample(fn: Callable[[], Any], budget: float, pause: float) -> tuple[float, float]:
+    """(wall seconds per call, process CPU seconds per call) over a loop of about
+    ``budget`` seconds, after ``pause`` seconds idle and one untimed call."""
+    time.sleep(pause)
+    fn()
+    n = 0
+    w0, c0 = time.perf_counter(), time.process_time()
+    while True:
+        fn()
+        n += 1
+        w = time.perf_counter() - w0
+        if w >= budget:
+            break
+    return w / n, (time.process_time() - c0) / n
+
+
+@dataclass
+class Case:
+    """One batch size: its input, and per runtime the samples and the agreement."""
+
+    batch: int
+    x: np.ndarray
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    max_err: dict[str, float] = field(default_factory=dict)
+
+
+def check_agreement(case: Case, runners: Runners) -> None:
+    """Every runtime's ``(h, c)`` against the reference interpreter's.
+
+    Raises:
+        BenchmarkError: a runtime differs by more than ``TOLERANCE``.
+    """
+    want = runners.fns["amber reference"](case.x)
+    for rt, fn in runners.fns.items():
+        got = fn(case.x)
+        err = max(float(np.max(np.abs(np.asarray(g, np.float64) - w)))
+                  if np.shape(g) == w.shape else float("inf") for g, w in zip(got, want))
+        case.max_err[rt] = err
+        if not err <= TOLERANCE:
+            raise BenchmarkError(f"batch {case.batch}: {rt} differs from the reference "
+                                 f"interpreter by {err:g}")
+
+
+def time_cases(cases: list[Case], runners: Runners, repeats: int, budget: float,
+               pause: float) -> None:
+    """Interleaved: every repeat times every runtime on every case, rotating the order."""
+    names = [rt for rt in RUNTIMES if rt in runners.fns]
+    for case in cases:  # warm-up: one-time costs stay out of the samples
+        for rt in names:
+            sample(lambda rt=rt, case=case: runners.fns[rt](case.x), 0.2, 0.0)
+    for rep in range(repeats):
+        for case in cases:
+            shift = rep % len(names)
+            for rt in names[shift:] + names[:shift]:
+                w, c = sample(lambda rt=rt, case=case: runners.fns[rt](case.x), budget, pause)
+                case.wall.setdefault(rt, []).append(w)
+                case.cpu.setdefault(rt, []).append(c)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine_lines(threads: int) -> list[str]:
+    """Date, machine, versions and thread settings."""
+    import onnxruntime as ort
+    import torch
+
+    import onnx
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return [
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: nproc={os.cpu_count()}, CPU: {cpu}, {platform.system()} "
+        f"{platform.release()}",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}, torch "
+        f"{torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}, "
+        f"amber {am.__version__}",
+        f"- threads: {threads} everywhere (OPENBLAS_NUM_THREADS/OMP_NUM_THREADS={threads} "
+        f"before NumPy is imported; torch.set_num_threads({threads}); ORT "
+        f"intra_op_num_threads={threads}; the native session threads={threads})",
+    ]
+
+
+def report(cases: list[Case], runners: Runners, threads: int, command: str,
+           load_start: str, load_end: str, repeats: int, budget: float) -> str:
+    """The Markdown section appended to bench/RESULTS.md."""
+
+    def med(case: Case, rt: str, cpu: bool) -> float:
+        return statistics.median((case.cpu if cpu else case.wall)[rt])
+
+    lines = [
+        f"## LSTM over a {SEQ}-step sequence: amber native vs PyTorch vs ONNX Runtime Loop "
+        f"(bench_lstm.py)",
+        "",
+        f"One LSTM layer, input {INPUT}, hidden {HIDDEN}, {SEQ} steps, float32, final "
+        f"`(h, c)`; amber's loop is an `am.while_loop` exported to a `while` node, ONNX "
+        f"Runtime's a hand-built `Loop` node with the same cell as its body, PyTorch's "
+        f"`torch.nn.LSTM`. All outputs were checked against amber's reference interpreter "
+        f"before timing. Medians of {repeats} interleaved samples of about {budget:g} s "
+        f"each; wall time and process CPU time per call, in ms.",
+        "",
+        f"Command: `{command}` (from the repository root)",
+        "",
+        *machine_lines(threads),
+        f"- load average at start {load_start}, at end {load_end}",
+        "",
+        "The machine is shared and was loaded by other work during the run (load average "
+        "above), so wall times include waiting for a CPU; the process CPU time per call is "
+        "the figure other processes do not inflate, and the ratios are given for both.",
+        "",
+        "Runtimes:",
+        "",
+        *[f"- {rt}: {runners.notes[rt]}" for rt in RUNTIMES if rt in runners.notes],
+        "",
+    ]
+    for case in cases:
+        base_w, base_c = med(case, BASELINE, False), med(case, BASELINE, True)
+        lines += [
+            f"### Batch {case.batch}",
+            "",
+            "| runtime | wall ms | CPU ms | wall / native | CPU / native | max abs err vs "
+            "reference |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for rt in RUNTIMES:
+            if rt not in case.wall:
+                continue
+            w, c = med(case, rt, False), med(case, rt, True)
+            lines.append(f"| {rt} | {w * 1e3:.3f} | {c * 1e3:.3f} | {w / base_w:.2f}x | "
+                         f"{c / base_c:.2f}x | {case.max_err[rt]:.1e} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--budget", type=float, default=0.3, help="seconds per sample")
+    ap.add_argument("--pause", type=float, default=0.02, help="idle seconds before a sample")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--append", type=Path, default=None, help="append the section to FILE")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    am.manual_seed(args.seed)
+    model = LSTMLayer(INPUT, HIDDEN)
+    rng = np.random.default_rng(args.seed)
+    cases = [Case(b, rng.standard_normal((SEQ, b, INPUT)).astype(np.float32))
+             for b in BATCHES]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            runners = build_runners(model, Path(tmp), args.threads)
+            for case in cases:
+                check_agreement(case, runners)
+            time_cases(cases, runners, args.repeats, args.budget, args.pause)
+    except am.AmberError as e:
+        print(f"bench_lstm: {e}", file=sys.stderr)
+        return 1
+    load_end = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    lib = os.environ.get("AMBER_LIBRARY")
+    command = " ".join([*([f"AMBER_LIBRARY={lib}"] if lib else []), sys.executable,
+                        "bench/bench_lstm.py", *(argv if argv is not None else sys.argv[1:])])
+    text = report(cases, runners, args.threads, command, load_start, load_end,
+                  args.repeats, args.budget)
+    print(text)
+    if args.append is not None:
+        with open(args.append, "a") as f:
+            f.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
