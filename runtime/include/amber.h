@@ -106,7 +106,10 @@ typedef struct amber_options {
     int32_t threads;              /* threads per session for large kernels (matmul,
                                      conv); 0 = one per core, 1 = the calling thread only */
     int32_t max_call_depth;       /* nesting of function calls (default 256, at most 1000) */
-    int64_t max_loop_iterations;  /* iterations of one while loop (1000000; 0 = none) */
+    int64_t max_loop_iterations;  /* iterations of one while loop, length of one scan
+                                     (1000000; 0 = none) */
+    int64_t max_run_iterations;   /* loop iterations of one run, all loops together,
+                                     nested ones multiplying (100000000; 0 = none) */
 } amber_options;
 
 /* Fills *opts with the defaults. */

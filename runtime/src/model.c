@@ -25,6 +25,7 @@ amber_status amber_options_init(amber_options *o) {
     o->memory_limit = (uint64_t)1 << 34; /* the reference interpreter's default */
     o->max_call_depth = 256;
     o->max_loop_iterations = 1000000;
+    o->max_run_iterations = 100000000;
     return AMBER_OK;
 }
 

@@ -18,6 +18,7 @@ struct amber_session {
     am_arena scratch; /* temporaries of one kernel call */
     am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
+    int64_t iterations_left; /* loop iterations this run may still make (all loops) */
     /* Blocks of the arena released during the current run, reused best-fit. */
     size_t n_free, cap_free;
     struct free_block {
@@ -140,7 +141,7 @@ static amber_status loop_begin(amber_session *s, loop_mem *lm, const amber_tenso
     lm->n_saved = s->n_free;
     lm->saved = (struct free_block *)malloc(sizeof *lm->saved * (s->n_free + 1));
     if (!lm->saved) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
-    memcpy(lm->saved, s->free_blocks, sizeof *lm->saved * s->n_free);
+    if (s->n_free) memcpy(lm->saved, s->free_blocks, sizeof *lm->saved * s->n_free);
     lm->mark = am_arena_get_mark(&s->arena);
     return AMBER_OK;
 }
@@ -161,8 +162,15 @@ static amber_status keep_carries(amber_session *s, loop_mem *lm, amber_tensor *c
 
 static void loop_reclaim(amber_session *s, loop_mem *lm) {
     am_arena_release(&s->arena, lm->mark);
-    memcpy(s->free_blocks, lm->saved, sizeof *lm->saved * lm->n_saved);
+    if (lm->n_saved) memcpy(s->free_blocks, lm->saved, sizeof *lm->saved * lm->n_saved);
     s->n_free = lm->n_saved;
+}
+
+/* Counts one loop iteration against the run's budget (nested loops multiply). */
+static amber_status spend_iteration(amber_session *s) {
+    if (s->iterations_left-- > 0) return AMBER_OK;
+    return am_fail(&s->err, AMBER_ERR_LIMIT, "the run made more than %lld loop iterations "
+                   "in all (max_run_iterations)", (long long)s->model->opts.max_run_iterations);
 }
 
 /* while: carries = body(carries + extra) as long as cond(carries + extra) is true. */
@@ -188,6 +196,7 @@ static amber_status run_while(amber_session *s, const am_node *n, amber_tensor *
                          "past the limit of %lld iterations", (long long)k + 1, (long long)limit);
             break;
         }
+        if ((st = spend_iteration(s)) != AMBER_OK) break;
         /* The body's results become the next carries (ins[0..n_carries)). */
         if ((st = run_function(s, n->callee2, ins, outs, depth + 1)) != AMBER_OK) break;
         st = keep_carries(s, &lm, ins, outs, n->n_carries);
@@ -209,6 +218,10 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
                           : am_dim_eval(n->length->str, n->length->len, syms, &length, &s->err);
     if (st != AMBER_OK) return st;
     if (length < 0) return am_fail(&s->err, AMBER_ERR_SHAPE, "scan length %lld is negative", (long long)length);
+    int64_t limit = s->model->opts.max_loop_iterations;
+    if (limit > 0 && length > limit)
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "scan length %lld exceeds the limit of %lld "
+                       "iterations", (long long)length, (long long)limit);
     int nc = n->n_carries, nx = n->n_xs, ny = n->n_out - nc, nin = n->n_in;
     amber_tensor *args, *res, *xs;
     if ((st = am_arena_alloc(&s->arena, sizeof(amber_tensor) * (size_t)(nin + n->n_out + nx + 1),
@@ -228,6 +241,7 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
     loop_mem lm = {0};
     for (int64_t step = 0; step < length; step++) {
         int64_t i = n->reverse ? length - 1 - step : step;
+        if ((st = spend_iteration(s)) != AMBER_OK) break;
         /* After the first step has allocated the stacked outputs, iterations reclaim. */
         if (step == 1 && (st = loop_begin(s, &lm, args, nc)) != AMBER_OK) break;
         for (int k = 0; k < nx; k++) {
@@ -429,6 +443,8 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     }
     am_arena_reset(&s->arena);
     s->n_free = 0;
+    s->iterations_left = s->model->opts.max_run_iterations > 0 ? s->model->opts.max_run_iterations
+                                                              : INT64_MAX;
     return run_function(s, e->func, inputs, outputs, 0);
 }
 

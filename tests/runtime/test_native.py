@@ -372,8 +372,15 @@ def test_call_results_may_alias_arguments(lib: ctypes.CDLL, tmp_path: Path) -> N
     m.close()
 
 
-def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
-    """100000 iterations of a while loop and of a scan fit in a 1 MiB session arena."""
+@pytest.mark.parametrize("option, value, status, words", [
+    ("memory_limit", 1 << 20, "AMBER_OK", ""),
+    ("max_run_iterations", 150000, "AMBER_ERR_LIMIT", "loop iterations in all"),
+    ("max_loop_iterations", 50000, "AMBER_ERR_LIMIT", "iterations"),
+])
+def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path, option: str, value: int,
+                                      status: str, words: str) -> None:
+    """100000 iterations of a while loop and of a scan fit in a 1 MiB session arena; the
+    per-loop and per-run iteration limits stop them."""
     import capi
 
     f32, i64 = "float32", "int64"
@@ -402,7 +409,7 @@ def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
     path = program_file(tmp_path / "loop.amber", funcs, opset=2)
     opts = capi.Options()
     lib.amber_options_init(ctypes.byref(opts))
-    opts.memory_limit = 1 << 20
+    setattr(opts, option, value)
     handle, sess = ctypes.c_void_p(), ctypes.c_void_p()
     assert lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
                                      ctypes.byref(handle)) == 0, lib.amber_model_error(handle)
@@ -412,7 +419,12 @@ def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
     ins = (capi.Tensor * 2)(capi.from_numpy(x), capi.from_numpy(xs))
     outs = (capi.Tensor * 3)()
     st = lib.amber_session_run(sess, b"forward", ins, 2, outs, 3)
-    assert st == 0, lib.amber_session_error(sess)
+    assert lib.amber_status_name(st).decode() == status, lib.amber_session_error(sess)
+    if st:
+        assert words.encode() in lib.amber_session_error(sess)
+        lib.amber_session_free(sess)
+        lib.amber_model_close(handle)
+        return
     i, z, last = (capi.to_numpy(lib, outs[k]) for k in range(3))
     assert int(i) == 100000 and float(last) == 100000.0
     np.testing.assert_array_equal(z, x)  # an even number of negations
