@@ -35,7 +35,7 @@ def run(*argv):
 def test_inspect(model_file):
     code, text = run("inspect", model_file)
     assert code == 0
-    assert "format version:  1" in text and f"opset version:   {am.capture.OPSET_VERSION}" in text
+    assert "format version:  1" in text and "opset version:   1" in text  # no control flow
     assert "producer:        amber " + am.__version__ in text
     assert "dataset: digits" in text
     assert "forward(input: float32[batch, 4]) -> (output: float32[batch, 3])" in text
@@ -47,7 +47,7 @@ def test_inspect(model_file):
 
 
 def test_verify(model_file):
-    code, text = run("verify", model_file)
+    code, text = run("verify", "--backend", "reference", model_file)
     assert code == 0
     assert "vector 0 forward [batch=2] output: max error 0 (rtol=0.0001, atol=1e-05) ok" in text
     assert "4/4 test vectors passed" in text
@@ -85,7 +85,7 @@ def test_errors(model_file, tmp_path, capsys):
     assert run("run", model_file, "--input", f"input={tmp_path / 'missing.npy'}")[0] == 2
     np.save(tmp_path / "x64.npy", np.zeros((2, 4)))
     assert run("run", model_file, "--input", f"input={tmp_path / 'x64.npy'}")[0] == 2
-    assert "must be float32" in capsys.readouterr().err
+    assert "float32" in capsys.readouterr().err  # the C or the Python message
     junk = tmp_path / "junk.amber"
     junk.write_bytes(b"not an amber file")
     assert run("inspect", junk)[0] == 2

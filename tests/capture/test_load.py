@@ -43,7 +43,8 @@ def test_save_load_metadata_and_signature(program, tmp_path):
     assert m.metadata["producer_version"] == am.__version__
     assert m.metadata["created"].endswith("Z")
     assert m.metadata["user"] == {"author": "tests", "epochs": 3}
-    assert m.format_version == 1 and m.opset_version == am.capture.OPSET_VERSION
+    # no control flow: the file declares the lowest opset that has its ops
+    assert m.format_version == 1 and m.opset_version == 1
     assert m.entry_points == ["forward"]
     sig = m.signature("forward")
     assert [(p.name, p.dtype, p.shape) for p in sig.inputs][0][:2] == ("x", am.float32)
@@ -197,3 +198,12 @@ def test_infinite_attribute_values_round_trip(tmp_path):
 def test_save_refuses_non_json_metadata(program, tmp_path):
     with pytest.raises(am.FormatError):
         program.save(tmp_path / "m.amber", metadata={"bad": object()})
+
+
+def test_control_flow_files_declare_the_opset_they_need(tmp_path) -> None:
+    def f(x):
+        return am.cond(x.sum() > 0, lambda v: v * 2, lambda v: v - 1, x)
+
+    path = tmp_path / "cond.amber"
+    am.export(f, am.spec("n")).save(path)
+    assert am.load(path, backend="reference").opset_version == am.capture.OPSET_VERSION == 2

@@ -31,6 +31,7 @@ from .ir import (
     TestVector,
     Value,
 )
+from .verify import required_opset
 
 INLINE_CONSTANT_MAX = 16
 """Constants with at most this many finite elements are stored inline in the header."""
@@ -397,7 +398,7 @@ def header_to_json(program: Program, metadata: Mapping[str, Any] | None
         "user": dict(metadata or {}),
     }
     header = {
-        "opset_version": program.opset_version,
+        "opset_version": min(program.opset_version, required_opset(program)),
         "program": {"functions": functions, "weights": weights},
         "signatures": signatures,
         "metadata": meta,

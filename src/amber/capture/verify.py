@@ -24,6 +24,13 @@ def op_since(op: str) -> int:
     return OP_SINCE.get(op, 1)
 
 
+def required_opset(program: Any) -> int:
+    """The lowest opset version that has every op ``program`` uses; files declare it, so a
+    program without control flow stays readable by readers that only know opset 1."""
+    return max((op_since(node.op) for fn in program.functions.values() for node in fn.nodes),
+               default=1)
+
+
 def types_equal(a: Aval, b: Aval) -> bool:
     return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
         dim_equal(x, y) for x, y in zip(a.shape, b.shape))
