@@ -53,6 +53,27 @@ def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
         raise DTypeError(f"{what}: cannot convert {type(x).__name__} to {dtype}: {e}") from None
 
 
+def gather_args(entry: EntryPoint, args: Sequence[Any], kwargs: Mapping[str, Any]
+                ) -> list[Any]:
+    """The call's arguments (positional, then by name) in the order of ``entry``'s inputs."""
+    names = [p.name for p in entry.inputs]
+    if len(args) > len(names):
+        raise AmberError(f"{entry.name}: takes {len(names)} inputs ({', '.join(names)}), got "
+                         f"{len(args)}")
+    given: dict[str, Any] = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise AmberError(f"{entry.name}: unknown input {k!r}; inputs are "
+                             f"{', '.join(names)}")
+        if k in given:
+            raise AmberError(f"{entry.name}: input {k!r} given twice")
+        given[k] = v
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise AmberError(f"{entry.name}: missing input(s) {', '.join(missing)}")
+    return [given[n] for n in names]
+
+
 class Interpreter:
     """Runs the functions of ``program``. ``memory_limit`` bounds the bytes of any one
     intermediate tensor; ``max_call_depth`` bounds how deeply function executions nest
@@ -74,21 +95,7 @@ class Interpreter:
     def bind_inputs(self, entry: EntryPoint, args: Sequence[Any],
                     kwargs: Mapping[str, Any]) -> tuple[list[np.ndarray], dict[str, int]]:
         """Order, convert and check inputs; return them and the symbol bindings."""
-        names = [p.name for p in entry.inputs]
-        if len(args) > len(names):
-            raise AmberError(f"{entry.name}: takes {len(names)} inputs "
-                             f"({', '.join(names)}), got {len(args)}")
-        given: dict[str, Any] = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise AmberError(f"{entry.name}: unknown input {k!r}; inputs are "
-                                 f"{', '.join(names)}")
-            if k in given:
-                raise AmberError(f"{entry.name}: input {k!r} given twice")
-            given[k] = v
-        missing = [n for n in names if n not in given]
-        if missing:
-            raise AmberError(f"{entry.name}: missing input(s) {', '.join(missing)}")
+        given = dict(zip((p.name for p in entry.inputs), gather_args(entry, args, kwargs)))
         env: dict[str, int] = {}
         arrays = []
         for port in entry.inputs:
