@@ -1,25 +1,34 @@
 /* Classify images with an exported amber model, without Python.
  *
+ * Against the library `pip install` put into the amber package (see Makefile):
+ *   cc -std=c11 -O2 $(amber config --cflags) examples/c/classify.c \
+ *      $(amber config --libs) -o build/classify
+ * or against a CMake build of runtime/:
  *   cmake -S runtime -B build/runtime && cmake --build build/runtime
  *   cc -std=c11 -O2 -I runtime/include examples/c/classify.c build/runtime/libamber.a \
  *      -lm -lpthread -o build/classify
- *   build/classify build/digits.amber images.npy
+ *
+ *   build/classify build/digits.amber images.npy [labels.npy]
  *
  * images.npy holds float32 inputs shaped like the model's "forward" input with the batch
  * first (for the digits demo: N x 1 x 8 x 8). For every image the program prints the
- * index of the largest value of the first output (the predicted class). */
+ * index of the largest value of the first output (the predicted class); with labels.npy
+ * (int64, one per image) it prints each label too and the accuracy at the end. */
 #include <amber.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads a little-endian float32 C-order .npy file (format 1.0 or 2.0). */
-static float *read_npy(const char *path, amber_tensor *t) {
+/* Reads a little-endian C-order .npy file (format 1.0 or 2.0) of dtype descr ("<f4" or
+ * "<i8"); returns malloc'ed data described by *t, or NULL. */
+static void *read_npy(const char *path, const char *descr, amber_tensor *t) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     unsigned char pre[12];
-    float *data = NULL;
+    char want[16];
+    void *data = NULL;
+    snprintf(want, sizeof want, "'%s'", descr);
     char header[4096];
     size_t hl = 0, got = fread(pre, 1, 10, f);
     if (got == 10 && !memcmp(pre, "\x93NUMPY", 6)) {
@@ -32,8 +41,8 @@ static float *read_npy(const char *path, amber_tensor *t) {
     if (hl > 0 && hl < sizeof header && fread(header, 1, hl, f) == hl) {
         header[hl] = '\0';
         const char *shape = strstr(header, "'shape': (");
-        if (strstr(header, "'<f4'") && strstr(header, "'fortran_order': False") && shape) {
-            t->dtype = AMBER_FLOAT32;
+        if (strstr(header, want) && strstr(header, "'fortran_order': False") && shape) {
+            t->dtype = strcmp(descr, "<i8") == 0 ? AMBER_INT64 : AMBER_FLOAT32;
             t->rank = 0;
             for (const char *p = shape + 10; *p && *p != ')' && t->rank < AMBER_MAX_RANK;) {
                 char *end;
@@ -58,15 +67,25 @@ static float *read_npy(const char *path, amber_tensor *t) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL.amber IMAGES.npy\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s MODEL.amber IMAGES.npy [LABELS.npy]\n", argv[0]);
         return 2;
     }
-    amber_tensor images;
-    float *pixels = read_npy(argv[2], &images);
+    amber_tensor images, labels;
+    float *pixels = read_npy(argv[2], "<f4", &images);
     if (!pixels) {
         fprintf(stderr, "%s: not a float32 .npy file\n", argv[2]);
         return 1;
+    }
+    int64_t *truth = NULL;
+    if (argc == 4) {
+        truth = read_npy(argv[3], "<i8", &labels);
+        if (!truth || labels.rank != 1 || images.rank < 1 || labels.shape[0] != images.shape[0]) {
+            fprintf(stderr, "%s: not an int64 .npy file with one label per image\n", argv[3]);
+            free(truth);
+            free(pixels);
+            return 1;
+        }
     }
     amber_model *model = NULL;
     amber_session *session = NULL;
@@ -92,16 +111,26 @@ int main(int argc, char **argv) {
         st = AMBER_ERR_DTYPE;
     } else {
         const float *scores = outputs[0].data;
-        int64_t rows = outputs[0].shape[0], classes = outputs[0].shape[1];
+        int64_t rows = outputs[0].shape[0], classes = outputs[0].shape[1], correct = 0;
         for (int64_t i = 0; i < rows; i++) {
             int64_t best = 0;
             for (int64_t c = 1; c < classes; c++)
                 if (scores[i * classes + c] > scores[i * classes + best]) best = c;
-            printf("%lld\n", (long long)best);
+            if (truth) {
+                printf("image %lld: predicted %lld, label %lld\n", (long long)i, (long long)best,
+                       (long long)truth[i]);
+                correct += best == truth[i];
+            } else {
+                printf("%lld\n", (long long)best);
+            }
         }
+        if (truth && rows > 0)
+            printf("accuracy: %lld/%lld = %.4f\n", (long long)correct, (long long)rows,
+                   (double)correct / (double)rows);
     }
     amber_session_free(session);
     amber_model_close(model);
+    free(truth);
     free(pixels);
     return st == AMBER_OK ? 0 : 1;
 }

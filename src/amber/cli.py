@@ -9,6 +9,11 @@
   one file from several, type-checked at the seams (syntax in docs/cli.md).
 * ``amber diff A.amber B.amber``: entry points, signatures, op histogram and weights by
   content hash; exit status 0 if identical, 1 if different.
+* ``amber config --cflags --libs``: compiler and linker flags for a C program using the
+  installed libamber (``--pkgconfig-path``: the directory holding ``amber.pc``).
+
+``verify`` and ``run`` take ``--backend native|reference`` (default: native when the
+native library is installed and opens the file, else reference).
 
 Exit status: 0 success, 1 verification failure (``diff``: the files differ), 2
 unreadable/invalid file or bad arguments.
@@ -26,10 +31,10 @@ import numpy as np
 from .errors import AmberError, FormatError
 
 
-def _load(path: str, verify_hashes: bool = True) -> Any:
+def _load(path: str, verify_hashes: bool = True, backend: str | None = "reference") -> Any:
     from .model import load
 
-    return load(path, verify_hashes=verify_hashes)
+    return load(path, backend=backend, verify_hashes=verify_hashes)
 
 
 def _fmt_bytes(n: int) -> str:
@@ -77,7 +82,8 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
-    model = _load(args.file)
+    model = _load(args.file, backend=args.backend)
+    print(f"backend: {model.backend}", file=out)
     results = model.verify()
     if not results:
         print(f"{args.file}: no test vectors to run", file=out)
@@ -99,6 +105,16 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                   file=out)
     n_fail = sum(not r.ok for r in results)
     print(f"{len(results) - n_fail}/{len(results)} test vectors passed", file=out)
+    if model.native is not None:
+        # the C runtime's own check of the stored vectors (amber_session_verify)
+        from .native import NativeMismatchError
+
+        try:
+            n, failed = model.native.verify()
+            print(f"libamber verify: {n - failed}/{n} test vectors passed", file=out)
+        except NativeMismatchError as e:
+            ok = False
+            print(f"libamber verify: FAILED: {e}", file=out)
     return 0 if ok else 1
 
 
@@ -120,10 +136,13 @@ def _parse_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
-    model = _load(args.file)
+    model = _load(args.file, backend=args.backend)
     entry = model.signature(args.entry)
     inputs = _parse_inputs(args.input or [])
-    outs = model._interp.run(entry.name, **inputs)
+    if model.native is not None:
+        outs = model.native.run(entry.name, **inputs)
+    else:
+        outs = model._interp.run(entry.name, **inputs)
     arrays = {p.name: np.asarray(a) for p, a in zip(entry.outputs, outs)}
     if args.output:
         np.savez(args.output, **arrays)  # type: ignore[arg-type]
@@ -166,6 +185,50 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if d.identical else 1
 
 
+def config_flags(cflags: bool, libs: bool, static: bool = False) -> list[str]:
+    """Flags a C compiler needs to build against the installed libamber: ``-I`` for
+    ``amber.h`` (``cflags``); ``-L``, ``-lamber`` and an rpath, or with ``static`` the
+    static archive and its system libraries (``libs``)."""
+    from .native import native_dir
+
+    d = native_dir()
+    if d is None:
+        raise AmberError("this amber has no native runtime installed (reinstall it with "
+                         "`pip install .`, which builds libamber with CMake)")
+    flags: list[str] = []
+    if cflags:
+        flags.append(f"-I{d / 'include'}")
+    if libs:
+        lib = d / "lib"
+        if static:
+            flags += [str(lib / "libamber.a"), "-lm", "-lpthread"]
+        else:
+            flags += [f"-L{lib}", f"-Wl,-rpath,{lib}", "-lamber"]
+    return flags
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    from .native import native_dir
+
+    if args.pkgconfig_path or args.prefix:
+        d = native_dir()
+        if d is None:
+            raise AmberError("this amber has no native runtime installed")
+        print(d / "lib" / "pkgconfig" if args.pkgconfig_path else d, file=out)
+        return 0
+    if not (args.cflags or args.libs):
+        raise AmberError("amber config: give --cflags and/or --libs (or --pkgconfig-path, "
+                         "--prefix)")
+    print(" ".join(config_flags(args.cflags, args.libs, args.static)), file=out)
+    return 0
+
+
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("native", "reference"), default=None,
+                   help="run on libamber (native) or the NumPy interpreter (reference); "
+                        "default: native when available")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amber", description="Inspect, verify and run .amber "
                                                           "files.")
@@ -175,12 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--program", action="store_true", help="also print the program's IR")
     pv = sub.add_parser("verify", help="run the embedded test vectors")
     pv.add_argument("file")
+    _backend_arg(pv)
     pr = sub.add_parser("run", help="run an entry point on .npy inputs")
     pr.add_argument("file")
     pr.add_argument("--entry", default="forward", help="entry point (default: forward)")
     pr.add_argument("--input", action="append", metavar="NAME=PATH.npy",
                     help="an input array (repeat for each input)")
     pr.add_argument("--output", metavar="OUT.npz", help="write the outputs here")
+    _backend_arg(pr)
     pl = sub.add_parser("link", help="link several files into one (docs/cli.md)")
     pl.add_argument("models", nargs="+", metavar="[ALIAS=]FILE",
                     help="input files; a model is called ALIAS or its file name without "
@@ -196,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     pd = sub.add_parser("diff", help="compare two files; exit 0 if identical, 1 if not")
     pd.add_argument("file")
     pd.add_argument("other")
+    pc = sub.add_parser("config", help="flags to build C programs against libamber")
+    pc.add_argument("--cflags", action="store_true", help="compiler flags (-I...)")
+    pc.add_argument("--libs", action="store_true", help="linker flags (-L... -lamber)")
+    pc.add_argument("--static", action="store_true",
+                    help="with --libs: link the static libamber.a instead")
+    pc.add_argument("--pkgconfig-path", action="store_true",
+                    help="print the directory holding amber.pc (for PKG_CONFIG_PATH)")
+    pc.add_argument("--prefix", action="store_true",
+                    help="print the install prefix (include/, lib/, bin/amber-run)")
     return p
 
 
@@ -204,7 +278,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run,
-               "link": cmd_link, "diff": cmd_diff}[args.command]
+               "link": cmd_link, "diff": cmd_diff, "config": cmd_config}[args.command]
     try:
         return handler(args, out)
     except FormatError as e:

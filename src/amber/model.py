@@ -19,7 +19,9 @@ from .capture.serialize import program_from_header
 from .errors import AmberError
 from .tensor import Tensor
 
-BACKENDS = ("reference",)
+BACKENDS = ("native", "reference")
+"""``"native"``: libamber through its C API (:mod:`amber.native`); ``"reference"``: the
+NumPy interpreter."""
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Model:
 
     def __init__(self, program: Program, *, backend: str = "reference",
                  format_version: int | None = None, path: str | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, native: Any = None) -> None:
         if backend not in BACKENDS:
             raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         from .interpreter import Interpreter
@@ -61,6 +63,11 @@ class Model:
         # composes it into another program (backbone/forward, backbone/fc.weight)
         self.name = clean_name(name) if name else default_name(path)
         self._interp = Interpreter(program)
+        if backend == "native" and native is None:
+            raise AmberError("backend='native' needs the file opened by the native runtime; "
+                             "use am.load(path, backend='native')")
+        # the file opened by libamber (amber.native.NativeModel) when backend is "native"
+        self.native = native if backend == "native" else None
 
     # -- introspection ------------------------------------------------------------
     @property
@@ -85,10 +92,11 @@ class Model:
         """Run entry point ``entry``."""
         from .reuse import call_program
 
-        # NumPy interpreter unless a gradient is needed (ops bound through the registry)
-        # or a capture is in progress (a call of this model's functions is recorded)
+        # native runtime (or NumPy interpreter) unless a gradient is needed (ops bound
+        # through the registry) or a capture is in progress (a call of this model's
+        # functions is recorded)
         return call_program(self.program, entry, args, kwargs, name=self.name,
-                            path=self.path, interpreter=self._interp)
+                            path=self.path, interpreter=self._interp, native=self.native)
 
     def as_module(self, trainable: Any = None) -> Any:
         """An ``am.nn.Module`` running this program whose parameters are the file's
@@ -121,7 +129,10 @@ class Model:
         results = []
         for i, tv in enumerate(self.program.test_vectors):
             try:
-                outs = self._interp.run(tv.entry, **tv.inputs)
+                if self.native is not None:
+                    outs = self.native.run(tv.entry, **tv.inputs)
+                else:
+                    outs = self._interp.run(tv.entry, **tv.inputs)
             except AmberError as err:
                 results.append(VectorResult(i, tv.entry, tv.dims, {}, {}, str(err)))
                 continue
@@ -159,24 +170,46 @@ def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
     return items if kind == "list" else tuple(items)
 
 
-def load(path: str | os.PathLike[str] | bytes, backend: str = "reference", *,
+def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
          verify_hashes: bool = True, name: str | None = None) -> Model:
     """Load a .amber file (a path or its bytes) as a :class:`Model`.
+
+    ``backend`` runs calls that need no gradient: ``"native"`` (libamber through its C
+    API, :mod:`amber.native`), ``"reference"`` (the NumPy interpreter), or None (the
+    default): native when the library is installed and opens the file, else reference.
+    Calls that need a gradient, and captures, always go through the op registry.
 
     ``name`` is the model's namespace when a capture or ``amber link`` composes it into
     another program (default: the file name without ``.amber``; see docs/reuse.md).
 
     Raises:
         FormatError: the file is malformed, corrupt, uses an op this amber does not
-            know, fails type checking, or is newer than this amber (both versions named).
+            know, fails type checking, or is newer than this amber (both versions named);
+            with ``backend="native"``, also when the C loader refuses it.
+        amber.native.NativeUnavailableError: ``backend="native"`` but libamber cannot be
+            loaded.
     """
     from .format.container import read_container
 
+    if backend is not None and backend not in BACKENDS:
+        raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     c = read_container(path, verify_hashes=verify_hashes)
     program = program_from_header(c.header, c.tensors)
-    return Model(program, backend=backend, format_version=c.format_version,
+    native = None
+    if backend in (None, "native"):
+        from . import native as N
+
+        if backend == "native" or N.available():
+            try:
+                # the Python reader has checked the hashes already (when asked to)
+                native = N.NativeModel(path, verify_hashes=False)
+            except N.NativeError:
+                if backend == "native":
+                    raise
+    return Model(program, backend="native" if native is not None else "reference",
+                 format_version=c.format_version,
                  path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
-                 name=name)
+                 name=name, native=native)
 
 
 __all__ = ["Model", "VectorResult", "load"]

@@ -4,7 +4,8 @@ Calling a loaded :class:`~amber.model.Model` (or the module :meth:`Model.as_modu
 returns) picks one of three ways to run its program:
 
 * **eager, no gradient needed** (no input and no weight requires grad, or grad mode is
-  off): the NumPy reference interpreter runs it (the fast path);
+  off): the native runtime runs it when the model was loaded with it (libamber through
+  :mod:`amber.native`), else the NumPy reference interpreter;
 * **eager, gradient needed**: every IR node is bound through the op registry
   (:func:`amber.ops.registry.bind`), exactly as if the model's Python source had run, so
   the autograd tape records it and gradients reach the inputs and the weights;
@@ -48,6 +49,7 @@ from .capture.ir import (
     within_tolerance,
 )
 from .errors import AmberError, ExportError, SeamError
+from .interpreter import gather_args
 from .ops.registry import REGISTRY, Aval, bind, is_grad_enabled, no_grad
 from .tensor import Tensor
 
@@ -257,27 +259,6 @@ def check_seam(model: str, entry: EntryPoint, args: Sequence[Aval],
 # ----------------------------------------------------------------------------- arguments
 
 
-def gather_args(entry: EntryPoint, args: Sequence[Any], kwargs: Mapping[str, Any]
-                ) -> list[Any]:
-    """The call's arguments in the order of ``entry``'s inputs."""
-    names = [p.name for p in entry.inputs]
-    if len(args) > len(names):
-        raise AmberError(f"{entry.name}: takes {len(names)} inputs ({', '.join(names)}), got "
-                         f"{len(args)}")
-    given: dict[str, Any] = dict(zip(names, args))
-    for k, v in kwargs.items():
-        if k not in names:
-            raise AmberError(f"{entry.name}: unknown input {k!r}; inputs are "
-                             f"{', '.join(names)}")
-        if k in given:
-            raise AmberError(f"{entry.name}: input {k!r} given twice")
-        given[k] = v
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise AmberError(f"{entry.name}: missing input(s) {', '.join(missing)}")
-    return [given[n] for n in names]
-
-
 def _as_tensor(x: Any, port: Port) -> Tensor:
     if isinstance(x, Tensor):
         return x
@@ -475,10 +456,12 @@ def _capture_weight(ns_name: str, wname: str, array: np.ndarray) -> Tensor:
 def call_program(program: Program, entry_name: str, args: Sequence[Any],
                  kwargs: Mapping[str, Any], *, name: str, path: str | None,
                  weights: Mapping[str, Tensor] | None = None,
-                 interpreter: Any = None) -> Any:
+                 interpreter: Any = None, native: Any = None) -> Any:
     """Run entry point ``entry_name`` of ``program`` on ``args`` the way the caller's
     context needs (see the module docstring). ``weights`` (from :meth:`Model.as_module`)
-    replaces the program's weights; outputs are grouped as the entry's structure."""
+    replaces the program's weights; outputs are grouped as the entry's structure.
+    ``native`` (an :class:`amber.native.NativeModel` of the same file) runs the
+    no-gradient case in C instead of the interpreter."""
     from .model import _build, _owned
 
     desc = describe(name, path)
@@ -526,6 +509,8 @@ def call_program(program: Program, entry_name: str, args: Sequence[Any],
             return Tensor._wrap(program.weights[w])
 
         outs = [_fresh_if_shared(t) for t in _Runner(program, weight).run(fn, tensors, env, 0)]
+    elif native is not None and weights is None:
+        outs = [Tensor._wrap(a) for a in native.run(entry.name, *given)]
     else:
         prog = program if weights is None else with_weights(program, weights)
         interp = interpreter if weights is None and interpreter is not None else None

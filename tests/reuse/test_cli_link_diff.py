@@ -25,7 +25,7 @@ def test_link_verifies_and_equals_composition_in_python(parts, tmp_path):
     assert "forward(input: float32[batch, 3, 4, 4]) -> (output: float32[batch, 5])" in text
     code, text = _run("verify", out)
     assert code == 0 and "test vectors passed" in text, text
-    linked = am.load(out)
+    linked = am.load(out, backend="reference")  # bit-equal: the same interpreter
     assert {"backbone/forward", "head/forward"} <= set(linked.program.functions)
     backbone, head = am.load(parts.backbone_path), am.load(parts.head_path)
 

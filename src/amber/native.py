@@ -1,0 +1,682 @@
+"""Python on the native runtime: a ctypes binding over the public C API (``amber.h``).
+
+Everything here goes through functions that ``libamber`` exports to every language, so
+this module is also the proof that the public API is enough for a binding: there is no
+private entry point.
+
+* :func:`library` loads ``libamber`` (installed into the package by ``pip install``, see
+  :func:`library_path`) and :func:`available` says whether that worked;
+* :class:`NativeModel` opens a file (memory-mapped) or bytes (used in place when
+  aligned), describes its entry points (:meth:`NativeModel.signature`), runs them with a
+  session per thread that is reused across runs (:meth:`NativeModel.run`: C-contiguous
+  inputs of the right dtype are passed without a copy; outputs are copied out of the
+  session's arena into new NumPy arrays) and runs the file's test vectors
+  (:meth:`NativeModel.verify`);
+* a failed call raises a :class:`NativeError` carrying the C status and message; it is
+  also the matching amber error (:class:`amber.FormatError` for a file that cannot be
+  opened, :class:`amber.ShapeError`, :class:`amber.DTypeError`, ...).
+
+``AMBER_LIBRARY`` (a path to ``libamber.so``) overrides where the library is looked for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from .errors import (
+    AmberError,
+    DTypeError,
+    FormatError,
+    LimitError,
+    OutOfRangeError,
+    ShapeError,
+)
+
+MAX_RANK = 32
+"""``AMBER_MAX_RANK``: the largest rank the runtime handles."""
+
+OPEN_SKIP_TENSOR_HASHES = 1
+"""``AMBER_OPEN_SKIP_TENSOR_HASHES``: skip per-tensor SHA-256 checks when opening."""
+
+_NP_DTYPES: tuple[np.dtype, ...] = tuple(
+    np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1"))
+"""NumPy dtype of each ``amber_dtype`` value, in enum order."""
+
+_STATUS_NAMES = (
+    "AMBER_OK", "AMBER_ERR_INVALID_ARGUMENT", "AMBER_ERR_NO_MEMORY", "AMBER_ERR_LIMIT",
+    "AMBER_ERR_IO", "AMBER_ERR_FORMAT", "AMBER_ERR_VERSION", "AMBER_ERR_INTEGRITY",
+    "AMBER_ERR_NOT_FOUND", "AMBER_ERR_DTYPE", "AMBER_ERR_SHAPE", "AMBER_ERR_OUT_OF_RANGE",
+    "AMBER_ERR_INTERNAL", "AMBER_ERR_MISMATCH")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class NativeError(AmberError):
+    """A call into ``libamber`` failed. ``status`` is the ``amber_status`` value,
+    ``status_name`` its constant name (``"AMBER_ERR_SHAPE"``) and ``c_message`` the
+    message the library gave."""
+
+    def __init__(self, status: int, status_name: str, c_message: str, context: str) -> None:
+        self.status = status
+        self.status_name = status_name
+        self.c_message = c_message
+        super().__init__(f"{context}: {c_message or status_name} ({status_name})")
+
+
+class NativeUnavailableError(AmberError):
+    """The native runtime was asked for but ``libamber`` cannot be loaded (the message
+    says where it was looked for and why it failed)."""
+
+
+class NativeFormatError(NativeError, FormatError):
+    """The C loader refused a file (malformed, corrupt, newer than the runtime, or
+    unreadable)."""
+
+
+class NativeShapeError(NativeError, ShapeError):
+    """``AMBER_ERR_SHAPE``: shapes or attributes are inconsistent."""
+
+
+class NativeDTypeError(NativeError, DTypeError):
+    """``AMBER_ERR_DTYPE``: an operand has a dtype the entry point or op does not accept."""
+
+
+class NativeOutOfRangeError(NativeError, OutOfRangeError):
+    """``AMBER_ERR_OUT_OF_RANGE``: an index value is outside its dimension."""
+
+
+class NativeLimitError(NativeError, LimitError):
+    """``AMBER_ERR_LIMIT``: a configured limit (memory, call depth, loop iterations) was
+    hit."""
+
+
+class NativeNotFoundError(NativeError, KeyError):
+    """``AMBER_ERR_NOT_FOUND``: no such entry point, op or name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NativeArgumentError(NativeError, ValueError):
+    """``AMBER_ERR_INVALID_ARGUMENT``: a wrong count or value was passed."""
+
+
+class NativeMismatchError(NativeError):
+    """``AMBER_ERR_MISMATCH``: a test vector's outputs differ from the stored ones."""
+
+
+_RUN_ERRORS: dict[int, type[NativeError]] = {
+    1: NativeArgumentError, 3: NativeLimitError, 4: NativeFormatError, 5: NativeFormatError,
+    6: NativeFormatError, 7: NativeFormatError, 8: NativeNotFoundError, 9: NativeDTypeError,
+    10: NativeShapeError, 11: NativeOutOfRangeError, 13: NativeMismatchError,
+}
+
+
+def _raise(lib: NativeLibrary, status: int, message: str, context: str, *,
+           loading: bool = False) -> NoReturn:
+    cls = NativeFormatError if loading else _RUN_ERRORS.get(status, NativeError)
+    raise cls(status, lib.status_name(status), message, context)
+
+
+# ----------------------------------------------------------------------------- C types
+
+
+class _Tensor(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_RANK), ("data", ctypes.c_void_p)]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
+                ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+
+
+class _OptionsSpace(ctypes.Structure):
+    """Room for an ``amber_options`` of a newer library (which only appends fields):
+    ``amber_options_init`` fills its own ``sizeof``; ``struct_size`` is then set to the
+    fields this binding knows, so the library reads only those."""
+
+    _fields_ = [("opts", _Options), ("_reserved", ctypes.c_uint8 * 512)]
+
+
+class _Port(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_RANK), ("dims", ctypes.c_char_p * MAX_RANK)]
+
+
+_P = ctypes.POINTER
+_VP = ctypes.c_void_p
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "amber_version": (ctypes.c_char_p, []),
+    "amber_status_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "amber_op_count": (ctypes.c_size_t, []),
+    "amber_op_name": (ctypes.c_char_p, [ctypes.c_size_t]),
+    "amber_tensor_size": (ctypes.c_int, [_P(_Tensor), _P(ctypes.c_int64), _P(ctypes.c_size_t)]),
+    "amber_options_init": (ctypes.c_int, [_P(_OptionsSpace)]),
+    "amber_model_open_file": (ctypes.c_int, [ctypes.c_char_p, _P(_Options), _P(_VP)]),
+    "amber_model_open_memory": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(_Options), _P(_VP)]),
+    "amber_model_close": (None, [_VP]),
+    "amber_model_error": (ctypes.c_char_p, [_VP]),
+    "amber_model_format_version": (ctypes.c_int, [_VP, _P(ctypes.c_uint32)]),
+    "amber_model_opset_version": (ctypes.c_int, [_VP, _P(ctypes.c_int64)]),
+    "amber_model_entry_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
+    "amber_model_entry_name": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p)]),
+    "amber_model_entry_arity": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(ctypes.c_size_t),
+                                               _P(ctypes.c_size_t)]),
+    "amber_model_entry_input": (ctypes.c_int, [_VP, ctypes.c_char_p, ctypes.c_size_t,
+                                               _P(_Port)]),
+    "amber_model_entry_output": (ctypes.c_int, [_VP, ctypes.c_char_p, ctypes.c_size_t,
+                                                _P(_Port)]),
+    "amber_session_create": (ctypes.c_int, [_VP, _P(_VP)]),
+    "amber_session_free": (None, [_VP]),
+    "amber_session_error": (ctypes.c_char_p, [_VP]),
+    "amber_session_run": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(_Tensor), ctypes.c_size_t,
+                                         _P(_Tensor), ctypes.c_size_t]),
+    "amber_session_verify": (ctypes.c_int, [_VP, _P(ctypes.c_size_t), _P(ctypes.c_size_t)]),
+}
+
+
+# ----------------------------------------------------------------------------- library
+
+
+def native_dir() -> Path | None:
+    """The directory ``pip install`` put the native runtime in (``lib/``, ``include/``,
+    ``bin/``, ``lib/pkgconfig/``), or None if the package has none."""
+    import amber
+
+    for base in list(getattr(amber, "__path__", [])):
+        d = Path(base) / "_native"
+        if (d / "lib").is_dir():
+            return d
+    return None
+
+
+def library_path() -> Path | None:
+    """Where ``libamber.so`` is: ``$AMBER_LIBRARY`` if set, else the copy installed into
+    the package; None if neither exists."""
+    env = os.environ.get("AMBER_LIBRARY")
+    if env:
+        return Path(env)
+    d = native_dir()
+    if d is None:
+        return None
+    for name in ("libamber.so", "libamber.dylib", "amber.dll"):
+        if (d / "lib" / name).exists():
+            return d / "lib" / name
+    return None
+
+
+class NativeLibrary:
+    """``libamber`` loaded with ctypes, every public function declared with its C
+    signature (as any language binding would)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lib = ctypes.CDLL(str(path))
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(self.lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        self.version: str = self.lib.amber_version().decode()
+        self.ops: frozenset[str] = frozenset(
+            self.lib.amber_op_name(i).decode() for i in range(self.lib.amber_op_count()))
+
+    def status_name(self, status: int) -> str:
+        """The constant name of a status (``"AMBER_ERR_SHAPE"``)."""
+        name = self.lib.amber_status_name(status)
+        return name.decode() if name else f"status {status}"
+
+
+_lib_lock = threading.Lock()
+_lib: NativeLibrary | None = None
+_lib_error: str | None = None
+
+
+def library() -> NativeLibrary:
+    """The loaded native library (loaded once per process).
+
+    Raises:
+        NativeUnavailableError: the library is not installed or cannot be loaded.
+    """
+    global _lib, _lib_error
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        if _lib_error is None:
+            path = library_path()
+            if path is None:
+                _lib_error = ("libamber is not installed in the amber package (reinstall "
+                              "with `pip install .`, which builds it with CMake and a C "
+                              "compiler) and AMBER_LIBRARY is not set")
+            else:
+                try:
+                    _lib = NativeLibrary(path)
+                    return _lib
+                except (OSError, AttributeError) as e:
+                    _lib_error = f"cannot load {path}: {e}"
+        raise NativeUnavailableError(f"the native runtime is unavailable: {_lib_error}; "
+                                     f"use backend='reference' for the NumPy interpreter")
+
+
+def available() -> bool:
+    """Whether the native runtime can be used in this process."""
+    try:
+        library()
+    except NativeUnavailableError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- ports
+
+
+@dataclass(frozen=True)
+class NativePort:
+    """An input or output of an entry point as the C runtime describes it: a dim is an
+    int (static) or a str (symbolic, such as ``"batch"`` or ``"2*batch"``)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str, ...]
+
+    def __str__(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype.name}[{dims}]"
+
+
+@dataclass(frozen=True)
+class NativeSignature:
+    """The inputs and outputs of an entry point."""
+
+    name: str
+    inputs: tuple[NativePort, ...]
+    outputs: tuple[NativePort, ...]
+
+
+def _port(p: _Port) -> NativePort:
+    shape: list[int | str] = []
+    for i in range(p.rank):
+        dim = p.dims[i]
+        shape.append(dim.decode() if p.shape[i] < 0 and dim is not None else int(p.shape[i]))
+    return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
+
+
+def _describe(a: np.ndarray) -> _Tensor:
+    """A descriptor of ``a`` (C-contiguous, one of the runtime's dtypes): no copy."""
+    t = _Tensor()
+    t.dtype = _NP_DTYPES.index(a.dtype)
+    t.rank = a.ndim
+    for i, d in enumerate(a.shape):
+        t.shape[i] = d
+    t.data = a.ctypes.data if a.size else None
+    return t
+
+
+def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
+    """``x`` as an array the runtime can read in place: arrays that already are
+    C-contiguous, little-endian and of a supported dtype are passed as they are (the C
+    side checks dtype and shape against the signature); Python numbers and lists take the
+    port's dtype."""
+    from .tensor import Tensor
+
+    if isinstance(x, Tensor):
+        a = x.numpy()
+    elif isinstance(x, (np.ndarray, np.generic)):
+        a = np.asarray(x)
+    else:
+        try:
+            a = np.asarray(x, dtype=port.dtype)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DTypeError(f"{entry}: input {port.name!r}: cannot convert "
+                             f"{type(x).__name__} to {port.dtype.name}: {e}") from None
+    if a.ndim > MAX_RANK:
+        raise ShapeError(f"{entry}: input {port.name!r} has rank {a.ndim}; the runtime "
+                         f"handles at most {MAX_RANK}")
+    dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+    if dt not in _NP_DTYPES:
+        raise DTypeError(f"{entry}: input {port.name!r} must be {port.dtype.name}, got "
+                         f"{a.dtype}; convert it with .astype(np.{port.dtype.name})")
+    if dt != a.dtype or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=dt)
+    return a
+
+
+def _copy_out(lib: NativeLibrary, t: _Tensor) -> np.ndarray:
+    """A new NumPy array holding the values of a session-owned output."""
+    nbytes = ctypes.c_size_t()
+    st = lib.lib.amber_tensor_size(ctypes.byref(t), None, ctypes.byref(nbytes))
+    if st != 0:
+        _raise(lib, st, "an output descriptor is invalid", "output")
+    out = np.empty(tuple(int(t.shape[i]) for i in range(t.rank)), dtype=_NP_DTYPES[t.dtype])
+    if nbytes.value:
+        ctypes.memmove(out.ctypes.data, t.data, nbytes.value)
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class _Handles:
+    """The C handles of one model and of its live sessions, freed together: a session
+    never outlives its model, whatever order Python collects objects in."""
+
+    def __init__(self, lib: NativeLibrary) -> None:
+        self.lib = lib
+        self.model = ctypes.c_void_p()
+        self.sessions: set[int] = set()
+        self.lock = threading.Lock()
+
+    def new_session(self) -> int:
+        handle = ctypes.c_void_p()
+        with self.lock:
+            if not self.model:
+                raise AmberError("the native model is closed")
+            st = self.lib.lib.amber_session_create(self.model, ctypes.byref(handle))
+            if st != 0 or not handle.value:
+                _raise(self.lib, st or 2, "cannot create a session", "amber_session_create")
+            self.sessions.add(handle.value)
+            return handle.value
+
+    def free_session(self, handle: int) -> None:
+        with self.lock:
+            if handle in self.sessions:
+                self.sessions.discard(handle)
+                self.lib.lib.amber_session_free(handle)
+
+    def close(self) -> None:
+        with self.lock:
+            for h in self.sessions:
+                self.lib.lib.amber_session_free(h)
+            self.sessions.clear()
+            if self.model:
+                self.lib.lib.amber_model_close(self.model)
+                self.model = ctypes.c_void_p()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class NativeSession:
+    """One ``amber_session``: execution state (arena, plan) reused across runs. Use it
+    from one thread at a time; :meth:`NativeModel.run` keeps one per thread for you."""
+
+    def __init__(self, model: NativeModel) -> None:
+        self._handles = model._handles
+        self._lib = model.lib
+        self._signatures = model._signatures
+        self._model_name = model.name
+        self.handle = self._handles.new_session()
+
+    @property
+    def error(self) -> str:
+        """The message of the session's last failure (``""`` after a success)."""
+        msg = self._lib.lib.amber_session_error(self.handle)
+        return msg.decode(errors="replace") if msg else ""
+
+    def run(self, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Run ``entry`` on ``inputs`` (in signature order); returns new arrays."""
+        sig = self._signatures.get(entry)
+        if sig is None:
+            raise NativeNotFoundError(8, "AMBER_ERR_NOT_FOUND", f"no entry point {entry!r}; "
+                                      f"entry points: {', '.join(self._signatures)}",
+                                      self._model_name)
+        if len(inputs) != len(sig.inputs):
+            raise AmberError(f"{entry}: takes {len(sig.inputs)} inputs, got {len(inputs)}")
+        arrays = [_as_input(x, p, entry) for x, p in zip(inputs, sig.inputs)]
+        n_in, n_out = len(arrays), len(sig.outputs)
+        ins = (_Tensor * max(1, n_in))(*[_describe(a) for a in arrays])
+        outs = (_Tensor * max(1, n_out))()
+        st = self._lib.lib.amber_session_run(self.handle, entry.encode(), ins, n_in, outs,
+                                             n_out)
+        if st != 0:
+            _raise(self._lib, st, self.error, f"{self._model_name}: {entry}")
+        return [_copy_out(self._lib, outs[i]) for i in range(n_out)]
+
+    def verify(self) -> tuple[int, int]:
+        """Run the file's test vectors in C; returns (vectors, failed). A failed vector
+        raises :class:`NativeMismatchError` naming the first failure."""
+        n, failed = ctypes.c_size_t(), ctypes.c_size_t()
+        st = self._lib.lib.amber_session_verify(self.handle, ctypes.byref(n),
+                                                ctypes.byref(failed))
+        if st != 0:
+            _raise(self._lib, st, self.error, f"{self._model_name}: test vectors")
+        return n.value, failed.value
+
+    def close(self) -> None:
+        """Free the session (also done when it is collected or its model closes)."""
+        self._handles.free_session(self.handle)
+
+    def __del__(self) -> None:
+        handles = getattr(self, "_handles", None)
+        if handles is not None:
+            handles.free_session(self.handle)
+
+
+class NativeModel:
+    """A ``.amber`` file opened by the native runtime: immutable, shareable by threads.
+
+    ``source`` is a path (the file is memory-mapped; weights are used in place) or the
+    file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
+    the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
+    a session's arena may hold (None: the runtime's default); ``max_call_depth``,
+    ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
+    bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
+    per-tensor SHA-256 checks (bounds checks always run).
+
+    Raises:
+        FormatError: (a :class:`NativeFormatError`) the C loader refused the file.
+        NativeUnavailableError: ``libamber`` cannot be loaded.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | bytes | bytearray | memoryview, *,
+                 verify_hashes: bool = True, threads: int | None = None,
+                 memory_limit: int | None = None, max_call_depth: int | None = None,
+                 max_loop_iterations: int | None = None,
+                 max_run_iterations: int | None = None) -> None:
+        self.lib = library()
+        self._handles = _Handles(self.lib)
+        self._local = threading.local()
+        self._buffer: Any = None
+        space = _OptionsSpace()
+        self.lib.lib.amber_options_init(ctypes.byref(space))
+        opts = space.opts
+        opts.struct_size = min(int(opts.struct_size), ctypes.sizeof(_Options))
+        if not verify_hashes:
+            opts.flags |= OPEN_SKIP_TENSOR_HASHES
+        if threads is not None:
+            opts.threads = threads
+        if memory_limit is not None:
+            opts.memory_limit = memory_limit
+        if max_call_depth is not None:
+            opts.max_call_depth = max_call_depth
+        if max_loop_iterations is not None:
+            opts.max_loop_iterations = max_loop_iterations
+        if max_run_iterations is not None:
+            if opts.struct_size < ctypes.sizeof(_Options):
+                raise AmberError(f"libamber {self.lib.version} has no max_run_iterations "
+                                 f"option")
+            opts.max_run_iterations = max_run_iterations
+        handle = self._handles.model
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.path: str | None = None
+            self.name = "<bytes>"
+            raw = np.frombuffer(source, dtype=np.uint8)
+            buf = raw
+            if not len(raw) or raw.ctypes.data % 64 or not isinstance(source, bytes):
+                # a private, 64-byte aligned copy (mutable or misaligned input)
+                aligned = np.zeros(max(1, (len(raw) + 63) // 64) * 8, dtype=np.uint64)
+                buf = aligned.view(np.uint8)
+                buf[: len(raw)] = raw
+            self._buffer = buf
+            st = self.lib.lib.amber_model_open_memory(buf.ctypes.data, len(raw),
+                                                      ctypes.byref(opts), ctypes.byref(handle))
+        else:
+            self.path = os.fspath(source)
+            self.name = os.path.basename(self.path)
+            st = self.lib.lib.amber_model_open_file(os.fsencode(self.path), ctypes.byref(opts),
+                                                    ctypes.byref(handle))
+        if st != 0:
+            msg = self.lib.lib.amber_model_error(handle) if handle else None
+            self._handles.close()
+            _raise(self.lib, st, msg.decode(errors="replace") if msg else "",
+                   f"{self.name}: cannot open", loading=True)
+        self._signatures = self._read_signatures()
+
+    # -- introspection -----------------------------------------------------------------
+    def _check(self, st: int, what: str) -> None:
+        if st != 0:
+            _raise(self.lib, st, what, self.name)
+
+    def _read_signatures(self) -> dict[str, NativeSignature]:
+        c = self.lib.lib
+        h = self._handles.model
+        count = ctypes.c_size_t()
+        self._check(c.amber_model_entry_count(h, ctypes.byref(count)), "entry points")
+        out: dict[str, NativeSignature] = {}
+        for i in range(count.value):
+            name = ctypes.c_char_p()
+            self._check(c.amber_model_entry_name(h, i, ctypes.byref(name)), "entry name")
+            raw = name.value or b""
+            n_in, n_out = ctypes.c_size_t(), ctypes.c_size_t()
+            self._check(c.amber_model_entry_arity(h, raw, ctypes.byref(n_in),
+                                                  ctypes.byref(n_out)), "entry arity")
+            ins, outs = [], []
+            for k in range(n_in.value):
+                p = _Port()
+                self._check(c.amber_model_entry_input(h, raw, k, ctypes.byref(p)), "input")
+                ins.append(_port(p))
+            for k in range(n_out.value):
+                p = _Port()
+                self._check(c.amber_model_entry_output(h, raw, k, ctypes.byref(p)), "output")
+                outs.append(_port(p))
+            out[raw.decode()] = NativeSignature(raw.decode(), tuple(ins), tuple(outs))
+        return out
+
+    @property
+    def entry_points(self) -> list[str]:
+        """Entry point names in file order."""
+        return list(self._signatures)
+
+    def signature(self, entry: str = "forward") -> NativeSignature:
+        """The inputs and outputs of ``entry`` as the C runtime reports them."""
+        try:
+            return self._signatures[entry]
+        except KeyError:
+            raise NativeNotFoundError(8, "AMBER_ERR_NOT_FOUND", f"no entry point {entry!r}; "
+                                      f"entry points: {', '.join(self._signatures)}",
+                                      self.name) from None
+
+    @property
+    def format_version(self) -> int:
+        """The container's format version."""
+        v = ctypes.c_uint32()
+        self._check(self.lib.lib.amber_model_format_version(self._handles.model,
+                                                            ctypes.byref(v)), "format version")
+        return int(v.value)
+
+    @property
+    def opset_version(self) -> int:
+        """The opset version of the file's program."""
+        v = ctypes.c_int64()
+        self._check(self.lib.lib.amber_model_opset_version(self._handles.model,
+                                                           ctypes.byref(v)), "opset version")
+        return int(v.value)
+
+    # -- running -----------------------------------------------------------------------
+    def session(self) -> NativeSession:
+        """This thread's session (created on first use, reused by every later run)."""
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = NativeSession(self)
+            self._local.session = s
+        return s
+
+    def new_session(self) -> NativeSession:
+        """A new session, for callers that manage their own (one per thread)."""
+        return NativeSession(self)
+
+    def run(self, entry: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        """Run ``entry`` (inputs positionally or by name) on this thread's session;
+        returns the outputs in signature order as new NumPy arrays."""
+        sig = self.signature(entry)
+        names = [p.name for p in sig.inputs]
+        if len(args) > len(names):
+            raise AmberError(f"{entry}: takes {len(names)} inputs ({', '.join(names)}), got "
+                             f"{len(args)}")
+        given: dict[str, Any] = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise AmberError(f"{entry}: unknown input {k!r}; inputs are "
+                                 f"{', '.join(names)}")
+            if k in given:
+                raise AmberError(f"{entry}: input {k!r} given twice")
+            given[k] = v
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise AmberError(f"{entry}: missing input(s) {', '.join(missing)}")
+        return self.session().run(entry, [given[n] for n in names])
+
+    def run_named(self, entry: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run ``entry`` on inputs by name; returns the outputs by name."""
+        outs = self.run(entry, **inputs)
+        return {p.name: a for p, a in zip(self.signature(entry).outputs, outs)}
+
+    def verify(self) -> tuple[int, int]:
+        """Run the file's test vectors in C (this thread's session): (vectors, failed).
+
+        Raises:
+            NativeMismatchError: a vector's outputs differ (the message names it).
+        """
+        return self.session().verify()
+
+    def close(self) -> None:
+        """Free every session of the model and unmap the file."""
+        self._handles.close()
+
+    def __enter__(self) -> NativeModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<amber.native.NativeModel {self.name} entries={self.entry_points}>"
+
+
+def unsupported_ops(ops: set[str]) -> set[str]:
+    """The primitives of ``ops`` the native library does not implement."""
+    return set(ops) - library().ops
+
+
+__all__ = [
+    "NativeArgumentError",
+    "NativeDTypeError",
+    "NativeError",
+    "NativeFormatError",
+    "NativeLibrary",
+    "NativeLimitError",
+    "NativeMismatchError",
+    "NativeModel",
+    "NativeNotFoundError",
+    "NativeOutOfRangeError",
+    "NativePort",
+    "NativeSession",
+    "NativeShapeError",
+    "NativeSignature",
+    "NativeUnavailableError",
+    "available",
+    "library",
+    "library_path",
+    "native_dir",
+]

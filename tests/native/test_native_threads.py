@@ -1,0 +1,110 @@
+"""Two models side by side in one process, each with sessions, run from two threads:
+results are bit-identical to single-threaded runs; sessions are per thread and reused."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+import amber as am
+from amber import native as N
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+RUNS = 200
+
+
+def _inputs(m: N.NativeModel, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for port in m.signature().inputs:
+        shape = tuple(2 + seed % 3 if isinstance(d, str) else d for d in port.shape)
+        out.append(rng.standard_normal(shape).astype(port.dtype))
+    return out
+
+
+def test_two_models_two_threads(lib: N.NativeLibrary) -> None:
+    models = [N.NativeModel(GOLDEN / "v1" / "mlp.amber"),
+              N.NativeModel(GOLDEN / "v1" / "cnn.amber", threads=1)]
+    cases = {(i, seed): _inputs(m, seed) for i, m in enumerate(models) for seed in range(4)}
+    want = {k: models[k[0]].run("forward", *v) for k, v in cases.items()}
+    errors: list[BaseException] = []
+    sessions: dict[str, set[int]] = {}
+    main_sessions = {m.session().handle for m in models}  # alive throughout
+    both_alive = threading.Barrier(2, timeout=60)
+
+    def worker(name: str, order: list[tuple[int, int]]) -> None:
+        try:
+            for r in range(RUNS):
+                key = order[r % len(order)]
+                got = models[key[0]].run("forward", *cases[key])
+                for g, w in zip(got, want[key]):
+                    assert g.tobytes() == w.tobytes(), (name, key, r)
+            sessions[name] = {m.session().handle for m in models}
+            both_alive.wait()  # neither thread's sessions are freed before both recorded
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    keys = sorted(cases)
+    threads = [threading.Thread(target=worker, args=("a", keys)),
+               threading.Thread(target=worker, args=("b", keys[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    # one session per model per thread, none shared between threads or with this one
+    assert len(sessions["a"]) == len(sessions["b"]) == 2
+    assert not (sessions["a"] & sessions["b"]) and not (sessions["a"] & main_sessions)
+    # the main thread's session is reused run after run
+    before = models[0].session().handle
+    models[0].run("forward", *cases[(0, 0)])
+    assert models[0].session().handle == before
+    for m in models:
+        m.close()
+
+
+def test_loaded_models_side_by_side_from_threads(lib: N.NativeLibrary) -> None:
+    a = am.load(GOLDEN / "v1" / "mlp.amber")
+    b = am.load(GOLDEN / "v1" / "symbolic.amber")
+    assert a.backend == b.backend == "native"
+    xs = {"a": _inputs(a.native, 1), "b": _inputs(b.native, 2)}
+    want = {"a": a.native.run("forward", *xs["a"]), "b": b.native.run("forward", *xs["b"])}
+    errors: list[BaseException] = []
+
+    def worker(model: am.Model, key: str) -> None:
+        try:
+            for _ in range(50):
+                got = model.native.run("forward", *xs[key])
+                assert all(np.array_equal(g, w) for g, w in zip(got, want[key]))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(m, k)) for m, k in
+               ((a, "a"), (b, "b"), (a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_sessions_of_finished_threads_are_freed(lib: N.NativeLibrary) -> None:
+    m = N.NativeModel(GOLDEN / "v1" / "mlp.amber")
+    x = _inputs(m, 0)
+
+    def worker() -> None:
+        m.run("forward", *x)
+
+    for _ in range(5):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    import gc
+
+    gc.collect()
+    assert len(m._handles.sessions) <= 1
+    m.run("forward", *x)
+    m.close()
+    assert not m._handles.sessions
