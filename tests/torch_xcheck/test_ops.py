@@ -368,6 +368,7 @@ case("T", lambda x: x.T, None, f(3, 4))
 case("mT", lambda x: x.mT, None, f(2, 3, 4))
 case("am.t", am.t, torch.t, f(3, 4))
 case("am.t-1d", am.t, torch.t, f(3))
+case("t-method", lambda x: x.t(), None, f(3, 4))
 case("squeeze", lambda x: x.squeeze(), None, f(1, 3, 1, 4))
 case("squeeze-dim", lambda x: am.squeeze(x, 2), lambda x: torch.squeeze(x, 2), f(1, 3, 1, 4))
 case("squeeze-noop", lambda x: x.squeeze(1), None, f(1, 3, 1, 4))
@@ -775,7 +776,7 @@ _COVERED_BY = {
     "floor_divide": ("floordiv", "floor_divide"), "neg": ("neg",), "pow": ("pow", "rpow"),
     "view": ("view",), "max": ("max-",), "min": ("min-",), "any": ("any-",), "all": ("all-",),
     "sum": ("sum-",), "mean": ("mean-",), "var": ("var-",), "std": ("std-",),
-    "matmul": ("matmul", "rmatmul"), "mm": ("mm",), "t": ("am.t", "T"),
+    "matmul": ("matmul", "rmatmul"), "mm": ("mm",), "t": ("am.t", "T", "t-method"),
     "transpose": ("transpose", "am.transpose", "mT"), "prod": ("prod-",),
     "logical_and": ("logical_and", "and-op"), "logical_or": ("logical_or", "or-op"),
     "logical_not": ("logical_not", "invert-op"), "abs": ("am.abs", "abs-"),
