@@ -1,6 +1,7 @@
-/* Test-only: one model shared by several threads, each with its own session, must give
- * results bit-identical to a single-threaded run.
- *   amber-thread-test MODEL.amber THREADS RUNS
+/* Test-only: models shared by several threads, each thread with its own session, must
+ * give results bit-identical to a single-threaded run, and models loaded side by side in
+ * one process must not interfere (thread t uses model t mod the number of models).
+ *   amber-thread-test MODEL.amber THREADS RUNS [MORE_MODEL.amber ...]
  * Uses the public API only; each input is the first stored tensor named
  * ".../inputs/<input name>" (amber's test-vector naming). Exit 0 when every run matches. */
 #include "amber.h"
@@ -53,29 +54,28 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL.amber THREADS RUNS\n", argv[0]);
-        return 64;
-    }
-    int threads = atoi(argv[2]), runs = atoi(argv[3]);
-    if (threads < 1 || threads > 256 || runs < 1) return 64;
-    amber_model *model = NULL;
-    if (amber_model_open_file(argv[1], NULL, &model) != AMBER_OK) {
-        fprintf(stderr, "%s\n", model ? amber_model_error(model) : "out of memory");
-        amber_model_close(model);
+typedef struct fixture {
+    amber_model *model;
+    size_t n_in, n_out;
+    amber_tensor inputs[MAX_IO], expected[MAX_IO];
+    void *copies[MAX_IO];
+} fixture;
+
+/* Open `path`, find the stored test inputs of "forward" and record a single-threaded
+ * run as the expected result. Returns 0 on success. */
+static int prepare(const char *path, fixture *f) {
+    memset(f, 0, sizeof *f);
+    if (amber_model_open_file(path, NULL, &f->model) != AMBER_OK) {
+        fprintf(stderr, "%s: %s\n", path, f->model ? amber_model_error(f->model) : "out of memory");
         return 1;
     }
-    size_t n_in = 0, n_out = 0;
-    amber_tensor inputs[MAX_IO], expected[MAX_IO], out[MAX_IO];
-    void *copies[MAX_IO] = {0};
-    int rc = 0;
-    if (amber_model_entry_arity(model, "forward", &n_in, &n_out) != AMBER_OK || n_in > MAX_IO ||
-        n_out > MAX_IO) {
-        fprintf(stderr, "no usable entry point forward\n");
-        rc = 1;
+    amber_model *model = f->model;
+    if (amber_model_entry_arity(model, "forward", &f->n_in, &f->n_out) != AMBER_OK ||
+        f->n_in > MAX_IO || f->n_out > MAX_IO) {
+        fprintf(stderr, "%s: no usable entry point forward\n", path);
+        return 1;
     }
-    for (size_t i = 0; rc == 0 && i < n_in; i++) {
+    for (size_t i = 0; i < f->n_in; i++) {
         amber_port p;
         char name[512];
         amber_model_entry_input(model, "forward", i, &p);
@@ -86,51 +86,77 @@ int main(int argc, char **argv) {
         amber_model_tensor_count(model, &nt);
         for (size_t k = 0; k < nt && !found; k++) {
             const char *tn;
-            amber_model_tensor(model, k, &tn, &inputs[i]);
+            amber_model_tensor(model, k, &tn, &f->inputs[i]);
             size_t len = strlen(tn);
             found = len >= want && !strcmp(tn + len - want, name);
         }
         if (!found) {
-            fprintf(stderr, "no stored tensor for input %s\n", p.name);
-            rc = 1;
+            fprintf(stderr, "%s: no stored tensor for input %s\n", path, p.name);
+            return 1;
         }
     }
     amber_session *s = NULL;
-    if (rc == 0 && (amber_session_create(model, &s) != AMBER_OK ||
-                    amber_session_run(s, "forward", inputs, n_in, out, n_out) != AMBER_OK)) {
-        fprintf(stderr, "reference run failed: %s\n", s ? amber_session_error(s) : "");
+    amber_tensor out[MAX_IO];
+    int rc = 0;
+    if (amber_session_create(model, &s) != AMBER_OK ||
+        amber_session_run(s, "forward", f->inputs, f->n_in, out, f->n_out) != AMBER_OK) {
+        fprintf(stderr, "%s: reference run failed: %s\n", path, s ? amber_session_error(s) : "");
         rc = 1;
     }
     /* Keep copies of the single-threaded results: the session's memory is reused. */
-    for (size_t k = 0; rc == 0 && k < n_out; k++) {
+    for (size_t k = 0; rc == 0 && k < f->n_out; k++) {
         size_t nb;
         amber_tensor_size(&out[k], NULL, &nb);
-        copies[k] = malloc(nb ? nb : 1);
-        if (!copies[k]) {
+        f->copies[k] = malloc(nb ? nb : 1);
+        if (!f->copies[k]) {
             rc = 1;
             break;
         }
-        if (nb) memcpy(copies[k], out[k].data, nb);
-        expected[k] = out[k];
-        expected[k].data = copies[k];
+        if (nb) memcpy(f->copies[k], out[k].data, nb);
+        f->expected[k] = out[k];
+        f->expected[k].data = f->copies[k];
     }
     amber_session_free(s);
+    return rc;
+}
+
+static void release(fixture *f) {
+    for (size_t k = 0; k < MAX_IO; k++) free(f->copies[k]);
+    amber_model_close(f->model);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL.amber THREADS RUNS [MORE_MODEL.amber ...]\n", argv[0]);
+        return 64;
+    }
+    int threads = atoi(argv[2]), runs = atoi(argv[3]);
+    if (threads < 1 || threads > 256 || runs < 1 || argc - 3 > 16) return 64;
+    fixture fx[16];
+    int n_models = 0, rc = 0;
+    for (int a = 1; a < argc && rc == 0; a = (a == 1 ? 4 : a + 1)) {
+        rc = prepare(argv[a], &fx[n_models]);
+        n_models++;
+    }
     if (rc == 0) {
         pthread_t tid[256];
         job jobs[256];
+        int started = 0;
         for (int t = 0; t < threads; t++) {
-            jobs[t] = (job){model, inputs, n_in, n_out, expected, runs, 0};
-            if (pthread_create(&tid[t], NULL, worker, &jobs[t]) != 0) return 1;
+            fixture *f = &fx[t % n_models];
+            jobs[t] = (job){f->model, f->inputs, f->n_in, f->n_out, f->expected, runs, 0};
+            if (pthread_create(&tid[t], NULL, worker, &jobs[t]) != 0) break;
+            started++;
         }
-        int failures = 0;
-        for (int t = 0; t < threads; t++) {
+        int failures = started == threads ? 0 : 1;
+        for (int t = 0; t < started; t++) {
             pthread_join(tid[t], NULL);
             failures += jobs[t].failures;
         }
-        printf("%d threads x %d runs: %d mismatches\n", threads, runs, failures);
+        printf("%d models, %d threads x %d runs: %d mismatches\n", n_models, threads, runs,
+               failures);
         rc = failures != 0;
     }
-    for (size_t k = 0; k < n_out; k++) free(copies[k]);
-    amber_model_close(model);
+    for (int m = 0; m < n_models; m++) release(&fx[m]);
     return rc;
 }

@@ -78,6 +78,16 @@ def test_threads_share_one_model(runtime_build: Path, path: Path) -> None:
     assert "0 mismatches" in res.stdout
 
 
+def test_models_side_by_side_in_one_c_program(runtime_build: Path) -> None:
+    """Every golden model open at once in one process, threads alternating between them,
+    each thread with its own session: results equal each model's single-threaded run."""
+    first, *rest = (str(p) for p in GOLDEN)
+    res = subprocess.run([str(runtime_build / "amber-thread-test"), first, "8", "200", *rest],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{len(GOLDEN)} models, 8 threads x 200 runs: 0 mismatches" in res.stdout
+
+
 def test_amber_run_cli(runtime_build: Path, tmp_path: Path) -> None:
     import numpy as np
 
