@@ -48,7 +48,13 @@ from .capture.ir import (
     max_error,
     within_tolerance,
 )
-from .errors import AmberError, ExportError, SeamError
+from .errors import (
+    AmberError,
+    ExportError,
+    IterationLimitError,
+    RecursionLimitError,
+    SeamError,
+)
 from .interpreter import gather_args
 from .ops.registry import REGISTRY, Aval, bind, is_grad_enabled, no_grad
 from .tensor import Tensor
@@ -324,16 +330,17 @@ class _Runner:
         if op == "weight":
             return [self.weight(node.attrs["name"])]
         if op == "call":
-            if depth + 1 > MAX_CALL_DEPTH:
-                raise AmberError(f"{where}: call depth exceeds the limit of {MAX_CALL_DEPTH}")
-            callee = self.program.functions[node.attrs["callee"]]
-            return self.run(callee, ins, _bind_env(callee, ins), depth + 1)
+            return self._call(node.attrs["callee"], ins, depth, where)
+        if op in ("cond", "while", "scan") and not any(_is_tracer(t) for t in ins):
+            # Eager structured control flow: the taken branch and every iteration run
+            # through the registry, so the tape records them (as the interpreter runs them).
+            return self._control(node, ins, env, depth, where)
         prim = REGISTRY.get(op)
         if prim is not None:
             attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
             return [bind(prim, tuple(ins), attrs)]
-        # A builtin this module has no registry rule for (structured control flow): run
-        # it with the reference interpreter when no gradient and no tracer is involved.
+        # Structured control flow on traced values: run it with the reference interpreter
+        # when no gradient and no tracer is involved, else refuse.
         if any(_is_tracer(t) for t in ins) or (
                 is_grad_enabled() and any(t.requires_grad for t in ins)):
             raise AmberError(f"{where}: op {op!r} cannot be differentiated or captured "
@@ -345,6 +352,56 @@ class _Runner:
         ienv = {k: int(v) for k, v in env.items()}
         return [Tensor._wrap(np.array(a, copy=True))
                 for a in interp._run_node(node, arrays, ienv, depth, where)]
+
+
+    def _call(self, name: str, args: list[Tensor], depth: int, where: str) -> list[Tensor]:
+        if depth + 1 > MAX_CALL_DEPTH:
+            raise RecursionLimitError(
+                f"{where}: call depth exceeds the limit of {MAX_CALL_DEPTH}")
+        callee = self.program.functions[name]
+        return self.run(callee, args, _bind_env(callee, args), depth + 1)
+
+    def _control(self, node: Node, ins: list[Tensor], env: dict[str, Any], depth: int,
+                 where: str) -> list[Tensor]:
+        a = node.attrs
+        if node.op == "cond":
+            return self._call(a["then"] if bool(ins[0]) else a["else"], ins[1:], depth, where)
+        n = a["num_carries"]
+        if node.op == "while":
+            carries, extra = list(ins[:n]), list(ins[n:])
+            limit, k = a.get("max_iterations"), 0
+            while bool(self._call(a["cond"], carries + extra, depth, where)[0]):
+                if limit is not None and k >= limit:
+                    raise IterationLimitError(
+                        f"{where}: the loop was about to run iteration {k + 1}, past the "
+                        f"limit of {limit} iterations")
+                carries = self._call(a["body"], carries + extra, depth, where)
+                k += 1
+            return carries
+        m = a["num_xs"]
+        length = int(_eval_attr(a["length"], env))
+        carries, xs, extra = list(ins[:n]), ins[n:n + m], list(ins[n + m:])
+        if length == 0:  # nothing runs: ys are empty, carries pass through
+            from .interpreter import Interpreter
+
+            arrays = [np.asarray(t._data) for t in ins]
+            empty = Interpreter(self.program)._run_node(
+                node, arrays, {k: int(v) for k, v in env.items()}, depth, where)
+            return carries + [Tensor._wrap(y) for y in empty[n:]]
+        from .functional import stack
+
+        ys: list[list[Tensor]] = []
+        order = range(length - 1, -1, -1) if a["reverse"] else range(length)
+        for i in order:
+            out = self._call(a["body"], carries + [x[i] for x in xs] + extra, depth, where)
+            carries = out[:n]
+            ys = ys or [[] for _ in out[n:]]
+            for j, y in enumerate(out[n:]):
+                ys[j].append(y)
+        if a["reverse"]:
+            for col in ys:
+                col.reverse()
+        return carries + [stack(col) for col in ys]
 
 
 # ----------------------------------------------------------------------------- capture

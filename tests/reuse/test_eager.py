@@ -162,3 +162,23 @@ def test_gradient_through_a_composed_file(parts, tmp_path, rng):
     assert {n.split("/")[0] for n, _ in module.named_parameters()} == {"backbone", "head"}
     module(am.tensor(x0)).sum().backward()
     assert module.get_parameter("head/0.bias").grad is not None
+
+
+def test_gradients_flow_through_loaded_control_flow(tmp_path) -> None:
+    """cond, while_loop and scan inside a loaded model run eagerly on the tape."""
+
+    def f(x):
+        y = am.cond(x.sum() > 0, lambda v: v * v, lambda v: am.sin(v), x)
+        n, y = am.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 0.9 + 0.1),
+                             (am.tensor(0), y))
+        _, ys = am.scan(lambda c, r: (c + r, am.tanh(c + r)), am.zeros_like(x[0]), y)
+        return ys.sum(0) + y[-1]
+
+    path = tmp_path / "control.amber"
+    am.export(f, am.spec("n", 3, dtype=am.float64)).save(path)
+    m = am.load(path, backend="reference")
+    for x0 in (np.linspace(0.1, 1.0, 12).reshape(4, 3), -np.ones((2, 3))):
+        x = am.tensor(x0, requires_grad=True)
+        (m(x) ** 2).sum().backward()
+        want = am.grad(lambda t: (f(t) ** 2).sum())(am.tensor(x0))
+        np.testing.assert_allclose(x.grad.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
