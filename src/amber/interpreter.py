@@ -53,24 +53,23 @@ def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
         raise DTypeError(f"{what}: cannot convert {type(x).__name__} to {dtype}: {e}") from None
 
 
-def gather_args(entry: EntryPoint, args: Sequence[Any], kwargs: Mapping[str, Any]
-                ) -> list[Any]:
-    """The call's arguments (positional, then by name) in the order of ``entry``'s inputs."""
-    names = [p.name for p in entry.inputs]
+def gather_args(entry: str, names: Sequence[str], args: Sequence[Any],
+                kwargs: Mapping[str, Any]) -> list[Any]:
+    """The arguments of a call of entry point ``entry`` (positional, then by name) in the
+    order of its input ``names``."""
     if len(args) > len(names):
-        raise AmberError(f"{entry.name}: takes {len(names)} inputs ({', '.join(names)}), got "
+        raise AmberError(f"{entry}: takes {len(names)} inputs ({', '.join(names)}), got "
                          f"{len(args)}")
     given: dict[str, Any] = dict(zip(names, args))
     for k, v in kwargs.items():
         if k not in names:
-            raise AmberError(f"{entry.name}: unknown input {k!r}; inputs are "
-                             f"{', '.join(names)}")
+            raise AmberError(f"{entry}: unknown input {k!r}; inputs are {', '.join(names)}")
         if k in given:
-            raise AmberError(f"{entry.name}: input {k!r} given twice")
+            raise AmberError(f"{entry}: input {k!r} given twice")
         given[k] = v
     missing = [n for n in names if n not in given]
     if missing:
-        raise AmberError(f"{entry.name}: missing input(s) {', '.join(missing)}")
+        raise AmberError(f"{entry}: missing input(s) {', '.join(missing)}")
     return [given[n] for n in names]
 
 
@@ -95,7 +94,8 @@ class Interpreter:
     def bind_inputs(self, entry: EntryPoint, args: Sequence[Any],
                     kwargs: Mapping[str, Any]) -> tuple[list[np.ndarray], dict[str, int]]:
         """Order, convert and check inputs; return them and the symbol bindings."""
-        given = dict(zip((p.name for p in entry.inputs), gather_args(entry, args, kwargs)))
+        names = [p.name for p in entry.inputs]
+        given = dict(zip(names, gather_args(entry.name, names, args, kwargs)))
         env: dict[str, int] = {}
         arrays = []
         for port in entry.inputs:

@@ -609,23 +609,10 @@ class NativeModel:
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
         """Run ``entry`` (inputs positionally or by name) on this thread's session;
         returns the outputs in signature order as new NumPy arrays."""
-        sig = self.signature(entry)
-        names = [p.name for p in sig.inputs]
-        if len(args) > len(names):
-            raise AmberError(f"{entry}: takes {len(names)} inputs ({', '.join(names)}), got "
-                             f"{len(args)}")
-        given: dict[str, Any] = dict(zip(names, args))
-        for k, v in kwargs.items():
-            if k not in names:
-                raise AmberError(f"{entry}: unknown input {k!r}; inputs are "
-                                 f"{', '.join(names)}")
-            if k in given:
-                raise AmberError(f"{entry}: input {k!r} given twice")
-            given[k] = v
-        missing = [n for n in names if n not in given]
-        if missing:
-            raise AmberError(f"{entry}: missing input(s) {', '.join(missing)}")
-        return self.session().run(entry, [given[n] for n in names])
+        from .interpreter import gather_args
+
+        names = [p.name for p in self.signature(entry).inputs]
+        return self.session().run(entry, gather_args(entry, names, args, kwargs))
 
     def run_named(self, entry: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run ``entry`` on inputs by name; returns the outputs by name."""

@@ -523,7 +523,7 @@ def call_program(program: Program, entry_name: str, args: Sequence[Any],
 
     desc = describe(name, path)
     entry = program.entry(entry_name)
-    given = gather_args(entry, args, kwargs)
+    given = gather_args(entry.name, [p.name for p in entry.inputs], args, kwargs)
     tracing = any(_is_tracer(x) for x in given) or any(
         _is_tracer(t) for t in (weights or {}).values())
     grad_needed = is_grad_enabled() and (
