@@ -328,6 +328,48 @@ static amber_status static_check(loader *L, const am_func *f, const am_node *n) 
     return st;
 }
 
+/* Marks the op nodes that depend on weights and constants only (see am_hoist). */
+static amber_status plan_hoisting(loader *L, am_func *f) {
+    uint8_t *fixed = (uint8_t *)calloc(f->n_values ? f->n_values : 1, 1);
+    if (!fixed) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        am_node *n = &f->nodes[ni];
+        bool fix = n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT;
+        if (n->kind == AM_NODE_OP) {
+            am_attrs a;
+            am_error e;
+            fix = am_attrs_decode(n->op, L->d, n->attrs, NULL, &a, &e) == AMBER_OK;
+            for (int k = 0; k < n->n_in && fix; k++) fix = fixed[n->in[k]];
+            if (fix) n->hoist = AM_HOIST_CACHED;
+        }
+        for (int k = 0; k < n->n_out; k++) fixed[n->out[k]] = fix;
+    }
+    /* A hoisted value whose every use is by hoisted nodes need not be kept. */
+    uint8_t *outer = fixed; /* reused: 1 = used outside the hoisted subgraph or unused */
+    memset(outer, 0, f->n_values ? f->n_values : 1);
+    uint8_t *used = (uint8_t *)calloc(f->n_values ? f->n_values : 1, 1);
+    if (!used) {
+        free(outer);
+        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    }
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
+        for (int k = 0; k < f->nodes[ni].n_in; k++) {
+            used[f->nodes[ni].in[k]] = 1;
+            if (f->nodes[ni].hoist == AM_HOIST_NONE) outer[f->nodes[ni].in[k]] = 1;
+        }
+    for (uint32_t k = 0; k < f->n_results; k++) outer[f->results[k]] = 1;
+    f->n_cached = 0;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        am_node *n = &f->nodes[ni];
+        if (n->hoist == AM_HOIST_NONE) continue;
+        if (outer[n->out[0]] || !used[n->out[0]]) f->n_cached++;
+        else n->hoist = AM_HOIST_INNER;
+    }
+    free(outer);
+    free(used);
+    return AMBER_OK;
+}
+
 /* Value lifetimes: each op output that is not a result is released after its last use
  * (or right after its node if it is never used). */
 static amber_status plan_releases(loader *L, am_func *f) {
@@ -347,6 +389,8 @@ static amber_status plan_releases(loader *L, am_func *f) {
         for (int k = 0; k < n->n_in; k++) last[n->in[k]] = ni;
     }
     for (uint32_t k = 0; k < f->n_results; k++) owned[f->results[k]] = false;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) /* the session's cache owns these */
+        if (f->nodes[ni].hoist == AM_HOIST_CACHED) owned[f->nodes[ni].out[0]] = false;
     /* A function run by call/cond/while/scan may return its argument itself: values
      * passed to one are kept, as the node's outputs may alias them. */
     for (uint32_t ni = 0; ni < f->n_nodes; ni++)
@@ -555,6 +599,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         f->results[k] = (uint32_t)v;
     }
     free(tab);
+    if (st == AMBER_OK) st = plan_hoisting(L, f);
     return st == AMBER_OK ? plan_releases(L, f) : st;
 }
 

@@ -18,6 +18,12 @@ typedef enum am_builtin {
     AM_NODE_SCAN   /* opset 2: callee = body */
 } am_builtin;
 
+/* An op node whose inputs derive only from weights and constants and whose attributes
+ * hold no dim expressions: its value is the same in every run. A session keeps the
+ * CACHED ones (used by a non-hoisted node, a result, or nothing) after computing them
+ * once, and from then on skips the INNER ones. */
+typedef enum am_hoist { AM_HOIST_NONE, AM_HOIST_INNER, AM_HOIST_CACHED } am_hoist;
+
 /* A declared type: dims are JSON integers or dim-expression strings. */
 typedef struct am_type {
     amber_dtype dtype;
@@ -40,6 +46,7 @@ typedef struct am_node {
     bool reverse;               /* scan */
     uint32_t n_release;         /* op outputs whose last use is this node: their memory */
     uint32_t *release;          /* is reused by later nodes of the same run */
+    am_hoist hoist;             /* op computed from weights and constants only */
 } am_node;
 
 typedef struct am_func {
@@ -51,6 +58,7 @@ typedef struct am_func {
     am_symbols syms;            /* names and lens; values unused (per-run copies) */
     int *param_symbol;          /* per param dim: symbol bound there, or -1 */
     am_type **value_types;      /* declared type of every value */
+    uint32_t n_cached;          /* nodes with hoist == AM_HOIST_CACHED */
 } am_func;
 
 typedef struct am_port_def {

@@ -19,6 +19,13 @@ struct amber_session {
     am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
     int64_t iterations_left; /* loop iterations this run may still make (all loops) */
+    /* Values of AM_HOIST_CACHED nodes, per function and value (data NULL: not yet), kept
+     * across runs in separate allocations that count against the memory limit. */
+    struct hoisted {
+        uint32_t n_ready;
+        amber_tensor *vals;
+    } *hoisted;
+    size_t hoisted_bytes;
     /* Blocks of the arena released during the current run, reused best-fit. */
     size_t n_free, cap_free;
     struct free_block {
@@ -69,6 +76,11 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     long threads = model->opts.threads;
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads > 64) threads = 64;
+    if (model->prog.n_funcs &&
+        !(s->hoisted = (struct hoisted *)calloc(model->prog.n_funcs, sizeof *s->hoisted))) {
+        amber_session_free(s);
+        return AMBER_ERR_NO_MEMORY;
+    }
     if (am_pool_create((int)threads, &s->pool, NULL) != AMBER_OK) {
         amber_session_free(s);
         return AMBER_ERR_NO_MEMORY;
@@ -83,6 +95,13 @@ void amber_session_free(amber_session *s) {
     am_arena_free(&s->scratch);
     am_pool_free(s->pool);
     free(s->free_blocks);
+    for (uint32_t fi = 0; s->hoisted && fi < s->model->prog.n_funcs; fi++) {
+        const am_func *f = &s->model->prog.funcs[fi];
+        for (uint32_t v = 0; s->hoisted[fi].vals && v < f->n_values; v++)
+            free(s->hoisted[fi].vals[v].data);
+        free(s->hoisted[fi].vals);
+    }
+    free(s->hoisted);
     free(s);
 }
 
@@ -113,6 +132,35 @@ static amber_status check_type(amber_session *s, const am_type *t, const am_symb
 
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth);
+
+/* The run arena may hold what the hoisted values leave of the memory limit. */
+static void set_arena_limit(amber_session *s) {
+    size_t limit = (size_t)s->model->opts.memory_limit;
+    if (limit) s->arena.limit = limit > s->hoisted_bytes ? limit - s->hoisted_bytes : 1;
+}
+
+/* Memory for a hoisted value: it and the run arena share the memory limit. */
+static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
+    size_t limit = (size_t)s->model->opts.memory_limit, need, total;
+    if (!am_add_size(size ? size : 1, 63, &need))
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
+    need &= ~(size_t)63;
+    if (!am_add_size(s->hoisted_bytes, need, &total) ||
+        (limit && (total > limit || s->arena.held > limit - total)))
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
+                       "%zu, need %zu more)", limit, s->hoisted_bytes + s->arena.held, need);
+    *out = aligned_alloc(64, need);
+    if (!*out) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
+    s->hoisted_bytes = total;
+    set_arena_limit(s);
+    return AMBER_OK;
+}
+
+static void hoisted_drop(amber_session *s, void *p, size_t size) {
+    free(p);
+    s->hoisted_bytes -= ((size ? size : 1) + 63) & ~(size_t)63;
+    set_arena_limit(s);
+}
 
 static bool scalar_true(const amber_tensor *t) {
     return t->dtype == AMBER_BOOL && t->rank == 0 && *(const uint8_t *)t->data != 0;
@@ -358,8 +406,14 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     }
     /* Nodes in order. */
     am_ctx ctx = {&s->err, &s->scratch, s->pool};
+    struct hoisted *h = &s->hoisted[fi];
+    if (f->n_cached && !h->vals &&
+        !(h->vals = (amber_tensor *)calloc(f->n_values, sizeof *h->vals)))
+        return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    bool ready = h->n_ready == f->n_cached; /* every hoisted value is cached */
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
+        if (ready && n->hoist == AM_HOIST_INNER) continue;
         static const char *const kinds[] = {"op", "constant", "weight", "call", "cond", "while", "scan"};
         const char *opname = n->kind == AM_NODE_OP ? n->op->name : kinds[n->kind];
         amber_tensor *ins = NULL, *outs = NULL;
@@ -390,15 +444,28 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             st = run_scan(s, n, &syms, ins, outs, depth);
             break;
         case AM_NODE_OP: {
+            bool cache = n->hoist == AM_HOIST_CACHED;
+            if (cache && h->vals[n->out[0]].data) {
+                outs[0] = h->vals[n->out[0]];
+                break;
+            }
             am_attrs attrs;
             size_t nbytes = 0;
             st = am_node_attrs(n, &s->model->doc, &syms, &attrs, &s->err);
             if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, &attrs, &outs[0], &s->err);
             if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
-            if (st == AMBER_OK) st = value_alloc(s, nbytes, &outs[0].data);
+            if (st == AMBER_OK)
+                st = cache ? hoisted_alloc(s, nbytes, &outs[0].data)
+                           : value_alloc(s, nbytes, &outs[0].data);
             if (st == AMBER_OK) {
-                sizes[n->out[0]] = nbytes;
+                if (!cache) sizes[n->out[0]] = nbytes;
                 st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
+                if (cache && st == AMBER_OK) {
+                    h->vals[n->out[0]] = outs[0];
+                    h->n_ready++;
+                } else if (cache) {
+                    hoisted_drop(s, outs[0].data, nbytes); /* the next run tries again */
+                }
             }
             am_arena_reset(&s->scratch);
             break;
