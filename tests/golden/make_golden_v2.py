@@ -22,6 +22,9 @@ sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "src")))
 
 import amber as am  # noqa: E402
 
+sys.path.insert(0, HERE)
+from make_golden import write_golden  # noqa: E402
+
 OUT_DIR = os.path.join(HERE, "v2")
 F64 = am.float64
 
@@ -95,21 +98,7 @@ GOLDEN: dict[str, Callable[[], tuple[am.Program, dict[str, np.ndarray]]]] = {
 
 def write(name: str, out_dir: str = OUT_DIR) -> None:
     """Write ``name``.amber and ``name``.npz; refuse to overwrite either."""
-    amber_path = os.path.join(out_dir, f"{name}.amber")
-    npz_path = os.path.join(out_dir, f"{name}.npz")
-    for path in (amber_path, npz_path):
-        if os.path.exists(path):
-            raise FileExistsError(f"{path} exists; golden files are never rewritten")
-    program, inputs = GOLDEN[name]()
-    os.makedirs(out_dir, exist_ok=True)
-    program.save(amber_path, metadata={"golden": name})
-    outs = program.run("forward", **inputs)
-    entry = program.signature("forward")
-    arrays = {f"in.{k}": v for k, v in inputs.items()}
-    arrays.update({f"out.{p.name}": o for p, o in zip(entry.outputs, outs)})
-    with open(npz_path, "xb") as f:
-        np.savez(f, **arrays)
-    print(f"wrote {amber_path} and {npz_path}")
+    write_golden(name, lambda: GOLDEN[name](), out_dir)
 
 
 if __name__ == "__main__":
