@@ -42,27 +42,16 @@ from __future__ import annotations
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model, pin_threads, sample
 
-def _early_threads(argv: list[str]) -> int:
-    """The --threads value, needed before NumPy (and its BLAS) is imported."""
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return 1
-
-
-_THREADS = _early_threads(sys.argv[1:])
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(_THREADS)
+_THREADS = pin_threads(sys.argv[1:], default=1)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -280,22 +269,6 @@ def build_runners(model: LSTMLayer, workdir: Path, threads: int) -> Runners:
 # ----------------------------------------------------------------------------- timing
 
 
-def sample(fn: Callable[[], Any], budget: float, pause: float) -> tuple[float, float]:
-    """(wall seconds per call, process CPU seconds per call) over a loop of about
-    ``budget`` seconds, after ``pause`` seconds idle and one untimed call."""
-    time.sleep(pause)
-    fn()
-    n = 0
-    w0, c0 = time.perf_counter(), time.process_time()
-    while True:
-        fn()
-        n += 1
-        w = time.perf_counter() - w0
-        if w >= budget:
-            break
-    return w / n, (time.process_time() - c0) / n
-
-
 @dataclass
 class Case:
     """One batch size: its input, and per runtime the samples and the agreement."""
@@ -350,15 +323,7 @@ def machine_lines(threads: int) -> list[str]:
 
     import onnx
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return [
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: nproc={os.cpu_count()}, CPU: {cpu}, {platform.system()} "
