@@ -25,8 +25,9 @@ extern "C" {
 #define AMBER_VERSION_PATCH 0
 
 /* Highest opset version this runtime implements (2: opset 1 plus the control-flow
- * builtins cond, while and scan), and the number of primitives (the same in both). */
-#define AMBER_OPSET_VERSION 2
+ * builtins cond, while and scan; 3: while with per-iteration outputs stacked along its
+ * trip count), and the number of primitives (the same in all). */
+#define AMBER_OPSET_VERSION 3
 #define AMBER_OPSET_V1_PRIMITIVES 48
 
 /* Largest tensor rank the runtime handles. */

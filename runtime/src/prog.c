@@ -213,10 +213,36 @@ static amber_status count_attr(loader *L, const am_json *attrs, const char *key,
     return AMBER_OK;
 }
 
+/* while (opset 3): num_stacked per-iteration outputs follow the carries, and trip_dim
+ * names a fresh symbol, bound to the trip count once the node has run; the node's own
+ * outputs and the later nodes of the function may use it (it joins sy). */
+static amber_status while_stack(loader *L, am_node *n, const am_json *attrs, am_symbols *sy) {
+    const am_json *ns = am_json_get(L->d, attrs, "num_stacked");
+    const am_json *td = am_json_get(L->d, attrs, "trip_dim");
+    n->n_stacked = 0;
+    n->trip_symbol = -1;
+    if (!ns && !td) return AMBER_OK;
+    if (!ns || !td) return LFAIL(L, "while takes num_stacked and trip_dim together");
+    if (L->p->opset_version < 3)
+        return LFAIL(L, "while with num_stacked and trip_dim needs opset version 3, the file "
+                     "declares %lld", (long long)L->p->opset_version);
+    amber_status st = count_attr(L, attrs, "num_stacked", n->n_out - n->n_carries, &n->n_stacked);
+    if (st != AMBER_OK) return st;
+    if (td->type != AM_JSON_STRING || strlen(td->str) != td->len || !am_dim_is_name(td->str, td->len))
+        return LFAIL(L, "trip_dim must be a symbol name");
+    for (int k = 0; k < sy->n; k++)
+        if (sy->lens[k] == td->len && !memcmp(sy->names[k], td->str, td->len))
+            return LFAIL(L, "trip_dim \"%.64s\" is already bound in the function", td->str);
+    n->trip_symbol = sy->n; /* room: load_function reserves one symbol per node */
+    sy->names[sy->n] = td->str;
+    sy->lens[sy->n++] = td->len;
+    return AMBER_OK;
+}
+
 /* cond, while and scan (opset 2): attributes as the reference interpreter reads them;
  * argument and result counts are checked with the callees (am_program_load). */
 static amber_status control_node(loader *L, am_node *n, const char *op, const am_json *attrs,
-                                 const am_symbols *sy) {
+                                 am_symbols *sy) {
     amber_status st;
     if (!strcmp(op, "cond")) {
         static const char *const req[] = {"then", "else"};
@@ -228,8 +254,9 @@ static amber_status control_node(loader *L, am_node *n, const char *op, const am
     }
     if (!strcmp(op, "while")) {
         static const char *const req[] = {"cond", "body", "num_carries", "max_iterations"};
+        static const char *const opt[] = {"num_stacked", "trip_dim"};
         n->kind = AM_NODE_WHILE;
-        if ((st = members(L, attrs, req, 4, NULL, 0)) != AMBER_OK) return st;
+        if ((st = members(L, attrs, req, 4, opt, 2)) != AMBER_OK) return st;
         if ((st = func_attr(L, attrs, "cond", &n->callee)) != AMBER_OK ||
             (st = func_attr(L, attrs, "body", &n->callee2)) != AMBER_OK ||
             (st = count_attr(L, attrs, "num_carries", n->n_in, &n->n_carries)) != AMBER_OK)
@@ -239,7 +266,9 @@ static amber_status control_node(loader *L, am_node *n, const char *op, const am
         if (lim->type == AM_JSON_NUMBER && lim->is_int && lim->i >= 0) n->max_iterations = lim->i;
         else if (lim->type != AM_JSON_NULL)
             return LFAIL(L, "max_iterations must be null or a non-negative integer");
-        if (n->n_out != n->n_carries) return LFAIL(L, "while has one output per carry");
+        if ((st = while_stack(L, n, attrs, sy)) != AMBER_OK) return st;
+        if (n->n_out != n->n_carries + n->n_stacked)
+            return LFAIL(L, "while has one output per carry and per stacked value");
         return AMBER_OK;
     }
     static const char *const req[] = {"body", "num_carries", "num_xs", "length", "reverse"};
@@ -420,8 +449,9 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     f->n_params = params->count;
     f->n_nodes = nodes->count;
     f->n_results = results->count;
-    /* Symbols: parameter dims that are a single NAME. */
-    uint32_t max_syms = 0;
+    /* Symbols: parameter dims that are a single NAME, then one per node at most (the
+     * trip_dim of an opset-3 while). */
+    uint32_t max_syms = nodes->count;
     for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
         const am_json *sh = am_json_get(L->d, p, "shape");
         if (sh && sh->type == AM_JSON_ARRAY) max_syms += sh->count;
@@ -585,6 +615,13 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             n->out[k] = vi++;
         }
         if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
+        for (int j = 0; st == AMBER_OK && j < n->n_stacked; j++) {
+            const am_type *t = &n->out_types[n->n_carries + j];
+            const am_json *d0 = t->rank ? t->dims[0] : NULL;
+            if (!d0 || d0->type != AM_JSON_STRING ||
+                d0->len != sy->lens[n->trip_symbol] || memcmp(d0->str, sy->names[n->trip_symbol], d0->len))
+                st = LFAIL(L, "stacked output %d must have the leading dim trip_dim", j);
+        }
         L->path[plen] = '\0';
     }
     if (st == AMBER_OK) st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
@@ -762,7 +799,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
                 break;
             case AM_NODE_WHILE:
                 ok = c->n_params == in && c->n_results == 1 && c2->n_params == in &&
-                     c2->n_results == (uint32_t)n->n_carries;
+                     c2->n_results == (uint32_t)(n->n_carries + n->n_stacked);
                 break;
             case AM_NODE_SCAN: ok = c->n_params == in && c->n_results == out; break;
             default: break;

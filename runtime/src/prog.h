@@ -42,6 +42,8 @@ typedef struct am_node {
     uint32_t callee, callee2;   /* functions a call / control-flow node runs */
     int n_carries, n_xs;        /* while, scan */
     int64_t max_iterations;     /* while: -1 = no limit of its own */
+    int n_stacked;              /* while (opset 3): per-iteration outputs after the carries */
+    int trip_symbol;            /* while (opset 3): symbol bound to the trip count, or -1 */
     const am_json *length;      /* scan: integer or dim expression */
     bool reverse;               /* scan */
     uint32_t n_release;         /* op outputs whose last use is this node: their memory */

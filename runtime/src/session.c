@@ -221,16 +221,73 @@ static amber_status spend_iteration(amber_session *s) {
                    "in all (max_run_iterations)", (long long)s->model->opts.max_run_iterations);
 }
 
-/* while: carries = body(carries + extra) as long as cond(carries + extra) is true. */
-static amber_status run_while(amber_session *s, const am_node *n, amber_tensor *ins,
-                              amber_tensor *outs, int depth) {
+/* After the loop's own allocations grew (a stack buffer), the arena state an iteration
+ * returns to is the current one. */
+static amber_status loop_remark(amber_session *s, loop_mem *lm) {
+    struct free_block *p = (struct free_block *)realloc(lm->saved, sizeof *p * (s->n_free + 1));
+    if (!p) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    lm->saved = p;
+    lm->n_saved = s->n_free;
+    if (s->n_free) memcpy(lm->saved, s->free_blocks, sizeof *p * s->n_free);
+    lm->mark = am_arena_get_mark(&s->arena);
+    return AMBER_OK;
+}
+
+/* One per-iteration output of a while (opset 3): rows of the declared type, stacked in a
+ * run-arena buffer whose capacity doubles when full (so it counts against memory_limit). */
+typedef struct stack_col {
+    amber_tensor row; /* the declared type of one iteration's value */
+    size_t row_bytes;
+    char *data;
+    int64_t cap; /* rows the buffer holds */
+} stack_col;
+
+/* Makes room for `rows` rows; called between iterations (the arena at the loop's mark). */
+static amber_status stack_reserve(amber_session *s, loop_mem *lm, stack_col *col, int64_t rows) {
+    if (rows <= col->cap || !col->row_bytes) return AMBER_OK;
+    int64_t cap = col->cap ? col->cap : 4;
+    while (cap < rows)
+        if (!am_mul_i64(cap, 2, &cap)) return am_fail(&s->err, AMBER_ERR_LIMIT, "stack too large");
+    size_t bytes, used = (size_t)(rows - 1) * col->row_bytes, old = (size_t)col->cap * col->row_bytes;
+    if (!am_mul_size((size_t)cap, col->row_bytes, &bytes))
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "a stacked loop output of %lld rows of %zu "
+                       "bytes is too large", (long long)cap, col->row_bytes);
+    void *p;
+    amber_status st = value_alloc(s, bytes, &p);
+    if (st != AMBER_OK) return st;
+    if (used) memcpy(p, col->data, used);
+    if (col->data) value_release(s, col->data, old);
+    col->data = (char *)p;
+    col->cap = cap;
+    return loop_remark(s, lm);
+}
+
+/* while: carries = body(carries + extra) as long as cond(carries + extra) is true. With
+ * per-iteration outputs (opset 3) the body returns them after the carries; they are
+ * stacked, and the trip count is bound to the node's trip_dim symbol. */
+static amber_status run_while(amber_session *s, const am_node *n, am_symbols *syms,
+                              amber_tensor *ins, amber_tensor *outs, int depth) {
     int64_t limit = s->model->opts.max_loop_iterations > 0 ? s->model->opts.max_loop_iterations
                                                           : INT64_MAX;
     if (n->max_iterations >= 0 && n->max_iterations < limit) limit = n->max_iterations;
+    int nc = n->n_carries, ns = n->n_stacked;
     amber_tensor flag;
     loop_mem lm = {0};
-    amber_status st = loop_begin(s, &lm, ins, n->n_carries);
-    for (int64_t k = 0; st == AMBER_OK; k++) {
+    stack_col *cols = NULL;
+    amber_status st = am_arena_calloc(&s->arena, (size_t)ns + 1, sizeof *cols, (void **)&cols, &s->err);
+    for (int j = 0; st == AMBER_OK && j < ns; j++) {
+        /* the row type may not use the trip count, which is not bound yet */
+        const am_type *t = &n->out_types[nc + j];
+        am_type rt = {t->dtype, t->rank - 1, {0}};
+        memcpy(rt.dims, t->dims + 1, sizeof(rt.dims[0]) * (size_t)rt.rank);
+        cols[j].row.dtype = t->dtype;
+        cols[j].row.rank = rt.rank;
+        if ((st = am_type_eval(&rt, syms, cols[j].row.shape, &s->err)) == AMBER_OK)
+            st = am_tensor_check(&cols[j].row, NULL, &cols[j].row_bytes, &s->err);
+    }
+    if (st == AMBER_OK) st = loop_begin(s, &lm, ins, nc);
+    int64_t k = 0;
+    for (; st == AMBER_OK; k++) {
         if ((st = run_function(s, n->callee, ins, &flag, depth + 1)) != AMBER_OK) break;
         if (flag.dtype != AMBER_BOOL || flag.rank != 0) {
             st = am_fail(&s->err, AMBER_ERR_SHAPE, "the loop condition must return bool[]");
@@ -245,14 +302,37 @@ static amber_status run_while(amber_session *s, const am_node *n, amber_tensor *
             break;
         }
         if ((st = spend_iteration(s)) != AMBER_OK) break;
+        for (int j = 0; j < ns && st == AMBER_OK; j++) st = stack_reserve(s, &lm, &cols[j], k + 1);
+        if (st != AMBER_OK) break;
         /* The body's results become the next carries (ins[0..n_carries)). */
         if ((st = run_function(s, n->callee2, ins, outs, depth + 1)) != AMBER_OK) break;
-        st = keep_carries(s, &lm, ins, outs, n->n_carries);
+        for (int j = 0; j < ns && st == AMBER_OK; j++) {
+            const amber_tensor *r = &outs[nc + j], *row = &cols[j].row;
+            if (r->dtype != row->dtype || !same_shape(r, row->shape, row->rank)) {
+                char a[200], b[200];
+                st = am_fail(&s->err, AMBER_ERR_SHAPE, "per-iteration output %d is %s%s, "
+                             "declared %s%s", j, amber_dtype_name(r->dtype),
+                             am_shape_str(r->shape, r->rank, a, sizeof a),
+                             amber_dtype_name(row->dtype), am_shape_str(row->shape, row->rank, b, sizeof b));
+            } else if (cols[j].row_bytes) {
+                memcpy(cols[j].data + (size_t)k * cols[j].row_bytes, r->data, cols[j].row_bytes);
+            }
+        }
+        if (st == AMBER_OK) st = keep_carries(s, &lm, ins, outs, nc);
         loop_reclaim(s, &lm);
     }
     free(lm.saved);
     if (st != AMBER_OK) return st;
-    for (int c = 0; c < n->n_carries; c++) outs[c] = ins[c];
+    for (int c = 0; c < nc; c++) outs[c] = ins[c];
+    if (n->trip_symbol >= 0) syms->values[n->trip_symbol] = k;
+    for (int j = 0; j < ns; j++) {
+        amber_tensor *o = &outs[nc + j];
+        o->dtype = cols[j].row.dtype;
+        o->rank = cols[j].row.rank + 1;
+        o->shape[0] = k;
+        memcpy(o->shape + 1, cols[j].row.shape, sizeof(int64_t) * (size_t)cols[j].row.rank);
+        o->data = k ? cols[j].data : NULL;
+    }
     return AMBER_OK;
 }
 
@@ -438,7 +518,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
                                   depth + 1);
             break;
         case AM_NODE_WHILE:
-            st = run_while(s, n, ins, outs, depth);
+            st = run_while(s, n, &syms, ins, outs, depth);
             break;
         case AM_NODE_SCAN:
             st = run_scan(s, n, &syms, ins, outs, depth);

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._dtype import from_numpy_dtype
 from .capture.dims import DimExpr, evaluate, format_dim
-from .capture.ir import EntryPoint, Function, Program, format_type
+from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
 from .errors import (
     AmberError,
     DTypeError,
@@ -150,23 +150,14 @@ class Interpreter:
         dead_after = self._liveness(fn)
         for i, node in enumerate(fn.nodes):
             where = f"{fn.name}, node {i} ({node.op})"
-            shapes = []
-            for v in node.outputs:
-                try:
-                    shape = tuple(evaluate(d, env) for d in v.shape)
-                except KeyError as e:
-                    raise IRError(f"{where}: symbol {e.args[0]} is not bound") from None
-                if any(d < 0 for d in shape):
-                    raise ShapeError(f"{where}: output %{v.name} of type "
-                                     f"{format_type(v.aval)} has a negative size {shape} for "
-                                     f"{_fmt_env(env)}")
-                nbytes = int(np.prod(shape, dtype=object)) * v.dtype.itemsize
-                if nbytes > self.memory_limit:
-                    raise AmberError(f"{where}: output %{v.name} would take {nbytes} bytes, "
-                                     f"over the limit of {self.memory_limit}")
-                shapes.append(shape)
+            # a node binding a symbol (an opset-3 while) has output sizes known only
+            # after it ran; it bounds the memory of its stacked outputs while it runs
+            binds = bound_symbol(node) is not None
+            shapes = [] if binds else self._output_shapes(node, env, where)
             ins = [vals[id(v)] for v in node.inputs]
             outs = self._run_node(node, ins, env, depth, where)
+            if binds:
+                shapes = self._output_shapes(node, env, where)
             for v, out, shape in zip(node.outputs, outs, shapes):
                 out = np.asarray(out)
                 if out.shape != shape or out.dtype != v.dtype.np:
@@ -176,6 +167,30 @@ class Interpreter:
             for vid in dead_after[i]:  # free intermediates after their last use
                 vals.pop(vid, None)
         return [vals[id(v)] for v in fn.results]
+
+    def _output_shapes(self, node: Any, env: dict[str, int], where: str
+                       ) -> list[tuple[int, ...]]:
+        """The declared output shapes of ``node`` evaluated in ``env``, each checked
+        against the memory limit."""
+        shapes = []
+        for v in node.outputs:
+            try:
+                shape = tuple(evaluate(d, env) for d in v.shape)
+            except KeyError as e:
+                raise IRError(f"{where}: symbol {e.args[0]} is not bound") from None
+            if any(d < 0 for d in shape):
+                raise ShapeError(f"{where}: output %{v.name} of type "
+                                 f"{format_type(v.aval)} has a negative size {shape} for "
+                                 f"{_fmt_env(env)}")
+            self._check_bytes(int(np.prod(shape, dtype=object)) * v.dtype.itemsize,
+                              f"{where}: output %{v.name}")
+            shapes.append(shape)
+        return shapes
+
+    def _check_bytes(self, nbytes: int, what: str) -> None:
+        if nbytes > self.memory_limit:
+            raise AmberError(f"{what} would take {nbytes} bytes, over the limit of "
+                             f"{self.memory_limit}")
 
     def _liveness(self, fn: Function) -> list[list[int]]:
         """For each node index, the values whose last use is that node."""
@@ -209,7 +224,7 @@ class Interpreter:
             taken = node.attrs["then"] if bool(ins[0]) else node.attrs["else"]
             return self._call(taken, ins[1:], depth, where)
         if op == "while":
-            return self._while(node, ins, depth, where)
+            return self._while(node, ins, env, depth, where)
         if op == "scan":
             return self._scan(node, ins, env, depth, where)
         prim = REGISTRY.get(op)
@@ -244,20 +259,46 @@ class Interpreter:
         lims = [x for x in (own, self.max_iterations) if x is not None]
         return min(lims) if lims else None
 
-    def _while(self, node: Any, ins: list[np.ndarray], depth: int,
+    def _while(self, node: Any, ins: list[np.ndarray], env: dict[str, int], depth: int,
                where: str) -> list[np.ndarray]:
         n = node.attrs["num_carries"]
+        n_stacked = node.attrs.get("num_stacked", 0)
         carries, extra = list(ins[:n]), list(ins[n:])
         limit = self._iteration_limit(node)
+        rows: list[list[np.ndarray]] = [[] for _ in range(n_stacked)]
+        row_bytes = 0
         k = 0
         while bool(self._call(node.attrs["cond"], carries + extra, depth, where)[0]):
             if limit is not None and k >= limit:
                 raise IterationLimitError(
                     f"{where}: the loop (body {node.attrs['body']!r}) was about to run "
                     f"iteration {k + 1}, past the limit of {limit} iterations")
-            carries = self._call(node.attrs["body"], carries + extra, depth, where)
+            out = self._call(node.attrs["body"], carries + extra, depth, where)
+            carries = out[:n]
+            if n_stacked:
+                if k == 0:
+                    row_bytes = max(int(y.nbytes) for y in out[n:])
+                self._check_bytes((k + 1) * row_bytes,
+                                  f"{where}: a stacked output after {k + 1} iterations")
+                for col, y in zip(rows, out[n:]):
+                    col.append(y)
             k += 1
-        return carries
+        trip = node.attrs.get("trip_dim")
+        if trip is None:
+            return carries
+        env[trip] = k
+        stacked = []
+        for col, v in zip(rows, node.outputs[n:]):
+            if col:  # np.stack checks that every iteration gave the same shape
+                try:
+                    stacked.append(np.stack(col, 0))
+                except ValueError as e:
+                    raise ShapeError(f"{where}: per-iteration outputs differ in shape: "
+                                     f"{e}") from None
+            else:
+                shape = tuple(evaluate(d, env) for d in v.shape)
+                stacked.append(np.zeros(shape, v.dtype.np))
+        return carries + stacked
 
     def _scan(self, node: Any, ins: list[np.ndarray], env: dict[str, int], depth: int,
               where: str) -> list[np.ndarray]:

@@ -370,14 +370,26 @@ class _Runner:
         if node.op == "while":
             carries, extra = list(ins[:n]), list(ins[n:])
             limit, k = a.get("max_iterations"), 0
+            rows: list[list[Tensor]] = [[] for _ in range(a.get("num_stacked", 0))]
             while bool(self._call(a["cond"], carries + extra, depth, where)[0]):
                 if limit is not None and k >= limit:
                     raise IterationLimitError(
                         f"{where}: the loop was about to run iteration {k + 1}, past the "
                         f"limit of {limit} iterations")
-                carries = self._call(a["body"], carries + extra, depth, where)
+                out = self._call(a["body"], carries + extra, depth, where)
+                carries = out[:n]
+                for col, y in zip(rows, out[n:]):
+                    col.append(y)
                 k += 1
-            return carries
+            if "trip_dim" not in a:
+                return carries
+            env[a["trip_dim"]] = k  # the later nodes of this function size by it
+            from .functional import stack
+
+            return carries + [
+                stack(col) if col else Tensor._wrap(np.zeros(
+                    tuple(int(_eval_attr(d, env)) for d in v.shape), v.dtype.np))
+                for col, v in zip(rows, node.outputs[n:])]
         m = a["num_xs"]
         length = int(_eval_attr(a["length"], env))
         carries, xs, extra = list(ins[:n]), ins[n:n + m], list(ins[n + m:])

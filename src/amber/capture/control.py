@@ -28,11 +28,11 @@ function replayed on differentiable tracers, then differentiated by the tape):
 - ``cond`` -> a ``cond`` over the two branches' VJP functions;
 - ``scan`` -> a forward ``scan`` that also stacks the carry entering every step (the
   residuals), then a ``scan`` in the opposite direction over the body's VJP;
-- ``while`` -> a ``while`` that counts the trip count ``n``, then a ``while`` running
-  ``j = n-1 .. 0`` that recomputes the carry entering iteration ``j`` (an inner
-  ``while`` from the initial carry) and applies the body's VJP. This keeps no
-  per-iteration storage (memory O(1) in ``n``) at the price of O(n^2) body
-  evaluations; see docs/opset.md.
+- ``while`` -> the forward node itself is rewritten (once, when its gradient is first
+  needed) into the opset-3 form that also stacks the carries entering every iteration
+  along its trip count ``trip_dim``; then a reverse ``scan`` of that length over the
+  body's VJP, as for ``scan``: O(n) body evaluations and O(n) memory for n iterations.
+  A forward-only export never needs the gradient, so its ``while`` nodes stay opset 2.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ from ..control import ControlHooks, GraphFunction, _describe, _leaf_type, get_li
 from ..errors import CaptureError, ControlFlowError, IRError, RecursionLimitError
 from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
 from ..tensor import Tensor
-from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute
-from .ir import FUNCTION_ATTRS, Function, Program, Value, format_type
+from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute, symbol
+from .ir import FUNCTION_ATTRS, Function, Program, Value, bound_symbol, format_type
+from .ir import Node as IRNode
 from .trace import _clean, _current, _state, _Trace, make_tracer
 
 __all__ = ["capture_session", "reachable_functions", "vjp_function"]
@@ -89,6 +90,7 @@ class _Session:
     in_progress: list[_GraphFn] = field(default_factory=list)
     # id(graph function being traced) -> captures passed by each recursive call so far
     pending_calls: dict[int, list[int]] = field(default_factory=dict)
+    trips: int = 0                  # trip-count symbols named so far (_fresh_trip_symbol)
 
     def unique(self, base: str) -> str:
         base = _clean(base)
@@ -254,7 +256,8 @@ def _bind_free_symbols(sub: _SubTrace) -> None:
         used |= _symbols_of(tuple(node.attrs.values()))
         for v in node.outputs:
             used |= _symbols_of(v.aval.shape)
-    missing = used - bound
+    # a symbol bound by a node of the function (a trip count) is not the enclosing one's
+    missing = used - bound - {s for s in map(bound_symbol, fn.nodes) if s is not None}
     tr: Any = sub.parent
     while missing and tr is not None:
         for p in tr.fn.params:
@@ -415,22 +418,42 @@ def emit(op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], out_avals: Se
     group_prim = Primitive(f"{op}_vjp", _no_kernel, _no_infer, {}, None)
     rule = _RULES[op]
     saved_attrs = dict(attrs)
-    outs_ref = list(outs)
-
-    def vjp(cots: _Cots, _group: Tensor, *primals: Tensor) -> list[Tensor | None]:
-        gs: list[Tensor | None] = [cots.by_index.get(i) for i in range(len(outs_ref))]
-        return rule(saved_attrs, gs, list(primals), outs_ref)
-
-    group_prim.def_vjp(vjp)  # type: ignore[arg-type]
     group = object.__new__(Tensor)
     group._data, group.grad, group._aval, group._value = None, None, None, None
     group.requires_grad = True
     group._node = Node(group_prim, tuple(inputs), {}, group)
-    for i, o in enumerate(outs):
+    assert vals[0].producer is not None
+    site = _Site(vals[0].producer, tr.fn, group, [])
+    for o in outs:
+        site.track(o)
+
+    def vjp(cots: _Cots, _group: Tensor, *primals: Tensor) -> list[Tensor | None]:
+        gs: list[Tensor | None] = [cots.by_index.get(i) for i in range(len(site.outs))]
+        return rule(saved_attrs, gs, list(primals), site.outs, site)
+
+    group_prim.def_vjp(vjp)  # type: ignore[arg-type]
+    return outs
+
+
+@dataclass
+class _Site:
+    """A structured node recorded with gradients on: its IR node (in function ``fn``),
+    the tape entry ``group`` of the node, and its outputs on the tape, in order (a rule
+    may add outputs to the node: the residuals of a ``while``)."""
+
+    node: IRNode
+    fn: Function
+    group: Tensor
+    outs: list[Tensor]
+    residuals: list[Tensor] | None = None
+
+    def track(self, o: Tensor) -> None:
+        """Append ``o`` as the node's next output; a float one gets its cotangent through
+        the node's tape entry (so gradients of gradients reach the node's inputs)."""
         if o.dtype.is_floating:
             o.requires_grad = True
-            o._node = Node(_extract(i), (group,), {}, o)
-    return outs
+            o._node = Node(_extract(len(self.outs)), (self.group,), {}, o)
+        self.outs.append(o)
 
 
 def _zeros(aval: Aval) -> Tensor:
@@ -509,6 +532,10 @@ def replay(fn: Function, args: Sequence[Tensor]) -> list[Tensor]:
         elif node.op in REGISTRY:
             outs = [bind(REGISTRY[node.op], tuple(ins), dict(node.attrs))]
         else:
+            sym = bound_symbol(node)
+            if sym is not None and sym in _symbols_of(tuple(p.aval.shape for p in tr.fn.params)):
+                raise IRError(f"replaying {fn.name!r} into {tr.fn.name!r}: symbol {sym} bound "
+                              f"by a while node is a parameter dim there")
             outs = emit(node.op, ins, dict(node.attrs), [v.aval for v in node.outputs])
         for v, o in zip(node.outputs, outs):
             env[id(v)] = o
@@ -595,7 +622,7 @@ def _scatter(n: int, idx: Sequence[int], vals: Sequence[Tensor]) -> list[Tensor 
 
 
 def _call_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
-               outs: list[Tensor]) -> list[Tensor | None]:
+               outs: list[Tensor], _site: _Site) -> list[Tensor | None]:
     fn = _session().lookup(attrs["callee"])
     vfn = vjp_function(fn)
     f_out = _floats(outs)
@@ -606,7 +633,7 @@ def _call_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Ten
 
 
 def _cond_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
-               outs: list[Tensor]) -> list[Tensor | None]:
+               outs: list[Tensor], _site: _Site) -> list[Tensor | None]:
     sess = _session()
     then_v = vjp_function(sess.lookup(attrs["then"]))
     else_v = vjp_function(sess.lookup(attrs["else"]))
@@ -620,15 +647,13 @@ def _cond_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Ten
 
 
 def _scan_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
-               outs: list[Tensor]) -> list[Tensor | None]:
-    sess = _session()
-    body = sess.lookup(attrs["body"])
+               outs: list[Tensor], _site: _Site) -> list[Tensor | None]:
+    body = _session().lookup(attrs["body"])
     n, m = attrs["num_carries"], attrs["num_xs"]
-    length, reverse = attrs["length"], attrs["reverse"]
     init, xs, extra = primals[:n], primals[n:n + m], primals[n + m:]
     b_params = [p.aval for p in body.params]
-    b_res = [r.aval for r in body.results]
-    k = len(b_res) - n
+    k = len(body.results) - n
+
     # 1. forward again, stacking the carry that enters every step (the residuals)
     def fwd_body(ps: list[Tensor]) -> list[Tensor]:
         out = replay(body, ps)
@@ -636,105 +661,120 @@ def _scan_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Ten
 
     with _GradMode(False):
         fwd = make_function(body.name + "_res", b_params, fwd_body)
-    res_avals = [Aval((length, *a.shape), a.dtype) for a in b_params[:n]]
+    res_avals = [Aval((attrs["length"], *a.shape), a.dtype) for a in b_params[:n]]
     out_avals = [_aval(t) for t in outs] + res_avals
     # recorded on the tape when gradients are on (a gradient of this gradient)
     fo = emit("scan", [*init, *xs, *extra], {**attrs, "body": fwd.name}, out_avals)
-    stacked = fo[n + k:]
+    # 2. backward scan over the body's VJP, in the opposite direction
+    return _reverse_sweep(body, n, m, attrs["length"], attrs["reverse"], fo[n + k:], xs, extra,
+                          gs[:n], outs[:n], gs[n:])
+
+
+def _reverse_sweep(body: Function, n: int, m: int, length: Any, reverse: bool,
+                   carries_in: Sequence[Tensor], xs: Sequence[Tensor], extra: Sequence[Tensor],
+                   g_final: Sequence[Tensor | None], finals: Sequence[Tensor],
+                   g_ys: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """The backward pass of a loop that ran ``body`` (``n`` carries, ``m`` per-step inputs
+    ``xs``, loop-invariant ``extra``; results: ``n`` carries, then per-step values ``ys``)
+    for ``length`` steps (last to first when ``reverse``): one ``scan`` in the opposite
+    direction over the body's VJP function, reading the carries that entered every step
+    (``carries_in``, stacked). ``g_final`` are the cotangents of the final carries
+    ``finals``, ``g_ys`` those of the stacked ``ys`` (None: zero, never materialised).
+    Returns the cotangents of the initial carries, the xs and the extras, in that order."""
+    b_params = [p.aval for p in body.params]
+    b_res = [r.aval for r in body.results]
     with _GradMode(False):
-        # 2. backward scan over the body's VJP, in the opposite direction
         vb = vjp_function(body)
         f_c = _float_idx(b_params[:n])                       # floating carries
         f_x = _float_idx(b_params[n:n + m])                  # floating xs
         f_e = _float_idx(b_params[n + m:])                   # floating extras
         f_y = _float_idx(b_res[n:])                          # floating ys
-        f_rc = _float_idx(b_res[:n])                         # == f_c
-        nc, ne = len(f_c), len(f_e)
+        g_y = [i for i in f_y if g_ys[i] is not None]        # ... with a cotangent
+        nc, ne, ny = len(f_c), len(f_e), len(g_y)
         bb_params = ([b_params[i] for i in f_c] + [b_params[n + m + i] for i in f_e]
-                     + b_params[:n] + b_params[n:n + m] + [b_res[n + i] for i in f_y]
+                     + b_params[:n] + b_params[n:n + m] + [b_res[n + i] for i in g_y]
                      + b_params[n + m:])
 
         def bwd_body(ps: list[Tensor]) -> list[Tensor]:
             g_c, g_e = ps[:nc], ps[nc:nc + ne]
             rest = ps[nc + ne:]
             c, x = rest[:n], rest[n:n + m]
-            gy = rest[n + m:n + m + len(f_y)]
-            e = rest[n + m + len(f_y):]
-            cts = list(g_c[:len(f_rc)]) + list(gy)
+            gy = dict(zip(g_y, rest[n + m:n + m + ny]))
+            e = rest[n + m + ny:]
+            cts = [*g_c, *[gy[i] if i in gy else _zeros(b_res[n + i]) for i in f_y]]
             r = emit_call(vb, [*c, *x, *e, *cts])
             rc, rx, re_ = r[:nc], r[nc:nc + len(f_x)], r[nc + len(f_x):]
             return [*rc, *[a + b for a, b in zip(g_e, re_)], *rx]
 
         bwd = make_function(body.name + "_bwd", bb_params, bwd_body)
-        g_init = [_cot_or_zero(gs[i], outs[i]) for i in f_c]
+        g_init = [_cot_or_zero(g_final[i], finals[i]) for i in f_c]
         g_e0 = [_zeros(_aval(extra[i])) for i in f_e]
-        g_ys = [_cot_or_zero(gs[n + i], outs[n + i]) for i in f_y]
-        bw_out_avals = ([_aval(init[i]) for i in f_c] + [_aval(extra[i]) for i in f_e]
+        bw_out_avals = ([_aval(finals[i]) for i in f_c] + [_aval(extra[i]) for i in f_e]
                         + [_aval(xs[i]) for i in f_x])
-    r = emit("scan", [*g_init, *g_e0, *stacked, *xs, *g_ys, *extra],
-             {"body": bwd.name, "num_carries": nc + ne, "num_xs": n + m + len(f_y),
+    gys = [g for g in (g_ys[i] for i in g_y) if g is not None]  # all of them
+    r = emit("scan", [*g_init, *g_e0, *carries_in, *xs, *gys, *extra],
+             {"body": bwd.name, "num_carries": nc + ne, "num_xs": n + m + ny,
               "length": length, "reverse": not reverse}, bw_out_avals)
     gc, ge, gx = r[:nc], r[nc:nc + ne], r[nc + ne:]
-    return (_scatter(n, f_c, gc) + _scatter(m, f_x, gx) + _scatter(len(extra), f_e, ge))
+    return _scatter(n, f_c, gc) + _scatter(m, f_x, gx) + _scatter(len(extra), f_e, ge)
+
+
+def _fresh_trip_symbol(fn: Function) -> str:
+    """A symbol name no dim, attribute or binding of ``fn`` uses (nor, within one
+    capture, any trip count named before: names stay unique when functions are replayed
+    into others)."""
+    sess = _session()
+    taken: set[str] = set()
+    for v in fn.values():
+        taken |= _symbols_of(v.aval.shape)
+    for node in fn.nodes:
+        taken |= _symbols_of(tuple(node.attrs.values()))
+        sym = bound_symbol(node)
+        if sym is not None:
+            taken.add(sym)
+    while f"trips{sess.trips}" in taken:
+        sess.trips += 1
+    sess.trips += 1
+    return f"trips{sess.trips - 1}"
+
+
+def _while_residuals(site: _Site, n: int) -> list[Tensor]:
+    """The carries that entered every iteration of the ``while`` node of ``site``,
+    stacked: the node is rewritten (once) into its opset-3 form, whose body also returns
+    the carries it was given, stacked along the trip count ``trip_dim``. The forward loop
+    thus saves what the backward loop needs, as TensorFlow's while_v2 does."""
+    if site.residuals is not None:
+        return site.residuals
+    node = site.node
+    body = _session().lookup(node.attrs["body"])
+    with _GradMode(False):
+        stacking = make_function(body.name + "_res", [p.aval for p in body.params],
+                                 lambda ps: [*replay(body, ps), *ps[:n]])
+    trip = node.attrs.get("trip_dim") or _fresh_trip_symbol(site.fn)
+    new = [Value(site.fn.fresh_name(), Aval((symbol(trip), *v.aval.shape), v.aval.dtype), node,
+                 site.fn) for v in node.inputs[:n]]
+    node.attrs.update(body=stacking.name, num_stacked=node.attrs.get("num_stacked", 0) + n,
+                      trip_dim=trip)
+    node.outputs.extend(new)
+    site.residuals = [make_tracer(v) for v in new]
+    for r in site.residuals:
+        site.track(r)
+    return site.residuals
 
 
 def _while_rule(attrs: dict[str, Any], gs: list[Tensor | None], primals: list[Tensor],
-                outs: list[Tensor]) -> list[Tensor | None]:
-    sess = _session()
-    cond_f, body = sess.lookup(attrs["cond"]), sess.lookup(attrs["body"])
+                outs: list[Tensor], site: _Site) -> list[Tensor | None]:
+    """The forward node saves the carries entering each iteration (``_while_residuals``);
+    the backward pass is one reverse ``scan`` over the body's VJP, of length the trip
+    count: O(n) body evaluations and O(n) memory for n iterations."""
     n = attrs["num_carries"]
-    init, extra = primals[:n], primals[n:]
-    c_av = [p.aval for p in body.params[:n]]
-    e_av = [p.aval for p in body.params[n:]]
-    i64 = Aval((), D.int64)
-    lim = attrs["max_iterations"]
-    with _GradMode(False):
-        # 1. the trip count
-        cnt_cond = make_function(cond_f.name + "_count", c_av + [i64] + e_av,
-                                 lambda ps: replay(cond_f, ps[:n] + ps[n + 1:]))
-        cnt_body = make_function(body.name + "_count", c_av + [i64] + e_av,
-                                 lambda ps: [*replay(body, ps[:n] + ps[n + 1:]),
-                                             ps[n] + Tensor(np.asarray(1, np.int64))])
-        zero = Tensor(np.asarray(0, np.int64))
-        counted = emit("while", [*init, zero, *extra],
-                       {"cond": cnt_cond.name, "body": cnt_body.name, "num_carries": n + 1,
-                        "max_iterations": lim}, [*c_av, i64, *e_av][:n + 1])
-        trips = counted[n]
-        # 2. carry entering iteration j: run the body j times from init
-        to_j_cond = make_function(body.name + "_upto_cond", c_av + [i64, i64] + e_av,
-                                  lambda ps: [ps[n] < ps[n + 1]])
-        to_j_body = make_function(body.name + "_upto", c_av + [i64, i64] + e_av,
-                                  lambda ps: [*replay(body, ps[:n] + ps[n + 2:]),
-                                              ps[n] + Tensor(np.asarray(1, np.int64)),
-                                              ps[n + 1]])
-        vb = vjp_function(body)
-        f_c, f_e = _float_idx(c_av), _float_idx(e_av)
-        nc, ne = len(f_c), len(f_e)
-        # backward loop carries: (j, g_c..., g_e...); extras: (init..., extra...)
-        bw_avals = [i64] + [c_av[i] for i in f_c] + [e_av[i] for i in f_e] + c_av + e_av
-
-        def bw_cond(ps: list[Tensor]) -> list[Tensor]:
-            return [ps[0] > Tensor(np.asarray(0, np.int64))]
-
-        def bw_body(ps: list[Tensor]) -> list[Tensor]:
-            j = ps[0] - Tensor(np.asarray(1, np.int64))
-            g_c, g_e = ps[1:1 + nc], ps[1 + nc:1 + nc + ne]
-            c0, e = ps[1 + nc + ne:1 + nc + ne + n], ps[1 + nc + ne + n:]
-            cj = emit("while", [*c0, Tensor(np.asarray(0, np.int64)), j, *e],
-                      {"cond": to_j_cond.name, "body": to_j_body.name, "num_carries": n + 2,
-                       "max_iterations": lim}, [*c_av, i64, i64])[:n]
-            r = emit_call(vb, [*cj, *e, *g_c])
-            rc, re_ = r[:nc], r[nc:]
-            return [j, *rc, *[a + b for a, b in zip(g_e, re_)]]
-
-        bwc = make_function(body.name + "_bwd_cond", bw_avals, bw_cond)
-        bwb = make_function(body.name + "_bwd", bw_avals, bw_body)
-        g0 = [_cot_or_zero(gs[i], outs[i]) for i in f_c]
-        ge0 = [_zeros(_aval(extra[i])) for i in f_e]
-    r = emit("while", [trips, *g0, *ge0, *init, *extra],
-             {"cond": bwc.name, "body": bwb.name, "num_carries": 1 + nc + ne,
-              "max_iterations": lim}, bw_avals[:1 + nc + ne])
-    return _scatter(n, f_c, r[1:1 + nc]) + _scatter(len(extra), f_e, r[1 + nc:])
+    carries_in = _while_residuals(site, n)
+    node = site.node
+    outs = site.outs
+    gs = list(gs) + [None] * (len(outs) - len(gs))
+    body = _session().lookup(node.attrs["body"])
+    return _reverse_sweep(body, n, 0, symbol(node.attrs["trip_dim"]), False, carries_in, [],
+                          primals[n:], gs[:n], outs[:n], gs[n:])
 
 
 _RULES: dict[str, Callable[..., list[Tensor | None]]] = {

@@ -25,9 +25,10 @@ from .._dtype import DType
 from ..ops.registry import Aval
 from .dims import DimExpr, format_dim
 
-OPSET_VERSION: int = 2
+OPSET_VERSION: int = 3
 """The newest opset version this amber writes and understands (1: primitives and the
-builtins ``constant``, ``weight``, ``call``; 2 adds ``cond``, ``while`` and ``scan``)."""
+builtins ``constant``, ``weight``, ``call``; 2 adds ``cond``, ``while`` and ``scan``; 3
+adds per-iteration outputs of ``while``, stacked along a dim the node binds)."""
 
 CONTROL_OPS: frozenset[str] = frozenset({"cond", "while", "scan"})
 """Structured control-flow builtins (opset 2); they refer to functions by name."""
@@ -43,6 +44,19 @@ FUNCTION_ATTRS: dict[str, tuple[str, ...]] = {
     "scan": ("body",),
 }
 """For each builtin that refers to functions, the attributes that name them."""
+
+WHILE_STACK_ATTRS: tuple[str, str] = ("num_stacked", "trip_dim")
+"""The attributes of the opset-3 form of ``while``: ``num_stacked`` per-iteration outputs
+of the body, stacked along a new leading dim named ``trip_dim`` (the trip count)."""
+
+
+def bound_symbol(node: Node) -> str | None:
+    """The symbol a node binds for the nodes after it in its function (the ``trip_dim`` of
+    an opset-3 ``while``), or None. Only parameters and such nodes bind symbols."""
+    if node.op == "while":
+        sym = node.attrs.get("trip_dim")
+        return sym if isinstance(sym, str) else None
+    return None
 
 
 def format_type(aval: Aval) -> str:
@@ -388,6 +402,7 @@ __all__ = [
     "FUNCTION_ATTRS",
     "OPSET_VERSION",
     "TOLERANCE",
+    "WHILE_STACK_ATTRS",
     "EntryPoint",
     "Function",
     "Node",
@@ -395,6 +410,7 @@ __all__ = [
     "Program",
     "TestVector",
     "Value",
+    "bound_symbol",
     "format_type",
     "max_error",
     "within_tolerance",

@@ -10,8 +10,8 @@ import numpy as np
 
 from .._dtype import from_numpy_dtype
 from ..ops.registry import REGISTRY, Aval
-from .dims import DimExpr
-from .ir import Function, Node, Value
+from .dims import DimExpr, free_symbols
+from .ir import Function, Node, Value, bound_symbol
 
 FOLD_MAX_ELEMENTS = 4096
 """Folding never creates a constant larger than this many elements, or larger than the
@@ -26,14 +26,34 @@ def _replace_uses(fn: Function, mapping: dict[int, Value]) -> None:
     fn.results = [mapping.get(id(v), v) for v in fn.results]
 
 
+def _symbols_used(n: Node) -> set[str]:
+    out: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, DimExpr):
+            out.update(free_symbols(v))
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                walk(x)
+
+    walk(tuple(n.attrs.values()))
+    for o in n.outputs:
+        walk(o.aval.shape)
+    return out
+
+
 def dead_code_elimination(fn: Function) -> int:
-    """Remove nodes none of whose outputs reach a result. Returns how many were removed."""
+    """Remove nodes none of whose outputs reach a result, and that bind no symbol a kept
+    node uses. Returns how many were removed."""
     live: set[int] = {id(v) for v in fn.results}
+    live_symbols: set[str] = set()
     keep: list[Node] = []
     for n in reversed(fn.nodes):
-        if any(id(o) in live for o in n.outputs):
+        sym = bound_symbol(n)
+        if any(id(o) in live for o in n.outputs) or sym in live_symbols:
             keep.append(n)
             live.update(id(v) for v in n.inputs)
+            live_symbols |= _symbols_used(n)
     removed = len(fn.nodes) - len(keep)
     keep.reverse()
     fn.nodes = keep

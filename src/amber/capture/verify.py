@@ -11,11 +11,33 @@ import numpy as np
 from .. import _dtype as D
 from ..errors import AmberError, CaptureError, IRError
 from ..ops.registry import REGISTRY, Aval
-from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute
-from .ir import BUILTIN_OPS, CONTROL_OPS, OPSET_VERSION, Function, Node, Program, format_type
+from .dims import (
+    DimExpr,
+    dim_equal,
+    format_dim,
+    free_symbols,
+    is_symbol_name,
+    substitute,
+    symbol,
+)
+from .ir import (
+    BUILTIN_OPS,
+    CONTROL_OPS,
+    OPSET_VERSION,
+    WHILE_STACK_ATTRS,
+    Function,
+    Node,
+    Program,
+    bound_symbol,
+    format_type,
+)
 
 OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2}
 """Opset version that introduced an op; ops not listed exist since version 1."""
+
+WHILE_STACK_SINCE = 3
+"""Opset version that introduced the per-iteration outputs of ``while``
+(its attributes ``num_stacked`` and ``trip_dim``)."""
 
 MAX_CALL_DEPTH = 64
 
@@ -24,10 +46,19 @@ def op_since(op: str) -> int:
     return OP_SINCE.get(op, 1)
 
 
+def node_since(node: Node) -> int:
+    """The opset version that introduced what ``node`` uses (its op, or an attribute of
+    a later form of the op)."""
+    if node.op == "while" and any(k in node.attrs for k in WHILE_STACK_ATTRS):
+        return WHILE_STACK_SINCE
+    return op_since(node.op)
+
+
 def required_opset(program: Any) -> int:
     """The lowest opset version that has every op ``program`` uses; files declare it, so a
-    program without control flow stays readable by readers that only know opset 1."""
-    return max((op_since(node.op) for fn in program.functions.values() for node in fn.nodes),
+    program without control flow stays readable by readers that only know opset 1, and
+    one without stacking ``while`` nodes by readers that only know opset 2."""
+    return max((node_since(node) for fn in program.functions.values() for node in fn.nodes),
                default=1)
 
 
@@ -68,6 +99,7 @@ def verify_function(program: Program, fn: Function) -> None:
         for d in p.aval.shape:
             if isinstance(d, DimExpr) and d.is_symbol():
                 bound.add(d.name)
+    by_params = set(bound)
     defined: set[int] = set()
     names: set[str] = set()
     for p in fn.params:
@@ -82,6 +114,9 @@ def verify_function(program: Program, fn: Function) -> None:
             if id(v) not in defined:
                 raise IRError(f"{where}: input %{v.name} is used before it is defined")
         out_avals = _infer_node(program, fn, node, where, bound)
+        sym = bound_symbol(node)
+        if sym is not None:  # the node's own outputs and the later nodes may use it
+            bound.add(sym)
         if len(out_avals) != len(node.outputs):
             raise IRError(f"{where}: declares {len(node.outputs)} outputs, the op has "
                           f"{len(out_avals)}")
@@ -97,14 +132,19 @@ def verify_function(program: Program, fn: Function) -> None:
     for v in fn.results:
         if id(v) not in defined:
             raise IRError(f"function {fn.name!r}: result %{v.name} is not defined")
+        # a caller binds only the symbols of the parameters: a size bound by a node of
+        # this function has no name outside it
+        _check_dims(v.aval, f"function {fn.name!r}, result %{v.name}", by_params)
 
 
 def _infer_node(program: Program, fn: Function, node: Node, where: str,
                 bound: set[str]) -> list[Aval]:
     op = node.op
     if op in BUILTIN_OPS:
-        if op_since(op) > program.opset_version:
-            raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the "
+        if node_since(node) > program.opset_version:
+            what = "a while with num_stacked and trip_dim" if op_since(op) < node_since(
+                node) else f"op {op!r}"
+            raise IRError(f"{where}: {what} needs opset version {node_since(node)}, the "
                           f"program declares {program.opset_version}")
         if op in CONTROL_OPS:
             return _infer_control(program, node, where, bound)
@@ -207,9 +247,11 @@ def _infer_control(program: Program, node: Node, where: str, bound: set[str]) ->
         _same_types(e, t, where, f"else function {else_fn.name!r}")
         return t
     if op == "while":
-        if set(node.attrs) != {"cond", "body", "num_carries", "max_iterations"}:
+        base = {"cond", "body", "num_carries", "max_iterations"}
+        if set(node.attrs) not in (base, base | set(WHILE_STACK_ATTRS)):
             raise IRError(f"{where}: while takes the attributes 'cond', 'body', "
-                          f"'num_carries' and 'max_iterations'")
+                          f"'num_carries' and 'max_iterations' (and, since opset 3, both "
+                          f"'num_stacked' and 'trip_dim')")
         n = _count_attr(node, "num_carries", where, len(ins))
         lim = node.attrs["max_iterations"]
         if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 0):
@@ -219,8 +261,22 @@ def _infer_control(program: Program, node: Node, where: str, bound: set[str]) ->
         _same_types(c, [Aval((), D.bool_)], where, "the cond function")
         b = call_result_types(_function_attr(program, node, "body", where), ins,
                               where + " body")
-        _same_types(b, ins[:n], where, "the body function")
-        return ins[:n]
+        if "trip_dim" not in node.attrs:
+            _same_types(b, ins[:n], where, "the body function")
+            return ins[:n]
+        s = _count_attr(node, "num_stacked", where, max(len(b) - n, 0))
+        trip = node.attrs["trip_dim"]
+        if not isinstance(trip, str) or not is_symbol_name(trip):
+            raise IRError(f"{where}: trip_dim must be a symbol name, got {trip!r}")
+        if trip in bound:
+            raise IRError(f"{where}: trip_dim {trip!r} is already bound in the function; a "
+                          f"node binds a fresh symbol")
+        _same_types(b, ins[:n] + b[n:n + s], where, "the body function")
+        for i, y in enumerate(b[n:]):
+            if len(y.shape) >= 32:
+                raise IRError(f"{where}: per-iteration value {i} of rank {len(y.shape)} "
+                              f"cannot be stacked (rank 32 at most)")
+        return ins[:n] + [Aval((symbol(trip), *y.shape), y.dtype) for y in b[n:]]
     # scan
     if set(node.attrs) != {"body", "num_carries", "num_xs", "length", "reverse"}:
         raise IRError(f"{where}: scan takes the attributes 'body', 'num_carries', 'num_xs', "
