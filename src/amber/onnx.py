@@ -141,6 +141,10 @@ REFUSED_NODES: dict[str, str] = {
 }
 """IR node kinds other than primitives that the exporter refuses, with the reason."""
 
+_STACKING_WHILE = ("the exporter converts straight-line programs only; this opset-3 while "
+                   "stacks per-iteration outputs along its trip count (a gradient of "
+                   "while_loop), which needs ONNX Loop with scan outputs")
+
 
 def _import_onnx() -> Any:
     try:
@@ -305,8 +309,10 @@ class _Lowering:
     def run(self) -> None:
         for i, node in enumerate(self.fn.nodes):
             if node.op in REFUSED_NODES:
-                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: "
-                                  f"{REFUSED_NODES[node.op]}")
+                reason = REFUSED_NODES[node.op]
+                if node.op == "while" and "trip_dim" in node.attrs:
+                    reason = _STACKING_WHILE
+                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: {reason}")
             if node.op == "constant":
                 out = self.b.initializer(np.asarray(node.attrs["value"]),
                                          self.b.fresh(f"const_{node.output.name}"))

@@ -246,9 +246,9 @@ def test_invalid_programs_are_refused(lib: ctypes.CDLL, tmp_path: Path, mutate, 
 
 def test_newer_opset_is_refused(lib: ctypes.CDLL, tmp_path: Path) -> None:
     f = fn("f", [p("x")], [node("neg", ["x"], "y")], ["y"])
-    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=3)) as m:
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=4)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_VERSION"
-        assert "opset version 3" in m.error and "up to 2" in m.error
+        assert "opset version 4" in m.error and "up to 3" in m.error
 
 
 def const(out, dtype, value):

@@ -34,12 +34,12 @@ def fn(name, params, nodes, results):
 WARM = [node("neg", ["x"], "t"), node("neg", ["t"], "u")]
 
 
-def write(name, functions):
+def write(name, functions, opset=2):
     """One entry point `forward(x: int64[]) -> int64[]` over functions[0]."""
     outs = [p("out")]
     sig = {"forward": {"function": functions[0]["name"], "inputs": [p("x")], "outputs": outs,
                        "output_structure": "out"}}
-    header = {"opset_version": 2, "program": {"functions": functions, "weights": []},
+    header = {"opset_version": opset, "program": {"functions": functions, "weights": []},
               "signatures": sig}
     write_container(str(HERE / f"{name}.amber"), header, {})
 
@@ -85,7 +85,40 @@ def loop_first(trips=3):
         fn("step", [p("i")], [const("one", 1), node("add", ["i", "one"], "j")], ["j"])])
 
 
+def stacking_while(name, trips, row_shape=(), declared_row=()):
+    """An opset-3 while that stacks its carry (int64[row_shape]) over `trips + x`
+    iterations along the trip count it binds, then a scan of that length sums the rows:
+    the stack buffer grows (4, 8, ... rows) and is read row by row. With `declared_row`
+    different from `row_shape` the declared stacked type does not match what the body
+    returns: the run must end in a shape error before any row is copied."""
+    row = list(row_shape)
+    loop = {"op": "while", "inputs": ["z", "u"], "attrs": {
+        "cond": "below", "body": "step", "num_carries": 1, "max_iterations": None,
+        "num_stacked": 1, "trip_dim": "trips"},
+        "outputs": [p("c", shape=row), p("stack", shape=["trips", *declared_row])]}
+    total = {"op": "scan", "inputs": ["zero", "stack"], "attrs": {
+        "body": "acc", "num_carries": 1, "num_xs": 1, "length": "trips", "reverse": True},
+        "outputs": [p("y")]}
+    zeros = {"op": "broadcast_to", "inputs": ["zero"], "attrs": {"shape": row},
+             "outputs": [p("z", shape=row)]}
+    write(name, [
+        fn("main", [p("x")], [*WARM, const("zero", 0), zeros, loop, total], ["y"]),
+        fn("below", [p("c", shape=row), p("i")],
+           [const("n", trips), node("sum", ["c"], "s", {"axes": list(range(len(row))),
+                                                        "keepdims": False}),
+            node("add", ["n", "i"], "m"), node("lt", ["s", "m"], "go", dtype="bool")],
+           ["go"]),
+        fn("step", [p("c", shape=row), p("i")],
+           [const("one", 1), node("add", ["c", "one"], "d", shape=row)], ["d", "c"]),
+        fn("acc", [p("a"), p("r", shape=row)],
+           [node("sum", ["r"], "s", {"axes": list(range(len(row))), "keepdims": False}),
+            node("add", ["a", "s"], "b")], ["b"])], opset=3)
+
+
 if __name__ == "__main__":
     scan_length()
     nested_while()
     loop_first()
+    stacking_while("stack-grow-and-scan", 100)
+    stacking_while("stack-zero-trips", 0)
+    stacking_while("stack-row-mismatch", 5, row_shape=(), declared_row=(3,))
