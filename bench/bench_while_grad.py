@@ -103,9 +103,10 @@ def main() -> None:
             growth = f"{c / prev:.2f}x" if prev is not None else ""
             print(f"| {name} | {n} | {c:.3f} | {wt:.3f} | {c / n * 1e3:.1f} | {growth} |")
             prev = c
+    ratios = [statistics.median(cpu[("grad", n)]) / statistics.median(cpu[("forward", n)])
+              for n in args.sizes]
     print("| gradient / forward (CPU) | " + " | ".join(
-        f"n={n}: {statistics.median(cpu[('grad', n)]) / statistics.median(cpu[('forward', n)]):.2f}x"
-        for n in args.sizes) + " |")
+        f"n={n}: {r:.2f}x" for n, r in zip(args.sizes, ratios)) + " |")
 
 
 if __name__ == "__main__":

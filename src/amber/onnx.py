@@ -309,10 +309,10 @@ class _Lowering:
     def run(self) -> None:
         for i, node in enumerate(self.fn.nodes):
             if node.op in REFUSED_NODES:
-                reason = REFUSED_NODES[node.op]
+                why = REFUSED_NODES[node.op]
                 if node.op == "while" and "trip_dim" in node.attrs:
-                    reason = _STACKING_WHILE
-                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: {reason}")
+                    why = _STACKING_WHILE
+                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: {why}")
             if node.op == "constant":
                 out = self.b.initializer(np.asarray(node.attrs["value"]),
                                          self.b.fresh(f"const_{node.output.name}"))
