@@ -464,3 +464,32 @@ def test_onnx_export_refuses_a_stacking_while_with_a_reason() -> None:
     program = am.export(am.grad(_newton_like), *_specs())
     with pytest.raises(OnnxExportError, match="needs ONNX Loop with scan outputs"):
         to_onnx(program)
+
+
+# ----------------------------------------------------------------------------- golden
+
+
+GOLDEN_V3 = Path(__file__).resolve().parent.parent / "golden" / "v3"
+
+
+def test_golden_v3_files_use_the_stacking_while() -> None:
+    for name in ("while_grad", "while_grad2"):
+        model = am.load(GOLDEN_V3 / f"{name}.amber", backend="reference")
+        assert model.opset_version == 3
+        assert _stacking_whiles(model.program)
+        with N.NativeModel(GOLDEN_V3 / f"{name}.amber") as m:
+            n, failed = m.verify()
+            assert n > 0 and failed == 0
+
+
+def test_golden_v3_generator_refuses_to_overwrite(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_golden_v3",
+                                                  GOLDEN_V3.parent / "make_golden_v3.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for name in mod.GOLDEN:
+        with pytest.raises(FileExistsError):
+            mod.write(name, str(GOLDEN_V3))
