@@ -95,6 +95,8 @@ class _Session:
     # call keys whose recursion is traced by shape, with the reason (why generalising the
     # differing sizes to symbols failed)
     by_shape: dict[Any, str] = field(default_factory=dict)
+    # the symbols generalisation made
+    fresh: set[str] = field(default_factory=set)
 
     def unique(self, base: str) -> str:
         base = _clean(base)
@@ -491,9 +493,12 @@ def _fn_results(fn: Function) -> list[Aval]:
 
 def emit_call(fn: Function, args: Sequence[Tensor], result_avals: Sequence[Aval] | None = None
               ) -> list[Tensor]:
-    """``call`` ``fn`` on ``args`` (result types substituted from the argument types)."""
+    """``call`` ``fn`` on ``args``: result types ``result_avals`` (the caller's), or
+    ``fn``'s with its symbols replaced by the argument sizes."""
     env = _unify([p.aval for p in fn.params], [_aval(a) for a in args], f"call {fn.name}")
-    res = _subst(result_avals if result_avals is not None else _fn_results(fn), env)
+    # NOTE: the caller's types are not substituted: a recursive callee's symbol (d0) may
+    # name a different size in the caller (where the argument is d0-1)
+    res = list(result_avals) if result_avals is not None else _subst(_fn_results(fn), env)
     return emit("call", args, {"callee": fn.name}, res)
 
 
@@ -957,7 +962,15 @@ def _call_hook(gf: GraphFunction, args: tuple[Any, ...], kwargs: dict[str, Any])
         for rec in reversed(sess.in_progress):
             if rec.key == key:
                 raise _Generalise(rec, avals, gf.name)
-    rec = _trace_graph_function(gf, key, leaves, td, avals)
+    start = avals
+    if key not in sess.by_shape and any(free_symbols(d) & sess.fresh and not d.is_symbol()
+                                        for a in avals for d in a.shape
+                                        if isinstance(d, DimExpr)):
+        # called inside a generalised recursion on sizes such as d0-1 (mutual recursion
+        # through this function): its parameters get symbols of their own, which its
+        # body may assume >= 1 as the recursion's own body does
+        start = _generalised(avals, avals)
+    rec = _trace_graph_function(gf, key, leaves, td, avals, start)
     return _emit_graph_call(gf, rec, tensors)
 
 
@@ -988,11 +1001,15 @@ class _Generalise(CaptureError):
 
 
 def _generalised(avals: list[Aval], call: list[Aval]) -> list[Aval]:
-    """``avals`` with every size that differs from the recursive call's (``call``) made a
-    fresh symbol, named apart from the symbols of the functions being traced."""
+    """``avals`` with every size that differs from the recursive call's (``call``), or
+    that no plain symbol of them binds, made a fresh symbol, named apart from the symbols
+    of the functions being traced and of earlier generalisations."""
+    sess = _session()
     taken = {d.name for tr in _state.stack for p in tr.fn.params for d in p.aval.shape
-             if isinstance(d, DimExpr) and d.is_symbol()}
+             if isinstance(d, DimExpr) and d.is_symbol()} | sess.fresh
+    before = set(taken)
     shapes = generalise([a.shape for a in avals], [b.shape for b in call], taken)
+    sess.fresh |= taken - before
     return [Aval(sh, a.dtype) for a, sh in zip(avals, shapes)]
 
 
@@ -1026,12 +1043,13 @@ _MAX_ATTEMPTS = 4
 
 
 def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: Any,
-                          avals: list[Aval]) -> _GraphFn:
+                          avals: list[Aval], start: list[Aval]) -> _GraphFn:
     """Trace ``gf`` for arguments of types ``avals`` (and static ``leaves``), recursion
     included: until the result types settle (a recursive call inside uses the types of
     the previous attempt), and, when a recursive call differs only in sizes, with those
-    sizes generalised to symbols; if that trace fails (the function needs a generalised
-    size as a Python value, say), by shape: each size is traced as its own function."""
+    sizes generalised to symbols (``start``: generalised types to try first, or
+    ``avals``); if a generalised trace fails (the function needs a generalised size as a
+    Python value, say), by shape: each size is traced as its own function."""
     sess = _session()
     limit = get_limits().max_recursion_depth
     if sess.depth >= limit:
@@ -1046,6 +1064,8 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
             + (f" Tracing {gf.name} with symbolic sizes failed: {why}" if why else ""))
     given = avals           # the call's own types, which tracing by shape uses
     generalisations = 0     # at most one per dim: each makes more dims distinct symbols
+    fell_back: str | None = None  # why the generalised trace failed
+    avals = start
     result_avals: list[Aval] | None = None
     out_td: Any = None
     preseed: list[Tensor] = []
@@ -1086,7 +1106,7 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
             retry = _generalised(avals, e.avals)
             generalisations += 1
             if generalisations > sum(len(a.shape) for a in given):
-                sess.by_shape[key] = "the sizes of its recursive calls did not settle"
+                fell_back = sess.by_shape[key] = "the sizes of its recursive calls did not settle"
                 retry = given
         except AmberError as e:
             if isinstance(e, (_NeedType, _Generalise)) and e.rec is not rec:
@@ -1097,12 +1117,14 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
                     f"returning, so its result type cannot be found; give it a base case "
                     f"(e.g. am.cond(n > 0, recurse, base, ...))") from None
             if avals is given:
+                if fell_back is not None:
+                    e.add_note(f"(traced by shape because tracing {gf.name} with symbolic "
+                               f"sizes failed first: {fell_back})")
                 raise
             # NOTE: any error, not only a refused size: amber's own shape rules treat
             # sizes not provably equal as distinct (x[:n//2] + x[n//2:] is refused for a
             # symbolic n), and tracing by shape reports the error anew if it stays
-            sess.by_shape[key] = str(e).strip().splitlines()[0] if str(e).strip() else \
-                type(e).__name__
+            fell_back = sess.by_shape[key] = " ".join(str(e).split()[:60]) or type(e).__name__
             retry = given
         finally:
             sess.depth -= 1
