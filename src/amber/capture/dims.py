@@ -242,11 +242,12 @@ def exact_div(a: Dim, b: Dim) -> Dim | None:
 _INF = math.inf
 
 
-def _imul(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+def _imul(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Product of intervals whose ends are ints, Fractions or +-inf."""
     prods = []
     for x in a:
         for y in b:
-            prods.append(0.0 if x == 0 or y == 0 else x * y)
+            prods.append(0 if x == 0 or y == 0 else x * y)  # 0 * inf is 0 here
     return min(prods), max(prods)
 
 
@@ -329,14 +330,18 @@ def bounds(a: Dim) -> tuple[float, float]:
     poly = _remainder_form(a, rem)
     if poly is not None:
         top = {r: k1 for r, k1 in rem.values()}
-        rlo, rhi = 0.0, 0.0
+        # NOTE: exact (Fractions, and inf for unbounded ends): a float rounding error
+        # would be rounded up to a wrong integer bound below
+        one, zero = Fraction(1), Fraction(0)
+        rlo: Any = zero
+        rhi: Any = zero
         for m, c in poly.items():
-            iv: tuple[float, float] = (1.0, 1.0)
+            iv: tuple[Any, Any] = (one, one)
             for v, p in m:
-                vb = (0.0, float(top[v])) if v in top else (1.0, _INF)
+                vb = (zero, Fraction(top[v])) if v in top else (one, _INF)
                 for _ in range(p):
                     iv = _imul(iv, vb)
-            iv = _imul(iv, (float(c), float(c)))
+            iv = _imul(iv, (c, c))
             rlo, rhi = rlo + iv[0], rhi + iv[1]
         # the value is an integer: round the ends inwards
         lo = max(lo, math.ceil(rlo) if math.isfinite(rlo) else rlo)
