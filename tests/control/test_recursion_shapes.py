@@ -284,6 +284,23 @@ def test_a_shape_rule_that_needs_static_sizes_is_traced_by_shape(tmp_path) -> No
     assert fold(am.tensor(x)).item() == pytest.approx(x.sum())
 
 
+def test_a_recursion_down_to_an_empty_slice_is_an_error_in_every_runtime(tmp_path) -> None:
+    @am.function
+    def to_empty(x):
+        n = x.shape[0]
+        return am.cond(am.tensor(0) >= n, lambda: x.sum(), lambda: x[0] + to_empty(x[1:]))
+
+    assert to_empty(am.tensor(np.arange(4.0))).item() == 6.0  # eagerly fine
+    # the symbol of the recursion's size is >= 1 (docs/format.md H.2): the interpreter
+    # that proves the export refuses the call on the empty slice, as the C runtime does
+    with pytest.raises(am.ShapeError, match=r"\(d0\) must be >= 1, got 0: .*stop before"):
+        am.export(to_empty, am.spec(4, dtype=F64))
+    program = am.export(to_empty, am.spec(4, dtype=F64), check=False)
+    program.save(tmp_path / "e.amber")
+    with pytest.raises(am.native.NativeShapeError, match="must be >= 1"):
+        am.load(tmp_path / "e.amber")(np.arange(4.0))
+
+
 # ----------------------------------------------------------------------------- gradients
 
 
