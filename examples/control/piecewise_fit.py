@@ -186,9 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not recursion_is_one_function(program):
                 raise MismatchError(f"fit was not captured as one recursive function: "
                                     f"{sorted(program.functions)}")
+            length = program.functions["fit"].params[0].aval.shape[0]
             print(f"piecewise_fit: exported {path.name}: entries "
-                  f"{', '.join(program.entries)}; fit(t: float64[{program.functions['fit'].params[0].aval.shape[0]}], ...) "
-                  f"is one function that calls itself")
+                  f"{', '.join(program.entries)}; fit(t: float64[{length}], ...) is one "
+                  f"function that calls itself")
             res = check(path, args.tol, args.seed)
     except am.AmberError as e:  # a mismatch (ExampleError) or a failed export or run
         print(f"piecewise_fit: FAILED: {e}")
