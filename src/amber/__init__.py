@@ -155,6 +155,6 @@ from .errors import (
     RecursionLimitError,
     SeamError,
 )
-from .model import Model, load
+from .model import BackendFallbackWarning, Model, load
 
 __version__ = "0.1.0"

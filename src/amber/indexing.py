@@ -129,22 +129,23 @@ def getitem(x: Tensor, key: Any) -> Tensor:
 
 def _symbolic_slice(s: slice, n: Any) -> tuple:
     """(start, stop, step) of ``s`` on a symbolic size ``n``: exact when the bounds are
-    provably inside [0, n] (``x[1:]``, ``x[:-1]``), else a CaptureError at the user's line
-    (the clamping NumPy would do depends on the runtime size)."""
+    provably inside [0, n] (``x[1:]``, ``x[:-1]``, ``x[:n // 2]``, ``x[n // 2:]`` for
+    ``n = x.shape[0]``), else a CaptureError at the user's line (the clamping NumPy would
+    do depends on the runtime size)."""
     step = 1 if s.step is None else s.step
 
     def bound(v: Any, default: Any) -> Any:
         if v is None:
             return default
-        if isinstance(v, Tensor) or not isinstance(v, (int, np.integer)):
+        symbolic = getattr(v, "_amber_symbolic_int", False)
+        if isinstance(v, Tensor) or not (symbolic or isinstance(v, (int, np.integer))):
             from .capture_errors import concrete_value_error
 
             raise concrete_value_error(f"slicing a symbolic dimension ({n}) with bounds {s}")
-        v = int(v)
+        v = v if symbolic else int(v)
         r = n + v if v < 0 else v
-        if r < 0 or r > n:  # DimExpr comparisons refuse when undecidable
-            raise AssertionError("unreachable")  # pragma: no cover
-        return r
+        # clamped as NumPy does; DimExpr comparisons refuse when undecidable
+        return 0 if r < 0 else n if r > n else r
 
     return bound(s.start, 0), bound(s.stop, n), step
 

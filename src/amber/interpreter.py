@@ -248,9 +248,14 @@ class Interpreter:
                 f"limit of {self.max_call_depth} nested function executions (max_call_depth)")
         callee = self.program.functions[name]
         cenv: dict[str, int] = {}
-        for p, a in zip(callee.params, args):
-            for d, n in zip(p.shape, a.shape):
+        for i, (p, a) in enumerate(zip(callee.params, args)):
+            for k, (d, n) in enumerate(zip(p.shape, a.shape)):
                 if isinstance(d, DimExpr) and d.is_symbol():
+                    if n < 1:  # symbols denote sizes >= 1 (docs/format.md H.2), as in C
+                        raise ShapeError(f"{where}: function {name!r}, argument {i} dim {k} "
+                                         f"({d.name}) must be >= 1, got {n}: a symbolic size "
+                                         f"is never 0 (a recursion on shrinking slices must "
+                                         f"stop before a slice is empty)")
                     cenv[d.name] = int(n)
         return self.run_function(callee, args, cenv, depth + 1)
 

@@ -8,6 +8,7 @@ registry."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,11 @@ from .tensor import Tensor
 BACKENDS = ("native", "reference")
 """``"native"``: libamber through its C API (:mod:`amber.native`); ``"reference"``: the
 NumPy interpreter."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """:func:`load` runs a file with the reference interpreter because the native runtime
+    refused it (the message gives the native error; ``Model.backend_reason`` keeps it)."""
 
 
 @dataclass
@@ -44,11 +50,15 @@ class Model:
     """A loaded program. ``model(x)`` runs entry point ``"forward"``; every entry point
     is also a method (``model.loss(x, y)``) and :meth:`run` takes the name. Inputs may be
     NumPy arrays, amber tensors or Python numbers; outputs are amber tensors, grouped as
-    the exported function returned them."""
+    the exported function returned them.
+
+    ``backend`` says which runtime runs calls that need no gradient (``"native"`` or
+    ``"reference"``) and ``backend_reason`` why (for a fallback, the native error)."""
 
     def __init__(self, program: Program, *, backend: str = "reference",
                  format_version: int | None = None, path: str | None = None,
-                 name: str | None = None, native: Any = None) -> None:
+                 name: str | None = None, native: Any = None,
+                 backend_reason: str | None = None) -> None:
         if backend not in BACKENDS:
             raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         from .interpreter import Interpreter
@@ -68,6 +78,9 @@ class Model:
                              "use am.load(path, backend='native')")
         # the file opened by libamber (amber.native.NativeModel) when backend is "native"
         self.native = native if backend == "native" else None
+        self.backend_reason = backend_reason or (
+            "opened by the native runtime" if backend == "native"
+            else "backend='reference' was asked for")
 
     # -- introspection ------------------------------------------------------------
     @property
@@ -176,8 +189,10 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
 
     ``backend`` runs calls that need no gradient: ``"native"`` (libamber through its C
     API, :mod:`amber.native`), ``"reference"`` (the NumPy interpreter), or None (the
-    default): native when the library is installed and opens the file, else reference.
-    Calls that need a gradient, and captures, always go through the op registry.
+    default): native when the library is installed and opens the file, else reference;
+    ``Model.backend_reason`` says why, and a file the installed library refuses gives a
+    :class:`BackendFallbackWarning` naming the native error. Calls that need a gradient,
+    and captures, always go through the op registry.
 
     ``name`` is the model's namespace when a capture or ``amber link`` composes it into
     another program (default: the file name without ``.amber``; see docs/reuse.md).
@@ -196,20 +211,28 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
     c = read_container(path, verify_hashes=verify_hashes)
     program = program_from_header(c.header, c.tensors)
     native = None
+    reason = "backend='reference' was asked for"
+    where = "<bytes>" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
     if backend in (None, "native"):
         from . import native as N
 
-        if backend == "native" or N.available():
-            try:
-                # the Python reader has checked the hashes already (when asked to)
-                native = N.NativeModel(path, verify_hashes=False)
-            except N.NativeError:
-                if backend == "native":
-                    raise
+        try:
+            lib = N.library()
+            # the Python reader has checked the hashes already (when asked to)
+            native = N.NativeModel(path, verify_hashes=False)
+            reason = f"opened by the native runtime (libamber {lib.version}, {lib.path})"
+        except (N.NativeUnavailableError, N.NativeError) as e:
+            if backend == "native":
+                raise
+            reason = str(e)
+            if isinstance(e, N.NativeError):  # installed, but it refused this file
+                reason = f"the native runtime cannot open the file: {e}"
+                warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
+                              f"{reason}", BackendFallbackWarning, stacklevel=2)
     return Model(program, backend="native" if native is not None else "reference",
                  format_version=c.format_version,
                  path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
-                 name=name, native=native)
+                 name=name, native=native, backend_reason=reason)
 
 
-__all__ = ["Model", "VectorResult", "load"]
+__all__ = ["BackendFallbackWarning", "Model", "VectorResult", "load"]

@@ -49,10 +49,10 @@ from .. import _dtype as D
 from .._tree import tree_flatten, tree_unflatten
 from ..capture_errors import user_frame
 from ..control import ControlHooks, GraphFunction, _describe, _leaf_type, get_limits
-from ..errors import CaptureError, ControlFlowError, IRError, RecursionLimitError
+from ..errors import AmberError, CaptureError, ControlFlowError, IRError, RecursionLimitError
 from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
 from ..tensor import Tensor
-from .dims import DimExpr, dim_equal, format_dim, free_symbols, substitute, symbol
+from .dims import DimExpr, dim_equal, format_dim, free_symbols, generalise, substitute, symbol
 from .ir import FUNCTION_ATTRS, Function, Program, Value, bound_symbol, format_type
 from .ir import Node as IRNode
 from .trace import _clean, _current, _state, _Trace, make_tracer
@@ -76,6 +76,7 @@ class _GraphFn:
     speculated: bool = False        # a cond skipped a branch that needed a type
     provisional: bool = False       # ... the type of a function this one is nested in
     trace: Any = None
+    key: Any = None                 # the _call_hook key of its calls
 
 
 @dataclass
@@ -91,6 +92,13 @@ class _Session:
     # id(graph function being traced) -> captures passed by each recursive call so far
     pending_calls: dict[int, list[int]] = field(default_factory=dict)
     trips: int = 0                  # trip-count symbols named so far (_fresh_trip_symbol)
+    # traced specialisations in the order they were cached (_discard forgets the stale)
+    cached: list[tuple[Any, _GraphFn]] = field(default_factory=list)
+    # call keys whose recursion is traced by shape, with the reason (why generalising the
+    # differing sizes to symbols failed)
+    by_shape: dict[Any, str] = field(default_factory=dict)
+    # the symbols generalisation made
+    fresh: set[str] = field(default_factory=set)
 
     def unique(self, base: str) -> str:
         base = _clean(base)
@@ -508,9 +516,12 @@ def _fn_results(fn: Function) -> list[Aval]:
 
 def emit_call(fn: Function, args: Sequence[Tensor], result_avals: Sequence[Aval] | None = None
               ) -> list[Tensor]:
-    """``call`` ``fn`` on ``args`` (result types substituted from the argument types)."""
+    """``call`` ``fn`` on ``args``: result types ``result_avals`` (the caller's), or
+    ``fn``'s with its symbols replaced by the argument sizes."""
     env = _unify([p.aval for p in fn.params], [_aval(a) for a in args], f"call {fn.name}")
-    res = _subst(result_avals if result_avals is not None else _fn_results(fn), env)
+    # NOTE: the caller's types are not substituted: a recursive callee's symbol (d0) may
+    # name a different size in the caller (where the argument is d0-1)
+    res = list(result_avals) if result_avals is not None else _subst(_fn_results(fn), env)
     return emit("call", args, {"callee": fn.name}, res)
 
 
@@ -985,7 +996,21 @@ def _call_hook(gf: GraphFunction, args: tuple[Any, ...], kwargs: dict[str, Any])
     for rec in sess.graph_fns.get(key, []):
         if _unifies(rec.param_avals, avals):
             return _emit_graph_call(gf, rec, tensors)
-    rec = _trace_graph_function(gf, key, leaves, td, avals)
+    if key not in sess.by_shape:
+        # recursion whose sizes change (f(x[1:]), f(x[:n // 2])): the trace in progress
+        # starts again with the sizes that differ generalised to symbols
+        for rec in reversed(sess.in_progress):
+            if rec.key == key:
+                raise _Generalise(rec, avals, gf.name)
+    start = avals
+    if key not in sess.by_shape and any(free_symbols(d) & sess.fresh and not d.is_symbol()
+                                        for a in avals for d in a.shape
+                                        if isinstance(d, DimExpr)):
+        # called inside a generalised recursion on sizes such as d0-1 (mutual recursion
+        # through this function): its parameters get symbols of their own, which its
+        # body may assume >= 1 as the recursion's own body does
+        start = _generalised(avals, avals)
+    rec = _trace_graph_function(gf, key, leaves, td, avals, start)
     return _emit_graph_call(gf, rec, tensors)
 
 
@@ -1003,20 +1028,84 @@ def _emit_graph_call(gf: GraphFunction, rec: _GraphFn, tensors: list[Tensor]) ->
     return tree_unflatten(rec.out_treedef, out)
 
 
+class _Generalise(CaptureError):
+    """A call reached a trace in progress of its graph function with arguments of the
+    same dtypes and ranks but other sizes (internal to capture): that trace is discarded
+    and starts again with the sizes that differ generalised to symbols."""
+
+    def __init__(self, rec: _GraphFn, avals: list[Aval], name: str) -> None:
+        super().__init__(f"graph function {name} is traced again with the sizes of its "
+                         f"recursive call generalised")
+        self.rec = rec
+        self.avals = avals
+
+
+def _generalised(avals: list[Aval], call: list[Aval]) -> list[Aval]:
+    """``avals`` with every size that differs from the recursive call's (``call``), or
+    that no plain symbol of them binds, made a fresh symbol, named apart from the symbols
+    of the functions being traced and of earlier generalisations."""
+    sess = _session()
+    taken = {d.name for tr in _state.stack for p in tr.fn.params for d in p.aval.shape
+             if isinstance(d, DimExpr) and d.is_symbol()} | sess.fresh
+    before = set(taken)
+    shapes = generalise([a.shape for a in avals], [b.shape for b in call], taken)
+    sess.fresh |= taken - before
+    return [Aval(sh, a.dtype) for a, sh in zip(avals, shapes)]
+
+
+def _discard(sess: _Session, rec: _GraphFn, mark: tuple[int, int]) -> None:
+    """Forget an attempt at tracing ``rec`` (``mark``: the lengths of ``sess.cached`` and
+    ``sess.functions`` when it started): its function, the specialisations cached since
+    that call it, directly or not (they are traced again when called), and the functions
+    created since that nothing kept calls; their names are free again."""
+    name = rec.fn.name
+    kept: list[tuple[Any, _GraphFn]] = []
+    for k, r in sess.cached[mark[0]:]:
+        if name in reachable_functions(sess.program, [r.fn], sess.functions):
+            sess.graph_fns[k].remove(r)
+        else:
+            kept.append((k, r))
+    sess.cached[mark[0]:] = kept
+    live = {r.fn.name for _, r in kept}
+    live |= set(reachable_functions(sess.program, [r.fn for _, r in kept], sess.functions))
+    dropped = {old for old in list(sess.functions)[mark[1]:] if old not in live}
+    for old in dropped:
+        del sess.functions[old]
+        sess.used.discard(old)
+        sess.vjp_results.pop(old, None)
+    for f, vjp in list(sess.vjps.items()):
+        if f in dropped or vjp.name in dropped:
+            del sess.vjps[f]
+    sess.pending_calls.pop(id(rec), None)
+
+
 _MAX_ATTEMPTS = 4
 
 
 def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: Any,
-                          avals: list[Aval]) -> _GraphFn:
+                          avals: list[Aval], start: list[Aval]) -> _GraphFn:
+    """Trace ``gf`` for arguments of types ``avals`` (and static ``leaves``), recursion
+    included: until the result types settle (a recursive call inside uses the types of
+    the previous attempt), and, when a recursive call differs only in sizes, with those
+    sizes generalised to symbols (``start``: generalised types to try first, or
+    ``avals``); if a generalised trace fails (the function needs a generalised size as a
+    Python value, say), by shape: each size is traced as its own function."""
     sess = _session()
     limit = get_limits().max_recursion_depth
     if sess.depth >= limit:
+        why = sess.by_shape.get(key)
         raise RecursionLimitError(
             f"am.function: capturing {_describe(gf)} would nest {sess.depth + 1} graph "
             f"functions being traced, past max_recursion_depth={limit}. A recursive "
-            f"function is captured as recursion only when its recursive calls take "
-            f"arguments of the same types; calls that differ in a static Python value or "
-            f"a static shape are traced afresh each time.")
+            f"function is captured as recursion when its recursive calls take arguments "
+            f"of the same dtypes and ranks (sizes that differ become symbols); calls that "
+            f"differ in a static Python value, or whose sizes the function needs as Python "
+            f"values, are traced afresh each time."
+            + (f" Tracing {gf.name} with symbolic sizes failed: {why}" if why else ""))
+    given = avals           # the call's own types, which tracing by shape uses
+    generalisations = 0     # at most one per dim: each makes more dims distinct symbols
+    fell_back: str | None = None  # why the generalised trace failed
+    avals = start
     result_avals: list[Aval] | None = None
     out_td: Any = None
     preseed: list[Tensor] = []
@@ -1028,9 +1117,17 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
         full = [next(it) if t else x for x, t in zip(leaves, is_tensor)]
         return tuple(tree_unflatten(td, full))
 
-    for _ in range(_MAX_ATTEMPTS):
+    attempts = 0
+    while True:
+        attempts += 1
+        if attempts > _MAX_ATTEMPTS:
+            raise CaptureError(
+                f"am.function: the types of recursive graph function {gf.name} did not "
+                f"settle after {_MAX_ATTEMPTS} traces (its result type depends on its own "
+                f"result type); make the base case's result type explicit")
+        mark = (len(sess.cached), len(sess.functions))
         fn = sess.new_function(gf.name)
-        rec = _GraphFn(fn, list(avals), result_avals, out_td, list(preseed))
+        rec = _GraphFn(fn, list(avals), result_avals, out_td, list(preseed), key=key)
         recs.append(rec)
         sess.pending_calls.pop(id(rec), None)
         sess.depth += 1
@@ -1040,20 +1137,44 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
             _rec.trace = _current()
             return gf.python_function(*a)
 
+        retry: list[Aval] | None = None
         try:
             tr = _trace(gf.name, run, avals, args, preseed=preseed, fn=fn)
-        except _NeedType as e:
-            if e.rec is rec:
+        except _Generalise as e:
+            if e.rec is not rec:
+                raise
+            retry = _generalised(avals, e.avals)
+            generalisations += 1
+            if generalisations > sum(len(a.shape) for a in given):
+                fell_back = sess.by_shape[key] = "the sizes of its recursive calls did not settle"
+                retry = given
+        except AmberError as e:
+            if isinstance(e, (_NeedType, _Generalise)) and e.rec is not rec:
+                raise
+            if isinstance(e, _NeedType):
                 raise ControlFlowError(
                     f"am.function: every path through {_describe(gf)} calls itself before "
                     f"returning, so its result type cannot be found; give it a base case "
                     f"(e.g. am.cond(n > 0, recurse, base, ...))") from None
-            raise
+            if avals is given:
+                if fell_back is not None:
+                    e.add_note(f"(traced by shape because tracing {gf.name} with symbolic "
+                               f"sizes failed first: {fell_back})")
+                raise
+            # NOTE: any error, not only a refused size: amber's own shape rules treat
+            # sizes not provably equal as distinct (x[:n//2] + x[n//2:] is refused for a
+            # symbolic n), and tracing by shape reports the error anew if it stays
+            fell_back = sess.by_shape[key] = " ".join(str(e).split()[:60]) or type(e).__name__
+            retry = given
         finally:
             sess.depth -= 1
             sess.in_progress.pop()
             rec.in_progress = False
             recs.remove(rec)
+        if retry is not None:
+            _discard(sess, rec, mark)
+            avals, result_avals, out_td, attempts = retry, None, None, 0
+            continue
         out_leaves, otd = _flat_out(tr.out, "am.function", f"graph function "
                                     f"{_describe(gf)}", "result")
         _set_results(fn, tr, out_leaves)
@@ -1069,13 +1190,10 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
         if settled or (result_avals is None and not used and not rec.speculated):
             rec.result_avals, rec.out_treedef = res, otd
             recs.append(rec)
+            sess.cached.append((key, rec))
             return rec
         result_avals, out_td, preseed = res, otd, list(rec.captures)
-        sess.functions.pop(fn.name, None)  # this attempt is discarded; its name is free
-        sess.used.discard(fn.name)
-    raise CaptureError(f"am.function: the types of recursive graph function {gf.name} did "
-                       f"not settle after {_MAX_ATTEMPTS} traces (its result type depends "
-                       f"on its own result type); make the base case's result type explicit")
+        _discard(sess, rec, mark)
 
 
 def install() -> None:

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any, Union
 
 from ..errors import CaptureError
@@ -241,18 +242,16 @@ def exact_div(a: Dim, b: Dim) -> Dim | None:
 _INF = math.inf
 
 
-def _imul(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+def _imul(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Product of intervals whose ends are ints, Fractions or +-inf."""
     prods = []
     for x in a:
         for y in b:
-            prods.append(0.0 if x == 0 or y == 0 else x * y)
+            prods.append(0 if x == 0 or y == 0 else x * y)  # 0 * inf is 0 here
     return min(prods), max(prods)
 
 
-def bounds(a: Dim) -> tuple[float, float]:
-    """An interval containing every value of ``a`` when each symbol is >= 1."""
-    if not isinstance(a, DimExpr):
-        return (a, a)
+def _interval_bounds(a: DimExpr) -> tuple[float, float]:
     lo, hi = 0.0, 0.0
     for m, c in a._terms:
         iv: tuple[float, float] = (1.0, 1.0)
@@ -267,6 +266,86 @@ def bounds(a: Dim) -> tuple[float, float]:
                 iv = _imul(iv, ab)
         iv = _imul(iv, (float(c), float(c)))
         lo, hi = lo + iv[0], hi + iv[1]
+    return lo, hi
+
+
+# A polynomial with rational coefficients over variables: symbols (names) and remainders
+# ("%0", "%1", ...: not valid names), keyed by sorted ((variable, power), ...).
+_RPoly = dict[tuple[tuple[str, int], ...], Fraction]
+_MAX_RPOLY_TERMS = 64
+
+
+def _rmul(a: _RPoly, b: _RPoly) -> _RPoly | None:
+    out: _RPoly = {}
+    for ma, ca in a.items():
+        for mb, cb in b.items():
+            powers = dict(ma)
+            for v, p in mb:
+                powers[v] = powers.get(v, 0) + p
+            m = tuple(sorted(powers.items()))
+            out[m] = out.get(m, Fraction(0)) + ca * cb
+    out = {m: c for m, c in out.items() if c}
+    return out if len(out) <= _MAX_RPOLY_TERMS else None
+
+
+def _remainder_form(d: Dim, rem: dict[FloorDiv, tuple[str, int]]) -> _RPoly | None:
+    """``d`` with every atom ``(e // k)`` written as ``(e - r) / k`` for its remainder
+    variable ``r`` in ``[0, k - 1]`` (``rem``: atom -> (r, k - 1)): exact, and terms
+    that the atoms hid from each other cancel (``n - n//2`` is ``n/2 + r/2``). None if the
+    expression grows past a small bound."""
+    if not isinstance(d, DimExpr):
+        return {(): Fraction(int(d))} if d else {}
+    total: _RPoly = {}
+    for m, c in d._terms:
+        prod: _RPoly | None = {(): Fraction(c)}
+        for atom, p in m:
+            if isinstance(atom, str):
+                x: _RPoly = {((atom, 1),): Fraction(1)}
+            else:
+                inner = _remainder_form(atom.expr, rem)
+                if inner is None:
+                    return None
+                r = rem.setdefault(atom, (f"%{len(rem)}", atom.k - 1))[0]
+                x = {mm: cc / atom.k for mm, cc in inner.items()}
+                x[((r, 1),)] = Fraction(-1, atom.k)
+            for _ in range(p):
+                prod = _rmul(prod, x) if prod is not None else None
+        if prod is None:
+            return None
+        for mm, cc in prod.items():
+            total[mm] = total.get(mm, Fraction(0)) + cc
+    return {m: c for m, c in total.items() if c}
+
+
+def bounds(a: Dim) -> tuple[float, float]:
+    """An interval containing every value of ``a`` when each symbol is >= 1. Floor
+    divisions are bounded twice, as atoms and by their remainders (``n - n//2 >= 1``),
+    and the tighter ends are kept."""
+    if not isinstance(a, DimExpr):
+        return (a, a)
+    lo, hi = _interval_bounds(a)
+    if all(isinstance(atom, str) for m, _ in a._terms for atom, _ in m):
+        return lo, hi
+    rem: dict[FloorDiv, tuple[str, int]] = {}
+    poly = _remainder_form(a, rem)
+    if poly is not None:
+        top = {r: k1 for r, k1 in rem.values()}
+        # NOTE: exact (Fractions, and inf for unbounded ends): a float rounding error
+        # would be rounded up to a wrong integer bound below
+        one, zero = Fraction(1), Fraction(0)
+        rlo: Any = zero
+        rhi: Any = zero
+        for m, c in poly.items():
+            iv: tuple[Any, Any] = (one, one)
+            for v, p in m:
+                vb = (zero, Fraction(top[v])) if v in top else (one, _INF)
+                for _ in range(p):
+                    iv = _imul(iv, vb)
+            iv = _imul(iv, (c, c))
+            rlo, rhi = rlo + iv[0], rhi + iv[1]
+        # the value is an integer: round the ends inwards
+        lo = max(lo, math.ceil(rlo) if math.isfinite(rlo) else rlo)
+        hi = min(hi, math.floor(rhi) if math.isfinite(rhi) else rhi)
     return lo, hi
 
 
@@ -608,6 +687,50 @@ def substitute(d: Any, env: Mapping[str, Dim]) -> Dim:
                 v = mul(v, x)
         total = add(total, v)
     return total
+
+
+def fresh_symbol(taken: set[str], base: str = "d") -> DimExpr:
+    """A symbol ``base0``, ``base1``, ... whose name is not in ``taken`` (which gets it)."""
+    k = 0
+    while f"{base}{k}" in taken:
+        k += 1
+    taken.add(f"{base}{k}")
+    return symbol(f"{base}{k}")
+
+
+Shape = tuple[Dim, ...]
+
+
+def generalise(a: list[Shape], b: list[Shape], taken: set[str]) -> list[Shape]:
+    """Shapes of which both ``a`` and ``b`` (lists of shapes of equal ranks) are
+    instances: where the two agree on a static size or a plain symbol the dim is kept,
+    and so is an expression they agree on whose symbols are all kept; every other dim
+    becomes a fresh symbol (not in ``taken``), one per distinct pair of dims, so that
+    positions that had equal sizes in both stay equal (``([n], [n])`` and
+    ``([n-1], [n-1])`` give ``([d0], [d0])``). Every symbol of the result is bound by a
+    dim that is a plain symbol. The symbols of ``a`` and ``b`` are added to ``taken``."""
+    for shape in (*a, *b):
+        for x in shape:
+            taken |= free_symbols(x)
+    kept: set[str] = set()
+    for sa, sb in zip(a, b):
+        for x, y in zip(sa, sb):
+            if isinstance(x, DimExpr) and x.is_symbol() and dim_equal(x, y):
+                kept.add(x.name)
+    fresh: dict[tuple[str, str], DimExpr] = {}
+    out: list[Shape] = []
+    for sa, sb in zip(a, b):
+        dims: list[Dim] = []
+        for x, y in zip(sa, sb):
+            if dim_equal(x, y) and free_symbols(x) <= kept:
+                dims.append(x)
+                continue
+            pair = (format_dim(x), format_dim(y))
+            if pair not in fresh:
+                fresh[pair] = fresh_symbol(taken)
+            dims.append(fresh[pair])
+        out.append(tuple(dims))
+    return out
 
 
 def _format_monomial(m: Monomial, coef: int) -> str:
