@@ -146,18 +146,22 @@ static bool same_shape(const amber_tensor *t, const int64_t *shape, int rank) {
     return true;
 }
 
-/* Checks a value against its declared type, with the function's symbols bound. */
+/* Checks a value against its declared type, with the function's symbols bound; a
+ * mismatch is reported as "<func>: <kind> <index>" (func NULL: "<kind> <index>"),
+ * formatted only then: this runs for every node. */
 static amber_status check_type(amber_session *s, const am_type *t, const am_symbols *syms,
-                               const amber_tensor *v, const char *what) {
+                               const amber_tensor *v, const char *func, const char *kind,
+                               unsigned index) {
     int64_t shape[AMBER_MAX_RANK];
     amber_status st = am_type_eval(t, syms, shape, &s->err);
     if (st != AMBER_OK) return st;
     if (v->dtype != t->dtype || !same_shape(v, shape, t->rank)) {
         char a[200], b[200];
         return am_fail(&s->err, v->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
-                       "%s is %s%s, declared %s%s", what,
-                       amber_dtype_name(v->dtype), am_shape_str(v->shape, v->rank, a, sizeof a),
-                       amber_dtype_name(t->dtype), am_shape_str(shape, t->rank, b, sizeof b));
+                       "%s%s%s %u is %s%s, declared %s%s", func ? func : "", func ? ": " : "",
+                       kind, index, amber_dtype_name(v->dtype),
+                       am_shape_str(v->shape, v->rank, a, sizeof a), amber_dtype_name(t->dtype),
+                       am_shape_str(shape, t->rank, b, sizeof b));
     }
     return AMBER_OK;
 }
@@ -561,9 +565,9 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         }
     }
     for (uint32_t i = 0; i < f->n_params; i++) {
-        char what[160];
-        snprintf(what, sizeof what, "%s: argument %u", f->name, i);
-        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], what)) != AMBER_OK) return st;
+        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], f->name, "argument", i)) !=
+            AMBER_OK)
+            return st;
         vals[i] = args[i];
     }
     struct hoisted *h = &s->hoisted[fi];
@@ -653,7 +657,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, &attrs, &outs[0], &s->err);
             if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
             /* Before the kernel writes: a planned slot holds the declared type's bytes. */
-            if (st == AMBER_OK) st = check_type(s, &n->out_types[0], &syms, &outs[0], "output 0");
+            if (st == AMBER_OK) st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
             if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
             if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
                 break;
@@ -680,10 +684,8 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         }
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
-            char what[160];
-            snprintf(what, sizeof what, "output %d", k);
             if (n->kind != AM_NODE_OP) /* op results were checked before their kernel */
-                st = check_type(s, &n->out_types[k], &syms, &outs[k], what);
+                st = check_type(s, &n->out_types[k], &syms, &outs[k], NULL, "output", (unsigned)k);
             vals[n->out[k]] = outs[k];
         }
         if (st != AMBER_OK) {
