@@ -184,8 +184,10 @@ AMBER_API amber_status amber_model_entry_output(const amber_model *model, const 
 
 /* ------------------------------------------------------------------ session */
 
-/* Per-thread execution state of one model: memory arena (reused across runs) and the
- * last error. Use a session from one thread at a time; create one per thread. */
+/* Per-thread execution state of one model: memory plans (cached per binding of the
+ * symbolic dims), the planned block and arena (reused across runs), the values computed
+ * from weights once, and the last error. Use a session from one thread at a time;
+ * create one per thread. */
 typedef struct amber_session amber_session;
 
 /* Creates a session (*out is NULL on failure) with its intra-op threads (options.threads
