@@ -194,7 +194,10 @@ def test_called_function_results_survive_the_next_call(lib: ctypes.CDLL, tmp_pat
                 ref.append(s.run("forward", x)[0].tobytes())
             s.close()
     assert len(set(ref)) == 1
-    fx = lambda v: np.exp(v * v, dtype=np.float32) + v  # noqa: E731
+
+    def fx(v: np.ndarray) -> np.ndarray:
+        return np.exp(v * v, dtype=np.float32) + v
+
     a = fx(x)
     np.testing.assert_allclose(np.frombuffer(ref[0], np.float32), a - fx(a), rtol=1e-5)
 
