@@ -197,6 +197,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_session_verify": (ctypes.c_int, [_VP, _P(ctypes.c_size_t), _P(ctypes.c_size_t)]),
     "amber_session_get_stats": (ctypes.c_int, [_VP, _P(_Stats)]),
 }
+_OPTIONAL = frozenset({"amber_session_get_stats"})
+"""Functions an older ``libamber`` may lack: the calls that need them say so."""
 
 
 # ----------------------------------------------------------------------------- library
@@ -237,6 +239,8 @@ class NativeLibrary:
         self.path = path
         self.lib = ctypes.CDLL(str(path))
         for name, (restype, argtypes) in _SIGNATURES.items():
+            if name in _OPTIONAL and not hasattr(self.lib, name):
+                continue
             fn = getattr(self.lib, name)
             fn.restype = restype
             fn.argtypes = argtypes
@@ -496,6 +500,8 @@ class NativeSession:
 
     def stats(self) -> SessionStats:
         """The session's counters and memory figures (``amber_session_get_stats``)."""
+        if not hasattr(self._lib.lib, "amber_session_get_stats"):
+            raise AmberError(f"libamber {self._lib.version} has no amber_session_get_stats")
         raw = _Stats()
         raw.struct_size = ctypes.sizeof(_Stats)
         st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
