@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from capi import NO_FUSION, Model, Session, load
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_native import const, fn, node, p, program_file
 
 import amber as am
@@ -241,3 +243,50 @@ def test_plans_and_fusion_under_sanitizers(sanitize_build: Path, tmp_path: Path)
     res = subprocess.run([exe, str(path), "--entry", "forward", *args, "--output",
                           str(tmp_path)], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
+
+
+UNARY = ("neg", "abs", "exp", "tanh", "sigmoid", "floor", "sqrt")
+BINARY = ("add", "sub", "mul", "div", "maximum", "minimum", "pow")
+EXTERNAL = {"x": ["n", 7], "y": [7], "w": ["n", 1], "s": []}
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.sampled_from(UNARY + BINARY + ("relu", "int")),
+                          st.integers(0, 100), st.integers(0, 100)), min_size=2, max_size=9))
+def test_random_chains_fused_equal_unfused(lib: ctypes.CDLL,
+                                           tmp_path_factory: pytest.TempPathFactory,
+                                           steps: list[tuple[str, int, int]]) -> None:
+    """Random elementwise chains over broadcast operands (float32, through int32 and bool
+    on the way): fused and unfused runs give the same bytes."""
+    shape = ["n", 7]
+    nodes, made = [const("zero", "float32", 0.0)], ["x"]
+    for k, (op, i, j) in enumerate(steps):
+        pool = made + list(EXTERNAL)  # recent results or any input
+        a, b, out = made[-1 - i % len(made)], pool[j % len(pool)], f"v{k}"
+        if op in UNARY:
+            nodes.append(node(op, [a], out, shape=shape))
+        elif op in BINARY:
+            nodes.append(node(op, [a, b], out, shape=shape))
+        elif op == "relu":
+            nodes += [node("le", [a, "zero"], f"m{k}", dtype="bool", shape=shape),
+                      node("where", [f"m{k}", "zero", a], out, shape=shape)]
+        else:  # float -> int32 -> float
+            nodes += [node("cast", [a], f"i{k}", {"dtype": "int32"}, dtype="int32", shape=shape),
+                      node("cast", [f"i{k}"], out, {"dtype": "float32"}, shape=shape)]
+        made.append(out)
+    params = [p(name, shape=s) for name, s in EXTERNAL.items()]
+    path = program_file(tmp_path_factory.mktemp("chain") / "chain.amber",
+                        [fn("f", params, nodes, [made[-1]])])
+    rng = np.random.default_rng(len(steps))
+    args = [(rng.standard_normal([5 if d == "n" else d for d in s]) * 3).astype(np.float32)
+            for s in EXTERNAL.values()]
+    got = []
+    for flags in (0, NO_FUSION):
+        with Model(lib, path=path, flags=flags) as m:
+            assert m.status == 0, m.error
+            sess = Session(m)
+            out = sess.run("forward", *args)
+            assert isinstance(out, list), sess.error
+            got.append(out[0].tobytes())
+            sess.close()
+    assert got[0] == got[1]
