@@ -504,32 +504,41 @@ done:
 }
 
 /* Lifetimes of the values a run places by a memory plan (see am_func). A fused member
- * reads its inputs when its root runs. */
+ * reads its inputs when its root runs; a reshape's result is its input's memory. */
 static amber_status plan_lifetimes(loader *L, am_func *f) {
     size_t nv = f->n_values ? f->n_values : 1;
     uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * nv);
+    uint32_t *owner = (uint32_t *)malloc(sizeof(uint32_t) * nv); /* whose memory v is */
     bool *planned = (bool *)calloc(nv, sizeof(bool));
-    if (!last || !planned) {
+    if (!last || !owner || !planned) {
         free(last);
+        free(owner);
         free(planned);
         return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
     }
-    for (uint32_t v = 0; v < f->n_values; v++) last[v] = 0;
+    for (uint32_t v = 0; v < f->n_values; v++) {
+        last[v] = 0;
+        owner[v] = v;
+    }
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
+        am_node *n = &f->nodes[ni];
         uint32_t at = n->fuse == AM_FUSE_MEMBER ? n->root : ni;
+        n->alias = n->kind == AM_NODE_OP && n->op->id == AM_OP_RESHAPE && n->hoist == AM_HOIST_NONE;
         for (int k = 0; k < n->n_out; k++) {
             last[n->out[k]] = ni;
             planned[n->out[k]] = n->kind == AM_NODE_OP && n->hoist != AM_HOIST_CACHED &&
-                                 n->fuse != AM_FUSE_MEMBER;
+                                 n->fuse != AM_FUSE_MEMBER && !n->alias;
         }
+        if (n->alias) owner[n->out[0]] = owner[n->in[0]];
         for (int k = 0; k < n->n_in; k++)
             if (last[n->in[k]] < at) last[n->in[k]] = at;
     }
-    for (uint32_t k = 0; k < f->n_results; k++) planned[f->results[k]] = false;
+    for (uint32_t v = 0; v < f->n_values; v++) /* memory lives as long as its aliases */
+        if (last[owner[v]] < last[v]) last[owner[v]] = last[v];
+    for (uint32_t k = 0; k < f->n_results; k++) planned[owner[f->results[k]]] = false;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++)
         if (f->nodes[ni].kind >= AM_NODE_CALL)
-            for (int k = 0; k < f->nodes[ni].n_in; k++) planned[f->nodes[ni].in[k]] = false;
+            for (int k = 0; k < f->nodes[ni].n_in; k++) planned[owner[f->nodes[ni].in[k]]] = false;
     uint32_t count = 0;
     for (uint32_t v = 0; v < f->n_values; v++) count += planned[v];
     amber_status st = alloc(L, count, sizeof(uint32_t), &f->planned);
@@ -552,6 +561,7 @@ static amber_status plan_lifetimes(loader *L, am_func *f) {
         }
     }
     free(last);
+    free(owner);
     free(planned);
     return st;
 }

@@ -53,6 +53,7 @@ typedef struct am_node {
     am_fuse fuse;               /* part of a fused elementwise group */
     uint32_t root;              /* AM_FUSE_MEMBER: the node index of its group's root */
     const am_fused *fused;      /* AM_FUSE_ROOT: the group it runs */
+    bool alias;                 /* reshape: the result is the input's memory, not a copy */
 } am_node;
 
 typedef struct am_func {
@@ -69,8 +70,9 @@ typedef struct am_func {
     /* Memory planning: the op results a run of the function places in one block, by
      * offsets a session computes from their sizes (known once the function's symbols
      * are bound) and these lifetimes. Not planned: parameters, weights, constants,
-     * cached values, fused intermediates, results and the arguments of call/cond/
-     * while/scan (their results may be those very tensors). */
+     * cached values, fused intermediates, reshapes (aliases of their input, which then
+     * lives as long as they do), results and the arguments of call/cond/while/scan
+     * (their results may be those very tensors), and what those alias. */
     uint32_t n_planned;
     uint32_t *planned;          /* value index of each planned value */
     uint32_t *plan_first;       /* node that defines it */

@@ -658,6 +658,10 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
             /* Before the kernel writes: a planned slot holds the declared type's bytes. */
             if (st == AMBER_OK) st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
+            if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
+                outs[0].data = ins[0].data;
+                break;
+            }
             if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
             if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
                 break;

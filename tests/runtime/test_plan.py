@@ -290,3 +290,37 @@ def test_random_chains_fused_equal_unfused(lib: ctypes.CDLL,
             got.append(out[0].tobytes())
             sess.close()
     assert got[0] == got[1]
+
+
+def test_reshape_shares_its_input_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """A reshape is its input's memory: the input lives as long as the reshape's readers
+    (here past two later values that could otherwise take its slot), and a function
+    result that is a reshape keeps its input out of the function's released block."""
+    col = ["n", 1]
+    body = [node("exp", ["x"], "a"),
+            node("reshape", ["a"], "r", {"shape": col}, shape=col),
+            node("neg", ["x"], "b"), node("neg", ["b"], "c"),
+            node("reshape", ["r"], "d", {"shape": ["n"]}),
+            node("add", ["d", "c"], "e")]
+    g = fn("g", [p("x")], [node("exp", ["x"], "t"),
+                           node("reshape", ["t"], "u", {"shape": ["n"]})], ["u"])
+    main = fn("main", [p("x")], [*body, node("call", ["x"], "g1", {"callee": "g"}),
+                                 node("neg", ["x"], "mx"),
+                                 node("call", ["mx"], "g2", {"callee": "g"}),
+                                 node("sub", ["g1", "g2"], "h")], ["e", "h"])
+    path = program_file(tmp_path / "alias.amber", [main, g])
+    x = np.linspace(-2, 2, 100).astype(np.float32)
+    got = []
+    for flags in (NO_FUSION, 0):
+        with Model(lib, path=path, flags=flags) as m:
+            assert m.status == 0, m.error
+            s = Session(m)
+            e, h = s.run("forward", x)
+            got.append((e.tobytes(), h.tobytes()))
+            if flags:  # a, b and c planned (448 bytes each), r and d not
+                assert s.stats().plan_value_bytes == 3 * 448
+            s.close()
+    assert got[0] == got[1]
+    e, h = (np.frombuffer(b, np.float32) for b in got[0])
+    np.testing.assert_allclose(e, np.exp(x) + x, rtol=1e-6)
+    np.testing.assert_allclose(h, np.exp(x) - np.exp(-x), rtol=1e-5, atol=1e-6)
