@@ -178,14 +178,19 @@ def test_lstm_loop_fused_matches_unfused(lib: ctypes.CDLL, tmp_path: Path) -> No
     assert results[1] >= 6 and results[3] == 0  # the c update alone is six ops
 
 
-def test_called_function_results_survive_the_next_call(lib: ctypes.CDLL, tmp_path: Path) -> None:
-    """A callee's planned values live in memory released on return; its results do not."""
+def calls_program(path: Path) -> Path:
+    """y = f(x) - f(f(x)) with f(x) = exp(x*x) + x."""
     f = fn("f", [p("x")], [node("neg", ["x"], "t"), node("mul", ["t", "t"], "u"),
                            node("exp", ["u"], "e"), node("add", ["e", "x"], "v")], ["v"])
     main = fn("main", [p("x")], [node("call", ["x"], "a", {"callee": "f"}),
                                  node("call", ["a"], "b", {"callee": "f"}),
                                  node("sub", ["a", "b"], "y")], ["y"])
-    path = program_file(tmp_path / "calls.amber", [main, f])
+    return program_file(path, [main, f])
+
+
+def test_called_function_results_survive_the_next_call(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """A callee's planned values live in memory released on return; its results do not."""
+    path = calls_program(tmp_path / "calls.amber")
     x = np.linspace(-1, 1, 37).astype(np.float32)
     ref = []
     for flags in (0, NO_FUSION):
@@ -239,10 +244,14 @@ def test_plans_and_fusion_under_sanitizers(sanitize_build: Path, tmp_path: Path)
     for k, v in inputs.items():
         np.save(tmp_path / f"{k}.npy", v)
         args += ["--input", f"{k}={tmp_path / f'{k}.npy'}"]
-    path = fused_program(tmp_path / "fused.amber", 1100)
-    res = subprocess.run([exe, str(path), "--entry", "forward", *args, "--output",
-                          str(tmp_path)], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, res.stderr
+    np.save(tmp_path / "v.npy", np.linspace(-2, 2, 100).astype(np.float32))
+    one = ["--input", f"x={tmp_path / 'v.npy'}"]
+    for path, ins in ((fused_program(tmp_path / "fused.amber", 1100), args),
+                      (calls_program(tmp_path / "calls.amber"), one),
+                      (alias_program(tmp_path / "alias.amber"), one)):
+        res = subprocess.run([exe, str(path), "--entry", "forward", *ins, "--output",
+                              str(tmp_path)], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, f"{path.name}: {res.stderr}"
 
 
 UNARY = ("neg", "abs", "exp", "tanh", "sigmoid", "floor", "sqrt")
@@ -292,10 +301,9 @@ def test_random_chains_fused_equal_unfused(lib: ctypes.CDLL,
     assert got[0] == got[1]
 
 
-def test_reshape_shares_its_input_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
-    """A reshape is its input's memory: the input lives as long as the reshape's readers
-    (here past two later values that could otherwise take its slot), and a function
-    result that is a reshape keeps its input out of the function's released block."""
+def alias_program(path: Path) -> Path:
+    """e = exp(x) + x with exp(x) read through two reshapes after two later values;
+    h = g(x) - g(-x) with g returning a reshape of exp(x)."""
     col = ["n", 1]
     body = [node("exp", ["x"], "a"),
             node("reshape", ["a"], "r", {"shape": col}, shape=col),
@@ -308,7 +316,14 @@ def test_reshape_shares_its_input_memory(lib: ctypes.CDLL, tmp_path: Path) -> No
                                  node("neg", ["x"], "mx"),
                                  node("call", ["mx"], "g2", {"callee": "g"}),
                                  node("sub", ["g1", "g2"], "h")], ["e", "h"])
-    path = program_file(tmp_path / "alias.amber", [main, g])
+    return program_file(path, [main, g])
+
+
+def test_reshape_shares_its_input_memory(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """A reshape is its input's memory: the input lives as long as the reshape's readers
+    (here past two later values that could otherwise take its slot), and a function
+    result that is a reshape keeps its input out of the function's released block."""
+    path = alias_program(tmp_path / "alias.amber")
     x = np.linspace(-2, 2, 100).astype(np.float32)
     got = []
     for flags in (NO_FUSION, 0):
