@@ -594,7 +594,8 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             st = value_alloc(s, planned_size, (void **)&base);
         }
         if (st != AMBER_OK) return st;
-        for (uint32_t i = 0; i < f->n_planned; i++) vals[f->planned[i]].data = base + plan->offset[i];
+        for (uint32_t i = 0; base && i < f->n_planned; i++) /* base NULL: nothing placed */
+            vals[f->planned[i]].data = base + plan->offset[i];
     } else if (depth == 0) {
         s->counts.plan_bytes = s->counts.plan_value_bytes = 0;
     }
