@@ -19,6 +19,7 @@ void am_arena_init(am_arena *a, size_t limit) {
     a->head = NULL;
     a->held = 0;
     a->peak = 0;
+    a->since = 0;
     a->limit = limit;
     a->hint = 0;
     a->grown = 0;
@@ -71,6 +72,7 @@ amber_status am_arena_alloc(am_arena *a, size_t size, void **out, am_error *err)
     a->head = nb;
     a->held += bsize;
     if (a->held > a->peak) a->peak = a->held;
+    if (a->held > a->since) a->since = a->held;
     *out = nb->base;
     return AMBER_OK;
 }
@@ -87,14 +89,17 @@ amber_status am_arena_calloc(am_arena *a, size_t n, size_t size, void **out, am_
 }
 
 void am_arena_reset(am_arena *a) {
-    /* One block is kept and reused; if the last run needed several, they are replaced by
-     * one block of their total size on the next allocation. */
-    if (a->head && !a->head->next) {
+    /* One block is kept and reused; if the last run needed several (at once, or one
+     * after another as loops released theirs), they are replaced by one block of the
+     * most they held at once on the next allocation. */
+    size_t total = a->since;
+    a->since = a->held;
+    if (a->head && !a->head->next && total <= a->head->size) {
         a->head->used = 0;
         return;
     }
-    size_t total = a->held;
     am_arena_free(a);
+    a->since = 0;
     if (!a->limit || total <= a->limit) a->hint = total;
 }
 

@@ -145,12 +145,17 @@ static void test_arena(void) {
     memset(q, 1, 1 << 20);
     am_arena_mark m = am_arena_get_mark(&a);
     CHECK(am_arena_alloc(&a, 3 << 20, &q, &err) == AMBER_OK);
-    am_arena_release(&a, m);
     size_t before = a.held;
+    am_arena_release(&a, m);
     am_arena_reset(&a);
-    /* After a reset, what the last run needed comes back as one block. */
+    /* After a reset, the most the last run held at once (blocks released before its end
+     * included) comes back as one block, which later runs keep. */
     CHECK(am_arena_alloc(&a, 1 << 20, &q, &err) == AMBER_OK && a.held == before);
+    CHECK(am_arena_alloc(&a, 3 << 20, &q, &err) == AMBER_OK && a.held == before);
+    am_arena_reset(&a);
     CHECK(am_arena_alloc(&a, 1 << 10, &q, &err) == AMBER_OK && a.held == before);
+    am_arena_reset(&a);
+    CHECK(a.held == before);
     CHECK(am_arena_alloc(&a, SIZE_MAX / 2 + 1, &q, &err) == AMBER_ERR_LIMIT);
     am_arena_free(&a);
     am_arena_init(&a, 1 << 16);
