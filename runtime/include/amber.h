@@ -213,7 +213,7 @@ typedef struct amber_session_stats {
     uint32_t struct_size;
     uint32_t fused_groups;       /* fused elementwise groups in the model's program */
     uint64_t fused_nodes;        /* op nodes in those groups */
-    uint64_t runs;               /* amber_session_run calls (and test vectors run) */
+    uint64_t runs;               /* runs started (past the argument checks; test vectors too) */
     uint64_t plans;              /* memory plans computed: first plans and re-plans */
     uint64_t plan_reuses;        /* function runs that found their plan cached */
     uint64_t plan_bytes;         /* block size of the entry function's plan, last run */
