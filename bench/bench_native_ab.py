@@ -5,7 +5,7 @@ Cases: the MLP 784-512-512-10 at batch 1 and 64, and the LSTM layer of
 ``bench_lstm.py`` (100 steps, input 64, hidden 128) at batch 1 and 16. Each build is
 called through the bare C API with ctypes (``amber_session_run`` on prepared
 descriptors: no input checks or output copies in Python), one session per build and
-model, ``threads=1``. Every repeat times every build on every case, rotating which goes
+case, ``threads=1``. Every repeat times every build on every case, rotating which goes
 first; a sample is a loop of runs lasting about ``--budget`` seconds; figures are medians
 over ``--repeats`` samples of wall time and of process CPU time per run (the reliable
 one on a shared machine). Before timing, every build's outputs are compared with the
