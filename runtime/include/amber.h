@@ -96,6 +96,9 @@ AMBER_API const char *amber_version(void);
 
 /* Skip the per-tensor SHA-256 checks when opening (every other check still runs). */
 #define AMBER_OPEN_SKIP_TENSOR_HASHES 1u
+/* Run every elementwise op on its own instead of fusing chains of them into one pass
+ * (results are bit-identical either way; for testing and measurements). */
+#define AMBER_OPEN_NO_FUSION 2u
 
 /* Options for opening a model. Initialise with amber_options_init, then change fields:
  * later versions only append fields, and struct_size tells the library which exist. */
@@ -182,8 +185,10 @@ AMBER_API amber_status amber_model_entry_output(const amber_model *model, const 
 
 /* ------------------------------------------------------------------ session */
 
-/* Per-thread execution state of one model: memory arena (reused across runs) and the
- * last error. Use a session from one thread at a time; create one per thread. */
+/* Per-thread execution state of one model: memory plans (cached per binding of the
+ * symbolic dims), the planned block and arena (reused across runs), the values computed
+ * from weights once, and the last error. Use a session from one thread at a time;
+ * create one per thread. */
 typedef struct amber_session amber_session;
 
 /* Creates a session (*out is NULL on failure) with its intra-op threads (options.threads
@@ -201,6 +206,28 @@ AMBER_API const char *amber_session_error(const amber_session *session);
 AMBER_API amber_status amber_session_run(amber_session *session, const char *entry,
                                          const amber_tensor *inputs, size_t n_inputs,
                                          amber_tensor *outputs, size_t n_outputs);
+
+/* What a session has done and holds (see docs/c-api.md, "Memory"). Set struct_size to
+ * sizeof(amber_session_stats) before the call: later versions only append fields, and
+ * the library fills only those struct_size covers. */
+typedef struct amber_session_stats {
+    uint32_t struct_size;
+    uint32_t fused_groups;       /* fused elementwise groups in the model's program */
+    uint64_t fused_nodes;        /* op nodes in those groups */
+    uint64_t runs;               /* runs started (past the argument checks; test vectors too) */
+    uint64_t plans;              /* memory plans computed: first plans and re-plans */
+    uint64_t plan_reuses;        /* function runs that found their plan cached */
+    uint64_t plan_bytes;         /* block size of the entry function's plan, last run */
+    uint64_t plan_value_bytes;   /* that plan's values' sizes added up (no sharing) */
+    uint64_t block_bytes;        /* the session's planned block (the largest plan yet) */
+    uint64_t cached_bytes;       /* values computed from weights once, kept */
+    uint64_t arena_bytes;        /* values arena now: results, loop state, bookkeeping */
+    uint64_t arena_peak_bytes;   /* the most the values arena has held */
+} amber_session_stats;
+
+/* Fills *stats (its struct_size must be set; AMBER_ERR_INVALID_ARGUMENT if 0). */
+AMBER_API amber_status amber_session_get_stats(const amber_session *session,
+                                               amber_session_stats *stats);
 
 /* Runs the file's test vectors. *n_vectors and *n_failed (either may be NULL) receive the
  * counts; the status is AMBER_ERR_MISMATCH if a vector failed (the session error names

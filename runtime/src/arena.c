@@ -10,6 +10,7 @@ struct am_arena_block {
     am_arena_block *next;
     size_t size; /* usable bytes after the aligned header */
     size_t used;
+    size_t grown; /* the arena's `grown` once this block was added */
     void *raw;   /* what malloc returned */
     unsigned char *base;
 };
@@ -18,8 +19,10 @@ void am_arena_init(am_arena *a, size_t limit) {
     a->head = NULL;
     a->held = 0;
     a->peak = 0;
+    a->since = 0;
     a->limit = limit;
     a->hint = 0;
+    a->grown = 0;
 }
 
 static size_t round_up(size_t n) { return (n + (AM_ARENA_ALIGN - 1)) & ~(size_t)(AM_ARENA_ALIGN - 1); }
@@ -37,8 +40,10 @@ amber_status am_arena_alloc(am_arena *a, size_t size, void **out, am_error *err)
     }
     size_t bsize = need > AM_ARENA_MIN_BLOCK ? need : AM_ARENA_MIN_BLOCK;
     if (!b && a->hint > bsize) bsize = a->hint;
-    if (b && bsize < b->size * 2 && b->size * 2 >= need && b->size <= SIZE_MAX / 4)
-        bsize = b->size * 2; /* geometric growth keeps the block count small */
+    /* Geometric growth keeps the block count small; it doubles the blocks made for small
+     * requests, not one made to the size of a large request (which would double it). */
+    if (b && a->grown && bsize < a->grown * 2 && a->grown * 2 >= need && a->grown <= SIZE_MAX / 4)
+        bsize = a->grown * 2;
     size_t total;
     if (!am_add_size(bsize, sizeof(am_arena_block) + 2 * AM_ARENA_ALIGN, &total))
         return am_fail(err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
@@ -57,6 +62,8 @@ amber_status am_arena_alloc(am_arena *a, size_t size, void **out, am_error *err)
     am_arena_block *nb = (am_arena_block *)raw;
     uintptr_t p = (uintptr_t)((unsigned char *)raw + sizeof(am_arena_block));
     p = (p + (AM_ARENA_ALIGN - 1)) & ~(uintptr_t)(AM_ARENA_ALIGN - 1);
+    if (bsize > need || !a->grown) a->grown = bsize; /* not sized by this request alone */
+    nb->grown = a->grown;
     nb->raw = raw;
     nb->base = (unsigned char *)p;
     nb->size = bsize;
@@ -65,6 +72,7 @@ amber_status am_arena_alloc(am_arena *a, size_t size, void **out, am_error *err)
     a->head = nb;
     a->held += bsize;
     if (a->held > a->peak) a->peak = a->held;
+    if (a->held > a->since) a->since = a->held;
     *out = nb->base;
     return AMBER_OK;
 }
@@ -81,14 +89,17 @@ amber_status am_arena_calloc(am_arena *a, size_t n, size_t size, void **out, am_
 }
 
 void am_arena_reset(am_arena *a) {
-    /* One block is kept and reused; if the last run needed several, they are replaced by
-     * one block of their total size on the next allocation. */
-    if (a->head && !a->head->next) {
+    /* One block is kept and reused; if the last run needed several (at once, or one
+     * after another as loops released theirs), they are replaced by one block of the
+     * most they held at once on the next allocation. */
+    size_t total = a->since;
+    a->since = a->held;
+    if (a->head && !a->head->next && total <= a->head->size) {
         a->head->used = 0;
         return;
     }
-    size_t total = a->held;
     am_arena_free(a);
+    a->since = 0;
     if (!a->limit || total <= a->limit) a->hint = total;
 }
 
@@ -101,6 +112,7 @@ void am_arena_free(am_arena *a) {
     }
     a->head = NULL;
     a->held = 0;
+    a->grown = 0;
 }
 
 am_arena_mark am_arena_get_mark(const am_arena *a) {
@@ -116,4 +128,5 @@ void am_arena_release(am_arena *a, am_arena_mark m) {
         free(b->raw);
     }
     if (a->head) a->head->used = m.used;
+    a->grown = a->head ? a->head->grown : 0;
 }

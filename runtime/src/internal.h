@@ -57,8 +57,10 @@ typedef struct am_arena {
     am_arena_block *head;
     size_t held;  /* bytes in all blocks */
     size_t peak;  /* largest `held` seen */
+    size_t since; /* largest `held` since the last reset */
     size_t limit;
     size_t hint;  /* size for the next new block: what the last run needed */
+    size_t grown; /* size of the last block sized by doubling (not by one large request) */
 } am_arena;
 
 void am_arena_init(am_arena *a, size_t limit);

@@ -160,9 +160,7 @@ static amber_status run_map(am_ctx *ctx, const am_op *op, am_row_fn fn, const am
 amber_status k_unary(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                      const am_attrs *a, amber_tensor *out) {
     (void)a;
-    if ((size_t)op->id >= AM_ARRAY_LEN(UNARY_LOOPS))
-        return am_fail(ctx->err, AMBER_ERR_INTERNAL, "%s: no unary loop", op->name);
-    return run_map(ctx, op, UNARY_LOOPS[op->id][in[0].dtype], in, n, out);
+    return run_map(ctx, op, am_elementwise_loop(op, in[0].dtype, out->dtype), in, n, out);
 }
 
 /* ---------------------------------------------------------------- binary ops */
@@ -219,9 +217,7 @@ static const am_row_fn BINARY_LOOPS[][5] = {
 amber_status k_binary(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)a;
-    if ((size_t)op->id >= AM_ARRAY_LEN(BINARY_LOOPS))
-        return am_fail(ctx->err, AMBER_ERR_INTERNAL, "%s: no binary loop", op->name);
-    return run_map(ctx, op, BINARY_LOOPS[op->id][in[0].dtype], in, n, out);
+    return run_map(ctx, op, am_elementwise_loop(op, in[0].dtype, out->dtype), in, n, out);
 }
 
 /* ---------------------------------------------------------------- where */
@@ -244,8 +240,7 @@ WHERE(where8, uint64_t)
 amber_status k_where(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                      const am_attrs *a, amber_tensor *out) {
     (void)a;
-    size_t z = amber_dtype_size(out->dtype);
-    return run_map(ctx, op, z == 1 ? where1 : z == 4 ? where4 : where8, in, n, out);
+    return run_map(ctx, op, am_elementwise_loop(op, in[0].dtype, out->dtype), in, n, out);
 }
 
 /* ---------------------------------------------------------------- cast */
@@ -305,5 +300,83 @@ static const am_row_fn CAST_LOOPS[5][5] = {CROW(f32), CROW(f64), CROW(i32), CROW
 amber_status k_cast(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                     const am_attrs *a, amber_tensor *out) {
     (void)a;
-    return run_map(ctx, op, CAST_LOOPS[in[0].dtype][out->dtype], in, n, out);
+    return run_map(ctx, op, am_elementwise_loop(op, in[0].dtype, out->dtype), in, n, out);
+}
+
+/* ---------------------------------------------------------------- loop selection */
+
+am_row_fn am_elementwise_loop(const am_op *op, amber_dtype in0, amber_dtype out) {
+    size_t id = (size_t)op->id;
+    if (!am_dtype_valid((int)in0) || !am_dtype_valid((int)out)) return NULL;
+    if (op->kernel == k_unary) return id < AM_ARRAY_LEN(UNARY_LOOPS) ? UNARY_LOOPS[id][in0] : NULL;
+    if (op->kernel == k_binary) return id < AM_ARRAY_LEN(BINARY_LOOPS) ? BINARY_LOOPS[id][in0] : NULL;
+    if (op->kernel == k_cast) return CAST_LOOPS[in0][out];
+    if (op->kernel == k_where) {
+        size_t z = amber_dtype_size(out);
+        return z == 1 ? where1 : z == 4 ? where4 : where8;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- fused groups */
+
+/* Elements per block: every intermediate result of a block stays in L1 (16 steps x 512 x
+ * 8 bytes at most, and far less for the usual 2-6 float32 steps). */
+#define FUSED_BLOCK 512
+#define FUSED_SLOT ((size_t)FUSED_BLOCK * 8)
+
+typedef struct fused_ud {
+    const am_fused *g;
+    char *tmp; /* one slot per step but the last */
+} fused_ud;
+
+/* One row of the output: block by block, each step's row loop on the block. */
+static void fused_row(char **p, const int64_t *s, int64_t n, void *ud) {
+    const fused_ud *u = (const fused_ud *)ud;
+    const am_fused *g = u->g;
+    for (int64_t c = 0; c < n; c += FUSED_BLOCK) {
+        int64_t m = n - c < FUSED_BLOCK ? n - c : FUSED_BLOCK;
+        for (int j = 0; j < g->n_steps; j++) {
+            const am_fused_step *st = &g->steps[j];
+            char *q[4];
+            int64_t qs[4];
+            if (j == g->n_steps - 1) {
+                q[0] = p[0] + c * s[0];
+                qs[0] = s[0];
+            } else {
+                q[0] = u->tmp + (size_t)j * FUSED_SLOT;
+                qs[0] = (int64_t)amber_dtype_size(st->dtype);
+            }
+            for (int k = 0; k < st->n_in; k++) {
+                int src = st->src[k];
+                if (src >= 0) {
+                    q[k + 1] = p[src + 1] + c * s[src + 1];
+                    qs[k + 1] = s[src + 1];
+                } else {
+                    q[k + 1] = u->tmp + (size_t)(-src - 1) * FUSED_SLOT;
+                    qs[k + 1] = (int64_t)amber_dtype_size(g->steps[-src - 1].dtype);
+                }
+            }
+            st->fn(q, qs, m, NULL);
+        }
+    }
+}
+
+amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
+                          amber_tensor *out) {
+    fused_ud u = {g, NULL};
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)(g->n_steps - 1) * FUSED_SLOT,
+                                     (void **)&u.tmp, ctx->err);
+    if (st != AMBER_OK) return st;
+    int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+    am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), strides[0]);
+    char *base[AM_ITER_MAX_OPS] = {(char *)out->data};
+    for (int k = 0; k < g->n_ext; k++) {
+        am_bcast_strides(&ext[k], out->shape, out->rank, strides[k + 1]);
+        base[k + 1] = (char *)ext[k].data;
+    }
+    am_iter it;
+    am_iter_init(&it, g->n_ext + 1, out->rank, out->shape, strides);
+    am_iter_run(&it, base, fused_row, &u);
+    return AMBER_OK;
 }

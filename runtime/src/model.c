@@ -300,7 +300,8 @@ static amber_status lookup_tensor(const void *model, const char *name, amber_ten
 
 static amber_status finish_open(amber_model *m) {
     amber_status st = validate(m);
-    if (st == AMBER_OK) st = am_program_load(&m->prog, &m->doc, m, lookup_tensor, &m->err);
+    if (st == AMBER_OK) st = am_program_load(&m->prog, &m->doc, m, lookup_tensor,
+                                                !(m->opts.flags & AMBER_OPEN_NO_FUSION), &m->err);
     if (st != AMBER_OK) {
         m->failed = true;
         m->err.status = st;

@@ -126,7 +126,7 @@ static inline bool am_isnan_never(int64_t x) { (void)x; return false; }
 
 /* ---------------------------------------------------------------- strided iteration */
 
-#define AM_ITER_MAX_OPS 4
+#define AM_ITER_MAX_OPS 8 /* an output and up to 7 inputs (fused elementwise groups) */
 
 /* Walks an N-d index space; operand k advances by strides[k][d] bytes along dim d.
  * Adjacent dims that are contiguous for every operand are merged first. */
@@ -148,6 +148,40 @@ void am_contig_strides(const int64_t *shape, int rank, size_t esize, int64_t *st
 /* Byte strides of t broadcast to out_shape (rank out_rank >= t->rank): 0 where t has 1. */
 void am_bcast_strides(const amber_tensor *t, const int64_t *out_shape, int out_rank,
                       int64_t *strides);
+
+/* ---------------------------------------------------------------- fused elementwise */
+
+/* The row loop an elementwise op (unary, binary, comparison, where, cast) runs for the
+ * given first-input and output dtypes; NULL if op is not elementwise or has no loop for
+ * them. Fused groups and the single-op kernels call the same loops, so both give
+ * bit-identical results. */
+am_row_fn am_elementwise_loop(const am_op *op, amber_dtype in0, amber_dtype out);
+
+#define AM_FUSED_MAX_EXT (AM_ITER_MAX_OPS - 1)
+#define AM_FUSED_MAX_STEPS 16
+
+/* One op of a fused group: input k is external input src[k] (>= 0) or the result of
+ * step -src[k] - 1 (an earlier step). */
+typedef struct am_fused_step {
+    am_row_fn fn;
+    amber_dtype dtype; /* of the step's result */
+    int n_in;
+    int src[3];
+} am_fused_step;
+
+/* A chain of elementwise ops whose results have the root's (last step's) shape and are
+ * used only inside the chain: it runs in one pass over blocks of the output, with the
+ * intermediate results in block-sized buffers that never reach memory planning. */
+typedef struct am_fused {
+    int n_steps, n_ext;
+    am_fused_step steps[AM_FUSED_MAX_STEPS];
+    uint32_t ext[AM_FUSED_MAX_EXT]; /* value indices of the external inputs */
+} am_fused;
+
+/* Runs a group: ext[k] is external input k (broadcast to out's shape), out the root's
+ * output (allocated). Scratch: a few blocks from ctx->scratch. */
+amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
+                          amber_tensor *out);
 
 /* GEMM: C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides (rs, cs),
  * C row-major with leading dimension ldc. */

@@ -14,6 +14,7 @@ typedef struct loader {
     const void *model;
     am_tensor_lookup lookup;
     am_error *err;
+    bool fuse; /* fuse chains of elementwise ops */
     char path[160]; /* JSON path of what is being loaded, for messages */
 } loader;
 
@@ -399,41 +400,204 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
     return AMBER_OK;
 }
 
-/* Value lifetimes: each op output that is not a result is released after its last use
- * (or right after its node if it is never used). */
-static amber_status plan_releases(loader *L, am_func *f) {
-    uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * (f->n_values ? f->n_values : 1));
-    bool *owned = (bool *)calloc(f->n_values ? f->n_values : 1, sizeof(bool));
-    if (!last || !owned) {
-        free(last);
-        free(owned);
-        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+/* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
+static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
+    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3) return NULL;
+    return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
+}
+
+static bool same_dims(const am_type *a, const am_type *b) {
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (!same_json_dim(a->dims[i], b->dims[i])) return false;
+    return true;
+}
+
+/* A group being grown: member node indices (any order) and their flags by node. */
+typedef struct group {
+    uint32_t n, node[AM_FUSED_MAX_STEPS];
+    uint8_t *in;
+    const int64_t *def;
+} group;
+
+static bool made_inside(const group *g, uint32_t v) { return g->def[v] >= 0 && g->in[g->def[v]]; }
+
+/* The group's external inputs in first-read order; false if there are too many. */
+static bool group_inputs(const am_func *f, const group *g, uint32_t *ext, int *n_ext) {
+    *n_ext = 0;
+    for (uint32_t i = 0; i < g->n; i++) {
+        const am_node *n = &f->nodes[g->node[i]];
+        for (int k = 0; k < n->n_in; k++) {
+            uint32_t v = n->in[k];
+            bool seen = made_inside(g, v);
+            for (int e = 0; e < *n_ext && !seen; e++) seen = ext[e] == v;
+            if (seen) continue;
+            if (*n_ext == AM_FUSED_MAX_EXT) return false;
+            ext[(*n_ext)++] = v;
+        }
     }
+    return true;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fuses chains of elementwise ops (see am_fused). From the last node back, each fusible
+ * node not yet in a group roots one, which takes in the producers of its members'
+ * inputs while they are fusible, give a result of the root's shape, are not results,
+ * and are read by members only. */
+static amber_status plan_fusion(loader *L, am_func *f) {
+    size_t nv = f->n_values ? f->n_values : 1, nn = f->n_nodes ? f->n_nodes : 1;
+    int64_t *def = (int64_t *)malloc(sizeof(int64_t) * nv);
+    uint32_t *uses = (uint32_t *)calloc(nv, sizeof(uint32_t));
+    uint8_t *in = (uint8_t *)calloc(nn, 1), *taken = (uint8_t *)calloc(nn, 1);
+    amber_status st = AMBER_OK;
+    if (!def || !uses || !in || !taken) {
+        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+        goto done;
+    }
+    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
+        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
+    for (uint32_t r = f->n_nodes; r-- > 0;) {
+        am_node *root = &f->nodes[r];
+        if (taken[r] || !fusible_loop(f, root)) continue;
+        group g = {1, {r}, in, def};
+        in[r] = 1;
+        uint32_t ext[AM_FUSED_MAX_EXT];
+        int n_ext = 0;
+        for (bool grew = true; grew && g.n < AM_FUSED_MAX_STEPS;) {
+            grew = false;
+            for (uint32_t i = 0; i < g.n && !grew; i++) {
+                const am_node *m = &f->nodes[g.node[i]];
+                for (int k = 0; k < m->n_in && !grew; k++) {
+                    uint32_t v = m->in[k];
+                    int64_t pi = def[v];
+                    if (pi < 0 || in[pi] || taken[pi] || uses[v] == UINT32_MAX) continue;
+                    const am_node *pn = &f->nodes[pi];
+                    if (!fusible_loop(f, pn) || !same_dims(&pn->out_types[0], &root->out_types[0]))
+                        continue;
+                    uint32_t inside = 0; /* reads of v by members */
+                    for (uint32_t j = 0; j < g.n; j++)
+                        for (int q = 0; q < f->nodes[g.node[j]].n_in; q++)
+                            inside += f->nodes[g.node[j]].in[q] == v;
+                    if (inside != uses[v]) continue;
+                    in[pi] = 1;
+                    g.node[g.n++] = (uint32_t)pi;
+                    grew = group_inputs(f, &g, ext, &n_ext);
+                    if (!grew) in[g.node[--g.n]] = 0;
+                }
+            }
+        }
+        if (g.n >= 2 && group_inputs(f, &g, ext, &n_ext)) {
+            am_fused *fu;
+            if ((st = alloc(L, 1, sizeof *fu, &fu)) != AMBER_OK) goto done;
+            qsort(g.node, g.n, sizeof g.node[0], cmp_u32); /* steps in program order */
+            fu->n_ext = n_ext;
+            memcpy(fu->ext, ext, sizeof(uint32_t) * (size_t)n_ext);
+            for (uint32_t i = 0; i < g.n; i++) {
+                am_node *m = &f->nodes[g.node[i]];
+                am_fused_step *sp = &fu->steps[fu->n_steps++];
+                sp->fn = fusible_loop(f, m);
+                sp->dtype = m->out_types[0].dtype;
+                sp->n_in = m->n_in;
+                for (int k = 0; k < m->n_in; k++) {
+                    uint32_t v = m->in[k];
+                    for (uint32_t j = 0; j < i; j++) /* made by an earlier step? */
+                        if (def[v] == (int64_t)g.node[j]) sp->src[k] = -(int)j - 1;
+                    for (int e = 0; e < n_ext; e++)
+                        if (ext[e] == v) sp->src[k] = e;
+                }
+                taken[g.node[i]] = 1;
+                m->fuse = g.node[i] == r ? AM_FUSE_ROOT : AM_FUSE_MEMBER;
+                m->root = r;
+            }
+            root->fused = fu;
+            f->n_fused_groups++;
+            f->n_fused_nodes += g.n;
+        }
+        for (uint32_t i = 0; i < g.n; i++) in[g.node[i]] = 0;
+    }
+done:
+    free(def);
+    free(uses);
+    free(in);
+    free(taken);
+    return st;
+}
+
+/* Lifetimes of the values a run places by a memory plan (see am_func). A fused member
+ * reads its inputs when its root runs; a reshape's result is its input's memory. */
+static amber_status plan_lifetimes(loader *L, am_func *f) {
+    size_t nv = f->n_values ? f->n_values : 1;
+    uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * nv);
+    uint32_t *owner = (uint32_t *)malloc(sizeof(uint32_t) * nv); /* whose memory v is */
+    bool *planned = (bool *)calloc(nv, sizeof(bool));
+    if (!last || !owner || !planned) {
+        free(last);
+        free(owner);
+        free(planned);
+        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    }
+    for (uint32_t v = 0; v < f->n_values; v++) {
+        last[v] = 0;
+        owner[v] = v;
+    }
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        am_node *n = &f->nodes[ni];
+        uint32_t at = n->fuse == AM_FUSE_MEMBER ? n->root : ni;
+        n->alias = n->kind == AM_NODE_OP && n->op->id == AM_OP_RESHAPE && n->hoist == AM_HOIST_NONE;
         for (int k = 0; k < n->n_out; k++) {
             last[n->out[k]] = ni;
-            owned[n->out[k]] = n->kind == AM_NODE_OP;
+            planned[n->out[k]] = n->kind == AM_NODE_OP && n->hoist != AM_HOIST_CACHED &&
+                                 n->fuse != AM_FUSE_MEMBER && !n->alias;
         }
-        for (int k = 0; k < n->n_in; k++) last[n->in[k]] = ni;
+        if (n->alias) owner[n->out[0]] = owner[n->in[0]];
+        for (int k = 0; k < n->n_in; k++)
+            if (last[n->in[k]] < at) last[n->in[k]] = at;
     }
-    for (uint32_t k = 0; k < f->n_results; k++) owned[f->results[k]] = false;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) /* the session's cache owns these */
-        if (f->nodes[ni].hoist == AM_HOIST_CACHED) owned[f->nodes[ni].out[0]] = false;
-    /* A function run by call/cond/while/scan may return its argument itself: values
-     * passed to one are kept, as the node's outputs may alias them. */
+    for (uint32_t v = 0; v < f->n_values; v++) /* memory lives as long as its aliases */
+        if (last[owner[v]] < last[v]) last[owner[v]] = last[v];
+    for (uint32_t k = 0; k < f->n_results; k++) planned[owner[f->results[k]]] = false;
+    /* NOTE: a plan is computed when the function starts, but a stacking while binds its
+     * trip dim only when it ends: values typed by that dim cannot be placed up front, so
+     * such a function (a while gradient) allocates every value as it runs. */
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
+        if (f->nodes[ni].kind == AM_NODE_WHILE && f->nodes[ni].trip_symbol >= 0)
+            for (uint32_t v = 0; v < f->n_values; v++) planned[v] = false;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++)
         if (f->nodes[ni].kind >= AM_NODE_CALL)
-            for (int k = 0; k < f->nodes[ni].n_in; k++) owned[f->nodes[ni].in[k]] = false;
-    amber_status st = AMBER_OK;
-    for (uint32_t v = f->n_params; v < f->n_values && st == AMBER_OK; v++) {
-        if (!owned[v]) continue;
-        am_node *n = &f->nodes[last[v]];
-        if (!n->release) st = alloc(L, (size_t)(n->n_in + n->n_out), sizeof(uint32_t), &n->release);
-        if (st == AMBER_OK) n->release[n->n_release++] = v;
+            for (int k = 0; k < f->nodes[ni].n_in; k++) planned[owner[f->nodes[ni].in[k]]] = false;
+    uint32_t count = 0;
+    for (uint32_t v = 0; v < f->n_values; v++) count += planned[v];
+    amber_status st = alloc(L, count, sizeof(uint32_t), &f->planned);
+    if (st == AMBER_OK) st = alloc(L, count, sizeof(uint32_t), &f->plan_first);
+    if (st == AMBER_OK) st = alloc(L, count, sizeof(uint32_t), &f->plan_last);
+    if (st == AMBER_OK) st = alloc(L, count, 1, &f->plan_inner);
+    if (st == AMBER_OK) st = alloc(L, f->n_values, sizeof(int32_t), &f->plan_slot);
+    for (uint32_t v = 0; st == AMBER_OK && v < f->n_values; v++) f->plan_slot[v] = -1;
+    for (uint32_t ni = 0; st == AMBER_OK && ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_out; k++) {
+            uint32_t v = n->out[k];
+            if (!planned[v]) continue;
+            f->plan_slot[v] = (int32_t)f->n_planned;
+            f->planned[f->n_planned] = v;
+            f->plan_first[f->n_planned] = ni;
+            f->plan_last[f->n_planned] = last[v];
+            f->plan_inner[f->n_planned++] = n->hoist == AM_HOIST_INNER;
+            f->n_plan_inner += n->hoist == AM_HOIST_INNER;
+        }
     }
     free(last);
-    free(owned);
+    free(owner);
+    free(planned);
     return st;
 }
 
@@ -637,7 +801,8 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     }
     free(tab);
     if (st == AMBER_OK) st = plan_hoisting(L, f);
-    return st == AMBER_OK ? plan_releases(L, f) : st;
+    if (st == AMBER_OK && L->fuse) st = plan_fusion(L, f);
+    return st == AMBER_OK ? plan_lifetimes(L, f) : st;
 }
 
 static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *syms,
@@ -722,10 +887,10 @@ static amber_status load_vectors(loader *L, const am_json *arr) {
 }
 
 amber_status am_program_load(am_program *p, const am_json_doc *d, const void *model,
-                             am_tensor_lookup lookup, am_error *err) {
+                             am_tensor_lookup lookup, bool fuse, am_error *err) {
     memset(p, 0, sizeof *p);
     am_arena_init(&p->mem, 0);
-    loader Lv = {p, d, model, lookup, err, "header"}, *L = &Lv;
+    loader Lv = {p, d, model, lookup, err, fuse, "header"}, *L = &Lv;
     const am_json *root = am_json_root(d);
     const am_json *program = am_json_get(d, root, "program");
     if (!program) {

@@ -24,6 +24,11 @@ typedef enum am_builtin {
  * once, and from then on skips the INNER ones. */
 typedef enum am_hoist { AM_HOIST_NONE, AM_HOIST_INNER, AM_HOIST_CACHED } am_hoist;
 
+/* Fusion (decided at load unless AMBER_OPEN_NO_FUSION): a MEMBER's result is computed
+ * by its group's ROOT, in one pass with the root's own result, and never stored; a
+ * member node only checks its types when it is reached. */
+typedef enum am_fuse { AM_FUSE_NONE, AM_FUSE_MEMBER, AM_FUSE_ROOT } am_fuse;
+
 /* A declared type: dims are JSON integers or dim-expression strings. */
 typedef struct am_type {
     amber_dtype dtype;
@@ -46,9 +51,11 @@ typedef struct am_node {
     int trip_symbol;            /* while (opset 3): symbol bound to the trip count, or -1 */
     const am_json *length;      /* scan: integer or dim expression */
     bool reverse;               /* scan */
-    uint32_t n_release;         /* op outputs whose last use is this node: their memory */
-    uint32_t *release;          /* is reused by later nodes of the same run */
     am_hoist hoist;             /* op computed from weights and constants only */
+    am_fuse fuse;               /* part of a fused elementwise group */
+    uint32_t root;              /* AM_FUSE_MEMBER: the node index of its group's root */
+    const am_fused *fused;      /* AM_FUSE_ROOT: the group it runs */
+    bool alias;                 /* reshape: the result is the input's memory, not a copy */
 } am_node;
 
 typedef struct am_func {
@@ -61,6 +68,20 @@ typedef struct am_func {
     int *param_symbol;          /* per param dim: symbol bound there, or -1 */
     am_type **value_types;      /* declared type of every value */
     uint32_t n_cached;          /* nodes with hoist == AM_HOIST_CACHED */
+    uint32_t n_fused_groups, n_fused_nodes; /* fused groups and the op nodes they hold */
+    /* Memory planning: the op results a run of the function places in one block, by
+     * offsets a session computes from their sizes (known once the function's symbols
+     * are bound) and these lifetimes. Not planned: parameters, weights, constants,
+     * cached values, fused intermediates, reshapes (aliases of their input, which then
+     * lives as long as they do), results and the arguments of call/cond/while/scan
+     * (their results may be those very tensors), and what those alias. */
+    uint32_t n_planned;
+    uint32_t *planned;          /* value index of each planned value */
+    uint32_t *plan_first;       /* node that defines it */
+    uint32_t *plan_last;        /* last node that reads it (fused readers: their root) */
+    uint8_t *plan_inner;        /* computed only until the hoisted values are cached */
+    uint32_t n_plan_inner;      /* planned values with plan_inner set */
+    int32_t *plan_slot;         /* per value: its index in `planned`, or -1 */
 } am_func;
 
 typedef struct am_port_def {
@@ -97,7 +118,7 @@ typedef amber_status (*am_tensor_lookup)(const void *model, const char *name,
 /* Loads and validates the program members of the header root. A header without
  * "program" leaves prog->present false (a plain container). */
 amber_status am_program_load(am_program *prog, const am_json_doc *doc, const void *model,
-                             am_tensor_lookup lookup, am_error *err);
+                             am_tensor_lookup lookup, bool fuse, am_error *err);
 void am_program_free(am_program *prog);
 
 /* Decodes a node's attributes with dim expressions evaluated in syms. */

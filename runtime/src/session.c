@@ -32,6 +32,30 @@ struct amber_session {
         void *ptr;
         size_t size;
     } *free_blocks;
+    /* Memory plans, AM_PLAN_SLOTS per function (least recently used replaced), and the
+     * block the outermost function's plan places its values in, kept across runs. */
+    struct plan *plans;
+    uint64_t clock;
+    void *block;
+    size_t block_size;
+    struct counts {
+        uint64_t runs, plans, plan_reuses, plan_bytes, plan_value_bytes;
+    } counts;
+};
+
+/* A few plans per function: serving often alternates between a few batch sizes, and a
+ * recursive function may run at a different size at each depth; with one plan each
+ * change would re-plan. Planning costs O(values^2) at worst, so misses stay cheap. */
+#define AM_PLAN_SLOTS 4
+
+/* Where a function's planned values (am_func.planned) go for one binding of its
+ * symbols: offset[i] into a block of `size` bytes. */
+struct plan {
+    bool valid, ready;  /* ready: planned with the hoisted values cached (no INNER nodes) */
+    uint64_t used;      /* clock of the last use */
+    int64_t *key;       /* the symbol values */
+    size_t *offset;
+    size_t size, value_bytes;
 };
 
 static amber_status value_alloc(amber_session *s, size_t size, void **out) {
@@ -77,7 +101,9 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads > 64) threads = 64;
     if (model->prog.n_funcs &&
-        !(s->hoisted = (struct hoisted *)calloc(model->prog.n_funcs, sizeof *s->hoisted))) {
+        (!(s->hoisted = (struct hoisted *)calloc(model->prog.n_funcs, sizeof *s->hoisted)) ||
+         !(s->plans = (struct plan *)calloc((size_t)model->prog.n_funcs * AM_PLAN_SLOTS,
+                                            sizeof *s->plans)))) {
         amber_session_free(s);
         return AMBER_ERR_NO_MEMORY;
     }
@@ -102,6 +128,12 @@ void amber_session_free(amber_session *s) {
         free(s->hoisted[fi].vals);
     }
     free(s->hoisted);
+    for (size_t i = 0; s->plans && i < (size_t)s->model->prog.n_funcs * AM_PLAN_SLOTS; i++) {
+        free(s->plans[i].key);
+        free(s->plans[i].offset);
+    }
+    free(s->plans);
+    free(s->block);
     free(s);
 }
 
@@ -114,46 +146,78 @@ static bool same_shape(const amber_tensor *t, const int64_t *shape, int rank) {
     return true;
 }
 
-/* Checks a value against its declared type, with the function's symbols bound. */
+/* Checks a value against its declared type, with the function's symbols bound; a
+ * mismatch is reported as "<func>: <kind> <index>" (func NULL: "<kind> <index>"),
+ * formatted only then: this runs for every node. */
 static amber_status check_type(amber_session *s, const am_type *t, const am_symbols *syms,
-                               const amber_tensor *v, const char *what) {
+                               const amber_tensor *v, const char *func, const char *kind,
+                               unsigned index) {
     int64_t shape[AMBER_MAX_RANK];
     amber_status st = am_type_eval(t, syms, shape, &s->err);
     if (st != AMBER_OK) return st;
     if (v->dtype != t->dtype || !same_shape(v, shape, t->rank)) {
         char a[200], b[200];
         return am_fail(&s->err, v->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
-                       "%s is %s%s, declared %s%s", what,
-                       amber_dtype_name(v->dtype), am_shape_str(v->shape, v->rank, a, sizeof a),
-                       amber_dtype_name(t->dtype), am_shape_str(shape, t->rank, b, sizeof b));
+                       "%s%s%s %u is %s%s, declared %s%s", func ? func : "", func ? ": " : "",
+                       kind, index, amber_dtype_name(v->dtype),
+                       am_shape_str(v->shape, v->rank, a, sizeof a), amber_dtype_name(t->dtype),
+                       am_shape_str(shape, t->rank, b, sizeof b));
     }
     return AMBER_OK;
 }
 
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth);
+static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
+                              const am_symbols *syms, bool ready, int depth);
 
-/* The run arena may hold what the hoisted values leave of the memory limit. */
+/* The run arena may hold what the planned block and the hoisted values leave of the
+ * memory limit. */
 static void set_arena_limit(amber_session *s) {
-    size_t limit = (size_t)s->model->opts.memory_limit;
-    if (limit) s->arena.limit = limit > s->hoisted_bytes ? limit - s->hoisted_bytes : 1;
+    size_t limit = (size_t)s->model->opts.memory_limit, kept = s->hoisted_bytes + s->block_size;
+    if (limit) s->arena.limit = limit > kept ? limit - kept : 1;
+}
+
+/* Checks that `size` more bytes beside the arena, the block and the hoisted values stay
+ * within the memory limit; *need is size rounded up as it will be counted. */
+static amber_status charge(amber_session *s, size_t size, size_t *need) {
+    size_t limit = (size_t)s->model->opts.memory_limit, total;
+    if (!am_add_size(size ? size : 1, 63, need))
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
+    *need &= ~(size_t)63;
+    size_t held = s->hoisted_bytes + s->block_size;
+    if (!am_add_size(held, *need, &total) ||
+        (limit && (total > limit || s->arena.held > limit - total)))
+        return am_fail(&s->err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
+                       "%zu, need %zu more)", limit, held + s->arena.held, *need);
+    return AMBER_OK;
 }
 
 /* Memory for a hoisted value: it and the run arena share the memory limit. */
 static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
-    size_t limit = (size_t)s->model->opts.memory_limit, need, total;
-    if (!am_add_size(size ? size : 1, 63, &need))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
-    need &= ~(size_t)63;
-    if (!am_add_size(s->hoisted_bytes, need, &total) ||
-        (limit && (total > limit || s->arena.held > limit - total)))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
-                       "%zu, need %zu more)", limit, s->hoisted_bytes + s->arena.held, need);
+    size_t need;
+    amber_status st = charge(s, size, &need);
+    if (st != AMBER_OK) return st;
     *out = aligned_alloc(64, need);
     if (!*out) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
-    s->hoisted_bytes = total;
+    s->hoisted_bytes += need;
     set_arena_limit(s);
     return AMBER_OK;
+}
+
+/* Grows the planned block to at least size bytes (its old contents are not kept). */
+static amber_status block_reserve(amber_session *s, size_t size) {
+    if (size <= s->block_size) return AMBER_OK;
+    free(s->block);
+    s->block = NULL;
+    s->block_size = 0;
+    size_t need;
+    amber_status st = charge(s, size, &need);
+    if (st == AMBER_OK && !(s->block = aligned_alloc(64, need)))
+        st = am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
+    if (st == AMBER_OK) s->block_size = need;
+    set_arena_limit(s);
+    return st;
 }
 
 static void hoisted_drop(amber_session *s, void *p, size_t size) {
@@ -195,17 +259,49 @@ static amber_status loop_begin(amber_session *s, loop_mem *lm, const amber_tenso
 }
 
 /* Moves the new carries into the loop's buffers (types must not change). */
+/* True if [p, p + n) overlaps any carry buffer but carry c's own. */
+static bool in_other_carry(const loop_mem *lm, const amber_tensor *carries, int n, int c,
+                           const char *p, size_t nb) {
+    for (int d = 0; d < n; d++) {
+        size_t nd;
+        am_tensor_check(&carries[d], NULL, &nd, NULL);
+        const char *b = (const char *)lm->bufs[d];
+        if (d != c && nb && nd && p < b + nd && b < p + nb) return true;
+    }
+    return false;
+}
+
 static amber_status keep_carries(amber_session *s, loop_mem *lm, amber_tensor *carries,
                                  const amber_tensor *fresh, int n) {
-    for (int c = 0; c < n; c++) {
-        if (fresh[c].dtype != carries[c].dtype || !same_shape(&fresh[c], carries[c].shape, carries[c].rank))
-            return am_fail(&s->err, AMBER_ERR_SHAPE, "loop carry %d changes its type", c);
+    /* NOTE: a body may return carries permuted ((a, b) -> (b, a)) or a reshape of another
+     * carry: such a value still lives in another carry's buffer, which the copies below
+     * overwrite, so it is staged in scratch memory first. */
+    am_arena_mark mark = am_arena_get_mark(&s->scratch);
+    const void **src = NULL;
+    amber_status st = am_arena_alloc(&s->scratch, sizeof *src * (size_t)(n + 1), (void **)&src,
+                                     &s->err);
+    for (int c = 0; st == AMBER_OK && c < n; c++) {
+        if (fresh[c].dtype != carries[c].dtype || !same_shape(&fresh[c], carries[c].shape, carries[c].rank)) {
+            st = am_fail(&s->err, AMBER_ERR_SHAPE, "loop carry %d changes its type", c);
+            break;
+        }
         size_t nb;
         am_tensor_check(&carries[c], NULL, &nb, NULL);
-        if (nb) memmove(lm->bufs[c], fresh[c].data, nb);
+        src[c] = fresh[c].data;
+        if (in_other_carry(lm, carries, n, c, (const char *)fresh[c].data, nb)) {
+            void *tmp;
+            if ((st = am_arena_alloc(&s->scratch, nb, &tmp, &s->err)) != AMBER_OK) break;
+            src[c] = memcpy(tmp, fresh[c].data, nb);
+        }
+    }
+    for (int c = 0; st == AMBER_OK && c < n; c++) {
+        size_t nb;
+        am_tensor_check(&carries[c], NULL, &nb, NULL);
+        if (nb) memmove(lm->bufs[c], src[c], nb);
         carries[c].data = lm->bufs[c];
     }
-    return AMBER_OK;
+    am_arena_release(&s->scratch, mark);
+    return st;
 }
 
 static void loop_reclaim(amber_session *s, loop_mem *lm) {
@@ -429,6 +525,111 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
     return AMBER_OK;
 }
 
+/* ---------------------------------------------------------------- memory plans */
+
+typedef struct plan_item {
+    size_t size;
+    uint32_t first, last, index;
+} plan_item;
+
+static int larger_first(const void *a, const void *b) {
+    const plan_item *x = (const plan_item *)a, *y = (const plan_item *)b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Offsets for f's planned values with the symbols bound: largest first, each at the
+ * lowest offset where it fits beside the values already placed whose lifetimes overlap
+ * its own (the greedy-by-size strategy of TFLite's arena planner and ONNX Runtime's
+ * memory patterns). With `ready`, values only the uncached hoisted nodes need are left
+ * out. */
+static amber_status compute_plan(amber_session *s, const am_func *f, const am_symbols *syms,
+                                 bool ready, struct plan *p) {
+    uint32_t n = f->n_planned, m = 0, n_placed = 0;
+    plan_item *items = (plan_item *)malloc(sizeof *items * (n + 1u));
+    uint32_t *placed = (uint32_t *)malloc(sizeof *placed * (n + 1u)); /* by offset */
+    amber_status st = AMBER_OK;
+    size_t total = 0, value_bytes = 0;
+    if (!items || !placed) st = am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    for (uint32_t i = 0; st == AMBER_OK && i < n; i++) {
+        p->offset[i] = 0;
+        if (ready && f->plan_inner[i]) continue;
+        const am_type *t = f->value_types[f->planned[i]];
+        amber_tensor d = {.dtype = t->dtype, .rank = t->rank};
+        size_t nb;
+        if ((st = am_type_eval(t, syms, d.shape, &s->err)) != AMBER_OK ||
+            (st = am_tensor_check(&d, NULL, &nb, &s->err)) != AMBER_OK)
+            break;
+        if (!am_add_size(nb ? nb : 1, 63, &nb) || !am_add_size(value_bytes, nb & ~(size_t)63, &value_bytes)) {
+            st = am_fail(&s->err, AMBER_ERR_LIMIT, "the values of %s take more than %zu bytes",
+                         f->name, SIZE_MAX);
+            break;
+        }
+        plan_item it = {nb & ~(size_t)63, f->plan_first[i], f->plan_last[i], i};
+        items[m++] = it;
+    }
+    if (st == AMBER_OK) qsort(items, m, sizeof *items, larger_first);
+    for (uint32_t j = 0; st == AMBER_OK && j < m; j++) {
+        const plan_item *it = &items[j];
+        size_t off = 0; /* offsets stay below value_bytes: no overflow */
+        uint32_t q = 0;
+        for (; q < n_placed; q++) {
+            const plan_item *o = &items[placed[q]];
+            size_t oo = p->offset[o->index];
+            if (o->last < it->first || o->first > it->last) continue; /* never both live */
+            if (oo >= off + it->size) break;                           /* fits before o */
+            if (oo + o->size > off) off = oo + o->size;
+        }
+        p->offset[it->index] = off;
+        if (off + it->size > total) total = off + it->size;
+        q = 0;
+        while (q < n_placed && p->offset[items[placed[q]].index] <= off) q++;
+        memmove(&placed[q + 1], &placed[q], sizeof *placed * (n_placed - q));
+        placed[q] = j;
+        n_placed++;
+    }
+    free(items);
+    free(placed);
+    p->size = total;
+    p->value_bytes = value_bytes;
+    return st;
+}
+
+/* The plan of function fi for the bound symbols: cached, or computed into the least
+ * recently used slot. */
+static amber_status plan_for(amber_session *s, uint32_t fi, const am_symbols *syms, bool ready,
+                             const struct plan **out) {
+    const am_func *f = &s->model->prog.funcs[fi];
+    struct plan *slots = &s->plans[(size_t)fi * AM_PLAN_SLOTS], *victim = &slots[0];
+    size_t key_bytes = sizeof(int64_t) * (size_t)syms->n;
+    ready = ready || !f->n_plan_inner; /* the same plan either way */
+    s->clock++;
+    for (int i = 0; i < AM_PLAN_SLOTS; i++) {
+        struct plan *p = &slots[i];
+        if (p->valid && p->ready == ready && (!key_bytes || !memcmp(p->key, syms->values, key_bytes))) {
+            p->used = s->clock;
+            s->counts.plan_reuses++;
+            *out = p;
+            return AMBER_OK;
+        }
+        if (victim->valid && (!p->valid || p->used < victim->used)) victim = p;
+    }
+    victim->valid = false;
+    if (!victim->key && !(victim->key = (int64_t *)malloc(key_bytes + sizeof(int64_t))))
+        return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    if (!victim->offset && !(victim->offset = (size_t *)malloc(sizeof(size_t) * (f->n_planned + 1u))))
+        return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    amber_status st = compute_plan(s, f, syms, ready, victim);
+    if (st != AMBER_OK) return st;
+    if (key_bytes) memcpy(victim->key, syms->values, key_bytes);
+    victim->ready = ready;
+    victim->used = s->clock;
+    victim->valid = true;
+    s->counts.plans++;
+    *out = victim;
+    return AMBER_OK;
+}
+
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth) {
     const am_program *p = &s->model->prog;
@@ -438,10 +639,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
                        s->max_depth, f->name);
     amber_tensor *vals;
     int64_t *symvals;
-    size_t *sizes; /* bytes allocated for each op output */
     amber_status st = am_arena_calloc(&s->arena, f->n_values, sizeof *vals, (void **)&vals, &s->err);
-    if (st == AMBER_OK)
-        st = am_arena_calloc(&s->arena, f->n_values, sizeof *sizes, (void **)&sizes, &s->err);
     if (st == AMBER_OK)
         st = am_arena_calloc(&s->arena, (size_t)f->syms.n, sizeof *symvals, (void **)&symvals, &s->err);
     if (st != AMBER_OK) return st;
@@ -479,18 +677,55 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         }
     }
     for (uint32_t i = 0; i < f->n_params; i++) {
-        char what[160];
-        snprintf(what, sizeof what, "%s: argument %u", f->name, i);
-        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], what)) != AMBER_OK) return st;
+        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], f->name, "argument", i)) !=
+            AMBER_OK)
+            return st;
         vals[i] = args[i];
     }
-    /* Nodes in order. */
-    am_ctx ctx = {&s->err, &s->scratch, s->pool};
     struct hoisted *h = &s->hoisted[fi];
     if (f->n_cached && !h->vals &&
         !(h->vals = (amber_tensor *)calloc(f->n_values, sizeof *h->vals)))
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
     bool ready = h->n_ready == f->n_cached; /* every hoisted value is cached */
+    /* Planned values go to the session's block in the outermost function, else to one
+     * allocation of the run arena released on return (results are never planned, so
+     * nothing returned points into it). Their data pointers are set here, so a plan
+     * replaced by a nested call of the same function changes nothing for this one. */
+    char *base = NULL;
+    size_t planned_size = 0;
+    if (f->n_planned) {
+        const struct plan *plan = NULL;
+        if ((st = plan_for(s, fi, &syms, ready, &plan)) != AMBER_OK) return st;
+        planned_size = plan->size;
+        if (depth == 0) {
+            st = block_reserve(s, planned_size);
+            base = (char *)s->block;
+            s->counts.plan_bytes = plan->size;
+            s->counts.plan_value_bytes = plan->value_bytes;
+        } else {
+            st = value_alloc(s, planned_size, (void **)&base);
+        }
+        if (st != AMBER_OK) return st;
+        for (uint32_t i = 0; base && i < f->n_planned; i++) /* base NULL: nothing placed */
+            vals[f->planned[i]].data = base + plan->offset[i];
+    } else if (depth == 0) {
+        s->counts.plan_bytes = s->counts.plan_value_bytes = 0;
+    }
+    st = run_nodes(s, fi, vals, &syms, ready, depth);
+    if (st == AMBER_OK)
+        for (uint32_t k = 0; k < f->n_results; k++) results[k] = vals[f->results[k]];
+    if (depth > 0 && base) value_release(s, base, planned_size);
+    return st;
+}
+
+/* Runs f's nodes in order: vals holds the arguments and the planned values' memory. */
+static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
+                              const am_symbols *symp, bool ready, int depth) {
+    const am_func *f = &s->model->prog.funcs[fi];
+    am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
+    struct hoisted *h = &s->hoisted[fi];
+    am_ctx ctx = {&s->err, &s->scratch, s->pool};
+    amber_status st = AMBER_OK;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
         if (ready && n->hoist == AM_HOIST_INNER) continue;
@@ -534,12 +769,26 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             st = am_node_attrs(n, &s->model->doc, &syms, &attrs, &s->err);
             if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, &attrs, &outs[0], &s->err);
             if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
-            if (st == AMBER_OK)
-                st = cache ? hoisted_alloc(s, nbytes, &outs[0].data)
-                           : value_alloc(s, nbytes, &outs[0].data);
+            /* Before the kernel writes: a planned slot holds the declared type's bytes. */
+            if (st == AMBER_OK) st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
+            if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
+                outs[0].data = ins[0].data;
+                break;
+            }
+            if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
+            if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
+                break;
+            if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
+            else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
+            else st = value_alloc(s, nbytes, &outs[0].data);
             if (st == AMBER_OK) {
-                if (!cache) sizes[n->out[0]] = nbytes;
-                st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
+                if (n->fuse == AM_FUSE_ROOT) {
+                    amber_tensor ext[AM_FUSED_MAX_EXT];
+                    for (int k = 0; k < n->fused->n_ext; k++) ext[k] = vals[n->fused->ext[k]];
+                    st = am_fused_run(n->fused, &ctx, ext, &outs[0]);
+                } else {
+                    st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
+                }
                 if (cache && st == AMBER_OK) {
                     h->vals[n->out[0]] = outs[0];
                     h->n_ready++;
@@ -552,13 +801,10 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         }
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
-            char what[160];
-            snprintf(what, sizeof what, "output %d", k);
-            st = check_type(s, &n->out_types[k], &syms, &outs[k], what);
+            if (n->kind != AM_NODE_OP) /* op results were checked before their kernel */
+                st = check_type(s, &n->out_types[k], &syms, &outs[k], NULL, "output", (unsigned)k);
             vals[n->out[k]] = outs[k];
         }
-        for (uint32_t k = 0; st == AMBER_OK && k < n->n_release; k++)
-            value_release(s, vals[n->release[k]].data, sizes[n->release[k]]);
         if (st != AMBER_OK) {
             if (n->kind >= AM_NODE_CALL && strstr(s->err.msg, ", node "))
                 return st; /* the callee already said where */
@@ -567,7 +813,6 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             return am_fail(&s->err, st, "%s, node %u (%s): %s", f->name, ni, opname, msg);
         }
     }
-    for (uint32_t k = 0; k < f->n_results; k++) results[k] = vals[f->results[k]];
     return AMBER_OK;
 }
 
@@ -590,6 +835,7 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     }
     am_arena_reset(&s->arena);
     s->n_free = 0;
+    s->counts.runs++;
     s->iterations_left = s->model->opts.max_run_iterations > 0 ? s->model->opts.max_run_iterations
                                                               : INT64_MAX;
     return run_function(s, e->func, inputs, outputs, 0);
@@ -697,5 +943,28 @@ amber_status amber_session_verify(amber_session *s, size_t *n_vectors, size_t *n
     if (n_failed) *n_failed = failed;
     if (first != AMBER_OK) return am_fail(&s->err, first, "%s", first_msg);
     am_error_clear(&s->err);
+    return AMBER_OK;
+}
+
+amber_status amber_session_get_stats(const amber_session *s, amber_session_stats *stats) {
+    if (!s || !stats || !stats->struct_size) return AMBER_ERR_INVALID_ARGUMENT;
+    const am_program *p = &s->model->prog;
+    amber_session_stats all = {0};
+    for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
+        all.fused_groups += p->funcs[fi].n_fused_groups;
+        all.fused_nodes += p->funcs[fi].n_fused_nodes;
+    }
+    all.runs = s->counts.runs;
+    all.plans = s->counts.plans;
+    all.plan_reuses = s->counts.plan_reuses;
+    all.plan_bytes = s->counts.plan_bytes;
+    all.plan_value_bytes = s->counts.plan_value_bytes;
+    all.block_bytes = s->block_size;
+    all.cached_bytes = s->hoisted_bytes;
+    all.arena_bytes = s->arena.held;
+    all.arena_peak_bytes = s->arena.peak;
+    size_t n = stats->struct_size < sizeof all ? stats->struct_size : sizeof all;
+    all.struct_size = (uint32_t)n;
+    memcpy(stats, &all, n);
     return AMBER_OK;
 }

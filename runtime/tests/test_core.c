@@ -145,12 +145,17 @@ static void test_arena(void) {
     memset(q, 1, 1 << 20);
     am_arena_mark m = am_arena_get_mark(&a);
     CHECK(am_arena_alloc(&a, 3 << 20, &q, &err) == AMBER_OK);
-    am_arena_release(&a, m);
     size_t before = a.held;
+    am_arena_release(&a, m);
     am_arena_reset(&a);
-    /* After a reset, what the last run needed comes back as one block. */
+    /* After a reset, the most the last run held at once (blocks released before its end
+     * included) comes back as one block, which later runs keep. */
     CHECK(am_arena_alloc(&a, 1 << 20, &q, &err) == AMBER_OK && a.held == before);
+    CHECK(am_arena_alloc(&a, 3 << 20, &q, &err) == AMBER_OK && a.held == before);
+    am_arena_reset(&a);
     CHECK(am_arena_alloc(&a, 1 << 10, &q, &err) == AMBER_OK && a.held == before);
+    am_arena_reset(&a);
+    CHECK(a.held == before);
     CHECK(am_arena_alloc(&a, SIZE_MAX / 2 + 1, &q, &err) == AMBER_ERR_LIMIT);
     am_arena_free(&a);
     am_arena_init(&a, 1 << 16);
@@ -159,6 +164,23 @@ static void test_arena(void) {
     CHECK(strstr(err.msg, "memory limit") != NULL);
     am_arena_free(&a);
     CHECK(am_arena_calloc(&a, SIZE_MAX / 4, 8, &q, &err) == AMBER_ERR_LIMIT);
+    /* A block made to a large request's size is not what the next block doubles, and
+     * releasing blocks restores the growth of the blocks that remain (loops release and
+     * allocate every iteration: growth must not compound across iterations). */
+    am_arena_init(&a, 0);
+    CHECK(am_arena_alloc(&a, 64, &p, &err) == AMBER_OK && a.held == (size_t)64 << 10);
+    CHECK(am_arena_alloc(&a, 4 << 20, &q, &err) == AMBER_OK);
+    CHECK(am_arena_alloc(&a, 64 << 10, &q, &err) == AMBER_OK);
+    CHECK(a.held == ((size_t)64 << 10) + ((size_t)4 << 20) + ((size_t)128 << 10));
+    size_t held = a.held;
+    m = am_arena_get_mark(&a);
+    for (int i = 0; i < 20; i++) {
+        CHECK(am_arena_alloc(&a, 100 << 10, &q, &err) == AMBER_OK);
+        CHECK(am_arena_alloc(&a, 100 << 10, &q, &err) == AMBER_OK);
+        CHECK(a.held <= held + ((size_t)512 << 10));
+        am_arena_release(&a, m);
+    }
+    am_arena_free(&a);
 }
 
 static void test_npy(void) {

@@ -46,6 +46,9 @@ MAX_RANK = 32
 OPEN_SKIP_TENSOR_HASHES = 1
 """``AMBER_OPEN_SKIP_TENSOR_HASHES``: skip per-tensor SHA-256 checks when opening."""
 
+OPEN_NO_FUSION = 2
+"""``AMBER_OPEN_NO_FUSION``: run elementwise ops one at a time (no fused groups)."""
+
 _NP_DTYPES: tuple[np.dtype, ...] = tuple(
     np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1"))
 """NumPy dtype of each ``amber_dtype`` value, in enum order."""
@@ -150,6 +153,14 @@ class _OptionsSpace(ctypes.Structure):
     _fields_ = [("opts", _Options), ("_reserved", ctypes.c_uint8 * 512)]
 
 
+class _Stats(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("fused_groups", ctypes.c_uint32),
+                *((name, ctypes.c_uint64) for name in (
+                    "fused_nodes", "runs", "plans", "plan_reuses", "plan_bytes",
+                    "plan_value_bytes", "block_bytes", "cached_bytes", "arena_bytes",
+                    "arena_peak_bytes"))]
+
+
 class _Port(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
                 ("shape", ctypes.c_int64 * MAX_RANK), ("dims", ctypes.c_char_p * MAX_RANK)]
@@ -184,7 +195,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_session_run": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(_Tensor), ctypes.c_size_t,
                                          _P(_Tensor), ctypes.c_size_t]),
     "amber_session_verify": (ctypes.c_int, [_VP, _P(ctypes.c_size_t), _P(ctypes.c_size_t)]),
+    "amber_session_get_stats": (ctypes.c_int, [_VP, _P(_Stats)]),
 }
+_OPTIONAL = frozenset({"amber_session_get_stats"})
+"""Functions an older ``libamber`` may lack: the calls that need them say so."""
 
 
 # ----------------------------------------------------------------------------- library
@@ -225,6 +239,8 @@ class NativeLibrary:
         self.path = path
         self.lib = ctypes.CDLL(str(path))
         for name, (restype, argtypes) in _SIGNATURES.items():
+            if name in _OPTIONAL and not hasattr(self.lib, name):
+                continue
             fn = getattr(self.lib, name)
             fn.restype = restype
             fn.argtypes = argtypes
@@ -293,6 +309,35 @@ class NativePort:
     def __str__(self) -> str:
         dims = ", ".join(str(d) for d in self.shape)
         return f"{self.name}: {self.dtype.name}[{dims}]"
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """``amber_session_stats``: what a session has done and holds (docs/c-api.md,
+    "Memory"). Sizes are in bytes."""
+
+    fused_groups: int
+    """Fused elementwise groups in the model's program."""
+    fused_nodes: int
+    """Op nodes in those groups."""
+    runs: int
+    """Runs started (test vectors included)."""
+    plans: int
+    """Memory plans computed: first plans and re-plans after a symbolic dim changed."""
+    plan_reuses: int
+    """Function runs that found their plan cached."""
+    plan_bytes: int
+    """Block size of the entry function's plan in the last run."""
+    plan_value_bytes: int
+    """The sizes of that plan's values added up (what they would take unshared)."""
+    block_bytes: int
+    """The session's planned block (the largest plan so far)."""
+    cached_bytes: int
+    """Values computed from weights once and kept."""
+    arena_bytes: int
+    """The values arena now: results, loop state, bookkeeping."""
+    arena_peak_bytes: int
+    """The most the values arena has held."""
 
 
 @dataclass(frozen=True)
@@ -453,6 +498,18 @@ class NativeSession:
             _raise(self._lib, st, self.error, f"{self._model_name}: test vectors")
         return n.value, failed.value
 
+    def stats(self) -> SessionStats:
+        """The session's counters and memory figures (``amber_session_get_stats``)."""
+        if not hasattr(self._lib.lib, "amber_session_get_stats"):
+            raise AmberError(f"libamber {self._lib.version} has no amber_session_get_stats")
+        raw = _Stats()
+        raw.struct_size = ctypes.sizeof(_Stats)
+        st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
+        if st != 0:
+            _raise(self._lib, st, "cannot read the session's statistics", self._model_name)
+        return SessionStats(**{f.name: int(getattr(raw, f.name))
+                               for f in SessionStats.__dataclass_fields__.values()})
+
     def close(self) -> None:
         """Free the session (also done when it is collected or its model closes)."""
         self._handles.free_session(self.handle)
@@ -472,7 +529,9 @@ class NativeModel:
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
     ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
     bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
-    per-tensor SHA-256 checks (bounds checks always run).
+    per-tensor SHA-256 checks (bounds checks always run). ``fuse=False`` runs every
+    elementwise op on its own instead of fusing chains of them (same results; for
+    testing and measurements).
 
     Raises:
         FormatError: (a :class:`NativeFormatError`) the C loader refused the file.
@@ -483,7 +542,7 @@ class NativeModel:
                  verify_hashes: bool = True, threads: int | None = None,
                  memory_limit: int | None = None, max_call_depth: int | None = None,
                  max_loop_iterations: int | None = None,
-                 max_run_iterations: int | None = None) -> None:
+                 max_run_iterations: int | None = None, fuse: bool = True) -> None:
         self.lib = library()
         self._handles = _Handles(self.lib)
         self._local = threading.local()
@@ -494,6 +553,8 @@ class NativeModel:
         opts.struct_size = min(int(opts.struct_size), ctypes.sizeof(_Options))
         if not verify_hashes:
             opts.flags |= OPEN_SKIP_TENSOR_HASHES
+        if not fuse:
+            opts.flags |= OPEN_NO_FUSION
         if threads is not None:
             opts.threads = threads
         if memory_limit is not None:
@@ -619,6 +680,10 @@ class NativeModel:
         outs = self.run(entry, **inputs)
         return {p.name: a for p, a in zip(self.signature(entry).outputs, outs)}
 
+    def stats(self) -> SessionStats:
+        """Counters and memory figures of this thread's session."""
+        return self.session().stats()
+
     def verify(self) -> tuple[int, int]:
         """Run the file's test vectors in C (this thread's session): (vectors, failed).
 
@@ -662,6 +727,7 @@ __all__ = [
     "NativeShapeError",
     "NativeSignature",
     "NativeUnavailableError",
+    "SessionStats",
     "available",
     "library",
     "library_path",

@@ -24,12 +24,21 @@ class Options(ctypes.Structure):
                 ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
 
 
+class Stats(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("fused_groups", ctypes.c_uint32),
+                *((name, ctypes.c_uint64) for name in (
+                    "fused_nodes", "runs", "plans", "plan_reuses", "plan_bytes",
+                    "plan_value_bytes", "block_bytes", "cached_bytes", "arena_bytes",
+                    "arena_peak_bytes"))]
+
+
 class Port(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
                 ("shape", ctypes.c_int64 * MAX_RANK), ("dims", ctypes.c_char_p * MAX_RANK)]
 
 
 SKIP_TENSOR_HASHES = 1
+NO_FUSION = 2
 
 
 def load(build: Path) -> ctypes.CDLL:
@@ -69,6 +78,7 @@ def load(build: Path) -> ctypes.CDLL:
                                              ctypes.c_size_t, P(Tensor), ctypes.c_size_t]),
         "amber_session_verify": (ctypes.c_int, [ctypes.c_void_p, P(ctypes.c_size_t),
                                                 P(ctypes.c_size_t)]),
+        "amber_session_get_stats": (ctypes.c_int, [ctypes.c_void_p, P(Stats)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -106,7 +116,8 @@ class Model:
     """An opened model; ``status`` and ``error`` describe a failed open."""
 
     def __init__(self, lib: ctypes.CDLL, *, path: Path | None = None, data: bytes | None = None,
-                 flags: int = 0, max_header_bytes: int = 0) -> None:
+                 flags: int = 0, max_header_bytes: int = 0, memory_limit: int | None = None
+                 ) -> None:
         self.lib = lib
         self.handle = ctypes.c_void_p()
         opts = Options()
@@ -114,6 +125,8 @@ class Model:
         opts.flags = flags
         if max_header_bytes:
             opts.max_header_bytes = max_header_bytes
+        if memory_limit is not None:
+            opts.memory_limit = memory_limit
         if path is not None:
             self.status = lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
                                                     ctypes.byref(self.handle))
@@ -181,6 +194,12 @@ class Session:
         n, failed = ctypes.c_size_t(), ctypes.c_size_t()
         st = self.lib.amber_session_verify(self.handle, ctypes.byref(n), ctypes.byref(failed))
         return st, n.value, failed.value
+
+    def stats(self) -> Stats:
+        out = Stats()
+        out.struct_size = ctypes.sizeof(Stats)
+        assert self.lib.amber_session_get_stats(self.handle, ctypes.byref(out)) == 0
+        return out
 
     def close(self) -> None:
         self.lib.amber_session_free(self.handle)

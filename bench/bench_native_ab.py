@@ -1,0 +1,186 @@
+"""A/B of native runtime builds: per-run time of the same models in two or more builds of
+``libamber`` loaded side by side in one process, runs interleaved.
+
+Cases: the MLP 784-512-512-10 at batch 1 and 64, and the LSTM layer of
+``bench_lstm.py`` (100 steps, input 64, hidden 128) at batch 1 and 16. Each build is
+called through the bare C API with ctypes (``amber_session_run`` on prepared
+descriptors: no input checks or output copies in Python), one session per build and
+case, ``threads=1``. Every repeat times every build on every case, rotating which goes
+first; a sample is a loop of runs lasting about ``--budget`` seconds; figures are medians
+over ``--repeats`` samples of wall time and of process CPU time per run (the reliable
+one on a shared machine). Before timing, every build's outputs are compared with the
+first build's (max abs difference reported).
+
+Usage (from the repository root; amber importable to export the models)::
+
+    python bench/bench_native_ab.py --lib before=/path/old/libamber.so \\
+        --lib after=build/runtime/libamber.so --no-fusion after
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model, pin_threads, sample
+
+pin_threads(sys.argv[1:], default=1)
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import datetime  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import amber as am  # noqa: E402
+import amber.nn as nn  # noqa: E402
+
+MAX_RANK = 32
+NO_FUSION = 2  # AMBER_OPEN_NO_FUSION
+
+
+class _Tensor(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_RANK), ("data", ctypes.c_void_p)]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
+                ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("_reserved", ctypes.c_uint8 * 256)]
+
+
+class Runner:
+    """One build's session on one model, with the input descriptors prepared."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path, x: np.ndarray, n_out: int,
+                 flags: int) -> None:
+        self.lib, self.x = lib, x
+        opts = _Options()
+        lib.amber_options_init(ctypes.byref(opts))
+        opts.flags |= flags
+        opts.threads = 1
+        self.model, self.session = ctypes.c_void_p(), ctypes.c_void_p()
+        if lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
+                                     ctypes.byref(self.model)) != 0:
+            raise SystemExit(f"cannot open {path}: {lib.amber_model_error(self.model)}")
+        assert lib.amber_session_create(self.model, ctypes.byref(self.session)) == 0
+        t = _Tensor(0, x.ndim)
+        for i, d in enumerate(x.shape):
+            t.shape[i] = d
+        t.data = x.ctypes.data
+        self.ins = (_Tensor * 1)(t)
+        self.outs = (_Tensor * n_out)()
+        self.n_out = n_out
+
+    def __call__(self) -> None:
+        st = self.lib.amber_session_run(self.session, b"forward", self.ins, 1, self.outs,
+                                        self.n_out)
+        if st != 0:
+            raise SystemExit(f"run failed: {self.lib.amber_session_error(self.session)}")
+
+    def outputs(self) -> list[np.ndarray]:
+        self()
+        res = []
+        for t in self.outs:
+            shape = tuple(t.shape[i] for i in range(t.rank))
+            n = int(np.prod(shape))
+            res.append(np.ctypeslib.as_array(ctypes.cast(t.data, ctypes.POINTER(ctypes.c_float)),
+                                             (n,)).reshape(shape).copy())
+        return res
+
+
+def load(path: str) -> ctypes.CDLL:
+    lib = ctypes.CDLL(os.path.abspath(path))
+    lib.amber_model_error.restype = ctypes.c_char_p
+    lib.amber_session_error.restype = ctypes.c_char_p
+    return lib
+
+
+def models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    from bench_lstm import HIDDEN, INPUT, SEQ, LSTMLayer
+
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    mlp = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                        nn.Linear(512, 10)).eval()
+    am.export(mlp, am.spec("batch", 784)).save(str(workdir / "mlp.amber"))
+    lstm = LSTMLayer(INPUT, HIDDEN)
+    am.export(lstm, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)}).save(
+        str(workdir / "lstm.amber"))
+    f32 = np.float32
+    return [("MLP 784-512-512-10, batch 1", workdir / "mlp.amber",
+             rng.standard_normal((1, 784)).astype(f32), 1),
+            ("MLP 784-512-512-10, batch 64", workdir / "mlp.amber",
+             rng.standard_normal((64, 784)).astype(f32), 1),
+            (f"LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 1", workdir / "lstm.amber",
+             rng.standard_normal((SEQ, 1, INPUT)).astype(f32), 2),
+            (f"LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 16", workdir / "lstm.amber",
+             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 2)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lib", action="append", required=True, metavar="LABEL=PATH")
+    ap.add_argument("--no-fusion", action="append", default=[], metavar="LABEL",
+                    help="also run build LABEL with AMBER_OPEN_NO_FUSION")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (runtime: 1)")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--budget", type=float, default=0.2)
+    ap.add_argument("--pause", type=float, default=0.02)
+    args = ap.parse_args(argv)
+    builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
+    variants = [(label, lib, 0) for label, lib in builds]
+    variants += [(f"{label} (no fusion)", lib, NO_FUSION) for label, lib in builds
+                 if label in args.no_fusion]
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = models(Path(tmp))
+        runners = {(c, v): Runner(lib, path, x, n_out, flags)
+                   for c, path, x, n_out in cases for v, lib, flags in variants}
+        diffs = {}
+        for c, *_ in cases:
+            base = runners[(c, variants[0][0])].outputs()
+            for v, *_ in variants[1:]:
+                got = runners[(c, v)].outputs()
+                diffs[(c, v)] = max(float(np.max(np.abs(a - b))) for a, b in zip(got, base))
+        wall: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
+        cpu: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
+        load0 = os.getloadavg()
+        for r in range(args.repeats):
+            for c, *_ in cases:
+                order = variants[r % len(variants):] + variants[:r % len(variants)]
+                for v, *_ in order:
+                    w, t = sample(runners[(c, v)], args.budget, args.pause)
+                    wall[(c, v)].append(w)
+                    cpu[(c, v)].append(t)
+        load1 = os.getloadavg()
+    names = [v for v, *_ in variants]
+    med = {k: (statistics.median(wall[k]) * 1e3, statistics.median(cpu[k]) * 1e3) for k in wall}
+    print(f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; CPU: "
+          f"{cpu_model()}; nproc={os.cpu_count()}")
+    print(f"- load average at start {' '.join(f'{x:.2f}' for x in load0)}, at end "
+          f"{' '.join(f'{x:.2f}' for x in load1)}")
+    print(f"- {args.repeats} interleaved repeats, samples of ~{args.budget}s; runtime threads 1")
+    print()
+    head = " | ".join(f"{n} wall | {n} CPU" for n in names)
+    ratios = " | ".join(f"{n} / {names[0]} (CPU)" for n in names[1:])
+    print(f"| case (ms per run) | {head} | {ratios} |")
+    print("|---|" + "---:|" * (2 * len(names) + len(names) - 1))
+    for c, *_ in cases:
+        cells = " | ".join(f"{med[(c, n)][0]:.3f} | {med[(c, n)][1]:.3f}" for n in names)
+        rs = " | ".join(f"{med[(c, n)][1] / med[(c, names[0])][1]:.2f}x" for n in names[1:])
+        print(f"| {c} | {cells} | {rs} |")
+    print()
+    print("Max abs difference from the first build's outputs: " + "; ".join(
+        f"{c}, {v}: {d:.1e}" for (c, v), d in diffs.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
