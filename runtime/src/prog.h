@@ -47,6 +47,8 @@ typedef struct am_node {
     uint32_t n_release;         /* op outputs whose last use is this node: their memory */
     uint32_t *release;          /* is reused by later nodes of the same run */
     am_hoist hoist;             /* op computed from weights and constants only */
+    uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
+                                   value computed from them only (am_ctx.fixed_inputs) */
 } am_node;
 
 typedef struct am_func {

@@ -26,6 +26,7 @@ struct amber_session {
         amber_tensor *vals;
     } *hoisted;
     size_t hoisted_bytes;
+    am_keep keep; /* data kernels derive from fixed inputs; counted in hoisted_bytes */
     /* Blocks of the arena released during the current run, reused best-fit. */
     size_t n_free, cap_free;
     struct free_block {
@@ -60,6 +61,8 @@ static void value_release(amber_session *s, void *ptr, size_t size) {
     s->free_blocks[s->n_free++].size = size;
 }
 
+static amber_status keep_alloc(void *owner, size_t size, void **out);
+
 amber_status amber_session_create(const amber_model *model, amber_session **out) {
     if (!out) return AMBER_ERR_INVALID_ARGUMENT;
     *out = NULL;
@@ -67,6 +70,7 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     amber_session *s = (amber_session *)calloc(1, sizeof *s);
     if (!s) return AMBER_ERR_NO_MEMORY;
     s->model = model;
+    am_keep_init(&s->keep, keep_alloc, s);
     size_t limit = (size_t)model->opts.memory_limit;
     am_arena_init(&s->arena, limit);
     am_arena_init(&s->scratch, limit);
@@ -94,6 +98,7 @@ void amber_session_free(amber_session *s) {
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
     am_pool_free(s->pool);
+    am_keep_free(&s->keep);
     free(s->free_blocks);
     for (uint32_t fi = 0; s->hoisted && fi < s->model->prog.n_funcs; fi++) {
         const am_func *f = &s->model->prog.funcs[fi];
@@ -139,21 +144,30 @@ static void set_arena_limit(amber_session *s) {
     if (limit) s->arena.limit = limit > s->hoisted_bytes ? limit - s->hoisted_bytes : 1;
 }
 
-/* Memory for a hoisted value: it and the run arena share the memory limit. */
-static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
+/* Memory for a hoisted value: it and the run arena share the memory limit. With err
+ * NULL, a failure leaves no message (kept kernel data is optional). */
+static amber_status hoisted_alloc_err(amber_session *s, size_t size, void **out, am_error *err) {
     size_t limit = (size_t)s->model->opts.memory_limit, need, total;
     if (!am_add_size(size ? size : 1, 63, &need))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
+        return am_fail(err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
     need &= ~(size_t)63;
     if (!am_add_size(s->hoisted_bytes, need, &total) ||
         (limit && (total > limit || s->arena.held > limit - total)))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
+        return am_fail(err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
                        "%zu, need %zu more)", limit, s->hoisted_bytes + s->arena.held, need);
     *out = aligned_alloc(64, need);
-    if (!*out) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
+    if (!*out) return am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
     s->hoisted_bytes = total;
     set_arena_limit(s);
     return AMBER_OK;
+}
+
+static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
+    return hoisted_alloc_err(s, size, out, &s->err);
+}
+
+static amber_status keep_alloc(void *owner, size_t size, void **out) {
+    return hoisted_alloc_err((amber_session *)owner, size, out, NULL);
 }
 
 static void hoisted_drop(amber_session *s, void *p, size_t size) {
@@ -405,7 +419,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         vals[i] = args[i];
     }
     /* Nodes in order. */
-    am_ctx ctx = {&s->err, &s->scratch, s->pool};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};
     struct hoisted *h = &s->hoisted[fi];
     if (f->n_cached && !h->vals &&
         !(h->vals = (amber_tensor *)calloc(f->n_values, sizeof *h->vals)))
@@ -459,6 +473,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
                            : value_alloc(s, nbytes, &outs[0].data);
             if (st == AMBER_OK) {
                 if (!cache) sizes[n->out[0]] = nbytes;
+                ctx.fixed_inputs = n->fixed_in;
                 st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
                 if (cache && st == AMBER_OK) {
                     h->vals[n->out[0]] = outs[0];
