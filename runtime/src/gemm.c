@@ -312,8 +312,9 @@ int am_gemm_set_isa(int isa) {
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
-                /* About four tasks per thread (dynamic scheduling evens them out). */       \
-                int64_t want = threads > 1 ? (4 * threads + n_ic - 1) / n_ic : 1;             \
+                /* At least two tasks per thread, a multiple of the thread count. */         \
+                int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
+                while ((n_ic * want) % threads) want++;                                       \
                 job->nj = want < slivers ? want : slivers;                                    \
                 job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
