@@ -434,7 +434,10 @@ class NativeSession:
                                       self._model_name)
         if len(inputs) != len(sig.inputs):
             raise AmberError(f"{entry}: takes {len(sig.inputs)} inputs, got {len(inputs)}")
-        arrays = [_as_input(x, p, entry) for x, p in zip(inputs, sig.inputs)]
+        # arrays the runtime reads as they are skip _as_input (the common case)
+        arrays = [x if type(x) is np.ndarray and x.dtype in _NP_DTYPES and x.ndim <= MAX_RANK
+                  and x.flags.c_contiguous else _as_input(x, p, entry)
+                  for x, p in zip(inputs, sig.inputs)]
         n_in, n_out = len(arrays), len(sig.outputs)
         ins = (_Tensor * max(1, n_in))(*[_describe(a) for a in arrays])
         outs = (_Tensor * max(1, n_out))()
@@ -612,8 +615,10 @@ class NativeModel:
         returns the outputs in signature order as new NumPy arrays."""
         from .interpreter import gather_args
 
-        names = [p.name for p in self.signature(entry).inputs]
-        return self.session().run(entry, gather_args(entry, names, args, kwargs))
+        ports = self.signature(entry).inputs
+        if kwargs or len(args) != len(ports):
+            args = tuple(gather_args(entry, [p.name for p in ports], args, kwargs))
+        return self.session().run(entry, args)
 
     def run_named(self, entry: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run ``entry`` on inputs by name; returns the outputs by name."""
