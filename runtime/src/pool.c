@@ -3,9 +3,9 @@
  * returns when every task has finished.
  *
  * Latency matters more than anything (a matmul of an MLP at batch 1 takes ~20 us):
- * - workers spin (with a pause hint) for a while after each job before they sleep on a
- *   condition variable, so the next job of the same run, or of the next run, starts
- *   within about a microsecond;
+ * - workers stay awake (spinning, then yielding) for a while after each job before they
+ *   sleep on a condition variable, so the next job of the same run, or of the next run,
+ *   starts within about a microsecond;
  * - completion is counted in tasks, not workers: the caller never waits for a worker that
  *   is asleep or descheduled; it runs the remaining tasks itself;
  * - a worker only enters a job while it is open (gen even); the caller closes it, then
@@ -28,8 +28,10 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* How long an idle worker (or a waiting caller) spins before it sleeps. */
+/* How long an idle worker (or a waiting caller) stays awake before it sleeps, and how
+ * many turns of that it spins without yielding (a few microseconds). */
 #define SPIN_NS 200000
+#define SPIN_BUSY 2000u
 
 struct am_pool {
     int n_workers; /* threads besides the caller */
@@ -66,13 +68,21 @@ static long long drain(am_pool *p, int worker) {
     }
 }
 
-/* Spins up to SPIN_NS until cond(p, arg) holds; false if it did not. */
+/* Waits up to SPIN_NS for cond(p, arg) without sleeping; false if it did not hold.
+ * NOTE: after a short busy spin the loop yields the CPU on every turn: when threads
+ * outnumber free cores, a busy-spinning thread would take the time slices of the very
+ * thread it waits for (the caller still working on its share, or a worker holding a
+ * task), and a job would take many times longer. */
 static bool spin_until(bool (*cond)(am_pool *, uint64_t), am_pool *p, uint64_t arg) {
     uint64_t t0 = 0;
     for (unsigned i = 1;; i++) {
         if (cond(p, arg)) return true;
-        CPU_RELAX();
-        if ((i & 255) == 0) { /* read the clock rarely */
+        if (i < SPIN_BUSY) {
+            CPU_RELAX();
+            continue;
+        }
+        sched_yield();
+        if ((i & 15) == 0) { /* read the clock rarely */
             uint64_t t = now_ns();
             if (!t0) t0 = t;
             else if (t - t0 > SPIN_NS) return false;
@@ -205,7 +215,7 @@ void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
     }
     atomic_fetch_add(&p->gen, 1); /* closed: late workers turn back */
     for (unsigned i = 1; atomic_load(&p->inside) > 0; i++) {
-        CPU_RELAX();
-        if ((i & 1023) == 0) sched_yield(); /* the worker inside may be descheduled */
+        if (i < SPIN_BUSY) CPU_RELAX();
+        else sched_yield(); /* the worker inside may be descheduled */
     }
 }
