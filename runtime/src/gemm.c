@@ -27,7 +27,8 @@ typedef double v4d __attribute__((vector_size(32)));
 
 /* ---------------------------------------------------------------- kernels */
 
-/* Portable: separate multiply and add, as the scalar definition reads. */
+/* Portable: written as multiply, then add. A compiler that contracts expressions (clang
+ * on a target with FMA) fuses the vector and the scalar forms alike. */
 #define KATTR
 #define VFMA(a, b, c) ((c) + (a) * (b))
 #define SFMA(a, b, c) ((c) + (a) * (b))
