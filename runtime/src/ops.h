@@ -64,21 +64,28 @@ void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
  * the session's lifetime and found again by the input's address, a kind tag and two
  * dimensions. Only the calling thread of a kernel may use it. */
 typedef amber_status (*am_keep_alloc_fn)(void *owner, size_t size, void **out);
+typedef void (*am_keep_release_fn)(void *owner, void *data, size_t size);
 typedef struct am_kept {
     const void *key;
     uint32_t kind;
     int64_t d0, d1;
     void *data;
+    size_t size;
 } am_kept;
 typedef struct am_keep {
-    am_keep_alloc_fn alloc; /* must return 64-byte aligned memory that free() releases */
+    am_keep_alloc_fn alloc; /* 64-byte aligned memory, handed back to release */
+    am_keep_release_fn release;
     void *owner;
+    bool off; /* dropped once: keep nothing more */
     size_t n, cap;
     am_kept *items;
 } am_keep;
 
-void am_keep_init(am_keep *k, am_keep_alloc_fn alloc, void *owner);
+void am_keep_init(am_keep *k, am_keep_alloc_fn alloc, am_keep_release_fn release, void *owner);
 void am_keep_free(am_keep *k);
+/* Releases everything kept and keeps nothing from then on (the owner needs the memory;
+ * no kernel may be running). Returns whether anything was released. */
+bool am_keep_drop(am_keep *k);
 /* The data kept for (key, kind, d0, d1), or NULL. */
 void *am_keep_find(const am_keep *k, const void *key, uint32_t kind, int64_t d0, int64_t d1);
 /* New kept data of `size` bytes for (key, kind, d0, d1), or NULL when memory or the

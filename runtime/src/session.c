@@ -35,6 +35,8 @@ struct amber_session {
     } *free_blocks;
 };
 
+static bool drop_kept(amber_session *s);
+
 static amber_status value_alloc(amber_session *s, size_t size, void **out) {
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < s->n_free; i++)
@@ -46,7 +48,9 @@ static amber_status value_alloc(amber_session *s, size_t size, void **out) {
         s->free_blocks[best] = s->free_blocks[--s->n_free];
         return AMBER_OK;
     }
-    return am_arena_alloc(&s->arena, size, out, &s->err);
+    amber_status st = am_arena_alloc(&s->arena, size, out, &s->err);
+    if (st == AMBER_ERR_LIMIT && drop_kept(s)) st = am_arena_alloc(&s->arena, size, out, &s->err);
+    return st;
 }
 
 static void value_release(amber_session *s, void *ptr, size_t size) {
@@ -62,6 +66,7 @@ static void value_release(amber_session *s, void *ptr, size_t size) {
 }
 
 static amber_status keep_alloc(void *owner, size_t size, void **out);
+static void keep_release(void *owner, void *data, size_t size);
 
 amber_status amber_session_create(const amber_model *model, amber_session **out) {
     if (!out) return AMBER_ERR_INVALID_ARGUMENT;
@@ -70,7 +75,7 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     amber_session *s = (amber_session *)calloc(1, sizeof *s);
     if (!s) return AMBER_ERR_NO_MEMORY;
     s->model = model;
-    am_keep_init(&s->keep, keep_alloc, s);
+    am_keep_init(&s->keep, keep_alloc, keep_release, s);
     size_t limit = (size_t)model->opts.memory_limit;
     am_arena_init(&s->arena, limit);
     am_arena_init(&s->scratch, limit);
@@ -95,10 +100,10 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
 
 void amber_session_free(amber_session *s) {
     if (!s) return;
+    am_keep_free(&s->keep);
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
     am_pool_free(s->pool);
-    am_keep_free(&s->keep);
     free(s->free_blocks);
     for (uint32_t fi = 0; s->hoisted && fi < s->model->prog.n_funcs; fi++) {
         const am_func *f = &s->model->prog.funcs[fi];
@@ -163,11 +168,27 @@ static amber_status hoisted_alloc_err(amber_session *s, size_t size, void **out,
 }
 
 static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
-    return hoisted_alloc_err(s, size, out, &s->err);
+    amber_status st = hoisted_alloc_err(s, size, out, &s->err);
+    if (st == AMBER_ERR_LIMIT && drop_kept(s)) st = hoisted_alloc_err(s, size, out, &s->err);
+    return st;
 }
 
 static amber_status keep_alloc(void *owner, size_t size, void **out) {
     return hoisted_alloc_err((amber_session *)owner, size, out, NULL);
+}
+
+static void hoisted_drop(amber_session *s, void *p, size_t size);
+
+static void keep_release(void *owner, void *data, size_t size) {
+    hoisted_drop((amber_session *)owner, data, size);
+}
+
+/* Kernel data kept for speed gives way when values need the memory (between kernels
+ * only); it is not made again in this session. True if memory was freed. */
+static bool drop_kept(amber_session *s) {
+    if (!am_keep_drop(&s->keep)) return false;
+    am_error_clear(&s->err); /* the failure that led here is retried */
+    return true;
 }
 
 static void hoisted_drop(amber_session *s, void *p, size_t size) {

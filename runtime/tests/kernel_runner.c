@@ -18,6 +18,11 @@ static amber_status keep_alloc(void *owner, size_t size, void **out) {
     return *out ? AMBER_OK : AMBER_ERR_NO_MEMORY;
 }
 
+static void keep_release(void *owner, void *data, size_t size) {
+    (void)owner, (void)size;
+    free(data);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4 || argc - 4 > MAX_INPUTS) {
         fprintf(stderr, "usage: %s OP ATTRS_JSON OUT.npy IN.npy...\n", argv[0]);
@@ -48,7 +53,7 @@ int main(int argc, char **argv) {
     am_pool *pool = NULL;
     am_pool_create(2, &pool, &err);
     am_keep keep;
-    am_keep_init(&keep, keep_alloc, NULL);
+    am_keep_init(&keep, keep_alloc, keep_release, NULL);
     am_arena outs[3];
     amber_tensor res[3];
     amber_status sts[3];

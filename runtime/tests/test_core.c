@@ -256,6 +256,11 @@ static amber_status plain_alloc(void *owner, size_t size, void **out) {
     return *out ? AMBER_OK : AMBER_ERR_NO_MEMORY;
 }
 
+static void plain_release(void *owner, void *data, size_t size) {
+    (void)owner, (void)size;
+    free(data);
+}
+
 /* Every GEMM path (GEMV rows, packed blocks, several KC and NC blocks, tails narrower
  * than the register tile, transposed operands, accumulation, a B packed once, serial
  * with caller scratch) on every instruction set the CPU has: threads and packing never
@@ -271,7 +276,7 @@ static void test_gemm(void) {
     am_pool *pool = NULL;
     CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
     am_keep keep;
-    am_keep_init(&keep, plain_alloc, NULL);
+    am_keep_init(&keep, plain_alloc, plain_release, NULL);
     am_ctx serial = {&err, &sc, NULL, 0, NULL}, threaded = {&err, &sc, pool, 0, &keep};
     int best = am_gemm_set_isa(99);
     for (int isa = 0; isa <= best; isa++) {
@@ -339,7 +344,7 @@ static void test_gemm(void) {
     /* When no memory may be kept, the product goes without; scratch beyond the arena's
      * limit is a status, never a crash. */
     am_keep none;
-    am_keep_init(&none, failing_alloc, NULL);
+    am_keep_init(&none, failing_alloc, plain_release, NULL);
     am_ctx no_keep = {&err, &sc, NULL, 0, &none};
     float *big = calloc(64 * 64, sizeof(float)), *out = calloc(64 * 64, sizeof(float));
     CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, 64, big) == NULL && none.n == 0);
@@ -348,6 +353,9 @@ static void test_gemm(void) {
     am_ctx limited = {&err, &tiny, pool, 0, NULL};
     CHECK(am_gemm_f32(&limited, 64, 64, 64, big, 64, 1, big, 64, 1, out, 64, false) == AMBER_ERR_LIMIT);
     am_arena_free(&tiny);
+    /* Dropped kept data is not made again. */
+    CHECK(keep.n > 0 && am_keep_drop(&keep) && keep.n == 0 && !am_keep_drop(&keep));
+    CHECK(am_gemm_kept_b_f32(&threaded, 64, 64, 64, big) == NULL && keep.n == 0);
     free(big), free(out);
     am_keep_free(&none);
     am_keep_free(&keep);

@@ -145,3 +145,28 @@ def test_load_passes_threads_to_the_runtime(lib: N.NativeLibrary,
     assert seen["threads"] == 3 and m.backend == "native"
     am.load(GOLDEN / "v1" / "mlp.amber", backend="native")
     assert seen["threads"] is None  # the runtime's default: one per core
+
+
+def test_kept_weights_give_way_under_the_memory_limit(lib: N.NativeLibrary,
+                                                      tmp_path: Path) -> None:
+    """A packed weight kept for speed counts against the memory limit but never makes a
+    run fail: a session that runs under some limit runs under every larger one, with the
+    same bits (here the packed copy of the first weight would otherwise crowd out the
+    second weight's transpose or the values of the run)."""
+    am.manual_seed(0)
+    net = am.nn.Sequential(am.nn.Linear(300, 200), am.nn.ReLU(), am.nn.Linear(200, 37))
+    path = tmp_path / "mlp.amber"
+    am.export(net, am.spec("batch", 300)).save(path)
+    x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    ran = []
+    for limit in range(300_000, 1_000_001, 50_000):
+        m = N.NativeModel(path, threads=1, memory_limit=limit)
+        try:
+            outs = [m.run("forward", x)[0] for _ in range(2)]
+        except N.NativeLimitError:
+            ran.append(False)
+            continue
+        ran.append(True)
+        assert all(o.tobytes() == want.tobytes() for o in outs), limit
+    assert True in ran and ran == sorted(ran), ran  # once it runs, it keeps running
