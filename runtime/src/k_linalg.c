@@ -219,14 +219,17 @@ IM2COL(f64, double)
         if (parallel) {                                                                    \
             int64_t m = grad ? K : g->og, kk = grad ? g->og : K;                           \
             size_t len = (size_t)(K * L) + am_gemm_scratch_len_##SUF(m, L, kk, false);     \
+            am_arena_mark mark = am_arena_get_mark(ctx->scratch);                          \
             st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&job.ws, \
-                                ctx->err);                                                 \
+                                NULL);                                                     \
             for (int i = 0; st == AMBER_OK && i < threads; i++)                            \
-                st = am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)&job.ws[i],    \
-                                    ctx->err);                                             \
-            if (st != AMBER_OK) return st;                                                 \
-            am_pool_run(ctx->pool, pairs, conv_task_##SUF, &job);                          \
-            return AMBER_OK;                                                               \
+                st = am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)&job.ws[i], NULL); \
+            if (st == AMBER_OK) {                                                          \
+                am_pool_run(ctx->pool, pairs, conv_task_##SUF, &job);                      \
+                return AMBER_OK;                                                           \
+            }                                                                              \
+            /* Scratch for every thread does not fit the limit: one pair at a time. */    \
+            am_arena_release(ctx->scratch, mark);                                          \
         }                                                                                  \
         st = am_arena_alloc(ctx->scratch, (size_t)(K * L) * sizeof(T), (void **)&job.cols, \
                             ctx->err);                                                     \

@@ -363,6 +363,42 @@ static void test_gemm(void) {
     am_arena_free(&sc);
 }
 
+/* Convolutions run images in parallel when scratch for every thread fits the arena's
+ * limit, and one image at a time when it does not: the same bits either way. */
+static void test_conv_scratch_limit(void) {
+    enum { N = 4, C = 3, H = 32, W = 32, O = 8 };
+    static float x[N * C * H * W], w[O * C * 9];
+    for (size_t i = 0; i < AM_ARRAY_LEN(x); i++) x[i] = (float)((i * 7919) % 97) / 16.0f - 3.0f;
+    for (size_t i = 0; i < AM_ARRAY_LEN(w); i++) w[i] = (float)((i * 104729) % 89) / 32.0f - 1.4f;
+    amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, C, H, W}, x}, {AMBER_FLOAT32, 4, {O, C, 3, 3}, w}};
+    const am_op *conv = am_op_find("conv2d");
+    am_json_doc doc = {0};
+    am_json_limits lim = {1 << 20, 16, 1 << 16};
+    const char *js = "{\"stride\": [1, 1], \"padding\": [1, 1, 1, 1], \"dilation\": [1, 1], "
+                     "\"groups\": 1}";
+    am_error err;
+    am_attrs attrs;
+    CHECK(am_json_parse(js, strlen(js), &lim, &doc, &err) == AMBER_OK);
+    CHECK(am_attrs_decode(conv, &doc, am_json_root(&doc), NULL, &attrs, &err) == AMBER_OK);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK);
+    amber_tensor out[3];
+    am_arena oa[3], sc[3];
+    size_t limits[3] = {0, 400000, 1}; /* unlimited; room for one image; none */
+    amber_status st[3];
+    for (int r = 0; r < 3; r++) {
+        am_arena_init(&oa[r], 0);
+        am_arena_init(&sc[r], limits[r]);
+        am_ctx ctx = {&err, &sc[r], pool, 0, NULL};
+        st[r] = am_op_run(conv, &ctx, &oa[r], in, 2, &attrs, &out[r]);
+    }
+    CHECK(st[0] == AMBER_OK && st[1] == AMBER_OK && st[2] == AMBER_ERR_LIMIT);
+    CHECK(st[1] != AMBER_OK || !memcmp(out[0].data, out[1].data, sizeof(float) * N * O * H * W));
+    for (int r = 0; r < 3; r++) am_arena_free(&oa[r]), am_arena_free(&sc[r]);
+    am_pool_free(pool);
+    am_json_free(&doc);
+}
+
 /* The pool runs every task exactly once, on all its threads, job after job (workers
  * that spin, sleep or arrive late), and with more threads than tasks. */
 static void count_task(void *ud, int64_t t, int worker) {
@@ -432,6 +468,7 @@ static void test_dim_expressions(void) {
 int main(void) {
     test_dim_expressions();
     test_gemm();
+    test_conv_scratch_limit();
     test_pool();
     test_sha256();
     test_json();
