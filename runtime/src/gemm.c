@@ -130,9 +130,6 @@ int am_gemm_set_isa(int isa) {
 
 /* ---------------------------------------------------------------- driver */
 
-/* Work below this many multiply-adds runs on the calling thread (a wake-up costs about a
- * microsecond even with the workers spinning). */
-#define PARALLEL_MIN 131072.0
 /* Rows up to this count use the GEMV path (B read once per row, never packed). */
 #define GEMV_ROWS 2
 /* Columns per GEMV task: that much of a C row stays in L1 while B streams past. */
@@ -339,7 +336,7 @@ int am_gemm_set_isa(int isa) {
                                    int64_t csb, const T *packed, T *C, int64_t ldc,           \
                                    bool accumulate) {                                         \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
-        am_pool *pool = (double)m * (double)n * (double)k >= PARALLEL_MIN ? ctx->pool : NULL; \
+        am_pool *pool = (double)m * (double)n * (double)k >= AM_PARALLEL_MIN ? ctx->pool : NULL; \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \

@@ -211,10 +211,10 @@ IM2COL(f64, double)
     static amber_status conv_run_##SUF(am_ctx *ctx, const conv_geom *g, const T *in,       \
                                        const T *w, T *out, bool grad) {                    \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw, pairs = g->n * g->groups;    \
-        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL};                          \
+        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL};                       \
         int threads = am_pool_size(ctx->pool);                                             \
         bool parallel = threads > 1 && pairs >= threads &&                                 \
-                        (double)pairs * (double)g->og * (double)L * (double)K >= 131072.0; \
+                        (double)pairs * (double)g->og * (double)L * (double)K >= AM_PARALLEL_MIN; \
         amber_status st;                                                                   \
         if (parallel) {                                                                    \
             int64_t m = grad ? K : g->og, kk = grad ? g->og : K;                           \

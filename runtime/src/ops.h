@@ -190,6 +190,10 @@ void am_contig_strides(const int64_t *shape, int rank, size_t esize, int64_t *st
 void am_bcast_strides(const amber_tensor *t, const int64_t *out_shape, int out_rank,
                       int64_t *strides);
 
+/* Products of fewer multiply-adds than this run on the calling thread (handing work to
+ * the pool costs about a microsecond even with the workers awake). */
+#define AM_PARALLEL_MIN 131072.0
+
 /* GEMM (gemm.c): C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides
  * (rs, cs), C row-major with leading dimension ldc. */
 amber_status am_gemm_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *A,
