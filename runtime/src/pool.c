@@ -29,9 +29,10 @@
 #endif
 
 /* How long an idle worker (or a waiting caller) stays awake before it sleeps, and how
- * many turns of that it spins without yielding (a few microseconds). */
+ * many turns of that it spins without yielding (a pause takes ~30 ns on the machine the
+ * figures in bench/RESULTS.md come from: about ten microseconds). */
 #define SPIN_NS 200000
-#define SPIN_BUSY 2000u
+#define SPIN_BUSY 400u
 
 struct am_pool {
     int n_workers; /* threads besides the caller */
