@@ -1,177 +1,8 @@
-/* matmul (batched, broadcast batch dims) and conv2d with its two transposes, on a
- * blocked, packed GEMM in portable C. Convolutions use im2col / col2im into scratch. */
+/* matmul (batched, broadcast batch dims) and conv2d with its two transposes, on the GEMM
+ * of gemm.c. Convolutions use im2col / col2im into scratch. */
 #include "ops.h"
 
 #include <string.h>
-
-/* ---------------------------------------------------------------- GEMM */
-
-#define KC 256
-#define MC 96
-#define NC 1024
-
-/* The micro-kernel: C[mr x nr] (= or +=) Apanel[kc x MR] * Bpanel[kc x NR], with MR x NR
- * accumulators held in vector registers (GCC/clang vector extensions; NR = 2 vectors).
- * On x86-64 an AVX2 clone is selected at load time when the CPU has it. Products and
- * sums stay separate operations (no FMA contraction), as in the scalar definition. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef double v4d __attribute__((vector_size(32)));
-
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones) && !defined(AMBER_NO_DISPATCH)
-#define AM_DISPATCH __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef AM_DISPATCH
-#define AM_DISPATCH
-#endif
-
-#define UKR(SUF, T, MR, NR, V)                                                             \
-    AM_DISPATCH static void ukr_##SUF(int64_t kc, const T *a, const T *b, T *c,           \
-                                      int64_t ldc, int64_t mr, int64_t nr, bool acc) {     \
-        enum { VL = (int)(sizeof(V) / sizeof(T)) };                                        \
-        V t[MR][2];                                                                        \
-        memset(t, 0, sizeof t);                                                            \
-        for (int64_t p = 0; p < kc; p++) {                                                 \
-            V b0, b1;                                                                      \
-            memcpy(&b0, b + p * NR, sizeof b0);                                            \
-            memcpy(&b1, b + p * NR + VL, sizeof b1);                                       \
-            for (int i = 0; i < MR; i++) {                                                 \
-                V av = (V){0} + a[p * MR + i];                                             \
-                t[i][0] += av * b0;                                                        \
-                t[i][1] += av * b1;                                                        \
-            }                                                                              \
-        }                                                                                  \
-        T out[MR][NR];                                                                     \
-        memcpy(out, t, sizeof out);                                                        \
-        for (int64_t i = 0; i < mr; i++)                                                   \
-            for (int64_t j = 0; j < nr; j++)                                               \
-                c[i * ldc + j] = acc ? c[i * ldc + j] + out[i][j] : out[i][j];             \
-    }
-UKR(f32, float, 6, 16, v8f)
-UKR(f64, double, 6, 8, v4d)
-
-#define GEMM_IMPL(SUF, T, MR, NR, V)                                                          \
-    static void pack_a_##SUF(T *dst, const T *A, int64_t rsa, int64_t csa, int64_t mc,     \
-                             int64_t kc) {                                                 \
-        for (int64_t i0 = 0; i0 < mc; i0 += MR) {                                          \
-            int64_t mr = mc - i0 < MR ? mc - i0 : MR;                                      \
-            for (int64_t p = 0; p < kc; p++) {                                             \
-                int64_t i = 0;                                                             \
-                for (; i < mr; i++) dst[p * MR + i] = A[(i0 + i) * rsa + p * csa];         \
-                for (; i < MR; i++) dst[p * MR + i] = 0;                                   \
-            }                                                                              \
-            dst += MR * kc;                                                                \
-        }                                                                                  \
-    }                                                                                      \
-    static void pack_b_##SUF(T *dst, const T *B, int64_t rsb, int64_t csb, int64_t kc,     \
-                             int64_t nc) {                                                 \
-        for (int64_t j0 = 0; j0 < nc; j0 += NR) {                                          \
-            int64_t nr = nc - j0 < NR ? nc - j0 : NR;                                      \
-            for (int64_t p = 0; p < kc; p++) {                                             \
-                int64_t j = 0;                                                             \
-                if (csb == 1)                                                              \
-                    for (; j < nr; j++) dst[p * NR + j] = B[p * rsb + j0 + j];             \
-                else                                                                       \
-                    for (; j < nr; j++) dst[p * NR + j] = B[p * rsb + (j0 + j) * csb];     \
-                for (; j < NR; j++) dst[p * NR + j] = 0;                                   \
-            }                                                                              \
-            dst += NR * kc;                                                                \
-        }                                                                                  \
-    }                                                                                      \
-    typedef struct gemm_job_##SUF {                                                        \
-        const T *A, *B;                                                                    \
-        const T *bp;                                                                       \
-        T *C, **apack;                                                                     \
-        int64_t rsa, csa, rsb, ldc, m, n, k, nc, kc, jc, pc, nj, chunk;                    \
-        bool acc;                                                                          \
-    } gemm_job_##SUF;                                                                      \
-    /* One task: an MC block of rows times a chunk of the packed columns. */               \
-    static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                         \
-        const gemm_job_##SUF *j = (const gemm_job_##SUF *)ud;                              \
-        int64_t ic = (t / j->nj) * MC, mc = j->m - ic < MC ? j->m - ic : MC;               \
-        int64_t j0 = (t % j->nj) * j->chunk;                                               \
-        int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                        \
-        T *ap = j->apack[worker];                                                          \
-        pack_a_##SUF(ap, j->A + ic * j->rsa + j->pc * j->csa, j->rsa, j->csa, mc, j->kc);  \
-        for (int64_t jr = j0; jr < j1; jr += NR)                                           \
-            for (int64_t ir = 0; ir < mc; ir += MR)                                        \
-                ukr_##SUF(j->kc, ap + ir * j->kc, j->bp + jr * j->kc,                      \
-                          j->C + (ic + ir) * j->ldc + j->jc + jr, j->ldc,                  \
-                          mc - ir < MR ? mc - ir : MR, j1 - jr < NR ? j1 - jr : NR,        \
-                          j->acc);                                                         \
-    }                                                                                      \
-    /* Few rows and contiguous B rows: C[i, j0:j1] += A[i, p] * B[p, j0:j1], no packing. */ \
-    AM_DISPATCH static void gemm_rows_##SUF(void *ud, int64_t t, int worker) {            \
-        (void)worker;                                                                      \
-        const gemm_job_##SUF *j = (const gemm_job_##SUF *)ud;                              \
-        int64_t j0 = t * j->chunk, j1 = j0 + j->chunk < j->n ? j0 + j->chunk : j->n;       \
-        for (int64_t i = 0; i < j->m; i++) {                                               \
-            T *c = j->C + i * j->ldc;                                                      \
-            if (!j->acc)                                                                   \
-                for (int64_t q = j0; q < j1; q++) c[q] = 0;                                \
-            for (int64_t p = 0; p < j->k; p++) {                                           \
-                T a = j->A[i * j->rsa + p * j->csa];                                       \
-                const T *b = j->B + p * j->rsb;                                            \
-                for (int64_t q = j0; q < j1; q++) c[q] += a * b[q];                        \
-            }                                                                              \
-        }                                                                                  \
-    }                                                                                      \
-    amber_status am_gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,   \
-                               int64_t rsa, int64_t csa, const T *B, int64_t rsb,          \
-                               int64_t csb, T *C, int64_t ldc, bool accumulate) {          \
-        if (m <= 0 || n <= 0) return AMBER_OK;                                             \
-        if (k <= 0) {                                                                      \
-            if (!accumulate)                                                               \
-                for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof(T)); \
-            return AMBER_OK;                                                               \
-        }                                                                                  \
-        /* Waking threads costs microseconds: small products run on the caller alone. */    \
-        am_pool *pool = (double)m * (double)n * (double)k >= 262144.0 ? ctx->pool : NULL;  \
-        int threads = am_pool_size(pool);                                                  \
-        gemm_job_##SUF job;                                                                \
-        memset(&job, 0, sizeof job);                                                       \
-        job.A = A, job.B = B, job.C = C, job.rsa = rsa, job.csa = csa, job.rsb = rsb;      \
-        job.ldc = ldc, job.m = m, job.n = n, job.k = k, job.acc = accumulate;              \
-        if (m < MR && csb == 1) {                                                          \
-            job.chunk = n < 256 ? n : 256;                                                 \
-            am_pool_run(pool, (n + job.chunk - 1) / job.chunk, gemm_rows_##SUF, &job);      \
-            return AMBER_OK;                                                               \
-        }                                                                                  \
-        int64_t ncap = n < NC ? n : NC, mcap = m < MC ? m : MC, kcap = k < KC ? k : KC;    \
-        T *bp;                                                                             \
-        am_arena_mark mark = am_arena_get_mark(ctx->scratch);                              \
-        size_t bn = (size_t)(((ncap + NR - 1) / NR) * NR * kcap);                          \
-        size_t an = (size_t)(((mcap + MR - 1) / MR) * MR * kcap);                          \
-        amber_status st = am_arena_alloc(ctx->scratch, bn * sizeof(T), (void **)&bp, ctx->err); \
-        if (st == AMBER_OK)                                                                \
-            st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *),               \
-                                (void **)&job.apack, ctx->err);                            \
-        for (int w = 0; st == AMBER_OK && w < threads; w++)                                \
-            st = am_arena_alloc(ctx->scratch, an * sizeof(T), (void **)&job.apack[w], ctx->err); \
-        if (st != AMBER_OK) return st;                                                     \
-        int64_t n_ic = (m + MC - 1) / MC;                                                  \
-        for (int64_t jc = 0; jc < n; jc += NC) {                                           \
-            int64_t nc = n - jc < NC ? n - jc : NC, slivers = (nc + NR - 1) / NR;          \
-            /* Enough column chunks that every thread has work (about two tasks each). */  \
-            int64_t want = (2 * threads + n_ic - 1) / n_ic;                                \
-            int64_t nj = want < slivers ? want : slivers;                                  \
-            job.chunk = ((slivers + nj - 1) / nj) * NR;                                    \
-            job.nj = (nc + job.chunk - 1) / job.chunk;                                     \
-            for (int64_t pc = 0; pc < k; pc += KC) {                                       \
-                int64_t kc = k - pc < KC ? k - pc : KC;                                    \
-                pack_b_##SUF(bp, B + pc * rsb + jc * csb, rsb, csb, kc, nc);               \
-                job.bp = bp, job.nc = nc, job.kc = kc, job.jc = jc, job.pc = pc;           \
-                job.acc = accumulate || pc > 0;                                            \
-                am_pool_run(pool, n_ic * job.nj, gemm_task_##SUF, &job);                      \
-            }                                                                              \
-        }                                                                                  \
-        am_arena_release(ctx->scratch, mark);                                              \
-        return AMBER_OK;                                                                   \
-    }
-
-GEMM_IMPL(f32, float, 6, 16, v8f)
-GEMM_IMPL(f64, double, 6, 8, v4d)
 
 /* Integer matrix product with wrapping arithmetic. */
 #define IGEMM(SUF, T, U)                                                                  \
@@ -204,8 +35,16 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     int64_t sx[AMBER_MAX_RANK], sy[AMBER_MAX_RANK], idx[AMBER_MAX_RANK] = {0};
     am_bcast_strides(&bx, out->shape, br, sx);
     am_bcast_strides(&by, out->shape, br, sy);
-    int64_t batches = 1;
+    int64_t batches = 1, xb = 1, yb = 1;
     for (int d = 0; d < br; d++) batches *= out->shape[d];
+    for (int d = 0; d < bx.rank; d++) xb *= bx.shape[d];
+    for (int d = 0; d < by.rank; d++) yb *= by.shape[d];
+    if (yb == 1 && xb == batches) { /* one y for every x: a single product, m * batches rows */
+        m *= batches;
+        batches = 1;
+        br = 0;
+    }
+    bool fixed_y = (ctx->fixed_inputs & 2) != 0;
     int64_t ox = 0, oy = 0;
     for (int64_t bi = 0; bi < batches; bi++) {
         const char *xa = (const char *)x->data + (size_t)(ox * m * k) * z;
@@ -213,14 +52,20 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         char *oc = (char *)out->data + (size_t)(bi * m * nn) * z;
         amber_status st = AMBER_OK;
         switch (out->dtype) {
-        case AMBER_FLOAT32:
-            st = am_gemm_f32(ctx, m, nn, k, (const float *)xa, k, 1, (const float *)ya, nn, 1,
-                             (float *)oc, nn, false);
+        case AMBER_FLOAT32: {
+            const float *b = (const float *)ya;
+            st = am_gemm_prepacked_f32(ctx, m, nn, k, (const float *)xa, k, 1, b, nn, 1,
+                                       fixed_y ? am_gemm_kept_b_f32(ctx, m, nn, k, b) : NULL,
+                                       (float *)oc, nn, false);
             break;
-        case AMBER_FLOAT64:
-            st = am_gemm_f64(ctx, m, nn, k, (const double *)xa, k, 1, (const double *)ya, nn, 1,
-                             (double *)oc, nn, false);
+        }
+        case AMBER_FLOAT64: {
+            const double *b = (const double *)ya;
+            st = am_gemm_prepacked_f64(ctx, m, nn, k, (const double *)xa, k, 1, b, nn, 1,
+                                       fixed_y ? am_gemm_kept_b_f64(ctx, m, nn, k, b) : NULL,
+                                       (double *)oc, nn, false);
             break;
+        }
         case AMBER_INT32:
             igemm_i32(m, nn, k, (const int32_t *)xa, (const int32_t *)ya, (int32_t *)oc);
             break;
@@ -264,8 +109,18 @@ static void geom(conv_geom *g, const int64_t *xs, const int64_t *ws, const int64
     g->pt = a->padding[0], g->pl = a->padding[2];
 }
 
+/* Output columns j whose input column j*sw + q*dw - pl lies in [0, w): [*lo, *hi). */
+static void valid_cols(const conv_geom *g, int64_t q, int64_t *lo, int64_t *hi) {
+    int64_t off = q * g->dw - g->pl; /* input column of output column 0 */
+    *lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    *hi = g->w - 1 - off < 0 ? 0 : (g->w - 1 - off) / g->sw + 1;
+    if (*hi > g->ow) *hi = g->ow;
+    if (*lo > *hi) *lo = *hi;
+}
+
 /* cols[(c*KH + p)*KW + q][i*OW + j] = x[c][i*sh + p*dh - pt][j*sw + q*dw - pl] (0 outside);
- * x points at the group's first channel of one image. With add, the reverse (col2im). */
+ * x points at the group's first channel of one image. With col2im, the reverse: every
+ * cols element is added to the x element it was read from (in the same loop order). */
 #define IM2COL(SUF, T)                                                                     \
     static void im2col_##SUF(const conv_geom *g, T *x, T *cols, bool col2im) {             \
         int64_t L = g->oh * g->ow;                                                         \
@@ -274,66 +129,116 @@ static void geom(conv_geom *g, const int64_t *xs, const int64_t *ws, const int64
                 for (int64_t q = 0; q < g->kw; q++) {                                      \
                     T *row = cols + ((c * g->kh + p) * g->kw + q) * L;                     \
                     T *xc = x + c * g->h * g->w;                                           \
+                    int64_t lo, hi, first = q * g->dw - g->pl;                             \
+                    valid_cols(g, q, &lo, &hi);                                            \
                     for (int64_t i = 0; i < g->oh; i++) {                                  \
                         int64_t r = i * g->sh + p * g->dh - g->pt;                         \
                         T *dst = row + i * g->ow;                                          \
-                        if (r < 0 || r >= g->h) {                                          \
-                            if (!col2im) memset(dst, 0, (size_t)g->ow * sizeof(T));        \
+                        bool in = r >= 0 && r < g->h;                                      \
+                        if (col2im) {                                                      \
+                            if (!in || lo == hi) continue;                                 \
+                            T *xr = xc + r * g->w + lo * g->sw + first;                    \
+                            for (int64_t j = lo; j < hi; j++) xr[(j - lo) * g->sw] += dst[j]; \
                             continue;                                                      \
                         }                                                                  \
-                        T *xr = xc + r * g->w;                                             \
-                        for (int64_t j = 0; j < g->ow; j++) {                              \
-                            int64_t col = j * g->sw + q * g->dw - g->pl;                   \
-                            bool in = col >= 0 && col < g->w;                              \
-                            if (col2im) {                                                  \
-                                if (in) xr[col] += dst[j];                                 \
-                            } else {                                                       \
-                                dst[j] = in ? xr[col] : 0;                                 \
-                            }                                                              \
+                        if (!in) {                                                         \
+                            memset(dst, 0, (size_t)g->ow * sizeof(T));                     \
+                            continue;                                                      \
                         }                                                                  \
+                        memset(dst, 0, (size_t)lo * sizeof(T));                            \
+                        memset(dst + hi, 0, (size_t)(g->ow - hi) * sizeof(T));             \
+                        if (lo == hi) continue;                                            \
+                        const T *src = xc + r * g->w + lo * g->sw + first;                 \
+                        if (g->sw == 1)                                                    \
+                            memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(T));          \
+                        else                                                               \
+                            for (int64_t j = lo; j < hi; j++) dst[j] = src[(j - lo) * g->sw]; \
                     }                                                                      \
                 }                                                                          \
     }
 IM2COL(f32, float)
 IM2COL(f64, double)
 
+/* conv2d and conv2d_input_grad work image by image (and group by group): one task is
+ * one (image, group) pair. With threads and at least as many pairs as threads, the pairs
+ * run in parallel, each product on one thread with its own scratch; otherwise they run
+ * in turn and each product uses the threads. Both give the same bits. */
 #define CONV_KERNELS(SUF, T)                                                               \
-    static amber_status conv_fwd_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,        \
-                                       const T *w, T *y) {                                 \
+    typedef struct conv_job_##SUF {                                                        \
+        am_ctx *ctx; /* in-turn mode: products use ctx (its pool and scratch) */           \
+        const conv_geom *g;                                                                \
+        const T *in, *w; /* x (forward) or dy (input gradient); the weight */              \
+        T *out;          /* y or dx */                                                     \
+        bool grad;                                                                         \
+        T **ws;          /* parallel mode: per worker, cols then product scratch */        \
+        T *cols;         /* in-turn mode */                                                \
+    } conv_job_##SUF;                                                                      \
+                                                                                           \
+    static amber_status conv_pair_##SUF(conv_job_##SUF *j, int64_t t, T *cols, T *scratch) { \
+        const conv_geom *g = j->g;                                                         \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw;                              \
-        T *cols;                                                                           \
-        amber_status st = am_arena_alloc(ctx->scratch, (size_t)(K * L) * sizeof(T),        \
-                                         (void **)&cols, ctx->err);                        \
-        if (st != AMBER_OK) return st;                                                     \
-        for (int64_t ni = 0; ni < g->n; ni++)                                              \
-            for (int64_t gi = 0; gi < g->groups; gi++) {                                   \
-                im2col_##SUF(g, (T *)(x + (ni * g->c + gi * g->cg) * g->h * g->w), cols,   \
-                             false);                                                       \
-                st = am_gemm_##SUF(ctx, g->og, L, K, w + gi * g->og * K, K, 1, cols, L, 1, \
-                                   y + (ni * g->o + gi * g->og) * L, L, false);            \
-                if (st != AMBER_OK) return st;                                             \
-            }                                                                              \
+        int64_t ni = t / g->groups, gi = t % g->groups;                                    \
+        const T *w = j->w + gi * g->og * K;                                                \
+        if (!j->grad) {                                                                    \
+            T *y = j->out + (ni * g->o + gi * g->og) * L;                                  \
+            im2col_##SUF(g, (T *)(j->in + (ni * g->c + gi * g->cg) * g->h * g->w), cols, false); \
+            if (!scratch)                                                                  \
+                return am_gemm_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, false); \
+            am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false, scratch); \
+            return AMBER_OK;                                                               \
+        }                                                                                  \
+        /* dx_g = col2im(W_g^T @ dy_g) */                                                  \
+        const T *dy = j->in + (ni * g->o + gi * g->og) * L;                                \
+        T *dx = j->out + (ni * g->c + gi * g->cg) * g->h * g->w;                           \
+        if (!scratch) {                                                                    \
+            amber_status st = am_gemm_##SUF(j->ctx, K, L, g->og, w, 1, K, dy, L, 1, cols, L, false); \
+            if (st != AMBER_OK) return st;                                                 \
+        } else {                                                                           \
+            am_gemm_serial_##SUF(K, L, g->og, w, 1, K, dy, L, 1, NULL, cols, L, false, scratch); \
+        }                                                                                  \
+        memset(dx, 0, (size_t)(g->cg * g->h * g->w) * sizeof(T));                          \
+        im2col_##SUF(g, dx, cols, true);                                                   \
         return AMBER_OK;                                                                   \
     }                                                                                      \
-    /* dx = col2im(W_g^T @ dy_g) */                                                        \
-    static amber_status conv_dx_##SUF(am_ctx *ctx, const conv_geom *g, const T *dy,        \
-                                      const T *w, T *dx) {                                 \
-        int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw;                              \
-        T *cols;                                                                           \
-        amber_status st = am_arena_alloc(ctx->scratch, (size_t)(K * L) * sizeof(T),        \
-                                         (void **)&cols, ctx->err);                        \
-        if (st != AMBER_OK) return st;                                                     \
-        memset(dx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof(T));                    \
-        for (int64_t ni = 0; ni < g->n; ni++)                                              \
-            for (int64_t gi = 0; gi < g->groups; gi++) {                                   \
-                st = am_gemm_##SUF(ctx, K, L, g->og, w + gi * g->og * K, 1, K,             \
-                                   dy + (ni * g->o + gi * g->og) * L, L, 1, cols, L, false); \
-                if (st != AMBER_OK) return st;                                             \
-                im2col_##SUF(g, dx + (ni * g->c + gi * g->cg) * g->h * g->w, cols, true);  \
-            }                                                                              \
-        return AMBER_OK;                                                                   \
+                                                                                           \
+    static void conv_task_##SUF(void *ud, int64_t t, int worker) {                         \
+        conv_job_##SUF *j = (conv_job_##SUF *)ud;                                          \
+        const conv_geom *g = j->g;                                                         \
+        T *cols = j->ws[worker];                                                           \
+        (void)conv_pair_##SUF(j, t, cols, cols + g->oh * g->ow * g->cg * g->kh * g->kw);   \
     }                                                                                      \
-    /* dW_g = sum_n dy_g @ im2col(x)^T */                                                  \
+                                                                                           \
+    static amber_status conv_run_##SUF(am_ctx *ctx, const conv_geom *g, const T *in,       \
+                                       const T *w, T *out, bool grad) {                    \
+        int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw, pairs = g->n * g->groups;    \
+        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL};                       \
+        int threads = am_pool_size(ctx->pool);                                             \
+        bool parallel = threads > 1 && pairs >= threads &&                                 \
+                        (double)pairs * (double)g->og * (double)L * (double)K >= AM_PARALLEL_MIN; \
+        amber_status st;                                                                   \
+        if (parallel) {                                                                    \
+            int64_t m = grad ? K : g->og, kk = grad ? g->og : K;                           \
+            size_t len = (size_t)(K * L) + am_gemm_scratch_len_##SUF(m, L, kk, false);     \
+            am_arena_mark mark = am_arena_get_mark(ctx->scratch);                          \
+            st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&job.ws, \
+                                NULL);                                                     \
+            for (int i = 0; st == AMBER_OK && i < threads; i++)                            \
+                st = am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)&job.ws[i], NULL); \
+            if (st == AMBER_OK) {                                                          \
+                am_pool_run(ctx->pool, pairs, conv_task_##SUF, &job);                      \
+                return AMBER_OK;                                                           \
+            }                                                                              \
+            /* Scratch for every thread does not fit the limit: one pair at a time. */    \
+            am_arena_release(ctx->scratch, mark);                                          \
+        }                                                                                  \
+        st = am_arena_alloc(ctx->scratch, (size_t)(K * L) * sizeof(T), (void **)&job.cols, \
+                            ctx->err);                                                     \
+        for (int64_t t = 0; st == AMBER_OK && t < pairs; t++)                              \
+            st = conv_pair_##SUF(&job, t, job.cols, NULL);                                 \
+        return st;                                                                         \
+    }                                                                                      \
+                                                                                           \
+    /* dW_g = sum_n dy_g @ im2col(x)^T (images in order: the sum runs across them) */      \
     static amber_status conv_dw_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,         \
                                       const T *dy, T *dw) {                                \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw;                              \
@@ -361,8 +266,8 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
     if (out->dtype == AMBER_FLOAT32)
-        return conv_fwd_f32(ctx, &g, in[0].data, in[1].data, out->data);
-    return conv_fwd_f64(ctx, &g, in[0].data, in[1].data, out->data);
+        return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, false);
+    return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, false);
 }
 
 amber_status k_conv2d_input_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -371,8 +276,8 @@ amber_status k_conv2d_input_grad(const am_op *op, am_ctx *ctx, const amber_tenso
     conv_geom g;
     geom(&g, out->shape, in[1].shape, in[0].shape, a);
     if (out->dtype == AMBER_FLOAT32)
-        return conv_dx_f32(ctx, &g, in[0].data, in[1].data, out->data);
-    return conv_dx_f64(ctx, &g, in[0].data, in[1].data, out->data);
+        return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, true);
+    return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, true);
 }
 
 amber_status k_conv2d_weight_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,

@@ -57,10 +57,51 @@ int am_pool_size(const am_pool *p);
 /* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
 
+/* ---------------------------------------------------------------- kept data (keep.c) */
+
+/* Data a kernel derives from a fixed input (a weight, a constant, or a value computed
+ * from them once; see am_ctx.fixed_inputs), such as a packed copy of a weight, kept for
+ * the session's lifetime and found again by the input's address, a kind tag and two
+ * dimensions. Only the calling thread of a kernel may use it. */
+typedef amber_status (*am_keep_alloc_fn)(void *owner, size_t size, void **out);
+typedef void (*am_keep_release_fn)(void *owner, void *data, size_t size);
+typedef struct am_kept {
+    const void *key;
+    uint32_t kind;
+    int64_t d0, d1;
+    void *data;
+    size_t size;
+} am_kept;
+typedef struct am_keep {
+    am_keep_alloc_fn alloc; /* 64-byte aligned memory, handed back to release */
+    am_keep_release_fn release;
+    void *owner;
+    bool off; /* dropped once: keep nothing more */
+    size_t n, cap;
+    am_kept *items;
+} am_keep;
+
+void am_keep_init(am_keep *k, am_keep_alloc_fn alloc, am_keep_release_fn release, void *owner);
+void am_keep_free(am_keep *k);
+/* Releases everything kept and keeps nothing from then on (the owner needs the memory;
+ * no kernel may be running). Returns whether anything was released. */
+bool am_keep_drop(am_keep *k);
+/* The data kept for (key, kind, d0, d1), or NULL. */
+void *am_keep_find(const am_keep *k, const void *key, uint32_t kind, int64_t d0, int64_t d1);
+/* New kept data of `size` bytes for (key, kind, d0, d1), or NULL when memory or the
+ * session's memory limit does not allow it (the caller then does without). */
+void *am_keep_add(am_keep *k, const void *key, uint32_t kind, int64_t d0, int64_t d1,
+                  size_t size);
+
 typedef struct am_ctx {
     am_error *err;
     am_arena *scratch; /* temporary buffers of one kernel call (calling thread only) */
     am_pool *pool;     /* intra-op threads, or NULL */
+    /* Set by the interpreter per node: bit k when input k keeps its value and its memory
+     * for the session's lifetime; and where to keep data derived from such inputs (NULL:
+     * nowhere). */
+    unsigned fixed_inputs;
+    am_keep *keep;
 } am_ctx;
 
 typedef struct am_op am_op;
@@ -183,13 +224,56 @@ typedef struct am_fused {
 amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
                           amber_tensor *out);
 
-/* GEMM: C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides (rs, cs),
- * C row-major with leading dimension ldc. */
+/* Products of fewer multiply-adds than this run on the calling thread (handing work to
+ * the pool costs about a microsecond even with the workers awake). */
+#define AM_PARALLEL_MIN 131072.0
+
+/* GEMM (gemm.c): C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides
+ * (rs, cs), C row-major with leading dimension ldc. */
 amber_status am_gemm_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *A,
                          int64_t rsa, int64_t csa, const float *B, int64_t rsb, int64_t csb,
                          float *C, int64_t ldc, bool accumulate);
 amber_status am_gemm_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const double *A,
                          int64_t rsa, int64_t csa, const double *B, int64_t rsb, int64_t csb,
                          double *C, int64_t ldc, bool accumulate);
+/* B packed once (a weight): am_gemm_packed_len elements filled by am_gemm_pack_b. The
+ * product equals am_gemm's bit for bit when B is given too (few-row products read B
+ * directly); B may be NULL, and then every product uses the packed copy. */
+size_t am_gemm_packed_len_f32(int64_t k, int64_t n);
+size_t am_gemm_packed_len_f64(int64_t k, int64_t n);
+void am_gemm_pack_b_f32(const float *B, int64_t rsb, int64_t csb, int64_t k, int64_t n,
+                        float *dst);
+void am_gemm_pack_b_f64(const double *B, int64_t rsb, int64_t csb, int64_t k, int64_t n,
+                        double *dst);
+amber_status am_gemm_prepacked_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                   const float *A, int64_t rsa, int64_t csa, const float *B,
+                                   int64_t rsb, int64_t csb, const float *packed, float *C,
+                                   int64_t ldc, bool accumulate);
+amber_status am_gemm_prepacked_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                   const double *A, int64_t rsa, int64_t csa, const double *B,
+                                   int64_t rsb, int64_t csb, const double *packed, double *C,
+                                   int64_t ldc, bool accumulate);
+/* A packed copy of the fixed, row-major B[k, n] kept in ctx->keep (made on first use),
+ * or NULL when a product of m rows would not use it or memory does not allow it. */
+const float *am_gemm_kept_b_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *B);
+const double *am_gemm_kept_b_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                 const double *B);
+/* The same product on the calling thread only, with caller-provided scratch of
+ * am_gemm_scratch_len elements (packed: whether `packed` will be given), so that it can
+ * run inside a pool task. B may be NULL when packed is given. */
+size_t am_gemm_scratch_len_f32(int64_t m, int64_t n, int64_t k, bool packed);
+size_t am_gemm_scratch_len_f64(int64_t m, int64_t n, int64_t k, bool packed);
+void am_gemm_serial_f32(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
+                        int64_t csa, const float *B, int64_t rsb, int64_t csb,
+                        const float *packed, float *C, int64_t ldc, bool accumulate,
+                        float *scratch);
+void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa,
+                        int64_t csa, const double *B, int64_t rsb, int64_t csb,
+                        const double *packed, double *C, int64_t ldc, bool accumulate,
+                        double *scratch);
+/* Kernel instruction set: the best the CPU has unless a test asks for a lower one.
+ * Returns the one in use. Not for concurrent use with running kernels. */
+enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1 };
+int am_gemm_set_isa(int isa);
 
 #endif

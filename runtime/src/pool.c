@@ -1,31 +1,102 @@
-/* A small fork-join thread pool owned by one session: am_pool_run hands out task
- * indices to the workers and the calling thread, and returns when all are done. */
+/* A small fork-join thread pool owned by one session. am_pool_run publishes a job; the
+ * workers and the calling thread take task indices from a shared counter, and the call
+ * returns when every task has finished.
+ *
+ * Latency matters more than anything (a matmul of an MLP at batch 1 takes ~20 us):
+ * - workers stay awake (spinning, then yielding) for a while after each job before they
+ *   sleep on a condition variable, so the next job of the same run, or of the next run,
+ *   starts within about a microsecond;
+ * - completion is counted in tasks, not workers: the caller never waits for a worker that
+ *   is asleep or descheduled; it runs the remaining tasks itself;
+ * - a worker only enters a job while it is open (gen even); the caller closes it, then
+ *   waits until no worker is inside before the job's memory may change.
+ * The protocol relies on sequentially consistent atomics (the default of <stdatomic.h>)
+ * for the publish/sleep handshakes. */
 #include "ops.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* How long an idle worker (or a waiting caller) stays awake before it sleeps, and how
+ * many turns of that it spins without yielding (a pause takes ~30 ns on the machine the
+ * figures in bench/RESULTS.md come from: about ten microseconds). */
+#define SPIN_NS 200000
+#define SPIN_BUSY 400u
 
 struct am_pool {
     int n_workers; /* threads besides the caller */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    uint64_t generation;
-    int active; /* workers still busy with the current generation */
-    bool stop;
+    atomic_uint_fast64_t gen; /* even: a job is open; odd: closed. Bumped by the caller */
+    atomic_int sleepers;      /* workers waiting on `work` */
+    atomic_int caller_sleeping;
+    atomic_int inside;        /* workers inside the open job */
+    atomic_bool stop;
+    /* The job: written by the caller while closed, read by workers while open. */
     am_task_fn fn;
     void *ud;
     int64_t n_tasks;
-    atomic_llong next;
+    atomic_llong next;     /* next task index to hand out */
+    atomic_llong finished; /* tasks completed */
 };
 
-static void drain(am_pool *p, int worker) {
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs tasks until none is left; returns how many this thread ran. */
+static long long drain(am_pool *p, int worker) {
+    long long ran = 0;
     for (;;) {
         long long t = atomic_fetch_add(&p->next, 1);
-        if (t >= p->n_tasks) return;
+        if (t >= p->n_tasks) return ran;
         p->fn(p->ud, (int64_t)t, worker);
+        ran++;
     }
+}
+
+/* Waits up to SPIN_NS for cond(p, arg) without sleeping; false if it did not hold.
+ * NOTE: after a short busy spin the loop yields the CPU on every turn: when threads
+ * outnumber free cores, a busy-spinning thread would take the time slices of the very
+ * thread it waits for (the caller still working on its share, or a worker holding a
+ * task), and a job would take many times longer. */
+static bool spin_until(bool (*cond)(am_pool *, uint64_t), am_pool *p, uint64_t arg) {
+    uint64_t t0 = 0;
+    for (unsigned i = 1;; i++) {
+        if (cond(p, arg)) return true;
+        if (i < SPIN_BUSY) {
+            CPU_RELAX();
+            continue;
+        }
+        sched_yield();
+        if ((i & 15) == 0) { /* read the clock rarely */
+            uint64_t t = now_ns();
+            if (!t0) t0 = t;
+            else if (t - t0 > SPIN_NS) return false;
+        }
+    }
+}
+
+static bool has_news(am_pool *p, uint64_t seen) {
+    return atomic_load(&p->gen) != seen || atomic_load(&p->stop);
+}
+
+static bool all_finished(am_pool *p, uint64_t n) {
+    return (uint64_t)atomic_load(&p->finished) >= n;
 }
 
 typedef struct worker_arg {
@@ -38,18 +109,33 @@ static void *worker_main(void *arg) {
     am_pool *p = wa->pool;
     int index = wa->index;
     free(wa);
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
+    uint64_t seen = 1; /* the initial, closed generation */
     for (;;) {
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->work, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
-        drain(p, index);
-        pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
+        if (!spin_until(has_news, p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!has_news(p, seen)) pthread_cond_wait(&p->work, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load(&p->gen);
+        if (seen & 1) continue; /* closed already: wait for the next one */
+        atomic_fetch_add(&p->inside, 1);
+        /* Re-check after announcing ourselves: the caller may have closed the job (and
+         * may be about to reuse its fields) between our two loads. */
+        if (atomic_load(&p->gen) == seen) {
+            long long ran = drain(p, index);
+            if (ran &&
+                atomic_fetch_add(&p->finished, ran) + ran >= p->n_tasks &&
+                atomic_load(&p->caller_sleeping)) {
+                pthread_mutex_lock(&p->mu);
+                pthread_cond_signal(&p->done);
+                pthread_mutex_unlock(&p->mu);
+            }
+        }
+        atomic_fetch_sub(&p->inside, 1);
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -66,7 +152,13 @@ amber_status am_pool_create(int threads, am_pool **out, am_error *err) {
     }
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->gen, 1); /* closed */
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->caller_sleeping, 0);
+    atomic_init(&p->inside, 0);
+    atomic_init(&p->stop, false);
     atomic_init(&p->next, 0);
+    atomic_init(&p->finished, 0);
     for (int i = 0; i < threads - 1; i++) {
         worker_arg *wa = (worker_arg *)malloc(sizeof *wa);
         if (wa) *wa = (worker_arg){p, i + 1};
@@ -83,7 +175,7 @@ amber_status am_pool_create(int threads, am_pool **out, am_error *err) {
 void am_pool_free(am_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = true;
+    atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_workers; i++) pthread_join(p->threads[i], NULL);
@@ -101,17 +193,30 @@ void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ud, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* Closed, and no worker inside (the previous call waited for that): safe to write. */
     p->fn = fn;
     p->ud = ud;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->active = p->n_workers;
-    p->generation++;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->mu);
-    drain(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->finished, 0);
+    atomic_fetch_add(&p->gen, 1); /* open */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->mu);
+    }
+    long long ran = drain(p, 0);
+    atomic_fetch_add(&p->finished, ran);
+    if (!spin_until(all_finished, p, (uint64_t)n_tasks)) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_sleeping, 1);
+        while (!all_finished(p, (uint64_t)n_tasks)) pthread_cond_wait(&p->done, &p->mu);
+        atomic_store(&p->caller_sleeping, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
+    atomic_fetch_add(&p->gen, 1); /* closed: late workers turn back */
+    for (unsigned i = 1; atomic_load(&p->inside) > 0; i++) {
+        if (i < SPIN_BUSY) CPU_RELAX();
+        else sched_yield(); /* the worker inside may be descheduled */
+    }
 }

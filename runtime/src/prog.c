@@ -395,6 +395,19 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
         if (outer[n->out[0]] || !used[n->out[0]]) f->n_cached++;
         else n->hoist = AM_HOIST_INNER;
     }
+    /* Inputs whose data stays put for a session (am_ctx.fixed_inputs): weights,
+     * constants and cached values, not the inner ones (they live in the run arena). */
+    uint8_t *kept = outer; /* reused */
+    memset(kept, 0, f->n_values ? f->n_values : 1);
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        am_node *n = &f->nodes[ni];
+        if (n->hoist == AM_HOIST_NONE)
+            for (int k = 0; k < n->n_in && k < 8; k++)
+                if (kept[n->in[k]]) n->fixed_in |= (uint8_t)(1u << k);
+        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
+            n->hoist == AM_HOIST_CACHED)
+            kept[n->out[0]] = 1;
+    }
     free(outer);
     free(used);
     return AMBER_OK;

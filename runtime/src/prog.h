@@ -56,6 +56,8 @@ typedef struct am_node {
     uint32_t root;              /* AM_FUSE_MEMBER: the node index of its group's root */
     const am_fused *fused;      /* AM_FUSE_ROOT: the group it runs */
     bool alias;                 /* reshape: the result is the input's memory, not a copy */
+    uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
+                                   value computed from them only (am_ctx.fixed_inputs) */
 } am_node;
 
 typedef struct am_func {

@@ -26,6 +26,7 @@ struct amber_session {
         amber_tensor *vals;
     } *hoisted;
     size_t hoisted_bytes;
+    am_keep keep; /* data kernels derive from fixed inputs; counted in hoisted_bytes */
     /* Blocks of the arena released during the current run, reused best-fit. */
     size_t n_free, cap_free;
     struct free_block {
@@ -58,6 +59,8 @@ struct plan {
     size_t size, value_bytes;
 };
 
+static bool drop_kept(amber_session *s);
+
 static amber_status value_alloc(amber_session *s, size_t size, void **out) {
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < s->n_free; i++)
@@ -69,7 +72,9 @@ static amber_status value_alloc(amber_session *s, size_t size, void **out) {
         s->free_blocks[best] = s->free_blocks[--s->n_free];
         return AMBER_OK;
     }
-    return am_arena_alloc(&s->arena, size, out, &s->err);
+    amber_status st = am_arena_alloc(&s->arena, size, out, &s->err);
+    if (st == AMBER_ERR_LIMIT && drop_kept(s)) st = am_arena_alloc(&s->arena, size, out, &s->err);
+    return st;
 }
 
 static void value_release(amber_session *s, void *ptr, size_t size) {
@@ -84,6 +89,9 @@ static void value_release(amber_session *s, void *ptr, size_t size) {
     s->free_blocks[s->n_free++].size = size;
 }
 
+static amber_status keep_alloc(void *owner, size_t size, void **out);
+static void keep_release(void *owner, void *data, size_t size);
+
 amber_status amber_session_create(const amber_model *model, amber_session **out) {
     if (!out) return AMBER_ERR_INVALID_ARGUMENT;
     *out = NULL;
@@ -91,6 +99,7 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     amber_session *s = (amber_session *)calloc(1, sizeof *s);
     if (!s) return AMBER_ERR_NO_MEMORY;
     s->model = model;
+    am_keep_init(&s->keep, keep_alloc, keep_release, s);
     size_t limit = (size_t)model->opts.memory_limit;
     am_arena_init(&s->arena, limit);
     am_arena_init(&s->scratch, limit);
@@ -117,6 +126,7 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
 
 void amber_session_free(amber_session *s) {
     if (!s) return;
+    am_keep_free(&s->keep);
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
     am_pool_free(s->pool);
@@ -179,30 +189,56 @@ static void set_arena_limit(amber_session *s) {
 }
 
 /* Checks that `size` more bytes beside the arena, the block and the hoisted values stay
- * within the memory limit; *need is size rounded up as it will be counted. */
-static amber_status charge(amber_session *s, size_t size, size_t *need) {
+ * within the memory limit; *need is size rounded up as it will be counted. With err
+ * NULL, a failure leaves no message (kept kernel data is optional). */
+static amber_status charge(amber_session *s, size_t size, size_t *need, am_error *err) {
     size_t limit = (size_t)s->model->opts.memory_limit, total;
     if (!am_add_size(size ? size : 1, 63, need))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
+        return am_fail(err, AMBER_ERR_LIMIT, "allocation of %zu bytes is too large", size);
     *need &= ~(size_t)63;
     size_t held = s->hoisted_bytes + s->block_size;
     if (!am_add_size(held, *need, &total) ||
         (limit && (total > limit || s->arena.held > limit - total)))
-        return am_fail(&s->err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
+        return am_fail(err, AMBER_ERR_LIMIT, "memory limit of %zu bytes exceeded (holding "
                        "%zu, need %zu more)", limit, held + s->arena.held, *need);
     return AMBER_OK;
 }
 
-/* Memory for a hoisted value: it and the run arena share the memory limit. */
-static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
+/* Memory for a hoisted value: it and the run arena share the memory limit. With err
+ * NULL, a failure leaves no message (kept kernel data is optional). */
+static amber_status hoisted_alloc_err(amber_session *s, size_t size, void **out, am_error *err) {
     size_t need;
-    amber_status st = charge(s, size, &need);
+    amber_status st = charge(s, size, &need, err);
     if (st != AMBER_OK) return st;
     *out = aligned_alloc(64, need);
-    if (!*out) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
+    if (!*out) return am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
     s->hoisted_bytes += need;
     set_arena_limit(s);
     return AMBER_OK;
+}
+
+static amber_status hoisted_alloc(amber_session *s, size_t size, void **out) {
+    amber_status st = hoisted_alloc_err(s, size, out, &s->err);
+    if (st == AMBER_ERR_LIMIT && drop_kept(s)) st = hoisted_alloc_err(s, size, out, &s->err);
+    return st;
+}
+
+static amber_status keep_alloc(void *owner, size_t size, void **out) {
+    return hoisted_alloc_err((amber_session *)owner, size, out, NULL);
+}
+
+static void hoisted_drop(amber_session *s, void *p, size_t size);
+
+static void keep_release(void *owner, void *data, size_t size) {
+    hoisted_drop((amber_session *)owner, data, size);
+}
+
+/* Kernel data kept for speed gives way when values need the memory (between kernels
+ * only); it is not made again in this session. True if memory was freed. */
+static bool drop_kept(amber_session *s) {
+    if (!am_keep_drop(&s->keep)) return false;
+    am_error_clear(&s->err); /* the failure that led here is retried */
+    return true;
 }
 
 /* Grows the planned block to at least size bytes (its old contents are not kept). */
@@ -212,7 +248,8 @@ static amber_status block_reserve(amber_session *s, size_t size) {
     s->block = NULL;
     s->block_size = 0;
     size_t need;
-    amber_status st = charge(s, size, &need);
+    amber_status st = charge(s, size, &need, &s->err);
+    if (st == AMBER_ERR_LIMIT && drop_kept(s)) st = charge(s, size, &need, &s->err);
     if (st == AMBER_OK && !(s->block = aligned_alloc(64, need)))
         st = am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory allocating %zu bytes", need);
     if (st == AMBER_OK) s->block_size = need;
@@ -258,7 +295,6 @@ static amber_status loop_begin(amber_session *s, loop_mem *lm, const amber_tenso
     return AMBER_OK;
 }
 
-/* Moves the new carries into the loop's buffers (types must not change). */
 /* True if [p, p + n) overlaps any carry buffer but carry c's own. */
 static bool in_other_carry(const loop_mem *lm, const amber_tensor *carries, int n, int c,
                            const char *p, size_t nb) {
@@ -271,6 +307,7 @@ static bool in_other_carry(const loop_mem *lm, const amber_tensor *carries, int 
     return false;
 }
 
+/* Moves the new carries into the loop's buffers (types must not change). */
 static amber_status keep_carries(amber_session *s, loop_mem *lm, amber_tensor *carries,
                                  const amber_tensor *fresh, int n) {
     /* NOTE: a body may return carries permuted ((a, b) -> (b, a)) or a reshape of another
@@ -724,7 +761,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
     const am_func *f = &s->model->prog.funcs[fi];
     am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
     struct hoisted *h = &s->hoisted[fi];
-    am_ctx ctx = {&s->err, &s->scratch, s->pool};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};
     amber_status st = AMBER_OK;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
@@ -782,6 +819,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
             else st = value_alloc(s, nbytes, &outs[0].data);
             if (st == AMBER_OK) {
+                ctx.fixed_inputs = n->fixed_in;
                 if (n->fuse == AM_FUSE_ROOT) {
                     amber_tensor ext[AM_FUSED_MAX_EXT];
                     for (int k = 0; k < n->fused->n_ext; k++) ext[k] = vals[n->fused->ext[k]];

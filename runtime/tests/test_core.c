@@ -234,7 +234,7 @@ static void test_tensor_and_ops(void) {
     am_arena oa, sc;
     am_arena_init(&oa, 0);
     am_arena_init(&sc, 0);
-    am_ctx ctx = {&err, &sc, NULL};
+    am_ctx ctx = {&err, &sc, NULL, 0, NULL};
     am_attrs attrs;
     CHECK(am_attrs_decode(div, NULL, NULL, NULL, &attrs, &err) == AMBER_OK);
     CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_OK);
@@ -248,49 +248,203 @@ static void test_tensor_and_ops(void) {
     am_arena_free(&sc);
 }
 
-/* The threaded GEMM gives bit-identical results to the serial one, on every path
- * (few rows, packed blocks, transposed operands, accumulation), and matches a naive
- * double-precision product within the sum bound. */
-static void test_gemm_threads(void) {
-    static const int64_t sizes[][3] = {{1, 700, 300}, {3, 50, 9}, {7, 1030, 300},
-                                       {100, 97, 260}, {200, 300, 64}, {6, 16, 1}};
+/* |got - exact| within twice the sum bound of docs/opset.md (k terms plus the initial C
+ * when accumulating), the exact value taken in double precision. */
+static bool within_bound(const float *c, const float *c0, const float *a, int64_t rsa,
+                         int64_t csa, const float *b, int64_t rsb, int64_t csb, int64_t m,
+                         int64_t n, int64_t k) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double ref = c0 ? c0[i * n + j] : 0, mag = fabs(ref);
+            for (int64_t p = 0; p < k; p++) {
+                double term = (double)a[i * rsa + p * csa] * b[p * rsb + j * csb];
+                ref += term;
+                mag += fabs(term);
+            }
+            if (fabs(c[i * n + j] - ref) > 4.0 * (double)(k + 1) * 0x1p-24 * mag) return false;
+        }
+    return true;
+}
+
+static amber_status failing_alloc(void *owner, size_t size, void **out) {
+    (void)owner, (void)size;
+    *out = NULL;
+    return AMBER_ERR_LIMIT;
+}
+
+static amber_status plain_alloc(void *owner, size_t size, void **out) {
+    (void)owner;
+    *out = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    return *out ? AMBER_OK : AMBER_ERR_NO_MEMORY;
+}
+
+static void plain_release(void *owner, void *data, size_t size) {
+    (void)owner, (void)size;
+    free(data);
+}
+
+/* Every GEMM path (GEMV rows, packed blocks, several KC and NC blocks, tails narrower
+ * than the register tile, transposed operands, accumulation, a B packed once, serial
+ * with caller scratch) on every instruction set the CPU has: threads and packing never
+ * change a bit, and results stay within the sum bound. */
+static void test_gemm(void) {
+    static const int64_t sizes[][3] = {
+        {1, 700, 300}, {2, 33, 17},  {3, 50, 9},     {7, 1030, 300}, {100, 97, 260},
+        {200, 300, 64}, {6, 16, 1},  {1, 5, 3},      {5, 2100, 530}, {13, 19, 513},
+        {1, 1, 1},      {97, 1, 31}, {64, 512, 784}, {2, 7, 0}};
     am_error err;
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
     CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
-    am_ctx serial = {&err, &sc, NULL}, threaded = {&err, &sc, pool};
-    for (size_t c = 0; c < AM_ARRAY_LEN(sizes); c++) {
-        int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
-        float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
-        float *c1 = malloc(sizeof(float) * (size_t)(m * n)), *c2 = malloc(sizeof(float) * (size_t)(m * n));
-        for (int64_t i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 201 - 100) / 64.0f;
-        for (int64_t i = 0; i < k * n; i++) b[i] = (float)((i * 104729) % 199 - 99) / 32.0f;
-        for (int t = 0; t < 2; t++) {
-            /* t = 1: B read transposed (as conv2d_weight_grad does), then accumulate. */
-            int64_t rsb = t ? 1 : n, csb = t ? k : 1;
-            CHECK(am_gemm_f32(&serial, m, n, k, a, k, 1, b, rsb, csb, c1, n, false) == AMBER_OK);
-            CHECK(am_gemm_f32(&threaded, m, n, k, a, k, 1, b, rsb, csb, c2, n, false) == AMBER_OK);
-            CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)(m * n)));
-            CHECK(am_gemm_f32(&threaded, m, n, k, a, k, 1, b, rsb, csb, c2, n, true) == AMBER_OK);
-            double worst = 0;
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++) {
-                    double ref = 0, mag = 0;
-                    for (int64_t p = 0; p < k; p++) {
-                        double term = (double)a[i * k + p] * b[p * rsb + j * csb];
-                        ref += term;
-                        mag += fabs(term);
+    am_keep keep;
+    am_keep_init(&keep, plain_alloc, plain_release, NULL);
+    am_ctx serial = {&err, &sc, NULL, 0, NULL}, threaded = {&err, &sc, pool, 0, &keep};
+    int best = am_gemm_set_isa(99);
+    for (int isa = 0; isa <= best; isa++) {
+        CHECK(am_gemm_set_isa(isa) == isa);
+        for (size_t c = 0; c < AM_ARRAY_LEN(sizes); c++) {
+            int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+            size_t na = (size_t)(m * k) + 1, nb = (size_t)(k * n) + 1, nc = (size_t)(m * n);
+            float *a = malloc(sizeof(float) * na), *b = malloc(sizeof(float) * nb);
+            float *c1 = malloc(sizeof(float) * nc), *c2 = malloc(sizeof(float) * nc);
+            float *c0 = malloc(sizeof(float) * nc);
+            for (size_t i = 0; i < na; i++) a[i] = (float)((i * 7919) % 201) / 64.0f - 1.5f;
+            for (size_t i = 0; i < nb; i++) b[i] = (float)((i * 104729) % 199) / 32.0f - 3.0f;
+            for (size_t i = 0; i < nc; i++) c0[i] = (float)(i % 7) - 3.0f;
+            for (int t = 0; t < 3; t++) {
+                /* t = 1: B read transposed (conv2d_weight_grad); t = 2: A transposed
+                 * (conv2d_input_grad). */
+                int64_t rsb = t == 1 ? 1 : n, csb = t == 1 ? k : 1;
+                int64_t rsa = t == 2 ? 1 : k, csa = t == 2 ? m : 1;
+                CHECK(am_gemm_f32(&serial, m, n, k, a, rsa, csa, b, rsb, csb, c1, n, false) == AMBER_OK);
+                CHECK(within_bound(c1, NULL, a, rsa, csa, b, rsb, csb, m, n, k));
+                CHECK(am_gemm_f32(&threaded, m, n, k, a, rsa, csa, b, rsb, csb, c2, n, false) == AMBER_OK);
+                CHECK(!memcmp(c1, c2, sizeof(float) * nc));
+                size_t len = am_gemm_scratch_len_f32(m, n, k, false);
+                float *scratch = malloc(sizeof(float) * (len + 1));
+                memset(c2, 0xff, sizeof(float) * nc);
+                am_gemm_serial_f32(m, n, k, a, rsa, csa, b, rsb, csb, NULL, c2, n, false, scratch);
+                CHECK(!memcmp(c1, c2, sizeof(float) * nc));
+                free(scratch);
+                if (t == 0) { /* B packed once: same bits, serial and threaded, twice */
+                    for (int r = 0; r < 2; r++) {
+                        const float *pk = am_gemm_kept_b_f32(&threaded, m, n, k, b);
+                        CHECK(pk == NULL || pk == am_keep_find(&keep, b, 0x4700u | 4u, k, n));
+                        memset(c2, 0xff, sizeof(float) * nc);
+                        CHECK(am_gemm_prepacked_f32(r ? &threaded : &serial, m, n, k, a, rsa,
+                                                    csa, b, rsb, csb, pk, c2, n, false) == AMBER_OK);
+                        CHECK(!memcmp(c1, c2, sizeof(float) * nc));
                     }
-                    double e = fabs(c2[i * n + j] - 2 * ref) - 4.0 * (double)(k + 1) * 0x1p-24 * 2 * mag;
-                    if (e > worst) worst = e;
+                    /* Only B given as packed (B NULL): the packed path for any m. */
+                    if (m > 0 && n >= 16 && k > 0) {
+                        float *pk = malloc(sizeof(float) * am_gemm_packed_len_f32(k, n));
+                        am_gemm_pack_b_f32(b, n, 1, k, n, pk);
+                        CHECK(am_gemm_prepacked_f32(&threaded, m, n, k, a, rsa, csa, NULL, 0,
+                                                    0, pk, c2, n, false) == AMBER_OK);
+                        CHECK(within_bound(c2, NULL, a, rsa, csa, b, rsb, csb, m, n, k));
+                        free(pk);
+                    }
                 }
-            CHECK(worst <= 0);
+                memcpy(c2, c0, sizeof(float) * nc);
+                CHECK(am_gemm_f32(&threaded, m, n, k, a, rsa, csa, b, rsb, csb, c2, n, true) == AMBER_OK);
+                CHECK(within_bound(c2, c0, a, rsa, csa, b, rsb, csb, m, n, k));
+            }
+            /* Special values: a NaN in A spoils its row, an infinity in B its column. */
+            if (m >= 2 && k >= 1 && n >= 2) {
+                for (size_t i = 0; i < na; i++) a[i] = 0.5f;
+                a[0] = NAN;
+                b[1] = INFINITY;
+                CHECK(am_gemm_f32(&threaded, m, n, k, a, k, 1, b, n, 1, c1, n, false) == AMBER_OK);
+                for (int64_t j = 0; j < n; j++) CHECK(isnan(c1[j]));
+                for (int64_t i = 1; i < m; i++) CHECK(c1[i * n + 1] == INFINITY);
+            }
+            free(a), free(b), free(c0), free(c1), free(c2);
         }
-        free(a), free(b), free(c1), free(c2);
     }
+    am_gemm_set_isa(best);
+    /* When no memory may be kept, the product goes without; scratch beyond the arena's
+     * limit is a status, never a crash. */
+    am_keep none;
+    am_keep_init(&none, failing_alloc, plain_release, NULL);
+    am_ctx no_keep = {&err, &sc, NULL, 0, &none};
+    float *big = calloc(64 * 64, sizeof(float)), *out = calloc(64 * 64, sizeof(float));
+    CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, 64, big) == NULL && none.n == 0);
+    am_arena tiny;
+    am_arena_init(&tiny, 256);
+    am_ctx limited = {&err, &tiny, pool, 0, NULL};
+    CHECK(am_gemm_f32(&limited, 64, 64, 64, big, 64, 1, big, 64, 1, out, 64, false) == AMBER_ERR_LIMIT);
+    am_arena_free(&tiny);
+    /* Dropped kept data is not made again. */
+    CHECK(keep.n > 0 && am_keep_drop(&keep) && keep.n == 0 && !am_keep_drop(&keep));
+    CHECK(am_gemm_kept_b_f32(&threaded, 64, 64, 64, big) == NULL && keep.n == 0);
+    free(big), free(out);
+    am_keep_free(&none);
+    am_keep_free(&keep);
     am_pool_free(pool);
     am_arena_free(&sc);
+}
+
+/* Convolutions run images in parallel when scratch for every thread fits the arena's
+ * limit, and one image at a time when it does not: the same bits either way. */
+static void test_conv_scratch_limit(void) {
+    enum { N = 4, C = 3, H = 32, W = 32, O = 8 };
+    static float x[N * C * H * W], w[O * C * 9];
+    for (size_t i = 0; i < AM_ARRAY_LEN(x); i++) x[i] = (float)((i * 7919) % 97) / 16.0f - 3.0f;
+    for (size_t i = 0; i < AM_ARRAY_LEN(w); i++) w[i] = (float)((i * 104729) % 89) / 32.0f - 1.4f;
+    amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, C, H, W}, x}, {AMBER_FLOAT32, 4, {O, C, 3, 3}, w}};
+    const am_op *conv = am_op_find("conv2d");
+    am_json_doc doc = {0};
+    am_json_limits lim = {1 << 20, 16, 1 << 16};
+    const char *js = "{\"stride\": [1, 1], \"padding\": [1, 1, 1, 1], \"dilation\": [1, 1], "
+                     "\"groups\": 1}";
+    am_error err;
+    am_attrs attrs;
+    CHECK(am_json_parse(js, strlen(js), &lim, &doc, &err) == AMBER_OK);
+    CHECK(am_attrs_decode(conv, &doc, am_json_root(&doc), NULL, &attrs, &err) == AMBER_OK);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK);
+    amber_tensor out[3];
+    am_arena oa[3], sc[3];
+    size_t limits[3] = {0, 400000, 1}; /* unlimited; room for one image; none */
+    amber_status st[3];
+    for (int r = 0; r < 3; r++) {
+        am_arena_init(&oa[r], 0);
+        am_arena_init(&sc[r], limits[r]);
+        am_ctx ctx = {&err, &sc[r], pool, 0, NULL};
+        st[r] = am_op_run(conv, &ctx, &oa[r], in, 2, &attrs, &out[r]);
+    }
+    CHECK(st[0] == AMBER_OK && st[1] == AMBER_OK && st[2] == AMBER_ERR_LIMIT);
+    CHECK(st[1] != AMBER_OK || !memcmp(out[0].data, out[1].data, sizeof(float) * N * O * H * W));
+    for (int r = 0; r < 3; r++) am_arena_free(&oa[r]), am_arena_free(&sc[r]);
+    am_pool_free(pool);
+    am_json_free(&doc);
+}
+
+/* The pool runs every task exactly once, on all its threads, job after job (workers
+ * that spin, sleep or arrive late), and with more threads than tasks. */
+static void count_task(void *ud, int64_t t, int worker) {
+    int *hits = (int *)ud;
+    __atomic_fetch_add(&hits[t], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&hits[1000], 1 << worker, __ATOMIC_RELAXED);
+}
+
+static void test_pool(void) {
+    am_error err;
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(1, &pool, &err) == AMBER_OK && pool == NULL && am_pool_size(pool) == 1);
+    CHECK(am_pool_create(4, &pool, &err) == AMBER_OK && am_pool_size(pool) == 4);
+    static int hits[1001];
+    for (int job = 0; job < 2000; job++) {
+        int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
+        memset(hits, 0, sizeof hits);
+        am_pool_run(pool, n, count_task, hits);
+        bool ok = true;
+        for (int64_t t = 0; t < 1000; t++) ok &= hits[t] == (t < n);
+        CHECK(ok);
+        if (!ok) break;
+    }
+    am_pool_free(pool);
 }
 
 static void test_dim_expressions(void) {
@@ -335,7 +489,9 @@ static void test_dim_expressions(void) {
 
 int main(void) {
     test_dim_expressions();
-    test_gemm_threads();
+    test_gemm();
+    test_conv_scratch_limit();
+    test_pool();
     test_sha256();
     test_json();
     test_arena();

@@ -184,7 +184,8 @@ def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
 
 
 def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
-         verify_hashes: bool = True, name: str | None = None) -> Model:
+         verify_hashes: bool = True, name: str | None = None,
+         threads: int | None = None) -> Model:
     """Load a .amber file (a path or its bytes) as a :class:`Model`.
 
     ``backend`` runs calls that need no gradient: ``"native"`` (libamber through its C
@@ -196,6 +197,9 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
 
     ``name`` is the model's namespace when a capture or ``amber link`` composes it into
     another program (default: the file name without ``.amber``; see docs/reuse.md).
+
+    ``threads`` is the native runtime's intra-op thread count per session (None: one per
+    core; 1: the calling thread only); the reference interpreter ignores it.
 
     Raises:
         FormatError: the file is malformed, corrupt, uses an op this amber does not
@@ -219,7 +223,7 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
         try:
             lib = N.library()
             # the Python reader has checked the hashes already (when asked to)
-            native = N.NativeModel(path, verify_hashes=False)
+            native = N.NativeModel(path, verify_hashes=False, threads=threads)
             reason = f"opened by the native runtime (libamber {lib.version}, {lib.path})"
         except (N.NativeUnavailableError, N.NativeError) as e:
             if backend == "native":

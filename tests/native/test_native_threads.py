@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import amber as am
 from amber import native as N
@@ -108,3 +109,64 @@ def test_sessions_of_finished_threads_are_freed(lib: N.NativeLibrary) -> None:
     m.run("forward", *x)
     m.close()
     assert not m._handles.sessions
+
+
+def test_products_of_weights_agree_across_batches_threads_and_runs(lib: N.NativeLibrary,
+                                                                   tmp_path: Path) -> None:
+    """Products with a weight at batch 1 and 2 (rows streamed past B), 3 and 64 (B packed,
+    the packed copy kept from the first such run on): close to the reference interpreter,
+    and bit-identical run after run and between one and two threads."""
+    am.manual_seed(0)
+    net = am.nn.Sequential(am.nn.Linear(300, 200), am.nn.ReLU(), am.nn.Linear(200, 37))
+    path = tmp_path / "mlp.amber"
+    am.export(net, am.spec("batch", 300)).save(path)
+    ref = am.load(path, backend="reference")
+    one, two = N.NativeModel(path, threads=1), N.NativeModel(path, threads=2)
+    rng = np.random.default_rng(0)
+    for b in (1, 2, 3, 64):
+        x = rng.standard_normal((b, 300)).astype(np.float32)
+        [first] = one.run("forward", x)
+        np.testing.assert_allclose(first, ref.run("forward", x).numpy(), rtol=1e-4, atol=1e-4)
+        for m in (two, one, two):
+            assert m.run("forward", x)[0].tobytes() == first.tobytes(), b
+
+
+def test_load_passes_threads_to_the_runtime(lib: N.NativeLibrary,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+    real = N.NativeModel
+
+    def spy(*args: object, **kwargs: object) -> N.NativeModel:
+        seen.update(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(N, "NativeModel", spy)
+    m = am.load(GOLDEN / "v1" / "mlp.amber", backend="native", threads=3)
+    assert seen["threads"] == 3 and m.backend == "native"
+    am.load(GOLDEN / "v1" / "mlp.amber", backend="native")
+    assert seen["threads"] is None  # the runtime's default: one per core
+
+
+def test_kept_weights_give_way_under_the_memory_limit(lib: N.NativeLibrary,
+                                                      tmp_path: Path) -> None:
+    """A packed weight kept for speed counts against the memory limit but never makes a
+    run fail: a session that runs under some limit runs under every larger one, with the
+    same bits (here the packed copy of the first weight would otherwise crowd out the
+    second weight's transpose or the values of the run)."""
+    am.manual_seed(0)
+    net = am.nn.Sequential(am.nn.Linear(300, 200), am.nn.ReLU(), am.nn.Linear(200, 37))
+    path = tmp_path / "mlp.amber"
+    am.export(net, am.spec("batch", 300)).save(path)
+    x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    ran = []
+    for limit in range(300_000, 1_000_001, 50_000):
+        m = N.NativeModel(path, threads=1, memory_limit=limit)
+        try:
+            outs = [m.run("forward", x)[0] for _ in range(2)]
+        except N.NativeLimitError:
+            ran.append(False)
+            continue
+        ran.append(True)
+        assert all(o.tobytes() == want.tobytes() for o in outs), limit
+    assert True in ran and ran == sorted(ran), ran  # once it runs, it keeps running

@@ -223,6 +223,28 @@ def _matmul(rng: np.random.Generator) -> Iterator[Case]:
                                                                   special=False)], {}
     yield [values(rng, (2, 100, 70), F64, special=False), values(rng, (70, 17), F64,
                                                                     special=False)], {}
+    # The paths of gemm.c, each large enough to use threads (the runner compares one
+    # thread, two threads and a kept packed B bit for bit): one and two rows (GEMV; k not
+    # a multiple of its 4-row step, n not of the vector width), a few rows (packed),
+    # tails of every tile dimension, several KC and NC blocks.
+    for dt in FLOATS:
+        for m, k, n in ((1, 301, 700), (2, 257, 530), (3, 65, 1100), (5, 530, 37),
+                        (13, 513, 35), (97, 300, 1), (7, 9, 2100)):
+            yield [values(rng, (m, k), dt, special=False),
+                   values(rng, (k, n), dt, special=False)], {}
+    # NaN and infinities on the GEMV and packed paths
+    yield [values(rng, (1, 300), F32), values(rng, (300, 40), F32, special=False)], {}
+    yield [values(rng, (9, 40), F32, special=False), values(rng, (40, 300), F32)], {}
+    # broadcast batches: one y for every x (folded into one product), x shared by every
+    # y, and both batched with broadcasting
+    yield [values(rng, (3, 2, 5, 40), F32, special=False),
+           values(rng, (40, 19), F32, special=False)], {}
+    yield [values(rng, (1, 1, 40), F32, special=False),
+           values(rng, (3, 40, 19), F32, special=False)], {}
+    yield [values(rng, (4, 1, 1, 64), F64, special=False),
+           values(rng, (3, 64, 33), F64, special=False)], {}
+    yield [values(rng, (2, 1, 6, 50), F32, special=False),
+           values(rng, (1, 3, 50, 24), F32, special=False)], {}
     yield [values(rng, (4, 5), F32), values(rng, (6, 3), F32)], {}
     yield [values(rng, (5,), F32), values(rng, (5, 3), F32)], {}
 
@@ -261,6 +283,13 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (2, 16, 20, 20), F32, special=False),
            values(rng, (24, 16, 3, 3), F32, special=False)], \
         dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    # images in parallel (more images than threads), strided and padded windows
+    yield [values(rng, (5, 4, 33, 31), F32, special=False),
+           values(rng, (16, 2, 3, 2), F32, special=False)], \
+        dict(stride=(2, 3), padding=(1, 0, 2, 1), dilation=(1, 2), groups=2)
+    yield [values(rng, (3, 3, 17, 17), F64, special=False),
+           values(rng, (8, 3, 5, 5), F64, special=False)], \
+        dict(stride=(1, 1), padding=(2, 2, 2, 2), dilation=(1, 1), groups=1)
     base = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     yield [values(rng, (1, 3, 2, 2), F32), values(rng, (2, 3, 3, 3), F32)], base  # too large
     yield [values(rng, (1, 4, 5, 5), F32), values(rng, (2, 3, 3, 3), F32)], base  # channels
@@ -273,6 +302,11 @@ def _conv_dx(rng: np.random.Generator) -> Iterator[Case]:
         for c in _conv_configs(rng, 8):
             yield [smooth(rng, c["y"], dt), smooth(rng, c["w"], dt)], \
                 {**c["attrs"], "input_hw": c["x"][2:]}
+    # images in parallel, with strides and dilation (col2im by valid ranges)
+    yield [values(rng, (4, 16, 12, 18), F32, special=False),
+           values(rng, (16, 4, 3, 3), F32, special=False)], \
+        dict(stride=(2, 2), padding=(1, 2, 0, 1), dilation=(2, 1), groups=1,
+             input_hw=(25, 37))
     c = next(_conv_configs(rng, 1))
     wrong = (c["y"][0], c["y"][1], c["y"][2] + 1, c["y"][3])
     yield [values(rng, wrong, F32), values(rng, c["w"], F32)], \

@@ -1,0 +1,414 @@
+/* Dense matrix products for matmul and the convolutions: a blocked GEMM on packed
+ * panels (BLIS-style loops around an MR x NR register tile) and, for one or two rows, a
+ * GEMV that streams B's rows without packing. A constant B (a weight) may be packed once
+ * and reused (am_gemm_pack_b_*).
+ *
+ * Kernels come in two instruction sets: AVX2 + FMA on x86-64 CPUs that have them
+ * (chosen at run time) and portable C vector extensions elsewhere. Summation order per
+ * output element depends only on k (the KC blocking) and on the path, which depends only
+ * on the shapes: never on the thread count or on how columns or rows are split. */
+#include "ops.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define AM_X86 1
+#include <immintrin.h>
+#else
+#define AM_X86 0
+#endif
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+
+#define SPLAT8(s) ((v8f){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define SPLAT4(s) ((v4d){(s), (s), (s), (s)})
+
+/* ---------------------------------------------------------------- kernels */
+
+/* Portable: written as multiply, then add. A compiler that contracts expressions (clang
+ * on a target with FMA) fuses the vector and the scalar forms alike. */
+#define KATTR
+#define VFMA(a, b, c) ((c) + (a) * (b))
+#define SFMA(a, b, c) ((c) + (a) * (b))
+#define MR 6
+
+#define KSUF f32_generic
+#define T float
+#define V v8f
+#define VL 8
+#define VSPLAT SPLAT8
+#include "gemm_kernel.inc"
+#undef KSUF
+#undef T
+#undef V
+#undef VL
+#undef VSPLAT
+
+#define KSUF f64_generic
+#define T double
+#define V v4d
+#define VL 4
+#define VSPLAT SPLAT4
+#include "gemm_kernel.inc"
+#undef KSUF
+#undef T
+#undef V
+#undef VL
+#undef VSPLAT
+#undef VFMA
+#undef SFMA
+#undef KATTR
+
+#if AM_X86
+/* AVX2 + FMA: one rounding per multiply-add (within the sum bound of docs/opset.md). */
+#define KATTR __attribute__((target("avx2,fma")))
+
+#define KSUF f32_avx2
+#define T float
+#define V v8f
+#define VL 8
+#define VSPLAT SPLAT8
+#define VFMA(a, b, c) ((v8f)_mm256_fmadd_ps((a), (b), (c)))
+#define SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#include "gemm_kernel.inc"
+#undef KSUF
+#undef T
+#undef V
+#undef VL
+#undef VSPLAT
+#undef VFMA
+#undef SFMA
+
+#define KSUF f64_avx2
+#define T double
+#define V v4d
+#define VL 4
+#define VSPLAT SPLAT4
+#define VFMA(a, b, c) ((v4d)_mm256_fmadd_pd((a), (b), (c)))
+#define SFMA(a, b, c) __builtin_fma((a), (b), (c))
+#include "gemm_kernel.inc"
+#undef KSUF
+#undef T
+#undef V
+#undef VL
+#undef VSPLAT
+#undef VFMA
+#undef SFMA
+#undef KATTR
+#endif
+#undef MR
+
+/* ---------------------------------------------------------------- dispatch */
+
+static atomic_int isa_choice = -1; /* -1: not decided; AM_GEMM_ISA_* otherwise */
+
+static int detect_isa(void) {
+#if AM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AM_GEMM_ISA_AVX2;
+#endif
+    return AM_GEMM_ISA_GENERIC;
+}
+
+static int current_isa(void) {
+    int isa = atomic_load_explicit(&isa_choice, memory_order_relaxed);
+    if (isa < 0) {
+        isa = detect_isa();
+        atomic_store_explicit(&isa_choice, isa, memory_order_relaxed);
+    }
+    return isa;
+}
+
+int am_gemm_set_isa(int isa) {
+    int best = detect_isa();
+    if (isa < 0 || isa > best) isa = best;
+    atomic_store_explicit(&isa_choice, isa, memory_order_relaxed);
+    return isa;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+/* Rows up to this count use the GEMV path (B read once per row, never packed). */
+#define GEMV_ROWS 2
+/* Columns per GEMV task: that much of a C row stays in L1 while B streams past. */
+#define GEMV_CHUNK 1024
+/* The am_keep kind of a packed B (or'ed with the element size). */
+#define KEEP_KIND_PACKED_B 0x4700u
+
+#define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
+    typedef struct kern_##SUF {                                                               \
+        void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
+        void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
+    } kern_##SUF;                                                                             \
+    static const kern_##SUF kerns_##SUF[] = {                                                 \
+        {ukr_##SUF##_generic, gemv_##SUF##_generic},                                          \
+        GEMM_AVX2_ENTRY(SUF)};                                                                \
+                                                                                              \
+    /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
+    static int64_t kc_of_##SUF(int64_t k) {                                                   \
+        int64_t blocks = (k + KC - 1) / KC;                                                   \
+        return (k + blocks - 1) / blocks;                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* Packs B[0:kc, 0:nc] into NR-column slivers, one every `stride` elements, each kc x NR \
+     * row-major with zero padding past nc. */                                                \
+    static void pack_b_##SUF(T *dst, int64_t stride, const T *B, int64_t rsb, int64_t csb,   \
+                             int64_t kc, int64_t nc) {                                        \
+        for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += stride) {                              \
+            int64_t nr = nc - j0 < NR ? nc - j0 : NR;                                         \
+            const T *b = B + j0 * csb;                                                        \
+            if (csb == 1 && nr == NR) {                                                       \
+                for (int64_t p = 0; p < kc; p++) memcpy(dst + p * NR, b + p * rsb, sizeof(T) * NR); \
+                continue;                                                                     \
+            }                                                                                 \
+            if (nr < NR)                                                                      \
+                for (int64_t p = 0; p < kc; p++)                                              \
+                    memset(dst + p * NR + nr, 0, sizeof(T) * (size_t)(NR - nr));              \
+            for (int64_t j = 0; j < nr; j++) /* column-wise: contiguous when rsb == 1 */      \
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = b[p * rsb + j * csb];      \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* Packs A[0:mc, 0:kc] into MR-row panels (kc x MR each), zero-padded past mc. */         \
+    static void pack_a_##SUF(T *dst, const T *A, int64_t rsa, int64_t csa, int64_t mc,       \
+                             int64_t kc) {                                                    \
+        for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {                             \
+            int64_t mr = mc - i0 < MR ? mc - i0 : MR;                                         \
+            const T *a = A + i0 * rsa;                                                        \
+            if (mr < MR)                                                                      \
+                for (int64_t p = 0; p < kc; p++)                                              \
+                    for (int64_t i = mr; i < MR; i++) dst[p * MR + i] = 0;                    \
+            /* p outer: the MR rows stream in together (one miss at a time is slow). */      \
+            if (mr == MR)                                                                     \
+                for (int64_t p = 0; p < kc; p++)                                              \
+                    for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
+            else                                                                              \
+                for (int64_t p = 0; p < kc; p++)                                              \
+                    for (int64_t i = 0; i < mr; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    size_t am_gemm_packed_len_##SUF(int64_t k, int64_t n) {                                   \
+        return (size_t)((n + NR - 1) / NR) * NR * (size_t)k;                                  \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_pack_b_##SUF(const T *B, int64_t rsb, int64_t csb, int64_t k, int64_t n,    \
+                              T *dst) {                                                       \
+        pack_b_##SUF(dst, k * NR, B, rsb, csb, k, n);                                         \
+    }                                                                                         \
+                                                                                              \
+    typedef struct job_##SUF {                                                                \
+        const kern_##SUF *K;                                                                  \
+        const T *A, *B;                                                                       \
+        int64_t rsa, csa, rsb, csb;                                                           \
+        T *C;                                                                                 \
+        int64_t ldc, m, n, k;                                                                 \
+        bool acc;                                                                             \
+        /* the current (jc, pc) block: packed slivers at bp, one every bstride elements */   \
+        const T *bp;                                                                          \
+        T *bpack;                                                                             \
+        int64_t bstride, jc, nc, pc, kc;                                                      \
+        int64_t mc, nj, chunk; /* rows per MC block; column chunks per block, chunk width */ \
+        int64_t pchunk;        /* slivers per packing task */                                \
+        T **apack;             /* per worker: one packed MC x kc block of A */               \
+    } job_##SUF;                                                                              \
+                                                                                              \
+    static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
+        (void)worker;                                                                         \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        int64_t j0 = t * j->chunk, j1 = j0 + j->chunk < j->n ? j0 + j->chunk : j->n;          \
+        for (int64_t i = 0; i < j->m; i++)                                                    \
+            j->K->gemv(j->k, j->A + i * j->rsa, j->csa, j->B + j0, j->rsb,                    \
+                       j->C + i * j->ldc + j0, j1 - j0, j->acc);                              \
+    }                                                                                         \
+                                                                                              \
+    /* Task t packs slivers [t * pchunk, (t + 1) * pchunk) of the current block. */            \
+    static void pack_task_##SUF(void *ud, int64_t t, int worker) {                            \
+        (void)worker;                                                                         \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        int64_t j0 = t * j->pchunk * NR;                                                      \
+        int64_t j1 = j0 + j->pchunk * NR < j->nc ? j0 + j->pchunk * NR : j->nc;               \
+        pack_b_##SUF(j->bpack + (j0 / NR) * j->bstride, j->bstride,                           \
+                     j->B + j->pc * j->rsb + (j->jc + j0) * j->csb, j->rsb, j->csb, j->kc,    \
+                     j1 - j0);                                                                \
+    }                                                                                         \
+                                                                                              \
+    /* Task t: one MC block of rows times one chunk of the block's columns. */               \
+    static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        int64_t ic = (t / j->nj) * j->mc, mc = j->m - ic < j->mc ? j->m - ic : j->mc;         \
+        int64_t j0 = (t % j->nj) * j->chunk;                                                  \
+        int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
+        T *ap = j->apack[worker];                                                             \
+        pack_a_##SUF(ap, j->A + ic * j->rsa + j->pc * j->csa, j->rsa, j->csa, mc, j->kc);     \
+        bool acc = j->acc || j->pc > 0;                                                       \
+        for (int64_t jr = j0; jr < j1; jr += NR) {                                            \
+            const T *b = j->bp + (jr / NR) * j->bstride;                                      \
+            T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
+            int64_t nr = j1 - jr < NR ? j1 - jr : NR;                                         \
+            for (int64_t ir = 0; ir < mc; ir += MR)                                           \
+                j->K->ukr(j->kc, ap + ir * j->kc, b, c + ir * j->ldc, j->ldc,                 \
+                          mc - ir < MR ? mc - ir : MR, nr, acc);                              \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    /* Blocking of one product: KC depth, MC rows and NC columns per packed block. */        \
+    typedef struct plan_##SUF {                                                               \
+        int64_t kcb, mc, ncb;                                                                 \
+        size_t bpack_len, apack_len; /* elements: one packed B block, one packed A block */  \
+    } plan_##SUF;                                                                             \
+                                                                                              \
+    static plan_##SUF plan_of_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {           \
+        plan_##SUF pl;                                                                        \
+        pl.kcb = kc_of_##SUF(k);                                                              \
+        int64_t n_ic = (m + MC - 1) / MC;                                                     \
+        pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
+        pl.ncb = packed ? n : (n < NC ? n : NC);                                              \
+        pl.bpack_len = packed ? 0 : am_gemm_packed_len_##SUF(pl.kcb, pl.ncb);                 \
+        pl.apack_len = (size_t)(pl.mc * pl.kcb);                                              \
+        return pl;                                                                            \
+    }                                                                                         \
+                                                                                              \
+    static bool gemv_path_##SUF(int64_t m, const T *B, int64_t csb) {                         \
+        return m <= GEMV_ROWS && B && csb == 1;                                               \
+    }                                                                                         \
+                                                                                              \
+    /* The product with `threads` participants (pool may be NULL: serial). bpack and        \
+     * apack[0..threads-1] are scratch sized by plan_of (unused on the GEMV path). */       \
+    static void run_##SUF(am_pool *pool, int threads, job_##SUF *job, const T *packed,        \
+                          T *bpack, T **apack) {                                              \
+        int64_t m = job->m, n = job->n, k = job->k;                                           \
+        if (k <= 0) {                                                                         \
+            if (!job->acc)                                                                    \
+                for (int64_t i = 0; i < m; i++)                                               \
+                    memset(job->C + i * job->ldc, 0, sizeof(T) * (size_t)n);                  \
+            return;                                                                           \
+        }                                                                                     \
+        if (gemv_path_##SUF(m, job->B, job->csb)) {                                           \
+            /* Column chunks: enough for every thread, small enough for L1. */               \
+            int64_t tasks = (n + GEMV_CHUNK - 1) / GEMV_CHUNK;                                \
+            if (tasks < threads) tasks = threads;                                             \
+            job->chunk = (((n + tasks - 1) / tasks + NR - 1) / NR) * NR;                      \
+            am_pool_run(pool, (n + job->chunk - 1) / job->chunk, gemv_task_##SUF, job);       \
+            return;                                                                           \
+        }                                                                                     \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL);                               \
+        int64_t n_ic = (m + pl.mc - 1) / pl.mc;                                               \
+        job->mc = pl.mc, job->bpack = bpack, job->apack = apack;                              \
+        for (int64_t jc = 0; jc < n; jc += pl.ncb) {                                          \
+            int64_t nc = n - jc < pl.ncb ? n - jc : pl.ncb, slivers = (nc + NR - 1) / NR;     \
+            job->jc = jc, job->nc = nc;                                                       \
+            for (int64_t pc = 0; pc < k; pc += pl.kcb) {                                      \
+                job->pc = pc, job->kc = k - pc < pl.kcb ? k - pc : pl.kcb;                    \
+                if (packed) {                                                                 \
+                    job->bp = packed + (jc / NR) * k * NR + pc * NR, job->bstride = k * NR;   \
+                } else {                                                                      \
+                    job->bp = bpack, job->bstride = job->kc * NR;                             \
+                    job->pchunk = (slivers + threads - 1) / threads;                          \
+                    am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
+                                pack_task_##SUF, job);                                        \
+                }                                                                             \
+                /* At least two tasks per thread, a multiple of the thread count. */         \
+                int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
+                while ((n_ic * want) % threads) want++;                                       \
+                job->nj = want < slivers ? want : slivers;                                    \
+                job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
+                job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
+                am_pool_run(pool, n_ic * job->nj, gemm_task_##SUF, job);                      \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    static void job_init_##SUF(job_##SUF *job, int64_t m, int64_t n, int64_t k, const T *A,   \
+                               int64_t rsa, int64_t csa, const T *B, int64_t rsb,             \
+                               int64_t csb, T *C, int64_t ldc, bool acc) {                    \
+        memset(job, 0, sizeof *job);                                                          \
+        job->K = &kerns_##SUF[current_isa()];                                                 \
+        job->A = A, job->B = B, job->rsa = rsa, job->csa = csa, job->rsb = rsb;               \
+        job->csb = csb, job->C = C, job->ldc = ldc, job->m = m, job->n = n, job->k = k;       \
+        job->acc = acc;                                                                       \
+    }                                                                                         \
+                                                                                              \
+    static amber_status gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
+                                   int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
+                                   int64_t csb, const T *packed, T *C, int64_t ldc,           \
+                                   bool accumulate) {                                         \
+        if (m <= 0 || n <= 0) return AMBER_OK;                                                \
+        am_pool *pool = (double)m * (double)n * (double)k >= AM_PARALLEL_MIN ? ctx->pool : NULL; \
+        int threads = am_pool_size(pool);                                                     \
+        job_##SUF job;                                                                        \
+        job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
+        if (k <= 0 || gemv_path_##SUF(m, B, csb)) {                                           \
+            run_##SUF(pool, threads, &job, packed, NULL, NULL);                               \
+            return AMBER_OK;                                                                  \
+        }                                                                                     \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL);                               \
+        am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
+        T *bpack = NULL, **apack = NULL;                                                      \
+        amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.bpack_len,              \
+                                         (void **)&bpack, ctx->err);                          \
+        if (st == AMBER_OK)                                                                   \
+            st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&apack, \
+                                ctx->err);                                                    \
+        for (int w = 0; st == AMBER_OK && w < threads; w++)                                   \
+            st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.apack_len, (void **)&apack[w],   \
+                                ctx->err);                                                    \
+        if (st != AMBER_OK) return st;                                                        \
+        run_##SUF(pool, threads, &job, packed, bpack, apack);                                 \
+        am_arena_release(ctx->scratch, mark);                                                 \
+        return AMBER_OK;                                                                      \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,      \
+                               int64_t rsa, int64_t csa, const T *B, int64_t rsb,             \
+                               int64_t csb, T *C, int64_t ldc, bool accumulate) {             \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, NULL, C, ldc, accumulate);  \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_prepacked_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,        \
+                                         const T *A, int64_t rsa, int64_t csa, const T *B,    \
+                                         int64_t rsb, int64_t csb, const T *packed, T *C,     \
+                                         int64_t ldc, bool accumulate) {                      \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, accumulate); \
+    }                                                                                         \
+                                                                                              \
+    const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *B) { \
+        if (!ctx->keep || gemv_path_##SUF(m, B, 1) || n < NR || k <= 0) return NULL;          \
+        uint32_t kind = KEEP_KIND_PACKED_B | (uint32_t)sizeof(T);                            \
+        T *p = (T *)am_keep_find(ctx->keep, B, kind, k, n);                                   \
+        if (p) return p;                                                                      \
+        size_t len = am_gemm_packed_len_##SUF(k, n);                                          \
+        if (len > SIZE_MAX / sizeof(T)) return NULL;                                          \
+        p = (T *)am_keep_add(ctx->keep, B, kind, k, n, len * sizeof(T));                     \
+        if (p) am_gemm_pack_b_##SUF(B, n, 1, k, n, p);                                        \
+        return p;                                                                             \
+    }                                                                                         \
+                                                                                              \
+    size_t am_gemm_scratch_len_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {          \
+        if (m <= 0 || n <= 0 || k <= 0) return 0;                                             \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed);                                       \
+        return pl.bpack_len + pl.apack_len;                                                   \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_serial_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,       \
+                              int64_t csa, const T *B, int64_t rsb, int64_t csb,              \
+                              const T *packed, T *C, int64_t ldc, bool accumulate,            \
+                              T *scratch) {                                                   \
+        if (m <= 0 || n <= 0) return;                                                         \
+        job_##SUF job;                                                                        \
+        job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
+        plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL);                   \
+        T *apack = scratch + pl.bpack_len;                                                    \
+        run_##SUF(NULL, 1, &job, packed, scratch, &apack);                                    \
+    }
+
+#if AM_X86
+#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_avx2, gemv_##SUF##_avx2}
+#else
+#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_generic, gemv_##SUF##_generic}
+#endif
+
+GEMM_DRIVER(f32, float, 6, 16, 256, 96, 1024)
+GEMM_DRIVER(f64, double, 6, 8, 256, 96, 1024)
