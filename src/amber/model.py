@@ -103,6 +103,17 @@ class Model:
     # -- running ----------------------------------------------------------------------
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run entry point ``entry``."""
+        # The common serving call (positional NumPy arrays or plain tensors on a native
+        # model) needs neither a gradient nor a capture: straight to C.
+        if self.native is not None and not kwargs and entry in self.program.entries:
+            arrays = _plain_arrays(args)
+            if arrays is not None:
+                e = self.program.entries[entry]
+                outs = self.native.run(entry, *arrays)
+                if len(outs) == 1 and not isinstance(e.structure, dict):
+                    return Tensor._wrap(outs[0])
+                return _build(e.structure, {p.name: Tensor._wrap(a)
+                                            for p, a in zip(e.outputs, outs)})
         from .reuse import call_program
 
         # native runtime (or NumPy interpreter) unless a gradient is needed (ops bound
@@ -163,6 +174,20 @@ class Model:
     def __repr__(self) -> str:
         where = f" from {self.path!r}" if self.path else ""
         return f"<amber.Model{where} entries={self.entry_points} backend={self.backend!r}>"
+
+
+def _plain_arrays(args: tuple[Any, ...]) -> list[np.ndarray] | None:
+    """``args`` as arrays when each is an ndarray or a concrete tensor that needs no
+    gradient (then running them involves no autograd and no capture); else None."""
+    out = []
+    for x in args:
+        if type(x) is np.ndarray:
+            out.append(x)
+        elif type(x) is Tensor and x._data is not None and not x.requires_grad:
+            out.append(np.asarray(x._data))
+        else:
+            return None
+    return out
 
 
 def _owned(a: np.ndarray) -> np.ndarray:

@@ -357,15 +357,13 @@ def _port(p: _Port) -> NativePort:
     return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
 
 
-def _describe(a: np.ndarray) -> _Tensor:
-    """A descriptor of ``a`` (C-contiguous, one of the runtime's dtypes): no copy."""
-    t = _Tensor()
+def _describe(a: np.ndarray, t: _Tensor) -> None:
+    """Writes into ``t`` a descriptor of ``a`` (C-contiguous, one of the runtime's
+    dtypes): no copy."""
     t.dtype = _NP_DTYPES.index(a.dtype)
     t.rank = a.ndim
-    for i, d in enumerate(a.shape):
-        t.shape[i] = d
+    t.shape[:a.ndim] = a.shape
     t.data = a.ctypes.data if a.size else None
-    return t
 
 
 def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
@@ -462,6 +460,7 @@ class NativeSession:
         self._lib = model.lib
         self._signatures = model._signatures
         self._model_name = model.name
+        self._calls: dict[str, tuple[NativeSignature, bytes, Any, Any]] = {}
         self.handle = self._handles.new_session()
 
     @property
@@ -470,24 +469,32 @@ class NativeSession:
         msg = self._lib.lib.amber_session_error(self.handle)
         return msg.decode(errors="replace") if msg else ""
 
-    def run(self, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
-        """Run ``entry`` on ``inputs`` (in signature order); returns new arrays."""
+    def _prepare(self, entry: str) -> tuple[NativeSignature, bytes, Any, Any]:
+        """What every run of ``entry`` reuses: its signature, its name as bytes, and the
+        input and output descriptor arrays (a session runs on one thread at a time)."""
         sig = self._signatures.get(entry)
         if sig is None:
             raise NativeNotFoundError(8, "AMBER_ERR_NOT_FOUND", f"no entry point {entry!r}; "
                                       f"entry points: {', '.join(self._signatures)}",
                                       self._model_name)
+        call = (sig, entry.encode(), (_Tensor * max(1, len(sig.inputs)))(),
+                (_Tensor * max(1, len(sig.outputs)))())
+        self._calls[entry] = call
+        return call
+
+    def run(self, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Run ``entry`` on ``inputs`` (in signature order); returns new arrays."""
+        sig, name, ins, outs = self._calls.get(entry) or self._prepare(entry)
         if len(inputs) != len(sig.inputs):
             raise AmberError(f"{entry}: takes {len(sig.inputs)} inputs, got {len(inputs)}")
         # arrays the runtime reads as they are skip _as_input (the common case)
         arrays = [x if type(x) is np.ndarray and x.dtype in _NP_DTYPES and x.ndim <= MAX_RANK
                   and x.flags.c_contiguous else _as_input(x, p, entry)
                   for x, p in zip(inputs, sig.inputs)]
-        n_in, n_out = len(arrays), len(sig.outputs)
-        ins = (_Tensor * max(1, n_in))(*[_describe(a) for a in arrays])
-        outs = (_Tensor * max(1, n_out))()
-        st = self._lib.lib.amber_session_run(self.handle, entry.encode(), ins, n_in, outs,
-                                             n_out)
+        for i, a in enumerate(arrays):  # NOTE: `arrays` keeps the data alive for the call
+            _describe(a, ins[i])
+        n_out = len(sig.outputs)
+        st = self._lib.lib.amber_session_run(self.handle, name, ins, len(arrays), outs, n_out)
         if st != 0:
             _raise(self._lib, st, self.error, f"{self._model_name}: {entry}")
         return [_copy_out(self._lib, outs[i]) for i in range(n_out)]
@@ -674,10 +681,10 @@ class NativeModel:
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
         """Run ``entry`` (inputs positionally or by name) on this thread's session;
         returns the outputs in signature order as new NumPy arrays."""
-        from .interpreter import gather_args
-
         ports = self.signature(entry).inputs
         if kwargs or len(args) != len(ports):
+            from .interpreter import gather_args
+
             args = tuple(gather_args(entry, [p.name for p in ports], args, kwargs))
         return self.session().run(entry, args)
 
