@@ -222,9 +222,37 @@ amber_status k_binary(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
 
 /* ---------------------------------------------------------------- where */
 
+/* out[i] = c[i] ? X : Y over contiguous rows (X, Y: a row element or a scalar). NOTE: both
+ * candidates are loaded before selecting, so the select compiles to a branchless blend
+ * (relu is where(x <= 0, 0, x); a branch per element mispredicts on such data). */
+#define WHERE_ROW(T, X, Y)                                                          \
+    for (int64_t i = 0; i < n; i++) {                                               \
+        T a = (X), b = (Y);                                                         \
+        o[i] = c[i] ? a : b;                                                        \
+    }
+
 #define WHERE(NAME, T)                                                              \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {             \
         (void)ud;                                                                   \
+        const int64_t z = (int64_t)sizeof(T);                                       \
+        if (n <= 0) return;                                                         \
+        if (s[0] == z && s[1] == 1 && (s[2] == z || s[2] == 0) &&                   \
+            (s[3] == z || s[3] == 0) && (s[2] | s[3])) {                            \
+            T *o = (T *)p[0];                                                       \
+            const b8 *c = (const b8 *)p[1];                                         \
+            const T *x = (const T *)p[2], *y = (const T *)p[3];                     \
+            T x0, y0;                                                               \
+            memcpy(&x0, p[2], sizeof x0);                                           \
+            memcpy(&y0, p[3], sizeof y0);                                           \
+            if (s[2] && s[3]) {                                                     \
+                WHERE_ROW(T, x[i], y[i])                                            \
+            } else if (s[3]) {                                                      \
+                WHERE_ROW(T, x0, y[i])                                              \
+            } else {                                                                \
+                WHERE_ROW(T, x[i], y0)                                              \
+            }                                                                       \
+            return;                                                                 \
+        }                                                                           \
         for (int64_t i = 0; i < n; i++) {                                           \
             const char *src = *(const b8 *)(p[1] + i * s[1]) ? p[2] + i * s[2]      \
                                                               : p[3] + i * s[3];    \

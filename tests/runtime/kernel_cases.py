@@ -161,6 +161,11 @@ def _where(rng: np.random.Generator) -> Iterator[Case]:
             c = values(rng, broadcastable(rng, out), B)
             yield [c, values(rng, broadcastable(rng, out), dt),
                    values(rng, broadcastable(rng, out), dt)], {}
+    # the contiguous fast paths: both rows, or one candidate a broadcast scalar (relu is
+    # where(x <= 0, 0, x)), for 1-, 4- and 8-byte elements, with rows past a vector width
+    for dt in (B, F32, I64):
+        for sx, sy in (((2, 67), (2, 67)), ((), (2, 67)), ((2, 67), ()), ((), ())):
+            yield [values(rng, (2, 67), B), values(rng, sx, dt), values(rng, sy, dt)], {}
     yield [values(rng, (3,), F32), values(rng, (3,), F32), values(rng, (3,), F32)], {}
     yield [values(rng, (3,), B), values(rng, (3,), F32), values(rng, (3,), I32)], {}
 
