@@ -51,7 +51,7 @@ def test_plain_inputs_give_the_reference_results_and_grouping(tmp_path: Path, ki
 
 def test_a_wrong_shape_is_still_a_typed_error(tmp_path: Path) -> None:
     native, _ = _files(tmp_path)
-    with pytest.raises(am.errors.AmberError, match="(?i)shape|dim"):
+    with pytest.raises(am.errors.AmberError, match=r"(?i)shape|dim"):
         native(np.zeros((2, 5), np.float32), np.zeros((2, 3), np.float32))
 
 
