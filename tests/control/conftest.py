@@ -10,25 +10,9 @@ import numpy as np
 import pytest
 
 import amber as am
+from helpers import central_differences
 
 GradCheck = Callable[..., list[np.ndarray]]
-
-
-def _numeric(f: Callable[..., Any], xs: list[np.ndarray], eps: float) -> list[np.ndarray]:
-    """Central finite differences of the scalar ``f`` with respect to each array."""
-    out = []
-    for k, x in enumerate(xs):
-        g = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            vals = []
-            for sgn in (1.0, -1.0):
-                xk = x.copy()
-                xk[idx] += sgn * eps
-                args = [xk if j == k else xs[j] for j in range(len(xs))]
-                vals.append(float(f(*[am.tensor(a) for a in args]).item()))
-            g[idx] = (vals[0] - vals[1]) / (2 * eps)
-        out.append(g)
-    return out
 
 
 def gradcheck_impl(f: Callable[..., Any], *arrays: Any, eps: float = 1e-6, rtol: float = 1e-5,
@@ -36,7 +20,7 @@ def gradcheck_impl(f: Callable[..., Any], *arrays: Any, eps: float = 1e-6, rtol:
     """Check ``f`` (float64 tensors -> scalar tensor) three ways: ``am.grad``,
     ``Tensor.backward`` and central differences. Returns the gradients."""
     xs = [np.array(a, dtype=np.float64) for a in arrays]
-    numeric = _numeric(f, xs, eps)
+    numeric = central_differences(f, xs, eps=eps)
     by_grad = am.grad(f, argnums=tuple(range(len(xs))))(*[am.tensor(x) for x in xs])
     ts = [am.tensor(x, requires_grad=True) for x in xs]
     out = f(*ts)

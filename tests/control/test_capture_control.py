@@ -14,6 +14,7 @@ import pytest
 
 import amber as am
 from amber.interpreter import Interpreter
+from helpers import central_differences
 
 F64 = am.float64
 I64 = np.int64
@@ -31,25 +32,6 @@ def _run(model: am.Model, *args: Any) -> list[np.ndarray]:
     return model.program.run("forward", *args)
 
 
-def _fd(f: Callable[..., Any], arrays: Sequence[np.ndarray], extra: Sequence[Any] = (),
-        eps: float = 1e-6) -> list[np.ndarray]:
-    """Central finite differences of the scalar eager ``f(*arrays, *extra)``."""
-    out = []
-    for k, x in enumerate(arrays):
-        g = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            vals = []
-            for sgn in (1.0, -1.0):
-                xk = x.copy()
-                xk[idx] += sgn * eps
-                args = [xk if j == k else arrays[j] for j in range(len(arrays))]
-                vals.append(float(f(*[am.tensor(a) for a in args],
-                                    *[am.tensor(e) for e in extra]).item()))
-            g[idx] = (vals[0] - vals[1]) / (2 * eps)
-        out.append(g)
-    return out
-
-
 def _grad_export_check(f: Callable[..., Any], specs: Sequence[Any], cases: Sequence[
         tuple[Sequence[np.ndarray], Sequence[Any]]], tmp_path: Any,
         extra_specs: Sequence[Any] = ()) -> am.Program:
@@ -60,7 +42,7 @@ def _grad_export_check(f: Callable[..., Any], specs: Sequence[Any], cases: Seque
     model = _roundtrip(program, tmp_path)
     for arrays, extra in cases:
         got = _run(model, *arrays, *extra)
-        want = _fd(f, arrays, extra)
+        want = central_differences(f, arrays, extra)
         for k, (g, w) in enumerate(zip(got, want)):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7, err_msg=f"argument {k}")
     return program
@@ -384,7 +366,7 @@ def test_backward_reaches_closed_over_module_parameters(tmp_path) -> None:
         return (h * h).sum() + ys.sum()
 
     w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
-    nw, nb = _fd(loss_of, [w0, b0])
+    nw, nb = central_differences(loss_of, [w0, b0])
     np.testing.assert_allclose(gw, nw, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(gb, nb, rtol=1e-5, atol=1e-7)
 

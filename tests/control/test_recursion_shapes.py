@@ -19,6 +19,7 @@ import pytest
 
 import amber as am
 from amber.interpreter import Interpreter
+from helpers import central_differences
 
 F64 = am.float64
 RNG = np.random.default_rng(11)
@@ -97,24 +98,6 @@ def _check_runs(model: am.Model, eager: Callable[..., Any], cases: Sequence[Sequ
         for w, r, n in zip(want, ref, nat, strict=True):
             np.testing.assert_allclose(r, w, rtol=rtol, atol=1e-13)
             np.testing.assert_allclose(n, w, rtol=rtol, atol=1e-13)
-
-
-def _fd(f: Callable[..., am.Tensor], arrays: Sequence[np.ndarray], extra: Sequence[Any] = (),
-        eps: float = 1e-6) -> list[np.ndarray]:
-    """Central differences of the scalar eager ``f``."""
-    out = []
-    for k, x in enumerate(arrays):
-        g = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            vals = []
-            for sgn in (1.0, -1.0):
-                xk = x.copy()
-                xk[idx] += sgn * eps
-                args = [xk if j == k else a for j, a in enumerate(arrays)]
-                vals.append(f(*[am.tensor(a) for a in (*args, *extra)]).item())
-            g[idx] = (vals[0] - vals[1]) / (2 * eps)
-        out.append(g)
-    return out
 
 
 # ----------------------------------------------------------------------------- one function
@@ -327,7 +310,7 @@ def test_exported_gradients_match_finite_differences(tmp_path, n) -> None:
     model = _save_load(program, tmp_path)
     for x in (np.linspace(0.2, 1.6, 8), np.array([0.9, 0.4, 1.3, -0.5, 0.2, 0.8, 1.1, 0.6])):
         w = RNG.uniform(0.5, 1.5, 8)
-        want = _fd(loss, [x, w])
+        want = central_differences(loss, [x, w])
         eager = am.grad(loss, argnums=(0, 1))(am.tensor(x), am.tensor(w))
         native = model.native.run("forward", x, w)
         ref = Interpreter(model.program).run("forward", x, w)

@@ -23,26 +23,10 @@ from amber import native as N
 from amber.capture.serialize import header_to_json
 from amber.format.container import write_container
 from amber.interpreter import Interpreter
+from helpers import central_differences
 
 F64 = am.float64
 I64 = np.int64
-
-
-def _fd(f: Callable[..., Any], arrays: Sequence[np.ndarray], eps: float = 1e-6
-        ) -> list[np.ndarray]:
-    out = []
-    for k, x in enumerate(arrays):
-        g = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            vals = []
-            for sgn in (1.0, -1.0):
-                xk = x.copy()
-                xk[idx] += sgn * eps
-                args = [xk if j == k else a for j, a in enumerate(arrays)]
-                vals.append(float(f(*[am.tensor(a) for a in args]).item()))
-            g[idx] = (vals[0] - vals[1]) / (2 * eps)
-        out.append(g)
-    return out
 
 
 def _stacking_whiles(program: am.Program) -> list[Any]:
@@ -67,7 +51,7 @@ def _export_and_check(f: Callable[..., Any], specs: Sequence[Any],
         assert native.verify() == (len(program.test_vectors), 0)
         for arrays in cases:
             want = [g.numpy() for g in grad(*[am.tensor(a) for a in arrays])]
-            fd = _fd(f, arrays)
+            fd = central_differences(f, arrays)
             for got in (model.program.run("forward", *arrays),
                         native.run("forward", *arrays)):
                 for k, (g, w, d) in enumerate(zip(got, want, fd)):
@@ -201,7 +185,7 @@ def test_second_order_gradient_reference_and_native(tmp_path: Path) -> None:
     program.save(path)
     for x in (np.array([0.3, -0.2, 0.5]), np.array([-0.3, -0.2, 0.1])):
         want = h(am.tensor(x)).numpy()
-        fd = _fd(lambda v: am.grad(f)(v).sum(), [x])[0]
+        fd = central_differences(lambda v: am.grad(f)(v).sum(), [x])[0]
         np.testing.assert_allclose(want, fd, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(program.run("forward", x)[0], want, rtol=1e-10)
         with N.NativeModel(path) as m:

@@ -2,6 +2,7 @@
 
 from .opcheck import (
     assert_close,
+    central_differences,
     check_forward,
     check_grad,
     check_op,
@@ -12,6 +13,7 @@ from .opcheck import (
 
 __all__ = [
     "assert_close",
+    "central_differences",
     "check_forward",
     "check_grad",
     "check_op",

@@ -186,6 +186,18 @@ def _fd(phi: Callable[[list[Array]], float], xs: list[Array], eps: float) -> lis
     return grads
 
 
+def central_differences(f: Callable[..., Any], arrays: Sequence[Array], extra: Sequence[Any] = (),
+                        eps: float = 1e-6) -> list[Array]:
+    """Central finite differences of the scalar eager ``f(*arrays, *extra)`` (each passed
+    as a tensor; ``arrays`` in float64) with respect to each of ``arrays``."""
+    fixed = [am.tensor(e) for e in extra]
+
+    def phi(vals: list[Array]) -> float:
+        return float(f(*[am.tensor(a) for a in vals], *fixed).item())
+
+    return _fd(phi, [np.array(a, dtype=np.float64) for a in arrays], eps)
+
+
 def _split(args: list[Array], argnums: Sequence[int], values: list[Array]) -> list[Array]:
     full = [a.copy() for a in args]
     for i, v in zip(argnums, values):
