@@ -28,10 +28,9 @@ typedef double v4d __attribute__((vector_size(32)));
 /* ---------------------------------------------------------------- kernels */
 
 /* Portable: written as multiply, then add. A compiler that contracts expressions (clang
- * on a target with FMA) fuses the vector and the scalar forms alike. */
+ * on a target with FMA) fuses the vector and the scalar forms alike. Each inclusion of
+ * gemm_kernel.inc undefines its parameters (all but MR and KATTR). */
 #define KATTR
-#define VFMA(a, b, c) ((c) + (a) * (b))
-#define SFMA(a, b, c) ((c) + (a) * (b))
 #define MR 6
 
 #define KSUF f32_generic
@@ -39,26 +38,18 @@ typedef double v4d __attribute__((vector_size(32)));
 #define V v8f
 #define VL 8
 #define VSPLAT SPLAT8
+#define VFMA(a, b, c) ((c) + (a) * (b))
+#define SFMA(a, b, c) ((c) + (a) * (b))
 #include "gemm_kernel.inc"
-#undef KSUF
-#undef T
-#undef V
-#undef VL
-#undef VSPLAT
 
 #define KSUF f64_generic
 #define T double
 #define V v4d
 #define VL 4
 #define VSPLAT SPLAT4
+#define VFMA(a, b, c) ((c) + (a) * (b))
+#define SFMA(a, b, c) ((c) + (a) * (b))
 #include "gemm_kernel.inc"
-#undef KSUF
-#undef T
-#undef V
-#undef VL
-#undef VSPLAT
-#undef VFMA
-#undef SFMA
 #undef KATTR
 
 #if AM_X86
@@ -73,13 +64,6 @@ typedef double v4d __attribute__((vector_size(32)));
 #define VFMA(a, b, c) ((v8f)_mm256_fmadd_ps((a), (b), (c)))
 #define SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
 #include "gemm_kernel.inc"
-#undef KSUF
-#undef T
-#undef V
-#undef VL
-#undef VSPLAT
-#undef VFMA
-#undef SFMA
 
 #define KSUF f64_avx2
 #define T double
@@ -89,13 +73,6 @@ typedef double v4d __attribute__((vector_size(32)));
 #define VFMA(a, b, c) ((v4d)_mm256_fmadd_pd((a), (b), (c)))
 #define SFMA(a, b, c) __builtin_fma((a), (b), (c))
 #include "gemm_kernel.inc"
-#undef KSUF
-#undef T
-#undef V
-#undef VL
-#undef VSPLAT
-#undef VFMA
-#undef SFMA
 #undef KATTR
 #endif
 #undef MR
