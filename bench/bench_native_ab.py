@@ -38,14 +38,9 @@ import numpy as np  # noqa: E402
 
 import amber as am  # noqa: E402
 import amber.nn as nn  # noqa: E402
+from amber.native import _Tensor  # noqa: E402  (amber_tensor, as the binding declares it)
 
-MAX_RANK = 32
 NO_FUSION = 2  # AMBER_OPEN_NO_FUSION
-
-
-class _Tensor(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
-                ("shape", ctypes.c_int64 * MAX_RANK), ("data", ctypes.c_void_p)]
 
 
 class _Options(ctypes.Structure):

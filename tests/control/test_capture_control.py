@@ -15,6 +15,7 @@ import pytest
 import amber as am
 from amber.interpreter import Interpreter
 from helpers import central_differences
+from helpers.programs import cond_in_while_in_recursion
 
 F64 = am.float64
 I64 = np.int64
@@ -309,18 +310,7 @@ def test_gradient_of_a_recursive_function_is_recursive(tmp_path) -> None:
 
 
 def test_gradient_of_cond_inside_while_inside_a_recursive_function(tmp_path) -> None:
-    @am.function
-    def rec(n, x, w):
-        def body(c):
-            k, v = c
-            v2 = am.cond(v.sum() > 0, lambda: v * 0.5 + w, lambda: v * w - 0.1)
-            return k + 1, v2
-
-        def step():
-            _, v = am.while_loop(lambda c: c[0] < n, body, (am.tensor(I64(0)), x))
-            return rec(n - 1, v.sin(), w)
-
-        return am.cond(n > 0, step, lambda: x * w)
+    rec = cond_in_while_in_recursion
 
     def f(x, w, n):
         return (rec(n, x, w) ** 2).sum()

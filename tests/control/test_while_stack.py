@@ -24,6 +24,7 @@ from amber.capture.serialize import header_to_json
 from amber.format.container import write_container
 from amber.interpreter import Interpreter
 from helpers import central_differences
+from helpers.programs import cond_in_while_in_recursion
 
 F64 = am.float64
 I64 = np.int64
@@ -112,18 +113,7 @@ def test_several_float_carries_and_closures_over_several_tensors(tmp_path: Path)
 
 
 def test_cond_inside_while_inside_a_recursive_function(tmp_path: Path) -> None:
-    @am.function
-    def rec(n, x, w):
-        def body(c):
-            k, v = c
-            v2 = am.cond(v.sum() > 0, lambda: v * 0.5 + w, lambda: v * w - 0.1)
-            return k + 1, v2
-
-        def step():
-            _, v = am.while_loop(lambda c: c[0] < n, body, (am.tensor(I64(0)), x))
-            return rec(n - 1, v.sin(), w)
-
-        return am.cond(n > 0, step, lambda: x * w)
+    rec = cond_in_while_in_recursion
 
     def f(x, w):
         return (rec(am.tensor(I64(3)), x, w) ** 2).sum()
