@@ -52,6 +52,8 @@ OPEN_NO_FUSION = 2
 _NP_DTYPES: tuple[np.dtype, ...] = tuple(
     np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1"))
 """NumPy dtype of each ``amber_dtype`` value, in enum order."""
+# dtype -> amber_dtype code; a dict lookup (hashing) is cheaper than comparing dtypes
+_DTYPE_CODES: dict[np.dtype, int] = {d: i for i, d in enumerate(_NP_DTYPES)}
 
 _STATUS_NAMES = (
     "AMBER_OK", "AMBER_ERR_INVALID_ARGUMENT", "AMBER_ERR_NO_MEMORY", "AMBER_ERR_LIMIT",
@@ -360,7 +362,7 @@ def _port(p: _Port) -> NativePort:
 def _describe(a: np.ndarray, t: _Tensor) -> None:
     """Writes into ``t`` a descriptor of ``a`` (C-contiguous, one of the runtime's
     dtypes): no copy."""
-    t.dtype = _NP_DTYPES.index(a.dtype)
+    t.dtype = _DTYPE_CODES[a.dtype]
     t.rank = a.ndim
     t.shape[:a.ndim] = a.shape
     t.data = a.ctypes.data if a.size else None
@@ -488,7 +490,7 @@ class NativeSession:
         if len(inputs) != len(sig.inputs):
             raise AmberError(f"{entry}: takes {len(sig.inputs)} inputs, got {len(inputs)}")
         # arrays the runtime reads as they are skip _as_input (the common case)
-        arrays = [x if type(x) is np.ndarray and x.dtype in _NP_DTYPES and x.ndim <= MAX_RANK
+        arrays = [x if type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
                   and x.flags.c_contiguous else _as_input(x, p, entry)
                   for x, p in zip(inputs, sig.inputs)]
         for i, a in enumerate(arrays):  # NOTE: `arrays` keeps the data alive for the call
