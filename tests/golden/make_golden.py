@@ -85,20 +85,12 @@ GOLDEN: dict[str, Callable[[], tuple[am.Program, dict[str, np.ndarray]]]] = {
 
 def write(name: str, out_dir: str = OUT_DIR) -> None:
     """Write ``name``.amber and ``name``.npz; refuse to overwrite either."""
-    write_golden(name, lambda: GOLDEN[name](), out_dir)
-
-
-def write_golden(name: str, make: Callable[[], tuple[am.Program, dict[str, np.ndarray]]],
-                 out_dir: str) -> None:
-    """Write ``make()``'s program as ``name``.amber and its inputs and forward outputs as
-    ``name``.npz in ``out_dir``; refuse to overwrite either (shared by every version's
-    generator)."""
     amber_path = os.path.join(out_dir, f"{name}.amber")
     npz_path = os.path.join(out_dir, f"{name}.npz")
     for path in (amber_path, npz_path):
         if os.path.exists(path):
             raise FileExistsError(f"{path} exists; golden files are never rewritten")
-    program, inputs = make()
+    program, inputs = GOLDEN[name]()
     os.makedirs(out_dir, exist_ok=True)
     program.save(amber_path, metadata={"golden": name})
     outs = program.run("forward", **inputs)

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "src")))
 import amber as am  # noqa: E402
 
 sys.path.insert(0, HERE)
-from make_golden import write_golden  # noqa: E402
+from golden_writer import write_golden  # noqa: E402
 
 OUT_DIR = os.path.join(HERE, "v3")
 F64 = am.float64
