@@ -1,7 +1,8 @@
 /* Dense matrix products for matmul and the convolutions: a blocked GEMM on packed
  * panels (BLIS-style loops around an MR x NR register tile) and, for one or two rows, a
- * GEMV that streams B's rows without packing. A constant B (a weight) may be packed once
- * and reused (am_gemm_pack_b_*).
+ * GEMV that streams B's rows (or B's packed slivers: the same bits), with four partial
+ * sums per column when B is narrower than a sliver. A constant B (a weight) may be
+ * packed once and reused by both (am_gemm_pack_b_*).
  *
  * Kernels come in two instruction sets: AVX2 + FMA on x86-64 CPUs that have them
  * (chosen at run time) and portable C vector extensions elsewhere. Summation order per
@@ -107,7 +108,7 @@ int am_gemm_set_isa(int isa) {
 
 /* ---------------------------------------------------------------- driver */
 
-/* Rows up to this count use the GEMV path (B read once per row, never packed). */
+/* Rows up to this count use the GEMV path (B read once per row, A never packed). */
 #define GEMV_ROWS 2
 /* Columns per GEMV task: that much of a C row stays in L1 while B streams past. */
 #define GEMV_CHUNK 1024
@@ -118,9 +119,10 @@ int am_gemm_set_isa(int isa) {
     typedef struct kern_##SUF {                                                               \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
+        void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
-        {ukr_##SUF##_generic, gemv_##SUF##_generic},                                          \
+        {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},             \
         GEMM_AVX2_ENTRY(SUF)};                                                                \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
@@ -196,9 +198,13 @@ int am_gemm_set_isa(int isa) {
         (void)worker;                                                                         \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
         int64_t j0 = t * j->chunk, j1 = j0 + j->chunk < j->n ? j0 + j->chunk : j->n;          \
-        for (int64_t i = 0; i < j->m; i++)                                                    \
-            j->K->gemv(j->k, j->A + i * j->rsa, j->csa, j->B + j0, j->rsb,                    \
-                       j->C + i * j->ldc + j0, j1 - j0, j->acc);                              \
+        for (int64_t i = 0; i < j->m; i++) /* chunks are whole slivers (a multiple of NR) */ \
+            if (j->bp)                                                                        \
+                j->K->gemv_packed(j->k, j->A + i * j->rsa, j->csa, j->bp + (j0 / NR) * j->k * NR, \
+                                  j->C + i * j->ldc + j0, j1 - j0, j->acc);                   \
+            else                                                                              \
+                j->K->gemv(j->k, j->A + i * j->rsa, j->csa, j->B + j0, j->rsb,                \
+                           j->C + i * j->ldc + j0, j1 - j0, j->acc);                          \
     }                                                                                         \
                                                                                               \
     /* Task t packs slivers [t * pchunk, (t + 1) * pchunk) of the current block. */            \
@@ -268,6 +274,7 @@ int am_gemm_set_isa(int isa) {
             int64_t tasks = (n + GEMV_CHUNK - 1) / GEMV_CHUNK;                                \
             if (tasks < threads) tasks = threads;                                             \
             job->chunk = (((n + tasks - 1) / tasks + NR - 1) / NR) * NR;                      \
+            job->bp = packed; /* the same bits as B read directly, streamed faster */        \
             am_pool_run(pool, (n + job->chunk - 1) / job->chunk, gemv_task_##SUF, job);       \
             return;                                                                           \
         }                                                                                     \
@@ -351,8 +358,8 @@ int am_gemm_set_isa(int isa) {
         return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, accumulate); \
     }                                                                                         \
                                                                                               \
-    const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *B) { \
-        if (!ctx->keep || gemv_path_##SUF(m, B, 1) || n < NR || k <= 0) return NULL;          \
+    const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t n, int64_t k, const T *B) {           \
+        if (!ctx->keep || !B || n < NR || k <= 0) return NULL;                                \
         uint32_t kind = KEEP_KIND_PACKED_B | (uint32_t)sizeof(T);                            \
         T *p = (T *)am_keep_find(ctx->keep, B, kind, k, n);                                   \
         if (p) return p;                                                                      \
@@ -382,9 +389,10 @@ int am_gemm_set_isa(int isa) {
     }
 
 #if AM_X86
-#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_avx2, gemv_##SUF##_avx2}
+#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_avx2, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
 #else
-#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_generic, gemv_##SUF##_generic}
+#define GEMM_AVX2_ENTRY(SUF) \
+    {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
 #endif
 
 GEMM_DRIVER(f32, float, 6, 16, 256, 96, 1024)

@@ -34,6 +34,16 @@ typedef struct am_error {
 amber_status am_fail(am_error *err, amber_status status, const char *fmt, ...) AM_PRINTF(3, 4);
 void am_error_clear(am_error *err);
 
+/* *dst = *src for the fields in use: dims past the rank are left as they were. NOTE: an
+ * amber_tensor is 272 bytes, nearly all AMBER_MAX_RANK dims that are rarely used; the
+ * interpreter copies several per node. */
+static inline void am_tensor_copy(amber_tensor *dst, const amber_tensor *src) {
+    dst->dtype = src->dtype;
+    dst->rank = src->rank;
+    dst->data = src->data;
+    for (int i = 0; i < src->rank && i < AMBER_MAX_RANK; i++) dst->shape[i] = src->shape[i];
+}
+
 /* Overflow-checked arithmetic on non-negative sizes; false on overflow. */
 static inline bool am_mul_i64(int64_t a, int64_t b, int64_t *out) {
     return !__builtin_mul_overflow(a, b, out);

@@ -55,14 +55,14 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         case AMBER_FLOAT32: {
             const float *b = (const float *)ya;
             st = am_gemm_prepacked_f32(ctx, m, nn, k, (const float *)xa, k, 1, b, nn, 1,
-                                       fixed_y ? am_gemm_kept_b_f32(ctx, m, nn, k, b) : NULL,
+                                       fixed_y ? am_gemm_kept_b_f32(ctx, nn, k, b) : NULL,
                                        (float *)oc, nn, false);
             break;
         }
         case AMBER_FLOAT64: {
             const double *b = (const double *)ya;
             st = am_gemm_prepacked_f64(ctx, m, nn, k, (const double *)xa, k, 1, b, nn, 1,
-                                       fixed_y ? am_gemm_kept_b_f64(ctx, m, nn, k, b) : NULL,
+                                       fixed_y ? am_gemm_kept_b_f64(ctx, nn, k, b) : NULL,
                                        (double *)oc, nn, false);
             break;
         }

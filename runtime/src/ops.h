@@ -254,10 +254,9 @@ amber_status am_gemm_prepacked_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                    int64_t rsb, int64_t csb, const double *packed, double *C,
                                    int64_t ldc, bool accumulate);
 /* A packed copy of the fixed, row-major B[k, n] kept in ctx->keep (made on first use),
- * or NULL when a product of m rows would not use it or memory does not allow it. */
-const float *am_gemm_kept_b_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *B);
-const double *am_gemm_kept_b_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
-                                 const double *B);
+ * or NULL when B is too narrow to pack or memory does not allow it. */
+const float *am_gemm_kept_b_f32(am_ctx *ctx, int64_t n, int64_t k, const float *B);
+const double *am_gemm_kept_b_f64(am_ctx *ctx, int64_t n, int64_t k, const double *B);
 /* The same product on the calling thread only, with caller-provided scratch of
  * am_gemm_scratch_len elements (packed: whether `packed` will be given), so that it can
  * run inside a pool task. B may be NULL when packed is given. */

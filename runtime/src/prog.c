@@ -325,9 +325,8 @@ static bool static_type(const am_type *t) {
  * with symbolic sizes are checked when they run. */
 static amber_status static_check(loader *L, const am_func *f, const am_node *n) {
     if (!static_type(&n->out_types[0])) return AMBER_OK;
-    am_attrs a;
     am_error e;
-    if (am_attrs_decode(n->op, L->d, n->attrs, NULL, &a, &e) != AMBER_OK) return AMBER_OK;
+    if (!n->static_attrs) return AMBER_OK;
     amber_tensor *ins = (amber_tensor *)calloc((size_t)n->n_in + 1, sizeof *ins);
     if (!ins) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
     amber_status st = AMBER_OK;
@@ -341,7 +340,7 @@ static amber_status static_check(loader *L, const am_func *f, const am_node *n) 
     }
     amber_tensor out;
     if (is_static) {
-        if (am_op_infer(n->op, ins, n->n_in, &a, &out, &e) != AMBER_OK) {
+        if (am_op_infer(n->op, ins, n->n_in, n->static_attrs, &out, &e) != AMBER_OK) {
             st = LFAIL(L, "%s", e.msg);
         } else {
             const am_type *t = &n->out_types[0];
@@ -366,9 +365,7 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
         am_node *n = &f->nodes[ni];
         bool fix = n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT;
         if (n->kind == AM_NODE_OP) {
-            am_attrs a;
-            am_error e;
-            fix = am_attrs_decode(n->op, L->d, n->attrs, NULL, &a, &e) == AMBER_OK;
+            fix = n->static_attrs != NULL;
             for (int k = 0; k < n->n_in && fix; k++) fix = fixed[n->in[k]];
             if (fix) n->hoist = AM_HOIST_CACHED;
         }
@@ -773,11 +770,16 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
                 st = LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
                 break;
             }
-            am_attrs a;
+            am_attrs a, *fixed;
             am_error e;
             if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
                 st = LFAIL(L, "%s", e.msg);
                 break;
+            }
+            if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
+                if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
+                *fixed = a;
+                n->static_attrs = fixed;
             }
         }
         if (st != AMBER_OK) break;
@@ -1031,8 +1033,9 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
 void am_program_free(am_program *p) { am_arena_free(&p->mem); }
 
 amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
-                           am_attrs *a, am_error *err) {
-    return am_attrs_decode(n->op, doc, n->attrs, syms, a, err);
+                           am_attrs *buf, const am_attrs **out, am_error *err) {
+    *out = n->static_attrs ? n->static_attrs : buf;
+    return n->static_attrs ? AMBER_OK : am_attrs_decode(n->op, doc, n->attrs, syms, buf, err);
 }
 
 amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,

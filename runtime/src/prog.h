@@ -40,6 +40,8 @@ typedef struct am_node {
     am_builtin kind;
     const am_op *op;            /* AM_NODE_OP */
     const am_json *attrs;       /* the node's attribute object */
+    const am_attrs *static_attrs; /* AM_NODE_OP: attrs decoded at load, or NULL when they
+                                     hold dim expressions (decoded when the node runs) */
     int n_in, n_out;
     uint32_t *in, *out;         /* value indices */
     am_type *out_types;
@@ -123,9 +125,10 @@ amber_status am_program_load(am_program *prog, const am_json_doc *doc, const voi
                              am_tensor_lookup lookup, bool fuse, am_error *err);
 void am_program_free(am_program *prog);
 
-/* Decodes a node's attributes with dim expressions evaluated in syms. */
+/* A node's attributes: the ones decoded at load, else decoded into *buf with dim
+ * expressions evaluated in syms. */
 amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
-                           am_attrs *a, am_error *err);
+                           am_attrs *buf, const am_attrs **out, am_error *err);
 /* Evaluates a declared type's dims. */
 amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,
                           am_error *err);

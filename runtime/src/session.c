@@ -36,7 +36,7 @@ struct amber_session {
     /* Memory plans, AM_PLAN_SLOTS per function (least recently used replaced), and the
      * block the outermost function's plan places its values in, kept across runs. */
     struct plan *plans;
-    uint64_t clock;
+    uint64_t clock, plan_stamps;
     void *block;
     size_t block_size;
     struct counts {
@@ -54,9 +54,18 @@ struct amber_session {
 struct plan {
     bool valid, ready;  /* ready: planned with the hoisted values cached (no INNER nodes) */
     uint64_t used;      /* clock of the last use */
+    uint64_t stamp;     /* changes whenever the slot is (re)computed */
     int64_t *key;       /* the symbol values */
     size_t *offset;
     size_t size, value_bytes;
+    /* Per node: the result type an op node's shape rules gave in a run with these
+     * symbols. Every value's type is fixed by the symbols (each is checked against its
+     * declaration), so later runs reuse it instead of running the rules again. */
+    struct memo {
+        bool known;
+        amber_tensor out; /* data unused */
+        size_t nbytes;
+    } *memo;
 };
 
 static bool drop_kept(amber_session *s);
@@ -141,6 +150,7 @@ void amber_session_free(amber_session *s) {
     for (size_t i = 0; s->plans && i < (size_t)s->model->prog.n_funcs * AM_PLAN_SLOTS; i++) {
         free(s->plans[i].key);
         free(s->plans[i].offset);
+        free(s->plans[i].memo);
     }
     free(s->plans);
     free(s->block);
@@ -179,7 +189,7 @@ static amber_status check_type(amber_session *s, const am_type *t, const am_symb
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth);
 static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *syms, bool ready, int depth);
+                              const am_symbols *syms, bool ready, struct plan *plan, int depth);
 
 /* The run arena may hold what the planned block and the hoisted values leave of the
  * memory limit. */
@@ -635,7 +645,7 @@ static amber_status compute_plan(amber_session *s, const am_func *f, const am_sy
 /* The plan of function fi for the bound symbols: cached, or computed into the least
  * recently used slot. */
 static amber_status plan_for(amber_session *s, uint32_t fi, const am_symbols *syms, bool ready,
-                             const struct plan **out) {
+                             struct plan **out) {
     const am_func *f = &s->model->prog.funcs[fi];
     struct plan *slots = &s->plans[(size_t)fi * AM_PLAN_SLOTS], *victim = &slots[0];
     size_t key_bytes = sizeof(int64_t) * (size_t)syms->n;
@@ -656,6 +666,10 @@ static amber_status plan_for(amber_session *s, uint32_t fi, const am_symbols *sy
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
     if (!victim->offset && !(victim->offset = (size_t *)malloc(sizeof(size_t) * (f->n_planned + 1u))))
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    if (!victim->memo && !(victim->memo = (struct memo *)malloc(sizeof(struct memo) * (f->n_nodes + 1u))))
+        return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) victim->memo[ni].known = false;
+    victim->stamp = ++s->plan_stamps;
     amber_status st = compute_plan(s, f, syms, ready, victim);
     if (st != AMBER_OK) return st;
     if (key_bytes) memcpy(victim->key, syms->values, key_bytes);
@@ -717,7 +731,7 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         if ((st = check_type(s, &f->param_types[i], &syms, &args[i], f->name, "argument", i)) !=
             AMBER_OK)
             return st;
-        vals[i] = args[i];
+        am_tensor_copy(&vals[i], &args[i]);
     }
     struct hoisted *h = &s->hoisted[fi];
     if (f->n_cached && !h->vals &&
@@ -730,8 +744,8 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
      * replaced by a nested call of the same function changes nothing for this one. */
     char *base = NULL;
     size_t planned_size = 0;
+    struct plan *plan = NULL;
     if (f->n_planned) {
-        const struct plan *plan = NULL;
         if ((st = plan_for(s, fi, &syms, ready, &plan)) != AMBER_OK) return st;
         planned_size = plan->size;
         if (depth == 0) {
@@ -748,17 +762,20 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     } else if (depth == 0) {
         s->counts.plan_bytes = s->counts.plan_value_bytes = 0;
     }
-    st = run_nodes(s, fi, vals, &syms, ready, depth);
+    st = run_nodes(s, fi, vals, &syms, ready, plan, depth);
     if (st == AMBER_OK)
-        for (uint32_t k = 0; k < f->n_results; k++) results[k] = vals[f->results[k]];
+        for (uint32_t k = 0; k < f->n_results; k++) am_tensor_copy(&results[k], &vals[f->results[k]]);
     if (depth > 0 && base) value_release(s, base, planned_size);
     return st;
 }
 
-/* Runs f's nodes in order: vals holds the arguments and the planned values' memory. */
+/* Runs f's nodes in order: vals holds the arguments and the planned values' memory;
+ * plan (or NULL) is the plan of f for these symbols, whose memo of result types is used
+ * only while the slot still holds that plan (a nested call may replace it). */
 static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *symp, bool ready, int depth) {
+                              const am_symbols *symp, bool ready, struct plan *plan, int depth) {
     const am_func *f = &s->model->prog.funcs[fi];
+    const uint64_t stamp = plan ? plan->stamp : 0;
     am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
     struct hoisted *h = &s->hoisted[fi];
     am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};
@@ -773,11 +790,11 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
                             (void **)&ins, &s->err);
         if (st != AMBER_OK) return st;
         outs = ins + n->n_in;
-        for (int k = 0; k < n->n_in; k++) ins[k] = vals[n->in[k]];
+        for (int k = 0; k < n->n_in; k++) am_tensor_copy(&ins[k], &vals[n->in[k]]);
         switch (n->kind) {
         case AM_NODE_CONSTANT:
         case AM_NODE_WEIGHT:
-            outs[0] = n->tensor;
+            am_tensor_copy(&outs[0], &n->tensor);
             break;
         case AM_NODE_CALL:
             st = run_function(s, n->callee, ins, outs, depth + 1);
@@ -798,16 +815,25 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         case AM_NODE_OP: {
             bool cache = n->hoist == AM_HOIST_CACHED;
             if (cache && h->vals[n->out[0]].data) {
-                outs[0] = h->vals[n->out[0]];
+                am_tensor_copy(&outs[0], &h->vals[n->out[0]]);
                 break;
             }
-            am_attrs attrs;
+            am_attrs buf;
+            const am_attrs *attrs;
             size_t nbytes = 0;
-            st = am_node_attrs(n, &s->model->doc, &syms, &attrs, &s->err);
-            if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, &attrs, &outs[0], &s->err);
-            if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
-            /* Before the kernel writes: a planned slot holds the declared type's bytes. */
-            if (st == AMBER_OK) st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
+            struct memo *memo = plan && plan->stamp == stamp ? &plan->memo[ni] : NULL;
+            st = am_node_attrs(n, &s->model->doc, &syms, &buf, &attrs, &s->err);
+            if (st == AMBER_OK && memo && memo->known) {
+                am_tensor_copy(&outs[0], &memo->out);
+                nbytes = memo->nbytes;
+            } else if (st == AMBER_OK) {
+                st = am_op_infer(n->op, ins, n->n_in, attrs, &outs[0], &s->err);
+                if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
+                /* Before the kernel writes: a planned slot holds the declared type's bytes. */
+                if (st == AMBER_OK)
+                    st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
+                if (st == AMBER_OK && memo) *memo = (struct memo){true, outs[0], nbytes};
+            }
             if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
                 outs[0].data = ins[0].data;
                 break;
@@ -822,10 +848,10 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
                 ctx.fixed_inputs = n->fixed_in;
                 if (n->fuse == AM_FUSE_ROOT) {
                     amber_tensor ext[AM_FUSED_MAX_EXT];
-                    for (int k = 0; k < n->fused->n_ext; k++) ext[k] = vals[n->fused->ext[k]];
+                    for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
                     st = am_fused_run(n->fused, &ctx, ext, &outs[0]);
                 } else {
-                    st = n->op->kernel(n->op, &ctx, ins, n->n_in, &attrs, &outs[0]);
+                    st = n->op->kernel(n->op, &ctx, ins, n->n_in, attrs, &outs[0]);
                 }
                 if (cache && st == AMBER_OK) {
                     h->vals[n->out[0]] = outs[0];
@@ -841,7 +867,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
             if (n->kind != AM_NODE_OP) /* op results were checked before their kernel */
                 st = check_type(s, &n->out_types[k], &syms, &outs[k], NULL, "output", (unsigned)k);
-            vals[n->out[k]] = outs[k];
+            am_tensor_copy(&vals[n->out[k]], &outs[k]);
         }
         if (st != AMBER_OK) {
             if (n->kind >= AM_NODE_CALL && strstr(s->err.msg, ", node "))

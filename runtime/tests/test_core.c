@@ -291,7 +291,8 @@ static void test_gemm(void) {
     static const int64_t sizes[][3] = {
         {1, 700, 300}, {2, 33, 17},  {3, 50, 9},     {7, 1030, 300}, {100, 97, 260},
         {200, 300, 64}, {6, 16, 1},  {1, 5, 3},      {5, 2100, 530}, {13, 19, 513},
-        {1, 1, 1},      {97, 1, 31}, {64, 512, 784}, {2, 7, 0}};
+        {1, 1, 1},      {97, 1, 31}, {64, 512, 784}, {2, 7, 0},   {1, 512, 784},
+        {2, 130, 64},   {1, 10, 512}, {2, 9, 7},      {1, 8, 6},      {2, 13, 130}};
     am_error err;
     am_arena sc;
     am_arena_init(&sc, 0);
@@ -329,13 +330,23 @@ static void test_gemm(void) {
                 free(scratch);
                 if (t == 0) { /* B packed once: same bits, serial and threaded, twice */
                     for (int r = 0; r < 2; r++) {
-                        const float *pk = am_gemm_kept_b_f32(&threaded, m, n, k, b);
+                        const float *pk = am_gemm_kept_b_f32(&threaded, n, k, b);
                         CHECK(pk == NULL || pk == am_keep_find(&keep, b, 0x4700u | 4u, k, n));
                         memset(c2, 0xff, sizeof(float) * nc);
                         CHECK(am_gemm_prepacked_f32(r ? &threaded : &serial, m, n, k, a, rsa,
                                                     csa, b, rsb, csb, pk, c2, n, false) == AMBER_OK);
                         CHECK(!memcmp(c1, c2, sizeof(float) * nc));
                     }
+                    /* Accumulating into C: the same bits with and without the packed B. */
+                    float *c3 = malloc(sizeof(float) * nc);
+                    memcpy(c3, c0, sizeof(float) * nc);
+                    CHECK(am_gemm_f32(&serial, m, n, k, a, rsa, csa, b, rsb, csb, c3, n, true) == AMBER_OK);
+                    memcpy(c2, c0, sizeof(float) * nc);
+                    CHECK(am_gemm_prepacked_f32(&threaded, m, n, k, a, rsa, csa, b, rsb, csb,
+                                                am_gemm_kept_b_f32(&threaded, n, k, b), c2, n,
+                                                true) == AMBER_OK);
+                    CHECK(!memcmp(c3, c2, sizeof(float) * nc));
+                    free(c3);
                     /* Only B given as packed (B NULL): the packed path for any m. */
                     if (m > 0 && n >= 16 && k > 0) {
                         float *pk = malloc(sizeof(float) * am_gemm_packed_len_f32(k, n));
@@ -369,7 +380,7 @@ static void test_gemm(void) {
     am_keep_init(&none, failing_alloc, plain_release, NULL);
     am_ctx no_keep = {&err, &sc, NULL, 0, &none};
     float *big = calloc(64 * 64, sizeof(float)), *out = calloc(64 * 64, sizeof(float));
-    CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, 64, big) == NULL && none.n == 0);
+    CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, big) == NULL && none.n == 0);
     am_arena tiny;
     am_arena_init(&tiny, 256);
     am_ctx limited = {&err, &tiny, pool, 0, NULL};
@@ -377,7 +388,7 @@ static void test_gemm(void) {
     am_arena_free(&tiny);
     /* Dropped kept data is not made again. */
     CHECK(keep.n > 0 && am_keep_drop(&keep) && keep.n == 0 && !am_keep_drop(&keep));
-    CHECK(am_gemm_kept_b_f32(&threaded, 64, 64, 64, big) == NULL && keep.n == 0);
+    CHECK(am_gemm_kept_b_f32(&threaded, 64, 64, big) == NULL && keep.n == 0);
     free(big), free(out);
     am_keep_free(&none);
     am_keep_free(&keep);

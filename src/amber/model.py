@@ -18,7 +18,7 @@ import numpy as np
 from .capture.ir import EntryPoint, Program, max_error, within_tolerance
 from .capture.serialize import program_from_header
 from .errors import AmberError
-from .tensor import Tensor
+from .tensor import Tensor, _wrap_array
 
 BACKENDS = ("native", "reference")
 """``"native"``: libamber through its C API (:mod:`amber.native`); ``"reference"``: the
@@ -78,6 +78,10 @@ class Model:
                              "use am.load(path, backend='native')")
         # the file opened by libamber (amber.native.NativeModel) when backend is "native"
         self.native = native if backend == "native" else None
+        # entry -> (input count, whether it returns one tensor): the direct native path
+        self._direct = {name: (len(e.inputs), len(e.outputs) == 1
+                               and not isinstance(e.structure, dict))
+                        for name, e in program.entries.items()}
         self.backend_reason = backend_reason or (
             "opened by the native runtime" if backend == "native"
             else "backend='reference' was asked for")
@@ -105,15 +109,15 @@ class Model:
         """Run entry point ``entry``."""
         # The common serving call (positional NumPy arrays or plain tensors on a native
         # model) needs neither a gradient nor a capture: straight to C.
-        if self.native is not None and not kwargs and entry in self.program.entries:
-            arrays = _plain_arrays(args)
-            if arrays is not None:
-                e = self.program.entries[entry]
-                outs = self.native.run(entry, *arrays)
-                if len(outs) == 1 and not isinstance(e.structure, dict):
-                    return Tensor._wrap(outs[0])
-                return _build(e.structure, {p.name: Tensor._wrap(a)
-                                            for p, a in zip(e.outputs, outs)})
+        native = self.native
+        direct = self._direct.get(entry) if native is not None and not kwargs else None
+        arrays = _plain_arrays(args) if direct is not None and len(args) == direct[0] else None
+        if native is not None and direct is not None and arrays is not None:
+            outs = native.session().run(entry, arrays)
+            if direct[1]:
+                return _wrap_array(outs[0])
+            e = self.program.entries[entry]
+            return _build(e.structure, {p.name: _wrap_array(a) for p, a in zip(e.outputs, outs)})
         from .reuse import call_program
 
         # native runtime (or NumPy interpreter) unless a gradient is needed (ops bound

@@ -54,6 +54,8 @@ _NP_DTYPES: tuple[np.dtype, ...] = tuple(
 """NumPy dtype of each ``amber_dtype`` value, in enum order."""
 # dtype -> amber_dtype code; a dict lookup (hashing) is cheaper than comparing dtypes
 _DTYPE_CODES: dict[np.dtype, int] = {d: i for i, d in enumerate(_NP_DTYPES)}
+_CODE_DTYPES: dict[int, np.dtype] = dict(enumerate(_NP_DTYPES))  # KeyError on a bad code
+_addressof, _c_char = ctypes.addressof, ctypes.c_char
 
 _STATUS_NAMES = (
     "AMBER_OK", "AMBER_ERR_INVALID_ARGUMENT", "AMBER_ERR_NO_MEMORY", "AMBER_ERR_LIMIT",
@@ -246,6 +248,11 @@ class NativeLibrary:
             fn = getattr(self.lib, name)
             fn.restype = restype
             fn.argtypes = argtypes
+        # NOTE: amber_session_run once more without argtypes, for the run path: converting
+        # six arguments through argtypes costs about half a microsecond per call, so the
+        # caller passes every argument as the exact ctypes type (see NativeSession.run)
+        self.session_run = self.lib._FuncPtr(("amber_session_run", self.lib))
+        self.session_run.restype = ctypes.c_int
         self.version: str = self.lib.amber_version().decode()
         self.ops: frozenset[str] = frozenset(
             self.lib.amber_op_name(i).decode() for i in range(self.lib.amber_op_count()))
@@ -359,15 +366,6 @@ def _port(p: _Port) -> NativePort:
     return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
 
 
-def _describe(a: np.ndarray, t: _Tensor) -> None:
-    """Writes into ``t`` a descriptor of ``a`` (C-contiguous, one of the runtime's
-    dtypes): no copy."""
-    t.dtype = _DTYPE_CODES[a.dtype]
-    t.rank = a.ndim
-    t.shape[:a.ndim] = a.shape
-    t.data = a.ctypes.data if a.size else None
-
-
 def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     """``x`` as an array the runtime can read in place: arrays that already are
     C-contiguous, little-endian and of a supported dtype are passed as they are (the C
@@ -397,17 +395,22 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     return a
 
 
-def _copy_out(lib: NativeLibrary, t: _Tensor) -> np.ndarray:
-    """A new NumPy array holding the values of a session-owned output."""
-    # Checked here rather than with amber_tensor_size: a ctypes call costs as much as a
-    # small model's whole run (the session has checked outputs against their types).
-    shape = t.shape[:t.rank] if 0 <= t.rank <= MAX_RANK else [-1]
-    if not 0 <= t.dtype < len(_NP_DTYPES) or min(shape, default=0) < 0:
-        _raise(lib, 12, "an output descriptor is invalid", "output")
-    out = np.empty(shape, dtype=_NP_DTYPES[t.dtype])
-    if out.nbytes:
-        ctypes.memmove(out.ctypes.data, t.data, out.nbytes)
-    return out
+class _Call:
+    """What every run of one entry point on one session reuses: the signature, the name
+    as bytes, the descriptor arrays passed to C and their elements as Python objects
+    (indexing a ctypes array makes a new object each time)."""
+
+    __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out")
+
+    def __init__(self, sig: NativeSignature, entry: str) -> None:
+        self.sig = sig
+        self.name = ctypes.c_char_p(entry.encode())
+        self.ins = (_Tensor * max(1, len(sig.inputs)))()
+        self.outs = (_Tensor * max(1, len(sig.outputs)))()
+        self.in_list = list(self.ins)[:len(sig.inputs)]
+        self.out_list = list(self.outs)[:len(sig.outputs)]
+        self.n_in = ctypes.c_size_t(len(sig.inputs))
+        self.n_out = ctypes.c_size_t(len(sig.outputs))
 
 
 # ----------------------------------------------------------------------------- model
@@ -462,8 +465,9 @@ class NativeSession:
         self._lib = model.lib
         self._signatures = model._signatures
         self._model_name = model.name
-        self._calls: dict[str, tuple[NativeSignature, bytes, Any, Any]] = {}
+        self._calls: dict[str, _Call] = {}
         self.handle = self._handles.new_session()
+        self._handle = ctypes.c_void_p(self.handle)  # the exact type session_run takes
 
     @property
     def error(self) -> str:
@@ -471,35 +475,56 @@ class NativeSession:
         msg = self._lib.lib.amber_session_error(self.handle)
         return msg.decode(errors="replace") if msg else ""
 
-    def _prepare(self, entry: str) -> tuple[NativeSignature, bytes, Any, Any]:
-        """What every run of ``entry`` reuses: its signature, its name as bytes, and the
-        input and output descriptor arrays (a session runs on one thread at a time)."""
+    def _prepare(self, entry: str) -> _Call:
         sig = self._signatures.get(entry)
         if sig is None:
             raise NativeNotFoundError(8, "AMBER_ERR_NOT_FOUND", f"no entry point {entry!r}; "
                                       f"entry points: {', '.join(self._signatures)}",
                                       self._model_name)
-        call = (sig, entry.encode(), (_Tensor * max(1, len(sig.inputs)))(),
-                (_Tensor * max(1, len(sig.outputs)))())
-        self._calls[entry] = call
+        call = self._calls[entry] = _Call(sig, entry)
         return call
 
     def run(self, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Run ``entry`` on ``inputs`` (in signature order); returns new arrays."""
-        sig, name, ins, outs = self._calls.get(entry) or self._prepare(entry)
-        if len(inputs) != len(sig.inputs):
-            raise AmberError(f"{entry}: takes {len(sig.inputs)} inputs, got {len(inputs)}")
-        # arrays the runtime reads as they are skip _as_input (the common case)
-        arrays = [x if type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
-                  and x.flags.c_contiguous else _as_input(x, p, entry)
-                  for x, p in zip(inputs, sig.inputs)]
-        for i, a in enumerate(arrays):  # NOTE: `arrays` keeps the data alive for the call
-            _describe(a, ins[i])
-        n_out = len(sig.outputs)
-        st = self._lib.lib.amber_session_run(self.handle, name, ins, len(arrays), outs, n_out)
+        # NOTE: this is the whole Python cost of a native call; every step here shows in
+        # the latency of a small model.
+        call = self._calls.get(entry) or self._prepare(entry)
+        if len(inputs) != len(call.in_list):
+            raise AmberError(f"{entry}: takes {len(call.in_list)} inputs, got {len(inputs)}")
+        converted = []  # keeps converted inputs alive for the call
+        for x, t, port in zip(inputs, call.in_list, call.sig.inputs):
+            # arrays the runtime reads as they are skip _as_input (the common case)
+            if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
+                    and x.flags.c_contiguous):
+                x = _as_input(x, port, entry)
+                converted.append(x)
+            t.dtype = _DTYPE_CODES[x.dtype]
+            t.rank = x.ndim
+            t.shape[:x.ndim] = x.shape
+            # NOTE: from_buffer is several times cheaper than x.ctypes.data (a Python-level
+            # object) but needs a writable buffer of at least one byte
+            try:
+                t.data = _addressof(_c_char.from_buffer(x))
+            except (TypeError, ValueError):
+                t.data = x.ctypes.data if x.size else None
+        st = self._lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
+                                   call.n_out)
         if st != 0:
             _raise(self._lib, st, self.error, f"{self._model_name}: {entry}")
-        return [_copy_out(self._lib, outs[i]) for i in range(n_out)]
+        results = []
+        for t in call.out_list:  # copies of the session-owned outputs
+            rank = t.rank
+            try:
+                if not 0 <= rank <= MAX_RANK:
+                    raise ValueError(rank)
+                out = np.empty(t.shape[:rank], _CODE_DTYPES[t.dtype])
+            except (KeyError, ValueError):  # a bad rank, dtype code or dim
+                _raise(self._lib, 12, "an output descriptor is invalid", "output")
+            if out.nbytes:
+                dst = _addressof(_c_char.from_buffer(out))  # type: ignore[arg-type]
+                ctypes.memmove(dst, t.data, out.nbytes)
+            results.append(out)
+        return results
 
     def verify(self) -> tuple[int, int]:
         """Run the file's test vectors in C; returns (vectors, failed). A failed vector
@@ -683,10 +708,11 @@ class NativeModel:
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> list[np.ndarray]:
         """Run ``entry`` (inputs positionally or by name) on this thread's session;
         returns the outputs in signature order as new NumPy arrays."""
-        ports = self.signature(entry).inputs
-        if kwargs or len(args) != len(ports):
+        sig = self._signatures.get(entry)
+        if kwargs or sig is None or len(args) != len(sig.inputs):
             from .interpreter import gather_args
 
+            ports = self.signature(entry).inputs  # raises for an unknown entry
             args = tuple(gather_args(entry, [p.name for p in ports], args, kwargs))
         return self.session().run(entry, args)
 

@@ -145,6 +145,32 @@ def test_inputs_convert_and_wrap(mlp: N.NativeModel) -> None:
     assert out.flags.writeable and out.flags.owndata
     mlp.run("forward", x * 0)
     np.testing.assert_array_equal(out, want)
+    # read-only arrays and arrays that view another's memory are read in place
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    np.testing.assert_array_equal(mlp.run("forward", frozen)[0], want)
+    np.testing.assert_array_equal(mlp.run("forward", np.frombuffer(x.tobytes(), np.float32)
+                                          .reshape(x.shape))[0], want)
+    np.testing.assert_array_equal(mlp.run("forward", np.vstack([x, x])[3:])[0], want)
+
+
+def test_a_bad_output_descriptor_is_an_error(mlp: N.NativeModel,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binding checks what C hands back before it reads it (a broken library must
+    not make Python read wild memory)."""
+    s = mlp.new_session()
+    s.run("forward", [_input(mlp)])
+    call = s._calls["forward"]
+
+    for field, value in [("rank", -1), ("rank", N.MAX_RANK + 1), ("dtype", 7), ("dtype", -1)]:
+        def fake_run(*args: object, field: str = field, value: int = value) -> int:
+            setattr(call.out_list[0], field, value)
+            return 0
+
+        monkeypatch.setattr(s._lib, "session_run", fake_run)
+        with pytest.raises(N.NativeError, match="output descriptor is invalid"):
+            s.run("forward", [_input(mlp)])
+    s.close()
 
 
 def test_load_backends(lib: N.NativeLibrary, tmp_path: Path) -> None:
