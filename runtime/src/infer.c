@@ -116,7 +116,9 @@ amber_status infer_matmul(const am_op *op, const amber_tensor *in, int n, const 
         return am_fail(err, AMBER_ERR_SHAPE, "%s: inner dimensions differ: %s @ %s (%lld vs %lld)",
                        op->name, SH(x, b1), SH(y, b2), (long long)x->shape[x->rank - 1],
                        (long long)y->shape[y->rank - 2]);
-    amber_tensor bx = *x, by = *y;
+    amber_tensor bx, by; /* copies of the used dims only (am_tensor_copy) */
+    am_tensor_copy(&bx, x);
+    am_tensor_copy(&by, y);
     bx.rank -= 2;
     by.rank -= 2;
     amber_tensor both[2] = {bx, by};

@@ -28,7 +28,9 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     int64_t m = x->shape[x->rank - 2], k = x->shape[x->rank - 1], nn = y->shape[y->rank - 1];
     size_t z = amber_dtype_size(out->dtype);
     /* Batch strides (in matrices) of x and y broadcast to the output's batch shape. */
-    amber_tensor bx = *x, by = *y;
+    amber_tensor bx, by; /* copies of the used dims only (am_tensor_copy) */
+    am_tensor_copy(&bx, x);
+    am_tensor_copy(&by, y);
     bx.rank -= 2;
     by.rank -= 2;
     bx.dtype = by.dtype = AMBER_BOOL; /* strides in units of one matrix */

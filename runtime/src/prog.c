@@ -388,6 +388,10 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
     f->n_cached = 0;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         am_node *n = &f->nodes[ni];
+        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT) {
+            if (used[n->out[0]] && !outer[n->out[0]]) n->hoist = AM_HOIST_INNER;
+            continue;
+        }
         if (n->hoist == AM_HOIST_NONE) continue;
         if (outer[n->out[0]] || !used[n->out[0]]) f->n_cached++;
         else n->hoist = AM_HOIST_INNER;

@@ -21,7 +21,8 @@ typedef enum am_builtin {
 /* An op node whose inputs derive only from weights and constants and whose attributes
  * hold no dim expressions: its value is the same in every run. A session keeps the
  * CACHED ones (used by a non-hoisted node, a result, or nothing) after computing them
- * once, and from then on skips the INNER ones. */
+ * once, and from then on skips the INNER ones: with them, the weights and constants
+ * that only hoisted nodes use. */
 typedef enum am_hoist { AM_HOIST_NONE, AM_HOIST_INNER, AM_HOIST_CACHED } am_hoist;
 
 /* Fusion (decided at load unless AMBER_OPEN_NO_FUSION): a MEMBER's result is computed
