@@ -22,10 +22,34 @@ COPY(copy1, uint8_t)
 COPY(copy4, uint32_t)
 COPY(copy8, uint64_t)
 
-static am_row_fn copy_fn(amber_dtype dt) {
-    size_t z = amber_dtype_size(dt);
-    return z == 1 ? copy1 : z == 4 ? copy4 : copy8;
-}
+/* Rows shorter than this (a slice of a few columns, a pooling window's view) are copied
+ * a block at a time: the row function then walks the last two dims itself, and the
+ * iterator's work per call is paid per block instead of per row. */
+#define SHORT_ROW 64
+
+/* The innermost dim of a block: its extent and the byte strides of dst and src. */
+typedef struct short_rows {
+    int64_t n, s[2];
+} short_rows;
+
+#define COPY_ROWS(NAME, T)                                                             \
+    static void NAME(char **p, const int64_t *s, int64_t rows, void *ud) {             \
+        const short_rows *r = (const short_rows *)ud;                                  \
+        char *d = p[0];                                                                \
+        const char *x = p[1];                                                          \
+        bool dense = r->s[0] == (int64_t)sizeof(T) && r->s[1] == (int64_t)sizeof(T);   \
+        for (int64_t j = 0; j < rows; j++, d += s[0], x += s[1]) {                     \
+            if (dense) {                                                               \
+                memcpy(d, x, (size_t)r->n * sizeof(T));                                \
+                continue;                                                              \
+            }                                                                          \
+            for (int64_t i = 0; i < r->n; i++)                                         \
+                memcpy(d + i * r->s[0], x + i * r->s[1], sizeof(T));                   \
+        }                                                                              \
+    }
+COPY_ROWS(copy_rows1, uint8_t)
+COPY_ROWS(copy_rows4, uint32_t)
+COPY_ROWS(copy_rows8, uint64_t)
 
 /* out (contiguous, shape `shape`) <- src walked with byte strides `src_strides`. */
 static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
@@ -37,7 +61,15 @@ static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
     am_iter it;
     am_iter_init(&it, 2, rank, shape, strides);
     char *base[2] = {(char *)dst, (char *)src};
-    am_iter_run(&it, base, copy_fn(dt), NULL);
+    size_t z = amber_dtype_size(dt);
+    int r = it.rank;
+    if (r >= 2 && it.shape[r - 1] < SHORT_ROW) {
+        short_rows inner = {it.shape[r - 1], {it.strides[0][r - 1], it.strides[1][r - 1]}};
+        it.rank--; /* the iterator walks the dims above the last one */
+        am_iter_run(&it, base, z == 1 ? copy_rows1 : z == 4 ? copy_rows4 : copy_rows8, &inner);
+        return;
+    }
+    am_iter_run(&it, base, z == 1 ? copy1 : z == 4 ? copy4 : copy8, NULL);
 }
 
 amber_status k_reshape(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
