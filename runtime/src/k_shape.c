@@ -35,16 +35,17 @@ typedef struct short_rows {
 #define COPY_ROWS(NAME, T)                                                             \
     static void NAME(char **p, const int64_t *s, int64_t rows, void *ud) {             \
         const short_rows *r = (const short_rows *)ud;                                  \
+        /* in locals: the stores below could alias *r as far as the compiler knows */  \
+        const int64_t n = r->n, sd = r->s[0], sx = r->s[1];                            \
         char *d = p[0];                                                                \
         const char *x = p[1];                                                          \
-        bool dense = r->s[0] == (int64_t)sizeof(T) && r->s[1] == (int64_t)sizeof(T);   \
+        bool dense = sd == (int64_t)sizeof(T) && sx == (int64_t)sizeof(T);             \
         for (int64_t j = 0; j < rows; j++, d += s[0], x += s[1]) {                     \
             if (dense) {                                                               \
-                memcpy(d, x, (size_t)r->n * sizeof(T));                                \
+                memcpy(d, x, (size_t)n * sizeof(T));                                   \
                 continue;                                                              \
             }                                                                          \
-            for (int64_t i = 0; i < r->n; i++)                                         \
-                memcpy(d + i * r->s[0], x + i * r->s[1], sizeof(T));                   \
+            for (int64_t i = 0; i < n; i++) memcpy(d + i * sd, x + i * sx, sizeof(T));  \
         }                                                                              \
     }
 COPY_ROWS(copy_rows1, uint8_t)
