@@ -99,6 +99,8 @@ static int current_isa(void) {
     return isa;
 }
 
+int am_cpu_isa(void) { return current_isa(); }
+
 int am_gemm_set_isa(int isa) {
     int best = detect_isa();
     if (isa < 0 || isa > best) isa = best;

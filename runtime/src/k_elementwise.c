@@ -25,15 +25,36 @@ typedef uint64_t ui64;
 FLOORDIV(i32)
 FLOORDIV(i64)
 
-static inline float sigmoidf_(float x) {
-    float e = expf(-fabsf(x));
-    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-}
 static inline double sigmoid_(double x) {
     double e = exp(-fabs(x));
     return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 static inline float erff_(float x) { return (float)erf((double)x); }
+
+/* ---------------------------------------------------------------- float32 exp, sigmoid, tanh */
+
+#define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
+#define TATTR
+#define VL 2
+#include "k_transcendental.inc"
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define TSUF avx2
+#define TATTR __attribute__((target("avx2")))
+#define VL 4
+#include "k_transcendental.inc"
+#define TRANSCENDENTAL(OP)                                                         \
+    static void OP##_f32(char **p, const int64_t *s, int64_t n, void *ud) {        \
+        (am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? OP##_f32_avx2 : OP##_f32_sse2)(p, s, n, ud); \
+    }
+#else
+#define TRANSCENDENTAL(OP)                                                         \
+    static void OP##_f32(char **p, const int64_t *s, int64_t n, void *ud) {        \
+        OP##_f32_sse2(p, s, n, ud);                                                \
+    }
+#endif
+TRANSCENDENTAL(exp)
+TRANSCENDENTAL(sigmoid)
+TRANSCENDENTAL(tanh)
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))
 
 /* ---------------------------------------------------------------- loop templates */
@@ -108,15 +129,12 @@ UNARY(sign_i32, i32, i32, (a > 0) - (a < 0))
 UNARY(sign_i64, i64, i64, (a > 0) - (a < 0))
 UNARY(floor_f32, float, float, floorf(a))
 UNARY(floor_f64, double, double, floor(a))
-UNARY(exp_f32, float, float, expf(a))
 UNARY(exp_f64, double, double, exp(a))
 UNARY(log_f32, float, float, logf(a))
 UNARY(log_f64, double, double, log(a))
 UNARY(sqrt_f32, float, float, sqrtf(a))
 UNARY(sqrt_f64, double, double, sqrt(a))
-UNARY(tanh_f32, float, float, tanhf(a))
 UNARY(tanh_f64, double, double, tanh(a))
-UNARY(sigmoid_f32, float, float, sigmoidf_(a))
 UNARY(sigmoid_f64, double, double, sigmoid_(a))
 UNARY(sin_f32, float, float, sinf(a))
 UNARY(sin_f64, double, double, sin(a))

@@ -274,5 +274,8 @@ void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_
  * Returns the one in use. Not for concurrent use with running kernels. */
 enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1 };
 int am_gemm_set_isa(int isa);
+/* The instruction set kernels use now (AM_GEMM_ISA_*): the CPU's best unless
+ * am_gemm_set_isa chose a lower one. */
+int am_cpu_isa(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include "npy.h"
 #include "ops.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -498,7 +499,90 @@ static void test_dim_expressions(void) {
     CHECK(am_dim_eval("n", 1, &sy, &v, &err) != AMBER_OK);
 }
 
+/* Distance in float ULPs between a and b (same sign or zero; NaN: a large number). */
+static int64_t ulps(float a, float b) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INT64_MAX;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    if (ia < 0) ia = INT32_MIN - ia;
+    if (ib < 0) ib = INT32_MIN - ib;
+    return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+/* float32 exp, sigmoid and tanh: within 1 ULP of the double-precision result rounded to
+ * float, special values exact, and the same bits from every instruction set, every tail
+ * length and strided rows. */
+static void test_transcendental(void) {
+    enum { N = 4099 };
+    static float x[N], y0[N], y1[N], ys[2 * N], xs[2 * N];
+    const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, FLT_MAX, -FLT_MAX,
+                              1e-45f, -1e-45f, 0x1p-13f, -0x1p-13f, 0x1.fffffep-14f,
+                              88.72f, 88.73f, -87.3f, -103.9f, -104.0f, -150.0f, 9.0f,
+                              -9.02f, 20.0f, 0.3466f, -0.3466f, 1.0f};
+    size_t ns = sizeof specials / sizeof specials[0];
+    uint32_t state = 12345;
+    for (int i = 0; i < N; i++) {
+        state = state * 1664525u + 1013904223u;
+        double u = (double)(state >> 8) / 16777216.0; /* [0, 1) */
+        x[i] = (size_t)i < ns ? specials[i]
+               : i % 3 == 0   ? (float)((u - 0.5) * 240.0)
+               : i % 3 == 1   ? (float)((u - 0.5) * 8.0)
+                              : (float)ldexp(u - 0.5, -(int)(state % 30));
+    }
+    const am_op_id ids[] = {AM_OP_EXP, AM_OP_SIGMOID, AM_OP_TANH};
+    int best = am_gemm_set_isa(99);
+    for (size_t o = 0; o < 3; o++) {
+        am_row_fn fn = am_elementwise_loop(am_op_get(ids[o]), AMBER_FLOAT32, AMBER_FLOAT32);
+        CHECK(fn != NULL);
+        if (!fn) continue;
+        int64_t dense[2] = {4, 4}, strided[2] = {8, 8};
+        am_gemm_set_isa(AM_GEMM_ISA_GENERIC);
+        char *p[2] = {(char *)y0, (char *)x};
+        fn(p, dense, N, NULL);
+        am_gemm_set_isa(best);
+        p[0] = (char *)y1;
+        fn(p, dense, N, NULL);
+        CHECK(!memcmp(y0, y1, sizeof y0));
+        for (int i = 0; i < N; i++) xs[2 * i] = x[i];
+        p[0] = (char *)ys;
+        p[1] = (char *)xs;
+        fn(p, strided, N, NULL);
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += memcmp(&ys[2 * i], &y1[i], 4) != 0;
+        for (int len = 1; len <= 9; len++) { /* every tail length */
+            float t[9];
+            p[0] = (char *)t;
+            p[1] = (char *)(x + 100);
+            fn(p, dense, len, NULL);
+            bad += memcmp(t, y1 + 100, sizeof(float) * (size_t)len) != 0;
+        }
+        CHECK(bad == 0);
+        int64_t worst = 0;
+        for (int i = 0; i < N; i++) {
+            double v = x[i];
+            double want = ids[o] == AM_OP_EXP ? exp(v) : ids[o] == AM_OP_SIGMOID ? 1.0 / (1.0 + exp(-v)) : tanh(v);
+            int64_t d = ulps(y1[i], (float)want);
+            if (d > worst) worst = d;
+        }
+        CHECK(worst <= 1);
+    }
+    am_gemm_set_isa(best);
+    /* Special values, exactly. */
+    float in[8] = {-INFINITY, INFINITY, NAN, 0.0f, -0.0f, 0, 0, 0}, out[8];
+    char *p[2] = {(char *)out, (char *)in};
+    int64_t dense[2] = {4, 4};
+    am_elementwise_loop(am_op_get(AM_OP_EXP), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
+    CHECK(out[0] == 0.0f && !signbit(out[0]) && out[1] == INFINITY && isnan(out[2]) && out[3] == 1.0f && out[4] == 1.0f);
+    am_elementwise_loop(am_op_get(AM_OP_SIGMOID), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
+    CHECK(out[0] == 0.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.5f && out[4] == 0.5f);
+    am_elementwise_loop(am_op_get(AM_OP_TANH), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
+    CHECK(out[0] == -1.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.0f && !signbit(out[3]) &&
+          out[4] == 0.0f && signbit(out[4]));
+}
+
 int main(void) {
+    test_transcendental();
     test_dim_expressions();
     test_gemm();
     test_conv_scratch_limit();
