@@ -28,3 +28,35 @@ def test_stats_and_fusion_switch(lib: N.NativeLibrary, tmp_path: Path) -> None:
     assert plain.stats().fused_groups == 0
     fused.close()
     plain.close()
+
+
+class _LoopOverWeight(am.nn.Module):
+    """h <- tanh(h @ w), five times: the loop body reads the module's weight as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(am.randn(32, 32) * 0.2)
+
+    def forward(self, x: am.Tensor) -> am.Tensor:
+        return am.fori_loop(0, 5, lambda i, h: am.tanh(h @ self.w), x)
+
+
+def test_a_weight_read_inside_a_loop_is_packed_once(lib: N.NativeLibrary,
+                                                    tmp_path: Path) -> None:
+    """A weight reaches a loop body as an argument, yet its bytes are the file's, which
+    never change: the session keeps one packed copy, as for a weight the entry function
+    reads itself, and results equal the reference interpreter's. (A weight the body
+    transposes first is a new value each iteration: that one is packed per product.)"""
+    path = tmp_path / "loop.amber"
+    model = _LoopOverWeight().eval()
+    am.export(model, am.spec("batch", 32)).save(str(path))
+    x = np.random.default_rng(1).standard_normal((4, 32)).astype(np.float32)
+    native = N.NativeModel(path)
+    got = native.run("forward", x)[0]
+    want = am.load(path, backend="reference").run("forward", x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    kept = native.stats().cached_bytes
+    assert kept >= 32 * 32 * 4  # the packed weight
+    native.run("forward", x)
+    assert native.stats().cached_bytes == kept  # packed once, not per run or iteration
+    native.close()
