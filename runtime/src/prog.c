@@ -824,6 +824,136 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     return st == AMBER_OK ? plan_lifetimes(L, f) : st;
 }
 
+/* Visits the argument-to-parameter edges of every call, cond, while and scan node:
+ * fn(ud, caller, value, callee, param, varies) for each function the node runs; varies:
+ * the argument changes between iterations (a loop carry or a scanned slice). */
+static void each_argument(const am_program *p,
+                          void (*fn)(void *, uint32_t, uint32_t, uint32_t, uint32_t, bool),
+                          void *ud) {
+    for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
+        const am_func *f = &p->funcs[fi];
+        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+            const am_node *n = &f->nodes[ni];
+            if (n->kind < AM_NODE_CALL) continue;
+            int first = n->kind == AM_NODE_COND; /* the predicate goes to no function */
+            int varying = n->kind == AM_NODE_WHILE  ? n->n_carries
+                          : n->kind == AM_NODE_SCAN ? n->n_carries + n->n_xs
+                                                    : 0;
+            int nc = n->kind == AM_NODE_COND || n->kind == AM_NODE_WHILE ? 2 : 1;
+            for (int k = first; k < n->n_in; k++)
+                for (int c = 0; c < nc; c++)
+                    fn(ud, fi, n->in[k], c ? n->callee2 : n->callee, (uint32_t)(k - first),
+                       k < varying);
+        }
+    }
+}
+
+/* Global parameter numbering, the edges from a caller's parameter to the callee
+ * parameters it is passed to (CSR), and the work list of cleared parameters. */
+typedef struct fixed_walk {
+    const am_program *p;
+    uint32_t *base;             /* per function: its first global parameter */
+    uint8_t **made;             /* per function and value: a weight, constant or cached value */
+    uint8_t *fixed;             /* per global parameter */
+    uint32_t *start, *fill, *to; /* CSR: edges of parameter g are to[start[g]..start[g+1]) */
+    uint32_t *queue, n_queue;
+    bool counting;
+} fixed_walk;
+
+static void clear_param(fixed_walk *w, uint32_t g) {
+    if (!w->fixed[g]) return;
+    w->fixed[g] = 0;
+    w->queue[w->n_queue++] = g;
+}
+
+static void fixed_edge(void *ud, uint32_t caller, uint32_t v, uint32_t callee, uint32_t param,
+                       bool varies) {
+    fixed_walk *w = (fixed_walk *)ud;
+    const am_func *f = &w->p->funcs[caller];
+    uint32_t dst = w->base[callee] + param;
+    bool from_param = v < f->n_params && !varies;
+    if (w->counting) {
+        if (from_param) w->start[w->base[caller] + v + 1]++;
+        return;
+    }
+    if (from_param) w->to[w->fill[w->base[caller] + v]++] = dst;
+    else if (varies || !w->made[caller][v]) clear_param(w, dst);
+}
+
+/* Parameters that are fixed at every call (am_func.param_fixed): each call passes a
+ * value fixed in the caller (a weight, a constant, a cached value or such a parameter),
+ * and a loop passes it unchanged to every iteration (an invariant input of while or
+ * scan). Entry functions take the caller's inputs: never fixed. Everything starts fixed
+ * and the clearing spreads along the edges, once per parameter, so a recursive call
+ * passing its own fixed parameter keeps it fixed. Then the nodes reading fixed
+ * parameters get their am_node.fixed_in bits. */
+static amber_status mark_fixed_params(loader *L) {
+    am_program *p = L->p;
+    fixed_walk w = {.p = p, .counting = true};
+    uint32_t n_params = 0;
+    amber_status st = AMBER_OK;
+    w.base = (uint32_t *)calloc(p->n_funcs + 1u, sizeof *w.base);
+    w.made = (uint8_t **)calloc(p->n_funcs + 1u, sizeof *w.made);
+    for (uint32_t fi = 0; w.base && fi < p->n_funcs; fi++) {
+        w.base[fi] = n_params;
+        n_params += p->funcs[fi].n_params; /* fits: each parameter is a loaded value */
+    }
+    w.fixed = (uint8_t *)malloc(n_params + 1u);
+    w.start = (uint32_t *)calloc(n_params + 2u, sizeof *w.start);
+    w.fill = (uint32_t *)malloc(sizeof *w.fill * (n_params + 1u));
+    w.queue = (uint32_t *)malloc(sizeof *w.queue * (n_params + 1u));
+    if (!w.base || !w.made || !w.fixed || !w.start || !w.fill || !w.queue)
+        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
+        const am_func *f = &p->funcs[fi];
+        if (!(w.made[fi] = (uint8_t *)calloc(f->n_values + 1u, 1))) {
+            st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+            break;
+        }
+        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+            const am_node *n = &f->nodes[ni];
+            if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
+                n->hoist == AM_HOIST_CACHED)
+                w.made[fi][n->out[0]] = 1;
+        }
+    }
+    if (st == AMBER_OK) {
+        memset(w.fixed, 1, n_params + 1u);
+        each_argument(p, fixed_edge, &w); /* count the edges per source parameter */
+        for (uint32_t g = 0; g < n_params; g++) w.start[g + 1] += w.start[g];
+        memcpy(w.fill, w.start, sizeof *w.fill * (n_params + 1u));
+        if (!(w.to = (uint32_t *)malloc(sizeof *w.to * (w.start[n_params] + 1u))))
+            st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    }
+    if (st == AMBER_OK) {
+        w.counting = false;
+        for (uint32_t e = 0; e < p->n_entries; e++) {
+            uint32_t fi = p->entries[e].func;
+            for (uint32_t k = 0; k < p->funcs[fi].n_params; k++) clear_param(&w, w.base[fi] + k);
+        }
+        each_argument(p, fixed_edge, &w); /* record edges, clear what is not fixed */
+        for (uint32_t q = 0; q < w.n_queue; q++) /* spread: each parameter is queued once */
+            for (uint32_t i = w.start[w.queue[q]]; i < w.start[w.queue[q] + 1]; i++)
+                clear_param(&w, w.to[i]);
+    }
+    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
+        am_func *f = &p->funcs[fi];
+        if ((st = alloc(L, f->n_params, 1, &f->param_fixed)) != AMBER_OK) break;
+        memcpy(f->param_fixed, w.fixed + w.base[fi], f->n_params);
+        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+            am_node *n = &f->nodes[ni];
+            if (n->hoist != AM_HOIST_NONE) continue;
+            for (int k = 0; k < n->n_in && k < 8; k++)
+                if (n->in[k] < f->n_params && f->param_fixed[n->in[k]])
+                    n->fixed_in |= (uint8_t)(1u << k);
+        }
+    }
+    for (uint32_t fi = 0; w.made && fi < p->n_funcs; fi++) free(w.made[fi]);
+    free(w.made), free(w.base), free(w.fixed), free(w.start), free(w.fill), free(w.queue);
+    free(w.to);
+    return st;
+}
+
 static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *syms,
                                am_port_def **out, uint32_t *n, bool inputs) {
     if (!arr || arr->type != AM_JSON_ARRAY) return LFAIL(L, "inputs and outputs must be arrays");
@@ -1030,6 +1160,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
                 return LFAIL(L, "output \"%.100s\" differs from the function's result",
                              e->outputs[k].name);
     }
+    if ((st = mark_fixed_params(L)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     return vec ? load_vectors(L, vec) : AMBER_OK;
 }

@@ -71,6 +71,8 @@ typedef struct am_func {
     uint32_t *results;
     am_symbols syms;            /* names and lens; values unused (per-run copies) */
     int *param_symbol;          /* per param dim: symbol bound there, or -1 */
+    uint8_t *param_fixed;       /* per param: 1 when every call passes a value that is
+                                   fixed for the session (see am_node.fixed_in) */
     am_type **value_types;      /* declared type of every value */
     uint32_t n_cached;          /* nodes with hoist == AM_HOIST_CACHED */
     uint32_t n_fused_groups, n_fused_nodes; /* fused groups and the op nodes they hold */

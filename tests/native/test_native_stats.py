@@ -60,3 +60,35 @@ def test_a_weight_read_inside_a_loop_is_packed_once(lib: N.NativeLibrary,
     native.run("forward", x)
     assert native.stats().cached_bytes == kept  # packed once, not per run or iteration
     native.close()
+
+
+class _LoopOverTransposedWeight(am.nn.Module):
+    """h <- tanh(h @ w.T): the transpose is computed once, outside the loop, and reaches
+    the body as a loop-invariant argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(am.randn(32, 32) * 0.2)
+
+    def forward(self, x: am.Tensor) -> am.Tensor:
+        wt = self.w.T
+        return am.fori_loop(0, 5, lambda i, h: am.tanh(h @ wt), x)
+
+
+def test_a_value_computed_from_weights_is_packed_once_inside_a_loop(
+        lib: N.NativeLibrary, tmp_path: Path) -> None:
+    """The transposed weight is cached by the session and passed unchanged to every
+    iteration: the body's matmul keeps one packed copy of it (4 KB besides the 4 KB
+    transpose), and results equal the reference interpreter's."""
+    path = tmp_path / "loop_t.amber"
+    am.export(_LoopOverTransposedWeight().eval(), am.spec("batch", 32)).save(str(path))
+    x = np.random.default_rng(2).standard_normal((4, 32)).astype(np.float32)
+    native = N.NativeModel(path)
+    got = native.run("forward", x)[0]
+    want = am.load(path, backend="reference").run("forward", x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    kept = native.stats().cached_bytes
+    assert kept >= 2 * 32 * 32 * 4  # the transpose and its packed copy
+    native.run("forward", x)
+    assert native.stats().cached_bytes == kept
+    native.close()
