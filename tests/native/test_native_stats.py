@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import amber as am
 import amber.nn as nn
@@ -41,54 +42,35 @@ class _LoopOverWeight(am.nn.Module):
         return am.fori_loop(0, 5, lambda i, h: am.tanh(h @ self.w), x)
 
 
-def test_a_weight_read_inside_a_loop_is_packed_once(lib: N.NativeLibrary,
-                                                    tmp_path: Path) -> None:
-    """A weight reaches a loop body as an argument, yet its bytes are the file's, which
-    never change: the session keeps one packed copy, as for a weight the entry function
-    reads itself, and results equal the reference interpreter's. (A weight the body
-    transposes first is a new value each iteration: that one is packed per product.)"""
-    path = tmp_path / "loop.amber"
-    model = _LoopOverWeight().eval()
-    am.export(model, am.spec("batch", 32)).save(str(path))
-    x = np.random.default_rng(1).standard_normal((4, 32)).astype(np.float32)
-    native = N.NativeModel(path)
-    got = native.run("forward", x)[0]
-    want = am.load(path, backend="reference").run("forward", x).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    kept = native.stats().cached_bytes
-    assert kept >= 32 * 32 * 4  # the packed weight
-    native.run("forward", x)
-    assert native.stats().cached_bytes == kept  # packed once, not per run or iteration
-    native.close()
-
-
-class _LoopOverTransposedWeight(am.nn.Module):
+class _LoopOverTransposedWeight(_LoopOverWeight):
     """h <- tanh(h @ w.T): the transpose is computed once, outside the loop, and reaches
     the body as a loop-invariant argument."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(am.randn(32, 32) * 0.2)
 
     def forward(self, x: am.Tensor) -> am.Tensor:
         wt = self.w.T
         return am.fori_loop(0, 5, lambda i, h: am.tanh(h @ wt), x)
 
 
-def test_a_value_computed_from_weights_is_packed_once_inside_a_loop(
-        lib: N.NativeLibrary, tmp_path: Path) -> None:
-    """The transposed weight is cached by the session and passed unchanged to every
-    iteration: the body's matmul keeps one packed copy of it (4 KB besides the 4 KB
-    transpose), and results equal the reference interpreter's."""
-    path = tmp_path / "loop_t.amber"
-    am.export(_LoopOverTransposedWeight().eval(), am.spec("batch", 32)).save(str(path))
-    x = np.random.default_rng(2).standard_normal((4, 32)).astype(np.float32)
+@pytest.mark.parametrize("module, kept_at_least", [
+    (_LoopOverWeight, 32 * 32 * 4),                # the packed weight
+    (_LoopOverTransposedWeight, 2 * 32 * 32 * 4),  # the cached transpose, packed
+])
+def test_a_fixed_operand_inside_a_loop_is_packed_once(lib: N.NativeLibrary, tmp_path: Path,
+                                                      module: type, kept_at_least: int) -> None:
+    """A loop body's matmul operand that is a weight (whose bytes are the file's) or a
+    value the session computed from weights and passes unchanged to every iteration:
+    the session keeps one packed copy, as for an operand the entry function reads
+    itself, and results equal the reference interpreter's. (A weight the body transposes
+    itself is a new value every iteration, packed for each product.)"""
+    path = tmp_path / "loop.amber"
+    am.export(module().eval(), am.spec("batch", 32)).save(str(path))
+    x = np.random.default_rng(1).standard_normal((4, 32)).astype(np.float32)
     native = N.NativeModel(path)
     got = native.run("forward", x)[0]
     want = am.load(path, backend="reference").run("forward", x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     kept = native.stats().cached_bytes
-    assert kept >= 2 * 32 * 32 * 4  # the transpose and its packed copy
+    assert kept >= kept_at_least
     native.run("forward", x)
-    assert native.stats().cached_bytes == kept
+    assert native.stats().cached_bytes == kept  # packed once, not per run or iteration
     native.close()
