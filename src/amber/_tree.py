@@ -46,3 +46,23 @@ def tree_unflatten(treedef: TreeDef, leaves: list) -> Any:
 def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     leaves, td = tree_flatten(tree)
     return tree_unflatten(td, [fn(x) for x in leaves])
+
+
+def tree_paths(tree: Any, root: str, step: Callable[[str, Any], str]) -> list[str]:
+    """Names of the leaves of ``tree`` in ``tree_flatten`` order: ``root`` extended by
+    ``step(name, index_or_key)`` at every level (``lambda p, k: f"{p}[{k!r}]"`` gives
+    ``x[0]['h']``)."""
+    out: list[str] = []
+
+    def walk(t: Any, name: str) -> None:
+        if isinstance(t, (tuple, list)):
+            for i, x in enumerate(t):
+                walk(x, step(name, i))
+        elif isinstance(t, dict):
+            for k in sorted(t):
+                walk(t[k], step(name, k))
+        else:
+            out.append(name)
+
+    walk(tree, root)
+    return out

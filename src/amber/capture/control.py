@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .._tree import tree_flatten, tree_unflatten
+from .._tree import tree_flatten, tree_paths, tree_unflatten
 from ..capture_errors import user_frame
 from ..control import ControlHooks, GraphFunction, _describe, _leaf_type, get_limits
 from ..errors import AmberError, CaptureError, ControlFlowError, IRError, RecursionLimitError
@@ -321,20 +321,7 @@ def _flat_out(out: Any, construct: str, who: str, root: str) -> tuple[list[Tenso
 
 
 def _leaf_paths(tree: Any, root: str) -> list[str]:
-    out: list[str] = []
-
-    def walk(t: Any, p: str) -> None:
-        if isinstance(t, (tuple, list)):
-            for i, x in enumerate(t):
-                walk(x, f"{p}[{i}]")
-        elif isinstance(t, dict):
-            for k in sorted(t):
-                walk(t[k], f"{p}[{k!r}]")
-        else:
-            out.append(p)
-
-    walk(tree, root)
-    return out
+    return tree_paths(tree, root, lambda p, k: f"{p}[{k!r}]")
 
 
 def _aval(t: Tensor) -> Aval:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .._tree import tree_flatten, tree_unflatten
+from .._tree import tree_flatten, tree_paths, tree_unflatten
 from ..errors import CaptureError, DTypeError, ExportError, ShapeError
 from ..ops.registry import Aval, Primitive, TraceHooks
 from ..tensor import Tensor
@@ -273,20 +273,7 @@ def _is_input_leaf(x: Any) -> bool:
 
 def _path_names(tree: Any, prefix: str) -> list[str]:
     """Names of the leaves of ``tree`` in ``tree_flatten`` order."""
-    out: list[str] = []
-
-    def walk(t: Any, name: str) -> None:
-        if isinstance(t, (tuple, list)) and not isinstance(t, Tensor):
-            for i, x in enumerate(t):
-                walk(x, f"{name}_{i}")
-        elif isinstance(t, dict):
-            for k in sorted(t):
-                walk(t[k], f"{name}_{k}")
-        else:
-            out.append(name)
-
-    walk(tree, prefix)
-    return out
+    return tree_paths(tree, prefix, lambda p, k: f"{p}_{k}")
 
 
 @dataclass
