@@ -59,12 +59,14 @@ struct plan {
     size_t *offset;
     size_t size, value_bytes;
     /* Per node: the result type an op node's shape rules gave in a run with these
-     * symbols. Every value's type is fixed by the symbols (each is checked against its
-     * declaration), so later runs reuse it instead of running the rules again. */
+     * symbols, and its attributes if they hold dim expressions. Every value's type is
+     * fixed by the symbols (each is checked against its declaration), and so are such
+     * attributes: later runs reuse them instead of running the rules again. */
     struct memo {
         bool known;
         amber_tensor out; /* data unused */
         size_t nbytes;
+        am_attrs *attrs;  /* allocated on first use, kept when the slot is replanned */
     } *memo;
 };
 
@@ -150,6 +152,8 @@ void amber_session_free(amber_session *s) {
     for (size_t i = 0; s->plans && i < (size_t)s->model->prog.n_funcs * AM_PLAN_SLOTS; i++) {
         free(s->plans[i].key);
         free(s->plans[i].offset);
+        for (uint32_t ni = 0; s->plans[i].memo && ni < s->model->prog.funcs[i / AM_PLAN_SLOTS].n_nodes; ni++)
+            free(s->plans[i].memo[ni].attrs);
         free(s->plans[i].memo);
     }
     free(s->plans);
@@ -666,7 +670,7 @@ static amber_status plan_for(amber_session *s, uint32_t fi, const am_symbols *sy
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
     if (!victim->offset && !(victim->offset = (size_t *)malloc(sizeof(size_t) * (f->n_planned + 1u))))
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
-    if (!victim->memo && !(victim->memo = (struct memo *)malloc(sizeof(struct memo) * (f->n_nodes + 1u))))
+    if (!victim->memo && !(victim->memo = (struct memo *)calloc(f->n_nodes + 1u, sizeof(struct memo))))
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) victim->memo[ni].known = false;
     victim->stamp = ++s->plan_stamps;
@@ -769,6 +773,15 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     return st;
 }
 
+/* Keeps in memo a copy of the attributes a node decoded (nothing to keep when they are
+ * static); false if there is no memory for it (the node then decodes every run). */
+static bool remember(struct memo *memo, const am_node *n, const am_attrs *attrs) {
+    if (n->static_attrs) return true;
+    if (!memo->attrs && !(memo->attrs = (am_attrs *)malloc(sizeof *memo->attrs))) return false;
+    *memo->attrs = *attrs;
+    return true;
+}
+
 /* Runs f's nodes in order: vals holds the arguments and the planned values' memory;
  * plan (or NULL) is the plan of f for these symbols, whose memo of result types is used
  * only while the slot still holds that plan (a nested call may replace it). */
@@ -822,17 +835,22 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             const am_attrs *attrs;
             size_t nbytes = 0;
             struct memo *memo = plan && plan->stamp == stamp ? &plan->memo[ni] : NULL;
-            st = am_node_attrs(n, &s->model->doc, &syms, &buf, &attrs, &s->err);
-            if (st == AMBER_OK && memo && memo->known) {
+            if (memo && memo->known) {
+                attrs = n->static_attrs ? n->static_attrs : memo->attrs;
                 am_tensor_copy(&outs[0], &memo->out);
                 nbytes = memo->nbytes;
-            } else if (st == AMBER_OK) {
-                st = am_op_infer(n->op, ins, n->n_in, attrs, &outs[0], &s->err);
+            } else {
+                st = am_node_attrs(n, &s->model->doc, &syms, &buf, &attrs, &s->err);
+                if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, attrs, &outs[0], &s->err);
                 if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
                 /* Before the kernel writes: a planned slot holds the declared type's bytes. */
                 if (st == AMBER_OK)
                     st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
-                if (st == AMBER_OK && memo) *memo = (struct memo){true, outs[0], nbytes};
+                if (st == AMBER_OK && memo && remember(memo, n, attrs)) {
+                    am_tensor_copy(&memo->out, &outs[0]);
+                    memo->nbytes = nbytes;
+                    memo->known = true;
+                }
             }
             if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
                 outs[0].data = ins[0].data;

@@ -339,3 +339,28 @@ def test_reshape_shares_its_input_memory(lib: ctypes.CDLL, tmp_path: Path) -> No
     e, h = (np.frombuffer(b, np.float32) for b in got[0])
     np.testing.assert_allclose(e, np.exp(x) + x, rtol=1e-6)
     np.testing.assert_allclose(h, np.exp(x) - np.exp(-x), rtol=1e-5, atol=1e-6)
+
+
+def test_remembered_types_and_attributes_follow_the_sizes(lib: ctypes.CDLL,
+                                                          tmp_path: Path) -> None:
+    """A plan remembers each node's result type and its attributes with dim expressions
+    (the slice bounds below depend on the batch): runs alternating between more sizes
+    than a session keeps plans for, so slots are replaced and replanned, each equal the
+    reference interpreter's."""
+    def f(x: am.Tensor) -> am.Tensor:
+        half = x[: x.shape[0] // 2 + 1]  # bounds from the symbolic batch
+        return am.tanh(half @ x.T).sum(0)
+
+    path = tmp_path / "slices.amber"
+    am.export(f, am.spec("batch", 8)).save(str(path))
+    ref = am.load(path, backend="reference")
+    with Model(lib, path=path) as m:
+        s = Session(m)
+        for b in (2, 5, 2, 9, 3, 7, 6, 2, 5, 11, 2):
+            x = x_of(b, seed=b)[:, :8].copy()
+            got = s.run("forward", x)
+            want = ref.run("forward", x).numpy()
+            assert isinstance(got, list) and got[0].shape == want.shape == (b,)
+            np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+        assert s.stats().plans > 4  # slots were replaced
+        s.close()
