@@ -776,14 +776,13 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             }
             am_attrs a, *fixed;
             am_error e;
-            if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
-                st = LFAIL(L, "%s", e.msg);
-                break;
-            }
             if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
                 if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
                 *fixed = a;
                 n->static_attrs = fixed;
+            } else if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
+                st = LFAIL(L, "%s", e.msg);
+                break;
             }
         }
         if (st != AMBER_OK) break;
