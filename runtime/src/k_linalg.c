@@ -46,8 +46,7 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         batches = 1;
         br = 0;
     }
-    bool fixed_y = (ctx->fixed_inputs & 2) != 0 ||
-                   am_in_file(ctx, y->data, (size_t)(yb * k * nn) * z);
+    bool fixed_y = (ctx->fixed_inputs & 2) != 0;
     int64_t ox = 0, oy = 0;
     for (int64_t bi = 0; bi < batches; bi++) {
         const char *xa = (const char *)x->data + (size_t)(ox * m * k) * z;

@@ -102,18 +102,7 @@ typedef struct am_ctx {
      * nowhere). */
     unsigned fixed_inputs;
     am_keep *keep;
-    /* The model's file bytes, which stay unchanged while it is open: an input whose data
-     * lies there is fixed too, whichever way it reached the node (a loop body's argument,
-     * say). Empty (NULL, 0) when unknown. */
-    const uint8_t *file;
-    size_t file_size;
 } am_ctx;
-
-/* Whether [data, data + nbytes) lies in ctx's model file (and so never changes). */
-static inline bool am_in_file(const am_ctx *ctx, const void *data, size_t nbytes) {
-    uintptr_t p = (uintptr_t)data, lo = (uintptr_t)ctx->file;
-    return ctx->file && p >= lo && nbytes <= ctx->file_size && p - lo <= ctx->file_size - nbytes;
-}
 
 typedef struct am_op am_op;
 typedef amber_status (*am_infer_fn)(const am_op *op, const amber_tensor *in, int n,

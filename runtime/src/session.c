@@ -791,7 +791,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
     const uint64_t stamp = plan ? plan->stamp : 0;
     am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
     struct hoisted *h = &s->hoisted[fi];
-    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, s->model->base, s->model->size};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};
     amber_status st = AMBER_OK;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];

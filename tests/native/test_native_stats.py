@@ -57,11 +57,11 @@ class _LoopOverTransposedWeight(_LoopOverWeight):
 ])
 def test_a_fixed_operand_inside_a_loop_is_packed_once(lib: N.NativeLibrary, tmp_path: Path,
                                                       module: type, kept_at_least: int) -> None:
-    """A loop body's matmul operand that is a weight (whose bytes are the file's) or a
-    value the session computed from weights and passes unchanged to every iteration:
-    the session keeps one packed copy, as for an operand the entry function reads
-    itself, and results equal the reference interpreter's. (A weight the body transposes
-    itself is a new value every iteration, packed for each product.)"""
+    """A loop body's matmul operand that is a weight or a value the session computed
+    from weights, passed unchanged to every iteration: the session keeps one packed copy,
+    as for an operand the entry function reads itself, and results equal the reference
+    interpreter's. (A weight the body transposes itself is a new value every iteration,
+    packed for each product.)"""
     path = tmp_path / "loop.amber"
     am.export(module().eval(), am.spec("batch", 32)).save(str(path))
     x = np.random.default_rng(1).standard_normal((4, 32)).astype(np.float32)
