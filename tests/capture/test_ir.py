@@ -58,6 +58,15 @@ def test_text_form():
     assert text.rstrip().endswith("}")
 
 
+def test_text_form_names_the_opset_the_file_declares(tmp_path):
+    plain = am.export(lambda x: x * 2, am.spec("n", 3))
+    loop = am.export(lambda x: am.fori_loop(0, 3, lambda i, c: c * 2, x), am.spec("n", 3))
+    for prog, opset in ((plain, 1), (loop, 2)):
+        assert str(prog).splitlines()[0] == f"program (opset {opset})"
+        prog.save(tmp_path / "p.amber")
+        assert am.load(tmp_path / "p.amber").opset_version == opset
+
+
 def test_verifier_accepts_exported_programs():
     p = am.export(lambda x: am.softmax(x, -1), am.spec("n", 4))
     p.verify()

@@ -223,3 +223,21 @@ def test_inlined_and_called_uses_of_one_model(parts):
     want = (am.grad(lambda y: parts.backbone(y).sum())(x).sum()
             + parts.backbone(x).sum()).numpy()
     np.testing.assert_allclose(program.run("forward", x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_two_versions_of_one_model_under_one_name(parts, tmp_path):
+    # same functions, different weights: the namespace clash is a CaptureError too
+    (tmp_path / "v2").mkdir()
+    other = am.nn.Sequential(am.nn.Flatten(), am.nn.Linear(3 * 4 * 4, 16), am.nn.ReLU(),
+                             am.nn.Linear(16, 8), am.nn.Tanh())
+    other.eval()
+    am.export(other, am.spec("batch", 3, 4, 4)).save(tmp_path / "v2" / "backbone.amber")
+    a = am.load(parts.backbone_path)
+    b = am.load(tmp_path / "v2" / "backbone.amber")
+    program = am.export(lambda x: a(x), am.spec("batch", 3, 4, 4))
+    with pytest.raises(am.CaptureError, match=r"weight 'backbone/.*am\.load\(path, name="):
+        program.add(lambda x: b(x), am.spec("batch", 3, 4, 4), name="other")
+    assert "other" not in program.entries
+    c = am.load(tmp_path / "v2" / "backbone.amber", name="v2")
+    program.add(lambda x: c(x), am.spec("batch", 3, 4, 4), name="other")
+    assert "v2/forward" in program.functions

@@ -381,7 +381,10 @@ class Program:
         save_program(self, path, metadata)
 
     def __str__(self) -> str:
-        lines = [f"program (opset {self.opset_version})"]
+        from .verify import required_opset
+
+        # the opset the file declares (docs/format.md): the lowest that has every op used
+        lines = [f"program (opset {min(self.opset_version, required_opset(self))})"]
         for e in self.entries.values():
             lines.append(f"entry {e}  = @{e.function}")
         for name, w in sorted(self.weights.items()):

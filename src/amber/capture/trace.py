@@ -17,7 +17,8 @@ from __future__ import annotations
 import inspect
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -508,10 +509,40 @@ def _run_eager(fn: Any, treedef: Any, leaves_template: list[Any], arrays: list[n
     return res
 
 
+def user_state(fn: Any, weights: Any = None) -> list[Tensor]:
+    """The parameters and buffers an eager run of ``fn`` may change: those of ``weights``,
+    of the module ``fn`` is or belongs to, and of the modules it names."""
+    found: dict[int, tuple[str, Tensor]] = {}
+    for obj in (weights, _owner_module(fn), _referenced_weights(fn)):
+        for k, v in _module_weights(obj).items():
+            found.setdefault(k, v)
+    return [t for _, t in found.values()]
+
+
+@contextmanager
+def state_kept(tensors: Sequence[Tensor]) -> Iterator[None]:
+    """Restore the values and ``.grad`` of ``tensors`` on exit, so that an eager run of
+    the proof starts from the user's state and leaves it as it was (``backward()``
+    accumulates into ``.grad``; BatchNorm in training mode updates its statistics)."""
+    # NOTE: amber never writes into a tensor's array (in-place ops replace it, as
+    # Tensor._assign does), so keeping the references is a snapshot.
+    saved = [(t, t._data, t.grad, None if t.grad is None else t.grad._data)
+             for t in tensors]
+    try:
+        yield
+    finally:
+        for t, data, grad, grad_data in saved:
+            t._data, t.grad = data, grad
+            if grad is not None:
+                grad._data = grad_data
+
+
 def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
-          inputs: list[_Input], sizes: Mapping[str, Sequence[int]] | None) -> list[TestVector]:
+          inputs: list[_Input], sizes: Mapping[str, Sequence[int]] | None,
+          state: Sequence[Tensor] = ()) -> list[TestVector]:
     """Run eager and captured on example and random inputs; return the test vectors or
-    raise ExportError on a mismatch."""
+    raise ExportError on a mismatch. Every eager run starts from the same ``state``
+    (tensors whose values and ``.grad`` are restored after it)."""
     from ..interpreter import Interpreter
 
     leaves_template, treedef = tree_flatten(list(args), is_leaf=_is_input_leaf)
@@ -547,7 +578,8 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
         where = f"entry {entry.name!r}" + (f" with {_fmt(env)}" if env else
                                             " on the example inputs")
         try:
-            want = _run_eager(fn, treedef, leaves_template, arrays)
+            with state_kept(state):
+                want = _run_eager(fn, treedef, leaves_template, arrays)
         except Exception as e:  # the user's code may raise anything on unsuitable inputs
             raise ExportError(
                 f"cannot prove the export: the eager function failed on random inputs "
@@ -595,7 +627,9 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
     extra: dict[str, Function] = {}
     from .control import capture_session, reachable_functions
 
-    with capture_session(program) as session:  # control flow adds functions to it
+    state = user_state(fn, weights)
+    # control flow adds functions to the session; capture may run user code eagerly
+    with capture_session(program) as session, state_kept(state):
         session.used.add(_clean(name))
         fnc, entry, weights_used, inputs, _ = capture(fn, args, name=name, weights=weights,
                                                       functions_out=extra)
@@ -608,7 +642,7 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
     if extra:  # functions of loaded models called by fn (amber.reuse)
         from ..reuse import new_functions
 
-        extra = new_functions(program, extra)
+        extra = new_functions(program, extra, weights_used)
     extra.update(reachable_functions(program, [fnc], session.functions))
     new_weights = [w for w in weights_used if w not in program.weights]
     try:
@@ -619,7 +653,8 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
         program.entries[name] = entry
         program.verify()
         if check:
-            program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes))
+            program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes,
+                                              state=state))
     except BaseException:  # leave the program as it was
         program.functions.pop(fnc.name, None)
         for f in extra:
