@@ -21,7 +21,7 @@ GOLDEN = sorted((ROOT / "tests" / "golden").glob("v*/*.amber"))
 def doc_example() -> str:
     text = (ROOT / "docs" / "c-api.md").read_text()
     section = text[text.index("## Example"):]
-    return re.search(r"```c\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```c[^\n]*\n(.*?)```", section, re.S).group(1)
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
