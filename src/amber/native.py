@@ -128,9 +128,17 @@ _RUN_ERRORS: dict[int, type[NativeError]] = {
 }
 
 
+class NativeLoadLimitError(NativeLimitError, NativeFormatError):
+    """``AMBER_ERR_LIMIT`` while opening a file (a header over ``max_header_bytes``, a dim
+    expression over the expansion limit, test vectors beyond ``memory_limit``): both a
+    :class:`amber.LimitError` and a :class:`amber.FormatError`."""
+
+
 def _raise(lib: NativeLibrary, status: int, message: str, context: str, *,
            loading: bool = False) -> NoReturn:
-    cls = NativeFormatError if loading else _RUN_ERRORS.get(status, NativeError)
+    cls = _RUN_ERRORS.get(status, NativeError)
+    if loading:
+        cls = NativeLoadLimitError if status == 3 else NativeFormatError
     raise cls(status, lib.status_name(status), message, context)
 
 
@@ -146,7 +154,8 @@ class _Options(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
                 ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
-                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("max_run_calls", ctypes.c_int64)]
 
 
 class _OptionsSpace(ctypes.Structure):
@@ -565,8 +574,9 @@ class NativeModel:
     file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
     the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
-    ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
-    bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
+    ``max_loop_iterations`` (one loop), ``max_run_iterations`` (all loops of a run) and
+    ``max_run_calls`` (executions of ``call`` and ``cond`` nodes in a run) bound
+    programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
     per-tensor SHA-256 checks (bounds checks always run). ``fuse=False`` runs every
     elementwise op on its own instead of fusing chains of them (same results; for
     testing and measurements).
@@ -580,7 +590,8 @@ class NativeModel:
                  verify_hashes: bool = True, threads: int | None = None,
                  memory_limit: int | None = None, max_call_depth: int | None = None,
                  max_loop_iterations: int | None = None,
-                 max_run_iterations: int | None = None, fuse: bool = True) -> None:
+                 max_run_iterations: int | None = None, max_run_calls: int | None = None,
+                 fuse: bool = True) -> None:
         self.lib = library()
         self._handles = _Handles(self.lib)
         self._local = threading.local()
@@ -601,11 +612,13 @@ class NativeModel:
             opts.max_call_depth = max_call_depth
         if max_loop_iterations is not None:
             opts.max_loop_iterations = max_loop_iterations
-        if max_run_iterations is not None:
-            if opts.struct_size < ctypes.sizeof(_Options):
-                raise AmberError(f"libamber {self.lib.version} has no max_run_iterations "
-                                 f"option")
-            opts.max_run_iterations = max_run_iterations
+        for field, value in (("max_run_iterations", max_run_iterations),
+                             ("max_run_calls", max_run_calls)):
+            if value is None:
+                continue
+            if opts.struct_size < getattr(_Options, field).offset + 8:
+                raise AmberError(f"libamber {self.lib.version} has no {field} option")
+            setattr(opts, field, value)
         handle = self._handles.model
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: str | None = None
@@ -759,6 +772,7 @@ __all__ = [
     "NativeFormatError",
     "NativeLibrary",
     "NativeLimitError",
+    "NativeLoadLimitError",
     "NativeMismatchError",
     "NativeModel",
     "NativeNotFoundError",

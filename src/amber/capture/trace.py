@@ -304,6 +304,24 @@ def _module_weights(obj: Any) -> dict[int, tuple[str, Tensor]]:
     return out
 
 
+def _non_persistent_names(obj: Any) -> set[str]:
+    """Dotted names of the non-persistent buffers of a module (empty for anything else)."""
+    if obj is None or isinstance(obj, Mapping) or not hasattr(obj, "named_modules"):
+        return set()
+    out = set()
+    for prefix, m in obj.named_modules():
+        for name in getattr(m, "_non_persistent", ()):
+            out.add(f"{prefix}.{name}" if prefix else name)
+    return out
+
+
+def _unused_weights(fn: Function) -> set[str]:
+    """Names of the ``weight`` nodes of ``fn`` whose value nothing reads."""
+    read = {id(v) for n in fn.nodes for v in n.inputs} | {id(v) for v in fn.results}
+    return {n.attrs["name"] for n in fn.nodes
+            if n.op == "weight" and id(n.outputs[0]) not in read}
+
+
 def _owner_module(fn: Any) -> Any:
     try:
         from ..nn import Module  # type: ignore[attr-defined]
@@ -439,8 +457,11 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
                   float(i.high if i.high is not None else 2)]
          for i in inputs if i.example is None and not i.aval.dtype.is_floating},
     )
-    # every parameter and buffer is a weight of the program, used or not
-    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()}
+    # every parameter and persistent buffer is a weight of the program, used or not (the
+    # file keeps the whole state dict); a non-persistent buffer only if the program reads it
+    unused = _unused_weights(fnc) & _non_persistent_names(weights)
+    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()
+                    if n not in unused}
     if functions_out is not None:
         functions_out.update(tr.functions_used)
     return fnc, entry, weights_used, inputs, treedef
