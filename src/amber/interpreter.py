@@ -15,6 +15,7 @@ import numpy as np
 
 from . import limits as L
 from ._dtype import from_numpy_dtype
+from ._inputs import input_array
 from .capture.dims import DimExpr, evaluate, format_dim
 from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
 from .errors import (
@@ -57,15 +58,16 @@ def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     return v
 
 
-def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
+def _to_array(x: Any, dtype: np.dtype, what: str, memory_limit: int | None = None
+              ) -> np.ndarray:
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
         return x.numpy()
-    if isinstance(x, np.ndarray):
-        return x
+    if isinstance(x, np.ndarray):  # as libamber takes it (amber._inputs)
+        return input_array(x, what, memory_limit)
     if isinstance(x, np.generic):
-        return np.asarray(x)
+        return input_array(np.asarray(x), what, memory_limit)
     try:
         return np.asarray(x, dtype=dtype)  # Python scalars / nested lists
     except (TypeError, ValueError, OverflowError) as e:
@@ -147,7 +149,7 @@ class Interpreter:
         arrays = []
         for port in entry.inputs:
             what = f"{entry.name}: input {port.name!r}"
-            a = _to_array(given[port.name], port.dtype.np, what)
+            a = _to_array(given[port.name], port.dtype.np, what, self.memory_limit)
             try:
                 dt = from_numpy_dtype(a.dtype)
             except DTypeError:
@@ -302,6 +304,9 @@ class Interpreter:
             raise type(e)(f"{where}: {e}") from None
         except (ValueError, IndexError, TypeError, ArithmeticError) as e:
             raise AmberError(f"{where}: kernel failed: {e}") from None
+        except MemoryError:
+            raise LimitError(f"{where}: the system is out of memory (lower the input sizes, "
+                             f"or memory_limit so that runs stop before this)") from None
 
 
     def _call(self, name: str, args: list[np.ndarray], depth: int,

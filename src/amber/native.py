@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._inputs import input_array
 from .errors import (
     AmberError,
     DTypeError,
@@ -375,7 +376,8 @@ def _port(p: _Port) -> NativePort:
     return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
 
 
-def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
+def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = None
+              ) -> np.ndarray:
     """``x`` as an array the runtime can read in place: arrays that already are
     C-contiguous, little-endian and of a supported dtype are passed as they are (the C
     side checks dtype and shape against the signature); Python numbers and lists take the
@@ -384,7 +386,9 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
 
     if isinstance(x, Tensor):
         a = x.numpy()
-    elif isinstance(x, (np.ndarray, np.generic)):
+    elif isinstance(x, np.ndarray):
+        a = x
+    elif isinstance(x, np.generic):
         a = np.asarray(x)
     else:
         try:
@@ -399,9 +403,7 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     if dt not in _NP_DTYPES:
         raise DTypeError(f"{entry}: input {port.name!r} must be {port.dtype.name}, got "
                          f"{a.dtype}; convert it with .astype(np.{port.dtype.name})")
-    if dt != a.dtype or not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a, dtype=dt)
-    return a
+    return input_array(a, f"{entry}: input {port.name!r}", memory_limit)
 
 
 class _Call:
@@ -474,6 +476,7 @@ class NativeSession:
         self._lib = model.lib
         self._signatures = model._signatures
         self._model_name = model.name
+        self._memory_limit = model.memory_limit
         self._calls: dict[str, _Call] = {}
         self.handle = self._handles.new_session()
         self._handle = ctypes.c_void_p(self.handle)  # the exact type session_run takes
@@ -505,7 +508,7 @@ class NativeSession:
             # arrays the runtime reads as they are skip _as_input (the common case)
             if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
                     and x.flags.c_contiguous):
-                x = _as_input(x, port, entry)
+                x = _as_input(x, port, entry, self._memory_limit)
                 converted.append(x)
             t.dtype = _DTYPE_CODES[x.dtype]
             t.rank = x.ndim
@@ -619,6 +622,8 @@ class NativeModel:
             if opts.struct_size < getattr(_Options, field).offset + 8:
                 raise AmberError(f"libamber {self.lib.version} has no {field} option")
             setattr(opts, field, value)
+        # bytes of the copy an input that needs converting may take (None: no limit)
+        self.memory_limit: int | None = int(opts.memory_limit) or None
         handle = self._handles.model
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: str | None = None
