@@ -41,7 +41,7 @@ def test_examples_alone_prove_and_become_the_test_vectors(tmp_path) -> None:
 
 
 def test_examples_next_to_random_vectors() -> None:
-    f = lambda x, idx: x[idx].sum(0)  # noqa: E731
+    f = lambda x, idx: x[idx].sum(0)
     specs = (am.spec("n", 3), am.spec("k", dtype=am.int64, low=0, high=2))
     x, idx = np.arange(12.0, dtype=np.float32).reshape(4, 3), np.array([3, 0, 3])
     program = am.export(f, *specs, examples=[(x, idx)], random_vectors=1)
