@@ -454,6 +454,16 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return input * Tensor._wrap(scale)
 
 
+def _refuse_negative(idx: Tensor, n: Any) -> Tensor:
+    """``idx`` for a ``take`` over ``n`` rows that refuses what PyTorch refuses: in a
+    captured program a negative index becomes ``n``, which ``take`` reports as out of
+    range at run time (it would wrap -1 to the last row). Concrete indices are checked
+    by the caller before, with the index named."""
+    if idx._data is not None:
+        return idx
+    return E.where(_F.lt(idx, 0), _F.zeros_like(idx) + n, idx)
+
+
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
@@ -474,7 +484,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
         bad = idx._data[(idx._data < 0) | (idx._data >= n)].flat[0]
         raise OutOfRangeError(f"embedding: index {bad} is out of range for "
                               f"{n} embeddings (weight {tuple(weight.shape)})")
-    out = S.take(weight, idx, axis=0)
+    out = S.take(weight, _refuse_negative(idx, n), axis=0)
     if padding_idx is not None:
         pi = padding_idx + n if padding_idx < 0 else padding_idx
         if not 0 <= pi < n:
@@ -499,6 +509,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise OutOfRangeError(f"one_hot: class values must be in [0, {num_classes}), got "
                               f"[{data.min()}, {data.max()}]")
     classes = arange(num_classes, dtype=tensor.dtype)
+    if data is None:  # values outside [0, num_classes) fail at run time, as in eager
+        tensor = S.take(classes, _refuse_negative(tensor, num_classes), axis=0)
     return _F.cast(_F.eq(_F.unsqueeze(tensor, -1), classes), D.int64)
 
 
@@ -574,6 +586,8 @@ def _nll_flat(op: str, logp: Tensor, target: Tensor, weight: Tensor | None, igno
     t = _F.cast(target, D.int64)
     valid = _F.ne(t, ignore_index)
     safe = E.where(valid, t, _F.zeros_like(t))
+    if t._data is None:  # targets outside [0, c) fail at run time, as in eager
+        safe = S.take(arange(c, dtype=D.int64), _refuse_negative(safe, c), axis=0)
     # One-hot pick along the (static) class dim, so a symbolic batch size m is capturable.
     onehot = _F.eq(_F.unsqueeze(safe, 1), arange(c, dtype=D.int64))
     picked = _F.sum(E.where(onehot, logp, _F.zeros_like(logp)), 1)
