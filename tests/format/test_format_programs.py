@@ -101,11 +101,20 @@ def test_dim_bomb_refused_by_the_cli_and_amber_run(capsys) -> None:
     ("((a+1)*(b+1)//2)*((a+1)*(b+1)//2)*((a+1)*(b+1)//2)*((a+1)*(b+1)//2)*(c+1)*(d+1)"
      "*(e+1)", False),  # // keeps the bound of its left operand: 4^4*8 = 2048
 ])
-def test_expansion_limit(text: str, ok: bool) -> None:
-    from amber.capture.dims import parse_dim
+def test_expansion_limit(text: str, ok: bool, tmp_path: Path) -> None:
+    """The Python reader and libamber accept and refuse the same expressions."""
+    from amber import native as N
 
+    gen = _generator()
+    syms = sorted({t for t in text.replace("(", " ").replace(")", " ").replace("*", " ")
+                   .replace("+", " ").replace("/", " ").split() if t.isidentifier()})
+    path = tmp_path / "dims.amber"
+    path.write_bytes(gen.program_file(gen.dim_value_doc(syms, text), []))
     if ok:
-        parse_dim(text)
+        am.load(path, backend="reference")
+        N.NativeModel(path).close()
     else:
         with pytest.raises(am.LimitError, match="more than 1024 terms"):
-            parse_dim(text)
+            am.load(path, backend="reference")
+        with pytest.raises(am.LimitError, match="more than 1024 terms"):
+            N.NativeModel(path)

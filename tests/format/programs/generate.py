@@ -52,24 +52,31 @@ def program_file(doc: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
     return corpus.assemble(header + b" " * (data_start - 64 - len(header)), data)
 
 
-def dim_bomb() -> bytes:
-    syms = [f"s{i}" for i in range(RANK)]
-    bomb = "*".join(f"({s}+1)" for s in syms)
+def dim_value_doc(syms: list[str], text: str) -> dict[str, Any]:
+    """The header members of ``forward(x: float32[*syms]) -> dim_value(text)``."""
     x = {"dtype": "float32", "name": "x", "shape": syms}
     out = {"dtype": "int64", "name": "output", "shape": []}
     fn = {"name": "forward", "params": [x], "results": ["k"],
-          "nodes": [{"op": "dim_value", "inputs": [], "attrs": {"value": bomb},
+          "nodes": [{"op": "dim_value", "inputs": [], "attrs": {"value": text},
                      "outputs": [dict(out, name="k")]}]}
-    doc = {
+    return {
         "opset_version": 1,
         "program": {"functions": [fn], "weights": []},
         "signatures": {"forward": {"function": "forward", "inputs": [x], "outputs": [out],
                                    "output_structure": "output"}},
+    }
+
+
+def dim_bomb() -> bytes:
+    syms = [f"s{i}" for i in range(RANK)]
+    bomb = "*".join(f"({s}+1)" for s in syms)
+    doc = dim_value_doc(syms, bomb)
+    doc.update({
         "test_vectors": [{"dims": dict.fromkeys(syms, 1), "entry": "forward",
                           "inputs": {"x": "test_vectors/0/inputs/x"},
                           "outputs": {"output": "test_vectors/0/outputs/output"},
                           "tolerance": {"output": {"atol": 0, "rtol": 0}}}],
-    }
+    })
     return program_file(doc, [
         ("test_vectors/0/inputs/x", np.zeros((1,) * RANK, np.float32)),
         ("test_vectors/0/outputs/output", np.array(2 ** RANK, np.int64)),
