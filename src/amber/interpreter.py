@@ -50,6 +50,7 @@ class _Budget:
         self.calls = calls
         self.held = 0
 
+
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     if isinstance(v, DimExpr):
         return evaluate(v, env)

@@ -87,8 +87,13 @@ def test_dim_bomb_refused_by_the_cli_and_amber_run(capsys) -> None:
     cbuild = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cbuild)
     tool = Path(cbuild.build_runtime(cbuild.ROOT / "build" / "runtime")) / "amber-run"
+    def one_gib() -> None:  # an unbounded reader would need gigabytes
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
     res = subprocess.run([str(tool), str(HERE / "dim_bomb.amber"), "--verify"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, preexec_fn=one_gib)
     assert res.returncode != 0
     assert "AMBER_ERR_LIMIT" in res.stderr and "more than 1024 terms" in res.stderr
 
