@@ -106,7 +106,8 @@ typedef struct amber_options {
     uint32_t struct_size;         /* sizeof(amber_options) */
     uint32_t flags;               /* AMBER_OPEN_* bits */
     uint64_t max_header_bytes;    /* largest JSON header accepted (default 64 MiB) */
-    uint64_t memory_limit;        /* bytes a session's arena may hold (16 GiB); 0 = none */
+    uint64_t memory_limit;        /* bytes each of a session's two arenas may hold
+                                     (2 GiB); 0 = none */
     int32_t threads;              /* threads per session for large kernels (matmul,
                                      conv); 0 = one per core, 1 = the calling thread only */
     int32_t max_call_depth;       /* nesting of function calls (default 256, at most 1000) */
@@ -114,6 +115,8 @@ typedef struct amber_options {
                                      (1000000; 0 = none) */
     int64_t max_run_iterations;   /* loop iterations of one run, all loops together,
                                      nested ones multiplying (100000000; 0 = none) */
+    int64_t max_run_calls;        /* function executions of one run by call and cond
+                                     nodes, all depths together (1000000; 0 = none) */
 } amber_options;
 
 /* Fills *opts with the defaults. */

@@ -30,6 +30,12 @@ static amber_status lfail(loader *L, const char *fmt, ...) {
     return am_fail(L->err, AMBER_ERR_FORMAT, "%s: %s", L->path, msg);
 }
 
+/* A nested failure at L->path: a limit stays AMBER_ERR_LIMIT, anything else is FORMAT. */
+static amber_status lnested(loader *L, amber_status st, const char *what, const am_error *e) {
+    return am_fail(L->err, st == AMBER_ERR_LIMIT ? st : AMBER_ERR_FORMAT, "%s: %s%s", L->path,
+                   what, e->msg);
+}
+
 static amber_status alloc(loader *L, size_t n, size_t size, void *out) {
     return am_arena_calloc(&L->p->mem, n ? n : 1, size, (void **)out, L->err);
 }
@@ -88,8 +94,12 @@ static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *
         } else if (dim->type == AM_JSON_STRING && syms) {
             int64_t v;
             am_error e;
-            if (am_dim_eval(dim->str, dim->len, syms, &v, &e) != AMBER_OK)
-                return LFAIL(L, "dimension %d: %s", i, e.msg);
+            amber_status st = am_dim_eval(dim->str, dim->len, syms, &v, &e);
+            if (st != AMBER_OK) {
+                char what[32];
+                snprintf(what, sizeof what, "dimension %d: ", i);
+                return lnested(L, st, what, &e);
+            }
         } else {
             return LFAIL(L, "dimension %d must be %s", i,
                          syms ? "an integer >= 0 or a dim expression" : "an integer >= 0");
@@ -285,9 +295,13 @@ static amber_status control_node(loader *L, am_node *n, const char *op, const am
     n->reverse = rev->type == AM_JSON_TRUE;
     int64_t v = 0;
     am_error e;
+    st = AMBER_ERR_FORMAT;
     if (!(len->type == AM_JSON_NUMBER && len->is_int && len->i >= 0) &&
-        !(len->type == AM_JSON_STRING && am_dim_eval(len->str, len->len, sy, &v, &e) == AMBER_OK))
+        !(len->type == AM_JSON_STRING &&
+          (st = am_dim_eval(len->str, len->len, sy, &v, &e)) == AMBER_OK)) {
+        if (st == AMBER_ERR_LIMIT) return lnested(L, st, "length: ", &e);
         return LFAIL(L, "length must be a non-negative integer or a dim expression");
+    }
     n->length = len;
     if (n->n_out < n->n_carries) return LFAIL(L, "scan returns its carries first");
     return AMBER_OK;
@@ -780,8 +794,8 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
                 if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
                 *fixed = a;
                 n->static_attrs = fixed;
-            } else if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
-                st = LFAIL(L, "%s", e.msg);
+            } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
+                st = lnested(L, st, "", &e);
                 break;
             }
         }

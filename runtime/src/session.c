@@ -19,6 +19,7 @@ struct amber_session {
     am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
     int64_t iterations_left; /* loop iterations this run may still make (all loops) */
+    int64_t calls_left;      /* executions of call and cond nodes this run may still make */
     /* Values of AM_HOIST_CACHED nodes, per function and value (data NULL: not yet), kept
      * across runs in separate allocations that count against the memory limit. */
     struct hoisted {
@@ -366,6 +367,13 @@ static amber_status spend_iteration(amber_session *s) {
     if (s->iterations_left-- > 0) return AMBER_OK;
     return am_fail(&s->err, AMBER_ERR_LIMIT, "the run made more than %lld loop iterations "
                    "in all (max_run_iterations)", (long long)s->model->opts.max_run_iterations);
+}
+
+/* Counts one execution of a call or cond node against the run's budget. */
+static amber_status spend_call(amber_session *s) {
+    if (s->calls_left-- > 0) return AMBER_OK;
+    return am_fail(&s->err, AMBER_ERR_LIMIT, "the run executed more than %lld function calls "
+                   "in all (max_run_calls)", (long long)s->model->opts.max_run_calls);
 }
 
 /* After the loop's own allocations grew (a stack buffer), the arena state an iteration
@@ -810,12 +818,13 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             am_tensor_copy(&outs[0], &n->tensor);
             break;
         case AM_NODE_CALL:
-            st = run_function(s, n->callee, ins, outs, depth + 1);
+            st = spend_call(s);
+            if (st == AMBER_OK) st = run_function(s, n->callee, ins, outs, depth + 1);
             break;
         case AM_NODE_COND:
             if (ins[0].dtype != AMBER_BOOL || ins[0].rank != 0)
                 st = am_fail(&s->err, AMBER_ERR_SHAPE, "the predicate must be bool[]");
-            else
+            else if ((st = spend_call(s)) == AMBER_OK)
                 st = run_function(s, scalar_true(&ins[0]) ? n->callee : n->callee2, ins + 1, outs,
                                   depth + 1);
             break;
@@ -920,6 +929,7 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     s->counts.runs++;
     s->iterations_left = s->model->opts.max_run_iterations > 0 ? s->model->opts.max_run_iterations
                                                               : INT64_MAX;
+    s->calls_left = s->model->opts.max_run_calls > 0 ? s->model->opts.max_run_calls : INT64_MAX;
     return run_function(s, e->func, inputs, outputs, 0);
 }
 

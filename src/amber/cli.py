@@ -34,7 +34,11 @@ from .errors import AmberError, FormatError
 def _load(path: str, verify_hashes: bool = True, backend: str | None = "reference") -> Any:
     from .model import load
 
-    return load(path, backend=backend, verify_hashes=verify_hashes)
+    try:
+        return load(path, backend=backend, verify_hashes=verify_hashes)
+    except FormatError as e:
+        e.amber_path = path  # type: ignore[attr-defined]  # main() names this file
+        raise
 
 
 def _fmt_bytes(n: int) -> str:
@@ -135,7 +139,20 @@ def _parse_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _check_output(path: str, model_path: str) -> None:
+    """``--output`` must name a new or existing .npz file, never the model itself."""
+    import os
+
+    if not path.endswith(".npz"):
+        raise AmberError(f"--output writes the outputs as a NumPy .npz archive; give a "
+                         f"file name ending in .npz, got {path!r}")
+    if os.path.exists(path) and os.path.samefile(path, model_path):
+        raise AmberError(f"--output {path!r} is the model file itself")
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.output:
+        _check_output(args.output, args.file)
     model = _load(args.file, backend=args.backend)
     entry = model.signature(args.entry)
     inputs = _parse_inputs(args.input or [])
@@ -145,7 +162,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         outs = model._interp.run(entry.name, **inputs)
     arrays = {p.name: np.asarray(a) for p, a in zip(entry.outputs, outs)}
     if args.output:
-        np.savez(args.output, **arrays)  # type: ignore[arg-type]
+        # NOTE: np.savez(path) appends ".npz" to any other name; write the file itself
+        with open(args.output, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         print(f"wrote {', '.join(arrays)} to {args.output}", file=out)
     else:
         for k, a in arrays.items():
@@ -282,7 +301,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return handler(args, out)
     except FormatError as e:
-        where = f" {args.file}" if "file" in args else ""
+        path = getattr(e, "amber_path", args.file if "file" in args else None)
+        where = f" {path}" if path else ""
         print(f"amber {args.command}: invalid file{where}: {e}", file=sys.stderr)
         return 2
     except OSError as e:

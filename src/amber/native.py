@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._inputs import input_array
 from .errors import (
     AmberError,
     DTypeError,
@@ -128,9 +129,17 @@ _RUN_ERRORS: dict[int, type[NativeError]] = {
 }
 
 
+class NativeLoadLimitError(NativeLimitError, NativeFormatError):
+    """``AMBER_ERR_LIMIT`` while opening a file (a header over ``max_header_bytes``, a dim
+    expression over the expansion limit, test vectors beyond ``memory_limit``): both a
+    :class:`amber.LimitError` and a :class:`amber.FormatError`."""
+
+
 def _raise(lib: NativeLibrary, status: int, message: str, context: str, *,
            loading: bool = False) -> NoReturn:
-    cls = NativeFormatError if loading else _RUN_ERRORS.get(status, NativeError)
+    cls = _RUN_ERRORS.get(status, NativeError)
+    if loading:
+        cls = NativeLoadLimitError if status == 3 else NativeFormatError
     raise cls(status, lib.status_name(status), message, context)
 
 
@@ -146,7 +155,8 @@ class _Options(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
                 ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
-                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("max_run_calls", ctypes.c_int64)]
 
 
 class _OptionsSpace(ctypes.Structure):
@@ -366,7 +376,8 @@ def _port(p: _Port) -> NativePort:
     return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
 
 
-def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
+def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = None
+              ) -> np.ndarray:
     """``x`` as an array the runtime can read in place: arrays that already are
     C-contiguous, little-endian and of a supported dtype are passed as they are (the C
     side checks dtype and shape against the signature); Python numbers and lists take the
@@ -375,7 +386,9 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
 
     if isinstance(x, Tensor):
         a = x.numpy()
-    elif isinstance(x, (np.ndarray, np.generic)):
+    elif isinstance(x, np.ndarray):
+        a = x
+    elif isinstance(x, np.generic):
         a = np.asarray(x)
     else:
         try:
@@ -390,9 +403,7 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     if dt not in _NP_DTYPES:
         raise DTypeError(f"{entry}: input {port.name!r} must be {port.dtype.name}, got "
                          f"{a.dtype}; convert it with .astype(np.{port.dtype.name})")
-    if dt != a.dtype or not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a, dtype=dt)
-    return a
+    return input_array(a, f"{entry}: input {port.name!r}", memory_limit)
 
 
 class _Call:
@@ -465,6 +476,7 @@ class NativeSession:
         self._lib = model.lib
         self._signatures = model._signatures
         self._model_name = model.name
+        self._memory_limit = model.memory_limit
         self._calls: dict[str, _Call] = {}
         self.handle = self._handles.new_session()
         self._handle = ctypes.c_void_p(self.handle)  # the exact type session_run takes
@@ -496,7 +508,7 @@ class NativeSession:
             # arrays the runtime reads as they are skip _as_input (the common case)
             if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
                     and x.flags.c_contiguous):
-                x = _as_input(x, port, entry)
+                x = _as_input(x, port, entry, self._memory_limit)
                 converted.append(x)
             t.dtype = _DTYPE_CODES[x.dtype]
             t.rank = x.ndim
@@ -565,8 +577,9 @@ class NativeModel:
     file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
     the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
-    ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
-    bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
+    ``max_loop_iterations`` (one loop), ``max_run_iterations`` (all loops of a run) and
+    ``max_run_calls`` (executions of ``call`` and ``cond`` nodes in a run) bound
+    programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
     per-tensor SHA-256 checks (bounds checks always run). ``fuse=False`` runs every
     elementwise op on its own instead of fusing chains of them (same results; for
     testing and measurements).
@@ -580,7 +593,8 @@ class NativeModel:
                  verify_hashes: bool = True, threads: int | None = None,
                  memory_limit: int | None = None, max_call_depth: int | None = None,
                  max_loop_iterations: int | None = None,
-                 max_run_iterations: int | None = None, fuse: bool = True) -> None:
+                 max_run_iterations: int | None = None, max_run_calls: int | None = None,
+                 fuse: bool = True) -> None:
         self.lib = library()
         self._handles = _Handles(self.lib)
         self._local = threading.local()
@@ -601,11 +615,15 @@ class NativeModel:
             opts.max_call_depth = max_call_depth
         if max_loop_iterations is not None:
             opts.max_loop_iterations = max_loop_iterations
-        if max_run_iterations is not None:
-            if opts.struct_size < ctypes.sizeof(_Options):
-                raise AmberError(f"libamber {self.lib.version} has no max_run_iterations "
-                                 f"option")
-            opts.max_run_iterations = max_run_iterations
+        for field, value in (("max_run_iterations", max_run_iterations),
+                             ("max_run_calls", max_run_calls)):
+            if value is None:
+                continue
+            if opts.struct_size < getattr(_Options, field).offset + 8:
+                raise AmberError(f"libamber {self.lib.version} has no {field} option")
+            setattr(opts, field, value)
+        # bytes of the copy an input that needs converting may take (None: no limit)
+        self.memory_limit: int | None = int(opts.memory_limit) or None
         handle = self._handles.model
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: str | None = None
@@ -759,6 +777,7 @@ __all__ = [
     "NativeFormatError",
     "NativeLibrary",
     "NativeLimitError",
+    "NativeLoadLimitError",
     "NativeMismatchError",
     "NativeModel",
     "NativeNotFoundError",

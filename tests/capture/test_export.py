@@ -260,7 +260,7 @@ def test_interpreter_memory_limit():
     p = am.export(lambda x: x.reshape(x.shape[0], 1) * x, am.spec("n"))
     it = Interpreter(p, memory_limit=1000)
     it.run("forward", np.zeros(10, np.float32))
-    with pytest.raises(am.AmberError, match="over the limit"):
+    with pytest.raises(am.LimitError, match="memory limit of 1000 bytes exceeded"):
         it.run("forward", np.zeros(100, np.float32))
 
 

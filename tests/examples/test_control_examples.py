@@ -94,8 +94,12 @@ def test_tree_rnn_trains_exports_and_matches_natively(tmp_path: Path, capsys) ->
     assert tree.recursion_is_a_call(model.program)
     results = model.verify()
     assert all(r.ok for r in results)
-    # the stored vectors include real trees (internal nodes), not only leaves
-    assert any((tv.inputs["left"] >= 0).any() for tv in model.program.test_vectors)
+    # the export was proven on real trees (internal nodes) only: every stored vector,
+    # of both entry points, is one, at two forest sizes
+    vectors = model.program.test_vectors
+    assert {tv.entry for tv in vectors} == {"forward", "train_step"} and len(vectors) == 4
+    assert all((tv.inputs["left"] >= 0).any() for tv in vectors)
+    assert len({tv.dims["r"] for tv in vectors}) == 2
 
 
 def test_tree_forest_encoding() -> None:

@@ -21,7 +21,8 @@ class Options(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
                 ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
-                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("max_run_calls", ctypes.c_int64)]
 
 
 class Stats(ctypes.Structure):

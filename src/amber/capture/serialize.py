@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from ..errors import FormatError, IRError
+from ..errors import FormatError, IRError, LimitError
+from ..limits import MEMORY_LIMIT, bound_bytes
 from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, dim_to_json, is_symbol_name, parse_dim
 from .ir import (
@@ -90,6 +91,8 @@ def _dim(obj: Any, path: str) -> Any:
         return parse_dim(obj)
     except ValueError as e:
         raise _fail(path, str(e)) from None
+    except LimitError as e:
+        raise LimitError(f"{path}: {e}") from None
 
 
 def type_from_json(obj: Any, path: str) -> Aval:
@@ -170,6 +173,8 @@ def _signed_dim(v: Any, path: str) -> Any:
         return parse_dim(v)
     except ValueError as e:
         raise _fail(path, str(e)) from None
+    except LimitError as e:
+        raise LimitError(f"{path}: {e}") from None
 
 
 def _generic_from_json(v: Any) -> Any:
@@ -526,6 +531,12 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
             raise _fail(path + ".entry", f"unknown entry point {entry!r}")
         ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
                  for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
+        for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
+            if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
+                raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes "
+                                 f"beyond the memory limit of {MEMORY_LIMIT} bytes (it is "
+                                 f"empty; its sizes, zeros counted as 1, times "
+                                 f"{a.dtype.itemsize} bytes)")
         outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
                   for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
         tol = {}

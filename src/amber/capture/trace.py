@@ -305,6 +305,24 @@ def _module_weights(obj: Any) -> dict[int, tuple[str, Tensor]]:
     return out
 
 
+def _non_persistent_names(obj: Any) -> set[str]:
+    """Dotted names of the non-persistent buffers of a module (empty for anything else)."""
+    if obj is None or isinstance(obj, Mapping) or not hasattr(obj, "named_modules"):
+        return set()
+    out = set()
+    for prefix, m in obj.named_modules():
+        for name in getattr(m, "_non_persistent", ()):
+            out.add(f"{prefix}.{name}" if prefix else name)
+    return out
+
+
+def _unused_weights(fn: Function) -> set[str]:
+    """Names of the ``weight`` nodes of ``fn`` whose value nothing reads."""
+    read = {id(v) for n in fn.nodes for v in n.inputs} | {id(v) for v in fn.results}
+    return {n.attrs["name"] for n in fn.nodes
+            if n.op == "weight" and id(n.outputs[0]) not in read}
+
+
 def _owner_module(fn: Any) -> Any:
     try:
         from ..nn import Module  # type: ignore[attr-defined]
@@ -440,8 +458,11 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
                   float(i.high if i.high is not None else 2)]
          for i in inputs if i.example is None and not i.aval.dtype.is_floating},
     )
-    # every parameter and buffer is a weight of the program, used or not
-    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()}
+    # every parameter and persistent buffer is a weight of the program, used or not (the
+    # file keeps the whole state dict); a non-persistent buffer only if the program reads it
+    unused = _unused_weights(fnc) & _non_persistent_names(weights)
+    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()
+                    if n not in unused}
     if functions_out is not None:
         functions_out.update(tr.functions_used)
     return fnc, entry, weights_used, inputs, treedef
@@ -537,12 +558,53 @@ def state_kept(tensors: Sequence[Tensor]) -> Iterator[None]:
                 grad._data = grad_data
 
 
+def _user_cases(examples: Sequence[Any], args: Sequence[Any], inputs: list[_Input],
+                entry: EntryPoint) -> list[tuple[str, dict[str, int], list[np.ndarray]]]:
+    """The inputs of ``examples`` (each one value per argument of the function, or a
+    bare value for a function of one argument) in the order of ``inputs``, each with its
+    symbol binding; ExportError names the example and the input that does not fit."""
+    template, treedef = tree_flatten(list(args), is_leaf=_is_input_leaf)
+    out = []
+    for k, ex in enumerate(examples):
+        what = f"examples[{k}]"
+        if not (isinstance(ex, (tuple, list)) and len(ex) == len(args)):
+            if len(args) != 1:
+                raise ExportError(f"{what} must hold one value per argument of the "
+                                  f"function ({len(args)}), got {type(ex).__name__}")
+            ex = (ex,)
+        leaves, tdef = tree_flatten(list(ex), is_leaf=_is_input_leaf)
+        if tdef != treedef:
+            raise ExportError(f"{what} does not have the structure of the exported "
+                              f"arguments (tuples, lists, dict keys)")
+        arrays = [np.array(x.numpy() if isinstance(x, Tensor) else x, copy=True)
+                  for x, t in zip(leaves, template) if _is_input_leaf(t)]
+        env: dict[str, int] = {}
+        for inp, a in zip(inputs, arrays):
+            if a.dtype != inp.aval.dtype.np or a.ndim != len(inp.aval.shape):
+                raise ExportError(f"{what}: input {inp.name!r} is {a.dtype}{list(a.shape)}, "
+                                  f"the signature says {format_type(inp.aval)}")
+            for d, n in zip(inp.aval.shape, a.shape):
+                if not isinstance(d, DimExpr):
+                    ok = d == n
+                else:
+                    ok = n >= 1 and env.setdefault(d.name, int(n)) == n
+                if not ok:
+                    raise ExportError(f"{what}: input {inp.name!r} has shape "
+                                      f"{list(a.shape)}, which does not fit "
+                                      f"{format_type(inp.aval)} (symbols are sizes >= 1, "
+                                      f"the same everywhere: {_fmt(env) or 'none bound'})")
+        out.append((f"entry {entry.name!r} on {what}", env, arrays))
+    return out
+
+
 def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
           inputs: list[_Input], sizes: Mapping[str, Sequence[int]] | None,
+          examples: Sequence[Any] | None = None, random_vectors: bool | int = True,
           state: Sequence[Tensor] = ()) -> list[TestVector]:
-    """Run eager and captured on example and random inputs; return the test vectors or
-    raise ExportError on a mismatch. Every eager run starts from the same ``state``
-    (tensors whose values and ``.grad`` are restored after it)."""
+    """Run eager and captured on the user's ``examples``, the example arguments and
+    random inputs (``random_vectors``: True for the default count, False or a count);
+    return the test vectors or raise ExportError on a mismatch. Every eager run starts
+    from the same ``state`` (tensors whose values and ``.grad`` are restored after it)."""
     from ..interpreter import Interpreter
 
     leaves_template, treedef = tree_flatten(list(args), is_leaf=_is_input_leaf)
@@ -557,13 +619,23 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
         if len(set(vs)) < 2 or min(vs) < 1:
             raise ExportError(f"sizes[{s!r}] must hold at least two distinct sizes >= 1, got "
                               f"{vs}")
-    examples = all(i.example is not None for i in inputs)
+    concrete = all(i.example is not None for i in inputs)
+    cases = _user_cases(examples or [], args, inputs, entry)
+    if concrete:
+        cases.append((f"entry {entry.name!r} on the example inputs", {},
+                      [i.example for i in inputs]))  # type: ignore[misc]
     # at least two runs in all: the examples (if any) and random inputs
-    n_random = max([len(v) for v in choice.values()], default=1 if examples else 2)
+    if isinstance(random_vectors, bool):
+        n_random = (max([len(v) for v in choice.values()], default=1 if concrete else 2)
+                    if random_vectors else 0)
+    elif isinstance(random_vectors, int) and random_vectors >= 0:
+        n_random = random_vectors
+    else:
+        raise ExportError(f"random_vectors must be True, False or a count >= 0, got "
+                          f"{random_vectors!r}")
+    if not cases and not n_random:
+        raise ExportError("random_vectors=False needs examples= to prove the export on")
     rng = np.random.default_rng(0)
-    cases: list[tuple[dict[str, int], list[np.ndarray]]] = []
-    if examples:
-        cases.append(({}, [i.example for i in inputs]))  # type: ignore[misc]
     for k in range(n_random):
         env = {s: vs[k % len(vs)] for s, vs in choice.items()}
         arrays = []
@@ -571,21 +643,21 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
             shape = tuple(int(env[d.name]) if isinstance(d, DimExpr) else int(d)
                           for d in i.aval.shape)
             arrays.append(_random_input(i, shape, rng))
-        cases.append((env, arrays))
+        cases.append((f"entry {entry.name!r} with {_fmt(env)}" if env else
+                      f"entry {entry.name!r} on random inputs", env, arrays))
     interp = Interpreter(program)
     vectors: list[TestVector] = []
-    for env, arrays in cases:
-        where = f"entry {entry.name!r}" + (f" with {_fmt(env)}" if env else
-                                            " on the example inputs")
+    for where, env, arrays in cases:
         try:
             with state_kept(state):
                 want = _run_eager(fn, treedef, leaves_template, arrays)
         except Exception as e:  # the user's code may raise anything on unsuitable inputs
             raise ExportError(
-                f"cannot prove the export: the eager function failed on random inputs "
-                f"({where}): {e}\n  Choose sizes that suit the model with "
-                f"am.export(..., sizes={{'<dim>': (a, b)}}) and value ranges for integer "
-                f"inputs with am.spec(..., low=, high=).") from e
+                f"cannot prove the export: the eager function failed ({where}): {e}\n  "
+                f"Choose sizes that suit the model with am.export(..., sizes={{'<dim>': "
+                f"(a, b)}}), value ranges for integer inputs with am.spec(..., low=, "
+                f"high=), or give real inputs with am.export(..., examples=[...], "
+                f"random_vectors=False).") from e
         got = interp.run(entry.name, *arrays)
         if len(want) != len(got):
             raise ExportError(f"{where}: eager returned {len(want)} outputs, the program "
@@ -619,7 +691,9 @@ def _fmt(env: Mapping[str, int]) -> str:
 
 
 def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
-              sizes: Mapping[str, Sequence[int]] | None, weights: Any, check: bool) -> None:
+              sizes: Mapping[str, Sequence[int]] | None, weights: Any, check: bool,
+              examples: Sequence[Any] | None = None, random_vectors: bool | int = True
+              ) -> None:
     if not isinstance(name, str) or not is_symbol_name(name):
         raise CaptureError(f"entry point name {name!r} must be a name (letters, digits, _)")
     if name in program.entries:
@@ -654,7 +728,7 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
         program.verify()
         if check:
             program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes,
-                                              state=state))
+                                              examples, random_vectors, state=state))
     except BaseException:  # leave the program as it was
         program.functions.pop(fnc.name, None)
         for f in extra:
@@ -667,7 +741,8 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
 
 def export(fn: Any, *args: Any, name: str = "forward",
            sizes: Mapping[str, Sequence[int]] | None = None, weights: Any = None,
-           check: bool = True) -> Program:
+           check: bool = True, examples: Sequence[Any] | None = None,
+           random_vectors: bool | int = True) -> Program:
     """Capture ``fn`` (a function or an ``nn.Module``) into a :class:`Program`.
 
     Args:
@@ -683,13 +758,23 @@ def export(fn: Any, *args: Any, name: str = "forward",
         weights: a module or ``{name: tensor}``: exactly these tensors become the
             named weights (overrides the automatic choice above).
         check: run the proof (eager vs captured) and store the test vectors.
+        examples: concrete inputs for the signature, each a tuple with one value per
+            argument (a bare value for a function of one argument), of the signature's
+            dtypes and of any sizes for its symbolic dims. The proof runs each (eager
+            vs captured) and stores it as a test vector, before the random ones: for
+            programs only defined on structured inputs (trees' child indices, positive
+            numbers, token ids with their mask).
+        random_vectors: random inputs the proof draws from each ``am.spec`` as well:
+            True (default: one per size of ``sizes``), False (none: prove on
+            ``examples`` only) or a count.
 
     Raises:
         CaptureError: a construct cannot be captured exactly (the message names the line).
         ExportError: the captured program disagrees with eager execution.
     """
     program = Program()
-    program.add(fn, *args, name=name, sizes=sizes, weights=weights, check=check)
+    program.add(fn, *args, name=name, sizes=sizes, weights=weights, check=check,
+                examples=examples, random_vectors=random_vectors)
     return program
 
 
