@@ -1,7 +1,7 @@
 """``amber.nn``: layers, losses and containers with PyTorch's names, parameter names and
 layouts, so a PyTorch ``state_dict`` (converted to NumPy) loads into the amber model."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .modules import (
     ELU,
     GELU,
