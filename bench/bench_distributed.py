@@ -69,9 +69,9 @@ def worker_allreduce(blocks: int) -> dict:
         amber_t, raw_t = [], []
         for _ in range(blocks):  # alternate in blocks
             comm.Barrier()
-            raw_t.append(_median_time(lambda: comm.Allreduce(MPI.IN_PLACE, buf), 3, inner))
+            raw_t.append(_median_time(lambda b=buf: comm.Allreduce(MPI.IN_PLACE, b), 3, inner))
             comm.Barrier()
-            amber_t.append(_median_time(lambda: dist.all_reduce(t), 3, inner))
+            amber_t.append(_median_time(lambda x=t: dist.all_reduce(x), 3, inner))
         rows.append({"bytes": nbytes, "amber": statistics.median(amber_t),
                      "mpi4py": statistics.median(raw_t)})
     return {"allreduce": rows}
@@ -204,8 +204,8 @@ def _launch(n: int, *args: str) -> dict:
 
 
 def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str) -> str:
-    out = [f"## Distributed: all-reduce, DDP overlap and 1 -> 2 processes "
-           f"(bench_distributed.py)", "",
+    out = ["## Distributed: all-reduce, DDP overlap and 1 -> 2 processes "
+           "(bench_distributed.py)", "",
            f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores, MPICH over shared memory (2 processes on one "
            f"machine), BLAS 1 thread per rank. Load average before the run: {load}.", "",
