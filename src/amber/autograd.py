@@ -7,6 +7,7 @@ pass itself is recorded and can be differentiated again (higher-order gradients)
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,92 @@ _FREED = (
     "were freed by a previous backward). Call .backward(retain_graph=True) or "
     "am.autograd.grad(..., retain_graph=True) the first time if you need to backward twice."
 )
+
+
+# Hooks that run once a leaf's ``.grad`` holds everything one ``backward`` gives it
+# (PyTorch's ``register_post_accumulate_grad_hook``), keyed by id with a weak reference,
+# and callbacks queued during a backward pass that run when it ends (PyTorch's
+# ``queue_callback``). Both are what data-parallel training overlaps communication with.
+_POST_ACCUMULATE: dict[int, tuple[weakref.ref[Tensor], dict[int, Callable[[Tensor], Any]]]] = {}
+_END_CALLBACKS: list[Callable[[], Any]] | None = None
+
+
+class RemovableHandle:
+    """Returned by the hook registrations; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, table: dict[int, Callable[..., Any]]) -> None:
+        self._table = table
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._table.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def register_post_accumulate_grad_hook(leaf: Tensor,
+                                       hook: Callable[[Tensor], Any]) -> RemovableHandle:
+    """Call ``hook(leaf)`` after a ``backward()`` has accumulated all of its gradient
+    into ``leaf.grad`` (once per backward pass in which the leaf receives a gradient)."""
+    if not leaf.is_leaf:
+        raise AutogradError("post-accumulate-grad hooks can only be registered on leaf "
+                            "tensors (parameters)")
+    if not leaf.requires_grad:
+        raise AutogradError("cannot register a post-accumulate-grad hook on a tensor that "
+                            "does not require grad")
+    key = id(leaf)
+    entry = _POST_ACCUMULATE.get(key)
+    if entry is None or entry[0]() is not leaf:
+        def forget(_ref: Any, k: int = key) -> None:
+            _POST_ACCUMULATE.pop(k, None)
+
+        entry = (weakref.ref(leaf, forget), {})
+        _POST_ACCUMULATE[key] = entry
+    handle = RemovableHandle(entry[1])
+    entry[1][handle.id] = hook
+    return handle
+
+
+def queue_callback(callback: Callable[[], Any]) -> None:
+    """Run ``callback()`` when the ``backward()`` in progress finishes (only valid from a
+    hook that runs during backward)."""
+    if _END_CALLBACKS is None:
+        raise AutogradError("queue_callback can only be called during a backward pass")
+    _END_CALLBACKS.append(callback)
+
+
+def _leaf_last_uses(order: Sequence[Tensor],
+                    outputs: Sequence[Tensor]) -> dict[int, list[Tensor]]:
+    """For leaves with post-accumulate hooks: the index in ``order`` of the last node that
+    may send them a gradient (they are complete once that node is processed). Leaves
+    that are outputs themselves complete at the very end."""
+    last: dict[int, tuple[int, Tensor]] = {}
+    at_end = {id(o) for o in outputs if o._node is None}
+    for i, t in enumerate(order):
+        for inp in t._node.inputs or ():  # type: ignore[union-attr]
+            if inp._node is None and id(inp) in _POST_ACCUMULATE and id(inp) not in at_end:
+                last[id(inp)] = (i, inp)
+    by_index: dict[int, list[Tensor]] = {}
+    for i, leaf in last.values():
+        by_index.setdefault(i, []).append(leaf)
+    return by_index
+
+
+def _fire_post_accumulate(leaves: Sequence[Tensor], touched: set[int]) -> None:
+    for leaf in leaves:
+        if id(leaf) not in touched:
+            continue
+        entry = _POST_ACCUMULATE.get(id(leaf))
+        if entry is not None:
+            for hook in list(entry[1].values()):
+                hook(leaf)
 
 
 def _topo_order(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -84,51 +171,93 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
     for o, seed in zip(outputs, seeds, strict=True):
         cot[id(o)] = cot[id(o)] + seed if id(o) in cot else seed
     result: dict[int, Tensor] = {}
-    with _GradMode(create_graph):
-        order = _topo_order(outputs)
-        for t in order:
-            g = cot.pop(id(t), None)
-            node: Node = t._node  # type: ignore[assignment]
-            if wanted is not None and id(t) in wanted and g is not None:
-                result[id(t)] = g
-            if g is None:
-                continue
-            inputs = node.inputs
-            if inputs is None:
-                raise AutogradError(_FREED)
-            vjp = node.prim.vjp
-            assert vjp is not None
-            cts = vjp(g, t, *inputs, **node.attrs)
-            if not retain_graph:
-                node.inputs = None
-            for inp, ct in zip(inputs, cts, strict=True):
-                if ct is None or not inp.requires_grad:
-                    continue
-                if inp._node is None:  # leaf
-                    if wanted is None:
-                        _accumulate_leaf(inp, ct, create_graph)
-                    elif id(inp) in wanted:
-                        prev = result.get(id(inp))
-                        result[id(inp)] = ct if prev is None else prev + ct
-                else:
-                    prev = cot.get(id(inp))
-                    cot[id(inp)] = ct if prev is None else prev + ct
-        if wanted is not None:
-            for o, seed in zip(outputs, seeds, strict=True):
-                if o._node is None and id(o) in wanted:
-                    # an output that is itself a wanted leaf: its seed adds to what
-                    # reached it through other outputs
-                    prev_g = result.get(id(o))
-                    result[id(o)] = seed if prev_g is None else prev_g + seed
-        else:
-            # An output that is itself a leaf (``x.backward()``, or an op that returned its
-            # input unchanged) receives its seed, as in PyTorch.
-            for o in outputs:
-                if o._node is None and id(o) in cot:
-                    leaf_seed = cot.pop(id(o))
-                    if leaf_seed is not None:
-                        _accumulate_leaf(o, leaf_seed, create_graph)
+    global _END_CALLBACKS
+    outer_callbacks = _END_CALLBACKS
+    hooked = wanted is None and bool(_POST_ACCUMULATE)
+    touched: set[int] = set()
+    if wanted is None:
+        _END_CALLBACKS = []
+    try:
+        with _GradMode(create_graph):
+            order = _topo_order(outputs)
+            last_uses = _leaf_last_uses(order, outputs) if hooked else {}
+            _walk(order, cot, result, wanted, retain_graph, create_graph, last_uses, touched)
+            _finish_outputs(outputs, seeds, cot, result, wanted, create_graph, touched)
+            if hooked:
+                _fire_post_accumulate([o for o in outputs if o._node is None
+                                       and id(o) in _POST_ACCUMULATE], touched)
+        callbacks = _END_CALLBACKS or []
+    finally:
+        if wanted is None:
+            _END_CALLBACKS = outer_callbacks
+    for cb in callbacks:
+        cb()
     return result
+
+
+def _walk(order: Sequence[Tensor], cot: dict[int, Tensor | None], result: dict[int, Tensor],
+          wanted: dict[int, Tensor] | None, retain_graph: bool, create_graph: bool,
+          last_uses: dict[int, list[Tensor]], touched: set[int]) -> None:
+    """The reverse sweep: each node's VJP, cotangents summed per value, leaves
+    accumulated (``.backward``) or collected (``grad``)."""
+    for index, t in enumerate(order):
+        g = cot.pop(id(t), None)
+        node: Node = t._node  # type: ignore[assignment]
+        if wanted is not None and id(t) in wanted and g is not None:
+            result[id(t)] = g
+        if g is not None:
+            _step(node, g, t, cot, result, wanted, retain_graph, create_graph, touched)
+        done = last_uses.get(index)
+        if done:
+            _fire_post_accumulate(done, touched)
+
+
+def _step(node: Node, g: Tensor, t: Tensor, cot: dict[int, Tensor | None],
+          result: dict[int, Tensor], wanted: dict[int, Tensor] | None, retain_graph: bool,
+          create_graph: bool, touched: set[int]) -> None:
+    inputs = node.inputs
+    if inputs is None:
+        raise AutogradError(_FREED)
+    vjp = node.prim.vjp
+    assert vjp is not None
+    cts = vjp(g, t, *inputs, **node.attrs)
+    if not retain_graph:
+        node.inputs = None
+    for inp, ct in zip(inputs, cts, strict=True):
+        if ct is None or not inp.requires_grad:
+            continue
+        if inp._node is None:  # leaf
+            if wanted is None:
+                _accumulate_leaf(inp, ct, create_graph)
+                touched.add(id(inp))
+            elif id(inp) in wanted:
+                prev = result.get(id(inp))
+                result[id(inp)] = ct if prev is None else prev + ct
+        else:
+            prev = cot.get(id(inp))
+            cot[id(inp)] = ct if prev is None else prev + ct
+
+
+def _finish_outputs(outputs: Sequence[Tensor], seeds: Sequence[Tensor],
+                    cot: dict[int, Tensor | None], result: dict[int, Tensor],
+                    wanted: dict[int, Tensor] | None, create_graph: bool,
+                    touched: set[int]) -> None:
+    if wanted is not None:
+        for o, seed in zip(outputs, seeds, strict=True):
+            if o._node is None and id(o) in wanted:
+                # an output that is itself a wanted leaf: its seed adds to what
+                # reached it through other outputs
+                prev_g = result.get(id(o))
+                result[id(o)] = seed if prev_g is None else prev_g + seed
+        return
+    # An output that is itself a leaf (``x.backward()``, or an op that returned its
+    # input unchanged) receives its seed, as in PyTorch.
+    for o in outputs:
+        if o._node is None and id(o) in cot:
+            leaf_seed = cot.pop(id(o))
+            if leaf_seed is not None:
+                _accumulate_leaf(o, leaf_seed, create_graph)
+                touched.add(id(o))
 
 
 def _accumulate_leaf(leaf: Tensor, ct: Tensor, create_graph: bool) -> None:

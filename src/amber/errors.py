@@ -68,3 +68,8 @@ class LinkError(AmberError, ValueError):
     """An ``amber link`` request is malformed: a ``--connect`` spec that does not parse,
     names an unknown model, entry point or port, connects the wrong direction, feeds an
     input twice, or forms a cycle."""
+
+
+class DistributedError(AmberError, RuntimeError):
+    """A collective failed or timed out, the process group is not initialised, or ranks
+    disagree (``amber.distributed``); the message names the rank and the operation."""

@@ -135,6 +135,13 @@ class Tensor:
 
         backward([self], None if gradient is None else [gradient], retain_graph, create_graph)
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` once a ``backward()`` has accumulated all of this leaf's
+        gradient into ``.grad``; returns a handle whose ``remove()`` unregisters it."""
+        from .autograd import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self) -> None:
         raise AmberError("retain_grad is not supported; use am.autograd.grad(out, [tensor])")
 

@@ -1,7 +1,7 @@
 """``amber.nn``: layers, losses and containers with PyTorch's names, parameter names and
 layouts, so a PyTorch ``state_dict`` (converted to NumPy) loads into the amber model."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .modules import (
     ELU,
     GELU,
@@ -43,5 +43,6 @@ __all__ = [
     "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "Identity", "IncompatibleKeys",
     "L1Loss", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d",
     "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU", "Sequential",
-    "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh", "Unflatten", "functional", "init", "utils",
+    "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh", "Unflatten", "functional", "init",
+    "parallel", "utils",
 ]
