@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import AmberError, FormatError
+from .serve import cli as serve_cli
 
 
 def _load(path: str, verify_hashes: bool = True, backend: str | None = "reference") -> Any:
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the directory holding amber.pc (for PKG_CONFIG_PATH)")
     pc.add_argument("--prefix", action="store_true",
                     help="print the install prefix (include/, lib/, bin/amber-run)")
+    serve_cli.add_parser(sub)
     return p
 
 
@@ -297,7 +299,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run,
-               "link": cmd_link, "diff": cmd_diff, "config": cmd_config}[args.command]
+               "link": cmd_link, "diff": cmd_diff, "config": cmd_config,
+               "serve": serve_cli.cmd_serve}[args.command]
     try:
         return handler(args, out)
     except FormatError as e:
