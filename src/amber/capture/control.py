@@ -1122,7 +1122,9 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
 
         def run(*a: Any, _rec: _GraphFn = rec) -> Any:
             _rec.trace = _current()
-            return gf.python_function(*a)
+            from .ag_runtime import call as _ag_call
+
+            return _ag_call(gf.python_function, *a)
 
         retry: list[Aval] | None = None
         try:

@@ -433,10 +433,16 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
     saved: list[tuple[Tensor, np.ndarray, Any]] = []
     try:
         saved = tr.attach_weights()
-        out = fn(*call_args)
+        from .ag_runtime import Undefined, stack_room
+        from .ag_runtime import call as _ag_call
+
+        with stack_room():
+            out = _ag_call(fn, *call_args)
         out_leaves, _ = tree_flatten(out, is_leaf=lambda x: isinstance(x, Tensor))
         results: list[Value] = []
         for leaf in out_leaves:
+            if isinstance(leaf, Undefined):
+                leaf._refuse()
             if not isinstance(leaf, Tensor):
                 raise CaptureError(f"am.export: the function must return tensors (or "
                                    f"tuples/lists/dicts of them), got a "
