@@ -415,6 +415,9 @@ def broadcast_tensors(*xs: Tensor) -> list[Tensor]:
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along ``dim`` (dtypes are promoted to a common one)."""
+    grown = getattr(tensors, "_amber_cat", None)
+    if grown is not None:  # a list that grew in a captured loop (capture/ag_runtime.py)
+        return grown(dim)
     ts = [_as_tensor(t) for t in tensors]
     if not ts:
         raise ShapeError("cat: expects a non-empty sequence of tensors")
@@ -430,6 +433,9 @@ concat = concatenate = cat
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    grown = getattr(tensors, "_amber_stack", None)
+    if grown is not None:  # a list that grew in a captured loop (capture/ag_runtime.py)
+        return grown(dim)
     ts = [_as_tensor(t) for t in tensors]
     if not ts:
         raise ShapeError("stack: expects a non-empty sequence of tensors")

@@ -327,3 +327,57 @@ def test_eager_runs_the_same_code_as_plain_python() -> None:
 
     f(am.ones(2))
     assert calls == ["pos"]
+
+
+# ----------------------------------------------------------------------------- lists
+
+
+def halvings(x):
+    hs = []
+    h = x
+    while h.abs().sum() > 0.1:
+        h = h * 0.5
+        hs.append(h.tanh())
+    return am.stack(hs, 0).sum(0) + am.cat(hs, 0).sum()
+
+
+def test_a_list_grown_in_a_tensor_loop_stacks(tmp_path) -> None:
+    m = exported(halvings, am.spec(3, dtype=np.float64), tmp_path=tmp_path)
+    for x in (np.array([1.0, -2.0, 0.5]), np.array([0.2, 0.0, 0.0])):
+        same(m, halvings, x)
+
+
+def test_gradients_through_a_grown_list(tmp_path) -> None:
+    def g(x):
+        return am.grad(lambda y: halvings(y).sum())(x)
+
+    m = exported(g, am.spec(3, dtype=np.float64), tmp_path=tmp_path)
+    for x0 in (np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.0, 0.0])):
+        eps = 1e-6
+        fd = [(float(halvings(am.tensor(x0 + eps * e)).sum().numpy())
+               - float(halvings(am.tensor(x0 - eps * e)).sum().numpy())) / (2 * eps)
+              for e in np.eye(3)]
+        np.testing.assert_allclose(m(x0).numpy(), fd, rtol=1e-5, atol=1e-7)
+
+
+def test_returning_a_length_the_data_decides_is_refused() -> None:
+    def f(x):
+        hs = []
+        while x.sum() > 1:
+            x = x / 2
+            hs.append(x)
+        return am.stack(hs, 1)
+
+    with pytest.raises(am.CaptureError, match="trip count decides"):
+        am.export(f, am.spec(3))
+
+
+def test_other_uses_of_a_grown_list_are_refused() -> None:
+    def f(x):
+        hs = []
+        while x.sum() > 1:  # <grown>
+            x = x / 2
+            hs.append(x)
+        return x * len(hs)
+
+    refused(f, am.spec(3), marker="grown", why="can only be passed to am.stack or am.cat")

@@ -519,6 +519,8 @@ class _LoopTrace:
         self.slots = [i for i, (n, v) in enumerate(zip(names, self.state0))
                       if isinstance(_promote(v, None, n, where, "loop"), Tensor)]
         self.fixed = {i: v for i, v in enumerate(self.state0) if i not in self.slots}
+        self.lists = {i: list(v) for i, v in self.fixed.items() if isinstance(v, list)}
+        self.grown: list[int] = []
 
     def _load(self, carry: tuple[Tensor, ...]) -> Any:
         state = list(self.state0)
@@ -538,9 +540,10 @@ class _LoopTrace:
             go = F.logical_and(more, _bool_tensor(go))
         return go if isinstance(go, (bool, np.bool_)) else _pred(go, self.where, "loop")
 
-    def step(self, carry: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def step(self, carry: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], list[Tensor]]:
         index = self._load(carry)
         self.body(index)
+        ys = self._grown()
         self.watch.check(self.where, "loop")
         state = self.get()
         out: list[Any] = []
@@ -553,14 +556,37 @@ class _LoopTrace:
                                 self.where, "loop"))
         for i, v in self.fixed.items():
             after = state[i]
+            if isinstance(v, list) and after is v:
+                continue  # checked by _grown and the watch
             if not isinstance(v, Undefined) and not (after is v or _same_python(after, v)):
                 raise _refuse(self.where, f"this loop (whose condition depends on a tensor) "
                               f"changes the Python value {self.names[i]!r}",
                               "Make it a tensor before the loop.")
-        return ((index + self.rng.step,) if self.rng else ()) + tuple(out)
+        return ((index + self.rng.step,) if self.rng else ()) + tuple(out), ys
+
+    def _grown(self) -> list[Tensor]:
+        """The tensors the body appended to the lists in its variables (one per list per
+        iteration); the lists get their contents back (the loop's result replaces them)."""
+        ys: list[Tensor] = []
+        self.grown = []
+        for i, v in self.fixed.items():
+            if not isinstance(v, list):
+                continue
+            before = self.lists[i]
+            added = v[len(before):]
+            if [id(x) for x in v[:len(before)]] != [id(x) for x in before] or not added:
+                continue
+            if len(added) != 1 or not isinstance(added[0], Tensor):
+                raise _refuse(self.where, f"this loop (whose condition depends on a tensor) "
+                              f"adds {len(added)} items to the list {self.names[i]!r} per "
+                              f"iteration", "Append one tensor per iteration.")
+            del v[len(before):]
+            self.grown.append(i)
+            ys.append(added[0])
+        return ys
 
     def run(self) -> None:
-        from .. import control
+        from .control import while_stacking
 
         init = [_promote(self.state0[i], None, self.names[i], self.where, "loop")
                 for i in self.slots]
@@ -570,15 +596,64 @@ class _LoopTrace:
                 start = Tensor(np.asarray(start, dtype=np.int64))
             init = [start, *init]
         try:
-            final = control.while_loop(self.cond, self.step, tuple(init))
+            final, stacked = while_stacking(self.cond, self.step, tuple(init))
         except ControlFlowError as e:
             raise _refuse(self.where, f"a variable this loop carries changes its type: {e}",
                           "Keep each carried variable's dtype and shape the same on every "
                           "iteration (cast or reshape it in the body).") from None
         self._load(final)
         state = list(self.get())
+        for i, ys in zip(self.grown, stacked):
+            state[i] = GrownList(self.lists[i], ys, self.names[i], self.where)
         for i, v in self.fixed.items():
             if isinstance(v, Undefined) and i not in self.slots:
                 state[i] = _undefined(self.names[i], self.where, "is assigned only inside this "
                                       "loop (whose condition depends on a tensor)")
         self.set(tuple(state))
+
+
+class GrownList:
+    """A Python list that a loop on traced values grew by one tensor per iteration: its
+    items before the loop, then the loop's items stacked along a leading dim whose size is
+    the trip count. ``am.stack(xs, dim)`` and ``am.cat(xs, dim)`` take it; any other use
+    needs a Python length, which the data decides, and is refused."""
+
+    def __init__(self, prefix: list[Any], stacked: Tensor, name: str, where: str) -> None:
+        self.prefix, self.stacked, self.name, self.where = prefix, stacked, name, where
+
+    def _amber_stack(self, dim: int) -> Tensor:
+        from .. import functional as F
+
+        d = dim if dim >= 0 else dim + self.stacked.ndim
+        items = _to_dim(self.stacked, d)
+        if not self.prefix:
+            return items
+        return F.cat([F.stack(self.prefix, d), items], d)
+
+    def _amber_cat(self, dim: int) -> Tensor:
+        from .. import functional as F
+
+        per = self.stacked.shape[1:]
+        d = dim if dim >= 0 else dim + len(per)
+        moved = _to_dim(self.stacked, d)  # [..., T, n_d, ...]
+        shape = (*per[:d], -1, *per[d + 1:])
+        items = F.reshape(moved, shape)
+        return items if not self.prefix else F.cat([*self.prefix, items], d)
+
+    def _refuse(self, *_a: Any, **_k: Any) -> Any:
+        raise _refuse(self.where, f"the list {self.name!r} grew in this loop by a number of "
+                      f"items the data decides; it can only be passed to am.stack or am.cat",
+                      "Stack it (am.stack(xs, dim)) and index the tensor instead.")
+
+    __len__ = __iter__ = __getitem__ = append = extend = __bool__ = _refuse
+
+
+def _to_dim(x: Tensor, d: int) -> Tensor:
+    """``x`` with its leading dim moved to position ``d``."""
+    if d == 0:
+        return x
+    from .. import functional as F
+
+    order = list(range(1, x.ndim))
+    order.insert(d, 0)
+    return F.permute(x, *order)

@@ -59,6 +59,22 @@ def _assigned(stmts: list[ast.stmt]) -> list[str]:
     return [n for n in out if not n.startswith(f"{AG}_tmp")]
 
 
+def _appended(stmts: list[ast.stmt]) -> list[str]:
+    """Names of lists a block grows with ``name.append(...)``/``name.extend(...)``."""
+    out: list[str] = []
+    for s in stmts:
+        for n in ast.walk(s):
+            if not isinstance(n, ast.Call):
+                continue
+            f = n.func  # name.append(x), or __ag.call(name.append, x) once calls are rewritten
+            if isinstance(f, ast.Attribute) and f.attr == "call" and n.args:
+                f = n.args[0]
+            if isinstance(f, ast.Attribute) and f.attr in ("append", "extend") \
+                    and isinstance(f.value, ast.Name) and f.value.id not in out:
+                out.append(f.value.id)
+    return out
+
+
 def _contains(stmts: list[ast.stmt], kinds: tuple[type, ...], loops: bool = True) -> bool:
     """Whether ``stmts`` hold a statement of ``kinds`` at this level (into ``if``
     bodies, and into loops when ``loops``), not inside nested functions."""
@@ -261,6 +277,7 @@ class _Converter:
             body = [ast.parse(f"{cont} = False").body[0], *body]
         pre = [ast.parse(f"{brk} = False").body[0]] if brk is not None else []
         names = _assigned(pre + body) + [n for n in extra if n not in _assigned(body)]
+        names += [n for n in _appended(body) if n not in names]
         return tag, names, pre + body, brk, cont
 
     def convert_while(self, s: ast.While) -> list[ast.stmt]:

@@ -29,7 +29,7 @@ from .._tree import tree_flatten, tree_paths, tree_unflatten
 from ..errors import CaptureError, DTypeError, ExportError, ShapeError
 from ..ops.registry import Aval, Primitive, TraceHooks
 from ..tensor import Tensor
-from .dims import DimExpr, format_dim, is_symbol_name, symbol
+from .dims import DimExpr, format_dim, free_symbols, is_symbol_name, symbol
 from .ir import (
     TOLERANCE,
     EntryPoint,
@@ -452,6 +452,7 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
         tr.detach_weights(saved)
         TraceHooks.active -= 1
         _state.stack.pop()
+    _check_result_dims(fnc, results)
     out_names = _output_names(out)
     fnc.results = results
     structure = _structure(out, iter(out_names))
@@ -472,6 +473,25 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
     if functions_out is not None:
         functions_out.update(tr.functions_used)
     return fnc, entry, weights_used, inputs, treedef
+
+
+def _check_result_dims(fnc: Function, results: Sequence[Value]) -> None:
+    """A result whose size is a loop's trip count (a list grown in a captured loop, then
+    stacked) has no size the inputs decide: refuse it by name."""
+    bound: set[str] = set()
+    for p in fnc.params:
+        for d in p.aval.shape:
+            bound |= free_symbols(d)
+    for k, v in enumerate(results):
+        for d in v.aval.shape:
+            extra = free_symbols(d) - bound
+            if extra:
+                raise CaptureError(
+                    f"am.export: output {k} has shape {format_type(v.aval)}, a size "
+                    f"({', '.join(sorted(extra))}) that a loop's trip count decides, not "
+                    f"the inputs' sizes; returning it is not supported yet. Reduce it "
+                    f"inside the function, or write the loop with a maximum length (pad "
+                    f"the output, return the length).")
 
 
 def _output_names(out: Any) -> list[str]:
