@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import importlib.util
-import linecache
 import json
+import linecache
 import os
 import re
 import shutil
