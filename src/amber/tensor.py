@@ -426,7 +426,7 @@ _METHODS = (
     "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
     "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
     "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
-    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t"
+    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t triu tril flip"
 ).split()
 
 
