@@ -418,6 +418,34 @@ case("gather", lambda x, i: x.gather(1, i), lambda x, i: x.gather(1, i), f(3, 5)
      i64(3, 4, lo=0, hi=5))
 case("am.gather-dim0", lambda x, i: am.gather(x, 0, i), lambda x, i: torch.gather(x, 0, i),
      f(3, 5), i64(2, 5, lo=0, hi=3))
+case("triu", lambda x: x.triu(), None, f(4, 5))
+case("am.triu-diagonal", lambda x: am.triu(x, 2), lambda x: torch.triu(x, 2), f(2, 4, 5))
+case("am.triu-negative", lambda x: am.triu(x, diagonal=-1), lambda x: torch.triu(x, diagonal=-1),
+     f(5, 3))
+case("triu-bool", lambda x: am.triu(x > 0), lambda x: torch.triu(x > 0), f(4, 4), grad=False)
+case("triu-int", lambda x: am.triu(x, 1), lambda x: torch.triu(x, 1), i64(3, 4), grad=False)
+case("tril", lambda x: x.tril(), None, f(4, 5))
+case("am.tril-diagonal", lambda x: am.tril(x, 1), lambda x: torch.tril(x, 1), f(3, 4, 5))
+case("tril-bool", lambda x: am.tril(x > 0, -1), lambda x: torch.tril(x > 0, -1), f(4, 4),
+     grad=False)
+case("flip", lambda x: x.flip(1), None, f(3, 5))
+case("am.flip-dims", lambda x: am.flip(x, (0, 2)), lambda x: torch.flip(x, (0, 2)), f(3, 4, 2))
+case("flip-int", lambda x: am.flip(x, [-1]), lambda x: torch.flip(x, [-1]), i64(2, 3),
+     grad=False)
+case("einsum-matmul", lambda x, y: am.einsum("ij,jk->ik", x, y),
+     lambda x, y: torch.einsum("ij,jk->ik", x, y), f(3, 4), f(4, 5), second=True)
+case("einsum-batched", lambda x, y: am.einsum("bij,bkj->bik", x, y),
+     lambda x, y: torch.einsum("bij,bkj->bik", x, y), f(2, 3, 4), f(2, 5, 4))
+case("einsum-implicit", lambda x, y: am.einsum("ij,kj", x, y),
+     lambda x, y: torch.einsum("ij,kj", x, y), f(3, 4), f(2, 4))
+case("einsum-trace-diag", lambda x: am.einsum("ii->i", x), lambda x: torch.einsum("ii->i", x),
+     f(4, 4))
+case("einsum-sum-outer", lambda x, y, z: am.einsum("i,j,k->", x, y, z),
+     lambda x, y, z: torch.einsum("i,j,k->", x, y, z), f(3), f(2), f(4))
+case("einsum-list-transpose", lambda x: am.einsum("abc->cab", [x]),
+     lambda x: torch.einsum("abc->cab", [x]), f(2, 3, 4))
+case("einsum-broadcast-one", lambda x, y: am.einsum("ij,ij->i", x, y),
+     lambda x, y: torch.einsum("ij,ij->i", x, y), f(3, 4), f(1, 4))
 
 # ----- indexing
 
