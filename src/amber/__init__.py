@@ -112,6 +112,7 @@ from .functional import (
     pow,
     prod,
     relu,
+    remainder,
     repeat,
     reshape,
     rsqrt,

@@ -132,6 +132,13 @@ def floor_divide(a: Any, b: Any) -> Tensor:
     return q if not q.dtype.is_floating else floor(q)
 
 
+def remainder(a: Any, b: Any) -> Tensor:
+    """``a - floor_divide(a, b) * b``: the remainder with the sign of the divisor (Python's
+    ``%``, ``torch.remainder``)."""
+    x, y = _operands(a, b, arith=True)
+    return x - floor_divide(x, y) * y
+
+
 def floor(x: Any) -> Tensor:
     """Round toward -inf (integers pass through unchanged)."""
     x = _as_tensor(x)

@@ -194,7 +194,7 @@ def _linear_ref(n, out, align):
             src = j * (n - 1) / (out - 1) if out > 1 else 0.0
         else:
             src = max((j + 0.5) * n / out - 0.5, 0.0)
-        i0 = min(int(math.floor(src)), n - 1)
+        i0 = min(math.floor(src), n - 1)
         i1 = min(i0 + 1, n - 1)
         m[j, i0] += 1 - (src - i0)
         m[j, i1] += src - i0
@@ -250,7 +250,7 @@ def test_lstm_and_gru_cells_against_numpy_and_gradients():
     p = {k: v.numpy() for k, v in cell.state_dict().items()}
     gates = x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
     i, f, g, o = np.split(gates, 4, 1)
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + np.exp(-z))
     c2 = sig(f) * c + sig(i) * np.tanh(g)
     hn, cn = cell(T(x), (T(h), T(c)))
     close(cn.numpy(), c2)

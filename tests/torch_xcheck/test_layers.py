@@ -247,7 +247,6 @@ def test_transformer_and_stacks():
                                   nn.LayerNorm(8))
     check_multi(enc_a, enc_t, [rand(5, 2, 8)], tol=1e-4)
     # the copies are independent modules
-    enc_a.layers[0].linear1.weight.numpy()[...]  # noqa: B018
     assert enc_a.layers[0].linear1.weight is not enc_a.layers[1].linear1.weight
 
 

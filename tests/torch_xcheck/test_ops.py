@@ -136,6 +136,13 @@ case("div-floor-int", lambda x, y: am.div(x, y, rounding_mode="floor"),
      lambda x, y: torch.div(x, y, rounding_mode="floor"), i64(6, lo=-9, hi=9),
      i64(6, lo=1, hi=4), grad=False)
 case("div-int-true", operator.truediv, None, i64(6), i64(6, lo=1, hi=4), grad=False)
+case("remainder", lambda x, y: x.remainder(y), None, f(3, 4), pos(4))
+case("am.remainder-neg", am.remainder, torch.remainder, f(3, 4), f(4, lo=-3, hi=-0.5))
+case("mod-op-int", operator.mod, None, i64(3, 4, lo=-20, hi=20), i64(4, lo=1, hi=6), grad=False)
+case("mod-op-neg-int", operator.mod, None, i64(3, 4, lo=-20, hi=20), i64(4, lo=-6, hi=-1),
+     grad=False)
+case("mod-scalar", lambda x: x % 1.5, None, f(3, 4))
+case("rmod-scalar", lambda x: 7 % x, None, i64(5, lo=1, hi=9), grad=False)
 case("add-int", operator.add, None, i64(3, 4), i64(4), grad=False)
 case("sub-int32", operator.sub, None, i32(3, 4), i32(3, 4), grad=False)
 case("mul-int", operator.mul, None, i64(3, 4), i64(3, 1), grad=False)
