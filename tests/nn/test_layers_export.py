@@ -118,3 +118,21 @@ def test_convolution_norm_pool_and_resampling_layers_export(tmp_path):
 
     _check(run, [am.spec("batch", 3, 8), am.spec("batch", 3, 5, 5)],
            [_x(2, 3, 8), _x(2, 3, 5, 5, seed=1)], tmp_path)
+
+
+def test_gradients_of_recurrent_and_attention_layers_export(tmp_path):
+    am.manual_seed(5)
+    gru = nn.GRU(3, 4, bidirectional=True, batch_first=True)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def grads(x, y):
+        gru.zero_grad()
+        mha.zero_grad()
+        out, _ = gru(x)
+        a, _ = mha(y, y, y, need_weights=False)
+        loss = (out * out).sum() + (a * a).mean()
+        loss.backward()
+        return loss, gru.weight_hh_l0.grad, gru.bias_ih_l0_reverse.grad, mha.in_proj_weight.grad
+
+    _check(grads, [am.spec("batch", "seq", 3), am.spec("batch", "seq", 8)],
+           [_x(2, 5, 3), _x(2, 5, 8, seed=1)], tmp_path)
