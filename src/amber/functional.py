@@ -767,10 +767,11 @@ def tril(x: Tensor, diagonal: int = 0) -> Tensor:
     return _band(_as_tensor(x), int(diagonal), False, "tril")
 
 
-def flip(x: Tensor, dims: Any) -> Tensor:
-    """Reverse the order of elements along ``dims`` (static sizes)."""
+def flip(x: Tensor, *dims: Any) -> Tensor:
+    """Reverse the order of elements along ``dims`` (an int, a sequence, or several ints
+    as in ``x.flip(0, 1)``); the flipped dims must have static sizes."""
     x = _as_tensor(x)
-    for d in _norm_dims(dims, x.ndim, "flip"):
+    for d in _norm_dims(_shape_arg(dims), x.ndim, "flip"):
         n = x.shape[d]
         if not isinstance(n, (int, np.integer)):
             raise ShapeError(f"flip: dim {d} has the symbolic size {n}; flip needs a static "

@@ -88,6 +88,7 @@ def test_lstm_initial_state_projection_and_unbatched():
     check_multi(ma, mt, [rand(5, 4, 3)], args_a=((am.tensor(h0), am.tensor(c0)),),
                 args_t=((torch.tensor(h0), torch.tensor(c0)),))
     ma, mt = nn.LSTM(3, 4, bidirectional=True), TN.LSTM(3, 4, bidirectional=True)
+    ma.flatten_parameters()
     check_multi(ma, mt, [rand(5, 3)])
 
 

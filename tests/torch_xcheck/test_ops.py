@@ -439,6 +439,7 @@ case("flip", lambda x: x.flip(1), None, f(3, 5))
 case("am.flip-dims", lambda x: am.flip(x, (0, 2)), lambda x: torch.flip(x, (0, 2)), f(3, 4, 2))
 case("flip-int", lambda x: am.flip(x, [-1]), lambda x: torch.flip(x, [-1]), i64(2, 3),
      grad=False)
+case("flip-varargs", lambda x: x.flip(0, 1), None, f(3, 4))
 case("einsum-matmul", lambda x, y: am.einsum("ij,jk->ik", x, y),
      lambda x, y: torch.einsum("ij,jk->ik", x, y), f(3, 4), f(4, 5), second=True)
 case("einsum-batched", lambda x, y: am.einsum("bij,bkj->bik", x, y),

@@ -99,7 +99,7 @@ def _additive(mask: Tensor | None, dtype: D.DType) -> Tensor | None:
     return _F.cast(mask, dtype)
 
 
-def _projections(query: Tensor, key: Tensor, value: Tensor, e: int, in_proj_weight: Any,
+def _projections(query: Tensor, key: Tensor, value: Tensor, in_proj_weight: Any,
                  in_proj_bias: Any, separate: bool, qw: Any, kw: Any, vw: Any
                  ) -> tuple[Tensor, Tensor, Tensor]:
     bq = bk = bv = None
@@ -115,7 +115,7 @@ def _projections(query: Tensor, key: Tensor, value: Tensor, e: int, in_proj_weig
 
 
 def _masks(attn_mask: Tensor | None, key_padding_mask: Tensor | None, n: Any, h: int,
-           lq: Any, dtype: D.DType) -> Tensor | None:
+           dtype: D.DType) -> Tensor | None:
     am_ = _additive(attn_mask, dtype)
     if am_ is not None and am_.ndim == 3:
         am_ = _F.reshape(am_, (n, h) + tuple(am_.shape[1:]))
@@ -161,7 +161,7 @@ def multi_head_attention_forward(
     if e % h:
         raise ShapeError(f"{op}: embed_dim {e} must be divisible by num_heads {h}")
     hd = e // h
-    q, k, v = _projections(query, key, value, e, in_proj_weight, in_proj_bias,
+    q, k, v = _projections(query, key, value, in_proj_weight, in_proj_bias,
                            use_separate_proj_weight, q_proj_weight, k_proj_weight,
                            v_proj_weight)
     if bias_k is not None and bias_v is not None:
@@ -179,7 +179,7 @@ def multi_head_attention_forward(
         kh, vh = _F.cat([kh, zeros], 2), _F.cat([vh, zeros], 2)
         attn_mask = None if attn_mask is None else pad(attn_mask, (0, 1))
         key_padding_mask = None if key_padding_mask is None else pad(key_padding_mask, (0, 1))
-    mask = _masks(attn_mask, key_padding_mask, n, h, lq, qh.dtype)
+    mask = _masks(attn_mask, key_padding_mask, n, h, qh.dtype)
     p = dropout_p if training else 0.0
     weights = None
     if need_weights:

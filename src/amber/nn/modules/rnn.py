@@ -109,6 +109,10 @@ class RNNBase(Module):
         for p in self.parameters():
             init.uniform_(p, -k, k)
 
+    def flatten_parameters(self) -> None:
+        """Nothing to do: amber keeps each weight as its own tensor (PyTorch's cuDNN weight
+        compaction has no counterpart)."""
+
     def _weights(self, layer: int, d: int) -> tuple[Any, ...]:
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         get = self._parameters.get
