@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -526,3 +528,56 @@ def test_loss_state_dicts_and_existing_losses_keep_working():
     check_fn(lambda x: nn.NLLLoss(ignore_index=2)(F.log_softmax(x, 1), am.tensor(tgt[:3])),
              lambda x: TN.NLLLoss(ignore_index=2)(TF.log_softmax(x, 1), torch.tensor(tgt[:3])),
              rand(3, 3))
+
+
+# ----------------------------------------------------------------------------- shape variation
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       h=st.integers(1, 5), w=st.integers(1, 5), k=st.integers(1, 3), s=st.integers(1, 3),
+       p=st.integers(0, 2), d=st.integers(1, 2), op=st.integers(0, 2))
+def test_conv_transpose2d_shapes_property(n, cin, cout, h, w, k, s, p, d, op):
+    op = min(op, max(s, d) - 1)
+    if (h - 1) * s - 2 * p + d * (k - 1) + op + 1 < 1 or (w - 1) * s - 2 * p + d * (k - 1) \
+            + op + 1 < 1:
+        return
+    check_module(nn.ConvTranspose2d(cin, cout, k, s, p, op, dilation=d),
+                 TN.ConvTranspose2d(cin, cout, k, s, p, op, dilation=d), rand(n, cin, h, w))
+
+
+@settings(max_examples=15, deadline=None)
+@given(t=st.integers(1, 5), n=st.integers(1, 3), layers=st.integers(1, 2),
+       bidir=st.booleans(), name=st.sampled_from(["RNN", "LSTM", "GRU"]))
+def test_recurrent_shapes_property(t, n, layers, bidir, name):
+    kw = dict(num_layers=layers, bidirectional=bidir)
+    check_multi(getattr(nn, name)(3, 2, **kw), getattr(TN, name)(3, 2, **kw), [rand(t, n, 3)])
+
+
+@settings(max_examples=15, deadline=None)
+@given(h=st.integers(1, 6), w=st.integers(1, 6), oh=st.integers(1, 9), ow=st.integers(1, 9),
+       align=st.booleans())
+def test_bilinear_and_adaptive_shapes_property(h, w, oh, ow, align):
+    x = rand(1, 2, h, w)
+    check_fn(lambda a: F.interpolate(a, (oh, ow), mode="bilinear", align_corners=align),
+             lambda a: TF.interpolate(a, (oh, ow), mode="bilinear", align_corners=align), x)
+    check_fn(lambda a: F.interpolate(a, (oh, ow)), lambda a: TF.interpolate(a, (oh, ow)), x)
+    check_fn(lambda a: F.adaptive_avg_pool2d(a, (oh, ow)),
+             lambda a: TF.adaptive_avg_pool2d(a, (oh, ow)), x)
+    check_fn(lambda a: F.adaptive_max_pool2d(a, (oh, ow)),
+             lambda a: TF.adaptive_max_pool2d(a, (oh, ow)), x)
+
+
+def test_multihead_attention_dropout_in_training_returns_dropped_weights():
+    am.manual_seed(0)
+    m = nn.MultiheadAttention(8, 2, dropout=0.5)
+    x = am.tensor(rand(6, 2, 8))
+    _, w = m(x, x, x, average_attn_weights=False)
+    w = w.numpy()
+    assert (w == 0).mean() > 0.3  # dropped entries, as PyTorch returns them
+    m.eval()
+    _, w = m(x, x, x, average_attn_weights=False)
+    np.testing.assert_allclose(w.numpy().sum(-1), 1.0, rtol=1e-5)
+    with pytest.raises(am.CaptureError, match="eval"):
+        am.export(nn.MultiheadAttention(8, 2, dropout=0.5).train(), am.spec(6, 2, 8),
+                  am.spec(6, 2, 8), am.spec(6, 2, 8))

@@ -187,7 +187,9 @@ def multi_head_attention_forward(
         if mask is not None:
             scores = scores + mask
         weights = _F.softmax(scores, -1)
-        out = _F.matmul(dropout(weights, p, True) if p > 0 else weights, vh)
+        if p > 0:  # NOTE: PyTorch returns the weights after dropout
+            weights = dropout(weights, p, True)
+        out = _F.matmul(weights, vh)
     else:
         out = scaled_dot_product_attention(qh, kh, vh, mask, p)
     out = _F.reshape(_F.permute(out, (2, 0, 1, 3)), (lq, n, e))
