@@ -811,6 +811,8 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         operands = tuple(operands[0])
     xs = [_as_tensor(x) for x in operands]
     ins, rhs = _einsum_parse(equation, xs)
+    if len(xs) == 2 and _einsum_pairable(ins, xs):
+        return _einsum_pair(ins[0], ins[1], rhs, xs[0], xs[1])
     letters = list(rhs) + sorted(set("".join(ins)) - set(rhs))
     sizes: dict[str, Any] = {}
     aligned = []
@@ -835,3 +837,48 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         prod_ = prod_ * x
     summed = tuple(range(len(rhs), len(letters)))
     return sum(prod_, summed) if summed else prod_
+
+
+def _einsum_pairable(ins: list[str], xs: list[Tensor]) -> bool:
+    """Two operands without repeated or broadcast indices: one batched matrix product."""
+    a, b = ins
+    if len(set(a)) != len(a) or len(set(b)) != len(b):
+        return False
+    sa = dict(zip(a, xs[0].shape, strict=True))
+    return builtins.all(sa[c] == n for c, n in zip(b, xs[1].shape, strict=True) if c in sa)
+
+
+def _einsum_pair(a: str, b: str, rhs: str, x: Tensor, y: Tensor) -> Tensor:
+    """``einsum`` of two operands as permute, reshape and one ``matmul`` (no intermediate
+    holding every index at once)."""
+    only_a = [c for c in a if c not in b and c not in rhs]
+    only_b = [c for c in b if c not in a and c not in rhs]
+    if only_a:  # indices summed within one operand
+        x = sum(x, tuple(a.index(c) for c in only_a))
+        a = "".join(c for c in a if c not in only_a)
+    if only_b:
+        y = sum(y, tuple(b.index(c) for c in only_b))
+        b = "".join(c for c in b if c not in only_b)
+    batch = [c for c in rhs if c in a and c in b]
+    left = [c for c in rhs if c in a and c not in b]
+    right = [c for c in rhs if c in b and c not in a]
+    contr = [c for c in a if c in b and c not in rhs]
+    size = {**dict(zip(a, x.shape, strict=True)), **dict(zip(b, y.shape, strict=True))}
+
+    def prod_(cs: list[str]) -> Any:
+        n: Any = 1
+        for c in cs:
+            n = n * size[c]
+        return n
+
+    xa = permute(x, [a.index(c) for c in batch + left + contr])
+    yb = permute(y, [b.index(c) for c in batch + contr + right])
+    bshape = tuple(size[c] for c in batch)
+    xa = reshape_exact(xa, bshape + (prod_(left), prod_(contr)))
+    yb = reshape_exact(yb, bshape + (prod_(contr), prod_(right)))
+    if x.dtype is not y.dtype:
+        dt = D.promote(x.dtype, y.dtype)
+        xa, yb = cast(xa, dt), cast(yb, dt)
+    out = reshape_exact(L.matmul(xa, yb), bshape + tuple(size[c] for c in left + right))
+    order = batch + left + right
+    return permute(out, [order.index(c) for c in rhs])

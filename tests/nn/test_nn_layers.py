@@ -48,6 +48,8 @@ def test_triu_tril_flip_forward_and_gradients():
     ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bkj->bik", [(2, 3, 4), (2, 5, 4)]),
     ("ii->i", [(4, 4)]), ("ii", [(3, 3)]), ("i,j->ij", [(3,), (2,)]),
     ("abc->cba", [(2, 3, 4)]), ("ij,ij,ij->", [(2, 3)] * 3),
+    ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]), ("ijk,kj->", [(2, 3, 4), (4, 3)]),
+    ("abc,cd->dba", [(2, 3, 4), (4, 2)]),
 ])
 def test_einsum_against_numpy(eq, shapes):
     xs = [randn(*s, seed=i) for i, s in enumerate(shapes)]

@@ -452,6 +452,14 @@ case("einsum-sum-outer", lambda x, y, z: am.einsum("i,j,k->", x, y, z),
      lambda x, y, z: torch.einsum("i,j,k->", x, y, z), f(3), f(2), f(4))
 case("einsum-list-transpose", lambda x: am.einsum("abc->cab", [x]),
      lambda x: torch.einsum("abc->cab", [x]), f(2, 3, 4))
+case("einsum-attention", lambda q, k: am.einsum("bhqd,bhkd->bhqk", q, k),
+     lambda q, k: torch.einsum("bhqd,bhkd->bhqk", q, k), f(2, 3, 4, 5), f(2, 3, 6, 5))
+case("einsum-sum-within", lambda x, y: am.einsum("ijk,jl->li", x, y),
+     lambda x, y: torch.einsum("ijk,jl->li", x, y), f(3, 4, 2), f(4, 5))
+case("einsum-outer-batch", lambda x, y: am.einsum("bi,bj->bij", x, y),
+     lambda x, y: torch.einsum("bi,bj->bij", x, y), f(2, 3), f(2, 4))
+case("einsum-int", lambda x, y: am.einsum("ij,jk->ik", x, y),
+     lambda x, y: torch.einsum("ij,jk->ik", x, y), i64(2, 3), i64(3, 2), grad=False)
 case("einsum-broadcast-one", lambda x, y: am.einsum("ij,ij->i", x, y),
      lambda x, y: torch.einsum("ij,ij->i", x, y), f(3, 4), f(1, 4))
 
