@@ -136,3 +136,17 @@ def test_gradients_of_recurrent_and_attention_layers_export(tmp_path):
 
     _check(grads, [am.spec("batch", "seq", 3), am.spec("batch", "seq", 8)],
            [_x(2, 5, 3), _x(2, 5, 8, seed=1)], tmp_path)
+
+
+def test_nearest_upsampling_by_an_integer_factor_exports_with_symbolic_spatial_sizes(tmp_path):
+    am.manual_seed(6)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=2),
+                        nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1)).eval()
+
+    def run(x, y):
+        return net(x), F.interpolate(y, scale_factor=3)
+
+    _check(run, [am.spec("batch", 2, "h", "w"), am.spec("batch", 2, "l")],
+           [_x(2, 2, 5, 4), _x(2, 2, 3, seed=1)], tmp_path, sizes={"batch": (1, 3),
+                                                                  "h": (3, 6), "w": (4, 5),
+                                                                  "l": (2, 7)})

@@ -404,6 +404,7 @@ def test_pooling_indices():
 
 @pytest.mark.parametrize("kw", [
     dict(scale_factor=2), dict(scale_factor=1.5), dict(size=(5, 9)), dict(size=3),
+    dict(scale_factor=3), dict(scale_factor=(2, 1)), dict(scale_factor=(1.0, 2.5)),
     dict(scale_factor=0.5), dict(scale_factor=2, mode="bilinear"),
     dict(scale_factor=1.7, mode="bilinear"), dict(size=(9, 4), mode="bilinear"),
     dict(scale_factor=2, mode="bilinear", align_corners=True),
@@ -418,7 +419,8 @@ def test_interpolate_2d(kw):
     check_fn(nn.Upsample(**kw), TN.Upsample(**kw), rand(1, 2, 5, 3))
 
 
-@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(size=7, mode="linear"),
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=4), dict(size=10),
+                                dict(size=7, mode="linear"),
                                 dict(scale_factor=2.5, mode="linear", align_corners=True),
                                 dict(scale_factor=0.6, mode="linear")])
 def test_interpolate_1d(kw):

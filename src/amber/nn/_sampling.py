@@ -169,9 +169,10 @@ def adaptive_max_pool2d(input: Tensor, output_size: Any, return_indices: bool = 
 # ----------------------------------------------------------------------------- interpolate
 
 
-def _interp_sizes(input: Tensor, nd: int, size: Any, scale_factor: Any,
-                  recompute: bool | None) -> tuple[list[int], list[float | None]]:
-    spatial = [_static("interpolate", n) for n in input.shape[2:]]
+def _interp_plan(input: Tensor, nd: int, size: Any, scale_factor: Any,
+                 recompute: bool | None) -> list[tuple[Any, float | None, int | None]]:
+    """Per spatial dim: (output size, PyTorch's source scale or None, integer repeat factor
+    or None)."""
     if (size is None) == (scale_factor is None):
         raise AmberError("interpolate: pass exactly one of size and scale_factor")
     if size is not None:
@@ -180,14 +181,21 @@ def _interp_sizes(input: Tensor, nd: int, size: Any, scale_factor: Any,
         if len(sizes) != nd:
             raise ShapeError(f"interpolate: size {size!r} must have {nd} entries for input "
                              f"{tuple(input.shape)}")
-        return sizes, [None] * nd
+        return [(o, None, None) for o in sizes]
     sf = [float(scale_factor)] * nd if isinstance(scale_factor, (int, float)) else \
         [float(s) for s in scale_factor]
-    if len(sf) != nd:
-        raise ShapeError(f"interpolate: scale_factor {scale_factor!r} must have {nd} entries")
-    sizes = [math.floor(n * f) for n, f in zip(spatial, sf, strict=True)]
-    scales: list[float | None] = [None if recompute else 1.0 / f for f in sf]
-    return sizes, scales
+    if len(sf) != nd or min(sf) <= 0:
+        raise ShapeError(f"interpolate: scale_factor {scale_factor!r} must have {nd} positive "
+                         f"entries")
+    plan: list[tuple[Any, float | None, int | None]] = []
+    for n, f in zip(input.shape[2:], sf, strict=True):
+        k = int(f) if f.is_integer() and f >= 1 else None
+        if k is not None:
+            plan.append((n * k, None if recompute else 1.0 / f, k))
+        else:
+            plan.append((math.floor(_static("interpolate", n) * f),
+                         None if recompute else 1.0 / f, None))
+    return plan
 
 
 def _linear_matrix(n: int, out: int, scale: float | None, align_corners: bool) -> np.ndarray:
@@ -206,13 +214,33 @@ def _linear_matrix(n: int, out: int, scale: float | None, align_corners: bool) -
     return m
 
 
+def _nearest_index(n: int, out: int, scale: float | None, exact: bool) -> np.ndarray:
+    """PyTorch's source indices, computed as it does (the scale in float32)."""
+    if out == n and not exact:  # PyTorch's shortcut, for 'nearest' only
+        return np.arange(n, dtype=np.int64)
+    sc = np.float32(n / out if scale is None else scale)
+    dst = np.arange(out, dtype=np.float32)
+    src = np.floor((dst + np.float32(0.5)) * sc if exact else dst * sc)
+    return np.minimum(src.astype(np.int64), n - 1)
+
+
+def _repeat(x: Tensor, ax: int, k: int) -> Tensor:
+    """Each element along ``ax`` repeated ``k`` times (nearest upsampling by an integer
+    factor; shapes may be symbolic)."""
+    shape = tuple(x.shape)
+    y = _F.unsqueeze(x, ax + 1)
+    y = _F.broadcast_to(y, shape[:ax + 1] + (k,) + shape[ax + 1:])
+    return _F.reshape(y, shape[:ax] + (shape[ax] * k,) + shape[ax + 1:])
+
+
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
                 mode: str = "nearest", align_corners: bool | None = None,
                 recompute_scale_factor: bool | None = None, antialias: bool = False) -> Tensor:
     """Resize the spatial dims of (N, C, L) or (N, C, H, W) input to ``size`` or by
     ``scale_factor``. Modes: 'nearest' (source index ``floor(dst * scale)``),
     'nearest-exact' (``floor((dst + 0.5) * scale)``), 'linear' (3-D) and 'bilinear'
-    (4-D), with PyTorch's ``align_corners`` semantics."""
+    (4-D), with PyTorch's ``align_corners`` semantics. Nearest upsampling by an integer
+    ``scale_factor`` repeats elements, so it works on symbolic sizes too."""
     nd = input.ndim - 2
     if nd not in (1, 2):
         raise ShapeError(f"interpolate: expects (N, C, L) or (N, C, H, W) input, got "
@@ -229,21 +257,22 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
         raise AmberError("interpolate: align_corners can only be set with the linear modes")
     if antialias:
         raise AmberError("interpolate: antialias=True is not supported")
-    sizes, scales = _interp_sizes(input, nd, size, scale_factor, recompute_scale_factor)
+    plan = _interp_plan(input, nd, size, scale_factor, recompute_scale_factor)
     x = input if input.dtype.is_floating or mode.startswith("nearest") else \
         _F.cast(input, D.default_float())
-    for i, (o, sc) in enumerate(zip(sizes, scales, strict=True)):
-        ax, n = 2 + i, int(x.shape[2 + i])
+    for i, (o, sc, k) in enumerate(plan):
+        ax = 2 + i
+        if mode == "nearest" and k is not None:
+            x = _repeat(x, ax, k) if k > 1 else x
+            continue
+        n = _static("interpolate", x.shape[ax])
         if mode in linear:
             m = _linear_matrix(n, o, sc, bool(align_corners))
             moved = _F.transpose(x, ax, -1)
             w = Tensor._wrap(m.T.astype(x.dtype.np))
             x = _F.transpose(_F.matmul(moved, w), ax, -1)
         else:
-            scale = n / o if sc is None else sc
-            dst = np.arange(o, dtype=np.float64)
-            src = np.floor((dst + 0.5) * scale if mode == "nearest-exact" else dst * scale)
-            idx = np.minimum(src.astype(np.int64), n - 1)
+            idx = _nearest_index(n, o, sc, mode == "nearest-exact")
             x = S.take(x, Tensor._wrap(idx), axis=ax)
     return x
 
