@@ -150,3 +150,15 @@ def test_nearest_upsampling_by_an_integer_factor_exports_with_symbolic_spatial_s
            [_x(2, 2, 5, 4), _x(2, 2, 3, seed=1)], tmp_path, sizes={"batch": (1, 3),
                                                                   "h": (3, 6), "w": (4, 5),
                                                                   "l": (2, 7)})
+
+
+def test_transposed_convolutions_export_with_symbolic_spatial_sizes(tmp_path):
+    am.manual_seed(7)
+    net2 = nn.Sequential(nn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1),
+                         nn.ReLU(), nn.ConvTranspose2d(4, 2, (2, 3), stride=(1, 2), padding=(1, 0),
+                                                       dilation=2, groups=2)).eval()
+    net1 = nn.ConvTranspose1d(2, 3, 4, stride=3, padding=1).eval()
+    _check(lambda a, b: (net2(a), net1(b)),
+           [am.spec("batch", 2, "h", "w"), am.spec("batch", 2, "l")],
+           [_x(2, 2, 4, 5), _x(2, 2, 6, seed=1)], tmp_path,
+           sizes={"batch": (1, 2), "h": (3, 5), "w": (2, 4), "l": (3, 5)})

@@ -583,3 +583,17 @@ def test_multihead_attention_dropout_in_training_returns_dropped_weights():
     with pytest.raises(am.CaptureError, match="eval"):
         am.export(nn.MultiheadAttention(8, 2, dropout=0.5).train(), am.spec(6, 2, 8),
                   am.spec(6, 2, 8), am.spec(6, 2, 8))
+
+
+@pytest.mark.parametrize("s, p, o, d, g, k", [
+    (1, 0, 0, 1, 1, 3), (2, 1, 1, 1, 2, 3), (3, 3, 2, 1, 1, 2), (2, 0, 1, 2, 1, 3),
+    (1, 2, 0, 2, 2, 3),
+])
+def test_transposed_convolution_for_symbolic_sizes_matches_torch(s, p, o, d, g, k):
+    """The form used when spatial sizes are symbolic: a direct convolution of the spread
+    input with the flipped kernel."""
+    from amber.nn._conv import _transposed_by_conv
+
+    check_fn(lambda x, w: _transposed_by_conv(x, w, (s, s), (p, p), (o, o), (d, d), g),
+             lambda x, w: TF.conv_transpose2d(x, w, None, s, p, o, g, d),
+             rand(2, 4, 5, 4), rand(4, 3, k, 2, seed=1))

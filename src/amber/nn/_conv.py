@@ -13,6 +13,7 @@ from .. import _dtype as D
 from .. import functional as _F
 from ..errors import ShapeError
 from ..ops import linalg as L
+from ..ops import shape as S
 from ..tensor import Tensor
 from .functional import _check_rank, _pair, conv2d
 
@@ -82,8 +83,11 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
     if x.dtype is not weight.dtype:
         dt = D.promote(x.dtype, weight.dtype)
         x, weight = _F.cast(x, dt), _F.cast(weight, dt)
-    y = L.conv2d_input_grad(x, weight, input_hw=hw, stride=s, padding=(p[0], p[0], p[1], p[1]),
-                            dilation=d, groups=int(groups))
+    if all(isinstance(n, int) for n in hw):
+        y = L.conv2d_input_grad(x, weight, input_hw=hw, stride=s,
+                                padding=(p[0], p[0], p[1], p[1]), dilation=d, groups=int(groups))
+    else:
+        y = _transposed_by_conv(x, weight, s, p, o, d, int(groups))
     if bias is not None:
         y = y + _F.reshape(bias, (1, -1, 1, 1))
     return _F.squeeze(y, 0) if unbatched else y
@@ -104,3 +108,25 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                          (0, _single(output_padding, "output_padding", op)), groups,
                          (1, _single(dilation, "dilation", op)))
     return _F.squeeze(y, -2)
+
+
+def _transposed_by_conv(x: Tensor, w: Tensor, s: tuple[int, int], p: tuple[int, int],
+                        o: tuple[int, int], d: tuple[int, int], groups: int) -> Tensor:
+    """The same transposed convolution as a direct one, for symbolic spatial sizes: spread
+    the input ``stride - 1`` apart, pad by ``dilation * (k - 1) - padding`` (plus
+    ``output_padding`` at the end), and convolve with the flipped kernel whose in/out
+    channels are swapped per group."""
+    cin, og, kh, kw = w.shape
+    wf = _F.flip(w, (2, 3))
+    wf = _F.reshape(wf, (groups, cin // groups, og, kh, kw))
+    wf = _F.reshape(_F.transpose(wf, 1, 2), (groups * og, cin // groups, kh, kw))
+    lo = [d[i] * (k - 1) - p[i] for i, k in enumerate((kh, kw))]
+    hi = [lo[i] + o[i] for i in range(2)]
+    crop_lo, crop_hi = [max(-v, 0) for v in lo], [max(-v, 0) for v in hi]
+    x = S.pad(x, lo=(0, 0, max(lo[0], 0), max(lo[1], 0)), hi=(0, 0, max(hi[0], 0), max(hi[1], 0)),
+              interior=(0, 0, s[0] - 1, s[1] - 1), value=0.0)
+    if any(crop_lo) or any(crop_hi):
+        x = S.slice_(x, starts=(0, 0, crop_lo[0], crop_lo[1]),
+                     stops=(x.shape[0], x.shape[1], x.shape[2] - crop_hi[0],
+                            x.shape[3] - crop_hi[1]), steps=(1, 1, 1, 1))
+    return L.conv2d(x, wf, stride=(1, 1), padding=(0, 0, 0, 0), dilation=d, groups=groups)
