@@ -22,7 +22,7 @@ EXAMPLES = ROOT / "examples" / "pytorch"
 ACC_MARGIN = 0.05
 LOSS_FACTOR = 1.5
 
-pytestmark = [pytest.mark.torch, pytest.mark.slow]
+pytestmark = pytest.mark.torch
 
 _IMPORT = re.compile(r"^(\s*)(import|from)\s+torch\b(.*)$")
 
@@ -53,15 +53,17 @@ def test_import_rewrite_touches_only_imports():
         "from amber.optim.lr_scheduler import StepLR\nx = torch.zeros(3)  # import torch\n")
 
 
-def _run(path: Path, source: str) -> float:
+def _run(workdir: Path, name: str, source: str) -> float:
+    """Run ``source`` as ``examples/pytorch/<name>.py`` would run (next to a ``data``
+    folder) inside ``workdir``; return the final accuracy or loss it prints."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    script = path.parent / f"_{path.stem}_run.py"
+    (workdir / "pytorch").mkdir(exist_ok=True)
+    if not (workdir / "data").exists():
+        (workdir / "data").symlink_to(EXAMPLES.parent / "data", target_is_directory=True)
+    script = workdir / "pytorch" / f"{name}.py"
     script.write_text(source)
-    try:
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              env=env, timeout=600, cwd=path.parent)
-    finally:
-        script.unlink()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=script.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = re.search(r"^final (accuracy|loss) ([0-9.]+)$", proc.stdout, re.MULTILINE)
     assert m, proc.stdout[-2000:]
@@ -80,12 +82,13 @@ PROGRAMS = [pytest.param(name, marks=pytest.mark.xfail(reason=_NEEDS[name], stri
                          "conv_autoencoder")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PROGRAMS)
 def test_program_reaches_torch_result_under_amber(name, tmp_path):
     path = EXAMPLES / f"{name}.py"
     source = path.read_text()
-    got = _run(path, to_amber(source))  # first: a missing amber API fails fast
-    want = _run(path, source)
+    got = _run(tmp_path, name, to_amber(source))  # first: a missing amber API fails fast
+    want = _run(tmp_path, name, source)
     if "final accuracy" in source:
         assert got >= want - ACC_MARGIN, f"{name}: amber accuracy {got}, torch {want}"
     else:
