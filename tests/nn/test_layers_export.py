@@ -138,13 +138,15 @@ def test_gradients_of_recurrent_and_attention_layers_export(tmp_path):
            [_x(2, 5, 3), _x(2, 5, 8, seed=1)], tmp_path)
 
 
-def test_nearest_upsampling_by_an_integer_factor_exports_with_symbolic_spatial_sizes(tmp_path):
+def test_upsampling_by_an_integer_factor_exports_with_symbolic_spatial_sizes(tmp_path):
     am.manual_seed(6)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=2),
                         nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1)).eval()
 
     def run(x, y):
-        return net(x), F.interpolate(y, scale_factor=3)
+        return (net(x), F.interpolate(y, scale_factor=3),
+                F.interpolate(x, scale_factor=(2, 3), mode="bilinear"),
+                F.interpolate(y, scale_factor=4, mode="linear"))
 
     _check(run, [am.spec("batch", 2, "h", "w"), am.spec("batch", 2, "l")],
            [_x(2, 2, 5, 4), _x(2, 2, 3, seed=1)], tmp_path, sizes={"batch": (1, 3),

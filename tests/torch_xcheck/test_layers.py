@@ -597,3 +597,14 @@ def test_transposed_convolution_for_symbolic_sizes_matches_torch(s, p, o, d, g, 
     check_fn(lambda x, w: _transposed_by_conv(x, w, (s, s), (p, p), (o, o), (d, d), g),
              lambda x, w: TF.conv_transpose2d(x, w, None, s, p, o, g, d),
              rand(2, 4, 5, 4), rand(4, 3, k, 2, seed=1))
+
+
+@pytest.mark.parametrize("k, shape", [(2, (2, 3, 1, 5)), (3, (1, 2, 4, 2)), (4, (1, 1, 3, 3))])
+def test_linear_upsampling_for_symbolic_sizes_matches_torch(k, shape):
+    """The form used when spatial sizes are symbolic: phases of neighbour blends."""
+    from amber.nn._sampling import _linear_by_phases
+
+    check_fn(lambda x: _linear_by_phases(_linear_by_phases(x, 2, k), 3, k),
+             lambda x: TF.interpolate(x, scale_factor=k, mode="bilinear"), rand(*shape))
+    check_fn(lambda x: _linear_by_phases(x, 2, k),
+             lambda x: TF.interpolate(x, scale_factor=k, mode="linear"), rand(*shape[1:]))

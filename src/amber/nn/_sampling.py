@@ -233,6 +233,22 @@ def _repeat(x: Tensor, ax: int, k: int) -> Tensor:
     return _F.reshape(y, shape[:ax] + (shape[ax] * k,) + shape[ax + 1:])
 
 
+def _linear_by_phases(x: Tensor, ax: int, k: int) -> Tensor:
+    """Linear upsampling by an integer factor ``k`` (align_corners=False) for a symbolic
+    size: output ``k * m + r`` blends input ``m`` with its neighbour by a weight that
+    depends on ``r`` only (edges replicate, as PyTorch's clamped source index does)."""
+    n = x.shape[ax]
+    ext = _F.cat([_F.narrow(x, ax, 0, 1), x, _F.narrow(x, ax, n - 1, 1)], ax)
+    prev, nxt = _F.narrow(ext, ax, 0, n), _F.narrow(ext, ax, 2, n)
+    phases = []
+    for r in range(k):
+        off = (r + 0.5) / k - 0.5
+        y = prev * (-off) + x * (1.0 + off) if off < 0 else x * (1.0 - off) + nxt * off
+        phases.append(_F.unsqueeze(y, ax + 1))
+    shape = tuple(x.shape)
+    return _F.reshape(_F.cat(phases, ax + 1), shape[:ax] + (n * k,) + shape[ax + 1:])
+
+
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
                 mode: str = "nearest", align_corners: bool | None = None,
                 recompute_scale_factor: bool | None = None, antialias: bool = False) -> Tensor:
@@ -264,6 +280,10 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
         ax = 2 + i
         if mode == "nearest" and k is not None:
             x = _repeat(x, ax, k) if k > 1 else x
+            continue
+        if mode in linear and k is not None and not align_corners and \
+                not isinstance(x.shape[ax], (int, np.integer)):
+            x = _linear_by_phases(x, ax, k)
             continue
         n = _static("interpolate", x.shape[ax])
         if mode in linear:
