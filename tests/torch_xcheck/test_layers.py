@@ -119,6 +119,16 @@ def test_cells(name, bias):
         check_multi(ma, mt, [rand(4, 3), h])
 
 
+@pytest.mark.parametrize("kw", [{}, dict(batch_first=True, padding_value=-1.0),
+                                dict(batch_first=True, padding_side="left")])
+def test_pad_sequence(kw):
+    pad_a, pad_t = nn.utils.rnn.pad_sequence, TN.utils.rnn.pad_sequence
+    check_fn(lambda a, b, c: pad_a([a, b, c], **kw), lambda a, b, c: pad_t([a, b, c], **kw),
+             rand(3, 2), rand(5, 2, seed=1), rand(1, 2, seed=2))
+    check_fn(lambda a, b: pad_a([a, b], **kw), lambda a, b: pad_t([a, b], **kw), rand(2),
+             rand(4, seed=1))
+
+
 def test_recurrent_default_init_statistics():
     am.manual_seed(0)
     m = nn.LSTM(10, 50, 2, bidirectional=True)
@@ -134,6 +144,11 @@ def test_packed_sequences_and_bad_arguments_are_refused():
     packed = TN.utils.rnn.pack_padded_sequence(torch.zeros(4, 2, 3), [4, 2])
     with pytest.raises(am.AmberError, match="PackedSequence"):
         nn.LSTM(3, 4)(packed)
+    for fn, args in [(nn.utils.rnn.pack_padded_sequence, (am.zeros(4, 2, 3), [4, 2])),
+                     (nn.utils.rnn.pack_sequence, ([am.zeros(4, 3)],)),
+                     (nn.utils.rnn.pad_packed_sequence, (None,))]:
+        with pytest.raises(am.AmberError, match="pad_sequence"):
+            fn(*args)
     with pytest.raises(am.AmberError, match="proj_size is only supported by LSTM"):
         nn.RNNBase("GRU", 3, 4, proj_size=2)
     with pytest.raises(am.AmberError, match="nonlinearity"):
