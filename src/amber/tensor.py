@@ -372,6 +372,12 @@ class Tensor:
     def __rfloordiv__(self, o: Any) -> Tensor:
         return _F.floor_divide(o, self)
 
+    def __mod__(self, o: Any) -> Tensor:
+        return _F.remainder(self, o)
+
+    def __rmod__(self, o: Any) -> Tensor:
+        return _F.remainder(o, self)
+
     def __pow__(self, o: Any) -> Tensor:
         return _F.pow(self, o)
 
@@ -433,7 +439,8 @@ _METHODS = (
     "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
     "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
     "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
-    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t"
+    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t "
+    "triu tril flip remainder"
 ).split()
 
 

@@ -717,3 +717,90 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, red)
+
+
+# ----------------------------------------------------------------------------- more layers
+# NOTE: imported last: these modules build on the functions above.
+from ._activation import (  # noqa: E402
+    celu,
+    glu,
+    hardsigmoid,
+    hardswish,
+    mish,
+    prelu,
+    relu6,
+    selu,
+    softsign,
+)
+from ._attention import multi_head_attention_forward, scaled_dot_product_attention  # noqa: E402
+from ._conv import conv1d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from ._loss import (  # noqa: E402
+    binary_cross_entropy,
+    cosine_embedding_loss,
+    huber_loss,
+    kl_div,
+    smooth_l1_loss,
+    triplet_margin_loss,
+)
+from ._norm import (  # noqa: E402
+    cosine_similarity,
+    group_norm,
+    instance_norm,
+    normalize,
+    pairwise_distance,
+    rms_norm,
+)
+from ._sampling import (  # noqa: E402
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    interpolate,
+    max_pool1d,
+    pixel_shuffle,
+    pixel_unshuffle,
+    upsample,
+)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator: Generator | None = None) -> Tensor:
+    """Zero whole channels of (N, C, L) (or (C, L)) input with probability ``p``."""
+    return _channel_dropout("dropout1d", input, p, training, 1, generator)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator: Generator | None = None) -> Tensor:
+    """Zero whole channels of (N, C, H, W) (or (C, H, W)) input with probability ``p``."""
+    return _channel_dropout("dropout2d", input, p, training, 2, generator)
+
+
+def _channel_dropout(op: str, input: Tensor, p: float, training: bool, nd: int,
+                     generator: Generator | None) -> Tensor:
+    _check_rank(op, input, (nd + 1, nd + 2), f"a {nd + 2}-D batched or {nd + 1}-D input")
+    if not 0.0 <= p <= 1.0:
+        raise AmberError(f"{op}: probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if input._data is None:
+        raise _capture_refused(f"{op} in training mode draws a random mask, which a captured "
+                               f"program cannot reproduce; call model.eval() before capturing")
+    shape = tuple(input.shape[:input.ndim - nd]) + (1,) * nd
+    if p == 1.0:
+        return input * 0.0
+    keep = rand(*shape, generator=generator, dtype=D.float64).numpy() >= p
+    scale = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(input.dtype.np)
+    return input * Tensor._wrap(scale)
+
+
+__all__ += [
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "avg_pool1d", "binary_cross_entropy", "celu", "conv1d", "conv_transpose1d",
+    "conv_transpose2d", "cosine_embedding_loss", "cosine_similarity", "dropout1d", "dropout2d",
+    "glu", "group_norm", "hardsigmoid", "hardswish", "huber_loss", "instance_norm",
+    "interpolate", "kl_div", "max_pool1d", "mish", "multi_head_attention_forward", "normalize",
+    "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "prelu", "relu6", "rms_norm",
+    "scaled_dot_product_attention", "selu", "smooth_l1_loss", "softsign", "triplet_margin_loss",
+    "upsample",
+]

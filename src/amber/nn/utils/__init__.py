@@ -1,16 +1,16 @@
 """Gradient utilities (``amber.nn.utils``): clipping by norm or value, as
-``torch.nn.utils``."""
+``torch.nn.utils``; sequence padding in ``amber.nn.utils.rnn``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 
-from .. import _dtype as D
-from .. import functional as _F
-from ..errors import AmberError
-from ..ops.registry import no_grad
-from ..tensor import Tensor
+from ... import _dtype as D
+from ... import functional as _F
+from ...errors import AmberError
+from ...ops.registry import no_grad
+from ...tensor import Tensor
 
 
 def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
@@ -52,3 +52,6 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     with no_grad():
         for p in _with_grads(parameters):
             p.grad = _F.clamp(p.grad, -clip_value, clip_value)  # type: ignore[arg-type]
+
+
+from . import rnn as rnn  # noqa: E402
