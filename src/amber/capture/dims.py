@@ -362,6 +362,8 @@ def bounds(a: Dim) -> tuple[float, float]:
 class DimExpr:
     """A symbolic dimension (see the module docstring). Immutable and hashable."""
 
+    __amber_dim__ = True  # creation functions recognise symbolic sizes by this
+
     __slots__ = ("_terms", "_hash")
     _amber_symbolic_int = True
 

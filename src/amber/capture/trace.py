@@ -233,6 +233,7 @@ def symbolic_scalar(value: DimExpr, dtype: D.DType) -> Tensor:
 
 
 TraceHooks.bind = _trace_bind
+TraceHooks.dim_scalar = symbolic_scalar
 
 
 # ----------------------------------------------------------------------------- arguments

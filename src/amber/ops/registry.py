@@ -172,6 +172,8 @@ class TraceHooks:
 
     active: int = 0  # number of traces in progress (fast check in bind)
     bind: Callable[[Primitive, tuple[Tensor, ...], dict[str, Any]], Tensor] | None = None
+    # a 0-d tensor of a symbolic size's run-time value (creation functions use it)
+    dim_scalar: Callable[[Any, Any], Tensor] | None = None
 
 
 def abstract_eval(prim: Primitive, avals: Sequence[Aval], attrs: dict[str, Any]) -> Aval:
