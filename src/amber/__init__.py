@@ -142,7 +142,7 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, control, nn, onnx, optim
+from . import autograd, control, nn, onnx, optim, utils
 from .capture import Program, Spec, export, spec
 from .control import cond, fori_loop, function, scan, while_loop
 from .errors import (

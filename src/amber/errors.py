@@ -68,3 +68,9 @@ class LinkError(AmberError, ValueError):
     """An ``amber link`` request is malformed: a ``--connect`` spec that does not parse,
     names an unknown model, entry point or port, connects the wrong direction, feeds an
     input twice, or forms a cycle."""
+
+
+class ArgumentError(AmberError, ValueError):
+    """An argument has an invalid value or conflicts with another argument (a
+    ``DataLoader`` given both ``sampler`` and ``shuffle``, a negative learning rate, an
+    unknown scheduler mode); the message names the argument and what is accepted."""

@@ -154,9 +154,9 @@ class Optimizer:
                 entry = saved_state.get(idx, saved_state.get(str(idx)))
                 if entry is not None:
                     new_state[p] = {k: self._restore(p, k, v) for k, v in entry.items()}
-            for k, v in s.items():
-                if k != "params" and k in self.defaults:
-                    g[k] = copy.deepcopy(v)
+            for k, v in s.items():  # every saved key, as PyTorch (e.g. "initial_lr")
+                if k != "params":
+                    g[k] = tuple(v) if k == "betas" else copy.deepcopy(v)
         self.state = new_state
 
     @staticmethod
