@@ -37,6 +37,7 @@ from .creation import (
 )
 from .errors import (
     AmberError,
+    ArgumentError,
     AutogradError,
     CaptureError,
     DTypeError,

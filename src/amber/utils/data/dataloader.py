@@ -125,11 +125,14 @@ class DataLoader(Generic[T_co]):
         return len(self._index_sampler)
 
     def __iter__(self) -> _LoaderIter:
+        # NOTE: drawn with and without workers (as PyTorch), so that the sampler's
+        # shuffle that follows is the same either way
+        base_seed = int((self.generator or default_generator)._rng.integers(2**62))
         if self.num_workers == 0:
             return _LoaderIter(self, self._single_process())
         pool = self._pool
         if pool is None or not pool.alive():
-            pool = _WorkerPool(self)
+            pool = _WorkerPool(self, base_seed)
             if self.persistent_workers:
                 self._pool = pool
         self._epoch += 1
@@ -198,7 +201,7 @@ class _LoaderIter:
 class _WorkerPool:
     """Worker processes, one task queue each and one shared result queue."""
 
-    def __init__(self, loader: DataLoader[Any]) -> None:
+    def __init__(self, loader: DataLoader[Any], base_seed: int) -> None:
         ctx = loader.multiprocessing_context
         if ctx is None:
             ctx = mp.get_context()
@@ -206,7 +209,6 @@ class _WorkerPool:
             ctx = mp.get_context(ctx)
         self.loader = loader
         self.n = loader.num_workers
-        base_seed = int((loader.generator or default_generator)._rng.integers(2**62))
         self.data_queue = ctx.Queue()
         self.index_queues = [ctx.Queue() for _ in range(self.n)]
         iterable = isinstance(loader.dataset, IterableDataset)
