@@ -40,10 +40,12 @@ from .errors import (
     ArgumentError,
     AutogradError,
     CaptureError,
+    DeviceError,
     DTypeError,
     FormatError,
     OutOfRangeError,
     ShapeError,
+    UnsupportedCheckpointError,
 )
 from .functional import (
     abs,
@@ -113,6 +115,7 @@ from .functional import (
     relu,
     repeat,
     reshape,
+    round,
     rsqrt,
     sigmoid,
     sign,
@@ -130,11 +133,19 @@ from .functional import (
     tanh,
     transpose,
     true_divide,
+    trunc,
     unsqueeze,
     var,
     where,
 )
-from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .ops.registry import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .tensor import Tensor
 
 bool = bool_
@@ -143,9 +154,12 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, control, nn, onnx, optim, utils
+from . import autograd, backends, control, cuda, nn, onnx, optim, utils
 from .capture import Program, Spec, export, spec
+from .checkpoint import save
 from .control import cond, fori_loop, function, scan, while_loop
+from .device import device, get_num_threads, set_num_threads
+from .dtype_info import finfo, iinfo
 from .errors import (
     ControlFlowError,
     ExportError,

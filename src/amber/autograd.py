@@ -84,10 +84,13 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
     for o, seed in zip(outputs, seeds, strict=True):
         cot[id(o)] = cot[id(o)] + seed if id(o) in cot else seed
     result: dict[int, Tensor] = {}
+    leaf_cts: dict[int, list[Any]] = {}  # id -> [leaf, its summed cotangent]
     with _GradMode(create_graph):
         order = _topo_order(outputs)
         for t in order:
             g = cot.pop(id(t), None)
+            if g is not None and getattr(t, "_hooks", None):
+                g = _call_hooks(t, g)
             node: Node = t._node  # type: ignore[assignment]
             if wanted is not None and id(t) in wanted and g is not None:
                 result[id(t)] = g
@@ -105,30 +108,63 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
                 if ct is None or not inp.requires_grad:
                     continue
                 if inp._node is None:  # leaf
-                    if wanted is None:
-                        _accumulate_leaf(inp, ct, create_graph)
-                    elif id(inp) in wanted:
-                        prev = result.get(id(inp))
-                        result[id(inp)] = ct if prev is None else prev + ct
+                    if wanted is None or id(inp) in wanted:
+                        _add_leaf(leaf_cts, inp, ct)
                 else:
                     prev = cot.get(id(inp))
                     cot[id(inp)] = ct if prev is None else prev + ct
-        if wanted is not None:
-            for o, seed in zip(outputs, seeds, strict=True):
-                if o._node is None and id(o) in wanted:
-                    # an output that is itself a wanted leaf: its seed adds to what
-                    # reached it through other outputs
-                    prev_g = result.get(id(o))
-                    result[id(o)] = seed if prev_g is None else prev_g + seed
-        else:
-            # An output that is itself a leaf (``x.backward()``, or an op that returned its
-            # input unchanged) receives its seed, as in PyTorch.
-            for o in outputs:
-                if o._node is None and id(o) in cot:
-                    leaf_seed = cot.pop(id(o))
-                    if leaf_seed is not None:
-                        _accumulate_leaf(o, leaf_seed, create_graph)
+        # An output that is itself a leaf (``x.backward()``, or an op that returned its
+        # input unchanged) receives its seed, as in PyTorch.
+        for o in outputs:
+            if o._node is None and id(o) in cot and (wanted is None or id(o) in wanted):
+                leaf_seed = cot.pop(id(o))
+                if leaf_seed is not None:
+                    _add_leaf(leaf_cts, o, leaf_seed)
+        # a leaf's hooks see its whole gradient, before it is accumulated
+        for leaf, ct in leaf_cts.values():
+            if getattr(leaf, "_hooks", None):
+                ct = _call_hooks(leaf, ct)
+            if wanted is None:
+                _accumulate_leaf(leaf, ct, create_graph)
+            else:
+                result[id(leaf)] = ct
     return result
+
+
+def _add_leaf(leaf_cts: dict[int, list[Any]], leaf: Tensor, ct: Tensor) -> None:
+    entry = leaf_cts.get(id(leaf))
+    if entry is None:
+        leaf_cts[id(leaf)] = [leaf, ct]
+    else:
+        entry[1] = entry[1] + ct
+
+
+def _call_hooks(t: Tensor, g: Tensor) -> Tensor:
+    """Run ``t``'s gradient hooks in order; each may return a replacement."""
+    for hook in list(t._hooks.values()):
+        new = hook(g)
+        if new is None:
+            continue
+        if not isinstance(new, Tensor) or tuple(new.shape) != tuple(g.shape):
+            got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
+            raise AutogradError(f"a tensor hook returned {got}; it must return None or a "
+                                f"tensor of the gradient's shape {tuple(g.shape)}")
+        g = new
+    return g
+
+
+def register_tensor_hook(t: Tensor, hook: Callable[[Tensor], Any]) -> Any:
+    """``Tensor.register_hook``: see there."""
+    from .hooks import add_hook
+
+    if not t.requires_grad:
+        raise AutogradError("cannot register a hook on a tensor that doesn't require "
+                            "gradient")
+    table = getattr(t, "_hooks", None)
+    if table is None:
+        table = {}
+        t._hooks = table
+    return add_hook(table, hook)
 
 
 def _accumulate_leaf(leaf: Tensor, ct: Tensor, create_graph: bool) -> None:

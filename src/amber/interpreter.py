@@ -42,7 +42,7 @@ def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        return x.numpy()
+        return x.detach().numpy()
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, np.generic):

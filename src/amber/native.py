@@ -374,7 +374,7 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        a = x.numpy()
+        a = x.detach().numpy()
     elif isinstance(x, (np.ndarray, np.generic)):
         a = np.asarray(x)
     else:

@@ -14,18 +14,21 @@ from .errors import AmberError
 from .ops.registry import Aval, Node, is_grad_enabled
 
 _DTYPE_OF_NP = D._BY_NP  # NumPy dtype -> amber DType
+_Bool = bool  # for annotations inside Tensor, where `bool` names the method
 
 
 class Tensor:
     """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "__weakref__")
+    __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "_hooks",
+                 "__weakref__")
     __array_priority__ = 1000  # NumPy defers ``ndarray <op> Tensor`` to us
 
     _data: np.ndarray | None
     grad: Tensor | None
     _node: Node | None
     _aval: Aval | None
+    _hooks: dict[int, Any]
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -95,8 +98,25 @@ class Tensor:
         return self._node
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """``am.device("cpu")``: amber tensors live in host memory."""
+        from .device import CPU
+
+        return CPU
+
+    @property
+    def data(self) -> Tensor:
+        """The same values without autograd history (shares the buffer, as
+        ``detach()``); assigning ``t.data = other`` replaces ``t``'s values (and shape)
+        without recording anything for autograd."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if not isinstance(value, Tensor):
+            raise AmberError(f"Tensor.data must be set to a Tensor, got "
+                             f"{type(value).__name__}")
+        self._data = value._concrete("setting Tensor.data")
 
     @property
     def T(self) -> Tensor:
@@ -138,6 +158,15 @@ class Tensor:
     def retain_grad(self) -> None:
         raise AmberError("retain_grad is not supported; use am.autograd.grad(out, [tensor])")
 
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` whenever the gradient with respect to this tensor is
+        computed; a non-None return value replaces that gradient (for a leaf, before
+        it is accumulated into ``.grad``). Returns a handle whose ``remove()`` removes
+        the hook."""
+        from .autograd import register_tensor_hook
+
+        return register_tensor_hook(self, hook)
+
     # ------------------------------------------------------------------ conversion
     def _concrete(self, what: str) -> np.ndarray:
         if self._data is None:
@@ -146,8 +175,14 @@ class Tensor:
             raise concrete_value_error(what)
         return self._data
 
-    def numpy(self) -> np.ndarray:
-        """The values as a NumPy array (shares memory; call ``.detach()`` first is not needed)."""
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The values as a NumPy array (shares memory). As in PyTorch, a tensor that
+        requires grad must be detached first (``t.detach().numpy()``) unless ``force``."""
+        if self.requires_grad and not force:
+            from .errors import AutogradError
+
+            raise AutogradError("Can't call numpy() on Tensor that requires grad. Use "
+                                "tensor.detach().numpy() instead.")
         return self._concrete(".numpy()")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -222,16 +257,17 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     # ------------------------------------------------------------------ dtype conversion
-    def to(self, dtype: Any = None, *args: Any, **kwargs: Any) -> Tensor:
-        """``t.to(am.float64)``; device arguments ("cpu") are accepted and ignored."""
-        dtype = kwargs.pop("dtype", dtype)
-        if isinstance(dtype, str) and dtype == "cpu":
-            dtype = args[0] if args else None
-        if dtype is None:
-            return self
-        from . import functional as F
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``t.to(am.float64)``, ``t.to("cpu")``, ``t.to(device, dtype)``, ``t.to(other)``
+        (other's dtype), with keywords ``dtype``, ``device``, ``non_blocking``, ``copy``.
+        Returns ``self`` when nothing changes (unless ``copy=True``). A device other
+        than the CPU raises :class:`~amber.errors.DeviceError`."""
+        from .device import parse_to
 
-        return F.cast(self, dtype)
+        dtype, _, copy = parse_to(args, kwargs, "Tensor.to")
+        if dtype is not None and dtype is not self.dtype:
+            return _F.cast(self, dtype)
+        return _F.clone(self) if copy else self
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
@@ -252,7 +288,54 @@ class Tensor:
         return self.to(D.bool_)
 
     def cpu(self) -> Tensor:
+        """``self``: amber tensors live in host memory."""
         return self
+
+    def cuda(self, device: Any = None, non_blocking: _Bool = False) -> Tensor:
+        """Raises :class:`~amber.errors.DeviceError`: amber has no CUDA backend."""
+        from .device import check_cpu
+
+        check_cpu("cuda" if device is None else device if not isinstance(device, int)
+                  else f"cuda:{device}", "Tensor.cuda")
+        return self
+
+    # ------------------------------------------------------------------ new tensors
+    def _new(self, arr: np.ndarray, requires_grad: _Bool, device: Any) -> Tensor:
+        from .device import check_cpu
+
+        check_cpu(device, "Tensor.new_*")
+        t = Tensor._wrap(arr)
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
+                 requires_grad: _Bool = False) -> Tensor:
+        """A tensor of ``size`` filled with ``fill_value``, of this tensor's dtype unless
+        ``dtype`` is given."""
+        dt = self.dtype if dtype is None else D.as_dtype(dtype)
+        return self._new(np.full(_size(size), fill_value, dtype=dt.np), requires_grad, device)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: _Bool = False) -> Tensor:
+        """Zeros of ``size``, of this tensor's dtype unless ``dtype`` is given."""
+        return self.new_full(size, 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None,
+                 requires_grad: _Bool = False) -> Tensor:
+        """Ones of ``size``, of this tensor's dtype unless ``dtype`` is given."""
+        return self.new_full(size, 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: _Bool = False) -> Tensor:
+        """A tensor of ``size`` (amber fills it with zeros)."""
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_tensor(self, data: Any, *, dtype: Any = None, device: Any = None,
+                   requires_grad: _Bool = False) -> Tensor:
+        """A copy of ``data``, of this tensor's dtype unless ``dtype`` is given."""
+        from .creation import _to_array
+
+        dt = self.dtype if dtype is None else dtype
+        return self._new(_to_array(data, dt), requires_grad, device)
 
     def contiguous(self) -> Tensor:
         return self
@@ -279,40 +362,72 @@ class Tensor:
         self._data = np.array(data, dtype=self._data.dtype, copy=True)
         return self
 
-    def _inplace(self, fn: Any, *args: Any) -> Tensor:
-        if self.requires_grad and self._node is None and is_grad_enabled():
-            raise AmberError(
-                "a leaf tensor that requires grad cannot be changed in place outside "
-                "am.no_grad()"
-            )
+    def _check_inplace(self, what: str) -> None:
+        from .errors import AutogradError
+
+        if self._node is not None:
+            raise AutogradError(
+                f"{what}: in-place change of a tensor with autograd history (the result of "
+                f"an op on tensors that require grad). amber cannot tell whether autograd "
+                f"saved its value, so it refuses rather than risk a wrong gradient; write "
+                f"the out-of-place form (y = y.mul(2)) or change y.detach() instead")
+        if self.requires_grad and is_grad_enabled():
+            raise AutogradError(
+                f"{what}: a leaf tensor that requires grad cannot be changed in place "
+                f"outside am.no_grad() (as in PyTorch); wrap the update in `with "
+                f"am.no_grad():`")
+
+    def _inplace(self, fn: Any, *args: Any, what: str = "in-place op") -> Tensor:
+        self._check_inplace(what)
         from .ops.registry import no_grad
 
         with no_grad():
             return self._assign(fn(self, *args))
 
-    def copy_(self, src: Any) -> Tensor:
-        return self._inplace(lambda s, v: v if isinstance(v, Tensor) else Tensor(v), src)
+    def copy_(self, src: Any, non_blocking: _Bool = False) -> Tensor:
+        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor."""
+        return self._inplace(lambda s, v: v if isinstance(v, Tensor) else Tensor(v), src,
+                             what="copy_")
 
     def zero_(self) -> Tensor:
+        """Fill with zeros, in place."""
+        self._check_inplace("zero_")
         return self._assign(np.zeros_like(self._concrete("zero_()")))
 
     def fill_(self, value: Any) -> Tensor:
+        """Fill with ``value``, in place."""
+        self._check_inplace("fill_")
+        if isinstance(value, Tensor):
+            value = value._concrete("fill_()")
         return self._assign(np.full_like(self._concrete("fill_()"), value))
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(lambda s, o: s + (o * alpha if alpha != 1 else o), other)
+        return self._inplace(lambda s, o: s + (o * alpha if alpha != 1 else o), other,
+                             what="add_")
 
     def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(lambda s, o: s - (o * alpha if alpha != 1 else o), other)
+        return self._inplace(lambda s, o: s - (o * alpha if alpha != 1 else o), other,
+                             what="sub_")
 
     def mul_(self, other: Any) -> Tensor:
-        return self._inplace(lambda s, o: s * o, other)
+        return self._inplace(lambda s, o: s * o, other, what="mul_")
 
-    def div_(self, other: Any) -> Tensor:
-        return self._inplace(lambda s, o: s / o, other)
+    def div_(self, other: Any, *, rounding_mode: Any = None) -> Tensor:
+        if rounding_mode not in (None, "floor"):
+            raise AmberError(f"div_: rounding_mode {rounding_mode!r} is not supported; use "
+                             f"None or 'floor'")
+        op = (lambda s, o: s / o) if rounding_mode is None else (lambda s, o: s // o)
+        return self._inplace(op, other, what="div_")
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
-        return self._inplace(lambda s: s.clamp(min, max))
+        return self._inplace(lambda s: s.clamp(min, max), what="clamp_")
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask: Any, value: Any) -> Tensor:
+        """Set the elements where ``mask`` is True to ``value``, in place."""
+        return self._inplace(lambda s, m: _F.masked_fill(s, m, value), mask,
+                             what="masked_fill_")
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if self.requires_grad:
@@ -426,7 +541,8 @@ _METHODS = (
     "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
     "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
     "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
-    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t"
+    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t "
+    "floor ceil round trunc"
 ).split()
 
 
@@ -455,6 +571,12 @@ def _wrap_array(data: np.ndarray) -> Tensor:
 
 
 _object_new = object.__new__
+
+def _size(size: Any) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(d) for d in size)
+
 
 Tensor.view_as = lambda self, other: self.reshape(other.shape)  # type: ignore[attr-defined]
 

@@ -163,13 +163,13 @@ class Optimizer:
     def _restore(p: Tensor, key: str, value: Any) -> Any:
         if value is None or isinstance(value, (int, float)):
             return value
-        arr = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+        arr = value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value)
         if key == "step":
             return float(arr)
         if tuple(arr.shape) != tuple(p.shape):
             raise AmberError(f"optimizer state {key!r} has shape {tuple(arr.shape)}, the "
                              f"parameter has {tuple(p.shape)}")
-        return Tensor._wrap(np.array(arr, dtype=p.numpy().dtype))
+        return Tensor._wrap(np.array(arr, dtype=p.detach().numpy().dtype))
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
