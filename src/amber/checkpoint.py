@@ -87,7 +87,7 @@ class _Encoder:
     def _array(self, a: np.ndarray, path: str, tag: str) -> dict[str, str]:
         D.from_numpy_dtype(a.dtype)  # only amber's dtypes
         name = self.name(path)
-        self.arrays[name] = np.ascontiguousarray(a)
+        self.arrays[name] = a if a.flags.c_contiguous else np.array(a, order="C")
         return {tag: name}
 
 

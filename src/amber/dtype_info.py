@@ -29,7 +29,7 @@ class finfo:
         self.min: float = float(fi.min)
         self.tiny: float = float(fi.smallest_normal)
         self.smallest_normal: float = self.tiny
-        self.resolution: float = float(fi.resolution)
+        self.resolution: float = 10.0 ** -int(fi.precision)
         self.dtype: str = dt.name
 
     def __repr__(self) -> str:

@@ -257,12 +257,12 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
     if kind in ("zip", "pickle"):
         checkpoint.refuse_pickle(kind, where)
     if kind == "safetensors":
-        from .device import check_map_location
+        from ._device import check_map_location
 
         check_map_location(map_location)
         return checkpoint.load_checkpoint(path)
     if threads is None:
-        from .device import get_num_threads_setting
+        from ._device import get_num_threads_setting
 
         threads = get_num_threads_setting()
     if backend is not None and backend not in BACKENDS:

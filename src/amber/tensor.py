@@ -100,7 +100,7 @@ class Tensor:
     @property
     def device(self) -> Any:
         """``am.device("cpu")``: amber tensors live in host memory."""
-        from .device import CPU
+        from ._device import CPU
 
         return CPU
 
@@ -262,7 +262,7 @@ class Tensor:
         (other's dtype), with keywords ``dtype``, ``device``, ``non_blocking``, ``copy``.
         Returns ``self`` when nothing changes (unless ``copy=True``). A device other
         than the CPU raises :class:`~amber.errors.DeviceError`."""
-        from .device import parse_to
+        from ._device import parse_to
 
         dtype, _, copy = parse_to(args, kwargs, "Tensor.to")
         if dtype is not None and dtype is not self.dtype:
@@ -293,7 +293,7 @@ class Tensor:
 
     def cuda(self, device: Any = None, non_blocking: _Bool = False) -> Tensor:
         """Raises :class:`~amber.errors.DeviceError`: amber has no CUDA backend."""
-        from .device import check_cpu
+        from ._device import check_cpu
 
         check_cpu("cuda" if device is None else device if not isinstance(device, int)
                   else f"cuda:{device}", "Tensor.cuda")
@@ -301,7 +301,7 @@ class Tensor:
 
     # ------------------------------------------------------------------ new tensors
     def _new(self, arr: np.ndarray, requires_grad: _Bool, device: Any) -> Tensor:
-        from .device import check_cpu
+        from ._device import check_cpu
 
         check_cpu(device, "Tensor.new_*")
         t = Tensor._wrap(arr)

@@ -347,7 +347,7 @@ class Module:
         ``model.to(am.float64)``, ``model.to("cpu")``, ``model.to(device, dtype)``,
         ``model.to(tensor)``. A device other than the CPU raises
         :class:`~amber.errors.DeviceError`."""
-        from ...device import parse_to
+        from ..._device import parse_to
 
         dtype, _, _ = parse_to(args, kwargs, "Module.to")
         if dtype is None:
@@ -376,7 +376,7 @@ class Module:
 
     def cuda(self, device: Any = None) -> Module:
         """Raises :class:`~amber.errors.DeviceError`: amber has no CUDA backend."""
-        from ...device import check_cpu
+        from ..._device import check_cpu
 
         check_cpu("cuda" if device is None or isinstance(device, int) else device,
                   "Module.cuda")
