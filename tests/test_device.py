@@ -15,7 +15,8 @@ def test_device_parsing_and_equality():
     d = am.device("cuda:1")
     assert (d.type, d.index, str(d)) == ("cuda", 1, "cuda:1")
     assert repr(am.device("cuda", 0)) == "device(type='cuda', index=0)"
-    assert am.device("cpu") != am.device("cuda") and hash(am.device("cpu")) == hash(am.device("cpu"))
+    assert am.device("cpu") != am.device("cuda")
+    assert hash(am.device("cpu")) == hash(am.device("cpu"))
     for bad in ("gpu", "cuda:x", "cuda:-1"):
         with pytest.raises(am.ArgumentError):
             am.device(bad)

@@ -155,10 +155,10 @@ long = int64
 int = int32
 
 from . import autograd, backends, control, cuda, nn, onnx, optim, utils
+from ._device import device, get_num_threads, set_num_threads
 from .capture import Program, Spec, export, spec
 from .checkpoint import save
 from .control import cond, fori_loop, function, scan, while_loop
-from ._device import device, get_num_threads, set_num_threads
 from .dtype_info import finfo, iinfo
 from .errors import (
     ControlFlowError,

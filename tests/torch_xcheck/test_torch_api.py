@@ -135,3 +135,17 @@ def test_in_place_refusal_on_leaves_matches_torch():
         assert w.detach().numpy().tolist() == [3.0, 3.0]
         with pytest.raises(RuntimeError, match=r"numpy\(\)"):
             w.numpy()
+
+
+def test_parameter_vectors_match_torch():
+    ma, mt = _pair()
+    ma.load_state_dict({k: v.detach().numpy() for k, v in mt.state_dict().items()})
+    va = am.nn.utils.parameters_to_vector(ma.parameters())
+    vt = torch.nn.utils.parameters_to_vector(mt.parameters())
+    np.testing.assert_array_equal(va.detach().numpy(), vt.detach().numpy())
+    new = np.random.default_rng(0).standard_normal(vt.shape[0]).astype(np.float32)
+    am.nn.utils.vector_to_parameters(am.tensor(new), ma.parameters())
+    torch.nn.utils.vector_to_parameters(torch.tensor(new), mt.parameters())
+    for (ka, pa), (kt, pt) in zip(ma.named_parameters(), mt.named_parameters()):
+        assert ka == kt
+        np.testing.assert_array_equal(pa.detach().numpy(), pt.detach().numpy())
