@@ -151,9 +151,6 @@ def trunc(x: Any) -> Tensor:
     return where(x < 0, ceil(x), floor(x))
 
 
-fix = trunc
-
-
 def round(x: Any, *, decimals: int = 0) -> Tensor:
     """Round to the nearest integer, halves to even (as torch.round); with ``decimals``
     round ``x * 10**decimals`` and scale back. Integers pass through unchanged."""

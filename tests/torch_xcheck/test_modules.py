@@ -33,7 +33,7 @@ def _seeded(request):
 
 
 def close(a, b, tol=TOL):
-    a = a.numpy() if isinstance(a, am.Tensor) else np.asarray(a)
+    a = a.detach().numpy() if isinstance(a, am.Tensor) else np.asarray(a)
     b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
     assert a.shape == b.shape, (a.shape, b.shape)
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
@@ -166,8 +166,8 @@ def test_embedding(padding_idx):
 def test_embedding_default_init_zeroes_padding_row():
     am.manual_seed(0)
     e = nn.Embedding(5, 3, padding_idx=1)
-    assert np.all(e.weight.numpy()[1] == 0)
-    assert e.weight.numpy().std() > 0.3
+    assert np.all(e.weight.detach().numpy()[1] == 0)
+    assert e.weight.detach().numpy().std() > 0.3
 
 
 @pytest.mark.parametrize("am_mod, t_mod", [
@@ -461,7 +461,7 @@ def test_default_initialisation_statistics_match_torch():
                            (nn.Conv2d(16, 32, 3), torch.nn.Conv2d(16, 32, 3), 16 * 9)]:
         bound = 1 / np.sqrt(fan_in)
         for (k, pa), (_, pt) in zip(ma.named_parameters(), mt.named_parameters()):
-            a, t = pa.numpy(), pt.detach().numpy()
+            a, t = pa.detach().numpy(), pt.detach().numpy()
             assert a.shape == t.shape, k
             assert np.abs(a).max() <= bound and np.abs(t).max() <= bound, k
             tol = 0.05 if a.size > 1000 else 0.35
