@@ -28,6 +28,11 @@ def test_data_is_a_detached_view_and_can_be_replaced():
     d = w.data
     assert not d.requires_grad and d.is_leaf
     assert np.shares_memory(d.numpy(), w.detach().numpy())
+    w.data.mul_(3)  # in place through .data: the owner changes, without autograd
+    assert w.detach().tolist() == [3.0, 3.0] and w.requires_grad and w.is_leaf
+    w.data[0] = 5.0
+    w.data.data.add_(1)
+    assert w.detach().tolist() == [6.0, 4.0]
     w.data = am.zeros(3)
     assert w.shape == (3,) and w.requires_grad and w.detach().tolist() == [0.0] * 3
     with pytest.raises(am.AmberError, match="Tensor"):

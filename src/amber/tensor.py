@@ -21,7 +21,7 @@ class Tensor:
     """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
 
     __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "_hooks",
-                 "__weakref__")
+                 "_base", "__weakref__")
     __array_priority__ = 1000  # NumPy defers ``ndarray <op> Tensor`` to us
 
     _data: np.ndarray | None
@@ -29,6 +29,7 @@ class Tensor:
     _node: Node | None
     _aval: Aval | None
     _hooks: dict[int, Any]
+    _base: Tensor  # set on ``t.data`` views: in-place changes reach ``t``
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -106,10 +107,16 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        """The same values without autograd history (shares the buffer, as
-        ``detach()``); assigning ``t.data = other`` replaces ``t``'s values (and shape)
-        without recording anything for autograd."""
-        return self.detach()
+        """The same values without autograd history, sharing the buffer; in-place
+        changes of it (``w.data.mul_(0.5)``, ``w.data[0] = 1``) change ``t`` too.
+        Assigning ``t.data = other`` replaces ``t``'s values (and shape) without
+        recording anything for autograd.
+
+        NOTE: an in-place op gives a tensor a new buffer (see ``_assign``), so a ``.data``
+        view taken before an in-place change of ``t`` itself keeps the old values."""
+        view = self.detach()
+        view._base = self
+        return view
 
     @data.setter
     def data(self, value: Any) -> None:
@@ -359,8 +366,16 @@ class Tensor:
         data = np.asarray(value._data if isinstance(value, Tensor) else value)
         if data.shape != self._data.shape:
             data = np.broadcast_to(data, self._data.shape)
-        self._data = np.array(data, dtype=self._data.dtype, copy=True)
+        self._set_buffer(np.array(data, dtype=self._data.dtype, copy=True))
         return self
+
+    def _set_buffer(self, arr: np.ndarray) -> None:
+        """Adopt ``arr`` as this tensor's values, and as its owner's if this is a
+        ``.data`` view."""
+        t: Tensor | None = self
+        while t is not None:
+            t._data = arr
+            t = getattr(t, "_base", None)
 
     def _check_inplace(self, what: str) -> None:
         from .errors import AutogradError
@@ -442,7 +457,7 @@ class Tensor:
             key = tuple(k._concrete("indexing") if isinstance(k, Tensor) else k for k in key)
         new = data.copy()
         new[key] = value._concrete("item assignment") if isinstance(value, Tensor) else value
-        self._data = new
+        self._set_buffer(new)
 
     # ------------------------------------------------------------------ operators
     def __getitem__(self, key: Any) -> Tensor:

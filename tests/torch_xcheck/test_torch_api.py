@@ -135,6 +135,9 @@ def test_in_place_refusal_on_leaves_matches_torch():
         assert w.detach().numpy().tolist() == [3.0, 3.0]
         with pytest.raises(RuntimeError, match=r"numpy\(\)"):
             w.numpy()
+        w.data.add_(1)
+        w.data[0] = 0.5
+        assert w.detach().numpy().tolist() == [0.5, 4.0]
 
 
 def test_parameter_vectors_match_torch():
