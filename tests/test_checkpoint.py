@@ -99,6 +99,15 @@ def _bytes(obj):
     return buf.getvalue()
 
 
+def test_a_failed_save_leaves_no_file(tmp_path):
+    path = tmp_path / "x.safetensors"
+    am.save({"a": am.ones(1)}, path)
+    with pytest.raises(am.AmberError):
+        am.save({"a": am.ones(2), "b": object()}, path)
+    assert am.load(path)["a"].tolist() == [1.0]  # the earlier checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
+
+
 def test_saving_what_a_checkpoint_cannot_hold_is_refused(tmp_path):
     with pytest.raises(am.AmberError, match="state_dict"):
         am.save(_model(), tmp_path / "m.safetensors")

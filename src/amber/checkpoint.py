@@ -115,8 +115,17 @@ def save(obj: Any, f: str | os.PathLike[str] | Any) -> None:
     if hasattr(f, "write"):
         f.write(data)
         return
-    with open(os.fspath(f), "wb") as fh:
-        fh.write(data)
+    # NOTE: written next to the target and renamed, so an interrupted save never leaves
+    # a truncated checkpoint under the real name
+    path = os.fspath(f)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # ----------------------------------------------------------------------------- load

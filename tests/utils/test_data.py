@@ -254,6 +254,11 @@ def test_persistent_workers_reuse_processes():
     del it
     pids2 = {int(p) for b in dl for p in b[2].tolist()}
     assert pids1 == pids2 and len(list(dl)) == 2
+    first, second = iter(dl), iter(dl)
+    next(first)
+    assert next(second)[0].shape == (4,)
+    with pytest.raises(am.AmberError, match="superseded"):
+        next(first)
     stream = DataLoader(Stream(7), batch_size=2, num_workers=2, persistent_workers=True)
     for _ in range(2):
         assert sorted(x for b in stream for x in b.tolist()) == list(range(7))
@@ -298,7 +303,7 @@ class Slow(Dataset):
     def __getitem__(self, i):
         import time
 
-        time.sleep(3)
+        time.sleep(2)
         return i
 
 

@@ -221,11 +221,13 @@ class _WorkerPool:
             p.start()
             self.procs.append(p)
         self.closed = False
+        self.current_epoch = -1  # the epoch whose iterator may fetch results
 
     def alive(self) -> bool:
         return not self.closed and all(p.is_alive() for p in self.procs)
 
-    def shutdown(self) -> None:
+    def shutdown(self, now: bool = False) -> None:
+        """Stop the workers: ask them to exit (``now``: terminate them at once)."""
         if self.closed:
             return
         self.closed = True
@@ -235,6 +237,8 @@ class _WorkerPool:
             except (OSError, ValueError):
                 pass
         for p in self.procs:
+            if now:
+                p.terminate()
             p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
@@ -248,26 +252,35 @@ class _WorkerPool:
         timeout = self.loader.timeout
         start = time.monotonic()
         while True:
+            self._check_current(epoch)
             wait = _POLL_S if not timeout else min(_POLL_S, timeout)
             try:
                 e, idx, data = self.data_queue.get(timeout=wait)
             except queue.Empty:
                 dead = [p for p in self.procs if not p.is_alive()]
                 if dead:
-                    self.shutdown()
+                    self.shutdown(now=True)
                     codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
                     raise AmberError(f"DataLoader worker(s) exited unexpectedly ({codes})"
                                      ) from None
                 if timeout and time.monotonic() - start > timeout:
+                    self.shutdown(now=True)  # a stuck worker would not read its stop
                     raise AmberError(f"DataLoader timed out after {timeout} seconds "
                                      f"waiting for a batch from its workers") from None
                 continue
             if e == epoch:
                 return idx, data
 
+    def _check_current(self, epoch: int) -> None:
+        if epoch != self.current_epoch:
+            raise AmberError("this DataLoader iterator was superseded: with "
+                             "persistent_workers a new iter(loader) takes over the "
+                             "workers, and earlier iterators stop")
+
     def epoch(self, epoch: int, close_after: bool) -> Iterator[Any]:
         """One pass over the loader's sampler (or the workers' streams), in order."""
         loader = self.loader
+        self.current_epoch = epoch
         iterable = isinstance(loader.dataset, IterableDataset)
         sampler_it = None if iterable else iter(loader._index_sampler)
         active = [True] * self.n
@@ -298,6 +311,7 @@ class _WorkerPool:
                 if not send():
                     break
             while received < sent:
+                self._check_current(epoch)
                 while received not in buffer:
                     idx, data = self._get(epoch)
                     buffer[idx] = data
