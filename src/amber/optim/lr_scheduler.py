@@ -452,10 +452,7 @@ class OneCycleLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _set_momentum(self, group: dict[str, Any], value: float) -> None:
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
+        _set_momentum(group, self.use_beta1, value)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
@@ -484,6 +481,13 @@ class OneCycleLR(LRScheduler):
             if self.cycle_momentum:
                 self._set_momentum(group, mom)
         return lrs
+
+
+def _set_momentum(group: dict[str, Any], use_beta1: bool, value: float) -> None:
+    if use_beta1:
+        group["betas"] = (value, *group["betas"][1:])
+    else:
+        group["momentum"] = value
 
 
 def _phase(end_step: float, start_lr: str, end_lr: str, start_m: str,
@@ -557,7 +561,8 @@ class CyclicLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
-    _set_momentum = OneCycleLR._set_momentum
+    def _set_momentum(self, group: dict[str, Any], value: float) -> None:
+        _set_momentum(group, self.use_beta1, value)
 
     def scale_fn(self, x: float) -> float:
         """The amplitude factor at cycle (or step) ``x``."""
