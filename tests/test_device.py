@@ -32,6 +32,7 @@ def test_accelerators_are_absent_and_the_usual_idiom_picks_the_cpu():
     device = "cuda" if am.cuda.is_available() else "cpu"
     t = am.ones(2).to(device)
     assert t.device == am.device("cpu") and t.device.type == "cpu"
+    assert t.is_cpu and not t.is_cuda
 
 
 def test_tensor_to_forms():

@@ -106,6 +106,16 @@ class Tensor:
         return CPU
 
     @property
+    def is_cuda(self) -> _Bool:
+        """False: amber tensors live in host memory."""
+        return False
+
+    @property
+    def is_cpu(self) -> _Bool:
+        """True: amber tensors live in host memory."""
+        return True
+
+    @property
     def data(self) -> Tensor:
         """The same values without autograd history, sharing the buffer; in-place
         changes of it (``w.data.mul_(0.5)``, ``w.data[0] = 1``) change ``t`` too.

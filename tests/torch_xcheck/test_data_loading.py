@@ -8,6 +8,8 @@ import contextlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -83,3 +85,18 @@ def test_batch_sampler_and_random_split_sizes_match_torch():
         with pytest.warns(UserWarning) if 0 in a else contextlib.nullcontext():
             t = [len(s) for s in td.random_split(list(range(n)), fr)]
         assert a == t
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 40), bs=st.integers(1, 9), drop=st.booleans(),
+       reps=st.integers(1, 5), ddrop=st.booleans())
+def test_batch_and_replica_partitions_match_torch(n, bs, drop, reps, ddrop):
+    data = list(range(n))
+    amb = [b.tolist() for b in ad.DataLoader(data, batch_size=bs, drop_last=drop)]
+    ref = [b.tolist() for b in td.DataLoader(data, batch_size=bs, drop_last=drop)]
+    assert amb == ref and len(ad.DataLoader(data, batch_size=bs, drop_last=drop)) == len(ref)
+    if n:
+        for r in range(reps):
+            a = ad.DistributedSampler(data, reps, r, shuffle=False, drop_last=ddrop)
+            t = td.DistributedSampler(data, reps, r, shuffle=False, drop_last=ddrop)
+            assert list(a) == list(t) and len(a) == len(t)
