@@ -5,6 +5,7 @@ tracer: ``_data is None``). Every operation goes through the op registry's ``bin
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ class Tensor:
     """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
 
     __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "_hooks",
-                 "_base", "__weakref__")
+                 "_base", "_consumed", "__weakref__")
     __array_priority__ = 1000  # NumPy defers ``ndarray <op> Tensor`` to us
 
     _data: np.ndarray | None
@@ -30,6 +31,7 @@ class Tensor:
     _aval: Aval | None
     _hooks: dict[int, Any]
     _base: Tensor  # set on ``t.data`` views: in-place changes reach ``t``
+    _consumed: bool  # set when an op recorded for autograd takes it as an input
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -392,10 +394,9 @@ class Tensor:
 
         if self._node is not None:
             raise AutogradError(
-                f"{what}: in-place change of a tensor with autograd history (the result of "
-                f"an op on tensors that require grad). amber cannot tell whether autograd "
-                f"saved its value, so it refuses rather than risk a wrong gradient; write "
-                f"the out-of-place form (y = y.mul(2)) or change y.detach() instead")
+                f"{what}: in-place change of a tensor with autograd history inside "
+                f"am.no_grad(): autograd may still need its value; change a .detach()ed "
+                f"copy instead")
         if self.requires_grad and is_grad_enabled():
             raise AutogradError(
                 f"{what}: a leaf tensor that requires grad cannot be changed in place "
@@ -403,11 +404,46 @@ class Tensor:
                 f"am.no_grad():`")
 
     def _inplace(self, fn: Any, *args: Any, what: str = "in-place op") -> Tensor:
+        if self._node is not None and is_grad_enabled() and self._data is not None:
+            return self._inplace_recorded(fn, args, what)
         self._check_inplace(what)
         from .ops.registry import no_grad
 
         with no_grad():
             return self._assign(fn(self, *args))
+
+    def _inplace_recorded(self, fn: Any, args: tuple[Any, ...], what: str) -> Tensor:
+        """An in-place op on a tensor with autograd history, recorded as PyTorch does:
+        the tensor takes the result's value and history, its old value and history
+        move to a fresh tensor the op reads. Refused when an op recorded earlier
+        reads this tensor (autograd would see the new value: a wrong gradient)."""
+        from .errors import AutogradError
+
+        if getattr(self, "_consumed", False):
+            raise AutogradError(
+                f"{what}: in-place change of a tensor that an earlier operation recorded "
+                f"for autograd reads; its gradient would use the new value (PyTorch "
+                f"raises 'modified by an inplace operation' at backward). Write the "
+                f"out-of-place form (y = y.mul(2)) instead")
+        old = Tensor._wrap(self._data)  # type: ignore[arg-type]
+        old.requires_grad, old._node = True, self._node
+        old._node.out_ref = weakref.ref(old)  # type: ignore[union-attr]
+        new = fn(old, *args)
+        if not isinstance(new, Tensor):
+            new = Tensor(new)
+        if new.dtype is not self.dtype:
+            new = _F.cast(new, self.dtype)
+        if tuple(new.shape) != tuple(self.shape):
+            new = _F.broadcast_to(new, self.shape)
+        if new is old or any(new is a for a in args):
+            new = _F.clone(new)
+        self._data, self._node = new._data, new._node
+        self.requires_grad = new.requires_grad
+        if self._node is not None:
+            self._node.out_ref = weakref.ref(self)
+        else:  # the new value does not depend on anything that requires grad
+            self._data = np.array(new._data, copy=True)
+        return self
 
     def copy_(self, src: Any, non_blocking: _Bool = False) -> Tensor:
         """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor."""
@@ -416,11 +452,12 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         """Fill with zeros, in place."""
-        self._check_inplace("zero_")
-        return self._assign(np.zeros_like(self._concrete("zero_()")))
+        return self.fill_(0)
 
     def fill_(self, value: Any) -> Tensor:
         """Fill with ``value``, in place."""
+        if self._node is not None:
+            return self._inplace(lambda s: _F.full_like(s, value), what="fill_")
         self._check_inplace("fill_")
         if isinstance(value, Tensor):
             value = value._concrete("fill_()")

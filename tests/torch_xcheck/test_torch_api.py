@@ -152,3 +152,26 @@ def test_parameter_vectors_match_torch():
     for (ka, pa), (kt, pt) in zip(ma.named_parameters(), mt.named_parameters()):
         assert ka == kt
         np.testing.assert_array_equal(pa.detach().numpy(), pt.detach().numpy())
+
+
+def test_in_place_ops_on_intermediates_match_torch():
+    """Attention-style code: scores.masked_fill_, then a chain of in-place ops on
+    results; values and gradients as PyTorch's."""
+    rng = np.random.default_rng(3)
+    q, k = (rng.standard_normal((2, 4, 8)).astype(np.float32) for _ in range(2))
+    mask = np.triu(np.ones((4, 4), bool), 1)
+    outs, grads = [], []
+    for lib in (am, torch):
+        qa = lib.tensor(q, requires_grad=True)
+        ka = lib.tensor(k, requires_grad=True)
+        scores = qa @ ka.transpose(-2, -1)
+        scores.mul_(8 ** -0.5).masked_fill_(lib.tensor(mask), float("-inf"))
+        p = lib.softmax(scores, dim=-1)
+        h = p @ ka
+        h.add_(1.0).clamp_(min=0.9).div_(2.0)
+        (h * h).sum().backward()
+        outs.append(h.detach().numpy())
+        grads.append((qa.grad.numpy(), ka.grad.numpy()))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    for a, t in zip(grads[0], grads[1]):
+        np.testing.assert_allclose(a, t, rtol=1e-4, atol=1e-5)

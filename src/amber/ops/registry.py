@@ -209,6 +209,8 @@ class Node:
         self.attrs = attrs
         # NOTE: weak, to avoid an out <-> node cycle; consumers keep `out` alive.
         self.out_ref = weakref.ref(out)
+        for a in inputs:  # autograd may read it: an in-place change must be refused
+            a._consumed = True
 
 
 # --------------------------------------------------------------------------- bind
