@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import _dtype as D
 from ... import functional as _F
 from ...creation import tensor as _tensor
 from ...errors import AmberError
@@ -18,6 +19,8 @@ def _np_to_tensor(a: Any) -> Tensor:
     if a.dtype.kind in "OSUV":
         raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, "
                         f"numbers, dicts or lists; found an array of {a.dtype}")
+    if a.dtype in D._BY_NP and a.flags.owndata:  # a fresh array of an amber dtype
+        return Tensor._wrap(a)
     return _tensor(a)
 
 
@@ -54,7 +57,13 @@ def default_collate(batch: list[Any]) -> Any:
                              f"got shapes {sorted(shapes)}; pass a collate_fn that pads")
         return _F.stack(list(batch))
     if isinstance(elem, np.ndarray):
-        return default_collate([_np_to_tensor(a) for a in batch])
+        if elem.dtype.kind in "OSUV":
+            _np_to_tensor(elem)  # raises the TypeError
+        shapes = {a.shape for a in batch}
+        if len(shapes) != 1:
+            raise AmberError(f"default_collate: stack expects each array to be equal size, "
+                             f"got shapes {sorted(shapes)}; pass a collate_fn that pads")
+        return _np_to_tensor(np.stack(batch))
     if isinstance(elem, np.generic):
         return _np_to_tensor(np.array(batch))
     if isinstance(elem, float):
