@@ -326,7 +326,7 @@ def run_mlp(repeats: int, optim: str, steps_per_sample: int, pause_s: float) -> 
 
     # Same weights, same data: the first losses and updated weights must agree.
     la, lt = a_step(ax, ay), t_step(tx, ty)
-    max_diff = max(float(np.max(np.abs(p.numpy() - q.detach().numpy())))
+    max_diff = max(float(np.max(np.abs(p.detach().numpy() - q.detach().numpy())))
                    for p, q in zip(a_params, t_params))
     if abs(la - lt) > 1e-4 or max_diff > 1e-4:
         raise SystemExit(f"MLP mismatch: loss {la} vs {lt}, max weight diff {max_diff}")

@@ -37,12 +37,15 @@ from .creation import (
 )
 from .errors import (
     AmberError,
+    ArgumentError,
     AutogradError,
     CaptureError,
+    DeviceError,
     DTypeError,
     FormatError,
     OutOfRangeError,
     ShapeError,
+    UnsupportedCheckpointError,
 )
 from .functional import (
     abs,
@@ -115,6 +118,7 @@ from .functional import (
     remainder,
     repeat,
     reshape,
+    round,
     rsqrt,
     sigmoid,
     sign,
@@ -134,11 +138,19 @@ from .functional import (
     tril,
     triu,
     true_divide,
+    trunc,
     unsqueeze,
     var,
     where,
 )
-from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .ops.registry import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .tensor import Tensor
 
 bool = bool_
@@ -147,9 +159,12 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, control, distributed, nn, onnx, optim
+from . import autograd, backends, control, cuda, distributed, nn, onnx, optim, utils
+from ._device import device, get_num_threads, set_num_threads
 from .capture import Program, Spec, export, spec
+from .checkpoint import save
 from .control import cond, fori_loop, function, scan, while_loop
+from .dtype_info import finfo, iinfo
 from .errors import (
     ControlFlowError,
     ExportError,

@@ -17,6 +17,7 @@ from ._tree import tree_flatten, tree_unflatten
 from .errors import AutogradError
 from .ops.registry import Node, _GradMode
 from .tensor import Tensor
+from .hooks import RemovableHandle, add_hook
 
 _FREED = (
     "Trying to backward through the graph a second time (or after its intermediate values "
@@ -31,26 +32,6 @@ _FREED = (
 # ``queue_callback``). Both are what data-parallel training overlaps communication with.
 _POST_ACCUMULATE: dict[int, tuple[weakref.ref[Tensor], dict[int, Callable[[Tensor], Any]]]] = {}
 _END_CALLBACKS: list[Callable[[], Any]] | None = None
-
-
-class RemovableHandle:
-    """Returned by the hook registrations; ``remove()`` unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, table: dict[int, Callable[..., Any]]) -> None:
-        self._table = table
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self) -> None:
-        self._table.pop(self.id, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
 
 
 def register_post_accumulate_grad_hook(leaf: Tensor,
@@ -71,9 +52,7 @@ def register_post_accumulate_grad_hook(leaf: Tensor,
 
         entry = (weakref.ref(leaf, forget), {})
         _POST_ACCUMULATE[key] = entry
-    handle = RemovableHandle(entry[1])
-    entry[1][handle.id] = hook
-    return handle
+    return add_hook(entry[1], hook)
 
 
 def queue_callback(callback: Callable[[], Any]) -> None:
@@ -99,16 +78,6 @@ def _leaf_last_uses(order: Sequence[Tensor],
     for i, leaf in last.values():
         by_index.setdefault(i, []).append(leaf)
     return by_index
-
-
-def _fire_post_accumulate(leaves: Sequence[Tensor], touched: set[int]) -> None:
-    for leaf in leaves:
-        if id(leaf) not in touched:
-            continue
-        entry = _POST_ACCUMULATE.get(id(leaf))
-        if entry is not None:
-            for hook in list(entry[1].values()):
-                hook(leaf)
 
 
 def _topo_order(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -173,19 +142,24 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
     result: dict[int, Tensor] = {}
     global _END_CALLBACKS
     outer_callbacks = _END_CALLBACKS
-    hooked = wanted is None and bool(_POST_ACCUMULATE)
-    touched: set[int] = set()
     if wanted is None:
         _END_CALLBACKS = []
     try:
+        leaf_cts: dict[int, list[Any]] = {}  # id -> [leaf, its summed cotangent]
         with _GradMode(create_graph):
             order = _topo_order(outputs)
-            last_uses = _leaf_last_uses(order, outputs) if hooked else {}
-            _walk(order, cot, result, wanted, retain_graph, create_graph, last_uses, touched)
-            _finish_outputs(outputs, seeds, cot, result, wanted, create_graph, touched)
-            if hooked:
-                _fire_post_accumulate([o for o in outputs if o._node is None
-                                       and id(o) in _POST_ACCUMULATE], touched)
+            last_uses = (_leaf_last_uses(order, outputs)
+                         if wanted is None and _POST_ACCUMULATE else {})
+            _walk(order, cot, result, wanted, retain_graph, create_graph, leaf_cts,
+                  last_uses)
+            # An output that is itself a leaf (``x.backward()``, or an op that returned
+            # its input unchanged) receives its seed, as in PyTorch.
+            for o in outputs:
+                if o._node is None and id(o) in cot and (wanted is None or id(o) in wanted):
+                    leaf_seed = cot.pop(id(o))
+                    if leaf_seed is not None:
+                        _add_leaf(leaf_cts, o, leaf_seed)
+            _flush_leaves(list(leaf_cts.values()), wanted, result, create_graph)
         callbacks = _END_CALLBACKS or []
     finally:
         if wanted is None:
@@ -197,24 +171,27 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
 
 def _walk(order: Sequence[Tensor], cot: dict[int, Tensor | None], result: dict[int, Tensor],
           wanted: dict[int, Tensor] | None, retain_graph: bool, create_graph: bool,
-          last_uses: dict[int, list[Tensor]], touched: set[int]) -> None:
-    """The reverse sweep: each node's VJP, cotangents summed per value, leaves
-    accumulated (``.backward``) or collected (``grad``)."""
+          leaf_cts: dict[int, list[Any]], last_uses: dict[int, list[Tensor]]) -> None:
+    """The reverse sweep: each node's VJP, cotangents summed per value and per leaf. A
+    leaf with a post-accumulate hook is accumulated as soon as its last consumer is done
+    (so data-parallel training can start communicating); the others at the end."""
     for index, t in enumerate(order):
         g = cot.pop(id(t), None)
-        node: Node = t._node  # type: ignore[assignment]
+        if g is not None and getattr(t, "_hooks", None):
+            g = _call_hooks(t, g)
         if wanted is not None and id(t) in wanted and g is not None:
             result[id(t)] = g
         if g is not None:
-            _step(node, g, t, cot, result, wanted, retain_graph, create_graph, touched)
+            _step(t._node, g, t, cot, wanted, retain_graph, leaf_cts)  # type: ignore[arg-type]
         done = last_uses.get(index)
         if done:
-            _fire_post_accumulate(done, touched)
+            _flush_leaves([leaf_cts.pop(id(x)) for x in done if id(x) in leaf_cts], wanted,
+                          result, create_graph)
 
 
 def _step(node: Node, g: Tensor, t: Tensor, cot: dict[int, Tensor | None],
-          result: dict[int, Tensor], wanted: dict[int, Tensor] | None, retain_graph: bool,
-          create_graph: bool, touched: set[int]) -> None:
+          wanted: dict[int, Tensor] | None, retain_graph: bool,
+          leaf_cts: dict[int, list[Any]]) -> None:
     inputs = node.inputs
     if inputs is None:
         raise AutogradError(_FREED)
@@ -227,37 +204,65 @@ def _step(node: Node, g: Tensor, t: Tensor, cot: dict[int, Tensor | None],
         if ct is None or not inp.requires_grad:
             continue
         if inp._node is None:  # leaf
-            if wanted is None:
-                _accumulate_leaf(inp, ct, create_graph)
-                touched.add(id(inp))
-            elif id(inp) in wanted:
-                prev = result.get(id(inp))
-                result[id(inp)] = ct if prev is None else prev + ct
+            if wanted is None or id(inp) in wanted:
+                _add_leaf(leaf_cts, inp, ct)
         else:
             prev = cot.get(id(inp))
             cot[id(inp)] = ct if prev is None else prev + ct
 
 
-def _finish_outputs(outputs: Sequence[Tensor], seeds: Sequence[Tensor],
-                    cot: dict[int, Tensor | None], result: dict[int, Tensor],
-                    wanted: dict[int, Tensor] | None, create_graph: bool,
-                    touched: set[int]) -> None:
-    if wanted is not None:
-        for o, seed in zip(outputs, seeds, strict=True):
-            if o._node is None and id(o) in wanted:
-                # an output that is itself a wanted leaf: its seed adds to what
-                # reached it through other outputs
-                prev_g = result.get(id(o))
-                result[id(o)] = seed if prev_g is None else prev_g + seed
-        return
-    # An output that is itself a leaf (``x.backward()``, or an op that returned its
-    # input unchanged) receives its seed, as in PyTorch.
-    for o in outputs:
-        if o._node is None and id(o) in cot:
-            leaf_seed = cot.pop(id(o))
-            if leaf_seed is not None:
-                _accumulate_leaf(o, leaf_seed, create_graph)
-                touched.add(id(o))
+def _flush_leaves(entries: Sequence[list[Any]], wanted: dict[int, Tensor] | None,
+                  result: dict[int, Tensor], create_graph: bool) -> None:
+    """Leaves whose gradient is complete: their hooks see the whole gradient, then it is
+    accumulated into ``.grad`` (``backward``) or returned (``grad``); post-accumulate
+    hooks run last."""
+    for leaf, ct in entries:
+        if getattr(leaf, "_hooks", None):
+            ct = _call_hooks(leaf, ct)
+        if wanted is not None:
+            result[id(leaf)] = ct
+            continue
+        _accumulate_leaf(leaf, ct, create_graph)
+        entry = _POST_ACCUMULATE.get(id(leaf))
+        if entry is not None and entry[0]() is leaf:
+            for hook in list(entry[1].values()):
+                hook(leaf)
+
+
+def _add_leaf(leaf_cts: dict[int, list[Any]], leaf: Tensor, ct: Tensor) -> None:
+    entry = leaf_cts.get(id(leaf))
+    if entry is None:
+        leaf_cts[id(leaf)] = [leaf, ct]
+    else:
+        entry[1] = entry[1] + ct
+
+
+def _call_hooks(t: Tensor, g: Tensor) -> Tensor:
+    """Run ``t``'s gradient hooks in order; each may return a replacement."""
+    for hook in list(t._hooks.values()):
+        new = hook(g)
+        if new is None:
+            continue
+        if not isinstance(new, Tensor) or tuple(new.shape) != tuple(g.shape):
+            got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
+            raise AutogradError(f"a tensor hook returned {got}; it must return None or a "
+                                f"tensor of the gradient's shape {tuple(g.shape)}")
+        g = new
+    return g
+
+
+def register_tensor_hook(t: Tensor, hook: Callable[[Tensor], Any]) -> Any:
+    """``Tensor.register_hook``: see there."""
+    from .hooks import add_hook
+
+    if not t.requires_grad:
+        raise AutogradError("cannot register a hook on a tensor that doesn't require "
+                            "gradient")
+    table = getattr(t, "_hooks", None)
+    if table is None:
+        table = {}
+        t._hooks = table
+    return add_hook(table, hook)
 
 
 def _accumulate_leaf(leaf: Tensor, ct: Tensor, create_graph: bool) -> None:

@@ -13,7 +13,7 @@ from .tensor import Tensor
 
 def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     if isinstance(data, Tensor):
-        data = data.numpy()
+        data = data.detach().numpy()
     want = None if dtype is None else D.as_dtype(dtype)
     if isinstance(data, np.ndarray) or (np.isscalar(data) and isinstance(data, np.generic)):
         arr = np.asarray(data)

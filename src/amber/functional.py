@@ -150,6 +150,31 @@ def ceil(x: Any) -> Tensor:
     return -floor(-_as_tensor(x))
 
 
+def trunc(x: Any) -> Tensor:
+    """Round toward zero (integers pass through unchanged)."""
+    x = _as_tensor(x)
+    if not x.dtype.is_floating:
+        return x
+    return where(x < 0, ceil(x), floor(x))
+
+
+def round(x: Any, *, decimals: int = 0) -> Tensor:
+    """Round to the nearest integer, halves to even (as torch.round); with ``decimals``
+    round ``x * 10**decimals`` and scale back. Integers pass through unchanged."""
+    x = _as_tensor(x)
+    if not x.dtype.is_floating:
+        return x
+    if decimals:
+        scale = 10.0 ** decimals
+        return round(x * scale) / scale
+    f = floor(x)
+    d = x - f  # exact: x and floor(x) are within 1 of each other
+    odd = (f - floor(f * 0.5) * 2.0) == 1.0
+    up = logical_or(d > 0.5, logical_and(d == 0.5, odd))
+    r = where(up, f + 1.0, f)
+    return where(r == 0.0, x * 0.0, r)  # -0.4 rounds to -0.0, as in PyTorch
+
+
 def pow(a: Any, b: Any) -> Tensor:
     """``a ** b``. Integer tensors raised to a non-negative Python int stay integers."""
     if isinstance(a, Tensor) and not a.dtype.is_floating and isinstance(b, int) \

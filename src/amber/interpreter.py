@@ -64,7 +64,7 @@ def _to_array(x: Any, dtype: np.dtype, what: str, memory_limit: int | None = Non
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        return x.numpy()
+        return x.detach().numpy()
     if isinstance(x, np.ndarray):  # as libamber takes it (amber._inputs)
         return input_array(x, what, memory_limit)
     if isinstance(x, np.generic):

@@ -385,7 +385,7 @@ def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = N
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        a = x.numpy()
+        a = x.detach().numpy()
     elif isinstance(x, np.ndarray):
         a = x
     elif isinstance(x, np.generic):

@@ -70,16 +70,8 @@ def _run(workdir: Path, name: str, source: str) -> float:
     return float(m.group(2))
 
 
-# Programs that use an API amber gains elsewhere are expected failures until it exists.
-_NEEDS = {
-    "cnn_digits": "needs amber.utils.data (DataLoader, TensorDataset), "
-                  "amber.optim.lr_scheduler, am.save/am.load of state dicts and devices",
-    "lstm_classifier": "needs amber.optim.lr_scheduler (StepLR)",
-}
-PROGRAMS = [pytest.param(name, marks=pytest.mark.xfail(reason=_NEEDS[name], strict=False))
-            if name in _NEEDS else name
-            for name in ("cnn_digits", "lstm_classifier", "causal_transformer", "lstm_tagger",
-                         "conv_autoencoder")]
+PROGRAMS = ["cnn_digits", "lstm_classifier", "causal_transformer", "lstm_tagger",
+            "conv_autoencoder"]
 
 
 @pytest.mark.slow

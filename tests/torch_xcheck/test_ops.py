@@ -218,13 +218,12 @@ case("am.masked_fill", lambda x, m: am.masked_fill(x, m, -2.0),
 _UNARY = [
     ("exp", f), ("log", pos), ("sqrt", pos), ("tanh", f), ("sigmoid", f), ("sin", f),
     ("cos", f), ("erf", f), ("relu", f), ("neg", f), ("abs", f), ("sign", f), ("floor", f),
-    ("ceil", f),
+    ("ceil", f), ("round", f), ("trunc", f),
 ]
 for _name, _spec in _UNARY:
     case(f"am.{_name}", getattr(am, _name), getattr(torch, _name), _spec(3, 4),
          second=_name in ("exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "erf"))
-    if _name not in ("floor", "ceil"):
-        case(f"{_name}-method", lambda x, n=_name: getattr(x, n)(), None, _spec(5))
+    case(f"{_name}-method", lambda x, n=_name: getattr(x, n)(), None, _spec(5))
 case("sigmoid-large", am.sigmoid, torch.sigmoid, f(40, lo=-40.0, hi=40.0))
 case("tanh-large", am.tanh, torch.tanh, f(40, lo=-20.0, hi=20.0))
 case("exp-int", am.exp, torch.exp, i64(5), grad=False)
@@ -233,6 +232,10 @@ case("abs-int", am.abs, torch.abs, i32(6), grad=False)
 case("neg-int", am.neg, torch.neg, i64(6), grad=False)
 case("sign-int", am.sign, torch.sign, i64(6), grad=False)
 case("floor-int", am.floor, torch.floor, i64(6), grad=False)
+case("round-decimals", lambda x: am.round(x, decimals=2), lambda x: torch.round(x, decimals=2),
+     f(3, 4, lo=-20.0, hi=20.0))
+case("round-int", am.round, torch.round, i64(6), grad=False)
+case("trunc-int", am.trunc, torch.trunc, i64(6), grad=False)
 case("clamp", lambda x: am.clamp(x, -0.5, 1.0), lambda x: torch.clamp(x, -0.5, 1.0), f(3, 4))
 case("clamp-min", lambda x: am.clamp(x, min=0.25), lambda x: torch.clamp(x, min=0.25), f(3, 4))
 case("clamp-max", lambda x: x.clamp(max=0.25), None, f(3, 4))
@@ -671,7 +674,8 @@ def run_case(c: Case) -> None:
         assert isinstance(ao, am.Tensor), f"{c.id}: output {k} is {type(ao).__name__}"
         assert ao.dtype.name == _torch_dtype_name(to), (
             f"{c.id}: output {k} dtype {ao.dtype.name}, torch {_torch_dtype_name(to)}")
-        _assert_close(f"{c.id}: output {k}", ao.numpy(), to.detach().numpy(), c.rtol, c.atol)
+        _assert_close(f"{c.id}: output {k}", ao.detach().numpy(), to.detach().numpy(),
+                      c.rtol, c.atol)
     if not c.grad:
         return
     rng = np.random.default_rng(_seed(c.id) + 1)

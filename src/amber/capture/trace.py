@@ -410,7 +410,7 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
             nm = leaf.name or lname
             low, high = leaf.low, leaf.high
         else:
-            arr = leaf.numpy() if isinstance(leaf, Tensor) else np.asarray(leaf)
+            arr = leaf.detach().numpy() if isinstance(leaf, Tensor) else np.asarray(leaf)
             if arr.dtype not in (np.float32, np.float64, np.int32, np.int64, np.bool_):
                 raise DTypeError(f"am.export: input {lname!r} has dtype {arr.dtype}, which "
                                  f"amber does not have")

@@ -149,6 +149,52 @@ def set_grad_enabled(mode: bool) -> _GradMode:
     return _GradMode(mode)
 
 
+class _InferenceMode(_GradMode):
+    """``am.inference_mode()``: ``am.no_grad()`` under PyTorch's name (amber has no
+    separate inference tensors); ``inference_mode(False)`` changes nothing."""
+
+    _depth = threading.local()
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__(False)
+        self._mode = mode
+
+    def __enter__(self) -> None:
+        if self._mode:
+            super().__enter__()
+            _InferenceMode._depth.n = getattr(_InferenceMode._depth, "n", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._mode:
+            _InferenceMode._depth.n -= 1
+            super().__exit__(*exc)
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with _InferenceMode(mode):
+                return fn(*a, **k)
+
+        return wrapper
+
+
+def inference_mode(mode: Any = True) -> Any:
+    """Context manager and decorator (``@am.inference_mode()`` or bare
+    ``@am.inference_mode``): ops inside record no gradients, as ``am.no_grad()``."""
+    if callable(mode):  # used as a bare decorator
+        return _InferenceMode(True)(mode)
+    return _InferenceMode(bool(mode))
+
+
+def is_inference_mode_enabled() -> bool:
+    """Whether code runs inside ``am.inference_mode()``."""
+    return getattr(_InferenceMode._depth, "n", 0) > 0
+
+
 # --------------------------------------------------------------------------- tape
 
 class Node:
@@ -163,6 +209,8 @@ class Node:
         self.attrs = attrs
         # NOTE: weak, to avoid an out <-> node cycle; consumers keep `out` alive.
         self.out_ref = weakref.ref(out)
+        for a in inputs:  # autograd may read it: an in-place change must be refused
+            a._consumed = True
 
 
 # --------------------------------------------------------------------------- bind

@@ -65,7 +65,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             with no_grad():
-                w = self.weight.numpy().copy()
+                w = self.weight.detach().numpy().copy()
                 w[self.padding_idx] = 0
                 self.weight._assign(w)
 
