@@ -15,9 +15,9 @@ import numpy as np
 
 from ._tree import tree_flatten, tree_unflatten
 from .errors import AutogradError
+from .hooks import RemovableHandle, add_hook
 from .ops.registry import Node, _GradMode
 from .tensor import Tensor
-from .hooks import RemovableHandle, add_hook
 
 _FREED = (
     "Trying to backward through the graph a second time (or after its intermediate values "
@@ -216,7 +216,9 @@ def _flush_leaves(entries: Sequence[list[Any]], wanted: dict[int, Tensor] | None
     """Leaves whose gradient is complete: their hooks see the whole gradient, then it is
     accumulated into ``.grad`` (``backward``) or returned (``grad``); post-accumulate
     hooks run last."""
-    for leaf, ct in entries:
+    for entry_ in entries:
+        leaf: Tensor = entry_[0]
+        ct: Tensor = entry_[1]
         if getattr(leaf, "_hooks", None):
             ct = _call_hooks(leaf, ct)
         if wanted is not None:
