@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import ops
 from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
+from ._threads import get_num_threads, set_num_threads
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
 from .autograd import value_and_grad

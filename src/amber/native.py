@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._threads import get_num_threads
 from .errors import (
     AmberError,
     DTypeError,
@@ -563,7 +564,8 @@ class NativeModel:
 
     ``source`` is a path (the file is memory-mapped; weights are used in place) or the
     file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
-    the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
+    the intra-op thread count per session (0: one per core; None:
+    ``amber.get_num_threads()``), ``memory_limit`` the bytes
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
     ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
     bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
@@ -593,8 +595,8 @@ class NativeModel:
             opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
-        if threads is not None:
-            opts.threads = threads
+        # without threads=, the process-wide amber.set_num_threads setting
+        opts.threads = threads if threads is not None else get_num_threads()
         if memory_limit is not None:
             opts.memory_limit = memory_limit
         if max_call_depth is not None:

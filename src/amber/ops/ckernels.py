@@ -1,0 +1,317 @@
+"""Eager kernels from libamber: one kernel library for eager and exported execution.
+
+Eager ops whose result depends on how it is computed (rounding of transcendental
+functions, the summation order of matmul, convolution and float sums) run the C kernels a
+native session runs, through the public single-kernel API of ``amber.h``
+(``amber_kernel_prepare`` / ``amber_kernel_run``). Eager and exported runs of a model then
+give the same bits on one machine. The registry's NumPy kernels stay the reference the
+tests compare against (and the reference interpreter's kernels).
+
+The rule, per op (see :data:`C_OPS`): an op runs in C when NumPy's result can differ from
+the runtime's in any bit (``exp``, ``log``, ``tanh``, ``sigmoid``, ``sin``, ``cos``,
+``erf``, ``pow``, float ``sum``, float ``matmul``, the convolutions), at every size: a C call
+costs about a microsecond more than a NumPy ufunc on a tiny tensor, and being the same
+bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
+``mul``, ``div``, ``sqrt``, comparisons, shape ops, ``max``/``min``, integer arithmetic)
+keep NumPy, which computes the same bits with less call overhead.
+
+Without libamber (not built, or ``AMBER_EAGER_KERNELS=reference``) every op runs its
+NumPy kernel. :func:`reference_kernels` does that temporarily (tests, comparisons).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .._dtype import from_numpy_dtype
+from .._threads import generation as _threads_generation
+from .._threads import get_num_threads
+from ..errors import AmberError
+from .registry import REGISTRY, Aval, Primitive, abstract_eval
+
+C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
+                          "sum", "matmul", "conv2d", "conv2d_input_grad",
+                          "conv2d_weight_grad")
+"""Primitives whose eager kernel is libamber's (for float operands)."""
+
+_MAX_RANK = 32
+_DTYPE_CODES: dict[np.dtype, int] = {
+    np.dtype(d): i for i, d in enumerate(("<f4", "<f8", "<i4", "<i8", "|b1"))}
+_FLOAT_CODES = {np.dtype("<f4"), np.dtype("<f8")}
+
+
+class _Tensor(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * _MAX_RANK), ("data", ctypes.c_void_p)]
+
+
+_addressof, _c_char = ctypes.addressof, ctypes.c_char
+
+
+class _Lib:
+    """The single-kernel functions of libamber, declared once."""
+
+    def __init__(self, cdll: ctypes.CDLL) -> None:
+        vp, P = ctypes.c_void_p, ctypes.POINTER
+        self.cdll = cdll
+        sigs: dict[str, tuple[Any, list[Any]]] = {
+            "amber_kernel_context_create": (ctypes.c_int, [ctypes.c_int32, P(vp)]),
+            "amber_kernel_context_free": (None, [vp]),
+            "amber_kernel_context_error": (ctypes.c_char_p, [vp]),
+            "amber_kernel_prepare": (ctypes.c_int, [vp, ctypes.c_char_p, ctypes.c_char_p,
+                                                    P(vp)]),
+            "amber_kernel_free": (None, [vp]),
+        }
+        self.fn: dict[str, Any] = {}
+        for name, (restype, argtypes) in sigs.items():
+            f = cdll._FuncPtr((name, cdll))  # our own pointers: other bindings unaffected
+            f.restype, f.argtypes = restype, argtypes
+            self.fn[name] = f
+        # NOTE: no argtypes on the hot call; arguments are passed as exact ctypes values
+        self.run = cdll._FuncPtr(("amber_kernel_run", cdll))
+        self.run.restype = ctypes.c_int
+
+
+class _Context:
+    """One thread's kernel context (threads, scratch memory) and argument structs."""
+
+    def __init__(self, lib: _Lib, threads: int) -> None:
+        self.lib = lib
+        self.threads = threads
+        self.handle = ctypes.c_void_p()
+        st = lib.fn["amber_kernel_context_create"](threads, ctypes.byref(self.handle))
+        if st != 0:
+            raise MemoryError(f"libamber: cannot create a kernel context ({st})")
+        self.ins = (_Tensor * 3)()
+        self.out = _Tensor()
+        self.ins_p = ctypes.cast(self.ins, ctypes.c_void_p)
+        self.out_p = ctypes.c_void_p(ctypes.addressof(self.out))
+        self.n = [ctypes.c_size_t(i) for i in range(4)]
+
+    def error(self) -> str:
+        msg = self.lib.fn["amber_kernel_context_error"](self.handle)
+        return msg.decode(errors="replace") if msg else ""
+
+    def __del__(self) -> None:
+        if self.handle:
+            self.lib.fn["amber_kernel_context_free"](self.handle)
+            self.handle = ctypes.c_void_p()
+
+
+class _State(threading.local):
+    ctx: _Context | None = None
+    generation: int = -1
+
+
+_state = _State()
+_lib: _Lib | None = None
+_lib_failed = False
+_lib_lock = threading.Lock()
+_kernels: dict[Any, ctypes.c_void_p] = {}  # (op, attrs) -> prepared kernel, process-wide
+
+
+def _load() -> _Lib | None:
+    global _lib, _lib_failed
+    with _lib_lock:
+        if _lib is None and not _lib_failed:
+            # NOTE: the backend module only finds and loads the shared library (it imports
+            # nothing above this layer); the kernels here run below it.
+            from ..native import NativeUnavailableError, library
+
+            try:
+                _lib = _Lib(library().lib)
+            except (NativeUnavailableError, AttributeError, OSError):
+                _lib_failed = True
+        return _lib
+
+
+def _context() -> _Context:
+    st = _state
+    ctx = st.ctx
+    if ctx is None or st.generation != _threads_generation():
+        lib = _load()
+        assert lib is not None
+        ctx = st.ctx = _Context(lib, get_num_threads())
+        st.generation = _threads_generation()
+    return ctx
+
+
+def _prepared(ctx: _Context, op: str, attrs: dict[str, Any]) -> ctypes.c_void_p:
+    key = (op, *attrs.values()) if attrs else op
+    k = _kernels.get(key)
+    if k is None:
+        text = json.dumps({n: (list(v) if isinstance(v, tuple) else v)
+                           for n, v in attrs.items()}) if attrs else ""
+        k = ctypes.c_void_p()
+        st = ctx.lib.fn["amber_kernel_prepare"](ctx.handle, op.encode(), text.encode(),
+                                                ctypes.byref(k))
+        if st != 0:
+            raise ValueError(f"{op}: {ctx.error()}")
+        _kernels[key] = k
+    return k
+
+
+def _fill(t: _Tensor, x: np.ndarray) -> None:
+    t.dtype = _DTYPE_CODES[x.dtype]
+    t.rank = x.ndim
+    t.shape[:x.ndim] = x.shape
+    # NOTE: from_buffer is several times cheaper than x.ctypes.data but needs a writable
+    # buffer of at least one byte
+    try:
+        t.data = _addressof(_c_char.from_buffer(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        t.data = x.ctypes.data if x.size else None
+
+
+def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple[int, ...],
+        dtype: np.dtype) -> np.ndarray:
+    """Run libamber's kernel of ``op`` on C-contiguous arrays ``xs`` into a new array of
+    ``shape`` and ``dtype`` (what the op's shape rule gives). Raises ValueError (the C
+    message) if the kernel refuses."""
+    ctx = _context()
+    k = _prepared(ctx, op, attrs)
+    for t, x in zip(ctx.ins, xs):
+        _fill(t, x)
+    out = np.empty(shape, dtype)
+    _fill(ctx.out, out)
+    st = ctx.lib.run(ctx.handle, k, ctx.ins_p, ctx.n[len(xs)], ctx.out_p)
+    if st != 0:
+        raise ValueError(f"{op}: {ctx.error()}")
+    return out
+
+
+# ----------------------------------------------------------------------------- per op
+
+def _c_ready(x: np.ndarray) -> np.ndarray:
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def _unary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(x: np.ndarray) -> np.ndarray:
+        if x.dtype not in _FLOAT_CODES:
+            return ref(x)
+        return run(name, {}, (_c_ready(x),), x.shape, x.dtype)
+
+    return kernel
+
+
+def _pow(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if x.dtype not in _FLOAT_CODES or y.dtype != x.dtype:
+            return ref(x, y)
+        shape = x.shape if x.shape == y.shape else np.broadcast_shapes(x.shape, y.shape)
+        return run("pow", {}, (_c_ready(x), _c_ready(y)), shape, x.dtype)
+
+    return kernel
+
+
+def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        if x.dtype not in _FLOAT_CODES or x.ndim > _MAX_RANK:
+            return ref(x, axes=axes, keepdims=keepdims)
+        ax = set(axes)
+        if keepdims:
+            shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
+        return run("sum", {"axes": tuple(axes), "keepdims": bool(keepdims)}, (_c_ready(x),),
+                   shape, x.dtype)
+
+    return kernel
+
+
+def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:
+            return ref(a, b)
+        if a.shape[-1] != b.shape[-2]:
+            return ref(a, b)  # raises the reference's error
+        if a.ndim == 2 and b.ndim == 2:
+            shape: tuple[int, ...] = (a.shape[0], b.shape[1])
+        else:
+            shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2],
+                     b.shape[-1])
+        return run("matmul", {}, (_c_ready(a), _c_ready(b)), shape, a.dtype)
+
+    return kernel
+
+
+def _conv(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def kernel(x: np.ndarray, w: np.ndarray, **attrs: Any) -> np.ndarray:
+        if x.dtype not in _FLOAT_CODES or w.dtype != x.dtype:
+            return ref(x, w, **attrs)
+        # the result's shape from the reference's shape rule (cheap next to a convolution)
+        dt = from_numpy_dtype(x.dtype)
+        try:
+            aval = abstract_eval(REGISTRY[name], [Aval(x.shape, dt), Aval(w.shape, dt)], attrs)
+        except AmberError:  # the reference raises its own error
+            return ref(x, w, **attrs)
+        return run(name, attrs, (_c_ready(x), _c_ready(w)), tuple(aval.shape), x.dtype)
+
+    return kernel
+
+
+def _eager_kernel(p: Primitive) -> Callable[..., np.ndarray]:
+    ref = p.impl
+    if p.name == "pow":
+        return _pow(ref)
+    if p.name == "sum":
+        return _sum(ref)
+    if p.name == "matmul":
+        return _matmul(ref)
+    if p.name.startswith("conv2d"):
+        return _conv(p.name, ref)
+    return _unary(p.name, ref)
+
+
+def _install() -> None:
+    """Give each primitive of :data:`C_OPS` its C eager kernel (falling back to the
+    reference kernel where libamber cannot be loaded)."""
+    for name in C_OPS:
+        p = REGISTRY[name]
+        p.eager = _guarded(_eager_kernel(p), p)
+
+
+def _guarded(fast: Callable[..., np.ndarray], p: Primitive) -> Callable[..., np.ndarray]:
+    """``fast`` while libamber loads; the reference kernel for good once it does not."""
+
+    def first_call(*args: Any, **attrs: Any) -> np.ndarray:
+        if _load() is None or os.environ.get("AMBER_EAGER_KERNELS") == "reference":
+            p.eager = p.impl
+        else:
+            p.eager = fast
+        return p.eager(*args, **attrs)
+
+    return first_call
+
+
+def uses_c(name: str) -> bool:
+    """Whether primitive ``name`` runs libamber's kernel in eager mode (for float
+    operands) right now."""
+    p = REGISTRY[name]
+    return p.eager is not p.impl
+
+
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Run every eager op on its NumPy reference kernel inside (not thread-safe: it
+    switches the kernels of the whole process)."""
+    saved = {name: p.eager for name, p in REGISTRY.items()}
+    for p in REGISTRY.values():
+        p.eager = p.impl
+    try:
+        yield
+    finally:
+        for name, p in REGISTRY.items():
+            p.eager = saved[name]
+
+
+_install()
