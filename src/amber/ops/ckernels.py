@@ -35,6 +35,7 @@ from .._dtype import from_numpy_dtype
 from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
+from . import elementwise, linalg, reduce  # noqa: F401  (registers the primitives used here)
 from .registry import REGISTRY, Aval, Primitive, abstract_eval
 
 C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
