@@ -90,6 +90,12 @@ amber_status amber_kernel_prepare(amber_kernel_context *ctx, const char *op,
 
 void amber_kernel_free(amber_kernel *kernel) { free(kernel); }
 
+static bool b_empty(const amber_tensor *t) {
+    for (int i = 0; i < t->rank; i++)
+        if (t->shape[i] == 0) return true;
+    return false;
+}
+
 static bool same_desc(const amber_tensor *a, const amber_tensor *b) {
     if (a->dtype != b->dtype || a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)
@@ -134,6 +140,148 @@ amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *ker
     }
     am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL};
     st = op->kernel(op, &kc, inputs, n, &kernel->attrs, output);
+    am_arena_reset(&ctx->scratch);
+    return st;
+}
+
+/* ---------------------------------------------------------------- strided matmul */
+
+/* Contiguous copy of a strided tensor (element strides) into scratch. */
+static amber_status gather(amber_kernel_context *ctx, const amber_tensor *t,
+                           const int64_t *st, void **out) {
+    size_t z = amber_dtype_size(t->dtype), nbytes;
+    const char *src = (const char *)t->data; /* NOTE: out may be &t->data */
+    amber_status s = am_tensor_check(t, NULL, &nbytes, &ctx->err);
+    if (s == AMBER_OK) s = am_arena_alloc(&ctx->scratch, nbytes, out, &ctx->err);
+    if (s != AMBER_OK || nbytes == 0) return s;
+    int64_t idx[AMBER_MAX_RANK] = {0}, off = 0, total = (int64_t)(nbytes / z);
+    char *dst = (char *)*out;
+    int r = t->rank;
+    for (int64_t e = 0; e < total; e++) {
+        memcpy(dst + (size_t)e * z, src + off * (int64_t)z, z);
+        for (int d = r - 1; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < t->shape[d]) break;
+            off -= st[d] * t->shape[d];
+            idx[d] = 0;
+        }
+    }
+    return AMBER_OK;
+}
+
+/* Whether the rows of x (all dims but the last) are evenly spaced: then the batch dims
+ * and the row dim fold into one row dim with stride st[rank - 2]. */
+static bool rows_fold(const amber_tensor *x, const int64_t *st) {
+    for (int d = 0; d < x->rank - 2; d++)
+        if (x->shape[d] > 1 && st[d] != st[d + 1] * x->shape[d + 1]) return false;
+    return true;
+}
+
+static amber_status gemm(amber_kernel_context *ctx, am_ctx *kc, amber_dtype dt, int64_t m,
+                         int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa,
+                         const char *B, int64_t rsb, int64_t csb, char *C) {
+    (void)ctx;
+    if (dt == AMBER_FLOAT32)
+        return am_gemm_f32(kc, m, n, k, (const float *)(const void *)A, rsa, csa,
+                           (const float *)(const void *)B, rsb, csb, (float *)(void *)C, n,
+                           false);
+    return am_gemm_f64(kc, m, n, k, (const double *)(const void *)A, rsa, csa,
+                       (const double *)(const void *)B, rsb, csb, (double *)(void *)C, n, false);
+}
+
+/* matmul on strided float operands, the same bits as the matmul kernel on contiguous
+ * copies: the same products on the same paths (the batch fold of k_matmul; a B read
+ * directly by few-row products only where k_matmul would read it too). */
+static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
+                                   const amber_tensor *in, const int64_t *const *strides,
+                                   amber_tensor *out) {
+    amber_tensor x = in[0], y = in[1];
+    int64_t sx[AMBER_MAX_RANK], sy[AMBER_MAX_RANK];
+    size_t z = amber_dtype_size(x.dtype);
+    am_contig_strides(x.shape, x.rank, 1, sx);
+    am_contig_strides(y.shape, y.rank, 1, sy);
+    if (strides && strides[0]) memcpy(sx, strides[0], sizeof(int64_t) * (size_t)x.rank);
+    if (strides && strides[1]) memcpy(sy, strides[1], sizeof(int64_t) * (size_t)y.rank);
+    int br = out->rank - 2;
+    int64_t m = x.shape[x.rank - 2], k = x.shape[x.rank - 1], n = y.shape[y.rank - 1];
+    int64_t batches = 1, xb = 1, yb = 1;
+    for (int d = 0; d < br; d++) batches *= out->shape[d];
+    for (int d = 0; d < x.rank - 2; d++) xb *= x.shape[d];
+    for (int d = 0; d < y.rank - 2; d++) yb *= y.shape[d];
+    bool fold = yb == 1 && xb == batches;
+    amber_status st = AMBER_OK;
+    /* NOTE: few-row products (GEMV_ROWS in gemm.c, at most 2 today) read a B with unit
+     * column stride directly and pack any other: a strided B is copied for them. */
+    int64_t rows = fold ? m * batches : m;
+    if (rows <= 8 && sy[y.rank - 1] != 1) {
+        st = gather(ctx, &y, sy, &y.data);
+        am_contig_strides(y.shape, y.rank, 1, sy);
+    }
+    if (st == AMBER_OK && fold && !rows_fold(&x, sx)) {
+        st = gather(ctx, &x, sx, &x.data);
+        am_contig_strides(x.shape, x.rank, 1, sx);
+    }
+    if (st != AMBER_OK) return st;
+    const char *xd = (const char *)x.data, *yd = (const char *)y.data;
+    char *od = (char *)out->data;
+    int64_t rsa = sx[x.rank - 2], csa = sx[x.rank - 1];
+    int64_t rsb = sy[y.rank - 2], csb = sy[y.rank - 1];
+    if (fold) return gemm(ctx, kc, x.dtype, m * batches, n, k, xd, rsa, csa, yd, rsb, csb, od);
+    /* batch offsets (in elements) of x and y broadcast to the output's batch dims */
+    int64_t bx[AMBER_MAX_RANK] = {0}, by[AMBER_MAX_RANK] = {0}, idx[AMBER_MAX_RANK] = {0};
+    for (int d = 0; d < x.rank - 2; d++)
+        bx[br - (x.rank - 2) + d] = x.shape[d] == 1 ? 0 : sx[d];
+    for (int d = 0; d < y.rank - 2; d++)
+        by[br - (y.rank - 2) + d] = y.shape[d] == 1 ? 0 : sy[d];
+    int64_t ox = 0, oy = 0;
+    for (int64_t b = 0; b < batches && st == AMBER_OK; b++) {
+        st = gemm(ctx, kc, x.dtype, m, n, k, xd + ox * (int64_t)z, rsa, csa,
+                  yd + oy * (int64_t)z, rsb, csb, od + b * m * n * (int64_t)z);
+        for (int d = br - 1; d >= 0; d--) {
+            ox += bx[d];
+            oy += by[d];
+            if (++idx[d] < out->shape[d]) break;
+            ox -= bx[d] * out->shape[d];
+            oy -= by[d] * out->shape[d];
+            idx[d] = 0;
+        }
+    }
+    return st;
+}
+
+amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_kernel *kernel,
+                                      const amber_tensor *inputs,
+                                      const int64_t *const *strides, size_t n_inputs,
+                                      amber_tensor *output) {
+    if (!strides) return amber_kernel_run(ctx, kernel, inputs, n_inputs, output);
+    if (!ctx || !kernel || !output || !inputs) return AMBER_ERR_INVALID_ARGUMENT;
+    const am_op *op = kernel->op;
+    bool strided = false;
+    for (size_t i = 0; i < n_inputs; i++) strided |= strides[i] != NULL;
+    if (!strided) return amber_kernel_run(ctx, kernel, inputs, n_inputs, output);
+    if (op->id != AM_OP_MATMUL || n_inputs != 2 ||
+        (inputs[0].dtype != AMBER_FLOAT32 && inputs[0].dtype != AMBER_FLOAT64))
+        return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
+                       "%s: strided inputs are accepted by float matmul only", op->name);
+    amber_tensor want;
+    amber_status st = am_op_infer(op, inputs, 2, &kernel->attrs, &want, &ctx->err);
+    if (st != AMBER_OK) return st;
+    if (!output->data || !same_desc(output, &want))
+        return am_fail(&ctx->err, AMBER_ERR_SHAPE, "%s: the output does not match the result",
+                       op->name);
+    for (int i = 0; i < 2; i++) {
+        size_t b;
+        am_tensor_check(&inputs[i], NULL, &b, NULL);
+        if (b && !inputs[i].data)
+            return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input %d has no data",
+                           op->name, i);
+        for (int d = 0; strides[i] && d < inputs[i].rank; d++)
+            if (strides[i][d] < 0)
+                return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
+                               "%s: input %d has a negative stride", op->name, i);
+    }
+    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL};
+    st = b_empty(output) ? AMBER_OK : matmul_strided(ctx, &kc, inputs, strides, output);
     am_arena_reset(&ctx->scratch);
     return st;
 }

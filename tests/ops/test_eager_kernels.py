@@ -134,3 +134,34 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
 def test_set_num_threads_rejects_bad_counts(bad: object) -> None:
     with pytest.raises(am.AmberError, match="set_num_threads"):
         am.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+def _layouts(rng: np.random.Generator, dtype: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    heads = r(2, 5, 3, 4).transpose(0, 2, 1, 3)  # (batch, heads, tokens, dim) from a split
+    out = []
+    for m in (1, 2, 3, 9, 40):
+        out.append((r(m, 6), r(7, 6).T))                    # x @ w.T
+        out.append((r(6, m).T, r(6, 7)))                    # a transposed x
+        out.append((r(2, m, 6), r(7, 6).T))                 # batch rows folded into one product
+        out.append((r(m, 2, 6).transpose(1, 0, 2), r(6, 7).T.T))  # rows not evenly spaced
+    out.append((heads, heads.transpose(0, 1, 3, 2)))        # q @ k^T
+    out.append((r(2, 3, 5, 5), heads))                      # batched, strided right operand
+    out.append((r(4, 6), np.broadcast_to(r(6, 1), (6, 5))))  # a zero stride
+    out.append((r(3, 1, 4, 6), np.broadcast_to(r(2, 6, 5), (2, 6, 5))[:, :, ::2]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_matmul_is_bit_identical_to_contiguous(dtype: str) -> None:
+    """Operands passed by strides (no copies) give the bits of the contiguous product,
+    the one a native session computes."""
+    for a, b in _layouts(np.random.default_rng(0), dtype):
+        shape = np.matmul(a, b).shape
+        got = ckernels.run_matmul_strided(a, b, shape)
+        want = ckernels.run("matmul", {}, (np.ascontiguousarray(a), np.ascontiguousarray(b)),
+                            shape, np.dtype(dtype))
+        np.testing.assert_array_equal(got, want, err_msg=f"{a.strides} @ {b.strides}")
+        assert_close(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)

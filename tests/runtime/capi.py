@@ -88,6 +88,9 @@ def load(build: Path) -> ctypes.CDLL:
         "amber_kernel_free": (None, [ctypes.c_void_p]),
         "amber_kernel_run": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, P(Tensor),
                                             ctypes.c_size_t, P(Tensor)]),
+        "amber_kernel_run_strided": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p,
+                                                    P(Tensor), P(ctypes.c_void_p),
+                                                    ctypes.c_size_t, P(Tensor)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -107,3 +107,30 @@ def test_context_threads_and_null_arguments(lib: ctypes.CDLL) -> None:
     lib.amber_kernel_context_free(c)
     lib.amber_kernel_context_free(None)
     lib.amber_kernel_free(None)
+
+
+def test_strided_inputs(lib: ctypes.CDLL, ctx) -> None:
+    fn = lib.amber_kernel_run_strided
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)  # used as w.T: (3, 4), strides (1, 3)
+    x = np.ones((2, 3), np.float32)
+    out = np.zeros((2, 4), np.float32)
+    ins = (Tensor * 2)(from_numpy(x), from_numpy(w))
+    ins[1].shape[0], ins[1].shape[1] = 3, 4
+    wt_strides = (ctypes.c_int64 * 2)(1, 3)
+    strides = (ctypes.c_void_p * 2)(None, ctypes.addressof(wt_strides))
+    t = from_numpy(out)
+    st, k = _prepare(lib, ctx, "matmul")
+    assert fn(ctx, k, ins, strides, 2, ctypes.byref(t)) == 0
+    np.testing.assert_array_equal(out, x @ w.T)
+    bad = (ctypes.c_int64 * 2)(-1, 3)
+    strides[1] = ctypes.addressof(bad)
+    assert status_name(lib, fn(ctx, k, ins, strides, 2, ctypes.byref(t))) \
+        == "AMBER_ERR_INVALID_ARGUMENT"
+    assert b"negative stride" in lib.amber_kernel_context_error(ctx)
+    lib.amber_kernel_free(k)
+    st, k = _prepare(lib, ctx, "exp")
+    strides = (ctypes.c_void_p * 1)(ctypes.addressof(wt_strides))
+    assert status_name(lib, fn(ctx, k, ins, strides, 1, ctypes.byref(t))) \
+        == "AMBER_ERR_INVALID_ARGUMENT"
+    assert b"matmul only" in lib.amber_kernel_context_error(ctx)
+    lib.amber_kernel_free(k)

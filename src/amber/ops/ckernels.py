@@ -79,6 +79,8 @@ class _Lib:
         # NOTE: no argtypes on the hot call; arguments are passed as exact ctypes values
         self.run = cdll._FuncPtr(("amber_kernel_run", cdll))
         self.run.restype = ctypes.c_int
+        self.run_strided = cdll._FuncPtr(("amber_kernel_run_strided", cdll))
+        self.run_strided.restype = ctypes.c_int
 
 
 class _Context:
@@ -96,6 +98,9 @@ class _Context:
         self.ins_p = ctypes.cast(self.ins, ctypes.c_void_p)
         self.out_p = ctypes.c_void_p(ctypes.addressof(self.out))
         self.n = [ctypes.c_size_t(i) for i in range(4)]
+        self.strides = ((ctypes.c_int64 * _MAX_RANK)(), (ctypes.c_int64 * _MAX_RANK)())
+        self.stride_ptrs = (ctypes.c_void_p * 2)()
+        self.stride_ptrs_p = ctypes.cast(self.stride_ptrs, ctypes.c_void_p)
 
     def error(self) -> str:
         msg = self.lib.fn["amber_kernel_context_error"](self.handle)
@@ -189,6 +194,34 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     return out
 
 
+def run_matmul_strided(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Float matmul of operands in any non-negative strided layout (transposed views of
+    weights, heads split off by a transpose): no copies, the same bits as on copies."""
+    ctx = _context()
+    k = _prepared(ctx, "matmul", {})
+    z = a.itemsize
+    for i, x in enumerate((a, b)):
+        _fill(ctx.ins[i], x)
+        if x.flags.c_contiguous:
+            ctx.stride_ptrs[i] = None
+        else:
+            ctx.strides[i][:x.ndim] = [s // z for s in x.strides]
+            ctx.stride_ptrs[i] = ctypes.addressof(ctx.strides[i])
+            if x.size:  # the lowest address the view touches (strides are >= 0)
+                ctx.ins[i].data = x.__array_interface__["data"][0]
+    out = np.empty(shape, a.dtype)
+    _fill(ctx.out, out)
+    st = ctx.lib.run_strided(ctx.handle, k, ctx.ins_p, ctx.stride_ptrs_p, ctx.n[2], ctx.out_p)
+    if st != 0:
+        raise ValueError(f"matmul: {ctx.error()}")
+    return out
+
+
+def _strides_ok(x: np.ndarray) -> bool:
+    z = x.itemsize
+    return x.flags.c_contiguous or all(s >= 0 and s % z == 0 for s in x.strides)
+
+
 # ----------------------------------------------------------------------------- per op
 
 def _c_ready(x: np.ndarray) -> np.ndarray:
@@ -240,7 +273,10 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         else:
             shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2],
                      b.shape[-1])
-        return run("matmul", {}, (_c_ready(a), _c_ready(b)), shape, a.dtype)
+        if a.flags.c_contiguous and b.flags.c_contiguous:
+            return run("matmul", {}, (a, b), shape, a.dtype)
+        return run_matmul_strided(a if _strides_ok(a) else np.ascontiguousarray(a),
+                                  b if _strides_ok(b) else np.ascontiguousarray(b), shape)
 
     return kernel
 
