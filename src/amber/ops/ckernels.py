@@ -81,6 +81,33 @@ class _Lib:
         self.run.restype = ctypes.c_int
         self.run_strided = cdll._FuncPtr(("amber_kernel_run_strided", cdll))
         self.run_strided.restype = ctypes.c_int
+        self.fast = _fast_call(self.run_strided)
+
+
+def _fast_call(entry: Any) -> Callable[..., int] | None:
+    """``_kcall.run`` of the compiled helper installed next to libamber (None without it):
+    ``run(ctx, kernel, *inputs, out) -> status``, -1 for buffers it cannot describe."""
+    import importlib.machinery
+    import importlib.util
+
+    from ..native import native_dir
+
+    d = native_dir()
+    if d is None or os.environ.get("AMBER_EAGER_FAST_CALL") == "0":
+        return None
+    for path in sorted((d / "python").glob("_kcall*")):
+        loader = importlib.machinery.ExtensionFileLoader("amber._kcall", str(path))
+        spec = importlib.util.spec_from_file_location("amber._kcall", path, loader=loader)
+        if spec is None:
+            continue
+        try:
+            mod = importlib.util.module_from_spec(spec)
+            loader.exec_module(mod)
+        except ImportError:  # built for another Python
+            continue
+        mod.set_entry(ctypes.cast(entry, ctypes.c_void_p).value)
+        return mod.run  # type: ignore[no-any-return]
+    return None
 
 
 class _Context:
@@ -95,6 +122,8 @@ class _Context:
             raise MemoryError(f"libamber: cannot create a kernel context ({st})")
         self.ins = (_Tensor * 3)()
         self.out = _Tensor()
+        self.addr = self.handle.value  # for the fast call
+        self.fast = lib.fast
         self.ins_p = ctypes.cast(self.ins, ctypes.c_void_p)
         self.out_p = ctypes.c_void_p(ctypes.addressof(self.out))
         self.n = [ctypes.c_size_t(i) for i in range(4)]
@@ -121,7 +150,7 @@ _state = _State()
 _lib: _Lib | None = None
 _lib_failed = False
 _lib_lock = threading.Lock()
-_kernels: dict[Any, ctypes.c_void_p] = {}  # (op, attrs) -> prepared kernel, process-wide
+_kernels: dict[Any, int] = {}  # (op, attrs) -> prepared kernel's address, process-wide
 
 
 def _load() -> _Lib | None:
@@ -150,18 +179,19 @@ def _context() -> _Context:
     return ctx
 
 
-def _prepared(ctx: _Context, op: str, attrs: dict[str, Any]) -> ctypes.c_void_p:
+def _prepared(ctx: _Context, op: str, attrs: dict[str, Any]) -> int:
+    """The address of the prepared kernel of ``op`` with ``attrs`` (made once)."""
     key = (op, *attrs.values()) if attrs else op
     k = _kernels.get(key)
     if k is None:
         text = json.dumps({n: (list(v) if isinstance(v, tuple) else v)
                            for n, v in attrs.items()}) if attrs else ""
-        k = ctypes.c_void_p()
+        h = ctypes.c_void_p()
         st = ctx.lib.fn["amber_kernel_prepare"](ctx.handle, op.encode(), text.encode(),
-                                                ctypes.byref(k))
+                                                ctypes.byref(h))
         if st != 0:
             raise ValueError(f"{op}: {ctx.error()}")
-        _kernels[key] = k
+        k = _kernels[key] = h.value
     return k
 
 
@@ -179,41 +209,48 @@ def _fill(t: _Tensor, x: np.ndarray) -> None:
 
 def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple[int, ...],
         dtype: np.dtype) -> np.ndarray:
-    """Run libamber's kernel of ``op`` on C-contiguous arrays ``xs`` into a new array of
-    ``shape`` and ``dtype`` (what the op's shape rule gives). Raises ValueError (the C
-    message) if the kernel refuses."""
+    """Run libamber's kernel of ``op`` on arrays ``xs`` into a new array of ``shape`` and
+    ``dtype`` (what the op's shape rule gives). Raises ValueError (the C message) if the
+    kernel refuses."""
     ctx = _context()
-    k = _prepared(ctx, op, attrs)
-    for t, x in zip(ctx.ins, xs):
-        _fill(t, x)
+    key = (op, *attrs.values()) if attrs else op
+    k = _kernels.get(key) or _prepared(ctx, op, attrs)
     out = np.empty(shape, dtype)
+    fast = ctx.fast
+    if fast is not None and fast(ctx.addr, k, *xs, out) == 0:
+        return out
+    return _run_ctypes(ctx, op, k, xs, out)
+
+
+def _run_ctypes(ctx: _Context, op: str, k: int, xs: tuple[np.ndarray, ...],
+                out: np.ndarray) -> np.ndarray:
+    """The general path (and the one that words errors): ctypes descriptors; strided
+    operands of matmul by strides, of other ops as contiguous copies."""
+    strided = False
+    if op == "matmul":
+        xs = tuple(x if _strides_ok(x) else np.ascontiguousarray(x) for x in xs)
+        strided = not all(x.flags.c_contiguous for x in xs)
+    else:
+        xs = tuple(x if x.flags.c_contiguous else np.ascontiguousarray(x) for x in xs)
+    z = out.itemsize
+    for i, x in enumerate(xs):
+        _fill(ctx.ins[i], x)
+        if i < 2:
+            ctx.stride_ptrs[i] = None
+        if strided and not x.flags.c_contiguous:
+            ctx.strides[i][:x.ndim] = [st // z for st in x.strides]
+            ctx.stride_ptrs[i] = ctypes.addressof(ctx.strides[i])
+            if x.size:  # where the view starts (its strides are >= 0)
+                ctx.ins[i].data = x.__array_interface__["data"][0]
     _fill(ctx.out, out)
-    st = ctx.lib.run(ctx.handle, k, ctx.ins_p, ctx.n[len(xs)], ctx.out_p)
+    n = ctx.n[len(xs)]
+    if strided:
+        st = ctx.lib.run_strided(ctx.handle, ctypes.c_void_p(k), ctx.ins_p, ctx.stride_ptrs_p,
+                                 n, ctx.out_p)
+    else:
+        st = ctx.lib.run(ctx.handle, ctypes.c_void_p(k), ctx.ins_p, n, ctx.out_p)
     if st != 0:
         raise ValueError(f"{op}: {ctx.error()}")
-    return out
-
-
-def run_matmul_strided(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Float matmul of operands in any non-negative strided layout (transposed views of
-    weights, heads split off by a transpose): no copies, the same bits as on copies."""
-    ctx = _context()
-    k = _prepared(ctx, "matmul", {})
-    z = a.itemsize
-    for i, x in enumerate((a, b)):
-        _fill(ctx.ins[i], x)
-        if x.flags.c_contiguous:
-            ctx.stride_ptrs[i] = None
-        else:
-            ctx.strides[i][:x.ndim] = [s // z for s in x.strides]
-            ctx.stride_ptrs[i] = ctypes.addressof(ctx.strides[i])
-            if x.size:  # the lowest address the view touches (strides are >= 0)
-                ctx.ins[i].data = x.__array_interface__["data"][0]
-    out = np.empty(shape, a.dtype)
-    _fill(ctx.out, out)
-    st = ctx.lib.run_strided(ctx.handle, k, ctx.ins_p, ctx.stride_ptrs_p, ctx.n[2], ctx.out_p)
-    if st != 0:
-        raise ValueError(f"matmul: {ctx.error()}")
     return out
 
 
@@ -222,17 +259,22 @@ def _strides_ok(x: np.ndarray) -> bool:
     return x.flags.c_contiguous or all(s >= 0 and s % z == 0 for s in x.strides)
 
 
+def run_matmul_strided(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Float matmul of operands in any non-negative strided layout (transposed views of
+    weights, heads split off by a transpose) without copies, through the ctypes path: the
+    same bits as on contiguous copies."""
+    ctx = _context()
+    return _run_ctypes(ctx, "matmul", _prepared(ctx, "matmul", {}), (a, b),
+                       np.empty(shape, a.dtype))
+
+
 # ----------------------------------------------------------------------------- per op
-
-def _c_ready(x: np.ndarray) -> np.ndarray:
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
-
 
 def _unary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(x: np.ndarray) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES:
             return ref(x)
-        return run(name, {}, (_c_ready(x),), x.shape, x.dtype)
+        return run(name, {}, (x,), x.shape, x.dtype)
 
     return kernel
 
@@ -242,7 +284,7 @@ def _pow(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if x.dtype not in _FLOAT_CODES or y.dtype != x.dtype:
             return ref(x, y)
         shape = x.shape if x.shape == y.shape else np.broadcast_shapes(x.shape, y.shape)
-        return run("pow", {}, (_c_ready(x), _c_ready(y)), shape, x.dtype)
+        return run("pow", {}, (x, y), shape, x.dtype)
 
     return kernel
 
@@ -256,8 +298,8 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
         else:
             shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
-        return run("sum", {"axes": tuple(axes), "keepdims": bool(keepdims)}, (_c_ready(x),),
-                   shape, x.dtype)
+        return run("sum", {"axes": tuple(axes), "keepdims": bool(keepdims)}, (x,), shape,
+                   x.dtype)
 
     return kernel
 
@@ -273,10 +315,7 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         else:
             shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2],
                      b.shape[-1])
-        if a.flags.c_contiguous and b.flags.c_contiguous:
-            return run("matmul", {}, (a, b), shape, a.dtype)
-        return run_matmul_strided(a if _strides_ok(a) else np.ascontiguousarray(a),
-                                  b if _strides_ok(b) else np.ascontiguousarray(b), shape)
+        return run("matmul", {}, (a, b), shape, a.dtype)
 
     return kernel
 
@@ -291,7 +330,7 @@ def _conv(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray
             aval = abstract_eval(REGISTRY[name], [Aval(x.shape, dt), Aval(w.shape, dt)], attrs)
         except AmberError:  # the reference raises its own error
             return ref(x, w, **attrs)
-        return run(name, attrs, (_c_ready(x), _c_ready(w)), tuple(aval.shape), x.dtype)
+        return run(name, attrs, (x, w), tuple(aval.shape), x.dtype)
 
     return kernel
 
