@@ -266,9 +266,10 @@ AMBER_API amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_k
                                         const amber_tensor *inputs, size_t n_inputs,
                                         amber_tensor *output);
 /* The same with inputs laid out by strides: strides[i] is NULL (row-major) or input i's
- * stride per dim in elements (>= 0; 0 repeats). Only float matmul takes strided inputs
- * (AMBER_ERR_INVALID_ARGUMENT for other ops); its result has the same bits as on
- * row-major copies. strides NULL is amber_kernel_run. */
+ * stride per dim in elements (>= 0; 0 repeats). Float matmul and the elementwise ops
+ * (unary, binary, comparisons, where, cast) take strided inputs, with the same bits as
+ * on row-major copies; other ops fail with AMBER_ERR_INVALID_ARGUMENT. strides NULL is
+ * amber_kernel_run. */
 AMBER_API amber_status amber_kernel_run_strided(amber_kernel_context *ctx,
                                                 const amber_kernel *kernel,
                                                 const amber_tensor *inputs,

@@ -249,6 +249,32 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
     return st;
 }
 
+/* An elementwise op on strided inputs: its row loop over the given strides, as run_map
+ * in k_elementwise.c does over contiguous ones (the same loop, so the same bits). */
+static amber_status elementwise_strided(am_row_fn fn, const amber_tensor *in,
+                                        const int64_t *const *strides, int n,
+                                        amber_tensor *out) {
+    int64_t st[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
+    char *base[AM_ITER_MAX_OPS] = {(char *)out->data};
+    am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), st[0]);
+    for (int i = 0; i < n; i++) {
+        if (!strides[i]) {
+            am_bcast_strides(&in[i], out->shape, out->rank, st[i + 1]);
+        } else {
+            int lead = out->rank - in[i].rank;
+            int64_t z = (int64_t)amber_dtype_size(in[i].dtype);
+            for (int d = 0; d < out->rank; d++)
+                st[i + 1][d] = d < lead || in[i].shape[d - lead] == 1
+                                   ? 0 : strides[i][d - lead] * z;
+        }
+        base[i + 1] = (char *)in[i].data;
+    }
+    am_iter it;
+    am_iter_init(&it, n + 1, out->rank, out->shape, st);
+    am_iter_run(&it, base, fn, NULL);
+    return AMBER_OK;
+}
+
 amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_kernel *kernel,
                                       const amber_tensor *inputs,
                                       const int64_t *const *strides, size_t n_inputs,
@@ -259,17 +285,22 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
     bool strided = false;
     for (size_t i = 0; i < n_inputs; i++) strided |= strides[i] != NULL;
     if (!strided) return amber_kernel_run(ctx, kernel, inputs, n_inputs, output);
-    if (op->id != AM_OP_MATMUL || n_inputs != 2 ||
-        (inputs[0].dtype != AMBER_FLOAT32 && inputs[0].dtype != AMBER_FLOAT64))
-        return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
-                       "%s: strided inputs are accepted by float matmul only", op->name);
+    if (n_inputs > AM_ITER_MAX_OPS - 1) return AMBER_ERR_INVALID_ARGUMENT;
+    int n = (int)n_inputs;
     amber_tensor want;
-    amber_status st = am_op_infer(op, inputs, 2, &kernel->attrs, &want, &ctx->err);
+    amber_status st = am_op_infer(op, inputs, n, &kernel->attrs, &want, &ctx->err);
     if (st != AMBER_OK) return st;
+    bool mm = op->id == AM_OP_MATMUL &&
+              (inputs[0].dtype == AMBER_FLOAT32 || inputs[0].dtype == AMBER_FLOAT64);
+    am_row_fn fn = mm ? NULL : am_elementwise_loop(op, inputs[0].dtype, want.dtype);
+    if (!mm && !fn)
+        return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
+                       "%s: strided inputs are accepted by float matmul and elementwise ops "
+                       "only", op->name);
     if (!output->data || !same_desc(output, &want))
         return am_fail(&ctx->err, AMBER_ERR_SHAPE, "%s: the output does not match the result",
                        op->name);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < n; i++) {
         size_t b;
         am_tensor_check(&inputs[i], NULL, &b, NULL);
         if (b && !inputs[i].data)
@@ -281,7 +312,12 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
                                "%s: input %d has a negative stride", op->name, i);
     }
     am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL};
-    st = b_empty(output) ? AMBER_OK : matmul_strided(ctx, &kc, inputs, strides, output);
+    if (b_empty(output))
+        st = AMBER_OK;
+    else if (mm)
+        st = matmul_strided(ctx, &kc, inputs, strides, output);
+    else
+        st = elementwise_strided(fn, inputs, strides, n, output);
     am_arena_reset(&ctx->scratch);
     return st;
 }

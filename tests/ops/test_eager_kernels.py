@@ -165,3 +165,39 @@ def test_strided_matmul_is_bit_identical_to_contiguous(dtype: str) -> None:
                             shape, np.dtype(dtype))
         np.testing.assert_array_equal(got, want, err_msg=f"{a.strides} @ {b.strides}")
         assert_close(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_elementwise_is_bit_identical_to_contiguous(dtype: str) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 5, 4)).astype(dtype)
+    views = [x.transpose(2, 0, 1), x[:, ::2], x[::-1][::-1][:, 1:], np.broadcast_to(x[:1], x.shape)]
+    for v in views:
+        for op in ("exp", "tanh", "erf", "sigmoid"):
+            got = ckernels.run(op, {}, (v,), v.shape, v.dtype)
+            want = ckernels.run(op, {}, (np.ascontiguousarray(v),), v.shape, v.dtype)
+            np.testing.assert_array_equal(got, want, err_msg=f"{op} on strides {v.strides}")
+        c = v > 0
+        got = ckernels.run("where", {}, (c, v, np.zeros((), dtype)), v.shape, v.dtype)
+        np.testing.assert_array_equal(got, np.where(c, v, 0))
+        got = ckernels.run("pow", {}, (np.abs(v), v[..., :1]), v.shape, v.dtype)
+        want = ckernels.run("pow", {}, (np.abs(np.ascontiguousarray(v)),
+                                        np.ascontiguousarray(v[..., :1])), v.shape, v.dtype)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fast_and_ctypes_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled fast call and the ctypes path give the same results and errors."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((7, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 5)).astype(np.float32)
+    fast = (ckernels.run("exp", {}, (a.T,), (5, 7), a.dtype),
+            ckernels.run("matmul", {}, (a, w.T), (7, 3), a.dtype))
+    ctx = ckernels._context()
+    monkeypatch.setattr(ctx, "fast", None)
+    slow = (ckernels.run("exp", {}, (a.T,), (5, 7), a.dtype),
+            ckernels.run("matmul", {}, (a, w.T), (7, 3), a.dtype))
+    for f, s_ in zip(fast, slow):
+        np.testing.assert_array_equal(f, s_)
+    with pytest.raises(ValueError, match="matmul"):
+        ckernels.run("matmul", {}, (a, w), (7, 3), a.dtype)

@@ -128,9 +128,20 @@ def test_strided_inputs(lib: ctypes.CDLL, ctx) -> None:
         == "AMBER_ERR_INVALID_ARGUMENT"
     assert b"negative stride" in lib.amber_kernel_context_error(ctx)
     lib.amber_kernel_free(k)
+    # an elementwise op reads the transposed view as it is
     st, k = _prepare(lib, ctx, "exp")
     strides = (ctypes.c_void_p * 1)(ctypes.addressof(wt_strides))
-    assert status_name(lib, fn(ctx, k, ins, strides, 1, ctypes.byref(t))) \
+    got = np.zeros((3, 4), np.float32)
+    t = from_numpy(got)
+    assert fn(ctx, k, (Tensor * 1)(ins[1]), strides, 1, ctypes.byref(t)) == 0
+    want = np.zeros((3, 4), np.float32)
+    wt = np.ascontiguousarray(w.T)
+    assert lib.amber_kernel_run(ctx, k, (Tensor * 1)(from_numpy(wt)), 1,
+                                ctypes.byref(from_numpy(want))) == 0
+    np.testing.assert_array_equal(got, want)
+    lib.amber_kernel_free(k)
+    st, k = _prepare(lib, ctx, "sum", {"axes": [0], "keepdims": False})
+    assert status_name(lib, fn(ctx, k, (Tensor * 1)(ins[1]), strides, 1, ctypes.byref(t))) \
         == "AMBER_ERR_INVALID_ARGUMENT"
-    assert b"matmul only" in lib.amber_kernel_context_error(ctx)
+    assert b"elementwise ops only" in lib.amber_kernel_context_error(ctx)
     lib.amber_kernel_free(k)
