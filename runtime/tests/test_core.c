@@ -510,7 +510,7 @@ static int64_t ulps(float a, float b) {
     return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
 }
 
-/* float32 exp, sigmoid and tanh: within 1 ULP of the double-precision result rounded to
+/* float32 exp, sigmoid, tanh and erf: within 1 ULP of the double-precision result rounded to
  * float, special values exact, and the same bits from every instruction set, every tail
  * length and strided rows. */
 static void test_transcendental(void) {
@@ -530,9 +530,9 @@ static void test_transcendental(void) {
                : i % 3 == 1   ? (float)((u - 0.5) * 8.0)
                               : (float)ldexp(u - 0.5, -(int)(state % 30));
     }
-    const am_op_id ids[] = {AM_OP_EXP, AM_OP_SIGMOID, AM_OP_TANH};
+    const am_op_id ids[] = {AM_OP_EXP, AM_OP_SIGMOID, AM_OP_TANH, AM_OP_ERF};
     int best = am_gemm_set_isa(99);
-    for (size_t o = 0; o < 3; o++) {
+    for (size_t o = 0; o < 4; o++) {
         am_row_fn fn = am_elementwise_loop(am_op_get(ids[o]), AMBER_FLOAT32, AMBER_FLOAT32);
         CHECK(fn != NULL);
         if (!fn) continue;
@@ -561,7 +561,10 @@ static void test_transcendental(void) {
         int64_t worst = 0;
         for (int i = 0; i < N; i++) {
             double v = x[i];
-            double want = ids[o] == AM_OP_EXP ? exp(v) : ids[o] == AM_OP_SIGMOID ? 1.0 / (1.0 + exp(-v)) : tanh(v);
+            double want = ids[o] == AM_OP_EXP       ? exp(v)
+                          : ids[o] == AM_OP_SIGMOID ? 1.0 / (1.0 + exp(-v))
+                          : ids[o] == AM_OP_TANH    ? tanh(v)
+                                                    : erf(v);
             int64_t d = ulps(y1[i], (float)want);
             if (d > worst) worst = d;
         }
@@ -577,6 +580,9 @@ static void test_transcendental(void) {
     am_elementwise_loop(am_op_get(AM_OP_SIGMOID), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
     CHECK(out[0] == 0.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.5f && out[4] == 0.5f);
     am_elementwise_loop(am_op_get(AM_OP_TANH), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
+    CHECK(out[0] == -1.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.0f && !signbit(out[3]) &&
+          out[4] == 0.0f && signbit(out[4]));
+    am_elementwise_loop(am_op_get(AM_OP_ERF), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
     CHECK(out[0] == -1.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.0f && !signbit(out[3]) &&
           out[4] == 0.0f && signbit(out[4]));
 }
