@@ -217,7 +217,10 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     """Run libamber's kernel of ``op`` on arrays ``xs`` into a new array of ``shape`` and
     ``dtype`` (what the op's shape rule gives). Raises ValueError (the C message) if the
     kernel refuses."""
-    ctx = _context()
+    st = _state
+    ctx = st.ctx
+    if ctx is None or st.generation != _threads_generation():
+        ctx = _context()
     key = (op, *attrs.values()) if attrs else op
     k = _kernels.get(key) or _prepared(ctx, op, attrs)
     out = np.empty(shape, dtype)
@@ -294,32 +297,42 @@ def _pow(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return kernel
 
 
+_SHAPES_MAX = 4096  # entries of a wrapper's memo of result shapes (cleared when full)
+
+
 def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    memo: dict[tuple, tuple[tuple[int, ...], dict[str, Any]]] = {}
+
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES or x.ndim > _MAX_RANK:
             return ref(x, axes=axes, keepdims=keepdims)
-        ax = set(axes)
-        if keepdims:
-            shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
-        else:
-            shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
-        return run("sum", {"axes": tuple(axes), "keepdims": bool(keepdims)}, (x,), shape,
-                   x.dtype)
+        key = (x.shape, axes, keepdims)
+        hit = memo.get(key)
+        if hit is None:
+            ax = set(axes)
+            if keepdims:
+                shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
+            else:
+                shape = tuple(d for i, d in enumerate(x.shape) if i not in ax)
+            if len(memo) >= _SHAPES_MAX:
+                memo.clear()
+            hit = memo[key] = (shape, {"axes": tuple(axes), "keepdims": bool(keepdims)})
+        return run("sum", hit[1], (x,), hit[0], x.dtype)
 
     return kernel
 
 
 def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sa, sb = a.shape, b.shape
+        if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and a.dtype in _FLOAT_CODES \
+                and b.dtype == a.dtype:
+            return run("matmul", {}, (a, b), (sa[0], sb[1]), a.dtype)
         if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:
             return ref(a, b)
-        if a.shape[-1] != b.shape[-2]:
+        if sa[-1] != sb[-2]:
             return ref(a, b)  # raises the reference's error
-        if a.ndim == 2 and b.ndim == 2:
-            shape: tuple[int, ...] = (a.shape[0], b.shape[1])
-        else:
-            shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2],
-                     b.shape[-1])
+        shape = (*np.broadcast_shapes(sa[:-2], sb[:-2]), sa[-2], sb[-1])
         return run("matmul", {}, (a, b), shape, a.dtype)
 
     return kernel
@@ -347,11 +360,21 @@ def _bshape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*shapes))
 
 
+def _rows(x: np.ndarray) -> np.ndarray:
+    """x, or a contiguous copy when its innermost stride skips elements: the kernels walk
+    strided operands row by row, and rows of a few scattered elements (a pooling window's
+    slice) cost more than the copy."""
+    if x.ndim and not x.flags.c_contiguous and x.strides[-1] not in (0, x.itemsize):
+        return np.ascontiguousarray(x)
+    return x
+
+
 def _where(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if (x.size < WHERE_MIN_SIZE and y.size < WHERE_MIN_SIZE) or x.dtype != y.dtype \
                 or x.dtype not in _DTYPE_CODES or c.dtype != np.bool_:
             return ref(c, x, y)
+        c, x, y = (_rows(v) for v in (c, x, y))
         return run("where", {}, (c, x, y), _bshape(c.shape, x.shape, y.shape), x.dtype)
 
     return kernel
