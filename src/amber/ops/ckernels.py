@@ -194,9 +194,9 @@ def _prepared(ctx: _Context, op: str, attrs: dict[str, Any]) -> int:
         h = ctypes.c_void_p()
         st = ctx.lib.fn["amber_kernel_prepare"](ctx.handle, op.encode(), text.encode(),
                                                 ctypes.byref(h))
-        if st != 0:
+        if st != 0 or not h.value:
             raise ValueError(f"{op}: {ctx.error()}")
-        k = _kernels[key] = h.value
+        k = _kernels[key] = int(h.value)
     return k
 
 
