@@ -224,12 +224,10 @@ def report(results: dict[tuple[str, int], dict[str, Any]], args: argparse.Namesp
                 lines.append(f"| {label} | {aw * scale:.2f} {name} | {tw * scale:.2f} {name} "
                              f"| {aw / tw:.2f}x | {ac * scale:.2f} {name} "
                              f"| {tc * scale:.2f} {name} | {ac / tc:.2f}x | <= {target}x | {ok} |")
-        checks = [f"{case}: amber {results[(case, threads)]['checks']['amber']}, torch "
-                  f"{results[(case, threads)]['checks']['torch']}"
+        checks = [_agreement(case, results[(case, threads)]["checks"])
                   for case in _case_names(args.cases) if case != "ops"]
         if checks:
-            lines += ["", "Agreement (first loss, or the first outputs of the forward): "
-                      + "; ".join(str(c) for c in checks)]
+            lines += ["", "Same weights, same inputs: " + "; ".join(checks) + "."]
     head = [
         f"Command: `python bench/bench_eager.py {' '.join(args.argv)}`".replace("  ", " "),
         "",
@@ -245,6 +243,14 @@ def report(results: dict[tuple[str, int], dict[str, Any]], args: argparse.Namesp
         f"medians; CPU = process CPU time per call, all threads",
     ]
     return head + lines
+
+
+def _agreement(case: str, checks: dict[str, Any]) -> str:
+    a, t = checks["amber"], checks["torch"]
+    if isinstance(a, float):
+        return f"{case} first loss {a:.6f} (amber) vs {t:.6f} (torch)"
+    diff = max(abs(x - y) for ra, rt in zip(a, t) for x, y in zip(ra, rt))
+    return f"{case} outputs differ by at most {diff:.1e} (first 4x4 values)"
 
 
 def _cpu_model() -> str:
