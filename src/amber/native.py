@@ -597,6 +597,8 @@ class NativeModel:
             opts.flags |= OPEN_NO_FUSION
         # without threads=, the process-wide amber.set_num_threads setting
         opts.threads = threads if threads is not None else get_num_threads()
+        self.threads: int = int(opts.threads)
+        """Intra-op threads of this model's sessions (0: one per core)."""
         if memory_limit is not None:
             opts.memory_limit = memory_limit
         if max_call_depth is not None:
