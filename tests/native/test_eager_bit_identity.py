@@ -103,3 +103,18 @@ def test_training_step_bit_identical(lib: N.NativeLibrary, name: str, tmp_path: 
     with ckernels.reference_kernels():  # the test can fail: NumPy's rounding differs
         ref = [g.numpy() for g in step(am.tensor(x), am.tensor(y))]
     assert any(not np.array_equal(r, w) for r, w in zip(ref, want))
+
+
+def test_folded_constants_have_the_eager_bits(lib: N.NativeLibrary, tmp_path: Path) -> None:
+    """Capture folds subexpressions of constants with the eager kernels, so a folded
+    value is the one eager execution computed."""
+    c = am.tensor(np.linspace(-3, 3, 64, dtype=np.float32).reshape(8, 8))
+
+    def fn(x: Any) -> Any:
+        return x @ am.erf(c) + am.tanh(c).sum(0) * am.exp(c[0])
+
+    program = am.export(fn, am.spec("batch", 8))
+    assert not {"erf", "tanh", "exp"} & {n.op for n in program.functions["forward"].nodes}
+    program.save(tmp_path / "f.amber")
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    _same_bits(N.NativeModel(tmp_path / "f.amber").run("forward", x), [fn(am.tensor(x)).numpy()])

@@ -10,10 +10,16 @@ tests compare against (and the reference interpreter's kernels).
 The rule, per op (see :data:`C_OPS`): an op runs in C when NumPy's result can differ from
 the runtime's in any bit (``exp``, ``log``, ``tanh``, ``sigmoid``, ``sin``, ``cos``,
 ``erf``, ``pow``, float ``sum``, float ``matmul``, the convolutions), at every size: a C call
-costs about a microsecond more than a NumPy ufunc on a tiny tensor, and being the same
-bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
+costs a fraction of a microsecond more than a NumPy ufunc on a tiny tensor, and being the
+same bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
 ``mul``, ``div``, ``sqrt``, comparisons, shape ops, ``max``/``min``, integer arithmetic)
-keep NumPy, which computes the same bits with less call overhead.
+keep NumPy, which computes the same bits with less call overhead; ``where`` is exact too
+but runs in C from :data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower.
+
+Calls go through ``amber._kcall`` (a small compiled helper installed next to libamber
+that reads NumPy buffers directly: a fraction of a microsecond a call), else through
+ctypes. Strided operands (transposed weights, attention heads) are passed by strides to
+``matmul`` and the elementwise kernels, with the bits of the contiguous computation.
 
 Without libamber (not built, or ``AMBER_EAGER_KERNELS=reference``) every op runs its
 NumPy kernel. :func:`reference_kernels` does that temporarily (tests, comparisons).
@@ -407,13 +413,29 @@ def _guarded(fast: Callable[..., np.ndarray], p: Primitive) -> Callable[..., np.
     """``fast`` while libamber loads; the reference kernel for good once it does not."""
 
     def first_call(*args: Any, **attrs: Any) -> np.ndarray:
-        if _load() is None or os.environ.get("AMBER_EAGER_KERNELS") == "reference":
-            p.eager = p.impl
-        else:
-            p.eager = fast
+        _settle(p, fast)
         return p.eager(*args, **attrs)
 
+    _pending[p.name] = fast
     return first_call
+
+
+_pending: dict[str, Callable[..., np.ndarray]] = {}  # C kernels not yet settled
+
+
+def _settle(p: Primitive, fast: Callable[..., np.ndarray]) -> None:
+    _pending.pop(p.name, None)
+    if _load() is None or os.environ.get("AMBER_EAGER_KERNELS") == "reference":
+        p.eager = p.impl
+    else:
+        p.eager = fast
+
+
+def settle() -> None:
+    """Decide every op's eager kernel now (loading libamber) rather than at its first
+    call, so that ``REGISTRY[name].eager`` is the kernel eager mode will run."""
+    for name, fast in list(_pending.items()):
+        _settle(REGISTRY[name], fast)
 
 
 def uses_c(name: str) -> bool:
