@@ -158,6 +158,20 @@ class _State(threading.local):
 
 
 _state = _State()
+
+
+def _after_fork_in_child() -> None:
+    # NOTE: the parent's worker threads do not exist in a forked child, so freeing its
+    # context (joining them) would hang; the child forgets it (its memory stays) and
+    # makes its own.
+    ctx = _state.ctx
+    if ctx is not None:
+        ctx.handle = ctypes.c_void_p()
+        _state.ctx = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 _lib: _Lib | None = None
 _lib_failed = False
 _lib_lock = threading.Lock()
