@@ -201,3 +201,13 @@ def test_fast_and_ctypes_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
         np.testing.assert_array_equal(f, s_)
     with pytest.raises(ValueError, match="matmul"):
         ckernels.run("matmul", {}, (a, w), (7, 3), a.dtype)
+
+
+def test_list_attributes_are_accepted() -> None:
+    x = np.random.default_rng(4).standard_normal((2, 3, 4)).astype(np.float32)
+    got = REGISTRY["sum"].eager(x, axes=[0, 2], keepdims=False)
+    np.testing.assert_allclose(got, x.sum(axis=(0, 2)), rtol=1e-6)
+    w = np.ones((2, 1, 3, 3), np.float32)
+    y = REGISTRY["conv2d"].eager(x[None, :1], w, stride=[1, 1], padding=[1, 1, 1, 1],
+                                 dilation=[1, 1], groups=1)
+    assert y.shape == (1, 2, 3, 4)

@@ -204,6 +204,10 @@ def _context() -> _Context:
     return ctx
 
 
+def _frozen(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {n: tuple(v) if isinstance(v, list) else v for n, v in attrs.items()}
+
+
 def _prepared(ctx: _Context, op: str, attrs: dict[str, Any]) -> int:
     """The address of the prepared kernel of ``op`` with ``attrs`` (made once)."""
     key = (op, *attrs.values()) if attrs else op
@@ -242,7 +246,10 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     if ctx is None or st.generation != _threads_generation():
         ctx = _context()
     key = (op, *attrs.values()) if attrs else op
-    k = _kernels.get(key) or _prepared(ctx, op, attrs)
+    try:
+        k = _kernels.get(key) or _prepared(ctx, op, attrs)
+    except TypeError:  # an unhashable attribute (a list): prepared under a tuple key
+        k = _prepared(ctx, op, _frozen(attrs))
     out = np.empty(shape, dtype)
     fast = ctx.fast
     if fast is not None and fast(ctx.addr, k, *xs, out) == 0:
@@ -326,7 +333,7 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES or x.ndim > _MAX_RANK:
             return ref(x, axes=axes, keepdims=keepdims)
-        key = (x.shape, axes, keepdims)
+        key = (x.shape, tuple(axes), keepdims)
         hit = memo.get(key)
         if hit is None:
             ax = set(axes)
@@ -359,16 +366,25 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 
 
 def _conv(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    memo: dict[tuple, tuple[int, ...]] = {}
+
     def kernel(x: np.ndarray, w: np.ndarray, **attrs: Any) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES or w.dtype != x.dtype:
             return ref(x, w, **attrs)
-        # the result's shape from the reference's shape rule (cheap next to a convolution)
-        dt = from_numpy_dtype(x.dtype)
-        try:
-            aval = abstract_eval(REGISTRY[name], [Aval(x.shape, dt), Aval(w.shape, dt)], attrs)
-        except AmberError:  # the reference raises its own error
-            return ref(x, w, **attrs)
-        return run(name, attrs, (x, w), tuple(aval.shape), x.dtype)
+        attrs = _frozen(attrs)
+        key = (x.shape, w.shape, *attrs.values())
+        shape = memo.get(key)
+        if shape is None:  # the result's shape from the reference's shape rule
+            dt = from_numpy_dtype(x.dtype)
+            try:
+                aval = abstract_eval(REGISTRY[name], [Aval(x.shape, dt), Aval(w.shape, dt)],
+                                     attrs)
+            except AmberError:  # the reference raises its own error
+                return ref(x, w, **attrs)
+            if len(memo) >= _SHAPES_MAX:
+                memo.clear()
+            shape = memo[key] = tuple(aval.shape)
+        return run(name, attrs, (x, w), shape, x.dtype)
 
     return kernel
 
