@@ -23,6 +23,7 @@ ctypes. Strided operands (transposed weights, attention heads) are passed by str
 
 Without libamber (not built, or ``AMBER_EAGER_KERNELS=reference``) every op runs its
 NumPy kernel. :func:`reference_kernels` does that temporarily (tests, comparisons).
+``AMBER_EAGER_FAST_CALL=0`` keeps to the ctypes path.
 """
 
 from __future__ import annotations
