@@ -238,6 +238,47 @@ AMBER_API amber_status amber_session_get_stats(const amber_session *session,
 AMBER_API amber_status amber_session_verify(amber_session *session, size_t *n_vectors,
                                             size_t *n_failed);
 
+/* ------------------------------------------------------------------ single kernels */
+
+/* One primitive at a time on caller memory, outside any model: the kernels sessions run,
+ * for eager front ends (so eager and exported results are the same bits). A context
+ * holds intra-op threads, scratch memory and the last error; use it from one thread at a
+ * time. A prepared kernel (an op with decoded attributes) is immutable and may be used
+ * with any context. */
+typedef struct amber_kernel_context amber_kernel_context;
+typedef struct amber_kernel amber_kernel;
+
+/* threads: for large kernels (matmul, conv); 0 = one per core, 1 = the calling thread. */
+AMBER_API amber_status amber_kernel_context_create(int32_t threads,
+                                                   amber_kernel_context **out);
+AMBER_API void amber_kernel_context_free(amber_kernel_context *ctx);
+/* Message of the context's last failure. */
+AMBER_API const char *amber_kernel_context_error(const amber_kernel_context *ctx);
+/* Threads the context uses (0 came out as the number of cores). */
+AMBER_API int32_t amber_kernel_context_threads(const amber_kernel_context *ctx);
+/* Prepares primitive `op` (an amber_op_name) with its attributes as a JSON object, as a
+ * node of a .amber file holds them (NULL or "" for none). */
+AMBER_API amber_status amber_kernel_prepare(amber_kernel_context *ctx, const char *op,
+                                            const char *attrs_json, amber_kernel **out);
+AMBER_API void amber_kernel_free(amber_kernel *kernel);
+/* Runs a prepared kernel on inputs[0..n_inputs). With output->data NULL, only fills in
+ * the result's dtype, rank and shape. Otherwise output must describe exactly that result
+ * (AMBER_ERR_SHAPE if not) and its data is where the result is written; it must not
+ * overlap an input. */
+AMBER_API amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *kernel,
+                                        const amber_tensor *inputs, size_t n_inputs,
+                                        amber_tensor *output);
+/* The same with inputs laid out by strides: strides[i] is NULL (row-major) or input i's
+ * stride per dim in elements (>= 0; 0 repeats). Float matmul and the elementwise ops
+ * (unary, binary, comparisons, where, cast) take strided inputs, with the same bits as
+ * on row-major copies; other ops fail with AMBER_ERR_INVALID_ARGUMENT. strides NULL is
+ * amber_kernel_run. */
+AMBER_API amber_status amber_kernel_run_strided(amber_kernel_context *ctx,
+                                                const amber_kernel *kernel,
+                                                const amber_tensor *inputs,
+                                                const int64_t *const *strides,
+                                                size_t n_inputs, amber_tensor *output);
+
 #ifdef __cplusplus
 }
 #endif

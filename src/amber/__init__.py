@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import ops
 from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
+from ._threads import get_num_threads, set_num_threads
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
 from .autograd import value_and_grad
@@ -160,7 +161,7 @@ long = int64
 int = int32
 
 from . import autograd, backends, control, cuda, distributed, nn, onnx, optim, utils
-from ._device import device, get_num_threads, set_num_threads
+from ._device import device
 from .capture import Program, Spec, export, spec
 from .checkpoint import save
 from .control import cond, fori_loop, function, scan, while_loop

@@ -6,7 +6,6 @@ GPU), but moving a tensor or module there raises :class:`~amber.errors.DeviceErr
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from . import _dtype as D
@@ -132,35 +131,13 @@ def parse_to(args: tuple[Any, ...], kwargs: dict[str, Any], what: str
 
 
 # ----------------------------------------------------------------------------- threads
-
-_num_threads: int | None = None
-
-
-def set_num_threads(n: int) -> None:
-    """Set the intra-op thread count that models opened afterwards by ``am.load`` use
-    for their native sessions (an explicit ``am.load(..., threads=)`` wins). Eager
-    operations run NumPy kernels and are not affected."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ArgumentError(f"set_num_threads: expected a positive integer, got {n!r}")
-    global _num_threads
-    _num_threads = n
-
-
-def get_num_threads() -> int:
-    """The thread count set by :func:`set_num_threads`, else the number of usable
-    cores (what the native runtime uses by default)."""
-    if _num_threads is not None:
-        return _num_threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+# One setting for eager kernels and native sessions: amber._threads holds it.
+from ._threads import get_num_threads, set_num_threads  # noqa: E402
 
 
 def get_num_threads_setting() -> int | None:
-    """What ``am.load`` passes as ``threads`` when not told: the ``set_num_threads``
-    value, or None (the runtime's default)."""
-    return _num_threads
+    """What ``am.load`` passes as ``threads`` when not told: the current setting."""
+    return get_num_threads()
 
 
 __all__ = ["device", "get_num_threads", "set_num_threads"]

@@ -685,6 +685,10 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
 
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and batch broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
+        da = a.dtype
+        if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
+            return L.matmul(a, b)
     x, y = _operands(a, b, arith=True)
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError("matmul: both operands must have at least one dimension")

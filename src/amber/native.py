@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from ._inputs import input_array
+from ._threads import get_num_threads
 from .errors import (
     AmberError,
     DTypeError,
@@ -575,7 +576,8 @@ class NativeModel:
 
     ``source`` is a path (the file is memory-mapped; weights are used in place) or the
     file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
-    the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
+    the intra-op thread count per session (0: one per core; None:
+    ``amber.get_num_threads()``), ``memory_limit`` the bytes
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
     ``max_loop_iterations`` (one loop), ``max_run_iterations`` (all loops of a run) and
     ``max_run_calls`` (executions of ``call`` and ``cond`` nodes in a run) bound
@@ -607,8 +609,10 @@ class NativeModel:
             opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
-        if threads is not None:
-            opts.threads = threads
+        # without threads=, the process-wide amber.set_num_threads setting
+        opts.threads = threads if threads is not None else get_num_threads()
+        self.threads: int = int(opts.threads)
+        """Intra-op threads of this model's sessions (0: one per core)."""
         if memory_limit is not None:
             opts.memory_limit = memory_limit
         if max_call_depth is not None:

@@ -50,7 +50,7 @@ VjpFn = Callable[..., Sequence["Tensor | None"]]
 class Primitive:
     """A registered primitive op. Calling it binds it to tensor arguments."""
 
-    __slots__ = ("name", "impl", "infer", "vjp", "attrs", "doc", "n_inputs")
+    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs")
 
     def __init__(
         self,
@@ -61,7 +61,9 @@ class Primitive:
         n_inputs: int | None,
     ) -> None:
         self.name = name
-        self.impl = impl
+        self.impl = impl  # the NumPy reference kernel
+        # what eager mode runs: the reference, or libamber's kernel (see ckernels.py)
+        self.eager: Callable[..., np.ndarray] = impl
         self.infer = infer
         self.vjp: VjpFn | None = None
         self.attrs = attrs  # attribute name -> type description (for docs, IR verification)
@@ -272,11 +274,11 @@ def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Te
         try:
             n = len(args)
             if n == 2:
-                data = prim.impl(args[0]._data, args[1]._data, **attrs)
+                data = prim.eager(args[0]._data, args[1]._data, **attrs)
             elif n == 1:
-                data = prim.impl(args[0]._data, **attrs)
+                data = prim.eager(args[0]._data, **attrs)
             else:
-                data = prim.impl(*[a._data for a in args], **attrs)
+                data = prim.eager(*[a._data for a in args], **attrs)
         except AmberError:
             raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
         except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
