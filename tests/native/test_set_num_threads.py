@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import amber as am
-from amber import _device as amd
+from amber import _threads as amt
 from amber import native as N
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -23,7 +23,7 @@ def test_set_num_threads_is_the_default_of_later_loads(lib: N.NativeLibrary,
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(N, "NativeModel", spy)
-    monkeypatch.setattr(amd, "_num_threads", None)
+    monkeypatch.setattr(amt, "_num_threads", amt.get_num_threads())  # restored after
     am.set_num_threads(2)
     assert am.get_num_threads() == 2
     m = am.load(GOLDEN / "v1" / "mlp.amber", backend="native")
