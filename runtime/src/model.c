@@ -452,9 +452,8 @@ amber_status amber_model_entry_name(const amber_model *m, size_t index, const ch
 }
 
 const am_entry *am_model_entry(const amber_model *m, const char *name) {
-    for (uint32_t i = 0; name && i < m->prog.n_entries; i++)
-        if (!strcmp(m->prog.entries[i].name, name)) return &m->prog.entries[i];
-    return NULL;
+    int64_t i = am_program_find_entry(&m->prog, name);
+    return i < 0 ? NULL : &m->prog.entries[i];
 }
 
 amber_status amber_model_entry_arity(const amber_model *m, const char *entry, size_t *n_inputs,
