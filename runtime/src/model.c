@@ -315,7 +315,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
     amber_status st = new_model(opts, out);
     if (st != AMBER_OK) return st;
     amber_model *m = *out;
-    if (!data && size) {
+    if (!data) { /* also for size 0: a NULL buffer is a caller's mistake, not a file */
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "data is NULL");
     }
@@ -323,7 +323,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "buffer must be aligned to 8 bytes");
     }
-    m->base = data ? (const uint8_t *)data : (const uint8_t *)"";
+    m->base = (const uint8_t *)data;
     m->size = size;
     return finish_open(m);
 }

@@ -686,6 +686,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         (st = alloc(L, max_syms, sizeof(int64_t), &sy->values)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(size_t), &sy->lens)) != AMBER_OK ||
         (st = alloc(L, f->n_params, sizeof(am_type), &f->param_types)) != AMBER_OK ||
+        (st = alloc(L, f->n_params, sizeof(char *), &f->param_names)) != AMBER_OK ||
         (st = alloc(L, (size_t)f->n_params * AMBER_MAX_RANK, sizeof(int), &f->param_symbol)) != AMBER_OK)
         return st;
     if (max_syms > 8) { /* a hash of the names: functions may have very many */
@@ -743,6 +744,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         }
         f->value_types[vi] = &f->param_types[vi];
         st = define_value(L, am_json_get(L->d, p, "name"), vi, dup);
+        if (st == AMBER_OK) f->param_names[vi] = am_json_get(L->d, p, "name")->str;
     }
     if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
     uint32_t ni = 0;

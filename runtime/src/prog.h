@@ -67,6 +67,7 @@ typedef struct am_func {
     const char *name;
     uint32_t n_params, n_values, n_nodes, n_results;
     am_type *param_types;       /* params are values 0..n_params-1 */
+    const char **param_names;
     am_node *nodes;
     uint32_t *results;
     am_symbols syms;            /* names and lens; values unused (per-run copies) */

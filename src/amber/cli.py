@@ -273,6 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def amber_run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``amber-run`` command: replaces this process by the C tool the
+    package installed (``amber/_native/bin/amber-run``, docs/c-api.md), so its exit
+    status and output are the tool's own. Returns 1 (with a message) if it is missing."""
+    import os
+
+    from .native import native_dir
+
+    d = native_dir()
+    exe = d / "bin" / "amber-run" if d is not None else None
+    if exe is None or not exe.is_file():
+        print("amber-run: this amber has no native runtime installed (reinstall it with "
+              "`pip install .`, which builds libamber and amber-run with CMake)",
+              file=sys.stderr)
+        return 1
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    os.execv(exe, ["amber-run", *args])
+    return 1  # pragma: no cover - execv does not return
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``amber`` command; returns the exit status."""
     out = out or sys.stdout
