@@ -145,6 +145,15 @@ def test_amber_run_is_a_command(lib: N.NativeLibrary, tmp_path: Path) -> None:
     assert bad.stderr.splitlines()[1].startswith("usage: amber-run ")
 
 
+def test_amber_config_prefix_and_pkgconfig_path(lib: N.NativeLibrary) -> None:
+    d = N.native_dir()
+    prefix = subprocess.run([*AMBER, "config", "--prefix"], capture_output=True, text=True)
+    assert prefix.returncode == 0 and Path(prefix.stdout.strip()) == d
+    pc = subprocess.run([*AMBER, "config", "--pkgconfig-path"], capture_output=True,
+                        text=True).stdout.strip()
+    assert {p.name for p in Path(pc).glob("*.pc")} == {"amber.pc", "amber-static.pc"}
+
+
 def test_amber_config_needs_a_flag() -> None:
     res = subprocess.run([*AMBER, "config"], capture_output=True, text=True)
     assert res.returncode == 2 and "--cflags" in res.stderr
