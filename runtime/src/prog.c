@@ -662,6 +662,26 @@ static amber_status plan_lifetimes(loader *L, am_func *f) {
     return st;
 }
 
+/* Every value name of a function (parameters, then node outputs) with its value index,
+ * into tab; returns the count. Sorted once (a function may have millions of values),
+ * the table answers lookups, and load_function checks definitions in order: a name may
+ * be used only after its value is defined. */
+static uint32_t value_table(loader *L, const am_json *params, const am_json *nodes,
+                            am_name_ref *tab) {
+    uint32_t nt = 0, vi = 0;
+    for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p), vi++) {
+        const am_json *name = am_json_get(L->d, p, "name");
+        if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
+    }
+    for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n))
+        for (const am_json *o = am_json_first(L->d, am_json_get(L->d, n, "outputs")); o;
+             o = am_json_next(L->d, o), vi++) {
+            const am_json *name = am_json_get(L->d, o, "name");
+            if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
+        }
+    return nt;
+}
+
 static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
                                   am_func *f) {
     static const char *const req[] = {"name", "params", "nodes", "results"};
@@ -715,21 +735,8 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     if ((st = alloc(L, n_values, sizeof(am_type *), &f->value_types)) != AMBER_OK) return st;
     am_name_ref *tab = (am_name_ref *)calloc(n_values ? n_values : 1, sizeof *tab);
     if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    /* Every value name, sorted once (a function may have millions); definitions are
-     * checked in order below: a name may be used only after the value is defined. */
-    uint32_t nt = 0, vi = 0;
-    for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p), vi++) {
-        const am_json *name = am_json_get(L->d, p, "name");
-        if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
-    }
-    for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n))
-        for (const am_json *o = am_json_first(L->d, am_json_get(L->d, n, "outputs")); o;
-             o = am_json_next(L->d, o), vi++) {
-            const am_json *name = am_json_get(L->d, o, "name");
-            if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
-        }
+    uint32_t nt = value_table(L, params, nodes, tab), vi = 0;
     const am_name_ref *dup = sort_names(tab, nt);
-    vi = 0;
     static const char *const preq[] = {"name", "dtype", "shape"};
     for (const am_json *p = am_json_first(L->d, params); p && st == AMBER_OK;
          p = am_json_next(L->d, p), vi++) {
@@ -1099,6 +1106,89 @@ static amber_status load_vectors(loader *L, const am_json *arr) {
     return st;
 }
 
+/* Weights: valid, unique names (H.10), tensors of the declared type; the sorted table
+ * find_weight searches. */
+static amber_status load_weights(loader *L, const am_json *weights) {
+    amber_status st;
+    uint32_t wi = 0;
+    static const char *const wreq[] = {"name", "tensor", "dtype", "shape"};
+    L->n_weights = weights->count;
+    if ((st = alloc(L, weights->count, sizeof(am_name_ref), &L->weight_index)) != AMBER_OK ||
+        (st = alloc(L, weights->count, sizeof(am_json *), &L->weight_nodes)) != AMBER_OK)
+        return st;
+    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w), wi++) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
+        if ((st = members(L, w, wreq, 4, NULL, 0)) != AMBER_OK) return st;
+        const am_json *name = am_json_get(L->d, w, "name");
+        if (name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
+        if ((st = check_name(L, name, "weight", true)) != AMBER_OK) return st;
+        L->weight_index[wi] = (am_name_ref){name->str, wi};
+        L->weight_nodes[wi] = w;
+    }
+    const am_name_ref *dup = sort_names(L->weight_index, L->n_weights);
+    if (dup) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", dup->index);
+        return LFAIL(L, "weight name \"%.100s\" repeats", dup->name);
+    }
+    wi = 0;
+    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w), wi++) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
+        am_type t;
+        amber_tensor view;
+        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
+        if ((st = tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &view)) != AMBER_OK) return st;
+    }
+    return AMBER_OK;
+}
+
+/* Entry points: valid names (H.10), a known function, ports of its types; the sorted
+ * table am_program_find_entry searches. */
+static amber_status load_signatures(loader *L, const am_json *sigs) {
+    am_program *p = L->p;
+    amber_status st;
+    snprintf(L->path, sizeof L->path, "signatures");
+    if (sigs->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
+    p->n_entries = sigs->count;
+    if ((st = alloc(L, p->n_entries, sizeof(am_entry), &p->entries)) != AMBER_OK) return st;
+    uint32_t ei = 0;
+    static const char *const sreq[] = {"function", "inputs", "outputs", "output_structure"};
+    static const char *const sopt[] = {"input_ranges"};
+    for (const am_json *s = am_json_first(L->d, sigs); s; s = am_json_next(L->d, s), ei++) {
+        snprintf(L->path, sizeof L->path, "signatures.%.100s", s->key);
+        am_entry *e = &p->entries[ei];
+        e->name = s->key;
+        if ((st = check_name_str(L, s->key, s->key_len, "entry point", false)) != AMBER_OK)
+            return st;
+        if ((st = members(L, s, sreq, 4, sopt, 1)) != AMBER_OK) return st;
+        const am_json *fn = am_json_get(L->d, s, "function");
+        int64_t f = fn->type == AM_JSON_STRING ? find_func(p, fn->str) : -1;
+        if (f < 0) return LFAIL(L, "names an unknown function");
+        e->func = (uint32_t)f;
+        const am_func *func = &p->funcs[f];
+        if ((st = load_ports(L, am_json_get(L->d, s, "inputs"), &func->syms, &e->inputs, &e->n_inputs,
+                             true)) != AMBER_OK ||
+            (st = load_ports(L, am_json_get(L->d, s, "outputs"), &func->syms, &e->outputs,
+                             &e->n_outputs, false)) != AMBER_OK)
+            return st;
+        if (e->n_inputs != func->n_params || e->n_outputs != func->n_results)
+            return LFAIL(L, "has %u inputs and %u outputs, function %s has %u and %u", e->n_inputs,
+                         e->n_outputs, func->name, func->n_params, func->n_results);
+        for (uint32_t k = 0; k < e->n_inputs; k++)
+            if (!same_type(&e->inputs[k].type, &func->param_types[k]))
+                return LFAIL(L, "input \"%.100s\" differs from the function's parameter",
+                             e->inputs[k].name);
+        for (uint32_t k = 0; k < e->n_outputs; k++)
+            if (!same_type(&e->outputs[k].type, func->value_types[func->results[k]]))
+                return LFAIL(L, "output \"%.100s\" differs from the function's result",
+                             e->outputs[k].name);
+    }
+    /* the names are distinct: they are the keys of one JSON object */
+    if ((st = alloc(L, p->n_entries, sizeof(am_name_ref), &p->entry_index)) != AMBER_OK) return st;
+    for (ei = 0; ei < p->n_entries; ei++) p->entry_index[ei] = (am_name_ref){p->entries[ei].name, ei};
+    sort_names(p->entry_index, p->n_entries);
+    return AMBER_OK;
+}
+
 amber_status am_program_load(am_program *p, const am_json_doc *d, const void *model,
                              am_tensor_lookup lookup, bool fuse, am_error *err) {
     memset(p, 0, sizeof *p);
@@ -1133,35 +1223,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
     const am_json *funcs = get_typed(L, program, "functions", AM_JSON_ARRAY, &st);
     const am_json *weights = funcs ? get_typed(L, program, "weights", AM_JSON_ARRAY, &st) : NULL;
     if (!weights) return st;
-    /* Weights: unique names, tensors of the declared type. */
-    uint32_t wi = 0;
-    static const char *const wreq[] = {"name", "tensor", "dtype", "shape"};
-    L->n_weights = weights->count;
-    if ((st = alloc(L, weights->count, sizeof(am_name_ref), &L->weight_index)) != AMBER_OK ||
-        (st = alloc(L, weights->count, sizeof(am_json *), &L->weight_nodes)) != AMBER_OK)
-        return st;
-    for (const am_json *w = am_json_first(d, weights); w; w = am_json_next(d, w), wi++) {
-        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
-        if ((st = members(L, w, wreq, 4, NULL, 0)) != AMBER_OK) return st;
-        const am_json *name = am_json_get(d, w, "name");
-        if (name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
-        if ((st = check_name(L, name, "weight", true)) != AMBER_OK) return st;
-        L->weight_index[wi] = (am_name_ref){name->str, wi};
-        L->weight_nodes[wi] = w;
-    }
-    const am_name_ref *dup = sort_names(L->weight_index, L->n_weights);
-    if (dup) {
-        snprintf(L->path, sizeof L->path, "program.weights[%u]", dup->index);
-        return LFAIL(L, "weight name \"%.100s\" repeats", dup->name);
-    }
-    wi = 0;
-    for (const am_json *w = am_json_first(d, weights); w; w = am_json_next(d, w), wi++) {
-        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
-        am_type t;
-        amber_tensor view;
-        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
-        if ((st = tensor_ref(L, am_json_get(d, w, "tensor"), &t, &view)) != AMBER_OK) return st;
-    }
+    if ((st = load_weights(L, weights)) != AMBER_OK) return st;
     /* Function names first (calls may refer forward), then bodies. */
     p->n_funcs = funcs->count;
     if ((st = alloc(L, p->n_funcs, sizeof(am_func), &p->funcs)) != AMBER_OK) return st;
@@ -1174,7 +1236,8 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
     }
     if ((st = alloc(L, p->n_funcs, sizeof(am_name_ref), &p->func_index)) != AMBER_OK) return st;
     for (fi = 0; fi < p->n_funcs; fi++) p->func_index[fi] = (am_name_ref){p->funcs[fi].name, fi};
-    if ((dup = sort_names(p->func_index, p->n_funcs)) != NULL) {
+    const am_name_ref *dup = sort_names(p->func_index, p->n_funcs);
+    if (dup) {
         snprintf(L->path, sizeof L->path, "program.functions[%u]", dup->index);
         return LFAIL(L, "function name \"%.100s\" repeats", dup->name);
     }
@@ -1208,48 +1271,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
                              "function(s) it runs", c->name);
             }
         }
-    /* Signatures. */
-    snprintf(L->path, sizeof L->path, "signatures");
-    const am_json *sigs = am_json_get(d, root, "signatures");
-    if (sigs->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
-    p->n_entries = sigs->count;
-    if ((st = alloc(L, p->n_entries, sizeof(am_entry), &p->entries)) != AMBER_OK) return st;
-    uint32_t ei = 0;
-    static const char *const sreq[] = {"function", "inputs", "outputs", "output_structure"};
-    static const char *const sopt[] = {"input_ranges"};
-    for (const am_json *s = am_json_first(d, sigs); s; s = am_json_next(d, s), ei++) {
-        snprintf(L->path, sizeof L->path, "signatures.%.100s", s->key);
-        am_entry *e = &p->entries[ei];
-        e->name = s->key;
-        if ((st = check_name_str(L, s->key, s->key_len, "entry point", false)) != AMBER_OK)
-            return st;
-        if ((st = members(L, s, sreq, 4, sopt, 1)) != AMBER_OK) return st;
-        const am_json *fn = am_json_get(d, s, "function");
-        int64_t f = fn->type == AM_JSON_STRING ? find_func(p, fn->str) : -1;
-        if (f < 0) return LFAIL(L, "names an unknown function");
-        e->func = (uint32_t)f;
-        const am_func *func = &p->funcs[f];
-        if ((st = load_ports(L, am_json_get(d, s, "inputs"), &func->syms, &e->inputs, &e->n_inputs,
-                             true)) != AMBER_OK ||
-            (st = load_ports(L, am_json_get(d, s, "outputs"), &func->syms, &e->outputs,
-                             &e->n_outputs, false)) != AMBER_OK)
-            return st;
-        if (e->n_inputs != func->n_params || e->n_outputs != func->n_results)
-            return LFAIL(L, "has %u inputs and %u outputs, function %s has %u and %u", e->n_inputs,
-                         e->n_outputs, func->name, func->n_params, func->n_results);
-        for (uint32_t k = 0; k < e->n_inputs; k++)
-            if (!same_type(&e->inputs[k].type, &func->param_types[k]))
-                return LFAIL(L, "input \"%.100s\" differs from the function's parameter",
-                             e->inputs[k].name);
-        for (uint32_t k = 0; k < e->n_outputs; k++)
-            if (!same_type(&e->outputs[k].type, func->value_types[func->results[k]]))
-                return LFAIL(L, "output \"%.100s\" differs from the function's result",
-                             e->outputs[k].name);
-    }
-    /* the names are distinct: they are the keys of one JSON object */
-    if ((st = alloc(L, p->n_entries, sizeof(am_name_ref), &p->entry_index)) != AMBER_OK) return st;
-    for (ei = 0; ei < p->n_entries; ei++) p->entry_index[ei] = (am_name_ref){p->entries[ei].name, ei};
-    sort_names(p->entry_index, p->n_entries);
+    if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
     if ((st = mark_fixed_params(L)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     return vec ? load_vectors(L, vec) : AMBER_OK;
