@@ -35,7 +35,8 @@ extern "C" {
 
 typedef enum amber_status {
     AMBER_OK = 0,
-    AMBER_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, bad enum value, wrong count */
+    AMBER_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a wrong count, unaligned input data,
+                                       a failed model */
     AMBER_ERR_NO_MEMORY = 2,        /* malloc failed */
     AMBER_ERR_LIMIT = 3,            /* a configured limit (memory, depth, ...) was hit */
     AMBER_ERR_IO = 4,               /* open/read/write/mmap failed */
@@ -43,7 +44,8 @@ typedef enum amber_status {
     AMBER_ERR_VERSION = 6,          /* file needs a newer runtime */
     AMBER_ERR_INTEGRITY = 7,        /* a SHA-256 did not match */
     AMBER_ERR_NOT_FOUND = 8,        /* no such entry point, op or name */
-    AMBER_ERR_DTYPE = 9,            /* an operand has a dtype the op does not accept */
+    AMBER_ERR_DTYPE = 9,            /* an operand has a dtype the op does not accept, or a
+                                       tensor's dtype is no amber_dtype value */
     AMBER_ERR_SHAPE = 10,           /* shapes or attributes are inconsistent */
     AMBER_ERR_OUT_OF_RANGE = 11,    /* an index value is outside its dimension */
     AMBER_ERR_INTERNAL = 12,        /* a bug in amber: please report it */
@@ -135,7 +137,8 @@ typedef struct amber_model amber_model;
 AMBER_API amber_status amber_model_open_file(const char *path, const amber_options *opts,
                                              amber_model **out);
 /* Same, from bytes in memory. The buffer is used in place: it must stay valid and
- * unchanged until amber_model_close, and be aligned to 8 bytes (64 recommended). */
+ * unchanged until amber_model_close, and be aligned to 8 bytes (64 recommended). A NULL
+ * data pointer is AMBER_ERR_INVALID_ARGUMENT, whatever the size. */
 AMBER_API amber_status amber_model_open_memory(const void *data, size_t size,
                                                const amber_options *opts, amber_model **out);
 /* Releases the model and unmaps its file. NULL is allowed. Sessions must be gone. */
@@ -197,15 +200,21 @@ typedef struct amber_session amber_session;
 /* Creates a session (*out is NULL on failure) with its intra-op threads (options.threads
  * of the model). The model must outlive the session. */
 AMBER_API amber_status amber_session_create(const amber_model *model, amber_session **out);
+/* Frees a session and its threads. NULL is allowed (does nothing). */
 AMBER_API void amber_session_free(amber_session *session);
-/* Message of the session's last failure ("" after a success). */
+/* Message of the session's last failure ("" after a success; "session is NULL" for NULL).
+ * The string belongs to the session: it stays valid and unchanged until the next
+ * amber_session_run, amber_session_verify or amber_session_free on that session. Names
+ * from the file appear in it with control characters escaped (\xNN). */
 AMBER_API const char *amber_session_error(const amber_session *session);
 
 /* Runs an entry point. inputs[i] is the entry's i-th input (dtype and shape must match
- * its signature; symbolic dims take the given sizes); the caller's data is read in place.
+ * its signature; symbolic dims take the given sizes); the caller's data is read in place
+ * and must be aligned to its element size (else AMBER_ERR_INVALID_ARGUMENT: copy it).
  * outputs[0..n_outputs) receive descriptors of the results: their data is owned by the
- * session (or is an input's or the model's memory) and stays valid until the next run or
- * amber_session_free. Treat it as read-only. */
+ * session (or is an input's or the model's memory) and stays valid until the next run
+ * (amber_session_run or amber_session_verify) or amber_session_free. Treat it as
+ * read-only. After a failed run every outputs[i] is zeroed (rank 0, data NULL). */
 AMBER_API amber_status amber_session_run(amber_session *session, const char *entry,
                                          const amber_tensor *inputs, size_t n_inputs,
                                          amber_tensor *outputs, size_t n_outputs);
@@ -234,7 +243,9 @@ AMBER_API amber_status amber_session_get_stats(const amber_session *session,
 
 /* Runs the file's test vectors. *n_vectors and *n_failed (either may be NULL) receive the
  * counts; the status is AMBER_ERR_MISMATCH if a vector failed (the session error names
- * the first failure and its largest error) or the status of a run that failed. */
+ * the first failure and its largest error) or the status of a run that failed. Each
+ * vector is a run of the session: outputs of an earlier amber_session_run are invalid
+ * afterwards. */
 AMBER_API amber_status amber_session_verify(amber_session *session, size_t *n_vectors,
                                             size_t *n_failed);
 

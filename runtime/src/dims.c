@@ -74,16 +74,15 @@ static amber_status factor(dparser *p, int64_t *out, uint64_t *terms) {
         while (p->pos < p->n && (is_alpha(p->s[p->pos]) || is_dig(p->s[p->pos]))) p->pos++;
         size_t len = p->pos - b;
         const am_symbols *sy = p->syms;
-        for (int i = 0; sy && i < sy->n; i++)
-            if (sy->lens[i] == len && !memcmp(sy->names[i], p->s + b, len)) {
-                if (sy->check) {
-                    *out = 1;
-                    return AMBER_OK;
-                }
-                if (sy->values[i] < 0) break;
-                *out = sy->values[i];
-                return AMBER_OK;
-            }
+        int i = sy ? am_symbols_find(sy, p->s + b, len) : -1;
+        if (i >= 0 && sy->check) {
+            *out = 1;
+            return AMBER_OK;
+        }
+        if (i >= 0 && sy->values[i] >= 0) {
+            *out = sy->values[i];
+            return AMBER_OK;
+        }
         p->pos = b;
         return am_fail(p->err, AMBER_ERR_FORMAT,
                        "dim expression \"%.*s\" uses symbol \"%.*s\" that no parameter binds",
@@ -166,4 +165,33 @@ amber_status am_dim_eval(const char *s, size_t len, const am_symbols *syms, int6
     dws(&P);
     if (P.pos != len) return dfail(&P, "unexpected character");
     return AMBER_OK;
+}
+
+static uint32_t sym_hash(const char *s, size_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+int am_symbols_find(const am_symbols *sy, const char *name, size_t len) {
+    if (!sy->cap) {
+        for (int i = 0; i < sy->n; i++)
+            if (sy->lens[i] == len && !memcmp(sy->names[i], name, len)) return i;
+        return -1;
+    }
+    for (uint32_t h = sym_hash(name, len) & (sy->cap - 1);; h = (h + 1) & (sy->cap - 1)) {
+        uint32_t k = sy->slots[h];
+        if (!k) return -1;
+        if (sy->lens[k - 1] == len && !memcmp(sy->names[k - 1], name, len)) return (int)k - 1;
+    }
+}
+
+void am_symbols_add(am_symbols *sy, const char *name, size_t len) {
+    if (sy->cap) {
+        uint32_t h = sym_hash(name, len) & (sy->cap - 1);
+        while (sy->slots[h]) h = (h + 1) & (sy->cap - 1);
+        sy->slots[h] = (uint32_t)sy->n + 1;
+    }
+    sy->names[sy->n] = name;
+    sy->lens[sy->n++] = len;
 }

@@ -345,7 +345,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
     amber_status st = new_model(opts, out);
     if (st != AMBER_OK) return st;
     amber_model *m = *out;
-    if (!data && size) {
+    if (!data) { /* also for size 0: a NULL buffer is a caller's mistake, not a file */
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "data is NULL");
     }
@@ -353,7 +353,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "buffer must be aligned to 8 bytes");
     }
-    m->base = data ? (const uint8_t *)data : (const uint8_t *)"";
+    m->base = (const uint8_t *)data;
     m->size = size;
     return finish_open(m);
 }
@@ -482,9 +482,8 @@ amber_status amber_model_entry_name(const amber_model *m, size_t index, const ch
 }
 
 const am_entry *am_model_entry(const amber_model *m, const char *name) {
-    for (uint32_t i = 0; name && i < m->prog.n_entries; i++)
-        if (!strcmp(m->prog.entries[i].name, name)) return &m->prog.entries[i];
-    return NULL;
+    int64_t i = am_program_find_entry(&m->prog, name);
+    return i < 0 ? NULL : &m->prog.entries[i];
 }
 
 amber_status amber_model_entry_arity(const amber_model *m, const char *entry, size_t *n_inputs,

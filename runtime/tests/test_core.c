@@ -463,7 +463,7 @@ static void test_dim_expressions(void) {
     const char *names[] = {"n", "batch_2"};
     size_t lens[] = {1, 7};
     int64_t vals[] = {7, 3};
-    am_symbols sy = {2, names, lens, vals, false};
+    am_symbols sy = {2, names, lens, vals, false, NULL, 0};
     static const struct { const char *e; int64_t want; } ok[] = {
         {"42", 42}, {"n", 7}, {"2*n//3", 4}, {"-n+1", -6}, {"-n//2", -3} /* the leading - negates the whole first term */, {"((n))", 7},
         {" n * batch_2 - 1 ", 20}, {"n - batch_2 - 10", -6}, {"(n+1)//2*2", 8},

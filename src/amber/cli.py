@@ -29,7 +29,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import AmberError, FormatError
+from .format.names import display
 from .serve import cli as serve_cli
+
+
+def _lines(text: object) -> str:
+    """Multi-line text for the terminal: every line escaped (docs/cli.md, "Output")."""
+    return "\n".join(display(line) for line in str(text).split("\n"))
 
 
 def _load(path: str, verify_hashes: bool = True, backend: str | None = "reference") -> Any:
@@ -56,33 +62,33 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     model = _load(args.file)
     prog = model.program
     meta = prog.metadata
-    print(f"file:            {args.file}", file=out)
+    print(f"file:            {display(args.file)}", file=out)
     print(f"format version:  {model.format_version}", file=out)
     print(f"opset version:   {prog.opset_version}", file=out)
-    print(f"producer:        {meta.get('producer', '?')} {meta.get('producer_version', '')}"
-          .rstrip(), file=out)
+    print(f"producer:        {display(meta.get('producer', '?'))} "
+          f"{display(meta.get('producer_version', ''))}".rstrip(), file=out)
     if "created" in meta:
-        print(f"created:         {meta['created']}", file=out)
+        print(f"created:         {display(meta['created'])}", file=out)
     print(f"reader:          amber {__version__}", file=out)
     user = meta.get("user") or {}
     if user:
         print("metadata:", file=out)
         for k, v in sorted(user.items()):
-            print(f"  {k}: {v}", file=out)
+            print(f"  {display(k)}: {display(v)}", file=out)
     print("entry points:", file=out)
     for e in prog.entries.values():
-        print(f"  {e}", file=out)
+        print(f"  {display(e)}", file=out)
     n, b = prog.parameter_count()
     print(f"parameters:      {n:,} in {len(prog.weights)} tensors ({b:,} bytes, "
           f"{_fmt_bytes(b)})", file=out)
     for name, fn in prog.functions.items():
         hist = fn.op_histogram()
         ops = ", ".join(f"{op} {k}" for op, k in hist.items()) or "(none)"
-        print(f"ops in {name} ({len(fn.nodes)} nodes): {ops}", file=out)
+        print(f"ops in {display(name)} ({len(fn.nodes)} nodes): {ops}", file=out)
     print(f"test vectors:    {len(prog.test_vectors)}", file=out)
     if args.program:
         print(file=out)
-        print(prog, file=out)
+        print(_lines(prog), file=out)
     return 0
 
 
@@ -91,23 +97,23 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     print(f"backend: {model.backend}", file=out)
     results = model.verify()
     if not results:
-        print(f"{args.file}: no test vectors to run", file=out)
+        print(f"{display(args.file)}: no test vectors to run", file=out)
         return 1
     ok = True
     for r in results:
-        dims = ", ".join(f"{k}={v}" for k, v in r.dims.items())
-        head = f"vector {r.index} {r.entry}" + (f" [{dims}]" if dims else "")
+        dims = ", ".join(f"{display(k)}={v}" for k, v in r.dims.items())
+        head = f"vector {r.index} {display(r.entry)}" + (f" [{dims}]" if dims else "")
         if r.error is not None:
             ok = False
-            print(f"{head}: FAILED to run: {r.error}", file=out)
+            print(f"{head}: FAILED to run: {_lines(r.error)}", file=out)
             continue
         for name, err in r.errors.items():
             status = "ok" if r.passed[name] else "FAIL"
             ok = ok and r.passed[name]
             tv = model.program.test_vectors[r.index]
             rtol, atol = tv.tolerance.get(name, (0.0, 0.0))
-            print(f"{head} {name}: max error {err:.3g} (rtol={rtol:g}, atol={atol:g}) {status}",
-                  file=out)
+            print(f"{head} {display(name)}: max error {err:.3g} (rtol={rtol:g}, atol={atol:g}) "
+                  f"{status}", file=out)
     n_fail = sum(not r.ok for r in results)
     print(f"{len(results) - n_fail}/{len(results)} test vectors passed", file=out)
     if model.native is not None:
@@ -119,7 +125,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
             print(f"libamber verify: {n - failed}/{n} test vectors passed", file=out)
         except NativeMismatchError as e:
             ok = False
-            print(f"libamber verify: FAILED: {e}", file=out)
+            print(f"libamber verify: FAILED: {_lines(e)}", file=out)
     return 0 if ok else 1
 
 
@@ -163,13 +169,18 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         outs = model._interp.run(entry.name, **inputs)
     arrays = {p.name: np.asarray(a) for p, a in zip(entry.outputs, outs)}
     if args.output:
+        from .format.names import name_problem
+
+        for k in arrays:  # member names: the loader refuses others, checked again here
+            if name_problem(k):
+                raise AmberError(f"output name {k!r} {name_problem(k)}; cannot store it")
         # NOTE: np.savez(path) appends ".npz" to any other name; write the file itself
         with open(args.output, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]
-        print(f"wrote {', '.join(arrays)} to {args.output}", file=out)
+        print(f"wrote {', '.join(map(display, arrays))} to {display(args.output)}", file=out)
     else:
         for k, a in arrays.items():
-            print(f"{k}: {a.dtype}{list(a.shape)}", file=out)
+            print(f"{display(k)}: {a.dtype}{list(a.shape)}", file=out)
             print(np.array2string(a, threshold=50), file=out)
     return 0
 
@@ -192,7 +203,7 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
     program.save(args.o, metadata={"linked_from": {
         a: os.path.basename(m.path) if m.path else a for a, m in models.items()}})
     e = program.entry(args.name)
-    print(f"wrote {args.o}: entry {e}", file=out)
+    print(f"wrote {display(args.o)}: entry {display(e)}", file=out)
     return 0
 
 
@@ -201,7 +212,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
     a, b = _load(args.file), _load(args.other)
     d = diff(a.program, b.program, args.file, args.other)
-    print(d, file=out)
+    print(_lines(d), file=out)
     return 0 if d.identical else 1
 
 
@@ -294,6 +305,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def amber_run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``amber-run`` command: replaces this process by the C tool the
+    package installed (``amber/_native/bin/amber-run``, docs/c-api.md), so its exit
+    status and output are the tool's own. Returns 1 (with a message) if it is missing."""
+    import os
+
+    from .native import native_dir
+
+    d = native_dir()
+    exe = d / "bin" / "amber-run" if d is not None else None
+    if exe is None or not exe.is_file():
+        print("amber-run: this amber has no native runtime installed (reinstall it with "
+              "`pip install .`, which builds libamber and amber-run with CMake)",
+              file=sys.stderr)
+        return 1
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    os.execv(exe, ["amber-run", *args])
+    return 1  # pragma: no cover - execv does not return
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``amber`` command; returns the exit status."""
     out = out or sys.stdout
@@ -305,14 +337,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return handler(args, out)
     except FormatError as e:
         path = getattr(e, "amber_path", args.file if "file" in args else None)
-        where = f" {path}" if path else ""
-        print(f"amber {args.command}: invalid file{where}: {e}", file=sys.stderr)
+        where = f" {display(path)}" if path else ""
+        print(f"amber {args.command}: invalid file{where}: {_lines(e)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"amber {args.command}: {e}", file=sys.stderr)
+        print(f"amber {args.command}: {_lines(e)}", file=sys.stderr)
         return 2
     except AmberError as e:
-        print(f"amber {args.command}: {e}", file=sys.stderr)
+        print(f"amber {args.command}: {_lines(e)}", file=sys.stderr)
         return 2
 
 

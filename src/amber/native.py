@@ -123,6 +123,14 @@ class NativeMismatchError(NativeError):
     """``AMBER_ERR_MISMATCH``: a test vector's outputs differ from the stored ones."""
 
 
+class NativeClosedError(NativeArgumentError):
+    """The model was closed (:meth:`NativeModel.close`): it and its sessions can no longer
+    run. A ``ValueError``, as an operation on a closed file is in Python."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(1, "AMBER_ERR_INVALID_ARGUMENT", "the model is closed", name)
+
+
 _RUN_ERRORS: dict[int, type[NativeError]] = {
     1: NativeArgumentError, 3: NativeLimitError, 4: NativeFormatError, 5: NativeFormatError,
     6: NativeFormatError, 7: NativeFormatError, 8: NativeNotFoundError, 9: NativeDTypeError,
@@ -380,7 +388,7 @@ def _port(p: _Port) -> NativePort:
 def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = None
               ) -> np.ndarray:
     """``x`` as an array the runtime can read in place: arrays that already are
-    C-contiguous, little-endian and of a supported dtype are passed as they are (the C
+    C-contiguous, aligned, little-endian and of a supported dtype are passed as they are (the C
     side checks dtype and shape against the signature); Python numbers and lists take the
     port's dtype."""
     from .tensor import Tensor
@@ -404,7 +412,10 @@ def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = N
     if dt not in _NP_DTYPES:
         raise DTypeError(f"{entry}: input {port.name!r} must be {port.dtype.name}, got "
                          f"{a.dtype}; convert it with .astype(np.{port.dtype.name})")
-    return input_array(a, f"{entry}: input {port.name!r}", memory_limit)
+    a = input_array(a, f"{entry}: input {port.name!r}", memory_limit)
+    if not a.flags.aligned:  # the C API refuses data not aligned to its element size
+        a = a.copy()
+    return a
 
 
 class _Call:
@@ -430,19 +441,40 @@ class _Call:
 
 class _Handles:
     """The C handles of one model and of its live sessions, freed together: a session
-    never outlives its model, whatever order Python collects objects in."""
+    never outlives its model, whatever order Python collects objects in.
 
-    def __init__(self, lib: NativeLibrary) -> None:
+    Every call into C that uses a handle runs between :meth:`enter` and :meth:`leave`;
+    :meth:`close` marks the handles closed (later calls raise
+    :class:`NativeClosedError`) and frees them only when the calls under way have
+    returned, so a close from another thread never frees memory a run is using."""
+
+    def __init__(self, lib: NativeLibrary, name: str = "<model>") -> None:
         self.lib = lib
+        self.name = name
         self.model = ctypes.c_void_p()
         self.sessions: set[int] = set()
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.active = 0
+        self.closed = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.closed:
+                raise NativeClosedError(self.name)
+            self.active += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if not self.active and self.closed:
+                self.idle.notify_all()
 
     def new_session(self) -> int:
         handle = ctypes.c_void_p()
         with self.lock:
-            if not self.model:
-                raise AmberError("the native model is closed")
+            if self.closed or not self.model:
+                raise NativeClosedError(self.name)
             st = self.lib.lib.amber_session_create(self.model, ctypes.byref(handle))
             if st != 0 or not handle.value:
                 _raise(self.lib, st or 2, "cannot create a session", "amber_session_create")
@@ -451,12 +483,16 @@ class _Handles:
 
     def free_session(self, handle: int) -> None:
         with self.lock:
+            # a session being freed is not running: a run holds a reference to it
             if handle in self.sessions:
                 self.sessions.discard(handle)
                 self.lib.lib.amber_session_free(handle)
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
+            while self.active:  # runs under way finish first
+                self.idle.wait()
             for h in self.sessions:
                 self.lib.lib.amber_session_free(h)
             self.sessions.clear()
@@ -485,6 +521,13 @@ class NativeSession:
     @property
     def error(self) -> str:
         """The message of the session's last failure (``""`` after a success)."""
+        self._handles.enter()
+        try:
+            return self._error()
+        finally:
+            self._handles.leave()
+
+    def _error(self) -> str:  # NOTE: only between _handles.enter() and leave()
         msg = self._lib.lib.amber_session_error(self.handle)
         return msg.decode(errors="replace") if msg else ""
 
@@ -504,11 +547,19 @@ class NativeSession:
         call = self._calls.get(entry) or self._prepare(entry)
         if len(inputs) != len(call.in_list):
             raise AmberError(f"{entry}: takes {len(call.in_list)} inputs, got {len(inputs)}")
+        handles = self._handles
+        handles.enter()  # raises once the model is closed; close waits for leave()
+        try:
+            return self._run(call, entry, inputs)
+        finally:
+            handles.leave()
+
+    def _run(self, call: _Call, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
         converted = []  # keeps converted inputs alive for the call
         for x, t, port in zip(inputs, call.in_list, call.sig.inputs):
             # arrays the runtime reads as they are skip _as_input (the common case)
             if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
-                    and x.flags.c_contiguous):
+                    and x.flags.c_contiguous and x.flags.aligned):
                 x = _as_input(x, port, entry, self._memory_limit)
                 converted.append(x)
             t.dtype = _DTYPE_CODES[x.dtype]
@@ -523,7 +574,7 @@ class NativeSession:
         st = self._lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
                                    call.n_out)
         if st != 0:
-            _raise(self._lib, st, self.error, f"{self._model_name}: {entry}")
+            _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
         results = []
         for t in call.out_list:  # copies of the session-owned outputs
             rank = t.rank
@@ -543,10 +594,14 @@ class NativeSession:
         """Run the file's test vectors in C; returns (vectors, failed). A failed vector
         raises :class:`NativeMismatchError` naming the first failure."""
         n, failed = ctypes.c_size_t(), ctypes.c_size_t()
-        st = self._lib.lib.amber_session_verify(self.handle, ctypes.byref(n),
-                                                ctypes.byref(failed))
-        if st != 0:
-            _raise(self._lib, st, self.error, f"{self._model_name}: test vectors")
+        self._handles.enter()
+        try:
+            st = self._lib.lib.amber_session_verify(self.handle, ctypes.byref(n),
+                                                    ctypes.byref(failed))
+            if st != 0:
+                _raise(self._lib, st, self._error(), f"{self._model_name}: test vectors")
+        finally:
+            self._handles.leave()
         return n.value, failed.value
 
     def stats(self) -> SessionStats:
@@ -555,7 +610,11 @@ class NativeSession:
             raise AmberError(f"libamber {self._lib.version} has no amber_session_get_stats")
         raw = _Stats()
         raw.struct_size = ctypes.sizeof(_Stats)
-        st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
+        self._handles.enter()
+        try:
+            st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
+        finally:
+            self._handles.leave()
         if st != 0:
             _raise(self._lib, st, "cannot read the session's statistics", self._model_name)
         return SessionStats(**{f.name: int(getattr(raw, f.name))
@@ -566,9 +625,9 @@ class NativeSession:
         self._handles.free_session(self.handle)
 
     def __del__(self) -> None:
-        handles = getattr(self, "_handles", None)
-        if handles is not None:
-            handles.free_session(self.handle)
+        handles, handle = getattr(self, "_handles", None), getattr(self, "handle", None)
+        if handles is not None and handle is not None:  # None: creating it failed
+            handles.free_session(handle)
 
 
 class NativeModel:
@@ -598,7 +657,8 @@ class NativeModel:
                  max_run_iterations: int | None = None, max_run_calls: int | None = None,
                  fuse: bool = True) -> None:
         self.lib = library()
-        self._handles = _Handles(self.lib)
+        self._handles = _Handles(self.lib, "<bytes>" if isinstance(
+            source, (bytes, bytearray, memoryview)) else os.path.basename(os.fspath(source)))
         self._local = threading.local()
         self._buffer: Any = None
         space = _OptionsSpace()
@@ -659,6 +719,14 @@ class NativeModel:
         if st != 0:
             _raise(self.lib, st, what, self.name)
 
+    def _model_call(self, fn: Any, *args: Any) -> int:
+        """fn(model handle, *args) on the open model (NativeClosedError once closed)."""
+        self._handles.enter()
+        try:
+            return int(fn(self._handles.model, *args))
+        finally:
+            self._handles.leave()
+
     def _read_signatures(self) -> dict[str, NativeSignature]:
         c = self.lib.lib
         h = self._handles.model
@@ -702,16 +770,16 @@ class NativeModel:
     def format_version(self) -> int:
         """The container's format version."""
         v = ctypes.c_uint32()
-        self._check(self.lib.lib.amber_model_format_version(self._handles.model,
-                                                            ctypes.byref(v)), "format version")
+        self._check(self._model_call(self.lib.lib.amber_model_format_version, ctypes.byref(v)),
+                    "format version")
         return int(v.value)
 
     @property
     def opset_version(self) -> int:
         """The opset version of the file's program."""
         v = ctypes.c_int64()
-        self._check(self.lib.lib.amber_model_opset_version(self._handles.model,
-                                                           ctypes.byref(v)), "opset version")
+        self._check(self._model_call(self.lib.lib.amber_model_opset_version, ctypes.byref(v)),
+                    "opset version")
         return int(v.value)
 
     # -- running -----------------------------------------------------------------------
@@ -756,8 +824,15 @@ class NativeModel:
         return self.session().verify()
 
     def close(self) -> None:
-        """Free every session of the model and unmap the file."""
+        """Free every session of the model and unmap the file. Runs under way in other
+        threads finish first; every later call raises :class:`NativeClosedError` (an
+        :class:`amber.AmberError`). Closing twice is allowed."""
         self._handles.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handles.closed
 
     def __enter__(self) -> NativeModel:
         return self
@@ -776,6 +851,7 @@ def unsupported_ops(ops: set[str]) -> set[str]:
 
 __all__ = [
     "NativeArgumentError",
+    "NativeClosedError",
     "NativeDTypeError",
     "NativeError",
     "NativeFormatError",
