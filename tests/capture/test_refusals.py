@@ -154,16 +154,18 @@ def test_float_of_symbolic_dim():
     refused(f, X, marker="floatdim", asked="float() of the symbolic size batch")
 
 
-def test_symbolic_size_baked_into_a_constant():
+def test_symbolic_size_baked_into_a_numpy_constant():
+    # am.tensor(x.shape[0] * 2) is the run-time value; a NumPy array cannot be
     def f(x):
-        return x + am.tensor(x.shape[0] * 2)  # <bake>
+        return x + am.tensor(np.asarray(x.shape[0] * 2))  # <bake>
 
     refused(f, X, marker="bake", asked="converting the symbolic size 2*batch to an array")
 
 
-def test_symbolic_size_in_creation_function():
+def test_symbolic_size_in_a_numpy_creation_function():
+    # am.zeros(x.shape[0], 3) follows the run-time size; np.zeros cannot
     def f(x):
-        return x + am.zeros(x.shape[0], 3)  # <zeros>
+        return x + am.tensor(np.zeros((x.shape[0], 3), np.float32))  # <zeros>
 
     refused(f, X, marker="zeros", asked="symbolic size batch")
 
