@@ -68,3 +68,10 @@ class LinkError(AmberError, ValueError):
     """An ``amber link`` request is malformed: a ``--connect`` spec that does not parse,
     names an unknown model, entry point or port, connects the wrong direction, feeds an
     input twice, or forms a cycle."""
+
+
+class UnsupportedError(AmberError, NotImplementedError):
+    """A model uses something amber does not support (an ONNX operator, an attribute
+    value, a data type, an operator domain, sequence or optional types). Raised instead
+    of computing anything else; the message names the node, its op type, domain and
+    opset, and what is unsupported."""

@@ -1,0 +1,539 @@
+"""ONNX neural-network operators: matrix products, convolution, pooling,
+normalisation, softmax and reductions, composed from amber primitives."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _dtype as D
+from .. import functional as F
+from ..capture.dims import DimExpr
+from ..ops import elementwise as E
+from ..ops import linalg as L
+from ..ops import reduce as R
+from ..ops import shape as S
+from ..tensor import Tensor
+from ._graph import Ctx, op
+from ._ops_elementwise import need, sc
+from ._ops_shape import axis
+
+# ----------------------------------------------------------------------------- products
+
+
+@op("MatMul", notes="numpy matmul rules (1-D operands, batch broadcasting)")
+def _matmul(c: Ctx) -> Tensor:
+    a, b = c.t(0), c.t(1)
+    need(c, a, D.NUMERIC)
+    return F.matmul(a, b)
+
+
+@op("Gemm", notes="alpha, beta, transA, transB; C broadcast")
+def _gemm(c: Ctx) -> Tensor:
+    a, b = c.t(0), c.t(1)
+    need(c, a, D.NUMERIC)
+    if c.a("transA", 0):
+        a = S.transpose(a, perm=(1, 0))
+    if c.a("transB", 0):
+        b = S.transpose(b, perm=(1, 0))
+    y = L.matmul(a, b)
+    alpha, beta = c.a("alpha", 1.0), c.a("beta", 1.0)
+    if alpha != 1.0:
+        y = E.mul(y, sc(alpha, y.dtype))
+    if c.has(2):
+        cc = c.t(2)
+        if beta != 1.0:
+            cc = E.mul(cc, sc(beta, cc.dtype))
+        y = E.add(y, cc)
+    return y
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def _spatial(c: Ctx, x: Tensor, k: list[int]) -> tuple[list[int], list[int], list[Any],
+                                                       list[Any]]:
+    """strides, dilations, pads begin, pads end for a conv or pool over x's spatial dims."""
+    nd = len(k)
+    strides = list(c.a("strides", [1] * nd))
+    dil = list(c.a("dilations", [1] * nd))
+    pads = list(c.a("pads", [0] * (2 * nd)))
+    auto = c.a("auto_pad", "NOTSET")
+    lo, hi = pads[:nd], pads[nd:]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        lo, hi = [], []
+        for j in range(nd):
+            n = x.shape[2 + j]
+            if isinstance(n, DimExpr):
+                raise c.unsupported("auto_pad SAME on a symbolic spatial dim")
+            out = -(-n // strides[j])
+            total = max((out - 1) * strides[j] + (k[j] - 1) * dil[j] + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            lo.append(small if auto == "SAME_UPPER" else big)
+            hi.append(big if auto == "SAME_UPPER" else small)
+    elif auto == "VALID":
+        lo, hi = [0] * nd, [0] * nd
+    elif auto != "NOTSET":
+        raise c.unsupported(f"auto_pad {auto!r}")
+    return strides, dil, lo, hi
+
+
+def _to2d(x: Tensor) -> Tensor:
+    """(N, C, L) -> (N, C, 1, L)."""
+    return F.reshape_exact(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+
+
+def _from2d(y: Tensor) -> Tensor:
+    return F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
+
+
+@op("Conv", notes="1-D and 2-D, groups, dilations, pads, auto_pad; float")
+def _conv(c: Ctx) -> Tensor:
+    x, w = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    nd = x.ndim - 2
+    if nd not in (1, 2):
+        raise c.unsupported(f"{nd}-D convolution (amber has 1-D and 2-D)")
+    k = [int(d) for d in w.shape[2:]]
+    st, dl, lo, hi = _spatial(c, x, k)
+    if nd == 1:
+        x, w = _to2d(x), _to2d(w)
+        st, dl, lo, hi = [1] + st, [1] + dl, [0] + lo, [0] + hi
+    y = L.conv2d(x, w, stride=tuple(st), padding=(lo[0], hi[0], lo[1], hi[1]),
+                 dilation=tuple(dl), groups=int(c.a("group", 1)))
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
+    return _from2d(y) if nd == 1 else y
+
+
+@op("ConvTranspose", notes="1-D and 2-D, groups, dilations, pads, output_padding, "
+                           "output_shape, auto_pad; float")
+def _conv_transpose(c: Ctx) -> Tensor:
+    x, w = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    nd = x.ndim - 2
+    if nd not in (1, 2):
+        raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D and 2-D)")
+    k = [int(d) for d in w.shape[2:]]
+    strides = list(c.a("strides", [1] * nd))
+    dil = list(c.a("dilations", [1] * nd))
+    opad = list(c.a("output_padding", [0] * nd))
+    pads = list(c.a("pads", [0] * (2 * nd)))
+    out_shape = c.a("output_shape")
+    auto = c.a("auto_pad", "NOTSET")
+    full = [strides[j] * (x.shape[2 + j] - 1) + opad[j] + (k[j] - 1) * dil[j] + 1
+            for j in range(nd)]
+    if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        want = list(out_shape)[-nd:] if out_shape is not None else \
+            [x.shape[2 + j] * strides[j] for j in range(nd)]
+        pads = [0] * (2 * nd)
+        for j in range(nd):
+            total = full[j] - want[j]
+            if isinstance(total, DimExpr):
+                raise c.unsupported("output_shape/auto_pad SAME on a symbolic dim")
+            if total < 0:
+                raise c.unsupported("output_shape larger than the full transposed output")
+            small, big = total // 2, total - total // 2
+            if auto == "SAME_LOWER":
+                pads[j], pads[j + nd] = big, small
+            else:
+                pads[j], pads[j + nd] = small, big
+    lo, hi = pads[:nd], pads[nd:]
+    out = [full[j] - lo[j] - hi[j] for j in range(nd)]
+    if any(not isinstance(p, DimExpr) and p >= s for p, s in zip(opad, strides)):
+        raise c.unsupported("output_padding must be smaller than the stride")
+    if nd == 1:
+        x, w = _to2d(x), _to2d(w)
+        strides, dil, lo, hi, out = [1] + strides, [1] + dil, [0] + lo, [0] + hi, [1] + out
+    y = L.conv2d_input_grad(x, w, input_hw=tuple(out), stride=tuple(strides),
+                            padding=(lo[0], hi[0], lo[1], hi[1]), dilation=tuple(dil),
+                            groups=int(c.a("group", 1)))
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
+    return _from2d(y) if nd == 1 else y
+
+
+def _pool_out(c: Ctx, n: Any, k: int, s: int, d: int, lo: int, hi: int, ceil: bool) -> Any:
+    span = n + lo + hi - ((k - 1) * d + 1)
+    if not ceil:
+        return span // s + 1
+    out = -((-span) // s) + 1
+    if isinstance(out, DimExpr):
+        raise c.unsupported("ceil_mode on a symbolic spatial dim")
+    if (out - 1) * s >= n + lo:  # the last window would start in the end padding
+        out -= 1
+    return out
+
+
+def _windows(c: Ctx, x: Tensor, k: list[int], value: float, extra_value: float | None = None
+             ) -> tuple[list[Tensor], list[Any]]:
+    """Every kernel offset's strided view of the padded (N, C, H, W) input."""
+    st, dl, lo, hi = _spatial(c, x, k)
+    ceil = bool(c.a("ceil_mode", 0))
+    outs = [_pool_out(c, x.shape[2 + j], k[j], st[j], dl[j], lo[j], hi[j], ceil)
+            for j in range(2)]
+    need_ = [(outs[j] - 1) * st[j] + (k[j] - 1) * dl[j] + 1 for j in range(2)]
+    extra = [need_[j] - x.shape[2 + j] - lo[j] - hi[j] for j in range(2)]
+    extra = [0 if isinstance(e, DimExpr) or e < 0 else e for e in extra]
+    if any(lo) or any(hi):
+        x = S.pad(x, lo=(0, 0, lo[0], lo[1]), hi=(0, 0, hi[0], hi[1]), interior=(0,) * 4,
+                  value=value)
+    if any(extra):
+        x = S.pad(x, lo=(0,) * 4, hi=(0, 0, extra[0], extra[1]), interior=(0,) * 4,
+                  value=value if extra_value is None else extra_value)
+    views = []
+    for i in range(k[0]):
+        for j in range(k[1]):
+            r, q = i * dl[0], j * dl[1]
+            views.append(S.slice_(
+                x, starts=(0, 0, r, q),
+                stops=(x.shape[0], x.shape[1], r + (outs[0] - 1) * st[0] + 1,
+                       q + (outs[1] - 1) * st[1] + 1),
+                steps=(1, 1, st[0], st[1])))
+    return views, outs
+
+
+def _pool_input(c: Ctx) -> tuple[Tensor, list[int], bool]:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    k = list(c.a("kernel_shape"))
+    if len(k) == 1 and x.ndim == 3:
+        return _to2d(x), [1, k[0]], True
+    if len(k) != 2 or x.ndim != 4:
+        raise c.unsupported(f"{len(k)}-D pooling (amber has 1-D and 2-D)")
+    return x, k, False
+
+
+def _with_1d(c: Ctx, names: tuple[str, ...]) -> None:
+    for nm in names:
+        v = c.attrs.get(nm)
+        if v is not None:
+            v = list(v)
+            nd = len(v) // 2 if nm == "pads" else len(v)
+            if nd == 1:
+                c.attrs[nm] = [0, v[0], 0, v[1]] if nm == "pads" else [1, v[0]]
+
+
+@op("MaxPool", notes="1-D and 2-D, pads, strides, dilations (10), ceil_mode (10); the "
+                     "Indices output is not supported")
+def _maxpool(c: Ctx) -> Tensor:
+    if len(c.node.output) > 1 and c.node.output[1]:
+        raise c.unsupported("the Indices output of MaxPool")
+    if c.a("storage_order", 0):
+        raise c.unsupported("storage_order = 1")
+    x, k, one = _pool_input(c)
+    if one:
+        _with_1d(c, ("strides", "dilations", "pads"))
+    views, _ = _windows(c, x, k, -math.inf)
+    m = views[0]
+    for v in views[1:]:
+        m = E.maximum(m, v)
+    return _from2d(m) if one else m
+
+
+@op("AveragePool", notes="1-D and 2-D, pads, count_include_pad, ceil_mode (10), "
+                         "dilations (19)")
+def _avgpool(c: Ctx) -> Tensor:
+    x, k, one = _pool_input(c)
+    if one:
+        _with_1d(c, ("strides", "dilations", "pads"))
+    views, _ = _windows(c, x, k, 0.0)
+    total = views[0]
+    for v in views[1:]:
+        total = E.add(total, v)
+    # the divisor: how many elements (or padded positions) each window covers
+    ones = S.broadcast_to(sc(1, x.dtype), shape=(1, 1, x.shape[2], x.shape[3]))
+    inc = bool(c.a("count_include_pad", 0))
+    cv, _ = _windows(c, ones, k, 1.0 if inc else 0.0, 0.0)
+    cnt = cv[0]
+    for v in cv[1:]:
+        cnt = E.add(cnt, v)
+    y = E.div(total, cnt)
+    return _from2d(y) if one else y
+
+
+@op("LpPool", since=11, notes="p = 1 and 2; 2-D")
+def _lppool(c: Ctx) -> Tensor:
+    x, k, one = _pool_input(c)
+    if one:
+        _with_1d(c, ("strides", "dilations", "pads"))
+    p = c.a("p", 2)
+    if p not in (1, 2):
+        raise c.unsupported(f"LpPool with p = {p}")
+    xp = E.abs_(x) if p == 1 else E.mul(x, x)
+    views, _ = _windows(c, xp, k, 0.0)
+    total = views[0]
+    for v in views[1:]:
+        total = E.add(total, v)
+    y = total if p == 1 else E.sqrt(total)
+    return _from2d(y) if one else y
+
+
+@op("GlobalAveragePool")
+def _gap(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    axes = tuple(range(2, x.ndim))
+    return E.div(R.reduce_sum(x, axes=axes, keepdims=True), _count(x, axes))
+
+
+@op("GlobalMaxPool")
+def _gmp(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    return R.reduce_max(x, axes=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _count(x: Tensor, axes: tuple[int, ...]) -> Tensor:
+    n: Any = 1
+    for a in axes:
+        n = n * x.shape[a]
+    return F.scalar(n, x.dtype)
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def _bshape(x: Tensor, ch: int = 1) -> tuple:
+    return (1, x.shape[ch]) + (1,) * (x.ndim - 2)
+
+
+@op("BatchNormalization", notes="inference (running statistics); training_mode refused")
+def _batchnorm(c: Ctx) -> Tensor:
+    if c.a("training_mode", 0) or (c.opset < 14 and len([o for o in c.node.output if o]) > 1):
+        raise c.unsupported("BatchNormalization in training mode")
+    if c.opset < 9 and not c.a("spatial", 1):
+        raise c.unsupported("BatchNormalization with spatial = 0")
+    x, scale, b, mean, var = (c.t(i) for i in range(5))
+    need(c, x, D.FLOATS)
+    eps = c.a("epsilon", 1e-5)
+    bs = _bshape(x)
+    inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
+    y = E.mul(E.sub(x, F.reshape_exact(mean, bs)), F.reshape_exact(inv, bs))
+    return E.add(y, F.reshape_exact(b, bs))
+
+
+def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    n = _count(x, axes)
+    mu = E.div(R.reduce_sum(x, axes=axes, keepdims=True), n)
+    xc = E.sub(x, mu)
+    return mu, E.div(R.reduce_sum(E.mul(xc, xc), axes=axes, keepdims=True), n)
+
+
+@op("InstanceNormalization")
+def _instancenorm(c: Ctx) -> Tensor:
+    x, scale, b = c.t(0), c.t(1), c.t(2)
+    need(c, x, D.FLOATS)
+    mu, var = _moments(x, tuple(range(2, x.ndim)))
+    y = E.div(E.sub(x, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
+    bs = _bshape(x)
+    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+
+
+@op("LayerNormalization", since=17, notes="Mean and InvStdDev outputs; stash_type float")
+def _layernorm(c: Ctx) -> Any:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    a = axis(c, c.a("axis", -1), x.ndim)
+    axes = tuple(range(a, x.ndim))
+    mu, var = _moments(x, axes)
+    inv = E.div(sc(1, x.dtype), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
+    y = E.mul(E.sub(x, mu), inv)
+    y = E.mul(y, c.t(1))
+    if c.has(2):
+        y = E.add(y, c.t(2))
+    return y, mu, inv
+
+
+@op("GroupNormalization", since=18, notes="scale and bias per group (18) or channel (21)")
+def _groupnorm(c: Ctx) -> Tensor:
+    x, scale, b = c.t(0), c.t(1), c.t(2)
+    need(c, x, D.FLOATS)
+    g = int(c.a("num_groups"))
+    n, ch = x.shape[0], x.shape[1]
+    rest = tuple(x.shape[2:])
+    xg = F.reshape_exact(x, (n, g, ch // g) + rest)
+    mu, var = _moments(xg, tuple(range(2, xg.ndim)))
+    y = E.div(E.sub(xg, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
+    if c.opset < 21:
+        gs = (1, g) + (1,) * (xg.ndim - 2)
+        y = E.add(E.mul(y, F.reshape_exact(scale, gs)), F.reshape_exact(b, gs))
+        return F.reshape_exact(y, tuple(x.shape))
+    y = F.reshape_exact(y, tuple(x.shape))
+    bs = _bshape(x)
+    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+
+
+@op("LRN")
+def _lrn(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    size = int(c.a("size"))
+    alpha, beta, bias = c.a("alpha", 1e-4), c.a("beta", 0.75), c.a("bias", 1.0)
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    sq = E.mul(x, x)
+    r = x.ndim
+    padded = S.pad(sq, lo=(0, lo) + (0,) * (r - 2), hi=(0, hi) + (0,) * (r - 2),
+                   interior=(0,) * r, value=0.0)
+    ch = x.shape[1]
+    total = None
+    for j in range(size):
+        v = S.slice_(padded, starts=(0, j) + (0,) * (r - 2),
+                     stops=(x.shape[0], j + ch) + tuple(x.shape[2:]), steps=(1,) * r)
+        total = v if total is None else E.add(total, v)
+    assert total is not None
+    base = E.add(sc(bias, x.dtype), E.mul(total, sc(alpha / size, x.dtype)))
+    return E.div(x, E.pow_(base, sc(beta, x.dtype)))
+
+
+@op("LpNormalization", notes="p = 1 and 2")
+def _lpnorm(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    a = axis(c, c.a("axis", -1), x.ndim)
+    p = c.a("p", 2)
+    if p == 1:
+        n = R.reduce_sum(E.abs_(x), axes=(a,), keepdims=True)
+    elif p == 2:
+        n = E.sqrt(R.reduce_sum(E.mul(x, x), axes=(a,), keepdims=True))
+    else:
+        raise c.unsupported(f"p = {p}")
+    return E.div(x, n)
+
+
+@op("MeanVarianceNormalization", since=9)
+def _mvn(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    axes = tuple(sorted(axis(c, a, x.ndim) for a in c.a("axes", [0, 2, 3])))
+    mu, var = _moments(x, axes)
+    return E.div(E.sub(x, mu), E.add(E.sqrt(var), sc(1e-9, x.dtype)))
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def _coerced(c: Ctx, x: Tensor, default: int) -> tuple[Tensor, int, tuple | None]:
+    """Opset < 13 softmaxes work on x flattened to 2-D at ``axis``."""
+    a = axis(c, c.a("axis", default), x.ndim)
+    if c.opset >= 13:
+        return x, a, None
+    lead: Any = 1
+    for d in x.shape[:a]:
+        lead = lead * d
+    rest: Any = 1
+    for d in x.shape[a:]:
+        rest = rest * d
+    return F.reshape_exact(x, (lead, rest)), 1, tuple(x.shape)
+
+
+def _softmax_family(kind: str) -> Any:
+    def fn(c: Ctx) -> Tensor:
+        x = c.t(0)
+        need(c, x, D.FLOATS)
+        xx, a, back = _coerced(c, x, -1 if c.opset >= 13 else 1)
+        m = R.reduce_max(xx, axes=(a,), keepdims=True)
+        s = E.sub(xx, m)
+        if kind == "Hardmax":
+            first = R.argmax(xx, axis=a, keepdims=True)
+            n = xx.shape[a]
+            shape = [1] * xx.ndim
+            shape[a] = n
+            rng = F.reshape_exact(_arange(c, n), tuple(shape))
+            y = F.cast(E.eq(rng, first), xx.dtype)
+        else:
+            e = E.exp(s)
+            tot = R.reduce_sum(e, axes=(a,), keepdims=True)
+            y = E.div(e, tot) if kind == "Softmax" else E.sub(s, E.log(tot))
+        return F.reshape_exact(y, back) if back is not None else y
+    return fn
+
+
+def _arange(c: Ctx, n: Any) -> Tensor:
+    if isinstance(n, DimExpr):
+        raise c.unsupported("an index range over a symbolic dim")
+    return Tensor._wrap(np.arange(n, dtype=np.int64))
+
+
+for _k in ("Softmax", "LogSoftmax", "Hardmax"):
+    op(_k, notes="opset < 13: on the input flattened to 2-D at axis")(_softmax_family(_k))
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+def _reduce_axes(c: Ctx, x: Tensor, since_input: int) -> tuple[int, ...] | None:
+    """The axes to reduce; None for 'no reduction' (noop_with_empty_axes)."""
+    if c.opset >= since_input:
+        vals = c.ints(1) if c.has(1) else []
+    else:
+        vals = list(c.a("axes", []) or [])
+    if not vals:
+        return None if c.a("noop_with_empty_axes", 0) else tuple(range(x.ndim))
+    return tuple(sorted({axis(c, int(a), x.ndim) for a in vals}))
+
+
+def _reduction(kind: str) -> Any:
+    def fn(c: Ctx) -> Tensor:
+        x = c.t(0)
+        since = 13 if kind == "ReduceSum" else 18
+        axes = _reduce_axes(c, x, since)
+        keep = bool(c.a("keepdims", 1))
+        if axes is None:
+            return x
+        if kind in ("ReduceMax", "ReduceMin"):
+            prim = R.reduce_max if kind == "ReduceMax" else R.reduce_min
+            return prim(x, axes=axes, keepdims=keep)
+        need(c, x, D.NUMERIC)
+        if kind == "ReduceProd":
+            if not x.dtype.is_floating:
+                raise c.unsupported("ReduceProd of integers")
+            return F.prod(x, axes, keep)
+        if kind in ("ReduceMean", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"):
+            need(c, x, D.FLOATS)
+        pre: Any = {"ReduceL1": E.abs_, "ReduceL2": lambda v: E.mul(v, v),
+               "ReduceSumSquare": lambda v: E.mul(v, v)}.get(kind)
+        if kind == "ReduceLogSumExp":
+            m = R.reduce_max(x, axes=axes, keepdims=True)
+            m = E.where(E.eq(E.abs_(m), sc(math.inf, x.dtype)), sc(0, x.dtype), m)
+            s = R.reduce_sum(E.exp(E.sub(x, m)), axes=axes, keepdims=True)
+            y = E.add(E.log(s), m)
+            return y if keep else F.reshape_exact(y, tuple(
+                d for i, d in enumerate(x.shape) if i not in axes))
+        y = R.reduce_sum(pre(x) if pre else x, axes=axes, keepdims=keep)
+        if kind == "ReduceMean":
+            y = E.div(y, _count(x, axes))
+        elif kind == "ReduceL2":
+            y = E.sqrt(y)
+        elif kind == "ReduceLogSum":
+            y = E.log(y)
+        return y
+    return fn
+
+
+for _k in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+           "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"):
+    op(_k, notes="axes as attribute or input (13 for ReduceSum, 18 for the others); "
+                 "noop_with_empty_axes")(_reduction(_k))
+
+
+def _arg(kind: str) -> Any:
+    def fn(c: Ctx) -> Tensor:
+        x = c.t(0)
+        a = axis(c, c.a("axis", 0), x.ndim)
+        keep = bool(c.a("keepdims", 1))
+        prim = R.argmax if kind == "ArgMax" else R.argmin
+        if not c.a("select_last_index", 0):
+            return prim(x, axis=a, keepdims=keep)
+        n = x.shape[a]
+        if isinstance(n, DimExpr):
+            raise c.unsupported("select_last_index on a symbolic dim")
+        rev = S.take(x, Tensor._wrap(np.arange(n - 1, -1, -1, dtype=np.int64)), axis=a)
+        return E.sub(sc(n - 1, D.int64), prim(rev, axis=a, keepdims=keep))
+    return fn
+
+
+op("ArgMax", notes="select_last_index (12)")(_arg("ArgMax"))
+op("ArgMin", notes="select_last_index (12)")(_arg("ArgMin"))
