@@ -29,7 +29,7 @@ ONNX_DTYPES: dict[int, D.DType] = {1: D.float32, 11: D.float64, 6: D.int32, 7: D
 
 ONNX_OF: dict[str, int] = {d.name: k for k, d in ONNX_DTYPES.items()}
 
-MIN_IMPORT_OPSET: int = 7
+MIN_IMPORT_OPSET: int = 1
 """The oldest ``ai.onnx`` opset the importer reads."""
 
 
@@ -125,7 +125,7 @@ SYM_OPS: dict[str, Callable[[Ctx], Any]] = {}
 """Ops that compute on shape data symbolically (tried first when an input is a Sym)."""
 
 
-def op(*names: str, since: int = 7, notes: str = "") -> Callable[[Any], Any]:
+def op(*names: str, since: int = 1, notes: str = "") -> Callable[[Any], Any]:
     """Register a handler for ONNX ops ``names`` from opset ``since`` on."""
     def deco(fn: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
         for n in names:
@@ -172,6 +172,8 @@ class Ctx:
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             self.attrs[a.name] = v
+        if self.attrs.get("broadcast") and "axis" in self.attrs:
+            raise self.unsupported("the legacy broadcast attribute with an axis (opset < 7)")
 
     # -- errors -------------------------------------------------------------------
     def where(self) -> str:
@@ -226,10 +228,12 @@ class Ctx:
         if v is None:
             raise self.unsupported(f"input {i} is missing")
         if v._data is None:
-            raise self.unsupported(
+            err = self.unsupported(
                 f"input {i} ({name!r}) must be known while importing (it sets a shape, an "
                 f"axis or a size), but it is computed from the model's inputs; amber "
                 f"programs have static or symbolic shapes, never data-dependent ones")
+            err.needs_value = name  # type: ignore[attr-defined]
+            raise err
         return v._data
 
     def ints(self, i: int) -> list[Any]:

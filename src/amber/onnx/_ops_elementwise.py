@@ -344,6 +344,8 @@ def _leaky(c: Ctx) -> Tensor:
 def _prelu(c: Ctx) -> Tensor:
     x, s = c.t(0), c.t(1)
     need(c, x, D.FLOATS)
+    if c.opset < 7 and s.ndim == 1 and x.ndim > 2 and s.shape[0] == x.shape[1]:
+        s = S.reshape(s, shape=(s.shape[0],) + (1,) * (x.ndim - 2))  # legacy channel slope
     return E.where(E.lt(x, sc(0, x.dtype)), E.mul(x, s), x)
 
 

@@ -132,10 +132,11 @@ def _target_shape(c: Ctx, x: Any, shape: list[Any], allowzero: bool) -> tuple:
     return tuple(out)
 
 
-@op("Reshape", since=5, notes="shape known while importing (may hold symbolic dims)")
+@op("Reshape", notes="shape known while importing (may hold symbolic dims); allowzero")
 def _reshape(c: Ctx) -> Any:
     x = c.v(0)
-    shape = _target_shape(c, x, c.ints(1), bool(c.a("allowzero", 0)))
+    want = [int(d) for d in c.a("shape")] if c.opset < 5 else c.ints(1)
+    shape = _target_shape(c, x, want, bool(c.a("allowzero", 0)))
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in shape)))
     return F.reshape_exact(c.t(0), shape)
@@ -193,7 +194,7 @@ def _unsqueeze(c: Ctx) -> Any:
 @op("Concat")
 def _concat(c: Ctx) -> Tensor:
     xs = c.ts()
-    return S.concat(*xs, axis=axis(c, c.a("axis"), xs[0].ndim))
+    return S.concat(*xs, axis=axis(c, c.a("axis", 1), xs[0].ndim))
 
 
 @sym_op("Concat")
@@ -485,7 +486,7 @@ def _pad(c: Ctx) -> Tensor:
     x = c.t(0)
     r = x.ndim
     if c.opset < 11:
-        pads, value = list(c.a("pads")), c.a("value", 0.0)
+        pads, value = list(c.a("pads", c.a("paddings"))), c.a("value", 0.0)
         axes = list(range(r))
     else:
         pads = c.ints(1)

@@ -23,14 +23,17 @@ from onnx.backend.base import Backend, BackendRep
 import onnx
 
 from ..capture.ir import Program
-from ..errors import AmberError
+from ..errors import AmberError, UnsupportedError
 from .importer import clean_name, from_onnx, load_model
 
 
-def _with_shapes(model: Any, feeds: Mapping[str, np.ndarray]) -> Any:
-    """A copy of the model whose inputs have the feeds' static shapes."""
+def _with_shapes(model: Any, feeds: Mapping[str, np.ndarray], static: set[str]) -> Any:
+    """A copy of the model whose inputs have the feeds' static shapes; the inputs in
+    ``static`` become initializers holding the fed values."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    for name in static:
+        m.graph.initializer.append(onnx.numpy_helper.from_array(feeds[name], name))
     for vi in m.graph.input:
         a = feeds.get(vi.name)
         if a is None or vi.type.WhichOneof("value") != "tensor_type":
@@ -53,13 +56,28 @@ class AmberRep(BackendRep):
         self.input_names = [vi.name for vi in model.graph.input if vi.name not in init]
         self.output_names = [o.name for o in model.graph.output]
         self._cache: dict[tuple, Any] = {}
+        # inputs that set shapes, axes or sizes: the program is specialised to their values
+        self.static_inputs: set[str] = set()
+
+    def _import(self, feeds: Mapping[str, np.ndarray]) -> Program:
+        while True:
+            model = _with_shapes(self.model, feeds, self.static_inputs)
+            try:
+                return from_onnx(model, check=False, base_dir=self.base_dir)
+            except UnsupportedError as e:
+                name = getattr(e, "needs_value", None)
+                if name not in feeds or name in self.static_inputs:
+                    raise
+                self.static_inputs.add(name)
 
     def program_for(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        key = tuple((n, a.shape, a.dtype.str) for n, a in feeds.items())
+        key = tuple((n, a.shape, a.dtype.str, a.tobytes() if n in self.static_inputs
+                     else None) for n, a in feeds.items())
         hit = self._cache.get(key)
         if hit is None:
-            hit = from_onnx(_with_shapes(self.model, feeds), check=False,
-                            base_dir=self.base_dir)
+            hit = self._import(feeds)
+            key = tuple((n, a.shape, a.dtype.str, a.tobytes() if n in self.static_inputs
+                         else None) for n, a in feeds.items())
             if self.backend == "native":
                 from ..model import load
 
@@ -70,6 +88,11 @@ class AmberRep(BackendRep):
         return hit
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
+        vals = list(inputs.values()) if isinstance(inputs, Mapping) else (
+            [inputs] if isinstance(inputs, np.ndarray) else list(inputs))
+        if any(isinstance(v, (list, tuple, dict)) or v is None for v in vals):
+            raise UnsupportedError("sequence, map and optional inputs are not supported "
+                                   "(amber imports tensors only)")
         if isinstance(inputs, Mapping):
             feeds = {k: np.asarray(v) for k, v in inputs.items()}
         else:
@@ -81,7 +104,7 @@ class AmberRep(BackendRep):
         prog = self.program_for(feeds)
         program = prog if isinstance(prog, Program) else prog.program
         ep = program.entries["forward"]
-        by_clean = {clean_name(n): a for n, a in feeds.items()}
+        by_clean = {clean_name(n): a for n, a in feeds.items() if n not in self.static_inputs}
         arrays = [by_clean[p.name] for p in ep.inputs]
         if isinstance(prog, Program):
             outs = prog.run("forward", *arrays)
