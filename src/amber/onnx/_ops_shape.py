@@ -91,18 +91,28 @@ def _constant_of_shape(c: Ctx) -> Tensor:
     return S.broadcast_to(Tensor._wrap(val.reshape(())), shape=shape)
 
 
-@op("Range", since=11, notes="start, limit and delta known while importing")
+@op("Range", since=11, notes="start, limit and delta known while importing; a symbolic "
+                             "length is counted by a scan")
 def _range(c: Ctx) -> Any:
-    vals = [c.s(i).reshape(()) for i in range(3)]
-    obj = [v.item() for v in vals]
-    if any(isinstance(v, DimExpr) for v in obj):
-        start, limit, delta = obj
-        if start == 0 and delta == 1 and isinstance(limit, DimExpr):
-            raise c.unsupported("Range up to a symbolic size needs a tensor of symbolic "
-                                "length; not supported")
-        raise c.unsupported("Range with symbolic bounds is not supported")
-    dt = c.t(0).dtype
-    return Tensor._wrap(np.arange(obj[0], obj[1], obj[2]).astype(dt.np))
+    start, limit, delta = (np.asarray(c.s(i)).reshape(()).item() for i in range(3))
+    dt = c.v(0).dtype  # type: ignore[union-attr]
+    if not any(isinstance(v, DimExpr) for v in (start, limit, delta)):
+        return Tensor._wrap(np.arange(start, limit, delta).astype(dt.np))
+    if isinstance(delta, DimExpr) or not isinstance(delta, int) or delta <= 0 or \
+            not dt.is_integer:
+        raise c.unsupported("Range with symbolic bounds needs an integer start and limit and "
+                            "a positive static delta")
+    n = (limit - start + delta - 1) // delta
+    return E.add(E.mul(sym_arange(n, dt), sc(delta, dt)), F.scalar(start, dt))
+
+
+def sym_arange(n: Any, dt: D.DType) -> Tensor:
+    """0, 1, ..., n - 1 for a symbolic ``n`` (a scan counting its steps)."""
+    from ..control import scan
+
+    xs = S.broadcast_to(sc(0, dt), shape=(n,))
+    _, ys = scan(lambda k, _x: (E.add(k, sc(1, dt)), k), sc(0, dt), xs)
+    return ys  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------- reshape
@@ -256,10 +266,37 @@ def _slice(c: Ctx) -> Any:
     for k in range(len(shape)):
         if not isinstance(hi[k], DimExpr) and not isinstance(lo[k], DimExpr) and hi[k] < lo[k]:
             hi[k] = lo[k]
+    guards = []
+    for k in range(len(shape)):
+        if isinstance(hi[k], DimExpr) and not isinstance(shape[k], DimExpr):
+            if isinstance(lo[k], DimExpr):
+                raise c.unsupported("Slice of a static dim from a symbolic start")
+            t, g = _extend(t, k, hi[k])
+            guards.append(g)
     y = S.slice_(t, starts=tuple(lo), stops=tuple(hi), steps=tuple(st))
+    for g in guards:
+        y = E.logical_or(y, g) if y.dtype is D.bool_ else E.add(y, g)
     for k, picked in rev:
         y = S.take(y, Tensor._wrap(np.array(picked, dtype=np.int64)), axis=k)
     return y
+
+
+def _extend(t: Tensor, k: int, stop: DimExpr) -> tuple[Tensor, Tensor]:
+    """``t`` padded along static dim ``k`` by ``stop`` elements, so a slice up to the
+    symbolic ``stop`` type-checks, and a guard (a zero to add to the slice) that fails
+    at run time when ``stop`` exceeds the dim: ONNX would clamp the slice there and its
+    result would then differ in size, so amber stops instead of computing on padding."""
+    from ..capture.trace import symbolic_scalar
+
+    n = int(t.shape[k])
+    lo = [0] * t.ndim
+    hi = [0] * t.ndim
+    hi[k] = stop
+    zero = 0.0 if t.dtype is not D.bool_ else 0.0
+    padded = S.pad(t, lo=tuple(lo), hi=tuple(hi), interior=(0,) * t.ndim, value=zero)
+    table = Tensor._wrap(np.zeros(n + 1, dtype=t.dtype.np))
+    guard = S.take(table, symbolic_scalar(stop, D.int64), axis=0)  # out of range past n
+    return padded, guard
 
 
 sym_op("Slice")(lambda c: _slice(c))
