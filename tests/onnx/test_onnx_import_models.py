@@ -54,10 +54,12 @@ def _randomised(name: str, seed: int) -> Any:
         if n.op_type == "ConstantOfShape" and n.input[0] in shapes:
             shape = tuple(int(d) for d in shapes[n.input[0]])
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            w = rng.standard_normal(shape) * (np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.1)
+            # uniform in [-1, 1) (float32 draws: the FC layers of VGG-19 hold 10^8 weights)
+            w = rng.random(shape, dtype=np.float32) * 2 - 1
+            w *= np.float32(np.sqrt(6.0 / fan_in) if len(shape) > 1 else 0.1)
             if "_var" in n.output[0] or "variance" in n.output[0]:
                 w = np.abs(w) + 1.0
-            inits.append(onnx.numpy_helper.from_array(w.astype(np.float32), n.output[0]))
+            inits.append(onnx.numpy_helper.from_array(w, n.output[0]))
         else:
             keep.append(n)
     del model.graph.node[:]

@@ -27,7 +27,13 @@ from ..capture.ir import TOLERANCE, Port, Program, TestVector, max_error, within
 from ..capture.trace import DEFAULT_SIZES, Spec
 from ..errors import ExportError, FormatError, UnsupportedError
 from ..tensor import Tensor
-from . import _ops_elementwise, _ops_nn, _ops_rnn, _ops_shape  # noqa: F401  (the op table)
+from . import (  # noqa: F401  (the op table)
+    _ops_control,
+    _ops_elementwise,
+    _ops_nn,
+    _ops_rnn,
+    _ops_shape,
+)
 from ._graph import (
     MIN_IMPORT_OPSET,
     ONNX_DTYPES,
