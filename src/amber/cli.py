@@ -240,7 +240,7 @@ def cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
     from .onnx import from_onnx
 
     example = {n: np.load(p, allow_pickle=False) for n, p in _pairs(args.example, "--example")}
-    sizes = {}
+    sizes: dict[str, list[int]] = {}
     for n, v in _pairs(args.size, "--size"):
         try:
             sizes[n] = [int(x) for x in v.split(",")]
@@ -250,8 +250,8 @@ def cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
     program.save(args.output)
     ep = program.entries["forward"]
     print(f"wrote {args.output}: {ep}", file=out)
-    n, b = program.parameter_count()
-    print(f"{len(program.weights)} weights ({n} values, {_fmt_bytes(b)}), "
+    count, nbytes = program.parameter_count()
+    print(f"{len(program.weights)} weights ({count} values, {_fmt_bytes(nbytes)}), "
           f"{len(program.test_vectors)} test vectors proved against "
           f"{program.metadata.get('onnx', {}).get('proved_against', 'onnx.reference')}",
           file=out)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 import pytest
 
 pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
 
-import onnx.backend.test  # noqa: E402
+import onnx.backend.test
 
-import amber.onnx.backend as backend  # noqa: E402
+import amber.onnx.backend as backend
 
 pytestmark = pytest.mark.onnx
 

@@ -13,12 +13,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from onnx import TensorProto as T  # noqa: E402
-from onnx import helper as h  # noqa: E402
-from onnx import numpy_helper as nh  # noqa: E402
 from onnx_helpers import session  # noqa: E402
 
 import amber as am  # noqa: E402
+from onnx import TensorProto as T  # noqa: E402
+from onnx import helper as h  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
 
 pytestmark = pytest.mark.onnx
 

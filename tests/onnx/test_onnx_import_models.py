@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from onnx_helpers import session  # noqa: E402
 
 import amber as am  # noqa: E402
 from amber.capture.ir import TOLERANCE, within_tolerance  # noqa: E402

@@ -290,10 +290,9 @@ def _extend(t: Tensor, k: int, stop: DimExpr) -> tuple[Tensor, Tensor]:
 
     n = int(t.shape[k])
     lo = [0] * t.ndim
-    hi = [0] * t.ndim
+    hi: list[Any] = [0] * t.ndim
     hi[k] = stop
-    zero = 0.0 if t.dtype is not D.bool_ else 0.0
-    padded = S.pad(t, lo=tuple(lo), hi=tuple(hi), interior=(0,) * t.ndim, value=zero)
+    padded = S.pad(t, lo=tuple(lo), hi=tuple(hi), interior=(0,) * t.ndim, value=0.0)
     table = Tensor._wrap(np.zeros(n + 1, dtype=t.dtype.np))
     guard = S.take(table, symbolic_scalar(stop, D.int64), axis=0)  # out of range past n
     return padded, guard

@@ -66,7 +66,8 @@ class AmberRep(BackendRep):
                 return from_onnx(model, check=False, base_dir=self.base_dir)
             except UnsupportedError as e:
                 name = getattr(e, "needs_value", None)
-                if name not in feeds or name in self.static_inputs:
+                if not isinstance(name, str) or name not in feeds or \
+                        name in self.static_inputs:
                     raise
                 self.static_inputs.add(name)
 

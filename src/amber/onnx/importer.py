@@ -353,7 +353,7 @@ class _Oracle:
         if self._ort is None:
             try:
                 return list(ReferenceEvaluator(self.proto).run(None, feeds))
-            except Exception as e:  # noqa: BLE001  (any failure of the evaluator)
+            except Exception as e:  # any failure of the evaluator
                 first = e
                 try:
                     import onnxruntime as ort
