@@ -537,3 +537,161 @@ def _arg(kind: str) -> Any:
 
 op("ArgMax", notes="select_last_index (12)")(_arg("ArgMax"))
 op("ArgMin", notes="select_last_index (12)")(_arg("ArgMin"))
+
+
+@op("RMSNormalization", since=23, notes="stash_type float")
+def _rmsnorm(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    a = axis(c, c.a("axis", -1), x.ndim)
+    axes = tuple(range(a, x.ndim))
+    ms = E.div(R.reduce_sum(E.mul(x, x), axes=axes, keepdims=True), _count(x, axes))
+    y = E.div(x, E.sqrt(E.add(ms, sc(c.a("epsilon", 1e-5), x.dtype))))
+    return E.mul(y, c.t(1))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _nll(c: Ctx, logp: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+    """ONNX NegativeLogLikelihoodLoss on log-probabilities [N, C, d...]."""
+    ncls = logp.shape[1]
+    if isinstance(ncls, DimExpr):
+        raise c.unsupported("a symbolic number of classes")
+    perm = (0,) + tuple(range(2, logp.ndim)) + (1,)
+    x = S.transpose(logp, perm=perm) if logp.ndim > 2 else logp  # [N, d..., C]
+    hot = E.eq(F.unsqueeze(F.cast(target, D.int64), -1),
+               Tensor._wrap(np.arange(ncls, dtype=np.int64)))
+    zero = sc(0, x.dtype)
+    picked = R.reduce_sum(E.where(hot, x, zero), axes=(x.ndim - 1,), keepdims=False)
+    if weight is not None:
+        w = R.reduce_sum(E.where(hot, weight, zero), axes=(x.ndim - 1,), keepdims=False)
+    else:
+        w = F.cast(R.reduce_max(F.cast(hot, D.int32), axes=(x.ndim - 1,), keepdims=False),
+                   x.dtype)
+    ii = c.a("ignore_index")
+    if ii is not None:
+        w = E.where(E.eq(F.cast(target, D.int64), sc(ii, D.int64)), zero, w)
+    loss = E.neg(E.mul(picked, w))
+    red = c.a("reduction", "mean")
+    axes = tuple(range(loss.ndim))
+    if red == "none":
+        return loss
+    total = R.reduce_sum(loss, axes=axes, keepdims=False)
+    if red == "sum":
+        return total
+    if red != "mean":
+        raise c.unsupported(f"reduction {red!r}")
+    return E.div(total, R.reduce_sum(w, axes=axes, keepdims=False))
+
+
+@op("NegativeLogLikelihoodLoss", since=12, notes="weights, ignore_index, reductions")
+def _nll_op(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    return _nll(c, x, c.t(1), c.topt(2))
+
+
+@op("SoftmaxCrossEntropyLoss", since=12, notes="weights, ignore_index, reductions, the "
+                                               "log_prob output")
+def _sce(c: Ctx) -> Any:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    m = R.reduce_max(x, axes=(1,), keepdims=True)
+    s = E.sub(x, m)
+    logp = E.sub(s, E.log(R.reduce_sum(E.exp(s), axes=(1,), keepdims=True)))
+    return _nll(c, logp, c.t(1), c.topt(2)), logp
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def _heads(x: Tensor, n: int) -> Tensor:
+    """[B, S, n * d] -> [B, n, S, d]."""
+    b, s, hd = x.shape
+    return S.transpose(F.reshape_exact(x, (b, s, n, hd // n)), perm=(0, 2, 1, 3))
+
+
+def _attention_bias(c: Ctx, sq: Any, sk: Any, offset: Any) -> np.ndarray | None:
+    """The causal and sliding-window frontier as a bool [Sq, L] mask (None: no limit)."""
+    causal = bool(c.a("is_causal", 0))
+    left, right = c.a("left_window_size", -1), c.a("right_window_size", -1)
+    if not causal and left < 0 and right < 0:
+        return None
+    if any(isinstance(v, DimExpr) for v in (sq, sk, offset)):
+        raise c.unsupported("causal or windowed attention over symbolic lengths")
+    p = np.arange(sq)[:, None] + offset
+    j = np.arange(sk)[None, :]
+    ok = np.ones((sq, sk), bool)
+    if causal:
+        ok &= j <= p
+    if left >= 0:
+        ok &= j >= p - left
+    if right >= 0:
+        ok &= j <= p + right
+    return ok
+
+
+@op("Attention", since=23, notes="MHA, GQA, MQA; 3-D or 4-D inputs; bool or additive "
+                                 "mask; causal and sliding windows; past key and value; "
+                                 "softcap; fully masked rows give zeros")
+def _attention(c: Ctx) -> Any:
+    q, k, v = c.t(0), c.t(1), c.t(2)
+    need(c, q, D.FLOATS)
+    if c.has(6):
+        raise c.unsupported("nonpad_kv_seqlen (an external key/value cache)")
+    prec = c.a("softmax_precision")
+    if prec is not None and prec not in (1, 11):
+        raise c.unsupported(f"softmax_precision {prec}")
+    three_d = q.ndim == 3
+    if three_d:
+        q = _heads(q, int(c.a("q_num_heads")))
+        k = _heads(k, int(c.a("kv_num_heads")))
+        v = _heads(v, int(c.a("kv_num_heads")))
+    past = 0
+    if c.has(4):
+        pk = c.t(4)
+        past = pk.shape[2]
+        k = S.concat(pk, k, axis=2)
+        v = S.concat(c.t(5), v, axis=2)
+    present_k, present_v = k, v
+    hq, hk = q.shape[1], k.shape[1]
+    if hq != hk:
+        r = hq // hk
+        k, v = (F.reshape_exact(S.broadcast_to(F.unsqueeze(t, 2), shape=(
+            t.shape[0], hk, r) + tuple(t.shape[2:])), (t.shape[0], hq) + tuple(t.shape[2:]))
+            for t in (k, v))
+    d = q.shape[-1]
+    scale = c.a("scale")
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    dt = q.dtype
+    if prec is not None:
+        dt = D.float64 if prec == 11 else D.float32
+    s = F.cast(E.mul(L.matmul(q, S.transpose(k, perm=(0, 1, 3, 2))), sc(scale, q.dtype)), dt)
+    stages = [s]
+    cap = c.a("softcap", 0.0)
+    if cap:
+        s = E.mul(E.tanh(E.div(s, sc(cap, dt))), sc(cap, dt))
+    stages.append(s)
+    ninf = sc(-math.inf, dt)
+    if c.has(3):
+        mask = c.t(3)
+        s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, F.cast(mask, dt))
+    frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
+    if frontier is not None:
+        s = E.where(Tensor._wrap(frontier), s, ninf)
+    m = R.reduce_max(s, axes=(3,), keepdims=True)
+    m = E.where(E.eq(m, ninf), sc(0, dt), m)
+    e = E.exp(E.sub(s, m))
+    tot = R.reduce_sum(e, axes=(3,), keepdims=True)
+    stages.append(s)
+    pr = E.where(E.gt(tot, sc(0, dt)), E.div(e, tot), sc(0, dt))
+    stages.append(pr)
+    y = L.matmul(F.cast(pr, q.dtype), v)
+    if three_d:
+        b, h, sq, dv = y.shape
+        y = F.reshape_exact(S.transpose(y, perm=(0, 2, 1, 3)), (b, sq, h * dv))
+    mode = int(c.a("qk_matmul_output_mode", 0))
+    if mode not in range(4):
+        raise c.unsupported(f"qk_matmul_output_mode {mode}")
+    return y, present_k, present_v, F.cast(stages[mode], q.dtype)
