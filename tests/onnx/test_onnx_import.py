@@ -241,3 +241,31 @@ def test_cli_convert(tmp_path: Any) -> None:
     m = am.load(out)
     assert all(r.ok for r in m.verify())
     np.testing.assert_array_equal(m.program.test_vectors[0].inputs["input_1"], x)
+
+
+# ----------------------------------------------------------------------------- docs
+
+DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "onnx.md")
+
+
+def test_docs_coverage_table_is_generated() -> None:
+    from amber.onnx.coverage import coverage_markdown
+
+    text = open(DOC).read()
+    start = text.index("<!-- onnx-coverage:start -->\n") + len("<!-- onnx-coverage:start -->\n")
+    end = text.index("\n<!-- onnx-coverage:end -->")
+    assert text[start:end] == coverage_markdown(), \
+        "docs/onnx.md: regenerate the table with python -m amber.onnx.coverage"
+
+
+def test_docs_import_examples_run(tmp_path: Any, monkeypatch: Any) -> None:
+    import re
+
+    text = open(DOC).read()
+    text = text[text.index("## Import"):]
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    env: dict = {}
+    for b in blocks:
+        exec(compile(b, "docs/onnx.md", "exec"), env)

@@ -92,7 +92,7 @@ def _resize(c: Ctx, x: Tensor, scales: list[float] | None, sizes: list[int] | No
             scale = n_out / n_in
         else:
             scale = float(scales[j])  # type: ignore[index]
-            n_out = int(math.floor(n_in * scale))
+            n_out = math.floor(n_in * scale)
         if n_out == n_in and scale == 1.0:
             continue
         src = _source(c, coord, np.arange(n_out, dtype=np.float64), n_in, n_out, scale)

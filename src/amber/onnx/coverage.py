@@ -23,13 +23,24 @@ def unsupported_ops() -> list[str]:
     return sorted(n for n in names if n not in OPS)
 
 
+def _introduced() -> dict[str, int]:
+    import onnx
+
+    first: dict[str, int] = {}
+    for s in onnx.defs.get_all_schemas_with_history():
+        if s.domain in ("", "ai.onnx"):
+            first[s.name] = min(first.get(s.name, 10**6), int(s.since_version))
+    return first
+
+
 def coverage_markdown() -> str:
     """The op table: operator, opsets it is imported for, notes."""
     newest = _newest()
+    first = _introduced()
     lines = ["| op | opsets | notes |", "|---|---|---|"]
     for name in sorted(OPS):
         defs = OPS[name]
-        since = max(defs[0].since, MIN_IMPORT_OPSET)
+        since = max(defs[0].since, MIN_IMPORT_OPSET, first.get(name, 1))
         notes = "; ".join(d.notes for d in defs if d.notes).replace("|", "/")
         lines.append(f"| `{name}` | {since}–{newest} | {notes} |")
     lines.append("")
