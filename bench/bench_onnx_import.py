@@ -37,9 +37,9 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 
 import amber as am  # noqa: E402
+import onnx  # noqa: E402
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
@@ -136,7 +136,7 @@ def speed(tmp: str, repeats: int, budget: float) -> list[str]:
         for key, path in (("written", a), ("imported", b)):
             m = am.load(path, backend="native", threads=_THREADS)
             s = m.native.session()
-            sessions[key] = (lambda s=s: s.run("forward", [x]))
+            sessions[key] = (lambda s=s, x=x: s.run("forward", [x]))
         ref = sessions["written"]()[0]
         np.testing.assert_allclose(sessions["imported"]()[0], ref, rtol=1e-4, atol=1e-5)
         wall: dict[str, list[float]] = {"written": [], "imported": []}
