@@ -36,7 +36,9 @@ def run_suite(backend: Any) -> dict[str, tuple[str, str]]:
             if r.skipped:
                 res[m] = ("skip", r.skipped[0][1])
             elif err:
-                res[m] = ("fail", err[0][1].strip().splitlines()[-1])
+                lines = [x for x in err[0][1].strip().splitlines()
+                         if x.strip() and not x.strip().startswith("(while capturing")]
+                res[m] = ("fail", lines[-1])
             else:
                 res[m] = ("pass", "")
     return res

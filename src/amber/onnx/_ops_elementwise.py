@@ -508,3 +508,20 @@ def _dropout(c: Ctx) -> Any:
     x = c.t(0)
     mask = S.broadcast_to(Tensor._wrap(np.array(True)), shape=tuple(x.shape))
     return x, mask
+
+
+@op("Shrink", since=9)
+def _shrink(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    lambd, bias = sc(c.a("lambd", 0.5), x.dtype), sc(c.a("bias", 0.0), x.dtype)
+    zero = sc(0, x.dtype)
+    return E.where(E.lt(x, E.neg(lambd)), E.add(x, bias),
+                   E.where(E.gt(x, lambd), E.sub(x, bias), zero))
+
+
+@op("Swish", since=24)
+def _swish(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    return E.mul(x, E.sigmoid(E.mul(x, sc(c.a("alpha", 1.0), x.dtype))))

@@ -475,6 +475,21 @@ def _reduce_axes(c: Ctx, x: Tensor, since_input: int) -> tuple[int, ...] | None:
     return tuple(sorted({axis(c, int(a), x.ndim) for a in vals}))
 
 
+def _empty_reduction(c: Ctx, kind: str, x: Tensor, axes: tuple[int, ...], keep: bool
+                     ) -> Tensor:
+    """A reduction over no elements: the operation's identity (ONNX opset 18)."""
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+    dt = x.dtype
+    big = {D.bool_: True, D.int32: 2**31 - 1, D.int64: 2**63 - 1}.get(dt, math.inf)
+    small = {D.bool_: False, D.int32: -(2**31), D.int64: -(2**63)}.get(dt, -math.inf)
+    value: Any = {"ReduceMax": small, "ReduceMin": big, "ReduceLogSumExp": -math.inf,
+                  "ReduceLogSum": -math.inf, "ReduceProd": 1, "ReduceMean": math.nan}.get(
+        kind, 0)
+    if not dt.is_floating and isinstance(value, float):
+        raise c.unsupported(f"{kind} over no elements of {dt.name} data")
+    return S.broadcast_to(Tensor._wrap(np.array(value, dtype=dt.np)), shape=shape)
+
+
 def _reduction(kind: str) -> Any:
     def fn(c: Ctx) -> Tensor:
         x = c.t(0)
@@ -483,6 +498,8 @@ def _reduction(kind: str) -> Any:
         keep = bool(c.a("keepdims", 1))
         if axes is None:
             return x
+        if any(not isinstance(x.shape[a], DimExpr) and x.shape[a] == 0 for a in axes):
+            return _empty_reduction(c, kind, x, axes, keep)
         if kind in ("ReduceMax", "ReduceMin"):
             prim = R.reduce_max if kind == "ReduceMax" else R.reduce_min
             return prim(x, axes=axes, keepdims=keep)
@@ -695,3 +712,35 @@ def _attention(c: Ctx) -> Any:
     if mode not in range(4):
         raise c.unsupported(f"qk_matmul_output_mode {mode}")
     return y, present_k, present_v, F.cast(stages[mode], q.dtype)
+
+
+@op("TopK", since=1, notes="k known while importing; k rounds of arg-max (ties: the "
+                           "lower index first); sorted output")
+def _topk(c: Ctx) -> Any:
+    x = c.t(0)
+    need(c, x, D.NUMERIC)
+    k = int(c.a("k")) if c.opset < 10 else int(np.asarray(c.s(1)).reshape(-1)[0])
+    a = axis(c, c.a("axis", -1), x.ndim)
+    largest = bool(c.a("largest", 1))
+    n = x.shape[a]
+    if isinstance(n, DimExpr):
+        raise c.unsupported("TopK along a symbolic dim")
+    if x.dtype is D.int64:
+        raise c.unsupported("TopK of int64 data (ranked here in float64, which is exact for "
+                            "float and int32 data only)")
+    # NOTE: sorted = 0 allows any order; the sorted one is among them
+    work = x if x.dtype.is_floating else F.cast(x, D.float64)
+    fill = sc(-math.inf if largest else math.inf, work.dtype)
+    pick = R.argmax if largest else R.argmin
+    shape = [1] * x.ndim
+    shape[a] = n
+    rng = Tensor._wrap(np.arange(n, dtype=np.int64).reshape(shape))
+    vals, idxs = [], []
+    for _ in range(k):
+        i = pick(work, axis=a, keepdims=True)
+        idxs.append(i)
+        vals.append(F.gather(x, a, i))
+        work = E.where(E.eq(rng, i), fill, work)
+    if not idxs:
+        raise c.unsupported("TopK with k = 0")
+    return S.concat(*vals, axis=a), S.concat(*idxs, axis=a)

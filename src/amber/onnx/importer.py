@@ -284,7 +284,6 @@ def from_onnx(model: Any, *, example: Mapping[str, Any] | None = None,
     proto, mdir = load_model(model)
     if base_dir is not None:
         mdir = os.fspath(base_dir)
-    opset = _opset(proto)
     for o in proto.opset_import:
         if o.domain not in ("", "ai.onnx"):
             used = [n for n in proto.graph.node if n.domain == o.domain]
@@ -294,6 +293,7 @@ def from_onnx(model: Any, *, example: Mapping[str, Any] | None = None,
                     f"ONNX node {n.name or n.output[0]!r} (op {n.op_type}, domain "
                     f"{o.domain!r}, opset {o.version}): operators of domain {o.domain!r} are "
                     f"not supported (amber imports the default ai.onnx domain)")
+    opset = _opset(proto)
     graph = proto.graph
     if graph.sparse_initializer:
         raise UnsupportedError("sparse initializers are not supported")
