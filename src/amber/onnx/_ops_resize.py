@@ -123,9 +123,10 @@ def _resize_op(c: Ctx) -> Tensor:
     if kind not in ("nearest", "linear", "cubic"):
         raise c.unsupported(f"mode {kind!r}")
     if c.opset < 11:
-        scales = [float(v) for v in np.asarray(c.s(1)).reshape(-1)]
-        return _resize(c, x, scales, None, kind, "asymmetric", "floor")
-    scales = sizes = None
+        old = [float(v) for v in np.asarray(c.s(1)).reshape(-1)]
+        return _resize(c, x, old, None, kind, "asymmetric", "floor")
+    scales: list[float] | None = None
+    sizes: list[int] | None = None
     if c.has(3):
         sizes = [int(v) for v in c.ints(3)]
     elif c.has(2) and np.asarray(c.s(2)).size:
