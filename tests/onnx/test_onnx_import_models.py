@@ -96,6 +96,7 @@ def _export(module: Any, args: tuple, names: list[str], outs: list[str], dyn: di
 @pytest.mark.torch
 def test_bert(tmp_path: Any) -> None:
     torch = pytest.importorskip("torch")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random weights from a config: no hub
     transformers = pytest.importorskip("transformers")
     cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=4, intermediate_size=64,
