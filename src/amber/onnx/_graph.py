@@ -162,6 +162,7 @@ class Ctx:
         self.node = node
         self.opset = opset
         self.attrs: dict[str, Any] = {}
+        self.read: set[str] = set()
         import onnx
 
         for a in node.attribute:
@@ -172,8 +173,14 @@ class Ctx:
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             self.attrs[a.name] = v
-        if self.attrs.get("broadcast") and "axis" in self.attrs:
-            raise self.unsupported("the legacy broadcast attribute with an axis (opset < 7)")
+        if "broadcast" in self.attrs and self.opset < 7 and self.node.op_type != "Gemm":
+            if self.attrs["broadcast"] and "axis" in self.attrs:
+                ra, rb = (len(runner.lookup(n).shape) for n in node.input[:2])
+                if self.attrs["axis"] % max(ra, 1) != ra - rb:
+                    raise self.unsupported("the legacy broadcast attribute with an axis "
+                                           "other than a suffix (opset < 7)")
+                self.read.add("axis")
+            self.read.add("broadcast")  # suffix broadcasting: NumPy's rule where valid
 
     # -- errors -------------------------------------------------------------------
     def where(self) -> str:
@@ -187,7 +194,17 @@ class Ctx:
 
     # -- attributes -----------------------------------------------------------------
     def a(self, name: str, default: Any = None) -> Any:
+        self.read.add(name)
         return self.attrs.get(name, default)
+
+    def check_unread(self) -> None:
+        """Refuse attributes the handler never looked at, unless they hold the schema's
+        default or cannot change the result (so a newer attribute is never ignored)."""
+        for name in set(self.attrs) - self.read - _NEVER_MATTER.get(self.node.op_type, set()) \
+                - _NEVER_MATTER["*"]:
+            if not _is_default(self.node.op_type, self.opset, name, self.attrs[name]):
+                raise self.unsupported(f"attribute {name} = {self.attrs[name]!r} is not "
+                                       f"supported")
 
     # -- inputs ---------------------------------------------------------------------
     @property
@@ -245,6 +262,35 @@ class Ctx:
         return self.s(i) if self.has(i) else None
 
 
+_NEVER_MATTER: dict[str, set[str]] = {
+    "*": {"consumed_inputs", "is_test"},  # legacy hints of opsets before 7
+    "Dropout": {"seed", "ratio"},          # inference: the identity
+    "BatchNormalization": {"momentum"},    # updates running statistics in training only
+    "Gemm": {"broadcast"},                 # opset < 7: C broadcasts either way
+    "Cast": {"saturate"},                  # only concerns the float8 types
+    "CastLike": {"saturate"},
+    "RandomNormalLike": set(),
+}
+
+
+def _is_default(op_type: str, opset: int, name: str, value: Any) -> bool:
+    import onnx
+
+    try:
+        schema = onnx.defs.get_schema(op_type, opset)
+    except Exception:  # an op the installed onnx does not know
+        return False
+    attr = schema.attributes.get(name)
+    if attr is None or not attr.default_value.name:
+        return False
+    default = onnx.helper.get_attribute_value(attr.default_value)
+    if isinstance(default, bytes):
+        default = default.decode("utf-8", "replace")
+    if isinstance(default, list) or isinstance(value, list):
+        return list(default) == list(value)
+    return bool(default == value)
+
+
 # ----------------------------------------------------------------------------- runner
 
 
@@ -291,6 +337,7 @@ class GraphRunner:
             raise ctx.unsupported(f"operator {node.op_type} is not supported")
         try:
             out = self._call(ctx, d)
+            ctx.check_unread()
         except (UnsupportedError, CaptureError):
             raise
         except AmberError as e:

@@ -57,6 +57,10 @@ def _spatial(c: Ctx, x: Tensor, k: list[int]) -> tuple[list[int], list[int], lis
                                                        list[Any]]:
     """strides, dilations, pads begin, pads end for a conv or pool over x's spatial dims."""
     nd = len(k)
+    ks = c.a("kernel_shape")
+    if ks is not None and [int(v) for v in ks][-nd:] != [int(v) for v in k] and \
+            c.node.op_type in ("Conv", "ConvTranspose"):
+        raise c.unsupported(f"kernel_shape {list(ks)} differs from the weight's {k}")
     strides = list(c.a("strides", [1] * nd))
     dil = list(c.a("dilations", [1] * nd))
     pads = list(c.a("pads", [0] * (2 * nd)))
@@ -117,6 +121,9 @@ def _conv_transpose(c: Ctx) -> Tensor:
     if nd not in (1, 2):
         raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D and 2-D)")
     k = [int(d) for d in w.shape[2:]]
+    ks = c.a("kernel_shape")
+    if ks is not None and [int(v) for v in ks] != k:
+        raise c.unsupported(f"kernel_shape {list(ks)} differs from the weight's {k}")
     strides = list(c.a("strides", [1] * nd))
     dil = list(c.a("dilations", [1] * nd))
     opad = list(c.a("output_padding", [0] * nd))
@@ -400,7 +407,7 @@ def _lpnorm(c: Ctx) -> Tensor:
         n = E.sqrt(R.reduce_sum(E.mul(x, x), axes=(a,), keepdims=True))
     else:
         raise c.unsupported(f"p = {p}")
-    return E.div(x, n)
+    return E.where(E.eq(n, sc(0, x.dtype)), sc(0, x.dtype), E.div(x, n))
 
 
 @op("MeanVarianceNormalization", since=9)

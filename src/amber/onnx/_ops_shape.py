@@ -70,11 +70,11 @@ def _constant(c: Ctx) -> Tensor:
     if "value" in c.attrs:
         from .importer import check_array
 
-        return Tensor._wrap(check_array(c, nh.to_array(c.attrs["value"])))
+        return Tensor._wrap(check_array(c, nh.to_array(c.a("value"))))
     for k, dt in [("value_float", np.float32), ("value_floats", np.float32),
                   ("value_int", np.int64), ("value_ints", np.int64)]:
         if k in c.attrs:
-            return Tensor._wrap(np.array(c.attrs[k], dtype=dt))
+            return Tensor._wrap(np.array(c.a(k), dtype=dt))
     raise c.unsupported(f"Constant with {', '.join(c.attrs) or 'no value'} is not supported")
 
 
@@ -87,7 +87,7 @@ def _constant_of_shape(c: Ctx) -> Tensor:
     if "value" in c.attrs:
         from .importer import check_array
 
-        val = check_array(c, nh.to_array(c.attrs["value"]))
+        val = check_array(c, nh.to_array(c.a("value")))
     return S.broadcast_to(Tensor._wrap(val.reshape(())), shape=shape)
 
 
@@ -560,7 +560,7 @@ def _nn_pad(x: Tensor, flat: list[int], mode: str, value: float | None) -> Tenso
 # ----------------------------------------------------------------------------- misc layout
 
 
-@op("DepthToSpace")
+@op("DepthToSpace", notes="DCR and CRD modes")
 def _depth_to_space(c: Ctx) -> Tensor:
     x = c.t(0)
     b = c.a("blocksize")
@@ -574,13 +574,16 @@ def _depth_to_space(c: Ctx) -> Tensor:
     return F.reshape_exact(y, (n, ch // (b * b), h * b, w * b))
 
 
-@op("SpaceToDepth")
+@op("SpaceToDepth", notes="DCR and CRD modes")
 def _space_to_depth(c: Ctx) -> Tensor:
     x = c.t(0)
     b = c.a("blocksize")
     n, ch, h, w = x.shape
     y = F.reshape_exact(x, (n, ch, h // b, b, w // b, b))
-    y = S.transpose(y, perm=(0, 3, 5, 1, 2, 4))
+    mode = c.a("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise c.unsupported(f"mode {mode!r}")
+    y = S.transpose(y, perm=(0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
     return F.reshape_exact(y, (n, ch * b * b, h // b, w // b))
 
 
