@@ -269,3 +269,67 @@ def test_docs_import_examples_run(tmp_path: Any, monkeypatch: Any) -> None:
     env: dict = {}
     for b in blocks:
         exec(compile(b, "docs/onnx.md", "exec"), env)
+
+
+# ----------------------------------------------------------------------------- control flow
+
+
+def _loop_model(scan_output: bool) -> Any:
+    """y = x doubled while its sum < 100 (at most m times); with scan_output, the trip
+    count is fixed and every iteration's value is also stacked."""
+    body_nodes = [h.make_node("Add", ["v_in", "v_in"], ["v_out"]),
+                  h.make_node("ReduceSum", ["v_out"], ["s"], keepdims=0),
+                  h.make_node("Less", ["s", "limit"], ["c_out"])]
+    outs = [h.make_tensor_value_info("c_out", T.BOOL, []),
+            h.make_tensor_value_info("v_out", T.FLOAT, [3])]
+    if scan_output:
+        body_nodes[2] = h.make_node("Identity", ["c_in"], ["c_out"])
+        body_nodes.append(h.make_node("Identity", ["v_out"], ["scan"]))
+        outs.append(h.make_tensor_value_info("scan", T.FLOAT, [3]))
+    body = h.make_graph(body_nodes, "body",
+                        [h.make_tensor_value_info("i", T.INT64, []),
+                         h.make_tensor_value_info("c_in", T.BOOL, []),
+                         h.make_tensor_value_info("v_in", T.FLOAT, [3])], outs)
+    limit = nh.from_array(np.array(100, np.float32), "limit")
+    m = nh.from_array(np.array(4 if scan_output else 50, np.int64), "m")
+    t = nh.from_array(np.array(True), "t")
+    loop_outs = ["y", "ys"] if scan_output else ["y"]
+    node = h.make_node("Loop", ["m", "t", "x"], loop_outs, body=body)
+    outputs = [h.make_tensor_value_info("y", T.FLOAT, [3])]
+    if scan_output:
+        outputs.append(h.make_tensor_value_info("ys", T.FLOAT, [4, 3]))
+    return _model([node], [h.make_tensor_value_info("x", T.FLOAT, [3])], outputs,
+                  [limit, m, t], opset=17)
+
+
+@pytest.mark.parametrize("scan_output", [False, True])
+def test_loop(scan_output: bool) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    model = _loop_model(scan_output)
+    p = am.from_onnx(model, example={"x": np.array([0.5, 1.0, 2.0], np.float32)})
+    ops = p.functions["forward"].op_histogram()
+    assert ("scan" in ops) if scan_output else ("while" in ops)
+    x = np.array([0.25, -1.0, 3.0], np.float32)
+    want = ReferenceEvaluator(model).run(None, {"x": x})
+    for g, w in zip(p.run("forward", x), want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_if_on_data_becomes_cond() -> None:
+    then_g = h.make_graph([h.make_node("Neg", ["x"], ["a"])], "then", [],
+                          [h.make_tensor_value_info("a", T.FLOAT, [2])])
+    else_g = h.make_graph([h.make_node("Exp", ["x"], ["b"])], "else", [],
+                          [h.make_tensor_value_info("b", T.FLOAT, [2])])
+    nodes = [h.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             h.make_node("Greater", ["s", "zero"], ["c"]),
+             h.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)]
+    zero = nh.from_array(np.array(0, np.float32), "zero")
+    model = _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [2])],
+                   [h.make_tensor_value_info("y", T.FLOAT, [2])], [zero])
+    p = am.from_onnx(model)
+    assert "cond" in p.functions["forward"].op_histogram()
+    for x in ([1.0, 2.0], [-1.0, -2.0]):
+        a = np.array(x, np.float32)
+        want = -a if a.sum() > 0 else np.exp(a)
+        np.testing.assert_allclose(p.run("forward", a)[0], want, rtol=1e-6)
