@@ -169,7 +169,14 @@ def _xor(c: Ctx) -> Tensor:
 
 @op("Not")
 def _not(c: Ctx) -> Tensor:
-    return E.logical_not(c.t(0))
+    x = c.t(0)
+    v = x._value
+    node = getattr(v, "producer", None)
+    if node is not None and node.op == "eq":  # Not(Equal(a, b)), as exporters write ne
+        from ..capture.trace import make_tracer
+
+        return E.ne(*(make_tracer(i) for i in node.inputs))
+    return E.logical_not(x)
 
 
 @op("Where")
