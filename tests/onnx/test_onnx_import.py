@@ -333,3 +333,13 @@ def test_if_on_data_becomes_cond() -> None:
         a = np.array(x, np.float32)
         want = -a if a.sum() > 0 else np.exp(a)
         np.testing.assert_allclose(p.run("forward", a)[0], want, rtol=1e-6)
+
+
+def test_imported_model_composes(tmp_path: Any) -> None:
+    p = am.from_onnx(_mlp(np.random.default_rng(0)))
+    p.save(tmp_path / "mlp.amber")
+    inner = am.load(tmp_path / "mlp.amber")
+    outer = am.export(lambda x: inner(x) * 2.0, am.spec("batch", 4))
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(outer.run("forward", x)[0], 2 * p.run("forward", x)[0],
+                               rtol=1e-6)
