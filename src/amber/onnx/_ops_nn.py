@@ -261,20 +261,22 @@ def _avgpool(c: Ctx) -> Tensor:
     return _from2d(y) if one else y
 
 
-@op("LpPool", since=11, notes="p = 1 and 2; 2-D")
+@op("LpPool", since=11, notes="1-D and 2-D")
 def _lppool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
-    p = c.a("p", 2)
-    if p not in (1, 2):
+    p = int(c.a("p", 2))
+    if p < 1:
         raise c.unsupported(f"LpPool with p = {p}")
-    xp = E.abs_(x) if p == 1 else E.mul(x, x)
+    xp = E.abs_(x) if p == 1 else E.mul(x, x) if p == 2 else \
+        E.pow_(E.abs_(x), sc(p, x.dtype))
     views, _ = _windows(c, xp, k, 0.0)
     total = views[0]
     for v in views[1:]:
         total = E.add(total, v)
-    y = total if p == 1 else E.sqrt(total)
+    y = total if p == 1 else E.sqrt(total) if p == 2 else \
+        E.pow_(total, sc(1.0 / p, x.dtype))
     return _from2d(y) if one else y
 
 

@@ -657,3 +657,51 @@ OPS_SHAPE = {"Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze}
 sym_op("Reshape", "Squeeze", "Unsqueeze")(lambda c: OPS_SHAPE[c.node.op_type](c))
 
 __all__ = ["axes_of", "axis"]
+
+
+@op("CumProd", since=26, notes="axis known while importing; exclusive and reverse; a scan "
+                               "along the axis (the sequential product)")
+def _cumprod(c: Ctx) -> Tensor:
+    from ..control import scan
+
+    x = c.t(0)
+    if not x.dtype in D.NUMERIC:  # noqa: E713
+        raise c.unsupported(f"CumProd of {x.dtype.name} data")
+    a = axis(c, int(np.asarray(c.s(1)).reshape(-1)[0]), x.ndim)
+    perm = [a] + [d for d in range(x.ndim) if d != a]
+    xt = S.transpose(x, perm=tuple(perm)) if a else x
+    one = S.broadcast_to(sc(1, x.dtype), shape=tuple(xt.shape[1:]))
+    exclusive = bool(c.a("exclusive", 0))
+
+    def step(p: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        n = E.mul(p, v)
+        return n, (p if exclusive else n)
+
+    _, ys = scan(step, one, xt, reverse=bool(c.a("reverse", 0)))
+    inv = [perm.index(d) for d in range(x.ndim)]
+    return S.transpose(ys, perm=tuple(inv)) if a else ys
+
+
+@op("CenterCropPad", since=18, notes="target shape known while importing; axes")
+def _center_crop_pad(c: Ctx) -> Tensor:
+    x = c.t(0)
+    want = c.ints(1)
+    axes = c.a("axes")
+    axes = [axis(c, int(v), x.ndim) for v in axes] if axes is not None else \
+        list(range(x.ndim))
+    for a, n in zip(axes, want):
+        have = x.shape[a]
+        if isinstance(have, DimExpr) or isinstance(n, DimExpr):
+            raise c.unsupported("CenterCropPad of symbolic dims")
+        if n < have:
+            lo = [0] * x.ndim
+            hi = list(x.shape)
+            lo[a] = (have - n) // 2
+            hi[a] = lo[a] + n
+            x = S.slice_(x, starts=tuple(lo), stops=tuple(hi), steps=(1,) * x.ndim)
+        elif n > have:
+            plo, phi = [0] * x.ndim, [0] * x.ndim
+            plo[a] = (n - have) // 2
+            phi[a] = n - have - plo[a]
+            x = S.pad(x, lo=tuple(plo), hi=tuple(phi), interior=(0,) * x.ndim, value=0.0)
+    return x

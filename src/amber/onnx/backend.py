@@ -66,10 +66,18 @@ class AmberRep(BackendRep):
                 return from_onnx(model, check=False, base_dir=self.base_dir)
             except UnsupportedError as e:
                 name = getattr(e, "needs_value", None)
-                if not isinstance(name, str) or name not in feeds or \
-                        name in self.static_inputs:
+                if not isinstance(name, str):
                     raise
-                self.static_inputs.add(name)
+                if name in feeds and name not in self.static_inputs:
+                    self.static_inputs.add(name)
+                    continue
+                # computed from the inputs: specialise on every small input (shape data
+                # such as a target size, scalars such as a range's bounds), once
+                more = {n for n, a in feeds.items() if a.size <= 64
+                        and n not in self.static_inputs}
+                if not more:
+                    raise
+                self.static_inputs |= more
 
     def program_for(self, feeds: Mapping[str, np.ndarray]) -> Any:
         key = tuple((n, a.shape, a.dtype.str, a.tobytes() if n in self.static_inputs
