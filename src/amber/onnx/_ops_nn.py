@@ -753,3 +753,47 @@ def _topk(c: Ctx) -> Any:
     if not idxs:
         raise c.unsupported("TopK with k = 0")
     return S.concat(*vals, axis=a), S.concat(*idxs, axis=a)
+
+
+def _last(t: Tensor, lo: int, hi: Any, step: int = 1) -> Tensor:
+    """t[..., lo:hi:step]."""
+    r = t.ndim
+    return S.slice_(t, starts=(0,) * (r - 1) + (lo,), stops=tuple(t.shape[:-1]) + (hi,),
+                    steps=(1,) * (r - 1) + (step,))
+
+
+@op("RotaryEmbedding", since=23, notes="3-D or 4-D input, position_ids, partial rotation, "
+                                       "interleaved")
+def _rotary(c: Ctx) -> Tensor:
+    x, cos, sin = c.t(0), c.t(1), c.t(2)
+    need(c, x, D.FLOATS)
+    shape = tuple(x.shape)
+    if x.ndim == 4:
+        x = S.transpose(x, perm=(0, 2, 1, 3))  # [B, S, H, D]
+    else:
+        heads = int(c.a("num_heads", 0) or 0)
+        if not heads:
+            raise c.unsupported("a 3-D input without num_heads")
+        b, s, hid = x.shape
+        x = F.reshape_exact(x, (b, s, heads, hid // heads))
+    d = x.shape[-1]
+    rd = int(c.a("rotary_embedding_dim", 0) or 0) or d
+    if c.has(3):
+        pos = F.cast(c.t(3), D.int64)
+        cos, sin = S.take(cos, pos, axis=0), S.take(sin, pos, axis=0)
+    cos, sin = F.unsqueeze(cos, 2), F.unsqueeze(sin, 2)
+    xr = _last(x, 0, rd)
+    inter = bool(c.a("interleaved", 0))
+    x1, x2 = (_last(xr, 0, rd, 2), _last(xr, 1, rd, 2)) if inter else \
+        (_last(xr, 0, rd // 2), _last(xr, rd // 2, rd))
+    real = E.sub(E.mul(cos, x1), E.mul(sin, x2))
+    imag = E.add(E.mul(sin, x1), E.mul(cos, x2))
+    if inter:
+        pair = S.concat(F.unsqueeze(real, -1), F.unsqueeze(imag, -1), axis=real.ndim)
+        rot = F.reshape_exact(pair, tuple(xr.shape))
+    else:
+        rot = S.concat(real, imag, axis=real.ndim - 1)
+    out = S.concat(rot, _last(x, rd, d), axis=rot.ndim - 1) if rd < d else rot
+    if len(shape) == 4:
+        return S.transpose(out, perm=(0, 2, 1, 3))
+    return F.reshape_exact(out, shape)
