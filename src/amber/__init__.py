@@ -175,7 +175,9 @@ from .errors import (
     LinkError,
     RecursionLimitError,
     SeamError,
+    UnsupportedError,
 )
 from .model import BackendFallbackWarning, Model, load
+from .onnx import from_onnx
 
 __version__ = "0.1.0"

@@ -9,6 +9,9 @@
   one file from several, type-checked at the seams (syntax in docs/cli.md).
 * ``amber diff A.amber B.amber``: entry points, signatures, op histogram and weights by
   content hash; exit status 0 if identical, 1 if different.
+* ``amber convert model.onnx model.amber [--example NAME=FILE.npy] [--size DIM=A,B]``:
+  imports an ONNX model (docs/onnx.md), proves it against ONNX's reference evaluator on
+  the example (or random) inputs, and writes it with those runs as test vectors.
 * ``amber config --cflags --libs``: compiler and linker flags for a C program using the
   installed libamber (``--pkgconfig-path``: the directory holding ``amber.pc``).
 
@@ -254,6 +257,38 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _pairs(items: Sequence[str] | None, what: str) -> list[tuple[str, str]]:
+    out = []
+    for it in items or []:
+        name, sep, val = it.partition("=")
+        if not sep or not name:
+            raise AmberError(f"{what} must be NAME=VALUE, got {it!r}")
+        out.append((name, val))
+    return out
+
+
+def cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
+    from .onnx import from_onnx
+
+    example = {n: np.load(p, allow_pickle=False) for n, p in _pairs(args.example, "--example")}
+    sizes: dict[str, list[int]] = {}
+    for n, v in _pairs(args.size, "--size"):
+        try:
+            sizes[n] = [int(x) for x in v.split(",")]
+        except ValueError:
+            raise AmberError(f"--size {n}={v}: sizes must be integers, e.g. {n}=2,5") from None
+    program = from_onnx(args.file, example=example or None, sizes=sizes or None)
+    program.save(args.output)
+    ep = program.entries["forward"]
+    print(f"wrote {args.output}: {ep}", file=out)
+    count, nbytes = program.parameter_count()
+    print(f"{len(program.weights)} weights ({count} values, {_fmt_bytes(nbytes)}), "
+          f"{len(program.test_vectors)} test vectors proved against "
+          f"{program.metadata.get('onnx', {}).get('proved_against', 'onnx.reference')}",
+          file=out)
+    return 0
+
+
 def _backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("native", "reference"), default=None,
                    help="run on libamber (native) or the NumPy interpreter (reference); "
@@ -292,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     pd = sub.add_parser("diff", help="compare two files; exit 0 if identical, 1 if not")
     pd.add_argument("file")
     pd.add_argument("other")
+    pn = sub.add_parser("convert", help="import an ONNX model as a .amber file")
+    pn.add_argument("file", metavar="MODEL.onnx")
+    pn.add_argument("output", metavar="MODEL.amber")
+    pn.add_argument("--example", action="append", metavar="NAME=FILE.npy",
+                    help="an example input for the proof (repeat for each input; default: "
+                         "random inputs)")
+    pn.add_argument("--size", action="append", metavar="DIM=A,B",
+                    help="sizes of a symbolic dim for the random proof (default: 2,5)")
     pc = sub.add_parser("config", help="flags to build C programs against libamber")
     pc.add_argument("--cflags", action="store_true", help="compiler flags (-I...)")
     pc.add_argument("--libs", action="store_true", help="linker flags (-L... -lamber)")
@@ -332,7 +375,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run,
                "link": cmd_link, "diff": cmd_diff, "config": cmd_config,
-               "serve": serve_cli.cmd_serve}[args.command]
+               "convert": cmd_convert, "serve": serve_cli.cmd_serve}[args.command]
     try:
         return handler(args, out)
     except FormatError as e:

@@ -87,3 +87,8 @@ class UnsupportedCheckpointError(FormatError):
 class DeviceError(AmberError, RuntimeError):
     """A tensor or module was sent to a device amber does not run on (amber computes
     on the CPU; ``am.cuda.is_available()`` is False)."""
+class UnsupportedError(AmberError, NotImplementedError):
+    """A model uses something amber does not support (an ONNX operator, an attribute
+    value, a data type, an operator domain, sequence or optional types). Raised instead
+    of computing anything else; the message names the node, its op type, domain and
+    opset, and what is unsupported."""

@@ -19,7 +19,8 @@ def _state(module: nn.Module) -> dict[str, tuple[bytes, bytes | None]]:
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         if t is None:
             continue
-        out[name] = (t.detach().numpy().tobytes(), None if t.grad is None else t.grad.numpy().tobytes())
+        grad = None if t.grad is None else t.grad.numpy().tobytes()
+        out[name] = (t.detach().numpy().tobytes(), grad)
     return out
 
 
