@@ -4,8 +4,9 @@
  * sums per column when B is narrower than a sliver. A constant B (a weight) may be
  * packed once and reused by both (am_gemm_pack_b_*).
  *
- * Kernels come in two instruction sets: AVX2 + FMA on x86-64 CPUs that have them
- * (chosen at run time) and portable C vector extensions elsewhere. Summation order per
+ * Kernels come in three instruction sets: AVX-512 (the register tile) and AVX2 + FMA on
+ * x86-64 CPUs that have them (chosen at run time), portable C vector extensions
+ * elsewhere. Summation order per
  * output element depends only on k (the KC blocking) and on the path, which depends only
  * on the shapes: never on the thread count or on how columns or rows are split. */
 #include "ops.h"
@@ -33,6 +34,7 @@ typedef double v4d __attribute__((vector_size(32)));
  * gemm_kernel.inc undefines its parameters (all but MR and KATTR). */
 #define KATTR
 #define MR 6
+#define MRP 12 /* rows of a packed A panel: the AVX-512 tile; other kernels take it in two */
 
 #define KSUF f32_generic
 #define T float
@@ -75,6 +77,49 @@ typedef double v4d __attribute__((vector_size(32)));
 #define SFMA(a, b, c) __builtin_fma((a), (b), (c))
 #include "gemm_kernel.inc"
 #undef KATTR
+
+/* AVX-512: a 12 x (one vector) tile, 12 accumulators (enough to hide the FMA latency),
+ * each row's sum formed in the same order as the AVX2 and generic kernels (p ascending,
+ * one fused multiply-add per step, then + C when accumulating): the same bits as AVX2. */
+#define AVX512_UKR(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)    \
+    __attribute__((target("avx512f"))) static void ukr_##SUF##_avx512(                     \
+        int64_t kc, const T *restrict a, const T *restrict b, T *restrict c, int64_t ldc,  \
+        int64_t mr, int64_t nr, bool acc) {                                                 \
+        VEC t0 = SET1(0), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0,    \
+            t8 = t0, t9 = t0, t10 = t0, t11 = t0;                                           \
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += sizeof(VEC) / sizeof(T)) {          \
+            VEC bv = LOAD(b);                                                               \
+            t0 = FMADD(SET1(a[0]), bv, t0);                                                 \
+            t1 = FMADD(SET1(a[1]), bv, t1);                                                 \
+            t2 = FMADD(SET1(a[2]), bv, t2);                                                 \
+            t3 = FMADD(SET1(a[3]), bv, t3);                                                 \
+            t4 = FMADD(SET1(a[4]), bv, t4);                                                 \
+            t5 = FMADD(SET1(a[5]), bv, t5);                                                 \
+            t6 = FMADD(SET1(a[6]), bv, t6);                                                 \
+            t7 = FMADD(SET1(a[7]), bv, t7);                                                 \
+            t8 = FMADD(SET1(a[8]), bv, t8);                                                 \
+            t9 = FMADD(SET1(a[9]), bv, t9);                                                 \
+            t10 = FMADD(SET1(a[10]), bv, t10);                                              \
+            t11 = FMADD(SET1(a[11]), bv, t11);                                              \
+        }                                                                                   \
+        VEC t[MRP] = {t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11};                    \
+        const int64_t full = (int64_t)(sizeof(VEC) / sizeof(T));                            \
+        MASKT m = (MASKT)(nr >= full ? ~(MASKT)0 : (MASKT)(((MASKT)1 << nr) - 1));          \
+        for (int64_t i = 0; i < mr; i++) {                                                  \
+            T *ci = c + i * ldc;                                                            \
+            if (nr >= full) {                                                               \
+                STORE(ci, acc ? ADD(LOAD(ci), t[i]) : t[i]);                                \
+            } else {                                                                        \
+                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci), t[i]) : t[i];                   \
+                MASKSTORE(ci, m, x);                                                        \
+            }                                                                               \
+        }                                                                                   \
+    }
+AVX512_UKR(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+           _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+AVX512_UKR(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+           _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
+           __mmask8)
 #endif
 #undef MR
 
@@ -85,6 +130,9 @@ static atomic_int isa_choice = -1; /* -1: not decided; AM_GEMM_ISA_* otherwise *
 static int detect_isa(void) {
 #if AM_X86
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return AM_GEMM_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AM_GEMM_ISA_AVX2;
 #endif
     return AM_GEMM_ISA_GENERIC;
@@ -125,7 +173,7 @@ int am_gemm_set_isa(int isa) {
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},             \
-        GEMM_AVX2_ENTRY(SUF)};                                                                \
+        GEMM_AVX2_ENTRY(SUF), GEMM_AVX512_ENTRY(SUF)};                                        \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
     static int64_t kc_of_##SUF(int64_t k) {                                                   \
@@ -392,10 +440,12 @@ int am_gemm_set_isa(int isa) {
 
 #if AM_X86
 #define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_avx2, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
+#define GEMM_AVX512_ENTRY(SUF) {ukr_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
     {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
+#define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, 6, 16, 256, 96, 1024)
-GEMM_DRIVER(f64, double, 6, 8, 256, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, 256, 96, 1024)
+GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)

@@ -1,6 +1,6 @@
 """Primitive ops. Importing this package fills ``REGISTRY``."""
 
-from . import elementwise, linalg, reduce, shape, symbolic  # noqa: F401  (registration side effects)
+from . import elementwise, linalg, pool, reduce, shape, symbolic  # noqa: F401  (registration side effects)
 from .registry import REGISTRY, Aval, Primitive, bind, enable_grad, is_grad_enabled, no_grad
 
 __all__ = ["REGISTRY", "Aval", "Primitive", "bind", "enable_grad", "is_grad_enabled", "no_grad"]

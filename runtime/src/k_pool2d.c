@@ -1,0 +1,271 @@
+/* max_pool2d, avg_pool2d and their gradients (opset 4). One task is one (image, channel)
+ * plane, so any thread count gives the same bits. Max pooling runs separably (a row pass
+ * into scratch, then a column pass over contiguous rows): the maximum does not depend on
+ * the order its elements are compared in. */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct pool_geom {
+    int64_t h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t planes;
+    bool count_include_pad;
+} pool_geom;
+
+static void pool_geom_init(pool_geom *g, const int64_t *xs, const int64_t *ys, const am_attrs *a,
+                           bool avg) {
+    g->planes = xs[0] * xs[1];
+    g->h = xs[2], g->w = xs[3], g->oh = ys[2], g->ow = ys[3];
+    g->kh = a->kernel[0], g->kw = a->kernel[1];
+    g->sh = a->stride[0], g->sw = a->stride[1];
+    g->dh = avg ? 1 : a->dilation[0], g->dw = avg ? 1 : a->dilation[1];
+    g->pt = a->padding[0], g->pb = a->padding[1], g->pl = a->padding[2], g->pr = a->padding[3];
+    g->count_include_pad = a->count_include_pad;
+}
+
+/* Kernel offsets t (0 <= t < k) with 0 <= i*s + t*d - lo < n: [*t0, *t1). */
+static void valid_taps(int64_t i, int64_t n, int64_t k, int64_t s, int64_t d, int64_t lo,
+                       int64_t *t0, int64_t *t1) {
+    int64_t start = i * s - lo;
+    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
+    int64_t b = n - 1 - start < 0 ? 0 : (n - 1 - start) / d + 1;
+    if (b > k) b = k;
+    if (a > b) a = b;
+    *t0 = a, *t1 = b;
+}
+
+/* The divisor of output (i, j) of avg_pool2d (docs/opset.md 4.x). */
+static double avg_divisor(const pool_geom *g, int64_t i, int64_t j) {
+    int64_t r0 = i * g->sh - g->pt, c0 = j * g->sw - g->pl;
+    int64_t r1 = r0 + g->kh, c1 = c0 + g->kw;
+    if (r1 > g->h + g->pb) r1 = g->h + g->pb;
+    if (c1 > g->w + g->pr) c1 = g->w + g->pr;
+    if (!g->count_include_pad) {
+        if (r0 < 0) r0 = 0;
+        if (c0 < 0) c0 = 0;
+        if (r1 > g->h) r1 = g->h;
+        if (c1 > g->w) c1 = g->w;
+    }
+    return (double)((r1 - r0) * (c1 - c0));
+}
+
+typedef struct pool_job {
+    const pool_geom *g;
+    const void *x, *gy; /* input (max ops) and output gradient (grad ops) */
+    void *out;
+    void **ws; /* per worker scratch */
+} pool_job;
+
+/* NaN-propagating maximum: NaN if either is NaN. */
+#define MAXNAN(m, v) ((v) > (m) || (v) != (v) ? (v) : (m))
+
+#define POOL_KERNELS(SUF, T)                                                               \
+    /* Row pass of one input row r: hm[j] = max over the valid taps q. */                  \
+    static void max_row_##SUF(const pool_geom *g, const T *xr, T *hm, const int64_t *q0,   \
+                              const int64_t *q1) {                                         \
+        for (int64_t j = 0; j < g->ow; j++) hm[j] = (T)-INFINITY;                          \
+        if (g->sw == 1 && g->dw == 1) {                                                    \
+            for (int64_t q = 0; q < g->kw; q++) {                                          \
+                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
+                while (lo < hi && q0[lo] > q) lo++; /* q0, q1 never grow with j */         \
+                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
+                for (int64_t j = lo; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[j + off]);      \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        if (g->sw == 2 && g->dw == 1) {                                                    \
+            for (int64_t q = 0; q < g->kw; q++) {                                          \
+                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
+                while (lo < hi && q0[lo] > q) lo++;                                        \
+                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
+                for (int64_t j = lo; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[2 * j + off]);  \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t j = 0; j < g->ow; j++) {                                              \
+            int64_t off = j * g->sw - g->pl;                                               \
+            T m = hm[j];                                                                   \
+            for (int64_t q = q0[j]; q < q1[j]; q++) m = MAXNAN(m, xr[off + q * g->dw]);    \
+            hm[j] = m;                                                                     \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    static void max_plane_##SUF(void *ud, int64_t t, int worker) {                         \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
+        T *hm = (T *)(q1 + g->ow); /* H rows of OW */                                      \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
+        for (int64_t c = 0; c < g->ow; c++)                                                \
+            valid_taps(c, g->w, g->kw, g->sw, g->dw, g->pl, &q0[c], &q1[c]);               \
+        for (int64_t r = 0; r < g->h; r++) max_row_##SUF(g, x + r * g->w, hm + r * g->ow, q0, q1); \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            T *yr = y + i * g->ow;                                                         \
+            int64_t p0, p1;                                                                \
+            valid_taps(i, g->h, g->kh, g->sh, g->dh, g->pt, &p0, &p1);                     \
+            for (int64_t c = 0; c < g->ow; c++) yr[c] = (T)-INFINITY;                      \
+            for (int64_t p = p0; p < p1; p++) {                                            \
+                const T *hr = hm + (i * g->sh + p * g->dh - g->pt) * g->ow;                \
+                for (int64_t c = 0; c < g->ow; c++) yr[c] = MAXNAN(yr[c], hr[c]);          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* Flat index in the plane of window (i, jc)'s first maximum, or -1 (padding). */      \
+    static int64_t first_max_##SUF(const pool_geom *g, const T *x, int64_t i, int64_t jc) { \
+        int64_t best_at = -1;                                                              \
+        T best = (T)0;                                                                     \
+        bool have = false;                                                                 \
+        for (int64_t p = 0; p < g->kh; p++) {                                              \
+            int64_t r = i * g->sh + p * g->dh - g->pt;                                     \
+            for (int64_t q = 0; q < g->kw; q++) {                                          \
+                int64_t c = jc * g->sw + q * g->dw - g->pl;                                \
+                bool in = r >= 0 && r < g->h && c >= 0 && c < g->w;                        \
+                T v = in ? x[r * g->w + c] : (T)-INFINITY;                                 \
+                if (!have || (best == best && (v > best || v != v))) {                     \
+                    best = v;                                                              \
+                    best_at = in ? r * g->w + c : -1;                                      \
+                    have = true;                                                           \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        return best_at;                                                                    \
+    }                                                                                      \
+                                                                                           \
+    static void max_grad_plane_##SUF(void *ud, int64_t t, int worker) {                    \
+        (void)worker;                                                                      \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        const T *gy = (const T *)j->gy + t * g->oh * g->ow;                                \
+        T *dx = (T *)j->out + t * g->h * g->w;                                             \
+        memset(dx, 0, (size_t)(g->h * g->w) * sizeof(T));                                  \
+        for (int64_t i = 0; i < g->oh; i++)                                                \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                int64_t at = first_max_##SUF(g, x, i, c);                                  \
+                if (at >= 0) dx[at] += gy[i * g->ow + c];                                  \
+            }                                                                              \
+    }                                                                                      \
+                                                                                           \
+    /* Each window row summed left to right, then the row sums top to bottom. */           \
+    static void avg_plane_##SUF(void *ud, int64_t t, int worker) {                         \
+        (void)worker;                                                                      \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            int64_t p0, p1;                                                                \
+            valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                int64_t q0, q1;                                                            \
+                valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0, &q1);                     \
+                int64_t off = (i * g->sh - g->pt) * g->w + c * g->sw - g->pl;              \
+                T total = 0;                                                               \
+                for (int64_t p = p0; p < p1; p++) {                                        \
+                    const T *row = x + (off + p * g->w + q0);                              \
+                    T rs = row[0];                                                         \
+                    for (int64_t q = 1; q < q1 - q0; q++) rs += row[q];                    \
+                    total = p == p0 ? rs : total + rs;                                     \
+                }                                                                          \
+                y[i * g->ow + c] = total / (T)avg_divisor(g, i, c);                        \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    static void avg_grad_plane_##SUF(void *ud, int64_t t, int worker) {                    \
+        (void)worker;                                                                      \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        const T *gy = (const T *)j->gy + t * g->oh * g->ow;                                \
+        T *dx = (T *)j->out + t * g->h * g->w;                                             \
+        memset(dx, 0, (size_t)(g->h * g->w) * sizeof(T));                                  \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            int64_t p0, p1;                                                                \
+            valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                int64_t q0, q1;                                                            \
+                valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0, &q1);                     \
+                T v = gy[i * g->ow + c] / (T)avg_divisor(g, i, c);                         \
+                int64_t off = (i * g->sh - g->pt) * g->w + c * g->sw - g->pl;              \
+                for (int64_t p = p0; p < p1; p++)                                          \
+                    for (int64_t q = q0; q < q1; q++) dx[off + p * g->w + q] += v;         \
+            }                                                                              \
+        }                                                                                  \
+    }
+POOL_KERNELS(f32, float)
+POOL_KERNELS(f64, double)
+
+/* Runs fn over every plane, on the pool when the work is worth it; `ws_bytes` of scratch
+ * per worker. */
+static amber_status run_planes(am_ctx *ctx, pool_job *job, am_task_fn fn, size_t ws_bytes,
+                               double work) {
+    const pool_geom *g = job->g;
+    int threads = am_pool_size(ctx->pool);
+    bool parallel = threads > 1 && g->planes > 1 && work >= AM_PARALLEL_MIN;
+    int n_ws = parallel ? threads : 1;
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
+                                     (void **)&job->ws, ctx->err);
+    for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
+        job->ws[i] = NULL;
+        if (ws_bytes) st = am_arena_alloc(ctx->scratch, ws_bytes, &job->ws[i], ctx->err);
+    }
+    if (st != AMBER_OK) return st;
+    if (parallel) {
+        am_pool_run(ctx->pool, g->planes, fn, job);
+    } else {
+        for (int64_t t = 0; t < g->planes; t++) fn(job, t, 0);
+    }
+    return AMBER_OK;
+}
+
+static size_t esize(amber_dtype dt) { return amber_dtype_size(dt); }
+
+amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                          const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)n;
+    pool_geom g;
+    pool_geom_init(&g, in[0].shape, out->shape, a, false);
+    pool_job job = {&g, in[0].data, NULL, out->data, NULL};
+    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) + (size_t)(g.h * g.ow) * esize(out->dtype);
+    double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
+    return run_planes(ctx, &job, out->dtype == AMBER_FLOAT32 ? max_plane_f32 : max_plane_f64,
+                      ws, work);
+}
+
+amber_status k_max_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                               const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)n;
+    pool_geom g;
+    pool_geom_init(&g, in[0].shape, in[1].shape, a, false);
+    pool_job job = {&g, in[0].data, in[1].data, out->data, NULL};
+    double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
+    return run_planes(ctx, &job,
+                      out->dtype == AMBER_FLOAT32 ? max_grad_plane_f32 : max_grad_plane_f64, 0,
+                      work);
+}
+
+amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                          const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)n;
+    pool_geom g;
+    pool_geom_init(&g, in[0].shape, out->shape, a, true);
+    pool_job job = {&g, in[0].data, NULL, out->data, NULL};
+    double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
+    return run_planes(ctx, &job, out->dtype == AMBER_FLOAT32 ? avg_plane_f32 : avg_plane_f64, 0,
+                      work);
+}
+
+amber_status k_avg_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                               const am_attrs *a, amber_tensor *out) {
+    (void)op, (void)n;
+    pool_geom g;
+    pool_geom_init(&g, out->shape, in[0].shape, a, true);
+    pool_job job = {&g, NULL, in[0].data, out->data, NULL};
+    double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
+    return run_planes(ctx, &job,
+                      out->dtype == AMBER_FLOAT32 ? avg_grad_plane_f32 : avg_grad_plane_f64, 0,
+                      work);
+}
