@@ -58,28 +58,47 @@ typedef struct pool_job {
 } pool_job;
 
 /* NaN-propagating maximum: NaN if either is NaN. */
-#define MAXNAN(m, v) ((v) > (m) || (v) != (v) ? (v) : (m))
+#define MAXNAN(m, v) (((v) > (m)) | ((v) != (v)) ? (v) : (m))
 
-#define POOL_KERNELS(SUF, T)                                                               \
+/* Vectors of VW elements (GCC vector extensions): a NaN-propagating maximum as a
+ * bitwise select, so every lane computes exactly what MAXNAN computes. */
+#define VLOAD(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define VMAXNAN(V, VI, m, v) __extension__({                                               \
+    VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
+    (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
+
+#define POOL_FWD(SUF, T, ISA, ATTR, V, VI, EVENS)                                          \
+    /* hm[lo:hi] = max(hm, x[j*S + off]) for S = 1 or 2, VW lanes at a time. */            \
+    ATTR static void max_span_##SUF##_##ISA(T *hm, const T *xr, int64_t lo, int64_t hi,    \
+                                            int64_t off, int64_t s) {                      \
+        enum { VW = sizeof(V) / sizeof(T) };                                               \
+        int64_t j = lo;                                                                    \
+        if (s == 1)                                                                        \
+            for (; j + VW <= hi; j += VW) {                                                \
+                V m = VLOAD(V, hm + j), v = VLOAD(V, xr + j + off);                        \
+                m = VMAXNAN(V, VI, m, v);                                                  \
+                memcpy(hm + j, &m, sizeof m);                                              \
+            }                                                                              \
+        else if (s == 2)                                                                   \
+            for (; j + VW <= hi && 2 * (j + VW) + off <= 2 * hi + off - 1; j += VW) {      \
+                V m = VLOAD(V, hm + j);                                                    \
+                V v = EVENS(VLOAD(V, xr + 2 * j + off), VLOAD(V, xr + 2 * j + off + VW));  \
+                m = VMAXNAN(V, VI, m, v);                                                  \
+                memcpy(hm + j, &m, sizeof m);                                              \
+            }                                                                              \
+        for (; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[j * s + off]);                        \
+    }                                                                                      \
+                                                                                           \
     /* Row pass of one input row r: hm[j] = max over the valid taps q. */                  \
-    static void max_row_##SUF(const pool_geom *g, const T *xr, T *hm, const int64_t *q0,   \
-                              const int64_t *q1) {                                         \
+    ATTR static void max_row_##SUF##_##ISA(const pool_geom *g, const T *xr, T *hm,         \
+                                           const int64_t *q0, const int64_t *q1) {         \
         for (int64_t j = 0; j < g->ow; j++) hm[j] = (T)-INFINITY;                          \
-        if (g->sw == 1 && g->dw == 1) {                                                    \
+        if ((g->sw == 1 || g->sw == 2) && g->dw == 1) {                                    \
             for (int64_t q = 0; q < g->kw; q++) {                                          \
                 int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
                 while (lo < hi && q0[lo] > q) lo++; /* q0, q1 never grow with j */         \
                 while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
-                for (int64_t j = lo; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[j + off]);      \
-            }                                                                              \
-            return;                                                                        \
-        }                                                                                  \
-        if (g->sw == 2 && g->dw == 1) {                                                    \
-            for (int64_t q = 0; q < g->kw; q++) {                                          \
-                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
-                while (lo < hi && q0[lo] > q) lo++;                                        \
-                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
-                for (int64_t j = lo; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[2 * j + off]);  \
+                max_span_##SUF##_##ISA(hm, xr, lo, hi, off, g->sw);                        \
             }                                                                              \
             return;                                                                        \
         }                                                                                  \
@@ -91,7 +110,7 @@ typedef struct pool_job {
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    static void max_plane_##SUF(void *ud, int64_t t, int worker) {                         \
+    ATTR static void max_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {            \
         pool_job *j = (pool_job *)ud;                                                      \
         const pool_geom *g = j->g;                                                         \
         int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
@@ -100,19 +119,62 @@ typedef struct pool_job {
         T *y = (T *)j->out + t * g->oh * g->ow;                                            \
         for (int64_t c = 0; c < g->ow; c++)                                                \
             valid_taps(c, g->w, g->kw, g->sw, g->dw, g->pl, &q0[c], &q1[c]);               \
-        for (int64_t r = 0; r < g->h; r++) max_row_##SUF(g, x + r * g->w, hm + r * g->ow, q0, q1); \
+        for (int64_t r = 0; r < g->h; r++)                                                 \
+            max_row_##SUF##_##ISA(g, x + r * g->w, hm + r * g->ow, q0, q1);                \
         for (int64_t i = 0; i < g->oh; i++) {                                              \
             T *yr = y + i * g->ow;                                                         \
             int64_t p0, p1;                                                                \
             valid_taps(i, g->h, g->kh, g->sh, g->dh, g->pt, &p0, &p1);                     \
             for (int64_t c = 0; c < g->ow; c++) yr[c] = (T)-INFINITY;                      \
-            for (int64_t p = p0; p < p1; p++) {                                            \
-                const T *hr = hm + (i * g->sh + p * g->dh - g->pt) * g->ow;                \
-                for (int64_t c = 0; c < g->ow; c++) yr[c] = MAXNAN(yr[c], hr[c]);          \
-            }                                                                              \
+            for (int64_t p = p0; p < p1; p++)                                              \
+                max_span_##SUF##_##ISA(yr, hm + (i * g->sh + p * g->dh - g->pt) * g->ow, 0, \
+                                       g->ow, 0, 1);                                       \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
+    /* Each window row summed left to right (a row pass into scratch: hs[r][j] for every \
+     * input row r), then the row sums top to bottom, then divided. */                   \
+    ATTR static void avg_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {                         \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
+        T *hs = (T *)(q1 + g->ow), *dv = hs + g->h * g->ow; /* H x OW sums, OW divisors */ \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
+        for (int64_t c = 0; c < g->ow; c++)                                                \
+            valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0[c], &q1[c]);                   \
+        for (int64_t r = 0; r < g->h; r++) {                                               \
+            const T *xr = x + r * g->w;                                                    \
+            T *hr = hs + r * g->ow;                                                        \
+            for (int64_t c = 0; c < g->ow; c++) hr[c] = xr[c * g->sw - g->pl + q0[c]];     \
+            for (int64_t q = 1; q < g->kw; q++) { /* columns where q follows the first tap */ \
+                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
+                while (lo < hi && q0[lo] >= q) lo++; /* q0, q1 never grow with c */        \
+                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
+                if (g->sw == 1)                                                            \
+                    for (int64_t c = lo; c < hi; c++) hr[c] += xr[c + off];                \
+                else                                                                       \
+                    for (int64_t c = lo; c < hi; c++) hr[c] += xr[c * g->sw + off];        \
+            }                                                                              \
+        }                                                                                  \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            int64_t p0, p1;                                                                \
+            valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
+            T *yr = y + i * g->ow;                                                         \
+            const T *h0 = hs + (i * g->sh - g->pt + p0) * g->ow;                           \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                yr[c] = h0[c];                                                             \
+                dv[c] = (T)avg_divisor(g, i, c);                                           \
+            }                                                                              \
+            for (int64_t p = p0 + 1; p < p1; p++) {                                        \
+                const T *hr = h0 + (p - p0) * g->ow;                                       \
+                for (int64_t c = 0; c < g->ow; c++) yr[c] += hr[c];                        \
+            }                                                                              \
+            for (int64_t c = 0; c < g->ow; c++) yr[c] /= dv[c];                            \
+        }                                                                                  \
+    }                                                                                      \
+
+#define POOL_GRADS(SUF, T)                                                                 \
     /* Flat index in the plane of window (i, jc)'s first maximum, or -1 (padding). */      \
     static int64_t first_max_##SUF(const pool_geom *g, const T *x, int64_t i, int64_t jc) { \
         int64_t best_at = -1;                                                              \
@@ -149,32 +211,6 @@ typedef struct pool_job {
             }                                                                              \
     }                                                                                      \
                                                                                            \
-    /* Each window row summed left to right, then the row sums top to bottom. */           \
-    static void avg_plane_##SUF(void *ud, int64_t t, int worker) {                         \
-        (void)worker;                                                                      \
-        pool_job *j = (pool_job *)ud;                                                      \
-        const pool_geom *g = j->g;                                                         \
-        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
-        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
-        for (int64_t i = 0; i < g->oh; i++) {                                              \
-            int64_t p0, p1;                                                                \
-            valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
-            for (int64_t c = 0; c < g->ow; c++) {                                          \
-                int64_t q0, q1;                                                            \
-                valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0, &q1);                     \
-                int64_t off = (i * g->sh - g->pt) * g->w + c * g->sw - g->pl;              \
-                T total = 0;                                                               \
-                for (int64_t p = p0; p < p1; p++) {                                        \
-                    const T *row = x + (off + p * g->w + q0);                              \
-                    T rs = row[0];                                                         \
-                    for (int64_t q = 1; q < q1 - q0; q++) rs += row[q];                    \
-                    total = p == p0 ? rs : total + rs;                                     \
-                }                                                                          \
-                y[i * g->ow + c] = total / (T)avg_divisor(g, i, c);                        \
-            }                                                                              \
-        }                                                                                  \
-    }                                                                                      \
-                                                                                           \
     static void avg_grad_plane_##SUF(void *ud, int64_t t, int worker) {                    \
         (void)worker;                                                                      \
         pool_job *j = (pool_job *)ud;                                                      \
@@ -195,8 +231,37 @@ typedef struct pool_job {
             }                                                                              \
         }                                                                                  \
     }
-POOL_KERNELS(f32, float)
-POOL_KERNELS(f64, double)
+
+typedef float pv8f __attribute__((vector_size(32)));
+typedef double pv4d __attribute__((vector_size(32)));
+typedef int32_t pv8i __attribute__((vector_size(32)));
+typedef int64_t pv4l __attribute__((vector_size(32)));
+typedef float pv16f __attribute__((vector_size(64)));
+typedef double pv8d __attribute__((vector_size(64)));
+typedef int32_t pv16i __attribute__((vector_size(64)));
+typedef int64_t pv8l __attribute__((vector_size(64)));
+#define EV8F(a, b) __builtin_shuffle((a), (b), (pv8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define EV4D(a, b) __builtin_shuffle((a), (b), (pv4l){0, 2, 4, 6})
+#define EV16F(a, b) \
+    __builtin_shuffle((a), (b), (pv16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define EV8D(a, b) __builtin_shuffle((a), (b), (pv8l){0, 2, 4, 6, 8, 10, 12, 14})
+POOL_FWD(f32, float, generic, , pv8f, pv8i, EV8F)
+POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
+POOL_GRADS(f32, float)
+POOL_GRADS(f64, double)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
+POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
+POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
+POOL_FWD(f64, double, avx512, __attribute__((target("avx512f"))), pv8d, pv8l, EV8D)
+/* The forward kernels compiled for the CPU's vector width (the same bits: every output
+ * is computed by the same scalar operations in the same order). */
+#define POOL_PICK(NAME, SUF)                                                               \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? NAME##_##SUF##_avx512                            \
+     : am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? NAME##_##SUF##_avx2 : NAME##_##SUF##_generic)
+#else
+#define POOL_PICK(NAME, SUF) NAME##_##SUF##_generic
+#endif
 
 /* Runs fn over every plane, on the pool when the work is worth it; `ws_bytes` of scratch
  * per worker. */
@@ -231,7 +296,8 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_job job = {&g, in[0].data, NULL, out->data, NULL};
     size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) + (size_t)(g.h * g.ow) * esize(out->dtype);
     double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
-    return run_planes(ctx, &job, out->dtype == AMBER_FLOAT32 ? max_plane_f32 : max_plane_f64,
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    return run_planes(ctx, &job, f32 ? POOL_PICK(max_plane, f32) : POOL_PICK(max_plane, f64),
                       ws, work);
 }
 
@@ -253,8 +319,11 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, true);
     pool_job job = {&g, in[0].data, NULL, out->data, NULL};
-    double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
-    return run_planes(ctx, &job, out->dtype == AMBER_FLOAT32 ? avg_plane_f32 : avg_plane_f64, 0,
+    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) +
+                (size_t)((g.h + 1) * g.ow) * esize(out->dtype);
+    double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    return run_planes(ctx, &job, f32 ? POOL_PICK(avg_plane, f32) : POOL_PICK(avg_plane, f64), ws,
                       work);
 }
 
