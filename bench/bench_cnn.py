@@ -50,9 +50,9 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from models.cnn import AMBER, MODELS, build, torch_lib  # noqa: E402
 
 import amber as am  # noqa: E402
-from models.cnn import AMBER, MODELS, build, torch_lib  # noqa: E402
 
 RUNTIMES = ("amber", "ORT/amber", "ORT/torch", "torch")
 WORK = os.path.join(tempfile.gettempdir(), "amber_bench_cnn")
@@ -268,7 +268,7 @@ def main() -> None:
     import torch
 
     load0 = os.getloadavg()
-    start = datetime.datetime.now(datetime.timezone.utc)
+    start = datetime.datetime.now(datetime.UTC)
     lines = ["| case | batch | amber ms | ORT/amber ms | ORT/torch ms | torch ms | "
              "amber / ORT-torch (wall) | (CPU) | amber GFLOP/s | ORT/torch GFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -19,7 +19,7 @@ def torch_lib() -> SimpleNamespace:
     return SimpleNamespace(nn=torch.nn, F=torch.nn.functional, cat=torch.cat)
 
 
-def build(lib: SimpleNamespace) -> SimpleNamespace:  # noqa: C901 (one closure per model)
+def build(lib: SimpleNamespace) -> SimpleNamespace:
     nn, F = lib.nn, lib.F
 
     class ReLU6(nn.Module):
