@@ -120,6 +120,12 @@ static void valid_cols(const conv_geom *g, int64_t q, int64_t *lo, int64_t *hi) 
     if (*lo > *hi) *lo = *hi;
 }
 
+/* A 1x1 convolution with unit stride and no padding: im2col would copy the input. */
+static bool pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
+           g->oh == g->h && g->ow == g->w;
+}
+
 /* cols[(c*KH + p)*KW + q][i*OW + j] = x[c][i*sh + p*dh - pt][j*sw + q*dw - pl] (0 outside);
  * x points at the group's first channel of one image. With col2im, the reverse: every
  * cols element is added to the x element it was read from (in the same loop order). */
@@ -183,7 +189,11 @@ IM2COL(f64, double)
         const T *w = j->w + gi * g->og * K;                                                \
         if (!j->grad) {                                                                    \
             T *y = j->out + (ni * g->o + gi * g->og) * L;                                  \
-            im2col_##SUF(g, (T *)(j->in + (ni * g->c + gi * g->cg) * g->h * g->w), cols, false); \
+            const T *xg = j->in + (ni * g->c + gi * g->cg) * g->h * g->w;                  \
+            if (pointwise(g)) /* the columns are the input itself */                       \
+                cols = (T *)xg;                                                            \
+            else                                                                           \
+                im2col_##SUF(g, (T *)xg, cols, false);                                     \
             if (!scratch)                                                                  \
                 return am_gemm_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, false); \
             am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false, scratch); \

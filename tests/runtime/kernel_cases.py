@@ -304,6 +304,10 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             (F64, (2, 1, 7, 7), 5, (1, 3), (2, 2, 0, 1), (1, 2))]:
         yield [smooth(rng, (n, c, h, w), dt), smooth(rng, (c * mult, 1, 3, 3), dt)], \
             dict(stride=st, padding=pd, dilation=dl, groups=c)
+    # 1x1, unit stride, no padding: the input is the product's operand (no im2col)
+    for dt, groups in ((F32, 1), (F64, 2)):
+        yield [smooth(rng, (2, 8, 5, 7), dt), smooth(rng, (6, 8 // groups, 1, 1), dt)], \
+            dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=groups)
     base = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     yield [values(rng, (1, 3, 2, 2), F32), values(rng, (2, 3, 3, 3), F32)], base  # too large
     yield [values(rng, (1, 4, 5, 5), F32), values(rng, (2, 3, 3, 3), F32)], base  # channels
