@@ -178,6 +178,7 @@ IM2COL(f64, double)
         const T *in, *w; /* x (forward) or dy (input gradient); the weight */              \
         T *out;          /* y or dx */                                                     \
         bool grad;                                                                         \
+        const T **wk;    /* forward with a fixed weight: each group's packed weight */     \
         T **ws;          /* parallel mode: per worker, cols then product scratch */        \
         T *cols;         /* in-turn mode */                                                \
     } conv_job_##SUF;                                                                      \
@@ -194,9 +195,18 @@ IM2COL(f64, double)
                 cols = (T *)xg;                                                            \
             else                                                                           \
                 im2col_##SUF(g, (T *)xg, cols, false);                                     \
+            const T *wk = j->wk ? j->wk[gi] : NULL;                                        \
+            if (!scratch && wk)                                                            \
+                return am_gemm_kept_a_run_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, L, \
+                                                false);                                    \
             if (!scratch)                                                                  \
                 return am_gemm_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, false); \
-            am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false, scratch); \
+            if (wk)                                                                        \
+                am_gemm_serial_kept_a_##SUF(g->og, L, K, w, wk, cols, L, 1, y, L, false,   \
+                                            scratch);                                      \
+            else                                                                           \
+                am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false,  \
+                                     scratch);                                             \
             return AMBER_OK;                                                               \
         }                                                                                  \
         /* dx_g = col2im(W_g^T @ dy_g) */                                                  \
@@ -223,8 +233,13 @@ IM2COL(f64, double)
     static amber_status conv_run_##SUF(am_ctx *ctx, const conv_geom *g, const T *in,       \
                                        const T *w, T *out, bool grad) {                    \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw, pairs = g->n * g->groups;    \
-        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL};                       \
+        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL, NULL};                 \
         int threads = am_pool_size(ctx->pool);                                             \
+        if (!grad && (ctx->fixed_inputs & 2) && ctx->keep &&                               \
+            am_arena_alloc(ctx->scratch, (size_t)g->groups * sizeof(T *), (void **)&job.wk, \
+                           NULL) == AMBER_OK) /* packed once per session */               \
+            for (int64_t gi = 0; gi < g->groups; gi++)                                     \
+                job.wk[gi] = am_gemm_kept_a_##SUF(ctx, g->og, K, w + gi * g->og * K);      \
         bool parallel = threads > 1 && pairs >= threads &&                                 \
                         (double)pairs * (double)g->og * (double)L * (double)K >= AM_PARALLEL_MIN; \
         amber_status st;                                                                   \
@@ -339,14 +354,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
             }                                                                              \
         }                                                                                  \
     }
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef int64_t v8l __attribute__((vector_size(64)));
-typedef int32_t v8i_ __attribute__((vector_size(32)));
-typedef int64_t v4l_ __attribute__((vector_size(32)));
-#define EVENS16(a, b) __builtin_shuffle((a), (b), (v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
-#define EVENS8F(a, b) __builtin_shuffle((a), (b), (v8i_){0, 2, 4, 6, 8, 10, 12, 14})
-#define EVENS8D(a, b) __builtin_shuffle((a), (b), (v8l){0, 2, 4, 6, 8, 10, 12, 14})
-#define EVENS4D(a, b) __builtin_shuffle((a), (b), (v4l_){0, 2, 4, 6})
+#define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
 #define VFMA_PLAIN(a, b, c) ((c) + (a) * (b))
 #define SPLAT_8F(s) ((v8f_){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define SPLAT_4D(s) ((v4d_){(s), (s), (s), (s)})

@@ -58,7 +58,7 @@ typedef struct pool_job {
 } pool_job;
 
 /* NaN-propagating maximum: NaN if either is NaN. */
-#define MAXNAN(m, v) (((v) > (m)) | ((v) != (v)) ? (v) : (m))
+#define MAXNAN(m, v) ((((v) > (m)) | ((v) != (v))) ? (v) : (m))
 
 /* Vectors of VW elements (GCC vector extensions): a NaN-propagating maximum as a
  * bitwise select, so every lane computes exactly what MAXNAN computes. */
@@ -240,11 +240,11 @@ typedef float pv16f __attribute__((vector_size(64)));
 typedef double pv8d __attribute__((vector_size(64)));
 typedef int32_t pv16i __attribute__((vector_size(64)));
 typedef int64_t pv8l __attribute__((vector_size(64)));
-#define EV8F(a, b) __builtin_shuffle((a), (b), (pv8i){0, 2, 4, 6, 8, 10, 12, 14})
-#define EV4D(a, b) __builtin_shuffle((a), (b), (pv4l){0, 2, 4, 6})
+#define EV8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EV4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
 #define EV16F(a, b) \
-    __builtin_shuffle((a), (b), (pv16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
-#define EV8D(a, b) __builtin_shuffle((a), (b), (pv8l){0, 2, 4, 6, 8, 10, 12, 14})
+    __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EV8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
 POOL_FWD(f32, float, generic, , pv8f, pv8i, EV8F)
 POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
 POOL_GRADS(f32, float)

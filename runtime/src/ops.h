@@ -261,6 +261,26 @@ amber_status am_gemm_prepacked_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
  * or NULL when B is too narrow to pack or memory does not allow it. */
 const float *am_gemm_kept_b_f32(am_ctx *ctx, int64_t n, int64_t k, const float *B);
 const double *am_gemm_kept_b_f64(am_ctx *ctx, int64_t n, int64_t k, const double *B);
+/* A packed copy of the fixed, row-major A[m, k] kept in ctx->keep (made on first use),
+ * or NULL (few rows, or memory does not allow it); am_gemm_kept_a_run multiplies it
+ * (A given too, row-major) by B: the same bits as am_gemm. */
+const float *am_gemm_kept_a_f32(am_ctx *ctx, int64_t m, int64_t k, const float *A);
+const double *am_gemm_kept_a_f64(am_ctx *ctx, int64_t m, int64_t k, const double *A);
+amber_status am_gemm_kept_a_run_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                    const float *A, const float *akept, const float *B,
+                                    int64_t rsb, int64_t csb, float *C, int64_t ldc,
+                                    bool accumulate);
+amber_status am_gemm_kept_a_run_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                    const double *A, const double *akept, const double *B,
+                                    int64_t rsb, int64_t csb, double *C, int64_t ldc,
+                                    bool accumulate);
+void am_gemm_serial_kept_a_f32(int64_t m, int64_t n, int64_t k, const float *A,
+                               const float *akept, const float *B, int64_t rsb, int64_t csb,
+                               float *C, int64_t ldc, bool accumulate, float *scratch);
+void am_gemm_serial_kept_a_f64(int64_t m, int64_t n, int64_t k, const double *A,
+                               const double *akept, const double *B, int64_t rsb,
+                               int64_t csb, double *C, int64_t ldc, bool accumulate,
+                               double *scratch);
 /* The same product on the calling thread only, with caller-provided scratch of
  * am_gemm_scratch_len elements (packed: whether `packed` will be given), so that it can
  * run inside a pool task. B may be NULL when packed is given. */

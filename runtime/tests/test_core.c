@@ -338,6 +338,21 @@ static void test_gemm(void) {
                                                     csa, b, rsb, csb, pk, c2, n, false) == AMBER_OK);
                         CHECK(!memcmp(c1, c2, sizeof(float) * nc));
                     }
+                    /* A packed once (a convolution's weight): the same bits, in the pool
+                     * and on one thread. */
+                    const float *ka = am_gemm_kept_a_f32(&threaded, m, k, a);
+                    CHECK(ka == NULL || m <= 2 || ka == am_gemm_kept_a_f32(&threaded, m, k, a));
+                    if (ka) {
+                        memset(c2, 0xff, sizeof(float) * nc);
+                        CHECK(am_gemm_kept_a_run_f32(&threaded, m, n, k, a, ka, b, rsb, csb, c2,
+                                                     n, false) == AMBER_OK);
+                        CHECK(!memcmp(c1, c2, sizeof(float) * nc));
+                        float *sc2 = malloc(sizeof(float) * (am_gemm_scratch_len_f32(m, n, k, false) + 1));
+                        memset(c2, 0xff, sizeof(float) * nc);
+                        am_gemm_serial_kept_a_f32(m, n, k, a, ka, b, rsb, csb, c2, n, false, sc2);
+                        CHECK(!memcmp(c1, c2, sizeof(float) * nc));
+                        free(sc2);
+                    }
                     /* Accumulating into C: the same bits with and without the packed B. */
                     float *c3 = malloc(sizeof(float) * nc);
                     memcpy(c3, c0, sizeof(float) * nc);
