@@ -35,19 +35,22 @@ static void valid_taps(int64_t i, int64_t n, int64_t k, int64_t s, int64_t d, in
     *t0 = a, *t1 = b;
 }
 
-/* The divisor of output (i, j) of avg_pool2d (docs/opset.md 4.x). */
-static double avg_divisor(const pool_geom *g, int64_t i, int64_t j) {
-    int64_t r0 = i * g->sh - g->pt, c0 = j * g->sw - g->pl;
-    int64_t r1 = r0 + g->kh, c1 = c0 + g->kw;
-    if (r1 > g->h + g->pb) r1 = g->h + g->pb;
-    if (c1 > g->w + g->pr) c1 = g->w + g->pr;
-    if (!g->count_include_pad) {
-        if (r0 < 0) r0 = 0;
-        if (c0 < 0) c0 = 0;
-        if (r1 > g->h) r1 = g->h;
-        if (c1 > g->w) c1 = g->w;
+/* The window length of output i along one dim that avg_pool2d's divisor counts
+ * (docs/opset.md 4.8); the divisor of (i, j) is the product of its row and column one. */
+static int64_t avg_span(int64_t i, int64_t n, int64_t k, int64_t s, int64_t lo, int64_t hi,
+                        bool include_pad) {
+    int64_t a = i * s - lo, b = a + k;
+    if (b > n + hi) b = n + hi;
+    if (!include_pad) {
+        if (a < 0) a = 0;
+        if (b > n) b = n;
     }
-    return (double)((r1 - r0) * (c1 - c0));
+    return b - a;
+}
+
+static double avg_divisor(const pool_geom *g, int64_t i, int64_t j) {
+    return (double)(avg_span(i, g->h, g->kh, g->sh, g->pt, g->pb, g->count_include_pad) *
+                    avg_span(j, g->w, g->kw, g->sw, g->pl, g->pr, g->count_include_pad));
 }
 
 typedef struct pool_job {
@@ -138,15 +141,24 @@ typedef struct pool_job {
         pool_job *j = (pool_job *)ud;                                                      \
         const pool_geom *g = j->g;                                                         \
         int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
-        T *hs = (T *)(q1 + g->ow), *dv = hs + g->h * g->ow; /* H x OW sums, OW divisors */ \
+        int64_t *cs = q1 + g->ow; /* column spans of the divisors */                      \
+        T *hs = (T *)(cs + g->ow), *dv = hs + g->h * g->ow; /* H x OW sums, OW divisors */ \
         const T *x = (const T *)j->x + t * g->h * g->w;                                    \
         T *y = (T *)j->out + t * g->oh * g->ow;                                            \
-        for (int64_t c = 0; c < g->ow; c++)                                                \
+        for (int64_t c = 0; c < g->ow; c++) {                                              \
             valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0[c], &q1[c]);                   \
+            cs[c] = avg_span(c, g->w, g->kw, g->sw, g->pl, g->pr, g->count_include_pad);   \
+        }                                                                                  \
         for (int64_t r = 0; r < g->h; r++) {                                               \
             const T *xr = x + r * g->w;                                                    \
             T *hr = hs + r * g->ow;                                                        \
-            for (int64_t c = 0; c < g->ow; c++) hr[c] = xr[c * g->sw - g->pl + q0[c]];     \
+            int64_t c0 = 0; /* q0 never grows with c: from c0 on the first tap is 0 */     \
+            while (c0 < g->ow && q0[c0] > 0) c0++;                                         \
+            for (int64_t c = 0; c < c0; c++) hr[c] = xr[c * g->sw - g->pl + q0[c]];        \
+            if (g->sw == 1)                                                                \
+                for (int64_t c = c0; c < g->ow; c++) hr[c] = xr[c - g->pl];                \
+            else                                                                           \
+                for (int64_t c = c0; c < g->ow; c++) hr[c] = xr[c * g->sw - g->pl];        \
             for (int64_t q = 1; q < g->kw; q++) { /* columns where q follows the first tap */ \
                 int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
                 while (lo < hi && q0[lo] >= q) lo++; /* q0, q1 never grow with c */        \
@@ -162,9 +174,10 @@ typedef struct pool_job {
             valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
             T *yr = y + i * g->ow;                                                         \
             const T *h0 = hs + (i * g->sh - g->pt + p0) * g->ow;                           \
+            int64_t rs = avg_span(i, g->h, g->kh, g->sh, g->pt, g->pb, g->count_include_pad); \
             for (int64_t c = 0; c < g->ow; c++) {                                          \
                 yr[c] = h0[c];                                                             \
-                dv[c] = (T)avg_divisor(g, i, c);                                           \
+                dv[c] = (T)(double)(rs * cs[c]);                                           \
             }                                                                              \
             for (int64_t p = p0 + 1; p < p1; p++) {                                        \
                 const T *hr = h0 + (p - p0) * g->ow;                                       \
@@ -319,7 +332,7 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, true);
     pool_job job = {&g, in[0].data, NULL, out->data, NULL};
-    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) +
+    size_t ws = (size_t)(3 * g.ow) * sizeof(int64_t) +
                 (size_t)((g.h + 1) * g.ow) * esize(out->dtype);
     double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
     bool f32 = out->dtype == AMBER_FLOAT32;
