@@ -26,9 +26,11 @@ extern "C" {
 
 /* Highest opset version this runtime implements (2: opset 1 plus the control-flow
  * builtins cond, while and scan; 3: while with per-iteration outputs stacked along its
- * trip count), and the number of primitives (the same in all). */
-#define AMBER_OPSET_VERSION 3
+ * trip count; 4: the pooling primitives), the number of primitives of opset 1 and the
+ * number this runtime implements (amber_op_count). */
+#define AMBER_OPSET_VERSION 4
 #define AMBER_OPSET_V1_PRIMITIVES 48
+#define AMBER_PRIMITIVES 52
 
 /* Largest tensor rank the runtime handles. */
 #define AMBER_MAX_RANK 32

@@ -4,8 +4,9 @@
  * sums per column when B is narrower than a sliver. A constant B (a weight) may be
  * packed once and reused by both (am_gemm_pack_b_*).
  *
- * Kernels come in two instruction sets: AVX2 + FMA on x86-64 CPUs that have them
- * (chosen at run time) and portable C vector extensions elsewhere. Summation order per
+ * Kernels come in three instruction sets: AVX-512 (the register tile) and AVX2 + FMA on
+ * x86-64 CPUs that have them (chosen at run time), portable C vector extensions
+ * elsewhere. Summation order per
  * output element depends only on k (the KC blocking) and on the path, which depends only
  * on the shapes: never on the thread count or on how columns or rows are split. */
 #include "ops.h"
@@ -33,6 +34,7 @@ typedef double v4d __attribute__((vector_size(32)));
  * gemm_kernel.inc undefines its parameters (all but MR and KATTR). */
 #define KATTR
 #define MR 6
+#define MRP 12 /* rows of a packed A panel: the AVX-512 tile; other kernels take it in two */
 
 #define KSUF f32_generic
 #define T float
@@ -75,6 +77,86 @@ typedef double v4d __attribute__((vector_size(32)));
 #define SFMA(a, b, c) __builtin_fma((a), (b), (c))
 #include "gemm_kernel.inc"
 #undef KATTR
+
+/* AVX-512: a 12 x (one vector) tile, 12 accumulators (enough to hide the FMA latency),
+ * each row's sum formed in the same order as the AVX2 and generic kernels (p ascending,
+ * one fused multiply-add per step, then + C when accumulating): the same bits as AVX2. */
+#define AVX512_UKR(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)    \
+    __attribute__((target("avx512f"))) static void ukr_##SUF##_avx512(                     \
+        int64_t kc, const T *restrict a, const T *restrict b, T *restrict c, int64_t ldc,  \
+        int64_t mr, int64_t nr, bool acc) {                                                 \
+        VEC t0 = SET1(0), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0,    \
+            t8 = t0, t9 = t0, t10 = t0, t11 = t0;                                           \
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += sizeof(VEC) / sizeof(T)) {          \
+            VEC bv = LOAD(b);                                                               \
+            t0 = FMADD(SET1(a[0]), bv, t0);                                                 \
+            t1 = FMADD(SET1(a[1]), bv, t1);                                                 \
+            t2 = FMADD(SET1(a[2]), bv, t2);                                                 \
+            t3 = FMADD(SET1(a[3]), bv, t3);                                                 \
+            t4 = FMADD(SET1(a[4]), bv, t4);                                                 \
+            t5 = FMADD(SET1(a[5]), bv, t5);                                                 \
+            t6 = FMADD(SET1(a[6]), bv, t6);                                                 \
+            t7 = FMADD(SET1(a[7]), bv, t7);                                                 \
+            t8 = FMADD(SET1(a[8]), bv, t8);                                                 \
+            t9 = FMADD(SET1(a[9]), bv, t9);                                                 \
+            t10 = FMADD(SET1(a[10]), bv, t10);                                              \
+            t11 = FMADD(SET1(a[11]), bv, t11);                                              \
+        }                                                                                   \
+        VEC t[MRP] = {t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11};                    \
+        const int64_t full = (int64_t)(sizeof(VEC) / sizeof(T));                            \
+        MASKT m = (MASKT)(nr >= full ? ~(MASKT)0 : (MASKT)(((MASKT)1 << nr) - 1));          \
+        for (int64_t i = 0; i < mr; i++) {                                                  \
+            T *ci = c + i * ldc;                                                            \
+            if (nr >= full) {                                                               \
+                STORE(ci, acc ? ADD(LOAD(ci), t[i]) : t[i]);                                \
+            } else {                                                                        \
+                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci), t[i]) : t[i];                   \
+                MASKSTORE(ci, m, x);                                                        \
+            }                                                                               \
+        }                                                                                   \
+    }
+/* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
+ * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
+ * the same operations in the same order as in the one-sliver tile. nr > one vector. */
+#define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
+    __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
+        int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
+        int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
+        enum { W = sizeof(VEC) / sizeof(T) };                                               \
+        VEC t[MRP][2];                                                                      \
+        for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0);                          \
+        const T *b1 = b + bs;                                                               \
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                       \
+            VEC x0 = LOAD(b), x1 = LOAD(b1);                                                \
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {                        \
+                VEC av = SET1(a[i]);                                                        \
+                t[i][0] = FMADD(av, x0, t[i][0]);                                           \
+                t[i][1] = FMADD(av, x1, t[i][1]);                                           \
+            }                                                                               \
+        }                                                                                   \
+        int64_t n1 = nr - W;                                                                \
+        MASKT m = (MASKT)(n1 >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << n1) - 1));             \
+        for (int64_t i = 0; i < mr; i++) {                                                  \
+            T *ci = c + i * ldc;                                                            \
+            STORE(ci, acc ? ADD(LOAD(ci), t[i][0]) : t[i][0]);                              \
+            if (n1 >= W) {                                                                  \
+                STORE(ci + W, acc ? ADD(LOAD(ci + W), t[i][1]) : t[i][1]);                  \
+            } else {                                                                        \
+                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + W), t[i][1]) : t[i][1];         \
+                MASKSTORE(ci + W, m, x);                                                    \
+            }                                                                               \
+        }                                                                                   \
+    }
+AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+            _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
+            __mmask8)
+AVX512_UKR(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+           _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+AVX512_UKR(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+           _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
+           __mmask8)
 #endif
 #undef MR
 
@@ -85,6 +167,9 @@ static atomic_int isa_choice = -1; /* -1: not decided; AM_GEMM_ISA_* otherwise *
 static int detect_isa(void) {
 #if AM_X86
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return AM_GEMM_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AM_GEMM_ISA_AVX2;
 #endif
     return AM_GEMM_ISA_GENERIC;
@@ -116,16 +201,20 @@ int am_gemm_set_isa(int isa) {
 #define GEMV_CHUNK 1024
 /* The am_keep kind of a packed B (or'ed with the element size). */
 #define KEEP_KIND_PACKED_B 0x4700u
+#define KEEP_KIND_PACKED_A 0x4100u
 
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
+        /* two slivers at once, or NULL */                                                    \
+        void (*ukr2)(int64_t, const T *, const T *, int64_t, T *, int64_t, int64_t, int64_t,  \
+                     bool);                                                                   \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
-        {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},             \
-        GEMM_AVX2_ENTRY(SUF)};                                                                \
+        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},       \
+        GEMM_AVX2_ENTRY(SUF), GEMM_AVX512_ENTRY(SUF)};                                        \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
     static int64_t kc_of_##SUF(int64_t k) {                                                   \
@@ -194,6 +283,9 @@ int am_gemm_set_isa(int isa) {
         int64_t mc, nj, chunk; /* rows per MC block; column chunks per block, chunk width */ \
         int64_t pchunk;        /* slivers per packing task */                                \
         T **apack;             /* per worker: one packed MC x kc block of A */               \
+        const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
+                                  akept + mpad * pc + ic * kc */                             \
+        int64_t mpad;                                                                         \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -226,16 +318,31 @@ int am_gemm_set_isa(int isa) {
         int64_t ic = (t / j->nj) * j->mc, mc = j->m - ic < j->mc ? j->m - ic : j->mc;         \
         int64_t j0 = (t % j->nj) * j->chunk;                                                  \
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
-        T *ap = j->apack[worker];                                                             \
-        pack_a_##SUF(ap, j->A + ic * j->rsa + j->pc * j->csa, j->rsa, j->csa, mc, j->kc);     \
+        const T *ap;                                                                          \
+        if (j->akept) {                                                                       \
+            ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
+        } else {                                                                              \
+            pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
+                         j->csa, mc, j->kc);                                                  \
+            ap = j->apack[worker];                                                            \
+        }                                                                                     \
         bool acc = j->acc || j->pc > 0;                                                       \
-        for (int64_t jr = j0; jr < j1; jr += NR) {                                            \
+        for (int64_t jr = j0; jr < j1;) {                                                     \
             const T *b = j->bp + (jr / NR) * j->bstride;                                      \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
+            if (j->K->ukr2 && j1 - jr > NR) { /* two slivers per pass over the A panel */    \
+                int64_t nr = j1 - jr < 2 * NR ? j1 - jr : 2 * NR;                             \
+                for (int64_t ir = 0; ir < mc; ir += MR)                                       \
+                    j->K->ukr2(j->kc, ap + ir * j->kc, b, j->bstride, c + ir * j->ldc,        \
+                               j->ldc, mc - ir < MR ? mc - ir : MR, nr, acc);                 \
+                jr += 2 * NR;                                                                 \
+                continue;                                                                     \
+            }                                                                                 \
             int64_t nr = j1 - jr < NR ? j1 - jr : NR;                                         \
             for (int64_t ir = 0; ir < mc; ir += MR)                                           \
                 j->K->ukr(j->kc, ap + ir * j->kc, b, c + ir * j->ldc, j->ldc,                 \
                           mc - ir < MR ? mc - ir : MR, nr, acc);                              \
+            jr += NR;                                                                         \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
@@ -320,12 +427,13 @@ int am_gemm_set_isa(int isa) {
     static amber_status gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
                                    int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
                                    int64_t csb, const T *packed, T *C, int64_t ldc,           \
-                                   bool accumulate) {                                         \
+                                   bool accumulate, const T *akept) {                         \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         am_pool *pool = (double)m * (double)n * (double)k >= AM_PARALLEL_MIN ? ctx->pool : NULL; \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR;                                 \
         if (k <= 0 || gemv_path_##SUF(m, B, csb)) {                                           \
             run_##SUF(pool, threads, &job, packed, NULL, NULL);                               \
             return AMBER_OK;                                                                  \
@@ -350,14 +458,40 @@ int am_gemm_set_isa(int isa) {
     amber_status am_gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,      \
                                int64_t rsa, int64_t csa, const T *B, int64_t rsb,             \
                                int64_t csb, T *C, int64_t ldc, bool accumulate) {             \
-        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, NULL, C, ldc, accumulate);  \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, NULL, C, ldc, accumulate,   \
+                          NULL);                                                              \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_kept_a_run_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,       \
+                                          const T *A, const T *akept, const T *B, int64_t rsb, \
+                                          int64_t csb, T *C, int64_t ldc, bool accumulate) {  \
+        return gemm_##SUF(ctx, m, n, k, A, k, 1, B, rsb, csb, NULL, C, ldc, accumulate,       \
+                          akept);                                                             \
+    }                                                                                         \
+                                                                                              \
+    /* Row-major A[m, k] packed whole: per KC block, the MR-row panels of every row. */      \
+    const T *am_gemm_kept_a_##SUF(am_ctx *ctx, int64_t m, int64_t k, const T *A) {           \
+        if (!ctx->keep || !A || m <= GEMV_ROWS || k <= 0) return NULL;                        \
+        uint32_t kind = KEEP_KIND_PACKED_A | (uint32_t)sizeof(T);                            \
+        T *p = (T *)am_keep_find(ctx->keep, A, kind, m, k);                                   \
+        if (p) return p;                                                                      \
+        int64_t mpad = (m + MR - 1) / MR * MR, kcb = kc_of_##SUF(k);                          \
+        if ((uint64_t)mpad * (uint64_t)k > SIZE_MAX / sizeof(T)) return NULL;                 \
+        p = (T *)am_keep_add(ctx->keep, A, kind, m, k, (size_t)(mpad * k) * sizeof(T));       \
+        if (!p) return NULL;                                                                  \
+        for (int64_t pc = 0; pc < k; pc += kcb) {                                             \
+            int64_t kc = k - pc < kcb ? k - pc : kcb;                                         \
+            pack_a_##SUF(p + mpad * pc, A + pc, k, 1, m, kc);                                 \
+        }                                                                                     \
+        return p;                                                                             \
     }                                                                                         \
                                                                                               \
     amber_status am_gemm_prepacked_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,        \
                                          const T *A, int64_t rsa, int64_t csa, const T *B,    \
                                          int64_t rsb, int64_t csb, const T *packed, T *C,     \
                                          int64_t ldc, bool accumulate) {                      \
-        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, accumulate); \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, accumulate,  \
+                          NULL);                                                              \
     }                                                                                         \
                                                                                               \
     const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t n, int64_t k, const T *B) {           \
@@ -388,14 +522,30 @@ int am_gemm_set_isa(int isa) {
         plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL);                   \
         T *apack = scratch + pl.bpack_len;                                                    \
         run_##SUF(NULL, 1, &job, packed, scratch, &apack);                                    \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_serial_kept_a_##SUF(int64_t m, int64_t n, int64_t k, const T *A,             \
+                                     const T *akept, const T *B, int64_t rsb, int64_t csb,    \
+                                     T *C, int64_t ldc, bool accumulate, T *scratch) {        \
+        if (m <= 0 || n <= 0) return;                                                         \
+        job_##SUF job;                                                                        \
+        job_init_##SUF(&job, m, n, k, A, k, 1, B, rsb, csb, C, ldc, accumulate);              \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR;                                 \
+        plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, false);                            \
+        T *apack = scratch + pl.bpack_len;                                                    \
+        run_##SUF(NULL, 1, &job, NULL, scratch, &apack);                                      \
     }
 
 #if AM_X86
-#define GEMM_AVX2_ENTRY(SUF) {ukr_##SUF##_avx2, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
+#define GEMM_AVX2_ENTRY(SUF) \
+    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
+#define GEMM_AVX512_ENTRY(SUF) \
+    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_generic, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
+    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
+#define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, 6, 16, 256, 96, 1024)
-GEMM_DRIVER(f64, double, 6, 8, 256, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, 256, 96, 1024)
+GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)

@@ -227,12 +227,12 @@ amber_status infer_conv2d_weight_grad(const am_op *op, const amber_tensor *in, i
     amber_status st = need_rank4(op, in, err);
     if (st != AMBER_OK) return st;
     const amber_tensor *x = &in[0], *g = &in[1];
-    if (a->hw[0] < 0 || a->hw[1] < 0)
+    if (a->kernel[0] < 0 || a->kernel[1] < 0)
         return am_fail(err, AMBER_ERR_SHAPE, "%s: kernel_hw must be non-negative", op->name);
     if (a->groups < 1)
         return am_fail(err, AMBER_ERR_SHAPE, "%s: need groups, stride, dilation >= 1 and padding >= 0",
                        op->name);
-    int64_t ws[4] = {g->shape[1], x->shape[1] / a->groups, a->hw[0], a->hw[1]}, want[4];
+    int64_t ws[4] = {g->shape[1], x->shape[1] / a->groups, a->kernel[0], a->kernel[1]}, want[4];
     if ((st = check_conv(op, x->shape, ws, a, want, err)) != AMBER_OK) return st;
     if (memcmp(want, g->shape, sizeof want) != 0) {
         char b1[SHAPE_BUF], b2[SHAPE_BUF];
@@ -240,6 +240,64 @@ amber_status infer_conv2d_weight_grad(const am_op *op, const amber_tensor *in, i
                        SH(g, b1), am_shape_str(want, 4, b2, sizeof b2));
     }
     set_shape(out, x->dtype, 4, ws);
+    return AMBER_OK;
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+/* Output length of one pooled dim, or 0 when the window does not fit. */
+static int64_t pool_out(int64_t n, int64_t k, int64_t lo, int64_t hi, int64_t s, int64_t d,
+                        bool ceil_mode) {
+    int64_t ext = d * (k - 1); /* d, k <= 2^30 and n <= 2^40: no overflow */
+    int64_t span = n + lo + hi - ext - 1;
+    if (span < 0) return 0;
+    int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (ceil_mode && (out - 1) * s >= n + lo) out--; /* start inside the input or top pad */
+    return out;
+}
+
+/* max_pool2d, max_pool2d_grad (x, g), avg_pool2d, avg_pool2d_grad (g; x's H, W from
+ * input_hw): validates the window and gives the pooled shape and the result's. */
+amber_status infer_pool2d(const am_op *op, const amber_tensor *in, int n, const am_attrs *a,
+                          amber_tensor *out, am_error *err) {
+    char b1[SHAPE_BUF], b2[SHAPE_BUF];
+    const int64_t lim = (int64_t)1 << 30;
+    bool grad_avg = op->id == AM_OP_AVG_POOL2D_GRAD, avg = grad_avg || op->id == AM_OP_AVG_POOL2D;
+    amber_status st = same_dtype(op, in, n, err);
+    if (st != AMBER_OK) return st;
+    for (int i = 0; i < n; i++)
+        if (in[i].rank != 4)
+            return am_fail(err, AMBER_ERR_SHAPE, "%s: operands must be (N, C, H, W), got %s",
+                           op->name, SH(&in[i], b1));
+    int64_t dil[2] = {avg ? 1 : a->dilation[0], avg ? 1 : a->dilation[1]};
+    for (int i = 0; i < 2; i++) {
+        if (a->kernel[i] < 1 || a->stride[i] < 1 || dil[i] < 1 || a->padding[2 * i] < 0 ||
+            a->padding[2 * i + 1] < 0 || a->kernel[i] > lim || a->stride[i] > lim ||
+            dil[i] > lim || (grad_avg && (a->hw[i] < 0 || a->hw[i] > ((int64_t)1 << 40))))
+            return am_fail(err, AMBER_ERR_SHAPE, "%s: kernel_hw, stride and dilation must be in "
+                           "1..2^30, padding >= 0 and input_hw in 0..2^40", op->name);
+        int64_t ext = dil[i] * (a->kernel[i] - 1) + 1;
+        if (a->padding[2 * i] > ext / 2 || a->padding[2 * i + 1] > ext / 2)
+            return am_fail(err, AMBER_ERR_SHAPE, "%s: padding must be at most half of the "
+                           "(dilated) kernel (%lld)", op->name, (long long)ext);
+    }
+    int64_t xs[4];
+    memcpy(xs, in[0].shape, sizeof xs);
+    if (grad_avg) xs[2] = a->hw[0], xs[3] = a->hw[1];
+    int64_t want[4] = {xs[0], xs[1],
+                       pool_out(xs[2], a->kernel[0], a->padding[0], a->padding[1], a->stride[0],
+                                dil[0], a->ceil_mode),
+                       pool_out(xs[3], a->kernel[1], a->padding[2], a->padding[3], a->stride[1],
+                                dil[1], a->ceil_mode)};
+    if (want[2] < 1 || want[3] < 1)
+        return am_fail(err, AMBER_ERR_SHAPE, "%s: kernel %lldx%lld is larger than the padded "
+                       "input %s", op->name, (long long)a->kernel[0], (long long)a->kernel[1],
+                       am_shape_str(xs, 4, b1, sizeof b1));
+    const amber_tensor *g = grad_avg ? &in[0] : n == 2 ? &in[1] : NULL;
+    if (g && memcmp(g->shape, want, sizeof want) != 0)
+        return am_fail(err, AMBER_ERR_SHAPE, "%s: g has shape %s, expected the pooled shape %s",
+                       op->name, SH(g, b1), am_shape_str(want, 4, b2, sizeof b2));
+    set_shape(out, in[0].dtype, 4, g ? xs : want);
     return AMBER_OK;
 }
 

@@ -120,6 +120,12 @@ static void valid_cols(const conv_geom *g, int64_t q, int64_t *lo, int64_t *hi) 
     if (*lo > *hi) *lo = *hi;
 }
 
+/* A 1x1 convolution with unit stride and no padding: im2col would copy the input. */
+static bool pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
+           g->oh == g->h && g->ow == g->w;
+}
+
 /* cols[(c*KH + p)*KW + q][i*OW + j] = x[c][i*sh + p*dh - pt][j*sw + q*dw - pl] (0 outside);
  * x points at the group's first channel of one image. With col2im, the reverse: every
  * cols element is added to the x element it was read from (in the same loop order). */
@@ -172,6 +178,7 @@ IM2COL(f64, double)
         const T *in, *w; /* x (forward) or dy (input gradient); the weight */              \
         T *out;          /* y or dx */                                                     \
         bool grad;                                                                         \
+        const T **wk;    /* forward with a fixed weight: each group's packed weight */     \
         T **ws;          /* parallel mode: per worker, cols then product scratch */        \
         T *cols;         /* in-turn mode */                                                \
     } conv_job_##SUF;                                                                      \
@@ -183,10 +190,23 @@ IM2COL(f64, double)
         const T *w = j->w + gi * g->og * K;                                                \
         if (!j->grad) {                                                                    \
             T *y = j->out + (ni * g->o + gi * g->og) * L;                                  \
-            im2col_##SUF(g, (T *)(j->in + (ni * g->c + gi * g->cg) * g->h * g->w), cols, false); \
+            const T *xg = j->in + (ni * g->c + gi * g->cg) * g->h * g->w;                  \
+            if (pointwise(g)) /* the columns are the input itself */                       \
+                cols = (T *)xg;                                                            \
+            else                                                                           \
+                im2col_##SUF(g, (T *)xg, cols, false);                                     \
+            const T *wk = j->wk ? j->wk[gi] : NULL;                                        \
+            if (!scratch && wk)                                                            \
+                return am_gemm_kept_a_run_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, L, \
+                                                false);                                    \
             if (!scratch)                                                                  \
                 return am_gemm_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, false); \
-            am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false, scratch); \
+            if (wk)                                                                        \
+                am_gemm_serial_kept_a_##SUF(g->og, L, K, w, wk, cols, L, 1, y, L, false,   \
+                                            scratch);                                      \
+            else                                                                           \
+                am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false,  \
+                                     scratch);                                             \
             return AMBER_OK;                                                               \
         }                                                                                  \
         /* dx_g = col2im(W_g^T @ dy_g) */                                                  \
@@ -213,8 +233,13 @@ IM2COL(f64, double)
     static amber_status conv_run_##SUF(am_ctx *ctx, const conv_geom *g, const T *in,       \
                                        const T *w, T *out, bool grad) {                    \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw, pairs = g->n * g->groups;    \
-        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL};                       \
+        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL, NULL};                 \
         int threads = am_pool_size(ctx->pool);                                             \
+        if (!grad && (ctx->fixed_inputs & 2) && ctx->keep &&                               \
+            am_arena_alloc(ctx->scratch, (size_t)g->groups * sizeof(T *), (void **)&job.wk, \
+                           NULL) == AMBER_OK) /* packed once per session */               \
+            for (int64_t gi = 0; gi < g->groups; gi++)                                     \
+                job.wk[gi] = am_gemm_kept_a_##SUF(ctx, g->og, K, w + gi * g->og * K);      \
         bool parallel = threads > 1 && pairs >= threads &&                                 \
                         (double)pairs * (double)g->og * (double)L * (double)K >= AM_PARALLEL_MIN; \
         amber_status st;                                                                   \
@@ -262,11 +287,151 @@ IM2COL(f64, double)
 CONV_KERNELS(f32, float)
 CONV_KERNELS(f64, double)
 
+/* Convolutions with one input channel per group (depthwise, and any conv of a single
+ * channel): each output plane is a weighted sum of KH*KW shifted windows of one input
+ * plane, accumulated directly (no im2col) in registers over a zero-padded copy of the
+ * plane. Every element sums its taps in (p, q) order from 0 with one multiply-add each
+ * (fused where the GEMM fuses); the same order for every thread count. One task is one
+ * (image, output channel). */
+typedef struct dw_job {
+    const conv_geom *g;
+    const void *x, *w;
+    void *y;
+    int64_t hp, wp; /* the padded plane */
+    void **ws;      /* per worker: hp * wp elements */
+} dw_job;
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f_ __attribute__((vector_size(32)));
+typedef double v4d_ __attribute__((vector_size(32)));
+
+#define DW_PLANE(SUF, T, ISA, ATTR, V, VFMA, SPLAT, EVENS, LOAD)                           \
+    ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
+        enum { VW = sizeof(V) / sizeof(T) };                                               \
+        const dw_job *j = (const dw_job *)ud;                                              \
+        const conv_geom *g = j->g;                                                         \
+        int64_t ni = t / g->o, o = t % g->o, wp = j->wp;                                   \
+        const T *x = (const T *)j->x + (ni * g->c + o / g->og) * g->h * g->w;              \
+        const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
+        T *y = (T *)j->y + t * g->oh * g->ow;                                              \
+        T *xp = (T *)j->ws[worker];                                                        \
+        memset(xp, 0, sizeof(T) * (size_t)(j->hp * wp));                                   \
+        for (int64_t r = 0; r < g->h; r++)                                                 \
+            memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
+        /* NB blocks of VW columns at once: independent sums hide the FMA latency. */      \
+        enum { NB = 4 };                                                                   \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            for (int64_t c0 = 0; c0 < g->ow; c0 += NB * VW) {                              \
+                V acc[NB];                                                                 \
+                for (int b = 0; b < NB; b++) acc[b] = (V){0};                              \
+                for (int64_t p = 0; p < g->kh; p++) {                                      \
+                    const T *row = xp + (i * g->sh + p * g->dh) * wp + c0 * g->sw;         \
+                    for (int64_t q = 0; q < g->kw; q++) {                                  \
+                        const V wv = SPLAT(w[p * g->kw + q]);                              \
+                        for (int b = 0; b < NB; b++) {                                     \
+                            V xv;                                                          \
+                            const T *src = row + q * g->dw + b * VW * g->sw;               \
+                            if (g->sw == 1) {                                              \
+                                xv = LOAD(src);                                            \
+                            } else if (g->sw == 2) {                                       \
+                                xv = EVENS(LOAD(src), LOAD(src + VW));                     \
+                            } else {                                                       \
+                                for (int e = 0; e < VW; e++) xv[e] = src[e * g->sw];       \
+                            }                                                              \
+                            acc[b] = VFMA(wv, xv, acc[b]);                                 \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+                for (int b = 0; b < NB; b++) {                                             \
+                    int64_t cb = c0 + b * VW, n = g->ow - cb < VW ? g->ow - cb : VW;       \
+                    T *dst = y + i * g->ow + cb;                                           \
+                    if (n == VW)                                                           \
+                        memcpy(dst, &acc[b], sizeof acc[b]);                               \
+                    else                                                                   \
+                        for (int64_t e = 0; e < n; e++) dst[e] = acc[b][e];                \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+#define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
+#define VFMA_PLAIN(a, b, c) ((c) + (a) * (b))
+#define SPLAT_8F(s) ((v8f_){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define SPLAT_4D(s) ((v4d_){(s), (s), (s), (s)})
+#define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define load_8f(p) LOAD_VEC(v8f_, p)
+#define load_4d(p) LOAD_VEC(v4d_, p)
+DW_PLANE(f32, float, generic, , v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, load_8f)
+DW_PLANE(f64, double, generic, , v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, load_4d)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define VFMA_AVX2_PD(a, b, c) ((v4d_)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define VFMA_512_PS(a, b, c) ((v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define VFMA_512_PD(a, b, c) ((v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
+#define SPLAT_512_PS(s) ((v16f)_mm512_set1_ps(s))
+#define SPLAT_512_PD(s) ((v8d)_mm512_set1_pd(s))
+#define LOAD_AVX2_PS(p) ((v8f_)_mm256_loadu_ps(p))
+#define LOAD_AVX2_PD(p) ((v4d_)_mm256_loadu_pd(p))
+#define LOAD_512_PS(p) ((v16f)_mm512_loadu_ps(p))
+#define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
+#define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
+#define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), v8f_, VFMA_AVX2_PS,
+         SPLAT_AVX2_PS, EVENS8F, LOAD_AVX2_PS)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), v4d_, VFMA_AVX2_PD,
+         SPLAT_AVX2_PD, EVENS4D, LOAD_AVX2_PD)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), v16f, VFMA_512_PS,
+         SPLAT_512_PS, EVENS16, LOAD_512_PS)
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), v8d, VFMA_512_PD,
+         SPLAT_512_PD, EVENS8D, LOAD_512_PD)
+#define DW_PICK(SUF, f64_or_f32_vw)                                                        \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? dw_plane_##SUF##_avx512                          \
+     : am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? dw_plane_##SUF##_avx2 : dw_plane_##SUF##_generic)
+#define DW_VW(f32) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? ((f32) ? 16 : 8) : ((f32) ? 8 : 4))
+#else
+#define DW_PICK(SUF, x) dw_plane_##SUF##_generic
+#define DW_VW(f32) ((f32) ? 8 : 4)
+#endif
+
+static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *x,
+                                   const void *w, void *y, bool f32) {
+    int64_t planes = g->n * g->o, vw = DW_VW(f32);
+    int64_t cols = (g->ow + 4 * vw - 1) / (4 * vw) * (4 * vw); /* past the end: zeros */
+    int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + (g->sw == 2 ? vw : 0);
+    if (hp < g->h + g->pt) hp = g->h + g->pt;
+    if (wp < g->w + g->pl) wp = g->w + g->pl;
+    dw_job job = {g, x, w, y, hp, wp, NULL};
+    am_task_fn fn = f32 ? DW_PICK(f32, 0) : DW_PICK(f64, 0);
+    double work = (double)planes * (double)(g->oh * g->ow * g->kh * g->kw);
+    bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
+    int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
+    size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
+                                     (void **)&job.ws, ctx->err);
+    for (int i = 0; st == AMBER_OK && i < n_ws; i++)
+        st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
+    if (st != AMBER_OK) return st;
+    if (parallel) {
+        am_pool_run(ctx->pool, planes, fn, &job);
+    } else {
+        for (int64_t t = 0; t < planes; t++) fn(&job, t, 0);
+    }
+    return AMBER_OK;
+}
+
 amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n;
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
+    if (g.cg == 1)
+        return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
+                              out->dtype == AMBER_FLOAT32);
     if (out->dtype == AMBER_FLOAT32)
         return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, false);
     return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, false);

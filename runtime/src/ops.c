@@ -25,6 +25,18 @@ const am_op *am_op_find(const char *name) {
     return NULL;
 }
 
+int am_op_since(const am_op *op) {
+    switch (op->id) {
+    case AM_OP_MAX_POOL2D:
+    case AM_OP_MAX_POOL2D_GRAD:
+    case AM_OP_AVG_POOL2D:
+    case AM_OP_AVG_POOL2D_GRAD:
+        return 4;
+    default:
+        return 1;
+    }
+}
+
 /* ---------------------------------------------------------------- attributes */
 
 /* An integer, or a dim expression evaluated with syms. */
@@ -80,8 +92,12 @@ static amber_status store_attr(const am_op *op, const char *name, const char *ty
         if (v->type != AM_JSON_TRUE && v->type != AM_JSON_FALSE)
             return am_fail(err, AMBER_ERR_FORMAT, "%s: attribute %s must be true or false",
                            op->name, name);
-        if (strcmp(name, "keepdims")) goto unknown;
-        a->keepdims = v->type == AM_JSON_TRUE;
+        bool *dst = !strcmp(name, "keepdims") ? &a->keepdims
+                    : !strcmp(name, "ceil_mode") ? &a->ceil_mode
+                    : !strcmp(name, "count_include_pad") ? &a->count_include_pad
+                    : NULL;
+        if (!dst) goto unknown;
+        *dst = v->type == AM_JSON_TRUE;
         return AMBER_OK;
     }
     if (!strcmp(type, "float")) {
@@ -123,7 +139,8 @@ static amber_status store_attr(const am_op *op, const char *name, const char *ty
     if (!strcmp(type, "int[2]")) {
         int64_t *dst = !strcmp(name, "stride") ? a->stride
                        : !strcmp(name, "dilation") ? a->dilation
-                       : (!strcmp(name, "input_hw") || !strcmp(name, "kernel_hw")) ? a->hw
+                       : !strcmp(name, "input_hw") ? a->hw
+                       : !strcmp(name, "kernel_hw") ? a->kernel
                        : NULL;
         if (!dst) goto unknown;
         return int_list(op, name, d, v, syms, 2, dst, &dummy, err);

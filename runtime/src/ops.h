@@ -27,8 +27,8 @@ typedef enum am_op_id {
     AM_OP_COUNT
 } am_op_id;
 
-_Static_assert(AM_OP_COUNT == AMBER_OPSET_V1_PRIMITIVES,
-               "ops.def and AMBER_OPSET_V1_PRIMITIVES in amber.h disagree");
+_Static_assert(AM_OP_COUNT == AMBER_PRIMITIVES,
+               "ops.def and AMBER_PRIMITIVES in amber.h disagree");
 
 /* Decoded attributes: the union of every op's attributes, by name. */
 typedef struct am_attrs {
@@ -42,7 +42,9 @@ typedef struct am_attrs {
     int64_t l1[AMBER_MAX_RANK];        /* stops | hi */
     int64_t l2[AMBER_MAX_RANK];        /* steps | interior */
     int64_t stride[2], padding[4], dilation[2], groups;
-    int64_t hw[2];                     /* input_hw | kernel_hw */
+    int64_t hw[2];                     /* input_hw */
+    int64_t kernel[2];                 /* kernel_hw */
+    bool ceil_mode, count_include_pad; /* pooling */
 } am_attrs;
 
 /* ---------------------------------------------------------------- threads (pool.c) */
@@ -145,6 +147,8 @@ bool am_dim_is_name(const char *s, size_t len);
 
 const am_op *am_op_get(am_op_id id);
 const am_op *am_op_find(const char *name);
+/* The opset version that introduced a primitive (1, or 4 for the pooling family). */
+int am_op_since(const am_op *op);
 /* Decodes a JSON object (NULL = no attributes) against op->attrs; strict. Integer
  * attributes may be dim-expression strings when syms is given. */
 amber_status am_attrs_decode(const am_op *op, const am_json_doc *doc, const am_json *obj,
@@ -264,6 +268,26 @@ amber_status am_gemm_prepacked_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
  * or NULL when B is too narrow to pack or memory does not allow it. */
 const float *am_gemm_kept_b_f32(am_ctx *ctx, int64_t n, int64_t k, const float *B);
 const double *am_gemm_kept_b_f64(am_ctx *ctx, int64_t n, int64_t k, const double *B);
+/* A packed copy of the fixed, row-major A[m, k] kept in ctx->keep (made on first use),
+ * or NULL (few rows, or memory does not allow it); am_gemm_kept_a_run multiplies it
+ * (A given too, row-major) by B: the same bits as am_gemm. */
+const float *am_gemm_kept_a_f32(am_ctx *ctx, int64_t m, int64_t k, const float *A);
+const double *am_gemm_kept_a_f64(am_ctx *ctx, int64_t m, int64_t k, const double *A);
+amber_status am_gemm_kept_a_run_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                    const float *A, const float *akept, const float *B,
+                                    int64_t rsb, int64_t csb, float *C, int64_t ldc,
+                                    bool accumulate);
+amber_status am_gemm_kept_a_run_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                    const double *A, const double *akept, const double *B,
+                                    int64_t rsb, int64_t csb, double *C, int64_t ldc,
+                                    bool accumulate);
+void am_gemm_serial_kept_a_f32(int64_t m, int64_t n, int64_t k, const float *A,
+                               const float *akept, const float *B, int64_t rsb, int64_t csb,
+                               float *C, int64_t ldc, bool accumulate, float *scratch);
+void am_gemm_serial_kept_a_f64(int64_t m, int64_t n, int64_t k, const double *A,
+                               const double *akept, const double *B, int64_t rsb,
+                               int64_t csb, double *C, int64_t ldc, bool accumulate,
+                               double *scratch);
 /* The same product on the calling thread only, with caller-provided scratch of
  * am_gemm_scratch_len elements (packed: whether `packed` will be given), so that it can
  * run inside a pool task. B may be NULL when packed is given. */
@@ -279,7 +303,7 @@ void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_
                         double *scratch);
 /* Kernel instruction set: the best the CPU has unless a test asks for a lower one.
  * Returns the one in use. Not for concurrent use with running kernels. */
-enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1 };
+enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1, AM_GEMM_ISA_AVX512 = 2 };
 int am_gemm_set_isa(int isa);
 /* The instruction set kernels use now (AM_GEMM_ISA_*): the CPU's best unless
  * am_gemm_set_isa chose a lower one. */

@@ -853,6 +853,11 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
                            op->str);
                 break;
             }
+            if (L->p->opset_version < am_op_since(n->op)) {
+                st = LFAIL(L, "%s needs opset version %d, the file declares %lld", n->op->name,
+                           am_op_since(n->op), (long long)L->p->opset_version);
+                break;
+            }
             if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1) {
                 st = LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
                 break;

@@ -362,3 +362,108 @@ def conv2d_weight_grad(x: Array, g: Array, kernel_hw: Sequence[int], stride: Seq
                                     terms.append(float(g[n, o, i, j]) * xv)
                     dw[o, c, p, q] = math.fsum(terms)
     return dw
+
+
+def _pool_geom(h: int, w: int, kernel_hw: Sequence[int], stride: Sequence[int],
+               padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
+               ) -> tuple[int, int]:
+    def one(n: int, k: int, lo: int, hi: int, s: int, d: int) -> int:
+        span = n + lo + hi - d * (k - 1) - 1
+        if span < 0:
+            return 0
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + lo:
+            out -= 1
+        return out
+
+    return (one(h, kernel_hw[0], padding[0], padding[1], stride[0], dilation[0]),
+            one(w, kernel_hw[1], padding[2], padding[3], stride[1], dilation[1]))
+
+
+def _pool_window(x2: Array, i: int, j: int, kernel_hw: Sequence[int], stride: Sequence[int],
+                 padding: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int, Any]]:
+    """(row, col, value) of every window position, row major; value None for padding."""
+    h, w = x2.shape
+    out = []
+    for p in range(kernel_hw[0]):
+        for q in range(kernel_hw[1]):
+            r = i * stride[0] + p * dilation[0] - padding[0]
+            c = j * stride[1] + q * dilation[1] - padding[2]
+            out.append((r, c, x2[r, c] if 0 <= r < h and 0 <= c < w else None))
+    return out
+
+
+def _first_max(win: list[tuple[int, int, Any]]) -> int:
+    vals = [-math.inf if v is None else float(v) for _, _, v in win]
+    if any(math.isnan(v) for v in vals):
+        return next(k for k, v in enumerate(vals) if math.isnan(v))
+    return vals.index(max(vals))
+
+
+def max_pool2d(x: Array, kernel_hw: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int], ceil_mode: bool) -> Array:
+    """Naive loops: the maximum of each window (padding -inf), NaN if the window has one."""
+    n_, c_, h, w = x.shape
+    oh, ow = _pool_geom(h, w, kernel_hw, stride, padding, dilation, ceil_mode)
+    y = np.zeros((n_, c_, oh, ow), dtype=x.dtype)
+    for n, c, i, j in np.ndindex(n_, c_, oh, ow):
+        win = _pool_window(x[n, c], i, j, kernel_hw, stride, padding, dilation)
+        k = _first_max(win)
+        y[n, c, i, j] = -math.inf if win[k][2] is None else win[k][2]
+    return y
+
+
+def max_pool2d_grad(x: Array, g: Array, kernel_hw: Sequence[int], stride: Sequence[int],
+                    padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool) -> Array:
+    """Naive loops: g of each window added (in window order) at its first maximum."""
+    n_, c_, h, w = x.shape
+    dx = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(*g.shape):
+        win = _pool_window(x[n, c], i, j, kernel_hw, stride, padding, dilation)
+        r, s, v = win[_first_max(win)]
+        if v is not None:
+            dx[n, c, r, s] += g[n, c, i, j]
+    return dx
+
+
+def _avg_divisor(h: int, w: int, i: int, j: int, kernel_hw: Sequence[int],
+                 stride: Sequence[int], padding: Sequence[int], count_include_pad: bool) -> int:
+    r0, c0 = i * stride[0] - padding[0], j * stride[1] - padding[2]
+    r1 = min(r0 + kernel_hw[0], h + padding[1])
+    c1 = min(c0 + kernel_hw[1], w + padding[3])
+    if not count_include_pad:
+        r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, h), min(c1, w)
+    return (r1 - r0) * (c1 - c0)
+
+
+def avg_pool2d(x: Array, kernel_hw: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               ceil_mode: bool, count_include_pad: bool) -> Array:
+    """Naive loops: the exact sum of each window's input elements over its divisor."""
+    n_, c_, h, w = x.shape
+    oh, ow = _pool_geom(h, w, kernel_hw, stride, padding, (1, 1), ceil_mode)
+    y = np.zeros((n_, c_, oh, ow), dtype=x.dtype)
+    for n, c, i, j in np.ndindex(n_, c_, oh, ow):
+        win = _pool_window(x[n, c], i, j, kernel_hw, stride, padding, (1, 1))
+        total = math.fsum(float(v) for _, _, v in win if v is not None)
+        y[n, c, i, j] = total / _avg_divisor(h, w, i, j, kernel_hw, stride, padding,
+                                             count_include_pad)
+    return y
+
+
+def avg_pool2d_grad(g: Array, input_hw: Sequence[int], kernel_hw: Sequence[int],
+                    stride: Sequence[int], padding: Sequence[int], ceil_mode: bool,
+                    count_include_pad: bool) -> Array:
+    """Naive scatter loops: g / divisor added to every input element of the window."""
+    n_, c_, oh, ow = g.shape
+    h, w = input_hw
+    acc: dict[tuple[int, ...], list[float]] = {}
+    for n, c, i, j in np.ndindex(*g.shape):
+        d = _avg_divisor(h, w, i, j, kernel_hw, stride, padding, count_include_pad)
+        for r, s, v in _pool_window(np.zeros((h, w)), i, j, kernel_hw, stride, padding,
+                                    (1, 1)):
+            if v is not None:
+                acc.setdefault((n, c, r, s), []).append(float(g[n, c, i, j]) / d)
+    dx = np.zeros((n_, c_, h, w), dtype=g.dtype)
+    for idx, terms in acc.items():
+        dx[idx] = math.fsum(terms)
+    return dx

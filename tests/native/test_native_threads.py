@@ -170,3 +170,62 @@ def test_kept_weights_give_way_under_the_memory_limit(lib: N.NativeLibrary,
         ran.append(True)
         assert all(o.tobytes() == want.tobytes() for o in outs), limit
     assert True in ran and ran == sorted(ran), ran  # once it runs, it keeps running
+
+
+class _ResBlock(am.nn.Module):
+    """A ResNet bottleneck with a 1x1, a 3x3 (stride 2), a depthwise conv, batch norm,
+    ReLU, max- and average-pooling: every convolution path and both pooling kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = am.nn
+        self.c1, self.b1 = nn.Conv2d(16, 24, 1, bias=False), nn.BatchNorm2d(24)
+        self.c2, self.b2 = nn.Conv2d(24, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24)
+        self.dw = nn.Conv2d(24, 24, 3, 1, 1, groups=24)
+        self.c3 = nn.Conv2d(24, 32, 1)
+        self.down = nn.Conv2d(16, 32, 1, 2)
+
+    def forward(self, x):
+        F = am.nn.functional
+        h = F.relu(self.b1(self.c1(x)))
+        h = F.relu(self.b2(self.c2(h)))
+        h = self.c3(F.relu(self.dw(h)))
+        h = F.relu(h + self.down(x))
+        return F.max_pool2d(h, 3, 2, 1) + F.avg_pool2d(h, 3, 2, 1, count_include_pad=False)
+
+
+def test_resnet_block_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
+                                                    tmp_path: Path) -> None:
+    """Summation orders depend on shapes only: a ResNet block gives the same bits with 1
+    and 8 threads, 8 threads calling concurrently, run after run."""
+    am.manual_seed(3)
+    net = _ResBlock().eval()
+    path = tmp_path / "block.amber"
+    am.export(net, am.spec("batch", 16, 20, 20)).save(path)
+    x = np.random.default_rng(3).standard_normal((2, 16, 20, 20)).astype(np.float32)
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    ref = am.load(path, backend="reference").run("forward", x).numpy()
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
+    many = N.NativeModel(path, threads=8)
+    bad: list[int] = []
+
+    def worker(k: int) -> None:
+        for _ in range(125):  # 8 x 125 = 1000 runs
+            if many.run("forward", x)[0].tobytes() != want.tobytes():
+                bad.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+    # large enough that every kernel (pooling included) splits its work among threads
+    big = np.random.default_rng(4).standard_normal((4, 16, 48, 48)).astype(np.float32)
+    path = tmp_path / "big.amber"
+    am.export(net, am.spec("batch", 16, 48, 48)).save(path)
+    [want] = N.NativeModel(path, threads=1).run("forward", big)
+    for threads_n in (2, 3, 8):
+        m = N.NativeModel(path, threads=threads_n)
+        for _ in range(4):
+            assert m.run("forward", big)[0].tobytes() == want.tobytes(), threads_n

@@ -355,3 +355,46 @@ def test_scatter_add(dtype: str, idx_dtype: str) -> None:
         check("scatter_add", [base, one, src0], "sum", attrs={"axis": axis},
               abs_sum=abs0, n_terms=2)
 
+
+
+# ----------------------------------------------------------------------------- pooling
+
+POOL_CASES = [
+    # x shape, kernel_hw, stride, padding (t, b, l, r), dilation, ceil_mode
+    ((2, 3, 7, 8), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False),
+    ((1, 2, 9, 7), (3, 2), (2, 3), (1, 0, 1, 1), (1, 1), True),
+    ((1, 2, 8, 8), (2, 3), (1, 2), (0, 1, 1, 0), (2, 1), True),
+    ((1, 1, 5, 5), (3, 3), (3, 3), (1, 1, 1, 1), (1, 1), True),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pooling_family(case: Any, dtype: str) -> None:
+    xs, k, stride, padding, dilation, ceil = case
+    rng = np.random.default_rng(8)
+    x = values(rng, dtype, xs)
+    x.reshape(-1)[:4] = np.array([np.nan, np.inf, -np.inf, -0.0], dtype=dtype)
+    mx = {"kernel_hw": k, "stride": stride, "padding": padding, "dilation": dilation,
+          "ceil_mode": ceil}
+    check("max_pool2d", [x], attrs=mx)
+    y = REGISTRY["max_pool2d"].impl(x, **mx)
+    g = values(rng, dtype, y.shape, special=False)
+    xr = np.round(values(rng, dtype, xs, special=False))  # ties
+    gk = REGISTRY["max_pool2d_grad"].impl
+    check("max_pool2d_grad", [xr, g], "sum", attrs=mx, abs_sum=gk(xr, np.abs(g), **mx),
+          n_terms=k[0] * k[1])
+    if dilation != (1, 1):
+        return
+    for include in (True, False):
+        av = {"kernel_hw": k, "stride": stride, "padding": padding, "ceil_mode": ceil,
+              "count_include_pad": include}
+        xf = values(rng, dtype, xs, special=False)
+        ak = REGISTRY["avg_pool2d"].impl
+        check("avg_pool2d", [xf], "sum", attrs=av, abs_sum=ak(np.abs(xf), **av),
+              n_terms=k[0] * k[1] + 2)
+        ag = dict(av, input_hw=xs[2:])
+        gg = values(rng, dtype, ak(xf, **av).shape, special=False)
+        gk2 = REGISTRY["avg_pool2d_grad"].impl
+        check("avg_pool2d_grad", [gg], "sum", attrs=ag, abs_sum=gk2(np.abs(gg), **ag),
+              n_terms=k[0] * k[1] + 2)

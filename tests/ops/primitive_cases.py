@@ -469,6 +469,54 @@ for _cfg in _CONV_CONFIGS:
              kind="accumulate", label=_cfg[6]),
     ]
 
+# ------------------------------------------------------------------ pooling
+
+_POOL_CONFIGS = [
+    # x shape, kernel_hw, stride, padding (t, b, l, r), dilation, ceil_mode, label
+    ((1, 2, 5, 5), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False, ""),
+    ((2, 1, 7, 6), (3, 3), (2, 2), (1, 1, 1, 0), (1, 1), True, "ceil-asym-pad"),
+    ((1, 2, 6, 7), (3, 2), (1, 2), (1, 0, 0, 1), (2, 1), False, "dilation"),
+    ((1, 1, 4, 5), (3, 3), (3, 3), (1, 1, 1, 1), (1, 1), True, "stride-beyond"),
+]
+
+
+def _pool_out(cfg: tuple) -> tuple[int, ...]:
+    (n, c, h, w), k, st, pd, dl, ceil = cfg[:6]
+    return (n, c) + refs._pool_geom(h, w, k, st, pd, dl, ceil)
+
+
+for _cfg in _POOL_CONFIGS:
+    _xs, _k, _st, _pd, _dl, _ceil, _lab = _cfg
+    _mx = {"kernel_hw": _k, "stride": _st, "padding": _pd, "dilation": _dl, "ceil_mode": _ceil}
+    CASES += [
+        Case("max_pool2d", unary(distinct, _xs), refs.max_pool2d, attrs=_mx, grad=True,
+             order=2 if _lab in ("", "ceil-asym-pad") else 1, label=_lab),
+        Case("max_pool2d_grad", binary(_xs, _pool_out(_cfg), distinct), refs.max_pool2d_grad,
+             attrs=_mx, grad=True, order=2 if _lab == "" else 1, label=_lab),
+    ]
+    if _dl != (1, 1):
+        continue
+    for _cip in (True, False):
+        _av = {"kernel_hw": _k, "stride": _st, "padding": _pd, "ceil_mode": _ceil,
+               "count_include_pad": _cip}
+        _l2 = _lab + ("" if _cip else "-exclude-pad")
+        CASES += [
+            Case("avg_pool2d", unary(shape=_xs), refs.avg_pool2d, attrs=_av, grad=True,
+                 order=2 if _l2 == "" else 1, kind="accumulate", label=_l2),
+            Case("avg_pool2d_grad", unary(shape=_pool_out(_cfg)), refs.avg_pool2d_grad,
+                 attrs={"input_hw": _xs[2:], **_av}, grad=True, order=2 if _l2 == "" else 1,
+                 kind="accumulate", label=_l2),
+        ]
+CASES.append(Case("max_pool2d", lambda rng, dt: [np.array(
+    [[[[1.0, np.nan, 3.0], [np.inf, 2.0, -np.inf], [-np.inf, -np.inf, -np.inf]]]], dtype=dt)],
+    refs.max_pool2d, attrs={"kernel_hw": (2, 2), "stride": (1, 1), "padding": (1, 0, 1, 0),
+                            "dilation": (1, 1), "ceil_mode": False}, label="special"))
+CASES.append(Case("max_pool2d_grad", lambda rng, dt: [np.array(
+    [[[[1.0, 1.0, np.nan], [1.0, -np.inf, -np.inf], [2.0, -np.inf, -np.inf]]]], dtype=dt),
+    np.arange(1.0, 10.0, dtype=dt).reshape(1, 1, 3, 3)],
+    refs.max_pool2d_grad, attrs={"kernel_hw": (2, 2), "stride": (1, 1), "padding": (1, 0, 1, 0),
+                                 "dilation": (1, 1), "ceil_mode": False}, label="ties-special"))
+
 # ------------------------------------------------------------------ reductions
 
 _RED = [((2, 3, 4), (1,), False, ""), ((2, 3, 4), (0, 2), True, "keepdims"),
@@ -597,7 +645,8 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("neg", "abs", "sign", "add", "sub", "mul", "div", "matmul", "sum",
                      "scatter_add"), NUMERIC),
     **dict.fromkeys(("floor", "exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "erf",
-                     "pow", "conv2d", "conv2d_input_grad", "conv2d_weight_grad"), FLOATS),
+                     "pow", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
+                     "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"), FLOATS),
     **dict.fromkeys(("logical_not", "logical_and", "logical_or"), ("bool",)),
     **dict.fromkeys(("maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "where",
                      "cast", "max", "min", "argmax", "argmin", "reshape", "transpose",

@@ -19,6 +19,7 @@ from primitive_cases import ACCEPTS, cases_for
 
 import amber as am
 from amber.ops import REGISTRY
+from amber.ops import pool as P
 from helpers import assert_close, forward_tol, infer_checked
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -124,6 +125,47 @@ def conv2d_weight_grad(data: Draw) -> Sample:
     dt = dtype_of(data, "conv2d_weight_grad")
     xs, ws, attrs, ys = _conv_config(data)
     return [_floats(data, dt, xs), _floats(data, dt, ys)], {"kernel_hw": ws[2:], **attrs}
+
+
+def _pool_config(data: Draw, avg: bool) -> tuple[tuple, dict[str, Any], tuple]:
+    k = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    dil = (1, 1) if avg else (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    ext = [dil[i] * (k[i] - 1) + 1 for i in (0, 1)]
+    pad = tuple(data.draw(st.integers(0, ext[i // 2] // 2)) for i in range(4))
+    ceil = data.draw(st.booleans())
+    h = data.draw(st.integers(max(1, ext[0] - pad[0] - pad[1]), 6))
+    w = data.draw(st.integers(max(1, ext[1] - pad[2] - pad[3]), 6))
+    xs = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)), h, w)
+    attrs: dict[str, Any] = {"kernel_hw": k, "stride": stride, "padding": pad, "ceil_mode": ceil}
+    if avg:
+        attrs["count_include_pad"] = data.draw(st.booleans())
+    else:
+        attrs["dilation"] = dil
+    oh, ow = (P.out_size(n, k[i], pad[2 * i], pad[2 * i + 1], stride[i], dil[i], ceil)
+              for i, n in enumerate((h, w)))
+    return xs, attrs, (xs[0], xs[1], oh, ow)
+
+
+def max_pool2d(data: Draw) -> Sample:
+    xs, attrs, _ = _pool_config(data, False)
+    return [values(data, dtype_of(data, "max_pool2d"), xs)], attrs
+
+
+def max_pool2d_grad(data: Draw) -> Sample:
+    dt = dtype_of(data, "max_pool2d_grad")
+    xs, attrs, ys = _pool_config(data, False)
+    return [values(data, dt, xs), _floats(data, dt, ys)], attrs
+
+
+def avg_pool2d(data: Draw) -> Sample:
+    xs, attrs, _ = _pool_config(data, True)
+    return [_floats(data, dtype_of(data, "avg_pool2d"), xs)], attrs
+
+
+def avg_pool2d_grad(data: Draw) -> Sample:
+    xs, attrs, ys = _pool_config(data, True)
+    return [_floats(data, dtype_of(data, "avg_pool2d_grad"), ys)], {"input_hw": xs[2:], **attrs}
 
 
 def reduction(name: str) -> Callable[[Draw], Sample]:
@@ -238,6 +280,8 @@ STRATEGIES: dict[str, Callable[[Draw], Sample]] = {
                               "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or")},
     "where": where, "cast": cast, "matmul": matmul, "conv2d": conv2d,
     "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
+    "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,
+    "avg_pool2d_grad": avg_pool2d_grad,
     **{n: reduction(n) for n in ("sum", "max", "min")},
     **{n: arg_reduction(n) for n in ("argmax", "argmin")},
     "reshape": reshape, "transpose": transpose, "broadcast_to": broadcast_to,

@@ -137,6 +137,24 @@ UNNORMALISED = [
     ("conv2d_weight_grad", [(1, 2, 4, 4), (1, 3, 2, 2)],
      {"kernel_hw": (2, 2), "stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1),
       "groups": 1}),
+    ("max_pool2d", [(1, 2, 4, 4)], {"kernel_hw": (5, 5), "stride": (1, 1),
+                                    "padding": (0, 0, 0, 0), "dilation": (1, 1),
+                                    "ceil_mode": False}),
+    ("max_pool2d", [(1, 2, 4, 4)], {"kernel_hw": (3, 3), "stride": (1, 1),
+                                    "padding": (2, 0, 0, 0), "dilation": (1, 1),
+                                    "ceil_mode": False}),
+    ("max_pool2d", [(2, 4, 4)], {"kernel_hw": (2, 2), "stride": (1, 1),
+                                 "padding": (0, 0, 0, 0), "dilation": (1, 1),
+                                 "ceil_mode": False}),
+    ("max_pool2d_grad", [(1, 2, 4, 4), (1, 2, 3, 2)],
+     {"kernel_hw": (2, 2), "stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1),
+      "ceil_mode": False}),
+    ("avg_pool2d", [(1, 2, 4, 4)], {"kernel_hw": (2, 0), "stride": (1, 1),
+                                    "padding": (0, 0, 0, 0), "ceil_mode": False,
+                                    "count_include_pad": True}),
+    ("avg_pool2d_grad", [(1, 2, 3, 3)],
+     {"input_hw": (5, 5), "kernel_hw": (2, 2), "stride": (1, 1), "padding": (0, 0, 0, 0),
+      "ceil_mode": False, "count_include_pad": True}),
 ]
 
 
@@ -165,6 +183,8 @@ def _n_terms(case: Case, xs: list[np.ndarray]) -> int:
         return xs[0].shape[0] * xs[1].shape[2] * xs[1].shape[3]
     if case.prim == "scatter_add":
         return 1 + xs[1].size
+    if case.prim in ("avg_pool2d", "avg_pool2d_grad"):
+        return at["kernel_hw"][0] * at["kernel_hw"][1]
     raise AssertionError(f"no term count for {case.prim}")
 
 

@@ -295,6 +295,19 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (3, 3, 17, 17), F64, special=False),
            values(rng, (8, 3, 5, 5), F64, special=False)], \
         dict(stride=(1, 1), padding=(2, 2, 2, 2), dilation=(1, 1), groups=1)
+    # one input channel per group (the direct kernel): depthwise with a multiplier,
+    # strides 1-3, dilation, asymmetric padding, planes wider than a vector block
+    for dt, (n, c, h, w), mult, st, pd, dl in [
+            (F32, (2, 6, 9, 70), 1, (1, 1), (1, 1, 1, 1), (1, 1)),
+            (F32, (1, 4, 11, 37), 2, (2, 2), (1, 0, 2, 1), (1, 1)),
+            (F64, (1, 3, 8, 19), 1, (3, 2), (0, 2, 1, 1), (2, 2)),
+            (F64, (2, 1, 7, 7), 5, (1, 3), (2, 2, 0, 1), (1, 2))]:
+        yield [smooth(rng, (n, c, h, w), dt), smooth(rng, (c * mult, 1, 3, 3), dt)], \
+            dict(stride=st, padding=pd, dilation=dl, groups=c)
+    # 1x1, unit stride, no padding: the input is the product's operand (no im2col)
+    for dt, groups in ((F32, 1), (F64, 2)):
+        yield [smooth(rng, (2, 8, 5, 7), dt), smooth(rng, (6, 8 // groups, 1, 1), dt)], \
+            dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=groups)
     base = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     yield [values(rng, (1, 3, 2, 2), F32), values(rng, (2, 3, 3, 3), F32)], base  # too large
     yield [values(rng, (1, 4, 5, 5), F32), values(rng, (2, 3, 3, 3), F32)], base  # channels
@@ -328,6 +341,81 @@ def _conv_dw(rng: np.random.Generator) -> Iterator[Case]:
     wrong = (c["y"][0], c["y"][1] + 1, c["y"][2], c["y"][3])
     yield [values(rng, c["x"], F32), values(rng, wrong, F32)], \
         {**c["attrs"], "kernel_hw": c["w"][2:]}
+
+
+def _pool_config(rng: np.random.Generator, avg: bool) -> dict[str, Any]:
+    """A random valid pooling window: asymmetric padding, ceil_mode, dilation (max)."""
+    while True:
+        k = tuple(int(v) for v in rng.integers(1, 4, 2))
+        st = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dl = (1, 1) if avg else tuple(int(v) for v in rng.integers(1, 3, 2))
+        ext = [dl[i] * (k[i] - 1) + 1 for i in (0, 1)]
+        pd = tuple(int(rng.integers(0, ext[i // 2] // 2 + 1)) for i in range(4))
+        xs = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 9)),
+              int(rng.integers(1, 9)))
+        attrs: dict[str, Any] = {"kernel_hw": k, "stride": st, "padding": pd,
+                                 "ceil_mode": bool(rng.random() < 0.5)}
+        if avg:
+            attrs["count_include_pad"] = bool(rng.random() < 0.5)
+        else:
+            attrs["dilation"] = dl
+        try:
+            y = abstract_eval(REGISTRY["avg_pool2d" if avg else "max_pool2d"],
+                              [Aval(xs, from_numpy_dtype(np.dtype(F32)))], attrs)
+        except ShapeError:
+            continue
+        return {"x": xs, "y": y.shape, "attrs": attrs}
+
+
+def _max_pool_cases(rng: np.random.Generator, grad: bool) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for _ in range(10):
+            c = _pool_config(rng, False)
+            x = values(rng, c["x"], dt)
+            if rng.random() < 0.3:  # ties
+                x = np.round(x).astype(dt)
+            yield ([x, values(rng, c["y"], dt, special=False)] if grad else [x]), c["attrs"]
+    # many planes on the pool; a large strided window
+    x = values(rng, (2, 24, 37, 41), F32)
+    at = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (1, 1, 1, 1),
+          "dilation": (1, 1), "ceil_mode": True}
+    y = REGISTRY["max_pool2d"].impl(x, **at)
+    yield ([x, values(rng, y.shape, F32, special=False)] if grad else [x]), at
+
+
+@gen("max_pool2d")
+def _max_pool(rng: np.random.Generator) -> Iterator[Case]:
+    yield from _max_pool_cases(rng, False)
+
+
+@gen("max_pool2d_grad")
+def _max_pool_grad(rng: np.random.Generator) -> Iterator[Case]:
+    yield from _max_pool_cases(rng, True)
+
+
+@gen("avg_pool2d")
+def _avg_pool(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for _ in range(12):
+            c = _pool_config(rng, True)
+            yield [values(rng, c["x"], dt)], c["attrs"]
+    yield [values(rng, (3, 20, 30, 30), F32)], {
+        "kernel_hw": (3, 3), "stride": (1, 1), "padding": (1, 1, 1, 1), "ceil_mode": False,
+        "count_include_pad": False}
+    yield [values(rng, (1, 1, 3, 3), I32)], {
+        "kernel_hw": (2, 2), "stride": (1, 1), "padding": (0, 0, 0, 0), "ceil_mode": False,
+        "count_include_pad": False}
+
+
+@gen("avg_pool2d_grad")
+def _avg_pool_grad(rng: np.random.Generator) -> Iterator[Case]:
+    for dt in (F32, F64):
+        for _ in range(12):
+            c = _pool_config(rng, True)
+            yield [values(rng, c["y"], dt)], {**c["attrs"], "input_hw": c["x"][2:]}
+    c = _pool_config(rng, True)
+    wrong = c["y"][:3] + (c["y"][3] + 1,)
+    yield [values(rng, wrong, F32)], {**c["attrs"], "input_hw": c["x"][2:]}
 
 
 @gen("reshape")

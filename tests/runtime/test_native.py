@@ -246,9 +246,21 @@ def test_invalid_programs_are_refused(lib: ctypes.CDLL, tmp_path: Path, mutate, 
 
 def test_newer_opset_is_refused(lib: ctypes.CDLL, tmp_path: Path) -> None:
     f = fn("f", [p("x")], [node("neg", ["x"], "y")], ["y"])
-    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=4)) as m:
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=5)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_VERSION"
-        assert "opset version 4" in m.error and "up to 3" in m.error
+        assert "opset version 5" in m.error and "up to 4" in m.error
+
+
+def test_pooling_needs_opset_4(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    attrs = {"kernel_hw": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0],
+             "dilation": [1, 1], "ceil_mode": False}
+    f = fn("f", [p("x", shape=[1, 1, 4, 4])],
+           [node("max_pool2d", ["x"], "y", attrs, shape=[1, 1, 2, 2])], ["y"])
+    with Model(lib, path=program_file(tmp_path / "old.amber", [f], opset=3)) as m:
+        assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT"
+        assert "max_pool2d needs opset version 4, the file declares 3" in m.error
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=4)) as m:
+        assert m.status == 0, m.error
 
 
 def const(out, dtype, value):

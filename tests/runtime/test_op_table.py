@@ -18,6 +18,7 @@ def c_table() -> dict[str, tuple[int | None, dict[str, str]]]:
     text = (ROOT / "runtime" / "src" / "ops.def").read_text()
     text = re.sub(r"\n\s+", " ", text)  # rows may continue on indented lines
     rows = {}
+    text = re.sub(r'"\s+"', "", text)  # adjacent string literals join
     for _id, name, nin, _dts, attrs in ROW.findall(text):
         schema = dict(a.split(":", 1) for a in attrs.split(",")) if attrs else {}
         rows[name] = (None if int(nin) < 0 else int(nin), schema)
@@ -45,4 +46,4 @@ def test_library_reports_the_table(runtime_build: Path) -> None:
     assert lib.amber_op_name(n) is None
     assert sorted(names) == sorted(REGISTRY)
     header = (ROOT / "runtime" / "include" / "amber.h").read_text()
-    assert f"#define AMBER_OPSET_V1_PRIMITIVES {n}\n" in header
+    assert f"#define AMBER_PRIMITIVES {n}\n" in header

@@ -594,6 +594,21 @@ case("conv2d-float64", lambda x, w: _conv_amber((1, 1), (1, 1, 1, 1), (1, 1), 1)
     x.double(), w.double()), lambda x, w: _conv_torch((1, 1), (1, 1, 1, 1), (1, 1), 1)(
     x.double(), w.double()), f(1, 2, 5, 5), f(3, 2, 3, 3))
 
+for _id, _k, _s, _p, _d, _ceil in [("basic", 2, 2, 0, 1, False), ("ceil-pad", 3, 2, 1, 1, True),
+                                   ("dilation", 2, 1, 1, 2, False)]:
+    case(f"max_pool2d-{_id}",
+         lambda x, k=_k, s=_s, p=_p, d=_d, c=_ceil: am.nn.functional.max_pool2d(x, k, s, p, d, c),
+         lambda x, k=_k, s=_s, p=_p, d=_d, c=_ceil: torch.nn.functional.max_pool2d(x, k, s, p, d,
+                                                                                 c),
+         f(2, 3, 7, 6), second=_id != "dilation")
+    if _d == 1:
+        case(f"avg_pool2d-{_id}",
+             lambda x, k=_k, s=_s, p=_p, c=_ceil: am.nn.functional.avg_pool2d(
+                 x, k, s, p, c, count_include_pad=not c),
+             lambda x, k=_k, s=_s, p=_p, c=_ceil: torch.nn.functional.avg_pool2d(
+                 x, k, s, p, c, count_include_pad=not c),
+             f(2, 3, 7, 6))  # linear: no second derivative
+
 case("pad-primitive", lambda x: S.pad(x, lo=(1, 0), hi=(2, 3), interior=(0, 0), value=1.5),
      lambda x: torch.nn.functional.pad(x, (0, 3, 1, 2), value=1.5), f(3, 4))
 case("pad-interior", lambda x: S.pad(x, lo=(0,), hi=(0,), interior=(2,), value=0.0),

@@ -32,7 +32,8 @@ from .ir import (
     format_type,
 )
 
-OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2}
+OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2, "max_pool2d": 4,
+                             "max_pool2d_grad": 4, "avg_pool2d": 4, "avg_pool2d_grad": 4}
 """Opset version that introduced an op; ops not listed exist since version 1."""
 
 WHILE_STACK_SINCE = 3

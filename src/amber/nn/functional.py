@@ -19,6 +19,7 @@ from ..errors import AmberError, CaptureError, DTypeError, OutOfRangeError, Shap
 from ..functional import log_softmax, sigmoid, softmax, tanh
 from ..ops import elementwise as E
 from ..ops import linalg as L
+from ..ops import pool as P
 from ..ops import reduce as R
 from ..ops import shape as S
 from ..ops._infer import broadcast_shapes
@@ -186,14 +187,6 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
 # ----------------------------------------------------------------------------- pooling
 
 
-def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    span = n + 2 * p - d * (k - 1) - 1
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= n + p:  # the last window may not start in the padding
-        out -= 1
-    return out
-
-
 def _pool_setup(op: str, input: Tensor, kernel_size: Any, stride: Any, padding: Any,
                 dilation: Any, ceil_mode: bool) -> tuple:
     _check_rank(op, input, (3, 4), "a (N, C, H, W) or (C, H, W) input")
@@ -208,35 +201,22 @@ def _pool_setup(op: str, input: Tensor, kernel_size: Any, stride: Any, padding: 
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ShapeError(f"{op}: padding {p} should be at most half of kernel_size {k}")
     h, w = input.shape[-2], input.shape[-1]
-    oh = _pool_out(h, k[0], s[0], p[0], d[0], ceil_mode)
-    ow = _pool_out(w, k[1], s[1], p[1], d[1], ceil_mode)
-    if oh < 1 or ow < 1:
+    oh = P.out_size(h, k[0], p[0], p[0], s[0], d[0], ceil_mode)
+    ow = P.out_size(w, k[1], p[1], p[1], s[1], d[1], ceil_mode)
+    if (isinstance(oh, int) and oh < 1) or (isinstance(ow, int) and ow < 1):
         raise ShapeError(f"{op}: kernel {k} (dilation {d}, padding {p}) is larger than the "
                          f"input {tuple(input.shape)}")
     return k, s, p, d, oh, ow
 
 
-def _pool_windows(x: Tensor, k: tuple, s: tuple, p: tuple, d: tuple, oh: int, ow: int,
-                  value: float) -> tuple[list[Tensor], list[tuple[int, int]]]:
-    """The kh*kw strided views of the padded input, one per kernel offset (row major)."""
-    h, w = x.shape[-2], x.shape[-1]
-    need_h = (oh - 1) * s[0] + d[0] * (k[0] - 1) + 1
-    need_w = (ow - 1) * s[1] + d[1] * (k[1] - 1) + 1
-    hi_h, hi_w = max(need_h - h - p[0], 0), max(need_w - w - p[1], 0)
-    lead = x.ndim - 2
-    if p[0] or p[1] or hi_h or hi_w:
-        x = S.pad(x, lo=(0,) * lead + (p[0], p[1]), hi=(0,) * lead + (hi_h, hi_w),
-                  interior=(0,) * x.ndim, value=value)
-    views, offsets = [], []
-    for i in range(k[0]):
-        for j in range(k[1]):
-            r, c = i * d[0], j * d[1]
-            views.append(S.slice_(
-                x, starts=(0,) * lead + (r, c),
-                stops=tuple(x.shape[:lead]) + (r + (oh - 1) * s[0] + 1, c + (ow - 1) * s[1] + 1),
-                steps=(1,) * lead + s))
-            offsets.append((r - p[0], c - p[1]))
-    return views, offsets
+def _as_4d(input: Tensor) -> tuple[Tensor, bool]:
+    if input.ndim == 3:
+        return S.reshape(input, shape=(1,) + tuple(input.shape)), True
+    return input, False
+
+
+def _from_4d(y: Tensor, squeeze: bool) -> Tensor:
+    return S.reshape(y, shape=tuple(y.shape[1:])) if squeeze else y
 
 
 def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
@@ -248,17 +228,14 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
                                      dilation, ceil_mode)
     if not input.dtype.is_floating:
         raise DTypeError(f"max_pool2d: needs a floating input, got {input.dtype.name}")
-    views, offsets = _pool_windows(input, k, s, p, d, oh, ow, -math.inf)
-    with no_grad():
-        m = views[0]
-        for v in views[1:]:
-            m = E.maximum(m, v)
-        hits = [E.logical_or(E.eq(v, m), E.ne(v, v)) for v in views[:-1]]
-    out = views[-1]
-    for v, hit in zip(reversed(views[:-1]), reversed(hits)):
-        out = E.where(hit, v, out)
+    x, squeeze = _as_4d(input)
+    pad4 = (p[0], p[0], p[1], p[1])
+    out = _from_4d(P.max_pool2d(x, kernel_hw=k, stride=s, padding=pad4, dilation=d,
+                                ceil_mode=bool(ceil_mode)), squeeze)
     if not return_indices:
         return out
+    views, offsets = P.window_views(input, k, s, pad4, d, (oh, ow), -math.inf)
+    hits = P.first_max_hits(views)
     w = input.shape[-1]
     rows = np.arange(oh)[:, None] * s[0]
     cols = np.arange(ow)[None, :] * s[1]
@@ -278,25 +255,17 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     k, s, p, d, oh, ow = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1,
                                      ceil_mode)
     x = input if input.dtype.is_floating else _F.cast(input, D.default_float())
-    views, _ = _pool_windows(x, k, s, p, d, oh, ow, 0.0)
+    pad4 = (p[0], p[0], p[1], p[1])
+    if not divisor_override:
+        x4, squeeze = _as_4d(x)
+        return _from_4d(P.avg_pool2d(x4, kernel_hw=k, stride=s, padding=pad4,
+                                     ceil_mode=bool(ceil_mode),
+                                     count_include_pad=bool(count_include_pad)), squeeze)
+    views, _ = P.window_views(x, k, s, pad4, d, (oh, ow), 0.0)
     total = views[0]
     for v in views[1:]:
         total = total + v
-    if divisor_override:
-        return total / float(divisor_override)
-    h, w = input.shape[-2], input.shape[-1]
-
-    def counts(n_out: int, n: int, kk: int, ss: int, pp: int) -> np.ndarray:
-        start = np.arange(n_out) * ss - pp
-        end = np.minimum(start + kk, n + pp)
-        if count_include_pad:
-            return (end - start).astype(np.float64)
-        return (np.minimum(end, n) - np.maximum(start, 0)).astype(np.float64)
-
-    div = np.outer(counts(oh, h, k[0], s[0], p[0]), counts(ow, w, k[1], s[1], p[1]))
-    if np.all(div == div.flat[0]):
-        return total / float(div.flat[0])
-    return total / Tensor._wrap(div.astype(x.dtype.np))
+    return total / float(divisor_override)
 
 
 # ----------------------------------------------------------------------------- activations

@@ -115,6 +115,15 @@ SUPPORTED: dict[str, str] = {
     "take": "Gather (negative indices count from the end; out of range is an error)",
     "scatter_add": "ScatterElements(reduction='add') on a broadcast index",
     "dim_value": "the dim expression computed from the input shapes",
+    "max_pool2d": "MaxPool, and NaN where a second MaxPool of IsNaN(x) finds one (ONNX "
+                  "Runtime's MaxPool drops NaN)",
+    "max_pool2d_grad": "the windows (Pad with -inf, Slice per kernel position), the first "
+                       "maximum of each selected with Equal/IsNaN/And, the cotangent placed "
+                       "back per position (interleave, Pad) and summed (static sizes)",
+    "avg_pool2d": "AveragePool (float32; count_include_pad with ceil_mode: the excluding "
+                  "divisor rescaled); float64: window Slices summed, divided by the divisors",
+    "avg_pool2d_grad": "cotangent divided by the divisors, placed back per kernel position "
+                       "(interleave, Pad) and summed (static sizes)",
 }
 
 REFUSED: dict[str, str] = {}
@@ -798,6 +807,153 @@ def _lower_scatter_add(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("ScatterElements", [x[0], ind, src], axis=axis, reduction="add")
 
 
+def _pool_attrs(node: Node) -> dict[str, Any] | None:
+    """MaxPool/AveragePool attributes, with ceil_mode as explicit end padding (ONNX shape
+    inference does not know that no window may start in the end padding); None when ONNX
+    Runtime would refuse the padding (not smaller than the kernel)."""
+    a = node.attrs
+    k = [int(v) for v in a["kernel_hw"]]
+    st = [int(v) for v in a["stride"]]
+    dil = [int(v) for v in a.get("dilation", (1, 1))]
+    pt, pb, pl, pr = (int(v) for v in a["padding"])
+    ends = [pb, pr]
+    if a["ceil_mode"]:
+        x_hw, out_hw = node.inputs[0].shape[2:], node.output.shape[2:]
+        for i, lo in enumerate((pt, pl)):
+            need = (int(out_hw[i]) - 1) * st[i] + dil[i] * (k[i] - 1) + 1
+            ends[i] = max(ends[i], need - int(x_hw[i]) - lo)
+    pads = [pt, pl, ends[0], ends[1]]
+    if any(p >= k[i % 2] for i, p in enumerate(pads)):
+        return None
+    out = {"kernel_shape": k, "strides": st, "pads": pads}
+    if "dilation" in a:
+        out["dilations"] = dil
+    return out
+
+
+def _pool_windows(L: _Lowering, node: Node, x: str, value: float) -> list[str]:
+    """The KH*KW strided windows (N, C, OH, OW) of x padded with ``value``, row major."""
+    b, a = L.b, node.attrs
+    (kh, kw), (sh, sw) = ((int(v) for v in a["kernel_hw"]), (int(v) for v in a["stride"]))
+    dh, dw = (int(v) for v in a.get("dilation", (1, 1)))
+    pt, _, pl, _ = (int(v) for v in a["padding"])
+    h, w = node.inputs[0].shape[2:]
+    oh, ow = node.inputs[1].shape[2:] if node.op == "max_pool2d_grad" else node.output.shape[2:]
+    hi_h = max((int(oh) - 1) * sh + dh * (kh - 1) + 1 - int(h) - pt, 0)
+    hi_w = max((int(ow) - 1) * sw + dw * (kw - 1) + 1 - int(w) - pl, 0)
+    dt = node.inputs[0].dtype.name
+    xp = b.op("Pad", [x, L.shape1([0, 0, pt, pl, 0, 0, hi_h, hi_w]), L.fill(value, dt)])
+    axes, steps = L.shape1([2, 3]), L.shape1([sh, sw])
+    return [b.op("Slice", [xp, L.shape1([p * dh, q * dw]),
+                           L.shape1([p * dh + sh * (int(oh) - 1) + 1,
+                                     q * dw + sw * (int(ow) - 1) + 1]), axes, steps])
+            for p in range(kh) for q in range(kw)]
+
+
+def _pool_place(L: _Lowering, node: Node, parts: list[str]) -> str:
+    """dx of the pooling transposes: part k (N, C, OH, OW) holds what window position k
+    adds; each is dilated by the stride, placed at its offset, summed, cut to (H, W)."""
+    b, a = L.b, node.attrs
+    y = node.inputs[-1]  # g
+    n, c, oh, ow = y.shape
+    out = node.output
+    h, w = int(out.shape[2]), int(out.shape[3])
+    (kh, kw), (sh, sw) = ((int(v) for v in a["kernel_hw"]), (int(v) for v in a["stride"]))
+    dh, dw = (int(v) for v in a.get("dilation", (1, 1)))
+    pt, _, pl, _ = (int(v) for v in a["padding"])
+    zero = L.fill(0, y.dtype.name)
+    span_h, span_w = sh * (int(oh) - 1) + 1, sw * (int(ow) - 1) + 1
+    hp = max(h + pt, dh * (kh - 1) + span_h)
+    wp = max(w + pl, dw * (kw - 1) + span_w)
+    placed = []
+    for k, part in enumerate(parts):
+        p, q = divmod(k, kw)
+        t, shape = _interleave(L, part, [n, c, oh, ow], 2, sh - 1, zero)
+        t, shape = _interleave(L, t, shape, 3, sw - 1, zero)
+        pads = L.shape1([0, 0, p * dh, q * dw, 0, 0, hp - p * dh - span_h,
+                         wp - q * dw - span_w])
+        placed.append(b.op("Pad", [t, pads, zero]))
+    total = placed[0] if len(placed) == 1 else b.op("Sum", placed)
+    return b.op("Slice", [total, L.shape1([pt, pl]), L.shape1([pt + h, pl + w]),
+                          L.shape1([2, 3])])
+
+
+def _lower_max_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    dt = node.inputs[0].dtype.name
+    attrs = _pool_attrs(node)
+    if attrs is None:  # padding MaxPool refuses: the maximum of the windows
+        views = _pool_windows(L, node, x[0], -np.inf)
+        return views[0] if len(views) == 1 else b.op("Max", views)  # Max propagates NaN
+    y = b.op("MaxPool", x, **attrs)
+    # ONNX Runtime's MaxPool drops NaN; a window holding one must give NaN
+    nan = b.op("Cast", [b.op("IsNaN", x)], to=_ONNX_DTYPE[dt])
+    has_nan = b.op("Greater", [b.op("MaxPool", [nan], **attrs), L.fill(0, dt)])
+    return b.op("Where", [has_nan, L.fill(np.nan, dt), y])
+
+
+def _lower_max_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
+    b = L.b
+    if not all(_static(d) for d in node.inputs[1].shape[2:]):
+        raise L.refuse(node, 0, "max_pool2d_grad needs static spatial sizes in ONNX")
+    dt = node.inputs[0].dtype.name
+    views = _pool_windows(L, node, x[0], -np.inf)
+    m = views[0] if len(views) == 1 else b.op("Max", views)  # Max propagates NaN
+    zero = L.fill(0, dt)
+    taken = None
+    parts = []
+    for v in views:
+        hit = b.op("Or", [b.op("Equal", [v, m]), b.op("IsNaN", [v])])
+        first = hit if taken is None else b.op("And", [hit, b.op("Not", [taken])])
+        taken = hit if taken is None else b.op("Or", [taken, hit])
+        parts.append(b.op("Where", [first, x[1], zero]))
+    return _pool_place(L, node, parts)
+
+
+def _pool_divisors(node: Node, x_hw: Any, count_include_pad: bool) -> np.ndarray:
+    from .ops.pool import _divisors
+
+    a = node.attrs
+    out_hw = node.output.shape[2:] if node.op == "avg_pool2d" else node.inputs[0].shape[2:]
+    return _divisors(tuple(int(v) for v in x_hw), a["kernel_hw"], a["stride"], a["padding"],
+                     tuple(int(v) for v in out_hw), count_include_pad)
+
+
+def _lower_avg_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, a = L.b, node.attrs
+    dt = node.inputs[0].dtype.name
+    include = bool(a["count_include_pad"])
+    static = all(_static(d) for d in node.inputs[0].shape[2:])
+    attrs = _pool_attrs(node)
+    if dt == "float64" or attrs is None:
+        # no float64 AveragePool in ONNX Runtime (or padding it refuses): window sum / divisor
+        if not static:
+            raise L.refuse(node, 0, "avg_pool2d needs static spatial sizes here in ONNX")
+        views = _pool_windows(L, node, x[0], 0.0)
+        total = views[0] if len(views) == 1 else b.op("Sum", views)
+        div = _pool_divisors(node, node.inputs[0].shape[2:], include)
+        return b.op("Div", [total, b.const(div.astype(_np_dtype(dt)))])
+    if include and not a["ceil_mode"]:  # windows never pass the padding: ONNX's divisor
+        return b.op("AveragePool", x, count_include_pad=1, **attrs)
+    y = b.op("AveragePool", x, count_include_pad=0, **attrs)
+    if not include:
+        return y
+    hw = node.inputs[0].shape[2:]
+    ratio = _pool_divisors(node, hw, False) / _pool_divisors(node, hw, True)
+    return b.op("Mul", [y, b.const(ratio.astype(np.float32))])
+
+
+def _lower_avg_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
+    b, a = L.b, node.attrs
+    if not all(_static(d) for d in node.inputs[0].shape[2:]):
+        raise L.refuse(node, 0, "avg_pool2d_grad needs static spatial sizes in ONNX")
+    dt = node.inputs[0].dtype.name
+    div = _pool_divisors(node, a["input_hw"], bool(a["count_include_pad"]))
+    gd = b.op("Div", [x[0], b.const(div.astype(_np_dtype(dt)))])
+    kh, kw = (int(v) for v in a["kernel_hw"])
+    return _pool_place(L, node, [gd] * (kh * kw))
+
+
 def _lower_dim_value(L: _Lowering, node: Node, x: list[str]) -> str:
     v = node.attrs["value"]
     if _static(v):
@@ -825,6 +981,8 @@ _LOWER: dict[str, Any] = {
     "broadcast_to": _lower_broadcast_to, "slice": _lower_slice, "pad": _lower_pad,
     "concat": _lower_concat, "take": _lower_take, "scatter_add": _lower_scatter_add,
     "dim_value": _lower_dim_value,
+    "max_pool2d": _lower_max_pool2d, "max_pool2d_grad": _lower_max_pool2d_grad,
+    "avg_pool2d": _lower_avg_pool2d, "avg_pool2d_grad": _lower_avg_pool2d_grad,
 }
 assert set(_LOWER) == set(SUPPORTED)
 

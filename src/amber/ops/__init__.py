@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (registration side effects)
     ckernels,
     elementwise,
     linalg,
+    pool,
     reduce,
     shape,
     symbolic,

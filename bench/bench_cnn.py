@@ -1,0 +1,306 @@
+"""Convolutional-network inference: amber's native runtime against ONNX Runtime and
+PyTorch on the same weights.
+
+Models (bench/models/cnn.py, standard definitions, random weights, BatchNorm statistics
+random too): ResNet-50, SqueezeNet 1.0, MobileNetV2 and the digits CNN, at batch 1 and 8;
+and single layers (3x3, 1x1 and depthwise convolution, max- and average-pooling, and the
+MLP 784-512-512-10 at batch 64). Each is written once with the API amber and PyTorch
+share, built in amber, exported (symbolic batch) and saved as a .amber file; the PyTorch
+twin loads the same state dict. Runtimes:
+
+* ``amber``: the native runtime on the .amber file;
+* ``ORT/amber``: ONNX Runtime on amber's own ONNX export of that file;
+* ``ORT/torch``: ONNX Runtime on ``torch.onnx.export`` of the PyTorch twin (the graph
+  PyTorch users hand to ONNX Runtime; the targets compare with this one);
+* ``torch``: PyTorch eager (``torch.inference_mode``).
+
+Every runtime's output is first checked against amber's. Timing: blocks alternate
+between the runtimes (rotating which goes first); a block is a loop of calls lasting about
+``--budget`` seconds after one untimed call; each figure is the median over ``--repeats``
+blocks of the mean wall time per call (and of the process CPU time per call, which other
+processes on a shared machine do not inflate). With ``--threads 2`` every block runs in a fresh
+process of its own holding only that runtime (no other runtime's threads compete); with
+1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of convolutions and
+linear layers.
+
+Usage (from the repository root, with the ``onnx`` and ``torch`` extras)::
+
+    python bench/bench_cnn.py --threads 1
+    python bench/bench_cnn.py --threads 2 --append bench/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import cpu_model, pin_threads  # noqa: E402
+
+_THREADS = pin_threads(sys.argv[1:], default=1)
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from models.cnn import AMBER, MODELS, build, torch_lib  # noqa: E402
+
+import amber as am  # noqa: E402
+
+RUNTIMES = ("amber", "ORT/amber", "ORT/torch", "torch")
+WORK = os.path.join(tempfile.gettempdir(), "amber_bench_cnn")
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def _layer_defs(lib: Any) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """Single-layer cases: name -> (module, input (C, H, W) or (features,))."""
+    nn, F = lib.nn, lib.F
+
+    class Pool(nn.Module):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+
+        def forward(self, x: Any) -> Any:
+            if self.kind == "max":
+                return F.max_pool2d(x, 3, 2, 1)
+            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+    return {
+        "conv3x3 64->64 56x56": (nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 56, 56)),
+        "conv1x1 256->64 56x56": (nn.Conv2d(256, 64, 1, bias=False), (256, 56, 56)),
+        "depthwise3x3 144 56x56": (nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
+                                   (144, 56, 56)),
+        "maxpool3x3s2 64x112x112": (Pool("max"), (64, 112, 112)),
+        "avgpool3x3s1 64x56x56": (Pool("avg"), (64, 56, 56)),
+        "MLP 784-512-512-10": (nn.Sequential(nn.Linear(784, 512), nn.ReLU(),
+                                             nn.Linear(512, 512), nn.ReLU(),
+                                             nn.Linear(512, 10)), (784,)),
+    }
+
+
+def cases(layers: bool, models: bool) -> list[tuple[str, tuple[int, ...], list[int]]]:
+    """(name, input shape without batch, batches)."""
+    out = []
+    if models:
+        out += [(name, shape, [1, 8]) for name, _, shape in MODELS]
+    if layers:
+        for name, (_, shape) in _layer_defs(AMBER).items():
+            out.append((name, shape, [64] if name.startswith("MLP") else [1]))
+    return out
+
+
+def _modules(name: str) -> tuple[Any, Any]:
+    """The amber module and its PyTorch twin with the same (seeded random) weights."""
+    import torch
+
+    am.manual_seed(0)
+    tl = torch_lib()
+    ctor = dict((n, c) for n, c, _ in MODELS).get(name)
+    if ctor:
+        a_mod, t_mod = getattr(build(AMBER), ctor)(), getattr(build(tl), ctor)()
+    else:
+        a_mod, t_mod = _layer_defs(AMBER)[name][0], _layer_defs(tl)[name][0]
+    rng = np.random.default_rng(1)
+    state = {}
+    for k, v in a_mod.state_dict().items():
+        arr = v.numpy()
+        if k.endswith("running_var"):
+            arr = rng.uniform(0.5, 1.5, arr.shape).astype(arr.dtype)
+        elif k.endswith("running_mean") or (k.endswith("bias") and "bn" in k):
+            arr = rng.uniform(-0.2, 0.2, arr.shape).astype(arr.dtype)
+        state[k] = arr
+    a_mod.load_state_dict({k: am.tensor(v) for k, v in state.items()})
+    t_mod.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
+    a_mod.eval(), t_mod.eval()
+    return a_mod, t_mod
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def prepare(name: str, shape: tuple[int, ...]) -> dict[str, str]:
+    """Writes the .amber file, amber's ONNX export and the torch.onnx export once."""
+    import torch
+
+    os.makedirs(WORK, exist_ok=True)
+    base = os.path.join(WORK, _slug(name))
+    paths = {"amber": base + ".amber", "ORT/amber": base + ".amber.onnx",
+             "ORT/torch": base + ".torch.onnx", "torch": base + ".pt"}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    a_mod, t_mod = _modules(name)
+    program = am.export(a_mod, am.spec("batch", *shape))
+    program.save(paths["amber"])
+    am.onnx.export(paths["amber"], paths["ORT/amber"])
+    x = torch.zeros((1,) + shape)
+    torch.onnx.export(t_mod, (x,), paths["ORT/torch"], input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    torch.save(t_mod.state_dict(), paths["torch"])
+    return paths
+
+
+def flops(name: str, shape: tuple[int, ...]) -> float:
+    """2 x multiply-adds of the convolutions and linear layers at batch 1."""
+    import torch
+
+    _, t_mod = _modules(name)
+    total = [0.0]
+
+    def hook(mod: Any, inp: Any, out: Any) -> None:
+        if isinstance(mod, torch.nn.Conv2d):
+            total[0] += 2.0 * out.numel() * (mod.in_channels // mod.groups) * \
+                mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += 2.0 * out.numel() * mod.in_features
+
+    for m in t_mod.modules():
+        m.register_forward_hook(hook)
+    with torch.inference_mode():
+        t_mod(torch.zeros((1,) + shape))
+    return total[0]
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+def runner(runtime: str, name: str, paths: dict[str, str], threads: int) -> Any:
+    """A function x -> output array for one runtime."""
+    if runtime == "amber":
+        model = am.load(paths["amber"], backend="native", threads=threads)
+        return lambda x: np.asarray(model(x).numpy())
+    if runtime.startswith("ORT"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(paths[runtime], opts, providers=["CPUExecutionProvider"])
+        iname = sess.get_inputs()[0].name
+        return lambda x: sess.run(None, {iname: x})[0]
+    import torch
+
+    torch.set_num_threads(threads)
+    _, t_mod = _modules(name)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return t_mod(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def block(fn: Any, x: np.ndarray, budget: float) -> tuple[float, float]:
+    """(wall, process CPU) seconds per call over about ``budget`` seconds."""
+    fn(x)
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        fn(x)
+        n += 1
+        if time.perf_counter() - t0 >= budget:
+            return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+
+
+def _child(args: argparse.Namespace) -> None:
+    """--child RUNTIME NAME BATCH: one block of one runtime, alone in this process."""
+    runtime, name, batch = args.child[0], args.child[1], int(args.child[2])
+    shape = dict((c[0], c[1]) for c in cases(True, True))[name]
+    paths = prepare(name, shape)
+    x = np.random.default_rng(2).standard_normal((batch,) + shape).astype(np.float32)
+    print(json.dumps(block(runner(runtime, name, paths, _THREADS), x, args.budget)))
+
+
+def measure(name: str, shape: tuple[int, ...], batch: int, args: argparse.Namespace
+            ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and median CPU seconds per call of every runtime."""
+    paths = prepare(name, shape)
+    x = np.random.default_rng(2).standard_normal((batch,) + shape).astype(np.float32)
+    fns = {r: runner(r, name, paths, _THREADS) for r in RUNTIMES} if _THREADS == 1 else {}
+    want = (fns.get("amber") or runner("amber", name, paths, _THREADS))(x)
+    for r in RUNTIMES[1:]:  # every runtime computes the same thing
+        got = (fns.get(r) or runner(r, name, paths, _THREADS))(x)
+        scale = float(np.max(np.abs(want))) or 1.0
+        err = float(np.max(np.abs(got - want))) / scale
+        if err > 1e-3:
+            raise AssertionError(f"{name} batch {batch}: {r} differs from amber by {err:.2e}")
+    times: dict[str, list[tuple[float, float]]] = {r: [] for r in RUNTIMES}
+    for rep in range(args.repeats):
+        order = RUNTIMES[rep % len(RUNTIMES):] + RUNTIMES[:rep % len(RUNTIMES)]
+        for r in order:
+            if fns:
+                times[r].append(block(fns[r], x, args.budget))
+            else:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--threads", str(_THREADS), "--budget",
+                     str(args.budget), "--child", r, name, str(batch)],
+                    capture_output=True, text=True, check=True)
+                times[r].append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
+    return ({r: statistics.median(w for w, _ in v) for r, v in times.items()},
+            {r: statistics.median(c for _, c in v) for r, v in times.items()})
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=0.5)
+    ap.add_argument("--only", choices=["models", "layers"], default=None)
+    ap.add_argument("--append", default=None, help="append the Markdown section here")
+    ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args)
+        return
+    import onnxruntime
+    import torch
+
+    load0 = os.getloadavg()
+    start = datetime.datetime.now(datetime.UTC)
+    lines = ["| case | batch | amber ms | ORT/amber ms | ORT/torch ms | torch ms | "
+             "amber / ORT-torch (wall) | (CPU) | amber GFLOP/s | ORT/torch GFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, shape, batches in cases(args.only != "models", args.only != "layers"):
+        f1 = flops(name, shape)
+        for b in batches:
+            t, cpu = measure(name, shape, b, args)
+            g = f1 * b / 1e9
+            row = (f"| {name} | {b} | " + " | ".join(f"{t[r] * 1e3:.3f}" for r in RUNTIMES)
+                   + f" | {t['amber'] / t['ORT/torch']:.2f}x"
+                   + f" | {cpu['amber'] / cpu['ORT/torch']:.2f}x | "
+                   + (f"{g / t['amber']:.1f} | {g / t['ORT/torch']:.1f} |" if g else "— | — |"))
+            print(row, flush=True)
+            lines.append(row)
+    load1 = os.getloadavg()
+    cmd = "python bench/bench_cnn.py " + " ".join(
+        a for a in sys.argv[1:] if not a.startswith("--append"))
+    head = [f"## CNN inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)", "",
+            f"Command: `{cmd.strip()}`", "",
+            f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
+            f"- amber {am.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"torch {torch.__version__}",
+            f"- load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+            f"at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}",
+            f"- medians of {args.repeats} alternating blocks of ~{args.budget} s; "
+            + ("each block in its own process" if _THREADS > 1 else "one process"), ""]
+    text = "\n".join(head + lines) + "\n"
+    print(text)
+    if args.append:
+        with open(args.append, "a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
