@@ -43,14 +43,15 @@ from .._dtype import from_numpy_dtype
 from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
-from . import elementwise, linalg, reduce  # noqa: F401  (registers the primitives used here)
+from . import elementwise, linalg, pool, reduce  # noqa: F401  (registers the primitives used here)
 from .registry import REGISTRY, Aval, Primitive, abstract_eval
 
 _T = sys.modules[get_num_threads.__module__]  # the settings module (its _generation)
 
 C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
                           "sum", "matmul", "conv2d", "conv2d_input_grad",
-                          "conv2d_weight_grad", "where")
+                          "conv2d_weight_grad", "avg_pool2d", "avg_pool2d_grad",
+                          "max_pool2d_grad", "where")
 """Primitives whose eager kernel is libamber's (for float operands; ``where`` for any
 dtype from :data:`WHERE_MIN_SIZE` elements)."""
 
@@ -401,26 +402,28 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return kernel
 
 
-def _conv(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _nary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """A float op whose operands share one dtype (convolutions, pooling): the result's
+    shape from the reference's shape rule (memoised), the values from libamber."""
     memo: dict[tuple, tuple[int, ...]] = {}
 
-    def kernel(x: np.ndarray, w: np.ndarray, **attrs: Any) -> np.ndarray:
-        if x.dtype not in _FLOAT_CODES or w.dtype != x.dtype:
-            return ref(x, w, **attrs)
+    def kernel(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
+        x = xs[0]
+        if x.dtype not in _FLOAT_CODES or any(v.dtype != x.dtype for v in xs[1:]):
+            return ref(*xs, **attrs)
         attrs = _frozen(attrs)
-        key = (x.shape, w.shape, *attrs.values())
+        key = (*(v.shape for v in xs), *attrs.values())
         shape = memo.get(key)
-        if shape is None:  # the result's shape from the reference's shape rule
+        if shape is None:
             dt = from_numpy_dtype(x.dtype)
             try:
-                aval = abstract_eval(REGISTRY[name], [Aval(x.shape, dt), Aval(w.shape, dt)],
-                                     attrs)
+                aval = abstract_eval(REGISTRY[name], [Aval(v.shape, dt) for v in xs], attrs)
             except AmberError:  # the reference raises its own error
-                return ref(x, w, **attrs)
+                return ref(*xs, **attrs)
             if len(memo) >= _SHAPES_MAX:
                 memo.clear()
             shape = memo[key] = tuple(aval.shape)
-        return run(name, attrs, (x, w), shape, x.dtype)
+        return run(name, attrs, xs, shape, x.dtype)
 
     return kernel
 
@@ -462,8 +465,8 @@ def _eager_kernel(p: Primitive) -> Callable[..., np.ndarray]:
         return _matmul(ref)
     if p.name == "where":
         return _where(ref)
-    if p.name.startswith("conv2d"):
-        return _conv(p.name, ref)
+    if p.name.startswith(("conv2d", "avg_pool2d", "max_pool2d")):
+        return _nary(p.name, ref)
     return _unary(p.name, ref)
 
 
