@@ -4,6 +4,7 @@ communicator, with a watchdog that aborts the job when a collective stalls."""
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import sys
 import threading
@@ -97,9 +98,14 @@ class Group:
         self.size: int = comm.Get_size()
         self.timeout = timeout
         self.closed = False
-        self._watch_lock = threading.Lock()
-        self._in_flight: dict[int, tuple[str, float]] = {}
-        self._counter = 0
+        # NOTE: no lock: a dict insert, pop and list() of its values are atomic under the
+        # GIL, and the watchdog only reads
+        self._in_flight: dict[int, tuple[Any, float]] = {}
+        self._counter = itertools.count()
+        MPI = _mpi()
+        self._in_place = MPI.IN_PLACE
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch_loop, daemon=True,
                                           name="amber-distributed-watchdog")
@@ -113,10 +119,12 @@ class Group:
         period = min(1.0, self.timeout / 4)
         while not self._stop.wait(period):
             now = time.monotonic()
-            with self._watch_lock:
-                late = [(n, t) for n, t in self._in_flight.values() if now - t > self.timeout]
+            late = [(n, t) for n, t in list(self._in_flight.values())
+                    if now - t > self.timeout]
             if late:
-                name, started = late[0]
+                what, started = late[0]
+                name = what if isinstance(what, str) else (
+                    f"{what[0]}({what[1]}, {what[2]} x {what[3]})")
                 _abort(self.comm, f"amber.distributed: rank {self.rank} of {self.size}: "
                        f"{name} did not complete within {self.timeout:g} s (started "
                        f"{now - started:.0f} s ago); another rank has probably failed, "
@@ -144,9 +152,18 @@ class Group:
         return Work(self, name, start(), finish)
 
     def all_reduce(self, buf: np.ndarray, op: ReduceOp, blocking: bool = False) -> Work:
+        mpi_op = self._ops[op]
+        if blocking and buf.dtype.kind == "f":  # the hot path: no closures, no Work
+            key = next(self._counter)
+            self._in_flight[key] = (("all_reduce", op.name, buf.size, buf.dtype), time.monotonic())
+            try:
+                self.comm.Allreduce(self._in_place, buf, op=mpi_op)
+            finally:
+                self._in_flight.pop(key, None)
+            if op is ReduceOp.AVG:
+                np.divide(buf, self.size, out=buf)
+            return _DONE
         MPI = _mpi()
-        mpi_op = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
-                  ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}[op]
         if buf.dtype == np.bool_ and op is not ReduceOp.MAX and op is not ReduceOp.MIN:
             raise DistributedError(f"all_reduce: {op.name} of a bool tensor; use MAX (any) "
                                    f"or MIN (all), or convert to an integer dtype")
@@ -199,15 +216,11 @@ class _Watch:
         self.group, self.name = group, name
 
     def __enter__(self) -> None:
-        g = self.group
-        with g._watch_lock:
-            g._counter += 1
-            self.key = g._counter
-            g._in_flight[self.key] = (self.name, time.monotonic())
+        self.key = next(self.group._counter)
+        self.group._in_flight[self.key] = (self.name, time.monotonic())
 
     def __exit__(self, *exc: Any) -> None:
-        with self.group._watch_lock:
-            self.group._in_flight.pop(self.key, None)
+        self.group._in_flight.pop(self.key, None)
 
 
 def _abort(comm: Any, message: str) -> None:
@@ -260,3 +273,16 @@ def new_group(timeout: float) -> Group:
     comm = MPI.COMM_WORLD.Dup()
     _install_excepthook(comm)
     return Group(comm, timeout)
+
+
+class _Done(Work):
+    """The completed Work of a blocking collective."""
+
+    def __init__(self) -> None:
+        self._done, self._finish = True, None
+
+    def wait(self, timeout: Any = None) -> None:
+        return None
+
+
+_DONE = _Done()

@@ -911,7 +911,7 @@ def _lower_max_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
 
 
 def _pool_divisors(node: Node, x_hw: Any, count_include_pad: bool) -> np.ndarray:
-    from .ops.pool import _divisors
+    from ..ops.pool import _divisors
 
     a = node.attrs
     out_hw = node.output.shape[2:] if node.op == "avg_pool2d" else node.inputs[0].shape[2:]
