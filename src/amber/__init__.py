@@ -10,6 +10,27 @@ from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
 from .autograd import value_and_grad
+from .composite import (
+    allclose,
+    clamp_max,
+    clamp_min,
+    cumprod,
+    cumsum,
+    diag,
+    fmod,
+    index_select,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    lerp,
+    meshgrid,
+    repeat_interleave,
+    roll,
+    scatter,
+    scatter_add,
+)
+from .composite import diagonal_ as diagonal
 from .creation import (
     Generator,
     arange,
@@ -35,6 +56,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .dynamic import argwhere, masked_select, nonzero, unique
 from .errors import (
     AmberError,
     AutogradError,
@@ -133,7 +155,9 @@ from .functional import (
     var,
     where,
 )
+from .linalg import torch_norm as norm
 from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .sorting import argsort, msort, sort, topk
 from .tensor import Tensor
 
 bool = bool_
@@ -142,7 +166,7 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, control, nn, onnx, optim
+from . import autograd, control, linalg, nn, onnx, optim
 from .capture import Program, Spec, export, spec
 from .control import cond, fori_loop, function, scan, while_loop
 from .errors import (

@@ -1,0 +1,393 @@
+"""More of amber's op front end, PyTorch's names and semantics, composed from the functions
+in ``amber.functional`` (and so differentiated, captured and run by the C runtime for
+free): elementwise tests and arithmetic, indexing and scattering, rearranging, scans.
+
+Ops whose output shape depends on the values (``nonzero``, ``unique``, ...) live in
+``amber.dynamic``; sorting in ``amber.sorting``; norms in ``amber.linalg``."""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from . import functional as F
+from .errors import AmberError, OutOfRangeError, ShapeError
+from .ops import shape as S
+from .tensor import Tensor
+
+
+def static_size(n: Any, op: str, dim: int) -> int:
+    """``n`` as a Python int, or a ShapeError for a symbolic size (capture)."""
+    if isinstance(n, (int, np.integer)):
+        return int(n)
+    raise ShapeError(f"{op}: dim {dim} has the symbolic size {n}; {op} needs a static size "
+                     f"there (give that dim a fixed size in am.spec(...))")
+
+
+def _const(a: np.ndarray) -> Tensor:
+    return Tensor._wrap(np.ascontiguousarray(a))
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+def isnan(x: Any) -> Tensor:
+    """True where ``x`` is NaN (never for integers and booleans)."""
+    x = F._as_tensor(x)
+    return F.ne(x, x) if x.dtype.is_floating else F.zeros_like(x, D.bool_)
+
+
+def isinf(x: Any) -> Tensor:
+    """True where ``x`` is +inf or -inf."""
+    x = F._as_tensor(x)
+    return F.eq(F.abs(x), math.inf) if x.dtype.is_floating else F.zeros_like(x, D.bool_)
+
+
+def isfinite(x: Any) -> Tensor:
+    """True where ``x`` is neither NaN nor infinite."""
+    x = F._as_tensor(x)
+    return F.lt(F.abs(x), math.inf) if x.dtype.is_floating else F.ones_like(x, D.bool_)
+
+
+def isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08,
+            equal_nan: bool = False) -> Tensor:
+    """``|a - b| <= atol + rtol * |b|`` elementwise (broadcast), as torch.isclose: equal
+    infinities are close, an infinity is close to nothing else, NaN is close to NaN only
+    with ``equal_nan``. Integers compare in float64."""
+    if rtol < 0 or atol < 0:
+        raise AmberError(f"isclose: rtol and atol must be non-negative, got {rtol}, {atol}")
+    x, y = F._operands(a, b)
+    if not x.dtype.is_floating:
+        x, y = F.cast(x, D.float64), F.cast(y, D.float64)
+    finite = F.logical_and(isfinite(x), isfinite(y))
+    near = F.le(F.abs(x - y), atol + rtol * F.abs(y))
+    out = F.logical_or(F.eq(x, y), F.logical_and(finite, near))
+    if equal_nan:
+        out = F.logical_or(out, F.logical_and(isnan(x), isnan(y)))
+    return out
+
+
+def allclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08,
+             equal_nan: bool = False) -> bool:
+    """True if every element pair is ``isclose`` (a Python bool, so eager only)."""
+    return builtins.bool(F.all(isclose(a, b, rtol, atol, equal_nan)).item())
+
+
+def fmod(a: Any, b: Any) -> Tensor:
+    """The remainder of truncating division, with the sign of the dividend ``a`` (C's
+    ``fmod``, torch.fmod). Integer division by zero gives ``a`` (docs/opset.md: integer
+    ``div`` by zero is 0); float division by zero gives NaN."""
+    x, y = F._operands(a, b, arith=True)
+    m = x - F.floor_divide(x, y) * y  # sign of the divisor
+    wrong = F.logical_and(F.ne(m, 0), F.ne(F.lt(m, 0), F.lt(x, 0)))
+    return F.where(wrong, m - y, m)
+
+
+def lerp(input: Any, end: Any, weight: Any) -> Tensor:
+    """``input + weight * (end - input)``; for weight >= 0.5 computed as
+    ``end - (end - input) * (1 - weight)`` so that weight 1 gives ``end`` exactly."""
+    x, e = F._operands(input, end)
+    if not x.dtype.is_floating:
+        raise D.DTypeError(f"lerp: needs floating tensors, got {x.dtype.name}")
+    w = F._lift(weight, x.dtype)
+    d = e - x
+    return F.where(F.lt(F.abs(w), 0.5), x + w * d, e - d * (1.0 - w))
+
+
+def clamp_min(x: Tensor, min: Any) -> Tensor:
+    """``max(x, min)`` (NaN stays NaN)."""
+    return F.clamp(x, min=min)
+
+
+def clamp_max(x: Tensor, max: Any) -> Tensor:
+    """``min(x, max)`` (NaN stays NaN)."""
+    return F.clamp(x, max=max)
+
+
+# ----------------------------------------------------------------------------- indexing
+
+
+def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The entries of ``x`` at ``index`` (a 1-D or 0-d integer tensor) along ``dim``;
+    negative indices count from the end."""
+    x, index = F._as_tensor(x), F._as_tensor(index)
+    if index.ndim > 1:
+        raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
+    if index.dtype not in (D.int32, D.int64):
+        raise D.DTypeError(f"index_select: index must be int64 or int32, got {index.dtype.name}")
+    d = F._norm_dim(dim, x.ndim, "index_select")
+    if x.ndim == 0:
+        return F.reshape_exact(S.take(F.reshape_exact(x, (1,)), index, axis=0), ())
+    return S.take(x, F.reshape_exact(index, (index.numel(),)), axis=d)
+
+
+def _flat_positions(op: str, shape: tuple, index: Tensor, d: int) -> Tensor:
+    """Flat positions into a tensor of ``shape`` for every element of ``index`` (whose
+    entries address dim ``d``; every other coordinate is the element's own)."""
+    if index.ndim != len(shape):
+        raise ShapeError(f"{op}: index rank {index.ndim} differs from input rank {len(shape)}")
+    if index.dtype not in (D.int32, D.int64):
+        raise D.DTypeError(f"{op}: index must be int64 or int32, got {index.dtype.name}")
+    for ax in range(len(shape)):
+        if ax != d and index.shape[ax] > shape[ax]:
+            raise ShapeError(f"{op}: index shape {tuple(index.shape)} exceeds the input shape "
+                             f"{tuple(shape)} in dim {ax}")
+    n = shape[d]
+    if index._data is not None and index._data.size:  # eager: check the range here
+        bad = (index._data < -n) | (index._data >= n)
+        if bad.any():
+            raise OutOfRangeError(f"{op}: index {index._data[bad].flat[0]} is out of range for "
+                                  f"dim {d} of size {n}")
+    pos = F.cast(index, D.int64)
+    pos = F.where(F.lt(pos, 0), pos + n, pos)
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc = acc * s
+    strides.reverse()
+    flat: Any = pos * strides[d]
+    for ax in range(len(shape)):
+        if ax != d:
+            k = static_size(index.shape[ax], op, ax)
+            coord = np.arange(k, dtype=np.int64).reshape([k if i == ax else 1
+                                                          for i in range(len(shape))])
+            flat = flat + _const(coord * strides[ax])
+    return flat
+
+
+def _src_like(op: str, src: Any, index: Tensor, dtype: D.DType) -> Tensor:
+    """``src`` (tensor or scalar) cut or broadcast to ``index``'s shape, in ``dtype``."""
+    if not isinstance(src, Tensor):
+        return F.broadcast_to(F.scalar(src, dtype), index.shape)
+    if src.ndim != index.ndim:
+        raise ShapeError(f"{op}: src rank {src.ndim} differs from index rank {index.ndim}")
+    for ax in range(src.ndim):
+        if index.shape[ax] > src.shape[ax]:
+            raise ShapeError(f"{op}: index shape {tuple(index.shape)} exceeds the src shape "
+                             f"{tuple(src.shape)} in dim {ax}")
+    if tuple(src.shape) != tuple(index.shape):
+        src = S.slice_(src, starts=(0,) * src.ndim, stops=tuple(index.shape),
+                       steps=(1,) * src.ndim)
+    return F.cast(src, dtype)
+
+
+def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """A copy of ``x`` with ``src[i][j]`` added at ``[index[i][j]][j]`` (dim 0; likewise for
+    other dims), repeated indices accumulating, as torch.scatter_add. ``index`` may be
+    smaller than ``src`` and, outside ``dim``, than ``x``."""
+    x, index = F._as_tensor(x), F._as_tensor(index)
+    d = F._norm_dim(dim, x.ndim, "scatter_add")
+    flat = _flat_positions("scatter_add", tuple(x.shape), index, d)
+    vals = _src_like("scatter_add", src, index, x.dtype)
+    n = index.numel()
+    out = S.scatter_add(F.reshape_exact(x, (x.numel(),)), F.reshape_exact(flat, (n,)),
+                        F.reshape_exact(vals, (n,)), axis=0)
+    return F.reshape_exact(out, tuple(x.shape))
+
+
+def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
+            reduce: str | None = None) -> Tensor:
+    """A copy of ``x`` with ``src`` (a tensor, or the scalar ``value``) written at ``index``
+    along ``dim``, as torch.scatter. NOTE: where ``index`` names one position several
+    times, that position receives the mean of the values written there (PyTorch leaves the
+    winner unspecified; both agree when the values agree, e.g. a scalar ``value``).
+    ``reduce='add'`` is ``scatter_add``; ``'multiply'`` is not supported."""
+    if src is None:
+        src = value
+    if src is None:
+        raise AmberError("scatter: give src (a tensor or a number) or value")
+    if reduce == "add":
+        x = F._as_tensor(x)
+        return scatter_add(x, dim, index, _src_like("scatter", src, F._as_tensor(index),
+                                                    x.dtype))
+    if reduce is not None:
+        raise AmberError(f"scatter: reduce={reduce!r} is not supported; use reduce='add' "
+                         f"(scatter_add) or write the product with am.where")
+    x, index = F._as_tensor(x), F._as_tensor(index)
+    d = F._norm_dim(dim, x.ndim, "scatter")
+    count_dt = x.dtype if x.dtype.is_floating else D.int64
+    ones = F.ones_like(index, count_dt)
+    count = scatter_add(F.zeros_like(x, count_dt), d, index, ones)
+    written = count > 0
+    if not isinstance(src, Tensor):
+        return F.where(written, F.scalar(src, x.dtype), x)
+    vals = _src_like("scatter", src, index, count_dt)
+    total = scatter_add(F.zeros_like(x, count_dt), d, index, vals)
+    mean = total / F.where(written, count, 1) if x.dtype.is_floating \
+        else F.floor_divide(total, F.where(written, count, 1))
+    return F.where(written, F.cast(mean, x.dtype), x)
+
+
+# ----------------------------------------------------------------------------- rearranging
+
+
+def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    """Rotate elements by ``shifts`` along ``dims`` (elements leaving one end re-enter at the
+    other); with ``dims=None`` the flattened tensor is rolled and reshaped back."""
+    x = F._as_tensor(x)
+    if dims is None:
+        if not isinstance(shifts, int):
+            if len(shifts) != 1:
+                raise ShapeError(f"roll: {len(shifts)} shifts need as many dims")
+            shifts = shifts[0]
+        return F.reshape_exact(roll(F.reshape_exact(x, (x.numel(),)), shifts, 0),
+                               tuple(x.shape))
+    sh = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    ds = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(sh) != len(ds):
+        raise ShapeError(f"roll: shifts {sh} and dims {ds} differ in length")
+    for s, dim in zip(sh, ds, strict=True):
+        d = F._norm_dim(dim, x.ndim, "roll")
+        n = static_size(x.shape[d], "roll", d)
+        k = s % n if n else 0
+        if k:
+            x = F.cat([F.narrow(x, d, n - k, k), F.narrow(x, d, 0, n - k)], d)
+    return x
+
+
+def diag(x: Tensor, diagonal: int = 0) -> Tensor:
+    """1-D ``x`` -> a square matrix with ``x`` on diagonal ``diagonal`` (0 main, > 0 above,
+    < 0 below), zeros elsewhere; 2-D ``x`` -> that diagonal as a 1-D tensor."""
+    x = F._as_tensor(x)
+    k = int(diagonal)
+    if x.ndim == 1:
+        n = static_size(x.shape[0], "diag", 0)
+        m = n + builtins.abs(k)
+        v = x if k == 0 else F.cat([x, F.broadcast_to(F.scalar(0, x.dtype),
+                                                      (builtins.abs(k),))])
+        line = F.unsqueeze(v, 1) if k >= 0 else F.unsqueeze(v, 0)
+        mask = _const(np.eye(m, m, k, dtype=bool))
+        return F.where(mask, line, F.scalar(0, x.dtype))
+    if x.ndim == 2:
+        return diagonal_(x, k)
+    raise ShapeError(f"diag: expects a 1-D or 2-D tensor, got shape {tuple(x.shape)}")
+
+
+def diagonal_(x: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal ``offset`` of the matrices spanned by ``dim1`` and ``dim2``, as a new
+    last dim (torch.diagonal)."""
+    x = F._as_tensor(x)
+    a, b = F._norm_dim(dim1, x.ndim, "diagonal"), F._norm_dim(dim2, x.ndim, "diagonal")
+    if a == b:
+        raise ShapeError(f"diagonal: dim1 and dim2 are both {a}")
+    rest = [i for i in range(x.ndim) if i not in (a, b)]
+    y = F.permute(x, rest + [a, b])
+    r = static_size(y.shape[-2], "diagonal", a)
+    c = static_size(y.shape[-1], "diagonal", b)
+    k = int(offset)
+    length = builtins.max(0, builtins.min(r, c - k) if k >= 0 else builtins.min(r + k, c))
+    i = np.arange(length, dtype=np.int64)
+    pos = (i + builtins.max(-k, 0)) * c + i + builtins.max(k, 0)
+    flat = F.reshape_exact(y, tuple(y.shape[:-2]) + (r * c,))
+    return S.take(flat, _const(pos), axis=flat.ndim - 1)
+
+
+def meshgrid(*tensors: Any, indexing: str = "ij") -> tuple[Tensor, ...]:
+    """Coordinate grids from 1-D tensors: output ``i`` repeats ``tensors[i]`` along its own
+    dim. ``indexing='xy'`` swaps the first two dims (NumPy's and MATLAB's convention)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise AmberError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    ts = [F.reshape_exact(F._as_tensor(t), (F._as_tensor(t).numel(),)) for t in tensors]
+    if not ts:
+        raise ShapeError("meshgrid: expects at least one tensor")
+    for t in ts[1:]:
+        if t.dtype is not ts[0].dtype:
+            raise D.DTypeError("meshgrid: all tensors must have the same dtype")
+    axes = list(range(len(ts)))
+    if indexing == "xy" and len(ts) >= 2:
+        axes[0], axes[1] = 1, 0
+    shape: list[Any] = [0] * len(ts)
+    for t, ax in zip(ts, axes, strict=True):
+        shape[ax] = t.shape[0]
+    out = []
+    for t, ax in zip(ts, axes, strict=True):
+        view = tuple(shape[ax] if i == ax else 1 for i in range(len(ts)))
+        out.append(F.broadcast_to(F.reshape_exact(t, view), tuple(shape)))
+    return tuple(out)
+
+
+def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None, *,
+                      output_size: int | None = None) -> Tensor:
+    """Repeat each element ``repeats`` times along ``dim`` (flattened first when ``dim`` is
+    None). ``repeats`` is an int, or a 1-D tensor with one count per element (its output
+    size depends on the values, so that form runs eagerly only)."""
+    x = F._as_tensor(x)
+    if dim is None:
+        x, d = F.reshape_exact(x, (x.numel(),)), 0
+    else:
+        d = F._norm_dim(dim, x.ndim, "repeat_interleave")
+    if isinstance(repeats, Tensor) and repeats.numel() == 1 and repeats.ndim <= 1 \
+            and repeats._data is not None:
+        repeats = int(repeats._data.reshape(()))
+    if isinstance(repeats, (int, np.integer)):
+        r = int(repeats)
+        if r < 0:
+            raise AmberError(f"repeat_interleave: repeats must be >= 0, got {r}")
+        if x.ndim == 0:
+            x, d = F.reshape_exact(x, (1,)), 0
+        y = F.unsqueeze(x, d + 1)
+        shape = list(y.shape)
+        shape[d + 1] = r
+        y = F.broadcast_to(y, tuple(shape))
+        out_shape = list(x.shape)
+        out_shape[d] = x.shape[d] * r
+        return F.reshape_exact(y, tuple(out_shape))
+    from .dynamic import eager_only
+
+    reps = eager_only(F._as_tensor(repeats), "am.repeat_interleave with a tensor of repeats",
+                      "pass repeats as a Python int, or compute the index with am.arange "
+                      "before capture")
+    n = static_size(x.shape[d], "repeat_interleave", d)
+    if reps.ndim != 1 or reps.shape[0] != n or (reps < 0).any():
+        raise ShapeError(f"repeat_interleave: repeats must be {n} non-negative counts, one per "
+                         f"element of dim {d}, got shape {reps.shape}")
+    return S.take(x, _const(np.repeat(np.arange(n, dtype=np.int64), reps)), axis=d)
+
+
+# ----------------------------------------------------------------------------- scans
+
+
+def _scan_static(x: Tensor, d: int, op: str, combine: Any, identity: Any) -> Tensor:
+    """Inclusive prefix scan along ``d`` by doubling (Hillis-Steele): log2(n) steps, each
+    combining every element with the partial result ``2**k`` places before it. Each
+    prefix is thus a balanced tree of partial results (rounding error grows with log n,
+    not n)."""
+    n = static_size(x.shape[d], op, d)
+    k = 1
+    while k < n:
+        pad_shape = list(x.shape)
+        pad_shape[d] = k
+        fill = F.broadcast_to(F.scalar(identity, x.dtype), tuple(pad_shape))
+        x = combine(x, F.cat([fill, F.narrow(x, d, 0, n - k)], d))
+        k *= 2
+    return x
+
+
+def _scan_dtype(x: Tensor, dtype: Any) -> Tensor:
+    if dtype is not None:
+        return F.cast(x, dtype)
+    return F.cast(x, D.int64) if not x.dtype.is_floating else x
+
+
+def cumsum(x: Any, dim: int, *, dtype: Any = None) -> Tensor:
+    """Running sums along ``dim``: ``out[i] = x[0] + ... + x[i]``. Integers and booleans
+    accumulate in int64 unless ``dtype`` is given, as in PyTorch."""
+    x = _scan_dtype(F._as_tensor(x), dtype)
+    if x.ndim == 0:
+        return x
+    return _scan_static(x, F._norm_dim(dim, x.ndim, "cumsum"), "cumsum", F.add, 0)
+
+
+def cumprod(x: Any, dim: int, *, dtype: Any = None) -> Tensor:
+    """Running products along ``dim``: ``out[i] = x[0] * ... * x[i]`` (int64 for integers
+    and booleans unless ``dtype`` is given). Gradients are exact with zeros present."""
+    x = _scan_dtype(F._as_tensor(x), dtype)
+    if x.ndim == 0:
+        return x
+    return _scan_static(x, F._norm_dim(dim, x.ndim, "cumprod"), "cumprod", F.mul, 1)

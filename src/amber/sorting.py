@@ -1,0 +1,130 @@
+"""Sorting: ``sort``, ``argsort``, ``topk``, composed from amber primitives.
+
+The order is found by a bitonic sorting network over the static size of the sorted dim
+(padded to a power of two): O(n log² n) compare-exchanges, each a few elementwise ops
+on the whole tensor, so it captures and runs in the C runtime like any other
+composition. Every comparison breaks ties by the original position, so the sort is
+stable (equal values keep their order) in every backend. NaN sorts as the largest
+value, as in PyTorch. The values are then gathered at the found indices, which carries
+the gradient."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import numpy as np
+
+from . import _dtype as D
+from . import functional as F
+from .composite import static_size
+from .errors import AmberError
+from .ops import registry
+from .tensor import Tensor
+
+SortResult = namedtuple("SortResult", ["values", "indices"])
+
+
+def _before(av: Tensor, ai: Tensor, bv: Tensor, bi: Tensor, n: int,
+            descending: bool) -> Tensor:
+    """True where element a sorts before element b: padding last, then (ascending) numbers
+    before NaN or (descending) NaN before numbers, then by value, then by position."""
+    a_pad, b_pad = F.ge(ai, n), F.ge(bi, n)
+    vlt = F.gt(av, bv) if descending else F.lt(av, bv)
+    same = F.eq(av, bv)
+    if av.dtype.is_floating:
+        a_nan, b_nan = F.ne(av, av), F.ne(bv, bv)
+        nan_first = F.logical_and(a_nan, F.logical_not(b_nan)) if descending \
+            else F.logical_and(F.logical_not(a_nan), b_nan)
+        vlt = F.logical_or(vlt, nan_first)
+        same = F.logical_or(same, F.logical_and(a_nan, b_nan))
+    key = F.logical_or(vlt, F.logical_and(same, F.lt(ai, bi)))
+    both = F.eq(a_pad, b_pad)
+    return F.logical_or(F.logical_and(F.logical_not(a_pad), b_pad),
+                        F.logical_and(both, F.logical_or(F.logical_and(a_pad, F.lt(ai, bi)),
+                                                         F.logical_and(F.logical_not(a_pad),
+                                                                       key))))
+
+
+def _network(v: Tensor, n: int, descending: bool) -> Tensor:
+    """Indices (int64) that sort the last dim of ``v`` (size n)."""
+    p = 1
+    while p < n:
+        p *= 2
+    lead = tuple(v.shape[:-1])
+    idx = F.broadcast_to(Tensor._wrap(np.arange(p, dtype=np.int64)), lead + (p,))
+    if p > n:
+        pad = F.broadcast_to(F.scalar(0, v.dtype), lead + (p - n,))
+        v = F.cat([v, pad], -1)
+    k = 2
+    while k <= p:
+        j = k // 2
+        while j >= 1:
+            v, idx = _stage(v, idx, n, p, k, j, descending)
+            j //= 2
+        k *= 2
+    return F.narrow(idx, -1, 0, n)
+
+
+def _stage(v: Tensor, idx: Tensor, n: int, p: int, k: int, j: int,
+           descending: bool) -> tuple[Tensor, Tensor]:
+    """One compare-exchange stage: element ``i`` pairs with ``i ^ j``; pairs in blocks
+    with ``i & k == 0`` are put in order, the others in reverse order."""
+    lead = tuple(v.shape[:-1])
+    blocks = p // (2 * j)
+    shape = lead + (blocks, 2, j)
+    v3, i3 = F.reshape_exact(v, shape), F.reshape_exact(idx, shape)
+    lo_v, hi_v = F.narrow(v3, -2, 0, 1), F.narrow(v3, -2, 1, 1)
+    lo_i, hi_i = F.narrow(i3, -2, 0, 1), F.narrow(i3, -2, 1, 1)
+    # block b covers positions [2jb, 2j(b+1)); its direction bit is (2jb & k)
+    flip = Tensor._wrap(((np.arange(blocks) * 2 * j) & k != 0).reshape(blocks, 1, 1))
+    swap = F.ne(_before(hi_v, hi_i, lo_v, lo_i, n, descending), flip)
+    new_v = F.cat([F.where(swap, hi_v, lo_v), F.where(swap, lo_v, hi_v)], -2)
+    new_i = F.cat([F.where(swap, hi_i, lo_i), F.where(swap, lo_i, hi_i)], -2)
+    return F.reshape_exact(new_v, lead + (p,)), F.reshape_exact(new_i, lead + (p,))
+
+
+def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    """Indices (int64) that sort ``x`` along ``dim``; ties keep their original order
+    (so ``stable`` is always honoured)."""
+    x = F._as_tensor(x)
+    if x.dtype is D.bool_:
+        x = F.cast(x, D.int64)
+    if x.ndim == 0:
+        return F.zeros_like(x, D.int64)
+    d = F._norm_dim(dim, x.ndim, "sort")
+    n = static_size(x.shape[d], "sort", d)
+    xt = F.transpose(x, d, -1) if d != x.ndim - 1 else x
+    with registry.no_grad():
+        idx = _network(xt.detach(), n, descending) if n > 1 else F.zeros_like(xt, D.int64)
+    return F.transpose(idx, d, -1) if d != x.ndim - 1 else idx
+
+
+def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+    """``(values, indices)`` of ``x`` sorted along ``dim`` (ascending unless
+    ``descending``); stable, NaN largest; the values carry the gradient."""
+    x = F._as_tensor(x)
+    idx = argsort(x, dim, descending)
+    if x.ndim == 0:
+        return SortResult(x, idx)
+    return SortResult(F.gather(x, dim, idx), idx)
+
+
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+    """``(values, indices)`` of the ``k`` largest (or, with ``largest=False``, smallest)
+    elements along ``dim``, in sorted order (also when ``sorted=False``, whose order
+    PyTorch leaves unspecified); among equal values the earlier position comes first."""
+    x = F._as_tensor(x)
+    d = F._norm_dim(dim, x.ndim, "topk")
+    n = 1 if x.ndim == 0 else static_size(x.shape[d], "topk", d)
+    if not 0 <= k <= n:
+        raise AmberError(f"topk: k={k} is out of range for a dim of size {n}")
+    values, indices = sort(x, d, descending=largest)
+    if x.ndim == 0:
+        return SortResult(values, indices)
+    return SortResult(F.narrow(values, d, 0, k), F.narrow(indices, d, 0, k))
+
+
+def msort(x: Tensor) -> Tensor:
+    """``sort(x, dim=0).values``."""
+    return sort(x, 0).values  # type: ignore[no-any-return]
