@@ -48,13 +48,11 @@ def argwhere(x: Tensor) -> Tensor:
 
 def masked_select(x: Tensor, mask: Tensor) -> Tensor:
     """The elements of ``x`` where ``mask`` is True (both broadcast) as a 1-D tensor, in
-    row-major order; differentiable in ``x`` (eager only)."""
+    row-major order; differentiable in ``x``. Eager only, unless the mask is a constant."""
     x, mask = F._as_tensor(x), F._as_tensor(mask)
     m = eager_only(mask, "am.masked_select", _MASK_HINT)
     if m.dtype != np.bool_:
         raise ShapeError(f"masked_select: mask must be bool, got {mask.dtype.name}")
-    if x._data is None:
-        eager_only(x, "am.masked_select", _MASK_HINT)
     xb, mb = F.broadcast_tensors(x, mask)
     flat = F.reshape_exact(xb, (xb.numel(),))
     return S.take(flat, _int64(np.flatnonzero(np.broadcast_to(m, tuple(mb.shape)))), axis=0)
