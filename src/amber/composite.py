@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _dtype as D
 from . import functional as F
-from .errors import AmberError, OutOfRangeError, ShapeError
+from .errors import AmberError, ShapeError
 from .ops import shape as S
 from .tensor import Tensor
 
@@ -30,6 +30,28 @@ def static_size(n: Any, op: str, dim: int) -> int:
 
 def _const(a: np.ndarray) -> Tensor:
     return Tensor._wrap(np.ascontiguousarray(a))
+
+
+def iota(n: Any) -> Tensor:
+    """``arange(n)`` in int64; for a symbolic size (capture) a ``scan`` that counts, so the
+    result keeps the symbolic length."""
+    if isinstance(n, (int, np.integer)):
+        return _const(np.arange(int(n), dtype=np.int64))
+    from .control import scan
+
+    one = F.scalar(1, D.int64)
+    _, ys = scan(lambda c, x: (c + x, c), F.scalar(0, D.int64), F.broadcast_to(one, (n,)))
+    return ys  # type: ignore[no-any-return]
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = x[i][index[i][j]]`` for ``dim=1`` (likewise for other dims), as
+    torch.gather: ``index`` has ``x``'s rank and may be smaller outside ``dim``; negative
+    entries count from the end."""
+    x, index = F._as_tensor(x), F._as_tensor(index)
+    d = F._norm_dim(dim, x.ndim, "gather")
+    flat = _flat_positions("gather", tuple(x.shape), index, d)
+    return S.take(F.reshape_exact(x, (x.numel(),)), flat, axis=0)
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -64,7 +86,8 @@ def isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08,
     if not x.dtype.is_floating:
         x, y = F.cast(x, D.float64), F.cast(y, D.float64)
     finite = F.logical_and(isfinite(x), isfinite(y))
-    near = F.le(F.abs(x - y), atol + rtol * F.abs(y))
+    xf, yf = F.where(finite, x, 0), F.where(finite, y, 0)  # no inf - inf (NaN) below
+    near = F.le(F.abs(xf - yf), atol + rtol * F.abs(yf))
     out = F.logical_or(F.eq(x, y), F.logical_and(finite, near))
     if equal_nan:
         out = F.logical_or(out, F.logical_and(isnan(x), isnan(y)))
@@ -136,14 +159,7 @@ def _flat_positions(op: str, shape: tuple, index: Tensor, d: int) -> Tensor:
         if ax != d and index.shape[ax] > shape[ax]:
             raise ShapeError(f"{op}: index shape {tuple(index.shape)} exceeds the input shape "
                              f"{tuple(shape)} in dim {ax}")
-    n = shape[d]
-    if index._data is not None and index._data.size:  # eager: check the range here
-        bad = (index._data < -n) | (index._data >= n)
-        if bad.any():
-            raise OutOfRangeError(f"{op}: index {index._data[bad].flat[0]} is out of range for "
-                                  f"dim {d} of size {n}")
-    pos = F.cast(index, D.int64)
-    pos = F.where(F.lt(pos, 0), pos + n, pos)
+    pos = F._checked_index(op, index, shape[d], d)
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
@@ -152,10 +168,9 @@ def _flat_positions(op: str, shape: tuple, index: Tensor, d: int) -> Tensor:
     flat: Any = pos * strides[d]
     for ax in range(len(shape)):
         if ax != d:
-            k = static_size(index.shape[ax], op, ax)
-            coord = np.arange(k, dtype=np.int64).reshape([k if i == ax else 1
-                                                          for i in range(len(shape))])
-            flat = flat + _const(coord * strides[ax])
+            k = index.shape[ax]
+            view = tuple(k if i == ax else 1 for i in range(len(shape)))
+            flat = flat + F.reshape_exact(iota(k), view) * strides[ax]
     return flat
 
 

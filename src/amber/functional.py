@@ -483,6 +483,21 @@ def repeat(x: Tensor, *sizes: Any) -> Tensor:
     return reshape_exact(y, tuple(s * d for s, d in zip(sizes, x.shape, strict=True)))
 
 
+def _checked_index(op: str, index: Tensor, n: Any, d: int) -> Tensor:
+    """``index`` as int64 with negative entries counted from the end; when its values are
+    known (eager), an entry outside [-n, n) raises OutOfRangeError."""
+    from .errors import OutOfRangeError
+
+    a = index._data
+    if a is not None and a.size and isinstance(n, (int, np.integer)):
+        bad = (a < -n) | (a >= n)
+        if bad.any():
+            raise OutOfRangeError(f"{op}: index {a[bad].flat[0]} is out of range for dim {d} "
+                                  f"of size {n}")
+    pos = cast(index, D.int64)
+    return where(pos < 0, pos + n, pos)
+
+
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
     """out[i][j] = x[i][index[i][j]] for dim=1 (torch.gather), composed from ``take``."""
     d = _norm_dim(dim, x.ndim, "gather")
@@ -498,7 +513,7 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
     flat: Any = None
     for ax in range(x.ndim):
         if ax == d:
-            pos = cast(index, D.int64)
+            pos = _checked_index("gather", index, x.shape[d], d)
         else:
             shape = [1] * x.ndim
             shape[ax] = index.shape[ax]

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _dtype as D
 from . import functional as F
-from .composite import static_size
+from .composite import gather, static_size
 from .errors import AmberError
 from .ops import registry
 from .tensor import Tensor
@@ -107,7 +107,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = Fals
     idx = argsort(x, dim, descending)
     if x.ndim == 0:
         return SortResult(x, idx)
-    return SortResult(F.gather(x, dim, idx), idx)
+    return SortResult(gather(x, dim, idx), idx)
 
 
 def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
