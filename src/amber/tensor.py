@@ -476,7 +476,8 @@ def _attach_methods() -> None:
 
     table = {
         composite: "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max "
-                   "gather index_select scatter scatter_add roll diag repeat_interleave cumsum cumprod",
+                   "gather index_select scatter scatter_add roll diag repeat_interleave "
+                   "cumsum cumprod",
         sorting: "sort argsort topk msort",
         dynamic: "nonzero argwhere masked_select unique",
     }
