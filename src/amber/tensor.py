@@ -468,6 +468,8 @@ Tensor.where = _where_method  # type: ignore[attr-defined]
 
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
 
+COMPOSED_METHODS: list[str] = []  # names _attach_methods adds (each has a PyTorch cross-check)
+
 
 def _attach_methods() -> None:
     """Methods forwarding to ``amber.composite``, ``amber.sorting``, ``amber.dynamic`` and
@@ -484,6 +486,7 @@ def _attach_methods() -> None:
     for module, names in table.items():
         for name in names.split():
             setattr(Tensor, name, _forwarder_to(module, name))
+            COMPOSED_METHODS.append(name)
     extra = {
         "diagonal": _forwarder_to(composite, "diagonal_", "diagonal"),
         "norm": _forwarder_to(linalg, "torch_norm", "norm"),
@@ -494,6 +497,7 @@ def _attach_methods() -> None:
     }
     for name, method in extra.items():
         setattr(Tensor, name, method)
+        COMPOSED_METHODS.append(name)
 
 def _forwarder_to(module: Any, name: str, public: str | None = None) -> Any:
     fn = getattr(module, name)

@@ -182,9 +182,61 @@ case("topk-smallest", lambda x: x.topk(2, dim=0, largest=False), None, f(5, 3))
 case("topk-all", *both("topk", 6), f(6))
 case("msort", *both("msort"), f(5, 2))
 
+# ----- methods of the eager-only and Python-valued ops
+case("nonzero-method", method("nonzero"), None, i64(3, 4, lo=-1, hi=2), grad=False)
+case("argwhere-method", method("argwhere"), None, b(2, 3), grad=False)
+case("masked_select-method", lambda x, m: x.masked_select(m), None, f(3, 4), b(4))
+case("unique-method", lambda x: x.unique(return_counts=True), None, i64(9, lo=0, hi=4),
+     grad=False)
+case("allclose-method", lambda x, y: am.tensor(x.allclose(y, atol=0.5)),
+     lambda x, y: torch.tensor(x.allclose(y, atol=0.5)), f(4), f(4), grad=False)
+case("isclose-method", lambda x, y: x.isclose(y, atol=0.5), None, f(4), f(4), grad=False)
+case("norm-method", lambda x: (x.norm(), x.norm(1, 0), x.norm(dim=1, keepdim=True)), None,
+     f(3, 4))
+case("gather-method", lambda x, i: x.gather(0, i), None, f(3, 4), i64(2, 4, lo=0, hi=3))
+case("index_select-method-neg-dim", lambda x, i: x.index_select(-1, i), None, f(2, 4),
+     i64(3, lo=0, hi=4))
+case("scatter-method", lambda x, i: x.scatter(0, i, x[:1] * 2), None, f(3, 4),
+     i64(1, 4, lo=0, hi=3))
+case("scatter_-method", lambda x: x.detach().clone().scatter_(0, am.tensor([[2, 0]]), 5.0)
+     if isinstance(x, am.Tensor) else x.detach().clone().scatter_(0, torch.tensor([[2, 0]]), 5.0),
+     None, f(3, 2), grad=False)
+case("cumprod-method", method("cumprod", 1), None, f(2, 4))
+case("repeat_interleave-method", method("repeat_interleave", 2), None, f(3))
+case("clamp_min-method", method("clamp_min", 0.5), None, f(3, 4))
+case("msort-method", method("msort"), None, f(4, 3))
+case("isclose-int-method", lambda x, y: x.isclose(y), None, i64(5), i64(5), grad=False)
+
 
 def test_registered_cases_are_distinct():
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_every_composed_tensor_method_is_cross_checked() -> None:
+    """Every method ``amber.tensor`` attaches for the composed ops runs in some case."""
+    import importlib
+
+    names = sorted(set(importlib.import_module("amber.tensor").COMPOSED_METHODS))
+    called: set[str] = set()
+    saved = {n: am.Tensor.__dict__[n] for n in names}
+
+    def recorder(n: str, fn: Any) -> Any:
+        def method(self: Any, *args: Any, **kw: Any) -> Any:
+            called.add(n)
+            return fn(self, *args, **kw)
+
+        return method
+
+    try:
+        for n in names:
+            setattr(am.Tensor, n, recorder(n, saved[n]))
+        for c in CASES:
+            run_case(c)
+    finally:
+        for n in names:
+            setattr(am.Tensor, n, saved[n])
+    missing = sorted(set(names) - called)
+    assert not missing, f"Tensor methods without a PyTorch cross-check: {missing}"
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
