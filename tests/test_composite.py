@@ -241,9 +241,30 @@ def test_data_dependent_ops_are_refused_under_capture(op):
 
 
 def test_ops_needing_a_static_size_name_the_symbolic_dim():
-    for fn in (lambda x: am.sort(x, 0), lambda x: am.cumsum(x, 0), lambda x: am.roll(x, 1, 0)):
+    for fn in (lambda x: am.sort(x, 0), lambda x: am.topk(x, 1, 0), lambda x: am.diag(x[:, 0])):
         with pytest.raises(am.ShapeError, match="symbolic size"):
             am.export(fn, am.spec("n", 3))
+
+
+def test_scans_and_roll_over_a_symbolic_dim(tmp_path):
+    def fn(x):
+        return (am.cumsum(x, 0), am.cumprod(x, 0), am.roll(x, (2, -1), (0, 1)),
+                am.cumsum(x > 0, 0), am.gather(x, 1, am.zeros_like(x, am.int64)))
+
+    prog = am.export(fn, am.spec("n", 3))
+    path = tmp_path / "scan.amber"
+    prog.save(path)
+    model, ref = am.load(path, backend="native"), am.load(path, backend="reference")
+    for n in (1, 5):
+        x = _x(n, 3, seed=n).astype(np.float32)
+        for w, g, r in zip(fn(am.tensor(x)), model(x), ref(x), strict=True):
+            np.testing.assert_allclose(np.asarray(g), w.numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(r), w.numpy(), rtol=1e-5, atol=1e-6)
+    check_grad(lambda x: am.cumprod(x, 0), [_x(4, 2)])  # eager path, for reference
+    g = am.grad(lambda x: am.sum(ref(x)[0] * am.arange(3.0)))(
+        am.tensor(_x(4, 3).astype(np.float32)))
+    # d/dx[i, j] of sum_k cumsum(x)[k, j] * j is (number of k >= i) * j
+    np.testing.assert_allclose(g.numpy(), np.arange(4.0, 0, -1)[:, None] * np.arange(3.0))
 
 
 def test_bad_arguments_raise_typed_errors():

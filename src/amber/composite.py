@@ -257,7 +257,11 @@ def roll(x: Tensor, shifts: Any, dims: Any = None) -> Tensor:
         raise ShapeError(f"roll: shifts {sh} and dims {ds} differ in length")
     for s, dim in zip(sh, ds, strict=True):
         d = F._norm_dim(dim, x.ndim, "roll")
-        n = static_size(x.shape[d], "roll", d)
+        n = x.shape[d]
+        if not isinstance(n, (int, np.integer)):  # symbolic: gather at (i - s) mod n
+            t = iota(n) - s
+            x = S.take(x, t - F.floor_divide(t, n) * n, axis=d)
+            continue
         k = s % n if n else 0
         if k:
             x = F.cat([F.narrow(x, d, n - k, k), F.narrow(x, d, 0, n - k)], d)
@@ -373,7 +377,9 @@ def _scan_static(x: Tensor, d: int, op: str, combine: Any, identity: Any) -> Ten
     combining every element with the partial result ``2**k`` places before it. Each
     prefix is thus a balanced tree of partial results (rounding error grows with log n,
     not n)."""
-    n = static_size(x.shape[d], op, d)
+    n = x.shape[d]
+    if not isinstance(n, (int, np.integer)):
+        return _scan_symbolic(x, d, combine, identity)
     k = 1
     while k < n:
         pad_shape = list(x.shape)
@@ -382,6 +388,22 @@ def _scan_static(x: Tensor, d: int, op: str, combine: Any, identity: Any) -> Ten
         x = combine(x, F.cat([fill, F.narrow(x, d, 0, n - k)], d))
         k *= 2
     return x
+
+
+def _scan_symbolic(x: Tensor, d: int, combine: Any, identity: Any) -> Tensor:
+    """The same prefix scan over a symbolic size: an ``am.scan`` carrying the running
+    result (sequential, so it rounds like a plain loop)."""
+    from .control import scan
+
+    xm = F.transpose(x, 0, d) if d else x
+    init = F.broadcast_to(F.scalar(identity, x.dtype), tuple(xm.shape[1:]))
+
+    def step(c: Tensor, xi: Tensor) -> tuple[Tensor, Tensor]:
+        c = combine(c, xi)
+        return c, c
+
+    _, ys = scan(step, init, xm)
+    return F.transpose(ys, 0, d) if d else ys  # type: ignore[no-any-return]
 
 
 def _scan_dtype(x: Tensor, dtype: Any) -> Tensor:
