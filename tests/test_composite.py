@@ -285,3 +285,4 @@ def test_bad_arguments_raise_typed_errors():
         am.repeat_interleave(x, am.tensor([1, 2]), 1)
     with pytest.raises(am.DTypeError, match="floating"):
         am.linalg.vector_norm(am.tensor([1, 2]))
+
