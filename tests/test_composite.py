@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import amber as am
+from amber import sorting
 from helpers import check_forward, check_grad
 
 # --------------------------------------------------------------------------- forward vs NumPy
@@ -90,6 +91,11 @@ def test_scatter_ops_match_a_loop():
 def test_sort_is_numpy_stable_sort(a, dim, descending):
     dim = dim % a.ndim
     vals, idx = am.sort(am.tensor(a), dim, descending=descending)
+    moved = np.moveaxis(a, dim, -1)
+    with am.no_grad():  # the network that capture records, run eagerly
+        net = sorting._network(am.tensor(moved), moved.shape[-1], descending) \
+            if moved.shape[-1] > 1 else am.zeros(moved.shape, dtype=am.int64)
+    np.testing.assert_array_equal(np.moveaxis(net.numpy(), -1, dim), idx.numpy())
     order = _stable_desc(a, dim) if descending else np.argsort(a, axis=dim, kind="stable")
     np.testing.assert_array_equal(idx.numpy(), order)
     np.testing.assert_array_equal(vals.numpy(), np.take_along_axis(a, order, dim))
@@ -286,3 +292,14 @@ def test_bad_arguments_raise_typed_errors():
     with pytest.raises(am.DTypeError, match="floating"):
         am.linalg.vector_norm(am.tensor([1, 2]))
 
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 13])
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_network_on_integers_with_ties(n, descending):
+    a = np.random.default_rng(n).integers(-3, 3, (4, n))
+    with am.no_grad():
+        net = sorting._network(am.tensor(a), n, descending)
+    np.testing.assert_array_equal(net.numpy(), sorting.stable_order(a, descending))
+    ref = np.argsort(-a if descending else a, axis=-1, kind="stable")
+    np.testing.assert_array_equal(net.numpy(), ref)

@@ -6,7 +6,11 @@ on the whole tensor, so it captures and runs in the C runtime like any other
 composition. Every comparison breaks ties by the original position, so the sort is
 stable (equal values keep their order) in every backend. NaN sorts as the largest
 value, as in PyTorch. The values are then gathered at the found indices, which carries
-the gradient."""
+the gradient.
+
+Eagerly, the indices come from NumPy's stable argsort instead: the order is total, so
+both give the same indices (tests/test_composite.py runs the network against it), and
+eager code does not pay the network's O(n log² n) element operations."""
 
 from __future__ import annotations
 
@@ -84,6 +88,17 @@ def _stage(v: Tensor, idx: Tensor, n: int, p: int, k: int, j: int,
     return F.reshape_exact(new_v, lead + (p,)), F.reshape_exact(new_i, lead + (p,))
 
 
+def stable_order(a: np.ndarray, descending: bool) -> np.ndarray:
+    """The order the network computes, for concrete values (eager): a stable argsort of
+    the last axis with NaN largest. Descending sorts the reversed row ascending and
+    reverses the result, which keeps equal values in their original order."""
+    if not descending:
+        return np.argsort(a, axis=-1, kind="stable").astype(np.int64)
+    n = a.shape[-1]
+    rev = np.argsort(a[..., ::-1], axis=-1, kind="stable")
+    return np.ascontiguousarray((n - 1 - rev)[..., ::-1]).astype(np.int64)
+
+
 def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """Indices (int64) that sort ``x`` along ``dim``; ties keep their original order
     (so ``stable`` is always honoured)."""
@@ -95,8 +110,11 @@ def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = F
     d = F._norm_dim(dim, x.ndim, "sort")
     n = static_size(x.shape[d], "sort", d)
     xt = F.transpose(x, d, -1) if d != x.ndim - 1 else x
-    with registry.no_grad():
-        idx = _network(xt.detach(), n, descending) if n > 1 else F.zeros_like(xt, D.int64)
+    if xt._data is not None:
+        idx = Tensor._wrap(stable_order(xt._data, descending))
+    else:
+        with registry.no_grad():
+            idx = _network(xt.detach(), n, descending) if n > 1 else F.zeros_like(xt, D.int64)
     return F.transpose(idx, d, -1) if d != x.ndim - 1 else idx
 
 
