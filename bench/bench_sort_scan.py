@@ -59,9 +59,9 @@ def main() -> None:
             xa, xt = am.tensor(x), torch.from_numpy(x)
             runs: dict[str, list[tuple[float, float]]] = {"e": [], "n": [], "t": []}
             for _ in range(rounds):  # alternate the frameworks in blocks
-                runs["e"].append(sample(lambda: fa(xa), budget, 0.05))
-                runs["n"].append(sample(lambda: model(x), budget, 0.05))
-                runs["t"].append(sample(lambda: ft(xt), budget, 0.05))
+                runs["e"].append(sample(lambda f=fa, a=xa: f(a), budget, 0.05))
+                runs["n"].append(sample(lambda m=model, a=x: m(a), budget, 0.05))
+                runs["t"].append(sample(lambda f=ft, a=xt: f(a), budget, 0.05))
             med = {k: (float(np.median([w for w, _ in v])) * 1e3,
                        float(np.median([c for _, c in v])) * 1e3) for k, v in runs.items()}
             print(f"| {name} | {shape} | {med['e'][0]:.3f} / {med['e'][1]:.3f} | "

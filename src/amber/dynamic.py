@@ -69,7 +69,8 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False,
     a = eager_only(x, "am.unique", "compute it before capture and pass the result in as "
                    "an input, or keep a fixed-size vocabulary")
     if dim is None:
-        vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True,
+                                      equal_nan=False)  # each NaN is distinct, as in PyTorch
         inv = inv.reshape(a.shape)
     else:
         d = F._norm_dim(dim, x.ndim, "unique")

@@ -455,7 +455,9 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
         k = split_size_or_sections
-        sizes = [builtins.min(k, n - i) for i in range(0, n, k)]
+        if k <= 0 and n:
+            raise ShapeError(f"split: split_size must be positive, got {k}")
+        sizes = [builtins.min(k, n - i) for i in range(0, n, k)] if n else [0]
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
@@ -469,6 +471,10 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     n = x.shape[_norm_dim(dim, x.ndim, "chunk")]
+    if chunks <= 0:
+        raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
+    if n == 0:  # as in PyTorch: `chunks` empty pieces
+        return split(x, 0, dim) * chunks
     return split(x, -(-n // chunks), dim)
 
 

@@ -59,6 +59,9 @@ case("isclose-special", lambda x, y: am.isclose(special(x), special(y), equal_na
      pos(2, 6), grad=False)
 case("isclose-inf-vs-finite", lambda x: am.isclose(x, am.tensor([math.inf] * 3)),
      lambda x: torch.isclose(x, torch.tensor([math.inf] * 3)), f(3), grad=False)
+case("unique-nan", lambda x: am.unique(special(x), return_inverse=True, return_counts=True),
+     lambda x: torch.unique(special(x), return_inverse=True, return_counts=True),
+     pos(2, 6), grad=False)
 case("isclose-int", *both("isclose"), i64(6), i64(6), grad=False)
 case("fmod", *both("fmod"), f(3, 4, lo=-9, hi=9), pos(4))
 case("fmod-neg-divisor", *both("fmod"), f(3, 4, lo=-9, hi=9), f(4, lo=-3, hi=-0.5))
@@ -135,6 +138,9 @@ case("meshgrid-list", lambda x, y: am.meshgrid([x, y], indexing="ij"),
 case("chunk", *both("chunk", 3, 1), f(2, 7))
 case("chunk-more-than-size", lambda x: x.chunk(5), None, f(3, 2))
 case("split-int", *both("split", 2, -1), f(2, 5))
+case("split-larger-than-dim", *both("split", 7), f(5, 2))
+case("chunk-empty", *both("chunk", 3), f(0, 2), grad=False)
+case("split-empty", lambda x: x.split(0), None, f(0, 2), grad=False)
 case("split-list-method", lambda x: x.split([1, 3], 0), None, f(4, 2))
 case("repeat_interleave", *both("repeat_interleave", 3), f(2, 3))
 case("repeat_interleave-dim", lambda x: x.repeat_interleave(2, dim=1), None, f(2, 3))
