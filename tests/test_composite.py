@@ -303,3 +303,22 @@ def test_sort_network_on_integers_with_ties(n, descending):
     np.testing.assert_array_equal(net.numpy(), sorting.stable_order(a, descending))
     ref = np.argsort(-a if descending else a, axis=-1, kind="stable")
     np.testing.assert_array_equal(net.numpy(), ref)
+
+
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 12)),
+                  elements=st.sampled_from([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan])),
+       st.integers(1, 12), st.booleans())
+def test_topk_selection_is_the_sort_order(a, k, largest):
+    k = min(k, a.shape[1])
+    with am.no_grad():
+        sel = sorting._select(am.tensor(a), a.shape[1], k, largest)
+    np.testing.assert_array_equal(sel.numpy(), sorting.stable_order(a, largest)[:, :k])
+
+
+@pytest.mark.parametrize("largest", [False, True])
+def test_topk_selection_on_integers(largest):
+    info = np.iinfo(np.int64)
+    a = np.array([[3, info.min, 3, info.max, info.min, 0, info.max]])
+    with am.no_grad():
+        sel = sorting._select(am.tensor(a), 7, 7, largest)
+    np.testing.assert_array_equal(sel.numpy(), sorting.stable_order(a, largest))
