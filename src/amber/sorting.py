@@ -31,11 +31,9 @@ from .tensor import Tensor
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
 
-def _before(av: Tensor, ai: Tensor, bv: Tensor, bi: Tensor, n: int,
-            descending: bool) -> Tensor:
-    """True where element a sorts before element b: padding last, then (ascending) numbers
-    before NaN or (descending) NaN before numbers, then by value, then by position."""
-    a_pad, b_pad = F.ge(ai, n), F.ge(bi, n)
+def _before(av: Tensor, ai: Tensor, bv: Tensor, bi: Tensor, descending: bool) -> Tensor:
+    """True where element a sorts before element b: (ascending) numbers before NaN or
+    (descending) NaN before numbers, then by value, then by position."""
     vlt = F.gt(av, bv) if descending else F.lt(av, bv)
     same = F.eq(av, bv)
     if av.dtype.is_floating:
@@ -44,12 +42,16 @@ def _before(av: Tensor, ai: Tensor, bv: Tensor, bi: Tensor, n: int,
             else F.logical_and(F.logical_not(a_nan), b_nan)
         vlt = F.logical_or(vlt, nan_first)
         same = F.logical_or(same, F.logical_and(a_nan, b_nan))
-    key = F.logical_or(vlt, F.logical_and(same, F.lt(ai, bi)))
-    both = F.eq(a_pad, b_pad)
-    return F.logical_or(F.logical_and(F.logical_not(a_pad), b_pad),
-                        F.logical_and(both, F.logical_or(F.logical_and(a_pad, F.lt(ai, bi)),
-                                                         F.logical_and(F.logical_not(a_pad),
-                                                                       key))))
+    return F.logical_or(vlt, F.logical_and(same, F.lt(ai, bi)))
+
+
+def _pad_value(dtype: D.DType, descending: bool) -> Any:
+    """A value that sorts at or after every other: with the padding's positions (>= n),
+    ties with real elements put the padding last."""
+    if dtype.is_floating:
+        return -math.inf if descending else math.nan
+    info = np.iinfo(dtype.np)  # type: ignore[type-var]
+    return int(info.min) if descending else int(info.max)
 
 
 def _network(v: Tensor, n: int, descending: bool) -> Tensor:
@@ -60,19 +62,20 @@ def _network(v: Tensor, n: int, descending: bool) -> Tensor:
     lead = tuple(v.shape[:-1])
     idx = F.broadcast_to(Tensor._wrap(np.arange(p, dtype=np.int64)), lead + (p,))
     if p > n:
-        pad = F.broadcast_to(F.scalar(0, v.dtype), lead + (p - n,))
+        pad = F.broadcast_to(F.scalar(_pad_value(v.dtype, descending), v.dtype),
+                             lead + (p - n,))
         v = F.cat([v, pad], -1)
     k = 2
     while k <= p:
         j = k // 2
         while j >= 1:
-            v, idx = _stage(v, idx, n, p, k, j, descending)
+            v, idx = _stage(v, idx, p, k, j, descending)
             j //= 2
         k *= 2
     return F.narrow(idx, -1, 0, n)
 
 
-def _stage(v: Tensor, idx: Tensor, n: int, p: int, k: int, j: int,
+def _stage(v: Tensor, idx: Tensor, p: int, k: int, j: int,
            descending: bool) -> tuple[Tensor, Tensor]:
     """One compare-exchange stage: element ``i`` pairs with ``i ^ j``; pairs in blocks
     with ``i & k == 0`` are put in order, the others in reverse order."""
@@ -84,7 +87,7 @@ def _stage(v: Tensor, idx: Tensor, n: int, p: int, k: int, j: int,
     lo_i, hi_i = F.narrow(i3, -2, 0, 1), F.narrow(i3, -2, 1, 1)
     # block b covers positions [2jb, 2j(b+1)); its direction bit is (2jb & k)
     flip = Tensor._wrap(((np.arange(blocks) * 2 * j) & k != 0).reshape(blocks, 1, 1))
-    swap = F.ne(_before(hi_v, hi_i, lo_v, lo_i, n, descending), flip)
+    swap = F.ne(_before(hi_v, hi_i, lo_v, lo_i, descending), flip)
     new_v = F.cat([F.where(swap, hi_v, lo_v), F.where(swap, lo_v, hi_v)], -2)
     new_i = F.cat([F.where(swap, hi_i, lo_i), F.where(swap, lo_i, hi_i)], -2)
     return F.reshape_exact(new_v, lead + (p,)), F.reshape_exact(new_i, lead + (p,))
