@@ -44,16 +44,6 @@ def iota(n: Any) -> Tensor:
     return ys  # type: ignore[no-any-return]
 
 
-def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """``out[i][j] = x[i][index[i][j]]`` for ``dim=1`` (likewise for other dims), as
-    torch.gather: ``index`` has ``x``'s rank and may be smaller outside ``dim``; negative
-    entries count from the end."""
-    x, index = F._as_tensor(x), F._as_tensor(index)
-    d = F._norm_dim(dim, x.ndim, "gather")
-    flat = _flat_positions("gather", tuple(x.shape), index, d)
-    return S.take(F.reshape_exact(x, (x.numel(),)), flat, axis=0)
-
-
 # ----------------------------------------------------------------------------- elementwise
 
 
@@ -172,6 +162,16 @@ def _flat_positions(op: str, shape: tuple, index: Tensor, d: int) -> Tensor:
             view = tuple(k if i == ax else 1 for i in range(len(shape)))
             flat = flat + F.reshape_exact(iota(k), view) * strides[ax]
     return flat
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = x[i][index[i][j]]`` for ``dim=1`` (likewise for other dims), as
+    torch.gather: ``index`` has ``x``'s rank and may be smaller outside ``dim``; negative
+    entries count from the end."""
+    x, index = F._as_tensor(x), F._as_tensor(index)
+    d = F._norm_dim(dim, x.ndim, "gather")
+    flat = _flat_positions("gather", tuple(x.shape), index, d)
+    return S.take(F.reshape_exact(x, (x.numel(),)), flat, axis=0)
 
 
 def _src_like(op: str, src: Any, index: Tensor, dtype: D.DType) -> Tensor:
