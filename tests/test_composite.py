@@ -322,6 +322,8 @@ def test_topk_selection_is_the_sort_order(a, k, largest):
     with am.no_grad():
         sel = sorting._select(am.tensor(a), a.shape[1], k, largest)
     np.testing.assert_array_equal(sel.numpy(), sorting.stable_order(a, largest)[:, :k])
+    np.testing.assert_array_equal(sorting.topk_order(a, k, largest),
+                                  sorting.stable_order(a, largest)[:, :k])
 
 
 @pytest.mark.parametrize("largest", [False, True])
@@ -331,3 +333,6 @@ def test_topk_selection_on_integers(largest):
     with am.no_grad():
         sel = sorting._select(am.tensor(a), 7, 7, largest)
     np.testing.assert_array_equal(sel.numpy(), sorting.stable_order(a, largest))
+    for k in range(1, 8):
+        np.testing.assert_array_equal(sorting.topk_order(a, k, largest),
+                                      sorting.stable_order(a, largest)[:, :k])

@@ -104,6 +104,29 @@ def stable_order(a: np.ndarray, descending: bool) -> np.ndarray:
     return np.ascontiguousarray((n - 1 - rev)[..., ::-1]).astype(np.int64)
 
 
+def topk_order(a: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    """``stable_order(a, largest)[..., :k]`` without sorting the whole last axis: the
+    k-th value by ``np.partition`` (NaN largest), everything strictly before it, the
+    earliest of its ties, then a stable sort of those k."""
+    n = a.shape[-1]
+    t = np.partition(a, n - k if largest else k - 1, axis=-1)
+    t = t[..., n - k if largest else k - 1, None]
+    floating = a.dtype.kind == "f"
+    a_nan = np.isnan(a) if floating else np.zeros(a.shape, bool)
+    t_nan = np.isnan(t) if floating else np.zeros(t.shape, bool)
+    with np.errstate(invalid="ignore"):
+        if largest:
+            better = (a > t) | (a_nan & ~t_nan)
+        else:
+            better = (a < t) | (~a_nan & t_nan)
+        tie = (a == t) | (a_nan & t_nan)
+    need = k - better.sum(-1, keepdims=True)
+    chosen = better | (tie & (np.cumsum(tie, -1) <= need))
+    pos = np.nonzero(chosen.reshape(-1, n))[1].reshape(a.shape[:-1] + (k,))
+    vals = np.take_along_axis(a, pos, -1)
+    return np.take_along_axis(pos, stable_order(vals, largest), -1).astype(np.int64)
+
+
 def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """Indices (int64) that sort ``x`` along ``dim``; ties keep their original order
     (so ``stable`` is always honoured)."""
@@ -183,6 +206,10 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     xt = F.transpose(x, d, -1) if d != x.ndim - 1 else x
     p = 1 << builtins.max(n - 1, 0).bit_length()
     stages = p.bit_length() * (p.bit_length() - 1) // 2
+    if xt._data is not None and 0 < k < n and x.dtype is not D.bool_:
+        idx = Tensor._wrap(np.ascontiguousarray(topk_order(xt._data, k, largest)))
+        idx = F.transpose(idx, d, -1) if d != x.ndim - 1 else idx
+        return SortResult(gather(x, d, idx), idx)
     if xt._data is not None or k == 0 or k >= stages or x.dtype is D.bool_:
         values, indices = sort(x, d, descending=largest)
         return SortResult(F.narrow(values, d, 0, k), F.narrow(indices, d, 0, k))
