@@ -8,9 +8,10 @@ stable (equal values keep their order) in every backend. NaN sorts as the larges
 value, as in PyTorch. The values are then gathered at the found indices, which carries
 the gradient.
 
-Eagerly, the indices come from NumPy's stable argsort instead: the order is total, so
-both give the same indices (tests/test_composite.py runs the network against it), and
-eager code does not pay the network's O(n log² n) element operations."""
+Eagerly, the indices come from NumPy's stable argsort (``topk``: ``np.partition``)
+instead: the order is total, so both give the same indices (tests/test_composite.py runs
+the network and the selection against it), and eager code does not pay the network's
+O(n log² n) element operations."""
 
 from __future__ import annotations
 
