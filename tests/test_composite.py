@@ -130,6 +130,24 @@ def test_cumsum_error_grows_slowly_with_length():
     assert np.max(np.abs(got - exact) / exact) < 1e-6  # a sequential float32 sum: ~1e-4
 
 
+def test_search_and_scan_ops_match_numpy():
+    b = np.array([-1.0, 0.0, 0.0, 2.0])
+    v = np.array([[-2.0, -1.0, 0.0], [0.5, 2.0, 9.0]])
+    for side in ("left", "right"):
+        check_forward(lambda b, v, s=side: am.searchsorted(b, v, side=s), [b, v],
+                      lambda b, v, s=side: np.searchsorted(b, v, side=s))
+    x = _x(3, 8) * 30
+    check_forward(lambda x: am.logcumsumexp(x, 1), [x],
+                  lambda x: np.logaddexp.accumulate(x, 1), rtol=1e-12, atol=1e-12)
+    check_forward(lambda x: am.median(x, 1).values, [x], lambda x: np.sort(x, 1)[:, 3])
+    check_forward(lambda x: am.median(x), [x[:, :7]], lambda x: np.median(x))
+    check_forward(lambda x: am.kthvalue(x, 3, 0).indices, [x],
+                  lambda x: np.argsort(x, 0, kind="stable")[2])
+    i = np.array([2, 0, 2])
+    check_forward(lambda x, i: am.index_add(x, 1, i, am.ones(3, 3, dtype=am.float64)), [x, i],
+                  lambda x, i: x + np.stack([np.bincount(i, minlength=8)] * 3))
+
+
 def test_topk_and_norms_match_numpy():
     x = _x(4, 7)
     check_forward(lambda x: am.topk(x, 3).values, [x], lambda x: -np.sort(-x, 1)[:, :3])
@@ -174,6 +192,16 @@ _GRAD_CASES = {
     "masked_select": (lambda x: am.masked_select(x, am.tensor([True, False, True])),
                       [_x(2, 3)]),
     "clamp_min": (lambda x: am.clamp_min(x, 0.1), [_x(3, 4)]),
+    "index_add": (lambda x, s: am.index_add(x, 1, am.tensor([2, 0, 2]), s, alpha=0.5),
+                  [_x(2, 3), _x(2, 3, seed=1)]),
+    "index_fill": (lambda x: am.index_fill(x, 0, am.tensor([1]), 2.0), [_x(3, 2)]),
+    "index_copy": (lambda x, s: am.index_copy(x, 1, am.tensor([2, 2, 0]), s),
+                   [_x(2, 3), _x(2, 3, seed=1)]),
+    "take_along_dim": (lambda x: am.take_along_dim(x, am.tensor([[1], [0], [1]]), 1),
+                       [_x(3, 2)]),
+    "logcumsumexp": (lambda x: am.logcumsumexp(x, 1), [_x(2, 7)]),
+    "median": (lambda x: am.median(x, 1).values, [_x(3, 4)]),
+    "kthvalue": (lambda x: am.kthvalue(x, 2, 0).values, [_x(3, 4)]),
 }
 
 
@@ -207,7 +235,12 @@ def _many(x):
             am.index_select(x, 1, am.tensor([4, 0, 0])), am.repeat_interleave(x, 2, 1),
             am.scatter_add(x, 1, am.tensor([[0, 0, 3]]), x[:1] * 2),
             am.scatter(x, 1, am.tensor([[4, 1]]), 0.0), am.norm(x, dim=1),
-            am.linalg.matrix_norm(x, 1), am.clamp_max(x, 0.2), am.meshgrid(x[0], x[1, :2])[0])
+            am.linalg.matrix_norm(x, 1), am.clamp_max(x, 0.2), am.meshgrid(x[0], x[1, :2])[0],
+            am.index_add(x, 1, am.tensor([0, 0]), x[:, :2]), am.index_fill(x, 0, am.tensor([1]), 2),
+            am.index_copy(x, 1, am.tensor([5, 1]), x[:, :2] * 3), am.logcumsumexp(x, 1),
+            am.take_along_dim(x, am.tensor([[1], [0], [5]]), 1), am.median(x, 1),
+            am.kthvalue(x, 2, 0), am.median(x), am.searchsorted(am.sort(x).values, x[:, :2]),
+            am.bucketize(x, am.tensor([-0.5, 0.0, 0.5]), right=True))
 
 
 def test_export_and_native_equal_eager(tmp_path):

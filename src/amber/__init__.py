@@ -12,6 +12,7 @@ from .autograd import grad_fn as grad
 from .autograd import value_and_grad
 from .composite import (
     allclose,
+    bucketize,
     clamp_max,
     clamp_min,
     cumprod,
@@ -19,17 +20,23 @@ from .composite import (
     diag,
     fmod,
     gather,
+    index_add,
+    index_copy,
+    index_fill,
     index_select,
     isclose,
     isfinite,
     isinf,
     isnan,
     lerp,
+    logcumsumexp,
     meshgrid,
     repeat_interleave,
     roll,
     scatter,
     scatter_add,
+    searchsorted,
+    take_along_dim,
 )
 from .composite import diagonal_ as diagonal
 from .creation import (
@@ -157,7 +164,7 @@ from .functional import (
 )
 from .linalg import torch_norm as norm
 from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from .sorting import argsort, msort, sort, topk
+from .sorting import argsort, kthvalue, median, msort, sort, topk
 from .tensor import Tensor
 
 bool = bool_

@@ -237,6 +237,116 @@ def scatter(x: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any =
     return F.where(written, F.cast(mean, x.dtype), x)
 
 
+def _along(op: str, x: Tensor, dim: int, index: Tensor) -> tuple[int, Tensor]:
+    d = F._norm_dim(dim, x.ndim, op)
+    index = F._as_tensor(index)
+    if index.ndim > 1:
+        raise ShapeError(f"{op}: index must be 1-D, got shape {tuple(index.shape)}")
+    if index.dtype not in (D.int32, D.int64):
+        raise D.DTypeError(f"{op}: index must be int64 or int32, got {index.dtype.name}")
+    return d, F.reshape_exact(index, (index.numel(),))
+
+
+def index_add(x: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+    """A copy of ``x`` with ``alpha * source`` added at the positions ``index`` along
+    ``dim`` (repeated indices accumulate), as torch.index_add."""
+    x = F._as_tensor(x)
+    d, index = _along("index_add", x, dim, index)
+    src = F.cast(F._as_tensor(source), x.dtype)
+    return S.scatter_add(x, index, src if alpha == 1 else src * alpha, axis=d)
+
+
+def _rows_written(x: Tensor, d: int, index: Tensor, dtype: D.DType) -> Tensor:
+    """How often ``index`` names each position of dim ``d``, shaped to broadcast on x."""
+    n = x.shape[d]
+    count = S.scatter_add(F.broadcast_to(F.scalar(0, dtype), (n,)), index,
+                          F.broadcast_to(F.scalar(1, dtype), tuple(index.shape)), axis=0)
+    return F.reshape_exact(count, tuple(n if i == d else 1 for i in range(x.ndim)))
+
+
+def index_fill(x: Tensor, dim: int, index: Tensor, value: Any) -> Tensor:
+    """A copy of ``x`` with ``value`` at the positions ``index`` along ``dim``."""
+    x = F._as_tensor(x)
+    d, index = _along("index_fill", x, dim, index)
+    hit = _rows_written(x, d, index, D.int64) > 0
+    return F.where(hit, F._lift(value, x.dtype), x)
+
+
+def index_copy(x: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
+    """A copy of ``x`` with the slices of ``source`` written at the positions ``index``
+    along ``dim``. NOTE: a position named several times receives the mean of its slices
+    (as ``scatter``; PyTorch leaves it unspecified)."""
+    x = F._as_tensor(x)
+    d, index = _along("index_copy", x, dim, index)
+    dt = x.dtype if x.dtype.is_floating else D.int64
+    count = _rows_written(x, d, index, dt)
+    total = S.scatter_add(F.zeros_like(x, dt), index, F.cast(F._as_tensor(source), dt), axis=d)
+    hit = count > 0
+    safe = F.where(hit, count, 1)
+    mean = total / safe if dt.is_floating else F.floor_divide(total, safe)
+    return F.where(hit, F.cast(mean, x.dtype), x)
+
+
+def take_along_dim(x: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:
+    """``gather`` with the dims other than ``dim`` broadcast between ``x`` and ``indices``
+    (``dim=None``: both flattened), as torch.take_along_dim."""
+    x, indices = F._as_tensor(x), F._as_tensor(indices)
+    if dim is None:
+        return gather(F.reshape_exact(x, (x.numel(),)), 0,
+                      F.reshape_exact(indices, (indices.numel(),)))
+    if x.ndim != indices.ndim:
+        raise ShapeError(f"take_along_dim: input rank {x.ndim} and indices rank "
+                         f"{indices.ndim} differ")
+    d = F._norm_dim(dim, x.ndim, "take_along_dim")
+    from .ops._infer import broadcast_shapes
+
+    rest = broadcast_shapes("take_along_dim", tuple(1 if i == d else s for i, s in
+                                                    enumerate(x.shape)),
+                            tuple(1 if i == d else s for i, s in enumerate(indices.shape)))
+    xs = tuple(x.shape[i] if i == d else rest[i] for i in range(x.ndim))
+    js = tuple(indices.shape[i] if i == d else rest[i] for i in range(x.ndim))
+    return gather(F.broadcast_to(x, xs), d, F.broadcast_to(indices, js))
+
+
+def searchsorted(sorted_sequence: Tensor, values: Any, *, right: bool = False,
+                 side: str | None = None, out_int32: bool = False) -> Tensor:
+    """For each value, the index where it would be inserted into the last dim of
+    ``sorted_sequence`` to keep it sorted: the first position whose entry is ``>=`` the
+    value (``right``: ``>``). NaN counts as the largest value. A 1-D sequence serves every
+    value; otherwise its leading dims match ``values``'."""
+    b = F._as_tensor(sorted_sequence)
+    if side is not None:
+        if side not in ("left", "right"):
+            raise AmberError(f"searchsorted: side must be 'left' or 'right', got {side!r}")
+        right = side == "right"
+    v = F._as_tensor(values) if isinstance(values, Tensor) else F.scalar(values, b.dtype)
+    b, v = F.cast(b, D.promote(b.dtype, v.dtype)), F.cast(v, D.promote(b.dtype, v.dtype))
+    if b.ndim == 0:
+        raise ShapeError("searchsorted: sorted_sequence must have at least one dim")
+    if b.ndim > 1 and tuple(b.shape[:-1]) != tuple(v.shape[:-1]):
+        raise ShapeError(f"searchsorted: leading dims of sorted_sequence {tuple(b.shape)} and "
+                         f"values {tuple(v.shape)} differ")
+    vv = F.unsqueeze(v, -1)
+    bb = b if b.ndim == 1 else F.unsqueeze(b, -2)
+    before = F.le(bb, vv) if right else F.lt(bb, vv)
+    if v.dtype.is_floating:  # NaN is the largest: every number sorts before it
+        before = F.logical_or(before, F.logical_and(F.ne(vv, vv), F.eq(bb, bb)))
+        if right:
+            before = F.logical_or(before, F.logical_and(F.ne(vv, vv), F.ne(bb, bb)))
+    out = F.sum(F.cast(before, D.int64), -1)
+    return F.cast(out, D.int32) if out_int32 else out
+
+
+def bucketize(input: Any, boundaries: Tensor, *, out_int32: bool = False,
+              right: bool = False) -> Tensor:
+    """The bucket of each element: the index ``i`` with ``boundaries[i-1] < x <=
+    boundaries[i]`` (``right``: ``boundaries[i-1] <= x < boundaries[i]``)."""
+    b = F._as_tensor(boundaries)
+    if b.ndim != 1:
+        raise ShapeError(f"bucketize: boundaries must be 1-D, got shape {tuple(b.shape)}")
+    return searchsorted(b, input, right=right, out_int32=out_int32)
+
+
 # ----------------------------------------------------------------------------- rearranging
 
 
@@ -428,3 +538,19 @@ def cumprod(x: Any, dim: int, *, dtype: Any = None) -> Tensor:
     if x.ndim == 0:
         return x
     return _scan_static(x, F._norm_dim(dim, x.ndim, "cumprod"), "cumprod", F.mul, 1)
+
+
+def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    m = F.maximum(a, b).detach()
+    m = F.where(F.lt(F.abs(m), math.inf), m, 0.0)  # an infinite shift would give NaN
+    return m + F.log(F.exp(a - m) + F.exp(b - m))
+
+
+def logcumsumexp(x: Any, dim: int) -> Tensor:
+    """``log(cumsum(exp(x), dim))`` without overflow: the prefix scan of
+    ``logaddexp(a, b) = m + log(exp(a − m) + exp(b − m))``, ``m = max(a, b)``."""
+    x = F._float(x)
+    if x.ndim == 0:
+        return x
+    return _scan_static(x, F._norm_dim(dim, x.ndim, "logcumsumexp"), "logcumsumexp",
+                        _logaddexp, -math.inf)

@@ -220,6 +220,52 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     return SortResult(gather(x, d, idx), idx)
 
 
+def _pick(x: Tensor, d: int, keepdim: bool, pos: Tensor, descending: bool = False) -> Any:
+    """(values, indices) at sorted position ``pos`` (shaped like x with dim d of size 1)."""
+    values, indices = sort(x, d, descending)
+    v, i = gather(values, d, pos), gather(indices, d, pos)
+    if not keepdim:
+        v, i = F.squeeze(v, d), F.squeeze(i, d)
+    return SortResult(v, i)
+
+
+def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> Any:
+    """``(values, indices)`` of the ``k``-th smallest element (1-based) along ``dim``."""
+    x = F._as_tensor(x)
+    if x.ndim == 0:
+        return SortResult(x, F.zeros_like(x, D.int64))
+    d = F._norm_dim(dim, x.ndim, "kthvalue")
+    n = static_size(x.shape[d], "kthvalue", d)
+    if not 1 <= k <= n:
+        raise AmberError(f"kthvalue: k={k} is out of range for a dim of size {n}")
+    shape = tuple(1 if i == d else s for i, s in enumerate(x.shape))
+    return _pick(x, d, keepdim, F.broadcast_to(F.scalar(k - 1, D.int64), shape))
+
+
+def median(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """The lower median (for an even count, the smaller of the two middle values); NaN if
+    the slice holds a NaN. ``median(x)`` is a 0-d tensor; ``median(x, dim)`` gives
+    ``(values, indices)``, as torch.median."""
+    x = F._as_tensor(x)
+    if dim is None:
+        flat = F.reshape_exact(x, (x.numel(),))
+        if flat.shape[0] == 0:
+            if not x.dtype.is_floating:
+                raise AmberError("median: an empty integer tensor has no median")
+            return F.scalar(math.nan, x.dtype)
+        return median(flat, 0).values
+    if x.ndim == 0:
+        return SortResult(x, F.zeros_like(x, D.int64))
+    d = F._norm_dim(dim, x.ndim, "median")
+    n = static_size(x.shape[d], "median", d)
+    mid = F.broadcast_to(F.scalar((n - 1) // 2, D.int64),
+                         tuple(1 if i == d else s for i, s in enumerate(x.shape)))
+    if x.dtype.is_floating:  # the first NaN, which sorts after every number
+        nans = F.sum(F.cast(F.ne(x, x), D.int64), d, keepdim=True)
+        mid = F.where(F.gt(nans, 0), n - nans, mid)
+    return _pick(x, d, keepdim, mid)
+
+
 def msort(x: Tensor) -> Tensor:
     """``sort(x, dim=0).values``."""
     return sort(x, 0).values  # type: ignore[no-any-return]

@@ -479,8 +479,9 @@ def _attach_methods() -> None:
     table = {
         composite: "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max "
                    "gather index_select scatter scatter_add roll diag repeat_interleave "
-                   "cumsum cumprod",
-        sorting: "sort argsort topk msort",
+                   "cumsum cumprod logcumsumexp index_add index_copy index_fill "
+                   "take_along_dim",
+        sorting: "sort argsort topk msort kthvalue median",
         dynamic: "nonzero argwhere masked_select unique",
     }
     for module, names in table.items():
@@ -494,6 +495,12 @@ def _attach_methods() -> None:
         "scatter_": lambda self, *a, **k: self._inplace(lambda s: composite.scatter(s, *a, **k)),
         "scatter_add_": lambda self, *a, **k: self._inplace(
             lambda s: composite.scatter_add(s, *a, **k)),
+        "index_add_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_add(s, *a, **k)),
+        "index_fill_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_fill(s, *a, **k)),
+        "index_copy_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_copy(s, *a, **k)),
     }
     for name, method in extra.items():
         setattr(Tensor, name, method)

@@ -23,7 +23,10 @@ def _many(x):
             am.index_select(x, 1, am.tensor([4, 0, -1])), am.repeat_interleave(x, 2),
             am.scatter_add(x, 1, am.tensor([[0, 0, 3]]), x[:1] * 2),
             am.scatter(x, 1, am.tensor([[4, 1], [0, 2]]), x), am.norm(x, dim=1),
-            am.linalg.norm(x, ord=-1), am.gather(x, 0, am.tensor([[2, 1, 0, 0, 1, 2]])))
+            am.linalg.norm(x, ord=-1), am.gather(x, 0, am.tensor([[2, 1, 0, 0, 1, 2]])),
+            am.index_add(x, 0, am.tensor([2, 2]), x[:2]), am.index_fill(x, 1, am.tensor([3]), 0),
+            am.take_along_dim(x, am.tensor([[5, 0]]), 1), am.logcumsumexp(x, 1),
+            am.median(x, 1), am.kthvalue(x, 3), am.searchsorted(am.tensor([-1.0, 0.0, 1.0]), x))
 
 
 def test_composed_ops_export_to_onnx():

@@ -112,6 +112,61 @@ case("scatter-int", lambda x: x.scatter(0, am.tensor([[1, 0, 2]]), am.tensor([[7
      lambda x: x.scatter(0, torch.tensor([[1, 0, 2]]), torch.tensor([[7, 8, 9]])),
      i64(3, 3), grad=False)
 
+case("index_add", lambda x, i, s: am.index_add(x, 1, i, s),
+     lambda x, i, s: torch.index_add(x, 1, i, s), f(3, 4), i64(5, lo=0, hi=4), f(3, 5))
+case("index_add-alpha-method", lambda x, i, s: x.index_add(0, i, s, alpha=-2.0), None,
+     f(3, 2), i64(4, lo=0, hi=3), f(4, 2))
+case("index_add_-method", lambda x, s: x.detach().clone().index_add_(
+    0, am.tensor([1, 1]) if isinstance(x, am.Tensor) else torch.tensor([1, 1]), s), None,
+     f(3, 2), f(2, 2), grad=False)
+case("index_fill", lambda x: am.index_fill(x, 1, am.tensor([0, 3, 3]), -1.5),
+     lambda x: torch.index_fill(x, 1, torch.tensor([0, 3, 3]), -1.5), f(3, 4))
+case("index_fill-method", lambda x: x.index_fill(0, am.tensor([2]) if isinstance(x, am.Tensor)
+                                                else torch.tensor([2]), 7.0), None, f(3, 2))
+case("index_fill_-method", lambda x: x.detach().clone().index_fill_(
+    1, am.tensor([1]) if isinstance(x, am.Tensor) else torch.tensor([1]), 0.0), None,
+     f(2, 3), grad=False)
+case("index_copy", lambda x, s: am.index_copy(x, 0, am.tensor([3, 0]), s),
+     lambda x, s: torch.index_copy(x, 0, torch.tensor([3, 0]), s), f(4, 3), f(2, 3))
+case("index_copy-method", lambda x, s: x.index_copy(
+    1, am.tensor([2, 0]) if isinstance(x, am.Tensor) else torch.tensor([2, 0]), s), None,
+     f(2, 3), f(2, 2))
+case("index_copy_-method", lambda x, s: x.detach().clone().index_copy_(
+    1, am.tensor([1]) if isinstance(x, am.Tensor) else torch.tensor([1]), s), None,
+     f(2, 3), f(2, 1), grad=False)
+case("take_along_dim", lambda x, i: am.take_along_dim(x, i, 1),
+     lambda x, i: torch.take_along_dim(x, i, 1), f(3, 5), i64(3, 2, lo=0, hi=5))
+case("take_along_dim-broadcast", lambda x, i: x.take_along_dim(i, 0), None, f(4, 3),
+     i64(2, 1, lo=0, hi=4))
+case("take_along_dim-flat", lambda x, i: am.take_along_dim(x, i),
+     lambda x, i: torch.take_along_dim(x, i), f(3, 4), i64(5, lo=0, hi=12))
+case("searchsorted", lambda v: am.searchsorted(am.tensor([-1.0, 0.0, 0.0, 1.5]), v),
+     lambda v: torch.searchsorted(torch.tensor([-1.0, 0.0, 0.0, 1.5]), v),
+     f(3, 4, discrete=True), grad=False)
+case("searchsorted-right", lambda v: am.searchsorted(am.tensor([-1.0, 0.0, 0.0, 1.5]), v,
+                                                     right=True),
+     lambda v: torch.searchsorted(torch.tensor([-1.0, 0.0, 0.0, 1.5]), v, right=True),
+     f(3, 4, discrete=True), grad=False)
+case("searchsorted-batched", lambda b, v: am.searchsorted(am.sort(b).values, v, side="right"),
+     lambda b, v: torch.searchsorted(torch.sort(b).values, v, side="right"), f(2, 5),
+     f(2, 3), grad=False)
+for _right in (False, True):  # NaN values; (NaN boundaries: PyTorch's binary search
+    # treats them as smaller than every value, amber's count as the largest value)
+    case(f"searchsorted-nan-right={_right}",
+         lambda v, r=_right: am.searchsorted(am.tensor([0.0, 1.0, math.inf]), special(v),
+                                             right=r),
+         lambda v, r=_right: torch.searchsorted(torch.tensor([0.0, 1.0, math.inf]),
+                                                special(v), right=r), pos(6), grad=False)
+case("searchsorted-int32", lambda v: am.searchsorted(am.tensor([1, 3, 5]), v, out_int32=True),
+     lambda v: torch.searchsorted(torch.tensor([1, 3, 5]), v, out_int32=True), i64(7),
+     grad=False)
+case("bucketize", lambda v: am.bucketize(v, am.tensor([-1.0, 0.0, 1.0])),
+     lambda v: torch.bucketize(v, torch.tensor([-1.0, 0.0, 1.0])), f(3, 4, discrete=True),
+     grad=False)
+case("bucketize-right", lambda v: am.bucketize(v, am.tensor([-1.0, 0.0, 1.0]), right=True),
+     lambda v: torch.bucketize(v, torch.tensor([-1.0, 0.0, 1.0]), right=True),
+     f(3, 4, discrete=True), grad=False)
+
 # ----- rearranging
 
 case("roll", *both("roll", 2, 1), f(3, 5))
@@ -164,6 +219,11 @@ case("cumprod-zeros", lambda x: am.cumprod(x * am.tensor([1.0, 0.0, 1.0, 1.0, 0.
      lambda x: torch.cumprod(x * torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]), 0), f(5))
 case("cumprod-int", lambda x: x.cumprod(0), None, i64(5, lo=-3, hi=4), grad=False)
 
+case("logcumsumexp", *both("logcumsumexp", 1), f(3, 9))
+case("logcumsumexp-large", lambda x: (x * 200).logcumsumexp(0), None, f(6, 2), rtol=1e-4)
+case("logcumsumexp-inf", lambda x: am.logcumsumexp(special(x), 1),
+     lambda x: torch.logcumsumexp(special(x), 1), pos(2, 6), grad=False)
+
 # ----- sorting
 
 case("sort", *both("sort"), f(3, 7))
@@ -187,6 +247,15 @@ case("topk", *both("topk", 3), f(4, 9))
 case("topk-smallest", lambda x: x.topk(2, dim=0, largest=False), None, f(5, 3))
 case("topk-all", *both("topk", 6), f(6))
 case("msort", *both("msort"), f(5, 2))
+case("kthvalue", *both("kthvalue", 2, 1), f(3, 5))
+case("kthvalue-keep-method", lambda x: x.kthvalue(4, 0, keepdim=True), None, f(5, 3))
+case("median-dim", *both("median", 1), f(3, 6))
+case("median-odd-keep-method", lambda x: x.median(0, keepdim=True), None, f(5, 3))
+case("median-all", *both("median"), f(3, 4))
+case("median-all-method", method("median"), None, f(7))
+case("median-nan", lambda x: am.median(special(x), 1), lambda x: torch.median(special(x), 1),
+     pos(2, 6), grad=False)
+
 
 # ----- methods of the eager-only and Python-valued ops
 case("nonzero-method", method("nonzero"), None, i64(3, 4, lo=-1, hi=2), grad=False)
