@@ -38,6 +38,10 @@ def test_elementwise_tests_match_numpy():
 def test_fmod_and_lerp_match_numpy():
     a, b = _x(4, 5) * 5, _x(5, seed=1) + 0.1
     check_forward(am.fmod, [a, b], np.fmod, rtol=1e-12, atol=1e-12)
+    sa = np.array([5.0, -5.0, 5.0, -5.0, np.inf, 3.0, 6 - 1e-12, 7.5, -7.5, 1e6])
+    sb = np.array([np.inf, -np.inf, 0.0, 2.0, 2.0, -2.0, 2.0, 2.5, -2.5, 0.3])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        check_forward(am.fmod, [sa, sb], np.fmod, rtol=1e-9, atol=1e-9)
     ia, ib = np.arange(-9, 9).reshape(3, 6), np.array([4, -4, 3, -3, 5, 7])
     check_forward(am.fmod, [ia, ib], np.fmod)
     w = np.array([0.0, 0.25, 0.5, 1.0, 2.0])

@@ -93,11 +93,21 @@ def allclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08,
 def fmod(a: Any, b: Any) -> Tensor:
     """The remainder of truncating division, with the sign of the dividend ``a`` (C's
     ``fmod``, torch.fmod). Integer division by zero gives ``a`` (docs/opset.md: integer
-    ``div`` by zero is 0); float division by zero gives NaN."""
+    ``div`` by zero is 0); float division by zero gives NaN, an infinite divisor gives
+    ``a``. Floats compute ``a − trunc(a / b)·b``, which is exact only while the quotient
+    is small (C's fmod is exact for any quotient)."""
     x, y = F._operands(a, b, arith=True)
-    m = x - F.floor_divide(x, y) * y  # sign of the divisor
-    wrong = F.logical_and(F.ne(m, 0), F.ne(F.lt(m, 0), F.lt(x, 0)))
-    return F.where(wrong, m - y, m)
+    if not x.dtype.is_floating:  # exact: floor division, then the sign of the dividend
+        m = x - F.floor_divide(x, y) * y
+        wrong = F.logical_and(F.ne(m, 0), F.ne(F.lt(m, 0), F.lt(x, 0)))
+        return F.where(wrong, m - y, m)
+    q = x / y
+    r = x - F.where(F.lt(q, 0), F.ceil(q), F.floor(q)) * y
+    # NOTE: x / y may round across an integer; one step of |y| puts r back in range
+    ay, sx = F.abs(y), F.where(F.lt(x, 0), -1.0, 1.0)
+    r = F.where(F.logical_and(F.ne(r, 0), F.ne(F.lt(r, 0), F.lt(x, 0))), r + sx * ay, r)
+    r = F.where(F.ge(F.abs(r), ay), r - sx * ay, r)
+    return F.where(F.logical_and(isinf(y), isfinite(x)), x, r)
 
 
 def lerp(input: Any, end: Any, weight: Any) -> Tensor:

@@ -65,6 +65,10 @@ case("unique-nan", lambda x: am.unique(special(x), return_inverse=True, return_c
 case("isclose-int", *both("isclose"), i64(6), i64(6), grad=False)
 case("fmod", *both("fmod"), f(3, 4, lo=-9, hi=9), pos(4))
 case("fmod-neg-divisor", *both("fmod"), f(3, 4, lo=-9, hi=9), f(4, lo=-3, hi=-0.5))
+case("fmod-special", lambda x, y: am.fmod(special(x), y), lambda x, y: torch.fmod(special(x), y),
+     pos(2, 6), f(6), grad=False)
+case("fmod-by-special", lambda x, y: am.fmod(x * 40, special(y)),
+     lambda x, y: torch.fmod(x * 40, special(y)), f(2, 6), pos(6), grad=False)
 case("fmod-scalar", lambda x: am.fmod(x, 1.5), lambda x: torch.fmod(x, 1.5), f(8, lo=-5, hi=5))
 case("fmod-int", *both("fmod"), i64(3, 4, lo=-20, hi=20), i64(4, lo=1, hi=6), grad=False)
 case("fmod-int-neg", *both("fmod"), i64(12, lo=-20, hi=20), i64(12, lo=-6, hi=-1), grad=False)
