@@ -206,6 +206,9 @@ _GRAD_CASES = {
     "logcumsumexp": (lambda x: am.logcumsumexp(x, 1), [_x(2, 7)]),
     "median": (lambda x: am.median(x, 1).values, [_x(3, 4)]),
     "kthvalue": (lambda x: am.kthvalue(x, 2, 0).values, [_x(3, 4)]),
+    "cummax": (lambda x: am.cummax(x, 1).values, [_x(3, 6)]),
+    "cummin": (lambda x: am.cummin(x, 0).values, [_x(5, 2)]),
+    "diff": (lambda x, p: am.diff(x, 2, 1, prepend=p), [_x(2, 5), _x(2, 1, seed=1)]),
 }
 
 
@@ -244,7 +247,8 @@ def _many(x):
             am.index_copy(x, 1, am.tensor([5, 1]), x[:, :2] * 3), am.logcumsumexp(x, 1),
             am.take_along_dim(x, am.tensor([[1], [0], [5]]), 1), am.median(x, 1),
             am.kthvalue(x, 2, 0), am.median(x), am.searchsorted(am.sort(x).values, x[:, :2]),
-            am.bucketize(x, am.tensor([-0.5, 0.0, 0.5]), right=True))
+            am.bucketize(x, am.tensor([-0.5, 0.0, 0.5]), right=True), am.cummax(x, 1),
+            am.cummin(x, 0), am.diff(x, 2, 1), am.count_nonzero(x > 0, 0))
 
 
 def test_export_and_native_equal_eager(tmp_path):
@@ -279,6 +283,7 @@ def test_export_with_symbolic_batch(tmp_path):
     lambda x: am.masked_select(x, x > 0),
     lambda x: am.argwhere(x),
     lambda x: am.repeat_interleave(x, (x > 0).long()),
+    lambda x: am.bincount((x > 0).long()),
 ])
 def test_data_dependent_ops_are_refused_under_capture(op):
     with pytest.raises(am.CaptureError) as info:

@@ -12,12 +12,17 @@ from .autograd import grad_fn as grad
 from .autograd import value_and_grad
 from .composite import (
     allclose,
+    bincount,
     bucketize,
     clamp_max,
     clamp_min,
+    count_nonzero,
+    cummax,
+    cummin,
     cumprod,
     cumsum,
     diag,
+    diff,
     fmod,
     gather,
     index_add,

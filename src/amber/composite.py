@@ -564,3 +564,82 @@ def logcumsumexp(x: Any, dim: int) -> Tensor:
         return x
     return _scan_static(x, F._norm_dim(dim, x.ndim, "logcumsumexp"), "logcumsumexp",
                         _logaddexp, -math.inf)
+
+
+def _cumext(x: Any, dim: int, op: str, later_wins: Any) -> Any:
+    """(values, indices) of the running extremum: the doubling scan of pairs (value,
+    position) that keeps the later pair where ``later_wins(later, earlier)`` or the later
+    value is NaN (NaN is extreme and sticks, as in PyTorch)."""
+    from .sorting import SortResult
+
+    x = F._as_tensor(x)
+    if x.ndim == 0:
+        return SortResult(x, F.zeros_like(x, D.int64))
+    d = F._norm_dim(dim, x.ndim, op)
+    n = static_size(x.shape[d], op, d)
+    pos = F.broadcast_to(F.reshape_exact(iota(n), tuple(n if i == d else 1
+                                                        for i in range(x.ndim))), x.shape)
+    v, idx = x.detach(), pos
+    k = 1
+    while k < n:
+        ev, ei = F.narrow(v, d, 0, n - k), F.narrow(idx, d, 0, n - k)
+        lv, li = F.narrow(v, d, k, n - k), F.narrow(idx, d, k, n - k)
+        win = later_wins(lv, ev)
+        if x.dtype.is_floating:
+            win = F.logical_or(win, F.ne(lv, lv))
+        v = F.cat([F.narrow(v, d, 0, k), F.where(win, lv, ev)], d)
+        idx = F.cat([F.narrow(idx, d, 0, k), F.where(win, li, ei)], d)
+        k *= 2
+    return SortResult(gather(x, d, idx), idx)
+
+
+def cummax(x: Any, dim: int) -> Any:
+    """``(values, indices)`` of the running maximum along ``dim``; among equal values the
+    latest position, and NaN once seen, as torch.cummax."""
+    return _cumext(x, dim, "cummax", F.ge)
+
+
+def cummin(x: Any, dim: int) -> Any:
+    """``(values, indices)`` of the running minimum along ``dim`` (latest position among
+    equal values; NaN once seen), as torch.cummin."""
+    return _cumext(x, dim, "cummin", F.le)
+
+
+def diff(x: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None) -> Tensor:
+    """The ``n``-th forward difference ``x[i+1] − x[i]`` along ``dim`` (``!=`` for bools),
+    after concatenating ``prepend`` and ``append`` there."""
+    x = F._as_tensor(x)
+    d = F._norm_dim(dim, x.ndim, "diff")
+    parts = [p for p in (prepend, x, append) if p is not None]
+    x = F.cat([F._as_tensor(p) for p in parts], d) if len(parts) > 1 else x
+    for _ in range(n):
+        m = static_size(x.shape[d], "diff", d)
+        a, b = F.narrow(x, d, 1, builtins.max(m - 1, 0)), F.narrow(x, d, 0, builtins.max(m - 1, 0))
+        x = F.ne(a, b) if x.dtype is D.bool_ else a - b
+    return x
+
+
+def count_nonzero(x: Any, dim: Any = None) -> Tensor:
+    """The number of non-zero elements (over ``dim``, all if None), int64."""
+    x = F._as_tensor(x)
+    return F.sum(F.cast(F.ne(x, 0) if x.dtype is not D.bool_ else x, D.int64), dim)
+
+
+def bincount(x: Tensor, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
+    """Counts (or summed ``weights``) of each value of the non-negative 1-D integer ``x``,
+    of length ``max(x) + 1`` or ``minlength`` (eager only: the length depends on the
+    values; with a fixed length use ``scatter_add``)."""
+    from .dynamic import eager_only
+
+    x = F._as_tensor(x)
+    a = eager_only(x, "am.bincount", "use am.scatter_add(am.zeros(n), 0, x, ones) with a "
+                   "fixed number of bins n")
+    if x.ndim != 1 or x.dtype not in (D.int32, D.int64, D.bool_) or (a.size and a.min() < 0):
+        raise AmberError(f"bincount: expects a 1-D tensor of non-negative integers, got "
+                         f"{x.dtype.name}{tuple(x.shape)}")
+    size = builtins.max(int(a.max()) + 1 if a.size else 0, minlength)
+    src = F.ones_like(x, D.int64) if weights is None else F._as_tensor(weights)
+    if weights is not None and not src.dtype.is_floating:
+        src = F.cast(src, D.float64)
+    base = F.broadcast_to(F.scalar(0, src.dtype), (size,))
+    return S.scatter_add(base, F.cast(x, D.int64), src, axis=0)

@@ -480,7 +480,7 @@ def _attach_methods() -> None:
         composite: "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max "
                    "gather index_select scatter scatter_add roll diag repeat_interleave "
                    "cumsum cumprod logcumsumexp index_add index_copy index_fill "
-                   "take_along_dim",
+                   "take_along_dim cummax cummin diff count_nonzero bincount",
         sorting: "sort argsort topk msort kthvalue median",
         dynamic: "nonzero argwhere masked_select unique",
     }

@@ -228,6 +228,25 @@ case("logcumsumexp-large", lambda x: (x * 200).logcumsumexp(0), None, f(6, 2), r
 case("logcumsumexp-inf", lambda x: am.logcumsumexp(special(x), 1),
      lambda x: torch.logcumsumexp(special(x), 1), pos(2, 6), grad=False)
 
+case("cummax", *both("cummax", 1), f(3, 9))
+case("cummax-ties-nan", lambda x: am.cummax(am.floor(special(x)), 1),
+     lambda x: torch.cummax(torch.floor(special(x)), 1), pos(2, 6), grad=False)
+case("cummin-method", lambda x: x.cummin(0), None, f(7, 2))
+case("cummin-ties", *both("cummin", 1), f(3, 8, lo=-2, hi=2, discrete=True))
+case("cummax-int", lambda x: x.cummax(0), None, i64(9), grad=False)
+case("diff", *both("diff"), f(3, 6))
+case("diff-n2-dim0-method", lambda x: x.diff(2, 0), None, f(5, 3))
+case("diff-prepend-append", lambda x, p, a: am.diff(x, 1, 1, p, a),
+     lambda x, p, a: torch.diff(x, 1, 1, p, a), f(2, 4), f(2, 1), f(2, 2))
+case("diff-bool", method("diff"), None, b(3, 5), grad=False)
+case("diff-int", *both("diff"), i64(7), grad=False)
+case("count_nonzero", *both("count_nonzero"), f(3, 4, lo=-1, hi=1, discrete=True), grad=False)
+case("count_nonzero-dim-method", method("count_nonzero", 1), None, i64(3, 4, lo=-1, hi=2),
+     grad=False)
+case("bincount", *both("bincount"), i64(12, lo=0, hi=5), grad=False)
+case("bincount-weights-method", lambda x, w: x.bincount(w, minlength=9), None,
+     i64(6, lo=0, hi=5), f(6), grad=False)
+
 # ----- sorting
 
 case("sort", *both("sort"), f(3, 7))
