@@ -1,67 +1,259 @@
-"""Eager benchmarks: amber against PyTorch in the same process.
+"""Eager benchmarks: amber against PyTorch, 1 thread and 2 in the same run, wall and CPU time.
 
-Two benchmarks:
+Cases (models in bench/eager_models.py, the same weights in both frameworks):
 
-* ``ops``: per-op overhead on tiny tensors (1 and 16 elements) for add, mul, matmul,
-  relu and sum, with and without ``requires_grad``, plus a forward+backward of a small
-  graph. Tiny tensors make the kernel time negligible, so the figure is the framework's
-  dispatch overhead. Target: at most 10 us per op.
-* ``mlp``: one training step of a 784-512-512-10 MLP at batch 64 (forward,
-  cross-entropy, backward, SGD step) from identical initial weights. Target: at most
-  2x PyTorch's time.
+* ``ops``: per-op cost on tiny tensors (16 elements; matmul 4x4) for add, mul, matmul,
+  relu, sum and exp, with and without ``requires_grad``, and a forward+backward of
+  ``(a * b).sum()``. The kernel costs almost nothing, so the figure is dispatch and
+  autograd bookkeeping. Target: at most 1.5x PyTorch.
+* ``encoder``: forward (no grad) of a MiniLM-shape BERT encoder (6 layers, hidden 384,
+  12 heads, GELU) at 4x32 and 16x128 tokens. Target: at most 1.5x PyTorch.
+* ``cnn``: one training step (forward, cross-entropy, backward, SGD) of the digits CNN
+  (conv, batch norm, ReLU, max-pool, linear) at batch 32 on the 8x8 digits. Target 1.5x.
+* ``mlp``: one training step of the 784-512-512-10 MLP at batch 64 (SGD). Target 1.2x.
 
-Runs of the two frameworks are interleaved; each figure is the median over repeats.
-Needs the ``bench`` extra (``torch==2.13.0``). Usage::
+Every (framework, thread count) runs alone in its own process; processes of the two
+frameworks alternate in blocks and each figure is the median over all samples of all
+blocks. A sample is a loop of calls lasting about ``--budget`` seconds; CPU time is the
+process's (all threads). Needs the ``bench`` extra (``torch==2.13.0``). Usage::
 
-    python bench/bench_eager.py               # both benchmarks, markdown on stdout
-    python bench/bench_eager.py ops --repeats 31
-    python bench/bench_eager.py mlp --optim adam
+    python bench/bench_eager.py                       # every case, 1 and 2 threads
+    python bench/bench_eager.py encoder cnn --threads 1 --blocks 3
+    python bench/bench_eager.py --append bench/RESULTS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-
-def _blas_threads_from_argv(argv: list[str]) -> None:
-    """``--threads N`` also limits NumPy's BLAS (OpenBLAS) to N threads; that has to be
-    set before NumPy is imported. Without the flag both libraries use every core."""
-    for i, a in enumerate(argv):
-        value = a.split("=", 1)[1] if a.startswith("--threads=") else (
-            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
-        if value is not None:
-            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-                os.environ[var] = value
+HERE = Path(__file__).resolve().parent
+CASES = ("ops", "encoder", "cnn", "mlp")
+TARGETS = {"ops": 1.5, "encoder": 1.5, "cnn": 1.5, "mlp": 1.2}
 
 
-_blas_threads_from_argv(sys.argv[1:])
+# ----------------------------------------------------------------------------- worker side
 
-import numpy as np  # noqa: E402
 
-import amber as am  # noqa: E402
+def _setup(framework: str, threads: int) -> Any:
+    sys.path.insert(0, str(HERE))
+    if framework == "amber":
+        import amber as am
 
-try:
+        am.set_num_threads(threads)
+        return am
     import torch
-except ImportError:  # pragma: no cover - the benchmark needs the 'bench' extra
-    sys.exit("bench_eager.py needs PyTorch: pip install 'amber[bench]' (torch==2.13.0)")
 
-TARGET_OP_US = 10.0
-TARGET_MLP_RATIO = 2.0
-
-
-# ----------------------------------------------------------------------------- machine
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    return torch
 
 
-def cpu_model() -> str:
+def _sample(fn: Callable[[], Any], budget: float) -> tuple[float, float]:
+    """(wall, CPU) seconds per call over a loop of about ``budget`` seconds."""
+    n, w0, c0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        fn()
+        n += 1
+        w = time.perf_counter() - w0
+        if w >= budget:
+            return w / n, (time.process_time() - c0) / n
+
+
+def _op_cases(fw: str, lib: Any) -> dict[str, Callable[[], Any]]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y, m = (rng.standard_normal(s).astype(np.float32) for s in ((16,), (16,), (4, 4)))
+    cases: dict[str, Callable[[], Any]] = {}
+    for grad in (False, True):
+        a, b, mm = (lib.tensor(v, requires_grad=grad) for v in (x, y, m))
+        tag = " (grad)" if grad else ""
+        relu = lib.relu
+        cases["add" + tag] = lambda a=a, b=b: a + b
+        cases["mul" + tag] = lambda a=a, b=b: a * b
+        cases["matmul 4x4" + tag] = lambda m_=mm: m_ @ m_
+        cases["relu" + tag] = lambda a=a, relu=relu: relu(a)
+        cases["sum" + tag] = lambda a=a: a.sum()
+        cases["exp" + tag] = lambda a=a: a.exp()
+    a, b = lib.tensor(x, requires_grad=True), lib.tensor(y, requires_grad=True)
+
+    def backward() -> None:
+        a.grad = b.grad = None
+        (a * b).sum().backward()
+
+    cases["mul+sum+backward (4 ops)"] = backward
+    return cases
+
+
+def _encoder_case(fw: str, lib: Any, batch: int, tokens: int) -> tuple[Callable[[], Any], Any]:
+    from eager_models import build, encoder_inputs
+
+    model = build("encoder", fw)
+    model.eval()
+    if fw == "amber":
+        xs = [lib.tensor(v) for v in encoder_inputs(batch, tokens)]
+    else:
+        xs = [lib.from_numpy(v) for v in encoder_inputs(batch, tokens)]
+
+    def forward() -> Any:
+        with lib.no_grad():
+            return model(*xs)
+
+    return forward, lambda: forward().numpy()[0, :4, :4].tolist()
+
+
+def _train_case(fw: str, lib: Any, kind: str) -> tuple[Callable[[], Any], Any]:
+    import numpy as np
+    from eager_models import build
+
+    model = build(kind, fw)
+    if kind == "cnn":
+        with np.load(HERE.parent / "examples" / "data" / "digits.npz") as d:
+            x = (d["images"][:32].astype(np.float32) / 16.0)[:, None]
+            y = d["labels"][:32].astype(np.int64)
+    else:
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((64, 784)).astype(np.float32)
+        y = rng.integers(0, 10, 64).astype(np.int64)
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    ce = lib.nn.functional.cross_entropy
+    if fw == "amber":
+        tx, ty = lib.tensor(x), lib.tensor(y)
+    else:
+        tx, ty = lib.from_numpy(x), lib.from_numpy(y)
+
+    def step() -> Any:
+        opt.zero_grad()
+        loss = ce(model(tx), ty)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, lambda: float(step().item())
+
+
+def worker(args: argparse.Namespace) -> None:
+    lib = _setup(args.worker, args.threads)
+    out: dict[str, Any] = {}
+    if args.case == "ops":
+        for name, fn in _op_cases(args.worker, lib).items():
+            fn()
+            out[name] = [_sample(fn, args.budget / 10) for _ in range(args.samples)]
+    else:
+        if args.case.startswith("encoder"):
+            batch, tokens = (int(v) for v in args.case.split("-")[1].split("x"))
+            fn, check = _encoder_case(args.worker, lib, batch, tokens)
+        else:
+            fn, check = _train_case(args.worker, lib, args.case)
+        out["check"] = check()  # the first output (forward) or the first loss (training)
+        fn()
+        out[args.case] = [_sample(fn, args.budget) for _ in range(args.samples)]
+    print(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+def _run_worker(fw: str, case: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    cmd = [sys.executable, __file__, "--worker", fw, "--case", case, "--threads", str(threads),
+           "--samples", str(args.samples), "--budget", str(args.budget)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"worker {fw} {case} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _case_names(which: list[str]) -> list[str]:
+    names = []
+    for c in which:
+        names += ["encoder-4x32", "encoder-16x128"] if c == "encoder" else [c]
+    return names
+
+
+def measure(case: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Samples per sub-case for both frameworks, over alternating blocks of processes."""
+    samples: dict[str, dict[str, list]] = {"amber": {}, "torch": {}}
+    checks: dict[str, Any] = {}
+    for block in range(args.blocks):
+        order = ("amber", "torch") if block % 2 == 0 else ("torch", "amber")
+        for fw in order:
+            res = _run_worker(fw, case, threads, args)
+            checks[fw] = res.pop("check", None)
+            for k, v in res.items():
+                samples[fw].setdefault(k, []).extend(v)
+    return {"samples": samples, "checks": checks}
+
+
+def _med(xs: list[list[float]], i: int) -> float:
+    return statistics.median(x[i] for x in xs)
+
+
+def report(results: dict[tuple[str, int], dict[str, Any]], args: argparse.Namespace,
+           load_start: tuple[float, ...]) -> list[str]:
+    unit = {"ops": ("us", 1e6)}
+    lines = []
+    for threads in args.threads:
+        lines += ["", f"### {threads} thread{'s' if threads > 1 else ''}", "",
+                  "| case | amber wall | torch wall | wall ratio | amber CPU | torch CPU "
+                  "| CPU ratio | target | met (CPU) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+        for case in _case_names(args.cases):
+            r = results[(case, threads)]
+            base = case.split("-")[0]
+            name, scale = unit.get(base, ("ms", 1e3))
+            target = TARGETS[base]
+            for sub, a in r["samples"]["amber"].items():
+                t = r["samples"]["torch"][sub]
+                aw, tw, ac, tc = (_med(a, 0), _med(t, 0), _med(a, 1), _med(t, 1))
+                label = sub if base == "ops" else case
+                ok = "yes" if ac / tc <= target else "**no**"
+                lines.append(f"| {label} | {aw * scale:.2f} {name} | {tw * scale:.2f} {name} "
+                             f"| {aw / tw:.2f}x | {ac * scale:.2f} {name} "
+                             f"| {tc * scale:.2f} {name} | {ac / tc:.2f}x | <= {target}x | {ok} |")
+        checks = [_agreement(case, results[(case, threads)]["checks"])
+                  for case in _case_names(args.cases) if case != "ops"]
+        if checks:
+            lines += ["", "Same weights, same inputs: " + "; ".join(checks) + "."]
+    head = [
+        f"Command: `python bench/bench_eager.py {' '.join(args.argv)}`".replace("  ", " "),
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: nproc={os.cpu_count()}, CPU: {_cpu_model()}, Python "
+        f"{platform.python_version()}",
+        f"- load average at start {' '.join(f'{v:.2f}' for v in load_start)}, at end "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (the machine is shared: other "
+        f"processes take the cores, so wall times are inflated and noisy; the CPU-time "
+        f"columns are the comparison to read)",
+        f"- method: each (framework, threads) in its own process, {args.blocks} alternating "
+        f"blocks x {args.samples} samples of ~{args.budget}s (per-op: ~{args.budget / 10}s); "
+        f"medians; CPU = process CPU time per call, all threads",
+    ]
+    return head + lines
+
+
+def _agreement(case: str, checks: dict[str, Any]) -> str:
+    a, t = checks["amber"], checks["torch"]
+    if isinstance(a, float):
+        return f"{case} first loss {a:.6f} (amber) vs {t:.6f} (torch)"
+    diff = max(abs(x - y) for ra, rt in zip(a, t) for x, y in zip(ra, rt))
+    return f"{case} outputs differ by at most {diff:.1e} (first 4x4 values)"
+
+
+def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -72,337 +264,41 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def numpy_blas() -> str:
-    try:
-        cfg = np.show_config(mode="dicts")  # type: ignore[call-arg]
-        blas = cfg["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
-        return "unknown"
-
-
-def machine_lines(threads: int) -> list[str]:
-    return [
-        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
-        f"- Python {platform.python_version()}, NumPy {np.__version__} (BLAS: {numpy_blas()}), "
-        f"torch {torch.__version__}, amber {am.__version__}",
-        f"- threads: torch {threads} (torch.set_num_threads); NumPy's BLAS "
-        f"{os.environ.get('OPENBLAS_NUM_THREADS', f'default ({os.cpu_count()})')}; "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
-        f"- load average at start (other processes share these cores): "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}",
-    ]
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def per_call_us(fn: Callable[[], Any], number: int) -> tuple[float, float]:
-    """Mean wall time and mean process CPU time (all threads) of one ``fn()`` over
-    ``number`` back-to-back calls, in microseconds."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    for _ in range(number):
-        fn()
-    t1, c1 = time.perf_counter(), time.process_time()
-    return (t1 - t0) / number * 1e6, (c1 - c0) / number * 1e6
-
-
-Pair = tuple[float, float]  # (amber, torch)
-
-
-def calibrate(fn: Callable[[], Any], budget_s: float) -> int:
-    """Calls per sample so that one sample takes about ``budget_s`` seconds."""
-    fn()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= budget_s / 4 or n >= 1 << 20:
-            return max(1, int(n * budget_s / max(dt, 1e-9)))
-        n *= 4
-
-
-def interleaved(cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]], repeats: int,
-                budget_s: float) -> dict[str, tuple[Pair, Pair]]:
-    """Median per-call wall and CPU time (us) of each case's (amber, torch) pair; every
-    repeat runs all cases, alternating which framework goes first."""
-    numbers = {k: (calibrate(a, budget_s), calibrate(t, budget_s)) for k, (a, t) in cases.items()}
-    samples: dict[str, tuple[list[tuple[float, float]], ...]] = {
-        k: ([], []) for k in cases}
-    for r in range(repeats):
-        for k, (fa, ft) in cases.items():
-            na, nt = numbers[k]
-            if r % 2 == 0:
-                samples[k][0].append(per_call_us(fa, na))
-                samples[k][1].append(per_call_us(ft, nt))
-            else:
-                samples[k][1].append(per_call_us(ft, nt))
-                samples[k][0].append(per_call_us(fa, na))
-    med = statistics.median
-    return {k: ((med(w for w, _ in a), med(w for w, _ in t)),
-                (med(c for _, c in a), med(c for _, c in t)))
-            for k, (a, t) in samples.items()}
-
-
-# ----------------------------------------------------------------------------- per-op overhead
-
-
-def op_cases() -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
-    rng = np.random.default_rng(0)
-    cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
-    for n in (1, 16):
-        side = int(np.sqrt(n))
-        for grad in (False, True):
-            x_np = rng.standard_normal(n).astype(np.float32)
-            y_np = rng.standard_normal(n).astype(np.float32)
-            m_np = rng.standard_normal((side, side)).astype(np.float32)
-            ax, ay, am_ = (am.tensor(v, requires_grad=grad) for v in (x_np, y_np, m_np))
-            tx, ty, tm = (torch.tensor(v, requires_grad=grad) for v in (x_np, y_np, m_np))
-            tag = f"n={n}{', grad' if grad else ''}"
-            cases[f"add ({tag})"] = (lambda a=ax, b=ay: a + b, lambda a=tx, b=ty: a + b)
-            cases[f"mul ({tag})"] = (lambda a=ax, b=ay: a * b, lambda a=tx, b=ty: a * b)
-            cases[f"matmul {side}x{side} ({tag})"] = (lambda a=am_: a @ a, lambda a=tm: a @ a)
-            cases[f"relu ({tag})"] = (lambda a=ax: am.relu(a), lambda a=tx: torch.relu(a))
-            cases[f"sum ({tag})"] = (lambda a=ax: a.sum(), lambda a=tx: a.sum())
-        ax, ay = (am.tensor(rng.standard_normal(n).astype(np.float32), requires_grad=True)
-                  for _ in range(2))
-        tx, ty = (torch.tensor(a.numpy().copy(), requires_grad=True) for a in (ax, ay))
-
-        def a_bwd(a: am.Tensor = ax, b: am.Tensor = ay) -> None:
-            a.grad = b.grad = None
-            (a * b).sum().backward()
-
-        def t_bwd(a: torch.Tensor = tx, b: torch.Tensor = ty) -> None:
-            a.grad = b.grad = None
-            (a * b).sum().backward()
-
-        cases[f"mul+sum+backward (n={n})"] = (a_bwd, t_bwd)
-    return cases
-
-
-# ops executed per case call (for the per-op figure of the backward case:
-# 2 forward ops + their 2 backward rules)
-_OPS_PER_CALL = {"mul+sum+backward": 4}
-
-
-def run_ops(repeats: int, budget_s: float) -> list[str]:
-    res = interleaved(op_cases(), repeats, budget_s)
-    lines = [
-        "Medians of wall time per call; CPU columns: process CPU time per call (not "
-        "inflated by other processes taking the cores).",
-        "",
-        "| case | amber (us) | torch (us) | amber/torch | amber per op (us) | <= 10 us "
-        "| amber CPU (us) | torch CPU (us) |",
-        "|---|---:|---:|---:|---:|:---:|---:|---:|",
-    ]
-    worst = 0.0
-    for k, ((a, t), (ac, tc)) in res.items():
-        per_op = a / _OPS_PER_CALL.get(k.split(" (")[0], 1)
-        worst = max(worst, per_op)
-        ok = "yes" if per_op <= TARGET_OP_US else "**no**"
-        lines.append(f"| {k} | {a:.2f} | {t:.2f} | {a / t:.2f}x | {per_op:.2f} | {ok} "
-                     f"| {ac:.2f} | {tc:.2f} |")
-    lines.append("")
-    lines.append(f"Worst amber per-op overhead: {worst:.2f} us (target <= {TARGET_OP_US:g} us).")
-    return lines
-
-
-# ----------------------------------------------------------------------------- MLP step
-
-SIZES = (784, 512, 512, 10)
-BATCH = 64
-
-
-def init_weights(seed: int = 0) -> list[np.ndarray]:
-    """PyTorch's Linear initialisation, drawn with NumPy: [w1, b1, w2, b2, w3, b3]."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for fan_in, fan_out in itertools.pairwise(SIZES):
-        bound = 1.0 / np.sqrt(fan_in)
-        out.append(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
-        out.append(rng.uniform(-bound, bound, (fan_out,)).astype(np.float32))
-    return out
-
-
-def _have_amber_nn() -> bool:
-    nn = getattr(am, "nn", None)
-    optim = getattr(am, "optim", None)
-    return all(hasattr(nn, n) for n in ("Linear", "Sequential", "ReLU", "functional")) and \
-        all(hasattr(optim, n) for n in ("SGD", "Adam"))
-
-
-def amber_step(weights: list[np.ndarray], lr: float, optim: str,
-               use_nn: bool) -> tuple[Callable[[am.Tensor, am.Tensor], float], list[am.Tensor]]:
-    if use_nn:
-        model = am.nn.Sequential(am.nn.Linear(784, 512), am.nn.ReLU(), am.nn.Linear(512, 512),
-                                 am.nn.ReLU(), am.nn.Linear(512, 10))
-        params = list(model.parameters())
-        with am.no_grad():
-            for p, w in zip(params, weights):
-                p.copy_(am.tensor(w))
-        opt = (am.optim.SGD(params, lr=lr) if optim == "sgd"
-               else am.optim.Adam(params, lr=lr))
-        ce = am.nn.functional.cross_entropy
-
-        def step(x: am.Tensor, y: am.Tensor) -> float:
-            opt.zero_grad()
-            loss = ce(model(x), y)
-            loss.backward()
-            opt.step()
-            return float(loss.item())
-
-        return step, params
-
-    if optim != "sgd":
-        raise SystemExit("--optim adam needs am.optim")
-    params = [am.tensor(w, requires_grad=True) for w in weights]
-
-    def step_raw(x: am.Tensor, y: am.Tensor) -> float:
-        w1, b1, w2, b2, w3, b3 = params
-        h = am.relu(x @ w1.T + b1)
-        h = am.relu(h @ w2.T + b2)
-        logits = h @ w3.T + b3
-        loss = -am.log_softmax(logits, 1)[am.arange(BATCH), y].mean()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        with am.no_grad():
-            for p in params:
-                p.sub_(p.grad * lr)
-        return float(loss.item())
-
-    return step_raw, params
-
-
-def torch_step(weights: list[np.ndarray], lr: float, optim: str,
-               use_nn: bool) -> tuple[Callable[[torch.Tensor, torch.Tensor], float], list[Any]]:
-    nn = torch.nn
-    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                          nn.Linear(512, 10))
-    params = list(model.parameters())
-    with torch.no_grad():
-        for p, w in zip(params, weights):
-            p.copy_(torch.from_numpy(w))
-    if use_nn:
-        opt = (torch.optim.SGD(params, lr=lr) if optim == "sgd"
-               else torch.optim.Adam(params, lr=lr))
-
-        def step(x: torch.Tensor, y: torch.Tensor) -> float:
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return float(loss.item())
-
-        return step, params
-
-    def step_raw(x: torch.Tensor, y: torch.Tensor) -> float:
-        for p in params:
-            p.grad = None
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.sub_(p.grad * lr)
-        return float(loss.item())
-
-    return step_raw, params
-
-
-def run_mlp(repeats: int, optim: str, steps_per_sample: int, pause_s: float) -> list[str]:
-    use_nn = _have_amber_nn()
-    weights = init_weights()
-    rng = np.random.default_rng(1)
-    x_np = rng.standard_normal((BATCH, 784)).astype(np.float32)
-    y_np = rng.integers(0, 10, BATCH).astype(np.int64)
-    lr = 0.01 if optim == "sgd" else 1e-3
-    a_step, a_params = amber_step(weights, lr, optim, use_nn)
-    t_step, t_params = torch_step(weights, lr, optim, use_nn)
-    ax, ay = am.tensor(x_np), am.tensor(y_np)
-    tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
-
-    # Same weights, same data: the first losses and updated weights must agree.
-    la, lt = a_step(ax, ay), t_step(tx, ty)
-    max_diff = max(float(np.max(np.abs(p.numpy() - q.detach().numpy())))
-                   for p, q in zip(a_params, t_params))
-    if abs(la - lt) > 1e-4 or max_diff > 1e-4:
-        raise SystemExit(f"MLP mismatch: loss {la} vs {lt}, max weight diff {max_diff}")
-
-    for _ in range(3):  # warm-up
-        a_step(ax, ay)
-        t_step(tx, ty)
-    samples_a: list[tuple[float, float]] = []
-    samples_t: list[tuple[float, float]] = []
-    for r in range(repeats):
-        runs = [(lambda: a_step(ax, ay), samples_a), (lambda: t_step(tx, ty), samples_t)]
-        if r % 2:
-            runs.reverse()
-        for fn, out in runs:
-            # Let the other framework's worker threads (OpenBLAS / OpenMP spin-waiting)
-            # go idle first: on few cores they would otherwise steal this one's CPU time.
-            time.sleep(pause_s)
-            fn()
-            w, c = per_call_us(fn, steps_per_sample)
-            out.append((w / 1e3, c / 1e3))
-    med = statistics.median
-    a_ms, t_ms = med(w for w, _ in samples_a), med(w for w, _ in samples_t)
-    a_min, t_min = min(w for w, _ in samples_a), min(w for w, _ in samples_t)
-    a_cpu, t_cpu = med(c for _, c in samples_a), med(c for _, c in samples_t)
-    ratio = a_ms / t_ms
-    ok = "yes" if ratio <= TARGET_MLP_RATIO else "**no**"
-    how = ("am.nn.Sequential/Linear/ReLU, am.nn.functional.cross_entropy, "
-           f"am.optim.{'SGD' if optim == 'sgd' else 'Adam'} (torch: the same modules)"
-           if use_nn else
-           "raw amber ops (x @ w.T + b, am.relu, log_softmax + gather, p.sub_(lr * grad) "
-           "under am.no_grad); torch: nn.Linear + F.cross_entropy + the same manual update")
-    return [
-        f"- model: {'-'.join(map(str, SIZES))} MLP, batch {BATCH}, float32, "
-        f"{optim.upper()} lr={lr}; written with {how}",
-        f"- first-step agreement: loss {la:.6f} (amber) vs {lt:.6f} (torch), "
-        f"max |weight difference| after one step {max_diff:.2e}",
-        "",
-        "| framework | median step (ms) | fastest sample (ms) | median CPU time (ms) |",
-        "|---|---:|---:|---:|",
-        f"| amber | {a_ms:.3f} | {a_min:.3f} | {a_cpu:.3f} |",
-        f"| torch | {t_ms:.3f} | {t_min:.3f} | {t_cpu:.3f} |",
-        "",
-        f"Ratio amber/torch: **{ratio:.2f}x** of the median wall times (target <= "
-        f"{TARGET_MLP_RATIO:g}x: {ok}); {a_min / t_min:.2f}x of the fastest samples; "
-        f"{a_cpu / t_cpu:.2f}x of the CPU times (all threads, spin-waiting included).",
-    ]
-
-
-# ----------------------------------------------------------------------------- main
-
-
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("which", nargs="?", choices=("all", "ops", "mlp"), default="all")
-    ap.add_argument("--repeats", type=int, default=21, help="samples per case (median)")
-    ap.add_argument("--budget", type=float, default=0.02,
-                    help="seconds per per-op sample (sets the calls per sample)")
-    ap.add_argument("--steps", type=int, default=5, help="MLP steps per sample")
-    ap.add_argument("--pause", type=float, default=0.3,
-                    help="seconds of idle time before each MLP sample (lets the other "
-                         "framework's spinning worker threads sleep)")
-    ap.add_argument("--optim", choices=("sgd", "adam"), default="sgd")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                    help="torch intra-op threads and NumPy BLAS threads (default: nproc)")
+    ap.add_argument("cases", nargs="*", help=f"any of {', '.join(CASES)} (default: all)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--blocks", type=int, default=4, help="alternating process blocks")
+    ap.add_argument("--samples", type=int, default=5, help="samples per process and case")
+    ap.add_argument("--budget", type=float, default=0.3, help="seconds per sample")
+    ap.add_argument("--append", type=Path, help="append the Markdown section to this file")
+    ap.add_argument("--worker", choices=("amber", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cmd = "python bench/bench_eager.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = ["Command: `" + cmd.strip() + "`", ""] + machine_lines(torch.get_num_threads())
-    if args.which in ("all", "ops"):
-        out += ["", "### Per-op overhead on tiny tensors", ""]
-        out += run_ops(args.repeats, args.budget)
-    if args.which in ("all", "mlp"):
-        out += ["", "### MLP training step", ""]
-        out += run_mlp(args.repeats, args.optim, args.steps, args.pause)
-    out.append(f"- load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print("\n".join(out))
+    if args.worker:
+        args.threads = int(args.threads)
+        worker(args)
+        return
+    args.argv = argv
+    args.cases = list(args.cases) or list(CASES)
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        ap.error(f"unknown cases {sorted(unknown)}; choose from {', '.join(CASES)}")
+    args.threads = [int(t) for t in str(args.threads).split(",")]
+    load_start = os.getloadavg()
+    results = {}
+    for threads in args.threads:
+        for case in _case_names(args.cases):
+            results[(case, threads)] = measure(case, threads, args)
+            print(f"# done: {case}, {threads} thread(s)", file=sys.stderr)
+    lines = ["## Eager benchmark: amber vs PyTorch, 1 and 2 threads (bench_eager.py)", "",
+             *report(results, args, load_start)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.append:
+        with open(args.append, "a") as f:
+            f.write("\n" + text)
 
 
 if __name__ == "__main__":

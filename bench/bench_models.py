@@ -185,7 +185,7 @@ def _as_numpy(out: Any) -> np.ndarray:
     if isinstance(out, (list, tuple)):
         out = out[0]
     if hasattr(out, "numpy"):
-        out = out.numpy()
+        out = out.detach().numpy() if hasattr(out, "detach") else out.numpy()
     return np.asarray(out)
 
 

@@ -3,8 +3,9 @@ examples/data/digits.npz and report its held-out accuracy.
 
     python examples/train_digits.py [--epochs N] [--out PATH] [--seed S]
 
-The last line printed is ``test accuracy: 0.9xxx``. With ``--out`` the trained weights
-are written to PATH (the model's ``state_dict`` as an .npz archive)."""
+The last line printed is ``test accuracy: 0.9xxx``. With ``--out`` the trained model is
+exported to PATH as one .amber file (entry points ``forward`` and ``predict``, for any
+batch size, with its test vectors)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ label says whether its words sum to a positive number.
 
 The script trains with ``am.optim.Adam`` (the loss must fall) and exports ``forward``
 (weights in the file) and ``train_step`` (parameters in, ``(loss, parameters after one
-SGD step)`` out) with symbolic node and tree counts; the file also stores test vectors on
-real trees. It checks that the recursion is a ``call`` (traced once, not unrolled), that
+SGD step)`` out) with symbolic node and tree counts, proven on real trees
+(``am.export(..., examples=[...], random_vectors=False)``), which the file keeps as its
+test vectors. It checks that the recursion is a ``call`` (traced once, not unrolled), that
 eager, reference interpreter and native runtime agree on a forest of other sizes, and
 that three ``train_step`` calls chained in C follow eager training. It prints a summary
 and exits with status 1 on a mismatch.
@@ -40,7 +41,6 @@ import amber.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from example_support import (
     MismatchError,
-    add_test_vector,
     assert_close,
     flat,
     open_native,
@@ -184,23 +184,20 @@ def train(model: TreeRNN, steps: int, seed: int, trees: int = 16) -> list[float]
     return losses
 
 
-def export(model: TreeRNN, path: Path, forest: Forest) -> am.Program:
+def export(model: TreeRNN, path: Path, forests: Sequence[Forest]) -> am.Program:
     """Export ``forward`` (weights in the file) and ``train_step`` (parameters as inputs)
-    with symbolic node count ``n`` and tree count ``r``, add test vectors on ``forest``
-    and save to ``path``. (The export proof feeds random inputs; child indices drawn from
-    [-1, 0) make every node a leaf, so the real trees come from the added vectors.)"""
-    sizes = {"n": (3, 4), "r": (1, 2)}
-    child = am.spec("n", dtype=am.int64, low=-1, high=0)
-    specs = (am.spec("r", dtype=am.int64, low=0, high=3), child, child,
-             am.spec("n", dtype=am.int64, low=0, high=VOCAB))
-    program = am.export(model, *specs, sizes=sizes)
-    pspecs = {k: am.spec(*v.shape) for k, v in model.params().items()}
-    program.add(train_step, pspecs, *specs, am.spec("r"), name="train_step", sizes=sizes)
-    add_test_vector(program, "forward", forest.arrays(),
-                    flat(model(*[am.tensor(a) for a in forest.arrays()])))
+    with symbolic node count ``n`` and tree count ``r``, proven on real ``forests`` (the
+    export's ``examples``, which become the file's test vectors; random child indices
+    would not form trees), and save to ``path``."""
+    specs = (am.spec("r", dtype=am.int64), am.spec("n", dtype=am.int64),
+             am.spec("n", dtype=am.int64), am.spec("n", dtype=am.int64))
+    program = am.export(model, *specs, examples=[f.arrays() for f in forests],
+                        random_vectors=False)
     params = {k: v.detach() for k, v in model.params().items()}
-    add_test_vector(program, "train_step", [*flat(params), *forest.arrays(), forest.labels],
-                    flat(train_step(params, *forest.tensors())))
+    pspecs = {k: am.spec(*v.shape) for k, v in params.items()}
+    program.add(train_step, pspecs, *specs, am.spec("r"), name="train_step",
+                examples=[(params, *f.arrays(), f.labels) for f in forests],
+                random_vectors=False)
     program.save(path)
     return program
 
@@ -275,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = args.out or Path(tmp)
             out.mkdir(parents=True, exist_ok=True)
             path = out / "tree_rnn.amber"
-            program = export(model, path, make_forest(np.random.default_rng(args.seed + 2), 4))
+            rng = np.random.default_rng(args.seed + 2)
+            program = export(model, path, [make_forest(rng, 4), make_forest(rng, 2)])
             if not recursion_is_a_call(program):
                 raise MismatchError("encode was not captured as one recursive function")
             print(f"exported {path.name}: entries {', '.join(program.entries)}, "

@@ -104,6 +104,7 @@ static void try_open(const void *buf, size_t size, uint32_t flags) {
     opts.max_call_depth = 32;
     opts.max_loop_iterations = 256;
     opts.max_run_iterations = 4096;
+    opts.max_run_calls = 4096;
     amber_model *model = NULL;
     if (amber_model_open_memory(buf, size, &opts, &model) == AMBER_OK) {
         introspect(model);

@@ -35,7 +35,8 @@ extern "C" {
 
 typedef enum amber_status {
     AMBER_OK = 0,
-    AMBER_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, bad enum value, wrong count */
+    AMBER_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a wrong count, unaligned input data,
+                                       a failed model */
     AMBER_ERR_NO_MEMORY = 2,        /* malloc failed */
     AMBER_ERR_LIMIT = 3,            /* a configured limit (memory, depth, ...) was hit */
     AMBER_ERR_IO = 4,               /* open/read/write/mmap failed */
@@ -43,7 +44,8 @@ typedef enum amber_status {
     AMBER_ERR_VERSION = 6,          /* file needs a newer runtime */
     AMBER_ERR_INTEGRITY = 7,        /* a SHA-256 did not match */
     AMBER_ERR_NOT_FOUND = 8,        /* no such entry point, op or name */
-    AMBER_ERR_DTYPE = 9,            /* an operand has a dtype the op does not accept */
+    AMBER_ERR_DTYPE = 9,            /* an operand has a dtype the op does not accept, or a
+                                       tensor's dtype is no amber_dtype value */
     AMBER_ERR_SHAPE = 10,           /* shapes or attributes are inconsistent */
     AMBER_ERR_OUT_OF_RANGE = 11,    /* an index value is outside its dimension */
     AMBER_ERR_INTERNAL = 12,        /* a bug in amber: please report it */
@@ -106,7 +108,8 @@ typedef struct amber_options {
     uint32_t struct_size;         /* sizeof(amber_options) */
     uint32_t flags;               /* AMBER_OPEN_* bits */
     uint64_t max_header_bytes;    /* largest JSON header accepted (default 64 MiB) */
-    uint64_t memory_limit;        /* bytes a session's arena may hold (16 GiB); 0 = none */
+    uint64_t memory_limit;        /* bytes each of a session's two arenas may hold
+                                     (2 GiB); 0 = none */
     int32_t threads;              /* threads per session for large kernels (matmul,
                                      conv); 0 = one per core, 1 = the calling thread only */
     int32_t max_call_depth;       /* nesting of function calls (default 256, at most 1000) */
@@ -114,6 +117,8 @@ typedef struct amber_options {
                                      (1000000; 0 = none) */
     int64_t max_run_iterations;   /* loop iterations of one run, all loops together,
                                      nested ones multiplying (100000000; 0 = none) */
+    int64_t max_run_calls;        /* function executions of one run by call and cond
+                                     nodes, all depths together (1000000; 0 = none) */
 } amber_options;
 
 /* Fills *opts with the defaults. */
@@ -132,7 +137,8 @@ typedef struct amber_model amber_model;
 AMBER_API amber_status amber_model_open_file(const char *path, const amber_options *opts,
                                              amber_model **out);
 /* Same, from bytes in memory. The buffer is used in place: it must stay valid and
- * unchanged until amber_model_close, and be aligned to 8 bytes (64 recommended). */
+ * unchanged until amber_model_close, and be aligned to 8 bytes (64 recommended). A NULL
+ * data pointer is AMBER_ERR_INVALID_ARGUMENT, whatever the size. */
 AMBER_API amber_status amber_model_open_memory(const void *data, size_t size,
                                                const amber_options *opts, amber_model **out);
 /* Releases the model and unmaps its file. NULL is allowed. Sessions must be gone. */
@@ -194,15 +200,21 @@ typedef struct amber_session amber_session;
 /* Creates a session (*out is NULL on failure) with its intra-op threads (options.threads
  * of the model). The model must outlive the session. */
 AMBER_API amber_status amber_session_create(const amber_model *model, amber_session **out);
+/* Frees a session and its threads. NULL is allowed (does nothing). */
 AMBER_API void amber_session_free(amber_session *session);
-/* Message of the session's last failure ("" after a success). */
+/* Message of the session's last failure ("" after a success; "session is NULL" for NULL).
+ * The string belongs to the session: it stays valid and unchanged until the next
+ * amber_session_run, amber_session_verify or amber_session_free on that session. Names
+ * from the file appear in it with control characters escaped (\xNN). */
 AMBER_API const char *amber_session_error(const amber_session *session);
 
 /* Runs an entry point. inputs[i] is the entry's i-th input (dtype and shape must match
- * its signature; symbolic dims take the given sizes); the caller's data is read in place.
+ * its signature; symbolic dims take the given sizes); the caller's data is read in place
+ * and must be aligned to its element size (else AMBER_ERR_INVALID_ARGUMENT: copy it).
  * outputs[0..n_outputs) receive descriptors of the results: their data is owned by the
- * session (or is an input's or the model's memory) and stays valid until the next run or
- * amber_session_free. Treat it as read-only. */
+ * session (or is an input's or the model's memory) and stays valid until the next run
+ * (amber_session_run or amber_session_verify) or amber_session_free. Treat it as
+ * read-only. After a failed run every outputs[i] is zeroed (rank 0, data NULL). */
 AMBER_API amber_status amber_session_run(amber_session *session, const char *entry,
                                          const amber_tensor *inputs, size_t n_inputs,
                                          amber_tensor *outputs, size_t n_outputs);
@@ -231,9 +243,52 @@ AMBER_API amber_status amber_session_get_stats(const amber_session *session,
 
 /* Runs the file's test vectors. *n_vectors and *n_failed (either may be NULL) receive the
  * counts; the status is AMBER_ERR_MISMATCH if a vector failed (the session error names
- * the first failure and its largest error) or the status of a run that failed. */
+ * the first failure and its largest error) or the status of a run that failed. Each
+ * vector is a run of the session: outputs of an earlier amber_session_run are invalid
+ * afterwards. */
 AMBER_API amber_status amber_session_verify(amber_session *session, size_t *n_vectors,
                                             size_t *n_failed);
+
+/* ------------------------------------------------------------------ single kernels */
+
+/* One primitive at a time on caller memory, outside any model: the kernels sessions run,
+ * for eager front ends (so eager and exported results are the same bits). A context
+ * holds intra-op threads, scratch memory and the last error; use it from one thread at a
+ * time. A prepared kernel (an op with decoded attributes) is immutable and may be used
+ * with any context. */
+typedef struct amber_kernel_context amber_kernel_context;
+typedef struct amber_kernel amber_kernel;
+
+/* threads: for large kernels (matmul, conv); 0 = one per core, 1 = the calling thread. */
+AMBER_API amber_status amber_kernel_context_create(int32_t threads,
+                                                   amber_kernel_context **out);
+AMBER_API void amber_kernel_context_free(amber_kernel_context *ctx);
+/* Message of the context's last failure. */
+AMBER_API const char *amber_kernel_context_error(const amber_kernel_context *ctx);
+/* Threads the context uses (0 came out as the number of cores). */
+AMBER_API int32_t amber_kernel_context_threads(const amber_kernel_context *ctx);
+/* Prepares primitive `op` (an amber_op_name) with its attributes as a JSON object, as a
+ * node of a .amber file holds them (NULL or "" for none). */
+AMBER_API amber_status amber_kernel_prepare(amber_kernel_context *ctx, const char *op,
+                                            const char *attrs_json, amber_kernel **out);
+AMBER_API void amber_kernel_free(amber_kernel *kernel);
+/* Runs a prepared kernel on inputs[0..n_inputs). With output->data NULL, only fills in
+ * the result's dtype, rank and shape. Otherwise output must describe exactly that result
+ * (AMBER_ERR_SHAPE if not) and its data is where the result is written; it must not
+ * overlap an input. */
+AMBER_API amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *kernel,
+                                        const amber_tensor *inputs, size_t n_inputs,
+                                        amber_tensor *output);
+/* The same with inputs laid out by strides: strides[i] is NULL (row-major) or input i's
+ * stride per dim in elements (>= 0; 0 repeats). Float matmul and the elementwise ops
+ * (unary, binary, comparisons, where, cast) take strided inputs, with the same bits as
+ * on row-major copies; other ops fail with AMBER_ERR_INVALID_ARGUMENT. strides NULL is
+ * amber_kernel_run. */
+AMBER_API amber_status amber_kernel_run_strided(amber_kernel_context *ctx,
+                                                const amber_kernel *kernel,
+                                                const amber_tensor *inputs,
+                                                const int64_t *const *strides,
+                                                size_t n_inputs, amber_tensor *output);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,14 @@ typedef struct am_error {
 } am_error;
 
 /* Records status + formatted message in err (if non-NULL) and returns status. */
+/* The message is stored escaped (am_escape): names from a file cannot put control
+ * characters into it. */
 amber_status am_fail(am_error *err, amber_status status, const char *fmt, ...) AM_PRINTF(3, 4);
+/* s[0..len) made safe to print into out[0..cap) (always NUL-terminated; cap >= 4):
+ * backslash and every control, format or line-separator character (C0, DEL, C1, invalid
+ * UTF-8 bytes as \xNN; U+061C, U+200B-U+200F, U+2028-U+202E, U+2060-U+206F, U+FEFF as
+ * \uNNNN) become escapes; what does not fit ends in "...". Returns the length written. */
+size_t am_escape(const char *s, size_t len, char *out, size_t cap);
 void am_error_clear(am_error *err);
 
 /* *dst = *src for the fields in use: dims past the rank are left as they were. NOTE: an

@@ -250,6 +250,12 @@ static int cmp_keys(const void *a, const void *b) {
     return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
+/* Objects with at least this many members keep their members sorted by key, so that a
+ * lookup is a binary search (a header may hold objects of millions of members). */
+#define SORTED_MIN 8
+
+/* Sorts the members of obj by key: rejects a duplicate key, and keeps the order of a
+ * large object for am_json_get. */
 static amber_status check_duplicates(parser *p, uint32_t obj) {
     am_json_doc *d = p->doc;
     uint32_t cnt = d->nodes[obj].count;
@@ -264,6 +270,22 @@ static amber_status check_duplicates(parser *p, uint32_t obj) {
         if (cmp_keys(&v[i - 1], &v[i]) == 0) {
             st = am_fail(p->err, AMBER_ERR_FORMAT, "invalid JSON: duplicate key \"%.100s\"", v[i]->key);
             break;
+        }
+    }
+    if (st == AMBER_OK && k >= SORTED_MIN) {
+        if (d->n_sorted + k > d->cap_sorted) {
+            size_t cap = d->cap_sorted ? d->cap_sorted : 256;
+            while (cap < d->n_sorted + k) cap *= 2;
+            uint32_t *ns = cap <= SIZE_MAX / sizeof *ns && cap < UINT32_MAX
+                               ? (uint32_t *)realloc(d->sorted, cap * sizeof *ns) : NULL;
+            if (!ns) st = am_fail(p->err, AMBER_ERR_NO_MEMORY, "out of memory parsing JSON");
+            else d->sorted = ns, d->cap_sorted = cap;
+        }
+        if (st == AMBER_OK) {
+            /* node indices: the pointers are into d->nodes, which no longer moves here */
+            for (size_t i = 0; i < k; i++) d->sorted[d->n_sorted + i] = (uint32_t)(v[i] - d->nodes);
+            d->nodes[obj].sorted = (uint32_t)d->n_sorted + 1;
+            d->n_sorted += k;
         }
     }
     free(v);
@@ -402,12 +424,28 @@ amber_status am_json_parse(const char *text, size_t len, const am_json_limits *l
 void am_json_free(am_json_doc *doc) {
     free(doc->nodes);
     free(doc->strings);
+    free(doc->sorted);
     memset(doc, 0, sizeof *doc);
 }
 
 const am_json *am_json_get(const am_json_doc *d, const am_json *obj, const char *key) {
     if (!obj || obj->type != AM_JSON_OBJECT) return NULL;
     size_t kl = strlen(key);
+    if (obj->sorted) {
+        const uint32_t *v = d->sorted + (obj->sorted - 1);
+        size_t lo = 0, hi = obj->count;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const am_json *c = &d->nodes[v[mid]];
+            size_t m = c->key_len < kl ? c->key_len : kl;
+            int r = memcmp(c->key, key, m);
+            if (!r) r = (c->key_len > kl) - (c->key_len < kl);
+            if (!r) return c;
+            if (r < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        return NULL;
+    }
     for (const am_json *c = am_json_first(d, obj); c; c = am_json_next(d, c))
         if (c->key_len == kl && memcmp(c->key, key, kl) == 0) return c;
     return NULL;

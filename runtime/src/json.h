@@ -30,6 +30,8 @@ typedef struct am_json {
     double num;          /* every number */
     int64_t i;           /* exact value when is_int */
     bool is_int;         /* integer literal (no fraction/exponent); always fits int64 */
+    uint32_t sorted;     /* object of SORTED_MIN or more members: its members' node indices
+                            sorted by key start at doc->sorted[sorted - 1]; 0 = none */
 } am_json;
 
 typedef struct am_json_doc {
@@ -37,6 +39,8 @@ typedef struct am_json_doc {
     size_t n;
     size_t cap;
     char *strings;
+    uint32_t *sorted;    /* per large object, its members sorted by key (am_json.sorted) */
+    size_t n_sorted, cap_sorted;
 } am_json_doc;
 
 typedef struct am_json_limits {
@@ -59,7 +63,7 @@ static inline const am_json *am_json_next(const am_json_doc *d, const am_json *n
 }
 /* True if data[0..n) is well-formed UTF-8 (else *bad = offset of the first bad byte). */
 bool am_utf8_valid(const void *data, size_t n, size_t *bad);
-/* Member `key` of object obj, or NULL. */
+/* Member `key` of object obj, or NULL (binary search in large objects). */
 const am_json *am_json_get(const am_json_doc *d, const am_json *obj, const char *key);
 /* Element i of array arr, or NULL (linear time). */
 const am_json *am_json_at(const am_json_doc *d, const am_json *arr, size_t i);

@@ -29,9 +29,8 @@ static inline double sigmoid_(double x) {
     double e = exp(-fabs(x));
     return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
-static inline float erff_(float x) { return (float)erf((double)x); }
 
-/* ---------------------------------------------------------------- float32 exp, sigmoid, tanh */
+/* ---------------------------------------------------------------- float32 exp, sigmoid, tanh, erf */
 
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
@@ -55,6 +54,7 @@ static inline float erff_(float x) { return (float)erf((double)x); }
 TRANSCENDENTAL(exp)
 TRANSCENDENTAL(sigmoid)
 TRANSCENDENTAL(tanh)
+TRANSCENDENTAL(erf)
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))
 
 /* ---------------------------------------------------------------- loop templates */
@@ -140,7 +140,6 @@ UNARY(sin_f32, float, float, sinf(a))
 UNARY(sin_f64, double, double, sin(a))
 UNARY(cos_f32, float, float, cosf(a))
 UNARY(cos_f64, double, double, cos(a))
-UNARY(erf_f32, float, float, erff_(a))
 UNARY(erf_f64, double, double, erf(a))
 UNARY(not_b, b8, b8, !a)
 

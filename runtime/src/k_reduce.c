@@ -30,14 +30,41 @@ typedef int64_t i64;
         }                                                                      \
     }
 
-#define ADDF(acc, v) ((acc) + (v))
 #define ADD32(acc, v) ((i32)((uint32_t)(acc) + (uint32_t)(v)))
 #define ADD64(acc, v) ((i64)((uint64_t)(acc) + (uint64_t)(v)))
 #define MAXV(acc, v) (((acc) >= (v) || AM_ISNAN(acc)) ? (acc) : (v))
 #define MINV(acc, v) (((acc) <= (v) || AM_ISNAN(acc)) ? (acc) : (v))
 
-REDUCE_ROW(sum_f32, double, float, ADDF)
-REDUCE_ROW(sum_f64, double, double, ADDF)
+/* Float sums: a contiguous row into one accumulator takes eight partial sums (element i
+ * into partial i % 8, added pairwise at the end), so the adds do not wait on each other
+ * and vectorise. The order depends only on the row's length, as every order here does. */
+#define SUM_ROW(NAME, TI)                                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
+        (void)ud;                                                              \
+        if (s[0] == 0 && s[1] == (int64_t)sizeof(TI) && n >= 16) {             \
+            const TI *x = (const TI *)(const void *)p[1];                      \
+            double part[8] = {0};                                              \
+            int64_t i = 0;                                                     \
+            for (; i + 8 <= n; i += 8)                                         \
+                for (int j = 0; j < 8; j++) part[j] += (double)x[i + j];       \
+            for (; i < n; i++) part[i % 8] += (double)x[i];                    \
+            double sum = ((part[0] + part[1]) + (part[2] + part[3])) +         \
+                         ((part[4] + part[5]) + (part[6] + part[7]));          \
+            *(double *)(void *)p[0] += sum;                                    \
+            return;                                                            \
+        }                                                                      \
+        if (s[0] == 0) {                                                       \
+            double acc = *(double *)(void *)p[0];                              \
+            for (int64_t i = 0; i < n; i++) acc += (double)*(const TI *)(p[1] + i * s[1]); \
+            *(double *)(void *)p[0] = acc;                                     \
+        } else {                                                               \
+            for (int64_t i = 0; i < n; i++)                                    \
+                *(double *)(void *)(p[0] + i * s[0]) += (double)*(const TI *)(p[1] + i * s[1]); \
+        }                                                                      \
+    }
+
+SUM_ROW(sum_f32, float)
+SUM_ROW(sum_f64, double)
 REDUCE_ROW(sum_i32, i32, i32, ADD32)
 REDUCE_ROW(sum_i64, i64, i64, ADD64)
 REDUCE_ROW(max_f32, float, float, MAXV)

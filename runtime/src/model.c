@@ -22,10 +22,11 @@ amber_status amber_options_init(amber_options *o) {
     memset(o, 0, sizeof *o);
     o->struct_size = (uint32_t)sizeof *o;
     o->max_header_bytes = DEFAULT_MAX_HEADER;
-    o->memory_limit = (uint64_t)1 << 34; /* the reference interpreter's default */
+    o->memory_limit = (uint64_t)1 << 31; /* the reference interpreter's default */
     o->max_call_depth = 256;
     o->max_loop_iterations = 1000000;
     o->max_run_iterations = 100000000;
+    o->max_run_calls = 1000000;
     return AMBER_OK;
 }
 
@@ -298,10 +299,39 @@ static amber_status lookup_tensor(const void *model, const char *name, amber_ten
     return amber_model_find_tensor((const amber_model *)model, name, view);
 }
 
+/* A test vector's input binds symbols to its sizes. The file's length bounds them,
+ * except where the input has no bytes (a [2^40, 0] input): then its sizes, each zero
+ * counted as 1, times its item size, must fit in memory_limit (the Python reader checks
+ * the same with its default). */
+static amber_status check_vector_sizes(amber_model *m) {
+    const am_program *p = &m->prog;
+    uint64_t limit = m->opts.memory_limit;
+    for (uint32_t i = 0; limit && i < p->n_vectors; i++) {
+        const am_entry *e = &p->entries[p->vectors[i].entry];
+        for (uint32_t k = 0; k < e->n_inputs; k++) {
+            const amber_tensor *t = &p->vectors[i].inputs[k];
+            uint64_t n = amber_dtype_size(t->dtype);
+            bool over = false, empty = false;
+            for (int d = 0; d < t->rank; d++) empty |= t->shape[d] == 0;
+            for (int d = 0; empty && d < t->rank && !over; d++) {
+                uint64_t size = t->shape[d] > 0 ? (uint64_t)t->shape[d] : 1;
+                over = __builtin_mul_overflow(n, size, &n) || n > limit;
+            }
+            if (over)
+                return FAIL(AMBER_ERR_LIMIT, "test_vectors[%u]: input \"%.100s\" binds sizes "
+                            "beyond the memory limit of %llu bytes (it is empty; its sizes, "
+                            "zeros counted as 1, times its item size)", i, e->inputs[k].name,
+                            (unsigned long long)limit);
+        }
+    }
+    return AMBER_OK;
+}
+
 static amber_status finish_open(amber_model *m) {
     amber_status st = validate(m);
     if (st == AMBER_OK) st = am_program_load(&m->prog, &m->doc, m, lookup_tensor,
                                                 !(m->opts.flags & AMBER_OPEN_NO_FUSION), &m->err);
+    if (st == AMBER_OK) st = check_vector_sizes(m);
     if (st != AMBER_OK) {
         m->failed = true;
         m->err.status = st;
@@ -315,7 +345,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
     amber_status st = new_model(opts, out);
     if (st != AMBER_OK) return st;
     amber_model *m = *out;
-    if (!data && size) {
+    if (!data) { /* also for size 0: a NULL buffer is a caller's mistake, not a file */
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "data is NULL");
     }
@@ -323,7 +353,7 @@ amber_status amber_model_open_memory(const void *data, size_t size, const amber_
         m->failed = true;
         return FAIL(AMBER_ERR_INVALID_ARGUMENT, "buffer must be aligned to 8 bytes");
     }
-    m->base = data ? (const uint8_t *)data : (const uint8_t *)"";
+    m->base = (const uint8_t *)data;
     m->size = size;
     return finish_open(m);
 }
@@ -452,9 +482,8 @@ amber_status amber_model_entry_name(const amber_model *m, size_t index, const ch
 }
 
 const am_entry *am_model_entry(const amber_model *m, const char *name) {
-    for (uint32_t i = 0; name && i < m->prog.n_entries; i++)
-        if (!strcmp(m->prog.entries[i].name, name)) return &m->prog.entries[i];
-    return NULL;
+    int64_t i = am_program_find_entry(&m->prog, name);
+    return i < 0 ? NULL : &m->prog.entries[i];
 }
 
 amber_status amber_model_entry_arity(const amber_model *m, const char *entry, size_t *n_inputs,

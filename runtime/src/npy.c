@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_MAX_FILE ((size_t)1 << 40)
@@ -202,12 +204,35 @@ amber_status am_npy_write_file(const char *path, const amber_tensor *t, am_error
     size_t hl = (size_t)w + pad + 1;
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xFF),
                              (unsigned char)(hl >> 8)};
-    FILE *f = fopen(path, "wb");
-    if (!f) return am_fail(err, AMBER_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    /* A temporary file in the destination's directory, renamed over the destination
+     * once complete: a reader never sees a partial file, and a file that is open (or
+     * mapped) keeps its old contents. */
+    size_t plen = strlen(path);
+    char *tmp = (char *)malloc(plen + 16);
+    if (!tmp) return am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd >= 0) fchmod(fd, 0644); /* mkstemp's 0600 is for the temporary only */
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        st = am_fail(err, AMBER_ERR_IO, "cannot create %.300s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd), unlink(tmp);
+        free(tmp);
+        return st;
+    }
     bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(h, 1, (size_t)w, f) == (size_t)w;
     for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;
     if (ok && nbytes) ok = fwrite(t->data, 1, nbytes, f) == nbytes;
     if (fclose(f) != 0) ok = false;
-    return ok ? AMBER_OK : am_fail(err, AMBER_ERR_IO, "cannot write %s", path);
+    if (ok && rename(tmp, path) != 0) {
+        st = am_fail(err, AMBER_ERR_IO, "cannot write %.300s: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return st;
+    }
+    if (!ok) unlink(tmp);
+    free(tmp);
+    return ok ? AMBER_OK : am_fail(err, AMBER_ERR_IO, "cannot write %.300s", path);
 }

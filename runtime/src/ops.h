@@ -128,7 +128,14 @@ typedef struct am_symbols {
     size_t *lens;
     int64_t *values;
     bool check;
+    uint32_t *slots;  /* open-addressing hash of the names: symbol index + 1, 0 = empty */
+    uint32_t cap;     /* slots (a power of two, more than twice the symbols), 0 = none */
 } am_symbols;
+
+/* The index of symbol name[0..len), or -1 (hashed when slots is set, else a scan). */
+int am_symbols_find(const am_symbols *syms, const char *name, size_t len);
+/* Appends a symbol (room must be reserved: names, lens and a hash of cap slots). */
+void am_symbols_add(am_symbols *syms, const char *name, size_t len);
 
 /* Evaluates a dim expression (grammar of docs/format.md H.2) in checked int64. */
 amber_status am_dim_eval(const char *s, size_t len, const am_symbols *syms, int64_t *out,

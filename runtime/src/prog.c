@@ -15,6 +15,9 @@ typedef struct loader {
     am_tensor_lookup lookup;
     am_error *err;
     bool fuse; /* fuse chains of elementwise ops */
+    am_name_ref *weight_index; /* weights sorted by name: index into weight_nodes */
+    const am_json **weight_nodes;
+    uint32_t n_weights;
     char path[160]; /* JSON path of what is being loaded, for messages */
 } loader;
 
@@ -28,6 +31,12 @@ static amber_status lfail(loader *L, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return am_fail(L->err, AMBER_ERR_FORMAT, "%s: %s", L->path, msg);
+}
+
+/* A nested failure at L->path: a limit stays AMBER_ERR_LIMIT, anything else is FORMAT. */
+static amber_status lnested(loader *L, amber_status st, const char *what, const am_error *e) {
+    return am_fail(L->err, st == AMBER_ERR_LIMIT ? st : AMBER_ERR_FORMAT, "%s: %s%s", L->path,
+                   what, e->msg);
 }
 
 static amber_status alloc(loader *L, size_t n, size_t size, void *out) {
@@ -88,8 +97,12 @@ static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *
         } else if (dim->type == AM_JSON_STRING && syms) {
             int64_t v;
             am_error e;
-            if (am_dim_eval(dim->str, dim->len, syms, &v, &e) != AMBER_OK)
-                return LFAIL(L, "dimension %d: %s", i, e.msg);
+            amber_status st = am_dim_eval(dim->str, dim->len, syms, &v, &e);
+            if (st != AMBER_OK) {
+                char what[32];
+                snprintf(what, sizeof what, "dimension %d: ", i);
+                return lnested(L, st, what, &e);
+            }
         } else {
             return LFAIL(L, "dimension %d must be %s", i,
                          syms ? "an integer >= 0 or a dim expression" : "an integer >= 0");
@@ -164,36 +177,83 @@ static amber_status inline_constant(loader *L, const am_json *data, amber_tensor
     return AMBER_OK;
 }
 
-/* Value names of one function during loading: sorted (name, index) for lookups. */
-typedef struct vname {
-    const char *name;
-    uint32_t index;
-} vname;
+static int cmp_name_ref(const void *a, const void *b) {
+    return strcmp(((const am_name_ref *)a)->name, ((const am_name_ref *)b)->name);
+}
 
-static int64_t find_value(const vname *v, uint32_t n, const char *name) {
+/* Binary search of a table sorted by cmp_name_ref: the index `name` maps to, or -1. */
+static int64_t find_name(const am_name_ref *tab, uint32_t n, const char *name) {
     uint32_t lo = 0, hi = n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(v[mid].name, name);
-        if (!c) return v[mid].index;
+        int c = strcmp(tab[mid].name, name);
+        if (!c) return tab[mid].index;
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
     return -1;
 }
 
+/* Sorts tab[0..n) by name; the first name that repeats (the later index), or NULL. */
+static const am_name_ref *sort_names(am_name_ref *tab, uint32_t n) {
+    if (n > 1) qsort(tab, n, sizeof *tab, cmp_name_ref);
+    const am_name_ref *dup = NULL;
+    for (uint32_t i = 1; i < n; i++)
+        if (!strcmp(tab[i - 1].name, tab[i].name)) {
+            const am_name_ref *later = tab[i - 1].index > tab[i].index ? &tab[i - 1] : &tab[i];
+            if (!dup || later->index < dup->index) dup = later;
+        }
+    return dup;
+}
+
 static int64_t find_func(const am_program *p, const char *name) {
-    for (uint32_t i = 0; i < p->n_funcs; i++)
-        if (p->funcs[i].name && !strcmp(p->funcs[i].name, name)) return i;
-    return -1;
+    return find_name(p->func_index, p->n_funcs, name);
 }
 
 static const am_json *find_weight(loader *L, const am_json *weights, const char *name) {
-    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w)) {
-        const am_json *n = am_json_get(L->d, w, "name");
-        if (n && n->type == AM_JSON_STRING && !strcmp(n->str, name)) return w;
+    (void)weights;
+    int64_t i = find_name(L->weight_index, L->n_weights, name);
+    return i < 0 ? NULL : L->weight_nodes[i];
+}
+
+int64_t am_program_find_entry(const am_program *p, const char *name) {
+    return name ? find_name(p->entry_index, p->n_entries, name) : -1;
+}
+
+/* docs/format.md H.10: what is wrong with a name of an entry point, a port (one
+ * segment) or a weight (segments joined by '/'), or NULL if it is valid. The rules keep
+ * names safe to use as file names and to print. */
+static const char *name_problem(const char *s, size_t len, bool segments) {
+    if (!len) return "is empty";
+    if (len > 4096) return "is longer than 4096 bytes";
+    size_t seg = 0; /* start of the current segment */
+    for (size_t i = 0; i <= len; i++) {
+        unsigned char c = i < len ? (unsigned char)s[i] : '/';
+        if (c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0))
+            return "holds a control character";
+        if (c == '\\') return "holds a backslash";
+        if (c != '/') continue;
+        if (i < len && !segments) return "holds a '/'";
+        size_t n = i - seg;
+        if (!n) return segments ? "has an empty '/'-separated part" : "is empty";
+        if ((n == 1 && s[seg] == '.') || (n == 2 && s[seg] == '.' && s[seg + 1] == '.'))
+            return "is or holds a '.' or '..' part";
+        seg = i + 1;
     }
     return NULL;
+}
+
+static amber_status check_name_str(loader *L, const char *s, size_t len, const char *what,
+                                   bool segments) {
+    const char *problem = name_problem(s, len, segments);
+    if (!problem) return AMBER_OK;
+    /* lfail escapes the message, so the name is shown safely */
+    return LFAIL(L, "%s name \"%.*s\" %s (docs/format.md H.10)", what, (int)(len < 60 ? len : 60),
+                 s, problem);
+}
+
+static amber_status check_name(loader *L, const am_json *name, const char *what, bool segments) {
+    return check_name_str(L, name->str, name->len, what, segments);
 }
 
 /* attrs[key] names a function: its index. */
@@ -231,12 +291,10 @@ static amber_status while_stack(loader *L, am_node *n, const am_json *attrs, am_
     if (st != AMBER_OK) return st;
     if (td->type != AM_JSON_STRING || strlen(td->str) != td->len || !am_dim_is_name(td->str, td->len))
         return LFAIL(L, "trip_dim must be a symbol name");
-    for (int k = 0; k < sy->n; k++)
-        if (sy->lens[k] == td->len && !memcmp(sy->names[k], td->str, td->len))
-            return LFAIL(L, "trip_dim \"%.64s\" is already bound in the function", td->str);
+    if (am_symbols_find(sy, td->str, td->len) >= 0)
+        return LFAIL(L, "trip_dim \"%.64s\" is already bound in the function", td->str);
     n->trip_symbol = sy->n; /* room: load_function reserves one symbol per node */
-    sy->names[sy->n] = td->str;
-    sy->lens[sy->n++] = td->len;
+    am_symbols_add(sy, td->str, td->len);
     return AMBER_OK;
 }
 
@@ -285,33 +343,36 @@ static amber_status control_node(loader *L, am_node *n, const char *op, const am
     n->reverse = rev->type == AM_JSON_TRUE;
     int64_t v = 0;
     am_error e;
+    st = AMBER_ERR_FORMAT;
     if (!(len->type == AM_JSON_NUMBER && len->is_int && len->i >= 0) &&
-        !(len->type == AM_JSON_STRING && am_dim_eval(len->str, len->len, sy, &v, &e) == AMBER_OK))
+        !(len->type == AM_JSON_STRING &&
+          (st = am_dim_eval(len->str, len->len, sy, &v, &e)) == AMBER_OK)) {
+        if (st == AMBER_ERR_LIMIT) return lnested(L, st, "length: ", &e);
         return LFAIL(L, "length must be a non-negative integer or a dim expression");
+    }
     n->length = len;
     if (n->n_out < n->n_carries) return LFAIL(L, "scan returns its carries first");
     return AMBER_OK;
 }
 
-/* Adds name as value `index`, keeping the sorted table (insertion; functions are small
- * relative to the header, and the header size is bounded). */
-static amber_status define_value(loader *L, vname *tab, uint32_t *n, const am_json *name,
-                                 uint32_t index) {
-    if (!name || name->type != AM_JSON_STRING || !name->len || strlen(name->str) != name->len)
-        return LFAIL(L, "value name must be a non-empty string");
-    uint32_t lo = 0, hi = *n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(tab[mid].name, name->str);
-        if (!c) return LFAIL(L, "value \"%.100s\" is defined twice", name->str);
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    memmove(&tab[lo + 1], &tab[lo], (*n - lo) * sizeof *tab);
-    tab[lo].name = name->str;
-    tab[lo].index = index;
-    (*n)++;
+static bool value_name_ok(const am_json *name) {
+    return name && name->type == AM_JSON_STRING && name->len && strlen(name->str) == name->len;
+}
+
+/* Checks the name of value `index` as it is defined (dup: the first value whose name an
+ * earlier value has, from the sorted table of the function's value names). */
+static amber_status define_value(loader *L, const am_json *name, uint32_t index,
+                                 const am_name_ref *dup) {
+    if (!value_name_ok(name)) return LFAIL(L, "value name must be a non-empty string");
+    if (dup && dup->index == index)
+        return LFAIL(L, "value \"%.100s\" is defined twice", name->str);
     return AMBER_OK;
+}
+
+/* The value `name` if it is defined before value index `limit`, else -1. */
+static int64_t find_value(const am_name_ref *tab, uint32_t n, const char *name, uint32_t limit) {
+    int64_t v = find_name(tab, n, name);
+    return v < (int64_t)limit ? v : -1;
 }
 
 static bool static_type(const am_type *t) {
@@ -615,6 +676,26 @@ static amber_status plan_lifetimes(loader *L, am_func *f) {
     return st;
 }
 
+/* Every value name of a function (parameters, then node outputs) with its value index,
+ * into tab; returns the count. Sorted once (a function may have millions of values),
+ * the table answers lookups, and load_function checks definitions in order: a name may
+ * be used only after its value is defined. */
+static uint32_t value_table(loader *L, const am_json *params, const am_json *nodes,
+                            am_name_ref *tab) {
+    uint32_t nt = 0, vi = 0;
+    for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p), vi++) {
+        const am_json *name = am_json_get(L->d, p, "name");
+        if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
+    }
+    for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n))
+        for (const am_json *o = am_json_first(L->d, am_json_get(L->d, n, "outputs")); o;
+             o = am_json_next(L->d, o), vi++) {
+            const am_json *name = am_json_get(L->d, o, "name");
+            if (value_name_ok(name)) tab[nt++] = (am_name_ref){name->str, vi};
+        }
+    return nt;
+}
+
 static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
                                   am_func *f) {
     static const char *const req[] = {"name", "params", "nodes", "results"};
@@ -639,19 +720,20 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         (st = alloc(L, max_syms, sizeof(int64_t), &sy->values)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(size_t), &sy->lens)) != AMBER_OK ||
         (st = alloc(L, f->n_params, sizeof(am_type), &f->param_types)) != AMBER_OK ||
+        (st = alloc(L, f->n_params, sizeof(char *), &f->param_names)) != AMBER_OK ||
         (st = alloc(L, (size_t)f->n_params * AMBER_MAX_RANK, sizeof(int), &f->param_symbol)) != AMBER_OK)
         return st;
+    if (max_syms > 8) { /* a hash of the names: functions may have very many */
+        sy->cap = 16;
+        while (sy->cap < 2 * max_syms + 1) sy->cap *= 2; /* max_syms < 2^31: values */
+        if ((st = alloc(L, sy->cap, sizeof(uint32_t), &sy->slots)) != AMBER_OK) return st;
+    }
     for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
         const am_json *sh = am_json_get(L->d, p, "shape");
         for (const am_json *dim = sh && sh->type == AM_JSON_ARRAY ? am_json_first(L->d, sh) : NULL;
              dim; dim = am_json_next(L->d, dim)) {
             if (dim->type != AM_JSON_STRING || !am_dim_is_name(dim->str, dim->len)) continue;
-            bool seen = false;
-            for (int k = 0; k < sy->n && !seen; k++) seen = !strcmp(sy->names[k], dim->str);
-            if (!seen) {
-                sy->names[sy->n] = dim->str;
-                sy->lens[sy->n++] = dim->len;
-            }
+            if (am_symbols_find(sy, dim->str, dim->len) < 0) am_symbols_add(sy, dim->str, dim->len);
         }
     }
     sy->check = true;
@@ -665,9 +747,10 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     }
     f->n_values = n_values;
     if ((st = alloc(L, n_values, sizeof(am_type *), &f->value_types)) != AMBER_OK) return st;
-    vname *tab = (vname *)calloc(n_values ? n_values : 1, sizeof *tab);
+    am_name_ref *tab = (am_name_ref *)calloc(n_values ? n_values : 1, sizeof *tab);
     if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    uint32_t nt = 0, vi = 0;
+    uint32_t nt = value_table(L, params, nodes, tab), vi = 0;
+    const am_name_ref *dup = sort_names(tab, nt);
     static const char *const preq[] = {"name", "dtype", "shape"};
     for (const am_json *p = am_json_first(L->d, params); p && st == AMBER_OK;
          p = am_json_next(L->d, p), vi++) {
@@ -677,12 +760,12 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             const am_json *dim = f->param_types[vi].dims[k];
             int sym = -1;
             if (dim->type == AM_JSON_STRING && am_dim_is_name(dim->str, dim->len))
-                for (int s = 0; s < sy->n; s++)
-                    if (!strcmp(sy->names[s], dim->str)) sym = s;
+                sym = am_symbols_find(sy, dim->str, dim->len);
             f->param_symbol[vi * AMBER_MAX_RANK + (uint32_t)k] = sym;
         }
         f->value_types[vi] = &f->param_types[vi];
-        st = define_value(L, tab, &nt, am_json_get(L->d, p, "name"), vi);
+        st = define_value(L, am_json_get(L->d, p, "name"), vi, dup);
+        if (st == AMBER_OK) f->param_names[vi] = am_json_get(L->d, p, "name")->str;
     }
     if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
     uint32_t ni = 0;
@@ -707,7 +790,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             break;
         int k = 0;
         for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
-            int64_t v = in->type == AM_JSON_STRING ? find_value(tab, nt, in->str) : -1;
+            int64_t v = in->type == AM_JSON_STRING ? find_value(tab, nt, in->str, vi) : -1;
             if (v < 0) {
                 st = LFAIL(L, "input %d is not a value defined before this node", k);
                 break;
@@ -780,8 +863,8 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
                 if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
                 *fixed = a;
                 n->static_attrs = fixed;
-            } else if (am_attrs_decode(n->op, L->d, attrs, sy, &a, &e) != AMBER_OK) {
-                st = LFAIL(L, "%s", e.msg);
+            } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
+                st = lnested(L, st, "", &e);
                 break;
             }
         }
@@ -792,7 +875,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
              o = am_json_next(L->d, o), k++) {
             if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
             if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
-            st = define_value(L, tab, &nt, am_json_get(L->d, o, "name"), vi);
+            st = define_value(L, am_json_get(L->d, o, "name"), vi, dup);
             f->value_types[vi] = &n->out_types[k];
             n->out[k] = vi++;
         }
@@ -810,7 +893,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     int k = 0;
     for (const am_json *r = st == AMBER_OK ? am_json_first(L->d, results) : NULL; r;
          r = am_json_next(L->d, r), k++) {
-        int64_t v = r->type == AM_JSON_STRING ? find_value(tab, nt, r->str) : -1;
+        int64_t v = r->type == AM_JSON_STRING ? find_value(tab, nt, r->str, UINT32_MAX) : -1;
         if (v < 0) {
             st = LFAIL(L, "result %d is not a value of the function", k);
             break;
@@ -965,9 +1048,7 @@ static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *
         const am_json *name = am_json_get(L->d, p, "name");
         if (name->type != AM_JSON_STRING) return LFAIL(L, "port name must be a string");
         (*out)[i].name = name->str;
-        for (uint32_t j = 0; j < i; j++)
-            if (!strcmp((*out)[j].name, name->str))
-                return LFAIL(L, "port name \"%.100s\" repeats", name->str);
+        if ((st = check_name(L, name, inputs ? "input" : "output", false)) != AMBER_OK) break;
         if ((st = parse_type(L, p, syms, &(*out)[i].type)) != AMBER_OK) break;
         if (inputs)
             for (int d = 0; d < (*out)[i].type.rank; d++) {
@@ -976,6 +1057,13 @@ static amber_status load_ports(loader *L, const am_json *arr, const am_symbols *
                     return LFAIL(L, "input dims must be integers or single symbols");
             }
     }
+    if (st != AMBER_OK) return st;
+    am_name_ref *tab = (am_name_ref *)malloc(sizeof *tab * (*n + 1u));
+    if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    for (uint32_t k = 0; k < *n; k++) tab[k] = (am_name_ref){(*out)[k].name, k};
+    const am_name_ref *dup = sort_names(tab, *n);
+    if (dup) st = LFAIL(L, "port name \"%.100s\" repeats", dup->name);
+    free(tab);
     return st;
 }
 
@@ -990,9 +1078,7 @@ static amber_status load_vectors(loader *L, const am_json *arr) {
         snprintf(L->path, sizeof L->path, "test_vectors[%u]", i);
         if ((st = members(L, v, req, 5, NULL, 0)) != AMBER_OK) break;
         const am_json *entry = am_json_get(L->d, v, "entry");
-        int64_t e = -1;
-        for (uint32_t k = 0; entry->type == AM_JSON_STRING && k < p->n_entries; k++)
-            if (!strcmp(p->entries[k].name, entry->str)) e = k;
+        int64_t e = entry->type == AM_JSON_STRING ? am_program_find_entry(p, entry->str) : -1;
         if (e < 0) return LFAIL(L, "names an unknown entry point");
         am_vector *tv = &p->vectors[i];
         const am_entry *en = &p->entries[e];
@@ -1034,11 +1120,94 @@ static amber_status load_vectors(loader *L, const am_json *arr) {
     return st;
 }
 
+/* Weights: valid, unique names (H.10), tensors of the declared type; the sorted table
+ * find_weight searches. */
+static amber_status load_weights(loader *L, const am_json *weights) {
+    amber_status st;
+    uint32_t wi = 0;
+    static const char *const wreq[] = {"name", "tensor", "dtype", "shape"};
+    L->n_weights = weights->count;
+    if ((st = alloc(L, weights->count, sizeof(am_name_ref), &L->weight_index)) != AMBER_OK ||
+        (st = alloc(L, weights->count, sizeof(am_json *), &L->weight_nodes)) != AMBER_OK)
+        return st;
+    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w), wi++) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
+        if ((st = members(L, w, wreq, 4, NULL, 0)) != AMBER_OK) return st;
+        const am_json *name = am_json_get(L->d, w, "name");
+        if (name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
+        if ((st = check_name(L, name, "weight", true)) != AMBER_OK) return st;
+        L->weight_index[wi] = (am_name_ref){name->str, wi};
+        L->weight_nodes[wi] = w;
+    }
+    const am_name_ref *dup = sort_names(L->weight_index, L->n_weights);
+    if (dup) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", dup->index);
+        return LFAIL(L, "weight name \"%.100s\" repeats", dup->name);
+    }
+    wi = 0;
+    for (const am_json *w = am_json_first(L->d, weights); w; w = am_json_next(L->d, w), wi++) {
+        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
+        am_type t;
+        amber_tensor view;
+        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
+        if ((st = tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &view)) != AMBER_OK) return st;
+    }
+    return AMBER_OK;
+}
+
+/* Entry points: valid names (H.10), a known function, ports of its types; the sorted
+ * table am_program_find_entry searches. */
+static amber_status load_signatures(loader *L, const am_json *sigs) {
+    am_program *p = L->p;
+    amber_status st;
+    snprintf(L->path, sizeof L->path, "signatures");
+    if (sigs->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
+    p->n_entries = sigs->count;
+    if ((st = alloc(L, p->n_entries, sizeof(am_entry), &p->entries)) != AMBER_OK) return st;
+    uint32_t ei = 0;
+    static const char *const sreq[] = {"function", "inputs", "outputs", "output_structure"};
+    static const char *const sopt[] = {"input_ranges"};
+    for (const am_json *s = am_json_first(L->d, sigs); s; s = am_json_next(L->d, s), ei++) {
+        snprintf(L->path, sizeof L->path, "signatures.%.100s", s->key);
+        am_entry *e = &p->entries[ei];
+        e->name = s->key;
+        if ((st = check_name_str(L, s->key, s->key_len, "entry point", false)) != AMBER_OK)
+            return st;
+        if ((st = members(L, s, sreq, 4, sopt, 1)) != AMBER_OK) return st;
+        const am_json *fn = am_json_get(L->d, s, "function");
+        int64_t f = fn->type == AM_JSON_STRING ? find_func(p, fn->str) : -1;
+        if (f < 0) return LFAIL(L, "names an unknown function");
+        e->func = (uint32_t)f;
+        const am_func *func = &p->funcs[f];
+        if ((st = load_ports(L, am_json_get(L->d, s, "inputs"), &func->syms, &e->inputs, &e->n_inputs,
+                             true)) != AMBER_OK ||
+            (st = load_ports(L, am_json_get(L->d, s, "outputs"), &func->syms, &e->outputs,
+                             &e->n_outputs, false)) != AMBER_OK)
+            return st;
+        if (e->n_inputs != func->n_params || e->n_outputs != func->n_results)
+            return LFAIL(L, "has %u inputs and %u outputs, function %s has %u and %u", e->n_inputs,
+                         e->n_outputs, func->name, func->n_params, func->n_results);
+        for (uint32_t k = 0; k < e->n_inputs; k++)
+            if (!same_type(&e->inputs[k].type, &func->param_types[k]))
+                return LFAIL(L, "input \"%.100s\" differs from the function's parameter",
+                             e->inputs[k].name);
+        for (uint32_t k = 0; k < e->n_outputs; k++)
+            if (!same_type(&e->outputs[k].type, func->value_types[func->results[k]]))
+                return LFAIL(L, "output \"%.100s\" differs from the function's result",
+                             e->outputs[k].name);
+    }
+    /* the names are distinct: they are the keys of one JSON object */
+    if ((st = alloc(L, p->n_entries, sizeof(am_name_ref), &p->entry_index)) != AMBER_OK) return st;
+    for (ei = 0; ei < p->n_entries; ei++) p->entry_index[ei] = (am_name_ref){p->entries[ei].name, ei};
+    sort_names(p->entry_index, p->n_entries);
+    return AMBER_OK;
+}
+
 amber_status am_program_load(am_program *p, const am_json_doc *d, const void *model,
                              am_tensor_lookup lookup, bool fuse, am_error *err) {
     memset(p, 0, sizeof *p);
     am_arena_init(&p->mem, 0);
-    loader Lv = {p, d, model, lookup, err, fuse, "header"}, *L = &Lv;
+    loader Lv = {p, d, model, lookup, err, fuse, NULL, NULL, 0, "header"}, *L = &Lv;
     const am_json *root = am_json_root(d);
     const am_json *program = am_json_get(d, root, "program");
     if (!program) {
@@ -1068,20 +1237,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
     const am_json *funcs = get_typed(L, program, "functions", AM_JSON_ARRAY, &st);
     const am_json *weights = funcs ? get_typed(L, program, "weights", AM_JSON_ARRAY, &st) : NULL;
     if (!weights) return st;
-    /* Weights: unique names, tensors of the declared type. */
-    uint32_t wi = 0;
-    static const char *const wreq[] = {"name", "tensor", "dtype", "shape"};
-    for (const am_json *w = am_json_first(d, weights); w; w = am_json_next(d, w), wi++) {
-        snprintf(L->path, sizeof L->path, "program.weights[%u]", wi);
-        if ((st = members(L, w, wreq, 4, NULL, 0)) != AMBER_OK) return st;
-        const am_json *name = am_json_get(d, w, "name");
-        if (name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
-        if (find_weight(L, weights, name->str) != w) return LFAIL(L, "weight name repeats");
-        am_type t;
-        amber_tensor view;
-        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
-        if ((st = tensor_ref(L, am_json_get(d, w, "tensor"), &t, &view)) != AMBER_OK) return st;
-    }
+    if ((st = load_weights(L, weights)) != AMBER_OK) return st;
     /* Function names first (calls may refer forward), then bodies. */
     p->n_funcs = funcs->count;
     if ((st = alloc(L, p->n_funcs, sizeof(am_func), &p->funcs)) != AMBER_OK) return st;
@@ -1090,8 +1246,14 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
         const am_json *name = am_json_get(d, f, "name");
         snprintf(L->path, sizeof L->path, "program.functions[%u]", fi);
         if (!name || name->type != AM_JSON_STRING) return LFAIL(L, "name must be a string");
-        if (find_func(p, name->str) >= 0) return LFAIL(L, "function name \"%.100s\" repeats", name->str);
         p->funcs[fi].name = name->str;
+    }
+    if ((st = alloc(L, p->n_funcs, sizeof(am_name_ref), &p->func_index)) != AMBER_OK) return st;
+    for (fi = 0; fi < p->n_funcs; fi++) p->func_index[fi] = (am_name_ref){p->funcs[fi].name, fi};
+    const am_name_ref *dup = sort_names(p->func_index, p->n_funcs);
+    if (dup) {
+        snprintf(L->path, sizeof L->path, "program.functions[%u]", dup->index);
+        return LFAIL(L, "function name \"%.100s\" repeats", dup->name);
     }
     fi = 0;
     for (const am_json *f = am_json_first(d, funcs); f; f = am_json_next(d, f), fi++) {
@@ -1123,42 +1285,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
                              "function(s) it runs", c->name);
             }
         }
-    /* Signatures. */
-    snprintf(L->path, sizeof L->path, "signatures");
-    const am_json *sigs = am_json_get(d, root, "signatures");
-    if (sigs->type != AM_JSON_OBJECT) return LFAIL(L, "must be an object");
-    p->n_entries = sigs->count;
-    if ((st = alloc(L, p->n_entries, sizeof(am_entry), &p->entries)) != AMBER_OK) return st;
-    uint32_t ei = 0;
-    static const char *const sreq[] = {"function", "inputs", "outputs", "output_structure"};
-    static const char *const sopt[] = {"input_ranges"};
-    for (const am_json *s = am_json_first(d, sigs); s; s = am_json_next(d, s), ei++) {
-        snprintf(L->path, sizeof L->path, "signatures.%.100s", s->key);
-        am_entry *e = &p->entries[ei];
-        e->name = s->key;
-        if ((st = members(L, s, sreq, 4, sopt, 1)) != AMBER_OK) return st;
-        const am_json *fn = am_json_get(d, s, "function");
-        int64_t f = fn->type == AM_JSON_STRING ? find_func(p, fn->str) : -1;
-        if (f < 0) return LFAIL(L, "names an unknown function");
-        e->func = (uint32_t)f;
-        const am_func *func = &p->funcs[f];
-        if ((st = load_ports(L, am_json_get(d, s, "inputs"), &func->syms, &e->inputs, &e->n_inputs,
-                             true)) != AMBER_OK ||
-            (st = load_ports(L, am_json_get(d, s, "outputs"), &func->syms, &e->outputs,
-                             &e->n_outputs, false)) != AMBER_OK)
-            return st;
-        if (e->n_inputs != func->n_params || e->n_outputs != func->n_results)
-            return LFAIL(L, "has %u inputs and %u outputs, function %s has %u and %u", e->n_inputs,
-                         e->n_outputs, func->name, func->n_params, func->n_results);
-        for (uint32_t k = 0; k < e->n_inputs; k++)
-            if (!same_type(&e->inputs[k].type, &func->param_types[k]))
-                return LFAIL(L, "input \"%.100s\" differs from the function's parameter",
-                             e->inputs[k].name);
-        for (uint32_t k = 0; k < e->n_outputs; k++)
-            if (!same_type(&e->outputs[k].type, func->value_types[func->results[k]]))
-                return LFAIL(L, "output \"%.100s\" differs from the function's result",
-                             e->outputs[k].name);
-    }
+    if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
     if ((st = mark_fixed_params(L)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     return vec ? load_vectors(L, vec) : AMBER_OK;

@@ -67,6 +67,7 @@ typedef struct am_func {
     const char *name;
     uint32_t n_params, n_values, n_nodes, n_results;
     am_type *param_types;       /* params are values 0..n_params-1 */
+    const char **param_names;
     am_node *nodes;
     uint32_t *results;
     am_symbols syms;            /* names and lens; values unused (per-run copies) */
@@ -109,6 +110,12 @@ typedef struct am_vector {
     double *rtol, *atol;            /* per output */
 } am_vector;
 
+/* A name and the index of what it names, in a table sorted by name (strcmp). */
+typedef struct am_name_ref {
+    const char *name;
+    uint32_t index;
+} am_name_ref;
+
 typedef struct am_program {
     bool present;                   /* false for a bare container without a program */
     int64_t opset_version;
@@ -116,6 +123,7 @@ typedef struct am_program {
     am_func *funcs;
     am_entry *entries;
     am_vector *vectors;
+    am_name_ref *func_index, *entry_index; /* functions and entry points sorted by name */
     am_arena mem;                   /* everything above lives here */
 } am_program;
 
@@ -127,6 +135,8 @@ typedef amber_status (*am_tensor_lookup)(const void *model, const char *name,
 amber_status am_program_load(am_program *prog, const am_json_doc *doc, const void *model,
                              am_tensor_lookup lookup, bool fuse, am_error *err);
 void am_program_free(am_program *prog);
+/* The index of the entry point `name`, or -1 (binary search). */
+int64_t am_program_find_entry(const am_program *prog, const char *name);
 
 /* A node's attributes: the ones decoded at load, else decoded into *buf with dim
  * expressions evaluated in syms. */

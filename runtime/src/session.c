@@ -13,12 +13,14 @@
 
 struct amber_session {
     const amber_model *model;
+    const am_entry *entry; /* of the run under way: names its inputs in messages */
     am_error err;
     am_arena arena;   /* values of the current run */
     am_arena scratch; /* temporaries of one kernel call */
     am_pool *pool;    /* intra-op threads (NULL: the calling thread only) */
     int max_depth;
     int64_t iterations_left; /* loop iterations this run may still make (all loops) */
+    int64_t calls_left;      /* executions of call and cond nodes this run may still make */
     /* Values of AM_HOIST_CACHED nodes, per function and value (data NULL: not yet), kept
      * across runs in separate allocations that count against the memory limit. */
     struct hoisted {
@@ -175,15 +177,18 @@ static bool same_shape(const amber_tensor *t, const int64_t *shape, int rank) {
  * formatted only then: this runs for every node. */
 static amber_status check_type(amber_session *s, const am_type *t, const am_symbols *syms,
                                const amber_tensor *v, const char *func, const char *kind,
-                               unsigned index) {
+                               unsigned index, const char *name) {
     int64_t shape[AMBER_MAX_RANK];
     amber_status st = am_type_eval(t, syms, shape, &s->err);
     if (st != AMBER_OK) return st;
     if (v->dtype != t->dtype || !same_shape(v, shape, t->rank)) {
         char a[200], b[200];
+        char which[160];
+        if (name) snprintf(which, sizeof which, "%s \"%.100s\"", kind, name);
+        else snprintf(which, sizeof which, "%s %u", kind, index);
         return am_fail(&s->err, v->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
-                       "%s%s%s %u is %s%s, declared %s%s", func ? func : "", func ? ": " : "",
-                       kind, index, amber_dtype_name(v->dtype),
+                       "%s%s%s is %s%s, declared %s%s", func ? func : "", func ? ": " : "",
+                       which, amber_dtype_name(v->dtype),
                        am_shape_str(v->shape, v->rank, a, sizeof a), amber_dtype_name(t->dtype),
                        am_shape_str(shape, t->rank, b, sizeof b));
     }
@@ -366,6 +371,13 @@ static amber_status spend_iteration(amber_session *s) {
     if (s->iterations_left-- > 0) return AMBER_OK;
     return am_fail(&s->err, AMBER_ERR_LIMIT, "the run made more than %lld loop iterations "
                    "in all (max_run_iterations)", (long long)s->model->opts.max_run_iterations);
+}
+
+/* Counts one execution of a call or cond node against the run's budget. */
+static amber_status spend_call(amber_session *s) {
+    if (s->calls_left-- > 0) return AMBER_OK;
+    return am_fail(&s->err, AMBER_ERR_LIMIT, "the run executed more than %lld function calls "
+                   "in all (max_run_calls)", (long long)s->model->opts.max_run_calls);
 }
 
 /* After the loop's own allocations grew (a stack buffer), the arena state an iteration
@@ -685,6 +697,13 @@ static amber_status plan_for(amber_session *s, uint32_t fi, const am_symbols *sy
     return AMBER_OK;
 }
 
+/* The name of argument i of f in messages: the entry point's input name for the entry
+ * function, else the function's parameter name. */
+static const char *arg_name(const amber_session *s, const am_func *f, int depth, uint32_t i) {
+    if (!depth && s->entry && i < s->entry->n_inputs) return s->entry->inputs[i].name;
+    return f->param_names[i];
+}
+
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth) {
     const am_program *p = &s->model->prog;
@@ -706,13 +725,14 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     for (uint32_t i = 0; i < f->n_params; i++) {
         const am_type *t = &f->param_types[i];
         const amber_tensor *a = &args[i];
+        const char *an = arg_name(s, f, depth, i);
         if ((st = am_tensor_check(a, NULL, NULL, &s->err)) != AMBER_OK)
-            return am_fail(&s->err, st, "%s: argument %u: %.300s", f->name, i, s->err.msg);
+            return am_fail(&s->err, st, "%s: input \"%.100s\": %.300s", f->name, an, s->err.msg);
         if (a->dtype != t->dtype || a->rank != t->rank) {
             char b[200];
             return am_fail(&s->err, a->dtype != t->dtype ? AMBER_ERR_DTYPE : AMBER_ERR_SHAPE,
-                           "%s: argument %u is %s%s, the function takes "
-                           "%s of rank %d", f->name, i, amber_dtype_name(a->dtype),
+                           "%s: input \"%.100s\" is %s%s, the function takes "
+                           "%s of rank %d", f->name, an, amber_dtype_name(a->dtype),
                            am_shape_str(a->shape, a->rank, b, sizeof b), amber_dtype_name(t->dtype),
                            t->rank);
         }
@@ -720,20 +740,20 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             int sym = f->param_symbol[i * AMBER_MAX_RANK + (uint32_t)d];
             if (sym < 0) continue;
             if (a->shape[d] < 1)
-                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: argument %u dim %d (%s) must be >= 1, "
-                               "got %lld", f->name, i, d, syms.names[sym], (long long)a->shape[d]);
+                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: input \"%.100s\" dim %d (%s) must be "
+                               ">= 1, got %lld", f->name, an, d, syms.names[sym], (long long)a->shape[d]);
             if (symvals[sym] < 0) {
                 symvals[sym] = a->shape[d];
             } else if (symvals[sym] != a->shape[d]) {
-                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: argument %u dim %d is %lld but "
-                               "\"%s\" is %lld from an earlier argument", f->name, i, d,
+                return am_fail(&s->err, AMBER_ERR_SHAPE, "%s: input \"%.100s\" dim %d is %lld but "
+                               "\"%s\" is %lld from an earlier input", f->name, an, d,
                                (long long)a->shape[d], syms.names[sym], (long long)symvals[sym]);
             }
         }
     }
     for (uint32_t i = 0; i < f->n_params; i++) {
-        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], f->name, "argument", i)) !=
-            AMBER_OK)
+        if ((st = check_type(s, &f->param_types[i], &syms, &args[i], f->name, "input", i,
+                             arg_name(s, f, depth, i))) != AMBER_OK)
             return st;
         am_tensor_copy(&vals[i], &args[i]);
     }
@@ -810,12 +830,13 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             am_tensor_copy(&outs[0], &n->tensor);
             break;
         case AM_NODE_CALL:
-            st = run_function(s, n->callee, ins, outs, depth + 1);
+            st = spend_call(s);
+            if (st == AMBER_OK) st = run_function(s, n->callee, ins, outs, depth + 1);
             break;
         case AM_NODE_COND:
             if (ins[0].dtype != AMBER_BOOL || ins[0].rank != 0)
                 st = am_fail(&s->err, AMBER_ERR_SHAPE, "the predicate must be bool[]");
-            else
+            else if ((st = spend_call(s)) == AMBER_OK)
                 st = run_function(s, scalar_true(&ins[0]) ? n->callee : n->callee2, ins + 1, outs,
                                   depth + 1);
             break;
@@ -845,7 +866,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
                 if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
                 /* Before the kernel writes: a planned slot holds the declared type's bytes. */
                 if (st == AMBER_OK)
-                    st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0);
+                    st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0, NULL);
                 if (st == AMBER_OK && memo && remember(memo, n, attrs)) {
                     am_tensor_copy(&memo->out, &outs[0]);
                     memo->nbytes = nbytes;
@@ -884,7 +905,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
             if (n->kind != AM_NODE_OP) /* op results were checked before their kernel */
-                st = check_type(s, &n->out_types[k], &syms, &outs[k], NULL, "output", (unsigned)k);
+                st = check_type(s, &n->out_types[k], &syms, &outs[k], NULL, "output", (unsigned)k, NULL);
             am_tensor_copy(&vals[n->out[k]], &outs[k]);
         }
         if (st != AMBER_OK) {
@@ -910,29 +931,45 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
         size_t nb;
         amber_status st = am_tensor_check(&inputs[i], NULL, &nb, &s->err);
         if (st != AMBER_OK)
-            return am_fail(&s->err, st, "input \"%s\": %.300s", e->inputs[i].name, s->err.msg);
+            return am_fail(&s->err, st, "%s: input \"%.100s\": %.300s", e->name, e->inputs[i].name,
+                           s->err.msg);
         if (nb && !inputs[i].data)
-            return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "input \"%s\" has no data",
-                           e->inputs[i].name);
+            return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input \"%.100s\" has no data",
+                           e->name, e->inputs[i].name);
+        /* NOTE: kernels read elements through typed pointers: unaligned data would be
+         * undefined behaviour (docs/c-api.md, "Inputs") */
+        if (nb && (uintptr_t)inputs[i].data % amber_dtype_size(inputs[i].dtype))
+            return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input \"%.100s\": data at %p is "
+                           "not aligned to its element size (%zu bytes); copy it to aligned memory",
+                           e->name, e->inputs[i].name, inputs[i].data, amber_dtype_size(inputs[i].dtype));
     }
+    s->entry = e;
     am_arena_reset(&s->arena);
     s->n_free = 0;
     s->counts.runs++;
     s->iterations_left = s->model->opts.max_run_iterations > 0 ? s->model->opts.max_run_iterations
                                                               : INT64_MAX;
+    s->calls_left = s->model->opts.max_run_calls > 0 ? s->model->opts.max_run_calls : INT64_MAX;
     return run_function(s, e->func, inputs, outputs, 0);
 }
 
 amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
                                size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
-    if (!s) return AMBER_ERR_INVALID_ARGUMENT;
-    am_error_clear(&s->err);
-    if (!entry) return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "entry is NULL");
-    if (!s->model->prog.present)
-        return am_fail(&s->err, AMBER_ERR_NOT_FOUND, "the file has no program to run");
-    const am_entry *e = am_model_entry(s->model, entry);
-    if (!e) return am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
-    return run_entry(s, e, inputs, n_inputs, outputs, n_outputs);
+    amber_status st;
+    const am_entry *e = NULL;
+    if (!s) st = AMBER_ERR_INVALID_ARGUMENT;
+    else if (am_error_clear(&s->err), !entry)
+        st = am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "entry is NULL");
+    else if (!s->model->prog.present)
+        st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "the file has no program to run");
+    else if (!(e = am_model_entry(s->model, entry)))
+        st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
+    else
+        st = run_entry(s, e, inputs, n_inputs, outputs, n_outputs);
+    /* docs/c-api.md: after a failed run every output descriptor is zeroed */
+    for (size_t i = 0; st != AMBER_OK && outputs && i < n_outputs; i++)
+        memset(&outputs[i], 0, sizeof outputs[i]);
+    return st;
 }
 
 static double element(const amber_tensor *t, int64_t i) {

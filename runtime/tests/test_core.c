@@ -463,7 +463,7 @@ static void test_dim_expressions(void) {
     const char *names[] = {"n", "batch_2"};
     size_t lens[] = {1, 7};
     int64_t vals[] = {7, 3};
-    am_symbols sy = {2, names, lens, vals, false};
+    am_symbols sy = {2, names, lens, vals, false, NULL, 0};
     static const struct { const char *e; int64_t want; } ok[] = {
         {"42", 42}, {"n", 7}, {"2*n//3", 4}, {"-n+1", -6}, {"-n//2", -3} /* the leading - negates the whole first term */, {"((n))", 7},
         {" n * batch_2 - 1 ", 20}, {"n - batch_2 - 10", -6}, {"(n+1)//2*2", 8},
@@ -510,7 +510,7 @@ static int64_t ulps(float a, float b) {
     return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
 }
 
-/* float32 exp, sigmoid and tanh: within 1 ULP of the double-precision result rounded to
+/* float32 exp, sigmoid, tanh and erf: within 1 ULP of the double-precision result rounded to
  * float, special values exact, and the same bits from every instruction set, every tail
  * length and strided rows. */
 static void test_transcendental(void) {
@@ -530,9 +530,9 @@ static void test_transcendental(void) {
                : i % 3 == 1   ? (float)((u - 0.5) * 8.0)
                               : (float)ldexp(u - 0.5, -(int)(state % 30));
     }
-    const am_op_id ids[] = {AM_OP_EXP, AM_OP_SIGMOID, AM_OP_TANH};
+    const am_op_id ids[] = {AM_OP_EXP, AM_OP_SIGMOID, AM_OP_TANH, AM_OP_ERF};
     int best = am_gemm_set_isa(99);
-    for (size_t o = 0; o < 3; o++) {
+    for (size_t o = 0; o < 4; o++) {
         am_row_fn fn = am_elementwise_loop(am_op_get(ids[o]), AMBER_FLOAT32, AMBER_FLOAT32);
         CHECK(fn != NULL);
         if (!fn) continue;
@@ -561,7 +561,10 @@ static void test_transcendental(void) {
         int64_t worst = 0;
         for (int i = 0; i < N; i++) {
             double v = x[i];
-            double want = ids[o] == AM_OP_EXP ? exp(v) : ids[o] == AM_OP_SIGMOID ? 1.0 / (1.0 + exp(-v)) : tanh(v);
+            double want = ids[o] == AM_OP_EXP       ? exp(v)
+                          : ids[o] == AM_OP_SIGMOID ? 1.0 / (1.0 + exp(-v))
+                          : ids[o] == AM_OP_TANH    ? tanh(v)
+                                                    : erf(v);
             int64_t d = ulps(y1[i], (float)want);
             if (d > worst) worst = d;
         }
@@ -579,9 +582,54 @@ static void test_transcendental(void) {
     am_elementwise_loop(am_op_get(AM_OP_TANH), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
     CHECK(out[0] == -1.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.0f && !signbit(out[3]) &&
           out[4] == 0.0f && signbit(out[4]));
+    am_elementwise_loop(am_op_get(AM_OP_ERF), AMBER_FLOAT32, AMBER_FLOAT32)(p, dense, 5, NULL);
+    CHECK(out[0] == -1.0f && out[1] == 1.0f && isnan(out[2]) && out[3] == 0.0f && !signbit(out[3]) &&
+          out[4] == 0.0f && signbit(out[4]));
+}
+
+/* The single-kernel API: strided operands give the bits of contiguous ones (matmul on
+ * the few-row and the blocked paths, an elementwise op), and a wrong output is refused. */
+static void test_kernel_api(void) {
+    enum { M = 9, K = 37, N = 21 };
+    static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
+    uint32_t state = 7;
+    for (int i = 0; i < M * K; i++) a[i] = (float)((state = state * 1664525u + 1013904223u) >> 9) / 8388608.0f - 0.5f;
+    for (int i = 0; i < N * K; i++) b[i] = (float)((state = state * 1664525u + 1013904223u) >> 9) / 8388608.0f - 0.5f;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < N; j++) bt[i * N + j] = b[j * K + i];
+    amber_kernel_context *kc = NULL;
+    CHECK(amber_kernel_context_create(2, &kc) == AMBER_OK && amber_kernel_context_threads(kc) == 2);
+    amber_kernel *mm = NULL, *ex = NULL;
+    CHECK(amber_kernel_prepare(kc, "matmul", NULL, &mm) == AMBER_OK);
+    CHECK(amber_kernel_prepare(kc, "exp", "", &ex) == AMBER_OK);
+    CHECK(amber_kernel_prepare(kc, "sum", "{\"axes\": [0]}", &(amber_kernel *){0}) == AMBER_ERR_FORMAT);
+    int64_t bstr[2] = {1, K};
+    const int64_t *strides[2] = {NULL, bstr};
+    for (int64_t m = 1; m <= M; m += 4) { /* 1: few rows; 5, 9: the blocked product */
+        amber_tensor in[2] = {{AMBER_FLOAT32, 2, {m, K}, a}, {AMBER_FLOAT32, 2, {K, N}, bt}};
+        amber_tensor o0 = {AMBER_FLOAT32, 2, {m, N}, c0}, o1 = {AMBER_FLOAT32, 2, {m, N}, c1};
+        CHECK(amber_kernel_run(kc, mm, in, 2, &o0) == AMBER_OK);
+        in[1].data = b; /* the transpose of b, by strides */
+        CHECK(amber_kernel_run_strided(kc, mm, in, strides, 2, &o1) == AMBER_OK);
+        CHECK(!memcmp(c0, c1, sizeof(float) * (size_t)(m * N)));
+    }
+    amber_tensor x = {AMBER_FLOAT32, 2, {K, N}, b}, y0 = {AMBER_FLOAT32, 2, {K, N}, e0};
+    amber_tensor xt = {AMBER_FLOAT32, 2, {K, N}, bt}, y1 = {AMBER_FLOAT32, 2, {K, N}, e1};
+    CHECK(amber_kernel_run(kc, ex, &xt, 1, &y0) == AMBER_OK);
+    CHECK(amber_kernel_run_strided(kc, ex, &x, &strides[1], 1, &y1) == AMBER_OK);
+    CHECK(!memcmp(e0, e1, sizeof e0));
+    amber_tensor wrong = {AMBER_FLOAT32, 2, {N, K}, e1}, ask = {AMBER_FLOAT32, 0, {0}, NULL};
+    CHECK(amber_kernel_run(kc, ex, &xt, 1, &wrong) == AMBER_ERR_SHAPE);
+    CHECK(amber_kernel_run(kc, ex, &xt, 1, &ask) == AMBER_OK && ask.rank == 2 &&
+          ask.shape[0] == K && ask.shape[1] == N);
+    CHECK(amber_kernel_run(kc, mm, &xt, 1, &y0) == AMBER_ERR_INVALID_ARGUMENT);
+    amber_kernel_free(mm);
+    amber_kernel_free(ex);
+    amber_kernel_context_free(kc);
 }
 
 int main(void) {
+    test_kernel_api();
     test_transcendental();
     test_dim_expressions();
     test_gemm();

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import ops
 from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
+from ._threads import get_num_threads, set_num_threads
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
 from .autograd import value_and_grad
@@ -72,12 +73,15 @@ from .creation import (
 from .dynamic import argwhere, masked_select, nonzero, unique
 from .errors import (
     AmberError,
+    ArgumentError,
     AutogradError,
     CaptureError,
+    DeviceError,
     DTypeError,
     FormatError,
     OutOfRangeError,
     ShapeError,
+    UnsupportedCheckpointError,
 )
 from .functional import (
     abs,
@@ -104,12 +108,14 @@ from .functional import (
     div,
     divide,
     dot,
+    einsum,
     eq,
     equal,
     erf,
     exp,
     expand,
     flatten,
+    flip,
     floor,
     floor_divide,
     ge,
@@ -144,8 +150,10 @@ from .functional import (
     pow,
     prod,
     relu,
+    remainder,
     repeat,
     reshape,
+    round,
     rsqrt,
     sigmoid,
     sign,
@@ -162,13 +170,23 @@ from .functional import (
     t,
     tanh,
     transpose,
+    tril,
+    triu,
     true_divide,
+    trunc,
     unsqueeze,
     var,
     where,
 )
 from .linalg import torch_norm as norm
-from .ops.registry import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .ops.registry import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .sorting import argsort, kthvalue, median, msort, sort, topk
 from .tensor import Tensor
 
@@ -178,9 +196,12 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, control, linalg, nn, onnx, optim
+from . import autograd, backends, control, cuda, distributed, linalg, nn, onnx, optim, utils
+from ._device import device
 from .capture import Program, Spec, export, spec
+from .checkpoint import save
 from .control import cond, fori_loop, function, scan, while_loop
+from .dtype_info import finfo, iinfo
 from .errors import (
     ControlFlowError,
     ExportError,
@@ -190,7 +211,9 @@ from .errors import (
     LinkError,
     RecursionLimitError,
     SeamError,
+    UnsupportedError,
 )
 from .model import BackendFallbackWarning, Model, load
+from .onnx import from_onnx
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ pass itself is recorded and can be differentiated again (higher-order gradients)
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ._tree import tree_flatten, tree_unflatten
 from .errors import AutogradError
+from .hooks import RemovableHandle, add_hook
 from .ops.registry import Node, _GradMode
 from .tensor import Tensor
 
@@ -22,6 +24,60 @@ _FREED = (
     "were freed by a previous backward). Call .backward(retain_graph=True) or "
     "am.autograd.grad(..., retain_graph=True) the first time if you need to backward twice."
 )
+
+
+# Hooks that run once a leaf's ``.grad`` holds everything one ``backward`` gives it
+# (PyTorch's ``register_post_accumulate_grad_hook``), keyed by id with a weak reference,
+# and callbacks queued during a backward pass that run when it ends (PyTorch's
+# ``queue_callback``). Both are what data-parallel training overlaps communication with.
+_POST_ACCUMULATE: dict[int, tuple[weakref.ref[Tensor], dict[int, Callable[[Tensor], Any]]]] = {}
+_END_CALLBACKS: list[Callable[[], Any]] | None = None
+
+
+def register_post_accumulate_grad_hook(leaf: Tensor,
+                                       hook: Callable[[Tensor], Any]) -> RemovableHandle:
+    """Call ``hook(leaf)`` after a ``backward()`` has accumulated all of its gradient
+    into ``leaf.grad`` (once per backward pass in which the leaf receives a gradient)."""
+    if not leaf.is_leaf:
+        raise AutogradError("post-accumulate-grad hooks can only be registered on leaf "
+                            "tensors (parameters)")
+    if not leaf.requires_grad:
+        raise AutogradError("cannot register a post-accumulate-grad hook on a tensor that "
+                            "does not require grad")
+    key = id(leaf)
+    entry = _POST_ACCUMULATE.get(key)
+    if entry is None or entry[0]() is not leaf:
+        def forget(_ref: Any, k: int = key) -> None:
+            _POST_ACCUMULATE.pop(k, None)
+
+        entry = (weakref.ref(leaf, forget), {})
+        _POST_ACCUMULATE[key] = entry
+    return add_hook(entry[1], hook)
+
+
+def queue_callback(callback: Callable[[], Any]) -> None:
+    """Run ``callback()`` when the ``backward()`` in progress finishes (only valid from a
+    hook that runs during backward)."""
+    if _END_CALLBACKS is None:
+        raise AutogradError("queue_callback can only be called during a backward pass")
+    _END_CALLBACKS.append(callback)
+
+
+def _leaf_last_uses(order: Sequence[Tensor],
+                    outputs: Sequence[Tensor]) -> dict[int, list[Tensor]]:
+    """For leaves with post-accumulate hooks: the index in ``order`` of the last node that
+    may send them a gradient (they are complete once that node is processed). Leaves
+    that are outputs themselves complete at the very end."""
+    last: dict[int, tuple[int, Tensor]] = {}
+    at_end = {id(o) for o in outputs if o._node is None}
+    for i, t in enumerate(order):
+        for inp in t._node.inputs or ():  # type: ignore[union-attr]
+            if inp._node is None and id(inp) in _POST_ACCUMULATE and id(inp) not in at_end:
+                last[id(inp)] = (i, inp)
+    by_index: dict[int, list[Tensor]] = {}
+    for i, leaf in last.values():
+        by_index.setdefault(i, []).append(leaf)
+    return by_index
 
 
 def _topo_order(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -84,51 +140,131 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
     for o, seed in zip(outputs, seeds, strict=True):
         cot[id(o)] = cot[id(o)] + seed if id(o) in cot else seed
     result: dict[int, Tensor] = {}
-    with _GradMode(create_graph):
-        order = _topo_order(outputs)
-        for t in order:
-            g = cot.pop(id(t), None)
-            node: Node = t._node  # type: ignore[assignment]
-            if wanted is not None and id(t) in wanted and g is not None:
-                result[id(t)] = g
-            if g is None:
-                continue
-            inputs = node.inputs
-            if inputs is None:
-                raise AutogradError(_FREED)
-            vjp = node.prim.vjp
-            assert vjp is not None
-            cts = vjp(g, t, *inputs, **node.attrs)
-            if not retain_graph:
-                node.inputs = None
-            for inp, ct in zip(inputs, cts, strict=True):
-                if ct is None or not inp.requires_grad:
-                    continue
-                if inp._node is None:  # leaf
-                    if wanted is None:
-                        _accumulate_leaf(inp, ct, create_graph)
-                    elif id(inp) in wanted:
-                        prev = result.get(id(inp))
-                        result[id(inp)] = ct if prev is None else prev + ct
-                else:
-                    prev = cot.get(id(inp))
-                    cot[id(inp)] = ct if prev is None else prev + ct
-        if wanted is not None:
-            for o, seed in zip(outputs, seeds, strict=True):
-                if o._node is None and id(o) in wanted:
-                    # an output that is itself a wanted leaf: its seed adds to what
-                    # reached it through other outputs
-                    prev_g = result.get(id(o))
-                    result[id(o)] = seed if prev_g is None else prev_g + seed
-        else:
-            # An output that is itself a leaf (``x.backward()``, or an op that returned its
-            # input unchanged) receives its seed, as in PyTorch.
+    global _END_CALLBACKS
+    outer_callbacks = _END_CALLBACKS
+    if wanted is None:
+        _END_CALLBACKS = []
+    try:
+        leaf_cts: dict[int, list[Any]] = {}  # id -> [leaf, its summed cotangent]
+        with _GradMode(create_graph):
+            order = _topo_order(outputs)
+            last_uses = (_leaf_last_uses(order, outputs)
+                         if wanted is None and _POST_ACCUMULATE else {})
+            _walk(order, cot, result, wanted, retain_graph, create_graph, leaf_cts,
+                  last_uses)
+            # An output that is itself a leaf (``x.backward()``, or an op that returned
+            # its input unchanged) receives its seed, as in PyTorch.
             for o in outputs:
-                if o._node is None and id(o) in cot:
+                if o._node is None and id(o) in cot and (wanted is None or id(o) in wanted):
                     leaf_seed = cot.pop(id(o))
                     if leaf_seed is not None:
-                        _accumulate_leaf(o, leaf_seed, create_graph)
+                        _add_leaf(leaf_cts, o, leaf_seed)
+            _flush_leaves(list(leaf_cts.values()), wanted, result, create_graph)
+        callbacks = _END_CALLBACKS or []
+    finally:
+        if wanted is None:
+            _END_CALLBACKS = outer_callbacks
+    for cb in callbacks:
+        cb()
     return result
+
+
+def _walk(order: Sequence[Tensor], cot: dict[int, Tensor | None], result: dict[int, Tensor],
+          wanted: dict[int, Tensor] | None, retain_graph: bool, create_graph: bool,
+          leaf_cts: dict[int, list[Any]], last_uses: dict[int, list[Tensor]]) -> None:
+    """The reverse sweep: each node's VJP, cotangents summed per value and per leaf. A
+    leaf with a post-accumulate hook is accumulated as soon as its last consumer is done
+    (so data-parallel training can start communicating); the others at the end."""
+    for index, t in enumerate(order):
+        g = cot.pop(id(t), None)
+        if g is not None and getattr(t, "_hooks", None):
+            g = _call_hooks(t, g)
+        if wanted is not None and id(t) in wanted and g is not None:
+            result[id(t)] = g
+        if g is not None:
+            _step(t._node, g, t, cot, wanted, retain_graph, leaf_cts)  # type: ignore[arg-type]
+        done = last_uses.get(index)
+        if done:
+            _flush_leaves([leaf_cts.pop(id(x)) for x in done if id(x) in leaf_cts], wanted,
+                          result, create_graph)
+
+
+def _step(node: Node, g: Tensor, t: Tensor, cot: dict[int, Tensor | None],
+          wanted: dict[int, Tensor] | None, retain_graph: bool,
+          leaf_cts: dict[int, list[Any]]) -> None:
+    inputs = node.inputs
+    if inputs is None:
+        raise AutogradError(_FREED)
+    vjp = node.prim.vjp
+    assert vjp is not None
+    cts = vjp(g, t, *inputs, **node.attrs)
+    if not retain_graph:
+        node.inputs = None
+    for inp, ct in zip(inputs, cts, strict=True):
+        if ct is None or not inp.requires_grad:
+            continue
+        if inp._node is None:  # leaf
+            if wanted is None or id(inp) in wanted:
+                _add_leaf(leaf_cts, inp, ct)
+        else:
+            prev = cot.get(id(inp))
+            cot[id(inp)] = ct if prev is None else prev + ct
+
+
+def _flush_leaves(entries: Sequence[list[Any]], wanted: dict[int, Tensor] | None,
+                  result: dict[int, Tensor], create_graph: bool) -> None:
+    """Leaves whose gradient is complete: their hooks see the whole gradient, then it is
+    accumulated into ``.grad`` (``backward``) or returned (``grad``); post-accumulate
+    hooks run last."""
+    for entry_ in entries:
+        leaf: Tensor = entry_[0]
+        ct: Tensor = entry_[1]
+        if getattr(leaf, "_hooks", None):
+            ct = _call_hooks(leaf, ct)
+        if wanted is not None:
+            result[id(leaf)] = ct
+            continue
+        _accumulate_leaf(leaf, ct, create_graph)
+        entry = _POST_ACCUMULATE.get(id(leaf))
+        if entry is not None and entry[0]() is leaf:
+            for hook in list(entry[1].values()):
+                hook(leaf)
+
+
+def _add_leaf(leaf_cts: dict[int, list[Any]], leaf: Tensor, ct: Tensor) -> None:
+    entry = leaf_cts.get(id(leaf))
+    if entry is None:
+        leaf_cts[id(leaf)] = [leaf, ct]
+    else:
+        entry[1] = entry[1] + ct
+
+
+def _call_hooks(t: Tensor, g: Tensor) -> Tensor:
+    """Run ``t``'s gradient hooks in order; each may return a replacement."""
+    for hook in list(t._hooks.values()):
+        new = hook(g)
+        if new is None:
+            continue
+        if not isinstance(new, Tensor) or tuple(new.shape) != tuple(g.shape):
+            got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
+            raise AutogradError(f"a tensor hook returned {got}; it must return None or a "
+                                f"tensor of the gradient's shape {tuple(g.shape)}")
+        g = new
+    return g
+
+
+def register_tensor_hook(t: Tensor, hook: Callable[[Tensor], Any]) -> Any:
+    """``Tensor.register_hook``: see there."""
+    from .hooks import add_hook
+
+    if not t.requires_grad:
+        raise AutogradError("cannot register a hook on a tensor that doesn't require "
+                            "gradient")
+    table = getattr(t, "_hooks", None)
+    if table is None:
+        table = {}
+        t._hooks = table
+    return add_hook(table, hook)
 
 
 def _accumulate_leaf(leaf: Tensor, ct: Tensor, create_graph: bool) -> None:

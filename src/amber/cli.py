@@ -9,6 +9,9 @@
   one file from several, type-checked at the seams (syntax in docs/cli.md).
 * ``amber diff A.amber B.amber``: entry points, signatures, op histogram and weights by
   content hash; exit status 0 if identical, 1 if different.
+* ``amber convert model.onnx model.amber [--example NAME=FILE.npy] [--size DIM=A,B]``:
+  imports an ONNX model (docs/onnx.md), proves it against ONNX's reference evaluator on
+  the example (or random) inputs, and writes it with those runs as test vectors.
 * ``amber config --cflags --libs``: compiler and linker flags for a C program using the
   installed libamber (``--pkgconfig-path``: the directory holding ``amber.pc``).
 
@@ -29,12 +32,23 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import AmberError, FormatError
+from .format.names import display
+from .serve import cli as serve_cli
+
+
+def _lines(text: object) -> str:
+    """Multi-line text for the terminal: every line escaped (docs/cli.md, "Output")."""
+    return "\n".join(display(line) for line in str(text).split("\n"))
 
 
 def _load(path: str, verify_hashes: bool = True, backend: str | None = "reference") -> Any:
     from .model import load
 
-    return load(path, backend=backend, verify_hashes=verify_hashes)
+    try:
+        return load(path, backend=backend, verify_hashes=verify_hashes)
+    except FormatError as e:
+        e.amber_path = path  # type: ignore[attr-defined]  # main() names this file
+        raise
 
 
 def _fmt_bytes(n: int) -> str:
@@ -51,33 +65,33 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     model = _load(args.file)
     prog = model.program
     meta = prog.metadata
-    print(f"file:            {args.file}", file=out)
+    print(f"file:            {display(args.file)}", file=out)
     print(f"format version:  {model.format_version}", file=out)
     print(f"opset version:   {prog.opset_version}", file=out)
-    print(f"producer:        {meta.get('producer', '?')} {meta.get('producer_version', '')}"
-          .rstrip(), file=out)
+    print(f"producer:        {display(meta.get('producer', '?'))} "
+          f"{display(meta.get('producer_version', ''))}".rstrip(), file=out)
     if "created" in meta:
-        print(f"created:         {meta['created']}", file=out)
+        print(f"created:         {display(meta['created'])}", file=out)
     print(f"reader:          amber {__version__}", file=out)
     user = meta.get("user") or {}
     if user:
         print("metadata:", file=out)
         for k, v in sorted(user.items()):
-            print(f"  {k}: {v}", file=out)
+            print(f"  {display(k)}: {display(v)}", file=out)
     print("entry points:", file=out)
     for e in prog.entries.values():
-        print(f"  {e}", file=out)
+        print(f"  {display(e)}", file=out)
     n, b = prog.parameter_count()
     print(f"parameters:      {n:,} in {len(prog.weights)} tensors ({b:,} bytes, "
           f"{_fmt_bytes(b)})", file=out)
     for name, fn in prog.functions.items():
         hist = fn.op_histogram()
         ops = ", ".join(f"{op} {k}" for op, k in hist.items()) or "(none)"
-        print(f"ops in {name} ({len(fn.nodes)} nodes): {ops}", file=out)
+        print(f"ops in {display(name)} ({len(fn.nodes)} nodes): {ops}", file=out)
     print(f"test vectors:    {len(prog.test_vectors)}", file=out)
     if args.program:
         print(file=out)
-        print(prog, file=out)
+        print(_lines(prog), file=out)
     return 0
 
 
@@ -86,23 +100,23 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     print(f"backend: {model.backend}", file=out)
     results = model.verify()
     if not results:
-        print(f"{args.file}: no test vectors to run", file=out)
+        print(f"{display(args.file)}: no test vectors to run", file=out)
         return 1
     ok = True
     for r in results:
-        dims = ", ".join(f"{k}={v}" for k, v in r.dims.items())
-        head = f"vector {r.index} {r.entry}" + (f" [{dims}]" if dims else "")
+        dims = ", ".join(f"{display(k)}={v}" for k, v in r.dims.items())
+        head = f"vector {r.index} {display(r.entry)}" + (f" [{dims}]" if dims else "")
         if r.error is not None:
             ok = False
-            print(f"{head}: FAILED to run: {r.error}", file=out)
+            print(f"{head}: FAILED to run: {_lines(r.error)}", file=out)
             continue
         for name, err in r.errors.items():
             status = "ok" if r.passed[name] else "FAIL"
             ok = ok and r.passed[name]
             tv = model.program.test_vectors[r.index]
             rtol, atol = tv.tolerance.get(name, (0.0, 0.0))
-            print(f"{head} {name}: max error {err:.3g} (rtol={rtol:g}, atol={atol:g}) {status}",
-                  file=out)
+            print(f"{head} {display(name)}: max error {err:.3g} (rtol={rtol:g}, atol={atol:g}) "
+                  f"{status}", file=out)
     n_fail = sum(not r.ok for r in results)
     print(f"{len(results) - n_fail}/{len(results)} test vectors passed", file=out)
     if model.native is not None:
@@ -114,7 +128,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
             print(f"libamber verify: {n - failed}/{n} test vectors passed", file=out)
         except NativeMismatchError as e:
             ok = False
-            print(f"libamber verify: FAILED: {e}", file=out)
+            print(f"libamber verify: FAILED: {_lines(e)}", file=out)
     return 0 if ok else 1
 
 
@@ -135,7 +149,20 @@ def _parse_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _check_output(path: str, model_path: str) -> None:
+    """``--output`` must name a new or existing .npz file, never the model itself."""
+    import os
+
+    if not path.endswith(".npz"):
+        raise AmberError(f"--output writes the outputs as a NumPy .npz archive; give a "
+                         f"file name ending in .npz, got {path!r}")
+    if os.path.exists(path) and os.path.samefile(path, model_path):
+        raise AmberError(f"--output {path!r} is the model file itself")
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.output:
+        _check_output(args.output, args.file)
     model = _load(args.file, backend=args.backend)
     entry = model.signature(args.entry)
     inputs = _parse_inputs(args.input or [])
@@ -145,11 +172,18 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         outs = model._interp.run(entry.name, **inputs)
     arrays = {p.name: np.asarray(a) for p, a in zip(entry.outputs, outs)}
     if args.output:
-        np.savez(args.output, **arrays)  # type: ignore[arg-type]
-        print(f"wrote {', '.join(arrays)} to {args.output}", file=out)
+        from .format.names import name_problem
+
+        for k in arrays:  # member names: the loader refuses others, checked again here
+            if name_problem(k):
+                raise AmberError(f"output name {k!r} {name_problem(k)}; cannot store it")
+        # NOTE: np.savez(path) appends ".npz" to any other name; write the file itself
+        with open(args.output, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        print(f"wrote {', '.join(map(display, arrays))} to {display(args.output)}", file=out)
     else:
         for k, a in arrays.items():
-            print(f"{k}: {a.dtype}{list(a.shape)}", file=out)
+            print(f"{display(k)}: {a.dtype}{list(a.shape)}", file=out)
             print(np.array2string(a, threshold=50), file=out)
     return 0
 
@@ -172,7 +206,7 @@ def cmd_link(args: argparse.Namespace, out: TextIO) -> int:
     program.save(args.o, metadata={"linked_from": {
         a: os.path.basename(m.path) if m.path else a for a, m in models.items()}})
     e = program.entry(args.name)
-    print(f"wrote {args.o}: entry {e}", file=out)
+    print(f"wrote {display(args.o)}: entry {display(e)}", file=out)
     return 0
 
 
@@ -181,7 +215,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
     a, b = _load(args.file), _load(args.other)
     d = diff(a.program, b.program, args.file, args.other)
-    print(d, file=out)
+    print(_lines(d), file=out)
     return 0 if d.identical else 1
 
 
@@ -223,6 +257,38 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _pairs(items: Sequence[str] | None, what: str) -> list[tuple[str, str]]:
+    out = []
+    for it in items or []:
+        name, sep, val = it.partition("=")
+        if not sep or not name:
+            raise AmberError(f"{what} must be NAME=VALUE, got {it!r}")
+        out.append((name, val))
+    return out
+
+
+def cmd_convert(args: argparse.Namespace, out: TextIO) -> int:
+    from .onnx import from_onnx
+
+    example = {n: np.load(p, allow_pickle=False) for n, p in _pairs(args.example, "--example")}
+    sizes: dict[str, list[int]] = {}
+    for n, v in _pairs(args.size, "--size"):
+        try:
+            sizes[n] = [int(x) for x in v.split(",")]
+        except ValueError:
+            raise AmberError(f"--size {n}={v}: sizes must be integers, e.g. {n}=2,5") from None
+    program = from_onnx(args.file, example=example or None, sizes=sizes or None)
+    program.save(args.output)
+    ep = program.entries["forward"]
+    print(f"wrote {args.output}: {ep}", file=out)
+    count, nbytes = program.parameter_count()
+    print(f"{len(program.weights)} weights ({count} values, {_fmt_bytes(nbytes)}), "
+          f"{len(program.test_vectors)} test vectors proved against "
+          f"{program.metadata.get('onnx', {}).get('proved_against', 'onnx.reference')}",
+          file=out)
+    return 0
+
+
 def _backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("native", "reference"), default=None,
                    help="run on libamber (native) or the NumPy interpreter (reference); "
@@ -261,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     pd = sub.add_parser("diff", help="compare two files; exit 0 if identical, 1 if not")
     pd.add_argument("file")
     pd.add_argument("other")
+    pn = sub.add_parser("convert", help="import an ONNX model as a .amber file")
+    pn.add_argument("file", metavar="MODEL.onnx")
+    pn.add_argument("output", metavar="MODEL.amber")
+    pn.add_argument("--example", action="append", metavar="NAME=FILE.npy",
+                    help="an example input for the proof (repeat for each input; default: "
+                         "random inputs)")
+    pn.add_argument("--size", action="append", metavar="DIM=A,B",
+                    help="sizes of a symbolic dim for the random proof (default: 2,5)")
     pc = sub.add_parser("config", help="flags to build C programs against libamber")
     pc.add_argument("--cflags", action="store_true", help="compiler flags (-I...)")
     pc.add_argument("--libs", action="store_true", help="linker flags (-L... -lamber)")
@@ -270,7 +344,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the directory holding amber.pc (for PKG_CONFIG_PATH)")
     pc.add_argument("--prefix", action="store_true",
                     help="print the install prefix (include/, lib/, bin/amber-run)")
+    serve_cli.add_parser(sub)
     return p
+
+
+def amber_run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``amber-run`` command: replaces this process by the C tool the
+    package installed (``amber/_native/bin/amber-run``, docs/c-api.md), so its exit
+    status and output are the tool's own. Returns 1 (with a message) if it is missing."""
+    import os
+
+    from .native import native_dir
+
+    d = native_dir()
+    exe = d / "bin" / "amber-run" if d is not None else None
+    if exe is None or not exe.is_file():
+        print("amber-run: this amber has no native runtime installed (reinstall it with "
+              "`pip install .`, which builds libamber and amber-run with CMake)",
+              file=sys.stderr)
+        return 1
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    os.execv(exe, ["amber-run", *args])
+    return 1  # pragma: no cover - execv does not return
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -278,18 +374,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     handler = {"inspect": cmd_inspect, "verify": cmd_verify, "run": cmd_run,
-               "link": cmd_link, "diff": cmd_diff, "config": cmd_config}[args.command]
+               "link": cmd_link, "diff": cmd_diff, "config": cmd_config,
+               "convert": cmd_convert, "serve": serve_cli.cmd_serve}[args.command]
     try:
         return handler(args, out)
     except FormatError as e:
-        where = f" {args.file}" if "file" in args else ""
-        print(f"amber {args.command}: invalid file{where}: {e}", file=sys.stderr)
+        path = getattr(e, "amber_path", args.file if "file" in args else None)
+        where = f" {display(path)}" if path else ""
+        print(f"amber {args.command}: invalid file{where}: {_lines(e)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"amber {args.command}: {e}", file=sys.stderr)
+        print(f"amber {args.command}: {_lines(e)}", file=sys.stderr)
         return 2
     except AmberError as e:
-        print(f"amber {args.command}: {e}", file=sys.stderr)
+        print(f"amber {args.command}: {_lines(e)}", file=sys.stderr)
         return 2
 
 

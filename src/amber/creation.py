@@ -13,7 +13,7 @@ from .tensor import Tensor
 
 def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     if isinstance(data, Tensor):
-        data = data.numpy()
+        data = data.detach().numpy()
     want = None if dtype is None else D.as_dtype(dtype)
     if isinstance(data, np.ndarray) or (np.isscalar(data) and isinstance(data, np.generic)):
         arr = np.asarray(data)
@@ -49,7 +49,13 @@ def _make(arr: np.ndarray, requires_grad: bool) -> Tensor:
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (nested lists, scalars, arrays, tensors).
 
-    Floats default to float32, Python ints to int64, bools to bool."""
+    Floats default to float32, Python ints to int64, bools to bool. During capture a
+    symbolic size (``am.tensor(x.shape[0])``) gives its run-time value."""
+    if _is_dim(data):
+        from .ops.registry import TraceHooks
+
+        assert TraceHooks.dim_scalar is not None
+        return TraceHooks.dim_scalar(data, D.int64 if dtype is None else D.as_dtype(dtype))
     return _make(_to_array(data, dtype), requires_grad)
 
 
@@ -78,6 +84,24 @@ def _size(size: Sequence[Any]) -> tuple[int, ...]:
     return tuple(int(s) for s in size)
 
 
+def _is_dim(v: Any) -> bool:
+    """A symbolic size (during capture: ``x.shape[0]`` of a symbolic dim)."""
+    return getattr(v, "__amber_dim__", False) is True
+
+
+def _symbolic_size(size: Sequence[Any]) -> tuple[Any, ...] | None:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(size) if any(_is_dim(s) for s in size) else None
+
+
+def _filled(shape: tuple[Any, ...], value: Any, dtype: D.DType) -> Tensor:
+    """A tensor of a symbolic ``shape`` holding ``value`` (a broadcast scalar)."""
+    from . import functional as F
+
+    return F.broadcast_to(F.scalar(value, dtype), shape)
+
+
 def _float_dtype(dtype: Any) -> D.DType:
     return D.default_float() if dtype is None else D.as_dtype(dtype)
 
@@ -85,14 +109,23 @@ def _float_dtype(dtype: Any) -> D.DType:
 def full(size: Sequence[int], fill_value: Any, dtype: Any = None,
          requires_grad: bool = False) -> Tensor:
     dt = D.as_dtype(dtype) if dtype is not None else D.scalar_dtype(fill_value)
+    sym = _symbolic_size((size,))
+    if sym is not None:
+        return _filled(sym, fill_value, dt)
     return _make(np.full(_size((size,)), fill_value, dtype=dt.np), requires_grad)
 
 
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    sym = _symbolic_size(size)
+    if sym is not None:
+        return _filled(sym, 0, _float_dtype(dtype))
     return _make(np.zeros(_size(size), dtype=_float_dtype(dtype).np), requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    sym = _symbolic_size(size)
+    if sym is not None:
+        return _filled(sym, 1, _float_dtype(dtype))
     return _make(np.ones(_size(size), dtype=_float_dtype(dtype).np), requires_grad)
 
 
@@ -128,6 +161,8 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
     """Values from ``start`` (inclusive) to ``end`` (exclusive) by ``step``, as torch.arange."""
     if end is None:
         start, end = 0, start
+    if any(_is_dim(v) for v in (start, end)):
+        return _symbolic_arange(start, end, step, dtype)
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = D.int64 if is_int else D.default_float()
@@ -135,7 +170,31 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
     return _make(np.arange(start, end, step).astype(dt.np), requires_grad)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def _symbolic_arange(start: Any, end: Any, step: Any, dtype: Any) -> Tensor:
+    """``arange`` with a symbolic bound: ``start + step * iota(count)``."""
+    from . import functional as F
+
+    if not isinstance(step, (int, np.integer)) or step == 0 or not all(
+            isinstance(v, (int, np.integer)) or _is_dim(v) for v in (start, end)):
+        from .errors import ShapeError
+
+        raise ShapeError("arange with a symbolic bound takes integer start, end and a "
+                         "nonzero integer step")
+    count = (end - start + step - 1) // step if step > 0 else (start - end - step - 1) // -step
+    idx = F._iota(count)
+    out = idx * step + start if (step != 1 or not (isinstance(start, int) and start == 0)) \
+        else idx
+    dt = D.int64 if dtype is None else D.as_dtype(dtype)
+    return out if out.dtype is dt else out.to(dt)
+
+
+def eye(n: Any, m: Any = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    if _is_dim(n) or _is_dim(m):
+        from . import functional as F
+
+        rows = F.unsqueeze(arange(n), 1)
+        cols = F.unsqueeze(arange(n if m is None else m), 0)
+        return (rows == cols).to(_float_dtype(dtype))
     return _make(np.eye(n, m, dtype=_float_dtype(dtype).np), requires_grad)
 
 

@@ -68,3 +68,27 @@ class LinkError(AmberError, ValueError):
     """An ``amber link`` request is malformed: a ``--connect`` spec that does not parse,
     names an unknown model, entry point or port, connects the wrong direction, feeds an
     input twice, or forms a cycle."""
+
+
+class DistributedError(AmberError, RuntimeError):
+    """A collective failed or timed out, the process group is not initialised, or ranks
+    disagree (``amber.distributed``); the message names the rank and the operation."""
+class ArgumentError(AmberError, ValueError):
+    """An argument has an invalid value or conflicts with another argument (a
+    ``DataLoader`` given both ``sampler`` and ``shuffle``, a negative learning rate, an
+    unknown scheduler mode); the message names the argument and what is accepted."""
+
+
+class UnsupportedCheckpointError(FormatError):
+    """``am.load`` was given a file it will not read, such as a pickled PyTorch
+    checkpoint (``torch.save``); the message says how to convert it to safetensors."""
+
+
+class DeviceError(AmberError, RuntimeError):
+    """A tensor or module was sent to a device amber does not run on (amber computes
+    on the CPU; ``am.cuda.is_available()`` is False)."""
+class UnsupportedError(AmberError, NotImplementedError):
+    """A model uses something amber does not support (an ONNX operator, an attribute
+    value, a data type, an operator domain, sequence or optional types). Raised instead
+    of computing anything else; the message names the node, its op type, domain and
+    opset, and what is unsupported."""

@@ -132,6 +132,13 @@ def floor_divide(a: Any, b: Any) -> Tensor:
     return q if not q.dtype.is_floating else floor(q)
 
 
+def remainder(a: Any, b: Any) -> Tensor:
+    """``a - floor_divide(a, b) * b``: the remainder with the sign of the divisor (Python's
+    ``%``, ``torch.remainder``)."""
+    x, y = _operands(a, b, arith=True)
+    return x - floor_divide(x, y) * y
+
+
 def floor(x: Any) -> Tensor:
     """Round toward -inf (integers pass through unchanged)."""
     x = _as_tensor(x)
@@ -141,6 +148,31 @@ def floor(x: Any) -> Tensor:
 def ceil(x: Any) -> Tensor:
     """Round toward +inf."""
     return -floor(-_as_tensor(x))
+
+
+def trunc(x: Any) -> Tensor:
+    """Round toward zero (integers pass through unchanged)."""
+    x = _as_tensor(x)
+    if not x.dtype.is_floating:
+        return x
+    return where(x < 0, ceil(x), floor(x))
+
+
+def round(x: Any, *, decimals: int = 0) -> Tensor:
+    """Round to the nearest integer, halves to even (as torch.round); with ``decimals``
+    round ``x * 10**decimals`` and scale back. Integers pass through unchanged."""
+    x = _as_tensor(x)
+    if not x.dtype.is_floating:
+        return x
+    if decimals:
+        scale = 10.0 ** decimals
+        return round(x * scale) / scale
+    f = floor(x)
+    d = x - f  # exact: x and floor(x) are within 1 of each other
+    odd = (f - floor(f * 0.5) * 2.0) == 1.0
+    up = logical_or(d > 0.5, logical_and(d == 0.5, odd))
+    r = where(up, f + 1.0, f)
+    return where(r == 0.0, x * 0.0, r)  # -0.4 rounds to -0.0, as in PyTorch
 
 
 def pow(a: Any, b: Any) -> Tensor:
@@ -415,6 +447,9 @@ def broadcast_tensors(*xs: Tensor) -> list[Tensor]:
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along ``dim`` (dtypes are promoted to a common one)."""
+    grown = getattr(tensors, "_amber_cat", None)
+    if grown is not None:  # a list that grew in a captured loop (capture/ag_runtime.py)
+        return grown(dim)
     ts = [_as_tensor(t) for t in tensors]
     if not ts:
         raise ShapeError("cat: expects a non-empty sequence of tensors")
@@ -430,6 +465,9 @@ concat = concatenate = cat
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    grown = getattr(tensors, "_amber_stack", None)
+    if grown is not None:  # a list that grew in a captured loop (capture/ag_runtime.py)
+        return grown(dim)
     ts = [_as_tensor(t) for t in tensors]
     if not ts:
         raise ShapeError("stack: expects a non-empty sequence of tensors")
@@ -668,6 +706,10 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
 
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and batch broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
+        da = a.dtype
+        if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
+            return L.matmul(a, b)
     x, y = _operands(a, b, arith=True)
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError("matmul: both operands must have at least one dimension")
@@ -743,3 +785,156 @@ def ones_like(x: Tensor, dtype: Any = None) -> Tensor:
 def full_like(x: Tensor, value: Any, dtype: Any = None) -> Tensor:
     return broadcast_to(scalar(value, x.dtype if dtype is None else D.as_dtype(dtype)),
                         x.shape)
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def _iota(n: Any, dtype: D.DType = D.int64) -> Tensor:
+    """``arange(n)`` as a tensor; for a symbolic size (capture) it is a ``scan`` that counts,
+    so the result keeps the symbolic length."""
+    if isinstance(n, (int, np.integer)):
+        return Tensor._wrap(np.arange(int(n), dtype=dtype.np))
+    from .control import scan
+
+    one = scalar(1, dtype)
+    _, ys = scan(lambda c, x: (c + x, c), scalar(0, dtype), broadcast_to(one, (n,)))
+    return ys  # type: ignore[no-any-return]
+
+
+def _band(x: Tensor, diagonal: int, upper: bool, op: str) -> Tensor:
+    if x.ndim < 2:
+        raise ShapeError(f"{op}: expects a tensor of rank >= 2, got {tuple(x.shape)}")
+    rows = unsqueeze(_iota(x.shape[-2]), 1)
+    cols = unsqueeze(_iota(x.shape[-1]), 0)
+    keep = (cols - rows >= diagonal) if upper else (cols - rows <= diagonal)
+    return where(keep, x, zeros_like(x) if x.dtype is not D.bool_ else scalar(False, D.bool_))
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two dims (elements with ``col - row >= diagonal``);
+    the rest is zero (False for bool)."""
+    return _band(_as_tensor(x), int(diagonal), True, "triu")
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two dims (elements with ``col - row <= diagonal``);
+    the rest is zero (False for bool)."""
+    return _band(_as_tensor(x), int(diagonal), False, "tril")
+
+
+def flip(x: Tensor, *dims: Any) -> Tensor:
+    """Reverse the order of elements along ``dims`` (an int, a sequence, or several ints
+    as in ``x.flip(0, 1)``); the flipped dims must have static sizes."""
+    x = _as_tensor(x)
+    for d in _norm_dims(_shape_arg(dims), x.ndim, "flip"):
+        n = x.shape[d]
+        if not isinstance(n, (int, np.integer)):
+            raise ShapeError(f"flip: dim {d} has the symbolic size {n}; flip needs a static "
+                             f"size (use am.scan(..., reverse=True) to run backwards)")
+        if n > 1:
+            x = S.take(x, Tensor._wrap(np.arange(n - 1, -1, -1, dtype=np.int64)), axis=d)
+    return x
+
+
+def _einsum_parse(equation: str, operands: Sequence[Tensor]) -> tuple[list[str], str]:
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(operands):
+        raise ShapeError(f"einsum: {equation!r} names {len(ins)} operands, got {len(operands)}")
+    for spec, x in zip(ins, operands, strict=True):
+        if "." in spec:
+            raise AmberError("einsum: ellipsis ('...') is not supported; name every dim")
+        if not spec.isalpha() or len(spec) != x.ndim:
+            raise ShapeError(f"einsum: subscripts {spec!r} do not fit an operand of shape "
+                             f"{tuple(x.shape)}")
+    if not arrow:
+        counts: dict[str, int] = {}
+        for c in "".join(ins):
+            counts[c] = counts.get(c, 0) + 1
+        rhs = "".join(sorted(c for c, k in counts.items() if k == 1))
+    if len(set(rhs)) != len(rhs) or builtins.any(c not in lhs for c in rhs):
+        raise ShapeError(f"einsum: output subscripts {rhs!r} must be distinct input subscripts")
+    return ins, rhs
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Einstein summation (``'bij,bjk->bik'``): each operand is aligned to one index order,
+    the operands are multiplied with broadcasting and the indices missing from the output
+    are summed. A repeated index within one operand takes its diagonal."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    xs = [_as_tensor(x) for x in operands]
+    ins, rhs = _einsum_parse(equation, xs)
+    if len(xs) == 2 and _einsum_pairable(ins, xs):
+        return _einsum_pair(ins[0], ins[1], rhs, xs[0], xs[1])
+    letters = list(rhs) + sorted(set("".join(ins)) - set(rhs))
+    sizes: dict[str, Any] = {}
+    aligned = []
+    for spec, x in zip(ins, xs, strict=True):
+        for c, n in zip(spec, x.shape, strict=True):
+            if c in sizes and sizes[c] != n and n != 1 and sizes[c] != 1:
+                raise ShapeError(f"einsum: index {c!r} has sizes {sizes[c]} and {n}")
+            sizes[c] = n if c not in sizes or sizes[c] == 1 else sizes[c]
+        for c in {c for c in spec if spec.count(c) > 1}:  # diagonal of a repeated index
+            i, j = spec.index(c), spec.index(c, spec.index(c) + 1)
+            n = x.shape[i]
+            eye_ = Tensor._wrap(np.eye(n, dtype=bool).reshape(
+                [n if k in (i, j) else 1 for k in range(x.ndim)]))
+            x = sum(where(eye_, x, zeros_like(x)), j)
+            spec = spec[:j] + spec[j + 1:]
+        present = [c for c in letters if c in spec]
+        x = permute(x, [spec.index(c) for c in present])
+        aligned.append(reshape_exact(x, tuple(x.shape[present.index(c)] if c in present else 1
+                                              for c in letters)))
+    prod_ = aligned[0]
+    for x in aligned[1:]:
+        prod_ = prod_ * x
+    summed = tuple(range(len(rhs), len(letters)))
+    return sum(prod_, summed) if summed else prod_
+
+
+def _einsum_pairable(ins: list[str], xs: list[Tensor]) -> bool:
+    """Two operands without repeated or broadcast indices: one batched matrix product."""
+    a, b = ins
+    if len(set(a)) != len(a) or len(set(b)) != len(b):
+        return False
+    sa = dict(zip(a, xs[0].shape, strict=True))
+    return builtins.all(sa[c] == n for c, n in zip(b, xs[1].shape, strict=True) if c in sa)
+
+
+def _einsum_pair(a: str, b: str, rhs: str, x: Tensor, y: Tensor) -> Tensor:
+    """``einsum`` of two operands as permute, reshape and one ``matmul`` (no intermediate
+    holding every index at once)."""
+    only_a = [c for c in a if c not in b and c not in rhs]
+    only_b = [c for c in b if c not in a and c not in rhs]
+    if only_a:  # indices summed within one operand
+        x = sum(x, tuple(a.index(c) for c in only_a))
+        a = "".join(c for c in a if c not in only_a)
+    if only_b:
+        y = sum(y, tuple(b.index(c) for c in only_b))
+        b = "".join(c for c in b if c not in only_b)
+    batch = [c for c in rhs if c in a and c in b]
+    left = [c for c in rhs if c in a and c not in b]
+    right = [c for c in rhs if c in b and c not in a]
+    contr = [c for c in a if c in b and c not in rhs]
+    size = {**dict(zip(a, x.shape, strict=True)), **dict(zip(b, y.shape, strict=True))}
+
+    def prod_(cs: list[str]) -> Any:
+        n: Any = 1
+        for c in cs:
+            n = n * size[c]
+        return n
+
+    xa = permute(x, [a.index(c) for c in batch + left + contr])
+    yb = permute(y, [b.index(c) for c in batch + contr + right])
+    bshape = tuple(size[c] for c in batch)
+    xa = reshape_exact(xa, bshape + (prod_(left), prod_(contr)))
+    yb = reshape_exact(yb, bshape + (prod_(contr), prod_(right)))
+    if x.dtype is not y.dtype:
+        dt = D.promote(x.dtype, y.dtype)
+        xa, yb = cast(xa, dt), cast(yb, dt)
+    out = reshape_exact(L.matmul(xa, yb), bshape + tuple(size[c] for c in left + right))
+    order = batch + left + right
+    return permute(out, [order.index(c) for c in rhs])

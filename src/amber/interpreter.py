@@ -7,12 +7,15 @@ evaluated with them; each kernel's result is checked against the declared type."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import limits as L
 from ._dtype import from_numpy_dtype
+from ._inputs import input_array
 from .capture.dims import DimExpr, evaluate, format_dim
 from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
 from .errors import (
@@ -20,14 +23,32 @@ from .errors import (
     DTypeError,
     IRError,
     IterationLimitError,
+    LimitError,
     RecursionLimitError,
     ShapeError,
 )
 from .ops.registry import REGISTRY
 
-DEFAULT_MEMORY_LIMIT = 1 << 34  # bytes one intermediate tensor may take (16 GiB)
-DEFAULT_MAX_CALL_DEPTH = 256
-DEFAULT_MAX_ITERATIONS = 1_000_000
+_UNSET: Any = object()
+
+# The same limits, defaults and meaning as libamber's amber_options (docs/c-api.md).
+DEFAULT_MEMORY_LIMIT = L.MEMORY_LIMIT  # bytes the values of one run may hold (2 GiB)
+DEFAULT_MAX_CALL_DEPTH = L.MAX_CALL_DEPTH
+DEFAULT_MAX_LOOP_ITERATIONS = L.MAX_LOOP_ITERATIONS  # one while loop; one scan's length
+DEFAULT_MAX_RUN_ITERATIONS = L.MAX_RUN_ITERATIONS  # all loops of one run (nested multiply)
+DEFAULT_MAX_RUN_CALLS = L.MAX_RUN_CALLS  # executions of call and cond nodes in one run
+DEFAULT_MAX_ITERATIONS = DEFAULT_MAX_LOOP_ITERATIONS
+
+
+class _Budget:
+    """What one run may still spend: loop iterations, calls, and bytes of live values."""
+
+    __slots__ = ("iterations", "calls", "held")
+
+    def __init__(self, iterations: int | None, calls: int | None) -> None:
+        self.iterations = iterations
+        self.calls = calls
+        self.held = 0
 
 
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
@@ -38,15 +59,16 @@ def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     return v
 
 
-def _to_array(x: Any, dtype: np.dtype, what: str) -> np.ndarray:
+def _to_array(x: Any, dtype: np.dtype, what: str, memory_limit: int | None = None
+              ) -> np.ndarray:
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        return x.numpy()
-    if isinstance(x, np.ndarray):
-        return x
+        return x.detach().numpy()
+    if isinstance(x, np.ndarray):  # as libamber takes it (amber._inputs)
+        return input_array(x, what, memory_limit)
     if isinstance(x, np.generic):
-        return np.asarray(x)
+        return input_array(np.asarray(x), what, memory_limit)
     try:
         return np.asarray(x, dtype=dtype)  # Python scalars / nested lists
     except (TypeError, ValueError, OverflowError) as e:
@@ -74,21 +96,49 @@ def gather_args(entry: str, names: Sequence[str], args: Sequence[Any],
 
 
 class Interpreter:
-    """Runs the functions of ``program``. ``memory_limit`` bounds the bytes of any one
-    intermediate tensor; ``max_call_depth`` bounds how deeply function executions nest
-    (``call`` and the branch and body functions of ``cond``, ``while`` and ``scan``):
-    past it, :class:`amber.RecursionLimitError`. ``max_iterations`` bounds the
-    iterations of one ``while`` node (a node's own ``max_iterations`` attribute, when
-    smaller, wins): past it, :class:`amber.IterationLimitError`."""
+    """Runs the functions of ``program`` within the limits libamber applies (the same
+    defaults; docs/c-api.md, "Options"), each a :class:`amber.LimitError`:
 
-    def __init__(self, program: Program, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    - ``memory_limit``: bytes the values of one run may hold at once (intermediate and
+      result tensors; inputs, weights and constants are used in place);
+    - ``max_call_depth``: nesting of function executions (``call`` and the functions of
+      ``cond``, ``while`` and ``scan``): :class:`amber.RecursionLimitError`;
+    - ``max_loop_iterations`` (alias ``max_iterations``): iterations of one ``while``
+      (a node's own ``max_iterations``, when smaller, wins) and the length of one
+      ``scan``: :class:`amber.IterationLimitError`;
+    - ``max_run_iterations``: loop iterations of one run, all loops together (nested
+      loops multiply): :class:`amber.IterationLimitError`;
+    - ``max_run_calls``: executions of ``call`` and ``cond`` nodes in one run, at every
+      depth (a recursion that calls itself twice per level stays within the depth).
+
+    ``None`` (or 0) means no limit, except for the depth."""
+
+    def __init__(self, program: Program, *, memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
                  max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
-                 max_iterations: int | None = DEFAULT_MAX_ITERATIONS) -> None:
+                 max_loop_iterations: int | None = DEFAULT_MAX_LOOP_ITERATIONS,
+                 max_run_iterations: int | None = DEFAULT_MAX_RUN_ITERATIONS,
+                 max_run_calls: int | None = DEFAULT_MAX_RUN_CALLS,
+                 max_iterations: Any = _UNSET) -> None:
         self.program = program
-        self.memory_limit = memory_limit
+        self.memory_limit = memory_limit or None
         self.max_call_depth = max_call_depth
-        self.max_iterations = max_iterations
+        if max_iterations is not _UNSET:
+            max_loop_iterations = max_iterations
+        self.max_iterations = max_loop_iterations or None
+        self.max_run_iterations = max_run_iterations or None
+        self.max_run_calls = max_run_calls or None
         self._live_cache: dict[int, tuple[Function, int, list[list[int]]]] = {}
+        self._local = threading.local()
+
+    @property
+    def max_loop_iterations(self) -> int | None:
+        return self.max_iterations
+
+    def _budget(self) -> _Budget:
+        b = getattr(self._local, "budget", None)
+        if b is None:
+            b = self._local.budget = _Budget(self.max_run_iterations, self.max_run_calls)
+        return b
 
     # -- entry points ---------------------------------------------------------------
     def bind_inputs(self, entry: EntryPoint, args: Sequence[Any],
@@ -100,7 +150,7 @@ class Interpreter:
         arrays = []
         for port in entry.inputs:
             what = f"{entry.name}: input {port.name!r}"
-            a = _to_array(given[port.name], port.dtype.np, what)
+            a = _to_array(given[port.name], port.dtype.np, what, self.memory_limit)
             try:
                 dt = from_numpy_dtype(a.dtype)
             except DTypeError:
@@ -132,6 +182,7 @@ class Interpreter:
         entry = self.program.entry(entry_name)
         arrays, env = self.bind_inputs(entry, args, kwargs)
         fn = self.program.functions[entry.function]
+        self._local.budget = _Budget(self.max_run_iterations, self.max_run_calls)
         try:
             return self.run_function(fn, arrays, env, 0)
         except RecursionError:
@@ -148,31 +199,42 @@ class Interpreter:
         for p, a in zip(fn.params, args):
             vals[id(p)] = a
         dead_after = self._liveness(fn)
-        for i, node in enumerate(fn.nodes):
-            where = f"{fn.name}, node {i} ({node.op})"
-            # a node binding a symbol (an opset-3 while) has output sizes known only
-            # after it ran; it bounds the memory of its stacked outputs while it runs
-            binds = bound_symbol(node) is not None
-            shapes = [] if binds else self._output_shapes(node, env, where)
-            ins = [vals[id(v)] for v in node.inputs]
-            outs = self._run_node(node, ins, env, depth, where)
-            if binds:
-                shapes = self._output_shapes(node, env, where)
-            for v, out, shape in zip(node.outputs, outs, shapes):
-                out = np.asarray(out)
-                if out.shape != shape or out.dtype != v.dtype.np:
-                    raise IRError(f"{where}: produced {out.dtype}{list(out.shape)} but the "
-                                  f"program declares {v.dtype.name}{list(shape)}")
-                vals[id(v)] = out
-            for vid in dead_after[i]:  # free intermediates after their last use
-                vals.pop(vid, None)
-        return [vals[id(v)] for v in fn.results]
+        budget = self._budget()
+        owned: dict[int, int] = {}  # values this run allocated here -> bytes held
+        try:
+            for i, node in enumerate(fn.nodes):
+                where = f"{fn.name}, node {i} ({node.op})"
+                # a node binding a symbol (an opset-3 while) has output sizes known only
+                # after it ran; it bounds the memory of its stacked outputs while it runs
+                binds = bound_symbol(node) is not None
+                shapes = [] if binds else self._output_shapes(node, env, where)
+                ins = [vals[id(v)] for v in node.inputs]
+                outs = self._run_node(node, ins, env, depth, where)
+                if binds:
+                    shapes = self._output_shapes(node, env, where)
+                in_place = node.op in ("weight", "constant")
+                for v, out, shape in zip(node.outputs, outs, shapes):
+                    out = np.asarray(out)
+                    if out.shape != shape or out.dtype != v.dtype.np:
+                        raise IRError(f"{where}: produced {out.dtype}{list(out.shape)} but "
+                                      f"the program declares {v.dtype.name}{list(shape)}")
+                    vals[id(v)] = out
+                    if not in_place:
+                        owned[id(v)] = int(out.nbytes)
+                        budget.held += int(out.nbytes)
+                for vid in dead_after[i]:  # free intermediates after their last use
+                    vals.pop(vid, None)
+                    budget.held -= owned.pop(vid, 0)
+            return [vals[id(v)] for v in fn.results]
+        finally:  # the caller counts the results it keeps as its node's outputs
+            budget.held -= sum(owned.values())
 
     def _output_shapes(self, node: Any, env: dict[str, int], where: str
                        ) -> list[tuple[int, ...]]:
-        """The declared output shapes of ``node`` evaluated in ``env``, each checked
+        """The declared output shapes of ``node`` evaluated in ``env``, checked together
         against the memory limit."""
         shapes = []
+        need = 0
         for v in node.outputs:
             try:
                 shape = tuple(evaluate(d, env) for d in v.shape)
@@ -182,15 +244,19 @@ class Interpreter:
                 raise ShapeError(f"{where}: output %{v.name} of type "
                                  f"{format_type(v.aval)} has a negative size {shape} for "
                                  f"{_fmt_env(env)}")
-            self._check_bytes(int(np.prod(shape, dtype=object)) * v.dtype.itemsize,
-                              f"{where}: output %{v.name}")
+            if node.op not in ("weight", "constant"):
+                need += int(np.prod(shape, dtype=object)) * v.dtype.itemsize
             shapes.append(shape)
+        self._check_bytes(need, f"{where}: its outputs")
         return shapes
 
     def _check_bytes(self, nbytes: int, what: str) -> None:
-        if nbytes > self.memory_limit:
-            raise AmberError(f"{what} would take {nbytes} bytes, over the limit of "
-                             f"{self.memory_limit}")
+        """Refuse to allocate ``nbytes`` more when the run's values would then hold
+        more than ``memory_limit``."""
+        held = self._budget().held
+        if self.memory_limit is not None and held + nbytes > self.memory_limit:
+            raise LimitError(f"{what}: memory limit of {self.memory_limit} bytes exceeded "
+                             f"(holding {held}, need {nbytes} more; memory_limit)")
 
     def _liveness(self, fn: Function) -> list[list[int]]:
         """For each node index, the values whose last use is that node."""
@@ -219,9 +285,11 @@ class Interpreter:
         if op == "weight":
             return [self.program.weights[node.attrs["name"]]]
         if op == "call":
+            self._spend_call(where)
             return self._call(node.attrs["callee"], ins, depth, where)
         if op == "cond":
             taken = node.attrs["then"] if bool(ins[0]) else node.attrs["else"]
+            self._spend_call(where)
             return self._call(taken, ins[1:], depth, where)
         if op == "while":
             return self._while(node, ins, env, depth, where)
@@ -237,6 +305,9 @@ class Interpreter:
             raise type(e)(f"{where}: {e}") from None
         except (ValueError, IndexError, TypeError, ArithmeticError) as e:
             raise AmberError(f"{where}: kernel failed: {e}") from None
+        except MemoryError:
+            raise LimitError(f"{where}: the system is out of memory (lower the input sizes, "
+                             f"or memory_limit so that runs stop before this)") from None
 
 
     def _call(self, name: str, args: list[np.ndarray], depth: int,
@@ -259,6 +330,23 @@ class Interpreter:
                     cenv[d.name] = int(n)
         return self.run_function(callee, args, cenv, depth + 1)
 
+    def _spend_call(self, where: str) -> None:
+        b = self._budget()
+        if b.calls is not None:
+            if b.calls <= 0:
+                raise LimitError(f"{where}: the run executed more than {self.max_run_calls} "
+                                 f"function calls in all (max_run_calls)")
+            b.calls -= 1
+
+    def _spend_iteration(self, where: str) -> None:
+        b = self._budget()
+        if b.iterations is not None:
+            if b.iterations <= 0:
+                raise IterationLimitError(
+                    f"{where}: the run made more than {self.max_run_iterations} loop "
+                    f"iterations in all (max_run_iterations)")
+            b.iterations -= 1
+
     def _iteration_limit(self, node: Any) -> int | None:
         own = node.attrs.get("max_iterations")
         lims = [x for x in (own, self.max_iterations) if x is not None]
@@ -278,6 +366,7 @@ class Interpreter:
                 raise IterationLimitError(
                     f"{where}: the loop (body {node.attrs['body']!r}) was about to run "
                     f"iteration {k + 1}, past the limit of {limit} iterations")
+            self._spend_iteration(where)
             out = self._call(node.attrs["body"], carries + extra, depth, where)
             carries = out[:n]
             if n_stacked:
@@ -309,12 +398,16 @@ class Interpreter:
               where: str) -> list[np.ndarray]:
         n, m = node.attrs["num_carries"], node.attrs["num_xs"]
         length = int(_eval_attr(node.attrs["length"], env))
+        if self.max_iterations is not None and length > self.max_iterations:
+            raise IterationLimitError(f"{where}: scan length {length} exceeds the limit of "
+                                      f"{self.max_iterations} iterations")
         carries, xs, extra = list(ins[:n]), ins[n:n + m], list(ins[n + m:])
         body = self.program.functions[node.attrs["body"]]
         n_ys = len(body.results) - n
         ys: list[list[np.ndarray]] = [[] for _ in range(n_ys)]
         order = range(length - 1, -1, -1) if node.attrs["reverse"] else range(length)
         for i in order:
+            self._spend_iteration(where)
             out = self._call(body.name, carries + [x[i] for x in xs] + extra, depth, where)
             carries = out[:n]
             for j, y in enumerate(out[n:]):
@@ -340,4 +433,6 @@ def run(program: Program, entry: str, /, *args: Any, **kwargs: Any) -> list[np.n
     return Interpreter(program).run(entry, *args, **kwargs)
 
 
-__all__ = ["DEFAULT_MEMORY_LIMIT", "Interpreter", "format_dim", "run"]
+__all__ = ["DEFAULT_MAX_CALL_DEPTH", "DEFAULT_MAX_LOOP_ITERATIONS", "DEFAULT_MAX_RUN_CALLS",
+           "DEFAULT_MAX_RUN_ITERATIONS", "DEFAULT_MEMORY_LIMIT", "Interpreter", "format_dim",
+           "run"]

@@ -212,10 +212,18 @@ def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
     return items if kind == "list" else tuple(items)
 
 
-def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
+def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None, *,
          verify_hashes: bool = True, name: str | None = None,
-         threads: int | None = None) -> Model:
-    """Load a .amber file (a path or its bytes) as a :class:`Model`.
+         threads: int | None = None, map_location: Any = None,
+         weights_only: bool | None = None) -> Any:
+    """Load a .amber file (a path or its bytes) as a :class:`Model`, or a checkpoint.
+
+    The file's first bytes decide: a safetensors file (what ``am.save`` writes, or any
+    safetensors state dict) is returned as the object that was saved (see
+    :func:`amber.checkpoint.load_checkpoint`; ``map_location`` may be None or "cpu",
+    ``weights_only`` is accepted for PyTorch compatibility: a checkpoint never holds
+    code); a pickled PyTorch checkpoint (``torch.save``, zip or legacy) raises
+    :class:`~amber.errors.UnsupportedCheckpointError` with the conversion recipe.
 
     ``backend`` runs calls that need no gradient: ``"native"`` (libamber through its C
     API, :mod:`amber.native`), ``"reference"`` (the NumPy interpreter), or None (the
@@ -227,8 +235,9 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
     ``name`` is the model's namespace when a capture or ``amber link`` composes it into
     another program (default: the file name without ``.amber``; see docs/reuse.md).
 
-    ``threads`` is the native runtime's intra-op thread count per session (None: one per
-    core; 1: the calling thread only); the reference interpreter ignores it.
+    ``threads`` is the native runtime's intra-op thread count per session (None: the
+    count set by ``am.set_num_threads``, else one per core; 1: the calling thread only);
+    the reference interpreter ignores it.
 
     Raises:
         FormatError: the file is malformed, corrupt, uses an op this amber does not
@@ -237,15 +246,31 @@ def load(path: str | os.PathLike[str] | bytes, backend: str | None = None, *,
         amber.native.NativeUnavailableError: ``backend="native"`` but libamber cannot be
             loaded.
     """
+    from . import checkpoint
     from .format.container import read_container
 
+    where = "<bytes>" if isinstance(path, (bytes, bytearray)) else (
+        "<file>" if hasattr(path, "read") else os.fspath(path))
+    if hasattr(path, "read"):
+        path = path.read()
+    kind = checkpoint.sniff(path)
+    if kind in ("zip", "pickle"):
+        checkpoint.refuse_pickle(kind, where)
+    if kind == "safetensors":
+        from ._device import check_map_location
+
+        check_map_location(map_location)
+        return checkpoint.load_checkpoint(path)
+    if threads is None:
+        from ._device import get_num_threads_setting
+
+        threads = get_num_threads_setting()
     if backend is not None and backend not in BACKENDS:
         raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     c = read_container(path, verify_hashes=verify_hashes)
     program = program_from_header(c.header, c.tensors)
     native = None
     reason = "backend='reference' was asked for"
-    where = "<bytes>" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
     if backend in (None, "native"):
         from . import native as N
 

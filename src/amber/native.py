@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._inputs import input_array
+from ._threads import get_num_threads
 from .errors import (
     AmberError,
     DTypeError,
@@ -121,6 +123,14 @@ class NativeMismatchError(NativeError):
     """``AMBER_ERR_MISMATCH``: a test vector's outputs differ from the stored ones."""
 
 
+class NativeClosedError(NativeArgumentError):
+    """The model was closed (:meth:`NativeModel.close`): it and its sessions can no longer
+    run. A ``ValueError``, as an operation on a closed file is in Python."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(1, "AMBER_ERR_INVALID_ARGUMENT", "the model is closed", name)
+
+
 _RUN_ERRORS: dict[int, type[NativeError]] = {
     1: NativeArgumentError, 3: NativeLimitError, 4: NativeFormatError, 5: NativeFormatError,
     6: NativeFormatError, 7: NativeFormatError, 8: NativeNotFoundError, 9: NativeDTypeError,
@@ -128,9 +138,17 @@ _RUN_ERRORS: dict[int, type[NativeError]] = {
 }
 
 
+class NativeLoadLimitError(NativeLimitError, NativeFormatError):
+    """``AMBER_ERR_LIMIT`` while opening a file (a header over ``max_header_bytes``, a dim
+    expression over the expansion limit, test vectors beyond ``memory_limit``): both a
+    :class:`amber.LimitError` and a :class:`amber.FormatError`."""
+
+
 def _raise(lib: NativeLibrary, status: int, message: str, context: str, *,
            loading: bool = False) -> NoReturn:
-    cls = NativeFormatError if loading else _RUN_ERRORS.get(status, NativeError)
+    cls = _RUN_ERRORS.get(status, NativeError)
+    if loading:
+        cls = NativeLoadLimitError if status == 3 else NativeFormatError
     raise cls(status, lib.status_name(status), message, context)
 
 
@@ -146,7 +164,8 @@ class _Options(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
                 ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
-                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("max_run_calls", ctypes.c_int64)]
 
 
 class _OptionsSpace(ctypes.Structure):
@@ -366,16 +385,19 @@ def _port(p: _Port) -> NativePort:
     return NativePort((p.name or b"").decode(), _NP_DTYPES[p.dtype], tuple(shape))
 
 
-def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
+def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = None
+              ) -> np.ndarray:
     """``x`` as an array the runtime can read in place: arrays that already are
-    C-contiguous, little-endian and of a supported dtype are passed as they are (the C
+    C-contiguous, aligned, little-endian and of a supported dtype are passed as they are (the C
     side checks dtype and shape against the signature); Python numbers and lists take the
     port's dtype."""
     from .tensor import Tensor
 
     if isinstance(x, Tensor):
-        a = x.numpy()
-    elif isinstance(x, (np.ndarray, np.generic)):
+        a = x.detach().numpy()
+    elif isinstance(x, np.ndarray):
+        a = x
+    elif isinstance(x, np.generic):
         a = np.asarray(x)
     else:
         try:
@@ -390,8 +412,9 @@ def _as_input(x: Any, port: NativePort, entry: str) -> np.ndarray:
     if dt not in _NP_DTYPES:
         raise DTypeError(f"{entry}: input {port.name!r} must be {port.dtype.name}, got "
                          f"{a.dtype}; convert it with .astype(np.{port.dtype.name})")
-    if dt != a.dtype or not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a, dtype=dt)
+    a = input_array(a, f"{entry}: input {port.name!r}", memory_limit)
+    if not a.flags.aligned:  # the C API refuses data not aligned to its element size
+        a = a.copy()
     return a
 
 
@@ -418,19 +441,40 @@ class _Call:
 
 class _Handles:
     """The C handles of one model and of its live sessions, freed together: a session
-    never outlives its model, whatever order Python collects objects in."""
+    never outlives its model, whatever order Python collects objects in.
 
-    def __init__(self, lib: NativeLibrary) -> None:
+    Every call into C that uses a handle runs between :meth:`enter` and :meth:`leave`;
+    :meth:`close` marks the handles closed (later calls raise
+    :class:`NativeClosedError`) and frees them only when the calls under way have
+    returned, so a close from another thread never frees memory a run is using."""
+
+    def __init__(self, lib: NativeLibrary, name: str = "<model>") -> None:
         self.lib = lib
+        self.name = name
         self.model = ctypes.c_void_p()
         self.sessions: set[int] = set()
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.active = 0
+        self.closed = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.closed:
+                raise NativeClosedError(self.name)
+            self.active += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if not self.active and self.closed:
+                self.idle.notify_all()
 
     def new_session(self) -> int:
         handle = ctypes.c_void_p()
         with self.lock:
-            if not self.model:
-                raise AmberError("the native model is closed")
+            if self.closed or not self.model:
+                raise NativeClosedError(self.name)
             st = self.lib.lib.amber_session_create(self.model, ctypes.byref(handle))
             if st != 0 or not handle.value:
                 _raise(self.lib, st or 2, "cannot create a session", "amber_session_create")
@@ -439,12 +483,16 @@ class _Handles:
 
     def free_session(self, handle: int) -> None:
         with self.lock:
+            # a session being freed is not running: a run holds a reference to it
             if handle in self.sessions:
                 self.sessions.discard(handle)
                 self.lib.lib.amber_session_free(handle)
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
+            while self.active:  # runs under way finish first
+                self.idle.wait()
             for h in self.sessions:
                 self.lib.lib.amber_session_free(h)
             self.sessions.clear()
@@ -465,6 +513,7 @@ class NativeSession:
         self._lib = model.lib
         self._signatures = model._signatures
         self._model_name = model.name
+        self._memory_limit = model.memory_limit
         self._calls: dict[str, _Call] = {}
         self.handle = self._handles.new_session()
         self._handle = ctypes.c_void_p(self.handle)  # the exact type session_run takes
@@ -472,6 +521,13 @@ class NativeSession:
     @property
     def error(self) -> str:
         """The message of the session's last failure (``""`` after a success)."""
+        self._handles.enter()
+        try:
+            return self._error()
+        finally:
+            self._handles.leave()
+
+    def _error(self) -> str:  # NOTE: only between _handles.enter() and leave()
         msg = self._lib.lib.amber_session_error(self.handle)
         return msg.decode(errors="replace") if msg else ""
 
@@ -491,12 +547,20 @@ class NativeSession:
         call = self._calls.get(entry) or self._prepare(entry)
         if len(inputs) != len(call.in_list):
             raise AmberError(f"{entry}: takes {len(call.in_list)} inputs, got {len(inputs)}")
+        handles = self._handles
+        handles.enter()  # raises once the model is closed; close waits for leave()
+        try:
+            return self._run(call, entry, inputs)
+        finally:
+            handles.leave()
+
+    def _run(self, call: _Call, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
         converted = []  # keeps converted inputs alive for the call
         for x, t, port in zip(inputs, call.in_list, call.sig.inputs):
             # arrays the runtime reads as they are skip _as_input (the common case)
             if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
-                    and x.flags.c_contiguous):
-                x = _as_input(x, port, entry)
+                    and x.flags.c_contiguous and x.flags.aligned):
+                x = _as_input(x, port, entry, self._memory_limit)
                 converted.append(x)
             t.dtype = _DTYPE_CODES[x.dtype]
             t.rank = x.ndim
@@ -510,7 +574,7 @@ class NativeSession:
         st = self._lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
                                    call.n_out)
         if st != 0:
-            _raise(self._lib, st, self.error, f"{self._model_name}: {entry}")
+            _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
         results = []
         for t in call.out_list:  # copies of the session-owned outputs
             rank = t.rank
@@ -530,10 +594,14 @@ class NativeSession:
         """Run the file's test vectors in C; returns (vectors, failed). A failed vector
         raises :class:`NativeMismatchError` naming the first failure."""
         n, failed = ctypes.c_size_t(), ctypes.c_size_t()
-        st = self._lib.lib.amber_session_verify(self.handle, ctypes.byref(n),
-                                                ctypes.byref(failed))
-        if st != 0:
-            _raise(self._lib, st, self.error, f"{self._model_name}: test vectors")
+        self._handles.enter()
+        try:
+            st = self._lib.lib.amber_session_verify(self.handle, ctypes.byref(n),
+                                                    ctypes.byref(failed))
+            if st != 0:
+                _raise(self._lib, st, self._error(), f"{self._model_name}: test vectors")
+        finally:
+            self._handles.leave()
         return n.value, failed.value
 
     def stats(self) -> SessionStats:
@@ -542,7 +610,11 @@ class NativeSession:
             raise AmberError(f"libamber {self._lib.version} has no amber_session_get_stats")
         raw = _Stats()
         raw.struct_size = ctypes.sizeof(_Stats)
-        st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
+        self._handles.enter()
+        try:
+            st = self._lib.lib.amber_session_get_stats(self.handle, ctypes.byref(raw))
+        finally:
+            self._handles.leave()
         if st != 0:
             _raise(self._lib, st, "cannot read the session's statistics", self._model_name)
         return SessionStats(**{f.name: int(getattr(raw, f.name))
@@ -553,9 +625,9 @@ class NativeSession:
         self._handles.free_session(self.handle)
 
     def __del__(self) -> None:
-        handles = getattr(self, "_handles", None)
-        if handles is not None:
-            handles.free_session(self.handle)
+        handles, handle = getattr(self, "_handles", None), getattr(self, "handle", None)
+        if handles is not None and handle is not None:  # None: creating it failed
+            handles.free_session(handle)
 
 
 class NativeModel:
@@ -563,10 +635,12 @@ class NativeModel:
 
     ``source`` is a path (the file is memory-mapped; weights are used in place) or the
     file's bytes (used in place when 8-byte aligned, else copied once). ``threads`` is
-    the intra-op thread count per session (0: one per core), ``memory_limit`` the bytes
+    the intra-op thread count per session (0: one per core; None:
+    ``amber.get_num_threads()``), ``memory_limit`` the bytes
     a session's arena may hold (None: the runtime's default); ``max_call_depth``,
-    ``max_loop_iterations`` (one loop) and ``max_run_iterations`` (all loops of a run)
-    bound programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
+    ``max_loop_iterations`` (one loop), ``max_run_iterations`` (all loops of a run) and
+    ``max_run_calls`` (executions of ``call`` and ``cond`` nodes in a run) bound
+    programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
     per-tensor SHA-256 checks (bounds checks always run). ``fuse=False`` runs every
     elementwise op on its own instead of fusing chains of them (same results; for
     testing and measurements).
@@ -580,9 +654,11 @@ class NativeModel:
                  verify_hashes: bool = True, threads: int | None = None,
                  memory_limit: int | None = None, max_call_depth: int | None = None,
                  max_loop_iterations: int | None = None,
-                 max_run_iterations: int | None = None, fuse: bool = True) -> None:
+                 max_run_iterations: int | None = None, max_run_calls: int | None = None,
+                 fuse: bool = True) -> None:
         self.lib = library()
-        self._handles = _Handles(self.lib)
+        self._handles = _Handles(self.lib, "<bytes>" if isinstance(
+            source, (bytes, bytearray, memoryview)) else os.path.basename(os.fspath(source)))
         self._local = threading.local()
         self._buffer: Any = None
         space = _OptionsSpace()
@@ -593,19 +669,25 @@ class NativeModel:
             opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
-        if threads is not None:
-            opts.threads = threads
+        # without threads=, the process-wide amber.set_num_threads setting
+        opts.threads = threads if threads is not None else get_num_threads()
+        self.threads: int = int(opts.threads)
+        """Intra-op threads of this model's sessions (0: one per core)."""
         if memory_limit is not None:
             opts.memory_limit = memory_limit
         if max_call_depth is not None:
             opts.max_call_depth = max_call_depth
         if max_loop_iterations is not None:
             opts.max_loop_iterations = max_loop_iterations
-        if max_run_iterations is not None:
-            if opts.struct_size < ctypes.sizeof(_Options):
-                raise AmberError(f"libamber {self.lib.version} has no max_run_iterations "
-                                 f"option")
-            opts.max_run_iterations = max_run_iterations
+        for field, value in (("max_run_iterations", max_run_iterations),
+                             ("max_run_calls", max_run_calls)):
+            if value is None:
+                continue
+            if opts.struct_size < getattr(_Options, field).offset + 8:
+                raise AmberError(f"libamber {self.lib.version} has no {field} option")
+            setattr(opts, field, value)
+        # bytes of the copy an input that needs converting may take (None: no limit)
+        self.memory_limit: int | None = int(opts.memory_limit) or None
         handle = self._handles.model
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: str | None = None
@@ -636,6 +718,14 @@ class NativeModel:
     def _check(self, st: int, what: str) -> None:
         if st != 0:
             _raise(self.lib, st, what, self.name)
+
+    def _model_call(self, fn: Any, *args: Any) -> int:
+        """fn(model handle, *args) on the open model (NativeClosedError once closed)."""
+        self._handles.enter()
+        try:
+            return int(fn(self._handles.model, *args))
+        finally:
+            self._handles.leave()
 
     def _read_signatures(self) -> dict[str, NativeSignature]:
         c = self.lib.lib
@@ -680,16 +770,16 @@ class NativeModel:
     def format_version(self) -> int:
         """The container's format version."""
         v = ctypes.c_uint32()
-        self._check(self.lib.lib.amber_model_format_version(self._handles.model,
-                                                            ctypes.byref(v)), "format version")
+        self._check(self._model_call(self.lib.lib.amber_model_format_version, ctypes.byref(v)),
+                    "format version")
         return int(v.value)
 
     @property
     def opset_version(self) -> int:
         """The opset version of the file's program."""
         v = ctypes.c_int64()
-        self._check(self.lib.lib.amber_model_opset_version(self._handles.model,
-                                                           ctypes.byref(v)), "opset version")
+        self._check(self._model_call(self.lib.lib.amber_model_opset_version, ctypes.byref(v)),
+                    "opset version")
         return int(v.value)
 
     # -- running -----------------------------------------------------------------------
@@ -734,8 +824,15 @@ class NativeModel:
         return self.session().verify()
 
     def close(self) -> None:
-        """Free every session of the model and unmap the file."""
+        """Free every session of the model and unmap the file. Runs under way in other
+        threads finish first; every later call raises :class:`NativeClosedError` (an
+        :class:`amber.AmberError`). Closing twice is allowed."""
         self._handles.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handles.closed
 
     def __enter__(self) -> NativeModel:
         return self
@@ -754,11 +851,13 @@ def unsupported_ops(ops: set[str]) -> set[str]:
 
 __all__ = [
     "NativeArgumentError",
+    "NativeClosedError",
     "NativeDTypeError",
     "NativeError",
     "NativeFormatError",
     "NativeLibrary",
     "NativeLimitError",
+    "NativeLoadLimitError",
     "NativeMismatchError",
     "NativeModel",
     "NativeNotFoundError",

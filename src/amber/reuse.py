@@ -189,25 +189,36 @@ def function_key(fn: Function) -> tuple[Any, tuple[tuple[str, str], ...]]:
             tuple(sorted((k, content_hash(a)) for k, a in tensors.items())))
 
 
-def new_functions(program: Program, functions: Mapping[str, Function]
-                  ) -> dict[str, Function]:
+def new_functions(program: Program, functions: Mapping[str, Function],
+                  weights: Mapping[str, np.ndarray] | None = None) -> dict[str, Function]:
     """The functions of ``functions`` that ``program`` does not have yet. A name already
-    in the program must hold the same function (the same loaded model called from two
-    entry points); otherwise :class:`amber.CaptureError` says how to rename."""
-    from .errors import CaptureError
-
+    in the program must hold the same function, and a weight of the same namespace the
+    same values (the same loaded model called from two entry points); otherwise
+    :class:`amber.CaptureError` says how to rename."""
     out: dict[str, Function] = {}
     for fname, f in functions.items():
         have = program.functions.get(fname)
         if have is None:
             out[fname] = f
         elif function_key(have) != function_key(f):
-            ns = fname.split("/", 1)[0]
-            raise CaptureError(
-                f"the program already has a different function {fname!r}: two different "
-                f"models use the namespace {ns!r}; load one under another name with "
-                f"am.load(path, name=...)")
+            raise _namespace_clash(f"function {fname!r}", fname)
+    spaces = {fname.split("/", 1)[0] for fname in functions if "/" in fname}
+    for wname, arr in (weights or {}).items():
+        prev = program.weights.get(wname)
+        if prev is not None and wname.split("/", 1)[0] in spaces and not (
+                prev.dtype == arr.dtype and prev.shape == arr.shape
+                and np.array_equal(prev, arr, equal_nan=prev.dtype.kind == "f")):
+            raise _namespace_clash(f"weight {wname!r}", wname)
     return out
+
+
+def _namespace_clash(what: str, name: str) -> Exception:
+    from .errors import CaptureError
+
+    ns = name.split("/", 1)[0]
+    return CaptureError(
+        f"the program already has a different {what}: two different models use the "
+        f"namespace {ns!r}; load one under another name with am.load(path, name=...)")
 
 
 # ----------------------------------------------------------------------------- seams

@@ -5,6 +5,7 @@ tracer: ``_data is None``). Every operation goes through the op registry's ``bin
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -14,18 +15,23 @@ from .errors import AmberError
 from .ops.registry import Aval, Node, is_grad_enabled
 
 _DTYPE_OF_NP = D._BY_NP  # NumPy dtype -> amber DType
+_Bool = bool  # for annotations inside Tensor, where `bool` names the method
 
 
 class Tensor:
     """An amber tensor. Create one with ``am.tensor``, ``am.zeros``, ``am.randn``, ..."""
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "__weakref__")
+    __slots__ = ("_data", "requires_grad", "grad", "_node", "_aval", "_value", "_hooks",
+                 "_base", "_consumed", "__weakref__")
     __array_priority__ = 1000  # NumPy defers ``ndarray <op> Tensor`` to us
 
     _data: np.ndarray | None
     grad: Tensor | None
     _node: Node | None
     _aval: Aval | None
+    _hooks: dict[int, Any]
+    _base: Tensor  # set on ``t.data`` views: in-place changes reach ``t``
+    _consumed: bool  # set when an op recorded for autograd takes it as an input
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         from .creation import _to_array
@@ -95,8 +101,41 @@ class Tensor:
         return self._node
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """``am.device("cpu")``: amber tensors live in host memory."""
+        from ._device import CPU
+
+        return CPU
+
+    @property
+    def is_cuda(self) -> _Bool:
+        """False: amber tensors live in host memory."""
+        return False
+
+    @property
+    def is_cpu(self) -> _Bool:
+        """True: amber tensors live in host memory."""
+        return True
+
+    @property
+    def data(self) -> Tensor:
+        """The same values without autograd history, sharing the buffer; in-place
+        changes of it (``w.data.mul_(0.5)``, ``w.data[0] = 1``) change ``t`` too.
+        Assigning ``t.data = other`` replaces ``t``'s values (and shape) without
+        recording anything for autograd.
+
+        NOTE: an in-place op gives a tensor a new buffer (see ``_assign``), so a ``.data``
+        view taken before an in-place change of ``t`` itself keeps the old values."""
+        view = self.detach()
+        view._base = self
+        return view
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if not isinstance(value, Tensor):
+            raise AmberError(f"Tensor.data must be set to a Tensor, got "
+                             f"{type(value).__name__}")
+        self._data = value._concrete("setting Tensor.data")
 
     @property
     def T(self) -> Tensor:
@@ -135,8 +174,24 @@ class Tensor:
 
         backward([self], None if gradient is None else [gradient], retain_graph, create_graph)
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` once a ``backward()`` has accumulated all of this leaf's
+        gradient into ``.grad``; returns a handle whose ``remove()`` unregisters it."""
+        from .autograd import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self) -> None:
         raise AmberError("retain_grad is not supported; use am.autograd.grad(out, [tensor])")
+
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` whenever the gradient with respect to this tensor is
+        computed; a non-None return value replaces that gradient (for a leaf, before
+        it is accumulated into ``.grad``). Returns a handle whose ``remove()`` removes
+        the hook."""
+        from .autograd import register_tensor_hook
+
+        return register_tensor_hook(self, hook)
 
     # ------------------------------------------------------------------ conversion
     def _concrete(self, what: str) -> np.ndarray:
@@ -146,8 +201,14 @@ class Tensor:
             raise concrete_value_error(what)
         return self._data
 
-    def numpy(self) -> np.ndarray:
-        """The values as a NumPy array (shares memory; call ``.detach()`` first is not needed)."""
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The values as a NumPy array (shares memory). As in PyTorch, a tensor that
+        requires grad must be detached first (``t.detach().numpy()``) unless ``force``."""
+        if self.requires_grad and not force:
+            from .errors import AutogradError
+
+            raise AutogradError("Can't call numpy() on Tensor that requires grad. Use "
+                                "tensor.detach().numpy() instead.")
         return self._concrete(".numpy()")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -222,16 +283,17 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     # ------------------------------------------------------------------ dtype conversion
-    def to(self, dtype: Any = None, *args: Any, **kwargs: Any) -> Tensor:
-        """``t.to(am.float64)``; device arguments ("cpu") are accepted and ignored."""
-        dtype = kwargs.pop("dtype", dtype)
-        if isinstance(dtype, str) and dtype == "cpu":
-            dtype = args[0] if args else None
-        if dtype is None:
-            return self
-        from . import functional as F
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``t.to(am.float64)``, ``t.to("cpu")``, ``t.to(device, dtype)``, ``t.to(other)``
+        (other's dtype), with keywords ``dtype``, ``device``, ``non_blocking``, ``copy``.
+        Returns ``self`` when nothing changes (unless ``copy=True``). A device other
+        than the CPU raises :class:`~amber.errors.DeviceError`."""
+        from ._device import parse_to
 
-        return F.cast(self, dtype)
+        dtype, _, copy = parse_to(args, kwargs, "Tensor.to")
+        if dtype is not None and dtype is not self.dtype:
+            return _F.cast(self, dtype)
+        return _F.clone(self) if copy else self
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
@@ -252,7 +314,54 @@ class Tensor:
         return self.to(D.bool_)
 
     def cpu(self) -> Tensor:
+        """``self``: amber tensors live in host memory."""
         return self
+
+    def cuda(self, device: Any = None, non_blocking: _Bool = False) -> Tensor:
+        """Raises :class:`~amber.errors.DeviceError`: amber has no CUDA backend."""
+        from ._device import check_cpu
+
+        check_cpu("cuda" if device is None else device if not isinstance(device, int)
+                  else f"cuda:{device}", "Tensor.cuda")
+        return self
+
+    # ------------------------------------------------------------------ new tensors
+    def _new(self, arr: np.ndarray, requires_grad: _Bool, device: Any) -> Tensor:
+        from ._device import check_cpu
+
+        check_cpu(device, "Tensor.new_*")
+        t = Tensor._wrap(arr)
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
+                 requires_grad: _Bool = False) -> Tensor:
+        """A tensor of ``size`` filled with ``fill_value``, of this tensor's dtype unless
+        ``dtype`` is given."""
+        dt = self.dtype if dtype is None else D.as_dtype(dtype)
+        return self._new(np.full(_size(size), fill_value, dtype=dt.np), requires_grad, device)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: _Bool = False) -> Tensor:
+        """Zeros of ``size``, of this tensor's dtype unless ``dtype`` is given."""
+        return self.new_full(size, 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None,
+                 requires_grad: _Bool = False) -> Tensor:
+        """Ones of ``size``, of this tensor's dtype unless ``dtype`` is given."""
+        return self.new_full(size, 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: _Bool = False) -> Tensor:
+        """A tensor of ``size`` (amber fills it with zeros)."""
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_tensor(self, data: Any, *, dtype: Any = None, device: Any = None,
+                   requires_grad: _Bool = False) -> Tensor:
+        """A copy of ``data``, of this tensor's dtype unless ``dtype`` is given."""
+        from .creation import _to_array
+
+        dt = self.dtype if dtype is None else dtype
+        return self._new(_to_array(data, dt), requires_grad, device)
 
     def contiguous(self) -> Tensor:
         return self
@@ -276,43 +385,118 @@ class Tensor:
         data = np.asarray(value._data if isinstance(value, Tensor) else value)
         if data.shape != self._data.shape:
             data = np.broadcast_to(data, self._data.shape)
-        self._data = np.array(data, dtype=self._data.dtype, copy=True)
+        self._set_buffer(np.array(data, dtype=self._data.dtype, copy=True))
         return self
 
-    def _inplace(self, fn: Any, *args: Any) -> Tensor:
-        if self.requires_grad and self._node is None and is_grad_enabled():
-            raise AmberError(
-                "a leaf tensor that requires grad cannot be changed in place outside "
-                "am.no_grad()"
-            )
+    def _set_buffer(self, arr: np.ndarray) -> None:
+        """Adopt ``arr`` as this tensor's values, and as its owner's if this is a
+        ``.data`` view."""
+        t: Tensor | None = self
+        while t is not None:
+            t._data = arr
+            t = getattr(t, "_base", None)
+
+    def _check_inplace(self, what: str) -> None:
+        from .errors import AutogradError
+
+        if self._node is not None:
+            raise AutogradError(
+                f"{what}: in-place change of a tensor with autograd history inside "
+                f"am.no_grad(): autograd may still need its value; change a .detach()ed "
+                f"copy instead")
+        if self.requires_grad and is_grad_enabled():
+            raise AutogradError(
+                f"{what}: a leaf tensor that requires grad cannot be changed in place "
+                f"outside am.no_grad() (as in PyTorch); wrap the update in `with "
+                f"am.no_grad():`")
+
+    def _inplace(self, fn: Any, *args: Any, what: str = "in-place op") -> Tensor:
+        if self._node is not None and is_grad_enabled() and self._data is not None:
+            return self._inplace_recorded(fn, args, what)
+        self._check_inplace(what)
         from .ops.registry import no_grad
 
         with no_grad():
             return self._assign(fn(self, *args))
 
-    def copy_(self, src: Any) -> Tensor:
-        return self._inplace(lambda s, v: v if isinstance(v, Tensor) else Tensor(v), src)
+    def _inplace_recorded(self, fn: Any, args: tuple[Any, ...], what: str) -> Tensor:
+        """An in-place op on a tensor with autograd history, recorded as PyTorch does:
+        the tensor takes the result's value and history, its old value and history
+        move to a fresh tensor the op reads. Refused when an op recorded earlier
+        reads this tensor (autograd would see the new value: a wrong gradient)."""
+        from .errors import AutogradError
+
+        if getattr(self, "_consumed", False):
+            raise AutogradError(
+                f"{what}: in-place change of a tensor that an earlier operation recorded "
+                f"for autograd reads; its gradient would use the new value (PyTorch "
+                f"raises 'modified by an inplace operation' at backward). Write the "
+                f"out-of-place form (y = y.mul(2)) instead")
+        old = Tensor._wrap(self._data)  # type: ignore[arg-type]
+        old.requires_grad, old._node = True, self._node
+        old._node.out_ref = weakref.ref(old)  # type: ignore[union-attr]
+        new = fn(old, *args)
+        if not isinstance(new, Tensor):
+            new = Tensor(new)
+        if new.dtype is not self.dtype:
+            new = _F.cast(new, self.dtype)
+        if tuple(new.shape) != tuple(self.shape):
+            new = _F.broadcast_to(new, self.shape)
+        if new is old or any(new is a for a in args):
+            new = _F.clone(new)
+        self._data, self._node = new._data, new._node
+        self.requires_grad = new.requires_grad
+        if self._node is not None:
+            self._node.out_ref = weakref.ref(self)
+        else:  # the new value does not depend on anything that requires grad
+            self._data = np.array(new._data, copy=True)
+        return self
+
+    def copy_(self, src: Any, non_blocking: _Bool = False) -> Tensor:
+        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor."""
+        return self._inplace(lambda s, v: v if isinstance(v, Tensor) else Tensor(v), src,
+                             what="copy_")
 
     def zero_(self) -> Tensor:
-        return self._assign(np.zeros_like(self._concrete("zero_()")))
+        """Fill with zeros, in place."""
+        return self.fill_(0)
 
     def fill_(self, value: Any) -> Tensor:
+        """Fill with ``value``, in place."""
+        if self._node is not None:
+            return self._inplace(lambda s: _F.full_like(s, value), what="fill_")
+        self._check_inplace("fill_")
+        if isinstance(value, Tensor):
+            value = value._concrete("fill_()")
         return self._assign(np.full_like(self._concrete("fill_()"), value))
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(lambda s, o: s + (o * alpha if alpha != 1 else o), other)
+        return self._inplace(lambda s, o: s + (o * alpha if alpha != 1 else o), other,
+                             what="add_")
 
     def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(lambda s, o: s - (o * alpha if alpha != 1 else o), other)
+        return self._inplace(lambda s, o: s - (o * alpha if alpha != 1 else o), other,
+                             what="sub_")
 
     def mul_(self, other: Any) -> Tensor:
-        return self._inplace(lambda s, o: s * o, other)
+        return self._inplace(lambda s, o: s * o, other, what="mul_")
 
-    def div_(self, other: Any) -> Tensor:
-        return self._inplace(lambda s, o: s / o, other)
+    def div_(self, other: Any, *, rounding_mode: Any = None) -> Tensor:
+        if rounding_mode not in (None, "floor"):
+            raise AmberError(f"div_: rounding_mode {rounding_mode!r} is not supported; use "
+                             f"None or 'floor'")
+        op = (lambda s, o: s / o) if rounding_mode is None else (lambda s, o: s // o)
+        return self._inplace(op, other, what="div_")
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
-        return self._inplace(lambda s: s.clamp(min, max))
+        return self._inplace(lambda s: s.clamp(min, max), what="clamp_")
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask: Any, value: Any) -> Tensor:
+        """Set the elements where ``mask`` is True to ``value``, in place."""
+        return self._inplace(lambda s, m: _F.masked_fill(s, m, value), mask,
+                             what="masked_fill_")
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if self.requires_grad:
@@ -327,7 +511,7 @@ class Tensor:
             key = tuple(k._concrete("indexing") if isinstance(k, Tensor) else k for k in key)
         new = data.copy()
         new[key] = value._concrete("item assignment") if isinstance(value, Tensor) else value
-        self._data = new
+        self._set_buffer(new)
 
     # ------------------------------------------------------------------ operators
     def __getitem__(self, key: Any) -> Tensor:
@@ -364,6 +548,12 @@ class Tensor:
 
     def __rfloordiv__(self, o: Any) -> Tensor:
         return _F.floor_divide(o, self)
+
+    def __mod__(self, o: Any) -> Tensor:
+        return _F.remainder(self, o)
+
+    def __rmod__(self, o: Any) -> Tensor:
+        return _F.remainder(o, self)
 
     def __pow__(self, o: Any) -> Tensor:
         return _F.pow(self, o)
@@ -426,7 +616,8 @@ _METHODS = (
     "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
     "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
     "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
-    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t"
+    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t "
+    "triu tril flip remainder floor ceil round trunc"
 ).split()
 
 
@@ -455,6 +646,12 @@ def _wrap_array(data: np.ndarray) -> Tensor:
 
 
 _object_new = object.__new__
+
+def _size(size: Any) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(d) for d in size)
+
 
 Tensor.view_as = lambda self, other: self.reshape(other.shape)  # type: ignore[attr-defined]
 

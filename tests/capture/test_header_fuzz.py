@@ -86,4 +86,4 @@ def test_mutated_headers_load_or_raise_format_error(mutations):
 def test_valid_header_loads():
     program = program_from_header(copy.deepcopy(_HEADER), _TENSORS)
     assert all(r.ok for r in am.Model(program).verify())
-    assert np.array_equal(program.weights["weight"], _lin.weight.numpy())
+    assert np.array_equal(program.weights["weight"], _lin.weight.detach().numpy())

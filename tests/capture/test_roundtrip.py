@@ -85,7 +85,7 @@ CASES = _cases()
 def _eager(fn, args):
     out = fn(*args)
     leaves, _ = am.tree_flatten(out)
-    return [t.numpy() for t in leaves]
+    return [t.detach().numpy() for t in leaves]
 
 
 def _make_args(arg_specs, batch, rng):

@@ -221,33 +221,51 @@ def test_mutual_recursion_that_shrinks(tmp_path) -> None:
 
 @am.function
 def static_sum(x):
-    """A Python ``if`` on the size: the static shapes decide the recursion."""
+    """A Python ``if`` on the size as the base case."""
     if x.shape[0] == 1:
         return x[0]
     return x[0] * 2.0 + static_sum(x[1:])
 
 
-def test_a_python_if_on_the_size_is_traced_by_shape(tmp_path) -> None:
-    program = am.export(static_sum, am.spec(5, dtype=F64))
-    names = _functions(program, static_sum)
+@am.function
+def int_sum(x):
+    """The same with the size as a Python int: only static sizes can answer that."""
+    if int(x.shape[0]) == 1:
+        return x[0]
+    return x[0] * 2.0 + int_sum(x[1:])
+
+
+def test_a_python_if_on_the_size_is_one_recursive_function(tmp_path) -> None:
+    """The base case's ``if`` on the size becomes a cond on the run-time size: one
+    recursive function serves every size, as with am.cond."""
+    for spec in (am.spec(5, dtype=F64), am.spec("n", dtype=F64)):
+        program = am.export(static_sum, spec)
+        assert len(_functions(program, static_sum)) == 1
+    model = _save_load(program, tmp_path)
+    _check_runs(model, static_sum, [[RNG.standard_normal(k)] for k in (1, 2, 5)])
+
+
+def test_a_python_int_of_the_size_is_traced_by_shape(tmp_path) -> None:
+    program = am.export(int_sum, am.spec(5, dtype=F64))
+    names = _functions(program, int_sum)
     assert len(names) == 5  # one per size 5, 4, 3, 2, 1: unrolling by shape is the meaning
     sizes = sorted(program.functions[n].params[0].aval.shape[0] for n in names)
     assert sizes == [1, 2, 3, 4, 5]
     model = _save_load(program, tmp_path)
-    _check_runs(model, static_sum, [[RNG.standard_normal(5)]])
+    _check_runs(model, int_sum, [[RNG.standard_normal(5)]])
 
 
-def test_a_python_if_on_a_symbolic_size_is_refused_at_the_users_line() -> None:
-    with pytest.raises(am.CaptureError, match=r"test_recursion_shapes.py:\d+.*\n.*comparing "
-                       r"the symbolic size n with 1"):
-        am.export(static_sum, am.spec("n", dtype=F64))
+def test_a_python_int_of_a_symbolic_size_is_refused_at_the_users_line() -> None:
+    with pytest.raises(am.CaptureError, match=r"test_recursion_shapes.py:\d+.*\n.*int\(\) "
+                       r"of the symbolic size n"):
+        am.export(int_sum, am.spec("n", dtype=F64))
 
 
 def test_tracing_by_shape_past_the_limit_says_why_symbols_failed() -> None:
     am.control.set_limits(max_recursion_depth=20)
     with pytest.raises(am.RecursionLimitError, match=r"past max_recursion_depth=20.*"
-                       r"static_sum with symbolic sizes failed: .*test_recursion_shapes.py:"):
-        am.export(static_sum, am.spec(30, dtype=F64))
+                       r"int_sum with symbolic sizes failed: .*test_recursion_shapes.py:"):
+        am.export(int_sum, am.spec(30, dtype=F64))
 
 
 def test_a_shape_rule_that_needs_static_sizes_is_traced_by_shape(tmp_path) -> None:

@@ -78,7 +78,7 @@ def test_lstm_trip_count_follows_the_lengths_tensor(tmp_path: Path) -> None:
         n = int(lengths[b])
         alone = nat.run("forward", np.ascontiguousarray(xs[:n, b:b + 1]), lengths[b:b + 1])[0]
         np.testing.assert_allclose(alone, full[b:b + 1], rtol=1e-5, atol=1e-6)
-    eager = model(am.tensor(xs), am.tensor(lengths)).numpy()
+    eager = model(am.tensor(xs), am.tensor(lengths)).detach().numpy()
     np.testing.assert_allclose(full, eager, rtol=1e-5, atol=1e-6)
     res = lstm.check(model, path, seed=3)
     assert res["forward_native"] < 1e-5 and res["train_step"] < 1e-4
@@ -94,8 +94,12 @@ def test_tree_rnn_trains_exports_and_matches_natively(tmp_path: Path, capsys) ->
     assert tree.recursion_is_a_call(model.program)
     results = model.verify()
     assert all(r.ok for r in results)
-    # the stored vectors include real trees (internal nodes), not only leaves
-    assert any((tv.inputs["left"] >= 0).any() for tv in model.program.test_vectors)
+    # the export was proven on real trees (internal nodes) only: every stored vector,
+    # of both entry points, is one, at two forest sizes
+    vectors = model.program.test_vectors
+    assert {tv.entry for tv in vectors} == {"forward", "train_step"} and len(vectors) == 4
+    assert all((tv.inputs["left"] >= 0).any() for tv in vectors)
+    assert len({tv.dims["r"] for tv in vectors}) == 2
 
 
 def test_tree_forest_encoding() -> None:

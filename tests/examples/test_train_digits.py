@@ -50,7 +50,7 @@ def test_model_evaluate_and_save(tmp_path):
     out = tmp_path / "sub" / "digits.amber"
     digits.export_model(model, str(out), metadata={"test_accuracy": acc})
     loaded = am.load(out)
-    logits = model(am.from_numpy(x_te[:7])).numpy()
+    logits = model(am.from_numpy(x_te[:7])).detach().numpy()
     np.testing.assert_allclose(loaded(x_te[:7]).numpy(), logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(loaded.predict(x_te[:3]).numpy(), logits[:3].argmax(1))
     results = loaded.verify()

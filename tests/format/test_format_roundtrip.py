@@ -231,6 +231,61 @@ def test_failed_write_leaves_target_untouched(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["m.amber"]
 
 
+def test_interrupted_write_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    import amber.format.container as C
+
+    path = tmp_path / "m.amber"
+    real = os.fsync
+
+    def interrupt(fd: int) -> None:  # the user presses Ctrl-C while data is flushed
+        real(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_container(path, {}, {"t": np.ones(1000)})
+    assert os.listdir(tmp_path) == []
+
+
+_HOLD_TEMPORARY = """
+import sys, time
+from amber.format.container import _create_temporary
+fd, tmp = _create_temporary(sys.argv[1], "m.amber")
+import os; os.write(fd, b"x" * 4096)
+print(tmp, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX advisory locks")
+def test_save_removes_temporaries_of_killed_writers_only(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from amber.format.container import _create_temporary
+
+    path = tmp_path / "m.amber"
+    # a writer killed with SIGKILL (no Python clean-up can run) leaves its temporary
+    p = subprocess.Popen([sys.executable, "-c", _HOLD_TEMPORARY, str(tmp_path)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    killed = p.stdout.readline().strip()
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert os.path.exists(killed)
+    other = tmp_path / ".other.amber.0123456789abcdef.tmp"  # another target's: kept
+    other.write_bytes(b"y")
+    fd, live = _create_temporary(str(tmp_path), "m.amber")  # a save still writing: kept
+    try:
+        write_container(path, {"v": 1}, {})
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            ["m.amber", other.name, os.path.basename(live)])
+    finally:
+        os.close(fd)
+    write_container(path, {"v": 2}, {})  # the writer is done (closed): now stale
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.amber", other.name])
+
+
 def test_written_file_permissions_follow_umask(tmp_path: Path) -> None:
     path = tmp_path / "p.amber"
     old = os.umask(0o022)

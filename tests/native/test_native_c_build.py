@@ -109,22 +109,49 @@ def test_amber_config_static(lib: N.NativeLibrary, cc: str, tmp_path: Path) -> N
         assert "libamber" not in deps
 
 
-def test_pkg_config_file(lib: N.NativeLibrary, cc: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", [["amber"], ["--static", "amber"], ["amber-static"]],
+                         ids=["shared", "pkg-config-static", "amber-static"])
+def test_pkg_config_file(lib: N.NativeLibrary, cc: str, tmp_path: Path, route: list[str]
+                         ) -> None:
+    """Every pkg-config route builds a program that runs as built (no LD_LIBRARY_PATH)."""
     pkg_config = shutil.which("pkg-config") or shutil.which("pkgconf")
     if pkg_config is None:
         pytest.skip("pkg-config is not installed")
     pcdir = subprocess.run([*AMBER, "config", "--pkgconfig-path"], capture_output=True,
                            text=True).stdout.strip()
-    env = dict(os.environ, PKG_CONFIG_PATH=pcdir)
-    res = subprocess.run([pkg_config, "--cflags", "--libs", "amber"], capture_output=True,
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    env["PKG_CONFIG_PATH"] = pcdir
+    res = subprocess.run([pkg_config, "--cflags", "--libs", *route], capture_output=True,
                          text=True, env=env)
     assert res.returncode == 0, res.stderr
     flags = res.stdout.split()
-    libdir = next(f[2:] for f in flags if f.startswith("-L"))
-    run_env = dict(os.environ, LD_LIBRARY_PATH=libdir)
     out = _compile_and_run(cc, [f for f in flags if f.startswith("-I")],
-                           [f for f in flags if not f.startswith("-I")], tmp_path, run_env)
+                           [f for f in flags if not f.startswith("-I")], tmp_path, env)
     assert "AMBER_OK" in out
+    if route == ["amber-static"] and shutil.which("ldd"):
+        deps = subprocess.run(["ldd", str(tmp_path / "check")], capture_output=True,
+                              text=True).stdout
+        assert "libamber" not in deps
+
+
+def test_amber_run_is_a_command(lib: N.NativeLibrary, tmp_path: Path) -> None:
+    """`pip install` puts amber-run on PATH (next to `amber`), as the bundled C tool."""
+    exe = Path(sys.executable).parent / "amber-run"
+    assert exe.is_file(), "amber-run is not installed next to the interpreter"
+    ok = subprocess.run([str(exe), "--verify", str(MLP)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "4 test vectors passed" in ok.stdout, ok.stderr
+    bad = subprocess.run([str(exe), "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 64 and "unknown option --bogus" in bad.stderr
+    assert bad.stderr.splitlines()[1].startswith("usage: amber-run ")
+
+
+def test_amber_config_prefix_and_pkgconfig_path(lib: N.NativeLibrary) -> None:
+    d = N.native_dir()
+    prefix = subprocess.run([*AMBER, "config", "--prefix"], capture_output=True, text=True)
+    assert prefix.returncode == 0 and Path(prefix.stdout.strip()) == d
+    pc = subprocess.run([*AMBER, "config", "--pkgconfig-path"], capture_output=True,
+                        text=True).stdout.strip()
+    assert {p.name for p in Path(pc).glob("*.pc")} == {"amber.pc", "amber-static.pc"}
 
 
 def test_amber_config_needs_a_flag() -> None:

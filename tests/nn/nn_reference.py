@@ -31,7 +31,7 @@ def num_grads(f: Callable[..., am.Tensor], arrays: Sequence[np.ndarray], cot: np
             for sgn in (1.0, -1.0):
                 pert = [x.copy() for x in arrays]
                 pert[i].reshape(-1)[j] += sgn * eps
-                y = f(*[am.tensor(p) for p in pert]).numpy()
+                y = f(*[am.tensor(p) for p in pert]).detach().numpy()
                 vals.append(float(np.sum(y * cot)))
             flat[j] = (vals[0] - vals[1]) / (2 * eps)
         out.append(g)

@@ -24,7 +24,7 @@ def check_param_grads(module: nn.Module, x: np.ndarray, tol: float = 1e-6) -> No
     """Every parameter's gradient of sum(module(x) * cot) matches finite differences."""
     module.to(am.float64)
     names = [k for k, _ in module.named_parameters()]
-    params = [p.numpy().copy() for _, p in module.named_parameters()]
+    params = [p.detach().numpy().copy() for _, p in module.named_parameters()]
     y = module(am.tensor(x))
     cot = randn(*y.shape, seed=11)
     module.zero_grad()
@@ -87,7 +87,7 @@ def test_attribute_rules():
     with pytest.raises(AmberError, match="parameter 'weight'"):
         m.weight = am.zeros(3, 2)
     m.weight = nn.Parameter(am.zeros(3, 2))
-    assert np.all(m.weight.numpy() == 0)
+    assert np.all(m.weight.detach().numpy() == 0)
     m.extra = 5
     assert m.extra == 5 and "extra" not in dict(m.named_parameters())
     del m.bias
@@ -173,7 +173,7 @@ def test_state_dict_is_a_snapshot_and_detached():
     m(am.ones(1, 2)).sum().backward()
     opt.step()
     assert_close(sd["weight"], before)
-    assert not np.allclose(m.weight.numpy(), before)
+    assert not np.allclose(m.weight.detach().numpy(), before)
 
 
 def test_load_state_dict_errors():
@@ -246,11 +246,11 @@ def test_linear_layer():
     m = nn.Linear(20, 7)
     bound = 1 / math.sqrt(20)
     assert m.weight.shape == (7, 20) and m.bias.shape == (7,)
-    assert np.abs(m.weight.numpy()).max() <= bound
-    assert np.abs(m.bias.numpy()).max() <= bound
+    assert np.abs(m.weight.detach().numpy()).max() <= bound
+    assert np.abs(m.bias.detach().numpy()).max() <= bound
     x = randn(3, 20)
-    assert_close(m(am.tensor(x, dtype=am.float32)).numpy(),
-                 x @ m.weight.numpy().T + m.bias.numpy(), 1e-5)
+    assert_close(m(am.tensor(x, dtype=am.float32)).detach().numpy(),
+                 x @ m.weight.detach().numpy().T + m.bias.detach().numpy(), 1e-5)
     check_param_grads(nn.Linear(3, 2), randn(4, 3))
     check_param_grads(nn.Linear(3, 2, bias=False), randn(2, 5, 3))
     am.manual_seed(0)
@@ -263,7 +263,8 @@ def test_conv2d_layer():
     assert m.weight.shape == (6, 2, 3, 2)
     m.to(am.float64)
     x = randn(2, 4, 6, 5)
-    ref = conv2d_ref(x, m.weight.numpy(), m.bias.numpy(), (2, 1), (1, 1, 1, 1), groups=2)
+    ref = conv2d_ref(x, m.weight.detach().numpy(), m.bias.detach().numpy(), (2, 1),
+                     (1, 1, 1, 1), groups=2)
     assert_close(m(am.tensor(x)), ref)
     check_param_grads(nn.Conv2d(2, 3, 2, padding="same", bias=True), randn(1, 2, 4, 3))
     check_param_grads(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), randn(1, 2, 4, 4))
@@ -275,7 +276,7 @@ def test_conv2d_layer():
 
 def test_layer_norm_layer():
     m = nn.LayerNorm((2, 3)).to(am.float64)
-    assert m.weight.shape == (2, 3) and np.all(m.weight.numpy() == 1)
+    assert m.weight.shape == (2, 3) and np.all(m.weight.detach().numpy() == 1)
     x = randn(4, 2, 3)
     mu, var = x.mean((1, 2), keepdims=True), x.var((1, 2), keepdims=True)
     assert_close(m(am.tensor(x)), (x - mu) / np.sqrt(var + 1e-5))
@@ -317,9 +318,9 @@ def test_batchnorm_layers_train_and_eval():
 def test_embedding_layer():
     am.manual_seed(0)
     e = nn.Embedding(10, 4, padding_idx=0)
-    assert e.weight.shape == (10, 4) and np.all(e.weight.numpy()[0] == 0)
+    assert e.weight.shape == (10, 4) and np.all(e.weight.detach().numpy()[0] == 0)
     idx = am.tensor([[1, 0], [9, 1]])
-    assert_close(e(idx), e.weight.numpy()[idx.numpy()])
+    assert_close(e(idx), e.weight.detach().numpy()[idx.detach().numpy()])
     e(idx).sum().backward()
     assert np.all(e.weight.grad.numpy()[0] == 0)
     assert_close(e.weight.grad.numpy()[1], np.full(4, 2.0))

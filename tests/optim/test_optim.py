@@ -31,7 +31,7 @@ def run_amber(cls, **kw) -> list[np.ndarray]:
         for p, g in zip(params, grads_at(step)):
             p.grad = am.tensor(g)
         opt.step()
-    return [p.numpy() for p in params]
+    return [p.detach().numpy() for p in params]
 
 
 def sgd_ref(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
@@ -116,7 +116,7 @@ def test_parameters_without_grad_are_skipped_and_zero_grad():
     opt = am.optim.Adam([a, b], lr=0.1)
     a.grad = am.ones(2)
     opt.step()
-    assert np.all(b.numpy() == 1) and np.all(a.numpy() < 1)
+    assert np.all(b.detach().numpy() == 1) and np.all(a.detach().numpy() < 1)
     assert b not in opt.state
     opt.zero_grad(set_to_none=False)
     assert np.all(a.grad.numpy() == 0)
@@ -130,11 +130,11 @@ def test_param_groups_have_their_own_hyperparameters():
     assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[1]["lr"] == 1.0
     a.grad, b.grad = am.ones(1), am.ones(1)
     opt.step()
-    np.testing.assert_allclose(a.numpy(), [0.9], rtol=1e-6)
-    np.testing.assert_allclose(b.numpy(), [0.0], atol=1e-7)
+    np.testing.assert_allclose(a.detach().numpy(), [0.9], rtol=1e-6)
+    np.testing.assert_allclose(b.detach().numpy(), [0.0], atol=1e-7)
     opt.param_groups[0]["lr"] = 0.5
     opt.step()
-    np.testing.assert_allclose(a.numpy(), [0.4], rtol=1e-6)
+    np.testing.assert_allclose(a.detach().numpy(), [0.4], rtol=1e-6)
 
 
 def test_state_dict_round_trip_continues_identically():
@@ -163,7 +163,7 @@ def test_state_dict_round_trip_continues_identically():
                 p.grad = am.tensor(g)
             o.step()
     for p1, p2 in zip(ps1, ps2):
-        np.testing.assert_array_equal(p1.numpy(), p2.numpy())
+        np.testing.assert_array_equal(p1.detach().numpy(), p2.detach().numpy())
 
 
 def test_load_state_dict_errors():
@@ -190,7 +190,7 @@ def test_closure_and_updates_do_not_record_history():
 
     loss = opt.step(closure)
     assert loss.item() == 4.0
-    np.testing.assert_allclose(p.numpy(), [1.0])
+    np.testing.assert_allclose(p.detach().numpy(), [1.0])
     assert p.is_leaf and p.requires_grad
 
 

@@ -37,7 +37,7 @@ def test_link_verifies_and_equals_composition_in_python(parts, tmp_path):
         x = am.randn(batch, 3, 4, 4)
         want = python.run("forward", x)[0]
         np.testing.assert_array_equal(linked(x).numpy(), want)
-        np.testing.assert_allclose(want, parts.head(parts.backbone(x)).numpy(), rtol=1e-5,
+        np.testing.assert_allclose(want, parts.head(parts.backbone(x)).detach().numpy(), rtol=1e-5,
                                    atol=1e-6)
     # the same program: only metadata and test vectors may differ
     python.save(tmp_path / "py.amber")
@@ -73,7 +73,8 @@ def test_link_several_connections_and_free_inputs(tmp_path):
     assert _run("verify", str(out))[0] == 0
     x, s = am.randn(3, 4), am.tensor([2.0])
     h = enc(x)
-    want = (h.relu().numpy() @ mix_w.numpy()) * 2.0 + h.sum(1).numpy()[:, None]
+    want = ((h.relu().detach().numpy() @ mix_w.detach().numpy()) * 2.0
+            + h.sum(1).detach().numpy()[:, None])
     np.testing.assert_allclose(model.combined(x, s).numpy(), want, rtol=1e-5, atol=1e-5)
     # choose the outputs; names that clash get the model's alias
     program = link({"e": am.load(tmp_path / "enc.amber"), "m": am.load(tmp_path / "mix.amber")},
@@ -82,7 +83,7 @@ def test_link_several_connections_and_free_inputs(tmp_path):
     assert [p.name for p in program.entries["forward"].outputs] == ["output", "output_1"]
     got, total = program.run("forward", x, s)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(total, h.sum(1).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(total, h.sum(1).detach().numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(am.LinkError, match="not part of the link"):
         link({"e": am.load(tmp_path / "enc.amber"), "m": am.load(tmp_path / "mix.amber"),
               "f": am.load(tmp_path / "enc.amber")},

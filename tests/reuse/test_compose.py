@@ -25,7 +25,7 @@ def test_composed_file_equals_eager_composition(parts, tmp_path):
     assert all(r.ok for r in composed.verify())
     for batch in (1, 3, 6):
         x = am.randn(batch, 3, 4, 4)
-        want = parts.head(parts.backbone(x)).numpy()
+        want = parts.head(parts.backbone(x)).detach().numpy()
         np.testing.assert_allclose(composed(x).numpy(), want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(head(backbone(x)).numpy(), want, rtol=1e-5, atol=1e-6)
 
@@ -37,7 +37,8 @@ def test_composed_file_needs_no_other_file(parts, tmp_path):
     data = path.read_bytes()
     model = am.load(data)  # from bytes alone
     x = am.randn(2, 3, 4, 4)
-    np.testing.assert_allclose(model(x).numpy(), parts.head(parts.backbone(x)).numpy(),
+    np.testing.assert_allclose(model(x).detach().numpy(),
+                               parts.head(parts.backbone(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -57,7 +58,7 @@ def test_model_used_twice_is_stored_once(parts, tmp_path):
     # the second use adds test vectors and a few nodes, never a second copy of the weights
     assert os.path.getsize(twice) - os.path.getsize(once) < weight_bytes / 2
     x = am.randn(3, 3, 4, 4)
-    want = parts.backbone(x).numpy() + parts.backbone(x * 2.0).numpy()
+    want = parts.backbone(x).detach().numpy() + parts.backbone(x * 2.0).detach().numpy()
     np.testing.assert_allclose(am.load(twice)(x).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
@@ -92,7 +93,8 @@ def test_models_sharing_a_weight_store_it_once(tmp_path):
     weights = {n for n in read_container(path).tensors if n.startswith("weights/")}
     assert len(program.weights) == 4 and len(weights) == 2
     x = am.randn(3, 4)
-    np.testing.assert_allclose(am.load(path)(x).numpy(), second(first(x)).numpy(), rtol=1e-5,
+    np.testing.assert_allclose(am.load(path)(x).detach().numpy(),
+                               second(first(x)).detach().numpy(), rtol=1e-5,
                                atol=1e-6)
 
 
@@ -105,7 +107,7 @@ def test_composed_model_composes_again(parts, tmp_path):
     assert {"net/forward", "net/backbone/forward", "net/head/forward"} <= set(
         program.functions)
     x = am.randn(2, 3, 4, 4)
-    want = parts.head(parts.backbone(x)).softmax(-1).numpy()
+    want = parts.head(parts.backbone(x)).softmax(-1).detach().numpy()
     np.testing.assert_allclose(program.run("forward", x)[0], want, rtol=1e-5, atol=1e-6)
 
 
@@ -121,7 +123,7 @@ def test_entry_points_and_structures_compose(tmp_path):
                         am.spec("n", 4))
     assert {"multi/forward", "multi/predict"} <= set(program.functions)
     x = am.randn(5, 4)
-    want = lin(x).sum(1).numpy() + lin(x).argmax(1).numpy().astype(np.float32)
+    want = lin(x).sum(1).detach().numpy() + lin(x).argmax(1).detach().numpy().astype(np.float32)
     np.testing.assert_allclose(program.run("forward", x)[0], want, rtol=1e-5, atol=1e-5)
 
 
@@ -221,5 +223,23 @@ def test_inlined_and_called_uses_of_one_model(parts):
     assert any(n.op == "call" for n in program.functions["forward"].nodes)
     x = am.randn(2, 3, 4, 4)
     want = (am.grad(lambda y: parts.backbone(y).sum())(x).sum()
-            + parts.backbone(x).sum()).numpy()
+            + parts.backbone(x).sum()).detach().numpy()
     np.testing.assert_allclose(program.run("forward", x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_two_versions_of_one_model_under_one_name(parts, tmp_path):
+    # same functions, different weights: the namespace clash is a CaptureError too
+    (tmp_path / "v2").mkdir()
+    other = am.nn.Sequential(am.nn.Flatten(), am.nn.Linear(3 * 4 * 4, 16), am.nn.ReLU(),
+                             am.nn.Linear(16, 8), am.nn.Tanh())
+    other.eval()
+    am.export(other, am.spec("batch", 3, 4, 4)).save(tmp_path / "v2" / "backbone.amber")
+    a = am.load(parts.backbone_path)
+    b = am.load(tmp_path / "v2" / "backbone.amber")
+    program = am.export(lambda x: a(x), am.spec("batch", 3, 4, 4))
+    with pytest.raises(am.CaptureError, match=r"weight 'backbone/.*am\.load\(path, name="):
+        program.add(lambda x: b(x), am.spec("batch", 3, 4, 4), name="other")
+    assert "other" not in program.entries
+    c = am.load(tmp_path / "v2" / "backbone.amber", name="v2")
+    program.add(lambda x: c(x), am.spec("batch", 3, 4, 4), name="other")
+    assert "v2/forward" in program.functions

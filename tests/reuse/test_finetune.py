@@ -20,7 +20,7 @@ def test_parameters_are_the_files_weights(parts):
     assert set(names) == set(model.program.weights)
     for k, p in names.items():
         assert p.requires_grad
-        np.testing.assert_array_equal(p.numpy(), model.program.weights[k])
+        np.testing.assert_array_equal(p.detach().numpy(), model.program.weights[k])
     assert set(dict(module.state_dict())) == set(model.program.weights)
 
 
@@ -89,9 +89,10 @@ def test_module_entry_points_and_program(tmp_path):
     new = module.to_program()
     assert set(new.entries) == {"forward", "predict"}
     assert {tv.entry for tv in new.test_vectors} == {"forward", "predict"}
-    np.testing.assert_allclose(new.weights["weight"], lin.weight.numpy() * 2, rtol=1e-6)
+    np.testing.assert_allclose(new.weights["weight"], lin.weight.detach().numpy() * 2, rtol=1e-6)
     np.testing.assert_allclose(new.run("forward", x)[0],
-                               x.numpy() @ (lin.weight.numpy() * 2).T + lin.bias.numpy(),
+                               x.detach().numpy() @ (lin.weight.detach().numpy() * 2).T
+                               + lin.bias.detach().numpy(),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -100,7 +101,7 @@ def test_a_loaded_module_exports_like_any_module(parts):
     program = am.export(module, am.spec("batch", 3, 4, 4))
     assert set(program.weights) == set(dict(module.named_parameters()))
     x = am.randn(2, 3, 4, 4)
-    np.testing.assert_allclose(program.run("forward", x)[0], parts.backbone(x).numpy(),
+    np.testing.assert_allclose(program.run("forward", x)[0], parts.backbone(x).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -117,5 +118,5 @@ def test_a_train_step_through_a_loaded_module_exports(parts):
     x, y = am.randn(3, 8), am.randn(3, 5)
     loss, g = program.run("forward", x, y)
     want_loss, want_g = step(x, y)
-    np.testing.assert_allclose(loss, want_loss.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(loss, want_loss.detach().numpy(), rtol=1e-5)
     np.testing.assert_allclose(g, want_g.numpy(), rtol=1e-4, atol=1e-6)

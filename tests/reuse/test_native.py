@@ -49,8 +49,8 @@ def test_composed_and_linked_files_run_natively(parts, amber_run, tmp_path):
                  "backbone.forward.out0 -> head.forward.in0", "-o", str(linked)],
                 out=io.StringIO()) == 0
     x = np.random.default_rng(0).standard_normal((4, 3, 4, 4)).astype(np.float32)
-    eager = [parts.head(parts.backbone(am.tensor(x))).numpy(),
-             parts.head(parts.backbone(am.tensor(x * 0.5))).numpy()]
+    eager = [parts.head(parts.backbone(am.tensor(x))).detach().numpy(),
+             parts.head(parts.backbone(am.tensor(x * 0.5))).detach().numpy()]
     for path, want, name in ((composed, eager[0] + eager[1], "c"), (linked, eager[0], "l")):
         res = subprocess.run([str(amber_run), str(path), "--verify"], capture_output=True,
                              text=True)

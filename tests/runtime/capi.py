@@ -21,7 +21,8 @@ class Options(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("max_header_bytes", ctypes.c_uint64), ("memory_limit", ctypes.c_uint64),
                 ("threads", ctypes.c_int32), ("max_call_depth", ctypes.c_int32),
-                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64)]
+                ("max_loop_iterations", ctypes.c_int64), ("max_run_iterations", ctypes.c_int64),
+                ("max_run_calls", ctypes.c_int64)]
 
 
 class Stats(ctypes.Structure):
@@ -79,6 +80,18 @@ def load(build: Path) -> ctypes.CDLL:
         "amber_session_verify": (ctypes.c_int, [ctypes.c_void_p, P(ctypes.c_size_t),
                                                 P(ctypes.c_size_t)]),
         "amber_session_get_stats": (ctypes.c_int, [ctypes.c_void_p, P(Stats)]),
+        "amber_kernel_context_create": (ctypes.c_int, [ctypes.c_int32, P(ctypes.c_void_p)]),
+        "amber_kernel_context_free": (None, [ctypes.c_void_p]),
+        "amber_kernel_context_error": (ctypes.c_char_p, [ctypes.c_void_p]),
+        "amber_kernel_context_threads": (ctypes.c_int32, [ctypes.c_void_p]),
+        "amber_kernel_prepare": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p,
+                                                ctypes.c_char_p, P(ctypes.c_void_p)]),
+        "amber_kernel_free": (None, [ctypes.c_void_p]),
+        "amber_kernel_run": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, P(Tensor),
+                                            ctypes.c_size_t, P(Tensor)]),
+        "amber_kernel_run_strided": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p,
+                                                    P(Tensor), P(ctypes.c_void_p),
+                                                    ctypes.c_size_t, P(Tensor)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

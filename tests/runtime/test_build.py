@@ -21,7 +21,7 @@ GOLDEN = sorted((ROOT / "tests" / "golden").glob("v*/*.amber"))
 def doc_example() -> str:
     text = (ROOT / "docs" / "c-api.md").read_text()
     section = text[text.index("## Example"):]
-    return re.search(r"```c\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```c[^\n]*\n(.*?)```", section, re.S).group(1)
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
@@ -114,15 +114,20 @@ def test_amber_run_cli(runtime_build: Path, tmp_path: Path) -> None:
     assert subprocess.run([exe], capture_output=True).returncode == 64
 
 
-def test_install_and_pkg_config(runtime_build: Path, tmp_path: Path) -> None:
-    """An installed runtime compiles a C program from `pkg-config --cflags --libs amber`."""
+@pytest.mark.parametrize("route", [["amber"], ["--static", "amber"], ["amber-static"]],
+                         ids=["shared", "pkg-config-static", "amber-static"])
+def test_install_and_pkg_config(runtime_build: Path, tmp_path: Path, route: list[str]) -> None:
+    """An installed runtime compiles a C program from `pkg-config --cflags --libs amber`
+    (also with --static, and from the amber-static package), which then runs with no
+    LD_LIBRARY_PATH: the shared routes carry an rpath, amber-static links libamber.a."""
     if shutil.which("pkg-config") is None or shutil.which("gcc") is None:
         pytest.skip("pkg-config or gcc is not installed")
     prefix = tmp_path / "prefix"
     subprocess.run(["cmake", "--install", str(runtime_build), "--prefix", str(prefix)],
                    check=True, capture_output=True)
     env = {**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")}
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "amber"], env=env,
+    env.pop("LD_LIBRARY_PATH", None)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", *route], env=env,
                            capture_output=True, text=True, check=True).stdout.split()
     src = tmp_path / "example.c"
     src.write_text(doc_example())
@@ -130,11 +135,13 @@ def test_install_and_pkg_config(runtime_build: Path, tmp_path: Path) -> None:
     res = subprocess.run(["gcc", "-std=c11", str(src), "-o", str(exe), *flags], capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
-    env["LD_LIBRARY_PATH"] = str(prefix / "lib")
     res = subprocess.run([str(exe), str(ROOT / "tests" / "golden" / "v1" / "mlp.amber")], env=env,
                          capture_output=True, text=True)
     assert res.returncode == 0 and "entry point: forward" in res.stdout, res.stderr
     assert (prefix / "bin" / "amber-run").exists() and (prefix / "include" / "amber.h").exists()
+    if route == ["amber-static"] and shutil.which("ldd"):
+        deps = subprocess.run(["ldd", str(exe)], capture_output=True, text=True).stdout
+        assert "libamber" not in deps
 
 
 def test_c_classifier_example(runtime_build: Path, tmp_path: Path) -> None:

@@ -32,12 +32,14 @@ def test_both_pass_the_dictionary_and_the_same_flags() -> None:
     assert make["dict"] == "$(HERE)/amber.dict"
     assert cmake["dict"] == "${CMAKE_CURRENT_SOURCE_DIR}/fuzz/amber.dict"
     assert (RUNTIME / "fuzz" / "amber.dict").is_file()
-    for flag in ("max_len", "rss_limit_mb"):
-        assert make[flag] == cmake[flag], flag
+    assert make["rss_limit_mb"] == cmake["rss_limit_mb"]
     # the configurable ones default to the same values
     assert make["timeout"] == "$(TIMEOUT)" and cmake["timeout"] == "${AMBER_FUZZ_TIMEOUT}"
     assert re.search(r"^TIMEOUT\s*\?=\s*30$", MAKEFILE, re.M)
     assert re.search(r'set\(AMBER_FUZZ_TIMEOUT 30 CACHE', CMAKE)
+    assert make["max_len"] == "$(MAX_LEN)" and cmake["max_len"] == "${AMBER_FUZZ_MAX_LEN}"
+    assert re.search(r"^MAX_LEN\s*\?=\s*65536$", MAKEFILE, re.M)
+    assert re.search(r'set\(AMBER_FUZZ_MAX_LEN 65536 CACHE', CMAKE)
     assert make["max_total_time"] == "$(SECONDS)"
     assert cmake["max_total_time"] == "${AMBER_FUZZ_SECONDS}"
     assert make["print_final_stats"] == cmake["print_final_stats"] == "1"

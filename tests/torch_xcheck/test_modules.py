@@ -33,7 +33,7 @@ def _seeded(request):
 
 
 def close(a, b, tol=TOL):
-    a = a.numpy() if isinstance(a, am.Tensor) else np.asarray(a)
+    a = a.detach().numpy() if isinstance(a, am.Tensor) else np.asarray(a)
     b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
     assert a.shape == b.shape, (a.shape, b.shape)
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
@@ -166,8 +166,8 @@ def test_embedding(padding_idx):
 def test_embedding_default_init_zeroes_padding_row():
     am.manual_seed(0)
     e = nn.Embedding(5, 3, padding_idx=1)
-    assert np.all(e.weight.numpy()[1] == 0)
-    assert e.weight.numpy().std() > 0.3
+    assert np.all(e.weight.detach().numpy()[1] == 0)
+    assert e.weight.detach().numpy().std() > 0.3
 
 
 @pytest.mark.parametrize("am_mod, t_mod", [
@@ -366,6 +366,12 @@ OPTIMIZERS = [
     ("Adam", dict(lr=0.01, maximize=True)),
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.01, weight_decay=0.5, amsgrad=True)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9, maximize=True)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.5,
+                     eps=1e-6)),
 ]
 
 
@@ -397,7 +403,8 @@ def test_optimizer_matches_torch(name, kw):
             close(pa, pt)
 
 
-@pytest.mark.parametrize("name, kw", [OPTIMIZERS[1], OPTIMIZERS[7]])
+@pytest.mark.parametrize("name, kw", [OPTIMIZERS[1], OPTIMIZERS[7], OPTIMIZERS[10],
+                                      OPTIMIZERS[12], OPTIMIZERS[15]])
 def test_optimizer_state_dict_from_torch(name, kw):
     ma, mt = _mlp_pair()
     ot = getattr(torch.optim, name)(mt.parameters(), **kw)
@@ -424,6 +431,28 @@ def test_optimizer_state_dict_from_torch(name, kw):
         close(pa, pt)
 
 
+@pytest.mark.parametrize("name, kw", OPTIMIZERS)
+def test_optimizer_state_dict_layout_matches_torch(name, kw):
+    """Same state keys per parameter, same parameter numbering, and every amber
+    param-group key is one PyTorch has, with the same value."""
+    ma, mt = _mlp_pair()
+    oa = getattr(am.optim, name)(ma.parameters(), **kw)
+    ot = getattr(torch.optim, name)(mt.parameters(), **kw)
+    for o in (oa, ot):
+        for p in (ma if o is oa else mt).parameters():
+            p.grad = (am.ones_like(p) if o is oa else torch.ones_like(p))
+        o.step()
+    sa, st = oa.state_dict(), ot.state_dict()
+    assert sorted(sa["state"]) == sorted(st["state"])
+    for i in st["state"]:
+        assert sorted(sa["state"][i]) == sorted(st["state"][i])
+        for k, v in st["state"][i].items():
+            close(am.tensor(np.asarray(sa["state"][i][k], dtype=np.float32)), v)
+    for ga, gt in zip(sa["param_groups"], st["param_groups"]):
+        assert set(ga) <= set(gt)
+        assert all(ga[k] == gt[k] for k in ga), (ga, gt)
+
+
 def test_default_initialisation_statistics_match_torch():
     """Same init distributions: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases."""
     am.manual_seed(0)
@@ -432,7 +461,7 @@ def test_default_initialisation_statistics_match_torch():
                            (nn.Conv2d(16, 32, 3), torch.nn.Conv2d(16, 32, 3), 16 * 9)]:
         bound = 1 / np.sqrt(fan_in)
         for (k, pa), (_, pt) in zip(ma.named_parameters(), mt.named_parameters()):
-            a, t = pa.numpy(), pt.detach().numpy()
+            a, t = pa.detach().numpy(), pt.detach().numpy()
             assert a.shape == t.shape, k
             assert np.abs(a).max() <= bound and np.abs(t).max() <= bound, k
             tol = 0.05 if a.size > 1000 else 0.35

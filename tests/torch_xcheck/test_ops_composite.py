@@ -380,7 +380,7 @@ def test_masked_select_values_and_gradient_match_torch(rng):
     m = rng.random(4) < 0.5
     xa, xt = am.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     ya, yt = am.masked_select(xa, am.tensor(m)), torch.masked_select(xt, torch.tensor(m))
-    np.testing.assert_array_equal(ya.numpy(), yt.detach().numpy())
+    np.testing.assert_array_equal(ya.detach().numpy(), yt.detach().numpy())
     ct = rng.standard_normal(yt.shape).astype(np.float32)
     ya.backward(am.tensor(ct))
     yt.backward(torch.tensor(ct))
@@ -407,7 +407,7 @@ def test_norm_matches_torch(rng, args):
     x = rng.standard_normal((2, 3, 4))
     xa, xt = am.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     ya, yt = am.norm(xa, *pos_args, **kw), torch.norm(xt, *pos_args, **kw)
-    np.testing.assert_allclose(ya.numpy(), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ya.detach().numpy(), yt.detach().numpy(), rtol=1e-12)
     if pos_args[:1] == (0,):
         return  # the count has no gradient
     ya.sum().backward()
@@ -426,7 +426,7 @@ def test_linalg_norms_match_torch(rng, fn, args):
     x = rng.standard_normal((3, 4))
     xa, xt = am.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     ya, yt = getattr(am.linalg, fn)(xa, *args), getattr(torch.linalg, fn)(xt, *args)
-    np.testing.assert_allclose(ya.numpy(), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ya.detach().numpy(), yt.detach().numpy(), rtol=1e-12)
     if fn == "vector_norm" and args == (0,):
         return  # the count has no gradient
     ya.sum().backward()

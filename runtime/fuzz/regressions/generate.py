@@ -115,7 +115,30 @@ def stacking_while(name, trips, row_shape=(), declared_row=()):
             node("add", ["a", "s"], "b")], ["b"])], opset=3)
 
 
+def exponential_calls(width=4, depth=12):
+    """A function that calls itself `width` times per level, `depth` levels deep (for
+    x = 0): width^depth calls within every depth limit; `max_run_calls` must stop it
+    (before, only the memory limit did, as each call's bookkeeping stays until the run
+    ends)."""
+    def call(out):
+        return {"op": "call", "inputs": ["j"], "attrs": {"callee": "f"}, "outputs": [p(out)]}
+    sums = [node("add", ["r0", "r1"], "s1")]
+    sums += [node("add", [f"s{k - 1}", f"r{k}"], f"s{k}") for k in range(2, width)]
+    branch = {"op": "cond", "inputs": ["go", "i"], "attrs": {"then": "deeper", "else": "leaf"},
+              "outputs": [p("r")]}
+    write("hang-exponential-calls", [
+        fn("main", [p("x")], [*WARM, {"op": "call", "inputs": ["u"], "attrs": {"callee": "f"},
+                                      "outputs": [p("y")]}], ["y"]),
+        fn("f", [p("i")], [const("n", depth), node("lt", ["i", "n"], "go", dtype="bool"),
+                           branch], ["r"]),
+        fn("deeper", [p("i")], [const("one", 1), node("add", ["i", "one"], "j"),
+                                *[call(f"r{k}") for k in range(width)], *sums],
+           [f"s{width - 1}"]),
+        fn("leaf", [p("i")], [const("one", 1)], ["one"])])
+
+
 if __name__ == "__main__":
+    exponential_calls()
     scan_length()
     nested_while()
     loop_first()

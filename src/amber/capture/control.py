@@ -910,6 +910,46 @@ def _while_hook(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], in
     return tree_unflatten(td, out)
 
 
+def while_stacking(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], init: Any,
+                   max_iterations: int | None = None) -> tuple[Any, list[Tensor]]:
+    """A captured ``while`` whose body returns ``(carry, ys)``: ``ys`` (a list of tensors,
+    the same types every iteration) are stacked along a new leading dim bound to the trip
+    count (the opset-3 form of ``while``). Returns ``(final carry, stacked ys)``."""
+    leaves, td = tree_flatten(init)
+    avals = [_aval(t) for t in leaves]
+
+    def args(ts: list[Tensor]) -> tuple[Any, ...]:
+        return (tree_unflatten(td, ts),)
+
+    b = _trace("while_body", body_fn, avals, args)
+    new, ys = b.out
+    body_who = f"body_fn {_describe(body_fn)}"
+    b_leaves, b_td = _flat_out(new, "am.while_loop", body_who, "carry")
+
+    def msg(p: str, exp: str, got: str) -> str:
+        return (f"am.while_loop: {body_who} returned {p} as {got}, but init has {exp}; a "
+                f"loop carry must keep its structure, dtypes and shapes on every "
+                f"iteration (cast or reshape inside body_fn).")
+
+    _check_match(init, leaves, td, new, b_leaves, b_td, "carry", msg)
+    c = _trace("while_cond", cond_fn, avals, args)
+    pred = c.out
+    if isinstance(pred, (bool, np.bool_)):
+        pred = Tensor(np.asarray(bool(pred)))
+    _set_results(b.fn, b, [*b_leaves, *ys])
+    _set_results(c.fn, c, [pred])
+    caps = _union_params([c, b])
+    attrs: dict[str, Any] = {"cond": c.fn.name, "body": b.fn.name,
+                             "num_carries": len(leaves), "max_iterations": max_iterations}
+    y_avals: list[Aval] = []
+    if ys:
+        trip = _fresh_trip_symbol(_current().fn)
+        attrs.update(num_stacked=len(ys), trip_dim=trip)
+        y_avals = [Aval((symbol(trip), *_aval(y).shape), y.dtype) for y in ys]
+    out = emit("while", [*leaves, *caps], attrs, avals + y_avals)
+    return tree_unflatten(td, out[:len(leaves)]), out[len(leaves):]
+
+
 def _scan_hook(fn: Callable[[Any, Any], Any], init: Any, xs: Any, length: Any,
                reverse: bool) -> Any:
     c_leaves, c_td = tree_flatten(init)
@@ -1122,7 +1162,9 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
 
         def run(*a: Any, _rec: _GraphFn = rec) -> Any:
             _rec.trace = _current()
-            return gf.python_function(*a)
+            from .ag_runtime import call as _ag_call
+
+            return _ag_call(gf.python_function, *a)
 
         retry: list[Aval] | None = None
         try:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, Union
 
-from ..errors import CaptureError
+from ..errors import CaptureError, LimitError
 
 Dim = Union[int, "DimExpr"]
 
@@ -39,6 +39,10 @@ _AMBER_DIR = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.s
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_EXPR_CHARS = 4096
 MAX_EXPR_DEPTH = 64
+MAX_EXPR_TERMS = 1024
+"""Most terms an expression may have, expanded (docs/format.md H.2): parsing refuses a
+text whose expansion could exceed it (products of sums multiply their term counts), so
+that a file cannot make the canonical form blow up."""
 
 
 def is_symbol_name(name: object) -> bool:
@@ -166,9 +170,13 @@ def add(a: Dim, b: Dim) -> Dim:
 
 
 def mul(a: Dim, b: Dim) -> Dim:
+    ta, tb = _terms_of(a), _terms_of(b)
+    if len(ta) * len(tb) > MAX_EXPR_TERMS:
+        raise LimitError(f"a product of dim expressions with {len(ta)} and {len(tb)} terms "
+                         f"would expand to more than {MAX_EXPR_TERMS} terms")
     t: dict[Monomial, int] = {}
-    for ma, ca in _terms_of(a).items():
-        for mb, cb in _terms_of(b).items():
+    for ma, ca in ta.items():
+        for mb, cb in tb.items():
             m = _mono_mul(ma, mb)
             t[m] = t.get(m, 0) + ca * cb
     return _normalise(t)
@@ -353,6 +361,8 @@ def bounds(a: Dim) -> tuple[float, float]:
 
 class DimExpr:
     """A symbolic dimension (see the module docstring). Immutable and hashable."""
+
+    __amber_dim__ = True  # creation functions recognise symbolic sizes by this
 
     __slots__ = ("_terms", "_hash")
     _amber_symbolic_int = True
@@ -810,14 +820,14 @@ def parse_dim(text: Any) -> Dim:
         i += 1
         return tok
 
-    def factor(depth: int) -> Dim:
+    def factor(depth: int) -> tuple[Dim, int]:
         kind, val = take()
         if kind == "int":
             if len(val) > 19:
                 raise ValueError(f"dim expression {text!r}: integer {val} is too large")
-            return int(val)
+            return int(val), 1
         if kind == "name":
-            return symbol(val)
+            return symbol(val), 1
         if val == "(":
             e = expr(depth + 1)
             if take() != ("op", ")"):
@@ -825,40 +835,54 @@ def parse_dim(text: Any) -> Dim:
             return e
         raise ValueError(f"dim expression {text!r}: unexpected {val!r}")
 
-    def term(depth: int) -> Dim:
-        v = factor(depth)
+    def term(depth: int) -> tuple[Dim, int]:
+        v, n = factor(depth)
         while peek() in (("op", "*"), ("op", "//")):
             _, op = take()
             if op == "*":
-                v = mul(v, factor(depth))
+                f, m = factor(depth)
+                n = _check_terms(n * m, text)
+                v = mul(v, f)
             else:
                 kind, k = take()
                 if kind != "int" or int(k) < 1 or len(k) > 19:
                     raise ValueError(f"dim expression {text!r}: '//' must be followed by a "
                                      f"positive integer")
                 v = floordiv_const(v, int(k))
-        return v
+        return v, n
 
-    def expr(depth: int) -> Dim:
+    def expr(depth: int) -> tuple[Dim, int]:
         if depth > MAX_EXPR_DEPTH:
             raise ValueError(f"dim expression nests deeper than {MAX_EXPR_DEPTH} levels")
         sign = 1
         if peek() == ("op", "-"):
             take()
             sign = -1
-        v = term(depth)
+        v, n = term(depth)
         if sign < 0:
             v = neg(v)
         while peek() in (("op", "+"), ("op", "-")):
             _, op = take()
-            t = term(depth)
+            t, m = term(depth)
+            n = _check_terms(n + m, text)
             v = add(v, t if op == "+" else neg(t))
-        return v
+        return v, n
 
-    result = expr(0)
+    result, _ = expr(0)
     if i != len(tokens):
         raise ValueError(f"dim expression {text!r}: unexpected {tokens[i][1]!r}")
     return result
+
+
+def _check_terms(n: int, text: str) -> int:
+    """``n``, the bound on the expanded terms of a part of ``text`` (a sum adds its
+    terms' bounds, a product multiplies its factors', ``//`` keeps its left operand's):
+    over :data:`MAX_EXPR_TERMS`, :class:`amber.LimitError`."""
+    if n > MAX_EXPR_TERMS:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise LimitError(f"dim expression {shown!r} may expand to more than "
+                         f"{MAX_EXPR_TERMS} terms (the limit of docs/format.md H.2)")
+    return n
 
 
 def dim_to_json(d: Any) -> int | str:

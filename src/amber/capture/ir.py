@@ -310,13 +310,15 @@ class Program:
 
     # -- building ---------------------------------------------------------------
     def add(self, fn: Any, *args: Any, name: str = "forward", sizes: Mapping[str, Any] | None
-            = None, weights: Any = None, check: bool = True) -> Program:
+            = None, weights: Any = None, check: bool = True, examples: Any = None,
+            random_vectors: bool | int = True) -> Program:
         """Capture ``fn`` (a function or an ``nn.Module``) on ``args`` as entry point
         ``name``, prove it against eager execution and store the test vectors.
         See :func:`amber.export` for the arguments. Returns ``self``."""
         from .trace import add_entry
 
-        add_entry(self, fn, args, name=name, sizes=sizes, weights=weights, check=check)
+        add_entry(self, fn, args, name=name, sizes=sizes, weights=weights, check=check,
+                  examples=examples, random_vectors=random_vectors)
         return self
 
     def add_weight(self, name: str, array: np.ndarray) -> None:
@@ -381,7 +383,10 @@ class Program:
         save_program(self, path, metadata)
 
     def __str__(self) -> str:
-        lines = [f"program (opset {self.opset_version})"]
+        from .verify import required_opset
+
+        # the opset the file declares (docs/format.md): the lowest that has every op used
+        lines = [f"program (opset {min(self.opset_version, required_opset(self))})"]
         for e in self.entries.values():
             lines.append(f"entry {e}  = @{e.function}")
         for name, w in sorted(self.weights.items()):

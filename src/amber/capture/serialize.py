@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from ..errors import FormatError, IRError
+from ..errors import FormatError, IRError, LimitError
+from ..format.names import name_problem
+from ..limits import MEMORY_LIMIT, bound_bytes
 from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, dim_to_json, is_symbol_name, parse_dim
 from .ir import (
@@ -90,6 +92,8 @@ def _dim(obj: Any, path: str) -> Any:
         return parse_dim(obj)
     except ValueError as e:
         raise _fail(path, str(e)) from None
+    except LimitError as e:
+        raise LimitError(f"{path}: {e}") from None
 
 
 def type_from_json(obj: Any, path: str) -> Aval:
@@ -170,6 +174,8 @@ def _signed_dim(v: Any, path: str) -> Any:
         return parse_dim(v)
     except ValueError as e:
         raise _fail(path, str(e)) from None
+    except LimitError as e:
+        raise LimitError(f"{path}: {e}") from None
 
 
 def _generic_from_json(v: Any) -> Any:
@@ -339,13 +345,22 @@ def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -
     raise _fail(path, f"unknown structure kind {kind!r}")
 
 
-def _ports(objs: Any, path: str) -> list[Port]:
+def _check_name(name: str, what: str, path: str, *, segments: bool = False) -> None:
+    """docs/format.md H.10: entry point and port names are plain, weight names plain
+    names joined by '/'."""
+    problem = name_problem(name, segments=segments)
+    if problem:
+        raise _fail(path, f"{what} name {name[:60]!r} {problem} (docs/format.md H.10)")
+
+
+def _ports(objs: Any, path: str, what: str = "port") -> list[Port]:
     out = []
     seen = set()
     for i, p in enumerate(_expect(objs, list, path)):
         _expect(p, dict, f"{path}[{i}]")
         _keys(p, {"name", "dtype", "shape"}, set(), f"{path}[{i}]")
         name = _expect(p["name"], str, f"{path}[{i}].name")
+        _check_name(name, what, f"{path}[{i}].name")
         if name in seen:
             raise _fail(f"{path}[{i}]", f"duplicate name {name!r}")
         seen.add(name)
@@ -362,12 +377,17 @@ def header_to_json(program: Program, metadata: Mapping[str, Any] | None
     functions = [function_to_json(f, tensors) for f in program.functions.values()]
     weights = []
     for name, arr in sorted(program.weights.items()):
+        _check_name(name, "weight", "program.weights", segments=True)  # readers refuse it
         tname = f"weights/{name}"
         tensors[tname] = _c_order(arr)
         weights.append({"name": name, "tensor": tname,
                         **type_to_json(Aval(arr.shape, D.from_numpy_dtype(arr.dtype)))})
     signatures = {}
     for e in program.entries.values():
+        _check_name(e.name, "entry point", "program.entries")
+        for what, ports in (("input", e.inputs), ("output", e.outputs)):
+            for p in ports:
+                _check_name(p.name, what, f"program.entries.{e.name}")
         sig: dict[str, Any] = {
             "function": e.function,
             "inputs": [{"name": p.name, **type_to_json(p.aval)} for p in e.inputs],
@@ -478,6 +498,7 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
         _expect(w, dict, path)
         _keys(w, {"name", "tensor", "dtype", "shape"}, set(), path)
         name = _expect(w["name"], str, path + ".name")
+        _check_name(name, "weight", path + ".name", segments=True)
         aval = type_from_json(w, path)
         arr = _tensor(tensors, w["tensor"], path + ".tensor")
         if arr.dtype != aval.dtype.np or tuple(arr.shape) != tuple(aval.shape):
@@ -493,13 +514,14 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
                               f"{fn.name!r}")
         prog.functions[fn.name] = fn
     for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
-        path = f"header.signatures.{ename}"
+        path = f"header.signatures[{ename[:60]!r}]"
+        _check_name(ename, "entry point", path)
         _expect(sobj, dict, path)
         _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"},
               path)
         fname = _expect(sobj["function"], str, path + ".function")
-        ins = _ports(sobj["inputs"], path + ".inputs")
-        outs = _ports(sobj["outputs"], path + ".outputs")
+        ins = _ports(sobj["inputs"], path + ".inputs", "input")
+        outs = _ports(sobj["outputs"], path + ".outputs", "output")
         for p in ins:
             for d in p.shape:
                 if isinstance(d, DimExpr) and not d.is_symbol():
@@ -526,6 +548,12 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
             raise _fail(path + ".entry", f"unknown entry point {entry!r}")
         ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
                  for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
+        for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
+            if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
+                raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes "
+                                 f"beyond the memory limit of {MEMORY_LIMIT} bytes (it is "
+                                 f"empty; its sizes, zeros counted as 1, times "
+                                 f"{a.dtype.itemsize} bytes)")
         outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
                   for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
         tol = {}

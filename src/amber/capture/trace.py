@@ -17,7 +17,8 @@ from __future__ import annotations
 import inspect
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from .._tree import tree_flatten, tree_paths, tree_unflatten
 from ..errors import CaptureError, DTypeError, ExportError, ShapeError
 from ..ops.registry import Aval, Primitive, TraceHooks
 from ..tensor import Tensor
-from .dims import DimExpr, format_dim, is_symbol_name, symbol
+from .dims import DimExpr, format_dim, free_symbols, is_symbol_name, symbol
 from .ir import (
     TOLERANCE,
     EntryPoint,
@@ -232,6 +233,7 @@ def symbolic_scalar(value: DimExpr, dtype: D.DType) -> Tensor:
 
 
 TraceHooks.bind = _trace_bind
+TraceHooks.dim_scalar = symbolic_scalar
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -302,6 +304,24 @@ def _module_weights(obj: Any) -> dict[int, tuple[str, Tensor]]:
         if isinstance(t, Tensor) and t._data is not None:
             out.setdefault(id(t), (str(name), t))
     return out
+
+
+def _non_persistent_names(obj: Any) -> set[str]:
+    """Dotted names of the non-persistent buffers of a module (empty for anything else)."""
+    if obj is None or isinstance(obj, Mapping) or not hasattr(obj, "named_modules"):
+        return set()
+    out = set()
+    for prefix, m in obj.named_modules():
+        for name in getattr(m, "_non_persistent", ()):
+            out.add(f"{prefix}.{name}" if prefix else name)
+    return out
+
+
+def _unused_weights(fn: Function) -> set[str]:
+    """Names of the ``weight`` nodes of ``fn`` whose value nothing reads."""
+    read = {id(v) for n in fn.nodes for v in n.inputs} | {id(v) for v in fn.results}
+    return {n.attrs["name"] for n in fn.nodes
+            if n.op == "weight" and id(n.outputs[0]) not in read}
 
 
 def _owner_module(fn: Any) -> Any:
@@ -390,7 +410,7 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
             nm = leaf.name or lname
             low, high = leaf.low, leaf.high
         else:
-            arr = leaf.numpy() if isinstance(leaf, Tensor) else np.asarray(leaf)
+            arr = leaf.detach().numpy() if isinstance(leaf, Tensor) else np.asarray(leaf)
             if arr.dtype not in (np.float32, np.float64, np.int32, np.int64, np.bool_):
                 raise DTypeError(f"am.export: input {lname!r} has dtype {arr.dtype}, which "
                                  f"amber does not have")
@@ -414,10 +434,16 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
     saved: list[tuple[Tensor, np.ndarray, Any]] = []
     try:
         saved = tr.attach_weights()
-        out = fn(*call_args)
+        from .ag_runtime import Undefined, stack_room
+        from .ag_runtime import call as _ag_call
+
+        with stack_room():
+            out = _ag_call(fn, *call_args)
         out_leaves, _ = tree_flatten(out, is_leaf=lambda x: isinstance(x, Tensor))
         results: list[Value] = []
         for leaf in out_leaves:
+            if isinstance(leaf, Undefined):
+                leaf._refuse()
             if not isinstance(leaf, Tensor):
                 raise CaptureError(f"am.export: the function must return tensors (or "
                                    f"tuples/lists/dicts of them), got a "
@@ -427,6 +453,7 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
         tr.detach_weights(saved)
         TraceHooks.active -= 1
         _state.stack.pop()
+    _check_result_dims(fnc, results)
     out_names = _output_names(out)
     fnc.results = results
     structure = _structure(out, iter(out_names))
@@ -439,11 +466,33 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
                   float(i.high if i.high is not None else 2)]
          for i in inputs if i.example is None and not i.aval.dtype.is_floating},
     )
-    # every parameter and buffer is a weight of the program, used or not
-    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()}
+    # every parameter and persistent buffer is a weight of the program, used or not (the
+    # file keeps the whole state dict); a non-persistent buffer only if the program reads it
+    unused = _unused_weights(fnc) & _non_persistent_names(weights)
+    weights_used = {n: np.array(w, copy=True) for n, w in tr.weights_used.items()
+                    if n not in unused}
     if functions_out is not None:
         functions_out.update(tr.functions_used)
     return fnc, entry, weights_used, inputs, treedef
+
+
+def _check_result_dims(fnc: Function, results: Sequence[Value]) -> None:
+    """A result whose size is a loop's trip count (a list grown in a captured loop, then
+    stacked) has no size the inputs decide: refuse it by name."""
+    bound: set[str] = set()
+    for p in fnc.params:
+        for d in p.aval.shape:
+            bound |= free_symbols(d)
+    for k, v in enumerate(results):
+        for d in v.aval.shape:
+            extra = free_symbols(d) - bound
+            if extra:
+                raise CaptureError(
+                    f"am.export: output {k} has shape {format_type(v.aval)}, a size "
+                    f"({', '.join(sorted(extra))}) that a loop's trip count decides, not "
+                    f"the inputs' sizes; returning it is not supported yet. Reduce it "
+                    f"inside the function, or write the loop with a maximum length (pad "
+                    f"the output, return the length).")
 
 
 def _output_names(out: Any) -> list[str]:
@@ -508,10 +557,81 @@ def _run_eager(fn: Any, treedef: Any, leaves_template: list[Any], arrays: list[n
     return res
 
 
+def user_state(fn: Any, weights: Any = None) -> list[Tensor]:
+    """The parameters and buffers an eager run of ``fn`` may change: those of ``weights``,
+    of the module ``fn`` is or belongs to, and of the modules it names."""
+    found: dict[int, tuple[str, Tensor]] = {}
+    for obj in (weights, _owner_module(fn), _referenced_weights(fn)):
+        for k, v in _module_weights(obj).items():
+            found.setdefault(k, v)
+    return [t for _, t in found.values()]
+
+
+@contextmanager
+def state_kept(tensors: Sequence[Tensor]) -> Iterator[None]:
+    """Restore the values and ``.grad`` of ``tensors`` on exit, so that an eager run of
+    the proof starts from the user's state and leaves it as it was (``backward()``
+    accumulates into ``.grad``; BatchNorm in training mode updates its statistics)."""
+    # NOTE: amber never writes into a tensor's array (in-place ops replace it, as
+    # Tensor._assign does), so keeping the references is a snapshot.
+    saved = [(t, t._data, t.grad, None if t.grad is None else t.grad._data)
+             for t in tensors]
+    try:
+        yield
+    finally:
+        for t, data, grad, grad_data in saved:
+            t._data, t.grad = data, grad
+            if grad is not None:
+                grad._data = grad_data
+
+
+def _user_cases(examples: Sequence[Any], args: Sequence[Any], inputs: list[_Input],
+                entry: EntryPoint) -> list[tuple[str, dict[str, int], list[np.ndarray]]]:
+    """The inputs of ``examples`` (each one value per argument of the function, or a
+    bare value for a function of one argument) in the order of ``inputs``, each with its
+    symbol binding; ExportError names the example and the input that does not fit."""
+    template, treedef = tree_flatten(list(args), is_leaf=_is_input_leaf)
+    out = []
+    for k, ex in enumerate(examples):
+        what = f"examples[{k}]"
+        if not (isinstance(ex, (tuple, list)) and len(ex) == len(args)):
+            if len(args) != 1:
+                raise ExportError(f"{what} must hold one value per argument of the "
+                                  f"function ({len(args)}), got {type(ex).__name__}")
+            ex = (ex,)
+        leaves, tdef = tree_flatten(list(ex), is_leaf=_is_input_leaf)
+        if tdef != treedef:
+            raise ExportError(f"{what} does not have the structure of the exported "
+                              f"arguments (tuples, lists, dict keys)")
+        arrays = [np.array(x.numpy() if isinstance(x, Tensor) else x, copy=True)
+                  for x, t in zip(leaves, template) if _is_input_leaf(t)]
+        env: dict[str, int] = {}
+        for inp, a in zip(inputs, arrays):
+            if a.dtype != inp.aval.dtype.np or a.ndim != len(inp.aval.shape):
+                raise ExportError(f"{what}: input {inp.name!r} is {a.dtype}{list(a.shape)}, "
+                                  f"the signature says {format_type(inp.aval)}")
+            for d, n in zip(inp.aval.shape, a.shape):
+                if not isinstance(d, DimExpr):
+                    ok = d == n
+                else:
+                    ok = n >= 1 and env.setdefault(d.name, int(n)) == n
+                if not ok:
+                    raise ExportError(f"{what}: input {inp.name!r} has shape "
+                                      f"{list(a.shape)}, which does not fit "
+                                      f"{format_type(inp.aval)} (symbols are sizes >= 1, "
+                                      f"the same everywhere: {_fmt(env) or 'none bound'})")
+        out.append((f"entry {entry.name!r} on {what}", env, arrays))
+    return out
+
+
 def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
-          inputs: list[_Input], sizes: Mapping[str, Sequence[int]] | None) -> list[TestVector]:
-    """Run eager and captured on example and random inputs; return the test vectors or
-    raise ExportError on a mismatch."""
+          inputs: list[_Input], sizes: Mapping[str, Sequence[int]] | None,
+          examples: Sequence[Any] | None = None, random_vectors: bool | int = True,
+          state: Sequence[Tensor] = ()) -> list[TestVector]:
+    """Run eager and captured on the user's ``examples``, the example arguments and
+    random inputs (``random_vectors``: True for the default count, False or a count);
+    return the test vectors or raise ExportError on a mismatch. Every eager run starts
+    from the same ``state`` (tensors whose values and ``.grad`` are restored after it)."""
     from ..interpreter import Interpreter
 
     leaves_template, treedef = tree_flatten(list(args), is_leaf=_is_input_leaf)
@@ -526,13 +646,23 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
         if len(set(vs)) < 2 or min(vs) < 1:
             raise ExportError(f"sizes[{s!r}] must hold at least two distinct sizes >= 1, got "
                               f"{vs}")
-    examples = all(i.example is not None for i in inputs)
+    concrete = all(i.example is not None for i in inputs)
+    cases = _user_cases(examples or [], args, inputs, entry)
+    if concrete:
+        cases.append((f"entry {entry.name!r} on the example inputs", {},
+                      [i.example for i in inputs]))  # type: ignore[misc]
     # at least two runs in all: the examples (if any) and random inputs
-    n_random = max([len(v) for v in choice.values()], default=1 if examples else 2)
+    if isinstance(random_vectors, bool):
+        n_random = (max([len(v) for v in choice.values()], default=1 if concrete else 2)
+                    if random_vectors else 0)
+    elif isinstance(random_vectors, int) and random_vectors >= 0:
+        n_random = random_vectors
+    else:
+        raise ExportError(f"random_vectors must be True, False or a count >= 0, got "
+                          f"{random_vectors!r}")
+    if not cases and not n_random:
+        raise ExportError("random_vectors=False needs examples= to prove the export on")
     rng = np.random.default_rng(0)
-    cases: list[tuple[dict[str, int], list[np.ndarray]]] = []
-    if examples:
-        cases.append(({}, [i.example for i in inputs]))  # type: ignore[misc]
     for k in range(n_random):
         env = {s: vs[k % len(vs)] for s, vs in choice.items()}
         arrays = []
@@ -540,20 +670,21 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
             shape = tuple(int(env[d.name]) if isinstance(d, DimExpr) else int(d)
                           for d in i.aval.shape)
             arrays.append(_random_input(i, shape, rng))
-        cases.append((env, arrays))
+        cases.append((f"entry {entry.name!r} with {_fmt(env)}" if env else
+                      f"entry {entry.name!r} on random inputs", env, arrays))
     interp = Interpreter(program)
     vectors: list[TestVector] = []
-    for env, arrays in cases:
-        where = f"entry {entry.name!r}" + (f" with {_fmt(env)}" if env else
-                                            " on the example inputs")
+    for where, env, arrays in cases:
         try:
-            want = _run_eager(fn, treedef, leaves_template, arrays)
+            with state_kept(state):
+                want = _run_eager(fn, treedef, leaves_template, arrays)
         except Exception as e:  # the user's code may raise anything on unsuitable inputs
             raise ExportError(
-                f"cannot prove the export: the eager function failed on random inputs "
-                f"({where}): {e}\n  Choose sizes that suit the model with "
-                f"am.export(..., sizes={{'<dim>': (a, b)}}) and value ranges for integer "
-                f"inputs with am.spec(..., low=, high=).") from e
+                f"cannot prove the export: the eager function failed ({where}): {e}\n  "
+                f"Choose sizes that suit the model with am.export(..., sizes={{'<dim>': "
+                f"(a, b)}}), value ranges for integer inputs with am.spec(..., low=, "
+                f"high=), or give real inputs with am.export(..., examples=[...], "
+                f"random_vectors=False).") from e
         got = interp.run(entry.name, *arrays)
         if len(want) != len(got):
             raise ExportError(f"{where}: eager returned {len(want)} outputs, the program "
@@ -587,7 +718,9 @@ def _fmt(env: Mapping[str, int]) -> str:
 
 
 def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
-              sizes: Mapping[str, Sequence[int]] | None, weights: Any, check: bool) -> None:
+              sizes: Mapping[str, Sequence[int]] | None, weights: Any, check: bool,
+              examples: Sequence[Any] | None = None, random_vectors: bool | int = True
+              ) -> None:
     if not isinstance(name, str) or not is_symbol_name(name):
         raise CaptureError(f"entry point name {name!r} must be a name (letters, digits, _)")
     if name in program.entries:
@@ -595,7 +728,9 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
     extra: dict[str, Function] = {}
     from .control import capture_session, reachable_functions
 
-    with capture_session(program) as session:  # control flow adds functions to it
+    state = user_state(fn, weights)
+    # control flow adds functions to the session; capture may run user code eagerly
+    with capture_session(program) as session, state_kept(state):
         session.used.add(_clean(name))
         fnc, entry, weights_used, inputs, _ = capture(fn, args, name=name, weights=weights,
                                                       functions_out=extra)
@@ -608,7 +743,7 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
     if extra:  # functions of loaded models called by fn (amber.reuse)
         from ..reuse import new_functions
 
-        extra = new_functions(program, extra)
+        extra = new_functions(program, extra, weights_used)
     extra.update(reachable_functions(program, [fnc], session.functions))
     new_weights = [w for w in weights_used if w not in program.weights]
     try:
@@ -619,7 +754,8 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
         program.entries[name] = entry
         program.verify()
         if check:
-            program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes))
+            program.test_vectors.extend(prove(program, fn, args, entry, inputs, sizes,
+                                              examples, random_vectors, state=state))
     except BaseException:  # leave the program as it was
         program.functions.pop(fnc.name, None)
         for f in extra:
@@ -632,7 +768,8 @@ def add_entry(program: Program, fn: Any, args: Sequence[Any], *, name: str,
 
 def export(fn: Any, *args: Any, name: str = "forward",
            sizes: Mapping[str, Sequence[int]] | None = None, weights: Any = None,
-           check: bool = True) -> Program:
+           check: bool = True, examples: Sequence[Any] | None = None,
+           random_vectors: bool | int = True) -> Program:
     """Capture ``fn`` (a function or an ``nn.Module``) into a :class:`Program`.
 
     Args:
@@ -648,13 +785,23 @@ def export(fn: Any, *args: Any, name: str = "forward",
         weights: a module or ``{name: tensor}``: exactly these tensors become the
             named weights (overrides the automatic choice above).
         check: run the proof (eager vs captured) and store the test vectors.
+        examples: concrete inputs for the signature, each a tuple with one value per
+            argument (a bare value for a function of one argument), of the signature's
+            dtypes and of any sizes for its symbolic dims. The proof runs each (eager
+            vs captured) and stores it as a test vector, before the random ones: for
+            programs only defined on structured inputs (trees' child indices, positive
+            numbers, token ids with their mask).
+        random_vectors: random inputs the proof draws from each ``am.spec`` as well:
+            True (default: one per size of ``sizes``), False (none: prove on
+            ``examples`` only) or a count.
 
     Raises:
         CaptureError: a construct cannot be captured exactly (the message names the line).
         ExportError: the captured program disagrees with eager execution.
     """
     program = Program()
-    program.add(fn, *args, name=name, sizes=sizes, weights=weights, check=check)
+    program.add(fn, *args, name=name, sizes=sizes, weights=weights, check=check,
+                examples=examples, random_vectors=random_vectors)
     return program
 
 

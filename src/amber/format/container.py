@@ -299,6 +299,7 @@ def write_container(
 
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
+    remove_stale_temporaries(target)
     fd, tmp = _create_temporary(directory, os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -321,7 +322,8 @@ def write_container(
 
 
 def _create_temporary(directory: str, base: str) -> tuple[int, str]:
-    """Create a new, empty temporary file next to the destination; return (fd, path).
+    """Create a new, empty temporary file next to the destination, locked for the
+    writer (see :func:`remove_stale_temporaries`); return (fd, path).
 
     Created with mode 0o666 so the process umask applies exactly as for a plain
     ``open(path, "wb")``.
@@ -330,10 +332,72 @@ def _create_temporary(directory: str, base: str) -> tuple[int, str]:
     for _ in range(100):
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
+        if _lock(fd) and _same_file(fd, tmp):
+            return fd, tmp
+        # another save's clean-up took it for stale between creating and locking
+        os.close(fd)
     raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive advisory lock on ``fd``, held until the writer closes the file
+    or dies, however it dies. False only if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locks, no clean-up
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass  # a file system without locks: the file is then never taken for stale
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[str]:
+    """Delete the temporary files (``.NAME.<16 hex>.tmp``) that earlier writes of
+    ``target`` left behind when their process was killed (SIGKILL, power loss), and
+    return their paths. A temporary file still locked by a live writer is kept; on a
+    system without ``fcntl`` (Windows) nothing is removed."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return []
+    target = os.fspath(target)
+    directory = os.path.dirname(os.path.abspath(target))
+    pattern = re.compile(re.escape(f".{os.path.basename(target)}.") + r"[0-9a-f]{16}\.tmp\Z")
+    try:
+        names = [n for n in os.listdir(directory) if pattern.match(n)]
+    except OSError:
+        return []
+    removed = []
+    for n in names:
+        tmp = os.path.join(directory, n)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
+            os.unlink(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fsync_directory(directory: str) -> None:

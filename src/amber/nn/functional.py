@@ -64,16 +64,30 @@ _BN_CAPTURE = ("batch norm in training mode updates its running statistics in pl
 # ----------------------------------------------------------------------------- linear, conv
 
 
+def _same_dtype(op: str, input: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """PyTorch's rule for layers: the input has the dtype of the weight (and bias); a
+    float32 input to a float64 layer is an error, not a silent float64 result (which the
+    exported model, typed by its signature, would refuse)."""
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype is not input.dtype:
+            raise DTypeError(
+                f"{op}: input is {input.dtype.name} but {name} is {t.dtype.name}; they must "
+                f"have the same dtype (as in PyTorch): convert the input with "
+                f".to(am.{t.dtype.name}) or the layer with .to(am.{input.dtype.name})")
+
+
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``input @ weight.T + bias`` with weight (out_features, in_features)."""
+    """``input @ weight.T + bias`` with weight (out_features, in_features); all three of
+    one dtype (else :class:`amber.DTypeError`, as in PyTorch)."""
     if weight.ndim != 2:
         raise ShapeError(f"linear: weight must be (out_features, in_features), got "
                          f"{tuple(weight.shape)}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
         raise ShapeError(f"linear: input {tuple(input.shape)} does not end in in_features="
                          f"{weight.shape[1]} of weight {tuple(weight.shape)}")
+    _same_dtype("linear", input, weight, bias)
     wt = S.transpose(weight, perm=(1, 0))
-    if input.ndim == 2 and input.dtype is weight.dtype:
+    if input.ndim == 2:
         y = L.matmul(input, wt)
     else:
         y = _F.matmul(input, wt)
@@ -101,7 +115,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
            padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
     """2-D cross-correlation over (N, C, H, W) (or unbatched (C, H, W)) input with weight
     (out_channels, in_channels/groups, kH, kW); ``padding`` is an int, a pair, 'same' or
-    'valid' (zeros)."""
+    'valid' (zeros). Input, weight and bias have one dtype (else
+    :class:`amber.DTypeError`, as in PyTorch)."""
     _check_rank("conv2d", input, (3, 4), "a (N, C, H, W) or (C, H, W) input")
     if weight.ndim != 4:
         raise ShapeError(f"conv2d: weight must be (out_channels, in_channels/groups, kH, kW), "
@@ -110,9 +125,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     x = _F.unsqueeze(input, 0) if unbatched else input
     st, dl = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
     pad4 = _conv_padding(padding, weight.shape[2], weight.shape[3], dl, st)
-    if x.dtype is not weight.dtype:
-        dt = D.promote(x.dtype, weight.dtype)
-        x, weight = _F.cast(x, dt), _F.cast(weight, dt)
+    _same_dtype("conv2d", x, weight, bias)
     y = L.conv2d(x, weight, stride=st, padding=pad4, dilation=dl, groups=int(groups))
     if bias is not None:
         y = y + _F.reshape(bias, (1, -1, 1, 1))
@@ -441,6 +454,16 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return input * Tensor._wrap(scale)
 
 
+def _refuse_negative(idx: Tensor, n: Any) -> Tensor:
+    """``idx`` for a ``take`` over ``n`` rows that refuses what PyTorch refuses: in a
+    captured program a negative index becomes ``n``, which ``take`` reports as out of
+    range at run time (it would wrap -1 to the last row). Concrete indices are checked
+    by the caller before, with the index named."""
+    if idx._data is not None:
+        return idx
+    return E.where(_F.lt(idx, 0), _F.zeros_like(idx) + n, idx)
+
+
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
@@ -461,7 +484,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
         bad = idx._data[(idx._data < 0) | (idx._data >= n)].flat[0]
         raise OutOfRangeError(f"embedding: index {bad} is out of range for "
                               f"{n} embeddings (weight {tuple(weight.shape)})")
-    out = S.take(weight, idx, axis=0)
+    out = S.take(weight, _refuse_negative(idx, n), axis=0)
     if padding_idx is not None:
         pi = padding_idx + n if padding_idx < 0 else padding_idx
         if not 0 <= pi < n:
@@ -486,6 +509,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise OutOfRangeError(f"one_hot: class values must be in [0, {num_classes}), got "
                               f"[{data.min()}, {data.max()}]")
     classes = arange(num_classes, dtype=tensor.dtype)
+    if data is None:  # values outside [0, num_classes) fail at run time, as in eager
+        tensor = S.take(classes, _refuse_negative(tensor, num_classes), axis=0)
     return _F.cast(_F.eq(_F.unsqueeze(tensor, -1), classes), D.int64)
 
 
@@ -561,6 +586,8 @@ def _nll_flat(op: str, logp: Tensor, target: Tensor, weight: Tensor | None, igno
     t = _F.cast(target, D.int64)
     valid = _F.ne(t, ignore_index)
     safe = E.where(valid, t, _F.zeros_like(t))
+    if t._data is None:  # targets outside [0, c) fail at run time, as in eager
+        safe = S.take(arange(c, dtype=D.int64), _refuse_negative(safe, c), axis=0)
     # One-hot pick along the (static) class dim, so a symbolic batch size m is capturable.
     onehot = _F.eq(_F.unsqueeze(safe, 1), arange(c, dtype=D.int64))
     picked = _F.sum(E.where(onehot, logp, _F.zeros_like(logp)), 1)
@@ -690,3 +717,90 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, red)
+
+
+# ----------------------------------------------------------------------------- more layers
+# NOTE: imported last: these modules build on the functions above.
+from ._activation import (  # noqa: E402
+    celu,
+    glu,
+    hardsigmoid,
+    hardswish,
+    mish,
+    prelu,
+    relu6,
+    selu,
+    softsign,
+)
+from ._attention import multi_head_attention_forward, scaled_dot_product_attention  # noqa: E402
+from ._conv import conv1d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from ._loss import (  # noqa: E402
+    binary_cross_entropy,
+    cosine_embedding_loss,
+    huber_loss,
+    kl_div,
+    smooth_l1_loss,
+    triplet_margin_loss,
+)
+from ._norm import (  # noqa: E402
+    cosine_similarity,
+    group_norm,
+    instance_norm,
+    normalize,
+    pairwise_distance,
+    rms_norm,
+)
+from ._sampling import (  # noqa: E402
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    interpolate,
+    max_pool1d,
+    pixel_shuffle,
+    pixel_unshuffle,
+    upsample,
+)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator: Generator | None = None) -> Tensor:
+    """Zero whole channels of (N, C, L) (or (C, L)) input with probability ``p``."""
+    return _channel_dropout("dropout1d", input, p, training, 1, generator)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator: Generator | None = None) -> Tensor:
+    """Zero whole channels of (N, C, H, W) (or (C, H, W)) input with probability ``p``."""
+    return _channel_dropout("dropout2d", input, p, training, 2, generator)
+
+
+def _channel_dropout(op: str, input: Tensor, p: float, training: bool, nd: int,
+                     generator: Generator | None) -> Tensor:
+    _check_rank(op, input, (nd + 1, nd + 2), f"a {nd + 2}-D batched or {nd + 1}-D input")
+    if not 0.0 <= p <= 1.0:
+        raise AmberError(f"{op}: probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if input._data is None:
+        raise _capture_refused(f"{op} in training mode draws a random mask, which a captured "
+                               f"program cannot reproduce; call model.eval() before capturing")
+    shape = tuple(input.shape[:input.ndim - nd]) + (1,) * nd
+    if p == 1.0:
+        return input * 0.0
+    keep = rand(*shape, generator=generator, dtype=D.float64).numpy() >= p
+    scale = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(input.dtype.np)
+    return input * Tensor._wrap(scale)
+
+
+__all__ += [
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "avg_pool1d", "binary_cross_entropy", "celu", "conv1d", "conv_transpose1d",
+    "conv_transpose2d", "cosine_embedding_loss", "cosine_similarity", "dropout1d", "dropout2d",
+    "glu", "group_norm", "hardsigmoid", "hardswish", "huber_loss", "instance_norm",
+    "interpolate", "kl_div", "max_pool1d", "mish", "multi_head_attention_forward", "normalize",
+    "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "prelu", "relu6", "rms_norm",
+    "scaled_dot_product_attention", "selu", "smooth_l1_loss", "softsign", "triplet_margin_loss",
+    "upsample",
+]

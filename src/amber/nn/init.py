@@ -15,7 +15,7 @@ from ..tensor import Tensor
 
 
 def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
-    tensor._assign(values.astype(tensor.numpy().dtype, copy=False))
+    tensor._assign(values.astype(tensor.detach().numpy().dtype, copy=False))
     return tensor
 
 

@@ -176,13 +176,32 @@ def _(g, out, x):
     return (-(g * sin(x)),)
 
 
-_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+_TAYLOR_ERF = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(28))
 
 
 @primitive("erf", infer=I.unary("erf", FLOATS))
+@_quiet
 def erf(x: np.ndarray) -> np.ndarray:
     """Gauss error function (C99 ``erf`` semantics)."""
-    return np.asarray(_erf_scalar(x), dtype=np.float64).astype(x.dtype, copy=False)
+    # In float64, within 2 ULP of libm's erf: for |x| < 1 its Taylor series (alternating,
+    # mild cancellation), else 1 - erfc(x) with erfc from its continued fraction
+    # e^-x^2 / (sqrt(pi) (x + (1/2) / (x + (2/2) / (x + ...)))), 200 levels deep.
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    out = np.empty_like(a)
+    small = a < 1.0
+    s = a[small]
+    z = s * s
+    t = np.full_like(s, _TAYLOR_ERF[-1])
+    for c in _TAYLOR_ERF[-2::-1]:
+        t = t * z + c
+    out[small] = (2.0 / math.sqrt(math.pi)) * s * t
+    big = ~small
+    b = np.minimum(a[big], 30.0)  # erf is 1 in double well before 30; NaN stays NaN
+    k = b.copy()
+    for n in range(200, 0, -1):
+        k = b + (n / 2.0) / k
+    out[big] = 1.0 - np.exp(-b * b) / (math.sqrt(math.pi) * k)
+    return np.copysign(out, x).astype(x.dtype, copy=False)
 
 
 @erf.def_vjp

@@ -50,7 +50,7 @@ VjpFn = Callable[..., Sequence["Tensor | None"]]
 class Primitive:
     """A registered primitive op. Calling it binds it to tensor arguments."""
 
-    __slots__ = ("name", "impl", "infer", "vjp", "attrs", "doc", "n_inputs")
+    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs")
 
     def __init__(
         self,
@@ -61,7 +61,9 @@ class Primitive:
         n_inputs: int | None,
     ) -> None:
         self.name = name
-        self.impl = impl
+        self.impl = impl  # the NumPy reference kernel
+        # what eager mode runs: the reference, or libamber's kernel (see ckernels.py)
+        self.eager: Callable[..., np.ndarray] = impl
         self.infer = infer
         self.vjp: VjpFn | None = None
         self.attrs = attrs  # attribute name -> type description (for docs, IR verification)
@@ -149,6 +151,52 @@ def set_grad_enabled(mode: bool) -> _GradMode:
     return _GradMode(mode)
 
 
+class _InferenceMode(_GradMode):
+    """``am.inference_mode()``: ``am.no_grad()`` under PyTorch's name (amber has no
+    separate inference tensors); ``inference_mode(False)`` changes nothing."""
+
+    _depth = threading.local()
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__(False)
+        self._mode = mode
+
+    def __enter__(self) -> None:
+        if self._mode:
+            super().__enter__()
+            _InferenceMode._depth.n = getattr(_InferenceMode._depth, "n", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self._mode:
+            _InferenceMode._depth.n -= 1
+            super().__exit__(*exc)
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with _InferenceMode(mode):
+                return fn(*a, **k)
+
+        return wrapper
+
+
+def inference_mode(mode: Any = True) -> Any:
+    """Context manager and decorator (``@am.inference_mode()`` or bare
+    ``@am.inference_mode``): ops inside record no gradients, as ``am.no_grad()``."""
+    if callable(mode):  # used as a bare decorator
+        return _InferenceMode(True)(mode)
+    return _InferenceMode(bool(mode))
+
+
+def is_inference_mode_enabled() -> bool:
+    """Whether code runs inside ``am.inference_mode()``."""
+    return getattr(_InferenceMode._depth, "n", 0) > 0
+
+
 # --------------------------------------------------------------------------- tape
 
 class Node:
@@ -163,6 +211,8 @@ class Node:
         self.attrs = attrs
         # NOTE: weak, to avoid an out <-> node cycle; consumers keep `out` alive.
         self.out_ref = weakref.ref(out)
+        for a in inputs:  # autograd may read it: an in-place change must be refused
+            a._consumed = True
 
 
 # --------------------------------------------------------------------------- bind
@@ -172,6 +222,8 @@ class TraceHooks:
 
     active: int = 0  # number of traces in progress (fast check in bind)
     bind: Callable[[Primitive, tuple[Tensor, ...], dict[str, Any]], Tensor] | None = None
+    # a 0-d tensor of a symbolic size's run-time value (creation functions use it)
+    dim_scalar: Callable[[Any, Any], Tensor] | None = None
 
 
 def abstract_eval(prim: Primitive, avals: Sequence[Aval], attrs: dict[str, Any]) -> Aval:
@@ -222,11 +274,11 @@ def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Te
         try:
             n = len(args)
             if n == 2:
-                data = prim.impl(args[0]._data, args[1]._data, **attrs)
+                data = prim.eager(args[0]._data, args[1]._data, **attrs)
             elif n == 1:
-                data = prim.impl(args[0]._data, **attrs)
+                data = prim.eager(args[0]._data, **attrs)
             else:
-                data = prim.impl(*[a._data for a in args], **attrs)
+                data = prim.eager(*[a._data for a in args], **attrs)
         except AmberError:
             raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
         except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:

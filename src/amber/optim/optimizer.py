@@ -154,22 +154,22 @@ class Optimizer:
                 entry = saved_state.get(idx, saved_state.get(str(idx)))
                 if entry is not None:
                     new_state[p] = {k: self._restore(p, k, v) for k, v in entry.items()}
-            for k, v in s.items():
-                if k != "params" and k in self.defaults:
-                    g[k] = copy.deepcopy(v)
+            for k, v in s.items():  # every saved key, as PyTorch (e.g. "initial_lr")
+                if k != "params":
+                    g[k] = tuple(v) if k == "betas" else copy.deepcopy(v)
         self.state = new_state
 
     @staticmethod
     def _restore(p: Tensor, key: str, value: Any) -> Any:
         if value is None or isinstance(value, (int, float)):
             return value
-        arr = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+        arr = value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value)
         if key == "step":
             return float(arr)
         if tuple(arr.shape) != tuple(p.shape):
             raise AmberError(f"optimizer state {key!r} has shape {tuple(arr.shape)}, the "
                              f"parameter has {tuple(p.shape)}")
-        return Tensor._wrap(np.array(arr, dtype=p.numpy().dtype))
+        return Tensor._wrap(np.array(arr, dtype=p.detach().numpy().dtype))
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...creation import full
 from .. import functional as F
+from ..parameter import Parameter
 from .module import Module
 
 
@@ -137,3 +139,93 @@ class Softplus(Module):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"
+
+
+def _simple(name: str, fn_name: str, doc: str) -> type:
+    """A parameterless activation module calling ``F.<fn_name>`` (``inplace`` accepted)."""
+
+    def __init__(self: Module, inplace: bool = False) -> None:
+        Module.__init__(self)
+        self.inplace = inplace
+
+    def forward(self: Module, input: Any) -> Any:
+        return getattr(F, fn_name)(input)
+
+    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                  "__module__": __name__})
+
+
+Hardswish = _simple("Hardswish", "hardswish", "``x * hardsigmoid(x)``.")
+Hardsigmoid = _simple("Hardsigmoid", "hardsigmoid", "0 below -3, 1 above 3, x / 6 + 1/2 between.")
+Mish = _simple("Mish", "mish", "``x * tanh(softplus(x))``.")
+SELU = _simple("SELU", "selu", "Scaled ELU with the self-normalising constants.")
+ReLU6 = _simple("ReLU6", "relu6", "min(max(x, 0), 6).")
+
+
+class Softsign(Module):
+    """``x / (1 + |x|)``."""
+
+    def forward(self, input: Any) -> Any:
+        return F.softsign(input)
+
+
+class Hardtanh(Module):
+    """Clamp to [min_val, max_val]."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0,
+                 inplace: bool = False) -> None:
+        super().__init__()
+        self.min_val = min_val
+        self.max_val = max_val
+
+    def forward(self, input: Any) -> Any:
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+class CELU(Module):
+    """x for x > 0, ``alpha * (exp(x / alpha) - 1)`` otherwise."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, input: Any) -> Any:
+        return F.celu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class GLU(Module):
+    """Gated linear unit over ``dim``: first half * sigmoid(second half)."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Any) -> Any:
+        return F.glu(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class PReLU(Module):
+    """x for x > 0, ``weight * x`` otherwise, with a learnable ``weight`` of
+    ``num_parameters`` elements (1, or one per channel) initialised to ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        self.num_parameters = num_parameters
+        self.init = init
+        self.weight = Parameter(full((num_parameters,), init, dtype=dtype))
+
+    def forward(self, input: Any) -> Any:
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"

@@ -65,7 +65,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             with no_grad():
-                w = self.weight.numpy().copy()
+                w = self.weight.detach().numpy().copy()
                 w[self.padding_idx] = 0
                 self.weight._assign(w)
 
@@ -82,3 +82,17 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
+
+
+class Dropout1d(Dropout):
+    """In training, zero whole channels of (N, C, L) input with probability ``p``."""
+
+    def forward(self, input: Any) -> Any:
+        return F.dropout1d(input, self.p, self.training, generator=self.generator)
+
+
+class Dropout2d(Dropout):
+    """In training, zero whole channels of (N, C, H, W) input with probability ``p``."""
+
+    def forward(self, input: Any) -> Any:
+        return F.dropout2d(input, self.p, self.training, generator=self.generator)

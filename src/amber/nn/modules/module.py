@@ -16,9 +16,13 @@ import numpy as np
 
 from ... import _dtype as D
 from ...errors import AmberError, ShapeError
+from ...hooks import RemovableHandle, add_hook
 from ...ops.registry import no_grad
 from ...tensor import Tensor
 from ..parameter import Parameter
+
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                "_backward_pre_hooks")
 
 
 class IncompatibleKeys(NamedTuple):
@@ -44,6 +48,10 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        for table in _HOOK_TABLES:
+            object.__setattr__(self, table, OrderedDict())
+        object.__setattr__(self, "_forward_hooks_with_kwargs", set())
+        object.__setattr__(self, "_forward_pre_hooks_with_kwargs", set())
 
     # ------------------------------------------------------------------ running
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -51,7 +59,56 @@ class Module:
         raise AmberError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        d = self.__dict__
+        if d.get("_forward_hooks") or d.get("_forward_pre_hooks") \
+                or d.get("_backward_hooks") or d.get("_backward_pre_hooks"):
+            from ._hooks import call_with_hooks
+
+            return call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ hooks
+    def _hook_table(self, name: str) -> Any:
+        table = self.__dict__.get(name)
+        if table is None:  # a subclass that skipped Module.__init__
+            self._check_ready(name)
+        return table
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """``hook(module, args)`` runs before ``forward``; a non-None result replaces
+        ``args`` (a non-tuple becomes a 1-tuple). With ``with_kwargs``:
+        ``hook(module, args, kwargs) -> None | (args, kwargs)``."""
+        h = add_hook(self._hook_table("_forward_pre_hooks"), hook, prepend)
+        if with_kwargs:
+            self._forward_pre_hooks_with_kwargs.add(h.id)
+        return h
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after ``forward``; a non-None result
+        replaces the output. With ``with_kwargs``: ``hook(module, args, kwargs,
+        output)``."""
+        h = add_hook(self._hook_table("_forward_hooks"), hook, prepend)
+        if with_kwargs:
+            self._forward_hooks_with_kwargs.add(h.id)
+        return h
+
+    def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False
+                                    ) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect
+        to the module's tensor arguments are computed (``grad_input``: one entry per
+        positional tensor argument, None where it needs no gradient; ``grad_output``:
+        one per output tensor that requires grad); a non-None result (a tuple like
+        ``grad_input``) replaces the input gradients. Tensor arguments (and outputs)
+        that require grad must share one dtype."""
+        return add_hook(self._hook_table("_backward_hooks"), hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook: Callable[..., Any], prepend: bool = False
+                                        ) -> RemovableHandle:
+        """``hook(module, grad_output)`` runs when the gradients with respect to the
+        module's outputs are known; a non-None result replaces them."""
+        return add_hook(self._hook_table("_backward_pre_hooks"), hook, prepend)
 
     # ------------------------------------------------------------------ registration
     def _check_ready(self, name: str) -> None:
@@ -287,15 +344,12 @@ class Module:
     # ------------------------------------------------------------------ dtype
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """Convert floating-point parameters and buffers to a dtype, in place:
-        ``model.to(am.float64)``. Device arguments ("cpu") are accepted and ignored."""
-        dtype = kwargs.pop("dtype", None)
-        for a in args:
-            if isinstance(a, str) and a == "cpu":
-                continue
-            dtype = a
-        kwargs.pop("device", None)
-        if kwargs:
-            raise AmberError(f"Module.to: unexpected arguments {sorted(kwargs)}")
+        ``model.to(am.float64)``, ``model.to("cpu")``, ``model.to(device, dtype)``,
+        ``model.to(tensor)``. A device other than the CPU raises
+        :class:`~amber.errors.DeviceError`."""
+        from ..._device import parse_to
+
+        dtype, _, _ = parse_to(args, kwargs, "Module.to")
         if dtype is None:
             return self
         dt = D.as_dtype(dtype)
@@ -303,7 +357,7 @@ class Module:
             raise D.DTypeError(f"Module.to: only floating dtypes are allowed, got {dt.name}")
         for t in list(self.parameters()) + list(self.buffers()):
             if t.dtype.is_floating and t.dtype is not dt:
-                t._data = t.numpy().astype(dt.np)
+                t._data = t.detach().numpy().astype(dt.np)
                 if t.grad is not None:
                     t.grad = Tensor._wrap(t.grad.numpy().astype(dt.np))
         return self
@@ -318,6 +372,14 @@ class Module:
 
     def cpu(self) -> Module:
         """No-op (amber runs on the CPU); returns ``self``."""
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises :class:`~amber.errors.DeviceError`: amber has no CUDA backend."""
+        from ..._device import check_cpu
+
+        check_cpu("cuda" if device is None or isinstance(device, int) else device,
+                  "Module.cuda")
         return self
 
     # ------------------------------------------------------------------ state
@@ -362,7 +424,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            arr = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            arr = value.detach().numpy() if isinstance(value, Tensor) else np.asarray(value)
             if tuple(arr.shape) != tuple(target.shape):
                 mismatched.append(f"{key}: the checkpoint has shape {tuple(arr.shape)}, the "
                                   f"module has {tuple(target.shape)}")
@@ -381,7 +443,7 @@ class Module:
                              + " (pass strict=False to load the matching keys only)")
         with no_grad():
             for target, arr in staged:
-                target._assign(arr.astype(target.numpy().dtype, copy=False))
+                target._assign(arr.astype(target.detach().numpy().dtype, copy=False))
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

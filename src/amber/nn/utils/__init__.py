@@ -1,16 +1,18 @@
 """Gradient utilities (``amber.nn.utils``): clipping by norm or value, as
-``torch.nn.utils``."""
+``torch.nn.utils``; sequence padding in ``amber.nn.utils.rnn``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 
-from .. import _dtype as D
-from .. import functional as _F
-from ..errors import AmberError
-from ..ops.registry import no_grad
-from ..tensor import Tensor
+import numpy as np
+
+from ... import _dtype as D
+from ... import functional as _F
+from ...errors import AmberError
+from ...ops.registry import no_grad
+from ...tensor import Tensor
 
 
 def _with_grads(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
@@ -52,3 +54,34 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     with no_grad():
         for p in _with_grads(parameters):
             p.grad = _F.clamp(p.grad, -clip_value, clip_value)  # type: ignore[arg-type]
+
+
+def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
+    """All parameters flattened and concatenated into one 1-d tensor (differentiable,
+    as ``torch.nn.utils.parameters_to_vector``)."""
+    params = list(parameters)
+    if not params:
+        raise AmberError("parameters_to_vector: no parameters given")
+    return _F.cat([_F.reshape(p, -1) for p in params])
+
+
+def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
+    """Copy consecutive slices of the 1-d ``vec`` into the parameters (their values
+    only, as ``p.data = ...``; shapes and dtypes stay the parameters')."""
+    if not isinstance(vec, Tensor):
+        raise AmberError(f"vector_to_parameters: expected vec of type Tensor, but got "
+                         f"{type(vec).__name__}")
+    params = list(parameters)
+    total = sum(int(p.numel()) for p in params)
+    if vec.ndim != 1 or int(vec.shape[0]) != total:
+        raise AmberError(f"vector_to_parameters: vec has shape {tuple(vec.shape)}, the "
+                         f"parameters hold {total} values; expected shape ({total},)")
+    data = vec._concrete("vector_to_parameters")
+    off = 0
+    for p in params:
+        n = int(p.numel())
+        p._data = np.array(data[off:off + n].reshape(p.shape), dtype=p.dtype.np)
+        off += n
+
+
+from . import rnn as rnn  # noqa: E402

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
-from .capture.ir import Function, Node, Program, Value
-from .errors import AmberError
+from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
+from ..capture.ir import Function, Node, Program, Value
+from ..errors import AmberError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -758,7 +758,7 @@ def _interleave(L: _Lowering, x: str, shape: list[Any], d: int, i: int, fill: st
 
 
 def _lower_pad(L: _Lowering, node: Node, x: list[str]) -> str:
-    from .ops.elementwise import cast as _cast
+    from ..ops.elementwise import cast as _cast
 
     b = L.b
     dt = node.inputs[0].dtype.name
@@ -838,7 +838,7 @@ def _as_program(program_or_path: Any) -> Program:
     if isinstance(prog, Program):
         return prog
     if isinstance(program_or_path, (str, os.PathLike, bytes, bytearray)):
-        from .model import load
+        from ..model import load
 
         if isinstance(program_or_path, bytearray):
             program_or_path = bytes(program_or_path)
@@ -895,7 +895,7 @@ def to_onnx(program_or_path: Any, entry: str = "forward", opset: int = DEFAULT_O
         [_value_info(onnx, p.name, p.dtype.name, p.shape) for p in ep.outputs],
         initializer=b.initializers)
     opsets = [onnx.helper.make_opsetid("", opset)]
-    from . import __version__
+    from .. import __version__
 
     model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="amber",
                                    producer_version=__version__,

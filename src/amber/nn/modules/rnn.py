@@ -1,0 +1,360 @@
+"""Recurrent layers: ``RNN``, ``LSTM``, ``GRU`` and their cells.
+
+PyTorch's parameter names (``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_ih_l0``,
+``weight_hr_l0`` for LSTM projections), shapes, gate orders (LSTM i, f, g, o; GRU r, z, n)
+and initialisation (U(-1/sqrt(hidden), 1/sqrt(hidden))), so a PyTorch state dict loads and
+gives the same outputs. The time loop is ``am.scan`` (the input projections of all steps
+are one matrix product before it), so a layer exports with symbolic batch and sequence
+length and runs natively. Packed sequences are not supported: pad the batch and mask."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ... import functional as _F
+from ...control import scan
+from ...creation import empty
+from ...errors import AmberError, ShapeError
+from ...tensor import Tensor
+from .. import functional as F
+from .. import init
+from ..parameter import Parameter
+from .module import Module
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _refuse_packed(what: str, input: Any) -> None:
+    if not isinstance(input, Tensor):
+        kind = type(input).__name__
+        raise AmberError(
+            f"{what}: expected a Tensor input, got {kind}. amber's recurrent layers do not "
+            f"take PackedSequence: pad the sequences to one length (batch them as a tensor) "
+            f"and mask the padded steps (or read each sequence's output at its length)")
+
+
+def _cell_step(mode: str, xw: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
+               b_hh: Tensor | None, w_hr: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """One step given the input projection ``xw`` (x @ W_ih.T + b_ih)."""
+    hh = F.linear(h, w_hh, b_hh)
+    if mode == "LSTM":
+        assert c is not None
+        i, f, g, o = _F.chunk(xw + hh, 4, -1)
+        c_new = _F.sigmoid(f) * c + _F.sigmoid(i) * _F.tanh(g)
+        h_new = _F.sigmoid(o) * _F.tanh(c_new)
+        if w_hr is not None:
+            h_new = F.linear(h_new, w_hr)
+        return h_new, c_new
+    if mode == "GRU":
+        xr, xz, xn = _F.chunk(xw, 3, -1)
+        hr, hz, hn = _F.chunk(hh, 3, -1)
+        r = _F.sigmoid(xr + hr)
+        z = _F.sigmoid(xz + hz)
+        n = _F.tanh(xn + r * hn)
+        return (1.0 - z) * n + z * h, None
+    pre = xw + hh
+    return (_F.tanh(pre) if mode == "RNN_TANH" else _F.relu(pre)), None
+
+
+class RNNBase(Module):
+    """Shared machinery of ``RNN``, ``LSTM`` and ``GRU``."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        name = {"RNN_TANH": "RNN", "RNN_RELU": "RNN"}.get(mode, mode)
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise AmberError(f"{name}: dropout should be a number in [0, 1], got {dropout!r}")
+        if hidden_size <= 0 or num_layers <= 0:
+            raise AmberError(f"{name}: hidden_size and num_layers must be positive, got "
+                             f"{hidden_size} and {num_layers}")
+        if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+            raise AmberError(f"{name}: proj_size must be 0 or in [1, hidden_size), got "
+                             f"{proj_size}")
+        if proj_size and mode != "LSTM":
+            raise AmberError(f"{name}: proj_size is only supported by LSTM")
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        dirs = 2 if bidirectional else 1
+        gate = _GATES[mode] * hidden_size
+        real = proj_size or hidden_size
+        for layer in range(num_layers):
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                fan = input_size if layer == 0 else real * dirs
+                self.register_parameter("weight_ih" + sfx, Parameter(empty(gate, fan, dtype=dtype)))
+                self.register_parameter("weight_hh" + sfx,
+                                        Parameter(empty(gate, real, dtype=dtype)))
+                if bias:
+                    self.register_parameter("bias_ih" + sfx, Parameter(empty(gate, dtype=dtype)))
+                    self.register_parameter("bias_hh" + sfx, Parameter(empty(gate, dtype=dtype)))
+                if proj_size:
+                    self.register_parameter("weight_hr" + sfx,
+                                            Parameter(empty(proj_size, hidden_size, dtype=dtype)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every weight and bias from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -k, k)
+
+    def flatten_parameters(self) -> None:
+        """Nothing to do: amber keeps each weight as its own tensor (PyTorch's cuDNN weight
+        compaction has no counterpart)."""
+
+    def _weights(self, layer: int, d: int) -> tuple[Any, ...]:
+        sfx = f"_l{layer}" + ("_reverse" if d else "")
+        get = self._parameters.get
+        return (get("weight_ih" + sfx), get("weight_hh" + sfx), get("bias_ih" + sfx),
+                get("bias_hh" + sfx), get("weight_hr" + sfx))
+
+    def _check_hidden(self, h: Tensor, want: tuple, what: str) -> None:
+        if tuple(h.shape) != tuple(want):
+            raise ShapeError(f"{type(self).__name__}: {what} must have shape {tuple(want)}, "
+                             f"got {tuple(h.shape)}")
+
+    def _initial(self, hx: Any, x: Tensor, batched: bool) -> tuple[Tensor, Tensor | None]:
+        dirs = 2 if self.bidirectional else 1
+        n = x.shape[1]
+        real = self.proj_size or self.hidden_size
+        lstm = self.mode == "LSTM"
+        if hx is None:
+            zero = _F.scalar(0, x.dtype)
+            return (_F.broadcast_to(zero, (self.num_layers * dirs, n, real)),
+                    _F.broadcast_to(zero, (self.num_layers * dirs, n, self.hidden_size))
+                    if lstm else None)
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise AmberError("LSTM: hx must be a tuple (h_0, c_0)")
+        h0: Tensor = hx[0] if lstm else hx
+        c0: Tensor | None = hx[1] if lstm else None
+        if not batched:
+            h0 = _F.unsqueeze(h0, 1)
+            c0 = None if c0 is None else _F.unsqueeze(c0, 1)
+        self._check_hidden(h0, (self.num_layers * dirs, n, real), "h_0")
+        if c0 is not None:
+            self._check_hidden(c0, (self.num_layers * dirs, n, self.hidden_size), "c_0")
+        return h0, c0
+
+    def _direction(self, x: Tensor, h: Tensor, c: Tensor | None, layer: int, d: int
+                   ) -> tuple[Tensor, Tensor, Tensor | None]:
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
+        xw = F.linear(x, w_ih, b_ih)  # every step's input projection at once
+        mode = self.mode
+
+        def step(carry: Any, xt: Tensor) -> tuple[Any, Tensor]:
+            hn, cn = _cell_step(mode, xt, carry[0], carry[1] if mode == "LSTM" else None,
+                                w_hh, b_hh, w_hr)
+            return ((hn, cn) if mode == "LSTM" else (hn,)), hn
+
+        init_ = (h, c) if mode == "LSTM" else (h,)
+        last, ys = scan(step, init_, xw, reverse=bool(d))
+        return ys, last[0], (last[1] if mode == "LSTM" else None)
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        name = type(self).__name__
+        _refuse_packed(name, input)
+        if input.ndim not in (2, 3):
+            raise ShapeError(f"{name}: expected a 2-D (unbatched) or 3-D input, got "
+                             f"{tuple(input.shape)}")
+        batched = input.ndim == 3
+        x = input if batched else _F.unsqueeze(input, 1)
+        if batched and self.batch_first:
+            x = _F.transpose(x, 0, 1)
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}: input has {x.shape[-1]} features, expected "
+                             f"input_size={self.input_size}")
+        h0, c0 = self._initial(hx, x, batched)
+        dirs = 2 if self.bidirectional else 1
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(dirs):
+                i = layer * dirs + d
+                ys, hn, cn = self._direction(x, h0[i], None if c0 is None else c0[i], layer, d)
+                outs.append(ys)
+                hs.append(hn)
+                cs.append(cn)
+            x = outs[0] if dirs == 1 else _F.cat(outs, -1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, True)
+        h_n = _F.stack(hs, 0)
+        c_n = _F.stack(cs, 0) if self.mode == "LSTM" else None  # type: ignore[arg-type]
+        if not batched:
+            x = _F.squeeze(x, 1)
+            h_n = _F.squeeze(h_n, 1)
+            c_n = None if c_n is None else _F.squeeze(c_n, 1)
+        elif self.batch_first:
+            x = _F.transpose(x, 0, 1)
+        return (x, (h_n, c_n)) if self.mode == "LSTM" else (x, h_n)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+class RNN(RNNBase):
+    """Elman RNN: ``h_t = tanh(x_t W_ih.T + b_ih + h_{t-1} W_hh.T + b_hh)`` (or ReLU with
+    ``nonlinearity='relu'``). Returns ``(output, h_n)``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
+                 dtype: Any = None) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise AmberError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (gates i, f, g, o); ``proj_size`` projects the hidden state.
+    Returns ``(output, (h_n, c_n))``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, dtype=dtype)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit (gates r, z, n; ``n = tanh(x W_in + b_in + r * (h W_hn +
+    b_hn))``). Returns ``(output, h_n)``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+class RNNCellBase(Module):
+    """Shared machinery of the single-step cells."""
+
+    _mode = ""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool, num_chunks: int,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.weight_ih = Parameter(empty(num_chunks * hidden_size, input_size, dtype=dtype))
+        self.weight_hh = Parameter(empty(num_chunks * hidden_size, hidden_size, dtype=dtype))
+        if bias:
+            self.bias_ih = Parameter(empty(num_chunks * hidden_size, dtype=dtype))
+            self.bias_hh = Parameter(empty(num_chunks * hidden_size, dtype=dtype))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every weight and bias from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -k, k)
+
+    def _run(self, input: Any, hx: Any) -> tuple[Tensor, Tensor | None, bool]:
+        name = type(self).__name__
+        _refuse_packed(name, input)
+        if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}: expected input (N, {self.input_size}) or "
+                             f"({self.input_size},), got {tuple(input.shape)}")
+        batched = input.ndim == 2
+        x = input if batched else _F.unsqueeze(input, 0)
+        lstm = self._mode == "LSTM"
+        if hx is None:
+            zero = _F.broadcast_to(_F.scalar(0, x.dtype), (x.shape[0], self.hidden_size))
+            h, c = zero, (zero if lstm else None)
+        else:
+            h, c = (hx[0], hx[1]) if lstm else (hx, None)
+            if not batched:
+                h = _F.unsqueeze(h, 0)
+                c = None if c is None else _F.unsqueeze(c, 0)
+            want = (x.shape[0], self.hidden_size)
+            for t, what in ((h, "h"), (c, "c")):
+                if t is not None and tuple(t.shape) != want:
+                    raise ShapeError(f"{name}: hidden state {what} must have shape {want}, "
+                                     f"got {tuple(t.shape)}")
+        xw = F.linear(x, self.weight_ih, self.bias_ih)
+        hn, cn = _cell_step(self._mode, xw, h, c, self.weight_hh, self.bias_hh, None)
+        return hn, cn, batched
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(RNNCellBase):
+    """One Elman RNN step: returns ``h'``."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = None) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise AmberError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got "
+                             f"{nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, 1, dtype)
+        self.nonlinearity = nonlinearity
+        self._mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        h, _, batched = self._run(input, hx)
+        return h if batched else _F.squeeze(h, 0)
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: returns ``(h', c')``."""
+
+    _mode = "LSTM"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 4, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        h, c, batched = self._run(input, hx)
+        assert c is not None
+        return (h, c) if batched else (_F.squeeze(h, 0), _F.squeeze(c, 0))
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step: returns ``h'``."""
+
+    _mode = "GRU"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__(input_size, hidden_size, bias, 3, dtype)
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        h, _, batched = self._run(input, hx)
+        return h if batched else _F.squeeze(h, 0)

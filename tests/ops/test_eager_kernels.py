@@ -1,0 +1,213 @@
+"""Eager kernels: the ops of ``ckernels.C_OPS`` run libamber's C kernels in eager mode,
+and their NumPy reference kernels stay tested against the independent references; no
+kernel computes element by element in Python."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+
+import numpy as np
+import pytest
+from primitive_cases import CASES, Case
+
+import amber as am
+from amber.ops import REGISTRY, ckernels
+from helpers import assert_close, check_forward
+from helpers.opcheck import forward_tol
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+C_CASES = [pytest.param(c, dt, id=f"{c.id}-{dt}") for c in CASES if c.prim in ckernels.C_OPS
+           for dt in c.dtypes]
+
+
+def _inputs(case: Case, dtype: str, seed: int = 0) -> list[np.ndarray]:
+    return case.make(np.random.default_rng(seed), np.dtype(dtype))
+
+
+def _kernel_modules() -> set[str]:
+    mods = {p.impl.__module__ for p in REGISTRY.values()} | {ckernels.__name__}
+    return {inspect.getsourcefile(sys.modules[m]) or m for m in mods}
+
+
+@pytest.mark.parametrize("path", sorted(_kernel_modules()))
+def test_no_kernel_calls_python_per_element(path: str) -> None:
+    """np.frompyfunc and np.vectorize run a Python call per element (a GELU through
+    math.erf spent most of a transformer's time there)."""
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("frompyfunc", "vectorize"):
+            raise AssertionError(f"{path}:{node.lineno}: {node.attr} in a kernel module")
+
+
+def test_eager_uses_libamber() -> None:
+    for name in ckernels.C_OPS:
+        assert ckernels.uses_c(name), name
+    with ckernels.reference_kernels():
+        assert not any(ckernels.uses_c(n) for n in ckernels.C_OPS)
+    assert ckernels.uses_c("exp")
+
+
+@pytest.mark.parametrize(("case", "dtype"), C_CASES)
+def test_reference_kernel_forward(case: Case, dtype: str) -> None:
+    """The NumPy kernels (the reference) against the independent references too, now that
+    the registry-wide forward test runs the C kernels."""
+    prim = REGISTRY[case.prim]
+    with ckernels.reference_kernels():
+        check_forward(lambda *ts: prim(*ts, **case.attrs), _inputs(case, dtype),
+                      lambda *xs: case.ref(*xs, **case.attrs), kind=case.kind)
+
+
+@pytest.mark.parametrize(("case", "dtype"), C_CASES)
+def test_c_kernel_matches_reference_kernel(case: Case, dtype: str) -> None:
+    prim = REGISTRY[case.prim]
+    for seed in range(3):
+        xs = _inputs(case, dtype, seed)
+        got = prim.eager(*xs, **case.attrs)
+        want = prim.impl(*xs, **case.attrs)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        rtol, atol = forward_tol(dtype, case.kind)
+        assert_close(got, want, rtol=2 * rtol, atol=2 * atol, what=case.id)
+
+
+def test_erf_reference_within_two_ulp_of_libm() -> None:
+    import math
+
+    x = np.concatenate([np.linspace(-7, 7, 20001), np.logspace(-310, 0.8, 2000),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, np.nextafter(1.0, 0)]])
+    want = np.array([math.erf(v) for v in x])
+    got = REGISTRY["erf"].impl(x)
+    assert_close(got, want, ulp=2)
+    assert np.signbit(got[-7:-5]).tolist() == [False, True]  # erf(+0), erf(-0)
+    got32 = REGISTRY["erf"].impl(x.astype(np.float32))
+    assert got32.dtype == np.float32
+    assert_close(got32, want.astype(np.float32), ulp=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_zero_size_and_integer_operands(dtype: str) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 4)).astype(dtype)
+    w = rng.standard_normal((3, 4)).astype(dtype)
+    got = (am.tensor(a) @ am.tensor(w).T).numpy()  # a transposed (F-ordered) operand
+    assert_close(got, a @ w.T, rtol=1e-5, atol=1e-5)
+    assert am.exp(am.tensor(a)[:, ::2]).shape == (5, 2)
+    assert am.tensor(np.zeros((0, 3), dtype)).exp().shape == (0, 3)
+    assert (am.tensor(np.zeros((0, 3), dtype)) @ am.tensor(np.zeros((3, 2), dtype))).shape \
+        == (0, 2)
+    ints = am.tensor(np.arange(6).reshape(2, 3)) @ am.tensor(np.arange(6).reshape(3, 2))
+    assert ints.numpy().tolist() == [[10, 13], [28, 40]]
+    assert float(am.tensor(a).sum()) == pytest.approx(float(a.sum()), rel=1e-5)
+
+
+def test_bad_shapes_raise_the_typed_errors() -> None:
+    with pytest.raises(am.ShapeError, match="matmul"):
+        am.tensor(np.ones((2, 3), np.float32)) @ am.tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(am.ShapeError, match="conv2d"):
+        am.nn.functional.conv2d(am.tensor(np.ones((1, 2, 4, 4), np.float32)),
+                                am.tensor(np.ones((3, 5, 3, 3), np.float32)))
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    rng = np.random.default_rng(1)
+    a = am.tensor(rng.standard_normal((96, 300)).astype(np.float32))
+    b = am.tensor(rng.standard_normal((300, 200)).astype(np.float32))
+    x = am.tensor(rng.standard_normal((4, 8, 20, 20)).astype(np.float32))
+    w = am.tensor(rng.standard_normal((16, 8, 3, 3)).astype(np.float32))
+    before = am.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            am.set_num_threads(n)
+            assert am.get_num_threads() == n
+            results.append(((a @ b).numpy(), am.nn.functional.conv2d(x, w).numpy(),
+                            am.erf(a).numpy()))
+    finally:
+        am.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_bad_counts(bad: object) -> None:
+    with pytest.raises(am.AmberError, match="set_num_threads"):
+        am.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+def _layouts(rng: np.random.Generator, dtype: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    heads = r(2, 5, 3, 4).transpose(0, 2, 1, 3)  # (batch, heads, tokens, dim) from a split
+    out = []
+    for m in (1, 2, 3, 9, 40):
+        out.append((r(m, 6), r(7, 6).T))                    # x @ w.T
+        out.append((r(6, m).T, r(6, 7)))                    # a transposed x
+        out.append((r(2, m, 6), r(7, 6).T))                 # batch rows folded into one product
+        out.append((r(m, 2, 6).transpose(1, 0, 2), r(6, 7).T.T))  # rows not evenly spaced
+    out.append((heads, heads.transpose(0, 1, 3, 2)))        # q @ k^T
+    out.append((r(2, 3, 5, 5), heads))                      # batched, strided right operand
+    out.append((r(4, 6), np.broadcast_to(r(6, 1), (6, 5))))  # a zero stride
+    out.append((r(3, 1, 4, 6), np.broadcast_to(r(2, 6, 5), (2, 6, 5))[:, :, ::2]))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_matmul_is_bit_identical_to_contiguous(dtype: str) -> None:
+    """Operands passed by strides (no copies) give the bits of the contiguous product,
+    the one a native session computes."""
+    for a, b in _layouts(np.random.default_rng(0), dtype):
+        shape = np.matmul(a, b).shape
+        got = ckernels.run_matmul_strided(a, b, shape)
+        want = ckernels.run("matmul", {}, (np.ascontiguousarray(a), np.ascontiguousarray(b)),
+                            shape, np.dtype(dtype))
+        np.testing.assert_array_equal(got, want, err_msg=f"{a.strides} @ {b.strides}")
+        assert_close(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_elementwise_is_bit_identical_to_contiguous(dtype: str) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 5, 4)).astype(dtype)
+    views = [x.transpose(2, 0, 1), x[:, ::2], x[::-1][::-1][:, 1:], np.broadcast_to(x[:1], x.shape)]
+    for v in views:
+        for op in ("exp", "tanh", "erf", "sigmoid"):
+            got = ckernels.run(op, {}, (v,), v.shape, v.dtype)
+            want = ckernels.run(op, {}, (np.ascontiguousarray(v),), v.shape, v.dtype)
+            np.testing.assert_array_equal(got, want, err_msg=f"{op} on strides {v.strides}")
+        c = v > 0
+        got = ckernels.run("where", {}, (c, v, np.zeros((), dtype)), v.shape, v.dtype)
+        np.testing.assert_array_equal(got, np.where(c, v, 0))
+        got = ckernels.run("pow", {}, (np.abs(v), v[..., :1]), v.shape, v.dtype)
+        want = ckernels.run("pow", {}, (np.abs(np.ascontiguousarray(v)),
+                                        np.ascontiguousarray(v[..., :1])), v.shape, v.dtype)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fast_and_ctypes_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled fast call and the ctypes path give the same results and errors."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((7, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 5)).astype(np.float32)
+    fast = (ckernels.run("exp", {}, (a.T,), (5, 7), a.dtype),
+            ckernels.run("matmul", {}, (a, w.T), (7, 3), a.dtype))
+    ctx = ckernels._context()
+    monkeypatch.setattr(ctx, "fast", None)
+    slow = (ckernels.run("exp", {}, (a.T,), (5, 7), a.dtype),
+            ckernels.run("matmul", {}, (a, w.T), (7, 3), a.dtype))
+    for f, s_ in zip(fast, slow):
+        np.testing.assert_array_equal(f, s_)
+    with pytest.raises(ValueError, match="matmul"):
+        ckernels.run("matmul", {}, (a, w), (7, 3), a.dtype)
+
+
+def test_list_attributes_are_accepted() -> None:
+    x = np.random.default_rng(4).standard_normal((2, 3, 4)).astype(np.float32)
+    got = REGISTRY["sum"].eager(x, axes=[0, 2], keepdims=False)
+    np.testing.assert_allclose(got, x.sum(axis=(0, 2)), rtol=1e-6)
+    w = np.ones((2, 1, 3, 3), np.float32)
+    y = REGISTRY["conv2d"].eager(x[None, :1], w, stride=[1, 1], padding=[1, 1, 1, 1],
+                                 dilation=[1, 1], groups=1)
+    assert y.shape == (1, 2, 3, 4)

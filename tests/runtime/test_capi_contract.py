@@ -1,0 +1,120 @@
+"""The behaviours docs/c-api.md ("Calls and lifetimes") defines, one test each, through the
+public C API only: argument errors, unaligned inputs, the lifetime of outputs and error
+strings, and what a failed run leaves in the output descriptors."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+from capi import Model, Session, Tensor, from_numpy, load, status_name, to_numpy
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = ROOT / "tests" / "golden" / "v1" / "mlp.amber"  # forward(input: float32[batch, 16])
+
+
+@pytest.fixture(scope="module")
+def lib(runtime_build: Path) -> ctypes.CDLL:
+    return load(runtime_build)
+
+
+@pytest.fixture
+def session(lib: ctypes.CDLL):
+    m = Model(lib, path=MLP)
+    assert m.status == 0, m.error
+    s = Session(m)
+    yield s
+    s.close()
+    m.close()
+
+
+def _run(lib: ctypes.CDLL, s: Session, *arrays: np.ndarray, n_out: int = 1
+         ) -> tuple[str, ctypes.Array]:
+    ins = (Tensor * max(1, len(arrays)))(*[from_numpy(a) for a in arrays])
+    outs = (Tensor * n_out)()
+    for o in outs:  # garbage the run must overwrite
+        o.dtype, o.rank, o.data = 3, 7, 0x1234
+    st = lib.amber_session_run(s.handle, b"forward", ins, len(arrays), outs, n_out)
+    return status_name(lib, st), outs
+
+
+def test_open_memory_null_is_an_invalid_argument(lib: ctypes.CDLL) -> None:
+    handle = ctypes.c_void_p()
+    st = lib.amber_model_open_memory(None, 0, None, ctypes.byref(handle))
+    assert status_name(lib, st) == "AMBER_ERR_INVALID_ARGUMENT"
+    assert b"NULL" in lib.amber_model_error(handle)
+    lib.amber_model_close(handle)
+
+
+def test_session_free_null_is_allowed(lib: ctypes.CDLL) -> None:
+    lib.amber_session_free(None)
+    lib.amber_model_close(None)
+
+
+def test_invalid_dtype_code_is_a_dtype_error(lib: ctypes.CDLL, session: Session) -> None:
+    x = np.ones((2, 16), np.float32)
+    t = from_numpy(x)
+    t.dtype = 17
+    outs = (Tensor * 1)()
+    st = lib.amber_session_run(session.handle, b"forward", (Tensor * 1)(t), 1, outs, 1)
+    assert status_name(lib, st) == "AMBER_ERR_DTYPE"
+    assert 'input "input"' in session.error and "invalid dtype code 17" in session.error
+    t.dtype, t.rank = 0, 33
+    st = lib.amber_session_run(session.handle, b"forward", (Tensor * 1)(t), 1, outs, 1)
+    assert status_name(lib, st) == "AMBER_ERR_SHAPE"
+
+
+def test_inputs_are_named_one_way(lib: ctypes.CDLL, session: Session) -> None:
+    for bad in (np.ones((2, 16), np.float64), np.ones((2, 5), np.float32),
+                np.ones((2, 16, 1), np.float32), np.ones((0, 16), np.float32)):
+        st, _ = _run(lib, session, bad)
+        assert st in ("AMBER_ERR_DTYPE", "AMBER_ERR_SHAPE")
+        assert 'input "input"' in session.error, session.error
+        assert "argument" not in session.error
+
+
+def test_unaligned_input_is_refused(lib: ctypes.CDLL, session: Session) -> None:
+    raw = np.zeros(2 * 16 * 4 + 1, np.uint8)
+    x = raw[1:].view(np.float32).reshape(2, 16)  # data at an odd address
+    assert x.ctypes.data % 4
+    st, outs = _run(lib, session, x)
+    assert st == "AMBER_ERR_INVALID_ARGUMENT"
+    assert "not aligned" in session.error and 'input "input"' in session.error
+    st, outs = _run(lib, session, x.copy())  # a copy is aligned
+    assert st == "AMBER_OK"
+
+
+def test_failed_run_zeroes_the_outputs(lib: ctypes.CDLL, session: Session) -> None:
+    st, outs = _run(lib, session, np.ones((2, 5), np.float32))
+    assert st == "AMBER_ERR_SHAPE"
+    assert (outs[0].dtype, outs[0].rank, outs[0].data) == (0, 0, None)
+    st, outs = _run(lib, session)  # wrong count: still zeroed
+    assert st == "AMBER_ERR_INVALID_ARGUMENT"
+    assert (outs[0].dtype, outs[0].rank, outs[0].data) == (0, 0, None)
+
+
+def test_error_string_lives_until_the_next_call(lib: ctypes.CDLL, session: Session) -> None:
+    _run(lib, session, np.ones((2, 5), np.float32))
+    first = lib.amber_session_error(session.handle)
+    assert first and lib.amber_session_error(session.handle) == first
+    st, _ = _run(lib, session, np.ones((2, 16), np.float32))
+    assert st == "AMBER_OK" and lib.amber_session_error(session.handle) == b""
+    assert lib.amber_session_error(None) == b"session is NULL"
+
+
+def test_verify_counts_as_a_run_for_output_lifetimes(lib: ctypes.CDLL, session: Session
+                                                     ) -> None:
+    x = np.ones((3, 16), np.float32)
+    st, outs = _run(lib, session, x)
+    assert st == "AMBER_OK"
+    before = to_numpy(lib, outs[0])
+    stats = session.stats()
+    st, n, failed = session.verify()
+    assert st == 0 and n > 0
+    # verify ran the vectors on this session: it counts as runs, and the memory the
+    # earlier outputs pointed at now belongs to the last vector's run
+    assert session.stats().runs == stats.runs + n
+    st, outs = _run(lib, session, x)
+    np.testing.assert_array_equal(to_numpy(lib, outs[0]), before)
