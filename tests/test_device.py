@@ -64,7 +64,9 @@ def test_module_to_device_and_dtype():
 
 
 def test_num_threads_setting(monkeypatch):
-    monkeypatch.setattr(amd, "_num_threads", None)
+    from amber import _threads
+
+    monkeypatch.setattr(_threads, "_num_threads", _threads.get_num_threads())  # restored
     assert am.get_num_threads() >= 1
     am.set_num_threads(3)
     assert am.get_num_threads() == 3 and amd.get_num_threads_setting() == 3

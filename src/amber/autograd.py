@@ -7,6 +7,7 @@ pass itself is recorded and can be differentiated again (higher-order gradients)
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +32,13 @@ _FREED = (
 # and callbacks queued during a backward pass that run when it ends (PyTorch's
 # ``queue_callback``). Both are what data-parallel training overlaps communication with.
 _POST_ACCUMULATE: dict[int, tuple[weakref.ref[Tensor], dict[int, Callable[[Tensor], Any]]]] = {}
-_END_CALLBACKS: list[Callable[[], Any]] | None = None
+
+
+class _Callbacks(threading.local):
+    queue: list[Callable[[], Any]] | None = None  # set while a backward() runs
+
+
+_END = _Callbacks()
 
 
 def register_post_accumulate_grad_hook(leaf: Tensor,
@@ -58,9 +65,9 @@ def register_post_accumulate_grad_hook(leaf: Tensor,
 def queue_callback(callback: Callable[[], Any]) -> None:
     """Run ``callback()`` when the ``backward()`` in progress finishes (only valid from a
     hook that runs during backward)."""
-    if _END_CALLBACKS is None:
+    if _END.queue is None:
         raise AutogradError("queue_callback can only be called during a backward pass")
-    _END_CALLBACKS.append(callback)
+    _END.queue.append(callback)
 
 
 def _leaf_last_uses(order: Sequence[Tensor],
@@ -140,10 +147,9 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
     for o, seed in zip(outputs, seeds, strict=True):
         cot[id(o)] = cot[id(o)] + seed if id(o) in cot else seed
     result: dict[int, Tensor] = {}
-    global _END_CALLBACKS
-    outer_callbacks = _END_CALLBACKS
+    outer_callbacks = _END.queue
     if wanted is None:
-        _END_CALLBACKS = []
+        _END.queue = []
     try:
         leaf_cts: dict[int, list[Any]] = {}  # id -> [leaf, its summed cotangent]
         with _GradMode(create_graph):
@@ -160,10 +166,10 @@ def _run(outputs: Sequence[Tensor], grads: Sequence[Any] | None, retain_graph: b
                     if leaf_seed is not None:
                         _add_leaf(leaf_cts, o, leaf_seed)
             _flush_leaves(list(leaf_cts.values()), wanted, result, create_graph)
-        callbacks = _END_CALLBACKS or []
+        callbacks = _END.queue or []
     finally:
         if wanted is None:
-            _END_CALLBACKS = outer_callbacks
+            _END.queue = outer_callbacks
     for cb in callbacks:
         cb()
     return result

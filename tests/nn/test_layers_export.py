@@ -33,7 +33,7 @@ def _check(fn: Callable[..., Any], specs: list[Any], inputs: list[np.ndarray],
     got = am.tree_flatten(model(*inputs))[0]
     assert len(want) == len(got)
     for w, g in zip(want, got, strict=True):
-        np.testing.assert_allclose(np.asarray(g), w.numpy(), rtol=TOL, atol=TOL)
+        np.testing.assert_allclose(np.asarray(g), w.detach().numpy(), rtol=TOL, atol=TOL)
 
 
 def _x(*shape: int, seed: int = 0) -> np.ndarray:

@@ -99,8 +99,8 @@ def test_recurrent_dropout_between_layers_is_identity_in_eval_and_random_in_trai
     check_multi(ma, mt, [rand(4, 2, 3)])
     ma.train()
     am.manual_seed(0)
-    y1 = ma(am.tensor(rand(4, 2, 3)))[0].numpy()
-    y2 = ma(am.tensor(rand(4, 2, 3)))[0].numpy()
+    y1 = ma(am.tensor(rand(4, 2, 3)))[0].detach().numpy()
+    y2 = ma(am.tensor(rand(4, 2, 3)))[0].detach().numpy()
     assert not np.allclose(y1, y2)
 
 
@@ -135,7 +135,7 @@ def test_recurrent_default_init_statistics():
     names = [k for k, _ in TN.LSTM(10, 50, 2, bidirectional=True).named_parameters()]
     assert [k for k, _ in m.named_parameters()] == names
     bound = 1 / np.sqrt(50)
-    w = np.concatenate([p.numpy().ravel() for p in m.parameters()])
+    w = np.concatenate([p.detach().numpy().ravel() for p in m.parameters()])
     assert np.abs(w).max() <= bound
     assert abs(w.std() - bound / np.sqrt(3)) < 0.05 * bound
 
@@ -271,7 +271,7 @@ def test_transformer_and_stacks():
 def test_transformer_default_init_is_xavier():
     am.manual_seed(0)
     m = nn.Transformer(32, 4, 1, 1, 64)
-    w = m.encoder.layers[0].linear1.weight.numpy()
+    w = m.encoder.layers[0].linear1.weight.detach().numpy()
     bound = np.sqrt(6 / (32 + 64))
     assert np.abs(w).max() <= bound and abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound
 
@@ -590,11 +590,11 @@ def test_multihead_attention_dropout_in_training_returns_dropped_weights():
     m = nn.MultiheadAttention(8, 2, dropout=0.5)
     x = am.tensor(rand(6, 2, 8))
     _, w = m(x, x, x, average_attn_weights=False)
-    w = w.numpy()
+    w = w.detach().numpy()
     assert (w == 0).mean() > 0.3  # dropped entries, as PyTorch returns them
     m.eval()
     _, w = m(x, x, x, average_attn_weights=False)
-    np.testing.assert_allclose(w.numpy().sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(w.detach().numpy().sum(-1), 1.0, rtol=1e-5)
     with pytest.raises(am.CaptureError, match="eval"):
         am.export(nn.MultiheadAttention(8, 2, dropout=0.5).train(), am.spec(6, 2, 8),
                   am.spec(6, 2, 8), am.spec(6, 2, 8))
