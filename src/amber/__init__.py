@@ -11,6 +11,40 @@ from ._threads import get_num_threads, set_num_threads
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
 from .autograd import value_and_grad
+from .composite import (
+    allclose,
+    bincount,
+    bucketize,
+    clamp_max,
+    clamp_min,
+    count_nonzero,
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    diag,
+    diff,
+    fmod,
+    gather,
+    index_add,
+    index_copy,
+    index_fill,
+    index_select,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    lerp,
+    logcumsumexp,
+    meshgrid,
+    repeat_interleave,
+    roll,
+    scatter,
+    scatter_add,
+    searchsorted,
+    take_along_dim,
+)
+from .composite import diagonal_ as diagonal
 from .creation import (
     Generator,
     arange,
@@ -36,6 +70,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .dynamic import argwhere, masked_select, nonzero, unique
 from .errors import (
     AmberError,
     ArgumentError,
@@ -83,7 +118,6 @@ from .functional import (
     flip,
     floor,
     floor_divide,
-    gather,
     ge,
     greater,
     greater_equal,
@@ -144,6 +178,7 @@ from .functional import (
     var,
     where,
 )
+from .linalg import torch_norm as norm
 from .ops.registry import (
     enable_grad,
     inference_mode,
@@ -152,6 +187,7 @@ from .ops.registry import (
     no_grad,
     set_grad_enabled,
 )
+from .sorting import argsort, kthvalue, median, msort, sort, topk
 from .tensor import Tensor
 
 bool = bool_
@@ -160,7 +196,7 @@ double = float64
 long = int64
 int = int32
 
-from . import autograd, backends, control, cuda, distributed, nn, onnx, optim, utils
+from . import autograd, backends, control, cuda, distributed, linalg, nn, onnx, optim, utils
 from ._device import device
 from .capture import Program, Spec, export, spec
 from .checkpoint import save

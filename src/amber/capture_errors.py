@@ -69,3 +69,13 @@ def concrete_value_error(what: str) -> CaptureError:
         f"am.while_loop for a data-dependent loop, or give the dimension a static size in "
         f"am.spec(...)."
     )
+
+
+def eager_only_error(what: str, instead: str) -> CaptureError:
+    """``what``'s output shape depends on the values, so it cannot be captured."""
+    path, line, text = user_frame()
+    where = f"{path}:{line}" + (f": {text}" if text else "")
+    return CaptureError(
+        f"{where}\n  {what} has an output shape that depends on the values, so it runs "
+        f"eagerly only and cannot be captured. Instead, {instead}."
+    )

@@ -493,7 +493,9 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
     n = x.shape[d]
     if isinstance(split_size_or_sections, int):
         k = split_size_or_sections
-        sizes = [builtins.min(k, n - i) for i in range(0, n, k)]
+        if k <= 0 and n:
+            raise ShapeError(f"split: split_size must be positive, got {k}")
+        sizes = [builtins.min(k, n - i) for i in range(0, n, k)] if n else [0]
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
@@ -507,6 +509,10 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     n = x.shape[_norm_dim(dim, x.ndim, "chunk")]
+    if chunks <= 0:
+        raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
+    if n == 0:  # as in PyTorch: `chunks` empty pieces
+        return split(x, 0, dim) * chunks
     return split(x, -(-n // chunks), dim)
 
 
@@ -519,6 +525,21 @@ def repeat(x: Tensor, *sizes: Any) -> Tensor:
         inter += [s, d]
     y = broadcast_to(reshape_exact(x, tuple(v for d in x.shape for v in (1, d))), tuple(inter))
     return reshape_exact(y, tuple(s * d for s, d in zip(sizes, x.shape, strict=True)))
+
+
+def _checked_index(op: str, index: Tensor, n: Any, d: int) -> Tensor:
+    """``index`` as int64 with negative entries counted from the end; when its values are
+    known (eager), an entry outside [-n, n) raises OutOfRangeError."""
+    from .errors import OutOfRangeError
+
+    a = index._data
+    if a is not None and a.size and isinstance(n, (int, np.integer)):
+        bad = (a < -n) | (a >= n)
+        if bad.any():
+            raise OutOfRangeError(f"{op}: index {a[bad].flat[0]} is out of range for dim {d} "
+                                  f"of size {n}")
+    pos = cast(index, D.int64)
+    return where(pos < 0, pos + n, pos)
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -536,7 +557,7 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
     flat: Any = None
     for ax in range(x.ndim):
         if ax == d:
-            pos = cast(index, D.int64)
+            pos = _checked_index("gather", index, x.shape[d], d)
         else:
             shape = [1] * x.ndim
             shape[ax] = index.shape[ax]

@@ -664,3 +664,55 @@ def _where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
 Tensor.where = _where_method  # type: ignore[attr-defined]
 
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
+
+COMPOSED_METHODS: list[str] = []  # names _attach_methods adds (each has a PyTorch cross-check)
+
+
+def _attach_methods() -> None:
+    """Methods forwarding to ``amber.composite``, ``amber.sorting``, ``amber.dynamic`` and
+    ``amber.linalg`` (torch.Tensor's names), and the in-place scatters."""
+    from . import composite, dynamic, linalg, sorting
+
+    table = {
+        composite: "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max "
+                   "gather index_select scatter scatter_add roll diag repeat_interleave "
+                   "cumsum cumprod logcumsumexp index_add index_copy index_fill "
+                   "take_along_dim cummax cummin diff count_nonzero bincount",
+        sorting: "sort argsort topk msort kthvalue median",
+        dynamic: "nonzero argwhere masked_select unique",
+    }
+    for module, names in table.items():
+        for name in names.split():
+            setattr(Tensor, name, _forwarder_to(module, name))
+            COMPOSED_METHODS.append(name)
+    extra = {
+        "diagonal": _forwarder_to(composite, "diagonal_", "diagonal"),
+        "norm": _forwarder_to(linalg, "torch_norm", "norm"),
+        "outer": _forwarder("outer"),
+        "scatter_": lambda self, *a, **k: self._inplace(lambda s: composite.scatter(s, *a, **k)),
+        "scatter_add_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.scatter_add(s, *a, **k)),
+        "index_add_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_add(s, *a, **k)),
+        "index_fill_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_fill(s, *a, **k)),
+        "index_copy_": lambda self, *a, **k: self._inplace(
+            lambda s: composite.index_copy(s, *a, **k)),
+    }
+    for name, method in extra.items():
+        setattr(Tensor, name, method)
+        COMPOSED_METHODS.append(name)
+
+def _forwarder_to(module: Any, name: str, public: str | None = None) -> Any:
+    fn = getattr(module, name)
+    public = public or name
+
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        return fn(self, *args, **kwargs)
+
+    method.__name__ = public
+    method.__doc__ = f"Same as ``amber.{public}(self, ...)``."
+    return method
+
+
+_attach_methods()

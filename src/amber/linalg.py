@@ -1,0 +1,121 @@
+"""``am.linalg``: vector and matrix norms (torch.linalg's names and rules), composed from
+amber ops. Norms of an all-zero input have gradient 0 there, as in PyTorch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import _dtype as D
+from . import functional as F
+from .errors import AmberError, ShapeError
+from .tensor import Tensor
+
+
+def _float_input(x: Any, dtype: Any, op: str) -> Tensor:
+    x = F._as_tensor(x)
+    if dtype is not None:
+        x = F.cast(x, dtype)
+    if not x.dtype.is_floating:
+        raise D.DTypeError(f"{op}: expects a floating tensor, got {x.dtype.name}; pass "
+                           f"dtype=am.float32 or call .float()")
+    return x
+
+
+def _root(s: Tensor, p: float) -> Tensor:
+    """``s ** (1/p)`` with gradient 0 where ``s`` is 0 (instead of inf * 0)."""
+    zero = F.eq(s, 0)
+    safe = F.where(zero, 1.0, s)
+    root = F.sqrt(safe) if p == 2 else F.pow(safe, 1.0 / p)
+    return F.where(zero, 0.0, root)
+
+
+def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
+                dtype: Any = None) -> Tensor:
+    """``(sum |x|**ord) ** (1/ord)`` over ``dim`` (all elements if None); ``ord`` inf /
+    -inf give the largest / smallest ``|x|``, 0 the number of non-zero elements."""
+    x = _float_input(x, dtype, "vector_norm")
+    if isinstance(ord, str):
+        raise AmberError(f"vector_norm: ord must be a number, got {ord!r}")
+    ord = float(ord)
+    a = F.abs(x)
+    if ord == math.inf:
+        return F.amax(a, dim, keepdim)
+    if ord == -math.inf:
+        return F.amin(a, dim, keepdim)
+    if ord == 0:
+        return F.sum(F.cast(F.ne(x, 0), x.dtype), dim, keepdim)
+    if ord == 1:
+        return F.sum(a, dim, keepdim)
+    if ord == 2:
+        return _root(F.sum(x * x, dim, keepdim), 2)
+    return _root(F.sum(F.pow(a, ord), dim, keepdim), ord)
+
+
+def _two_dims(dim: Any, ndim: int, op: str) -> tuple[int, int]:
+    if len(dim) != 2:
+        raise ShapeError(f"{op}: dim must name two dims, got {dim}")
+    r, c = (F._norm_dim(d, ndim, op) for d in dim)
+    if r == c:
+        raise ShapeError(f"{op}: dim names dim {r} twice")
+    return r, c
+
+
+def matrix_norm(x: Any, ord: Any = "fro", dim: Any = (-2, -1), keepdim: bool = False, *,
+                dtype: Any = None) -> Tensor:
+    """Norm of the matrices spanned by ``dim``: ``'fro'`` (Frobenius), 1 / -1 (largest /
+    smallest column sum of ``|x|``), inf / -inf (largest / smallest row sum). The
+    spectral and nuclear norms (2, -2, ``'nuc'``) need an SVD and are not supported."""
+    x = _float_input(x, dtype, "matrix_norm")
+    if x.ndim < 2:
+        raise ShapeError(f"matrix_norm: expects a tensor of rank >= 2, got {tuple(x.shape)}")
+    r, c = _two_dims(tuple(dim), x.ndim, "matrix_norm")
+    if ord == "fro":
+        return vector_norm(x, 2, (r, c), keepdim)
+    if ord in (2, -2, "nuc"):
+        raise AmberError(f"matrix_norm: ord={ord!r} needs singular values, which amber does "
+                         f"not compute; use 'fro', 1, -1, inf or -inf")
+    if ord not in (1, -1, math.inf, -math.inf):
+        raise AmberError(f"matrix_norm: ord={ord!r} is not a matrix norm ('fro', 1, -1, inf, "
+                         f"-inf)")
+    inner, outer = (r, c) if ord in (1, -1) else (c, r)
+    sums = F.sum(F.abs(x), inner, keepdim=True)
+    out = F.amax(sums, outer, keepdim=True) if ord > 0 else F.amin(sums, outer, keepdim=True)
+    return out if keepdim else F.squeeze(out, (r, c))
+
+
+def norm(x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
+         dtype: Any = None) -> Tensor:
+    """torch.linalg.norm: with ``ord`` None, the 2-norm of the flattened tensor (or over
+    ``dim``; Frobenius for two dims). Otherwise ``dim`` (or the rank, when ``dim`` is
+    None) chooses: one dim a vector norm, two dims a matrix norm."""
+    x = F._as_tensor(x)
+    if isinstance(dim, int):
+        dim = (dim,)
+    if dim is None:
+        if ord is None:
+            return vector_norm(x, 2, None, keepdim, dtype=dtype)
+        if x.ndim not in (1, 2):
+            raise ShapeError(f"linalg.norm: with ord given and dim None, the input must be "
+                             f"1-D or 2-D, got shape {tuple(x.shape)}")
+        dim = tuple(range(x.ndim))
+    dim = tuple(dim)
+    if len(dim) == 1:
+        return vector_norm(x, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+    return matrix_norm(x, "fro" if ord is None else ord, dim, keepdim, dtype=dtype)
+
+
+def torch_norm(x: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+               dtype: Any = None) -> Tensor:
+    """torch.norm: the vector ``p``-norm over ``dim`` (all dims if None); ``'fro'`` is the
+    2-norm over those dims; ``'nuc'`` is not supported."""
+    if p == "nuc":
+        raise AmberError("norm: p='nuc' needs singular values, which amber does not compute")
+    if isinstance(p, str) and p != "fro":
+        raise AmberError(f"norm: p must be a number, 'fro' or 'nuc', got {p!r}")
+    if isinstance(dim, int):
+        dim = (dim,)
+    return vector_norm(x, 2 if p in ("fro", None) else p, dim, keepdim, dtype=dtype)
+
+
+__all__ = ["matrix_norm", "norm", "vector_norm"]
