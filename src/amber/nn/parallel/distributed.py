@@ -46,15 +46,19 @@ class _Bucket:
         self.buffer = None
         self.work = None
 
-    def flatten(self, allow_missing: bool) -> None:
+    def flatten(self, world: int) -> None:
+        """The bucket's gradients, each divided by the world size on the way in (one pass;
+        the all-reduce then sums them into the average, as PyTorch's reducer does)."""
         buf = np.empty(self.numel, dtype=self.dtype)
+        scale = self.dtype.type(1.0 / world)
         off = 0
         for (_, p), n in zip(self.params, self.sizes, strict=True):
             g = p.grad
             if g is None:
                 buf[off:off + n] = 0
             else:
-                buf[off:off + n] = g._data.reshape(-1)  # type: ignore[union-attr]
+                np.multiply(g._data.reshape(-1), scale,  # type: ignore[union-attr]
+                            out=buf[off:off + n])
             off += n
         self.buffer = buf
 
@@ -197,8 +201,8 @@ class DistributedDataParallel(Module):
             b = self._buckets[i]
             if b.pending and not force:
                 break
-            b.flatten(allow_missing=force)
-            b.work = self._group.all_reduce(b.buffer, dist.ReduceOp.AVG)
+            b.flatten(self._group.size)
+            b.work = self._group.all_reduce(b.buffer, dist.ReduceOp.SUM)
             i += 1
         object.__setattr__(self, "_next_launch", i)
 
