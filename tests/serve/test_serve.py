@@ -168,22 +168,26 @@ def test_busy_and_timeout(files, tmp_path) -> None:
 
 
 def test_dynamic_batching_matches_unbatched(files, tmp_path) -> None:
+    """Batched answers are bit for bit the answers of the same server without batching."""
     rows = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
-    model = am.load(files["mlp"])
-    with running(files["mlp"], "--max-batch", "8", "--max-delay-ms", "50",
-                 log_dir=str(tmp_path)) as s:
-        def one(i: int) -> np.ndarray:
-            c = httpclient.InferenceServerClient(s.http)
-            return infer_http(c, "mlp", rows[i:i + 1])
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(one, range(16)))
-        with urllib.request.urlopen(s.url("/metrics")) as r:
-            text = r.read().decode()
-    # NOTE: equal within float32 rounding, not bit for bit: the native runtime's one-row
-    # product (GEMV) sums in another order than its many-row product (GEMM)
-    for i, g in enumerate(got):
-        np.testing.assert_allclose(g, model(rows[i:i + 1]).numpy(), rtol=1e-6, atol=1e-7)
+    def answers(*args: str) -> tuple[list[np.ndarray], str]:
+        with running(files["mlp"], *args, log_dir=str(tmp_path)) as s:
+            def one(i: int) -> np.ndarray:
+                c = httpclient.InferenceServerClient(s.http)
+                return infer_http(c, "mlp", rows[i:i + 1])
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                got = list(pool.map(one, range(16)))
+            with urllib.request.urlopen(s.url("/metrics")) as r:
+                return got, r.read().decode()
+
+    batched, text = answers("--max-batch", "8", "--max-delay-ms", "50")
+    alone, _ = answers()
+    model = am.load(files["mlp"])
+    for i, (b, a) in enumerate(zip(batched, alone)):
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_allclose(b, model(rows[i:i + 1]).numpy(), rtol=1e-6, atol=1e-7)
     count = [ln for ln in text.splitlines() if ln.startswith("amber_batch_size_count")]
     total = [ln for ln in text.splitlines() if ln.startswith("amber_batch_size_sum")]
     assert float(total[0].split()[-1]) == 16

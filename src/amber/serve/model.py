@@ -27,6 +27,10 @@ _V2_OF_NP = {np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "UINT8",
              np.dtype(np.float64): "FP64"}
 
 
+MIN_ROWS = 3
+"""Rows a batch-dim entry runs at the least (see AmberEntryModel._run_arrays)."""
+
+
 def v2_datatype(dtype: np.dtype) -> str:
     return _V2_OF_NP.get(np.dtype(dtype), str(np.dtype(dtype)).upper())
 
@@ -63,7 +67,8 @@ class AmberEntryModel(Model):
         self.inputs = [_Port(p.name, p.dtype.np, tuple(p.shape)) for p in sig.inputs]
         self.outputs = [_Port(p.name, p.dtype.np, tuple(p.shape)) for p in sig.outputs]
         self.batcher: Batcher | None = None
-        if batcher_options and batcher_options.get("max_batch", 1) > 1 and self._batchable():
+        self.rows_first = self._batchable()
+        if batcher_options and batcher_options.get("max_batch", 1) > 1 and self.rows_first:
             self.batcher = Batcher(self._run_arrays, name=name, **batcher_options)
         self.ready = True
 
@@ -130,6 +135,18 @@ class AmberEntryModel(Model):
         return np.ascontiguousarray(array.reshape(shape), dtype=port.dtype)
 
     def _run_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the entry; for one whose inputs and outputs lead with a batch dim, at least
+        ``MIN_ROWS`` rows (a smaller request's last row repeated, the extra rows dropped):
+        the native runtime computes one or two rows by another summation order (GEMV) than
+        three or more (GEMM), so every answer then has the bits it has in any batch."""
+        rows = int(arrays[0].shape[0]) if self.rows_first and arrays else MIN_ROWS
+        if rows >= MIN_ROWS or rows == 0:
+            return self._run_exact(arrays)
+        padded = [np.concatenate([a, np.repeat(a[-1:], MIN_ROWS - rows, axis=0)])
+                  for a in arrays]
+        return [np.ascontiguousarray(r[:rows]) for r in self._run_exact(padded)]
+
+    def _run_exact(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         native = self.program.native
         if native is not None:
             return native.session().run(self.entry, arrays)
