@@ -8,6 +8,7 @@ up in the registry dictionary."""
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -82,14 +83,23 @@ def _dtype(obj: Any, path: str) -> D.DType:
     return D.as_dtype(obj)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_dim_text(text: str) -> Any:
+    """``parse_dim`` of a string, memoised: a header repeats its few dim expressions
+    thousands of times (dims are immutable, so sharing them is safe)."""
+    return parse_dim(text)
+
+
 def _dim(obj: Any, path: str) -> Any:
     if isinstance(obj, bool) or not isinstance(obj, (int, str)):
         raise _fail(path, f"a dim must be an integer or an expression string, found "
                           f"{type(obj).__name__}")
-    if isinstance(obj, int) and obj < 0:
-        raise _fail(path, f"negative dim {obj}")
+    if isinstance(obj, int):
+        if obj < 0:
+            raise _fail(path, f"negative dim {obj}")
+        return obj
     try:
-        return parse_dim(obj)
+        return _parse_dim_text(obj)
     except ValueError as e:
         raise _fail(path, str(e)) from None
     except LimitError as e:
