@@ -37,6 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 CASES = ("ops", "encoder", "cnn", "mlp")
 TARGETS = {"ops": 1.5, "encoder": 1.5, "cnn": 1.5, "mlp": 1.2}
@@ -232,7 +235,7 @@ def report(results: dict[tuple[str, int], dict[str, Any]], args: argparse.Namesp
         f"Command: `python bench/bench_eager.py {' '.join(args.argv)}`".replace("  ", " "),
         "",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc={os.cpu_count()}, CPU: {_cpu_model()}, Python "
+        f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}, Python "
         f"{platform.python_version()}",
         f"- load average at start {' '.join(f'{v:.2f}' for v in load_start)}, at end "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} (the machine is shared: other "
@@ -251,17 +254,6 @@ def _agreement(case: str, checks: dict[str, Any]) -> str:
         return f"{case} first loss {a:.6f} (amber) vs {t:.6f} (torch)"
     diff = max(abs(x - y) for ra, rt in zip(a, t) for x, y in zip(ra, rt))
     return f"{case} outputs differ by at most {diff:.1e} (first 4x4 values)"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:

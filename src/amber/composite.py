@@ -32,16 +32,7 @@ def _const(a: np.ndarray) -> Tensor:
     return Tensor._wrap(np.ascontiguousarray(a))
 
 
-def iota(n: Any) -> Tensor:
-    """``arange(n)`` in int64; for a symbolic size (capture) a ``scan`` that counts, so the
-    result keeps the symbolic length."""
-    if isinstance(n, (int, np.integer)):
-        return _const(np.arange(int(n), dtype=np.int64))
-    from .control import scan
-
-    one = F.scalar(1, D.int64)
-    _, ys = scan(lambda c, x: (c + x, c), F.scalar(0, D.int64), F.broadcast_to(one, (n,)))
-    return ys  # type: ignore[no-any-return]
+iota = F._iota  # ``arange(n)`` in int64, a counting ``scan`` for a symbolic size
 
 
 # ----------------------------------------------------------------------------- elementwise

@@ -86,10 +86,6 @@ def _refuse(where: str, what: str, fix: str) -> CaptureError:
     return CaptureError(f"{where}\n  {what}. {fix}")
 
 
-def _truth(x: Any, where: str) -> bool:
-    return bool(x)
-
-
 def _pred(x: Any, where: str, what: str) -> Tensor:
     if not (isinstance(x, Tensor) and tuple(x.shape) == ()):
         raise _refuse(where, f"the condition of this {what} is a tensor of shape "
@@ -322,7 +318,7 @@ def if_stmt(test: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any],
             names: tuple[str, ...], where: str, returns: bool, loaded: tuple[str, ...]
             ) -> Any:
     if not _traced(test):
-        return (true_fn if _truth(test, where) else false_fn)()
+        return (true_fn if test else false_fn)()
     pred = _pred(test, where, "if")
     watch = _Watch(loaded, _caller())
     return _IfTrace(pred, true_fn, false_fn, get, set_, names, where, returns, watch).run()
@@ -454,7 +450,7 @@ def while_stmt(test: Callable[[], Any], body: Callable[[], Any],
         c = test()
         if _traced(c):
             break
-        if not _truth(c, where):
+        if not c:
             return NO_RETURN if returns else None
         r = body()
         if returns and r is not NO_RETURN:
