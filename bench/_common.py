@@ -24,6 +24,28 @@ def pin_threads(argv: list[str], default: int) -> int:
     return threads
 
 
+def numpy_default_kernels() -> None:
+    """For a benchmark that compares against NumPy: drop ``OPENBLAS_CORETYPE`` and
+    ``OPENBLAS_L2_SIZE`` from this process's environment (some machines set them to force
+    OpenBLAS's older kernels), so NumPy runs the kernels it would pick itself. Call before
+    NumPy is imported; :func:`blas_kernel` reports what it picked."""
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        os.environ.pop(var, None)
+
+
+def blas_kernel() -> str:
+    """The BLAS that NumPy runs, as threadpoolctl reports it (library, version, kernel
+    architecture, threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed (pip install '.[bench]')"
+    rows = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+            f"{i.get('num_threads')} threads)" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return "; ".join(rows) or "no BLAS loaded"
+
+
 def sample(fn: Callable[[], Any], budget: float, pause: float) -> tuple[float, float]:
     """(wall seconds per call, process CPU seconds per call) over a loop of about
     ``budget`` seconds, after ``pause`` seconds idle and one untimed call."""

@@ -35,9 +35,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, pin_threads, sample
+from _common import blas_kernel, cpu_model, numpy_default_kernels, pin_threads, sample
 
 _THREADS = pin_threads(sys.argv[1:], default=2)
+numpy_default_kernels()  # it compares against NumPy's OpenBLAS
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -347,7 +348,8 @@ def machine_lines(threads: int) -> list[str]:
     return [
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: nproc={os.cpu_count()}, CPU: {cpu}",
-        f"- Python {platform.python_version()}, NumPy {np.__version__} (BLAS: {blas}), "
+        f"- Python {platform.python_version()}, NumPy {np.__version__} (BLAS: {blas}; "
+        f"threadpoolctl: {blas_kernel()}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset), "
         f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
         f"amber {am.__version__}",
         f"- threads: {threads} everywhere (OPENBLAS_NUM_THREADS/OMP_NUM_THREADS="
