@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._tree import tree_flatten, tree_unflatten
-from .autograd_function import Function, FunctionCtx, once_differentiable
+from .autograd_function import Function, FunctionCtx, once_differentiable  # noqa: F401
 from .errors import AutogradError
 from .hooks import RemovableHandle, add_hook
 from .ops.registry import Node, _GradMode
