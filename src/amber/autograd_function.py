@@ -34,6 +34,7 @@ import numpy as np
 
 from .capture_errors import user_frame
 from .errors import AutogradError, CaptureError
+from .ops import shape as S
 from .ops.registry import Aval, Node, Primitive, is_grad_enabled, no_grad
 from .tensor import Tensor, _wrap_array
 
@@ -167,12 +168,12 @@ def _record(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...], out: A
     def vjp(g: Tensor, _out: Tensor, *_inputs: Tensor) -> tuple[Any, ...]:
         grads: list[Any] = [None] * len(outs)
         if len(diff) == 1:
-            grads[diff[0]] = g.reshape(shapes[0])
+            grads[diff[0]] = g
         else:
             off = 0
             for i, shape in zip(diff, shapes, strict=True):
                 n = int(np.prod(shape, dtype=np.int64))
-                grads[i] = g[off:off + n].reshape(shape)
+                grads[i] = _part(g, off, n, shape)
                 off += n
         got = cls.backward(ctx, *grads)
         got = got if isinstance(got, tuple) else (got,)
@@ -196,9 +197,14 @@ def _record(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...], out: A
         off = 0
         for i, shape in zip(diff, shapes, strict=True):
             n = int(np.prod(shape, dtype=np.int64))
-            outs[i] = hidden[off:off + n].reshape(shape)
+            outs[i] = _part(hidden, off, n, shape)
             off += n
     return outs[0] if single else tuple(outs)
+
+
+def _part(flat: Tensor, off: int, n: int, shape: tuple[int, ...]) -> Tensor:
+    piece = S.slice_(flat, starts=(off,), stops=(off + n,), steps=(1,))
+    return S.reshape(piece, shape=tuple(shape))
 
 
 def _refuse_gradient(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...],
