@@ -67,6 +67,17 @@ def test_batchnorm_statistics_per_rank() -> None:
             np.testing.assert_array_equal(ranks[0]["weights"][k], ranks[1]["weights"][k])
 
 
+def test_sync_batchnorm_trains_as_one_process_at_the_global_batch() -> None:
+    """SyncBatchNorm normalises with the statistics of the global batch: two ranks at
+    batch 16 equal one process with BatchNorm at batch 32, running statistics included."""
+    ranks = results(launch("ddp_train.py", "syncbn", "float64")[0])
+    ref = single_process("bn", "float64", halves=False)
+    for r in ranks:
+        for k, v in ref.items():
+            np.testing.assert_allclose(np.asarray(r["weights"][k]), v, rtol=0, atol=1e-10,
+                                       err_msg=f"rank {r['rank']} {k}")
+
+
 def test_dropout_ranks_stay_identical() -> None:
     """Each rank draws its own dropout masks (so the run differs from one process), but
     the averaged gradients keep every replica identical."""

@@ -18,6 +18,9 @@ def model(kind: str, dtype: str) -> nn.Module:
         m: nn.Module = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
     elif kind == "bn":
         m = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    elif kind == "syncbn":
+        m = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(
+            nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)))
     elif kind == "dropout":
         m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     else:

@@ -94,6 +94,7 @@ from .rnn import (
     RNNCell,
     RNNCellBase,
 )
+from .sync_batchnorm import SyncBatchNorm
 from .transformer import (
     MultiheadAttention,
     Transformer,
@@ -175,6 +176,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Softsign",
+    "SyncBatchNorm",
     "Tanh",
     "Transformer",
     "TransformerDecoder",
