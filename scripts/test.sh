@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-pip install -q -e '.[test,torch,onnx,hf,distributed,ray,serve,serve-test]'
+pip install -q -e '.[test,torch,onnx,hf,distributed,ray,dask,serve,serve-test]'
 # clang + libFuzzer run the fuzz-harness smoke test and the clang build; without them
 # those tests skip (the gcc sanitizer build and the fuzz regressions always run).
 if ! command -v clang >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -33,7 +33,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGS = {"python", "bash", "c", "json", "text", "yaml", ""}  # yaml: shown, not run
 FLAGS = re.compile(r"fragment|output|file=[\w.-]+")
 # documents whose examples need an optional extra: the modules they import
-NEEDS = {"onnx.md": ("onnx", "onnxruntime"), "serving.md": ("kserve", "tritonclient.http")}
+NEEDS = {"onnx.md": ("onnx", "onnxruntime"), "serving.md": ("kserve", "tritonclient.http"),
+         "distributed.md": ("dask",)}
 _OPEN = re.compile(r"^(\s*)(`{3,})(.*)$")
 
 
