@@ -3,6 +3,7 @@ normalisation, softmax and reductions, composed from amber primitives."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -50,6 +51,14 @@ def _gemm(c: Ctx) -> Tensor:
     return y
 
 
+@op("Einsum", since=12, notes="explicit and implicit outputs, ellipsis, diagonals")
+def _einsum(c: Ctx) -> Tensor:
+    xs = c.ts()
+    for x in xs:
+        need(c, x, D.NUMERIC)
+    return F.einsum(str(c.a("equation")), *xs)
+
+
 # ----------------------------------------------------------------------------- windows
 
 
@@ -93,15 +102,21 @@ def _from2d(y: Tensor) -> Tensor:
     return F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
-@op("Conv", notes="1-D and 2-D, groups, dilations, pads, auto_pad; float")
+@op("Conv", notes="1-D, 2-D and 3-D (as 2-D convolutions over depth offsets), groups, "
+                  "dilations, pads, auto_pad; float")
 def _conv(c: Ctx) -> Tensor:
     x, w = c.t(0), c.t(1)
     need(c, x, D.FLOATS)
     nd = x.ndim - 2
-    if nd not in (1, 2):
-        raise c.unsupported(f"{nd}-D convolution (amber has 1-D and 2-D)")
+    if nd not in (1, 2, 3):
+        raise c.unsupported(f"{nd}-D convolution (amber has 1-D, 2-D and 3-D)")
     k = [int(d) for d in w.shape[2:]]
     st, dl, lo, hi = _spatial(c, x, k)
+    if nd == 3:
+        y = _conv3d(x, w, st, dl, lo, hi, int(c.a("group", 1)))
+        if c.has(2):
+            y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1, 1)))
+        return y
     if nd == 1:
         x, w = _to2d(x), _to2d(w)
         st, dl, lo, hi = [1] + st, [1] + dl, [0] + lo, [0] + hi
@@ -110,6 +125,36 @@ def _conv(c: Ctx) -> Tensor:
     if c.has(2):
         y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
     return _from2d(y) if nd == 1 else y
+
+
+def _conv3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
+            hi: list[Any], groups: int) -> Tensor:
+    """(N, C, D, H, W) * (M, C/g, kd, kh, kw): one 2-D convolution per depth offset of
+    the kernel, over every output depth at once (depth folded into the batch), summed."""
+    if lo[0] or hi[0]:
+        x = S.pad(x, lo=(0, 0, lo[0], 0, 0), hi=(0, 0, hi[0], 0, 0), interior=(0,) * 5,
+                  value=0.0)
+    n, ch, depth = x.shape[0], x.shape[1], x.shape[2]
+    kd = int(w.shape[2])
+    out_d = (depth - (kd - 1) * dl[0] - 1) // st[0] + 1
+    total: Tensor | None = None
+    for i in range(kd):
+        start = i * dl[0]
+        xs = S.slice_(x, starts=(0, 0, start, 0, 0),
+                      stops=(n, ch, start + (out_d - 1) * st[0] + 1, x.shape[3], x.shape[4]),
+                      steps=(1, 1, st[0], 1, 1))
+        xs = F.reshape_exact(S.transpose(xs, perm=(0, 2, 1, 3, 4)),
+                             (n * out_d, ch, x.shape[3], x.shape[4]))
+        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+                                      stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
+                                             w.shape[4]), steps=(1,) * 5),
+                             (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
+        y = L.conv2d(xs, wi, stride=(st[1], st[2]), padding=(lo[1], hi[1], lo[2], hi[2]),
+                     dilation=(dl[1], dl[2]), groups=groups)
+        total = y if total is None else E.add(total, y)
+    assert total is not None
+    y5 = F.reshape_exact(total, (n, out_d, total.shape[1], total.shape[2], total.shape[3]))
+    return S.transpose(y5, perm=(0, 2, 1, 3, 4))
 
 
 @op("ConvTranspose", notes="1-D and 2-D, groups, dilations, pads, output_padding, "
@@ -176,29 +221,29 @@ def _pool_out(c: Ctx, n: Any, k: int, s: int, d: int, lo: int, hi: int, ceil: bo
 
 def _windows(c: Ctx, x: Tensor, k: list[int], value: float, extra_value: float | None = None
              ) -> tuple[list[Tensor], list[Any]]:
-    """Every kernel offset's strided view of the padded (N, C, H, W) input."""
+    """Every kernel offset's strided view of the padded (N, C, *spatial) input."""
+    nd = len(k)
     st, dl, lo, hi = _spatial(c, x, k)
     ceil = bool(c.a("ceil_mode", 0))
     outs = [_pool_out(c, x.shape[2 + j], k[j], st[j], dl[j], lo[j], hi[j], ceil)
-            for j in range(2)]
-    need_ = [(outs[j] - 1) * st[j] + (k[j] - 1) * dl[j] + 1 for j in range(2)]
-    extra = [need_[j] - x.shape[2 + j] - lo[j] - hi[j] for j in range(2)]
+            for j in range(nd)]
+    need_ = [(outs[j] - 1) * st[j] + (k[j] - 1) * dl[j] + 1 for j in range(nd)]
+    extra = [need_[j] - x.shape[2 + j] - lo[j] - hi[j] for j in range(nd)]
     extra = [0 if isinstance(e, DimExpr) or e < 0 else e for e in extra]
+    flat = (0,) * (nd + 2)
     if any(lo) or any(hi):
-        x = S.pad(x, lo=(0, 0, lo[0], lo[1]), hi=(0, 0, hi[0], hi[1]), interior=(0,) * 4,
-                  value=value)
+        x = S.pad(x, lo=(0, 0, *lo), hi=(0, 0, *hi), interior=flat, value=value)
     if any(extra):
-        x = S.pad(x, lo=(0,) * 4, hi=(0, 0, extra[0], extra[1]), interior=(0,) * 4,
+        x = S.pad(x, lo=flat, hi=(0, 0, *extra), interior=flat,
                   value=value if extra_value is None else extra_value)
     views = []
-    for i in range(k[0]):
-        for j in range(k[1]):
-            r, q = i * dl[0], j * dl[1]
-            views.append(S.slice_(
-                x, starts=(0, 0, r, q),
-                stops=(x.shape[0], x.shape[1], r + (outs[0] - 1) * st[0] + 1,
-                       q + (outs[1] - 1) * st[1] + 1),
-                steps=(1, 1, st[0], st[1])))
+    for offsets in itertools.product(*(range(kj) for kj in k)):
+        starts = [o * d for o, d in zip(offsets, dl, strict=True)]
+        views.append(S.slice_(
+            x, starts=(0, 0, *starts),
+            stops=(x.shape[0], x.shape[1],
+                   *(s + (outs[j] - 1) * st[j] + 1 for j, s in enumerate(starts))),
+            steps=(1, 1, *st)))
     return views, outs
 
 
@@ -208,8 +253,8 @@ def _pool_input(c: Ctx) -> tuple[Tensor, list[int], bool]:
     k = list(c.a("kernel_shape"))
     if len(k) == 1 and x.ndim == 3:
         return _to2d(x), [1, k[0]], True
-    if len(k) != 2 or x.ndim != 4:
-        raise c.unsupported(f"{len(k)}-D pooling (amber has 1-D and 2-D)")
+    if len(k) not in (2, 3) or x.ndim != len(k) + 2:
+        raise c.unsupported(f"{len(k)}-D pooling (amber has 1-D, 2-D and 3-D)")
     return x, k, False
 
 
@@ -223,7 +268,7 @@ def _with_1d(c: Ctx, names: tuple[str, ...]) -> None:
                 c.attrs[nm] = [0, v[0], 0, v[1]] if nm == "pads" else [1, v[0]]
 
 
-@op("MaxPool", notes="1-D and 2-D, pads, strides, dilations (10), ceil_mode (10); the "
+@op("MaxPool", notes="1-D, 2-D and 3-D, pads, strides, dilations (10), ceil_mode (10); the "
                      "Indices output is not supported")
 def _maxpool(c: Ctx) -> Tensor:
     if len(c.node.output) > 1 and c.node.output[1]:
@@ -240,7 +285,7 @@ def _maxpool(c: Ctx) -> Tensor:
     return _from2d(m) if one else m
 
 
-@op("AveragePool", notes="1-D and 2-D, pads, count_include_pad, ceil_mode (10), "
+@op("AveragePool", notes="1-D, 2-D and 3-D, pads, count_include_pad, ceil_mode (10), "
                          "dilations (19)")
 def _avgpool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
@@ -251,7 +296,7 @@ def _avgpool(c: Ctx) -> Tensor:
     for v in views[1:]:
         total = E.add(total, v)
     # the divisor: how many elements (or padded positions) each window covers
-    ones = S.broadcast_to(sc(1, x.dtype), shape=(1, 1, x.shape[2], x.shape[3]))
+    ones = S.broadcast_to(sc(1, x.dtype), shape=(1, 1, *x.shape[2:]))
     inc = bool(c.a("count_include_pad", 0))
     cv, _ = _windows(c, ones, k, 1.0 if inc else 0.0, 0.0)
     cnt = cv[0]
@@ -261,7 +306,7 @@ def _avgpool(c: Ctx) -> Tensor:
     return _from2d(y) if one else y
 
 
-@op("LpPool", since=11, notes="1-D and 2-D")
+@op("LpPool", since=11, notes="1-D, 2-D and 3-D")
 def _lppool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
     if one:
