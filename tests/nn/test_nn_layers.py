@@ -52,7 +52,8 @@ def test_triu_tril_flip_forward_and_gradients():
     ("abc,cd->dba", [(2, 3, 4), (4, 2)]),
     ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]), ("...ii->...i", [(2, 3, 3)]),
     ("b...,b...->b...", [(2, 3, 4), (2, 3, 4)]), ("...,...", [(3,), (2, 3)]),
-    ("i...->...i", [(2, 3, 4)]), ("...ij", [(2, 1, 3, 4)]), ("ij...,jk->...ik", [(2, 3, 5), (3, 4)]),
+    ("i...->...i", [(2, 3, 4)]), ("...ij", [(2, 1, 3, 4)]),
+    ("ij...,jk->...ik", [(2, 3, 5), (3, 4)]),
 ])
 def test_einsum_against_numpy(eq, shapes):
     xs = [randn(*s, seed=i) for i, s in enumerate(shapes)]
@@ -63,7 +64,7 @@ def test_einsum_against_numpy(eq, shapes):
 def test_einsum_errors():
     with pytest.raises(ShapeError, match="ellipsis"):
         am.einsum("..ij->ij", T(randn(2, 3)))
-    with pytest.raises(ShapeError, match="need '...'"):
+    with pytest.raises(ShapeError, match=r"need '\.\.\.'"):
         am.einsum("b...->b", T(randn(2, 3)))
     with pytest.raises(ShapeError, match="fewer dims"):
         am.einsum("...ijk->ij", T(randn(2, 3)))

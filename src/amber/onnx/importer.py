@@ -34,6 +34,7 @@ from . import (  # noqa: F401  (the op table)
     _ops_resize,
     _ops_rnn,
     _ops_shape,
+    _ops_signal,
 )
 from ._graph import (
     MIN_IMPORT_OPSET,
