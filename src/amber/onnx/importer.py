@@ -33,6 +33,7 @@ from . import (  # noqa: F401  (the op table)
     _ops_nn,
     _ops_resize,
     _ops_rnn,
+    _ops_sample,
     _ops_shape,
     _ops_signal,
 )
