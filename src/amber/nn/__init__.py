@@ -32,6 +32,7 @@ from .modules import (
     Dropout2d,
     Embedding,
     Flatten,
+    Fold,
     GroupNorm,
     GRUCell,
     Hardsigmoid,
@@ -82,6 +83,7 @@ from .modules import (
     TransformerEncoderLayer,
     TripletMarginLoss,
     Unflatten,
+    Unfold,
     Upsample,
 )
 from .parameter import Parameter
@@ -116,6 +118,7 @@ __all__ = [
     "Dropout2d",
     "Embedding",
     "Flatten",
+    "Fold",
     "GRUCell",
     "GroupNorm",
     "Hardsigmoid",
@@ -167,6 +170,7 @@ __all__ = [
     "TransformerEncoderLayer",
     "TripletMarginLoss",
     "Unflatten",
+    "Unfold",
     "Upsample",
     "functional",
     "init",

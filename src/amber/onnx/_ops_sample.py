@@ -1,10 +1,12 @@
-"""ONNX GridSample and AffineGrid, on ``F.grid_sample`` and ``F.affine_grid``."""
+"""ONNX GridSample, AffineGrid and Col2Im, on ``F.grid_sample``, ``F.affine_grid`` and
+``F.fold``'s N-D form."""
 
 from __future__ import annotations
 
 from .. import _dtype as D
 from ..capture.dims import DimExpr
 from ..nn import functional as NF
+from ..nn._fold import fold_nd
 from ..ops import elementwise as E
 from ..tensor import Tensor
 from ._graph import Ctx, op
@@ -42,3 +44,19 @@ def _affine_grid(c: Ctx) -> Tensor:
     if any(isinstance(d, DimExpr) for d in size):
         raise c.unsupported("AffineGrid of a symbolic size")
     return NF.affine_grid(theta, size, bool(c.a("align_corners", 0)))
+
+
+@op("Col2Im", since=18, notes="any number of spatial dims; image and block shapes known "
+                              "while importing")
+def _col2im(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    image, block = c.ints(1), c.ints(2)
+    if any(isinstance(d, DimExpr) for d in (*image, *block)) or x.ndim != 3:
+        raise c.unsupported("Col2Im needs a 3-D input and static image and block shapes")
+    nd = len(block)
+    pads = [int(p) for p in c.a("pads", [0] * (2 * nd))]
+    if pads[:nd] != pads[nd:]:
+        raise c.unsupported(f"Col2Im with unequal begin and end pads {pads}")
+    return fold_nd(x, tuple(image), tuple(block), tuple(c.a("dilations", [1] * nd)),
+                   tuple(pads[:nd]), tuple(c.a("strides", [1] * nd)), op="Col2Im")

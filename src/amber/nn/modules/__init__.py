@@ -39,6 +39,7 @@ from .dropout import (
     Dropout2d,
     Embedding,
 )
+from .fold import Fold, Unfold
 from .linear import (
     Flatten,
     Identity,
@@ -133,6 +134,7 @@ __all__ = [
     "Dropout2d",
     "Embedding",
     "Flatten",
+    "Fold",
     "GRUCell",
     "GroupNorm",
     "Hardsigmoid",
@@ -183,5 +185,6 @@ __all__ = [
     "TransformerEncoderLayer",
     "TripletMarginLoss",
     "Unflatten",
+    "Unfold",
     "Upsample",
 ]
