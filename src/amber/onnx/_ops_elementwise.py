@@ -532,3 +532,14 @@ def _swish(c: Ctx) -> Tensor:
     x = c.t(0)
     need(c, x, D.FLOATS)
     return E.mul(x, E.sigmoid(E.mul(x, sc(c.a("alpha", 1.0), x.dtype))))
+
+
+@op("SwiGLU", since=28, notes="Swish(A) * B, same shapes")
+def _swiglu(c: Ctx) -> Tensor:
+    a, b = c.t(0), c.t(1)
+    need(c, a, D.FLOATS)
+    if tuple(a.shape) != tuple(b.shape) or a.dtype is not b.dtype:
+        raise c.unsupported(f"SwiGLU of {tuple(a.shape)} {a.dtype} and {tuple(b.shape)} "
+                            f"{b.dtype} (the spec asks for identical shapes and types)")
+    gate = E.mul(a, E.sigmoid(E.mul(a, sc(c.a("alpha", 1.0), a.dtype))))
+    return E.mul(gate, b)

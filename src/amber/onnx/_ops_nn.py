@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
+from .. import composite
 from .. import functional as F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
@@ -269,20 +270,88 @@ def _with_1d(c: Ctx, names: tuple[str, ...]) -> None:
 
 
 @op("MaxPool", notes="1-D, 2-D and 3-D, pads, strides, dilations (10), ceil_mode (10); the "
-                     "Indices output is not supported")
-def _maxpool(c: Ctx) -> Tensor:
-    if len(c.node.output) > 1 and c.node.output[1]:
-        raise c.unsupported("the Indices output of MaxPool")
-    if c.a("storage_order", 0):
-        raise c.unsupported("storage_order = 1")
+                     "Indices output (8; both storage orders) for 2-D")
+def _maxpool(c: Ctx) -> Any:
+    want_indices = len(c.node.output) > 1 and bool(c.node.output[1])
+    order = int(c.a("storage_order", 0))
+    if order and not want_indices:
+        raise c.unsupported("storage_order = 1 without the Indices output")
     x, k, one = _pool_input(c)
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
-    views, _ = _windows(c, x, k, -math.inf)
+    views, outs = _windows(c, x, k, -math.inf)
     m = views[0]
     for v in views[1:]:
         m = E.maximum(m, v)
-    return _from2d(m) if one else m
+    if not want_indices:
+        return _from2d(m) if one else m
+    if one or len(k) != 2:
+        raise c.unsupported("the Indices output of a MaxPool that is not 2-D")
+    return m, _argmax_indices(c, x, k, views, outs, order)
+
+
+def _argmax_indices(c: Ctx, x: Tensor, k: list[int], views: list[Tensor], outs: list[Any],
+                    order: int) -> Tensor:
+    """The flat input index of each window's first maximum (row-major, or column-major
+    within each (n, c) plane with storage_order 1), as ONNX's MaxPool Indices."""
+    if any(isinstance(d, DimExpr) for d in (*x.shape, *outs)):
+        raise c.unsupported("the Indices output of MaxPool with symbolic sizes")
+    n, ch, h, w = (int(d) for d in x.shape)
+    st, dl, lo, _ = _spatial(c, x, k)
+    oh = np.arange(outs[0]).reshape(-1, 1) * st[0] - lo[0]
+    ow = np.arange(outs[1]).reshape(1, -1) * st[1] - lo[1]
+    plane = (np.arange(n * ch, dtype=np.int64) * h * w).reshape(n, ch, 1, 1)
+    best = views[0]
+    index: Tensor | None = None
+    for t, (i, j) in enumerate(itertools.product(range(k[0]), range(k[1]))):
+        r, q = oh + i * dl[0], ow + j * dl[1]
+        flat = (q * h + r) if order else (r * w + q)
+        pos = Tensor._wrap(plane + flat.astype(np.int64))
+        if index is None:
+            index = S.broadcast_to(pos, shape=tuple(views[0].shape))
+            continue
+        better = E.gt(views[t], best)
+        best = E.where(better, views[t], best)
+        index = E.where(better, S.broadcast_to(pos, shape=tuple(best.shape)), index)
+    assert index is not None
+    return index
+
+
+def _reindex(index: Tensor, old_hw: tuple[int, ...], new_hw: tuple[int, ...]) -> Tensor:
+    """Flat (n, c, h, w) positions in planes of old_hw, as positions in planes of new_hw."""
+    def i64(v: int) -> Tensor:
+        return sc(v, D.int64)
+
+    rows = E.div(index, i64(old_hw[1]))  # (n * C + c) * H + h
+    col = E.sub(index, E.mul(rows, i64(old_hw[1])))
+    planes = E.div(rows, i64(old_hw[0]))
+    row = E.sub(rows, E.mul(planes, i64(old_hw[0])))
+    return E.add(E.mul(E.add(E.mul(planes, i64(new_hw[0])), row), i64(new_hw[1])), col)
+
+
+@op("MaxUnpool", since=9, notes="2-D; indices as MaxPool's Indices output; output_shape "
+                                "known while importing")
+def _maxunpool(c: Ctx) -> Tensor:
+    x, idx = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    k = [int(v) for v in c.a("kernel_shape")]
+    if x.ndim != 4 or len(k) != 2 or any(isinstance(d, DimExpr) for d in x.shape):
+        raise c.unsupported("MaxUnpool of a 4-D input of static shape")
+    st = list(c.a("strides", [1, 1]))
+    pads = list(c.a("pads", [0, 0, 0, 0]))
+    default = (int(x.shape[0]), int(x.shape[1])) + tuple(
+        (int(x.shape[2 + j]) - 1) * st[j] - pads[j] - pads[j + 2] + k[j] for j in range(2))
+    shape = tuple(int(v) for v in c.ints(2)) if c.has(2) else default
+    index = F.reshape_exact(F.cast(idx, D.int64), (x.numel(),))
+    if shape != default:  # the indices count positions of the default shape
+        if shape[:2] != default[:2] or shape[2] < default[2] or shape[3] < default[3]:
+            raise c.unsupported(f"MaxUnpool output_shape {shape} for unpooled {default}")
+        index = _reindex(index, default[2:], shape[2:])
+    total = int(np.prod(shape))
+    # NOTE: overlapping windows name one position several times with the same value
+    flat = composite.scatter(S.broadcast_to(sc(0, x.dtype), shape=(total,)), 0,
+                             index, F.reshape_exact(x, (x.numel(),)))
+    return F.reshape_exact(flat, shape)
 
 
 @op("AveragePool", notes="1-D, 2-D and 3-D, pads, count_include_pad, ceil_mode (10), "

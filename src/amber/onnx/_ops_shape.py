@@ -705,3 +705,23 @@ def _center_crop_pad(c: Ctx) -> Tensor:
             phi[a] = n - have - plo[a]
             x = S.pad(x, lo=tuple(plo), hi=tuple(phi), interior=(0,) * x.ndim, value=0.0)
     return x
+
+
+@op("ReverseSequence", since=10, notes="per-batch lengths as data; static time and batch "
+                                       "sizes")
+def _reverse_sequence(c: Ctx) -> Tensor:
+    x, lens = c.t(0), c.t(1)
+    t_ax, b_ax = int(c.a("time_axis", 0)), int(c.a("batch_axis", 1))
+    if x.ndim < 2 or {t_ax, b_ax} != {0, 1}:
+        raise c.unsupported(f"ReverseSequence with time_axis {t_ax}, batch_axis {b_ax}")
+    steps, batch = x.shape[t_ax], x.shape[b_ax]
+    if isinstance(steps, DimExpr) or isinstance(batch, DimExpr):
+        raise c.unsupported("ReverseSequence over symbolic time or batch sizes")
+    t = Tensor._wrap(np.arange(steps, dtype=np.int64).reshape(steps, 1))
+    n = F.reshape_exact(F.cast(lens, D.int64), (1, batch))
+    index = E.where(E.lt(t, n), E.sub(E.sub(n, sc(1, D.int64)), t),
+                    S.broadcast_to(t, shape=(steps, batch)))  # (time, batch)
+    if t_ax == 1:
+        index = S.transpose(index, perm=(1, 0))
+    index = F.reshape_exact(index, tuple(index.shape) + (1,) * (x.ndim - 2))
+    return F.gather(x, t_ax, S.broadcast_to(index, shape=tuple(x.shape)))
