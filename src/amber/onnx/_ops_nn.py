@@ -423,10 +423,13 @@ def _bshape(x: Tensor, ch: int = 1) -> tuple:
     return (1, x.shape[ch]) + (1,) * (x.ndim - 2)
 
 
-@op("BatchNormalization", notes="inference (running statistics); training_mode refused")
-def _batchnorm(c: Ctx) -> Tensor:
-    if c.a("training_mode", 0) or (c.opset < 14 and len([o for o in c.node.output if o]) > 1):
-        raise c.unsupported("BatchNormalization in training mode")
+@op("BatchNormalization", notes="inference (running statistics); training_mode (14: the "
+                                "batch's statistics and the updated running ones)")
+def _batchnorm(c: Ctx) -> Any:
+    if c.opset < 14 and len([o for o in c.node.output if o]) > 1:
+        raise c.unsupported("BatchNormalization in training mode before opset 14")
+    if c.a("training_mode", 0):
+        return _batchnorm_training(c)
     if c.opset < 9 and not c.a("spatial", 1):
         raise c.unsupported("BatchNormalization with spatial = 0")
     x, scale, b, mean, var = (c.t(i) for i in range(5))
@@ -436,6 +439,25 @@ def _batchnorm(c: Ctx) -> Tensor:
     inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
     y = E.mul(E.sub(x, F.reshape_exact(mean, bs)), F.reshape_exact(inv, bs))
     return E.add(y, F.reshape_exact(b, bs))
+
+
+def _batchnorm_training(c: Ctx) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalise with the batch's mean and (biased) variance; the running statistics
+    move toward them by 1 - momentum."""
+    x, scale, b, mean, var = (c.t(i) for i in range(5))
+    need(c, x, D.FLOATS)
+    eps, momentum = c.a("epsilon", 1e-5), c.a("momentum", 0.9)
+    bs = _bshape(x)
+    mu, v = _moments(x, (0, *range(2, x.ndim)))
+    inv = E.div(F.reshape_exact(scale, bs), E.sqrt(E.add(v, sc(eps, x.dtype))))
+    y = E.add(E.mul(E.sub(x, mu), inv), F.reshape_exact(b, bs))
+    ch = (x.shape[1],)
+
+    def moved(run: Tensor, batch: Tensor) -> Tensor:
+        return E.add(E.mul(run, sc(momentum, run.dtype)),
+                     E.mul(F.reshape_exact(batch, ch), sc(1.0 - momentum, run.dtype)))
+
+    return y, moved(mean, mu), moved(var, v)
 
 
 def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
