@@ -13,6 +13,7 @@ from .. import _dtype as D
 from .. import composite
 from .. import functional as F
 from ..capture.dims import DimExpr
+from ..control import scan
 from ..ops import elementwise as E
 from ..ops import linalg as L
 from ..ops import reduce as R
@@ -794,14 +795,36 @@ def _attention_bias(c: Ctx, sq: Any, sk: Any, offset: Any) -> np.ndarray | None:
     return ok
 
 
+def _cache_mask(c: Ctx, nonpad: Tensor, sq: Any, sk: Any) -> Tensor:
+    """An external cache holding nonpad[b] valid keys: a bool [B, 1, Sq, L] mask of the
+    keys each query may see (the causal and window frontiers offset per batch by
+    nonpad[b] - Sq, as the reference)."""
+    if isinstance(sq, DimExpr) or isinstance(sk, DimExpr):
+        raise c.unsupported("nonpad_kv_seqlen over symbolic lengths")
+    valid = F.reshape_exact(F.cast(nonpad, D.int64), (nonpad.numel(), 1, 1, 1))
+    i = Tensor._wrap(np.arange(sq, dtype=np.int64).reshape(1, 1, sq, 1))
+    j = Tensor._wrap(np.arange(sk, dtype=np.int64).reshape(1, 1, 1, sk))
+    ok = E.lt(j, valid)
+    frontier = E.add(i, E.sub(valid, sc(sq, D.int64)))  # the query's own position
+    left, right = c.a("left_window_size", -1), c.a("right_window_size", -1)
+    if c.a("is_causal", 0):
+        ok = E.logical_and(ok, E.le(j, frontier))
+    if left >= 0:
+        ok = E.logical_and(ok, E.ge(j, E.sub(frontier, sc(left, D.int64))))
+    if right >= 0:
+        ok = E.logical_and(ok, E.le(j, E.add(frontier, sc(right, D.int64))))
+    return ok
+
+
 @op("Attention", since=23, notes="MHA, GQA, MQA; 3-D or 4-D inputs; bool or additive "
-                                 "mask; causal and sliding windows; past key and value; "
-                                 "softcap; fully masked rows give zeros")
+                                 "mask; causal and sliding windows; past key and value, or "
+                                 "an external cache (nonpad_kv_seqlen); softcap; fully "
+                                 "masked rows give zeros")
 def _attention(c: Ctx) -> Any:
     q, k, v = c.t(0), c.t(1), c.t(2)
     need(c, q, D.FLOATS)
-    if c.has(6):
-        raise c.unsupported("nonpad_kv_seqlen (an external key/value cache)")
+    if c.has(6) and c.has(4):
+        raise c.unsupported("nonpad_kv_seqlen together with past key and value")
     prec = c.a("softmax_precision")
     if prec is not None and prec not in (1, 11):
         raise c.unsupported(f"softmax_precision {prec}")
@@ -838,10 +861,21 @@ def _attention(c: Ctx) -> Any:
     ninf = sc(-math.inf, dt)
     if c.has(3):
         mask = c.t(3)
+        short = k.shape[2] - mask.shape[-1]
+        if isinstance(short, DimExpr) or short < 0:
+            raise c.unsupported(f"an attention mask of {mask.shape[-1]} keys for "
+                                f"{k.shape[2]} keys")
+        if short:  # a shorter mask: the keys beyond it are masked out
+            fill = False if mask.dtype is D.bool_ else -math.inf
+            flat = (0,) * mask.ndim
+            mask = S.pad(mask, lo=flat, hi=flat[:-1] + (short,), interior=flat, value=fill)
         s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, F.cast(mask, dt))
-    frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
-    if frontier is not None:
-        s = E.where(Tensor._wrap(frontier), s, ninf)
+    if c.has(6):
+        s = E.where(_cache_mask(c, c.t(6), q.shape[2], k.shape[2]), s, ninf)
+    else:
+        frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
+        if frontier is not None:
+            s = E.where(Tensor._wrap(frontier), s, ninf)
     m = R.reduce_max(s, axes=(3,), keepdims=True)
     m = E.where(E.eq(m, ninf), sc(0, dt), m)
     e = E.exp(E.sub(s, m))
@@ -933,3 +967,80 @@ def _rotary(c: Ctx) -> Tensor:
     if len(shape) == 4:
         return S.transpose(out, perm=(0, 2, 1, 3))
     return F.reshape_exact(out, shape)
+
+
+@op("CausalConvWithState", since=27, notes="depthwise causal 1-D convolution with a carried "
+                                         "state; activation none, silu, swish")
+def _causal_conv_with_state(c: Ctx) -> Any:
+    x, w = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    act = str(c.a("activation", "none"))
+    if act not in ("none", "silu", "swish"):
+        raise c.unsupported(f"activation {act!r}")
+    if x.ndim != 3 or w.ndim != 3 or isinstance(w.shape[2], DimExpr):
+        raise c.unsupported("CausalConvWithState needs (B, C, L) input and a (C, 1, k) "
+                            "weight of static k")
+    k = int(w.shape[2])
+    past = c.t(3) if c.has(3) else S.broadcast_to(
+        sc(0, x.dtype), shape=(x.shape[0], x.shape[1], k - 1))
+    full = F.cat([past, x], 2)  # (B, C, k - 1 + L)
+    y = L.conv2d(_to2d(full), _to2d(w), stride=(1, 1), padding=(0, 0, 0, 0),
+                 dilation=(1, 1), groups=int(x.shape[1]))
+    y = _from2d(y)
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1)))
+    if act != "none":
+        y = E.mul(y, E.sigmoid(y))
+    n = full.shape[2]
+    state = S.slice_(full, starts=(0, 0, n - (k - 1)), stops=tuple(full.shape),
+                     steps=(1, 1, 1))
+    return y, state
+
+
+def _time_major(x: Tensor, heads: int) -> Tensor:
+    """(B, T, H * D) -> (T, B, H, D)."""
+    b, t, hd = x.shape
+    return S.transpose(F.reshape_exact(x, (b, t, heads, hd // heads)), perm=(1, 0, 2, 3))
+
+
+@op("LinearAttention", since=27, notes="update rules linear, gated, delta, gated_delta; GQA; "
+                                      "past and present state; a scan over the tokens")
+def _linear_attention(c: Ctx) -> Any:
+    q, k, v = c.t(0), c.t(1), c.t(2)
+    need(c, q, D.FLOATS)
+    hq, hkv = int(c.a("q_num_heads")), int(c.a("kv_num_heads"))
+    rule = str(c.a("update_rule", "gated_delta"))
+    c.a("chunk_size")  # a tuning hint: no effect on the result
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta") or hq % hkv or \
+            gating != c.has(4) or delta != c.has(5) or q.ndim != 3:
+        raise c.unsupported(f"LinearAttention update_rule {rule!r} with q_num_heads {hq}, "
+                            f"kv_num_heads {hkv} and these inputs")
+    b, dk, dv = q.shape[0], q.shape[2] // hq, v.shape[2] // hkv
+    group = hq // hkv
+    scale = float(c.a("scale", 0.0)) or 1.0 / math.sqrt(dk)
+    xs: list[Tensor] = [_time_major(q, hq), _time_major(k, hkv), _time_major(v, hkv)]
+    if gating:
+        xs.append(_time_major(c.t(4), hkv))  # (T, B, Hkv, 1 or dk)
+    if delta:
+        beta = c.t(5)
+        xs.append(S.transpose(F.reshape_exact(beta, tuple(beta.shape) + (1,)),
+                              perm=(1, 0, 2, 3)))  # (T, B, Hkv or 1, 1)
+    state0 = c.t(3) if c.has(3) else S.broadcast_to(sc(0, q.dtype), shape=(b, hkv, dk, dv))
+
+    def step(state: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        qt, kt, vt = x[0], x[1], x[2]
+        if gating:
+            state = E.mul(state, F.unsqueeze(E.exp(x[3]), -1))
+        if delta:
+            got = F.einsum("bhdm,bhd->bhm", state, kt)
+            vt = E.mul(x[-1], E.sub(vt, got))
+        state = E.add(state, E.mul(F.unsqueeze(kt, -1), F.unsqueeze(vt, -2)))
+        read = state if group == 1 else F.reshape_exact(
+            S.broadcast_to(F.unsqueeze(state, 2), shape=(b, hkv, group, dk, dv)),
+            (b, hq, dk, dv))
+        return state, E.mul(F.einsum("bhd,bhdm->bhm", qt, read), sc(scale, q.dtype))
+
+    state, ys = scan(step, state0, tuple(xs))
+    out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
+    return F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
