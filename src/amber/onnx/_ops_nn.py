@@ -12,6 +12,7 @@ import numpy as np
 from .. import _dtype as D
 from .. import composite
 from .. import functional as F
+from .. import sorting
 from ..capture.dims import DimExpr
 from ..control import scan
 from ..ops import elementwise as E
@@ -159,14 +160,15 @@ def _conv3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
     return S.transpose(y5, perm=(0, 2, 1, 3, 4))
 
 
-@op("ConvTranspose", notes="1-D and 2-D, groups, dilations, pads, output_padding, "
-                           "output_shape, auto_pad; float")
+@op("ConvTranspose", notes="1-D, 2-D and 3-D (2-D ones placed over the depth), groups, "
+                           "dilations, pads, output_padding, output_shape (also beyond the "
+                           "full output: zeros), auto_pad; float")
 def _conv_transpose(c: Ctx) -> Tensor:
     x, w = c.t(0), c.t(1)
     need(c, x, D.FLOATS)
     nd = x.ndim - 2
-    if nd not in (1, 2):
-        raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D and 2-D)")
+    if nd not in (1, 2, 3):
+        raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D, 2-D and 3-D)")
     k = [int(d) for d in w.shape[2:]]
     ks = c.a("kernel_shape")
     if ks is not None and [int(v) for v in ks] != k:
@@ -174,11 +176,39 @@ def _conv_transpose(c: Ctx) -> Tensor:
     strides = list(c.a("strides", [1] * nd))
     dil = list(c.a("dilations", [1] * nd))
     opad = list(c.a("output_padding", [0] * nd))
+    if any(not isinstance(p, DimExpr) and p >= s for p, s in zip(opad, strides)):
+        raise c.unsupported("output_padding must be smaller than the stride")
+    full = [strides[j] * (x.shape[2 + j] - 1) + opad[j] + (k[j] - 1) * dil[j] + 1
+            for j in range(nd)]
+    lo, hi = _transpose_pads(c, x, nd, strides, full)
+    crop_lo, crop_hi = [max(p, 0) for p in lo], [max(p, 0) for p in hi]
+    out = [full[j] - crop_lo[j] - crop_hi[j] for j in range(nd)]
+    groups = int(c.a("group", 1))
+    if nd == 3:
+        y = _conv_transpose3d(x, w, strides, dil, crop_lo, out, groups)
+    else:
+        xx, ww = (x, w) if nd == 2 else (_to2d(x), _to2d(w))
+        st, dl, cl, ch, o = (strides, dil, crop_lo, crop_hi, out) if nd == 2 else \
+            ([1] + strides, [1] + dil, [0] + crop_lo, [0] + crop_hi, [1] + out)
+        y = L.conv2d_input_grad(xx, ww, input_hw=tuple(o), stride=tuple(st),
+                                padding=(cl[0], ch[0], cl[1], ch[1]), dilation=tuple(dl),
+                                groups=groups)
+        y = y if nd == 2 else _from2d(y)
+    grow_lo, grow_hi = [max(-p, 0) for p in lo], [max(-p, 0) for p in hi]
+    if any(grow_lo) or any(grow_hi):  # an output_shape beyond the full output: zeros
+        flat = (0,) * (nd + 2)
+        y = S.pad(y, lo=(0, 0, *grow_lo), hi=(0, 0, *grow_hi), interior=flat, value=0.0)
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1]) + (1,) * nd))
+    return y
+
+
+def _transpose_pads(c: Ctx, x: Tensor, nd: int, strides: list[int], full: list[Any]
+                    ) -> tuple[list[Any], list[Any]]:
+    """Begin and end crops of the full transposed output (negative: zeros added)."""
     pads = list(c.a("pads", [0] * (2 * nd)))
     out_shape = c.a("output_shape")
     auto = c.a("auto_pad", "NOTSET")
-    full = [strides[j] * (x.shape[2 + j] - 1) + opad[j] + (k[j] - 1) * dil[j] + 1
-            for j in range(nd)]
     if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
         want = list(out_shape)[-nd:] if out_shape is not None else \
             [x.shape[2 + j] * strides[j] for j in range(nd)]
@@ -187,26 +217,42 @@ def _conv_transpose(c: Ctx) -> Tensor:
             total = full[j] - want[j]
             if isinstance(total, DimExpr):
                 raise c.unsupported("output_shape/auto_pad SAME on a symbolic dim")
-            if total < 0:
-                raise c.unsupported("output_shape larger than the full transposed output")
             small, big = total // 2, total - total // 2
-            if auto == "SAME_LOWER":
-                pads[j], pads[j + nd] = big, small
-            else:
+            if auto == "SAME_UPPER":
                 pads[j], pads[j + nd] = small, big
-    lo, hi = pads[:nd], pads[nd:]
-    out = [full[j] - lo[j] - hi[j] for j in range(nd)]
-    if any(not isinstance(p, DimExpr) and p >= s for p, s in zip(opad, strides)):
-        raise c.unsupported("output_padding must be smaller than the stride")
-    if nd == 1:
-        x, w = _to2d(x), _to2d(w)
-        strides, dil, lo, hi, out = [1] + strides, [1] + dil, [0] + lo, [0] + hi, [1] + out
-    y = L.conv2d_input_grad(x, w, input_hw=tuple(out), stride=tuple(strides),
-                            padding=(lo[0], hi[0], lo[1], hi[1]), dilation=tuple(dil),
-                            groups=int(c.a("group", 1)))
-    if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
-    return _from2d(y) if nd == 1 else y
+            else:  # SAME_LOWER, and output_shape without auto_pad (as the reference)
+                pads[j], pads[j + nd] = big, small
+    return pads[:nd], pads[nd:]
+
+
+def _conv_transpose3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
+                      out: list[Any], groups: int) -> Tensor:
+    """(N, C, D, H, W) transposed by (C, M/g, kd, kh, kw): per depth offset of the kernel,
+    a 2-D transposed convolution of every input depth at once, placed in the output depth
+    at stride st[0] (interior padding), summed; then the begin crop lo and size out."""
+    n, ch, depth = x.shape[0], x.shape[1], x.shape[2]
+    kd = int(w.shape[2])
+    planes = F.reshape_exact(S.transpose(x, perm=(0, 2, 1, 3, 4)),
+                             (n * depth, ch, x.shape[3], x.shape[4]))
+    full_d = st[0] * (depth - 1) + (kd - 1) * dl[0] + 1
+    total: Tensor | None = None
+    for i in range(kd):
+        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+                                      stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
+                                             w.shape[4]), steps=(1,) * 5),
+                             (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
+        y = L.conv2d_input_grad(planes, wi, input_hw=(out[1], out[2]), stride=(st[1], st[2]),
+                                padding=(lo[1], 0, lo[2], 0), dilation=(dl[1], dl[2]),
+                                groups=groups)
+        y = S.transpose(F.reshape_exact(y, (n, depth, y.shape[1], out[1], out[2])),
+                        perm=(0, 2, 1, 3, 4))  # (N, M, D, H', W')
+        start = i * dl[0]
+        y = S.pad(y, lo=(0, 0, start, 0, 0), hi=(0, 0, full_d - start - ((depth - 1) * st[0] + 1),
+                  0, 0), interior=(0, 0, st[0] - 1, 0, 0), value=0.0)
+        total = y if total is None else E.add(total, y)
+    assert total is not None
+    return S.slice_(total, starts=(0, 0, lo[0], 0, 0),
+                    stops=(n, total.shape[1], lo[0] + out[0], out[1], out[2]), steps=(1,) * 5)
 
 
 def _pool_out(c: Ctx, n: Any, k: int, s: int, d: int, lo: int, hi: int, ceil: bool) -> Any:
@@ -894,7 +940,7 @@ def _attention(c: Ctx) -> Any:
 
 
 @op("TopK", since=1, notes="k known while importing; k rounds of arg-max (ties: the "
-                           "lower index first); sorted output")
+                           "lower index first); sorted output; int64 compared exactly")
 def _topk(c: Ctx) -> Any:
     x = c.t(0)
     need(c, x, D.NUMERIC)
@@ -904,9 +950,9 @@ def _topk(c: Ctx) -> Any:
     n = x.shape[a]
     if isinstance(n, DimExpr):
         raise c.unsupported("TopK along a symbolic dim")
-    if x.dtype is D.int64:
-        raise c.unsupported("TopK of int64 data (ranked here in float64, which is exact for "
-                            "float and int32 data only)")
+    if x.dtype is D.int64:  # exact: compared as int64 (float64 would round)
+        values, indices = sorting.topk(x, k, a, largest)
+        return values, indices
     # NOTE: sorted = 0 allows any order; the sorted one is among them
     work = x if x.dtype.is_floating else F.cast(x, D.float64)
     fill = sc(-math.inf if largest else math.inf, work.dtype)

@@ -180,3 +180,37 @@ def _stft(c: Ctx) -> Tensor:
                                 f"{length}")
         stacked = E.mul(stacked, F.reshape_exact(window, (1, 1, length, 1)))
     return dft(stacked, 2, None, False, bool(c.a("onesided", 1)))
+
+
+def mel_weight_matrix(bins: int, dft_length: int, rate: float, low: float, high: float
+                      ) -> np.ndarray:
+    """[dft_length // 2 + 1, bins] triangular filters, as ONNX's definition computes them
+    (mel = 2595 log10(1 + f / 700); the bin edges floored to DFT bins)."""
+    edges = np.arange(bins + 2, dtype=np.float64)
+    low_mel = 2595 * np.log1p(low / 700) / np.log(10)
+    high_mel = 2595 * np.log1p(high / 700) / np.log(10)
+    edges = edges * ((high_mel - low_mel) / (bins + 2)) + low_mel
+    edges = 700 * np.expm1(edges / 2595 * np.log(10))
+    idx = (((dft_length + 1) * edges) // rate).astype(np.int64)
+    out = np.zeros((dft_length // 2 + 1, bins))
+    for i in range(bins):
+        left, centre, right = int(idx[i]), int(idx[i + 1]), int(idx[i + 2])
+        if centre == left:
+            out[centre, i] = 1.0
+        else:
+            out[left:centre + 1, i] = (np.arange(left, centre + 1) - left) / (centre - left)
+        if right > centre:
+            out[centre:right, i] = (right - np.arange(centre, right)) / (right - centre)
+    return out
+
+
+@op("MelWeightMatrix", since=17, notes="every input known while importing (a constant)")
+def _mel_weight_matrix(c: Ctx) -> Tensor:
+    bins, length = (int(np.asarray(c.s(i)).reshape(()).item()) for i in range(2))
+    rate = float(np.asarray(c.s(2)).reshape(()).item())
+    low, high = (float(np.asarray(c.s(i)).reshape(()).item()) for i in (3, 4))
+    if bins <= 0 or length <= 0 or rate <= 0 or not 0 <= low < high:
+        raise c.unsupported(f"MelWeightMatrix of {bins} bins, dft_length {length}, sample "
+                            f"rate {rate}, edges {low}..{high}")
+    dt = onnx_dtype(c, int(c.a("output_datatype", 1)))
+    return Tensor._wrap(mel_weight_matrix(bins, length, rate, low, high).astype(dt.np))
