@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import composite
+from .. import composite, sorting
 from .. import functional as F
-from .. import sorting
 from ..capture.dims import DimExpr
 from ..control import scan
 from ..ops import elementwise as E
