@@ -146,3 +146,38 @@ def test_random_basic_and_advanced_keys(data: Any) -> None:
     want = x[tuple(key)]
     assert got.shape == want.shape
     assert_close(got.numpy(), want)
+
+
+def test_symbolic_slice_of_a_static_buffer_exports(tmp_path) -> None:
+    """``buffer[:, :seq]`` (HuggingFace's position_ids): a take of a symbolic arange;
+    beyond the buffer the exported program raises, where Python would clamp."""
+    import amber.errors as errors
+
+    table = am.tensor(np.arange(32.0).reshape(2, 16))
+
+    def head(x):
+        seq = x.shape[1]
+        return table[:, :seq] + x, table[:, 2:seq:3]
+
+    program = am.export(head, am.spec(2, "seq", dtype=np.float64), sizes={"seq": (3, 8)})
+    program.save(str(tmp_path / "head.amber"))
+    loaded = am.load(str(tmp_path / "head.amber"))
+    for seq in (3, 9, 16):
+        x = np.random.default_rng(seq).normal(size=(2, seq))
+        got = loaded(x)
+        want = head(am.tensor(x))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+    with pytest.raises(errors.OutOfRangeError):
+        loaded(np.zeros((2, 17)))
+
+
+def test_negative_symbolic_bound_on_a_static_dim_is_refused() -> None:
+    table = am.tensor(np.arange(16.0))
+
+    def tail(x):
+        return table[-x.shape[0]:] * 1.0
+
+    with pytest.raises(am.errors.CaptureError,
+                       match=r"(?s)test_indexing.py:\d+.*bounds in \[0, 16\]"):
+        am.export(tail, am.spec("n"))

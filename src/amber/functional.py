@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import string
 from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
@@ -837,24 +838,56 @@ def flip(x: Tensor, *dims: Any) -> Tensor:
     return x
 
 
+def _einsum_ellipsis(ins: list[str], rhs: str | None, operands: Sequence[Tensor]
+                     ) -> tuple[list[str], str | None]:
+    """Name the dims an ellipsis stands for with unused letters, right-aligned across the
+    operands (NumPy's broadcasting); ``None`` for an implicit output."""
+    free = [c for c in string.ascii_letters if c not in "".join(ins)]
+    counts = []
+    for spec, x in zip(ins, operands, strict=True):
+        if spec.count("...") > 1 or spec.replace("...", "").count(".") or \
+                ("." in spec and "..." not in spec):
+            raise ShapeError(f"einsum: malformed ellipsis in subscripts {spec!r}")
+        counts.append(x.ndim - (len(spec) - 3) if "..." in spec else 0)
+    if builtins.any(k < 0 for k in counts):
+        raise ShapeError("einsum: an operand has fewer dims than its subscripts name")
+    width = builtins.max(counts, default=0)
+    letters = "".join(free[:width])
+    ins = [spec.replace("...", letters[width - k:]) for spec, k in zip(ins, counts,
+                                                                       strict=True)]
+    if rhs is not None:
+        if rhs.count("...") > 1 or rhs.replace("...", "").count("."):
+            raise ShapeError(f"einsum: malformed ellipsis in output subscripts {rhs!r}")
+        if width and "..." not in rhs:
+            raise ShapeError(f"einsum: the operands' ellipsis dims need '...' in the output "
+                             f"subscripts {rhs!r} (as in NumPy)")
+        return ins, rhs.replace("...", letters)
+    single: dict[str, int] = {}
+    for c in "".join(ins):
+        single[c] = single.get(c, 0) + 1
+    return ins, letters + "".join(sorted(c for c, k in single.items()
+                                         if k == 1 and c not in letters))
+
+
 def _einsum_parse(equation: str, operands: Sequence[Tensor]) -> tuple[list[str], str]:
     eq = equation.replace(" ", "")
-    lhs, arrow, rhs = eq.partition("->")
+    lhs, arrow, rhs_text = eq.partition("->")
     ins = lhs.split(",")
     if len(ins) != len(operands):
         raise ShapeError(f"einsum: {equation!r} names {len(ins)} operands, got {len(operands)}")
+    rhs: str | None = rhs_text if arrow else None
+    if "." in eq:
+        ins, rhs = _einsum_ellipsis(ins, rhs, operands)
     for spec, x in zip(ins, operands, strict=True):
-        if "." in spec:
-            raise AmberError("einsum: ellipsis ('...') is not supported; name every dim")
-        if not spec.isalpha() or len(spec) != x.ndim:
+        if not (spec.isalpha() or spec == "") or len(spec) != x.ndim:
             raise ShapeError(f"einsum: subscripts {spec!r} do not fit an operand of shape "
                              f"{tuple(x.shape)}")
-    if not arrow:
+    if rhs is None:
         counts: dict[str, int] = {}
         for c in "".join(ins):
             counts[c] = counts.get(c, 0) + 1
         rhs = "".join(sorted(c for c, k in counts.items() if k == 1))
-    if len(set(rhs)) != len(rhs) or builtins.any(c not in lhs for c in rhs):
+    if len(set(rhs)) != len(rhs) or builtins.any(c not in "".join(ins) for c in rhs):
         raise ShapeError(f"einsum: output subscripts {rhs!r} must be distinct input subscripts")
     return ins, rhs
 

@@ -78,6 +78,7 @@ def _mask_to_indices(mask: Tensor) -> list[Tensor]:
 
 def getitem(x: Tensor, key: Any) -> Tensor:
     entries = _expand(x, key if isinstance(key, tuple) else (key,))
+    x, entries = _symbolic_bounds_on_static_dims(x, entries)
     has_adv = any(kind in ("adv", "madv") for kind, _ in entries)
     if has_adv:  # ints join the advanced indices (NumPy rule)
         entries = [("adv", F.scalar(v, D.int64)) if kind == "int" else (kind, v)
@@ -125,6 +126,41 @@ def getitem(x: Tensor, key: Any) -> Tensor:
         y = S.slice_(x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
     y = F.reshape_exact(y, tuple(out_shape))
     return _advanced(y, adv) if adv else y
+
+
+def _symbolic_bounds_on_static_dims(x: Tensor, entries: list[tuple[str, Any]]
+                                    ) -> tuple[Tensor, list[tuple[str, Any]]]:
+    """``buffer[:, :seq]``: a slice of a static dim with a symbolic bound becomes a
+    ``take`` of ``arange(start, stop, step)`` (a symbolic length). NOTE: Python would
+    clamp a bound beyond the dim; the exported program raises OutOfRangeError instead
+    (the size is only known at run time), so eager and exported never disagree
+    silently. Negative symbolic bounds are refused (they could wrap)."""
+    from .creation import arange
+
+    dim = 0
+    out = list(entries)
+    for i, (kind, v) in enumerate(entries):
+        if kind == "none":
+            continue
+        n = x.shape[dim]
+        if kind == "slice" and isinstance(n, int) and any(
+                getattr(b, "_amber_symbolic_int", False) for b in (v.start, v.stop)):
+            step = 1 if v.step is None else v.step
+            if not isinstance(step, (int, np.integer)) or step <= 0:
+                raise ShapeError(f"slice step must be a positive integer, got {v.step}")
+            bounds = [0 if v.start is None else v.start, n if v.stop is None else v.stop]
+            for b in bounds:
+                symbolic = getattr(b, "_amber_symbolic_int", False)
+                if (b < 0) if symbolic else not 0 <= b <= n:
+                    from .capture_errors import concrete_value_error
+
+                    raise concrete_value_error(
+                        f"slicing dim {dim} (static size {n}) with bounds {v}: a symbolic "
+                        f"slice of a static dim needs bounds in [0, {n}]")
+            x = S.take(x, arange(bounds[0], bounds[1], int(step)), axis=dim)
+            out[i] = ("slice", slice(None))
+        dim += 1
+    return x, out
 
 
 def _symbolic_slice(s: slice, n: Any) -> tuple:

@@ -50,6 +50,10 @@ def test_triu_tril_flip_forward_and_gradients():
     ("abc->cba", [(2, 3, 4)]), ("ij,ij,ij->", [(2, 3)] * 3),
     ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]), ("ijk,kj->", [(2, 3, 4), (4, 3)]),
     ("abc,cd->dba", [(2, 3, 4), (4, 2)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]), ("...ii->...i", [(2, 3, 3)]),
+    ("b...,b...->b...", [(2, 3, 4), (2, 3, 4)]), ("...,...", [(3,), (2, 3)]),
+    ("i...->...i", [(2, 3, 4)]), ("...ij", [(2, 1, 3, 4)]),
+    ("ij...,jk->...ik", [(2, 3, 5), (3, 4)]),
 ])
 def test_einsum_against_numpy(eq, shapes):
     xs = [randn(*s, seed=i) for i, s in enumerate(shapes)]
@@ -58,8 +62,12 @@ def test_einsum_against_numpy(eq, shapes):
 
 
 def test_einsum_errors():
-    with pytest.raises(AmberError, match="ellipsis"):
-        am.einsum("...ij->ij", T(randn(2, 3)))
+    with pytest.raises(ShapeError, match="ellipsis"):
+        am.einsum("..ij->ij", T(randn(2, 3)))
+    with pytest.raises(ShapeError, match=r"need '\.\.\.'"):
+        am.einsum("b...->b", T(randn(2, 3)))
+    with pytest.raises(ShapeError, match="fewer dims"):
+        am.einsum("...ijk->ij", T(randn(2, 3)))
     with pytest.raises(ShapeError, match="subscripts"):
         am.einsum("ijk->i", T(randn(2, 3)))
     with pytest.raises(ShapeError, match="operands"):

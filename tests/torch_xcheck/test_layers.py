@@ -427,6 +427,9 @@ def test_pooling_indices():
     dict(size=(3, 11), mode="bilinear", align_corners=False),
     dict(scale_factor=1.5, mode="bilinear", recompute_scale_factor=True),
     dict(scale_factor=1.3, mode="nearest-exact"),
+    dict(scale_factor=2, mode="bicubic"), dict(size=(9, 4), mode="bicubic"),
+    dict(scale_factor=(1.5, 0.7), mode="bicubic", align_corners=True),
+    dict(size=(3, 11), mode="bicubic", align_corners=False),
 ])
 def test_interpolate_2d(kw):
     check_fn(lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw),
@@ -442,12 +445,22 @@ def test_interpolate_1d(kw):
     check_fn(lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw), rand(2, 3, 5))
 
 
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(size=(2, 7, 3)),
+                                dict(scale_factor=(2, 1.5, 0.6), mode="trilinear"),
+                                dict(size=(5, 3, 8), mode="trilinear", align_corners=True)])
+def test_interpolate_3d(kw):
+    check_fn(lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw),
+             rand(1, 2, 3, 4, 5))
+
+
 def test_interpolate_errors():
     x = am.tensor(rand(1, 1, 4, 4))
     with pytest.raises(am.AmberError, match="exactly one"):
         F.interpolate(x)
     with pytest.raises(am.AmberError, match="mode"):
-        F.interpolate(x, scale_factor=2, mode="bicubic")
+        F.interpolate(x, scale_factor=2, mode="area")
+    with pytest.raises(am.ShapeError, match="5-D input"):
+        F.interpolate(x, scale_factor=2, mode="trilinear")
     with pytest.raises(am.ShapeError, match="3-D input"):
         F.interpolate(x, scale_factor=2, mode="linear")
 

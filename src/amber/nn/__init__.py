@@ -32,6 +32,7 @@ from .modules import (
     Dropout2d,
     Embedding,
     Flatten,
+    Fold,
     GroupNorm,
     GRUCell,
     Hardsigmoid,
@@ -83,6 +84,7 @@ from .modules import (
     TransformerEncoderLayer,
     TripletMarginLoss,
     Unflatten,
+    Unfold,
     Upsample,
 )
 from .parameter import Parameter
@@ -117,6 +119,7 @@ __all__ = [
     "Dropout2d",
     "Embedding",
     "Flatten",
+    "Fold",
     "GRUCell",
     "GroupNorm",
     "Hardsigmoid",
@@ -169,6 +172,7 @@ __all__ = [
     "TransformerEncoderLayer",
     "TripletMarginLoss",
     "Unflatten",
+    "Unfold",
     "Upsample",
     "functional",
     "init",

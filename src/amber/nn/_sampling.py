@@ -214,6 +214,28 @@ def _linear_matrix(n: int, out: int, scale: float | None, align_corners: bool) -
     return m
 
 
+def _cubic_matrix(n: int, out: int, scale: float | None, align_corners: bool) -> np.ndarray:
+    """PyTorch's bicubic weights (Keys, A = -0.75; the source coordinate unclamped, the
+    four taps clamped to the edge)."""
+    a = -0.75
+    m = np.zeros((out, n), dtype=np.float64)
+    dst = np.arange(out, dtype=np.float64)
+    if align_corners:
+        src = dst * ((n - 1) / (out - 1) if out > 1 else 0.0)
+    else:
+        src = (dst + 0.5) * (n / out if scale is None else scale) - 0.5
+    base = np.floor(src)
+    t = src - base
+    weights = [((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+               ((a + 2) * t - (a + 3)) * t * t + 1,
+               ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+               ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a]
+    for k, w in enumerate(weights):
+        idx = np.clip(base.astype(np.int64) + k - 1, 0, n - 1)
+        np.add.at(m, (np.arange(out), idx), w)
+    return m
+
+
 def _nearest_index(n: int, out: int, scale: float | None, exact: bool) -> np.ndarray:
     """PyTorch's source indices, computed as it does (the scale in float32)."""
     if out == n and not exact:  # PyTorch's shortcut, for 'nearest' only
@@ -252,23 +274,24 @@ def _linear_by_phases(x: Tensor, ax: int, k: int) -> Tensor:
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
                 mode: str = "nearest", align_corners: bool | None = None,
                 recompute_scale_factor: bool | None = None, antialias: bool = False) -> Tensor:
-    """Resize the spatial dims of (N, C, L) or (N, C, H, W) input to ``size`` or by
-    ``scale_factor``. Modes: 'nearest' (source index ``floor(dst * scale)``),
-    'nearest-exact' (``floor((dst + 0.5) * scale)``), 'linear' (3-D) and 'bilinear'
-    (4-D), with PyTorch's ``align_corners`` semantics. Nearest upsampling by an integer
-    ``scale_factor`` repeats elements, so it works on symbolic sizes too."""
+    """Resize the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W) input to
+    ``size`` or by ``scale_factor``. Modes: 'nearest' (source index
+    ``floor(dst * scale)``), 'nearest-exact' (``floor((dst + 0.5) * scale)``), 'linear'
+    (3-D), 'bilinear' and 'bicubic' (4-D), 'trilinear' (5-D), with PyTorch's
+    ``align_corners`` semantics. Nearest upsampling by an integer ``scale_factor``
+    repeats elements, so it works on symbolic sizes too."""
     nd = input.ndim - 2
-    if nd not in (1, 2):
-        raise ShapeError(f"interpolate: expects (N, C, L) or (N, C, H, W) input, got "
-                         f"{tuple(input.shape)}")
-    linear = {"linear": 1, "bilinear": 2}
+    if nd not in (1, 2, 3):
+        raise ShapeError(f"interpolate: expects (N, C, L), (N, C, H, W) or (N, C, D, H, W) "
+                         f"input, got {tuple(input.shape)}")
+    linear = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
     if mode in linear:
         if linear[mode] != nd:
             raise ShapeError(f"interpolate: mode {mode!r} needs a {linear[mode] + 2}-D input, "
                              f"got {tuple(input.shape)}")
     elif mode not in ("nearest", "nearest-exact"):
-        raise AmberError(f"interpolate: mode must be 'nearest', 'nearest-exact', 'linear' or "
-                         f"'bilinear', got {mode!r}")
+        raise AmberError(f"interpolate: mode must be 'nearest', 'nearest-exact', 'linear', "
+                         f"'bilinear', 'bicubic' or 'trilinear', got {mode!r}")
     elif align_corners is not None:
         raise AmberError("interpolate: align_corners can only be set with the linear modes")
     if antialias:
@@ -281,13 +304,14 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None,
         if mode == "nearest" and k is not None:
             x = _repeat(x, ax, k) if k > 1 else x
             continue
-        if mode in linear and k is not None and not align_corners and \
+        if mode in linear and mode != "bicubic" and k is not None and not align_corners and \
                 not isinstance(x.shape[ax], (int, np.integer)):
             x = _linear_by_phases(x, ax, k)
             continue
         n = _static("interpolate", x.shape[ax])
         if mode in linear:
-            m = _linear_matrix(n, o, sc, bool(align_corners))
+            matrix = _cubic_matrix if mode == "bicubic" else _linear_matrix
+            m = matrix(n, o, sc, bool(align_corners))
             moved = _F.transpose(x, ax, -1)
             w = Tensor._wrap(m.T.astype(x.dtype.np))
             x = _F.transpose(_F.matmul(moved, w), ax, -1)

@@ -703,6 +703,8 @@ from ._activation import (  # noqa: E402
 )
 from ._attention import multi_head_attention_forward, scaled_dot_product_attention  # noqa: E402
 from ._conv import conv1d, conv_transpose1d, conv_transpose2d  # noqa: E402
+from ._fold import fold, unfold  # noqa: E402
+from ._grid import affine_grid, grid_sample  # noqa: E402
 from ._loss import (  # noqa: E402
     binary_cross_entropy,
     cosine_embedding_loss,
@@ -765,11 +767,12 @@ def _channel_dropout(op: str, input: Tensor, p: float, training: bool, nd: int,
 
 __all__ += [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-    "avg_pool1d", "binary_cross_entropy", "celu", "conv1d", "conv_transpose1d",
+    "affine_grid", "avg_pool1d", "binary_cross_entropy", "celu", "conv1d", "conv_transpose1d",
     "conv_transpose2d", "cosine_embedding_loss", "cosine_similarity", "dropout1d", "dropout2d",
-    "glu", "group_norm", "hardsigmoid", "hardswish", "huber_loss", "instance_norm",
+    "fold", "glu", "grid_sample", "group_norm", "hardsigmoid", "hardswish", "huber_loss",
+    "instance_norm",
     "interpolate", "kl_div", "max_pool1d", "mish", "multi_head_attention_forward", "normalize",
     "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "prelu", "relu6", "rms_norm",
     "scaled_dot_product_attention", "selu", "smooth_l1_loss", "softsign", "triplet_margin_loss",
-    "upsample",
+    "unfold", "upsample",
 ]

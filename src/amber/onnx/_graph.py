@@ -265,7 +265,7 @@ class Ctx:
 _NEVER_MATTER: dict[str, set[str]] = {
     "*": {"consumed_inputs", "is_test"},  # legacy hints of opsets before 7
     "Dropout": {"seed", "ratio"},          # inference: the identity
-    "BatchNormalization": {"momentum"},    # updates running statistics in training only
+    "BatchNormalization": {"momentum"},    # read in training mode only
     "Gemm": {"broadcast"},                 # opset < 7: C broadcasts either way
     "Cast": {"saturate"},                  # only concerns the float8 types
     "CastLike": {"saturate"},

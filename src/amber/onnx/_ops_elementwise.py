@@ -95,13 +95,35 @@ def _sym_arith(c: Ctx) -> Any:
     return sym_or_tensor(np.asarray(out, dtype=object))
 
 
-@op("Pow", notes="float base; the exponent is cast to the base's dtype")
+@op("Pow", notes="float base: the exponent cast to the base's dtype; integer base: exact "
+                 "(wrapping) powers for integer exponents, float exponents through float64")
 def _pow(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(1)
-    if not a.dtype.is_floating:
-        raise c.unsupported(f"Pow with a {a.dtype.name} base is not supported (amber's pow "
-                            f"is floating point)")
-    return E.pow_(a, F.cast(b, a.dtype))
+    if a.dtype.is_floating:
+        return E.pow_(a, F.cast(b, a.dtype))
+    need(c, a, (D.int32, D.int64))
+    if b.dtype.is_floating:  # as the reference: the float64 power, truncated
+        return F.cast(E.pow_(F.cast(a, D.float64), F.cast(b, D.float64)), a.dtype)
+    return _int_pow(a, F.cast(b, D.int64))
+
+
+def _int_pow(base: Tensor, e: Tensor) -> Tensor:
+    """base ** e in base's integer dtype (wrapping), by squaring over e's 63 bits; a
+    negative e gives the truncated true power (0 unless |base| is 1)."""
+    dt = base.dtype
+    one, zero = sc(1, dt), sc(0, dt)
+    bits = E.where(E.lt(e, sc(0, D.int64)), E.neg(e), e)
+    result = S.broadcast_to(one, shape=tuple(E.mul(base, F.cast(bits, dt)).shape))
+    power = base
+    for _ in range(63):
+        odd = E.eq(E.sub(bits, E.mul(E.div(bits, sc(2, D.int64)), sc(2, D.int64))),
+                   sc(1, D.int64))
+        result = E.where(odd, E.mul(result, power), result)
+        power = E.mul(power, power)
+        bits = E.div(bits, sc(2, D.int64))
+    negative = E.lt(e, sc(0, D.int64))
+    inverse = E.where(E.eq(base, one), one, E.where(E.eq(base, E.neg(one)), result, zero))
+    return E.where(negative, inverse, result)
 
 
 def _variadic(prim: Any) -> Any:
@@ -505,13 +527,15 @@ def _sym_identity(c: Ctx) -> Any:
     return c.v(0)
 
 
-@op("Dropout", notes="inference: the identity (the mask output is all true)")
+@op("Dropout", notes="inference, or training with ratio 0: the identity (the mask output "
+                     "is all true)")
 def _dropout(c: Ctx) -> Any:
     if c.opset >= 12 and c.has(2):
         tm = c.s(2)
-        if bool(np.asarray(tm).reshape(-1)[0]):
-            raise c.unsupported("Dropout with training_mode = true is not supported "
-                                "(random, and changes between runs)")
+        ratio = float(np.asarray(c.s(1)).reshape(-1)[0]) if c.has(1) else 0.5
+        if bool(np.asarray(tm).reshape(-1)[0]) and ratio != 0.0:
+            raise c.unsupported("Dropout with training_mode = true and a ratio above 0 is "
+                                "not supported (random, and changes between runs)")
     x = c.t(0)
     mask = S.broadcast_to(Tensor._wrap(np.array(True)), shape=tuple(x.shape))
     return x, mask
@@ -532,3 +556,14 @@ def _swish(c: Ctx) -> Tensor:
     x = c.t(0)
     need(c, x, D.FLOATS)
     return E.mul(x, E.sigmoid(E.mul(x, sc(c.a("alpha", 1.0), x.dtype))))
+
+
+@op("SwiGLU", since=28, notes="Swish(A) * B, same shapes")
+def _swiglu(c: Ctx) -> Tensor:
+    a, b = c.t(0), c.t(1)
+    need(c, a, D.FLOATS)
+    if tuple(a.shape) != tuple(b.shape) or a.dtype is not b.dtype:
+        raise c.unsupported(f"SwiGLU of {tuple(a.shape)} {a.dtype} and {tuple(b.shape)} "
+                            f"{b.dtype} (the spec asks for identical shapes and types)")
+    gate = E.mul(a, E.sigmoid(E.mul(a, sc(c.a("alpha", 1.0), a.dtype))))
+    return E.mul(gate, b)

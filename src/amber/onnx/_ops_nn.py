@@ -3,14 +3,17 @@ normalisation, softmax and reductions, composed from amber primitives."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 
 from .. import _dtype as D
+from .. import composite, sorting
 from .. import functional as F
 from ..capture.dims import DimExpr
+from ..control import scan
 from ..ops import elementwise as E
 from ..ops import linalg as L
 from ..ops import reduce as R
@@ -48,6 +51,14 @@ def _gemm(c: Ctx) -> Tensor:
             cc = E.mul(cc, sc(beta, cc.dtype))
         y = E.add(y, cc)
     return y
+
+
+@op("Einsum", since=12, notes="explicit and implicit outputs, ellipsis, diagonals")
+def _einsum(c: Ctx) -> Tensor:
+    xs = c.ts()
+    for x in xs:
+        need(c, x, D.NUMERIC)
+    return F.einsum(str(c.a("equation")), *xs)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -93,15 +104,21 @@ def _from2d(y: Tensor) -> Tensor:
     return F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
-@op("Conv", notes="1-D and 2-D, groups, dilations, pads, auto_pad; float")
+@op("Conv", notes="1-D, 2-D and 3-D (as 2-D convolutions over depth offsets), groups, "
+                  "dilations, pads, auto_pad; float")
 def _conv(c: Ctx) -> Tensor:
     x, w = c.t(0), c.t(1)
     need(c, x, D.FLOATS)
     nd = x.ndim - 2
-    if nd not in (1, 2):
-        raise c.unsupported(f"{nd}-D convolution (amber has 1-D and 2-D)")
+    if nd not in (1, 2, 3):
+        raise c.unsupported(f"{nd}-D convolution (amber has 1-D, 2-D and 3-D)")
     k = [int(d) for d in w.shape[2:]]
     st, dl, lo, hi = _spatial(c, x, k)
+    if nd == 3:
+        y = _conv3d(x, w, st, dl, lo, hi, int(c.a("group", 1)))
+        if c.has(2):
+            y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1, 1)))
+        return y
     if nd == 1:
         x, w = _to2d(x), _to2d(w)
         st, dl, lo, hi = [1] + st, [1] + dl, [0] + lo, [0] + hi
@@ -112,14 +129,45 @@ def _conv(c: Ctx) -> Tensor:
     return _from2d(y) if nd == 1 else y
 
 
-@op("ConvTranspose", notes="1-D and 2-D, groups, dilations, pads, output_padding, "
-                           "output_shape, auto_pad; float")
+def _conv3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
+            hi: list[Any], groups: int) -> Tensor:
+    """(N, C, D, H, W) * (M, C/g, kd, kh, kw): one 2-D convolution per depth offset of
+    the kernel, over every output depth at once (depth folded into the batch), summed."""
+    if lo[0] or hi[0]:
+        x = S.pad(x, lo=(0, 0, lo[0], 0, 0), hi=(0, 0, hi[0], 0, 0), interior=(0,) * 5,
+                  value=0.0)
+    n, ch, depth = x.shape[0], x.shape[1], x.shape[2]
+    kd = int(w.shape[2])
+    out_d = (depth - (kd - 1) * dl[0] - 1) // st[0] + 1
+    total: Tensor | None = None
+    for i in range(kd):
+        start = i * dl[0]
+        xs = S.slice_(x, starts=(0, 0, start, 0, 0),
+                      stops=(n, ch, start + (out_d - 1) * st[0] + 1, x.shape[3], x.shape[4]),
+                      steps=(1, 1, st[0], 1, 1))
+        xs = F.reshape_exact(S.transpose(xs, perm=(0, 2, 1, 3, 4)),
+                             (n * out_d, ch, x.shape[3], x.shape[4]))
+        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+                                      stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
+                                             w.shape[4]), steps=(1,) * 5),
+                             (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
+        y = L.conv2d(xs, wi, stride=(st[1], st[2]), padding=(lo[1], hi[1], lo[2], hi[2]),
+                     dilation=(dl[1], dl[2]), groups=groups)
+        total = y if total is None else E.add(total, y)
+    assert total is not None
+    y5 = F.reshape_exact(total, (n, out_d, total.shape[1], total.shape[2], total.shape[3]))
+    return S.transpose(y5, perm=(0, 2, 1, 3, 4))
+
+
+@op("ConvTranspose", notes="1-D, 2-D and 3-D (2-D ones placed over the depth), groups, "
+                           "dilations, pads, output_padding, output_shape (also beyond the "
+                           "full output: zeros), auto_pad; float")
 def _conv_transpose(c: Ctx) -> Tensor:
     x, w = c.t(0), c.t(1)
     need(c, x, D.FLOATS)
     nd = x.ndim - 2
-    if nd not in (1, 2):
-        raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D and 2-D)")
+    if nd not in (1, 2, 3):
+        raise c.unsupported(f"{nd}-D transposed convolution (amber has 1-D, 2-D and 3-D)")
     k = [int(d) for d in w.shape[2:]]
     ks = c.a("kernel_shape")
     if ks is not None and [int(v) for v in ks] != k:
@@ -127,11 +175,39 @@ def _conv_transpose(c: Ctx) -> Tensor:
     strides = list(c.a("strides", [1] * nd))
     dil = list(c.a("dilations", [1] * nd))
     opad = list(c.a("output_padding", [0] * nd))
+    if any(not isinstance(p, DimExpr) and p >= s for p, s in zip(opad, strides)):
+        raise c.unsupported("output_padding must be smaller than the stride")
+    full = [strides[j] * (x.shape[2 + j] - 1) + opad[j] + (k[j] - 1) * dil[j] + 1
+            for j in range(nd)]
+    lo, hi = _transpose_pads(c, x, nd, strides, full)
+    crop_lo, crop_hi = [max(p, 0) for p in lo], [max(p, 0) for p in hi]
+    out = [full[j] - crop_lo[j] - crop_hi[j] for j in range(nd)]
+    groups = int(c.a("group", 1))
+    if nd == 3:
+        y = _conv_transpose3d(x, w, strides, dil, crop_lo, out, groups)
+    else:
+        xx, ww = (x, w) if nd == 2 else (_to2d(x), _to2d(w))
+        st, dl, cl, ch, o = (strides, dil, crop_lo, crop_hi, out) if nd == 2 else \
+            ([1] + strides, [1] + dil, [0] + crop_lo, [0] + crop_hi, [1] + out)
+        y = L.conv2d_input_grad(xx, ww, input_hw=tuple(o), stride=tuple(st),
+                                padding=(cl[0], ch[0], cl[1], ch[1]), dilation=tuple(dl),
+                                groups=groups)
+        y = y if nd == 2 else _from2d(y)
+    grow_lo, grow_hi = [max(-p, 0) for p in lo], [max(-p, 0) for p in hi]
+    if any(grow_lo) or any(grow_hi):  # an output_shape beyond the full output: zeros
+        flat = (0,) * (nd + 2)
+        y = S.pad(y, lo=(0, 0, *grow_lo), hi=(0, 0, *grow_hi), interior=flat, value=0.0)
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1]) + (1,) * nd))
+    return y
+
+
+def _transpose_pads(c: Ctx, x: Tensor, nd: int, strides: list[int], full: list[Any]
+                    ) -> tuple[list[Any], list[Any]]:
+    """Begin and end crops of the full transposed output (negative: zeros added)."""
     pads = list(c.a("pads", [0] * (2 * nd)))
     out_shape = c.a("output_shape")
     auto = c.a("auto_pad", "NOTSET")
-    full = [strides[j] * (x.shape[2 + j] - 1) + opad[j] + (k[j] - 1) * dil[j] + 1
-            for j in range(nd)]
     if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
         want = list(out_shape)[-nd:] if out_shape is not None else \
             [x.shape[2 + j] * strides[j] for j in range(nd)]
@@ -140,26 +216,42 @@ def _conv_transpose(c: Ctx) -> Tensor:
             total = full[j] - want[j]
             if isinstance(total, DimExpr):
                 raise c.unsupported("output_shape/auto_pad SAME on a symbolic dim")
-            if total < 0:
-                raise c.unsupported("output_shape larger than the full transposed output")
             small, big = total // 2, total - total // 2
-            if auto == "SAME_LOWER":
-                pads[j], pads[j + nd] = big, small
-            else:
+            if auto == "SAME_UPPER":
                 pads[j], pads[j + nd] = small, big
-    lo, hi = pads[:nd], pads[nd:]
-    out = [full[j] - lo[j] - hi[j] for j in range(nd)]
-    if any(not isinstance(p, DimExpr) and p >= s for p, s in zip(opad, strides)):
-        raise c.unsupported("output_padding must be smaller than the stride")
-    if nd == 1:
-        x, w = _to2d(x), _to2d(w)
-        strides, dil, lo, hi, out = [1] + strides, [1] + dil, [0] + lo, [0] + hi, [1] + out
-    y = L.conv2d_input_grad(x, w, input_hw=tuple(out), stride=tuple(strides),
-                            padding=(lo[0], hi[0], lo[1], hi[1]), dilation=tuple(dil),
-                            groups=int(c.a("group", 1)))
-    if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
-    return _from2d(y) if nd == 1 else y
+            else:  # SAME_LOWER, and output_shape without auto_pad (as the reference)
+                pads[j], pads[j + nd] = big, small
+    return pads[:nd], pads[nd:]
+
+
+def _conv_transpose3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
+                      out: list[Any], groups: int) -> Tensor:
+    """(N, C, D, H, W) transposed by (C, M/g, kd, kh, kw): per depth offset of the kernel,
+    a 2-D transposed convolution of every input depth at once, placed in the output depth
+    at stride st[0] (interior padding), summed; then the begin crop lo and size out."""
+    n, ch, depth = x.shape[0], x.shape[1], x.shape[2]
+    kd = int(w.shape[2])
+    planes = F.reshape_exact(S.transpose(x, perm=(0, 2, 1, 3, 4)),
+                             (n * depth, ch, x.shape[3], x.shape[4]))
+    full_d = st[0] * (depth - 1) + (kd - 1) * dl[0] + 1
+    total: Tensor | None = None
+    for i in range(kd):
+        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+                                      stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
+                                             w.shape[4]), steps=(1,) * 5),
+                             (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
+        y = L.conv2d_input_grad(planes, wi, input_hw=(out[1], out[2]), stride=(st[1], st[2]),
+                                padding=(lo[1], 0, lo[2], 0), dilation=(dl[1], dl[2]),
+                                groups=groups)
+        y = S.transpose(F.reshape_exact(y, (n, depth, y.shape[1], out[1], out[2])),
+                        perm=(0, 2, 1, 3, 4))  # (N, M, D, H', W')
+        start = i * dl[0]
+        y = S.pad(y, lo=(0, 0, start, 0, 0), hi=(0, 0, full_d - start - ((depth - 1) * st[0] + 1),
+                  0, 0), interior=(0, 0, st[0] - 1, 0, 0), value=0.0)
+        total = y if total is None else E.add(total, y)
+    assert total is not None
+    return S.slice_(total, starts=(0, 0, lo[0], 0, 0),
+                    stops=(n, total.shape[1], lo[0] + out[0], out[1], out[2]), steps=(1,) * 5)
 
 
 def _pool_out(c: Ctx, n: Any, k: int, s: int, d: int, lo: int, hi: int, ceil: bool) -> Any:
@@ -176,29 +268,29 @@ def _pool_out(c: Ctx, n: Any, k: int, s: int, d: int, lo: int, hi: int, ceil: bo
 
 def _windows(c: Ctx, x: Tensor, k: list[int], value: float, extra_value: float | None = None
              ) -> tuple[list[Tensor], list[Any]]:
-    """Every kernel offset's strided view of the padded (N, C, H, W) input."""
+    """Every kernel offset's strided view of the padded (N, C, *spatial) input."""
+    nd = len(k)
     st, dl, lo, hi = _spatial(c, x, k)
     ceil = bool(c.a("ceil_mode", 0))
     outs = [_pool_out(c, x.shape[2 + j], k[j], st[j], dl[j], lo[j], hi[j], ceil)
-            for j in range(2)]
-    need_ = [(outs[j] - 1) * st[j] + (k[j] - 1) * dl[j] + 1 for j in range(2)]
-    extra = [need_[j] - x.shape[2 + j] - lo[j] - hi[j] for j in range(2)]
+            for j in range(nd)]
+    need_ = [(outs[j] - 1) * st[j] + (k[j] - 1) * dl[j] + 1 for j in range(nd)]
+    extra = [need_[j] - x.shape[2 + j] - lo[j] - hi[j] for j in range(nd)]
     extra = [0 if isinstance(e, DimExpr) or e < 0 else e for e in extra]
+    flat = (0,) * (nd + 2)
     if any(lo) or any(hi):
-        x = S.pad(x, lo=(0, 0, lo[0], lo[1]), hi=(0, 0, hi[0], hi[1]), interior=(0,) * 4,
-                  value=value)
+        x = S.pad(x, lo=(0, 0, *lo), hi=(0, 0, *hi), interior=flat, value=value)
     if any(extra):
-        x = S.pad(x, lo=(0,) * 4, hi=(0, 0, extra[0], extra[1]), interior=(0,) * 4,
+        x = S.pad(x, lo=flat, hi=(0, 0, *extra), interior=flat,
                   value=value if extra_value is None else extra_value)
     views = []
-    for i in range(k[0]):
-        for j in range(k[1]):
-            r, q = i * dl[0], j * dl[1]
-            views.append(S.slice_(
-                x, starts=(0, 0, r, q),
-                stops=(x.shape[0], x.shape[1], r + (outs[0] - 1) * st[0] + 1,
-                       q + (outs[1] - 1) * st[1] + 1),
-                steps=(1, 1, st[0], st[1])))
+    for offsets in itertools.product(*(range(kj) for kj in k)):
+        starts = [o * d for o, d in zip(offsets, dl, strict=True)]
+        views.append(S.slice_(
+            x, starts=(0, 0, *starts),
+            stops=(x.shape[0], x.shape[1],
+                   *(s + (outs[j] - 1) * st[j] + 1 for j, s in enumerate(starts))),
+            steps=(1, 1, *st)))
     return views, outs
 
 
@@ -208,8 +300,8 @@ def _pool_input(c: Ctx) -> tuple[Tensor, list[int], bool]:
     k = list(c.a("kernel_shape"))
     if len(k) == 1 and x.ndim == 3:
         return _to2d(x), [1, k[0]], True
-    if len(k) != 2 or x.ndim != 4:
-        raise c.unsupported(f"{len(k)}-D pooling (amber has 1-D and 2-D)")
+    if len(k) not in (2, 3) or x.ndim != len(k) + 2:
+        raise c.unsupported(f"{len(k)}-D pooling (amber has 1-D, 2-D and 3-D)")
     return x, k, False
 
 
@@ -223,24 +315,92 @@ def _with_1d(c: Ctx, names: tuple[str, ...]) -> None:
                 c.attrs[nm] = [0, v[0], 0, v[1]] if nm == "pads" else [1, v[0]]
 
 
-@op("MaxPool", notes="1-D and 2-D, pads, strides, dilations (10), ceil_mode (10); the "
-                     "Indices output is not supported")
-def _maxpool(c: Ctx) -> Tensor:
-    if len(c.node.output) > 1 and c.node.output[1]:
-        raise c.unsupported("the Indices output of MaxPool")
-    if c.a("storage_order", 0):
-        raise c.unsupported("storage_order = 1")
+@op("MaxPool", notes="1-D, 2-D and 3-D, pads, strides, dilations (10), ceil_mode (10); the "
+                     "Indices output (8; both storage orders) for 2-D")
+def _maxpool(c: Ctx) -> Any:
+    want_indices = len(c.node.output) > 1 and bool(c.node.output[1])
+    order = int(c.a("storage_order", 0))
+    if order and not want_indices:
+        raise c.unsupported("storage_order = 1 without the Indices output")
     x, k, one = _pool_input(c)
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
-    views, _ = _windows(c, x, k, -math.inf)
+    views, outs = _windows(c, x, k, -math.inf)
     m = views[0]
     for v in views[1:]:
         m = E.maximum(m, v)
-    return _from2d(m) if one else m
+    if not want_indices:
+        return _from2d(m) if one else m
+    if one or len(k) != 2:
+        raise c.unsupported("the Indices output of a MaxPool that is not 2-D")
+    return m, _argmax_indices(c, x, k, views, outs, order)
 
 
-@op("AveragePool", notes="1-D and 2-D, pads, count_include_pad, ceil_mode (10), "
+def _argmax_indices(c: Ctx, x: Tensor, k: list[int], views: list[Tensor], outs: list[Any],
+                    order: int) -> Tensor:
+    """The flat input index of each window's first maximum (row-major, or column-major
+    within each (n, c) plane with storage_order 1), as ONNX's MaxPool Indices."""
+    if any(isinstance(d, DimExpr) for d in (*x.shape, *outs)):
+        raise c.unsupported("the Indices output of MaxPool with symbolic sizes")
+    n, ch, h, w = (int(d) for d in x.shape)
+    st, dl, lo, _ = _spatial(c, x, k)
+    oh = np.arange(outs[0]).reshape(-1, 1) * st[0] - lo[0]
+    ow = np.arange(outs[1]).reshape(1, -1) * st[1] - lo[1]
+    plane = (np.arange(n * ch, dtype=np.int64) * h * w).reshape(n, ch, 1, 1)
+    best = views[0]
+    index: Tensor | None = None
+    for t, (i, j) in enumerate(itertools.product(range(k[0]), range(k[1]))):
+        r, q = oh + i * dl[0], ow + j * dl[1]
+        flat = (q * h + r) if order else (r * w + q)
+        pos = Tensor._wrap(plane + flat.astype(np.int64))
+        if index is None:
+            index = S.broadcast_to(pos, shape=tuple(views[0].shape))
+            continue
+        better = E.gt(views[t], best)
+        best = E.where(better, views[t], best)
+        index = E.where(better, S.broadcast_to(pos, shape=tuple(best.shape)), index)
+    assert index is not None
+    return index
+
+
+def _reindex(index: Tensor, old_hw: tuple[int, ...], new_hw: tuple[int, ...]) -> Tensor:
+    """Flat (n, c, h, w) positions in planes of old_hw, as positions in planes of new_hw."""
+    def i64(v: int) -> Tensor:
+        return sc(v, D.int64)
+
+    rows = E.div(index, i64(old_hw[1]))  # (n * C + c) * H + h
+    col = E.sub(index, E.mul(rows, i64(old_hw[1])))
+    planes = E.div(rows, i64(old_hw[0]))
+    row = E.sub(rows, E.mul(planes, i64(old_hw[0])))
+    return E.add(E.mul(E.add(E.mul(planes, i64(new_hw[0])), row), i64(new_hw[1])), col)
+
+
+@op("MaxUnpool", since=9, notes="2-D; indices as MaxPool's Indices output; output_shape "
+                                "known while importing")
+def _maxunpool(c: Ctx) -> Tensor:
+    x, idx = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    k = [int(v) for v in c.a("kernel_shape")]
+    if x.ndim != 4 or len(k) != 2 or any(isinstance(d, DimExpr) for d in x.shape):
+        raise c.unsupported("MaxUnpool of a 4-D input of static shape")
+    st = list(c.a("strides", [1, 1]))
+    pads = list(c.a("pads", [0, 0, 0, 0]))
+    default = (int(x.shape[0]), int(x.shape[1])) + tuple(
+        (int(x.shape[2 + j]) - 1) * st[j] - pads[j] - pads[j + 2] + k[j] for j in range(2))
+    shape = tuple(int(v) for v in c.ints(2)) if c.has(2) else default
+    index = F.reshape_exact(F.cast(idx, D.int64), (x.numel(),))
+    if shape != default:  # the indices count positions of the default shape
+        if shape[:2] != default[:2] or shape[2] < default[2] or shape[3] < default[3]:
+            raise c.unsupported(f"MaxUnpool output_shape {shape} for unpooled {default}")
+        index = _reindex(index, default[2:], shape[2:])
+    total = int(np.prod(shape))
+    # NOTE: overlapping windows name one position several times with the same value
+    flat = composite.scatter(S.broadcast_to(sc(0, x.dtype), shape=(total,)), 0,
+                             index, F.reshape_exact(x, (x.numel(),)))
+    return F.reshape_exact(flat, shape)
+
+
+@op("AveragePool", notes="1-D, 2-D and 3-D, pads, count_include_pad, ceil_mode (10), "
                          "dilations (19)")
 def _avgpool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
@@ -251,7 +411,7 @@ def _avgpool(c: Ctx) -> Tensor:
     for v in views[1:]:
         total = E.add(total, v)
     # the divisor: how many elements (or padded positions) each window covers
-    ones = S.broadcast_to(sc(1, x.dtype), shape=(1, 1, x.shape[2], x.shape[3]))
+    ones = S.broadcast_to(sc(1, x.dtype), shape=(1, 1, *x.shape[2:]))
     inc = bool(c.a("count_include_pad", 0))
     cv, _ = _windows(c, ones, k, 1.0 if inc else 0.0, 0.0)
     cnt = cv[0]
@@ -261,7 +421,7 @@ def _avgpool(c: Ctx) -> Tensor:
     return _from2d(y) if one else y
 
 
-@op("LpPool", since=11, notes="1-D and 2-D")
+@op("LpPool", since=11, notes="1-D, 2-D and 3-D")
 def _lppool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
     if one:
@@ -309,10 +469,13 @@ def _bshape(x: Tensor, ch: int = 1) -> tuple:
     return (1, x.shape[ch]) + (1,) * (x.ndim - 2)
 
 
-@op("BatchNormalization", notes="inference (running statistics); training_mode refused")
-def _batchnorm(c: Ctx) -> Tensor:
-    if c.a("training_mode", 0) or (c.opset < 14 and len([o for o in c.node.output if o]) > 1):
-        raise c.unsupported("BatchNormalization in training mode")
+@op("BatchNormalization", notes="inference (running statistics); training_mode (14: the "
+                                "batch's statistics and the updated running ones)")
+def _batchnorm(c: Ctx) -> Any:
+    if c.opset < 14 and len([o for o in c.node.output if o]) > 1:
+        raise c.unsupported("BatchNormalization in training mode before opset 14")
+    if c.a("training_mode", 0):
+        return _batchnorm_training(c)
     if c.opset < 9 and not c.a("spatial", 1):
         raise c.unsupported("BatchNormalization with spatial = 0")
     x, scale, b, mean, var = (c.t(i) for i in range(5))
@@ -322,6 +485,25 @@ def _batchnorm(c: Ctx) -> Tensor:
     inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
     y = E.mul(E.sub(x, F.reshape_exact(mean, bs)), F.reshape_exact(inv, bs))
     return E.add(y, F.reshape_exact(b, bs))
+
+
+def _batchnorm_training(c: Ctx) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalise with the batch's mean and (biased) variance; the running statistics
+    move toward them by 1 - momentum."""
+    x, scale, b, mean, var = (c.t(i) for i in range(5))
+    need(c, x, D.FLOATS)
+    eps, momentum = c.a("epsilon", 1e-5), c.a("momentum", 0.9)
+    bs = _bshape(x)
+    mu, v = _moments(x, (0, *range(2, x.ndim)))
+    inv = E.div(F.reshape_exact(scale, bs), E.sqrt(E.add(v, sc(eps, x.dtype))))
+    y = E.add(E.mul(E.sub(x, mu), inv), F.reshape_exact(b, bs))
+    ch = (x.shape[1],)
+
+    def moved(run: Tensor, batch: Tensor) -> Tensor:
+        return E.add(E.mul(run, sc(momentum, run.dtype)),
+                     E.mul(F.reshape_exact(batch, ch), sc(1.0 - momentum, run.dtype)))
+
+    return y, moved(mean, mu), moved(var, v)
 
 
 def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -658,14 +840,36 @@ def _attention_bias(c: Ctx, sq: Any, sk: Any, offset: Any) -> np.ndarray | None:
     return ok
 
 
+def _cache_mask(c: Ctx, nonpad: Tensor, sq: Any, sk: Any) -> Tensor:
+    """An external cache holding nonpad[b] valid keys: a bool [B, 1, Sq, L] mask of the
+    keys each query may see (the causal and window frontiers offset per batch by
+    nonpad[b] - Sq, as the reference)."""
+    if isinstance(sq, DimExpr) or isinstance(sk, DimExpr):
+        raise c.unsupported("nonpad_kv_seqlen over symbolic lengths")
+    valid = F.reshape_exact(F.cast(nonpad, D.int64), (nonpad.numel(), 1, 1, 1))
+    i = Tensor._wrap(np.arange(sq, dtype=np.int64).reshape(1, 1, sq, 1))
+    j = Tensor._wrap(np.arange(sk, dtype=np.int64).reshape(1, 1, 1, sk))
+    ok = E.lt(j, valid)
+    frontier = E.add(i, E.sub(valid, sc(sq, D.int64)))  # the query's own position
+    left, right = c.a("left_window_size", -1), c.a("right_window_size", -1)
+    if c.a("is_causal", 0):
+        ok = E.logical_and(ok, E.le(j, frontier))
+    if left >= 0:
+        ok = E.logical_and(ok, E.ge(j, E.sub(frontier, sc(left, D.int64))))
+    if right >= 0:
+        ok = E.logical_and(ok, E.le(j, E.add(frontier, sc(right, D.int64))))
+    return ok
+
+
 @op("Attention", since=23, notes="MHA, GQA, MQA; 3-D or 4-D inputs; bool or additive "
-                                 "mask; causal and sliding windows; past key and value; "
-                                 "softcap; fully masked rows give zeros")
+                                 "mask; causal and sliding windows; past key and value, or "
+                                 "an external cache (nonpad_kv_seqlen); softcap; fully "
+                                 "masked rows give zeros")
 def _attention(c: Ctx) -> Any:
     q, k, v = c.t(0), c.t(1), c.t(2)
     need(c, q, D.FLOATS)
-    if c.has(6):
-        raise c.unsupported("nonpad_kv_seqlen (an external key/value cache)")
+    if c.has(6) and c.has(4):
+        raise c.unsupported("nonpad_kv_seqlen together with past key and value")
     prec = c.a("softmax_precision")
     if prec is not None and prec not in (1, 11):
         raise c.unsupported(f"softmax_precision {prec}")
@@ -702,10 +906,21 @@ def _attention(c: Ctx) -> Any:
     ninf = sc(-math.inf, dt)
     if c.has(3):
         mask = c.t(3)
+        short = k.shape[2] - mask.shape[-1]
+        if isinstance(short, DimExpr) or short < 0:
+            raise c.unsupported(f"an attention mask of {mask.shape[-1]} keys for "
+                                f"{k.shape[2]} keys")
+        if short:  # a shorter mask: the keys beyond it are masked out
+            fill = False if mask.dtype is D.bool_ else -math.inf
+            flat = (0,) * mask.ndim
+            mask = S.pad(mask, lo=flat, hi=flat[:-1] + (short,), interior=flat, value=fill)
         s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, F.cast(mask, dt))
-    frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
-    if frontier is not None:
-        s = E.where(Tensor._wrap(frontier), s, ninf)
+    if c.has(6):
+        s = E.where(_cache_mask(c, c.t(6), q.shape[2], k.shape[2]), s, ninf)
+    else:
+        frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
+        if frontier is not None:
+            s = E.where(Tensor._wrap(frontier), s, ninf)
     m = R.reduce_max(s, axes=(3,), keepdims=True)
     m = E.where(E.eq(m, ninf), sc(0, dt), m)
     e = E.exp(E.sub(s, m))
@@ -724,7 +939,7 @@ def _attention(c: Ctx) -> Any:
 
 
 @op("TopK", since=1, notes="k known while importing; k rounds of arg-max (ties: the "
-                           "lower index first); sorted output")
+                           "lower index first); sorted output; int64 compared exactly")
 def _topk(c: Ctx) -> Any:
     x = c.t(0)
     need(c, x, D.NUMERIC)
@@ -734,9 +949,9 @@ def _topk(c: Ctx) -> Any:
     n = x.shape[a]
     if isinstance(n, DimExpr):
         raise c.unsupported("TopK along a symbolic dim")
-    if x.dtype is D.int64:
-        raise c.unsupported("TopK of int64 data (ranked here in float64, which is exact for "
-                            "float and int32 data only)")
+    if x.dtype is D.int64:  # exact: compared as int64 (float64 would round)
+        values, indices = sorting.topk(x, k, a, largest)
+        return values, indices
     # NOTE: sorted = 0 allows any order; the sorted one is among them
     work = x if x.dtype.is_floating else F.cast(x, D.float64)
     fill = sc(-math.inf if largest else math.inf, work.dtype)
@@ -797,3 +1012,80 @@ def _rotary(c: Ctx) -> Tensor:
     if len(shape) == 4:
         return S.transpose(out, perm=(0, 2, 1, 3))
     return F.reshape_exact(out, shape)
+
+
+@op("CausalConvWithState", since=27, notes="depthwise causal 1-D convolution with a carried "
+                                         "state; activation none, silu, swish")
+def _causal_conv_with_state(c: Ctx) -> Any:
+    x, w = c.t(0), c.t(1)
+    need(c, x, D.FLOATS)
+    act = str(c.a("activation", "none"))
+    if act not in ("none", "silu", "swish"):
+        raise c.unsupported(f"activation {act!r}")
+    if x.ndim != 3 or w.ndim != 3 or isinstance(w.shape[2], DimExpr):
+        raise c.unsupported("CausalConvWithState needs (B, C, L) input and a (C, 1, k) "
+                            "weight of static k")
+    k = int(w.shape[2])
+    past = c.t(3) if c.has(3) else S.broadcast_to(
+        sc(0, x.dtype), shape=(x.shape[0], x.shape[1], k - 1))
+    full = F.cat([past, x], 2)  # (B, C, k - 1 + L)
+    y = L.conv2d(_to2d(full), _to2d(w), stride=(1, 1), padding=(0, 0, 0, 0),
+                 dilation=(1, 1), groups=int(x.shape[1]))
+    y = _from2d(y)
+    if c.has(2):
+        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1)))
+    if act != "none":
+        y = E.mul(y, E.sigmoid(y))
+    n = full.shape[2]
+    state = S.slice_(full, starts=(0, 0, n - (k - 1)), stops=tuple(full.shape),
+                     steps=(1, 1, 1))
+    return y, state
+
+
+def _time_major(x: Tensor, heads: int) -> Tensor:
+    """(B, T, H * D) -> (T, B, H, D)."""
+    b, t, hd = x.shape
+    return S.transpose(F.reshape_exact(x, (b, t, heads, hd // heads)), perm=(1, 0, 2, 3))
+
+
+@op("LinearAttention", since=27, notes="update rules linear, gated, delta, gated_delta; GQA; "
+                                      "past and present state; a scan over the tokens")
+def _linear_attention(c: Ctx) -> Any:
+    q, k, v = c.t(0), c.t(1), c.t(2)
+    need(c, q, D.FLOATS)
+    hq, hkv = int(c.a("q_num_heads")), int(c.a("kv_num_heads"))
+    rule = str(c.a("update_rule", "gated_delta"))
+    c.a("chunk_size")  # a tuning hint: no effect on the result
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta") or hq % hkv or \
+            gating != c.has(4) or delta != c.has(5) or q.ndim != 3:
+        raise c.unsupported(f"LinearAttention update_rule {rule!r} with q_num_heads {hq}, "
+                            f"kv_num_heads {hkv} and these inputs")
+    b, dk, dv = q.shape[0], q.shape[2] // hq, v.shape[2] // hkv
+    group = hq // hkv
+    scale = float(c.a("scale", 0.0)) or 1.0 / math.sqrt(dk)
+    xs: list[Tensor] = [_time_major(q, hq), _time_major(k, hkv), _time_major(v, hkv)]
+    if gating:
+        xs.append(_time_major(c.t(4), hkv))  # (T, B, Hkv, 1 or dk)
+    if delta:
+        beta = c.t(5)
+        xs.append(S.transpose(F.reshape_exact(beta, tuple(beta.shape) + (1,)),
+                              perm=(1, 0, 2, 3)))  # (T, B, Hkv or 1, 1)
+    state0 = c.t(3) if c.has(3) else S.broadcast_to(sc(0, q.dtype), shape=(b, hkv, dk, dv))
+
+    def step(state: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        qt, kt, vt = x[0], x[1], x[2]
+        if gating:
+            state = E.mul(state, F.unsqueeze(E.exp(x[3]), -1))
+        if delta:
+            got = F.einsum("bhdm,bhd->bhm", state, kt)
+            vt = E.mul(x[-1], E.sub(vt, got))
+        state = E.add(state, E.mul(F.unsqueeze(kt, -1), F.unsqueeze(vt, -2)))
+        read = state if group == 1 else F.reshape_exact(
+            S.broadcast_to(F.unsqueeze(state, 2), shape=(b, hkv, group, dk, dv)),
+            (b, hq, dk, dv))
+        return state, E.mul(F.einsum("bhd,bhdm->bhm", qt, read), sc(scale, q.dtype))
+
+    state, ys = scan(step, state0, tuple(xs))
+    out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
+    return F.reshape_exact(out, (b, out.shape[1], hq * dv)), state

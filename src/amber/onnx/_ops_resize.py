@@ -17,9 +17,17 @@ from ._graph import Ctx, op
 from ._ops_elementwise import need
 
 
-def _source(c: Ctx, mode: str, x: np.ndarray, n_in: int, n_out: int, scale: float
-            ) -> np.ndarray:
+def _source(c: Ctx, mode: str, x: np.ndarray, n_in: int, n_out: int, scale: float,
+            roi: tuple[float, float] | None = None) -> np.ndarray:
     """Output coordinates ``x`` mapped into the input (coordinate_transformation_mode)."""
+    if mode == "tf_crop_and_resize":
+        assert roi is not None
+        width = n_in * scale  # NOTE: the real-valued output length, as the reference
+        if width == 1:
+            src = np.full_like(x, (roi[1] - roi[0]) * (n_in - 1) / 2)
+        else:
+            src = x * (roi[1] - roi[0]) * (n_in - 1) / (width - 1)
+        return src + roi[0] * (n_in - 1)
     if mode == "half_pixel":
         return (x + 0.5) / scale - 0.5
     if mode == "half_pixel_symmetric":
@@ -55,8 +63,32 @@ def _cubic_w(t: np.ndarray, a: float) -> np.ndarray:
                     np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
 
 
-def _taps(c: Ctx, kind: str, src: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+def _antialias_taps(c: Ctx, kind: str, src: np.ndarray, n_in: int, scale: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Downsampling with antialias: the kernel stretched by 1 / scale, normalised."""
+    lo = np.ceil(src) - 1  # the left neighbour; an integral src counts as ratio 1
+    ratio = src - lo
+    if kind == "linear":
+        start = int(np.floor(-1 / scale) + 1)
+        offs = np.arange(start, 2 - start)
+        w = np.clip(1 - np.abs((offs[None, :] - ratio[:, None]) * scale), 0, 1)
+    else:
+        start = int(np.floor(-2 / scale) + 1)
+        offs = np.arange(start, 2 - start)
+        w = _cubic_w((offs[None, :] - ratio[:, None]) * scale, c.a("cubic_coeff_a", -0.75))
+    w = w / w.sum(1, keepdims=True)
+    pos = lo[:, None] + offs[None, :]
+    if c.a("exclude_outside", 0):
+        w = np.where((pos < 0) | (pos > n_in - 1), 0.0, w)
+        w = w / w.sum(1, keepdims=True)
+    return np.clip(pos, 0, n_in - 1).astype(np.int64), w
+
+
+def _taps(c: Ctx, kind: str, src: np.ndarray, n_in: int, scale: float
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Input indices [n_out, K] and weights [n_out, K] for each output position."""
+    if c.a("antialias", 0) and scale < 1:
+        return _antialias_taps(c, kind, src, n_in, scale)
     if kind == "linear":
         s = np.clip(src, 0, n_in - 1)
         lo = np.floor(s)
@@ -74,48 +106,76 @@ def _taps(c: Ctx, kind: str, src: np.ndarray, n_in: int) -> tuple[np.ndarray, np
     return np.clip(pos, 0, n_in - 1).astype(np.int64), w
 
 
+def _plan(c: Ctx, x: Tensor, axes: list[int], scales: list[float] | None,
+          sizes: list[int] | None) -> list[tuple[int, float]]:
+    """(output size, scale) per resized axis; keep_aspect_ratio_policy applies one scale
+    to every axis (the output rounded half up), as the reference."""
+    n_in = [x.shape[a] for a in axes]
+    if any(isinstance(n, DimExpr) for n in n_in):
+        raise c.unsupported("Resize of a symbolic dim")
+    if sizes is None:
+        assert scales is not None
+        return [(math.floor(n * float(s)), float(s)) for n, s in zip(n_in, scales,
+                                                                    strict=True)]
+    policy = c.a("keep_aspect_ratio_policy", "stretch")
+    if policy == "stretch":
+        return [(int(o), int(o) / n) for o, n in zip(sizes, n_in, strict=True)]
+    ratios = [int(o) / n for o, n in zip(sizes, n_in, strict=True)]
+    if policy not in ("not_larger", "not_smaller"):
+        raise c.unsupported(f"keep_aspect_ratio_policy {policy!r}")
+    scale = min(ratios) if policy == "not_larger" else max(ratios)
+    return [(int(scale * n + 0.5), scale) for n in n_in]
+
+
 def _resize(c: Ctx, x: Tensor, scales: list[float] | None, sizes: list[int] | None,
-            kind: str, coord: str, nearest: str) -> Tensor:
+            kind: str, coord: str, nearest: str, roi: list[float] | None = None) -> Tensor:
     axes = list(c.a("axes", range(x.ndim)))
     axes = [a % x.ndim for a in axes]
-    if c.a("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise c.unsupported("keep_aspect_ratio_policy other than stretch")
-    if c.a("antialias", 0):
-        raise c.unsupported("antialias")
+    if c.a("antialias", 0) and kind == "nearest":
+        raise c.unsupported("antialias with nearest")
+    if coord == "tf_crop_and_resize" and (roi is None or len(roi) != 2 * len(axes)):
+        raise c.unsupported("tf_crop_and_resize without an roi for every resized axis")
     y = x
-    for j, a in enumerate(axes):
-        n_in = x.shape[a]
-        if isinstance(n_in, DimExpr):
-            raise c.unsupported("Resize of a symbolic dim")
-        if sizes is not None:
-            n_out = int(sizes[j])
-            scale = n_out / n_in
-        else:
-            scale = float(scales[j])  # type: ignore[index]
-            n_out = math.floor(n_in * scale)
-        if n_out == n_in and scale == 1.0:
+    for j, (a, (n_out, scale)) in enumerate(zip(axes, _plan(c, x, axes, scales, sizes),
+                                                strict=True)):
+        n_in = int(x.shape[a])
+        box = None if roi is None else (float(roi[j]), float(roi[len(axes) + j]))
+        if n_out == n_in and scale == 1.0 and box in (None, (0.0, 1.0)):
             continue
-        src = _source(c, coord, np.arange(n_out, dtype=np.float64), n_in, n_out, scale)
+        src = _source(c, coord, np.arange(n_out, dtype=np.float64), n_in, n_out, scale, box)
         if kind == "nearest":
             idx, w = _nearest(c, src, n_in, nearest)
         else:
-            idx, w = _taps(c, kind, src, n_in)
-        shape = [1] * y.ndim
-        shape[a] = n_out
-        out = None
-        for k in range(idx.shape[1]):
-            part = S.take(y, Tensor._wrap(idx[:, k].copy()), axis=a)
-            if kind != "nearest":
-                part = E.mul(part, Tensor._wrap(w[:, k].astype(x.dtype.np).reshape(shape)))
-            out = part if out is None else E.add(out, part)
-        assert out is not None
-        y = out
+            idx, w = _taps(c, kind, src, n_in, scale)
+        y = _weighted_take(y, a, idx, w, kind != "nearest", x.dtype)
+        if coord == "tf_crop_and_resize":
+            outside = (src < 0) | (src > n_in - 1)
+            if outside.any():
+                shape = [1] * y.ndim
+                shape[a] = n_out
+                fill = np.full(shape, c.a("extrapolation_value", 0.0), x.dtype.np)
+                y = E.where(Tensor._wrap(outside.reshape(shape)), Tensor._wrap(fill), y)
     return y
 
 
+def _weighted_take(y: Tensor, a: int, idx: np.ndarray, w: np.ndarray, weighted: bool,
+                   dt: D.DType) -> Tensor:
+    shape = [1] * y.ndim
+    shape[a] = idx.shape[0]
+    out = None
+    for k in range(idx.shape[1]):
+        part = S.take(y, Tensor._wrap(idx[:, k].copy()), axis=a)
+        if weighted:
+            part = E.mul(part, Tensor._wrap(w[:, k].astype(dt.np).reshape(shape)))
+        out = part if out is None else E.add(out, part)
+    assert out is not None
+    return out
+
+
 @op("Resize", since=10, notes="nearest (all nearest_mode s), linear and cubic "
-                             "(cubic_coeff_a, exclude_outside); every coordinate mode but "
-                             "tf_crop_and_resize; scales or sizes known while importing")
+                             "(cubic_coeff_a, exclude_outside, antialias); every coordinate "
+                             "mode; keep_aspect_ratio_policy; scales, sizes and roi known "
+                             "while importing")
 def _resize_op(c: Ctx) -> Tensor:
     x = c.t(0)
     need(c, x, D.FLOATS)
@@ -134,7 +194,11 @@ def _resize_op(c: Ctx) -> Tensor:
     else:
         raise c.unsupported("Resize without scales or sizes")
     coord = c.a("coordinate_transformation_mode", "half_pixel")
-    return _resize(c, x, scales, sizes, kind, coord, c.a("nearest_mode", "round_prefer_floor"))
+    roi = None
+    if coord == "tf_crop_and_resize":
+        roi = [float(v) for v in np.asarray(c.s(1)).reshape(-1)] if c.has(1) else None
+    return _resize(c, x, scales, sizes, kind, coord, c.a("nearest_mode", "round_prefer_floor"),
+                   roi)
 
 
 @op("Upsample", since=7, notes="nearest and linear; scales known while importing")

@@ -13,6 +13,7 @@ from .. import functional as F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
 from ..ops import linalg as L
+from ..ops import reduce as R
 from ..ops import shape as S
 from ..tensor import Tensor
 from ._graph import Ctx, Sym, as_object, objarr, op, sym_op, sym_or_tensor
@@ -448,19 +449,65 @@ def _scatter(c: Ctx, x: Tensor, flat: Tensor, upd: Tensor) -> Tensor:
         hit = S.scatter_add(S.broadcast_to(sc(0, D.int64), shape=(total,)), fi, ones, axis=0)
         placed = S.scatter_add(S.broadcast_to(sc(0, x.dtype), shape=(total,)), fi, uf, axis=0)
         out = E.where(E.gt(hit, sc(0, D.int64)), placed, xf)
+    elif red in ("max", "min", "mul"):
+        out = _scatter_reduce(c, red, xf, fi, uf, total)
     else:
-        raise c.unsupported(f"reduction {red!r} is not supported (none and add are)")
+        raise c.unsupported(f"reduction {red!r} is not supported")
     return F.reshape_exact(out, tuple(x.shape))
 
 
-@op("ScatterElements", since=11, notes="reduction none (distinct indices) and add")
+_ONE_HOT_LIMIT = 1 << 24  # updates x positions compared at once
+_MUL_LIMIT = 256  # updates multiplied in one unrolled sequence
+
+
+def _scatter_reduce(c: Ctx, red: str, xf: Tensor, fi: Tensor, uf: Tensor, total: Any
+                    ) -> Tensor:
+    """Scatter with max, min or mul: every update compared with every position (a one-hot
+    (updates, positions) mask), each position reduced over the updates that name it."""
+    n = fi.shape[0]
+    if isinstance(n, DimExpr) or isinstance(total, DimExpr) or n * total > _ONE_HOT_LIMIT:
+        raise c.unsupported(f"reduction {red!r} over {n} updates into {total} positions "
+                            f"(amber composes it from a one-hot mask of at most "
+                            f"{_ONE_HOT_LIMIT} entries, with static sizes)")
+    pos = Tensor._wrap(np.arange(total, dtype=np.int64).reshape(1, total))
+    hit = E.eq(F.reshape_exact(fi, (n, 1)), pos)  # (updates, positions)
+    vals = S.broadcast_to(F.reshape_exact(uf, (n, 1)), shape=(n, total))
+    dt = xf.dtype
+    if red == "mul":
+        if n > _MUL_LIMIT:
+            raise c.unsupported(f"reduction 'mul' over {n} updates (amber multiplies at "
+                                f"most {_MUL_LIMIT} in sequence)")
+        prod = xf
+        for j in range(n):  # NOTE: no product reduction primitive; n small by the limit
+            row = F.reshape_exact(S.slice_(vals, starts=(j, 0), stops=(j + 1, total),
+                                           steps=(1, 1)), (total,))
+            mask = F.reshape_exact(S.slice_(hit, starts=(j, 0), stops=(j + 1, total),
+                                            steps=(1, 1)), (total,))
+            prod = E.where(mask, E.mul(prod, row), prod)
+        return prod
+    if dt.is_floating:
+        neutral = sc(-np.inf if red == "max" else np.inf, dt)
+    else:
+        info = np.iinfo(dt.np)  # type: ignore[type-var]
+        neutral = sc(info.min if red == "max" else info.max, dt)
+    masked = E.where(hit, vals, S.broadcast_to(neutral, shape=(n, total)))
+    reduce = R.reduce_max if red == "max" else R.reduce_min
+    best = reduce(masked, axes=(0,), keepdims=False)
+    named = R.reduce_max(F.cast(hit, D.int32), axes=(0,), keepdims=False)
+    combine = E.maximum if red == "max" else E.minimum
+    return E.where(E.gt(named, sc(0, D.int32)), combine(xf, best), xf)
+
+
+@op("Scatter", since=9, notes="as ScatterElements (Scatter's name before opset 11)")
+@op("ScatterElements", since=11, notes="reduction none (distinct indices), add, max, min, "
+                                      "mul")
 def _scatter_elements(c: Ctx) -> Tensor:
     x, idx, upd = c.t(0), c.t(1), c.t(2)
     a = axis(c, c.a("axis", 0), x.ndim)
     return _scatter(c, x, _flat_positions(c, tuple(x.shape), idx, a), upd)
 
 
-@op("ScatterND", since=11, notes="reduction none (distinct indices) and add")
+@op("ScatterND", since=11, notes="reduction none (distinct indices), add, max, min, mul")
 def _scatter_nd(c: Ctx) -> Tensor:
     x, idx, upd = c.t(0), F.cast(c.t(1), D.int64), c.t(2)
     k = idx.shape[-1]
@@ -705,3 +752,40 @@ def _center_crop_pad(c: Ctx) -> Tensor:
             phi[a] = n - have - plo[a]
             x = S.pad(x, lo=tuple(plo), hi=tuple(phi), interior=(0,) * x.ndim, value=0.0)
     return x
+
+
+@op("ReverseSequence", since=10, notes="per-batch lengths as data; static time and batch "
+                                       "sizes")
+def _reverse_sequence(c: Ctx) -> Tensor:
+    x, lens = c.t(0), c.t(1)
+    t_ax, b_ax = int(c.a("time_axis", 0)), int(c.a("batch_axis", 1))
+    if x.ndim < 2 or {t_ax, b_ax} != {0, 1}:
+        raise c.unsupported(f"ReverseSequence with time_axis {t_ax}, batch_axis {b_ax}")
+    steps, batch = x.shape[t_ax], x.shape[b_ax]
+    if isinstance(steps, DimExpr) or isinstance(batch, DimExpr):
+        raise c.unsupported("ReverseSequence over symbolic time or batch sizes")
+    t = Tensor._wrap(np.arange(steps, dtype=np.int64).reshape(steps, 1))
+    n = F.reshape_exact(F.cast(lens, D.int64), (1, batch))
+    index = E.where(E.lt(t, n), E.sub(E.sub(n, sc(1, D.int64)), t),
+                    S.broadcast_to(t, shape=(steps, batch)))  # (time, batch)
+    if t_ax == 1:
+        index = S.transpose(index, perm=(1, 0))
+    index = F.reshape_exact(index, tuple(index.shape) + (1,) * (x.ndim - 2))
+    return F.gather(x, t_ax, S.broadcast_to(index, shape=tuple(x.shape)))
+
+
+@op("Compress", since=9, notes="the condition known while importing (it sets the output "
+                               "shape)")
+def _compress(c: Ctx) -> Tensor:
+    x = c.t(0)
+    keep = np.nonzero(np.asarray(c.s(1)).reshape(-1).astype(bool))[0].astype(np.int64)
+    ax = c.a("axis")
+    if ax is None:
+        x = F.reshape_exact(x, (x.numel(),))
+        ax = 0
+    ax = axis(c, ax, x.ndim)
+    n = x.shape[ax]
+    if not isinstance(n, DimExpr) and keep.size and int(keep[-1]) >= int(n):
+        raise c.unsupported(f"Compress condition selects position {int(keep[-1])} of a dim "
+                            f"of size {n}")
+    return S.take(x, Tensor._wrap(keep), axis=ax)

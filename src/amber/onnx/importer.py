@@ -33,7 +33,9 @@ from . import (  # noqa: F401  (the op table)
     _ops_nn,
     _ops_resize,
     _ops_rnn,
+    _ops_sample,
     _ops_shape,
+    _ops_signal,
 )
 from ._graph import (
     MIN_IMPORT_OPSET,

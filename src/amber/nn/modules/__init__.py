@@ -39,6 +39,7 @@ from .dropout import (
     Dropout2d,
     Embedding,
 )
+from .fold import Fold, Unfold
 from .linear import (
     Flatten,
     Identity,
@@ -134,6 +135,7 @@ __all__ = [
     "Dropout2d",
     "Embedding",
     "Flatten",
+    "Fold",
     "GRUCell",
     "GroupNorm",
     "Hardsigmoid",
@@ -185,5 +187,6 @@ __all__ = [
     "TransformerEncoderLayer",
     "TripletMarginLoss",
     "Unflatten",
+    "Unfold",
     "Upsample",
 ]
