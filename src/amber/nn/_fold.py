@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import functional as F
+from .. import functional as _F
 from ..errors import ShapeError
 from ..ops import shape as S
 from ..tensor import Tensor
@@ -51,8 +51,8 @@ def unfold_nd(x: Tensor, kernel: tuple[int, ...], dilation: tuple[int, ...],
                                                                 strict=True))
         planes.append(S.slice_(x, starts=(0, 0, *starts), stops=(n, ch, *stops),
                                steps=(1, 1, *stride)))
-    stacked = F.stack(planes, 2)  # (N, C, prod(kernel), *blocks)
-    return F.reshape_exact(stacked, (n, ch * len(planes), int(np.prod(blocks))))
+    stacked = _F.stack(planes, 2)  # (N, C, prod(kernel), *blocks)
+    return _F.reshape_exact(stacked, (n, ch * len(planes), int(np.prod(blocks))))
 
 
 def fold_nd(cols: Tensor, size: tuple[int, ...], kernel: tuple[int, ...],
@@ -68,13 +68,13 @@ def fold_nd(cols: Tensor, size: tuple[int, ...], kernel: tuple[int, ...],
                          f"of {int(np.prod(blocks))} blocks for output size {size}, kernel "
                          f"{kernel}")
     ch = rows // per
-    grid = F.reshape_exact(cols, (n, ch, per, *blocks))
+    grid = _F.reshape_exact(cols, (n, ch, per, *blocks))
     padded = tuple(s + 2 * p for s, p in zip(size, padding, strict=True))
     total: Tensor | None = None
     for k, offsets in enumerate(itertools.product(*(range(kk) for kk in kernel))):
         plane = S.slice_(grid, starts=(0, 0, k) + (0,) * nd, stops=(n, ch, k + 1, *blocks),
                          steps=(1,) * (nd + 3))
-        plane = F.reshape_exact(plane, (n, ch, *blocks))
+        plane = _F.reshape_exact(plane, (n, ch, *blocks))
         lo = tuple(o * d for o, d in zip(offsets, dilation, strict=True))
         hi = tuple(P - lo_ - ((b - 1) * s + 1) for P, lo_, b, s in
                    zip(padded, lo, blocks, stride, strict=True))
@@ -92,7 +92,7 @@ def fold_nd(cols: Tensor, size: tuple[int, ...], kernel: tuple[int, ...],
 def unfold(input: Tensor, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
            stride: Any = 1) -> Tensor:
     """Sliding blocks of (N, C, H, W) input as columns (N, C * kh * kw, L), as PyTorch's
-    ``F.unfold`` (im2col)."""
+    ``_F.unfold`` (im2col)."""
     if input.ndim != 4:
         raise ShapeError(f"unfold: expects (N, C, H, W) input, got {tuple(input.shape)}")
     k, d, p, s = (_tuple(v, 2, nm, "unfold") for v, nm in ((kernel_size, "kernel_size"),
@@ -102,7 +102,7 @@ def unfold(input: Tensor, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
 
 def fold(input: Tensor, output_size: Any, kernel_size: Any, dilation: Any = 1,
          padding: Any = 0, stride: Any = 1) -> Tensor:
-    """Columns (N, C * kh * kw, L) summed back into (N, C, H, W), as PyTorch's ``F.fold``
+    """Columns (N, C * kh * kw, L) summed back into (N, C, H, W), as PyTorch's ``_F.fold``
     (col2im; overlapping blocks add up)."""
     if input.ndim != 3:
         raise ShapeError(f"fold: expects (N, C * kh * kw, L) input, got "

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..errors import AmberError, DTypeError, ShapeError
 from ..ops import shape as S
 from ..tensor import Tensor
@@ -29,17 +29,17 @@ def _reflect(x: Tensor, lo: float, hi: float) -> Tensor:
     """Reflect x off the nearer border until it lies in [lo, hi]."""
     span = hi - lo
     if span <= 0:
-        return F.full_like(x, lo)
+        return _F.full_like(x, lo)
 
     def fold(dist: Tensor, near: float, far: float, toward: float) -> Tensor:
-        turns = F.floor(dist / span)
+        turns = _F.floor(dist / span)
         rest = dist - turns * span
-        even = (turns - F.floor(turns * 0.5) * 2.0) == 0.0
-        return F.where(even, near + toward * rest, far - toward * rest)
+        even = (turns - _F.floor(turns * 0.5) * 2.0) == 0.0
+        return _F.where(even, near + toward * rest, far - toward * rest)
 
     below = fold(lo - x, lo, hi, 1.0)
     above = fold(x - hi, hi, lo, -1.0)
-    return F.where(x < lo, below, F.where(x > hi, above, x))
+    return _F.where(x < lo, below, _F.where(x > hi, above, x))
 
 
 def _cubic_weights(t: Tensor) -> list[Tensor]:
@@ -57,8 +57,8 @@ def _cubic_weights(t: Tensor) -> list[Tensor]:
 def _taps(x: Tensor, mode: str) -> list[tuple[Tensor, Tensor | None]]:
     """(integral position, weight) pairs of one dim's interpolation."""
     if mode == "nearest":
-        return [(F.trunc(x), None)]
-    base = F.floor(x)
+        return [(_F.trunc(x), None)]
+    base = _F.floor(x)
     t = x - base
     if mode == "linear":
         return [(base, 1.0 - t), (base + 1.0, t)]
@@ -72,11 +72,11 @@ def _index(pos: Tensor, size: int, padding: str, lo: float, hi: float
     position was inside."""
     inside = None
     if padding == "zeros":
-        inside = F.logical_and(pos >= 0.0, pos <= float(size - 1))
+        inside = _F.logical_and(pos >= 0.0, pos <= float(size - 1))
     elif padding == "reflection":
-        pos = F.trunc(_reflect(pos, lo, hi))
-    pos = F.clamp(pos, 0.0, float(size - 1))
-    return F.cast(pos, D.int64), inside
+        pos = _F.trunc(_reflect(pos, lo, hi))
+    pos = _F.clamp(pos, 0.0, float(size - 1))
+    return _F.cast(pos, D.int64), inside
 
 
 def _coords(grid: Tensor, sizes: list[int], mode: str, padding: str, align: bool,
@@ -87,14 +87,14 @@ def _coords(grid: Tensor, sizes: list[int], mode: str, padding: str, align: bool
     for i in range(nd):  # the grid lists the fastest dim first
         g = S.slice_(grid, starts=(0,) * (grid.ndim - 1) + (nd - 1 - i,),
                      stops=tuple(grid.shape[:-1]) + (nd - i,), steps=(1,) * grid.ndim)
-        c = _denormalize(F.reshape_exact(g, tuple(grid.shape[:-1])), sizes[i], align)
+        c = _denormalize(_F.reshape_exact(g, tuple(grid.shape[:-1])), sizes[i], align)
         if mode == "nearest":
-            c = F.round(c)
+            c = _F.round(c)
         lo, hi = bounds[i]
         if mode == "cubic":
             pass  # NOTE: as PyTorch: cubic pads each tap's index, not the coordinate
         elif padding == "border":
-            c = F.where(F.logical_or(c < lo, c > hi), F.clamp(c, 0.0, sizes[i] - 1.0), c)
+            c = _F.where(_F.logical_or(c < lo, c > hi), _F.clamp(c, 0.0, sizes[i] - 1.0), c)
         elif padding == "reflection":
             c = _reflect(c, lo, hi)
         coords.append(c)
@@ -109,7 +109,7 @@ def _sample(x: Tensor, grid: Tensor, mode: str, padding: str, align: bool) -> Te
     bounds = [(0.0, s - 1.0) if align else (-0.5, s - 0.5) for s in sizes]
     strides = [int(np.prod(sizes[i + 1:], dtype=np.int64)) for i in range(len(sizes))]
     points = int(np.prod([int(d) for d in out], dtype=np.int64))
-    flat_x = F.reshape_exact(x, (n, ch, int(np.prod(sizes, dtype=np.int64))))
+    flat_x = _F.reshape_exact(x, (n, ch, int(np.prod(sizes, dtype=np.int64))))
     total: Tensor | None = None
     for combo in itertools.product(*(_taps(c, mode) for c in
                                      _coords(grid, sizes, mode, padding, align, bounds))):
@@ -121,14 +121,14 @@ def _sample(x: Tensor, grid: Tensor, mode: str, padding: str, align: bool) -> Te
             term = idx * strides[i] if strides[i] != 1 else idx
             flat = term if flat is None else flat + term
             weight = w if weight is None else (weight if w is None else weight * w)
-            inside = ok if inside is None else F.logical_and(inside, ok)
-        index = S.broadcast_to(F.reshape_exact(flat, (n, 1, points)), shape=(n, ch, points))
-        picked = F.reshape_exact(F.gather(flat_x, 2, index), (n, ch) + out)
+            inside = ok if inside is None else _F.logical_and(inside, ok)
+        index = S.broadcast_to(_F.reshape_exact(flat, (n, 1, points)), shape=(n, ch, points))
+        picked = _F.reshape_exact(_F.gather(flat_x, 2, index), (n, ch) + out)
         if weight is not None:
-            picked = picked * F.reshape_exact(weight, (n, 1) + out)
+            picked = picked * _F.reshape_exact(weight, (n, 1) + out)
         if inside is not None:
-            picked = F.where(F.reshape_exact(inside, (n, 1) + out), picked,
-                             F.zeros_like(picked))
+            picked = _F.where(_F.reshape_exact(inside, (n, 1) + out), picked,
+                             _F.zeros_like(picked))
         total = picked if total is None else total + picked
     assert total is not None
     return total
@@ -193,6 +193,6 @@ def affine_grid(theta: Tensor, size: Any, align_corners: bool | None = None) -> 
     base = np.stack([*mesh[::-1], np.ones_like(mesh[0])], axis=-1)  # (x, y[, z], 1)
     points = int(np.prod(spatial, dtype=np.int64))
     base_t = Tensor._wrap(base.reshape(1, points, nd + 1).astype(theta.dtype.np))
-    out = F.matmul(S.broadcast_to(base_t, shape=(size[0], points, nd + 1)),
+    out = _F.matmul(S.broadcast_to(base_t, shape=(size[0], points, nd + 1)),
                    S.transpose(theta, perm=(0, 2, 1)))
-    return F.reshape_exact(out, (size[0],) + spatial + (nd,))
+    return _F.reshape_exact(out, (size[0],) + spatial + (nd,))

@@ -64,7 +64,8 @@ class SyncBatchNorm(_BatchNorm):
                              f"training, got {int(count)} over the group")
         mean = sums[:c] / count
         xc = input - _F.reshape(mean, bshape)
-        var = dist_nn.all_reduce(R.reduce_sum(xc * xc, axes=axes, keepdims=False), group=group) / count
+        squares = R.reduce_sum(xc * xc, axes=axes, keepdims=False)
+        var = dist_nn.all_reduce(squares, group=group) / count
         if self.track_running_stats:
             self._update_running(mean, var, count)
         y = xc * _F.reshape(_F.rsqrt(var + self.eps), bshape)
