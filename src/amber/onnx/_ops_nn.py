@@ -14,6 +14,7 @@ from .. import composite, sorting
 from .. import functional as F
 from ..capture.dims import DimExpr
 from ..control import scan
+from ..linalg import det
 from ..ops import elementwise as E
 from ..ops import linalg as L
 from ..ops import reduce as R
@@ -1089,3 +1090,12 @@ def _linear_attention(c: Ctx) -> Any:
     state, ys = scan(step, state0, tuple(xs))
     out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
     return F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
+
+
+@op("Det", since=11, notes="Gaussian elimination with partial pivoting over a static size")
+def _det(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    if x.ndim < 2 or isinstance(x.shape[-1], DimExpr):
+        raise c.unsupported("Det of matrices of a symbolic size")
+    return det(x)
