@@ -428,8 +428,8 @@ def _maxunpool(c: Ctx) -> Tensor:
     return F.reshape_exact(flat, shape)
 
 
-@op("AveragePool", notes="1-D, 2-D (amber's avg_pool2d where it fits) and 3-D, pads, count_include_pad, ceil_mode (10), "
-                         "dilations (19)")
+@op("AveragePool", notes="1-D, 2-D (amber's avg_pool2d where it fits) and 3-D, pads, "
+                         "count_include_pad, ceil_mode (10), dilations (19)")
 def _avgpool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
     if one:
