@@ -178,6 +178,7 @@ from .functional import (
     var,
     where,
 )
+from .linalg import det
 from .linalg import torch_norm as norm
 from .ops.registry import (
     enable_grad,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from . import _dtype as D
 from . import functional as F
 from .errors import AmberError, ShapeError
@@ -118,4 +120,39 @@ def torch_norm(x: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
     return vector_norm(x, 2 if p in ("fro", None) else p, dim, keepdim, dtype=dtype)
 
 
-__all__ = ["matrix_norm", "norm", "vector_norm"]
+__all__ = ["det", "matrix_norm", "norm", "vector_norm"]
+
+
+def _column(a: Tensor, j: int) -> Tensor:
+    return F.squeeze(F.narrow(a, -1, j, 1), -1)
+
+
+def det(A: Any) -> Tensor:
+    """Determinant of each (..., n, n) matrix (torch.linalg.det), by Gaussian elimination
+    with partial pivoting unrolled over the static size n; differentiable (the pivot
+    choice is piecewise constant). A singular matrix gives 0."""
+    a = _float_input(A, None, "det")
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ShapeError(f"det: expects (..., n, n) matrices, got {tuple(a.shape)}")
+    n = a.shape[-1]
+    if not isinstance(n, int):
+        raise ShapeError(f"det: the matrix size must be static, got {n}")
+    batch = tuple(a.shape[:-2])
+    if n == 0:
+        return F.ones_like(F.sum(a, (-2, -1)))
+    rows = Tensor._wrap(np.arange(n, dtype=np.int64))
+    sign: Any = 1.0
+    product: Any = None
+    for j in range(n):
+        column = _column(a, j)  # (..., n)
+        p = F.argmax(F.where(rows >= j, F.abs(column), -1.0), -1, keepdim=True)
+        order = F.where(rows == j, p, F.where(rows == p, j, rows))  # swap rows j and p
+        a = F.gather(a, -2, F.broadcast_to(F.unsqueeze(order, -1), batch + (n, n)))
+        sign = F.where(F.squeeze(p, -1) != j, -sign, sign) if j < n - 1 else sign
+        pivot = F.squeeze(F.narrow(_column(a, j), -1, j, 1), -1)  # (...)
+        product = pivot if product is None else product * pivot
+        if j < n - 1:
+            safe = F.unsqueeze(F.where(pivot == 0.0, 1.0, pivot), -1)
+            factor = F.where(rows > j, _column(a, j) / safe, 0.0)
+            a = a - F.unsqueeze(factor, -1) * F.narrow(a, -2, j, 1)
+    return product * sign

@@ -439,3 +439,23 @@ def test_norm_of_zeros_has_zero_gradient_as_in_torch():
     am.linalg.vector_norm(xa).backward()
     torch.linalg.vector_norm(xt).backward()
     np.testing.assert_array_equal(xa.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 4, 4), (2, 3, 5, 5)])
+def test_det_matches_torch(rng, shape):
+    x = rng.standard_normal(shape)
+    xa, xt = am.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ya, yt = am.linalg.det(xa), torch.linalg.det(xt)
+    np.testing.assert_allclose(ya.detach().numpy(), yt.detach().numpy(), rtol=1e-10)
+    ya.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(xa.grad.numpy(), xt.grad.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_array_equal(am.det(am.tensor(x)).numpy(), ya.detach().numpy())
+
+
+def test_det_of_singular_and_permutation_matrices():
+    assert am.linalg.det(am.tensor(np.array([[1.0, 2.0], [2.0, 4.0]]))).item() == 0.0
+    perm = np.eye(3)[[1, 0, 2]]
+    assert am.linalg.det(am.tensor(perm)).item() == -1.0
+    with pytest.raises(am.ShapeError, match="n, n"):
+        am.linalg.det(am.tensor(np.ones((2, 3))))

@@ -567,3 +567,41 @@ def _swiglu(c: Ctx) -> Tensor:
                             f"{b.dtype} (the spec asks for identical shapes and types)")
     gate = E.mul(a, E.sigmoid(E.mul(a, sc(c.a("alpha", 1.0), a.dtype))))
     return E.mul(gate, b)
+
+
+_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8}
+
+
+def _bitwise(kind: str) -> Any:
+    """And, Or, Xor of two's-complement integers, bit by bit from floor divisions (exact;
+    one pass per bit), and Not as -x - 1 (or the complement for unsigned)."""
+    def fn(c: Ctx) -> Tensor:
+        xs = c.ts()
+        bits = _BITS.get(xs[0].dtype.name)
+        if bits is None or xs[-1].dtype is not xs[0].dtype:
+            raise c.unsupported(f"Bitwise{kind} of {xs[0].dtype.name} (amber has 8- to "
+                                f"64-bit integers)")
+        x = xs[0]
+        dt = x.dtype
+        if kind == "Not":
+            if dt.name.startswith("uint"):
+                return E.sub(sc((1 << bits) - 1, dt), x)
+            return E.sub(E.neg(x), sc(1, dt))
+        a, b = F.broadcast_tensors(x, xs[1])
+        two, out = sc(2, dt), None
+        for k in range(bits):
+            ka, kb = (E.sub(t, E.mul(E.div(t, two), two)) for t in (a, b))  # bit k
+            bit = (E.mul(ka, kb) if kind == "And" else
+                   E.sub(E.add(ka, kb), E.mul(ka, kb)) if kind == "Or" else
+                   E.sub(E.add(ka, kb), E.mul(E.mul(ka, kb), two)))
+            top = -(1 << k) if (k == bits - 1 and dt.name.startswith("int")) else 1 << k
+            term = E.mul(bit, sc(top, dt))
+            out = term if out is None else E.add(out, term)
+            a, b = E.div(a, two), E.div(b, two)
+        assert out is not None
+        return out
+    return fn
+
+
+for _kind in ("And", "Or", "Xor", "Not"):
+    op(f"Bitwise{_kind}", since=18, notes="integers, two's complement")(_bitwise(_kind))

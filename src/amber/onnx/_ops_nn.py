@@ -14,8 +14,10 @@ from .. import composite, sorting
 from .. import functional as F
 from ..capture.dims import DimExpr
 from ..control import scan
+from ..linalg import det
 from ..ops import elementwise as E
 from ..ops import linalg as L
+from ..ops import pool as P
 from ..ops import reduce as R
 from ..ops import shape as S
 from ..tensor import Tensor
@@ -315,8 +317,9 @@ def _with_1d(c: Ctx, names: tuple[str, ...]) -> None:
                 c.attrs[nm] = [0, v[0], 0, v[1]] if nm == "pads" else [1, v[0]]
 
 
-@op("MaxPool", notes="1-D, 2-D and 3-D, pads, strides, dilations (10), ceil_mode (10); the "
-                     "Indices output (8; both storage orders) for 2-D")
+@op("MaxPool", notes="1-D, 2-D (amber's max_pool2d where it fits) and 3-D, pads, strides, "
+                     "dilations (10), ceil_mode (10); the Indices output (8; both storage "
+                     "orders) for 2-D")
 def _maxpool(c: Ctx) -> Any:
     want_indices = len(c.node.output) > 1 and bool(c.node.output[1])
     order = int(c.a("storage_order", 0))
@@ -325,6 +328,9 @@ def _maxpool(c: Ctx) -> Any:
     x, k, one = _pool_input(c)
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
+    fast = None if want_indices else _pool_primitive(c, x, k, "max")
+    if fast is not None:
+        return _from2d(fast) if one else fast
     views, outs = _windows(c, x, k, -math.inf)
     m = views[0]
     for v in views[1:]:
@@ -334,6 +340,28 @@ def _maxpool(c: Ctx) -> Any:
     if one or len(k) != 2:
         raise c.unsupported("the Indices output of a MaxPool that is not 2-D")
     return m, _argmax_indices(c, x, k, views, outs, order)
+
+
+def _pool_primitive(c: Ctx, x: Tensor, k: list[int], kind: str) -> Tensor | None:
+    """2-D pooling as amber's max_pool2d / avg_pool2d primitive when its attributes fit
+    (padding at most half the dilated kernel; average pooling without dilation); None:
+    the window composition handles it."""
+    if len(k) != 2 or x.ndim != 4:
+        return None
+    st, dl, lo, hi = _spatial(c, x, k)
+    pad = (lo[0], hi[0], lo[1], hi[1])
+    ext = [dl[i] * (k[i] - 1) + 1 for i in (0, 1)]
+    if any(isinstance(v, DimExpr) for v in (*pad, *st, *dl)) or \
+            max(pad[0], pad[1]) > ext[0] // 2 or max(pad[2], pad[3]) > ext[1] // 2:
+        return None
+    ceil = bool(c.a("ceil_mode", 0))
+    if kind == "max":
+        return P.max_pool2d(x, kernel_hw=tuple(k), stride=tuple(st), padding=pad,
+                            dilation=tuple(dl), ceil_mode=ceil)
+    if any(d != 1 for d in dl):
+        return None
+    return P.avg_pool2d(x, kernel_hw=tuple(k), stride=tuple(st), padding=pad,
+                        ceil_mode=ceil, count_include_pad=bool(c.a("count_include_pad", 0)))
 
 
 def _argmax_indices(c: Ctx, x: Tensor, k: list[int], views: list[Tensor], outs: list[Any],
@@ -400,12 +428,15 @@ def _maxunpool(c: Ctx) -> Tensor:
     return F.reshape_exact(flat, shape)
 
 
-@op("AveragePool", notes="1-D, 2-D and 3-D, pads, count_include_pad, ceil_mode (10), "
-                         "dilations (19)")
+@op("AveragePool", notes="1-D, 2-D (amber's avg_pool2d where it fits) and 3-D, pads, "
+                         "count_include_pad, ceil_mode (10), dilations (19)")
 def _avgpool(c: Ctx) -> Tensor:
     x, k, one = _pool_input(c)
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
+    fast = _pool_primitive(c, x, k, "avg")
+    if fast is not None:
+        return _from2d(fast) if one else fast
     views, _ = _windows(c, x, k, 0.0)
     total = views[0]
     for v in views[1:]:
@@ -1089,3 +1120,12 @@ def _linear_attention(c: Ctx) -> Any:
     state, ys = scan(step, state0, tuple(xs))
     out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
     return F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
+
+
+@op("Det", since=11, notes="Gaussian elimination with partial pivoting over a static size")
+def _det(c: Ctx) -> Tensor:
+    x = c.t(0)
+    need(c, x, D.FLOATS)
+    if x.ndim < 2 or isinstance(x.shape[-1], DimExpr):
+        raise c.unsupported("Det of matrices of a symbolic size")
+    return det(x)

@@ -789,3 +789,67 @@ def _compress(c: Ctx) -> Tensor:
         raise c.unsupported(f"Compress condition selects position {int(keep[-1])} of a dim "
                             f"of size {n}")
     return S.take(x, Tensor._wrap(keep), axis=ax)
+
+
+@op("TensorScatter", since=24, notes="linear and circular write positions per batch "
+                                     "element")
+def _tensor_scatter(c: Ctx) -> Tensor:
+    past, upd = c.t(0), c.t(1)
+    ax = axis(c, c.a("axis", -2), past.ndim)
+    mode = str(c.a("mode", "linear"))
+    if mode not in ("linear", "circular") or ax == 0:
+        raise c.unsupported(f"TensorScatter mode {mode!r} along axis {ax}")
+    size, steps = past.shape[ax], upd.shape[ax]
+    if isinstance(size, DimExpr) or isinstance(steps, DimExpr):
+        raise c.unsupported("TensorScatter over a symbolic sequence dim")
+    batch = past.shape[0]
+    start = F.cast(c.t(2), D.int64) if c.has(2) else \
+        S.broadcast_to(sc(0, D.int64), shape=(batch,))
+    shape = [1] * past.ndim
+    shape[0] = batch
+    start = F.reshape_exact(start, tuple(shape))
+    shape[0], shape[ax] = 1, size
+    pos = Tensor._wrap(np.arange(size, dtype=np.int64).reshape(shape))
+    step = E.sub(pos, start)  # which update step lands on each cache position
+    if mode == "circular":
+        step = E.sub(step, E.mul(E.div(step, sc(size, D.int64)), sc(size, D.int64)))
+    hit = E.logical_and(E.ge(step, sc(0, D.int64)), E.lt(step, sc(steps, D.int64)))
+    safe = E.where(hit, step, sc(0, D.int64))
+    full = tuple(past.shape)
+    picked = F.gather(upd, ax, S.broadcast_to(safe, shape=full[:ax] + (size,) + full[ax + 1:]))
+    return E.where(S.broadcast_to(hit, shape=full), picked, past)
+
+
+_SHIFT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8}
+
+
+def _powers(name: str, bits: int) -> np.ndarray:
+    """2**k for k < bits in the dtype (the signed top power wraps to the minimum)."""
+    top = -(1 << (bits - 1)) if name.startswith("int") else 1 << (bits - 1)
+    return np.array([1 << k for k in range(bits - 1)] + [top], dtype=name)
+
+
+@op("BitShift", since=11, notes="8- to 64-bit integers of amber's dtypes (arithmetic right "
+                                "shift for signed; shifts outside [0, bits) give the sign "
+                                "fill)")
+def _bit_shift(c: Ctx) -> Tensor:
+    x, y = c.t(0), c.t(1)
+    bits = _SHIFT_BITS.get(x.dtype.name)
+    if bits is None or y.dtype is not x.dtype:
+        raise c.unsupported(f"BitShift of {x.dtype.name} by {y.dtype.name}")
+    signed = x.dtype.name.startswith("int")
+    x, y = F.broadcast_tensors(x, y)
+    dt = x.dtype
+    zero = sc(0, dt)
+    ok = E.lt(y, sc(bits, dt))
+    if signed:
+        ok = E.logical_and(E.ge(y, zero), ok)
+    k = E.where(ok, y, zero)
+    power = S.take(Tensor._wrap(_powers(dt.name, bits)), k, axis=0)  # 2**k
+    if c.a("direction") == "LEFT":
+        return E.where(ok, E.mul(x, power), zero)
+    if not signed:
+        return E.where(ok, E.div(x, power), zero)
+    fill = E.where(E.lt(x, zero), sc(-1, dt), zero)  # the sign extension alone
+    shifted = E.where(E.eq(k, sc(bits - 1, dt)), fill, E.div(x, power))  # floor division
+    return E.where(ok, shifted, fill)
