@@ -11,7 +11,7 @@ import datetime
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ def _fail(path: str, msg: str) -> FormatError:
 
 
 def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
+    if type(obj) is kind:  # the common case, first (a bool's type is never int)
+        return obj
     if isinstance(obj, bool) and kind in (int, float, (int, float)):
         raise _fail(path, f"expected {getattr(kind, '__name__', 'number')}, found a boolean")
     if not isinstance(obj, kind):
@@ -67,7 +69,9 @@ def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
     return obj
 
 
-def _keys(obj: dict, required: set[str], optional: set[str], path: str) -> None:
+def _keys(obj: dict, required: Set[str], optional: Set[str], path: str) -> None:
+    if obj.keys() == required:  # the common case, first
+        return
     missing = required - obj.keys()
     if missing:
         raise _fail(path, f"missing field(s) {', '.join(sorted(missing))}")
@@ -106,13 +110,28 @@ def _dim(obj: Any, path: str) -> Any:
         raise LimitError(f"{path}: {e}") from None
 
 
+_TYPES: dict[tuple[str, str], Aval] = {}
+"""Types read so far, by dtype and ``repr`` of the shape (it tells 1 from true and "1"):
+a header repeats its few types thousands of times (Avals are immutable)."""
+
+
 def type_from_json(obj: Any, path: str) -> Aval:
     _expect(obj, dict, path)
-    dt = _dtype(obj.get("dtype"), path + ".dtype")
-    shape = _expect(obj.get("shape"), list, path + ".shape")
+    dtype, shape = obj.get("dtype"), obj.get("shape")
+    key = (dtype, repr(shape)) if type(dtype) is str and type(shape) is list else None
+    hit = _TYPES.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    dt = _dtype(dtype, path + ".dtype")
+    shape = _expect(shape, list, path + ".shape")
     if len(shape) > 32:
         raise _fail(path + ".shape", f"rank {len(shape)} exceeds the maximum 32")
-    return Aval(tuple(_dim(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dt)
+    aval = Aval(tuple(_dim(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dt)
+    if key is not None and len(key[1]) <= 256:
+        if len(_TYPES) >= 4096:
+            _TYPES.clear()
+        _TYPES[key] = aval
+    return aval
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -273,18 +292,22 @@ def function_to_json(fn: Function, tensors: dict[str, np.ndarray]) -> dict[str, 
 
 
 _MAX_VALUES = 1 << 24
+_NONE: frozenset[str] = frozenset()
+_VALUE_KEYS = frozenset({"name", "dtype", "shape"})
+_NODE_KEYS = frozenset({"op", "inputs", "attrs", "outputs"})
+_FUNCTION_KEYS = frozenset({"name", "params", "nodes", "results"})
 
 
 def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> Function:
     _expect(obj, dict, path)
-    _keys(obj, {"name", "params", "nodes", "results"}, set(), path)
+    _keys(obj, _FUNCTION_KEYS, _NONE, path)
     name = _expect(obj["name"], str, path + ".name")
     fn = Function(name)
     env: dict[str, Value] = {}
 
     def define(vobj: Any, vpath: str, producer: Node | None) -> Value:
         _expect(vobj, dict, vpath)
-        _keys(vobj, {"name", "dtype", "shape"}, set(), vpath)
+        _keys(vobj, _VALUE_KEYS, _NONE, vpath)
         vname = _expect(vobj["name"], str, vpath + ".name")
         if vname in env:
             raise _fail(vpath, f"value {vname!r} is defined twice")
@@ -299,7 +322,7 @@ def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -
     for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
         npath = f"{path}.nodes[{i}]"
         _expect(nobj, dict, npath)
-        _keys(nobj, {"op", "inputs", "attrs", "outputs"}, set(), npath)
+        _keys(nobj, _NODE_KEYS, _NONE, npath)
         op = _expect(nobj["op"], str, npath + ".op")
         if op not in REGISTRY and op not in BUILTIN_OPS:
             raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
@@ -485,7 +508,37 @@ def save_program(program: Program, path: Any, metadata: Mapping[str, Any] | None
 def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
                         ) -> Program:
     """Decode and verify a program from a container's header and tensors."""
+    from ..format.container import gc_paused
+
     _expect(header, Mapping, "header")
+    with gc_paused():  # a large header builds millions of objects (see gc_paused)
+        prog = Program(_opset_from_json(header))
+        pobj = _expect(header["program"], dict, "header.program")
+        _keys(pobj, {"functions", "weights"}, set(), "header.program")
+        _weights_from_json(prog, pobj["weights"], tensors)
+        for i, fobj in enumerate(_expect(pobj["functions"], list, "header.program.functions")):
+            fn = function_from_json(fobj, tensors, f"header.program.functions[{i}]")
+            if fn.name in prog.functions:
+                raise FormatError(f"header.program.functions[{i}]: duplicate function name "
+                                  f"{fn.name!r}")
+            prog.functions[fn.name] = fn
+        for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
+            prog.entries[ename] = _entry_from_json(ename, sobj)
+        for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
+                                       "header.test_vectors")):
+            prog.test_vectors.append(_vector_from_json(prog, tv, tensors,
+                                                       f"header.test_vectors[{i}]"))
+        meta = header.get("metadata", {})
+        prog.metadata = dict(_expect(meta, dict, "header.metadata"))
+        try:
+            prog.verify()
+        except IRError as e:
+            raise FormatError(f"the program in the file is invalid: {e}") from None
+    return prog
+
+
+def _opset_from_json(header: Mapping[str, Any]) -> int:
+    """The header's opset version, checked before anything else is read."""
     if "opset_version" not in header:
         raise FormatError("header: not an amber program (no opset_version)")
     opset = header["opset_version"]
@@ -500,10 +553,11 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
     for key in ("program", "signatures"):
         if key not in header:
             raise FormatError(f"header: missing field {key!r}")
-    prog = Program(opset)
-    pobj = _expect(header["program"], dict, "header.program")
-    _keys(pobj, {"functions", "weights"}, set(), "header.program")
-    for i, w in enumerate(_expect(pobj["weights"], list, "header.program.weights")):
+    return opset
+
+
+def _weights_from_json(prog: Program, objs: Any, tensors: Mapping[str, np.ndarray]) -> None:
+    for i, w in enumerate(_expect(objs, list, "header.program.weights")):
         path = f"header.program.weights[{i}]"
         _expect(w, dict, path)
         _keys(w, {"name", "tensor", "dtype", "shape"}, set(), path)
@@ -517,71 +571,59 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
         if name in prog.weights:
             raise _fail(path, f"duplicate weight name {name!r}")
         prog.weights[name] = arr
-    for i, fobj in enumerate(_expect(pobj["functions"], list, "header.program.functions")):
-        fn = function_from_json(fobj, tensors, f"header.program.functions[{i}]")
-        if fn.name in prog.functions:
-            raise FormatError(f"header.program.functions[{i}]: duplicate function name "
-                              f"{fn.name!r}")
-        prog.functions[fn.name] = fn
-    for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
-        path = f"header.signatures[{ename[:60]!r}]"
-        _check_name(ename, "entry point", path)
-        _expect(sobj, dict, path)
-        _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"},
-              path)
-        fname = _expect(sobj["function"], str, path + ".function")
-        ins = _ports(sobj["inputs"], path + ".inputs", "input")
-        outs = _ports(sobj["outputs"], path + ".outputs", "output")
-        for p in ins:
-            for d in p.shape:
-                if isinstance(d, DimExpr) and not d.is_symbol():
-                    raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
-                                                  f"must be integers or plain symbols")
-        structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
-                                         path + ".output_structure")
-        ranges: dict[str, list[float]] = {}
-        if "input_ranges" in sobj:
-            for k, v in _expect(sobj["input_ranges"], dict, path + ".input_ranges").items():
-                _expect(v, list, f"{path}.input_ranges.{k}")
-                if len(v) != 2:
-                    raise _fail(f"{path}.input_ranges.{k}", "expected [low, high]")
-                ranges[k] = [float(_expect(x, (int, float), f"{path}.input_ranges.{k}"))
-                             for x in v]
-        prog.entries[ename] = EntryPoint(ename, fname, ins, outs, structure, ranges)
-    for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
-                                   "header.test_vectors")):
-        path = f"header.test_vectors[{i}]"
-        _expect(tv, dict, path)
-        _keys(tv, {"entry", "inputs", "outputs", "tolerance"}, {"dims"}, path)
-        entry = _expect(tv["entry"], str, path + ".entry")
-        if entry not in prog.entries:
-            raise _fail(path + ".entry", f"unknown entry point {entry!r}")
-        ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
-                 for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
-        for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
-            if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
-                raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes "
-                                 f"beyond the memory limit of {MEMORY_LIMIT} bytes (it is "
-                                 f"empty; its sizes, zeros counted as 1, times "
-                                 f"{a.dtype.itemsize} bytes)")
-        outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
-                  for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
-        tol = {}
-        for k, v in _expect(tv["tolerance"], dict, path + ".tolerance").items():
-            _expect(v, dict, f"{path}.tolerance.{k}")
-            _keys(v, {"rtol", "atol"}, set(), f"{path}.tolerance.{k}")
-            tol[k] = (float(_expect(v["rtol"], (int, float), f"{path}.tolerance.{k}.rtol")),
-                      float(_expect(v["atol"], (int, float), f"{path}.tolerance.{k}.atol")))
-        dims = {}
-        for k, v in _expect(tv.get("dims", {}), dict, path + ".dims").items():
-            if not is_symbol_name(k):
-                raise _fail(path + ".dims", f"invalid symbol name {k!r}")
-            dims[k] = _expect(v, int, f"{path}.dims.{k}")
-        prog.test_vectors.append(TestVector(entry, ins_t, outs_t, tol, dims))
-    meta = header.get("metadata", {})
-    prog.metadata = dict(_expect(meta, dict, "header.metadata"))
-    try:
-        prog.verify()
-    except IRError as e:
-        raise FormatError(f"the program in the file is invalid: {e}") from None
-    return prog
+
+
+def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
+    path = f"header.signatures[{ename[:60]!r}]"
+    _check_name(ename, "entry point", path)
+    _expect(sobj, dict, path)
+    _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"}, path)
+    fname = _expect(sobj["function"], str, path + ".function")
+    ins = _ports(sobj["inputs"], path + ".inputs", "input")
+    outs = _ports(sobj["outputs"], path + ".outputs", "output")
+    for p in ins:
+        for d in p.shape:
+            if isinstance(d, DimExpr) and not d.is_symbol():
+                raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
+                                              f"must be integers or plain symbols")
+    structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
+                                     path + ".output_structure")
+    ranges: dict[str, list[float]] = {}
+    if "input_ranges" in sobj:
+        for k, v in _expect(sobj["input_ranges"], dict, path + ".input_ranges").items():
+            _expect(v, list, f"{path}.input_ranges.{k}")
+            if len(v) != 2:
+                raise _fail(f"{path}.input_ranges.{k}", "expected [low, high]")
+            ranges[k] = [float(_expect(x, (int, float), f"{path}.input_ranges.{k}"))
+                         for x in v]
+    return EntryPoint(ename, fname, ins, outs, structure, ranges)
+
+
+def _vector_from_json(prog: Program, tv: Any, tensors: Mapping[str, np.ndarray], path: str
+                      ) -> TestVector:
+    _expect(tv, dict, path)
+    _keys(tv, {"entry", "inputs", "outputs", "tolerance"}, {"dims"}, path)
+    entry = _expect(tv["entry"], str, path + ".entry")
+    if entry not in prog.entries:
+        raise _fail(path + ".entry", f"unknown entry point {entry!r}")
+    ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
+             for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
+    for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
+        if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
+            raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes beyond "
+                             f"the memory limit of {MEMORY_LIMIT} bytes (it is empty; its "
+                             f"sizes, zeros counted as 1, times {a.dtype.itemsize} bytes)")
+    outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
+              for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
+    tol = {}
+    for k, v in _expect(tv["tolerance"], dict, path + ".tolerance").items():
+        _expect(v, dict, f"{path}.tolerance.{k}")
+        _keys(v, {"rtol", "atol"}, set(), f"{path}.tolerance.{k}")
+        tol[k] = (float(_expect(v["rtol"], (int, float), f"{path}.tolerance.{k}.rtol")),
+                  float(_expect(v["atol"], (int, float), f"{path}.tolerance.{k}.atol")))
+    dims = {}
+    for k, v in _expect(tv.get("dims", {}), dict, path + ".dims").items():
+        if not is_symbol_name(k):
+            raise _fail(path + ".dims", f"invalid symbol name {k!r}")
+        dims[k] = _expect(v, int, f"{path}.dims.{k}")
+    return TestVector(entry, ins_t, outs_t, tol, dims)

@@ -24,6 +24,8 @@ problem raises :class:`amber.errors.FormatError` with a specific reason.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -33,7 +35,7 @@ import re
 import secrets
 import struct
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,23 @@ class Container:
     format_version: int
     header: dict[str, Any]
     tensors: Mapping[str, np.ndarray]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a block that allocates millions of
+    objects that stay alive (decoding a large header, building its program).
+
+    NOTE: each collection walks every live container, so a long decode pays again and
+    again for what it built so far: 24 MiB of header took 7x as long with it running.
+    Reference counting still frees everything; collection resumes after the block."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _align(n: int) -> int:
@@ -433,11 +452,13 @@ def _check_name(name: str, error: Callable[[str], FormatError]) -> None:
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` that refuses duplicate keys in any JSON object."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise FormatError(f"header JSON has duplicate key {key!r} in one object")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise FormatError(f"header JSON has duplicate key {key!r} in one object")
+            seen.add(key)
     return result
 
 
@@ -462,6 +483,22 @@ def _parse_float(text: str) -> float:
 def _parse_constant(text: str) -> Any:
     """``parse_constant`` hook: NaN, Infinity and -Infinity are not JSON."""
     raise FormatError(f"header JSON contains {text}, which is not valid JSON")
+
+
+_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+
+
+def _json_depth(raw: bytes) -> int:
+    """The nesting depth of the valid JSON text ``raw`` (a top-level array or object is
+    1), from its bytes: a walk of the decoded objects costs seconds on a large header."""
+    if b"\\" in raw:  # drop escaped backslashes, then escaped quotes: the rest delimit strings
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    a = np.frombuffer(raw.translate(None, _NOT_QUOTES_OR_BRACKETS), np.uint8)
+    outside = (np.cumsum(a == ord('"'), dtype=np.uint8) & 1) == 0  # parity of quotes so far
+    opens = ((a == ord("[")) | (a == ord("{"))).view(np.int8)
+    closes = ((a == ord("]")) | (a == ord("}"))).view(np.int8)
+    steps = (opens - closes)[outside]
+    return int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
 
 
 def _check_tree(root: Any, *, check_strings: bool) -> None:
@@ -503,13 +540,14 @@ def _decode_header(raw: bytes) -> dict[str, Any]:
             f"header is not valid UTF-8 (byte {exc.start} of the header: {exc.reason})"
         ) from None
     try:
-        doc = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
+        with gc_paused():
+            doc = json.loads(
+                text,
+                object_pairs_hook=_reject_duplicates,
+                parse_int=_parse_int,
+                parse_float=_parse_float,
+                parse_constant=_parse_constant,
+            )
     except FormatError:
         raise
     except RecursionError:
@@ -522,7 +560,10 @@ def _decode_header(raw: bytes) -> dict[str, Any]:
         raise FormatError(f"header is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise FormatError(f"header JSON must be an object, found {_json_type(doc)}")
-    _check_tree(doc, check_strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    if _SURROGATE_ESCAPE.search(raw) is not None:  # rare: walk the strings too
+        _check_tree(doc, check_strings=True)
+    elif _json_depth(raw) > MAX_JSON_DEPTH:
+        raise FormatError(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return doc
 
 
