@@ -267,6 +267,23 @@ def write_container(
         )
     prepared = [_prepare_tensor(n, a) for n, a in tensors.items()]
     prepared.sort(key=lambda item: item[0])
+    header_bytes, data_start, file_length = _layout(header, prepared)
+    preamble = _PREAMBLE.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        0,
+        len(header_bytes),
+        file_length,
+        hashlib.sha256(header_bytes).digest(),
+    )
+    _write_atomically(path, preamble, header_bytes, data_start, prepared)
+
+
+def _layout(
+    header: dict[str, Any], prepared: list[tuple[str, str, np.ndarray]]
+) -> tuple[bytes, int, int]:
+    """The encoded header (with its tensor index), where the data starts, and the file
+    length, for tensors ``prepared`` in storage order."""
     digests = [hashlib.sha256(_byte_view(data).data).hexdigest() for _, _, data in prepared]
 
     def encode(index: list[dict[str, Any]]) -> bytes:
@@ -306,16 +323,18 @@ def write_container(
             f"cannot write header: {len(header_bytes)} bytes exceeds the limit of "
             f"{DEFAULT_MAX_HEADER_BYTES} bytes (store large arrays as tensors instead)"
         )
-    file_length = cursor
-    preamble = _PREAMBLE.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        0,
-        len(header_bytes),
-        file_length,
-        hashlib.sha256(header_bytes).digest(),
-    )
+    return header_bytes, data_start, cursor
 
+
+def _write_atomically(
+    path: str | os.PathLike[str],
+    preamble: bytes,
+    header_bytes: bytes,
+    data_start: int,
+    prepared: list[tuple[str, str, np.ndarray]],
+) -> None:
+    """Write the file to a locked temporary next to ``path``, fsync it, rename it over
+    ``path`` and fsync the directory; the temporary is removed on any failure."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     remove_stale_temporaries(target)
@@ -673,6 +692,23 @@ def _read_v1(
     buf: memoryview, *, verify_hashes: bool, max_header_bytes: int
 ) -> tuple[dict[str, Any], list[tuple[_Entry, np.ndarray]]]:
     """Parse and validate a format-version-1 file held in ``buf``."""
+    header_raw, data_start = _header_bytes_v1(buf, max_header_bytes)
+    doc = _decode_header(header_raw)
+    del header_raw
+    if TENSOR_INDEX_KEY not in doc:
+        raise FormatError(f"header has no {TENSOR_INDEX_KEY!r} member (the tensor index)")
+    index = doc.pop(TENSOR_INDEX_KEY)
+    if not isinstance(index, list):
+        raise FormatError(
+            f"header member {TENSOR_INDEX_KEY!r} must be an array, found {_json_type(index)}"
+        )
+    entries = _index_v1(buf, index, data_start)
+    return doc, _tensors_v1(buf, entries, verify_hashes)
+
+
+def _header_bytes_v1(buf: memoryview, max_header_bytes: int) -> tuple[bytes, int]:
+    """The header bytes of a format-version-1 file (preamble, lengths, hash and padding
+    checked) and the offset where its data starts."""
     size = len(buf)
     if size < PREAMBLE_SIZE:
         raise FormatError(
@@ -713,17 +749,13 @@ def _read_v1(
             f"{size} bytes"
         )
     _check_zero(buf, header_end, data_start, "after the header")
+    return header_raw, data_start
 
-    doc = _decode_header(header_raw)
-    del header_raw
-    if TENSOR_INDEX_KEY not in doc:
-        raise FormatError(f"header has no {TENSOR_INDEX_KEY!r} member (the tensor index)")
-    index = doc.pop(TENSOR_INDEX_KEY)
-    if not isinstance(index, list):
-        raise FormatError(
-            f"header member {TENSOR_INDEX_KEY!r} must be an array, found {_json_type(index)}"
-        )
 
+def _index_v1(buf: memoryview, index: list[Any], data_start: int) -> list[_Entry]:
+    """The validated tensor index: each entry's types and sizes, and blobs packed in
+    index order, aligned, zero-padded, ending where the file ends."""
+    size = len(buf)
     entries: list[_Entry] = []
     seen: dict[str, int] = {}
     cursor = data_start
@@ -774,7 +806,14 @@ def _read_v1(
             f"file has {size - cursor} trailing bytes after the last tensor (data ends at "
             f"byte {cursor})"
         )
+    return entries
 
+
+def _tensors_v1(
+    buf: memoryview, entries: list[_Entry], verify_hashes: bool
+) -> list[tuple[_Entry, np.ndarray]]:
+    """Read-only arrays over the blobs of ``entries`` (digests checked when asked; bool
+    data holds only 0 and 1)."""
     for entry in entries:
         blob = buf[entry.offset : entry.offset + entry.nbytes]
         if verify_hashes and hashlib.sha256(blob).hexdigest() != entry.sha256:
@@ -793,7 +832,7 @@ def _read_v1(
         array = np.frombuffer(blob, dtype=entry.dtype, count=count).reshape(entry.shape)
         array.flags.writeable = False
         arrays.append((entry, array))
-    return doc, arrays
+    return arrays
 
 
 _Reader = Callable[..., tuple[dict[str, Any], list[tuple[_Entry, np.ndarray]]]]
