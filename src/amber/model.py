@@ -19,6 +19,7 @@ from ._inputs import gather_args
 from .capture.ir import EntryPoint, Program, max_error, within_tolerance
 from .capture.serialize import program_from_header
 from .errors import AmberError
+from .format.container import gc_paused
 from .tensor import Tensor, _wrap_array, is_grad_enabled
 
 BACKENDS = ("native", "reference")
@@ -323,30 +324,38 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
         threads = get_num_threads_setting()
     if backend is not None and backend not in BACKENDS:
         raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    c = read_container(path, verify_hashes=verify_hashes)
-    program = program_from_header(c.header, c.tensors)
-    native = None
-    reason = "backend='reference' was asked for"
-    if backend in (None, "native"):
-        from . import native as N
+    with gc_paused():  # a large header builds millions of objects (see gc_paused)
+        c = read_container(path, verify_hashes=verify_hashes)
+        program = program_from_header(c.header, c.tensors)
+        native, reason = None, "backend='reference' was asked for"
+        if backend in (None, "native"):
+            native, reason = _open_native(path, backend, threads, where)
+        return Model(program, backend="native" if native is not None else "reference",
+                     format_version=c.format_version,
+                     path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
+                     name=name, native=native, backend_reason=reason)
 
-        try:
-            lib = N.library()
-            # the Python reader has checked the hashes already (when asked to)
-            native = N.NativeModel(path, verify_hashes=False, threads=threads)
-            reason = f"opened by the native runtime (libamber {lib.version}, {lib.path})"
-        except (N.NativeUnavailableError, N.NativeError) as e:
-            if backend == "native":
-                raise
-            reason = str(e)
-            if isinstance(e, N.NativeError):  # installed, but it refused this file
-                reason = f"the native runtime cannot open the file: {e}"
-                warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
-                              f"{reason}", BackendFallbackWarning, stacklevel=2)
-    return Model(program, backend="native" if native is not None else "reference",
-                 format_version=c.format_version,
-                 path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
-                 name=name, native=native, backend_reason=reason)
+
+def _open_native(path: Any, backend: str | None, threads: int | None, where: str
+                 ) -> tuple[Any, str]:
+    """The file opened by libamber and why, or (None, why not) when ``backend`` is None
+    (a file the library refuses then warns, naming load's caller)."""
+    from . import native as N
+
+    try:
+        lib = N.library()
+        # the Python reader has checked the hashes already (when asked to)
+        native = N.NativeModel(path, verify_hashes=False, threads=threads)
+        return native, f"opened by the native runtime (libamber {lib.version}, {lib.path})"
+    except (N.NativeUnavailableError, N.NativeError) as e:
+        if backend == "native":
+            raise
+        reason = str(e)
+        if isinstance(e, N.NativeError):  # installed, but it refused this file
+            reason = f"the native runtime cannot open the file: {e}"
+            warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
+                          f"{reason}", BackendFallbackWarning, stacklevel=3)
+        return None, reason
 
 
 __all__ = ["BackendFallbackWarning", "Model", "VectorResult", "load"]
