@@ -299,60 +299,98 @@ _FUNCTION_KEYS = frozenset({"name", "params", "nodes", "results"})
 
 
 def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> Function:
+    # NOTE: the JSON path of an item is formatted only when the item is refused: a large
+    # header has millions of items, and formatting every path took a fifth of the read
     _expect(obj, dict, path)
     _keys(obj, _FUNCTION_KEYS, _NONE, path)
     name = _expect(obj["name"], str, path + ".name")
     fn = Function(name)
     env: dict[str, Value] = {}
+    for i, p in enumerate(_expect(obj["params"], list, path + ".params")):
+        fn.params.append(_define(env, fn, p, None, path, "params", i))
+    for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
+        fn.nodes.append(_node_from_json(env, fn, nobj, tensors, path, i))
+    for i, rname in enumerate(_expect(obj["results"], list, path + ".results")):
+        v = env.get(rname) if type(rname) is str else None
+        if v is None:
+            _expect(rname, str, f"{path}.results[{i}]")
+            raise _fail(f"{path}.results[{i}]", f"value {rname!r} is not defined")
+        fn.results.append(v)
+    return fn
 
-    def define(vobj: Any, vpath: str, producer: Node | None) -> Value:
+
+def _define(env: dict[str, Value], fn: Function, vobj: Any, producer: Node | None,
+            path: str, kind: str, i: int) -> Value:
+    """The value ``vobj`` declares (``path.kind[i]``), added to ``env``."""
+    vname = vobj.get("name") if type(vobj) is dict else None
+    if type(vname) is not str or vobj.keys() != _VALUE_KEYS or vname in env or \
+            len(env) >= _MAX_VALUES:
+        vpath = f"{path}.{kind}[{i}]"
         _expect(vobj, dict, vpath)
         _keys(vobj, _VALUE_KEYS, _NONE, vpath)
         vname = _expect(vobj["name"], str, vpath + ".name")
         if vname in env:
             raise _fail(vpath, f"value {vname!r} is defined twice")
-        if len(env) >= _MAX_VALUES:
-            raise _fail(vpath, "too many values")
-        v = Value(vname, type_from_json(vobj, vpath), producer, fn)
-        env[vname] = v
-        return v
+        raise _fail(vpath, "too many values")
+    v = Value(vname, _type(vobj, path, kind, i), producer, fn)
+    env[vname] = v
+    return v
 
-    for i, p in enumerate(_expect(obj["params"], list, path + ".params")):
-        fn.params.append(define(p, f"{path}.params[{i}]", None))
-    for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
-        npath = f"{path}.nodes[{i}]"
+
+def _type(vobj: dict[str, Any], path: str, kind: str, i: int) -> Aval:
+    """``type_from_json`` of a value, its path formatted only for a type not read before."""
+    dtype, shape = vobj["dtype"], vobj["shape"]
+    if type(dtype) is str and type(shape) is list:
+        hit = _TYPES.get((dtype, repr(shape)))
+        if hit is not None:
+            return hit
+    return type_from_json(vobj, f"{path}.{kind}[{i}]")
+
+
+def _node_from_json(env: dict[str, Value], fn: Function, nobj: Any,
+                    tensors: Mapping[str, np.ndarray], fpath: str, i: int) -> Node:
+    if type(nobj) is not dict or nobj.keys() != _NODE_KEYS:
+        npath = f"{fpath}.nodes[{i}]"
         _expect(nobj, dict, npath)
         _keys(nobj, _NODE_KEYS, _NONE, npath)
-        op = _expect(nobj["op"], str, npath + ".op")
-        if op not in REGISTRY and op not in BUILTIN_OPS:
-            raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
-        inputs = []
-        for j, iname in enumerate(_expect(nobj["inputs"], list, npath + ".inputs")):
-            _expect(iname, str, f"{npath}.inputs[{j}]")
-            if iname not in env:
-                raise _fail(f"{npath}.inputs[{j}]", f"value {iname!r} is used before it is "
-                                                   f"defined")
-            inputs.append(env[iname])
-        attrs_obj = _expect(nobj["attrs"], dict, npath + ".attrs")
-        attrs: dict[str, Any] = {}
+    op = nobj["op"]
+    if type(op) is not str or (op not in REGISTRY and op not in BUILTIN_OPS):
+        npath = f"{fpath}.nodes[{i}]"
+        _expect(op, str, npath + ".op")
+        raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
+    inputs = []
+    names = nobj["inputs"]
+    if type(names) is not list:
+        _expect(names, list, f"{fpath}.nodes[{i}].inputs")
+    for j, iname in enumerate(names):
+        v = env.get(iname) if type(iname) is str else None
+        if v is None:
+            ipath = f"{fpath}.nodes[{i}].inputs[{j}]"
+            _expect(iname, str, ipath)
+            raise _fail(ipath, f"value {iname!r} is used before it is defined")
+        inputs.append(v)
+    attrs_obj = nobj["attrs"]
+    attrs: dict[str, Any] = {}
+    if attrs_obj:
+        attrs_obj = _expect(attrs_obj, dict, f"{fpath}.nodes[{i}].attrs")
         for k, v in attrs_obj.items():
-            apath = f"{npath}.attrs.{k}"
+            apath = f"{fpath}.nodes[{i}].attrs.{k}"
             if op == "constant" and k == "value":
                 attrs[k] = _constant_from_json(v, tensors, apath)
             elif (op == "weight" and k == "name") or k in FUNCTION_ATTRS.get(op, ()):
                 attrs[k] = _expect(v, str, apath)
             else:
                 attrs[k] = _attr_from_json(_attr_kind(op, k), v, apath)
-        node = Node(op, inputs, attrs, [])
-        for j, oobj in enumerate(_expect(nobj["outputs"], list, npath + ".outputs")):
-            node.outputs.append(define(oobj, f"{npath}.outputs[{j}]", node))
-        fn.nodes.append(node)
-    for i, rname in enumerate(_expect(obj["results"], list, path + ".results")):
-        _expect(rname, str, f"{path}.results[{i}]")
-        if rname not in env:
-            raise _fail(f"{path}.results[{i}]", f"value {rname!r} is not defined")
-        fn.results.append(env[rname])
-    return fn
+    elif type(attrs_obj) is not dict:
+        _expect(attrs_obj, dict, f"{fpath}.nodes[{i}].attrs")
+    node = Node(op, inputs, attrs, [])
+    outs = nobj["outputs"]
+    if type(outs) is not list:
+        _expect(outs, list, f"{fpath}.nodes[{i}].outputs")
+    npath = f"{fpath}.nodes[{i}]"
+    for j, oobj in enumerate(outs):
+        node.outputs.append(_define(env, fn, oobj, node, npath, "outputs", j))
+    return node
 
 
 # ----------------------------------------------------------------------------- header
