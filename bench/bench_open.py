@@ -56,21 +56,23 @@ def open_ms(path: Path, verify_hashes: bool, repeats: int) -> float:
 _LOAD = """
 import json, resource, sys, time
 import amber as am
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 model = am.load(sys.argv[1], backend=sys.argv[2])
-print(json.dumps({"s": time.perf_counter() - t, "backend": model.backend,
+print(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c,
+                  "backend": model.backend,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 def header_rows(header_mb: list[int], shapes: list[str], repeats: int) -> None:
-    """Median ``am.load`` seconds (and peak RSS) per shape, size and backend."""
+    """Median ``am.load`` wall and process CPU seconds (and peak RSS) per shape, size
+    and backend."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from helpers.big_headers import sized
 
     print(f"load average: {os.getloadavg()}")
-    print("| shape | header | backend | am.load (s) | peak RSS (MB) |")
-    print("|---|---:|---|---:|---:|")
+    print("| shape | header | backend | am.load wall (s) | CPU (s) | peak RSS (MB) |")
+    print("|---|---:|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for mb in header_mb:
             for shape in shapes:
@@ -83,6 +85,7 @@ def header_rows(header_mb: list[int], shapes: list[str], repeats: int) -> None:
                         capture_output=True, text=True).stdout) for _ in range(repeats)]
                     print(f"| {shape} | {mb} MiB | {backend} | "
                           f"{statistics.median(r['s'] for r in runs):.2f} | "
+                          f"{statistics.median(r['cpu'] for r in runs):.2f} | "
                           f"{max(r['rss_mb'] for r in runs):.0f} |", flush=True)
                 path.unlink()
     print(f"load average: {os.getloadavg()}")
