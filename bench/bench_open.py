@@ -13,6 +13,11 @@ in a fresh process, on both backends (the Python reader type-checks the program 
 both), with the process's peak resident memory::
 
     python bench/bench_open.py --headers [--header-mb 8 60] [--shapes functions nodes]
+
+``--calls`` measures the Python cost of calling a loaded model (a 4x3 linear layer) by
+how the arguments are given, in process CPU time per call::
+
+    python bench/bench_open.py --calls
 """
 
 from __future__ import annotations
@@ -91,6 +96,34 @@ def header_rows(header_mb: list[int], shapes: list[str], repeats: int) -> None:
     print(f"load average: {os.getloadavg()}")
 
 
+def call_rows(repeats: int) -> None:
+    """Median process CPU microseconds per call of a tiny model, per argument form."""
+    import numpy as np
+
+    print(f"load average: {os.getloadavg()}")
+    print("| backend | arguments | CPU per call (us) |")
+    print("|---|---|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "linear.amber"
+        am.export(am.nn.Linear(4, 3), am.spec(2, 4)).save(path)
+        for backend in ("native", "reference"):
+            model = am.load(path, backend=backend)
+            name = model.signature().inputs[0].name
+            x = np.ones((2, 4), np.float32)
+            forms = {"ndarray": ((x,), {}), "tensor": ((am.tensor(x),), {}),
+                     "keyword": ((), {name: x}), "nested list": ((x.tolist(),), {})}
+            for form, (args, kwargs) in forms.items():
+                model(*args, **kwargs)
+                samples = []
+                for _ in range(repeats):
+                    c = time.process_time()
+                    for _ in range(1000):
+                        model(*args, **kwargs)
+                    samples.append((time.process_time() - c) * 1e3)
+                print(f"| {backend} | {form} | {statistics.median(samples):.1f} |")
+    print(f"load average: {os.getloadavg()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes-mb", type=int, nargs="+", default=[1, 16, 128])
@@ -99,7 +132,12 @@ def main() -> None:
                    help="measure am.load on large headers instead")
     p.add_argument("--header-mb", type=int, nargs="+", default=[8, 60])
     p.add_argument("--shapes", nargs="+", default=["functions", "nodes", "symbols"])
+    p.add_argument("--calls", action="store_true",
+                   help="measure the Python cost of calling a loaded model instead")
     args = p.parse_args()
+    if args.calls:
+        call_rows(args.repeats)
+        return
     if args.headers:
         header_rows(args.header_mb, args.shapes, args.repeats)
         return
