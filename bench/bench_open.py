@@ -6,13 +6,28 @@ whatever the weights weigh, once the per-tensor SHA-256 checks are skipped
 grows with the bytes hashed. Usage::
 
     python bench/bench_open.py [--sizes-mb 1 16 128] [--repeats 15]
+
+``--headers`` measures ``am.load`` instead on files whose header is large in one
+direction (tests/helpers/big_headers.py: many functions, nodes, symbols, ...), each load
+in a fresh process, on both backends (the Python reader type-checks the program on
+both), with the process's peak resident memory::
+
+    python bench/bench_open.py --headers [--header-mb 8 60] [--shapes functions nodes]
+
+``--calls`` measures the Python cost of calling a loaded model (a 4x3 linear layer) by
+how the arguments are given, in process CPU time per call::
+
+    python bench/bench_open.py --calls
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,11 +58,89 @@ def open_ms(path: Path, verify_hashes: bool, repeats: int) -> float:
     return statistics.median(samples)
 
 
+_LOAD = """
+import json, resource, sys, time
+import amber as am
+t, c = time.perf_counter(), time.process_time()
+model = am.load(sys.argv[1], backend=sys.argv[2])
+print(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c,
+                  "backend": model.backend,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def header_rows(header_mb: list[int], shapes: list[str], repeats: int) -> None:
+    """Median ``am.load`` wall and process CPU seconds (and peak RSS) per shape, size
+    and backend."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers.big_headers import sized
+
+    print(f"load average: {os.getloadavg()}")
+    print("| shape | header | backend | am.load wall (s) | CPU (s) | peak RSS (MB) |")
+    print("|---|---:|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mb in header_mb:
+            for shape in shapes:
+                path = Path(tmp) / f"{shape}{mb}.amber"
+                path.write_bytes(sized(shape, mb << 20))
+                for backend in ("reference", "native"):
+                    runs = [json.loads(subprocess.run(
+                        [sys.executable, *(["-S"] if sys.flags.no_site else []), "-c", _LOAD,
+                         str(path), backend], check=True,
+                        capture_output=True, text=True).stdout) for _ in range(repeats)]
+                    print(f"| {shape} | {mb} MiB | {backend} | "
+                          f"{statistics.median(r['s'] for r in runs):.2f} | "
+                          f"{statistics.median(r['cpu'] for r in runs):.2f} | "
+                          f"{max(r['rss_mb'] for r in runs):.0f} |", flush=True)
+                path.unlink()
+    print(f"load average: {os.getloadavg()}")
+
+
+def call_rows(repeats: int) -> None:
+    """Median process CPU microseconds per call of a tiny model, per argument form."""
+    import numpy as np
+
+    print(f"load average: {os.getloadavg()}")
+    print("| backend | arguments | CPU per call (us) |")
+    print("|---|---|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "linear.amber"
+        am.export(am.nn.Linear(4, 3), am.spec(2, 4)).save(path)
+        for backend in ("native", "reference"):
+            model = am.load(path, backend=backend)
+            name = model.signature().inputs[0].name
+            x = np.ones((2, 4), np.float32)
+            forms = {"ndarray": ((x,), {}), "tensor": ((am.tensor(x),), {}),
+                     "keyword": ((), {name: x}), "nested list": ((x.tolist(),), {})}
+            for form, (args, kwargs) in forms.items():
+                model(*args, **kwargs)
+                samples = []
+                for _ in range(repeats):
+                    c = time.process_time()
+                    for _ in range(1000):
+                        model(*args, **kwargs)
+                    samples.append((time.process_time() - c) * 1e3)
+                print(f"| {backend} | {form} | {statistics.median(samples):.1f} |")
+    print(f"load average: {os.getloadavg()}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes-mb", type=int, nargs="+", default=[1, 16, 128])
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--headers", action="store_true",
+                   help="measure am.load on large headers instead")
+    p.add_argument("--header-mb", type=int, nargs="+", default=[8, 60])
+    p.add_argument("--shapes", nargs="+", default=["functions", "nodes", "symbols"])
+    p.add_argument("--calls", action="store_true",
+                   help="measure the Python cost of calling a loaded model instead")
     args = p.parse_args()
+    if args.calls:
+        call_rows(args.repeats)
+        return
+    if args.headers:
+        header_rows(args.header_mb, args.shapes, args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         files = [(mb, make_file(Path(tmp), mb)) for mb in args.sizes_mb]
         rows = []

@@ -3,9 +3,12 @@ libamber) accept and refuse the same ones, and convert them the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
-from .errors import DTypeError, LimitError
+from .errors import AmberError, DTypeError, LimitError
 
 
 def input_array(a: np.ndarray, what: str, memory_limit: int | None) -> np.ndarray:
@@ -29,3 +32,23 @@ def input_array(a: np.ndarray, what: str, memory_limit: int | None) -> np.ndarra
                          f"{need} bytes, over the memory limit of {memory_limit} bytes "
                          f"(memory_limit)")
     return np.ascontiguousarray(a, dtype=dt)
+
+
+def gather_args(entry: str, names: Sequence[str], args: Sequence[Any],
+                kwargs: Mapping[str, Any]) -> list[Any]:
+    """The arguments of a call of entry point ``entry`` (positional, then by name) in the
+    order of its input ``names``."""
+    if len(args) > len(names):
+        raise AmberError(f"{entry}: takes {len(names)} inputs ({', '.join(names)}), got "
+                         f"{len(args)}")
+    given: dict[str, Any] = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise AmberError(f"{entry}: unknown input {k!r}; inputs are {', '.join(names)}")
+        if k in given:
+            raise AmberError(f"{entry}: input {k!r} given twice")
+        given[k] = v
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise AmberError(f"{entry}: missing input(s) {', '.join(missing)}")
+    return [given[n] for n in names]

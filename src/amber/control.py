@@ -517,35 +517,9 @@ def scan(fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any,
     c = "am.scan"
     _check_callable(fn, c, "fn")
     _check_tensors(init, "init", c, "", "loop carries")
-    if xs is None:
-        x_leaves: list[Tensor] = []
-        x_paths: list[str] = []
-    else:
-        _check_tensors(xs, "xs", c, "", "scanned inputs")
-        pl = _paths(xs, "xs")
-        x_paths = [p for p, _ in pl]
-        x_leaves = [x for _, x in pl]
+    n, x_leaves, x_td = _scan_length(xs, length, c)
     from ._tree import tree_flatten, tree_unflatten
 
-    x_td = tree_flatten(xs)[1] if xs is not None else None
-    sizes = []
-    for p, leaf in zip(x_paths, x_leaves):
-        if leaf.ndim == 0:
-            raise ShapeError(f"{c}: {p} is {_leaf_type(leaf)}; every leaf of xs needs an "
-                             f"axis 0 to scan over")
-        sizes.append((p, leaf.shape[0]))
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)
-                               or length < 0):
-        raise ControlFlowError(f"{c}: length must be a non-negative int, got {length!r}")
-    n = length if length is not None else (sizes[0][1] if sizes else None)
-    if n is None:
-        raise ControlFlowError(f"{c}: xs is None (or has no leaves), so length= is required")
-    for p, s in sizes:
-        if s != n:
-            first = (f"length={length}" if length is not None
-                     else f"{sizes[0][0]} has leading size {sizes[0][1]}")
-            raise ShapeError(f"{c}: {p} has leading size {s}, but {first}; every leaf of xs "
-                             f"is scanned along axis 0 and must have the same length")
     hook = _hook("scan")
     if hook is not None:
         r = hook(fn, init, xs, n, bool(reverse))
@@ -610,6 +584,41 @@ def scan(fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any,
     y_td = tree_flatten(ys[0])[1]
     stacked = [stack([f[j] for f in flat], 0) for j in range(len(flat[0]))]
     return carry, tree_unflatten(y_td, stacked)
+
+
+def _scan_length(xs: Any, length: int | None, c: str) -> tuple[Any, list[Tensor], Any]:
+    """The trip count of a scan (``length``, else the leading size every leaf of ``xs``
+    shares), the leaves of ``xs`` and its tree structure (None when ``xs`` is None)."""
+    from ._tree import tree_flatten
+
+    if xs is None:
+        x_leaves: list[Tensor] = []
+        x_paths: list[str] = []
+    else:
+        _check_tensors(xs, "xs", c, "", "scanned inputs")
+        pl = _paths(xs, "xs")
+        x_paths = [p for p, _ in pl]
+        x_leaves = [x for _, x in pl]
+    x_td = tree_flatten(xs)[1] if xs is not None else None
+    sizes = []
+    for p, leaf in zip(x_paths, x_leaves):
+        if leaf.ndim == 0:
+            raise ShapeError(f"{c}: {p} is {_leaf_type(leaf)}; every leaf of xs needs an "
+                             f"axis 0 to scan over")
+        sizes.append((p, leaf.shape[0]))
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int)
+                               or length < 0):
+        raise ControlFlowError(f"{c}: length must be a non-negative int, got {length!r}")
+    n = length if length is not None else (sizes[0][1] if sizes else None)
+    if n is None:
+        raise ControlFlowError(f"{c}: xs is None (or has no leaves), so length= is required")
+    for p, s in sizes:
+        if s != n:
+            first = (f"length={length}" if length is not None
+                     else f"{sizes[0][0]} has leading size {sizes[0][1]}")
+            raise ShapeError(f"{c}: {p} has leading size {s}, but {first}; every leaf of xs "
+                             f"is scanned along axis 0 and must have the same length")
+    return n, x_leaves, x_td
 
 
 # ----------------------------------------------------------------------------- functions

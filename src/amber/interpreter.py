@@ -15,7 +15,7 @@ import numpy as np
 
 from . import limits as L
 from ._dtype import from_numpy_dtype
-from ._inputs import input_array
+from ._inputs import gather_args, input_array
 from .capture.dims import DimExpr, evaluate, format_dim
 from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
 from .errors import (
@@ -73,26 +73,6 @@ def _to_array(x: Any, dtype: np.dtype, what: str, memory_limit: int | None = Non
         return np.asarray(x, dtype=dtype)  # Python scalars / nested lists
     except (TypeError, ValueError, OverflowError) as e:
         raise DTypeError(f"{what}: cannot convert {type(x).__name__} to {dtype}: {e}") from None
-
-
-def gather_args(entry: str, names: Sequence[str], args: Sequence[Any],
-                kwargs: Mapping[str, Any]) -> list[Any]:
-    """The arguments of a call of entry point ``entry`` (positional, then by name) in the
-    order of its input ``names``."""
-    if len(args) > len(names):
-        raise AmberError(f"{entry}: takes {len(names)} inputs ({', '.join(names)}), got "
-                         f"{len(args)}")
-    given: dict[str, Any] = dict(zip(names, args))
-    for k, v in kwargs.items():
-        if k not in names:
-            raise AmberError(f"{entry}: unknown input {k!r}; inputs are {', '.join(names)}")
-        if k in given:
-            raise AmberError(f"{entry}: input {k!r} given twice")
-        given[k] = v
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise AmberError(f"{entry}: missing input(s) {', '.join(missing)}")
-    return [given[n] for n in names]
 
 
 class Interpreter:

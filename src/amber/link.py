@@ -207,24 +207,7 @@ def link(models: Mapping[str, Model], connects: Sequence[str], *, name: str = "f
             port, wrong direction, an input fed twice, a cycle).
         SeamError: a connection whose types disagree (names both models).
     """
-    if not models:
-        raise LinkError("nothing to link: give at least one model")
-    for alias in models:
-        if not is_symbol_name(alias):
-            raise LinkError(f"model alias {alias!r} must be a name (letters, digits, _)")
-    if not is_symbol_name(name):
-        raise LinkError(f"entry point name {name!r} must be a name (letters, digits, _)")
-    if not connects:
-        raise LinkError("no --connect given: say which output feeds which input, e.g. "
-                        "--connect \"A.forward.out0 -> B.forward.in0\"")
-    conns = [parse_connect(s, models) for s in connects]
-    fed: dict[tuple[str, str, str], Connection] = {}
-    for c in conns:
-        key = (c.target.alias, c.target.entry, c.target.port)
-        if key in fed:
-            raise LinkError(f"input {c.target} is fed twice: by {fed[key].spec!r} and "
-                            f"{c.spec!r}")
-        fed[key] = c
+    conns, fed = _connections(models, connects, name)
     nodes: list[tuple[str, str]] = []
     for c in conns:
         for r in (c.source, c.target):
@@ -255,10 +238,60 @@ def link(models: Mapping[str, Model], connects: Sequence[str], *, name: str = "f
         v = Value(pname, p.aval, None, fn)
         fn.params.append(v)
         params[(alias, ename, p.name)] = v
+    results = _call_in_order(program, fn, models, order, fed, params)
+    chosen = _chosen_outputs(models, order, conns, outputs)
+    out_names = _unique_names([(a, p) for a, _, p in chosen])
+    fn.results = [results[k] for k in chosen]
+    program.functions[fn.name] = fn
+    entry = EntryPoint(
+        name, fn.name, [Port(v.name, v.aval) for v in fn.params],
+        [Port(n, v.aval) for n, v in zip(out_names, fn.results)],
+        out_names[0] if len(out_names) == 1 else {"tuple": list(out_names)},
+        {pname: list(models[a].program.entries[en].input_ranges[p.name])
+         for (a, en, p), pname in zip(free, in_names)
+         if p.name in models[a].program.entries[en].input_ranges})
+    program.entries[name] = entry
+    program.verify()
+    program.test_vectors = _prove(program, entry, models, order, conns, fed, free, in_names,
+                                  chosen, check)
+    return program
 
-    results: dict[tuple[str, str, str], Value] = {}
+
+def _connections(models: Mapping[str, Model], connects: Sequence[str], name: str
+                 ) -> tuple[list[Connection], dict[tuple[str, str, str], Connection]]:
+    """The parsed connections, and the connection feeding each fed input, after the
+    names of the spec are checked."""
+    if not models:
+        raise LinkError("nothing to link: give at least one model")
+    for alias in models:
+        if not is_symbol_name(alias):
+            raise LinkError(f"model alias {alias!r} must be a name (letters, digits, _)")
+    if not is_symbol_name(name):
+        raise LinkError(f"entry point name {name!r} must be a name (letters, digits, _)")
+    if not connects:
+        raise LinkError("no --connect given: say which output feeds which input, e.g. "
+                        "--connect \"A.forward.out0 -> B.forward.in0\"")
+    conns = [parse_connect(s, models) for s in connects]
+    fed: dict[tuple[str, str, str], Connection] = {}
+    for c in conns:
+        key = (c.target.alias, c.target.entry, c.target.port)
+        if key in fed:
+            raise LinkError(f"input {c.target} is fed twice: by {fed[key].spec!r} and "
+                            f"{c.spec!r}")
+        fed[key] = c
+    return conns, fed
+
+
+def _call_in_order(program: Program, fn: Function, models: Mapping[str, Model],
+                   order: list[tuple[str, str]],
+                   fed: Mapping[tuple[str, str, str], Connection],
+                   params: Mapping[tuple[str, str, str], Value]
+                   ) -> dict[tuple[str, str, str], Value]:
+    """Append to ``fn`` a call of each linked entry point in dependency order (seams
+    checked); return the value of every output by (alias, entry, port)."""
     from .capture.verify import call_result_types
 
+    results: dict[tuple[str, str, str], Value] = {}
     for alias, ename in order:
         m = models[alias]
         e = m.program.entries[ename]
@@ -284,7 +317,14 @@ def link(models: Mapping[str, Model], connects: Sequence[str], *, name: str = "f
         fn.nodes.append(node)
         for p, v in zip(e.outputs, node.outputs):
             results[(alias, ename, p.name)] = v
+    return results
 
+
+def _chosen_outputs(models: Mapping[str, Model], order: list[tuple[str, str]],
+                    conns: list[Connection], outputs: Sequence[str] | None
+                    ) -> list[tuple[str, str, str]]:
+    """The linked entry point's outputs: those named by ``outputs``, else every output
+    no connection consumes."""
     if outputs:
         chosen = []
         for text in outputs:
@@ -293,29 +333,15 @@ def link(models: Mapping[str, Model], connects: Sequence[str], *, name: str = "f
                 raise LinkError(f"--output {text!r}: {r.alias}.{r.entry} is not part of the "
                                 f"link (name it in a --connect)")
             chosen.append((r.alias, r.entry, r.port))
-    else:
-        consumed = {(c.source.alias, c.source.entry, c.source.port) for c in conns}
-        chosen = [(a, en, p.name) for a, en in order
-                  for p in models[a].program.entries[en].outputs
-                  if (a, en, p.name) not in consumed]
-        if not chosen:
-            raise LinkError("every output is consumed by a connection; name the outputs "
-                            "of the linked entry point with --output MODEL.ENTRY.PORT")
-    out_names = _unique_names([(a, p) for a, _, p in chosen])
-    fn.results = [results[k] for k in chosen]
-    program.functions[fn.name] = fn
-    entry = EntryPoint(
-        name, fn.name, [Port(v.name, v.aval) for v in fn.params],
-        [Port(n, v.aval) for n, v in zip(out_names, fn.results)],
-        out_names[0] if len(out_names) == 1 else {"tuple": list(out_names)},
-        {pname: list(models[a].program.entries[en].input_ranges[p.name])
-         for (a, en, p), pname in zip(free, in_names)
-         if p.name in models[a].program.entries[en].input_ranges})
-    program.entries[name] = entry
-    program.verify()
-    program.test_vectors = _prove(program, entry, models, order, conns, fed, free, in_names,
-                                  chosen, check)
-    return program
+        return chosen
+    consumed = {(c.source.alias, c.source.entry, c.source.port) for c in conns}
+    chosen = [(a, en, p.name) for a, en in order
+              for p in models[a].program.entries[en].outputs
+              if (a, en, p.name) not in consumed]
+    if not chosen:
+        raise LinkError("every output is consumed by a connection; name the outputs "
+                        "of the linked entry point with --output MODEL.ENTRY.PORT")
+    return chosen
 
 
 def _vector_inputs(models: Mapping[str, Model], free: list[tuple[str, str, Port]],

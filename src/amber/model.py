@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._inputs import gather_args
 from .capture.ir import EntryPoint, Program, max_error, within_tolerance
 from .capture.serialize import program_from_header
 from .errors import AmberError
-from .tensor import Tensor, _wrap_array
+from .format.container import gc_paused
+from .tensor import Tensor, _wrap_array, is_grad_enabled
 
 BACKENDS = ("native", "reference")
 """``"native"``: libamber through its C API (:mod:`amber.native`); ``"reference"``: the
@@ -46,6 +48,54 @@ class VectorResult:
         return self.error is None and all(self.passed.values())
 
 
+class NativeBackend:
+    """Runs entry points in libamber (an :class:`amber.native.NativeModel`)."""
+
+    name = "native"
+
+    def __init__(self, native: Any) -> None:
+        self.native = native
+
+    def run(self, entry: str, arrays: list[Any]) -> list[np.ndarray]:
+        """Outputs of ``entry`` on ``arrays`` (in signature order), as new arrays."""
+        return self.native.session().run(entry, arrays)
+
+
+class ReferenceBackend:
+    """Runs entry points with the reference interpreter, created on the first run."""
+
+    name = "reference"
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._interpreter: Any = None
+
+    @property
+    def interpreter(self) -> Any:
+        if self._interpreter is None:
+            from .interpreter import Interpreter
+
+            self._interpreter = Interpreter(self.program)
+        return self._interpreter
+
+    def run(self, entry: str, arrays: list[Any]) -> list[np.ndarray]:
+        """Outputs of ``entry`` on ``arrays`` (in signature order), as arrays the caller
+        owns (a stored weight or constant returned as it is is copied)."""
+        return [_owned(a) for a in self.interpreter.run(entry, *arrays)]
+
+
+class _Entry:
+    """What a call of one entry point needs: input names, and how outputs are grouped."""
+
+    __slots__ = ("names", "outputs", "single", "structure")
+
+    def __init__(self, e: EntryPoint) -> None:
+        self.names = [p.name for p in e.inputs]
+        self.outputs = [p.name for p in e.outputs]
+        self.structure = e.structure
+        self.single = len(e.outputs) == 1 and not isinstance(e.structure, dict)
+
+
 class Model:
     """A loaded program. ``model(x)`` runs entry point ``"forward"``; every entry point
     is also a method (``model.loss(x, y)``) and :meth:`run` takes the name. Inputs may be
@@ -61,8 +111,6 @@ class Model:
                  backend_reason: str | None = None) -> None:
         if backend not in BACKENDS:
             raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        from .interpreter import Interpreter
-
         self.program = program
         self.backend = backend
         self.format_version = format_version
@@ -72,19 +120,24 @@ class Model:
         # the namespace of this model's functions and weights when a capture or a link
         # composes it into another program (backbone/forward, backbone/fc.weight)
         self.name = clean_name(name) if name else default_name(path)
-        self._interp = Interpreter(program)
         if backend == "native" and native is None:
             raise AmberError("backend='native' needs the file opened by the native runtime; "
                              "use am.load(path, backend='native')")
         # the file opened by libamber (amber.native.NativeModel) when backend is "native"
         self.native = native if backend == "native" else None
-        # entry -> (input count, whether it returns one tensor): the direct native path
-        self._direct = {name: (len(e.inputs), len(e.outputs) == 1
-                               and not isinstance(e.structure, dict))
-                        for name, e in program.entries.items()}
+        self._reference = ReferenceBackend(program)
+        # runs every call that needs neither a gradient nor a capture
+        self._backend: NativeBackend | ReferenceBackend = (
+            NativeBackend(native) if self.native is not None else self._reference)
+        self._entries = {n: _Entry(e) for n, e in program.entries.items()}
         self.backend_reason = backend_reason or (
             "opened by the native runtime" if backend == "native"
             else "backend='reference' was asked for")
+
+    @property
+    def _interp(self) -> Any:
+        """The reference interpreter of this program (created on first use)."""
+        return self._reference.interpreter
 
     # -- introspection ------------------------------------------------------------
     @property
@@ -107,24 +160,24 @@ class Model:
     # -- running ----------------------------------------------------------------------
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run entry point ``entry``."""
-        # The common serving call (positional NumPy arrays or plain tensors on a native
-        # model) needs neither a gradient nor a capture: straight to C.
-        native = self.native
-        direct = self._direct.get(entry) if native is not None and not kwargs else None
-        arrays = _plain_arrays(args) if direct is not None and len(args) == direct[0] else None
-        if native is not None and direct is not None and arrays is not None:
-            outs = native.session().run(entry, arrays)
-            if direct[1]:
-                return _wrap_array(outs[0])
-            e = self.program.entries[entry]
-            return _build(e.structure, {p.name: _wrap_array(a) for p, a in zip(e.outputs, outs)})
-        from .reuse import call_program
+        e = self._entries.get(entry)
+        if e is None:
+            self.program.entry(entry)  # raises, naming the entry points
+            e = self._entries[entry] = _Entry(self.program.entries[entry])
+        given = args if not kwargs and len(args) == len(e.names) else gather_args(
+            entry, e.names, args, kwargs)
+        arrays = _plain_arrays(given)
+        if arrays is None:
+            # a gradient is needed (ops bound through the registry) or a capture is in
+            # progress (a call of this model's functions is recorded)
+            from .reuse import call_program
 
-        # native runtime (or NumPy interpreter) unless a gradient is needed (ops bound
-        # through the registry) or a capture is in progress (a call of this model's
-        # functions is recorded)
-        return call_program(self.program, entry, args, kwargs, name=self.name,
-                            path=self.path, interpreter=self._interp, native=self.native)
+            return call_program(self.program, entry, given, {}, name=self.name,
+                                path=self.path, interpreter=self._interp)
+        outs = self._backend.run(entry, arrays)
+        if e.single:
+            return _wrap_array(outs[0])
+        return _build(e.structure, {n: _wrap_array(a) for n, a in zip(e.outputs, outs)})
 
     def as_module(self, trainable: Any = None) -> Any:
         """An ``am.nn.Module`` running this program whose parameters are the file's
@@ -156,15 +209,12 @@ class Model:
         """Run every stored test vector; report max error per output."""
         results = []
         for i, tv in enumerate(self.program.test_vectors):
+            entry = self.program.entry(tv.entry)
             try:
-                if self.native is not None:
-                    outs = self.native.run(tv.entry, **tv.inputs)
-                else:
-                    outs = self._interp.run(tv.entry, **tv.inputs)
+                outs = self._backend.run(tv.entry, [tv.inputs[p.name] for p in entry.inputs])
             except AmberError as err:
                 results.append(VectorResult(i, tv.entry, tv.dims, {}, {}, str(err)))
                 continue
-            entry = self.program.entry(tv.entry)
             errors, passed = {}, {}
             for p, got in zip(entry.outputs, outs):
                 want = tv.outputs[p.name]
@@ -180,17 +230,24 @@ class Model:
         return f"<amber.Model{where} entries={self.entry_points} backend={self.backend!r}>"
 
 
-def _plain_arrays(args: tuple[Any, ...]) -> list[np.ndarray] | None:
-    """``args`` as arrays when each is an ndarray or a concrete tensor that needs no
-    gradient (then running them involves no autograd and no capture); else None."""
+def _plain_arrays(args: Sequence[Any]) -> list[Any] | None:
+    """``args`` for a backend (a tensor that needs no gradient as its array; arrays,
+    numbers and lists as they are: the backend converts them), or None when a call needs
+    the registry: an argument is being captured or needs a gradient."""
     out = []
+    grad = None
     for x in args:
-        if type(x) is np.ndarray:
-            out.append(x)
-        elif type(x) is Tensor and x._data is not None and not x.requires_grad:
+        if isinstance(x, Tensor):
+            if x._data is None:  # a capture's tracer
+                return None
+            if x.requires_grad:
+                if grad is None:
+                    grad = is_grad_enabled()
+                if grad:
+                    return None
             out.append(np.asarray(x._data))
         else:
-            return None
+            out.append(x)
     return out
 
 
@@ -267,30 +324,38 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
         threads = get_num_threads_setting()
     if backend is not None and backend not in BACKENDS:
         raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    c = read_container(path, verify_hashes=verify_hashes)
-    program = program_from_header(c.header, c.tensors)
-    native = None
-    reason = "backend='reference' was asked for"
-    if backend in (None, "native"):
-        from . import native as N
+    with gc_paused():  # a large header builds millions of objects (see gc_paused)
+        c = read_container(path, verify_hashes=verify_hashes)
+        program = program_from_header(c.header, c.tensors)
+        native, reason = None, "backend='reference' was asked for"
+        if backend in (None, "native"):
+            native, reason = _open_native(path, backend, threads, where)
+        return Model(program, backend="native" if native is not None else "reference",
+                     format_version=c.format_version,
+                     path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
+                     name=name, native=native, backend_reason=reason)
 
-        try:
-            lib = N.library()
-            # the Python reader has checked the hashes already (when asked to)
-            native = N.NativeModel(path, verify_hashes=False, threads=threads)
-            reason = f"opened by the native runtime (libamber {lib.version}, {lib.path})"
-        except (N.NativeUnavailableError, N.NativeError) as e:
-            if backend == "native":
-                raise
-            reason = str(e)
-            if isinstance(e, N.NativeError):  # installed, but it refused this file
-                reason = f"the native runtime cannot open the file: {e}"
-                warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
-                              f"{reason}", BackendFallbackWarning, stacklevel=2)
-    return Model(program, backend="native" if native is not None else "reference",
-                 format_version=c.format_version,
-                 path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
-                 name=name, native=native, backend_reason=reason)
+
+def _open_native(path: Any, backend: str | None, threads: int | None, where: str
+                 ) -> tuple[Any, str]:
+    """The file opened by libamber and why, or (None, why not) when ``backend`` is None
+    (a file the library refuses then warns, naming load's caller)."""
+    from . import native as N
+
+    try:
+        lib = N.library()
+        # the Python reader has checked the hashes already (when asked to)
+        native = N.NativeModel(path, verify_hashes=False, threads=threads)
+        return native, f"opened by the native runtime (libamber {lib.version}, {lib.path})"
+    except (N.NativeUnavailableError, N.NativeError) as e:
+        if backend == "native":
+            raise
+        reason = str(e)
+        if isinstance(e, N.NativeError):  # installed, but it refused this file
+            reason = f"the native runtime cannot open the file: {e}"
+            warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
+                          f"{reason}", BackendFallbackWarning, stacklevel=3)
+        return None, reason
 
 
 __all__ = ["BackendFallbackWarning", "Model", "VectorResult", "load"]

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from ._inputs import input_array
+from ._inputs import gather_args, input_array
 from ._threads import get_num_threads
 from .errors import (
     AmberError,
@@ -800,8 +800,6 @@ class NativeModel:
         returns the outputs in signature order as new NumPy arrays."""
         sig = self._signatures.get(entry)
         if kwargs or sig is None or len(args) != len(sig.inputs):
-            from .interpreter import gather_args
-
             ports = self.signature(entry).inputs  # raises for an unknown entry
             args = tuple(gather_args(entry, [p.name for p in ports], args, kwargs))
         return self.session().run(entry, args)

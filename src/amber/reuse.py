@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _dtype as D
+from ._inputs import gather_args
 from .capture.dims import DimExpr, dim_equal, evaluate, format_dim, substitute
 from .capture.ir import (
     TOLERANCE,
@@ -55,7 +56,6 @@ from .errors import (
     RecursionLimitError,
     SeamError,
 )
-from .interpreter import gather_args
 from .ops.registry import REGISTRY, Aval, bind, is_grad_enabled, no_grad
 from .tensor import Tensor
 

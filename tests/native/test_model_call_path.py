@@ -64,3 +64,41 @@ def test_inputs_that_need_a_gradient_take_the_registry_path(tmp_path: Path) -> N
     # d sum(W x + b) / dx = column sums of W, for every row
     w = ref.program.weights[next(k for k in ref.program.weights if "weight" in k)]
     np.testing.assert_allclose(x.grad.numpy(), np.tile(w.sum(axis=0), (2, 1)), rtol=1e-6)
+
+
+def test_calls_without_gradient_run_only_in_the_backend(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positional, keyword and mixed calls, and the test vectors, of a native model go
+    from the model to libamber in one step: no reference interpreter is created and the
+    registry path is not taken. A reference model creates its interpreter on first run."""
+    from amber import interpreter, reuse
+
+    built: list[object] = []
+    real_init = interpreter.Interpreter.__init__
+
+    def counting_init(self: object, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def no_registry(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a call without gradient took the registry path")
+
+    monkeypatch.setattr(interpreter.Interpreter, "__init__", counting_init)
+    native, ref = _files(tmp_path)
+    built.clear()  # the export's proof ran the program
+    monkeypatch.setattr(reuse, "call_program", no_registry)
+    x = np.ones((2, 4), np.float32)
+    y = np.zeros((2, 3), np.float32)
+    want = ref(x, y)
+    assert len(built) == 1  # the reference model's, on its first run
+    for out in (native(x, y), native(x=x, y=y), native.run("forward", x, y=y),
+                native(am.tensor(x), y=[[0.0] * 3] * 2), native.forward(y=y, x=x)):
+        _same(out, want)
+    with am.no_grad():
+        _same(native(am.tensor(x, requires_grad=True), y), want)
+    assert all(r.ok for r in native.verify())
+    assert len(built) == 1
+    with pytest.raises(am.errors.AmberError, match="unknown input 'z'"):
+        native(x, z=y)
+    with pytest.raises(am.errors.AmberError, match="no entry point 'missing'"):
+        native.run("missing", x, y)

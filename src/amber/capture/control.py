@@ -1109,15 +1109,8 @@ def _discard(sess: _Session, rec: _GraphFn, mark: tuple[int, int]) -> None:
 _MAX_ATTEMPTS = 4
 
 
-def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: Any,
-                          avals: list[Aval], start: list[Aval]) -> _GraphFn:
-    """Trace ``gf`` for arguments of types ``avals`` (and static ``leaves``), recursion
-    included: until the result types settle (a recursive call inside uses the types of
-    the previous attempt), and, when a recursive call differs only in sizes, with those
-    sizes generalised to symbols (``start``: generalised types to try first, or
-    ``avals``); if a generalised trace fails (the function needs a generalised size as a
-    Python value, say), by shape: each size is traced as its own function."""
-    sess = _session()
+def _check_nesting(sess: Any, gf: GraphFunction, key: Any) -> None:
+    """Refuse to trace one more graph function past ``max_recursion_depth`` of them."""
     limit = get_limits().max_recursion_depth
     if sess.depth >= limit:
         why = sess.by_shape.get(key)
@@ -1129,6 +1122,38 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
             f"differ in a static Python value, or whose sizes the function needs as Python "
             f"values, are traced afresh each time."
             + (f" Tracing {gf.name} with symbolic sizes failed: {why}" if why else ""))
+
+
+def _check_attempts(attempts: int, gf: GraphFunction) -> None:
+    if attempts > _MAX_ATTEMPTS:
+        raise CaptureError(
+            f"am.function: the types of recursive graph function {gf.name} did not "
+            f"settle after {_MAX_ATTEMPTS} traces (its result type depends on its own "
+            f"result type); make the base case's result type explicit")
+
+
+def _settled(rec: _GraphFn, res: list[Aval], result_avals: list[Aval] | None, otd: Any,
+             out_td: Any, used: list[int]) -> bool:
+    """Whether a trace's result types are final: it gave the types the previous attempt
+    assumed (and every recursive call inside saw all of its captures), or it is a first
+    attempt that no recursive call used."""
+    if result_avals is None:
+        return not used and not rec.speculated
+    return (otd == out_td and len(res) == len(result_avals)
+            and all(_types_equal(a, b) for a, b in zip(res, result_avals))
+            and not rec.speculated and all(u == len(rec.captures) for u in used))
+
+
+def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: Any,
+                          avals: list[Aval], start: list[Aval]) -> _GraphFn:
+    """Trace ``gf`` for arguments of types ``avals`` (and static ``leaves``), recursion
+    included: until the result types settle (a recursive call inside uses the types of
+    the previous attempt), and, when a recursive call differs only in sizes, with those
+    sizes generalised to symbols (``start``: generalised types to try first, or
+    ``avals``); if a generalised trace fails (the function needs a generalised size as a
+    Python value, say), by shape: each size is traced as its own function."""
+    sess = _session()
+    _check_nesting(sess, gf, key)
     given = avals           # the call's own types, which tracing by shape uses
     generalisations = 0     # at most one per dim: each makes more dims distinct symbols
     fell_back: str | None = None  # why the generalised trace failed
@@ -1147,11 +1172,7 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
     attempts = 0
     while True:
         attempts += 1
-        if attempts > _MAX_ATTEMPTS:
-            raise CaptureError(
-                f"am.function: the types of recursive graph function {gf.name} did not "
-                f"settle after {_MAX_ATTEMPTS} traces (its result type depends on its own "
-                f"result type); make the base case's result type explicit")
+        _check_attempts(attempts, gf)
         mark = (len(sess.cached), len(sess.functions))
         fn = sess.new_function(gf.name)
         rec = _GraphFn(fn, list(avals), result_avals, out_td, list(preseed), key=key)
@@ -1213,10 +1234,7 @@ def _trace_graph_function(gf: GraphFunction, key: Any, leaves: list[Any], td: An
         if rec.provisional:  # an enclosing function is traced again, and this one with it
             rec.result_avals, rec.out_treedef = res, otd
             return rec
-        settled = (result_avals is not None and otd == out_td and len(res) == len(
-            result_avals) and all(_types_equal(a, b) for a, b in zip(res, result_avals))
-                   and not rec.speculated and all(u == len(rec.captures) for u in used))
-        if settled or (result_avals is None and not used and not rec.speculated):
+        if _settled(rec, res, result_avals, otd, out_td, used):
             rec.result_avals, rec.out_treedef = res, otd
             recs.append(rec)
             sess.cached.append((key, rec))

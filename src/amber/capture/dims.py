@@ -776,6 +776,8 @@ def format_dim(d: Any) -> str:
 # ----------------------------------------------------------------------------- parsing
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*()]))")
+_PLAIN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d{1,19}))\s*")
+"""A dim that is one symbol or one integer (most are), parsed without the parser."""
 
 
 def parse_dim(text: Any) -> Dim:
@@ -790,6 +792,9 @@ def parse_dim(text: Any) -> Dim:
                          f"{type(text).__name__}")
     if len(text) > MAX_EXPR_CHARS:
         raise ValueError(f"dim expression is longer than {MAX_EXPR_CHARS} characters")
+    plain = _PLAIN.fullmatch(text)
+    if plain:  # NOTE: the parser's closures form reference cycles: garbage for the GC
+        return symbol(plain[1]) if plain[1] is not None else int(plain[2])
     tokens: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):

@@ -11,7 +11,7 @@ import datetime
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ def _fail(path: str, msg: str) -> FormatError:
 
 
 def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
+    if type(obj) is kind:  # the common case, first (a bool's type is never int)
+        return obj
     if isinstance(obj, bool) and kind in (int, float, (int, float)):
         raise _fail(path, f"expected {getattr(kind, '__name__', 'number')}, found a boolean")
     if not isinstance(obj, kind):
@@ -67,7 +69,9 @@ def _expect(obj: Any, kind: type | tuple[type, ...], path: str) -> Any:
     return obj
 
 
-def _keys(obj: dict, required: set[str], optional: set[str], path: str) -> None:
+def _keys(obj: dict, required: Set[str], optional: Set[str], path: str) -> None:
+    if obj.keys() == required:  # the common case, first
+        return
     missing = required - obj.keys()
     if missing:
         raise _fail(path, f"missing field(s) {', '.join(sorted(missing))}")
@@ -106,13 +110,28 @@ def _dim(obj: Any, path: str) -> Any:
         raise LimitError(f"{path}: {e}") from None
 
 
+_TYPES: dict[tuple[str, str], Aval] = {}
+"""Types read so far, by dtype and ``repr`` of the shape (it tells 1 from true and "1"):
+a header repeats its few types thousands of times (Avals are immutable)."""
+
+
 def type_from_json(obj: Any, path: str) -> Aval:
     _expect(obj, dict, path)
-    dt = _dtype(obj.get("dtype"), path + ".dtype")
-    shape = _expect(obj.get("shape"), list, path + ".shape")
+    dtype, shape = obj.get("dtype"), obj.get("shape")
+    key = (dtype, repr(shape)) if type(dtype) is str and type(shape) is list else None
+    hit = _TYPES.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    dt = _dtype(dtype, path + ".dtype")
+    shape = _expect(shape, list, path + ".shape")
     if len(shape) > 32:
         raise _fail(path + ".shape", f"rank {len(shape)} exceeds the maximum 32")
-    return Aval(tuple(_dim(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dt)
+    aval = Aval(tuple(_dim(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dt)
+    if key is not None and len(key[1]) <= 256:
+        if len(_TYPES) >= 4096:
+            _TYPES.clear()
+        _TYPES[key] = aval
+    return aval
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -273,63 +292,105 @@ def function_to_json(fn: Function, tensors: dict[str, np.ndarray]) -> dict[str, 
 
 
 _MAX_VALUES = 1 << 24
+_NONE: frozenset[str] = frozenset()
+_VALUE_KEYS = frozenset({"name", "dtype", "shape"})
+_NODE_KEYS = frozenset({"op", "inputs", "attrs", "outputs"})
+_FUNCTION_KEYS = frozenset({"name", "params", "nodes", "results"})
 
 
 def function_from_json(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> Function:
+    # NOTE: the JSON path of an item is formatted only when the item is refused: a large
+    # header has millions of items, and formatting every path took a fifth of the read
     _expect(obj, dict, path)
-    _keys(obj, {"name", "params", "nodes", "results"}, set(), path)
+    _keys(obj, _FUNCTION_KEYS, _NONE, path)
     name = _expect(obj["name"], str, path + ".name")
     fn = Function(name)
     env: dict[str, Value] = {}
+    for i, p in enumerate(_expect(obj["params"], list, path + ".params")):
+        fn.params.append(_define(env, fn, p, None, path, "params", i))
+    for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
+        fn.nodes.append(_node_from_json(env, fn, nobj, tensors, path, i))
+    for i, rname in enumerate(_expect(obj["results"], list, path + ".results")):
+        v = env.get(rname) if type(rname) is str else None
+        if v is None:
+            _expect(rname, str, f"{path}.results[{i}]")
+            raise _fail(f"{path}.results[{i}]", f"value {rname!r} is not defined")
+        fn.results.append(v)
+    return fn
 
-    def define(vobj: Any, vpath: str, producer: Node | None) -> Value:
+
+def _define(env: dict[str, Value], fn: Function, vobj: Any, producer: Node | None,
+            path: str, kind: str, i: int) -> Value:
+    """The value ``vobj`` declares (``path.kind[i]``), added to ``env``."""
+    vname = vobj.get("name") if type(vobj) is dict else None
+    if type(vname) is not str or vobj.keys() != _VALUE_KEYS or vname in env or \
+            len(env) >= _MAX_VALUES:
+        vpath = f"{path}.{kind}[{i}]"
         _expect(vobj, dict, vpath)
-        _keys(vobj, {"name", "dtype", "shape"}, set(), vpath)
+        _keys(vobj, _VALUE_KEYS, _NONE, vpath)
         vname = _expect(vobj["name"], str, vpath + ".name")
         if vname in env:
             raise _fail(vpath, f"value {vname!r} is defined twice")
-        if len(env) >= _MAX_VALUES:
-            raise _fail(vpath, "too many values")
-        v = Value(vname, type_from_json(vobj, vpath), producer, fn)
-        env[vname] = v
-        return v
+        raise _fail(vpath, "too many values")
+    v = Value(vname, _type(vobj, path, kind, i), producer, fn)
+    env[vname] = v
+    return v
 
-    for i, p in enumerate(_expect(obj["params"], list, path + ".params")):
-        fn.params.append(define(p, f"{path}.params[{i}]", None))
-    for i, nobj in enumerate(_expect(obj["nodes"], list, path + ".nodes")):
-        npath = f"{path}.nodes[{i}]"
+
+def _type(vobj: dict[str, Any], path: str, kind: str, i: int) -> Aval:
+    """``type_from_json`` of a value, its path formatted only for a type not read before."""
+    dtype, shape = vobj["dtype"], vobj["shape"]
+    if type(dtype) is str and type(shape) is list:
+        hit = _TYPES.get((dtype, repr(shape)))
+        if hit is not None:
+            return hit
+    return type_from_json(vobj, f"{path}.{kind}[{i}]")
+
+
+def _node_from_json(env: dict[str, Value], fn: Function, nobj: Any,
+                    tensors: Mapping[str, np.ndarray], fpath: str, i: int) -> Node:
+    if type(nobj) is not dict or nobj.keys() != _NODE_KEYS:
+        npath = f"{fpath}.nodes[{i}]"
         _expect(nobj, dict, npath)
-        _keys(nobj, {"op", "inputs", "attrs", "outputs"}, set(), npath)
-        op = _expect(nobj["op"], str, npath + ".op")
-        if op not in REGISTRY and op not in BUILTIN_OPS:
-            raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
-        inputs = []
-        for j, iname in enumerate(_expect(nobj["inputs"], list, npath + ".inputs")):
-            _expect(iname, str, f"{npath}.inputs[{j}]")
-            if iname not in env:
-                raise _fail(f"{npath}.inputs[{j}]", f"value {iname!r} is used before it is "
-                                                   f"defined")
-            inputs.append(env[iname])
-        attrs_obj = _expect(nobj["attrs"], dict, npath + ".attrs")
-        attrs: dict[str, Any] = {}
+        _keys(nobj, _NODE_KEYS, _NONE, npath)
+    op = nobj["op"]
+    if type(op) is not str or (op not in REGISTRY and op not in BUILTIN_OPS):
+        npath = f"{fpath}.nodes[{i}]"
+        _expect(op, str, npath + ".op")
+        raise _fail(npath, f"unknown op {op!r} (not in opset {OPSET_VERSION} of this amber)")
+    inputs = []
+    names = nobj["inputs"]
+    if type(names) is not list:
+        _expect(names, list, f"{fpath}.nodes[{i}].inputs")
+    for j, iname in enumerate(names):
+        v = env.get(iname) if type(iname) is str else None
+        if v is None:
+            ipath = f"{fpath}.nodes[{i}].inputs[{j}]"
+            _expect(iname, str, ipath)
+            raise _fail(ipath, f"value {iname!r} is used before it is defined")
+        inputs.append(v)
+    attrs_obj = nobj["attrs"]
+    attrs: dict[str, Any] = {}
+    if attrs_obj:
+        attrs_obj = _expect(attrs_obj, dict, f"{fpath}.nodes[{i}].attrs")
         for k, v in attrs_obj.items():
-            apath = f"{npath}.attrs.{k}"
+            apath = f"{fpath}.nodes[{i}].attrs.{k}"
             if op == "constant" and k == "value":
                 attrs[k] = _constant_from_json(v, tensors, apath)
             elif (op == "weight" and k == "name") or k in FUNCTION_ATTRS.get(op, ()):
                 attrs[k] = _expect(v, str, apath)
             else:
                 attrs[k] = _attr_from_json(_attr_kind(op, k), v, apath)
-        node = Node(op, inputs, attrs, [])
-        for j, oobj in enumerate(_expect(nobj["outputs"], list, npath + ".outputs")):
-            node.outputs.append(define(oobj, f"{npath}.outputs[{j}]", node))
-        fn.nodes.append(node)
-    for i, rname in enumerate(_expect(obj["results"], list, path + ".results")):
-        _expect(rname, str, f"{path}.results[{i}]")
-        if rname not in env:
-            raise _fail(f"{path}.results[{i}]", f"value {rname!r} is not defined")
-        fn.results.append(env[rname])
-    return fn
+    elif type(attrs_obj) is not dict:
+        _expect(attrs_obj, dict, f"{fpath}.nodes[{i}].attrs")
+    node = Node(op, inputs, attrs, [])
+    outs = nobj["outputs"]
+    if type(outs) is not list:
+        _expect(outs, list, f"{fpath}.nodes[{i}].outputs")
+    npath = f"{fpath}.nodes[{i}]"
+    for j, oobj in enumerate(outs):
+        node.outputs.append(_define(env, fn, oobj, node, npath, "outputs", j))
+    return node
 
 
 # ----------------------------------------------------------------------------- header
@@ -485,7 +546,37 @@ def save_program(program: Program, path: Any, metadata: Mapping[str, Any] | None
 def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
                         ) -> Program:
     """Decode and verify a program from a container's header and tensors."""
+    from ..format.container import gc_paused
+
     _expect(header, Mapping, "header")
+    with gc_paused():  # a large header builds millions of objects (see gc_paused)
+        prog = Program(_opset_from_json(header))
+        pobj = _expect(header["program"], dict, "header.program")
+        _keys(pobj, {"functions", "weights"}, set(), "header.program")
+        _weights_from_json(prog, pobj["weights"], tensors)
+        for i, fobj in enumerate(_expect(pobj["functions"], list, "header.program.functions")):
+            fn = function_from_json(fobj, tensors, f"header.program.functions[{i}]")
+            if fn.name in prog.functions:
+                raise FormatError(f"header.program.functions[{i}]: duplicate function name "
+                                  f"{fn.name!r}")
+            prog.functions[fn.name] = fn
+        for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
+            prog.entries[ename] = _entry_from_json(ename, sobj)
+        for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
+                                       "header.test_vectors")):
+            prog.test_vectors.append(_vector_from_json(prog, tv, tensors,
+                                                       f"header.test_vectors[{i}]"))
+        meta = header.get("metadata", {})
+        prog.metadata = dict(_expect(meta, dict, "header.metadata"))
+        try:
+            prog.verify()
+        except IRError as e:
+            raise FormatError(f"the program in the file is invalid: {e}") from None
+    return prog
+
+
+def _opset_from_json(header: Mapping[str, Any]) -> int:
+    """The header's opset version, checked before anything else is read."""
     if "opset_version" not in header:
         raise FormatError("header: not an amber program (no opset_version)")
     opset = header["opset_version"]
@@ -500,10 +591,11 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
     for key in ("program", "signatures"):
         if key not in header:
             raise FormatError(f"header: missing field {key!r}")
-    prog = Program(opset)
-    pobj = _expect(header["program"], dict, "header.program")
-    _keys(pobj, {"functions", "weights"}, set(), "header.program")
-    for i, w in enumerate(_expect(pobj["weights"], list, "header.program.weights")):
+    return opset
+
+
+def _weights_from_json(prog: Program, objs: Any, tensors: Mapping[str, np.ndarray]) -> None:
+    for i, w in enumerate(_expect(objs, list, "header.program.weights")):
         path = f"header.program.weights[{i}]"
         _expect(w, dict, path)
         _keys(w, {"name", "tensor", "dtype", "shape"}, set(), path)
@@ -517,71 +609,59 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
         if name in prog.weights:
             raise _fail(path, f"duplicate weight name {name!r}")
         prog.weights[name] = arr
-    for i, fobj in enumerate(_expect(pobj["functions"], list, "header.program.functions")):
-        fn = function_from_json(fobj, tensors, f"header.program.functions[{i}]")
-        if fn.name in prog.functions:
-            raise FormatError(f"header.program.functions[{i}]: duplicate function name "
-                              f"{fn.name!r}")
-        prog.functions[fn.name] = fn
-    for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
-        path = f"header.signatures[{ename[:60]!r}]"
-        _check_name(ename, "entry point", path)
-        _expect(sobj, dict, path)
-        _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"},
-              path)
-        fname = _expect(sobj["function"], str, path + ".function")
-        ins = _ports(sobj["inputs"], path + ".inputs", "input")
-        outs = _ports(sobj["outputs"], path + ".outputs", "output")
-        for p in ins:
-            for d in p.shape:
-                if isinstance(d, DimExpr) and not d.is_symbol():
-                    raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
-                                                  f"must be integers or plain symbols")
-        structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
-                                         path + ".output_structure")
-        ranges: dict[str, list[float]] = {}
-        if "input_ranges" in sobj:
-            for k, v in _expect(sobj["input_ranges"], dict, path + ".input_ranges").items():
-                _expect(v, list, f"{path}.input_ranges.{k}")
-                if len(v) != 2:
-                    raise _fail(f"{path}.input_ranges.{k}", "expected [low, high]")
-                ranges[k] = [float(_expect(x, (int, float), f"{path}.input_ranges.{k}"))
-                             for x in v]
-        prog.entries[ename] = EntryPoint(ename, fname, ins, outs, structure, ranges)
-    for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
-                                   "header.test_vectors")):
-        path = f"header.test_vectors[{i}]"
-        _expect(tv, dict, path)
-        _keys(tv, {"entry", "inputs", "outputs", "tolerance"}, {"dims"}, path)
-        entry = _expect(tv["entry"], str, path + ".entry")
-        if entry not in prog.entries:
-            raise _fail(path + ".entry", f"unknown entry point {entry!r}")
-        ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
-                 for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
-        for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
-            if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
-                raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes "
-                                 f"beyond the memory limit of {MEMORY_LIMIT} bytes (it is "
-                                 f"empty; its sizes, zeros counted as 1, times "
-                                 f"{a.dtype.itemsize} bytes)")
-        outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
-                  for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
-        tol = {}
-        for k, v in _expect(tv["tolerance"], dict, path + ".tolerance").items():
-            _expect(v, dict, f"{path}.tolerance.{k}")
-            _keys(v, {"rtol", "atol"}, set(), f"{path}.tolerance.{k}")
-            tol[k] = (float(_expect(v["rtol"], (int, float), f"{path}.tolerance.{k}.rtol")),
-                      float(_expect(v["atol"], (int, float), f"{path}.tolerance.{k}.atol")))
-        dims = {}
-        for k, v in _expect(tv.get("dims", {}), dict, path + ".dims").items():
-            if not is_symbol_name(k):
-                raise _fail(path + ".dims", f"invalid symbol name {k!r}")
-            dims[k] = _expect(v, int, f"{path}.dims.{k}")
-        prog.test_vectors.append(TestVector(entry, ins_t, outs_t, tol, dims))
-    meta = header.get("metadata", {})
-    prog.metadata = dict(_expect(meta, dict, "header.metadata"))
-    try:
-        prog.verify()
-    except IRError as e:
-        raise FormatError(f"the program in the file is invalid: {e}") from None
-    return prog
+
+
+def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
+    path = f"header.signatures[{ename[:60]!r}]"
+    _check_name(ename, "entry point", path)
+    _expect(sobj, dict, path)
+    _keys(sobj, {"function", "inputs", "outputs", "output_structure"}, {"input_ranges"}, path)
+    fname = _expect(sobj["function"], str, path + ".function")
+    ins = _ports(sobj["inputs"], path + ".inputs", "input")
+    outs = _ports(sobj["outputs"], path + ".outputs", "output")
+    for p in ins:
+        for d in p.shape:
+            if isinstance(d, DimExpr) and not d.is_symbol():
+                raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
+                                              f"must be integers or plain symbols")
+    structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
+                                     path + ".output_structure")
+    ranges: dict[str, list[float]] = {}
+    if "input_ranges" in sobj:
+        for k, v in _expect(sobj["input_ranges"], dict, path + ".input_ranges").items():
+            _expect(v, list, f"{path}.input_ranges.{k}")
+            if len(v) != 2:
+                raise _fail(f"{path}.input_ranges.{k}", "expected [low, high]")
+            ranges[k] = [float(_expect(x, (int, float), f"{path}.input_ranges.{k}"))
+                         for x in v]
+    return EntryPoint(ename, fname, ins, outs, structure, ranges)
+
+
+def _vector_from_json(prog: Program, tv: Any, tensors: Mapping[str, np.ndarray], path: str
+                      ) -> TestVector:
+    _expect(tv, dict, path)
+    _keys(tv, {"entry", "inputs", "outputs", "tolerance"}, {"dims"}, path)
+    entry = _expect(tv["entry"], str, path + ".entry")
+    if entry not in prog.entries:
+        raise _fail(path + ".entry", f"unknown entry point {entry!r}")
+    ins_t = {k: _tensor(tensors, v, f"{path}.inputs.{k}")
+             for k, v in _expect(tv["inputs"], dict, path + ".inputs").items()}
+    for k, a in ins_t.items():  # a 0-byte [2**40, 0] input would bind a symbol to 2**40
+        if a.size == 0 and bound_bytes(a.shape, a.dtype.itemsize) > MEMORY_LIMIT:
+            raise LimitError(f"{path}.inputs.{k}: shape {list(a.shape)} binds sizes beyond "
+                             f"the memory limit of {MEMORY_LIMIT} bytes (it is empty; its "
+                             f"sizes, zeros counted as 1, times {a.dtype.itemsize} bytes)")
+    outs_t = {k: _tensor(tensors, v, f"{path}.outputs.{k}")
+              for k, v in _expect(tv["outputs"], dict, path + ".outputs").items()}
+    tol = {}
+    for k, v in _expect(tv["tolerance"], dict, path + ".tolerance").items():
+        _expect(v, dict, f"{path}.tolerance.{k}")
+        _keys(v, {"rtol", "atol"}, set(), f"{path}.tolerance.{k}")
+        tol[k] = (float(_expect(v["rtol"], (int, float), f"{path}.tolerance.{k}.rtol")),
+                  float(_expect(v["atol"], (int, float), f"{path}.tolerance.{k}.atol")))
+    dims = {}
+    for k, v in _expect(tv.get("dims", {}), dict, path + ".dims").items():
+        if not is_symbol_name(k):
+            raise _fail(path + ".dims", f"invalid symbol name {k!r}")
+        dims[k] = _expect(v, int, f"{path}.dims.{k}")
+    return TestVector(entry, ins_t, outs_t, tol, dims)

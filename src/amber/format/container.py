@@ -24,6 +24,8 @@ problem raises :class:`amber.errors.FormatError` with a specific reason.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -33,7 +35,7 @@ import re
 import secrets
 import struct
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,23 @@ class Container:
     format_version: int
     header: dict[str, Any]
     tensors: Mapping[str, np.ndarray]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a block that allocates millions of
+    objects that stay alive (decoding a large header, building its program).
+
+    NOTE: each collection walks every live container, so a long decode pays again and
+    again for what it built so far: 24 MiB of header took 7x as long with it running.
+    Reference counting still frees everything; collection resumes after the block."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _align(n: int) -> int:
@@ -248,6 +267,23 @@ def write_container(
         )
     prepared = [_prepare_tensor(n, a) for n, a in tensors.items()]
     prepared.sort(key=lambda item: item[0])
+    header_bytes, data_start, file_length = _layout(header, prepared)
+    preamble = _PREAMBLE.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        0,
+        len(header_bytes),
+        file_length,
+        hashlib.sha256(header_bytes).digest(),
+    )
+    _write_atomically(path, preamble, header_bytes, data_start, prepared)
+
+
+def _layout(
+    header: dict[str, Any], prepared: list[tuple[str, str, np.ndarray]]
+) -> tuple[bytes, int, int]:
+    """The encoded header (with its tensor index), where the data starts, and the file
+    length, for tensors ``prepared`` in storage order."""
     digests = [hashlib.sha256(_byte_view(data).data).hexdigest() for _, _, data in prepared]
 
     def encode(index: list[dict[str, Any]]) -> bytes:
@@ -287,16 +323,18 @@ def write_container(
             f"cannot write header: {len(header_bytes)} bytes exceeds the limit of "
             f"{DEFAULT_MAX_HEADER_BYTES} bytes (store large arrays as tensors instead)"
         )
-    file_length = cursor
-    preamble = _PREAMBLE.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        0,
-        len(header_bytes),
-        file_length,
-        hashlib.sha256(header_bytes).digest(),
-    )
+    return header_bytes, data_start, cursor
 
+
+def _write_atomically(
+    path: str | os.PathLike[str],
+    preamble: bytes,
+    header_bytes: bytes,
+    data_start: int,
+    prepared: list[tuple[str, str, np.ndarray]],
+) -> None:
+    """Write the file to a locked temporary next to ``path``, fsync it, rename it over
+    ``path`` and fsync the directory; the temporary is removed on any failure."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     remove_stale_temporaries(target)
@@ -433,11 +471,13 @@ def _check_name(name: str, error: Callable[[str], FormatError]) -> None:
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` that refuses duplicate keys in any JSON object."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise FormatError(f"header JSON has duplicate key {key!r} in one object")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise FormatError(f"header JSON has duplicate key {key!r} in one object")
+            seen.add(key)
     return result
 
 
@@ -462,6 +502,22 @@ def _parse_float(text: str) -> float:
 def _parse_constant(text: str) -> Any:
     """``parse_constant`` hook: NaN, Infinity and -Infinity are not JSON."""
     raise FormatError(f"header JSON contains {text}, which is not valid JSON")
+
+
+_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+
+
+def _json_depth(raw: bytes) -> int:
+    """The nesting depth of the valid JSON text ``raw`` (a top-level array or object is
+    1), from its bytes: a walk of the decoded objects costs seconds on a large header."""
+    if b"\\" in raw:  # drop escaped backslashes, then escaped quotes: the rest delimit strings
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    a = np.frombuffer(raw.translate(None, _NOT_QUOTES_OR_BRACKETS), np.uint8)
+    outside = (np.cumsum(a == ord('"'), dtype=np.uint8) & 1) == 0  # parity of quotes so far
+    opens = ((a == ord("[")) | (a == ord("{"))).view(np.int8)
+    closes = ((a == ord("]")) | (a == ord("}"))).view(np.int8)
+    steps = (opens - closes)[outside]
+    return int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
 
 
 def _check_tree(root: Any, *, check_strings: bool) -> None:
@@ -503,13 +559,14 @@ def _decode_header(raw: bytes) -> dict[str, Any]:
             f"header is not valid UTF-8 (byte {exc.start} of the header: {exc.reason})"
         ) from None
     try:
-        doc = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
+        with gc_paused():
+            doc = json.loads(
+                text,
+                object_pairs_hook=_reject_duplicates,
+                parse_int=_parse_int,
+                parse_float=_parse_float,
+                parse_constant=_parse_constant,
+            )
     except FormatError:
         raise
     except RecursionError:
@@ -522,7 +579,10 @@ def _decode_header(raw: bytes) -> dict[str, Any]:
         raise FormatError(f"header is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise FormatError(f"header JSON must be an object, found {_json_type(doc)}")
-    _check_tree(doc, check_strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    if _SURROGATE_ESCAPE.search(raw) is not None:  # rare: walk the strings too
+        _check_tree(doc, check_strings=True)
+    elif _json_depth(raw) > MAX_JSON_DEPTH:
+        raise FormatError(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return doc
 
 
@@ -632,6 +692,23 @@ def _read_v1(
     buf: memoryview, *, verify_hashes: bool, max_header_bytes: int
 ) -> tuple[dict[str, Any], list[tuple[_Entry, np.ndarray]]]:
     """Parse and validate a format-version-1 file held in ``buf``."""
+    header_raw, data_start = _header_bytes_v1(buf, max_header_bytes)
+    doc = _decode_header(header_raw)
+    del header_raw
+    if TENSOR_INDEX_KEY not in doc:
+        raise FormatError(f"header has no {TENSOR_INDEX_KEY!r} member (the tensor index)")
+    index = doc.pop(TENSOR_INDEX_KEY)
+    if not isinstance(index, list):
+        raise FormatError(
+            f"header member {TENSOR_INDEX_KEY!r} must be an array, found {_json_type(index)}"
+        )
+    entries = _index_v1(buf, index, data_start)
+    return doc, _tensors_v1(buf, entries, verify_hashes)
+
+
+def _header_bytes_v1(buf: memoryview, max_header_bytes: int) -> tuple[bytes, int]:
+    """The header bytes of a format-version-1 file (preamble, lengths, hash and padding
+    checked) and the offset where its data starts."""
     size = len(buf)
     if size < PREAMBLE_SIZE:
         raise FormatError(
@@ -672,17 +749,13 @@ def _read_v1(
             f"{size} bytes"
         )
     _check_zero(buf, header_end, data_start, "after the header")
+    return header_raw, data_start
 
-    doc = _decode_header(header_raw)
-    del header_raw
-    if TENSOR_INDEX_KEY not in doc:
-        raise FormatError(f"header has no {TENSOR_INDEX_KEY!r} member (the tensor index)")
-    index = doc.pop(TENSOR_INDEX_KEY)
-    if not isinstance(index, list):
-        raise FormatError(
-            f"header member {TENSOR_INDEX_KEY!r} must be an array, found {_json_type(index)}"
-        )
 
+def _index_v1(buf: memoryview, index: list[Any], data_start: int) -> list[_Entry]:
+    """The validated tensor index: each entry's types and sizes, and blobs packed in
+    index order, aligned, zero-padded, ending where the file ends."""
+    size = len(buf)
     entries: list[_Entry] = []
     seen: dict[str, int] = {}
     cursor = data_start
@@ -733,7 +806,14 @@ def _read_v1(
             f"file has {size - cursor} trailing bytes after the last tensor (data ends at "
             f"byte {cursor})"
         )
+    return entries
 
+
+def _tensors_v1(
+    buf: memoryview, entries: list[_Entry], verify_hashes: bool
+) -> list[tuple[_Entry, np.ndarray]]:
+    """Read-only arrays over the blobs of ``entries`` (digests checked when asked; bool
+    data holds only 0 and 1)."""
     for entry in entries:
         blob = buf[entry.offset : entry.offset + entry.nbytes]
         if verify_hashes and hashlib.sha256(blob).hexdigest() != entry.sha256:
@@ -752,7 +832,7 @@ def _read_v1(
         array = np.frombuffer(blob, dtype=entry.dtype, count=count).reshape(entry.shape)
         array.flags.writeable = False
         arrays.append((entry, array))
-    return doc, arrays
+    return arrays
 
 
 _Reader = Callable[..., tuple[dict[str, Any], list[tuple[_Entry, np.ndarray]]]]
