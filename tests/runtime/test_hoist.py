@@ -223,3 +223,32 @@ def test_loop_input_from_the_caller_is_not_cached(lib: ctypes.CDLL, tmp_path: Pa
             np.testing.assert_allclose(got[0], _scan_reference(xs, w), rtol=1e-5, atol=1e-6)
         assert s.stats().cached_bytes == 0
         s.close()
+
+
+@pytest.mark.parametrize("layer", [nn.LSTM, nn.GRU, nn.RNN])
+def test_recurrent_layers_loop_natively_the_same_bits_on_any_thread_count(
+        lib: ctypes.CDLL, tmp_path: Path, layer: type) -> None:
+    """An exported recurrent layer (a scan whose body multiplies by the transposed
+    recurrent weight it is handed): the transposes are cached values of the session, and
+    every run on 1 or 2 threads gives the same bits, close to the reference interpreter."""
+    am.manual_seed(0)
+    model = layer(8, 64, num_layers=2).eval()
+    path = tmp_path / "rnn.amber"
+    am.export(model, am.spec("t", "b", 8), sizes={"t": (2, 3), "b": (1, 2)}).save(str(path))
+    xs = np.random.default_rng(2).standard_normal((5, 16, 8)).astype(np.float32)
+    want = am.load(path, backend="reference").program.run("forward", xs)
+    weight_bytes = sum(4 * p.numel() for k, p in model.named_parameters() if "weight" in k)
+    runs = []
+    for threads in (1, 2):
+        with Model(lib, path=path, threads=threads) as m:
+            s = Session(m)
+            for _ in range(2):
+                got = s.run("forward", xs)
+                assert not isinstance(got, str), s.error
+                runs.append([a.tobytes() for a in got])
+            # every weight transposed once (and packed): held by the session
+            assert s.stats().cached_bytes >= weight_bytes
+            s.close()
+    assert all(r == runs[0] for r in runs)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
