@@ -117,22 +117,32 @@ typedef double v4d __attribute__((vector_size(32)));
     }
 /* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
  * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
- * the same operations in the same order as in the one-sliver tile. nr > one vector. */
+ * the same operations in the same order as in the one-sliver tile. nr > one vector. A
+ * panel of at most R = 4 or 8 real rows (the last of a product whose rows are not a
+ * multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
+#define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
+    for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);                                \
+    for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
+        VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
+            VEC av = SET1(a[i]);                                                            \
+            t[i][0] = FMADD(av, x0, t[i][0]);                                               \
+            t[i][1] = FMADD(av, x1, t[i][1]);                                               \
+        }                                                                                   \
+    }
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
-        for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0);                          \
         const T *b1 = b + bs;                                                               \
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                       \
-            VEC x0 = LOAD(b), x1 = LOAD(b1);                                                \
-            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {                        \
-                VEC av = SET1(a[i]);                                                        \
-                t[i][0] = FMADD(av, x0, t[i][0]);                                           \
-                t[i][1] = FMADD(av, x1, t[i][1]);                                           \
-            }                                                                               \
+        if (mr <= 4) {                                                                      \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
+        } else if (mr <= 8) {                                                               \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
+        } else {                                                                            \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
         int64_t n1 = nr - W;                                                                \
         MASKT m = (MASKT)(n1 >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << n1) - 1));             \
