@@ -197,6 +197,42 @@ def test_value_passed_by_two_calls_is_not_cached(lib: ctypes.CDLL, tmp_path: Pat
         s.close()
 
 
+def test_recursive_function_keeps_its_weight_argument_cached(lib: ctypes.CDLL,
+                                                             tmp_path: Path) -> None:
+    """f(k, acc, w) = f(k - 1, acc - w, w) until k = 0, called once with a constant w:
+    every call (the recursive ones too) passes the same w, so -w is computed once."""
+    i64 = "int64"
+    w = np.array([0.5, -2.0, 3.0], np.float32)
+    scalar = {"dtype": i64, "shape": []}
+    main = fn("main", [p("x", shape=[3]), p("k", i64, [])], [
+        _matrix("w", w), node("call", ["k", "x", "w"], "r", {"callee": "f"}, shape=[3])], ["r"])
+    f = fn("f", [p("k", i64, []), p("acc", shape=[3]), p("w", shape=[3])], [
+        node("neg", ["w"], "e", shape=[3]), node("add", ["acc", "e"], "a2", shape=[3]),
+        node("constant", [], "zero", {"value": {**scalar, "data": [0]}}, i64, []),
+        node("constant", [], "one", {"value": {**scalar, "data": [1]}}, i64, []),
+        node("gt", ["k", "zero"], "more", dtype="bool", shape=[]),
+        node("sub", ["k", "one"], "k2", dtype=i64, shape=[]),
+        node("cond", ["more", "k2", "a2", "w"], "r", {"then": "again", "else": "done"},
+             shape=[3])], ["r"])
+    again = fn("again", [p("k", i64, []), p("acc", shape=[3]), p("w", shape=[3])],
+               [node("call", ["k", "acc", "w"], "r", {"callee": "f"}, shape=[3])], ["r"])
+    done = fn("done", [p("k", i64, []), p("acc", shape=[3]), p("w", shape=[3])], [], ["acc"])
+    path = program_file(tmp_path / "rec.amber", [main, f, again, done], opset=2)
+    x = np.array([1, 2, 3], np.float32)
+    with Model(lib, path=path) as m:
+        assert m.status == 0, m.error
+        s = Session(m)
+        for k in (0, 3, 1):
+            want = x
+            for _ in range(k + 1):
+                want = want + -w
+            got = s.run("forward", x, np.array(k, np.int64))
+            assert not isinstance(got, str), s.error
+            assert got[0].tobytes() == want.tobytes()
+        assert s.stats().cached_bytes > 0
+        s.close()
+
+
 def test_loop_input_from_the_caller_is_not_cached(lib: ctypes.CDLL, tmp_path: Path) -> None:
     """A scan's invariant input that comes from the entry's inputs changes between runs:
     the body's transpose of it is not kept from one run to the next."""
