@@ -40,6 +40,7 @@ onnxruntime, and amber importable with its native library)::
     python bench/bench_lstm.py                            # print a Markdown section
     python bench/bench_lstm.py --threads 2                # each runtime in its process
     python bench/bench_lstm.py --append bench/RESULTS.md  # and append it
+    python bench/bench_lstm.py --cell GRU                 # nn.GRU (or RNN) vs torch
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ BATCHES = (1, 16)
 RUNTIMES = ("amber native", "amber native while", "amber reference", "amber eager",
             "torch eager", "ORT Loop")
 ISOLATED = ("amber native", "amber native while", "torch eager", "ORT Loop")
+LSTM_ONLY = ("amber native while", "ORT Loop")  # hand-written LSTM cells
+CELLS = ("LSTM", "GRU", "RNN")
 BASELINE = "torch eager"
 TOLERANCE = 1e-4
 
@@ -122,26 +125,28 @@ def weights_of(layer: nn.LSTM) -> dict[str, np.ndarray]:
             for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
 
-def make_models(seed: int) -> tuple[nn.LSTM, LSTMLayer]:
-    """``nn.LSTM(INPUT, HIDDEN)`` from the seed, and the hand-written layer holding its
-    weights (every process makes the same ones)."""
+def make_models(seed: int, kind: str) -> tuple[Any, LSTMLayer | None]:
+    """``nn.LSTM(INPUT, HIDDEN)`` (or ``nn.GRU``, ``nn.RNN``) from the seed, and for an LSTM
+    the hand-written layer holding its weights (every process makes the same ones)."""
     am.manual_seed(seed)
-    layer = nn.LSTM(INPUT, HIDDEN).eval()
+    layer = getattr(nn, kind)(INPUT, HIDDEN).eval()
+    if kind != "LSTM":
+        return layer, None
     cell = LSTMLayer(INPUT, HIDDEN)
     cell.load_state_dict({k: am.tensor(v) for k, v in weights_of(layer).items()})
     return layer, cell
 
 
-def torch_lstm(w: dict[str, np.ndarray]) -> Any:
-    """``torch.nn.LSTM(INPUT, HIDDEN)`` holding the same weights."""
+def torch_layer(layer: Any, kind: str) -> Any:
+    """``torch.nn.LSTM(INPUT, HIDDEN)`` (or GRU, RNN) holding the amber layer's weights."""
     import torch
 
-    lstm = torch.nn.LSTM(INPUT, HIDDEN)
+    mod = getattr(torch.nn, kind)(INPUT, HIDDEN)
     with torch.no_grad():
-        for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(lstm, f"{k}_l0").copy_(torch.from_numpy(w[k]))
-    lstm.eval()
-    return lstm
+        for k, v in layer.named_parameters():
+            getattr(mod, k).copy_(torch.from_numpy(v.detach().numpy()))
+    mod.eval()
+    return mod
 
 
 def onnx_loop_model(w: dict[str, np.ndarray], path: Path) -> None:
@@ -252,52 +257,55 @@ def native_runner(module: nn.Module, path: Path, threads: int, pick: tuple[int, 
     return run, nat
 
 
-def build_runners(seed: int, workdir: Path, threads: int, names: tuple[str, ...]) -> Runners:
+def build_runners(seed: int, workdir: Path, threads: int, names: tuple[str, ...],
+                  kind: str = "LSTM") -> Runners:
     """Make the models and open them in the runtimes named (those of RUNTIMES)."""
     import amber.native as native
 
-    layer, cell = make_models(seed)
+    layer, cell = make_models(seed, kind)
+    lstm = kind == "LSTM"
     r = Runners()
     lib = f"threads={threads}, {native.library_path()}"
     if "amber native" in names or "amber reference" in names:
-        r.fns["amber native"], _ = native_runner(layer, workdir / "lstm.amber", threads, (1, 2))
-        r.notes["amber native"] = f"amber.nn.LSTM (a scan), C runtime via ctypes, {lib}"
-    if "amber native while" in names:
+        r.fns["amber native"], _ = native_runner(layer, workdir / "lstm.amber", threads,
+                                                 (1, 2) if lstm else (1,))
+        r.notes["amber native"] = f"amber.nn.{kind} (a scan), C runtime via ctypes, {lib}"
+    if "amber native while" in names and cell is not None:
         r.fns["amber native while"], _ = native_runner(cell, workdir / "cell.amber", threads,
                                                        (0, 1))
         r.notes["amber native while"] = f"the hand-written while_loop cell, {lib}"
     if "amber reference" in names:
         ref = am.load(workdir / "lstm.amber", backend="reference").program
         r.fns["amber reference"] = lambda x: [a[0] for a in ref.run("forward", x)[1:]]
-        r.notes["amber reference"] = "amber.nn.LSTM in the NumPy interpreter (Program.run)"
+        r.notes["amber reference"] = f"amber.nn.{kind} in the NumPy interpreter (Program.run)"
     if "amber eager" in names:
         def eager(x: np.ndarray) -> list[np.ndarray]:
             with am.no_grad():
-                _, (h, c) = layer(am.tensor(x))
-            return [h.numpy()[0], c.numpy()[0]]
+                _, hc = layer(am.tensor(x))
+            return [t.numpy()[0] for t in (hc if lstm else (hc,))]
 
         r.fns["amber eager"] = eager
-        r.notes["amber eager"] = "amber.nn.LSTM under am.no_grad()"
+        r.notes["amber eager"] = f"amber.nn.{kind} under am.no_grad()"
     if "torch eager" in names:
-        add_torch(r, weights_of(layer), threads)
-    if "ORT Loop" in names:
+        add_torch(r, layer, kind, threads)
+    if "ORT Loop" in names and lstm:
         add_ort(r, weights_of(layer), workdir / "lstm_loop.onnx", threads)
     r.fns = {k: r.fns[k] for k in names if k in r.fns}
     return r
 
 
-def add_torch(r: Runners, w: dict[str, np.ndarray], threads: int) -> None:
+def add_torch(r: Runners, layer: Any, kind: str, threads: int) -> None:
     import torch
 
-    lstm = torch_lstm(w)
+    mod = torch_layer(layer, kind)
 
     def run_torch(x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            _, (h, c) = lstm(torch.from_numpy(x))
-        return [h[0].numpy(), c[0].numpy()]
+            _, hc = mod(torch.from_numpy(x))
+        return [t[0].numpy() for t in (hc if kind == "LSTM" else (hc,))]
 
     r.fns["torch eager"] = run_torch
-    r.notes["torch eager"] = (f"torch.nn.LSTM, inference_mode, set_num_threads({threads}), "
+    r.notes["torch eager"] = (f"torch.nn.{kind}, inference_mode, set_num_threads({threads}), "
                               f"set_num_interop_threads(1)")
 
 
@@ -372,7 +380,7 @@ def worker(rt: str, args: argparse.Namespace) -> int:
     torch.set_num_interop_threads(1)
     cases = make_cases(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        fn = build_runners(args.seed, Path(tmp), args.threads, (rt,)).fns[rt]
+        fn = build_runners(args.seed, Path(tmp), args.threads, (rt,), args.cell).fns[rt]
         for case in cases:
             sample(lambda case=case: fn(case.x), 0.2, 0.0)
         out = {str(case.batch): [sample(lambda case=case: fn(case.x), args.budget, args.pause)
@@ -383,13 +391,14 @@ def worker(rt: str, args: argparse.Namespace) -> int:
 
 def time_isolated(cases: list[Case], args: argparse.Namespace) -> None:
     """``--repeats`` blocks; each starts one process per runtime (rotating the order)."""
-    names = list(ISOLATED)
+    names = [rt for rt in ISOLATED if args.cell == "LSTM" or rt not in LSTM_ONLY]
     for rep in range(args.repeats):
         shift = rep % len(names)
         for rt in names[shift:] + names[:shift]:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", rt, "--threads",
                    str(args.threads), "--samples", str(args.samples), "--budget",
-                   str(args.budget), "--pause", str(args.pause), "--seed", str(args.seed)]
+                   str(args.budget), "--pause", str(args.pause), "--seed", str(args.seed),
+                   "--cell", args.cell]
             res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise BenchmarkError(f"{rt} worker failed: {res.stderr.strip()[-500:]}")
@@ -441,16 +450,19 @@ def report(cases: list[Case], runners: Runners, args: argparse.Namespace, comman
            f"{args.budget:g} s per case" if isolated else
            f"{args.repeats} interleaved samples of about {args.budget:g} s each, in one "
            f"process")
+    k = args.cell
+    extra = (" vs ONNX Runtime Loop" if k == "LSTM" else "")
+    others = ("the same cell by hand as an `am.while_loop`, ONNX Runtime's hand-built "
+              "`Loop` node with that cell as its body, " if k == "LSTM" else "")
     lines = [
-        f"## LSTM over a {SEQ}-step sequence, {args.threads} thread(s): amber.nn.LSTM native "
-        f"vs PyTorch vs ONNX Runtime Loop (bench_lstm.py)",
+        f"## {k} over a {SEQ}-step sequence, {args.threads} thread(s): amber.nn.{k} native "
+        f"vs PyTorch{extra} (bench_lstm.py)",
         "",
-        f"One LSTM layer, input {INPUT}, hidden {HIDDEN}, {SEQ} steps, float32, the same "
-        f"weights everywhere; `amber.nn.LSTM` exported (its loop a `scan` node), the same "
-        f"cell by hand as an `am.while_loop`, ONNX Runtime's hand-built `Loop` node with "
-        f"that cell as its body, PyTorch's `torch.nn.LSTM`. Every final `(h, c)` was "
-        f"checked against amber's reference interpreter before timing. Medians over {how}; "
-        f"wall time and process CPU time per call, in ms; ratios to PyTorch.",
+        f"One {k} layer, input {INPUT}, hidden {HIDDEN}, {SEQ} steps, float32, the same "
+        f"weights everywhere; `amber.nn.{k}` exported (its loop a `scan` node), {others}"
+        f"PyTorch's `torch.nn.{k}`. Every final state was checked against amber's reference "
+        f"interpreter before timing. Medians over {how}; wall time and process CPU time per "
+        f"call, in ms; ratios to PyTorch.",
         "",
         f"Command: `{command}` (from the repository root)",
         "",
@@ -493,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=0.3, help="seconds per sample")
     ap.add_argument("--pause", type=float, default=0.02, help="idle seconds before a sample")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cell", choices=CELLS, default="LSTM",
+                    help="the layer (GRU and RNN: amber native, reference, eager, torch)")
     ap.add_argument("--isolate", action="store_true",
                     help="each runtime in its own process (always with more than 1 thread)")
     ap.add_argument("--worker", choices=ISOLATED, default=None, help=argparse.SUPPRESS)
@@ -509,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
         cases = make_cases(args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            runners = build_runners(args.seed, Path(tmp), args.threads, RUNTIMES)
+            names = tuple(rt for rt in RUNTIMES if args.cell == "LSTM" or rt not in LSTM_ONLY)
+            runners = build_runners(args.seed, Path(tmp), args.threads, names, args.cell)
             for case in cases:
                 check_agreement(case, runners)
             if isolated:
