@@ -2,16 +2,17 @@
 and 16) in amber's native runtime, amber's reference interpreter, PyTorch eager and ONNX
 Runtime's ``Loop``, on the same weights.
 
-The amber model is an ``nn.Module`` whose forward projects all inputs at once
-(``xs @ W_ih^T + b``, as PyTorch's CPU LSTM does) and then runs the recurrence with
-``am.while_loop`` (``t < T``, the sequence length being a symbolic dim of the input);
-it is exported with symbolic ``t`` and ``b`` and returns the final ``(h, c)``. The
+The model is ``amber.nn.LSTM(64, 128)``: it projects all inputs at once (``xs @ W_ih^T +
+b_ih``, as PyTorch's CPU LSTM does) and runs the recurrence with ``am.scan``; it is
+exported with symbolic ``t`` and ``b`` and returns ``(output, (h_n, c_n))``. The
 competitors:
 
 * **amber native**: the exported file in the C runtime through its ctypes binding
   (``amber.native.NativeModel``, one session reused; the time includes the binding's
   input checks and the copy of the outputs into NumPy arrays);
-* **amber reference**: the same file in the NumPy reference interpreter;
+* **amber native while**: the same cell written by hand with ``am.while_loop``
+  (``LSTMLayer`` below, the same weights), exported and run the same way;
+* **amber reference**: the exported ``nn.LSTM`` in the NumPy reference interpreter;
 * **amber eager**: the module itself under ``am.no_grad()`` (for scale);
 * **torch eager**: ``torch.nn.LSTM`` holding the same weights, under
   ``torch.inference_mode()``;
@@ -20,21 +21,26 @@ competitors:
   ``W_hh^T``, ``Split`` into the gates i, f, g, o, ``Sigmoid``/``Tanh``) -- in ONNX
   Runtime's CPU execution provider.
 
-Before timing, every runtime's ``(h, c)`` is compared with amber's reference interpreter
-(max abs error recorded; beyond 1e-4 the benchmark stops). Runs are interleaved: every
-repeat times every runtime on every case, rotating which goes first; each sample is a loop
-of calls lasting about ``--budget`` seconds after one untimed call and ``--pause`` seconds
-idle; each figure is the median over ``--repeats`` samples of the wall time per call and
+Before timing, every runtime's final ``(h, c)`` is compared with amber's reference
+interpreter (max abs error recorded; beyond 1e-4 the benchmark stops). Each sample is a
+loop of calls lasting about ``--budget`` seconds after one untimed call and ``--pause``
+seconds idle; each figure is the median over all samples of the wall time per call and
 of the process CPU time per call (which other processes on a loaded machine do not
-inflate). Thread counts are set explicitly (``--threads``, default 1): BLAS (set before
-NumPy is imported), ONNX Runtime (intra-op; inter-op 1), PyTorch (intra-op and inter-op)
-and the native runtime's session.
+inflate). With one thread every repeat times every runtime on every case in this process,
+rotating which goes first. With more (or ``--isolate``), each runtime runs alone in its
+own process: ``--repeats`` blocks, each starting one process per runtime in a rotating
+order, each process taking ``--samples`` samples per case (the reference interpreter
+and eager amber, far slower, are left out there). Thread counts are set explicitly
+(``--threads``, default 1): BLAS (set before NumPy is imported), ONNX Runtime (intra-op;
+inter-op 1), PyTorch (intra-op and inter-op 1) and the native runtime's session.
 
 Usage (from the repository root, in an environment with torch==2.13.0, onnx and
 onnxruntime, and amber importable with its native library)::
 
     python bench/bench_lstm.py                            # print a Markdown section
+    python bench/bench_lstm.py --threads 2                # each runtime in its process
     python bench/bench_lstm.py --append bench/RESULTS.md  # and append it
+    python bench/bench_lstm.py --cell GRU                 # nn.GRU (or RNN) vs torch
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ _THREADS = pin_threads(sys.argv[1:], default=1)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -64,8 +72,12 @@ import amber.nn as nn  # noqa: E402
 
 SEQ, INPUT, HIDDEN = 100, 64, 128
 BATCHES = (1, 16)
-RUNTIMES = ("amber native", "amber reference", "amber eager", "torch eager", "ORT Loop")
-BASELINE = "amber native"
+RUNTIMES = ("amber native", "amber native while", "amber reference", "amber eager",
+            "torch eager", "ORT Loop")
+ISOLATED = ("amber native", "amber native while", "torch eager", "ORT Loop")
+LSTM_ONLY = ("amber native while", "ORT Loop")  # hand-written LSTM cells
+CELLS = ("LSTM", "GRU", "RNN")
+BASELINE = "torch eager"
 TOLERANCE = 1e-4
 
 
@@ -107,21 +119,34 @@ class LSTMLayer(nn.Module):
         return h, c
 
 
-def weights_of(model: LSTMLayer) -> dict[str, np.ndarray]:
-    """The layer's parameters as float32 arrays."""
-    return {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
+def weights_of(layer: nn.LSTM) -> dict[str, np.ndarray]:
+    """The layer's parameters as float32 arrays, named as in ``LSTMLayer``."""
+    return {k: getattr(layer, f"{k}_l0").detach().numpy().copy()
+            for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
 
-def torch_lstm(w: dict[str, np.ndarray]) -> Any:
-    """``torch.nn.LSTM(INPUT, HIDDEN)`` holding the same weights."""
+def make_models(seed: int, kind: str) -> tuple[Any, LSTMLayer | None]:
+    """``nn.LSTM(INPUT, HIDDEN)`` (or ``nn.GRU``, ``nn.RNN``) from the seed, and for an LSTM
+    the hand-written layer holding its weights (every process makes the same ones)."""
+    am.manual_seed(seed)
+    layer = getattr(nn, kind)(INPUT, HIDDEN).eval()
+    if kind != "LSTM":
+        return layer, None
+    cell = LSTMLayer(INPUT, HIDDEN)
+    cell.load_state_dict({k: am.tensor(v) for k, v in weights_of(layer).items()})
+    return layer, cell
+
+
+def torch_layer(layer: Any, kind: str) -> Any:
+    """``torch.nn.LSTM(INPUT, HIDDEN)`` (or GRU, RNN) holding the amber layer's weights."""
     import torch
 
-    lstm = torch.nn.LSTM(INPUT, HIDDEN)
+    mod = getattr(torch.nn, kind)(INPUT, HIDDEN)
     with torch.no_grad():
-        for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(lstm, f"{k}_l0").copy_(torch.from_numpy(w[k]))
-    lstm.eval()
-    return lstm
+        for k, v in layer.named_parameters():
+            getattr(mod, k).copy_(torch.from_numpy(v.detach().numpy()))
+    mod.eval()
+    return mod
 
 
 def onnx_loop_model(w: dict[str, np.ndarray], path: Path) -> None:
@@ -205,20 +230,17 @@ class Runners:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def build_runners(model: LSTMLayer, workdir: Path, threads: int) -> Runners:
-    """Export, save and open the model in every runtime.
+def native_runner(module: nn.Module, path: Path, threads: int, pick: tuple[int, ...]
+                  ) -> tuple[Runner, Any]:
+    """Export ``module`` to ``path`` and open it natively; the runner returns the outputs
+    at ``pick`` (each without a leading dim of 1).
 
     Raises:
-        BenchmarkError: the native runtime is not available (no made-up figures).
+        BenchmarkError: the native runtime is missing or the file's test vectors fail.
     """
-    import onnxruntime as ort
-    import torch
-
     import amber.native as native
 
-    r = Runners()
-    path = workdir / "lstm.amber"
-    program = am.export(model, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)})
+    program = am.export(module, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)})
     program.save(path)
     if not native.available():
         raise BenchmarkError("amber's native runtime is unavailable (install amber with its "
@@ -226,44 +248,80 @@ def build_runners(model: LSTMLayer, workdir: Path, threads: int) -> Runners:
     nat = native.NativeModel(path, threads=threads)
     n, failed = nat.verify()
     if failed:
-        raise BenchmarkError(f"{failed} of {n} test vectors fail natively")
-    r.fns["amber native"] = lambda x: nat.run("forward", x)
-    r.notes["amber native"] = (f"C runtime via ctypes (amber.native.NativeModel), "
-                               f"threads={threads}, {native.library_path()}")
-    ref = am.load(path, backend="reference").program
-    r.fns["amber reference"] = lambda x: ref.run("forward", x)
-    r.notes["amber reference"] = "NumPy interpreter (Program.run)"
+        raise BenchmarkError(f"{failed} of {n} test vectors of {path.name} fail natively")
 
-    def eager(x: np.ndarray) -> list[np.ndarray]:
-        with am.no_grad():
-            h, c = model(am.tensor(x))
-        return [h.numpy(), c.numpy()]
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        out = nat.run("forward", x)
+        return [out[i].reshape(out[i].shape[-2:]) for i in pick]
 
-    r.fns["amber eager"] = eager
-    r.notes["amber eager"] = "the module under am.no_grad()"
+    return run, nat
 
-    lstm = torch_lstm(weights_of(model))
+
+def build_runners(seed: int, workdir: Path, threads: int, names: tuple[str, ...],
+                  kind: str = "LSTM") -> Runners:
+    """Make the models and open them in the runtimes named (those of RUNTIMES)."""
+    import amber.native as native
+
+    layer, cell = make_models(seed, kind)
+    lstm = kind == "LSTM"
+    r = Runners()
+    lib = f"threads={threads}, {native.library_path()}"
+    if "amber native" in names or "amber reference" in names:
+        r.fns["amber native"], _ = native_runner(layer, workdir / "lstm.amber", threads,
+                                                 (1, 2) if lstm else (1,))
+        r.notes["amber native"] = f"amber.nn.{kind} (a scan), C runtime via ctypes, {lib}"
+    if "amber native while" in names and cell is not None:
+        r.fns["amber native while"], _ = native_runner(cell, workdir / "cell.amber", threads,
+                                                       (0, 1))
+        r.notes["amber native while"] = f"the hand-written while_loop cell, {lib}"
+    if "amber reference" in names:
+        ref = am.load(workdir / "lstm.amber", backend="reference").program
+        r.fns["amber reference"] = lambda x: [a[0] for a in ref.run("forward", x)[1:]]
+        r.notes["amber reference"] = f"amber.nn.{kind} in the NumPy interpreter (Program.run)"
+    if "amber eager" in names:
+        def eager(x: np.ndarray) -> list[np.ndarray]:
+            with am.no_grad():
+                _, hc = layer(am.tensor(x))
+            return [t.numpy()[0] for t in (hc if lstm else (hc,))]
+
+        r.fns["amber eager"] = eager
+        r.notes["amber eager"] = f"amber.nn.{kind} under am.no_grad()"
+    if "torch eager" in names:
+        add_torch(r, layer, kind, threads)
+    if "ORT Loop" in names and lstm:
+        add_ort(r, weights_of(layer), workdir / "lstm_loop.onnx", threads)
+    r.fns = {k: r.fns[k] for k in names if k in r.fns}
+    return r
+
+
+def add_torch(r: Runners, layer: Any, kind: str, threads: int) -> None:
+    import torch
+
+    mod = torch_layer(layer, kind)
 
     def run_torch(x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            _, (h, c) = lstm(torch.from_numpy(x))
-        return [h[0].numpy(), c[0].numpy()]
+            _, hc = mod(torch.from_numpy(x))
+        return [t[0].numpy() for t in (hc if kind == "LSTM" else (hc,))]
 
     r.fns["torch eager"] = run_torch
-    r.notes["torch eager"] = (f"torch.nn.LSTM, inference_mode, set_num_threads({threads}), "
+    r.notes["torch eager"] = (f"torch.nn.{kind}, inference_mode, set_num_threads({threads}), "
                               f"set_num_interop_threads(1)")
-    onnx_path = workdir / "lstm_loop.onnx"
-    onnx_loop_model(weights_of(model), onnx_path)
+
+
+def add_ort(r: Runners, w: dict[str, np.ndarray], path: Path, threads: int) -> None:
+    import onnxruntime as ort
+
+    onnx_loop_model(w, path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     r.fns["ORT Loop"] = lambda x: sess.run(None, {"xs": x})
     r.notes["ORT Loop"] = (f"hand-built ONNX (opset 17) with a Loop node, CPU EP, "
                            f"intra_op_num_threads={threads}, inter_op_num_threads=1, "
                            f"sequential, default graph optimizations")
-    return r
 
 
 # ----------------------------------------------------------------------------- timing
@@ -313,6 +371,49 @@ def time_cases(cases: list[Case], runners: Runners, repeats: int, budget: float,
                 case.cpu.setdefault(rt, []).append(c)
 
 
+def worker(rt: str, args: argparse.Namespace) -> int:
+    """One block of an isolated run: this runtime alone, ``--samples`` samples per case,
+    printed as JSON ``{batch: [[wall, cpu], ...]}``."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    cases = make_cases(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        fn = build_runners(args.seed, Path(tmp), args.threads, (rt,), args.cell).fns[rt]
+        for case in cases:
+            sample(lambda case=case: fn(case.x), 0.2, 0.0)
+        out = {str(case.batch): [sample(lambda case=case: fn(case.x), args.budget, args.pause)
+                                 for _ in range(args.samples)] for case in cases}
+    print(json.dumps(out))
+    return 0
+
+
+def time_isolated(cases: list[Case], args: argparse.Namespace) -> None:
+    """``--repeats`` blocks; each starts one process per runtime (rotating the order)."""
+    names = [rt for rt in ISOLATED if args.cell == "LSTM" or rt not in LSTM_ONLY]
+    for rep in range(args.repeats):
+        shift = rep % len(names)
+        for rt in names[shift:] + names[:shift]:
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", rt, "--threads",
+                   str(args.threads), "--samples", str(args.samples), "--budget",
+                   str(args.budget), "--pause", str(args.pause), "--seed", str(args.seed),
+                   "--cell", args.cell]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                raise BenchmarkError(f"{rt} worker failed: {res.stderr.strip()[-500:]}")
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            for case in cases:
+                for w, c in got[str(case.batch)]:
+                    case.wall.setdefault(rt, []).append(w)
+                    case.cpu.setdefault(rt, []).append(c)
+
+
+def make_cases(seed: int) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    return [Case(b, rng.standard_normal((SEQ, b, INPUT)).astype(np.float32)) for b in BATCHES]
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -337,28 +438,36 @@ def machine_lines(threads: int) -> list[str]:
     ]
 
 
-def report(cases: list[Case], runners: Runners, threads: int, command: str,
-           load_start: str, load_end: str, repeats: int, budget: float) -> str:
+def report(cases: list[Case], runners: Runners, args: argparse.Namespace, command: str,
+           load: tuple[str, str], isolated: bool) -> str:
     """The Markdown section appended to bench/RESULTS.md."""
 
     def med(case: Case, rt: str, cpu: bool) -> float:
         return statistics.median((case.cpu if cpu else case.wall)[rt])
 
+    how = (f"each runtime alone in its own process: {args.repeats} blocks (one process per "
+           f"runtime each, rotating the order) of {args.samples} samples of about "
+           f"{args.budget:g} s per case" if isolated else
+           f"{args.repeats} interleaved samples of about {args.budget:g} s each, in one "
+           f"process")
+    k = args.cell
+    extra = (" vs ONNX Runtime Loop" if k == "LSTM" else "")
+    others = ("the same cell by hand as an `am.while_loop`, ONNX Runtime's hand-built "
+              "`Loop` node with that cell as its body, " if k == "LSTM" else "")
     lines = [
-        f"## LSTM over a {SEQ}-step sequence: amber native vs PyTorch vs ONNX Runtime Loop "
-        f"(bench_lstm.py)",
+        f"## {k} over a {SEQ}-step sequence, {args.threads} thread(s): amber.nn.{k} native "
+        f"vs PyTorch{extra} (bench_lstm.py)",
         "",
-        f"One LSTM layer, input {INPUT}, hidden {HIDDEN}, {SEQ} steps, float32, final "
-        f"`(h, c)`; amber's loop is an `am.while_loop` exported to a `while` node, ONNX "
-        f"Runtime's a hand-built `Loop` node with the same cell as its body, PyTorch's "
-        f"`torch.nn.LSTM`. All outputs were checked against amber's reference interpreter "
-        f"before timing. Medians of {repeats} interleaved samples of about {budget:g} s "
-        f"each; wall time and process CPU time per call, in ms.",
+        f"One {k} layer, input {INPUT}, hidden {HIDDEN}, {SEQ} steps, float32, the same "
+        f"weights everywhere; `amber.nn.{k}` exported (its loop a `scan` node), {others}"
+        f"PyTorch's `torch.nn.{k}`. Every final state was checked against amber's reference "
+        f"interpreter before timing. Medians over {how}; wall time and process CPU time per "
+        f"call, in ms; ratios to PyTorch.",
         "",
         f"Command: `{command}` (from the repository root)",
         "",
-        *machine_lines(threads),
-        f"- load average at start {load_start}, at end {load_end}",
+        *machine_lines(args.threads),
+        f"- load average at start {load[0]}, at end {load[1]}",
         "",
         "The machine is shared and was loaded by other work during the run (load average "
         "above), so wall times include waiting for a CPU; the process CPU time per call is "
@@ -374,7 +483,7 @@ def report(cases: list[Case], runners: Runners, threads: int, command: str,
         lines += [
             f"### Batch {case.batch}",
             "",
-            "| runtime | wall ms | CPU ms | wall / native | CPU / native | max abs err vs "
+            "| runtime | wall ms | CPU ms | wall / torch | CPU / torch | max abs err vs "
             "reference |",
             "|---|---:|---:|---:|---:|---:|",
         ]
@@ -392,27 +501,36 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--samples", type=int, default=3, help="samples per isolated block")
     ap.add_argument("--budget", type=float, default=0.3, help="seconds per sample")
     ap.add_argument("--pause", type=float, default=0.02, help="idle seconds before a sample")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cell", choices=CELLS, default="LSTM",
+                    help="the layer (GRU and RNN: amber native, reference, eager, torch)")
+    ap.add_argument("--isolate", action="store_true",
+                    help="each runtime in its own process (always with more than 1 thread)")
+    ap.add_argument("--worker", choices=ISOLATED, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--append", type=Path, default=None, help="append the section to FILE")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
-    load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    am.manual_seed(args.seed)
-    model = LSTMLayer(INPUT, HIDDEN)
-    rng = np.random.default_rng(args.seed)
-    cases = [Case(b, rng.standard_normal((SEQ, b, INPUT)).astype(np.float32))
-             for b in BATCHES]
     try:
+        if args.worker:
+            return worker(args.worker, args)
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(1)
+        isolated = args.isolate or args.threads > 1
+        load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        cases = make_cases(args.seed)
         with tempfile.TemporaryDirectory() as tmp:
-            runners = build_runners(model, Path(tmp), args.threads)
+            names = tuple(rt for rt in RUNTIMES if args.cell == "LSTM" or rt not in LSTM_ONLY)
+            runners = build_runners(args.seed, Path(tmp), args.threads, names, args.cell)
             for case in cases:
                 check_agreement(case, runners)
-            time_cases(cases, runners, args.repeats, args.budget, args.pause)
+            if isolated:
+                time_isolated(cases, args)
+            else:
+                time_cases(cases, runners, args.repeats, args.budget, args.pause)
     except am.AmberError as e:
         print(f"bench_lstm: {e}", file=sys.stderr)
         return 1
@@ -420,8 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     lib = os.environ.get("AMBER_LIBRARY")
     command = " ".join([*([f"AMBER_LIBRARY={lib}"] if lib else []), sys.executable,
                         "bench/bench_lstm.py", *(argv if argv is not None else sys.argv[1:])])
-    text = report(cases, runners, args.threads, command, load_start, load_end,
-                  args.repeats, args.budget)
+    text = report(cases, runners, args, command, (load_start, load_end), isolated)
     print(text)
     if args.append is not None:
         with open(args.append, "a") as f:

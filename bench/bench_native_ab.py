@@ -1,8 +1,9 @@
 """A/B of native runtime builds: per-run time of the same models in two or more builds of
 ``libamber`` loaded side by side in one process, runs interleaved.
 
-Cases: the MLP 784-512-512-10 at batch 1 and 64, and the LSTM layer of
-``bench_lstm.py`` (100 steps, input 64, hidden 128) at batch 1 and 16. Each build is
+Cases: the MLP 784-512-512-10 at batch 1 and 64, the LSTM layer of ``bench_lstm.py``
+(a ``while_loop``; 100 steps, input 64, hidden 128) and ``amber.nn.LSTM`` of the same
+size (a ``scan``) at batch 1 and 16. Each build is
 called through the bare C API with ctypes (``amber_session_run`` on prepared
 descriptors: no input checks or output copies in Python), one session per build and
 case, ``threads=1``. Every repeat times every build on every case, rotating which goes
@@ -109,6 +110,9 @@ def models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
     lstm = LSTMLayer(INPUT, HIDDEN)
     am.export(lstm, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)}).save(
         str(workdir / "lstm.amber"))
+    layer = nn.LSTM(INPUT, HIDDEN).eval()  # its time loop is a scan
+    am.export(layer, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)}).save(
+        str(workdir / "nn_lstm.amber"))
     f32 = np.float32
     return [("MLP 784-512-512-10, batch 1", workdir / "mlp.amber",
              rng.standard_normal((1, 784)).astype(f32), 1),
@@ -117,7 +121,11 @@ def models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
             (f"LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 1", workdir / "lstm.amber",
              rng.standard_normal((SEQ, 1, INPUT)).astype(f32), 2),
             (f"LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 16", workdir / "lstm.amber",
-             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 2)]
+             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 2),
+            (f"nn.LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 1", workdir / "nn_lstm.amber",
+             rng.standard_normal((SEQ, 1, INPUT)).astype(f32), 3),
+            (f"nn.LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 16", workdir / "nn_lstm.amber",
+             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 3)]
 
 
 def main(argv: list[str] | None = None) -> int:

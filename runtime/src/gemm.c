@@ -117,22 +117,32 @@ typedef double v4d __attribute__((vector_size(32)));
     }
 /* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
  * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
- * the same operations in the same order as in the one-sliver tile. nr > one vector. */
+ * the same operations in the same order as in the one-sliver tile. nr > one vector. A
+ * panel of at most R = 4 or 8 real rows (the last of a product whose rows are not a
+ * multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
+#define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
+    for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);                                \
+    for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
+        VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
+            VEC av = SET1(a[i]);                                                            \
+            t[i][0] = FMADD(av, x0, t[i][0]);                                               \
+            t[i][1] = FMADD(av, x1, t[i][1]);                                               \
+        }                                                                                   \
+    }
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
-        for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0);                          \
         const T *b1 = b + bs;                                                               \
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                       \
-            VEC x0 = LOAD(b), x1 = LOAD(b1);                                                \
-            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {                        \
-                VEC av = SET1(a[i]);                                                        \
-                t[i][0] = FMADD(av, x0, t[i][0]);                                           \
-                t[i][1] = FMADD(av, x1, t[i][1]);                                           \
-            }                                                                               \
+        if (mr <= 4) {                                                                      \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
+        } else if (mr <= 8) {                                                               \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
+        } else {                                                                            \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
         int64_t n1 = nr - W;                                                                \
         MASKT m = (MASKT)(n1 >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << n1) - 1));             \
@@ -147,6 +157,39 @@ typedef double v4d __attribute__((vector_size(32)));
             }                                                                               \
         }                                                                                   \
     }
+/* gemv against packed B (see gemv_packed in gemm_kernel.inc): one sliver is one vector
+ * here, and eight slivers go at once (eight independent sums). Each column gets the same
+ * fused multiply-adds in the same order as in the AVX2 gemv: the same bits. */
+#define AVX512_GEMV_PACKED(SUF, T, VEC, LOAD, SET1, FMADD, MASKLOAD, MASKSTORE, STORE, MASKT) \
+    __attribute__((target("avx512f"))) static void gemv_packed_##SUF##_avx512(               \
+        int64_t k, const T *a, int64_t csa, const T *bp, T *restrict c, int64_t n, bool acc) { \
+        enum { W = sizeof(VEC) / sizeof(T), S = 8 };                                          \
+        const int64_t stride = k * W;                                                         \
+        int64_t j = 0;                                                                        \
+        for (; j + S * W <= n; j += S * W, bp += S * stride) {                                \
+            VEC t[S];                                                                         \
+            for (int s = 0; s < S; s++) t[s] = acc ? LOAD(c + j + s * W) : SET1(0);           \
+            const T *b = bp;                                                                  \
+            for (int64_t p = 0; p < k; p++, b += W) {                                         \
+                VEC av = SET1(a[p * csa]);                                                    \
+                _Pragma("GCC unroll 8") for (int s = 0; s < S; s++)                           \
+                    t[s] = FMADD(av, LOAD(b + s * stride), t[s]);                             \
+            }                                                                                 \
+            for (int s = 0; s < S; s++) STORE(c + j + s * W, t[s]);                           \
+        }                                                                                     \
+        for (; j < n; j += W, bp += stride) { /* the last slivers, one at a time */          \
+            int64_t w = n - j < W ? n - j : W;                                                \
+            MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));             \
+            VEC t = acc ? MASKLOAD(SET1(0), m, c + j) : SET1(0);                              \
+            const T *b = bp;                                                                  \
+            for (int64_t p = 0; p < k; p++, b += W) t = FMADD(SET1(a[p * csa]), LOAD(b), t);  \
+            MASKSTORE(c + j, m, t);                                                           \
+        }                                                                                     \
+    }
+AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+                   _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+                   _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
             _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
@@ -540,7 +583,7 @@ int am_gemm_set_isa(int isa) {
 #define GEMM_AVX2_ENTRY(SUF) \
     {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
 #define GEMM_AVX512_ENTRY(SUF) \
-    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
+    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
     {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}

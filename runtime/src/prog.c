@@ -418,12 +418,16 @@ static amber_status static_check(loader *L, const am_func *f, const am_node *n) 
     return st;
 }
 
-/* Marks the op nodes that depend on weights and constants only (see am_hoist). */
-static amber_status plan_hoisting(loader *L, am_func *f) {
+/* Marks the op nodes that depend on weights, constants and the parameters marked in
+ * `same` only (see am_hoist); may run again when `same` changes. */
+static amber_status plan_hoisting(loader *L, am_func *f, const uint8_t *same) {
     uint8_t *fixed = (uint8_t *)calloc(f->n_values ? f->n_values : 1, 1);
     if (!fixed) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    for (uint32_t i = 0; i < f->n_params; i++) fixed[i] = same[i];
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         am_node *n = &f->nodes[ni];
+        n->hoist = AM_HOIST_NONE;
+        n->fixed_in = 0;
         bool fix = n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT;
         if (n->kind == AM_NODE_OP) {
             fix = n->static_attrs != NULL;
@@ -906,33 +910,155 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         f->results[k] = (uint32_t)v;
     }
     free(tab);
-    if (st == AMBER_OK) st = plan_hoisting(L, f);
-    if (st == AMBER_OK && L->fuse) st = plan_fusion(L, f);
-    return st == AMBER_OK ? plan_lifetimes(L, f) : st;
+    return st;
 }
 
-/* Visits the argument-to-parameter edges of every call, cond, while and scan node:
- * fn(ud, caller, value, callee, param, varies) for each function the node runs; varies:
- * the argument changes between iterations (a loop carry or a scanned slice). */
-static void each_argument(const am_program *p,
-                          void (*fn)(void *, uint32_t, uint32_t, uint32_t, uint32_t, bool),
-                          void *ud) {
-    for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
-        const am_func *f = &p->funcs[fi];
-        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-            const am_node *n = &f->nodes[ni];
-            if (n->kind < AM_NODE_CALL) continue;
-            int first = n->kind == AM_NODE_COND; /* the predicate goes to no function */
-            int varying = n->kind == AM_NODE_WHILE  ? n->n_carries
-                          : n->kind == AM_NODE_SCAN ? n->n_carries + n->n_xs
-                                                    : 0;
-            int nc = n->kind == AM_NODE_COND || n->kind == AM_NODE_WHILE ? 2 : 1;
-            for (int k = first; k < n->n_in; k++)
-                for (int c = 0; c < nc; c++)
-                    fn(ud, fi, n->in[k], c ? n->callee2 : n->callee, (uint32_t)(k - first),
-                       k < varying);
-        }
+typedef void (*edge_fn)(void *, uint32_t, uint32_t, uint32_t, uint32_t, bool);
+
+/* Visits the argument-to-parameter edges of function fi's call, cond, while and scan
+ * nodes: fn(ud, caller, value, callee, param, varies) for each function a node runs;
+ * varies: the argument changes between iterations (a loop carry or a scanned slice). */
+static void arguments_of(const am_program *p, uint32_t fi, edge_fn fn, void *ud) {
+    const am_func *f = &p->funcs[fi];
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        if (n->kind < AM_NODE_CALL) continue;
+        int first = n->kind == AM_NODE_COND; /* the predicate goes to no function */
+        int varying = n->kind == AM_NODE_WHILE  ? n->n_carries
+                      : n->kind == AM_NODE_SCAN ? n->n_carries + n->n_xs
+                                                : 0;
+        int nc = n->kind == AM_NODE_COND || n->kind == AM_NODE_WHILE ? 2 : 1;
+        for (int k = first; k < n->n_in; k++)
+            for (int c = 0; c < nc; c++)
+                fn(ud, fi, n->in[k], c ? n->callee2 : n->callee, (uint32_t)(k - first),
+                   k < varying);
     }
+}
+
+static void each_argument(const am_program *p, edge_fn fn, void *ud) {
+    for (uint32_t fi = 0; fi < p->n_funcs; fi++) arguments_of(p, fi, fn, ud);
+}
+
+/* ---------------------------------------------------------------- same-value parameters */
+
+/* A parameter receives the same value at every call of a session when every call passes
+ * one and the same weight, constant or cached value (directly or through such parameters
+ * of its callers), and a loop passes it unchanged to every iteration. Nodes computed from
+ * such parameters, weights and constants alone are then hoisted like weight-only nodes:
+ * a loop body transposing a weight it is handed does so once per session, not once per
+ * iteration. State per parameter: UNSET (no call seen yet), SAME as the value
+ * (src_f, src_v), or VARIES; states only move down that order. */
+enum { SAME_UNSET, SAME_ONE, SAME_VARIES };
+typedef struct same_param {
+    uint8_t state;
+    uint32_t src_f, src_v;
+} same_param;
+
+typedef struct same_walk {
+    loader *L;
+    uint32_t *base;    /* per function: its first global parameter */
+    same_param *param; /* per global parameter */
+    uint32_t *queue;   /* functions to (re)plan, a ring of n_funcs */
+    uint8_t *queued;
+    uint8_t *same;     /* per parameter of the function being planned: hoistable */
+    uint8_t *made;     /* per value of the function being planned: a weight, a constant
+                          or a cached value */
+    uint32_t head, count;
+} same_walk;
+
+static void same_push(same_walk *w, uint32_t fi) {
+    uint32_t n = w->L->p->n_funcs;
+    if (w->queued[fi]) return;
+    w->queued[fi] = 1;
+    w->queue[(w->head + w->count++) % n] = fi;
+}
+
+/* Meets what one call passes into the callee's parameter; a change replans the callee. */
+static void same_edge(void *ud, uint32_t caller, uint32_t v, uint32_t callee, uint32_t param,
+                      bool varies) {
+    same_walk *w = (same_walk *)ud;
+    const am_func *f = &w->L->p->funcs[caller];
+    same_param in = {SAME_VARIES, 0, 0}; /* a carry, a slice, or computed from inputs */
+    if (!varies && v < f->n_params) {
+        in = w->param[w->base[caller] + v];
+        if (in.state == SAME_UNSET) return; /* its callers decide; then this edge is seen again */
+    } else if (!varies && w->made[v]) {
+        in = (same_param){SAME_ONE, caller, v};
+    }
+    same_param *d = &w->param[w->base[callee] + param];
+    same_param was = *d;
+    if (d->state == SAME_UNSET) *d = in;
+    else if (d->state == SAME_ONE && (in.state != SAME_ONE || in.src_f != d->src_f || in.src_v != d->src_v))
+        d->state = SAME_VARIES;
+    if (d->state != was.state) same_push(w, callee);
+}
+
+/* Plans the hoisting of function fi with what is known of its parameters (UNSET ones
+ * as if the same: a later change plans it again) and passes on what its calls pass. */
+static amber_status same_plan(same_walk *w, uint32_t fi, bool unset_same) {
+    am_func *f = &w->L->p->funcs[fi];
+    for (uint32_t i = 0; i < f->n_params; i++) {
+        uint8_t state = w->param[w->base[fi] + i].state;
+        w->same[i] = state == SAME_ONE || (unset_same && state == SAME_UNSET);
+    }
+    amber_status st = plan_hoisting(w->L, f, w->same);
+    if (st != AMBER_OK) return st;
+    memset(w->made, 0, f->n_values + 1u);
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
+            n->hoist == AM_HOIST_CACHED)
+            w->made[n->out[0]] = 1;
+    }
+    arguments_of(w->L->p, fi, same_edge, w);
+    return AMBER_OK;
+}
+
+/* Hoisting of every function (see same_param): each function is planned, and planned
+ * again whenever what its callers pass changes (at most twice per parameter). */
+static amber_status plan_same_params(loader *L) {
+    am_program *p = L->p;
+    same_walk w = {.L = L};
+    uint32_t n_params = 0, max_params = 0, max_values = 0;
+    amber_status st = AMBER_OK;
+    w.base = (uint32_t *)calloc(p->n_funcs + 1u, sizeof *w.base);
+    for (uint32_t fi = 0; w.base && fi < p->n_funcs; fi++) {
+        const am_func *f = &p->funcs[fi];
+        w.base[fi] = n_params;
+        n_params += f->n_params; /* fits: each parameter is a loaded value */
+        if (f->n_params > max_params) max_params = f->n_params;
+        if (f->n_values > max_values) max_values = f->n_values;
+    }
+    w.param = (same_param *)calloc(n_params + 1u, sizeof *w.param);
+    w.queue = (uint32_t *)malloc(sizeof *w.queue * (p->n_funcs + 1u));
+    w.queued = (uint8_t *)calloc(p->n_funcs + 1u, 1);
+    w.same = (uint8_t *)malloc(max_params + 1u);
+    w.made = (uint8_t *)malloc(max_values + 1u);
+    if (!w.base || !w.param || !w.queue || !w.queued || !w.same || !w.made)
+        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    for (uint32_t e = 0; st == AMBER_OK && e < p->n_entries; e++) { /* the caller's inputs */
+        uint32_t fi = p->entries[e].func;
+        for (uint32_t k = 0; k < p->funcs[fi].n_params; k++)
+            w.param[w.base[fi] + k].state = SAME_VARIES;
+    }
+    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) same_push(&w, fi);
+    while (st == AMBER_OK && w.count) {
+        uint32_t fi = w.queue[w.head];
+        w.head = (w.head + 1) % p->n_funcs;
+        w.count--;
+        w.queued[fi] = 0;
+        st = same_plan(&w, fi, true);
+    }
+    /* Parameters no call reaches stay UNSET: their functions never run, but are planned
+     * as if those parameters varied, so nothing rests on the optimistic guess. */
+    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
+        bool unset = false;
+        for (uint32_t k = 0; k < p->funcs[fi].n_params; k++)
+            unset = unset || w.param[w.base[fi] + k].state == SAME_UNSET;
+        if (unset) st = same_plan(&w, fi, false);
+    }
+    free(w.base), free(w.param), free(w.queue), free(w.queued), free(w.same), free(w.made);
+    return st;
 }
 
 /* Global parameter numbering, the edges from a caller's parameter to the callee
@@ -1291,6 +1417,11 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
             }
         }
     if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
+    if ((st = plan_same_params(L)) != AMBER_OK) return st;
+    for (fi = 0; fi < p->n_funcs; fi++) {
+        if (L->fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
+        if ((st = plan_lifetimes(L, &p->funcs[fi])) != AMBER_OK) return st;
+    }
     if ((st = mark_fixed_params(L)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     return vec ? load_vectors(L, vec) : AMBER_OK;

@@ -18,8 +18,9 @@ typedef enum am_builtin {
     AM_NODE_SCAN   /* opset 2: callee = body */
 } am_builtin;
 
-/* An op node whose inputs derive only from weights and constants and whose attributes
- * hold no dim expressions: its value is the same in every run. A session keeps the
+/* An op node whose inputs derive only from weights, constants and parameters that get
+ * the same such value at every call (prog.c, "same-value parameters") and whose
+ * attributes hold no dim expressions: its value is the same in every run. A session keeps the
  * CACHED ones (used by a non-hoisted node, a result, or nothing) after computing them
  * once, and from then on skips the INNER ones: with them, the weights and constants
  * that only hoisted nodes use. */

@@ -197,8 +197,31 @@ static amber_status check_type(amber_session *s, const am_type *t, const am_symb
 
 static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
                                  amber_tensor *results, int depth);
+
+/* A function entered to run (frame_enter): its values (arguments, then the planned
+ * values' memory), its symbols as the arguments bound them, and its plan. A loop enters
+ * its body (and a while its condition) once and calls it on every iteration. */
+typedef struct frame {
+    uint32_t fi;
+    int depth;
+    amber_tensor *vals;
+    am_symbols syms;
+    int64_t *bound; /* the symbol values binding the arguments gave */
+    bool ready;
+    struct plan *plan;
+    uint64_t stamp;
+    char *base;
+    size_t planned_size;
+} frame;
+
+static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tensor *args,
+                                int depth, frame *fr);
+static amber_status frame_call(amber_session *s, frame *fr, const amber_tensor *args,
+                               amber_tensor *results);
+static void frame_leave(amber_session *s, frame *fr);
 static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *syms, bool ready, struct plan *plan, int depth);
+                              const am_symbols *syms, bool ready, struct plan *plan,
+                              uint64_t stamp, int depth);
 
 /* The run arena may hold what the planned block and the hoisted values leave of the
  * memory limit. */
@@ -446,8 +469,16 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
     }
     if (st == AMBER_OK) st = loop_begin(s, &lm, ins, nc);
     int64_t k = 0;
+    frame cond = {0}, body = {0};
     for (; st == AMBER_OK; k++) {
-        if ((st = run_function(s, n->callee, ins, &flag, depth + 1)) != AMBER_OK) break;
+        /* The first iteration computes cached values; then both functions are entered
+         * once (their memory kept past the iterations' reclaiming) and called. */
+        if (k == 1 && ((st = frame_enter(s, n->callee, ins, depth + 1, &cond)) != AMBER_OK ||
+                       (st = frame_enter(s, n->callee2, ins, depth + 1, &body)) != AMBER_OK ||
+                       (st = loop_remark(s, &lm)) != AMBER_OK))
+            break;
+        st = k ? frame_call(s, &cond, ins, &flag) : run_function(s, n->callee, ins, &flag, depth + 1);
+        if (st != AMBER_OK) break;
         if (flag.dtype != AMBER_BOOL || flag.rank != 0) {
             st = am_fail(&s->err, AMBER_ERR_SHAPE, "the loop condition must return bool[]");
             break;
@@ -464,7 +495,8 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
         for (int j = 0; j < ns && st == AMBER_OK; j++) st = stack_reserve(s, &lm, &cols[j], k + 1);
         if (st != AMBER_OK) break;
         /* The body's results become the next carries (ins[0..n_carries)). */
-        if ((st = run_function(s, n->callee2, ins, outs, depth + 1)) != AMBER_OK) break;
+        st = k ? frame_call(s, &body, ins, outs) : run_function(s, n->callee2, ins, outs, depth + 1);
+        if (st != AMBER_OK) break;
         for (int j = 0; j < ns && st == AMBER_OK; j++) {
             const amber_tensor *r = &outs[nc + j], *row = &cols[j].row;
             if (r->dtype != row->dtype || !same_shape(r, row->shape, row->rank)) {
@@ -481,6 +513,8 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
         loop_reclaim(s, &lm);
     }
     free(lm.saved);
+    frame_leave(s, &body);
+    frame_leave(s, &cond);
     if (st != AMBER_OK) return st;
     for (int c = 0; c < nc; c++) outs[c] = ins[c];
     if (n->trip_symbol >= 0) syms->values[n->trip_symbol] = k;
@@ -526,17 +560,23 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         memmove(args[nc + k].shape, xs[k].shape + 1, sizeof(int64_t) * (size_t)(xs[k].rank - 1));
     }
     loop_mem lm = {0};
+    frame body = {0};
+    size_t *rows = NULL;
+    if ((st = am_arena_alloc(&s->arena, sizeof(size_t) * (size_t)(nx + 1), (void **)&rows,
+                             &s->err)) != AMBER_OK)
+        return st;
+    for (int k = 0; k < nx; k++) am_tensor_check(&args[nc + k], NULL, &rows[k], NULL);
     for (int64_t step = 0; step < length; step++) {
         int64_t i = n->reverse ? length - 1 - step : step;
         if ((st = spend_iteration(s)) != AMBER_OK) break;
-        /* After the first step has allocated the stacked outputs, iterations reclaim. */
-        if (step == 1 && (st = loop_begin(s, &lm, args, nc)) != AMBER_OK) break;
-        for (int k = 0; k < nx; k++) {
-            size_t row;
-            am_tensor_check(&args[nc + k], NULL, &row, NULL);
-            args[nc + k].data = (char *)xs[k].data + (size_t)i * row;
-        }
-        if ((st = run_function(s, n->callee, args, res, depth + 1)) != AMBER_OK) break;
+        for (int k = 0; k < nx; k++) args[nc + k].data = (char *)xs[k].data + (size_t)i * rows[k];
+        /* The first step computes the body's cached values and allocates the stacked
+         * outputs; then the body is entered once, and iterations reclaim their memory. */
+        if (step == 1 && ((st = frame_enter(s, n->callee, args, depth + 1, &body)) != AMBER_OK ||
+                          (st = loop_begin(s, &lm, args, nc)) != AMBER_OK))
+            break;
+        st = step ? frame_call(s, &body, args, res) : run_function(s, n->callee, args, res, depth + 1);
+        if (st != AMBER_OK) break;
         for (int y = 0; y < ny && st == AMBER_OK; y++) {
             const amber_tensor *r = &res[nc + y];
             amber_tensor *o = &outs[nc + y];
@@ -574,6 +614,7 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         }
     }
     free(lm.saved);
+    frame_leave(s, &body);
     if (st != AMBER_OK) return st;
     for (int c = 0; c < nc; c++) outs[c] = args[c];
     if (length == 0) /* no iteration: stacked outputs are empty, with their declared types */
@@ -704,10 +745,15 @@ static const char *arg_name(const amber_session *s, const am_func *f, int depth,
     return f->param_names[i];
 }
 
-static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
-                                 amber_tensor *results, int depth) {
+/* Checks the arguments of function fi, binds its symbols and places its planned values:
+ * fr is then ready for frame_call, and frame_leave releases what it holds. */
+static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tensor *args,
+                                int depth, frame *fr) {
     const am_program *p = &s->model->prog;
     const am_func *f = &p->funcs[fi];
+    memset(fr, 0, sizeof *fr);
+    fr->fi = fi;
+    fr->depth = depth;
     if (depth > s->max_depth)
         return am_fail(&s->err, AMBER_ERR_LIMIT, "call depth exceeds the limit of %d (in %s)",
                        s->max_depth, f->name);
@@ -715,8 +761,9 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
     int64_t *symvals;
     amber_status st = am_arena_calloc(&s->arena, f->n_values, sizeof *vals, (void **)&vals, &s->err);
     if (st == AMBER_OK)
-        st = am_arena_calloc(&s->arena, (size_t)f->syms.n, sizeof *symvals, (void **)&symvals, &s->err);
+        st = am_arena_calloc(&s->arena, (size_t)f->syms.n * 2, sizeof *symvals, (void **)&symvals, &s->err);
     if (st != AMBER_OK) return st;
+    fr->vals = vals;
     am_symbols syms = f->syms;
     syms.values = symvals;
     syms.check = false;
@@ -762,6 +809,10 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
         !(h->vals = (amber_tensor *)calloc(f->n_values, sizeof *h->vals)))
         return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
     bool ready = h->n_ready == f->n_cached; /* every hoisted value is cached */
+    fr->syms = syms;
+    fr->bound = symvals + syms.n;
+    if (syms.n) memcpy(fr->bound, symvals, sizeof(int64_t) * (size_t)syms.n);
+    fr->ready = ready;
     /* Planned values go to the session's block in the outermost function, else to one
      * allocation of the run arena released on return (results are never planned, so
      * nothing returned points into it). Their data pointers are set here, so a plan
@@ -781,15 +832,44 @@ static amber_status run_function(amber_session *s, uint32_t fi, const amber_tens
             st = value_alloc(s, planned_size, (void **)&base);
         }
         if (st != AMBER_OK) return st;
+        fr->base = base;
+        fr->planned_size = planned_size;
+        fr->plan = plan;
+        fr->stamp = plan->stamp;
         for (uint32_t i = 0; base && i < f->n_planned; i++) /* base NULL: nothing placed */
             vals[f->planned[i]].data = base + plan->offset[i];
     } else if (depth == 0) {
         s->counts.plan_bytes = s->counts.plan_value_bytes = 0;
     }
-    st = run_nodes(s, fi, vals, &syms, ready, plan, depth);
+    return AMBER_OK;
+}
+
+/* Runs an entered function on args, which must have the types of those it was entered
+ * with (a loop's carries keep theirs, checked by keep_carries; its scanned slices and
+ * invariant inputs are alike on every iteration). */
+static amber_status frame_call(amber_session *s, frame *fr, const amber_tensor *args,
+                               amber_tensor *results) {
+    const am_func *f = &s->model->prog.funcs[fr->fi];
+    for (uint32_t i = 0; i < f->n_params; i++) am_tensor_copy(&fr->vals[i], &args[i]);
+    if (fr->syms.n) memcpy(fr->syms.values, fr->bound, sizeof(int64_t) * (size_t)fr->syms.n);
+    amber_status st = run_nodes(s, fr->fi, fr->vals, &fr->syms, fr->ready, fr->plan, fr->stamp,
+                                fr->depth);
     if (st == AMBER_OK)
-        for (uint32_t k = 0; k < f->n_results; k++) am_tensor_copy(&results[k], &vals[f->results[k]]);
-    if (depth > 0 && base) value_release(s, base, planned_size);
+        for (uint32_t k = 0; k < f->n_results; k++) am_tensor_copy(&results[k], &fr->vals[f->results[k]]);
+    return st;
+}
+
+static void frame_leave(amber_session *s, frame *fr) {
+    if (fr->depth > 0 && fr->base) value_release(s, fr->base, fr->planned_size);
+    fr->base = NULL;
+}
+
+static amber_status run_function(amber_session *s, uint32_t fi, const amber_tensor *args,
+                                 amber_tensor *results, int depth) {
+    frame fr;
+    amber_status st = frame_enter(s, fi, args, depth, &fr);
+    if (st == AMBER_OK) st = frame_call(s, &fr, args, results);
+    frame_leave(s, &fr);
     return st;
 }
 
@@ -804,11 +884,11 @@ static bool remember(struct memo *memo, const am_node *n, const am_attrs *attrs)
 
 /* Runs f's nodes in order: vals holds the arguments and the planned values' memory;
  * plan (or NULL) is the plan of f for these symbols, whose memo of result types is used
- * only while the slot still holds that plan (a nested call may replace it). */
+ * only while the slot still holds that plan (its stamp: a nested call may replace it). */
 static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *symp, bool ready, struct plan *plan, int depth) {
+                              const am_symbols *symp, bool ready, struct plan *plan,
+                              uint64_t stamp, int depth) {
     const am_func *f = &s->model->prog.funcs[fi];
-    const uint64_t stamp = plan ? plan->stamp : 0;
     am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
     struct hoisted *h = &s->hoisted[fi];
     am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};

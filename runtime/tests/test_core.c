@@ -293,7 +293,9 @@ static void test_gemm(void) {
         {1, 700, 300}, {2, 33, 17},  {3, 50, 9},     {7, 1030, 300}, {100, 97, 260},
         {200, 300, 64}, {6, 16, 1},  {1, 5, 3},      {5, 2100, 530}, {13, 19, 513},
         {1, 1, 1},      {97, 1, 31}, {64, 512, 784}, {2, 7, 0},   {1, 512, 784},
-        {2, 130, 64},   {1, 10, 512}, {2, 9, 7},      {1, 8, 6},      {2, 13, 130}};
+        {2, 130, 64},   {1, 10, 512}, {2, 9, 7},      {1, 8, 6},      {2, 13, 130},
+        {16, 512, 128}, {20, 40, 70}, {15, 33, 9}};
+    float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;
     am_arena_init(&sc, 0);
@@ -321,6 +323,10 @@ static void test_gemm(void) {
                 int64_t rsa = t == 2 ? 1 : k, csa = t == 2 ? m : 1;
                 CHECK(am_gemm_f32(&serial, m, n, k, a, rsa, csa, b, rsb, csb, c1, n, false) == AMBER_OK);
                 CHECK(within_bound(c1, NULL, a, rsa, csa, b, rsb, csb, m, n, k));
+                if (t == 0 && isa == AM_GEMM_ISA_AVX2 && (avx2_c[c] = malloc(sizeof(float) * (nc + 1))))
+                    memcpy(avx2_c[c], c1, sizeof(float) * nc);
+                if (t == 0 && isa == AM_GEMM_ISA_AVX512 && avx2_c[c])
+                    CHECK(!memcmp(avx2_c[c], c1, sizeof(float) * nc));
                 CHECK(am_gemm_f32(&threaded, m, n, k, a, rsa, csa, b, rsb, csb, c2, n, false) == AMBER_OK);
                 CHECK(!memcmp(c1, c2, sizeof(float) * nc));
                 size_t len = am_gemm_scratch_len_f32(m, n, k, false);
@@ -389,6 +395,7 @@ static void test_gemm(void) {
             free(a), free(b), free(c0), free(c1), free(c2);
         }
     }
+    for (size_t c = 0; c < AM_ARRAY_LEN(sizes); c++) free(avx2_c[c]);
     am_gemm_set_isa(best);
     /* When no memory may be kept, the product goes without; scratch beyond the arena's
      * limit is a status, never a crash. */
@@ -555,10 +562,13 @@ static void test_transcendental(void) {
         am_gemm_set_isa(AM_GEMM_ISA_GENERIC);
         char *p[2] = {(char *)y0, (char *)x};
         fn(p, dense, N, NULL);
+        for (int isa = AM_GEMM_ISA_AVX2; isa <= best; isa++) { /* every set: the same bits */
+            am_gemm_set_isa(isa);
+            p[0] = (char *)y1;
+            fn(p, dense, N, NULL);
+            CHECK(!memcmp(y0, y1, sizeof y0));
+        }
         am_gemm_set_isa(best);
-        p[0] = (char *)y1;
-        fn(p, dense, N, NULL);
-        CHECK(!memcmp(y0, y1, sizeof y0));
         for (int i = 0; i < N; i++) xs[2 * i] = x[i];
         p[0] = (char *)ys;
         p[1] = (char *)xs;

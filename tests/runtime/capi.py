@@ -129,8 +129,8 @@ class Model:
     """An opened model; ``status`` and ``error`` describe a failed open."""
 
     def __init__(self, lib: ctypes.CDLL, *, path: Path | None = None, data: bytes | None = None,
-                 flags: int = 0, max_header_bytes: int = 0, memory_limit: int | None = None
-                 ) -> None:
+                 flags: int = 0, max_header_bytes: int = 0, memory_limit: int | None = None,
+                 threads: int | None = None) -> None:
         self.lib = lib
         self.handle = ctypes.c_void_p()
         opts = Options()
@@ -140,6 +140,8 @@ class Model:
             opts.max_header_bytes = max_header_bytes
         if memory_limit is not None:
             opts.memory_limit = memory_limit
+        if threads is not None:
+            opts.threads = threads
         if path is not None:
             self.status = lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
                                                     ctypes.byref(self.handle))
