@@ -38,6 +38,7 @@ function replayed on differentiable tracers, then differentiated by the tape):
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,15 @@ from ..errors import AmberError, CaptureError, ControlFlowError, IRError, Recurs
 from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
 from ..tensor import Tensor
 from .dims import DimExpr, dim_equal, format_dim, free_symbols, generalise, substitute, symbol
-from .ir import FUNCTION_ATTRS, Function, Program, Value, bound_symbol, format_type
+from .ir import (
+    FUNCTION_ATTRS,
+    Function,
+    Program,
+    Value,
+    bound_symbol,
+    data_dependent_symbols,
+    format_type,
+)
 from .ir import Node as IRNode
 from .trace import _clean, _current, _state, _Trace, make_tracer
 
@@ -307,6 +316,23 @@ def _set_results(fn: Function, tr: _Traced, leaves: Sequence[Any]) -> None:
             lifted[id(v)] = p
             res.append(p)
     fn.results = res
+    dd = data_dependent_symbols(fn)
+    if dd:
+        v = next(r for r in res if any(free_symbols(d) & dd for d in r.aval.shape))
+        path, line, _ = user_frame()
+        raise CaptureError(
+            f"{path}:{line}\n  {_who(fn)} returns a value of type {format_type(v.aval)}, whose size "
+            f"({', '.join(sorted(dd))}) a loop inside it decides; such a size can only "
+            f"leave the exported function itself, from a loop at its top level. Reduce the "
+            f"value inside (e.g. .sum(dim)), or pad it to a maximum length.")
+
+
+def _who(fn: Function) -> str:
+    kind = re.fullmatch(r"(cond_true|cond_false|while_body|scan_body)(_\d+)?", fn.name)
+    if kind is None:
+        return f"the graph function {fn.name!r}"
+    return {"cond": "a branch of an if (am.cond)", "while": "the body of a loop",
+            "scan": "the body of am.scan"}[kind.group(1).split("_")[0]]
 
 
 def _flat_out(out: Any, construct: str, who: str, root: str) -> tuple[list[Tensor], Any]:
