@@ -60,7 +60,6 @@ from .ir import (
     Program,
     Value,
     bound_symbol,
-    data_dependent_symbols,
     format_type,
 )
 from .ir import Node as IRNode
@@ -316,15 +315,22 @@ def _set_results(fn: Function, tr: _Traced, leaves: Sequence[Any]) -> None:
             lifted[id(v)] = p
             res.append(p)
     fn.results = res
-    dd = data_dependent_symbols(fn)
-    if dd:
-        v = next(r for r in res if any(free_symbols(d) & dd for d in r.aval.shape))
-        path, line, _ = user_frame()
-        raise CaptureError(
-            f"{path}:{line}\n  {_who(fn)} returns a value of type {format_type(v.aval)}, whose size "
-            f"({', '.join(sorted(dd))}) a loop inside it decides; such a size can only "
-            f"leave the exported function itself, from a loop at its top level. Reduce the "
-            f"value inside (e.g. .sum(dim)), or pad it to a maximum length.")
+    _refuse_escaping_trips(fn, [r.aval for r in res])
+
+
+def _refuse_escaping_trips(fn: Function, avals: Sequence[Aval]) -> None:
+    """A traced function may not return a size a loop inside it decides (a trip count it
+    binds): its caller could not name it."""
+    trips = {s for s in map(bound_symbol, fn.nodes) if s is not None}
+    for a in avals:
+        dd = sorted({s for d in a.shape for s in free_symbols(d)} & trips)
+        if dd:
+            path, line, _ = user_frame()
+            raise CaptureError(
+                f"{path}:{line}\n  {_who(fn)} returns a value of type {format_type(a)}, whose "
+                f"size ({', '.join(dd)}) a loop inside it decides; such a size can only "
+                f"leave the exported function itself, from a loop at its top level. Reduce "
+                f"the value inside (e.g. .sum(dim)), or pad it to a maximum length.")
 
 
 def _who(fn: Function) -> str:
@@ -890,6 +896,8 @@ def _cond_hook(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., A
                 f"{_describe(true_fn)} returned {exp}; both branches must return the same "
                 f"structure, dtypes and shapes (symbolic dims included)")
 
+    _refuse_escaping_trips(t_tr.fn, [_aval(t) for t in t_leaves])
+    _refuse_escaping_trips(f_tr.fn, [_aval(t) for t in f_leaves])
     _check_match(t_tr.out, t_leaves, t_td, f_tr.out, f_leaves, f_td, "output", msg)
     _set_results(t_tr.fn, t_tr, t_leaves)
     if f_tr is not t_tr:

@@ -385,6 +385,7 @@ def verify_program(program: Program) -> None:
         if not isinstance(w, np.ndarray):
             raise IRError(f"weight {name!r} is not an array")
         D.from_numpy_dtype(w.dtype)
+    _check_data_dependent(program)  # first: a node running such a function names it
     for name, fn in program.functions.items():
         if fn.name != name:
             raise IRError(f"function {fn.name!r} is registered as {name!r}")
@@ -412,7 +413,6 @@ def verify_program(program: Program) -> None:
                 raise IRError(f"entry point {e.name!r}: output {port.name!r} is "
                               f"{format_type(port.aval)}, the function returns "
                               f"{format_type(r.aval)}")
-    _check_data_dependent(program)
     for i, tv in enumerate(program.test_vectors):
         te = program.entries.get(tv.entry)
         if te is None:
