@@ -484,7 +484,8 @@ def _transform(fn: types.FunctionType) -> types.CodeType:
     node, filename, first = _source(fn)
     node.decorator_list = []
     conv = _Converter(filename, first)
-    body = conv.fold_returns(conv.lower_loop_else(node.body))
+    node.body = conv.lower_loop_else(node.body)  # before the locals are listed below
+    body = conv.fold_returns(node.body)
     first_arg = node.args.args[0].arg if node.args.args else None
     body = [_CallRewriter(first_arg).visit(s) for s in body]
     params = {a.arg for a in (*node.args.posonlyargs, *node.args.args,
