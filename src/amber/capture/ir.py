@@ -63,7 +63,9 @@ def bound_symbol(node: Node) -> str | None:
 def data_dependent_symbols(fn: Function) -> frozenset[str]:
     """The symbols bound by nodes of ``fn`` (trip counts) that its results use: sizes the
     data decide, which only an entry point's function may return (opset 5)."""
-    by_nodes = {s for s in map(bound_symbol, fn.nodes) if s is not None}
+    by_params = {s for p in fn.params for d in p.aval.shape if isinstance(d, DimExpr)
+                 for s in d.symbols}
+    by_nodes = {s for s in map(bound_symbol, fn.nodes) if s is not None} - by_params
     used: set[str] = set()
     for v in fn.results:
         for d in v.aval.shape:
