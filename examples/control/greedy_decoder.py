@@ -139,7 +139,7 @@ def check(out_dir: str) -> bool:
         got = native(src).numpy()
         same = want.shape == got.shape and np.array_equal(want, got)
         ok &= same
-        print(f"{name:36s} src {str(src.shape):8s} -> tokens {str(got.shape):8s} "
+        print(f"{name:36s} src {src.shape!s:8s} -> tokens {got.shape!s:8s} "
               f"{'ok' if same else 'MISMATCH'}")
     print("greedy_decoder: OK" if ok else "greedy_decoder: MISMATCH")
     return ok

@@ -73,7 +73,8 @@ def test_gradients_through_a_data_dependent_output_match_finite_differences(tmp_
     path = tmp_path / "g.amber"
     am.export(both, am.spec("n", dtype=am.float64)).save(path)
     m = am.load(path)
-    for x0 in (np.array([3.0, -1.5]), np.array([0.3, 0.2]), np.array([5.0, 1.0, -2.5])):  # away from a change of the trip count
+    # each away from a change of the trip count
+    for x0 in (np.array([3.0, -1.5]), np.array([0.3, 0.2]), np.array([5.0, 1.0, -2.5])):
         ys, g = m(x0)
         assert ys.shape == tuple(halvings(am.tensor(x0))[0].shape)
         eps = 1e-6
@@ -89,8 +90,8 @@ def test_gradients_through_a_data_dependent_output_match_finite_differences(tmp_
 def test_older_opsets_refuse_a_data_dependent_result() -> None:
     program = _program()
     program.opset_version = 4
-    with pytest.raises(am.IRError, match="trips0.*needs opset version 5, the program "
-                                         "declares 4"):
+    with pytest.raises(am.IRError, match=r"trips0.*needs opset version 5, the program "
+                                         r"declares 4"):
         program.verify()
 
 
@@ -123,7 +124,7 @@ def test_a_function_no_entry_point_runs_may_not_return_it() -> None:
     program.verify()  # as an entry point's function: allowed
     del program.entries["forward"]
     program.test_vectors.clear()
-    with pytest.raises(am.IRError, match="'elsewhere'.*only an entry point's function"):
+    with pytest.raises(am.IRError, match=r"'elsewhere'.*only an entry point's function"):
         program.verify()
 
 

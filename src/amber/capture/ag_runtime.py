@@ -643,7 +643,7 @@ class _LoopList:
                       f"values", "Inside the loop only append to it; count the steps in a "
                       "variable (step += 1) and keep the last item in a variable.")
 
-    def __iadd__(self, xs: Any) -> _LoopList:
+    def __iadd__(self, xs: Any) -> _LoopList:  # type: ignore[misc]
         self.extend(xs)
         return self
 

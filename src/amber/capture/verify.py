@@ -162,7 +162,7 @@ def _check_data_dependent(program: Program) -> None:
                       f"{DATA_DEPENDENT_RESULTS_SINCE}, the program declares "
                       f"{program.opset_version}")
     entry_fns = {e.function for e in program.entries.values()}
-    for fname, fn in program.functions.items():
+    for fn in program.functions.values():
         for i, node in enumerate(fn.nodes):
             for key in FUNCTION_ATTRS.get(node.op, ()):
                 callee = node.attrs.get(key)
