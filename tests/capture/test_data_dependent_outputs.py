@@ -217,3 +217,20 @@ def test_onnx_export_refuses_it_by_name() -> None:
     with pytest.raises(OnnxExportError, match=r"output 'output_0' is float64\[n, trips0\+1\]"
                                               r".*a loop's trip count decides"):
         to_onnx(_program())
+
+
+def test_a_loaded_model_returning_it_runs_alone_but_not_inside_a_capture(tmp_path) -> None:
+    path = tmp_path / "h.amber"
+    _program().save(path)
+    m = am.load(path)
+    got, _ = m(np.array([4.0, 1.0]))  # eagerly: fine
+    assert got.shape == (2, 4)
+
+    def f(x):
+        return m(x)[1] * 2  # <reuse>
+
+    with pytest.raises(am.CaptureError) as info:
+        am.export(f, am.spec("n", dtype=am.float64))
+    msg = str(info.value)
+    assert f"{HERE}:{line_of('reuse')}" in msg
+    assert "entry point 'forward' returns a size its loop decides (trips0)" in msg
