@@ -251,3 +251,27 @@ def test_the_list_keeps_its_items_after_a_python_loop_and_grows_after_a_traced_o
 
     check(f, (am.spec("n"),), [(np.array([1.0], F32),), (np.array([40.0, 3.0], F32),)],
           tmp_path)
+
+
+def test_a_return_in_the_else_block(tmp_path) -> None:
+    def f(x):
+        while x.sum() > 1:
+            x = x / 2
+            if x.max() > 3:
+                break
+        else:
+            return x * 2
+        return x - 1
+
+    def g(x):
+        for k in range(3):          # the break compares a symbolic size
+            if k * x.shape[0] > 4:
+                break
+        else:
+            return x
+        return x * k
+
+    xs = [(np.array([9, 1], F32),), (np.array([3, 1], F32),), (np.array([0.5], F32),),
+          (np.array([1, 1, 1], F32),)]
+    check(f, (am.spec("n"),), xs, tmp_path)
+    check(g, (am.spec("n"),), xs, tmp_path)
