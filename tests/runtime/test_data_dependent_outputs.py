@@ -61,3 +61,62 @@ def test_a_vector_whose_stored_length_differs_fails(tmp_path: Path) -> None:
                                                          r"float64\(2, 0\)"):
         native.NativeModel(path).verify()
     assert not all(r.ok for r in am.load(path, backend="reference").verify())
+
+
+def _halvings(x):
+    hs = [x]
+    while x.sum() > 1:
+        x = x / 2
+        hs.append(x)
+    return am.stack(hs, 1)
+
+
+def _header() -> tuple[dict, dict]:
+    from amber.capture.serialize import header_to_json
+
+    header, tensors = header_to_json(am.export(_halvings, am.spec("n")), None)
+    header["test_vectors"] = []
+    return header, tensors
+
+
+def _refused_by_both(tmp_path: Path, header: dict, tensors: dict, words: str,
+                     c_words: str | None = None) -> None:
+    from amber.format.container import write_container
+
+    native = pytest.importorskip("amber.native")
+    path = tmp_path / "bad.amber"
+    write_container(path, header, tensors)
+    with pytest.raises(am.FormatError, match=words):
+        am.load(path, backend="reference")
+    with pytest.raises(native.NativeError, match=c_words or words) as info:
+        native.NativeModel(path)
+    assert info.value.status_name == "AMBER_ERR_FORMAT"
+
+
+def test_readers_refuse_a_data_dependent_result_before_opset_5(tmp_path: Path) -> None:
+    header, tensors = _header()
+    assert header["opset_version"] == 5
+    header["opset_version"] = 4
+    _refused_by_both(tmp_path, header, tensors, "needs opset version 5")
+
+
+def test_readers_refuse_it_outside_an_entry_points_function(tmp_path: Path) -> None:
+    header, tensors = _header()
+    fwd = next(f for f in header["program"]["functions"] if f["name"] == "forward")
+    # another function runs it through a call: the caller's result names trips0 too
+    caller = {"name": "caller", "params": fwd["params"],
+              "nodes": [{"op": "call", "inputs": [fwd["params"][0]["name"]],
+                         "attrs": {"callee": "forward"},
+                         "outputs": [{"name": "r", "dtype": "float32",
+                                      "shape": ["n", "trips0+1"]}]}],
+              "results": ["r"]}
+    header["program"]["functions"].append(caller)
+    # (libamber already finds the caller's trips0 unbound)
+    _refused_by_both(tmp_path, header, tensors, "whose results use", "trips0")
+    header, tensors = _header()
+    header["signatures"]["forward"]["function"] = "other"  # no entry point names it
+    other = {"name": "other", "params": fwd["params"], "nodes": [],
+             "results": [fwd["params"][0]["name"]]}
+    header["signatures"]["forward"]["outputs"][0]["shape"] = ["n"]
+    header["program"]["functions"].append(other)
+    _refused_by_both(tmp_path, header, tensors, "only an entry point's function")
