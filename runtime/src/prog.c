@@ -3,6 +3,7 @@
  * Shape rules of each node are applied when the node runs (with symbols bound). */
 #include "prog.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -700,6 +701,27 @@ static uint32_t value_table(loader *L, const am_json *params, const am_json *nod
     return nt;
 }
 
+/* Whether a dim of t names a symbol bound by a node of f (a trip count), not by a
+ * parameter: a size the data decide (docs/format.md H.2). */
+static bool uses_node_symbol(const am_func *f, const am_type *t) {
+    for (int i = 0; i < t->rank; i++) {
+        const am_json *d = t->dims[i];
+        if (d->type != AM_JSON_STRING) continue;
+        for (size_t a = 0; a < d->len;) {
+            char c = d->str[a];
+            if (!(isalpha((unsigned char)c) || c == '_')) {
+                a++;
+                continue;
+            }
+            size_t b = a;
+            while (b < d->len && (isalnum((unsigned char)d->str[b]) || d->str[b] == '_')) b++;
+            if (am_symbols_find(&f->syms, d->str + a, b - a) >= f->n_param_syms) return true;
+            a = b;
+        }
+    }
+    return false;
+}
+
 static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
                                   am_func *f) {
     static const char *const req[] = {"name", "params", "nodes", "results"};
@@ -741,6 +763,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         }
     }
     sy->check = true;
+    f->n_param_syms = sy->n;
     /* Values: parameters, then node outputs. */
     uint32_t n_values = f->n_params;
     for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n)) {
@@ -908,6 +931,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
             break;
         }
         f->results[k] = (uint32_t)v;
+        f->data_dependent = f->data_dependent || uses_node_symbol(f, f->value_types[v]);
     }
     free(tab);
     return st;
@@ -1334,6 +1358,40 @@ static amber_status load_signatures(loader *L, const am_json *sigs) {
     return AMBER_OK;
 }
 
+/* A function returning a size its loop decides runs only as an entry point (opset 5):
+ * no node runs it, some entry point names it (docs/format.md H.9). */
+static amber_status check_data_dependent(loader *L) {
+    const am_program *p = L->p;
+    for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
+        const am_func *f = &p->funcs[fi];
+        if (!f->data_dependent) continue;
+        snprintf(L->path, sizeof L->path, "program.functions[%u]", fi);
+        if (p->opset_version < 5)
+            return LFAIL(L, "a result of %.100s uses a size bound by a node (a loop's trip "
+                         "count); that needs opset version 5, the file declares %lld", f->name,
+                         (long long)p->opset_version);
+        bool entry = false;
+        for (uint32_t e = 0; e < p->n_entries; e++) entry = entry || p->entries[e].func == fi;
+        if (!entry)
+            return LFAIL(L, "a result of %.100s uses a size bound by a node; only an entry "
+                         "point's function may return such a size", f->name);
+    }
+    for (uint32_t fi = 0; fi < p->n_funcs; fi++)
+        for (uint32_t ni = 0; ni < p->funcs[fi].n_nodes; ni++) {
+            const am_node *n = &p->funcs[fi].nodes[ni];
+            if (n->kind < AM_NODE_CALL) continue;
+            const am_func *c = &p->funcs[n->callee], *c2 = &p->funcs[n->callee2];
+            bool two = n->kind == AM_NODE_COND || n->kind == AM_NODE_WHILE;
+            if (c->data_dependent || (two && c2->data_dependent)) {
+                snprintf(L->path, sizeof L->path, "program.functions[%u].nodes[%u]", fi, ni);
+                return LFAIL(L, "runs %.100s, whose results use a size its loop decides; only "
+                             "an entry point may return such a size",
+                             c->data_dependent ? c->name : c2->name);
+            }
+        }
+    return AMBER_OK;
+}
+
 amber_status am_program_load(am_program *p, const am_json_doc *d, const void *model,
                              am_tensor_lookup lookup, bool fuse, am_error *err) {
     memset(p, 0, sizeof *p);
@@ -1417,6 +1475,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
             }
         }
     if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
+    if ((st = check_data_dependent(L)) != AMBER_OK) return st;
     if ((st = plan_same_params(L)) != AMBER_OK) return st;
     for (fi = 0; fi < p->n_funcs; fi++) {
         if (L->fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;

@@ -76,6 +76,8 @@ typedef struct am_func {
     uint8_t *param_fixed;       /* per param: 1 when every call passes a value that is
                                    fixed for the session (see am_node.fixed_in) */
     am_type **value_types;      /* declared type of every value */
+    int n_param_syms;           /* syms 0..n_param_syms-1 are bound by parameters */
+    bool data_dependent;        /* a result's size uses a trip count (opset 5) */
     uint32_t n_cached;          /* nodes with hoist == AM_HOIST_CACHED */
     uint32_t n_fused_groups, n_fused_nodes; /* fused groups and the op nodes they hold */
     /* Memory planning: the op results a run of the function places in one block, by

@@ -45,12 +45,15 @@ from .capture.ir import (
     Program,
     TestVector,
     Value,
+    data_dependent_symbols,
     format_type,
     max_error,
     within_tolerance,
 )
+from .capture_errors import user_frame
 from .errors import (
     AmberError,
+    CaptureError,
     ExportError,
     IterationLimitError,
     RecursionLimitError,
@@ -495,6 +498,14 @@ def _capture_call(model_desc: str, name: str, program: Program, entry: EntryPoin
     from .capture import trace as T
     from .capture.verify import call_result_types
 
+    dd = data_dependent_symbols(program.functions[entry.function])
+    if dd:
+        path, line, _ = user_frame()
+        raise CaptureError(
+            f"{path}:{line}\n  {model_desc} entry point {entry.name!r} returns a size its "
+            f"loop decides ({', '.join(sorted(dd))}); such an entry point runs only on its "
+            f"own, not inside another capture, whose nodes could not name that size. Call "
+            f"it outside the exported function (or re-export the model's Python code).")
     tr, root = _traces()
     st = _capture_state(root)
     sources = [_source_of(st, t) for t in tensors]

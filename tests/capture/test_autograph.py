@@ -360,16 +360,23 @@ def test_gradients_through_a_grown_list(tmp_path) -> None:
         np.testing.assert_allclose(m(x0).numpy(), fd, rtol=1e-5, atol=1e-7)
 
 
-def test_returning_a_length_the_data_decides_is_refused() -> None:
+def test_returning_a_length_the_data_decides(tmp_path) -> None:
     def f(x):
-        hs = []
+        hs = [x]
         while x.sum() > 1:
             x = x / 2
             hs.append(x)
         return am.stack(hs, 1)
 
-    with pytest.raises(am.CaptureError, match="trip count decides"):
-        am.export(f, am.spec(3))
+    program = am.export(f, am.spec("n"))
+    assert program.opset_version >= 5
+    (port,) = program.entries["forward"].outputs
+    assert [str(d) for d in port.shape] == ["n", "trips0+1"]
+    m = exported(f, am.spec("n"), tmp_path=tmp_path)
+    for x, trips in ((np.array([0.5], F32), 0), (np.array([1.5], F32), 1),
+                     (np.array([4.0, 3.0], F32), 3)):
+        assert m(x).shape == (len(x), trips + 1)
+        same(m, f, x)
 
 
 def test_other_uses_of_a_grown_list_are_refused() -> None:

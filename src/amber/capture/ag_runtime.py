@@ -258,13 +258,14 @@ class _Watch:
         self.items: list[tuple[str, Any, Any]] = []
         for n in names:
             v = frame.f_locals.get(n, frame.f_globals.get(n, UNDEFINED))
-            if isinstance(v, (list, dict, set)):
+            if isinstance(v, (list, dict, set, _LoopList)):
                 self.items.append((n, v, _shallow(v)))
 
     def check(self, where: str, what: str) -> None:
         for n, obj, before in self.items:
             if _shallow(obj) != before:
-                raise _refuse(where, f"this {what} changes the Python {type(obj).__name__} "
+                kind = "list" if isinstance(obj, _LoopList) else type(obj).__name__
+                raise _refuse(where, f"this {what} changes the Python {kind} "
                               f"{n!r}; the change would happen once while the program is "
                               f"captured, not on every run",
                               "Keep the values in tensors (am.where, am.stack, am.cat), or "
@@ -272,6 +273,8 @@ class _Watch:
 
 
 def _shallow(v: Any) -> Any:
+    if isinstance(v, _LoopList):
+        return [id(x) for x in v._added]
     if isinstance(v, dict):
         return [(k, id(x)) for k, x in v.items()]
     if isinstance(v, set):
@@ -516,12 +519,24 @@ class _LoopTrace:
                       if isinstance(_promote(v, None, n, where, "loop"), Tensor)]
         self.fixed = {i: v for i, v in enumerate(self.state0) if i not in self.slots}
         self.lists = {i: list(v) for i, v in self.fixed.items() if isinstance(v, list)}
+        for i, v in self.fixed.items():
+            if isinstance(v, _LoopList):
+                raise _refuse(where, f"this loop (whose condition depends on a tensor) may "
+                              f"change the list {names[i]!r} that an enclosing loop grows",
+                              "Append to it only in the enclosing loop's own body (collect "
+                              "this loop's items in a list of its own and stack them).")
+        self.proxies: dict[int, _LoopList] = {}
         self.grown: list[int] = []
 
     def _load(self, carry: tuple[Tensor, ...]) -> Any:
         state = list(self.state0)
         for i, v in zip(self.slots, carry[1:] if self.rng else carry):
             state[i] = v
+        # the lists the body may grow: while tracing, one iteration stands for all of
+        # them, so only appending is allowed (their length is the data's)
+        self.proxies = {i: _LoopList(self.names[i], self.where) for i in self.lists}
+        for i, p in self.proxies.items():
+            state[i] = p
         self.set(tuple(state))
         return carry[0] if self.rng else None
 
@@ -552,8 +567,8 @@ class _LoopTrace:
                                 self.where, "loop"))
         for i, v in self.fixed.items():
             after = state[i]
-            if isinstance(v, list) and after is v:
-                continue  # checked by _grown and the watch
+            if isinstance(v, list) and after is self.proxies.get(i):
+                continue  # checked by _grown
             if not isinstance(v, Undefined) and not (after is v or _same_python(after, v)):
                 raise _refuse(self.where, f"this loop (whose condition depends on a tensor) "
                               f"changes the Python value {self.names[i]!r}",
@@ -562,21 +577,17 @@ class _LoopTrace:
 
     def _grown(self) -> list[Tensor]:
         """The tensors the body appended to the lists in its variables (one per list per
-        iteration); the lists get their contents back (the loop's result replaces them)."""
+        iteration)."""
         ys: list[Tensor] = []
         self.grown = []
-        for i, v in self.fixed.items():
-            if not isinstance(v, list):
-                continue
-            before = self.lists[i]
-            added = v[len(before):]
-            if [id(x) for x in v[:len(before)]] != [id(x) for x in before] or not added:
+        for i, p in self.proxies.items():
+            added = p._added
+            if not added:
                 continue
             if len(added) != 1 or not isinstance(added[0], Tensor):
                 raise _refuse(self.where, f"this loop (whose condition depends on a tensor) "
                               f"adds {len(added)} items to the list {self.names[i]!r} per "
                               f"iteration", "Append one tensor per iteration.")
-            del v[len(before):]
             self.grown.append(i)
             ys.append(added[0])
         return ys
@@ -599,6 +610,8 @@ class _LoopTrace:
                           "iteration (cast or reshape it in the body).") from None
         self._load(final)
         state = list(self.get())
+        for i in self.lists:
+            state[i] = self.fixed[i]  # unchanged unless grown (below)
         for i, ys in zip(self.grown, stacked):
             state[i] = GrownList(self.lists[i], ys, self.names[i], self.where)
         for i, v in self.fixed.items():
@@ -606,6 +619,37 @@ class _LoopTrace:
                 state[i] = _undefined(self.names[i], self.where, "is assigned only inside this "
                                       "loop (whose condition depends on a tensor)")
         self.set(tuple(state))
+
+
+class _LoopList:
+    """A list a loop on traced values may grow, as the loop's body and condition see it
+    while they are traced: one traced iteration stands for every iteration, so the list's
+    length and items there are the data's. Appending is allowed; reading is refused."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self._name, self._where = name, where
+        self._added: list[Any] = []
+
+    def append(self, x: Any) -> None:
+        self._added.append(x)
+
+    def extend(self, xs: Any) -> None:
+        self._added.extend(xs)
+
+    def _refuse(self, *_a: Any, **_k: Any) -> Any:
+        raise _refuse(self._where, f"the list {self._name!r} is read inside this loop (whose "
+                      f"condition depends on a tensor), but the loop grows it by a number of "
+                      f"items the data decide, so its length and items there are not Python "
+                      f"values", "Inside the loop only append to it; count the steps in a "
+                      "variable (step += 1) and keep the last item in a variable.")
+
+    def __iadd__(self, xs: Any) -> _LoopList:  # type: ignore[misc]
+        self.extend(xs)
+        return self
+
+    __len__ = __iter__ = __getitem__ = __contains__ = __bool__ = _refuse
+    __setitem__ = __delitem__ = __add__ = __radd__ = __mul__ = _refuse
+    pop = insert = remove = clear = index = count = copy = sort = reverse = _refuse
 
 
 class GrownList:

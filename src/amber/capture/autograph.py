@@ -108,6 +108,31 @@ def _always_returns(stmts: list[ast.stmt]) -> bool:
     return False
 
 
+def _each_block(s: ast.stmt, fn: Any) -> None:
+    """Replace each statement list directly inside ``s`` by ``fn(list)``."""
+    for field in ("body", "orelse", "finalbody"):
+        sub = getattr(s, field, None)
+        if isinstance(sub, list) and sub and isinstance(sub[0], ast.stmt):
+            setattr(s, field, fn(sub))
+    for h in getattr(s, "handlers", None) or ():
+        h.body = fn(h.body)
+
+
+def _mark_breaks(stmts: list[ast.stmt], flag: str) -> list[ast.stmt]:
+    """``stmts`` with ``flag = True`` before each ``break`` of this loop (not of loops or
+    functions nested in it)."""
+    out: list[ast.stmt] = []
+    for s in stmts:
+        if isinstance(s, ast.Break):
+            out += [ast.copy_location(ast.parse(f"{flag} = True").body[0], s), s]
+            continue
+        if not isinstance(s, (ast.While, ast.For, ast.FunctionDef, ast.AsyncFunctionDef,
+                              ast.ClassDef)):
+            _each_block(s, lambda b: _mark_breaks(b, flag))
+        out.append(s)
+    return out
+
+
 # ----------------------------------------------------------------------------- rewriting
 
 def _call(fn: str, *args: ast.expr, **kwargs: ast.expr) -> ast.Call:
@@ -151,6 +176,31 @@ class _Converter:
             elif isinstance(s, (ast.While, ast.For)):
                 s.body = self.fold_returns(s.body)
             out.append(s)
+        return out
+
+    # -- loop `else`: runs when the loop ends without break -----------------------------
+    def lower_loop_else(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
+        """``while c: B else: E`` -> ``flag = False; while c: B'; if not flag: E`` where
+        ``B'`` sets ``flag`` before each of its own ``break`` (without a break: ``E``
+        after the loop); so the ``else`` converts like any ``if``."""
+        out: list[ast.stmt] = []
+        for s in stmts:
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.append(s)
+                continue
+            _each_block(s, self.lower_loop_else)
+            if not isinstance(s, (ast.While, ast.For)) or not s.orelse:
+                out.append(s)
+                continue
+            orelse, s.orelse = s.orelse, []
+            if not _contains(s.body, (ast.Break,), loops=False):
+                out += [s, *orelse]
+                continue
+            flag = self.fresh("else")
+            s.body = _mark_breaks(s.body, flag)
+            guard = ast.If(ast.UnaryOp(ast.Not(), ast.Name(flag, ast.Load())), orelse, [])
+            out += [ast.copy_location(ast.parse(f"{flag} = False").body[0], s), s,
+                    ast.copy_location(guard, s)]
         return out
 
     # -- break / continue: flags guarding the rest of the body ------------------------
@@ -434,6 +484,7 @@ def _transform(fn: types.FunctionType) -> types.CodeType:
     node, filename, first = _source(fn)
     node.decorator_list = []
     conv = _Converter(filename, first)
+    node.body = conv.lower_loop_else(node.body)  # before the locals are listed below
     body = conv.fold_returns(node.body)
     first_arg = node.args.args[0].arg if node.args.args else None
     body = [_CallRewriter(first_arg).visit(s) for s in body]

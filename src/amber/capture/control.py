@@ -38,6 +38,7 @@ function replayed on differentiable tracers, then differentiated by the tape):
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,14 @@ from ..errors import AmberError, CaptureError, ControlFlowError, IRError, Recurs
 from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
 from ..tensor import Tensor
 from .dims import DimExpr, dim_equal, format_dim, free_symbols, generalise, substitute, symbol
-from .ir import FUNCTION_ATTRS, Function, Program, Value, bound_symbol, format_type
+from .ir import (
+    FUNCTION_ATTRS,
+    Function,
+    Program,
+    Value,
+    bound_symbol,
+    format_type,
+)
 from .ir import Node as IRNode
 from .trace import _clean, _current, _state, _Trace, make_tracer
 
@@ -307,6 +315,30 @@ def _set_results(fn: Function, tr: _Traced, leaves: Sequence[Any]) -> None:
             lifted[id(v)] = p
             res.append(p)
     fn.results = res
+    _refuse_escaping_trips(fn, [r.aval for r in res])
+
+
+def _refuse_escaping_trips(fn: Function, avals: Sequence[Aval]) -> None:
+    """A traced function may not return a size a loop inside it decides (a trip count it
+    binds): its caller could not name it."""
+    trips = {s for s in map(bound_symbol, fn.nodes) if s is not None}
+    for a in avals:
+        dd = sorted({s for d in a.shape for s in free_symbols(d)} & trips)
+        if dd:
+            path, line, _ = user_frame()
+            raise CaptureError(
+                f"{path}:{line}\n  {_who(fn)} returns a value of type {format_type(a)}, whose "
+                f"size ({', '.join(dd)}) a loop inside it decides; such a size can only "
+                f"leave the exported function itself, from a loop at its top level. Reduce "
+                f"the value inside (e.g. .sum(dim)), or pad it to a maximum length.")
+
+
+def _who(fn: Function) -> str:
+    kind = re.fullmatch(r"(cond_true|cond_false|while_body|scan_body)(_\d+)?", fn.name)
+    if kind is None:
+        return f"the graph function {fn.name!r}"
+    return {"cond": "a branch of an if (am.cond)", "while": "the body of a loop",
+            "scan": "the body of am.scan"}[kind.group(1).split("_")[0]]
 
 
 def _flat_out(out: Any, construct: str, who: str, root: str) -> tuple[list[Tensor], Any]:
@@ -864,6 +896,8 @@ def _cond_hook(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., A
                 f"{_describe(true_fn)} returned {exp}; both branches must return the same "
                 f"structure, dtypes and shapes (symbolic dims included)")
 
+    _refuse_escaping_trips(t_tr.fn, [_aval(t) for t in t_leaves])
+    _refuse_escaping_trips(f_tr.fn, [_aval(t) for t in f_leaves])
     _check_match(t_tr.out, t_leaves, t_td, f_tr.out, f_leaves, f_td, "output", msg)
     _set_results(t_tr.fn, t_tr, t_leaves)
     if f_tr is not t_tr:

@@ -25,10 +25,11 @@ from .._dtype import DType
 from ..ops.registry import Aval
 from .dims import DimExpr, format_dim
 
-OPSET_VERSION: int = 4
+OPSET_VERSION: int = 5
 """The newest opset version this amber writes and understands (1: primitives and the
 builtins ``constant``, ``weight``, ``call``; 2 adds ``cond``, ``while`` and ``scan``; 3
-adds per-iteration outputs of ``while``, stacked along a dim the node binds)."""
+adds per-iteration outputs of ``while``, stacked along a dim the node binds; 4 adds the
+pooling primitives; 5 lets an entry point return a size such a node binds)."""
 
 CONTROL_OPS: frozenset[str] = frozenset({"cond", "while", "scan"})
 """Structured control-flow builtins (opset 2); they refer to functions by name."""
@@ -57,6 +58,20 @@ def bound_symbol(node: Node) -> str | None:
         sym = node.attrs.get("trip_dim")
         return sym if isinstance(sym, str) else None
     return None
+
+
+def data_dependent_symbols(fn: Function) -> frozenset[str]:
+    """The symbols bound by nodes of ``fn`` (trip counts) that its results use: sizes the
+    data decide, which only an entry point's function may return (opset 5)."""
+    by_params = {s for p in fn.params for d in p.aval.shape if isinstance(d, DimExpr)
+                 for s in d.symbols}
+    by_nodes = {s for s in map(bound_symbol, fn.nodes) if s is not None} - by_params
+    used: set[str] = set()
+    for v in fn.results:
+        for d in v.aval.shape:
+            if isinstance(d, DimExpr):
+                used |= d.symbols & by_nodes
+    return frozenset(used)
 
 
 def format_type(aval: Aval) -> str:
@@ -416,6 +431,7 @@ __all__ = [
     "TestVector",
     "Value",
     "bound_symbol",
+    "data_dependent_symbols",
     "format_type",
     "max_error",
     "within_tolerance",

@@ -39,6 +39,7 @@ from .ir import (
     Program,
     TestVector,
     Value,
+    bound_symbol,
     format_type,
     max_error,
     within_tolerance,
@@ -477,22 +478,24 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
 
 
 def _check_result_dims(fnc: Function, results: Sequence[Value]) -> None:
-    """A result whose size is a loop's trip count (a list grown in a captured loop, then
-    stacked) has no size the inputs decide: refuse it by name."""
+    """A result may have a size that a loop of the function decides (a list grown in a
+    captured loop, then stacked: a data-dependent output dim, opset 5); any other size
+    not bound by the inputs is refused by name."""
     bound: set[str] = set()
     for p in fnc.params:
         for d in p.aval.shape:
             bound |= free_symbols(d)
+    bound |= {s for s in map(bound_symbol, fnc.nodes) if s is not None}
     for k, v in enumerate(results):
         for d in v.aval.shape:
             extra = free_symbols(d) - bound
             if extra:
                 raise CaptureError(
                     f"am.export: output {k} has shape {format_type(v.aval)}, a size "
-                    f"({', '.join(sorted(extra))}) that a loop's trip count decides, not "
-                    f"the inputs' sizes; returning it is not supported yet. Reduce it "
-                    f"inside the function, or write the loop with a maximum length (pad "
-                    f"the output, return the length).")
+                    f"({', '.join(sorted(extra))}) that a loop nested in a branch or "
+                    f"another loop decides; an output's size may depend on the data only "
+                    f"through a loop at the top level of the exported function. Move the "
+                    f"loop out of the branch, or pad the output to a maximum length.")
 
 
 def _output_names(out: Any) -> list[str]:

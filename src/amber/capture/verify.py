@@ -23,12 +23,14 @@ from .dims import (
 from .ir import (
     BUILTIN_OPS,
     CONTROL_OPS,
+    FUNCTION_ATTRS,
     OPSET_VERSION,
     WHILE_STACK_ATTRS,
     Function,
     Node,
     Program,
     bound_symbol,
+    data_dependent_symbols,
     format_type,
 )
 
@@ -39,6 +41,10 @@ OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2, "max_pool2d": 4,
 WHILE_STACK_SINCE = 3
 """Opset version that introduced the per-iteration outputs of ``while``
 (its attributes ``num_stacked`` and ``trip_dim``)."""
+
+DATA_DEPENDENT_RESULTS_SINCE = 5
+"""Opset version since which an entry point's function may return values whose size a
+stacking ``while`` of that function decides (a data-dependent output dim)."""
 
 MAX_CALL_DEPTH = 64
 
@@ -59,8 +65,11 @@ def required_opset(program: Any) -> int:
     """The lowest opset version that has every op ``program`` uses; files declare it, so a
     program without control flow stays readable by readers that only know opset 1, and
     one without stacking ``while`` nodes by readers that only know opset 2."""
-    return max((node_since(node) for fn in program.functions.values() for node in fn.nodes),
+    need = max((node_since(node) for fn in program.functions.values() for node in fn.nodes),
                default=1)
+    if any(data_dependent_symbols(fn) for fn in program.functions.values()):
+        need = max(need, DATA_DEPENDENT_RESULTS_SINCE)
+    return need
 
 
 def types_equal(a: Aval, b: Aval) -> bool:
@@ -100,7 +109,6 @@ def verify_function(program: Program, fn: Function) -> None:
         for d in p.aval.shape:
             if isinstance(d, DimExpr) and d.is_symbol():
                 bound.add(d.name)
-    by_params = set(bound)
     defined: set[int] = set()
     names: set[str] = set()
     for p in fn.params:
@@ -134,8 +142,40 @@ def verify_function(program: Program, fn: Function) -> None:
         if id(v) not in defined:
             raise IRError(f"function {fn.name!r}: result %{v.name} is not defined")
         # a caller binds only the symbols of the parameters: a size bound by a node of
-        # this function has no name outside it
-        _check_dims(v.aval, f"function {fn.name!r}, result %{v.name}", by_params)
+        # this function has no name outside it (an entry point's function may return one
+        # since opset 5: verify_program checks who runs it)
+        _check_dims(v.aval, f"function {fn.name!r}, result %{v.name}", bound)
+
+
+def _check_data_dependent(program: Program) -> None:
+    """A function whose results have a size its trip count decides (H.2) runs only as an
+    entry point, in a program of opset 5 or later: no node may run it, as no caller could
+    name that size."""
+    dd = {name: s for name, fn in program.functions.items()
+          if (s := data_dependent_symbols(fn))}
+    if not dd:
+        return
+    name, syms = next(iter(dd.items()))
+    if program.opset_version < DATA_DEPENDENT_RESULTS_SINCE:
+        raise IRError(f"function {name!r}: a result uses {', '.join(sorted(syms))}, a size "
+                      f"bound by a node (a loop's trip count); that needs opset version "
+                      f"{DATA_DEPENDENT_RESULTS_SINCE}, the program declares "
+                      f"{program.opset_version}")
+    entry_fns = {e.function for e in program.entries.values()}
+    for fn in program.functions.values():
+        for i, node in enumerate(fn.nodes):
+            for key in FUNCTION_ATTRS.get(node.op, ()):
+                callee = node.attrs.get(key)
+                if callee in dd:
+                    raise IRError(
+                        f"{_where(fn, i, node)}: runs {callee!r}, whose results use "
+                        f"{', '.join(sorted(dd[callee]))}, a size its loop decides; only an "
+                        f"entry point may return such a size")
+    for name, syms in dd.items():
+        if name not in entry_fns:
+            raise IRError(f"function {name!r}: a result uses {', '.join(sorted(syms))}, a "
+                          f"size bound by a node (a loop's trip count); only an entry "
+                          f"point's function may return such a size")
 
 
 def _infer_node(program: Program, fn: Function, node: Node, where: str,
@@ -345,6 +385,7 @@ def verify_program(program: Program) -> None:
         if not isinstance(w, np.ndarray):
             raise IRError(f"weight {name!r} is not an array")
         D.from_numpy_dtype(w.dtype)
+    _check_data_dependent(program)  # first: a node running such a function names it
     for name, fn in program.functions.items():
         if fn.name != name:
             raise IRError(f"function {fn.name!r} is registered as {name!r}")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
-from ..capture.ir import Function, Node, Program, Value
+from ..capture.ir import Function, Node, Program, Value, data_dependent_symbols, format_type
 from ..errors import AmberError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1010,6 +1010,21 @@ def _value_info(onnx: Any, name: str, dtype: str, shape: Sequence[Any]) -> Any:
     return onnx.helper.make_tensor_value_info(name, _ONNX_DTYPE[dtype], dims)
 
 
+def _refuse_data_dependent(entry: str, ep: Any, fn: Any) -> None:
+    """An output whose size a loop's trip count decides (opset 5) would need ONNX Loop
+    with scan outputs: refuse it by name before anything else."""
+    dd = data_dependent_symbols(fn)
+    for port in ep.outputs:
+        syms = sorted({s for d in port.shape if isinstance(d, DimExpr) for s in d.symbols}
+                      & dd)
+        if syms:
+            raise OnnxExportError(
+                f"onnx export of {entry!r}: output {port.name!r} is {format_type(port.aval)}, "
+                f"a size ({', '.join(syms)}) that a loop's trip count decides at run time; "
+                f"the exporter converts straight-line programs only (this needs ONNX Loop "
+                f"with scan outputs). Export is exact or refused: nothing was written")
+
+
 def to_onnx(program_or_path: Any, entry: str = "forward", opset: int = DEFAULT_OPSET
             ) -> onnx.ModelProto:
     """Convert entry point ``entry`` of an amber program (a :class:`~amber.Program`, an
@@ -1027,6 +1042,7 @@ def to_onnx(program_or_path: Any, entry: str = "forward", opset: int = DEFAULT_O
     program = _as_program(program_or_path)
     ep = program.entry(entry)
     fn = program.functions[ep.function]
+    _refuse_data_dependent(entry, ep, fn)
     reserved = [p.name for p in ep.inputs] + [p.name for p in ep.outputs] + \
         list(program.weights)
     if len(set(p.name for p in ep.inputs) | set(p.name for p in ep.outputs)) != \

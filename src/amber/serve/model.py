@@ -73,6 +73,14 @@ class AmberEntryModel(Model):
         self.ready = True
 
     def _batchable(self) -> bool:
+        """Inputs and outputs lead with one batch symbol, and no output size is decided by
+        the data (a symbol no input has, docs/format.md H.6): a loop that runs until every
+        row is done couples the rows, so another request's rows would change the answer."""
+        given = {s for p in self.inputs for d in p.shape if isinstance(d, DimExpr)
+                 for s in d.symbols}
+        if any(isinstance(d, DimExpr) and not d.symbols <= given
+               for p in self.outputs for d in p.shape):
+            return False
         lead = {p.shape[0] if p.shape else None for p in self.inputs + self.outputs}
         first = next(iter(lead))
         return len(lead) == 1 and isinstance(first, DimExpr) and first.is_symbol()
