@@ -60,6 +60,7 @@ def unary(op: str, allowed: Sequence[DType], result: DType | None = None) -> Any
         check_dtypes(op, allowed, x)
         return x if result is None else Aval(x.shape, result)
 
+    rule.rule = "unary"  # type: ignore[attr-defined]  (Primitive.kind)
     return rule
 
 
@@ -69,6 +70,7 @@ def binary(op: str, allowed: Sequence[DType], result: DType | None = None) -> An
         dt = same_dtype(op, x, y)
         return Aval(broadcast_shapes(op, x.shape, y.shape), result or dt)
 
+    rule.rule = "binary" if result is None else "compare"  # type: ignore[attr-defined]
     return rule
 
 

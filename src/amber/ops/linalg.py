@@ -34,7 +34,8 @@ def _matmul_infer(a: Aval, b: Aval) -> Aval:
     return Aval(batch + (a.shape[-2], b.shape[-1]), dt)
 
 
-@primitive("matmul", infer=_matmul_infer, n_inputs=2)
+@primitive("matmul", infer=_matmul_infer, n_inputs=2, dtypes=NUMERIC, accuracy="sum",
+           onnx="MatMul")
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Batched matrix product of rank >= 2 operands; batch dims broadcast."""
     return np.matmul(a, b)
@@ -112,7 +113,8 @@ def _windows(x: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride, padding,
     return win[:, :, :oh, :ow]
 
 
-@primitive("conv2d", infer=_conv_infer, attrs=_CONV, n_inputs=2)
+@primitive("conv2d", infer=_conv_infer, attrs=_CONV, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d(x: np.ndarray, w: np.ndarray, *, stride, padding, dilation, groups) -> np.ndarray:
     """Cross-correlation: y[n, o, i, j] = sum_{c, p, q} x_pad[n, g*Cg + c, i*sh + p*dh,
     j*sw + q*dw] * w[o, c, p, q], where g = o // (O / groups)."""
@@ -148,7 +150,8 @@ def _input_grad_infer(g: Aval, w: Aval, *, input_hw, stride, padding, dilation, 
 
 
 @primitive("conv2d_input_grad", infer=_input_grad_infer,
-           attrs={"input_hw": "int[2]", **_CONV}, n_inputs=2)
+           attrs={"input_hw": "int[2]", **_CONV}, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d_input_grad(g: np.ndarray, w: np.ndarray, *, input_hw, stride, padding, dilation,
                       groups) -> np.ndarray:
     """Transpose of conv2d with respect to its input: the x-gradient for output
@@ -192,7 +195,8 @@ def _weight_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation
 
 
 @primitive("conv2d_weight_grad", infer=_weight_grad_infer,
-           attrs={"kernel_hw": "int[2]", **_CONV}, n_inputs=2)
+           attrs={"kernel_hw": "int[2]", **_CONV}, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, *, kernel_hw, stride, padding, dilation,
                        groups) -> np.ndarray:
     """Transpose of conv2d with respect to its weight: the w-gradient for input ``x`` and

@@ -101,7 +101,8 @@ def _max_infer(x: Aval, *, kernel_hw, stride, padding, dilation, ceil_mode) -> A
                 x.dtype)
 
 
-@primitive("max_pool2d", infer=_max_infer, attrs=_MAX, n_inputs=1)
+@primitive("max_pool2d", infer=_max_infer, attrs=_MAX, n_inputs=1, dtypes=FLOATS, since=4,
+           c=("infer_pool2d", "k_max_pool2d"))
 def max_pool2d(x: np.ndarray, *, kernel_hw, stride, padding, dilation, ceil_mode) -> np.ndarray:
     """y[n, c, i, j] = max over the window's elements x[n, c, i*sh + p*dh - top,
     j*sw + q*dw - left] (padding counts as -inf); NaN if any of them is NaN."""
@@ -127,7 +128,8 @@ def _max_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
     return x
 
 
-@primitive("max_pool2d_grad", infer=_max_grad_infer, attrs=_MAX, n_inputs=2)
+@primitive("max_pool2d_grad", infer=_max_grad_infer, attrs=_MAX, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum", since=4, c=("infer_pool2d", "k_max_pool2d_grad"))
 def max_pool2d_grad(x: np.ndarray, g: np.ndarray, *, kernel_hw, stride, padding, dilation,
                     ceil_mode) -> np.ndarray:
     """The gradient of max_pool2d: each g[n, c, i, j] is added to the x element at the
@@ -234,7 +236,8 @@ def _divisors(hw: tuple, kernel_hw, stride, padding, out_hw, count_include_pad: 
                     one(out_hw[1], hw[1], kernel_hw[1], stride[1], padding[2], padding[3]))
 
 
-@primitive("avg_pool2d", infer=_avg_infer, attrs=_AVG, n_inputs=1)
+@primitive("avg_pool2d", infer=_avg_infer, attrs=_AVG, n_inputs=1, dtypes=FLOATS,
+           accuracy="sum", since=4, c=("infer_pool2d", "k_avg_pool2d"))
 def avg_pool2d(x: np.ndarray, *, kernel_hw, stride, padding, ceil_mode,
                count_include_pad) -> np.ndarray:
     """y[n, c, i, j] = (sum of the window's input elements: each row left to right, then
@@ -275,7 +278,8 @@ def _avg_grad_infer(g: Aval, *, input_hw, kernel_hw, stride, padding, ceil_mode,
 
 
 @primitive("avg_pool2d_grad", infer=_avg_grad_infer, attrs={"input_hw": "int[2]", **_AVG},
-           n_inputs=1)
+           n_inputs=1, dtypes=FLOATS, accuracy="sum", since=4,
+           c=("infer_pool2d", "k_avg_pool2d_grad"))
 def avg_pool2d_grad(g: np.ndarray, *, input_hw, kernel_hw, stride, padding, ceil_mode,
                     count_include_pad) -> np.ndarray:
     """The transpose of avg_pool2d: dx[n, c, r, s] = sum over the windows (i, j) holding
