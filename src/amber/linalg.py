@@ -7,15 +7,15 @@ import math
 from typing import Any
 
 from . import _dtype as D
-from . import functional as F
+from . import functional as _F
 from .errors import AmberError, ShapeError
 from .tensor import Tensor
 
 
 def _float_input(x: Any, dtype: Any, op: str) -> Tensor:
-    x = F._as_tensor(x)
+    x = _F._as_tensor(x)
     if dtype is not None:
-        x = F.cast(x, dtype)
+        x = _F.cast(x, dtype)
     if not x.dtype.is_floating:
         raise D.DTypeError(f"{op}: expects a floating tensor, got {x.dtype.name}; pass "
                            f"dtype=am.float32 or call .float()")
@@ -24,10 +24,10 @@ def _float_input(x: Any, dtype: Any, op: str) -> Tensor:
 
 def _root(s: Tensor, p: float) -> Tensor:
     """``s ** (1/p)`` with gradient 0 where ``s`` is 0 (instead of inf * 0)."""
-    zero = F.eq(s, 0)
-    safe = F.where(zero, 1.0, s)
-    root = F.sqrt(safe) if p == 2 else F.pow(safe, 1.0 / p)
-    return F.where(zero, 0.0, root)
+    zero = _F.eq(s, 0)
+    safe = _F.where(zero, 1.0, s)
+    root = _F.sqrt(safe) if p == 2 else _F.pow(safe, 1.0 / p)
+    return _F.where(zero, 0.0, root)
 
 
 def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
@@ -38,24 +38,24 @@ def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
     if isinstance(ord, str):
         raise AmberError(f"vector_norm: ord must be a number, got {ord!r}")
     ord = float(ord)
-    a = F.abs(x)
+    a = _F.abs(x)
     if ord == math.inf:
-        return F.amax(a, dim, keepdim)
+        return _F.amax(a, dim, keepdim)
     if ord == -math.inf:
-        return F.amin(a, dim, keepdim)
+        return _F.amin(a, dim, keepdim)
     if ord == 0:
-        return F.sum(F.cast(F.ne(x, 0), x.dtype), dim, keepdim)
+        return _F.sum(_F.cast(_F.ne(x, 0), x.dtype), dim, keepdim)
     if ord == 1:
-        return F.sum(a, dim, keepdim)
+        return _F.sum(a, dim, keepdim)
     if ord == 2:
-        return _root(F.sum(x * x, dim, keepdim), 2)
-    return _root(F.sum(F.pow(a, ord), dim, keepdim), ord)
+        return _root(_F.sum(x * x, dim, keepdim), 2)
+    return _root(_F.sum(_F.pow(a, ord), dim, keepdim), ord)
 
 
 def _two_dims(dim: Any, ndim: int, op: str) -> tuple[int, int]:
     if len(dim) != 2:
         raise ShapeError(f"{op}: dim must name two dims, got {dim}")
-    r, c = (F._norm_dim(d, ndim, op) for d in dim)
+    r, c = (_F._norm_dim(d, ndim, op) for d in dim)
     if r == c:
         raise ShapeError(f"{op}: dim names dim {r} twice")
     return r, c
@@ -79,9 +79,9 @@ def matrix_norm(x: Any, ord: Any = "fro", dim: Any = (-2, -1), keepdim: bool = F
         raise AmberError(f"matrix_norm: ord={ord!r} is not a matrix norm ('fro', 1, -1, inf, "
                          f"-inf)")
     inner, outer = (r, c) if ord in (1, -1) else (c, r)
-    sums = F.sum(F.abs(x), inner, keepdim=True)
-    out = F.amax(sums, outer, keepdim=True) if ord > 0 else F.amin(sums, outer, keepdim=True)
-    return out if keepdim else F.squeeze(out, (r, c))
+    sums = _F.sum(_F.abs(x), inner, keepdim=True)
+    out = _F.amax(sums, outer, keepdim=True) if ord > 0 else _F.amin(sums, outer, keepdim=True)
+    return out if keepdim else _F.squeeze(out, (r, c))
 
 
 def norm(x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
@@ -89,7 +89,7 @@ def norm(x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
     """torch.linalg.norm: with ``ord`` None, the 2-norm of the flattened tensor (or over
     ``dim``; Frobenius for two dims). Otherwise ``dim`` (or the rank, when ``dim`` is
     None) chooses: one dim a vector norm, two dims a matrix norm."""
-    x = F._as_tensor(x)
+    x = _F._as_tensor(x)
     if isinstance(dim, int):
         dim = (dim,)
     if dim is None:

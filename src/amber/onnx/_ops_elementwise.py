@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..ops import elementwise as E
 from ..ops import shape as S
 from ..tensor import Tensor
@@ -101,7 +101,7 @@ def _pow(c: Ctx) -> Tensor:
     if not a.dtype.is_floating:
         raise c.unsupported(f"Pow with a {a.dtype.name} base is not supported (amber's pow "
                             f"is floating point)")
-    return E.pow_(a, F.cast(b, a.dtype))
+    return E.pow_(a, _F.cast(b, a.dtype))
 
 
 def _variadic(prim: Any) -> Any:
@@ -481,7 +481,7 @@ def onnx_dtype(c: Ctx, code: int) -> D.DType:
 
 @op("Cast", notes="to float, double, int32, int64, bool; float to int saturates")
 def _cast(c: Ctx) -> Tensor:
-    return F.cast(c.t(0), onnx_dtype(c, c.a("to")))
+    return _F.cast(c.t(0), onnx_dtype(c, c.a("to")))
 
 
 @sym_op("Cast")
@@ -492,7 +492,7 @@ def _sym_cast(c: Ctx) -> Any:
 
 @op("CastLike", since=15)
 def _castlike(c: Ctx) -> Tensor:
-    return F.cast(c.t(0), c.t(1).dtype)
+    return _F.cast(c.t(0), c.t(1).dtype)
 
 
 @op("Identity")

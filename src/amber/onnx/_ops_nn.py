@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
 from ..ops import linalg as L
@@ -27,7 +27,7 @@ from ._ops_shape import axis
 def _matmul(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(1)
     need(c, a, D.NUMERIC)
-    return F.matmul(a, b)
+    return _F.matmul(a, b)
 
 
 @op("Gemm", notes="alpha, beta, transA, transB; C broadcast")
@@ -86,11 +86,11 @@ def _spatial(c: Ctx, x: Tensor, k: list[int]) -> tuple[list[int], list[int], lis
 
 def _to2d(x: Tensor) -> Tensor:
     """(N, C, L) -> (N, C, 1, L)."""
-    return F.reshape_exact(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+    return _F.reshape_exact(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
 
 
 def _from2d(y: Tensor) -> Tensor:
-    return F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
 @op("Conv", notes="1-D and 2-D, groups, dilations, pads, auto_pad; float")
@@ -108,7 +108,7 @@ def _conv(c: Ctx) -> Tensor:
     y = L.conv2d(x, w, stride=tuple(st), padding=(lo[0], hi[0], lo[1], hi[1]),
                  dilation=tuple(dl), groups=int(c.a("group", 1)))
     if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
+        y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
     return _from2d(y) if nd == 1 else y
 
 
@@ -158,7 +158,7 @@ def _conv_transpose(c: Ctx) -> Tensor:
                             padding=(lo[0], hi[0], lo[1], hi[1]), dilation=tuple(dil),
                             groups=int(c.a("group", 1)))
     if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
+        y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
     return _from2d(y) if nd == 1 else y
 
 
@@ -299,7 +299,7 @@ def _count(x: Tensor, axes: tuple[int, ...]) -> Tensor:
     n: Any = 1
     for a in axes:
         n = n * x.shape[a]
-    return F.scalar(n, x.dtype)
+    return _F.scalar(n, x.dtype)
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -320,8 +320,8 @@ def _batchnorm(c: Ctx) -> Tensor:
     eps = c.a("epsilon", 1e-5)
     bs = _bshape(x)
     inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
-    y = E.mul(E.sub(x, F.reshape_exact(mean, bs)), F.reshape_exact(inv, bs))
-    return E.add(y, F.reshape_exact(b, bs))
+    y = E.mul(E.sub(x, _F.reshape_exact(mean, bs)), _F.reshape_exact(inv, bs))
+    return E.add(y, _F.reshape_exact(b, bs))
 
 
 def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -338,7 +338,7 @@ def _instancenorm(c: Ctx) -> Tensor:
     mu, var = _moments(x, tuple(range(2, x.ndim)))
     y = E.div(E.sub(x, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
     bs = _bshape(x)
-    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+    return E.add(E.mul(y, _F.reshape_exact(scale, bs)), _F.reshape_exact(b, bs))
 
 
 @op("LayerNormalization", since=17, notes="Mean and InvStdDev outputs; stash_type float")
@@ -363,16 +363,16 @@ def _groupnorm(c: Ctx) -> Tensor:
     g = int(c.a("num_groups"))
     n, ch = x.shape[0], x.shape[1]
     rest = tuple(x.shape[2:])
-    xg = F.reshape_exact(x, (n, g, ch // g) + rest)
+    xg = _F.reshape_exact(x, (n, g, ch // g) + rest)
     mu, var = _moments(xg, tuple(range(2, xg.ndim)))
     y = E.div(E.sub(xg, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
     if c.opset < 21:
         gs = (1, g) + (1,) * (xg.ndim - 2)
-        y = E.add(E.mul(y, F.reshape_exact(scale, gs)), F.reshape_exact(b, gs))
-        return F.reshape_exact(y, tuple(x.shape))
-    y = F.reshape_exact(y, tuple(x.shape))
+        y = E.add(E.mul(y, _F.reshape_exact(scale, gs)), _F.reshape_exact(b, gs))
+        return _F.reshape_exact(y, tuple(x.shape))
+    y = _F.reshape_exact(y, tuple(x.shape))
     bs = _bshape(x)
-    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+    return E.add(E.mul(y, _F.reshape_exact(scale, bs)), _F.reshape_exact(b, bs))
 
 
 @op("LRN")
@@ -435,7 +435,7 @@ def _coerced(c: Ctx, x: Tensor, default: int) -> tuple[Tensor, int, tuple | None
     rest: Any = 1
     for d in x.shape[a:]:
         rest = rest * d
-    return F.reshape_exact(x, (lead, rest)), 1, tuple(x.shape)
+    return _F.reshape_exact(x, (lead, rest)), 1, tuple(x.shape)
 
 
 def _softmax_family(kind: str) -> Any:
@@ -450,13 +450,13 @@ def _softmax_family(kind: str) -> Any:
             n = xx.shape[a]
             shape = [1] * xx.ndim
             shape[a] = n
-            rng = F.reshape_exact(_arange(c, n), tuple(shape))
-            y = F.cast(E.eq(rng, first), xx.dtype)
+            rng = _F.reshape_exact(_arange(c, n), tuple(shape))
+            y = _F.cast(E.eq(rng, first), xx.dtype)
         else:
             e = E.exp(s)
             tot = R.reduce_sum(e, axes=(a,), keepdims=True)
             y = E.div(e, tot) if kind == "Softmax" else E.sub(s, E.log(tot))
-        return F.reshape_exact(y, back) if back is not None else y
+        return _F.reshape_exact(y, back) if back is not None else y
     return fn
 
 
@@ -516,7 +516,7 @@ def _reduction(kind: str) -> Any:
         if kind == "ReduceProd":
             if not x.dtype.is_floating:
                 raise c.unsupported("ReduceProd of integers")
-            return F.prod(x, axes, keep)
+            return _F.prod(x, axes, keep)
         if kind in ("ReduceMean", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"):
             need(c, x, D.FLOATS)
         pre: Any = {"ReduceL1": E.abs_, "ReduceL2": lambda v: E.mul(v, v),
@@ -526,7 +526,7 @@ def _reduction(kind: str) -> Any:
             m = E.where(E.eq(E.abs_(m), sc(math.inf, x.dtype)), sc(0, x.dtype), m)
             s = R.reduce_sum(E.exp(E.sub(x, m)), axes=axes, keepdims=True)
             y = E.add(E.log(s), m)
-            return y if keep else F.reshape_exact(y, tuple(
+            return y if keep else _F.reshape_exact(y, tuple(
                 d for i, d in enumerate(x.shape) if i not in axes))
         y = R.reduce_sum(pre(x) if pre else x, axes=axes, keepdims=keep)
         if kind == "ReduceMean":
@@ -586,18 +586,18 @@ def _nll(c: Ctx, logp: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
         raise c.unsupported("a symbolic number of classes")
     perm = (0,) + tuple(range(2, logp.ndim)) + (1,)
     x = S.transpose(logp, perm=perm) if logp.ndim > 2 else logp  # [N, d..., C]
-    hot = E.eq(F.unsqueeze(F.cast(target, D.int64), -1),
+    hot = E.eq(_F.unsqueeze(_F.cast(target, D.int64), -1),
                Tensor._wrap(np.arange(ncls, dtype=np.int64)))
     zero = sc(0, x.dtype)
     picked = R.reduce_sum(E.where(hot, x, zero), axes=(x.ndim - 1,), keepdims=False)
     if weight is not None:
         w = R.reduce_sum(E.where(hot, weight, zero), axes=(x.ndim - 1,), keepdims=False)
     else:
-        w = F.cast(R.reduce_max(F.cast(hot, D.int32), axes=(x.ndim - 1,), keepdims=False),
+        w = _F.cast(R.reduce_max(_F.cast(hot, D.int32), axes=(x.ndim - 1,), keepdims=False),
                    x.dtype)
     ii = c.a("ignore_index")
     if ii is not None:
-        w = E.where(E.eq(F.cast(target, D.int64), sc(ii, D.int64)), zero, w)
+        w = E.where(E.eq(_F.cast(target, D.int64), sc(ii, D.int64)), zero, w)
     loss = E.neg(E.mul(picked, w))
     red = c.a("reduction", "mean")
     axes = tuple(range(loss.ndim))
@@ -635,7 +635,7 @@ def _sce(c: Ctx) -> Any:
 def _heads(x: Tensor, n: int) -> Tensor:
     """[B, S, n * d] -> [B, n, S, d]."""
     b, s, hd = x.shape
-    return S.transpose(F.reshape_exact(x, (b, s, n, hd // n)), perm=(0, 2, 1, 3))
+    return S.transpose(_F.reshape_exact(x, (b, s, n, hd // n)), perm=(0, 2, 1, 3))
 
 
 def _attention_bias(c: Ctx, sq: Any, sk: Any, offset: Any) -> np.ndarray | None:
@@ -684,7 +684,7 @@ def _attention(c: Ctx) -> Any:
     hq, hk = q.shape[1], k.shape[1]
     if hq != hk:
         r = hq // hk
-        k, v = (F.reshape_exact(S.broadcast_to(F.unsqueeze(t, 2), shape=(
+        k, v = (_F.reshape_exact(S.broadcast_to(_F.unsqueeze(t, 2), shape=(
             t.shape[0], hk, r) + tuple(t.shape[2:])), (t.shape[0], hq) + tuple(t.shape[2:]))
             for t in (k, v))
     d = q.shape[-1]
@@ -693,7 +693,7 @@ def _attention(c: Ctx) -> Any:
     dt = q.dtype
     if prec is not None:
         dt = D.float64 if prec == 11 else D.float32
-    s = F.cast(E.mul(L.matmul(q, S.transpose(k, perm=(0, 1, 3, 2))), sc(scale, q.dtype)), dt)
+    s = _F.cast(E.mul(L.matmul(q, S.transpose(k, perm=(0, 1, 3, 2))), sc(scale, q.dtype)), dt)
     stages = [s]
     cap = c.a("softcap", 0.0)
     if cap:
@@ -702,7 +702,7 @@ def _attention(c: Ctx) -> Any:
     ninf = sc(-math.inf, dt)
     if c.has(3):
         mask = c.t(3)
-        s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, F.cast(mask, dt))
+        s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, _F.cast(mask, dt))
     frontier = _attention_bias(c, q.shape[2], k.shape[2], past)
     if frontier is not None:
         s = E.where(Tensor._wrap(frontier), s, ninf)
@@ -713,14 +713,14 @@ def _attention(c: Ctx) -> Any:
     stages.append(s)
     pr = E.where(E.gt(tot, sc(0, dt)), E.div(e, tot), sc(0, dt))
     stages.append(pr)
-    y = L.matmul(F.cast(pr, q.dtype), v)
+    y = L.matmul(_F.cast(pr, q.dtype), v)
     if three_d:
         b, h, sq, dv = y.shape
-        y = F.reshape_exact(S.transpose(y, perm=(0, 2, 1, 3)), (b, sq, h * dv))
+        y = _F.reshape_exact(S.transpose(y, perm=(0, 2, 1, 3)), (b, sq, h * dv))
     mode = int(c.a("qk_matmul_output_mode", 0))
     if mode not in range(4):
         raise c.unsupported(f"qk_matmul_output_mode {mode}")
-    return y, present_k, present_v, F.cast(stages[mode], q.dtype)
+    return y, present_k, present_v, _F.cast(stages[mode], q.dtype)
 
 
 @op("TopK", since=1, notes="k known while importing; k rounds of arg-max (ties: the "
@@ -738,7 +738,7 @@ def _topk(c: Ctx) -> Any:
         raise c.unsupported("TopK of int64 data (ranked here in float64, which is exact for "
                             "float and int32 data only)")
     # NOTE: sorted = 0 allows any order; the sorted one is among them
-    work = x if x.dtype.is_floating else F.cast(x, D.float64)
+    work = x if x.dtype.is_floating else _F.cast(x, D.float64)
     fill = sc(-math.inf if largest else math.inf, work.dtype)
     pick = R.argmax if largest else R.argmin
     shape = [1] * x.ndim
@@ -748,7 +748,7 @@ def _topk(c: Ctx) -> Any:
     for _ in range(k):
         i = pick(work, axis=a, keepdims=True)
         idxs.append(i)
-        vals.append(F.gather(x, a, i))
+        vals.append(_F.gather(x, a, i))
         work = E.where(E.eq(rng, i), fill, work)
     if not idxs:
         raise c.unsupported("TopK with k = 0")
@@ -775,13 +775,13 @@ def _rotary(c: Ctx) -> Tensor:
         if not heads:
             raise c.unsupported("a 3-D input without num_heads")
         b, s, hid = x.shape
-        x = F.reshape_exact(x, (b, s, heads, hid // heads))
+        x = _F.reshape_exact(x, (b, s, heads, hid // heads))
     d = x.shape[-1]
     rd = int(c.a("rotary_embedding_dim", 0) or 0) or d
     if c.has(3):
-        pos = F.cast(c.t(3), D.int64)
+        pos = _F.cast(c.t(3), D.int64)
         cos, sin = S.take(cos, pos, axis=0), S.take(sin, pos, axis=0)
-    cos, sin = F.unsqueeze(cos, 2), F.unsqueeze(sin, 2)
+    cos, sin = _F.unsqueeze(cos, 2), _F.unsqueeze(sin, 2)
     xr = _last(x, 0, rd)
     inter = bool(c.a("interleaved", 0))
     x1, x2 = (_last(xr, 0, rd, 2), _last(xr, 1, rd, 2)) if inter else \
@@ -789,11 +789,11 @@ def _rotary(c: Ctx) -> Tensor:
     real = E.sub(E.mul(cos, x1), E.mul(sin, x2))
     imag = E.add(E.mul(sin, x1), E.mul(cos, x2))
     if inter:
-        pair = S.concat(F.unsqueeze(real, -1), F.unsqueeze(imag, -1), axis=real.ndim)
-        rot = F.reshape_exact(pair, tuple(xr.shape))
+        pair = S.concat(_F.unsqueeze(real, -1), _F.unsqueeze(imag, -1), axis=real.ndim)
+        rot = _F.reshape_exact(pair, tuple(xr.shape))
     else:
         rot = S.concat(real, imag, axis=real.ndim - 1)
     out = S.concat(rot, _last(x, rd, d), axis=rot.ndim - 1) if rd < d else rot
     if len(shape) == 4:
         return S.transpose(out, perm=(0, 2, 1, 3))
-    return F.reshape_exact(out, shape)
+    return _F.reshape_exact(out, shape)

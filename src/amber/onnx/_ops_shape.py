@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
 from ..ops import linalg as L
@@ -103,7 +103,7 @@ def _range(c: Ctx) -> Any:
         raise c.unsupported("Range with symbolic bounds needs an integer start and limit and "
                             "a positive static delta")
     n = (limit - start + delta - 1) // delta
-    return E.add(E.mul(sym_arange(n, dt), sc(delta, dt)), F.scalar(start, dt))
+    return E.add(E.mul(sym_arange(n, dt), sc(delta, dt)), _F.scalar(start, dt))
 
 
 def sym_arange(n: Any, dt: D.DType) -> Tensor:
@@ -149,7 +149,7 @@ def _reshape(c: Ctx) -> Any:
     shape = _target_shape(c, x, want, bool(c.a("allowzero", 0)))
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in shape)))
-    return F.reshape_exact(c.t(0), shape)
+    return _F.reshape_exact(c.t(0), shape)
 
 
 @op("Flatten")
@@ -163,7 +163,7 @@ def _flatten(c: Ctx) -> Tensor:
     rest: Any = 1
     for d in x.shape[a:]:
         rest = rest * d
-    return F.reshape_exact(x, (lead, rest))
+    return _F.reshape_exact(x, (lead, rest))
 
 
 @op("Transpose")
@@ -184,7 +184,7 @@ def _squeeze(c: Ctx) -> Any:
     new = tuple(d for i, d in enumerate(shape) if i not in ax)
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in new)))
-    return F.reshape_exact(c.t(0), new)
+    return _F.reshape_exact(c.t(0), new)
 
 
 @op("Unsqueeze", notes="axes as attribute (opset < 13) or input")
@@ -198,7 +198,7 @@ def _unsqueeze(c: Ctx) -> Any:
         shape.insert(a, 1)
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in shape)))
-    return F.reshape_exact(c.t(0), tuple(shape))
+    return _F.reshape_exact(c.t(0), tuple(shape))
 
 
 @op("Concat")
@@ -353,13 +353,13 @@ def _gather_elements(c: Ctx) -> Tensor:
     x, idx = c.t(0), c.t(1)
     a = axis(c, c.a("axis", 0), x.ndim)
     n = x.shape[a]
-    idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, F.scalar(n, idx.dtype)), idx)
-    return F.gather(x, a, idx)
+    idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, _F.scalar(n, idx.dtype)), idx)
+    return _F.gather(x, a, idx)
 
 
 @op("GatherND", since=11, notes="batch_dims (12)")
 def _gather_nd(c: Ctx) -> Tensor:
-    x, idx = c.t(0), F.cast(c.t(1), D.int64)
+    x, idx = c.t(0), _F.cast(c.t(1), D.int64)
     b = c.a("batch_dims", 0)
     k = idx.shape[-1]
     if isinstance(k, DimExpr):
@@ -374,16 +374,16 @@ def _gather_nd(c: Ctx) -> Tensor:
     rows: Any = 1
     for d in inner:
         rows = rows * d
-    xf = F.reshape_exact(x, (nb * rows, *rest))
+    xf = _F.reshape_exact(x, (nb * rows, *rest))
     flat = None
     stride: Any = 1
     for j in range(k - 1, -1, -1):
         comp = S.slice_(idx, starts=(0,) * (idx.ndim - 1) + (j,),
                         stops=tuple(idx.shape[:-1]) + (j + 1,), steps=(1,) * idx.ndim)
-        comp = F.reshape_exact(comp, tuple(idx.shape[:-1]))
+        comp = _F.reshape_exact(comp, tuple(idx.shape[:-1]))
         n = inner[j]
-        comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, F.scalar(n, D.int64)), comp)
-        term = E.mul(comp, F.scalar(stride, D.int64))
+        comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, _F.scalar(n, D.int64)), comp)
+        term = E.mul(comp, _F.scalar(stride, D.int64))
         flat = term if flat is None else E.add(flat, term)
         stride = stride * n
     if flat is None:
@@ -393,7 +393,7 @@ def _gather_nd(c: Ctx) -> Tensor:
             if not isinstance(nb, DimExpr) and not isinstance(rows, DimExpr) else None
         if off is None:
             raise c.unsupported("GatherND with batch_dims over symbolic dims")
-        off = F.reshape_exact(off, bshape + (1,) * (idx.ndim - 1 - b))
+        off = _F.reshape_exact(off, bshape + (1,) * (idx.ndim - 1 - b))
         flat = E.add(flat, off)
     return S.take(xf, flat, axis=0)
 
@@ -402,8 +402,8 @@ def _flat_positions(c: Ctx, shape: tuple, idx: Tensor, a: int) -> Tensor:
     """Flat positions in a tensor of ``shape`` of ``idx`` along axis ``a`` (index shape
     positions elsewhere), for the ScatterElements family."""
     n = shape[a]
-    idx = F.cast(idx, D.int64)
-    idx = E.where(E.lt(idx, sc(0, D.int64)), E.add(idx, F.scalar(n, D.int64)), idx)
+    idx = _F.cast(idx, D.int64)
+    idx = E.where(E.lt(idx, sc(0, D.int64)), E.add(idx, _F.scalar(n, D.int64)), idx)
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
@@ -420,7 +420,7 @@ def _flat_positions(c: Ctx, shape: tuple, idx: Tensor, a: int) -> Tensor:
             sh = [1] * len(shape)
             sh[k] = m
             pos = Tensor._wrap(np.arange(m, dtype=np.int64).reshape(sh))
-        term = E.mul(pos, F.scalar(strides[k], D.int64))
+        term = E.mul(pos, _F.scalar(strides[k], D.int64))
         flat = term if flat is None else E.add(flat, term)
     assert flat is not None
     return S.broadcast_to(flat, shape=tuple(idx.shape)) if tuple(flat.shape) != tuple(
@@ -434,12 +434,12 @@ def _scatter(c: Ctx, x: Tensor, flat: Tensor, upd: Tensor) -> Tensor:
     total: Any = 1
     for d in x.shape:
         total = total * d
-    xf = F.reshape_exact(x, (total,))
+    xf = _F.reshape_exact(x, (total,))
     m: Any = 1
     for d in flat.shape:
         m = m * d
-    fi = F.reshape_exact(flat, (m,))
-    uf = F.reshape_exact(upd, tuple(fi.shape))
+    fi = _F.reshape_exact(flat, (m,))
+    uf = _F.reshape_exact(upd, tuple(fi.shape))
     if red == "add":
         out = S.scatter_add(xf, fi, uf, axis=0)
     elif red == "none":
@@ -450,7 +450,7 @@ def _scatter(c: Ctx, x: Tensor, flat: Tensor, upd: Tensor) -> Tensor:
         out = E.where(E.gt(hit, sc(0, D.int64)), placed, xf)
     else:
         raise c.unsupported(f"reduction {red!r} is not supported (none and add are)")
-    return F.reshape_exact(out, tuple(x.shape))
+    return _F.reshape_exact(out, tuple(x.shape))
 
 
 @op("ScatterElements", since=11, notes="reduction none (distinct indices) and add")
@@ -462,7 +462,7 @@ def _scatter_elements(c: Ctx) -> Tensor:
 
 @op("ScatterND", since=11, notes="reduction none (distinct indices) and add")
 def _scatter_nd(c: Ctx) -> Tensor:
-    x, idx, upd = c.t(0), F.cast(c.t(1), D.int64), c.t(2)
+    x, idx, upd = c.t(0), _F.cast(c.t(1), D.int64), c.t(2)
     k = idx.shape[-1]
     if isinstance(k, DimExpr) or any(isinstance(d, DimExpr) for d in x.shape):
         raise c.unsupported("ScatterND on symbolic shapes")
@@ -474,18 +474,18 @@ def _scatter_nd(c: Ctx) -> Tensor:
     for j in range(k - 1, -1, -1):
         comp = S.slice_(idx, starts=(0,) * (idx.ndim - 1) + (j,),
                         stops=tuple(idx.shape[:-1]) + (j + 1,), steps=(1,) * idx.ndim)
-        comp = F.reshape_exact(comp, tuple(idx.shape[:-1]))
+        comp = _F.reshape_exact(comp, tuple(idx.shape[:-1]))
         comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, sc(shape[j], D.int64)), comp)
         term = E.mul(comp, sc(stride, D.int64))
         flat = term if flat is None else E.add(flat, term)
         stride *= shape[j]
     assert flat is not None
     inner = int(np.prod(rest)) if rest else 1
-    pos = E.add(E.mul(F.reshape_exact(flat, tuple(flat.shape) + (1,)), sc(inner, D.int64)),
+    pos = E.add(E.mul(_F.reshape_exact(flat, tuple(flat.shape) + (1,)), sc(inner, D.int64)),
                 Tensor._wrap(np.arange(inner, dtype=np.int64)))
-    xr = F.reshape_exact(x, (rows * inner,))
-    out = _scatter(c, xr, pos, F.reshape_exact(upd, tuple(pos.shape)))
-    return F.reshape_exact(out, shape)
+    xr = _F.reshape_exact(x, (rows * inner,))
+    out = _scatter(c, xr, pos, _F.reshape_exact(upd, tuple(pos.shape)))
+    return _F.reshape_exact(out, shape)
 
 
 # ----------------------------------------------------------------------------- broadcast
@@ -505,7 +505,7 @@ def _expand(c: Ctx) -> Tensor:
         else:
             out.append(b)
     if r > x.ndim:
-        x = F.reshape_exact(x, tuple(xs))
+        x = _F.reshape_exact(x, tuple(xs))
     return S.broadcast_to(x, shape=tuple(out)) if tuple(out) != tuple(x.shape) else x
 
 
@@ -513,7 +513,7 @@ def _expand(c: Ctx) -> Tensor:
 def _tile(c: Ctx) -> Tensor:
     x = c.t(0)
     reps = c.ints(1)
-    return F.repeat(x, *reps)
+    return _F.repeat(x, *reps)
 
 
 @op("Pad", notes="constant, reflect and edge modes; pads (and axes, 18) known while "
@@ -552,9 +552,9 @@ def _pad(c: Ctx) -> Tensor:
 
 
 def _nn_pad(x: Tensor, flat: list[int], mode: str, value: float | None) -> Tensor:
-    from ..nn import functional as NF
+    from ..nn import functional as F
 
-    return NF.pad(x, flat, mode=mode, value=value)
+    return F.pad(x, flat, mode=mode, value=value)
 
 
 # ----------------------------------------------------------------------------- misc layout
@@ -566,12 +566,12 @@ def _depth_to_space(c: Ctx) -> Tensor:
     b = c.a("blocksize")
     n, ch, h, w = x.shape
     if c.a("mode", "DCR") == "DCR":
-        y = F.reshape_exact(x, (n, b, b, ch // (b * b), h, w))
+        y = _F.reshape_exact(x, (n, b, b, ch // (b * b), h, w))
         y = S.transpose(y, perm=(0, 3, 4, 1, 5, 2))
     else:
-        y = F.reshape_exact(x, (n, ch // (b * b), b, b, h, w))
+        y = _F.reshape_exact(x, (n, ch // (b * b), b, b, h, w))
         y = S.transpose(y, perm=(0, 1, 4, 2, 5, 3))
-    return F.reshape_exact(y, (n, ch // (b * b), h * b, w * b))
+    return _F.reshape_exact(y, (n, ch // (b * b), h * b, w * b))
 
 
 @op("SpaceToDepth", notes="DCR and CRD modes")
@@ -579,12 +579,12 @@ def _space_to_depth(c: Ctx) -> Tensor:
     x = c.t(0)
     b = c.a("blocksize")
     n, ch, h, w = x.shape
-    y = F.reshape_exact(x, (n, ch, h // b, b, w // b, b))
+    y = _F.reshape_exact(x, (n, ch, h // b, b, w // b, b))
     mode = c.a("mode", "DCR")
     if mode not in ("DCR", "CRD"):
         raise c.unsupported(f"mode {mode!r}")
     y = S.transpose(y, perm=(0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
-    return F.reshape_exact(y, (n, ch * b * b, h // b, w // b))
+    return _F.reshape_exact(y, (n, ch * b * b, h // b, w // b))
 
 
 @op("EyeLike", since=9)
@@ -618,15 +618,15 @@ def _onehot(c: Ctx) -> Tensor:
     r = idx.ndim + 1
     a = axis(c, c.a("axis", -1), r)
     if idx.dtype.is_floating:
-        idx = F.cast(idx, D.int64)
+        idx = _F.cast(idx, D.int64)
     idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, sc(depth, idx.dtype)), idx)
     shape = [1] * r
     shape[a] = depth
     rng = Tensor._wrap(np.arange(depth, dtype=idx.dtype.np).reshape(shape))
-    hot = E.eq(F.unsqueeze(idx, a), rng)
+    hot = E.eq(_F.unsqueeze(idx, a), rng)
     off = S.slice_(values, starts=(0,), stops=(1,), steps=(1,))
     on = S.slice_(values, starts=(1,), stops=(2,), steps=(1,))
-    return E.where(hot, F.reshape_exact(on, ()), F.reshape_exact(off, ()))
+    return E.where(hot, _F.reshape_exact(on, ()), _F.reshape_exact(off, ()))
 
 
 @op("CumSum", since=11, notes="axis known while importing; exclusive and reverse; static "
@@ -646,10 +646,10 @@ def _cumsum(c: Ctx) -> Tensor:
     xt = S.transpose(x, perm=tuple(perm)) if a != x.ndim - 1 else x
     if x.dtype is D.bool_:
         raise c.unsupported("CumSum of bool data")
-    y = L.matmul(xt if xt.ndim >= 2 else F.reshape_exact(xt, (1, n)),
+    y = L.matmul(xt if xt.ndim >= 2 else _F.reshape_exact(xt, (1, n)),
                  Tensor._wrap(tri.astype(x.dtype.np)))
     if xt.ndim < 2:
-        y = F.reshape_exact(y, (n,))
+        y = _F.reshape_exact(y, (n,))
     return S.transpose(y, perm=tuple(int(p) for p in inv)) if a != x.ndim - 1 else y
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
 from ..capture.ir import Function, Node, Program, Value
 from ..errors import AmberError
-from ..ops import REGISTRY
+from ..ops._table import REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx

@@ -60,7 +60,7 @@ def unary(op: str, allowed: Sequence[DType], result: DType | None = None) -> Any
         check_dtypes(op, allowed, x)
         return x if result is None else Aval(x.shape, result)
 
-    rule.rule = "unary"  # type: ignore[attr-defined]  (Primitive.kind)
+    rule.rule = "unary"  # type: ignore[attr-defined]
     return rule
 
 

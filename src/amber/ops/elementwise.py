@@ -109,7 +109,7 @@ neg = unary("neg", NUMERIC, np.negative, "-x. Integers wrap on overflow (two's c
             vjp=lambda g, out, x: (-g,), onnx="Neg")
 abs_ = unary("abs", NUMERIC, np.abs, "|x|. Gradient at 0 is 0.",
              vjp=lambda g, out, x: (g * sign(x),), onnx="Abs")
-sign = unary("sign", NUMERIC, np.sign, "-1, 0 or 1 by the sign of x; NaN stays NaN. "
+sign: Primitive = unary("sign", NUMERIC, np.sign, "-1, 0 or 1 by the sign of x; NaN stays NaN. "
              "Gradient is 0.", vjp=_zero_vjp, onnx="Sign")
 floor = unary("floor", FLOATS, np.floor, "Largest integer <= x (as a float); NaN and inf "
               "pass through. Gradient is 0.", vjp=_zero_vjp, onnx="Floor")
@@ -126,7 +126,7 @@ sigmoid = unary("sigmoid", FLOATS, _sigmoid, "1 / (1 + e**-x), computed without 
                 accuracy="ulp4", quiet=True)
 sin = unary("sin", FLOATS, np.sin, "Sine (radians).", vjp=lambda g, out, x: (g * cos(x),),
             accuracy="ulp4", onnx="Sin")
-cos = unary("cos", FLOATS, np.cos, "Cosine (radians).",
+cos: Primitive = unary("cos", FLOATS, np.cos, "Cosine (radians).",
             vjp=lambda g, out, x: (-(g * sin(x)),), accuracy="ulp4", onnx="Cos")
 erf = unary("erf", FLOATS, _erf, "Gauss error function (C99 ``erf`` semantics).",
             vjp=lambda g, out, x: (g * exp(-(x * x)) * (2.0 / math.sqrt(math.pi)),),

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._dtype import DType, from_numpy_dtype
 from ..errors import AmberError, DTypeError, ShapeError
+from . import _table
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -110,7 +111,7 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-REGISTRY: dict[str, Primitive] = {}
+REGISTRY: dict[str, Primitive] = _table.REGISTRY  # (a leaf module: see _table.py)
 
 
 def primitive(
