@@ -26,9 +26,10 @@ extern "C" {
 
 /* Highest opset version this runtime implements (2: opset 1 plus the control-flow
  * builtins cond, while and scan; 3: while with per-iteration outputs stacked along its
- * trip count; 4: the pooling primitives), the number of primitives of opset 1 and the
- * number this runtime implements (amber_op_count; both written by scripts/gen_ops.py). */
-#define AMBER_OPSET_VERSION 4
+ * trip count; 4: the pooling primitives; 5: round), the number of primitives of opset 1
+ * and the number this runtime implements (amber_op_count; both written by
+ * scripts/gen_ops.py). */
+#define AMBER_OPSET_VERSION 5
 #define AMBER_OPSET_V1_PRIMITIVES 48
 #define AMBER_PRIMITIVES 52
 

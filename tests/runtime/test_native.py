@@ -246,9 +246,9 @@ def test_invalid_programs_are_refused(lib: ctypes.CDLL, tmp_path: Path, mutate, 
 
 def test_newer_opset_is_refused(lib: ctypes.CDLL, tmp_path: Path) -> None:
     f = fn("f", [p("x")], [node("neg", ["x"], "y")], ["y"])
-    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=5)) as m:
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=6)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_VERSION"
-        assert "opset version 5" in m.error and "up to 4" in m.error
+        assert "opset version 6" in m.error and "up to 5" in m.error
 
 
 def test_pooling_needs_opset_4(lib: ctypes.CDLL, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from .._dtype import DType
 from ..ops.registry import Aval
 from .dims import DimExpr, format_dim
 
-OPSET_VERSION: int = 4
+OPSET_VERSION: int = 5
 """The newest opset version this amber writes and understands (1: primitives and the
 builtins ``constant``, ``weight``, ``call``; 2 adds ``cond``, ``while`` and ``scan``; 3
 adds per-iteration outputs of ``while``, stacked along a dim the node binds)."""
