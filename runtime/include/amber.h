@@ -31,7 +31,7 @@ extern "C" {
  * scripts/gen_ops.py). */
 #define AMBER_OPSET_VERSION 5
 #define AMBER_OPSET_V1_PRIMITIVES 48
-#define AMBER_PRIMITIVES 52
+#define AMBER_PRIMITIVES 53
 
 /* Largest tensor rank the runtime handles. */
 #define AMBER_MAX_RANK 32

@@ -122,7 +122,8 @@ TRANSCENDENTAL(erf)
     U(LOG, log, logf(a), log(a))          \
     U(SQRT, sqrt, sqrtf(a), sqrt(a))      \
     U(SIN, sin, sinf(a), sin(a))          \
-    U(COS, cos, cosf(a), cos(a))
+    U(COS, cos, cosf(a), cos(a))          \
+    U(ROUND, round, rintf(a), rint(a))
 
 /* Float ops whose float32 loop is the vectorised one of k_transcendental.inc (above):
  * U(ID, f, float64 expression of a). */

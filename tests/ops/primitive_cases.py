@@ -217,6 +217,13 @@ def _floor(v: float) -> float:
     return v if math.isnan(v) or math.isinf(v) else float(math.floor(v))
 
 
+def _round(v: float) -> float:
+    """Halves to even (Python's round); the sign of a zero result is the input's."""
+    if math.isnan(v) or math.isinf(v):
+        return v
+    return math.copysign(float(round(v)), v)
+
+
 def _fdiv(a: float, b: float) -> float:
     if b == 0:
         if a == 0 or math.isnan(a):
@@ -306,6 +313,7 @@ UNARY_FLOAT: dict[str, tuple[Callable[[float], float], Make]] = {
     "sin": (_periodic(math.sin), unary()),
     "cos": (_periodic(math.cos), unary()),
     "erf": (_erf, unary()),
+    "round": (_round, unary(lambda r, s, d: (values(r, s, d, -5, 5) + 0.25).astype(d))),
 }
 
 

@@ -133,6 +133,9 @@ erf = unary("erf", FLOATS, _erf, "Gauss error function (C99 ``erf`` semantics)."
             accuracy="ulp4", onnx="Erf", quiet=True)
 logical_not = unary("logical_not", BOOLS, np.logical_not, "Boolean negation.",
                     onnx="Not")
+round_ = unary("round", FLOATS, np.round, "Nearest integer (as a float), halves to even; "
+               "NaN, inf and signed zeros pass through. Gradient is 0.", vjp=_zero_vjp,
+               onnx="Round", since=5)
 
 
 # ----------------------------------------------------------------------------- binary
