@@ -167,12 +167,7 @@ def round(x: Any, *, decimals: int = 0) -> Tensor:
     if decimals:
         scale = 10.0 ** decimals
         return round(x * scale) / scale
-    f = floor(x)
-    d = x - f  # exact: x and floor(x) are within 1 of each other
-    odd = (f - floor(f * 0.5) * 2.0) == 1.0
-    up = logical_or(d > 0.5, logical_and(d == 0.5, odd))
-    r = where(up, f + 1.0, f)
-    return where(r == 0.0, x * 0.0, r)  # -0.4 rounds to -0.0, as in PyTorch
+    return E.round_(x)
 
 
 def pow(a: Any, b: Any) -> Tensor:
