@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import amber._dtype as D
+from amber.capture.verify import OP_SINCE
 from amber.ops import REGISTRY, Primitive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,17 +54,58 @@ class SchemaError(Exception):
     """A primitive's schema cannot be written out (says what to declare)."""
 
 
+WARNINGS: list[str] = []
+"""What a run took from the current ops.def because a primitive does not declare it
+(a primitive merged from a branch written before its schema moved onto it)."""
+
+_ROW = re.compile(r'X\(\s*(\w+),\s*"(\w+)",\s*(-?\d+),\s*(\w+),\s*((?:"[^"]*"\s*)+),'
+                  r'\s*(?:(\d+),\s*)?(\w+),\s*(\w+)\)')
+
+
+def current_rows() -> dict[str, tuple[str, int | None, str, str]]:
+    """name -> (dtype mask, since or None, infer, kernel) of the rows ops.def has now
+    (the 7-column rows of older branches have no since)."""
+    if not OPS_DEF.exists():
+        return {}
+    text = re.sub(r"/\*.*?\*/", "", OPS_DEF.read_text(encoding="utf-8"), flags=re.S)
+    rows = {}
+    for _id, name, _nin, mask, _attrs, since, infer, kernel in _ROW.findall(text):
+        rows[name] = (mask, int(since) if since else None, infer, kernel)
+    return rows
+
+
+def _c_defined(fn: str) -> bool:
+    pattern = re.compile(rf"\bamber_status\s+{re.escape(fn)}\s*\(")
+    return any(pattern.search(p.read_text(encoding="utf-8"))
+               for p in (ROOT / "runtime" / "src").glob("*.c"))
+
+
+def since_of(p: Primitive) -> int:
+    """The opset that introduced ``p``: declared on it (``since=``), or listed in
+    ``amber.capture.verify.OP_SINCE`` by a branch written before that."""
+    listed = OP_SINCE.get(p.name, 1)
+    if listed != p.since and p.since == 1:
+        _warn(f"{p.name}: opset {listed} taken from verify.OP_SINCE; declare since= on it")
+        return listed
+    return p.since
+
+
 def ordered() -> list[Primitive]:
     """Primitives in op-table order: by the opset that introduced them, then in
     registration order (so C op ids never move when a primitive is added)."""
-    return sorted(REGISTRY.values(), key=lambda p: p.since)
+    return sorted(REGISTRY.values(), key=since_of)
 
 
 def dtype_set(p: Primitive) -> tuple[str, str]:
     """(C mask, docs group) of a primitive's first-operand dtypes."""
     if p.dtypes is None:
-        raise SchemaError(f"primitive {p.name!r} declares no dtypes=; declare the named "
-                          "set of amber._dtype its first operand may have")
+        row = current_rows().get(p.name)
+        groups = {mask: group for _, mask, group in DTYPE_SETS}
+        if row is None or row[0] not in groups:
+            raise SchemaError(f"primitive {p.name!r} declares no dtypes=; declare the named "
+                              "set of amber._dtype its first operand may have")
+        _warn(f"{p.name}: dtypes taken from ops.def ({row[0]}); declare dtypes= on it")
+        return row[0], groups[row[0]]
     if not p.dtypes:
         return "DT_ALL", "—"  # no operands: the mask is unused
     for const, mask, group in DTYPE_SETS:
@@ -76,7 +118,18 @@ def dtype_set(p: Primitive) -> tuple[str, str]:
 def c_functions(p: Primitive) -> tuple[str, str]:
     if p.c is not None:
         return p.c
-    return C_BY_KIND.get(p.kind, (f"infer_{p.name}", f"k_{p.name}"))
+    default = C_BY_KIND.get(p.kind, (f"infer_{p.name}", f"k_{p.name}"))
+    row = current_rows().get(p.name)
+    if row is not None and (row[2], row[3]) != default and not all(map(_c_defined, default)):
+        _warn(f"{p.name}: C functions taken from ops.def ({row[2]}, {row[3]}); declare "
+              "c=(infer, kernel) on it")
+        return row[2], row[3]
+    return default
+
+
+def _warn(message: str) -> None:
+    if message not in WARNINGS:
+        WARNINGS.append(message)
 
 
 # ----------------------------------------------------------------------------- ops.def
@@ -121,22 +174,22 @@ def ops_def_row(p: Primitive) -> str:
     head = f'X({p.name.upper() + ",":<15} {chr(34) + p.name + chr(34) + ",":<14} {nin:>2}, '
     head += f"{mask + ',':<11} "
     attrs = _attr_literal(p.attrs, 80)
-    tail = f", {p.since}, {infer}, {kernel})"
+    tail = f", {since_of(p)}, {infer}, {kernel})"
     one = head + attrs[0] + tail
     if len(attrs) == 1 and len(one) <= 99:
         return one
     lines = [head.rstrip()]
     lines += ["  " + a for a in attrs]
     lines[-1] += ","
-    lines.append(f"  {p.since}, {infer}, {kernel})")
+    lines.append(f"  {since_of(p)}, {infer}, {kernel})")
     return "\n".join(lines)
 
 
 def render_ops_def() -> str:
     rows, since = [], 1
     for p in ordered():
-        if p.since != since:
-            since = p.since
+        if since_of(p) != since:
+            since = since_of(p)
             rows.append(f"/* opset {since} */")
         rows.append(ops_def_row(p))
     return OPS_DEF_HEAD + "\n".join(rows) + "\n"
@@ -146,7 +199,7 @@ def render_ops_def() -> str:
 
 def render_amber_h(text: str) -> str:
     n = len(REGISTRY)
-    n1 = sum(1 for p in REGISTRY.values() if p.since == 1)
+    n1 = sum(1 for p in REGISTRY.values() if since_of(p) == 1)
     for macro, value in (("AMBER_OPSET_V1_PRIMITIVES", n1), ("AMBER_PRIMITIVES", n)):
         text, count = re.subn(rf"^#define {macro} \d+$", f"#define {macro} {value}", text,
                               flags=re.M)
@@ -177,7 +230,7 @@ def summary_cells(p: Primitive) -> tuple[str, ...]:
     tol = TOLERANCE[p.accuracy]
     if p.accuracy == "sum" and p.dtypes and any(d.is_integer for d in p.dtypes):
         tol = "exact (int), sum bound (float)"
-    return (inputs, ", ".join(p.attrs), p.doc_dtypes or group, out, tol, str(p.since))
+    return (inputs, ", ".join(p.attrs), p.doc_dtypes or group, out, tol, str(since_of(p)))
 
 
 def render_summary() -> str:
@@ -232,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             if path.read_text(encoding="utf-8") != text:
                 path.write_text(text, encoding="utf-8")
                 print(f"wrote {path.relative_to(ROOT)}")
+        for message in WARNINGS:
+            print(f"gen_ops: note: {message}", file=sys.stderr)
     except SchemaError as err:
         print(f"gen_ops: {err}", file=sys.stderr)
         return 2
