@@ -211,6 +211,10 @@ def render_amber_h(text: str) -> str:
 # ----------------------------------------------------------------------------- opset.md
 
 def _inputs(p: Primitive) -> str:
+    if p.kind == "unary":
+        return "x"
+    if p.kind in ("binary", "compare"):
+        return "x, y"
     params = inspect.signature(p.impl).parameters.values()
     names = [q.name for q in params if q.kind is q.POSITIONAL_OR_KEYWORD]
     if any(q.kind is q.VAR_POSITIONAL for q in params):

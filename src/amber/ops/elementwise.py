@@ -52,13 +52,10 @@ def unary(name: str, dtypes: tuple[DType, ...], fn: Any, doc: str, *, vjp: Any =
     array) on operands of ``dtypes``; ``vjp(g, out, x) -> (cotangent,)``; ``quiet``
     silences NumPy's floating-point warnings. The rest of the schema as in ``primitive``."""
 
-    def kernel(x: np.ndarray) -> np.ndarray:
-        return fn(x)
-
-    kernel.__doc__ = doc
-    kernel.__name__ = name
+    # NOTE: fn itself is the kernel (no wrapper call: eager ops pay for every call).
     p = primitive(name, infer=I.unary(name, dtypes), dtypes=dtypes, accuracy=accuracy,
-                  onnx=onnx, since=since)(_quiet(kernel) if quiet else kernel)
+                  onnx=onnx, since=since)(_quiet(fn) if quiet else fn)
+    p.doc = doc
     if vjp is not None:
         p.def_vjp(vjp)
     return p
