@@ -7,6 +7,7 @@ from typing import Any
 
 from .._dtype import DType, bool_
 from ..errors import DTypeError, ShapeError
+from . import _table
 from .registry import Aval, Shape
 
 
@@ -42,6 +43,11 @@ def check_dtypes(op: str, allowed: Sequence[DType], *avals: Aval) -> None:
         if a.dtype not in allowed:
             names = ", ".join(d.name for d in allowed)
             raise DTypeError(f"{op}: dtype {a.dtype.name} is not supported (expects {names})")
+
+
+def check_declared(op: str, *avals: Aval) -> None:
+    """Check operands against the dtypes primitive ``op`` declares (its ``dtypes=``)."""
+    check_dtypes(op, _table.REGISTRY[op].dtypes, *avals)
 
 
 def same_dtype(op: str, *avals: Aval) -> DType:

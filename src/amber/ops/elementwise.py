@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import BOOLS, DTYPES, FLOATS, NUMERIC, DType, as_dtype, bool_
+from .._dtype import BOOLS, DTYPES, FLOATS, NUMERIC, DType, as_dtype
 from . import _infer as I
 from .registry import Aval, Primitive, primitive
 
@@ -292,7 +292,7 @@ def logical_or(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- where, cast
 
 def _where_infer(c: Aval, x: Aval, y: Aval) -> Aval:
-    I.check_dtypes("where", (bool_,), c)
+    I.check_declared("where", c)
     dt = I.same_dtype("where", x, y)
     return Aval(I.broadcast_shapes("where", c.shape, x.shape, y.shape), dt)
 

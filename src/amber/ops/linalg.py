@@ -20,7 +20,7 @@ from .registry import Aval, primitive
 
 
 def _matmul_infer(a: Aval, b: Aval) -> Aval:
-    I.check_dtypes("matmul", NUMERIC, a, b)
+    I.check_declared("matmul", a, b)
     dt = I.same_dtype("matmul", a, b)
     if a.ndim < 2 or b.ndim < 2:
         raise ShapeError(f"matmul: operands must have rank >= 2, got {I.fmt_shape(a.shape)} "
@@ -98,7 +98,7 @@ def _check_conv(op: str, x_shape: tuple, w_shape: tuple, stride, padding, dilati
 
 
 def _conv_infer(x: Aval, w: Aval, *, stride, padding, dilation, groups) -> Aval:
-    I.check_dtypes("conv2d", FLOATS, x, w)
+    I.check_declared("conv2d", x, w)
     dt = I.same_dtype("conv2d", x, w)
     return Aval(_check_conv("conv2d", x.shape, w.shape, stride, padding, dilation, groups), dt)
 
@@ -139,7 +139,7 @@ def _(g, out, x, w, *, stride, padding, dilation, groups):
 
 
 def _input_grad_infer(g: Aval, w: Aval, *, input_hw, stride, padding, dilation, groups) -> Aval:
-    I.check_dtypes("conv2d_input_grad", FLOATS, g, w)
+    I.check_declared("conv2d_input_grad", g, w)
     dt = I.same_dtype("conv2d_input_grad", g, w)
     x_shape = (g.shape[0], w.shape[1] * groups, input_hw[0], input_hw[1])
     want = _check_conv("conv2d_input_grad", x_shape, w.shape, stride, padding, dilation, groups)
@@ -182,7 +182,7 @@ def _(a, out, g, w, *, input_hw, stride, padding, dilation, groups):
 
 def _weight_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
                        groups) -> Aval:
-    I.check_dtypes("conv2d_weight_grad", FLOATS, x, g)
+    I.check_declared("conv2d_weight_grad", x, g)
     dt = I.same_dtype("conv2d_weight_grad", x, g)
     if x.ndim != 4 or g.ndim != 4:
         raise ShapeError("conv2d_weight_grad: x and g must be rank 4")

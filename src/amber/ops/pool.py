@@ -41,7 +41,7 @@ def out_size(n: Any, k: int, lo: int, hi: int, s: int, d: int, ceil_mode: bool) 
 
 
 def _check(op: str, x: Aval, kernel_hw, stride, padding, dilation, ceil_mode) -> tuple:
-    I.check_dtypes(op, FLOATS, x)
+    I.check_declared(op, x)
     if x.ndim != 4:
         raise ShapeError(f"{op}: input must be (N, C, H, W), got {I.fmt_shape(x.shape)}")
     if min(kernel_hw) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
@@ -119,7 +119,7 @@ def _(g, out, x, **attrs):
 
 def _max_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
                     ceil_mode) -> Aval:
-    I.check_dtypes("max_pool2d_grad", FLOATS, x, g)
+    I.check_declared("max_pool2d_grad", x, g)
     I.same_dtype("max_pool2d_grad", x, g)
     want = _check("max_pool2d_grad", x, kernel_hw, stride, padding, dilation, ceil_mode)
     if tuple(g.shape) != tuple(want):
@@ -266,7 +266,7 @@ def _(g, out, x, **attrs):
 
 def _avg_grad_infer(g: Aval, *, input_hw, kernel_hw, stride, padding, ceil_mode,
                     count_include_pad) -> Aval:
-    I.check_dtypes("avg_pool2d_grad", FLOATS, g)
+    I.check_declared("avg_pool2d_grad", g)
     if g.ndim != 4:
         raise ShapeError(f"avg_pool2d_grad: g must be (N, C, OH, OW), got {I.fmt_shape(g.shape)}")
     x = Aval((g.shape[0], g.shape[1], input_hw[0], input_hw[1]), g.dtype)

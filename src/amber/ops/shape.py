@@ -241,7 +241,7 @@ def _(g, out, *xs, axis):
 # ----------------------------------------------------------------------------- take, scatter_add
 
 def _take_infer(x: Aval, idx: Aval, *, axis: int) -> Aval:
-    I.check_dtypes("take", DTYPES, x)
+    I.check_declared("take", x)
     I.check_dtypes("take (index)", INTS, idx)
     I.check_axis("take", axis, x.ndim)
     return Aval(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)
@@ -270,7 +270,7 @@ def _(g, out, x, idx, *, axis):
 
 
 def _scatter_infer(base: Aval, idx: Aval, src: Aval, *, axis: int) -> Aval:
-    I.check_dtypes("scatter_add", NUMERIC, base)
+    I.check_declared("scatter_add", base)
     I.check_dtypes("scatter_add (index)", INTS, idx)
     I.same_dtype("scatter_add", base, src)
     I.check_axis("scatter_add", axis, base.ndim)
