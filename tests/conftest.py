@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,3 +30,21 @@ def check_infer() -> Iterator[object]:
 
     with infer_checked() as log:
         yield log
+
+
+@pytest.fixture(scope="session")
+def runtime_build() -> Path:
+    """The C runtime built from runtime/ with CMake (gcc by default; ``AMBER_RUNTIME_CC``
+    selects another compiler) into build/runtime, once per test session."""
+    from helpers.cbuild import ROOT, build_runtime
+
+    return build_runtime(ROOT / "build" / "runtime")
+
+
+@pytest.fixture(scope="session")
+def sanitize_build() -> Path:
+    """The same with ``AMBER_SANITIZE=ON`` (AddressSanitizer + UndefinedBehaviorSanitizer)
+    into build/runtime-sanitize."""
+    from helpers.cbuild import ROOT, build_runtime
+
+    return build_runtime(ROOT / "build" / "runtime-sanitize", sanitize=True)

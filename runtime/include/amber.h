@@ -26,12 +26,12 @@ extern "C" {
 
 /* Highest opset version this runtime implements (2: opset 1 plus the control-flow
  * builtins cond, while and scan; 3: while with per-iteration outputs stacked along its
- * trip count; 4: the pooling primitives; 5: an entry point may return a size its loop
- * decides), the number of primitives of opset 1 and the
- * number this runtime implements (amber_op_count). */
+ * trip count; 4: the pooling primitives; 5: round, and an entry point may return a size
+ * its loop decides), the number of primitives of opset 1 and the number this runtime
+ * implements (amber_op_count; both written by scripts/gen_ops.py). */
 #define AMBER_OPSET_VERSION 5
 #define AMBER_OPSET_V1_PRIMITIVES 48
-#define AMBER_PRIMITIVES 52
+#define AMBER_PRIMITIVES 53
 
 /* Largest tensor rank the runtime handles. */
 #define AMBER_MAX_RANK 32

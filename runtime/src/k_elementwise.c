@@ -125,46 +125,54 @@ TRANSCENDENTAL(erf)
 
 /* ---------------------------------------------------------------- unary ops */
 
-/* Wrapping negation and absolute value for integers. */
+/* The unary ops as tables of rows; each row defines the op's loops and its entry in
+ * UNARY_LOOPS. A new unary primitive needs only a row (its ops.def row is generated).
+ *
+ * Float ops: U(ID, f, float32 expression of a, float64 expression of a). */
+#define UNARY_FLOAT_OPS(U)                \
+    U(FLOOR, floor, floorf(a), floor(a))  \
+    U(LOG, log, logf(a), log(a))          \
+    U(SQRT, sqrt, sqrtf(a), sqrt(a))      \
+    U(SIN, sin, sinf(a), sin(a))          \
+    U(COS, cos, cosf(a), cos(a))          \
+    U(ROUND, round, rintf(a), rint(a))
+
+/* Float ops whose float32 loop is the vectorised one of k_transcendental.inc (above):
+ * U(ID, f, float64 expression of a). */
+#define UNARY_VECTOR_OPS(U)          \
+    U(EXP, exp, exp(a))              \
+    U(TANH, tanh, tanh(a))           \
+    U(SIGMOID, sigmoid, sigmoid_(a)) \
+    U(ERF, erf, erf(a))
+
+/* Numeric ops: U(ID, f, float32, float64, int32, int64 expressions of a); integers wrap
+ * (computed in unsigned types). */
 #define WNEG(U, a) (0 - (U)(a))
-UNARY(neg_f32, float, float, -a)
-UNARY(neg_f64, double, double, -a)
-UNARY(neg_i32, i32, i32, WNEG(ui32, a))
-UNARY(neg_i64, i64, i64, WNEG(ui64, a))
-UNARY(abs_f32, float, float, fabsf(a))
-UNARY(abs_f64, double, double, fabs(a))
-UNARY(abs_i32, i32, i32, a < 0 ? WNEG(ui32, a) : (ui32)a)
-UNARY(abs_i64, i64, i64, a < 0 ? WNEG(ui64, a) : (ui64)a)
-UNARY(sign_f32, float, float, SIGNF(a))
-UNARY(sign_f64, double, double, SIGNF(a))
-UNARY(sign_i32, i32, i32, (a > 0) - (a < 0))
-UNARY(sign_i64, i64, i64, (a > 0) - (a < 0))
-UNARY(floor_f32, float, float, floorf(a))
-UNARY(floor_f64, double, double, floor(a))
-UNARY(exp_f64, double, double, exp(a))
-UNARY(log_f32, float, float, logf(a))
-UNARY(log_f64, double, double, log(a))
-UNARY(sqrt_f32, float, float, sqrtf(a))
-UNARY(sqrt_f64, double, double, sqrt(a))
-UNARY(tanh_f64, double, double, tanh(a))
-UNARY(sigmoid_f64, double, double, sigmoid_(a))
-UNARY(sin_f32, float, float, sinf(a))
-UNARY(sin_f64, double, double, sin(a))
-UNARY(cos_f32, float, float, cosf(a))
-UNARY(cos_f64, double, double, cos(a))
-UNARY(erf_f64, double, double, erf(a))
+#define UNARY_NUMERIC_OPS(U)                                                               \
+    U(NEG, neg, -a, -a, WNEG(ui32, a), WNEG(ui64, a))                                      \
+    U(ABS, abs, fabsf(a), fabs(a), a < 0 ? WNEG(ui32, a) : (ui32)a,                        \
+      a < 0 ? WNEG(ui64, a) : (ui64)a)                                                     \
+    U(SIGN, sign, SIGNF(a), SIGNF(a), (a > 0) - (a < 0), (a > 0) - (a < 0))
+
+#define DEF_FLOAT(ID, f, E32, E64) UNARY(f##_f32, float, float, E32) \
+    UNARY(f##_f64, double, double, E64)
+#define DEF_VECTOR(ID, f, E64) UNARY(f##_f64, double, double, E64)
+#define DEF_NUMERIC(ID, f, EF32, EF64, EI32, EI64)                                      \
+    UNARY(f##_f32, float, float, EF32) UNARY(f##_f64, double, double, EF64)               \
+    UNARY(f##_i32, i32, i32, EI32) UNARY(f##_i64, i64, i64, EI64)
+UNARY_FLOAT_OPS(DEF_FLOAT)
+UNARY_VECTOR_OPS(DEF_VECTOR)
+UNARY_NUMERIC_OPS(DEF_NUMERIC)
 UNARY(not_b, b8, b8, !a)
 
+/* Loops by input dtype (amber_dtype order: float32, float64, int32, int64, bool). */
 #define ROW4(f) {f##_f32, f##_f64, f##_i32, f##_i64, NULL}
 #define ROWF(f) {f##_f32, f##_f64, NULL, NULL, NULL}
+#define ROW_FLOAT(ID, f, ...) [AM_OP_##ID] = ROWF(f),
+#define ROW_NUMERIC(ID, f, ...) [AM_OP_##ID] = ROW4(f),
 
 static const am_row_fn UNARY_LOOPS[][5] = {
-    [AM_OP_NEG] = ROW4(neg),          [AM_OP_ABS] = ROW4(abs),
-    [AM_OP_SIGN] = ROW4(sign),        [AM_OP_FLOOR] = ROWF(floor),
-    [AM_OP_EXP] = ROWF(exp),          [AM_OP_LOG] = ROWF(log),
-    [AM_OP_SQRT] = ROWF(sqrt),        [AM_OP_TANH] = ROWF(tanh),
-    [AM_OP_SIGMOID] = ROWF(sigmoid),  [AM_OP_SIN] = ROWF(sin),
-    [AM_OP_COS] = ROWF(cos),          [AM_OP_ERF] = ROWF(erf),
+    UNARY_FLOAT_OPS(ROW_FLOAT) UNARY_VECTOR_OPS(ROW_FLOAT) UNARY_NUMERIC_OPS(ROW_NUMERIC)
     [AM_OP_LOGICAL_NOT] = {NULL, NULL, NULL, NULL, not_b},
 };
 

@@ -4,8 +4,8 @@
 #include <string.h>
 
 static const am_op OPS[] = {
-#define X(id, name, nin, dts, attrs, infer, kernel) \
-    {AM_OP_##id, name, nin, dts, attrs, infer, kernel},
+#define X(id, name, nin, dts, attrs, since, infer, kernel) \
+    {AM_OP_##id, name, nin, dts, attrs, since, infer, kernel},
 #include "ops.def"
 #undef X
 };
@@ -25,17 +25,7 @@ const am_op *am_op_find(const char *name) {
     return NULL;
 }
 
-int am_op_since(const am_op *op) {
-    switch (op->id) {
-    case AM_OP_MAX_POOL2D:
-    case AM_OP_MAX_POOL2D_GRAD:
-    case AM_OP_AVG_POOL2D:
-    case AM_OP_AVG_POOL2D_GRAD:
-        return 4;
-    default:
-        return 1;
-    }
-}
+int am_op_since(const am_op *op) { return op->since; }
 
 /* ---------------------------------------------------------------- attributes */
 

@@ -21,7 +21,7 @@ enum {
 };
 
 typedef enum am_op_id {
-#define X(id, name, nin, dts, attrs, infer, kernel) AM_OP_##id,
+#define X(id, name, nin, dts, attrs, since, infer, kernel) AM_OP_##id,
 #include "ops.def"
 #undef X
     AM_OP_COUNT
@@ -118,6 +118,7 @@ struct am_op {
     int n_inputs; /* -1: variadic */
     unsigned dtypes;
     const char *attrs;
+    int since; /* the opset version that introduced it */
     am_infer_fn infer;
     am_kernel_fn kernel;
 };
@@ -147,7 +148,7 @@ bool am_dim_is_name(const char *s, size_t len);
 
 const am_op *am_op_get(am_op_id id);
 const am_op *am_op_find(const char *name);
-/* The opset version that introduced a primitive (1, or 4 for the pooling family). */
+/* The opset version that introduced a primitive (ops.def's since column). */
 int am_op_since(const am_op *op);
 /* Decodes a JSON object (NULL = no attributes) against op->attrs; strict. Integer
  * attributes may be dim-expression strings when syms is given. */
@@ -161,7 +162,7 @@ amber_status am_op_run(const am_op *op, am_ctx *ctx, am_arena *out_arena,
                        const amber_tensor *in, int n, const am_attrs *a, amber_tensor *out);
 
 /* Every infer and kernel named in ops.def. */
-#define X(id, name, nin, dts, attrs, infer, kernel) \
+#define X(id, name, nin, dts, attrs, since, infer, kernel) \
     amber_status infer(const am_op *, const amber_tensor *, int, const am_attrs *,      \
                        amber_tensor *, am_error *);                                      \
     amber_status kernel(const am_op *, am_ctx *, const amber_tensor *, int,             \

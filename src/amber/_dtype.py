@@ -41,6 +41,7 @@ DTYPES: tuple[DType, ...] = (float32, float64, int32, int64, bool_)
 FLOATS: tuple[DType, ...] = (float32, float64)
 INTS: tuple[DType, ...] = (int32, int64)
 NUMERIC: tuple[DType, ...] = (float32, float64, int32, int64)
+BOOLS: tuple[DType, ...] = (bool_,)
 _BY_NAME = {d.name: d for d in DTYPES}
 _BY_NP = {d.np: d for d in DTYPES}
 _ALIASES = {"float": float32, "double": float64, "int": int64, "long": int64, "bool_": bool_}

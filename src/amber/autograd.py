@@ -124,9 +124,9 @@ def _seed(out: Tensor, grad: Any) -> Tensor:
                 f"shape {tuple(out.shape)}. Pass a gradient of that shape: "
                 f"out.backward(gradient) or am.autograd.grad(out, inputs, grad_outputs)."
             )
-        from . import functional as F
+        from . import functional as _F
 
-        return F.ones_like(out)
+        return _F.ones_like(out)
     g = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=out.dtype.np))
     if tuple(g.shape) != tuple(out.shape):
         raise AutogradError(
@@ -328,11 +328,11 @@ def _fresh(x: Any) -> Tensor:
     if not x.dtype.is_floating:
         raise AutogradError(f"am.grad: cannot differentiate with respect to a {x.dtype.name} "
                             f"tensor; use a floating dtype")
-    from . import functional as F
+    from . import functional as _F
 
     if x.requires_grad:
         with _GradMode(True):
-            return F.clone(x)
+            return _F.clone(x)
     t = x.detach()
     t.requires_grad = True
     return t
@@ -375,9 +375,9 @@ def value_and_grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
             gs = grad(value, all_in, create_graph=create, allow_unused=True)
         else:
             gs = tuple(None for _ in all_in)
-        from . import functional as F
+        from . import functional as _F
 
-        gs_l = [F.zeros_like(x).detach() if g is None else g for g, x in zip(gs, all_in,
+        gs_l = [_F.zeros_like(x).detach() if g is None else g for g, x in zip(gs, all_in,
                                                                              strict=True)]
         if not create:
             gs_l = [g.detach() for g in gs_l]

@@ -97,9 +97,9 @@ def _symbolic_size(size: Sequence[Any]) -> tuple[Any, ...] | None:
 
 def _filled(shape: tuple[Any, ...], value: Any, dtype: D.DType) -> Tensor:
     """A tensor of a symbolic ``shape`` holding ``value`` (a broadcast scalar)."""
-    from . import functional as F
+    from . import functional as _F
 
-    return F.broadcast_to(F.scalar(value, dtype), shape)
+    return _F.broadcast_to(_F.scalar(value, dtype), shape)
 
 
 def _float_dtype(dtype: Any) -> D.DType:
@@ -142,9 +142,9 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None,
     """A tensor of ``t``'s shape filled with ``fill_value``. Under capture (``t`` traced,
     possibly with symbolic dims) it is built from ops, so the shape stays symbolic."""
     if t._data is None:
-        from . import functional as F
+        from . import functional as _F
 
-        return F.full_like(t, fill_value, dtype)
+        return _F.full_like(t, fill_value, dtype)
     return _make(np.full(t.shape, fill_value, dtype=_like(t, dtype).np), requires_grad)
 
 
@@ -172,7 +172,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
 
 def _symbolic_arange(start: Any, end: Any, step: Any, dtype: Any) -> Tensor:
     """``arange`` with a symbolic bound: ``start + step * iota(count)``."""
-    from . import functional as F
+    from . import functional as _F
 
     if not isinstance(step, (int, np.integer)) or step == 0 or not all(
             isinstance(v, (int, np.integer)) or _is_dim(v) for v in (start, end)):
@@ -181,7 +181,7 @@ def _symbolic_arange(start: Any, end: Any, step: Any, dtype: Any) -> Tensor:
         raise ShapeError("arange with a symbolic bound takes integer start, end and a "
                          "nonzero integer step")
     count = (end - start + step - 1) // step if step > 0 else (start - end - step - 1) // -step
-    idx = F._iota(count)
+    idx = _F._iota(count)
     out = idx * step + start if (step != 1 or not (isinstance(start, int) and start == 0)) \
         else idx
     dt = D.int64 if dtype is None else D.as_dtype(dtype)
@@ -190,10 +190,10 @@ def _symbolic_arange(start: Any, end: Any, step: Any, dtype: Any) -> Tensor:
 
 def eye(n: Any, m: Any = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     if _is_dim(n) or _is_dim(m):
-        from . import functional as F
+        from . import functional as _F
 
-        rows = F.unsqueeze(arange(n), 1)
-        cols = F.unsqueeze(arange(n if m is None else m), 0)
+        rows = _F.unsqueeze(arange(n), 1)
+        cols = _F.unsqueeze(arange(n if m is None else m), 0)
         return (rows == cols).to(_float_dtype(dtype))
     return _make(np.eye(n, m, dtype=_float_dtype(dtype).np), requires_grad)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import functional as F
+from . import functional as _F
 from .errors import ShapeError
 from .ops import shape as S
 from .tensor import Tensor
@@ -35,7 +35,7 @@ def _int64(a: np.ndarray) -> Tensor:
 def nonzero(x: Tensor, *, as_tuple: bool = False) -> Any:
     """Indices of the non-zero elements: an int64 tensor of shape (count, ndim) in
     row-major order, or with ``as_tuple`` one 1-D tensor per dim (eager only)."""
-    a = eager_only(F._as_tensor(x), "am.nonzero", _MASK_HINT)
+    a = eager_only(_F._as_tensor(x), "am.nonzero", _MASK_HINT)
     if as_tuple:
         return tuple(_int64(i) for i in np.nonzero(np.atleast_1d(a)))
     return _int64(np.argwhere(a))
@@ -49,12 +49,12 @@ def argwhere(x: Tensor) -> Tensor:
 def masked_select(x: Tensor, mask: Tensor) -> Tensor:
     """The elements of ``x`` where ``mask`` is True (both broadcast) as a 1-D tensor, in
     row-major order; differentiable in ``x``. Eager only, unless the mask is a constant."""
-    x, mask = F._as_tensor(x), F._as_tensor(mask)
+    x, mask = _F._as_tensor(x), _F._as_tensor(mask)
     m = eager_only(mask, "am.masked_select", _MASK_HINT)
     if m.dtype != np.bool_:
         raise ShapeError(f"masked_select: mask must be bool, got {mask.dtype.name}")
-    xb, mb = F.broadcast_tensors(x, mask)
-    flat = F.reshape_exact(xb, (xb.numel(),))
+    xb, mb = _F.broadcast_tensors(x, mask)
+    flat = _F.reshape_exact(xb, (xb.numel(),))
     return S.take(flat, _int64(np.flatnonzero(np.broadcast_to(m, tuple(mb.shape)))), axis=0)
 
 
@@ -65,7 +65,7 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False,
     given (then the distinct slices along ``dim``). ``return_inverse`` adds, for each
     input element (or slice), the position of its value in the output;
     ``return_counts`` adds how often each value occurs (eager only)."""
-    x = F._as_tensor(x)
+    x = _F._as_tensor(x)
     a = eager_only(x, "am.unique", "compute it before capture and pass the result in as "
                    "an input, or keep a fixed-size vocabulary")
     if dim is None:
@@ -73,7 +73,7 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False,
                                       equal_nan=False)  # each NaN is distinct, as in PyTorch
         inv = inv.reshape(a.shape)
     else:
-        d = F._norm_dim(dim, x.ndim, "unique")
+        d = _F._norm_dim(dim, x.ndim, "unique")
         vals, inv, counts = np.unique(a, return_inverse=True, return_counts=True, axis=d)
         inv = inv.reshape(-1)
     out: list[Tensor] = [Tensor._wrap(np.ascontiguousarray(vals))]

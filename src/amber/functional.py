@@ -168,12 +168,7 @@ def round(x: Any, *, decimals: int = 0) -> Tensor:
     if decimals:
         scale = 10.0 ** decimals
         return round(x * scale) / scale
-    f = floor(x)
-    d = x - f  # exact: x and floor(x) are within 1 of each other
-    odd = (f - floor(f * 0.5) * 2.0) == 1.0
-    up = logical_or(d > 0.5, logical_and(d == 0.5, odd))
-    r = where(up, f + 1.0, f)
-    return where(r == 0.0, x * 0.0, r)  # -0.4 rounds to -0.0, as in PyTorch
+    return E.round_(x)
 
 
 def pow(a: Any, b: Any) -> Tensor:
@@ -543,30 +538,39 @@ def _checked_index(op: str, index: Tensor, n: Any, d: int) -> Tensor:
     return where(pos < 0, pos + n, pos)
 
 
-def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """out[i][j] = x[i][index[i][j]] for dim=1 (torch.gather), composed from ``take``."""
-    d = _norm_dim(dim, x.ndim, "gather")
-    if index.ndim != x.ndim:
-        raise ShapeError(f"gather: index rank {index.ndim} differs from input rank {x.ndim}")
-    # Flatten x and compute flat positions for every index element.
-    strides = []
-    acc = 1
-    for s in reversed(x.shape):
+def _flat_positions(op: str, shape: tuple, index: Tensor, d: int) -> Tensor:
+    """Flat positions into a tensor of ``shape`` for every element of ``index`` (whose
+    entries address dim ``d``; every other coordinate is the element's own)."""
+    if index.ndim != len(shape):
+        raise ShapeError(f"{op}: index rank {index.ndim} differs from input rank {len(shape)}")
+    if index.dtype not in (D.int32, D.int64):
+        raise D.DTypeError(f"{op}: index must be int64 or int32, got {index.dtype.name}")
+    for ax in range(len(shape)):
+        if ax != d and index.shape[ax] > shape[ax]:
+            raise ShapeError(f"{op}: index shape {tuple(index.shape)} exceeds the input shape "
+                             f"{tuple(shape)} in dim {ax}")
+    pos = _checked_index(op, index, shape[d], d)
+    strides, acc = [], 1
+    for s in reversed(shape):
         strides.append(acc)
-        acc *= s
+        acc = acc * s
     strides.reverse()
-    flat: Any = None
-    for ax in range(x.ndim):
-        if ax == d:
-            pos = _checked_index("gather", index, x.shape[d], d)
-        else:
-            shape = [1] * x.ndim
-            shape[ax] = index.shape[ax]
-            from .creation import arange
+    flat: Any = pos * strides[d]
+    for ax in range(len(shape)):
+        if ax != d:
+            k = index.shape[ax]
+            view = tuple(k if i == ax else 1 for i in range(len(shape)))
+            flat = flat + reshape_exact(_iota(k), view) * strides[ax]
+    return flat
 
-            pos = reshape_exact(arange(index.shape[ax]), tuple(shape))
-        term = pos * strides[ax]
-        flat = term if flat is None else flat + term
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = x[i][index[i][j]]`` for ``dim=1`` (likewise for other dims), as
+    torch.gather: ``index`` has ``x``'s rank and may be smaller outside ``dim``; negative
+    entries count from the end."""
+    x, index = _as_tensor(x), _as_tensor(index)
+    d = _norm_dim(dim, x.ndim, "gather")
+    flat = _flat_positions("gather", tuple(x.shape), index, d)
     return S.take(reshape_exact(x, (x.numel(),)), flat, axis=0)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _dtype as D
-from . import functional as F
+from . import functional as _F
 from .errors import OutOfRangeError, ShapeError
 from .ops import shape as S
 from .tensor import Tensor
@@ -81,7 +81,7 @@ def getitem(x: Tensor, key: Any) -> Tensor:
     x, entries = _symbolic_bounds_on_static_dims(x, entries)
     has_adv = any(kind in ("adv", "madv") for kind, _ in entries)
     if has_adv:  # ints join the advanced indices (NumPy rule)
-        entries = [("adv", F.scalar(v, D.int64)) if kind == "int" else (kind, v)
+        entries = [("adv", _F.scalar(v, D.int64)) if kind == "int" else (kind, v)
                    for kind, v in entries]
     starts, stops, steps, out_shape = [], [], [], []
     dim = 0
@@ -124,7 +124,7 @@ def getitem(x: Tensor, key: Any) -> Tensor:
     if any(a != 0 or b != n or s != 1 for a, b, s, n in zip(starts, stops, steps, x.shape,
                                                              strict=True)):
         y = S.slice_(x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
-    y = F.reshape_exact(y, tuple(out_shape))
+    y = _F.reshape_exact(y, tuple(out_shape))
     return _advanced(y, adv) if adv else y
 
 
@@ -188,7 +188,7 @@ def _symbolic_slice(s: slice, n: Any) -> tuple:
 
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor, Any]]) -> Tensor:
     positions = [p for p, _, _ in adv]
-    idxs = F.broadcast_tensors(*(F.cast(t, D.int64) for _, t, _ in adv))
+    idxs = _F.broadcast_tensors(*(_F.cast(t, D.int64) for _, t, _ in adv))
     sizes = [n for _, _, n in adv]
     for t, n in zip(idxs, sizes, strict=True):
         if t._data is not None and t._data.size and (
@@ -198,7 +198,7 @@ def _advanced(y: Tensor, adv: list[tuple[int, Tensor, Any]]) -> Tensor:
     consecutive = positions == list(range(positions[0], positions[0] + len(positions)))
     if not consecutive:
         rest = [i for i in range(y.ndim) if i not in positions]
-        y = F.permute(y, positions + rest)
+        y = _F.permute(y, positions + rest)
         positions = list(range(len(positions)))
     p = positions[0]
     if len(idxs) == 1:
@@ -206,10 +206,10 @@ def _advanced(y: Tensor, adv: list[tuple[int, Tensor, Any]]) -> Tensor:
     flat: Tensor | None = None
     stride: Any = 1
     for t, n in zip(reversed(idxs), reversed(sizes), strict=True):
-        t = F.where(t < 0, t + n, t)
+        t = _F.where(t < 0, t + n, t)
         term = t * stride if stride != 1 else t
         flat = term if flat is None else flat + term
         stride = stride * n
-    merged = F.reshape_exact(y, tuple(y.shape[:p]) + (stride,) + tuple(y.shape[p + len(idxs):]))
+    merged = _F.reshape_exact(y, tuple(y.shape[:p]) + (stride,) + tuple(y.shape[p + len(idxs):]))
     assert flat is not None
     return S.take(merged, flat, axis=p)

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 
 from . import _dtype as D
-from . import functional as F
+from . import functional as _F
 from .errors import AmberError, ShapeError
 from .tensor import Tensor
 
 
 def _float_input(x: Any, dtype: Any, op: str) -> Tensor:
-    x = F._as_tensor(x)
+    x = _F._as_tensor(x)
     if dtype is not None:
-        x = F.cast(x, dtype)
+        x = _F.cast(x, dtype)
     if not x.dtype.is_floating:
         raise D.DTypeError(f"{op}: expects a floating tensor, got {x.dtype.name}; pass "
                            f"dtype=am.float32 or call .float()")
@@ -26,10 +26,10 @@ def _float_input(x: Any, dtype: Any, op: str) -> Tensor:
 
 def _root(s: Tensor, p: float) -> Tensor:
     """``s ** (1/p)`` with gradient 0 where ``s`` is 0 (instead of inf * 0)."""
-    zero = F.eq(s, 0)
-    safe = F.where(zero, 1.0, s)
-    root = F.sqrt(safe) if p == 2 else F.pow(safe, 1.0 / p)
-    return F.where(zero, 0.0, root)
+    zero = _F.eq(s, 0)
+    safe = _F.where(zero, 1.0, s)
+    root = _F.sqrt(safe) if p == 2 else _F.pow(safe, 1.0 / p)
+    return _F.where(zero, 0.0, root)
 
 
 def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
@@ -40,24 +40,24 @@ def vector_norm(x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
     if isinstance(ord, str):
         raise AmberError(f"vector_norm: ord must be a number, got {ord!r}")
     ord = float(ord)
-    a = F.abs(x)
+    a = _F.abs(x)
     if ord == math.inf:
-        return F.amax(a, dim, keepdim)
+        return _F.amax(a, dim, keepdim)
     if ord == -math.inf:
-        return F.amin(a, dim, keepdim)
+        return _F.amin(a, dim, keepdim)
     if ord == 0:
-        return F.sum(F.cast(F.ne(x, 0), x.dtype), dim, keepdim)
+        return _F.sum(_F.cast(_F.ne(x, 0), x.dtype), dim, keepdim)
     if ord == 1:
-        return F.sum(a, dim, keepdim)
+        return _F.sum(a, dim, keepdim)
     if ord == 2:
-        return _root(F.sum(x * x, dim, keepdim), 2)
-    return _root(F.sum(F.pow(a, ord), dim, keepdim), ord)
+        return _root(_F.sum(x * x, dim, keepdim), 2)
+    return _root(_F.sum(_F.pow(a, ord), dim, keepdim), ord)
 
 
 def _two_dims(dim: Any, ndim: int, op: str) -> tuple[int, int]:
     if len(dim) != 2:
         raise ShapeError(f"{op}: dim must name two dims, got {dim}")
-    r, c = (F._norm_dim(d, ndim, op) for d in dim)
+    r, c = (_F._norm_dim(d, ndim, op) for d in dim)
     if r == c:
         raise ShapeError(f"{op}: dim names dim {r} twice")
     return r, c
@@ -81,9 +81,9 @@ def matrix_norm(x: Any, ord: Any = "fro", dim: Any = (-2, -1), keepdim: bool = F
         raise AmberError(f"matrix_norm: ord={ord!r} is not a matrix norm ('fro', 1, -1, inf, "
                          f"-inf)")
     inner, outer = (r, c) if ord in (1, -1) else (c, r)
-    sums = F.sum(F.abs(x), inner, keepdim=True)
-    out = F.amax(sums, outer, keepdim=True) if ord > 0 else F.amin(sums, outer, keepdim=True)
-    return out if keepdim else F.squeeze(out, (r, c))
+    sums = _F.sum(_F.abs(x), inner, keepdim=True)
+    out = _F.amax(sums, outer, keepdim=True) if ord > 0 else _F.amin(sums, outer, keepdim=True)
+    return out if keepdim else _F.squeeze(out, (r, c))
 
 
 def norm(x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
@@ -91,7 +91,7 @@ def norm(x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
     """torch.linalg.norm: with ``ord`` None, the 2-norm of the flattened tensor (or over
     ``dim``; Frobenius for two dims). Otherwise ``dim`` (or the rank, when ``dim`` is
     None) chooses: one dim a vector norm, two dims a matrix norm."""
-    x = F._as_tensor(x)
+    x = _F._as_tensor(x)
     if isinstance(dim, int):
         dim = (dim,)
     if dim is None:
@@ -124,7 +124,7 @@ __all__ = ["det", "matrix_norm", "norm", "vector_norm"]
 
 
 def _column(a: Tensor, j: int) -> Tensor:
-    return F.squeeze(F.narrow(a, -1, j, 1), -1)
+    return _F.squeeze(_F.narrow(a, -1, j, 1), -1)
 
 
 def det(A: Any) -> Tensor:
@@ -139,20 +139,20 @@ def det(A: Any) -> Tensor:
         raise ShapeError(f"det: the matrix size must be static, got {n}")
     batch = tuple(a.shape[:-2])
     if n == 0:
-        return F.ones_like(F.sum(a, (-2, -1)))
+        return _F.ones_like(_F.sum(a, (-2, -1)))
     rows = Tensor._wrap(np.arange(n, dtype=np.int64))
     sign: Any = 1.0
     product: Any = None
     for j in range(n):
         column = _column(a, j)  # (..., n)
-        p = F.argmax(F.where(rows >= j, F.abs(column), -1.0), -1, keepdim=True)
-        order = F.where(rows == j, p, F.where(rows == p, j, rows))  # swap rows j and p
-        a = F.gather(a, -2, F.broadcast_to(F.unsqueeze(order, -1), batch + (n, n)))
-        sign = F.where(F.squeeze(p, -1) != j, -sign, sign) if j < n - 1 else sign
-        pivot = F.squeeze(F.narrow(_column(a, j), -1, j, 1), -1)  # (...)
+        p = _F.argmax(_F.where(rows >= j, _F.abs(column), -1.0), -1, keepdim=True)
+        order = _F.where(rows == j, p, _F.where(rows == p, j, rows))  # swap rows j and p
+        a = _F.gather(a, -2, _F.broadcast_to(_F.unsqueeze(order, -1), batch + (n, n)))
+        sign = _F.where(_F.squeeze(p, -1) != j, -sign, sign) if j < n - 1 else sign
+        pivot = _F.squeeze(_F.narrow(_column(a, j), -1, j, 1), -1)  # (...)
         product = pivot if product is None else product * pivot
         if j < n - 1:
-            safe = F.unsqueeze(F.where(pivot == 0.0, 1.0, pivot), -1)
-            factor = F.where(rows > j, _column(a, j) / safe, 0.0)
-            a = a - F.unsqueeze(factor, -1) * F.narrow(a, -2, j, 1)
+            safe = _F.unsqueeze(_F.where(pivot == 0.0, 1.0, pivot), -1)
+            factor = _F.where(rows > j, _column(a, j) / safe, 0.0)
+            a = a - _F.unsqueeze(factor, -1) * _F.narrow(a, -2, j, 1)
     return product * sign

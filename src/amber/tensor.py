@@ -5,7 +5,9 @@ tracer: ``_data is None``). Every operation goes through the op registry's ``bin
 
 from __future__ import annotations
 
+import builtins
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -609,29 +611,533 @@ class Tensor:
     def __ge__(self, o: Any) -> Tensor:
         return _F.ge(self, o)
 
+    # ------------------------------------------------------------------ torch.Tensor methods
+    # Each is the function of amber.functional, amber.composite, amber.sorting,
+    # amber.dynamic or amber.linalg (bound at the end of this module) applied to self.
 
-# Methods that simply forward to the function of the same name in amber.functional.
-_METHODS = (
-    "add sub mul div pow matmul neg abs sign exp log sqrt rsqrt tanh sigmoid relu sin cos erf "
-    "square clamp clip maximum minimum eq ne lt le gt ge logical_and logical_or logical_not "
-    "where sum mean max min amax amin argmax argmin var std any all logsumexp prod "
-    "reshape view flatten permute transpose squeeze unsqueeze expand expand_as broadcast_to "
-    "split chunk narrow softmax log_softmax cast clone repeat masked_fill gather t "
-    "triu tril flip remainder floor ceil round trunc"
-).split()
+    def add(self, b: Any, alpha: Any = 1) -> Tensor:
+        """Same as ``amber.add(self, ...)``."""
+        return _F.add(self, b, alpha)
+
+    def sub(self, b: Any, alpha: Any = 1) -> Tensor:
+        """Same as ``amber.sub(self, ...)``."""
+        return _F.sub(self, b, alpha)
+
+    def mul(self, b: Any) -> Tensor:
+        """Same as ``amber.mul(self, ...)``."""
+        return _F.mul(self, b)
+
+    def div(self, b: Any, rounding_mode: str | None = None) -> Tensor:
+        """Same as ``amber.div(self, ...)``."""
+        return _F.div(self, b, rounding_mode)
+
+    def pow(self, b: Any) -> Tensor:
+        """Same as ``amber.pow(self, ...)``."""
+        return _F.pow(self, b)
+
+    def matmul(self, b: Any) -> Tensor:
+        """Same as ``amber.matmul(self, ...)``."""
+        return _F.matmul(self, b)
+
+    def neg(self) -> Tensor:
+        """Same as ``amber.neg(self, ...)``."""
+        return _F.neg(self)
+
+    def abs(self) -> Tensor:
+        """Same as ``amber.abs(self, ...)``."""
+        return _F.abs(self)
+
+    def sign(self) -> Tensor:
+        """Same as ``amber.sign(self, ...)``."""
+        return _F.sign(self)
+
+    def exp(self) -> Tensor:
+        """Same as ``amber.exp(self, ...)``."""
+        return _F.exp(self)
+
+    def log(self) -> Tensor:
+        """Same as ``amber.log(self, ...)``."""
+        return _F.log(self)
+
+    def sqrt(self) -> Tensor:
+        """Same as ``amber.sqrt(self, ...)``."""
+        return _F.sqrt(self)
+
+    def rsqrt(self) -> Tensor:
+        """Same as ``amber.rsqrt(self, ...)``."""
+        return _F.rsqrt(self)
+
+    def tanh(self) -> Tensor:
+        """Same as ``amber.tanh(self, ...)``."""
+        return _F.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        """Same as ``amber.sigmoid(self, ...)``."""
+        return _F.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        """Same as ``amber.relu(self, ...)``."""
+        return _F.relu(self)
+
+    def sin(self) -> Tensor:
+        """Same as ``amber.sin(self, ...)``."""
+        return _F.sin(self)
+
+    def cos(self) -> Tensor:
+        """Same as ``amber.cos(self, ...)``."""
+        return _F.cos(self)
+
+    def erf(self) -> Tensor:
+        """Same as ``amber.erf(self, ...)``."""
+        return _F.erf(self)
+
+    def square(self) -> Tensor:
+        """Same as ``amber.square(self, ...)``."""
+        return _F.square(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        """Same as ``amber.clamp(self, ...)``."""
+        return _F.clamp(self, min, max)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
+        """Same as ``amber.clip(self, ...)``."""
+        return _F.clip(self, min, max)
+
+    def maximum(self, b: Any) -> Tensor:
+        """Same as ``amber.maximum(self, ...)``."""
+        return _F.maximum(self, b)
+
+    def minimum(self, b: Any) -> Tensor:
+        """Same as ``amber.minimum(self, ...)``."""
+        return _F.minimum(self, b)
+
+    def eq(self, b: Any) -> Tensor:
+        """Same as ``amber.eq(self, ...)``."""
+        return _F.eq(self, b)
+
+    def ne(self, b: Any) -> Tensor:
+        """Same as ``amber.ne(self, ...)``."""
+        return _F.ne(self, b)
+
+    def lt(self, b: Any) -> Tensor:
+        """Same as ``amber.lt(self, ...)``."""
+        return _F.lt(self, b)
+
+    def le(self, b: Any) -> Tensor:
+        """Same as ``amber.le(self, ...)``."""
+        return _F.le(self, b)
+
+    def gt(self, b: Any) -> Tensor:
+        """Same as ``amber.gt(self, ...)``."""
+        return _F.gt(self, b)
+
+    def ge(self, b: Any) -> Tensor:
+        """Same as ``amber.ge(self, ...)``."""
+        return _F.ge(self, b)
+
+    def logical_and(self, b: Any) -> Tensor:
+        """Same as ``amber.logical_and(self, ...)``."""
+        return _F.logical_and(self, b)
+
+    def logical_or(self, b: Any) -> Tensor:
+        """Same as ``amber.logical_or(self, ...)``."""
+        return _F.logical_or(self, b)
+
+    def logical_not(self) -> Tensor:
+        """Same as ``amber.logical_not(self, ...)``."""
+        return _F.logical_not(self)
+
+    def sum(self, dim: Any = None, keepdim: builtins.bool = False, dtype: Any = None) -> Tensor:
+        """Same as ``amber.sum(self, ...)``."""
+        return _F.sum(self, dim, keepdim, dtype)
+
+    def mean(self, dim: Any = None, keepdim: builtins.bool = False, dtype: Any = None) -> Tensor:
+        """Same as ``amber.mean(self, ...)``."""
+        return _F.mean(self, dim, keepdim, dtype)
+
+    def max(self, dim: Any = None, keepdim: builtins.bool = False, *, other: Any = None) -> Any:
+        """Same as ``amber.max(self, ...)``."""
+        return _F.max(self, dim, keepdim, other=other)
+
+    def min(self, dim: Any = None, keepdim: builtins.bool = False, *, other: Any = None) -> Any:
+        """Same as ``amber.min(self, ...)``."""
+        return _F.min(self, dim, keepdim, other=other)
+
+    def amax(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.amax(self, ...)``."""
+        return _F.amax(self, dim, keepdim)
+
+    def amin(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.amin(self, ...)``."""
+        return _F.amin(self, dim, keepdim)
+
+    def argmax(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.argmax(self, ...)``."""
+        return _F.argmax(self, dim, keepdim)
+
+    def argmin(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.argmin(self, ...)``."""
+        return _F.argmin(self, dim, keepdim)
+
+    def var(self, dim: Any = None, unbiased: builtins.bool | None = None,
+            keepdim: builtins.bool = False, *, correction: builtins.int | None = None) -> Tensor:
+        """Same as ``amber.var(self, ...)``."""
+        return _F.var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim: Any = None, unbiased: builtins.bool | None = None,
+            keepdim: builtins.bool = False, *, correction: builtins.int | None = None) -> Tensor:
+        """Same as ``amber.std(self, ...)``."""
+        return _F.std(self, dim, unbiased, keepdim, correction=correction)
+
+    def any(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.any(self, ...)``."""
+        return _F.any(self, dim, keepdim)
+
+    def all(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.all(self, ...)``."""
+        return _F.all(self, dim, keepdim)
+
+    def logsumexp(self, dim: Any, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.logsumexp(self, ...)``."""
+        return _F.logsumexp(self, dim, keepdim)
+
+    def prod(self, dim: Any = None, keepdim: builtins.bool = False) -> Tensor:
+        """Same as ``amber.prod(self, ...)``."""
+        return _F.prod(self, dim, keepdim)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        """Same as ``amber.reshape(self, ...)``."""
+        return _F.reshape(self, *shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        """Same as ``amber.view(self, ...)``."""
+        return _F.view(self, *shape)
+
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
+        """Same as ``amber.flatten(self, ...)``."""
+        return _F.flatten(self, start_dim, end_dim)
+
+    def permute(self, *dims: Any) -> Tensor:
+        """Same as ``amber.permute(self, ...)``."""
+        return _F.permute(self, *dims)
+
+    def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
+        """Same as ``amber.transpose(self, ...)``."""
+        return _F.transpose(self, dim0, dim1)
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        """Same as ``amber.squeeze(self, ...)``."""
+        return _F.squeeze(self, dim)
+
+    def unsqueeze(self, dim: builtins.int) -> Tensor:
+        """Same as ``amber.unsqueeze(self, ...)``."""
+        return _F.unsqueeze(self, dim)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        """Same as ``amber.expand(self, ...)``."""
+        return _F.expand(self, *sizes)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        """Same as ``amber.expand_as(self, ...)``."""
+        return _F.expand_as(self, other)
+
+    def broadcast_to(self, shape: Sequence[Any]) -> Tensor:
+        """Same as ``amber.broadcast_to(self, ...)``."""
+        return _F.broadcast_to(self, shape)
+
+    def split(self, split_size_or_sections: Any, dim: builtins.int = 0) -> tuple[Tensor, ...]:
+        """Same as ``amber.split(self, ...)``."""
+        return _F.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: builtins.int, dim: builtins.int = 0) -> tuple[Tensor, ...]:
+        """Same as ``amber.chunk(self, ...)``."""
+        return _F.chunk(self, chunks, dim)
+
+    def narrow(self, dim: builtins.int, start: builtins.int, length: builtins.int) -> Tensor:
+        """Same as ``amber.narrow(self, ...)``."""
+        return _F.narrow(self, dim, start, length)
+
+    def softmax(self, dim: builtins.int, dtype: Any = None) -> Tensor:
+        """Same as ``amber.softmax(self, ...)``."""
+        return _F.softmax(self, dim, dtype)
+
+    def log_softmax(self, dim: builtins.int, dtype: Any = None) -> Tensor:
+        """Same as ``amber.log_softmax(self, ...)``."""
+        return _F.log_softmax(self, dim, dtype)
+
+    def cast(self, dtype: Any) -> Tensor:
+        """Same as ``amber.cast(self, ...)``."""
+        return _F.cast(self, dtype)
+
+    def clone(self) -> Tensor:
+        """Same as ``amber.clone(self, ...)``."""
+        return _F.clone(self)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Same as ``amber.repeat(self, ...)``."""
+        return _F.repeat(self, *sizes)
+
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
+        """Same as ``amber.masked_fill(self, ...)``."""
+        return _F.masked_fill(self, mask, value)
+
+    def t(self) -> Tensor:
+        """Same as ``amber.t(self, ...)``."""
+        return _F.t(self)
+
+    def triu(self, diagonal: builtins.int = 0) -> Tensor:
+        """Same as ``amber.triu(self, ...)``."""
+        return _F.triu(self, diagonal)
+
+    def tril(self, diagonal: builtins.int = 0) -> Tensor:
+        """Same as ``amber.tril(self, ...)``."""
+        return _F.tril(self, diagonal)
+
+    def flip(self, *dims: Any) -> Tensor:
+        """Same as ``amber.flip(self, ...)``."""
+        return _F.flip(self, *dims)
+
+    def remainder(self, b: Any) -> Tensor:
+        """Same as ``amber.remainder(self, ...)``."""
+        return _F.remainder(self, b)
+
+    def floor(self) -> Tensor:
+        """Same as ``amber.floor(self, ...)``."""
+        return _F.floor(self)
+
+    def ceil(self) -> Tensor:
+        """Same as ``amber.ceil(self, ...)``."""
+        return _F.ceil(self)
+
+    def round(self, *, decimals: builtins.int = 0) -> Tensor:
+        """Same as ``amber.round(self, ...)``."""
+        return _F.round(self, decimals=decimals)
+
+    def trunc(self) -> Tensor:
+        """Same as ``amber.trunc(self, ...)``."""
+        return _F.trunc(self)
+
+    def isnan(self) -> Tensor:
+        """Same as ``amber.isnan(self, ...)``."""
+        return _composite.isnan(self)
+
+    def isinf(self) -> Tensor:
+        """Same as ``amber.isinf(self, ...)``."""
+        return _composite.isinf(self)
+
+    def isfinite(self) -> Tensor:
+        """Same as ``amber.isfinite(self, ...)``."""
+        return _composite.isfinite(self)
+
+    def isclose(self, b: Any, rtol: builtins.float = 1e-05, atol: builtins.float = 1e-08,
+                equal_nan: builtins.bool = False) -> Tensor:
+        """Same as ``amber.isclose(self, ...)``."""
+        return _composite.isclose(self, b, rtol, atol, equal_nan)
+
+    def allclose(self, b: Any, rtol: builtins.float = 1e-05, atol: builtins.float = 1e-08,
+                 equal_nan: builtins.bool = False) -> builtins.bool:
+        """Same as ``amber.allclose(self, ...)``."""
+        return _composite.allclose(self, b, rtol, atol, equal_nan)
+
+    def fmod(self, b: Any) -> Tensor:
+        """Same as ``amber.fmod(self, ...)``."""
+        return _composite.fmod(self, b)
+
+    def lerp(self, end: Any, weight: Any) -> Tensor:
+        """Same as ``amber.lerp(self, ...)``."""
+        return _composite.lerp(self, end, weight)
+
+    def clamp_min(self, min: Any) -> Tensor:
+        """Same as ``amber.clamp_min(self, ...)``."""
+        return _composite.clamp_min(self, min)
+
+    def clamp_max(self, max: Any) -> Tensor:
+        """Same as ``amber.clamp_max(self, ...)``."""
+        return _composite.clamp_max(self, max)
+
+    def gather(self, dim: builtins.int, index: Tensor) -> Tensor:
+        """Same as ``amber.gather(self, ...)``."""
+        return _composite.gather(self, dim, index)
+
+    def index_select(self, dim: builtins.int, index: Tensor) -> Tensor:
+        """Same as ``amber.index_select(self, ...)``."""
+        return _composite.index_select(self, dim, index)
+
+    def scatter(self, dim: builtins.int, index: Tensor, src: Any = None, *, value: Any = None,
+                reduce: str | None = None) -> Tensor:
+        """Same as ``amber.scatter(self, ...)``."""
+        return _composite.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim: builtins.int, index: Tensor, src: Tensor) -> Tensor:
+        """Same as ``amber.scatter_add(self, ...)``."""
+        return _composite.scatter_add(self, dim, index, src)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        """Same as ``amber.roll(self, ...)``."""
+        return _composite.roll(self, shifts, dims)
+
+    def diag(self, diagonal: builtins.int = 0) -> Tensor:
+        """Same as ``amber.diag(self, ...)``."""
+        return _composite.diag(self, diagonal)
+
+    def repeat_interleave(self, repeats: Any, dim: builtins.int | None = None, *,
+                          output_size: builtins.int | None = None) -> Tensor:
+        """Same as ``amber.repeat_interleave(self, ...)``."""
+        return _composite.repeat_interleave(self, repeats, dim, output_size=output_size)
+
+    def cumsum(self, dim: builtins.int, *, dtype: Any = None) -> Tensor:
+        """Same as ``amber.cumsum(self, ...)``."""
+        return _composite.cumsum(self, dim, dtype=dtype)
+
+    def cumprod(self, dim: builtins.int, *, dtype: Any = None) -> Tensor:
+        """Same as ``amber.cumprod(self, ...)``."""
+        return _composite.cumprod(self, dim, dtype=dtype)
+
+    def logcumsumexp(self, dim: builtins.int) -> Tensor:
+        """Same as ``amber.logcumsumexp(self, ...)``."""
+        return _composite.logcumsumexp(self, dim)
+
+    def index_add(self, dim: builtins.int, index: Tensor, source: Tensor, *,
+                  alpha: Any = 1) -> Tensor:
+        """Same as ``amber.index_add(self, ...)``."""
+        return _composite.index_add(self, dim, index, source, alpha=alpha)
+
+    def index_copy(self, dim: builtins.int, index: Tensor, source: Tensor) -> Tensor:
+        """Same as ``amber.index_copy(self, ...)``."""
+        return _composite.index_copy(self, dim, index, source)
+
+    def index_fill(self, dim: builtins.int, index: Tensor, value: Any) -> Tensor:
+        """Same as ``amber.index_fill(self, ...)``."""
+        return _composite.index_fill(self, dim, index, value)
+
+    def take_along_dim(self, indices: Tensor, dim: builtins.int | None = None) -> Tensor:
+        """Same as ``amber.take_along_dim(self, ...)``."""
+        return _composite.take_along_dim(self, indices, dim)
+
+    def cummax(self, dim: builtins.int) -> Any:
+        """Same as ``amber.cummax(self, ...)``."""
+        return _composite.cummax(self, dim)
+
+    def cummin(self, dim: builtins.int) -> Any:
+        """Same as ``amber.cummin(self, ...)``."""
+        return _composite.cummin(self, dim)
+
+    def diff(self, n: builtins.int = 1, dim: builtins.int = -1, prepend: Any = None,
+             append: Any = None) -> Tensor:
+        """Same as ``amber.diff(self, ...)``."""
+        return _composite.diff(self, n, dim, prepend, append)
+
+    def count_nonzero(self, dim: Any = None) -> Tensor:
+        """Same as ``amber.count_nonzero(self, ...)``."""
+        return _composite.count_nonzero(self, dim)
+
+    def bincount(self, weights: Tensor | None = None, minlength: builtins.int = 0) -> Tensor:
+        """Same as ``amber.bincount(self, ...)``."""
+        return _composite.bincount(self, weights, minlength)
+
+    def sort(self, dim: builtins.int = -1, descending: builtins.bool = False,
+             stable: builtins.bool = False) -> Any:
+        """Same as ``amber.sort(self, ...)``."""
+        return _sorting.sort(self, dim, descending, stable)
+
+    def argsort(self, dim: builtins.int = -1, descending: builtins.bool = False,
+                stable: builtins.bool = False) -> Tensor:
+        """Same as ``amber.argsort(self, ...)``."""
+        return _sorting.argsort(self, dim, descending, stable)
+
+    def topk(self, k: builtins.int, dim: builtins.int = -1, largest: builtins.bool = True,
+             sorted: builtins.bool = True) -> Any:
+        """Same as ``amber.topk(self, ...)``."""
+        return _sorting.topk(self, k, dim, largest, sorted)
+
+    def msort(self) -> Tensor:
+        """Same as ``amber.msort(self, ...)``."""
+        return _sorting.msort(self)
+
+    def kthvalue(self, k: builtins.int, dim: builtins.int = -1,
+                 keepdim: builtins.bool = False) -> Any:
+        """Same as ``amber.kthvalue(self, ...)``."""
+        return _sorting.kthvalue(self, k, dim, keepdim)
+
+    def median(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Any:
+        """Same as ``amber.median(self, ...)``."""
+        return _sorting.median(self, dim, keepdim)
+
+    def nonzero(self, *, as_tuple: builtins.bool = False) -> Any:
+        """Same as ``amber.nonzero(self, ...)``."""
+        return _dynamic.nonzero(self, as_tuple=as_tuple)
+
+    def argwhere(self) -> Tensor:
+        """Same as ``amber.argwhere(self, ...)``."""
+        return _dynamic.argwhere(self)
+
+    def masked_select(self, mask: Tensor) -> Tensor:
+        """Same as ``amber.masked_select(self, ...)``."""
+        return _dynamic.masked_select(self, mask)
+
+    def unique(self, sorted: builtins.bool = True, return_inverse: builtins.bool = False,
+               return_counts: builtins.bool = False, dim: builtins.int | None = None) -> Any:
+        """Same as ``amber.unique(self, ...)``."""
+        return _dynamic.unique(self, sorted, return_inverse, return_counts, dim)
+
+    def diagonal(self, offset: builtins.int = 0, dim1: builtins.int = 0,
+                 dim2: builtins.int = 1) -> Tensor:
+        """Same as ``amber.diagonal(self, ...)``."""
+        return _composite.diagonal_(self, offset, dim1, dim2)
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: builtins.bool = False,
+             dtype: Any = None) -> Tensor:
+        """Same as ``amber.norm(self, ...)``."""
+        return _linalg.torch_norm(self, p, dim, keepdim, dtype)
+
+    def outer(self, b: Tensor) -> Tensor:
+        """Same as ``amber.outer(self, ...)``."""
+        return _F.outer(self, b)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        """``self.reshape(other.shape)``."""
+        return self.reshape(other.shape)
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """``x.where(condition, y)`` is ``amber.where(condition, x, y)`` (as
+        torch.Tensor.where)."""
+        return _F.where(condition, self, other)
+
+    def scatter_(self, *args: Any, **kwargs: Any) -> Tensor:
+        """In-place ``amber.scatter(self, ...)``."""
+        return self._inplace(lambda s: _composite.scatter(s, *args, **kwargs))
+
+    def scatter_add_(self, *args: Any, **kwargs: Any) -> Tensor:
+        """In-place ``amber.scatter_add(self, ...)``."""
+        return self._inplace(lambda s: _composite.scatter_add(s, *args, **kwargs))
+
+    def index_add_(self, *args: Any, **kwargs: Any) -> Tensor:
+        """In-place ``amber.index_add(self, ...)``."""
+        return self._inplace(lambda s: _composite.index_add(s, *args, **kwargs))
+
+    def index_fill_(self, *args: Any, **kwargs: Any) -> Tensor:
+        """In-place ``amber.index_fill(self, ...)``."""
+        return self._inplace(lambda s: _composite.index_fill(s, *args, **kwargs))
+
+    def index_copy_(self, *args: Any, **kwargs: Any) -> Tensor:
+        """In-place ``amber.index_copy(self, ...)``."""
+        return self._inplace(lambda s: _composite.index_copy(s, *args, **kwargs))
 
 
-def _forwarder(name: str) -> Any:
-    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        return getattr(_F, name)(self, *args, **kwargs)
 
-    method.__name__ = name
-    method.__doc__ = f"Same as ``amber.{name}(self, ...)``."
-    return method
+FUNCTIONAL_METHODS: tuple[str, ...] = (
+    "add", "sub", "mul", "div", "pow", "matmul", "neg", "abs", "sign", "exp", "log", "sqrt",
+    "rsqrt", "tanh", "sigmoid", "relu", "sin", "cos", "erf", "square", "clamp", "clip",
+    "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
+    "logical_not", "where", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin",
+    "var", "std", "any", "all", "logsumexp", "prod", "reshape", "view", "flatten", "permute",
+    "transpose", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "split",
+    "chunk", "narrow", "softmax", "log_softmax", "cast", "clone", "repeat", "masked_fill",
+    "gather", "t", "triu", "tril", "flip", "remainder", "floor", "ceil", "round", "trunc",
+)
+"""The methods that apply the amber.functional function of their name (each has a
+PyTorch cross-check)."""
 
-
-for _name in _METHODS:
-    setattr(Tensor, _name, _forwarder(_name))
 
 def _wrap_array(data: np.ndarray) -> Tensor:
     """``Tensor._wrap`` as a plain function (what ``bind`` calls for every op)."""
@@ -653,66 +1159,18 @@ def _size(size: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in size)
 
 
-Tensor.view_as = lambda self, other: self.reshape(other.shape)  # type: ignore[attr-defined]
-
-
-def _where_method(self: Tensor, condition: Any, other: Any) -> Tensor:
-    """``x.where(condition, y)`` is ``amber.where(condition, x, y)`` (as torch.Tensor.where)."""
-    return _F.where(condition, self, other)
-
-
-Tensor.where = _where_method  # type: ignore[attr-defined]
-
+from . import composite as _composite  # noqa: E402
+from . import dynamic as _dynamic  # noqa: E402
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
+from . import linalg as _linalg  # noqa: E402
+from . import sorting as _sorting  # noqa: E402
 
-COMPOSED_METHODS: list[str] = []  # names _attach_methods adds (each has a PyTorch cross-check)
-
-
-def _attach_methods() -> None:
-    """Methods forwarding to ``amber.composite``, ``amber.sorting``, ``amber.dynamic`` and
-    ``amber.linalg`` (torch.Tensor's names), and the in-place scatters."""
-    from . import composite, dynamic, linalg, sorting
-
-    table = {
-        composite: "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max "
-                   "gather index_select scatter scatter_add roll diag repeat_interleave "
-                   "cumsum cumprod logcumsumexp index_add index_copy index_fill "
-                   "take_along_dim cummax cummin diff count_nonzero bincount",
-        sorting: "sort argsort topk msort kthvalue median",
-        dynamic: "nonzero argwhere masked_select unique",
-    }
-    for module, names in table.items():
-        for name in names.split():
-            setattr(Tensor, name, _forwarder_to(module, name))
-            COMPOSED_METHODS.append(name)
-    extra = {
-        "diagonal": _forwarder_to(composite, "diagonal_", "diagonal"),
-        "norm": _forwarder_to(linalg, "torch_norm", "norm"),
-        "outer": _forwarder("outer"),
-        "scatter_": lambda self, *a, **k: self._inplace(lambda s: composite.scatter(s, *a, **k)),
-        "scatter_add_": lambda self, *a, **k: self._inplace(
-            lambda s: composite.scatter_add(s, *a, **k)),
-        "index_add_": lambda self, *a, **k: self._inplace(
-            lambda s: composite.index_add(s, *a, **k)),
-        "index_fill_": lambda self, *a, **k: self._inplace(
-            lambda s: composite.index_fill(s, *a, **k)),
-        "index_copy_": lambda self, *a, **k: self._inplace(
-            lambda s: composite.index_copy(s, *a, **k)),
-    }
-    for name, method in extra.items():
-        setattr(Tensor, name, method)
-        COMPOSED_METHODS.append(name)
-
-def _forwarder_to(module: Any, name: str, public: str | None = None) -> Any:
-    fn = getattr(module, name)
-    public = public or name
-
-    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        return fn(self, *args, **kwargs)
-
-    method.__name__ = public
-    method.__doc__ = f"Same as ``amber.{public}(self, ...)``."
-    return method
-
-
-_attach_methods()
+COMPOSED_METHODS: list[str] = (
+    "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max gather "
+    "index_select scatter scatter_add roll diag repeat_interleave cumsum cumprod "
+    "logcumsumexp index_add index_copy index_fill take_along_dim cummax cummin diff "
+    "count_nonzero bincount sort argsort topk msort kthvalue median nonzero argwhere "
+    "masked_select unique diagonal norm outer scatter_ scatter_add_ index_add_ index_fill_ "
+    "index_copy_").split()
+"""The methods built on amber.composite, amber.sorting, amber.dynamic and amber.linalg
+(each has a PyTorch cross-check)."""

@@ -16,7 +16,6 @@ import amber as am
 from amber.cli import main
 
 HERE = Path(__file__).parent / "programs"
-_CBUILD = Path(__file__).resolve().parents[1] / "runtime" / "cbuild.py"
 
 
 def _generator():
@@ -79,14 +78,10 @@ def test_dim_bomb_refused_quickly_by_both_backends() -> None:
     assert out["rss_mb"] < 1024, out  # an unbounded reader grows to gigabytes
 
 
-def test_dim_bomb_refused_by_the_cli_and_amber_run(capsys) -> None:
+def test_dim_bomb_refused_by_the_cli_and_amber_run(capsys, runtime_build: Path) -> None:
     assert main(["verify", str(HERE / "dim_bomb.amber")]) == 2
     assert "more than 1024 terms" in capsys.readouterr().err
-    spec = importlib.util.spec_from_file_location("amber_programs_cbuild", _CBUILD)
-    assert spec is not None and spec.loader is not None
-    cbuild = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cbuild)
-    tool = Path(cbuild.build_runtime(cbuild.ROOT / "build" / "runtime")) / "amber-run"
+    tool = runtime_build / "amber-run"
     def one_gib() -> None:  # an unbounded reader would need gigabytes
         import resource
 

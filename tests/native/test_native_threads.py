@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import amber as am
+from amber import _threads as amt
 from amber import native as N
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -145,6 +146,12 @@ def test_load_passes_threads_to_the_runtime(lib: N.NativeLibrary,
     assert seen["threads"] == 3 and m.backend == "native"
     am.load(GOLDEN / "v1" / "mlp.amber", backend="native")
     assert seen["threads"] == am.get_num_threads()  # the setting (by default, the cores)
+    monkeypatch.setattr(amt, "_num_threads", amt.get_num_threads())  # restored after
+    am.set_num_threads(2)  # the default of models loaded afterwards
+    am.load(GOLDEN / "v1" / "mlp.amber", backend="native")
+    assert seen["threads"] == 2
+    am.load(GOLDEN / "v1" / "mlp.amber", backend="native", threads=1)
+    assert seen["threads"] == 1  # an explicit count wins
 
 
 def test_kept_weights_give_way_under_the_memory_limit(lib: N.NativeLibrary,

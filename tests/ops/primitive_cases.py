@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from amber.ops import REGISTRY
 from helpers import refs
 
 Array = np.ndarray
@@ -216,6 +217,13 @@ def _floor(v: float) -> float:
     return v if math.isnan(v) or math.isinf(v) else float(math.floor(v))
 
 
+def _round(v: float) -> float:
+    """Halves to even (Python's round); the sign of a zero result is the input's."""
+    if math.isnan(v) or math.isinf(v):
+        return v
+    return math.copysign(float(round(v)), v)
+
+
 def _fdiv(a: float, b: float) -> float:
     if b == 0:
         if a == 0 or math.isnan(a):
@@ -292,20 +300,33 @@ def _attrs_ref(fn: Callable[..., Array]) -> Callable[..., Array]:
 # --------------------------------------------------------------------------- the table
 
 _BCAST = ((2, 1, 3), (4, 1))
-_UNARY_FLOAT = {
-    "exp": (_exp, unary(), "transcendental"),
-    "log": (_log, unary(positive), "transcendental"),
-    "sqrt": (_sqrt, unary(positive), "exact"),
-    "tanh": (_tanh, unary(), "transcendental"),
-    "sigmoid": (_sigmoid, unary(), "transcendental"),
-    "sin": (_periodic(math.sin), unary(), "transcendental"),
-    "cos": (_periodic(math.cos), unary(), "transcendental"),
-    "erf": (_erf, unary(), "transcendental"),
+
+# Unary float primitives: scalar reference (correctly rounded, or within the accuracy
+# class the registry declares) and the generator of the gradient case's inputs.
+UNARY_FLOAT: dict[str, tuple[Callable[[float], float], Make]] = {
+    "floor": (_floor, unary(lambda r, s, d: (values(r, s, d, -5, 5) + 0.0).astype(d))),
+    "exp": (_exp, unary()),
+    "log": (_log, unary(positive)),
+    "sqrt": (_sqrt, unary(positive)),
+    "tanh": (_tanh, unary()),
+    "sigmoid": (_sigmoid, unary()),
+    "sin": (_periodic(math.sin), unary()),
+    "cos": (_periodic(math.cos), unary()),
+    "erf": (_erf, unary()),
+    "round": (_round, unary(lambda r, s, d: (values(r, s, d, -5, 5) + 0.25).astype(d))),
 }
+
+
+def tolerance_kind(prim: str) -> str:
+    """The forward tolerance class (helpers.forward_tol) of a primitive's accuracy."""
+    return {"ulp4": "transcendental", "sum": "accumulate"}.get(REGISTRY[prim].accuracy,
+                                                               "exact")
+
 
 CASES: list[Case] = []
 
-for _name, (_fn, _make, _kind) in _UNARY_FLOAT.items():
+for _name, (_fn, _make) in UNARY_FLOAT.items():
+    _kind = tolerance_kind(_name)
     CASES += [
         Case(_name, _make, _num(_fn), grad=True, order=2, kind=_kind),
         Case(_name, special_unary(), _num(_fn), kind=_kind, label="special"),
@@ -322,9 +343,6 @@ CASES += [
     Case("sign", unary(away_from_zero), _num(_sign, _sign), dtypes=NUMERIC, grad=True,
          order=2),
     Case("sign", special_unary(), _num(_sign, _sign), dtypes=NUMERIC, label="special"),
-    Case("floor", unary(lambda r, s, d: (values(r, s, d, -5, 5) + 0.0).astype(d)),
-         _num(_floor), grad=True, order=2),
-    Case("floor", special_unary(), _num(_floor), label="special"),
     Case("logical_not", unary(), refs.elementwise(lambda v, dt: not v), dtypes=("bool",)),
 ]
 
@@ -641,18 +659,11 @@ CASES += [
 
 # Accepted dtypes of each primitive's data operands (index and condition operands
 # excluded). A dtype outside this set must be rejected by the infer rule.
+# What each primitive's data operands may be (the registry's dtypes; for where, take and
+# scatter_add those of x / base, the operands after the condition or index).
 ACCEPTS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("neg", "abs", "sign", "add", "sub", "mul", "div", "matmul", "sum",
-                     "scatter_add"), NUMERIC),
-    **dict.fromkeys(("floor", "exp", "log", "sqrt", "tanh", "sigmoid", "sin", "cos", "erf",
-                     "pow", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d",
-                     "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad"), FLOATS),
-    **dict.fromkeys(("logical_not", "logical_and", "logical_or"), ("bool",)),
-    **dict.fromkeys(("maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "where",
-                     "cast", "max", "min", "argmax", "argmin", "reshape", "transpose",
-                     "broadcast_to", "slice", "pad", "concat", "take"), ALL),
-    "dim_value": (),  # no operands
-}
+    name: tuple(d.name for d in p.dtypes or ()) for name, p in REGISTRY.items()}
+ACCEPTS["where"] = ALL
 
 # Positions of inputs that are not data operands (their dtype is fixed by the case).
 INDEX_INPUTS: dict[str, tuple[int, ...]] = {"where": (0,), "take": (1,), "scatter_add": (1,)}

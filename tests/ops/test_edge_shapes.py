@@ -274,10 +274,8 @@ def dim_value(data: Draw) -> Sample:
 
 
 STRATEGIES: dict[str, Callable[[Draw], Sample]] = {
-    **{n: unary(n) for n in ("neg", "abs", "sign", "floor", "exp", "log", "sqrt", "tanh",
-                             "sigmoid", "sin", "cos", "erf", "logical_not")},
-    **{n: binary(n) for n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq",
-                              "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or")},
+    **{n: unary(n) for n, p in REGISTRY.items() if p.kind == "unary"},
+    **{n: binary(n) for n, p in REGISTRY.items() if p.kind in ("binary", "compare")},
     "where": where, "cast": cast, "matmul": matmul, "conv2d": conv2d,
     "conv2d_input_grad": conv2d_input_grad, "conv2d_weight_grad": conv2d_weight_grad,
     "max_pool2d": max_pool2d, "max_pool2d_grad": max_pool2d_grad, "avg_pool2d": avg_pool2d,

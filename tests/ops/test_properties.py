@@ -377,21 +377,20 @@ def test_take_and_scatter_out_of_range_raise(bad: int) -> None:
 
 # --------------------------------------------------------------------------- unary floats
 
-_UNARY_REFS: dict[str, Any] = {}
-
-
 def _unary_ref(name: str) -> Any:
-    if not _UNARY_REFS:
-        import primitive_cases as pc
+    import primitive_cases as pc
 
-        _UNARY_REFS.update(exp=pc._exp, log=pc._log, tanh=pc._tanh, sigmoid=pc._sigmoid,
-                           erf=pc._erf, sqrt=pc._sqrt, sin=pc._periodic(math.sin),
-                           cos=pc._periodic(math.cos), floor=pc._floor)
-    return _UNARY_REFS[name]
+    return pc.UNARY_FLOAT[name][0]
+
+
+def _unary_floats() -> list[str]:
+    import primitive_cases as pc
+
+    return sorted(pc.UNARY_FLOAT)
 
 
 @FAST
-@given(st.sampled_from(["exp", "log", "tanh", "sigmoid", "erf", "sqrt", "sin", "cos", "floor"]),
+@given(st.sampled_from(_unary_floats()),
        st.sampled_from(["float32", "float64"]), st.data())
 def test_unary_floats_over_the_whole_range(name: str, dtype: str, data: Any) -> None:
     """Any finite or special input: 4 ULP of the correctly rounded value (exact for sqrt
@@ -402,7 +401,7 @@ def test_unary_floats_over_the_whole_range(name: str, dtype: str, data: Any) -> 
     got = REGISTRY[name](am.tensor(x)).numpy()
     ref = _unary_ref(name)
     want = np.array([refs.to_float(dtype, ref(float(v))) for v in x], dtype=dtype)
-    exact = name in ("sqrt", "floor")
+    exact = REGISTRY[name].accuracy == "exact"
     assert_close(got, want, ulp=0 if exact else 4, what=name)
 
 

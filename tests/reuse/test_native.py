@@ -3,7 +3,6 @@ eager composition."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 from pathlib import Path
@@ -14,17 +13,10 @@ import pytest
 import amber as am
 from amber.cli import main
 
-_CBUILD = Path(__file__).resolve().parents[1] / "runtime" / "cbuild.py"
-
 
 @pytest.fixture(scope="module")
-def amber_run() -> Path:
-    spec = importlib.util.spec_from_file_location("amber_reuse_cbuild", _CBUILD)
-    assert spec is not None and spec.loader is not None
-    cbuild = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cbuild)
-    build = cbuild.build_runtime(cbuild.ROOT / "build" / "runtime")
-    return Path(build) / "amber-run"
+def amber_run(runtime_build: Path) -> Path:
+    return runtime_build / "amber-run"
 
 
 def _native(tool: Path, path: Path, inputs: dict[str, np.ndarray], out: Path

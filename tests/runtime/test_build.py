@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cbuild import build_runtime
+
+from helpers.cbuild import build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("v*/*.amber"))

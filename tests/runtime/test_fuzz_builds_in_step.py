@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from cbuild import ROOT
+from helpers.cbuild import ROOT
 
 RUNTIME = ROOT / "runtime"
 MAKEFILE = (RUNTIME / "fuzz" / "Makefile").read_text()

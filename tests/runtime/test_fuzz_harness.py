@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cbuild import ROOT
+
+from helpers.cbuild import ROOT
 
 FUZZ = ROOT / "runtime" / "fuzz"
 pytestmark = pytest.mark.sanitize

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cbuild import ROOT
+
+from helpers.cbuild import ROOT
 
 FUZZ = ROOT / "runtime" / "fuzz"
 REGRESSIONS = sorted((FUZZ / "regressions").glob("*.amber"))

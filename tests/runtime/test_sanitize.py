@@ -61,7 +61,8 @@ def test_programs_and_threads(sanitize_build: Path, path: Path) -> None:
 def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
     """Control flow, calls, recursion limits and refused programs under the sanitizers."""
     import numpy as np
-    from test_native import control_flow_program, fn, node, p, program_file
+
+    from helpers.program_files import control_flow_program, fn, node, p, program_file
 
     env = {**os.environ, **SAN_ENV}
     exe = str(sanitize_build / "amber-run")

@@ -91,9 +91,9 @@ def _pred(x: Any, where: str, what: str) -> Tensor:
         raise _refuse(where, f"the condition of this {what} is a tensor of shape "
                       f"{tuple(x.shape)}", "Reduce it to one value with .any() or .all().")
     if x.dtype is not D.bool_:
-        from .. import functional as F
+        from .. import functional as _F
 
-        x = F.not_equal(x, F.scalar(0, x.dtype))
+        x = _F.not_equal(x, _F.scalar(0, x.dtype))
     return x
 
 
@@ -128,25 +128,25 @@ def compare(op: str, a: Any, b: Any) -> Any:
 
 def not_(a: Any) -> Any:
     if isinstance(a, Tensor):
-        from .. import functional as F
+        from .. import functional as _F
 
-        return F.logical_not(_pred(a, "", "condition") if a.dtype is not D.bool_ else a)
+        return _F.logical_not(_pred(a, "", "condition") if a.dtype is not D.bool_ else a)
     return not a
 
 
 def and_(a: Any, b: Callable[[], Any]) -> Any:
     if _traced(a):
-        from .. import functional as F
+        from .. import functional as _F
 
-        return F.logical_and(a, _bool_tensor(b()))
+        return _F.logical_and(a, _bool_tensor(b()))
     return b() if a else a
 
 
 def or_(a: Any, b: Callable[[], Any]) -> Any:
     if _traced(a):
-        from .. import functional as F
+        from .. import functional as _F
 
-        return F.logical_or(a, _bool_tensor(b()))
+        return _F.logical_or(a, _bool_tensor(b()))
     return a if a else b()
 
 
@@ -154,12 +154,12 @@ def none_of(*flags: Any) -> Any:
     """``not (flag_1 or flag_2 ...)`` for break/continue/return flags."""
     if not any(_traced(f) for f in flags):
         return not any(bool(f) for f in flags)
-    from .. import functional as F
+    from .. import functional as _F
 
     out = _bool_tensor(flags[0])
     for f in flags[1:]:
-        out = F.logical_or(out, _bool_tensor(f))
-    return F.logical_not(out)
+        out = _F.logical_or(out, _bool_tensor(f))
+    return _F.logical_not(out)
 
 
 def and_not(flag: Any, test: Callable[[], Any]) -> Any:
@@ -544,11 +544,11 @@ class _LoopTrace:
         index = self._load(carry)
         go = self.test()
         if self.rng is not None:
-            from .. import functional as F
+            from .. import functional as _F
 
             stop = _as_tensor(self.rng.stop)
             more = index < stop if self.rng.step > 0 else index > stop
-            go = F.logical_and(more, _bool_tensor(go))
+            go = _F.logical_and(more, _bool_tensor(go))
         return go if isinstance(go, (bool, np.bool_)) else _pred(go, self.where, "loop")
 
     def step(self, carry: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], list[Tensor]]:
@@ -662,23 +662,23 @@ class GrownList:
         self.prefix, self.stacked, self.name, self.where = prefix, stacked, name, where
 
     def _amber_stack(self, dim: int) -> Tensor:
-        from .. import functional as F
+        from .. import functional as _F
 
         d = dim if dim >= 0 else dim + self.stacked.ndim
         items = _to_dim(self.stacked, d)
         if not self.prefix:
             return items
-        return F.cat([F.stack(self.prefix, d), items], d)
+        return _F.cat([_F.stack(self.prefix, d), items], d)
 
     def _amber_cat(self, dim: int) -> Tensor:
-        from .. import functional as F
+        from .. import functional as _F
 
         per = self.stacked.shape[1:]
         d = dim if dim >= 0 else dim + len(per)
         moved = _to_dim(self.stacked, d)  # [..., T, n_d, ...]
         shape = (*per[:d], -1, *per[d + 1:])
-        items = F.reshape(moved, shape)
-        return items if not self.prefix else F.cat([*self.prefix, items], d)
+        items = _F.reshape(moved, shape)
+        return items if not self.prefix else _F.cat([*self.prefix, items], d)
 
     def _refuse(self, *_a: Any, **_k: Any) -> Any:
         raise _refuse(self.where, f"the list {self.name!r} grew in this loop by a number of "
@@ -692,8 +692,8 @@ def _to_dim(x: Tensor, d: int) -> Tensor:
     """``x`` with its leading dim moved to position ``d``."""
     if d == 0:
         return x
-    from .. import functional as F
+    from .. import functional as _F
 
     order = list(range(1, x.ndim))
     order.insert(d, 0)
-    return F.permute(x, *order)
+    return _F.permute(x, *order)

@@ -53,7 +53,16 @@ from ..control import ControlHooks, GraphFunction, _describe, _leaf_type, get_li
 from ..errors import AmberError, CaptureError, ControlFlowError, IRError, RecursionLimitError
 from ..ops.registry import REGISTRY, Aval, Node, Primitive, _GradMode, bind
 from ..tensor import Tensor
-from .dims import DimExpr, dim_equal, format_dim, free_symbols, generalise, substitute, symbol
+from .dims import (
+    DimExpr,
+    dim_equal,
+    format_dim,
+    free_symbols,
+    generalise,
+    substitute,
+    symbol,
+    symbols_in,
+)
 from .ir import (
     FUNCTION_ATTRS,
     Function,
@@ -249,17 +258,6 @@ def _trace(base: str, py_fn: Callable[..., Any], avals: Sequence[Aval],
     return _Traced(fn, out, explicit, list(sub.captures), fn.params[n:])
 
 
-def _symbols_of(v: Any) -> set[str]:
-    if isinstance(v, DimExpr):
-        return set(free_symbols(v))
-    if isinstance(v, (tuple, list)):
-        out: set[str] = set()
-        for x in v:
-            out |= _symbols_of(x)
-        return out
-    return set()
-
-
 def _bind_free_symbols(sub: _SubTrace) -> None:
     """A traced function may use a symbolic size of the enclosing function that none of
     its parameters carries (``x * n`` for ``n = outer.shape[0]``): capture a value of an
@@ -269,9 +267,9 @@ def _bind_free_symbols(sub: _SubTrace) -> None:
              if isinstance(d, DimExpr) and d.is_symbol()}
     used: set[str] = set()
     for node in fn.nodes:
-        used |= _symbols_of(tuple(node.attrs.values()))
+        used |= symbols_in(tuple(node.attrs.values()))
         for v in node.outputs:
-            used |= _symbols_of(v.aval.shape)
+            used |= symbols_in(v.aval.shape)
     # a symbol bound by a node of the function (a trip count) is not the enclosing one's
     missing = used - bound - {s for s in map(bound_symbol, fn.nodes) if s is not None}
     tr: Any = sub.parent
@@ -484,9 +482,9 @@ class _Site:
 
 
 def _zeros(aval: Aval) -> Tensor:
-    from .. import functional as F
+    from .. import functional as _F
 
-    return F.broadcast_to(F.scalar(0, aval.dtype), aval.shape)
+    return _F.broadcast_to(_F.scalar(0, aval.dtype), aval.shape)
 
 
 def _cot_or_zero(g: Tensor | None, like: Tensor) -> Tensor:
@@ -563,7 +561,7 @@ def replay(fn: Function, args: Sequence[Tensor]) -> list[Tensor]:
             outs = [bind(REGISTRY[node.op], tuple(ins), dict(node.attrs))]
         else:
             sym = bound_symbol(node)
-            if sym is not None and sym in _symbols_of(tuple(p.aval.shape for p in tr.fn.params)):
+            if sym is not None and sym in symbols_in(tuple(p.aval.shape for p in tr.fn.params)):
                 raise IRError(f"replaying {fn.name!r} into {tr.fn.name!r}: symbol {sym} bound "
                               f"by a while node is a parameter dim there")
             outs = emit(node.op, ins, dict(node.attrs), [v.aval for v in node.outputs])
@@ -756,9 +754,9 @@ def _fresh_trip_symbol(fn: Function) -> str:
     sess = _session()
     taken: set[str] = set()
     for v in fn.values():
-        taken |= _symbols_of(v.aval.shape)
+        taken |= symbols_in(v.aval.shape)
     for node in fn.nodes:
-        taken |= _symbols_of(tuple(node.attrs.values()))
+        taken |= symbols_in(tuple(node.attrs.values()))
         sym = bound_symbol(node)
         if sym is not None:
             taken.add(sym)

@@ -652,6 +652,19 @@ def free_symbols(d: Any) -> frozenset[str]:
     return frozenset(out)
 
 
+def symbols_in(v: Any) -> frozenset[str]:
+    """Symbols occurring in a dim or a (nested) tuple or list of them (an attribute, a
+    shape)."""
+    if isinstance(v, DimExpr):
+        return free_symbols(v)
+    if isinstance(v, (tuple, list)):
+        out: frozenset[str] = frozenset()
+        for x in v:
+            out |= symbols_in(x)
+        return out
+    return frozenset()
+
+
 def is_static(d: Any) -> bool:
     return not isinstance(d, DimExpr)
 

@@ -19,6 +19,7 @@ from .dims import (
     is_symbol_name,
     substitute,
     symbol,
+    symbols_in,
 )
 from .ir import (
     BUILTIN_OPS,
@@ -34,9 +35,10 @@ from .ir import (
     format_type,
 )
 
-OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2, "max_pool2d": 4,
-                             "max_pool2d_grad": 4, "avg_pool2d": 4, "avg_pool2d_grad": 4}
-"""Opset version that introduced an op; ops not listed exist since version 1."""
+OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2}
+OP_SINCE.update((p.name, p.since) for p in REGISTRY.values() if p.since > 1)
+"""Opset version that introduced an op (a primitive's is declared on it); ops not listed
+exist since version 1."""
 
 WHILE_STACK_SINCE = 3
 """Opset version that introduced the per-iteration outputs of ``while``
@@ -75,17 +77,6 @@ def required_opset(program: Any) -> int:
 def types_equal(a: Aval, b: Aval) -> bool:
     return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
         dim_equal(x, y) for x, y in zip(a.shape, b.shape))
-
-
-def _attr_symbols(v: Any) -> frozenset[str]:
-    if isinstance(v, DimExpr):
-        return free_symbols(v)
-    if isinstance(v, (tuple, list)):
-        out: frozenset[str] = frozenset()
-        for x in v:
-            out |= _attr_symbols(x)
-        return out
-    return frozenset()
 
 
 def _where(fn: Function, i: int, node: Node) -> str:
@@ -201,7 +192,7 @@ def _infer_node(program: Program, fn: Function, node: Node, where: str,
     if set(node.attrs) != set(prim.attrs):
         raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
                       f"schema {sorted(prim.attrs)}")
-    missing = _attr_symbols(tuple(node.attrs.values())) - bound
+    missing = symbols_in(tuple(node.attrs.values())) - bound
     if missing:
         raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
                       f"no parameter binds")
@@ -328,7 +319,7 @@ def _infer_control(program: Program, node: Node, where: str, bound: set[str]) ->
     if isinstance(length, bool) or not isinstance(length, (int, DimExpr)) or (
             isinstance(length, int) and length < 0):
         raise IRError(f"{where}: length must be a non-negative integer or dim expression")
-    missing = _attr_symbols(length) - bound
+    missing = symbols_in(length) - bound
     if missing:
         raise IRError(f"{where}: length uses symbol(s) {', '.join(sorted(missing))} that no "
                       f"parameter binds")

@@ -7,34 +7,5 @@
 
 from __future__ import annotations
 
-from .container import (
-    ALIGNMENT,
-    DEFAULT_MAX_HEADER_BYTES,
-    DTYPES,
-    FORMAT_VERSION,
-    MAGIC,
-    MAX_JSON_DEPTH,
-    MAX_NAME_BYTES,
-    MAX_RANK,
-    PREAMBLE_SIZE,
-    TENSOR_INDEX_KEY,
-    Container,
-    read_container,
-    write_container,
-)
-
-__all__ = [
-    "ALIGNMENT",
-    "DEFAULT_MAX_HEADER_BYTES",
-    "DTYPES",
-    "FORMAT_VERSION",
-    "MAGIC",
-    "MAX_JSON_DEPTH",
-    "MAX_NAME_BYTES",
-    "MAX_RANK",
-    "PREAMBLE_SIZE",
-    "TENSOR_INDEX_KEY",
-    "Container",
-    "read_container",
-    "write_container",
-]
+from .container import *  # noqa: F403  (its __all__: the one list of public names)
+from .container import __all__ as __all__

@@ -92,6 +92,19 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
     return uniform_(tensor, -bound, bound, generator)
 
 
+def _reset_layer(weight: Tensor, bias: Tensor | None, *, zero_bias: bool = False) -> None:
+    """The default initialisation of PyTorch's Linear and convolution layers: the weight
+    ``kaiming_uniform_(a=sqrt(5))``, the bias uniform in +-1/sqrt(fan_in). Without
+    inputs (fan_in 0) the bias is zeroed if ``zero_bias`` (Linear), else left as is."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is None:
+        return
+    fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+    if fan_in or zero_bias:
+        bound = 1 / math.sqrt(fan_in) if fan_in else 0
+        uniform_(bias, -bound, bound)
+
+
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu",
                     generator: Generator | None = None) -> Tensor:

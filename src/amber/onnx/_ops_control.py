@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..control import cond, scan, while_loop
 from ..ops import elementwise as E
 from ..ops import shape as S
@@ -42,7 +42,7 @@ def run_subgraph(c: Ctx, g: Any, args: list[Any]) -> list[Tensor]:
 
 
 def _scalar_bool(t: Tensor) -> Tensor:
-    t = F.cast(t, D.bool_)
+    t = _F.cast(t, D.bool_)
     return S.reshape(t, shape=()) if t.ndim else t
 
 
@@ -88,7 +88,7 @@ def _loop(c: Ctx) -> Any:
         i, go = carry[0], carry[1]
         if m is None:
             return go
-        return E.logical_and(go, E.lt(i, F.cast(m, D.int64)))
+        return E.logical_and(go, E.lt(i, _F.cast(m, D.int64)))
 
     def step(carry: Any) -> Any:
         i, go, *vs = carry

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..ops import elementwise as E
 from ..ops import shape as S
 from ..tensor import Tensor
@@ -100,11 +100,11 @@ def _sym_arith(c: Ctx) -> Any:
 def _pow(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(1)
     if a.dtype.is_floating:
-        return E.pow_(a, F.cast(b, a.dtype))
+        return E.pow_(a, _F.cast(b, a.dtype))
     need(c, a, (D.int32, D.int64))
     if b.dtype.is_floating:  # as the reference: the float64 power, truncated
-        return F.cast(E.pow_(F.cast(a, D.float64), F.cast(b, D.float64)), a.dtype)
-    return _int_pow(a, F.cast(b, D.int64))
+        return _F.cast(E.pow_(_F.cast(a, D.float64), _F.cast(b, D.float64)), a.dtype)
+    return _int_pow(a, _F.cast(b, D.int64))
 
 
 def _int_pow(base: Tensor, e: Tensor) -> Tensor:
@@ -113,7 +113,7 @@ def _int_pow(base: Tensor, e: Tensor) -> Tensor:
     dt = base.dtype
     one, zero = sc(1, dt), sc(0, dt)
     bits = E.where(E.lt(e, sc(0, D.int64)), E.neg(e), e)
-    result = S.broadcast_to(one, shape=tuple(E.mul(base, F.cast(bits, dt)).shape))
+    result = S.broadcast_to(one, shape=tuple(E.mul(base, _F.cast(bits, dt)).shape))
     power = base
     for _ in range(63):
         odd = E.eq(E.sub(bits, E.mul(E.div(bits, sc(2, D.int64)), sc(2, D.int64))),
@@ -503,7 +503,7 @@ def onnx_dtype(c: Ctx, code: int) -> D.DType:
 
 @op("Cast", notes="to float, double, int32, int64, bool; float to int saturates")
 def _cast(c: Ctx) -> Tensor:
-    return F.cast(c.t(0), onnx_dtype(c, c.a("to")))
+    return _F.cast(c.t(0), onnx_dtype(c, c.a("to")))
 
 
 @sym_op("Cast")
@@ -514,7 +514,7 @@ def _sym_cast(c: Ctx) -> Any:
 
 @op("CastLike", since=15)
 def _castlike(c: Ctx) -> Tensor:
-    return F.cast(c.t(0), c.t(1).dtype)
+    return _F.cast(c.t(0), c.t(1).dtype)
 
 
 @op("Identity")
@@ -587,7 +587,7 @@ def _bitwise(kind: str) -> Any:
             if dt.name.startswith("uint"):
                 return E.sub(sc((1 << bits) - 1, dt), x)
             return E.sub(E.neg(x), sc(1, dt))
-        a, b = F.broadcast_tensors(x, xs[1])
+        a, b = _F.broadcast_tensors(x, xs[1])
         two, out = sc(2, dt), None
         for k in range(bits):
             ka, kb = (E.sub(t, E.mul(E.div(t, two), two)) for t in (a, b))  # bit k

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _dtype as D
 from .. import composite, sorting
-from .. import functional as F
+from .. import functional as _F
 from ..capture.dims import DimExpr
 from ..control import scan
 from ..linalg import det
@@ -32,7 +32,7 @@ from ._ops_shape import axis
 def _matmul(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(1)
     need(c, a, D.NUMERIC)
-    return F.matmul(a, b)
+    return _F.matmul(a, b)
 
 
 @op("Gemm", notes="alpha, beta, transA, transB; C broadcast")
@@ -60,7 +60,7 @@ def _einsum(c: Ctx) -> Tensor:
     xs = c.ts()
     for x in xs:
         need(c, x, D.NUMERIC)
-    return F.einsum(str(c.a("equation")), *xs)
+    return _F.einsum(str(c.a("equation")), *xs)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -99,11 +99,11 @@ def _spatial(c: Ctx, x: Tensor, k: list[int]) -> tuple[list[int], list[int], lis
 
 def _to2d(x: Tensor) -> Tensor:
     """(N, C, L) -> (N, C, 1, L)."""
-    return F.reshape_exact(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+    return _F.reshape_exact(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
 
 
 def _from2d(y: Tensor) -> Tensor:
-    return F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _F.reshape_exact(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
 @op("Conv", notes="1-D, 2-D and 3-D (as 2-D convolutions over depth offsets), groups, "
@@ -119,7 +119,7 @@ def _conv(c: Ctx) -> Tensor:
     if nd == 3:
         y = _conv3d(x, w, st, dl, lo, hi, int(c.a("group", 1)))
         if c.has(2):
-            y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1, 1)))
+            y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1, 1)))
         return y
     if nd == 1:
         x, w = _to2d(x), _to2d(w)
@@ -127,7 +127,7 @@ def _conv(c: Ctx) -> Tensor:
     y = L.conv2d(x, w, stride=tuple(st), padding=(lo[0], hi[0], lo[1], hi[1]),
                  dilation=tuple(dl), groups=int(c.a("group", 1)))
     if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
+        y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1], 1, 1)))
     return _from2d(y) if nd == 1 else y
 
 
@@ -147,9 +147,9 @@ def _conv3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
         xs = S.slice_(x, starts=(0, 0, start, 0, 0),
                       stops=(n, ch, start + (out_d - 1) * st[0] + 1, x.shape[3], x.shape[4]),
                       steps=(1, 1, st[0], 1, 1))
-        xs = F.reshape_exact(S.transpose(xs, perm=(0, 2, 1, 3, 4)),
+        xs = _F.reshape_exact(S.transpose(xs, perm=(0, 2, 1, 3, 4)),
                              (n * out_d, ch, x.shape[3], x.shape[4]))
-        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+        wi = _F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
                                       stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
                                              w.shape[4]), steps=(1,) * 5),
                              (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
@@ -157,7 +157,7 @@ def _conv3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: list[Any],
                      dilation=(dl[1], dl[2]), groups=groups)
         total = y if total is None else E.add(total, y)
     assert total is not None
-    y5 = F.reshape_exact(total, (n, out_d, total.shape[1], total.shape[2], total.shape[3]))
+    y5 = _F.reshape_exact(total, (n, out_d, total.shape[1], total.shape[2], total.shape[3]))
     return S.transpose(y5, perm=(0, 2, 1, 3, 4))
 
 
@@ -200,7 +200,7 @@ def _conv_transpose(c: Ctx) -> Tensor:
         flat = (0,) * (nd + 2)
         y = S.pad(y, lo=(0, 0, *grow_lo), hi=(0, 0, *grow_hi), interior=flat, value=0.0)
     if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1]) + (1,) * nd))
+        y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1]) + (1,) * nd))
     return y
 
 
@@ -233,19 +233,19 @@ def _conv_transpose3d(x: Tensor, w: Tensor, st: list[int], dl: list[int], lo: li
     at stride st[0] (interior padding), summed; then the begin crop lo and size out."""
     n, ch, depth = x.shape[0], x.shape[1], x.shape[2]
     kd = int(w.shape[2])
-    planes = F.reshape_exact(S.transpose(x, perm=(0, 2, 1, 3, 4)),
+    planes = _F.reshape_exact(S.transpose(x, perm=(0, 2, 1, 3, 4)),
                              (n * depth, ch, x.shape[3], x.shape[4]))
     full_d = st[0] * (depth - 1) + (kd - 1) * dl[0] + 1
     total: Tensor | None = None
     for i in range(kd):
-        wi = F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
+        wi = _F.reshape_exact(S.slice_(w, starts=(0, 0, i, 0, 0),
                                       stops=(w.shape[0], w.shape[1], i + 1, w.shape[3],
                                              w.shape[4]), steps=(1,) * 5),
                              (w.shape[0], w.shape[1], w.shape[3], w.shape[4]))
         y = L.conv2d_input_grad(planes, wi, input_hw=(out[1], out[2]), stride=(st[1], st[2]),
                                 padding=(lo[1], 0, lo[2], 0), dilation=(dl[1], dl[2]),
                                 groups=groups)
-        y = S.transpose(F.reshape_exact(y, (n, depth, y.shape[1], out[1], out[2])),
+        y = S.transpose(_F.reshape_exact(y, (n, depth, y.shape[1], out[1], out[2])),
                         perm=(0, 2, 1, 3, 4))  # (N, M, D, H', W')
         start = i * dl[0]
         y = S.pad(y, lo=(0, 0, start, 0, 0), hi=(0, 0, full_d - start - ((depth - 1) * st[0] + 1),
@@ -416,7 +416,7 @@ def _maxunpool(c: Ctx) -> Tensor:
     default = (int(x.shape[0]), int(x.shape[1])) + tuple(
         (int(x.shape[2 + j]) - 1) * st[j] - pads[j] - pads[j + 2] + k[j] for j in range(2))
     shape = tuple(int(v) for v in c.ints(2)) if c.has(2) else default
-    index = F.reshape_exact(F.cast(idx, D.int64), (x.numel(),))
+    index = _F.reshape_exact(_F.cast(idx, D.int64), (x.numel(),))
     if shape != default:  # the indices count positions of the default shape
         if shape[:2] != default[:2] or shape[2] < default[2] or shape[3] < default[3]:
             raise c.unsupported(f"MaxUnpool output_shape {shape} for unpooled {default}")
@@ -424,8 +424,8 @@ def _maxunpool(c: Ctx) -> Tensor:
     total = int(np.prod(shape))
     # NOTE: overlapping windows name one position several times with the same value
     flat = composite.scatter(S.broadcast_to(sc(0, x.dtype), shape=(total,)), 0,
-                             index, F.reshape_exact(x, (x.numel(),)))
-    return F.reshape_exact(flat, shape)
+                             index, _F.reshape_exact(x, (x.numel(),)))
+    return _F.reshape_exact(flat, shape)
 
 
 @op("AveragePool", notes="1-D, 2-D (amber's avg_pool2d where it fits) and 3-D, pads, "
@@ -490,7 +490,7 @@ def _count(x: Tensor, axes: tuple[int, ...]) -> Tensor:
     n: Any = 1
     for a in axes:
         n = n * x.shape[a]
-    return F.scalar(n, x.dtype)
+    return _F.scalar(n, x.dtype)
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -514,8 +514,8 @@ def _batchnorm(c: Ctx) -> Any:
     eps = c.a("epsilon", 1e-5)
     bs = _bshape(x)
     inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
-    y = E.mul(E.sub(x, F.reshape_exact(mean, bs)), F.reshape_exact(inv, bs))
-    return E.add(y, F.reshape_exact(b, bs))
+    y = E.mul(E.sub(x, _F.reshape_exact(mean, bs)), _F.reshape_exact(inv, bs))
+    return E.add(y, _F.reshape_exact(b, bs))
 
 
 def _batchnorm_training(c: Ctx) -> tuple[Tensor, Tensor, Tensor]:
@@ -526,13 +526,13 @@ def _batchnorm_training(c: Ctx) -> tuple[Tensor, Tensor, Tensor]:
     eps, momentum = c.a("epsilon", 1e-5), c.a("momentum", 0.9)
     bs = _bshape(x)
     mu, v = _moments(x, (0, *range(2, x.ndim)))
-    inv = E.div(F.reshape_exact(scale, bs), E.sqrt(E.add(v, sc(eps, x.dtype))))
-    y = E.add(E.mul(E.sub(x, mu), inv), F.reshape_exact(b, bs))
+    inv = E.div(_F.reshape_exact(scale, bs), E.sqrt(E.add(v, sc(eps, x.dtype))))
+    y = E.add(E.mul(E.sub(x, mu), inv), _F.reshape_exact(b, bs))
     ch = (x.shape[1],)
 
     def moved(run: Tensor, batch: Tensor) -> Tensor:
         return E.add(E.mul(run, sc(momentum, run.dtype)),
-                     E.mul(F.reshape_exact(batch, ch), sc(1.0 - momentum, run.dtype)))
+                     E.mul(_F.reshape_exact(batch, ch), sc(1.0 - momentum, run.dtype)))
 
     return y, moved(mean, mu), moved(var, v)
 
@@ -551,7 +551,7 @@ def _instancenorm(c: Ctx) -> Tensor:
     mu, var = _moments(x, tuple(range(2, x.ndim)))
     y = E.div(E.sub(x, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
     bs = _bshape(x)
-    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+    return E.add(E.mul(y, _F.reshape_exact(scale, bs)), _F.reshape_exact(b, bs))
 
 
 @op("LayerNormalization", since=17, notes="Mean and InvStdDev outputs; stash_type float")
@@ -576,16 +576,16 @@ def _groupnorm(c: Ctx) -> Tensor:
     g = int(c.a("num_groups"))
     n, ch = x.shape[0], x.shape[1]
     rest = tuple(x.shape[2:])
-    xg = F.reshape_exact(x, (n, g, ch // g) + rest)
+    xg = _F.reshape_exact(x, (n, g, ch // g) + rest)
     mu, var = _moments(xg, tuple(range(2, xg.ndim)))
     y = E.div(E.sub(xg, mu), E.sqrt(E.add(var, sc(c.a("epsilon", 1e-5), x.dtype))))
     if c.opset < 21:
         gs = (1, g) + (1,) * (xg.ndim - 2)
-        y = E.add(E.mul(y, F.reshape_exact(scale, gs)), F.reshape_exact(b, gs))
-        return F.reshape_exact(y, tuple(x.shape))
-    y = F.reshape_exact(y, tuple(x.shape))
+        y = E.add(E.mul(y, _F.reshape_exact(scale, gs)), _F.reshape_exact(b, gs))
+        return _F.reshape_exact(y, tuple(x.shape))
+    y = _F.reshape_exact(y, tuple(x.shape))
     bs = _bshape(x)
-    return E.add(E.mul(y, F.reshape_exact(scale, bs)), F.reshape_exact(b, bs))
+    return E.add(E.mul(y, _F.reshape_exact(scale, bs)), _F.reshape_exact(b, bs))
 
 
 @op("LRN")
@@ -648,7 +648,7 @@ def _coerced(c: Ctx, x: Tensor, default: int) -> tuple[Tensor, int, tuple | None
     rest: Any = 1
     for d in x.shape[a:]:
         rest = rest * d
-    return F.reshape_exact(x, (lead, rest)), 1, tuple(x.shape)
+    return _F.reshape_exact(x, (lead, rest)), 1, tuple(x.shape)
 
 
 def _softmax_family(kind: str) -> Any:
@@ -663,13 +663,13 @@ def _softmax_family(kind: str) -> Any:
             n = xx.shape[a]
             shape = [1] * xx.ndim
             shape[a] = n
-            rng = F.reshape_exact(_arange(c, n), tuple(shape))
-            y = F.cast(E.eq(rng, first), xx.dtype)
+            rng = _F.reshape_exact(_arange(c, n), tuple(shape))
+            y = _F.cast(E.eq(rng, first), xx.dtype)
         else:
             e = E.exp(s)
             tot = R.reduce_sum(e, axes=(a,), keepdims=True)
             y = E.div(e, tot) if kind == "Softmax" else E.sub(s, E.log(tot))
-        return F.reshape_exact(y, back) if back is not None else y
+        return _F.reshape_exact(y, back) if back is not None else y
     return fn
 
 
@@ -729,7 +729,7 @@ def _reduction(kind: str) -> Any:
         if kind == "ReduceProd":
             if not x.dtype.is_floating:
                 raise c.unsupported("ReduceProd of integers")
-            return F.prod(x, axes, keep)
+            return _F.prod(x, axes, keep)
         if kind in ("ReduceMean", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp"):
             need(c, x, D.FLOATS)
         pre: Any = {"ReduceL1": E.abs_, "ReduceL2": lambda v: E.mul(v, v),
@@ -739,7 +739,7 @@ def _reduction(kind: str) -> Any:
             m = E.where(E.eq(E.abs_(m), sc(math.inf, x.dtype)), sc(0, x.dtype), m)
             s = R.reduce_sum(E.exp(E.sub(x, m)), axes=axes, keepdims=True)
             y = E.add(E.log(s), m)
-            return y if keep else F.reshape_exact(y, tuple(
+            return y if keep else _F.reshape_exact(y, tuple(
                 d for i, d in enumerate(x.shape) if i not in axes))
         y = R.reduce_sum(pre(x) if pre else x, axes=axes, keepdims=keep)
         if kind == "ReduceMean":
@@ -799,18 +799,18 @@ def _nll(c: Ctx, logp: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
         raise c.unsupported("a symbolic number of classes")
     perm = (0,) + tuple(range(2, logp.ndim)) + (1,)
     x = S.transpose(logp, perm=perm) if logp.ndim > 2 else logp  # [N, d..., C]
-    hot = E.eq(F.unsqueeze(F.cast(target, D.int64), -1),
+    hot = E.eq(_F.unsqueeze(_F.cast(target, D.int64), -1),
                Tensor._wrap(np.arange(ncls, dtype=np.int64)))
     zero = sc(0, x.dtype)
     picked = R.reduce_sum(E.where(hot, x, zero), axes=(x.ndim - 1,), keepdims=False)
     if weight is not None:
         w = R.reduce_sum(E.where(hot, weight, zero), axes=(x.ndim - 1,), keepdims=False)
     else:
-        w = F.cast(R.reduce_max(F.cast(hot, D.int32), axes=(x.ndim - 1,), keepdims=False),
+        w = _F.cast(R.reduce_max(_F.cast(hot, D.int32), axes=(x.ndim - 1,), keepdims=False),
                    x.dtype)
     ii = c.a("ignore_index")
     if ii is not None:
-        w = E.where(E.eq(F.cast(target, D.int64), sc(ii, D.int64)), zero, w)
+        w = E.where(E.eq(_F.cast(target, D.int64), sc(ii, D.int64)), zero, w)
     loss = E.neg(E.mul(picked, w))
     red = c.a("reduction", "mean")
     axes = tuple(range(loss.ndim))
@@ -848,7 +848,7 @@ def _sce(c: Ctx) -> Any:
 def _heads(x: Tensor, n: int) -> Tensor:
     """[B, S, n * d] -> [B, n, S, d]."""
     b, s, hd = x.shape
-    return S.transpose(F.reshape_exact(x, (b, s, n, hd // n)), perm=(0, 2, 1, 3))
+    return S.transpose(_F.reshape_exact(x, (b, s, n, hd // n)), perm=(0, 2, 1, 3))
 
 
 def _attention_bias(c: Ctx, sq: Any, sk: Any, offset: Any) -> np.ndarray | None:
@@ -877,7 +877,7 @@ def _cache_mask(c: Ctx, nonpad: Tensor, sq: Any, sk: Any) -> Tensor:
     nonpad[b] - Sq, as the reference)."""
     if isinstance(sq, DimExpr) or isinstance(sk, DimExpr):
         raise c.unsupported("nonpad_kv_seqlen over symbolic lengths")
-    valid = F.reshape_exact(F.cast(nonpad, D.int64), (nonpad.numel(), 1, 1, 1))
+    valid = _F.reshape_exact(_F.cast(nonpad, D.int64), (nonpad.numel(), 1, 1, 1))
     i = Tensor._wrap(np.arange(sq, dtype=np.int64).reshape(1, 1, sq, 1))
     j = Tensor._wrap(np.arange(sk, dtype=np.int64).reshape(1, 1, 1, sk))
     ok = E.lt(j, valid)
@@ -919,7 +919,7 @@ def _attention(c: Ctx) -> Any:
     hq, hk = q.shape[1], k.shape[1]
     if hq != hk:
         r = hq // hk
-        k, v = (F.reshape_exact(S.broadcast_to(F.unsqueeze(t, 2), shape=(
+        k, v = (_F.reshape_exact(S.broadcast_to(_F.unsqueeze(t, 2), shape=(
             t.shape[0], hk, r) + tuple(t.shape[2:])), (t.shape[0], hq) + tuple(t.shape[2:]))
             for t in (k, v))
     d = q.shape[-1]
@@ -928,7 +928,7 @@ def _attention(c: Ctx) -> Any:
     dt = q.dtype
     if prec is not None:
         dt = D.float64 if prec == 11 else D.float32
-    s = F.cast(E.mul(L.matmul(q, S.transpose(k, perm=(0, 1, 3, 2))), sc(scale, q.dtype)), dt)
+    s = _F.cast(E.mul(L.matmul(q, S.transpose(k, perm=(0, 1, 3, 2))), sc(scale, q.dtype)), dt)
     stages = [s]
     cap = c.a("softcap", 0.0)
     if cap:
@@ -945,7 +945,7 @@ def _attention(c: Ctx) -> Any:
             fill = False if mask.dtype is D.bool_ else -math.inf
             flat = (0,) * mask.ndim
             mask = S.pad(mask, lo=flat, hi=flat[:-1] + (short,), interior=flat, value=fill)
-        s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, F.cast(mask, dt))
+        s = E.where(mask, s, ninf) if mask.dtype is D.bool_ else E.add(s, _F.cast(mask, dt))
     if c.has(6):
         s = E.where(_cache_mask(c, c.t(6), q.shape[2], k.shape[2]), s, ninf)
     else:
@@ -959,14 +959,14 @@ def _attention(c: Ctx) -> Any:
     stages.append(s)
     pr = E.where(E.gt(tot, sc(0, dt)), E.div(e, tot), sc(0, dt))
     stages.append(pr)
-    y = L.matmul(F.cast(pr, q.dtype), v)
+    y = L.matmul(_F.cast(pr, q.dtype), v)
     if three_d:
         b, h, sq, dv = y.shape
-        y = F.reshape_exact(S.transpose(y, perm=(0, 2, 1, 3)), (b, sq, h * dv))
+        y = _F.reshape_exact(S.transpose(y, perm=(0, 2, 1, 3)), (b, sq, h * dv))
     mode = int(c.a("qk_matmul_output_mode", 0))
     if mode not in range(4):
         raise c.unsupported(f"qk_matmul_output_mode {mode}")
-    return y, present_k, present_v, F.cast(stages[mode], q.dtype)
+    return y, present_k, present_v, _F.cast(stages[mode], q.dtype)
 
 
 @op("TopK", since=1, notes="k known while importing; k rounds of arg-max (ties: the "
@@ -984,7 +984,7 @@ def _topk(c: Ctx) -> Any:
         values, indices = sorting.topk(x, k, a, largest)
         return values, indices
     # NOTE: sorted = 0 allows any order; the sorted one is among them
-    work = x if x.dtype.is_floating else F.cast(x, D.float64)
+    work = x if x.dtype.is_floating else _F.cast(x, D.float64)
     fill = sc(-math.inf if largest else math.inf, work.dtype)
     pick = R.argmax if largest else R.argmin
     shape = [1] * x.ndim
@@ -994,7 +994,7 @@ def _topk(c: Ctx) -> Any:
     for _ in range(k):
         i = pick(work, axis=a, keepdims=True)
         idxs.append(i)
-        vals.append(F.gather(x, a, i))
+        vals.append(_F.gather(x, a, i))
         work = E.where(E.eq(rng, i), fill, work)
     if not idxs:
         raise c.unsupported("TopK with k = 0")
@@ -1021,13 +1021,13 @@ def _rotary(c: Ctx) -> Tensor:
         if not heads:
             raise c.unsupported("a 3-D input without num_heads")
         b, s, hid = x.shape
-        x = F.reshape_exact(x, (b, s, heads, hid // heads))
+        x = _F.reshape_exact(x, (b, s, heads, hid // heads))
     d = x.shape[-1]
     rd = int(c.a("rotary_embedding_dim", 0) or 0) or d
     if c.has(3):
-        pos = F.cast(c.t(3), D.int64)
+        pos = _F.cast(c.t(3), D.int64)
         cos, sin = S.take(cos, pos, axis=0), S.take(sin, pos, axis=0)
-    cos, sin = F.unsqueeze(cos, 2), F.unsqueeze(sin, 2)
+    cos, sin = _F.unsqueeze(cos, 2), _F.unsqueeze(sin, 2)
     xr = _last(x, 0, rd)
     inter = bool(c.a("interleaved", 0))
     x1, x2 = (_last(xr, 0, rd, 2), _last(xr, 1, rd, 2)) if inter else \
@@ -1035,14 +1035,14 @@ def _rotary(c: Ctx) -> Tensor:
     real = E.sub(E.mul(cos, x1), E.mul(sin, x2))
     imag = E.add(E.mul(sin, x1), E.mul(cos, x2))
     if inter:
-        pair = S.concat(F.unsqueeze(real, -1), F.unsqueeze(imag, -1), axis=real.ndim)
-        rot = F.reshape_exact(pair, tuple(xr.shape))
+        pair = S.concat(_F.unsqueeze(real, -1), _F.unsqueeze(imag, -1), axis=real.ndim)
+        rot = _F.reshape_exact(pair, tuple(xr.shape))
     else:
         rot = S.concat(real, imag, axis=real.ndim - 1)
     out = S.concat(rot, _last(x, rd, d), axis=rot.ndim - 1) if rd < d else rot
     if len(shape) == 4:
         return S.transpose(out, perm=(0, 2, 1, 3))
-    return F.reshape_exact(out, shape)
+    return _F.reshape_exact(out, shape)
 
 
 @op("CausalConvWithState", since=27, notes="depthwise causal 1-D convolution with a carried "
@@ -1059,12 +1059,12 @@ def _causal_conv_with_state(c: Ctx) -> Any:
     k = int(w.shape[2])
     past = c.t(3) if c.has(3) else S.broadcast_to(
         sc(0, x.dtype), shape=(x.shape[0], x.shape[1], k - 1))
-    full = F.cat([past, x], 2)  # (B, C, k - 1 + L)
+    full = _F.cat([past, x], 2)  # (B, C, k - 1 + L)
     y = L.conv2d(_to2d(full), _to2d(w), stride=(1, 1), padding=(0, 0, 0, 0),
                  dilation=(1, 1), groups=int(x.shape[1]))
     y = _from2d(y)
     if c.has(2):
-        y = E.add(y, F.reshape_exact(c.t(2), (1, y.shape[1], 1)))
+        y = E.add(y, _F.reshape_exact(c.t(2), (1, y.shape[1], 1)))
     if act != "none":
         y = E.mul(y, E.sigmoid(y))
     n = full.shape[2]
@@ -1076,7 +1076,7 @@ def _causal_conv_with_state(c: Ctx) -> Any:
 def _time_major(x: Tensor, heads: int) -> Tensor:
     """(B, T, H * D) -> (T, B, H, D)."""
     b, t, hd = x.shape
-    return S.transpose(F.reshape_exact(x, (b, t, heads, hd // heads)), perm=(1, 0, 2, 3))
+    return S.transpose(_F.reshape_exact(x, (b, t, heads, hd // heads)), perm=(1, 0, 2, 3))
 
 
 @op("LinearAttention", since=27, notes="update rules linear, gated, delta, gated_delta; GQA; "
@@ -1100,26 +1100,26 @@ def _linear_attention(c: Ctx) -> Any:
         xs.append(_time_major(c.t(4), hkv))  # (T, B, Hkv, 1 or dk)
     if delta:
         beta = c.t(5)
-        xs.append(S.transpose(F.reshape_exact(beta, tuple(beta.shape) + (1,)),
+        xs.append(S.transpose(_F.reshape_exact(beta, tuple(beta.shape) + (1,)),
                               perm=(1, 0, 2, 3)))  # (T, B, Hkv or 1, 1)
     state0 = c.t(3) if c.has(3) else S.broadcast_to(sc(0, q.dtype), shape=(b, hkv, dk, dv))
 
     def step(state: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         qt, kt, vt = x[0], x[1], x[2]
         if gating:
-            state = E.mul(state, F.unsqueeze(E.exp(x[3]), -1))
+            state = E.mul(state, _F.unsqueeze(E.exp(x[3]), -1))
         if delta:
-            got = F.einsum("bhdm,bhd->bhm", state, kt)
+            got = _F.einsum("bhdm,bhd->bhm", state, kt)
             vt = E.mul(x[-1], E.sub(vt, got))
-        state = E.add(state, E.mul(F.unsqueeze(kt, -1), F.unsqueeze(vt, -2)))
-        read = state if group == 1 else F.reshape_exact(
-            S.broadcast_to(F.unsqueeze(state, 2), shape=(b, hkv, group, dk, dv)),
+        state = E.add(state, E.mul(_F.unsqueeze(kt, -1), _F.unsqueeze(vt, -2)))
+        read = state if group == 1 else _F.reshape_exact(
+            S.broadcast_to(_F.unsqueeze(state, 2), shape=(b, hkv, group, dk, dv)),
             (b, hq, dk, dv))
-        return state, E.mul(F.einsum("bhd,bhdm->bhm", qt, read), sc(scale, q.dtype))
+        return state, E.mul(_F.einsum("bhd,bhdm->bhm", qt, read), sc(scale, q.dtype))
 
     state, ys = scan(step, state0, tuple(xs))
     out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
-    return F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
+    return _F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
 
 
 @op("Det", since=11, notes="Gaussian elimination with partial pivoting over a static size")

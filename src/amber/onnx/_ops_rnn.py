@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..control import scan
 from ..ops import elementwise as E
 from ..ops import linalg as L
@@ -41,7 +41,7 @@ def _pick(t: Tensor, d: int) -> Tensor:
     """Direction d of a [dirs, ...] tensor."""
     s = S.slice_(t, starts=(d,) + (0,) * (t.ndim - 1), stops=(d + 1,) + tuple(t.shape[1:]),
                  steps=(1,) * t.ndim)
-    return F.reshape_exact(s, tuple(t.shape[1:]))
+    return _F.reshape_exact(s, tuple(t.shape[1:]))
 
 
 def _cols(t: Tensor, k: int, h: int) -> Tensor:
@@ -80,10 +80,10 @@ def _init(c: Ctx, i: int, d: int, batch: Any, h: int, dt: D.DType) -> Tensor:
 
 
 def _outputs(c: Ctx, ys: list[Tensor], finals: list[list[Tensor]], layout: int) -> list:
-    y = S.concat(*[F.unsqueeze(v, 1) for v in ys], axis=1)  # [seq, dirs, batch, h]
+    y = S.concat(*[_F.unsqueeze(v, 1) for v in ys], axis=1)  # [seq, dirs, batch, h]
     outs = [y if not layout else S.transpose(y, perm=(2, 0, 1, 3))]
     for k in range(len(finals[0])):
-        f = S.concat(*[F.unsqueeze(fs[k], 0) for fs in finals], axis=0)  # [dirs, batch, h]
+        f = S.concat(*[_F.unsqueeze(fs[k], 0) for fs in finals], axis=0)  # [dirs, batch, h]
         outs.append(f if not layout else S.transpose(f, perm=(1, 0, 2)))
     return outs
 
@@ -92,7 +92,7 @@ def _projected(x: Tensor, w: Tensor, b: Tensor | None, d: int, gates: int, h: in
                ) -> tuple[Tensor, Tensor | None]:
     """x @ W^T (+ Wb) for every step, and Rb."""
     wd = _pick(w, d)
-    xw = F.matmul(x, S.transpose(wd, perm=(1, 0)))
+    xw = _F.matmul(x, S.transpose(wd, perm=(1, 0)))
     rb = None
     if b is not None:
         bd = _pick(b, d)

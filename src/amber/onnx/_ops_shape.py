@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
 from ..ops import linalg as L
@@ -104,7 +104,7 @@ def _range(c: Ctx) -> Any:
         raise c.unsupported("Range with symbolic bounds needs an integer start and limit and "
                             "a positive static delta")
     n = (limit - start + delta - 1) // delta
-    return E.add(E.mul(sym_arange(n, dt), sc(delta, dt)), F.scalar(start, dt))
+    return E.add(E.mul(sym_arange(n, dt), sc(delta, dt)), _F.scalar(start, dt))
 
 
 def sym_arange(n: Any, dt: D.DType) -> Tensor:
@@ -150,7 +150,7 @@ def _reshape(c: Ctx) -> Any:
     shape = _target_shape(c, x, want, bool(c.a("allowzero", 0)))
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in shape)))
-    return F.reshape_exact(c.t(0), shape)
+    return _F.reshape_exact(c.t(0), shape)
 
 
 @op("Flatten")
@@ -164,7 +164,7 @@ def _flatten(c: Ctx) -> Tensor:
     rest: Any = 1
     for d in x.shape[a:]:
         rest = rest * d
-    return F.reshape_exact(x, (lead, rest))
+    return _F.reshape_exact(x, (lead, rest))
 
 
 @op("Transpose")
@@ -185,7 +185,7 @@ def _squeeze(c: Ctx) -> Any:
     new = tuple(d for i, d in enumerate(shape) if i not in ax)
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in new)))
-    return F.reshape_exact(c.t(0), new)
+    return _F.reshape_exact(c.t(0), new)
 
 
 @op("Unsqueeze", notes="axes as attribute (opset < 13) or input")
@@ -199,7 +199,7 @@ def _unsqueeze(c: Ctx) -> Any:
         shape.insert(a, 1)
     if isinstance(x, Sym):
         return Sym(x.arr.reshape(tuple(int(d) for d in shape)))
-    return F.reshape_exact(c.t(0), tuple(shape))
+    return _F.reshape_exact(c.t(0), tuple(shape))
 
 
 @op("Concat")
@@ -354,13 +354,13 @@ def _gather_elements(c: Ctx) -> Tensor:
     x, idx = c.t(0), c.t(1)
     a = axis(c, c.a("axis", 0), x.ndim)
     n = x.shape[a]
-    idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, F.scalar(n, idx.dtype)), idx)
-    return F.gather(x, a, idx)
+    idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, _F.scalar(n, idx.dtype)), idx)
+    return _F.gather(x, a, idx)
 
 
 @op("GatherND", since=11, notes="batch_dims (12)")
 def _gather_nd(c: Ctx) -> Tensor:
-    x, idx = c.t(0), F.cast(c.t(1), D.int64)
+    x, idx = c.t(0), _F.cast(c.t(1), D.int64)
     b = c.a("batch_dims", 0)
     k = idx.shape[-1]
     if isinstance(k, DimExpr):
@@ -375,16 +375,16 @@ def _gather_nd(c: Ctx) -> Tensor:
     rows: Any = 1
     for d in inner:
         rows = rows * d
-    xf = F.reshape_exact(x, (nb * rows, *rest))
+    xf = _F.reshape_exact(x, (nb * rows, *rest))
     flat = None
     stride: Any = 1
     for j in range(k - 1, -1, -1):
         comp = S.slice_(idx, starts=(0,) * (idx.ndim - 1) + (j,),
                         stops=tuple(idx.shape[:-1]) + (j + 1,), steps=(1,) * idx.ndim)
-        comp = F.reshape_exact(comp, tuple(idx.shape[:-1]))
+        comp = _F.reshape_exact(comp, tuple(idx.shape[:-1]))
         n = inner[j]
-        comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, F.scalar(n, D.int64)), comp)
-        term = E.mul(comp, F.scalar(stride, D.int64))
+        comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, _F.scalar(n, D.int64)), comp)
+        term = E.mul(comp, _F.scalar(stride, D.int64))
         flat = term if flat is None else E.add(flat, term)
         stride = stride * n
     if flat is None:
@@ -394,7 +394,7 @@ def _gather_nd(c: Ctx) -> Tensor:
             if not isinstance(nb, DimExpr) and not isinstance(rows, DimExpr) else None
         if off is None:
             raise c.unsupported("GatherND with batch_dims over symbolic dims")
-        off = F.reshape_exact(off, bshape + (1,) * (idx.ndim - 1 - b))
+        off = _F.reshape_exact(off, bshape + (1,) * (idx.ndim - 1 - b))
         flat = E.add(flat, off)
     return S.take(xf, flat, axis=0)
 
@@ -403,8 +403,8 @@ def _flat_positions(c: Ctx, shape: tuple, idx: Tensor, a: int) -> Tensor:
     """Flat positions in a tensor of ``shape`` of ``idx`` along axis ``a`` (index shape
     positions elsewhere), for the ScatterElements family."""
     n = shape[a]
-    idx = F.cast(idx, D.int64)
-    idx = E.where(E.lt(idx, sc(0, D.int64)), E.add(idx, F.scalar(n, D.int64)), idx)
+    idx = _F.cast(idx, D.int64)
+    idx = E.where(E.lt(idx, sc(0, D.int64)), E.add(idx, _F.scalar(n, D.int64)), idx)
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
@@ -421,7 +421,7 @@ def _flat_positions(c: Ctx, shape: tuple, idx: Tensor, a: int) -> Tensor:
             sh = [1] * len(shape)
             sh[k] = m
             pos = Tensor._wrap(np.arange(m, dtype=np.int64).reshape(sh))
-        term = E.mul(pos, F.scalar(strides[k], D.int64))
+        term = E.mul(pos, _F.scalar(strides[k], D.int64))
         flat = term if flat is None else E.add(flat, term)
     assert flat is not None
     return S.broadcast_to(flat, shape=tuple(idx.shape)) if tuple(flat.shape) != tuple(
@@ -435,12 +435,12 @@ def _scatter(c: Ctx, x: Tensor, flat: Tensor, upd: Tensor) -> Tensor:
     total: Any = 1
     for d in x.shape:
         total = total * d
-    xf = F.reshape_exact(x, (total,))
+    xf = _F.reshape_exact(x, (total,))
     m: Any = 1
     for d in flat.shape:
         m = m * d
-    fi = F.reshape_exact(flat, (m,))
-    uf = F.reshape_exact(upd, tuple(fi.shape))
+    fi = _F.reshape_exact(flat, (m,))
+    uf = _F.reshape_exact(upd, tuple(fi.shape))
     if red == "add":
         out = S.scatter_add(xf, fi, uf, axis=0)
     elif red == "none":
@@ -453,7 +453,7 @@ def _scatter(c: Ctx, x: Tensor, flat: Tensor, upd: Tensor) -> Tensor:
         out = _scatter_reduce(c, red, xf, fi, uf, total)
     else:
         raise c.unsupported(f"reduction {red!r} is not supported")
-    return F.reshape_exact(out, tuple(x.shape))
+    return _F.reshape_exact(out, tuple(x.shape))
 
 
 _ONE_HOT_LIMIT = 1 << 24  # updates x positions compared at once
@@ -470,8 +470,8 @@ def _scatter_reduce(c: Ctx, red: str, xf: Tensor, fi: Tensor, uf: Tensor, total:
                             f"(amber composes it from a one-hot mask of at most "
                             f"{_ONE_HOT_LIMIT} entries, with static sizes)")
     pos = Tensor._wrap(np.arange(total, dtype=np.int64).reshape(1, total))
-    hit = E.eq(F.reshape_exact(fi, (n, 1)), pos)  # (updates, positions)
-    vals = S.broadcast_to(F.reshape_exact(uf, (n, 1)), shape=(n, total))
+    hit = E.eq(_F.reshape_exact(fi, (n, 1)), pos)  # (updates, positions)
+    vals = S.broadcast_to(_F.reshape_exact(uf, (n, 1)), shape=(n, total))
     dt = xf.dtype
     if red == "mul":
         if n > _MUL_LIMIT:
@@ -479,9 +479,9 @@ def _scatter_reduce(c: Ctx, red: str, xf: Tensor, fi: Tensor, uf: Tensor, total:
                                 f"most {_MUL_LIMIT} in sequence)")
         prod = xf
         for j in range(n):  # NOTE: no product reduction primitive; n small by the limit
-            row = F.reshape_exact(S.slice_(vals, starts=(j, 0), stops=(j + 1, total),
+            row = _F.reshape_exact(S.slice_(vals, starts=(j, 0), stops=(j + 1, total),
                                            steps=(1, 1)), (total,))
-            mask = F.reshape_exact(S.slice_(hit, starts=(j, 0), stops=(j + 1, total),
+            mask = _F.reshape_exact(S.slice_(hit, starts=(j, 0), stops=(j + 1, total),
                                             steps=(1, 1)), (total,))
             prod = E.where(mask, E.mul(prod, row), prod)
         return prod
@@ -493,7 +493,7 @@ def _scatter_reduce(c: Ctx, red: str, xf: Tensor, fi: Tensor, uf: Tensor, total:
     masked = E.where(hit, vals, S.broadcast_to(neutral, shape=(n, total)))
     reduce = R.reduce_max if red == "max" else R.reduce_min
     best = reduce(masked, axes=(0,), keepdims=False)
-    named = R.reduce_max(F.cast(hit, D.int32), axes=(0,), keepdims=False)
+    named = R.reduce_max(_F.cast(hit, D.int32), axes=(0,), keepdims=False)
     combine = E.maximum if red == "max" else E.minimum
     return E.where(E.gt(named, sc(0, D.int32)), combine(xf, best), xf)
 
@@ -509,7 +509,7 @@ def _scatter_elements(c: Ctx) -> Tensor:
 
 @op("ScatterND", since=11, notes="reduction none (distinct indices), add, max, min, mul")
 def _scatter_nd(c: Ctx) -> Tensor:
-    x, idx, upd = c.t(0), F.cast(c.t(1), D.int64), c.t(2)
+    x, idx, upd = c.t(0), _F.cast(c.t(1), D.int64), c.t(2)
     k = idx.shape[-1]
     if isinstance(k, DimExpr) or any(isinstance(d, DimExpr) for d in x.shape):
         raise c.unsupported("ScatterND on symbolic shapes")
@@ -521,18 +521,18 @@ def _scatter_nd(c: Ctx) -> Tensor:
     for j in range(k - 1, -1, -1):
         comp = S.slice_(idx, starts=(0,) * (idx.ndim - 1) + (j,),
                         stops=tuple(idx.shape[:-1]) + (j + 1,), steps=(1,) * idx.ndim)
-        comp = F.reshape_exact(comp, tuple(idx.shape[:-1]))
+        comp = _F.reshape_exact(comp, tuple(idx.shape[:-1]))
         comp = E.where(E.lt(comp, sc(0, D.int64)), E.add(comp, sc(shape[j], D.int64)), comp)
         term = E.mul(comp, sc(stride, D.int64))
         flat = term if flat is None else E.add(flat, term)
         stride *= shape[j]
     assert flat is not None
     inner = int(np.prod(rest)) if rest else 1
-    pos = E.add(E.mul(F.reshape_exact(flat, tuple(flat.shape) + (1,)), sc(inner, D.int64)),
+    pos = E.add(E.mul(_F.reshape_exact(flat, tuple(flat.shape) + (1,)), sc(inner, D.int64)),
                 Tensor._wrap(np.arange(inner, dtype=np.int64)))
-    xr = F.reshape_exact(x, (rows * inner,))
-    out = _scatter(c, xr, pos, F.reshape_exact(upd, tuple(pos.shape)))
-    return F.reshape_exact(out, shape)
+    xr = _F.reshape_exact(x, (rows * inner,))
+    out = _scatter(c, xr, pos, _F.reshape_exact(upd, tuple(pos.shape)))
+    return _F.reshape_exact(out, shape)
 
 
 # ----------------------------------------------------------------------------- broadcast
@@ -552,7 +552,7 @@ def _expand(c: Ctx) -> Tensor:
         else:
             out.append(b)
     if r > x.ndim:
-        x = F.reshape_exact(x, tuple(xs))
+        x = _F.reshape_exact(x, tuple(xs))
     return S.broadcast_to(x, shape=tuple(out)) if tuple(out) != tuple(x.shape) else x
 
 
@@ -560,7 +560,7 @@ def _expand(c: Ctx) -> Tensor:
 def _tile(c: Ctx) -> Tensor:
     x = c.t(0)
     reps = c.ints(1)
-    return F.repeat(x, *reps)
+    return _F.repeat(x, *reps)
 
 
 @op("Pad", notes="constant, reflect and edge modes; pads (and axes, 18) known while "
@@ -599,9 +599,9 @@ def _pad(c: Ctx) -> Tensor:
 
 
 def _nn_pad(x: Tensor, flat: list[int], mode: str, value: float | None) -> Tensor:
-    from ..nn import functional as NF
+    from ..nn import functional as F
 
-    return NF.pad(x, flat, mode=mode, value=value)
+    return F.pad(x, flat, mode=mode, value=value)
 
 
 # ----------------------------------------------------------------------------- misc layout
@@ -613,12 +613,12 @@ def _depth_to_space(c: Ctx) -> Tensor:
     b = c.a("blocksize")
     n, ch, h, w = x.shape
     if c.a("mode", "DCR") == "DCR":
-        y = F.reshape_exact(x, (n, b, b, ch // (b * b), h, w))
+        y = _F.reshape_exact(x, (n, b, b, ch // (b * b), h, w))
         y = S.transpose(y, perm=(0, 3, 4, 1, 5, 2))
     else:
-        y = F.reshape_exact(x, (n, ch // (b * b), b, b, h, w))
+        y = _F.reshape_exact(x, (n, ch // (b * b), b, b, h, w))
         y = S.transpose(y, perm=(0, 1, 4, 2, 5, 3))
-    return F.reshape_exact(y, (n, ch // (b * b), h * b, w * b))
+    return _F.reshape_exact(y, (n, ch // (b * b), h * b, w * b))
 
 
 @op("SpaceToDepth", notes="DCR and CRD modes")
@@ -626,12 +626,12 @@ def _space_to_depth(c: Ctx) -> Tensor:
     x = c.t(0)
     b = c.a("blocksize")
     n, ch, h, w = x.shape
-    y = F.reshape_exact(x, (n, ch, h // b, b, w // b, b))
+    y = _F.reshape_exact(x, (n, ch, h // b, b, w // b, b))
     mode = c.a("mode", "DCR")
     if mode not in ("DCR", "CRD"):
         raise c.unsupported(f"mode {mode!r}")
     y = S.transpose(y, perm=(0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
-    return F.reshape_exact(y, (n, ch * b * b, h // b, w // b))
+    return _F.reshape_exact(y, (n, ch * b * b, h // b, w // b))
 
 
 @op("EyeLike", since=9)
@@ -665,15 +665,15 @@ def _onehot(c: Ctx) -> Tensor:
     r = idx.ndim + 1
     a = axis(c, c.a("axis", -1), r)
     if idx.dtype.is_floating:
-        idx = F.cast(idx, D.int64)
+        idx = _F.cast(idx, D.int64)
     idx = E.where(E.lt(idx, sc(0, idx.dtype)), E.add(idx, sc(depth, idx.dtype)), idx)
     shape = [1] * r
     shape[a] = depth
     rng = Tensor._wrap(np.arange(depth, dtype=idx.dtype.np).reshape(shape))
-    hot = E.eq(F.unsqueeze(idx, a), rng)
+    hot = E.eq(_F.unsqueeze(idx, a), rng)
     off = S.slice_(values, starts=(0,), stops=(1,), steps=(1,))
     on = S.slice_(values, starts=(1,), stops=(2,), steps=(1,))
-    return E.where(hot, F.reshape_exact(on, ()), F.reshape_exact(off, ()))
+    return E.where(hot, _F.reshape_exact(on, ()), _F.reshape_exact(off, ()))
 
 
 @op("CumSum", since=11, notes="axis known while importing; exclusive and reverse; static "
@@ -693,10 +693,10 @@ def _cumsum(c: Ctx) -> Tensor:
     xt = S.transpose(x, perm=tuple(perm)) if a != x.ndim - 1 else x
     if x.dtype is D.bool_:
         raise c.unsupported("CumSum of bool data")
-    y = L.matmul(xt if xt.ndim >= 2 else F.reshape_exact(xt, (1, n)),
+    y = L.matmul(xt if xt.ndim >= 2 else _F.reshape_exact(xt, (1, n)),
                  Tensor._wrap(tri.astype(x.dtype.np)))
     if xt.ndim < 2:
-        y = F.reshape_exact(y, (n,))
+        y = _F.reshape_exact(y, (n,))
     return S.transpose(y, perm=tuple(int(p) for p in inv)) if a != x.ndim - 1 else y
 
 
@@ -765,13 +765,13 @@ def _reverse_sequence(c: Ctx) -> Tensor:
     if isinstance(steps, DimExpr) or isinstance(batch, DimExpr):
         raise c.unsupported("ReverseSequence over symbolic time or batch sizes")
     t = Tensor._wrap(np.arange(steps, dtype=np.int64).reshape(steps, 1))
-    n = F.reshape_exact(F.cast(lens, D.int64), (1, batch))
+    n = _F.reshape_exact(_F.cast(lens, D.int64), (1, batch))
     index = E.where(E.lt(t, n), E.sub(E.sub(n, sc(1, D.int64)), t),
                     S.broadcast_to(t, shape=(steps, batch)))  # (time, batch)
     if t_ax == 1:
         index = S.transpose(index, perm=(1, 0))
-    index = F.reshape_exact(index, tuple(index.shape) + (1,) * (x.ndim - 2))
-    return F.gather(x, t_ax, S.broadcast_to(index, shape=tuple(x.shape)))
+    index = _F.reshape_exact(index, tuple(index.shape) + (1,) * (x.ndim - 2))
+    return _F.gather(x, t_ax, S.broadcast_to(index, shape=tuple(x.shape)))
 
 
 @op("Compress", since=9, notes="the condition known while importing (it sets the output "
@@ -781,7 +781,7 @@ def _compress(c: Ctx) -> Tensor:
     keep = np.nonzero(np.asarray(c.s(1)).reshape(-1).astype(bool))[0].astype(np.int64)
     ax = c.a("axis")
     if ax is None:
-        x = F.reshape_exact(x, (x.numel(),))
+        x = _F.reshape_exact(x, (x.numel(),))
         ax = 0
     ax = axis(c, ax, x.ndim)
     n = x.shape[ax]
@@ -803,11 +803,11 @@ def _tensor_scatter(c: Ctx) -> Tensor:
     if isinstance(size, DimExpr) or isinstance(steps, DimExpr):
         raise c.unsupported("TensorScatter over a symbolic sequence dim")
     batch = past.shape[0]
-    start = F.cast(c.t(2), D.int64) if c.has(2) else \
+    start = _F.cast(c.t(2), D.int64) if c.has(2) else \
         S.broadcast_to(sc(0, D.int64), shape=(batch,))
     shape = [1] * past.ndim
     shape[0] = batch
-    start = F.reshape_exact(start, tuple(shape))
+    start = _F.reshape_exact(start, tuple(shape))
     shape[0], shape[ax] = 1, size
     pos = Tensor._wrap(np.arange(size, dtype=np.int64).reshape(shape))
     step = E.sub(pos, start)  # which update step lands on each cache position
@@ -816,7 +816,7 @@ def _tensor_scatter(c: Ctx) -> Tensor:
     hit = E.logical_and(E.ge(step, sc(0, D.int64)), E.lt(step, sc(steps, D.int64)))
     safe = E.where(hit, step, sc(0, D.int64))
     full = tuple(past.shape)
-    picked = F.gather(upd, ax, S.broadcast_to(safe, shape=full[:ax] + (size,) + full[ax + 1:]))
+    picked = _F.gather(upd, ax, S.broadcast_to(safe, shape=full[:ax] + (size,) + full[ax + 1:]))
     return E.where(S.broadcast_to(hit, shape=full), picked, past)
 
 
@@ -838,7 +838,7 @@ def _bit_shift(c: Ctx) -> Tensor:
     if bits is None or y.dtype is not x.dtype:
         raise c.unsupported(f"BitShift of {x.dtype.name} by {y.dtype.name}")
     signed = x.dtype.name.startswith("int")
-    x, y = F.broadcast_tensors(x, y)
+    x, y = _F.broadcast_tensors(x, y)
     dt = x.dtype
     zero = sc(0, dt)
     ok = E.lt(y, sc(bits, dt))

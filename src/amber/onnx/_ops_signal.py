@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from .. import functional as F
+from .. import functional as _F
 from ..capture.dims import DimExpr
 from ..ops import elementwise as E
 from ..ops import linalg as L
@@ -54,7 +54,7 @@ def dft(x: Tensor, axis: int, length: int | None, inverse: bool, onesided: bool)
     parts = [S.slice_(x, starts=(0,) * (x.ndim - 1) + (i,),
                       stops=tuple(x.shape[:-1]) + (i + 1,), steps=(1,) * x.ndim)
              for i in range(2 if complex_in else 1)]
-    parts = [F.reshape_exact(p, tuple(x.shape[:-1])) for p in parts]
+    parts = [_F.reshape_exact(p, tuple(x.shape[:-1])) for p in parts]
     n = int(length if length is not None else x.shape[axis])
     parts = [_fit(p, axis, n) for p in parts]
     n_out = n // 2 + 1 if onesided else n
@@ -73,7 +73,7 @@ def dft(x: Tensor, axis: int, length: int | None, inverse: bool, onesided: bool)
     if inverse:
         re, im = E.div(re, sc(n, x.dtype)), E.div(im, sc(n, x.dtype))
     re, im = S.transpose(re, perm=back), S.transpose(im, perm=back)
-    return F.stack([re, im], -1)
+    return _F.stack([re, im], -1)
 
 
 def irfft(x: Tensor, axis: int, n: int) -> Tensor:
@@ -81,7 +81,7 @@ def irfft(x: Tensor, axis: int, n: int) -> Tensor:
     (complex, last dim 2), as NumPy's irfft: the other half is the conjugate mirror, and
     the imaginary parts of the zero and Nyquist frequencies are ignored."""
     m = n // 2 + 1
-    re_x, im_x = (F.reshape_exact(S.slice_(x, starts=(0,) * (x.ndim - 1) + (i,),
+    re_x, im_x = (_F.reshape_exact(S.slice_(x, starts=(0,) * (x.ndim - 1) + (i,),
                                            stops=tuple(x.shape[:-1]) + (i + 1,),
                                            steps=(1,) * x.ndim), tuple(x.shape[:-1]))
                   for i in range(2))
@@ -96,7 +96,7 @@ def irfft(x: Tensor, axis: int, n: int) -> Tensor:
     im_m, _ = _move_last(im_x, axis)
     out = E.sub(L.matmul(re_m, cos), L.matmul(im_m, sin))
     out = S.transpose(out, perm=back)
-    return F.reshape_exact(out, tuple(out.shape) + (1,))
+    return _F.reshape_exact(out, tuple(out.shape) + (1,))
 
 
 @op("DFT", since=17, notes="real or complex input, inverse, onesided (inverse: NumPy's "
@@ -173,12 +173,12 @@ def _stft(c: Ctx) -> Tensor:
     frames = [S.slice_(x, starts=(0, f * step, 0), stops=(x.shape[0], f * step + length,
                                                           x.shape[2]), steps=(1, 1, 1))
               for f in range(n_frames)]
-    stacked = F.stack(frames, 1)  # (batch, frames, length, 1 or 2)
+    stacked = _F.stack(frames, 1)  # (batch, frames, length, 1 or 2)
     if window is not None:
         if int(window.shape[0]) != length:
             raise c.unsupported(f"STFT window of length {window.shape[0]} for frames of "
                                 f"{length}")
-        stacked = E.mul(stacked, F.reshape_exact(window, (1, 1, length, 1)))
+        stacked = E.mul(stacked, _F.reshape_exact(window, (1, 1, length, 1)))
     return dft(stacked, 2, None, False, bool(c.a("onesided", 1)))
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
 from ..capture.ir import Function, Node, Program, Value, data_dependent_symbols, format_type
 from ..errors import AmberError
+from ..ops._table import REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -59,72 +60,27 @@ class OnnxUnavailableError(AmberError, ImportError):
 
 # Primitive -> how it is lowered (informative; the test suite checks that every
 # registry primitive is either here or in REFUSED).
-SUPPORTED: dict[str, str] = {
-    "neg": "Neg (integers wrap)",
-    "abs": "Abs (integers wrap)",
-    "sign": "Sign",
-    "floor": "Floor",
-    "sqrt": "Sqrt",
-    "exp": "Exp",
-    "log": "Log",
-    "tanh": "float32: Tanh in float64, rounded once; float64: Tanh for |x| < 0.625, "
-            "1 - 2/(exp(2|x|) + 1) with x's sign otherwise, x itself for tiny |x| (keeps "
-            "ONNX Runtime within 4 ULP)",
-    "sigmoid": "e = Exp(-|x|); Where(x >= 0, 1/(1+e), e/(1+e)) (no underflow to 0)",
-    "sin": "Sin",
-    "cos": "Cos",
-    "erf": "Erf",
-    "logical_not": "Not",
-    "add": "Add",
-    "sub": "Sub",
-    "mul": "Mul",
-    "div": "Div (float); integers: truncating Div on a zero-free divisor, corrected to "
-           "floor, x div 0 = 0, INT_MIN div -1 = INT_MIN",
-    "pow": "Pow",
-    "maximum": "Max (NaN propagates); bool: Or",
-    "minimum": "Min (NaN propagates); bool: And",
-    "eq": "Equal",
-    "ne": "Not(Equal)",
-    "lt": "Less; bool: And(Not(x), y)",
-    "le": "LessOrEqual; bool: Or(Not(x), y)",
-    "gt": "Greater; bool: And(x, Not(y))",
-    "ge": "GreaterOrEqual; bool: Or(x, Not(y))",
-    "logical_and": "And",
-    "logical_or": "Or",
-    "where": "Where; bool data: Or(And(c, x), And(Not(c), y))",
-    "cast": "Cast, with NaN -> 0 and saturation made explicit for float -> int, and "
-            "x != 0 for -> bool",
-    "matmul": "MatMul",
-    "conv2d": "Conv (float32); float64: im2col (Slice per kernel position) and MatMul",
-    "conv2d_input_grad": "ConvTranspose with output_padding (float32); float64: MatMul, "
-                         "then the columns dilated, placed per kernel position and summed",
-    "conv2d_weight_grad": "Conv with batch and channels exchanged (float32, static output "
-                          "size); otherwise im2col, MatMul and a sum over the batch",
-    "sum": "ReduceSum (floats); integers: MatMul with a column of ones, which wraps "
-           "(ONNX Runtime's integer ReduceSum saturates); axes = [] is the identity",
-    "max": "ReduceMax, NaN if any reduced element is NaN",
-    "min": "ReduceMin, NaN if any reduced element is NaN",
-    "argmax": "ArgMax (first index), index of the first NaN if any",
-    "argmin": "ArgMin (first index), index of the first NaN if any",
-    "reshape": "Reshape (allowzero=1; symbolic sizes computed from the input shapes)",
-    "transpose": "Transpose",
-    "broadcast_to": "Expand",
-    "slice": "Slice",
-    "pad": "Pad (constant), interior padding by interleaving",
-    "concat": "Concat",
-    "take": "Gather (negative indices count from the end; out of range is an error)",
-    "scatter_add": "ScatterElements(reduction='add') on a broadcast index",
-    "dim_value": "the dim expression computed from the input shapes",
-    "max_pool2d": "MaxPool, and NaN where a second MaxPool of IsNaN(x) finds one (ONNX "
-                  "Runtime's MaxPool drops NaN)",
-    "max_pool2d_grad": "the windows (Pad with -inf, Slice per kernel position), the first "
-                       "maximum of each selected with Equal/IsNaN/And, the cotangent placed "
-                       "back per position (interleave, Pad) and summed (static sizes)",
-    "avg_pool2d": "AveragePool (float32; count_include_pad with ceil_mode: the excluding "
-                  "divisor rescaled); float64: window Slices summed, divided by the divisors",
-    "avg_pool2d_grad": "cotangent divided by the divisors, placed back per kernel position "
-                       "(interleave, Pad) and summed (static sizes)",
-}
+SUPPORTED: dict[str, str] = {}
+"""Primitive -> how it is lowered (informative): a primitive that declares its ONNX
+operator (``@primitive(..., onnx="Exp")``) is that operator; every other one has a
+function registered with :func:`lowering`. The test suite checks that every registry
+primitive is either here or in REFUSED."""
+
+_LOWER: dict[str, Any] = {}
+
+
+def lowering(name: str, how: str) -> Any:
+    """Decorator registering the ONNX lowering of primitive ``name``:
+    ``fn(L, node, input_names) -> output name``; ``how`` says what it emits."""
+
+    def register(fn: Any) -> Any:
+        if name in _LOWER:
+            raise AmberError(f"ONNX lowering of {name!r} registered twice")
+        _LOWER[name] = fn
+        SUPPORTED[name] = how
+        return fn
+
+    return register
 
 REFUSED: dict[str, str] = {}
 """Primitives the exporter refuses outright, with the reason (none in opset 1)."""
@@ -370,6 +326,10 @@ def _binary(onnx_op: str, bool_op: str | None = None) -> Any:
     return lower
 
 
+@lowering("tanh",
+          "float32: Tanh in float64, rounded once; float64: Tanh for |x| < 0.625, 1 - "
+          "2/(exp(2|x|) + 1) with x's sign otherwise, x itself for tiny |x| (keeps ONNX Runtime"
+          " within 4 ULP)")
 def _lower_tanh(L: _Lowering, node: Node, x: list[str]) -> str:
     b, dt = L.b, node.output.dtype.name
     if dt == "float32":
@@ -390,6 +350,7 @@ def _lower_tanh(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Where", [b.op("Less", [a, L.fill(0.625, dt)]), mid, big])
 
 
+@lowering("sigmoid", "e = Exp(-|x|); Where(x >= 0, 1/(1+e), e/(1+e)) (no underflow to 0)")
 def _lower_sigmoid(L: _Lowering, node: Node, x: list[str]) -> str:
     b, dt = L.b, node.output.dtype.name
     e = b.op("Exp", [b.op("Neg", [b.op("Abs", x)])])
@@ -399,6 +360,9 @@ def _lower_sigmoid(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Where", [b.op("GreaterOrEqual", [x[0], L.fill(0, dt)]), pos, neg])
 
 
+@lowering("div",
+          "Div (float); integers: truncating Div on a zero-free divisor, corrected to floor, x "
+          "div 0 = 0, INT_MIN div -1 = INT_MIN")
 def _lower_div(L: _Lowering, node: Node, x: list[str]) -> str:
     b, dt = L.b, node.inputs[0].dtype.name
     if dt in ("float32", "float64"):
@@ -435,10 +399,12 @@ def _lower_bool_cmp(kind: str) -> Any:
     return lower
 
 
+@lowering("ne", "Not(Equal)")
 def _lower_ne(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Not", [L.b.op("Equal", x)])
 
 
+@lowering("where", "Where; bool data: Or(And(c, x), And(Not(c), y))")
 def _lower_where(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     if node.output.dtype.name != "bool":
@@ -446,6 +412,9 @@ def _lower_where(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Or", [b.op("And", [x[0], x[1]]), b.op("And", [b.op("Not", [x[0]]), x[2]])])
 
 
+@lowering("cast",
+          "Cast, with NaN -> 0 and saturation made explicit for float -> int, and x != 0 for ->"
+          " bool")
 def _lower_cast(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     src, dst = node.inputs[0].dtype.name, node.attrs["dtype"]
@@ -570,6 +539,7 @@ def _conv2d_input_grad_matmul(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.reshape(total, [n, c, h, wd])
 
 
+@lowering("conv2d", "Conv (float32); float64: im2col (Slice per kernel position) and MatMul")
 def _lower_conv2d(L: _Lowering, node: Node, x: list[str]) -> str:
     if node.inputs[0].dtype.name == "float64":
         return _conv2d_matmul(L, node, x)
@@ -577,6 +547,9 @@ def _lower_conv2d(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Conv", x, kernel_shape=[int(kh), int(kw)], **_conv_attrs(node))
 
 
+@lowering("conv2d_input_grad",
+          "ConvTranspose with output_padding (float32); float64: MatMul, then the columns "
+          "dilated, placed per kernel position and summed")
 def _lower_conv2d_input_grad(L: _Lowering, node: Node, x: list[str]) -> str:
     if node.inputs[0].dtype.name == "float64":
         return _conv2d_input_grad_matmul(L, node, x)
@@ -608,6 +581,9 @@ def _lower_conv2d_input_grad(L: _Lowering, node: Node, x: list[str]) -> str:
                         b.const(np.array([2, 3], dtype=np.int64))])
 
 
+@lowering("conv2d_weight_grad",
+          "Conv with batch and channels exchanged (float32, static output size); otherwise "
+          "im2col, MatMul and a sum over the batch")
 def _lower_conv2d_weight_grad(L: _Lowering, node: Node, x: list[str]) -> str:
     b, a = L.b, node.attrs
     xv, gv = node.inputs
@@ -639,6 +615,9 @@ def _axes(node: Node, key: str = "axes") -> list[int]:
     return [int(v) for v in node.attrs[key]]
 
 
+@lowering("sum",
+          "ReduceSum (floats); integers: MatMul with a column of ones, which wraps (ONNX "
+          "Runtime's integer ReduceSum saturates); axes = [] is the identity")
 def _lower_sum(L: _Lowering, node: Node, x: list[str]) -> str:
     axes = _axes(node)
     b = L.b
@@ -711,18 +690,22 @@ def _lower_arg(onnx_op: str) -> Any:
     return lower
 
 
+@lowering("reshape", "Reshape (allowzero=1; symbolic sizes computed from the input shapes)")
 def _lower_reshape(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.reshape(x[0], list(node.attrs["shape"]))
 
 
+@lowering("transpose", "Transpose")
 def _lower_transpose(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Transpose", x, perm=[int(p) for p in node.attrs["perm"]])
 
 
+@lowering("broadcast_to", "Expand")
 def _lower_broadcast_to(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Expand", [x[0], L.shape1(list(node.attrs["shape"]))])
 
 
+@lowering("slice", "Slice")
 def _lower_slice(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     shape = node.inputs[0].shape
@@ -766,6 +749,7 @@ def _interleave(L: _Lowering, x: str, shape: list[Any], d: int, i: int, fill: st
     return t, out
 
 
+@lowering("pad", "Pad (constant), interior padding by interleaving")
 def _lower_pad(L: _Lowering, node: Node, x: list[str]) -> str:
     from ..ops.elementwise import cast as _cast
 
@@ -784,14 +768,17 @@ def _lower_pad(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Pad", [cur, b.const(np.array(lo + hi, dtype=np.int64)), fill])
 
 
+@lowering("concat", "Concat")
 def _lower_concat(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Concat", x, axis=int(node.attrs["axis"]))
 
 
+@lowering("take", "Gather (negative indices count from the end; out of range is an error)")
 def _lower_take(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Gather", x, axis=int(node.attrs["axis"]))
 
 
+@lowering("scatter_add", "ScatterElements(reduction='add') on a broadcast index")
 def _lower_scatter_add(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     base, idx, _src = node.inputs
@@ -878,6 +865,9 @@ def _pool_place(L: _Lowering, node: Node, parts: list[str]) -> str:
                           L.shape1([2, 3])])
 
 
+@lowering("max_pool2d",
+          "MaxPool, and NaN where a second MaxPool of IsNaN(x) finds one (ONNX Runtime's "
+          "MaxPool drops NaN)")
 def _lower_max_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     dt = node.inputs[0].dtype.name
@@ -892,6 +882,10 @@ def _lower_max_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Where", [has_nan, L.fill(np.nan, dt), y])
 
 
+@lowering("max_pool2d_grad",
+          "the windows (Pad with -inf, Slice per kernel position), the first maximum of each "
+          "selected with Equal/IsNaN/And, the cotangent placed back per position (interleave, "
+          "Pad) and summed (static sizes)")
 def _lower_max_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
     b = L.b
     if not all(_static(d) for d in node.inputs[1].shape[2:]):
@@ -919,6 +913,9 @@ def _pool_divisors(node: Node, x_hw: Any, count_include_pad: bool) -> np.ndarray
                      tuple(int(v) for v in out_hw), count_include_pad)
 
 
+@lowering("avg_pool2d",
+          "AveragePool (float32; count_include_pad with ceil_mode: the excluding divisor "
+          "rescaled); float64: window Slices summed, divided by the divisors")
 def _lower_avg_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
     b, a = L.b, node.attrs
     dt = node.inputs[0].dtype.name
@@ -943,6 +940,9 @@ def _lower_avg_pool2d(L: _Lowering, node: Node, x: list[str]) -> str:
     return b.op("Mul", [y, b.const(ratio.astype(np.float32))])
 
 
+@lowering("avg_pool2d_grad",
+          "cotangent divided by the divisors, placed back per kernel position (interleave, Pad)"
+          " and summed (static sizes)")
 def _lower_avg_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
     b, a = L.b, node.attrs
     if not all(_static(d) for d in node.inputs[0].shape[2:]):
@@ -954,6 +954,7 @@ def _lower_avg_pool2d_grad(L: _Lowering, node: Node, x: list[str]) -> str:
     return _pool_place(L, node, [gd] * (kh * kw))
 
 
+@lowering("dim_value", "the dim expression computed from the input shapes")
 def _lower_dim_value(L: _Lowering, node: Node, x: list[str]) -> str:
     v = node.attrs["value"]
     if _static(v):
@@ -961,30 +962,22 @@ def _lower_dim_value(L: _Lowering, node: Node, x: list[str]) -> str:
     return L.b.op("Reshape", [L.dim1(v), L.b.const(np.zeros((0,), dtype=np.int64))])
 
 
-_LOWER: dict[str, Any] = {
-    "neg": _unary("Neg"), "abs": _unary("Abs"), "sign": _unary("Sign"),
-    "floor": _unary("Floor"), "sqrt": _unary("Sqrt"), "exp": _unary("Exp"),
-    "log": _unary("Log"), "tanh": _lower_tanh, "sigmoid": _lower_sigmoid,
-    "sin": _unary("Sin"), "cos": _unary("Cos"), "erf": _unary("Erf"),
-    "logical_not": _unary("Not"),
-    "add": _binary("Add"), "sub": _binary("Sub"), "mul": _binary("Mul"), "div": _lower_div,
-    "pow": _binary("Pow"), "maximum": _binary("Max", "Or"), "minimum": _binary("Min", "And"),
-    "eq": _binary("Equal"), "ne": _lower_ne, "lt": _lower_bool_cmp("lt"),
-    "le": _lower_bool_cmp("le"), "gt": _lower_bool_cmp("gt"), "ge": _lower_bool_cmp("ge"),
-    "logical_and": _binary("And"), "logical_or": _binary("Or"),
-    "where": _lower_where, "cast": _lower_cast, "matmul": _binary("MatMul"),
-    "conv2d": _lower_conv2d, "conv2d_input_grad": _lower_conv2d_input_grad,
-    "conv2d_weight_grad": _lower_conv2d_weight_grad,
-    "sum": _lower_sum, "max": _lower_extremum("ReduceMax"), "min": _lower_extremum("ReduceMin"),
-    "argmax": _lower_arg("ArgMax"), "argmin": _lower_arg("ArgMin"),
-    "reshape": _lower_reshape, "transpose": _lower_transpose,
-    "broadcast_to": _lower_broadcast_to, "slice": _lower_slice, "pad": _lower_pad,
-    "concat": _lower_concat, "take": _lower_take, "scatter_add": _lower_scatter_add,
-    "dim_value": _lower_dim_value,
-    "max_pool2d": _lower_max_pool2d, "max_pool2d_grad": _lower_max_pool2d_grad,
-    "avg_pool2d": _lower_avg_pool2d, "avg_pool2d_grad": _lower_avg_pool2d_grad,
-}
-assert set(_LOWER) == set(SUPPORTED)
+for _name, _how, _fn in (
+    ("maximum", "Max (NaN propagates); bool: Or", _binary("Max", "Or")),
+    ("minimum", "Min (NaN propagates); bool: And", _binary("Min", "And")),
+    ("lt", "Less; bool: And(Not(x), y)", _lower_bool_cmp("lt")),
+    ("le", "LessOrEqual; bool: Or(Not(x), y)", _lower_bool_cmp("le")),
+    ("gt", "Greater; bool: And(x, Not(y))", _lower_bool_cmp("gt")),
+    ("ge", "GreaterOrEqual; bool: Or(x, Not(y))", _lower_bool_cmp("ge")),
+    ("max", "ReduceMax, NaN if any reduced element is NaN", _lower_extremum("ReduceMax")),
+    ("min", "ReduceMin, NaN if any reduced element is NaN", _lower_extremum("ReduceMin")),
+    ("argmax", "ArgMax (first index), index of the first NaN if any", _lower_arg("ArgMax")),
+    ("argmin", "ArgMin (first index), index of the first NaN if any", _lower_arg("ArgMin")),
+):
+    lowering(_name, _how)(_fn)
+for _prim in REGISTRY.values():  # one ONNX operator each, declared on the primitive
+    if _prim.onnx is not None:
+        lowering(_prim.name, _prim.onnx)(_unary(_prim.onnx))
 
 
 # ----------------------------------------------------------------------------- public API

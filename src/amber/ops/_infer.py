@@ -7,6 +7,7 @@ from typing import Any
 
 from .._dtype import DType, bool_
 from ..errors import DTypeError, ShapeError
+from . import _table
 from .registry import Aval, Shape
 
 
@@ -44,6 +45,11 @@ def check_dtypes(op: str, allowed: Sequence[DType], *avals: Aval) -> None:
             raise DTypeError(f"{op}: dtype {a.dtype.name} is not supported (expects {names})")
 
 
+def check_declared(op: str, *avals: Aval) -> None:
+    """Check operands against the dtypes primitive ``op`` declares (its ``dtypes=``)."""
+    check_dtypes(op, _table.REGISTRY[op].dtypes, *avals)
+
+
 def same_dtype(op: str, *avals: Aval) -> DType:
     first = avals[0].dtype
     for a in avals[1:]:
@@ -60,6 +66,7 @@ def unary(op: str, allowed: Sequence[DType], result: DType | None = None) -> Any
         check_dtypes(op, allowed, x)
         return x if result is None else Aval(x.shape, result)
 
+    rule.rule = "unary"  # type: ignore[attr-defined]
     return rule
 
 
@@ -69,6 +76,7 @@ def binary(op: str, allowed: Sequence[DType], result: DType | None = None) -> An
         dt = same_dtype(op, x, y)
         return Aval(broadcast_shapes(op, x.shape, y.shape), result or dt)
 
+    rule.rule = "binary" if result is None else "compare"  # type: ignore[attr-defined]
     return rule
 
 

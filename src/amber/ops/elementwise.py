@@ -4,14 +4,15 @@ front end (``amber.functional``) promotes mixed dtypes with explicit casts first
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 
-from .._dtype import DTYPES, FLOATS, NUMERIC, DType, as_dtype, bool_
+from .._dtype import BOOLS, DTYPES, FLOATS, NUMERIC, DType, as_dtype
 from . import _infer as I
-from .registry import Aval, primitive
+from .registry import Aval, Primitive, primitive
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -20,7 +21,7 @@ def unbroadcast(g: Any, shape: tuple) -> Any:
     """Sum ``g`` down to ``shape`` (the VJP of NumPy broadcasting)."""
     if tuple(g.shape) == tuple(shape):
         return g  # the common case: checked before the (per-call) import below
-    from .. import functional as F
+    from .. import functional as _F
 
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
@@ -30,159 +31,55 @@ def unbroadcast(g: Any, shape: tuple) -> Any:
         from .reduce import reduce_sum
 
         g = reduce_sum(g, axes=axes, keepdims=False)
-    return F.reshape_exact(g, tuple(shape)) if tuple(g.shape) != tuple(shape) else g
+    return _F.reshape_exact(g, tuple(shape)) if tuple(g.shape) != tuple(shape) else g
 
 
 def _quiet(fn: Any) -> Any:
+    @functools.wraps(fn)
     def kernel(*args: Any, **kw: Any) -> Any:
         with np.errstate(all="ignore"):
             return fn(*args, **kw)
 
-    kernel.__doc__ = fn.__doc__
     return kernel
 
 
 # ----------------------------------------------------------------------------- unary
 
-@primitive("neg", infer=I.unary("neg", NUMERIC))
-def neg(x: np.ndarray) -> np.ndarray:
-    """-x. Integers wrap on overflow (two's complement)."""
-    return np.negative(x)
+def unary(name: str, dtypes: tuple[DType, ...], fn: Any, doc: str, *, vjp: Any = None,
+          accuracy: str = "exact", onnx: str | None = None, quiet: bool = False,
+          since: int = 1) -> Primitive:
+    """Register the unary elementwise primitive ``name``: ``fn`` (a NumPy function of one
+    array) on operands of ``dtypes``; ``vjp(g, out, x) -> (cotangent,)``; ``quiet``
+    silences NumPy's floating-point warnings. The rest of the schema as in ``primitive``."""
 
-
-@neg.def_vjp
-def _(g, out, x):
-    return (-g,)
-
-
-@primitive("abs", infer=I.unary("abs", NUMERIC))
-def abs_(x: np.ndarray) -> np.ndarray:
-    """|x|. Gradient at 0 is 0."""
-    return np.abs(x)
-
-
-@abs_.def_vjp
-def _(g, out, x):
-    return (g * sign(x),)
-
-
-@primitive("sign", infer=I.unary("sign", NUMERIC))
-def sign(x: np.ndarray) -> np.ndarray:
-    """-1, 0 or 1 by the sign of x; NaN stays NaN. Gradient is 0."""
-    return np.sign(x)
-
-
-@sign.def_vjp
-def _(g, out, x):
-    return (_zero_cotangent(g),)
+    # NOTE: fn itself is the kernel (no wrapper call: eager ops pay for every call).
+    p = primitive(name, infer=I.unary(name, dtypes), dtypes=dtypes, accuracy=accuracy,
+                  onnx=onnx, since=since)(_quiet(fn) if quiet else fn)
+    p.doc = doc
+    if vjp is not None:
+        p.def_vjp(vjp)
+    return p
 
 
 def _zero_cotangent(g: Any) -> Any:
-    from .. import functional as F
+    from .. import functional as _F
 
-    return F.zeros_like(g)
-
-
-@primitive("floor", infer=I.unary("floor", FLOATS))
-def floor(x: np.ndarray) -> np.ndarray:
-    """Largest integer <= x (as a float); NaN and inf pass through. Gradient is 0."""
-    return np.floor(x)
+    return _F.zeros_like(g)
 
 
-@floor.def_vjp
-def _(g, out, x):
+def _zero_vjp(g: Any, out: Any, x: Any) -> Any:
     return (_zero_cotangent(g),)
 
 
-@primitive("exp", infer=I.unary("exp", FLOATS))
-@_quiet
-def exp(x: np.ndarray) -> np.ndarray:
-    """e**x."""
-    return np.exp(x)
-
-
-@exp.def_vjp
-def _(g, out, x):
-    return (g * out,)
-
-
-@primitive("log", infer=I.unary("log", FLOATS))
-@_quiet
-def log(x: np.ndarray) -> np.ndarray:
-    """Natural log; log(0) = -inf, log(x<0) = NaN."""
-    return np.log(x)
-
-
-@log.def_vjp
-def _(g, out, x):
-    return (g / x,)
-
-
-@primitive("sqrt", infer=I.unary("sqrt", FLOATS))
-@_quiet
-def sqrt(x: np.ndarray) -> np.ndarray:
-    """Square root; NaN for x < 0."""
-    return np.sqrt(x)
-
-
-@sqrt.def_vjp
-def _(g, out, x):
-    return (g / (out * 2),)
-
-
-@primitive("tanh", infer=I.unary("tanh", FLOATS))
-def tanh(x: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent."""
-    return np.tanh(x)
-
-
-@tanh.def_vjp
-def _(g, out, x):
-    return (g * (1 - out * out),)
-
-
-@primitive("sigmoid", infer=I.unary("sigmoid", FLOATS))
-@_quiet
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + e**-x), computed without overflow for large |x|."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-
-
-@sigmoid.def_vjp
-def _(g, out, x):
-    return (g * out * (1 - out),)
-
-
-@primitive("sin", infer=I.unary("sin", FLOATS))
-def sin(x: np.ndarray) -> np.ndarray:
-    """Sine (radians)."""
-    return np.sin(x)
-
-
-@sin.def_vjp
-def _(g, out, x):
-    return (g * cos(x),)
-
-
-@primitive("cos", infer=I.unary("cos", FLOATS))
-def cos(x: np.ndarray) -> np.ndarray:
-    """Cosine (radians)."""
-    return np.cos(x)
-
-
-@cos.def_vjp
-def _(g, out, x):
-    return (-(g * sin(x)),)
 
 
 _TAYLOR_ERF = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(28))
 
 
-@primitive("erf", infer=I.unary("erf", FLOATS))
-@_quiet
-def erf(x: np.ndarray) -> np.ndarray:
-    """Gauss error function (C99 ``erf`` semantics)."""
+def _erf(x: np.ndarray) -> np.ndarray:
     # In float64, within 2 ULP of libm's erf: for |x| < 1 its Taylor series (alternating,
     # mild cancellation), else 1 - erfc(x) with erfc from its continued fraction
     # e^-x^2 / (sqrt(pi) (x + (1/2) / (x + (2/2) / (x + ...)))), 200 levels deep.
@@ -204,20 +101,51 @@ def erf(x: np.ndarray) -> np.ndarray:
     return np.copysign(out, x).astype(x.dtype, copy=False)
 
 
-@erf.def_vjp
-def _(g, out, x):
-    return (g * exp(-(x * x)) * (2.0 / math.sqrt(math.pi)),)
-
-
-@primitive("logical_not", infer=I.unary("logical_not", (bool_,)))
-def logical_not(x: np.ndarray) -> np.ndarray:
-    """Boolean negation."""
-    return np.logical_not(x)
+# One statement per primitive: name, dtypes, NumPy kernel, semantics, VJP, schema.
+neg = unary("neg", NUMERIC, np.negative, "-x. Integers wrap on overflow (two's complement).",
+            vjp=lambda g, out, x: (-g,), onnx="Neg")
+abs_ = unary("abs", NUMERIC, np.abs, "|x|. Gradient at 0 is 0.",
+             vjp=lambda g, out, x: (g * sign(x),), onnx="Abs")
+sign: Primitive = unary("sign", NUMERIC, np.sign, "-1, 0 or 1 by the sign of x; NaN stays NaN. "
+             "Gradient is 0.", vjp=_zero_vjp, onnx="Sign")
+floor = unary("floor", FLOATS, np.floor, "Largest integer <= x (as a float); NaN and inf "
+              "pass through. Gradient is 0.", vjp=_zero_vjp, onnx="Floor")
+exp = unary("exp", FLOATS, np.exp, "e**x.", vjp=lambda g, out, x: (g * out,),
+            accuracy="ulp4", onnx="Exp", quiet=True)
+log = unary("log", FLOATS, np.log, "Natural log; log(0) = -inf, log(x<0) = NaN.",
+            vjp=lambda g, out, x: (g / x,), accuracy="ulp4", onnx="Log", quiet=True)
+sqrt = unary("sqrt", FLOATS, np.sqrt, "Square root; NaN for x < 0.",
+             vjp=lambda g, out, x: (g / (out * 2),), onnx="Sqrt", quiet=True)
+tanh = unary("tanh", FLOATS, np.tanh, "Hyperbolic tangent.",
+             vjp=lambda g, out, x: (g * (1 - out * out),), accuracy="ulp4")
+sigmoid = unary("sigmoid", FLOATS, _sigmoid, "1 / (1 + e**-x), computed without overflow "
+                "for large |x|.", vjp=lambda g, out, x: (g * out * (1 - out),),
+                accuracy="ulp4", quiet=True)
+sin = unary("sin", FLOATS, np.sin, "Sine (radians).", vjp=lambda g, out, x: (g * cos(x),),
+            accuracy="ulp4", onnx="Sin")
+cos: Primitive = unary("cos", FLOATS, np.cos, "Cosine (radians).",
+            vjp=lambda g, out, x: (-(g * sin(x)),), accuracy="ulp4", onnx="Cos")
+erf = unary("erf", FLOATS, _erf, "Gauss error function (C99 ``erf`` semantics).",
+            vjp=lambda g, out, x: (g * exp(-(x * x)) * (2.0 / math.sqrt(math.pi)),),
+            accuracy="ulp4", onnx="Erf", quiet=True)
+logical_not = unary("logical_not", BOOLS, np.logical_not, "Boolean negation.",
+                    onnx="Not")
+round_ = unary("round", FLOATS, np.round, "Nearest integer (as a float), halves to even; "
+               "NaN, inf and signed zeros pass through. Gradient is 0.", vjp=_zero_vjp,
+               onnx="Round", since=5)
 
 
 # ----------------------------------------------------------------------------- binary
 
-@primitive("add", infer=I.binary("add", NUMERIC), n_inputs=2)
+def binary(name: str, dtypes: tuple[DType, ...], *, compare: bool = False,
+           **schema: Any) -> Any:
+    """Decorator registering a broadcasting binary primitive on operands of ``dtypes``
+    (``compare``: its result is bool); ``schema`` as in ``primitive``."""
+    rule = I.compare(name, dtypes) if compare else I.binary(name, dtypes)
+    return primitive(name, infer=rule, n_inputs=2, dtypes=dtypes, **schema)
+
+
+@binary("add", NUMERIC, onnx="Add")
 def add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x + y with broadcasting; integers wrap."""
     return np.add(x, y)
@@ -228,7 +156,7 @@ def _(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(g, y.shape)
 
 
-@primitive("sub", infer=I.binary("sub", NUMERIC), n_inputs=2)
+@binary("sub", NUMERIC, onnx="Sub")
 def sub(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x - y with broadcasting; integers wrap."""
     return np.subtract(x, y)
@@ -239,7 +167,7 @@ def _(g, out, x, y):
     return unbroadcast(g, x.shape), unbroadcast(-g, y.shape)
 
 
-@primitive("mul", infer=I.binary("mul", NUMERIC), n_inputs=2)
+@binary("mul", NUMERIC, onnx="Mul")
 def mul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x * y with broadcasting; integers wrap."""
     return np.multiply(x, y)
@@ -265,7 +193,7 @@ def _int_floor_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-@primitive("div", infer=I.binary("div", NUMERIC), n_inputs=2)
+@binary("div", NUMERIC)
 @_quiet
 def div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Floats: IEEE true division. Integers: floor division (rounds toward -inf),
@@ -284,7 +212,7 @@ def _(g, out, x, y):
             unbroadcast(-(gx * out), y.shape) if y.requires_grad else None)
 
 
-@primitive("pow", infer=I.binary("pow", FLOATS), n_inputs=2)
+@binary("pow", FLOATS, accuracy="ulp4", onnx="Pow")
 @_quiet
 def pow_(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x ** y (C99 ``pow`` semantics: pow(x, 0) = 1 even for NaN x; NaN for x < 0 with
@@ -294,36 +222,36 @@ def pow_(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @pow_.def_vjp
 def _(g, out, x, y):
-    from .. import functional as F
+    from .. import functional as _F
 
     gx = unbroadcast(g * y * pow_(x, y - 1), x.shape) if x.requires_grad else None
     if not y.requires_grad:
         return gx, None
     # d/dy x**y = x**y log x; defined as 0 where x == 0 (the limit for y > 0).
-    safe_log = log(F.where(x == 0, F.ones_like(x), x))
+    safe_log = log(_F.where(x == 0, _F.ones_like(x), x))
     gy = g * out * safe_log
     return gx, unbroadcast(gy, y.shape)
 
 
 def _minmax_vjp(g, out, x, y):
-    from .. import functional as F
+    from .. import functional as _F
 
     # Ties split the gradient evenly, as torch.maximum does.
-    wx = F.where(x == out, F.ones_like(out), F.zeros_like(out))
-    wy = F.where(y == out, F.ones_like(out), F.zeros_like(out))
+    wx = _F.where(x == out, _F.ones_like(out), _F.zeros_like(out))
+    wy = _F.where(y == out, _F.ones_like(out), _F.zeros_like(out))
     total = wx + wy
-    total = F.where(total == 0, F.ones_like(total), total)
+    total = _F.where(total == 0, _F.ones_like(total), total)
     return (unbroadcast(g * wx / total, x.shape) if x.requires_grad else None,
             unbroadcast(g * wy / total, y.shape) if y.requires_grad else None)
 
 
-@primitive("maximum", infer=I.binary("maximum", DTYPES), n_inputs=2)
+@binary("maximum", DTYPES)
 def maximum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Elementwise max; NaN if either operand is NaN."""
     return np.maximum(x, y)
 
 
-@primitive("minimum", infer=I.binary("minimum", DTYPES), n_inputs=2)
+@binary("minimum", DTYPES)
 def minimum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Elementwise min; NaN if either operand is NaN."""
     return np.minimum(x, y)
@@ -338,7 +266,7 @@ def _comparison(name: str, ufunc: Any, doc: str) -> Any:
         return ufunc(x, y)
 
     kernel.__doc__ = doc
-    return primitive(name, infer=I.compare(name, DTYPES), n_inputs=2)(kernel)
+    return binary(name, DTYPES, compare=True, onnx="Equal" if name == "eq" else None)(kernel)
 
 
 eq = _comparison("eq", np.equal, "x == y (bool); NaN compares unequal to everything.")
@@ -349,13 +277,13 @@ gt = _comparison("gt", np.greater, "x > y (bool); false where either is NaN.")
 ge = _comparison("ge", np.greater_equal, "x >= y (bool); false where either is NaN.")
 
 
-@primitive("logical_and", infer=I.binary("logical_and", (bool_,)), n_inputs=2)
+@binary("logical_and", BOOLS, onnx="And")
 def logical_and(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Boolean and with broadcasting."""
     return np.logical_and(x, y)
 
 
-@primitive("logical_or", infer=I.binary("logical_or", (bool_,)), n_inputs=2)
+@binary("logical_or", BOOLS, onnx="Or")
 def logical_or(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Boolean or with broadcasting."""
     return np.logical_or(x, y)
@@ -364,31 +292,33 @@ def logical_or(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- where, cast
 
 def _where_infer(c: Aval, x: Aval, y: Aval) -> Aval:
-    I.check_dtypes("where", (bool_,), c)
+    I.check_declared("where", c)
     dt = I.same_dtype("where", x, y)
     return Aval(I.broadcast_shapes("where", c.shape, x.shape, y.shape), dt)
 
 
-@primitive("where", infer=_where_infer, n_inputs=3)
-def where(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """x where c else y, all three broadcast together."""
-    return np.where(c, x, y)
+@primitive("where", infer=_where_infer, n_inputs=3, dtypes=BOOLS,
+           doc_dtypes="cond bool; x, y any", doc_out="x")
+def where(cond: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x where cond else y, all three broadcast together."""
+    return np.where(cond, x, y)
 
 
 @where.def_vjp
 def _(g, out, c, x, y):
-    from .. import functional as F
+    from .. import functional as _F
 
-    z = F.zeros_like(g)
-    return (None, unbroadcast(F.where(c, g, z), x.shape) if x.requires_grad else None,
-            unbroadcast(F.where(c, z, g), y.shape) if y.requires_grad else None)
+    z = _F.zeros_like(g)
+    return (None, unbroadcast(_F.where(c, g, z), x.shape) if x.requires_grad else None,
+            unbroadcast(_F.where(c, z, g), y.shape) if y.requires_grad else None)
 
 
 def _cast_infer(x: Aval, *, dtype: str) -> Aval:
     return Aval(x.shape, as_dtype(dtype))
 
 
-@primitive("cast", infer=_cast_infer, attrs={"dtype": "dtype"})
+@primitive("cast", infer=_cast_infer, attrs={"dtype": "dtype"}, dtypes=DTYPES,
+           doc_out="`dtype`")
 @_quiet
 def cast(x: np.ndarray, *, dtype: str) -> np.ndarray:
     """Convert to ``dtype``. float -> int truncates toward zero, NaN becomes 0 and values

@@ -20,7 +20,7 @@ from .registry import Aval, primitive
 
 
 def _matmul_infer(a: Aval, b: Aval) -> Aval:
-    I.check_dtypes("matmul", NUMERIC, a, b)
+    I.check_declared("matmul", a, b)
     dt = I.same_dtype("matmul", a, b)
     if a.ndim < 2 or b.ndim < 2:
         raise ShapeError(f"matmul: operands must have rank >= 2, got {I.fmt_shape(a.shape)} "
@@ -34,7 +34,8 @@ def _matmul_infer(a: Aval, b: Aval) -> Aval:
     return Aval(batch + (a.shape[-2], b.shape[-1]), dt)
 
 
-@primitive("matmul", infer=_matmul_infer, n_inputs=2)
+@primitive("matmul", infer=_matmul_infer, n_inputs=2, dtypes=NUMERIC, accuracy="sum",
+           onnx="MatMul")
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Batched matrix product of rank >= 2 operands; batch dims broadcast."""
     return np.matmul(a, b)
@@ -97,7 +98,7 @@ def _check_conv(op: str, x_shape: tuple, w_shape: tuple, stride, padding, dilati
 
 
 def _conv_infer(x: Aval, w: Aval, *, stride, padding, dilation, groups) -> Aval:
-    I.check_dtypes("conv2d", FLOATS, x, w)
+    I.check_declared("conv2d", x, w)
     dt = I.same_dtype("conv2d", x, w)
     return Aval(_check_conv("conv2d", x.shape, w.shape, stride, padding, dilation, groups), dt)
 
@@ -112,7 +113,8 @@ def _windows(x: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride, padding,
     return win[:, :, :oh, :ow]
 
 
-@primitive("conv2d", infer=_conv_infer, attrs=_CONV, n_inputs=2)
+@primitive("conv2d", infer=_conv_infer, attrs=_CONV, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d(x: np.ndarray, w: np.ndarray, *, stride, padding, dilation, groups) -> np.ndarray:
     """Cross-correlation: y[n, o, i, j] = sum_{c, p, q} x_pad[n, g*Cg + c, i*sh + p*dh,
     j*sw + q*dw] * w[o, c, p, q], where g = o // (O / groups)."""
@@ -137,7 +139,7 @@ def _(g, out, x, w, *, stride, padding, dilation, groups):
 
 
 def _input_grad_infer(g: Aval, w: Aval, *, input_hw, stride, padding, dilation, groups) -> Aval:
-    I.check_dtypes("conv2d_input_grad", FLOATS, g, w)
+    I.check_declared("conv2d_input_grad", g, w)
     dt = I.same_dtype("conv2d_input_grad", g, w)
     x_shape = (g.shape[0], w.shape[1] * groups, input_hw[0], input_hw[1])
     want = _check_conv("conv2d_input_grad", x_shape, w.shape, stride, padding, dilation, groups)
@@ -148,7 +150,8 @@ def _input_grad_infer(g: Aval, w: Aval, *, input_hw, stride, padding, dilation, 
 
 
 @primitive("conv2d_input_grad", infer=_input_grad_infer,
-           attrs={"input_hw": "int[2]", **_CONV}, n_inputs=2)
+           attrs={"input_hw": "int[2]", **_CONV}, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d_input_grad(g: np.ndarray, w: np.ndarray, *, input_hw, stride, padding, dilation,
                       groups) -> np.ndarray:
     """Transpose of conv2d with respect to its input: the x-gradient for output
@@ -179,7 +182,7 @@ def _(a, out, g, w, *, input_hw, stride, padding, dilation, groups):
 
 def _weight_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
                        groups) -> Aval:
-    I.check_dtypes("conv2d_weight_grad", FLOATS, x, g)
+    I.check_declared("conv2d_weight_grad", x, g)
     dt = I.same_dtype("conv2d_weight_grad", x, g)
     if x.ndim != 4 or g.ndim != 4:
         raise ShapeError("conv2d_weight_grad: x and g must be rank 4")
@@ -192,7 +195,8 @@ def _weight_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation
 
 
 @primitive("conv2d_weight_grad", infer=_weight_grad_infer,
-           attrs={"kernel_hw": "int[2]", **_CONV}, n_inputs=2)
+           attrs={"kernel_hw": "int[2]", **_CONV}, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum")
 def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, *, kernel_hw, stride, padding, dilation,
                        groups) -> np.ndarray:
     """Transpose of conv2d with respect to its weight: the w-gradient for input ``x`` and

@@ -41,7 +41,7 @@ def out_size(n: Any, k: int, lo: int, hi: int, s: int, d: int, ceil_mode: bool) 
 
 
 def _check(op: str, x: Aval, kernel_hw, stride, padding, dilation, ceil_mode) -> tuple:
-    I.check_dtypes(op, FLOATS, x)
+    I.check_declared(op, x)
     if x.ndim != 4:
         raise ShapeError(f"{op}: input must be (N, C, H, W), got {I.fmt_shape(x.shape)}")
     if min(kernel_hw) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
@@ -101,7 +101,8 @@ def _max_infer(x: Aval, *, kernel_hw, stride, padding, dilation, ceil_mode) -> A
                 x.dtype)
 
 
-@primitive("max_pool2d", infer=_max_infer, attrs=_MAX, n_inputs=1)
+@primitive("max_pool2d", infer=_max_infer, attrs=_MAX, n_inputs=1, dtypes=FLOATS, since=4,
+           c=("infer_pool2d", "k_max_pool2d"))
 def max_pool2d(x: np.ndarray, *, kernel_hw, stride, padding, dilation, ceil_mode) -> np.ndarray:
     """y[n, c, i, j] = max over the window's elements x[n, c, i*sh + p*dh - top,
     j*sw + q*dw - left] (padding counts as -inf); NaN if any of them is NaN."""
@@ -118,7 +119,7 @@ def _(g, out, x, **attrs):
 
 def _max_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
                     ceil_mode) -> Aval:
-    I.check_dtypes("max_pool2d_grad", FLOATS, x, g)
+    I.check_declared("max_pool2d_grad", x, g)
     I.same_dtype("max_pool2d_grad", x, g)
     want = _check("max_pool2d_grad", x, kernel_hw, stride, padding, dilation, ceil_mode)
     if tuple(g.shape) != tuple(want):
@@ -127,7 +128,8 @@ def _max_grad_infer(x: Aval, g: Aval, *, kernel_hw, stride, padding, dilation,
     return x
 
 
-@primitive("max_pool2d_grad", infer=_max_grad_infer, attrs=_MAX, n_inputs=2)
+@primitive("max_pool2d_grad", infer=_max_grad_infer, attrs=_MAX, n_inputs=2, dtypes=FLOATS,
+           accuracy="sum", since=4, c=("infer_pool2d", "k_max_pool2d_grad"))
 def max_pool2d_grad(x: np.ndarray, g: np.ndarray, *, kernel_hw, stride, padding, dilation,
                     ceil_mode) -> np.ndarray:
     """The gradient of max_pool2d: each g[n, c, i, j] is added to the x element at the
@@ -234,7 +236,8 @@ def _divisors(hw: tuple, kernel_hw, stride, padding, out_hw, count_include_pad: 
                     one(out_hw[1], hw[1], kernel_hw[1], stride[1], padding[2], padding[3]))
 
 
-@primitive("avg_pool2d", infer=_avg_infer, attrs=_AVG, n_inputs=1)
+@primitive("avg_pool2d", infer=_avg_infer, attrs=_AVG, n_inputs=1, dtypes=FLOATS,
+           accuracy="sum", since=4, c=("infer_pool2d", "k_avg_pool2d"))
 def avg_pool2d(x: np.ndarray, *, kernel_hw, stride, padding, ceil_mode,
                count_include_pad) -> np.ndarray:
     """y[n, c, i, j] = (sum of the window's input elements: each row left to right, then
@@ -263,7 +266,7 @@ def _(g, out, x, **attrs):
 
 def _avg_grad_infer(g: Aval, *, input_hw, kernel_hw, stride, padding, ceil_mode,
                     count_include_pad) -> Aval:
-    I.check_dtypes("avg_pool2d_grad", FLOATS, g)
+    I.check_declared("avg_pool2d_grad", g)
     if g.ndim != 4:
         raise ShapeError(f"avg_pool2d_grad: g must be (N, C, OH, OW), got {I.fmt_shape(g.shape)}")
     x = Aval((g.shape[0], g.shape[1], input_hw[0], input_hw[1]), g.dtype)
@@ -275,7 +278,8 @@ def _avg_grad_infer(g: Aval, *, input_hw, kernel_hw, stride, padding, ceil_mode,
 
 
 @primitive("avg_pool2d_grad", infer=_avg_grad_infer, attrs={"input_hw": "int[2]", **_AVG},
-           n_inputs=1)
+           n_inputs=1, dtypes=FLOATS, accuracy="sum", since=4,
+           c=("infer_pool2d", "k_avg_pool2d_grad"))
 def avg_pool2d_grad(g: np.ndarray, *, input_hw, kernel_hw, stride, padding, ceil_mode,
                     count_include_pad) -> np.ndarray:
     """The transpose of avg_pool2d: dx[n, c, r, s] = sum over the windows (i, j) holding

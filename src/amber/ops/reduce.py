@@ -44,11 +44,16 @@ def _reduce_infer(op: str, allowed: tuple, *, empty_ok: bool) -> Any:
 _AX = {"axes": "int[]", "keepdims": "bool"}
 
 
+def _reduction(name: str, dtypes: tuple, *, empty_ok: bool, accuracy: str = "exact") -> Any:
+    return primitive(name, infer=_reduce_infer(name, dtypes, empty_ok=empty_ok), attrs=_AX,
+                     dtypes=dtypes, accuracy=accuracy, c=("infer_reduce", "k_reduce"))
+
+
 def _keepdims_shape(x: Any, axes: tuple[int, ...]) -> tuple:
     return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
 
 
-@primitive("sum", infer=_reduce_infer("sum", NUMERIC, empty_ok=True), attrs=_AX)
+@_reduction("sum", NUMERIC, empty_ok=True, accuracy="sum")
 def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Sum over ``axes`` in the input dtype (integers wrap); an empty reduction is 0."""
     # np.add.reduce is what np.sum calls, minus about 1.5 us of Python dispatch
@@ -57,13 +62,13 @@ def reduce_sum(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 
 @reduce_sum.def_vjp
 def _(g, out, x, *, axes, keepdims):
-    from .. import functional as F
+    from .. import functional as _F
 
     if not keepdims and tuple(axes) != tuple(range(len(axes))):
         # (reducing leading dims only, e.g. a full sum, needs no reshape: broadcasting
         # prepends the missing dims)
-        g = F.reshape_exact(g, _keepdims_shape(x, axes))
-    return (F.broadcast_to(g, x.shape),)
+        g = _F.reshape_exact(g, _keepdims_shape(x, axes))
+    return (_F.broadcast_to(g, x.shape),)
 
 
 def _check_nonempty(op: str, x: np.ndarray, axes: tuple[int, ...]) -> None:
@@ -72,14 +77,14 @@ def _check_nonempty(op: str, x: np.ndarray, axes: tuple[int, ...]) -> None:
             raise ShapeError(f"{op}: cannot reduce an empty dimension (axis {a})")
 
 
-@primitive("max", infer=_reduce_infer("max", DTYPES, empty_ok=False), attrs=_AX)
+@_reduction("max", DTYPES, empty_ok=False)
 def reduce_max(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Maximum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
     _check_nonempty("max", x, axes)
     return np.asarray(np.maximum.reduce(x, axis=tuple(axes), keepdims=keepdims))  # type: ignore[call-overload]
 
 
-@primitive("min", infer=_reduce_infer("min", DTYPES, empty_ok=False), attrs=_AX)
+@_reduction("min", DTYPES, empty_ok=False)
 def reduce_min(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Minimum over ``axes``; NaN if any reduced element is NaN; error on an empty axis."""
     _check_nonempty("min", x, axes)
@@ -87,14 +92,14 @@ def reduce_min(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.nd
 
 
 def _extremum_vjp(g, out, x, *, axes, keepdims):
-    from .. import functional as F
+    from .. import functional as _F
 
     shape = _keepdims_shape(x, axes)
     if not keepdims:
-        g = F.reshape_exact(g, shape)
-        out = F.reshape_exact(out, shape)
+        g = _F.reshape_exact(g, shape)
+        out = _F.reshape_exact(out, shape)
     # Ties share the gradient evenly (as torch.amax does).
-    hit = F.where(x == out, F.ones_like(x), F.zeros_like(x))
+    hit = _F.where(x == out, _F.ones_like(x), _F.zeros_like(x))
     count = reduce_sum(hit, axes=axes, keepdims=True)
     return (g * hit / count,)
 
@@ -103,9 +108,9 @@ reduce_max.def_vjp(_extremum_vjp)
 reduce_min.def_vjp(_extremum_vjp)
 
 
-def _arg_infer(op: str) -> Any:
+def _arg_infer(op: str, allowed: tuple) -> Any:
     def rule(x: Aval, *, axis: int, keepdims: bool) -> Aval:
-        I.check_dtypes(op, DTYPES, x)
+        I.check_dtypes(op, allowed, x)
         I.check_axis(op, axis, x.ndim)
         if x.shape[axis] == 0:
             raise ShapeError(f"{op}: cannot reduce an empty dimension (axis {axis})")
@@ -118,7 +123,12 @@ def _arg_infer(op: str) -> Any:
 _ARG = {"axis": "int", "keepdims": "bool"}
 
 
-@primitive("argmax", infer=_arg_infer("argmax"), attrs=_ARG)
+def _arg_reduction(name: str) -> Any:
+    return primitive(name, infer=_arg_infer(name, DTYPES), attrs=_ARG, dtypes=DTYPES,
+                     c=("infer_arg", "k_arg"), doc_out="int64")
+
+
+@_arg_reduction("argmax")
 def argmax(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
     """Index (int64) of the first maximum along ``axis``; the first NaN counts as maximum
     (bool: False < True); error on an empty axis."""
@@ -126,7 +136,7 @@ def argmax(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
     return np.asarray(np.argmax(x, axis=axis, keepdims=keepdims)).astype(np.int64)
 
 
-@primitive("argmin", infer=_arg_infer("argmin"), attrs=_ARG)
+@_arg_reduction("argmin")
 def argmin(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
     """Index (int64) of the first minimum along ``axis``; the first NaN counts as minimum
     (bool: False < True); error on an empty axis."""

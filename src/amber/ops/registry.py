@@ -20,6 +20,7 @@ import numpy as np
 
 from .._dtype import DType, from_numpy_dtype
 from ..errors import AmberError, DTypeError, ShapeError
+from . import _table
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -47,10 +48,20 @@ InferFn = Callable[..., Aval]
 VjpFn = Callable[..., Sequence["Tensor | None"]]
 
 
-class Primitive:
-    """A registered primitive op. Calling it binds it to tensor arguments."""
+ACCURACY = ("exact", "ulp4", "sum")
+"""Accuracy classes of docs/opset.md section 5: bit-exact; within 4 ULP of the correctly
+rounded result; within the sum bound (floats; integers are exact)."""
 
-    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs")
+
+class Primitive:
+    """A registered primitive op. Calling it binds it to tensor arguments.
+
+    Its schema (dtypes, attributes, accuracy class, ONNX operator, opset version, C
+    functions) is declared here once; ``scripts/gen_ops.py`` writes the copies the C
+    runtime and docs/opset.md need, and the test tables read it from here."""
+
+    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs",
+                 "dtypes", "accuracy", "onnx", "since", "c", "doc_dtypes", "doc_out")
 
     def __init__(
         self,
@@ -59,6 +70,7 @@ class Primitive:
         infer: InferFn,
         attrs: dict[str, str],
         n_inputs: int | None,
+        schema: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.impl = impl  # the NumPy reference kernel
@@ -69,6 +81,23 @@ class Primitive:
         self.attrs = attrs  # attribute name -> type description (for docs, IR verification)
         self.doc = (impl.__doc__ or "").strip()
         self.n_inputs = n_inputs  # None = variadic
+        sc = schema or {}
+        # dtypes the first operand may have (other operands are checked by `infer`)
+        self.dtypes: tuple[DType, ...] | None = sc.get("dtypes")
+        self.accuracy: str = sc.get("accuracy", "exact")
+        if self.accuracy not in ACCURACY:
+            raise AmberError(f"primitive {name!r}: accuracy must be one of {ACCURACY}")
+        self.onnx: str | None = sc.get("onnx")  # an ONNX operator computing it exactly
+        self.since: int = sc.get("since", 1)  # the opset version that introduced it
+        self.c: tuple[str, str] | None = sc.get("c")  # C (infer, kernel); None: by kind
+        self.doc_dtypes: str | None = sc.get("doc_dtypes")  # docs/opset.md overrides
+        self.doc_out: str | None = sc.get("doc_out")
+
+    @property
+    def kind(self) -> str:
+        """``unary``, ``binary`` or ``compare`` for elementwise primitives whose inference
+        is the shared rule of that name (``_infer.py``), else ``other``."""
+        return getattr(self.infer, "rule", "other")
 
     def def_vjp(self, fn: VjpFn) -> VjpFn:
         """Register the VJP: ``fn(g, out, *inputs, **attrs) -> cotangent per input``."""
@@ -82,18 +111,33 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-REGISTRY: dict[str, Primitive] = {}
+REGISTRY: dict[str, Primitive] = _table.REGISTRY  # (a leaf module: see _table.py)
 
 
 def primitive(
-    name: str, *, infer: InferFn, attrs: dict[str, str] | None = None, n_inputs: int | None = 1
+    name: str, *, infer: InferFn, attrs: dict[str, str] | None = None,
+    n_inputs: int | None = 1, dtypes: tuple[DType, ...] | None = None,
+    accuracy: str = "exact", onnx: str | None = None, since: int = 1,
+    c: tuple[str, str] | None = None, doc_dtypes: str | None = None,
+    doc_out: str | None = None,
 ) -> Callable[[Callable[..., np.ndarray]], Primitive]:
-    """Decorator: register the NumPy kernel below it as primitive ``name``."""
+    """Decorator: register the NumPy kernel below it as primitive ``name``.
+
+    ``dtypes``: what the first operand may be (a named set of ``amber._dtype``);
+    ``accuracy``: its class in docs/opset.md section 5 (``exact``, ``ulp4``, ``sum``);
+    ``onnx``: the ONNX operator that computes it exactly, for a one-to-one lowering
+    (others register one with ``amber.onnx.export.lowering``); ``since``: the opset
+    version that introduced it; ``c``: its C ``(infer, kernel)`` functions when they are
+    not the elementwise ones (``infer_unary``/``k_unary``, ...) or
+    ``infer_<name>``/``k_<name>``; ``doc_dtypes``/``doc_out``: the dtype and output
+    columns of docs/opset.md's summary when the default wording does not fit."""
 
     def register(impl: Callable[..., np.ndarray]) -> Primitive:
         if name in REGISTRY:
             raise AmberError(f"primitive {name!r} registered twice")
-        p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs)
+        schema = {"dtypes": dtypes, "accuracy": accuracy, "onnx": onnx, "since": since,
+                  "c": c, "doc_dtypes": doc_dtypes, "doc_out": doc_out}
+        p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs, schema)
         REGISTRY[name] = p
         return p
 

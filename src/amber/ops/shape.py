@@ -34,7 +34,7 @@ def _reshape_infer(x: Aval, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
-@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"})
+@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"}, dtypes=DTYPES)
 def reshape(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Same elements in row-major order, new shape (same element count)."""
     return np.asarray(x).reshape(tuple(shape))
@@ -56,7 +56,7 @@ def _transpose_infer(x: Aval, *, perm: tuple[int, ...]) -> Aval:
     return Aval(tuple(x.shape[p] for p in perm), x.dtype)
 
 
-@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"})
+@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"}, dtypes=DTYPES)
 def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
     """Permute dimensions: output dim i is input dim perm[i]."""
     return np.asarray(x).transpose(tuple(perm))
@@ -84,7 +84,8 @@ def _broadcast_infer(x: Aval, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
-@primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"})
+@primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"},
+           dtypes=DTYPES)
 def broadcast_to(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Repeat size-1 (and missing leading) dims to ``shape`` (NumPy rules)."""
     shape = tuple(shape)
@@ -134,7 +135,7 @@ def _slice_infer(x: Aval, *, starts: tuple, stops: tuple, steps: tuple) -> Aval:
 _SLICE = {"starts": "int[]", "stops": "int[]", "steps": "int[]"}
 
 
-@primitive("slice", infer=_slice_infer, attrs=_SLICE)
+@primitive("slice", infer=_slice_infer, attrs=_SLICE, dtypes=DTYPES)
 def slice_(x: np.ndarray, *, starts: tuple, stops: tuple, steps: tuple) -> np.ndarray:
     """x[starts[i]:stops[i]:steps[i]] on every dim (0 <= start <= stop <= size, step >= 1)."""
     return x[tuple(slice(a, b, s) for a, b, s in zip(starts, stops, steps, strict=True))]
@@ -168,7 +169,8 @@ def _pad_infer(x: Aval, *, lo: tuple, hi: tuple, interior: tuple, value: float) 
 
 
 @primitive("pad", infer=_pad_infer,
-           attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"})
+           attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"},
+           dtypes=DTYPES)
 def pad(x: np.ndarray, *, lo: tuple, hi: tuple, interior: tuple, value: float) -> np.ndarray:
     """Insert ``lo``/``hi`` elements of ``value`` before/after each dim and ``interior``
     elements between neighbours (``value`` is a float64 converted to x's dtype by the rules
@@ -215,7 +217,8 @@ def _concat_infer(*xs: Aval, axis: int) -> Aval:
     return Aval(tuple(shape), dt)
 
 
-@primitive("concat", infer=_concat_infer, attrs={"axis": "int"}, n_inputs=None)
+@primitive("concat", infer=_concat_infer, attrs={"axis": "int"}, n_inputs=None,
+           dtypes=DTYPES)
 def concat(*xs: np.ndarray, axis: int) -> np.ndarray:
     """Join tensors of one dtype along ``axis``; other dims must agree."""
     return np.concatenate(xs, axis=axis)
@@ -238,7 +241,7 @@ def _(g, out, *xs, axis):
 # ----------------------------------------------------------------------------- take, scatter_add
 
 def _take_infer(x: Aval, idx: Aval, *, axis: int) -> Aval:
-    I.check_dtypes("take", DTYPES, x)
+    I.check_declared("take", x)
     I.check_dtypes("take (index)", INTS, idx)
     I.check_axis("take", axis, x.ndim)
     return Aval(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)
@@ -251,7 +254,8 @@ def _check_index(op: str, idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx < 0, idx + n, idx)
 
 
-@primitive("take", infer=_take_infer, attrs={"axis": "int"}, n_inputs=2)
+@primitive("take", infer=_take_infer, attrs={"axis": "int"}, n_inputs=2, dtypes=DTYPES,
+           doc_dtypes="x any; idx int")
 def take(x: np.ndarray, idx: np.ndarray, *, axis: int) -> np.ndarray:
     """Gather along ``axis``: out[..., j..., ...] = x[..., idx[j...], ...]. Negative
     indices count from the end; an index outside [-n, n) is an error."""
@@ -260,13 +264,13 @@ def take(x: np.ndarray, idx: np.ndarray, *, axis: int) -> np.ndarray:
 
 @take.def_vjp
 def _(g, out, x, idx, *, axis):
-    from .. import functional as F
+    from .. import functional as _F
 
-    return scatter_add(F.zeros_like(x), idx, g, axis=axis), None
+    return scatter_add(_F.zeros_like(x), idx, g, axis=axis), None
 
 
 def _scatter_infer(base: Aval, idx: Aval, src: Aval, *, axis: int) -> Aval:
-    I.check_dtypes("scatter_add", NUMERIC, base)
+    I.check_declared("scatter_add", base)
     I.check_dtypes("scatter_add (index)", INTS, idx)
     I.same_dtype("scatter_add", base, src)
     I.check_axis("scatter_add", axis, base.ndim)
@@ -279,7 +283,8 @@ def _scatter_infer(base: Aval, idx: Aval, src: Aval, *, axis: int) -> Aval:
     return base
 
 
-@primitive("scatter_add", infer=_scatter_infer, attrs={"axis": "int"}, n_inputs=3)
+@primitive("scatter_add", infer=_scatter_infer, attrs={"axis": "int"}, n_inputs=3,
+           dtypes=NUMERIC, accuracy="sum", doc_dtypes="base, src numeric; idx int")
 def scatter_add(base: np.ndarray, idx: np.ndarray, src: np.ndarray, *, axis: int) -> np.ndarray:
     """Copy of ``base`` with ``src`` added at ``idx`` along ``axis`` (repeated indices
     accumulate): the transpose of ``take``."""

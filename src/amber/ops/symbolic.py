@@ -19,7 +19,8 @@ def _dim_value_infer(*, value: Any) -> Aval:
     return Aval((), int64)
 
 
-@primitive("dim_value", infer=_dim_value_infer, attrs={"value": "dim"}, n_inputs=0)
+@primitive("dim_value", infer=_dim_value_infer, attrs={"value": "dim"}, n_inputs=0,
+           dtypes=(), doc_dtypes="—", doc_out="int64")
 def dim_value(*, value: int) -> np.ndarray:
     """The integer ``value`` (a dim expression, evaluated with the function's symbolic
     sizes bound) as a 0-d int64 tensor. No inputs; no gradient."""

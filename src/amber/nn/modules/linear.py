@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ... import functional as _F
@@ -41,10 +40,7 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """Re-draw weight and bias with the default initialisation."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init._reset_layer(self.weight, self.bias, zero_bias=True)
 
     def forward(self, input: Any) -> Any:
         return F.linear(input, self.weight, self.bias)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import Tensor, from_numpy, load, status_name
 
 from amber.ops import REGISTRY
+from helpers.capi import Tensor, from_numpy, load, status_name
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import Model, Session, Tensor, from_numpy, load, status_name, to_numpy
+
+from helpers.capi import Model, Session, Tensor, from_numpy, load, status_name, to_numpy
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "tests" / "golden" / "v1" / "mlp.amber"  # forward(input: float32[batch, 16])

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import Model, Options, Session, Tensor, from_numpy, load, to_numpy
-from test_native import fn, node, p, program_file
 
 import amber as am
 import amber.nn as nn
+from helpers.capi import Model, Options, Session, Tensor, from_numpy, load, to_numpy
+from helpers.program_files import fn, node, p, program_file
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import NO_FUSION, Model, Session, load
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_native import const, fn, node, p, program_file
 
 import amber as am
 import amber.nn as nn
+from helpers.capi import NO_FUSION, Model, Session, load
+from helpers.program_files import const, fn, node, p, program_file
 
 
 @pytest.fixture(scope="module")

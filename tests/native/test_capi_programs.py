@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import Model, Port, Session, load
 
 import amber as am
 import amber.nn as nn
 import amber.nn.functional as F
-from amber.format.container import write_container
+from helpers.capi import Model, Port, Session, load
+from helpers.program_files import const, control_flow_program, fn, node, p, program_file
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -137,41 +137,6 @@ def test_container_without_program(lib: ctypes.CDLL) -> None:
 
 # ----------------------------------------------------------------------------- hand-made files
 
-def fn(name, params, nodes, results):
-    return {"name": name, "params": params, "nodes": nodes, "results": results}
-
-
-def p(name, dtype="float32", shape=("n",)):
-    return {"name": name, "dtype": dtype, "shape": list(shape)}
-
-
-def node(op, inputs, out, attrs=None, dtype="float32", shape=("n",)):
-    return {"op": op, "inputs": inputs, "attrs": attrs or {}, "outputs": [p(out, dtype, shape)]}
-
-
-def program_file(path: Path, functions, signatures=None, opset=1, tensors=None) -> Path:
-    if signatures is None:
-        f0 = functions[0]
-        outs = [p(f"out{i}", *(_type_of(f0, r))) for i, r in enumerate(f0["results"])]
-        signatures = {"forward": {"function": f0["name"], "inputs": f0["params"], "outputs": outs,
-                                  "output_structure": {"tuple": [o["name"] for o in outs]}}}
-    header = {"opset_version": opset, "program": {"functions": functions, "weights": []},
-              "signatures": signatures}
-    write_container(str(path), header, tensors or {})
-    return path
-
-
-def _type_of(f, value):
-    for q in f["params"]:
-        if q["name"] == value:
-            return q["dtype"], q["shape"]
-    for n in f["nodes"]:
-        for o in n["outputs"]:
-            if o["name"] == value:
-                return o["dtype"], o["shape"]
-    raise KeyError(value)
-
-
 def test_dim_expressions_and_constants(lib: ctypes.CDLL, tmp_path: Path) -> None:
     body = [
         node("constant", [], "c", {"value": {"dtype": "float32", "shape": [2], "data": [1.5, -2]}},
@@ -263,44 +228,6 @@ def test_pooling_needs_opset_4(lib: ctypes.CDLL, tmp_path: Path) -> None:
         assert m.status == 0, m.error
 
 
-def const(out, dtype, value):
-    return node("constant", [], out, {"value": {"dtype": dtype, "shape": [], "data": [value]}},
-                dtype=dtype, shape=[])
-
-
-def control_flow_program(path: Path, reverse: bool) -> Path:
-    """cond, while and scan (opset 2) over helper functions, with a symbolic size n."""
-    f32, i64 = "float32", "int64"
-    funcs = [
-        fn("main", [p("x")], [
-            node("sum", ["x"], "s", {"axes": [0], "keepdims": False}, shape=[]),
-            const("zero", f32, 0.0),
-            node("gt", ["s", "zero"], "pos", dtype="bool", shape=[]),
-            node("cond", ["pos", "x"], "y", {"then": "double", "else": "minus_one"}),
-            const("i0", i64, 0),
-            {"op": "while", "inputs": ["i0", "y"],
-             "attrs": {"cond": "lt5", "body": "step", "num_carries": 2, "max_iterations": None},
-             "outputs": [p("i", i64, []), p("z")]},
-            {"op": "scan", "inputs": ["zero", "x"],
-             "attrs": {"body": "accumulate", "num_carries": 1, "num_xs": 1, "length": "n",
-                       "reverse": reverse},
-             "outputs": [p("last", f32, []), p("ys")]},
-        ], ["z", "i", "last", "ys"]),
-        fn("double", [p("a")], [node("add", ["a", "a"], "b")], ["b"]),
-        fn("minus_one", [p("a")], [const("one", f32, 1.0), node("sub", ["a", "one"], "b")], ["b"]),
-        fn("lt5", [p("i", i64, []), p("acc")], [
-            const("five", i64, 5), node("lt", ["i", "five"], "go", dtype="bool", shape=[])],
-           ["go"]),
-        fn("step", [p("i", i64, []), p("acc")], [
-            const("one", i64, 1), node("add", ["i", "one"], "j", dtype=i64, shape=[]),
-            const("k", f32, 1.5), node("mul", ["acc", "k"], "acc2")], ["j", "acc2"]),
-        fn("accumulate", [p("c", f32, []), p("xi", f32, [])], [
-            node("add", ["c", "xi"], "c2", shape=[]), node("add", ["c2", "c2"], "y", shape=[])],
-           ["c2", "y"]),
-    ]
-    return program_file(path, funcs, opset=2)
-
-
 @pytest.mark.parametrize("reverse", [False, True])
 def test_control_flow_matches_reference(lib: ctypes.CDLL, tmp_path: Path, reverse: bool) -> None:
     path = control_flow_program(tmp_path / "cf.amber", reverse)
@@ -323,7 +250,7 @@ def test_loop_iteration_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
     path = control_flow_program(tmp_path / "cf.amber", False)
     with Model(lib, path=path) as m:
         assert m.status == 0, m.error
-    import capi
+    from helpers import capi
 
     opts = capi.Options()
     lib.amber_options_init(ctypes.byref(opts))
@@ -344,7 +271,7 @@ def test_loop_iteration_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
 
 
 def test_memory_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
-    import capi
+    from helpers import capi
 
     path = tmp_path / "mlp.amber"
     am.export(nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 4)),
@@ -393,7 +320,7 @@ def test_loops_run_in_constant_memory(lib: ctypes.CDLL, tmp_path: Path, option: 
                                       status: str, words: str) -> None:
     """100000 iterations of a while loop and of a scan fit in a 1 MiB session arena; the
     per-loop and per-run iteration limits stop them."""
-    import capi
+    from helpers import capi
 
     f32, i64 = "float32", "int64"
     funcs = [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import SKIP_TENSOR_HASHES, Model, Tensor, load
 
 from amber.format.container import read_container
+from helpers.capi import SKIP_TENSOR_HASHES, Model, Tensor, load
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "format" / "corpus"
