@@ -20,7 +20,8 @@ from .ops import elementwise as E
 from .ops import linalg as L
 from .ops import reduce as R
 from .ops import shape as S
-from .tensor import Tensor
+from .ops.registry import Node, TraceHooks, is_grad_enabled
+from .tensor import Tensor, _wrap_array
 
 Number = int | float | bool
 
@@ -254,6 +255,8 @@ def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 def _float_unary(prim: Any) -> Any:
     def fn(x: Any) -> Tensor:
+        if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
+            return prim(x)  # the common case, without looking the dtype up
         x = _as_tensor(x)
         return prim(x if x.dtype.is_floating else cast(x, D.default_float()))
 
@@ -297,13 +300,40 @@ def rsqrt(x: Tensor) -> Tensor:
     return 1.0 / sqrt(x)
 
 
+_ZEROS: dict[Any, Tensor] = {}  # NumPy float dtype -> a 0-d zero (relu's, never changed)
+
+
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at 0 is 0 and NaN stays NaN (as in PyTorch)."""
+    if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f" \
+            and not TraceHooks.active:
+        return _relu_eager(x, x._data)
     if isinstance(x, Tensor) and x.dtype is not D.bool_:
         # where(x <= 0, 0, x) with the zero lifted once (same primitives, less dispatch)
         zero = scalar(0, x.dtype)
         return E.where(E.le(x, zero), zero, x)
     return where(x <= 0, 0, x)
+
+
+def _relu_eager(x: Tensor, d: np.ndarray) -> Tensor:
+    """relu's composition ``where(le(x, 0), 0, x)`` run in one step: the same kernels and
+    the same tape (one ``where`` node), without dispatching each primitive."""
+    zero = _ZEROS.get(d.dtype)
+    if zero is None:
+        zero = _ZEROS[d.dtype] = scalar(0, D.from_numpy_dtype(d.dtype))
+    z = zero._data
+    # NOTE: max(x, 0) + 0 has where(x <= 0, 0, x)'s bits (the + 0 turns max's -0 into +0,
+    # NaN stays x's NaN) and costs a third of np.where's call on a small tensor.
+    m = np.maximum(d, z)
+    if type(m) is np.ndarray:
+        np.add(m, z, out=m)
+    else:  # a 0-d input gives a NumPy scalar
+        m = np.asarray(m + z)
+    out = _wrap_array(m)
+    if x.requires_grad and is_grad_enabled():
+        out.requires_grad = True
+        out._node = Node(E.where, (_wrap_array(E.le.eager(d, z)), zero, x), {}, out)
+    return out
 
 
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
@@ -571,9 +601,15 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- reductions
 
+_ALL_AXES = [tuple(range(n)) for n in range(65)]  # dim=None of a rank-n tensor
+
+
 def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
     """Sum over ``dim`` (all dims if None). Integers and booleans accumulate in int64
     unless ``dtype`` is given, as in PyTorch."""
+    if dim is None and dtype is None and isinstance(x, Tensor) and x._data is not None \
+            and x._data.dtype.kind == "f":  # the common case, without normalising
+        return R.reduce_sum(x, axes=_ALL_AXES[x._data.ndim], keepdims=keepdim)
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
@@ -707,9 +743,14 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and batch broadcasting."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
-        da = a.dtype
-        if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
-            return L.matmul(a, b)
+        xa, xb = a._data, b._data
+        if xa is not None and xb is not None:
+            if xa.dtype == xb.dtype and xa.dtype.kind == "f" and xa.ndim >= 2 and xb.ndim >= 2:
+                return L.matmul(a, b)
+        else:
+            da = a.dtype
+            if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
+                return L.matmul(a, b)
     x, y = _operands(a, b, arith=True)
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError("matmul: both operands must have at least one dimension")

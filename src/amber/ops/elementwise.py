@@ -379,9 +379,9 @@ def where(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _(g, out, c, x, y):
     from .. import functional as F
 
-    z = F.zeros_like(g)
-    return (None, unbroadcast(F.where(c, g, z), x.shape) if x.requires_grad else None,
-            unbroadcast(F.where(c, z, g), y.shape) if y.requires_grad else None)
+    z = F.scalar(0, g.dtype)  # broadcasts: the shapes of where(c, g, zeros_like(g))
+    return (None, unbroadcast(where(c, g, z), x.shape) if x.requires_grad else None,
+            unbroadcast(where(c, z, g), y.shape) if y.requires_grad else None)
 
 
 def _cast_infer(x: Aval, *, dtype: str) -> Aval:
