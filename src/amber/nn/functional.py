@@ -25,6 +25,7 @@ from ..ops import shape as S
 from ..ops._infer import broadcast_shapes
 from ..ops.registry import no_grad
 from ..tensor import Tensor
+from . import _batch_norm
 
 __all__ = [
     "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits", "conv2d", "cross_entropy",
@@ -377,6 +378,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if training and count <= 1:
             raise ShapeError(f"batch_norm: expected more than 1 value per channel when "
                              f"training, got input {tuple(input.shape)}")
+        if training and running_mean is not None and running_var is not None \
+                and running_mean._data is not None and running_var._data is not None \
+                and _batch_norm.applies(input, weight, bias):
+            return _batch_norm.batch_norm_train(input, running_mean, running_var, weight,
+                                                bias, momentum, eps)
         mu = R.reduce_sum(input, axes=axes, keepdims=True) / count
         xc = input - mu
         var = R.reduce_sum(xc * xc, axes=axes, keepdims=True) / count
