@@ -375,6 +375,16 @@ def _max_pool_cases(rng: np.random.Generator, grad: bool) -> Iterator[Case]:
             if rng.random() < 0.3:  # ties
                 x = np.round(x).astype(dt)
             yield ([x, values(rng, c["y"], dt, special=False)] if grad else [x]), c["attrs"]
+    # windows that tile the planes (stride = kernel, no padding): the planes pool as one
+    for xs, k, dt in (((3, 5, 8, 6), (2, 2), F32), ((2, 3, 9, 8), (3, 2), F64),
+                      ((8, 64, 16, 16), (2, 2), F32), ((1, 7, 2, 20), (1, 4), F32)):
+        x = values(rng, xs, dt)
+        if grad:
+            x = np.round(x).astype(dt)  # ties: the first maximum takes the gradient
+        at = {"kernel_hw": k, "stride": k, "padding": (0, 0, 0, 0), "dilation": (1, 1),
+              "ceil_mode": False}
+        y = REGISTRY["max_pool2d"].impl(x, **at)
+        yield ([x, values(rng, y.shape, dt, special=False)] if grad else [x]), at
     # many planes on the pool; a large strided window
     x = values(rng, (2, 24, 37, 41), F32)
     at = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (1, 1, 1, 1),
