@@ -70,6 +70,21 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
+/* MAXNAN and "pick v" as bitwise selects: on real data which element wins is random, and
+ * a branch on it mispredicts half the time. */
+#define SELECT_BITS(T, U)                                                                  \
+    static inline T select_##T(bool take, T v, T m) {                                      \
+        U a, b, k = (U)0 - (U)take;                                                        \
+        memcpy(&a, &m, sizeof a);                                                          \
+        memcpy(&b, &v, sizeof b);                                                          \
+        a = (k & b) | (~k & a);                                                            \
+        memcpy(&m, &a, sizeof m);                                                          \
+        return m;                                                                          \
+    }
+SELECT_BITS(float, uint32_t)
+SELECT_BITS(double, uint64_t)
+#define MAXNAN_SEL(T, m, v) select_##T(((v) > (m)) | ((v) != (v)), (v), (m))
+
 #define POOL_FWD(SUF, T, ISA, ATTR, V, VI, EVENS)                                          \
     /* hm[lo:hi] = max(hm, x[j*S + off]) for S = 1 or 2, VW lanes at a time. */            \
     ATTR static void max_span_##SUF##_##ISA(T *hm, const T *xr, int64_t lo, int64_t hi,    \
@@ -127,9 +142,12 @@ typedef struct pool_job {
         for (int64_t q = 0; q < g->kw; q++) max_span_##SUF##_##ISA(hm, x, 0, n, q, g->kw); \
         for (int64_t i = 0; i < g->oh; i++) {                                              \
             T *yr = y + i * g->ow;                                                         \
-            for (int64_t c = 0; c < g->ow; c++) yr[c] = (T)-INFINITY;                      \
-            for (int64_t p = 0; p < g->kh; p++)                                            \
-                max_span_##SUF##_##ISA(yr, hm + (i * g->kh + p) * g->ow, 0, g->ow, 0, 1);  \
+            const T *h0 = hm + i * g->kh * g->ow;                                          \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                T m = (T)-INFINITY;                                                        \
+                for (int64_t p = 0; p < g->kh; p++) m = MAXNAN_SEL(T, m, h0[p * g->ow + c]); \
+                yr[c] = m;                                                                 \
+            }                                                                              \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
@@ -301,10 +319,9 @@ POOL_GRADS(f64, double)
                 for (int64_t p = 0; p < g->kh; p++)                                        \
                     for (int64_t q = p == 0; q < g->kw; q++) {                             \
                         T v = x[base + p * g->w + q];                                      \
-                        if (best == best && (v > best || v != v)) {                        \
-                            best = v;                                                      \
-                            at = base + p * g->w + q;                                      \
-                        }                                                                  \
+                        bool take = (best == best) & ((v > best) | (v != v));              \
+                        best = select_##T(take, v, best);                                  \
+                        at += (base + p * g->w + q - at) & -(int64_t)take;                 \
                     }                                                                      \
                 dx[at] += gy[i * g->ow + c];                                               \
             }                                                                              \
