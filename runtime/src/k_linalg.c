@@ -139,6 +139,9 @@ static bool pointwise(const conv_geom *g) {
                     T *xc = x + c * g->h * g->w;                                           \
                     int64_t lo, hi, first = q * g->dw - g->pl;                             \
                     valid_cols(g, q, &lo, &hi);                                            \
+                    /* short rows (small images): zero the whole row once, copy by a loop */ \
+                    bool short_rows = !col2im && g->ow < 16;                               \
+                    if (short_rows) memset(row, 0, (size_t)(g->oh * g->ow) * sizeof(T));   \
                     for (int64_t i = 0; i < g->oh; i++) {                                  \
                         int64_t r = i * g->sh + p * g->dh - g->pt;                         \
                         T *dst = row + i * g->ow;                                          \
@@ -147,6 +150,12 @@ static bool pointwise(const conv_geom *g) {
                             if (!in || lo == hi) continue;                                 \
                             T *xr = xc + r * g->w + lo * g->sw + first;                    \
                             for (int64_t j = lo; j < hi; j++) xr[(j - lo) * g->sw] += dst[j]; \
+                            continue;                                                      \
+                        }                                                                  \
+                        if (short_rows) {                                                  \
+                            if (!in) continue;                                             \
+                            const T *src = xc + r * g->w + lo * g->sw + first;             \
+                            for (int64_t j = lo; j < hi; j++) dst[j] = src[(j - lo) * g->sw]; \
                             continue;                                                      \
                         }                                                                  \
                         if (!in) {                                                         \
@@ -332,7 +341,12 @@ CONV_KERNELS(f64, double)
         for (int64_t i = 0; i < cnt; i++)                                                  \
             for (int64_t o = 0; o < g->o; o++) {                                           \
                 T *a = y + ((n0 + i) * g->o + o) * c->L, *b = c->prod + o * ld + i * c->L; \
-                memcpy(to_y ? a : b, to_y ? b : a, (size_t)c->L * sizeof(T));              \
+                T *dst = to_y ? a : b;                                                     \
+                const T *src = to_y ? b : a;                                               \
+                if (c->L >= 16)                                                            \
+                    memcpy(dst, src, (size_t)c->L * sizeof(T));                            \
+                else /* small images: a call per row costs more than the copy */          \
+                    for (int64_t l = 0; l < c->L; l++) dst[l] = src[l];                    \
             }                                                                              \
     }                                                                                      \
                                                                                            \

@@ -397,6 +397,11 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             return ref(a, b)
         if sa[-1] != sb[-2]:
             return ref(a, b)  # raises the reference's error
+        if len(sb) == 2 and not a.flags.c_contiguous:
+            # NOTE: one matrix for every batch element is one product over all rows when
+            # a is contiguous (libamber's path for a materialised transpose, as in an
+            # exported model); strided, it would be a product per batch element
+            a = np.ascontiguousarray(a)
         shape = (*np.broadcast_shapes(sa[:-2], sb[:-2]), sa[-2], sb[-1])
         return run("matmul", {}, (a, b), shape, a.dtype)
 
