@@ -586,8 +586,11 @@ def scan(fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any,
     carry = init
     ys: list[Any] = []
     order = range(n - 1, -1, -1) if reverse else range(n)
+    from ._unstack import unstack_eager
+
+    pieces = [unstack_eager(leaf) for leaf in x_leaves]  # one tape entry per leaf
     for k, i in enumerate(order):
-        x = None if xs is None else tree_unflatten(x_td, [leaf[i] for leaf in x_leaves])
+        x = None if xs is None else tree_unflatten(x_td, [p[i] for p in pieces])
         carry, y = step(carry, x, f" at step {k} (xs index {i})")
         if k > 0:
             ref = ys[0]

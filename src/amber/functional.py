@@ -530,6 +530,10 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ShapeError(f"split: sizes {sizes} do not sum to dim {d} of size {n}")
+    if x._data is not None and not TraceHooks.active and len(sizes) > 1:
+        from ._unstack import split_eager
+
+        return tuple(split_eager(x, d, sizes))  # one tape entry for all the pieces
     out, start = [], 0
     for s in sizes:
         out.append(narrow(x, d, start, s))
