@@ -131,8 +131,8 @@ def _block_classes(nn: Any) -> type:
 
 
 def build(kind: str, framework: str, seed: int = 0) -> Any:
-    """Model ``kind`` ("encoder", "cnn", "mlp", "lstm", "block") in ``framework`` ("amber" or "torch"),
-    with weights drawn from ``seed`` (the same in both frameworks)."""
+    """Model ``kind`` ("encoder", "cnn", "mlp", "lstm", "block") in ``framework``
+    ("amber" or "torch"), with weights drawn from ``seed`` (the same in both frameworks)."""
     if framework == "amber":
         import amber as am
 

@@ -321,7 +321,7 @@ def _relu_eager(x: Tensor, d: np.ndarray) -> Tensor:
     zero = _ZEROS.get(d.dtype)
     if zero is None:
         zero = _ZEROS[d.dtype] = scalar(0, D.from_numpy_dtype(d.dtype))
-    z = zero._data
+    z: np.ndarray = zero._data  # type: ignore[assignment]
     # NOTE: max(x, 0) + 0 has where(x <= 0, 0, x)'s bits (the + 0 turns max's -0 into +0,
     # NaN stays x's NaN) and costs a third of np.where's call on a small tensor.
     m = np.maximum(d, z)
