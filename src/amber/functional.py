@@ -20,8 +20,7 @@ from .ops import elementwise as E
 from .ops import linalg as L
 from .ops import reduce as R
 from .ops import shape as S
-from .ops.registry import Node, TraceHooks, is_grad_enabled
-from .tensor import Tensor, _wrap_array
+from .tensor import Tensor
 
 Number = int | float | bool
 
@@ -300,40 +299,15 @@ def rsqrt(x: Tensor) -> Tensor:
     return 1.0 / sqrt(x)
 
 
-_ZEROS: dict[Any, Tensor] = {}  # NumPy float dtype -> a 0-d zero (relu's, never changed)
-
-
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at 0 is 0 and NaN stays NaN (as in PyTorch)."""
-    if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f" \
-            and not TraceHooks.active:
-        return _relu_eager(x, x._data)
+    if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
+        return E.relu_eager(x)
     if isinstance(x, Tensor) and x.dtype is not D.bool_:
         # where(x <= 0, 0, x) with the zero lifted once (same primitives, less dispatch)
         zero = scalar(0, x.dtype)
         return E.where(E.le(x, zero), zero, x)
     return where(x <= 0, 0, x)
-
-
-def _relu_eager(x: Tensor, d: np.ndarray) -> Tensor:
-    """relu's composition ``where(le(x, 0), 0, x)`` run in one step: the same kernels and
-    the same tape (one ``where`` node), without dispatching each primitive."""
-    zero = _ZEROS.get(d.dtype)
-    if zero is None:
-        zero = _ZEROS[d.dtype] = scalar(0, D.from_numpy_dtype(d.dtype))
-    z: np.ndarray = zero._data  # type: ignore[assignment]
-    # NOTE: max(x, 0) + 0 has where(x <= 0, 0, x)'s bits (the + 0 turns max's -0 into +0,
-    # NaN stays x's NaN) and costs a third of np.where's call on a small tensor.
-    m = np.maximum(d, z)
-    if type(m) is np.ndarray:
-        np.add(m, z, out=m)
-    else:  # a 0-d input gives a NumPy scalar
-        m = np.asarray(m + z)
-    out = _wrap_array(m)
-    if x.requires_grad and is_grad_enabled():
-        out.requires_grad = True
-        out._node = Node(E.where, (_wrap_array(E.le.eager(d, z)), zero, x), {}, out)
-    return out
 
 
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
@@ -530,8 +504,8 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ShapeError(f"split: sizes {sizes} do not sum to dim {d} of size {n}")
-    if x._data is not None and not TraceHooks.active and len(sizes) > 1:
-        from ._unstack import split_eager
+    if x._data is not None and len(sizes) > 1 and builtins.all(type(s) is int for s in sizes):
+        from .control import split_eager
 
         return tuple(split_eager(x, d, sizes))  # one tape entry for all the pieces
     out, start = [], 0

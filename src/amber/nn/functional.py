@@ -25,7 +25,6 @@ from ..ops import shape as S
 from ..ops._infer import broadcast_shapes
 from ..ops.registry import no_grad
 from ..tensor import Tensor
-from . import _batch_norm
 
 __all__ = [
     "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits", "conv2d", "cross_entropy",
@@ -380,9 +379,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"training, got input {tuple(input.shape)}")
         if training and running_mean is not None and running_var is not None \
                 and running_mean._data is not None and running_var._data is not None \
-                and _batch_norm.applies(input, weight, bias):
-            return _batch_norm.batch_norm_train(input, running_mean, running_var, weight,
-                                                bias, momentum, eps)
+                and batch_norm_train_applies(input, weight, bias):
+            return batch_norm_train(input, running_mean, running_var, weight, bias,
+                                    momentum, eps)
         mu = R.reduce_sum(input, axes=axes, keepdims=True) / count
         xc = input - mu
         var = R.reduce_sum(xc * xc, axes=axes, keepdims=True) / count
@@ -718,6 +717,8 @@ from ._loss import (  # noqa: E402
     triplet_margin_loss,
 )
 from ._norm import (  # noqa: E402
+    batch_norm_train,
+    batch_norm_train_applies,
     cosine_similarity,
     group_norm,
     instance_norm,
