@@ -11,6 +11,7 @@ import numpy as np
 
 from .._dtype import DTYPES, FLOATS, NUMERIC, DType, as_dtype, bool_
 from . import _infer as I
+from . import registry as _registry
 from .registry import Aval, primitive
 
 # ----------------------------------------------------------------------------- helpers
@@ -395,8 +396,7 @@ def relu_eager(x: Any) -> Any:
     """relu of a concrete float tensor: its composition ``where(le(x, 0), 0, x)`` (see
     ``amber.relu``) run in one step, with the same bits and the same tape (one ``where``
     node), without dispatching each primitive."""
-    from . import registry as R
-
+    R = _registry
     d = x._data
     zero = _RELU_ZEROS.get(d.dtype)
     if zero is None:
