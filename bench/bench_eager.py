@@ -11,6 +11,11 @@ Cases (models in bench/eager_models.py, the same weights in both frameworks):
 * ``cnn``: one training step (forward, cross-entropy, backward, SGD) of the digits CNN
   (conv, batch norm, ReLU, max-pool, linear) at batch 32 on the 8x8 digits. Target 1.5x.
 * ``mlp``: one training step of the 784-512-512-10 MLP at batch 64 (SGD). Target 1.2x.
+* ``lstm``: one training step of an ``nn.LSTM`` sequence classifier at batch 64 over 10
+  time steps (SGD). Target 1.5x.
+* ``block``: one training step of a causal transformer block (``nn.MultiheadAttention``
+  with a causal mask, GELU MLP) with a per-token classifier at batch 32 x 16 tokens
+  (SGD). Target 1.5x.
 
 Every (framework, thread count) runs alone in its own process; processes of the two
 frameworks alternate in blocks and each figure is the median over all samples of all
@@ -41,8 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import cpu_model
 
 HERE = Path(__file__).resolve().parent
-CASES = ("ops", "encoder", "cnn", "mlp")
-TARGETS = {"ops": 1.5, "encoder": 1.5, "cnn": 1.5, "mlp": 1.2}
+CASES = ("ops", "encoder", "cnn", "mlp", "lstm", "block")
+TARGETS = {"ops": 1.5, "encoder": 1.5, "cnn": 1.5, "mlp": 1.2, "lstm": 1.5, "block": 1.5}
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -118,10 +123,12 @@ def _encoder_case(fw: str, lib: Any, batch: int, tokens: int) -> tuple[Callable[
 
 def _train_case(fw: str, lib: Any, kind: str) -> tuple[Callable[[], Any], Any]:
     import numpy as np
-    from eager_models import build
+    from eager_models import build, train_batch
 
     model = build(kind, fw)
-    if kind == "cnn":
+    if kind in ("lstm", "block"):
+        *xs, y = train_batch(kind)
+    elif kind == "cnn":
         with np.load(HERE.parent / "examples" / "data" / "digits.npz") as d:
             x = (d["images"][:32].astype(np.float32) / 16.0)[:, None]
             y = d["labels"][:32].astype(np.int64)
@@ -129,16 +136,18 @@ def _train_case(fw: str, lib: Any, kind: str) -> tuple[Callable[[], Any], Any]:
         rng = np.random.default_rng(1)
         x = rng.standard_normal((64, 784)).astype(np.float32)
         y = rng.integers(0, 10, 64).astype(np.int64)
+    if kind not in ("lstm", "block"):
+        xs = [x]
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     ce = lib.nn.functional.cross_entropy
     if fw == "amber":
-        tx, ty = lib.tensor(x), lib.tensor(y)
+        txs, ty = [lib.tensor(v) for v in xs], lib.tensor(y)
     else:
-        tx, ty = lib.from_numpy(x), lib.from_numpy(y)
+        txs, ty = [lib.from_numpy(v) for v in xs], lib.from_numpy(y)
 
     def step() -> Any:
         opt.zero_grad()
-        loss = ce(model(tx), ty)
+        loss = ce(model(*txs), ty)
         loss.backward()
         opt.step()
         return loss

@@ -6,7 +6,12 @@ structure and parameter names) and given the same weights:
   LayerNorm, exact (erf) GELU;
 * the digits CNN (conv, batch norm, ReLU, max-pool twice, then two linear layers) on
   8x8 images;
-* the 784-512-512-10 MLP.
+* the 784-512-512-10 MLP;
+* an LSTM sequence classifier (``nn.LSTM`` 32 -> 64, batch first, then a linear layer on
+  the last hidden state), batch 64, 10 time steps;
+* a causal transformer block (pre-norm: ``nn.MultiheadAttention`` with 4 heads and a
+  causal mask, then a GELU MLP; width 64) with a per-token classifier, batch 32 x 16
+  tokens.
 """
 
 from __future__ import annotations
@@ -86,9 +91,48 @@ def _mlp(nn: Any) -> Any:
                          nn.Linear(512, 10))
 
 
+LSTM_IN, LSTM_HIDDEN, LSTM_STEPS, LSTM_BATCH = 32, 64, 10, 64
+BLOCK_WIDTH, BLOCK_HEADS, BLOCK_TOKENS, BLOCK_BATCH = 64, 4, 16, 32
+
+
+def _lstm_classes(nn: Any) -> type:
+    class LSTMClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(LSTM_IN, LSTM_HIDDEN, batch_first=True)
+            self.head = nn.Linear(LSTM_HIDDEN, 10)
+
+        def forward(self, x: Any) -> Any:
+            out, _ = self.lstm(x)
+            return self.head(out[:, -1])
+
+    return LSTMClassifier
+
+
+def _block_classes(nn: Any) -> type:
+    class CausalBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1 = nn.LayerNorm(BLOCK_WIDTH)
+            self.attn = nn.MultiheadAttention(BLOCK_WIDTH, BLOCK_HEADS, batch_first=True)
+            self.norm2 = nn.LayerNorm(BLOCK_WIDTH)
+            self.up = nn.Linear(BLOCK_WIDTH, 4 * BLOCK_WIDTH)
+            self.act = nn.GELU()
+            self.down = nn.Linear(4 * BLOCK_WIDTH, BLOCK_WIDTH)
+            self.head = nn.Linear(BLOCK_WIDTH, 10)
+
+        def forward(self, x: Any, mask: Any) -> Any:
+            h = self.norm1(x)
+            x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+            x = x + self.down(self.act(self.up(self.norm2(x))))
+            return self.head(x).reshape(-1, 10)
+
+    return CausalBlock
+
+
 def build(kind: str, framework: str, seed: int = 0) -> Any:
-    """Model ``kind`` ("encoder", "cnn", "mlp") in ``framework`` ("amber" or "torch"),
-    with weights drawn from ``seed`` (the same in both frameworks)."""
+    """Model ``kind`` ("encoder", "cnn", "mlp", "lstm", "block") in ``framework``
+    ("amber" or "torch"), with weights drawn from ``seed`` (the same in both frameworks)."""
     if framework == "amber":
         import amber as am
 
@@ -100,14 +144,15 @@ def build(kind: str, framework: str, seed: int = 0) -> Any:
         nn, F = torch.nn, torch.nn.functional
         softmax = torch.softmax
     model = {"encoder": lambda: _encoder_classes(nn, F, softmax)(),
-             "cnn": lambda: _cnn_classes(nn)(), "mlp": lambda: _mlp(nn)}[kind]()
+             "cnn": lambda: _cnn_classes(nn)(), "mlp": lambda: _mlp(nn),
+             "lstm": lambda: _lstm_classes(nn)(), "block": lambda: _block_classes(nn)()}[kind]()
     rng = np.random.default_rng(seed)
     state = {}
     for name, value in model.state_dict().items():
         shape = tuple(value.shape)
         if name.endswith("running_var"):
             arr = np.ones(shape, np.float32)
-        elif name.endswith(("running_mean", "bias")) or "num_batches" in name:
+        elif name.endswith(("running_mean", "bias")) or "bias_" in name or "num_batches" in name:
             arr = (np.zeros(shape) if "num_batches" in name else
                    rng.uniform(-0.05, 0.05, shape)).astype(np.float32)
         elif "norm" in name or (kind == "cnn" and len(shape) == 1):
@@ -136,3 +181,15 @@ def encoder_inputs(batch: int, tokens: int, seed: int = 1) -> list[np.ndarray]:
     pos = np.broadcast_to(np.arange(tokens, dtype=np.int64), (batch, tokens)).copy()
     types = np.zeros((batch, tokens), np.int64)
     return [ids, pos, types]
+
+
+def train_batch(kind: str, seed: int = 1) -> list[np.ndarray]:
+    """The model's inputs and int64 targets for one training step of ``kind`` ("lstm" or
+    "block"; the block's second input is its causal mask, True above the diagonal)."""
+    rng = np.random.default_rng(seed)
+    if kind == "lstm":
+        x = rng.standard_normal((LSTM_BATCH, LSTM_STEPS, LSTM_IN)).astype(np.float32)
+        return [x, rng.integers(0, 10, LSTM_BATCH).astype(np.int64)]
+    x = rng.standard_normal((BLOCK_BATCH, BLOCK_TOKENS, BLOCK_WIDTH)).astype(np.float32)
+    mask = np.triu(np.ones((BLOCK_TOKENS, BLOCK_TOKENS), dtype=bool), 1)
+    return [x, mask, rng.integers(0, 10, BLOCK_BATCH * BLOCK_TOKENS).astype(np.int64)]

@@ -231,3 +231,16 @@ def test_nn_composite_gradients_against_finite_differences() -> None:
     check_grad(lambda t: F.avg_pool2d(t, 3, stride=2), [img])
     check_grad(lambda t, w: F.conv2d(t, w, stride=2, padding=1, groups=2),
                [img, rng.standard_normal((4, 1, 3, 3))], order=2)
+
+
+def test_linear_weight_gradient_over_batch_dims_keeps_the_weights_layout() -> None:
+    """x @ w.T with x of rank 3: w's gradient is one product over all rows, row-major
+    like w, and equal to the per-row sum."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5))
+    w = am.tensor(rng.standard_normal((6, 5)), requires_grad=True)
+    g = rng.standard_normal((3, 4, 6))
+    (am.tensor(x) @ w.t()).backward(am.tensor(g))
+    want = np.einsum("bto,bti->oi", g, x)
+    np.testing.assert_allclose(w.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+    assert w.grad.numpy().flags.c_contiguous

@@ -127,18 +127,21 @@ static bool pointwise(const conv_geom *g) {
 }
 
 /* cols[(c*KH + p)*KW + q][i*OW + j] = x[c][i*sh + p*dh - pt][j*sw + q*dw - pl] (0 outside);
- * x points at the group's first channel of one image. With col2im, the reverse: every
- * cols element is added to the x element it was read from (in the same loop order). */
+ * x points at the group's first channel of one image; ld is the row stride of cols. With
+ * col2im, the reverse: every cols element is added to the x element it was read from (in
+ * the same loop order). */
 #define IM2COL(SUF, T)                                                                     \
-    static void im2col_##SUF(const conv_geom *g, T *x, T *cols, bool col2im) {             \
-        int64_t L = g->oh * g->ow;                                                         \
+    static void im2col_ld_##SUF(const conv_geom *g, T *x, T *cols, int64_t ld, bool col2im) { \
         for (int64_t c = 0; c < g->cg; c++)                                                \
             for (int64_t p = 0; p < g->kh; p++)                                            \
                 for (int64_t q = 0; q < g->kw; q++) {                                      \
-                    T *row = cols + ((c * g->kh + p) * g->kw + q) * L;                     \
+                    T *row = cols + ((c * g->kh + p) * g->kw + q) * ld;                    \
                     T *xc = x + c * g->h * g->w;                                           \
                     int64_t lo, hi, first = q * g->dw - g->pl;                             \
                     valid_cols(g, q, &lo, &hi);                                            \
+                    /* short rows (small images): zero the whole row once, copy by a loop */ \
+                    bool short_rows = !col2im && g->ow < 16;                               \
+                    if (short_rows) memset(row, 0, (size_t)(g->oh * g->ow) * sizeof(T));   \
                     for (int64_t i = 0; i < g->oh; i++) {                                  \
                         int64_t r = i * g->sh + p * g->dh - g->pt;                         \
                         T *dst = row + i * g->ow;                                          \
@@ -147,6 +150,12 @@ static bool pointwise(const conv_geom *g) {
                             if (!in || lo == hi) continue;                                 \
                             T *xr = xc + r * g->w + lo * g->sw + first;                    \
                             for (int64_t j = lo; j < hi; j++) xr[(j - lo) * g->sw] += dst[j]; \
+                            continue;                                                      \
+                        }                                                                  \
+                        if (short_rows) {                                                  \
+                            if (!in) continue;                                             \
+                            const T *src = xc + r * g->w + lo * g->sw + first;             \
+                            for (int64_t j = lo; j < hi; j++) dst[j] = src[(j - lo) * g->sw]; \
                             continue;                                                      \
                         }                                                                  \
                         if (!in) {                                                         \
@@ -163,6 +172,9 @@ static bool pointwise(const conv_geom *g) {
                             for (int64_t j = lo; j < hi; j++) dst[j] = src[(j - lo) * g->sw]; \
                     }                                                                      \
                 }                                                                          \
+    }                                                                                      \
+    static void im2col_##SUF(const conv_geom *g, T *x, T *cols, bool col2im) {             \
+        im2col_ld_##SUF(g, x, cols, g->oh * g->ow, col2im);                                \
     }
 IM2COL(f32, float)
 IM2COL(f64, double)
@@ -286,6 +298,118 @@ IM2COL(f64, double)
     }
 CONV_KERNELS(f32, float)
 CONV_KERNELS(f64, double)
+
+/* Convolutions without groups run one product per chunk of images, their columns side by
+ * side (K x NB*L): small images then do not pay a product's set-up each. The products
+ * read the output gradient as O x NB*L (a transposed copy) and the forward writes O x
+ * NB*L, copied out image by image. Every element's sum runs over k in the order the GEMM
+ * gives its shape, whatever the thread count; the weight gradient sums across chunks in
+ * order. */
+#define AM_CONV_CHUNK_BYTES ((size_t)1 << 20)
+#define CONV_BATCHED(SUF, T)                                                               \
+    typedef struct conv_chunk_##SUF {                                                      \
+        int64_t nb, L, K;                                                                  \
+        T *cols, *prod; /* K x NB*L; O x NB*L */                                           \
+    } conv_chunk_##SUF;                                                                    \
+                                                                                           \
+    static amber_status chunk_init_##SUF(am_ctx *ctx, const conv_geom *g,                  \
+                                         conv_chunk_##SUF *c) {                            \
+        c->L = g->oh * g->ow, c->K = g->c * g->kh * g->kw;                                 \
+        size_t per = (size_t)((c->K + g->o) * c->L) * sizeof(T);                           \
+        c->nb = per ? (int64_t)(AM_CONV_CHUNK_BYTES / per) : g->n;                         \
+        if (c->nb > g->n) c->nb = g->n;                                                    \
+        if (c->nb < 1) c->nb = 1;                                                          \
+        for (;;) {                                                                         \
+            am_arena_mark mark = am_arena_get_mark(ctx->scratch);                          \
+            bool last = c->nb == 1;                                                        \
+            size_t n = (size_t)(c->nb * c->L);                                             \
+            amber_status st = am_arena_alloc(ctx->scratch, (size_t)c->K * n * sizeof(T),   \
+                                             (void **)&c->cols, last ? ctx->err : NULL);   \
+            if (st == AMBER_OK)                                                            \
+                st = am_arena_alloc(ctx->scratch, (size_t)g->o * n * sizeof(T),            \
+                                    (void **)&c->prod, last ? ctx->err : NULL);            \
+            if (st == AMBER_OK || last) return st;                                         \
+            am_arena_release(ctx->scratch, mark); /* under a memory limit: fewer images */ \
+            c->nb = 1;                                                                     \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* prod[o][i*L + l] <-> y[n0 + i][o][l] for the chunk's cnt images */                  \
+    static void chunk_copy_##SUF(const conv_geom *g, const conv_chunk_##SUF *c, T *y,       \
+                                 int64_t n0, int64_t cnt, bool to_y) {                     \
+        int64_t ld = cnt * c->L;                                                           \
+        for (int64_t i = 0; i < cnt; i++)                                                  \
+            for (int64_t o = 0; o < g->o; o++) {                                           \
+                T *a = y + ((n0 + i) * g->o + o) * c->L, *b = c->prod + o * ld + i * c->L; \
+                T *dst = to_y ? a : b;                                                     \
+                const T *src = to_y ? b : a;                                               \
+                if (c->L >= 16)                                                            \
+                    memcpy(dst, src, (size_t)c->L * sizeof(T));                            \
+                else /* small images: a call per row costs more than the copy */          \
+                    for (int64_t l = 0; l < c->L; l++) dst[l] = src[l];                    \
+            }                                                                              \
+    }                                                                                      \
+                                                                                           \
+    static amber_status conv_fwd_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, \
+                                               const T *w, T *y) {                         \
+        conv_chunk_##SUF c;                                                                \
+        amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
+        const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
+                          ? am_gemm_kept_a_##SUF(ctx, g->o, c.K, w) : NULL;                \
+        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
+            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb, ld = cnt * c.L;             \
+            for (int64_t i = 0; i < cnt; i++)                                              \
+                im2col_ld_##SUF(g, (T *)(x + (n0 + i) * g->c * g->h * g->w), c.cols + i * c.L, \
+                                ld, false);                                                \
+            st = wk ? am_gemm_kept_a_run_##SUF(ctx, g->o, ld, c.K, w, wk, c.cols, ld, 1, c.prod, \
+                                               ld, false)                                  \
+                    : am_gemm_##SUF(ctx, g->o, ld, c.K, w, c.K, 1, c.cols, ld, 1, c.prod, ld, \
+                                    false);                                                \
+            if (st == AMBER_OK) chunk_copy_##SUF(g, &c, y, n0, cnt, true);                 \
+        }                                                                                  \
+        return st;                                                                         \
+    }                                                                                      \
+                                                                                           \
+    /* dx = col2im(W^T @ dy) */                                                            \
+    static amber_status conv_dx_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *dy, \
+                                              const T *w, T *dx) {                         \
+        conv_chunk_##SUF c;                                                                \
+        amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
+        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
+            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb, ld = cnt * c.L;             \
+            chunk_copy_##SUF(g, &c, (T *)dy, n0, cnt, false);                              \
+            st = am_gemm_##SUF(ctx, c.K, ld, g->o, w, 1, c.K, c.prod, ld, 1, c.cols, ld, false); \
+            for (int64_t i = 0; st == AMBER_OK && i < cnt; i++) {                          \
+                T *xi = dx + (n0 + i) * g->c * g->h * g->w;                                \
+                memset(xi, 0, (size_t)(g->c * g->h * g->w) * sizeof(T));                   \
+                im2col_ld_##SUF(g, xi, c.cols + i * c.L, ld, true);                        \
+            }                                                                              \
+        }                                                                                  \
+        return st;                                                                         \
+    }                                                                                      \
+                                                                                           \
+    /* dW = sum over chunks of dy_chunk (O x NB*L) @ cols_chunk^T */                       \
+    static amber_status conv_dw_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,  \
+                                              const T *dy, T *dw) {                        \
+        conv_chunk_##SUF c;                                                                \
+        amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
+        if (st == AMBER_OK && g->n == 0) memset(dw, 0, (size_t)(g->o * c.K) * sizeof(T));  \
+        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
+            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb, ld = cnt * c.L;             \
+            for (int64_t i = 0; i < cnt; i++)                                              \
+                im2col_ld_##SUF(g, (T *)(x + (n0 + i) * g->c * g->h * g->w), c.cols + i * c.L, \
+                                ld, false);                                                \
+            chunk_copy_##SUF(g, &c, (T *)dy, n0, cnt, false);                              \
+            st = am_gemm_##SUF(ctx, g->o, c.K, ld, c.prod, ld, 1, c.cols, 1, ld, dw, c.K, n0 > 0); \
+        }                                                                                  \
+        return st;                                                                         \
+    }
+CONV_BATCHED(f32, float)
+CONV_BATCHED(f64, double)
+
+/* One product per chunk of images: no groups, and not a 1x1 convolution that multiplies
+ * its input in place. */
+static bool batched(const conv_geom *g) { return g->groups == 1 && !pointwise(g); }
 
 /* Convolutions with one input channel per group (depthwise, and any conv of a single
  * channel): each output plane is a weighted sum of KH*KW shifted windows of one input
@@ -429,9 +553,13 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     (void)op, (void)n;
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
-    if (g.cg == 1)
+    if (g.cg == 1 && g.groups > 1)
         return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
                               out->dtype == AMBER_FLOAT32);
+    if (batched(&g))
+        return out->dtype == AMBER_FLOAT32
+                   ? conv_fwd_batched_f32(ctx, &g, in[0].data, in[1].data, out->data)
+                   : conv_fwd_batched_f64(ctx, &g, in[0].data, in[1].data, out->data);
     if (out->dtype == AMBER_FLOAT32)
         return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, false);
     return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, false);
@@ -442,6 +570,10 @@ amber_status k_conv2d_input_grad(const am_op *op, am_ctx *ctx, const amber_tenso
     (void)op, (void)n;
     conv_geom g;
     geom(&g, out->shape, in[1].shape, in[0].shape, a);
+    if (batched(&g))
+        return out->dtype == AMBER_FLOAT32
+                   ? conv_dx_batched_f32(ctx, &g, in[0].data, in[1].data, out->data)
+                   : conv_dx_batched_f64(ctx, &g, in[0].data, in[1].data, out->data);
     if (out->dtype == AMBER_FLOAT32)
         return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, true);
     return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, true);
@@ -452,6 +584,10 @@ amber_status k_conv2d_weight_grad(const am_op *op, am_ctx *ctx, const amber_tens
     (void)op, (void)n;
     conv_geom g;
     geom(&g, in[0].shape, out->shape, in[1].shape, a);
+    if (batched(&g))
+        return out->dtype == AMBER_FLOAT32
+                   ? conv_dw_batched_f32(ctx, &g, in[0].data, in[1].data, out->data)
+                   : conv_dw_batched_f64(ctx, &g, in[0].data, in[1].data, out->data);
     if (out->dtype == AMBER_FLOAT32)
         return conv_dw_f32(ctx, &g, in[0].data, in[1].data, out->data);
     return conv_dw_f64(ctx, &g, in[0].data, in[1].data, out->data);

@@ -70,6 +70,21 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
+/* MAXNAN and "pick v" as bitwise selects: on real data which element wins is random, and
+ * a branch on it mispredicts half the time. */
+#define SELECT_BITS(T, U)                                                                  \
+    static inline T select_##T(bool take, T v, T m) {                                      \
+        U a, b, k = (U)0 - (U)take;                                                        \
+        memcpy(&a, &m, sizeof a);                                                          \
+        memcpy(&b, &v, sizeof b);                                                          \
+        a = (k & b) | (~k & a);                                                            \
+        memcpy(&m, &a, sizeof m);                                                          \
+        return m;                                                                          \
+    }
+SELECT_BITS(float, uint32_t)
+SELECT_BITS(double, uint64_t)
+#define MAXNAN_SEL(T, m, v) select_##T(((v) > (m)) | ((v) != (v)), (v), (m))
+
 #define POOL_FWD(SUF, T, ISA, ATTR, V, VI, EVENS)                                          \
     /* hm[lo:hi] = max(hm, x[j*S + off]) for S = 1 or 2, VW lanes at a time. */            \
     ATTR static void max_span_##SUF##_##ISA(T *hm, const T *xr, int64_t lo, int64_t hi,    \
@@ -110,6 +125,29 @@ typedef struct pool_job {
             T m = hm[j];                                                                   \
             for (int64_t q = q0[j]; q < q1[j]; q++) m = MAXNAN(m, xr[off + q * g->dw]);    \
             hm[j] = m;                                                                     \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* Windows that tile the plane (merge_tiled_planes): no row's windows reach into the \
+     * next row, so the row pass runs over the plane as one long row (vectorised even   \
+     * when rows are short); the column pass is max_plane's. The same bits. */           \
+    ATTR static void max_tiled_##SUF##_##ISA(void *ud, int64_t t, int worker) {            \
+        pool_job *j = (pool_job *)ud;                                                      \
+        const pool_geom *g = j->g;                                                         \
+        T *hm = (T *)j->ws[worker]; /* H rows of OW */                                     \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
+        int64_t n = g->h * g->ow;                                                          \
+        for (int64_t u = 0; u < n; u++) hm[u] = (T)-INFINITY;                              \
+        for (int64_t q = 0; q < g->kw; q++) max_span_##SUF##_##ISA(hm, x, 0, n, q, g->kw); \
+        for (int64_t i = 0; i < g->oh; i++) {                                              \
+            T *yr = y + i * g->ow;                                                         \
+            const T *h0 = hm + i * g->kh * g->ow;                                          \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                T m = (T)-INFINITY;                                                        \
+                for (int64_t p = 0; p < g->kh; p++) m = MAXNAN_SEL(T, m, h0[p * g->ow + c]); \
+                yr[c] = m;                                                                 \
+            }                                                                              \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
@@ -262,6 +300,34 @@ POOL_FWD(f32, float, generic, , pv8f, pv8i, EV8F)
 POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
 POOL_GRADS(f32, float)
 POOL_GRADS(f64, double)
+
+/* The gradient of max_pool2d over windows that tile the plane (merge_tiled_planes): no
+ * tap needs a bounds check; each window's first maximum or NaN as first_max picks it. */
+#define POOL_TILED(SUF, T)                                                                 \
+    static void max_grad_tiled_##SUF(void *ud, int64_t t, int worker) {                    \
+        (void)worker;                                                                      \
+        const pool_job *j = (const pool_job *)ud;                                          \
+        const pool_geom *g = j->g;                                                         \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        const T *gy = (const T *)j->gy + t * g->oh * g->ow;                                \
+        T *dx = (T *)j->out + t * g->h * g->w;                                             \
+        memset(dx, 0, (size_t)(g->h * g->w) * sizeof(T));                                  \
+        for (int64_t i = 0; i < g->oh; i++)                                                \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                int64_t base = i * g->kh * g->w + c * g->kw, at = base;                    \
+                T best = x[base];                                                          \
+                for (int64_t p = 0; p < g->kh; p++)                                        \
+                    for (int64_t q = p == 0; q < g->kw; q++) {                             \
+                        T v = x[base + p * g->w + q];                                      \
+                        bool take = (best == best) & ((v > best) | (v != v));              \
+                        best = select_##T(take, v, best);                                  \
+                        at += (base + p * g->w + q - at) & -(int64_t)take;                 \
+                    }                                                                      \
+                dx[at] += gy[i * g->ow + c];                                               \
+            }                                                                              \
+    }
+POOL_TILED(f32, float)
+POOL_TILED(f64, double)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
 POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
@@ -301,15 +367,38 @@ static amber_status run_planes(am_ctx *ctx, pool_job *job, am_task_fn fn, size_t
 
 static size_t esize(amber_dtype dt) { return amber_dtype_size(dt); }
 
+/* Windows that tile each plane exactly (stride = kernel, no padding or dilation, no
+ * remainder) never reach across planes, so m consecutive planes pool as one plane m
+ * times as tall: the same comparisons in the same order, without the per-plane set-up
+ * that dominates small planes. m divides the plane count and leaves a task per thread
+ * when the work runs in parallel (any m gives the same bits). */
+static bool merge_tiled_planes(pool_geom *g, int threads, double work) {
+    if (g->sh != g->kh || g->sw != g->kw || g->dh != 1 || g->dw != 1 || g->pt || g->pb ||
+        g->pl || g->pr || g->oh * g->kh != g->h || g->ow * g->kw != g->w)
+        return false;
+    int64_t tasks = threads > 1 && work >= AM_PARALLEL_MIN ? 4 * (int64_t)threads : 1;
+    int64_t most = g->planes / tasks, m = most;
+    while (m > most / 2 && m > 1 && g->planes % m != 0) m--;
+    if (m >= 2 && g->planes % m == 0) {
+        g->planes /= m;
+        g->h *= m;
+        g->oh *= m;
+    }
+    return true;
+}
+
 amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                           const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n;
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, false);
     pool_job job = {&g, in[0].data, NULL, out->data, NULL};
-    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) + (size_t)(g.h * g.ow) * esize(out->dtype);
     double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
     bool f32 = out->dtype == AMBER_FLOAT32;
+    if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work))
+        return run_planes(ctx, &job, f32 ? POOL_PICK(max_tiled, f32) : POOL_PICK(max_tiled, f64),
+                          (size_t)(g.h * g.ow) * esize(out->dtype), work);
+    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) + (size_t)(g.h * g.ow) * esize(out->dtype);
     return run_planes(ctx, &job, f32 ? POOL_PICK(max_plane, f32) : POOL_PICK(max_plane, f64),
                       ws, work);
 }
@@ -321,9 +410,10 @@ amber_status k_max_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor 
     pool_geom_init(&g, in[0].shape, in[1].shape, a, false);
     pool_job job = {&g, in[0].data, in[1].data, out->data, NULL};
     double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
-    return run_planes(ctx, &job,
-                      out->dtype == AMBER_FLOAT32 ? max_grad_plane_f32 : max_grad_plane_f64, 0,
-                      work);
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work))
+        return run_planes(ctx, &job, f32 ? max_grad_tiled_f32 : max_grad_tiled_f64, 0, work);
+    return run_planes(ctx, &job, f32 ? max_grad_plane_f32 : max_grad_plane_f64, 0, work);
 }
 
 amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -332,9 +422,10 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, true);
     pool_job job = {&g, in[0].data, NULL, out->data, NULL};
+    double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
+    (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
     size_t ws = (size_t)(3 * g.ow) * sizeof(int64_t) +
                 (size_t)((g.h + 1) * g.ow) * esize(out->dtype);
-    double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
     bool f32 = out->dtype == AMBER_FLOAT32;
     return run_planes(ctx, &job, f32 ? POOL_PICK(avg_plane, f32) : POOL_PICK(avg_plane, f64), ws,
                       work);
@@ -347,6 +438,7 @@ amber_status k_avg_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor 
     pool_geom_init(&g, out->shape, in[0].shape, a, true);
     pool_job job = {&g, NULL, in[0].data, out->data, NULL};
     double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
+    (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
     return run_planes(ctx, &job,
                       out->dtype == AMBER_FLOAT32 ? avg_grad_plane_f32 : avg_grad_plane_f64, 0,
                       work);

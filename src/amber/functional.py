@@ -250,6 +250,8 @@ def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 def _float_unary(prim: Any) -> Any:
     def fn(x: Any) -> Tensor:
+        if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
+            return prim(x)  # the common case, without looking the dtype up
         x = _as_tensor(x)
         return prim(x if x.dtype.is_floating else cast(x, D.default_float()))
 
@@ -295,6 +297,8 @@ def rsqrt(x: Tensor) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at 0 is 0 and NaN stays NaN (as in PyTorch)."""
+    if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
+        return E.relu_eager(x)
     if isinstance(x, Tensor) and x.dtype is not D.bool_:
         # where(x <= 0, 0, x) with the zero lifted once (same primitives, less dispatch)
         zero = scalar(0, x.dtype)
@@ -496,6 +500,10 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ShapeError(f"split: sizes {sizes} do not sum to dim {d} of size {n}")
+    if x._data is not None and len(sizes) > 1 and builtins.all(type(s) is int for s in sizes):
+        from .control import split_eager
+
+        return tuple(split_eager(x, d, sizes))  # one tape entry for all the pieces
     out, start = [], 0
     for s in sizes:
         out.append(narrow(x, d, start, s))
@@ -576,9 +584,15 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- reductions
 
+_ALL_AXES = [tuple(range(n)) for n in range(65)]  # dim=None of a rank-n tensor
+
+
 def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
     """Sum over ``dim`` (all dims if None). Integers and booleans accumulate in int64
     unless ``dtype`` is given, as in PyTorch."""
+    if dim is None and dtype is None and isinstance(x, Tensor) and x._data is not None \
+            and x._data.dtype.kind == "f":  # the common case, without normalising
+        return R.reduce_sum(x, axes=_ALL_AXES[x._data.ndim], keepdims=keepdim)
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
@@ -712,9 +726,14 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with torch.matmul's rules for 1-D operands and batch broadcasting."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
-        da = a.dtype
-        if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
-            return L.matmul(a, b)
+        xa, xb = a._data, b._data
+        if xa is not None and xb is not None:
+            if xa.dtype == xb.dtype and xa.dtype.kind == "f" and xa.ndim >= 2 and xb.ndim >= 2:
+                return L.matmul(a, b)
+        else:
+            da = a.dtype
+            if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
+                return L.matmul(a, b)
     x, y = _operands(a, b, arith=True)
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError("matmul: both operands must have at least one dimension")

@@ -439,10 +439,11 @@ CASES += [
 # ------------------------------------------------------------------ linalg
 
 _MATMUL_SHAPES = [((2, 3), (3, 4), ""), ((2, 1, 2, 3), (3, 3, 2), "batch-broadcast"),
-                  ((0, 3), (3, 2), "empty-m"), ((2, 0), (0, 3), "empty-k")]
+                  ((0, 3), (3, 2), "empty-m"), ((2, 0), (0, 3), "empty-k"),
+                  ((2, 3, 4), (4, 5), "shared-matrix")]
 for _a, _b, _lab in _MATMUL_SHAPES:
     CASES.append(Case("matmul", binary(_a, _b), refs.matmul, dtypes=NUMERIC,
-                      grad=_lab != "empty-m", order=2 if _lab == "" else 1,
+                      grad=_lab != "empty-m", order=2 if _lab in ("", "shared-matrix") else 1,
                       kind="accumulate", label=_lab))
 
 CASES.append(Case("matmul", lambda rng, dt: [np.full((2, 3), np.iinfo(dt).max, dtype=dt),
@@ -495,6 +496,7 @@ _POOL_CONFIGS = [
     ((2, 1, 7, 6), (3, 3), (2, 2), (1, 1, 1, 0), (1, 1), True, "ceil-asym-pad"),
     ((1, 2, 6, 7), (3, 2), (1, 2), (1, 0, 0, 1), (2, 1), False, "dilation"),
     ((1, 1, 4, 5), (3, 3), (3, 3), (1, 1, 1, 1), (1, 1), True, "stride-beyond"),
+    ((2, 3, 4, 6), (2, 3), (2, 3), (0, 0, 0, 0), (1, 1), False, "tiled"),
 ]
 
 

@@ -211,3 +211,26 @@ def test_list_attributes_are_accepted() -> None:
     y = REGISTRY["conv2d"].eager(x[None, :1], w, stride=[1, 1], padding=[1, 1, 1, 1],
                                  dilation=[1, 1], groups=1)
     assert y.shape == (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(), (7,), (3, 700)])
+def test_relu_eager_has_the_bits_and_tape_of_its_composition(dtype: str, shape: tuple) -> None:
+    """Eager relu runs in one step; it must give where(x <= 0, 0, x)'s bits (-0 becomes
+    +0, NaN keeps its payload and sign) and record the same gradient."""
+    rng = np.random.default_rng(0)
+    special = np.array([-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-310, -1e-310, 2.5,
+                        -1.5], dtype)
+    x = rng.standard_normal(shape).astype(dtype)
+    if x.ndim:
+        flat = x.reshape(-1)
+        flat[:special.size] = special[:flat.size]
+    ints = np.uint32 if dtype == "float32" else np.uint64
+    composed = am.where(am.tensor(x) <= 0, 0.0, am.tensor(x)).numpy()
+    got = am.relu(am.tensor(x)).numpy()
+    assert got.dtype == x.dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got.view(ints), composed.view(ints))
+    t = am.tensor(np.nan_to_num(x), requires_grad=True)
+    g = rng.standard_normal(shape).astype(dtype)
+    am.relu(t).backward(am.tensor(g))
+    np.testing.assert_array_equal(t.grad.numpy(), np.where(np.nan_to_num(x) <= 0, 0, g))

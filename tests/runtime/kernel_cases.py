@@ -290,6 +290,8 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (2, 16, 20, 20), F32, special=False),
            values(rng, (24, 16, 3, 3), F32, special=False)], \
         dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    yield [values(rng, _CHUNKED["x"], F32, special=False),
+           values(rng, _CHUNKED["w"], F32, special=False)], _CHUNKED["attrs"]
     # images in parallel (more images than threads), strided and padded windows
     yield [values(rng, (5, 4, 33, 31), F32, special=False),
            values(rng, (16, 2, 3, 2), F32, special=False)], \
@@ -322,6 +324,9 @@ def _conv_dx(rng: np.random.Generator) -> Iterator[Case]:
         for c in _conv_configs(rng, 8):
             yield [smooth(rng, c["y"], dt), smooth(rng, c["w"], dt)], \
                 {**c["attrs"], "input_hw": c["x"][2:]}
+    yield [values(rng, _CHUNKED["y"], F32, special=False),
+           values(rng, _CHUNKED["w"], F32, special=False)], \
+        {**_CHUNKED["attrs"], "input_hw": (32, 32)}
     # images in parallel, with strides and dilation (col2im by valid ranges)
     yield [values(rng, (4, 16, 12, 18), F32, special=False),
            values(rng, (16, 4, 3, 3), F32, special=False)], \
@@ -339,10 +344,19 @@ def _conv_dw(rng: np.random.Generator) -> Iterator[Case]:
         for c in _conv_configs(rng, 8):
             yield [smooth(rng, c["x"], dt), smooth(rng, c["y"], dt)], \
                 {**c["attrs"], "kernel_hw": c["w"][2:]}
+    # images in chunks (one product per chunk of images; the weight gradient sums chunks)
+    yield [values(rng, _CHUNKED["x"], F32, special=False),
+           values(rng, _CHUNKED["y"], F32, special=False)], \
+        {**_CHUNKED["attrs"], "kernel_hw": (3, 3)}
     c = next(_conv_configs(rng, 1))
     wrong = (c["y"][0], c["y"][1] + 1, c["y"][2], c["y"][3])
     yield [values(rng, c["x"], F32), values(rng, wrong, F32)], \
         {**c["attrs"], "kernel_hw": c["w"][2:]}
+
+
+# Images enough that the convolutions run them in more than one chunk (of 1 MiB scratch).
+_CHUNKED = {"x": (9, 3, 32, 32), "w": (8, 3, 3, 3), "y": (9, 8, 32, 32),
+            "attrs": dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)}
 
 
 def _pool_config(rng: np.random.Generator, avg: bool) -> dict[str, Any]:
@@ -377,6 +391,16 @@ def _max_pool_cases(rng: np.random.Generator, grad: bool) -> Iterator[Case]:
             if rng.random() < 0.3:  # ties
                 x = np.round(x).astype(dt)
             yield ([x, values(rng, c["y"], dt, special=False)] if grad else [x]), c["attrs"]
+    # windows that tile the planes (stride = kernel, no padding): the planes pool as one
+    for xs, k, dt in (((3, 5, 8, 6), (2, 2), F32), ((2, 3, 9, 8), (3, 2), F64),
+                      ((8, 64, 16, 16), (2, 2), F32), ((1, 7, 2, 20), (1, 4), F32)):
+        x = values(rng, xs, dt)
+        if grad:
+            x = np.round(x).astype(dt)  # ties: the first maximum takes the gradient
+        at = {"kernel_hw": k, "stride": k, "padding": (0, 0, 0, 0), "dilation": (1, 1),
+              "ceil_mode": False}
+        y = REGISTRY["max_pool2d"].impl(x, **at)
+        yield ([x, values(rng, y.shape, dt, special=False)] if grad else [x]), at
     # many planes on the pool; a large strided window
     x = values(rng, (2, 24, 37, 41), F32)
     at = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (1, 1, 1, 1),

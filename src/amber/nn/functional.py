@@ -377,6 +377,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if training and count <= 1:
             raise ShapeError(f"batch_norm: expected more than 1 value per channel when "
                              f"training, got input {tuple(input.shape)}")
+        if training and running_mean is not None and running_var is not None \
+                and running_mean._data is not None and running_var._data is not None \
+                and batch_norm_train_applies(input, weight, bias):
+            return batch_norm_train(input, running_mean, running_var, weight, bias,
+                                    momentum, eps)
         mu = R.reduce_sum(input, axes=axes, keepdims=True) / count
         xc = input - mu
         var = R.reduce_sum(xc * xc, axes=axes, keepdims=True) / count
@@ -714,6 +719,8 @@ from ._loss import (  # noqa: E402
     triplet_margin_loss,
 )
 from ._norm import (  # noqa: E402
+    batch_norm_train,
+    batch_norm_train_applies,
     cosine_similarity,
     group_norm,
     instance_norm,

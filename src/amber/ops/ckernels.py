@@ -14,7 +14,8 @@ costs a fraction of a microsecond more than a NumPy ufunc on a tiny tensor, and 
 same bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
 ``mul``, ``div``, ``sqrt``, comparisons, shape ops, ``max``/``min``, integer arithmetic)
 keep NumPy, which computes the same bits with less call overhead; ``where`` is exact too
-but runs in C from :data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower.
+but runs in C from :data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower,
+and ``max_pool2d`` (exact) runs in C because NumPy can only gather its windows by copies.
 
 Calls go through ``amber._kcall`` (a small compiled helper installed next to libamber
 that reads NumPy buffers directly: a fraction of a microsecond a call), else through
@@ -51,7 +52,7 @@ _T = sys.modules[get_num_threads.__module__]  # the settings module (its _genera
 C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
                           "sum", "matmul", "conv2d", "conv2d_input_grad",
                           "conv2d_weight_grad", "avg_pool2d", "avg_pool2d_grad",
-                          "max_pool2d_grad", "where")
+                          "max_pool2d", "max_pool2d_grad", "where")
 """Primitives whose eager kernel is libamber's (for float operands; ``where`` for any
 dtype from :data:`WHERE_MIN_SIZE` elements)."""
 
@@ -396,6 +397,11 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             return ref(a, b)
         if sa[-1] != sb[-2]:
             return ref(a, b)  # raises the reference's error
+        if len(sb) == 2 and not a.flags.c_contiguous:
+            # NOTE: one matrix for every batch element is one product over all rows when
+            # a is contiguous (libamber's path for a materialised transpose, as in an
+            # exported model); strided, it would be a product per batch element
+            a = np.ascontiguousarray(a)
         shape = (*np.broadcast_shapes(sa[:-2], sb[:-2]), sa[-2], sb[-1])
         return run("matmul", {}, (a, b), shape, a.dtype)
 

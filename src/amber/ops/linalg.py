@@ -52,6 +52,11 @@ def _(g, out, a, b):
     ga = unbroadcast(g @ mT(b), a.shape) if a.requires_grad else None
     if not b.requires_grad:
         return ga, None
+    if b.ndim == 2 and a.ndim > 2:
+        # one matrix for every batch element (a linear layer's weight on (B, T, in)): its
+        # cotangent is one product over all rows, not a product per batch element summed
+        a = a.reshape(-1, a.shape[-1])
+        g = g.reshape(-1, g.shape[-1])
     bd = b._data
     if (a.ndim == 2 and b.ndim == 2 and bd is not None and bd.flags.f_contiguous
             and not bd.flags.c_contiguous):
