@@ -55,8 +55,17 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from models.bert import (AMBER, GPT2, MINILM, amber_bert, bert_state, build,  # noqa: E402
-                         decoder_state, hf_bert, torch_lib)
+from models.bert import (  # noqa: E402
+    AMBER,
+    GPT2,
+    MINILM,
+    amber_bert,
+    bert_state,
+    build,
+    decoder_state,
+    hf_bert,
+    torch_lib,
+)
 
 import amber as am  # noqa: E402
 

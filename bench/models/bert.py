@@ -30,7 +30,7 @@ def torch_lib() -> SimpleNamespace:
     return SimpleNamespace(nn=torch.nn, F=torch.nn.functional, arange=torch.arange)
 
 
-def build(lib: SimpleNamespace) -> SimpleNamespace:  # noqa: C901
+def build(lib: SimpleNamespace) -> SimpleNamespace:
     nn, F = lib.nn, lib.F
 
     class Embeddings(nn.Module):

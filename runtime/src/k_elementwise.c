@@ -41,9 +41,15 @@ static inline double sigmoid_(double x) {
 #define TATTR __attribute__((target("avx2")))
 #define VL 4
 #include "k_transcendental.inc"
-#define TRANSCENDENTAL(OP)                                                         \
-    static void OP##_f32(char **p, const int64_t *s, int64_t n, void *ud) {        \
-        (am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? OP##_f32_avx2 : OP##_f32_sse2)(p, s, n, ud); \
+#define TSUF avx512
+#define TATTR __attribute__((target("avx512f")))
+#define VL 8
+#include "k_transcendental.inc"
+#define TRANSCENDENTAL(OP)                                                                  \
+    static void OP##_f32(char **p, const int64_t *s, int64_t n, void *ud) {                 \
+        int isa = am_cpu_isa();                                                             \
+        (isa >= AM_GEMM_ISA_AVX512 ? OP##_f32_avx512                                        \
+         : isa >= AM_GEMM_ISA_AVX2 ? OP##_f32_avx2 : OP##_f32_sse2)(p, s, n, ud);           \
     }
 #else
 #define TRANSCENDENTAL(OP)                                                         \
