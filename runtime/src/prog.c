@@ -2,6 +2,7 @@
  * H.1-H.9) into am_program, checking structure, names, references and SSA order.
  * Shape rules of each node are applied when the node runs (with symbols bound). */
 #include "prog.h"
+#include "plan_attn.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -477,7 +478,9 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
 
 /* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
 static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
-    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3) return NULL;
+    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
+        n->fuse != AM_FUSE_NONE || n->attn)
+        return NULL;
     return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
 }
 
@@ -907,6 +910,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     }
     free(tab);
     if (st == AMBER_OK) st = plan_hoisting(L, f);
+    if (st == AMBER_OK && L->fuse) st = am_plan_attention(f, &L->p->mem, L->err);
     if (st == AMBER_OK && L->fuse) st = plan_fusion(L, f);
     return st == AMBER_OK ? plan_lifetimes(L, f) : st;
 }

@@ -1,0 +1,193 @@
+/* The attention kernel (attn.h): per (batch..., head) matrix, K^T and V are packed once,
+ * then each block of query rows goes through scores, softmax and the product with V. */
+#include "attn.h"
+
+#include <math.h>
+#include <string.h>
+
+/* An operand as a strided view: element strides, broadcast batch dims stride 0. */
+typedef struct view {
+    const char *data;
+    int64_t shape[AMBER_MAX_RANK], stride[AMBER_MAX_RANK];
+} view;
+
+typedef struct attn_job {
+    const am_attn *a;
+    view q, kt, v, mask;
+    size_t mask_esize;
+    char *out;
+    int rank;
+    int64_t oshape[AMBER_MAX_RANK]; /* the result's batch dims, then L, Ev */
+    int64_t L, E, S, Ev, rb;        /* rb: query rows per block */
+    size_t kt_len, v_len, tile_len, gemm_len; /* per-worker scratch (elements, rounded) */
+    char **work;
+    am_row_fn exp_row;
+} attn_job;
+
+/* The view of t (or of transpose(t, perm)) with its batch dims broadcast to oshape. */
+static void make_view(view *w, const amber_tensor *t, const int8_t *perm, int rank,
+                      const int64_t *oshape) {
+    int64_t own[AMBER_MAX_RANK];
+    am_contig_strides(t->shape, t->rank, 1, own);
+    w->data = (const char *)t->data;
+    int lead = rank - t->rank; /* a mask may have fewer dims */
+    for (int d = 0; d < rank; d++) {
+        int s = perm && perm[0] >= 0 ? perm[d] : d - lead;
+        w->shape[d] = s < 0 ? 1 : t->shape[s];
+        w->stride[d] = s < 0 ? 0 : own[s];
+        if (d < rank - 2 && w->shape[d] == 1 && oshape[d] != 1) w->stride[d] = 0;
+    }
+}
+
+static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
+    int64_t off = 0;
+    for (int d = j->rank - 3; d >= 0; d--) {
+        int64_t i = bi % j->oshape[d];
+        bi /= j->oshape[d];
+        off += i * w->stride[d];
+    }
+    return off;
+}
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+#define MAXV(acc, v) (((acc) >= (v) || AM_ISNAN(acc)) ? (acc) : (v))
+
+/* NOTE: each step below is the node it replaces, in the same precision and order: the
+ * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
+ * of a contiguous row (eight partial sums in double from 16 elements on). */
+#define ATTN_IMPL(SUF, T)                                                                   \
+    static void rows_##SUF(const attn_job *j, T *tile, int64_t m, const char *mask) {       \
+        const am_attn *a = j->a;                                                            \
+        int64_t S = j->S, r = j->rank;                                                      \
+        for (int64_t i = 0; i < m; i++) {                                                   \
+            T *t = tile + i * S;                                                            \
+            if (a->scaled)                                                                  \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] * (T)a->scale;                  \
+            const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
+                                  : NULL;                                                   \
+            int64_t mcs = j->mask.stride[r - 1];                                            \
+            if (a->mask == AM_ATTN_KEEP)                                                    \
+                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : (T)a->fill;     \
+            else if (a->mask == AM_ATTN_ADD)                                                \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
+            bool dead = false;                                                              \
+            T mx = -INFINITY;                                                               \
+            if (a->safe) {                                                                  \
+                for (int64_t c = 0; c < S; c++) mx = MAXV(mx, t[c]);                        \
+                dead = mx == (T)a->dead_at;                                                 \
+                if (dead)                                                                   \
+                    for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                    \
+                mx = -INFINITY;                                                             \
+            }                                                                               \
+            for (int64_t c = 0; c < S; c++) mx = MAXV(mx, t[c]);                            \
+            for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
+            char *p[2] = {(char *)t, (char *)t};                                            \
+            int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
+            j->exp_row(p, s, S, NULL);                                                      \
+            double sum = 0.0;                                                               \
+            if (S >= 16) {                                                                  \
+                double part[8] = {0};                                                       \
+                int64_t c = 0;                                                              \
+                for (; c + 8 <= S; c += 8)                                                  \
+                    for (int q = 0; q < 8; q++) part[q] += (double)t[c + q];                \
+                for (; c < S; c++) part[c % 8] += (double)t[c];                             \
+                sum = ((part[0] + part[1]) + (part[2] + part[3])) +                         \
+                      ((part[4] + part[5]) + (part[6] + part[7]));                          \
+            } else {                                                                        \
+                for (int64_t c = 0; c < S; c++) sum += (double)t[c];                        \
+            }                                                                               \
+            T z = (T)sum;                                                                   \
+            for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
+            if (dead)                                                                       \
+                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
+        }                                                                                   \
+    }                                                                                       \
+                                                                                            \
+    static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
+        const attn_job *j = (const attn_job *)ud;                                           \
+        int r = j->rank;                                                                    \
+        T *ktp = (T *)(void *)j->work[worker], *vp = ktp + j->kt_len;                        \
+        T *tile = vp + j->v_len, *gs = tile + j->tile_len;                                  \
+        const T *q = (const T *)(const void *)j->q.data + batch_offset(&j->q, j, bi);       \
+        const T *kt = (const T *)(const void *)j->kt.data + batch_offset(&j->kt, j, bi);    \
+        const T *v = (const T *)(const void *)j->v.data + batch_offset(&j->v, j, bi);       \
+        const char *mask = j->mask.data                                                     \
+            ? j->mask.data + (size_t)batch_offset(&j->mask, j, bi) * j->mask_esize : NULL;  \
+        T *out = (T *)(void *)j->out + bi * j->L * j->Ev;                                   \
+        am_gemm_pack_b_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
+        am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp);   \
+        for (int64_t i0 = 0; i0 < j->L; i0 += j->rb) {                                      \
+            int64_t m = j->L - i0 < j->rb ? j->L - i0 : j->rb;                              \
+            am_gemm_serial_##SUF(m, j->S, j->E, q + i0 * j->q.stride[r - 2],                \
+                                 j->q.stride[r - 2], j->q.stride[r - 1], NULL, 0, 0, ktp,   \
+                                 tile, j->S, false, gs);                                    \
+            rows_##SUF(j, tile, m,                                                          \
+                       mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize   \
+                            : NULL);                                                        \
+            am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, NULL, 0, 0, vp,             \
+                                 out + i0 * j->Ev, j->Ev, false, gs);                       \
+        }                                                                                   \
+    }                                                                                       \
+                                                                                            \
+    static void sizes_##SUF(attn_job *j) {                                                  \
+        j->kt_len = round16(am_gemm_packed_len_##SUF(j->E, j->S));                          \
+        j->v_len = round16(am_gemm_packed_len_##SUF(j->S, j->Ev));                          \
+        j->tile_len = round16((size_t)(j->rb * j->S));                                      \
+        size_t g1 = am_gemm_scratch_len_##SUF(j->rb, j->S, j->E, true);                     \
+        size_t g2 = am_gemm_scratch_len_##SUF(j->rb, j->Ev, j->S, true);                    \
+        j->gemm_len = round16(g1 > g2 ? g1 : g2);                                           \
+    }
+
+ATTN_IMPL(f32, float)
+ATTN_IMPL(f64, double)
+
+amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor *ext,
+                              amber_tensor *out) {
+    attn_job j;
+    memset(&j, 0, sizeof j);
+    j.a = a;
+    j.rank = a->rank;
+    int r = a->rank;
+    memcpy(j.oshape, out->shape, sizeof(int64_t) * (size_t)r);
+    make_view(&j.q, &ext[AM_ATTN_Q], a->perm[0], r, j.oshape);
+    make_view(&j.kt, &ext[AM_ATTN_KT], a->perm[1], r, j.oshape);
+    make_view(&j.v, &ext[AM_ATTN_V], a->perm[2], r, j.oshape);
+    if (a->mask != AM_ATTN_NO_MASK) {
+        make_view(&j.mask, &ext[AM_ATTN_MASK], NULL, r, j.oshape);
+        for (int d = r - 2; d < r; d++) /* broadcast rows and columns too */
+            if (j.mask.shape[d] == 1) j.mask.stride[d] = 0;
+        j.mask_esize = amber_dtype_size(ext[AM_ATTN_MASK].dtype);
+    }
+    j.out = (char *)out->data;
+    j.L = j.q.shape[r - 2], j.E = j.q.shape[r - 1], j.S = j.kt.shape[r - 1];
+    j.Ev = j.v.shape[r - 1];
+    if (out->rank != r || j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S ||
+        out->shape[r - 2] != j.L || out->shape[r - 1] != j.Ev)
+        return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
+    int64_t batches = 1;
+    for (int d = 0; d < r - 2; d++) batches *= j.oshape[d];
+    if (batches == 0 || j.L == 0 || j.Ev == 0) return AMBER_OK;
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    j.exp_row = am_elementwise_loop(am_op_get(AM_OP_EXP), out->dtype, out->dtype);
+    if (!j.exp_row) return am_fail(ctx->err, AMBER_ERR_DTYPE, "attention: no exp loop");
+    int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
+    j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
+    if (f32) sizes_f32(&j);
+    else sizes_f64(&j);
+    double work = (double)batches * (double)j.L * (double)j.S * (double)(j.E + j.Ev);
+    am_pool *pool = batches > 1 && work >= AM_PARALLEL_MIN ? ctx->pool : NULL;
+    int workers = am_pool_size(pool);
+    size_t esize = amber_dtype_size(out->dtype);
+    size_t per = (j.kt_len + j.v_len + j.tile_len + j.gemm_len) * esize;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers,
+                                     (void **)&j.work, ctx->err);
+    for (int w = 0; st == AMBER_OK && w < workers; w++)
+        st = am_arena_alloc(ctx->scratch, per ? per : 1, (void **)&j.work[w], ctx->err);
+    if (st != AMBER_OK) return st;
+    am_task_fn fn = f32 ? task_f32 : task_f64;
+    if (pool) am_pool_run(pool, batches, fn, &j);
+    else
+        for (int64_t bi = 0; bi < batches; bi++) fn(&j, bi, 0);
+    return AMBER_OK;
+}
