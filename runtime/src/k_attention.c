@@ -51,7 +51,37 @@ static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
-#define MAXV(acc, v) (((acc) >= (v) || AM_ISNAN(acc)) ? (acc) : (v))
+
+/* k_reduce's max of a row (the first NaN if there is one, else the largest value),
+ * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
+ * serial loop; the sign of a zero maximum changes no result below (x - 0 and x + 0
+ * agree, and exp(-0) = exp(+0)). */
+
+#define ROW_MAX(SUF, T)                                                                     \
+    static T row_max_##SUF(const T *t, int64_t n) {                                         \
+        T lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                            \
+                     -INFINITY, -INFINITY, -INFINITY, -INFINITY};                           \
+        int nan = 0;                                                                        \
+        int64_t c = 0;                                                                      \
+        for (; c + 8 <= n; c += 8)                                                          \
+            for (int q = 0; q < 8; q++) {                                                   \
+                T v = t[c + q];                                                             \
+                lane[q] = v > lane[q] ? v : lane[q];                                        \
+                nan |= v != v;                                                              \
+            }                                                                               \
+        T mx = -INFINITY;                                                                   \
+        for (; c < n; c++) {                                                                \
+            mx = t[c] > mx ? t[c] : mx;                                                     \
+            nan |= t[c] != t[c];                                                            \
+        }                                                                                   \
+        for (int q = 0; q < 8; q++) mx = lane[q] > mx ? lane[q] : mx;                       \
+        if (nan)                                                                            \
+            for (c = 0; c < n; c++)                                                         \
+                if (t[c] != t[c]) return t[c];                                              \
+        return mx;                                                                          \
+    }
+ROW_MAX(f32, float)
+ROW_MAX(f64, double)
 
 /* NOTE: each step below is the node it replaces, in the same precision and order: the
  * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
@@ -72,15 +102,12 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
             else if (a->mask == AM_ATTN_ADD)                                                \
                 for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
             bool dead = false;                                                              \
-            T mx = -INFINITY;                                                               \
             if (a->safe) {                                                                  \
-                for (int64_t c = 0; c < S; c++) mx = MAXV(mx, t[c]);                        \
-                dead = mx == (T)a->dead_at;                                                 \
+                dead = row_max_##SUF(t, S) == (T)a->dead_at;                                \
                 if (dead)                                                                   \
                     for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                    \
-                mx = -INFINITY;                                                             \
             }                                                                               \
-            for (int64_t c = 0; c < S; c++) mx = MAXV(mx, t[c]);                            \
+            T mx = row_max_##SUF(t, S);                                                     \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
