@@ -22,7 +22,34 @@ typedef struct attn_job {
     size_t kt_len, v_len, tile_len, gemm_len; /* per-worker scratch (elements, rounded) */
     char **work;
     am_row_fn exp_row;
+    /* NOTE: k_matmul gives a product of at most two rows (counting rows of batches it
+     * merges) to GEMV, whose narrow-row order differs from the packed kernels'; such a
+     * product here runs GEMV too, on a contiguous copy of its right operand. */
+    bool gemv_s, gemv_pv;
 } attn_job;
+
+/* Whether k_matmul would run x @ y (batch dims of x: xb matrices, of y: yb, of the
+ * result: nb) as products of at most two rows. */
+static bool gemv_rows(int64_t m, int64_t xb, int64_t yb, int64_t nb) {
+    return (yb == 1 && xb == nb ? m * nb : m) <= 2;
+}
+
+static int64_t batch_count(const view *w, int rank) {
+    int64_t n = 1;
+    for (int d = 0; d < rank - 2; d++) n *= w->shape[d];
+    return n;
+}
+
+/* Copies the (k, n) matrix at src with element strides (rs, cs) to row-major dst. */
+#define COPY_MAT(SUF, T)                                                                    \
+    static const T *dense_##SUF(const T *src, int64_t rs, int64_t cs, int64_t k, int64_t n, \
+                                T *dst) {                                                   \
+        for (int64_t p = 0; p < k; p++)                                                     \
+            for (int64_t c = 0; c < n; c++) dst[p * n + c] = src[p * rs + c * cs];          \
+        return dst;                                                                         \
+    }
+COPY_MAT(f32, float)
+COPY_MAT(f64, double)
 
 /* The view of t (or of transpose(t, perm)) with its batch dims broadcast to oshape. */
 static void make_view(view *w, const amber_tensor *t, const int8_t *perm, int rank,
@@ -142,17 +169,24 @@ ROW_MAX(f64, double)
         const char *mask = j->mask.data                                                     \
             ? j->mask.data + (size_t)batch_offset(&j->mask, j, bi) * j->mask_esize : NULL;  \
         T *out = (T *)(void *)j->out + bi * j->L * j->Ev;                                   \
-        am_gemm_pack_b_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
-        am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp);   \
+        const T *ktd = NULL, *vd = NULL; /* contiguous copies for GEMV, or NULL */          \
+        if (j->gemv_s)                                                                      \
+            ktd = dense_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
+        else                                                                                \
+            am_gemm_pack_b_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
+        if (j->gemv_pv)                                                                     \
+            vd = dense_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp);   \
+        else                                                                                \
+            am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp); \
         for (int64_t i0 = 0; i0 < j->L; i0 += j->rb) {                                      \
             int64_t m = j->L - i0 < j->rb ? j->L - i0 : j->rb;                              \
             am_gemm_serial_##SUF(m, j->S, j->E, q + i0 * j->q.stride[r - 2],                \
-                                 j->q.stride[r - 2], j->q.stride[r - 1], NULL, 0, 0, ktp,   \
-                                 tile, j->S, false, gs);                                    \
+                                 j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
+                                 ktd ? NULL : ktp, tile, j->S, false, gs);                  \
             rows_##SUF(j, tile, m,                                                          \
                        mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize   \
                             : NULL);                                                        \
-            am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, NULL, 0, 0, vp,             \
+            am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1, vd ? NULL : vp, \
                                  out + i0 * j->Ev, j->Ev, false, gs);                       \
         }                                                                                   \
     }                                                                                       \
@@ -198,6 +232,12 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     bool f32 = out->dtype == AMBER_FLOAT32;
     j.exp_row = am_elementwise_loop(am_op_get(AM_OP_EXP), out->dtype, out->dtype);
     if (!j.exp_row) return am_fail(ctx->err, AMBER_ERR_DTYPE, "attention: no exp loop");
+    int64_t bq = batch_count(&j.q, r), bk = batch_count(&j.kt, r), bv = batch_count(&j.v, r);
+    int64_t bs = 1; /* the scores' batch: q's and kt's broadcast */
+    for (int d = 0; d < r - 2; d++)
+        bs *= j.q.shape[d] > j.kt.shape[d] ? j.q.shape[d] : j.kt.shape[d];
+    j.gemv_s = gemv_rows(j.L, bq, bk, bs);
+    j.gemv_pv = gemv_rows(j.L, bs, bv, batches);
     int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
     j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
     if (f32) sizes_f32(&j);
