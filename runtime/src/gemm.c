@@ -118,10 +118,16 @@ typedef double v4d __attribute__((vector_size(32)));
 /* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
  * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
  * the same operations in the same order as in the one-sliver tile. nr > one vector. */
+#include "gemm_rows.inc"
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
+        if (mr <= 8) { /* a short last panel */                                             \
+            (mr <= 4 ? ukr2_##SUF##_avx512_r4 : ukr2_##SUF##_avx512_r8)(kc, a, b, bs, c, ldc, mr, \
+                                                                       nr, acc);            \
+            return;                                                                         \
+        }                                                                                   \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0);                          \
