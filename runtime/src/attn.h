@@ -40,4 +40,19 @@ typedef struct am_attn {
 amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor *ext,
                               amber_tensor *out);
 
+/* Layer norm as F.layer_norm writes it over the last axis (for a row x of h elements):
+ *   mu = sum(x) / count1;  xc = x - mu;  var = sum(xc * xc) / count2
+ *   y = xc * (one / sqrt(var + eps))  [* w]  [+ b]
+ * with every intermediate used by the next step only (xc by its square and y). One
+ * kernel computes it per row with the same operations in the same order: the same bits. */
+typedef struct am_norm {
+    int n_ext;                      /* x, then w and b when present */
+    uint32_t ext[3];
+    bool has_w, has_b;
+    double count1, count2, eps, one;
+} am_norm;
+
+amber_status am_layernorm_run(const am_norm *nm, am_ctx *ctx, const amber_tensor *ext,
+                              amber_tensor *out);
+
 #endif

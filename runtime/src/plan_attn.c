@@ -176,6 +176,98 @@ static bool match_at(matcher *m, uint32_t r, am_attn *a) {
     return true;
 }
 
+/* xc * inv of a layer norm at v (see am_norm): fills x and the constants. */
+static bool match_norm_core(matcher *m, uint32_t v, uint32_t uses, am_norm *nm) {
+    am_node *y = producer(m, v, AM_OP_MUL);
+    if (!y || !take(m, y, uses)) return false;
+    const am_type *want = &y->out_types[0];
+    int rank = want->rank;
+    for (int side = 0; side < 2; side++) {
+        m->n_taken = 1;
+        uint32_t xc = y->in[1 - side];
+        am_node *d = producer(m, y->in[side], AM_OP_DIV), *sq = NULL, *ad = NULL, *dv = NULL;
+        am_node *s2 = NULL, *mm = NULL, *sb = NULL, *dv1 = NULL, *s1 = NULL;
+        if (!d || !scalar(m, d->in[0], &nm->one) || !take(m, d, 1)) continue;
+        if (!(sq = producer(m, d->in[1], AM_OP_SQRT)) || !take(m, sq, 1)) continue;
+        if (!(ad = producer(m, sq->in[0], AM_OP_ADD)) || !scalar(m, ad->in[1], &nm->eps) ||
+            !take(m, ad, 1))
+            continue;
+        if (!(dv = producer(m, ad->in[0], AM_OP_DIV)) || !scalar(m, dv->in[1], &nm->count2) ||
+            !take(m, dv, 1))
+            continue;
+        if (!(s2 = row_reduce(m, dv->in[0], AM_OP_SUM, rank)) || !take(m, s2, 1)) continue;
+        if (!(mm = producer(m, s2->in[0], AM_OP_MUL)) || mm->in[0] != xc || mm->in[1] != xc ||
+            !take(m, mm, 1))
+            continue;
+        if (!(sb = producer(m, xc, AM_OP_SUB)) || !take(m, sb, 3)) continue;
+        if (!(dv1 = producer(m, sb->in[1], AM_OP_DIV)) ||
+            !scalar(m, dv1->in[1], &nm->count1) || !take(m, dv1, 1))
+            continue;
+        if (!(s1 = row_reduce(m, dv1->in[0], AM_OP_SUM, rank)) || s1->in[0] != sb->in[0] ||
+            !take(m, s1, 1))
+            continue;
+        if (!same_type(&sb->out_types[0], want) || !same_type(&mm->out_types[0], want) ||
+            !same_type(m->f->value_types[sb->in[0]], want))
+            continue;
+        nm->ext[0] = sb->in[0];
+        return true;
+    }
+    return false;
+}
+
+/* An affine parameter p (w or b) of a layer norm of type want: [h] with want's last dim. */
+static bool norm_param(matcher *m, uint32_t p, const am_type *want) {
+    const am_type *t = m->f->value_types[p];
+    const am_json *a = t->rank == 1 ? t->dims[0] : NULL, *b = want->dims[want->rank - 1];
+    return a && t->dtype == want->dtype && a->type == b->type &&
+           (a->type == AM_JSON_NUMBER ? a->i == b->i
+                                      : a->len == b->len && !memcmp(a->str, b->str, a->len));
+}
+
+/* The layer norm ending at node r (its last add or mul). */
+static bool match_norm(matcher *m, uint32_t r, am_norm *nm) {
+    am_node *root = &m->f->nodes[r];
+    if (root->kind != AM_NODE_OP || root->hoist != AM_HOIST_NONE ||
+        root->fuse != AM_FUSE_NONE || root->attn)
+        return false;
+    amber_dtype dt = root->out_types[0].dtype;
+    if ((dt != AMBER_FLOAT32 && dt != AMBER_FLOAT64) || root->out_types[0].rank < 1)
+        return false;
+    memset(nm, 0, sizeof *nm);
+    const am_type *want = &root->out_types[0];
+    uint32_t v = root->out[0], bias = UINT32_MAX, weight = UINT32_MAX;
+    m->n_taken = 0;
+    if (root->op->id == AM_OP_ADD) {
+        int side = producer(m, root->in[0], AM_OP_MUL) ? 0 : 1;
+        bias = root->in[1 - side];
+        v = root->in[side];
+        if (m->uses[v] != 1 || !norm_param(m, bias, want)) return false;
+    }
+    uint32_t after = m->uses[v]; /* reads of the last mul's result */
+    am_norm core = *nm;
+    if (match_norm_core(m, v, after, &core)) {
+        *nm = core;
+    } else {
+        am_node *mw = producer(m, v, AM_OP_MUL);
+        if (!mw) return false;
+        for (int side = 0; side < 2 && weight == UINT32_MAX; side++) {
+            core = *nm;
+            m->n_taken = 0;
+            if (norm_param(m, mw->in[1 - side], want) &&
+                match_norm_core(m, mw->in[side], 1, &core) && take(m, mw, after))
+                weight = mw->in[1 - side];
+        }
+        if (weight == UINT32_MAX) return false;
+        *nm = core;
+    }
+    if (!same_type(&m->f->nodes[m->taken[0]].out_types[0], want)) return false;
+    nm->n_ext = 1;
+    if ((nm->has_w = weight != UINT32_MAX)) nm->ext[nm->n_ext++] = weight;
+    if ((nm->has_b = bias != UINT32_MAX)) nm->ext[nm->n_ext++] = bias;
+    if (root->op->id == AM_OP_ADD) m->taken[m->n_taken++] = r; /* marks nothing: the root */
+    return true;
+}
+
 amber_status am_plan_attention(am_func *f, am_arena *mem, am_error *err) {
     size_t nv = f->n_values ? f->n_values : 1;
     matcher m = {f, (int64_t *)malloc(sizeof(int64_t) * nv),
@@ -205,6 +297,21 @@ amber_status am_plan_attention(am_func *f, am_arena *mem, am_error *err) {
         }
         f->nodes[r].attn = keep;
         f->n_attention++;
+    }
+    for (uint32_t r = f->n_nodes; r-- > 0;) { /* the outermost node of a norm first */
+        am_norm nm;
+        if (!match_norm(&m, r, &nm)) continue;
+        am_norm *keep;
+        if ((st = am_arena_calloc(mem, 1, sizeof *keep, (void **)&keep, err)) != AMBER_OK) break;
+        *keep = nm;
+        for (int i = 0; i < m.n_taken; i++) {
+            if (m.taken[i] == r) continue;
+            f->nodes[m.taken[i]].fuse = AM_FUSE_MEMBER;
+            f->nodes[m.taken[i]].root = r;
+        }
+        f->nodes[r].fuse = AM_FUSE_NONE;
+        f->nodes[r].norm = keep;
+        f->n_norms++;
     }
 done:
     free(m.def);

@@ -479,7 +479,7 @@ static amber_status plan_hoisting(loader *L, am_func *f) {
 /* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
 static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
     if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
-        n->fuse != AM_FUSE_NONE || n->attn)
+        n->fuse != AM_FUSE_NONE || n->attn || n->norm)
         return NULL;
     return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
 }

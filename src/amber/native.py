@@ -181,7 +181,7 @@ class _Stats(ctypes.Structure):
                 *((name, ctypes.c_uint64) for name in (
                     "fused_nodes", "runs", "plans", "plan_reuses", "plan_bytes",
                     "plan_value_bytes", "block_bytes", "cached_bytes", "arena_bytes",
-                    "arena_peak_bytes", "fused_attention"))]
+                    "arena_peak_bytes", "fused_attention", "fused_layer_norms"))]
 
 
 class _Port(ctypes.Structure):
@@ -369,6 +369,9 @@ class SessionStats:
     fused_attention: int = 0
     """Attentions (scores, softmax and the product with the values) that run as one
     fused kernel."""
+    fused_layer_norms: int = 0
+    """Layer norms (over the last axis, with their scale and shift) that run as one fused
+    kernel."""
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
 
 def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
-    query row) on its test vectors, and under concurrent sessions."""
+    query row) and layer norm kernel on their test vectors, and under concurrent
+    sessions."""
     import numpy as np
 
     import amber as am
@@ -97,7 +98,8 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
         return (F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
                 F.scaled_dot_product_attention(q, k, v, attn_mask=add),
                 F.scaled_dot_product_attention(q, k, v, is_causal=True),
-                F.scaled_dot_product_attention(q[:, :, :1], k, v))
+                F.scaled_dot_product_attention(q[:, :, :1], k, v),
+                F.layer_norm(q, (5,), k[0, 0, 0], v[0, 0, 0]), F.layer_norm(v, (5,)))
 
     rng = np.random.default_rng(0)
     q, k, v = (am.tensor(rng.standard_normal((2, 3, 7, 5)).astype(np.float32)) for _ in "qkv")
