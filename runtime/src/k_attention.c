@@ -83,9 +83,8 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
  * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
  * serial loop; the sign of a zero maximum changes no result below (x - 0 and x + 0
  * agree, and exp(-0) = exp(+0)). */
-
-#define ROW_MAX(SUF, T)                                                                     \
-    static T row_max_##SUF(const T *t, int64_t n) {                                         \
+#define ROW_MAX(NAME, T, ATTR)                                                              \
+    ATTR static inline T NAME(const T *t, int64_t n) {                                      \
         T lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                            \
                      -INFINITY, -INFINITY, -INFINITY, -INFINITY};                           \
         int nan = 0;                                                                        \
@@ -107,34 +106,38 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
                 if (t[c] != t[c]) return t[c];                                              \
         return mx;                                                                          \
     }
-ROW_MAX(f32, float)
-ROW_MAX(f64, double)
 
 /* NOTE: each step below is the node it replaces, in the same precision and order: the
  * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
- * of a contiguous row (eight partial sums in double from 16 elements on). */
-#define ATTN_IMPL(SUF, T)                                                                   \
-    static void rows_##SUF(const attn_job *j, T *tile, int64_t m, const char *mask) {       \
+ * of a contiguous row (eight partial sums in double from 16 elements on). The safe
+ * softmax's two maxima are one: its second max reads the first one's row unchanged
+ * unless the row is dead. */
+#define ROWS(NAME, T, ATTR)                                                                 \
+    ROW_MAX(NAME##_max, T, ATTR)                                                            \
+    ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask) {        \
         const am_attn *a = j->a;                                                            \
-        int64_t S = j->S, r = j->rank;                                                      \
+        int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
+        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
         for (int64_t i = 0; i < m; i++) {                                                   \
-            T *t = tile + i * S;                                                            \
-            if (a->scaled)                                                                  \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] * (T)a->scale;                  \
+            T *restrict t = tile + i * S;                                                   \
             const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
                                   : NULL;                                                   \
-            int64_t mcs = j->mask.stride[r - 1];                                            \
-            if (a->mask == AM_ATTN_KEEP)                                                    \
-                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : (T)a->fill;     \
+            if (a->scaled)                                                                  \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] * sc;                           \
+            if (a->mask == AM_ATTN_KEEP && mcs == 1)                                        \
+                for (int64_t c = 0; c < S; c++) t[c] = mr[c] ? t[c] : fill;                 \
+            else if (a->mask == AM_ATTN_KEEP)                                               \
+                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
+            else if (a->mask == AM_ATTN_ADD && mcs == 1)                                    \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
             else if (a->mask == AM_ATTN_ADD)                                                \
                 for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
-            bool dead = false;                                                              \
-            if (a->safe) {                                                                  \
-                dead = row_max_##SUF(t, S) == (T)a->dead_at;                                \
-                if (dead)                                                                   \
-                    for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                    \
+            T mx = NAME##_max(t, S);                                                        \
+            bool dead = a->safe && mx == (T)a->dead_at;                                     \
+            if (dead) {                                                                     \
+                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                        \
+                mx = NAME##_max(t, S);                                                      \
             }                                                                               \
-            T mx = row_max_##SUF(t, S);                                                     \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
@@ -151,13 +154,25 @@ ROW_MAX(f64, double)
             } else {                                                                        \
                 for (int64_t c = 0; c < S; c++) sum += (double)t[c];                        \
             }                                                                               \
-            T z = (T)sum;                                                                   \
+            const T z = (T)sum;                                                             \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
             if (dead)                                                                       \
                 for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
         }                                                                                   \
-    }                                                                                       \
-                                                                                            \
+    }
+
+ROWS(rows_f32_base, float, )
+ROWS(rows_f64_base, double, )
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+/* The same loops compiled for AVX-512 (IEEE operations lane by lane: the same bits). */
+ROWS(rows_f32_avx512, float, __attribute__((target("avx512f"))))
+ROWS(rows_f64_avx512, double, __attribute__((target("avx512f"))))
+#define ROWS_FN(SUF) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? rows_##SUF##_avx512 : rows_##SUF##_base)
+#else
+#define ROWS_FN(SUF) rows_##SUF##_base
+#endif
+
+#define ATTN_IMPL(SUF, T)                                                                   \
     static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
         const attn_job *j = (const attn_job *)ud;                                           \
         int r = j->rank;                                                                    \
@@ -183,7 +198,7 @@ ROW_MAX(f64, double)
             am_gemm_serial_##SUF(m, j->S, j->E, q + i0 * j->q.stride[r - 2],                \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \
-            rows_##SUF(j, tile, m,                                                          \
+            ROWS_FN(SUF)(j, tile, m,                                                        \
                        mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize   \
                             : NULL);                                                        \
             am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1, vd ? NULL : vp, \
