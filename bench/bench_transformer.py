@@ -287,8 +287,10 @@ def main() -> None:
         print(row, flush=True)
         lines.append(row)
     load1 = os.getloadavg()
-    cmd = "python bench/bench_transformer.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--append"))
+    argv = sys.argv[1:]
+    shown = [a for i, a in enumerate(argv) if not a.startswith("--append")
+             and not (i > 0 and argv[i - 1] == "--append")]
+    cmd = "python bench/bench_transformer.py " + " ".join(shown)
     head = [f"## Transformer inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)", "",
             f"Command: `{cmd.strip()}`", "",
             f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",

@@ -31,6 +31,10 @@ def torch_lib() -> SimpleNamespace:
 
 
 def build(lib: SimpleNamespace) -> SimpleNamespace:
+    return SimpleNamespace(Bert=_bert(lib), DecoderBlock=_decoder(lib))
+
+
+def _bert(lib: SimpleNamespace) -> Any:
     nn, F = lib.nn, lib.F
 
     class Embeddings(nn.Module):
@@ -122,6 +126,12 @@ def build(lib: SimpleNamespace) -> SimpleNamespace:
                 x = layer(x, keep)
             return x
 
+    return Bert
+
+
+def _decoder(lib: SimpleNamespace) -> Any:
+    nn, F = lib.nn, lib.F
+
     class CausalSelfAttention(nn.Module):
         def __init__(self, h: int, heads: int) -> None:
             super().__init__()
@@ -159,7 +169,7 @@ def build(lib: SimpleNamespace) -> SimpleNamespace:
             x = x + self.attn(self.ln_1(x))
             return x + self.mlp(self.ln_2(x))
 
-    return SimpleNamespace(Bert=Bert, DecoderBlock=DecoderBlock)
+    return DecoderBlock
 
 
 def hf_bert(seed: int = 0) -> Any:
