@@ -238,6 +238,8 @@ typedef struct amber_session_stats {
     uint64_t cached_bytes;       /* values computed from weights once, kept */
     uint64_t arena_bytes;        /* values arena now: results, loop state, bookkeeping */
     uint64_t arena_peak_bytes;   /* the most the values arena has held */
+    uint64_t fused_attention;    /* attentions run by one fused kernel (docs/c-api.md) */
+    uint64_t fused_layer_norms;  /* layer norms run by one fused kernel */
 } amber_session_stats;
 
 /* Fills *stats (its struct_size must be set; AMBER_ERR_INVALID_ARGUMENT if 0). */

@@ -427,21 +427,61 @@ static void fused_row(char **p, const int64_t *s, int64_t n, void *ud) {
     }
 }
 
+/* A large group runs on the pool: tasks take slices of the outermost iterator dim (an
+ * element's value does not depend on which task computes it). */
+typedef struct fused_job {
+    const am_fused *g;
+    am_iter it;
+    char *base[AM_ITER_MAX_OPS];
+    char **tmp; /* per worker */
+    int64_t chunk;
+} fused_job;
+
+static void fused_task(void *ud, int64_t t, int worker) {
+    const fused_job *j = (const fused_job *)ud;
+    am_iter sub = j->it;
+    int64_t lo = t * j->chunk, len = sub.shape[0] - lo < j->chunk ? sub.shape[0] - lo : j->chunk;
+    sub.shape[0] = len;
+    char *base[AM_ITER_MAX_OPS];
+    for (int k = 0; k < sub.nops; k++) base[k] = j->base[k] + lo * sub.strides[k][0];
+    fused_ud u = {j->g, j->tmp[worker]};
+    am_iter_run(&sub, base, fused_row, &u);
+}
+
+/* Elements of a group worth splitting between threads. */
+#define FUSED_PARALLEL_MIN 32768
+
 amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
                           amber_tensor *out) {
-    fused_ud u = {g, NULL};
-    amber_status st = am_arena_alloc(ctx->scratch, (size_t)(g->n_steps - 1) * FUSED_SLOT,
-                                     (void **)&u.tmp, ctx->err);
-    if (st != AMBER_OK) return st;
+    fused_job j = {g, {0}, {NULL}, NULL, 0};
     int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
     am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), strides[0]);
-    char *base[AM_ITER_MAX_OPS] = {(char *)out->data};
+    j.base[0] = (char *)out->data;
     for (int k = 0; k < g->n_ext; k++) {
         am_bcast_strides(&ext[k], out->shape, out->rank, strides[k + 1]);
-        base[k + 1] = (char *)ext[k].data;
+        j.base[k + 1] = (char *)ext[k].data;
     }
-    am_iter it;
-    am_iter_init(&it, g->n_ext + 1, out->rank, out->shape, strides);
-    am_iter_run(&it, base, fused_row, &u);
+    am_iter_init(&j.it, g->n_ext + 1, out->rank, out->shape, strides);
+    int64_t numel = am_numel(out), outer = j.it.shape[0];
+    int workers = numel >= FUSED_PARALLEL_MIN && outer > 1 ? am_pool_size(ctx->pool) : 1;
+    int64_t tasks = 1;
+    if (workers > 1) {
+        tasks = outer < 4 * (int64_t)workers ? outer : 4 * (int64_t)workers;
+        j.chunk = (outer + tasks - 1) / tasks;
+        tasks = (outer + j.chunk - 1) / j.chunk;
+        if (tasks < 2) workers = 1;
+    }
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers,
+                                     (void **)&j.tmp, ctx->err);
+    for (int w = 0; st == AMBER_OK && w < workers; w++)
+        st = am_arena_alloc(ctx->scratch, (size_t)(g->n_steps - 1) * FUSED_SLOT + 1,
+                            (void **)&j.tmp[w], ctx->err);
+    if (st != AMBER_OK) return st;
+    if (workers > 1) {
+        am_pool_run(ctx->pool, tasks, fused_task, &j);
+    } else {
+        fused_ud u = {g, j.tmp[0]};
+        am_iter_run(&j.it, j.base, fused_row, &u);
+    }
     return AMBER_OK;
 }

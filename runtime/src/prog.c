@@ -2,6 +2,7 @@
  * H.1-H.9) into am_program, checking structure, names, references and SSA order.
  * Shape rules of each node are applied when the node runs (with symbols bound). */
 #include "prog.h"
+#include "plan_attn.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -482,7 +483,9 @@ static amber_status plan_hoisting(loader *L, am_func *f, const uint8_t *same) {
 
 /* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
 static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
-    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3) return NULL;
+    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
+        n->fuse != AM_FUSE_NONE || n->attn || n->norm)
+        return NULL;
     return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
 }
 
@@ -1478,6 +1481,8 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
     if ((st = check_data_dependent(L)) != AMBER_OK) return st;
     if ((st = plan_same_params(L)) != AMBER_OK) return st;
     for (fi = 0; fi < p->n_funcs; fi++) {
+        if (L->fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
+            return st;
         if (L->fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
         if ((st = plan_lifetimes(L, &p->funcs[fi])) != AMBER_OK) return st;
     }

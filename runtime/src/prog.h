@@ -59,6 +59,10 @@ typedef struct am_node {
     am_fuse fuse;               /* part of a fused elementwise group */
     uint32_t root;              /* AM_FUSE_MEMBER: the node index of its group's root */
     const am_fused *fused;      /* AM_FUSE_ROOT: the group it runs */
+    const struct am_attn *attn; /* a matmul ending an attention (plan_attn.c): it runs
+                                   am_attention_run, its members are the nodes replaced */
+    const struct am_norm *norm; /* the last node of a layer norm (plan_attn.c): it runs
+                                   am_layernorm_run, its members are the nodes replaced */
     bool alias;                 /* reshape: the result is the input's memory, not a copy */
     uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
                                    value computed from them only (am_ctx.fixed_inputs) */
@@ -80,6 +84,8 @@ typedef struct am_func {
     bool data_dependent;        /* a result's size uses a trip count (opset 5) */
     uint32_t n_cached;          /* nodes with hoist == AM_HOIST_CACHED */
     uint32_t n_fused_groups, n_fused_nodes; /* fused groups and the op nodes they hold */
+    uint32_t n_attention;       /* attentions found by am_plan_attention */
+    uint32_t n_norms;           /* layer norms found by am_plan_attention */
     /* Memory planning: the op results a run of the function places in one block, by
      * offsets a session computes from their sizes (known once the function's symbols
      * are bound) and these lifetimes. Not planned: parameters, weights, constants,

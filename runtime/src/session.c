@@ -2,6 +2,7 @@
  * node by node (docs/format.md H.5). Values of one run live in the session arena, which
  * is reset (and its memory reused) at the start of the next run. */
 #include "model.h"
+#include "attn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -965,7 +966,15 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             else st = value_alloc(s, nbytes, &outs[0].data);
             if (st == AMBER_OK) {
                 ctx.fixed_inputs = n->fixed_in;
-                if (n->fuse == AM_FUSE_ROOT) {
+                if (n->attn) {
+                    amber_tensor ext[4];
+                    for (int k = 0; k < n->attn->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->attn->ext[k]]);
+                    st = am_attention_run(n->attn, &ctx, ext, &outs[0]);
+                } else if (n->norm) {
+                    amber_tensor ext[3];
+                    for (int k = 0; k < n->norm->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->norm->ext[k]]);
+                    st = am_layernorm_run(n->norm, &ctx, ext, &outs[0]);
+                } else if (n->fuse == AM_FUSE_ROOT) {
                     amber_tensor ext[AM_FUSED_MAX_EXT];
                     for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
                     st = am_fused_run(n->fused, &ctx, ext, &outs[0]);
@@ -1152,6 +1161,8 @@ amber_status amber_session_get_stats(const amber_session *s, amber_session_stats
     for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
         all.fused_groups += p->funcs[fi].n_fused_groups;
         all.fused_nodes += p->funcs[fi].n_fused_nodes;
+        all.fused_attention += p->funcs[fi].n_attention;
+        all.fused_layer_norms += p->funcs[fi].n_norms;
     }
     all.runs = s->counts.runs;
     all.plans = s->counts.plans;

@@ -181,7 +181,7 @@ class _Stats(ctypes.Structure):
                 *((name, ctypes.c_uint64) for name in (
                     "fused_nodes", "runs", "plans", "plan_reuses", "plan_bytes",
                     "plan_value_bytes", "block_bytes", "cached_bytes", "arena_bytes",
-                    "arena_peak_bytes"))]
+                    "arena_peak_bytes", "fused_attention", "fused_layer_norms"))]
 
 
 class _Port(ctypes.Structure):
@@ -366,6 +366,12 @@ class SessionStats:
     """The values arena now: results, loop state, bookkeeping."""
     arena_peak_bytes: int
     """The most the values arena has held."""
+    fused_attention: int = 0
+    """Attentions (scores, softmax and the product with the values) that run as one
+    fused kernel."""
+    fused_layer_norms: int = 0
+    """Layer norms (over the last axis, with their scale and shift) that run as one fused
+    kernel."""
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,24 @@ def test_run_onnx_helper_matches_interpreter_on_integer_program() -> None:
     x = np.array([[-7, 7, 5], [0, -1, 2]], dtype=np.int64)
     program = am.export(lambda a: a // 2 - a * 3, x, check=False)
     assert_exact(run_onnx(program, [x])[0], program.run("forward", x)[0], "int program")
+
+
+def test_arange_of_a_symbolic_size_exports_as_range() -> None:
+    """``arange`` of a symbolic size is a counting scan: it exports as ONNX Range (so
+    positions and causal masks of sequence models export); another scan is refused."""
+
+    def fn(x: Any) -> Any:
+        pos = am.arange(x.shape[1])
+        keep = am.arange(x.shape[1])[None, :] <= am.arange(x.shape[1])[:, None]
+        return x + am.cast(pos, am.float32), am.where(keep, 1.0, 0.0) @ x.T
+
+    program = am.export(fn, am.spec("b", "n"))
+    for n in (1, 5):
+        x = np.random.default_rng(n).standard_normal((3, n)).astype(np.float32)
+        got = run_onnx(program, [x])
+        want = [t.numpy() for t in fn(am.tensor(x))]
+        assert_exact(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+    summed = am.export(lambda x: am.cumsum(x, 0), am.spec("n"))
+    with pytest.raises(am.onnx.OnnxExportError, match="scan"):
+        am.onnx.export(summed, None)

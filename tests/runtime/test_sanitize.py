@@ -84,3 +84,32 @@ def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
     path = program_file(tmp_path / "bad.amber", [bad], signatures=bad_sig)
     res = subprocess.run([exe, str(path)], capture_output=True, text=True, env=env)
     assert res.returncode == 1 and "defined before" in res.stderr, res.stderr
+
+
+def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
+    """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
+    query row) and layer norm kernel on their test vectors, and under concurrent
+    sessions."""
+    import numpy as np
+
+    import amber as am
+    from amber.nn import functional as F
+
+    def fn(q: am.Tensor, k: am.Tensor, v: am.Tensor, keep: am.Tensor, add: am.Tensor) -> tuple:
+        return (F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
+                F.scaled_dot_product_attention(q, k, v, attn_mask=add),
+                F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                F.scaled_dot_product_attention(q[:, :, :1], k, v),
+                F.layer_norm(q, (5,), k[0, 0, 0], v[0, 0, 0]), F.layer_norm(v, (5,)))
+
+    rng = np.random.default_rng(0)
+    q, k, v = (am.tensor(rng.standard_normal((2, 3, 7, 5)).astype(np.float32)) for _ in "qkv")
+    keep = am.tensor(rng.random((2, 1, 7, 7)) < 0.5)
+    add = am.tensor(rng.standard_normal((7, 7)).astype(np.float32))
+    am.export(fn, q, k, v, keep, add).save(tmp_path / "attn.amber")
+    env = {**os.environ, **SAN_ENV}
+    for cmd in ([str(sanitize_build / "amber-run"), str(tmp_path / "attn.amber"), "--verify"],
+                [str(sanitize_build / "amber-thread-test"), str(tmp_path / "attn.amber"), "4",
+                 "5"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _dtype as D
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
 from ..capture.ir import Function, Node, Program, Value, data_dependent_symbols, format_type
 from ..errors import AmberError
@@ -261,6 +262,16 @@ class _Lowering:
         """A scalar constant of amber dtype ``dtype``."""
         return self.b.const(np.array(value, dtype=_np_dtype(dtype)))
 
+    def _count(self, node: Node, start: int, step: int) -> None:
+        """A counting scan (see _counting) as ONNX Range: ys[i] = start + i * step, and
+        the final carry start + length * step (exact: int64 sizes do not overflow)."""
+        b, i64 = self.b, np.int64
+        n = b.op("Reshape", [self.dim1(node.attrs["length"]), b.const(np.zeros((0,), i64))])
+        first, delta = b.const(np.array(start, i64)), b.const(np.array(step, i64))
+        end = b.op("Add", [first, b.op("Mul", [n, delta])])
+        self.names[id(node.outputs[0])] = end
+        self.names[id(node.outputs[1])] = b.op("Range", [first, end, delta])
+
     def refuse(self, node: Node, index: int, reason: str) -> OnnxExportError:
         ins = ", ".join(f"%{v.name}: {v.dtype.name}[{', '.join(map(format_dim, v.shape))}]"
                         for v in node.inputs)
@@ -273,6 +284,9 @@ class _Lowering:
     # -- driver ----------------------------------------------------------------------
     def run(self) -> None:
         for i, node in enumerate(self.fn.nodes):
+            if node.op == "scan" and _counting(self.program, node) is not None:
+                self._count(node, *_counting(self.program, node))  # type: ignore[misc]
+                continue
             if node.op in REFUSED_NODES:
                 why = REFUSED_NODES[node.op]
                 if node.op == "while" and "trip_dim" in node.attrs:
@@ -303,6 +317,36 @@ class _Lowering:
                     raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
                 out = fn(self, node, [self.name(v) for v in node.inputs])
             self.names[id(node.output)] = out
+
+
+def _int_scalar(v: Value) -> int | None:
+    """The value of an int64 0-d constant ``v``, else None."""
+    p = v.producer
+    if p is None or p.op != "constant" or v.dtype is not D.int64 or v.shape != ():
+        return None
+    return int(np.asarray(p.attrs["value"]))
+
+
+def _counting(program: Program, node: Node) -> tuple[int, int] | None:
+    """(start, step) when ``node`` is the int64 scan that counts (``arange`` of a symbolic
+    size: carry start, each step adds the same constant and emits the carry before it),
+    else None."""
+    a = node.attrs
+    if a.get("num_carries") != 1 or a.get("num_xs") != 1 or a.get("reverse"):
+        return None
+    body = program.functions.get(a.get("body", ""))
+    init, xs = node.inputs
+    bc = xs.producer
+    if body is None or bc is None or bc.op != "broadcast_to" or len(body.nodes) != 1:
+        return None
+    start, step = _int_scalar(init), _int_scalar(bc.inputs[0])
+    add = body.nodes[0]
+    c, x = body.params
+    if (start is None or step is None or step == 0 or add.op != "add"
+            or {id(v) for v in add.inputs} != {id(c), id(x)} or len(add.inputs) != 2
+            or [id(r) for r in body.results] != [id(add.output), id(c)]):
+        return None
+    return start, step
 
 
 def _np_dtype(name: str) -> Any:

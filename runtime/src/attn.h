@@ -1,0 +1,58 @@
+/* Attention recognised at load (plan_attn.c) and run by one kernel (k_attention.c).
+ *
+ * A file holds attention as the primitives of its composite body (docs/opset.md, the
+ * `scaled_dot_product_attention` front end): for (..., L, E) queries, (..., E, S)
+ * transposed keys and (..., S, Ev) values,
+ *
+ *   s = matmul(q, kt) [* c] [where(keep, s, fill) | + mask]
+ *   safe softmax:  dead = max(s) == dead_at;  s = where(dead, dead_s, s)
+ *   p = exp(s - max(s)) / sum(exp(s - max(s)))  [then where(dead, dead_p, p)]
+ *   out = matmul(p, v)
+ *
+ * with every intermediate used by the next step only. The kernel computes the same
+ * steps over blocks of query rows, so no (L, S) score tensor is stored, and with the
+ * same GEMM, the same row loops and the same summation order as the nodes it replaces:
+ * its results are those nodes' results bit for bit. */
+#ifndef AMBER_ATTN_H
+#define AMBER_ATTN_H
+
+#include "ops.h"
+
+enum { AM_ATTN_Q, AM_ATTN_KT, AM_ATTN_V, AM_ATTN_MASK };
+typedef enum am_attn_mask { AM_ATTN_NO_MASK, AM_ATTN_KEEP, AM_ATTN_ADD } am_attn_mask;
+
+typedef struct am_attn {
+    int n_ext;                      /* 3, or 4 with a mask */
+    uint32_t ext[4];                /* value indices: q, kt, v, mask (see the enum) */
+    int rank;                       /* of q, kt, v and the result */
+    /* q, kt and v may be transposes the kernel reads in place: operand i is
+     * transpose(ext[i], perm[i]) when perm[i][0] >= 0 */
+    int8_t perm[3][AMBER_MAX_RANK];
+    bool scaled;
+    double scale;                   /* s * scale (a scalar constant of the dtype) */
+    am_attn_mask mask;
+    double fill;                    /* KEEP: where(keep, s, fill) */
+    bool safe;                      /* PyTorch's safe softmax: dead rows give dead_p */
+    double dead_at, dead_s, dead_p;
+} am_attn;
+
+/* out (allocated, the final matmul's shape) from the external inputs ext[0..n_ext). */
+amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor *ext,
+                              amber_tensor *out);
+
+/* Layer norm as F.layer_norm writes it over the last axis (for a row x of h elements):
+ *   mu = sum(x) / count1;  xc = x - mu;  var = sum(xc * xc) / count2
+ *   y = xc * (one / sqrt(var + eps))  [* w]  [+ b]
+ * with every intermediate used by the next step only (xc by its square and y). One
+ * kernel computes it per row with the same operations in the same order: the same bits. */
+typedef struct am_norm {
+    int n_ext;                      /* x, then w and b when present */
+    uint32_t ext[3];
+    bool has_w, has_b;
+    double count1, count2, eps, one;
+} am_norm;
+
+amber_status am_layernorm_run(const am_norm *nm, am_ctx *ctx, const amber_tensor *ext,
+                              amber_tensor *out);
+
+#endif

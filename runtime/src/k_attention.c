@@ -1,0 +1,275 @@
+/* The attention kernel (attn.h): per (batch..., head) matrix, K^T and V are packed once,
+ * then each block of query rows goes through scores, softmax and the product with V. */
+#include "attn.h"
+
+#include <math.h>
+#include <string.h>
+
+/* An operand as a strided view: element strides, broadcast batch dims stride 0. */
+typedef struct view {
+    const char *data;
+    int64_t shape[AMBER_MAX_RANK], stride[AMBER_MAX_RANK];
+} view;
+
+typedef struct attn_job {
+    const am_attn *a;
+    view q, kt, v, mask;
+    size_t mask_esize;
+    char *out;
+    int rank;
+    int64_t oshape[AMBER_MAX_RANK]; /* the result's batch dims, then L, Ev */
+    int64_t L, E, S, Ev, rb;        /* rb: query rows per block */
+    size_t kt_len, v_len, tile_len, gemm_len; /* per-worker scratch (elements, rounded) */
+    char **work;
+    am_row_fn exp_row;
+    /* NOTE: k_matmul gives a product of at most two rows (counting rows of batches it
+     * merges) to GEMV, whose narrow-row order differs from the packed kernels'; such a
+     * product here runs GEMV too, on a contiguous copy of its right operand. */
+    bool gemv_s, gemv_pv;
+} attn_job;
+
+/* Whether k_matmul would run x @ y (batch dims of x: xb matrices, of y: yb, of the
+ * result: nb) as products of at most two rows. */
+static bool gemv_rows(int64_t m, int64_t xb, int64_t yb, int64_t nb) {
+    return (yb == 1 && xb == nb ? m * nb : m) <= 2;
+}
+
+static int64_t batch_count(const view *w, int rank) {
+    int64_t n = 1;
+    for (int d = 0; d < rank - 2; d++) n *= w->shape[d];
+    return n;
+}
+
+/* Copies the (k, n) matrix at src with element strides (rs, cs) to row-major dst. */
+#define COPY_MAT(SUF, T)                                                                    \
+    static const T *dense_##SUF(const T *src, int64_t rs, int64_t cs, int64_t k, int64_t n, \
+                                T *dst) {                                                   \
+        for (int64_t p = 0; p < k; p++)                                                     \
+            for (int64_t c = 0; c < n; c++) dst[p * n + c] = src[p * rs + c * cs];          \
+        return dst;                                                                         \
+    }
+COPY_MAT(f32, float)
+COPY_MAT(f64, double)
+
+/* The view of t (or of transpose(t, perm)) with its batch dims broadcast to oshape. */
+static void make_view(view *w, const amber_tensor *t, const int8_t *perm, int rank,
+                      const int64_t *oshape) {
+    int64_t own[AMBER_MAX_RANK];
+    am_contig_strides(t->shape, t->rank, 1, own);
+    w->data = (const char *)t->data;
+    int lead = rank - t->rank; /* a mask may have fewer dims */
+    for (int d = 0; d < rank; d++) {
+        int s = perm && perm[0] >= 0 ? perm[d] : d - lead;
+        w->shape[d] = s < 0 ? 1 : t->shape[s];
+        w->stride[d] = s < 0 ? 0 : own[s];
+        if (d < rank - 2 && w->shape[d] == 1 && oshape[d] != 1) w->stride[d] = 0;
+    }
+}
+
+static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
+    int64_t off = 0;
+    for (int d = j->rank - 3; d >= 0; d--) {
+        int64_t i = bi % j->oshape[d];
+        bi /= j->oshape[d];
+        off += i * w->stride[d];
+    }
+    return off;
+}
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+
+/* k_reduce's max of a row (the first NaN if there is one, else the largest value),
+ * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
+ * serial loop; the sign of a zero maximum changes no result below (x - 0 and x + 0
+ * agree, and exp(-0) = exp(+0)). */
+#define ROW_MAX(NAME, T, ATTR)                                                              \
+    ATTR static inline T NAME(const T *t, int64_t n) {                                      \
+        T lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                            \
+                     -INFINITY, -INFINITY, -INFINITY, -INFINITY};                           \
+        int nan = 0;                                                                        \
+        int64_t c = 0;                                                                      \
+        for (; c + 8 <= n; c += 8)                                                          \
+            for (int q = 0; q < 8; q++) {                                                   \
+                T v = t[c + q];                                                             \
+                lane[q] = v > lane[q] ? v : lane[q];                                        \
+                nan |= v != v;                                                              \
+            }                                                                               \
+        T mx = -INFINITY;                                                                   \
+        for (; c < n; c++) {                                                                \
+            mx = t[c] > mx ? t[c] : mx;                                                     \
+            nan |= t[c] != t[c];                                                            \
+        }                                                                                   \
+        for (int q = 0; q < 8; q++) mx = lane[q] > mx ? lane[q] : mx;                       \
+        if (nan)                                                                            \
+            for (c = 0; c < n; c++)                                                         \
+                if (t[c] != t[c]) return t[c];                                              \
+        return mx;                                                                          \
+    }
+
+/* NOTE: each step below is the node it replaces, in the same precision and order: the
+ * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
+ * of a contiguous row (eight partial sums in double from 16 elements on). The safe
+ * softmax's two maxima are one: its second max reads the first one's row unchanged
+ * unless the row is dead. */
+#define ROWS(NAME, T, ATTR)                                                                 \
+    ROW_MAX(NAME##_max, T, ATTR)                                                            \
+    ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask) {        \
+        const am_attn *a = j->a;                                                            \
+        int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
+        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
+        for (int64_t i = 0; i < m; i++) {                                                   \
+            T *restrict t = tile + i * S;                                                   \
+            const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
+                                  : NULL;                                                   \
+            if (a->scaled)                                                                  \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] * sc;                           \
+            if (a->mask == AM_ATTN_KEEP && mcs == 1)                                        \
+                for (int64_t c = 0; c < S; c++) t[c] = mr[c] ? t[c] : fill;                 \
+            else if (a->mask == AM_ATTN_KEEP)                                               \
+                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
+            else if (a->mask == AM_ATTN_ADD && mcs == 1)                                    \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
+            else if (a->mask == AM_ATTN_ADD)                                                \
+                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
+            T mx = NAME##_max(t, S);                                                        \
+            bool dead = a->safe && mx == (T)a->dead_at;                                     \
+            if (dead) {                                                                     \
+                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                        \
+                mx = NAME##_max(t, S);                                                      \
+            }                                                                               \
+            for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
+            char *p[2] = {(char *)t, (char *)t};                                            \
+            int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
+            j->exp_row(p, s, S, NULL);                                                      \
+            double sum = 0.0;                                                               \
+            if (S >= 16) {                                                                  \
+                double part[8] = {0};                                                       \
+                int64_t c = 0;                                                              \
+                for (; c + 8 <= S; c += 8)                                                  \
+                    for (int q = 0; q < 8; q++) part[q] += (double)t[c + q];                \
+                for (; c < S; c++) part[c % 8] += (double)t[c];                             \
+                sum = ((part[0] + part[1]) + (part[2] + part[3])) +                         \
+                      ((part[4] + part[5]) + (part[6] + part[7]));                          \
+            } else {                                                                        \
+                for (int64_t c = 0; c < S; c++) sum += (double)t[c];                        \
+            }                                                                               \
+            const T z = (T)sum;                                                             \
+            for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
+            if (dead)                                                                       \
+                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
+        }                                                                                   \
+    }
+
+ROWS(rows_f32_base, float, )
+ROWS(rows_f64_base, double, )
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+/* The same loops compiled for AVX-512 (IEEE operations lane by lane: the same bits). */
+ROWS(rows_f32_avx512, float, __attribute__((target("avx512f"))))
+ROWS(rows_f64_avx512, double, __attribute__((target("avx512f"))))
+#define ROWS_FN(SUF) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? rows_##SUF##_avx512 : rows_##SUF##_base)
+#else
+#define ROWS_FN(SUF) rows_##SUF##_base
+#endif
+
+#define ATTN_IMPL(SUF, T)                                                                   \
+    static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
+        const attn_job *j = (const attn_job *)ud;                                           \
+        int r = j->rank;                                                                    \
+        T *ktp = (T *)(void *)j->work[worker], *vp = ktp + j->kt_len;                        \
+        T *tile = vp + j->v_len, *gs = tile + j->tile_len;                                  \
+        const T *q = (const T *)(const void *)j->q.data + batch_offset(&j->q, j, bi);       \
+        const T *kt = (const T *)(const void *)j->kt.data + batch_offset(&j->kt, j, bi);    \
+        const T *v = (const T *)(const void *)j->v.data + batch_offset(&j->v, j, bi);       \
+        const char *mask = j->mask.data                                                     \
+            ? j->mask.data + (size_t)batch_offset(&j->mask, j, bi) * j->mask_esize : NULL;  \
+        T *out = (T *)(void *)j->out + bi * j->L * j->Ev;                                   \
+        const T *ktd = NULL, *vd = NULL; /* contiguous copies for GEMV, or NULL */          \
+        if (j->gemv_s)                                                                      \
+            ktd = dense_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
+        else                                                                                \
+            am_gemm_pack_b_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
+        if (j->gemv_pv)                                                                     \
+            vd = dense_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp);   \
+        else                                                                                \
+            am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp); \
+        for (int64_t i0 = 0; i0 < j->L; i0 += j->rb) {                                      \
+            int64_t m = j->L - i0 < j->rb ? j->L - i0 : j->rb;                              \
+            am_gemm_serial_##SUF(m, j->S, j->E, q + i0 * j->q.stride[r - 2],                \
+                                 j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
+                                 ktd ? NULL : ktp, tile, j->S, false, gs);                  \
+            ROWS_FN(SUF)(j, tile, m,                                                        \
+                       mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize   \
+                            : NULL);                                                        \
+            am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1, vd ? NULL : vp, \
+                                 out + i0 * j->Ev, j->Ev, false, gs);                       \
+        }                                                                                   \
+    }                                                                                       \
+                                                                                            \
+    static void sizes_##SUF(attn_job *j) {                                                  \
+        j->kt_len = round16(am_gemm_packed_len_##SUF(j->E, j->S));                          \
+        j->v_len = round16(am_gemm_packed_len_##SUF(j->S, j->Ev));                          \
+        j->tile_len = round16((size_t)(j->rb * j->S));                                      \
+        size_t g1 = am_gemm_scratch_len_##SUF(j->rb, j->S, j->E, true);                     \
+        size_t g2 = am_gemm_scratch_len_##SUF(j->rb, j->Ev, j->S, true);                    \
+        j->gemm_len = round16(g1 > g2 ? g1 : g2);                                           \
+    }
+
+ATTN_IMPL(f32, float)
+ATTN_IMPL(f64, double)
+
+amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor *ext,
+                              amber_tensor *out) {
+    attn_job j;
+    memset(&j, 0, sizeof j);
+    j.a = a;
+    j.rank = a->rank;
+    int r = a->rank;
+    memcpy(j.oshape, out->shape, sizeof(int64_t) * (size_t)r);
+    make_view(&j.q, &ext[AM_ATTN_Q], a->perm[0], r, j.oshape);
+    make_view(&j.kt, &ext[AM_ATTN_KT], a->perm[1], r, j.oshape);
+    make_view(&j.v, &ext[AM_ATTN_V], a->perm[2], r, j.oshape);
+    if (a->mask != AM_ATTN_NO_MASK) {
+        make_view(&j.mask, &ext[AM_ATTN_MASK], NULL, r, j.oshape);
+        for (int d = r - 2; d < r; d++) /* broadcast rows and columns too */
+            if (j.mask.shape[d] == 1) j.mask.stride[d] = 0;
+        j.mask_esize = amber_dtype_size(ext[AM_ATTN_MASK].dtype);
+    }
+    j.out = (char *)out->data;
+    j.L = j.q.shape[r - 2], j.E = j.q.shape[r - 1], j.S = j.kt.shape[r - 1];
+    j.Ev = j.v.shape[r - 1];
+    if (out->rank != r || j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S ||
+        out->shape[r - 2] != j.L || out->shape[r - 1] != j.Ev)
+        return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
+    int64_t batches = 1;
+    for (int d = 0; d < r - 2; d++) batches *= j.oshape[d];
+    if (batches == 0 || j.L == 0 || j.Ev == 0) return AMBER_OK;
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    j.exp_row = am_elementwise_loop(am_op_get(AM_OP_EXP), out->dtype, out->dtype);
+    if (!j.exp_row) return am_fail(ctx->err, AMBER_ERR_DTYPE, "attention: no exp loop");
+    int64_t bq = batch_count(&j.q, r), bk = batch_count(&j.kt, r), bv = batch_count(&j.v, r);
+    int64_t bs = 1; /* the scores' batch: q's and kt's broadcast */
+    for (int d = 0; d < r - 2; d++)
+        bs *= j.q.shape[d] > j.kt.shape[d] ? j.q.shape[d] : j.kt.shape[d];
+    j.gemv_s = gemv_rows(j.L, bq, bk, bs);
+    j.gemv_pv = gemv_rows(j.L, bs, bv, batches);
+    int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
+    j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
+    if (f32) sizes_f32(&j);
+    else sizes_f64(&j);
+    double work = (double)batches * (double)j.L * (double)j.S * (double)(j.E + j.Ev);
+    am_pool *pool = batches > 1 && work >= AM_PARALLEL_MIN ? ctx->pool : NULL;
+    int workers = am_pool_size(pool);
+    size_t esize = amber_dtype_size(out->dtype);
+    size_t per = (j.kt_len + j.v_len + j.tile_len + j.gemm_len) * esize;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers,
+                                     (void **)&j.work, ctx->err);
+    for (int w = 0; st == AMBER_OK && w < workers; w++)
+        st = am_arena_alloc(ctx->scratch, per ? per : 1, (void **)&j.work[w], ctx->err);
+    if (st != AMBER_OK) return st;
+    am_task_fn fn = f32 ? task_f32 : task_f64;
+    if (pool) am_pool_run(pool, batches, fn, &j);
+    else
+        for (int64_t bi = 0; bi < batches; bi++) fn(&j, bi, 0);
+    return AMBER_OK;
+}

@@ -1,0 +1,166 @@
+"""Fused attention: the native runtime recognises attention as
+``F.scaled_dot_product_attention`` writes it and runs it as one kernel over blocks of
+query rows. The kernel must give the bits of the nodes it replaces (AMBER_OPEN_NO_FUSION
+runs those), of eager execution, and of every thread count, and agree with a NumPy
+reference of attention (float32 and float64; boolean, additive and causal masks; odd
+sizes; sequences of length 1; broadcast batch dims; fully masked rows)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import amber as am
+from amber import native as N
+from amber import nn
+from amber.nn import functional as F
+
+
+def reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None,
+              causal: bool = False, scale: float | None = None) -> np.ndarray:
+    """Attention in float64 NumPy: masked rows give zeros (PyTorch's safe softmax)."""
+    q, k, v = (a.astype(np.float64) for a in (q, k, v))
+    s = q @ np.swapaxes(k, -1, -2) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if causal:
+        mask = np.tril(np.ones(s.shape[-2:], bool))
+    if mask is not None and mask.dtype == bool:
+        s = np.where(mask, s, -np.inf)
+    elif mask is not None:
+        s = s + mask
+    top = s.max(-1, keepdims=True)
+    dead = top == -np.inf
+    e = np.exp(np.where(dead, 0.0, s) - np.where(dead, 0.0, top))
+    p = np.where(dead, 0.0, e / e.sum(-1, keepdims=True))
+    return p @ v
+
+
+def _run(path: Path, args: list[np.ndarray], **opts: Any) -> tuple[np.ndarray, int]:
+    model = N.NativeModel(path, **opts)
+    out = model.run("forward", *args)[0]
+    return out, model.stats().fused_attention
+
+
+def check(fn: Callable[..., Any], args: list[np.ndarray], want: np.ndarray, tmp_path: Path,
+          fused: int = 1, rtol: float = 1e-5) -> None:
+    """Exported fn: fused as expected, the unfused bits, the eager bits, every thread
+    count's bits, and close to the reference."""
+    specs = [am.spec(*a.shape, dtype=a.dtype.name) for a in args]
+    am.export(fn, *specs).save(tmp_path / "m.amber")
+    got, n = _run(tmp_path / "m.amber", args)
+    assert n == fused
+    plain, n0 = _run(tmp_path / "m.amber", args, fuse=False)
+    assert n0 == 0
+    np.testing.assert_array_equal(got, plain)
+    np.testing.assert_array_equal(got, fn(*(am.tensor(a) for a in args)).numpy())
+    for threads in (2, 8):
+        np.testing.assert_array_equal(got, _run(tmp_path / "m.amber", args, threads=threads)[0])
+    atol = 1e-5 if got.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=rtol if got.dtype == np.float32 else 1e-10,
+                               atol=atol)
+
+
+def _qkv(shape_q: tuple, shape_k: tuple, ev: int, dtype: Any, seed: int = 0
+         ) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape_v = shape_k[:-1] + (ev,)
+    return [rng.standard_normal(s).astype(dtype) for s in (shape_q, shape_k, shape_v)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L,S,E,Ev", [(7, 13, 5, 3), (1, 1, 4, 4), (1, 9, 8, 2),
+                                      (20, 1, 3, 6), (33, 40, 16, 16)])
+def test_unmasked(dtype: Any, L: int, S: int, E: int, Ev: int, tmp_path: Path) -> None:
+    q, k, v = _qkv((2, 3, L, E), (2, 3, S, E), Ev, dtype)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],
+          reference(q, k, v), tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_boolean_mask_with_dead_rows(dtype: Any, tmp_path: Path) -> None:
+    q, k, v = _qkv((2, 2, 6, 4), (2, 2, 11, 4), 5, dtype, seed=1)
+    keep = np.random.default_rng(2).random((2, 1, 6, 11)) < 0.6
+    keep[0, 0, 3] = False  # a row with nothing to attend to gives zeros
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+          [q, k, v, keep], reference(q, k, v, keep), tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_additive_mask_and_scale(dtype: Any, tmp_path: Path) -> None:
+    q, k, v = _qkv((3, 5, 4), (3, 17, 4), 2, dtype, seed=3)
+    add = np.random.default_rng(4).standard_normal((5, 17)).astype(dtype)
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.3),
+          [q, k, v, add], reference(q, k, v, add, scale=0.3), tmp_path)
+
+
+@pytest.mark.parametrize("L", [1, 9, 64])
+def test_causal(L: int, tmp_path: Path) -> None:
+    q, k, v = _qkv((1, 4, L, 8), (1, 4, L, 8), 8, np.float32, seed=5)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+          [q, k, v], reference(q, k, v, causal=True), tmp_path)
+
+
+def test_broadcast_batch_dims(tmp_path: Path) -> None:
+    """Keys and values shared by the heads' batch dim (size 1) are broadcast."""
+    q, _, _ = _qkv((2, 3, 5, 4), (2, 3, 5, 4), 4, np.float32, seed=6)
+    _, k, v = _qkv((1, 3, 7, 4), (1, 3, 7, 4), 6, np.float32, seed=7)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],
+          reference(q, k, v), tmp_path)
+
+
+def test_transposed_operands_read_in_place(tmp_path: Path) -> None:
+    """Heads split by reshape and permute, as a multi-head layer does."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 10, 12)).astype(np.float32)
+
+    def fn(x: Any) -> Any:
+        h = x.reshape(2, 10, 3, 4).permute(0, 2, 1, 3)
+        return F.scaled_dot_product_attention(h, h * 0.5, h + 1.0)
+
+    h = x.reshape(2, 10, 3, 4).transpose(0, 2, 1, 3)
+    check(fn, [x], reference(h, h * 0.5, h + 1.0), tmp_path)
+
+
+def test_weights_used_elsewhere_are_not_fused(tmp_path: Path) -> None:
+    """Attention weights that are also a result stay an ordinary softmax and matmul."""
+    q, k, v = _qkv((4, 6), (5, 6), 3, np.float32, seed=9)
+
+    def fn(q: Any, k: Any, v: Any) -> Any:
+        w = F.softmax(q @ k.T, -1)
+        return w @ v, w
+
+    am.export(fn, am.tensor(q), am.tensor(k), am.tensor(v)).save(tmp_path / "w.amber")
+    model = N.NativeModel(tmp_path / "w.amber")
+    out, w = model.run("forward", q, k, v)
+    assert model.stats().fused_attention == 0
+    np.testing.assert_allclose(out, reference(q, k, v, scale=1.0), rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_encoder_same_bits_at_any_thread_count(lib: N.NativeLibrary,
+                                                           tmp_path: Path) -> None:
+    am.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    enc = nn.TransformerEncoder(layer, 2).eval()
+    am.export(enc, am.spec("batch", "seq", 32)).save(tmp_path / "enc.amber")
+    x = np.random.default_rng(10).standard_normal((3, 37, 32)).astype(np.float32)
+    outs = [N.NativeModel(tmp_path / "enc.amber", threads=t) for t in (1, 2, 8)]
+    got = [m.run("forward", x)[0] for m in outs]
+    assert outs[0].stats().fused_attention == 2
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])
+    with am.no_grad():
+        np.testing.assert_array_equal(got[0], enc(am.tensor(x)).numpy())
+
+
+@pytest.mark.parametrize("nq,L,S,Ev", [(2, 1, 9, 3), (3, 1, 9, 3), (1, 2, 5, 20), (2, 1, 40, 7)])
+def test_few_rows_shared_keys(nq: int, L: int, S: int, Ev: int, tmp_path: Path) -> None:
+    """Products of at most two rows (with the batches a shared key matrix merges) take the
+    runtime's GEMV path unfused; the kernel must round as it does."""
+    q, _, _ = _qkv((nq, 1, L, 4), (nq, 1, S, 4), Ev, np.float32, seed=11)
+    _, k, v = _qkv((1, 1, S, 4), (1, 1, S, 4), Ev, np.float32, seed=12)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],
+          reference(q, k, v), tmp_path)

@@ -1,0 +1,50 @@
+"""Results that must not depend on how work is split: a row of a matrix product has the
+same bits whatever the number of rows around it (the last, shorter panel of rows runs a
+kernel of fewer rows that rounds as the full one), and a large fused elementwise group
+gives the same bits on one thread and on several."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amber as am
+from amber import native as N
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_do_not_depend_on_the_row_count(lib: N.NativeLibrary, dtype: type,
+                                             tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = am.tensor(rng.standard_normal((70, 45)).astype(dtype))
+    am.export(lambda x: x @ w, am.spec("rows", 70, dtype=np.dtype(dtype).name)).save(
+        tmp_path / "mm.amber")
+    model = N.NativeModel(tmp_path / "mm.amber")
+    x = rng.standard_normal((40, 70)).astype(dtype)
+    full = model.run("forward", x)[0]
+    for rows in (3, 4, 5, 8, 9, 12, 13, 16, 20, 25):
+        np.testing.assert_array_equal(model.run("forward", x[:rows])[0], full[:rows])
+    np.testing.assert_allclose(full, x @ w.numpy(), rtol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(300, 230), (70000,), (3, 1, 40000)])
+def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: tuple,
+                                                  tmp_path: Path) -> None:
+    """A fused elementwise group large enough to run on the pool gives the bits of one
+    thread and of eager execution."""
+    rng = np.random.default_rng(1)
+    bias = am.tensor(rng.standard_normal(shape[-1]).astype(np.float32))
+
+    def fn(x: am.Tensor) -> am.Tensor:
+        return am.nn.functional.gelu(x + bias) * 0.5 - am.tanh(x)
+
+    am.export(fn, am.spec(*shape)).save(tmp_path / "g.amber")
+    x = rng.standard_normal(shape).astype(np.float32)
+    outs = [N.NativeModel(tmp_path / "g.amber", threads=t).run("forward", x)[0]
+            for t in (1, 2, 8)]
+    assert N.NativeModel(tmp_path / "g.amber").stats().fused_groups >= 1
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_array_equal(outs[0], fn(am.tensor(x)).numpy())
