@@ -908,6 +908,7 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     free(tab);
     if (st == AMBER_OK) st = plan_hoisting(L, f);
     if (st == AMBER_OK && L->fuse) st = plan_fusion(L, f);
+    if (st == AMBER_OK && L->fuse) st = am_plan_epilogues(f, &L->p->mem, L->err);
     return st == AMBER_OK ? plan_lifetimes(L, f) : st;
 }
 
