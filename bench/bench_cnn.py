@@ -23,6 +23,12 @@ process of its own holding only that runtime (no other runtime's threads compete
 1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of convolutions and
 linear layers.
 
+A last table times one 1024 x 1024 x 1024 float32 product: amber's native runtime (a
+captured ``x @ y`` of two inputs, so both operands are packed in every call) against
+NumPy's BLAS (``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` dropped from this process's
+environment so OpenBLAS picks its own kernels; the kernel threadpoolctl reports is
+printed), each block in a process of its own.
+
 Usage (from the repository root, with the ``onnx`` and ``torch`` extras)::
 
     python bench/bench_cnn.py --threads 1
@@ -36,9 +42,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_model, pin_threads  # noqa: E402
+from _common import blas_kernel, cpu_model, numpy_default_kernels, pin_threads  # noqa: E402
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
+numpy_default_kernels()  # the GEMM row compares with NumPy's OpenBLAS, its own kernels
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -211,9 +218,57 @@ def block(fn: Any, x: np.ndarray, budget: float) -> tuple[float, float]:
             return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
+GEMM_N = 1024
+
+
+def _gemm_child(runtime: str, budget: float) -> None:
+    """One block of the 1024^3 product in amber or NumPy, alone in this process."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32) for _ in range(2))
+    if runtime == "numpy":
+        print(json.dumps([*block(lambda x: x @ b, a, budget), blas_kernel()]))
+        return
+    path = os.path.join(WORK, "gemm1024.amber")
+    if not os.path.exists(path):
+        os.makedirs(WORK, exist_ok=True)
+        spec = am.spec(GEMM_N, GEMM_N)
+        am.export(lambda x, y: x @ y, spec, spec, check=False).save(path)  # (no vectors)
+    from amber import native
+
+    session = native.NativeModel(path, threads=_THREADS).session()
+    print(json.dumps([*block(lambda x: session.run("forward", [x, b])[0], a, budget), ""]))
+
+
+def gemm_table(args: argparse.Namespace) -> list[str]:
+    """amber vs NumPy on the 1024^3 product: medians of alternating blocks."""
+    times: dict[str, list[tuple[float, float]]] = {"amber": [], "numpy": []}
+    kernel = ""
+    for rep in range(args.repeats):
+        for r in (("amber", "numpy") if rep % 2 == 0 else ("numpy", "amber")):
+            out = subprocess.run(
+                [sys.executable, __file__, "--threads", str(_THREADS), "--budget",
+                 str(args.budget), "--child", r, "gemm", "0"],
+                capture_output=True, text=True, check=True)
+            w, c, k = json.loads(out.stdout.strip().splitlines()[-1])
+            times[r].append((w, c))
+            kernel = k or kernel
+    g = 2.0 * GEMM_N ** 3 / 1e9
+    w = {r: statistics.median(t[0] for t in v) for r, v in times.items()}
+    c = {r: statistics.median(t[1] for t in v) for r, v in times.items()}
+    return ["", f"NumPy's BLAS: {kernel}", "",
+            "| product | amber ms | NumPy ms | amber GFLOP/s | NumPy GFLOP/s | "
+            "amber / NumPy (wall) | (CPU) |", "|---|---|---|---|---|---|---|",
+            f"| GEMM {GEMM_N}x{GEMM_N}x{GEMM_N} float32 | {w['amber'] * 1e3:.2f} | "
+            f"{w['numpy'] * 1e3:.2f} | {g / w['amber']:.0f} | {g / w['numpy']:.0f} | "
+            f"{w['amber'] / w['numpy']:.2f}x | {c['amber'] / c['numpy']:.2f}x |"]
+
+
 def _child(args: argparse.Namespace) -> None:
     """--child RUNTIME NAME BATCH: one block of one runtime, alone in this process."""
     runtime, name, batch = args.child[0], args.child[1], int(args.child[2])
+    if name == "gemm":
+        _gemm_child(runtime, args.budget)
+        return
     shape = dict((c[0], c[1]) for c in cases(True, True))[name]
     paths = prepare(name, shape)
     x = np.random.default_rng(2).standard_normal((batch,) + shape).astype(np.float32)
@@ -257,7 +312,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.5)
-    ap.add_argument("--only", choices=["models", "layers"], default=None)
+    ap.add_argument("--only", choices=["models", "layers", "gemm"], default=None)
     ap.add_argument("--append", default=None, help="append the Markdown section here")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -272,7 +327,10 @@ def main() -> None:
     lines = ["| case | batch | amber ms | ORT/amber ms | ORT/torch ms | torch ms | "
              "amber / ORT-torch (wall) | (CPU) | amber GFLOP/s | ORT/torch GFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, shape, batches in cases(args.only != "models", args.only != "layers"):
+    todo = [] if args.only == "gemm" else cases(args.only != "models", args.only != "layers")
+    if not todo:
+        lines = []
+    for name, shape, batches in todo:
         f1 = flops(name, shape)
         for b in batches:
             t, cpu = measure(name, shape, b, args)
@@ -281,6 +339,10 @@ def main() -> None:
                    + f" | {t['amber'] / t['ORT/torch']:.2f}x"
                    + f" | {cpu['amber'] / cpu['ORT/torch']:.2f}x | "
                    + (f"{g / t['amber']:.1f} | {g / t['ORT/torch']:.1f} |" if g else "— | — |"))
+            print(row, flush=True)
+            lines.append(row)
+    if args.only in (None, "gemm"):
+        for row in gemm_table(args):
             print(row, flush=True)
             lines.append(row)
     load1 = os.getloadavg()

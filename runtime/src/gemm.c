@@ -245,6 +245,8 @@ int am_gemm_set_isa(int isa) {
 /* The am_keep kind of a packed B (or'ed with the element size). */
 #define KEEP_KIND_PACKED_B 0x4700u
 #define KEEP_KIND_PACKED_A 0x4100u
+/* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
+#define EPI_COLS 256
 
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
@@ -329,6 +331,7 @@ int am_gemm_set_isa(int isa) {
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
+        const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -342,6 +345,7 @@ int am_gemm_set_isa(int isa) {
             else                                                                              \
                 j->K->gemv(j->k, j->A + i * j->rsa, j->csa, j->B + j0, j->rsb,                \
                            j->C + i * j->ldc + j0, j1 - j0, j->acc);                          \
+        if (j->epi) j->epi->fn(j->epi->ud, 0, j->m, j0, j1 - j0);                             \
     }                                                                                         \
                                                                                               \
     /* Task t packs slivers [t * pchunk, (t + 1) * pchunk) of the current block. */            \
@@ -370,7 +374,14 @@ int am_gemm_set_isa(int isa) {
             ap = j->apack[worker];                                                            \
         }                                                                                     \
         bool acc = j->acc || j->pc > 0;                                                       \
+        /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
+        const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
+        int64_t done = j0;                                                                    \
         for (int64_t jr = j0; jr < j1;) {                                                     \
+            if (epi && jr - done >= EPI_COLS) {                                               \
+                epi->fn(epi->ud, ic, mc, j->jc + done, jr - done);                            \
+                done = jr;                                                                    \
+            }                                                                                 \
             const T *b = j->bp + (jr / NR) * j->bstride;                                      \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
             if (j->K->ukr2 && j1 - jr > NR) { /* two slivers per pass over the A panel */    \
@@ -387,6 +398,7 @@ int am_gemm_set_isa(int isa) {
                           mc - ir < MR ? mc - ir : MR, nr, acc);                              \
             jr += NR;                                                                         \
         }                                                                                     \
+        if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
                                                                                               \
     /* Blocking of one product: KC depth, MC rows and NC columns per packed block. */        \
@@ -419,6 +431,7 @@ int am_gemm_set_isa(int isa) {
             if (!job->acc)                                                                    \
                 for (int64_t i = 0; i < m; i++)                                               \
                     memset(job->C + i * job->ldc, 0, sizeof(T) * (size_t)n);                  \
+            if (job->epi) job->epi->fn(job->epi->ud, 0, m, 0, n);                             \
             return;                                                                           \
         }                                                                                     \
         if (gemv_path_##SUF(m, job->B, job->csb)) {                                           \
@@ -470,13 +483,13 @@ int am_gemm_set_isa(int isa) {
     static amber_status gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
                                    int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
                                    int64_t csb, const T *packed, T *C, int64_t ldc,           \
-                                   bool accumulate, const T *akept) {                         \
+                                   bool accumulate, const T *akept, const am_gemm_epi *epi) { \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         am_pool *pool = (double)m * (double)n * (double)k >= AM_PARALLEL_MIN ? ctx->pool : NULL; \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
-        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR;                                 \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
         if (k <= 0 || gemv_path_##SUF(m, B, csb)) {                                           \
             run_##SUF(pool, threads, &job, packed, NULL, NULL);                               \
             return AMBER_OK;                                                                  \
@@ -502,14 +515,29 @@ int am_gemm_set_isa(int isa) {
                                int64_t rsa, int64_t csa, const T *B, int64_t rsb,             \
                                int64_t csb, T *C, int64_t ldc, bool accumulate) {             \
         return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, NULL, C, ldc, accumulate,   \
-                          NULL);                                                              \
+                          NULL, NULL);                                                        \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
+                                   int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
+                                   int64_t csb, T *C, int64_t ldc, const am_gemm_epi *epi) {  \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, NULL, C, ldc, false, NULL,  \
+                          epi);                                                               \
     }                                                                                         \
                                                                                               \
     amber_status am_gemm_kept_a_run_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,       \
                                           const T *A, const T *akept, const T *B, int64_t rsb, \
                                           int64_t csb, T *C, int64_t ldc, bool accumulate) {  \
         return gemm_##SUF(ctx, m, n, k, A, k, 1, B, rsb, csb, NULL, C, ldc, accumulate,       \
-                          akept);                                                             \
+                          akept, NULL);                                                       \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_kept_a_run_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,   \
+                                              const T *A, const T *akept, const T *B,         \
+                                              int64_t rsb, int64_t csb, T *C, int64_t ldc,    \
+                                              const am_gemm_epi *epi) {                       \
+        return gemm_##SUF(ctx, m, n, k, A, k, 1, B, rsb, csb, NULL, C, ldc, false, akept,     \
+                          epi);                                                               \
     }                                                                                         \
                                                                                               \
     /* Row-major A[m, k] packed whole: per KC block, the MR-row panels of every row. */      \
@@ -534,7 +562,16 @@ int am_gemm_set_isa(int isa) {
                                          int64_t rsb, int64_t csb, const T *packed, T *C,     \
                                          int64_t ldc, bool accumulate) {                      \
         return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, accumulate,  \
-                          NULL);                                                              \
+                          NULL, NULL);                                                        \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_prepacked_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,    \
+                                             const T *A, int64_t rsa, int64_t csa,            \
+                                             const T *B, int64_t rsb, int64_t csb,            \
+                                             const T *packed, T *C, int64_t ldc,              \
+                                             const am_gemm_epi *epi) {                        \
+        return gemm_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc, false,      \
+                          NULL, epi);                                                         \
     }                                                                                         \
                                                                                               \
     const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t n, int64_t k, const T *B) {           \
@@ -555,28 +592,48 @@ int am_gemm_set_isa(int isa) {
         return pl.bpack_len + pl.apack_len;                                                   \
     }                                                                                         \
                                                                                               \
-    void am_gemm_serial_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,       \
-                              int64_t csa, const T *B, int64_t rsb, int64_t csb,              \
-                              const T *packed, T *C, int64_t ldc, bool accumulate,            \
-                              T *scratch) {                                                   \
+    /* On the calling thread (packed B, or A packed whole, or neither). */                   \
+    static void serial_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,        \
+                             int64_t csa, const T *B, int64_t rsb, int64_t csb,               \
+                             const T *packed, const T *akept, T *C, int64_t ldc, bool acc,    \
+                             T *scratch, const am_gemm_epi *epi) {                            \
         if (m <= 0 || n <= 0) return;                                                         \
         job_##SUF job;                                                                        \
-        job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
+        job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);                 \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
         plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL);                   \
         T *apack = scratch + pl.bpack_len;                                                    \
         run_##SUF(NULL, 1, &job, packed, scratch, &apack);                                    \
     }                                                                                         \
                                                                                               \
+    void am_gemm_serial_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,       \
+                              int64_t csa, const T *B, int64_t rsb, int64_t csb,              \
+                              const T *packed, T *C, int64_t ldc, bool accumulate,            \
+                              T *scratch) {                                                   \
+        serial_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, packed, NULL, C, ldc, accumulate,     \
+                     scratch, NULL);                                                          \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_serial_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,   \
+                                  int64_t csa, const T *B, int64_t rsb, int64_t csb,          \
+                                  const T *packed, T *C, int64_t ldc, T *scratch,             \
+                                  const am_gemm_epi *epi) {                                   \
+        serial_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, packed, NULL, C, ldc, false, scratch, \
+                     epi);                                                                    \
+    }                                                                                         \
+                                                                                              \
     void am_gemm_serial_kept_a_##SUF(int64_t m, int64_t n, int64_t k, const T *A,             \
                                      const T *akept, const T *B, int64_t rsb, int64_t csb,    \
                                      T *C, int64_t ldc, bool accumulate, T *scratch) {        \
-        if (m <= 0 || n <= 0) return;                                                         \
-        job_##SUF job;                                                                        \
-        job_init_##SUF(&job, m, n, k, A, k, 1, B, rsb, csb, C, ldc, accumulate);              \
-        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR;                                 \
-        plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, false);                            \
-        T *apack = scratch + pl.bpack_len;                                                    \
-        run_##SUF(NULL, 1, &job, NULL, scratch, &apack);                                      \
+        serial_##SUF(m, n, k, A, k, 1, B, rsb, csb, NULL, akept, C, ldc, accumulate, scratch, \
+                     NULL);                                                                   \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_serial_kept_a_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A,         \
+                                         const T *akept, const T *B, int64_t rsb,             \
+                                         int64_t csb, T *C, int64_t ldc, T *scratch,          \
+                                         const am_gemm_epi *epi) {                            \
+        serial_##SUF(m, n, k, A, k, 1, B, rsb, csb, NULL, akept, C, ldc, false, scratch, epi); \
     }
 
 #if AM_X86

@@ -395,36 +395,40 @@ typedef struct fused_ud {
     char *tmp; /* one slot per step but the last */
 } fused_ud;
 
-/* One row of the output: block by block, each step's row loop on the block. */
+/* Elements [c, c + m) of one row (m <= a slot's elements): each step's row loop in turn,
+ * intermediate results in the slots of tmp (`slot` bytes apart). */
+void am_fused_block(const am_fused *g, char *const *p, const int64_t *s, int64_t c, int64_t m,
+                    char *tmp, size_t slot) {
+    for (int j = 0; j < g->n_steps; j++) {
+        const am_fused_step *st = &g->steps[j];
+        char *q[4];
+        int64_t qs[4];
+        if (j == g->n_steps - 1) {
+            q[0] = p[0] + c * s[0];
+            qs[0] = s[0];
+        } else {
+            q[0] = tmp + (size_t)j * slot;
+            qs[0] = (int64_t)amber_dtype_size(st->dtype);
+        }
+        for (int k = 0; k < st->n_in; k++) {
+            int src = st->src[k];
+            if (src >= 0) {
+                q[k + 1] = p[src + 1] + c * s[src + 1];
+                qs[k + 1] = s[src + 1];
+            } else {
+                q[k + 1] = tmp + (size_t)(-src - 1) * slot;
+                qs[k + 1] = (int64_t)amber_dtype_size(g->steps[-src - 1].dtype);
+            }
+        }
+        st->fn(q, qs, m, NULL);
+    }
+}
+
+/* One row of the output: block by block. */
 static void fused_row(char **p, const int64_t *s, int64_t n, void *ud) {
     const fused_ud *u = (const fused_ud *)ud;
-    const am_fused *g = u->g;
-    for (int64_t c = 0; c < n; c += FUSED_BLOCK) {
-        int64_t m = n - c < FUSED_BLOCK ? n - c : FUSED_BLOCK;
-        for (int j = 0; j < g->n_steps; j++) {
-            const am_fused_step *st = &g->steps[j];
-            char *q[4];
-            int64_t qs[4];
-            if (j == g->n_steps - 1) {
-                q[0] = p[0] + c * s[0];
-                qs[0] = s[0];
-            } else {
-                q[0] = u->tmp + (size_t)j * FUSED_SLOT;
-                qs[0] = (int64_t)amber_dtype_size(st->dtype);
-            }
-            for (int k = 0; k < st->n_in; k++) {
-                int src = st->src[k];
-                if (src >= 0) {
-                    q[k + 1] = p[src + 1] + c * s[src + 1];
-                    qs[k + 1] = s[src + 1];
-                } else {
-                    q[k + 1] = u->tmp + (size_t)(-src - 1) * FUSED_SLOT;
-                    qs[k + 1] = (int64_t)amber_dtype_size(g->steps[-src - 1].dtype);
-                }
-            }
-            st->fn(q, qs, m, NULL);
-        }
-    }
+    for (int64_t c = 0; c < n; c += FUSED_BLOCK)
+        am_fused_block(u->g, p, s, c, n - c < FUSED_BLOCK ? n - c : FUSED_BLOCK, u->tmp, FUSED_SLOT);
 }
 
 /* A large group runs on the pool: tasks take slices of the outermost iterator dim (an

@@ -20,6 +20,31 @@
 IGEMM(i32, int32_t, uint32_t)
 IGEMM(i64, int64_t, uint64_t)
 
+/* ---------------------------------------------------------------- epilogues */
+
+bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2) {
+    if (op->id == AM_OP_CONV2D && rank == 4) { /* [N][O][OH * OW] */
+        *d1 = 1, *d2 = 2;
+        return true;
+    }
+    if (op->id == AM_OP_MATMUL && rank >= 2) { /* [1][batch * M][N] */
+        *d1 = 0, *d2 = rank - 1;
+        return true;
+    }
+    return false;
+}
+
+/* A product's finished block of C (rows of one image, offset by `row`) to its epilogue. */
+typedef struct epi_at {
+    const am_epi *e;
+    int64_t img, row;
+} epi_at;
+
+static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+    const epi_at *a = (const epi_at *)ud;
+    am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
+}
+
 amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n, (void)a;
@@ -48,7 +73,10 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     }
     bool fixed_y = (ctx->fixed_inputs & 2) != 0;
     int64_t ox = 0, oy = 0;
+    epi_at at = {ctx->epi, 0, 0};
+    const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;
     for (int64_t bi = 0; bi < batches; bi++) {
+        at.row = bi * m;
         const char *xa = (const char *)x->data + (size_t)(ox * m * k) * z;
         const char *ya = (const char *)y->data + (size_t)(oy * k * nn) * z;
         char *oc = (char *)out->data + (size_t)(bi * m * nn) * z;
@@ -56,19 +84,19 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         switch (out->dtype) {
         case AMBER_FLOAT32: {
             const float *b = (const float *)ya;
-            st = am_gemm_prepacked_f32(ctx, m, nn, k, (const float *)xa, k, 1, b, nn, 1,
-                                       fixed_y ? am_gemm_kept_b_f32(ctx, nn, k, b) : NULL,
-                                       (float *)oc, nn, false);
+            st = am_gemm_prepacked_epi_f32(ctx, m, nn, k, (const float *)xa, k, 1, b, nn, 1,
+                                           fixed_y ? am_gemm_kept_b_f32(ctx, nn, k, b) : NULL,
+                                           (float *)oc, nn, epi);
             break;
         }
         case AMBER_FLOAT64: {
             const double *b = (const double *)ya;
-            st = am_gemm_prepacked_f64(ctx, m, nn, k, (const double *)xa, k, 1, b, nn, 1,
-                                       fixed_y ? am_gemm_kept_b_f64(ctx, nn, k, b) : NULL,
-                                       (double *)oc, nn, false);
+            st = am_gemm_prepacked_epi_f64(ctx, m, nn, k, (const double *)xa, k, 1, b, nn, 1,
+                                           fixed_y ? am_gemm_kept_b_f64(ctx, nn, k, b) : NULL,
+                                           (double *)oc, nn, epi);
             break;
         }
-        case AMBER_INT32:
+        case AMBER_INT32: /* (no epilogue: integer products are never planned with one) */
             igemm_i32(m, nn, k, (const int32_t *)xa, (const int32_t *)ya, (int32_t *)oc);
             break;
         case AMBER_INT64:
@@ -193,6 +221,7 @@ IM2COL(f64, double)
         const T **wk;    /* forward with a fixed weight: each group's packed weight */     \
         T **ws;          /* parallel mode: per worker, cols then product scratch */        \
         T *cols;         /* in-turn mode */                                                \
+        const am_epi *epi; /* forward: applied to each finished block of y */             \
     } conv_job_##SUF;                                                                      \
                                                                                            \
     static amber_status conv_pair_##SUF(conv_job_##SUF *j, int64_t t, T *cols, T *scratch) { \
@@ -208,17 +237,19 @@ IM2COL(f64, double)
             else                                                                           \
                 im2col_##SUF(g, (T *)xg, cols, false);                                     \
             const T *wk = j->wk ? j->wk[gi] : NULL;                                        \
+            epi_at at = {j->epi, ni, gi * g->og};                                          \
+            const am_gemm_epi ge = {epi_block, &at}, *epi = j->epi ? &ge : NULL;           \
             if (!scratch && wk)                                                            \
-                return am_gemm_kept_a_run_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, L, \
-                                                false);                                    \
+                return am_gemm_kept_a_run_epi_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, \
+                                                    L, epi);                               \
             if (!scratch)                                                                  \
-                return am_gemm_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, false); \
+                return am_gemm_epi_##SUF(j->ctx, g->og, L, K, w, K, 1, cols, L, 1, y, L, epi); \
             if (wk)                                                                        \
-                am_gemm_serial_kept_a_##SUF(g->og, L, K, w, wk, cols, L, 1, y, L, false,   \
-                                            scratch);                                      \
+                am_gemm_serial_kept_a_epi_##SUF(g->og, L, K, w, wk, cols, L, 1, y, L, scratch, \
+                                                epi);                                      \
             else                                                                           \
-                am_gemm_serial_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L, false,  \
-                                     scratch);                                             \
+                am_gemm_serial_epi_##SUF(g->og, L, K, w, K, 1, cols, L, 1, NULL, y, L,     \
+                                         scratch, epi);                                    \
             return AMBER_OK;                                                               \
         }                                                                                  \
         /* dx_g = col2im(W_g^T @ dy_g) */                                                  \
@@ -245,7 +276,8 @@ IM2COL(f64, double)
     static amber_status conv_run_##SUF(am_ctx *ctx, const conv_geom *g, const T *in,       \
                                        const T *w, T *out, bool grad) {                    \
         int64_t L = g->oh * g->ow, K = g->cg * g->kh * g->kw, pairs = g->n * g->groups;    \
-        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL, NULL};                 \
+        conv_job_##SUF job = {ctx, g, in, w, out, grad, NULL, NULL, NULL,                  \
+                              grad ? NULL : ctx->epi};                                     \
         int threads = am_pool_size(ctx->pool);                                             \
         if (!grad && (ctx->fixed_inputs & 2) && ctx->keep &&                               \
             am_arena_alloc(ctx->scratch, (size_t)g->groups * sizeof(T *), (void **)&job.wk, \
@@ -423,6 +455,7 @@ typedef struct dw_job {
     void *y;
     int64_t hp, wp; /* the padded plane */
     void **ws;      /* per worker: hp * wp elements */
+    const am_epi *epi;
 } dw_job;
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -477,6 +510,7 @@ typedef double v4d_ __attribute__((vector_size(32)));
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
+        if (j->epi) am_epi_apply(j->epi, ni, o, 1, 0, g->oh * g->ow);                      \
     }
 #define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
@@ -529,7 +563,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + (g->sw == 2 ? vw : 0);
     if (hp < g->h + g->pt) hp = g->h + g->pt;
     if (wp < g->w + g->pl) wp = g->w + g->pl;
-    dw_job job = {g, x, w, y, hp, wp, NULL};
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi};
     am_task_fn fn = f32 ? DW_PICK(f32, 0) : DW_PICK(f64, 0);
     double work = (double)planes * (double)(g->oh * g->ow * g->kh * g->kw);
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;

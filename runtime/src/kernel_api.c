@@ -138,7 +138,7 @@ amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *ker
             return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input %d has no data",
                            op->name, i);
     }
-    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL};
+    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL};
     st = op->kernel(op, &kc, inputs, n, &kernel->attrs, output);
     am_arena_reset(&ctx->scratch);
     return st;
@@ -311,7 +311,7 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
                 return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
                                "%s: input %d has a negative stride", op->name, i);
     }
-    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL};
+    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL};
     if (b_empty(output))
         st = AMBER_OK;
     else if (mm)

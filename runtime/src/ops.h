@@ -104,6 +104,10 @@ typedef struct am_ctx {
      * nowhere). */
     unsigned fixed_inputs;
     am_keep *keep;
+    /* Set by the interpreter for a conv2d or matmul whose result feeds a fused group
+     * (an epilogue, see am_epi): the kernel writes into the group's output and applies
+     * the group to each block of it right after the block's last store. NULL: none. */
+    const struct am_epi *epi;
 } am_ctx;
 
 typedef struct am_op am_op;
@@ -229,12 +233,66 @@ typedef struct am_fused {
     int n_steps, n_ext;
     am_fused_step steps[AM_FUSED_MAX_STEPS];
     uint32_t ext[AM_FUSED_MAX_EXT]; /* value indices of the external inputs */
+    /* An epilogue group (plan_epilogue.c): node producer - 1 (a conv2d or matmul; 0:
+     * none) computes external input `self` straight into the root's output, and the
+     * group then runs over that memory in place, block by block, as the product is
+     * written: the same operations in the same order as the unfused nodes. */
+    uint32_t producer;
+    int self;
 } am_fused;
 
 /* Runs a group: ext[k] is external input k (broadcast to out's shape), out the root's
  * output (allocated). Scratch: a few blocks from ctx->scratch. */
 amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
                           amber_tensor *out);
+
+/* Elements [c, c + m) of one row of a group (p, s: the output's then each external
+ * input's row pointer and byte stride): each step's row loop in turn, intermediates in
+ * the slots of tmp, `slot` bytes apart (m <= slot / 8). */
+void am_fused_block(const am_fused *g, char *const *p, const int64_t *s, int64_t c, int64_t m,
+                    char *tmp, size_t slot);
+
+/* A fused group applied in place to blocks of a product's result as a kernel writes
+ * them (am_ctx.epi). The result is viewed as [images, rows, cols] (a convolution: N,
+ * channels, OH*OW; a matrix product: 1, M, N), and every external input by byte strides
+ * over that view (0 where it broadcasts). */
+typedef struct am_epi {
+    const am_fused *g;
+    char *out;
+    int64_t images, rows, cols;
+    int64_t ob, orow, ocol; /* byte strides of the result */
+    char *base[AM_FUSED_MAX_EXT];
+    int64_t sb[AM_FUSED_MAX_EXT], sr[AM_FUSED_MAX_EXT], sc[AM_FUSED_MAX_EXT];
+    /* The group as vector code (k_epilogue.c) when every step is one it knows, with
+     * float operands that are per-row scalars, contiguous rows or earlier steps. */
+    bool vec;
+    struct am_epi_op {
+        uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
+        int8_t src[3];       /* step (EPI_TMP) or external input */
+    } ops[AM_FUSED_MAX_STEPS];
+} am_epi;
+
+/* Prepares e for group g writing `out`, whose dims [0, d1) are the view's images, [d1,
+ * d2) its rows and [d2, rank) its cols. ext[g->self] is out itself. False when some
+ * input's strides do not fit that view (the caller then runs the product and the group
+ * one after the other). */
+bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
+                 int d1, int d2);
+/* Applies the group to rows [r0, r0 + nr) x cols [c0, c0 + nc) of image `img`: each
+ * element once, from any thread (scratch on the stack). */
+void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t c0,
+                  int64_t nc);
+
+/* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
+ * false for ops that take no epilogue. */
+bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2);
+
+/* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
+ * for rows and columns of C, each element exactly once, possibly from pool threads. */
+typedef struct am_gemm_epi {
+    void (*fn)(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
+    const void *ud;
+} am_gemm_epi;
 
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
  * the pool costs about a microsecond even with the workers awake). */
@@ -302,6 +360,32 @@ void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_
                         int64_t csa, const double *B, int64_t rsb, int64_t csb,
                         const double *packed, double *C, int64_t ldc, bool accumulate,
                         double *scratch);
+/* The same products reporting finished blocks of C to epi (NULL: none). */
+#define AM_GEMM_EPI_DECLS(SUF, T)                                                          \
+    amber_status am_gemm_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A, \
+                                   int64_t rsa, int64_t csa, const T *B, int64_t rsb,      \
+                                   int64_t csb, T *C, int64_t ldc, const am_gemm_epi *epi); \
+    amber_status am_gemm_prepacked_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,  \
+                                             const T *A, int64_t rsa, int64_t csa,          \
+                                             const T *B, int64_t rsb, int64_t csb,          \
+                                             const T *packed, T *C, int64_t ldc,            \
+                                             const am_gemm_epi *epi);                       \
+    amber_status am_gemm_kept_a_run_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, \
+                                              const T *A, const T *akept, const T *B,       \
+                                              int64_t rsb, int64_t csb, T *C, int64_t ldc,  \
+                                              const am_gemm_epi *epi);                      \
+    void am_gemm_serial_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa, \
+                                  int64_t csa, const T *B, int64_t rsb, int64_t csb,       \
+                                  const T *packed, T *C, int64_t ldc, T *scratch,          \
+                                  const am_gemm_epi *epi);                                 \
+    void am_gemm_serial_kept_a_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A,       \
+                                         const T *akept, const T *B, int64_t rsb,          \
+                                         int64_t csb, T *C, int64_t ldc, T *scratch,       \
+                                         const am_gemm_epi *epi);
+AM_GEMM_EPI_DECLS(f32, float)
+AM_GEMM_EPI_DECLS(f64, double)
+#undef AM_GEMM_EPI_DECLS
+
 /* Kernel instruction set: the best the CPU has unless a test asks for a lower one.
  * Returns the one in use. Not for concurrent use with running kernels. */
 enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1, AM_GEMM_ISA_AVX512 = 2 };

@@ -1484,6 +1484,8 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
         if (L->fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
             return st;
         if (L->fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
+        if (L->fuse && (st = am_plan_epilogues(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
+            return st;
         if ((st = plan_lifetimes(L, &p->funcs[fi])) != AMBER_OK) return st;
     }
     if ((st = mark_fixed_params(L)) != AMBER_OK) return st;

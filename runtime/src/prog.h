@@ -151,6 +151,13 @@ int64_t am_program_find_entry(const am_program *prog, const char *name);
  * expressions evaluated in syms. */
 amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
                            am_attrs *buf, const am_attrs **out, am_error *err);
+/* Epilogues (plan_epilogue.c): after the elementwise groups, gives a conv2d or matmul
+ * whose result only one group (or one elementwise node) reads to that group as its
+ * producer; and runs such a group's root (ext: the group's inputs, the product's
+ * without data; vals: the function's values). */
+amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err);
+amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
+                             const amber_tensor *vals, amber_tensor *ext, amber_tensor *out);
 /* Evaluates a declared type's dims. */
 amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,
                           am_error *err);

@@ -892,7 +892,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
     const am_func *f = &s->model->prog.funcs[fi];
     am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
     struct hoisted *h = &s->hoisted[fi];
-    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, NULL};
     amber_status st = AMBER_OK;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
@@ -977,7 +977,8 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
                 } else if (n->fuse == AM_FUSE_ROOT) {
                     amber_tensor ext[AM_FUSED_MAX_EXT];
                     for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
-                    st = am_fused_run(n->fused, &ctx, ext, &outs[0]);
+                    st = n->fused->producer ? am_epilogue_run(f, n, &ctx, vals, ext, &outs[0])
+                                            : am_fused_run(n->fused, &ctx, ext, &outs[0]);
                 } else {
                     st = n->op->kernel(n->op, &ctx, ins, n->n_in, attrs, &outs[0]);
                 }

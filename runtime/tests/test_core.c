@@ -235,7 +235,7 @@ static void test_tensor_and_ops(void) {
     am_arena oa, sc;
     am_arena_init(&oa, 0);
     am_arena_init(&sc, 0);
-    am_ctx ctx = {&err, &sc, NULL, 0, NULL};
+    am_ctx ctx = {&err, &sc, NULL, 0, NULL, NULL};
     am_attrs attrs;
     CHECK(am_attrs_decode(div, NULL, NULL, NULL, &attrs, &err) == AMBER_OK);
     CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_OK);
@@ -303,7 +303,7 @@ static void test_gemm(void) {
     CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
     am_keep keep;
     am_keep_init(&keep, plain_alloc, plain_release, NULL);
-    am_ctx serial = {&err, &sc, NULL, 0, NULL}, threaded = {&err, &sc, pool, 0, &keep};
+    am_ctx serial = {&err, &sc, NULL, 0, NULL, NULL}, threaded = {&err, &sc, pool, 0, &keep, NULL};
     int best = am_gemm_set_isa(99);
     for (int isa = 0; isa <= best; isa++) {
         CHECK(am_gemm_set_isa(isa) == isa);
@@ -401,12 +401,12 @@ static void test_gemm(void) {
      * limit is a status, never a crash. */
     am_keep none;
     am_keep_init(&none, failing_alloc, plain_release, NULL);
-    am_ctx no_keep = {&err, &sc, NULL, 0, &none};
+    am_ctx no_keep = {&err, &sc, NULL, 0, &none, NULL};
     float *big = calloc(64 * 64, sizeof(float)), *out = calloc(64 * 64, sizeof(float));
     CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, big) == NULL && none.n == 0);
     am_arena tiny;
     am_arena_init(&tiny, 256);
-    am_ctx limited = {&err, &tiny, pool, 0, NULL};
+    am_ctx limited = {&err, &tiny, pool, 0, NULL, NULL};
     CHECK(am_gemm_f32(&limited, 64, 64, 64, big, 64, 1, big, 64, 1, out, 64, false) == AMBER_ERR_LIMIT);
     am_arena_free(&tiny);
     /* Dropped kept data is not made again. */
@@ -445,7 +445,7 @@ static void test_conv_scratch_limit(void) {
     for (int r = 0; r < 3; r++) {
         am_arena_init(&oa[r], 0);
         am_arena_init(&sc[r], limits[r]);
-        am_ctx ctx = {&err, &sc[r], pool, 0, NULL};
+        am_ctx ctx = {&err, &sc[r], pool, 0, NULL, NULL};
         st[r] = am_op_run(conv, &ctx, &oa[r], in, 2, &attrs, &out[r]);
     }
     CHECK(st[0] == AMBER_OK && st[1] == AMBER_OK && st[2] == AMBER_ERR_LIMIT);

@@ -30,8 +30,10 @@ def lib(runtime_build: Path) -> ctypes.CDLL:
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("plan") / "mlp.amber"
+    # three hidden layers: with each product computed straight into its layer's output
+    # (an epilogue), the first layer's output can share memory with the third's
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
-                          nn.Linear(32, 4)).eval()
+                          nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
     am.export(model, am.spec("batch", 16)).save(str(path))
     return path
 

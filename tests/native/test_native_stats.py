@@ -15,7 +15,8 @@ from amber import native as N
 
 def test_stats_and_fusion_switch(lib: N.NativeLibrary, tmp_path: Path) -> None:
     path = tmp_path / "mlp.amber"
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
     am.export(model, am.spec("batch", 8)).save(str(path))
     x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
     fused, plain = N.NativeModel(path), N.NativeModel(path, fuse=False)
@@ -24,7 +25,8 @@ def test_stats_and_fusion_switch(lib: N.NativeLibrary, tmp_path: Path) -> None:
     fused.run("forward", x)
     st = fused.stats()
     assert (st.runs, st.plans, st.plan_reuses) == (2, 1, 1)
-    assert st.fused_groups == 1 and st.fused_nodes == 3  # bias add, le, where
+    # per hidden layer: matmul, bias add, le, where; then matmul and bias add
+    assert st.fused_groups == 4 and st.fused_nodes == 3 * 4 + 2
     assert 0 < st.plan_bytes < st.plan_value_bytes and st.plan_bytes <= st.block_bytes
     assert plain.stats().fused_groups == 0
     fused.close()

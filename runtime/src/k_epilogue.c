@@ -1,0 +1,227 @@
+/* Epilogues (am_epi): a fused elementwise group applied in place to blocks of a conv2d or
+ * matmul result as the product's kernel finishes them. A group of the usual steps
+ * (bias, BatchNorm's per-channel arithmetic, ReLU as le/where, clip as maximum/minimum,
+ * a residual add) runs as vector code here; any other group through the row loops of
+ * its steps (am_fused_block). Both give the bits of the unfused nodes: each step is one
+ * IEEE operation per element (never contracted), comparisons and selections follow the
+ * single-op kernels' NaN rules. */
+#include "ops.h"
+
+#include <string.h>
+
+/* Elements per block: a block's intermediates live on the stack of whichever thread
+ * applies it (15 slots x 256 x 8 bytes at most). */
+#define EPI_BLOCK 256
+#define EPI_SLOT ((size_t)EPI_BLOCK * 8)
+
+enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
+enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
+       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
+static const am_op_id EPI_OPS[EPI_N_OPS] = {
+    AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
+    AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
+
+/* The byte stride of dims [d0, d1) of a tensor of `shape` with byte strides s, merged
+ * into one (size-1 dims ignored); false when they are not one arithmetic progression. */
+static bool merged_stride(const int64_t *shape, const int64_t *s, int d0, int d1, int64_t *out) {
+    int64_t st = 0, span = 1;
+    bool any = false;
+    for (int d = d1 - 1; d >= d0; d--) {
+        if (shape[d] == 1) continue;
+        if (!any) {
+            st = s[d];
+            any = true;
+        } else if (s[d] != st * span) {
+            return false;
+        }
+        span *= shape[d];
+    }
+    *out = st;
+    return true;
+}
+
+/* Translates the group's steps into e->ops; false if some step or operand is not one
+ * the vector code handles. */
+static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
+    const am_fused *g = e->g;
+    for (int j = 0; j < g->n_steps; j++) {
+        const am_fused_step *st = &g->steps[j];
+        struct am_epi_op *o = &e->ops[j];
+        amber_dtype din[3];
+        for (int k = 0; k < st->n_in; k++) {
+            int src = st->src[k];
+            if (src < 0) {
+                o->kind[k] = EPI_TMP;
+                o->src[k] = (int8_t)(-src - 1);
+                din[k] = g->steps[-src - 1].dtype;
+                continue;
+            }
+            din[k] = ext[src].dtype;
+            o->src[k] = (int8_t)src;
+            if (e->sc[src] == 0) o->kind[k] = EPI_SCALAR;
+            else if (e->sc[src] == (int64_t)amber_dtype_size(t)) o->kind[k] = EPI_ROW;
+            else return false;
+            if (din[k] != t) return false; /* external masks and other dtypes: row loops */
+        }
+        int op = 0;
+        while (op < EPI_N_OPS &&
+               st->fn != am_elementwise_loop(am_op_get(EPI_OPS[op]), din[0], st->dtype))
+            op++;
+        if (op == EPI_N_OPS) return false;
+        o->op = (uint8_t)op;
+        bool compare = op >= EPI_EQ && op <= EPI_GE;
+        if (op == EPI_WHERE) {
+            if (st->n_in != 3 || din[0] != AMBER_BOOL || din[1] != t || din[2] != t) return false;
+        } else if (st->n_in != 2 || din[0] != t || din[1] != t) {
+            return false;
+        }
+        if (st->dtype != (compare ? AMBER_BOOL : t)) return false;
+    }
+    return g->steps[g->n_steps - 1].dtype == t;
+}
+
+bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
+                 int d1, int d2) {
+    int r = out->rank;
+    if (d1 < 0 || d1 > d2 || d2 > r) return false;
+    int64_t os[AMBER_MAX_RANK], es[AMBER_MAX_RANK];
+    am_contig_strides(out->shape, r, amber_dtype_size(out->dtype), os);
+    e->g = g;
+    e->out = (char *)out->data;
+    e->images = e->rows = e->cols = 1;
+    for (int d = 0; d < r; d++) *(d < d1 ? &e->images : d < d2 ? &e->rows : &e->cols) *= out->shape[d];
+    if (!merged_stride(out->shape, os, 0, d1, &e->ob) ||
+        !merged_stride(out->shape, os, d1, d2, &e->orow) ||
+        !merged_stride(out->shape, os, d2, r, &e->ocol))
+        return false;
+    if (e->cols > 1 && e->ocol != (int64_t)amber_dtype_size(out->dtype)) return false;
+    e->ocol = (int64_t)amber_dtype_size(out->dtype);
+    for (int k = 0; k < g->n_ext; k++) {
+        if (k == g->self) {
+            e->base[k] = e->out, e->sb[k] = e->ob, e->sr[k] = e->orow, e->sc[k] = e->ocol;
+            continue;
+        }
+        if (ext[k].rank > r) return false;
+        am_bcast_strides(&ext[k], out->shape, r, es);
+        e->base[k] = (char *)ext[k].data;
+        if (!merged_stride(out->shape, es, 0, d1, &e->sb[k]) ||
+            !merged_stride(out->shape, es, d1, d2, &e->sr[k]) ||
+            !merged_stride(out->shape, es, d2, r, &e->sc[k]))
+            return false;
+    }
+    e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
+             compile(e, ext, out->dtype);
+    return true;
+}
+
+/* ---------------------------------------------------------------- vector code */
+
+typedef float epi_v8f __attribute__((vector_size(32)));
+typedef int32_t epi_v8i __attribute__((vector_size(32)));
+typedef float epi_v16f __attribute__((vector_size(64)));
+typedef double epi_v8d __attribute__((vector_size(64)));
+typedef int32_t epi_v16i __attribute__((vector_size(64)));
+typedef int64_t epi_v8l __attribute__((vector_size(64)));
+
+/* One block of nv elements (a multiple of the vector width) of one row: p[0] the
+ * output's, p[k + 1] input k's first element. Masks (comparison results) are kept as
+ * all-ones / zero lanes. A per-row scalar is read from a splat vector at stride 0. */
+#define EPI_VEC(SUF, ATTR, T, V, IV)                                                       \
+    ATTR static void epi_block_##SUF(const am_epi *e, char *const *p, int64_t nv, char *tmp) { \
+        enum { W = sizeof(V) / sizeof(T) };                                                \
+        const int last = e->g->n_steps - 1;                                                \
+        V splat[3];                                                                        \
+        for (int j = 0; j <= last; j++) {                                                  \
+            const struct am_epi_op *o = &e->ops[j];                                        \
+            const T *q[3] = {NULL, NULL, NULL};                                            \
+            int64_t sq[3] = {0, 0, 0};                                                     \
+            for (int k = 0; k < (o->op == EPI_WHERE ? 3 : 2); k++) {                       \
+                q[k] = (const T *)(const void *)(o->kind[k] == EPI_TMP                     \
+                                                     ? tmp + (size_t)o->src[k] * EPI_SLOT  \
+                                                     : p[o->src[k] + 1]);                  \
+                sq[k] = 1;                                                                 \
+                if (o->kind[k] == EPI_SCALAR) {                                            \
+                    for (int l = 0; l < W; l++) splat[k][l] = q[k][0];                     \
+                    q[k] = (const T *)(const void *)&splat[k];                             \
+                    sq[k] = 0;                                                             \
+                }                                                                          \
+            }                                                                              \
+            T *d = (T *)(void *)(j == last ? p[0] : tmp + (size_t)j * EPI_SLOT);           \
+            const T *qa = q[0], *qb = q[1], *qc = q[2];                                    \
+            const int64_t sa = sq[0], sb = sq[1], sc = sq[2];                              \
+            switch (o->op) {                                                               \
+            case EPI_ADD: EPI_LOOP(V, r = a + b); break;                                   \
+            case EPI_SUB: EPI_LOOP(V, r = a - b); break;                                   \
+            case EPI_MUL: EPI_LOOP(V, r = a * b); break;                                   \
+            case EPI_DIV: EPI_LOOP(V, r = a / b); break;                                   \
+            case EPI_MAX: /* a >= b or a is NaN: a */                                      \
+                EPI_LOOP(V, IV k = (a >= b) | (a != a); r = (V)((k & (IV)a) | (~k & (IV)b))); \
+                break;                                                                     \
+            case EPI_MIN:                                                                  \
+                EPI_LOOP(V, IV k = (a <= b) | (a != a); r = (V)((k & (IV)a) | (~k & (IV)b))); \
+                break;                                                                     \
+            case EPI_EQ: EPI_LOOP(V, r = (V)(a == b)); break;                              \
+            case EPI_NE: EPI_LOOP(V, r = (V)(a != b)); break;                              \
+            case EPI_LT: EPI_LOOP(V, r = (V)(a < b)); break;                               \
+            case EPI_LE: EPI_LOOP(V, r = (V)(a <= b)); break;                              \
+            case EPI_GT: EPI_LOOP(V, r = (V)(a > b)); break;                               \
+            case EPI_GE: EPI_LOOP(V, r = (V)(a >= b)); break;                              \
+            default: /* where: a is a mask */                                              \
+                EPI_LOOP(V, V c; memcpy(&c, qc + i * sc, sizeof c);                        \
+                         r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)c)));                     \
+                break;                                                                     \
+            }                                                                              \
+        }                                                                                  \
+    }
+#define EPI_LOOP(V, ...)                                                                   \
+    for (int64_t i = 0; i < nv; i += W) {                                                  \
+        V a, b, r;                                                                         \
+        memcpy(&a, qa + i * sa, sizeof a);                                                 \
+        memcpy(&b, qb + i * sb, sizeof b);                                                 \
+        __VA_ARGS__;                                                                       \
+        memcpy(d + i, &r, sizeof r);                                                       \
+    }
+/* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it: the library
+ * stays small, and elsewhere the steps' own loops do the same work. */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define EPI_HAVE_VEC 1
+EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
+EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
+EPI_VEC(f64_avx512, __attribute__((target("avx512f"))), double, epi_v8d, epi_v8l)
+#else
+#define EPI_HAVE_VEC 0
+#endif
+
+void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t c0,
+                  int64_t nc) {
+    const am_fused *g = e->g;
+    _Alignas(64) char tmp[(AM_FUSED_MAX_STEPS - 1) * EPI_SLOT];
+    char *p[AM_ITER_MAX_OPS];
+    int64_t s[AM_ITER_MAX_OPS];
+    s[0] = e->ocol;
+    for (int k = 0; k < g->n_ext; k++) s[k + 1] = e->sc[k];
+    void (*vec)(const am_epi *, char *const *, int64_t, char *) = NULL;
+    int64_t w = 1; /* vector width in elements */
+#if EPI_HAVE_VEC
+    int isa = am_cpu_isa();
+    if (e->vec && isa >= AM_GEMM_ISA_AVX512)
+        vec = e->ocol == 4 ? epi_block_f32_avx512 : epi_block_f64_avx512, w = 64 / e->ocol;
+    else if (e->vec && isa >= AM_GEMM_ISA_AVX2 && e->ocol == 4)
+        vec = epi_block_f32_avx2, w = 8;
+#endif
+    for (int64_t r = r0; r < r0 + nr; r++) {
+        p[0] = e->out + img * e->ob + r * e->orow + c0 * e->ocol;
+        for (int k = 0; k < g->n_ext; k++)
+            p[k + 1] = e->base[k] + img * e->sb[k] + r * e->sr[k] + c0 * e->sc[k];
+        for (int64_t c = 0; c < nc; c += EPI_BLOCK) {
+            int64_t m = nc - c < EPI_BLOCK ? nc - c : EPI_BLOCK, mv = vec ? m - m % w : 0;
+            if (vec && mv) {
+                char *q[AM_ITER_MAX_OPS];
+                for (int k = 0; k <= g->n_ext; k++) q[k] = p[k] + c * s[k];
+                vec(e, q, mv, tmp);
+            }
+            if (mv < m) /* the last elements through the steps' row loops: the same bits */
+                am_fused_block(g, p, s, c + mv, m - mv, tmp, EPI_SLOT);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+/* Epilogues: a conv2d or matmul whose result only an elementwise chain reads (bias,
+ * BatchNorm's per-channel arithmetic, ReLU, clip, a residual add...) is computed at the
+ * chain's root, straight into the root's output, and the chain runs over each block of
+ * it as the product's kernel finishes that block (am_epi), while it is still in cache.
+ * The file keeps the plain graph; this is decided when a model is loaded, after the
+ * elementwise groups (prog.c), and only when fusion is on. Every element goes through
+ * the same operations in the same order as with the nodes run one by one: the results
+ * are the same bits (the group's row loops are the single-op kernels' loops). */
+#include "prog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool same_dims(const am_type *a, const am_type *b) {
+    if (a->rank != b->rank || a->dtype != b->dtype) return false;
+    for (int i = 0; i < a->rank; i++) {
+        const am_json *x = a->dims[i], *y = b->dims[i];
+        if (x->type != y->type) return false;
+        if (x->type == AM_JSON_NUMBER ? x->i != y->i
+                                      : x->len != y->len || memcmp(x->str, y->str, x->len))
+            return false;
+    }
+    return true;
+}
+
+/* A conv2d or matmul that can take an epilogue: floating point, attributes known at
+ * load, run every time (not hoisted), not already part of a group. */
+static bool producer_ok(const am_func *f, const am_node *n) {
+    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->fuse != AM_FUSE_NONE ||
+        !n->static_attrs || n->n_out != 1)
+        return false;
+    amber_dtype dt = n->out_types[0].dtype;
+    if (dt != AMBER_FLOAT32 && dt != AMBER_FLOAT64) return false;
+    if (n->op->id == AM_OP_CONV2D) return n->out_types[0].rank == 4;
+    if (n->op->id != AM_OP_MATMUL) return false;
+    /* the row loop over batch dims needs both operands' batches to line up */
+    return n->out_types[0].rank == 2 && f->value_types[n->in[0]]->rank == 2 &&
+           f->value_types[n->in[1]]->rank == 2;
+}
+
+/* A one-step group for an elementwise node reading the product (not in a group). */
+static amber_status single_group(const am_func *f, const am_node *e, am_arena *mem,
+                                 am_fused **out, am_error *err) {
+    am_row_fn fn = e->kind == AM_NODE_OP && e->hoist == AM_HOIST_NONE && e->n_in <= 3
+                       ? am_elementwise_loop(e->op, f->value_types[e->in[0]]->dtype,
+                                             e->out_types[0].dtype)
+                       : NULL;
+    *out = NULL;
+    if (!fn) return AMBER_OK;
+    am_fused *g;
+    amber_status st = am_arena_calloc(mem, 1, sizeof *g, (void **)&g, err);
+    if (st != AMBER_OK) return st;
+    g->n_steps = 1;
+    g->steps[0].fn = fn;
+    g->steps[0].dtype = e->out_types[0].dtype;
+    g->steps[0].n_in = e->n_in;
+    for (int k = 0; k < e->n_in; k++) {
+        int j = 0;
+        while (j < g->n_ext && g->ext[j] != e->in[k]) j++;
+        if (j == g->n_ext) g->ext[g->n_ext++] = e->in[k];
+        g->steps[0].src[k] = j;
+    }
+    *out = g;
+    return AMBER_OK;
+}
+
+amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err) {
+    size_t nv = f->n_values ? f->n_values : 1;
+    uint32_t *uses = (uint32_t *)calloc(nv, sizeof(uint32_t));
+    uint32_t *reader = (uint32_t *)malloc(nv * sizeof(uint32_t)); /* the last reader */
+    if (!uses || !reader) {
+        free(uses);
+        free(reader);
+        return am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    }
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
+        for (int k = 0; k < f->nodes[ni].n_in; k++) {
+            uses[f->nodes[ni].in[k]]++;
+            reader[f->nodes[ni].in[k]] = ni;
+        }
+    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX;
+    amber_status st = AMBER_OK;
+    for (uint32_t pi = 0; st == AMBER_OK && pi < f->n_nodes; pi++) {
+        am_node *p = &f->nodes[pi];
+        if (!producer_ok(f, p)) continue;
+        uint32_t y = p->out[0];
+        if (uses[y] == 0 || uses[y] == UINT32_MAX) continue;
+        /* every read of y must be by one group (or one node) */
+        am_node *r = &f->nodes[reader[y]];
+        uint32_t ri = r->fuse == AM_FUSE_MEMBER ? r->root : reader[y], inside = 0;
+        for (uint32_t ni = pi + 1; ni <= ri; ni++) {
+            const am_node *m = &f->nodes[ni];
+            bool member = ni == ri || (m->fuse == AM_FUSE_MEMBER && m->root == ri);
+            for (int k = 0; member && k < m->n_in; k++) inside += m->in[k] == y;
+        }
+        am_node *root = &f->nodes[ri];
+        if (inside != uses[y] || !same_dims(&root->out_types[0], &p->out_types[0])) continue;
+        am_fused *g = NULL;
+        if (root->fuse == AM_FUSE_ROOT) {
+            if (root->fused->producer) continue; /* another product feeds it already */
+            if ((st = am_arena_alloc(mem, sizeof *g, (void **)&g, err)) != AMBER_OK) break;
+            memcpy(g, root->fused, sizeof *g);
+        } else if (root->fuse == AM_FUSE_NONE) {
+            if ((st = single_group(f, root, mem, &g, err)) != AMBER_OK || !g) continue;
+            root->fuse = AM_FUSE_ROOT;
+            root->root = ri;
+            f->n_fused_groups++;
+            f->n_fused_nodes++;
+        } else {
+            continue;
+        }
+        g->self = 0;
+        while (g->ext[g->self] != y) g->self++; /* y is read inside: it is an input */
+        g->producer = pi + 1;
+        root->fused = g;
+        p->fuse = AM_FUSE_MEMBER;
+        p->root = ri;
+        f->n_fused_nodes++;
+    }
+    free(uses);
+    free(reader);
+    return st;
+}
+
+amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
+                             const amber_tensor *vals, amber_tensor *ext, amber_tensor *out) {
+    const am_fused *g = root->fused;
+    const am_node *p = &f->nodes[g->producer - 1];
+    const amber_tensor *y = &ext[g->self];
+    if (y->rank != out->rank || y->dtype != out->dtype ||
+        memcmp(y->shape, out->shape, sizeof(int64_t) * (size_t)out->rank))
+        return am_fail(ctx->err, AMBER_ERR_SHAPE, "the product a fused group reads has "
+                       "another shape than the group's result");
+    amber_tensor ins[2];
+    for (int k = 0; k < p->n_in && k < 2; k++) am_tensor_copy(&ins[k], &vals[p->in[k]]);
+    am_epi e;
+    int d1, d2;
+    bool fused = am_epi_dims(p->op, out->rank, &d1, &d2) && am_epi_init(&e, g, ext, out, d1, d2);
+    unsigned fixed = ctx->fixed_inputs;
+    ctx->fixed_inputs = p->fixed_in;
+    ctx->epi = fused ? &e : NULL;
+    amber_status st = p->op->kernel(p->op, ctx, ins, p->n_in, p->static_attrs, out);
+    ctx->epi = NULL;
+    ctx->fixed_inputs = fixed;
+    if (st != AMBER_OK || fused) return st;
+    /* Strides the view cannot express: the product, then the group over it in place. */
+    ext[g->self].data = out->data;
+    return am_fused_run(g, ctx, ext, out);
+}

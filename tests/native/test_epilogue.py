@@ -1,0 +1,165 @@
+"""Epilogues: when a model is loaded with fusion on, a convolution or matrix product whose
+result only an elementwise chain reads (bias, BatchNorm in eval mode, ReLU, ReLU6, a
+residual add) computes that chain on each block of its result as it writes it. The
+fused plan must give the same bits as the nodes run one at a time (fusion off) and as
+the eager run, at any thread count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import amber as am
+from amber import native as N
+from amber import nn
+from amber.nn import functional as F
+
+
+def _randomise_bn(model: nn.Module, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    state = {}
+    for k, v in model.state_dict().items():
+        a = v.numpy()
+        if k.endswith("running_var"):
+            a = rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
+        elif k.endswith(("running_mean", "bias")):
+            a = rng.uniform(-0.5, 0.5, a.shape).astype(a.dtype)
+        state[k] = am.tensor(a)
+    model.load_state_dict(state)
+
+
+class ConvBnRelu(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                 act: Any = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = act if act is not None else nn.ReLU()
+
+    def forward(self, x: Any) -> Any:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Residual(nn.Module):
+    """conv-bn-relu, conv-bn, + the input, relu (a ResNet basic block)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a = ConvBnRelu(c, c, 3)
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.bn(self.conv(self.a(x))) + x)
+
+
+class WidthBias(nn.Module):
+    """A bias broadcast along the width only: strides the block view cannot express."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+        self.w = nn.Parameter(am.tensor(np.linspace(-1, 1, 9).astype(np.float32)))
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.conv(x) + self.w)
+
+
+class Shared(nn.Module):
+    """The product read by the chain and by another op: not an epilogue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: Any) -> Any:
+        y = self.conv(x)
+        return F.relu(y) + am.sum(y)
+
+
+# name: (module factory, input shape without batch, (fused groups, fused nodes)): BatchNorm
+# in eval mode is 4 elementwise nodes, ReLU 2 (le, where), ReLU6 4; a product given to
+# a group counts as one more of its nodes.
+CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
+    "conv3x3_bn_relu": (lambda: ConvBnRelu(8, 24, 3), (8, 19, 23), (1, 4 + 2 + 1)),
+    "conv1x1_bn_relu": (lambda: ConvBnRelu(16, 40, 1), (16, 17, 17), (1, 7)),
+    "strided_grouped": (lambda: ConvBnRelu(8, 12, 3, stride=2, groups=2), (8, 21, 20), (1, 7)),
+    "depthwise_relu6": (lambda: ConvBnRelu(12, 12, 3, groups=12, act=nn.ReLU6()),
+                        (12, 30, 33), (1, 4 + 4 + 1)),
+    # bn, relu | bn, add, relu: two groups, each with its convolution
+    "residual": (lambda: Residual(16), (16, 12, 12), (2, 7 + 8)),
+    # bias add and relu, then a bias add alone: a one-node group made for the product
+    "linear_relu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.ReLU(), nn.Linear(300, 5)),
+                    (37,), (2, 4 + 2)),
+    # steps the vector code does not know (erf, sigmoid) run the nodes' row loops per block
+    "linear_gelu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.GELU()), (37,), (1, 1 + 5 + 1)),
+    "conv_silu": (lambda: nn.Sequential(nn.Conv2d(6, 20, 3), nn.SiLU()), (6, 20, 21),
+                  (1, 1 + 2 + 1)),
+    # runs unfused-but-in-place: the bias along the width does not fit the block view
+    "width_bias": (WidthBias, (3, 9, 9), (1, 5)),
+    # read by relu and by sum: no epilogue (le, where and the final add fuse alone)
+    "shared_product": (Shared, (3, 8, 8), (1, 3)),
+}
+
+
+def _export(name: str, tmp_path: Path, dtype: Any) -> tuple[nn.Module, Path]:
+    make, shape, _ = CASES[name]
+    am.manual_seed(3)
+    model = make()
+    _randomise_bn(model, 5)
+    if dtype == am.float64:
+        model = model.double()
+    model.eval()
+    path = tmp_path / f"{name}.amber"
+    am.export(model, am.spec("batch", *shape, dtype=dtype)).save(str(path))
+    return model, path
+
+
+def _inputs(name: str, batch: int, dtype: Any) -> np.ndarray:
+    shape = CASES[name][1]
+    x = np.random.default_rng(batch).standard_normal((batch, *shape)) * 2
+    x.flat[:3] = [np.nan, np.inf, 0.0]  # NaN and inf go through max/where like the nodes
+    return x.astype(np.float64 if dtype == am.float64 else np.float32)
+
+
+def _run(path: Path, x: np.ndarray, fuse: bool, threads: int) -> tuple[np.ndarray, Any]:
+    model = N.NativeModel(path, fuse=fuse, threads=threads)
+    session = model.session()
+    out = session.run("forward", [x])[0]
+    return out, session.stats()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
+                                         tmp_path: Path) -> None:
+    model, path = _export(name, tmp_path, am.float32)
+    for batch in (1, 3):
+        x = _inputs(name, batch, am.float32)
+        want, plain = _run(path, x, fuse=False, threads=1)
+        assert plain.fused_groups == 0
+        with am.no_grad(), np.errstate(invalid="ignore"):  # inf * 0 in SiLU
+            eager = model(am.tensor(x)).numpy()
+        assert np.array_equal(want, eager, equal_nan=True)
+        for threads in (1, 2):
+            got, stats = _run(path, x, fuse=True, threads=threads)
+            assert got.tobytes() == want.tobytes(), (name, batch, threads)
+
+
+@pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "linear_relu"])
+def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> None:
+    _, path = _export(name, tmp_path, am.float64)
+    x = _inputs(name, 2, am.float64)
+    want, _ = _run(path, x, fuse=False, threads=1)
+    got, _ = _run(path, x, fuse=True, threads=2)
+    assert got.tobytes() == want.tobytes()
+
+
+def test_products_join_their_chains(lib: N.NativeLibrary, tmp_path: Path) -> None:
+    for name, (_, _, want) in CASES.items():
+        _, path = _export(name, tmp_path, am.float32)
+        _, stats = _run(path, _inputs(name, 1, am.float32), fuse=True, threads=1)
+        assert (stats.fused_groups, stats.fused_nodes) == want, name
