@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._dtype import DType, from_numpy_dtype
+from .._dtype import COMPUTE, DType, from_numpy_dtype
 from ..errors import AmberError, DTypeError, ShapeError
 
 if TYPE_CHECKING:
@@ -85,14 +85,44 @@ class Primitive:
 REGISTRY: dict[str, Primitive] = {}
 
 
+_COMPUTE_NP: dict[np.dtype, np.dtype] = {d.np: c.np for d, c in COMPUTE.items()}
+
+
+def computed_wide(impl: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``impl`` with opset 5's rule for storage dtypes: operands of float16/bfloat16
+    (int8/uint8/int16) are widened to float32 (int32), ``impl`` runs, and a result of the
+    wide dtype is rounded to nearest-even (wrapped) back to the operands' dtype."""
+
+    def kernel(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
+        narrow = None
+        for x in xs:
+            if x.dtype in _COMPUTE_NP:
+                narrow = x.dtype
+                break
+        if narrow is None:
+            return impl(*xs, **attrs)
+        wide = _COMPUTE_NP[narrow]
+        out = impl(*(x.astype(_COMPUTE_NP[x.dtype]) if x.dtype in _COMPUTE_NP else x
+                     for x in xs), **attrs)
+        return out.astype(narrow) if out.dtype == wide else out
+
+    kernel.__doc__ = impl.__doc__
+    return kernel
+
+
 def primitive(
-    name: str, *, infer: InferFn, attrs: dict[str, str] | None = None, n_inputs: int | None = 1
+    name: str, *, infer: InferFn, attrs: dict[str, str] | None = None, n_inputs: int | None = 1,
+    any_dtype: bool = False,
 ) -> Callable[[Callable[..., np.ndarray]], Primitive]:
-    """Decorator: register the NumPy kernel below it as primitive ``name``."""
+    """Decorator: register the NumPy kernel below it as primitive ``name``. Its kernel
+    computes storage dtypes (float16, ...) in their compute dtype (:func:`computed_wide`)
+    unless ``any_dtype`` says it handles every dtype itself (casts, data movement)."""
 
     def register(impl: Callable[..., np.ndarray]) -> Primitive:
         if name in REGISTRY:
             raise AmberError(f"primitive {name!r} registered twice")
+        if not any_dtype:
+            impl = computed_wide(impl)
         p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs)
         REGISTRY[name] = p
         return p

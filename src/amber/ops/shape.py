@@ -34,7 +34,7 @@ def _reshape_infer(x: Aval, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
-@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"})
+@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"}, any_dtype=True)
 def reshape(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Same elements in row-major order, new shape (same element count)."""
     return np.asarray(x).reshape(tuple(shape))
@@ -56,7 +56,7 @@ def _transpose_infer(x: Aval, *, perm: tuple[int, ...]) -> Aval:
     return Aval(tuple(x.shape[p] for p in perm), x.dtype)
 
 
-@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"})
+@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"}, any_dtype=True)
 def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
     """Permute dimensions: output dim i is input dim perm[i]."""
     return np.asarray(x).transpose(tuple(perm))
@@ -84,7 +84,7 @@ def _broadcast_infer(x: Aval, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
-@primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"})
+@primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"}, any_dtype=True)
 def broadcast_to(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Repeat size-1 (and missing leading) dims to ``shape`` (NumPy rules)."""
     shape = tuple(shape)
@@ -134,7 +134,7 @@ def _slice_infer(x: Aval, *, starts: tuple, stops: tuple, steps: tuple) -> Aval:
 _SLICE = {"starts": "int[]", "stops": "int[]", "steps": "int[]"}
 
 
-@primitive("slice", infer=_slice_infer, attrs=_SLICE)
+@primitive("slice", infer=_slice_infer, attrs=_SLICE, any_dtype=True)
 def slice_(x: np.ndarray, *, starts: tuple, stops: tuple, steps: tuple) -> np.ndarray:
     """x[starts[i]:stops[i]:steps[i]] on every dim (0 <= start <= stop <= size, step >= 1)."""
     return x[tuple(slice(a, b, s) for a, b, s in zip(starts, stops, steps, strict=True))]
@@ -215,7 +215,7 @@ def _concat_infer(*xs: Aval, axis: int) -> Aval:
     return Aval(tuple(shape), dt)
 
 
-@primitive("concat", infer=_concat_infer, attrs={"axis": "int"}, n_inputs=None)
+@primitive("concat", infer=_concat_infer, attrs={"axis": "int"}, n_inputs=None, any_dtype=True)
 def concat(*xs: np.ndarray, axis: int) -> np.ndarray:
     """Join tensors of one dtype along ``axis``; other dims must agree."""
     return np.concatenate(xs, axis=axis)
@@ -251,7 +251,7 @@ def _check_index(op: str, idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx < 0, idx + n, idx)
 
 
-@primitive("take", infer=_take_infer, attrs={"axis": "int"}, n_inputs=2)
+@primitive("take", infer=_take_infer, attrs={"axis": "int"}, n_inputs=2, any_dtype=True)
 def take(x: np.ndarray, idx: np.ndarray, *, axis: int) -> np.ndarray:
     """Gather along ``axis``: out[..., j..., ...] = x[..., idx[j...], ...]. Negative
     indices count from the end; an index outside [-n, n) is an error."""
