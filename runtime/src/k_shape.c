@@ -143,6 +143,7 @@ static void pad_value(amber_dtype dt, double v, unsigned char out[8]) {
         break;
     }
     case AMBER_BOOL: out[0] = v != 0; break;
+    default: break; /* storage dtypes are widened before kernels run */
     }
 }
 
@@ -260,8 +261,9 @@ amber_status k_scatter_add(const am_op *op, am_ctx *ctx, const amber_tensor *in,
     case AMBER_FLOAT64: scatter_f64(out->data, in[2].data, idx, outer, dim, m, inner); break;
     case AMBER_INT32: scatter_i32(out->data, in[2].data, idx, outer, dim, m, inner); break;
     case AMBER_INT64: scatter_i64(out->data, in[2].data, idx, outer, dim, m, inner); break;
-    case AMBER_BOOL:
-        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype bool is not supported", op->name);
+    default:
+        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype %s is not supported", op->name,
+                       amber_dtype_name(base->dtype));
     }
     return AMBER_OK;
 }
