@@ -587,7 +587,8 @@ class NativeSession:
             except (KeyError, ValueError):  # a bad rank, dtype code or dim
                 _raise(self._lib, 12, "an output descriptor is invalid", "output")
             if out.nbytes:
-                dst = _addressof(_c_char.from_buffer(out))  # type: ignore[arg-type]
+                # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
+                dst = _addressof(_c_char.from_buffer(out.view(np.uint8)))  # type: ignore[arg-type]
                 ctypes.memmove(dst, t.data, out.nbytes)
             results.append(out)
         return results
