@@ -166,7 +166,8 @@ def _import_onnx() -> Any:
     return onnx
 
 
-_ONNX_DTYPE = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9}
+_ONNX_DTYPE = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9,
+               "float16": 10, "bfloat16": 16, "int8": 3, "uint8": 2, "int16": 5}
 """amber dtype name -> onnx.TensorProto data type."""
 
 
