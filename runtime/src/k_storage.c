@@ -115,14 +115,22 @@ static amber_status widened_copy(am_ctx *ctx, const amber_tensor *t, amber_tenso
     return st;
 }
 
-/* op on widened operands: cast sees every dtype itself; everything else computes in
- * float32 or int32. NOTE: the copies live in scratch, so the kernel must not keep data
- * derived from them (fixed_inputs and keep are cleared). */
+/* Kernels that take every dtype as it is: cast, and data movement (byte copies). NOTE: the
+ * registry's primitives with any_dtype=True, the same list. */
+static bool any_dtype(const am_op *op) {
+    am_kernel_fn k = op->kernel;
+    return k == k_cast || k == k_reshape || k == k_transpose || k == k_broadcast_to ||
+           k == k_slice || k == k_pad || k == k_concat || k == k_take;
+}
+
+/* op on widened operands: any_dtype kernels see every dtype itself; everything else
+ * computes in float32 or int32. NOTE: the copies live in scratch, so the kernel must not
+ * keep data derived from them (fixed_inputs and keep are cleared). */
 amber_status am_kernel_call(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                             const am_attrs *a, amber_tensor *out) {
     bool any = am_compute_dtype(out->dtype) != out->dtype;
     for (int i = 0; i < n && !any; i++) any = am_compute_dtype(in[i].dtype) != in[i].dtype;
-    if (!any || op->kernel == k_cast) return op->kernel(op, ctx, in, n, a, out);
+    if (!any || any_dtype(op)) return op->kernel(op, ctx, in, n, a, out);
     amber_tensor *w;
     amber_status st = am_arena_alloc(ctx->scratch, (size_t)(n + 1) * sizeof *w, (void **)&w,
                                      ctx->err);

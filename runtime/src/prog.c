@@ -84,6 +84,9 @@ static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *
                                am_type *t) {
     int dt = dtype_of(am_json_get(L->d, obj, "dtype"));
     if (dt < 0) return LFAIL(L, "unknown or missing dtype");
+    if (dt > AMBER_BOOL && L->p->opset_version < 5) /* the storage dtypes of opset 5 */
+        return LFAIL(L, "dtype %s needs opset version 5, the file declares %lld",
+                     amber_dtype_name((amber_dtype)dt), (long long)L->p->opset_version);
     const am_json *shape = am_json_get(L->d, obj, "shape");
     if (!shape || shape->type != AM_JSON_ARRAY) return LFAIL(L, "shape must be an array");
     if (shape->count > AMBER_MAX_RANK) return LFAIL(L, "rank %u exceeds %d", shape->count, AMBER_MAX_RANK);

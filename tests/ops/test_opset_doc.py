@@ -13,11 +13,14 @@ from amber.ops import REGISTRY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "opset.md"
 GROUPS = {
-    "numeric": {"float32", "float64", "int32", "int64"},
-    "float": {"float32", "float64"},
+    "numeric": {"float32", "float64", "float16", "bfloat16", "int32", "int64", "int8", "uint8",
+                "int16"},
+    "float": {"float32", "float64", "float16", "bfloat16"},
     "int": {"int32", "int64"},
+    "integer": {"int32", "int64", "int8", "uint8", "int16"},
     "bool": {"bool"},
-    "any": {"float32", "float64", "int32", "int64", "bool"},
+    "any": {"float32", "float64", "float16", "bfloat16", "int32", "int64", "int8", "uint8",
+            "int16", "bool"},
 }
 
 

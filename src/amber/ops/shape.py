@@ -168,7 +168,8 @@ def _pad_infer(x: Aval, *, lo: tuple, hi: tuple, interior: tuple, value: float) 
 
 
 @primitive("pad", infer=_pad_infer,
-           attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"})
+           attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"},
+           any_dtype=True)
 def pad(x: np.ndarray, *, lo: tuple, hi: tuple, interior: tuple, value: float) -> np.ndarray:
     """Insert ``lo``/``hi`` elements of ``value`` before/after each dim and ``interior``
     elements between neighbours (``value`` is a float64 converted to x's dtype by the rules
