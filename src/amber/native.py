@@ -588,7 +588,7 @@ class NativeSession:
                 _raise(self._lib, 12, "an output descriptor is invalid", "output")
             if out.nbytes:
                 # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
-                dst = _addressof(_c_char.from_buffer(out.view(np.uint8)))  # type: ignore[arg-type]
+                dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
                 ctypes.memmove(dst, t.data, out.nbytes)
             results.append(out)
         return results
