@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 import amber as am
-from helpers import refs
 from amber.ops import registry
 from amber.ops.registry import Aval, abstract_eval
+from helpers import refs
 
 Array = np.ndarray
 OpFn = Callable[..., Any]

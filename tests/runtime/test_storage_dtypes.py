@@ -30,7 +30,8 @@ def _same(got: np.ndarray, want: np.ndarray) -> None:
     sign = np.uint32(1) << np.uint32(8 * got.itemsize - 1)
     assert np.array_equal(g[nan] & sign, w[nan] & sign)
     bad = np.flatnonzero((g != w) & ~nan)
-    assert bad.size == 0, f"{bad.size} values differ, first at {bad[:5]}: {g[bad[:5]]} vs {w[bad[:5]]}"
+    first = bad[:5]
+    assert bad.size == 0, f"{bad.size} values differ, first at {first}: {g[first]} vs {w[first]}"
 
 
 def _deciders(storage: np.dtype) -> np.ndarray:
