@@ -33,8 +33,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
+from .. import _dtype as D
 from ..capture.ir import Function, Node, Program, Value
 from ..errors import AmberError
+from ..ops import REGISTRY
+from ..ops.registry import Aval
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -302,6 +305,24 @@ class _Lowering:
             return self.b.op("Reshape", [x, self.b.const(np.array(target, dtype=np.int64))])
         return self.b.op("Reshape", [x, self.shape1(dims)], allowzero=1)
 
+    def _widened(self, node: Node, fn: Any) -> str:
+        """docs/opset.md 1.1.1: the primitive on its compute dtype (float32, int32)
+        between Casts; the result rounded (wrapped) back to the storage dtype."""
+        b = self.b
+        names = []
+        for v in node.inputs:
+            n = self.name(v)
+            if v.dtype in D.COMPUTE:
+                n = b.op("Cast", [n], to=_ONNX_DTYPE[D.COMPUTE[v.dtype].name])
+            names.append(n)
+        wide = Node(node.op, [_wide(v) for v in node.inputs], node.attrs,
+                    [_wide(v) for v in node.outputs])
+        out = fn(self, wide, names)
+        dt = node.output.dtype
+        if dt in D.COMPUTE:
+            out = b.op("Cast", [out], to=_ONNX_DTYPE[dt.name])
+        return out
+
     def fill(self, value: Any, dtype: str) -> str:
         """A scalar constant of amber dtype ``dtype``."""
         return self.b.const(np.array(value, dtype=_np_dtype(dtype)))
@@ -346,13 +367,24 @@ class _Lowering:
                 fn = _LOWER.get(node.op)
                 if fn is None:
                     raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
-                out = fn(self, node, [self.name(v) for v in node.inputs])
+                if _storage(node) and not REGISTRY[node.op].any_dtype:
+                    out = self._widened(node, fn)
+                else:
+                    out = fn(self, node, [self.name(v) for v in node.inputs])
             self.names[id(node.output)] = out
 
 
 def _np_dtype(name: str) -> Any:
-    return {"float32": np.float32, "float64": np.float64, "int32": np.int32,
-            "int64": np.int64, "bool": np.bool_}[name]
+    return D.as_dtype(name).np
+
+
+def _storage(node: Node) -> bool:
+    """Whether a node has an operand or result of a storage dtype (opset 5)."""
+    return any(v.dtype in D.COMPUTE for v in (*node.inputs, *node.outputs))
+
+
+def _wide(v: Value) -> Value:
+    return Value(v.name, Aval(v.aval.shape, D.COMPUTE.get(v.dtype, v.dtype)))
 
 
 # ----------------------------------------------------------------------------- lowerings
@@ -457,12 +489,25 @@ def _lower_cast(L: _Lowering, node: Node, x: list[str]) -> str:
         if src == "bool":
             return b.op("Identity", x)
         return b.op("Not", [b.op("Equal", [x[0], L.fill(0, src)])])
-    if src in ("float32", "float64") and dst in ("int32", "int64"):
-        bits = 32 if dst == "int32" else 64
-        limit = 2.0 ** (bits - 1)
+    if src in ("float16", "bfloat16"):  # exactly float32 first (docs/opset.md 3.5)
+        x = [b.op("Cast", x, to=_ONNX_DTYPE["float32"])]
+        src = "float32"
+        if dst == src:
+            return x[0]
+    if dst in ("float16", "bfloat16") and src not in ("float32", "bool"):
+        x = [b.op("Cast", x, to=_ONNX_DTYPE["float32"])]  # rounded to float32 first
+        src = "float32"
+    if src in ("float32", "float64") and dst in ("int8", "uint8", "int16"):
+        # their limits are exact floats: clamp, then a Cast in range truncates
         info = np.iinfo(_np_dtype(dst))
-        hi = b.op("GreaterOrEqual", [x[0], L.fill(limit, src)])
-        lo = b.op("LessOrEqual", [x[0], L.fill(-limit, src)])
+        safe = b.op("Where", [b.op("IsNaN", x), L.fill(0, src), x[0]])
+        safe = b.op("Max", [b.op("Min", [safe, L.fill(float(info.max), src)]),
+                            L.fill(float(info.min), src)])
+        return b.op("Cast", [safe], to=_ONNX_DTYPE[dst])
+    if src in ("float32", "float64") and D.as_dtype(dst).is_integer:
+        info = np.iinfo(_np_dtype(dst))
+        hi = b.op("GreaterOrEqual", [x[0], L.fill(float(info.max), src)])
+        lo = b.op("LessOrEqual", [x[0], L.fill(float(info.min), src)])
         bad = b.op("Or", [b.op("Or", [hi, lo]), b.op("IsNaN", x)])
         safe = b.op("Where", [bad, L.fill(0, src), x[0]])
         c = b.op("Cast", [safe], to=_ONNX_DTYPE[dst])  # in range: truncation toward zero

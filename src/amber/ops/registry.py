@@ -50,7 +50,8 @@ VjpFn = Callable[..., Sequence["Tensor | None"]]
 class Primitive:
     """A registered primitive op. Calling it binds it to tensor arguments."""
 
-    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs")
+    __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs",
+                 "any_dtype")
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class Primitive:
         self.attrs = attrs  # attribute name -> type description (for docs, IR verification)
         self.doc = (impl.__doc__ or "").strip()
         self.n_inputs = n_inputs  # None = variadic
+        self.any_dtype = False  # True: takes storage dtypes as they are (see primitive())
 
     def def_vjp(self, fn: VjpFn) -> VjpFn:
         """Register the VJP: ``fn(g, out, *inputs, **attrs) -> cotangent per input``."""
@@ -127,6 +129,7 @@ def primitive(
         if not any_dtype:
             impl = computed_wide(impl)
         p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs)
+        p.any_dtype = any_dtype
         REGISTRY[name] = p
         return p
 
