@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
 from .. import _dtype as D
+from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
 from ..capture.ir import Function, Node, Program, Value
 from ..errors import AmberError
 from ..ops import REGISTRY
