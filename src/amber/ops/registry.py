@@ -90,28 +90,48 @@ REGISTRY: dict[str, Primitive] = {}
 _COMPUTE_NP: dict[np.dtype, np.dtype] = {d.np: c.np for d, c in COMPUTE.items()}
 
 
-def computed_wide(impl: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _run_wide(impl: Callable[..., np.ndarray], xs: Sequence[np.ndarray],
+              attrs: dict[str, Any]) -> np.ndarray:
+    narrow = next(x.dtype for x in xs if x.dtype in _COMPUTE_NP)
+    out = impl(*(x.astype(_COMPUTE_NP[x.dtype]) if x.dtype in _COMPUTE_NP else x
+                 for x in xs), **attrs)
+    if out.dtype != _COMPUTE_NP[narrow]:
+        return out
+    with np.errstate(over="ignore"):  # float16 overflow is inf, as specified
+        return out.astype(narrow)
+
+
+def computed_wide(impl: Callable[..., np.ndarray], n_inputs: int | None = None,
+                  has_attrs: bool = True) -> Callable[..., np.ndarray]:
     """``impl`` with opset 5's rule for storage dtypes: operands of float16/bfloat16
     (int8/uint8/int16) are widened to float32 (int32), ``impl`` runs, and a result of the
-    wide dtype is rounded to nearest-even (wrapped) back to the operands' dtype."""
+    wide dtype is rounded to nearest-even (wrapped) back to the operands' dtype.
 
-    def kernel(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
-        narrow = None
-        for x in xs:
-            if x.dtype in _COMPUTE_NP:
-                narrow = x.dtype
-                break
-        if narrow is None:
+    NOTE: on every eager op's path, so the common case costs one attribute test per
+    operand: the storage dtypes are exactly the non-bool dtypes narrower than 4 bytes."""
+    kernel: Callable[..., np.ndarray]
+    if n_inputs == 1 and not has_attrs:
+        def kernel1(x: np.ndarray) -> np.ndarray:
+            if x.itemsize < 4 and x.dtype.kind != "b":
+                return _run_wide(impl, (x,), {})
+            return impl(x)
+        kernel = kernel1
+    elif n_inputs == 2 and not has_attrs:
+        def kernel2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            if (x.itemsize < 4 and x.dtype.kind != "b") or \
+                    (y.itemsize < 4 and y.dtype.kind != "b"):
+                return _run_wide(impl, (x, y), {})
+            return impl(x, y)
+        kernel = kernel2
+    else:
+        def kernel_n(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
+            for x in xs:
+                if x.itemsize < 4 and x.dtype.kind != "b":
+                    return _run_wide(impl, xs, attrs)
             return impl(*xs, **attrs)
-        wide = _COMPUTE_NP[narrow]
-        out = impl(*(x.astype(_COMPUTE_NP[x.dtype]) if x.dtype in _COMPUTE_NP else x
-                     for x in xs), **attrs)
-        if out.dtype != wide:
-            return out
-        with np.errstate(over="ignore"):  # float16 overflow is inf, as specified
-            return out.astype(narrow)
-
+        kernel = kernel_n
     kernel.__doc__ = impl.__doc__
+    kernel.__wrapped__ = impl  # type: ignore[attr-defined]
     return kernel
 
 
@@ -127,7 +147,7 @@ def primitive(
         if name in REGISTRY:
             raise AmberError(f"primitive {name!r} registered twice")
         if not any_dtype:
-            impl = computed_wide(impl)
+            impl = computed_wide(impl, n_inputs, bool(attrs))
         p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs)
         p.any_dtype = any_dtype
         REGISTRY[name] = p
