@@ -131,7 +131,7 @@ def computed_wide(impl: Callable[..., np.ndarray], n_inputs: int | None = None,
             return impl(*xs, **attrs)
         kernel = kernel_n
     kernel.__doc__ = impl.__doc__
-    kernel.__wrapped__ = impl  # type: ignore[attr-defined]
+    kernel.__wrapped__ = impl  # type: ignore[attr-defined,union-attr]
     return kernel
 
 
