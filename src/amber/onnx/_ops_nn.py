@@ -202,9 +202,9 @@ def _windows(c: Ctx, x: Tensor, k: list[int], value: float, extra_value: float |
     return views, outs
 
 
-def _pool_input(c: Ctx) -> tuple[Tensor, list[int], bool]:
+def _pool_input(c: Ctx, dtypes: Any = D.FLOATS) -> tuple[Tensor, list[int], bool]:
     x = c.t(0)
-    need(c, x, D.FLOATS)
+    need(c, x, dtypes)
     k = list(c.a("kernel_shape"))
     if len(k) == 1 and x.ndim == 3:
         return _to2d(x), [1, k[0]], True
@@ -230,7 +230,7 @@ def _maxpool(c: Ctx) -> Tensor:
         raise c.unsupported("the Indices output of MaxPool")
     if c.a("storage_order", 0):
         raise c.unsupported("storage_order = 1")
-    x, k, one = _pool_input(c)
+    x, k, one = _pool_input(c, D.NUMERIC)  # int8/uint8 (opset 12): padding is INT_MIN
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
     views, _ = _windows(c, x, k, -math.inf)
