@@ -71,6 +71,12 @@ _ALIASES = {"float": float32, "double": float64, "half": float16, "int": int64,
 _default_float = float32
 
 
+def is_floating_np(npd: np.dtype) -> bool:
+    """Whether a NumPy dtype is a float one, bfloat16 included (NumPy calls ml_dtypes'
+    bfloat16 kind 'V', so ``dtype.kind == "f"`` misses it)."""
+    return npd.kind == "f" or npd == bfloat16.np
+
+
 def default_float() -> DType:
     return _default_float
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import DType
+from .._dtype import DType, is_floating_np
 from ..ops.registry import Aval
 from .dims import DimExpr, format_dim
 
@@ -334,7 +334,7 @@ class Program:
         prev = self.weights.get(name)
         if prev is not None:
             if prev.dtype != array.dtype or prev.shape != array.shape or \
-                    not np.array_equal(prev, array, equal_nan=prev.dtype.kind == "f"):
+                    not np.array_equal(prev, array, equal_nan=is_floating_np(prev.dtype)):
                 raise IRError(f"weight {name!r} is already in the program with different "
                               f"values; give the modules distinct names")
             return

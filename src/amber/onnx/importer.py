@@ -307,7 +307,7 @@ def from_onnx(model: Any, *, example: Mapping[str, Any] | None = None,
     weights: dict[str, Tensor] = {}
     for t in graph.initializer:
         arr = tensor_array(t, mdir)
-        if arr.dtype.kind == "f":
+        if D.is_floating_np(arr.dtype):
             statics[t.name] = arr
             weights[t.name] = Tensor._wrap(arr)
         else:
