@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import DType, is_floating_np
-from ..ops.registry import Aval
+from .._dtype import COMPUTE, DType, is_floating_np
+from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, format_dim
 
 OPSET_VERSION: int = 5
@@ -107,6 +107,16 @@ class Node:
 
     def __repr__(self) -> str:
         return format_node(self)
+
+
+def computes_wide(node: Node) -> bool:
+    """Whether ``node`` computes storage-dtype operands (float16, ..., int16) in their
+    compute dtype and rounds its result back (docs/opset.md 1.1.1): every primitive but
+    ``cast`` and data movement, when an operand or result has a storage dtype."""
+    prim = REGISTRY.get(node.op)
+    if prim is None or prim.any_dtype:
+        return False
+    return any(v.dtype in COMPUTE for v in (*node.inputs, *node.outputs))
 
 
 class Function:

@@ -26,6 +26,7 @@ only when a function of this module needs it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,8 @@ import numpy as np
 
 from .. import _dtype as D
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
-from ..capture.ir import Function, Node, Program, Value
+from ..capture.ir import Function, Node, Program, Value, computes_wide
 from ..errors import AmberError
-from ..ops import REGISTRY
-from ..ops.registry import Aval
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -367,7 +366,7 @@ class _Lowering:
                 fn = _LOWER.get(node.op)
                 if fn is None:
                     raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
-                if _storage(node) and not REGISTRY[node.op].any_dtype:
+                if computes_wide(node):
                     out = self._widened(node, fn)
                 else:
                     out = fn(self, node, [self.name(v) for v in node.inputs])
@@ -378,13 +377,8 @@ def _np_dtype(name: str) -> Any:
     return D.as_dtype(name).np
 
 
-def _storage(node: Node) -> bool:
-    """Whether a node has an operand or result of a storage dtype (opset 5)."""
-    return any(v.dtype in D.COMPUTE for v in (*node.inputs, *node.outputs))
-
-
 def _wide(v: Value) -> Value:
-    return Value(v.name, Aval(v.aval.shape, D.COMPUTE.get(v.dtype, v.dtype)))
+    return Value(v.name, dataclasses.replace(v.aval, dtype=D.COMPUTE.get(v.dtype, v.dtype)))
 
 
 # ----------------------------------------------------------------------------- lowerings

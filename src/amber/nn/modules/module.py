@@ -355,14 +355,14 @@ class Module:
         dt = D.as_dtype(dtype)
         if not dt.is_floating:
             raise D.DTypeError(f"Module.to: only floating dtypes are allowed, got {dt.name}")
-        from ...ops import REGISTRY
+        def cast(a: np.ndarray) -> np.ndarray:  # am.cast's rule: float16 through float32
+            return (a.astype(np.float32) if dt in D.COMPUTE else a).astype(dt.np)
 
-        cast = REGISTRY["cast"].impl  # the rounding of am.cast (float16 through float32)
         for t in list(self.parameters()) + list(self.buffers()):
             if t.dtype.is_floating and t.dtype is not dt:
-                t._data = cast(t.detach().numpy(), dtype=dt.name)
+                t._data = cast(t.detach().numpy())
                 if t.grad is not None:
-                    t.grad = Tensor._wrap(cast(t.grad.numpy(), dtype=dt.name))
+                    t.grad = Tensor._wrap(cast(t.grad.numpy()))
         return self
 
     def half(self) -> Module:
