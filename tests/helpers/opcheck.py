@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 import amber as am
@@ -67,7 +68,7 @@ def forward_tol(dtype: Any, kind: str = "exact") -> tuple[float, float]:
     dt = np.dtype(dtype)
     if not refs.is_float(dt) or kind == "exact":
         return 0.0, 0.0
-    eps = float(np.finfo(dt).eps)
+    eps = float(ml_dtypes.finfo(dt).eps)
     if kind == "transcendental":
         return 8 * eps, 8 * eps
     return 64 * eps, 64 * eps

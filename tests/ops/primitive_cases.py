@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from helpers import refs
@@ -88,7 +89,7 @@ def special(dt: Any) -> Array:
     """Edge values of a dtype: NaN, infinities, signed zero, extremes."""
     dt = np.dtype(dt)
     if refs.is_float(dt):
-        fi = np.finfo(dt)
+        fi = ml_dtypes.finfo(dt)
         return np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0,
                          fi.max, -fi.max, fi.tiny, 1e-3, 88.0, -88.0, 710.0, -745.0], dtype=dt)
     if dt.kind == "b":
