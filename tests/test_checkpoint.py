@@ -114,7 +114,7 @@ def test_saving_what_a_checkpoint_cannot_hold_is_refused(tmp_path):
     with pytest.raises(am.AmberError, match="cannot save function"):
         am.save({"f": lambda: 0}, tmp_path / "f.safetensors")
     with pytest.raises(am.DTypeError):
-        am.save({"u": np.zeros(2, np.uint8)}, tmp_path / "u.safetensors")
+        am.save({"u": np.zeros(2, np.uint16)}, tmp_path / "u.safetensors")
 
 
 def test_pytorch_pickles_are_refused_with_a_conversion_recipe(tmp_path):
@@ -133,13 +133,30 @@ def test_pytorch_pickles_are_refused_with_a_conversion_recipe(tmp_path):
 def test_foreign_safetensors_and_widened_dtypes(tmp_path):
     bf16 = (np.array([1.5, -2.0], np.float32).view(np.uint32) >> 16).astype(np.uint16)
     data = st_save({"h": np.array([0.5, 2.0], np.float16), "u8": np.array([255], np.uint8),
-                    "i16": np.array([-3], np.int16), "f": np.ones(2, np.float32)})
+                    "i16": np.array([-3], np.int16), "f": np.ones(2, np.float32),
+                    "u16": np.array([65535], np.uint16)})
     sd = am.load(data)
-    assert sd["h"].dtype is am.float32 and sd["h"].tolist() == [0.5, 2.0]
-    assert sd["u8"].dtype is am.int32 and sd["u8"].item() == 255
-    assert sd["i16"].item() == -3 and sorted(sd) == ["f", "h", "i16", "u8"]
+    assert sd["h"].dtype is am.float16 and sd["h"].tolist() == [0.5, 2.0]
+    assert sd["u8"].dtype is am.uint8 and sd["u8"].item() == 255
+    assert sd["i16"].dtype is am.int16 and sd["i16"].item() == -3
+    assert sd["u16"].dtype is am.int32 and sd["u16"].item() == 65535  # widened exactly
+    assert sorted(sd) == ["f", "h", "i16", "u16", "u8"]
     raw = _handmade({"b": ("BF16", [2], bf16.tobytes())})
-    assert am.load(raw)["b"].tolist() == [1.5, -2.0]
+    b = am.load(raw)["b"]
+    assert b.dtype is am.bfloat16 and b.tolist() == [1.5, -2.0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "uint8", "int16"])
+def test_storage_dtypes_round_trip_bit_for_bit(tmp_path, dtype):
+    x = am.tensor([[1.5, -2.25, 100.0], [0.0, 3.0, -7.0]]).to(dtype)
+    am.save({"x": x, "nested": {"y": x[0]}}, tmp_path / "c.safetensors")
+    back = am.load(tmp_path / "c.safetensors")
+    assert back["x"].dtype is x.dtype and back["nested"]["y"].dtype is x.dtype
+    assert back["x"].numpy().tobytes() == x.numpy().tobytes()
+    with open(tmp_path / "c.safetensors", "rb") as f:  # the standard names, for other tools
+        header = f.read(8 + int.from_bytes(f.read(8)[:8], "little"))
+    want = {"float16": "F16", "bfloat16": "BF16", "int8": "I8", "uint8": "U8", "int16": "I16"}
+    assert f'"dtype":"{want[dtype]}"' in header.decode(errors="replace")
 
 
 def _handmade(entries, meta=None, header_extra=None):

@@ -68,9 +68,10 @@ def test_creation_defaults() -> None:
     assert am.tensor(1.0).dtype is am.float32
     assert am.tensor([1, 2]).dtype is am.int64
     assert am.tensor([True]).dtype is am.bool_
-    assert am.tensor(np.zeros(2, np.float16)).dtype is am.float32
+    assert am.tensor(np.zeros(2, np.float16)).dtype is am.float16  # as torch.tensor
     assert am.tensor(np.zeros(2, np.int32)).dtype is am.int32
-    assert am.tensor(np.zeros(2, np.uint8)).dtype is am.int64
+    assert am.tensor(np.zeros(2, np.uint8)).dtype is am.uint8
+    assert am.tensor(np.zeros(2, np.uint16)).dtype is am.int64  # no amber uint16
     assert am.zeros(2).dtype is am.float32 and am.arange(3).dtype is am.int64
     assert am.arange(0, 1, 0.5).dtype is am.float32
 
@@ -207,8 +208,8 @@ def test_dtype_errors() -> None:
         am.tensor([1, 2]).requires_grad_()
     with pytest.raises(am.DTypeError, match="mean"):
         am.mean(am.tensor([1, 2]))
-    with pytest.raises(am.DTypeError, match="float16"):
-        am.from_numpy(np.zeros(2, np.float16))
+    with pytest.raises(am.DTypeError, match="uint16"):
+        am.from_numpy(np.zeros(2, np.uint16))
     with pytest.raises(am.DTypeError):
         am.as_dtype("complex64")
     with pytest.raises(am.DTypeError):
@@ -228,3 +229,114 @@ def test_python_scalar_out_of_range_is_a_dtype_error() -> None:
     x = am.tensor([1], dtype=am.int32)
     with pytest.raises(am.DTypeError, match="does not fit in int32"):
         x + 2**40
+
+
+# --------------------------------------------------------------------------- storage dtypes
+# float16, bfloat16, int8, uint8, int16 (opset 5): stored as themselves, computed in
+# float32 / int32 and rounded (wrapped) once (docs/opset.md section 1.1.1).
+
+STORAGE = (am.float16, am.bfloat16, am.int8, am.uint8, am.int16)
+
+
+@pytest.mark.parametrize(("a", "b", "want"), [
+    (am.uint8, am.int8, am.int16), (am.int8, am.int16, am.int16), (am.uint8, am.int16, am.int16),
+    (am.uint8, am.int64, am.int64), (am.int8, am.float16, am.float16),
+    (am.float16, am.bfloat16, am.float32), (am.bfloat16, am.float32, am.float32),
+    (am.float16, am.float64, am.float64), (am.bool_, am.uint8, am.uint8),
+])
+def test_promotion_follows_pytorch(a: am.DType, b: am.DType, want: am.DType) -> None:
+    x, y = am.zeros(2, dtype=a), am.ones(2, dtype=b)
+    assert (x + y).dtype is want and (y + x).dtype is want
+
+
+def test_storage_dtype_names_and_conversions() -> None:
+    x = am.tensor([1.5, -2.25, 300.0])
+    assert x.half().dtype is am.float16 and am.half is am.float16
+    assert x.bfloat16().dtype is am.bfloat16 and x.to("bfloat16").dtype is am.bfloat16
+    assert x.char().tolist() == [1, -2, 127]          # int8 saturates from float
+    assert x.byte().tolist() == [1, 0, 255]            # uint8 saturates from float
+    assert x.short().dtype is am.int16 and am.short is am.int16
+    assert am.tensor(np.array([1, 2], np.int8)).dtype is am.int8
+    assert am.from_numpy(np.zeros(2, am.bfloat16.np)).dtype is am.bfloat16
+    assert am.as_dtype("half") is am.float16
+    for dt in STORAGE:
+        assert am.zeros(2, 3, dtype=dt).dtype is dt and am.ones(2, dtype=dt).dtype is dt
+        assert am.full((2,), 3, dtype=dt).tolist() == [3, 3]
+        assert am.arange(4, dtype=dt).tolist() == [0, 1, 2, 3]
+    assert am.randn(3, dtype=am.float16).dtype is am.float16
+    assert am.finfo(am.bfloat16).eps == 2.0**-7 and am.finfo(am.float16).max == 65504.0
+    assert (am.iinfo(am.uint8).min, am.iinfo(am.int8).max, am.iinfo(am.int16).bits) == (0, 127, 16)
+
+
+def test_integer_storage_dtypes_wrap() -> None:
+    i8 = am.tensor([127, -128, -7], dtype=am.int8)
+    assert (i8 + 1).tolist() == [-128, -127, -6]
+    assert (i8 // -1).tolist() == [-127, -128, 7]       # INT_MIN div -1 = INT_MIN
+    assert (i8 // am.zeros(3, dtype=am.int8)).tolist() == [0, 0, 0]
+    assert (-i8).tolist() == [-127, -128, 7] and i8.abs().tolist() == [127, -128, 7]
+    u8 = am.tensor([0, 255, 16], dtype=am.uint8)
+    assert (u8 - 1).tolist() == [255, 254, 15] and (u8 * 16).tolist() == [0, 240, 0]
+    assert (u8 @ am.tensor([[1], [1], [1]], dtype=am.uint8)).tolist() == [15]  # 271 mod 256
+    assert u8.sum().dtype is am.int64 and u8.sum().item() == 271  # as PyTorch
+    i16 = am.tensor([30000], dtype=am.int16)
+    assert (i16 * 2).tolist() == [-5536]
+
+
+def test_float_storage_dtypes_round_once_from_float32() -> None:
+    h = am.tensor([60000.0, 1.0, 2.0**-24], dtype=am.float16)
+    assert (h + h).tolist() == [float("inf"), 2.0, 2.0**-23]  # overflow, subnormals kept
+    b = am.tensor([1.0, 3.0], dtype=am.bfloat16)
+    assert (b / 3).tolist() == [float(np.float32(1 / 3).astype(am.bfloat16.np)), 1.0]
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    for dt in (am.float16, am.bfloat16):
+        xs = x.astype(np.float32).astype(dt.np)
+        a = am.tensor(xs)
+        want = (xs.astype(np.float32) @ xs.T.astype(np.float32)).astype(dt.np)
+        got = (a @ a.T).numpy()
+        assert got.dtype == dt.np
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
+                                   rtol=float(am.finfo(dt).eps), atol=1e-3)
+
+
+def test_storage_float_gradients_keep_their_dtype() -> None:
+    x = am.tensor([1.0, 2.0, 3.0], dtype=am.bfloat16, requires_grad=True)
+    (x * x).sum().backward()
+    assert x.grad.dtype is am.bfloat16 and x.grad.tolist() == [2.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("dt", STORAGE)
+def test_eager_exported_native_and_reference_agree_bit_for_bit(tmp_path, dt) -> None:
+    """One kernel library: eager, the native runtime and the reference interpreter give
+    the same bits on a program using the dtype (exact ops, and exp/sum/matmul whose eager
+    kernels are libamber's)."""
+    rng = np.random.default_rng(1)
+    w = am.tensor((rng.standard_normal((4, 3)) * 3).astype(np.float32)).to(dt)
+
+    def f(x):
+        y = x @ w
+        z = (y.exp() if dt.is_floating else y * y) + y
+        return z.sum(1), z > 0, z.to(am.float32)
+
+    x = am.tensor((rng.standard_normal((5, 4)) * 3).astype(np.float32)).to(dt)
+    path = tmp_path / f"{dt.name}.amber"
+    am.export(f, am.spec("n", 4, dtype=dt)).save(path)
+    model = am.load(path)
+    assert model.program.opset_version == 5
+    assert all(r.ok for r in model.verify())
+    eager = [t.numpy() for t in f(x)]
+    native = [t.numpy() for t in model(x)]
+    ref = model.program.run("forward", x=x.numpy())
+    for e, n, r in zip(eager, native, ref, strict=True):
+        assert e.dtype == n.dtype == r.dtype
+        assert e.tobytes() == n.tobytes()
+        if not (dt.is_floating and e.dtype == dt.np):  # reference exp/sum: NumPy's
+            assert e.tobytes() == r.tobytes()
+
+
+def test_programs_without_storage_dtypes_keep_their_opset(tmp_path) -> None:
+    p = am.export(lambda x: x * 2, am.spec(3))
+    assert "opset 1" in str(p)
+    p.save(tmp_path / "old.amber")
+    assert am.load(tmp_path / "old.amber").program.opset_version == 1
+    q = am.export(lambda x: x * 2, am.spec(3, dtype=am.int8))
+    assert "opset 5" in str(q)

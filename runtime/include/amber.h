@@ -26,9 +26,10 @@ extern "C" {
 
 /* Highest opset version this runtime implements (2: opset 1 plus the control-flow
  * builtins cond, while and scan; 3: while with per-iteration outputs stacked along its
- * trip count; 4: the pooling primitives; 5: round, and an entry point may return a size
- * its loop decides), the number of primitives of opset 1 and the number this runtime
- * implements (amber_op_count; both written by scripts/gen_ops.py). */
+ * trip count; 4: the pooling primitives; 5: round, the dtypes float16, bfloat16, int8,
+ * uint8 and int16, and an entry point may return a size its loop decides), the number of
+ * primitives of opset 1 and the number this runtime implements (amber_op_count; both
+ * written by scripts/gen_ops.py). */
 #define AMBER_OPSET_VERSION 5
 #define AMBER_OPSET_V1_PRIMITIVES 48
 #define AMBER_PRIMITIVES 53
@@ -63,10 +64,18 @@ typedef enum amber_dtype {
     AMBER_FLOAT64 = 1,
     AMBER_INT32 = 2,
     AMBER_INT64 = 3,
-    AMBER_BOOL = 4 /* one byte per element, 0 or 1 */
+    AMBER_BOOL = 4, /* one byte per element, 0 or 1 */
+    /* opset 5: storage dtypes. Ops compute float16/bfloat16 in float32 and int8/uint8/int16
+     * in int32, rounding (wrapping) the result back (docs/opset.md, "Data types"). */
+    AMBER_FLOAT16 = 5,  /* IEEE 754 binary16 */
+    AMBER_BFLOAT16 = 6, /* the upper 16 bits of a float32 */
+    AMBER_INT8 = 7,
+    AMBER_UINT8 = 8,
+    AMBER_INT16 = 9
 } amber_dtype;
 
-/* "float32", "float64", "int32", "int64", "bool"; NULL for an invalid value. */
+/* "float32", "float64", "int32", "int64", "bool", "float16", "bfloat16", "int8", "uint8",
+ * "int16"; NULL for an invalid value. */
 AMBER_API const char *amber_dtype_name(amber_dtype dtype);
 /* Bytes per element; 0 for an invalid value. */
 AMBER_API size_t amber_dtype_size(amber_dtype dtype);

@@ -43,6 +43,10 @@ static int dtype_of(const Py_buffer *v) {
     case 'i': case 'l': case 'q':
         return v->itemsize == 4 ? AMBER_INT32 : v->itemsize == 8 ? AMBER_INT64 : -1;
     case '?': return v->itemsize == 1 ? AMBER_BOOL : -1;
+    case 'e': return v->itemsize == 2 ? AMBER_FLOAT16 : -1;
+    case 'b': return v->itemsize == 1 ? AMBER_INT8 : -1;
+    case 'B': return v->itemsize == 1 ? AMBER_UINT8 : -1;
+    case 'h': return v->itemsize == 2 ? AMBER_INT16 : -1;
     default: return -1;
     }
 }

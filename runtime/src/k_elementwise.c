@@ -310,7 +310,49 @@ amber_status k_where(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n
 
 /* ---------------------------------------------------------------- cast */
 
+/* Loads and stores of every dtype. Storage floats go through float32 (exact on load; a
+ * store rounds to nearest even), so a cast to float16/bfloat16 rounds the source to float32
+ * first (docs/opset.md). */
+typedef int8_t i8;
+typedef uint8_t u8;
+typedef int16_t i16;
+typedef uint16_t h16;
+typedef uint16_t bh16;
+#define LD_f32(p) (*(const float *)(p))
+#define LD_f64(p) (*(const double *)(p))
+#define LD_i32(p) (*(const i32 *)(p))
+#define LD_i64(p) (*(const i64 *)(p))
+#define LD_b(p) (*(const b8 *)(p))
+#define LD_f16(p) am_f16_to_f32(*(const h16 *)(p))
+#define LD_bf16(p) am_bf16_to_f32(*(const bh16 *)(p))
+#define LD_i8(p) (*(const i8 *)(p))
+#define LD_u8(p) (*(const u8 *)(p))
+#define LD_i16(p) (*(const i16 *)(p))
+/* Kind of each source: F (float), I (integer), B (bool). */
+#define KIND_f32 F
+#define KIND_f64 F
+#define KIND_f16 F
+#define KIND_bf16 F
+#define KIND_i32 I
+#define KIND_i64 I
+#define KIND_i8 I
+#define KIND_u8 I
+#define KIND_i16 I
+#define KIND_b B
+
 /* float -> integer: truncate toward zero, NaN -> 0, saturate beyond the range. */
+#define SATF(T, LO, HI)                                                           \
+    static inline T sat_##T(double v) {                                           \
+        if (v != v) return 0;                                                     \
+        double t = trunc(v);                                                      \
+        if (t >= (double)(HI)) return HI;                                         \
+        if (t <= (double)(LO)) return LO;                                         \
+        return (T)t;                                                              \
+    }
+SATF(i8, INT8_MIN, INT8_MAX)
+SATF(u8, 0, UINT8_MAX)
+SATF(i16, INT16_MIN, INT16_MAX)
+/* NOTE: INT32_MAX/INT64_MAX are not doubles; the existing bounds are exact powers of 2. */
 static inline i32 sat_i32(double v) {
     if (v != v) return 0;
     double t = trunc(v);
@@ -326,41 +368,83 @@ static inline i64 sat_i64(double v) {
     return (i64)t;
 }
 
-#define CF(a) (a)                          /* to float types */
-#define CI32F(a) sat_i32((double)(a))      /* float -> int32 */
-#define CI64F(a) sat_i64((double)(a))      /* float -> int64 */
-#define CI32I(a) ((i32)(ui32)(ui64)(a))    /* int -> int32 wraps */
-#define CI64I(a) ((i64)(a))
-#define CB(a) ((a) != 0)
+/* ST_<dst>_<kind>(v): v (a loaded source value of that kind) in the destination dtype. */
+#define ST_f32_F(v) ((float)(v))
+#define ST_f32_I(v) ((float)(v))
+#define ST_f32_B(v) ((float)((v) != 0))
+#define ST_f64_F(v) ((double)(v))
+#define ST_f64_I(v) ((double)(v))
+#define ST_f64_B(v) ((double)((v) != 0))
+#define ST_f16_F(v) am_f32_to_f16((float)(v))
+#define ST_f16_I(v) am_f32_to_f16((float)(v))
+#define ST_f16_B(v) am_f32_to_f16((float)((v) != 0))
+#define ST_bf16_F(v) am_f32_to_bf16((float)(v))
+#define ST_bf16_I(v) am_f32_to_bf16((float)(v))
+#define ST_bf16_B(v) am_f32_to_bf16((float)((v) != 0))
+#define ST_INT_F(T, v) sat_##T((double)(v))
+#define ST_INT_I(T, U, v) ((T)(U)(ui64)(v)) /* integer -> integer wraps */
+#define ST_i32_F(v) ST_INT_F(i32, v)
+#define ST_i32_I(v) ST_INT_I(i32, ui32, v)
+#define ST_i32_B(v) ((i32)((v) != 0))
+#define ST_i64_F(v) ST_INT_F(i64, v)
+#define ST_i64_I(v) ((i64)(v))
+#define ST_i64_B(v) ((i64)((v) != 0))
+#define ST_i8_F(v) ST_INT_F(i8, v)
+#define ST_i8_I(v) ST_INT_I(i8, u8, v)
+#define ST_i8_B(v) ((i8)((v) != 0))
+#define ST_u8_F(v) ST_INT_F(u8, v)
+#define ST_u8_I(v) ST_INT_I(u8, u8, v)
+#define ST_u8_B(v) ((u8)((v) != 0))
+#define ST_i16_F(v) ST_INT_F(i16, v)
+#define ST_i16_I(v) ST_INT_I(i16, uint16_t, v)
+#define ST_i16_B(v) ((i16)((v) != 0))
+#define ST_b_F(v) ((b8)((v) != 0))
+#define ST_b_I(v) ((b8)((v) != 0))
+#define ST_b_B(v) ((b8)((v) != 0))
 
-UNARY(c_f32_f32, float, float, CF(a))
-UNARY(c_f32_f64, float, double, CF(a))
-UNARY(c_f32_i32, float, i32, CI32F(a))
-UNARY(c_f32_i64, float, i64, CI64F(a))
-UNARY(c_f32_b, float, b8, CB(a))
-UNARY(c_f64_f32, double, float, CF(a))
-UNARY(c_f64_f64, double, double, CF(a))
-UNARY(c_f64_i32, double, i32, CI32F(a))
-UNARY(c_f64_i64, double, i64, CI64F(a))
-UNARY(c_f64_b, double, b8, CB(a))
-UNARY(c_i32_f32, i32, float, CF(a))
-UNARY(c_i32_f64, i32, double, CF(a))
-UNARY(c_i32_i32, i32, i32, CI32I(a))
-UNARY(c_i32_i64, i32, i64, CI64I(a))
-UNARY(c_i32_b, i32, b8, CB(a))
-UNARY(c_i64_f32, i64, float, CF(a))
-UNARY(c_i64_f64, i64, double, CF(a))
-UNARY(c_i64_i32, i64, i32, CI32I(a))
-UNARY(c_i64_i64, i64, i64, CI64I(a))
-UNARY(c_i64_b, i64, b8, CB(a))
-UNARY(c_b_f32, b8, float, CB(a))
-UNARY(c_b_f64, b8, double, CB(a))
-UNARY(c_b_i32, b8, i32, CB(a))
-UNARY(c_b_i64, b8, i64, CB(a))
-UNARY(c_b_b, b8, b8, CB(a))
+#define CAT3(a, b, c) a##b##c
+#define XCAT3(a, b, c) CAT3(a, b, c)
+#define TYPE_f32 float
+#define TYPE_f64 double
+#define TYPE_i32 i32
+#define TYPE_i64 i64
+#define TYPE_b b8
+#define TYPE_f16 h16
+#define TYPE_bf16 bh16
+#define TYPE_i8 i8
+#define TYPE_u8 u8
+#define TYPE_i16 i16
 
-#define CROW(f) {c_##f##_f32, c_##f##_f64, c_##f##_i32, c_##f##_i64, c_##f##_b}
-static const am_row_fn CAST_LOOPS[5][5] = {CROW(f32), CROW(f64), CROW(i32), CROW(i64), CROW(b)};
+#define CAST_LOOP(S, D)                                                               \
+    static void c_##S##_##D(char **p, const int64_t *s, int64_t n, void *ud) {        \
+        (void)ud;                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                             \
+            TYPE_##D v = XCAT3(ST_##D, _, KIND_##S)(LD_##S(p[1] + i * s[1]));         \
+            memcpy(p[0] + i * s[0], &v, sizeof v);                                    \
+        }                                                                             \
+    }
+#define CAST_FROM(S)                                                                  \
+    CAST_LOOP(S, f32) CAST_LOOP(S, f64) CAST_LOOP(S, i32) CAST_LOOP(S, i64)           \
+    CAST_LOOP(S, b) CAST_LOOP(S, f16) CAST_LOOP(S, bf16) CAST_LOOP(S, i8)             \
+    CAST_LOOP(S, u8) CAST_LOOP(S, i16)
+CAST_FROM(f32)
+CAST_FROM(f64)
+CAST_FROM(i32)
+CAST_FROM(i64)
+CAST_FROM(b)
+CAST_FROM(f16)
+CAST_FROM(bf16)
+CAST_FROM(i8)
+CAST_FROM(u8)
+CAST_FROM(i16)
+
+#define CROW(f)                                                                       \
+    {c_##f##_f32, c_##f##_f64, c_##f##_i32, c_##f##_i64, c_##f##_b,                   \
+     c_##f##_f16, c_##f##_bf16, c_##f##_i8, c_##f##_u8, c_##f##_i16}
+/* Indexed by amber_dtype code (source, destination). */
+static const am_row_fn CAST_LOOPS[10][10] = {CROW(f32), CROW(f64), CROW(i32), CROW(i64),
+                                             CROW(b),   CROW(f16), CROW(bf16), CROW(i8),
+                                             CROW(u8),  CROW(i16)};
 
 amber_status k_cast(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                     const am_attrs *a, amber_tensor *out) {
@@ -373,9 +457,11 @@ amber_status k_cast(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
 am_row_fn am_elementwise_loop(const am_op *op, amber_dtype in0, amber_dtype out) {
     size_t id = (size_t)op->id;
     if (!am_dtype_valid((int)in0) || !am_dtype_valid((int)out)) return NULL;
+    if (op->kernel == k_cast) return CAST_LOOPS[in0][out];
+    /* NOTE: storage dtypes (codes 5..9) have no loops: am_kernel_call widens them first. */
+    if (in0 > AMBER_BOOL || out > AMBER_BOOL) return NULL;
     if (op->kernel == k_unary) return id < AM_ARRAY_LEN(UNARY_LOOPS) ? UNARY_LOOPS[id][in0] : NULL;
     if (op->kernel == k_binary) return id < AM_ARRAY_LEN(BINARY_LOOPS) ? BINARY_LOOPS[id][in0] : NULL;
-    if (op->kernel == k_cast) return CAST_LOOPS[in0][out];
     if (op->kernel == k_where) {
         size_t z = amber_dtype_size(out);
         return z == 1 ? where1 : z == 4 ? where4 : where8;

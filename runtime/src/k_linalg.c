@@ -102,8 +102,9 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         case AMBER_INT64:
             igemm_i64(m, nn, k, (const int64_t *)xa, (const int64_t *)ya, (int64_t *)oc);
             break;
-        case AMBER_BOOL:
-            return am_fail(ctx->err, AMBER_ERR_DTYPE, "matmul: dtype bool is not supported");
+        default:
+            return am_fail(ctx->err, AMBER_ERR_DTYPE, "matmul: dtype %s is not supported",
+                           amber_dtype_name(out->dtype));
         }
         if (st != AMBER_OK) return st;
         for (int d = br - 1; d >= 0; d--) {

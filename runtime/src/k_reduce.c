@@ -92,6 +92,7 @@ static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, boo
         case AMBER_INT32: ((i32 *)dst)[i] = mx ? INT32_MIN : INT32_MAX; break;
         case AMBER_INT64: ((i64 *)dst)[i] = mx ? INT64_MIN : INT64_MAX; break;
         case AMBER_BOOL: ((b8 *)dst)[i] = mx ? 0 : 1; break;
+        default: break; /* storage dtypes are widened before kernels run */
         }
     }
 }

@@ -19,6 +19,7 @@
         }                                                                     \
     }
 COPY(copy1, uint8_t)
+COPY(copy2, uint16_t)
 COPY(copy4, uint32_t)
 COPY(copy8, uint64_t)
 
@@ -49,6 +50,7 @@ typedef struct short_rows {
         }                                                                              \
     }
 COPY_ROWS(copy_rows1, uint8_t)
+COPY_ROWS(copy_rows2, uint16_t)
 COPY_ROWS(copy_rows4, uint32_t)
 COPY_ROWS(copy_rows8, uint64_t)
 
@@ -67,10 +69,12 @@ static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
     if (r >= 2 && it.shape[r - 1] < SHORT_ROW) {
         short_rows inner = {it.shape[r - 1], {it.strides[0][r - 1], it.strides[1][r - 1]}};
         it.rank--; /* the iterator walks the dims above the last one */
-        am_iter_run(&it, base, z == 1 ? copy_rows1 : z == 4 ? copy_rows4 : copy_rows8, &inner);
+        am_iter_run(&it, base,
+                    z == 1 ? copy_rows1 : z == 2 ? copy_rows2 : z == 4 ? copy_rows4 : copy_rows8,
+                    &inner);
         return;
     }
-    am_iter_run(&it, base, z == 1 ? copy1 : z == 4 ? copy4 : copy8, NULL);
+    am_iter_run(&it, base, z == 1 ? copy1 : z == 2 ? copy2 : z == 4 ? copy4 : copy8, NULL);
 }
 
 amber_status k_reshape(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -124,7 +128,8 @@ amber_status k_slice(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n
 }
 
 /* pad's value in the tensor's dtype: integers follow cast's rule (truncate, saturate,
- * NaN -> 0); bool is value != 0. */
+ * NaN -> 0); bool is value != 0; float16/bfloat16 round the value's float32 (as a cast
+ * from float64 does). */
 static void pad_value(amber_dtype dt, double v, unsigned char out[8]) {
     double t = v != v ? 0.0 : trunc(v);
     switch (dt) {
@@ -143,6 +148,23 @@ static void pad_value(amber_dtype dt, double v, unsigned char out[8]) {
         break;
     }
     case AMBER_BOOL: out[0] = v != 0; break;
+    case AMBER_FLOAT16: { uint16_t h = am_f32_to_f16((float)v); memcpy(out, &h, 2); break; }
+    case AMBER_BFLOAT16: { uint16_t h = am_f32_to_bf16((float)v); memcpy(out, &h, 2); break; }
+    case AMBER_INT8: {
+        int8_t i = t >= 127.0 ? INT8_MAX : t <= -128.0 ? INT8_MIN : (int8_t)t;
+        memcpy(out, &i, 1);
+        break;
+    }
+    case AMBER_UINT8: {
+        uint8_t i = t >= 255.0 ? UINT8_MAX : t <= 0.0 ? 0 : (uint8_t)t;
+        memcpy(out, &i, 1);
+        break;
+    }
+    case AMBER_INT16: {
+        int16_t i = t >= 32767.0 ? INT16_MAX : t <= -32768.0 ? INT16_MIN : (int16_t)t;
+        memcpy(out, &i, 2);
+        break;
+    }
     }
 }
 
@@ -260,8 +282,9 @@ amber_status k_scatter_add(const am_op *op, am_ctx *ctx, const amber_tensor *in,
     case AMBER_FLOAT64: scatter_f64(out->data, in[2].data, idx, outer, dim, m, inner); break;
     case AMBER_INT32: scatter_i32(out->data, in[2].data, idx, outer, dim, m, inner); break;
     case AMBER_INT64: scatter_i64(out->data, in[2].data, idx, outer, dim, m, inner); break;
-    case AMBER_BOOL:
-        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype bool is not supported", op->name);
+    default:
+        return am_fail(ctx->err, AMBER_ERR_DTYPE, "%s: dtype %s is not supported", op->name,
+                       amber_dtype_name(base->dtype));
     }
     return AMBER_OK;
 }

@@ -139,7 +139,7 @@ amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *ker
                            op->name, i);
     }
     am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL};
-    st = op->kernel(op, &kc, inputs, n, &kernel->attrs, output);
+    st = am_kernel_call(op, &kc, inputs, n, &kernel->attrs, output);
     am_arena_reset(&ctx->scratch);
     return st;
 }

@@ -48,7 +48,6 @@ static bool all_zero(const uint8_t *p, size_t n) {
 
 #define FAIL(st, ...) am_fail(&m->err, st, __VA_ARGS__)
 
-static const char *dtype_names[] = {"float32", "float64", "int32", "int64", "bool"};
 
 /* Checks one tensor index entry (section 5 and 7, rules 13-17) and fills *t. */
 static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint64_t *cursor,
@@ -81,8 +80,10 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
     const char *nm = name->str;
     int dt = -1;
     if (dtype->type == AM_JSON_STRING)
-        for (int k = 0; k < 5; k++)
-            if (!strcmp(dtype->str, dtype_names[k]) && dtype->len == strlen(dtype_names[k])) dt = k;
+        for (int k = 0; am_dtype_valid(k); k++)
+            if (!strcmp(dtype->str, amber_dtype_name((amber_dtype)k)) &&
+                dtype->len == strlen(amber_dtype_name((amber_dtype)k)))
+                dt = k;
     if (dt < 0) return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": unknown dtype", nm);
     if (shape->type != AM_JSON_ARRAY)
         return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": shape must be an array", nm);

@@ -129,13 +129,18 @@ amber_status am_npy_parse(const void *buf, size_t n, amber_tensor *t, am_error *
         return am_fail(err, AMBER_ERR_FORMAT, ".npy header lacks descr, fortran_order or shape");
     static const struct { const char *d; amber_dtype t; } kinds[] = {
         {"<f4", AMBER_FLOAT32}, {"<f8", AMBER_FLOAT64}, {"<i4", AMBER_INT32},
-        {"<i8", AMBER_INT64},   {"|b1", AMBER_BOOL},    {"<b1", AMBER_BOOL}};
+        {"<i8", AMBER_INT64},   {"|b1", AMBER_BOOL},    {"<b1", AMBER_BOOL},
+        {"<f2", AMBER_FLOAT16}, {"|i1", AMBER_INT8},    {"|u1", AMBER_UINT8},
+        {"<i2", AMBER_INT16},
+        /* .npy has no bfloat16: NumPy with ml_dtypes writes it as a 2-byte void */
+        {"<V2", AMBER_BFLOAT16}, {"|V2", AMBER_BFLOAT16}};
     int dt = -1;
     for (size_t i = 0; i < AM_ARRAY_LEN(kinds); i++)
         if (strlen(kinds[i].d) == dlen && !memcmp(kinds[i].d, descr, dlen)) dt = (int)kinds[i].t;
     if (dt < 0)
         return am_fail(err, AMBER_ERR_DTYPE,
-                       ".npy dtype '%.*s' is not supported (amber reads <f4 <f8 <i4 <i8 |b1)",
+                       ".npy dtype '%.*s' is not supported (amber reads <f4 <f8 <i4 <i8 |b1 "
+                       "<f2 <V2 (bfloat16) |i1 |u1 <i2)",
                        (int)(dlen > 20 ? 20 : dlen), descr);
     if (fortran)
         return am_fail(err, AMBER_ERR_FORMAT, ".npy array is in Fortran order; save it C-contiguous");
@@ -192,7 +197,8 @@ amber_status am_npy_write_file(const char *path, const amber_tensor *t, am_error
     size_t nbytes;
     amber_status st = am_tensor_check(t, NULL, &nbytes, err);
     if (st != AMBER_OK) return st;
-    static const char *const descr[] = {"<f4", "<f8", "<i4", "<i8", "|b1"};
+    static const char *const descr[] = {"<f4", "<f8", "<i4", "<i8", "|b1",
+                                        "<f2", "<V2", "|i1", "|u1", "<i2"};
     char h[64 + 24 * AMBER_MAX_RANK];
     int w = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (",
                      descr[t->dtype]);

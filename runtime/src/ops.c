@@ -108,13 +108,14 @@ static amber_status store_attr(const am_op *op, const char *name, const char *ty
     }
     if (!strcmp(type, "dtype")) {
         if (v->type == AM_JSON_STRING)
-            for (int t = 0; t <= AMBER_BOOL; t++)
+            for (int t = 0; t <= AMBER_INT16; t++)
                 if (!strcmp(v->str, amber_dtype_name((amber_dtype)t))) {
                     a->dtype = (amber_dtype)t;
                     return AMBER_OK;
                 }
         return am_fail(err, AMBER_ERR_DTYPE, "%s: attribute %s must name a dtype "
-                       "(float32, float64, int32, int64, bool)", op->name, name);
+                       "(float32, float64, int32, int64, bool, float16, bfloat16, int8, uint8, "
+                       "int16)", op->name, name);
     }
     if (!strcmp(type, "int[]") || !strcmp(type, "dim[]")) {
         if (!strcmp(name, "axes") || !strcmp(name, "perm") || !strcmp(name, "shape") ||
@@ -222,7 +223,7 @@ amber_status am_op_run(const am_op *op, am_ctx *ctx, am_arena *out_arena,
             return am_fail(ctx->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input %d has no data",
                            op->name, i);
     }
-    return op->kernel(op, ctx, in, n, a, out);
+    return am_kernel_call(op, ctx, in, n, a, out);
 }
 
 /* ---------------------------------------------------------------- strided iteration */

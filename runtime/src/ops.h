@@ -13,8 +13,13 @@ enum {
     DT_I32 = 1 << AMBER_INT32,
     DT_I64 = 1 << AMBER_INT64,
     DT_B = 1 << AMBER_BOOL,
-    DT_FLOATS = DT_F32 | DT_F64,
-    DT_INTS = DT_I32 | DT_I64,
+    DT_F16 = 1 << AMBER_FLOAT16,
+    DT_BF16 = 1 << AMBER_BFLOAT16,
+    DT_I8 = 1 << AMBER_INT8,
+    DT_U8 = 1 << AMBER_UINT8,
+    DT_I16 = 1 << AMBER_INT16,
+    DT_FLOATS = DT_F32 | DT_F64 | DT_F16 | DT_BF16,
+    DT_INTS = DT_I32 | DT_I64 | DT_I8 | DT_U8 | DT_I16,
     DT_NUMERIC = DT_FLOATS | DT_INTS,
     DT_BOOL = DT_B,
     DT_ALL = DT_NUMERIC | DT_B
@@ -164,6 +169,19 @@ amber_status am_op_infer(const am_op *op, const amber_tensor *in, int n, const a
 /* Infers, allocates the output in `out_arena` and runs the kernel. */
 amber_status am_op_run(const am_op *op, am_ctx *ctx, am_arena *out_arena,
                        const amber_tensor *in, int n, const am_attrs *a, amber_tensor *out);
+
+/* Storage dtypes (k_storage.c): the dtype float16/bfloat16 (int8/uint8/int16) compute in,
+ * float32 (int32); the dtype itself otherwise. */
+amber_dtype am_compute_dtype(amber_dtype dt);
+/* Round-to-nearest-even conversions; NaN stays NaN (payload's top bits kept), Inf stays Inf. */
+float am_f16_to_f32(uint16_t h);
+uint16_t am_f32_to_f16(float f);
+float am_bf16_to_f32(uint16_t h);
+uint16_t am_f32_to_bf16(float f);
+/* Runs op->kernel, widening storage-dtype operands to their compute dtype and rounding
+ * (wrapping) the result back; every caller of a kernel goes through it. */
+amber_status am_kernel_call(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
+                            const am_attrs *a, amber_tensor *out);
 
 /* Every infer and kernel named in ops.def. */
 #define X(id, name, nin, dts, attrs, since, infer, kernel) \

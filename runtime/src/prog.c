@@ -75,7 +75,7 @@ static const am_json *get_typed(loader *L, const am_json *obj, const char *key, 
 
 static int dtype_of(const am_json *v) {
     if (!v || v->type != AM_JSON_STRING) return -1;
-    for (int t = 0; t <= AMBER_BOOL; t++)
+    for (int t = 0; t <= AMBER_INT16; t++)
         if (!strcmp(v->str, amber_dtype_name((amber_dtype)t))) return t;
     return -1;
 }
@@ -86,6 +86,9 @@ static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *
                                am_type *t) {
     int dt = dtype_of(am_json_get(L->d, obj, "dtype"));
     if (dt < 0) return LFAIL(L, "unknown or missing dtype");
+    if (dt > AMBER_BOOL && L->p->opset_version < 5) /* the storage dtypes of opset 5 */
+        return LFAIL(L, "dtype %s needs opset version 5, the file declares %lld",
+                     amber_dtype_name((amber_dtype)dt), (long long)L->p->opset_version);
     const am_json *shape = am_json_get(L->d, obj, "shape");
     if (!shape || shape->type != AM_JSON_ARRAY) return LFAIL(L, "shape must be an array");
     if (shape->count > AMBER_MAX_RANK) return LFAIL(L, "rank %u exceeds %d", shape->count, AMBER_MAX_RANK);
@@ -167,11 +170,27 @@ static amber_status inline_constant(loader *L, const am_json *data, amber_tensor
                 return LFAIL(L, "data[%lld] must be an integer", (long long)i);
             ((int64_t *)buf)[i] = v->i;
             break;
+        case AMBER_INT8:
+        case AMBER_UINT8:
+        case AMBER_INT16: {
+            int64_t lo = t->dtype == AMBER_INT8 ? INT8_MIN : t->dtype == AMBER_INT16 ? INT16_MIN : 0;
+            int64_t hi = t->dtype == AMBER_INT8 ? INT8_MAX : t->dtype == AMBER_INT16 ? INT16_MAX
+                                                                                     : UINT8_MAX;
+            if (v->type != AM_JSON_NUMBER || !v->is_int || v->i < lo || v->i > hi)
+                return LFAIL(L, "data[%lld] must be an %s", (long long)i, amber_dtype_name(t->dtype));
+            if (t->dtype == AMBER_INT16) ((int16_t *)buf)[i] = (int16_t)v->i;
+            else ((uint8_t *)buf)[i] = (uint8_t)(v->i & 0xff);
+            break;
+        }
         case AMBER_FLOAT32:
         case AMBER_FLOAT64:
+        case AMBER_FLOAT16:
+        case AMBER_BFLOAT16:
             if (v->type != AM_JSON_NUMBER) return LFAIL(L, "data[%lld] must be a number", (long long)i);
             if (t->dtype == AMBER_FLOAT32) ((float *)buf)[i] = (float)v->num;
-            else ((double *)buf)[i] = v->num;
+            else if (t->dtype == AMBER_FLOAT64) ((double *)buf)[i] = v->num;
+            else if (t->dtype == AMBER_FLOAT16) ((uint16_t *)buf)[i] = am_f32_to_f16((float)v->num);
+            else ((uint16_t *)buf)[i] = am_f32_to_bf16((float)v->num);
             break;
         }
     }

@@ -980,7 +980,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
                     st = n->fused->producer ? am_epilogue_run(f, n, &ctx, vals, ext, &outs[0])
                                             : am_fused_run(n->fused, &ctx, ext, &outs[0]);
                 } else {
-                    st = n->op->kernel(n->op, &ctx, ins, n->n_in, attrs, &outs[0]);
+                    st = am_kernel_call(n->op, &ctx, ins, n->n_in, attrs, &outs[0]);
                 }
                 if (cache && st == AMBER_OK) {
                     h->vals[n->out[0]] = outs[0];
@@ -1069,6 +1069,11 @@ static double element(const amber_tensor *t, int64_t i) {
     case AMBER_INT32: return ((const int32_t *)t->data)[i];
     case AMBER_INT64: return (double)((const int64_t *)t->data)[i];
     case AMBER_BOOL: return ((const uint8_t *)t->data)[i];
+    case AMBER_FLOAT16: return am_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case AMBER_BFLOAT16: return am_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case AMBER_INT8: return ((const int8_t *)t->data)[i];
+    case AMBER_UINT8: return ((const uint8_t *)t->data)[i];
+    case AMBER_INT16: return ((const int16_t *)t->data)[i];
     }
     return 0;
 }
@@ -1084,7 +1089,7 @@ static bool matches(const amber_tensor *got, const amber_tensor *want, double rt
         return false;
     }
     int64_t numel = am_numel(want);
-    bool exact = want->dtype != AMBER_FLOAT32 && want->dtype != AMBER_FLOAT64;
+    bool exact = am_compute_dtype(want->dtype) != AMBER_FLOAT32 && want->dtype != AMBER_FLOAT64;
     for (int64_t i = 0; i < numel; i++) {
         bool ok;
         if (exact) {
@@ -1097,12 +1102,13 @@ static bool matches(const amber_tensor *got, const amber_tensor *want, double rt
             else ok = fabs(g - w) <= atol + rtol * fabs(w);
         }
         if (!ok) {
-            if (exact && want->dtype != AMBER_BOOL)
+            if (exact && want->dtype == AMBER_INT64)
                 snprintf(msg, n, "element %lld is %lld, expected %lld", (long long)i,
-                         want->dtype == AMBER_INT32 ? (long long)((const int32_t *)got->data)[i]
-                                                    : (long long)((const int64_t *)got->data)[i],
-                         want->dtype == AMBER_INT32 ? (long long)((const int32_t *)want->data)[i]
-                                                    : (long long)((const int64_t *)want->data)[i]);
+                         (long long)((const int64_t *)got->data)[i],
+                         (long long)((const int64_t *)want->data)[i]);
+            else if (exact && want->dtype != AMBER_BOOL) /* exact in a double */
+                snprintf(msg, n, "element %lld is %lld, expected %lld", (long long)i,
+                         (long long)element(got, i), (long long)element(want, i));
             else
                 snprintf(msg, n, "element %lld is %.9g, expected %.9g (rtol %g, atol %g)",
                          (long long)i, element(got, i), element(want, i), rtol, atol);

@@ -3,15 +3,16 @@
 #include <stdio.h>
 #include <string.h>
 
-bool am_dtype_valid(int dtype) { return dtype >= AMBER_FLOAT32 && dtype <= AMBER_BOOL; }
+bool am_dtype_valid(int dtype) { return dtype >= AMBER_FLOAT32 && dtype <= AMBER_INT16; }
 
 const char *amber_dtype_name(amber_dtype dtype) {
-    static const char *const names[] = {"float32", "float64", "int32", "int64", "bool"};
+    static const char *const names[] = {"float32", "float64", "int32", "int64", "bool",
+                                        "float16", "bfloat16", "int8", "uint8", "int16"};
     return am_dtype_valid((int)dtype) ? names[dtype] : NULL;
 }
 
 size_t amber_dtype_size(amber_dtype dtype) {
-    static const size_t sizes[] = {4, 8, 4, 8, 1};
+    static const size_t sizes[] = {4, 8, 4, 8, 1, 2, 2, 1, 1, 2};
     return am_dtype_valid((int)dtype) ? sizes[dtype] : 0;
 }
 

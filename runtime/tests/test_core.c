@@ -218,9 +218,14 @@ static void test_tensor_and_ops(void) {
     CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_SHAPE);
     t.shape[0] = INT64_MAX, t.shape[1] = 4;
     CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_LIMIT);
-    t.dtype = (amber_dtype)9;
+    t.dtype = (amber_dtype)10;
     CHECK(amber_tensor_size(&t, &n, &nb) == AMBER_ERR_DTYPE);
-    CHECK(amber_dtype_size(AMBER_BOOL) == 1 && amber_dtype_name((amber_dtype)7) == NULL);
+    CHECK(amber_dtype_size(AMBER_BOOL) == 1 && amber_dtype_name((amber_dtype)10) == NULL);
+    CHECK(amber_dtype_size(AMBER_FLOAT16) == 2 && amber_dtype_size(AMBER_BFLOAT16) == 2 &&
+          amber_dtype_size(AMBER_INT8) == 1 && amber_dtype_size(AMBER_UINT8) == 1 &&
+          amber_dtype_size(AMBER_INT16) == 2 && amber_dtype_size((amber_dtype)10) == 0);
+    CHECK(!strcmp(amber_dtype_name(AMBER_BFLOAT16), "bfloat16") &&
+          !strcmp(amber_dtype_name(AMBER_UINT8), "uint8"));
     CHECK(amber_op_count() == AMBER_PRIMITIVES && !amber_op_name(amber_op_count()));
     CHECK(!strcmp(amber_status_name(AMBER_ERR_SHAPE), "AMBER_ERR_SHAPE"));
     CHECK(!strcmp(amber_status_name((amber_status)99), "AMBER_ERR_UNKNOWN"));

@@ -6,7 +6,20 @@
 from __future__ import annotations
 
 from . import ops
-from ._dtype import DType, as_dtype, bool_, float32, float64, int32, int64
+from ._dtype import (
+    DType,
+    as_dtype,
+    bfloat16,
+    bool_,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
 from ._threads import get_num_threads, set_num_threads
 from ._tree import tree_flatten, tree_map, tree_unflatten
 from .autograd import grad_fn as grad
@@ -196,6 +209,8 @@ float = float32
 double = float64
 long = int64
 int = int32
+half = float16
+short = int16
 
 from . import autograd, backends, control, cuda, distributed, linalg, nn, onnx, optim, utils
 from ._device import device

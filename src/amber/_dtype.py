@@ -1,9 +1,15 @@
-"""Data types. amber has five: float32 (default), float64, int32, int64 and bool."""
+"""Data types: float32 (default), float64, float16, bfloat16, int64, int32, int16, int8,
+uint8 and bool.
+
+float16 and bfloat16 are storage types: every op computes them in float32 and rounds its
+result once to the storage type (round to nearest, ties to even); int8, uint8 and int16
+arithmetic wraps as in NumPy and PyTorch (docs/opset.md, "Data types")."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from .errors import DTypeError
@@ -12,13 +18,14 @@ from .errors import DTypeError
 class DType:
     """An amber data type. Compare with ``is`` or ``==``; ``str(dt)`` is its name."""
 
-    __slots__ = ("name", "np", "is_floating", "is_integer", "itemsize", "_rank")
+    __slots__ = ("name", "np", "is_floating", "is_integer", "is_signed", "itemsize", "_rank")
 
     def __init__(self, name: str, np_dtype: type, kind: str, rank: int) -> None:
         self.name = name
         self.np = np.dtype(np_dtype)
         self.is_floating = kind == "f"
-        self.is_integer = kind == "i"
+        self.is_integer = kind in "iu"
+        self.is_signed = kind in "fi"
         self.itemsize = self.np.itemsize
         self._rank = rank  # position in the promotion lattice
 
@@ -31,22 +38,44 @@ class DType:
         return self.name
 
 
-float32 = DType("float32", np.float32, "f", 3)
-float64 = DType("float64", np.float64, "f", 4)
-int32 = DType("int32", np.int32, "i", 1)
-int64 = DType("int64", np.int64, "i", 2)
+float32 = DType("float32", np.float32, "f", 8)
+float64 = DType("float64", np.float64, "f", 9)
+float16 = DType("float16", np.float16, "f", 6)
+bfloat16 = DType("bfloat16", ml_dtypes.bfloat16, "f", 7)
+int32 = DType("int32", np.int32, "i", 4)
+int64 = DType("int64", np.int64, "i", 5)
+int16 = DType("int16", np.int16, "i", 3)
+int8 = DType("int8", np.int8, "i", 2)
+uint8 = DType("uint8", np.uint8, "u", 1)
 bool_ = DType("bool", np.bool_, "b", 0)
 
-DTYPES: tuple[DType, ...] = (float32, float64, int32, int64, bool_)
-FLOATS: tuple[DType, ...] = (float32, float64)
+# NOTE: the order of DTYPES is the order of the C runtime's amber_dtype codes (amber.h).
+DTYPES: tuple[DType, ...] = (float32, float64, int32, int64, bool_,
+                             float16, bfloat16, int8, uint8, int16)
+FLOATS: tuple[DType, ...] = (float32, float64, float16, bfloat16)
 INTS: tuple[DType, ...] = (int32, int64)
-NUMERIC: tuple[DType, ...] = (float32, float64, int32, int64)
+"""Index dtypes (``take``, ``scatter_add``, ``iota``)."""
+INTEGERS: tuple[DType, ...] = (int32, int64, int8, uint8, int16)
+NUMERIC: tuple[DType, ...] = FLOATS + INTEGERS
 BOOLS: tuple[DType, ...] = (bool_,)
+ALL: tuple[DType, ...] = DTYPES
+COMPUTE: dict[DType, DType] = {float16: float32, bfloat16: float32,
+                               int8: int32, uint8: int32, int16: int32}
+"""Storage dtypes and the dtype their arithmetic is computed in (opset 5)."""
 _BY_NAME = {d.name: d for d in DTYPES}
 _BY_NP = {d.np: d for d in DTYPES}
-_ALIASES = {"float": float32, "double": float64, "int": int64, "long": int64, "bool_": bool_}
+NP_DTYPES: frozenset[np.dtype] = frozenset(_BY_NP)
+"""The NumPy dtypes of amber's dtypes."""
+_ALIASES = {"float": float32, "double": float64, "half": float16, "int": int64,
+            "long": int64, "short": int16, "bool_": bool_}
 
 _default_float = float32
+
+
+def is_floating_np(npd: np.dtype) -> bool:
+    """Whether a NumPy dtype is a float one, bfloat16 included (NumPy calls ml_dtypes'
+    bfloat16 kind 'V', so ``dtype.kind == "f"`` misses it)."""
+    return npd.kind == "f" or npd == bfloat16.np
 
 
 def default_float() -> DType:
@@ -88,7 +117,16 @@ def from_numpy_dtype(npd: np.dtype) -> DType:
 
 
 def promote(a: DType, b: DType) -> DType:
-    """Result dtype of a binary op on two tensors: bool < int32 < int64 < float32 < float64."""
+    """Result dtype of a binary op on two tensors (PyTorch's rule): bool < integers <
+    floats; within a kind the wider one; uint8 with int8 gives int16, float16 with
+    bfloat16 gives float32."""
+    if a is b:
+        return a
+    if a.is_floating and b.is_floating and {a, b} == {float16, bfloat16}:
+        return float32
+    if a.is_integer and b.is_integer and a.is_signed != b.is_signed:
+        s, u = (a, b) if a.is_signed else (b, a)
+        return s if s.itemsize > u.itemsize else int16 if s.itemsize == 1 else s
     return a if a._rank >= b._rank else b
 
 

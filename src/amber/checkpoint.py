@@ -31,8 +31,7 @@ _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i
               "I16": "<i2", "I8": "i1", "U32": "<u4", "U16": "<u2", "U8": "u1",
               "BOOL": "?", "BF16": "<u2"}
 # what a dtype amber lacks is widened to (exactly: every value is representable)
-_WIDEN = {"float16": "float32", "int16": "int32", "int8": "int32", "uint16": "int32",
-          "uint8": "int32", "uint32": "int64"}
+_WIDEN = {"uint16": "int32", "uint32": "int64"}
 _TAGS = ("$tensor", "$ndarray", "$tuple", "$dict", "$float", "$dtype")
 
 
@@ -170,7 +169,7 @@ def _tensor_at(name: str, info: Any, buf: Any, start: int, size: int) -> np.ndar
                           f"shape {shape} of {info['dtype']} in a {size}-byte file")
     a = np.frombuffer(buf, dtype=npd, count=count, offset=start + b).reshape(shape)
     if info["dtype"] == "BF16":  # the top 16 bits of a float32
-        return (a.astype(np.uint32) << 16).view(np.float32)
+        return a.astype(np.dtype("<u2").newbyteorder("="), copy=True).view(D.bfloat16.np)
     a = a.astype(npd.newbyteorder("="), copy=True)
     try:
         D.from_numpy_dtype(a.dtype)
@@ -182,9 +181,8 @@ def _tensor_at(name: str, info: Any, buf: Any, start: int, size: int) -> np.ndar
 def load_checkpoint(source: str | os.PathLike[str] | bytes | Any) -> Any:
     """Read a safetensors file (a path, its bytes or a binary file): what ``am.save``
     wrote, rebuilt; a file from another tool (no amber structure) as a
-    ``{name: Tensor}`` dict in file order. Tensors of dtypes amber lacks are widened
-    exactly (float16 and bfloat16 to float32, 8/16-bit integers to int32, uint32 to
-    int64).
+    ``{name: Tensor}`` dict in file order. F16, BF16, I8, U8 and I16 tensors keep their
+    dtypes; dtypes amber lacks are widened exactly (uint16 to int32, uint32 to int64).
 
     Raises:
         FormatError: the file is malformed (header, offsets, sizes, structure)."""

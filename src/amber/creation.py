@@ -18,9 +18,11 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     if isinstance(data, np.ndarray) or (np.isscalar(data) and isinstance(data, np.generic)):
         arr = np.asarray(data)
         if want is None:
-            if arr.dtype.kind == "f" and arr.dtype != np.float32 and arr.dtype != np.float64:
+            if arr.dtype in D.NP_DTYPES:
+                want = D.from_numpy_dtype(arr.dtype)
+            elif arr.dtype.kind == "f":
                 want = D.default_float()
-            elif arr.dtype.kind in "iu" and arr.dtype not in (np.int32, np.int64):
+            elif arr.dtype.kind in "iu":
                 want = D.int64
             else:
                 want = D.from_numpy_dtype(arr.dtype)

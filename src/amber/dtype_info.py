@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from . import _dtype as D
@@ -22,7 +23,7 @@ class finfo:
         if not dt.is_floating:
             raise DTypeError(f"am.finfo() requires a floating point dtype, got {dt.name}; "
                              f"use am.iinfo for integers")
-        fi = np.finfo(dt.np)
+        fi = ml_dtypes.finfo(dt.np)  # NumPy's finfo does not know bfloat16
         self.bits: int = int(fi.bits)
         self.eps: float = float(fi.eps)
         self.max: float = float(fi.max)

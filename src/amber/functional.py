@@ -596,7 +596,7 @@ def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Te
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
-    elif x.dtype is D.int32:
+    elif x.dtype.is_integer and x.dtype is not D.int64:
         x = cast(x, D.int64)
     axes = _norm_dims(dim, x.ndim, "sum")
     if not axes and not keepdim and dim is not None:

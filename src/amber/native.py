@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import ml_dtypes
 import numpy as np
 
 from ._inputs import gather_args, input_array
@@ -52,7 +53,8 @@ OPEN_NO_FUSION = 2
 """``AMBER_OPEN_NO_FUSION``: run elementwise ops one at a time (no fused groups)."""
 
 _NP_DTYPES: tuple[np.dtype, ...] = tuple(
-    np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1"))
+    np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1",
+                          "<f2", ml_dtypes.bfloat16, "|i1", "|u1", "<i2"))
 """NumPy dtype of each ``amber_dtype`` value, in enum order."""
 # dtype -> amber_dtype code; a dict lookup (hashing) is cheaper than comparing dtypes
 _DTYPE_CODES: dict[np.dtype, int] = {d: i for i, d in enumerate(_NP_DTYPES)}
@@ -591,7 +593,8 @@ class NativeSession:
             except (KeyError, ValueError):  # a bad rank, dtype code or dim
                 _raise(self._lib, 12, "an output descriptor is invalid", "output")
             if out.nbytes:
-                dst = _addressof(_c_char.from_buffer(out))  # type: ignore[arg-type]
+                # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
+                dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
                 ctypes.memmove(dst, t.data, out.nbytes)
             results.append(out)
         return results

@@ -210,7 +210,7 @@ def new_functions(program: Program, functions: Mapping[str, Function],
         prev = program.weights.get(wname)
         if prev is not None and wname.split("/", 1)[0] in spaces and not (
                 prev.dtype == arr.dtype and prev.shape == arr.shape
-                and np.array_equal(prev, arr, equal_nan=prev.dtype.kind == "f")):
+                and np.array_equal(prev, arr, equal_nan=D.is_floating_np(prev.dtype))):
             raise _namespace_clash(f"weight {wname!r}", wname)
     return out
 
@@ -713,7 +713,7 @@ class LoadedModule(_module_base()):  # type: ignore[misc]
             if leaf in owner._modules:
                 raise AmberError(f"weight name {wname!r} clashes with another weight's path")
             data = np.array(arr, copy=True)
-            if data.dtype.kind == "f" and wanted(wname):
+            if D.is_floating_np(data.dtype) and wanted(wname):
                 owner.register_parameter(leaf, Parameter(data))
             else:
                 owner.register_buffer(leaf, Tensor._wrap(data))

@@ -112,7 +112,7 @@ def topk_order(a: np.ndarray, k: int, largest: bool) -> np.ndarray:
     n = a.shape[-1]
     t = np.partition(a, n - k if largest else k - 1, axis=-1)
     t = t[..., n - k if largest else k - 1, None]
-    floating = a.dtype.kind == "f"
+    floating = D.is_floating_np(a.dtype)
     a_nan = np.isnan(a) if floating else np.zeros(a.shape, bool)
     t_nan = np.isnan(t) if floating else np.zeros(t.shape, bool)
     with np.errstate(invalid="ignore"):

@@ -315,6 +315,23 @@ class Tensor:
     def bool(self) -> Tensor:
         return self.to(D.bool_)
 
+    def half(self) -> Tensor:
+        return self.to(D.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(D.bfloat16)
+
+    def short(self) -> Tensor:
+        return self.to(D.int16)
+
+    def char(self) -> Tensor:
+        """int8, as PyTorch's ``Tensor.char``."""
+        return self.to(D.int8)
+
+    def byte(self) -> Tensor:
+        """uint8, as PyTorch's ``Tensor.byte``."""
+        return self.to(D.uint8)
+
     def cpu(self) -> Tensor:
         """``self``: amber tensors live in host memory."""
         return self

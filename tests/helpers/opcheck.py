@@ -8,11 +8,13 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 import amber as am
 from amber.ops import registry
 from amber.ops.registry import Aval, abstract_eval
+from helpers import refs
 
 Array = np.ndarray
 OpFn = Callable[..., Any]
@@ -31,7 +33,7 @@ def assert_close(actual: Any, expected: Any, *, rtol: float = 0.0, atol: float =
     a = np.asarray(actual)
     e = np.asarray(expected)
     assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
-    if ulp and e.dtype.kind == "f":
+    if ulp and refs.is_float(e.dtype):
         atol = 0.0
         rtol = 0.0
         spacing = np.abs(np.spacing(np.abs(e).astype(e.dtype))).astype(np.float64)
@@ -40,8 +42,8 @@ def assert_close(actual: Any, expected: Any, *, rtol: float = 0.0, atol: float =
             close = np.abs(a64 - e64) <= ulp * spacing
         bad = ~(close | (np.isnan(a64) & np.isnan(e64)) | (np.isinf(e64) & (a64 == e64)))
     elif a.dtype.kind in "biu" or e.dtype.kind in "biu" or (rtol == 0 and atol == 0):
-        if a.dtype.kind == "f" or e.dtype.kind == "f":
-            same = (a == e) | (np.isnan(a) & np.isnan(e))
+        if refs.is_float(a.dtype) or refs.is_float(e.dtype):
+            same = (a == e) | (np.isnan(a.astype(np.float64)) & np.isnan(e.astype(np.float64)))
         else:
             same = a == e
         bad = ~np.asarray(same)
@@ -64,9 +66,9 @@ def forward_tol(dtype: Any, kind: str = "exact") -> tuple[float, float]:
     """(rtol, atol) for a forward comparison. ``kind``: exact (correctly rounded ops),
     transcendental (a few ULP) or accumulate (sums, matmul, conv: order-dependent)."""
     dt = np.dtype(dtype)
-    if dt.kind != "f" or kind == "exact":
+    if not refs.is_float(dt) or kind == "exact":
         return 0.0, 0.0
-    eps = float(np.finfo(dt).eps)
+    eps = float(ml_dtypes.finfo(dt).eps)
     if kind == "transcendental":
         return 8 * eps, 8 * eps
     return 64 * eps, 64 * eps

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 Array = np.ndarray
@@ -18,10 +19,21 @@ Array = np.ndarray
 # --------------------------------------------------------------------------- scalars
 
 
+def is_float(dtype: Any) -> bool:
+    """Float dtypes, bfloat16 included (NumPy calls ml_dtypes' bfloat16 kind 'V')."""
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or dt == np.dtype(ml_dtypes.bfloat16)
+
+
+STORAGE_FLOATS = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
 def wrap_int(v: int, dtype: Any) -> int:
-    """Two's-complement wrap of a Python int to ``dtype`` (int32 or int64)."""
+    """Two's-complement wrap of a Python int to an integer ``dtype``."""
     bits = np.dtype(dtype).itemsize * 8
     v = int(v) & ((1 << bits) - 1)
+    if np.dtype(dtype).kind == "u":
+        return v
     return v - (1 << bits) if v >= 1 << (bits - 1) else v
 
 
@@ -77,9 +89,9 @@ def cast_scalar(v: Any, src: Any, dst: Any) -> Any:
     src, dst = np.dtype(src), np.dtype(dst)
     if dst.kind == "b":
         return bool(v != 0) if not (isinstance(v, float) and math.isnan(v)) else True
-    if dst.kind == "i":
+    if dst.kind in "iu":
         info = np.iinfo(dst)
-        if src.kind == "f":
+        if is_float(src):
             if math.isnan(v):
                 return 0
             if math.isinf(v):
@@ -87,6 +99,10 @@ def cast_scalar(v: Any, src: Any, dst: Any) -> Any:
             t = math.trunc(v)
             return min(max(t, info.min), info.max)
         return wrap_int(int(v), dst)
+    if dst in STORAGE_FLOATS and not is_float(src):  # through float32 (docs/opset.md)
+        return to_float(dst, float(np.array(v).astype(np.float32)))
+    if dst in STORAGE_FLOATS:
+        return to_float(dst, float(np.float32(v)))
     return to_float(dst, float(v))
 
 
@@ -125,7 +141,7 @@ def _float_sum(vals: list[float]) -> float:
 
 
 def reduce_sum(x: Array, axes: Sequence[int], keepdims: bool) -> Array:
-    if x.dtype.kind == "f":
+    if is_float(x.dtype):
         return _reduce(x, axes, keepdims, lambda v: to_float(x.dtype, _float_sum(v)), x.dtype)
     return _reduce(x, axes, keepdims, lambda v: wrap_int(sum(int(a) for a in v), x.dtype),
                    x.dtype)
@@ -254,7 +270,7 @@ def scatter_add(base: Array, idx: Array, src: Array, axis: int) -> Array:
         j = _check(int(idx[s[axis:axis + k]]), base.shape[axis])
         dst = s[:axis] + (j,) + s[axis + k:]
         v = out[dst].item() + src[s].item()
-        out[dst] = wrap_int(v, base.dtype) if base.dtype.kind == "i" else v
+        out[dst] = wrap_int(v, base.dtype) if base.dtype.kind in "iu" else v
     return out
 
 
@@ -270,7 +286,7 @@ def matmul(a: Array, b: Array) -> Array:
         for i in range(m):
             for j in range(n):
                 terms = [a[ai + (i, p)].item() * b[bi + (p, j)].item() for p in range(k)]
-                if a.dtype.kind == "f":
+                if is_float(a.dtype):
                     out[bidx + (i, j)] = math.fsum(terms)
                 else:
                     out[bidx + (i, j)] = wrap_int(sum(terms), a.dtype)

@@ -216,6 +216,16 @@ def test_newer_opset_is_refused(lib: ctypes.CDLL, tmp_path: Path) -> None:
         assert "opset version 6" in m.error and "up to 5" in m.error
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8", "uint8", "int16"])
+def test_storage_dtypes_need_opset_5(lib: ctypes.CDLL, tmp_path: Path, dtype: str) -> None:
+    f = fn("f", [p("x", dtype=dtype)], [node("neg", ["x"], "y", dtype=dtype)], ["y"])
+    with Model(lib, path=program_file(tmp_path / "old.amber", [f], opset=4)) as m:
+        assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT"
+        assert f"dtype {dtype} needs opset version 5, the file declares 4" in m.error
+    with Model(lib, path=program_file(tmp_path / "new.amber", [f], opset=5)) as m:
+        assert m.status == 0, m.error
+
+
 def test_pooling_needs_opset_4(lib: ctypes.CDLL, tmp_path: Path) -> None:
     attrs = {"kernel_hw": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0],
              "dilation": [1, 1], "ceil_mode": False}

@@ -104,7 +104,7 @@ def _node_model(op: str, domain: str = "", dtype: int = T.FLOAT, **attrs: Any) -
     (_node_model("Acos"), ["op Acos", "ai.onnx", "opset 17", "not supported"]),
     (_node_model("LabelEncoder", domain="ai.onnx.ml"), ["ai.onnx.ml", "LabelEncoder"]),
     (_node_model("Gelu", domain="com.microsoft"), ["com.microsoft", "Gelu"]),
-    (_node_model("Relu", dtype=T.FLOAT16), ["FLOAT16"]),
+    (_node_model("Relu", dtype=T.UINT16), ["UINT16"]),
     (_node_model("Round", dtype=T.INT32), ["op Round", "int32"]),
 ])
 def test_unsupported_is_a_typed_error_naming_node_op_domain_opset(model: Any, words: list

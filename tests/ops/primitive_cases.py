@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from amber.ops import REGISTRY
@@ -21,8 +22,8 @@ from helpers import refs
 Array = np.ndarray
 Make = Callable[[np.random.Generator, np.dtype], list[Array]]
 
-FLOATS = ("float32", "float64")
-INTS = ("int32", "int64")
+FLOATS = ("float32", "float64", "float16", "bfloat16")
+INTS = ("int32", "int64", "int8", "uint8", "int16")
 NUMERIC = FLOATS + INTS
 ALL = NUMERIC + ("bool",)
 
@@ -50,7 +51,7 @@ class Case:
 def values(rng: np.random.Generator, shape: tuple[int, ...], dt: Any, lo: float = -2.0,
            hi: float = 2.0) -> Array:
     dt = np.dtype(dt)
-    if dt.kind == "f":
+    if refs.is_float(dt):
         return rng.uniform(lo, hi, shape).astype(dt)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
@@ -62,7 +63,7 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...], dt: Any) ->
     dt = np.dtype(dt)
     mag = rng.uniform(0.25, 2.0, shape)
     sgn = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-    if dt.kind == "f":
+    if refs.is_float(dt):
         return (mag * sgn).astype(dt)
     if dt.kind == "b":
         return np.ones(shape, dtype=bool)
@@ -80,7 +81,7 @@ def distinct(rng: np.random.Generator, shape: tuple[int, ...], dt: Any) -> Array
     dt = np.dtype(dt)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
-    if dt.kind == "i":
+    if dt.kind in "iu":
         return (rng.permutation(n) - n // 2).reshape(shape).astype(dt)
     return v.reshape(shape).astype(dt)
 
@@ -88,15 +89,15 @@ def distinct(rng: np.random.Generator, shape: tuple[int, ...], dt: Any) -> Array
 def special(dt: Any) -> Array:
     """Edge values of a dtype: NaN, infinities, signed zero, extremes."""
     dt = np.dtype(dt)
-    if dt.kind == "f":
-        fi = np.finfo(dt)
+    if refs.is_float(dt):
+        fi = ml_dtypes.finfo(dt)
         return np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0,
                          fi.max, -fi.max, fi.tiny, 1e-3, 88.0, -88.0, 710.0, -745.0], dtype=dt)
     if dt.kind == "b":
         return np.array([False, True, True, False], dtype=dt)
     ii = np.iinfo(dt)
-    return np.array([ii.min, ii.max, 0, -1, 1, 7, -7, ii.min + 1, ii.max - 1, 2, -3],
-                    dtype=dt)
+    return np.array([ii.min, ii.max, 0, -1, 1, 7, -7, ii.min + 1, ii.max - 1, 2, -3]
+                    ).astype(dt)  # -1 of an unsigned dtype wraps to its maximum
 
 
 def unary(gen: Callable[..., Array] = values, shape: tuple[int, ...] = (2, 3)) -> Make:
@@ -128,7 +129,7 @@ def _f(dt: Any, v: float) -> Any:
 def _num(fn_float: Callable[[float], float],
          fn_int: Callable[[int], int] | None = None) -> Callable[..., Array]:
     def scalar(v: Any, dt: np.dtype) -> Any:
-        if dt.kind == "f":
+        if refs.is_float(dt):
             return _f(dt, fn_float(v))
         assert fn_int is not None
         return refs.wrap_int(fn_int(v), dt)
@@ -255,7 +256,7 @@ def _pow(a: float, b: float) -> float:
 def _arith(op: Callable[[Any, Any], Any], int_op: Callable[[int, int, Any], int] | None = None
            ) -> Callable[..., Array]:
     def scalar(a: Any, b: Any, dt: np.dtype) -> Any:
-        if dt.kind == "f":
+        if refs.is_float(dt):
             return _f(dt, op(a, b))
         if int_op is not None:
             return int_op(a, b, dt)
@@ -447,7 +448,7 @@ for _a, _b, _lab in _MATMUL_SHAPES:
                       kind="accumulate", label=_lab))
 
 CASES.append(Case("matmul", lambda rng, dt: [np.full((2, 3), np.iinfo(dt).max, dtype=dt),
-                                              np.array([[3, -1], [2, 2], [1, 5]], dtype=dt)],
+                                              np.array([[3, -1], [2, 2], [1, 5]]).astype(dt)],
                   refs.matmul, dtypes=INTS, label="wraps"))
 
 _CONV_CONFIGS = [
@@ -645,7 +646,7 @@ CASES += [
          lambda b, i, s, axis: refs.scatter_add(b, i, s, axis), attrs={"axis": 1},
          dtypes=NUMERIC, grad=True, kind="accumulate", label="2d-index"),
     Case("scatter_add", lambda rng, dt: [np.full((2,), np.iinfo(dt).max, dtype=dt)
-                                         if dt.kind == "i" else values(rng, (2,), dt),
+                                         if dt.kind in "iu" else values(rng, (2,), dt),
                                          np.array([0, 0]), np.ones((2,), dtype=dt)],
          lambda b, i, s, axis: refs.scatter_add(b, i, s, axis), attrs={"axis": 0},
          dtypes=NUMERIC, label="wraps"),

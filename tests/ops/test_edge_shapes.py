@@ -20,7 +20,7 @@ from primitive_cases import ACCEPTS, cases_for
 import amber as am
 from amber.ops import REGISTRY
 from amber.ops import pool as P
-from helpers import assert_close, forward_tol, infer_checked
+from helpers import assert_close, forward_tol, infer_checked, refs
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -31,13 +31,16 @@ SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)
 
 def values(data: Draw, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     dt = np.dtype(dtype)
+    if dt.itemsize == 2 and refs.is_float(dt):  # float16, bfloat16: drawn as float32
+        return values(data, "float32", shape).astype(dt)
     if dt.kind == "f":
         width = dt.itemsize * 8
         elems = st.floats(-6, 6, width=width) | st.sampled_from(
             [0.0, -0.0, math.nan, math.inf, -math.inf, 0.5, -1.0]) | st.floats(width=width)
-    elif dt.kind == "i":
+    elif dt.kind in "iu":
         ii = np.iinfo(dt)
-        elems = st.integers(-9, 9) | st.sampled_from([int(ii.min), int(ii.max), 0, -1])
+        elems = st.integers(max(-9, int(ii.min)), 9) | st.sampled_from(
+            [int(ii.min), int(ii.max), 0, int(ii.max) if dt.kind == "u" else -1])
     else:
         elems = st.booleans()
     return data.draw(hnp.arrays(dt, shape, elements=elems))
@@ -82,7 +85,7 @@ def matmul(data: Draw) -> Sample:
     batch = data.draw(hnp.mutually_broadcastable_shapes(
         num_shapes=2, min_dims=0, max_dims=2, min_side=0, max_side=2)).input_shapes
     m, k, n = (data.draw(st.integers(0, 3)) for _ in range(3))
-    gen = values if np.dtype(dt).kind == "i" else _floats
+    gen = values if np.dtype(dt).kind in "iu" else _floats
     a, b = gen(data, dt, batch[0] + (m, k)), gen(data, dt, batch[1] + (k, n))
     return [a, b], {}
 
@@ -105,6 +108,8 @@ def _conv_config(data: Draw) -> tuple[tuple, tuple, dict[str, Any], tuple]:
 
 
 def _floats(data: Draw, dt: str, shape: tuple[int, ...]) -> np.ndarray:
+    if np.dtype(dt).itemsize == 2:  # float16, bfloat16: drawn as float32
+        return _floats(data, "float32", shape).astype(dt)
     width = 8 * np.dtype(dt).itemsize
     return data.draw(hnp.arrays(dt, shape, elements=st.floats(-4, 4, width=width)))
 
@@ -265,7 +270,7 @@ def scatter_add(data: Draw) -> Sample:
     axis = data.draw(st.integers(0, len(shape) - 1))
     idx = _index(data, shape[axis])
     src_shape = shape[:axis] + idx.shape + shape[axis + 1:]
-    gen = values if np.dtype(dt).kind == "i" else _floats
+    gen = values if np.dtype(dt).kind in "iu" else _floats
     return [gen(data, dt, shape), idx, gen(data, dt, src_shape)], {"axis": axis}
 
 
@@ -318,9 +323,9 @@ def test_edge_shapes(name: str, data: Draw) -> None:
     assert out.dtype is am.as_dtype(want.dtype), (out.dtype, want.dtype)
     kind = "transcendental" if case.kind == "transcendental" else case.kind
     rtol, atol = forward_tol(want.dtype, kind)
-    if kind == "accumulate" and want.dtype.kind == "f":
+    if kind == "accumulate" and refs.is_float(want.dtype):
         # Tolerance relative to the magnitude of the summed terms (docs/opset.md, sec. 5).
-        mags = [np.abs(x) if x.dtype.kind == "f" else x for x in xs]
+        mags = [np.abs(x) if refs.is_float(x.dtype) else x for x in xs]
         scale = np.asarray(case.ref(*mags, **attrs), dtype=np.float64)
         err = np.abs(out.numpy().astype(np.float64) - want.astype(np.float64))
         finite = np.isfinite(scale)

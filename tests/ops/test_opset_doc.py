@@ -15,8 +15,8 @@ from amber.ops import REGISTRY
 DOC = Path(__file__).resolve().parents[2] / "docs" / "opset.md"
 # the dtype groups of docs/opset.md section 1.1
 GROUPS = {group: {d.name for d in dtypes} for group, dtypes in (
-    ("numeric", D.NUMERIC), ("float", D.FLOATS), ("int", D.INTS), ("bool", D.BOOLS),
-    ("any", D.DTYPES))}
+    ("numeric", D.NUMERIC), ("float", D.FLOATS), ("int", D.INTS), ("integer", D.INTEGERS),
+    ("bool", D.BOOLS), ("any", D.DTYPES))}
 
 
 def _summary() -> dict[str, tuple[set[str], str]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from amber._dtype import from_numpy_dtype
@@ -26,9 +27,19 @@ from amber.ops.registry import abstract_eval
 Case = tuple[list[np.ndarray], dict[str, Any]]
 
 F32, F64, I32, I64, B = np.float32, np.float64, np.int32, np.int64, np.bool_
-ALL = (F32, F64, I32, I64, B)
-FLOATS = (F32, F64)
-NUMERIC = (F32, F64, I32, I64)
+F16, BF16, I8, U8, I16 = np.float16, ml_dtypes.bfloat16, np.int8, np.uint8, np.int16
+STORAGE = (F16, BF16, I8, U8, I16)  # opset 5: computed in float32 / int32
+ALL = (F32, F64, I32, I64, B, *STORAGE)
+FLOATS = (F32, F64, F16, BF16)
+NUMERIC = (*FLOATS, I32, I64, I8, U8, I16)
+
+
+STORAGE_FLOATS = {np.dtype(F16), np.dtype(BF16)}
+
+
+def is_float(dt: Any) -> bool:
+    """Float dtypes, bfloat16 (NumPy kind 'V') included."""
+    return np.dtype(dt).kind == "f" or np.dtype(dt) == np.dtype(BF16)
 
 # Accuracy classes of docs/opset.md section 5 (every other op must be bit-exact).
 ULP4 = {name for name, p in REGISTRY.items() if p.accuracy == "ulp4"}
@@ -37,7 +48,8 @@ ULP4 = {name for name, p in REGISTRY.items() if p.accuracy == "ulp4"}
 SUM_BOUND = {"sum", "matmul", "conv2d", "conv2d_input_grad", "conv2d_weight_grad", "scatter_add"}
 # NumPy's own results are not correctly rounded: allow one ulp for the reference.
 ULP_SLACK = 5
-UNIT_ROUNDOFF = {np.dtype(F32): 2.0**-24, np.dtype(F64): 2.0**-53}
+UNIT_ROUNDOFF = {np.dtype(F32): 2.0**-24, np.dtype(F64): 2.0**-53,
+                 np.dtype(F16): 2.0**-11, np.dtype(BF16): 2.0**-8}
 
 STATUS_OF = {ShapeError: "AMBER_ERR_SHAPE", DTypeError: "AMBER_ERR_DTYPE",
              OutOfRangeError: "AMBER_ERR_OUT_OF_RANGE"}
@@ -52,7 +64,7 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], dt: Any, *,
     n = math.prod(shape)
     if dt.kind == "b":
         return rng.random(shape) < 0.5
-    if dt.kind == "f":
+    if is_float(dt):
         x = rng.standard_normal(n) * (1.0 if small else 3.0)
         if positive:
             x = np.abs(x) + 0.1
@@ -66,7 +78,7 @@ def values(rng: np.random.Generator, shape: tuple[int, ...], dt: Any, *,
         x = np.abs(x) + 1
     if special and not small and n >= 4:
         k = rng.integers(0, n, size=max(1, n // 8))
-        x[k] = rng.choice(np.array([info.min, info.max, -1, 0, 1], dtype=dt), size=len(k))
+        x[k] = rng.choice(np.array([info.min, info.max, -1, 0, 1]).astype(dt), size=len(k))
     return x.reshape(shape)
 
 
@@ -139,11 +151,11 @@ def _binary(rng: np.random.Generator) -> Iterator[Case]:
                 sa, sb = sb, sa
             yield [values(rng, sa, dt), values(rng, sb, dt)], {}
         # every integer pairing of the extremes (division by 0, INT_MIN / -1, wrapping)
-        if np.dtype(dt).kind == "i":
+        if np.dtype(dt).kind in "iu":
             info = np.iinfo(dt)
-            ext = np.array([info.min, info.min + 1, -7, -1, 0, 1, 7, info.max], dtype=dt)
+            ext = np.array([info.min, info.min + 1, -7, -1, 0, 1, 7, info.max]).astype(dt)
             yield [ext[:, None], ext[None, :]], {}
-        if np.dtype(dt).kind == "f":
+        if is_float(dt):
             sp = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -2.0, 0.5, 3.0], dtype=dt)
             yield [sp[:, None], sp[None, :]], {}
     # contiguous, scalar-broadcast and large cases on the fast paths
@@ -181,8 +193,8 @@ def _cast(rng: np.random.Generator) -> Iterator[Case]:
             name = np.dtype(dst).name
             for _ in range(3):
                 yield [values(rng, rand_shape(rng), src)], {"dtype": name}
-            if np.dtype(src).kind == "f":
-                yield [np.array(big, dtype=src)], {"dtype": name}
+            if is_float(src):
+                yield [np.array(big, dtype=np.float64).astype(src)], {"dtype": name}
 
 
 def _axes(rng: np.random.Generator, rank: int) -> tuple[int, ...]:
@@ -234,7 +246,7 @@ def _matmul(rng: np.random.Generator) -> Iterator[Case]:
     # thread, two threads and a kept packed B bit for bit): one and two rows (GEMV; k not
     # a multiple of its 4-row step, n not of the vector width), a few rows (packed),
     # tails of every tile dimension, several KC and NC blocks.
-    for dt in FLOATS:
+    for dt in (F32, F64):  # the GEMM paths (storage dtypes run them as float32)
         for m, k, n in ((1, 301, 700), (2, 257, 530), (3, 65, 1100), (5, 530, 37),
                         (13, 513, 35), (97, 300, 1), (7, 9, 2100)):
             yield [values(rng, (m, k), dt, special=False),
@@ -592,7 +604,8 @@ def run_c(runner: Path, name: str, inputs: list[np.ndarray], attrs: dict[str, An
         return res.stderr.split(":", 1)[0]
     if res.returncode != 0:
         raise AssertionError(f"{name}: runner crashed (exit {res.returncode}): {res.stderr}")
-    return np.load(out)
+    got = np.load(out)
+    return got.view(BF16) if got.dtype == np.dtype("V2") else got
 
 
 def terms(name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> int:
@@ -614,14 +627,17 @@ def sum_bound(name: str, inputs: list[np.ndarray], attrs: dict[str, Any],
               dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """(float64 reference, allowed error) under the sum bound of opset section 5."""
     def wide(xs: list[np.ndarray], absolute: bool) -> list[np.ndarray]:
-        return [np.abs(x).astype(F64) if absolute and x.dtype.kind == "f"
-                else x.astype(F64) if x.dtype.kind == "f" else x for x in xs]
+        return [np.abs(x).astype(F64) if absolute and is_float(x.dtype)
+                else x.astype(F64) if is_float(x.dtype) else x for x in xs]
 
     impl = REGISTRY[name].impl
     with np.errstate(all="ignore"):
         ref = np.asarray(impl(*wide(inputs, False), **attrs))
         mag = np.asarray(impl(*wide(inputs, True), **attrs))
-        bound = 2 * terms(name, inputs, attrs) * UNIT_ROUNDOFF[dtype] * mag
+        compute = np.dtype(F32) if dtype in STORAGE_FLOATS else dtype
+        bound = 2 * terms(name, inputs, attrs) * UNIT_ROUNDOFF[compute] * mag
+        if compute != dtype:  # the float32 result rounded once more
+            bound = bound * (1 + UNIT_ROUNDOFF[dtype]) + UNIT_ROUNDOFF[dtype] * np.abs(ref)
     return ref, 2 * bound  # twice: float64 references of float64 data are inexact too
 
 
@@ -633,7 +649,9 @@ def compare(name: str, got: np.ndarray | str, want: np.ndarray | str, where: str
         return
     assert got.dtype == want.dtype, f"{where}: dtype {got.dtype} != {want.dtype}"
     assert got.shape == want.shape, f"{where}: shape {got.shape} != {want.shape}"
-    if want.dtype.kind != "f" or name not in ULP4 | SUM_BOUND:
+    if not is_float(want.dtype) or name not in ULP4 | SUM_BOUND:
+        if want.dtype in STORAGE_FLOATS:  # as float32 (exact): NumPy's NaN rule sees them
+            got, want = got.astype(F32), want.astype(F32)
         np.testing.assert_array_equal(got, want, err_msg=where)
         return
     # Special values are exact in every class.
@@ -644,7 +662,12 @@ def compare(name: str, got: np.ndarray | str, want: np.ndarray | str, where: str
     ok = np.isfinite(want)
     if name in ULP4:
         err = np.abs(got[ok].astype(F64) - want[ok].astype(F64))
-        allowed = ULP_SLACK * np.spacing(np.abs(want[ok]).astype(want.dtype)).astype(F64)
+        if want.dtype in STORAGE_FLOATS:  # float32 results rounded once: a storage ulp
+            fi = ml_dtypes.finfo(want.dtype)
+            mag = np.abs(want[ok].astype(F64))
+            allowed = ULP_SLACK * np.maximum(mag * float(fi.eps), float(fi.smallest_subnormal))
+        else:
+            allowed = ULP_SLACK * np.spacing(np.abs(want[ok]).astype(want.dtype)).astype(F64)
     else:
         ref, bound = sum_bound(name, inputs, attrs, want.dtype)
         err = np.abs(got[ok].astype(F64) - ref[ok])

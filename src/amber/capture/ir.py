@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import DType
-from ..ops.registry import Aval
+from .._dtype import COMPUTE, DType, is_floating_np
+from ..ops.registry import REGISTRY, Aval
 from .dims import DimExpr, format_dim
 
 OPSET_VERSION: int = 5
@@ -122,6 +122,16 @@ class Node:
 
     def __repr__(self) -> str:
         return format_node(self)
+
+
+def computes_wide(node: Node) -> bool:
+    """Whether ``node`` computes storage-dtype operands (float16, ..., int16) in their
+    compute dtype and rounds its result back (docs/opset.md 1.1.1): every primitive but
+    ``cast`` and data movement, when an operand or result has a storage dtype."""
+    prim = REGISTRY.get(node.op)
+    if prim is None or prim.any_dtype:
+        return False
+    return any(v.dtype in COMPUTE for v in (*node.inputs, *node.outputs))
 
 
 class Function:
@@ -269,6 +279,12 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "int32": (0.0, 0.0),
     "int64": (0.0, 0.0),
     "bool": (0.0, 0.0),
+    # opset 5: about eight units in the last place of the storage type
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (6.25e-2, 1e-2),
+    "int8": (0.0, 0.0),
+    "uint8": (0.0, 0.0),
+    "int16": (0.0, 0.0),
 }
 
 
@@ -300,7 +316,7 @@ def within_tolerance(got: np.ndarray, want: np.ndarray, rtol: float, atol: float
         return False
     if want.size == 0:
         return True
-    if want.dtype.kind in "bi" or got.dtype.kind in "bi":
+    if want.dtype.kind in "biu" or got.dtype.kind in "biu":
         return bool(np.array_equal(got, want))
     g = got.astype(np.float64)
     w = want.astype(np.float64)
@@ -343,7 +359,7 @@ class Program:
         prev = self.weights.get(name)
         if prev is not None:
             if prev.dtype != array.dtype or prev.shape != array.shape or \
-                    not np.array_equal(prev, array, equal_nan=prev.dtype.kind == "f"):
+                    not np.array_equal(prev, array, equal_nan=is_floating_np(prev.dtype)):
                 raise IRError(f"weight {name!r} is already in the program with different "
                               f"values; give the modules distinct names")
             return

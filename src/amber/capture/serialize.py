@@ -80,9 +80,12 @@ def _keys(obj: dict, required: Set[str], optional: Set[str], path: str) -> None:
         raise _fail(path, f"unknown field(s) {', '.join(sorted(extra))}")
 
 
+_DTYPE_NAMES = frozenset(d.name for d in D.DTYPES)  # exact names: no aliases in files
+
+
 def _dtype(obj: Any, path: str) -> D.DType:
     _expect(obj, str, path)
-    if obj not in ("float32", "float64", "int32", "int64", "bool"):
+    if obj not in _DTYPE_NAMES:
         raise _fail(path, f"unknown dtype {obj!r}")
     return D.as_dtype(obj)
 
@@ -217,9 +220,13 @@ def _constant_to_json(arr: np.ndarray, tensor_name: str,
                       tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     dt = D.from_numpy_dtype(arr.dtype)
     out: dict[str, Any] = {"dtype": dt.name, "shape": [int(d) for d in arr.shape]}
-    finite = arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr)))
+    if dt.is_floating:  # float16/bfloat16 values are exact as Python floats
+        wide = arr.astype(np.float64)
+        finite = bool(np.all(np.isfinite(wide)))
+    else:
+        wide, finite = arr, True
     if arr.size <= INLINE_CONSTANT_MAX and finite:
-        flat = arr.reshape(-1).tolist()
+        flat = wide.reshape(-1).tolist()
         out["data"] = flat
     else:
         tensors[tensor_name] = _c_order(arr)

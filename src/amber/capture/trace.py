@@ -412,7 +412,7 @@ def capture(fn: Any, args: Sequence[Any], *, name: str = "forward",
             low, high = leaf.low, leaf.high
         else:
             arr = leaf.detach().numpy() if isinstance(leaf, Tensor) else np.asarray(leaf)
-            if arr.dtype not in (np.float32, np.float64, np.int32, np.int64, np.bool_):
+            if arr.dtype not in D.NP_DTYPES:
                 raise DTypeError(f"am.export: input {lname!r} has dtype {arr.dtype}, which "
                                  f"amber does not have")
             aval = _aval_of(arr)

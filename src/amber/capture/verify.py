@@ -63,12 +63,27 @@ def node_since(node: Node) -> int:
     return op_since(node.op)
 
 
+DTYPE_SINCE: dict[D.DType, int] = {D.float16: 5, D.bfloat16: 5, D.int8: 5, D.uint8: 5,
+                                   D.int16: 5}
+"""Opset version that introduced a dtype; dtypes not listed exist since version 1."""
+
+
+def _dtypes_used(program: Any) -> set[D.DType]:
+    used = {D.from_numpy_dtype(w.dtype) for w in program.weights.values()}
+    for fn in program.functions.values():
+        used.update(p.aval.dtype for p in fn.params)
+        used.update(v.aval.dtype for node in fn.nodes for v in node.outputs)
+    return used
+
+
 def required_opset(program: Any) -> int:
-    """The lowest opset version that has every op ``program`` uses; files declare it, so a
-    program without control flow stays readable by readers that only know opset 1, and
-    one without stacking ``while`` nodes by readers that only know opset 2."""
-    need = max((node_since(node) for fn in program.functions.values() for node in fn.nodes),
-               default=1)
+    """The lowest opset version that has every op and dtype ``program`` uses; files
+    declare it, so a program without control flow stays readable by readers that only
+    know opset 1, and one without stacking ``while`` nodes by readers that only know
+    opset 2."""
+    ops = max((node_since(node) for fn in program.functions.values() for node in fn.nodes),
+              default=1)
+    need = max([ops, *(DTYPE_SINCE.get(d, 1) for d in _dtypes_used(program))])
     if any(data_dependent_symbols(fn) for fn in program.functions.values()):
         need = max(need, DATA_DEPENDENT_RESULTS_SINCE)
     return need
@@ -381,6 +396,10 @@ def verify_program(program: Program) -> None:
         if fn.name != name:
             raise IRError(f"function {fn.name!r} is registered as {name!r}")
         verify_function(program, fn)
+    for d in _dtypes_used(program):
+        if DTYPE_SINCE.get(d, 1) > program.opset_version:
+            raise IRError(f"dtype {d.name} needs opset version {DTYPE_SINCE[d]}, the program "
+                          f"declares {program.opset_version}")
     for e in program.entries.values():
         efn = program.functions.get(e.function)
         if efn is None:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import FormatError
@@ -93,6 +94,12 @@ DTYPES: Mapping[str, np.dtype[Any]] = types.MappingProxyType(
         "int32": np.dtype("<i4"),
         "int64": np.dtype("<i8"),
         "bool": np.dtype("|b1"),
+        # opset 5 (a reader that predates them refuses the names as unknown dtypes)
+        "float16": np.dtype("<f2"),
+        "bfloat16": np.dtype(ml_dtypes.bfloat16),
+        "int8": np.dtype("|i1"),
+        "uint8": np.dtype("|u1"),
+        "int16": np.dtype("<i2"),
     }
 )
 """Stored dtype names and their (little-endian) NumPy dtypes."""
@@ -208,7 +215,8 @@ def _prepare_tensor(name: Any, array: Any) -> tuple[str, str, np.ndarray]:
     matches = [
         (n, d)
         for n, d in DTYPES.items()
-        if array.dtype.kind == d.kind and array.dtype.itemsize == d.itemsize
+        if array.dtype == d
+        or (d.kind != "V" and array.dtype.kind == d.kind and array.dtype.itemsize == d.itemsize)
     ]
     if not matches:
         raise FormatError(

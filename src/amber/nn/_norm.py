@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from .. import _dtype as D
@@ -108,7 +109,7 @@ def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
         raise ShapeError(f"rms_norm: weight has shape {tuple(weight.shape)}, expected {shape}")
     x = _floating(input)
     if eps is None:
-        eps = float(np.finfo(x.dtype.np).eps)
+        eps = float(ml_dtypes.finfo(x.dtype.np).eps)
     axes = tuple(range(x.ndim - k, x.ndim))
     ms = R.reduce_sum(x * x, axes=axes, keepdims=True) / float(math.prod(shape))
     y = x * _F.rsqrt(ms + eps)

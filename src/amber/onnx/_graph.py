@@ -24,8 +24,10 @@ from ..errors import AmberError, CaptureError, UnsupportedError
 from ..tensor import Tensor
 
 ONNX_DTYPES: dict[int, D.DType] = {1: D.float32, 11: D.float64, 6: D.int32, 7: D.int64,
-                                   9: D.bool_}
-"""ONNX ``TensorProto`` data types amber has (float, double, int32, int64, bool)."""
+                                   9: D.bool_, 10: D.float16, 16: D.bfloat16, 3: D.int8,
+                                   2: D.uint8, 5: D.int16}
+"""ONNX ``TensorProto`` data types amber has (float, double, int32, int64, bool, float16,
+bfloat16, int8, uint8, int16)."""
 
 ONNX_OF: dict[str, int] = {d.name: k for k, d in ONNX_DTYPES.items()}
 

@@ -497,7 +497,7 @@ def onnx_dtype(c: Ctx, code: int) -> D.DType:
     dt = ONNX_DTYPES.get(int(code))
     if dt is None:
         raise c.unsupported(f"data type {dtype_name(int(code))} is not supported (amber has "
-                            f"float32, float64, int32, int64 and bool)")
+                            f"{', '.join(d.name for d in D.DTYPES)})")
     return dt
 
 

@@ -296,9 +296,9 @@ def _windows(c: Ctx, x: Tensor, k: list[int], value: float, extra_value: float |
     return views, outs
 
 
-def _pool_input(c: Ctx) -> tuple[Tensor, list[int], bool]:
+def _pool_input(c: Ctx, dtypes: Any = D.FLOATS) -> tuple[Tensor, list[int], bool]:
     x = c.t(0)
-    need(c, x, D.FLOATS)
+    need(c, x, dtypes)
     k = list(c.a("kernel_shape"))
     if len(k) == 1 and x.ndim == 3:
         return _to2d(x), [1, k[0]], True
@@ -325,7 +325,7 @@ def _maxpool(c: Ctx) -> Any:
     order = int(c.a("storage_order", 0))
     if order and not want_indices:
         raise c.unsupported("storage_order = 1 without the Indices output")
-    x, k, one = _pool_input(c)
+    x, k, one = _pool_input(c, D.NUMERIC)  # int8/uint8 (opset 12): padding is INT_MIN
     if one:
         _with_1d(c, ("strides", "dilations", "pads"))
     fast = None if want_indices else _pool_primitive(c, x, k, "max")
@@ -346,7 +346,7 @@ def _pool_primitive(c: Ctx, x: Tensor, k: list[int], kind: str) -> Tensor | None
     """2-D pooling as amber's max_pool2d / avg_pool2d primitive when its attributes fit
     (padding at most half the dilated kernel; average pooling without dilation); None:
     the window composition handles it."""
-    if len(k) != 2 or x.ndim != 4:
+    if len(k) != 2 or x.ndim != 4 or not x.dtype.is_floating:
         return None
     st, dl, lo, hi = _spatial(c, x, k)
     pad = (lo[0], hi[0], lo[1], hi[1])

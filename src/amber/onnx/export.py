@@ -26,6 +26,7 @@ only when a function of this module needs it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,15 @@ import numpy as np
 
 from .. import _dtype as D
 from ..capture.dims import DimExpr, FloorDiv, dim_equal, format_dim
-from ..capture.ir import Function, Node, Program, Value, data_dependent_symbols, format_type
+from ..capture.ir import (
+    Function,
+    Node,
+    Program,
+    Value,
+    computes_wide,
+    data_dependent_symbols,
+    format_type,
+)
 from ..errors import AmberError
 from ..ops._table import REGISTRY
 
@@ -123,7 +132,8 @@ def _import_onnx() -> Any:
     return onnx
 
 
-_ONNX_DTYPE = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9}
+_ONNX_DTYPE = {"float32": 1, "float64": 11, "int32": 6, "int64": 7, "bool": 9,
+               "float16": 10, "bfloat16": 16, "int8": 3, "uint8": 2, "int16": 5}
 """amber dtype name -> onnx.TensorProto data type."""
 
 
@@ -258,6 +268,24 @@ class _Lowering:
             return self.b.op("Reshape", [x, self.b.const(np.array(target, dtype=np.int64))])
         return self.b.op("Reshape", [x, self.shape1(dims)], allowzero=1)
 
+    def _widened(self, node: Node, fn: Any) -> str:
+        """docs/opset.md 1.1.1: the primitive on its compute dtype (float32, int32)
+        between Casts; the result rounded (wrapped) back to the storage dtype."""
+        b = self.b
+        names = []
+        for v in node.inputs:
+            n = self.name(v)
+            if v.dtype in D.COMPUTE:
+                n = b.op("Cast", [n], to=_ONNX_DTYPE[D.COMPUTE[v.dtype].name])
+            names.append(n)
+        wide = Node(node.op, [_wide(v) for v in node.inputs], node.attrs,
+                    [_wide(v) for v in node.outputs])
+        out = fn(self, wide, names)
+        dt = node.output.dtype
+        if dt in D.COMPUTE:
+            out = b.op("Cast", [out], to=_ONNX_DTYPE[dt.name])
+        return out
+
     def fill(self, value: Any, dtype: str) -> str:
         """A scalar constant of amber dtype ``dtype``."""
         return self.b.const(np.array(value, dtype=_np_dtype(dtype)))
@@ -315,7 +343,10 @@ class _Lowering:
                 fn = _LOWER.get(node.op)
                 if fn is None:
                     raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
-                out = fn(self, node, [self.name(v) for v in node.inputs])
+                if computes_wide(node):
+                    out = self._widened(node, fn)
+                else:
+                    out = fn(self, node, [self.name(v) for v in node.inputs])
             self.names[id(node.output)] = out
 
 
@@ -350,8 +381,11 @@ def _counting(program: Program, node: Node) -> tuple[int, int] | None:
 
 
 def _np_dtype(name: str) -> Any:
-    return {"float32": np.float32, "float64": np.float64, "int32": np.int32,
-            "int64": np.int64, "bool": np.bool_}[name]
+    return D.as_dtype(name).np
+
+
+def _wide(v: Value) -> Value:
+    return Value(v.name, dataclasses.replace(v.aval, dtype=D.COMPUTE.get(v.dtype, v.dtype)))
 
 
 # ----------------------------------------------------------------------------- lowerings
@@ -469,12 +503,25 @@ def _lower_cast(L: _Lowering, node: Node, x: list[str]) -> str:
         if src == "bool":
             return b.op("Identity", x)
         return b.op("Not", [b.op("Equal", [x[0], L.fill(0, src)])])
-    if src in ("float32", "float64") and dst in ("int32", "int64"):
-        bits = 32 if dst == "int32" else 64
-        limit = 2.0 ** (bits - 1)
+    if src in ("float16", "bfloat16"):  # exactly float32 first (docs/opset.md 3.5)
+        x = [b.op("Cast", x, to=_ONNX_DTYPE["float32"])]
+        src = "float32"
+        if dst == src:
+            return x[0]
+    if dst in ("float16", "bfloat16") and src not in ("float32", "bool"):
+        x = [b.op("Cast", x, to=_ONNX_DTYPE["float32"])]  # rounded to float32 first
+        src = "float32"
+    if src in ("float32", "float64") and dst in ("int8", "uint8", "int16"):
+        # their limits are exact floats: clamp, then a Cast in range truncates
         info = np.iinfo(_np_dtype(dst))
-        hi = b.op("GreaterOrEqual", [x[0], L.fill(limit, src)])
-        lo = b.op("LessOrEqual", [x[0], L.fill(-limit, src)])
+        safe = b.op("Where", [b.op("IsNaN", x), L.fill(0, src), x[0]])
+        safe = b.op("Max", [b.op("Min", [safe, L.fill(float(info.max), src)]),
+                            L.fill(float(info.min), src)])
+        return b.op("Cast", [safe], to=_ONNX_DTYPE[dst])
+    if src in ("float32", "float64") and D.as_dtype(dst).is_integer:
+        info = np.iinfo(_np_dtype(dst))
+        hi = b.op("GreaterOrEqual", [x[0], L.fill(float(info.max), src)])
+        lo = b.op("LessOrEqual", [x[0], L.fill(float(info.min), src)])
         bad = b.op("Or", [b.op("Or", [hi, lo]), b.op("IsNaN", x)])
         safe = b.op("Where", [bad, L.fill(0, src), x[0]])
         c = b.op("Cast", [safe], to=_ONNX_DTYPE[dst])  # in range: truncation toward zero

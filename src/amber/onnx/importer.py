@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _dtype as D
 from ..capture.ir import TOLERANCE, Port, Program, TestVector, max_error, within_tolerance
 from ..capture.trace import DEFAULT_SIZES, Spec
 from ..errors import ExportError, FormatError, UnsupportedError
@@ -134,7 +135,7 @@ def tensor_array(t: Any, base_dir: str | None, where: str = "") -> np.ndarray:
     if t.data_type not in ONNX_DTYPES:
         raise UnsupportedError(f"{where or 'initializer'} {t.name!r} has data type "
                                f"{dtype_name(t.data_type)}, which amber does not have "
-                               f"(float32, float64, int32, int64, bool)")
+                               f"({', '.join(d.name for d in D.DTYPES)})")
     if t.data_location == onnx.TensorProto.EXTERNAL:
         raw = _external_bytes(t, base_dir)
         dt = ONNX_DTYPES[t.data_type].np
@@ -144,13 +145,17 @@ def tensor_array(t: Any, base_dir: str | None, where: str = "") -> np.ndarray:
                               f"for {n} elements of {dt}")
         return np.frombuffer(raw, dtype=dt.newbyteorder("<")).astype(dt).reshape(
             tuple(t.dims))
-    return np.array(numpy_helper.to_array(t), copy=True)
+    arr = numpy_helper.to_array(t)
+    if arr.dtype != ONNX_DTYPES[t.data_type].np:  # e.g. bfloat16 as raw 16-bit patterns
+        arr = arr.view(ONNX_DTYPES[t.data_type].np) if arr.dtype.itemsize == 2 else \
+            arr.astype(ONNX_DTYPES[t.data_type].np)
+    return np.array(arr, copy=True)
 
 
 def check_array(ctx: Any, arr: np.ndarray) -> np.ndarray:
-    if arr.dtype not in (np.float32, np.float64, np.int32, np.int64, np.bool_):
-        raise ctx.unsupported(f"a constant of dtype {arr.dtype} (amber has float32, float64, "
-                              f"int32, int64 and bool)")
+    if arr.dtype not in D.NP_DTYPES:
+        raise ctx.unsupported(f"a constant of dtype {arr.dtype} (amber has "
+                              f"{', '.join(d.name for d in D.DTYPES)})")
     return arr
 
 
@@ -304,7 +309,7 @@ def from_onnx(model: Any, *, example: Mapping[str, Any] | None = None,
     weights: dict[str, Tensor] = {}
     for t in graph.initializer:
         arr = tensor_array(t, mdir)
-        if arr.dtype.kind == "f":
+        if D.is_floating_np(arr.dtype):
             statics[t.name] = arr
             weights[t.name] = Tensor._wrap(arr)
         else:

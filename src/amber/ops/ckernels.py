@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import from_numpy_dtype
+from .._dtype import DTYPES, FLOATS, from_numpy_dtype
 from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
@@ -62,8 +62,9 @@ that, and below this size NumPy's smaller call overhead wins."""
 
 _MAX_RANK = 32
 _DTYPE_CODES: dict[np.dtype, int] = {
-    np.dtype(d): i for i, d in enumerate(("<f4", "<f8", "<i4", "<i8", "|b1"))}
-_FLOAT_CODES = {np.dtype("<f4"), np.dtype("<f8")}
+    d.np: i for i, d in enumerate(DTYPES)}  # DTYPES is in amber_dtype order
+_FLOAT_CODES = {d.np for d in FLOATS}
+_STRIDED_MATMUL = {np.dtype("<f4"), np.dtype("<f8")}
 
 
 class _Tensor(ctypes.Structure):
@@ -268,7 +269,7 @@ def _run_ctypes(ctx: _Context, op: str, k: int, xs: tuple[np.ndarray, ...],
     """The general path (and the one that words errors): ctypes descriptors; strided
     operands of matmul by strides, of other ops as contiguous copies."""
     strided = False
-    if op == "matmul":
+    if op == "matmul" and out.dtype in _STRIDED_MATMUL:
         xs = tuple(x if _strides_ok(x) else np.ascontiguousarray(x) for x in xs)
         strided = not all(x.flags.c_contiguous for x in xs)
     else:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._dtype import BOOLS, DTYPES, FLOATS, NUMERIC, DType, as_dtype
+from .._dtype import BOOLS, DTYPES, FLOATS, NUMERIC, DType, as_dtype, bfloat16, float16
 from . import _infer as I
 from . import registry as _registry
 from .registry import Aval, Primitive, primitive
@@ -314,6 +314,10 @@ def _(g, out, c, x, y):
             unbroadcast(where(c, z, g), y.shape) if y.requires_grad else None)
 
 
+_NARROW_FLOATS = (float16, bfloat16)
+_WIDE_VIA_F32 = frozenset(d.np for d in _NARROW_FLOATS)
+
+
 def _cast_infer(x: Aval, *, dtype: str) -> Aval:
     return Aval(x.shape, as_dtype(dtype))
 
@@ -347,13 +351,17 @@ def relu_eager(x: Any) -> Any:
 
 
 @primitive("cast", infer=_cast_infer, attrs={"dtype": "dtype"}, dtypes=DTYPES,
-           doc_out="`dtype`")
+           doc_out="`dtype`", any_dtype=True)
 @_quiet
 def cast(x: np.ndarray, *, dtype: str) -> np.ndarray:
     """Convert to ``dtype``. float -> int truncates toward zero, NaN becomes 0 and values
     beyond the target range saturate; anything -> bool is ``x != 0`` (NaN is true);
     bool -> number is 0 or 1."""
     target: DType = as_dtype(dtype)
+    # NOTE: float16/bfloat16 go through float32 both ways (exact from them; to them one
+    # more rounding for float64/int32/int64 sources, as PyTorch and ml_dtypes do)
+    if x.dtype in _WIDE_VIA_F32 or (target in _NARROW_FLOATS and x.dtype != np.bool_):
+        x = x.astype(np.float32)
     if x.dtype.kind == "f" and target.is_integer:
         info = np.iinfo(target.np)  # type: ignore[type-var]
         t = np.trunc(x)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._dtype import DType, from_numpy_dtype
+from .._dtype import COMPUTE, DType, from_numpy_dtype
 from ..errors import AmberError, DTypeError, ShapeError
 from . import _table
 
@@ -61,7 +61,8 @@ class Primitive:
     runtime and docs/opset.md need, and the test tables read it from here."""
 
     __slots__ = ("name", "impl", "eager", "infer", "vjp", "attrs", "doc", "n_inputs",
-                 "dtypes", "accuracy", "onnx", "since", "c", "doc_dtypes", "doc_out")
+                 "dtypes", "accuracy", "onnx", "since", "c", "doc_dtypes", "doc_out",
+                 "any_dtype")
 
     def __init__(
         self,
@@ -92,6 +93,7 @@ class Primitive:
         self.c: tuple[str, str] | None = sc.get("c")  # C (infer, kernel); None: by kind
         self.doc_dtypes: str | None = sc.get("doc_dtypes")  # docs/opset.md overrides
         self.doc_out: str | None = sc.get("doc_out")
+        self.any_dtype = False  # True: takes storage dtypes as they are (see primitive())
 
     @property
     def kind(self) -> str:
@@ -114,12 +116,60 @@ class Primitive:
 REGISTRY: dict[str, Primitive] = _table.REGISTRY  # (a leaf module: see _table.py)
 
 
+_COMPUTE_NP: dict[np.dtype, np.dtype] = {d.np: c.np for d, c in COMPUTE.items()}
+
+
+def _run_wide(impl: Callable[..., np.ndarray], xs: Sequence[np.ndarray],
+              attrs: dict[str, Any]) -> np.ndarray:
+    narrow = next(x.dtype for x in xs if x.dtype in _COMPUTE_NP)
+    out = impl(*(x.astype(_COMPUTE_NP[x.dtype]) if x.dtype in _COMPUTE_NP else x
+                 for x in xs), **attrs)
+    if out.dtype != _COMPUTE_NP[narrow]:
+        return out
+    with np.errstate(over="ignore"):  # float16 overflow is inf, as specified
+        return out.astype(narrow)
+
+
+def computed_wide(impl: Callable[..., np.ndarray], n_inputs: int | None = None,
+                  has_attrs: bool = True) -> Callable[..., np.ndarray]:
+    """``impl`` with opset 5's rule for storage dtypes: operands of float16/bfloat16
+    (int8/uint8/int16) are widened to float32 (int32), ``impl`` runs, and a result of the
+    wide dtype is rounded to nearest-even (wrapped) back to the operands' dtype.
+
+    NOTE: on every eager op's path, so the common case costs one attribute test per
+    operand: the storage dtypes are exactly the non-bool dtypes narrower than 4 bytes."""
+    kernel: Callable[..., np.ndarray]
+    if n_inputs == 1 and not has_attrs:
+        def kernel1(x: np.ndarray) -> np.ndarray:
+            if x.itemsize < 4 and x.dtype.kind != "b":
+                return _run_wide(impl, (x,), {})
+            return impl(x)
+        kernel = kernel1
+    elif n_inputs == 2 and not has_attrs:
+        def kernel2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            if (x.itemsize < 4 and x.dtype.kind != "b") or \
+                    (y.itemsize < 4 and y.dtype.kind != "b"):
+                return _run_wide(impl, (x, y), {})
+            return impl(x, y)
+        kernel = kernel2
+    else:
+        def kernel_n(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
+            for x in xs:
+                if x.itemsize < 4 and x.dtype.kind != "b":
+                    return _run_wide(impl, xs, attrs)
+            return impl(*xs, **attrs)
+        kernel = kernel_n
+    kernel.__doc__ = impl.__doc__
+    kernel.__wrapped__ = impl  # type: ignore[attr-defined,union-attr]
+    return kernel
+
+
 def primitive(
     name: str, *, infer: InferFn, attrs: dict[str, str] | None = None,
     n_inputs: int | None = 1, dtypes: tuple[DType, ...] | None = None,
     accuracy: str = "exact", onnx: str | None = None, since: int = 1,
     c: tuple[str, str] | None = None, doc_dtypes: str | None = None,
-    doc_out: str | None = None,
+    doc_out: str | None = None, any_dtype: bool = False,
 ) -> Callable[[Callable[..., np.ndarray]], Primitive]:
     """Decorator: register the NumPy kernel below it as primitive ``name``.
 
@@ -130,14 +180,19 @@ def primitive(
     version that introduced it; ``c``: its C ``(infer, kernel)`` functions when they are
     not the elementwise ones (``infer_unary``/``k_unary``, ...) or
     ``infer_<name>``/``k_<name>``; ``doc_dtypes``/``doc_out``: the dtype and output
-    columns of docs/opset.md's summary when the default wording does not fit."""
+    columns of docs/opset.md's summary when the default wording does not fit. The kernel
+    computes storage dtypes (float16, ...) in their compute dtype (:func:`computed_wide`)
+    unless ``any_dtype`` says it handles every dtype itself (casts, data movement)."""
 
     def register(impl: Callable[..., np.ndarray]) -> Primitive:
         if name in REGISTRY:
             raise AmberError(f"primitive {name!r} registered twice")
         schema = {"dtypes": dtypes, "accuracy": accuracy, "onnx": onnx, "since": since,
                   "c": c, "doc_dtypes": doc_dtypes, "doc_out": doc_out}
+        if not any_dtype:
+            impl = computed_wide(impl, n_inputs, bool(attrs))
         p = Primitive(name, impl, infer, dict(attrs or {}), n_inputs, schema)
+        p.any_dtype = any_dtype
         REGISTRY[name] = p
         return p
 

@@ -34,7 +34,8 @@ def _reshape_infer(x: Aval, *, shape: tuple) -> Aval:
     return Aval(shape, x.dtype)
 
 
-@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"}, dtypes=DTYPES)
+@primitive("reshape", infer=_reshape_infer, attrs={"shape": "dim[]"}, dtypes=DTYPES,
+           any_dtype=True)
 def reshape(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Same elements in row-major order, new shape (same element count)."""
     return np.asarray(x).reshape(tuple(shape))
@@ -56,7 +57,8 @@ def _transpose_infer(x: Aval, *, perm: tuple[int, ...]) -> Aval:
     return Aval(tuple(x.shape[p] for p in perm), x.dtype)
 
 
-@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"}, dtypes=DTYPES)
+@primitive("transpose", infer=_transpose_infer, attrs={"perm": "int[]"}, dtypes=DTYPES,
+           any_dtype=True)
 def transpose(x: np.ndarray, *, perm: tuple[int, ...]) -> np.ndarray:
     """Permute dimensions: output dim i is input dim perm[i]."""
     return np.asarray(x).transpose(tuple(perm))
@@ -85,7 +87,7 @@ def _broadcast_infer(x: Aval, *, shape: tuple) -> Aval:
 
 
 @primitive("broadcast_to", infer=_broadcast_infer, attrs={"shape": "dim[]"},
-           dtypes=DTYPES)
+           dtypes=DTYPES, any_dtype=True)
 def broadcast_to(x: np.ndarray, *, shape: tuple) -> np.ndarray:
     """Repeat size-1 (and missing leading) dims to ``shape`` (NumPy rules)."""
     shape = tuple(shape)
@@ -135,7 +137,7 @@ def _slice_infer(x: Aval, *, starts: tuple, stops: tuple, steps: tuple) -> Aval:
 _SLICE = {"starts": "int[]", "stops": "int[]", "steps": "int[]"}
 
 
-@primitive("slice", infer=_slice_infer, attrs=_SLICE, dtypes=DTYPES)
+@primitive("slice", infer=_slice_infer, attrs=_SLICE, dtypes=DTYPES, any_dtype=True)
 def slice_(x: np.ndarray, *, starts: tuple, stops: tuple, steps: tuple) -> np.ndarray:
     """x[starts[i]:stops[i]:steps[i]] on every dim (0 <= start <= stop <= size, step >= 1)."""
     return x[tuple(slice(a, b, s) for a, b, s in zip(starts, stops, steps, strict=True))]
@@ -170,7 +172,7 @@ def _pad_infer(x: Aval, *, lo: tuple, hi: tuple, interior: tuple, value: float) 
 
 @primitive("pad", infer=_pad_infer,
            attrs={"lo": "int[]", "hi": "int[]", "interior": "int[]", "value": "float"},
-           dtypes=DTYPES)
+           dtypes=DTYPES, any_dtype=True)
 def pad(x: np.ndarray, *, lo: tuple, hi: tuple, interior: tuple, value: float) -> np.ndarray:
     """Insert ``lo``/``hi`` elements of ``value`` before/after each dim and ``interior``
     elements between neighbours (``value`` is a float64 converted to x's dtype by the rules
@@ -218,7 +220,7 @@ def _concat_infer(*xs: Aval, axis: int) -> Aval:
 
 
 @primitive("concat", infer=_concat_infer, attrs={"axis": "int"}, n_inputs=None,
-           dtypes=DTYPES)
+           dtypes=DTYPES, any_dtype=True)
 def concat(*xs: np.ndarray, axis: int) -> np.ndarray:
     """Join tensors of one dtype along ``axis``; other dims must agree."""
     return np.concatenate(xs, axis=axis)
@@ -255,7 +257,7 @@ def _check_index(op: str, idx: np.ndarray, n: int) -> np.ndarray:
 
 
 @primitive("take", infer=_take_infer, attrs={"axis": "int"}, n_inputs=2, dtypes=DTYPES,
-           doc_dtypes="x any; idx int")
+           doc_dtypes="x any; idx int", any_dtype=True)
 def take(x: np.ndarray, idx: np.ndarray, *, axis: int) -> np.ndarray:
     """Gather along ``axis``: out[..., j..., ...] = x[..., idx[j...], ...]. Negative
     indices count from the end; an index outside [-n, n) is an error."""

@@ -312,7 +312,7 @@ def cases() -> list[Case]:
     bad("entry_name_empty", with_entries(ta, dict(tb, name="")), "empty")
     bad("entry_name_nul", with_entries(ta, dict(tb, name="b\u0000")), "u+0000")
     bad("duplicate_tensor_name", with_entries(ta, dict(tb, name="a")), "duplicate tensor name")
-    bad("unknown_dtype", with_entries(ta, dict(tb, dtype="float16")), "unknown dtype")
+    bad("unknown_dtype", with_entries(ta, dict(tb, dtype="uint16")), "unknown dtype")
     bad("dtype_not_string", with_entries(ta, dict(tb, dtype=8)), "unknown dtype")
     bad("shape_not_array", with_entries(ta, dict(tb, shape=3)), "shape must be an array")
     bad("dim_negative", with_entries(ta, dict(tb, shape=[-3])), "negative")

@@ -355,12 +355,23 @@ class Module:
         dt = D.as_dtype(dtype)
         if not dt.is_floating:
             raise D.DTypeError(f"Module.to: only floating dtypes are allowed, got {dt.name}")
+        def cast(a: np.ndarray) -> np.ndarray:  # am.cast's rule: float16 through float32
+            return (a.astype(np.float32) if dt in D.COMPUTE else a).astype(dt.np)
+
         for t in list(self.parameters()) + list(self.buffers()):
             if t.dtype.is_floating and t.dtype is not dt:
-                t._data = t.detach().numpy().astype(dt.np)
+                t._data = cast(t.detach().numpy())
                 if t.grad is not None:
-                    t.grad = Tensor._wrap(t.grad.numpy().astype(dt.np))
+                    t.grad = Tensor._wrap(cast(t.grad.numpy()))
         return self
+
+    def half(self) -> Module:
+        """Convert floating parameters and buffers to float16."""
+        return self.to(D.float16)
+
+    def bfloat16(self) -> Module:
+        """Convert floating parameters and buffers to bfloat16."""
+        return self.to(D.bfloat16)
 
     def float(self) -> Module:
         """Convert floating parameters and buffers to float32."""
