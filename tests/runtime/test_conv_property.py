@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi import Tensor, from_numpy, load
+from helpers.capi import Tensor, from_numpy, load
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kernel_cases import compare
