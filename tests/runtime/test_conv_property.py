@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.capi import Tensor, from_numpy, load
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kernel_cases import compare
 
 from amber.ops import REGISTRY
+from helpers.capi import Tensor, from_numpy, load
 
 
 @pytest.fixture(scope="module")
