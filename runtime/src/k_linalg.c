@@ -398,7 +398,10 @@ CONV_KERNELS(f64, double)
                                                ld, false)                                  \
                     : am_gemm_##SUF(ctx, g->o, ld, c.K, w, c.K, 1, c.cols, ld, 1, c.prod, ld, \
                                     false);                                                \
-            if (st == AMBER_OK) chunk_copy_##SUF(g, &c, y, n0, cnt, true);                 \
+            if (st != AMBER_OK) break;                                                     \
+            chunk_copy_##SUF(g, &c, y, n0, cnt, true);                                     \
+            for (int64_t i = 0; ctx->epi && i < cnt; i++) /* a fused epilogue, per image */ \
+                am_epi_apply(ctx->epi, n0 + i, 0, g->o, 0, c.L);                           \
         }                                                                                  \
         return st;                                                                         \
     }                                                                                      \
