@@ -1092,17 +1092,22 @@ def _linear_attention(c: Ctx) -> Any:
             gating != c.has(4) or delta != c.has(5) or q.ndim != 3:
         raise c.unsupported(f"LinearAttention update_rule {rule!r} with q_num_heads {hq}, "
                             f"kv_num_heads {hkv} and these inputs")
+    out_dt = q.dtype
+    if q.dtype.name in ("float16", "bfloat16"):  # as the reference: the recurrence in float32
+        q, k, v = (_F.cast(t, D.float32) for t in (q, k, v))
     b, dk, dv = q.shape[0], q.shape[2] // hq, v.shape[2] // hkv
     group = hq // hkv
     scale = float(c.a("scale", 0.0)) or 1.0 / math.sqrt(dk)
     xs: list[Tensor] = [_time_major(q, hq), _time_major(k, hkv), _time_major(v, hkv)]
     if gating:
-        xs.append(_time_major(c.t(4), hkv))  # (T, B, Hkv, 1 or dk)
+        xs.append(_time_major(_F.cast(c.t(4), q.dtype), hkv))  # (T, B, Hkv, 1 or dk)
     if delta:
-        beta = c.t(5)
+        beta = _F.cast(c.t(5), q.dtype)
         xs.append(S.transpose(_F.reshape_exact(beta, tuple(beta.shape) + (1,)),
                               perm=(1, 0, 2, 3)))  # (T, B, Hkv or 1, 1)
-    state0 = c.t(3) if c.has(3) else S.broadcast_to(sc(0, q.dtype), shape=(b, hkv, dk, dv))
+    state_dt = c.t(3).dtype if c.has(3) else out_dt
+    state0 = _F.cast(c.t(3), q.dtype) if c.has(3) else S.broadcast_to(
+        sc(0, q.dtype), shape=(b, hkv, dk, dv))
 
     def step(state: Tensor, x: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         qt, kt, vt = x[0], x[1], x[2]
@@ -1119,7 +1124,8 @@ def _linear_attention(c: Ctx) -> Any:
 
     state, ys = scan(step, state0, tuple(xs))
     out = S.transpose(ys, perm=(1, 0, 2, 3))  # (B, T, Hq, dv)
-    return _F.reshape_exact(out, (b, out.shape[1], hq * dv)), state
+    out = _F.reshape_exact(out, (b, out.shape[1], hq * dv))
+    return _F.cast(out, out_dt), _F.cast(state, state_dt)
 
 
 @op("Det", since=11, notes="Gaussian elimination with partial pivoting over a static size")

@@ -845,7 +845,7 @@ def _bit_shift(c: Ctx) -> Tensor:
     if signed:
         ok = E.logical_and(E.ge(y, zero), ok)
     k = E.where(ok, y, zero)
-    power = S.take(Tensor._wrap(_powers(dt.name, bits)), k, axis=0)  # 2**k
+    power = S.take(Tensor._wrap(_powers(dt.name, bits)), _F.cast(k, D.int64), axis=0)  # 2**k
     if c.a("direction") == "LEFT":
         return E.where(ok, E.mul(x, power), zero)
     if not signed:

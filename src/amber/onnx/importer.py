@@ -32,6 +32,7 @@ from . import (  # noqa: F401  (the op table)
     _ops_control,
     _ops_elementwise,
     _ops_nn,
+    _ops_quant,
     _ops_resize,
     _ops_rnn,
     _ops_sample,
