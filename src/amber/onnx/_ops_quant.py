@@ -107,27 +107,34 @@ def _dynamic_quantize_linear(c: Ctx) -> Any:
     return quantize(x, safe, point, D.uint8), scale, point
 
 
+def _int8_operands(c: Ctx, *xs: Tensor) -> None:
+    for t in xs:
+        if t.dtype.name not in ("int8", "uint8"):
+            raise c.unsupported(f"{c.node.op_type} of {t.dtype.name} (int8 and uint8)")
+
+
+def _requantize(c: Ctx, acc: Tensor, scales: tuple[int, int, int], w_scale_per_row: bool,
+                zero: int, default: D.DType) -> Tensor:
+    """saturate(round(acc * (s_a * s_b / s_y)) + zero), the factor in float32 and the rest
+    in float64, as the reference computes it."""
+    sa, sb, sy = (_F.cast(c.t(i), D.float32) for i in scales)
+    if w_scale_per_row and sb.ndim == 1 and sb.shape[0] != 1:
+        sb = _F.reshape_exact(sb, (1, sb.shape[0]) + (1,) * (acc.ndim - 2))
+    y = E.mul(acc, _F.cast(E.div(E.mul(sa, sb), sy), D.float64))
+    out = c.t(zero).dtype if c.has(zero) else default
+    if c.has(zero):
+        y = E.add(y, _F.cast(c.t(zero), D.float64))
+    lo, hi = _limits(out)
+    return _F.cast(_F.round(_F.clamp(y, lo, hi)), out)
+
+
 @op("QLinearMatMul", since=10, notes="int8 and uint8; the integer product exact (in "
                                      "float64), rescaled as the reference does")
 def _qlinear_matmul(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(3)
-    for t in (a, b):
-        if t.dtype.name not in ("int8", "uint8"):
-            raise c.unsupported(f"QLinearMatMul of {t.dtype.name} (int8 and uint8)")
-
-    def centred(x: Tensor, zero: int) -> Tensor:
-        v = _F.cast(x, D.float64)
-        return E.sub(v, _F.cast(c.t(zero), D.float64)) if c.has(zero) else v
-
-    product = _F.matmul(centred(a, 2), centred(b, 5))  # exact: integer sums below 2**53
-    factor = E.div(E.mul(_F.cast(c.t(1), D.float32), _F.cast(c.t(4), D.float32)),
-                   _F.cast(c.t(6), D.float32))
-    y = E.mul(product, _F.cast(factor, D.float64))
-    out = c.t(7).dtype if c.has(7) else a.dtype
-    if c.has(7):
-        y = E.add(y, _F.cast(c.t(7), D.float64))
-    lo, hi = _limits(out)
-    return _F.cast(_F.clamp(_F.round(y), lo, hi), out)
+    _int8_operands(c, a, b)
+    product = _F.matmul(_centred(c, a, 2), _centred(c, b, 5))  # integer sums below 2**53
+    return _requantize(c, product, (1, 4, 6), False, 7, a.dtype)
 
 
 def _centred(c: Ctx, x: Tensor, zero: int, per_row: bool = False) -> Tensor:
@@ -146,9 +153,7 @@ def _centred(c: Ctx, x: Tensor, zero: int, per_row: bool = False) -> Tensor:
                                      "float64)")
 def _matmul_integer(c: Ctx) -> Tensor:
     a, b = c.t(0), c.t(1)
-    for t in (a, b):
-        if t.dtype.name not in ("int8", "uint8"):
-            raise c.unsupported(f"MatMulInteger of {t.dtype.name} (int8 and uint8)")
+    _int8_operands(c, a, b)
     return _F.cast(_F.matmul(_centred(c, a, 2), _centred(c, b, 3)), D.int32)
 
 
@@ -165,16 +170,7 @@ def _qlinear_conv(c: Ctx) -> Tensor:
                    groups=int(c.a("group", 1)))
     if c.has(8):
         acc = E.add(acc, _F.reshape_exact(_F.cast(c.t(8), D.float64), (1, -1, 1, 1)))
-    w_scale = _F.cast(c.t(4), D.float32)
-    if w_scale.ndim == 1 and w_scale.shape[0] != 1:
-        w_scale = _F.reshape_exact(w_scale, (1, w_scale.shape[0], 1, 1))
-    factor = E.div(E.mul(_F.cast(c.t(1), D.float32), w_scale), _F.cast(c.t(6), D.float32))
-    y = E.mul(acc, _F.cast(factor, D.float64))
-    out = c.t(7).dtype if c.has(7) else x.dtype
-    if c.has(7):
-        y = E.add(y, _F.cast(c.t(7), D.float64))
-    lo_q, hi_q = _limits(out)
-    return _F.cast(_F.round(_F.clamp(y, lo_q, hi_q)), out)
+    return _requantize(c, acc, (1, 4, 6), True, 7, x.dtype)
 
 
 @op("ConvInteger", since=10, notes="2-D, int8 and uint8 to int32 (exact in float64)")
