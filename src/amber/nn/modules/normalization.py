@@ -45,6 +45,26 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
 
+def _channel_state(m: Module, num_features: int, affine: bool, track: bool,
+                   dtype: Any) -> None:
+    """Batch and instance norm's per-channel ``weight``/``bias`` (ones, zeros) and running
+    statistics with their counter, or None for each, as PyTorch registers them."""
+    if affine:
+        m.weight = Parameter(ones(num_features, dtype=dtype))
+        m.bias = Parameter(zeros(num_features, dtype=dtype))
+    else:
+        m.register_parameter("weight", None)
+        m.register_parameter("bias", None)
+    if track:
+        m.register_buffer("running_mean", zeros(num_features, dtype=dtype))
+        m.register_buffer("running_var", ones(num_features, dtype=dtype))
+        m.register_buffer("num_batches_tracked", tensor(0, dtype="int64"))
+    else:
+        m.register_buffer("running_mean", None)
+        m.register_buffer("running_var", None)
+        m.register_buffer("num_batches_tracked", None)
+
+
 class _BatchNorm(Module):
     _ranks: tuple[int, ...] = ()
     _what = ""
@@ -58,20 +78,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
-            self.bias = Parameter(zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype="int64"))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _channel_state(self, num_features, affine, track_running_stats, dtype)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, counter 0."""
@@ -160,20 +167,7 @@ class _InstanceNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
-            self.bias = Parameter(zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype="int64"))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _channel_state(self, num_features, affine, track_running_stats, dtype)
 
     def forward(self, input: Any) -> Any:
         name = type(self).__name__
