@@ -167,14 +167,7 @@ def _record(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...], out: A
 
     def vjp(g: Tensor, _out: Tensor, *_inputs: Tensor) -> tuple[Any, ...]:
         grads: list[Any] = [None] * len(outs)
-        if len(diff) == 1:
-            grads[diff[0]] = g
-        else:
-            off = 0
-            for i, shape in zip(diff, shapes, strict=True):
-                n = int(np.prod(shape, dtype=np.int64))
-                grads[i] = _part(g, off, n, shape)
-                off += n
+        _unpack(g, diff, shapes, grads)
         got = cls.backward(ctx, *grads)
         got = got if isinstance(got, tuple) else (got,)
         if len(got) < len(args) or any(x is not None for x in got[len(args):]):
@@ -191,20 +184,22 @@ def _record(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...], out: A
         hidden = _wrap_array(np.concatenate([a.reshape(-1) for a in arrays]))
     hidden.requires_grad = True
     hidden._node = Node(prim, inputs, {}, hidden)
-    if len(diff) == 1:
-        outs[diff[0]] = hidden
-    else:
-        off = 0
-        for i, shape in zip(diff, shapes, strict=True):
-            n = int(np.prod(shape, dtype=np.int64))
-            outs[i] = _part(hidden, off, n, shape)
-            off += n
+    _unpack(hidden, diff, shapes, outs)
     return outs[0] if single else tuple(outs)
 
 
-def _part(flat: Tensor, off: int, n: int, shape: tuple[int, ...]) -> Tensor:
-    piece = S.slice_(flat, starts=(off,), stops=(off + n,), steps=(1,))
-    return S.reshape(piece, shape=tuple(shape))
+def _unpack(packed: Tensor, diff: list[int], shapes: list[tuple[int, ...]],
+            into: list[Any]) -> None:
+    """into[diff[k]] = the k-th output's part of ``packed`` (itself for a single one)."""
+    if len(diff) == 1:
+        into[diff[0]] = packed
+        return
+    off = 0
+    for i, shape in zip(diff, shapes, strict=True):
+        n = int(np.prod(shape, dtype=np.int64))
+        piece = S.slice_(packed, starts=(off,), stops=(off + n,), steps=(1,))
+        into[i] = S.reshape(piece, shape=tuple(shape))
+        off += n
 
 
 def _refuse_gradient(cls: type[Function], ctx: FunctionCtx, args: tuple[Any, ...],
