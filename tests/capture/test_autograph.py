@@ -388,3 +388,22 @@ def test_other_uses_of_a_grown_list_are_refused() -> None:
         return x * len(hs)
 
     refused(f, am.spec(3), marker="grown", why="can only be passed to am.stack or am.cat")
+
+
+def test_defaults_bound_in_a_loop_keep_their_values(tmp_path) -> None:
+    # ``def f(x, scale=scale)`` inside a loop: the default names a local of the
+    # enclosing function, which the converted copy must not evaluate again
+    made = []
+    for scale in (2.0, 3.0):
+        layer = nn.Linear(3, 3)
+
+        def fn(x, scale: float = scale, layer: nn.Module = layer, *, shift=scale + 1):
+            return layer(x) * scale + shift
+
+        made.append((fn, scale))
+    x = np.ones((2, 3), F32)
+    for fn, scale in made:
+        model = exported(fn, am.spec(2, 3), tmp_path=tmp_path)
+        with am.no_grad():
+            same(model, fn, x)
+

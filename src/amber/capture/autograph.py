@@ -483,6 +483,7 @@ class _NotConvertible(Exception):
 def _transform(fn: types.FunctionType) -> types.CodeType:
     node, filename, first = _source(fn)
     node.decorator_list = []
+    _drop_defaults(node.args)
     conv = _Converter(filename, first)
     node.body = conv.lower_loop_else(node.body)  # before the locals are listed below
     body = conv.fold_returns(node.body)
@@ -511,6 +512,17 @@ def _transform(fn: types.FunctionType) -> types.CodeType:
     code = compile(module, filename, "exec")
     factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
     return _renamed(factory_code, f"{AG}_factory.<locals>.{AG}_converted", fn.__qualname__)
+
+
+def _drop_defaults(args: ast.arguments) -> None:
+    """Blank the default values of a converted ``def``.
+
+    NOTE: they are evaluated where the ``def`` runs, which for the converted copy is the
+    factory, not the user's scope (``def f(x, m=m)`` in a loop names a local the factory
+    lacks); ``convert`` gives the copy the original's already-evaluated values instead.
+    (Annotations are never evaluated: this module compiles with postponed annotations.)"""
+    args.defaults = [ast.Constant(None) for _ in args.defaults]
+    args.kw_defaults = [None if d is None else ast.Constant(None) for d in args.kw_defaults]
 
 
 def _renamed(code: types.CodeType, old: str, new: str) -> types.CodeType:
