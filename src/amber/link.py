@@ -22,7 +22,6 @@ import numpy as np
 
 from .capture.dims import DimExpr, is_symbol_name
 from .capture.ir import (
-    TOLERANCE,
     EntryPoint,
     Function,
     Node,
@@ -31,6 +30,7 @@ from .capture.ir import (
     TestVector,
     Value,
     max_error,
+    vector_tolerance,
     within_tolerance,
 )
 from .errors import AmberError, LinkError
@@ -423,7 +423,7 @@ def _prove(program: Program, entry: EntryPoint, models: Mapping[str, Model],
         if check:
             got = interp.run(entry.name, **inputs)
             for port, g, w in zip(entry.outputs, got, want):
-                rtol, atol = TOLERANCE[port.dtype.name]
+                rtol, atol = vector_tolerance(port.dtype.name, w)
                 if g.dtype != w.dtype or not within_tolerance(g, w, rtol, atol):
                     raise LinkError(f"the linked program's output {port.name!r} differs from "
                                     f"running the models one after the other (max error "
@@ -436,7 +436,8 @@ def _prove(program: Program, entry: EntryPoint, models: Mapping[str, Model],
         vectors.append(TestVector(
             entry.name, inputs, {p.name: np.array(w, copy=True)
                                  for p, w in zip(entry.outputs, want)},
-            {p.name: TOLERANCE[p.dtype.name] for p in entry.outputs}, dims))
+            {p.name: vector_tolerance(p.dtype.name, w) for p, w in zip(entry.outputs, want)},
+            dims))
     return vectors
 
 

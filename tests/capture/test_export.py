@@ -7,6 +7,7 @@ import pytest
 
 import amber as am
 from amber import nn
+from amber.capture.ir import vector_tolerance
 
 
 def test_module_parameters_and_buffers_become_named_weights():
@@ -146,7 +147,7 @@ def test_proof_stores_test_vectors():
     assert dims == [{"batch": 4}, {"batch": 6}, {"batch": 9}]
     for tv in p.test_vectors:
         np.testing.assert_allclose(tv.outputs["output"], np.tanh(tv.inputs["x"]), rtol=1e-6)
-        assert tv.tolerance["output"] == am.capture.TOLERANCE["float32"]
+        assert tv.tolerance["output"] == vector_tolerance("float32", tv.outputs["output"])
 
 
 def test_proof_uses_example_inputs_for_static_exports():
@@ -296,3 +297,29 @@ def test_like_constructors_keep_symbolic_shapes() -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     out = Interpreter(program).run("forward", x)[0]
     np.testing.assert_array_equal(out, np.full((2, 3), 5, np.float32))
+
+
+def test_a_long_float32_reduction_exports_and_verifies(tmp_path) -> None:
+    # a 16384-term dot product summed in another order than eager's differs by ~1e-4
+    # near zero outputs: the proof bounds each element relative to the output's scale
+    rng = np.random.default_rng(0)
+    w = am.tensor(rng.standard_normal((16384, 16)).astype(np.float32))
+    exported = am.export(lambda x: x @ w, am.spec(64, 16384))
+    (vector, *_) = exported.test_vectors
+    rtol, atol = vector.tolerance["output"]
+    scale = float(np.abs(vector.outputs["output"]).max())
+    assert rtol == 1e-4 and atol == pytest.approx(rtol * scale)
+    path = tmp_path / "long_sum.amber"
+    exported.save(path)
+    assert all(r.ok for r in am.load(path).verify())
+
+
+def test_vector_tolerance_is_the_dtype_tolerance_with_a_normwise_floor() -> None:
+    from amber.capture.ir import TOLERANCE
+
+    small = np.array([1e-3, -2e-3], np.float32)
+    assert vector_tolerance("float32", small) == TOLERANCE["float32"]
+    big = np.array([np.inf, np.nan, -300.0, 1.0], np.float32)
+    assert vector_tolerance("float32", big) == pytest.approx((1e-4, 3e-2))
+    assert vector_tolerance("int32", np.array([10**6], np.int32)) == (0.0, 0.0)
+    assert vector_tolerance("float64", np.zeros((0, 3))) == TOLERANCE["float64"]

@@ -288,6 +288,24 @@ TOLERANCE: dict[str, tuple[float, float]] = {
 }
 
 
+def vector_tolerance(dtype: str, want: Any) -> tuple[float, float]:
+    """The (rtol, atol) amber writes for one test-vector output (docs/format.md, "Test
+    vectors"): the dtype's :data:`TOLERANCE`, with atol raised to rtol times the output's
+    largest finite magnitude.
+
+    NOTE: a long float sum (a 1024-term dot product) summed in another order differs by
+    far more than the fixed atol where the output is near zero; the floor bounds every
+    element's error relative to the output's scale, as BLAS tests do (normwise)."""
+    rtol, atol = TOLERANCE[dtype]
+    w = np.asarray(want)
+    if rtol and w.size:
+        mag = np.abs(w.astype(np.float64))
+        mag = mag[np.isfinite(mag)]
+        if mag.size:
+            atol = max(atol, float(rtol * mag.max()))
+    return rtol, atol
+
+
 def max_error(got: np.ndarray, want: np.ndarray) -> float:
     """Largest |got - want| (0 where both are the same NaN/inf; inf on a shape/kind
     mismatch or a NaN/inf in one only)."""

@@ -31,7 +31,6 @@ from ..ops.registry import Aval, Primitive, TraceHooks
 from ..tensor import Tensor
 from .dims import DimExpr, format_dim, free_symbols, is_symbol_name, symbol
 from .ir import (
-    TOLERANCE,
     EntryPoint,
     Function,
     Node,
@@ -42,6 +41,7 @@ from .ir import (
     bound_symbol,
     format_type,
     max_error,
+    vector_tolerance,
     within_tolerance,
 )
 from .passes import optimize
@@ -694,8 +694,7 @@ def prove(program: Program, fn: Any, args: Sequence[Any], entry: EntryPoint,
                               f"{len(got)}")
         tol = {}
         for port, g, w in zip(entry.outputs, got, want):
-            rtol, atol = TOLERANCE[port.dtype.name]
-            tol[port.name] = (rtol, atol)
+            rtol, atol = tol[port.name] = vector_tolerance(port.dtype.name, w)
             if w.dtype != g.dtype:
                 raise ExportError(f"{where}: output {port.name!r} is {w.dtype} in eager but "
                                   f"{g.dtype} in the captured program")

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from .. import _dtype as D
-from ..capture.ir import TOLERANCE, Port, Program, TestVector, max_error, within_tolerance
+from ..capture.ir import (
+    Port,
+    Program,
+    TestVector,
+    max_error,
+    vector_tolerance,
+    within_tolerance,
+)
 from ..capture.trace import DEFAULT_SIZES, Spec
 from ..errors import ExportError, FormatError, UnsupportedError
 from ..tensor import Tensor
@@ -420,8 +427,7 @@ def prove(program: Program, proto: Any, base_dir: str | None,
         tol = {}
         for port, g, w, on in zip(ep.outputs, got, want, out_names):
             w = np.asarray(w)
-            rtol, atol = TOLERANCE[port.dtype.name]
-            tol[port.name] = (rtol, atol)
+            rtol, atol = tol[port.name] = vector_tolerance(port.dtype.name, w)
             g = np.asarray(g)
             if w.dtype != g.dtype or not within_tolerance(g, w, rtol, atol):
                 where = f" with {env}" if env else " on the example inputs"
