@@ -454,3 +454,76 @@ def test_where_gradients_with_broadcasting(shapes: Any, seed: int) -> None:
     c = rng.random(sc) < 0.5
     check_grad(lambda x, y: REGISTRY["where"](am.tensor(c), x, y),
                [rng.standard_normal(sx), rng.standard_normal(sy)])
+
+
+# --------------------------------------------------------------------------- storage dtypes
+
+STORAGE = {"float16": "float32", "bfloat16": "float32", "int8": "int32", "uint8": "int32",
+           "int16": "int32"}
+"""Each opset-5 storage dtype and the dtype its ops compute in (docs/opset.md 1.1.1)."""
+
+
+def storage_arrays(dtype: str, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """Arrays of a storage dtype, drawn in its compute dtype and rounded (or wrapped)."""
+    wide = STORAGE[dtype]
+    return arrays(wide, shape).map(lambda a: storage_cast(a, dtype))
+
+
+def storage_cast(a: np.ndarray, dtype: str) -> np.ndarray:
+    """The single rounding (floats) or two's-complement wrap (integers) to ``dtype``."""
+    dt = am.as_dtype(dtype).np
+    if np.dtype(a.dtype).kind in "iu" and np.dtype(dt).kind in "iu":
+        return a.astype(np.int64).astype(dt)  # NumPy wraps integer narrowing
+    with np.errstate(over="ignore"):
+        return a.astype(dt)
+
+
+@st.composite
+def storage_binary_case(draw: Any) -> tuple[str, np.ndarray, np.ndarray]:
+    dt = draw(st.sampled_from(sorted(STORAGE)))
+    ops = [op for op, (_, dts) in BINARY.items() if STORAGE[dt] in dts]
+    op = draw(st.sampled_from(ops))
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
+                                                    min_side=0, max_side=3))
+    return (op, draw(storage_arrays(dt, shapes.input_shapes[0])),
+            draw(storage_arrays(dt, shapes.input_shapes[1])))
+
+
+@FAST
+@given(storage_binary_case())
+def test_binary_ops_on_storage_dtypes_compute_wide_and_round_once(
+        case: tuple[str, np.ndarray, np.ndarray]) -> None:
+    op, a, b = case
+    storage = am.tensor(a).dtype.name
+    wide = np.dtype(STORAGE[storage])
+    with infer_checked():
+        out = REGISTRY[op](am.tensor(a), am.tensor(b))
+    want = BINARY[op][0](a.astype(wide), b.astype(wide))
+    if want.dtype != np.bool_:
+        want = storage_cast(want, storage)
+    assert out.dtype is am.as_dtype(want.dtype), (op, storage)
+    assert_close(out.numpy(), want, what=f"{op} {storage}")
+
+
+@FAST
+@given(st.sampled_from(sorted(STORAGE)), st.data())
+def test_sum_and_max_of_storage_dtypes(storage: str, data: Any) -> None:
+    """Floats sum in float32 and round once; integers sum in int64 (as in PyTorch);
+    max is exact in the storage dtype."""
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    x = data.draw(storage_arrays(storage, shape))
+    dim = data.draw(st.integers(0, x.ndim - 1))
+    with infer_checked():
+        total = am.sum(am.tensor(x), dim=dim)
+        top = am.amax(am.tensor(x), dim=dim)
+    if STORAGE[storage] == "float32":
+        want = storage_cast(refs.reduce_sum(x.astype(np.float32), (dim,), False), storage)
+        tol = 1e-2 if storage == "float16" else 6.25e-2  # the float32 sum's order
+        assert_close(total.numpy().astype(np.float64), want.astype(np.float64), rtol=tol,
+                     atol=tol, what=f"sum {storage}")
+    else:
+        want = refs.reduce_sum(x.astype(np.int64), (dim,), False)
+        assert_close(total.numpy(), want, what=f"sum {storage}")
+    assert total.dtype is am.as_dtype(want.dtype)
+    assert top.dtype is am.as_dtype(storage)
+    assert_close(top.numpy(), x.max(axis=dim), what=f"max {storage}")
