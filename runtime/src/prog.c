@@ -474,26 +474,17 @@ static bool uses_node_symbol(const am_func *f, const am_type *t) {
     return false;
 }
 
-static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
-                                  am_func *f) {
-    static const char *const req[] = {"name", "params", "nodes", "results"};
-    amber_status st = members(L, fj, req, 4, NULL, 0);
-    if (st != AMBER_OK) return st;
-    const am_json *params = get_typed(L, fj, "params", AM_JSON_ARRAY, &st);
-    const am_json *nodes = params ? get_typed(L, fj, "nodes", AM_JSON_ARRAY, &st) : NULL;
-    const am_json *results = nodes ? get_typed(L, fj, "results", AM_JSON_ARRAY, &st) : NULL;
-    if (!results) return st;
-    f->n_params = params->count;
-    f->n_nodes = nodes->count;
-    f->n_results = results->count;
-    /* Symbols: parameter dims that are a single NAME, then one per node at most (the
-     * trip_dim of an opset-3 while). */
+/* The symbols of f: parameter dims that are a single NAME, then one per node at most
+ * (the trip_dim of an opset-3 while). */
+static amber_status function_symbols(loader *L, const am_json *params, const am_json *nodes,
+                                     am_func *f) {
     uint32_t max_syms = nodes->count;
     for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
         const am_json *sh = am_json_get(L->d, p, "shape");
         if (sh && sh->type == AM_JSON_ARRAY) max_syms += sh->count;
     }
     am_symbols *sy = &f->syms;
+    amber_status st;
     if ((st = alloc(L, max_syms, sizeof(char *), &sy->names)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(int64_t), &sy->values)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(size_t), &sy->lens)) != AMBER_OK ||
@@ -516,7 +507,11 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     }
     sy->check = true;
     f->n_param_syms = sy->n;
-    /* Values: parameters, then node outputs. */
+    return AMBER_OK;
+}
+
+/* Values: parameters, then node outputs. */
+static amber_status count_values(loader *L, const am_json *nodes, am_func *f) {
     uint32_t n_values = f->n_params;
     for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n)) {
         const am_json *outs = am_json_get(L->d, n, "outputs");
@@ -525,167 +520,221 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         n_values += outs->count;
     }
     f->n_values = n_values;
-    if ((st = alloc(L, n_values, sizeof(am_type *), &f->value_types)) != AMBER_OK) return st;
-    am_name_ref *tab = (am_name_ref *)calloc(n_values ? n_values : 1, sizeof *tab);
-    if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    uint32_t nt = value_table(L, params, nodes, tab), vi = 0;
-    const am_name_ref *dup = sort_names(tab, nt);
+    return alloc(L, n_values, sizeof(am_type *), &f->value_types);
+}
+
+/* The value names of the function being loaded (value_table) and the first repeat. */
+typedef struct value_names {
+    am_name_ref *tab;
+    uint32_t n;
+    const am_name_ref *dup;
+} value_names;
+
+static amber_status load_params(loader *L, const am_json *params, am_func *f,
+                                const value_names *vn) {
     static const char *const preq[] = {"name", "dtype", "shape"};
+    amber_status st = AMBER_OK;
+    uint32_t vi = 0;
     for (const am_json *p = am_json_first(L->d, params); p && st == AMBER_OK;
          p = am_json_next(L->d, p), vi++) {
         if ((st = members(L, p, preq, 3, NULL, 0)) != AMBER_OK) break;
-        if ((st = parse_type(L, p, sy, &f->param_types[vi])) != AMBER_OK) break;
+        if ((st = parse_type(L, p, &f->syms, &f->param_types[vi])) != AMBER_OK) break;
         for (int k = 0; k < f->param_types[vi].rank; k++) {
             const am_json *dim = f->param_types[vi].dims[k];
             int sym = -1;
             if (dim->type == AM_JSON_STRING && am_dim_is_name(dim->str, dim->len))
-                sym = am_symbols_find(sy, dim->str, dim->len);
+                sym = am_symbols_find(&f->syms, dim->str, dim->len);
             f->param_symbol[vi * AMBER_MAX_RANK + (uint32_t)k] = sym;
         }
         f->value_types[vi] = &f->param_types[vi];
-        st = define_value(L, am_json_get(L->d, p, "name"), vi, dup);
+        st = define_value(L, am_json_get(L->d, p, "name"), vi, vn->dup);
         if (st == AMBER_OK) f->param_names[vi] = am_json_get(L->d, p, "name")->str;
     }
-    if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
-    uint32_t ni = 0;
-    static const char *const nreq[] = {"op", "inputs", "attrs", "outputs"};
-    for (const am_json *nj = st == AMBER_OK ? am_json_first(L->d, nodes) : NULL; nj && st == AMBER_OK;
-         nj = am_json_next(L->d, nj), ni++) {
-        am_node *n = &f->nodes[ni];
-        size_t plen = strlen(L->path);
-        snprintf(L->path + plen, sizeof L->path - plen, ".nodes[%u]", ni);
-        if ((st = members(L, nj, nreq, 4, NULL, 0)) != AMBER_OK) break;
-        const am_json *op = get_typed(L, nj, "op", AM_JSON_STRING, &st);
-        const am_json *ins = op ? get_typed(L, nj, "inputs", AM_JSON_ARRAY, &st) : NULL;
-        const am_json *attrs = ins ? get_typed(L, nj, "attrs", AM_JSON_OBJECT, &st) : NULL;
-        const am_json *outs = am_json_get(L->d, nj, "outputs");
-        if (!attrs) break;
-        n->attrs = attrs;
-        n->n_in = (int)ins->count;
-        n->n_out = (int)outs->count;
-        if ((st = alloc(L, ins->count, sizeof(uint32_t), &n->in)) != AMBER_OK ||
-            (st = alloc(L, outs->count, sizeof(uint32_t), &n->out)) != AMBER_OK ||
-            (st = alloc(L, outs->count, sizeof(am_type), &n->out_types)) != AMBER_OK)
-            break;
-        int k = 0;
-        for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
-            int64_t v = in->type == AM_JSON_STRING ? find_value(tab, nt, in->str, vi) : -1;
-            if (v < 0) {
-                st = LFAIL(L, "input %d is not a value defined before this node", k);
-                break;
-            }
-            n->in[k] = (uint32_t)v;
-        }
-        if (st != AMBER_OK) break;
-        /* The op: a primitive of opset 1 or an IR builtin. */
-        if (!strcmp(op->str, "constant") || !strcmp(op->str, "weight")) {
-            bool is_const = op->str[0] == 'c';
-            n->kind = is_const ? AM_NODE_CONSTANT : AM_NODE_WEIGHT;
-            const char *key = is_const ? "value" : "name";
-            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
-            if (n->n_in != 0 || n->n_out != 1) {
-                st = LFAIL(L, "%s takes no inputs and has one output", op->str);
-                break;
-            }
-            am_type t;
-            if (is_const) {
-                const am_json *val = am_json_get(L->d, attrs, "value");
-                bool by_tensor = am_json_get(L->d, val, "tensor") != NULL;
-                static const char *const creq_t[] = {"dtype", "shape", "tensor"};
-                static const char *const creq_d[] = {"dtype", "shape", "data"};
-                if ((st = members(L, val, by_tensor ? creq_t : creq_d, 3, NULL, 0)) != AMBER_OK ||
-                    (st = parse_type(L, val, NULL, &t)) != AMBER_OK)
-                    break;
-                n->tensor.dtype = t.dtype;
-                n->tensor.rank = t.rank;
-                for (int r = 0; r < t.rank; r++) n->tensor.shape[r] = t.dims[r]->i;
-                st = by_tensor ? tensor_ref(L, am_json_get(L->d, val, "tensor"), &t, &n->tensor)
-                               : inline_constant(L, am_json_get(L->d, val, "data"), &n->tensor);
-            } else {
-                const am_json *wn = am_json_get(L->d, attrs, "name");
-                const am_json *w = wn && wn->type == AM_JSON_STRING ? find_weight(L, weights, wn->str) : NULL;
-                if (!w) {
-                    st = LFAIL(L, "weight node names an unknown weight");
-                    break;
-                }
-                if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) break;
-                st = tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &n->tensor);
-            }
-        } else if (!strcmp(op->str, "call")) {
-            n->kind = AM_NODE_CALL;
-            static const char *const key = "callee";
-            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
-            if ((st = func_attr(L, attrs, "callee", &n->callee)) != AMBER_OK) break;
-        } else if (!strcmp(op->str, "cond") || !strcmp(op->str, "while") ||
-                   !strcmp(op->str, "scan")) {
-            if (L->p->opset_version < 2) {
-                st = LFAIL(L, "%s needs opset version 2, the file declares %lld", op->str,
-                           (long long)L->p->opset_version);
-                break;
-            }
-            if ((st = control_node(L, n, op->str, attrs, sy)) != AMBER_OK) break;
-        } else {
-            n->kind = AM_NODE_OP;
-            n->op = am_op_find(op->str);
-            if (!n->op) {
-                st = LFAIL(L, "op \"%.60s\" is neither a primitive of opset 1 nor an IR builtin",
-                           op->str);
-                break;
-            }
-            if (L->p->opset_version < am_op_since(n->op)) {
-                st = LFAIL(L, "%s needs opset version %d, the file declares %lld", n->op->name,
-                           am_op_since(n->op), (long long)L->p->opset_version);
-                break;
-            }
-            if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1) {
-                st = LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
-                break;
-            }
-            am_attrs a, *fixed;
-            am_error e;
-            if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
-                if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
-                *fixed = a;
-                n->static_attrs = fixed;
-            } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
-                st = lnested(L, st, "", &e);
-                break;
-            }
-        }
-        if (st != AMBER_OK) break;
-        k = 0;
-        static const char *const oreq[] = {"name", "dtype", "shape"};
-        for (const am_json *o = am_json_first(L->d, outs); o && st == AMBER_OK;
-             o = am_json_next(L->d, o), k++) {
-            if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
-            if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
-            st = define_value(L, am_json_get(L->d, o, "name"), vi, dup);
-            f->value_types[vi] = &n->out_types[k];
-            n->out[k] = vi++;
-        }
-        if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
-        for (int j = 0; st == AMBER_OK && j < n->n_stacked; j++) {
-            const am_type *t = &n->out_types[n->n_carries + j];
-            const am_json *d0 = t->rank ? t->dims[0] : NULL;
-            if (!d0 || d0->type != AM_JSON_STRING ||
-                d0->len != sy->lens[n->trip_symbol] || memcmp(d0->str, sy->names[n->trip_symbol], d0->len))
-                st = LFAIL(L, "stacked output %d must have the leading dim trip_dim", j);
-        }
-        L->path[plen] = '\0';
+    return st;
+}
+
+/* A constant (its data inline or a tensor) or a weight (by name) node. */
+static amber_status data_node(loader *L, am_node *n, const char *op, const am_json *attrs,
+                              const am_json *weights) {
+    bool is_const = op[0] == 'c';
+    n->kind = is_const ? AM_NODE_CONSTANT : AM_NODE_WEIGHT;
+    const char *key = is_const ? "value" : "name";
+    amber_status st = members(L, attrs, &key, 1, NULL, 0);
+    if (st != AMBER_OK) return st;
+    if (n->n_in != 0 || n->n_out != 1) return LFAIL(L, "%s takes no inputs and has one output", op);
+    am_type t;
+    if (!is_const) {
+        const am_json *wn = am_json_get(L->d, attrs, "name");
+        const am_json *w = wn && wn->type == AM_JSON_STRING ? find_weight(L, weights, wn->str) : NULL;
+        if (!w) return LFAIL(L, "weight node names an unknown weight");
+        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
+        return tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &n->tensor);
     }
-    if (st == AMBER_OK) st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
+    const am_json *val = am_json_get(L->d, attrs, "value");
+    bool by_tensor = am_json_get(L->d, val, "tensor") != NULL;
+    static const char *const creq_t[] = {"dtype", "shape", "tensor"};
+    static const char *const creq_d[] = {"dtype", "shape", "data"};
+    if ((st = members(L, val, by_tensor ? creq_t : creq_d, 3, NULL, 0)) != AMBER_OK ||
+        (st = parse_type(L, val, NULL, &t)) != AMBER_OK)
+        return st;
+    n->tensor.dtype = t.dtype;
+    n->tensor.rank = t.rank;
+    for (int r = 0; r < t.rank; r++) n->tensor.shape[r] = t.dims[r]->i;
+    return by_tensor ? tensor_ref(L, am_json_get(L->d, val, "tensor"), &t, &n->tensor)
+                     : inline_constant(L, am_json_get(L->d, val, "data"), &n->tensor);
+}
+
+/* A primitive's node: known to the file's opset, its arity, its attributes (decoded once
+ * here unless they hold dim expressions). */
+static amber_status op_node(loader *L, am_node *n, const char *op, const am_json *attrs,
+                            const am_symbols *sy) {
+    n->kind = AM_NODE_OP;
+    n->op = am_op_find(op);
+    if (!n->op)
+        return LFAIL(L, "op \"%.60s\" is neither a primitive of opset 1 nor an IR builtin", op);
+    if (L->p->opset_version < am_op_since(n->op))
+        return LFAIL(L, "%s needs opset version %d, the file declares %lld", n->op->name,
+                     am_op_since(n->op), (long long)L->p->opset_version);
+    if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1)
+        return LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
+    am_attrs a, *fixed;
+    am_error e;
+    amber_status st;
+    if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
+        if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) return st;
+        *fixed = a;
+        n->static_attrs = fixed;
+    } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
+        return lnested(L, st, "", &e);
+    }
+    return AMBER_OK;
+}
+
+/* The op of a node: a primitive or an IR builtin. */
+static amber_status node_op(loader *L, am_node *n, const char *op, const am_json *attrs,
+                            const am_json *weights, am_symbols *sy) {
+    if (!strcmp(op, "constant") || !strcmp(op, "weight"))
+        return data_node(L, n, op, attrs, weights);
+    if (!strcmp(op, "call")) {
+        n->kind = AM_NODE_CALL;
+        static const char *const key = "callee";
+        amber_status st = members(L, attrs, &key, 1, NULL, 0);
+        return st != AMBER_OK ? st : func_attr(L, attrs, "callee", &n->callee);
+    }
+    if (!strcmp(op, "cond") || !strcmp(op, "while") || !strcmp(op, "scan")) {
+        if (L->p->opset_version < 2)
+            return LFAIL(L, "%s needs opset version 2, the file declares %lld", op,
+                         (long long)L->p->opset_version);
+        return control_node(L, n, op, attrs, sy);
+    }
+    return op_node(L, n, op, attrs, sy);
+}
+
+/* A node's inputs: values defined before it (the first vi). */
+static amber_status node_inputs(loader *L, const am_json *ins, am_node *n,
+                                const value_names *vn, uint32_t vi) {
+    int k = 0;
+    for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
+        int64_t v = in->type == AM_JSON_STRING ? find_value(vn->tab, vn->n, in->str, vi) : -1;
+        if (v < 0) return LFAIL(L, "input %d is not a value defined before this node", k);
+        n->in[k] = (uint32_t)v;
+    }
+    return AMBER_OK;
+}
+
+/* A node's outputs, defining values *vi on; then the checks their types allow. */
+static amber_status node_outputs(loader *L, const am_json *outs, am_func *f, am_node *n,
+                                 const value_names *vn, uint32_t *vi) {
+    static const char *const oreq[] = {"name", "dtype", "shape"};
+    const am_symbols *sy = &f->syms;
+    amber_status st = AMBER_OK;
+    int k = 0;
+    for (const am_json *o = am_json_first(L->d, outs); o && st == AMBER_OK;
+         o = am_json_next(L->d, o), k++) {
+        if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
+        if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
+        st = define_value(L, am_json_get(L->d, o, "name"), *vi, vn->dup);
+        f->value_types[*vi] = &n->out_types[k];
+        n->out[k] = (*vi)++;
+    }
+    if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
+    for (int j = 0; st == AMBER_OK && j < n->n_stacked; j++) {
+        const am_type *t = &n->out_types[n->n_carries + j];
+        const am_json *d0 = t->rank ? t->dims[0] : NULL;
+        if (!d0 || d0->type != AM_JSON_STRING ||
+            d0->len != sy->lens[n->trip_symbol] || memcmp(d0->str, sy->names[n->trip_symbol], d0->len))
+            st = LFAIL(L, "stacked output %d must have the leading dim trip_dim", j);
+    }
+    return st;
+}
+
+static amber_status load_node(loader *L, const am_json *nj, const am_json *weights, am_func *f,
+                              am_node *n, const value_names *vn, uint32_t *vi) {
+    static const char *const nreq[] = {"op", "inputs", "attrs", "outputs"};
+    amber_status st = members(L, nj, nreq, 4, NULL, 0);
+    if (st != AMBER_OK) return st;
+    const am_json *op = get_typed(L, nj, "op", AM_JSON_STRING, &st);
+    const am_json *ins = op ? get_typed(L, nj, "inputs", AM_JSON_ARRAY, &st) : NULL;
+    const am_json *attrs = ins ? get_typed(L, nj, "attrs", AM_JSON_OBJECT, &st) : NULL;
+    const am_json *outs = am_json_get(L->d, nj, "outputs");
+    if (!attrs) return st;
+    n->attrs = attrs;
+    n->n_in = (int)ins->count;
+    n->n_out = (int)outs->count;
+    if ((st = alloc(L, ins->count, sizeof(uint32_t), &n->in)) != AMBER_OK ||
+        (st = alloc(L, outs->count, sizeof(uint32_t), &n->out)) != AMBER_OK ||
+        (st = alloc(L, outs->count, sizeof(am_type), &n->out_types)) != AMBER_OK ||
+        (st = node_inputs(L, ins, n, vn, *vi)) != AMBER_OK ||
+        (st = node_op(L, n, op->str, attrs, weights, &f->syms)) != AMBER_OK)
+        return st;
+    return node_outputs(L, outs, f, n, vn, vi);
+}
+
+static amber_status load_results(loader *L, const am_json *results, am_func *f,
+                                 const value_names *vn) {
+    amber_status st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
     int k = 0;
     for (const am_json *r = st == AMBER_OK ? am_json_first(L->d, results) : NULL; r;
          r = am_json_next(L->d, r), k++) {
-        int64_t v = r->type == AM_JSON_STRING ? find_value(tab, nt, r->str, UINT32_MAX) : -1;
-        if (v < 0) {
-            st = LFAIL(L, "result %d is not a value of the function", k);
-            break;
-        }
+        int64_t v = r->type == AM_JSON_STRING ? find_value(vn->tab, vn->n, r->str, UINT32_MAX) : -1;
+        if (v < 0) return LFAIL(L, "result %d is not a value of the function", k);
         f->results[k] = (uint32_t)v;
         f->data_dependent = f->data_dependent || uses_node_symbol(f, f->value_types[v]);
     }
-    free(tab);
+    return st;
+}
+
+static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
+                                  am_func *f) {
+    static const char *const req[] = {"name", "params", "nodes", "results"};
+    amber_status st = members(L, fj, req, 4, NULL, 0);
+    if (st != AMBER_OK) return st;
+    const am_json *params = get_typed(L, fj, "params", AM_JSON_ARRAY, &st);
+    const am_json *nodes = params ? get_typed(L, fj, "nodes", AM_JSON_ARRAY, &st) : NULL;
+    const am_json *results = nodes ? get_typed(L, fj, "results", AM_JSON_ARRAY, &st) : NULL;
+    if (!results) return st;
+    f->n_params = params->count;
+    f->n_nodes = nodes->count;
+    f->n_results = results->count;
+    if ((st = function_symbols(L, params, nodes, f)) != AMBER_OK ||
+        (st = count_values(L, nodes, f)) != AMBER_OK)
+        return st;
+    value_names vn = {(am_name_ref *)calloc(f->n_values ? f->n_values : 1, sizeof *vn.tab), 0, NULL};
+    if (!vn.tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    vn.n = value_table(L, params, nodes, vn.tab);
+    vn.dup = sort_names(vn.tab, vn.n);
+    st = load_params(L, params, f, &vn);
+    if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
+    uint32_t ni = 0, vi = f->n_params;
+    for (const am_json *nj = st == AMBER_OK ? am_json_first(L->d, nodes) : NULL; nj && st == AMBER_OK;
+         nj = am_json_next(L->d, nj), ni++) {
+        size_t plen = strlen(L->path);
+        snprintf(L->path + plen, sizeof L->path - plen, ".nodes[%u]", ni);
+        st = load_node(L, nj, weights, f, &f->nodes[ni], &vn, &vi);
+        L->path[plen] = '\0';
+    }
+    if (st == AMBER_OK) st = load_results(L, results, f, &vn);
+    free(vn.tab);
     return st;
 }
 
