@@ -42,10 +42,26 @@ typedef struct am_attrs {
     bool keepdims;                     /* reductions */
     double value;                      /* pad */
     int64_t dim;                       /* dim_value (symbols already resolved) */
-    int n0, n1, n2;                    /* lengths of l0, l1, l2 */
-    int64_t l0[AMBER_MAX_RANK];        /* axes | perm | shape | starts | lo */
-    int64_t l1[AMBER_MAX_RANK];        /* stops | hi */
-    int64_t l2[AMBER_MAX_RANK];        /* steps | interior */
+    /* The int[] attributes, by name. An op has at most three, one per slot, so the names
+     * of a slot share its storage (and the length before it). */
+    union { int n_axes, n_perm, n_shape, n_starts, n_lo; };
+    union { int n_stops, n_hi; };
+    union { int n_steps, n_interior; };
+    union {
+        int64_t axes[AMBER_MAX_RANK];   /* reductions */
+        int64_t perm[AMBER_MAX_RANK];   /* transpose */
+        int64_t shape[AMBER_MAX_RANK];  /* reshape, broadcast_to */
+        int64_t starts[AMBER_MAX_RANK]; /* slice */
+        int64_t lo[AMBER_MAX_RANK];     /* pad */
+    };
+    union {
+        int64_t stops[AMBER_MAX_RANK];  /* slice */
+        int64_t hi[AMBER_MAX_RANK];     /* pad */
+    };
+    union {
+        int64_t steps[AMBER_MAX_RANK];    /* slice */
+        int64_t interior[AMBER_MAX_RANK]; /* pad */
+    };
     int64_t stride[2], padding[4], dilation[2], groups;
     int64_t hw[2];                     /* input_hw */
     int64_t kernel[2];                 /* kernel_hw */
