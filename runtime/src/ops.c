@@ -4,8 +4,8 @@
 #include <string.h>
 
 static const am_op OPS[] = {
-#define X(id, name, nin, dts, attrs, since, infer, kernel) \
-    {AM_OP_##id, name, nin, dts, attrs, since, infer, kernel},
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) \
+    {AM_OP_##id, name, nin, dts, attrs, since, AM_KIND_##kind, infer, kernel},
 #include "ops.def"
 #undef X
 };

@@ -26,7 +26,7 @@ enum {
 };
 
 typedef enum am_op_id {
-#define X(id, name, nin, dts, attrs, since, infer, kernel) AM_OP_##id,
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) AM_OP_##id,
 #include "ops.def"
 #undef X
     AM_OP_COUNT
@@ -137,6 +137,16 @@ typedef amber_status (*am_infer_fn)(const am_op *op, const amber_tensor *in, int
 typedef amber_status (*am_kernel_fn)(const am_op *op, am_ctx *ctx, const amber_tensor *in,
                                      int n, const am_attrs *a, amber_tensor *out);
 
+/* What the runtime knows of an op beyond its kernel (ops.def's kind column). */
+typedef enum am_op_kind {
+    AM_KIND_OTHER,
+    AM_KIND_UNARY,  /* elementwise, one operand: the unary row loops */
+    AM_KIND_BINARY, /* elementwise, two operands broadcast (comparisons too): binary loops */
+    AM_KIND_WHERE,  /* elementwise select: loops by element size */
+    AM_KIND_CAST,   /* elementwise conversion: loops by dtype pair; any dtype as it is */
+    AM_KIND_MOVE    /* data movement (byte copies): any dtype as it is */
+} am_op_kind;
+
 struct am_op {
     am_op_id id;
     const char *name;
@@ -144,6 +154,7 @@ struct am_op {
     unsigned dtypes;
     const char *attrs;
     int since; /* the opset version that introduced it */
+    am_op_kind kind;
     am_infer_fn infer;
     am_kernel_fn kernel;
 };
@@ -200,7 +211,7 @@ amber_status am_kernel_call(const am_op *op, am_ctx *ctx, const amber_tensor *in
                             const am_attrs *a, amber_tensor *out);
 
 /* Every infer and kernel named in ops.def. */
-#define X(id, name, nin, dts, attrs, since, infer, kernel) \
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) \
     amber_status infer(const am_op *, const amber_tensor *, int, const am_attrs *,      \
                        amber_tensor *, am_error *);                                      \
     amber_status kernel(const am_op *, am_ctx *, const amber_tensor *, int,             \
