@@ -14,7 +14,8 @@
 
 struct amber_session {
     const amber_model *model;
-    const am_entry *entry; /* of the run under way: names its inputs in messages */
+    const am_entry *entry; /* of the run under way (or the last): names its inputs in
+                            * messages; session_entry finds it again without a search */
     am_error err;
     am_arena arena;   /* values of the current run */
     am_arena scratch; /* temporaries of one kernel call */
@@ -1073,6 +1074,13 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     return run_function(s, e->func, inputs, outputs, 0);
 }
 
+/* The entry point `name`: the one run last when name is its very string (the one
+ * amber_model_entry_name gives; the bindings pass it back on every run), without a
+ * name search; else looked up by name. */
+static const am_entry *session_entry(const amber_session *s, const char *name) {
+    return s->entry && name == s->entry->name ? s->entry : am_model_entry(s->model, name);
+}
+
 amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
                                size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
     amber_status st;
@@ -1082,7 +1090,7 @@ amber_status amber_session_run(amber_session *s, const char *entry, const amber_
         st = am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "entry is NULL");
     else if (!s->model->prog.present)
         st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "the file has no program to run");
-    else if (!(e = am_model_entry(s->model, entry)))
+    else if (!(e = session_entry(s, entry)))
         st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
     else
         st = run_entry(s, e, inputs, n_inputs, outputs, n_outputs);
