@@ -428,8 +428,8 @@ def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = N
 
 class _Call:
     """What every run of one entry point on one session reuses: the signature, the name
-    (the model's string for it), the descriptor arrays passed to C and their elements as Python objects
-    (indexing a ctypes array makes a new object each time)."""
+    (the model's string for it), the descriptor arrays passed to C and their elements as
+    Python objects (indexing a ctypes array makes a new object each time)."""
 
     __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out")
 
