@@ -3,7 +3,9 @@
 
 Cases: the MLP 784-512-512-10 at batch 1 and 64, the LSTM layer of ``bench_lstm.py``
 (a ``while_loop``; 100 steps, input 64, hidden 128) and ``amber.nn.LSTM`` of the same
-size (a ``scan``) at batch 1 and 16. Each build is
+size (a ``scan``) at batch 1 and 16, a small CNN (conv, batch norm and ReLU twice: the
+epilogue path) at batch 8 and a ``TransformerEncoderLayer`` (d_model 128, 4 heads:
+fused attention and layer norm) on 32 tokens. Each build is
 called through the bare C API with ctypes (``amber_session_run`` on prepared
 descriptors: no input checks or output copies in Python), one session per build and
 case, ``threads=1``. Every repeat times every build on every case, rotating which goes
@@ -11,6 +13,11 @@ first; a sample is a loop of runs lasting about ``--budget`` seconds; figures ar
 over ``--repeats`` samples of wall time and of process CPU time per run (the reliable
 one on a shared machine). Before timing, every build's outputs are compared with the
 first build's (max abs difference reported).
+
+``--open`` times loading instead: ``amber_model_open_file`` (tensor hashes skipped, so
+the header is what costs), ``amber_session_create`` and both frees, per build, on the
+MLP, the ``nn.LSTM`` file and a header of many nodes (``tests/helpers/big_headers.py``,
+``--open-header-mb``).
 
 Usage (from the repository root; amber importable to export the models)::
 
@@ -42,6 +49,7 @@ import amber.nn as nn  # noqa: E402
 from amber.native import _Tensor  # noqa: E402  (amber_tensor, as the binding declares it)
 
 NO_FUSION = 2  # AMBER_OPEN_NO_FUSION
+SKIP_HASHES = 1  # AMBER_OPEN_SKIP_TENSOR_HASHES
 
 
 class _Options(ctypes.Structure):
@@ -92,6 +100,26 @@ class Runner:
         return res
 
 
+class Opener:
+    """One build opening one file: open, create a session, free both."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path, flags: int) -> None:
+        self.lib, self.path = lib, str(path).encode()
+        self.opts = _Options()
+        lib.amber_options_init(ctypes.byref(self.opts))
+        self.opts.flags |= flags | SKIP_HASHES
+        self.opts.threads = 1
+
+    def __call__(self) -> None:
+        model, session = ctypes.c_void_p(), ctypes.c_void_p()
+        if self.lib.amber_model_open_file(self.path, ctypes.byref(self.opts),
+                                          ctypes.byref(model)) != 0:
+            raise SystemExit(f"cannot open {self.path!r}: {self.lib.amber_model_error(model)}")
+        assert self.lib.amber_session_create(model, ctypes.byref(session)) == 0
+        self.lib.amber_session_free(session)
+        self.lib.amber_model_close(model)
+
+
 def load(path: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(os.path.abspath(path))
     lib.amber_model_error.restype = ctypes.c_char_p
@@ -113,6 +141,12 @@ def models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
     layer = nn.LSTM(INPUT, HIDDEN).eval()  # its time loop is a scan
     am.export(layer, am.spec("t", "b", INPUT), sizes={"t": (3, 7), "b": (1, 4)}).save(
         str(workdir / "nn_lstm.amber"))
+    cnn = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(32 * 8 * 8, 10)).eval()
+    am.export(cnn, am.spec("batch", 3, 16, 16)).save(str(workdir / "cnn.amber"))
+    enc = nn.TransformerEncoderLayer(128, 4, dim_feedforward=512, batch_first=True).eval()
+    am.export(enc, am.spec("batch", "seq", 128)).save(str(workdir / "encoder.amber"))
     f32 = np.float32
     return [("MLP 784-512-512-10, batch 1", workdir / "mlp.amber",
              rng.standard_normal((1, 784)).astype(f32), 1),
@@ -125,7 +159,23 @@ def models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
             (f"nn.LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 1", workdir / "nn_lstm.amber",
              rng.standard_normal((SEQ, 1, INPUT)).astype(f32), 3),
             (f"nn.LSTM T={SEQ} I={INPUT} H={HIDDEN}, batch 16", workdir / "nn_lstm.amber",
-             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 3)]
+             rng.standard_normal((SEQ, 16, INPUT)).astype(f32), 3),
+            ("CNN conv-bn-relu x2 3x16x16, batch 8", workdir / "cnn.amber",
+             rng.standard_normal((8, 3, 16, 16)).astype(f32), 1),
+            ("TransformerEncoderLayer d=128 h=4, 32 tokens", workdir / "encoder.amber",
+             rng.standard_normal((1, 32, 128)).astype(f32), 1)]
+
+
+def open_cases(workdir: Path, header_mb: float) -> list[tuple[str, Path]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+    from big_headers import sized
+
+    models(workdir)
+    big = workdir / "nodes.amber"
+    big.write_bytes(sized("nodes", int(header_mb * (1 << 20))))
+    return [("open MLP 784-512-512-10", workdir / "mlp.amber"),
+            ("open nn.LSTM", workdir / "nn_lstm.amber"),
+            (f"open {header_mb:g} MB header of neg nodes", big)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,20 +187,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--pause", type=float, default=0.02)
+    ap.add_argument("--open", action="store_true", help="time opening files, not runs")
+    ap.add_argument("--open-header-mb", type=float, default=2.0)
     args = ap.parse_args(argv)
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
     variants += [(f"{label} (no fusion)", lib, NO_FUSION) for label, lib in builds
                  if label in args.no_fusion]
     with tempfile.TemporaryDirectory() as tmp:
-        cases = models(Path(tmp))
-        runners = {(c, v): Runner(lib, path, x, n_out, flags)
-                   for c, path, x, n_out in cases for v, lib, flags in variants}
+        if args.open:
+            cases = open_cases(Path(tmp), args.open_header_mb)
+            runners: dict[tuple[str, str], Runner | Opener] = {
+                (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
+        else:
+            cases = models(Path(tmp))
+            runners = {(c, v): Runner(lib, path, x, n_out, flags)
+                       for c, path, x, n_out in cases for v, lib, flags in variants}
         diffs = {}
-        for c, *_ in cases:
-            base = runners[(c, variants[0][0])].outputs()
+        for c, *_ in cases if not args.open else []:
+            base = runners[(c, variants[0][0])].outputs()  # type: ignore[union-attr]
             for v, *_ in variants[1:]:
-                got = runners[(c, v)].outputs()
+                got = runners[(c, v)].outputs()  # type: ignore[union-attr]
                 diffs[(c, v)] = max(float(np.max(np.abs(a - b))) for a, b in zip(got, base))
         wall: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
         cpu: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
@@ -173,15 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     head = " | ".join(f"{n} wall | {n} CPU" for n in names)
     ratios = " | ".join(f"{n} / {names[0]} (CPU)" for n in names[1:])
-    print(f"| case (ms per run) | {head} | {ratios} |")
+    print(f"| case (ms per {'open' if args.open else 'run'}) | {head} | {ratios} |")
     print("|---|" + "---:|" * (2 * len(names) + len(names) - 1))
     for c, *_ in cases:
         cells = " | ".join(f"{med[(c, n)][0]:.3f} | {med[(c, n)][1]:.3f}" for n in names)
         rs = " | ".join(f"{med[(c, n)][1] / med[(c, names[0])][1]:.2f}x" for n in names[1:])
         print(f"| {c} | {cells} | {rs} |")
-    print()
-    print("Max abs difference from the first build's outputs: " + "; ".join(
-        f"{c}, {v}: {d:.1e}" for (c, v), d in diffs.items()))
+    if diffs:
+        print()
+        print("Max abs difference from the first build's outputs: " + "; ".join(
+            f"{c}, {v}: {d:.1e}" for (c, v), d in diffs.items()))
     return 0
 
 

@@ -226,7 +226,9 @@ AMBER_API const char *amber_session_error(const amber_session *session);
  * outputs[0..n_outputs) receive descriptors of the results: their data is owned by the
  * session (or is an input's or the model's memory) and stays valid until the next run
  * (amber_session_run or amber_session_verify) or amber_session_free. Treat it as
- * read-only. After a failed run every outputs[i] is zeroed (rank 0, data NULL). */
+ * read-only. After a failed run every outputs[i] is zeroed (rank 0, data NULL). Passing
+ * as entry the string amber_model_entry_name gave skips the search by name when that
+ * entry point was the session's last. */
 AMBER_API amber_status amber_session_run(amber_session *session, const char *entry,
                                          const amber_tensor *inputs, size_t n_inputs,
                                          amber_tensor *outputs, size_t n_outputs);

@@ -308,19 +308,19 @@ amber_status infer_reduce(const am_op *op, const amber_tensor *in, int n, const 
     (void)n;
     const amber_tensor *x = &in[0];
     bool mask[AMBER_MAX_RANK] = {false};
-    for (int i = 0; i < a->n0; i++) {
-        amber_status st = check_axis(op, a->l0[i], x->rank, err);
+    for (int i = 0; i < a->n_axes; i++) {
+        amber_status st = check_axis(op, a->axes[i], x->rank, err);
         if (st != AMBER_OK) return st;
-        if (mask[a->l0[i]])
+        if (mask[a->axes[i]])
             return am_fail(err, AMBER_ERR_SHAPE, "%s: axes repeat dimension %lld", op->name,
-                           (long long)a->l0[i]);
-        mask[a->l0[i]] = true;
-        if (op->id != AM_OP_SUM && x->shape[a->l0[i]] == 0) {
+                           (long long)a->axes[i]);
+        mask[a->axes[i]] = true;
+        if (op->id != AM_OP_SUM && x->shape[a->axes[i]] == 0) {
             char b[SHAPE_BUF];
             return am_fail(err, AMBER_ERR_SHAPE,
                            "%s: cannot reduce an empty dimension (axis %lld of shape %s) - the "
                            "result has no identity",
-                           op->name, (long long)a->l0[i], SH(x, b));
+                           op->name, (long long)a->axes[i], SH(x, b));
         }
     }
     int64_t shape[AMBER_MAX_RANK];
@@ -359,19 +359,19 @@ amber_status infer_reshape(const am_op *op, const amber_tensor *in, int n, const
     (void)n;
     int64_t total = 1;
     char b1[SHAPE_BUF], b2[SHAPE_BUF];
-    for (int i = 0; i < a->n0; i++) {
-        if (a->l0[i] < 0)
+    for (int i = 0; i < a->n_shape; i++) {
+        if (a->shape[i] < 0)
             return am_fail(err, AMBER_ERR_SHAPE, "%s: target shape %s has a negative dim", op->name,
-                           am_shape_str(a->l0, a->n0, b1, sizeof b1));
-        if (!am_mul_i64(total, a->l0[i], &total))
+                           am_shape_str(a->shape, a->n_shape, b1, sizeof b1));
+        if (!am_mul_i64(total, a->shape[i], &total))
             return am_fail(err, AMBER_ERR_LIMIT, "%s: target shape overflows", op->name);
     }
     int64_t have = am_numel(&in[0]);
     if (have != total)
         return am_fail(err, AMBER_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) to %s (%lld elements)",
                        op->name, SH(&in[0], b1), (long long)have,
-                       am_shape_str(a->l0, a->n0, b2, sizeof b2), (long long)total);
-    set_shape(out, in[0].dtype, a->n0, a->l0);
+                       am_shape_str(a->shape, a->n_shape, b2, sizeof b2), (long long)total);
+    set_shape(out, in[0].dtype, a->n_shape, a->shape);
     return AMBER_OK;
 }
 
@@ -380,18 +380,18 @@ amber_status infer_transpose(const am_op *op, const amber_tensor *in, int n, con
     (void)n;
     const amber_tensor *x = &in[0];
     bool seen[AMBER_MAX_RANK] = {false};
-    bool ok = a->n0 == x->rank;
-    for (int i = 0; ok && i < a->n0; i++) {
-        ok = a->l0[i] >= 0 && a->l0[i] < x->rank && !seen[a->l0[i]];
-        if (ok) seen[a->l0[i]] = true;
+    bool ok = a->n_perm == x->rank;
+    for (int i = 0; ok && i < a->n_perm; i++) {
+        ok = a->perm[i] >= 0 && a->perm[i] < x->rank && !seen[a->perm[i]];
+        if (ok) seen[a->perm[i]] = true;
     }
     if (!ok) {
         char b1[SHAPE_BUF], b2[SHAPE_BUF];
         return am_fail(err, AMBER_ERR_SHAPE, "%s: perm %s is not a permutation of the %d dims of %s",
-                       op->name, am_shape_str(a->l0, a->n0, b1, sizeof b1), x->rank, SH(x, b2));
+                       op->name, am_shape_str(a->perm, a->n_perm, b1, sizeof b1), x->rank, SH(x, b2));
     }
     int64_t shape[AMBER_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) shape[i] = x->shape[a->l0[i]];
+    for (int i = 0; i < x->rank; i++) shape[i] = x->shape[a->perm[i]];
     set_shape(out, x->dtype, x->rank, shape);
     return AMBER_OK;
 }
@@ -400,18 +400,18 @@ amber_status infer_broadcast_to(const am_op *op, const amber_tensor *in, int n,
                                 const am_attrs *a, amber_tensor *out, am_error *err) {
     (void)n;
     const amber_tensor *x = &in[0];
-    bool ok = a->n0 >= x->rank;
-    for (int i = 0; ok && i < a->n0; i++) ok = a->l0[i] >= 0;
+    bool ok = a->n_shape >= x->rank;
+    for (int i = 0; ok && i < a->n_shape; i++) ok = a->shape[i] >= 0;
     for (int i = 0; ok && i < x->rank; i++) {
-        int64_t t = a->l0[a->n0 - x->rank + i];
+        int64_t t = a->shape[a->n_shape - x->rank + i];
         ok = x->shape[i] == 1 || x->shape[i] == t;
     }
     if (!ok) {
         char b1[SHAPE_BUF], b2[SHAPE_BUF];
         return am_fail(err, AMBER_ERR_SHAPE, "%s: cannot broadcast %s to %s", op->name, SH(x, b1),
-                       am_shape_str(a->l0, a->n0, b2, sizeof b2));
+                       am_shape_str(a->shape, a->n_shape, b2, sizeof b2));
     }
-    set_shape(out, x->dtype, a->n0, a->l0);
+    set_shape(out, x->dtype, a->n_shape, a->shape);
     return AMBER_OK;
 }
 
@@ -420,12 +420,12 @@ amber_status infer_slice(const am_op *op, const amber_tensor *in, int n, const a
     (void)n;
     const amber_tensor *x = &in[0];
     char b[SHAPE_BUF];
-    if (a->n0 != x->rank || a->n1 != x->rank || a->n2 != x->rank)
+    if (a->n_starts != x->rank || a->n_stops != x->rank || a->n_steps != x->rank)
         return am_fail(err, AMBER_ERR_SHAPE, "%s: need one start/stop/step per dim of %s", op->name,
                        SH(x, b));
     int64_t shape[AMBER_MAX_RANK];
     for (int d = 0; d < x->rank; d++) {
-        int64_t s0 = a->l0[d], s1 = a->l1[d], st = a->l2[d];
+        int64_t s0 = a->starts[d], s1 = a->stops[d], st = a->steps[d];
         if (st < 1 || s0 < 0 || s1 < s0 || s1 > x->shape[d])
             return am_fail(err, AMBER_ERR_SHAPE,
                            "%s: bounds %lld:%lld:%lld are invalid for dim %d of size %lld (need 0 "
@@ -444,12 +444,12 @@ amber_status infer_pad(const am_op *op, const amber_tensor *in, int n, const am_
     (void)n;
     const amber_tensor *x = &in[0];
     char b[SHAPE_BUF];
-    if (a->n0 != x->rank || a->n1 != x->rank || a->n2 != x->rank)
+    if (a->n_lo != x->rank || a->n_hi != x->rank || a->n_interior != x->rank)
         return am_fail(err, AMBER_ERR_SHAPE, "%s: need one lo/hi/interior per dim of %s", op->name,
                        SH(x, b));
     int64_t shape[AMBER_MAX_RANK];
     for (int d = 0; d < x->rank; d++) {
-        int64_t lo = a->l0[d], hi = a->l1[d], it = a->l2[d], s = x->shape[d], v;
+        int64_t lo = a->lo[d], hi = a->hi[d], it = a->interior[d], s = x->shape[d], v;
         if (lo < 0 || hi < 0 || it < 0)
             return am_fail(err, AMBER_ERR_SHAPE, "%s: amounts must be non-negative (dim %d: lo=%lld, "
                            "hi=%lld, interior=%lld)", op->name, d, (long long)lo, (long long)hi,

@@ -7,6 +7,10 @@
 
 #define DEFAULT_DEPTH 64
 
+typedef struct frame {
+    uint32_t node, last; /* container and its last child (0 = none yet) */
+} frame;
+
 typedef struct parser {
     const char *s;
     size_t len, pos;
@@ -14,11 +18,9 @@ typedef struct parser {
     const am_json_limits *lim;
     char *sout; /* next free byte in doc->strings */
     am_error *err;
+    frame *stack; /* the open containers, innermost last */
+    size_t depth, max_depth;
 } parser;
-
-typedef struct frame {
-    uint32_t node, last; /* container and its last child (0 = none yet) */
-} frame;
 
 static amber_status perr(parser *p, const char *what) {
     return am_fail(p->err, AMBER_ERR_FORMAT, "invalid JSON at byte %zu: %s", p->pos, what);
@@ -292,6 +294,118 @@ static amber_status check_duplicates(parser *p, uint32_t obj) {
     return st;
 }
 
+/* In an object, the key and the ':' before a member's value. */
+static amber_status member_key(parser *p, const char **key, size_t *key_len) {
+    if (p->pos >= p->len || p->s[p->pos] != '"') return perr(p, "expected object key");
+    amber_status st = parse_string(p, key, key_len);
+    if (st != AMBER_OK) return st;
+    skip_ws(p);
+    if (p->pos >= p->len || p->s[p->pos] != ':') return perr(p, "expected ':'");
+    p->pos++;
+    skip_ws(p);
+    return AMBER_OK;
+}
+
+/* The type of the value starting at the current byte. */
+static amber_status value_type(parser *p, am_json_type *t) {
+    if (p->pos >= p->len) return perr(p, "unexpected end of input");
+    char c = p->s[p->pos];
+    switch (c) {
+    case '{': *t = AM_JSON_OBJECT; return AMBER_OK;
+    case '[': *t = AM_JSON_ARRAY; return AMBER_OK;
+    case '"': *t = AM_JSON_STRING; return AMBER_OK;
+    case 't': *t = AM_JSON_TRUE; return AMBER_OK;
+    case 'f': *t = AM_JSON_FALSE; return AMBER_OK;
+    case 'n': *t = AM_JSON_NULL; return AMBER_OK;
+    default:
+        if (c == '-' || is_digit(c)) {
+            *t = AM_JSON_NUMBER;
+            return AMBER_OK;
+        }
+        return perr(p, "unexpected character");
+    }
+}
+
+/* A new value node, the last child of the open container if there is one. */
+static amber_status add_value(parser *p, am_json_type t, const char *key, size_t key_len,
+                              uint32_t *idx) {
+    amber_status st = new_node(p, t, idx);
+    if (st != AMBER_OK || !p->depth) return st;
+    am_json_doc *doc = p->doc;
+    frame *top = &p->stack[p->depth - 1];
+    am_json *n = &doc->nodes[*idx], *parent = &doc->nodes[top->node];
+    if (parent->type == AM_JSON_OBJECT) {
+        n->key = key;
+        n->key_len = key_len;
+    }
+    if (top->last) doc->nodes[top->last].next = *idx;
+    else parent->first = *idx;
+    top->last = *idx;
+    parent->count++;
+    return AMBER_OK;
+}
+
+/* The value of node idx: a scalar is read whole, a container is entered (*opened: its
+ * first child comes next) unless it is empty. */
+static amber_status read_value(parser *p, uint32_t idx, bool *opened) {
+    am_json *n = &p->doc->nodes[idx];
+    am_json_type t = n->type;
+    *opened = false;
+    if (t == AM_JSON_STRING) return parse_string(p, &n->str, &n->len);
+    if (t == AM_JSON_NUMBER) return parse_number(p, n);
+    if (t == AM_JSON_TRUE || t == AM_JSON_FALSE || t == AM_JSON_NULL) {
+        const char *lit = t == AM_JSON_TRUE ? "true" : t == AM_JSON_FALSE ? "false" : "null";
+        size_t ll = strlen(lit);
+        if (p->len - p->pos < ll || memcmp(p->s + p->pos, lit, ll) != 0)
+            return perr(p, "bad literal");
+        p->pos += ll;
+        return AMBER_OK;
+    }
+    if (p->depth >= p->max_depth)
+        return am_fail(p->err, AMBER_ERR_LIMIT, "JSON nested deeper than %zu levels at byte %zu",
+                       p->max_depth, p->pos);
+    p->stack[p->depth].node = idx;
+    p->stack[p->depth].last = 0;
+    p->depth++;
+    p->pos++;
+    skip_ws(p);
+    char close = t == AM_JSON_OBJECT ? '}' : ']';
+    if (p->pos < p->len && p->s[p->pos] == close) {
+        p->pos++;
+        p->depth--;
+    } else {
+        *opened = true;
+    }
+    return AMBER_OK;
+}
+
+/* After a complete value: closes containers or moves to the next element; *done at the
+ * end of the outermost value. */
+static amber_status after_value(parser *p, bool *done) {
+    for (;;) {
+        skip_ws(p);
+        if (!p->depth) {
+            *done = true;
+            return p->pos != p->len ? perr(p, "trailing characters after JSON value") : AMBER_OK;
+        }
+        frame *f = &p->stack[p->depth - 1];
+        char close = p->doc->nodes[f->node].type == AM_JSON_OBJECT ? '}' : ']';
+        if (p->pos >= p->len) return perr(p, "unexpected end of input");
+        if (p->s[p->pos] == ',') {
+            p->pos++;
+            skip_ws(p);
+            if (p->pos < p->len && (p->s[p->pos] == ']' || p->s[p->pos] == '}'))
+                return perr(p, "trailing comma");
+            return AMBER_OK;
+        }
+        if (p->s[p->pos] != close) return perr(p, "expected ',' or closing bracket");
+        p->pos++;
+        amber_status st;
+        if (close == '}' && (st = check_duplicates(p, f->node)) != AMBER_OK) return st;
+        p->depth--;
+    }
+}
+
 amber_status am_json_parse(const char *text, size_t len, const am_json_limits *lim,
                            am_json_doc *doc, am_error *err) {
     static const am_json_limits no_limits = {0, 0, 0};
@@ -309,113 +423,26 @@ amber_status am_json_parse(const char *text, size_t len, const am_json_limits *l
         free(stack);
         return am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory parsing JSON");
     }
-    parser P = {text, len, 0, doc, lim, doc->strings, err}, *p = &P;
-    size_t depth = 0;
+    parser P = {text, len, 0, doc, lim, doc->strings, err, stack, 0, max_depth}, *p = &P;
     amber_status st = AMBER_OK;
     bool done = false;
     const char *key = NULL;
     size_t key_len = 0;
-
     skip_ws(p);
-    while (!done) {
+    while (!done && st == AMBER_OK) {
         /* At this point a value is expected (possibly after a key in an object). */
-        frame *top = depth ? &stack[depth - 1] : NULL;
-        if (top && doc->nodes[top->node].type == AM_JSON_OBJECT) {
-            if (p->pos >= p->len || p->s[p->pos] != '"') { st = perr(p, "expected object key"); break; }
-            if ((st = parse_string(p, &key, &key_len)) != AMBER_OK) break;
-            skip_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':') { st = perr(p, "expected ':'"); break; }
-            p->pos++;
-            skip_ws(p);
-        }
-        if (p->pos >= p->len) { st = perr(p, "unexpected end of input"); break; }
-        char c = p->s[p->pos];
+        const frame *top = p->depth ? &stack[p->depth - 1] : NULL;
         uint32_t idx = 0;
         am_json_type t = AM_JSON_NULL;
-        switch (c) {
-        case '{': t = AM_JSON_OBJECT; break;
-        case '[': t = AM_JSON_ARRAY; break;
-        case '"': t = AM_JSON_STRING; break;
-        case 't': t = AM_JSON_TRUE; break;
-        case 'f': t = AM_JSON_FALSE; break;
-        case 'n': t = AM_JSON_NULL; break;
-        default:
-            if (c == '-' || is_digit(c)) { t = AM_JSON_NUMBER; break; }
-            st = perr(p, "unexpected character");
-            break;
-        }
-        if (st != AMBER_OK) break;
-        if ((st = new_node(p, t, &idx)) != AMBER_OK) break;
-        am_json *n = &doc->nodes[idx];
-        if (top) {
-            am_json *parent = &doc->nodes[top->node];
-            if (parent->type == AM_JSON_OBJECT) {
-                n->key = key;
-                n->key_len = key_len;
-            }
-            if (top->last) doc->nodes[top->last].next = idx;
-            else parent->first = idx;
-            top->last = idx;
-            parent->count++;
-        }
         bool opened = false;
-        if (t == AM_JSON_STRING) {
-            if ((st = parse_string(p, &n->str, &n->len)) != AMBER_OK) break;
-        } else if (t == AM_JSON_NUMBER) {
-            if ((st = parse_number(p, n)) != AMBER_OK) break;
-        } else if (t == AM_JSON_TRUE || t == AM_JSON_FALSE || t == AM_JSON_NULL) {
-            const char *lit = t == AM_JSON_TRUE ? "true" : t == AM_JSON_FALSE ? "false" : "null";
-            size_t ll = strlen(lit);
-            if (p->len - p->pos < ll || memcmp(p->s + p->pos, lit, ll) != 0) {
-                st = perr(p, "bad literal");
-                break;
-            }
-            p->pos += ll;
-        } else {
-            if (depth >= max_depth) {
-                st = am_fail(err, AMBER_ERR_LIMIT, "JSON nested deeper than %zu levels at byte %zu",
-                             max_depth, p->pos);
-                break;
-            }
-            stack[depth].node = idx;
-            stack[depth].last = 0;
-            depth++;
-            p->pos++;
-            skip_ws(p);
-            char close = t == AM_JSON_OBJECT ? '}' : ']';
-            if (p->pos < p->len && p->s[p->pos] == close) {
-                p->pos++;
-                depth--;
-            } else {
-                opened = true;
-            }
-        }
-        if (opened) continue; /* its first child comes next */
-        /* After a complete value: close containers or move to the next element. */
-        for (;;) {
-            skip_ws(p);
-            if (!depth) {
-                if (p->pos != p->len) st = perr(p, "trailing characters after JSON value");
-                done = true;
-                break;
-            }
-            frame *f = &stack[depth - 1];
-            char close = doc->nodes[f->node].type == AM_JSON_OBJECT ? '}' : ']';
-            if (p->pos >= p->len) { st = perr(p, "unexpected end of input"); break; }
-            if (p->s[p->pos] == ',') {
-                p->pos++;
-                skip_ws(p);
-                if (p->pos < p->len && (p->s[p->pos] == ']' || p->s[p->pos] == '}')) {
-                    st = perr(p, "trailing comma");
-                }
-                break;
-            }
-            if (p->s[p->pos] != close) { st = perr(p, "expected ',' or closing bracket"); break; }
-            p->pos++;
-            if (close == '}' && (st = check_duplicates(p, f->node)) != AMBER_OK) break;
-            depth--;
-        }
-        if (st != AMBER_OK) break;
+        if (top && doc->nodes[top->node].type == AM_JSON_OBJECT &&
+            (st = member_key(p, &key, &key_len)) != AMBER_OK)
+            break;
+        if ((st = value_type(p, &t)) != AMBER_OK ||
+            (st = add_value(p, t, key, key_len, &idx)) != AMBER_OK ||
+            (st = read_value(p, idx, &opened)) != AMBER_OK)
+            break;
+        if (!opened) st = after_value(p, &done); /* else its first child comes next */
     }
     free(stack);
     return st;

@@ -457,12 +457,12 @@ amber_status k_cast(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
 am_row_fn am_elementwise_loop(const am_op *op, amber_dtype in0, amber_dtype out) {
     size_t id = (size_t)op->id;
     if (!am_dtype_valid((int)in0) || !am_dtype_valid((int)out)) return NULL;
-    if (op->kernel == k_cast) return CAST_LOOPS[in0][out];
+    if (op->kind == AM_KIND_CAST) return CAST_LOOPS[in0][out];
     /* NOTE: storage dtypes (codes 5..9) have no loops: am_kernel_call widens them first. */
     if (in0 > AMBER_BOOL || out > AMBER_BOOL) return NULL;
-    if (op->kernel == k_unary) return id < AM_ARRAY_LEN(UNARY_LOOPS) ? UNARY_LOOPS[id][in0] : NULL;
-    if (op->kernel == k_binary) return id < AM_ARRAY_LEN(BINARY_LOOPS) ? BINARY_LOOPS[id][in0] : NULL;
-    if (op->kernel == k_where) {
+    if (op->kind == AM_KIND_UNARY) return id < AM_ARRAY_LEN(UNARY_LOOPS) ? UNARY_LOOPS[id][in0] : NULL;
+    if (op->kind == AM_KIND_BINARY) return id < AM_ARRAY_LEN(BINARY_LOOPS) ? BINARY_LOOPS[id][in0] : NULL;
+    if (op->kind == AM_KIND_WHERE) {
         size_t z = amber_dtype_size(out);
         return z == 1 ? where1 : z == 4 ? where4 : where8;
     }

@@ -121,7 +121,7 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     fill_identity(acc, x->dtype, numel_out, op->id, widen);
     /* The accumulator viewed with x's rank: reduced axes have stride 0. */
     bool reduced[AMBER_MAX_RANK] = {false};
-    for (int i = 0; i < a->n0; i++) reduced[a->l0[i]] = true;
+    for (int i = 0; i < a->n_axes; i++) reduced[a->axes[i]] = true;
     int64_t kshape[AMBER_MAX_RANK], strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
     for (int d = 0; d < x->rank; d++) kshape[d] = reduced[d] ? 1 : x->shape[d];
     am_contig_strides(kshape, x->rank, widen ? sizeof(double) : amber_dtype_size(x->dtype),

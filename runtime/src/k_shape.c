@@ -93,7 +93,7 @@ amber_status k_transpose(const am_op *op, am_ctx *ctx, const amber_tensor *in, i
     int64_t xs[AMBER_MAX_RANK], src[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
     size_t z = amber_dtype_size(x->dtype);
     am_contig_strides(x->shape, x->rank, z, xs);
-    for (int i = 0; i < x->rank; i++) src[i] = xs[a->l0[i]];
+    for (int i = 0; i < x->rank; i++) src[i] = xs[a->perm[i]];
     am_contig_strides(out->shape, out->rank, z, dst);
     strided_copy(out->data, dst, x->data, src, out->shape, out->rank, x->dtype);
     return AMBER_OK;
@@ -118,8 +118,8 @@ amber_status k_slice(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n
     am_contig_strides(x->shape, x->rank, amber_dtype_size(x->dtype), xs);
     int64_t off = 0;
     for (int d = 0; d < x->rank; d++) {
-        off += a->l0[d] * xs[d];
-        src[d] = xs[d] * a->l2[d];
+        off += a->starts[d] * xs[d];
+        src[d] = xs[d] * a->steps[d];
     }
     am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), dst);
     strided_copy(out->data, dst, (const char *)x->data + off, src, out->shape, out->rank,
@@ -184,8 +184,8 @@ amber_status k_pad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
     am_contig_strides(x->shape, x->rank, z, xs);
     int64_t off = 0;
     for (int d = 0; d < x->rank; d++) {
-        off += a->l0[d] * os[d];
-        dst[d] = os[d] * (a->l2[d] + 1);
+        off += a->lo[d] * os[d];
+        dst[d] = os[d] * (a->interior[d] + 1);
     }
     strided_copy(o + off, dst, x->data, xs, x->shape, x->rank, x->dtype);
     return AMBER_OK;

@@ -115,12 +115,10 @@ static amber_status widened_copy(am_ctx *ctx, const amber_tensor *t, amber_tenso
     return st;
 }
 
-/* Kernels that take every dtype as it is: cast, and data movement (byte copies). NOTE: the
- * registry's primitives with any_dtype=True, the same list. */
+/* Kernels that take every dtype as it is: cast, and data movement (byte copies); the
+ * registry's primitives with any_dtype=True. */
 static bool any_dtype(const am_op *op) {
-    am_kernel_fn k = op->kernel;
-    return k == k_cast || k == k_reshape || k == k_transpose || k == k_broadcast_to ||
-           k == k_slice || k == k_pad || k == k_concat || k == k_take;
+    return op->kind == AM_KIND_CAST || op->kind == AM_KIND_MOVE;
 }
 
 /* op on widened operands: any_dtype kernels see every dtype itself; everything else

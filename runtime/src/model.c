@@ -50,8 +50,8 @@ static bool all_zero(const uint8_t *p, size_t n) {
 
 
 /* Checks one tensor index entry (section 5 and 7, rules 13-17) and fills *t. */
-static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint64_t *cursor,
-                                uint64_t data_start, model_tensor *t) {
+/* A tensor entry is an object with exactly the six members of the index. */
+static amber_status entry_members(amber_model *m, size_t i, const am_json *e) {
     const am_json_doc *d = &m->doc;
     static const char *const members[] = {"name", "dtype", "shape", "offset", "nbytes", "sha256"};
     if (e->type != AM_JSON_OBJECT)
@@ -66,9 +66,10 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
     for (size_t k = 0; k < AM_ARRAY_LEN(members); k++)
         if (!am_json_get(d, e, members[k]))
             return FAIL(AMBER_ERR_FORMAT, "tensor entry %zu: missing member \"%s\"", i, members[k]);
-    const am_json *name = am_json_get(d, e, "name"), *dtype = am_json_get(d, e, "dtype"),
-                  *shape = am_json_get(d, e, "shape"), *offset = am_json_get(d, e, "offset"),
-                  *nbytes = am_json_get(d, e, "nbytes"), *sha = am_json_get(d, e, "sha256");
+    return AMBER_OK;
+}
+
+static amber_status entry_name(amber_model *m, size_t i, const am_json *name) {
     if (name->type != AM_JSON_STRING)
         return FAIL(AMBER_ERR_FORMAT, "tensor entry %zu: name must be a string", i);
     if (name->len == 0) return FAIL(AMBER_ERR_FORMAT, "tensor entry %zu: name is empty", i);
@@ -77,7 +78,12 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
                     MAX_NAME_BYTES);
     if (memchr(name->str, 0, name->len))
         return FAIL(AMBER_ERR_FORMAT, "tensor entry %zu: name contains U+0000", i);
-    const char *nm = name->str;
+    return AMBER_OK;
+}
+
+/* The dtype and shape of tensor nm, into v. */
+static amber_status entry_type(amber_model *m, const char *nm, const am_json *dtype,
+                               const am_json *shape, amber_tensor *v) {
     int dt = -1;
     if (dtype->type == AM_JSON_STRING)
         for (int k = 0; am_dtype_valid(k); k++)
@@ -90,18 +96,23 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
     if (shape->count > FORMAT_MAX_RANK)
         return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": rank %u exceeds the maximum rank %d", nm,
                     (unsigned)shape->count, FORMAT_MAX_RANK);
-    amber_tensor *v = &t->view;
     memset(v, 0, sizeof *v);
     v->dtype = (amber_dtype)dt;
     v->rank = (int32_t)shape->count;
     int r = 0;
-    for (const am_json *c = am_json_first(d, shape); c; c = am_json_next(d, c), r++) {
+    for (const am_json *c = am_json_first(&m->doc, shape); c; c = am_json_next(&m->doc, c), r++) {
         if (c->type != AM_JSON_NUMBER || !c->is_int)
             return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": dimension %d is not an integer", nm, r);
         if (c->i < 0)
             return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": dimension %d is negative", nm, r);
         v->shape[r] = c->i;
     }
+    return AMBER_OK;
+}
+
+/* The byte size of v (*all), which nbytes must state. */
+static amber_status entry_bytes(amber_model *m, const char *nm, const amber_tensor *v,
+                                const am_json *nbytes, uint64_t *all_out) {
     /* 5.2: the product of the non-zero dims times the itemsize stays below 2^63. */
     uint64_t item = amber_dtype_size(v->dtype), acc = item, all = item;
     for (int k = 0; k < v->rank; k++) {
@@ -123,6 +134,15 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
     if (all > m->size)
         return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": %llu bytes cannot fit in a file of %zu "
                     "bytes", nm, (unsigned long long)all, m->size);
+    *all_out = all;
+    return AMBER_OK;
+}
+
+/* Where tensor i's `all` bytes lie (*off): aligned, right after the previous tensor
+ * (*cursor, moved past its zero padding), inside the file; with a well-formed sha256. */
+static amber_status entry_place(amber_model *m, size_t i, const char *nm, const am_json *offset,
+                                const am_json *sha, uint64_t all, uint64_t *cursor,
+                                uint64_t data_start, uint64_t *off_out) {
     if (offset->type != AM_JSON_NUMBER || !offset->is_int || offset->i < 0)
         return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": offset must be a non-negative integer", nm);
     if (sha->type != AM_JSON_STRING || sha->len != 64 ||
@@ -149,6 +169,26 @@ static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint
     if (!all_zero(m->base + off + all, (size_t)(end - off - all)))
         return FAIL(AMBER_ERR_FORMAT, "tensor \"%.200s\": padding is not zero", nm);
     *cursor = end;
+    *off_out = off;
+    return AMBER_OK;
+}
+
+static amber_status check_entry(amber_model *m, size_t i, const am_json *e, uint64_t *cursor,
+                                uint64_t data_start, model_tensor *t) {
+    const am_json_doc *d = &m->doc;
+    amber_status st = entry_members(m, i, e);
+    if (st != AMBER_OK) return st;
+    const am_json *name = am_json_get(d, e, "name"), *dtype = am_json_get(d, e, "dtype"),
+                  *shape = am_json_get(d, e, "shape"), *offset = am_json_get(d, e, "offset"),
+                  *nbytes = am_json_get(d, e, "nbytes"), *sha = am_json_get(d, e, "sha256");
+    if ((st = entry_name(m, i, name)) != AMBER_OK) return st;
+    const char *nm = name->str;
+    amber_tensor *v = &t->view;
+    uint64_t all = 0, off = 0;
+    if ((st = entry_type(m, nm, dtype, shape, v)) != AMBER_OK ||
+        (st = entry_bytes(m, nm, v, nbytes, &all)) != AMBER_OK ||
+        (st = entry_place(m, i, nm, offset, sha, all, cursor, data_start, &off)) != AMBER_OK)
+        return st;
     t->name = nm;
     v->data = (void *)(uintptr_t)(m->base + off);
     return AMBER_OK;
@@ -163,7 +203,8 @@ static int name_ref_cmp(const void *a, const void *b) {
     return strcmp(((const name_ref *)a)->name, ((const name_ref *)b)->name);
 }
 
-static amber_status validate(amber_model *m) {
+/* Identification and preamble (rules 1-9): the header length *hl, within *limit. */
+static amber_status check_preamble(amber_model *m, uint64_t *hl_out, uint64_t *limit_out) {
     const uint8_t *b = m->base;
     size_t size = m->size;
     /* Identification (rules 1-4). */
@@ -196,12 +237,21 @@ static amber_status validate(amber_model *m) {
                     (unsigned long long)hl, (unsigned long long)limit);
     if (hl > size - PREAMBLE)
         return FAIL(AMBER_ERR_FORMAT, "header extends past the end of the file");
-    /* Header (rules 10-12). */
+    *hl_out = hl;
+    *limit_out = limit;
+    return AMBER_OK;
+}
+
+/* Header (rules 10-12): its digest, padding, encoding and JSON, whose root holds the
+ * tensor index (*index); tensor data starts at *data_start. */
+static amber_status parse_header(amber_model *m, uint64_t hl, uint64_t limit,
+                                 uint64_t *data_start_out, const am_json **index_out) {
+    const uint8_t *b = m->base;
     uint8_t digest[32];
     am_sha256_digest(b + PREAMBLE, (size_t)hl, digest);
     if (memcmp(digest, b + 32, 32) != 0) return FAIL(AMBER_ERR_INTEGRITY, "header SHA-256 mismatch");
     uint64_t data_start = align64(PREAMBLE + hl);
-    if (data_start > size) return FAIL(AMBER_ERR_FORMAT, "truncated header padding");
+    if (data_start > m->size) return FAIL(AMBER_ERR_FORMAT, "truncated header padding");
     if (!all_zero(b + PREAMBLE + hl, (size_t)(data_start - PREAMBLE - hl)))
         return FAIL(AMBER_ERR_FORMAT, "header padding is not zero");
     m->header = (const char *)b + PREAMBLE;
@@ -221,7 +271,14 @@ static amber_status validate(amber_model *m) {
     if (!index) return FAIL(AMBER_ERR_FORMAT, "header has no tensor index (\"tensors\")");
     if (index->type != AM_JSON_ARRAY)
         return FAIL(AMBER_ERR_FORMAT, "the tensor index \"tensors\" must be an array");
-    /* Index (rules 13-18). */
+    *data_start_out = data_start;
+    *index_out = index;
+    return AMBER_OK;
+}
+
+/* Index (rules 13-18): every entry, names unique (m->by_name sorted by them), tensors
+ * back to back up to the end of the file. */
+static amber_status read_index(amber_model *m, const am_json *index, uint64_t data_start) {
     m->n_tensors = index->count;
     m->tensors = (model_tensor *)calloc(m->n_tensors ? m->n_tensors : 1, sizeof(model_tensor));
     m->by_name = (size_t *)calloc(m->n_tensors ? m->n_tensors : 1, sizeof(size_t));
@@ -230,6 +287,7 @@ static amber_status validate(amber_model *m) {
         free(refs);
         return FAIL(AMBER_ERR_NO_MEMORY, "out of memory reading the tensor index");
     }
+    amber_status st = AMBER_OK;
     uint64_t cursor = data_start;
     size_t i = 0;
     for (const am_json *e = am_json_first(&m->doc, index); e; e = am_json_next(&m->doc, e), i++) {
@@ -249,16 +307,21 @@ static amber_status validate(amber_model *m) {
     }
     free(refs);
     if (st != AMBER_OK) return st;
-    if (cursor != size)
+    if (cursor != m->size)
         return FAIL(AMBER_ERR_FORMAT, "trailing bytes after the last tensor (%llu of %zu bytes used)",
-                    (unsigned long long)cursor, size);
-    /* Data (rules 19-20). */
+                    (unsigned long long)cursor, m->size);
+    return AMBER_OK;
+}
+
+/* Data (rules 19-20): each tensor's SHA-256 (unless skipped), bool bytes 0 or 1. */
+static amber_status check_data(amber_model *m, const am_json *index) {
     for (size_t k = 0; k < m->n_tensors; k++) {
         const model_tensor *t = &m->tensors[k];
         size_t nb;
         am_tensor_check(&t->view, NULL, &nb, NULL);
         const am_json *e = am_json_at(&m->doc, index, k);
         if (!(m->opts.flags & AMBER_OPEN_SKIP_TENSOR_HASHES)) {
+            uint8_t digest[32];
             char hex[65];
             am_sha256_digest(t->view.data, nb, digest);
             am_sha256_hex(digest, hex);
@@ -274,6 +337,17 @@ static amber_status validate(amber_model *m) {
         }
     }
     return AMBER_OK;
+}
+
+static amber_status validate(amber_model *m) {
+    uint64_t hl = 0, limit = 0, data_start = 0;
+    const am_json *index = NULL;
+    amber_status st;
+    if ((st = check_preamble(m, &hl, &limit)) != AMBER_OK ||
+        (st = parse_header(m, hl, limit, &data_start, &index)) != AMBER_OK ||
+        (st = read_index(m, index, data_start)) != AMBER_OK)
+        return st;
+    return check_data(m, index);
 }
 
 static amber_status new_model(const amber_options *opts, amber_model **out) {

@@ -4,8 +4,8 @@
 #include <string.h>
 
 static const am_op OPS[] = {
-#define X(id, name, nin, dts, attrs, since, infer, kernel) \
-    {AM_OP_##id, name, nin, dts, attrs, since, infer, kernel},
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) \
+    {AM_OP_##id, name, nin, dts, attrs, since, AM_KIND_##kind, infer, kernel},
 #include "ops.def"
 #undef X
 };
@@ -118,13 +118,17 @@ static amber_status store_attr(const am_op *op, const char *name, const char *ty
                        "int16)", op->name, name);
     }
     if (!strcmp(type, "int[]") || !strcmp(type, "dim[]")) {
-        if (!strcmp(name, "axes") || !strcmp(name, "perm") || !strcmp(name, "shape") ||
-            !strcmp(name, "starts") || !strcmp(name, "lo"))
-            return int_list(op, name, d, v, syms, -1, a->l0, &a->n0, err);
-        if (!strcmp(name, "stops") || !strcmp(name, "hi"))
-            return int_list(op, name, d, v, syms, -1, a->l1, &a->n1, err);
-        if (!strcmp(name, "steps") || !strcmp(name, "interior"))
-            return int_list(op, name, d, v, syms, -1, a->l2, &a->n2, err);
+#define LIST(n) if (!strcmp(name, #n)) return int_list(op, name, d, v, syms, -1, a->n, &a->n_##n, err)
+        LIST(axes);
+        LIST(perm);
+        LIST(shape);
+        LIST(starts);
+        LIST(lo);
+        LIST(stops);
+        LIST(hi);
+        LIST(steps);
+        LIST(interior);
+#undef LIST
         goto unknown;
     }
     if (!strcmp(type, "int[2]")) {

@@ -26,7 +26,7 @@ enum {
 };
 
 typedef enum am_op_id {
-#define X(id, name, nin, dts, attrs, since, infer, kernel) AM_OP_##id,
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) AM_OP_##id,
 #include "ops.def"
 #undef X
     AM_OP_COUNT
@@ -42,10 +42,26 @@ typedef struct am_attrs {
     bool keepdims;                     /* reductions */
     double value;                      /* pad */
     int64_t dim;                       /* dim_value (symbols already resolved) */
-    int n0, n1, n2;                    /* lengths of l0, l1, l2 */
-    int64_t l0[AMBER_MAX_RANK];        /* axes | perm | shape | starts | lo */
-    int64_t l1[AMBER_MAX_RANK];        /* stops | hi */
-    int64_t l2[AMBER_MAX_RANK];        /* steps | interior */
+    /* The int[] attributes, by name. An op has at most three, one per slot, so the names
+     * of a slot share its storage (and the length before it). */
+    union { int n_axes, n_perm, n_shape, n_starts, n_lo; };
+    union { int n_stops, n_hi; };
+    union { int n_steps, n_interior; };
+    union {
+        int64_t axes[AMBER_MAX_RANK];   /* reductions */
+        int64_t perm[AMBER_MAX_RANK];   /* transpose */
+        int64_t shape[AMBER_MAX_RANK];  /* reshape, broadcast_to */
+        int64_t starts[AMBER_MAX_RANK]; /* slice */
+        int64_t lo[AMBER_MAX_RANK];     /* pad */
+    };
+    union {
+        int64_t stops[AMBER_MAX_RANK];  /* slice */
+        int64_t hi[AMBER_MAX_RANK];     /* pad */
+    };
+    union {
+        int64_t steps[AMBER_MAX_RANK];    /* slice */
+        int64_t interior[AMBER_MAX_RANK]; /* pad */
+    };
     int64_t stride[2], padding[4], dilation[2], groups;
     int64_t hw[2];                     /* input_hw */
     int64_t kernel[2];                 /* kernel_hw */
@@ -121,6 +137,16 @@ typedef amber_status (*am_infer_fn)(const am_op *op, const amber_tensor *in, int
 typedef amber_status (*am_kernel_fn)(const am_op *op, am_ctx *ctx, const amber_tensor *in,
                                      int n, const am_attrs *a, amber_tensor *out);
 
+/* What the runtime knows of an op beyond its kernel (ops.def's kind column). */
+typedef enum am_op_kind {
+    AM_KIND_OTHER,
+    AM_KIND_UNARY,  /* elementwise, one operand: the unary row loops */
+    AM_KIND_BINARY, /* elementwise, two operands broadcast (comparisons too): binary loops */
+    AM_KIND_WHERE,  /* elementwise select: loops by element size */
+    AM_KIND_CAST,   /* elementwise conversion: loops by dtype pair; any dtype as it is */
+    AM_KIND_MOVE    /* data movement (byte copies): any dtype as it is */
+} am_op_kind;
+
 struct am_op {
     am_op_id id;
     const char *name;
@@ -128,6 +154,7 @@ struct am_op {
     unsigned dtypes;
     const char *attrs;
     int since; /* the opset version that introduced it */
+    am_op_kind kind;
     am_infer_fn infer;
     am_kernel_fn kernel;
 };
@@ -184,7 +211,7 @@ amber_status am_kernel_call(const am_op *op, am_ctx *ctx, const amber_tensor *in
                             const am_attrs *a, amber_tensor *out);
 
 /* Every infer and kernel named in ops.def. */
-#define X(id, name, nin, dts, attrs, since, infer, kernel) \
+#define X(id, name, nin, dts, attrs, since, kind, infer, kernel) \
     amber_status infer(const am_op *, const amber_tensor *, int, const am_attrs *,      \
                        amber_tensor *, am_error *);                                      \
     amber_status kernel(const am_op *, am_ctx *, const amber_tensor *, int,             \

@@ -60,7 +60,7 @@ static bool take(matcher *m, am_node *n, uint32_t uses) {
 /* max or sum over the last axis, keeping it, of v; NULL otherwise. */
 static am_node *row_reduce(matcher *m, uint32_t v, am_op_id id, int rank) {
     am_node *n = producer(m, v, id);
-    if (!n || n->static_attrs->n0 != 1 || n->static_attrs->l0[0] != rank - 1 ||
+    if (!n || n->static_attrs->n_axes != 1 || n->static_attrs->axes[0] != rank - 1 ||
         !n->static_attrs->keepdims)
         return NULL;
     return n;
@@ -70,8 +70,8 @@ static am_node *row_reduce(matcher *m, uint32_t v, am_op_id id, int rank) {
 static void absorb_transpose(matcher *m, uint32_t *v, int8_t *perm, int rank) {
     perm[0] = -1;
     am_node *t = producer(m, *v, AM_OP_TRANSPOSE);
-    if (!t || t->static_attrs->n0 != rank || !take(m, t, 1)) return;
-    for (int d = 0; d < rank; d++) perm[d] = (int8_t)t->static_attrs->l0[d];
+    if (!t || t->static_attrs->n_perm != rank || !take(m, t, 1)) return;
+    for (int d = 0; d < rank; d++) perm[d] = (int8_t)t->static_attrs->perm[d];
     *v = t->in[0];
 }
 

@@ -3,7 +3,7 @@
  * chain's root, straight into the root's output, and the chain runs over each block of
  * it as the product's kernel finishes that block (am_epi), while it is still in cache.
  * The file keeps the plain graph; this is decided when a model is loaded, after the
- * elementwise groups (prog.c), and only when fusion is on. Every element goes through
+ * elementwise groups (plan.c), and only when fusion is on. Every element goes through
  * the same operations in the same order as with the nodes run one by one: the results
  * are the same bits (the group's row loops are the single-op kernels' loops). */
 #include "prog.h"
@@ -13,13 +13,8 @@
 
 static bool same_dims(const am_type *a, const am_type *b) {
     if (a->rank != b->rank || a->dtype != b->dtype) return false;
-    for (int i = 0; i < a->rank; i++) {
-        const am_json *x = a->dims[i], *y = b->dims[i];
-        if (x->type != y->type) return false;
-        if (x->type == AM_JSON_NUMBER ? x->i != y->i
-                                      : x->len != y->len || memcmp(x->str, y->str, x->len))
-            return false;
-    }
+    for (int i = 0; i < a->rank; i++)
+        if (!am_same_dim(a->dims[i], b->dims[i])) return false;
     return true;
 }
 

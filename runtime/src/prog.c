@@ -1,8 +1,8 @@
 /* Loads the program, signatures and test vectors of an .amber header (docs/format.md,
  * H.1-H.9) into am_program, checking structure, names, references and SSA order.
- * Shape rules of each node are applied when the node runs (with symbols bound). */
+ * Shape rules of each node are applied when the node runs (with symbols bound); what a
+ * run computes once, fuses or places in a memory plan is decided after loading (plan.c). */
 #include "prog.h"
-#include "plan_attn.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -116,16 +116,10 @@ static amber_status parse_type(loader *L, const am_json *obj, const am_symbols *
     return AMBER_OK;
 }
 
-static bool same_json_dim(const am_json *a, const am_json *b) {
-    if (a->type != b->type) return false;
-    if (a->type == AM_JSON_NUMBER) return a->i == b->i;
-    return a->len == b->len && !memcmp(a->str, b->str, a->len);
-}
-
 static bool same_type(const am_type *a, const am_type *b) {
     if (a->dtype != b->dtype || a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)
-        if (!same_json_dim(a->dims[i], b->dims[i])) return false;
+        if (!am_same_dim(a->dims[i], b->dims[i])) return false;
     return true;
 }
 
@@ -439,270 +433,6 @@ static amber_status static_check(loader *L, const am_func *f, const am_node *n) 
     return st;
 }
 
-/* Marks the op nodes that depend on weights, constants and the parameters marked in
- * `same` only (see am_hoist); may run again when `same` changes. */
-static amber_status plan_hoisting(loader *L, am_func *f, const uint8_t *same) {
-    uint8_t *fixed = (uint8_t *)calloc(f->n_values ? f->n_values : 1, 1);
-    if (!fixed) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    for (uint32_t i = 0; i < f->n_params; i++) fixed[i] = same[i];
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        am_node *n = &f->nodes[ni];
-        n->hoist = AM_HOIST_NONE;
-        n->fixed_in = 0;
-        bool fix = n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT;
-        if (n->kind == AM_NODE_OP) {
-            fix = n->static_attrs != NULL;
-            for (int k = 0; k < n->n_in && fix; k++) fix = fixed[n->in[k]];
-            if (fix) n->hoist = AM_HOIST_CACHED;
-        }
-        for (int k = 0; k < n->n_out; k++) fixed[n->out[k]] = fix;
-    }
-    /* A hoisted value whose every use is by hoisted nodes need not be kept. */
-    uint8_t *outer = fixed; /* reused: 1 = used outside the hoisted subgraph or unused */
-    memset(outer, 0, f->n_values ? f->n_values : 1);
-    uint8_t *used = (uint8_t *)calloc(f->n_values ? f->n_values : 1, 1);
-    if (!used) {
-        free(outer);
-        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    }
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
-        for (int k = 0; k < f->nodes[ni].n_in; k++) {
-            used[f->nodes[ni].in[k]] = 1;
-            if (f->nodes[ni].hoist == AM_HOIST_NONE) outer[f->nodes[ni].in[k]] = 1;
-        }
-    for (uint32_t k = 0; k < f->n_results; k++) outer[f->results[k]] = 1;
-    f->n_cached = 0;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        am_node *n = &f->nodes[ni];
-        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT) {
-            if (used[n->out[0]] && !outer[n->out[0]]) n->hoist = AM_HOIST_INNER;
-            continue;
-        }
-        if (n->hoist == AM_HOIST_NONE) continue;
-        if (outer[n->out[0]] || !used[n->out[0]]) f->n_cached++;
-        else n->hoist = AM_HOIST_INNER;
-    }
-    /* Inputs whose data stays put for a session (am_ctx.fixed_inputs): weights,
-     * constants and cached values, not the inner ones (they live in the run arena). */
-    uint8_t *kept = outer; /* reused */
-    memset(kept, 0, f->n_values ? f->n_values : 1);
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        am_node *n = &f->nodes[ni];
-        if (n->hoist == AM_HOIST_NONE)
-            for (int k = 0; k < n->n_in && k < 8; k++)
-                if (kept[n->in[k]]) n->fixed_in |= (uint8_t)(1u << k);
-        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
-            n->hoist == AM_HOIST_CACHED)
-            kept[n->out[0]] = 1;
-    }
-    free(outer);
-    free(used);
-    return AMBER_OK;
-}
-
-/* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
-static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
-    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
-        n->fuse != AM_FUSE_NONE || n->attn || n->norm)
-        return NULL;
-    return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
-}
-
-static bool same_dims(const am_type *a, const am_type *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (!same_json_dim(a->dims[i], b->dims[i])) return false;
-    return true;
-}
-
-/* A group being grown: member node indices (any order) and their flags by node. */
-typedef struct group {
-    uint32_t n, node[AM_FUSED_MAX_STEPS];
-    uint8_t *in;
-    const int64_t *def;
-} group;
-
-static bool made_inside(const group *g, uint32_t v) { return g->def[v] >= 0 && g->in[g->def[v]]; }
-
-/* The group's external inputs in first-read order; false if there are too many. */
-static bool group_inputs(const am_func *f, const group *g, uint32_t *ext, int *n_ext) {
-    *n_ext = 0;
-    for (uint32_t i = 0; i < g->n; i++) {
-        const am_node *n = &f->nodes[g->node[i]];
-        for (int k = 0; k < n->n_in; k++) {
-            uint32_t v = n->in[k];
-            bool seen = made_inside(g, v);
-            for (int e = 0; e < *n_ext && !seen; e++) seen = ext[e] == v;
-            if (seen) continue;
-            if (*n_ext == AM_FUSED_MAX_EXT) return false;
-            ext[(*n_ext)++] = v;
-        }
-    }
-    return true;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Fuses chains of elementwise ops (see am_fused). From the last node back, each fusible
- * node not yet in a group roots one, which takes in the producers of its members'
- * inputs while they are fusible, give a result of the root's shape, are not results,
- * and are read by members only. */
-static amber_status plan_fusion(loader *L, am_func *f) {
-    size_t nv = f->n_values ? f->n_values : 1, nn = f->n_nodes ? f->n_nodes : 1;
-    int64_t *def = (int64_t *)malloc(sizeof(int64_t) * nv);
-    uint32_t *uses = (uint32_t *)calloc(nv, sizeof(uint32_t));
-    uint8_t *in = (uint8_t *)calloc(nn, 1), *taken = (uint8_t *)calloc(nn, 1);
-    amber_status st = AMBER_OK;
-    if (!def || !uses || !in || !taken) {
-        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-        goto done;
-    }
-    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
-        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
-    }
-    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
-    for (uint32_t r = f->n_nodes; r-- > 0;) {
-        am_node *root = &f->nodes[r];
-        if (taken[r] || !fusible_loop(f, root)) continue;
-        group g = {1, {r}, in, def};
-        in[r] = 1;
-        uint32_t ext[AM_FUSED_MAX_EXT];
-        int n_ext = 0;
-        for (bool grew = true; grew && g.n < AM_FUSED_MAX_STEPS;) {
-            grew = false;
-            for (uint32_t i = 0; i < g.n && !grew; i++) {
-                const am_node *m = &f->nodes[g.node[i]];
-                for (int k = 0; k < m->n_in && !grew; k++) {
-                    uint32_t v = m->in[k];
-                    int64_t pi = def[v];
-                    if (pi < 0 || in[pi] || taken[pi] || uses[v] == UINT32_MAX) continue;
-                    const am_node *pn = &f->nodes[pi];
-                    if (!fusible_loop(f, pn) || !same_dims(&pn->out_types[0], &root->out_types[0]))
-                        continue;
-                    uint32_t inside = 0; /* reads of v by members */
-                    for (uint32_t j = 0; j < g.n; j++)
-                        for (int q = 0; q < f->nodes[g.node[j]].n_in; q++)
-                            inside += f->nodes[g.node[j]].in[q] == v;
-                    if (inside != uses[v]) continue;
-                    in[pi] = 1;
-                    g.node[g.n++] = (uint32_t)pi;
-                    grew = group_inputs(f, &g, ext, &n_ext);
-                    if (!grew) in[g.node[--g.n]] = 0;
-                }
-            }
-        }
-        if (g.n >= 2 && group_inputs(f, &g, ext, &n_ext)) {
-            am_fused *fu;
-            if ((st = alloc(L, 1, sizeof *fu, &fu)) != AMBER_OK) goto done;
-            qsort(g.node, g.n, sizeof g.node[0], cmp_u32); /* steps in program order */
-            fu->n_ext = n_ext;
-            memcpy(fu->ext, ext, sizeof(uint32_t) * (size_t)n_ext);
-            for (uint32_t i = 0; i < g.n; i++) {
-                am_node *m = &f->nodes[g.node[i]];
-                am_fused_step *sp = &fu->steps[fu->n_steps++];
-                sp->fn = fusible_loop(f, m);
-                sp->dtype = m->out_types[0].dtype;
-                sp->n_in = m->n_in;
-                for (int k = 0; k < m->n_in; k++) {
-                    uint32_t v = m->in[k];
-                    for (uint32_t j = 0; j < i; j++) /* made by an earlier step? */
-                        if (def[v] == (int64_t)g.node[j]) sp->src[k] = -(int)j - 1;
-                    for (int e = 0; e < n_ext; e++)
-                        if (ext[e] == v) sp->src[k] = e;
-                }
-                taken[g.node[i]] = 1;
-                m->fuse = g.node[i] == r ? AM_FUSE_ROOT : AM_FUSE_MEMBER;
-                m->root = r;
-            }
-            root->fused = fu;
-            f->n_fused_groups++;
-            f->n_fused_nodes += g.n;
-        }
-        for (uint32_t i = 0; i < g.n; i++) in[g.node[i]] = 0;
-    }
-done:
-    free(def);
-    free(uses);
-    free(in);
-    free(taken);
-    return st;
-}
-
-/* Lifetimes of the values a run places by a memory plan (see am_func). A fused member
- * reads its inputs when its root runs; a reshape's result is its input's memory. */
-static amber_status plan_lifetimes(loader *L, am_func *f) {
-    size_t nv = f->n_values ? f->n_values : 1;
-    uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * nv);
-    uint32_t *owner = (uint32_t *)malloc(sizeof(uint32_t) * nv); /* whose memory v is */
-    bool *planned = (bool *)calloc(nv, sizeof(bool));
-    if (!last || !owner || !planned) {
-        free(last);
-        free(owner);
-        free(planned);
-        return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    }
-    for (uint32_t v = 0; v < f->n_values; v++) {
-        last[v] = 0;
-        owner[v] = v;
-    }
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        am_node *n = &f->nodes[ni];
-        uint32_t at = n->fuse == AM_FUSE_MEMBER ? n->root : ni;
-        n->alias = n->kind == AM_NODE_OP && n->op->id == AM_OP_RESHAPE && n->hoist == AM_HOIST_NONE;
-        for (int k = 0; k < n->n_out; k++) {
-            last[n->out[k]] = ni;
-            planned[n->out[k]] = n->kind == AM_NODE_OP && n->hoist != AM_HOIST_CACHED &&
-                                 n->fuse != AM_FUSE_MEMBER && !n->alias;
-        }
-        if (n->alias) owner[n->out[0]] = owner[n->in[0]];
-        for (int k = 0; k < n->n_in; k++)
-            if (last[n->in[k]] < at) last[n->in[k]] = at;
-    }
-    for (uint32_t v = 0; v < f->n_values; v++) /* memory lives as long as its aliases */
-        if (last[owner[v]] < last[v]) last[owner[v]] = last[v];
-    for (uint32_t k = 0; k < f->n_results; k++) planned[owner[f->results[k]]] = false;
-    /* NOTE: a plan is computed when the function starts, but a stacking while binds its
-     * trip dim only when it ends: values typed by that dim cannot be placed up front, so
-     * such a function (a while gradient) allocates every value as it runs. */
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
-        if (f->nodes[ni].kind == AM_NODE_WHILE && f->nodes[ni].trip_symbol >= 0)
-            for (uint32_t v = 0; v < f->n_values; v++) planned[v] = false;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++)
-        if (f->nodes[ni].kind >= AM_NODE_CALL)
-            for (int k = 0; k < f->nodes[ni].n_in; k++) planned[owner[f->nodes[ni].in[k]]] = false;
-    uint32_t count = 0;
-    for (uint32_t v = 0; v < f->n_values; v++) count += planned[v];
-    amber_status st = alloc(L, count, sizeof(uint32_t), &f->planned);
-    if (st == AMBER_OK) st = alloc(L, count, sizeof(uint32_t), &f->plan_first);
-    if (st == AMBER_OK) st = alloc(L, count, sizeof(uint32_t), &f->plan_last);
-    if (st == AMBER_OK) st = alloc(L, count, 1, &f->plan_inner);
-    if (st == AMBER_OK) st = alloc(L, f->n_values, sizeof(int32_t), &f->plan_slot);
-    for (uint32_t v = 0; st == AMBER_OK && v < f->n_values; v++) f->plan_slot[v] = -1;
-    for (uint32_t ni = 0; st == AMBER_OK && ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        for (int k = 0; k < n->n_out; k++) {
-            uint32_t v = n->out[k];
-            if (!planned[v]) continue;
-            f->plan_slot[v] = (int32_t)f->n_planned;
-            f->planned[f->n_planned] = v;
-            f->plan_first[f->n_planned] = ni;
-            f->plan_last[f->n_planned] = last[v];
-            f->plan_inner[f->n_planned++] = n->hoist == AM_HOIST_INNER;
-            f->n_plan_inner += n->hoist == AM_HOIST_INNER;
-        }
-    }
-    free(last);
-    free(owner);
-    free(planned);
-    return st;
-}
-
 /* Every value name of a function (parameters, then node outputs) with its value index,
  * into tab; returns the count. Sorted once (a function may have millions of values),
  * the table answers lookups, and load_function checks definitions in order: a name may
@@ -744,26 +474,17 @@ static bool uses_node_symbol(const am_func *f, const am_type *t) {
     return false;
 }
 
-static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
-                                  am_func *f) {
-    static const char *const req[] = {"name", "params", "nodes", "results"};
-    amber_status st = members(L, fj, req, 4, NULL, 0);
-    if (st != AMBER_OK) return st;
-    const am_json *params = get_typed(L, fj, "params", AM_JSON_ARRAY, &st);
-    const am_json *nodes = params ? get_typed(L, fj, "nodes", AM_JSON_ARRAY, &st) : NULL;
-    const am_json *results = nodes ? get_typed(L, fj, "results", AM_JSON_ARRAY, &st) : NULL;
-    if (!results) return st;
-    f->n_params = params->count;
-    f->n_nodes = nodes->count;
-    f->n_results = results->count;
-    /* Symbols: parameter dims that are a single NAME, then one per node at most (the
-     * trip_dim of an opset-3 while). */
+/* The symbols of f: parameter dims that are a single NAME, then one per node at most
+ * (the trip_dim of an opset-3 while). */
+static amber_status function_symbols(loader *L, const am_json *params, const am_json *nodes,
+                                     am_func *f) {
     uint32_t max_syms = nodes->count;
     for (const am_json *p = am_json_first(L->d, params); p; p = am_json_next(L->d, p)) {
         const am_json *sh = am_json_get(L->d, p, "shape");
         if (sh && sh->type == AM_JSON_ARRAY) max_syms += sh->count;
     }
     am_symbols *sy = &f->syms;
+    amber_status st;
     if ((st = alloc(L, max_syms, sizeof(char *), &sy->names)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(int64_t), &sy->values)) != AMBER_OK ||
         (st = alloc(L, max_syms, sizeof(size_t), &sy->lens)) != AMBER_OK ||
@@ -786,7 +507,11 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
     }
     sy->check = true;
     f->n_param_syms = sy->n;
-    /* Values: parameters, then node outputs. */
+    return AMBER_OK;
+}
+
+/* Values: parameters, then node outputs. */
+static amber_status count_values(loader *L, const am_json *nodes, am_func *f) {
     uint32_t n_values = f->n_params;
     for (const am_json *n = am_json_first(L->d, nodes); n; n = am_json_next(L->d, n)) {
         const am_json *outs = am_json_get(L->d, n, "outputs");
@@ -795,421 +520,221 @@ static amber_status load_function(loader *L, const am_json *fj, const am_json *w
         n_values += outs->count;
     }
     f->n_values = n_values;
-    if ((st = alloc(L, n_values, sizeof(am_type *), &f->value_types)) != AMBER_OK) return st;
-    am_name_ref *tab = (am_name_ref *)calloc(n_values ? n_values : 1, sizeof *tab);
-    if (!tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    uint32_t nt = value_table(L, params, nodes, tab), vi = 0;
-    const am_name_ref *dup = sort_names(tab, nt);
+    return alloc(L, n_values, sizeof(am_type *), &f->value_types);
+}
+
+/* The value names of the function being loaded (value_table) and the first repeat. */
+typedef struct value_names {
+    am_name_ref *tab;
+    uint32_t n;
+    const am_name_ref *dup;
+} value_names;
+
+static amber_status load_params(loader *L, const am_json *params, am_func *f,
+                                const value_names *vn) {
     static const char *const preq[] = {"name", "dtype", "shape"};
+    amber_status st = AMBER_OK;
+    uint32_t vi = 0;
     for (const am_json *p = am_json_first(L->d, params); p && st == AMBER_OK;
          p = am_json_next(L->d, p), vi++) {
         if ((st = members(L, p, preq, 3, NULL, 0)) != AMBER_OK) break;
-        if ((st = parse_type(L, p, sy, &f->param_types[vi])) != AMBER_OK) break;
+        if ((st = parse_type(L, p, &f->syms, &f->param_types[vi])) != AMBER_OK) break;
         for (int k = 0; k < f->param_types[vi].rank; k++) {
             const am_json *dim = f->param_types[vi].dims[k];
             int sym = -1;
             if (dim->type == AM_JSON_STRING && am_dim_is_name(dim->str, dim->len))
-                sym = am_symbols_find(sy, dim->str, dim->len);
+                sym = am_symbols_find(&f->syms, dim->str, dim->len);
             f->param_symbol[vi * AMBER_MAX_RANK + (uint32_t)k] = sym;
         }
         f->value_types[vi] = &f->param_types[vi];
-        st = define_value(L, am_json_get(L->d, p, "name"), vi, dup);
+        st = define_value(L, am_json_get(L->d, p, "name"), vi, vn->dup);
         if (st == AMBER_OK) f->param_names[vi] = am_json_get(L->d, p, "name")->str;
     }
-    if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
-    uint32_t ni = 0;
-    static const char *const nreq[] = {"op", "inputs", "attrs", "outputs"};
-    for (const am_json *nj = st == AMBER_OK ? am_json_first(L->d, nodes) : NULL; nj && st == AMBER_OK;
-         nj = am_json_next(L->d, nj), ni++) {
-        am_node *n = &f->nodes[ni];
-        size_t plen = strlen(L->path);
-        snprintf(L->path + plen, sizeof L->path - plen, ".nodes[%u]", ni);
-        if ((st = members(L, nj, nreq, 4, NULL, 0)) != AMBER_OK) break;
-        const am_json *op = get_typed(L, nj, "op", AM_JSON_STRING, &st);
-        const am_json *ins = op ? get_typed(L, nj, "inputs", AM_JSON_ARRAY, &st) : NULL;
-        const am_json *attrs = ins ? get_typed(L, nj, "attrs", AM_JSON_OBJECT, &st) : NULL;
-        const am_json *outs = am_json_get(L->d, nj, "outputs");
-        if (!attrs) break;
-        n->attrs = attrs;
-        n->n_in = (int)ins->count;
-        n->n_out = (int)outs->count;
-        if ((st = alloc(L, ins->count, sizeof(uint32_t), &n->in)) != AMBER_OK ||
-            (st = alloc(L, outs->count, sizeof(uint32_t), &n->out)) != AMBER_OK ||
-            (st = alloc(L, outs->count, sizeof(am_type), &n->out_types)) != AMBER_OK)
-            break;
-        int k = 0;
-        for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
-            int64_t v = in->type == AM_JSON_STRING ? find_value(tab, nt, in->str, vi) : -1;
-            if (v < 0) {
-                st = LFAIL(L, "input %d is not a value defined before this node", k);
-                break;
-            }
-            n->in[k] = (uint32_t)v;
-        }
-        if (st != AMBER_OK) break;
-        /* The op: a primitive of opset 1 or an IR builtin. */
-        if (!strcmp(op->str, "constant") || !strcmp(op->str, "weight")) {
-            bool is_const = op->str[0] == 'c';
-            n->kind = is_const ? AM_NODE_CONSTANT : AM_NODE_WEIGHT;
-            const char *key = is_const ? "value" : "name";
-            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
-            if (n->n_in != 0 || n->n_out != 1) {
-                st = LFAIL(L, "%s takes no inputs and has one output", op->str);
-                break;
-            }
-            am_type t;
-            if (is_const) {
-                const am_json *val = am_json_get(L->d, attrs, "value");
-                bool by_tensor = am_json_get(L->d, val, "tensor") != NULL;
-                static const char *const creq_t[] = {"dtype", "shape", "tensor"};
-                static const char *const creq_d[] = {"dtype", "shape", "data"};
-                if ((st = members(L, val, by_tensor ? creq_t : creq_d, 3, NULL, 0)) != AMBER_OK ||
-                    (st = parse_type(L, val, NULL, &t)) != AMBER_OK)
-                    break;
-                n->tensor.dtype = t.dtype;
-                n->tensor.rank = t.rank;
-                for (int r = 0; r < t.rank; r++) n->tensor.shape[r] = t.dims[r]->i;
-                st = by_tensor ? tensor_ref(L, am_json_get(L->d, val, "tensor"), &t, &n->tensor)
-                               : inline_constant(L, am_json_get(L->d, val, "data"), &n->tensor);
-            } else {
-                const am_json *wn = am_json_get(L->d, attrs, "name");
-                const am_json *w = wn && wn->type == AM_JSON_STRING ? find_weight(L, weights, wn->str) : NULL;
-                if (!w) {
-                    st = LFAIL(L, "weight node names an unknown weight");
-                    break;
-                }
-                if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) break;
-                st = tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &n->tensor);
-            }
-        } else if (!strcmp(op->str, "call")) {
-            n->kind = AM_NODE_CALL;
-            static const char *const key = "callee";
-            if ((st = members(L, attrs, &key, 1, NULL, 0)) != AMBER_OK) break;
-            if ((st = func_attr(L, attrs, "callee", &n->callee)) != AMBER_OK) break;
-        } else if (!strcmp(op->str, "cond") || !strcmp(op->str, "while") ||
-                   !strcmp(op->str, "scan")) {
-            if (L->p->opset_version < 2) {
-                st = LFAIL(L, "%s needs opset version 2, the file declares %lld", op->str,
-                           (long long)L->p->opset_version);
-                break;
-            }
-            if ((st = control_node(L, n, op->str, attrs, sy)) != AMBER_OK) break;
-        } else {
-            n->kind = AM_NODE_OP;
-            n->op = am_op_find(op->str);
-            if (!n->op) {
-                st = LFAIL(L, "op \"%.60s\" is neither a primitive of opset 1 nor an IR builtin",
-                           op->str);
-                break;
-            }
-            if (L->p->opset_version < am_op_since(n->op)) {
-                st = LFAIL(L, "%s needs opset version %d, the file declares %lld", n->op->name,
-                           am_op_since(n->op), (long long)L->p->opset_version);
-                break;
-            }
-            if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1) {
-                st = LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
-                break;
-            }
-            am_attrs a, *fixed;
-            am_error e;
-            if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
-                if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) break;
-                *fixed = a;
-                n->static_attrs = fixed;
-            } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
-                st = lnested(L, st, "", &e);
-                break;
-            }
-        }
-        if (st != AMBER_OK) break;
-        k = 0;
-        static const char *const oreq[] = {"name", "dtype", "shape"};
-        for (const am_json *o = am_json_first(L->d, outs); o && st == AMBER_OK;
-             o = am_json_next(L->d, o), k++) {
-            if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
-            if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
-            st = define_value(L, am_json_get(L->d, o, "name"), vi, dup);
-            f->value_types[vi] = &n->out_types[k];
-            n->out[k] = vi++;
-        }
-        if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
-        for (int j = 0; st == AMBER_OK && j < n->n_stacked; j++) {
-            const am_type *t = &n->out_types[n->n_carries + j];
-            const am_json *d0 = t->rank ? t->dims[0] : NULL;
-            if (!d0 || d0->type != AM_JSON_STRING ||
-                d0->len != sy->lens[n->trip_symbol] || memcmp(d0->str, sy->names[n->trip_symbol], d0->len))
-                st = LFAIL(L, "stacked output %d must have the leading dim trip_dim", j);
-        }
-        L->path[plen] = '\0';
-    }
-    if (st == AMBER_OK) st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
-    int k = 0;
-    for (const am_json *r = st == AMBER_OK ? am_json_first(L->d, results) : NULL; r;
-         r = am_json_next(L->d, r), k++) {
-        int64_t v = r->type == AM_JSON_STRING ? find_value(tab, nt, r->str, UINT32_MAX) : -1;
-        if (v < 0) {
-            st = LFAIL(L, "result %d is not a value of the function", k);
-            break;
-        }
-        f->results[k] = (uint32_t)v;
-        f->data_dependent = f->data_dependent || uses_node_symbol(f, f->value_types[v]);
-    }
-    free(tab);
     return st;
 }
 
-typedef void (*edge_fn)(void *, uint32_t, uint32_t, uint32_t, uint32_t, bool);
-
-/* Visits the argument-to-parameter edges of function fi's call, cond, while and scan
- * nodes: fn(ud, caller, value, callee, param, varies) for each function a node runs;
- * varies: the argument changes between iterations (a loop carry or a scanned slice). */
-static void arguments_of(const am_program *p, uint32_t fi, edge_fn fn, void *ud) {
-    const am_func *f = &p->funcs[fi];
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        if (n->kind < AM_NODE_CALL) continue;
-        int first = n->kind == AM_NODE_COND; /* the predicate goes to no function */
-        int varying = n->kind == AM_NODE_WHILE  ? n->n_carries
-                      : n->kind == AM_NODE_SCAN ? n->n_carries + n->n_xs
-                                                : 0;
-        int nc = n->kind == AM_NODE_COND || n->kind == AM_NODE_WHILE ? 2 : 1;
-        for (int k = first; k < n->n_in; k++)
-            for (int c = 0; c < nc; c++)
-                fn(ud, fi, n->in[k], c ? n->callee2 : n->callee, (uint32_t)(k - first),
-                   k < varying);
-    }
-}
-
-static void each_argument(const am_program *p, edge_fn fn, void *ud) {
-    for (uint32_t fi = 0; fi < p->n_funcs; fi++) arguments_of(p, fi, fn, ud);
-}
-
-/* ---------------------------------------------------------------- same-value parameters */
-
-/* A parameter receives the same value at every call of a session when every call passes
- * one and the same weight, constant or cached value (directly or through such parameters
- * of its callers), and a loop passes it unchanged to every iteration. Nodes computed from
- * such parameters, weights and constants alone are then hoisted like weight-only nodes:
- * a loop body transposing a weight it is handed does so once per session, not once per
- * iteration. State per parameter: UNSET (no call seen yet), SAME as the value
- * (src_f, src_v), or VARIES; states only move down that order. */
-enum { SAME_UNSET, SAME_ONE, SAME_VARIES };
-typedef struct same_param {
-    uint8_t state;
-    uint32_t src_f, src_v;
-} same_param;
-
-typedef struct same_walk {
-    loader *L;
-    uint32_t *base;    /* per function: its first global parameter */
-    same_param *param; /* per global parameter */
-    uint32_t *queue;   /* functions to (re)plan, a ring of n_funcs */
-    uint8_t *queued;
-    uint8_t *same;     /* per parameter of the function being planned: hoistable */
-    uint8_t *made;     /* per value of the function being planned: a weight, a constant
-                          or a cached value */
-    uint32_t head, count;
-} same_walk;
-
-static void same_push(same_walk *w, uint32_t fi) {
-    uint32_t n = w->L->p->n_funcs;
-    if (w->queued[fi]) return;
-    w->queued[fi] = 1;
-    w->queue[(w->head + w->count++) % n] = fi;
-}
-
-/* Meets what one call passes into the callee's parameter; a change replans the callee. */
-static void same_edge(void *ud, uint32_t caller, uint32_t v, uint32_t callee, uint32_t param,
-                      bool varies) {
-    same_walk *w = (same_walk *)ud;
-    const am_func *f = &w->L->p->funcs[caller];
-    same_param in = {SAME_VARIES, 0, 0}; /* a carry, a slice, or computed from inputs */
-    if (!varies && v < f->n_params) {
-        in = w->param[w->base[caller] + v];
-        if (in.state == SAME_UNSET) return; /* its callers decide; then this edge is seen again */
-    } else if (!varies && w->made[v]) {
-        in = (same_param){SAME_ONE, caller, v};
-    }
-    same_param *d = &w->param[w->base[callee] + param];
-    same_param was = *d;
-    if (d->state == SAME_UNSET) *d = in;
-    else if (d->state == SAME_ONE && (in.state != SAME_ONE || in.src_f != d->src_f || in.src_v != d->src_v))
-        d->state = SAME_VARIES;
-    if (d->state != was.state) same_push(w, callee);
-}
-
-/* Plans the hoisting of function fi with what is known of its parameters (UNSET ones
- * as if the same: a later change plans it again) and passes on what its calls pass. */
-static amber_status same_plan(same_walk *w, uint32_t fi, bool unset_same) {
-    am_func *f = &w->L->p->funcs[fi];
-    for (uint32_t i = 0; i < f->n_params; i++) {
-        uint8_t state = w->param[w->base[fi] + i].state;
-        w->same[i] = state == SAME_ONE || (unset_same && state == SAME_UNSET);
-    }
-    amber_status st = plan_hoisting(w->L, f, w->same);
+/* A constant (its data inline or a tensor) or a weight (by name) node. */
+static amber_status data_node(loader *L, am_node *n, const char *op, const am_json *attrs,
+                              const am_json *weights) {
+    bool is_const = op[0] == 'c';
+    n->kind = is_const ? AM_NODE_CONSTANT : AM_NODE_WEIGHT;
+    const char *key = is_const ? "value" : "name";
+    amber_status st = members(L, attrs, &key, 1, NULL, 0);
     if (st != AMBER_OK) return st;
-    memset(w->made, 0, f->n_values + 1u);
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
-            n->hoist == AM_HOIST_CACHED)
-            w->made[n->out[0]] = 1;
+    if (n->n_in != 0 || n->n_out != 1) return LFAIL(L, "%s takes no inputs and has one output", op);
+    am_type t;
+    if (!is_const) {
+        const am_json *wn = am_json_get(L->d, attrs, "name");
+        const am_json *w = wn && wn->type == AM_JSON_STRING ? find_weight(L, weights, wn->str) : NULL;
+        if (!w) return LFAIL(L, "weight node names an unknown weight");
+        if ((st = parse_type(L, w, NULL, &t)) != AMBER_OK) return st;
+        return tensor_ref(L, am_json_get(L->d, w, "tensor"), &t, &n->tensor);
     }
-    arguments_of(w->L->p, fi, same_edge, w);
+    const am_json *val = am_json_get(L->d, attrs, "value");
+    bool by_tensor = am_json_get(L->d, val, "tensor") != NULL;
+    static const char *const creq_t[] = {"dtype", "shape", "tensor"};
+    static const char *const creq_d[] = {"dtype", "shape", "data"};
+    if ((st = members(L, val, by_tensor ? creq_t : creq_d, 3, NULL, 0)) != AMBER_OK ||
+        (st = parse_type(L, val, NULL, &t)) != AMBER_OK)
+        return st;
+    n->tensor.dtype = t.dtype;
+    n->tensor.rank = t.rank;
+    for (int r = 0; r < t.rank; r++) n->tensor.shape[r] = t.dims[r]->i;
+    return by_tensor ? tensor_ref(L, am_json_get(L->d, val, "tensor"), &t, &n->tensor)
+                     : inline_constant(L, am_json_get(L->d, val, "data"), &n->tensor);
+}
+
+/* A primitive's node: known to the file's opset, its arity, its attributes (decoded once
+ * here unless they hold dim expressions). */
+static amber_status op_node(loader *L, am_node *n, const char *op, const am_json *attrs,
+                            const am_symbols *sy) {
+    n->kind = AM_NODE_OP;
+    n->op = am_op_find(op);
+    if (!n->op)
+        return LFAIL(L, "op \"%.60s\" is neither a primitive of opset 1 nor an IR builtin", op);
+    if (L->p->opset_version < am_op_since(n->op))
+        return LFAIL(L, "%s needs opset version %d, the file declares %lld", n->op->name,
+                     am_op_since(n->op), (long long)L->p->opset_version);
+    if ((n->op->n_inputs >= 0 ? n->n_in != n->op->n_inputs : n->n_in < 1) || n->n_out != 1)
+        return LFAIL(L, "%s takes %d input(s) and has one output", n->op->name, n->op->n_inputs);
+    am_attrs a, *fixed;
+    am_error e;
+    amber_status st;
+    if (am_attrs_decode(n->op, L->d, attrs, NULL, &a, &e) == AMBER_OK) { /* no dims */
+        if ((st = alloc(L, 1, sizeof a, &fixed)) != AMBER_OK) return st;
+        *fixed = a;
+        n->static_attrs = fixed;
+    } else if ((st = am_attrs_decode(n->op, L->d, attrs, sy, &a, &e)) != AMBER_OK) {
+        return lnested(L, st, "", &e);
+    }
     return AMBER_OK;
 }
 
-/* Hoisting of every function (see same_param): each function is planned, and planned
- * again whenever what its callers pass changes (at most twice per parameter). */
-static amber_status plan_same_params(loader *L) {
-    am_program *p = L->p;
-    same_walk w = {.L = L};
-    uint32_t n_params = 0, max_params = 0, max_values = 0;
+/* The op of a node: a primitive or an IR builtin. */
+static amber_status node_op(loader *L, am_node *n, const char *op, const am_json *attrs,
+                            const am_json *weights, am_symbols *sy) {
+    if (!strcmp(op, "constant") || !strcmp(op, "weight"))
+        return data_node(L, n, op, attrs, weights);
+    if (!strcmp(op, "call")) {
+        n->kind = AM_NODE_CALL;
+        static const char *const key = "callee";
+        amber_status st = members(L, attrs, &key, 1, NULL, 0);
+        return st != AMBER_OK ? st : func_attr(L, attrs, "callee", &n->callee);
+    }
+    if (!strcmp(op, "cond") || !strcmp(op, "while") || !strcmp(op, "scan")) {
+        if (L->p->opset_version < 2)
+            return LFAIL(L, "%s needs opset version 2, the file declares %lld", op,
+                         (long long)L->p->opset_version);
+        return control_node(L, n, op, attrs, sy);
+    }
+    return op_node(L, n, op, attrs, sy);
+}
+
+/* A node's inputs: values defined before it (the first vi). */
+static amber_status node_inputs(loader *L, const am_json *ins, am_node *n,
+                                const value_names *vn, uint32_t vi) {
+    int k = 0;
+    for (const am_json *in = am_json_first(L->d, ins); in; in = am_json_next(L->d, in), k++) {
+        int64_t v = in->type == AM_JSON_STRING ? find_value(vn->tab, vn->n, in->str, vi) : -1;
+        if (v < 0) return LFAIL(L, "input %d is not a value defined before this node", k);
+        n->in[k] = (uint32_t)v;
+    }
+    return AMBER_OK;
+}
+
+/* A node's outputs, defining values *vi on; then the checks their types allow. */
+static amber_status node_outputs(loader *L, const am_json *outs, am_func *f, am_node *n,
+                                 const value_names *vn, uint32_t *vi) {
+    static const char *const oreq[] = {"name", "dtype", "shape"};
+    const am_symbols *sy = &f->syms;
     amber_status st = AMBER_OK;
-    w.base = (uint32_t *)calloc(p->n_funcs + 1u, sizeof *w.base);
-    for (uint32_t fi = 0; w.base && fi < p->n_funcs; fi++) {
-        const am_func *f = &p->funcs[fi];
-        w.base[fi] = n_params;
-        n_params += f->n_params; /* fits: each parameter is a loaded value */
-        if (f->n_params > max_params) max_params = f->n_params;
-        if (f->n_values > max_values) max_values = f->n_values;
+    int k = 0;
+    for (const am_json *o = am_json_first(L->d, outs); o && st == AMBER_OK;
+         o = am_json_next(L->d, o), k++) {
+        if ((st = members(L, o, oreq, 3, NULL, 0)) != AMBER_OK) break;
+        if ((st = parse_type(L, o, sy, &n->out_types[k])) != AMBER_OK) break;
+        st = define_value(L, am_json_get(L->d, o, "name"), *vi, vn->dup);
+        f->value_types[*vi] = &n->out_types[k];
+        n->out[k] = (*vi)++;
     }
-    w.param = (same_param *)calloc(n_params + 1u, sizeof *w.param);
-    w.queue = (uint32_t *)malloc(sizeof *w.queue * (p->n_funcs + 1u));
-    w.queued = (uint8_t *)calloc(p->n_funcs + 1u, 1);
-    w.same = (uint8_t *)malloc(max_params + 1u);
-    w.made = (uint8_t *)malloc(max_values + 1u);
-    if (!w.base || !w.param || !w.queue || !w.queued || !w.same || !w.made)
-        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    for (uint32_t e = 0; st == AMBER_OK && e < p->n_entries; e++) { /* the caller's inputs */
-        uint32_t fi = p->entries[e].func;
-        for (uint32_t k = 0; k < p->funcs[fi].n_params; k++)
-            w.param[w.base[fi] + k].state = SAME_VARIES;
+    if (st == AMBER_OK && n->kind == AM_NODE_OP) st = static_check(L, f, n);
+    for (int j = 0; st == AMBER_OK && j < n->n_stacked; j++) {
+        const am_type *t = &n->out_types[n->n_carries + j];
+        const am_json *d0 = t->rank ? t->dims[0] : NULL;
+        if (!d0 || d0->type != AM_JSON_STRING ||
+            d0->len != sy->lens[n->trip_symbol] || memcmp(d0->str, sy->names[n->trip_symbol], d0->len))
+            st = LFAIL(L, "stacked output %d must have the leading dim trip_dim", j);
     }
-    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) same_push(&w, fi);
-    while (st == AMBER_OK && w.count) {
-        uint32_t fi = w.queue[w.head];
-        w.head = (w.head + 1) % p->n_funcs;
-        w.count--;
-        w.queued[fi] = 0;
-        st = same_plan(&w, fi, true);
-    }
-    /* Parameters no call reaches stay UNSET: their functions never run, but are planned
-     * as if those parameters varied, so nothing rests on the optimistic guess. */
-    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
-        bool unset = false;
-        for (uint32_t k = 0; k < p->funcs[fi].n_params; k++)
-            unset = unset || w.param[w.base[fi] + k].state == SAME_UNSET;
-        if (unset) st = same_plan(&w, fi, false);
-    }
-    free(w.base), free(w.param), free(w.queue), free(w.queued), free(w.same), free(w.made);
     return st;
 }
 
-/* Global parameter numbering, the edges from a caller's parameter to the callee
- * parameters it is passed to (CSR), and the work list of cleared parameters. */
-typedef struct fixed_walk {
-    const am_program *p;
-    uint32_t *base;             /* per function: its first global parameter */
-    uint8_t **made;             /* per function and value: a weight, constant or cached value */
-    uint8_t *fixed;             /* per global parameter */
-    uint32_t *start, *fill, *to; /* CSR: edges of parameter g are to[start[g]..start[g+1]) */
-    uint32_t *queue, n_queue;
-    bool counting;
-} fixed_walk;
-
-static void clear_param(fixed_walk *w, uint32_t g) {
-    if (!w->fixed[g]) return;
-    w->fixed[g] = 0;
-    w->queue[w->n_queue++] = g;
+static amber_status load_node(loader *L, const am_json *nj, const am_json *weights, am_func *f,
+                              am_node *n, const value_names *vn, uint32_t *vi) {
+    static const char *const nreq[] = {"op", "inputs", "attrs", "outputs"};
+    amber_status st = members(L, nj, nreq, 4, NULL, 0);
+    if (st != AMBER_OK) return st;
+    const am_json *op = get_typed(L, nj, "op", AM_JSON_STRING, &st);
+    const am_json *ins = op ? get_typed(L, nj, "inputs", AM_JSON_ARRAY, &st) : NULL;
+    const am_json *attrs = ins ? get_typed(L, nj, "attrs", AM_JSON_OBJECT, &st) : NULL;
+    const am_json *outs = am_json_get(L->d, nj, "outputs");
+    if (!attrs) return st;
+    n->attrs = attrs;
+    n->n_in = (int)ins->count;
+    n->n_out = (int)outs->count;
+    if ((st = alloc(L, ins->count, sizeof(uint32_t), &n->in)) != AMBER_OK ||
+        (st = alloc(L, outs->count, sizeof(uint32_t), &n->out)) != AMBER_OK ||
+        (st = alloc(L, outs->count, sizeof(am_type), &n->out_types)) != AMBER_OK ||
+        (st = node_inputs(L, ins, n, vn, *vi)) != AMBER_OK ||
+        (st = node_op(L, n, op->str, attrs, weights, &f->syms)) != AMBER_OK)
+        return st;
+    return node_outputs(L, outs, f, n, vn, vi);
 }
 
-static void fixed_edge(void *ud, uint32_t caller, uint32_t v, uint32_t callee, uint32_t param,
-                       bool varies) {
-    fixed_walk *w = (fixed_walk *)ud;
-    const am_func *f = &w->p->funcs[caller];
-    uint32_t dst = w->base[callee] + param;
-    bool from_param = v < f->n_params && !varies;
-    if (w->counting) {
-        if (from_param) w->start[w->base[caller] + v + 1]++;
-        return;
+static amber_status load_results(loader *L, const am_json *results, am_func *f,
+                                 const value_names *vn) {
+    amber_status st = alloc(L, f->n_results, sizeof(uint32_t), &f->results);
+    int k = 0;
+    for (const am_json *r = st == AMBER_OK ? am_json_first(L->d, results) : NULL; r;
+         r = am_json_next(L->d, r), k++) {
+        int64_t v = r->type == AM_JSON_STRING ? find_value(vn->tab, vn->n, r->str, UINT32_MAX) : -1;
+        if (v < 0) return LFAIL(L, "result %d is not a value of the function", k);
+        f->results[k] = (uint32_t)v;
+        f->data_dependent = f->data_dependent || uses_node_symbol(f, f->value_types[v]);
     }
-    if (from_param) w->to[w->fill[w->base[caller] + v]++] = dst;
-    else if (varies || !w->made[caller][v]) clear_param(w, dst);
+    return st;
 }
 
-/* Parameters that are fixed at every call (am_func.param_fixed): each call passes a
- * value fixed in the caller (a weight, a constant, a cached value or such a parameter),
- * and a loop passes it unchanged to every iteration (an invariant input of while or
- * scan). Entry functions take the caller's inputs: never fixed. Everything starts fixed
- * and the clearing spreads along the edges, once per parameter, so a recursive call
- * passing its own fixed parameter keeps it fixed. Then the nodes reading fixed
- * parameters get their am_node.fixed_in bits. */
-static amber_status mark_fixed_params(loader *L) {
-    am_program *p = L->p;
-    fixed_walk w = {.p = p, .counting = true};
-    uint32_t n_params = 0;
-    amber_status st = AMBER_OK;
-    w.base = (uint32_t *)calloc(p->n_funcs + 1u, sizeof *w.base);
-    w.made = (uint8_t **)calloc(p->n_funcs + 1u, sizeof *w.made);
-    for (uint32_t fi = 0; w.base && fi < p->n_funcs; fi++) {
-        w.base[fi] = n_params;
-        n_params += p->funcs[fi].n_params; /* fits: each parameter is a loaded value */
+static amber_status load_function(loader *L, const am_json *fj, const am_json *weights,
+                                  am_func *f) {
+    static const char *const req[] = {"name", "params", "nodes", "results"};
+    amber_status st = members(L, fj, req, 4, NULL, 0);
+    if (st != AMBER_OK) return st;
+    const am_json *params = get_typed(L, fj, "params", AM_JSON_ARRAY, &st);
+    const am_json *nodes = params ? get_typed(L, fj, "nodes", AM_JSON_ARRAY, &st) : NULL;
+    const am_json *results = nodes ? get_typed(L, fj, "results", AM_JSON_ARRAY, &st) : NULL;
+    if (!results) return st;
+    f->n_params = params->count;
+    f->n_nodes = nodes->count;
+    f->n_results = results->count;
+    if ((st = function_symbols(L, params, nodes, f)) != AMBER_OK ||
+        (st = count_values(L, nodes, f)) != AMBER_OK)
+        return st;
+    value_names vn = {(am_name_ref *)calloc(f->n_values ? f->n_values : 1, sizeof *vn.tab), 0, NULL};
+    if (!vn.tab) return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
+    vn.n = value_table(L, params, nodes, vn.tab);
+    vn.dup = sort_names(vn.tab, vn.n);
+    st = load_params(L, params, f, &vn);
+    if (st == AMBER_OK) st = alloc(L, f->n_nodes, sizeof(am_node), &f->nodes);
+    uint32_t ni = 0, vi = f->n_params;
+    for (const am_json *nj = st == AMBER_OK ? am_json_first(L->d, nodes) : NULL; nj && st == AMBER_OK;
+         nj = am_json_next(L->d, nj), ni++) {
+        size_t plen = strlen(L->path);
+        snprintf(L->path + plen, sizeof L->path - plen, ".nodes[%u]", ni);
+        st = load_node(L, nj, weights, f, &f->nodes[ni], &vn, &vi);
+        L->path[plen] = '\0';
     }
-    w.fixed = (uint8_t *)malloc(n_params + 1u);
-    w.start = (uint32_t *)calloc(n_params + 2u, sizeof *w.start);
-    w.fill = (uint32_t *)malloc(sizeof *w.fill * (n_params + 1u));
-    w.queue = (uint32_t *)malloc(sizeof *w.queue * (n_params + 1u));
-    if (!w.base || !w.made || !w.fixed || !w.start || !w.fill || !w.queue)
-        st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
-        const am_func *f = &p->funcs[fi];
-        if (!(w.made[fi] = (uint8_t *)calloc(f->n_values + 1u, 1))) {
-            st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-            break;
-        }
-        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-            const am_node *n = &f->nodes[ni];
-            if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT ||
-                n->hoist == AM_HOIST_CACHED)
-                w.made[fi][n->out[0]] = 1;
-        }
-    }
-    if (st == AMBER_OK) {
-        memset(w.fixed, 1, n_params + 1u);
-        each_argument(p, fixed_edge, &w); /* count the edges per source parameter */
-        for (uint32_t g = 0; g < n_params; g++) w.start[g + 1] += w.start[g];
-        memcpy(w.fill, w.start, sizeof *w.fill * (n_params + 1u));
-        if (!(w.to = (uint32_t *)malloc(sizeof *w.to * (w.start[n_params] + 1u))))
-            st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
-    }
-    if (st == AMBER_OK) {
-        w.counting = false;
-        for (uint32_t e = 0; e < p->n_entries; e++) {
-            uint32_t fi = p->entries[e].func;
-            for (uint32_t k = 0; k < p->funcs[fi].n_params; k++) clear_param(&w, w.base[fi] + k);
-        }
-        each_argument(p, fixed_edge, &w); /* record edges, clear what is not fixed */
-        for (uint32_t q = 0; q < w.n_queue; q++) /* spread: each parameter is queued once */
-            for (uint32_t i = w.start[w.queue[q]]; i < w.start[w.queue[q] + 1]; i++)
-                clear_param(&w, w.to[i]);
-    }
-    for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) {
-        am_func *f = &p->funcs[fi];
-        if ((st = alloc(L, f->n_params, 1, &f->param_fixed)) != AMBER_OK) break;
-        memcpy(f->param_fixed, w.fixed + w.base[fi], f->n_params);
-        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-            am_node *n = &f->nodes[ni];
-            if (n->hoist != AM_HOIST_NONE) continue;
-            for (int k = 0; k < n->n_in && k < 8; k++)
-                if (n->in[k] < f->n_params && f->param_fixed[n->in[k]])
-                    n->fixed_in |= (uint8_t)(1u << k);
-        }
-    }
-    for (uint32_t fi = 0; w.made && fi < p->n_funcs; fi++) free(w.made[fi]);
-    free(w.made), free(w.base), free(w.fixed), free(w.start), free(w.fill), free(w.queue);
-    free(w.to);
+    if (st == AMBER_OK) st = load_results(L, results, f, &vn);
+    free(vn.tab);
     return st;
 }
 
@@ -1498,16 +1023,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
         }
     if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
     if ((st = check_data_dependent(L)) != AMBER_OK) return st;
-    if ((st = plan_same_params(L)) != AMBER_OK) return st;
-    for (fi = 0; fi < p->n_funcs; fi++) {
-        if (L->fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
-            return st;
-        if (L->fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
-        if (L->fuse && (st = am_plan_epilogues(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
-            return st;
-        if ((st = plan_lifetimes(L, &p->funcs[fi])) != AMBER_OK) return st;
-    }
-    if ((st = mark_fixed_params(L)) != AMBER_OK) return st;
+    if ((st = am_plan_program(p, L->fuse, err)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     return vec ? load_vectors(L, vec) : AMBER_OK;
 }

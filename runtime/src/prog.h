@@ -6,6 +6,8 @@
 
 #include "ops.h"
 
+#include <string.h>
+
 /* ---------------------------------------------------------------- program */
 
 typedef enum am_builtin {
@@ -19,7 +21,7 @@ typedef enum am_builtin {
 } am_builtin;
 
 /* An op node whose inputs derive only from weights, constants and parameters that get
- * the same such value at every call (prog.c, "same-value parameters") and whose
+ * the same such value at every call (plan.c, "same-value parameters") and whose
  * attributes hold no dim expressions: its value is the same in every run. A session keeps the
  * CACHED ones (used by a non-hoisted node, a result, or nothing) after computing them
  * once, and from then on skips the INNER ones: with them, the weights and constants
@@ -37,6 +39,13 @@ typedef struct am_type {
     int rank;
     const am_json *dims[AMBER_MAX_RANK];
 } am_type;
+
+/* Whether two declared dims are the same integer or the same dim expression text. */
+static inline bool am_same_dim(const am_json *a, const am_json *b) {
+    if (a->type != b->type) return false;
+    if (a->type == AM_JSON_NUMBER) return a->i == b->i;
+    return a->len == b->len && !memcmp(a->str, b->str, a->len);
+}
 
 typedef struct am_node {
     am_builtin kind;
@@ -146,6 +155,10 @@ amber_status am_program_load(am_program *prog, const am_json_doc *doc, const voi
 void am_program_free(am_program *prog);
 /* The index of the entry point `name`, or -1 (binary search). */
 int64_t am_program_find_entry(const am_program *prog, const char *name);
+
+/* Plans a loaded program (plan.c): hoisting, then per function (with fuse) attention,
+ * elementwise fusion and epilogues, then memory lifetimes and fixed parameters. */
+amber_status am_plan_program(am_program *p, bool fuse, am_error *err);
 
 /* A node's attributes: the ones decoded at load, else decoded into *buf with dim
  * expressions evaluated in syms. */

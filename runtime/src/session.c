@@ -14,7 +14,8 @@
 
 struct amber_session {
     const amber_model *model;
-    const am_entry *entry; /* of the run under way: names its inputs in messages */
+    const am_entry *entry; /* of the run under way (or the last): names its inputs in
+                            * messages; session_entry finds it again without a search */
     am_error err;
     am_arena arena;   /* values of the current run */
     am_arena scratch; /* temporaries of one kernel call */
@@ -883,6 +884,96 @@ static bool remember(struct memo *memo, const am_node *n, const am_attrs *attrs)
     return true;
 }
 
+/* The result type and attributes of op node n for these inputs: remembered in memo (if
+ * any) from an earlier run with the same symbols, else from its shape rules, checked
+ * against the declared type before any kernel writes (a planned slot holds the declared
+ * type's bytes). */
+static amber_status op_output(amber_session *s, const am_node *n, const am_symbols *syms,
+                              struct memo *memo, const amber_tensor *ins, am_attrs *buf,
+                              const am_attrs **attrs, amber_tensor *out, size_t *nbytes) {
+    if (memo && memo->known) {
+        *attrs = n->static_attrs ? n->static_attrs : memo->attrs;
+        am_tensor_copy(out, &memo->out);
+        *nbytes = memo->nbytes;
+        return AMBER_OK;
+    }
+    amber_status st = am_node_attrs(n, &s->model->doc, syms, buf, attrs, &s->err);
+    if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, *attrs, out, &s->err);
+    if (st == AMBER_OK) st = am_tensor_check(out, NULL, nbytes, &s->err);
+    if (st == AMBER_OK) st = check_type(s, &n->out_types[0], syms, out, NULL, "output", 0, NULL);
+    if (st == AMBER_OK && memo && remember(memo, n, *attrs)) {
+        am_tensor_copy(&memo->out, out);
+        memo->nbytes = *nbytes;
+        memo->known = true;
+    }
+    return st;
+}
+
+/* Computes op node n into out (its memory in place): the attention, layer norm or
+ * elementwise group n ends, or n's own kernel. */
+static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
+                               const amber_tensor *vals, const amber_tensor *ins,
+                               const am_attrs *attrs, amber_tensor *out) {
+    if (n->attn) {
+        amber_tensor ext[4];
+        for (int k = 0; k < n->attn->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->attn->ext[k]]);
+        return am_attention_run(n->attn, ctx, ext, out);
+    }
+    if (n->norm) {
+        amber_tensor ext[3];
+        for (int k = 0; k < n->norm->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->norm->ext[k]]);
+        return am_layernorm_run(n->norm, ctx, ext, out);
+    }
+    if (n->fuse == AM_FUSE_ROOT) {
+        amber_tensor ext[AM_FUSED_MAX_EXT];
+        for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
+        return n->fused->producer ? am_epilogue_run(f, n, ctx, vals, ext, out)
+                                  : am_fused_run(n->fused, ctx, ext, out);
+    }
+    return am_kernel_call(n->op, ctx, ins, n->n_in, attrs, out);
+}
+
+/* Runs op node ni of f into outs[0]: a cached hoisted value, an alias of its input (a
+ * reshape), nothing (a fused member: its root computes it), or computed into its
+ * planned slot, the hoisted values (cached, h) or a fresh block. */
+static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
+                                amber_tensor *vals, const am_symbols *syms, struct memo *memo,
+                                struct hoisted *h, am_ctx *ctx, const amber_tensor *ins,
+                                amber_tensor *outs) {
+    const am_node *n = &f->nodes[ni];
+    bool cache = n->hoist == AM_HOIST_CACHED;
+    if (cache && h->vals[n->out[0]].data) {
+        am_tensor_copy(&outs[0], &h->vals[n->out[0]]);
+        return AMBER_OK;
+    }
+    am_attrs buf;
+    const am_attrs *attrs;
+    size_t nbytes = 0;
+    amber_status st = op_output(s, n, syms, memo, ins, &buf, &attrs, &outs[0], &nbytes);
+    if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
+        outs[0].data = ins[0].data;
+        return AMBER_OK;
+    }
+    if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
+    if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
+        return st;
+    if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
+    else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
+    else st = value_alloc(s, nbytes, &outs[0].data);
+    if (st == AMBER_OK) {
+        ctx->fixed_inputs = n->fixed_in;
+        st = op_compute(f, n, ctx, vals, ins, attrs, &outs[0]);
+        if (cache && st == AMBER_OK) {
+            h->vals[n->out[0]] = outs[0];
+            h->n_ready++;
+        } else if (cache) {
+            hoisted_drop(s, outs[0].data, nbytes); /* the next run tries again */
+        }
+    }
+    am_arena_reset(&s->scratch);
+    return st;
+}
+
 /* Runs f's nodes in order: vals holds the arguments and the planned values' memory;
  * plan (or NULL) is the plan of f for these symbols, whose memo of result types is used
  * only while the slot still holds that plan (its stamp: a nested call may replace it). */
@@ -927,71 +1018,11 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         case AM_NODE_SCAN:
             st = run_scan(s, n, &syms, ins, outs, depth);
             break;
-        case AM_NODE_OP: {
-            bool cache = n->hoist == AM_HOIST_CACHED;
-            if (cache && h->vals[n->out[0]].data) {
-                am_tensor_copy(&outs[0], &h->vals[n->out[0]]);
-                break;
-            }
-            am_attrs buf;
-            const am_attrs *attrs;
-            size_t nbytes = 0;
-            struct memo *memo = plan && plan->stamp == stamp ? &plan->memo[ni] : NULL;
-            if (memo && memo->known) {
-                attrs = n->static_attrs ? n->static_attrs : memo->attrs;
-                am_tensor_copy(&outs[0], &memo->out);
-                nbytes = memo->nbytes;
-            } else {
-                st = am_node_attrs(n, &s->model->doc, &syms, &buf, &attrs, &s->err);
-                if (st == AMBER_OK) st = am_op_infer(n->op, ins, n->n_in, attrs, &outs[0], &s->err);
-                if (st == AMBER_OK) st = am_tensor_check(&outs[0], NULL, &nbytes, &s->err);
-                /* Before the kernel writes: a planned slot holds the declared type's bytes. */
-                if (st == AMBER_OK)
-                    st = check_type(s, &n->out_types[0], &syms, &outs[0], NULL, "output", 0, NULL);
-                if (st == AMBER_OK && memo && remember(memo, n, attrs)) {
-                    am_tensor_copy(&memo->out, &outs[0]);
-                    memo->nbytes = nbytes;
-                    memo->known = true;
-                }
-            }
-            if (st == AMBER_OK && n->alias) { /* a reshape: the same bytes */
-                outs[0].data = ins[0].data;
-                break;
-            }
-            if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
-            if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
-                break;
-            if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
-            else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
-            else st = value_alloc(s, nbytes, &outs[0].data);
-            if (st == AMBER_OK) {
-                ctx.fixed_inputs = n->fixed_in;
-                if (n->attn) {
-                    amber_tensor ext[4];
-                    for (int k = 0; k < n->attn->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->attn->ext[k]]);
-                    st = am_attention_run(n->attn, &ctx, ext, &outs[0]);
-                } else if (n->norm) {
-                    amber_tensor ext[3];
-                    for (int k = 0; k < n->norm->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->norm->ext[k]]);
-                    st = am_layernorm_run(n->norm, &ctx, ext, &outs[0]);
-                } else if (n->fuse == AM_FUSE_ROOT) {
-                    amber_tensor ext[AM_FUSED_MAX_EXT];
-                    for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
-                    st = n->fused->producer ? am_epilogue_run(f, n, &ctx, vals, ext, &outs[0])
-                                            : am_fused_run(n->fused, &ctx, ext, &outs[0]);
-                } else {
-                    st = am_kernel_call(n->op, &ctx, ins, n->n_in, attrs, &outs[0]);
-                }
-                if (cache && st == AMBER_OK) {
-                    h->vals[n->out[0]] = outs[0];
-                    h->n_ready++;
-                } else if (cache) {
-                    hoisted_drop(s, outs[0].data, nbytes); /* the next run tries again */
-                }
-            }
-            am_arena_reset(&s->scratch);
+        case AM_NODE_OP:
+            st = run_op_node(s, f, ni, vals, &syms,
+                             plan && plan->stamp == stamp ? &plan->memo[ni] : NULL, h, &ctx, ins,
+                             outs);
             break;
-        }
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
             if (n->kind != AM_NODE_OP) /* op results were checked before their kernel */
@@ -1043,6 +1074,13 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     return run_function(s, e->func, inputs, outputs, 0);
 }
 
+/* The entry point `name`: the one run last when name is its very string (the one
+ * amber_model_entry_name gives; the bindings pass it back on every run), without a
+ * name search; else looked up by name. */
+static const am_entry *session_entry(const amber_session *s, const char *name) {
+    return s->entry && name == s->entry->name ? s->entry : am_model_entry(s->model, name);
+}
+
 amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
                                size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
     amber_status st;
@@ -1052,7 +1090,7 @@ amber_status amber_session_run(amber_session *s, const char *entry, const amber_
         st = am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "entry is NULL");
     else if (!s->model->prog.present)
         st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "the file has no program to run");
-    else if (!(e = am_model_entry(s->model, entry)))
+    else if (!(e = session_entry(s, entry)))
         st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
     else
         st = run_entry(s, e, inputs, n_inputs, outputs, n_outputs);

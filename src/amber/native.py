@@ -428,14 +428,14 @@ def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = N
 
 class _Call:
     """What every run of one entry point on one session reuses: the signature, the name
-    as bytes, the descriptor arrays passed to C and their elements as Python objects
-    (indexing a ctypes array makes a new object each time)."""
+    (the model's string for it), the descriptor arrays passed to C and their elements as
+    Python objects (indexing a ctypes array makes a new object each time)."""
 
     __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out")
 
-    def __init__(self, sig: NativeSignature, entry: str) -> None:
+    def __init__(self, sig: NativeSignature, name: ctypes.c_char_p) -> None:
         self.sig = sig
-        self.name = ctypes.c_char_p(entry.encode())
+        self.name = name  # the model's own string: amber_session_run needs no name search
         self.ins = (_Tensor * max(1, len(sig.inputs)))()
         self.outs = (_Tensor * max(1, len(sig.outputs)))()
         self.in_list = list(self.ins)[:len(sig.inputs)]
@@ -520,6 +520,7 @@ class NativeSession:
         self._handles = model._handles
         self._lib = model.lib
         self._signatures = model._signatures
+        self._c_names = model._c_names
         self._model_name = model.name
         self._memory_limit = model.memory_limit
         self._calls: dict[str, _Call] = {}
@@ -545,7 +546,7 @@ class NativeSession:
             raise NativeNotFoundError(8, "AMBER_ERR_NOT_FOUND", f"no entry point {entry!r}; "
                                       f"entry points: {', '.join(self._signatures)}",
                                       self._model_name)
-        call = self._calls[entry] = _Call(sig, entry)
+        call = self._calls[entry] = _Call(sig, self._c_names[entry])
         return call
 
     def run(self, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
@@ -721,6 +722,7 @@ class NativeModel:
             self._handles.close()
             _raise(self.lib, st, msg.decode(errors="replace") if msg else "",
                    f"{self.name}: cannot open", loading=True)
+        self._c_names: dict[str, ctypes.c_char_p] = {}  # entry -> the model's string for it
         self._signatures = self._read_signatures()
 
     # -- introspection -----------------------------------------------------------------
@@ -759,6 +761,7 @@ class NativeModel:
                 self._check(c.amber_model_entry_output(h, raw, k, ctypes.byref(p)), "output")
                 outs.append(_port(p))
             out[raw.decode()] = NativeSignature(raw.decode(), tuple(ins), tuple(outs))
+            self._c_names[raw.decode()] = name
         return out
 
     @property

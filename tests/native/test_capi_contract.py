@@ -119,3 +119,37 @@ def test_verify_counts_as_a_run_for_output_lifetimes(lib: ctypes.CDLL, session: 
     assert session.stats().runs == stats.runs + n
     st, outs = _run(lib, session, x)
     np.testing.assert_array_equal(to_numpy(lib, outs[0]), before)
+
+
+def test_entry_found_by_its_own_string_or_by_name(lib: ctypes.CDLL, tmp_path: Path) -> None:
+    """A run finds its entry point by the string amber_model_entry_name gave (checked
+    against the last entry run, by address) or by name, in any order of entry points."""
+    import amber as am
+
+    am.manual_seed(0)
+    lin = am.nn.Linear(3, 2)
+    prog = am.export(lin, am.spec("n", 3))
+    prog.add(lambda x: lin(x) * 2.0, am.spec("n", 3), name="double", weights=lin)
+    prog.save(tmp_path / "two.amber")
+    m = Model(lib, path=tmp_path / "two.amber")
+    assert m.status == 0, m.error
+    s = Session(m)
+    own = {}
+    for i in range(2):
+        name = ctypes.c_char_p()
+        assert lib.amber_model_entry_name(m.handle, i, ctypes.byref(name)) == 0
+        own[name.value] = name
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    want = {b"forward": lin(am.tensor(x)).detach().numpy()}
+    want[b"double"] = want[b"forward"] * 2.0
+    for entry, by in [(b"forward", "own"), (b"double", "own"), (b"double", "name"),
+                      (b"forward", "name"), (b"forward", "own"), (b"double", "own")]:
+        ins, outs = (Tensor * 1)(from_numpy(x)), (Tensor * 1)()
+        key = own[entry] if by == "own" else ctypes.c_char_p(bytes(entry))
+        assert lib.amber_session_run(s.handle, key, ins, 1, outs, 1) == 0, s.error
+        np.testing.assert_allclose(to_numpy(lib, outs[0]), want[entry], rtol=1e-6)
+    ins, outs = (Tensor * 1)(from_numpy(x)), (Tensor * 1)()
+    st = lib.amber_session_run(s.handle, b"forwarb", ins, 1, outs, 1)
+    assert status_name(lib, st) == "AMBER_ERR_NOT_FOUND"
+    s.close()
+    m.close()

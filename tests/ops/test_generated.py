@@ -62,6 +62,34 @@ def test_op_table_order_is_stable() -> None:
     assert [p.name for p in GEN.ordered()][:3] == ["neg", "abs", "sign"]
 
 
+def test_kind_column_follows_the_registry() -> None:
+    """ops.def's kind column: CAST and MOVE are exactly the primitives that take every
+    dtype as it is (any_dtype), UNARY and BINARY the ones with the shared elementwise
+    rules (comparisons are BINARY), WHERE and CAST have row loops of their own."""
+    kinds = {p.name: GEN.op_kind(p) for p in REGISTRY.values()}
+
+    def named(*want: str) -> set[str]:
+        return {n for n, k in kinds.items() if k in want}
+
+    assert named("CAST", "MOVE") == {n for n, p in REGISTRY.items() if p.any_dtype}
+    assert named("UNARY") == {n for n, p in REGISTRY.items() if p.kind == "unary"}
+    assert named("BINARY") == {n for n, p in REGISTRY.items() if p.kind in ("binary", "compare")}
+    assert named("WHERE") == {"where"} and named("CAST") == {"cast"}
+
+
+def test_rows_with_and_without_a_kind_are_read(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row from a branch written before the kind column (or since) still parses."""
+    old = tmp_path / "ops.def"
+    old.write_text('X(A, "a", 1, DT_ALL, "", infer_a, k_a)\n'
+                   'X(B, "b", 1, DT_ALL, "", 5, infer_b, k_b)\n'
+                   'X(C, "c", 1, DT_ALL, "", 5, MOVE, infer_c, k_c)\n', encoding="utf-8")
+    monkeypatch.setattr(GEN, "OPS_DEF", old)
+    assert GEN.current_rows() == {"a": ("DT_ALL", None, "infer_a", "k_a"),
+                                  "b": ("DT_ALL", 5, "infer_b", "k_b"),
+                                  "c": ("DT_ALL", 5, "infer_c", "k_c")}
+
+
 def test_check_mode_names_the_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     stale = tmp_path / "ops.def"
@@ -103,8 +131,8 @@ def test_a_primitive_without_its_schema_keeps_its_current_row(
     registry.REGISTRY["fused_thing"] = registry.Primitive(
         "fused_thing", kernel, infer, {"axis": "int"}, 1)
     text = GEN.render_ops_def()
-    assert ('X(FUSED_THING,    "fused_thing",  1, DT_FLOATS,  "axis:int", 5, infer_fused, '
-            'k_fused_thing)\n') in text
+    assert ('X(FUSED_THING,    "fused_thing",  1, DT_FLOATS,  "axis:int", 5, OTHER, '
+            'infer_fused, k_fused_thing)\n') in text
     assert text.index("FUSED_THING") > text.index("ROUND")  # op ids keep their order
     assert any("declare dtypes=" in w for w in GEN.WARNINGS)
     assert any("declare c=(infer, kernel)" in w for w in GEN.WARNINGS)
