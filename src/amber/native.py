@@ -22,6 +22,7 @@ private entry point.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -206,6 +207,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_model_error": (ctypes.c_char_p, [_VP]),
     "amber_model_format_version": (ctypes.c_int, [_VP, _P(ctypes.c_uint32)]),
     "amber_model_opset_version": (ctypes.c_int, [_VP, _P(ctypes.c_int64)]),
+    "amber_model_header": (ctypes.c_int, [_VP, _P(ctypes.c_char_p), _P(ctypes.c_size_t)]),
     "amber_model_entry_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
     "amber_model_entry_name": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p)]),
     "amber_model_entry_arity": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(ctypes.c_size_t),
@@ -790,6 +792,15 @@ class NativeModel:
         self._check(self._model_call(self.lib.lib.amber_model_opset_version, ctypes.byref(v)),
                     "opset version")
         return int(v.value)
+
+    def header(self) -> dict[str, Any]:
+        """The file's JSON header (as the C loader validated it), decoded."""
+        text, n = ctypes.c_char_p(), ctypes.c_size_t()
+        self._check(self._model_call(self.lib.lib.amber_model_header, ctypes.byref(text),
+                                     ctypes.byref(n)), "header")
+        raw = ctypes.string_at(text, n.value)  # NOTE: c_char_p.value would stop at a NUL
+        header: dict[str, Any] = json.loads(raw)
+        return header
 
     # -- running -----------------------------------------------------------------------
     def session(self) -> NativeSession:

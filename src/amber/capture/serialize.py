@@ -403,7 +403,7 @@ def _node_from_json(env: dict[str, Value], fn: Function, nobj: Any,
 # ----------------------------------------------------------------------------- header
 
 
-def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -> Any:
+def structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -> Any:
     if depth > 16:
         raise _fail(path, "output structure nests too deeply")
     if isinstance(obj, str):
@@ -415,10 +415,10 @@ def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -
         raise _fail(path, "expected one of tuple, list, dict")
     (kind, body), = obj.items()
     if kind in ("tuple", "list"):
-        return {kind: [_structure_from_json(x, names, f"{path}.{kind}[{i}]", depth + 1)
+        return {kind: [structure_from_json(x, names, f"{path}.{kind}[{i}]", depth + 1)
                        for i, x in enumerate(_expect(body, list, path + "." + kind))]}
     if kind == "dict":
-        return {kind: {k: _structure_from_json(x, names, f"{path}.dict.{k}", depth + 1)
+        return {kind: {k: structure_from_json(x, names, f"{path}.dict.{k}", depth + 1)
                        for k, x in _expect(body, dict, path + ".dict").items()}}
     raise _fail(path, f"unknown structure kind {kind!r}")
 
@@ -631,7 +631,7 @@ def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
             if isinstance(d, DimExpr) and not d.is_symbol():
                 raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
                                               f"must be integers or plain symbols")
-    structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
+    structure = structure_from_json(sobj["output_structure"], {p.name for p in outs},
                                      path + ".output_structure")
     ranges: dict[str, list[float]] = {}
     if "input_ranges" in sobj:
