@@ -99,27 +99,22 @@ static amber_status check_output(tc *T, const am_node *n, int k, const am_symbol
     return same(&t, rule) ? AMBER_OK : mismatch(T, sy, "output", k, &t, rule, by);
 }
 
-/* The results of calling function ci with arguments of the types args[0..n): its
- * symbols bound by unifying its parameters with them (as a run binds them). */
-static amber_status call_types(tc *T, uint32_t ci, const amber_tensor *args, uint32_t n,
-                               amber_tensor *res) {
-    const am_func *c = &T->p->funcs[ci];
-    am_symbols cs = c->syms;
-    cs.values = T->cvals;
-    cs.check = false;
+/* Binds the symbols of c's parameters to the sizes of args[0..n) (as a run does) and
+ * checks every argument against its parameter's type. */
+static amber_status bind_callee(tc *T, const am_func *c, const amber_tensor *args, uint32_t n,
+                                const am_symbols *cs) {
     char msg[AM_ERR_MSG], a[200], b[200];
-    for (int i = 0; i < cs.n; i++) cs.values[i] = -1;
     for (uint32_t i = 0; i < n && i < c->n_params; i++) {
         const am_type *pt = &c->param_types[i];
         bool ok = pt->dtype == args[i].dtype && pt->rank == args[i].rank;
         for (int d = 0; ok && d < pt->rank; d++) {
             int sym = c->param_symbol[i * AMBER_MAX_RANK + (uint32_t)d];
             if (sym < 0) continue;
-            if (cs.values[sym] < 0) cs.values[sym] = args[i].shape[d];
-            ok = cs.values[sym] == args[i].shape[d];
+            if (cs->values[sym] < 0) cs->values[sym] = args[i].shape[d];
+            ok = cs->values[sym] == args[i].shape[d];
         }
         amber_tensor want;
-        amber_status st = ok ? eval(T, pt, &cs, &want) : AMBER_OK;
+        amber_status st = ok ? eval(T, pt, cs, &want) : AMBER_OK;
         if (st != AMBER_OK) return st;
         if (!ok || !same(&want, &args[i])) {
             snprintf(msg, sizeof msg, "argument %u of %.100s is %.120s, its parameter %s%.120s", i,
@@ -128,12 +123,30 @@ static amber_status call_types(tc *T, uint32_t ci, const amber_tensor *args, uin
             return tfail(T, NULL, msg);
         }
     }
-    for (uint32_t r = 0; r < c->n_results; r++) {
-        amber_status st = eval(T, c->value_types[c->results[r]], &cs, &res[r]);
-        if (st != AMBER_OK) return st;
-    }
     return AMBER_OK;
 }
+
+/* The results of calling function ci with arguments of the types args[0..n): its
+ * symbols bound by unifying its parameters with them (as a run binds them). */
+static amber_status call_types(tc *T, uint32_t ci, const amber_tensor *args, uint32_t n,
+                               amber_tensor *res) {
+    const am_func *c = &T->p->funcs[ci];
+    am_symbols cs = c->syms;
+    cs.values = T->cvals;
+    cs.check = false;
+    /* NOTE: T->cvals is all -1 between calls; only the symbols this call binds are
+     * reset after it, so a call costs what its arguments cost (not the callee's symbols) */
+    amber_status st = bind_callee(T, c, args, n, &cs);
+    for (uint32_t r = 0; st == AMBER_OK && r < c->n_results; r++)
+        st = eval(T, c->value_types[c->results[r]], &cs, &res[r]);
+    for (uint32_t i = 0; i < n && i < c->n_params; i++)
+        for (int d = 0; d < c->param_types[i].rank; d++) {
+            int sym = c->param_symbol[i * AMBER_MAX_RANK + (uint32_t)d];
+            if (sym >= 0) cs.values[sym] = -1;
+        }
+    return st;
+}
+
 
 static amber_status check_call(tc *T, const am_node *n, const am_symbols *sy, uint32_t callee,
                                const amber_tensor *args, uint32_t n_args, const char *by) {
@@ -360,6 +373,7 @@ amber_status am_program_typecheck(const am_program *p, const am_json_doc *d, am_
     }
     T.vals = (int64_t *)malloc(sizeof(int64_t) * max_syms);
     T.cvals = (int64_t *)malloc(sizeof(int64_t) * max_syms);
+    for (uint32_t i = 0; T.cvals && i < max_syms; i++) T.cvals[i] = -1;
     T.ins = (amber_tensor *)calloc(max_in, sizeof(amber_tensor));
     T.res = (amber_tensor *)calloc(max_in, sizeof(amber_tensor));
     amber_status st = AMBER_OK;

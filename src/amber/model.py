@@ -143,6 +143,7 @@ class Model:
         self._backend: NativeBackend | ReferenceBackend = (
             NativeBackend(native) if self.native is not None else self._reference)
         self._entries: dict[str, _Entry] = {}
+        self._signatures: dict[str, EntryPoint] = {}  # native: decoded from the header
         self.backend_reason = backend_reason or (
             "opened by the native runtime" if backend == "native"
             else "backend='reference' was asked for")
@@ -173,23 +174,8 @@ class Model:
         return self._header
 
     def _entry(self, entry: str) -> _Entry:
-        """What a call of ``entry`` needs; on the native backend read from libamber's
-        signature and the header's output structure, without building the program."""
-        e = self._entries.get(entry)
-        if e is not None:
-            return e
-        sig = self.native.signature(entry) if (
-            self._program is None and entry in self.native.entry_points) else None
-        if sig is None:
-            e = _Entry.of(self.program.entry(entry))  # raises, naming the entry points
-        else:
-            from .capture.serialize import structure_from_json
-
-            outputs = [p.name for p in sig.outputs]
-            sobj = self._native_header()["signatures"][entry]["output_structure"]
-            e = _Entry([p.name for p in sig.inputs], outputs, structure_from_json(
-                sobj, set(outputs), f"header.signatures[{entry[:60]!r}].output_structure"))
-        self._entries[entry] = e
+        """What a call of ``entry`` needs (from its signature)."""
+        e = self._entries[entry] = _Entry.of(self.signature(entry))
         return e
 
     # -- introspection ------------------------------------------------------------
@@ -214,7 +200,20 @@ class Model:
 
     def signature(self, name: str = "forward") -> EntryPoint:
         """Inputs and outputs (names, dtypes, dims) of entry point ``name``."""
-        return self.program.entry(name)
+        if self._program is not None:
+            return self._program.entry(name)
+        # on the native backend, decoded from the header's signature (which libamber's
+        # loader checked) without building the program
+        sig = self._signatures.get(name)
+        if sig is None:
+            if name not in self.native.entry_points:
+                raise AmberError(f"the program has no entry point {name!r}; it has "
+                                 f"{', '.join(self.native.entry_points) or 'none'}")
+            from .capture.serialize import entry_from_json
+
+            sig = self._signatures[name] = entry_from_json(
+                name, self._native_header()["signatures"][name])
+        return sig
 
     # -- running ----------------------------------------------------------------------
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """``am.load`` on the native backend: one loader. A plain call (positional or by
-keyword) runs in libamber without building the Python program or its interpreter; the
-first gradient, ``signature()``, ``verify()`` or ``.program`` builds them, once."""
+keyword) and ``signature()`` run without building the Python program or its
+interpreter; the first gradient, ``verify()`` or ``.program`` builds them, once."""
 
 from __future__ import annotations
 
@@ -64,7 +64,10 @@ def test_a_plain_call_builds_no_python_program(path: Path, counts: dict[str, int
     assert model.forward(x)[0].shape == (2, 3)
     assert model.entry_points == ["forward"] and model.opset_version >= 1
     assert model.metadata["user"] == {"owner": "tests"}
+    sig = model.signature()
+    assert [p.name for p in sig.inputs] == ["x"] and sig.inputs[0].shape[1] == 4
     assert counts == {"program": 0, "interpreter": 0}
+    assert sig == model.program.entry("forward")  # as the Python reader decodes it
     np.testing.assert_array_equal(h.numpy(), h2.numpy())
     np.testing.assert_allclose(s.numpy(), h.numpy().sum(), rtol=1e-6)
     ref = am.load(path, backend="reference")
@@ -81,11 +84,10 @@ def test_the_first_gradient_builds_the_program_once(path: Path, counts: dict[str
     assert x.grad is not None and x.grad.shape == (2, 4)
 
 
-def test_verify_and_signature_build_the_program_once(path: Path,
-                                                     counts: dict[str, int]) -> None:
+def test_verify_builds_the_program_once(path: Path, counts: dict[str, int]) -> None:
     model = am.load(path, backend="native")
     assert all(r.ok for r in model.verify())
-    assert [p.name for p in model.signature().inputs] == ["x"]
+    assert all(r.ok for r in model.verify())
     assert model.program is model.program
     assert counts["program"] == 1
 
@@ -96,13 +98,16 @@ def test_a_file_changed_on_disk_is_refused_when_the_program_is_built(path: Path)
     path.write_bytes(data)  # same bytes, a new modification time
     os.utime(path, ns=(1, 1))
     with pytest.raises(FormatError, match="changed on disk"):
-        model.signature()
+        model.verify()
 
 
-def test_an_unknown_entry_point_is_named(path: Path) -> None:
+def test_an_unknown_entry_point_is_named(path: Path, counts: dict[str, int]) -> None:
     model = am.load(path, backend="native")
-    with pytest.raises(am.errors.AmberError, match="forward"):
+    with pytest.raises(am.errors.AmberError, match="no entry point 'nope'; it has forward"):
         model.run("nope", np.ones((2, 4), np.float32))
+    with pytest.raises(AttributeError, match="nope"):
+        model.nope
+    assert counts["program"] == 0
 
 
 def test_a_file_both_readers_refuse_raises_format_error(path: Path) -> None:

@@ -568,7 +568,7 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
                                   f"{fn.name!r}")
             prog.functions[fn.name] = fn
         for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
-            prog.entries[ename] = _entry_from_json(ename, sobj)
+            prog.entries[ename] = entry_from_json(ename, sobj)
         for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
                                        "header.test_vectors")):
             prog.test_vectors.append(_vector_from_json(prog, tv, tensors,
@@ -618,7 +618,7 @@ def _weights_from_json(prog: Program, objs: Any, tensors: Mapping[str, np.ndarra
         prog.weights[name] = arr
 
 
-def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
+def entry_from_json(ename: str, sobj: Any) -> EntryPoint:
     path = f"header.signatures[{ename[:60]!r}]"
     _check_name(ename, "entry point", path)
     _expect(sobj, dict, path)
