@@ -132,8 +132,9 @@ def one_loader_rows(repeats: int) -> None:
     the two readers it replaced, alternating per repeat, each in a fresh process."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from helpers.big_headers import sized
     from models.cnn import AMBER, build
+
+    from helpers.big_headers import sized
 
     print(f"load average: {os.getloadavg()}")
     print("| file | size | loader | load wall (s) | load CPU (s) | first call (s) |")
