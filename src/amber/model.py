@@ -382,6 +382,9 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
     native, reason, refusal = None, "backend='reference' was asked for", None
     if backend in (None, "native"):
         native, reason, refusal = _open_native(path, backend, threads, verify_hashes)
+    if native is not None and native.opset_version < 1:  # a container without a program
+        native.close()
+        native = None
     if native is not None:  # the Python program is built on first need (see Model)
         return Model(None, backend="native", format_version=native.format_version,
                      path=file, name=name, native=native, backend_reason=reason,

@@ -120,6 +120,15 @@ def test_a_file_both_readers_refuse_raises_format_error(path: Path) -> None:
                 am.load(bytes(data), backend=backend)
 
 
+def test_a_container_without_a_program_is_refused(tmp_path: Path) -> None:
+    from amber.format import write_container
+
+    write_container(tmp_path / "bare.amber", {"meta": 1}, {"w": np.ones(3, np.float32)})
+    for backend in (None, "native"):
+        with pytest.raises(FormatError, match="not an amber program"):
+            am.load(tmp_path / "bare.amber", backend=backend)
+
+
 def test_a_file_only_libamber_refuses_falls_back_with_a_warning(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*a: Any, **k: Any) -> Any:
