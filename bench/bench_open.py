@@ -141,7 +141,7 @@ def one_loader_rows(repeats: int) -> None:
     print("|---|---:|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         resnet = Path(tmp) / "resnet50.amber"
-        am.export(build(AMBER).resnet50(), am.spec("batch", 3, 224, 224)).save(resnet)
+        am.export(build(AMBER).resnet50().eval(), am.spec("batch", 3, 224, 224)).save(resnet)
         nodes = Path(tmp) / "nodes8.amber"
         nodes.write_bytes(sized("nodes", 8 << 20))
         files = [("ResNet-50", resnet, [1, 3, 224, 224]), ("8 MiB of nodes", nodes, [1])]

@@ -138,7 +138,6 @@ class Model:
         self._program = program
         self._build_program = build_program
         self._reference_backend: ReferenceBackend | None = None
-        self._header: dict[str, Any] | None = None  # the native file's header, decoded
         # runs every call that needs neither a gradient nor a capture
         self._backend: NativeBackend | ReferenceBackend = (
             NativeBackend(native) if self.native is not None else self._reference)
@@ -168,11 +167,6 @@ class Model:
         """The reference interpreter of this program (created on first use)."""
         return self._reference.interpreter
 
-    def _native_header(self) -> dict[str, Any]:
-        if self._header is None:
-            self._header = self.native.header()
-        return self._header
-
     def _entry(self, entry: str) -> _Entry:
         """What a call of ``entry`` needs (from its signature)."""
         e = self._entries[entry] = _Entry.of(self.signature(entry))
@@ -195,7 +189,7 @@ class Model:
     def metadata(self) -> dict[str, Any]:
         """Producer, its version, creation time and the user's fields (``["user"]``)."""
         if self._program is None:
-            return dict(self._native_header().get("metadata", {}))
+            return dict(self.native.header().get("metadata", {}))
         return self._program.metadata
 
     def signature(self, name: str = "forward") -> EntryPoint:
@@ -212,7 +206,7 @@ class Model:
             from .capture.serialize import entry_from_json
 
             sig = self._signatures[name] = entry_from_json(
-                name, self._native_header()["signatures"][name])
+                name, self.native.header()["signatures"][name])
         return sig
 
     # -- running ----------------------------------------------------------------------

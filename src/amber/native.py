@@ -22,6 +22,7 @@ private entry point.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import threading
@@ -208,6 +209,9 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_model_format_version": (ctypes.c_int, [_VP, _P(ctypes.c_uint32)]),
     "amber_model_opset_version": (ctypes.c_int, [_VP, _P(ctypes.c_int64)]),
     "amber_model_header": (ctypes.c_int, [_VP, _P(ctypes.c_char_p), _P(ctypes.c_size_t)]),
+    "amber_model_tensor_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
+    "amber_model_tensor": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p),
+                                          _P(_Tensor)]),
     "amber_model_entry_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
     "amber_model_entry_name": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p)]),
     "amber_model_entry_arity": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(ctypes.c_size_t),
@@ -676,8 +680,9 @@ class NativeModel:
         self.lib.lib.amber_options_init(ctypes.byref(space))
         opts = space.opts
         opts.struct_size = min(int(opts.struct_size), ctypes.sizeof(_Options))
-        if not verify_hashes:
-            opts.flags |= OPEN_SKIP_TENSOR_HASHES
+        # NOTE: the tensor digests are checked below with hashlib (OpenSSL uses the CPU's
+        # SHA instructions: several times the speed of libamber's portable SHA-256)
+        opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
         # without threads=, the process-wide amber.set_num_threads setting
@@ -723,6 +728,9 @@ class NativeModel:
             self._handles.close()
             _raise(self.lib, st, msg.decode(errors="replace") if msg else "",
                    f"{self.name}: cannot open", loading=True)
+        self._header: dict[str, Any] | None = None
+        if verify_hashes:
+            self._verify_tensor_hashes()
         self._signatures = self._read_signatures()
 
     # -- introspection -----------------------------------------------------------------
@@ -794,13 +802,36 @@ class NativeModel:
         return int(v.value)
 
     def header(self) -> dict[str, Any]:
-        """The file's JSON header (as the C loader validated it), decoded."""
-        text, n = ctypes.c_char_p(), ctypes.c_size_t()
-        self._check(self._model_call(self.lib.lib.amber_model_header, ctypes.byref(text),
-                                     ctypes.byref(n)), "header")
-        raw = ctypes.string_at(text, n.value)  # NOTE: c_char_p.value would stop at a NUL
-        header: dict[str, Any] = json.loads(raw)
-        return header
+        """The file's JSON header (as the C loader validated it), decoded once."""
+        if self._header is None:
+            text, n = ctypes.c_char_p(), ctypes.c_size_t()
+            self._check(self._model_call(self.lib.lib.amber_model_header, ctypes.byref(text),
+                                         ctypes.byref(n)), "header")
+            # NOTE: string_at, as c_char_p.value would stop at a NUL
+            self._header = json.loads(ctypes.string_at(text, n.value))
+        return self._header
+
+    def _verify_tensor_hashes(self) -> None:
+        """Each tensor's SHA-256 against the file's index (tensor k is index entry k);
+        a mismatch closes the model and raises NativeFormatError (AMBER_ERR_INTEGRITY)."""
+        c, h = self.lib.lib, self._handles.model
+        count = ctypes.c_size_t()
+        self._check(c.amber_model_tensor_count(h, ctypes.byref(count)), "tensors")
+        if not count.value:
+            return
+        index = self.header()["tensors"]
+        for k in range(count.value):
+            name, view, nbytes = ctypes.c_char_p(), _Tensor(), ctypes.c_size_t()
+            self._check(c.amber_model_tensor(h, k, ctypes.byref(name), ctypes.byref(view)),
+                        "tensor")
+            self._check(c.amber_tensor_size(ctypes.byref(view), None, ctypes.byref(nbytes)),
+                        "tensor size")
+            data = (ctypes.c_char * nbytes.value).from_address(view.data) if nbytes.value \
+                else b""
+            if hashlib.sha256(memoryview(data)).hexdigest() != index[k]["sha256"]:
+                self._handles.close()
+                _raise(self.lib, 7, f"tensor {index[k]['name'][:200]!r}: SHA-256 mismatch",
+                       f"{self.name}: cannot open", loading=True)
 
     # -- running -----------------------------------------------------------------------
     def session(self) -> NativeSession:

@@ -120,6 +120,14 @@ def test_a_file_both_readers_refuse_raises_format_error(path: Path) -> None:
                 am.load(bytes(data), backend=backend)
 
 
+def test_corrupt_weights_are_refused_unless_hashes_are_skipped(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-64] ^= 0x01  # inside the last tensor's bytes
+    with pytest.raises(FormatError, match="SHA-256 mismatch"):
+        am.load(bytes(data), backend="native")
+    assert am.load(bytes(data), backend="native", verify_hashes=False).backend == "native"
+
+
 def test_a_container_without_a_program_is_refused(tmp_path: Path) -> None:
     from amber.format import write_container
 
