@@ -807,8 +807,11 @@ class NativeModel:
             text, n = ctypes.c_char_p(), ctypes.c_size_t()
             self._check(self._model_call(self.lib.lib.amber_model_header, ctypes.byref(text),
                                          ctypes.byref(n)), "header")
-            # NOTE: string_at, as c_char_p.value would stop at a NUL
-            self._header = json.loads(ctypes.string_at(text, n.value))
+            from .format.container import gc_paused
+
+            with gc_paused():  # a large header builds millions of objects (see gc_paused)
+                # NOTE: string_at, as c_char_p.value would stop at a NUL
+                self._header = json.loads(ctypes.string_at(text, n.value))
         return self._header
 
     def _verify_tensor_hashes(self) -> None:
