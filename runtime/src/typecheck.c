@@ -43,7 +43,8 @@ static const char *sizes_str(const am_symbols *sy, int n, char *buf, size_t cap)
     size_t o = 0;
     buf[0] = '\0';
     for (int i = 0; i < n && o + 40 < cap; i++) {
-        int w = snprintf(buf + o, cap - o, "%s%.*s=%lld", i ? ", " : "",
+        if (sy->values[i] < 0) continue; /* a trip count not bound yet */
+        int w = snprintf(buf + o, cap - o, "%s%.*s=%lld", o ? ", " : "",
                          (int)(sy->lens[i] > 24 ? 24 : sy->lens[i]), sy->names[i],
                          (long long)sy->values[i]);
         if (w < 0) break;
@@ -60,13 +61,18 @@ static amber_status tfail(tc *T, const am_symbols *sy, const char *what) {
     return am_fail(T->err, AMBER_ERR_FORMAT, "%.200s: %.300s", T->where, what);
 }
 
+/* A dim expression overflowed int64 at the probe's sizes: the probe says nothing. */
+static amber_status probe_status(amber_status st, const am_error *e) {
+    return st != AMBER_OK && strstr(e->msg, "\": overflow at character") ? AMBER_ERR_LIMIT : st;
+}
+
 /* A type evaluated with the probe's sizes (no data). */
 static amber_status eval(tc *T, const am_type *t, const am_symbols *sy, amber_tensor *out) {
     am_error e;
     memset(out, 0, sizeof *out);
     out->dtype = t->dtype;
     out->rank = t->rank;
-    amber_status st = am_type_eval(t, sy, out->shape, &e);
+    amber_status st = probe_status(am_type_eval(t, sy, out->shape, &e), &e);
     if (st == AMBER_OK) st = am_tensor_check(out, NULL, NULL, &e);
     if (st == AMBER_OK || st == AMBER_ERR_LIMIT) return st;
     char msg[AM_ERR_MSG];
@@ -187,9 +193,10 @@ static amber_status check_while(tc *T, const am_node *n, am_symbols *sy) {
 static amber_status check_scan(tc *T, const am_node *n, const am_symbols *sy) {
     int64_t length = n->length->type == AM_JSON_NUMBER ? n->length->i : -1;
     am_error e;
-    if (n->length->type == AM_JSON_STRING &&
-        am_dim_eval(n->length->str, n->length->len, sy, &length, &e) != AMBER_OK)
-        return tfail(T, sy, e.msg);
+    amber_status st = AMBER_OK;
+    if (n->length->type == AM_JSON_STRING)
+        st = probe_status(am_dim_eval(n->length->str, n->length->len, sy, &length, &e), &e);
+    if (st != AMBER_OK) return st == AMBER_ERR_LIMIT ? st : tfail(T, sy, e.msg);
     if (length < 0) return tfail(T, sy, "length is negative");
     amber_tensor *args = T->ins;
     for (int k = n->n_carries; k < n->n_carries + n->n_xs; k++) {
@@ -198,7 +205,7 @@ static amber_status check_scan(tc *T, const am_node *n, const am_symbols *sy) {
         memmove(args[k].shape, args[k].shape + 1, sizeof(int64_t) * (size_t)(args[k].rank - 1));
         args[k].rank--;
     }
-    amber_status st = call_types(T, n->callee, args, (uint32_t)n->n_in, T->res);
+    st = call_types(T, n->callee, args, (uint32_t)n->n_in, T->res);
     for (int j = 0; st == AMBER_OK && j < n->n_carries; j++)
         if (!same(&T->res[j], &args[j]))
             return mismatch(T, sy, "carry", j, &args[j], &T->res[j], "the body function");
@@ -220,7 +227,7 @@ static amber_status check_op(tc *T, const am_node *n, const am_symbols *sy) {
     const am_attrs *attrs;
     am_error e;
     amber_tensor out;
-    amber_status st = am_node_attrs(n, T->d, sy, &buf, &attrs, &e);
+    amber_status st = probe_status(am_node_attrs(n, T->d, sy, &buf, &attrs, &e), &e);
     if (st == AMBER_OK) st = am_op_infer(n->op, T->ins, n->n_in, attrs, &out, &e);
     if (st == AMBER_ERR_LIMIT) return AMBER_OK;
     if (st != AMBER_OK) return tfail(T, sy, e.msg);

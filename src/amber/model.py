@@ -375,7 +375,8 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
     file = None if isinstance(path, (bytes, bytearray)) else os.fspath(path)
     native, reason, refusal = None, "backend='reference' was asked for", None
     if backend in (None, "native"):
-        native, reason, refusal = _open_native(path, backend, threads, verify_hashes)
+        with gc_paused():  # a large header makes many entry points and ports
+            native, reason, refusal = _open_native(path, backend, threads, verify_hashes)
     if native is not None and native.opset_version < 1:  # a container without a program
         native.close()
         native = None

@@ -232,6 +232,20 @@ _OPTIONAL = frozenset({"amber_session_get_stats"})
 """Functions an older ``libamber`` may lack: the calls that need them say so."""
 
 
+_PyBUF_READ = 0x100
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+
+
+def _read_only_memory(address: int, nbytes: int) -> memoryview:
+    """A read-only view of ``nbytes`` at ``address`` (libamber's memory; valid while the
+    model is open). NOTE: not a ctypes array: each new array size would make a new ctypes
+    type, a reference cycle left for the collector."""
+    view: memoryview = _memory_view(address, nbytes, _PyBUF_READ)
+    return view
+
+
 # ----------------------------------------------------------------------------- library
 
 
@@ -829,9 +843,8 @@ class NativeModel:
                         "tensor")
             self._check(c.amber_tensor_size(ctypes.byref(view), None, ctypes.byref(nbytes)),
                         "tensor size")
-            data = (ctypes.c_char * nbytes.value).from_address(view.data) if nbytes.value \
-                else b""
-            if hashlib.sha256(memoryview(data)).hexdigest() != index[k]["sha256"]:
+            data = _read_only_memory(view.data, nbytes.value) if nbytes.value else b""
+            if hashlib.sha256(data).hexdigest() != index[k]["sha256"]:
                 self._handles.close()
                 _raise(self.lib, 7, f"tensor {index[k]['name'][:200]!r}: SHA-256 mismatch",
                        f"{self.name}: cannot open", loading=True)

@@ -404,3 +404,17 @@ def test_static_types_are_checked_at_load(lib: ctypes.CDLL, tmp_path: Path, node
     with Model(lib, path=program_file(tmp_path / "s.amber", [f], signatures=sig)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT", m.error
         assert words in m.error and "nodes[0]" in m.error
+
+
+def test_a_size_overflowing_at_the_probe_sizes_is_not_refused(lib: ctypes.CDLL,
+                                                              tmp_path: Path) -> None:
+    """The loader checks symbolic types at probe sizes; an expression those sizes make
+    overflow int64 (valid for small sizes) says nothing and is not refused."""
+    big = "*".join(["n"] * 12)
+    f = fn("f", [p("x")], [node("dim_value", [], "k", {"value": big}, dtype="int64", shape=[]),
+                           node("neg", ["x"], "y")], ["k", "y"])
+    m, s = native(lib, program_file(tmp_path / "big.amber", [f]))
+    k, y = s.run("forward", np.ones(2, np.float32))
+    assert int(k) == 2 ** 12 and y.shape == (2,)
+    s.close()
+    m.close()
