@@ -1,13 +1,15 @@
 """``am.load(path)``: a .amber file as a callable :class:`Model`.
 
 Loading reads the container (bounds- and hash-checked), decodes the header, and
-verifies the program (ops known in the file's opset version, types, symbolic dims). It
-never imports or runs anything the file names: op names are only keys into the op
-registry."""
+verifies the program (ops known in the file's opset version, types, symbolic dims): on
+the native backend libamber's loader does all of it, and the Python program is built on
+first need (docs/architecture.md, "Loading and running a file"). It never imports or
+runs anything the file names: op names are only keys into the op registry."""
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,10 +135,11 @@ class Model:
             raise AmberError("Model needs a program, or a file opened by the native runtime "
                              "and a function building its program")
         # NOTE: on the native backend the Python program (and its reference interpreter)
-        # is built on first need (a gradient, a capture, signature(), verify()): a plain
-        # call touches only libamber, whose loader checks what the Python reader checks
+        # is built on first need (a gradient, a capture, verify(), .program): a plain call
+        # touches only libamber, whose loader checks what the Python reader checks
         self._program = program
         self._build_program = build_program
+        self._build_lock = threading.Lock()
         self._reference_backend: ReferenceBackend | None = None
         # runs every call that needs neither a gradient nor a capture
         self._backend: NativeBackend | ReferenceBackend = (
@@ -151,9 +154,11 @@ class Model:
     def program(self) -> Program:
         """The file's program (on the native backend decoded and verified on first use)."""
         if self._program is None:
-            assert self._build_program is not None
-            self._program = self._build_program()
-            self._build_program = None
+            with self._build_lock:  # one program, whichever thread asks first
+                if self._program is None:
+                    assert self._build_program is not None
+                    self._program = self._build_program()
+                    self._build_program = None
         return self._program
 
     @property
