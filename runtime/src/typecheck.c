@@ -7,7 +7,8 @@
  * to sizes of two probes (distinct primes per symbol, different in each probe) and
  * every type is evaluated with them. A declared type that differs from the rule's for
  * some sizes is wrong; the reference reader (which decides the rules symbolically)
- * refuses it too. A probe whose sizes overflow a tensor's element count is skipped. */
+ * refuses it too. A probe whose sizes overflow a tensor's element count is skipped. A
+ * node whose rule fails at a probe's sizes is retried at others (check_node_somewhere). */
 #include "prog.h"
 
 #include <stdio.h>
@@ -21,7 +22,9 @@ typedef struct tc {
     const am_json_doc *d;
     am_error *err;
     int probe;
+    bool mismatched;         /* the last failure was a declared type against a rule's */
     int64_t *vals, *cvals;   /* symbol values of the function checked and of a callee */
+    int64_t *saved;          /* the probe's symbol values while a node is retried */
     amber_tensor *ins, *res; /* a node's inputs; a callee's results */
     char where[200];         /* what is being checked, for messages */
 } tc;
@@ -91,6 +94,7 @@ static amber_status mismatch(tc *T, const am_symbols *sy, const char *what, int 
                              const amber_tensor *declared, const amber_tensor *rule,
                              const char *by) {
     char a[200], b[200], msg[AM_ERR_MSG];
+    T->mismatched = true;
     snprintf(msg, sizeof msg, "%s %d is declared %.120s but %.40s gives %.120s", what, k,
              type_str(declared, a, sizeof a), by, type_str(rule, b, sizeof b));
     return tfail(T, sy, msg);
@@ -257,8 +261,36 @@ static amber_status check_node(tc *T, const am_func *f, const am_node *n, am_sym
     amber_status st = AMBER_OK;
     for (int k = 0; k < n->n_in && st == AMBER_OK; k++)
         st = eval(T, f->value_types[n->in[k]], sy, &T->ins[k]);
-    if (st == AMBER_OK) st = check_kind(T, n, sy);
-    return st == AMBER_ERR_LIMIT ? AMBER_OK : st; /* sizes too large for this probe */
+    return st == AMBER_OK ? check_kind(T, n, sy) : st;
+}
+
+/* Large primes: a node's retry sizes. */
+static int64_t large_size(int sym) {
+    static const int64_t primes[16] = {1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049,
+                                       1051, 1061, 1063, 1069, 1087, 1091, 1093, 1097};
+    return primes[(unsigned)sym % 16u];
+}
+
+/* A node whose type rule or declared type fails at the probe's sizes, retried once at
+ * large ones (primes, as the reference reader's rules hold for every size or not at
+ * all): it may need a minimum size (a 5x5 convolution needs 5 rows, which the runtime
+ * checks when it runs); a node that fails at both is refused, and so is a declared
+ * type that differs from its rule's where both hold. */
+static amber_status check_node_somewhere(tc *T, const am_func *f, const am_node *n,
+                                         am_symbols *sy) {
+    T->mismatched = false;
+    amber_status st = check_node(T, f, n, sy);
+    if (st == AMBER_ERR_LIMIT) return AMBER_OK; /* sizes too large for this probe */
+    if (st != AMBER_ERR_FORMAT || T->mismatched) return st;
+    am_error first = *T->err;
+    memcpy(T->saved, sy->values, sizeof(int64_t) * (size_t)sy->n);
+    for (int i = 0; i < f->n_param_syms; i++) sy->values[i] = large_size(i);
+    T->mismatched = false;
+    amber_status again = check_node(T, f, n, sy);
+    memcpy(sy->values, T->saved, sizeof(int64_t) * (size_t)sy->n);
+    if (again == AMBER_OK || T->mismatched) return again;
+    *T->err = first;
+    return st;
 }
 
 static amber_status check_function(tc *T, uint32_t fi) {
@@ -269,7 +301,7 @@ static amber_status check_function(tc *T, uint32_t fi) {
     for (int i = 0; i < sy.n; i++) sy.values[i] = i < f->n_param_syms ? probe_size(T->probe, i) : -1;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         snprintf(T->where, sizeof T->where, "program.functions[%u].nodes[%u]", fi, ni);
-        amber_status st = check_node(T, f, &f->nodes[ni], &sy);
+        amber_status st = check_node_somewhere(T, f, &f->nodes[ni], &sy);
         if (st != AMBER_OK) return st;
     }
     return AMBER_OK;
@@ -380,16 +412,17 @@ amber_status am_program_typecheck(const am_program *p, const am_json_doc *d, am_
     }
     T.vals = (int64_t *)malloc(sizeof(int64_t) * max_syms);
     T.cvals = (int64_t *)malloc(sizeof(int64_t) * max_syms);
+    T.saved = (int64_t *)malloc(sizeof(int64_t) * max_syms);
     for (uint32_t i = 0; T.cvals && i < max_syms; i++) T.cvals[i] = -1;
     T.ins = (amber_tensor *)calloc(max_in, sizeof(amber_tensor));
     T.res = (amber_tensor *)calloc(max_in, sizeof(amber_tensor));
     amber_status st = AMBER_OK;
-    if (!T.vals || !T.cvals || !T.ins || !T.res)
+    if (!T.vals || !T.cvals || !T.saved || !T.ins || !T.res)
         st = am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory checking the program's types");
     for (T.probe = 0; st == AMBER_OK && T.probe < N_PROBES; T.probe++)
         for (uint32_t fi = 0; st == AMBER_OK && fi < p->n_funcs; fi++) st = check_function(&T, fi);
     if (st == AMBER_OK) st = check_signatures(&T);
     if (st == AMBER_OK) st = check_vectors(&T);
-    free(T.vals), free(T.cvals), free(T.ins), free(T.res);
+    free(T.vals), free(T.cvals), free(T.saved), free(T.ins), free(T.res);
     return st;
 }

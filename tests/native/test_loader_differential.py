@@ -151,3 +151,24 @@ def test_golden_files_pass_both(lib: N.NativeLibrary, path: Path) -> None:
     data = path.read_bytes()
     assert _python_refusal(data) is None
     assert _c_refusal(data) is None
+
+
+def test_a_node_that_needs_a_minimum_size_still_opens(tmp_path: Path) -> None:
+    """Two unpadded 5x5 convolutions need inputs of 16 rows and columns at the least;
+    the probe sizes are smaller, so the loader retries at large ones before refusing
+    (the runtime checks sizes when it runs)."""
+    import numpy as np
+
+    import amber as am
+    from amber import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 5))
+    path = tmp_path / "lenet.amber"
+    am.export(net.eval(), am.spec("b", 1, "h", "w"),
+              sizes={"b": (1, 2), "h": (16, 20), "w": (16, 24)}).save(path)
+    with N.NativeModel(path) as m:
+        (y,) = m.run("forward", np.ones((1, 1, 16, 17), np.float32))
+        assert y.shape == (1, 8, 2, 2)
+        with pytest.raises(N.NativeError, match="larger than"):
+            m.run("forward", np.ones((1, 1, 8, 8), np.float32))
+    assert am.load(path).backend == "native"
