@@ -14,6 +14,13 @@ both), with the process's peak resident memory::
 
     python bench/bench_open.py --headers [--header-mb 8 60] [--shapes functions nodes]
 
+``--one-loader`` measures ``am.load(path)`` plus its first call on the native backend
+(libamber alone reads the file; the Python program is built on first need) against the
+two readers a native load ran before (the Python reader and verifier, then libamber),
+each in a fresh process, on an exported ResNet-50 and an 8 MiB header of nodes::
+
+    python bench/bench_open.py --one-loader [--repeats 5]
+
 ``--calls`` measures the Python cost of calling a loaded model (a 4x3 linear layer) by
 how the arguments are given, in process CPU time per call::
 
@@ -96,6 +103,64 @@ def header_rows(header_mb: list[int], shapes: list[str], repeats: int) -> None:
     print(f"load average: {os.getloadavg()}")
 
 
+_ONE = """
+import json, sys, time
+import numpy as np
+import amber as am
+from amber.capture.serialize import program_from_header
+from amber.format import read_container
+from amber.native import NativeModel
+path, how, shape = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+c0 = time.process_time()
+t0 = time.perf_counter()
+if how == "one loader":
+    model = am.load(path, backend="native")
+elif how == "two readers":  # what a native am.load did before: Python, then libamber
+    cont = read_container(path)
+    program_from_header(cont.header, cont.tensors)
+    model = NativeModel(path, verify_hashes=False)
+else:  # libamber alone
+    model = NativeModel(path)
+t1, c1 = time.perf_counter(), time.process_time()
+model.run("forward", np.zeros(shape, np.float32))
+print(json.dumps({"load": t1 - t0, "cpu": c1 - c0, "call": time.perf_counter() - t1}))
+"""
+
+
+def one_loader_rows(repeats: int) -> None:
+    """Median wall and CPU seconds of a native ``am.load`` (and its first call) against
+    the two readers it replaced, alternating per repeat, each in a fresh process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from models.cnn import AMBER, build
+
+    from helpers.big_headers import sized
+
+    print(f"load average: {os.getloadavg()}")
+    print("| file | size | loader | load wall (s) | load CPU (s) | first call (s) |")
+    print("|---|---:|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        resnet = Path(tmp) / "resnet50.amber"
+        am.export(build(AMBER).resnet50().eval(), am.spec("batch", 3, 224, 224)).save(resnet)
+        nodes = Path(tmp) / "nodes8.amber"
+        nodes.write_bytes(sized("nodes", 8 << 20))
+        files = [("ResNet-50", resnet, [1, 3, 224, 224]), ("8 MiB of nodes", nodes, [1])]
+        hows = ("one loader", "two readers", "libamber alone")
+        for label, path, shape in files:
+            runs: dict[str, list[dict[str, float]]] = {h: [] for h in hows}
+            for _ in range(repeats):
+                for how in hows:
+                    runs[how].append(json.loads(subprocess.run(
+                        [sys.executable, "-c", _ONE, str(path), how, json.dumps(shape)],
+                        check=True, capture_output=True, text=True).stdout))
+            size = f"{path.stat().st_size / 2**20:.0f} MiB"
+            for how in hows:
+                med = {k: statistics.median(r[k] for r in runs[how]) for k in runs[how][0]}
+                print(f"| {label} | {size} | {how} | {med['load']:.3f} | {med['cpu']:.3f} | "
+                      f"{med['call']:.3f} |", flush=True)
+    print(f"load average: {os.getloadavg()}")
+
+
 def call_rows(repeats: int) -> None:
     """Median process CPU microseconds per call of a tiny model, per argument form."""
     import numpy as np
@@ -134,7 +199,12 @@ def main() -> None:
     p.add_argument("--shapes", nargs="+", default=["functions", "nodes", "symbols"])
     p.add_argument("--calls", action="store_true",
                    help="measure the Python cost of calling a loaded model instead")
+    p.add_argument("--one-loader", action="store_true",
+                   help="measure a native am.load against the two readers it replaced")
     args = p.parse_args()
+    if args.one_loader:
+        one_loader_rows(args.repeats)
+        return
     if args.calls:
         call_rows(args.repeats)
         return

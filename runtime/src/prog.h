@@ -153,6 +153,10 @@ typedef amber_status (*am_tensor_lookup)(const void *model, const char *name,
 amber_status am_program_load(am_program *prog, const am_json_doc *doc, const void *model,
                              am_tensor_lookup lookup, bool fuse, am_error *err);
 void am_program_free(am_program *prog);
+/* Checks the types of a loaded program (typecheck.c): declared output types against the
+ * type rules of nodes, calls and control flow at probe sizes, the signatures' output
+ * structures and input ranges, and the test vectors against their entry points. */
+amber_status am_program_typecheck(const am_program *prog, const am_json_doc *doc, am_error *err);
 /* The index of the entry point `name`, or -1 (binary search). */
 int64_t am_program_find_entry(const am_program *prog, const char *name);
 

@@ -1,13 +1,15 @@
 """``am.load(path)``: a .amber file as a callable :class:`Model`.
 
 Loading reads the container (bounds- and hash-checked), decodes the header, and
-verifies the program (ops known in the file's opset version, types, symbolic dims). It
-never imports or runs anything the file names: op names are only keys into the op
-registry."""
+verifies the program (ops known in the file's opset version, types, symbolic dims): on
+the native backend libamber's loader does all of it, and the Python program is built on
+first need (docs/architecture.md, "Loading and running a file"). It never imports or
+runs anything the file names: op names are only keys into the op registry."""
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import numpy as np
 from ._inputs import gather_args
 from .capture.ir import EntryPoint, Program, max_error, within_tolerance
 from .capture.serialize import program_from_header
-from .errors import AmberError
+from .errors import AmberError, FormatError
 from .format.container import gc_paused
 from .tensor import Tensor, _wrap_array, is_grad_enabled
 
@@ -89,11 +91,15 @@ class _Entry:
 
     __slots__ = ("names", "outputs", "single", "structure")
 
-    def __init__(self, e: EntryPoint) -> None:
-        self.names = [p.name for p in e.inputs]
-        self.outputs = [p.name for p in e.outputs]
-        self.structure = e.structure
-        self.single = len(e.outputs) == 1 and not isinstance(e.structure, dict)
+    def __init__(self, names: list[str], outputs: list[str], structure: Any) -> None:
+        self.names = names
+        self.outputs = outputs
+        self.structure = structure
+        self.single = len(outputs) == 1 and not isinstance(structure, dict)
+
+    @classmethod
+    def of(cls, e: EntryPoint) -> _Entry:
+        return cls([p.name for p in e.inputs], [p.name for p in e.outputs], e.structure)
 
 
 class Model:
@@ -105,13 +111,13 @@ class Model:
     ``backend`` says which runtime runs calls that need no gradient (``"native"`` or
     ``"reference"``) and ``backend_reason`` why (for a fallback, the native error)."""
 
-    def __init__(self, program: Program, *, backend: str = "reference",
+    def __init__(self, program: Program | None, *, backend: str = "reference",
                  format_version: int | None = None, path: str | None = None,
                  name: str | None = None, native: Any = None,
-                 backend_reason: str | None = None) -> None:
+                 backend_reason: str | None = None,
+                 build_program: Callable[[], Program] | None = None) -> None:
         if backend not in BACKENDS:
             raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        self.program = program
         self.backend = backend
         self.format_version = format_version
         self.path = path
@@ -124,46 +130,94 @@ class Model:
             raise AmberError("backend='native' needs the file opened by the native runtime; "
                              "use am.load(path, backend='native')")
         # the file opened by libamber (amber.native.NativeModel) when backend is "native"
-        self.native = native if backend == "native" else None
-        self._reference = ReferenceBackend(program)
+        self.native: Any = native if backend == "native" else None
+        if program is None and (self.native is None or build_program is None):
+            raise AmberError("Model needs a program, or a file opened by the native runtime "
+                             "and a function building its program")
+        # NOTE: on the native backend the Python program (and its reference interpreter)
+        # is built on first need (a gradient, a capture, verify(), .program): a plain call
+        # touches only libamber, whose loader checks what the Python reader checks
+        self._program = program
+        self._build_program = build_program
+        self._build_lock = threading.Lock()
+        self._reference_backend: ReferenceBackend | None = None
         # runs every call that needs neither a gradient nor a capture
         self._backend: NativeBackend | ReferenceBackend = (
             NativeBackend(native) if self.native is not None else self._reference)
-        self._entries = {n: _Entry(e) for n, e in program.entries.items()}
+        self._entries: dict[str, _Entry] = {}
+        self._signatures: dict[str, EntryPoint] = {}  # native: decoded from the header
         self.backend_reason = backend_reason or (
             "opened by the native runtime" if backend == "native"
             else "backend='reference' was asked for")
+
+    @property
+    def program(self) -> Program:
+        """The file's program (on the native backend decoded and verified on first use)."""
+        if self._program is None:
+            with self._build_lock:  # one program, whichever thread asks first
+                if self._program is None:
+                    assert self._build_program is not None
+                    self._program = self._build_program()
+                    self._build_program = None
+        return self._program
+
+    @property
+    def _reference(self) -> ReferenceBackend:
+        if self._reference_backend is None:
+            self._reference_backend = ReferenceBackend(self.program)
+        return self._reference_backend
 
     @property
     def _interp(self) -> Any:
         """The reference interpreter of this program (created on first use)."""
         return self._reference.interpreter
 
+    def _entry(self, entry: str) -> _Entry:
+        """What a call of ``entry`` needs (from its signature)."""
+        e = self._entries[entry] = _Entry.of(self.signature(entry))
+        return e
+
     # -- introspection ------------------------------------------------------------
     @property
     def entry_points(self) -> list[str]:
-        return list(self.program.entries)
+        if self._program is None:
+            return list(self.native.entry_points)
+        return list(self._program.entries)
 
     @property
     def opset_version(self) -> int:
-        return self.program.opset_version
+        if self._program is None:
+            return int(self.native.opset_version)
+        return self._program.opset_version
 
     @property
     def metadata(self) -> dict[str, Any]:
         """Producer, its version, creation time and the user's fields (``["user"]``)."""
-        return self.program.metadata
+        if self._program is None:
+            return dict(self.native.header().get("metadata", {}))
+        return self._program.metadata
 
     def signature(self, name: str = "forward") -> EntryPoint:
         """Inputs and outputs (names, dtypes, dims) of entry point ``name``."""
-        return self.program.entry(name)
+        if self._program is not None:
+            return self._program.entry(name)
+        # on the native backend, decoded from the header's signature (which libamber's
+        # loader checked) without building the program
+        sig = self._signatures.get(name)
+        if sig is None:
+            if name not in self.native.entry_points:
+                raise AmberError(f"the program has no entry point {name!r}; it has "
+                                 f"{', '.join(self.native.entry_points) or 'none'}")
+            from .capture.serialize import entry_from_json
+
+            sig = self._signatures[name] = entry_from_json(
+                name, self.native.header()["signatures"][name])
+        return sig
 
     # -- running ----------------------------------------------------------------------
     def run(self, entry: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run entry point ``entry``."""
-        e = self._entries.get(entry)
-        if e is None:
-            self.program.entry(entry)  # raises, naming the entry points
-            e = self._entries[entry] = _Entry(self.program.entries[entry])
+        e = self._entries.get(entry) or self._entry(entry)
         given = args if not kwargs and len(args) == len(e.names) else gather_args(
             entry, e.names, args, kwargs)
         arrays = _plain_arrays(given)
@@ -195,13 +249,13 @@ class Model:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
-        program = self.__dict__.get("program")
-        if program is not None and name in program.entries:
+        if "_entries" in self.__dict__ and name in self.entry_points:
             def method(*args: Any, **kwargs: Any) -> Any:
                 return self.run(name, *args, **kwargs)
 
             method.__name__ = name
-            method.__doc__ = f"Run entry point {program.entries[name]}."
+            program = self._program
+            method.__doc__ = f"Run entry point {program.entries[name] if program else name}."
             return method
         raise AttributeError(f"the model has no entry point or attribute {name!r}")
 
@@ -304,7 +358,6 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
             loaded.
     """
     from . import checkpoint
-    from .format.container import read_container
 
     where = "<bytes>" if isinstance(path, (bytes, bytearray)) else (
         "<file>" if hasattr(path, "read") else os.fspath(path))
@@ -324,38 +377,73 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
         threads = get_num_threads_setting()
     if backend is not None and backend not in BACKENDS:
         raise AmberError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    file = None if isinstance(path, (bytes, bytearray)) else os.fspath(path)
+    native, reason, refusal = None, "backend='reference' was asked for", None
+    if backend in (None, "native"):
+        with gc_paused():  # a large header makes many entry points and ports
+            native, reason, refusal = _open_native(path, backend, threads, verify_hashes)
+    if native is not None and native.opset_version < 1:  # a container without a program
+        native.close()
+        native = None
+    if native is not None:  # the Python program is built on first need (see Model)
+        return Model(None, backend="native", format_version=native.format_version,
+                     path=file, name=name, native=native, backend_reason=reason,
+                     build_program=_program_builder(path, file))
+    c, program = _read_program(path, verify_hashes)  # FormatError for a malformed file
+    if refusal is not None:  # the installed library refused a file Python reads
+        warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
+                      f"{reason}", BackendFallbackWarning, stacklevel=2)
+    return Model(program, backend="reference", format_version=c.format_version, path=file,
+                 name=name, backend_reason=reason)
+
+
+def _read_program(source: Any, verify_hashes: bool) -> tuple[Any, Program]:
+    """The container and the decoded, verified program of ``source`` (Python reader)."""
+    from .format.container import read_container
+
     with gc_paused():  # a large header builds millions of objects (see gc_paused)
-        c = read_container(path, verify_hashes=verify_hashes)
-        program = program_from_header(c.header, c.tensors)
-        native, reason = None, "backend='reference' was asked for"
-        if backend in (None, "native"):
-            native, reason = _open_native(path, backend, threads, where)
-        return Model(program, backend="native" if native is not None else "reference",
-                     format_version=c.format_version,
-                     path=None if isinstance(path, (bytes, bytearray)) else os.fspath(path),
-                     name=name, native=native, backend_reason=reason)
+        c = read_container(source, verify_hashes=verify_hashes)
+        return c, program_from_header(c.header, c.tensors)
 
 
-def _open_native(path: Any, backend: str | None, threads: int | None, where: str
-                 ) -> tuple[Any, str]:
-    """The file opened by libamber and why, or (None, why not) when ``backend`` is None
-    (a file the library refuses then warns, naming load's caller)."""
+def _program_builder(source: Any, file: str | None) -> Callable[[], Program]:
+    """Builds the program of a file libamber opened (its loader checked the file and the
+    tensor hashes); a file changed on disk since is refused rather than mixed."""
+    stamp = _file_stamp(file) if file is not None else None
+
+    def build() -> Program:
+        if file is not None and _file_stamp(file) != stamp:
+            raise FormatError(f"{file}: the file changed on disk after am.load opened it; "
+                              f"load it again")
+        return _read_program(source, False)[1]
+
+    return build
+
+
+def _file_stamp(file: str) -> tuple[int, int, int]:
+    try:
+        st = os.stat(file)
+    except OSError:
+        return (-1, -1, -1)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _open_native(path: Any, backend: str | None, threads: int | None, verify_hashes: bool
+                 ) -> tuple[Any, str, Exception | None]:
+    """The file opened by libamber and why, or (None, why not, the native refusal or
+    None when the library is missing) when ``backend`` is None."""
     from . import native as N
 
     try:
         lib = N.library()
-        # the Python reader has checked the hashes already (when asked to)
-        native = N.NativeModel(path, verify_hashes=False, threads=threads)
-        return native, f"opened by the native runtime (libamber {lib.version}, {lib.path})"
+        native = N.NativeModel(path, verify_hashes=verify_hashes, threads=threads)
+        return native, f"opened by the native runtime (libamber {lib.version}, {lib.path})", None
     except (N.NativeUnavailableError, N.NativeError) as e:
         if backend == "native":
             raise
-        reason = str(e)
         if isinstance(e, N.NativeError):  # installed, but it refused this file
-            reason = f"the native runtime cannot open the file: {e}"
-            warnings.warn(f"am.load({where!r}): running with the reference interpreter: "
-                          f"{reason}", BackendFallbackWarning, stacklevel=3)
-        return None, reason
+            return None, f"the native runtime cannot open the file: {e}", e
+        return None, str(e), None
 
 
 __all__ = ["BackendFallbackWarning", "Model", "VectorResult", "load"]

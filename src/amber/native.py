@@ -22,6 +22,8 @@ private entry point.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -206,6 +208,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_model_error": (ctypes.c_char_p, [_VP]),
     "amber_model_format_version": (ctypes.c_int, [_VP, _P(ctypes.c_uint32)]),
     "amber_model_opset_version": (ctypes.c_int, [_VP, _P(ctypes.c_int64)]),
+    "amber_model_header": (ctypes.c_int, [_VP, _P(ctypes.c_char_p), _P(ctypes.c_size_t)]),
+    "amber_model_tensor_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
+    "amber_model_tensor": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p),
+                                          _P(_Tensor)]),
     "amber_model_entry_count": (ctypes.c_int, [_VP, _P(ctypes.c_size_t)]),
     "amber_model_entry_name": (ctypes.c_int, [_VP, ctypes.c_size_t, _P(ctypes.c_char_p)]),
     "amber_model_entry_arity": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(ctypes.c_size_t),
@@ -224,6 +230,20 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 }
 _OPTIONAL = frozenset({"amber_session_get_stats"})
 """Functions an older ``libamber`` may lack: the calls that need them say so."""
+
+
+_PyBUF_READ = 0x100
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+
+
+def _read_only_memory(address: int, nbytes: int) -> memoryview:
+    """A read-only view of ``nbytes`` at ``address`` (libamber's memory; valid while the
+    model is open). NOTE: not a ctypes array: each new array size would make a new ctypes
+    type, a reference cycle left for the collector."""
+    view: memoryview = _memory_view(address, nbytes, _PyBUF_READ)
+    return view
 
 
 # ----------------------------------------------------------------------------- library
@@ -675,8 +695,9 @@ class NativeModel:
         self.lib.lib.amber_options_init(ctypes.byref(space))
         opts = space.opts
         opts.struct_size = min(int(opts.struct_size), ctypes.sizeof(_Options))
-        if not verify_hashes:
-            opts.flags |= OPEN_SKIP_TENSOR_HASHES
+        # NOTE: the tensor digests are checked below with hashlib (OpenSSL uses the CPU's
+        # SHA instructions: several times the speed of libamber's portable SHA-256)
+        opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
         # without threads=, the process-wide amber.set_num_threads setting
@@ -723,6 +744,9 @@ class NativeModel:
             _raise(self.lib, st, msg.decode(errors="replace") if msg else "",
                    f"{self.name}: cannot open", loading=True)
         self._c_names: dict[str, ctypes.c_char_p] = {}  # entry -> the model's string for it
+        self._header: dict[str, Any] | None = None
+        if verify_hashes:
+            self._verify_tensor_hashes()
         self._signatures = self._read_signatures()
 
     # -- introspection -----------------------------------------------------------------
@@ -793,6 +817,40 @@ class NativeModel:
         self._check(self._model_call(self.lib.lib.amber_model_opset_version, ctypes.byref(v)),
                     "opset version")
         return int(v.value)
+
+    def header(self) -> dict[str, Any]:
+        """The file's JSON header (as the C loader validated it), decoded once."""
+        if self._header is None:
+            text, n = ctypes.c_char_p(), ctypes.c_size_t()
+            self._check(self._model_call(self.lib.lib.amber_model_header, ctypes.byref(text),
+                                         ctypes.byref(n)), "header")
+            from .format.container import gc_paused
+
+            with gc_paused():  # a large header builds millions of objects (see gc_paused)
+                # NOTE: string_at, as c_char_p.value would stop at a NUL
+                self._header = json.loads(ctypes.string_at(text, n.value))
+        return self._header
+
+    def _verify_tensor_hashes(self) -> None:
+        """Each tensor's SHA-256 against the file's index (tensor k is index entry k);
+        a mismatch closes the model and raises NativeFormatError (AMBER_ERR_INTEGRITY)."""
+        c, h = self.lib.lib, self._handles.model
+        count = ctypes.c_size_t()
+        self._check(c.amber_model_tensor_count(h, ctypes.byref(count)), "tensors")
+        if not count.value:
+            return
+        index = self.header()["tensors"]
+        for k in range(count.value):
+            name, view, nbytes = ctypes.c_char_p(), _Tensor(), ctypes.c_size_t()
+            self._check(c.amber_model_tensor(h, k, ctypes.byref(name), ctypes.byref(view)),
+                        "tensor")
+            self._check(c.amber_tensor_size(ctypes.byref(view), None, ctypes.byref(nbytes)),
+                        "tensor size")
+            data = _read_only_memory(view.data, nbytes.value) if nbytes.value else b""
+            if hashlib.sha256(data).hexdigest() != index[k]["sha256"]:
+                self._handles.close()
+                _raise(self.lib, 7, f"tensor {index[k]['name'][:200]!r}: SHA-256 mismatch",
+                       f"{self.name}: cannot open", loading=True)
 
     # -- running -----------------------------------------------------------------------
     def session(self) -> NativeSession:

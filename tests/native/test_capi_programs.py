@@ -147,16 +147,24 @@ def test_dim_expressions_and_constants(lib: ctypes.CDLL, tmp_path: Path) -> None
         node("pad", ["x"], "z", {"lo": ["n - n"], "hi": [1], "interior": [0], "value": "-inf"},
              shape=["n+1"]),
     ]
-    path = program_file(tmp_path / "dims.amber", [fn("f", [p("x")], body, ["y", "k", "z"])])
-    m, s = native(lib, path)
+    # reshaped to (n, 1) instead, the program is valid for every n
+    valid = [dict(nd) for nd in body]
+    valid[1] = node("reshape", ["x"], "r", {"shape": ["n", 1]}, shape=["n", 1])
+    valid[2] = node("add", ["r", "c"], "y", shape=["n", 2])
+    m, s = native(lib, program_file(tmp_path / "dims.amber", [fn("f", [p("x")], valid,
+                                                                  ["y", "k", "z"])]))
     x = np.arange(6, dtype=np.float32)
     y, k, z = s.run("forward", x)
-    np.testing.assert_array_equal(y, x.reshape(3, 2) + np.array([1.5, -2], np.float32))
+    np.testing.assert_array_equal(y, x.reshape(6, 1) + np.array([1.5, -2], np.float32))
     assert k.dtype == np.int64 and k.shape == () and int(k) == 3 * 6 - 3 + 1
     np.testing.assert_array_equal(z, np.append(x, -np.inf).astype(np.float32))
-    assert s.run("forward", np.arange(5, dtype=np.float32)) == "AMBER_ERR_SHAPE"  # 5//2*2 != 5
     s.close()
     m.close()
+    # with x: float32[n] the reshape holds only for even n: refused at load
+    with Model(lib, path=program_file(tmp_path / "odd.amber", [fn("f", [p("x")], body,
+                                                                   ["y", "k", "z"])])) as m:
+        assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT"
+        assert "cannot reshape" in m.error and "with the sizes n=" in m.error
 
 
 def test_calls_and_the_depth_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
@@ -178,11 +186,10 @@ def test_calls_and_the_depth_limit(lib: ctypes.CDLL, tmp_path: Path) -> None:
 
 def test_runtime_checks_declared_types(lib: ctypes.CDLL, tmp_path: Path) -> None:
     bad = fn("f", [p("x")], [node("neg", ["x"], "y", shape=["n+1"])], ["y"])
-    m, s = native(lib, program_file(tmp_path / "t.amber", [bad]))
-    assert s.run("forward", np.ones(2, np.float32)) == "AMBER_ERR_SHAPE"
-    assert "node 0 (neg)" in s.error and "declared" in s.error
-    s.close()
-    m.close()
+    with Model(lib, path=program_file(tmp_path / "t.amber", [bad])) as m:
+        assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT"
+        assert "nodes[0]: output 0 is declared float32(12,) but the op's type rule gives " \
+               "float32(11,) (with the sizes n=11)" in m.error, m.error
 
 
 @pytest.mark.parametrize("mutate, status, words", [
@@ -397,3 +404,17 @@ def test_static_types_are_checked_at_load(lib: ctypes.CDLL, tmp_path: Path, node
     with Model(lib, path=program_file(tmp_path / "s.amber", [f], signatures=sig)) as m:
         assert lib.amber_status_name(m.status) == b"AMBER_ERR_FORMAT", m.error
         assert words in m.error and "nodes[0]" in m.error
+
+
+def test_a_size_overflowing_at_the_probe_sizes_is_not_refused(lib: ctypes.CDLL,
+                                                              tmp_path: Path) -> None:
+    """The loader checks symbolic types at probe sizes; an expression those sizes make
+    overflow int64 (valid for small sizes) says nothing and is not refused."""
+    big = "*".join(["n"] * 12)
+    f = fn("f", [p("x")], [node("dim_value", [], "k", {"value": big}, dtype="int64", shape=[]),
+                           node("neg", ["x"], "y")], ["k", "y"])
+    m, s = native(lib, program_file(tmp_path / "big.amber", [f]))
+    k, y = s.run("forward", np.ones(2, np.float32))
+    assert int(k) == 2 ** 12 and y.shape == (2,)
+    s.close()
+    m.close()

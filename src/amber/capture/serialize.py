@@ -403,7 +403,7 @@ def _node_from_json(env: dict[str, Value], fn: Function, nobj: Any,
 # ----------------------------------------------------------------------------- header
 
 
-def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -> Any:
+def structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -> Any:
     if depth > 16:
         raise _fail(path, "output structure nests too deeply")
     if isinstance(obj, str):
@@ -415,10 +415,10 @@ def _structure_from_json(obj: Any, names: set[str], path: str, depth: int = 0) -
         raise _fail(path, "expected one of tuple, list, dict")
     (kind, body), = obj.items()
     if kind in ("tuple", "list"):
-        return {kind: [_structure_from_json(x, names, f"{path}.{kind}[{i}]", depth + 1)
+        return {kind: [structure_from_json(x, names, f"{path}.{kind}[{i}]", depth + 1)
                        for i, x in enumerate(_expect(body, list, path + "." + kind))]}
     if kind == "dict":
-        return {kind: {k: _structure_from_json(x, names, f"{path}.dict.{k}", depth + 1)
+        return {kind: {k: structure_from_json(x, names, f"{path}.dict.{k}", depth + 1)
                        for k, x in _expect(body, dict, path + ".dict").items()}}
     raise _fail(path, f"unknown structure kind {kind!r}")
 
@@ -568,7 +568,7 @@ def program_from_header(header: Mapping[str, Any], tensors: Mapping[str, np.ndar
                                   f"{fn.name!r}")
             prog.functions[fn.name] = fn
         for ename, sobj in _expect(header["signatures"], dict, "header.signatures").items():
-            prog.entries[ename] = _entry_from_json(ename, sobj)
+            prog.entries[ename] = entry_from_json(ename, sobj)
         for i, tv in enumerate(_expect(header.get("test_vectors", []), list,
                                        "header.test_vectors")):
             prog.test_vectors.append(_vector_from_json(prog, tv, tensors,
@@ -618,7 +618,7 @@ def _weights_from_json(prog: Program, objs: Any, tensors: Mapping[str, np.ndarra
         prog.weights[name] = arr
 
 
-def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
+def entry_from_json(ename: str, sobj: Any) -> EntryPoint:
     path = f"header.signatures[{ename[:60]!r}]"
     _check_name(ename, "entry point", path)
     _expect(sobj, dict, path)
@@ -631,7 +631,7 @@ def _entry_from_json(ename: str, sobj: Any) -> EntryPoint:
             if isinstance(d, DimExpr) and not d.is_symbol():
                 raise _fail(path + ".inputs", f"input {p.name!r} has dim {d}; input dims "
                                               f"must be integers or plain symbols")
-    structure = _structure_from_json(sobj["output_structure"], {p.name for p in outs},
+    structure = structure_from_json(sobj["output_structure"], {p.name for p in outs},
                                      path + ".output_structure")
     ranges: dict[str, list[float]] = {}
     if "input_ranges" in sobj:
