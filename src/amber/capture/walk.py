@@ -1,0 +1,149 @@
+"""The walk over a function's nodes that everything running or checking a program in
+Python shares: the reference interpreter (its values NumPy arrays), the runner that binds
+a loaded program through the op registry (tensors), the IR verifier (types) and the ONNX
+lowering (ONNX value names).
+
+A :class:`Walker` owns the iteration: it binds a function's parameters to the values it
+is given, reads each node's inputs from the environment of values, dispatches on the
+node's kind to the handler of that kind, stores what the handler returns as the node's
+outputs, and returns the function's results. The kinds are the builtins (``constant``,
+``weight``, ``call``, ``cond``, ``while``, ``scan``) and ``primitive`` (every other op);
+a subclass supplies one handler per kind and may refine the steps around them
+(:meth:`Walker.enter`, :meth:`Walker.before`, :meth:`Walker.store`, ...).
+
+This module imports nothing of amber's, so every layer may use it; it reads functions
+and nodes only through their fields (``params``, ``nodes``, ``results``; ``op``,
+``inputs``, ``outputs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+
+Handler = Callable[["Frame[V]", Any, list[V]], Sequence[V]]
+"""``handler(frame, node, ins) -> outs``: the values of ``node``'s outputs."""
+
+KINDS = ("constant", "weight", "call", "cond", "while", "scan")
+"""The builtin node kinds; any other op is a primitive."""
+
+
+class Frame(Generic[V]):
+    """One execution of one function: the function, the binding of its symbols
+    (``env``: whatever the walker keeps there), the nesting depth, the environment of
+    values (``id(Value) -> value``), the node being run and its index, and ``state``,
+    what the walker keeps per execution."""
+
+    __slots__ = ("fn", "env", "depth", "values", "index", "node", "state")
+
+    def __init__(self, fn: Any, env: Any, depth: int) -> None:
+        self.fn = fn
+        self.env = env
+        self.depth = depth
+        self.values: dict[int, V] = {}
+        self.index = -1
+        self.node: Any = None
+        self.state: Any = None
+
+    def where(self) -> str:
+        """``"<function>, node <i> (<op>)"``: how run-time errors name the node."""
+        return f"{self.fn.name}, node {self.index} ({self.node.op})"
+
+
+class Walker(Generic[V]):
+    """Runs functions node by node, dispatching on each node's kind. Subclasses define
+    the handlers (``constant``, ``weight``, ``call``, ``cond``, ``while_``, ``scan``,
+    ``primitive``; each ``(frame, node, ins) -> outs``); a kind left undefined fails
+    with ``NotImplementedError``."""
+
+    def __init__(self) -> None:
+        handlers: dict[str, Handler[V]] = {
+            "constant": self.constant, "weight": self.weight, "call": self.call,
+            "cond": self.cond, "while": self.while_, "scan": self.scan}
+        self._handlers = handlers
+        # NOTE: the per-node hook is called only when a subclass defines one (hot path)
+        self._before = self.before if type(self).before is not Walker.before else None
+
+    def walk(self, fn: Any, args: Sequence[V], env: Any, depth: int) -> list[V]:
+        """Run ``fn`` on ``args`` (one per parameter) and return its results."""
+        frame: Frame[V] = Frame(fn, env, depth)
+        values = frame.values
+        for p, a in zip(fn.params, args):
+            values[id(p)] = a
+        self.enter(frame)
+        handlers, primitive = self._handlers, self.primitive
+        before, store = self._before, self.store
+        try:
+            for i, node in enumerate(fn.nodes):
+                frame.index = i
+                frame.node = node
+                try:
+                    ins = [values[id(v)] for v in node.inputs]
+                except KeyError:
+                    self.undefined(frame, node)
+                    raise
+                if before is not None:
+                    before(frame, node)
+                store(frame, node, handlers.get(node.op, primitive)(frame, node, ins))
+            return self.results(frame)
+        finally:
+            self.leave(frame)
+
+    def dispatch(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        """Run the handler of ``node``'s kind (outside a walk: ``frame`` as built by the
+        caller)."""
+        return self._handlers.get(node.op, self.primitive)(frame, node, ins)
+
+    # -- steps around the handlers (defaults: none) ------------------------------------
+    def enter(self, frame: Frame[V]) -> None:
+        """Before the first node (the parameters are bound)."""
+
+    def leave(self, frame: Frame[V]) -> None:
+        """After the walk, also when it failed."""
+
+    def before(self, frame: Frame[V], node: Any) -> None:
+        """Before a node's handler runs."""
+
+    def undefined(self, frame: Frame[V], node: Any) -> None:
+        """An input of ``node`` has no value yet; may raise a clearer error (else the
+        ``KeyError`` propagates)."""
+
+    def store(self, frame: Frame[V], node: Any, outs: Sequence[V]) -> None:
+        """Bind ``node``'s outputs to ``outs``."""
+        values = frame.values
+        for v, out in zip(node.outputs, outs):
+            values[id(v)] = out
+
+    def results(self, frame: Frame[V]) -> list[V]:
+        """The function's results, after the last node."""
+        values = frame.values
+        return [values[id(v)] for v in frame.fn.results]
+
+    # -- handlers ----------------------------------------------------------------------
+    def _missing(self, kind: str) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} handles no {kind!r} nodes")
+
+    def constant(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("constant")
+
+    def weight(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("weight")
+
+    def call(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("call")
+
+    def cond(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("cond")
+
+    def while_(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("while")
+
+    def scan(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing("scan")
+
+    def primitive(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
+        raise self._missing(node.op)
+
+
+__all__ = ["KINDS", "Frame", "Handler", "Walker"]
