@@ -162,7 +162,7 @@ def report(got: dict[str, list[dict[str, list[float]]]], args: argparse.Namespac
     def med(b: str, case: str, k: int) -> float:
         return statistics.median(block[case][k] for block in got[b]) * 1e3
 
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"## Python node walker: before/after, {_THREADS} thread(s) ({now})", "",
         f"Command: `python bench/bench_python_paths.py --base <old>/src --new src "

@@ -17,8 +17,8 @@ from . import limits as L
 from ._dtype import from_numpy_dtype
 from ._inputs import gather_args, input_array
 from .capture.dims import DimExpr, evaluate, format_dim
-from .capture.walk import Frame, Walker
 from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
+from .capture.walk import Frame, Walker
 from .errors import (
     AmberError,
     DTypeError,
