@@ -90,11 +90,6 @@ class Walker(Generic[V]):
         finally:
             self.leave(frame)
 
-    def dispatch(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        """Run the handler of ``node``'s kind (outside a walk: ``frame`` as built by the
-        caller)."""
-        return self._handlers.get(node.op, self.primitive)(frame, node, ins)
-
     # -- steps around the handlers (defaults: none) ------------------------------------
     def enter(self, frame: Frame[V]) -> None:
         """Before the first node (the parameters are bound)."""
