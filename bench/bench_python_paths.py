@@ -7,11 +7,12 @@ bound through the op registry); ``Model.verify()`` of golden files (their test v
 in the reference interpreter); and the IR verifier (``Program.verify()``) on them.
 
 Two builds are compared: the source trees given by ``--base`` and ``--new`` (each a
-directory holding ``amber/``, imported ahead of any installed amber; libamber is the
-installed one for both). The models are exported once, by the parent process, into a temporary
-folder that both read. ``--repeats`` blocks, each running one process per build in a
-rotating order; each process times every case for about ``--budget`` seconds after one
-untimed call. Figures are medians over blocks of the wall and process CPU time per call.
+directory holding ``amber/``, imported ahead of any installed amber; both use the
+installed native runtime, libamber and its compiled eager-call helper). The models are
+exported once, by the parent process, into a temporary folder that both read.
+``--repeats`` blocks, each running one process per build in a rotating order; each
+process times every case for about ``--budget`` seconds after one untimed call. Figures
+are medians over blocks of the wall and process CPU time per call.
 
 Usage (from the repository root)::
 
@@ -100,8 +101,9 @@ def cases(folder: str) -> dict[str, Callable[[], Any]]:
     }
 
 
-def worker(src: str, folder: str, budget: float, pause: float) -> None:
-    """Import amber from ``src``, time every case; print {case: [wall, cpu]} as JSON."""
+def use_build(src: str, native: str) -> None:
+    """Import amber from source tree ``src`` with the native runtime in ``native`` (the
+    installed ``amber/_native``: libamber and the compiled eager-call helper)."""
     # NOTE: an editable install redirects ``import amber`` ahead of sys.path; drop it
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
     sys.path.insert(0, src)
@@ -109,19 +111,30 @@ def worker(src: str, folder: str, budget: float, pause: float) -> None:
 
     if os.path.dirname(os.path.abspath(amber.__file__)) != os.path.join(src, "amber"):
         raise SystemExit(f"imported amber from {amber.__file__}, not {src}")
+    amber.__path__.append(os.path.dirname(native))  # where native_dir() looks
+    from amber.native import native_dir
+    from amber.ops import ckernels
+
+    lib = ckernels._load()
+    if str(native_dir()) != native or lib is None or lib.fast is None:
+        raise SystemExit(f"{src}: the native runtime in {native} is not used")
+
+
+def worker(src: str, native: str, folder: str, budget: float, pause: float) -> None:
+    """Time every case on the build in ``src``; print {case: [wall, cpu]} as JSON."""
+    use_build(src, native)
     out = {name: sample(fn, budget, pause) for name, fn in cases(folder).items()}
     print(json.dumps(out))
 
 
 def run_block(build: str, folder: str, args: argparse.Namespace) -> dict[str, list[float]]:
-    from amber.native import library_path
+    from amber.native import native_dir
 
-    env = dict(os.environ, AMBER_LIBRARY=str(library_path()))  # the same libamber for both
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", folder,
-           "--src", os.path.abspath(build),
+           "--src", os.path.abspath(build), "--native", str(native_dir()),
            "--budget", str(args.budget), "--pause", str(args.pause),
            "--threads", str(_THREADS)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -135,10 +148,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
+    ap.add_argument("--native", help=argparse.SUPPRESS)
     ap.add_argument("--append", help="append the Markdown section to this file")
     args = ap.parse_args()
     if args.worker:
-        return worker(args.src, args.worker, args.budget, args.pause)
+        return worker(args.src, args.native, args.worker, args.budget, args.pause)
     if not args.base:
         ap.error("--base is required")
     load0 = os.getloadavg()

@@ -7,8 +7,9 @@ evaluated with them; each kernel's result is checked against the declared type."
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,6 @@ class Interpreter(Walker[np.ndarray]):
         self.max_run_calls = max_run_calls or None
         self._live_cache: dict[int, tuple[Function, int, list[list[int]]]] = {}
         self._local = threading.local()
-        super().__init__()
 
     @property
     def max_loop_iterations(self) -> int | None:
@@ -233,28 +233,30 @@ class Interpreter(Walker[np.ndarray]):
         against the memory limit."""
         shapes = []
         need = 0
+        in_place = node.op in ("weight", "constant")
         for v in node.outputs:
+            aval = v.aval
             try:
-                shape = tuple(evaluate(d, env) for d in v.shape)
+                shape = tuple([d if type(d) is int else evaluate(d, env) for d in aval.shape])
             except KeyError as e:
                 raise IRError(f"{frame.where()}: symbol {e.args[0]} is not bound") from None
-            if any(d < 0 for d in shape):
+            if shape and min(shape) < 0:
                 raise ShapeError(f"{frame.where()}: output %{v.name} of type "
-                                 f"{format_type(v.aval)} has a negative size {shape} for "
+                                 f"{format_type(aval)} has a negative size {shape} for "
                                  f"{_fmt_env(env)}")
-            if node.op not in ("weight", "constant"):
-                need += int(np.prod(shape, dtype=object)) * v.dtype.itemsize
+            if not in_place:
+                need += math.prod(shape) * aval.dtype.itemsize
             shapes.append(shape)
-        if self.memory_limit is not None:
-            self._check_bytes(need, lambda: f"{frame.where()}: its outputs")
+        limit = self.memory_limit
+        if limit is not None and frame.state.budget.held + need > limit:
+            self._check_bytes(need, f"{frame.where()}: its outputs")
         return shapes
 
-    def _check_bytes(self, nbytes: int, what: str | Callable[[], str]) -> None:
+    def _check_bytes(self, nbytes: int, what: str) -> None:
         """Refuse to allocate ``nbytes`` more when the run's values would then hold
-        more than ``memory_limit`` (``what``, or what it returns, names them)."""
+        more than ``memory_limit``."""
         held = self._budget().held
         if self.memory_limit is not None and held + nbytes > self.memory_limit:
-            what = what if isinstance(what, str) else what()
             raise LimitError(f"{what}: memory limit of {self.memory_limit} bytes exceeded "
                              f"(holding {held}, need {nbytes} more; memory_limit)")
 

@@ -324,7 +324,6 @@ class _Runner(Walker[Tensor]):
     """Runs a program's functions by binding every node through the op registry."""
 
     def __init__(self, program: Program, weight: Callable[[str], Tensor]) -> None:
-        super().__init__()
         self.program = program
         self.weight_of = weight
 

@@ -556,7 +556,6 @@ class _Replay(Walker[Tensor]):
     """:func:`replay`'s handlers, recording into trace ``tr``."""
 
     def __init__(self, tr: _Trace) -> None:
-        super().__init__()
         self.tr = tr
 
     def constant(self, frame: Frame[Tensor], node: IRNode, ins: list[Tensor]

@@ -90,23 +90,35 @@ def required_opset(program: Any) -> int:
 
 
 def types_equal(a: Aval, b: Aval) -> bool:
-    return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
-        dim_equal(x, y) for x, y in zip(a.shape, b.shape))
+    if a.dtype is not b.dtype or len(a.shape) != len(b.shape):
+        return False
+    for x, y in zip(a.shape, b.shape):
+        # NOTE: the same object is the same dim (this verifier's hot path)
+        if x is not y and not dim_equal(x, y):
+            return False
+    return True
 
 
 def _where(fn: Function, i: int, node: Node) -> str:
     return f"function {fn.name!r}, node {i} ({node.op})"
 
 
-def _check_dims(aval: Aval, where: str, bound: set[str]) -> None:
+def _check_dims(aval: Aval, where: str | Frame[Aval], bound: set[str]) -> None:
+    """Every dim of ``aval`` is a size >= 0 or uses only ``bound`` symbols (``where``:
+    what errors name, or the frame of the node being checked)."""
     for d in aval.shape:
         if isinstance(d, DimExpr):
             missing = free_symbols(d) - bound
             if missing:
-                raise IRError(f"{where}: dim {d} uses symbol(s) {', '.join(sorted(missing))} "
-                              f"that no parameter of the function binds")
+                raise IRError(f"{_named(where)}: dim {d} uses symbol(s) "
+                              f"{', '.join(sorted(missing))} that no parameter of the "
+                              f"function binds")
         elif not isinstance(d, int) or isinstance(d, bool) or d < 0:
-            raise IRError(f"{where}: invalid dim {d!r}")
+            raise IRError(f"{_named(where)}: invalid dim {d!r}")
+
+
+def _named(where: str | Frame[Aval]) -> str:
+    return where if isinstance(where, str) else _at(where)
 
 
 def verify_function(program: Program, fn: Function) -> None:
@@ -118,7 +130,6 @@ class _Checker(Walker[Aval]):
     walk's values are the declared types, its ``env`` the set of bound symbols."""
 
     def __init__(self, program: Program) -> None:
-        super().__init__()
         self.program = program
 
     def enter(self, frame: Frame[Aval]) -> None:
@@ -141,22 +152,24 @@ class _Checker(Walker[Aval]):
                 raise IRError(f"{_at(frame)}: input %{v.name} is used before it is defined")
 
     def store(self, frame: Frame[Aval], node: Any, outs: Sequence[Aval]) -> None:
-        where, bound, names = _at(frame), frame.env, frame.state
+        bound, names, values = frame.env, frame.state, frame.values
         sym = bound_symbol(node)
         if sym is not None:  # the node's own outputs and the later nodes may use it
             bound.add(sym)
         if len(outs) != len(node.outputs):
-            raise IRError(f"{where}: declares {len(node.outputs)} outputs, the op has "
+            raise IRError(f"{_at(frame)}: declares {len(node.outputs)} outputs, the op has "
                           f"{len(outs)}")
         for v, want in zip(node.outputs, outs):
-            _check_dims(v.aval, where, bound)
-            if not types_equal(v.aval, want):
-                raise IRError(f"{where}: output %{v.name} is declared {format_type(v.aval)} "
-                              f"but the op's type rule gives {format_type(want)}")
+            aval = v.aval
+            _check_dims(aval, frame, bound)
+            if not types_equal(aval, want):
+                raise IRError(f"{_at(frame)}: output %{v.name} is declared "
+                              f"{format_type(aval)} but the op's type rule gives "
+                              f"{format_type(want)}")
             if v.name in names:
-                raise IRError(f"{where}: value {v.name!r} is defined twice")
+                raise IRError(f"{_at(frame)}: value {v.name!r} is defined twice")
             names.add(v.name)
-            frame.values[id(v)] = v.aval
+            values[id(v)] = aval
 
     def results(self, frame: Frame[Aval]) -> list[Aval]:
         fn = frame.fn
@@ -218,11 +231,40 @@ class _Checker(Walker[Aval]):
         return _scan_types(self.program, node, ins, self._since(frame, node), frame.env)
 
     def primitive(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
-        return _primitive_types(self.program, node, ins, _at(frame), frame.env)
+        program, where, bound = self.program, _at(frame), frame.env
+        op = node.op
+        prim = REGISTRY.get(op)
+        if prim is None:
+            raise IRError(f"{where}: unknown op {op!r} (not in opset {program.opset_version})")
+        if op_since(op) > program.opset_version:
+            raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the program "
+                          f"declares {program.opset_version}")
+        if prim.n_inputs is not None and len(node.inputs) != prim.n_inputs:
+            raise IRError(f"{where}: takes {prim.n_inputs} inputs, got {len(node.inputs)}")
+        if set(node.attrs) != set(prim.attrs):
+            raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
+                          f"schema {sorted(prim.attrs)}")
+        missing = symbols_in(tuple(node.attrs.values())) - bound
+        if missing:
+            raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
+                          f"no parameter binds")
+        try:
+            out = prim.infer(*ins, **node.attrs)
+        except CaptureError as e:
+            # the rule asked a question whose answer depends on a symbolic size
+            detail = str(e).split("\n", 1)[-1].strip().split(": the answer depends")[0]
+            raise IRError(f"{where}: the op's shape rule cannot be decided for every value of "
+                          f"the symbolic sizes (each >= 1): {detail}") from None
+        except AmberError as e:
+            raise IRError(f"{where}: {e}") from None
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+            raise IRError(f"{where}: malformed operands or attributes ({type(e).__name__}: "
+                          f"{e})") from None
+        return [out]
 
 
 def _at(frame: Frame[Aval]) -> str:
-    return _where(frame.fn, frame.index, frame.node)
+    return f"function {frame.fn.name!r}, node {frame.index} ({frame.node.op})"  # _where
 
 
 def _check_data_dependent(program: Program) -> None:
@@ -254,39 +296,6 @@ def _check_data_dependent(program: Program) -> None:
             raise IRError(f"function {name!r}: a result uses {', '.join(sorted(syms))}, a "
                           f"size bound by a node (a loop's trip count); only an entry "
                           f"point's function may return such a size")
-
-
-def _primitive_types(program: Program, node: Node, ins: list[Aval], where: str,
-                     bound: set[str]) -> list[Aval]:
-    op = node.op
-    prim = REGISTRY.get(op)
-    if prim is None:
-        raise IRError(f"{where}: unknown op {op!r} (not in opset {program.opset_version})")
-    if op_since(op) > program.opset_version:
-        raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the program "
-                      f"declares {program.opset_version}")
-    if prim.n_inputs is not None and len(node.inputs) != prim.n_inputs:
-        raise IRError(f"{where}: takes {prim.n_inputs} inputs, got {len(node.inputs)}")
-    if set(node.attrs) != set(prim.attrs):
-        raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
-                      f"schema {sorted(prim.attrs)}")
-    missing = symbols_in(tuple(node.attrs.values())) - bound
-    if missing:
-        raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
-                      f"no parameter binds")
-    try:
-        out = prim.infer(*ins, **node.attrs)
-    except CaptureError as e:
-        # the rule asked a question whose answer depends on a symbolic size
-        detail = str(e).split("\n", 1)[-1].strip().split(": the answer depends")[0]
-        raise IRError(f"{where}: the op's shape rule cannot be decided for every value of "
-                      f"the symbolic sizes (each >= 1): {detail}") from None
-    except AmberError as e:
-        raise IRError(f"{where}: {e}") from None
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
-        raise IRError(f"{where}: malformed operands or attributes ({type(e).__name__}: "
-                      f"{e})") from None
-    return [out]
 
 
 def _function_attr(program: Program, node: Node, key: str, where: str) -> Function:
@@ -433,10 +442,11 @@ def verify_program(program: Program) -> None:
             raise IRError(f"weight {name!r} is not an array")
         D.from_numpy_dtype(w.dtype)
     _check_data_dependent(program)  # first: a node running such a function names it
+    checker = _Checker(program)
     for name, fn in program.functions.items():
         if fn.name != name:
             raise IRError(f"function {fn.name!r} is registered as {name!r}")
-        verify_function(program, fn)
+        checker.walk(fn, [p.aval for p in fn.params], set(), 0)
     for d in _dtypes_used(program):
         if DTYPE_SINCE.get(d, 1) > program.opset_version:
             raise IRError(f"dtype {d.name} needs opset version {DTYPE_SINCE[d]}, the program "

@@ -57,13 +57,18 @@ class Walker(Generic[V]):
     ``primitive``; each ``(frame, node, ins) -> outs``); a kind left undefined fails
     with ``NotImplementedError``."""
 
-    def __init__(self) -> None:
-        handlers: dict[str, Handler[V]] = {
-            "constant": self.constant, "weight": self.weight, "call": self.call,
-            "cond": self.cond, "while": self.while_, "scan": self.scan}
-        self._handlers = handlers
-        # NOTE: the per-node hook is called only when a subclass defines one (hot path)
-        self._before = self.before if type(self).before is not Walker.before else None
+    _handlers: dict[str, Callable[..., Sequence[Any]]] = {}
+    _before: Callable[..., None] | None = None
+    _store: Callable[..., None] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # NOTE: one table per class (a walker is made per call on hot paths); the hooks
+        # a class leaves as they are cost no call per node
+        cls._handlers = {"constant": cls.constant, "weight": cls.weight, "call": cls.call,
+                         "cond": cls.cond, "while": cls.while_, "scan": cls.scan}
+        cls._before = cls.before if cls.before is not Walker.before else None
+        cls._store = cls.store if cls.store is not Walker.store else None
 
     def walk(self, fn: Any, args: Sequence[V], env: Any, depth: int) -> list[V]:
         """Run ``fn`` on ``args`` (one per parameter) and return its results."""
@@ -72,8 +77,9 @@ class Walker(Generic[V]):
         for p, a in zip(fn.params, args):
             values[id(p)] = a
         self.enter(frame)
-        handlers, primitive = self._handlers, self.primitive
-        before, store = self._before, self.store
+        cls = type(self)  # NOTE: the class's plain functions, called with self
+        handlers, primitive, before, store = cls._handlers, cls.primitive, cls._before, \
+            cls._store
         try:
             for i, node in enumerate(fn.nodes):
                 frame.index = i
@@ -84,8 +90,13 @@ class Walker(Generic[V]):
                     self.undefined(frame, node)
                     raise
                 if before is not None:
-                    before(frame, node)
-                store(frame, node, handlers.get(node.op, primitive)(frame, node, ins))
+                    before(self, frame, node)
+                outs = handlers.get(node.op, primitive)(self, frame, node, ins)
+                if store is not None:
+                    store(self, frame, node, outs)
+                else:
+                    for v, out in zip(node.outputs, outs):
+                        values[id(v)] = out
             return self.results(frame)
         finally:
             self.leave(frame)

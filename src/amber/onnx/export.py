@@ -194,7 +194,6 @@ class _Lowering(Walker[str]):
 
     def __init__(self, program: Program, fn: Function, b: _Builder,
                  symbol_sources: dict[str, tuple[str, int]]) -> None:
-        super().__init__()
         self.program = program
         self.fn = fn
         self.b = b
