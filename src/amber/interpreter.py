@@ -56,8 +56,8 @@ class _Budget:
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     if isinstance(v, DimExpr):
         return evaluate(v, env)
-    if isinstance(v, tuple):
-        return tuple(_eval_attr(x, env) for x in v)
+    if isinstance(v, tuple):  # NOTE: a plain int stays as it is (the common case)
+        return tuple([x if type(x) is int else _eval_attr(x, env) for x in v])
     return v
 
 

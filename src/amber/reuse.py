@@ -305,8 +305,8 @@ def _eval_attr(v: Any, env: Mapping[str, Any]) -> Any:
         if all(isinstance(x, int) for x in env.values()):
             return evaluate(v, env)
         return substitute(v, env)
-    if isinstance(v, tuple):
-        return tuple(_eval_attr(x, env) for x in v)
+    if isinstance(v, tuple):  # NOTE: a plain int stays as it is (the common case)
+        return tuple([x if type(x) is int else _eval_attr(x, env) for x in v])
     return v
 
 
