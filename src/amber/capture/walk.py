@@ -22,11 +22,10 @@ from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
-Handler = Callable[["Frame[V]", Any, list[V]], Sequence[V]]
-"""``handler(frame, node, ins) -> outs``: the values of ``node``'s outputs."""
-
-KINDS = ("constant", "weight", "call", "cond", "while", "scan")
-"""The builtin node kinds; any other op is a primitive."""
+HANDLERS: dict[str, str] = {"constant": "constant", "weight": "weight", "call": "call",
+                            "cond": "cond", "while": "while_", "scan": "scan"}
+"""The builtin node kinds and the name of each one's handler (any other op is a
+primitive, handled by ``primitive``)."""
 
 
 class Frame(Generic[V]):
@@ -53,9 +52,9 @@ class Frame(Generic[V]):
 
 class Walker(Generic[V]):
     """Runs functions node by node, dispatching on each node's kind. Subclasses define
-    the handlers (``constant``, ``weight``, ``call``, ``cond``, ``while_``, ``scan``,
-    ``primitive``; each ``(frame, node, ins) -> outs``); a kind left undefined fails
-    with ``NotImplementedError``."""
+    the handlers, methods ``(frame, node, ins) -> outs`` (the values of the node's
+    outputs) named as in :data:`HANDLERS`, and ``primitive``; a kind left undefined
+    fails with ``NotImplementedError``."""
 
     _handlers: dict[str, Callable[..., Sequence[Any]]] = {}
     _before: Callable[..., None] | None = None
@@ -65,8 +64,8 @@ class Walker(Generic[V]):
         super().__init_subclass__(**kwargs)
         # NOTE: one table per class (a walker is made per call on hot paths); the hooks
         # a class leaves as they are cost no call per node
-        cls._handlers = {"constant": cls.constant, "weight": cls.weight, "call": cls.call,
-                         "cond": cls.cond, "while": cls.while_, "scan": cls.scan}
+        cls._handlers = {kind: getattr(cls, name, None) or _unhandled(kind)
+                         for kind, name in HANDLERS.items()}
         cls._before = cls.before if cls.before is not Walker.before else None
         cls._store = cls.store if cls.store is not Walker.store else None
 
@@ -126,30 +125,17 @@ class Walker(Generic[V]):
         values = frame.values
         return [values[id(v)] for v in frame.fn.results]
 
-    # -- handlers ----------------------------------------------------------------------
-    def _missing(self, kind: str) -> NotImplementedError:
-        return NotImplementedError(f"{type(self).__name__} handles no {kind!r} nodes")
-
-    def constant(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("constant")
-
-    def weight(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("weight")
-
-    def call(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("call")
-
-    def cond(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("cond")
-
-    def while_(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("while")
-
-    def scan(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing("scan")
-
     def primitive(self, frame: Frame[V], node: Any, ins: list[V]) -> Sequence[V]:
-        raise self._missing(node.op)
+        """The handler of every op that is not a builtin."""
+        return _unhandled(node.op)(self, frame, node, ins)
 
 
-__all__ = ["KINDS", "Frame", "Handler", "Walker"]
+def _unhandled(kind: str) -> Callable[..., Sequence[Any]]:
+    def handler(self: Walker[Any], frame: Frame[Any], node: Any, ins: list[Any]
+                ) -> Sequence[Any]:
+        raise NotImplementedError(f"{type(self).__name__} handles no {kind!r} nodes")
+
+    return handler
+
+
+__all__ = ["HANDLERS", "Frame", "Walker"]
