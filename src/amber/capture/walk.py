@@ -1,7 +1,7 @@
 """The walk over a function's nodes that everything running or checking a program in
 Python shares: the reference interpreter (its values NumPy arrays), the runner that binds
-a loaded program through the op registry (tensors), the IR verifier (types) and the ONNX
-lowering (ONNX value names).
+a loaded program through the op registry (tensors), the replay of a function into a
+capture (tensors), the IR verifier (types) and the ONNX lowering (ONNX value names).
 
 A :class:`Walker` owns the iteration: it binds a function's parameters to the values it
 is given, reads each node's inputs from the environment of values, dispatches on the
