@@ -180,7 +180,7 @@ def report(got: dict[str, list[dict[str, list[float]]]], args: argparse.Namespac
     lines = [
         f"## Python node walker: before/after, {_THREADS} thread(s) ({now})", "",
         f"Command: `python bench/bench_python_paths.py --base <old>/src --new src "
-        f"--repeats {args.repeats} --budget {args.budget}`", "",
+        f"--repeats {args.repeats} --budget {args.budget} --threads {_THREADS}`", "",
         f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
         f"- load average at start {' '.join(f'{x:.2f}' for x in load0)}, at end "
         f"{' '.join(f'{x:.2f}' for x in load1)}",

@@ -53,6 +53,10 @@ class _Budget:
         self.held = 0
 
 
+_PLAIN = (int, float, str)
+"""Attribute values that hold no dim expression (evaluated as they are)."""
+
+
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     if isinstance(v, DimExpr):
         return evaluate(v, env)
@@ -316,7 +320,8 @@ class Interpreter(Walker[np.ndarray]):
         if prim is None:
             raise IRError(f"{frame.where()}: unknown op {op!r}")
         env = frame.env
-        attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
+        attrs = {k: v if isinstance(v, _PLAIN) else _eval_attr(v, env)
+                 for k, v in node.attrs.items()}
         try:
             return [prim.impl(*ins, **attrs)]
         except AmberError as e:

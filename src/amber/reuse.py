@@ -300,6 +300,10 @@ def _is_tracer(x: Any) -> bool:
 # ----------------------------------------------------------------------------- running
 
 
+_PLAIN = (int, float, str)
+"""Attribute values that hold no dim expression (evaluated as they are)."""
+
+
 def _eval_attr(v: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(v, DimExpr):
         if all(isinstance(x, int) for x in env.values()):
@@ -356,7 +360,8 @@ class _Runner(Walker[Tensor]):
                 raise _refusal(frame)
             raise IRError(f"{frame.where()}: unknown op {node.op!r}")
         env = frame.env
-        attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
+        attrs = {k: v if isinstance(v, _PLAIN) else _eval_attr(v, env)
+                 for k, v in node.attrs.items()}
         return [bind(prim, tuple(ins), attrs)]
 
     # Structured control flow runs eagerly: the taken branch and every iteration run
