@@ -7,6 +7,7 @@ evaluated with them; each kernel's result is checked against the declared type."
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from ._dtype import from_numpy_dtype
 from ._inputs import gather_args, input_array
 from .capture.dims import DimExpr, evaluate, format_dim
 from .capture.ir import EntryPoint, Function, Program, bound_symbol, format_type
+from .capture.walk import Frame, Walker
 from .errors import (
     AmberError,
     DTypeError,
@@ -51,11 +53,15 @@ class _Budget:
         self.held = 0
 
 
+_PLAIN = (int, float, str)
+"""Attribute values that hold no dim expression (evaluated as they are)."""
+
+
 def _eval_attr(v: Any, env: Mapping[str, int]) -> Any:
     if isinstance(v, DimExpr):
         return evaluate(v, env)
-    if isinstance(v, tuple):
-        return tuple(_eval_attr(x, env) for x in v)
+    if isinstance(v, tuple):  # NOTE: a plain int stays as it is (the common case)
+        return tuple([x if type(x) is int else _eval_attr(x, env) for x in v])
     return v
 
 
@@ -75,7 +81,21 @@ def _to_array(x: Any, dtype: np.dtype, what: str, memory_limit: int | None = Non
         raise DTypeError(f"{what}: cannot convert {type(x).__name__} to {dtype}: {e}") from None
 
 
-class Interpreter:
+class _Held:
+    """What one execution of a function holds: the run's budget, the values it allocated
+    (-> bytes), which values die after each node, the declared shapes of the node being
+    run (None: known only after it ran)."""
+
+    __slots__ = ("budget", "owned", "dead", "shapes")
+
+    def __init__(self, budget: _Budget, dead: list[list[int]]) -> None:
+        self.budget = budget
+        self.owned: dict[int, int] = {}
+        self.dead = dead
+        self.shapes: list[tuple[int, ...]] | None = None
+
+
+class Interpreter(Walker[np.ndarray]):
     """Runs the functions of ``program`` within the limits libamber applies (the same
     defaults; docs/c-api.md, "Options"), each a :class:`amber.LimitError`:
 
@@ -164,7 +184,7 @@ class Interpreter:
         fn = self.program.functions[entry.function]
         self._local.budget = _Budget(self.max_run_iterations, self.max_run_calls)
         try:
-            return self.run_function(fn, arrays, env, 0)
+            return self.walk(fn, arrays, env, 0)
         except RecursionError:
             raise RecursionLimitError(
                 f"{entry.name}: Python's stack ran out while running nested functions, "
@@ -175,59 +195,65 @@ class Interpreter:
     def run_function(self, fn: Function, args: Sequence[np.ndarray], env: dict[str, int],
                      depth: int) -> list[np.ndarray]:
         """Run ``fn`` on arrays whose symbols are bound in ``env``."""
-        vals: dict[int, np.ndarray] = {}
-        for p, a in zip(fn.params, args):
-            vals[id(p)] = a
-        dead_after = self._liveness(fn)
-        budget = self._budget()
-        owned: dict[int, int] = {}  # values this run allocated here -> bytes held
-        try:
-            for i, node in enumerate(fn.nodes):
-                where = f"{fn.name}, node {i} ({node.op})"
-                # a node binding a symbol (an opset-3 while) has output sizes known only
-                # after it ran; it bounds the memory of its stacked outputs while it runs
-                binds = bound_symbol(node) is not None
-                shapes = [] if binds else self._output_shapes(node, env, where)
-                ins = [vals[id(v)] for v in node.inputs]
-                outs = self._run_node(node, ins, env, depth, where)
-                if binds:
-                    shapes = self._output_shapes(node, env, where)
-                in_place = node.op in ("weight", "constant")
-                for v, out, shape in zip(node.outputs, outs, shapes):
-                    out = np.asarray(out)
-                    if out.shape != shape or out.dtype != v.dtype.np:
-                        raise IRError(f"{where}: produced {out.dtype}{list(out.shape)} but "
-                                      f"the program declares {v.dtype.name}{list(shape)}")
-                    vals[id(v)] = out
-                    if not in_place:
-                        owned[id(v)] = int(out.nbytes)
-                        budget.held += int(out.nbytes)
-                for vid in dead_after[i]:  # free intermediates after their last use
-                    vals.pop(vid, None)
-                    budget.held -= owned.pop(vid, 0)
-            return [vals[id(v)] for v in fn.results]
-        finally:  # the caller counts the results it keeps as its node's outputs
-            budget.held -= sum(owned.values())
+        return self.walk(fn, args, env, depth)
 
-    def _output_shapes(self, node: Any, env: dict[str, int], where: str
+    def enter(self, frame: Frame[np.ndarray]) -> None:
+        frame.state = _Held(self._budget(), self._liveness(frame.fn))
+
+    def leave(self, frame: Frame[np.ndarray]) -> None:
+        # the caller counts the results it keeps as its node's outputs
+        held = frame.state
+        held.budget.held -= sum(held.owned.values())
+
+    def before(self, frame: Frame[np.ndarray], node: Any) -> None:
+        # a node binding a symbol (an opset-3 while) has output sizes known only after it
+        # ran; it bounds the memory of its stacked outputs while it runs
+        frame.state.shapes = (None if bound_symbol(node) is not None
+                              else self._output_shapes(node, frame.env, frame))
+
+    def store(self, frame: Frame[np.ndarray], node: Any, outs: Sequence[np.ndarray]) -> None:
+        held = frame.state
+        shapes = held.shapes
+        if shapes is None:
+            shapes = self._output_shapes(node, frame.env, frame)
+        values, owned, budget = frame.values, held.owned, held.budget
+        in_place = node.op in ("weight", "constant")
+        for v, out, shape in zip(node.outputs, outs, shapes):
+            out = np.asarray(out)
+            if out.shape != shape or out.dtype != v.dtype.np:
+                raise IRError(f"{frame.where()}: produced {out.dtype}{list(out.shape)} but "
+                              f"the program declares {v.dtype.name}{list(shape)}")
+            values[id(v)] = out
+            if not in_place:
+                owned[id(v)] = int(out.nbytes)
+                budget.held += int(out.nbytes)
+        for vid in held.dead[frame.index]:  # free intermediates after their last use
+            values.pop(vid, None)
+            budget.held -= owned.pop(vid, 0)
+
+    def _output_shapes(self, node: Any, env: dict[str, int], frame: Frame[np.ndarray]
                        ) -> list[tuple[int, ...]]:
         """The declared output shapes of ``node`` evaluated in ``env``, checked together
         against the memory limit."""
         shapes = []
         need = 0
+        in_place = node.op in ("weight", "constant")
         for v in node.outputs:
+            aval = v.aval
             try:
-                shape = tuple(evaluate(d, env) for d in v.shape)
+                shape = tuple([d if type(d) is int else evaluate(d, env) for d in aval.shape])
             except KeyError as e:
-                raise IRError(f"{where}: symbol {e.args[0]} is not bound") from None
-            if any(d < 0 for d in shape):
-                raise ShapeError(f"{where}: output %{v.name} of type "
-                                 f"{format_type(v.aval)} has a negative size {shape} for "
+                raise IRError(f"{frame.where()}: symbol {e.args[0]} is not bound") from None
+            if shape and min(shape) < 0:
+                raise ShapeError(f"{frame.where()}: output %{v.name} of type "
+                                 f"{format_type(aval)} has a negative size {shape} for "
                                  f"{_fmt_env(env)}")
-            if node.op not in ("weight", "constant"):
-                need += int(np.prod(shape, dtype=object)) * v.dtype.itemsize
+            if not in_place:
+                need += math.prod(shape) * aval.dtype.itemsize
             shapes.append(shape)
-        self._check_bytes(need, f"{where}: its outputs")
+        limit = self.memory_limit
+        if limit is not None and frame.state.budget.held + need > limit:
+            self._check_bytes(need, f"{frame.where()}: its outputs")
         return shapes
 
     def _check_bytes(self, nbytes: int, what: str) -> None:
@@ -257,38 +283,54 @@ class Interpreter:
         self._live_cache[id(fn)] = (fn, len(fn.nodes), dead)
         return dead
 
-    def _run_node(self, node: Any, ins: list[np.ndarray], env: dict[str, int], depth: int,
-                  where: str) -> list[np.ndarray]:
+    # -- node kinds -------------------------------------------------------------------
+    def constant(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+                 ) -> list[np.ndarray]:
+        return [node.attrs["value"]]
+
+    def weight(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+               ) -> list[np.ndarray]:
+        return [self.program.weights[node.attrs["name"]]]
+
+    def call(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+             ) -> list[np.ndarray]:
+        where = frame.where()
+        self._spend_call(where)
+        return self._call(node.attrs["callee"], ins, frame.depth, where)
+
+    def cond(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+             ) -> list[np.ndarray]:
+        where = frame.where()
+        taken = node.attrs["then"] if bool(ins[0]) else node.attrs["else"]
+        self._spend_call(where)
+        return self._call(taken, ins[1:], frame.depth, where)
+
+    def while_(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+               ) -> list[np.ndarray]:
+        return self._while(node, ins, frame.env, frame.depth, frame.where())
+
+    def scan(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+             ) -> list[np.ndarray]:
+        return self._scan(node, ins, frame.env, frame.depth, frame.where())
+
+    def primitive(self, frame: Frame[np.ndarray], node: Any, ins: list[np.ndarray]
+                  ) -> list[np.ndarray]:
         op = node.op
-        if op == "constant":
-            return [node.attrs["value"]]
-        if op == "weight":
-            return [self.program.weights[node.attrs["name"]]]
-        if op == "call":
-            self._spend_call(where)
-            return self._call(node.attrs["callee"], ins, depth, where)
-        if op == "cond":
-            taken = node.attrs["then"] if bool(ins[0]) else node.attrs["else"]
-            self._spend_call(where)
-            return self._call(taken, ins[1:], depth, where)
-        if op == "while":
-            return self._while(node, ins, env, depth, where)
-        if op == "scan":
-            return self._scan(node, ins, env, depth, where)
         prim = REGISTRY.get(op)
         if prim is None:
-            raise IRError(f"{where}: unknown op {op!r}")
-        attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
+            raise IRError(f"{frame.where()}: unknown op {op!r}")
+        env = frame.env
+        attrs = {k: v if isinstance(v, _PLAIN) else _eval_attr(v, env)
+                 for k, v in node.attrs.items()}
         try:
             return [prim.impl(*ins, **attrs)]
         except AmberError as e:
-            raise type(e)(f"{where}: {e}") from None
+            raise type(e)(f"{frame.where()}: {e}") from None
         except (ValueError, IndexError, TypeError, ArithmeticError) as e:
-            raise AmberError(f"{where}: kernel failed: {e}") from None
+            raise AmberError(f"{frame.where()}: kernel failed: {e}") from None
         except MemoryError:
-            raise LimitError(f"{where}: the system is out of memory (lower the input sizes, "
-                             f"or memory_limit so that runs stop before this)") from None
-
+            raise LimitError(f"{frame.where()}: the system is out of memory (lower the input "
+                             f"sizes, or memory_limit so that runs stop before this)") from None
 
     def _call(self, name: str, args: list[np.ndarray], depth: int,
               where: str) -> list[np.ndarray]:
@@ -308,7 +350,7 @@ class Interpreter:
                                          f"is never 0 (a recursion on shrinking slices must "
                                          f"stop before a slice is empty)")
                     cenv[d.name] = int(n)
-        return self.run_function(callee, args, cenv, depth + 1)
+        return self.walk(callee, args, cenv, depth + 1)  # NOTE: no extra Python frame
 
     def _spend_call(self, where: str) -> None:
         b = self._budget()

@@ -50,11 +50,13 @@ from .capture.ir import (
     max_error,
     within_tolerance,
 )
+from .capture.walk import Frame, Walker
 from .capture_errors import user_frame
 from .errors import (
     AmberError,
     CaptureError,
     ExportError,
+    IRError,
     IterationLimitError,
     RecursionLimitError,
     SeamError,
@@ -298,13 +300,17 @@ def _is_tracer(x: Any) -> bool:
 # ----------------------------------------------------------------------------- running
 
 
+_PLAIN = (int, float, str)
+"""Attribute values that hold no dim expression (evaluated as they are)."""
+
+
 def _eval_attr(v: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(v, DimExpr):
         if all(isinstance(x, int) for x in env.values()):
             return evaluate(v, env)
         return substitute(v, env)
-    if isinstance(v, tuple):
-        return tuple(_eval_attr(x, env) for x in v)
+    if isinstance(v, tuple):  # NOTE: a plain int stays as it is (the common case)
+        return tuple([x if type(x) is int else _eval_attr(x, env) for x in v])
     return v
 
 
@@ -318,102 +324,87 @@ def _bind_env(fn: Function, args: Sequence[Tensor]) -> dict[str, Any]:
     return env
 
 
-class _Runner:
+class _Runner(Walker[Tensor]):
     """Runs a program's functions by binding every node through the op registry."""
 
     def __init__(self, program: Program, weight: Callable[[str], Tensor]) -> None:
         self.program = program
-        self.weight = weight
+        self.weight_of = weight
 
     def run(self, fn: Function, args: Sequence[Tensor], env: dict[str, Any], depth: int
             ) -> list[Tensor]:
-        vals: dict[int, Tensor] = {id(p): a for p, a in zip(fn.params, args)}
-        for i, node in enumerate(fn.nodes):
-            ins = [vals[id(v)] for v in node.inputs]
-            outs = self._node(fn, i, node, ins, env, depth)
-            for v, t in zip(node.outputs, outs):
-                vals[id(v)] = t
-        return [vals[id(v)] for v in fn.results]
-
-    def _node(self, fn: Function, i: int, node: Node, ins: list[Tensor],
-              env: dict[str, Any], depth: int) -> list[Tensor]:
-        op = node.op
-        where = f"{fn.name}, node {i} ({op})"
-        if op == "constant":
-            return [Tensor._wrap(node.attrs["value"])]
-        if op == "weight":
-            return [self.weight(node.attrs["name"])]
-        if op == "call":
-            return self._call(node.attrs["callee"], ins, depth, where)
-        if op in ("cond", "while", "scan") and not any(_is_tracer(t) for t in ins):
-            # Eager structured control flow: the taken branch and every iteration run
-            # through the registry, so the tape records them (as the interpreter runs them).
-            return self._control(node, ins, env, depth, where)
-        prim = REGISTRY.get(op)
-        if prim is not None:
-            attrs = {k: _eval_attr(v, env) for k, v in node.attrs.items()}
-            return [bind(prim, tuple(ins), attrs)]
-        # Structured control flow on traced values: run it with the reference interpreter
-        # when no gradient and no tracer is involved, else refuse.
-        if any(_is_tracer(t) for t in ins) or (
-                is_grad_enabled() and any(t.requires_grad for t in ins)):
-            raise AmberError(f"{where}: op {op!r} cannot be differentiated or captured "
-                             f"through a loaded model by this amber")
-        from .interpreter import Interpreter
-
-        interp = Interpreter(self.program)
-        arrays = [np.asarray(t._data) for t in ins]
-        ienv = {k: int(v) for k, v in env.items()}
-        return [Tensor._wrap(np.array(a, copy=True))
-                for a in interp._run_node(node, arrays, ienv, depth, where)]
-
+        return self.walk(fn, args, env, depth)
 
     def _call(self, name: str, args: list[Tensor], depth: int, where: str) -> list[Tensor]:
         if depth + 1 > MAX_CALL_DEPTH:
             raise RecursionLimitError(
                 f"{where}: call depth exceeds the limit of {MAX_CALL_DEPTH}")
         callee = self.program.functions[name]
-        return self.run(callee, args, _bind_env(callee, args), depth + 1)
+        return self.walk(callee, args, _bind_env(callee, args), depth + 1)
 
-    def _control(self, node: Node, ins: list[Tensor], env: dict[str, Any], depth: int,
-                 where: str) -> list[Tensor]:
+    # -- node kinds --------------------------------------------------------------------
+    def constant(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        return [Tensor._wrap(node.attrs["value"])]
+
+    def weight(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        return [self.weight_of(node.attrs["name"])]
+
+    def call(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        return self._call(node.attrs["callee"], ins, frame.depth, frame.where())
+
+    def primitive(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        prim = REGISTRY.get(node.op)
+        if prim is None:
+            if any(_is_tracer(t) for t in ins) or (
+                    is_grad_enabled() and any(t.requires_grad for t in ins)):
+                raise _refusal(frame)
+            raise IRError(f"{frame.where()}: unknown op {node.op!r}")
+        env = frame.env
+        attrs = {k: v if isinstance(v, _PLAIN) else _eval_attr(v, env)
+                 for k, v in node.attrs.items()}
+        return [bind(prim, tuple(ins), attrs)]
+
+    # Structured control flow runs eagerly: the taken branch and every iteration run
+    # through the registry, so the tape records them (as the interpreter runs them).
+    def cond(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        _refuse_traced(frame, ins)
         a = node.attrs
-        if node.op == "cond":
-            return self._call(a["then"] if bool(ins[0]) else a["else"], ins[1:], depth, where)
-        n = a["num_carries"]
-        if node.op == "while":
-            carries, extra = list(ins[:n]), list(ins[n:])
-            limit, k = a.get("max_iterations"), 0
-            rows: list[list[Tensor]] = [[] for _ in range(a.get("num_stacked", 0))]
-            while bool(self._call(a["cond"], carries + extra, depth, where)[0]):
-                if limit is not None and k >= limit:
-                    raise IterationLimitError(
-                        f"{where}: the loop was about to run iteration {k + 1}, past the "
-                        f"limit of {limit} iterations")
-                out = self._call(a["body"], carries + extra, depth, where)
-                carries = out[:n]
-                for col, y in zip(rows, out[n:]):
-                    col.append(y)
-                k += 1
-            if "trip_dim" not in a:
-                return carries
-            env[a["trip_dim"]] = k  # the later nodes of this function size by it
-            from .functional import stack
+        return self._call(a["then"] if bool(ins[0]) else a["else"], ins[1:], frame.depth,
+                          frame.where())
 
-            return carries + [
-                stack(col) if col else Tensor._wrap(np.zeros(
-                    tuple(int(_eval_attr(d, env)) for d in v.shape), v.dtype.np))
-                for col, v in zip(rows, node.outputs[n:])]
-        m = a["num_xs"]
-        length = int(_eval_attr(a["length"], env))
+    def while_(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        _refuse_traced(frame, ins)
+        a, depth, where = node.attrs, frame.depth, frame.where()
+        n = a["num_carries"]
+        carries, extra = list(ins[:n]), list(ins[n:])
+        limit, k = a.get("max_iterations"), 0
+        rows: list[list[Tensor]] = [[] for _ in range(a.get("num_stacked", 0))]
+        while bool(self._call(a["cond"], carries + extra, depth, where)[0]):
+            if limit is not None and k >= limit:
+                raise IterationLimitError(
+                    f"{where}: the loop was about to run iteration {k + 1}, past the "
+                    f"limit of {limit} iterations")
+            out = self._call(a["body"], carries + extra, depth, where)
+            carries = out[:n]
+            for col, y in zip(rows, out[n:]):
+                col.append(y)
+            k += 1
+        if "trip_dim" not in a:
+            return carries
+        frame.env[a["trip_dim"]] = k  # the later nodes of this function size by it
+        from .functional import stack
+
+        return carries + [stack(col) if col else _zeros(v, frame.env)
+                          for col, v in zip(rows, node.outputs[n:])]
+
+    def scan(self, frame: Frame[Tensor], node: Node, ins: list[Tensor]) -> list[Tensor]:
+        _refuse_traced(frame, ins)
+        a, depth, where = node.attrs, frame.depth, frame.where()
+        n, m = a["num_carries"], a["num_xs"]
+        length = int(_eval_attr(a["length"], frame.env))
         carries, xs, extra = list(ins[:n]), ins[n:n + m], list(ins[n + m:])
         if length == 0:  # nothing runs: ys are empty, carries pass through
-            from .interpreter import Interpreter
-
-            arrays = [np.asarray(t._data) for t in ins]
-            empty = Interpreter(self.program)._run_node(
-                node, arrays, {k: int(v) for k, v in env.items()}, depth, where)
-            return carries + [Tensor._wrap(y) for y in empty[n:]]
+            return carries + [_zeros(v, frame.env) for v in node.outputs[n:]]
         from .functional import stack
 
         ys: list[list[Tensor]] = []
@@ -428,6 +419,23 @@ class _Runner:
             for col in ys:
                 col.reverse()
         return carries + [stack(col) for col in ys]
+
+
+def _refusal(frame: Frame[Tensor]) -> AmberError:
+    return AmberError(f"{frame.where()}: op {frame.node.op!r} cannot be differentiated or "
+                      f"captured through a loaded model by this amber")
+
+
+def _refuse_traced(frame: Frame[Tensor], ins: list[Tensor]) -> None:
+    """Structured control flow on traced values is refused (a capture inlines a loaded
+    model's nodes only where they are primitives)."""
+    if any(_is_tracer(t) for t in ins):
+        raise _refusal(frame)
+
+
+def _zeros(v: Value, env: Mapping[str, Any]) -> Tensor:
+    """The empty stacked output ``v`` of a loop that ran no iteration."""
+    return Tensor._wrap(np.zeros(tuple(int(_eval_attr(d, env)) for d in v.shape), v.dtype.np))
 
 
 # ----------------------------------------------------------------------------- capture

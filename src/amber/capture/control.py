@@ -73,6 +73,7 @@ from .ir import (
 )
 from .ir import Node as IRNode
 from .trace import _clean, _current, _state, _Trace, make_tracer
+from .walk import Frame, Walker
 
 __all__ = ["capture_session", "reachable_functions", "vjp_function"]
 
@@ -548,26 +549,44 @@ def emit_call(fn: Function, args: Sequence[Tensor], result_avals: Sequence[Aval]
 def replay(fn: Function, args: Sequence[Tensor]) -> list[Tensor]:
     """Run the IR of ``fn`` on tensors through ``bind`` (recording into the current trace
     and onto the autograd tape); structured nodes are emitted with their VJP rules."""
-    env: dict[int, Tensor] = {id(p): a for p, a in zip(fn.params, args)}
-    tr = _current()
-    for node in fn.nodes:
-        ins = [env[id(v)] for v in node.inputs]
-        if node.op == "constant":
-            outs = [Tensor(np.array(node.attrs["value"], copy=True))]
-        elif node.op == "weight" or (node.op in REGISTRY and not node.inputs):
-            vals = tr.add(node.op, [], dict(node.attrs), [node.outputs[0].aval])
-            outs = [make_tracer(vals[0])]
-        elif node.op in REGISTRY:
-            outs = [bind(REGISTRY[node.op], tuple(ins), dict(node.attrs))]
-        else:
-            sym = bound_symbol(node)
-            if sym is not None and sym in symbols_in(tuple(p.aval.shape for p in tr.fn.params)):
-                raise IRError(f"replaying {fn.name!r} into {tr.fn.name!r}: symbol {sym} bound "
-                              f"by a while node is a parameter dim there")
-            outs = emit(node.op, ins, dict(node.attrs), [v.aval for v in node.outputs])
-        for v, o in zip(node.outputs, outs):
-            env[id(v)] = o
-    return [env[id(v)] for v in fn.results]
+    return _Replay(_current()).walk(fn, args, None, 0)
+
+
+class _Replay(Walker[Tensor]):
+    """:func:`replay`'s handlers, recording into trace ``tr``."""
+
+    def __init__(self, tr: _Trace) -> None:
+        self.tr = tr
+
+    def constant(self, frame: Frame[Tensor], node: IRNode, ins: list[Tensor]
+                 ) -> list[Tensor]:
+        return [Tensor(np.array(node.attrs["value"], copy=True))]
+
+    def _source(self, frame: Frame[Tensor], node: IRNode, ins: list[Tensor]) -> list[Tensor]:
+        """A node without inputs (a weight, a random draw): recorded as it is."""
+        vals = self.tr.add(node.op, [], dict(node.attrs), [node.outputs[0].aval])
+        return [make_tracer(vals[0])]
+
+    def primitive(self, frame: Frame[Tensor], node: IRNode, ins: list[Tensor]
+                  ) -> list[Tensor]:
+        prim = REGISTRY.get(node.op)
+        if prim is None:
+            return self._structured(frame, node, ins)
+        if not node.inputs:
+            return self._source(frame, node, ins)
+        return [bind(prim, tuple(ins), dict(node.attrs))]
+
+    def _structured(self, frame: Frame[Tensor], node: IRNode, ins: list[Tensor]
+                    ) -> list[Tensor]:
+        sym = bound_symbol(node)
+        tr = self.tr
+        if sym is not None and sym in symbols_in(tuple(p.aval.shape for p in tr.fn.params)):
+            raise IRError(f"replaying {frame.fn.name!r} into {tr.fn.name!r}: symbol {sym} "
+                          f"bound by a while node is a parameter dim there")
+        return emit(node.op, ins, dict(node.attrs), [v.aval for v in node.outputs])
+
+    weight = _source
+    call = cond = while_ = scan = _structured
 
 
 def make_function(base: str, param_avals: Sequence[Aval],

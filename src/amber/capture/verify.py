@@ -4,6 +4,7 @@ rules equal the declared ones, and every symbolic dim is bound by a parameter.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,6 @@ from .dims import (
     symbols_in,
 )
 from .ir import (
-    BUILTIN_OPS,
-    CONTROL_OPS,
     FUNCTION_ATTRS,
     OPSET_VERSION,
     WHILE_STACK_ATTRS,
@@ -34,6 +33,7 @@ from .ir import (
     data_dependent_symbols,
     format_type,
 )
+from .walk import Frame, Walker
 
 OP_SINCE: dict[str, int] = {"cond": 2, "while": 2, "scan": 2}
 OP_SINCE.update((p.name, p.since) for p in REGISTRY.values() if p.since > 1)
@@ -90,67 +90,181 @@ def required_opset(program: Any) -> int:
 
 
 def types_equal(a: Aval, b: Aval) -> bool:
-    return a.dtype is b.dtype and len(a.shape) == len(b.shape) and all(
-        dim_equal(x, y) for x, y in zip(a.shape, b.shape))
+    if a.dtype is not b.dtype or len(a.shape) != len(b.shape):
+        return False
+    for x, y in zip(a.shape, b.shape):
+        # NOTE: the same object is the same dim (this verifier's hot path)
+        if x is not y and not dim_equal(x, y):
+            return False
+    return True
 
 
 def _where(fn: Function, i: int, node: Node) -> str:
     return f"function {fn.name!r}, node {i} ({node.op})"
 
 
-def _check_dims(aval: Aval, where: str, bound: set[str]) -> None:
+def _check_dims(aval: Aval, where: str | Frame[Aval], bound: set[str]) -> None:
+    """Every dim of ``aval`` is a size >= 0 or uses only ``bound`` symbols (``where``:
+    what errors name, or the frame of the node being checked)."""
     for d in aval.shape:
         if isinstance(d, DimExpr):
             missing = free_symbols(d) - bound
             if missing:
-                raise IRError(f"{where}: dim {d} uses symbol(s) {', '.join(sorted(missing))} "
-                              f"that no parameter of the function binds")
+                raise IRError(f"{_named(where)}: dim {d} uses symbol(s) "
+                              f"{', '.join(sorted(missing))} that no parameter of the "
+                              f"function binds")
         elif not isinstance(d, int) or isinstance(d, bool) or d < 0:
-            raise IRError(f"{where}: invalid dim {d!r}")
+            raise IRError(f"{_named(where)}: invalid dim {d!r}")
+
+
+def _named(where: str | Frame[Aval]) -> str:
+    return where if isinstance(where, str) else _at(where)
 
 
 def verify_function(program: Program, fn: Function) -> None:
-    bound: set[str] = set()
-    for p in fn.params:
-        for d in p.aval.shape:
-            if isinstance(d, DimExpr) and d.is_symbol():
-                bound.add(d.name)
-    defined: set[int] = set()
-    names: set[str] = set()
-    for p in fn.params:
-        _check_dims(p.aval, f"function {fn.name!r}, parameter {p.name!r}", bound)
-        if p.name in names:
-            raise IRError(f"function {fn.name!r}: value {p.name!r} is defined twice")
-        names.add(p.name)
-        defined.add(id(p))
-    for i, node in enumerate(fn.nodes):
-        where = _where(fn, i, node)
+    _Checker(program).walk(fn, [p.aval for p in fn.params], set(), 0)
+
+
+class _Checker(Walker[Aval]):
+    """Walks a function re-inferring the type of every node with the op's rule; the
+    walk's values are the declared types, its ``env`` the set of bound symbols."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+
+    def enter(self, frame: Frame[Aval]) -> None:
+        fn, bound = frame.fn, frame.env
+        for p in fn.params:
+            for d in p.aval.shape:
+                if isinstance(d, DimExpr) and d.is_symbol():
+                    bound.add(d.name)
+        names: set[str] = set()
+        for p in fn.params:
+            _check_dims(p.aval, f"function {fn.name!r}, parameter {p.name!r}", bound)
+            if p.name in names:
+                raise IRError(f"function {fn.name!r}: value {p.name!r} is defined twice")
+            names.add(p.name)
+        frame.state = names
+
+    def undefined(self, frame: Frame[Aval], node: Any) -> None:
         for v in node.inputs:
-            if id(v) not in defined:
-                raise IRError(f"{where}: input %{v.name} is used before it is defined")
-        out_avals = _infer_node(program, fn, node, where, bound)
+            if id(v) not in frame.values:
+                raise IRError(f"{_at(frame)}: input %{v.name} is used before it is defined")
+
+    def store(self, frame: Frame[Aval], node: Any, outs: Sequence[Aval]) -> None:
+        bound, names, values = frame.env, frame.state, frame.values
         sym = bound_symbol(node)
         if sym is not None:  # the node's own outputs and the later nodes may use it
             bound.add(sym)
-        if len(out_avals) != len(node.outputs):
-            raise IRError(f"{where}: declares {len(node.outputs)} outputs, the op has "
-                          f"{len(out_avals)}")
-        for v, want in zip(node.outputs, out_avals):
-            _check_dims(v.aval, where, bound)
-            if not types_equal(v.aval, want):
-                raise IRError(f"{where}: output %{v.name} is declared {format_type(v.aval)} "
-                              f"but the op's type rule gives {format_type(want)}")
+        if len(outs) != len(node.outputs):
+            raise IRError(f"{_at(frame)}: declares {len(node.outputs)} outputs, the op has "
+                          f"{len(outs)}")
+        for v, want in zip(node.outputs, outs):
+            aval = v.aval
+            _check_dims(aval, frame, bound)
+            if not types_equal(aval, want):
+                raise IRError(f"{_at(frame)}: output %{v.name} is declared "
+                              f"{format_type(aval)} but the op's type rule gives "
+                              f"{format_type(want)}")
             if v.name in names:
-                raise IRError(f"{where}: value {v.name!r} is defined twice")
+                raise IRError(f"{_at(frame)}: value {v.name!r} is defined twice")
             names.add(v.name)
-            defined.add(id(v))
-    for v in fn.results:
-        if id(v) not in defined:
-            raise IRError(f"function {fn.name!r}: result %{v.name} is not defined")
-        # a caller binds only the symbols of the parameters: a size bound by a node of
-        # this function has no name outside it (an entry point's function may return one
-        # since opset 5: verify_program checks who runs it)
-        _check_dims(v.aval, f"function {fn.name!r}, result %{v.name}", bound)
+            values[id(v)] = aval
+
+    def results(self, frame: Frame[Aval]) -> list[Aval]:
+        fn = frame.fn
+        for v in fn.results:
+            if id(v) not in frame.values:
+                raise IRError(f"function {fn.name!r}: result %{v.name} is not defined")
+            # a caller binds only the symbols of the parameters: a size bound by a node of
+            # this function has no name outside it (an entry point's function may return
+            # one since opset 5: verify_program checks who runs it)
+            _check_dims(v.aval, f"function {fn.name!r}, result %{v.name}", frame.env)
+        return [v.aval for v in fn.results]
+
+    # -- node kinds: each gives the types of the node's outputs --------------------------
+    def _since(self, frame: Frame[Aval], node: Node) -> str:
+        """Check that the program's opset has builtin ``node``; returns where it is."""
+        where = _at(frame)
+        if node_since(node) > self.program.opset_version:
+            what = "a while with num_stacked and trip_dim" if op_since(node.op) < node_since(
+                node) else f"op {node.op!r}"
+            raise IRError(f"{where}: {what} needs opset version {node_since(node)}, the "
+                          f"program declares {self.program.opset_version}")
+        return where
+
+    def constant(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        where = self._since(frame, node)
+        if set(node.attrs) != {"value"} or node.inputs:
+            raise IRError(f"{where}: constant takes no inputs and one attribute 'value'")
+        v = node.attrs["value"]
+        if not isinstance(v, np.ndarray):
+            raise IRError(f"{where}: constant value must be an array")
+        return [Aval(tuple(int(d) for d in v.shape), D.from_numpy_dtype(v.dtype))]
+
+    def weight(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        where = self._since(frame, node)
+        if set(node.attrs) != {"name"} or node.inputs:
+            raise IRError(f"{where}: weight takes no inputs and one attribute 'name'")
+        name = node.attrs["name"]
+        w = self.program.weights.get(name)
+        if w is None:
+            raise IRError(f"{where}: unknown weight {name!r}")
+        return [Aval(tuple(int(d) for d in w.shape), D.from_numpy_dtype(w.dtype))]
+
+    def call(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        where = self._since(frame, node)
+        if set(node.attrs) != {"callee"}:
+            raise IRError(f"{where}: call takes one attribute 'callee'")
+        callee = self.program.functions.get(node.attrs["callee"])
+        if callee is None:
+            raise IRError(f"{where}: calls unknown function {node.attrs['callee']!r}")
+        return call_result_types(callee, ins, where)
+
+    def cond(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        return _cond_types(self.program, node, ins, self._since(frame, node))
+
+    def while_(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        return _while_types(self.program, node, ins, self._since(frame, node), frame.env)
+
+    def scan(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        return _scan_types(self.program, node, ins, self._since(frame, node), frame.env)
+
+    def primitive(self, frame: Frame[Aval], node: Node, ins: list[Aval]) -> list[Aval]:
+        program, where, bound = self.program, _at(frame), frame.env
+        op = node.op
+        prim = REGISTRY.get(op)
+        if prim is None:
+            raise IRError(f"{where}: unknown op {op!r} (not in opset {program.opset_version})")
+        if op_since(op) > program.opset_version:
+            raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the program "
+                          f"declares {program.opset_version}")
+        if prim.n_inputs is not None and len(node.inputs) != prim.n_inputs:
+            raise IRError(f"{where}: takes {prim.n_inputs} inputs, got {len(node.inputs)}")
+        if set(node.attrs) != set(prim.attrs):
+            raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
+                          f"schema {sorted(prim.attrs)}")
+        missing = symbols_in(tuple(node.attrs.values())) - bound
+        if missing:
+            raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
+                          f"no parameter binds")
+        try:
+            out = prim.infer(*ins, **node.attrs)
+        except CaptureError as e:
+            # the rule asked a question whose answer depends on a symbolic size
+            detail = str(e).split("\n", 1)[-1].strip().split(": the answer depends")[0]
+            raise IRError(f"{where}: the op's shape rule cannot be decided for every value of "
+                          f"the symbolic sizes (each >= 1): {detail}") from None
+        except AmberError as e:
+            raise IRError(f"{where}: {e}") from None
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+            raise IRError(f"{where}: malformed operands or attributes ({type(e).__name__}: "
+                          f"{e})") from None
+        return [out]
+
+
+def _at(frame: Frame[Aval]) -> str:
+    return f"function {frame.fn.name!r}, node {frame.index} ({frame.node.op})"  # _where
 
 
 def _check_data_dependent(program: Program) -> None:
@@ -184,73 +298,6 @@ def _check_data_dependent(program: Program) -> None:
                           f"point's function may return such a size")
 
 
-def _infer_node(program: Program, fn: Function, node: Node, where: str,
-                bound: set[str]) -> list[Aval]:
-    op = node.op
-    if op in BUILTIN_OPS:
-        if node_since(node) > program.opset_version:
-            what = "a while with num_stacked and trip_dim" if op_since(op) < node_since(
-                node) else f"op {op!r}"
-            raise IRError(f"{where}: {what} needs opset version {node_since(node)}, the "
-                          f"program declares {program.opset_version}")
-        if op in CONTROL_OPS:
-            return _infer_control(program, node, where, bound)
-        return _infer_builtin(program, node, where)
-    prim = REGISTRY.get(op)
-    if prim is None:
-        raise IRError(f"{where}: unknown op {op!r} (not in opset {program.opset_version})")
-    if op_since(op) > program.opset_version:
-        raise IRError(f"{where}: op {op!r} needs opset version {op_since(op)}, the program "
-                      f"declares {program.opset_version}")
-    if prim.n_inputs is not None and len(node.inputs) != prim.n_inputs:
-        raise IRError(f"{where}: takes {prim.n_inputs} inputs, got {len(node.inputs)}")
-    if set(node.attrs) != set(prim.attrs):
-        raise IRError(f"{where}: attributes {sorted(node.attrs)} do not match the op's "
-                      f"schema {sorted(prim.attrs)}")
-    missing = symbols_in(tuple(node.attrs.values())) - bound
-    if missing:
-        raise IRError(f"{where}: attributes use symbol(s) {', '.join(sorted(missing))} that "
-                      f"no parameter binds")
-    try:
-        out = prim.infer(*[v.aval for v in node.inputs], **node.attrs)
-    except CaptureError as e:
-        # the rule asked a question whose answer depends on a symbolic size
-        detail = str(e).split("\n", 1)[-1].strip().split(": the answer depends")[0]
-        raise IRError(f"{where}: the op's shape rule cannot be decided for every value of "
-                      f"the symbolic sizes (each >= 1): {detail}") from None
-    except AmberError as e:
-        raise IRError(f"{where}: {e}") from None
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
-        raise IRError(f"{where}: malformed operands or attributes ({type(e).__name__}: "
-                      f"{e})") from None
-    return [out]
-
-
-def _infer_builtin(program: Program, node: Node, where: str) -> list[Aval]:
-    if node.op == "constant":
-        if set(node.attrs) != {"value"} or node.inputs:
-            raise IRError(f"{where}: constant takes no inputs and one attribute 'value'")
-        v = node.attrs["value"]
-        if not isinstance(v, np.ndarray):
-            raise IRError(f"{where}: constant value must be an array")
-        return [Aval(tuple(int(d) for d in v.shape), D.from_numpy_dtype(v.dtype))]
-    if node.op == "weight":
-        if set(node.attrs) != {"name"} or node.inputs:
-            raise IRError(f"{where}: weight takes no inputs and one attribute 'name'")
-        name = node.attrs["name"]
-        w = program.weights.get(name)
-        if w is None:
-            raise IRError(f"{where}: unknown weight {name!r}")
-        return [Aval(tuple(int(d) for d in w.shape), D.from_numpy_dtype(w.dtype))]
-    # call
-    if set(node.attrs) != {"callee"}:
-        raise IRError(f"{where}: call takes one attribute 'callee'")
-    callee = program.functions.get(node.attrs["callee"])
-    if callee is None:
-        raise IRError(f"{where}: calls unknown function {node.attrs['callee']!r}")
-    return call_result_types(callee, [v.aval for v in node.inputs], where)
-
-
 def _function_attr(program: Program, node: Node, key: str, where: str) -> Function:
     name = node.attrs.get(key)
     if not isinstance(name, str):
@@ -278,53 +325,56 @@ def _same_types(got: list[Aval], want: list[Aval], where: str, what: str) -> Non
                           f"{format_type(w)}")
 
 
-def _infer_control(program: Program, node: Node, where: str, bound: set[str]) -> list[Aval]:
-    """Type rules of ``cond``, ``while`` and ``scan`` (docs/opset.md, "Control flow")."""
-    ins = [v.aval for v in node.inputs]
-    op = node.op
-    if op == "cond":
-        if set(node.attrs) != {"then", "else"}:
-            raise IRError(f"{where}: cond takes the attributes 'then' and 'else'")
-        if not ins or ins[0].dtype is not D.bool_ or ins[0].shape != ():
-            raise IRError(f"{where}: the first input of cond must be a bool[] predicate")
-        then_fn = _function_attr(program, node, "then", where)
-        else_fn = _function_attr(program, node, "else", where)
-        t = call_result_types(then_fn, ins[1:], where + " then")
-        e = call_result_types(else_fn, ins[1:], where + " else")
-        _same_types(e, t, where, f"else function {else_fn.name!r}")
-        return t
-    if op == "while":
-        base = {"cond", "body", "num_carries", "max_iterations"}
-        if set(node.attrs) not in (base, base | set(WHILE_STACK_ATTRS)):
-            raise IRError(f"{where}: while takes the attributes 'cond', 'body', "
-                          f"'num_carries' and 'max_iterations' (and, since opset 3, both "
-                          f"'num_stacked' and 'trip_dim')")
-        n = _count_attr(node, "num_carries", where, len(ins))
-        lim = node.attrs["max_iterations"]
-        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 0):
-            raise IRError(f"{where}: max_iterations must be null or a non-negative integer")
-        c = call_result_types(_function_attr(program, node, "cond", where), ins,
-                              where + " cond")
-        _same_types(c, [Aval((), D.bool_)], where, "the cond function")
-        b = call_result_types(_function_attr(program, node, "body", where), ins,
-                              where + " body")
-        if "trip_dim" not in node.attrs:
-            _same_types(b, ins[:n], where, "the body function")
-            return ins[:n]
-        s = _count_attr(node, "num_stacked", where, max(len(b) - n, 0))
-        trip = node.attrs["trip_dim"]
-        if not isinstance(trip, str) or not is_symbol_name(trip):
-            raise IRError(f"{where}: trip_dim must be a symbol name, got {trip!r}")
-        if trip in bound:
-            raise IRError(f"{where}: trip_dim {trip!r} is already bound in the function; a "
-                          f"node binds a fresh symbol")
-        _same_types(b, ins[:n] + b[n:n + s], where, "the body function")
-        for i, y in enumerate(b[n:]):
-            if len(y.shape) >= 32:
-                raise IRError(f"{where}: per-iteration value {i} of rank {len(y.shape)} "
-                              f"cannot be stacked (rank 32 at most)")
-        return ins[:n] + [Aval((symbol(trip), *y.shape), y.dtype) for y in b[n:]]
-    # scan
+# Type rules of cond, while and scan (docs/opset.md, "Control flow").
+def _cond_types(program: Program, node: Node, ins: list[Aval], where: str) -> list[Aval]:
+    if set(node.attrs) != {"then", "else"}:
+        raise IRError(f"{where}: cond takes the attributes 'then' and 'else'")
+    if not ins or ins[0].dtype is not D.bool_ or ins[0].shape != ():
+        raise IRError(f"{where}: the first input of cond must be a bool[] predicate")
+    then_fn = _function_attr(program, node, "then", where)
+    else_fn = _function_attr(program, node, "else", where)
+    t = call_result_types(then_fn, ins[1:], where + " then")
+    e = call_result_types(else_fn, ins[1:], where + " else")
+    _same_types(e, t, where, f"else function {else_fn.name!r}")
+    return t
+
+
+def _while_types(program: Program, node: Node, ins: list[Aval], where: str,
+                 bound: set[str]) -> list[Aval]:
+    base = {"cond", "body", "num_carries", "max_iterations"}
+    if set(node.attrs) not in (base, base | set(WHILE_STACK_ATTRS)):
+        raise IRError(f"{where}: while takes the attributes 'cond', 'body', "
+                      f"'num_carries' and 'max_iterations' (and, since opset 3, both "
+                      f"'num_stacked' and 'trip_dim')")
+    n = _count_attr(node, "num_carries", where, len(ins))
+    lim = node.attrs["max_iterations"]
+    if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 0):
+        raise IRError(f"{where}: max_iterations must be null or a non-negative integer")
+    c = call_result_types(_function_attr(program, node, "cond", where), ins,
+                          where + " cond")
+    _same_types(c, [Aval((), D.bool_)], where, "the cond function")
+    b = call_result_types(_function_attr(program, node, "body", where), ins,
+                          where + " body")
+    if "trip_dim" not in node.attrs:
+        _same_types(b, ins[:n], where, "the body function")
+        return ins[:n]
+    s = _count_attr(node, "num_stacked", where, max(len(b) - n, 0))
+    trip = node.attrs["trip_dim"]
+    if not isinstance(trip, str) or not is_symbol_name(trip):
+        raise IRError(f"{where}: trip_dim must be a symbol name, got {trip!r}")
+    if trip in bound:
+        raise IRError(f"{where}: trip_dim {trip!r} is already bound in the function; a "
+                      f"node binds a fresh symbol")
+    _same_types(b, ins[:n] + b[n:n + s], where, "the body function")
+    for i, y in enumerate(b[n:]):
+        if len(y.shape) >= 32:
+            raise IRError(f"{where}: per-iteration value {i} of rank {len(y.shape)} "
+                          f"cannot be stacked (rank 32 at most)")
+    return ins[:n] + [Aval((symbol(trip), *y.shape), y.dtype) for y in b[n:]]
+
+
+def _scan_types(program: Program, node: Node, ins: list[Aval], where: str,
+                bound: set[str]) -> list[Aval]:
     if set(node.attrs) != {"body", "num_carries", "num_xs", "length", "reverse"}:
         raise IRError(f"{where}: scan takes the attributes 'body', 'num_carries', 'num_xs', "
                       f"'length' and 'reverse'")
@@ -392,10 +442,11 @@ def verify_program(program: Program) -> None:
             raise IRError(f"weight {name!r} is not an array")
         D.from_numpy_dtype(w.dtype)
     _check_data_dependent(program)  # first: a node running such a function names it
+    checker = _Checker(program)
     for name, fn in program.functions.items():
         if fn.name != name:
             raise IRError(f"function {fn.name!r} is registered as {name!r}")
-        verify_function(program, fn)
+        checker.walk(fn, [p.aval for p in fn.params], set(), 0)
     for d in _dtypes_used(program):
         if DTYPE_SINCE.get(d, 1) > program.opset_version:
             raise IRError(f"dtype {d.name} needs opset version {DTYPE_SINCE[d]}, the program "

@@ -44,6 +44,7 @@ from ..capture.ir import (
     data_dependent_symbols,
     format_type,
 )
+from ..capture.walk import Frame, Walker
 from ..errors import AmberError
 from ..ops._table import REGISTRY
 
@@ -188,7 +189,7 @@ class _Builder:
         return name
 
 
-class _Lowering:
+class _Lowering(Walker[str]):
     """Lowers the nodes of one amber function into a :class:`_Builder`."""
 
     def __init__(self, program: Program, fn: Function, b: _Builder,
@@ -290,15 +291,14 @@ class _Lowering:
         """A scalar constant of amber dtype ``dtype``."""
         return self.b.const(np.array(value, dtype=_np_dtype(dtype)))
 
-    def _count(self, node: Node, start: int, step: int) -> None:
+    def _count(self, node: Node, start: int, step: int) -> list[str]:
         """A counting scan (see _counting) as ONNX Range: ys[i] = start + i * step, and
         the final carry start + length * step (exact: int64 sizes do not overflow)."""
         b, i64 = self.b, np.int64
         n = b.op("Reshape", [self.dim1(node.attrs["length"]), b.const(np.zeros((0,), i64))])
         first, delta = b.const(np.array(start, i64)), b.const(np.array(step, i64))
         end = b.op("Add", [first, b.op("Mul", [n, delta])])
-        self.names[id(node.outputs[0])] = end
-        self.names[id(node.outputs[1])] = b.op("Range", [first, end, delta])
+        return [end, b.op("Range", [first, end, delta])]
 
     def refuse(self, node: Node, index: int, reason: str) -> OnnxExportError:
         ins = ", ".join(f"%{v.name}: {v.dtype.name}[{', '.join(map(format_dim, v.shape))}]"
@@ -309,45 +309,50 @@ class _Lowering:
             f"({outs} = {node.op}({ins})): {reason}. Export is exact or refused: nothing "
             f"was written")
 
-    # -- driver ----------------------------------------------------------------------
-    def run(self) -> None:
-        for i, node in enumerate(self.fn.nodes):
-            if node.op == "scan" and _counting(self.program, node) is not None:
-                self._count(node, *_counting(self.program, node))  # type: ignore[misc]
-                continue
-            if node.op in REFUSED_NODES:
-                why = REFUSED_NODES[node.op]
-                if node.op == "while" and "trip_dim" in node.attrs:
-                    why = _STACKING_WHILE
-                raise self.refuse(node, i, f"{node.op!r} nodes are not exported: {why}")
-            if node.op == "constant":
-                out = self.b.initializer(np.asarray(node.attrs["value"]),
-                                         self.b.fresh(f"const_{node.output.name}"))
-            elif node.op == "weight":
-                wname = node.attrs["name"]
-                out = self._weights.get(wname, "")
-                if not out:
-                    if wname in self.port_names:
-                        out = self.b.fresh(wname)
-                    else:
-                        out = wname
-                    self.b.initializer(np.asarray(self.program.weights[wname]), out)
-                    self._weights[wname] = out
-            else:
-                if node.op in REFUSED:
-                    raise self.refuse(node, i, REFUSED[node.op])
-                dt = (node.inputs[0].dtype.name if node.inputs else node.output.dtype.name)
-                reason = REFUSED_DTYPES.get((node.op, dt))
-                if reason is not None:
-                    raise self.refuse(node, i, f"{node.op} on {dt}: {reason}")
-                fn = _LOWER.get(node.op)
-                if fn is None:
-                    raise self.refuse(node, i, f"op {node.op!r} has no ONNX lowering")
-                if computes_wide(node):
-                    out = self._widened(node, fn)
-                else:
-                    out = fn(self, node, [self.name(v) for v in node.inputs])
-            self.names[id(node.output)] = out
+    # -- node kinds (the walk's values are ONNX value names) ---------------------------
+    def enter(self, frame: Frame[str]) -> None:
+        self.names = frame.values
+
+    def constant(self, frame: Frame[str], node: Node, ins: list[str]) -> list[str]:
+        return [self.b.initializer(np.asarray(node.attrs["value"]),
+                                   self.b.fresh(f"const_{node.output.name}"))]
+
+    def weight(self, frame: Frame[str], node: Node, ins: list[str]) -> list[str]:
+        wname = node.attrs["name"]
+        out = self._weights.get(wname, "")
+        if not out:
+            out = self.b.fresh(wname) if wname in self.port_names else wname
+            self.b.initializer(np.asarray(self.program.weights[wname]), out)
+            self._weights[wname] = out
+        return [out]
+
+    def _refused_node(self, frame: Frame[str], node: Node, ins: list[str]) -> list[str]:
+        why = REFUSED_NODES[node.op]
+        if node.op == "while" and "trip_dim" in node.attrs:
+            why = _STACKING_WHILE
+        raise self.refuse(node, frame.index, f"{node.op!r} nodes are not exported: {why}")
+
+    call = cond = while_ = _refused_node
+
+    def scan(self, frame: Frame[str], node: Node, ins: list[str]) -> list[str]:
+        counting = _counting(self.program, node)
+        if counting is None:
+            return self._refused_node(frame, node, ins)
+        return self._count(node, *counting)
+
+    def primitive(self, frame: Frame[str], node: Node, ins: list[str]) -> list[str]:
+        if node.op in REFUSED:
+            raise self.refuse(node, frame.index, REFUSED[node.op])
+        dt = (node.inputs[0].dtype.name if node.inputs else node.output.dtype.name)
+        reason = REFUSED_DTYPES.get((node.op, dt))
+        if reason is not None:
+            raise self.refuse(node, frame.index, f"{node.op} on {dt}: {reason}")
+        fn = _LOWER.get(node.op)
+        if fn is None:
+            raise self.refuse(node, frame.index, f"op {node.op!r} has no ONNX lowering")
+        if computes_wide(node):
+            return [self._widened(node, fn)]
+        return [fn(self, node, ins)]
 
 
 def _int_scalar(v: Value) -> int | None:
@@ -1142,11 +1147,9 @@ def to_onnx(program_or_path: Any, entry: str = "forward", opset: int = DEFAULT_O
                 sources[d.name] = (port.name, i)
     L = _Lowering(program, fn, b, sources)
     L.port_names = {p.name for p in ep.inputs} | {p.name for p in ep.outputs}
-    for port, param in zip(ep.inputs, fn.params):
-        L.names[id(param)] = port.name
-    L.run()
-    for port, v in zip(ep.outputs, fn.results):
-        b.op_to("Identity", [L.name(v)], port.name)
+    results = L.walk(fn, [port.name for port in ep.inputs], None, 0)
+    for port, out in zip(ep.outputs, results):
+        b.op_to("Identity", [out], port.name)
     graph = onnx.helper.make_graph(
         b.nodes, f"amber_{entry}",
         [_value_info(onnx, p.name, p.dtype.name, p.shape) for p in ep.inputs],
