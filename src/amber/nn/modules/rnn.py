@@ -5,7 +5,9 @@ PyTorch's parameter names (``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_ih
 and initialisation (U(-1/sqrt(hidden), 1/sqrt(hidden))), so a PyTorch state dict loads and
 gives the same outputs. The time loop is ``am.scan`` (the input projections of all steps
 are one matrix product before it), so a layer exports with symbolic batch and sequence
-length and runs natively. Packed sequences are not supported: pad the batch and mask."""
+length and runs natively. In eager mode an LSTM (without ``proj_size``) runs that loop on
+arrays as one autograd entry instead (``rnn_fused``: the same bits). Packed sequences are
+not supported: pad the batch and mask."""
 
 from __future__ import annotations
 
