@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.helpers.opcheck import check_grad
 
 import amber as am
 import amber.nn as nn
 from amber.nn.modules import rnn as rnn_mod
+from helpers import check_grad
 
 
 def _composed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,10 +38,10 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
     wt = np.ascontiguousarray(w_hh.T)
     h, c = h0, c0
     for t in (range(t_len - 1, -1, -1) if reverse else range(t_len)):
-        hh = mm(h, wt)
+        gates = mm(h, wt)  # in place from here: the same roundings, fewer buffers
         if b_hh is not None:
-            hh = hh + b_hh
-        gates = xw[t] + hh
+            np.add(gates, b_hh, out=gates)
+        np.add(xw[t], gates, out=gates)
         # NOTE: elementwise kernels give the same bits wherever an element sits, so one
         # sigmoid over all four gates equals the composed cell's per-gate calls
         a = acts[t]
@@ -49,8 +49,9 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
         a[:, 2 * hs:3 * hs] = tanh(np.ascontiguousarray(gates[:, 2 * hs:3 * hs]))
         si, sf, tg, so = (a[:, k * hs:(k + 1) * hs] for k in range(4))
         # the composed cell's order: sigmoid(f) * c + sigmoid(i) * tanh(g)
-        np.add(sf * c, si * tg, out=cs[t])
+        np.multiply(sf, c, out=cs[t])
         c = cs[t]
+        c += si * tg
         tcs[t] = tanh(c)
         h = ys[t]
         np.multiply(so, tcs[t], out=h)
@@ -82,13 +83,13 @@ def lstm_backward(saved: tuple[np.ndarray, ...], dys: np.ndarray, dhn: np.ndarra
     p[:, :, 3] = tcs * so * (1 - so)
     dtanh = so * (1 - tcs * tcs)
     dg = np.empty_like(a4)
-    dh, dc = dhn, dcn
+    dh, dc = np.array(dhn, dtype=acts.dtype), np.array(dcn, dtype=acts.dtype)  # own buffers
     for t in (range(t_len) if reverse else range(t_len - 1, -1, -1)):
-        dh = dh + dys[t]
-        dc = dc + dh * dtanh[t]
+        dh += dys[t]
+        dc += dh * dtanh[t]
         np.multiply(dc[:, None, :], p[t, :, :3], out=dg[t, :, :3])
         np.multiply(dh, p[t, :, 3], out=dg[t, :, 3])
-        dc = dc * sf[t]
+        dc *= sf[t]
         dh = mm(dg[t].reshape(n, g4), w_hh)
     flat = dg.reshape(-1, g4)
     # every step's contribution in one product; the bias's as a column of ones
