@@ -57,6 +57,12 @@ typedef int64_t i64;
             double acc = *(double *)(void *)p[0];                              \
             for (int64_t i = 0; i < n; i++) acc += (double)*(const TI *)(p[1] + i * s[1]); \
             *(double *)(void *)p[0] = acc;                                     \
+        } else if (s[0] == (int64_t)sizeof(double) && s[1] == (int64_t)sizeof(TI)) { \
+            /* a row into a row of accumulators (a reduced outer axis): the same  \
+             * adds, contiguous, so they vectorise */                           \
+            double *acc = (double *)(void *)p[0];                              \
+            const TI *x = (const TI *)(const void *)p[1];                      \
+            for (int64_t i = 0; i < n; i++) acc[i] += (double)x[i];            \
         } else {                                                               \
             for (int64_t i = 0; i < n; i++)                                    \
                 *(double *)(void *)(p[0] + i * s[0]) += (double)*(const TI *)(p[1] + i * s[1]); \

@@ -800,6 +800,48 @@ def _recorded(x: Tensor, pieces: list[Tensor], axis: int,
     return pieces
 
 
+def _call_vjp(cots: _Pieces, group: Tensor, *inputs: Tensor,
+              backward: Callable[..., Any], like: tuple) -> tuple[Any, ...]:
+    from .functional import broadcast_to, scalar
+
+    gs = [cots.by_index.get(i) for i in range(len(like))]
+    gs = [broadcast_to(scalar(0, dt), shape) if g is None else g
+          for g, (shape, dt) in zip(gs, like, strict=True)]
+    return tuple(backward(*gs, create_graph=is_grad_enabled()))
+
+
+_CALL = Primitive("recorded_call", _no_pieces_kernel, _no_pieces_infer, {}, None)
+_CALL.def_vjp(_call_vjp)  # type: ignore[arg-type]
+
+
+def record_call(inputs: tuple[Tensor, ...], outputs: list[Tensor],
+                backward: Callable[..., Any]) -> list[Tensor]:
+    """Record ``outputs``, computed from ``inputs`` on arrays outside the tape, as one
+    autograd entry. ``backward(*cotangents, create_graph=...)`` gets one cotangent per
+    output (zeros for unused ones) and returns one gradient (or None) per input; with
+    ``create_graph`` (a gradient that must itself be differentiable) it must compute
+    them with differentiable ops."""
+    if not (is_grad_enabled() and any(a.requires_grad for a in inputs)):
+        return outputs
+    group = object.__new__(Tensor)
+    group._data, group.grad, group._aval, group._value = None, None, None, None
+    group.requires_grad = True
+    like = tuple((tuple(o.shape), o.dtype) for o in outputs)
+    group._node = Node(_CALL, inputs, {"backward": backward, "like": like}, group)
+    for i, p in enumerate(outputs):
+        p.requires_grad = True
+        p._node = Node(_piece(i), (group,), {}, p)
+    return outputs
+
+
+def eager_kernel(name: str) -> Callable[..., np.ndarray]:
+    """The array kernel eager mode runs for primitive ``name`` (libamber's, else the
+    NumPy reference), for loops on arrays recorded with :func:`record_call`."""
+    from .ops.registry import REGISTRY
+
+    return REGISTRY[name].eager
+
+
 def unstack_eager(x: Tensor) -> list[Tensor]:
     """``[x[0], x[1], ...]`` for a concrete ``x`` (views of its buffer), recorded for
     autograd as one group when gradients flow."""

@@ -118,3 +118,19 @@ def test_folded_constants_have_the_eager_bits(lib: N.NativeLibrary, tmp_path: Pa
     program.save(tmp_path / "f.amber")
     x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
     _same_bits(N.NativeModel(tmp_path / "f.amber").run("forward", x), [fn(am.tensor(x)).numpy()])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_eager_loop_bit_identical(lib: N.NativeLibrary, bidirectional: bool,
+                                       tmp_path: Path) -> None:
+    """Eager ``nn.LSTM`` runs its time loop in one call (not a traced scan); the exported
+    scan run natively gives the same bits."""
+    am.manual_seed(4)
+    m = nn.LSTM(5, 7, 2, bidirectional=bidirectional)
+    am.export(m, am.spec("t", "b", 5), sizes={"t": (2, 6), "b": (1, 4)}).save(
+        tmp_path / "lstm.amber")
+    model = N.NativeModel(tmp_path / "lstm.amber")
+    x = np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32)
+    with am.no_grad():
+        y, (h, c) = m(am.tensor(x))
+    _same_bits(model.run("forward", x), [y.numpy(), h.numpy(), c.numpy()])

@@ -234,3 +234,21 @@ def test_relu_eager_has_the_bits_and_tape_of_its_composition(dtype: str, shape: 
     g = rng.standard_normal(shape).astype(dtype)
     am.relu(t).backward(am.tensor(g))
     np.testing.assert_array_equal(t.grad.numpy(), np.where(np.nan_to_num(x) <= 0, 0, g))
+
+
+@pytest.mark.parametrize("shape,axes", [((640, 256), (0,)), ((10, 64, 33), (0, 1)),
+                                        ((3, 1, 17), (0,)), ((5, 7), (1,))])
+def test_float32_sum_is_the_sequential_double_sum(shape: tuple, axes: tuple) -> None:
+    """libamber sums float32 in double, row after row over an outer axis: the bits of
+    that order whichever loop runs it."""
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    got = ckernels.run("sum", {"axes": axes, "keepdims": False}, (x,),
+                       tuple(d for i, d in enumerate(shape) if i not in axes), x.dtype)
+    if axes[-1] == len(shape) - 1:  # an inner reduction: compare with the reference's tolerance
+        assert_close(got, x.astype(np.float64).sum(axes).astype(np.float32), rtol=1e-6,
+                     atol=1e-6)
+        return
+    acc = np.zeros(got.shape, np.float64)
+    for idx in np.ndindex(*[shape[a] for a in axes]):
+        acc += x[idx].astype(np.float64)
+    np.testing.assert_array_equal(got, acc.astype(np.float32))

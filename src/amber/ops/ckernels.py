@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .._dtype import DTYPES, FLOATS, from_numpy_dtype
+from .._malloc import tune as _tune_malloc
 from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
@@ -538,3 +539,4 @@ def reference_kernels() -> Iterator[None]:
 
 
 _install()
+_tune_malloc()  # eager results are fresh buffers: keep freed ones for reuse

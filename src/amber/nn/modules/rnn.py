@@ -5,7 +5,9 @@ PyTorch's parameter names (``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_ih
 and initialisation (U(-1/sqrt(hidden), 1/sqrt(hidden))), so a PyTorch state dict loads and
 gives the same outputs. The time loop is ``am.scan`` (the input projections of all steps
 are one matrix product before it), so a layer exports with symbolic batch and sequence
-length and runs natively. Packed sequences are not supported: pad the batch and mask."""
+length and runs natively. In eager mode an LSTM (without ``proj_size``) runs that loop on
+arrays as one autograd entry instead (``rnn_fused``: the same bits). Packed sequences are
+not supported: pad the batch and mask."""
 
 from __future__ import annotations
 
@@ -13,14 +15,15 @@ import math
 from typing import Any
 
 from ... import functional as _F
-from ...control import scan
+from ...control import TraceHooks, eager_kernel, record_call, scan
 from ...creation import empty
 from ...errors import AmberError, ShapeError
-from ...tensor import Tensor
+from ...tensor import Tensor, _wrap_array
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
 from .module import Module
+from .rnn_fused import FLOATS, lstm_backward, lstm_forward
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -55,6 +58,85 @@ def _cell_step(mode: str, xw: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
         return (1.0 - z) * n + z * h, None
     pre = xw + hh
     return (_F.tanh(pre) if mode == "RNN_TANH" else _F.relu(pre)), None
+
+
+def _lstm_scan(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+               reverse: bool, w_hr: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ys, h_n, c_n)`` of an LSTM direction as a ``scan`` of the composed cell."""
+
+    def step(carry: Any, xt: Tensor) -> tuple[Any, Tensor]:
+        hn, cn = _cell_step("LSTM", xt, carry[0], carry[1], w_hh, b_hh, w_hr)
+        return (hn, cn), hn
+
+    (hn, cn), ys = scan(step, (h, c), xw, reverse=reverse)
+    return ys, hn, cn
+
+
+def _fusable(*tensors: Tensor | None) -> bool:
+    """Whether an LSTM's loop may run on arrays: no capture in progress, concrete
+    float32/float64 tensors of one dtype."""
+    if TraceHooks.active:
+        return False
+    dts = {None if t._data is None else t._data.dtype for t in tensors if t is not None}
+    return len(dts) == 1 and dts.pop() in FLOATS
+
+
+def _lstm_loop(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+               reverse: bool) -> tuple[Tensor, ...]:
+    """``(ys, h_n, c_n)`` of :func:`_lstm_scan` computed on arrays (``rnn_fused``) and
+    recorded as one autograd entry."""
+    ins = tuple(t for t in (xw, h, c, w_hh, b_hh) if t is not None)
+    arrays: list[Any] = [t._data for t in ins]  # concrete: _fusable checked
+    x, h0, c0, w = arrays[:4]
+    b = arrays[4] if b_hh is not None else None
+    kernels = (eager_kernel("matmul"), eager_kernel("sigmoid"), eager_kernel("tanh"))
+    ys, acts, cs, tcs = lstm_forward(x, h0, c0, w, b, reverse, kernels)
+    last = 0 if reverse else -1
+    outs = [_wrap_array(ys), _wrap_array(ys[last].copy()), _wrap_array(cs[last].copy())]
+
+    def backward(dys: Tensor, dhn: Tensor, dcn: Tensor, create_graph: bool) -> Any:
+        if create_graph:  # a gradient that must carry a graph: differentiable ops
+            got = _lstm_vjp_ops(xw, h, c, w_hh, b_hh, reverse, (dys, dhn, dcn))
+        else:
+            d: list[Any] = [dys._data, dhn._data, dcn._data]
+            got = [_wrap_array(g) for g in lstm_backward(
+                (ys, acts, cs, tcs, h0, c0, w), d[0], d[1], d[2], reverse, kernels[0])]
+        return tuple(g if t.requires_grad else None for g, t in zip(got, ins))
+
+    return tuple(record_call(ins, outs, backward))
+
+
+def _lstm_vjp_ops(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+                  reverse: bool, cots: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
+    """The gradients of :func:`_lstm_loop` (xw, h0, c0, w_hh, b_hh) for cotangents
+    ``cots`` in differentiable ops: the forward recomputed, then backpropagation through
+    time."""
+    sig, tanh = _F.sigmoid, _F.tanh
+    steps = list(range(xw.shape[0] - 1, -1, -1) if reverse else range(xw.shape[0]))
+    saved = {}
+    for t in steps:
+        si, sf, tg, so = _F.chunk(xw[t] + F.linear(h, w_hh, b_hh), 4, -1)
+        si, sf, tg, so = sig(si), sig(sf), tanh(tg), sig(so)
+        c_prev, h_prev = c, h
+        c = sf * c + si * tg
+        tc = tanh(c)
+        h = so * tc
+        saved[t] = (si, sf, tg, so, tc, c_prev, h_prev)
+    dys, dh, dc = cots
+    dxs: list[Any] = [None] * len(steps)
+    dw: Any = 0
+    for t in reversed(steps):
+        si, sf, tg, so, tc, c_prev, h_prev = saved[t]
+        dh = dh + dys[t]
+        dc = dc + dh * so * (1 - tc * tc)
+        dg = _F.cat([dc * tg * si * (1 - si), dc * c_prev * sf * (1 - sf),
+                     dc * si * (1 - tg * tg), dh * tc * so * (1 - so)], -1)
+        dxs[t] = dg
+        dw = dw + _F.matmul(_F.transpose(dg, 0, 1), h_prev)
+        dc = dc * sf
+        dh = _F.matmul(dg, w_hh)
+    dx = _F.stack(dxs, 0)
+    return [dx, dh, dc, dw] + ([] if b_hh is None else [dx.sum((0, 1))])
 
 
 class RNNBase(Module):
@@ -151,15 +233,18 @@ class RNNBase(Module):
         w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
         xw = F.linear(x, w_ih, b_ih)  # every step's input projection at once
         mode = self.mode
+        if mode == "LSTM":
+            assert c is not None
+            if w_hr is None and xw.shape[0] and _fusable(xw, h, c, w_hh, b_hh):
+                return _lstm_loop(xw, h, c, w_hh, b_hh, bool(d))  # type: ignore[return-value]
+            return _lstm_scan(xw, h, c, w_hh, b_hh, bool(d), w_hr)
 
         def step(carry: Any, xt: Tensor) -> tuple[Any, Tensor]:
-            hn, cn = _cell_step(mode, xt, carry[0], carry[1] if mode == "LSTM" else None,
-                                w_hh, b_hh, w_hr)
-            return ((hn, cn) if mode == "LSTM" else (hn,)), hn
+            hn, _ = _cell_step(mode, xt, carry[0], None, w_hh, b_hh, w_hr)
+            return (hn,), hn
 
-        init_ = (h, c) if mode == "LSTM" else (h,)
-        last, ys = scan(step, init_, xw, reverse=bool(d))
-        return ys, last[0], (last[1] if mode == "LSTM" else None)
+        last, ys = scan(step, (h,), xw, reverse=bool(d))
+        return ys, last[0], None
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         name = type(self).__name__
@@ -307,6 +392,10 @@ class RNNCellBase(Module):
                     raise ShapeError(f"{name}: hidden state {what} must have shape {want}, "
                                      f"got {tuple(t.shape)}")
         xw = F.linear(x, self.weight_ih, self.bias_ih)
+        if lstm and _fusable(xw, h, c, self.weight_hh, self.bias_hh):
+            assert c is not None
+            out = _lstm_loop(_F.unsqueeze(xw, 0), h, c, self.weight_hh, self.bias_hh, False)
+            return out[1], out[2], batched
         hn, cn = _cell_step(self._mode, xw, h, c, self.weight_hh, self.bias_hh, None)
         return hn, cn, batched
 
