@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _dtype as D
 from .errors import AmberError
+from .ops import registry as _registry_module
 from .ops.registry import Aval, Node, is_grad_enabled
 
 _DTYPE_OF_NP = D._BY_NP  # NumPy dtype -> amber DType
@@ -1169,6 +1170,8 @@ def _wrap_array(data: np.ndarray) -> Tensor:
 
 
 _object_new = object.__new__
+_registry_module._Tensor = Tensor  # what a primitive's call builds around its result
+
 
 def _size(size: Any) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
@@ -1181,6 +1184,15 @@ from . import dynamic as _dynamic  # noqa: E402
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
 from . import linalg as _linalg  # noqa: E402
 from . import sorting as _sorting  # noqa: E402
+
+# NOTE: the hottest methods are amber.functional's functions themselves (one Python frame
+# less per op than a forwarding method; same signatures, self as the first operand).
+for _name, _fn in (("__add__", _F.add), ("__sub__", _F.sub), ("__mul__", _F.mul),
+                   ("__truediv__", _F.div), ("__matmul__", _F.matmul), ("__neg__", _F.neg),
+                   ("add", _F.add), ("sub", _F.sub), ("mul", _F.mul), ("matmul", _F.matmul),
+                   ("exp", _F.exp), ("log", _F.log), ("tanh", _F.tanh), ("sigmoid", _F.sigmoid),
+                   ("sqrt", _F.sqrt), ("sum", _F.sum), ("mean", _F.mean)):
+    setattr(Tensor, _name, _fn)
 
 COMPOSED_METHODS: list[str] = (
     "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max gather "

@@ -134,6 +134,7 @@ class _Context:
     def __init__(self, lib: _Lib, threads: int) -> None:
         self.lib = lib
         self.threads = threads
+        self.generation = -1  # of the thread settings it was made for (see _context)
         self.handle = ctypes.c_void_p()
         st = lib.fn["amber_kernel_context_create"](threads, ctypes.byref(self.handle))
         if st != 0:
@@ -161,7 +162,6 @@ class _Context:
 
 class _State(threading.local):
     ctx: _Context | None = None
-    generation: int = -1
 
 
 _state = _State()
@@ -201,13 +201,13 @@ def _load() -> _Lib | None:
 
 
 def _context() -> _Context:
-    st = _state
-    ctx = st.ctx
-    if ctx is None or st.generation != _threads_generation():
+    ctx = _state.ctx
+    if ctx is None or ctx.generation != _threads_generation():
         lib = _load()
         assert lib is not None
-        ctx = st.ctx = _Context(lib, get_num_threads())
-        st.generation = _threads_generation()
+        gen = _threads_generation()
+        ctx = _state.ctx = _Context(lib, get_num_threads())
+        ctx.generation = gen
     return ctx
 
 
@@ -248,9 +248,8 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     """Run libamber's kernel of ``op`` on arrays ``xs`` into a new array of ``shape`` and
     ``dtype`` (what the op's shape rule gives). Raises ValueError (the C message) if the
     kernel refuses."""
-    st = _state
-    ctx = st.ctx
-    if ctx is None or st.generation != _T._generation:
+    ctx = _state.ctx
+    if ctx is None or ctx.generation != _T._generation:
         ctx = _context()
     key = (op, *attrs.values()) if attrs else op
     try:
@@ -318,9 +317,8 @@ def _unary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarra
         if dt not in _FLOAT_CODES:
             return ref(x)
         # NOTE: run() inlined for the commonest C calls (a tenth of a microsecond each)
-        st = _state
-        ctx = st.ctx
-        if ctx is None or st.generation != _T._generation:
+        ctx = _state.ctx
+        if ctx is None or ctx.generation != _T._generation:
             ctx = _context()
         fast = ctx.fast
         k = _kernels.get(name)
@@ -364,9 +362,8 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
                 memo.clear()
             attrs = {"axes": tuple(axes), "keepdims": bool(keepdims)}
             hit = memo[key] = (shape, attrs, ("sum", *attrs.values()))
-        st = _state  # run() inlined, as in _unary
-        ctx = st.ctx
-        if ctx is None or st.generation != _T._generation:
+        ctx = _state.ctx  # run() inlined, as in _unary
+        if ctx is None or ctx.generation != _T._generation:
             ctx = _context()
         fast, k = ctx.fast, _kernels.get(hit[2])
         if fast is not None and k is not None:
@@ -384,14 +381,13 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         dt = a.dtype
         if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt in _FLOAT_CODES \
                 and b.dtype == dt:
-            st = _state  # run() inlined, as in _unary
-            ctx = st.ctx
-            if ctx is None or st.generation != _T._generation:
+            ctx = _state.ctx  # run() inlined, as in _unary
+            if ctx is None or ctx.generation != _T._generation:
                 ctx = _context()
-            fast, k = ctx.fast, _kernels.get("matmul")
-            if fast is not None and k is not None:
+            k = _kernels.get("matmul")
+            if ctx.fast is not None and k is not None:
                 out = np.empty((sa[0], sb[1]), dt)
-                if fast(ctx.addr, k, a, b, out) == 0:
+                if ctx.fast(ctx.addr, k, a, b, out) == 0:
                     return out
             return run("matmul", {}, (a, b), (sa[0], sb[1]), dt)
         if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:

@@ -107,7 +107,45 @@ class Primitive:
         return fn
 
     def __call__(self, *args: Tensor, **attrs: Any) -> Tensor:
-        return bind(self, args, attrs)
+        """Apply the primitive to tensors: run (or trace) it and record it on the
+        autograd tape.
+
+        NOTE: every eager op's path: one frame from here to the kernel, the result's
+        Tensor built inline, and the grad mode read only when an operand requires grad."""
+        if TraceHooks.active and (any(a._data is None for a in args)
+                                  or _symbolic_attrs(attrs)):
+            assert TraceHooks.bind is not None
+            out = TraceHooks.bind(self, args, attrs)
+        else:
+            try:
+                n = len(args)
+                if attrs:
+                    data = self.eager(*[a._data for a in args], **attrs) if n != 1 else \
+                        self.eager(args[0]._data, **attrs)
+                elif n == 2:
+                    data = self.eager(args[0]._data, args[1]._data)
+                elif n == 1:
+                    data = self.eager(args[0]._data)
+                else:
+                    data = self.eager(*[a._data for a in args])
+            except AmberError:
+                raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
+            except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+                raise _kernel_failure(self, args, attrs, err) from None
+            out = _object_new(_Tensor)
+            out._data = data if type(data) is np.ndarray else np.asarray(data)
+            out.requires_grad = False
+            out.grad = None
+            out._node = None
+            out._aval = None
+            out._value = None
+        for a in args:
+            if a.requires_grad:
+                if self.vjp is not None and _grad_state.enabled and out.dtype.is_floating:
+                    out.requires_grad = True  # (integer and bool results carry no gradient)
+                    out._node = Node(self, args, attrs, out)
+                break
+        return out
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -363,32 +401,10 @@ def _wrap(data: np.ndarray) -> Tensor:
     return _wrap_array(data)
 
 
+_object_new = object.__new__
+_Tensor: Any = None  # the Tensor class, set by tensor.py (which imports this module)
+
+
 def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Tensor:
-    """Apply ``prim`` to tensors: run (or trace) it and record it on the autograd tape."""
-    if TraceHooks.active and (any(a._data is None for a in args)
-                              or _symbolic_attrs(attrs)):
-        assert TraceHooks.bind is not None
-        out = TraceHooks.bind(prim, args, attrs)
-    else:
-        try:
-            n = len(args)
-            if n == 2:
-                data = prim.eager(args[0]._data, args[1]._data, **attrs)
-            elif n == 1:
-                data = prim.eager(args[0]._data, **attrs)
-            else:
-                data = prim.eager(*[a._data for a in args], **attrs)
-        except AmberError:
-            raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
-        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
-            raise _kernel_failure(prim, args, attrs, err) from None
-        out = _wrap(data)
-    if prim.vjp is not None and _grad_state.enabled:
-        for a in args:
-            if a.requires_grad:
-                if not out.dtype.is_floating:
-                    break  # integer and bool results carry no gradient
-                out.requires_grad = True
-                out._node = Node(prim, args, attrs, out)
-                break
-    return out
+    """Apply ``prim`` to tensors (``prim(*args, **attrs)``)."""
+    return prim(*args, **attrs)
