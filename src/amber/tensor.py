@@ -1187,12 +1187,11 @@ from . import sorting as _sorting  # noqa: E402
 
 # NOTE: the hottest methods are amber.functional's functions themselves (one Python frame
 # less per op than a forwarding method; same signatures, self as the first operand).
-for _name, _fn in (("__add__", _F.add), ("__sub__", _F.sub), ("__mul__", _F.mul),
-                   ("__truediv__", _F.div), ("__matmul__", _F.matmul), ("__neg__", _F.neg),
-                   ("add", _F.add), ("sub", _F.sub), ("mul", _F.mul), ("matmul", _F.matmul),
-                   ("exp", _F.exp), ("log", _F.log), ("tanh", _F.tanh), ("sigmoid", _F.sigmoid),
-                   ("sqrt", _F.sqrt), ("sum", _F.sum), ("mean", _F.mean)):
-    setattr(Tensor, _name, _fn)
+for _name, _fname in (("__add__", "add"), ("__sub__", "sub"), ("__mul__", "mul"),
+                      ("__truediv__", "div"), ("__matmul__", "matmul"), ("__neg__", "neg"),
+                      *((n, n) for n in ("add", "sub", "mul", "matmul", "exp", "log", "tanh",
+                                         "sigmoid", "sqrt", "sum", "mean"))):
+    setattr(Tensor, _name, getattr(_F, _fname))
 
 COMPOSED_METHODS: list[str] = (
     "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max gather "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import sys
@@ -135,6 +136,9 @@ class _Context:
         self.lib = lib
         self.threads = threads
         self.generation = -1  # of the thread settings it was made for (see _context)
+        # kernel key (as in _kernels) -> the fast call with this context and that kernel
+        # bound: call(*inputs, out) -> status
+        self.calls: dict[Any, Callable[..., int]] = {}
         self.handle = ctypes.c_void_p()
         st = lib.fn["amber_kernel_context_create"](threads, ctypes.byref(self.handle))
         if st != 0:
@@ -258,8 +262,11 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
         k = _prepared(ctx, op, _frozen(attrs))
     out = np.empty(shape, dtype)
     fast = ctx.fast
-    if fast is not None and fast(ctx.addr, k, *xs, out) == 0:
-        return out
+    if fast is not None:
+        if key not in ctx.calls and isinstance(key, str | tuple):
+            ctx.calls[key] = functools.partial(fast, ctx.addr, k)
+        if fast(ctx.addr, k, *xs, out) == 0:
+            return out
     return _run_ctypes(ctx, op, k, xs, out)
 
 
@@ -318,14 +325,12 @@ def _unary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarra
             return ref(x)
         # NOTE: run() inlined for the commonest C calls (a tenth of a microsecond each)
         ctx = _state.ctx
-        if ctx is None or ctx.generation != _T._generation:
-            ctx = _context()
-        fast = ctx.fast
-        k = _kernels.get(name)
-        if fast is not None and k is not None:
-            out = np.empty(x.shape, dt)
-            if fast(ctx.addr, k, x, out) == 0:
-                return out
+        if ctx is not None and ctx.generation == _T._generation:
+            call = ctx.calls.get(name)
+            if call is not None:
+                out = np.empty(x.shape, dt)
+                if call(x, out) == 0:
+                    return out
         return run(name, {}, (x,), x.shape, dt)
 
     return kernel
@@ -363,13 +368,12 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             attrs = {"axes": tuple(axes), "keepdims": bool(keepdims)}
             hit = memo[key] = (shape, attrs, ("sum", *attrs.values()))
         ctx = _state.ctx  # run() inlined, as in _unary
-        if ctx is None or ctx.generation != _T._generation:
-            ctx = _context()
-        fast, k = ctx.fast, _kernels.get(hit[2])
-        if fast is not None and k is not None:
-            out = np.empty(hit[0], x.dtype)
-            if fast(ctx.addr, k, x, out) == 0:
-                return out
+        if ctx is not None and ctx.generation == _T._generation:
+            call = ctx.calls.get(hit[2])
+            if call is not None:
+                out = np.empty(hit[0], x.dtype)
+                if call(x, out) == 0:
+                    return out
         return run("sum", hit[1], (x,), hit[0], x.dtype)
 
     return kernel
@@ -382,13 +386,12 @@ def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt in _FLOAT_CODES \
                 and b.dtype == dt:
             ctx = _state.ctx  # run() inlined, as in _unary
-            if ctx is None or ctx.generation != _T._generation:
-                ctx = _context()
-            k = _kernels.get("matmul")
-            if ctx.fast is not None and k is not None:
-                out = np.empty((sa[0], sb[1]), dt)
-                if ctx.fast(ctx.addr, k, a, b, out) == 0:
-                    return out
+            if ctx is not None and ctx.generation == _T._generation:
+                call = ctx.calls.get("matmul")
+                if call is not None:
+                    out = np.empty((sa[0], sb[1]), dt)
+                    if call(a, b, out) == 0:
+                        return out
             return run("matmul", {}, (a, b), (sa[0], sb[1]), dt)
         if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:
             return ref(a, b)

@@ -116,6 +116,8 @@ class Primitive:
                                   or _symbolic_attrs(attrs)):
             assert TraceHooks.bind is not None
             out = TraceHooks.bind(self, args, attrs)
+        elif _intercept is not None:
+            return _intercept(self, args, attrs)
         else:
             try:
                 n = len(args)
@@ -145,6 +147,59 @@ class Primitive:
                     out.requires_grad = True  # (integer and bool results carry no gradient)
                     out._node = Node(self, args, attrs, out)
                 break
+        return out
+
+    def apply1(self, x: Tensor, attrs: dict[str, Any] | None = None) -> Tensor:
+        """``self(x, **attrs)`` for one concrete tensor (never a tracer) and attributes
+        that are plain values: the front end's path for float unary ops and sums.
+
+        NOTE: the body of ``__call__`` for this case, unrolled (as ``apply2``)."""
+        if _intercept is not None:
+            return _intercept(self, (x,), attrs or {})
+        try:
+            data = self.eager(x._data, **attrs) if attrs else self.eager(x._data)
+        except AmberError:
+            raise
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+            raise _kernel_failure(self, (x,), attrs or {}, err) from None
+        out = _object_new(_Tensor)
+        out._data = data if type(data) is np.ndarray else np.asarray(data)
+        out.requires_grad = False
+        out.grad = None
+        out._node = None
+        out._aval = None
+        out._value = None
+        if x.requires_grad and self.vjp is not None and _grad_state.enabled \
+                and out.dtype.is_floating:
+            out.requires_grad = True
+            out._node = Node(self, (x,), attrs or {}, out)
+        return out
+
+    def apply2(self, a: Tensor, b: Tensor) -> Tensor:
+        """``self(a, b)`` for two concrete tensors (never tracers) and no attributes: the
+        front end's path for same-dtype arithmetic and matmul.
+
+        NOTE: the body of ``__call__`` for this case, unrolled: about a third less
+        interpreter work on a tiny tensor."""
+        if _intercept is not None:
+            return _intercept(self, (a, b), {})
+        try:
+            data = self.eager(a._data, b._data)
+        except AmberError:
+            raise
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+            raise _kernel_failure(self, (a, b), {}, err) from None
+        out = _object_new(_Tensor)
+        out._data = data if type(data) is np.ndarray else np.asarray(data)
+        out.requires_grad = False
+        out.grad = None
+        out._node = None
+        out._aval = None
+        out._value = None
+        if (a.requires_grad or b.requires_grad) and self.vjp is not None \
+                and _grad_state.enabled and out.dtype.is_floating:
+            out.requires_grad = True
+            out._node = Node(self, (a, b), {}, out)
         return out
 
     def __repr__(self) -> str:
@@ -403,6 +458,22 @@ def _wrap(data: np.ndarray) -> Tensor:
 
 _object_new = object.__new__
 _Tensor: Any = None  # the Tensor class, set by tensor.py (which imports this module)
+
+_intercept: Callable[[Primitive, tuple[Tensor, ...], dict[str, Any]], Tensor] | None = None
+"""When set, every application of a primitive to concrete tensors goes to it instead
+(tests check infer rules against kernels this way); it runs the op with
+:func:`apply_unintercepted`."""
+
+
+def apply_unintercepted(prim: Primitive, args: tuple[Tensor, ...],
+                        attrs: dict[str, Any]) -> Tensor:
+    """``prim(*args, **attrs)`` bypassing :data:`_intercept` (for the interceptor)."""
+    global _intercept
+    saved, _intercept = _intercept, None
+    try:
+        return prim(*args, **attrs)
+    finally:
+        _intercept = saved
 
 
 def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Tensor:
