@@ -12,10 +12,12 @@ the runtime's in any bit (``exp``, ``log``, ``tanh``, ``sigmoid``, ``sin``, ``co
 ``erf``, ``pow``, float ``sum``, float ``matmul``, the convolutions), at every size: a C call
 costs a fraction of a microsecond more than a NumPy ufunc on a tiny tensor, and being the
 same bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
-``mul``, ``div``, ``sqrt``, comparisons, shape ops, ``max``/``min``, integer arithmetic)
-keep NumPy, which computes the same bits with less call overhead; ``where`` is exact too
-but runs in C from :data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower,
-and ``max_pool2d`` (exact) runs in C because NumPy can only gather its windows by copies.
+``mul``, ``div``, ``sqrt``, comparisons, shape ops, integer arithmetic) keep NumPy, which
+computes the same bits with less call overhead; ``where`` is exact too but runs in C from
+:data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower (unless an operand is
+broadcast along the last dim), the float reductions ``max``/``min`` run in C because
+NumPy reduces a short last axis (a softmax's rows) several times slower, and
+``max_pool2d`` (exact) runs in C because NumPy can only gather its windows by copies.
 
 Calls go through ``amber._kcall`` (a small compiled helper installed next to libamber
 that reads NumPy buffers directly: a fraction of a microsecond a call), else through
@@ -51,7 +53,7 @@ from .registry import REGISTRY, Aval, Primitive, abstract_eval
 _T = sys.modules[get_num_threads.__module__]  # the settings module (its _generation)
 
 C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
-                          "sum", "matmul", "conv2d", "conv2d_input_grad",
+                          "sum", "max", "min", "matmul", "conv2d", "conv2d_input_grad",
                           "conv2d_weight_grad", "avg_pool2d", "avg_pool2d_grad",
                           "max_pool2d", "max_pool2d_grad", "where")
 """Primitives whose eager kernel is libamber's (for float operands; ``where`` for any
@@ -349,7 +351,9 @@ def _pow(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 _SHAPES_MAX = 4096  # entries of a wrapper's memo of result shapes (cleared when full)
 
 
-def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _reduce(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``sum`` (whose float rounding depends on the order), ``max`` and ``min`` (exact, but
+    NumPy's reduction over a short last axis takes several times libamber's time)."""
     memo: dict[tuple, tuple[tuple[int, ...], dict[str, Any], tuple]] = {}
 
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -358,6 +362,8 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         key = (x.shape, tuple(axes), keepdims)
         hit = memo.get(key)
         if hit is None:
+            if name != "sum" and (not x.size or any(x.shape[a] == 0 for a in axes)):
+                return ref(x, axes=axes, keepdims=keepdims)  # (raises the reference's error)
             ax = set(axes)
             if keepdims:
                 shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
@@ -366,7 +372,7 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             if len(memo) >= _SHAPES_MAX:
                 memo.clear()
             attrs = {"axes": tuple(axes), "keepdims": bool(keepdims)}
-            hit = memo[key] = (shape, attrs, ("sum", *attrs.values()))
+            hit = memo[key] = (shape, attrs, (name, *attrs.values()))
         ctx = _state.ctx  # run() inlined, as in _unary
         if ctx is not None and ctx.generation == _T._generation:
             call = ctx.calls.get(hit[2])
@@ -374,7 +380,7 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
                 out = np.empty(hit[0], x.dtype)
                 if call(x, out) == 0:
                     return out
-        return run("sum", hit[1], (x,), hit[0], x.dtype)
+        return run(name, hit[1], (x,), hit[0], x.dtype)
 
     return kernel
 
@@ -441,6 +447,13 @@ def _bshape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*shapes))
 
 
+def _row_broadcast(*shapes: tuple[int, ...]) -> bool:
+    """Whether an operand (not a scalar) is broadcast along the innermost dim: libamber
+    then walks rows of one element, several times slower than np.where."""
+    n = max(sh[-1] if sh else 1 for sh in shapes)
+    return n > 1 and any(sh and sh[-1] == 1 for sh in shapes)
+
+
 def _rows(x: np.ndarray) -> np.ndarray:
     """x, or a contiguous copy when its innermost stride skips elements: the kernels walk
     strided operands row by row, and rows of a few scattered elements (a pooling window's
@@ -453,7 +466,8 @@ def _rows(x: np.ndarray) -> np.ndarray:
 def _where(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if (x.size < WHERE_MIN_SIZE and y.size < WHERE_MIN_SIZE) or x.dtype != y.dtype \
-                or x.dtype not in _DTYPE_CODES or c.dtype != np.bool_:
+                or x.dtype not in _DTYPE_CODES or c.dtype != np.bool_ \
+                or _row_broadcast(c.shape, x.shape, y.shape):
             return ref(c, x, y)
         c, x, y = (_rows(v) for v in (c, x, y))
         return run("where", {}, (c, x, y), _bshape(c.shape, x.shape, y.shape), x.dtype)
@@ -465,8 +479,8 @@ def _eager_kernel(p: Primitive) -> Callable[..., np.ndarray]:
     ref = p.impl
     if p.name == "pow":
         return _pow(ref)
-    if p.name == "sum":
-        return _sum(ref)
+    if p.name in ("sum", "max", "min"):
+        return _reduce(p.name, ref)
     if p.name == "matmul":
         return _matmul(ref)
     if p.name == "where":
