@@ -753,7 +753,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
         xa, xb = a._data, b._data
         if xa is not None and xb is not None:
-            if xa.dtype == xb.dtype and xa.dtype.kind == "f" and xa.ndim >= 2 and xb.ndim >= 2:
+            if xa.ndim >= 2 and xb.ndim >= 2 and xa.dtype == xb.dtype and xa.dtype.kind == "f":
                 return _matmul_apply2(a, b)
         else:
             da = a.dtype

@@ -234,3 +234,14 @@ def test_relu_eager_has_the_bits_and_tape_of_its_composition(dtype: str, shape: 
     g = rng.standard_normal(shape).astype(dtype)
     am.relu(t).backward(am.tensor(g))
     np.testing.assert_array_equal(t.grad.numpy(), np.where(np.nan_to_num(x) <= 0, 0, g))
+
+
+def test_where_broadcast_along_rows_keeps_numpy_and_its_bits() -> None:
+    rng = np.random.default_rng(5)
+    c = rng.random((64, 1)) < 0.3
+    x, y = np.array(0.0, np.float32), rng.standard_normal((64, 32)).astype(np.float32)
+    assert ckernels._row_broadcast(c.shape, x.shape, y.shape)
+    assert not ckernels._row_broadcast((64, 32), (), (64, 32))
+    np.testing.assert_array_equal(REGISTRY["where"].eager(c, x, y), np.where(c, x, y))
+    big = rng.random((64, 32)) < 0.3
+    np.testing.assert_array_equal(REGISTRY["where"].eager(big, x, y), np.where(big, x, y))

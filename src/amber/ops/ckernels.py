@@ -387,17 +387,20 @@ def _reduce(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarr
 
 def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        sa, sb = a.shape, b.shape
         dt = a.dtype
-        if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt in _FLOAT_CODES \
-                and b.dtype == dt:
-            ctx = _state.ctx  # run() inlined, as in _unary
+        if dt is b.dtype and a.ndim == 2 and b.ndim == 2 and dt in _FLOAT_CODES:
+            # NOTE: run() inlined, as in _unary; libamber checks the inner dims (a
+            # mismatch fails the call, and run() below words the error)
+            ctx = _state.ctx
             if ctx is not None and ctx.generation == _T._generation:
                 call = ctx.calls.get("matmul")
                 if call is not None:
-                    out = np.empty((sa[0], sb[1]), dt)
+                    out = np.empty((a.shape[0], b.shape[1]), dt)
                     if call(a, b, out) == 0:
                         return out
+        sa, sb = a.shape, b.shape
+        if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt in _FLOAT_CODES \
+                and b.dtype == dt:
             return run("matmul", {}, (a, b), (sa[0], sb[1]), dt)
         if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:
             return ref(a, b)
