@@ -1,7 +1,7 @@
-"""The eager hot path: a primitive's unrolled applications (``apply1``/``apply2``, what
-the front end calls for same-dtype float operands) behave as its general call does (the
-result, the tape, the typed errors, the infer-checking intercept), and malloc keeps freed
-tensor memory."""
+"""The eager hot path: a primitive's direct application (``apply``, what the front end
+calls for same-dtype float operands) behaves as its general call does (the result, the
+tape, the typed errors, the infer-checking intercept), and malloc keeps freed tensor
+memory."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def _pair(shape_a: tuple, shape_b: tuple, dtype: str = "float32",
 
 @pytest.mark.parametrize("prim", [E.add, E.sub, E.mul, E.div, L.matmul])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
-def test_apply2_is_the_general_call(prim: registry.Primitive, dtype: str) -> None:
+def test_apply_of_two_is_the_general_call(prim: registry.Primitive, dtype: str) -> None:
     shape_b = (5, 3) if prim is L.matmul else (4, 5)
     a, b = _pair((4, 5), shape_b, dtype, grad=True)
-    fast, slow = prim.apply2(a, b), prim(a, b)
+    fast, slow = prim.apply(a, b), prim(a, b)
     np.testing.assert_array_equal(fast.detach().numpy(), slow.detach().numpy())
     assert fast.dtype is slow.dtype and fast.requires_grad
     assert fast._node.prim is prim and fast._node.inputs == (a, b)
@@ -45,11 +45,11 @@ def test_apply2_is_the_general_call(prim: registry.Primitive, dtype: str) -> Non
     np.testing.assert_array_equal(gb, b.grad.numpy())
 
 
-def test_apply1_is_the_general_call() -> None:
+def test_apply_of_one_is_the_general_call() -> None:
     x = am.tensor(RNG.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
     attrs = {"axes": (1,), "keepdims": True}
     for prim, kw in ((E.exp, None), (E.tanh, None), (R.reduce_sum, attrs)):
-        fast = prim.apply1(x, kw)
+        fast = prim.apply(x, None, kw)
         slow = prim(x, **(kw or {}))
         np.testing.assert_array_equal(fast.detach().numpy(), slow.detach().numpy())
         assert fast._node.prim is prim and fast._node.attrs == (kw or {})
@@ -58,8 +58,8 @@ def test_apply1_is_the_general_call() -> None:
 def test_no_tape_without_grad_or_for_integer_results() -> None:
     a, b = _pair((3,), (3,), grad=True)
     with am.no_grad():
-        assert not E.mul.apply2(a, b).requires_grad
-        assert E.exp.apply1(a)._node is None
+        assert not E.mul.apply(a, b).requires_grad
+        assert E.exp.apply(a)._node is None
     assert not E.lt(a, b).requires_grad  # a bool result carries no gradient
     c, d = _pair((3,), (3,))
     assert not (c + d).requires_grad and (c + d)._node is None
@@ -84,7 +84,7 @@ def test_fast_paths_raise_the_typed_errors() -> None:
     with pytest.raises(am.ShapeError, match="add"):
         a + am.tensor(np.ones((4,), np.float32))
     with pytest.raises(am.ShapeError, match="matmul"):
-        L.matmul.apply2(a, b)
+        L.matmul.apply(a, b)
 
 
 def test_infer_checks_see_the_fast_paths() -> None:

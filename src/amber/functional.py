@@ -99,7 +99,7 @@ def _arith(prim: Any, a: Any, b: Any) -> Tensor:
 
 
 # NOTE: each arithmetic function first tries the common case, two concrete tensors of one
-# float dtype, which needs no promotion: the primitive's apply2 straight away.
+# float dtype, which needs no promotion: the primitive's apply straight away.
 
 
 def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
@@ -126,7 +126,7 @@ def mul(a: Any, b: Any) -> Tensor:
     return _arith(E.mul, a, b)
 
 
-_add2, _sub2, _mul2 = E.add.apply2, E.sub.apply2, E.mul.apply2
+_add2, _sub2, _mul2 = E.add.apply, E.sub.apply, E.mul.apply
 
 
 def div(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
@@ -268,11 +268,11 @@ def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 
 def _float_unary(prim: Any) -> Any:
-    apply1 = prim.apply1
+    apply = prim.apply
 
     def fn(x: Any) -> Tensor:
         if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
-            return apply1(x)  # the common case, without looking the dtype up
+            return apply(x)  # the common case, without looking the dtype up
         x = _as_tensor(x)
         return prim(x if x.dtype.is_floating else cast(x, D.default_float()))
 
@@ -609,7 +609,7 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 # which never change them), without and with keepdims
 _ALL_AXES = [({"axes": tuple(range(n)), "keepdims": False},
               {"axes": tuple(range(n)), "keepdims": True}) for n in range(65)]
-_sum_apply1 = R.reduce_sum.apply1
+_sum_apply = R.reduce_sum.apply
 
 
 def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
@@ -617,7 +617,7 @@ def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Te
     unless ``dtype`` is given, as in PyTorch."""
     if dim is None and dtype is None and isinstance(x, Tensor) and x._data is not None \
             and x._data.dtype.kind == "f":  # the common case, without normalising
-        return _sum_apply1(x, _ALL_AXES[x._data.ndim][1 if keepdim else 0])
+        return _sum_apply(x, None, _ALL_AXES[x._data.ndim][1 if keepdim else 0])
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
@@ -754,7 +754,7 @@ def matmul(a: Any, b: Any) -> Tensor:
         xa, xb = a._data, b._data
         if xa is not None and xb is not None:
             if xa.ndim >= 2 and xb.ndim >= 2 and xa.dtype == xb.dtype and xa.dtype.kind == "f":
-                return _matmul_apply2(a, b)
+                return _matmul_apply(a, b)
         else:
             da = a.dtype
             if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
@@ -776,7 +776,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 mm = bmm = matmul
-_matmul_apply2 = L.matmul.apply2
+_matmul_apply = L.matmul.apply
 
 
 def dot(a: Tensor, b: Tensor) -> Tensor:

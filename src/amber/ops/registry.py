@@ -108,39 +108,26 @@ class Primitive:
 
     def __call__(self, *args: Tensor, **attrs: Any) -> Tensor:
         """Apply the primitive to tensors: run (or trace) it and record it on the
-        autograd tape.
-
-        NOTE: every eager op's path: one frame from here to the kernel, the result's
-        Tensor built inline, and the grad mode read only when an operand requires grad."""
+        autograd tape."""
         if TraceHooks.active and (any(a._data is None for a in args)
                                   or _symbolic_attrs(attrs)):
             assert TraceHooks.bind is not None
             out = TraceHooks.bind(self, args, attrs)
-        elif _intercept is not None:
-            return _intercept(self, args, attrs)
         else:
+            n = len(args)
+            if n == 1:
+                return self.apply(args[0], None, attrs)
+            if n == 2:
+                return self.apply(args[0], args[1], attrs)
+            if _intercept is not None:
+                return _intercept(self, args, attrs)
             try:
-                n = len(args)
-                if attrs:
-                    data = self.eager(*[a._data for a in args], **attrs) if n != 1 else \
-                        self.eager(args[0]._data, **attrs)
-                elif n == 2:
-                    data = self.eager(args[0]._data, args[1]._data)
-                elif n == 1:
-                    data = self.eager(args[0]._data)
-                else:
-                    data = self.eager(*[a._data for a in args])
+                data = self.eager(*[a._data for a in args], **attrs)
             except AmberError:
                 raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
             except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
                 raise _kernel_failure(self, args, attrs, err) from None
-            out = _object_new(_Tensor)
-            out._data = data if type(data) is np.ndarray else np.asarray(data)
-            out.requires_grad = False
-            out.grad = None
-            out._node = None
-            out._aval = None
-            out._value = None
+            out = _wrap(data)
         for a in args:
             if a.requires_grad:
                 if self.vjp is not None and _grad_state.enabled and out.dtype.is_floating:
@@ -149,19 +136,29 @@ class Primitive:
                 break
         return out
 
-    def apply1(self, x: Tensor, attrs: dict[str, Any] | None = None) -> Tensor:
-        """``self(x, **attrs)`` for one concrete tensor (never a tracer) and attributes
-        that are plain values: the front end's path for float unary ops and sums.
+    def apply(self, a: Tensor, b: Tensor | None = None,
+              attrs: dict[str, Any] | None = None) -> Tensor:
+        """``self(a, **attrs)`` or ``self(a, b, **attrs)`` for concrete tensors (never
+        tracers) and attributes that are plain values: what ``__call__`` does for one or
+        two operands, and the front end's direct path for same-dtype float arithmetic,
+        unary functions, sums and matmul.
 
-        NOTE: the body of ``__call__`` for this case, unrolled (as ``apply2``)."""
+        NOTE: every eager op's path, kept to one frame down to the kernel: the result's
+        Tensor built inline (``tensor._wrap_array``'s lines: a call costs a tenth of a
+        tiny op), the grad mode read only when an operand requires grad."""
         if _intercept is not None:
-            return _intercept(self, (x,), attrs or {})
+            return _intercept(self, (a,) if b is None else (a, b), attrs or {})
         try:
-            data = self.eager(x._data, **attrs) if attrs else self.eager(x._data)
+            if b is None:
+                data = self.eager(a._data, **attrs) if attrs else self.eager(a._data)
+            else:
+                data = self.eager(a._data, b._data, **attrs) if attrs else \
+                    self.eager(a._data, b._data)
         except AmberError:
-            raise
+            raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
         except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
-            raise _kernel_failure(self, (x,), attrs or {}, err) from None
+            args = (a,) if b is None else (a, b)
+            raise _kernel_failure(self, args, attrs or {}, err) from None
         out = _object_new(_Tensor)
         out._data = data if type(data) is np.ndarray else np.asarray(data)
         out.requires_grad = False
@@ -169,37 +166,10 @@ class Primitive:
         out._node = None
         out._aval = None
         out._value = None
-        if x.requires_grad and self.vjp is not None and _grad_state.enabled \
-                and out.dtype.is_floating:
-            out.requires_grad = True
-            out._node = Node(self, (x,), attrs or {}, out)
-        return out
-
-    def apply2(self, a: Tensor, b: Tensor) -> Tensor:
-        """``self(a, b)`` for two concrete tensors (never tracers) and no attributes: the
-        front end's path for same-dtype arithmetic and matmul.
-
-        NOTE: the body of ``__call__`` for this case, unrolled: about a third less
-        interpreter work on a tiny tensor."""
-        if _intercept is not None:
-            return _intercept(self, (a, b), {})
-        try:
-            data = self.eager(a._data, b._data)
-        except AmberError:
-            raise
-        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
-            raise _kernel_failure(self, (a, b), {}, err) from None
-        out = _object_new(_Tensor)
-        out._data = data if type(data) is np.ndarray else np.asarray(data)
-        out.requires_grad = False
-        out.grad = None
-        out._node = None
-        out._aval = None
-        out._value = None
-        if (a.requires_grad or b.requires_grad) and self.vjp is not None \
+        if (a.requires_grad or (b is not None and b.requires_grad)) and self.vjp is not None \
                 and _grad_state.enabled and out.dtype.is_floating:
-            out.requires_grad = True
-            out._node = Node(self, (a, b), {}, out)
+            out.requires_grad = True  # (integer and bool results carry no gradient)
+            out._node = Node(self, (a,) if b is None else (a, b), attrs or {}, out)
         return out
 
     def __repr__(self) -> str:
