@@ -245,3 +245,9 @@ def test_where_broadcast_along_rows_keeps_numpy_and_its_bits() -> None:
     np.testing.assert_array_equal(REGISTRY["where"].eager(c, x, y), np.where(c, x, y))
     big = rng.random((64, 32)) < 0.3
     np.testing.assert_array_equal(REGISTRY["where"].eager(big, x, y), np.where(big, x, y))
+
+
+def test_run_accepts_list_attributes() -> None:
+    x = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(np.float32)
+    got = ckernels.run("sum", {"axes": [0, 2], "keepdims": False}, (x,), (3,), x.dtype)
+    np.testing.assert_array_equal(got, REGISTRY["sum"].eager(x, axes=(0, 2), keepdims=False))

@@ -257,15 +257,16 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     ctx = _state.ctx
     if ctx is None or ctx.generation != _T._generation:
         ctx = _context()
-    key = (op, *attrs.values()) if attrs else op
+    key: Any = (op, *attrs.values()) if attrs else op
     try:
         k = _kernels.get(key) or _prepared(ctx, op, attrs)
     except TypeError:  # an unhashable attribute (a list): prepared under a tuple key
+        key = None
         k = _prepared(ctx, op, _frozen(attrs))
     out = np.empty(shape, dtype)
     fast = ctx.fast
     if fast is not None:
-        if key not in ctx.calls and isinstance(key, str | tuple):
+        if key is not None and key not in ctx.calls:
             ctx.calls[key] = functools.partial(fast, ctx.addr, k)
         if fast(ctx.addr, k, *xs, out) == 0:
             return out
