@@ -11,7 +11,8 @@
  * them where its kernel can use them, else AMBER_ERR_INVALID_ARGUMENT). Returns -1 for a
  * buffer libamber cannot describe (a dtype it lacks, a negative or uneven stride, a
  * read-only output): the caller then takes its general path. The GIL is released while
- * the kernel runs. */
+ * the kernel runs, unless its operands are tiny (then releasing costs more than the
+ * kernel). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -22,6 +23,8 @@ typedef amber_status (*run_fn)(amber_kernel_context *, const amber_kernel *,
                                amber_tensor *);
 
 #define MAX_IN 4
+/* kernels on fewer bytes (inputs and output) run without releasing the GIL */
+#define SMALL_BYTES 4096
 
 static run_fn entry = NULL;
 
@@ -109,10 +112,18 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (ok) {
         int strided = 0;
         for (int i = 0; i < n; i++) strided |= stp[i] != NULL;
-        Py_BEGIN_ALLOW_THREADS
-        status = entry((amber_kernel_context *)ctx, (const amber_kernel *)kernel, ts,
-                       strided ? stp : NULL, (size_t)n, &ts[n]);
-        Py_END_ALLOW_THREADS
+        const int64_t *const *sp = strided ? stp : NULL;
+        Py_ssize_t bytes = 0;
+        for (int i = 0; i <= n; i++) bytes += views[i].len;
+        if (bytes < SMALL_BYTES) { /* releasing the GIL costs more than the kernel */
+            status = entry((amber_kernel_context *)ctx, (const amber_kernel *)kernel, ts, sp,
+                           (size_t)n, &ts[n]);
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            status = entry((amber_kernel_context *)ctx, (const amber_kernel *)kernel, ts, sp,
+                           (size_t)n, &ts[n]);
+            Py_END_ALLOW_THREADS
+        }
     }
     for (int i = 0; i < got; i++) PyBuffer_Release(&views[i]);
     return PyLong_FromLong(status);

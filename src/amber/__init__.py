@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from . import ops
+from . import _memory, ops  # (_memory tunes malloc for eager mode's many arrays, at import)
 from ._dtype import (
     DType,
     as_dtype,

@@ -98,16 +98,35 @@ def _arith(prim: Any, a: Any, b: Any) -> Tensor:
     return prim(*_operands(a, b, arith=True))
 
 
+# NOTE: each arithmetic function first tries the common case, two concrete tensors of one
+# float dtype, which needs no promotion: the primitive's apply straight away.
+
+
 def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and alpha == 1:
+        xa, xb = a._data, b._data
+        if xa is not None and xb is not None and xa.dtype == xb.dtype and xa.dtype.kind == "f":
+            return _add2(a, b)
     return _arith(E.add, a, b if alpha == 1 else mul(b, alpha))
 
 
 def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and alpha == 1:
+        xa, xb = a._data, b._data
+        if xa is not None and xb is not None and xa.dtype == xb.dtype and xa.dtype.kind == "f":
+            return _sub2(a, b)
     return _arith(E.sub, a, b if alpha == 1 else mul(b, alpha))
 
 
 def mul(a: Any, b: Any) -> Tensor:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        xa, xb = a._data, b._data
+        if xa is not None and xb is not None and xa.dtype == xb.dtype and xa.dtype.kind == "f":
+            return _mul2(a, b)
     return _arith(E.mul, a, b)
+
+
+_add2, _sub2, _mul2 = E.add.apply, E.sub.apply, E.mul.apply
 
 
 def div(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
@@ -249,9 +268,11 @@ def masked_fill(x: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 
 def _float_unary(prim: Any) -> Any:
+    apply = prim.apply
+
     def fn(x: Any) -> Tensor:
         if isinstance(x, Tensor) and x._data is not None and x._data.dtype.kind == "f":
-            return prim(x)  # the common case, without looking the dtype up
+            return apply(x)  # the common case, without looking the dtype up
         x = _as_tensor(x)
         return prim(x if x.dtype.is_floating else cast(x, D.default_float()))
 
@@ -584,7 +605,11 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- reductions
 
-_ALL_AXES = [tuple(range(n)) for n in range(65)]  # dim=None of a rank-n tensor
+# the attributes of a sum over every dim of a rank-n tensor (shared by their tape nodes,
+# which never change them), without and with keepdims
+_ALL_AXES = [({"axes": tuple(range(n)), "keepdims": False},
+              {"axes": tuple(range(n)), "keepdims": True}) for n in range(65)]
+_sum_apply = R.reduce_sum.apply
 
 
 def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
@@ -592,7 +617,7 @@ def sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Te
     unless ``dtype`` is given, as in PyTorch."""
     if dim is None and dtype is None and isinstance(x, Tensor) and x._data is not None \
             and x._data.dtype.kind == "f":  # the common case, without normalising
-        return R.reduce_sum(x, axes=_ALL_AXES[x._data.ndim], keepdims=keepdim)
+        return _sum_apply(x, None, _ALL_AXES[x._data.ndim][1 if keepdim else 0])
     x = _numeric(x)
     if dtype is not None:
         x = cast(x, dtype)
@@ -728,8 +753,8 @@ def matmul(a: Any, b: Any) -> Tensor:
     if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case: no promotion
         xa, xb = a._data, b._data
         if xa is not None and xb is not None:
-            if xa.dtype == xb.dtype and xa.dtype.kind == "f" and xa.ndim >= 2 and xb.ndim >= 2:
-                return L.matmul(a, b)
+            if xa.ndim >= 2 and xb.ndim >= 2 and xa.dtype == xb.dtype and xa.dtype.kind == "f":
+                return _matmul_apply(a, b)
         else:
             da = a.dtype
             if da is b.dtype and da.is_floating and a.ndim >= 2 and b.ndim >= 2:
@@ -751,6 +776,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 mm = bmm = matmul
+_matmul_apply = L.matmul.apply
 
 
 def dot(a: Tensor, b: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _dtype as D
 from .errors import AmberError
+from .ops import registry as _registry_module
 from .ops.registry import Aval, Node, is_grad_enabled
 
 _DTYPE_OF_NP = D._BY_NP  # NumPy dtype -> amber DType
@@ -1169,6 +1170,8 @@ def _wrap_array(data: np.ndarray) -> Tensor:
 
 
 _object_new = object.__new__
+_registry_module._Tensor = Tensor  # what a primitive's call builds around its result
+
 
 def _size(size: Any) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
@@ -1181,6 +1184,14 @@ from . import dynamic as _dynamic  # noqa: E402
 from . import functional as _F  # noqa: E402  (circular: functional builds on Tensor)
 from . import linalg as _linalg  # noqa: E402
 from . import sorting as _sorting  # noqa: E402
+
+# NOTE: the hottest methods are amber.functional's functions themselves (one Python frame
+# less per op than a forwarding method; same signatures, self as the first operand).
+for _name, _fname in (("__add__", "add"), ("__sub__", "sub"), ("__mul__", "mul"),
+                      ("__truediv__", "div"), ("__matmul__", "matmul"), ("__neg__", "neg"),
+                      *((n, n) for n in ("add", "sub", "mul", "matmul", "exp", "log", "tanh",
+                                         "sigmoid", "sqrt", "sum", "mean"))):
+    setattr(Tensor, _name, getattr(_F, _fname))
 
 COMPOSED_METHODS: list[str] = (
     "isnan isinf isfinite isclose allclose fmod lerp clamp_min clamp_max gather "

@@ -94,12 +94,10 @@ def infer_checked() -> Iterator[InferLog]:
     on the input avals must succeed and predict exactly the shape and dtype the NumPy
     kernel produced."""
     log = InferLog()
-    original = registry.bind
+    original = registry.apply_unintercepted
 
-    def checking_bind(prim: registry.Primitive, args: tuple[Any, ...],
-                      attrs: dict[str, Any]) -> Any:
-        if any(a._data is None for a in args):  # tracer: nothing concrete to compare
-            return original(prim, args, attrs)
+    def checking(prim: registry.Primitive, args: tuple[Any, ...],
+                 attrs: dict[str, Any]) -> Any:
         avals = tuple(Aval(tuple(a.shape), a.dtype) for a in args)
         try:
             want = abstract_eval(prim, avals, attrs)
@@ -122,11 +120,12 @@ def infer_checked() -> Iterator[InferLog]:
         log.calls.append((prim.name, avals, got))
         return out
 
-    registry.bind = checking_bind
+    saved = registry._intercept
+    registry._intercept = checking
     try:
         yield log
     finally:
-        registry.bind = original
+        registry._intercept = saved
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -252,3 +252,18 @@ def test_float32_sum_is_the_sequential_double_sum(shape: tuple, axes: tuple) -> 
     for idx in np.ndindex(*[shape[a] for a in axes]):
         acc += x[idx].astype(np.float64)
     np.testing.assert_array_equal(got, acc.astype(np.float32))
+def test_where_broadcast_along_rows_keeps_numpy_and_its_bits() -> None:
+    rng = np.random.default_rng(5)
+    c = rng.random((64, 1)) < 0.3
+    x, y = np.array(0.0, np.float32), rng.standard_normal((64, 32)).astype(np.float32)
+    assert ckernels._row_broadcast(c.shape, x.shape, y.shape)
+    assert not ckernels._row_broadcast((64, 32), (), (64, 32))
+    np.testing.assert_array_equal(REGISTRY["where"].eager(c, x, y), np.where(c, x, y))
+    big = rng.random((64, 32)) < 0.3
+    np.testing.assert_array_equal(REGISTRY["where"].eager(big, x, y), np.where(big, x, y))
+
+
+def test_run_accepts_list_attributes() -> None:
+    x = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(np.float32)
+    got = ckernels.run("sum", {"axes": [0, 2], "keepdims": False}, (x,), (3,), x.dtype)
+    np.testing.assert_array_equal(got, REGISTRY["sum"].eager(x, axes=(0, 2), keepdims=False))

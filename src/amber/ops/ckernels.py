@@ -12,10 +12,12 @@ the runtime's in any bit (``exp``, ``log``, ``tanh``, ``sigmoid``, ``sin``, ``co
 ``erf``, ``pow``, float ``sum``, float ``matmul``, the convolutions), at every size: a C call
 costs a fraction of a microsecond more than a NumPy ufunc on a tiny tensor, and being the
 same bits as the exported model is worth that. Ops whose IEEE result is exact (``add``,
-``mul``, ``div``, ``sqrt``, comparisons, shape ops, ``max``/``min``, integer arithmetic)
-keep NumPy, which computes the same bits with less call overhead; ``where`` is exact too
-but runs in C from :data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower,
-and ``max_pool2d`` (exact) runs in C because NumPy can only gather its windows by copies.
+``mul``, ``div``, ``sqrt``, comparisons, shape ops, integer arithmetic) keep NumPy, which
+computes the same bits with less call overhead; ``where`` is exact too but runs in C from
+:data:`WHERE_MIN_SIZE` elements, where np.where is ten times slower (unless an operand is
+broadcast along the last dim), the float reductions ``max``/``min`` run in C because
+NumPy reduces a short last axis (a softmax's rows) several times slower, and
+``max_pool2d`` (exact) runs in C because NumPy can only gather its windows by copies.
 
 Calls go through ``amber._kcall`` (a small compiled helper installed next to libamber
 that reads NumPy buffers directly: a fraction of a microsecond a call), else through
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import sys
@@ -41,7 +44,6 @@ from typing import Any
 import numpy as np
 
 from .._dtype import DTYPES, FLOATS, from_numpy_dtype
-from .._malloc import tune as _tune_malloc
 from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
@@ -51,7 +53,7 @@ from .registry import REGISTRY, Aval, Primitive, abstract_eval
 _T = sys.modules[get_num_threads.__module__]  # the settings module (its _generation)
 
 C_OPS: tuple[str, ...] = ("exp", "log", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
-                          "sum", "matmul", "conv2d", "conv2d_input_grad",
+                          "sum", "max", "min", "matmul", "conv2d", "conv2d_input_grad",
                           "conv2d_weight_grad", "avg_pool2d", "avg_pool2d_grad",
                           "max_pool2d", "max_pool2d_grad", "where")
 """Primitives whose eager kernel is libamber's (for float operands; ``where`` for any
@@ -135,6 +137,10 @@ class _Context:
     def __init__(self, lib: _Lib, threads: int) -> None:
         self.lib = lib
         self.threads = threads
+        self.generation = -1  # of the thread settings it was made for (see _context)
+        # kernel key (as in _kernels) -> the fast call with this context and that kernel
+        # bound: call(*inputs, out) -> status
+        self.calls: dict[Any, Callable[..., int]] = {}
         self.handle = ctypes.c_void_p()
         st = lib.fn["amber_kernel_context_create"](threads, ctypes.byref(self.handle))
         if st != 0:
@@ -162,7 +168,6 @@ class _Context:
 
 class _State(threading.local):
     ctx: _Context | None = None
-    generation: int = -1
 
 
 _state = _State()
@@ -202,13 +207,13 @@ def _load() -> _Lib | None:
 
 
 def _context() -> _Context:
-    st = _state
-    ctx = st.ctx
-    if ctx is None or st.generation != _threads_generation():
+    ctx = _state.ctx
+    if ctx is None or ctx.generation != _threads_generation():
         lib = _load()
         assert lib is not None
-        ctx = st.ctx = _Context(lib, get_num_threads())
-        st.generation = _threads_generation()
+        gen = _threads_generation()
+        ctx = _state.ctx = _Context(lib, get_num_threads())
+        ctx.generation = gen
     return ctx
 
 
@@ -249,19 +254,22 @@ def run(op: str, attrs: dict[str, Any], xs: tuple[np.ndarray, ...], shape: tuple
     """Run libamber's kernel of ``op`` on arrays ``xs`` into a new array of ``shape`` and
     ``dtype`` (what the op's shape rule gives). Raises ValueError (the C message) if the
     kernel refuses."""
-    st = _state
-    ctx = st.ctx
-    if ctx is None or st.generation != _T._generation:
+    ctx = _state.ctx
+    if ctx is None or ctx.generation != _T._generation:
         ctx = _context()
-    key = (op, *attrs.values()) if attrs else op
+    key: Any = (op, *attrs.values()) if attrs else op
     try:
         k = _kernels.get(key) or _prepared(ctx, op, attrs)
     except TypeError:  # an unhashable attribute (a list): prepared under a tuple key
+        key = None
         k = _prepared(ctx, op, _frozen(attrs))
     out = np.empty(shape, dtype)
     fast = ctx.fast
-    if fast is not None and fast(ctx.addr, k, *xs, out) == 0:
-        return out
+    if fast is not None:
+        if key is not None and key not in ctx.calls:
+            ctx.calls[key] = functools.partial(fast, ctx.addr, k)
+        if fast(ctx.addr, k, *xs, out) == 0:
+            return out
     return _run_ctypes(ctx, op, k, xs, out)
 
 
@@ -319,16 +327,13 @@ def _unary(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarra
         if dt not in _FLOAT_CODES:
             return ref(x)
         # NOTE: run() inlined for the commonest C calls (a tenth of a microsecond each)
-        st = _state
-        ctx = st.ctx
-        if ctx is None or st.generation != _T._generation:
-            ctx = _context()
-        fast = ctx.fast
-        k = _kernels.get(name)
-        if fast is not None and k is not None:
-            out = np.empty(x.shape, dt)
-            if fast(ctx.addr, k, x, out) == 0:
-                return out
+        ctx = _state.ctx
+        if ctx is not None and ctx.generation == _T._generation:
+            call = ctx.calls.get(name)
+            if call is not None:
+                out = np.empty(x.shape, dt)
+                if call(x, out) == 0:
+                    return out
         return run(name, {}, (x,), x.shape, dt)
 
     return kernel
@@ -347,7 +352,9 @@ def _pow(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 _SHAPES_MAX = 4096  # entries of a wrapper's memo of result shapes (cleared when full)
 
 
-def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+def _reduce(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``sum`` (whose float rounding depends on the order), ``max`` and ``min`` (exact, but
+    NumPy's reduction over a short last axis takes several times libamber's time)."""
     memo: dict[tuple, tuple[tuple[int, ...], dict[str, Any], tuple]] = {}
 
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -356,6 +363,8 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         key = (x.shape, tuple(axes), keepdims)
         hit = memo.get(key)
         if hit is None:
+            if name != "sum" and (not x.size or any(x.shape[a] == 0 for a in axes)):
+                return ref(x, axes=axes, keepdims=keepdims)  # (raises the reference's error)
             ax = set(axes)
             if keepdims:
                 shape = tuple(1 if i in ax else d for i, d in enumerate(x.shape))
@@ -364,36 +373,35 @@ def _sum(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
             if len(memo) >= _SHAPES_MAX:
                 memo.clear()
             attrs = {"axes": tuple(axes), "keepdims": bool(keepdims)}
-            hit = memo[key] = (shape, attrs, ("sum", *attrs.values()))
-        st = _state  # run() inlined, as in _unary
-        ctx = st.ctx
-        if ctx is None or st.generation != _T._generation:
-            ctx = _context()
-        fast, k = ctx.fast, _kernels.get(hit[2])
-        if fast is not None and k is not None:
-            out = np.empty(hit[0], x.dtype)
-            if fast(ctx.addr, k, x, out) == 0:
-                return out
-        return run("sum", hit[1], (x,), hit[0], x.dtype)
+            hit = memo[key] = (shape, attrs, (name, *attrs.values()))
+        ctx = _state.ctx  # run() inlined, as in _unary
+        if ctx is not None and ctx.generation == _T._generation:
+            call = ctx.calls.get(hit[2])
+            if call is not None:
+                out = np.empty(hit[0], x.dtype)
+                if call(x, out) == 0:
+                    return out
+        return run(name, hit[1], (x,), hit[0], x.dtype)
 
     return kernel
 
 
 def _matmul(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        sa, sb = a.shape, b.shape
         dt = a.dtype
+        if dt is b.dtype and a.ndim == 2 and b.ndim == 2 and dt in _FLOAT_CODES:
+            # NOTE: run() inlined, as in _unary; libamber checks the inner dims (a
+            # mismatch fails the call, and run() below words the error)
+            ctx = _state.ctx
+            if ctx is not None and ctx.generation == _T._generation:
+                call = ctx.calls.get("matmul")
+                if call is not None:
+                    out = np.empty((a.shape[0], b.shape[1]), dt)
+                    if call(a, b, out) == 0:
+                        return out
+        sa, sb = a.shape, b.shape
         if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt in _FLOAT_CODES \
                 and b.dtype == dt:
-            st = _state  # run() inlined, as in _unary
-            ctx = st.ctx
-            if ctx is None or st.generation != _T._generation:
-                ctx = _context()
-            fast, k = ctx.fast, _kernels.get("matmul")
-            if fast is not None and k is not None:
-                out = np.empty((sa[0], sb[1]), dt)
-                if fast(ctx.addr, k, a, b, out) == 0:
-                    return out
             return run("matmul", {}, (a, b), (sa[0], sb[1]), dt)
         if a.dtype not in _FLOAT_CODES or b.dtype != a.dtype or a.ndim < 2 or b.ndim < 2:
             return ref(a, b)
@@ -443,6 +451,13 @@ def _bshape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*shapes))
 
 
+def _row_broadcast(*shapes: tuple[int, ...]) -> bool:
+    """Whether an operand (not a scalar) is broadcast along the innermost dim: libamber
+    then walks rows of one element, several times slower than np.where."""
+    n = max(sh[-1] if sh else 1 for sh in shapes)
+    return n > 1 and any(sh and sh[-1] == 1 for sh in shapes)
+
+
 def _rows(x: np.ndarray) -> np.ndarray:
     """x, or a contiguous copy when its innermost stride skips elements: the kernels walk
     strided operands row by row, and rows of a few scattered elements (a pooling window's
@@ -455,7 +470,8 @@ def _rows(x: np.ndarray) -> np.ndarray:
 def _where(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def kernel(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if (x.size < WHERE_MIN_SIZE and y.size < WHERE_MIN_SIZE) or x.dtype != y.dtype \
-                or x.dtype not in _DTYPE_CODES or c.dtype != np.bool_:
+                or x.dtype not in _DTYPE_CODES or c.dtype != np.bool_ \
+                or _row_broadcast(c.shape, x.shape, y.shape):
             return ref(c, x, y)
         c, x, y = (_rows(v) for v in (c, x, y))
         return run("where", {}, (c, x, y), _bshape(c.shape, x.shape, y.shape), x.dtype)
@@ -467,8 +483,8 @@ def _eager_kernel(p: Primitive) -> Callable[..., np.ndarray]:
     ref = p.impl
     if p.name == "pow":
         return _pow(ref)
-    if p.name == "sum":
-        return _sum(ref)
+    if p.name in ("sum", "max", "min"):
+        return _reduce(p.name, ref)
     if p.name == "matmul":
         return _matmul(ref)
     if p.name == "where":
@@ -539,4 +555,3 @@ def reference_kernels() -> Iterator[None]:
 
 
 _install()
-_tune_malloc()  # eager results are fresh buffers: keep freed ones for reuse

@@ -344,9 +344,10 @@ def relu_eager(x: Any) -> Any:
     else:  # a 0-d input gives a NumPy scalar
         m = np.asarray(m + z)
     out = R._wrap(m)
-    if x.requires_grad and R.is_grad_enabled():
+    if x.requires_grad and R._grad_state.enabled:
         out.requires_grad = True
-        out._node = R.Node(where, (R._wrap(le.eager(d, z)), zero, x), {}, out)
+        # (le of two floats is exact in any float dtype: NumPy's comparison is le's bits)
+        out._node = R.Node(where, (R._wrap(np.less_equal(d, z)), zero, x), {}, out)
     return out
 
 

@@ -107,7 +107,70 @@ class Primitive:
         return fn
 
     def __call__(self, *args: Tensor, **attrs: Any) -> Tensor:
-        return bind(self, args, attrs)
+        """Apply the primitive to tensors: run (or trace) it and record it on the
+        autograd tape."""
+        if TraceHooks.active and (any(a._data is None for a in args)
+                                  or _symbolic_attrs(attrs)):
+            assert TraceHooks.bind is not None
+            out = TraceHooks.bind(self, args, attrs)
+        else:
+            n = len(args)
+            if n == 1:
+                return self.apply(args[0], None, attrs)
+            if n == 2:
+                return self.apply(args[0], args[1], attrs)
+            if _intercept is not None:
+                return _intercept(self, args, attrs)
+            try:
+                data = self.eager(*[a._data for a in args], **attrs)
+            except AmberError:
+                raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
+            except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+                raise _kernel_failure(self, args, attrs, err) from None
+            out = _wrap(data)
+        for a in args:
+            if a.requires_grad:
+                if self.vjp is not None and _grad_state.enabled and out.dtype.is_floating:
+                    out.requires_grad = True  # (integer and bool results carry no gradient)
+                    out._node = Node(self, args, attrs, out)
+                break
+        return out
+
+    def apply(self, a: Tensor, b: Tensor | None = None,
+              attrs: dict[str, Any] | None = None) -> Tensor:
+        """``self(a, **attrs)`` or ``self(a, b, **attrs)`` for concrete tensors (never
+        tracers) and attributes that are plain values: what ``__call__`` does for one or
+        two operands, and the front end's direct path for same-dtype float arithmetic,
+        unary functions, sums and matmul.
+
+        NOTE: every eager op's path, kept to one frame down to the kernel: the result's
+        Tensor built inline (``tensor._wrap_array``'s lines: a call costs a tenth of a
+        tiny op), the grad mode read only when an operand requires grad."""
+        if _intercept is not None:
+            return _intercept(self, (a,) if b is None else (a, b), attrs or {})
+        try:
+            if b is None:
+                data = self.eager(a._data, **attrs) if attrs else self.eager(a._data)
+            else:
+                data = self.eager(a._data, b._data, **attrs) if attrs else \
+                    self.eager(a._data, b._data)
+        except AmberError:
+            raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
+            args = (a,) if b is None else (a, b)
+            raise _kernel_failure(self, args, attrs or {}, err) from None
+        out = _object_new(_Tensor)
+        out._data = data if type(data) is np.ndarray else np.asarray(data)
+        out.requires_grad = False
+        out.grad = None
+        out._node = None
+        out._aval = None
+        out._value = None
+        if (a.requires_grad or (b is not None and b.requires_grad)) and self.vjp is not None \
+                and _grad_state.enabled and out.dtype.is_floating:
+            out.requires_grad = True  # (integer and bool results carry no gradient)
+            out._node = Node(self, (a,) if b is None else (a, b), attrs or {}, out)
+        return out
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -363,32 +426,26 @@ def _wrap(data: np.ndarray) -> Tensor:
     return _wrap_array(data)
 
 
+_object_new = object.__new__
+_Tensor: Any = None  # the Tensor class, set by tensor.py (which imports this module)
+
+_intercept: Callable[[Primitive, tuple[Tensor, ...], dict[str, Any]], Tensor] | None = None
+"""When set, every application of a primitive to concrete tensors goes to it instead
+(tests check infer rules against kernels this way); it runs the op with
+:func:`apply_unintercepted`."""
+
+
+def apply_unintercepted(prim: Primitive, args: tuple[Tensor, ...],
+                        attrs: dict[str, Any]) -> Tensor:
+    """``prim(*args, **attrs)`` bypassing :data:`_intercept` (for the interceptor)."""
+    global _intercept
+    saved, _intercept = _intercept, None
+    try:
+        return prim(*args, **attrs)
+    finally:
+        _intercept = saved
+
+
 def bind(prim: Primitive, args: tuple[Tensor, ...], attrs: dict[str, Any]) -> Tensor:
-    """Apply ``prim`` to tensors: run (or trace) it and record it on the autograd tape."""
-    if TraceHooks.active and (any(a._data is None for a in args)
-                              or _symbolic_attrs(attrs)):
-        assert TraceHooks.bind is not None
-        out = TraceHooks.bind(prim, args, attrs)
-    else:
-        try:
-            n = len(args)
-            if n == 2:
-                data = prim.eager(args[0]._data, args[1]._data, **attrs)
-            elif n == 1:
-                data = prim.eager(args[0]._data, **attrs)
-            else:
-                data = prim.eager(*[a._data for a in args], **attrs)
-        except AmberError:
-            raise  # already typed and worded by the kernel (e.g. OutOfRangeError)
-        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as err:
-            raise _kernel_failure(prim, args, attrs, err) from None
-        out = _wrap(data)
-    if prim.vjp is not None and _grad_state.enabled:
-        for a in args:
-            if a.requires_grad:
-                if not out.dtype.is_floating:
-                    break  # integer and bool results carry no gradient
-                out.requires_grad = True
-                out._node = Node(prim, args, attrs, out)
-                break
-    return out
+    """Apply ``prim`` to tensors (``prim(*args, **attrs)``)."""
+    return prim(*args, **attrs)
