@@ -146,7 +146,29 @@ amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *ker
 
 /* ---------------------------------------------------------------- strided matmul */
 
-/* Contiguous copy of a strided tensor (element strides) into scratch. */
+/* dst[r * cols + c] = src[r * rs + c * cs] for one matrix of z-byte elements, in 32 x 32
+ * tiles: a transposed view (rs = 1) is then read a few cache lines at a time instead of
+ * one element per line. */
+static void copy_matrix(char *dst, const char *src, int64_t rows, int64_t cols, int64_t rs,
+                        int64_t cs, size_t z) {
+    enum { TILE = 32 };
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+            int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t r = r0; r < r1; r++) {
+                const char *s = src + (r * rs + c0 * cs) * (int64_t)z;
+                char *d = dst + (r * cols + c0) * (int64_t)z;
+                if (z == 4)
+                    for (int64_t c = c0; c < c1; c++, s += cs * 4, d += 4) memcpy(d, s, 4);
+                else
+                    for (int64_t c = c0; c < c1; c++, s += cs * 8, d += 8) memcpy(d, s, 8);
+            }
+        }
+}
+
+/* Contiguous copy of a strided float tensor (element strides) into scratch: the last two
+ * dims as tiled matrices, the others by an index walk. */
 static amber_status gather(amber_kernel_context *ctx, const amber_tensor *t,
                            const int64_t *st, void **out) {
     size_t z = amber_dtype_size(t->dtype), nbytes;
@@ -154,12 +176,15 @@ static amber_status gather(amber_kernel_context *ctx, const amber_tensor *t,
     amber_status s = am_tensor_check(t, NULL, &nbytes, &ctx->err);
     if (s == AMBER_OK) s = am_arena_alloc(&ctx->scratch, nbytes, out, &ctx->err);
     if (s != AMBER_OK || nbytes == 0) return s;
-    int64_t idx[AMBER_MAX_RANK] = {0}, off = 0, total = (int64_t)(nbytes / z);
-    char *dst = (char *)*out;
     int r = t->rank;
-    for (int64_t e = 0; e < total; e++) {
-        memcpy(dst + (size_t)e * z, src + off * (int64_t)z, z);
-        for (int d = r - 1; d >= 0; d--) {
+    int64_t rows = r >= 2 ? t->shape[r - 2] : 1, cols = r >= 1 ? t->shape[r - 1] : 1;
+    int64_t rs = r >= 2 ? st[r - 2] : 0, cs = r >= 1 ? st[r - 1] : 0;
+    int64_t idx[AMBER_MAX_RANK] = {0}, off = 0, per = rows * cols;
+    int64_t total = (int64_t)(nbytes / z);
+    char *dst = (char *)*out;
+    for (int64_t e = 0; e < total; e += per) {
+        copy_matrix(dst + (size_t)e * z, src + off * (int64_t)z, rows, cols, rs, cs, z);
+        for (int d = r - 3; d >= 0; d--) {
             off += st[d];
             if (++idx[d] < t->shape[d]) break;
             off -= st[d] * t->shape[d];

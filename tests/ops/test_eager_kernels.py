@@ -151,6 +151,9 @@ def _layouts(rng: np.random.Generator, dtype: str) -> list[tuple[np.ndarray, np.
     out.append((r(2, 3, 5, 5), heads))                      # batched, strided right operand
     out.append((r(4, 6), np.broadcast_to(r(6, 1), (6, 5))))  # a zero stride
     out.append((r(3, 1, 4, 6), np.broadcast_to(r(2, 6, 5), (2, 6, 5))[:, :, ::2]))
+    # gathered in tiles: a transposed weight wider than a tile, one per batch
+    out.append((r(1, 70), r(45, 70).T))
+    out.append((r(3, 2, 70), r(3, 45, 70).transpose(0, 2, 1)))
     return out
 
 
