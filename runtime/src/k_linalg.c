@@ -480,17 +480,18 @@ typedef double v4d_ __attribute__((vector_size(32)));
         memset(xp, 0, sizeof(T) * (size_t)(j->hp * wp));                                   \
         for (int64_t r = 0; r < g->h; r++)                                                 \
             memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
-        /* NB blocks of VW columns at once: independent sums hide the FMA latency. */      \
+        /* NB blocks of VW columns at once: independent sums hide the FMA latency (the     \
+         * loops over them unrolled, so that the sums stay in registers). */               \
         enum { NB = 4 };                                                                   \
         for (int64_t i = 0; i < g->oh; i++) {                                              \
             for (int64_t c0 = 0; c0 < g->ow; c0 += NB * VW) {                              \
                 V acc[NB];                                                                 \
-                for (int b = 0; b < NB; b++) acc[b] = (V){0};                              \
+                _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) acc[b] = (V){0};      \
                 for (int64_t p = 0; p < g->kh; p++) {                                      \
                     const T *row = xp + (i * g->sh + p * g->dh) * wp + c0 * g->sw;         \
                     for (int64_t q = 0; q < g->kw; q++) {                                  \
                         const V wv = SPLAT(w[p * g->kw + q]);                              \
-                        for (int b = 0; b < NB; b++) {                                     \
+                        _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {             \
                             V xv;                                                          \
                             const T *src = row + q * g->dw + b * VW * g->sw;               \
                             if (g->sw == 1) {                                              \
