@@ -73,8 +73,8 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
-/* MAXNAN and "pick v" as bitwise selects: on real data which element wins is random, and
- * a branch on it mispredicts half the time. */
+/* "Pick v" as a bitwise select (max_pool2d_grad's first maximum): on real data which
+ * element wins is random, and a branch on it mispredicts half the time. */
 #define SELECT_BITS(T, U)                                                                  \
     static inline T select_##T(bool take, T v, T m) {                                      \
         U a, b, k = (U)0 - (U)take;                                                        \
@@ -97,15 +97,16 @@ SELECT_BITS(double, uint64_t)
         if (j == end_) break;                                                              \
     }
 #define VADD(V, VI, a, b) ((a) + (b))
-enum { POOL_STRIP = 8 }; /* rows the forward kernels pass over together */
 #define SADD(a, b) ((a) + (b))
+enum { POOL_STRIP = 8 }; /* rows the forward kernels pass over together */
 
 /* The two window directions reduced with OP (maximum or sum) as vectors V of VW lanes:
  * every output is the same scalar operations in the same order at any vector width, so
  * the bits do not depend on the instruction set. */
 #define POOL_REDUCE(SUF, T, ISA, ATTR, V, VI, EVENS, NAME, VOP, SOP)                       \
     /* d[c] = OP over the n rows x + k*step, top to bottom, for c < w, divided by         \
-     * r*cs[c] when cs is given; n = 0 gives `empty`. */                                  \
+     * r*cs[c] when cs is given (integers: their product rounds once, as the divisor     \
+     * converted to T does); n = 0 gives `empty`. */                                      \
     ATTR static void NAME##_down_##SUF##_##ISA(T *d, const T *x, int64_t step, int64_t n,  \
                                                int64_t w, T empty, T r, const T *cs) {     \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
