@@ -57,7 +57,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from models.cnn import AMBER, MODELS, build, torch_lib  # noqa: E402
+from models.cnn import AMBER, MODELS, build, layer_defs, torch_lib  # noqa: E402
 
 import amber as am  # noqa: E402
 
@@ -68,40 +68,13 @@ WORK = os.path.join(tempfile.gettempdir(), "amber_bench_cnn")
 # ----------------------------------------------------------------------------- cases
 
 
-def _layer_defs(lib: Any) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """Single-layer cases: name -> (module, input (C, H, W) or (features,))."""
-    nn, F = lib.nn, lib.F
-
-    class Pool(nn.Module):
-        def __init__(self, kind: str) -> None:
-            super().__init__()
-            self.kind = kind
-
-        def forward(self, x: Any) -> Any:
-            if self.kind == "max":
-                return F.max_pool2d(x, 3, 2, 1)
-            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-
-    return {
-        "conv3x3 64->64 56x56": (nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 56, 56)),
-        "conv1x1 256->64 56x56": (nn.Conv2d(256, 64, 1, bias=False), (256, 56, 56)),
-        "depthwise3x3 144 56x56": (nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
-                                   (144, 56, 56)),
-        "maxpool3x3s2 64x112x112": (Pool("max"), (64, 112, 112)),
-        "avgpool3x3s1 64x56x56": (Pool("avg"), (64, 56, 56)),
-        "MLP 784-512-512-10": (nn.Sequential(nn.Linear(784, 512), nn.ReLU(),
-                                             nn.Linear(512, 512), nn.ReLU(),
-                                             nn.Linear(512, 10)), (784,)),
-    }
-
-
 def cases(layers: bool, models: bool) -> list[tuple[str, tuple[int, ...], list[int]]]:
     """(name, input shape without batch, batches)."""
     out = []
     if models:
         out += [(name, shape, [1, 8]) for name, _, shape in MODELS]
     if layers:
-        for name, (_, shape) in _layer_defs(AMBER).items():
+        for name, (_, shape) in layer_defs(AMBER).items():
             out.append((name, shape, [64] if name.startswith("MLP") else [1]))
     return out
 
@@ -116,7 +89,7 @@ def _modules(name: str) -> tuple[Any, Any]:
     if ctor:
         a_mod, t_mod = getattr(build(AMBER), ctor)(), getattr(build(tl), ctor)()
     else:
-        a_mod, t_mod = _layer_defs(AMBER)[name][0], _layer_defs(tl)[name][0]
+        a_mod, t_mod = layer_defs(AMBER)[name][0], layer_defs(tl)[name][0]
     rng = np.random.default_rng(1)
     state = {}
     for k, v in a_mod.state_dict().items():

@@ -23,6 +23,9 @@ Usage (from the repository root; amber importable to export the models)::
 
     python bench/bench_native_ab.py --lib before=/path/old/libamber.so \\
         --lib after=build/runtime/libamber.so --no-fusion after
+
+``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
+single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead.
 """
 
 from __future__ import annotations
@@ -178,6 +181,29 @@ def open_cases(workdir: Path, header_mb: float) -> list[tuple[str, Path]]:
             (f"open {header_mb:g} MB header of neg nodes", big)]
 
 
+CNN_CASES = ("resnet50", "mobilenet_v2", "squeezenet1_0", "conv3x3 64->64 56x56",
+             "depthwise3x3 144 56x56", "maxpool3x3s2 64x112x112", "avgpool3x3s1 64x56x56")
+
+
+def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    """bench_cnn.py's models and single layers at batch 1 (random weights)."""
+    from models.cnn import AMBER, MODELS, build, layer_defs
+
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    ctors = build(AMBER)
+    defs = {name: (getattr(ctors, ctor)(), shape) for name, ctor, shape in MODELS}
+    defs.update(layer_defs(AMBER))
+    out = []
+    for name in CNN_CASES:
+        mod, shape = defs[name]
+        path = workdir / f"{''.join(c if c.isalnum() else '_' for c in name)}.amber"
+        am.export(mod.eval(), am.spec("batch", *shape)).save(str(path))
+        out.append((f"{name}, batch 1", path,
+                    rng.standard_normal((1,) + shape).astype(np.float32), 1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", action="append", required=True, metavar="LABEL=PATH")
@@ -189,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause", type=float, default=0.02)
     ap.add_argument("--open", action="store_true", help="time opening files, not runs")
     ap.add_argument("--open-header-mb", type=float, default=2.0)
+    ap.add_argument("--cnn", action="store_true",
+                    help="bench_cnn.py's models and layers instead of the MLP and LSTMs")
     args = ap.parse_args(argv)
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
@@ -200,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             runners: dict[tuple[str, str], Runner | Opener] = {
                 (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
         else:
-            cases = models(Path(tmp))
+            cases = (cnn_models if args.cnn else models)(Path(tmp))
             runners = {(c, v): Runner(lib, path, x, n_out, flags)
                        for c, path, x, n_out in cases for v, lib, flags in variants}
         diffs = {}

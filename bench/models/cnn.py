@@ -146,6 +146,33 @@ def build(lib: SimpleNamespace) -> SimpleNamespace:
                            mobilenet_v2=MobileNetV2, digits_cnn=DigitsCNN)
 
 
+def layer_defs(lib: SimpleNamespace) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """Single-layer cases: name -> (module, input (C, H, W) or (features,))."""
+    nn, F = lib.nn, lib.F
+
+    class Pool(nn.Module):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+
+        def forward(self, x: Any) -> Any:
+            if self.kind == "max":
+                return F.max_pool2d(x, 3, 2, 1)
+            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+    return {
+        "conv3x3 64->64 56x56": (nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 56, 56)),
+        "conv1x1 256->64 56x56": (nn.Conv2d(256, 64, 1, bias=False), (256, 56, 56)),
+        "depthwise3x3 144 56x56": (nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
+                                   (144, 56, 56)),
+        "maxpool3x3s2 64x112x112": (Pool("max"), (64, 112, 112)),
+        "avgpool3x3s1 64x56x56": (Pool("avg"), (64, 56, 56)),
+        "MLP 784-512-512-10": (nn.Sequential(nn.Linear(784, 512), nn.ReLU(),
+                                             nn.Linear(512, 512), nn.ReLU(),
+                                             nn.Linear(512, 10)), (784,)),
+    }
+
+
 # (name, constructor name, input (C, H, W))
 MODELS = [("resnet50", "resnet50", (3, 224, 224)),
           ("squeezenet1_0", "squeezenet1_0", (3, 224, 224)),

@@ -121,7 +121,7 @@ typedef double v4d __attribute__((vector_size(32)));
  * panel of at most R = 4 or 8 real rows (the last of a product whose rows are not a
  * multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
-    for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);                                \
+    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
         VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
@@ -168,14 +168,15 @@ typedef double v4d __attribute__((vector_size(32)));
         int64_t j = 0;                                                                        \
         for (; j + S * W <= n; j += S * W, bp += S * stride) {                                \
             VEC t[S];                                                                         \
-            for (int s = 0; s < S; s++) t[s] = acc ? LOAD(c + j + s * W) : SET1(0);           \
+            _Pragma("GCC unroll 8") for (int s = 0; s < S; s++)                               \
+                t[s] = acc ? LOAD(c + j + s * W) : SET1(0);                                   \
             const T *b = bp;                                                                  \
             for (int64_t p = 0; p < k; p++, b += W) {                                         \
                 VEC av = SET1(a[p * csa]);                                                    \
                 _Pragma("GCC unroll 8") for (int s = 0; s < S; s++)                           \
                     t[s] = FMADD(av, LOAD(b + s * stride), t[s]);                             \
             }                                                                                 \
-            for (int s = 0; s < S; s++) STORE(c + j + s * W, t[s]);                           \
+            _Pragma("GCC unroll 8") for (int s = 0; s < S; s++) STORE(c + j + s * W, t[s]);   \
         }                                                                                     \
         for (; j < n; j += W, bp += stride) { /* the last slivers, one at a time */          \
             int64_t w = n - j < W ? n - j : W;                                                \

@@ -469,49 +469,54 @@ typedef double v4d_ __attribute__((vector_size(32)));
 
 #define DW_PLANE(SUF, T, ISA, ATTR, V, VFMA, SPLAT, EVENS, LOAD)                           \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
-        enum { VW = sizeof(V) / sizeof(T) };                                               \
+        enum { VW = sizeof(V) / sizeof(T), NB = 4 };                                       \
         const dw_job *j = (const dw_job *)ud;                                              \
         const conv_geom *g = j->g;                                                         \
         int64_t ni = t / g->o, o = t % g->o, wp = j->wp;                                   \
         const T *x = (const T *)j->x + (ni * g->c + o / g->og) * g->h * g->w;              \
         const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
         T *y = (T *)j->y + t * g->oh * g->ow;                                              \
-        T *xp = (T *)j->ws[worker];                                                        \
-        memset(xp, 0, sizeof(T) * (size_t)(j->hp * wp));                                   \
+        T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
         for (int64_t r = 0; r < g->h; r++)                                                 \
             memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
-        /* NB blocks of VW columns at once: independent sums hide the FMA latency. */      \
-        enum { NB = 4 };                                                                   \
-        for (int64_t i = 0; i < g->oh; i++) {                                              \
-            for (int64_t c0 = 0; c0 < g->ow; c0 += NB * VW) {                              \
-                V acc[NB];                                                                 \
-                for (int b = 0; b < NB; b++) acc[b] = (V){0};                              \
-                for (int64_t p = 0; p < g->kh; p++) {                                      \
-                    const T *row = xp + (i * g->sh + p * g->dh) * wp + c0 * g->sw;         \
-                    for (int64_t q = 0; q < g->kw; q++) {                                  \
-                        const V wv = SPLAT(w[p * g->kw + q]);                              \
-                        for (int b = 0; b < NB; b++) {                                     \
-                            V xv;                                                          \
-                            const T *src = row + q * g->dw + b * VW * g->sw;               \
-                            if (g->sw == 1) {                                              \
-                                xv = LOAD(src);                                            \
-                            } else if (g->sw == 2) {                                       \
-                                xv = EVENS(LOAD(src), LOAD(src + VW));                     \
-                            } else {                                                       \
-                                for (int e = 0; e < VW; e++) xv[e] = src[e * g->sw];       \
-                            }                                                              \
-                            acc[b] = VFMA(wv, xv, acc[b]);                                 \
+        /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
+         * FMA latency; the loops over them unrolled so that the sums stay in registers): \
+         * a row's last block ends at its last column, overlapping the one before (the    \
+         * same values again); a group short of NB blocks repeats its last one. */        \
+        int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row;                 \
+        for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
+            int64_t off[NB], out[NB];                                                      \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                         \
+                int64_t k = b0 + b < blocks ? b0 + b : blocks - 1;                         \
+                int64_t i = k / per_row, c = k % per_row * VW;                             \
+                if (g->ow >= VW && c > g->ow - VW) c = g->ow - VW;                         \
+                off[b] = i * g->sh * wp + c * g->sw, out[b] = i * g->ow + c;               \
+            }                                                                              \
+            V acc[NB];                                                                     \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) acc[b] = (V){0};          \
+            for (int64_t p = 0; p < g->kh; p++) {                                          \
+                const T *row = xp + p * g->dh * wp;                                        \
+                for (int64_t q = 0; q < g->kw; q++) {                                      \
+                    const V wv = SPLAT(w[p * g->kw + q]);                                  \
+                    _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                 \
+                        V xv;                                                              \
+                        const T *src = row + off[b] + q * g->dw;                           \
+                        if (g->sw == 1) {                                                  \
+                            xv = LOAD(src);                                                \
+                        } else if (g->sw == 2) {                                           \
+                            xv = EVENS(LOAD(src), LOAD(src + VW));                         \
+                        } else {                                                           \
+                            for (int e = 0; e < VW; e++) xv[e] = src[e * g->sw];           \
                         }                                                                  \
+                        acc[b] = VFMA(wv, xv, acc[b]);                                     \
                     }                                                                      \
                 }                                                                          \
-                for (int b = 0; b < NB; b++) {                                             \
-                    int64_t cb = c0 + b * VW, n = g->ow - cb < VW ? g->ow - cb : VW;       \
-                    T *dst = y + i * g->ow + cb;                                           \
-                    if (n == VW)                                                           \
-                        memcpy(dst, &acc[b], sizeof acc[b]);                               \
-                    else                                                                   \
-                        for (int64_t e = 0; e < n; e++) dst[e] = acc[b][e];                \
-                }                                                                          \
+            }                                                                              \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                         \
+                if (g->ow >= VW)                                                           \
+                    memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
+                else                                                                       \
+                    for (int64_t e = 0; e < g->ow; e++) y[out[b] + e] = acc[b][e];         \
             }                                                                              \
         }                                                                                  \
         if (j->epi) am_epi_apply(j->epi, ni, o, 1, 0, g->oh * g->ow);                      \
@@ -562,7 +567,7 @@ DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), v8d, VFMA_512_
 static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *x,
                                    const void *w, void *y, bool f32) {
     int64_t planes = g->n * g->o, vw = DW_VW(f32);
-    int64_t cols = (g->ow + 4 * vw - 1) / (4 * vw) * (4 * vw); /* past the end: zeros */
+    int64_t cols = g->ow < vw ? vw : g->ow; /* a narrow row's vector reads zeros past it */
     int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
     int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + (g->sw == 2 ? vw : 0);
     if (hp < g->h + g->pt) hp = g->h + g->pt;
@@ -575,8 +580,10 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
     amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
                                      (void **)&job.ws, ctx->err);
-    for (int i = 0; st == AMBER_OK && i < n_ws; i++)
+    for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
         st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
+        if (st == AMBER_OK) memset(job.ws[i], 0, bytes); /* the padding, for every plane */
+    }
     if (st != AMBER_OK) return st;
     if (parallel) {
         am_pool_run(ctx->pool, planes, fn, &job);

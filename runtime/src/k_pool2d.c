@@ -1,7 +1,8 @@
 /* max_pool2d, avg_pool2d and their gradients (opset 4). One task is one (image, channel)
- * plane, so any thread count gives the same bits. Max pooling runs separably (a row pass
- * into scratch, then a column pass over contiguous rows): the maximum does not depend on
- * the order its elements are compared in. */
+ * plane, so any thread count gives the same bits. The forward kernels run separably, as
+ * vector code along the output rows (AVX-512, AVX2 or portable vectors, chosen at run
+ * time): the maximum does not depend on the order its elements are compared in, and the
+ * average sums in the reference's order. */
 #include "ops.h"
 
 #include <math.h>
@@ -10,6 +11,7 @@
 typedef struct pool_geom {
     int64_t h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
     int64_t planes;
+    int64_t row; /* the forward kernels' padded row: input column c at pl + c (fwd_setup) */
     bool count_include_pad;
 } pool_geom;
 
@@ -58,6 +60,7 @@ typedef struct pool_job {
     const void *x, *gy; /* input (max ops) and output gradient (grad ops) */
     void *out;
     void **ws; /* per worker scratch */
+    const void *cs; /* avg_pool2d: each output column's divisor span, in the dtype */
 } pool_job;
 
 /* NaN-propagating maximum: NaN if either is NaN. */
@@ -70,8 +73,8 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
-/* MAXNAN and "pick v" as bitwise selects: on real data which element wins is random, and
- * a branch on it mispredicts half the time. */
+/* "Pick v" as a bitwise select (max_pool2d_grad's first maximum): on real data which
+ * element wins is random, and a branch on it mispredicts half the time. */
 #define SELECT_BITS(T, U)                                                                  \
     static inline T select_##T(bool take, T v, T m) {                                      \
         U a, b, k = (U)0 - (U)take;                                                        \
@@ -83,147 +86,155 @@ typedef struct pool_job {
     }
 SELECT_BITS(float, uint32_t)
 SELECT_BITS(double, uint64_t)
-#define MAXNAN_SEL(T, m, v) select_##T(((v) > (m)) | ((v) != (v)), (v), (m))
 
-#define POOL_FWD(SUF, T, ISA, ATTR, V, VI, EVENS)                                          \
-    /* hm[lo:hi] = max(hm, x[j*S + off]) for S = 1 or 2, VW lanes at a time. */            \
-    ATTR static void max_span_##SUF##_##ISA(T *hm, const T *xr, int64_t lo, int64_t hi,    \
-                                            int64_t off, int64_t s) {                      \
+/* Runs the statements for the blocks at j = 0, VW, 2 VW, ... of n >= VW elements, the
+ * last one at n - VW: it overlaps the block before and recomputes the same values (every
+ * output is a function of the input alone), so no scalar tail is needed. */
+#define OVERLAPPED_BLOCKS(j, n, VW, ...)                                                   \
+    for (int64_t j = 0, end_ = (n) - (VW);; j += (VW)) {                                   \
+        if (j > end_) j = end_;                                                            \
+        __VA_ARGS__                                                                        \
+        if (j == end_) break;                                                              \
+    }
+#define VADD(V, VI, a, b) ((a) + (b))
+#define SADD(a, b) ((a) + (b))
+enum { POOL_STRIP = 8 }; /* rows the forward kernels pass over together */
+
+/* The two window directions reduced with OP (maximum or sum) as vectors V of VW lanes:
+ * every output is the same scalar operations in the same order at any vector width, so
+ * the bits do not depend on the instruction set. */
+#define POOL_REDUCE(SUF, T, ISA, ATTR, V, VI, EVENS, NAME, VOP, SOP)                       \
+    /* d[c] = OP over the n rows x + k*step, top to bottom, for c < w, divided by         \
+     * r*cs[c] when cs is given (integers: their product rounds once, as the divisor     \
+     * converted to T does); n = 0 gives `empty`. */                                      \
+    ATTR static void NAME##_down_##SUF##_##ISA(T *d, const T *x, int64_t step, int64_t n,  \
+                                               int64_t w, T empty, T r, const T *cs) {     \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
-        int64_t j = lo;                                                                    \
-        if (s == 1)                                                                        \
-            for (; j + VW <= hi; j += VW) {                                                \
-                V m = VLOAD(V, hm + j), v = VLOAD(V, xr + j + off);                        \
-                m = VMAXNAN(V, VI, m, v);                                                  \
-                memcpy(hm + j, &m, sizeof m);                                              \
+        if (n == 0) {                                                                      \
+            for (int64_t c = 0; c < w; c++) d[c] = empty;                                  \
+            return;                                                                        \
+        }                                                                                  \
+        if (w >= VW) {                                                                     \
+            OVERLAPPED_BLOCKS(c, w, VW, {                                                  \
+                const T *p = x + c;                                                        \
+                V m = VLOAD(V, p);                                                         \
+                for (int64_t k = 1; k < n; k++) {                                          \
+                    V v = VLOAD(V, p += step);                                             \
+                    m = VOP(V, VI, m, v);                                                  \
+                }                                                                          \
+                if (cs) m = m / (r * VLOAD(V, cs + c));                                    \
+                memcpy(d + c, &m, sizeof m);                                               \
+            })                                                                             \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t c = 0; c < w; c++) {                                                  \
+            const T *p = x + c;                                                            \
+            T m = *p;                                                                      \
+            for (int64_t k = 1; k < n; k++) {                                              \
+                T v = *(p += step);                                                        \
+                m = SOP(m, v);                                                             \
             }                                                                              \
-        else if (s == 2)                                                                   \
-            for (; j + VW <= hi && 2 * (j + VW) + off <= 2 * hi + off - 1; j += VW) {      \
-                V m = VLOAD(V, hm + j);                                                    \
-                V v = EVENS(VLOAD(V, xr + 2 * j + off), VLOAD(V, xr + 2 * j + off + VW));  \
-                m = VMAXNAN(V, VI, m, v);                                                  \
-                memcpy(hm + j, &m, sizeof m);                                              \
-            }                                                                              \
-        for (; j < hi; j++) hm[j] = MAXNAN(hm[j], xr[j * s + off]);                        \
+            d[c] = cs ? m / (r * cs[c]) : m;                                               \
+        }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* Row pass of one input row r: hm[j] = max over the valid taps q. */                  \
-    ATTR static void max_row_##SUF##_##ISA(const pool_geom *g, const T *xr, T *hm,         \
-                                           const int64_t *q0, const int64_t *q1) {         \
-        for (int64_t j = 0; j < g->ow; j++) hm[j] = (T)-INFINITY;                          \
-        if ((g->sw == 1 || g->sw == 2) && g->dw == 1) {                                    \
-            for (int64_t q = 0; q < g->kw; q++) {                                          \
-                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
-                while (lo < hi && q0[lo] > q) lo++; /* q0, q1 never grow with j */         \
-                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
-                max_span_##SUF##_##ISA(hm, xr, lo, hi, off, g->sw);                        \
-            }                                                                              \
+    /* y[j] = OP over q < KW of b[j*sw + q*dw], left to right, for j < OW: b is a row   \
+     * padded so that every such element exists. Strides 1 and 2 run as vectors. */      \
+    ATTR static void NAME##_across_##SUF##_##ISA(T *y, const T *b, const pool_geom *g) {   \
+        enum { VW = sizeof(V) / sizeof(T) };                                               \
+        int64_t s = g->sw, dw = g->dw, kw = g->kw;                                         \
+        if (g->ow >= VW && s == 1) {                                                       \
+            OVERLAPPED_BLOCKS(j, g->ow, VW, {                                              \
+                const T *p = b + j;                                                        \
+                V m = VLOAD(V, p);                                                         \
+                for (int64_t q = 1; q < kw; q++) {                                         \
+                    V v = VLOAD(V, p += dw);                                               \
+                    m = VOP(V, VI, m, v);                                                  \
+                }                                                                          \
+                memcpy(y + j, &m, sizeof m);                                               \
+            })                                                                             \
+            return;                                                                        \
+        }                                                                                  \
+        if (g->ow >= VW && s == 2) {                                                       \
+            OVERLAPPED_BLOCKS(j, g->ow, VW, {                                              \
+                const T *p = b + 2 * j;                                                    \
+                V m = EVENS(VLOAD(V, p), VLOAD(V, p + VW));                                \
+                for (int64_t q = 1; q < kw; q++) {                                         \
+                    p += dw;                                                               \
+                    V v = EVENS(VLOAD(V, p), VLOAD(V, p + VW));                            \
+                    m = VOP(V, VI, m, v);                                                  \
+                }                                                                          \
+                memcpy(y + j, &m, sizeof m);                                               \
+            })                                                                             \
             return;                                                                        \
         }                                                                                  \
         for (int64_t j = 0; j < g->ow; j++) {                                              \
-            int64_t off = j * g->sw - g->pl;                                               \
-            T m = hm[j];                                                                   \
-            for (int64_t q = q0[j]; q < q1[j]; q++) m = MAXNAN(m, xr[off + q * g->dw]);    \
-            hm[j] = m;                                                                     \
-        }                                                                                  \
-    }                                                                                      \
-                                                                                           \
-    /* Windows that tile the plane (merge_tiled_planes): no row's windows reach into the \
-     * next row, so the row pass runs over the plane as one long row (vectorised even   \
-     * when rows are short); the column pass is max_plane's. The same bits. */           \
-    ATTR static void max_tiled_##SUF##_##ISA(void *ud, int64_t t, int worker) {            \
-        pool_job *j = (pool_job *)ud;                                                      \
-        const pool_geom *g = j->g;                                                         \
-        T *hm = (T *)j->ws[worker]; /* H rows of OW */                                     \
-        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
-        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
-        int64_t n = g->h * g->ow;                                                          \
-        for (int64_t u = 0; u < n; u++) hm[u] = (T)-INFINITY;                              \
-        for (int64_t q = 0; q < g->kw; q++) max_span_##SUF##_##ISA(hm, x, 0, n, q, g->kw); \
-        for (int64_t i = 0; i < g->oh; i++) {                                              \
-            T *yr = y + i * g->ow;                                                         \
-            const T *h0 = hm + i * g->kh * g->ow;                                          \
-            for (int64_t c = 0; c < g->ow; c++) {                                          \
-                T m = (T)-INFINITY;                                                        \
-                for (int64_t p = 0; p < g->kh; p++) m = MAXNAN_SEL(T, m, h0[p * g->ow + c]); \
-                yr[c] = m;                                                                 \
+            const T *p = b + j * s;                                                        \
+            T m = *p;                                                                      \
+            for (int64_t q = 1; q < kw; q++) {                                             \
+                T v = *(p += dw);                                                          \
+                m = SOP(m, v);                                                             \
             }                                                                              \
+            y[j] = m;                                                                      \
         }                                                                                  \
-    }                                                                                      \
+    }
+
+/* The forward kernels of one vector type, a strip of POOL_STRIP rows at a time through
+ * rows of g->row elements, padded with -inf (max) or -0.0 (avg: it adds nothing, -0.0 + v
+ * == v for every v). Max pooling takes each output row's window rows first, then the
+ * window columns; average pooling sums each input row's windows left to right (into
+ * H x OW), then those row sums top to bottom, and divides: the reference's order
+ * (docs/opset.md 4.8). NOTE: a strip is stored whole before it is read at other offsets
+ * (a row read right after it is stored stalls store forwarding). */
+#define POOL_FWD(SUF, T, ISA, ATTR, V, VI, EVENS)                                          \
+    POOL_REDUCE(SUF, T, ISA, ATTR, V, VI, EVENS, max, VMAXNAN, MAXNAN)                     \
+    POOL_REDUCE(SUF, T, ISA, ATTR, V, VI, EVENS, sum, VADD, SADD)                          \
                                                                                            \
     ATTR static void max_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {            \
-        pool_job *j = (pool_job *)ud;                                                      \
-        const pool_geom *g = j->g;                                                         \
-        int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
-        T *hm = (T *)(q1 + g->ow); /* H rows of OW */                                      \
-        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
-        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
-        for (int64_t c = 0; c < g->ow; c++)                                                \
-            valid_taps(c, g->w, g->kw, g->sw, g->dw, g->pl, &q0[c], &q1[c]);               \
-        for (int64_t r = 0; r < g->h; r++)                                                 \
-            max_row_##SUF##_##ISA(g, x + r * g->w, hm + r * g->ow, q0, q1);                \
-        for (int64_t i = 0; i < g->oh; i++) {                                              \
-            T *yr = y + i * g->ow;                                                         \
-            int64_t p0, p1;                                                                \
-            valid_taps(i, g->h, g->kh, g->sh, g->dh, g->pt, &p0, &p1);                     \
-            for (int64_t c = 0; c < g->ow; c++) yr[c] = (T)-INFINITY;                      \
-            for (int64_t p = p0; p < p1; p++)                                              \
-                max_span_##SUF##_##ISA(yr, hm + (i * g->sh + p * g->dh - g->pt) * g->ow, 0, \
-                                       g->ow, 0, 1);                                       \
+        const pool_job *f = (const pool_job *)ud;                                          \
+        const pool_geom *g = f->g;                                                         \
+        T *b = (T *)f->ws[worker]; /* the strip */                                         \
+        const T *x = (const T *)f->x + t * g->h * g->w;                                    \
+        T *y = (T *)f->out + t * g->oh * g->ow;                                            \
+        for (int64_t c = 0; c < POOL_STRIP * g->row; c++) b[c] = (T)-INFINITY;             \
+        for (int64_t i0 = 0; i0 < g->oh; i0 += POOL_STRIP) {                               \
+            int64_t n = g->oh - i0 < POOL_STRIP ? g->oh - i0 : POOL_STRIP;                 \
+            for (int64_t i = i0; i < i0 + n; i++) {                                        \
+                int64_t p0, p1;                                                            \
+                valid_taps(i, g->h, g->kh, g->sh, g->dh, g->pt, &p0, &p1);                 \
+                max_down_##SUF##_##ISA(b + (i - i0) * g->row + g->pl,                      \
+                                       x + (i * g->sh + p0 * g->dh - g->pt) * g->w,        \
+                                       g->dh * g->w, p1 - p0, g->w, (T)-INFINITY, 0, NULL); \
+            }                                                                              \
+            for (int64_t i = i0; i < i0 + n; i++)                                          \
+                max_across_##SUF##_##ISA(y + i * g->ow, b + (i - i0) * g->row, g);         \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* Each window row summed left to right (a row pass into scratch: hs[r][j] for every \
-     * input row r), then the row sums top to bottom, then divided. */                   \
-    ATTR static void avg_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {                         \
-        pool_job *j = (pool_job *)ud;                                                      \
-        const pool_geom *g = j->g;                                                         \
-        int64_t *q0 = (int64_t *)j->ws[worker], *q1 = q0 + g->ow;                          \
-        int64_t *cs = q1 + g->ow; /* column spans of the divisors */                      \
-        T *hs = (T *)(cs + g->ow), *dv = hs + g->h * g->ow; /* H x OW sums, OW divisors */ \
-        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
-        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
-        for (int64_t c = 0; c < g->ow; c++) {                                              \
-            valid_taps(c, g->w, g->kw, g->sw, 1, g->pl, &q0[c], &q1[c]);                   \
-            cs[c] = avg_span(c, g->w, g->kw, g->sw, g->pl, g->pr, g->count_include_pad);   \
-        }                                                                                  \
-        for (int64_t r = 0; r < g->h; r++) {                                               \
-            const T *xr = x + r * g->w;                                                    \
-            T *hr = hs + r * g->ow;                                                        \
-            int64_t c0 = 0; /* q0 never grows with c: from c0 on the first tap is 0 */     \
-            while (c0 < g->ow && q0[c0] > 0) c0++;                                         \
-            for (int64_t c = 0; c < c0; c++) hr[c] = xr[c * g->sw - g->pl + q0[c]];        \
-            if (g->sw == 1)                                                                \
-                for (int64_t c = c0; c < g->ow; c++) hr[c] = xr[c - g->pl];                \
-            else                                                                           \
-                for (int64_t c = c0; c < g->ow; c++) hr[c] = xr[c * g->sw - g->pl];        \
-            for (int64_t q = 1; q < g->kw; q++) { /* columns where q follows the first tap */ \
-                int64_t lo = 0, hi = g->ow, off = q - g->pl;                               \
-                while (lo < hi && q0[lo] >= q) lo++; /* q0, q1 never grow with c */        \
-                while (hi > lo && q1[hi - 1] <= q) hi--;                                   \
-                if (g->sw == 1)                                                            \
-                    for (int64_t c = lo; c < hi; c++) hr[c] += xr[c + off];                \
-                else                                                                       \
-                    for (int64_t c = lo; c < hi; c++) hr[c] += xr[c * g->sw + off];        \
-            }                                                                              \
+    ATTR static void avg_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {            \
+        const pool_job *f = (const pool_job *)ud;                                          \
+        const pool_geom *g = f->g;                                                         \
+        T *hs = (T *)f->ws[worker], *b = hs + g->h * g->ow; /* H x OW row sums; strip */  \
+        const T *x = (const T *)f->x + t * g->h * g->w;                                    \
+        T *y = (T *)f->out + t * g->oh * g->ow;                                            \
+        bool direct = g->pl == 0 && g->row <= g->w; /* the windows read inside x's rows */ \
+        for (int64_t c = 0; !direct && c < POOL_STRIP * g->row; c++) b[c] = (T)-0.0;       \
+        for (int64_t r0 = 0; r0 < g->h; r0 += POOL_STRIP) {                                \
+            int64_t n = g->h - r0 < POOL_STRIP ? g->h - r0 : POOL_STRIP;                   \
+            for (int64_t r = r0; r < r0 + n && !direct; r++)                               \
+                memcpy(b + (r - r0) * g->row + g->pl, x + r * g->w, (size_t)g->w * sizeof(T)); \
+            for (int64_t r = r0; r < r0 + n; r++)                                          \
+                sum_across_##SUF##_##ISA(hs + r * g->ow,                                   \
+                                         direct ? x + r * g->w : b + (r - r0) * g->row, g); \
         }                                                                                  \
         for (int64_t i = 0; i < g->oh; i++) {                                              \
             int64_t p0, p1;                                                                \
             valid_taps(i, g->h, g->kh, g->sh, 1, g->pt, &p0, &p1);                         \
-            T *yr = y + i * g->ow;                                                         \
-            const T *h0 = hs + (i * g->sh - g->pt + p0) * g->ow;                           \
-            int64_t rs = avg_span(i, g->h, g->kh, g->sh, g->pt, g->pb, g->count_include_pad); \
-            for (int64_t c = 0; c < g->ow; c++) {                                          \
-                yr[c] = h0[c];                                                             \
-                dv[c] = (T)(double)(rs * cs[c]);                                           \
-            }                                                                              \
-            for (int64_t p = p0 + 1; p < p1; p++) {                                        \
-                const T *hr = h0 + (p - p0) * g->ow;                                       \
-                for (int64_t c = 0; c < g->ow; c++) yr[c] += hr[c];                        \
-            }                                                                              \
-            for (int64_t c = 0; c < g->ow; c++) yr[c] /= dv[c];                            \
+            T rs = (T)avg_span(i, g->h, g->kh, g->sh, g->pt, g->pb, g->count_include_pad); \
+            sum_down_##SUF##_##ISA(y + i * g->ow, hs + (i * g->sh + p0 - g->pt) * g->ow,   \
+                                   g->ow, p1 - p0, g->ow, (T)0, rs, (const T *)f->cs);     \
         }                                                                                  \
-    }                                                                                      \
+    }
 
 #define POOL_GRADS(SUF, T)                                                                 \
     /* Flat index in the plane of window (i, jc)'s first maximum, or -1 (padding). */      \
@@ -387,20 +398,40 @@ static bool merge_tiled_planes(pool_geom *g, int threads, double work) {
     return true;
 }
 
+/* The forward kernels' row length and avg_pool2d's column divisor spans, once per call.
+ * A row holds every element a window reads (j*sw + q*dw for j < OW, q < KW) and the one
+ * past the last that a stride-2 vector reads too. */
+static amber_status fwd_setup(am_ctx *ctx, pool_job *job, pool_geom *g, amber_dtype dt,
+                              bool avg) {
+    int64_t reach = g->ow * g->sw + (g->kw - 1) * g->dw + 1;
+    g->row = reach > g->pl + g->w ? reach : g->pl + g->w;
+    if (!avg) return AMBER_OK;
+    void *cs = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)g->ow * esize(dt), &cs, ctx->err);
+    for (int64_t j = 0; st == AMBER_OK && j < g->ow; j++) {
+        int64_t n = avg_span(j, g->w, g->kw, g->sw, g->pl, g->pr, g->count_include_pad);
+        if (dt == AMBER_FLOAT32)
+            ((float *)cs)[j] = (float)n;
+        else
+            ((double *)cs)[j] = (double)n;
+    }
+    job->cs = cs;
+    return st;
+}
+
 amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                           const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n;
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, false);
-    pool_job job = {&g, in[0].data, NULL, out->data, NULL};
-    double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
+    pool_job job = {.g = &g, .x = in[0].data, .out = out->data};
+    double work = (double)g.planes * (double)(g.oh * (g.w * g.kh + g.ow * g.kw));
+    (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
+    amber_status st = fwd_setup(ctx, &job, &g, out->dtype, false);
+    if (st != AMBER_OK) return st;
     bool f32 = out->dtype == AMBER_FLOAT32;
-    if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work))
-        return run_planes(ctx, &job, f32 ? POOL_PICK(max_tiled, f32) : POOL_PICK(max_tiled, f64),
-                          (size_t)(g.h * g.ow) * esize(out->dtype), work);
-    size_t ws = (size_t)(2 * g.ow) * sizeof(int64_t) + (size_t)(g.h * g.ow) * esize(out->dtype);
     return run_planes(ctx, &job, f32 ? POOL_PICK(max_plane, f32) : POOL_PICK(max_plane, f64),
-                      ws, work);
+                      (size_t)(POOL_STRIP * g.row) * esize(out->dtype), work);
 }
 
 amber_status k_max_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -408,7 +439,7 @@ amber_status k_max_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor 
     (void)op, (void)n;
     pool_geom g;
     pool_geom_init(&g, in[0].shape, in[1].shape, a, false);
-    pool_job job = {&g, in[0].data, in[1].data, out->data, NULL};
+    pool_job job = {.g = &g, .x = in[0].data, .gy = in[1].data, .out = out->data};
     double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
     bool f32 = out->dtype == AMBER_FLOAT32;
     if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work))
@@ -421,14 +452,14 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     (void)op, (void)n;
     pool_geom g;
     pool_geom_init(&g, in[0].shape, out->shape, a, true);
-    pool_job job = {&g, in[0].data, NULL, out->data, NULL};
+    pool_job job = {.g = &g, .x = in[0].data, .out = out->data};
     double work = (double)g.planes * (double)(g.h * g.ow * g.kw + g.oh * g.ow * g.kh);
     (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
-    size_t ws = (size_t)(3 * g.ow) * sizeof(int64_t) +
-                (size_t)((g.h + 1) * g.ow) * esize(out->dtype);
+    amber_status st = fwd_setup(ctx, &job, &g, out->dtype, true);
+    if (st != AMBER_OK) return st;
     bool f32 = out->dtype == AMBER_FLOAT32;
-    return run_planes(ctx, &job, f32 ? POOL_PICK(avg_plane, f32) : POOL_PICK(avg_plane, f64), ws,
-                      work);
+    return run_planes(ctx, &job, f32 ? POOL_PICK(avg_plane, f32) : POOL_PICK(avg_plane, f64),
+                      (size_t)(g.h * g.ow + POOL_STRIP * g.row) * esize(out->dtype), work);
 }
 
 amber_status k_avg_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -436,7 +467,7 @@ amber_status k_avg_pool2d_grad(const am_op *op, am_ctx *ctx, const amber_tensor 
     (void)op, (void)n;
     pool_geom g;
     pool_geom_init(&g, out->shape, in[0].shape, a, true);
-    pool_job job = {&g, NULL, in[0].data, out->data, NULL};
+    pool_job job = {.g = &g, .gy = in[0].data, .out = out->data};
     double work = (double)g.planes * (double)(g.oh * g.ow * g.kh * g.kw);
     (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
     return run_planes(ctx, &job,

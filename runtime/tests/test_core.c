@@ -619,6 +619,66 @@ static void test_transcendental(void) {
 
 /* The single-kernel API: strided operands give the bits of contiguous ones (matmul on
  * the few-row and the blocked paths, an elementwise op), and a wrong output is refused. */
+/* The pooling kernels give the same bits at every instruction set (each output is the
+ * same scalar operations in the same order), on planes wide enough for the vector paths
+ * and with NaN, infinities and signed zeros among the inputs. */
+static void test_pool2d_isas(void) {
+    static const struct {
+        const char *op, *attrs;
+        int64_t h, w;
+    } cases[] = {
+        {"max_pool2d", "{\"kernel_hw\": [3, 3], \"stride\": [2, 2], \"padding\": [1, 1, 1, 1], "
+                       "\"dilation\": [1, 1], \"ceil_mode\": false}", 23, 45},
+        {"max_pool2d", "{\"kernel_hw\": [2, 2], \"stride\": [2, 2], \"padding\": [0, 0, 0, 0], "
+                       "\"dilation\": [1, 1], \"ceil_mode\": false}", 10, 34},
+        {"max_pool2d", "{\"kernel_hw\": [3, 2], \"stride\": [1, 1], \"padding\": [1, 0, 1, 1], "
+                       "\"dilation\": [1, 2], \"ceil_mode\": true}", 9, 40},
+        {"max_pool2d", "{\"kernel_hw\": [3, 3], \"stride\": [2, 3], \"padding\": [0, 1, 0, 1], "
+                       "\"dilation\": [2, 1], \"ceil_mode\": true}", 13, 71},
+        {"avg_pool2d", "{\"kernel_hw\": [3, 3], \"stride\": [1, 1], \"padding\": [1, 1, 1, 1], "
+                       "\"ceil_mode\": false, \"count_include_pad\": false}", 20, 37},
+        {"avg_pool2d", "{\"kernel_hw\": [3, 2], \"stride\": [2, 2], \"padding\": [0, 1, 0, 1], "
+                       "\"ceil_mode\": true, \"count_include_pad\": true}", 11, 50},
+        {"avg_pool2d", "{\"kernel_hw\": [2, 4], \"stride\": [1, 3], \"padding\": [1, 0, 2, 1], "
+                       "\"ceil_mode\": true, \"count_include_pad\": false}", 8, 29},
+    };
+    enum { C = 3, CAP = C * 23 * 71 };
+    static double x[CAP], y0[CAP], y1[CAP];
+    static float xf[CAP];
+    static const double specials[] = {NAN, INFINITY, -INFINITY, -0.0, 0.0};
+    uint32_t state = 99;
+    for (int i = 0; i < CAP; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = state % 13 == 0 ? specials[(state >> 8) % 5] : (double)(state >> 8) / 65536.0 - 128.0;
+        xf[i] = (float)x[i];
+    }
+    amber_kernel_context *kc = NULL;
+    CHECK(amber_kernel_context_create(1, &kc) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        amber_kernel *k = NULL;
+        CHECK(amber_kernel_prepare(kc, cases[c].op, cases[c].attrs, &k) == AMBER_OK);
+        for (int f64 = 0; f64 < 2; f64++) {
+            amber_dtype dt = f64 ? AMBER_FLOAT64 : AMBER_FLOAT32;
+            amber_tensor in = {dt, 4, {1, C, cases[c].h, cases[c].w}, f64 ? (void *)x : (void *)xf};
+            amber_tensor out = {dt, 0, {0}, NULL};
+            CHECK(amber_kernel_run(kc, k, &in, 1, &out) == AMBER_OK); /* the output's shape */
+            size_t bytes = (size_t)(out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]) *
+                           amber_dtype_size(dt);
+            CHECK(bytes > 0 && bytes <= sizeof y0);
+            for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
+                am_gemm_set_isa(isa);
+                out.data = isa == AM_GEMM_ISA_GENERIC ? y0 : y1;
+                CHECK(amber_kernel_run(kc, k, &in, 1, &out) == AMBER_OK);
+                if (isa != AM_GEMM_ISA_GENERIC) CHECK(!memcmp(y0, y1, bytes));
+            }
+        }
+        amber_kernel_free(k);
+    }
+    am_gemm_set_isa(best);
+    amber_kernel_context_free(kc);
+}
+
 static void test_kernel_api(void) {
     enum { M = 9, K = 37, N = 21 };
     static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
@@ -665,6 +725,7 @@ int main(void) {
     test_gemm();
     test_conv_scratch_limit();
     test_pool();
+    test_pool2d_isas();
     test_sha256();
     test_json();
     test_arena();

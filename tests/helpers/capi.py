@@ -4,6 +4,7 @@ Everything here goes through exported functions only, as any language binding wo
 from __future__ import annotations
 
 import ctypes
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,22 @@ def from_numpy(a: np.ndarray) -> Tensor:
         t.shape[i] = d
     t.data = a.ctypes.data
     return t
+
+
+def run_kernel(lib: ctypes.CDLL, ctx: ctypes.c_void_p, op: str, xs: list[np.ndarray],
+               attrs: dict, out_shape: tuple[int, ...]) -> np.ndarray:
+    """One kernel through the kernel API on context ``ctx``; the output (NaN-filled first,
+    so unwritten elements show)."""
+    k = ctypes.c_void_p()
+    assert lib.amber_kernel_prepare(ctx, op.encode(), json.dumps(attrs).encode(),
+                                    ctypes.byref(k)) == 0
+    out = np.full(out_shape, np.nan, xs[0].dtype)
+    ins = (Tensor * len(xs))(*[from_numpy(x) for x in xs])
+    t = from_numpy(out)
+    st = lib.amber_kernel_run(ctx, k, ins, len(xs), ctypes.byref(t))
+    lib.amber_kernel_free(k)
+    assert st == 0, lib.amber_kernel_context_error(ctx)
+    return out
 
 
 def status_name(lib: ctypes.CDLL, status: int) -> str:

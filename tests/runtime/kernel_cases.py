@@ -413,12 +413,16 @@ def _max_pool_cases(rng: np.random.Generator, grad: bool) -> Iterator[Case]:
               "ceil_mode": False}
         y = REGISTRY["max_pool2d"].impl(x, **at)
         yield ([x, values(rng, y.shape, dt, special=False)] if grad else [x]), at
-    # many planes on the pool; a large strided window
-    x = values(rng, (2, 24, 37, 41), F32)
-    at = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (1, 1, 1, 1),
-          "dilation": (1, 1), "ceil_mode": True}
-    y = REGISTRY["max_pool2d"].impl(x, **at)
-    yield ([x, values(rng, y.shape, F32, special=False)] if grad else [x]), at
+    # many planes on the pool; a large strided window; rows wide enough for the vectors
+    for xs, dt, at in (((2, 24, 37, 41), F32, {"kernel_hw": (3, 3), "stride": (2, 2),
+                                                "padding": (1, 1, 1, 1), "dilation": (1, 1),
+                                                "ceil_mode": True}),
+                       ((1, 3, 11, 45), F64, {"kernel_hw": (3, 2), "stride": (2, 1),
+                                              "padding": (1, 0, 1, 1), "dilation": (1, 2),
+                                              "ceil_mode": True})):
+        x = values(rng, xs, dt)
+        y = REGISTRY["max_pool2d"].impl(x, **at)
+        yield ([x, values(rng, y.shape, dt, special=False)] if grad else [x]), at
 
 
 @gen("max_pool2d")
@@ -440,6 +444,9 @@ def _avg_pool(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (3, 20, 30, 30), F32)], {
         "kernel_hw": (3, 3), "stride": (1, 1), "padding": (1, 1, 1, 1), "ceil_mode": False,
         "count_include_pad": False}
+    yield [values(rng, (1, 2, 9, 50), F64)], {  # rows wide enough for the vectors
+        "kernel_hw": (3, 2), "stride": (2, 2), "padding": (0, 1, 0, 1), "ceil_mode": True,
+        "count_include_pad": True}
     yield [values(rng, (1, 1, 3, 3), I32)], {
         "kernel_hw": (2, 2), "stride": (1, 1), "padding": (0, 0, 0, 0), "ceil_mode": False,
         "count_include_pad": False}

@@ -1,7 +1,8 @@
 """Builds and programs around the C runtime: the documented example compiles (strict
 warnings) against the public header and links against the static library with only
 libm and pthreads; the shared library exports only the amber_ API; clang builds it with
--Werror too; one model shared by 8 threads gives bit-identical results."""
+-Werror too; one model shared by 8 threads gives bit-identical results; the stripped
+shared library stays under 500 KB."""
 
 from __future__ import annotations
 
@@ -46,6 +47,24 @@ def test_documented_example_compiles_and_runs(runtime_build: Path, tmp_path: Pat
     res = subprocess.run([str(exe), str(tmp_path / "missing.amber")], capture_output=True,
                          text=True)
     assert res.returncode == 1 and "AMBER_ERR_IO" in res.stderr
+
+
+LIBRARY_LIMIT = 500_000  # bytes of the stripped Release libamber.so
+
+
+def test_stripped_library_stays_small(runtime_build: Path, tmp_path: Path) -> None:
+    """The dependency-free runtime is meant to be embedded: its Release build, stripped of
+    everything a loader does not need, stays under 500 KB (the kernels' optimisation
+    flags and vector specialisations are what grows it; see runtime/CMakeLists.txt)."""
+    if shutil.which("strip") is None:
+        pytest.skip("strip is not installed")
+    out = tmp_path / "libamber.stripped.so"
+    subprocess.run(["strip", "--strip-unneeded", "-o", str(out),
+                    str(runtime_build / "libamber.so")], check=True)
+    size = out.stat().st_size
+    assert size < LIBRARY_LIMIT, (
+        f"stripped libamber.so is {size:,} bytes, over the {LIBRARY_LIMIT:,} byte budget: "
+        "find what grew with `nm --size-sort -S` and `size` on the objects")
 
 
 def test_shared_library_exports_only_the_api(runtime_build: Path) -> None:

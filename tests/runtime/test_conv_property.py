@@ -5,7 +5,6 @@ padding, float32 and float64, with two threads, within the sum bound of docs/ops
 from __future__ import annotations
 
 import ctypes
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from kernel_cases import compare
 
 from amber.ops import REGISTRY
-from helpers.capi import Tensor, from_numpy, load
+from helpers.capi import load, run_kernel
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +28,6 @@ def ctx(lib: ctypes.CDLL):
     assert lib.amber_kernel_context_create(2, ctypes.byref(c)) == 0
     yield c
     lib.amber_kernel_context_free(c)
-
-
-def _conv_c(lib: ctypes.CDLL, ctx, x: np.ndarray, w: np.ndarray, attrs: dict,
-            out_shape: tuple[int, ...]) -> np.ndarray:
-    k = ctypes.c_void_p()
-    assert lib.amber_kernel_prepare(ctx, b"conv2d", json.dumps(attrs).encode(),
-                                    ctypes.byref(k)) == 0
-    out = np.full(out_shape, np.nan, x.dtype)
-    ins = (Tensor * 2)(from_numpy(x), from_numpy(w))
-    t = from_numpy(out)
-    assert lib.amber_kernel_run(ctx, k, ins, 2, ctypes.byref(t)) == 0
-    lib.amber_kernel_free(k)
-    return out
 
 
 @st.composite
@@ -72,5 +58,5 @@ def test_conv2d_matches_the_reference(lib: ctypes.CDLL, ctx, cfg, f64: bool, see
     kw = {"stride": tuple(attrs["stride"]), "padding": tuple(attrs["padding"]),
           "dilation": tuple(attrs["dilation"]), "groups": attrs["groups"]}
     want = np.asarray(REGISTRY["conv2d"].impl(x, w, **kw))
-    got = _conv_c(lib, ctx, x, w, attrs, want.shape)
+    got = run_kernel(lib, ctx, "conv2d", [x, w], attrs, want.shape)
     compare("conv2d", got, want, f"conv2d({xs}, {ws}, {attrs}, {dt.__name__})", [x, w], kw)

@@ -1,0 +1,115 @@
+"""max_pool2d and avg_pool2d in C against the NumPy reference over random windows: kernel
+size, stride, dilation (max), asymmetric padding, ceil_mode and count_include_pad, on
+planes wide enough for the vector paths (AVX-512, AVX2 or portable, whichever the CPU
+runs) and narrow ones, float32 and float64, with NaN, infinities and signed zeros. Both
+are exact against the reference (avg_pool2d sums in its order), and the same bits at one
+and two threads."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amber._dtype import from_numpy_dtype
+from amber.errors import ShapeError
+from amber.ops import REGISTRY, Aval
+from amber.ops.registry import abstract_eval
+from helpers.capi import load, run_kernel
+
+
+@pytest.fixture(scope="module")
+def lib(runtime_build: Path) -> ctypes.CDLL:
+    return load(runtime_build)
+
+
+@pytest.fixture(scope="module")
+def ctxs(lib: ctypes.CDLL):
+    """Kernel contexts with one and with two threads."""
+    out = []
+    for threads in (1, 2):
+        c = ctypes.c_void_p()
+        assert lib.amber_kernel_context_create(threads, ctypes.byref(c)) == 0
+        out.append(c)
+    yield out
+    for c in out:
+        lib.amber_kernel_context_free(c)
+
+
+@st.composite
+def windows(draw: st.DrawFn, avg: bool) -> tuple[tuple[int, ...], dict[str, Any]]:
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dil = (1, 1) if avg else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    ext = [dil[i] * (k[i] - 1) + 1 for i in (0, 1)]
+    pad = tuple(draw(st.integers(0, ext[i // 2] // 2)) for i in range(4))
+    xs = (draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+          draw(st.integers(max(1, ext[0] - pad[0] - pad[1]), 12)),
+          draw(st.sampled_from([1, 3, 7, 16, 17, 31, 40, 67])))
+    attrs: dict[str, Any] = {"kernel_hw": k, "stride": stride, "padding": pad,
+                             "ceil_mode": draw(st.booleans())}
+    if avg:
+        attrs["count_include_pad"] = draw(st.booleans())
+    else:
+        attrs["dilation"] = dil
+    return xs, attrs
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...], dt: type) -> np.ndarray:
+    x = rng.standard_normal(shape)
+    k = rng.random(shape)
+    x[k < 0.03] = np.nan
+    x[(k >= 0.03) & (k < 0.05)] = np.inf
+    x[(k >= 0.05) & (k < 0.07)] = -np.inf
+    x[(k >= 0.07) & (k < 0.1)] = -0.0
+    return x.astype(dt)
+
+
+def _check(lib: ctypes.CDLL, ctxs: list, op: str, x: np.ndarray, attrs: dict) -> None:
+    try:
+        y = abstract_eval(REGISTRY[op], [Aval(x.shape, from_numpy_dtype(x.dtype))], attrs)
+    except ShapeError:
+        return  # the window does not fit the (ceil_mode) input: no output to compare
+    with np.errstate(invalid="ignore"):  # inf - inf in the reference's NaN windows
+        want = np.asarray(REGISTRY[op].impl(x, **attrs))
+    assert want.shape == tuple(y.shape)
+    one, two = (run_kernel(lib, c, op, [x], attrs, want.shape) for c in ctxs)
+    where = f"{op}({x.shape}, {x.dtype}, {attrs})"
+    np.testing.assert_array_equal(one, want, err_msg=where)  # NaN == NaN, -0.0 == 0.0
+    assert one.tobytes() == two.tobytes(), f"{where}: 1 and 2 threads differ"
+
+
+@settings(max_examples=160, deadline=None)
+@given(data=st.data(), op=st.sampled_from(["max_pool2d", "avg_pool2d"]), f64=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_pools_match_the_reference(lib: ctypes.CDLL, ctxs, data: st.DataObject, op: str,
+                                   f64: bool, seed: int) -> None:
+    xs, attrs = data.draw(windows(op == "avg_pool2d"))
+    x = _values(np.random.default_rng(seed), xs, np.float64 if f64 else np.float32)
+    _check(lib, ctxs, op, x, attrs)
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("max_pool2d", {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (1, 1, 1, 1),
+                    "dilation": (1, 1), "ceil_mode": False}),
+    ("max_pool2d", {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (0, 0, 0, 0),
+                    "dilation": (1, 1), "ceil_mode": True}),
+    ("max_pool2d", {"kernel_hw": (2, 2), "stride": (2, 2), "padding": (0, 0, 0, 0),
+                    "dilation": (1, 1), "ceil_mode": False}),
+    ("avg_pool2d", {"kernel_hw": (3, 3), "stride": (1, 1), "padding": (1, 1, 1, 1),
+                    "ceil_mode": False, "count_include_pad": False}),
+    ("avg_pool2d", {"kernel_hw": (3, 3), "stride": (2, 2), "padding": (0, 1, 0, 1),
+                    "ceil_mode": True, "count_include_pad": True}),
+])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_network_pools_on_the_thread_pool(lib: ctypes.CDLL, ctxs, op: str, attrs: dict,
+                                          dt: type) -> None:
+    """The pools of ResNet-50, SqueezeNet and the digits CNN on planes large enough to run
+    in parallel."""
+    x = _values(np.random.default_rng(7), (2, 24, 57, 57), dt)
+    _check(lib, ctxs, op, x, attrs)
