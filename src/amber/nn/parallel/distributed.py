@@ -25,8 +25,9 @@ import numpy as np
 
 from ... import autograd
 from ... import distributed as dist
+from ..._tree import tree_flatten
 from ...errors import DistributedError
-from ...ops.registry import no_grad
+from ...ops.registry import is_grad_enabled, no_grad
 from ...tensor import Tensor
 from ..modules.module import Module
 
@@ -65,13 +66,18 @@ class _Bucket:
     def put(self, param: Tensor, scale: Any) -> None:
         """``param.grad / world`` into its slice (zeros when it has no gradient)."""
         assert self.buffer is not None
+        if id(param) not in self.pending:  # its bucket may be in flight already
+            raise DistributedError(
+                "DistributedDataParallel: a parameter received a gradient twice in one "
+                "backward, or after find_unused_parameters found it unused in the "
+                "forward (did a forward run outside the DDP wrapper?)")
         self.pending.discard(id(param))
         out = self.buffer[self.slices[id(param)]]
-        g = param.grad
+        g = None if param.grad is None else param.grad._data
         if g is None:
             out[...] = 0
         else:
-            np.multiply(g._data, scale, out=out.reshape(g._data.shape))  # type: ignore[union-attr]
+            np.multiply(g, scale, out=out.reshape(g.shape))
 
     def publish(self, used: np.ndarray | None) -> None:
         """Every ``.grad`` becomes a view of the averaged buffer (or stays None where
@@ -82,6 +88,22 @@ class _Bucket:
                 continue
             p.grad = Tensor._wrap(self.buffer[self.slices[id(p)]].reshape(p.shape))
         self.buffer = None if self.persistent is None else self.buffer
+
+
+def _leaves_reached(outputs: list[Any]) -> set[int]:
+    """ids of the leaf tensors the autograd graph of ``outputs`` reaches."""
+    leaves: set[int] = set()
+    seen: set[int] = set()
+    stack = [t for t in outputs if isinstance(t, Tensor) and t._node is not None]
+    while stack:
+        node = stack.pop()._node
+        for inp in (node.inputs or ()) if node is not None else ():
+            if inp._node is None:
+                leaves.add(id(inp))
+            elif id(inp) not in seen:
+                seen.add(id(inp))
+                stack.append(inp)
+    return leaves
 
 
 def _make_buckets(params: list[tuple[str, Tensor]], cap_bytes: int,
@@ -157,6 +179,7 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_next_launch", 0)
         object.__setattr__(self, "_in_flight", [])
         object.__setattr__(self, "_active", False)
+        object.__setattr__(self, "_unused", [])
         object.__setattr__(self, "_handles", [autograd.register_post_accumulate_grad_hook(
             p, self._on_grad_ready) for _, p in params])
 
@@ -189,7 +212,15 @@ class DistributedDataParallel(Module):
             buffers = [b for _, b in self.module.named_buffers()]
             if buffers:
                 self._broadcast_coalesced(buffers)
-        return self.module(*args, **kwargs)
+        out = self.module(*args, **kwargs)
+        if self.find_unused_parameters and is_grad_enabled():
+            # As PyTorch does: parameters the output does not depend on are ready from
+            # the start of the coming backward, so their buckets need not wait for it.
+            reached = _leaves_reached(tree_flatten(out)[0])
+            object.__setattr__(self, "_unused", [p for b in self._buckets
+                                                 for _, p in b.params
+                                                 if id(p) not in reached])
+        return out
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -212,6 +243,10 @@ class DistributedDataParallel(Module):
             object.__setattr__(self, "_next_launch", 0)
             object.__setattr__(self, "_active", True)
             autograd.queue_callback(self._finalize)
+            for p in self._unused:
+                self._bucket_of[id(p)].put(p, self._scales[self._bucket_of[id(p)].dtype])
+            if self._unused:
+                self._launch_ready()
         bucket = self._bucket_of[id(param)]
         bucket.put(param, self._scales[bucket.dtype])
         if not bucket.pending and bucket.index == self._next_launch:
