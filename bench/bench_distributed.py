@@ -3,13 +3,16 @@
 Three measurements, each run under ``mpiexec -n 2`` on this machine (loopback, shared
 memory; two processes on two cores):
 
-* **all-reduce bandwidth**: ``amber.distributed.all_reduce`` (SUM, in place) against
-  ``mpi4py``'s ``Allreduce(IN_PLACE, ...)`` on the same float32 buffer, 1 KB to 100 MB;
-  the two alternate in blocks; medians; algorithm bandwidth = bytes / time.
+* **all-reduce overhead**: ``amber.distributed.all_reduce`` (SUM and AVG, in place)
+  against what a mpi4py user writes on the same float32 buffer (``Allreduce(IN_PLACE)``,
+  then for AVG ``np.divide`` by the world size), 1 KB to 100 MB; the four alternate in
+  blocks (order reversed every other block); medians of wall and CPU time per call.
 * **communication hidden behind backward**: for an MLP (784-512-512-10, batch 64 per
-  rank) and a ResNet-18 (CIFAR-sized input 3x32x32, batch 8 per rank), the backward pass
-  alone (``t_local``, no DDP), with DDP (``t_ddp``: backward + averaging), and one
-  all-reduce of all gradients (``t_comm``). Hidden share = 1 - (t_ddp - t_local) / t_comm.
+  rank) and a ResNet-18 (CIFAR-sized input 3x32x32, batch 8 per rank), one forward and
+  backward under ``no_sync`` (compute only), with DDP (by default, with
+  ``gradient_as_bucket_view=True``, and with the polling of reductions in flight
+  switched off), and DDP's bucket all-reduces alone. Hidden share = (compute +
+  communication - step) / communication.
 * **throughput 1 -> 2 processes**: training steps per second at the same per-rank batch,
   one process against two (weak scaling); with 2 cores, the ideal is 2x.
 
@@ -43,17 +46,30 @@ import numpy as np  # noqa: E402
 SIZES = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 100 << 20]
 
 
-def _median_time(fn, repeats: int, inner: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+def _timed(fn, inner: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per call over ``inner`` calls."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - w0) / inner, (time.process_time() - c0) / inner
+
+
+def _alternate(comm, fns: dict, blocks: int, inner: int) -> dict:
+    """Median (wall, CPU) per call of each function, run in blocks that alternate
+    between them (the order reversed every other block), every block behind a barrier
+    so both ranks run the same call at the same time."""
+    samples: dict = {k: [] for k in fns}
+    names = list(fns)
+    for i in range(blocks):
+        for k in names if i % 2 == 0 else names[::-1]:
+            comm.Barrier()
+            samples[k].append(_timed(fns[k], inner))
+    return {k: [statistics.median(x) for x in zip(*v)] for k, v in samples.items()}
 
 
 def worker_allreduce(blocks: int) -> dict:
+    """amber's SUM and AVG against what a mpi4py user writes: ``Allreduce(IN_PLACE)`` on
+    the same float32 buffer (and, for AVG, a division by the world size after it)."""
     from mpi4py import MPI
 
     import amber as am
@@ -61,19 +77,24 @@ def worker_allreduce(blocks: int) -> dict:
 
     dist.init_process_group("mpi")
     comm = MPI.COMM_WORLD
+    world = np.float32(comm.Get_size())
     rows = []
     for nbytes in SIZES:
-        buf = np.ones(nbytes // 4, dtype=np.float32)
-        t = am.tensor(buf.copy())
-        inner = max(1, min(200, (8 << 20) // nbytes))
-        amber_t, raw_t = [], []
-        for _ in range(blocks):  # alternate in blocks
-            comm.Barrier()
-            raw_t.append(_median_time(lambda b=buf: comm.Allreduce(MPI.IN_PLACE, b), 3, inner))
-            comm.Barrier()
-            amber_t.append(_median_time(lambda x=t: dist.all_reduce(x), 3, inner))
-        rows.append({"bytes": nbytes, "amber": statistics.median(amber_t),
-                     "mpi4py": statistics.median(raw_t)})
+        buf = np.zeros(nbytes // 4, dtype=np.float32)  # zeros: sums stay finite
+        t = am.tensor(np.zeros(nbytes // 4, dtype=np.float32))
+        inner = max(1, min(500, (16 << 20) // nbytes))
+
+        def raw_avg(b=buf) -> None:
+            comm.Allreduce(MPI.IN_PLACE, b)
+            np.divide(b, world, b)
+
+        fns = {"mpi4py SUM": lambda b=buf: comm.Allreduce(MPI.IN_PLACE, b),
+               "amber SUM": lambda x=t: dist.all_reduce(x),
+               "mpi4py AVG": raw_avg,
+               "amber AVG": lambda x=t: dist.all_reduce(x, dist.ReduceOp.AVG)}
+        for f in fns.values():
+            f()
+        rows.append({"bytes": nbytes, **_alternate(comm, fns, blocks, inner)})
     return {"allreduce": rows}
 
 
@@ -113,7 +134,13 @@ def _resnet18():
     return nn.Sequential(*layers), (8, 3, 32, 32)
 
 
-def worker_overlap(model_name: str, repeats: int) -> dict:
+def worker_overlap(model_name: str, blocks: int) -> dict:
+    """One training step's forward and backward: compute only (``no_sync``), with DDP
+    (default, and ``gradient_as_bucket_view=True``; also with the polling of the
+    reductions in flight switched off), and DDP's communication alone (its bucket
+    all-reduces started together and awaited, no compute)."""
+    from mpi4py import MPI
+
     import amber as am
     import amber.distributed as dist
     import amber.nn.functional as F
@@ -126,39 +153,39 @@ def worker_overlap(model_name: str, repeats: int) -> dict:
     x = am.tensor(rng.normal(size=shape).astype(np.float32))
     y = am.tensor(rng.integers(0, 10, shape[0]))
     ddp = DistributedDataParallel(model)
-    grads = [p for p in model.parameters()]
+    am.manual_seed(0)  # a second replica: each DDP hooks its own module's parameters
+    view = DistributedDataParallel({"mlp": _mlp, "resnet18": _resnet18}[model_name]()[0],
+                                   gradient_as_bucket_view=True)
+    group = ddp._group
+    buffers = [np.zeros(b.numel, b.dtype) for b in ddp._buckets]
 
-    def backward(use_ddp: bool) -> float:
-        net = ddp if use_ddp else model
-        loss = F.cross_entropy(net(x), y)
-        for p in grads:
+    def step(net, sync: bool = True) -> None:
+        for p in net.module.parameters():
             p.grad = None
-        dist.barrier()
-        t0 = time.perf_counter()
-        if use_ddp:
+        loss = F.cross_entropy(net(x), y)
+        if sync:
             loss.backward()
         else:
-            with ddp.no_sync():
+            with net.no_sync():
                 loss.backward()
-        return time.perf_counter() - t0
 
-    flat = am.tensor(np.zeros(sum(p.numel() for p in grads), dtype=np.float32))
+    def no_poll() -> None:
+        group.test_all = lambda requests: False
+        try:
+            step(ddp)
+        finally:
+            del group.test_all
 
-    def comm() -> float:
-        dist.barrier()
-        t0 = time.perf_counter()
-        dist.all_reduce(flat)
-        return time.perf_counter() - t0
+    def comm_only() -> None:
+        MPI.Request.Waitall([group.start_all_reduce(b) for b in buffers])
 
-    local, with_ddp, alone = [], [], []
-    backward(True)
-    for _ in range(repeats):  # alternate in blocks
-        local.append(backward(False))
-        with_ddp.append(backward(True))
-        alone.append(comm())
-    t_local, t_ddp, t_comm = map(statistics.median, (local, with_ddp, alone))
-    return {"model": model_name, "params": int(flat.numel()), "t_local": t_local,
-            "t_ddp": t_ddp, "t_comm": t_comm, "buckets": len(ddp._buckets)}
+    fns = {"compute": lambda: step(ddp, sync=False), "ddp": lambda: step(ddp),
+           "ddp_view": lambda: step(view), "ddp_no_poll": no_poll, "comm": comm_only}
+    for f in fns.values():
+        f()
+    res = _alternate(MPI.COMM_WORLD, fns, blocks, 1)
+    return {"model": model_name, "params": sum(b.numel for b in ddp._buckets),
+            "buckets": len(ddp._buckets), **res}
 
 
 def worker_throughput(model_name: str, steps: int) -> dict:
@@ -203,27 +230,46 @@ def _launch(n: int, *args: str) -> dict:
     return json.loads(lines[0][len("RESULT "):])
 
 
-def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str) -> str:
+def _size(nbytes: int) -> str:
+    return f"{nbytes >> 20} MB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KB"
+
+
+def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: str) -> str:
     out = ["## Distributed: all-reduce, DDP overlap and 1 -> 2 processes "
            "(bench_distributed.py)", "",
-           f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} cores, MPICH over shared memory (2 processes on one "
-           f"machine), BLAS 1 thread per rank. Load average before the run: {load}.", "",
+           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, MPICH "
+           f"over shared memory (2 processes on one machine), BLAS 1 thread per rank. Load "
+           f"average before the run: {load}; after: {after}.", "",
            "Command: `python bench/bench_distributed.py --append bench/RESULTS.md`", "",
-           "| buffer | amber all_reduce | raw mpi4py Allreduce | amber / mpi4py | "
-           "amber GB/s |", "|---|---|---|---|---|"]
+           "All-reduce of a float32 buffer, in place, medians over alternating blocks "
+           "(wall time per call; CPU time in brackets: MPICH polls while it waits). "
+           "mpi4py AVG is `Allreduce(IN_PLACE)` then `np.divide` by the world size.", "",
+           "| buffer | mpi4py SUM | amber SUM | ratio | mpi4py AVG | amber AVG | ratio | "
+           "amber SUM GB/s |", "|---|---|---|---|---|---|---|---|"]
     for r in ar["allreduce"]:
-        size = r["bytes"]
-        label = f"{size >> 20} MB" if size >= 1 << 20 else f"{size >> 10} KB"
-        out.append(f"| {label} | {r['amber'] * 1e6:.1f} us | {r['mpi4py'] * 1e6:.1f} us | "
-                   f"{r['amber'] / r['mpi4py']:.2f} | {size / r['amber'] / 1e9:.2f} |")
-    out += ["", "| model | gradients | backward alone | backward with DDP | one all-reduce "
-            "of all gradients | hidden share |", "|---|---|---|---|---|---|"]
+        cells = [_size(r["bytes"])]
+        for op in ("SUM", "AVG"):
+            raw, ours = r[f"mpi4py {op}"], r[f"amber {op}"]
+            cells += [f"{raw[0] * 1e6:.1f} us ({raw[1] * 1e6:.1f})",
+                      f"{ours[0] * 1e6:.1f} us ({ours[1] * 1e6:.1f})",
+                      f"{ours[0] / raw[0]:.3f}"]
+        cells.append(f"{r['bytes'] / r['amber SUM'][0] / 1e9:.2f}")
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "One step's forward and backward (wall ms, CPU ms in brackets; the optimizer "
+            "is not included). Hidden share = (compute + communication - step) / "
+            "communication.", "",
+            "| model | gradients | compute only (no_sync) | DDP's communication alone | "
+            "DDP step | hidden | DDP, gradient_as_bucket_view | hidden | DDP without "
+            "polling | hidden |", "|---|---|---|---|---|---|---|---|---|---|"]
     for o in overlaps:
-        hidden = 1 - (o["t_ddp"] - o["t_local"]) / o["t_comm"]
-        out.append(f"| {o['model']} | {o['params'] / 1e6:.2f} M float32 in {o['buckets']} "
-                   f"buckets | {o['t_local'] * 1e3:.2f} ms | {o['t_ddp'] * 1e3:.2f} ms | "
-                   f"{o['t_comm'] * 1e3:.2f} ms | {hidden:.0%} |")
+        c, m = o["compute"][0], o["comm"][0]
+        cells = [o["model"], f"{o['params'] / 1e6:.2f} M float32 in {o['buckets']} buckets"]
+        cells += [f"{o[k][0] * 1e3:.2f} ({o[k][1] * 1e3:.2f})" for k in ("compute", "comm")]
+        for k in ("ddp", "ddp_view", "ddp_no_poll"):
+            cells += [f"{o[k][0] * 1e3:.2f} ({o[k][1] * 1e3:.2f})",
+                      f"{(c + m - o[k][0]) / m:.0%}"]
+        out.append("| " + " | ".join(cells) + " |")
     out += ["", "| model | 1 process | 2 processes | speed-up |", "|---|---|---|---|"]
     for one, two in zip(thr[0::2], thr[1::2]):
         out.append(f"| {one['model']} | {one['samples_per_s']:.0f} samples/s | "
@@ -236,7 +282,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", nargs="+")
     ap.add_argument("--append", type=Path)
-    ap.add_argument("--blocks", type=int, default=5)
+    ap.add_argument("--blocks", type=int, default=15)
+    ap.add_argument("--only", choices=("allreduce", "overlap", "throughput"))
     args = ap.parse_args()
     if args.worker:
         kind, *rest = args.worker
@@ -249,12 +296,20 @@ def main() -> None:
             print("RESULT " + json.dumps(res), flush=True)
         return
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    ar = _launch(2, "allreduce", str(args.blocks))
-    overlaps = [_launch(2, "overlap", m, str(r)) for m, r in (("mlp", 30), ("resnet18", 5))]
-    thr = []
-    for m, steps in (("mlp", 40), ("resnet18", 4)):
-        thr += [_launch(1, "throughput", m, str(steps)), _launch(2, "throughput", m, str(steps))]
-    text = _report(ar, overlaps, thr, load)
+    ar = {"allreduce": []}
+    overlaps: list[dict] = []
+    thr: list[dict] = []
+    if args.only in (None, "allreduce"):
+        ar = _launch(2, "allreduce", str(args.blocks))
+    if args.only in (None, "overlap"):
+        overlaps = [_launch(2, "overlap", m, str(r))
+                    for m, r in (("mlp", args.blocks * 3), ("resnet18", args.blocks))]
+    if args.only in (None, "throughput"):
+        for m, steps in (("mlp", 40), ("resnet18", 4)):
+            thr += [_launch(1, "throughput", m, str(steps)),
+                    _launch(2, "throughput", m, str(steps))]
+    after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = _report(ar, overlaps, thr, load, after)
     print(text)
     if args.append:
         with open(args.append, "a") as f:
