@@ -135,11 +135,10 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Group | None 
     # NOTE: the fast path (a blocking reduction of a floating tensor's own C-contiguous,
     # writeable buffer) runs straight into MPI_Allreduce(MPI_IN_PLACE): its overhead
     # over raw mpi4py is what small messages pay on every call.
-    if not async_op and g is not None and not g.closed and type(tensor) is Tensor:
+    if g is not None and not async_op and type(tensor) is Tensor:
         data = tensor._data
         if (data is not None and data.flags.carray and data.dtype.kind == "f"
-                and op in _FAST_OPS):
-            g.all_reduce_now(data, op)
+                and g.fast_all_reduce(data, op)):
             return None
     g = group_or_default(group)
     work = g.all_reduce(_buffer(tensor, "all_reduce"), ReduceOp(op), not async_op)
@@ -147,9 +146,6 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Group | None 
         return work
     work.wait()
     return None
-
-
-_FAST_OPS = frozenset(ReduceOp)
 
 
 def broadcast(tensor: Tensor, src: int = 0, group: Group | None = None,

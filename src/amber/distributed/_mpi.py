@@ -30,6 +30,8 @@ class ReduceOp(enum.Enum):
     __hash__ = object.__hash__
 
 
+_AVG = ReduceOp.AVG
+
 _NOT_INIT = ("the default process group is not initialised: call "
              "amber.distributed.init_process_group('mpi') first (and launch the script with "
              "mpiexec -n N python script.py)")
@@ -115,6 +117,7 @@ class Group:
         self._request = MPI.Request
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
+        self._fast_ops = dict(self._ops)  # emptied when the group closes
         self._divisors: dict[np.dtype[Any], Any] = {}  # world size as each float dtype
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch_loop, daemon=True,
@@ -149,6 +152,7 @@ class Group:
 
     def close(self) -> None:
         self.closed = True
+        self._fast_ops = {}
         self._stop.set()
 
     def check_rank(self, r: int, what: str) -> None:
@@ -168,25 +172,29 @@ class Group:
             return Work(self, name, None, finish)
         return Work(self, name, start(), finish)
 
-    def all_reduce_now(self, buf: np.ndarray, op: ReduceOp) -> None:
+    def fast_all_reduce(self, buf: np.ndarray, op: Any) -> bool:
         """The hot path: a blocking in-place all-reduce of a C-contiguous, writeable
-        floating buffer (no Work, no closures, no allocation)."""
+        floating buffer (no Work, no closures, no allocation). False, having done
+        nothing, when ``op`` is no ``ReduceOp`` or the group is closed."""
+        mpi_op = self._fast_ops.get(op)
+        if mpi_op is None:
+            return False
         self._hot = (op, buf)
         self._hot_calls += 1
         try:
-            self.comm.Allreduce(self._in_place, buf, self._ops[op])
+            self.comm.Allreduce(self._in_place, buf, mpi_op)
         finally:
             self._hot = None
-        if op is ReduceOp.AVG:
+        if op is _AVG:
             d = self._divisors.get(buf.dtype)
             if d is None:
                 d = self._divisors[buf.dtype] = buf.dtype.type(self.size)
             np.divide(buf, d, buf)
+        return True
 
     def all_reduce(self, buf: np.ndarray, op: ReduceOp, blocking: bool = False) -> Work:
         mpi_op = self._ops[op]
-        if blocking and buf.dtype.kind == "f":
-            self.all_reduce_now(buf, op)
+        if blocking and buf.dtype.kind == "f" and self.fast_all_reduce(buf, op):
             return _DONE
         MPI = _mpi()
         if buf.dtype == np.bool_ and op is not ReduceOp.MAX and op is not ReduceOp.MIN:
