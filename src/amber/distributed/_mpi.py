@@ -115,6 +115,7 @@ class Group:
         MPI = _mpi()
         self._in_place = MPI.IN_PLACE
         self._request = MPI.Request
+        self._allreduce = comm.Allreduce
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
         self._fast_ops = dict(self._ops)  # emptied when the group closes
@@ -182,7 +183,7 @@ class Group:
         self._hot = (op, buf)
         self._hot_calls += 1
         try:
-            self.comm.Allreduce(self._in_place, buf, mpi_op)
+            self._allreduce(self._in_place, buf, mpi_op)
         finally:
             self._hot = None
         if op is _AVG:
