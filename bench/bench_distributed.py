@@ -67,6 +67,22 @@ def _alternate(comm, fns: dict, blocks: int, inner: int) -> dict:
     return {k: [statistics.median(x) for x in zip(*v)] for k, v in samples.items()}
 
 
+def _per_call(comm, fns: dict, calls: int) -> dict:
+    """Median wall seconds of single calls, the functions taking turns call by call (so
+    both see the same moments of the machine; a call that lost the processor to another
+    process is an outlier the median leaves out)."""
+    samples: dict = {k: [] for k in fns}
+    items = list(fns.items())
+    clock = time.perf_counter
+    comm.Barrier()
+    for i in range(calls):
+        for k, f in items if i % 2 == 0 else items[::-1]:
+            t0 = clock()
+            f()
+            samples[k].append(clock() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 def worker_allreduce(blocks: int) -> dict:
     """amber's SUM and AVG against what a mpi4py user writes: ``Allreduce(IN_PLACE)`` on
     the same float32 buffer (and, for AVG, a division by the world size after it)."""
@@ -80,8 +96,8 @@ def worker_allreduce(blocks: int) -> dict:
     world = np.float32(comm.Get_size())
     rows = []
     for nbytes in SIZES:
-        buf = np.zeros(nbytes // 4, dtype=np.float32)  # zeros: sums stay finite
-        t = am.tensor(np.zeros(nbytes // 4, dtype=np.float32))
+        t = am.tensor(np.zeros(nbytes // 4, dtype=np.float32))  # zeros: sums stay finite
+        buf = t.numpy()  # the same buffer for both
         inner = max(1, min(500, (16 << 20) // nbytes))
 
         def raw_avg(b=buf) -> None:
@@ -94,7 +110,9 @@ def worker_allreduce(blocks: int) -> dict:
                "amber AVG": lambda x=t: dist.all_reduce(x, dist.ReduceOp.AVG)}
         for f in fns.values():
             f()
-        rows.append({"bytes": nbytes, **_alternate(comm, fns, blocks, inner)})
+        wall = _per_call(comm, fns, max(9, min(2000, (1 << 30) // nbytes)))
+        cpu = _alternate(comm, fns, blocks, inner)
+        rows.append({"bytes": nbytes, **{k: [wall[k], *cpu[k]] for k in fns}})
     return {"allreduce": rows}
 
 
@@ -242,18 +260,19 @@ def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: s
            f"over shared memory (2 processes on one machine), BLAS 1 thread per rank. Load "
            f"average before the run: {load}; after: {after}.", "",
            "Command: `python bench/bench_distributed.py --append bench/RESULTS.md`", "",
-           "All-reduce of a float32 buffer, in place, medians over alternating blocks "
-           "(wall time per call; CPU time in brackets: MPICH polls while it waits). "
+           "All-reduce of a float32 buffer, in place: the median wall time of single calls, "
+           "the four taking turns call by call (a call that lost the processor to another "
+           "process is an outlier the median leaves out). The CPU ratio comes from "
+           "alternating blocks of calls (process time; MPICH polls while it waits). "
            "mpi4py AVG is `Allreduce(IN_PLACE)` then `np.divide` by the world size.", "",
-           "| buffer | mpi4py SUM | amber SUM | ratio | mpi4py AVG | amber AVG | ratio | "
-           "amber SUM GB/s |", "|---|---|---|---|---|---|---|---|"]
+           "| buffer | mpi4py SUM | amber SUM | ratio | CPU ratio | mpi4py AVG | amber AVG | "
+           "ratio | CPU ratio | amber SUM GB/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in ar["allreduce"]:
         cells = [_size(r["bytes"])]
         for op in ("SUM", "AVG"):
             raw, ours = r[f"mpi4py {op}"], r[f"amber {op}"]
-            cells += [f"{raw[0] * 1e6:.1f} us ({raw[1] * 1e6:.1f})",
-                      f"{ours[0] * 1e6:.1f} us ({ours[1] * 1e6:.1f})",
-                      f"{ours[0] / raw[0]:.3f}"]
+            cells += [f"{raw[0] * 1e6:.1f} us", f"{ours[0] * 1e6:.1f} us",
+                      f"{ours[0] / raw[0]:.3f}", f"{ours[2] / raw[2]:.2f}"]
         cells.append(f"{r['bytes'] / r['amber SUM'][0] / 1e9:.2f}")
         out.append("| " + " | ".join(cells) + " |")
     out += ["", "One step's forward and backward (wall ms, CPU ms in brackets; the optimizer "

@@ -137,8 +137,7 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Group | None 
     # over raw mpi4py is what small messages pay on every call.
     if g is not None and not async_op and type(tensor) is Tensor:
         data = tensor._data
-        if (data is not None and data.flags.carray and data.dtype.kind == "f"
-                and g.fast_all_reduce(data, op)):
+        if data is not None and g.fast_all_reduce(data, op):
             return None
     g = group_or_default(group)
     work = g.all_reduce(_buffer(tensor, "all_reduce"), ReduceOp(op), not async_op)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,10 @@ class ReduceOp(enum.Enum):
 
 
 _AVG = ReduceOp.AVG
+
+
+def _nothing() -> None:
+    return None
 
 _NOT_INIT = ("the default process group is not initialised: call "
              "amber.distributed.init_process_group('mpi') first (and launch the script with "
@@ -108,10 +113,10 @@ class Group:
         # GIL, and the watchdog only reads
         self._in_flight: dict[int, tuple[Any, float]] = {}
         self._counter = itertools.count()
-        # The blocking all-reduce's hot path reports to the watchdog through two slots
-        # instead: what runs now (None between calls) and a count of calls started.
+        # The blocking all-reduce's hot path reports to the watchdog through one slot
+        # instead: what runs now (a new tuple per call; None between calls).
         self._hot: tuple[ReduceOp, np.ndarray] | None = None
-        self._hot_calls = 0
+        self._checked: Callable[[], Any] = _nothing  # the last buffer the hot path took
         MPI = _mpi()
         self._in_place = MPI.IN_PLACE
         self._request = MPI.Request
@@ -131,14 +136,15 @@ class Group:
 
     def _watch_loop(self) -> None:
         period = min(1.0, self.timeout / 4)
-        hot_seen, hot_since = -1, 0.0
+        seen: Any = None  # NOTE: holding the last call's tuple keeps its id unique
+        hot_since = 0.0
         while not self._stop.wait(period):
             now = time.monotonic()
             late = [(n, t) for n, t in list(self._in_flight.values())
                     if now - t > self.timeout]
-            hot, calls = self._hot, self._hot_calls
-            if hot is None or calls != hot_seen:
-                hot_seen, hot_since = calls, now
+            hot = self._hot
+            if hot is None or hot is not seen:
+                seen, hot_since = hot, now
             elif now - hot_since > self.timeout:
                 late.append((("all_reduce", hot[0].name, hot[1].size, hot[1].dtype),
                              hot_since))
@@ -176,12 +182,16 @@ class Group:
     def fast_all_reduce(self, buf: np.ndarray, op: Any) -> bool:
         """The hot path: a blocking in-place all-reduce of a C-contiguous, writeable
         floating buffer (no Work, no closures, no allocation). False, having done
-        nothing, when ``op`` is no ``ReduceOp`` or the group is closed."""
+        nothing, when ``buf`` is not such a buffer, ``op`` no ``ReduceOp`` or the group
+        closed."""
         mpi_op = self._fast_ops.get(op)
         if mpi_op is None:
             return False
+        if self._checked() is not buf:  # checks once per buffer while it is reused
+            if not (buf.flags.carray and buf.dtype.kind == "f"):
+                return False
+            self._checked = weakref.ref(buf)
         self._hot = (op, buf)
-        self._hot_calls += 1
         try:
             self._allreduce(self._in_place, buf, mpi_op)
         finally:
@@ -195,7 +205,7 @@ class Group:
 
     def all_reduce(self, buf: np.ndarray, op: ReduceOp, blocking: bool = False) -> Work:
         mpi_op = self._ops[op]
-        if blocking and buf.dtype.kind == "f" and self.fast_all_reduce(buf, op):
+        if blocking and self.fast_all_reduce(buf, op):
             return _DONE
         MPI = _mpi()
         if buf.dtype == np.bool_ and op is not ReduceOp.MAX and op is not ReduceOp.MIN:
