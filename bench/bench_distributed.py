@@ -116,6 +116,37 @@ def worker_allreduce(blocks: int) -> dict:
     return {"allreduce": rows}
 
 
+def worker_overhead(calls: int) -> dict:
+    """On one rank (the collective returns at once): the thread CPU time amber's SUM and
+    AVG add to the mpi4py calls on a 1 KB buffer, best of 7 runs (CPU time does not count
+    the moments another process holds the processor)."""
+    from mpi4py import MPI
+
+    import amber as am
+    import amber.distributed as dist
+
+    dist.init_process_group("mpi")
+    comm, avg = MPI.COMM_WORLD, dist.ReduceOp.AVG
+    t = am.tensor(np.zeros(256, dtype=np.float32))
+    buf, world = t.numpy(), np.float32(1)
+
+    def raw_avg() -> None:
+        comm.Allreduce(MPI.IN_PLACE, buf)
+        np.divide(buf, world, buf)
+
+    fns = {"mpi4py SUM": lambda: comm.Allreduce(MPI.IN_PLACE, buf),
+           "amber SUM": lambda: dist.all_reduce(t), "mpi4py AVG": raw_avg,
+           "amber AVG": lambda: dist.all_reduce(t, avg)}
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(7):
+        for k, f in fns.items():
+            c0 = time.thread_time()
+            for _ in range(calls):
+                f()
+            best[k] = min(best[k], (time.thread_time() - c0) / calls)
+    return best
+
+
 def _mlp():
     import amber.nn as nn
 
@@ -275,6 +306,13 @@ def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: s
                       f"{ours[0] / raw[0]:.3f}", f"{ours[2] / raw[2]:.2f}"]
         cells.append(f"{r['bytes'] / r['amber SUM'][0] / 1e9:.2f}")
         out.append("| " + " | ".join(cells) + " |")
+    if "overhead" in ar:
+        o = {k: v * 1e9 for k, v in ar["overhead"].items()}
+        out += ["", f"What amber adds per call, as thread CPU time on one rank (1 KB, best "
+                f"of 7 runs of 100000 calls): SUM {o['amber SUM'] - o['mpi4py SUM']:.0f} ns "
+                f"({o['mpi4py SUM']:.0f} -> {o['amber SUM']:.0f} ns), AVG "
+                f"{o['amber AVG'] - o['mpi4py AVG']:.0f} ns ({o['mpi4py AVG']:.0f} -> "
+                f"{o['amber AVG']:.0f} ns)."]
     out += ["", "One step's forward and backward (wall ms, CPU ms in brackets; the optimizer "
             "is not included). Hidden share = (compute + communication - step) / "
             "communication.", "",
@@ -307,6 +345,7 @@ def main() -> None:
     if args.worker:
         kind, *rest = args.worker
         res = {"allreduce": lambda: worker_allreduce(int(rest[0])),
+               "overhead": lambda: worker_overhead(int(rest[0])),
                "overlap": lambda: worker_overlap(rest[0], int(rest[1])),
                "throughput": lambda: worker_throughput(rest[0], int(rest[1]))}[kind]()
         import amber.distributed as dist
@@ -320,6 +359,7 @@ def main() -> None:
     thr: list[dict] = []
     if args.only in (None, "allreduce"):
         ar = _launch(2, "allreduce", str(args.blocks))
+        ar["overhead"] = _launch(1, "overhead", "100000")
     if args.only in (None, "overlap"):
         overlaps = [_launch(2, "overlap", m, str(r))
                     for m, r in (("mlp", args.blocks * 3), ("resnet18", args.blocks))]
