@@ -124,7 +124,7 @@ class Group:
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
         self._fast_ops = dict(self._ops)  # emptied when the group closes
-        self._divisors: dict[np.dtype[Any], Any] = {}  # world size as each float dtype
+        self._divisor: Any = None  # the world size in the checked buffer's dtype
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch_loop, daemon=True,
                                           name="amber-distributed-watchdog")
@@ -191,16 +191,14 @@ class Group:
             if not (buf.flags.carray and buf.dtype.kind == "f"):
                 return False
             self._checked = weakref.ref(buf)
+            self._divisor = buf.dtype.type(self.size)
         self._hot = (op, buf)
         try:
             self._allreduce(self._in_place, buf, mpi_op)
         finally:
             self._hot = None
         if op is _AVG:
-            d = self._divisors.get(buf.dtype)
-            if d is None:
-                d = self._divisors[buf.dtype] = buf.dtype.type(self.size)
-            np.divide(buf, d, buf)
+            np.divide(buf, self._divisor, buf)
         return True
 
     def all_reduce(self, buf: np.ndarray, op: ReduceOp, blocking: bool = False) -> Work:
