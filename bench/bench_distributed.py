@@ -283,15 +283,8 @@ def _size(nbytes: int) -> str:
     return f"{nbytes >> 20} MB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KB"
 
 
-def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: str) -> str:
-    out = ["## Distributed: all-reduce, DDP overlap and 1 -> 2 processes "
-           "(bench_distributed.py)", "",
-           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, MPICH "
-           f"over shared memory (2 processes on one machine), BLAS 1 thread per rank. Load "
-           f"average before the run: {load}; after: {after}.", "",
-           "Command: `python bench/bench_distributed.py --append bench/RESULTS.md`", "",
-           "All-reduce of a float32 buffer, in place: the median wall time of single calls, "
+def _allreduce_rows(ar: dict) -> list[str]:
+    out = ["All-reduce of a float32 buffer, in place: the median wall time of single calls, "
            "the four taking turns call by call (a call that lost the processor to another "
            "process is an outlier the median leaves out). The CPU ratio comes from "
            "alternating blocks of calls (process time; MPICH polls while it waits). "
@@ -306,19 +299,22 @@ def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: s
                       f"{ours[0] / raw[0]:.3f}", f"{ours[2] / raw[2]:.2f}"]
         cells.append(f"{r['bytes'] / r['amber SUM'][0] / 1e9:.2f}")
         out.append("| " + " | ".join(cells) + " |")
-    if "overhead" in ar:
-        o = {k: v * 1e9 for k, v in ar["overhead"].items()}
-        out += ["", f"What amber adds per call, as thread CPU time on one rank (1 KB, best "
-                f"of 7 runs of 100000 calls): SUM {o['amber SUM'] - o['mpi4py SUM']:.0f} ns "
-                f"({o['mpi4py SUM']:.0f} -> {o['amber SUM']:.0f} ns), AVG "
-                f"{o['amber AVG'] - o['mpi4py AVG']:.0f} ns ({o['mpi4py AVG']:.0f} -> "
-                f"{o['amber AVG']:.0f} ns)."]
-    out += ["", "One step's forward and backward (wall ms, CPU ms in brackets; the optimizer "
-            "is not included). Hidden share = (compute + communication - step) / "
-            "communication.", "",
-            "| model | gradients | compute only (no_sync) | DDP's communication alone | "
-            "DDP step | hidden | DDP, gradient_as_bucket_view | hidden | DDP without "
-            "polling | hidden |", "|---|---|---|---|---|---|---|---|---|---|"]
+    o = {k: v * 1e9 for k, v in ar["overhead"].items()}
+    out += ["", f"What amber adds per call, as thread CPU time on one rank (1 KB, best "
+            f"of 7 runs of 100000 calls): SUM {o['amber SUM'] - o['mpi4py SUM']:.0f} ns "
+            f"({o['mpi4py SUM']:.0f} -> {o['amber SUM']:.0f} ns), AVG "
+            f"{o['amber AVG'] - o['mpi4py AVG']:.0f} ns ({o['mpi4py AVG']:.0f} -> "
+            f"{o['amber AVG']:.0f} ns).", ""]
+    return out
+
+
+def _overlap_rows(overlaps: list[dict]) -> list[str]:
+    out = ["One step's forward and backward (wall ms, CPU ms in brackets; the optimizer "
+           "is not included). Hidden share = (compute + communication - step) / "
+           "communication.", "",
+           "| model | gradients | compute only (no_sync) | DDP's communication alone | "
+           "DDP step | hidden | DDP, gradient_as_bucket_view | hidden | DDP without "
+           "polling | hidden |", "|---|---|---|---|---|---|---|---|---|---|"]
     for o in overlaps:
         c, m = o["compute"][0], o["comm"][0]
         cells = [o["model"], f"{o['params'] / 1e6:.2f} M float32 in {o['buckets']} buckets"]
@@ -327,12 +323,30 @@ def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: s
             cells += [f"{o[k][0] * 1e3:.2f} ({o[k][1] * 1e3:.2f})",
                       f"{(c + m - o[k][0]) / m:.0%}"]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", "| model | 1 process | 2 processes | speed-up |", "|---|---|---|---|"]
+    return out + [""]
+
+
+def _report(ar: dict, overlaps: list[dict], thr: list[dict], load: str, after: str,
+            only: str | None) -> str:
+    flag = f" --only {only}" if only else ""
+    out = ["## Distributed: all-reduce, DDP overlap and 1 -> 2 processes "
+           "(bench_distributed.py)", "",
+           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, MPICH "
+           f"over shared memory (2 processes on one machine), BLAS 1 thread per rank. Load "
+           f"average before the run: {load}; after: {after}.", "",
+           f"Command: `python bench/bench_distributed.py{flag} --append bench/RESULTS.md`", ""]
+    if ar["allreduce"]:
+        out += _allreduce_rows(ar)
+    if overlaps:
+        out += _overlap_rows(overlaps)
+    if thr:
+        out += ["| model | 1 process | 2 processes | speed-up |", "|---|---|---|---|"]
     for one, two in zip(thr[0::2], thr[1::2]):
         out.append(f"| {one['model']} | {one['samples_per_s']:.0f} samples/s | "
                    f"{two['samples_per_s']:.0f} samples/s | "
                    f"{two['samples_per_s'] / one['samples_per_s']:.2f}x |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out).rstrip() + "\n"
 
 
 def main() -> None:
@@ -368,7 +382,7 @@ def main() -> None:
             thr += [_launch(1, "throughput", m, str(steps)),
                     _launch(2, "throughput", m, str(steps))]
     after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = _report(ar, overlaps, thr, load, after)
+    text = _report(ar, overlaps, thr, load, after, args.only)
     print(text)
     if args.append:
         with open(args.append, "a") as f:
