@@ -32,6 +32,8 @@ def test_collectives_on_two_ranks() -> None:
         assert r["MIN"] == [1.0, 2.0, -6.0]
         assert r["PRODUCT"] == [2.0, 8.0, 18.0]
         assert r["int_sum"] == [3, 30]
+        assert r["odd_buffers"] == [[3.0, 6.0], [[0.0, 3.0, 6.0], [9.0, 12.0, 15.0]]]
+        assert r["again"] == [3.0, 3.0, 3.0]
         assert r["broadcast"] == [[6.0, 6.0], [6.0, 6.0]]
         assert r["all_gather"] == [[0.0] * 3, [1.0] * 3]
         assert r["objects"] == [{"rank": 0}, {"rank": 1}]

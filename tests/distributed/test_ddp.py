@@ -96,3 +96,42 @@ def test_checkpoint_from_two_ranks_resumes_on_one(tmp_path) -> None:
     resumed = results(launch("resume.py", ckpt, "2", "4", n=1)[0])
     for k, v in straight[0]["weights"].items():
         np.testing.assert_allclose(resumed[0]["weights"][k], v, rtol=0, atol=1e-10, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reducer_ranks() -> list[dict]:
+    return results(launch("reducer.py")[0])
+
+
+@pytest.mark.parametrize("layout", ["copy", "view"])
+def test_reducer_averages_exactly_with_tied_frozen_and_unused_parameters(
+        reducer_ranks: list[dict], layout: str) -> None:
+    """Gradients averaged through buckets (fresh buffers, or gradient_as_bucket_view)
+    equal the one-process gradient of the global batch, with a layer used twice, a
+    frozen bias, a branch only rank 1 uses and a layer no rank uses; with no_sync
+    accumulation too."""
+    for r in reducer_ranks:
+        assert r[f"{layout}_buckets"] > 3
+        assert r[f"{layout}_sync"] < 1e-12, r[f"{layout}_sync"]
+        assert r[f"{layout}_no_sync"] < 1e-12, r[f"{layout}_no_sync"]
+        assert r[f"{layout}_frozen_untouched"]
+        assert r[f"{layout}_unused_none"]
+
+
+@pytest.mark.parametrize("layout", ["copy", "view"])
+def test_reducer_hook_fires_once_per_parameter_and_overlaps(reducer_ranks: list[dict],
+                                                            layout: str) -> None:
+    """Each parameter that received a gradient is reported once per backward (the layer
+    used twice too), and a bucket's all-reduce starts before backward has finished."""
+    used = {"inp.weight", "shared.weight", "shared.bias", "head.weight", "head.bias"}
+    for r in reducer_ranks:
+        expect = used | ({"extra.weight", "extra.bias"} if r["rank"] == 1 else set())
+        assert r[f"{layout}_fired"] == dict.fromkeys(sorted(expect), 1)
+        assert r[f"{layout}_launch_before_last_hook"]
+
+
+def test_reducer_names_unused_parameters_without_find_unused(reducer_ranks: list[dict]
+                                                             ) -> None:
+    for r in reducer_ranks:
+        assert "unused.weight" in r["unused_error"]
+        assert "find_unused_parameters=True" in r["unused_error"]

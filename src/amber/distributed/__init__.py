@@ -131,6 +131,14 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Group | None 
                async_op: bool = False) -> Work | None:
     """Reduce ``tensor`` across ranks in place (SUM, AVG, MAX, MIN, PRODUCT); every rank
     ends with the result. With ``async_op`` returns a ``Work`` to ``wait()`` on."""
+    g = _mpi.DEFAULT if group is None else group
+    # NOTE: the fast path (a blocking reduction of a floating tensor's own C-contiguous,
+    # writeable buffer) runs straight into MPI_Allreduce(MPI_IN_PLACE): its overhead
+    # over raw mpi4py is what small messages pay on every call.
+    if g is not None and not async_op and type(tensor) is Tensor:
+        data = tensor._data
+        if data is not None and g.fast_all_reduce(data, op):
+            return None
     g = group_or_default(group)
     work = g.all_reduce(_buffer(tensor, "all_reduce"), ReduceOp(op), not async_op)
     if async_op:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,16 @@ class ReduceOp(enum.Enum):
     MIN = "min"
     PRODUCT = "product"
 
+    # NOTE: members are singletons, so identity hashing is exact and skips Enum's
+    # Python-level __hash__ on every collective's op lookup
+    __hash__ = object.__hash__
+
+
+_AVG = ReduceOp.AVG
+
+
+def _nothing() -> None:
+    return None
 
 _NOT_INIT = ("the default process group is not initialised: call "
              "amber.distributed.init_process_group('mpi') first (and launch the script with "
@@ -102,10 +113,18 @@ class Group:
         # GIL, and the watchdog only reads
         self._in_flight: dict[int, tuple[Any, float]] = {}
         self._counter = itertools.count()
+        # The blocking all-reduce's hot path reports to the watchdog through one slot
+        # instead: what runs now (a new tuple per call; None between calls).
+        self._hot: tuple[ReduceOp, np.ndarray] | None = None
+        self._checked: Callable[[], Any] = _nothing  # the last buffer the hot path took
         MPI = _mpi()
         self._in_place = MPI.IN_PLACE
+        self._request = MPI.Request
+        self._allreduce = comm.Allreduce
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
+        self._fast_ops = dict(self._ops)  # emptied when the group closes
+        self._divisor: Any = None  # the world size in the checked buffer's dtype
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch_loop, daemon=True,
                                           name="amber-distributed-watchdog")
@@ -117,10 +136,18 @@ class Group:
 
     def _watch_loop(self) -> None:
         period = min(1.0, self.timeout / 4)
+        seen: Any = None  # NOTE: holding the last call's tuple keeps its id unique
+        hot_since = 0.0
         while not self._stop.wait(period):
             now = time.monotonic()
             late = [(n, t) for n, t in list(self._in_flight.values())
                     if now - t > self.timeout]
+            hot = self._hot
+            if hot is None or hot is not seen:
+                seen, hot_since = hot, now
+            elif now - hot_since > self.timeout:
+                late.append((("all_reduce", hot[0].name, hot[1].size, hot[1].dtype),
+                             hot_since))
             if late:
                 what, started = late[0]
                 name = what if isinstance(what, str) else (
@@ -132,6 +159,7 @@ class Group:
 
     def close(self) -> None:
         self.closed = True
+        self._fast_ops = {}
         self._stop.set()
 
     def check_rank(self, r: int, what: str) -> None:
@@ -151,17 +179,31 @@ class Group:
             return Work(self, name, None, finish)
         return Work(self, name, start(), finish)
 
+    def fast_all_reduce(self, buf: np.ndarray, op: Any) -> bool:
+        """The hot path: a blocking in-place all-reduce of a C-contiguous, writeable
+        floating buffer (no Work, no closures, no allocation). False, having done
+        nothing, when ``buf`` is not such a buffer, ``op`` no ``ReduceOp`` or the group
+        closed."""
+        mpi_op = self._fast_ops.get(op)
+        if mpi_op is None:
+            return False
+        if self._checked() is not buf:  # checks once per buffer while it is reused
+            if not (buf.flags.carray and buf.dtype.kind == "f"):
+                return False
+            self._checked = weakref.ref(buf)
+            self._divisor = buf.dtype.type(self.size)
+        self._hot = (op, buf)
+        try:
+            self._allreduce(self._in_place, buf, mpi_op)
+        finally:
+            self._hot = None
+        if op is _AVG:
+            np.divide(buf, self._divisor, buf)
+        return True
+
     def all_reduce(self, buf: np.ndarray, op: ReduceOp, blocking: bool = False) -> Work:
         mpi_op = self._ops[op]
-        if blocking and buf.dtype.kind == "f":  # the hot path: no closures, no Work
-            key = next(self._counter)
-            self._in_flight[key] = (("all_reduce", op.name, buf.size, buf.dtype), time.monotonic())
-            try:
-                self.comm.Allreduce(self._in_place, buf, op=mpi_op)
-            finally:
-                self._in_flight.pop(key, None)
-            if op is ReduceOp.AVG:
-                np.divide(buf, self.size, out=buf)
+        if blocking and self.fast_all_reduce(buf, op):
             return _DONE
         MPI = _mpi()
         if buf.dtype == np.bool_ and op is not ReduceOp.MAX and op is not ReduceOp.MIN:
@@ -172,13 +214,29 @@ class Group:
             if not np.issubdtype(buf.dtype, np.floating):
                 raise DistributedError(f"all_reduce: AVG needs a floating tensor, got "
                                        f"{buf.dtype}; use SUM")
-            size = self.size
+            size = buf.dtype.type(self.size)
 
             def finish() -> None:
-                np.divide(buf, size, out=buf)
+                np.divide(buf, size, buf)
         return self._run(f"all_reduce({op.name}, {buf.size} x {buf.dtype})", blocking,
                          lambda: self.comm.Iallreduce(MPI.IN_PLACE, buf, op=mpi_op),
                          lambda: self.comm.Allreduce(MPI.IN_PLACE, buf, op=mpi_op), finish)
+
+    # The gradient reducer's primitives: raw MPI requests, no Work objects.
+    def start_all_reduce(self, buf: np.ndarray) -> Any:
+        """Start an in-place SUM all-reduce of ``buf``; returns its MPI request."""
+        return self.comm.Iallreduce(self._in_place, buf, self._ops[ReduceOp.SUM])
+
+    def test_all(self, requests: list[Any]) -> bool:
+        """True when every request is done (and drives the MPI progress engine)."""
+        return bool(self._request.Testall(requests))
+
+    def wait_all(self, requests: list[Any], name: str) -> None:
+        """Wait for all ``requests`` together, under the watchdog.
+        NOTE: with MPICH, waiting on one request while others are in flight is several
+        times slower than one ``Waitall`` over all of them."""
+        with self.watch(name):
+            self._request.Waitall(requests)
 
     def broadcast(self, buf: np.ndarray, src: int, blocking: bool = False) -> Work:
         return self._run(f"broadcast(src={src}, {buf.size} x {buf.dtype})", blocking,

@@ -8,6 +8,7 @@ from common import emit
 import amber as am
 import amber.distributed as dist
 from amber.errors import DistributedError
+from amber.tensor import Tensor
 
 assert not dist.is_initialized()
 dist.init_process_group("mpi", timeout=60)
@@ -17,6 +18,18 @@ for op in ("SUM", "AVG", "MAX", "MIN", "PRODUCT"):
     t = am.tensor(np.array([1.0, 2.0, -3.0]) * (r + 1))
     dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
     out[op] = t.numpy().tolist()
+# buffers the fast path must not take: read-only, Fortran-ordered (each is copied first)
+ro = np.array([1.0, 2.0]) * (r + 1)
+ro.flags.writeable = False
+fortran = np.asfortranarray(np.arange(6.0).reshape(2, 3) * (r + 1))
+odd = [Tensor._wrap(ro), Tensor._wrap(fortran)]
+for t in odd:
+    dist.all_reduce(t)
+out["odd_buffers"] = [t.numpy().tolist() for t in odd]
+again = am.tensor(np.full(3, float(r + 1)))  # one buffer reduced twice in a row
+dist.all_reduce(again)
+dist.all_reduce(again, op=dist.ReduceOp.AVG)
+out["again"] = again.numpy().tolist()
 ti = am.tensor(np.array([r + 1, 10 * (r + 1)], dtype=np.int64))
 dist.all_reduce(ti)
 out["int_sum"] = ti.numpy().tolist()

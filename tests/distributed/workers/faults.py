@@ -26,6 +26,8 @@ for step in range(1000):
             sys.exit(0)  # leaves without a word: rank 0 waits in a collective
         if mode == "kill":
             os._exit(9)
+    if mode == "exit":  # rank 0 then waits in the blocking all_reduce's fast path
+        dist.all_reduce(am.tensor(np.ones(3, np.float32)))
     loss = ddp(am.tensor(np.ones((3, 4), np.float32))).sum()
     opt.zero_grad()
     loss.backward()

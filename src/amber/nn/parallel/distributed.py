@@ -3,13 +3,17 @@ during ``backward()``.
 
 As PyTorch's reducer does, parameters are grouped into size-bounded buckets in the
 reverse order of ``module.parameters()`` (roughly the order backward produces their
-gradients). A post-accumulate-grad hook marks each parameter ready; once a bucket is
-complete, and every bucket before it has been launched, its gradients are flattened into
-one buffer and a non-blocking all-reduce starts while backward goes on (each later
-hook drives the MPI progress engine of the reductions in flight).
-When backward finishes, every bucket is awaited and the averaged gradients written back
-into ``.grad``. Buckets are reduced in index order on every rank, so the collectives
-match across ranks whatever order the hooks fire in."""
+gradients), each bucket backed by one flat buffer. A post-accumulate-grad hook copies each
+parameter's finished gradient into its slice of the buffer, divided by the world size on
+the way (one pass; the all-reduce then sums them into the average). Once a bucket is
+complete, and every bucket before it has been launched, a non-blocking all-reduce
+(``MPI_Iallreduce``) of its buffer starts while backward goes on; every later hook polls
+the reductions in flight (``MPI_Testall``) so that the MPI library moves their data along
+(MPICH progresses non-blocking collectives only inside MPI calls). When backward
+finishes, the remaining buckets are launched, all are awaited together (``MPI_Waitall``)
+and each ``.grad`` becomes a view of its bucket's averaged buffer. Buckets are reduced in
+index order on every rank, so the collectives match across ranks whatever order the hooks
+fire in, and every element is the same fixed sum: the result is deterministic."""
 
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ import numpy as np
 
 from ... import autograd
 from ... import distributed as dist
+from ..._tree import tree_flatten
 from ...errors import DistributedError
-from ...ops.registry import no_grad
+from ...ops.registry import is_grad_enabled, no_grad
 from ...tensor import Tensor
 from ..modules.module import Module
 
@@ -31,47 +36,79 @@ FIRST_BUCKET_BYTES = 1 * _MB  # small first bucket: communication starts early
 
 
 class _Bucket:
-    def __init__(self, index: int, params: list[tuple[str, Tensor]]) -> None:
+    """Parameters of one dtype whose gradients travel in one all-reduce."""
+
+    def __init__(self, index: int, params: list[tuple[str, Tensor]],
+                 persistent: bool) -> None:
         self.index = index
         self.params = params
-        self.dtype = params[0][1]._data.dtype  # type: ignore[union-attr]
-        self.sizes = [p._data.size for _, p in params]  # type: ignore[union-attr]
-        self.numel = sum(self.sizes)
+        self.dtype: np.dtype[Any] = params[0][1]._data.dtype  # type: ignore[union-attr]
+        self.slices: dict[int, slice] = {}
+        off = 0
+        for _, p in params:
+            n = p._data.size  # type: ignore[union-attr]
+            self.slices[id(p)] = slice(off, off + n)
+            off += n
+        self.numel = off
+        # With gradient_as_bucket_view one buffer serves every step (the gradients are
+        # views of it); otherwise each step fills a fresh one that DDP then lets go of.
+        self.persistent = np.zeros(off, self.dtype) if persistent else None
         self.pending: set[int] = set()
         self.buffer: np.ndarray | None = None
-        self.work: Any = None
+        self.request: Any = None
 
-    def reset(self) -> None:
-        self.pending = {id(p) for _, p in self.params}
-        self.buffer = None
-        self.work = None
+    def begin(self) -> None:
+        self.pending = set(self.slices)
+        self.buffer = (self.persistent if self.persistent is not None
+                       else np.empty(self.numel, self.dtype))
+        self.request = None
 
-    def flatten(self, world: int) -> None:
-        """The bucket's gradients, each divided by the world size on the way in (one pass;
-        the all-reduce then sums them into the average, as PyTorch's reducer does)."""
-        buf = np.empty(self.numel, dtype=self.dtype)
-        scale = self.dtype.type(1.0 / world)
-        off = 0
-        for (_, p), n in zip(self.params, self.sizes, strict=True):
-            g = p.grad
-            if g is None:
-                buf[off:off + n] = 0
-            else:
-                np.multiply(g._data.reshape(-1), scale,  # type: ignore[union-attr]
-                            out=buf[off:off + n])
-            off += n
-        self.buffer = buf
-
-    def unflatten(self) -> None:
+    def put(self, param: Tensor, scale: Any) -> None:
+        """``param.grad / world`` into its slice (zeros when it has no gradient)."""
         assert self.buffer is not None
-        off = 0
-        for (_, p), n in zip(self.params, self.sizes, strict=True):
-            p.grad = Tensor._wrap(self.buffer[off:off + n].reshape(p.shape))
-            off += n
+        if id(param) not in self.pending:  # its bucket may be in flight already
+            raise DistributedError(
+                "DistributedDataParallel: a parameter received a gradient twice in one "
+                "backward, or after find_unused_parameters found it unused in the "
+                "forward (did a forward run outside the DDP wrapper?)")
+        self.pending.discard(id(param))
+        out = self.buffer[self.slices[id(param)]]
+        g = None if param.grad is None else param.grad._data
+        if g is None:
+            out[...] = 0
+        else:
+            np.multiply(g, scale, out=out.reshape(g.shape))
+
+    def publish(self, used: np.ndarray | None) -> None:
+        """Every ``.grad`` becomes a view of the averaged buffer (or stays None where
+        ``used`` says no rank had a gradient for it)."""
+        assert self.buffer is not None
+        for i, (_, p) in enumerate(self.params):
+            if used is not None and not used[i]:
+                continue
+            p.grad = Tensor._wrap(self.buffer[self.slices[id(p)]].reshape(p.shape))
+        self.buffer = None if self.persistent is None else self.buffer
 
 
-def _make_buckets(params: list[tuple[str, Tensor]], cap_bytes: int) -> list[_Bucket]:
-    buckets: list[_Bucket] = []
+def _leaves_reached(outputs: list[Any]) -> set[int]:
+    """ids of the leaf tensors the autograd graph of ``outputs`` reaches."""
+    leaves: set[int] = set()
+    seen: set[int] = set()
+    stack = [t for t in outputs if isinstance(t, Tensor) and t._node is not None]
+    while stack:
+        node = stack.pop()._node
+        for inp in (node.inputs or ()) if node is not None else ():
+            if inp._node is None:
+                leaves.add(id(inp))
+            elif id(inp) not in seen:
+                seen.add(id(inp))
+                stack.append(inp)
+    return leaves
+
+
+def _make_buckets(params: list[tuple[str, Tensor]], cap_bytes: int,
+                  persistent: bool) -> list[_Bucket]:
+    groups: list[list[tuple[str, Tensor]]] = []
     by_dtype: dict[Any, list[tuple[str, Tensor]]] = {}
     limit = min(FIRST_BUCKET_BYTES, cap_bytes)
     size: dict[Any, int] = {}
@@ -80,16 +117,14 @@ def _make_buckets(params: list[tuple[str, Tensor]], cap_bytes: int) -> list[_Buc
         current = by_dtype.setdefault(key, [])
         nbytes = p._data.nbytes  # type: ignore[union-attr]
         if current and size[key] + nbytes > limit:
-            buckets.append(_Bucket(len(buckets), current))
+            groups.append(current)
             current = by_dtype[key] = []
             size[key] = 0
             limit = cap_bytes
         current.append((name, p))
         size[key] = size.get(key, 0) + nbytes
-    for current in by_dtype.values():
-        if current:
-            buckets.append(_Bucket(len(buckets), current))
-    return buckets
+    groups += [current for current in by_dtype.values() if current]
+    return [_Bucket(i, g, persistent) for i, g in enumerate(groups)]
 
 
 class DistributedDataParallel(Module):
@@ -103,7 +138,14 @@ class DistributedDataParallel(Module):
     start of every forward. ``state_dict`` keys carry the ``module.`` prefix, as PyTorch's.
 
     ``find_unused_parameters=True`` lets a backward leave some parameters without a
-    gradient (they count as zeros in the average); otherwise such a backward raises."""
+    gradient: they count as zeros in the average, and a parameter no rank has a gradient
+    for keeps ``.grad`` None (one extra small all-reduce per backward tells the ranks
+    apart); otherwise such a backward raises ``DistributedError`` naming them.
+
+    ``gradient_as_bucket_view=True`` keeps one buffer per bucket for the whole run and
+    leaves every ``.grad`` a view of it (no allocation per step; a ``.grad`` held across
+    a ``backward()`` is overwritten by the next one, as in PyTorch). By default each step
+    averages into fresh buffers."""
 
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None,
                  dim: int = 0, broadcast_buffers: bool = True, process_group: Any = None,
@@ -128,11 +170,16 @@ class DistributedDataParallel(Module):
         params: list[tuple[str, Tensor]] = [(n, p) for n, p in module.named_parameters()
                                             if p.requires_grad]
         self._sync_module_state()
-        object.__setattr__(self, "_buckets", _make_buckets(params, cap))
-        object.__setattr__(self, "_bucket_of", {id(p): b for b in self._buckets
+        buckets = _make_buckets(params, cap, gradient_as_bucket_view)
+        object.__setattr__(self, "_buckets", buckets)
+        object.__setattr__(self, "_bucket_of", {id(p): b for b in buckets
                                                 for _, p in b.params})
+        object.__setattr__(self, "_scales", {b.dtype: b.dtype.type(1.0 / group.size)
+                                             for b in buckets})
         object.__setattr__(self, "_next_launch", 0)
+        object.__setattr__(self, "_in_flight", [])
         object.__setattr__(self, "_active", False)
+        object.__setattr__(self, "_unused", [])
         object.__setattr__(self, "_handles", [autograd.register_post_accumulate_grad_hook(
             p, self._on_grad_ready) for _, p in params])
 
@@ -165,7 +212,15 @@ class DistributedDataParallel(Module):
             buffers = [b for _, b in self.module.named_buffers()]
             if buffers:
                 self._broadcast_coalesced(buffers)
-        return self.module(*args, **kwargs)
+        out = self.module(*args, **kwargs)
+        if self.find_unused_parameters and is_grad_enabled():
+            # As PyTorch does: parameters the output does not depend on are ready from
+            # the start of the coming backward, so their buckets need not wait for it.
+            reached = _leaves_reached(tree_flatten(out)[0])
+            object.__setattr__(self, "_unused", [p for b in self._buckets
+                                                 for _, p in b.params
+                                                 if id(p) not in reached])
+        return out
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -184,48 +239,65 @@ class DistributedDataParallel(Module):
             return
         if not self._active:
             for b in self._buckets:
-                b.reset()
+                b.begin()
             object.__setattr__(self, "_next_launch", 0)
             object.__setattr__(self, "_active", True)
             autograd.queue_callback(self._finalize)
+            for p in self._unused:
+                self._bucket_of[id(p)].put(p, self._scales[self._bucket_of[id(p)].dtype])
+            if self._unused:
+                self._launch_ready()
         bucket = self._bucket_of[id(param)]
-        bucket.pending.discard(id(param))
-        self._launch_ready()
-        for b in self._buckets[:self._next_launch]:
-            b.work.is_completed()  # progress for the reductions in flight
+        bucket.put(param, self._scales[bucket.dtype])
+        if not bucket.pending and bucket.index == self._next_launch:
+            self._launch_ready()
+        if self._in_flight and self._group.test_all(self._in_flight):
+            self._in_flight.clear()  # progress for the reductions in flight
 
-    def _launch_ready(self, force: bool = False) -> None:
+    def _launch_ready(self) -> None:
         """Launch buckets in index order, as far as they are complete."""
         i = self._next_launch
-        while i < len(self._buckets):
+        while i < len(self._buckets) and not self._buckets[i].pending:
             b = self._buckets[i]
-            if b.pending and not force:
-                break
-            b.flatten(self._group.size)
-            b.work = self._group.all_reduce(b.buffer, dist.ReduceOp.SUM)
+            b.request = self._group.start_all_reduce(b.buffer)
+            self._in_flight.append(b.request)
             i += 1
         object.__setattr__(self, "_next_launch", i)
 
     def _finalize(self) -> None:
+        """At the end of backward: the parameters that got no gradient enter their
+        buckets as they are (an earlier ``no_sync`` gradient, else zeros), the remaining
+        buckets launch, and every bucket is awaited and published."""
         object.__setattr__(self, "_active", False)
-        missing = [n for b in self._buckets for n, p in b.params if id(p) in b.pending]
+        missing = [(n, p) for b in self._buckets for n, p in b.params if id(p) in b.pending]
+        for _, p in missing:
+            bucket = self._bucket_of[id(p)]
+            bucket.put(p, self._scales[bucket.dtype])
+        self._launch_ready()
+        requests = [b.request for b in self._buckets]
+        self._in_flight.clear()
+        self._group.wait_all(requests, f"DistributedDataParallel: all-reduce of "
+                             f"{len(requests)} gradient buckets")
         if missing and not self.find_unused_parameters:
-            # NOTE: every rank runs the same code, so every rank stops here alike.
-            self._launch_ready(force=True)
-            self._wait_all()
+            # NOTE: every rank ran the same collectives above, so none is left waiting.
+            names = [n for n, _ in missing]
             raise DistributedError(
                 "DistributedDataParallel: backward() gave no gradient to parameter(s) "
-                + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                + ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 + "; pass find_unused_parameters=True if the forward pass does not use "
                 "every parameter")
-        self._launch_ready(force=True)
-        self._wait_all()
+        used = self._globally_used() if self.find_unused_parameters else None
+        off = 0
         for b in self._buckets:
-            b.unflatten()
+            b.publish(None if used is None else used[off:off + len(b.params)])
+            off += len(b.params)
 
-    def _wait_all(self) -> None:
-        for b in self._buckets:
-            b.work.wait()
+    def _globally_used(self) -> np.ndarray:
+        """Per parameter (in bucket order): 1 where some rank has a gradient for it."""
+        used = np.array([p.grad is not None for b in self._buckets for _, p in b.params],
+                        dtype=np.uint8)
+        dist.all_reduce(Tensor._wrap(used), dist.ReduceOp.MAX, group=self._group)
+        return used
 
     def __del__(self) -> None:
         try:
