@@ -22,23 +22,31 @@ import numpy as np
 from numpy.polynomial import chebyshev as C
 from numpy.polynomial import polynomial as P
 
+Fn = Callable[[float], float]
 
-def _small(f: Callable[[float], float], series: Callable[[float], float]) -> Callable[[float], float]:
+
+def _small(f: Fn, series: Fn) -> Fn:
     """f, with its series near 0 where f cancels."""
     return lambda v: series(v) if abs(v) < 1e-4 else f(v)
 
 
-FITS: dict[str, tuple[Callable[[float], float], float, float, int, float]] = {
+def _exp_p(r: float) -> float:
+    return (math.exp(r) - 1 - r) / r**2
+
+
+def _tanh_p(z: float) -> float:
+    return (math.tanh(math.sqrt(z)) - math.sqrt(z)) / z**1.5
+
+
+def _erf_p(z: float) -> float:
+    return math.erf(math.sqrt(z)) / math.sqrt(z)
+
+
+FITS: dict[str, tuple[Fn, float, float, int, float]] = {
     # name: (function, lo, hi, degree, shift: the polynomial is in x - shift)
-    "exp": (_small(lambda r: (math.exp(r) - 1 - r) / r**2, lambda r: 0.5 + r / 6), -0.35, 0.35, 5, 0.0),
-    "tanh": (
-        _small(lambda z: (math.tanh(math.sqrt(z)) - math.sqrt(z)) / z**1.5, lambda z: -1 / 3 + 2 * z / 15),
-        0.0, 0.625**2, 5, 0.0,
-    ),
-    "erf_near": (
-        _small(lambda z: math.erf(math.sqrt(z)) / math.sqrt(z), lambda z: 2 / math.sqrt(math.pi) * (1 - z / 3)),
-        0.0, 1.0, 5, 0.0,
-    ),
+    "exp": (_small(_exp_p, lambda r: 0.5 + r / 6), -0.35, 0.35, 5, 0.0),
+    "tanh": (_small(_tanh_p, lambda z: -1 / 3 + 2 * z / 15), 0.0, 0.625**2, 5, 0.0),
+    "erf_near": (_small(_erf_p, lambda z: 2 / math.sqrt(math.pi) * (1 - z / 3)), 0.0, 1.0, 5, 0.0),
     "erf_far": (math.erfc, 1.0, 4.0, 15, 2.5),
 }
 
@@ -50,9 +58,10 @@ def coefficients(name: str) -> tuple[np.ndarray, float]:
     def g(t: np.ndarray) -> np.ndarray:
         return np.array([f(v) for v in np.atleast_1d(half * t + mid)])
 
-    mono = C.cheb2poly(C.chebinterpolate(g, degree))  # in t = (x - mid) / half
-    mono = np.polynomial.Polynomial(mono)(np.polynomial.Polynomial([(shift - mid) / half, 1 / half])).coef
-    c = np.float32(mono).astype(np.float64)
+    cheb = C.chebinterpolate(g, degree)  # type: ignore[arg-type, type-var]
+    in_t = np.polynomial.Polynomial(C.cheb2poly(cheb))
+    mono = in_t(np.polynomial.Polynomial([(shift - mid) / half, 1 / half])).coef  # in x - shift
+    c = np.asarray(mono, dtype=np.float32).astype(np.float64)
     t = np.linspace(-1.0, 1.0, 20001)
     err = P.polyval(half * t + mid - shift, c) - g(t)
     return c, float(np.max(np.abs(err if shift else err / g(t))))
