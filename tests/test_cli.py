@@ -51,7 +51,8 @@ def test_verify(model_file):
     code, text = run("verify", "--backend", "reference", model_file)
     assert code == 0
     # the vectors hold eager results (libamber's kernels): the NumPy reference rounds a
-    # little differently, the native runtime not at all
+    # little differently, the native runtime not at all (atol: at least 1e-5, with a floor
+    # of rtol x the output's largest magnitude)
     assert re.search(r"vector 0 forward \[batch=2\] output: max error \S+ "
                      r"\(rtol=0.0001, atol=\S+\) ok", text), text
     assert "4/4 test vectors passed" in text

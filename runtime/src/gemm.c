@@ -137,6 +137,11 @@ typedef double v4d __attribute__((vector_size(32)));
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         const T *b1 = b + bs;                                                               \
+        for (int64_t i = 0; i < mr; i++) { /* C's lines arrive during the products */       \
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                         \
+            _mm_prefetch((const char *)(c + i * ldc + W), _MM_HINT_T0);                     \
+            _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
+        }                                                                                   \
         if (mr <= 4) {                                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
         } else if (mr <= 8) {                                                               \
@@ -648,5 +653,5 @@ int am_gemm_set_isa(int isa) {
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, MRP, 16, 256, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, 512, 96, 1024)
 GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)

@@ -34,12 +34,12 @@ static inline double sigmoid_(double x) {
 
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
-#define VL 2
+#define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
-#define VL 4
+#define VL 8
 #include "k_transcendental.inc"
 /* NOTE: AVX-512F brings fused multiply-add: the same bits as the other sets need the
  * multiplies and adds kept apart (gcc does in ISO C mode; clang needs telling). */
@@ -48,7 +48,7 @@ static inline double sigmoid_(double x) {
 #endif
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
-#define VL 8
+#define VL 16
 #include "k_transcendental.inc"
 #define TRANSCENDENTAL(OP)                                                         \
     static void OP##_f32(char **p, const int64_t *s, int64_t n, void *ud) {        \
