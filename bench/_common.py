@@ -72,3 +72,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def emit(text: str, append: str | os.PathLike[str] | None) -> None:
+    """Print a Markdown section and, with ``--append FILE``, add it to FILE."""
+    print(text)
+    if append:
+        with open(append, "a") as f:
+            f.write("\n" + text)

@@ -42,7 +42,13 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import blas_kernel, cpu_model, numpy_default_kernels, pin_threads  # noqa: E402
+from _common import (  # noqa: E402
+    blas_kernel,
+    cpu_model,
+    emit,
+    numpy_default_kernels,
+    pin_threads,
+)
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 numpy_default_kernels()  # the GEMM row compares with NumPy's OpenBLAS, its own kernels
@@ -331,10 +337,7 @@ def main() -> None:
             f"- medians of {args.repeats} alternating blocks of ~{args.budget} s; "
             + ("each block in its own process" if _THREADS > 1 else "one process"), ""]
     text = "\n".join(head + lines) + "\n"
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":

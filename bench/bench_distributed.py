@@ -44,6 +44,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit  # noqa: E402
+
 SIZES = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 100 << 20]
 
 
@@ -392,10 +395,7 @@ def main() -> None:
                     _launch(2, "throughput", m, str(steps))]
     after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     text = _report(ar, overlaps, thr, load, after, args.only)
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model
+from _common import cpu_model, emit
 
 HERE = Path(__file__).resolve().parent
 CASES = ("ops", "encoder", "cnn", "mlp", "lstm", "block")
@@ -296,10 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = ["## Eager benchmark: amber vs PyTorch, 1 and 2 threads (bench_eager.py)", "",
              *report(results, args, load_start)]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":

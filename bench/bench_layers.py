@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, pin_threads, sample
+from _common import cpu_model, emit, pin_threads, sample
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -143,10 +143,7 @@ def main() -> None:
         lines.append(f"| {name} | {aw * 1e3:.3f} | {tw * 1e3:.3f} | {aw / tw:.2f} | "
                      f"{ac * 1e3:.3f} | {tc * 1e3:.3f} | {ac / tc:.2f} | {err:.1e} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, pin_threads, sample
+from _common import cpu_model, emit, pin_threads, sample
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -539,10 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([*([f"AMBER_LIBRARY={lib}"] if lib else []), sys.executable,
                         "bench/bench_lstm.py", *(argv if argv is not None else sys.argv[1:])])
     text = report(cases, runners, args, command, (load_start, load_end), isolated)
-    print(text)
-    if args.append is not None:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
     return 0
 
 

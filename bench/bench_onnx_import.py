@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, pin_threads, sample
+from _common import cpu_model, emit, pin_threads, sample
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -183,10 +183,7 @@ def main() -> int:
         "and back (median wall time per call, CPU time in brackets):", "",
         "| model | written in amber | imported from ONNX | imported / written |",
         "|---|---|---|---|", *rows, ""])
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
     return 0
 
 

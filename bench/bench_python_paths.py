@@ -27,7 +27,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, pin_threads, sample
+from _common import cpu_model, emit, pin_threads, sample
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -165,10 +165,7 @@ def main() -> None:
             for b in order:
                 got[b].append(run_block(builds[b], folder, args))
     load1 = os.getloadavg()
-    print(report(got, args, load0, load1))
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + report(got, args, load0, load1))
+    emit(report(got, args, load0, load1), args.append)
 
 
 def report(got: dict[str, list[dict[str, list[float]]]], args: argparse.Namespace,

@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit
+
 import amber as am
 import amber.nn as nn
 from serve.server import running
@@ -146,10 +149,7 @@ def main() -> None:
               f"{soak_rate:.0f} requests/s, {soak_errors} errors; server resident memory "
               f"{rss0 / 1024:.1f} MB before, {rss1 / 1024:.1f} MB after."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":

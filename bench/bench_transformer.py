@@ -41,7 +41,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_model, pin_threads  # noqa: E402
+from _common import cpu_model, emit, pin_threads  # noqa: E402
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -301,10 +301,7 @@ def main() -> None:
             f"- medians of {args.repeats} alternating blocks of ~{args.budget} s; "
             + ("each block in its own process" if _THREADS > 1 else "one process"), ""]
     text = "\n".join(head + lines) + "\n"
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+    emit(text, args.append)
 
 
 if __name__ == "__main__":
