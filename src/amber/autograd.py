@@ -63,6 +63,11 @@ def register_post_accumulate_grad_hook(leaf: Tensor,
     return add_hook(entry[1], hook)
 
 
+def in_backward() -> bool:
+    """True while a ``backward()`` runs (in its hooks, and in any forward it recomputes)."""
+    return _END.queue is not None
+
+
 def queue_callback(callback: Callable[[], Any]) -> None:
     """Run ``callback()`` when the ``backward()`` in progress finishes (only valid from a
     hook that runs during backward)."""

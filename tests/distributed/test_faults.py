@@ -29,3 +29,14 @@ def test_a_rank_dying_ends_the_job() -> None:
     proc, took = launch("faults.py", "kill", timeout=60)
     assert proc.returncode != 0
     assert took < 30
+
+
+def test_the_step_after_a_backward_that_raised_is_refused() -> None:
+    """A backward that raised midway left its buckets half reduced: the next forward
+    raises a DistributedError that says so, instead of a misleading error (or silently
+    unaveraged gradients) later."""
+    proc, took = launch("faults.py", "hook", timeout=60)
+    assert proc.returncode != 0
+    assert took < 30
+    assert "the previous backward() raised before it finished" in proc.stderr
+    assert "unreachable" not in proc.stdout

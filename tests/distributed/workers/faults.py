@@ -1,5 +1,7 @@
 """mpiexec -n 2 python faults.py MODE: rank 1 fails mid-training in one of several ways;
-the job must end (non-zero) soon, with the failure named, never hang."""
+the job must end (non-zero) soon, with the failure named, never hang. MODE ``hook``: every
+rank's backward raises midway at step 3 and the script catches it; the next step must
+refuse to start."""
 
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ dist.init_process_group("mpi", timeout=float(sys.argv[2]) if len(sys.argv) > 2 e
 rank = dist.get_rank()
 ddp = DistributedDataParallel(nn.Linear(4, 2))
 opt = am.optim.SGD(ddp.parameters(), lr=0.1)
+step = 0
+
+
+def hook(param: am.Tensor) -> None:
+    if mode == "hook" and step == 3:
+        raise ValueError("hook failure in backward")
+
+
+am.autograd.register_post_accumulate_grad_hook(ddp.module.bias, hook)
 for step in range(1000):
     if rank == 1 and step == 3:
         if mode == "raise":
@@ -30,6 +41,9 @@ for step in range(1000):
         dist.all_reduce(am.tensor(np.ones(3, np.float32)))
     loss = ddp(am.tensor(np.ones((3, 4), np.float32))).sum()
     opt.zero_grad()
-    loss.backward()
+    try:
+        loss.backward()
+    except ValueError:
+        continue  # the caller swallows it; DDP must not go on as if nothing happened
     opt.step()
 print("unreachable: rank", rank, "finished")

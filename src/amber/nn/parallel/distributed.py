@@ -208,6 +208,7 @@ class DistributedDataParallel(Module):
 
     # -------------------------------------------------------------- running
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_previous_backward()
         if self.broadcast_buffers and self._group.size > 1:
             buffers = [b for _, b in self.module.named_buffers()]
             if buffers:
@@ -234,6 +235,18 @@ class DistributedDataParallel(Module):
             object.__setattr__(self, "require_backward_grad_sync", previous)
 
     # -------------------------------------------------------------- the reducer
+    def _check_previous_backward(self) -> None:
+        """A backward that raised midway never ran ``_finalize``: its buckets are half
+        filled and some of its all-reduces may be in flight, launched on this rank only.
+        NOTE: no rank can recover that alone (the ranks' collectives no longer pair up),
+        so the next step refuses to start, as PyTorch's reducer does."""
+        if self._active and not autograd.in_backward():
+            raise DistributedError(
+                "DistributedDataParallel: the previous backward() raised before it finished, "
+                "so its gradient averaging never completed and this rank's collectives no "
+                "longer match the other ranks'. Let the exception end the job on every rank "
+                "and resume from a checkpoint")
+
     def _on_grad_ready(self, param: Tensor) -> None:
         if not self.require_backward_grad_sync:
             return
