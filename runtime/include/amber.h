@@ -233,6 +233,19 @@ AMBER_API amber_status amber_session_run(amber_session *session, const char *ent
                                          const amber_tensor *inputs, size_t n_inputs,
                                          amber_tensor *outputs, size_t n_outputs);
 
+/* Runs an entry point as amber_session_run does, writing results into the caller's
+ * memory: where outputs[i].data is not NULL on entry, outputs[i] (dtype, rank, shape,
+ * data aligned to the element size) describes memory of the caller's for output i. If
+ * the result has that dtype and shape it is computed there (or copied there when other
+ * memory holds it, such as an input the program returns) and outputs[i].data is the
+ * caller's pointer afterwards; otherwise outputs[i] describes the session's memory, as
+ * after amber_session_run (compare data to tell). Where outputs[i].data is NULL the
+ * result stays in the session's memory. After a failed run the caller's memory holds
+ * unspecified values and every outputs[i] is zeroed. */
+AMBER_API amber_status amber_session_run_into(amber_session *session, const char *entry,
+                                              const amber_tensor *inputs, size_t n_inputs,
+                                              amber_tensor *outputs, size_t n_outputs);
+
 /* What a session has done and holds (see docs/c-api.md, "Memory"). Set struct_size to
  * sizeof(amber_session_stats) before the call: later versions only append fields, and
  * the library fills only those struct_size covers. */

@@ -46,6 +46,9 @@ struct amber_session {
     struct counts {
         uint64_t runs, plans, plan_reuses, plan_bytes, plan_value_bytes;
     } counts;
+    /* amber_session_run_into: per value of the entry function, the caller's memory for
+     * it (NULL: none), so that the node computing a result writes it there */
+    const amber_tensor **dest;
 };
 
 /* A few plans per function: serving often alternates between a few batch sizes, and a
@@ -172,6 +175,10 @@ static bool same_shape(const amber_tensor *t, const int64_t *shape, int rank) {
     for (int i = 0; i < rank; i++)
         if (t->shape[i] != shape[i]) return false;
     return true;
+}
+
+static bool same_type(const amber_tensor *a, const amber_tensor *b) {
+    return a->dtype == b->dtype && same_shape(a, b->shape, b->rank);
 }
 
 /* Checks a value against its declared type, with the function's symbols bound; a
@@ -935,11 +942,12 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
 
 /* Runs op node ni of f into outs[0]: a cached hoisted value, an alias of its input (a
  * reshape), nothing (a fused member: its root computes it), or computed into its
- * planned slot, the hoisted values (cached, h) or a fresh block. */
+ * planned slot, the hoisted values (cached, h), the caller's memory for this result
+ * (dest, when its type is the result's) or a fresh block. */
 static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
                                 amber_tensor *vals, const am_symbols *syms, struct memo *memo,
                                 struct hoisted *h, am_ctx *ctx, const amber_tensor *ins,
-                                amber_tensor *outs) {
+                                amber_tensor *outs, const amber_tensor *dest) {
     const am_node *n = &f->nodes[ni];
     bool cache = n->hoist == AM_HOIST_CACHED;
     if (cache && h->vals[n->out[0]].data) {
@@ -959,6 +967,7 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
         return st;
     if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
     else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
+    else if (dest && same_type(dest, &outs[0])) outs[0].data = dest->data; /* the caller's */
     else st = value_alloc(s, nbytes, &outs[0].data);
     if (st == AMBER_OK) {
         ctx->fixed_inputs = n->fixed_in;
@@ -1021,7 +1030,7 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
         case AM_NODE_OP:
             st = run_op_node(s, f, ni, vals, &syms,
                              plan && plan->stamp == stamp ? &plan->memo[ni] : NULL, h, &ctx, ins,
-                             outs);
+                             outs, depth == 0 && s->dest ? s->dest[n->out[0]] : NULL);
             break;
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
@@ -1040,8 +1049,50 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
     return AMBER_OK;
 }
 
+/* amber_session_run_into: the caller's output descriptors (copied: the run overwrites
+ * outputs[]) checked and indexed by the entry function's values in s->dest. */
+static amber_status want_outputs(amber_session *s, const am_entry *e, amber_tensor *outputs,
+                                 amber_tensor **want) {
+    const am_func *f = &s->model->prog.funcs[e->func];
+    amber_tensor *w;
+    const amber_tensor **dest;
+    amber_status st = am_arena_alloc(&s->arena, sizeof *w * (e->n_outputs + 1u), (void **)&w,
+                                     &s->err);
+    if (st == AMBER_OK)
+        st = am_arena_calloc(&s->arena, f->n_values, sizeof *dest, (void **)&dest, &s->err);
+    for (uint32_t k = 0; st == AMBER_OK && k < e->n_outputs; k++) {
+        am_tensor_copy(&w[k], &outputs[k]);
+        if (!w[k].data) continue;
+        if ((st = am_tensor_check(&w[k], NULL, NULL, &s->err)) != AMBER_OK)
+            return am_fail(&s->err, st, "%s: output \"%.100s\": %.300s", e->name,
+                           e->outputs[k].name, s->err.msg);
+        if ((uintptr_t)w[k].data % amber_dtype_size(w[k].dtype))
+            return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "%s: output \"%.100s\": data at "
+                           "%p is not aligned to its element size (%zu bytes)", e->name,
+                           e->outputs[k].name, w[k].data, amber_dtype_size(w[k].dtype));
+        dest[f->results[k]] = &w[k];
+    }
+    if (st == AMBER_OK) s->dest = dest, *want = w;
+    return st;
+}
+
+/* After a run into the caller's memory: each result of the type the caller gave that
+ * some other memory holds (an input, a weight, a loop's result, ...) is copied there. */
+static void finish_outputs(const am_entry *e, const amber_tensor *want, amber_tensor *outputs) {
+    for (uint32_t k = 0; k < e->n_outputs; k++) {
+        amber_tensor *o = &outputs[k];
+        size_t nb = 0;
+        if (!want[k].data || o->data == want[k].data || !same_type(o, &want[k]) ||
+            am_tensor_check(o, NULL, &nb, NULL) != AMBER_OK)
+            continue;
+        if (nb) memmove(want[k].data, o->data, nb); /* NOTE: may be the caller's input */
+        o->data = want[k].data;
+    }
+}
+
 static amber_status run_entry(amber_session *s, const am_entry *e, const amber_tensor *inputs,
-                              size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
+                              size_t n_inputs, amber_tensor *outputs, size_t n_outputs,
+                              bool into) {
     if (n_inputs != e->n_inputs || n_outputs != e->n_outputs)
         return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT,
                        "entry point %s takes %u inputs and gives %u outputs (called with %zu "
@@ -1071,7 +1122,13 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     s->iterations_left = s->model->opts.max_run_iterations > 0 ? s->model->opts.max_run_iterations
                                                               : INT64_MAX;
     s->calls_left = s->model->opts.max_run_calls > 0 ? s->model->opts.max_run_calls : INT64_MAX;
-    return run_function(s, e->func, inputs, outputs, 0);
+    amber_tensor *want = NULL;
+    s->dest = NULL;
+    amber_status st = into ? want_outputs(s, e, outputs, &want) : AMBER_OK;
+    if (st == AMBER_OK) st = run_function(s, e->func, inputs, outputs, 0);
+    s->dest = NULL;
+    if (st == AMBER_OK && want) finish_outputs(e, want, outputs);
+    return st;
 }
 
 /* The entry point `name`: the one run last when name is its very string (the one
@@ -1081,8 +1138,9 @@ static const am_entry *session_entry(const amber_session *s, const char *name) {
     return s->entry && name == s->entry->name ? s->entry : am_model_entry(s->model, name);
 }
 
-amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
-                               size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
+static amber_status session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
+                                size_t n_inputs, amber_tensor *outputs, size_t n_outputs,
+                                bool into) {
     amber_status st;
     const am_entry *e = NULL;
     if (!s) st = AMBER_ERR_INVALID_ARGUMENT;
@@ -1093,11 +1151,22 @@ amber_status amber_session_run(amber_session *s, const char *entry, const amber_
     else if (!(e = session_entry(s, entry)))
         st = am_fail(&s->err, AMBER_ERR_NOT_FOUND, "no entry point named \"%.200s\"", entry);
     else
-        st = run_entry(s, e, inputs, n_inputs, outputs, n_outputs);
+        st = run_entry(s, e, inputs, n_inputs, outputs, n_outputs, into);
     /* docs/c-api.md: after a failed run every output descriptor is zeroed */
     for (size_t i = 0; st != AMBER_OK && outputs && i < n_outputs; i++)
         memset(&outputs[i], 0, sizeof outputs[i]);
     return st;
+}
+
+amber_status amber_session_run(amber_session *s, const char *entry, const amber_tensor *inputs,
+                               size_t n_inputs, amber_tensor *outputs, size_t n_outputs) {
+    return session_run(s, entry, inputs, n_inputs, outputs, n_outputs, false);
+}
+
+amber_status amber_session_run_into(amber_session *s, const char *entry,
+                                    const amber_tensor *inputs, size_t n_inputs,
+                                    amber_tensor *outputs, size_t n_outputs) {
+    return session_run(s, entry, inputs, n_inputs, outputs, n_outputs, true);
 }
 
 static double element(const amber_tensor *t, int64_t i) {
@@ -1168,7 +1237,7 @@ amber_status amber_session_verify(amber_session *s, size_t *n_vectors, size_t *n
         const am_entry *e = &p->entries[tv->entry];
         amber_tensor *outs = (amber_tensor *)calloc(e->n_outputs ? e->n_outputs : 1, sizeof *outs);
         if (!outs) return am_fail(&s->err, AMBER_ERR_NO_MEMORY, "out of memory");
-        amber_status st = run_entry(s, e, tv->inputs, e->n_inputs, outs, e->n_outputs);
+        amber_status st = run_entry(s, e, tv->inputs, e->n_inputs, outs, e->n_outputs, false);
         char msg[AM_ERR_MSG] = "";
         if (st != AMBER_OK) {
             snprintf(msg, sizeof msg, "test vector %u (%.60s) failed to run: %.400s", v, e->name,

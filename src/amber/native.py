@@ -225,10 +225,12 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "amber_session_error": (ctypes.c_char_p, [_VP]),
     "amber_session_run": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(_Tensor), ctypes.c_size_t,
                                          _P(_Tensor), ctypes.c_size_t]),
+    "amber_session_run_into": (ctypes.c_int, [_VP, ctypes.c_char_p, _P(_Tensor),
+                                              ctypes.c_size_t, _P(_Tensor), ctypes.c_size_t]),
     "amber_session_verify": (ctypes.c_int, [_VP, _P(ctypes.c_size_t), _P(ctypes.c_size_t)]),
     "amber_session_get_stats": (ctypes.c_int, [_VP, _P(_Stats)]),
 }
-_OPTIONAL = frozenset({"amber_session_get_stats"})
+_OPTIONAL = frozenset({"amber_session_get_stats", "amber_session_run_into"})
 """Functions an older ``libamber`` may lack: the calls that need them say so."""
 
 
@@ -294,6 +296,10 @@ class NativeLibrary:
         # caller passes every argument as the exact ctypes type (see NativeSession.run)
         self.session_run = self.lib._FuncPtr(("amber_session_run", self.lib))
         self.session_run.restype = ctypes.c_int
+        self.session_run_into = None
+        if hasattr(self.lib, "amber_session_run_into"):
+            self.session_run_into = self.lib._FuncPtr(("amber_session_run_into", self.lib))
+            self.session_run_into.restype = ctypes.c_int
         self.version: str = self.lib.amber_version().decode()
         self.ops: frozenset[str] = frozenset(
             self.lib.amber_op_name(i).decode() for i in range(self.lib.amber_op_count()))
@@ -446,12 +452,34 @@ def _as_input(x: Any, port: NativePort, entry: str, memory_limit: int | None = N
     return a
 
 
+_INTO_MIN_BYTES = 64 * 1024  # outputs this large are written into the caller's array
+_INTO_KEYS = 64  # input shapes remembered per entry point
+_ALIGN = 64
+
+
+def _copy_output(lib: NativeLibrary, t: _Tensor) -> np.ndarray:
+    """A new array holding the output ``t`` describes (memory the session owns)."""
+    rank = t.rank
+    try:
+        if not 0 <= rank <= MAX_RANK:
+            raise ValueError(rank)
+        out = np.empty(t.shape[:rank], _CODE_DTYPES[t.dtype])
+    except (KeyError, ValueError):  # a bad rank, dtype code or dim
+        _raise(lib, 12, "an output descriptor is invalid", "output")
+    if out.nbytes:
+        # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
+        dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+        ctypes.memmove(dst, t.data, out.nbytes)
+    return out
+
+
 class _Call:
     """What every run of one entry point on one session reuses: the signature, the name
     (the model's string for it), the descriptor arrays passed to C and their elements as
     Python objects (indexing a ctypes array makes a new object each time)."""
 
-    __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out")
+    __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out",
+                 "into")
 
     def __init__(self, sig: NativeSignature, name: ctypes.c_char_p) -> None:
         self.sig = sig
@@ -462,6 +490,9 @@ class _Call:
         self.out_list = list(self.outs)[:len(sig.outputs)]
         self.n_in = ctypes.c_size_t(len(sig.inputs))
         self.n_out = ctypes.c_size_t(len(sig.outputs))
+        # input shapes -> the large outputs' (index, shape, dtype, bytes) a run with
+        # them gave: a later run allocates those and has the runtime write into them
+        self.into: dict[tuple[Any, ...], list[tuple[int, tuple[int, ...], np.dtype, int]]] = {}
 
 
 # ----------------------------------------------------------------------------- model
@@ -585,6 +616,7 @@ class NativeSession:
 
     def _run(self, call: _Call, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
         converted = []  # keeps converted inputs alive for the call
+        shapes = []
         for x, t, port in zip(inputs, call.in_list, call.sig.inputs):
             # arrays the runtime reads as they are skip _as_input (the common case)
             if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
@@ -593,31 +625,61 @@ class NativeSession:
                 converted.append(x)
             t.dtype = _DTYPE_CODES[x.dtype]
             t.rank = x.ndim
-            t.shape[:x.ndim] = x.shape
+            t.shape[:x.ndim] = shape = x.shape
+            shapes.append(shape)
             # NOTE: from_buffer is several times cheaper than x.ctypes.data (a Python-level
             # object) but needs a writable buffer of at least one byte
             try:
                 t.data = _addressof(_c_char.from_buffer(x))
             except (TypeError, ValueError):
                 t.data = x.ctypes.data if x.size else None
+        key = tuple(shapes)
+        into = call.into.get(key)
+        if into and self._lib.session_run_into is not None:
+            return self._run_into(call, entry, key, into)
         st = self._lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
                                    call.n_out)
         if st != 0:
             _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
+        results = [_copy_output(self._lib, t) for t in call.out_list]
+        if into is None and self._lib.session_run_into is not None:
+            if len(call.into) >= _INTO_KEYS:
+                call.into.clear()
+            call.into[key] = [(k, r.shape, r.dtype, r.nbytes) for k, r in enumerate(results)
+                              if r.nbytes >= _INTO_MIN_BYTES]
+        return results
+
+    def _run_into(self, call: _Call, entry: str, key: tuple[Any, ...],
+                  into: list[tuple[int, tuple[int, ...], np.dtype, int]]) -> list[np.ndarray]:
+        """A run whose large outputs the runtime writes straight into new arrays (of the
+        shapes an earlier run with these input shapes gave): no copy of them after."""
+        for t in call.out_list:
+            t.data = None
+        mine: dict[int, tuple[int, np.ndarray]] = {}
+        for k, shape, dtype, nbytes in into:
+            buf = np.empty(nbytes + _ALIGN, np.uint8)
+            addr = _addressof(_c_char.from_buffer(buf))  # type: ignore[arg-type]
+            off = -addr % _ALIGN  # aligned as the session's own values are
+            t = call.out_list[k]
+            t.dtype = _DTYPE_CODES[dtype]
+            t.rank = len(shape)
+            t.shape[:len(shape)] = shape
+            t.data = addr + off
+            mine[k] = (addr + off, buf[off:off + nbytes].view(dtype).reshape(shape))
+        run_into = self._lib.session_run_into
+        assert run_into is not None
+        st = run_into(self._handle, call.name, call.ins, call.n_in, call.outs, call.n_out)
+        if st != 0:
+            _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
         results = []
-        for t in call.out_list:  # copies of the session-owned outputs
-            rank = t.rank
-            try:
-                if not 0 <= rank <= MAX_RANK:
-                    raise ValueError(rank)
-                out = np.empty(t.shape[:rank], _CODE_DTYPES[t.dtype])
-            except (KeyError, ValueError):  # a bad rank, dtype code or dim
-                _raise(self._lib, 12, "an output descriptor is invalid", "output")
-            if out.nbytes:
-                # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
-                dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
-                ctypes.memmove(dst, t.data, out.nbytes)
-            results.append(out)
+        for k, t in enumerate(call.out_list):
+            given = mine.get(k)
+            if given is not None and t.data == given[0]:
+                results.append(given[1])
+                continue
+            if given is not None:  # the size depends on the data: copy from now on
+                call.into[key] = []
+            results.append(_copy_output(self._lib, t))
         return results
 
     def verify(self) -> tuple[int, int]:

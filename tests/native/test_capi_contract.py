@@ -153,3 +153,80 @@ def test_entry_found_by_its_own_string_or_by_name(lib: ctypes.CDLL, tmp_path: Pa
     assert status_name(lib, st) == "AMBER_ERR_NOT_FOUND"
     s.close()
     m.close()
+
+
+@pytest.fixture
+def four_outputs(lib: ctypes.CDLL, tmp_path: Path):
+    """forward(x: float32[n, 3]) -> (relu(x) * 2, x, the first again, its reshape)."""
+    import amber as am
+
+    def f(x: am.Tensor) -> tuple[am.Tensor, ...]:
+        y = am.relu(x) * 2.0
+        return y, x, y, y.reshape(-1)
+
+    am.export(f, am.spec("n", 3)).save(tmp_path / "four.amber")
+    m = Model(lib, path=tmp_path / "four.amber")
+    assert m.status == 0, m.error
+    s = Session(m)
+    yield s
+    s.close()
+    m.close()
+
+
+def _run_into(lib: ctypes.CDLL, s: Session, x: np.ndarray, bufs: list[np.ndarray | None]
+              ) -> tuple[str, ctypes.Array]:
+    ins = (Tensor * 1)(from_numpy(x))
+    outs = (Tensor * len(bufs))()
+    for o, b in zip(outs, bufs):
+        if b is not None:
+            ctypes.memmove(ctypes.byref(o), ctypes.byref(from_numpy(b)), ctypes.sizeof(o))
+    st = lib.amber_session_run_into(s.handle, b"forward", ins, 1, outs, len(bufs))
+    return status_name(lib, st), outs
+
+
+def test_run_into_writes_every_result_into_the_callers_memory(
+        lib: ctypes.CDLL, four_outputs: Session) -> None:
+    """Computed, returned-input, repeated and reshaped results all land in the caller's
+    arrays, with the values amber_session_run gives."""
+    x = np.array([[-1, 2, 3], [4, -5, 6]], np.float32)
+    want = [np.maximum(x, 0) * 2, x, np.maximum(x, 0) * 2, (np.maximum(x, 0) * 2).ravel()]
+    for _ in range(2):  # the second run reuses the session's plans
+        bufs = [np.full(w.shape, np.nan, np.float32) for w in want]
+        st, outs = _run_into(lib, four_outputs, x, bufs)
+        assert st == "AMBER_OK", four_outputs.error
+        for o, b, w in zip(outs, bufs, want):
+            assert o.data == b.ctypes.data
+            np.testing.assert_array_equal(b, w)
+
+
+def test_run_into_leaves_other_results_in_the_sessions_memory(
+        lib: ctypes.CDLL, four_outputs: Session) -> None:
+    """A NULL data pointer, or memory of another shape or dtype, gets the session's
+    memory as amber_session_run gives it; the caller's array is not written."""
+    x = np.ones((2, 3), np.float32)
+    wrong_shape, wrong_dtype = np.full((3, 2), 7, np.float32), np.full((2, 3), 7, np.float64)
+    st, outs = _run_into(lib, four_outputs, x, [wrong_shape, wrong_dtype, None, None])
+    assert st == "AMBER_OK", four_outputs.error
+    for o, b in zip(outs[:2], (wrong_shape, wrong_dtype)):
+        assert o.data not in (None, b.ctypes.data)
+        assert (b == 7).all()
+    for k, w in enumerate([x * 2, x, x * 2, (x * 2).ravel()]):
+        np.testing.assert_array_equal(to_numpy(lib, outs[k]), w)
+
+
+def test_run_into_refuses_bad_output_descriptors(lib: ctypes.CDLL, four_outputs: Session
+                                                 ) -> None:
+    x = np.ones((2, 3), np.float32)
+    raw = np.zeros(2 * 3 * 4 + 1, np.uint8)
+    odd = raw[1:].view(np.float32).reshape(2, 3)
+    st, outs = _run_into(lib, four_outputs, x, [odd, None, None, None])
+    assert st == "AMBER_ERR_INVALID_ARGUMENT"
+    assert 'output "' in four_outputs.error and "not aligned" in four_outputs.error
+    assert all((o.dtype, o.rank, o.data) == (0, 0, None) for o in outs)
+    good = np.zeros((2, 3), np.float32)
+    st, outs = _run_into(lib, four_outputs, x, [good, None, None, None])
+    outs[0].rank = 40
+    st = lib.amber_session_run_into(four_outputs.handle, b"forward",
+                                    (Tensor * 1)(from_numpy(x)), 1, outs, 4)
+    assert status_name(lib, st) == "AMBER_ERR_SHAPE", four_outputs.error
+    assert 'output "' in four_outputs.error
