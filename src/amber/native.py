@@ -25,11 +25,12 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import ml_dtypes
 import numpy as np
@@ -457,20 +458,48 @@ _INTO_KEYS = 64  # input shapes remembered per entry point
 _ALIGN = 64
 
 
-def _copy_output(lib: NativeLibrary, t: _Tensor) -> np.ndarray:
-    """A new array holding the output ``t`` describes (memory the session owns)."""
-    rank = t.rank
-    try:
-        if not 0 <= rank <= MAX_RANK:
-            raise ValueError(rank)
-        out = np.empty(t.shape[:rank], _CODE_DTYPES[t.dtype])
-    except (KeyError, ValueError):  # a bad rank, dtype code or dim
-        _raise(lib, 12, "an output descriptor is invalid", "output")
+def _copy_output(lib: NativeLibrary, t: _Tensor, known: _Out | None = None) -> np.ndarray:
+    """A new array holding the output ``t`` describes (memory the session owns); with
+    ``known``, of that shape and dtype (which the input shapes fix) without reading the
+    descriptor's."""
+    if known is not None and t.rank == len(known.shape) and t.dtype == known.code:
+        out = np.empty(known.shape, known.dtype)
+    else:
+        rank = t.rank
+        try:
+            if not 0 <= rank <= MAX_RANK:
+                raise ValueError(rank)
+            out = np.empty(t.shape[:rank], _CODE_DTYPES[t.dtype])
+        except (KeyError, ValueError):  # a bad rank, dtype code or dim
+            _raise(lib, 12, "an output descriptor is invalid", "output")
     if out.nbytes:
-        # NOTE: bfloat16 arrays export no buffer; their bytes as uint8 do
-        dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+        try:
+            dst = _addressof(_c_char.from_buffer(out))  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # NOTE: bfloat16 exports no buffer; its bytes do
+            dst = _addressof(_c_char.from_buffer(out.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
         ctypes.memmove(dst, t.data, out.nbytes)
     return out
+
+
+class _Out(NamedTuple):
+    """An output as a run with given input shapes gave it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    code: int  # of the dtype, in the C API
+    nbytes: int
+    into: bool  # large: the runtime writes it into the array the call returns
+    fixed: bool  # the input shapes fix its shape (no dim the data decide)
+
+
+def _fixed_by_inputs(sig: NativeSignature) -> list[bool]:
+    """Per output: every symbol its dims name is a dim of some input (an output whose
+    size the data decide names a symbol no input has)."""
+    names = re.compile(r"[A-Za-z_]\w*")
+    bound = {n for p in sig.inputs for d in p.shape if isinstance(d, str)
+             for n in names.findall(d)}
+    return [all(set(names.findall(d)) <= bound for d in p.shape if isinstance(d, str))
+            for p in sig.outputs]
 
 
 class _Call:
@@ -479,7 +508,7 @@ class _Call:
     Python objects (indexing a ctypes array makes a new object each time)."""
 
     __slots__ = ("sig", "name", "ins", "outs", "in_list", "out_list", "n_in", "n_out",
-                 "into")
+                 "bound", "fixed", "outs_by_shapes")
 
     def __init__(self, sig: NativeSignature, name: ctypes.c_char_p) -> None:
         self.sig = sig
@@ -490,9 +519,12 @@ class _Call:
         self.out_list = list(self.outs)[:len(sig.outputs)]
         self.n_in = ctypes.c_size_t(len(sig.inputs))
         self.n_out = ctypes.c_size_t(len(sig.outputs))
-        # input shapes -> the large outputs' (index, shape, dtype, bytes) a run with
-        # them gave: a later run allocates those and has the runtime write into them
-        self.into: dict[tuple[Any, ...], list[tuple[int, tuple[int, ...], np.dtype, int]]] = {}
+        # per input: the (shape, dtype) its descriptor holds, rewritten only on a change
+        self.bound: list[tuple[Any, Any]] = [((), None)] * len(sig.inputs)
+        self.fixed = _fixed_by_inputs(sig)
+        # input shapes -> the outputs a run with them gave: later runs with them allocate
+        # the large ones for the runtime to write into and read no output descriptor
+        self.outs_by_shapes: dict[Any, list[_Out]] = {}
 
 
 # ----------------------------------------------------------------------------- model
@@ -615,71 +647,89 @@ class NativeSession:
             handles.leave()
 
     def _run(self, call: _Call, entry: str, inputs: Sequence[Any]) -> list[np.ndarray]:
-        converted = []  # keeps converted inputs alive for the call
-        shapes = []
-        for x, t, port in zip(inputs, call.in_list, call.sig.inputs):
-            # arrays the runtime reads as they are skip _as_input (the common case)
-            if not (type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK
-                    and x.flags.c_contiguous and x.flags.aligned):
-                x = _as_input(x, port, entry, self._memory_limit)
-                converted.append(x)
-            t.dtype = _DTYPE_CODES[x.dtype]
-            t.rank = x.ndim
-            t.shape[:x.ndim] = shape = x.shape
-            shapes.append(shape)
-            # NOTE: from_buffer is several times cheaper than x.ctypes.data (a Python-level
-            # object) but needs a writable buffer of at least one byte
-            try:
-                t.data = _addressof(_c_char.from_buffer(x))
-            except (TypeError, ValueError):
-                t.data = x.ctypes.data if x.size else None
-        key = tuple(shapes)
-        into = call.into.get(key)
-        if into and self._lib.session_run_into is not None:
-            return self._run_into(call, entry, key, into)
-        st = self._lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
-                                   call.n_out)
+        _converted = self._bind_inputs(call, entry, inputs)  # alive until the call returns
+        bound = call.bound
+        key = bound[0][0] if len(bound) == 1 else tuple(b[0] for b in bound)
+        outs = call.outs_by_shapes.get(key)
+        lib = self._lib
+        if outs is not None and lib.session_run_into is not None:
+            return self._run_into(call, entry, key, outs)
+        st = lib.session_run(self._handle, call.name, call.ins, call.n_in, call.outs,
+                             call.n_out)
         if st != 0:
-            _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
-        results = [_copy_output(self._lib, t) for t in call.out_list]
-        if into is None and self._lib.session_run_into is not None:
-            if len(call.into) >= _INTO_KEYS:
-                call.into.clear()
-            call.into[key] = [(k, r.shape, r.dtype, r.nbytes) for k, r in enumerate(results)
-                              if r.nbytes >= _INTO_MIN_BYTES]
+            _raise(lib, st, self._error(), f"{self._model_name}: {entry}")
+        results = [_copy_output(lib, t) for t in call.out_list]
+        if lib.session_run_into is not None:
+            if len(call.outs_by_shapes) >= _INTO_KEYS:
+                call.outs_by_shapes.clear()
+            call.outs_by_shapes[key] = [
+                _Out(r.shape, r.dtype, _DTYPE_CODES[r.dtype], r.nbytes,
+                     r.nbytes >= _INTO_MIN_BYTES, fixed)
+                for r, fixed in zip(results, call.fixed)]
         return results
 
-    def _run_into(self, call: _Call, entry: str, key: tuple[Any, ...],
-                  into: list[tuple[int, tuple[int, ...], np.dtype, int]]) -> list[np.ndarray]:
-        """A run whose large outputs the runtime writes straight into new arrays (of the
-        shapes an earlier run with these input shapes gave): no copy of them after."""
-        for t in call.out_list:
-            t.data = None
-        mine: dict[int, tuple[int, np.ndarray]] = {}
-        for k, shape, dtype, nbytes in into:
-            buf = np.empty(nbytes + _ALIGN, np.uint8)
-            addr = _addressof(_c_char.from_buffer(buf))  # type: ignore[arg-type]
-            off = -addr % _ALIGN  # aligned as the session's own values are
-            t = call.out_list[k]
-            t.dtype = _DTYPE_CODES[dtype]
-            t.rank = len(shape)
-            t.shape[:len(shape)] = shape
-            t.data = addr + off
-            mine[k] = (addr + off, buf[off:off + nbytes].view(dtype).reshape(shape))
+    def _bind_inputs(self, call: _Call, entry: str, inputs: Sequence[Any]) -> list[Any]:
+        """The input descriptors for ``inputs``; returns the arrays converted for the call."""
+        converted = []
+        for i, (x, t) in enumerate(zip(inputs, call.in_list)):
+            addr = None
+            # arrays the runtime reads as they are skip _as_input (the common case)
+            if type(x) is np.ndarray and x.dtype in _DTYPE_CODES and x.ndim <= MAX_RANK:
+                try:  # NOTE: only a C-contiguous writable buffer of at least one byte
+                    addr = _addressof(_c_char.from_buffer(x))  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    pass
+                if addr is not None and addr % x.itemsize:
+                    addr = None  # the C API refuses data not aligned to its element size
+            if addr is None:
+                x = _as_input(x, call.sig.inputs[i], entry, self._memory_limit)
+                converted.append(x)
+                try:
+                    addr = _addressof(_c_char.from_buffer(x))  # type: ignore[arg-type]
+                except (TypeError, ValueError):  # read-only, or empty
+                    addr = x.ctypes.data if x.size else None
+            shape, dtype = x.shape, x.dtype
+            bound = call.bound[i]
+            if bound[0] != shape or bound[1] is not dtype:
+                t.dtype = _DTYPE_CODES[dtype]
+                t.rank = len(shape)
+                t.shape[:len(shape)] = shape
+                call.bound[i] = (shape, dtype)
+            t.data = addr
+        return converted
+
+    def _run_into(self, call: _Call, entry: str, key: Any, outs: list[_Out]
+                  ) -> list[np.ndarray]:
+        """A run with input shapes seen before: the large outputs are written by the
+        runtime straight into new arrays (no copy after), the others are copied without
+        reading their descriptors when the input shapes fix their shapes."""
+        mine: list[tuple[int, np.ndarray] | None] = []
+        for o, t in zip(outs, call.out_list):
+            if not o.into:
+                t.data = None
+                mine.append(None)
+                continue
+            buf = np.empty(o.nbytes + _ALIGN, np.uint8)
+            base = _addressof(_c_char.from_buffer(buf))  # type: ignore[arg-type]
+            off = -base % _ALIGN  # aligned as the session's own values are
+            t.dtype = o.code
+            t.rank = len(o.shape)
+            t.shape[:len(o.shape)] = o.shape
+            t.data = base + off
+            mine.append((base + off, buf[off:off + o.nbytes].view(o.dtype).reshape(o.shape)))
         run_into = self._lib.session_run_into
         assert run_into is not None
         st = run_into(self._handle, call.name, call.ins, call.n_in, call.outs, call.n_out)
         if st != 0:
             _raise(self._lib, st, self._error(), f"{self._model_name}: {entry}")
         results = []
-        for k, t in enumerate(call.out_list):
-            given = mine.get(k)
+        for o, t, given in zip(outs, call.out_list, mine):
             if given is not None and t.data == given[0]:
                 results.append(given[1])
                 continue
-            if given is not None:  # the size depends on the data: copy from now on
-                call.into[key] = []
-            results.append(_copy_output(self._lib, t))
+            if given is not None:  # its size depends on the data: copy it from now on
+                call.outs_by_shapes[key] = [x._replace(into=False) for x in outs]
+            results.append(_copy_output(self._lib, t, o if o.fixed and not given else None))
         return results
 
     def verify(self) -> tuple[int, int]:

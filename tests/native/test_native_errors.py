@@ -168,6 +168,7 @@ def test_a_bad_output_descriptor_is_an_error(mlp: N.NativeModel,
             return 0
 
         monkeypatch.setattr(s._lib, "session_run", fake_run)
+        monkeypatch.setattr(s._lib, "session_run_into", fake_run)
         with pytest.raises(N.NativeError, match="output descriptor is invalid"):
             s.run("forward", [_input(mlp)])
     s.close()
