@@ -5,6 +5,7 @@
  * computes, only where and when. */
 #include "prog.h"
 #include "plan_attn.h"
+#include "plan_cell.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static amber_status plan_hoisting(planner *L, am_func *f, const uint8_t *same) {
 /* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
 static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
     if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
-        n->fuse != AM_FUSE_NONE || n->attn || n->norm)
+        n->fuse != AM_FUSE_NONE || n->attn || n->norm || n->cell)
         return NULL;
     return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
 }
@@ -536,12 +537,14 @@ static amber_status mark_fixed_params(planner *L) {
     return st;
 }
 
-amber_status am_plan_program(am_program *p, bool fuse, am_error *err) {
+amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, am_error *err) {
     planner Lv = {p, err}, *L = &Lv;
     amber_status st = plan_same_params(L);
     if (st != AMBER_OK) return st;
     for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
         if (fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
+            return st;
+        if (fuse && (st = am_plan_cells(&p->funcs[fi], doc, &p->mem, L->err)) != AMBER_OK)
             return st;
         if (fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
         if (fuse && (st = am_plan_epilogues(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
