@@ -130,3 +130,39 @@ def test_cell_outside_a_loop(name: str, dtype: Any, tmp_path: Path) -> None:
     eager = [t.numpy() for t in fn(am.tensor(pre), am.tensor(c))]
     for g, e in zip(got, eager):
         np.testing.assert_array_equal(g, e)
+
+
+class WhileCell(nn.Module):
+    """The step written by hand in an ``am.while_loop`` (the product inside the body)."""
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.w_ih = nn.Parameter(am.rand(inputs, 4 * hidden) - 0.5)
+        self.w_hh = nn.Parameter(am.rand(hidden, 4 * hidden) - 0.5)
+
+    def forward(self, xs: am.Tensor) -> tuple[am.Tensor, am.Tensor]:
+        h0 = am.zeros(self.w_hh.shape[0], dtype=xs.dtype).broadcast_to(
+            (xs.shape[1], self.w_hh.shape[0]))
+        steps = xs.shape[0]
+
+        def step(carry: tuple[am.Tensor, am.Tensor, am.Tensor]) -> tuple[Any, Any, Any]:
+            t, h, c = carry
+            i, f, g, o = (xs[t] @ self.w_ih + h @ self.w_hh).chunk(4, dim=1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            return t + 1, o.sigmoid() * c.tanh(), c
+
+        _, h, c = am.while_loop(lambda carry: carry[0] < steps, step,
+                                (am.tensor(np.int64(0)), h0, h0))
+        return h, c
+
+
+def test_cell_in_a_while_body(tmp_path: Path) -> None:
+    am.manual_seed(2)
+    cell = WhileCell(3, 11).eval()
+    am.export(cell, am.spec("t", "b", 3), sizes={"t": (1, 3), "b": (1, 2)}).save(
+        tmp_path / "while.amber")
+    x = np.random.default_rng(5).standard_normal((4, 7, 3)).astype(np.float32)
+    ref = am.load(tmp_path / "while.amber", backend="reference").program.run("forward", x)
+    got = _runs(tmp_path / "while.amber", [x], (2, 2 + 13))  # the add as an epilogue, the cell
+    for g, w in zip(got, ref):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
