@@ -3,8 +3,8 @@
  * pass that reads the pre-activations in place and writes the new c and h, instead of
  * slice copies and two elementwise groups. The file keeps the plain graph; this is
  * decided when a model is loaded, only when fusion is on. Each element goes through the
- * row loops of the nodes it replaces, in their order (products and sums of two operands
- * commute exactly), so the results are the same bits. */
+ * row loops of the nodes it replaces, in their order and with their operand order (a NaN
+ * operand's payload depends on it), so the results are the same bits. */
 #include "plan_cell.h"
 
 #include <stdlib.h>
@@ -60,7 +60,8 @@ static bool column_slice(matcher *m, const am_node *s, int64_t *start) {
     int64_t width, stop, v;
     if (t->rank < 1 || !json_int(t->dims[t->rank - 1], &width)) return false;
     for (int d = 0; d < t->rank; d++) {
-        const am_json *lo = am_json_at(m->doc, a[0], (size_t)d), *hi = am_json_at(m->doc, a[1], (size_t)d);
+        const am_json *lo = am_json_at(m->doc, a[0], (size_t)d);
+        const am_json *hi = am_json_at(m->doc, a[1], (size_t)d);
         if (!json_int(am_json_at(m->doc, a[2], (size_t)d), &v) || v != 1) return false;
         if (d < t->rank - 1 && (!json_int(lo, &v) || v != 0 || !hi || !am_same_dim(hi, t->dims[d])))
             return false;
@@ -83,13 +84,15 @@ static bool gate(matcher *m, uint32_t v, am_op_id act, int which) {
     return true;
 }
 
-/* Node p is x * y with x from `first` and y from `second`, in either order. */
+/* Node p is x * y with x from `first` and y from `second`, in either order (recorded as
+ * swapped[which]). */
 typedef bool (*side_fn)(matcher *m, uint32_t v);
-static bool product_node(matcher *m, int64_t p, side_fn first, side_fn second) {
+static bool product_node(matcher *m, int64_t p, side_fn first, side_fn second, int which) {
     if (p < 0) return false;
     const am_node *n = &m->f->nodes[p];
     for (int k = 0; k < 2; k++) {
         matcher save = *m;
+        m->c.swapped[which] = k == 1;
         if (first(m, n->in[k]) && second(m, n->in[1 - k])) return true;
         *m = save;
     }
@@ -97,9 +100,9 @@ static bool product_node(matcher *m, int64_t p, side_fn first, side_fn second) {
 }
 
 /* v = x * y, read once, as product_node. */
-static bool product(matcher *m, uint32_t v, side_fn first, side_fn second) {
+static bool product(matcher *m, uint32_t v, side_fn first, side_fn second, int which) {
     int64_t p = once(m, v, AM_OP_MUL);
-    if (!product_node(m, p, first, second)) return false;
+    if (!product_node(m, p, first, second, which)) return false;
     m->members[m->n_members++] = (uint32_t)p;
     return true;
 }
@@ -112,8 +115,8 @@ static bool c_prev(matcher *m, uint32_t v) {
     m->c.c_prev = v;
     return true;
 }
-static bool input_gated(matcher *m, uint32_t v) { return product(m, v, gate_i, gate_g); }
-static bool forget_gated(matcher *m, uint32_t v) { return product(m, v, gate_f, c_prev); }
+static bool input_gated(matcher *m, uint32_t v) { return product(m, v, gate_i, gate_g, 0); }
+static bool forget_gated(matcher *m, uint32_t v) { return product(m, v, gate_f, c_prev, 1); }
 
 /* v = tanh(c), c = ig + fc, c read after the root or by tanh only. */
 static bool tanh_c(matcher *m, uint32_t v) {
@@ -125,6 +128,7 @@ static bool tanh_c(matcher *m, uint32_t v) {
     const am_node *add = &m->f->nodes[a];
     for (int k = 0; k < 2; k++) {
         matcher save = *m;
+        m->c.swapped[2] = k == 1;
         if (input_gated(m, add->in[k]) && forget_gated(m, add->in[1 - k])) {
             m->members[m->n_members++] = (uint32_t)t;
             m->c.c_val = cv;
@@ -145,7 +149,7 @@ static bool match_cell(matcher *m, uint32_t r) {
         (t->dtype != AMBER_FLOAT32 && t->dtype != AMBER_FLOAT64) ||
         !json_int(t->dims[t->rank - 1], &m->c.hidden))
         return false;
-    if (!product_node(m, r, gate_o, tanh_c)) return false;
+    if (!product_node(m, r, gate_o, tanh_c, 3)) return false;
     for (int k = 0; k < m->n_members; k++) /* every gate reads a slice of the root's type */
         if (!same_type(&f->nodes[m->members[k]].out_types[0], t)) return false;
     if (!same_type(f->value_types[m->c.c_prev], t) || f->value_types[m->pre]->dtype != t->dtype)
@@ -217,6 +221,13 @@ typedef struct cell_job {
     int64_t z;                      /* element size */
 } cell_job;
 
+/* out = x op y, or y op x when swapped: the node's own operand order. */
+static void binary(am_row_fn fn, char *out, char *x, char *y, bool swapped, const int64_t *s,
+                   int64_t n) {
+    char *p[3] = {out, swapped ? y : x, swapped ? x : y};
+    fn(p, s, n, NULL);
+}
+
 static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     const am_cell *c = j->c;
     _Alignas(64) char tmp[3][CELL_BLOCK * 8];
@@ -224,22 +235,19 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     const char *pre = j->pre + (row * c->width + c0) * z;
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
-    char *gi[2] = {tmp[0], (char *)pre + c->off[0] * z}, *gg[2] = {tmp[1], (char *)pre + c->off[2] * z};
+    char *gi[2] = {tmp[0], (char *)pre + c->off[0] * z};
+    char *gg[2] = {tmp[1], (char *)pre + c->off[2] * z};
     c->sig(gi, s, n, NULL);
     c->tanh(gg, s, n, NULL);
-    char *ig[3] = {tmp[2], tmp[0], tmp[1]};
-    c->mul(ig, s, n, NULL);
+    binary(c->mul, tmp[2], tmp[0], tmp[1], c->swapped[0], s, n); /* i * g */
     char *gf[2] = {tmp[0], (char *)pre + c->off[1] * z};
     c->sig(gf, s, n, NULL);
-    char *fc[3] = {tmp[1], tmp[0], (char *)j->cp + at};
-    c->mul(fc, s, n, NULL);
-    char *sum[3] = {co, tmp[1], tmp[2]};
-    c->add(sum, s, n, NULL);
+    binary(c->mul, tmp[1], tmp[0], (char *)j->cp + at, c->swapped[1], s, n); /* f * c_prev */
+    binary(c->add, co, tmp[2], tmp[1], c->swapped[2], s, n);                 /* ig + fc */
     char *go[2] = {tmp[0], (char *)pre + c->off[3] * z}, *tc[2] = {tmp[1], co};
     c->sig(go, s, n, NULL);
     c->tanh(tc, s, n, NULL);
-    char *h[3] = {ho, tmp[0], tmp[1]};
-    c->mul(h, s, n, NULL);
+    binary(c->mul, ho, tmp[0], tmp[1], c->swapped[3], s, n); /* o * tanh(c) */
 }
 
 static void cell_task(void *ud, int64_t t, int worker) {

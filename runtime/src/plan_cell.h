@@ -14,6 +14,8 @@ typedef struct am_cell {
     int64_t width, hidden;
     int64_t off[4]; /* gates i, f, g, o */
     am_row_fn sig, tanh, mul, add;
+    /* operands in the other order than (i * g, f * c_prev, i * g + f * c_prev, o * tanh c) */
+    bool swapped[4];
 } am_cell;
 
 /* Marks every such cell in f (allocated in mem). Runs before elementwise fusion; doc is

@@ -163,7 +163,8 @@ amber_status am_program_typecheck(const am_program *prog, const am_json_doc *doc
 int64_t am_program_find_entry(const am_program *prog, const char *name);
 
 /* Plans a loaded program (plan.c): hoisting, then per function (with fuse) attention,
- * LSTM cells (doc: the header), elementwise fusion and epilogues, then memory lifetimes and fixed parameters. */
+ * LSTM cells (doc: the header), elementwise fusion and epilogues, then memory lifetimes
+ * and fixed parameters. */
 amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, am_error *err);
 
 /* A node's attributes: the ones decoded at load, else decoded into *buf with dim
