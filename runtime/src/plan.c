@@ -126,6 +126,16 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+void am_func_defs_uses(const am_func *f, int64_t *def, uint32_t *uses) {
+    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
+        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
+}
+
 /* Fuses chains of elementwise ops (see am_fused). From the last node back, each fusible
  * node not yet in a group roots one, which takes in the producers of its members'
  * inputs while they are fusible, give a result of the root's shape, are not results,
@@ -140,13 +150,7 @@ static amber_status plan_fusion(planner *L, am_func *f) {
         st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
         goto done;
     }
-    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
-        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
-    }
-    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
+    am_func_defs_uses(f, def, uses);
     for (uint32_t r = f->n_nodes; r-- > 0;) {
         am_node *root = &f->nodes[r];
         if (taken[r] || !fusible_loop(f, root)) continue;

@@ -171,13 +171,7 @@ amber_status am_plan_cells(am_func *f, const am_json_doc *doc, am_arena *mem, am
         st = am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
         goto done;
     }
-    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
-        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
-    }
-    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX;
+    am_func_defs_uses(f, def, uses);
     for (uint32_t r = 0; r < f->n_nodes; r++) {
         matcher m = {f, doc, def, uses, {0}, {0}, 0, -1};
         if (!match_cell(&m, r)) continue;

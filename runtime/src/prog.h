@@ -167,6 +167,10 @@ int64_t am_program_find_entry(const am_program *prog, const char *name);
  * and fixed parameters. */
 amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, am_error *err);
 
+/* The node defining each value of f (-1: a parameter) and how many times nodes read it
+ * (UINT32_MAX: a result of f), into arrays of f->n_values (uses zeroed by the caller). */
+void am_func_defs_uses(const am_func *f, int64_t *def, uint32_t *uses);
+
 /* A node's attributes: the ones decoded at load, else decoded into *buf with dim
  * expressions evaluated in syms. */
 amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_symbols *syms,
