@@ -152,7 +152,8 @@ static bool match_cell(matcher *m, uint32_t r) {
     if (!product_node(m, r, gate_o, tanh_c, 3)) return false;
     for (int k = 0; k < m->n_members; k++) /* every gate reads a slice of the root's type */
         if (!same_type(&f->nodes[m->members[k]].out_types[0], t)) return false;
-    if (!same_type(f->value_types[m->c.c_prev], t) || f->value_types[m->pre]->dtype != t->dtype)
+    if (!same_type(f->value_types[m->c.c_prev], t) || !same_type(f->value_types[m->c.c_val], t) ||
+        f->value_types[m->pre]->dtype != t->dtype)
         return false;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) /* c is read by tanh, or after the root */
         for (int k = 0; k < f->nodes[ni].n_in; k++)
@@ -175,8 +176,6 @@ amber_status am_plan_cells(am_func *f, const am_json_doc *doc, am_arena *mem, am
     for (uint32_t r = 0; r < f->n_nodes; r++) {
         matcher m = {f, doc, def, uses, {0}, {0}, 0, -1};
         if (!match_cell(&m, r)) continue;
-        am_cell *c;
-        if ((st = am_arena_alloc(mem, sizeof *c, (void **)&c, err)) != AMBER_OK) break;
         amber_dtype dt = f->nodes[r].out_types[0].dtype;
         m.c.pre = (uint32_t)m.pre;
         m.c.sig = am_elementwise_loop(am_op_get(AM_OP_SIGMOID), dt, dt);
@@ -184,6 +183,8 @@ amber_status am_plan_cells(am_func *f, const am_json_doc *doc, am_arena *mem, am
         m.c.mul = am_elementwise_loop(am_op_get(AM_OP_MUL), dt, dt);
         m.c.add = am_elementwise_loop(am_op_get(AM_OP_ADD), dt, dt);
         if (!m.c.sig || !m.c.tanh || !m.c.mul || !m.c.add) continue;
+        am_cell *c;
+        if ((st = am_arena_alloc(mem, sizeof *c, (void **)&c, err)) != AMBER_OK) break;
         *c = m.c;
         for (int k = 0; k < m.n_members; k++) {
             f->nodes[m.members[k]].fuse = AM_FUSE_MEMBER;
