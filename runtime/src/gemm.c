@@ -337,6 +337,7 @@ int am_gemm_set_isa(int isa) {
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
+        const T *ashared; /* the one MC block of A, packed once for every task, or NULL */   \
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
     } job_##SUF;                                                                              \
                                                                                               \
@@ -372,7 +373,9 @@ int am_gemm_set_isa(int isa) {
         int64_t j0 = (t % j->nj) * j->chunk;                                                  \
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
         const T *ap;                                                                          \
-        if (j->akept) {                                                                       \
+        if (j->ashared) {                                                                     \
+            ap = j->ashared;                                                                  \
+        } else if (j->akept) {                                                                \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
         } else {                                                                              \
             pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
@@ -471,6 +474,13 @@ int am_gemm_set_isa(int isa) {
                 job->nj = want < slivers ? want : slivers;                                    \
                 job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
+                /* One block of rows split by columns: its A packed once, not per task. */   \
+                job->ashared = NULL;                                                          \
+                if (n_ic == 1 && job->nj > 1 && !job->akept) {                                \
+                    pack_a_##SUF(apack[0], job->A + pc * job->csa, job->rsa, job->csa, m,     \
+                                 job->kc);                                                    \
+                    job->ashared = apack[0];                                                  \
+                }                                                                             \
                 am_pool_run(pool, n_ic * job->nj, gemm_task_##SUF, job);                      \
             }                                                                                 \
         }                                                                                     \

@@ -5,6 +5,7 @@
  * computes, only where and when. */
 #include "prog.h"
 #include "plan_attn.h"
+#include "plan_cell.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static amber_status plan_hoisting(planner *L, am_func *f, const uint8_t *same) {
 /* The elementwise row loop node n would run (NULL: not fusible), from declared dtypes. */
 static am_row_fn fusible_loop(const am_func *f, const am_node *n) {
     if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->n_in > 3 ||
-        n->fuse != AM_FUSE_NONE || n->attn || n->norm)
+        n->fuse != AM_FUSE_NONE || n->attn || n->norm || n->cell)
         return NULL;
     return am_elementwise_loop(n->op, f->value_types[n->in[0]]->dtype, n->out_types[0].dtype);
 }
@@ -125,6 +126,16 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+void am_func_defs_uses(const am_func *f, int64_t *def, uint32_t *uses) {
+    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
+        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
+}
+
 /* Fuses chains of elementwise ops (see am_fused). From the last node back, each fusible
  * node not yet in a group roots one, which takes in the producers of its members'
  * inputs while they are fusible, give a result of the root's shape, are not results,
@@ -139,13 +150,7 @@ static amber_status plan_fusion(planner *L, am_func *f) {
         st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
         goto done;
     }
-    for (uint32_t v = 0; v < f->n_values; v++) def[v] = -1;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
-        const am_node *n = &f->nodes[ni];
-        for (int k = 0; k < n->n_out; k++) def[n->out[k]] = ni;
-        for (int k = 0; k < n->n_in; k++) uses[n->in[k]]++;
-    }
-    for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
+    am_func_defs_uses(f, def, uses);
     for (uint32_t r = f->n_nodes; r-- > 0;) {
         am_node *root = &f->nodes[r];
         if (taken[r] || !fusible_loop(f, root)) continue;
@@ -536,12 +541,14 @@ static amber_status mark_fixed_params(planner *L) {
     return st;
 }
 
-amber_status am_plan_program(am_program *p, bool fuse, am_error *err) {
+amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, am_error *err) {
     planner Lv = {p, err}, *L = &Lv;
     amber_status st = plan_same_params(L);
     if (st != AMBER_OK) return st;
     for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
         if (fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
+            return st;
+        if (fuse && (st = am_plan_cells(&p->funcs[fi], doc, &p->mem, L->err)) != AMBER_OK)
             return st;
         if (fuse && (st = plan_fusion(L, &p->funcs[fi])) != AMBER_OK) return st;
         if (fuse && (st = am_plan_epilogues(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)

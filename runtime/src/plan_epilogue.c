@@ -36,7 +36,8 @@ static bool producer_ok(const am_func *f, const am_node *n) {
 /* A one-step group for an elementwise node reading the product (not in a group). */
 static amber_status single_group(const am_func *f, const am_node *e, am_arena *mem,
                                  am_fused **out, am_error *err) {
-    am_row_fn fn = e->kind == AM_NODE_OP && e->hoist == AM_HOIST_NONE && e->n_in <= 3
+    am_row_fn fn = e->kind == AM_NODE_OP && e->hoist == AM_HOIST_NONE && e->n_in <= 3 &&
+                           !e->cell
                        ? am_elementwise_loop(e->op, f->value_types[e->in[0]]->dtype,
                                              e->out_types[0].dtype)
                        : NULL;

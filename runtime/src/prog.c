@@ -1023,7 +1023,7 @@ amber_status am_program_load(am_program *p, const am_json_doc *d, const void *mo
         }
     if ((st = load_signatures(L, am_json_get(d, root, "signatures"))) != AMBER_OK) return st;
     if ((st = check_data_dependent(L)) != AMBER_OK) return st;
-    if ((st = am_plan_program(p, L->fuse, err)) != AMBER_OK) return st;
+    if ((st = am_plan_program(p, d, L->fuse, err)) != AMBER_OK) return st;
     const am_json *vec = am_json_get(d, root, "test_vectors");
     if (vec && (st = load_vectors(L, vec)) != AMBER_OK) return st;
     return am_program_typecheck(p, d, err);

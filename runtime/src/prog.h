@@ -72,6 +72,8 @@ typedef struct am_node {
                                    am_attention_run, its members are the nodes replaced */
     const struct am_norm *norm; /* the last node of a layer norm (plan_attn.c): it runs
                                    am_layernorm_run, its members are the nodes replaced */
+    const struct am_cell *cell; /* an LSTM cell (plan_cell.c): on the node of its new c
+                                   (which keeps its memory) and its last node (runs it) */
     bool alias;                 /* reshape: the result is the input's memory, not a copy */
     uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
                                    value computed from them only (am_ctx.fixed_inputs) */
@@ -161,8 +163,13 @@ amber_status am_program_typecheck(const am_program *prog, const am_json_doc *doc
 int64_t am_program_find_entry(const am_program *prog, const char *name);
 
 /* Plans a loaded program (plan.c): hoisting, then per function (with fuse) attention,
- * elementwise fusion and epilogues, then memory lifetimes and fixed parameters. */
-amber_status am_plan_program(am_program *p, bool fuse, am_error *err);
+ * LSTM cells (doc: the header), elementwise fusion and epilogues, then memory lifetimes
+ * and fixed parameters. */
+amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, am_error *err);
+
+/* The node defining each value of f (-1: a parameter) and how many times nodes read it
+ * (UINT32_MAX: a result of f), into arrays of f->n_values (uses zeroed by the caller). */
+void am_func_defs_uses(const am_func *f, int64_t *def, uint32_t *uses);
 
 /* A node's attributes: the ones decoded at load, else decoded into *buf with dim
  * expressions evaluated in syms. */

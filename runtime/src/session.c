@@ -3,6 +3,7 @@
  * is reset (and its memory reused) at the start of the next run. */
 #include "model.h"
 #include "attn.h"
+#include "plan_cell.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -931,6 +932,12 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
         for (int k = 0; k < n->norm->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->norm->ext[k]]);
         return am_layernorm_run(n->norm, ctx, ext, out);
     }
+    if (n->cell) {
+        const am_cell *c = n->cell;
+        amber_tensor c_out;
+        am_tensor_copy(&c_out, &vals[c->c_val]);
+        return am_cell_run(c, ctx, &vals[c->pre], &vals[c->c_prev], &c_out, out);
+    }
     if (n->fuse == AM_FUSE_ROOT) {
         amber_tensor ext[AM_FUSED_MAX_EXT];
         for (int k = 0; k < n->fused->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->fused->ext[k]]);
@@ -969,6 +976,8 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
     else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
     else if (dest && same_type(dest, &outs[0])) outs[0].data = dest->data; /* the caller's */
     else st = value_alloc(s, nbytes, &outs[0].data);
+    if (st == AMBER_OK && n->cell && n->cell->c_node == ni) /* the cell's last node writes it */
+        return st;
     if (st == AMBER_OK) {
         ctx->fixed_inputs = n->fixed_in;
         st = op_compute(f, n, ctx, vals, ins, attrs, &outs[0]);

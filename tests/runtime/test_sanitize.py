@@ -113,3 +113,29 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
                  "5"]):
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+
+
+def test_fused_lstm_cell(sanitize_build: Path, tmp_path: Path) -> None:
+    """The fused LSTM cell (a scan body; float64; 16 x 64 cells, split between the two
+    threads amber-run gives a session on two cores) on its test vectors, and under
+    concurrent sessions."""
+    import numpy as np
+
+    import amber as am
+    from amber import nn
+
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    for name, hidden, shape, dtype in (("lstm32", 64, (3, 16, 8), np.float32),
+                                       ("lstm64", 5, (2, 3, 4), np.float64)):
+        layer = nn.LSTM(shape[-1], hidden).eval()
+        layer = layer.double() if dtype == np.float64 else layer
+        x = am.tensor(rng.standard_normal(shape).astype(dtype))
+        am.export(layer, x).save(tmp_path / f"{name}.amber")
+    env = {**os.environ, **SAN_ENV}
+    for name in ("lstm32", "lstm64"):
+        path = str(tmp_path / f"{name}.amber")
+        for cmd in ([str(sanitize_build / "amber-run"), path, "--verify"],
+                    [str(sanitize_build / "amber-thread-test"), path, "3", "3"]):
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
