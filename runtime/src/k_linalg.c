@@ -383,29 +383,6 @@ CONV_KERNELS(f64, double)
             }                                                                              \
     }                                                                                      \
                                                                                            \
-    static amber_status conv_fwd_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, \
-                                               const T *w, T *y) {                         \
-        conv_chunk_##SUF c;                                                                \
-        amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
-        const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
-                          ? am_gemm_kept_a_##SUF(ctx, g->o, c.K, w) : NULL;                \
-        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
-            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb, ld = cnt * c.L;             \
-            for (int64_t i = 0; i < cnt; i++)                                              \
-                im2col_ld_##SUF(g, (T *)(x + (n0 + i) * g->c * g->h * g->w), c.cols + i * c.L, \
-                                ld, false);                                                \
-            st = wk ? am_gemm_kept_a_run_##SUF(ctx, g->o, ld, c.K, w, wk, c.cols, ld, 1, c.prod, \
-                                               ld, false)                                  \
-                    : am_gemm_##SUF(ctx, g->o, ld, c.K, w, c.K, 1, c.cols, ld, 1, c.prod, ld, \
-                                    false);                                                \
-            if (st != AMBER_OK) break;                                                     \
-            chunk_copy_##SUF(g, &c, y, n0, cnt, true);                                     \
-            for (int64_t i = 0; ctx->epi && i < cnt; i++) /* a fused epilogue, per image */ \
-                am_epi_apply(ctx->epi, n0 + i, 0, g->o, 0, c.L);                           \
-        }                                                                                  \
-        return st;                                                                         \
-    }                                                                                      \
-                                                                                           \
     /* dx = col2im(W^T @ dy) */                                                            \
     static amber_status conv_dx_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *dy, \
                                               const T *w, T *dx) {                         \
@@ -442,6 +419,134 @@ CONV_KERNELS(f64, double)
     }
 CONV_BATCHED(f32, float)
 CONV_BATCHED(f64, double)
+
+/* The forward of a convolution without groups: one product per image (or per chunk of
+ * small images, their columns side by side), its B operand (the im2col matrix) packed
+ * straight from x as the GEMM needs it (am_gemm_bsrc), never stored whole; one image's
+ * product writes y directly and its epilogue runs on each finished block. Columns j of a
+ * chunk are pixel j % L of its image j / L, rows p are (c, kh, kw). The summation order
+ * is the GEMM's for the shapes: chunking and threads do not change it. */
+typedef struct im2col_src {
+    const conv_geom *g;
+    const void *x; /* the chunk's first image */
+} im2col_src;
+
+/* Images per product: small images together, up to about this many columns. */
+#define CONV_JOIN_COLS 512
+/* im2col rows packed per pass (their offsets on the stack) */
+#define PACK_ROWS 256
+
+#define CONV_IMPLICIT(SUF, T)                                                              \
+    static void im2col_pack_##SUF(const void *ud, void *out, int64_t stride, int64_t p0,   \
+                                  int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
+        enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
+        const im2col_src *src = (const im2col_src *)ud;                                    \
+        const conv_geom *g = src->g;                                                       \
+        int64_t L = g->oh * g->ow, hw = g->h * g->w, khw = g->kh * g->kw;                  \
+        int64_t off[PACK_ROWS], dr[PACK_ROWS], dc[PACK_ROWS];                              \
+        for (int64_t pb = 0; pb < kc; pb += PACK_ROWS) {                                   \
+            /* row q: the input at offset off[q] from a window's corner, dr[q] rows and dc[q]\
+             * columns from it; the window's interior cases from their ranges */           \
+            int64_t rows = kc - pb < PACK_ROWS ? kc - pb : PACK_ROWS, p = p0 + pb;         \
+            int64_t c = p / khw, ph = p % khw / g->kw, pw = p % g->kw;                     \
+            int64_t drlo = INT64_MAX, drhi = INT64_MIN, dclo = INT64_MAX, dchi = INT64_MIN;\
+            for (int64_t q = 0; q < rows; q++) {                                           \
+                dr[q] = ph * g->dh - g->pt, dc[q] = pw * g->dw - g->pl;                    \
+                off[q] = c * hw + dr[q] * g->w + dc[q];                                    \
+                drlo = dr[q] < drlo ? dr[q] : drlo, drhi = dr[q] > drhi ? dr[q] : drhi;    \
+                dclo = dc[q] < dclo ? dc[q] : dclo, dchi = dc[q] > dchi ? dc[q] : dchi;    \
+                if (++pw == g->kw) {                                                       \
+                    pw = 0;                                                                \
+                    if (++ph == g->kh) ph = 0, c++;                                        \
+                }                                                                          \
+            }                                                                              \
+            T *dst = (T *)out + pb * nr;                                                   \
+            for (int64_t s0 = 0; s0 < nc; s0 += nr, dst += stride) {                       \
+                int64_t wid = nc - s0 < nr ? nc - s0 : nr;                                 \
+                for (int64_t q = 0; wid < nr && q < rows; q++)                             \
+                    for (int64_t u = wid; u < nr; u++) dst[q * nr + u] = 0;                \
+                /* runs of the sliver's columns along one output row */                    \
+                for (int64_t t = 0; t < wid;) {                                            \
+                    int64_t j = j0 + s0 + t, l = j % L, jw = l % g->ow;                    \
+                    int64_t len = g->ow - jw < wid - t ? g->ow - jw : wid - t;             \
+                    int64_t ri = l / g->ow * g->sh, cj = jw * g->sw, span = (len - 1) * g->sw;\
+                    const T *xi = (const T *)src->x + (j / L) * g->c * hw;                 \
+                    T *e = dst + t;                                                        \
+                    t += len;                                                              \
+                    if (ri + drlo >= 0 && ri + drhi < g->h && cj + dclo >= 0 &&            \
+                        cj + dchi + span < g->w) { /* inside the image for every row */    \
+                        const T *b = xi + (ri * g->w + cj);                                \
+                        if (g->sw == 1 && len == FULL)                                     \
+                            for (int64_t q = 0; q < rows; q++)                             \
+                                memcpy(e + q * nr, b + off[q], FULL * sizeof(T));          \
+                        else                                                               \
+                            for (int64_t q = 0; q < rows; q++)                             \
+                                for (int64_t u = 0; u < len; u++)                          \
+                                    e[q * nr + u] = b[off[q] + u * g->sw];                 \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (int64_t q = 0; q < rows; q++) {                                   \
+                        int64_t r = ri + dr[q], col = cj + dc[q];                          \
+                        T *d = e + q * nr;                                                 \
+                        if (r < 0 || r >= g->h) {                                          \
+                            for (int64_t u = 0; u < len; u++) d[u] = 0;                    \
+                            continue;                                                      \
+                        }                                                                  \
+                        /* columns u in [a, b) read the input, the others are padding */   \
+                        int64_t a = col >= 0 ? 0 : (-col + g->sw - 1) / g->sw;             \
+                        int64_t b = g->w - 1 - col < 0 ? 0 : (g->w - 1 - col) / g->sw + 1; \
+                        b = b < len ? b : len, a = a < b ? a : b;                          \
+                        int64_t at = off[q] - dr[q] * g->w + r * g->w + cj + a * g->sw;   \
+                        const T *row = xi + at;                                            \
+                        for (int64_t u = 0; u < a; u++) d[u] = 0;                          \
+                        if (g->sw == 1)                                                    \
+                            for (int64_t u = a; u < b; u++) d[u] = row[u - a];             \
+                        else                                                               \
+                            for (int64_t u = a; u < b; u++) d[u] = row[(u - a) * g->sw];   \
+                        for (int64_t u = b; u < len; u++) d[u] = 0;                        \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,           \
+                                                const T *x, const T *w, T *y) {            \
+        conv_chunk_##SUF c = {1, g->oh * g->ow, g->c * g->kh * g->kw, NULL, NULL};         \
+        const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
+                          ? am_gemm_kept_a_##SUF(ctx, g->o, c.K, w) : NULL;                \
+        if (c.L < CONV_JOIN_COLS && g->n > 1) {                                            \
+            c.nb = (CONV_JOIN_COLS + c.L - 1) / c.L;                                       \
+            if (c.nb > g->n) c.nb = g->n;                                                  \
+            if (am_arena_alloc(ctx->scratch, (size_t)(g->o * c.nb * c.L) * sizeof(T),      \
+                               (void **)&c.prod, NULL) != AMBER_OK)                        \
+                c.nb = 1; /* under a memory limit: one image at a time */                  \
+        }                                                                                  \
+        im2col_src src = {g, x};                                                           \
+        const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
+        epi_at at = {ctx->epi, 0, 0};                                                      \
+        const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
+        amber_status st = AMBER_OK;                                                        \
+        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
+            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
+            src.x = x + n0 * g->c * g->h * g->w;                                           \
+            at.img = n0;                                                                   \
+            if (cnt == 1) {                                                                \
+                st = am_gemm_bsrc_epi_##SUF(ctx, g->o, c.L, c.K, w, wk, &bs,               \
+                                            y + n0 * g->o * c.L, c.L, epi);                \
+                continue;                                                                  \
+            }                                                                              \
+            st = am_gemm_bsrc_epi_##SUF(ctx, g->o, cnt * c.L, c.K, w, wk, &bs, c.prod,     \
+                                        cnt * c.L, NULL);                                  \
+            if (st != AMBER_OK) break;                                                     \
+            chunk_copy_##SUF(g, &c, y, n0, cnt, true);                                     \
+            for (int64_t i = 0; ctx->epi && i < cnt; i++) /* a fused epilogue, per image */ \
+                am_epi_apply(ctx->epi, n0 + i, 0, g->o, 0, c.L);                           \
+        }                                                                                  \
+        return st;                                                                         \
+    }
+CONV_IMPLICIT(f32, float)
+CONV_IMPLICIT(f64, double)
 
 /* One product per chunk of images: no groups, and not a 1x1 convolution that multiplies
  * its input in place. */
@@ -603,8 +708,8 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
                               out->dtype == AMBER_FLOAT32);
     if (batched(&g))
         return out->dtype == AMBER_FLOAT32
-                   ? conv_fwd_batched_f32(ctx, &g, in[0].data, in[1].data, out->data)
-                   : conv_fwd_batched_f64(ctx, &g, in[0].data, in[1].data, out->data);
+                   ? conv_fwd_implicit_f32(ctx, &g, in[0].data, in[1].data, out->data)
+                   : conv_fwd_implicit_f64(ctx, &g, in[0].data, in[1].data, out->data);
     if (out->dtype == AMBER_FLOAT32)
         return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, false);
     return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, false);
