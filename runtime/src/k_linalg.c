@@ -436,6 +436,16 @@ typedef struct im2col_src {
 /* im2col rows packed per pass (their offsets on the stack) */
 #define PACK_ROWS 256
 
+/* The am_keep kind of a weight packed transposed (conv_rows). */
+#define KEEP_KIND_CONV_WT 0x5400u
+
+/* Images whose pixels fill 12-row tiles better than 16-column slivers, and enough output
+ * channels for full slivers of the transposed product. */
+static bool rows_fit(const conv_geom *g) {
+    int64_t L = g->oh * g->ow;
+    return L >= 12 && L < 128 && L % 16 != 0 && g->o % 16 == 0;
+}
+
 #define CONV_IMPLICIT(SUF, T)                                                              \
     static void im2col_pack_##SUF(const void *ud, void *out, int64_t stride, int64_t p0,   \
                                   int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
@@ -510,6 +520,36 @@ typedef struct im2col_src {
         }                                                                                  \
     }                                                                                      \
                                                                                            \
+    /* One small image transposed: yT[L x O] = im2col(x)^T W^T with W^T packed once per    \
+     * session, the image's pixels as rows (12-row register tiles waste less on 49 or 196  \
+     * pixels than 16-column slivers). Every element gets the same fused multiply-adds in  \
+     * the same order as in y = W im2col(x): the same bits. */                             \
+    static const T *kept_wt_##SUF(am_ctx *ctx, const conv_geom *g, const T *w) {           \
+        int64_t K = g->c * g->kh * g->kw;                                                  \
+        uint32_t kind = KEEP_KIND_CONV_WT | (uint32_t)sizeof(T);                           \
+        T *p = (T *)am_keep_find(ctx->keep, w, kind, K, g->o);                             \
+        if (p) return p;                                                                   \
+        p = (T *)am_keep_add(ctx->keep, w, kind, K, g->o, am_gemm_packed_len_##SUF(K, g->o) * sizeof(T));\
+        if (p) am_gemm_pack_b_##SUF(w, 1, K, K, g->o, p);                                  \
+        return p;                                                                          \
+    }                                                                                      \
+                                                                                           \
+    static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, const T *wt,\
+                                        T *y, int64_t ni, T *cols, T *tmp) {               \
+        int64_t L = g->oh * g->ow, K = g->c * g->kh * g->kw, o = g->o;                     \
+        const T *a = x;                                                                    \
+        if (!pointwise(g)) {                                                               \
+            im2col_##SUF(g, (T *)x, cols, false);                                          \
+            a = cols;                                                                      \
+        }                                                                                  \
+        amber_status st = am_gemm_prepacked_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, false);\
+        for (int64_t o0 = 0; st == AMBER_OK && o0 < o; o0 += 16) /* 16 rows of y at a time */\
+            for (int64_t l = 0; l < L; l++)                                                \
+                for (int64_t i = o0; i < o0 + 16 && i < o; i++) y[i * L + l] = tmp[l * o + i];\
+        if (st == AMBER_OK && ctx->epi) am_epi_apply(ctx->epi, ni, 0, o, 0, L);            \
+        return st;                                                                         \
+    }                                                                                      \
+                                                                                           \
     static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,           \
                                                 const T *x, const T *w, T *y) {            \
         conv_chunk_##SUF c = {1, g->oh * g->ow, g->c * g->kh * g->kw, NULL, NULL};         \
@@ -522,6 +562,14 @@ typedef struct im2col_src {
                                (void **)&c.prod, NULL) != AMBER_OK)                        \
                 c.nb = 1; /* under a memory limit: one image at a time */                  \
         }                                                                                  \
+        const T *wt = NULL;                                                                \
+        T *cols = NULL, *tmp = NULL;                                                       \
+        if (wk && c.nb == 1 && rows_fit(g) && (wt = kept_wt_##SUF(ctx, g, w)) &&           \
+            ((!pointwise(g) && am_arena_alloc(ctx->scratch, (size_t)(c.K * c.L) * sizeof(T), \
+                                              (void **)&cols, NULL) != AMBER_OK) ||        \
+             am_arena_alloc(ctx->scratch, (size_t)(g->o * c.L) * sizeof(T), (void **)&tmp, \
+                            NULL) != AMBER_OK))                                            \
+            wt = NULL;                                                                     \
         im2col_src src = {g, x};                                                           \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
         epi_at at = {ctx->epi, 0, 0};                                                      \
@@ -531,6 +579,10 @@ typedef struct im2col_src {
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
             at.img = n0;                                                                   \
+            if (cnt == 1 && wt) {                                                          \
+                st = conv_rows_##SUF(ctx, g, src.x, wt, y + n0 * g->o * c.L, n0, cols, tmp); \
+                continue;                                                                  \
+            }                                                                              \
             if (cnt == 1) {                                                                \
                 st = am_gemm_bsrc_epi_##SUF(ctx, g->o, c.L, c.K, w, wk, &bs,               \
                                             y + n0 * g->o * c.L, c.L, epi);                \
@@ -706,7 +758,10 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     if (g.cg == 1 && g.groups > 1)
         return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
                               out->dtype == AMBER_FLOAT32);
-    if (batched(&g))
+    /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
+    bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
+    if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4) ||
+        (g.groups == 1 && kept && rows_fit(&g)))
         return out->dtype == AMBER_FLOAT32
                    ? conv_fwd_implicit_f32(ctx, &g, in[0].data, in[1].data, out->data)
                    : conv_fwd_implicit_f64(ctx, &g, in[0].data, in[1].data, out->data);
