@@ -570,7 +570,18 @@ static bool rows_fit(const conv_geom *g) {
              am_arena_alloc(ctx->scratch, (size_t)(g->o * c.L) * sizeof(T), (void **)&tmp, \
                             NULL) != AMBER_OK))                                            \
             wt = NULL;                                                                     \
-        im2col_src src = {g, x};                                                           \
+        /* padded images: every window inside (the padding zeroed once, each chunk copied) */\
+        conv_geom gp = *g;                                                                 \
+        T *xp = NULL;                                                                      \
+        gp.h = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                              \
+        gp.w = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;                              \
+        gp.h = gp.h > g->h + g->pt ? gp.h : g->h + g->pt, gp.pt = 0;                       \
+        gp.w = gp.w > g->w + g->pl ? gp.w : g->w + g->pl, gp.pl = 0;                       \
+        size_t plen = (size_t)(c.nb * g->c * gp.h * gp.w);                                 \
+        if (!wt && (gp.h > g->h || gp.w > g->w) &&                                         \
+            am_arena_alloc(ctx->scratch, plen * sizeof(T), (void **)&xp, NULL) == AMBER_OK)\
+            memset(xp, 0, plen * sizeof(T));                                               \
+        im2col_src src = {xp ? &gp : g, x};                                                \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
         epi_at at = {ctx->epi, 0, 0};                                                      \
         const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
@@ -578,9 +589,15 @@ static bool rows_fit(const conv_geom *g) {
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
+            for (int64_t i = 0; xp && i < cnt * g->c; i++) /* plane i of the chunk */      \
+                for (int64_t r = 0; r < g->h; r++)                                         \
+                    memcpy(xp + (i * gp.h + r + g->pt) * gp.w + g->pl,                     \
+                           (const T *)src.x + (i * g->h + r) * g->w, (size_t)g->w * sizeof(T));\
+            src.x = xp ? xp : src.x;                                                       \
             at.img = n0;                                                                   \
             if (cnt == 1 && wt) {                                                          \
-                st = conv_rows_##SUF(ctx, g, src.x, wt, y + n0 * g->o * c.L, n0, cols, tmp); \
+                st = conv_rows_##SUF(ctx, g, x + n0 * g->c * g->h * g->w, wt,               \
+                                     y + n0 * g->o * c.L, n0, cols, tmp);                  \
                 continue;                                                                  \
             }                                                                              \
             if (cnt == 1) {                                                                \
