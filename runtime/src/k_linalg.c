@@ -428,7 +428,8 @@ CONV_BATCHED(f64, double)
  * is the GEMM's for the shapes: chunking and threads do not change it. */
 typedef struct im2col_src {
     const conv_geom *g;
-    const void *x; /* the chunk's first image */
+    const void *x;        /* the chunk's first image */
+    int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
 
 /* Images per product: small images together, up to about this many columns. */
@@ -462,6 +463,7 @@ static bool rows_fit(const conv_geom *g) {
             int64_t drlo = INT64_MAX, drhi = INT64_MIN, dclo = INT64_MAX, dchi = INT64_MIN;\
             for (int64_t q = 0; q < rows; q++) {                                           \
                 dr[q] = ph * g->dh - g->pt, dc[q] = pw * g->dw - g->pl;                    \
+                if (src->seg) dc[q] = dc[q] % src->phases * src->seg + dc[q] / src->phases;\
                 off[q] = c * hw + dr[q] * g->w + dc[q];                                    \
                 drlo = dr[q] < drlo ? dr[q] : drlo, drhi = dr[q] > drhi ? dr[q] : drhi;    \
                 dclo = dc[q] < dclo ? dc[q] : dclo, dchi = dc[q] > dchi ? dc[q] : dchi;    \
@@ -550,6 +552,45 @@ static bool rows_fit(const conv_geom *g) {
         return st;                                                                         \
     }                                                                                      \
                                                                                            \
+    /* The images as the pack reads them: zero-padded so that every window lies inside and,\
+     * with a column stride sw > 1, each row's columns in sw phases (padded column pc at   \
+     * (pc % sw) * seg + pc / sw), so that a window's columns at consecutive outputs are   \
+     * adjacent. NULL (src unchanged) when the images serve as they are or memory is short. */\
+    static T *padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb, conv_geom *gp,     \
+                           im2col_src *src) {                                              \
+        int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                        \
+        int64_t wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1, ph = g->sw;            \
+        hp = hp > g->h + g->pt ? hp : g->h + g->pt;                                        \
+        wp = wp > g->w + g->pl ? wp : g->w + g->pl;                                        \
+        if (hp == g->h && wp == g->w && ph == 1) return NULL;                              \
+        *gp = *g;                                                                          \
+        gp->h = hp, gp->w = (wp + ph - 1) / ph * ph, gp->pt = gp->pl = 0, gp->sw = 1;      \
+        size_t len = (size_t)(nb * g->c * gp->h * gp->w);                                  \
+        T *xp;                                                                             \
+        if (am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)&xp, NULL) != AMBER_OK) \
+            return NULL;                                                                   \
+        memset(xp, 0, len * sizeof(T)); /* the padding, for every chunk */                 \
+        src->g = gp, src->seg = ph > 1 ? gp->w / ph : 0, src->phases = ph;                 \
+        return xp;                                                                         \
+    }                                                                                      \
+                                                                                           \
+    /* `planes` planes from src->x into xp (see padded_*), then src->x = xp. */            \
+    static void pad_copy_##SUF(const conv_geom *g, im2col_src *src, int64_t planes, T *xp) {\
+        const conv_geom *gp = src->g;                                                      \
+        for (int64_t i = 0; i < planes; i++)                                               \
+            for (int64_t r = 0; r < g->h; r++) {                                           \
+                T *d = xp + (i * gp->h + r + g->pt) * gp->w;                               \
+                const T *x = (const T *)src->x + (i * g->h + r) * g->w;                    \
+                if (!src->seg) {                                                           \
+                    memcpy(d + g->pl, x, (size_t)g->w * sizeof(T));                        \
+                    continue;                                                              \
+                }                                                                          \
+                for (int64_t f = 0; f < src->phases; f++) /* padded columns f, f + sw, ... */\
+                    for (int64_t k = 0, col = f - g->pl; k < src->seg; k++, col += src->phases)\
+                        if (col >= 0 && col < g->w) d[f * src->seg + k] = x[col];          \
+            }                                                                              \
+        src->x = xp;                                                                       \
+    }                                                                                      \
     static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,           \
                                                 const T *x, const T *w, T *y) {            \
         conv_chunk_##SUF c = {1, g->oh * g->ow, g->c * g->kh * g->kw, NULL, NULL};         \
@@ -570,18 +611,9 @@ static bool rows_fit(const conv_geom *g) {
              am_arena_alloc(ctx->scratch, (size_t)(g->o * c.L) * sizeof(T), (void **)&tmp, \
                             NULL) != AMBER_OK))                                            \
             wt = NULL;                                                                     \
-        /* padded images: every window inside (the padding zeroed once, each chunk copied) */\
-        conv_geom gp = *g;                                                                 \
-        T *xp = NULL;                                                                      \
-        gp.h = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                              \
-        gp.w = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;                              \
-        gp.h = gp.h > g->h + g->pt ? gp.h : g->h + g->pt, gp.pt = 0;                       \
-        gp.w = gp.w > g->w + g->pl ? gp.w : g->w + g->pl, gp.pl = 0;                       \
-        size_t plen = (size_t)(c.nb * g->c * gp.h * gp.w);                                 \
-        if (!wt && (gp.h > g->h || gp.w > g->w) &&                                         \
-            am_arena_alloc(ctx->scratch, plen * sizeof(T), (void **)&xp, NULL) == AMBER_OK)\
-            memset(xp, 0, plen * sizeof(T));                                               \
-        im2col_src src = {xp ? &gp : g, x};                                                \
+        im2col_src src = {g, x, 0, 1};                                                     \
+        conv_geom gp;                                                                      \
+        T *xp = wt ? NULL : padded_##SUF(ctx, g, c.nb, &gp, &src);                         \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
         epi_at at = {ctx->epi, 0, 0};                                                      \
         const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
@@ -589,11 +621,7 @@ static bool rows_fit(const conv_geom *g) {
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
-            for (int64_t i = 0; xp && i < cnt * g->c; i++) /* plane i of the chunk */      \
-                for (int64_t r = 0; r < g->h; r++)                                         \
-                    memcpy(xp + (i * gp.h + r + g->pt) * gp.w + g->pl,                     \
-                           (const T *)src.x + (i * g->h + r) * g->w, (size_t)g->w * sizeof(T));\
-            src.x = xp ? xp : src.x;                                                       \
+            if (xp) pad_copy_##SUF(g, &src, cnt * g->c, xp);                               \
             at.img = n0;                                                                   \
             if (cnt == 1 && wt) {                                                          \
                 st = conv_rows_##SUF(ctx, g, x + n0 * g->c * g->h * g->w, wt,               \
