@@ -432,6 +432,9 @@ typedef struct im2col_src {
     int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
 
+/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
+#define COLD __attribute__((cold))
+
 /* Images per product: small images together, up to about this many columns. */
 #define CONV_JOIN_COLS 512
 /* im2col rows packed per pass (their offsets on the stack) */
@@ -448,25 +451,22 @@ static bool rows_fit(const conv_geom *g) {
 }
 
 #define CONV_IMPLICIT(SUF, T)                                                              \
+    /* Every window lies inside the images it reads (padded_*): a sliver's columns are runs\
+     * along one output row each, row q of a run a copy from the window corner + off[q]. */\
     static void im2col_pack_##SUF(const void *ud, void *out, int64_t stride, int64_t p0,   \
                                   int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
         enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
         const im2col_src *src = (const im2col_src *)ud;                                    \
         const conv_geom *g = src->g;                                                       \
         int64_t L = g->oh * g->ow, hw = g->h * g->w, khw = g->kh * g->kw;                  \
-        int64_t off[PACK_ROWS], dr[PACK_ROWS], dc[PACK_ROWS];                              \
+        int64_t off[PACK_ROWS];                                                            \
         for (int64_t pb = 0; pb < kc; pb += PACK_ROWS) {                                   \
-            /* row q: the input at offset off[q] from a window's corner, dr[q] rows and dc[q]\
-             * columns from it; the window's interior cases from their ranges */           \
             int64_t rows = kc - pb < PACK_ROWS ? kc - pb : PACK_ROWS, p = p0 + pb;         \
             int64_t c = p / khw, ph = p % khw / g->kw, pw = p % g->kw;                     \
-            int64_t drlo = INT64_MAX, drhi = INT64_MIN, dclo = INT64_MAX, dchi = INT64_MIN;\
             for (int64_t q = 0; q < rows; q++) {                                           \
-                dr[q] = ph * g->dh - g->pt, dc[q] = pw * g->dw - g->pl;                    \
-                if (src->seg) dc[q] = dc[q] % src->phases * src->seg + dc[q] / src->phases;\
-                off[q] = c * hw + dr[q] * g->w + dc[q];                                    \
-                drlo = dr[q] < drlo ? dr[q] : drlo, drhi = dr[q] > drhi ? dr[q] : drhi;    \
-                dclo = dc[q] < dclo ? dc[q] : dclo, dchi = dc[q] > dchi ? dc[q] : dchi;    \
+                int64_t dc = pw * g->dw;                                                   \
+                if (src->seg) dc = dc % src->phases * src->seg + dc / src->phases;         \
+                off[q] = c * hw + ph * g->dh * g->w + dc;                                  \
                 if (++pw == g->kw) {                                                       \
                     pw = 0;                                                                \
                     if (++ph == g->kh) ph = 0, c++;                                        \
@@ -477,56 +477,28 @@ static bool rows_fit(const conv_geom *g) {
                 int64_t wid = nc - s0 < nr ? nc - s0 : nr;                                 \
                 for (int64_t q = 0; wid < nr && q < rows; q++)                             \
                     for (int64_t u = wid; u < nr; u++) dst[q * nr + u] = 0;                \
-                /* runs of the sliver's columns along one output row */                    \
                 for (int64_t t = 0; t < wid;) {                                            \
                     int64_t j = j0 + s0 + t, l = j % L, jw = l % g->ow;                    \
                     int64_t len = g->ow - jw < wid - t ? g->ow - jw : wid - t;             \
-                    int64_t ri = l / g->ow * g->sh, cj = jw * g->sw, span = (len - 1) * g->sw;\
-                    const T *xi = (const T *)src->x + (j / L) * g->c * hw;                 \
+                    const T *b = (const T *)src->x + (j / L) * g->c * hw +                 \
+                                 (l / g->ow * g->sh * g->w + jw * g->sw);                  \
                     T *e = dst + t;                                                        \
                     t += len;                                                              \
-                    if (ri + drlo >= 0 && ri + drhi < g->h && cj + dclo >= 0 &&            \
-                        cj + dchi + span < g->w) { /* inside the image for every row */    \
-                        const T *b = xi + (ri * g->w + cj);                                \
-                        if (g->sw == 1 && len == FULL)                                     \
-                            for (int64_t q = 0; q < rows; q++)                             \
-                                memcpy(e + q * nr, b + off[q], FULL * sizeof(T));          \
-                        else                                                               \
-                            for (int64_t q = 0; q < rows; q++)                             \
-                                for (int64_t u = 0; u < len; u++)                          \
-                                    e[q * nr + u] = b[off[q] + u * g->sw];                 \
-                        continue;                                                          \
-                    }                                                                      \
-                    for (int64_t q = 0; q < rows; q++) {                                   \
-                        int64_t r = ri + dr[q], col = cj + dc[q];                          \
-                        T *d = e + q * nr;                                                 \
-                        if (r < 0 || r >= g->h) {                                          \
-                            for (int64_t u = 0; u < len; u++) d[u] = 0;                    \
-                            continue;                                                      \
-                        }                                                                  \
-                        /* columns u in [a, b) read the input, the others are padding */   \
-                        int64_t a = col >= 0 ? 0 : (-col + g->sw - 1) / g->sw;             \
-                        int64_t b = g->w - 1 - col < 0 ? 0 : (g->w - 1 - col) / g->sw + 1; \
-                        b = b < len ? b : len, a = a < b ? a : b;                          \
-                        int64_t at = off[q] - dr[q] * g->w + r * g->w + cj + a * g->sw;   \
-                        const T *row = xi + at;                                            \
-                        for (int64_t u = 0; u < a; u++) d[u] = 0;                          \
-                        if (g->sw == 1)                                                    \
-                            for (int64_t u = a; u < b; u++) d[u] = row[u - a];             \
-                        else                                                               \
-                            for (int64_t u = a; u < b; u++) d[u] = row[(u - a) * g->sw];   \
-                        for (int64_t u = b; u < len; u++) d[u] = 0;                        \
-                    }                                                                      \
+                    if (g->sw == 1 && len == FULL)                                         \
+                        for (int64_t q = 0; q < rows; q++)                                 \
+                            memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
+                    else                                                                   \
+                        for (int64_t q = 0; q < rows; q++)                                 \
+                            for (int64_t u = 0; u < len; u++) e[q * nr + u] = b[off[q] + u * g->sw];\
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-                                                                                           \
     /* One small image transposed: yT[L x O] = im2col(x)^T W^T with W^T packed once per    \
      * session, the image's pixels as rows (12-row register tiles waste less on 49 or 196  \
      * pixels than 16-column slivers). Every element gets the same fused multiply-adds in  \
      * the same order as in y = W im2col(x): the same bits. */                             \
-    static const T *kept_wt_##SUF(am_ctx *ctx, const conv_geom *g, const T *w) {           \
+    COLD static const T *kept_wt_##SUF(am_ctx *ctx, const conv_geom *g, const T *w) {           \
         int64_t K = g->c * g->kh * g->kw;                                                  \
         uint32_t kind = KEEP_KIND_CONV_WT | (uint32_t)sizeof(T);                           \
         T *p = (T *)am_keep_find(ctx->keep, w, kind, K, g->o);                             \
@@ -536,7 +508,7 @@ static bool rows_fit(const conv_geom *g) {
         return p;                                                                          \
     }                                                                                      \
                                                                                            \
-    static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, const T *wt,\
+    COLD static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, const T *wt,\
                                         T *y, int64_t ni, T *cols, T *tmp) {               \
         int64_t L = g->oh * g->ow, K = g->c * g->kh * g->kw, o = g->o;                     \
         const T *a = x;                                                                    \
@@ -555,25 +527,24 @@ static bool rows_fit(const conv_geom *g) {
     /* The images as the pack reads them: zero-padded so that every window lies inside and,\
      * with a column stride sw > 1, each row's columns in sw phases (padded column pc at   \
      * (pc % sw) * seg + pc / sw), so that a window's columns at consecutive outputs are   \
-     * adjacent. NULL (src unchanged) when the images serve as they are or memory is short. */\
-    static T *padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb, conv_geom *gp,     \
-                           im2col_src *src) {                                              \
+     * adjacent. *xp stays NULL (src unchanged) when the images serve as they are. */      \
+    COLD static amber_status padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb, conv_geom *gp,\
+                                     im2col_src *src, T **xp) {                            \
         int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                        \
         int64_t wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1, ph = g->sw;            \
         hp = hp > g->h + g->pt ? hp : g->h + g->pt;                                        \
         wp = wp > g->w + g->pl ? wp : g->w + g->pl;                                        \
-        if (hp == g->h && wp == g->w && ph == 1) return NULL;                              \
+        *xp = NULL;                                                                        \
+        if (hp == g->h && wp == g->w && ph == 1) return AMBER_OK;                          \
         *gp = *g;                                                                          \
         gp->h = hp, gp->w = (wp + ph - 1) / ph * ph, gp->pt = gp->pl = 0, gp->sw = 1;      \
         size_t len = (size_t)(nb * g->c * gp->h * gp->w);                                  \
-        T *xp;                                                                             \
-        if (am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)&xp, NULL) != AMBER_OK) \
-            return NULL;                                                                   \
-        memset(xp, 0, len * sizeof(T)); /* the padding, for every chunk */                 \
+        amber_status st = am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)xp, ctx->err);\
+        if (st != AMBER_OK) return st;                                                     \
+        memset(*xp, 0, len * sizeof(T)); /* the padding, for every chunk */                \
         src->g = gp, src->seg = ph > 1 ? gp->w / ph : 0, src->phases = ph;                 \
-        return xp;                                                                         \
+        return AMBER_OK;                                                                   \
     }                                                                                      \
-                                                                                           \
     /* `planes` planes from src->x into xp (see padded_*), then src->x = xp. */            \
     static void pad_copy_##SUF(const conv_geom *g, im2col_src *src, int64_t planes, T *xp) {\
         const conv_geom *gp = src->g;                                                      \
@@ -591,7 +562,7 @@ static bool rows_fit(const conv_geom *g) {
             }                                                                              \
         src->x = xp;                                                                       \
     }                                                                                      \
-    static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,           \
+    COLD static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,           \
                                                 const T *x, const T *w, T *y) {            \
         conv_chunk_##SUF c = {1, g->oh * g->ow, g->c * g->kh * g->kw, NULL, NULL};         \
         const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
@@ -613,11 +584,11 @@ static bool rows_fit(const conv_geom *g) {
             wt = NULL;                                                                     \
         im2col_src src = {g, x, 0, 1};                                                     \
         conv_geom gp;                                                                      \
-        T *xp = wt ? NULL : padded_##SUF(ctx, g, c.nb, &gp, &src);                         \
+        T *xp = NULL;                                                                      \
+        amber_status st = wt ? AMBER_OK : padded_##SUF(ctx, g, c.nb, &gp, &src, &xp);      \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
         epi_at at = {ctx->epi, 0, 0};                                                      \
         const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
-        amber_status st = AMBER_OK;                                                        \
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
