@@ -489,7 +489,8 @@ static bool rows_fit(const conv_geom *g) {
                             memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
                     else                                                                   \
                         for (int64_t q = 0; q < rows; q++)                                 \
-                            for (int64_t u = 0; u < len; u++) e[q * nr + u] = b[off[q] + u * g->sw];\
+                            for (int64_t u = 0; u < len; u++)                              \
+                                e[q * nr + u] = b[off[q] + u * g->sw];                     \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -503,23 +504,30 @@ static bool rows_fit(const conv_geom *g) {
         uint32_t kind = KEEP_KIND_CONV_WT | (uint32_t)sizeof(T);                           \
         T *p = (T *)am_keep_find(ctx->keep, w, kind, K, g->o);                             \
         if (p) return p;                                                                   \
-        p = (T *)am_keep_add(ctx->keep, w, kind, K, g->o, am_gemm_packed_len_##SUF(K, g->o) * sizeof(T));\
+        size_t len = am_gemm_packed_len_##SUF(K, g->o) * sizeof(T);                        \
+        p = (T *)am_keep_add(ctx->keep, w, kind, K, g->o, len);                            \
         if (p) am_gemm_pack_b_##SUF(w, 1, K, K, g->o, p);                                  \
         return p;                                                                          \
     }                                                                                      \
                                                                                            \
-    COLD static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, const T *wt,\
-                                        T *y, int64_t ni, T *cols, T *tmp) {               \
+    /* y[o x L] = tmp[L x o]^T, 16 rows of y at a time (hot: not in the cold set-up code) */\
+    __attribute__((noinline)) static void transpose_##SUF(const T *tmp, T *y, int64_t L,   \
+                                                          int64_t o) {                     \
+        for (int64_t o0 = 0; o0 < o; o0 += 16)                                             \
+            for (int64_t l = 0; l < L; l++)                                                \
+                for (int64_t i = o0; i < o0 + 16 && i < o; i++) y[i * L + l] = tmp[l * o + i];\
+    }                                                                                      \
+    COLD static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,  \
+                                             const T *wt, T *y, int64_t ni, T *cols, T *tmp) {\
         int64_t L = g->oh * g->ow, K = g->c * g->kh * g->kw, o = g->o;                     \
         const T *a = x;                                                                    \
         if (!pointwise(g)) {                                                               \
             im2col_##SUF(g, (T *)x, cols, false);                                          \
             a = cols;                                                                      \
         }                                                                                  \
-        amber_status st = am_gemm_prepacked_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, false);\
-        for (int64_t o0 = 0; st == AMBER_OK && o0 < o; o0 += 16) /* 16 rows of y at a time */\
-            for (int64_t l = 0; l < L; l++)                                                \
-                for (int64_t i = o0; i < o0 + 16 && i < o; i++) y[i * L + l] = tmp[l * o + i];\
+        amber_status st =                                                                  \
+            am_gemm_prepacked_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, false); \
+        if (st == AMBER_OK) transpose_##SUF(tmp, y, L, o);                                 \
         if (st == AMBER_OK && ctx->epi) am_epi_apply(ctx->epi, ni, 0, o, 0, L);            \
         return st;                                                                         \
     }                                                                                      \
@@ -528,8 +536,8 @@ static bool rows_fit(const conv_geom *g) {
      * with a column stride sw > 1, each row's columns in sw phases (padded column pc at   \
      * (pc % sw) * seg + pc / sw), so that a window's columns at consecutive outputs are   \
      * adjacent. *xp stays NULL (src unchanged) when the images serve as they are. */      \
-    COLD static amber_status padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb, conv_geom *gp,\
-                                     im2col_src *src, T **xp) {                            \
+    COLD static amber_status padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb,     \
+                                          conv_geom *gp, im2col_src *src, T **xp) {        \
         int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                        \
         int64_t wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1, ph = g->sw;            \
         hp = hp > g->h + g->pt ? hp : g->h + g->pt;                                        \
@@ -546,7 +554,8 @@ static bool rows_fit(const conv_geom *g) {
         return AMBER_OK;                                                                   \
     }                                                                                      \
     /* `planes` planes from src->x into xp (see padded_*), then src->x = xp. */            \
-    static void pad_copy_##SUF(const conv_geom *g, im2col_src *src, int64_t planes, T *xp) {\
+    __attribute__((noinline)) static void pad_copy_##SUF(const conv_geom *g, im2col_src *src,\
+                                                         int64_t planes, T *xp) {          \
         const conv_geom *gp = src->g;                                                      \
         for (int64_t i = 0; i < planes; i++)                                               \
             for (int64_t r = 0; r < g->h; r++) {                                           \
