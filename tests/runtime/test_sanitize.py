@@ -113,3 +113,32 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
                  "5"]):
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+
+
+def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
+    """Convolutions packed from padded and stride-phased images, small images side by
+    side and one small image as the transposed product (weights kept per session), on
+    their test vectors and under concurrent sessions."""
+    import numpy as np
+
+    import amber as am
+
+    nn, F = am.nn, am.nn.functional
+    am.manual_seed(0)
+    c1, c2 = nn.Conv2d(5, 16, 3, 2, 1), nn.Conv2d(16, 32, 3, 1, 1)
+    c3 = nn.Conv2d(32, 16, 1)
+
+    def fn(x: am.Tensor, y: am.Tensor) -> tuple:
+        h = c3(F.relu(c2(F.relu(c1(x)))))  # 15x15 -> 8x8: batch 1 of 64 pixels
+        return h, c3(F.relu(c2(F.relu(c1(y)))))  # 13x13 -> 7x7: transposed at batch 1
+
+    rng = np.random.default_rng(0)
+    x = am.tensor(rng.standard_normal((3, 5, 15, 15)).astype(np.float32))
+    y = am.tensor(rng.standard_normal((1, 5, 13, 13)).astype(np.float32))
+    am.export(fn, x, y).save(tmp_path / "conv.amber")
+    env = {**os.environ, **SAN_ENV}
+    for cmd in ([str(sanitize_build / "amber-run"), str(tmp_path / "conv.amber"), "--verify"],
+                [str(sanitize_build / "amber-thread-test"), str(tmp_path / "conv.amber"), "4",
+                 "5"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
