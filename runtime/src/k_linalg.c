@@ -7,15 +7,15 @@
 /* Integer matrix product with wrapping arithmetic. */
 #define IGEMM(SUF, T, U)                                                                  \
     static void igemm_##SUF(int64_t m, int64_t n, int64_t k, const T *A, const T *B, T *C) { \
-        for (int64_t i = 0; i < m; i++) {                                                  \
-            U *c = (U *)(void *)(C + i * n);                                               \
-            for (int64_t j = 0; j < n; j++) c[j] = 0;                                      \
-            for (int64_t p = 0; p < k; p++) {                                              \
-                U a = (U)A[i * k + p];                                                     \
-                const T *b = B + p * n;                                                    \
-                for (int64_t j = 0; j < n; j++) c[j] += a * (U)b[j];                       \
-            }                                                                              \
-        }                                                                                  \
+        for (int64_t i = 0; i < m; i++) {                                                 \
+            U *c = (U *)(void *)(C + i * n);                                              \
+            for (int64_t j = 0; j < n; j++) c[j] = 0;                                     \
+            for (int64_t p = 0; p < k; p++) {                                             \
+                U a = (U)A[i * k + p];                                                    \
+                const T *b = B + p * n;                                                   \
+                for (int64_t j = 0; j < n; j++) c[j] += a * (U)b[j];                      \
+            }                                                                             \
+        }                                                                                 \
     }
 IGEMM(i32, int32_t, uint32_t)
 IGEMM(i64, int64_t, uint64_t)
@@ -222,7 +222,7 @@ IM2COL(f64, double)
         const T **wk;    /* forward with a fixed weight: each group's packed weight */     \
         T **ws;          /* parallel mode: per worker, cols then product scratch */        \
         T *cols;         /* in-turn mode */                                                \
-        const am_epi *epi; /* forward: applied to each finished block of y */              \
+        const am_epi *epi; /* forward: applied to each finished block of y */             \
     } conv_job_##SUF;                                                                      \
                                                                                            \
     static amber_status conv_pair_##SUF(conv_job_##SUF *j, int64_t t, T *cols, T *scratch) { \
@@ -282,7 +282,7 @@ IM2COL(f64, double)
         int threads = am_pool_size(ctx->pool);                                             \
         if (!grad && (ctx->fixed_inputs & 2) && ctx->keep &&                               \
             am_arena_alloc(ctx->scratch, (size_t)g->groups * sizeof(T *), (void **)&job.wk, \
-                           NULL) == AMBER_OK) /* packed once per session */                \
+                           NULL) == AMBER_OK) /* packed once per session */               \
             for (int64_t gi = 0; gi < g->groups; gi++)                                     \
                 job.wk[gi] = am_gemm_kept_a_##SUF(ctx, g->og, K, w + gi * g->og * K);      \
         bool parallel = threads > 1 && pairs >= threads &&                                 \
@@ -300,7 +300,7 @@ IM2COL(f64, double)
                 am_pool_run(ctx->pool, pairs, conv_task_##SUF, &job);                      \
                 return AMBER_OK;                                                           \
             }                                                                              \
-            /* Scratch for every thread does not fit the limit: one pair at a time. */     \
+            /* Scratch for every thread does not fit the limit: one pair at a time. */    \
             am_arena_release(ctx->scratch, mark);                                          \
         }                                                                                  \
         st = am_arena_alloc(ctx->scratch, (size_t)(K * L) * sizeof(T), (void **)&job.cols, \
@@ -368,7 +368,7 @@ CONV_KERNELS(f64, double)
     }                                                                                      \
                                                                                            \
     /* prod[o][i*L + l] <-> y[n0 + i][o][l] for the chunk's cnt images */                  \
-    static void chunk_copy_##SUF(const conv_geom *g, const conv_chunk_##SUF *c, T *y,      \
+    static void chunk_copy_##SUF(const conv_geom *g, const conv_chunk_##SUF *c, T *y,       \
                                  int64_t n0, int64_t cnt, bool to_y) {                     \
         int64_t ld = cnt * c->L;                                                           \
         for (int64_t i = 0; i < cnt; i++)                                                  \
@@ -378,7 +378,7 @@ CONV_KERNELS(f64, double)
                 const T *src = to_y ? b : a;                                               \
                 if (c->L >= 16)                                                            \
                     memcpy(dst, src, (size_t)c->L * sizeof(T));                            \
-                else /* small images: a call per row costs more than the copy */           \
+                else /* small images: a call per row costs more than the copy */          \
                     for (int64_t l = 0; l < c->L; l++) dst[l] = src[l];                    \
             }                                                                              \
     }                                                                                      \
@@ -402,7 +402,7 @@ CONV_KERNELS(f64, double)
     }                                                                                      \
                                                                                            \
     /* dW = sum over chunks of dy_chunk (O x NB*L) @ cols_chunk^T */                       \
-    static amber_status conv_dw_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, \
+    static amber_status conv_dw_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,  \
                                               const T *dy, T *dw) {                        \
         conv_chunk_##SUF c;                                                                \
         amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
@@ -661,10 +661,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
         T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
         for (int64_t r = 0; r < g->h; r++)                                                 \
             memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
-        /* Blocks of VW columns of one output row, NB at once (independent sums hide the   \
-         * FMA latency; the loops over them unrolled so that the sums stay in registers):  \
-         * a row's last block ends at its last column, overlapping the one before (the     \
-         * same values again); a group short of NB blocks repeats its last one. */         \
+        /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
+         * FMA latency; the loops over them unrolled so that the sums stay in registers): \
+         * a row's last block ends at its last column, overlapping the one before (the    \
+         * same values again); a group short of NB blocks repeats its last one. */        \
         int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row;                 \
         for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
             int64_t off[NB], out[NB];                                                      \
