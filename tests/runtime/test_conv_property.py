@@ -22,12 +22,16 @@ def lib(runtime_build: Path) -> ctypes.CDLL:
     return load(runtime_build)
 
 
-@pytest.fixture(scope="module")
-def ctx(lib: ctypes.CDLL):
+def _context(lib: ctypes.CDLL, threads: int):
     c = ctypes.c_void_p()
-    assert lib.amber_kernel_context_create(2, ctypes.byref(c)) == 0
+    assert lib.amber_kernel_context_create(threads, ctypes.byref(c)) == 0
     yield c
     lib.amber_kernel_context_free(c)
+
+
+@pytest.fixture(scope="module")
+def ctx(lib: ctypes.CDLL):
+    yield from _context(lib, 2)
 
 
 @st.composite
@@ -64,10 +68,7 @@ def test_conv2d_matches_the_reference(lib: ctypes.CDLL, ctx, cfg, f64: bool, see
 
 @pytest.fixture(scope="module")
 def ctx1(lib: ctypes.CDLL):
-    c = ctypes.c_void_p()
-    assert lib.amber_kernel_context_create(1, ctypes.byref(c)) == 0
-    yield c
-    lib.amber_kernel_context_free(c)
+    yield from _context(lib, 1)
 
 
 # Convolutions without groups whose im2col matrix is packed straight from the input:

@@ -86,6 +86,15 @@ def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
     assert res.returncode == 1 and "defined before" in res.stderr, res.stderr
 
 
+def _verify_and_threads(sanitize_build: Path, path: Path) -> None:
+    """A file's test vectors, then 4 concurrent sessions x 5 runs, under the sanitizers."""
+    env = {**os.environ, **SAN_ENV}
+    for cmd in ([str(sanitize_build / "amber-run"), str(path), "--verify"],
+                [str(sanitize_build / "amber-thread-test"), str(path), "4", "5"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+
+
 def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
     query row) and layer norm kernel on their test vectors, and under concurrent
@@ -107,12 +116,7 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     keep = am.tensor(rng.random((2, 1, 7, 7)) < 0.5)
     add = am.tensor(rng.standard_normal((7, 7)).astype(np.float32))
     am.export(fn, q, k, v, keep, add).save(tmp_path / "attn.amber")
-    env = {**os.environ, **SAN_ENV}
-    for cmd in ([str(sanitize_build / "amber-run"), str(tmp_path / "attn.amber"), "--verify"],
-                [str(sanitize_build / "amber-thread-test"), str(tmp_path / "attn.amber"), "4",
-                 "5"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+    _verify_and_threads(sanitize_build, tmp_path / "attn.amber")
 
 
 def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
@@ -136,9 +140,4 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     x = am.tensor(rng.standard_normal((3, 5, 15, 15)).astype(np.float32))
     y = am.tensor(rng.standard_normal((1, 5, 13, 13)).astype(np.float32))
     am.export(fn, x, y).save(tmp_path / "conv.amber")
-    env = {**os.environ, **SAN_ENV}
-    for cmd in ([str(sanitize_build / "amber-run"), str(tmp_path / "conv.amber"), "--verify"],
-                [str(sanitize_build / "amber-thread-test"), str(tmp_path / "conv.amber"), "4",
-                 "5"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+    _verify_and_threads(sanitize_build, tmp_path / "conv.amber")
