@@ -253,6 +253,8 @@ int am_gemm_set_isa(int isa) {
 #define KEEP_KIND_PACKED_A 0x4100u
 /* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
 #define EPI_COLS 256
+/* Columns per packed block of a B made while packing (am_gemm_bsrc). */
+#define NC_IMPLICIT 256
 
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
@@ -339,6 +341,7 @@ int am_gemm_set_isa(int isa) {
         int64_t mpad;                                                                         \
         const T *ashared; /* the one MC block of A, packed once for every task, or NULL */   \
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
+        const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -361,6 +364,11 @@ int am_gemm_set_isa(int isa) {
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
         int64_t j0 = t * j->pchunk * NR;                                                      \
         int64_t j1 = j0 + j->pchunk * NR < j->nc ? j0 + j->pchunk * NR : j->nc;               \
+        if (j->bsrc) {                                                                        \
+            j->bsrc->pack(j->bsrc->ud, j->bpack + (j0 / NR) * j->bstride, j->bstride, j->pc,  \
+                          j->kc, j->jc + j0, j1 - j0, NR);                                    \
+            return;                                                                           \
+        }                                                                                     \
         pack_b_##SUF(j->bpack + (j0 / NR) * j->bstride, j->bstride,                           \
                      j->B + j->pc * j->rsb + (j->jc + j0) * j->csb, j->rsb, j->csb, j->kc,    \
                      j1 - j0);                                                                \
@@ -416,12 +424,15 @@ int am_gemm_set_isa(int isa) {
         size_t bpack_len, apack_len; /* elements: one packed B block, one packed A block */  \
     } plan_##SUF;                                                                             \
                                                                                               \
-    static plan_##SUF plan_of_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {           \
+    static plan_##SUF plan_of_##SUF(int64_t m, int64_t n, int64_t k, bool packed,             \
+                                    bool implicit) {                                          \
         plan_##SUF pl;                                                                        \
         pl.kcb = kc_of_##SUF(k);                                                              \
         int64_t n_ic = (m + MC - 1) / MC;                                                     \
         pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
-        pl.ncb = packed ? n : (n < NC ? n : NC);                                              \
+        /* an implicit B (made while packing) in blocks that stay in L2 */                    \
+        int64_t nc = implicit ? NC_IMPLICIT : NC;                                             \
+        pl.ncb = packed ? n : (n < nc ? n : nc);                                              \
         pl.bpack_len = packed ? 0 : am_gemm_packed_len_##SUF(pl.kcb, pl.ncb);                 \
         pl.apack_len = (size_t)(pl.mc * pl.kcb);                                              \
         return pl;                                                                            \
@@ -452,7 +463,7 @@ int am_gemm_set_isa(int isa) {
             am_pool_run(pool, (n + job->chunk - 1) / job->chunk, gemv_task_##SUF, job);       \
             return;                                                                           \
         }                                                                                     \
-        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL);                               \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, job->bsrc != NULL);            \
         int64_t n_ic = (m + pl.mc - 1) / pl.mc;                                               \
         job->mc = pl.mc, job->bpack = bpack, job->apack = apack;                              \
         for (int64_t jc = 0; jc < n; jc += pl.ncb) {                                          \
@@ -496,21 +507,22 @@ int am_gemm_set_isa(int isa) {
         job->acc = acc;                                                                       \
     }                                                                                         \
                                                                                               \
-    static amber_status gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
-                                   int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
-                                   int64_t csb, const T *packed, T *C, int64_t ldc,           \
-                                   bool accumulate, const T *akept, const am_gemm_epi *epi) { \
+    static amber_status gemm_src_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,          \
+                                       const T *A, int64_t rsa, int64_t csa, const T *B,      \
+                                       int64_t rsb, int64_t csb, const T *packed, T *C,       \
+                                       int64_t ldc, bool accumulate, const T *akept,          \
+                                       const am_gemm_epi *epi, const am_gemm_bsrc *bsrc) {    \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         am_pool *pool = (double)m * (double)n * (double)k >= AM_PARALLEL_MIN ? ctx->pool : NULL; \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
-        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi, job.bsrc = bsrc;  \
         if (k <= 0 || gemv_path_##SUF(m, B, csb)) {                                           \
             run_##SUF(pool, threads, &job, packed, NULL, NULL);                               \
             return AMBER_OK;                                                                  \
         }                                                                                     \
-        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL);                               \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, bsrc != NULL);                 \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
         T *bpack = NULL, **apack = NULL;                                                      \
         amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.bpack_len,              \
@@ -525,6 +537,21 @@ int am_gemm_set_isa(int isa) {
         run_##SUF(pool, threads, &job, packed, bpack, apack);                                 \
         am_arena_release(ctx->scratch, mark);                                                 \
         return AMBER_OK;                                                                      \
+    }                                                                                         \
+                                                                                              \
+    static amber_status gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,  \
+                                   int64_t rsa, int64_t csa, const T *B, int64_t rsb,         \
+                                   int64_t csb, const T *packed, T *C, int64_t ldc,           \
+                                   bool accumulate, const T *akept, const am_gemm_epi *epi) { \
+        return gemm_src_##SUF(ctx, m, n, k, A, rsa, csa, B, rsb, csb, packed, C, ldc,         \
+                              accumulate, akept, epi, NULL);                                  \
+    }                                                                                         \
+                                                                                              \
+    amber_status am_gemm_bsrc_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k,         \
+                                        const T *A, const T *akept, const am_gemm_bsrc *bsrc, \
+                                        T *C, int64_t ldc, const am_gemm_epi *epi) {          \
+        return gemm_src_##SUF(ctx, m, n, k, A, k, 1, NULL, 0, 0, NULL, C, ldc, false, akept,  \
+                              epi, bsrc);                                                     \
     }                                                                                         \
                                                                                               \
     amber_status am_gemm_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A,      \
@@ -604,7 +631,7 @@ int am_gemm_set_isa(int isa) {
                                                                                               \
     size_t am_gemm_scratch_len_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {          \
         if (m <= 0 || n <= 0 || k <= 0) return 0;                                             \
-        plan_##SUF pl = plan_of_##SUF(m, n, k, packed);                                       \
+        plan_##SUF pl = plan_of_##SUF(m, n, k, packed, false);                                     \
         return pl.bpack_len + pl.apack_len;                                                   \
     }                                                                                         \
                                                                                               \
@@ -617,7 +644,7 @@ int am_gemm_set_isa(int isa) {
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);                 \
         job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
-        plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL);                   \
+        plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL, false);             \
         T *apack = scratch + pl.bpack_len;                                                    \
         run_##SUF(NULL, 1, &job, packed, scratch, &apack);                                    \
     }                                                                                         \

@@ -220,8 +220,21 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                 for (int k = 0; k <= g->n_ext; k++) q[k] = p[k] + c * s[k];
                 vec(e, q, mv, tmp);
             }
-            if (mv < m) /* the last elements through the steps' row loops: the same bits */
+            if (mv < m && vec) { /* the last elements as one zero-padded vector */
+                _Alignas(64) char pad[AM_ITER_MAX_OPS][64];
+                char *q[AM_ITER_MAX_OPS];
+                for (int k = 0; k <= g->n_ext; k++) {
+                    q[k] = p[k] + (c + mv) * s[k];
+                    if (k > 0 && s[k] == 0) continue; /* a per-row scalar */
+                    memset(pad[k], 0, sizeof pad[k]);
+                    if (k > 0) memcpy(pad[k], q[k], (size_t)((m - mv) * s[k]));
+                    q[k] = pad[k];
+                }
+                vec(e, q, w, tmp);
+                memcpy(p[0] + (c + mv) * s[0], pad[0], (size_t)((m - mv) * s[0]));
+            } else if (mv < m) { /* through the steps' row loops: the same bits */
                 am_fused_block(g, p, s, c + mv, m - mv, tmp, EPI_SLOT);
+            }
         }
     }
 }

@@ -383,29 +383,6 @@ CONV_KERNELS(f64, double)
             }                                                                              \
     }                                                                                      \
                                                                                            \
-    static amber_status conv_fwd_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *x, \
-                                               const T *w, T *y) {                         \
-        conv_chunk_##SUF c;                                                                \
-        amber_status st = chunk_init_##SUF(ctx, g, &c);                                    \
-        const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
-                          ? am_gemm_kept_a_##SUF(ctx, g->o, c.K, w) : NULL;                \
-        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
-            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb, ld = cnt * c.L;             \
-            for (int64_t i = 0; i < cnt; i++)                                              \
-                im2col_ld_##SUF(g, (T *)(x + (n0 + i) * g->c * g->h * g->w), c.cols + i * c.L, \
-                                ld, false);                                                \
-            st = wk ? am_gemm_kept_a_run_##SUF(ctx, g->o, ld, c.K, w, wk, c.cols, ld, 1, c.prod, \
-                                               ld, false)                                  \
-                    : am_gemm_##SUF(ctx, g->o, ld, c.K, w, c.K, 1, c.cols, ld, 1, c.prod, ld, \
-                                    false);                                                \
-            if (st != AMBER_OK) break;                                                     \
-            chunk_copy_##SUF(g, &c, y, n0, cnt, true);                                     \
-            for (int64_t i = 0; ctx->epi && i < cnt; i++) /* a fused epilogue, per image */ \
-                am_epi_apply(ctx->epi, n0 + i, 0, g->o, 0, c.L);                           \
-        }                                                                                  \
-        return st;                                                                         \
-    }                                                                                      \
-                                                                                           \
     /* dx = col2im(W^T @ dy) */                                                            \
     static amber_status conv_dx_batched_##SUF(am_ctx *ctx, const conv_geom *g, const T *dy, \
                                               const T *w, T *dx) {                         \
@@ -442,6 +419,211 @@ CONV_KERNELS(f64, double)
     }
 CONV_BATCHED(f32, float)
 CONV_BATCHED(f64, double)
+
+/* The forward of a convolution without groups: one product per image (or per chunk of
+ * small images, their columns side by side), its B operand (the im2col matrix) packed
+ * straight from x as the GEMM needs it (am_gemm_bsrc), never stored whole; one image's
+ * product writes y directly and its epilogue runs on each finished block. Columns j of a
+ * chunk are pixel j % L of its image j / L, rows p are (c, kh, kw). The summation order
+ * is the GEMM's for the shapes: chunking and threads do not change it. */
+typedef struct im2col_src {
+    const conv_geom *g;
+    const void *x;        /* the chunk's first image */
+    int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
+} im2col_src;
+
+/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
+#define COLD __attribute__((cold))
+
+/* Images per product: small images together, up to about this many columns. */
+#define CONV_JOIN_COLS 512
+/* im2col rows packed per pass (their offsets on the stack) */
+#define PACK_ROWS 256
+
+/* The am_keep kind of a weight packed transposed (conv_rows). */
+#define KEEP_KIND_CONV_WT 0x5400u
+
+/* Images whose pixels fill 12-row tiles better than 16-column slivers, and enough output
+ * channels for full slivers of the transposed product. */
+static bool rows_fit(const conv_geom *g) {
+    int64_t L = g->oh * g->ow;
+    return L >= 12 && L < 128 && L % 16 != 0 && g->o % 16 == 0;
+}
+
+#define CONV_IMPLICIT(SUF, T)                                                              \
+    /* Every window lies inside the images it reads (padded_*): a sliver's columns are runs\
+     * along one output row each, row q of a run a copy from the window corner + off[q]. */\
+    static void im2col_pack_##SUF(const void *ud, void *out, int64_t stride, int64_t p0,   \
+                                  int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
+        enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
+        const im2col_src *src = (const im2col_src *)ud;                                    \
+        const conv_geom *g = src->g;                                                       \
+        int64_t L = g->oh * g->ow, hw = g->h * g->w, khw = g->kh * g->kw;                  \
+        int64_t off[PACK_ROWS];                                                            \
+        for (int64_t pb = 0; pb < kc; pb += PACK_ROWS) {                                   \
+            int64_t rows = kc - pb < PACK_ROWS ? kc - pb : PACK_ROWS, p = p0 + pb;         \
+            int64_t c = p / khw, ph = p % khw / g->kw, pw = p % g->kw;                     \
+            for (int64_t q = 0; q < rows; q++) {                                           \
+                int64_t dc = pw * g->dw;                                                   \
+                if (src->seg) dc = dc % src->phases * src->seg + dc / src->phases;         \
+                off[q] = c * hw + ph * g->dh * g->w + dc;                                  \
+                if (++pw == g->kw) {                                                       \
+                    pw = 0;                                                                \
+                    if (++ph == g->kh) ph = 0, c++;                                        \
+                }                                                                          \
+            }                                                                              \
+            T *dst = (T *)out + pb * nr;                                                   \
+            for (int64_t s0 = 0; s0 < nc; s0 += nr, dst += stride) {                       \
+                int64_t wid = nc - s0 < nr ? nc - s0 : nr;                                 \
+                for (int64_t q = 0; wid < nr && q < rows; q++)                             \
+                    for (int64_t u = wid; u < nr; u++) dst[q * nr + u] = 0;                \
+                for (int64_t t = 0; t < wid;) {                                            \
+                    int64_t j = j0 + s0 + t, l = j % L, jw = l % g->ow;                    \
+                    int64_t len = g->ow - jw < wid - t ? g->ow - jw : wid - t;             \
+                    const T *b = (const T *)src->x + (j / L) * g->c * hw +                 \
+                                 (l / g->ow * g->sh * g->w + jw * g->sw);                  \
+                    T *e = dst + t;                                                        \
+                    t += len;                                                              \
+                    if (g->sw == 1 && len == FULL)                                         \
+                        for (int64_t q = 0; q < rows; q++)                                 \
+                            memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
+                    else                                                                   \
+                        for (int64_t q = 0; q < rows; q++)                                 \
+                            for (int64_t u = 0; u < len; u++)                              \
+                                e[q * nr + u] = b[off[q] + u * g->sw];                     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    /* One small image transposed: yT[L x O] = im2col(x)^T W^T with W^T packed once per    \
+     * session, the image's pixels as rows (12-row register tiles waste less on 49 pixels  \
+     * than 16-column slivers). Every element gets the same fused multiply-adds in         \
+     * the same order as in y = W im2col(x): the same bits. */                             \
+    COLD static const T *kept_wt_##SUF(am_ctx *ctx, const conv_geom *g, const T *w) {      \
+        int64_t K = g->c * g->kh * g->kw;                                                  \
+        uint32_t kind = KEEP_KIND_CONV_WT | (uint32_t)sizeof(T);                           \
+        T *p = (T *)am_keep_find(ctx->keep, w, kind, K, g->o);                             \
+        if (p) return p;                                                                   \
+        size_t len = am_gemm_packed_len_##SUF(K, g->o) * sizeof(T);                        \
+        p = (T *)am_keep_add(ctx->keep, w, kind, K, g->o, len);                            \
+        if (p) am_gemm_pack_b_##SUF(w, 1, K, K, g->o, p);                                  \
+        return p;                                                                          \
+    }                                                                                      \
+                                                                                           \
+    /* y[o x L] = tmp[L x o]^T, 16 rows of y at a time (hot: not in the cold set-up code) */\
+    __attribute__((noinline)) static void transpose_##SUF(const T *tmp, T *y, int64_t L,   \
+                                                          int64_t o) {                     \
+        for (int64_t o0 = 0; o0 < o; o0 += 16)                                             \
+            for (int64_t l = 0; l < L; l++)                                                \
+                for (int64_t i = o0; i < o0 + 16 && i < o; i++) y[i * L + l] = tmp[l * o + i];\
+    }                                                                                      \
+    COLD static amber_status conv_rows_##SUF(am_ctx *ctx, const conv_geom *g, const T *x,  \
+                                             const T *wt, T *y, int64_t ni, T *cols, T *tmp) {\
+        int64_t L = g->oh * g->ow, K = g->c * g->kh * g->kw, o = g->o;                     \
+        const T *a = x;                                                                    \
+        if (!pointwise(g)) {                                                               \
+            im2col_##SUF(g, (T *)x, cols, false);                                          \
+            a = cols;                                                                      \
+        }                                                                                  \
+        amber_status st =                                                                  \
+            am_gemm_prepacked_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, false); \
+        if (st == AMBER_OK) transpose_##SUF(tmp, y, L, o);                                 \
+        if (st == AMBER_OK && ctx->epi) am_epi_apply(ctx->epi, ni, 0, o, 0, L);            \
+        return st;                                                                         \
+    }                                                                                      \
+                                                                                           \
+    /* The images as the pack reads them: zero-padded so that every window lies inside and,\
+     * with a column stride sw > 1, each row's columns in sw phases (padded column pc at   \
+     * (pc % sw) * seg + pc / sw), so that a window's columns at consecutive outputs are   \
+     * adjacent. *xp stays NULL (src unchanged) when the images serve as they are. */      \
+    COLD static amber_status padded_##SUF(am_ctx *ctx, const conv_geom *g, int64_t nb,     \
+                                          conv_geom *gp, im2col_src *src, T **xp) {        \
+        int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;                        \
+        int64_t wp = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1, ph = g->sw;            \
+        hp = hp > g->h + g->pt ? hp : g->h + g->pt;                                        \
+        wp = wp > g->w + g->pl ? wp : g->w + g->pl;                                        \
+        *xp = NULL;                                                                        \
+        if (hp == g->h && wp == g->w && ph == 1) return AMBER_OK;                          \
+        *gp = *g;                                                                          \
+        gp->h = hp, gp->w = (wp + ph - 1) / ph * ph, gp->pt = gp->pl = 0, gp->sw = 1;      \
+        size_t len = (size_t)(nb * g->c * gp->h * gp->w);                                  \
+        amber_status st = am_arena_alloc(ctx->scratch, len * sizeof(T), (void **)xp, ctx->err);\
+        if (st != AMBER_OK) return st;                                                     \
+        memset(*xp, 0, len * sizeof(T)); /* the padding, for every chunk */                \
+        src->g = gp, src->seg = ph > 1 ? gp->w / ph : 0, src->phases = ph;                 \
+        return AMBER_OK;                                                                   \
+    }                                                                                      \
+    /* `planes` planes from src->x into xp (see padded_*), then src->x = xp. */            \
+    __attribute__((noinline)) static void pad_copy_##SUF(const conv_geom *g, im2col_src *src,\
+                                                         int64_t planes, T *xp) {          \
+        const conv_geom *gp = src->g;                                                      \
+        for (int64_t i = 0; i < planes; i++)                                               \
+            for (int64_t r = 0; r < g->h; r++) {                                           \
+                T *d = xp + (i * gp->h + r + g->pt) * gp->w;                               \
+                const T *x = (const T *)src->x + (i * g->h + r) * g->w;                    \
+                if (!src->seg) {                                                           \
+                    memcpy(d + g->pl, x, (size_t)g->w * sizeof(T));                        \
+                    continue;                                                              \
+                }                                                                          \
+                for (int64_t f = 0; f < src->phases; f++) /* padded columns f, f + sw, ... */\
+                    for (int64_t k = 0, col = f - g->pl; k < src->seg; k++, col += src->phases)\
+                        if (col >= 0 && col < g->w) d[f * src->seg + k] = x[col];          \
+            }                                                                              \
+        src->x = xp;                                                                       \
+    }                                                                                      \
+    COLD static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,      \
+                                                     const T *x, const T *w, T *y) {            \
+        conv_chunk_##SUF c = {1, g->oh * g->ow, g->c * g->kh * g->kw, NULL, NULL};         \
+        const T *wk = (ctx->fixed_inputs & 2) && ctx->keep                                 \
+                          ? am_gemm_kept_a_##SUF(ctx, g->o, c.K, w) : NULL;                \
+        if (c.L < CONV_JOIN_COLS && g->n > 1) {                                            \
+            c.nb = (CONV_JOIN_COLS + c.L - 1) / c.L;                                       \
+            if (c.nb > g->n) c.nb = g->n;                                                  \
+            if (am_arena_alloc(ctx->scratch, (size_t)(g->o * c.nb * c.L) * sizeof(T),      \
+                               (void **)&c.prod, NULL) != AMBER_OK)                        \
+                c.nb = 1; /* under a memory limit: one image at a time */                  \
+        }                                                                                  \
+        const T *wt = NULL;                                                                \
+        T *cols = NULL, *tmp = NULL;                                                       \
+        if (wk && c.nb == 1 && rows_fit(g) && (wt = kept_wt_##SUF(ctx, g, w)) &&           \
+            ((!pointwise(g) && am_arena_alloc(ctx->scratch, (size_t)(c.K * c.L) * sizeof(T), \
+                                              (void **)&cols, NULL) != AMBER_OK) ||        \
+             am_arena_alloc(ctx->scratch, (size_t)(g->o * c.L) * sizeof(T), (void **)&tmp, \
+                            NULL) != AMBER_OK))                                            \
+            wt = NULL;                                                                     \
+        im2col_src src = {g, x, 0, 1};                                                     \
+        conv_geom gp;                                                                      \
+        T *xp = NULL;                                                                      \
+        amber_status st = wt ? AMBER_OK : padded_##SUF(ctx, g, c.nb, &gp, &src, &xp);      \
+        const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
+        epi_at at = {ctx->epi, 0, 0};                                                      \
+        const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
+        for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
+            int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
+            src.x = x + n0 * g->c * g->h * g->w;                                           \
+            if (xp) pad_copy_##SUF(g, &src, cnt * g->c, xp);                               \
+            at.img = n0;                                                                   \
+            if (cnt == 1 && wt) {                                                          \
+                st = conv_rows_##SUF(ctx, g, x + n0 * g->c * g->h * g->w, wt,              \
+                                     y + n0 * g->o * c.L, n0, cols, tmp);                  \
+                continue;                                                                  \
+            }                                                                              \
+            if (cnt == 1) {                                                                \
+                st = am_gemm_bsrc_epi_##SUF(ctx, g->o, c.L, c.K, w, wk, &bs,               \
+                                            y + n0 * g->o * c.L, c.L, epi);                \
+                continue;                                                                  \
+            }                                                                              \
+            st = am_gemm_bsrc_epi_##SUF(ctx, g->o, cnt * c.L, c.K, w, wk, &bs, c.prod,     \
+                                        cnt * c.L, NULL);                                  \
+            if (st != AMBER_OK) break;                                                     \
+            chunk_copy_##SUF(g, &c, y, n0, cnt, true);                                     \
+            for (int64_t i = 0; ctx->epi && i < cnt; i++) /* a fused epilogue, per image */ \
+                am_epi_apply(ctx->epi, n0 + i, 0, g->o, 0, c.L);                           \
+        }                                                                                  \
+        return st;                                                                         \
+    }
+CONV_IMPLICIT(f32, float)
+CONV_IMPLICIT(f64, double)
 
 /* One product per chunk of images: no groups, and not a 1x1 convolution that multiplies
  * its input in place. */
@@ -601,10 +783,13 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     if (g.cg == 1 && g.groups > 1)
         return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
                               out->dtype == AMBER_FLOAT32);
-    if (batched(&g))
+    /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
+    bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
+    if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4) ||
+        (g.groups == 1 && kept && rows_fit(&g)))
         return out->dtype == AMBER_FLOAT32
-                   ? conv_fwd_batched_f32(ctx, &g, in[0].data, in[1].data, out->data)
-                   : conv_fwd_batched_f64(ctx, &g, in[0].data, in[1].data, out->data);
+                   ? conv_fwd_implicit_f32(ctx, &g, in[0].data, in[1].data, out->data)
+                   : conv_fwd_implicit_f64(ctx, &g, in[0].data, in[1].data, out->data);
     if (out->dtype == AMBER_FLOAT32)
         return conv_run_f32(ctx, &g, in[0].data, in[1].data, out->data, false);
     return conv_run_f64(ctx, &g, in[0].data, in[1].data, out->data, false);

@@ -431,6 +431,23 @@ AM_GEMM_EPI_DECLS(f32, float)
 AM_GEMM_EPI_DECLS(f64, double)
 #undef AM_GEMM_EPI_DECLS
 
+/* B made while it is packed (an implicit im2col): pack(ud, dst, stride, p0, kc, j0, nc, nr)
+ * writes B[p0:p0+kc, j0:j0+nc] as nr-column slivers, sliver s at dst + s * stride
+ * elements, each kc x nr row-major, zero past nc; from any thread. The product with A
+ * (row-major; akept its am_gemm_kept_a copy or NULL) gives am_gemm's bits. */
+typedef struct am_gemm_bsrc {
+    void (*pack)(const void *ud, void *dst, int64_t stride, int64_t p0, int64_t kc,
+                 int64_t j0, int64_t nc, int64_t nr);
+    const void *ud;
+} am_gemm_bsrc;
+amber_status am_gemm_bsrc_epi_f32(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                  const float *A, const float *akept, const am_gemm_bsrc *bsrc,
+                                  float *C, int64_t ldc, const am_gemm_epi *epi);
+amber_status am_gemm_bsrc_epi_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                  const double *A, const double *akept,
+                                  const am_gemm_bsrc *bsrc, double *C, int64_t ldc,
+                                  const am_gemm_epi *epi);
+
 /* Kernel instruction set: the best the CPU has unless a test asks for a lower one.
  * Returns the one in use. Not for concurrent use with running kernels. */
 enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1, AM_GEMM_ISA_AVX512 = 2 };

@@ -236,3 +236,43 @@ def test_resnet_block_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
         m = N.NativeModel(path, threads=threads_n)
         for _ in range(4):
             assert m.run("forward", big)[0].tobytes() == want.tobytes(), threads_n
+
+
+class _SmallImages(am.nn.Module):
+    """Convolutions on 7x7 images: a 3x3, a 1x1 and a strided 1x1, each with batch norm
+    and ReLU (products transposed at batch 1, images side by side at larger batches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = am.nn
+        self.c1, self.b1 = nn.Conv2d(24, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32)
+        self.c2 = nn.Conv2d(32, 48, 1)
+        self.c3 = nn.Conv2d(48, 16, 1, 2)
+
+    def forward(self, x):
+        F = am.nn.functional
+        h = F.relu(self.b1(self.c1(x)))
+        return self.c3(F.relu(self.c2(h)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_convolutions_of_an_image_do_not_depend_on_its_batch(lib: N.NativeLibrary,
+                                                             tmp_path: Path, dtype) -> None:
+    """An image gives the same bits alone and within a batch, with 1 and 2 threads: every
+    convolution path sums in the same order."""
+    am.manual_seed(5)
+    net = _SmallImages().eval()
+    if dtype is np.float64:
+        net = net.double()
+    path = tmp_path / "small.amber"
+    am.export(net, am.spec("batch", 24, 7, 7, dtype=am.float64 if dtype is np.float64
+                           else am.float32)).save(path)
+    x = np.random.default_rng(5).standard_normal((5, 24, 7, 7)).astype(dtype)
+    ref = am.load(path, backend="reference").run("forward", x).numpy()
+    for threads in (1, 2):
+        m = N.NativeModel(path, threads=threads)
+        [whole] = m.run("forward", x)
+        np.testing.assert_allclose(whole, ref, rtol=1e-4, atol=1e-4)
+        for i in range(len(x)):
+            for _ in range(2):  # the transposed weight is packed on the first run
+                assert m.run("forward", x[i:i + 1])[0].tobytes() == whole[i:i + 1].tobytes()

@@ -22,12 +22,16 @@ def lib(runtime_build: Path) -> ctypes.CDLL:
     return load(runtime_build)
 
 
-@pytest.fixture(scope="module")
-def ctx(lib: ctypes.CDLL):
+def _context(lib: ctypes.CDLL, threads: int):
     c = ctypes.c_void_p()
-    assert lib.amber_kernel_context_create(2, ctypes.byref(c)) == 0
+    assert lib.amber_kernel_context_create(threads, ctypes.byref(c)) == 0
     yield c
     lib.amber_kernel_context_free(c)
+
+
+@pytest.fixture(scope="module")
+def ctx(lib: ctypes.CDLL):
+    yield from _context(lib, 2)
 
 
 @st.composite
@@ -60,3 +64,42 @@ def test_conv2d_matches_the_reference(lib: ctypes.CDLL, ctx, cfg, f64: bool, see
     want = np.asarray(REGISTRY["conv2d"].impl(x, w, **kw))
     got = run_kernel(lib, ctx, "conv2d", [x, w], attrs, want.shape)
     compare("conv2d", got, want, f"conv2d({xs}, {ws}, {attrs}, {dt.__name__})", [x, w], kw)
+
+
+@pytest.fixture(scope="module")
+def ctx1(lib: ctypes.CDLL):
+    yield from _context(lib, 1)
+
+
+# Convolutions without groups whose im2col matrix is packed straight from the input:
+# reductions longer than one GEMM depth block, images wider than one column block, small
+# images side by side in one product (columns crossing images within a sliver), 1x1 with
+# stride, padding wider than the window (whole padded rows and columns), dilation.
+LARGE = [
+    ((1, 64, 20, 23), (40, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((3, 5, 33, 41), (7, 5, 3, 3), [2, 2], [2, 0, 1, 3], [2, 1]),
+    ((2, 6, 30, 31), (9, 6, 1, 1), [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((2, 3, 70, 65), (13, 3, 7, 7), [2, 2], [3, 3, 3, 3], [1, 1]),
+    ((2, 4, 9, 9), (5, 4, 5, 5), [1, 1], [4, 4, 4, 4], [1, 1]),
+    ((5, 8, 1, 37), (3, 8, 1, 3), [1, 3], [0, 0, 2, 1], [1, 2]),
+    ((9, 7, 7, 7), (17, 7, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+]
+
+
+@pytest.mark.parametrize("f64", [False, True])
+@pytest.mark.parametrize("case", LARGE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
+    """The reference's values within the sum bound, and the same bits with 1 and 2
+    threads."""
+    xs, ws, stride, padding, dilation = case
+    dt = np.float64 if f64 else np.float32
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt)
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1}
+    kw = {"stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
+          "groups": 1}
+    want = np.asarray(REGISTRY["conv2d"].impl(x, w, **kw))
+    got = run_kernel(lib, ctx, "conv2d", [x, w], attrs, want.shape)
+    compare("conv2d", got, want, f"conv2d({xs}, {ws}, {attrs}, {dt.__name__})", [x, w], kw)
+    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, want.shape)
+    assert one.tobytes() == got.tobytes()

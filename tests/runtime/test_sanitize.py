@@ -86,6 +86,15 @@ def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
     assert res.returncode == 1 and "defined before" in res.stderr, res.stderr
 
 
+def _verify_and_threads(sanitize_build: Path, path: Path) -> None:
+    """A file's test vectors, then 4 concurrent sessions x 5 runs, under the sanitizers."""
+    env = {**os.environ, **SAN_ENV}
+    for cmd in ([str(sanitize_build / "amber-run"), str(path), "--verify"],
+                [str(sanitize_build / "amber-thread-test"), str(path), "4", "5"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+
+
 def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
     query row) and layer norm kernel on their test vectors, and under concurrent
@@ -107,12 +116,31 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     keep = am.tensor(rng.random((2, 1, 7, 7)) < 0.5)
     add = am.tensor(rng.standard_normal((7, 7)).astype(np.float32))
     am.export(fn, q, k, v, keep, add).save(tmp_path / "attn.amber")
-    env = {**os.environ, **SAN_ENV}
-    for cmd in ([str(sanitize_build / "amber-run"), str(tmp_path / "attn.amber"), "--verify"],
-                [str(sanitize_build / "amber-thread-test"), str(tmp_path / "attn.amber"), "4",
-                 "5"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+    _verify_and_threads(sanitize_build, tmp_path / "attn.amber")
+
+
+def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
+    """Convolutions packed from padded and stride-phased images, small images side by
+    side and one small image as the transposed product (weights kept per session), on
+    their test vectors and under concurrent sessions."""
+    import numpy as np
+
+    import amber as am
+
+    nn, F = am.nn, am.nn.functional
+    am.manual_seed(0)
+    c1, c2 = nn.Conv2d(5, 16, 3, 2, 1), nn.Conv2d(16, 32, 3, 1, 1)
+    c3 = nn.Conv2d(32, 16, 1)
+
+    def fn(x: am.Tensor, y: am.Tensor) -> tuple:
+        h = c3(F.relu(c2(F.relu(c1(x)))))  # 15x15 -> 8x8: batch 1 of 64 pixels
+        return h, c3(F.relu(c2(F.relu(c1(y)))))  # 13x13 -> 7x7: transposed at batch 1
+
+    rng = np.random.default_rng(0)
+    x = am.tensor(rng.standard_normal((3, 5, 15, 15)).astype(np.float32))
+    y = am.tensor(rng.standard_normal((1, 5, 13, 13)).astype(np.float32))
+    am.export(fn, x, y).save(tmp_path / "conv.amber")
+    _verify_and_threads(sanitize_build, tmp_path / "conv.amber")
 
 
 def test_fused_lstm_cell(sanitize_build: Path, tmp_path: Path) -> None:
@@ -132,10 +160,5 @@ def test_fused_lstm_cell(sanitize_build: Path, tmp_path: Path) -> None:
         layer = layer.double() if dtype == np.float64 else layer
         x = am.tensor(rng.standard_normal(shape).astype(dtype))
         am.export(layer, x).save(tmp_path / f"{name}.amber")
-    env = {**os.environ, **SAN_ENV}
     for name in ("lstm32", "lstm64"):
-        path = str(tmp_path / f"{name}.amber")
-        for cmd in ([str(sanitize_build / "amber-run"), path, "--verify"],
-                    [str(sanitize_build / "amber-thread-test"), path, "3", "3"]):
-            res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-            assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+        _verify_and_threads(sanitize_build, tmp_path / f"{name}.amber")
