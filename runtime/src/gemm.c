@@ -254,6 +254,38 @@ int am_gemm_set_isa(int isa) {
 /* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
 #define EPI_COLS 256
 
+/* Columns [0, kc - kc % 4) of 12 contiguous rows (row stride rsa) packed as pack_a does
+ * (dst[p * 12 + i] = a[i * rsa + p]), four columns at a time: three 4 x 4 transposes in
+ * 16-byte vectors. Returns how many columns it packed. */
+static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) {
+    typedef float v4f __attribute__((vector_size(16)));
+    typedef int32_t v4i __attribute__((vector_size(16)));
+    const v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4, dst += 48)
+        for (int g = 0; g < 12; g += 4) {
+            const float *r = a + g * rsa + p;
+            v4f r0, r1, r2, r3;
+            memcpy(&r0, r, sizeof r0);
+            memcpy(&r1, r + rsa, sizeof r1);
+            memcpy(&r2, r + 2 * rsa, sizeof r2);
+            memcpy(&r3, r + 3 * rsa, sizeof r3);
+            v4f t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r2, r3, lo);
+            v4f t2 = __builtin_shuffle(r0, r1, hi), t3 = __builtin_shuffle(r2, r3, hi);
+            r0 = __builtin_shuffle(t0, t1, l2), r1 = __builtin_shuffle(t0, t1, h2);
+            r2 = __builtin_shuffle(t2, t3, l2), r3 = __builtin_shuffle(t2, t3, h2);
+            memcpy(dst + g, &r0, sizeof r0);
+            memcpy(dst + 12 + g, &r1, sizeof r1);
+            memcpy(dst + 24 + g, &r2, sizeof r2);
+            memcpy(dst + 36 + g, &r3, sizeof r3);
+        }
+    return p;
+}
+static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc) {
+    (void)dst, (void)a, (void)rsa, (void)kc;
+    return 0;
+}
+
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
@@ -302,8 +334,9 @@ int am_gemm_set_isa(int isa) {
                 for (int64_t p = 0; p < kc; p++)                                              \
                     for (int64_t i = mr; i < MR; i++) dst[p * MR + i] = 0;                    \
             /* p outer: the MR rows stream in together (one miss at a time is slow). */      \
+            int64_t p0 = mr == MR && csa == 1 ? pack_a4_##SUF(dst, a, rsa, kc) : 0;          \
             if (mr == MR)                                                                     \
-                for (int64_t p = 0; p < kc; p++)                                              \
+                for (int64_t p = p0; p < kc; p++)                                             \
                     for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
             else                                                                              \
                 for (int64_t p = 0; p < kc; p++)                                              \
