@@ -367,6 +367,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         int64_t mc, nj, chunk; /* rows per MC block; column chunks per block, chunk width */ \
         int64_t pchunk;        /* slivers per packing task */                                \
         T **apack;             /* per worker: one packed MC x kc block of A */               \
+        T *ashared;            /* or the one block every task reads, packed once */          \
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
@@ -398,6 +399,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      j1 - j0);                                                                \
     }                                                                                         \
                                                                                               \
+    /* Task t packs A's row panel t of the current k block into the shared block. */         \
+    static void pack_a_task_##SUF(void *ud, int64_t t, int worker) {                          \
+        (void)worker;                                                                         \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        int64_t i0 = t * MR, mr = j->m - i0 < MR ? j->m - i0 : MR;                            \
+        pack_a_##SUF(j->ashared + i0 * j->kc, j->A + i0 * j->rsa + j->pc * j->csa, j->rsa,    \
+                     j->csa, mr, j->kc);                                                      \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
@@ -407,6 +417,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         const T *ap;                                                                          \
         if (j->akept) {                                                                       \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
+        } else if (j->ashared) {                                                              \
+            ap = j->ashared;                                                                  \
         } else {                                                                              \
             pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
                          j->csa, mc, j->kc);                                                  \
@@ -449,7 +461,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     static plan_##SUF plan_of_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {           \
         plan_##SUF pl;                                                                        \
         pl.kcb = kc_of_##SUF(k);                                                              \
-        int64_t n_ic = (m + MC - 1) / MC;                                                     \
+        /* one block when A's packed block stays within ~400 KB of L2: B then streams     \
+         * through the cache once */                                                          \
+        int64_t n_ic = m * pl.kcb * (int64_t)sizeof(T) <= (400 << 10) ? 1 : (m + MC - 1) / MC; \
         pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
         pl.ncb = packed ? n : (n < NC ? n : NC);                                              \
         pl.bpack_len = packed ? 0 : am_gemm_packed_len_##SUF(pl.kcb, pl.ncb);                 \
@@ -498,6 +512,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
+                /* One MC block: every task would pack the same rows; pack them once. */      \
+                job->ashared = threads > 1 && n_ic == 1 && !job->akept ? apack[0] : NULL;     \
+                if (job->ashared) am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job); \
                 /* At least two tasks per thread, a multiple of the thread count. */         \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
                 while ((n_ic * want) % threads) want++;                                       \
@@ -686,5 +703,5 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, MRP, 16, 512, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, 512, 144, 1024)
 GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)
