@@ -512,8 +512,10 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
-                /* One MC block: every task would pack the same rows; pack them once. */      \
-                job->ashared = threads > 1 && n_ic == 1 && !job->akept ? apack[0] : NULL;     \
+                /* One MC block of two or more panels per thread: every task would pack the \
+                 * same rows; pack them once, together (few rows: not worth a pool call). */ \
+                bool share = threads > 1 && n_ic == 1 && !job->akept && m >= 2 * MR * threads; \
+                job->ashared = share ? apack[0] : NULL;                                       \
                 if (job->ashared) am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job); \
                 /* At least two tasks per thread, a multiple of the thread count. */         \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
