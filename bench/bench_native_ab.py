@@ -26,7 +26,7 @@ Usage (from the repository root; amber importable to export the models)::
 
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
 single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
-``--transformer`` bench_transformer.py's encoder (1x16, 1x128) and decoder block (1x256).
+``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256).
 ``--runtime-threads N`` gives the sessions N intra-op threads.
 """
 
@@ -210,7 +210,7 @@ def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
     return out
 
 
-TRANSFORMER_CASES = (("bert", 1, 16), ("bert", 1, 128), ("decoder", 1, 256))
+TRANSFORMER_CASES = (("bert", 1, 16), ("bert", 1, 128), ("bert", 16, 128), ("decoder", 1, 256))
 
 
 def transformer_models(workdir: Path) -> list[tuple[str, Path, Any, int]]:

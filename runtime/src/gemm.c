@@ -259,8 +259,6 @@ int am_gemm_set_isa(int isa) {
  * 16-byte vectors. Returns how many columns it packed. */
 static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) {
     typedef float v4f __attribute__((vector_size(16)));
-    typedef int32_t v4i __attribute__((vector_size(16)));
-    const v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
     int64_t p = 0;
     for (; p + 4 <= kc; p += 4, dst += 48)
         for (int g = 0; g < 12; g += 4) {
@@ -270,10 +268,14 @@ static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) 
             memcpy(&r1, r + rsa, sizeof r1);
             memcpy(&r2, r + 2 * rsa, sizeof r2);
             memcpy(&r3, r + 3 * rsa, sizeof r3);
-            v4f t0 = __builtin_shuffle(r0, r1, lo), t1 = __builtin_shuffle(r2, r3, lo);
-            v4f t2 = __builtin_shuffle(r0, r1, hi), t3 = __builtin_shuffle(r2, r3, hi);
-            r0 = __builtin_shuffle(t0, t1, l2), r1 = __builtin_shuffle(t0, t1, h2);
-            r2 = __builtin_shuffle(t2, t3, l2), r3 = __builtin_shuffle(t2, t3, h2);
+            v4f t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
+            v4f t1 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
+            v4f t2 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
+            v4f t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
+            r0 = __builtin_shufflevector(t0, t1, 0, 1, 4, 5);
+            r1 = __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+            r2 = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
+            r3 = __builtin_shufflevector(t2, t3, 2, 3, 6, 7);
             memcpy(dst + g, &r0, sizeof r0);
             memcpy(dst + 12 + g, &r1, sizeof r1);
             memcpy(dst + 24 + g, &r2, sizeof r2);
