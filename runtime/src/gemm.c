@@ -463,9 +463,11 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     static plan_##SUF plan_of_##SUF(int64_t m, int64_t n, int64_t k, bool packed) {           \
         plan_##SUF pl;                                                                        \
         pl.kcb = kc_of_##SUF(k);                                                              \
-        /* one block when A's packed block stays within ~400 KB of L2: B then streams     \
-         * through the cache once */                                                          \
-        int64_t n_ic = m * pl.kcb * (int64_t)sizeof(T) <= (400 << 10) ? 1 : (m + MC - 1) / MC; \
+        /* A few hundred rows in one block when A's packed block stays within ~400 KB of   \
+         * L2: B then streams through the cache once (enough columns for the threads to    \
+         * split instead) */                                                              \
+        bool one = m <= 2 * MC && n >= 4 * NR && m * pl.kcb * (int64_t)sizeof(T) <= (400 << 10); \
+        int64_t n_ic = one ? 1 : (m + MC - 1) / MC;                                           \
         pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
         pl.ncb = packed ? n : (n < NC ? n : NC);                                              \
         pl.bpack_len = packed ? 0 : am_gemm_packed_len_##SUF(pl.kcb, pl.ncb);                 \
