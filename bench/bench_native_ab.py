@@ -25,7 +25,9 @@ Usage (from the repository root; amber importable to export the models)::
         --lib after=build/runtime/libamber.so --no-fusion after
 
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
-single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead.
+single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
+``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256).
+``--runtime-threads N`` gives the sessions N intra-op threads.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import datetime  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -52,6 +55,7 @@ import amber.nn as nn  # noqa: E402
 from amber.native import _Tensor  # noqa: E402  (amber_tensor, as the binding declares it)
 
 NO_FUSION = 2  # AMBER_OPEN_NO_FUSION
+_DTYPES = {"f4": 0, "i8": 3}  # amber_dtype of the inputs used here: float32, int64
 SKIP_HASHES = 1  # AMBER_OPEN_SKIP_TENSOR_HASHES
 
 
@@ -66,29 +70,31 @@ class _Options(ctypes.Structure):
 class Runner:
     """One build's session on one model, with the input descriptors prepared."""
 
-    def __init__(self, lib: ctypes.CDLL, path: Path, x: np.ndarray, n_out: int,
-                 flags: int) -> None:
-        self.lib, self.x = lib, x
+    def __init__(self, lib: ctypes.CDLL, path: Path, x: np.ndarray | tuple[np.ndarray, ...],
+                 n_out: int, flags: int, threads: int = 1) -> None:
+        xs = x if isinstance(x, tuple) else (x,)
+        self.lib, self.x = lib, xs
         opts = _Options()
         lib.amber_options_init(ctypes.byref(opts))
         opts.flags |= flags
-        opts.threads = 1
+        opts.threads = threads
         self.model, self.session = ctypes.c_void_p(), ctypes.c_void_p()
         if lib.amber_model_open_file(str(path).encode(), ctypes.byref(opts),
                                      ctypes.byref(self.model)) != 0:
             raise SystemExit(f"cannot open {path}: {lib.amber_model_error(self.model)}")
         assert lib.amber_session_create(self.model, ctypes.byref(self.session)) == 0
-        t = _Tensor(0, x.ndim)
-        for i, d in enumerate(x.shape):
-            t.shape[i] = d
-        t.data = x.ctypes.data
-        self.ins = (_Tensor * 1)(t)
+        self.ins = (_Tensor * len(xs))()
+        for k, a in enumerate(xs):
+            self.ins[k] = _Tensor(_DTYPES[a.dtype.str[1:]], a.ndim)
+            for i, d in enumerate(a.shape):
+                self.ins[k].shape[i] = d
+            self.ins[k].data = a.ctypes.data
         self.outs = (_Tensor * n_out)()
         self.n_out = n_out
 
     def __call__(self) -> None:
-        st = self.lib.amber_session_run(self.session, b"forward", self.ins, 1, self.outs,
-                                        self.n_out)
+        st = self.lib.amber_session_run(self.session, b"forward", self.ins, len(self.x),
+                                        self.outs, self.n_out)
         if st != 0:
             raise SystemExit(f"run failed: {self.lib.amber_session_error(self.session)}")
 
@@ -204,6 +210,18 @@ def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
     return out
 
 
+TRANSFORMER_CASES = (("bert", 1, 16), ("bert", 1, 128), ("bert", 16, 128), ("decoder", 1, 256))
+
+
+def transformer_models(workdir: Path) -> list[tuple[str, Path, Any, int]]:
+    """bench_transformer.py's encoder and decoder block (its model files, its inputs)."""
+    del workdir  # bench_transformer keeps its files in its own directory
+    import bench_transformer as bt
+
+    return [(f"{model} {b}x{s}", Path(bt.prepare(model)["amber"]),
+             tuple(bt.inputs(model, b, s).values()), 1) for model, b, s in TRANSFORMER_CASES]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", action="append", required=True, metavar="LABEL=PATH")
@@ -217,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--open-header-mb", type=float, default=2.0)
     ap.add_argument("--cnn", action="store_true",
                     help="bench_cnn.py's models and layers instead of the MLP and LSTMs")
+    ap.add_argument("--transformer", action="store_true",
+                    help="bench_transformer.py's BERT encoder (1x16, 1x128) and decoder "
+                         "block (1x256) instead of the MLP and LSTMs")
+    ap.add_argument("--runtime-threads", type=int, default=1,
+                    help="the sessions' intra-op threads")
     args = ap.parse_args(argv)
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
@@ -228,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             runners: dict[tuple[str, str], Runner | Opener] = {
                 (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
         else:
-            cases = (cnn_models if args.cnn else models)(Path(tmp))
-            runners = {(c, v): Runner(lib, path, x, n_out, flags)
+            make = transformer_models if args.transformer else cnn_models if args.cnn else models
+            cases = make(Path(tmp))
+            runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}
         diffs = {}
         for c, *_ in cases if not args.open else []:
@@ -254,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cpu_model()}; nproc={os.cpu_count()}")
     print(f"- load average at start {' '.join(f'{x:.2f}' for x in load0)}, at end "
           f"{' '.join(f'{x:.2f}' for x in load1)}")
-    print(f"- {args.repeats} interleaved repeats, samples of ~{args.budget}s; runtime threads 1")
+    print(f"- {args.repeats} interleaved repeats, samples of ~{args.budget}s; runtime threads "
+          f"{args.runtime_threads}")
     print()
     head = " | ".join(f"{n} wall | {n} CPU" for n in names)
     ratios = " | ".join(f"{n} / {names[0]} (CPU)" for n in names[1:])

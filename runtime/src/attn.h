@@ -18,6 +18,8 @@
 
 #include "ops.h"
 
+#include <string.h>
+
 enum { AM_ATTN_Q, AM_ATTN_KT, AM_ATTN_V, AM_ATTN_MASK };
 typedef enum am_attn_mask { AM_ATTN_NO_MASK, AM_ATTN_KEEP, AM_ATTN_ADD } am_attn_mask;
 
@@ -54,5 +56,33 @@ typedef struct am_norm {
 
 amber_status am_layernorm_run(const am_norm *nm, am_ctx *ctx, const amber_tensor *ext,
                               amber_tensor *out);
+
+/* k_reduce's sum of a contiguous row of n elements of T (of their squares, each rounded
+ * to T, when `square`): in double, element c into partial c % 8 from 16 elements on,
+ * the partials added pairwise; serially below 16. Written on 8-lane vectors (lane q is
+ * partial q: the same adds in the same order), for the ISA of ATTR. */
+typedef double am_v8d __attribute__((vector_size(64)));
+#define AM_ROWSUM(NAME, T, VT, ATTR)                                                         \
+    ATTR static double NAME(const T *x, int64_t n, bool square) {                            \
+        double sum = 0.0;                                                                    \
+        if (n < 16) {                                                                        \
+            for (int64_t c = 0; c < n; c++) sum += (double)(square ? (T)(x[c] * x[c]) : x[c]); \
+            return sum;                                                                      \
+        }                                                                                    \
+        am_v8d acc = {0, 0, 0, 0, 0, 0, 0, 0};                                               \
+        int64_t c = 0;                                                                       \
+        for (; c + 8 <= n; c += 8) {                                                         \
+            VT v;                                                                            \
+            memcpy(&v, x + c, sizeof v);                                                     \
+            if (square) v = v * v;                                                           \
+            acc += __builtin_convertvector(v, am_v8d);                                       \
+        }                                                                                    \
+        double part[8];                                                                      \
+        memcpy(part, &acc, sizeof part);                                                     \
+        for (; c < n; c++) part[c % 8] += (double)(square ? (T)(x[c] * x[c]) : x[c]);        \
+        return ((part[0] + part[1]) + (part[2] + part[3])) +                                 \
+               ((part[4] + part[5]) + (part[6] + part[7]));                                  \
+    }
+typedef float am_v8f __attribute__((vector_size(32)));
 
 #endif

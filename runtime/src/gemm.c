@@ -256,6 +256,40 @@ int am_gemm_set_isa(int isa) {
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
+/* Columns [0, kc - kc % 4) of 12 contiguous rows (row stride rsa) packed as pack_a does
+ * (dst[p * 12 + i] = a[i * rsa + p]), four columns at a time: three 4 x 4 transposes in
+ * 16-byte vectors. Returns how many columns it packed. */
+static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) {
+    typedef float v4f __attribute__((vector_size(16)));
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4, dst += 48)
+        for (int g = 0; g < 12; g += 4) {
+            const float *r = a + g * rsa + p;
+            v4f r0, r1, r2, r3;
+            memcpy(&r0, r, sizeof r0);
+            memcpy(&r1, r + rsa, sizeof r1);
+            memcpy(&r2, r + 2 * rsa, sizeof r2);
+            memcpy(&r3, r + 3 * rsa, sizeof r3);
+            v4f t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
+            v4f t1 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
+            v4f t2 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
+            v4f t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
+            r0 = __builtin_shufflevector(t0, t1, 0, 1, 4, 5);
+            r1 = __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+            r2 = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
+            r3 = __builtin_shufflevector(t2, t3, 2, 3, 6, 7);
+            memcpy(dst + g, &r0, sizeof r0);
+            memcpy(dst + 12 + g, &r1, sizeof r1);
+            memcpy(dst + 24 + g, &r2, sizeof r2);
+            memcpy(dst + 36 + g, &r3, sizeof r3);
+        }
+    return p;
+}
+static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc) {
+    (void)dst, (void)a, (void)rsa, (void)kc;
+    return 0;
+}
+
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
@@ -304,8 +338,9 @@ int am_gemm_set_isa(int isa) {
                 for (int64_t p = 0; p < kc; p++)                                              \
                     for (int64_t i = mr; i < MR; i++) dst[p * MR + i] = 0;                    \
             /* p outer: the MR rows stream in together (one miss at a time is slow). */      \
+            int64_t p0 = mr == MR && csa == 1 ? pack_a4_##SUF(dst, a, rsa, kc) : 0;          \
             if (mr == MR)                                                                     \
-                for (int64_t p = 0; p < kc; p++)                                              \
+                for (int64_t p = p0; p < kc; p++)                                             \
                     for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
             else                                                                              \
                 for (int64_t p = 0; p < kc; p++)                                              \
@@ -336,6 +371,7 @@ int am_gemm_set_isa(int isa) {
         int64_t mc, nj, chunk; /* rows per MC block; column chunks per block, chunk width */ \
         int64_t pchunk;        /* slivers per packing task */                                \
         T **apack;             /* per worker: one packed MC x kc block of A */               \
+        T *ashared;            /* or the one block every task reads, packed once */          \
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
@@ -374,6 +410,15 @@ int am_gemm_set_isa(int isa) {
                      j1 - j0);                                                                \
     }                                                                                         \
                                                                                               \
+    /* Task t packs A's row panel t of the current k block into the shared block. */         \
+    static void pack_a_task_##SUF(void *ud, int64_t t, int worker) {                          \
+        (void)worker;                                                                         \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        int64_t i0 = t * MR, mr = j->m - i0 < MR ? j->m - i0 : MR;                            \
+        pack_a_##SUF(j->ashared + i0 * j->kc, j->A + i0 * j->rsa + j->pc * j->csa, j->rsa,    \
+                     j->csa, mr, j->kc);                                                      \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
@@ -385,6 +430,8 @@ int am_gemm_set_isa(int isa) {
             ap = j->ashared;                                                                  \
         } else if (j->akept) {                                                                \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
+        } else if (j->ashared) {                                                              \
+            ap = j->ashared;                                                                  \
         } else {                                                                              \
             pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
                          j->csa, mc, j->kc);                                                  \
@@ -428,7 +475,11 @@ int am_gemm_set_isa(int isa) {
                                     bool implicit) {                                          \
         plan_##SUF pl;                                                                        \
         pl.kcb = kc_of_##SUF(k);                                                              \
-        int64_t n_ic = (m + MC - 1) / MC;                                                     \
+        /* A few hundred rows in one block when A's packed block stays within ~400 KB of   \
+         * L2: B then streams through the cache once (enough columns for the threads to    \
+         * split instead) */                                                              \
+        bool one = m <= 2 * MC && n >= 4 * NR && m * pl.kcb * (int64_t)sizeof(T) <= (400 << 10); \
+        int64_t n_ic = one ? 1 : (m + MC - 1) / MC;                                           \
         pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
         /* an implicit B (made while packing) in blocks that stay in L2 */                    \
         int64_t nc = implicit ? NC_IMPLICIT : NC;                                             \
@@ -479,6 +530,11 @@ int am_gemm_set_isa(int isa) {
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
+                /* One MC block of two or more panels per thread: every task would pack the \
+                 * same rows; pack them once, together (few rows: not worth a pool call). */ \
+                bool share = threads > 1 && n_ic == 1 && !job->akept && m >= 2 * MR * threads; \
+                job->ashared = share ? apack[0] : NULL;                                       \
+                if (job->ashared) am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job); \
                 /* At least two tasks per thread, a multiple of the thread count. */         \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
                 while ((n_ic * want) % threads) want++;                                       \
@@ -690,5 +746,5 @@ int am_gemm_set_isa(int isa) {
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, MRP, 16, 512, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, 512, 144, 1024)
 GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)

@@ -109,11 +109,12 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
 /* NOTE: each step below is the node it replaces, in the same precision and order: the
  * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
- * of a contiguous row (eight partial sums in double from 16 elements on). The safe
+ * of a contiguous row (AM_ROWSUM). The safe
  * softmax's two maxima are one: its second max reads the first one's row unchanged
  * unless the row is dead. */
-#define ROWS(NAME, T, ATTR)                                                                 \
+#define ROWS(NAME, T, V8, ATTR)                                                             \
     ROW_MAX(NAME##_max, T, ATTR)                                                            \
+    AM_ROWSUM(NAME##_sum, T, V8, ATTR)                                                      \
     ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask) {        \
         const am_attn *a = j->a;                                                            \
         int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
@@ -142,31 +143,19 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
             j->exp_row(p, s, S, NULL);                                                      \
-            double sum = 0.0;                                                               \
-            if (S >= 16) {                                                                  \
-                double part[8] = {0};                                                       \
-                int64_t c = 0;                                                              \
-                for (; c + 8 <= S; c += 8)                                                  \
-                    for (int q = 0; q < 8; q++) part[q] += (double)t[c + q];                \
-                for (; c < S; c++) part[c % 8] += (double)t[c];                             \
-                sum = ((part[0] + part[1]) + (part[2] + part[3])) +                         \
-                      ((part[4] + part[5]) + (part[6] + part[7]));                          \
-            } else {                                                                        \
-                for (int64_t c = 0; c < S; c++) sum += (double)t[c];                        \
-            }                                                                               \
-            const T z = (T)sum;                                                             \
+            const T z = (T)NAME##_sum(t, S, false);                                         \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
             if (dead)                                                                       \
                 for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
         }                                                                                   \
     }
 
-ROWS(rows_f32_base, float, )
-ROWS(rows_f64_base, double, )
+ROWS(rows_f32_base, float, am_v8f, )
+ROWS(rows_f64_base, double, am_v8d, )
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 /* The same loops compiled for AVX-512 (IEEE operations lane by lane: the same bits). */
-ROWS(rows_f32_avx512, float, __attribute__((target("avx512f"))))
-ROWS(rows_f64_avx512, double, __attribute__((target("avx512f"))))
+ROWS(rows_f32_avx512, float, am_v8f, __attribute__((target("avx512f"))))
+ROWS(rows_f64_avx512, double, am_v8d, __attribute__((target("avx512f"))))
 #define ROWS_FN(SUF) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? rows_##SUF##_avx512 : rows_##SUF##_base)
 #else
 #define ROWS_FN(SUF) rows_##SUF##_base

@@ -12,26 +12,14 @@ typedef struct norm_job {
 } norm_job;
 
 /* NOTE: each step is the node it replaces, in the same precision and order: k_reduce's
- * sum of a contiguous row (in double, eight partial sums from 16 elements on), the
- * correctly rounded divisions, sqrt and products of the elementwise loops. */
-#define NORM_IMPL(SUF, T, SQRT)                                                              \
-    static double rowsum_##SUF(const T *x, int64_t n, bool square) {                         \
-        double part[8] = {0}, sum = 0.0;                                                     \
-        if (n < 16) {                                                                        \
-            for (int64_t c = 0; c < n; c++) sum += (double)(square ? (T)(x[c] * x[c]) : x[c]); \
-            return sum;                                                                      \
-        }                                                                                    \
-        int64_t c = 0;                                                                       \
-        for (; c + 8 <= n; c += 8)                                                           \
-            for (int q = 0; q < 8; q++)                                                      \
-                part[q] += (double)(square ? (T)(x[c + q] * x[c + q]) : x[c + q]);           \
-        for (; c < n; c++) part[c % 8] += (double)(square ? (T)(x[c] * x[c]) : x[c]);        \
-        return ((part[0] + part[1]) + (part[2] + part[3])) +                                 \
-               ((part[4] + part[5]) + (part[6] + part[7]));                                  \
-    }                                                                                        \
-                                                                                             \
-    static void norm_rows_##SUF(void *ud, int64_t task, int worker) {                        \
+ * sum of a contiguous row (AM_ROWSUM), the correctly rounded divisions, sqrt and
+ * products of the elementwise loops (on vectors of W lanes: IEEE operations lane by
+ * lane, never contracted, so the same bits). */
+#define NORM_IMPL(SUF, T, V8, VT, SQRT, ATTR)                                                \
+    AM_ROWSUM(rowsum_##SUF, T, V8, ATTR)                                                     \
+    ATTR static void norm_rows_##SUF(void *ud, int64_t task, int worker) {                   \
         (void)worker;                                                                        \
+        enum { W = sizeof(VT) / sizeof(T) };                                                 \
         const norm_job *j = (const norm_job *)ud;                                            \
         const am_norm *nm = j->nm;                                                           \
         int64_t h = j->h, r0 = task * 64, r1 = r0 + 64 < j->rows ? r0 + 64 : j->rows;        \
@@ -40,10 +28,25 @@ typedef struct norm_job {
             const T *x = (const T *)(const void *)j->x + r * h;                              \
             T *y = (T *)(void *)j->out + r * h;                                              \
             T mu = (T)rowsum_##SUF(x, h, false) / (T)nm->count1;                             \
-            for (int64_t c = 0; c < h; c++) y[c] = x[c] - mu; /* xc, kept in y */            \
+            int64_t c = 0;                                                                   \
+            for (; c + W <= h; c += W) { /* xc, kept in y */                                 \
+                VT v;                                                                        \
+                memcpy(&v, x + c, sizeof v);                                                 \
+                v = v - mu;                                                                  \
+                memcpy(y + c, &v, sizeof v);                                                 \
+            }                                                                                \
+            for (; c < h; c++) y[c] = x[c] - mu;                                             \
             T var = (T)rowsum_##SUF(y, h, true) / (T)nm->count2;                             \
             T inv = (T)nm->one / SQRT((T)(var + (T)nm->eps));                                \
-            for (int64_t c = 0; c < h; c++) {                                                \
+            for (c = 0; c + W <= h; c += W) {                                                \
+                VT v, u;                                                                     \
+                memcpy(&v, y + c, sizeof v);                                                 \
+                v = v * inv;                                                                 \
+                if (w) memcpy(&u, w + c, sizeof u), v = v * u;                               \
+                if (b) memcpy(&u, b + c, sizeof u), v = v + u;                               \
+                memcpy(y + c, &v, sizeof v);                                                 \
+            }                                                                                \
+            for (; c < h; c++) {                                                             \
                 T v = y[c] * inv;                                                            \
                 if (w) v = v * w[c];                                                         \
                 if (b) v = v + b[c];                                                         \
@@ -52,8 +55,18 @@ typedef struct norm_job {
         }                                                                                    \
     }
 
-NORM_IMPL(f32, float, sqrtf)
-NORM_IMPL(f64, double, sqrt)
+/* the portable builds on 16-byte vectors (SSE2's on x86-64): small code */
+typedef float norm_v4f __attribute__((vector_size(16)));
+typedef double norm_v2d __attribute__((vector_size(16)));
+typedef float norm_v16f __attribute__((vector_size(64)));
+NORM_IMPL(f32, float, am_v8f, norm_v4f, sqrtf, )
+NORM_IMPL(f64, double, am_v8d, norm_v2d, sqrt, )
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+NORM_IMPL(f32_avx512, float, am_v8f, norm_v16f, sqrtf, __attribute__((target("avx512f"))))
+#define NORM_F32 (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? norm_rows_f32_avx512 : norm_rows_f32)
+#else
+#define NORM_F32 norm_rows_f32
+#endif
 
 amber_status am_layernorm_run(const am_norm *nm, am_ctx *ctx, const amber_tensor *ext,
                               amber_tensor *out) {
@@ -76,7 +89,7 @@ amber_status am_layernorm_run(const am_norm *nm, am_ctx *ctx, const amber_tensor
         else j.b = (const char *)t->data;
     }
     int64_t tasks = (j.rows + 63) / 64;
-    am_task_fn fn = x->dtype == AMBER_FLOAT32 ? norm_rows_f32 : norm_rows_f64;
+    am_task_fn fn = x->dtype == AMBER_FLOAT32 ? NORM_F32 : norm_rows_f64;
     am_pool *pool = (double)numel * 8.0 >= AM_PARALLEL_MIN && tasks > 1 ? ctx->pool : NULL;
     if (pool) am_pool_run(pool, tasks, fn, &j);
     else

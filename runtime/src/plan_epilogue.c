@@ -28,9 +28,10 @@ static bool producer_ok(const am_func *f, const am_node *n) {
     if (dt != AMBER_FLOAT32 && dt != AMBER_FLOAT64) return false;
     if (n->op->id == AM_OP_CONV2D) return n->out_types[0].rank == 4;
     if (n->op->id != AM_OP_MATMUL) return false;
-    /* the row loop over batch dims needs both operands' batches to line up */
-    return n->out_types[0].rank == 2 && f->value_types[n->in[0]]->rank == 2 &&
-           f->value_types[n->in[1]]->rank == 2;
+    /* x [..., M, K] @ w [K, N]: k_matmul runs it as one product of batch * M rows (a
+     * Linear on [batch, seq, features]), so a block's rows are rows of the result */
+    int r = n->out_types[0].rank;
+    return r >= 2 && f->value_types[n->in[0]]->rank == r && f->value_types[n->in[1]]->rank == 2;
 }
 
 /* A one-step group for an elementwise node reading the product (not in a group). */

@@ -1,5 +1,6 @@
 /* Unit tests of the runtime's internals: SHA-256, the JSON parser, the arena, .npy I/O,
  * the strided iterator and the public helpers. Run by ctest (and under sanitizers). */
+#include "attn.h"
 #include "json.h"
 #include "npy.h"
 #include "ops.h"
@@ -299,7 +300,7 @@ static void test_gemm(void) {
         {200, 300, 64}, {6, 16, 1},  {1, 5, 3},      {5, 2100, 530}, {13, 19, 513},
         {1, 1, 1},      {97, 1, 31}, {64, 512, 784}, {2, 7, 0},   {1, 512, 784},
         {2, 130, 64},   {1, 10, 512}, {2, 9, 7},      {1, 8, 6},      {2, 13, 130},
-        {16, 512, 128}, {20, 40, 70}, {15, 33, 9}};
+        {16, 512, 128}, {20, 40, 70}, {15, 33, 9},    {301, 70, 100}, {150, 40, 30}};
     float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;
@@ -680,6 +681,69 @@ static void test_pool2d_isas(void) {
     amber_kernel_context_free(kc);
 }
 
+/* The fused layer norm gives the same bits on every instruction set, and those of its
+ * steps written out (k_reduce's sum: double, eight partials from 16 elements on). */
+static double ln_sum(const float *x, int64_t n, bool square) {
+    double part[8] = {0}, sum = 0.0;
+    for (int64_t c = 0; c < n; c++) {
+        double v = (double)(square ? x[c] * x[c] : x[c]);
+        if (n < 16) sum += v;
+        else part[c % 8] += v;
+    }
+    return n < 16 ? sum : ((part[0] + part[1]) + (part[2] + part[3])) +
+                          ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+static void test_layernorm_isas(void) {
+    enum { ROWS = 67, CAP = ROWS * 100 };
+    static float x[CAP], w[100], b[100], y0[CAP], y1[CAP], xc[100];
+    static const int64_t hs[] = {1, 7, 15, 16, 17, 33, 100};
+    uint32_t state = 5;
+    for (int i = 0; i < CAP; i++) {
+        state = state * 1664525u + 1013904223u;
+        /* a wide exponent range: the double sums round, so their order shows */
+        x[i] = ldexpf((float)(state >> 8) / 16777216.0f - 0.5f, (int)(state % 61) - 30);
+    }
+    for (int i = 0; i < 100; i++) w[i] = 1.0f + (float)i / 64.0f, b[i] = (float)i / 32.0f - 1.0f;
+    am_error err;
+    am_arena sc;
+    am_arena_init(&sc, 0);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(2, &pool, &err) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(hs); c++) {
+        int64_t h = hs[c];
+        if (h >= 16) /* a row whose sum depends on the order: 2^60 + 1 - 2^60 */
+            x[h] = 0x1p60f, x[h + 4] = 1.0f, x[h + 8] = -0x1p60f;
+        am_norm nm = {3, {0, 1, 2}, true, true, (double)h, (double)h, 1e-5, 1.0};
+        amber_tensor ext[3] = {{AMBER_FLOAT32, 2, {ROWS, h}, x}, {AMBER_FLOAT32, 1, {h}, w},
+                               {AMBER_FLOAT32, 1, {h}, b}};
+        for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
+            am_gemm_set_isa(isa);
+            amber_tensor out = {AMBER_FLOAT32, 2, {ROWS, h}, isa ? y1 : y0};
+            am_ctx ctx = {&err, &sc, isa ? pool : NULL, 0, NULL, NULL};
+            CHECK(am_layernorm_run(&nm, &ctx, ext, &out) == AMBER_OK);
+            if (isa) CHECK(!memcmp(y0, y1, sizeof(float) * (size_t)(ROWS * h)));
+        }
+        int bad = 0;
+        for (int64_t r = 0; r < ROWS; r++) {
+            const float *xr = x + r * h;
+            float mu = (float)ln_sum(xr, h, false) / (float)h;
+            for (int64_t i = 0; i < h; i++) xc[i] = xr[i] - mu;
+            float var = (float)ln_sum(xc, h, true) / (float)h;
+            float inv = 1.0f / sqrtf(var + 1e-5f);
+            for (int64_t i = 0; i < h; i++) {
+                float v = xc[i] * inv * w[i] + b[i];
+                bad += memcmp(&v, &y0[r * h + i], sizeof v) != 0;
+            }
+        }
+        CHECK(bad == 0);
+    }
+    am_gemm_set_isa(best);
+    am_pool_free(pool);
+    am_arena_free(&sc);
+}
+
 static void test_kernel_api(void) {
     enum { M = 9, K = 37, N = 21 };
     static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
@@ -727,6 +791,7 @@ int main(void) {
     test_conv_scratch_limit();
     test_pool();
     test_pool2d_isas();
+    test_layernorm_isas();
     test_sha256();
     test_json();
     test_arena();

@@ -6,6 +6,7 @@ the eager run, at any thread count."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,18 @@ class Shared(nn.Module):
         return F.relu(y) + am.sum(y)
 
 
+class SeqResidual(nn.Module):
+    """A Linear on (batch, seq, features) with its input added back (a transformer
+    layer's output projection before its LayerNorm)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(x) + x
+
+
 # name: (module factory, input shape without batch, (fused groups, fused nodes)): BatchNorm
 # in eval mode is 4 elementwise nodes, ReLU 2 (le, where), ReLU6 4; a product given to
 # a group counts as one more of its nodes.
@@ -99,6 +112,16 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "linear_gelu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.GELU()), (37,), (1, 1 + 5 + 1)),
     "conv_silu": (lambda: nn.Sequential(nn.Conv2d(6, 20, 3), nn.SiLU()), (6, 20, 21),
                   (1, 1 + 2 + 1)),
+    # a Linear on (batch, seq, features): one product of batch * seq rows, its bias and
+    # GELU (erf or tanh form) or residual add on each block of them
+    "seq_linear_gelu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.GELU()), (7, 37),
+                        (1, 7)),
+    "seq1_linear_gelu_tanh": (lambda: nn.Sequential(nn.Linear(37, 45),
+                                                    nn.GELU(approximate="tanh")), (1, 37),
+                              (1, 1 + 9 + 1)),
+    "seq_residual": (lambda: SeqResidual(33), (5, 33), (1, 3)),
+    "rank4_linear_relu": (lambda: nn.Sequential(nn.Linear(19, 21), nn.ReLU()), (3, 2, 19),
+                          (1, 4)),
     # runs unfused-but-in-place: the bias along the width does not fit the block view
     "width_bias": (WidthBias, (3, 9, 9), (1, 5)),
     # read by relu and by sum: no epilogue (le, where and the final add fuse alone)
@@ -149,7 +172,8 @@ def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
             assert got.tobytes() == want.tobytes(), (name, batch, threads)
 
 
-@pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "linear_relu"])
+@pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "linear_relu",
+                                  "seq_linear_gelu", "seq1_linear_gelu_tanh", "seq_residual"])
 def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> None:
     _, path = _export(name, tmp_path, am.float64)
     x = _inputs(name, 2, am.float64)
@@ -163,3 +187,27 @@ def test_products_join_their_chains(lib: N.NativeLibrary, tmp_path: Path) -> Non
         _, path = _export(name, tmp_path, am.float32)
         _, stats = _run(path, _inputs(name, 1, am.float32), fuse=True, threads=1)
         assert (stats.fused_groups, stats.fused_nodes) == want, name
+
+
+def _gelu(x: np.ndarray, tanh: bool) -> np.ndarray:
+    if tanh:
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+
+
+@pytest.mark.parametrize("dtype", [am.float32, am.float64])
+@pytest.mark.parametrize("name,tanh", [("seq_linear_gelu", False),
+                                       ("seq1_linear_gelu_tanh", True)])
+def test_sequence_linear_gelu_against_numpy(lib: N.NativeLibrary, tmp_path: Path, dtype: Any,
+                                            name: str, tanh: bool) -> None:
+    """The fused (batch, seq, features) Linear + GELU against NumPy in float64."""
+    model, path = _export(name, tmp_path, dtype)
+    fc = model[0]
+    w, b = (t.detach().numpy().astype(np.float64) for t in (fc.weight, fc.bias))
+    x = np.random.default_rng(7).standard_normal((3, *CASES[name][1]))
+    x = x.astype(np.float64 if dtype == am.float64 else np.float32)
+    want = _gelu(x.astype(np.float64) @ w.T + b, tanh)
+    got, stats = _run(path, x, fuse=True, threads=2)
+    assert stats.fused_groups == 1
+    tol = 1e-12 if dtype == am.float64 else 2e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
