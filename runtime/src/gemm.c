@@ -371,11 +371,10 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         int64_t mc, nj, chunk; /* rows per MC block; column chunks per block, chunk width */ \
         int64_t pchunk;        /* slivers per packing task */                                \
         T **apack;             /* per worker: one packed MC x kc block of A */               \
-        T *ashared;            /* or the one block every task reads, packed once */          \
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
-        const T *ashared; /* the one MC block of A, packed once for every task, or NULL */   \
+        T *ashared; /* or the one MC block of A, packed once for every task */               \
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
     } job_##SUF;                                                                              \
@@ -430,8 +429,6 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             ap = j->ashared;                                                                  \
         } else if (j->akept) {                                                                \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
-        } else if (j->ashared) {                                                              \
-            ap = j->ashared;                                                                  \
         } else {                                                                              \
             pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
                          j->csa, mc, j->kc);                                                  \
@@ -530,24 +527,21 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
-                /* One MC block of two or more panels per thread: every task would pack the \
-                 * same rows; pack them once, together (few rows: not worth a pool call). */ \
-                bool share = threads > 1 && n_ic == 1 && !job->akept && m >= 2 * MR * threads; \
-                job->ashared = share ? apack[0] : NULL;                                       \
-                if (job->ashared) am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job); \
                 /* At least two tasks per thread, a multiple of the thread count. */         \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
                 while ((n_ic * want) % threads) want++;                                       \
                 job->nj = want < slivers ? want : slivers;                                    \
                 job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
-                /* One block of rows split by columns: its A packed once, not per task. */   \
-                job->ashared = NULL;                                                          \
-                if (n_ic == 1 && job->nj > 1 && !job->akept) {                                \
+                /* One block of rows split by columns: every task would pack the same rows; \
+                 * pack them once, together when there are two or more panels per thread     \
+                 * (few rows: not worth a pool call). */                                      \
+                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept ? apack[0] : NULL;     \
+                if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
+                    am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
+                else if (job->ashared)                                                        \
                     pack_a_##SUF(apack[0], job->A + pc * job->csa, job->rsa, job->csa, m,     \
                                  job->kc);                                                    \
-                    job->ashared = apack[0];                                                  \
-                }                                                                             \
                 am_pool_run(pool, n_ic * job->nj, gemm_task_##SUF, job);                      \
             }                                                                                 \
         }                                                                                     \
