@@ -332,6 +332,10 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
  * false for ops that take no epilogue. */
 bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2);
 
+/* conv2d (in: x, w) whose groups each have one input channel (k_depthwise.c). */
+amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                               amber_tensor *out);
+
 /* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
  * for rows and columns of C, each element exactly once, possibly from pool threads. */
 typedef struct am_gemm_epi {

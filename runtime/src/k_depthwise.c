@@ -1,0 +1,169 @@
+/* conv2d with one input channel per group (depthwise, and any grouped conv of single
+ * channels; k_conv2d hands it over). */
+#include "ops.h"
+
+#include <string.h>
+
+typedef struct conv_geom {
+    int64_t n, c, h, w;    /* input */
+    int64_t o, kh, kw;     /* weight */
+    int64_t oh, ow, og;    /* output; output channels per group */
+    int64_t sh, sw, dh, dw, pt, pl;
+} conv_geom;
+
+/* Convolutions with one input channel per group (depthwise, and any conv of a single
+ * channel): each output plane is a weighted sum of KH*KW shifted windows of one input
+ * plane, accumulated directly (no im2col) in registers over a zero-padded copy of the
+ * plane. Every element sums its taps in (p, q) order from 0 with one multiply-add each
+ * (fused where the GEMM fuses); the same order for every thread count. One task is one
+ * (image, output channel). */
+typedef struct dw_job {
+    const conv_geom *g;
+    const void *x, *w;
+    void *y;
+    int64_t hp, wp; /* the padded plane */
+    void **ws;      /* per worker: hp * wp elements */
+    const am_epi *epi;
+} dw_job;
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f_ __attribute__((vector_size(32)));
+typedef double v4d_ __attribute__((vector_size(32)));
+
+#define DW_PLANE(SUF, T, ISA, ATTR, V, VFMA, SPLAT, EVENS, LOAD)                           \
+    ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
+        enum { VW = sizeof(V) / sizeof(T), NB = 4 };                                       \
+        const dw_job *j = (const dw_job *)ud;                                              \
+        const conv_geom *g = j->g;                                                         \
+        int64_t ni = t / g->o, o = t % g->o, wp = j->wp;                                   \
+        const T *x = (const T *)j->x + (ni * g->c + o / g->og) * g->h * g->w;              \
+        const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
+        T *y = (T *)j->y + t * g->oh * g->ow;                                              \
+        T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
+        for (int64_t r = 0; r < g->h; r++)                                                 \
+            memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
+        /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
+         * FMA latency; the loops over them unrolled so that the sums stay in registers): \
+         * a row's last block ends at its last column, overlapping the one before (the    \
+         * same values again); a group short of NB blocks repeats its last one. */        \
+        int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row;                 \
+        for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
+            int64_t off[NB], out[NB];                                                      \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                         \
+                int64_t k = b0 + b < blocks ? b0 + b : blocks - 1;                         \
+                int64_t i = k / per_row, c = k % per_row * VW;                             \
+                if (g->ow >= VW && c > g->ow - VW) c = g->ow - VW;                         \
+                off[b] = i * g->sh * wp + c * g->sw, out[b] = i * g->ow + c;               \
+            }                                                                              \
+            V acc[NB];                                                                     \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) acc[b] = (V){0};          \
+            for (int64_t p = 0; p < g->kh; p++) {                                          \
+                const T *row = xp + p * g->dh * wp;                                        \
+                for (int64_t q = 0; q < g->kw; q++) {                                      \
+                    const V wv = SPLAT(w[p * g->kw + q]);                                  \
+                    _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                 \
+                        V xv;                                                              \
+                        const T *src = row + off[b] + q * g->dw;                           \
+                        if (g->sw == 1) {                                                  \
+                            xv = LOAD(src);                                                \
+                        } else if (g->sw == 2) {                                           \
+                            xv = EVENS(LOAD(src), LOAD(src + VW));                         \
+                        } else {                                                           \
+                            for (int e = 0; e < VW; e++) xv[e] = src[e * g->sw];           \
+                        }                                                                  \
+                        acc[b] = VFMA(wv, xv, acc[b]);                                     \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            _Pragma("GCC unroll 4") for (int b = 0; b < NB; b++) {                         \
+                if (g->ow >= VW)                                                           \
+                    memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
+                else                                                                       \
+                    for (int64_t e = 0; e < g->ow; e++) y[out[b] + e] = acc[b][e];         \
+            }                                                                              \
+        }                                                                                  \
+        if (j->epi) am_epi_apply(j->epi, ni, o, 1, 0, g->oh * g->ow);                      \
+    }
+#define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
+#define VFMA_PLAIN(a, b, c) ((c) + (a) * (b))
+#define SPLAT_8F(s) ((v8f_){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define SPLAT_4D(s) ((v4d_){(s), (s), (s), (s)})
+#define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define load_8f(p) LOAD_VEC(v8f_, p)
+#define load_4d(p) LOAD_VEC(v4d_, p)
+DW_PLANE(f32, float, generic, , v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, load_8f)
+DW_PLANE(f64, double, generic, , v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, load_4d)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define VFMA_AVX2_PD(a, b, c) ((v4d_)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define VFMA_512_PS(a, b, c) ((v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define VFMA_512_PD(a, b, c) ((v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
+#define SPLAT_512_PS(s) ((v16f)_mm512_set1_ps(s))
+#define SPLAT_512_PD(s) ((v8d)_mm512_set1_pd(s))
+#define LOAD_AVX2_PS(p) ((v8f_)_mm256_loadu_ps(p))
+#define LOAD_AVX2_PD(p) ((v4d_)_mm256_loadu_pd(p))
+#define LOAD_512_PS(p) ((v16f)_mm512_loadu_ps(p))
+#define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
+#define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
+#define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), v8f_, VFMA_AVX2_PS,
+         SPLAT_AVX2_PS, EVENS8F, LOAD_AVX2_PS)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), v4d_, VFMA_AVX2_PD,
+         SPLAT_AVX2_PD, EVENS4D, LOAD_AVX2_PD)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), v16f, VFMA_512_PS,
+         SPLAT_512_PS, EVENS16, LOAD_512_PS)
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), v8d, VFMA_512_PD,
+         SPLAT_512_PD, EVENS8D, LOAD_512_PD)
+#define DW_PICK(SUF, f64_or_f32_vw)                                                        \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? dw_plane_##SUF##_avx512                          \
+     : am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? dw_plane_##SUF##_avx2 : dw_plane_##SUF##_generic)
+#define DW_VW(f32) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? ((f32) ? 16 : 8) : ((f32) ? 8 : 4))
+#else
+#define DW_PICK(SUF, x) dw_plane_##SUF##_generic
+#define DW_VW(f32) ((f32) ? 8 : 4)
+#endif
+
+static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *x,
+                                   const void *w, void *y, bool f32) {
+    int64_t planes = g->n * g->o, vw = DW_VW(f32);
+    int64_t cols = g->ow < vw ? vw : g->ow; /* a narrow row's vector reads zeros past it */
+    int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + (g->sw == 2 ? vw : 0);
+    if (hp < g->h + g->pt) hp = g->h + g->pt;
+    if (wp < g->w + g->pl) wp = g->w + g->pl;
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi};
+    am_task_fn fn = f32 ? DW_PICK(f32, 0) : DW_PICK(f64, 0);
+    double work = (double)planes * (double)(g->oh * g->ow * g->kh * g->kw);
+    bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
+    int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
+    size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
+                                     (void **)&job.ws, ctx->err);
+    for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
+        st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
+        if (st == AMBER_OK) memset(job.ws[i], 0, bytes); /* the padding, for every plane */
+    }
+    if (st != AMBER_OK) return st;
+    if (parallel) {
+        am_pool_run(ctx->pool, planes, fn, &job);
+    } else {
+        for (int64_t t = 0; t < planes; t++) fn(&job, t, 0);
+    }
+    return AMBER_OK;
+}
+
+amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                               amber_tensor *out) {
+    const int64_t *xs = in[0].shape, *ws = in[1].shape;
+    conv_geom g = {xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3],
+                   out->shape[2], out->shape[3], ws[0] / a->groups,
+                   a->stride[0], a->stride[1], a->dilation[0], a->dilation[1],
+                   a->padding[0], a->padding[2]};
+    return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
+                          out->dtype == AMBER_FLOAT32);
+}
