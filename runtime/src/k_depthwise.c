@@ -24,7 +24,17 @@ typedef struct dw_job {
     int64_t hp, wp; /* the padded plane */
     void **ws;      /* per worker: hp * wp elements */
     const am_epi *epi;
+    am_task_fn plane; /* one (image, channel) */
+    int64_t planes, per; /* planes in all, per task */
 } dw_job;
+
+/* Task t: planes [t * per, (t + 1) * per) (small planes go to the threads in groups:
+ * one counter step per plane would cost as much as the plane). */
+static void dw_task(void *ud, int64_t t, int worker) {
+    const dw_job *j = (const dw_job *)ud;
+    int64_t end = (t + 1) * j->per < j->planes ? (t + 1) * j->per : j->planes;
+    for (int64_t i = t * j->per; i < end; i++) j->plane(ud, i, worker);
+}
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef double v8d __attribute__((vector_size(64)));
@@ -120,6 +130,8 @@ typedef double v4d_ __attribute__((vector_size(32)));
         if (j->epi && done < g->oh)                                                        \
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
+/* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
+#define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
 #define DW_EPI_MIN 1024
 #define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
@@ -200,8 +212,10 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     if (hp < g->h + g->pt) hp = g->h + g->pt;
     if (wp < g->w + g->pl) wp = g->w + g->pl;
     wp = (wp + vw - 1) / vw * vw; /* rows start aligned, as do most blocks' loads */
-    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi};
-    double work = (double)planes * (double)(g->oh * g->ow * g->kh * g->kw);
+    int64_t area = g->oh * g->ow * g->kh * g->kw;
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, fn, planes,
+                  area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
+    double work = (double)planes * (double)area;
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
     int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
     size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
@@ -213,7 +227,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     }
     if (st != AMBER_OK) return st;
     if (parallel) {
-        am_pool_run(ctx->pool, planes, fn, &job);
+        am_pool_run(ctx->pool, (planes + job.per - 1) / job.per, dw_task, &job);
     } else {
         for (int64_t t = 0; t < planes; t++) fn(&job, t, 0);
     }

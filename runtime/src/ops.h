@@ -311,6 +311,7 @@ typedef struct am_epi {
     /* The group as vector code (k_epilogue.c) when every step is one it knows, with
      * float operands that are per-row scalars, contiguous rows or earlier steps. */
     bool vec;
+    bool chain; /* ... and each step reads only the last two steps' results */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
