@@ -11,12 +11,12 @@ typedef struct conv_geom {
     int64_t sh, sw, dh, dw, pt, pl;
 } conv_geom;
 
-/* Convolutions with one input channel per group (depthwise, and any conv of a single
- * channel): each output plane is a weighted sum of KH*KW shifted windows of one input
- * plane, accumulated directly (no im2col) in registers over a zero-padded copy of the
- * plane (its rows aligned to the vectors). Every element sums its taps in (p, q) order from 0 with one multiply-add each
- * (fused where the GEMM fuses); the same order for every thread count. One task is one
- * (image, output channel). */
+/* Each output plane is a weighted sum of KH*KW shifted windows of one input plane,
+ * accumulated directly (no im2col) in registers over a zero-padded copy of the plane
+ * (its rows aligned to the vectors). Every element sums its taps in (p, q) order from 0
+ * with one multiply-add each (fused where the GEMM fuses); the same order for every
+ * thread count and instruction set with FMA. A task is one or more (image, output
+ * channel) planes. */
 typedef struct dw_job {
     const conv_geom *g;
     const void *x, *w;
@@ -145,17 +145,22 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #define load_8f(p) LOAD_VEC(v8f_, p)
 #define load_4d(p) LOAD_VEC(v4d_, p)
 /* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
-#define SH1_16(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
-#define SH2_16(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
+#define SH1_16(a, b) \
+    __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+#define SH2_16(a, b) \
+    __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
 #define SH1_8(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8)
 #define SH2_8(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9)
 #define SH1_4(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4)
 #define SH2_4(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5)
-#define ODDS16(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define ODDS16(a, b) \
+    __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8, load_8f)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4, load_4d)
+DW_PLANE(f32, float, generic, , 4, 0, v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
+         load_8f)
+DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
+         load_4d)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))

@@ -243,7 +243,8 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
         const T *q_ = (const T *)(const void *)p[o->src[k] + 1];                           \
         if (o->kind[k] == EPI_TMP) {                                                       \
             bool last_ = o->src[k] == j - 1;                                               \
-            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++) dst[u] = last_ ? cur[u] : prev[u]; \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++)                          \
+                dst[u] = last_ ? cur[u] : prev[u];                                         \
         } else if (o->kind[k] == EPI_SCALAR) {                                             \
             V s_; /* (not 0 + x: that would turn -0 into +0) */                            \
             for (int l = 0; l < W; l++) s_[l] = q_[0];                                     \
