@@ -80,6 +80,19 @@ static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
     return g->steps[g->n_steps - 1].dtype == t;
 }
 
+/* Whether every step reads earlier steps only through the last two results (a chain:
+ * the vector code keeps those in registers). */
+static bool chain(const am_epi *e) {
+    for (int j = 0; j < e->g->n_steps; j++)
+        for (int k = 0; k < e->g->steps[j].n_in; k++)
+            if (e->ops[j].kind[k] == EPI_TMP && e->ops[j].src[k] < j - 2) return false;
+    for (int j = 0; j < e->g->n_steps; j++) /* (the chain code knows fewer comparisons) */
+        if (e->ops[j].op >= EPI_EQ && e->ops[j].op != EPI_LE && e->ops[j].op != EPI_GT &&
+            e->ops[j].op != EPI_WHERE)
+            return false;
+    return true;
+}
+
 bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
                  int d1, int d2) {
     int r = out->rank;
@@ -111,6 +124,7 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     }
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
+    e->chain = e->vec && chain(e);
     return true;
 }
 
@@ -181,13 +195,94 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
         __VA_ARGS__;                                                                       \
         memcpy(d + i, &r, sizeof r);                                                       \
     }
-/* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it: the library
- * stays small, and elsewhere the steps' own loops do the same work. */
+/* A chain (see chain()) over nv elements of one row, U vectors at a time, with each
+ * step's operands and the last two results in registers; the last nv % (U * W)
+ * elements through zero-filled copies. The same operations per element as epi_block. */
+#define EPI_CHAIN(SUF, ATTR, T, V, IV, U)                                                  \
+    ATTR static void epi_chain_##SUF(const am_epi *e, char *const *p, int64_t nv, char *tmp) { \
+        enum { W = sizeof(V) / sizeof(T) };                                                \
+        const int n = e->g->n_steps;                                                       \
+        int64_t i = 0;                                                                     \
+        EPI_CHAIN_RUN(T, V, IV, U)                                                         \
+        if (i == nv) return;                                                               \
+        _Alignas(64) T buf[AM_ITER_MAX_OPS][(U) * W];                                      \
+        char *q[AM_ITER_MAX_OPS];                                                          \
+        size_t rest = (size_t)(nv - i) * sizeof(T);                                        \
+        for (int k = 0; k <= e->g->n_ext; k++) {                                           \
+            q[k] = p[k];                                                                   \
+            if (k > 0 && e->sc[k - 1] == 0) continue; /* a per-row scalar */               \
+            memset(buf[k], 0, sizeof buf[k]);                                              \
+            memcpy(buf[k], (T *)(void *)p[k] + i, rest);                                   \
+            q[k] = (char *)buf[k];                                                         \
+        }                                                                                  \
+        epi_chain_##SUF(e, q, (U) * W, tmp);                                               \
+        memcpy((T *)(void *)p[0] + i, buf[0], rest);                                       \
+    }
+#define EPI_CHAIN_RUN(T, V, IV, U)                                                         \
+    for (; i + (U) * W <= nv; i += (U) * W) {                                              \
+        V cur[U] = {{0}}, prev[U] = {{0}};                                                 \
+        for (int j = 0; j < n; j++) {                                                      \
+            const struct am_epi_op *o = &e->ops[j];                                        \
+            V a_[U], b_[U], c_[U] = {{0}};                                                 \
+            EPI_ARG(T, V, U, 0, a_);                                                       \
+            EPI_ARG(T, V, U, 1, b_);                                                       \
+            if (o->op == EPI_WHERE) EPI_ARG(T, V, U, 2, c_);                               \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++) {                        \
+                V a = a_[u], b = b_[u], r;                                                 \
+                prev[u] = cur[u];                                                          \
+                EPI_OPS_SWITCH(V, IV, c_[u]);                                              \
+                cur[u] = r;                                                                \
+            }                                                                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++)                              \
+            memcpy((T *)(void *)p[0] + i + u * W, &cur[u], sizeof(V));                     \
+    }
+/* Operand k of step j for the U vectors from element i on, into dst. */
+#define EPI_ARG(T, V, U, k, dst)                                                           \
+    do {                                                                                   \
+        const T *q_ = (const T *)(const void *)p[o->src[k] + 1];                           \
+        if (o->kind[k] == EPI_TMP) {                                                       \
+            bool last_ = o->src[k] == j - 1;                                               \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++)                          \
+                dst[u] = last_ ? cur[u] : prev[u];                                         \
+        } else if (o->kind[k] == EPI_SCALAR) {                                             \
+            V s_; /* (not 0 + x: that would turn -0 into +0) */                            \
+            for (int l = 0; l < W; l++) s_[l] = q_[0];                                     \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++) dst[u] = s_;             \
+        } else {                                                                           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < (U); u++)                          \
+                memcpy(&dst[u], q_ + i + u * W, sizeof(V));                                \
+        }                                                                                  \
+    } while (0)
+#define EPI_OPS_SWITCH(V, IV, c)                                                           \
+    switch (o->op) {                                                                       \
+    case EPI_ADD: r = a + b; break;                                                        \
+    case EPI_SUB: r = a - b; break;                                                        \
+    case EPI_MUL: r = a * b; break;                                                        \
+    case EPI_DIV: r = a / b; break;                                                        \
+    case EPI_MAX: {                                                                        \
+        IV k_ = (a >= b) | (a != a);                                                       \
+        r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
+        break;                                                                             \
+    }                                                                                      \
+    case EPI_MIN: {                                                                        \
+        IV k_ = (a <= b) | (a != a);                                                       \
+        r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
+        break;                                                                             \
+    }                                                                                      \
+    case EPI_LE: r = (V)(a <= b); break;                                                   \
+    case EPI_GT: r = (V)(a > b); break;                                                    \
+    default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
+    }
+/* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it, and of the
+ * chain code only AVX-512 float32: the library stays small, and elsewhere the steps' own
+ * loops do the same work. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define EPI_HAVE_VEC 1
 EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
 EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
 EPI_VEC(f64_avx512, __attribute__((target("avx512f"))), double, epi_v8d, epi_v8l)
+EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
 #else
 #define EPI_HAVE_VEC 0
 #endif
@@ -201,20 +296,26 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
     s[0] = e->ocol;
     for (int k = 0; k < g->n_ext; k++) s[k + 1] = e->sc[k];
     void (*vec)(const am_epi *, char *const *, int64_t, char *) = NULL;
-    int64_t w = 1; /* vector width in elements */
+    int64_t w = 1;      /* vector width in elements */
+    bool whole = false; /* vec takes rows of any length (the chain code) */
 #if EPI_HAVE_VEC
     int isa = am_cpu_isa();
-    if (e->vec && isa >= AM_GEMM_ISA_AVX512)
-        vec = e->ocol == 4 ? epi_block_f32_avx512 : epi_block_f64_avx512, w = 64 / e->ocol;
-    else if (e->vec && isa >= AM_GEMM_ISA_AVX2 && e->ocol == 4)
+    if (e->vec && isa >= AM_GEMM_ISA_AVX512) {
+        whole = e->chain && e->ocol == 4;
+        vec = whole ? epi_chain_f32_avx512
+              : e->ocol == 4 ? epi_block_f32_avx512 : epi_block_f64_avx512;
+        w = 64 / e->ocol;
+    } else if (e->vec && isa >= AM_GEMM_ISA_AVX2 && e->ocol == 4) {
         vec = epi_block_f32_avx2, w = 8;
+    }
 #endif
     for (int64_t r = r0; r < r0 + nr; r++) {
         p[0] = e->out + img * e->ob + r * e->orow + c0 * e->ocol;
         for (int k = 0; k < g->n_ext; k++)
             p[k + 1] = e->base[k] + img * e->sb[k] + r * e->sr[k] + c0 * e->sc[k];
         for (int64_t c = 0; c < nc; c += EPI_BLOCK) {
-            int64_t m = nc - c < EPI_BLOCK ? nc - c : EPI_BLOCK, mv = vec ? m - m % w : 0;
+            int64_t m = nc - c < EPI_BLOCK ? nc - c : EPI_BLOCK;
+            int64_t mv = !vec ? 0 : whole ? m : m - m % w;
             if (vec && mv) {
                 char *q[AM_ITER_MAX_OPS];
                 for (int k = 0; k <= g->n_ext; k++) q[k] = p[k] + c * s[k];

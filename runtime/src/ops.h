@@ -311,6 +311,7 @@ typedef struct am_epi {
     /* The group as vector code (k_epilogue.c) when every step is one it knows, with
      * float operands that are per-row scalars, contiguous rows or earlier steps. */
     bool vec;
+    bool chain; /* ... and each step reads only the last two steps' results */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -331,6 +332,10 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
  * false for ops that take no epilogue. */
 bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2);
+
+/* conv2d (in: x, w) whose groups each have one input channel (k_depthwise.c). */
+amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                               amber_tensor *out);
 
 /* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
  * for rows and columns of C, each element exactly once, possibly from pool threads. */

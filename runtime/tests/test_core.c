@@ -744,6 +744,76 @@ static void test_layernorm_isas(void) {
     am_arena_free(&sc);
 }
 
+/* Depthwise convolution: AVX2 and AVX-512 give the same bits (the same fused multiply-adds
+ * in the same order), as do 1 and 3 threads; every set is near a double reference. Rows
+ * of whole and partial vectors, rows narrower than half a vector, strides 1-3. */
+static void test_depthwise_isas(void) {
+    static const struct {
+        int64_t h, w, s, k;
+    } cases[] = {{13, 53, 1, 3}, {17, 41, 2, 3}, {9, 7, 1, 3}, {15, 14, 2, 3}, {12, 37, 3, 3},
+                 {11, 20, 1, 5}};
+    enum { C = 3, CAP = C * 17 * 53 };
+    static double x[CAP], wt[C * 25], y[4][CAP];
+    static float xf[CAP], wf[C * 25];
+    uint32_t state = 5;
+    for (int i = 0; i < CAP; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = (double)(state >> 8) / 8388608.0 - 1.0;
+        xf[i] = (float)x[i];
+    }
+    for (int i = 0; i < C * 25; i++) wf[i] = (float)(wt[i] = 0.37 * ((i * 7) % 11) - 1.5);
+    amber_kernel_context *kc[2] = {NULL, NULL};
+    CHECK(amber_kernel_context_create(1, &kc[0]) == AMBER_OK);
+    CHECK(amber_kernel_context_create(3, &kc[1]) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        int64_t k = cases[c].k, s = cases[c].s, h = cases[c].h, w = cases[c].w;
+        int64_t oh = (h + 2 - k) / s + 1, ow = (w + 2 - k) / s + 1;
+        char attrs[160];
+        snprintf(attrs, sizeof attrs, "{\"stride\": [%d, %d], \"padding\": [1, 1, 1, 1], "
+                 "\"dilation\": [1, 1], \"groups\": %d}", (int)s, (int)s, C);
+        for (int f64 = 0; f64 < 2; f64++) {
+            amber_dtype dt = f64 ? AMBER_FLOAT64 : AMBER_FLOAT32;
+            amber_tensor in[2] = {{dt, 4, {1, C, h, w}, f64 ? (void *)x : (void *)xf},
+                                  {dt, 4, {C, 1, k, k}, f64 ? (void *)wt : (void *)wf}};
+            size_t bytes = (size_t)(C * oh * ow) * amber_dtype_size(dt);
+            int bad = 0;
+            for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
+                am_gemm_set_isa(isa);
+                for (int t = 0; t < 2; t++) {
+                    amber_kernel *kern = NULL;
+                    CHECK(amber_kernel_prepare(kc[t], "conv2d", attrs, &kern) == AMBER_OK);
+                    amber_tensor out = {dt, 4, {1, C, oh, ow}, y[isa > 0 ? 1 + t : 0]};
+                    CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
+                    amber_kernel_free(kern);
+                }
+                if (isa == AM_GEMM_ISA_AVX2) memcpy(y[3], y[1], bytes);
+                if (isa > AM_GEMM_ISA_GENERIC)
+                    bad += memcmp(y[1], y[2], bytes) != 0 || memcmp(y[1], y[3], bytes) != 0;
+                for (int64_t o = 0; o < C; o++) /* the reference, within the sum's bound */
+                    for (int64_t i = 0; i < oh; i++)
+                        for (int64_t j = 0; j < ow; j++) {
+                            double want = 0, mag = 0;
+                            for (int64_t p = 0; p < k; p++)
+                                for (int64_t q = 0; q < k; q++) {
+                                    int64_t r = i * s + p - 1, cc = j * s + q - 1;
+                                    if (r < 0 || r >= h || cc < 0 || cc >= w) continue;
+                                    double v = wt[(o * k + p) * k + q] * x[(o * h + r) * w + cc];
+                                    want += v, mag += fabs(v);
+                                }
+                            size_t at = (size_t)((o * oh + i) * ow + j);
+                            double got = f64 ? y[isa > 0][at] : ((float *)y[isa > 0])[at];
+                            bad += fabs(got - want) > mag * (f64 ? 1e-14 : 1e-5) + 1e-30;
+                        }
+            }
+            CHECK(bad == 0);
+        }
+    }
+    am_gemm_set_isa(best);
+    amber_kernel_context_free(kc[0]);
+    amber_kernel_context_free(kc[1]);
+}
+
 static void test_kernel_api(void) {
     enum { M = 9, K = 37, N = 21 };
     static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
@@ -792,6 +862,7 @@ int main(void) {
     test_pool();
     test_pool2d_isas();
     test_layernorm_isas();
+    test_depthwise_isas();
     test_sha256();
     test_json();
     test_arena();

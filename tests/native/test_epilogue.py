@@ -103,6 +103,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "strided_grouped": (lambda: ConvBnRelu(8, 12, 3, stride=2, groups=2), (8, 21, 20), (1, 7)),
     "depthwise_relu6": (lambda: ConvBnRelu(12, 12, 3, groups=12, act=nn.ReLU6()),
                         (12, 30, 33), (1, 4 + 4 + 1)),
+    # planes large enough that the epilogue runs on several bands of rows of each
+    "depthwise_bands": (lambda: ConvBnRelu(6, 6, 3, groups=6, act=nn.ReLU6()),
+                        (6, 47, 61), (1, 4 + 4 + 1)),
+    "depthwise_bands_s2": (lambda: ConvBnRelu(6, 6, 3, stride=2, groups=6, act=nn.ReLU6()),
+                           (6, 90, 77), (1, 4 + 4 + 1)),
     # bn, relu | bn, add, relu: two groups, each with its convolution
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 7 + 8)),
     # bias add and relu, then a bias add alone: a one-node group made for the product
@@ -172,8 +177,9 @@ def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
             assert got.tobytes() == want.tobytes(), (name, batch, threads)
 
 
-@pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "linear_relu",
-                                  "seq_linear_gelu", "seq1_linear_gelu_tanh", "seq_residual"])
+@pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "depthwise_bands",
+                                  "linear_relu", "seq_linear_gelu", "seq1_linear_gelu_tanh",
+                                  "seq_residual"])
 def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> None:
     _, path = _export(name, tmp_path, am.float64)
     x = _inputs(name, 2, am.float64)

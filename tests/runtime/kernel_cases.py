@@ -317,7 +317,14 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             (F32, (2, 6, 9, 70), 1, (1, 1), (1, 1, 1, 1), (1, 1)),
             (F32, (1, 4, 11, 37), 2, (2, 2), (1, 0, 2, 1), (1, 1)),
             (F64, (1, 3, 8, 19), 1, (3, 2), (0, 2, 1, 1), (2, 2)),
-            (F64, (2, 1, 7, 7), 5, (1, 3), (2, 2, 0, 1), (1, 2))]:
+            (F64, (2, 1, 7, 7), 5, (1, 3), (2, 2, 0, 1), (1, 2)),
+            # 3 wide, stride 1 or 2: rows of whole and partial vectors, rows narrower
+            # than half a vector (half-width vectors), odd sizes, asymmetric padding
+            (F32, (1, 3, 13, 53), 1, (1, 1), (1, 1, 1, 1), (1, 1)),
+            (F32, (2, 2, 17, 41), 2, (2, 2), (1, 1, 1, 1), (1, 1)),
+            (F32, (1, 5, 9, 7), 1, (1, 1), (0, 2, 1, 0), (1, 1)),
+            (F32, (1, 4, 15, 14), 1, (2, 2), (1, 0, 0, 1), (1, 1)),
+            (F64, (1, 3, 11, 21), 1, (2, 2), (1, 1, 1, 1), (1, 1))]:
         yield [smooth(rng, (n, c, h, w), dt), smooth(rng, (c * mult, 1, 3, 3), dt)], \
             dict(stride=st, padding=pd, dilation=dl, groups=c)
     # 1x1, unit stride, no padding: the input is the product's operand (no im2col)

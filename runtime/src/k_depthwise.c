@@ -1,0 +1,251 @@
+/* conv2d with one input channel per group (depthwise convolutions, and any convolution
+ * of a single-channel input; k_conv2d hands them over). */
+#include "ops.h"
+
+#include <string.h>
+
+typedef struct conv_geom {
+    int64_t n, c, h, w;    /* input */
+    int64_t o, kh, kw;     /* weight */
+    int64_t oh, ow, og;    /* output; output channels per group */
+    int64_t sh, sw, dh, dw, pt, pl;
+} conv_geom;
+
+/* Each output plane is a weighted sum of KH*KW shifted windows of one input plane,
+ * accumulated directly (no im2col) in registers over a zero-padded copy of the plane
+ * (its rows aligned to the vectors). Every element sums its taps in (p, q) order from 0
+ * with one multiply-add each (fused where the GEMM fuses); the same order for every
+ * thread count and instruction set with FMA. A task is one or more (image, output
+ * channel) planes. */
+typedef struct dw_job {
+    const conv_geom *g;
+    const void *x, *w;
+    void *y;
+    int64_t hp, wp; /* the padded plane */
+    void **ws;      /* per worker: hp * wp elements */
+    const am_epi *epi;
+    am_task_fn plane; /* one (image, channel) */
+    int64_t planes, per; /* planes in all, per task */
+} dw_job;
+
+/* Task t: planes [t * per, (t + 1) * per) (small planes go to the threads in groups:
+ * one counter step per plane would cost as much as the plane). */
+static void dw_task(void *ud, int64_t t, int worker) {
+    const dw_job *j = (const dw_job *)ud;
+    int64_t end = (t + 1) * j->per < j->planes ? (t + 1) * j->per : j->planes;
+    for (int64_t i = t * j->per; i < end; i++) j->plane(ud, i, worker);
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f_ __attribute__((vector_size(32)));
+typedef double v4d_ __attribute__((vector_size(32)));
+
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD)   \
+    ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
+        enum { VW = sizeof(V) / sizeof(T) };                                               \
+        const dw_job *j = (const dw_job *)ud;                                              \
+        const conv_geom *g = j->g;                                                         \
+        int64_t ni = t / g->o, o = t % g->o, wp = j->wp, sw = g->sw;                       \
+        const T *x = (const T *)j->x + (ni * g->c + o / g->og) * g->h * g->w;              \
+        const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
+        T *y = (T *)j->y + t * g->oh * g->ow;                                              \
+        T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
+        for (int64_t r = 0; r < g->h; r++)                                                 \
+            memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
+        /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
+         * or 2 (the usual depthwise convolutions) */                                     \
+        const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
+        /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
+         * FMA latency; the loops over them unrolled so that the sums stay in registers): \
+         * a row's last block ends at its last column, overlapping the one before (the    \
+         * same values again); a group short of NB blocks repeats its last one. Finished  \
+         * rows get the epilogue while they are in cache. */                              \
+        int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row, done = 0;       \
+        int64_t bi = 0, bc = 0; /* the next block's row and column */                      \
+        for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
+            int64_t off[NB], out[NB];                                                      \
+            for (int b = 0; b < NB; b++) {                                                 \
+                if (b0 + b >= blocks) {                                                    \
+                    off[b] = off[b - 1], out[b] = out[b - 1];                              \
+                    continue;                                                              \
+                }                                                                          \
+                int64_t c = g->ow >= VW && bc > g->ow - VW ? g->ow - VW : bc;              \
+                off[b] = bi * g->sh * wp + c * sw, out[b] = bi * g->ow + c;                \
+                if ((bc += VW) >= g->ow) bc = 0, bi++;                                     \
+            }                                                                              \
+            V acc[NB];                                                                     \
+            _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[b] = (V){0};          \
+            for (int64_t p = 0; p < g->kh; p++) {                                          \
+                const T *row = xp + p * g->dh * wp;                                        \
+                const T *wr = w + p * g->kw;                                               \
+                if (three && sw == 1) {                                                    \
+                    const V w0 = SPLAT(wr[0]), w1 = SPLAT(wr[1]), w2 = SPLAT(wr[2]);       \
+                    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                 \
+                        const T *src = row + off[b]; /* (aligned but at a row's end) */    \
+                        V e0 = LOAD(src), e1 = LOAD(src + VW);                             \
+                        acc[b] = VFMA(w0, e0, acc[b]);                                     \
+                        acc[b] = VFMA(w1, SH1(e0, e1), acc[b]);                            \
+                        acc[b] = VFMA(w2, SH2(e0, e1), acc[b]);                            \
+                    }                                                                      \
+                } else if (three) {                                                        \
+                    const V w0 = SPLAT(wr[0]), w1 = SPLAT(wr[1]), w2 = SPLAT(wr[2]);       \
+                    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                 \
+                        const T *src = row + off[b];                                       \
+                        V e0 = LOAD(src), e1 = LOAD(src + VW), ev = EVENS(e0, e1);         \
+                        acc[b] = VFMA(w0, ev, acc[b]);                                     \
+                        acc[b] = VFMA(w1, ODDS(e0, e1), acc[b]);                           \
+                        acc[b] = VFMA(w2, SH1(ev, LOAD(src + 2 * VW)), acc[b]);            \
+                    }                                                                      \
+                } else {                                                                   \
+                    for (int64_t q = 0; q < g->kw; q++) {                                  \
+                        const V wv = SPLAT(wr[q]);                                         \
+                        _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {             \
+                            V xv;                                                          \
+                            const T *src = row + off[b] + q * g->dw;                       \
+                            if (sw == 1) {                                                 \
+                                xv = LOAD(src);                                            \
+                            } else if (sw == 2) {                                          \
+                                xv = EVENS(LOAD(src), LOAD(src + VW));                     \
+                            } else {                                                       \
+                                for (int e = 0; e < VW; e++) xv[e] = src[e * sw];          \
+                            }                                                              \
+                            acc[b] = VFMA(wv, xv, acc[b]);                                 \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
+                if (g->ow >= VW)                                                           \
+                    memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
+                else                                                                       \
+                    for (int64_t e = 0; e < g->ow; e++) y[out[b] + e] = acc[b][e];         \
+            }                                                                              \
+            int64_t rows = b0 + NB < blocks ? (b0 + NB) / per_row : g->oh;                 \
+            if (j->epi && (rows - done) * g->ow >= DW_EPI_MIN) {                           \
+                am_epi_apply(j->epi, ni, o, 1, done * g->ow, (rows - done) * g->ow);       \
+                done = rows;                                                               \
+            }                                                                              \
+        }                                                                                  \
+        if (j->epi && done < g->oh)                                                        \
+            am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
+    }
+/* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
+#define DW_TASK_MIN 8192
+/* Elements of finished rows the epilogue takes at once. */
+#define DW_EPI_MIN 1024
+#define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
+#define EVENS4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
+#define VFMA_PLAIN(a, b, c) ((c) + (a) * (b))
+#define SPLAT_8F(s) ((v8f_){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define SPLAT_4D(s) ((v4d_){(s), (s), (s), (s)})
+#define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define load_8f(p) LOAD_VEC(v8f_, p)
+#define load_4d(p) LOAD_VEC(v4d_, p)
+/* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
+#define SH1_16(a, b) \
+    __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+#define SH2_16(a, b) \
+    __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
+#define SH1_8(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8)
+#define SH2_8(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9)
+#define SH1_4(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4)
+#define SH2_4(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5)
+#define ODDS16(a, b) \
+    __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
+#define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
+DW_PLANE(f32, float, generic, , 4, 0, v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
+         load_8f)
+DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
+         load_4d)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define VFMA_AVX2_PD(a, b, c) ((v4d_)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define VFMA_512_PS(a, b, c) ((v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define VFMA_512_PD(a, b, c) ((v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
+#define SPLAT_512_PS(s) ((v16f)_mm512_set1_ps(s))
+#define SPLAT_512_PD(s) ((v8d)_mm512_set1_pd(s))
+#define LOAD_AVX2_PS(p) ((v8f_)_mm256_loadu_ps(p))
+#define LOAD_AVX2_PD(p) ((v4d_)_mm256_loadu_pd(p))
+#define LOAD_512_PS(p) ((v16f)_mm512_loadu_ps(p))
+#define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
+#define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
+#define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, VFMA_AVX2_PS,
+         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, VFMA_AVX2_PD,
+         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, VFMA_512_PS,
+         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS)
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, VFMA_512_PD,
+         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD)
+/* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
+ * row fits in half a vector (the lanes of a full one would mostly be wasted). */
+static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
+    int isa = am_cpu_isa();
+    if (isa >= AM_GEMM_ISA_AVX512 && ow > (f32 ? 8 : 4)) {
+        *vw = f32 ? 16 : 8;
+        return f32 ? dw_plane_f32_avx512 : dw_plane_f64_avx512;
+    }
+    if (isa >= AM_GEMM_ISA_AVX2) {
+        *vw = f32 ? 8 : 4;
+        return f32 ? dw_plane_f32_avx2 : dw_plane_f64_avx2;
+    }
+    *vw = f32 ? 8 : 4;
+    return f32 ? dw_plane_f32_generic : dw_plane_f64_generic;
+}
+#else
+static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
+    (void)ow;
+    *vw = f32 ? 8 : 4;
+    return f32 ? dw_plane_f32_generic : dw_plane_f64_generic;
+}
+#endif
+
+static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *x,
+                                   const void *w, void *y, bool f32) {
+    int64_t planes = g->n * g->o, vw;
+    am_task_fn fn = dw_pick(f32, g->ow, &vw);
+    int64_t cols = g->ow < vw ? vw : g->ow; /* a narrow row's vector reads zeros past it */
+    int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    /* (a vector more: the three-tap paths read one past a block's window) */
+    int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + vw;
+    if (hp < g->h + g->pt) hp = g->h + g->pt;
+    if (wp < g->w + g->pl) wp = g->w + g->pl;
+    wp = (wp + vw - 1) / vw * vw; /* rows start aligned, as do most blocks' loads */
+    int64_t area = g->oh * g->ow * g->kh * g->kw;
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, fn, planes,
+                  area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
+    double work = (double)planes * (double)area;
+    bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
+    int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
+    size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
+                                     (void **)&job.ws, ctx->err);
+    for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
+        st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
+        if (st == AMBER_OK) memset(job.ws[i], 0, bytes); /* the padding, for every plane */
+    }
+    if (st != AMBER_OK) return st;
+    if (parallel) {
+        am_pool_run(ctx->pool, (planes + job.per - 1) / job.per, dw_task, &job);
+    } else {
+        for (int64_t t = 0; t < planes; t++) fn(&job, t, 0);
+    }
+    return AMBER_OK;
+}
+
+amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                               amber_tensor *out) {
+    const int64_t *xs = in[0].shape, *ws = in[1].shape;
+    conv_geom g = {xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3],
+                   out->shape[2], out->shape[3], ws[0] / a->groups,
+                   a->stride[0], a->stride[1], a->dilation[0], a->dilation[1],
+                   a->padding[0], a->padding[2]};
+    return conv_depthwise(ctx, &g, in[0].data, in[1].data, out->data,
+                          out->dtype == AMBER_FLOAT32);
+}
