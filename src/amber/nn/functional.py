@@ -25,6 +25,7 @@ from ..ops import shape as S
 from ..ops._infer import broadcast_shapes
 from ..ops.registry import no_grad
 from ..tensor import Tensor
+from . import _ce_fused
 
 __all__ = [
     "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits", "conv2d", "cross_entropy",
@@ -604,6 +605,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if input.ndim == 0:
         raise ShapeError("cross_entropy: input must be (C,), (N, C) or (N, C, d1, ...), got ()")
     c = input.shape[cdim]
+    if (weight is None and not label_smoothing and red != "none"
+            and _ce_fused.applies(input, target, ignore_index)):  # eager: one entry
+        _check_targets("cross_entropy", target, c, ignore_index)
+        return _ce_fused.cross_entropy(input, target, red == "mean")
     logp = log_softmax(input, cdim)
     if target.dtype.is_floating:  # class probabilities
         if tuple(target.shape) != tuple(input.shape):
