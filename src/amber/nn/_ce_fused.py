@@ -5,7 +5,9 @@ dozen ops and as many autograd entries; a training step of a small model spends 
 dispatching them than computing. Outside capture, for the common case (2-D float logits,
 integer targets, no class weights, no label smoothing, no ignored target, 'mean' or 'sum'),
 this module runs the same kernels on arrays in the composed ops' order, so the loss is the
-same bits, and records it with its closed-form gradient ``(softmax - onehot) * g / N``.
+same bits, and records it with the composed ops' backward collapsed to its two live
+terms, ``(g / N) * (exp(s) / sum(exp(s)) - onehot)`` in their operations and order (the
+same bits again: exported training steps match eager ones).
 Under capture the composed ops are traced, so files keep that graph."""
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ def cross_entropy(input: Tensor, target: Tensor, mean: bool) -> Tensor:
     def backward(g: Tensor, create_graph: bool) -> tuple[Tensor | None]:
         if create_graph:
             hot = _wrap_array(onehot.astype(x.dtype))
-            d = (_F.softmax(input, 1) - hot) * g
-            return (d / float(m) if mean else d,)
-        gv = g._data
-        d = e / se
-        d[np.arange(m), idx] -= 1
-        d *= gv / scale if scale is not None else gv
+            dg = (_F.softmax(input, 1) - hot) * g
+            return (dg / float(m) if mean else dg,)
+        # the composed ops' backward, op by op (the same bits as an exported training
+        # step): the pick's cotangent -dt at the targets plus exp's (dt / se) * e
+        gv: Any = g._data
+        dt = gv / scale if scale is not None else gv
+        d = np.where(onehot, -dt, np.zeros((), x.dtype))
+        d += (dt / se) * e
         return (_wrap_array(d),)
 
     return record_call((input,), [out], backward)[0]
