@@ -48,7 +48,7 @@ from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
 from . import elementwise, linalg, pool, reduce  # noqa: F401  (registers the primitives used here)
-from .registry import REGISTRY, Aval, Primitive, abstract_eval
+from .registry import REGISTRY, Aval, EagerHooks, Primitive, abstract_eval
 
 _T = sys.modules[get_num_threads.__module__]  # the settings module (its _generation)
 
@@ -599,3 +599,5 @@ def reference_kernels() -> Iterator[None]:
 
 
 _install()
+EagerHooks.into = staticmethod(into)  # type: ignore[assignment]
+EagerHooks.one_thread = staticmethod(one_thread)  # type: ignore[assignment]

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from ... import functional as _F
-from ...control import TraceHooks, eager_kernel, record_call, scan
+from ...control import TraceHooks, eager_into, eager_kernel, eager_one_thread, record_call, scan
 from ...creation import empty
 from ...errors import AmberError, ShapeError
-from ...ops.ckernels import into, one_thread
 from ...tensor import Tensor, _wrap_array
 from .. import functional as F
 from .. import init
@@ -104,9 +103,10 @@ def _lstm_loop(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
     xw = xw.reshape(t_len, n, -1)
     if bi is not None:
         np.add(xw, bi, out=xw)
-    kernels = (mm, functools.partial(into, "sigmoid"), functools.partial(into, "tanh"))
+    kernels = (mm, functools.partial(eager_into, "sigmoid"),
+               functools.partial(eager_into, "tanh"))
     # NOTE: a step's product is small; a second thread costs more than it saves there
-    solo = one_thread if n * w.size < _SOLO_BELOW else contextlib.nullcontext
+    solo = eager_one_thread if n * w.size < _SOLO_BELOW else contextlib.nullcontext
     with solo():
         ys, acts, cs, tcs = lstm_forward(xw, h0, c0, w, b, reverse, kernels)
     last = 0 if reverse else -1

@@ -1,6 +1,7 @@
-"""The eager cross entropy on arrays (``nn._ce_fused``): the same loss and gradient bits as
-the composed ops, gradients against central finite differences (float64), double backward,
-the cases it leaves to the composed ops, and capture keeping the plain graph."""
+"""The eager cross entropy on arrays (``nn.functional._ce_eager``): the same loss and
+gradient bits as the composed ops, gradients against central finite differences (float64),
+double backward, the cases it leaves to the composed ops, and capture keeping the plain
+graph."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import pytest
 
 import amber as am
 import amber.nn.functional as F
-from amber.nn import _ce_fused
+from amber.nn import functional as nnF
 from helpers import check_grad
 
 
 def _composed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ce_fused, "applies", lambda *a: False)
+    monkeypatch.setattr(nnF, "_ce_eager_applies", lambda *a: False)
 
 
 def _data(n: int, c: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +38,8 @@ def test_loss_and_gradient_are_the_composed_bits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     x, t = _data(*shape, dtype)
     calls = []
-    real = _ce_fused.cross_entropy
-    monkeypatch.setattr(_ce_fused, "cross_entropy",
+    real = nnF._ce_eager
+    monkeypatch.setattr(nnF, "_ce_eager",
                         lambda *a: calls.append(1) or real(*a))  # type: ignore[func-returns-value]
     fused = _loss_and_grad(x, t, reduction=reduction)
     assert calls, "the fused path did not run"
@@ -59,7 +60,7 @@ def test_left_to_the_composed_ops(monkeypatch: pytest.MonkeyPatch) -> None:
     x, t = _data(6, 4, np.float64)
     t[2] = -100
     calls = []
-    monkeypatch.setattr(_ce_fused, "cross_entropy", lambda *a: calls.append(1))
+    monkeypatch.setattr(nnF, "_ce_eager", lambda *a: calls.append(1))
     for kw in ({}, {"reduction": "none"}, {"label_smoothing": 0.1},
                {"weight": am.tensor(np.ones(4))}):
         F.cross_entropy(am.tensor(x), am.tensor(t), **kw)  # an ignored target
