@@ -13,7 +13,8 @@ competitors:
 * **amber native while**: the same cell written by hand with ``am.while_loop``
   (``LSTMLayer`` below, the same weights), exported and run the same way;
 * **amber reference**: the exported ``nn.LSTM`` in the NumPy reference interpreter;
-* **amber eager**: the module itself under ``am.no_grad()`` (for scale);
+* **amber eager**: the module itself under ``am.no_grad()`` on ``--threads`` threads
+  (``am.set_num_threads``; for scale);
 * **torch eager**: ``torch.nn.LSTM`` holding the same weights, under
   ``torch.inference_mode()``;
 * **ORT Loop**: a hand-built ONNX model -- the same input projection, then a ``Loop`` node
@@ -279,13 +280,16 @@ def build_runners(seed: int, workdir: Path, threads: int, names: tuple[str, ...]
         r.fns["amber reference"] = lambda x: [a[0] for a in ref.run("forward", x)[1:]]
         r.notes["amber reference"] = f"amber.nn.{kind} in the NumPy interpreter (Program.run)"
     if "amber eager" in names:
+        am.set_num_threads(threads)  # the eager kernels' threads (default: the cores)
+
         def eager(x: np.ndarray) -> list[np.ndarray]:
             with am.no_grad():
                 _, hc = layer(am.tensor(x))
             return [t.numpy()[0] for t in (hc if lstm else (hc,))]
 
         r.fns["amber eager"] = eager
-        r.notes["amber eager"] = f"amber.nn.{kind} under am.no_grad()"
+        r.notes["amber eager"] = (f"amber.nn.{kind} under am.no_grad(), "
+                                  f"am.set_num_threads({threads})")
     if "torch eager" in names:
         add_torch(r, layer, kind, threads)
     if "ORT Loop" in names and lstm:

@@ -99,6 +99,8 @@ SELECT_BITS(double, uint64_t)
 #define VADD(V, VI, a, b) ((a) + (b))
 #define SADD(a, b) ((a) + (b))
 enum { POOL_STRIP = 8 }; /* rows the forward kernels pass over together */
+/* Tiled max pooling with fewer output columns than this takes whole windows. */
+enum { POOL_NARROW = 8 };
 
 /* The two window directions reduced with OP (maximum or sum) as vectors V of VW lanes:
  * every output is the same scalar operations in the same order at any vector width, so
@@ -312,9 +314,39 @@ POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
 POOL_GRADS(f32, float)
 POOL_GRADS(f64, double)
 
-/* The gradient of max_pool2d over windows that tile the plane (merge_tiled_planes): no
- * tap needs a bounds check; each window's first maximum or NaN as first_max picks it. */
+/* max_pool2d and its gradient over windows that tile the plane (merge_tiled_planes): no
+ * tap needs a bounds check. The forward takes each window whole (for narrow rows, where
+ * the row-wise vector kernels would run scalar tails). The gradient goes to each
+ * window's first maximum or NaN as first_max picks it; narrow 2x2 windows write their
+ * every element (they cover the plane once: no clearing, no accumulation). */
 #define POOL_TILED(SUF, T)                                                                 \
+    static void max_tiled_##SUF(void *ud, int64_t t, int worker) {                         \
+        (void)worker;                                                                      \
+        const pool_job *j = (const pool_job *)ud;                                          \
+        const pool_geom *g = j->g;                                                         \
+        const T *x = (const T *)j->x + t * g->h * g->w;                                    \
+        T *y = (T *)j->out + t * g->oh * g->ow;                                            \
+        if (g->kh == 2 && g->kw == 2) { /* the common window, unrolled */                 \
+            for (int64_t i = 0; i < g->oh; i++) {                                          \
+                const T *r0 = x + 2 * i * g->w, *r1 = r0 + g->w;                           \
+                for (int64_t c = 0; c < g->ow; c++) {                                      \
+                    T a = MAXNAN(r0[2 * c], r0[2 * c + 1]);                                \
+                    T b = MAXNAN(r1[2 * c], r1[2 * c + 1]);                                \
+                    y[i * g->ow + c] = MAXNAN(a, b);                                       \
+                }                                                                          \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t i = 0; i < g->oh; i++)                                                \
+            for (int64_t c = 0; c < g->ow; c++) {                                          \
+                const T *p = x + i * g->kh * g->w + c * g->kw;                             \
+                T m = p[0];                                                                \
+                for (int64_t r = 0; r < g->kh; r++)                                        \
+                    for (int64_t q = r == 0; q < g->kw; q++) m = MAXNAN(m, p[r * g->w + q]); \
+                y[i * g->ow + c] = m;                                                      \
+            }                                                                              \
+    }                                                                                      \
+                                                                                           \
     static void max_grad_tiled_##SUF(void *ud, int64_t t, int worker) {                    \
         (void)worker;                                                                      \
         const pool_job *j = (const pool_job *)ud;                                          \
@@ -322,6 +354,25 @@ POOL_GRADS(f64, double)
         const T *x = (const T *)j->x + t * g->h * g->w;                                    \
         const T *gy = (const T *)j->gy + t * g->oh * g->ow;                                \
         T *dx = (T *)j->out + t * g->h * g->w;                                             \
+        if (g->kh == 2 && g->kw == 2 && g->ow < POOL_NARROW) { /* unrolled */            \
+            for (int64_t i = 0; i < g->oh; i++)                                            \
+                for (int64_t c = 0; c < g->ow; c++) {                                      \
+                    int64_t e = i * 2 * g->w + 2 * c;                                      \
+                    /* the first element equal to the maximum, or the first NaN: no chain  \
+                     * of dependent selects */                                             \
+                    T a = x[e], b = x[e + 1], d = x[e + g->w], f = x[e + g->w + 1];        \
+                    T m = MAXNAN(MAXNAN(a, b), MAXNAN(d, f));                              \
+                    bool nan = m != m;                                                     \
+                    bool ha = nan ? a != a : a == m, hb = nan ? b != b : b == m;           \
+                    bool hd = nan ? d != d : d == m;                                       \
+                    T gv = gy[i * g->ow + c] + (T)0; /* 0 + g, as the accumulation */      \
+                    dx[e] = select_##T(ha, gv, (T)0);                                      \
+                    dx[e + 1] = select_##T(!ha & hb, gv, (T)0);                            \
+                    dx[e + g->w] = select_##T(!ha & !hb & hd, gv, (T)0);                   \
+                    dx[e + g->w + 1] = select_##T(!ha & !hb & !hd, gv, (T)0);              \
+                }                                                                          \
+            return;                                                                        \
+        }                                                                                  \
         memset(dx, 0, (size_t)(g->h * g->w) * sizeof(T));                                  \
         for (int64_t i = 0; i < g->oh; i++)                                                \
             for (int64_t c = 0; c < g->ow; c++) {                                          \
@@ -426,10 +477,11 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_geom_init(&g, in[0].shape, out->shape, a, false);
     pool_job job = {.g = &g, .x = in[0].data, .out = out->data};
     double work = (double)g.planes * (double)(g.oh * (g.w * g.kh + g.ow * g.kw));
-    (void)merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
+    bool f32 = out->dtype == AMBER_FLOAT32;
+    if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work) && g.ow < POOL_NARROW)
+        return run_planes(ctx, &job, f32 ? max_tiled_f32 : max_tiled_f64, 0, work);
     amber_status st = fwd_setup(ctx, &job, &g, out->dtype, false);
     if (st != AMBER_OK) return st;
-    bool f32 = out->dtype == AMBER_FLOAT32;
     return run_planes(ctx, &job, f32 ? POOL_PICK(max_plane, f32) : POOL_PICK(max_plane, f64),
                       (size_t)(POOL_STRIP * g.row) * esize(out->dtype), work);
 }

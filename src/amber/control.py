@@ -54,7 +54,7 @@ from .errors import (
     RecursionLimitError,
     ShapeError,
 )
-from .ops.registry import Aval, Node, Primitive, TraceHooks, is_grad_enabled, no_grad
+from .ops.registry import Aval, EagerHooks, Node, Primitive, TraceHooks, is_grad_enabled, no_grad
 from .tensor import Tensor, _wrap_array
 
 __all__ = [
@@ -840,6 +840,19 @@ def eager_kernel(name: str) -> Callable[..., np.ndarray]:
     from .ops.registry import REGISTRY
 
     return REGISTRY[name].eager
+
+
+def eager_into(name: str, x: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = eager_kernel(name)(x)`` for an elementwise float op on C-contiguous,
+    distinct ``x`` and ``out`` of one shape and dtype (libamber's kernel writes ``out``
+    directly)."""
+    EagerHooks.into(name, x, out)
+
+
+def eager_one_thread() -> contextlib.AbstractContextManager[Any]:
+    """A ``with`` block in which this thread's eager kernels run on one thread (loops of
+    small products); the same bits at any thread count."""
+    return EagerHooks.one_thread()
 
 
 def unstack_eager(x: Tensor) -> list[Tensor]:

@@ -153,3 +153,22 @@ def test_capture_keeps_the_plain_scan() -> None:
         want = m(am.tensor(x))
     got = prog.run("forward", x)  # the NumPy reference interpreter
     np.testing.assert_allclose(np.asarray(got[0]), want[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_weight_gradients_without_an_input_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training step's input needs no gradient: the weights' still match the composed
+    cell's, and the input gets none."""
+    m, x, _ = _model(CONFIGS[3], np.float64)
+
+    def grads() -> list[np.ndarray]:
+        xt = am.tensor(x)
+        y, (hn, cn) = m(xt)
+        m.zero_grad()
+        (y.sum() + (hn * hn).sum() + cn.sum()).backward()
+        assert xt.grad is None
+        return [p.grad.numpy() for p in m.parameters()]
+
+    fused = grads()
+    _composed(monkeypatch)
+    for a, b in zip(fused, grads(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)

@@ -270,3 +270,31 @@ def test_run_accepts_list_attributes() -> None:
     x = np.random.default_rng(6).standard_normal((2, 3, 4)).astype(np.float32)
     got = ckernels.run("sum", {"axes": [0, 2], "keepdims": False}, (x,), (3,), x.dtype)
     np.testing.assert_array_equal(got, REGISTRY["sum"].eager(x, axes=(0, 2), keepdims=False))
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "exp"])
+def test_into_writes_the_eager_kernels_bits(op: str) -> None:
+    x = np.random.default_rng(6).standard_normal((64, 96)).astype(np.float32) * 4
+    out = np.full_like(x, np.nan)
+    ckernels.into(op, x, out)
+    assert out.tobytes() == REGISTRY[op].eager(x).tobytes()
+    with ckernels.reference_kernels():
+        ckernels.into(op, x, out)
+        assert out.tobytes() == REGISTRY[op].impl(x).tobytes()
+
+
+def test_one_thread_gives_the_same_bits_and_restores_the_setting() -> None:
+    rng = np.random.default_rng(8)
+    a, b = (rng.standard_normal((256, 256)).astype(np.float32) for _ in range(2))
+    before = am.get_num_threads()
+    am.set_num_threads(2)
+    try:
+        want = REGISTRY["matmul"].eager(a, b)
+        ctx = ckernels._state.ctx
+        with ckernels.one_thread():
+            assert ckernels._state.ctx is not None and ckernels._state.ctx.threads == 1
+            got = REGISTRY["matmul"].eager(a, b)
+        assert ckernels._state.ctx is ctx and ctx is not None and ctx.threads == 2
+        assert got.tobytes() == want.tobytes()
+    finally:
+        am.set_num_threads(before)

@@ -113,3 +113,26 @@ def test_network_pools_on_the_thread_pool(lib: ctypes.CDLL, ctxs, op: str, attrs
     in parallel."""
     x = _values(np.random.default_rng(7), (2, 24, 57, 57), dt)
     _check(lib, ctxs, op, x, attrs)
+
+
+@pytest.mark.parametrize("shape", [(32, 16, 8, 8), (3, 5, 4, 4), (2, 3, 6, 14), (2, 3, 4, 32)])
+@pytest.mark.parametrize("k", [(2, 2), (2, 3), (3, 1)])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_tiled_max_pool_and_gradient_with_ties(lib: ctypes.CDLL, ctxs, shape: tuple,
+                                               k: tuple, dt: type) -> None:
+    """Windows that tile their planes (stride = kernel, no padding), narrow and wide:
+    the forward and the gradient (to each window's first maximum or NaN; ties are common
+    among small integers) exact against the reference, signed zeros included, at one and
+    two threads."""
+    h, w = shape[2] // k[0] * k[0], shape[3] // k[1] * k[1]
+    rng = np.random.default_rng(sum(shape) + k[0])
+    x = _values(rng, (*shape[:2], h, w), dt)
+    x = np.where(np.isfinite(x), np.round(x * 1.5), x).astype(dt)  # ties, -0.0 kept
+    attrs = {"kernel_hw": k, "stride": k, "padding": (0, 0, 0, 0), "dilation": (1, 1),
+             "ceil_mode": False}
+    _check(lib, ctxs, "max_pool2d", x, attrs)
+    g = rng.standard_normal((*shape[:2], h // k[0], w // k[1])).astype(dt)
+    g[0, 0, 0, :] = -0.0
+    want = np.asarray(REGISTRY["max_pool2d_grad"].impl(x, g, **attrs))
+    one, two = (run_kernel(lib, c, "max_pool2d_grad", [x, g], attrs, x.shape) for c in ctxs)
+    assert one.tobytes() == want.tobytes() == two.tobytes()

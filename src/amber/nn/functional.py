@@ -23,8 +23,8 @@ from ..ops import pool as P
 from ..ops import reduce as R
 from ..ops import shape as S
 from ..ops._infer import broadcast_shapes
-from ..ops.registry import no_grad
-from ..tensor import Tensor
+from ..ops.registry import REGISTRY, Node, Primitive, TraceHooks, is_grad_enabled, no_grad
+from ..tensor import Tensor, _wrap_array
 
 __all__ = [
     "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits", "conv2d", "cross_entropy",
@@ -604,6 +604,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if input.ndim == 0:
         raise ShapeError("cross_entropy: input must be (C,), (N, C) or (N, C, d1, ...), got ()")
     c = input.shape[cdim]
+    if (weight is None and not label_smoothing and red != "none"
+            and _ce_eager_applies(input, target, ignore_index)):  # eager: one entry
+        _check_targets("cross_entropy", target, c, ignore_index)
+        return _ce_eager(input, target, red == "mean")
     logp = log_softmax(input, cdim)
     if target.dtype.is_floating:  # class probabilities
         if tuple(target.shape) != tuple(input.shape):
@@ -641,6 +645,78 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if w is None and t._data is not None and not (t._data == ignore_index).any():
         return _F.sum(loss) / float(loss.numel())
     return _F.sum(loss) / _F.sum(wt)
+
+
+# ----------------------------------------------------------------------------- eager cross entropy
+# The composed cross entropy (log_softmax, a one-hot pick, a sum and a division) is a dozen
+# ops and tape entries; a small model's training step spends more time dispatching them
+# than computing. Outside capture, for the common case (2-D float logits, integer targets,
+# no class weights, no label smoothing, no ignored target, 'mean' or 'sum'), the loss runs
+# the composed ops' kernels on arrays in their order (the same bits) as one tape entry,
+# whose backward is the composed ops' backward collapsed to its two live terms in their
+# operations and order (the same bits again: exported training steps match eager ones).
+# Under capture the composed ops are traced, so files keep that graph.
+
+_CE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _ce_eager_applies(input: Tensor, target: Tensor, ignore_index: int) -> bool:
+    x, t = input._data, target._data
+    return (x is not None and t is not None and not TraceHooks.active and x.ndim == 2
+            and x.dtype in _CE_FLOATS and t.dtype.kind in "iu" and t.shape == x.shape[:1]
+            and x.size > 0 and not (t == ignore_index).any())
+
+
+def _ce_eager(input: Tensor, target: Tensor, mean: bool) -> Tensor:
+    """The mean (or sum) over rows of ``-log_softmax(input)[i, target[i]]`` (targets
+    checked by the caller)."""
+    x: Any = input._data
+    idx = np.asarray(target._data, dtype=np.int64)
+    m, c = x.shape
+    reduce_max, reduce_sum = REGISTRY["max"].eager, REGISTRY["sum"].eager
+    s = x - reduce_max(x, axes=(1,), keepdims=True)
+    e = REGISTRY["exp"].eager(s)
+    se = reduce_sum(e, axes=(1,), keepdims=True)
+    logp = s - REGISTRY["log"].eager(se)
+    onehot = idx[:, None] == np.arange(c)
+    # the composed pick: a row sum of the one-hot selection, times the weight 1
+    picked = reduce_sum(np.where(onehot, logp, np.zeros((), x.dtype)), axes=(1,),
+                        keepdims=False)
+    total = reduce_sum(-(picked * np.ones((), x.dtype)), axes=(0,), keepdims=False)
+    scale = x.dtype.type(m) if mean else None
+    out = _wrap_array(total / scale if scale is not None else total)
+    if is_grad_enabled() and input.requires_grad:
+        out.requires_grad = True
+        out._node = Node(_CE_EAGER, (input,), {"saved": (onehot, e, se, scale)}, out)
+    return out
+
+
+def _ce_eager_vjp(g: Tensor, out: Tensor, input: Tensor, *,
+                  saved: tuple[Any, ...]) -> tuple[Tensor]:
+    onehot, e, se, scale = saved
+    if is_grad_enabled():  # create_graph: differentiable all the way down
+        hot = _wrap_array(onehot.astype(e.dtype))
+        dg = (softmax(input, 1) - hot) * g
+        return (dg / float(scale) if scale is not None else dg,)
+    # the pick's cotangent -dt at the targets plus exp's (dt / se) * e
+    gv: Any = g._data
+    dt = gv / scale if scale is not None else gv
+    d = np.where(onehot, -dt, np.zeros((), e.dtype))
+    d += (dt / se) * e
+    return (_wrap_array(d),)
+
+
+def _no_ce_kernel(*args: Any, **kwargs: Any) -> np.ndarray:
+    raise AmberError("cross entropy's eager tape entry has no kernel of its own")
+
+
+def _no_ce_infer(*args: Any, **kwargs: Any) -> Any:
+    raise AmberError("cross entropy's eager tape entry has no standalone type rule")
+
+
+# NOTE: a tape entry, not a registered primitive: it never reaches a captured program.
+_CE_EAGER = Primitive("cross_entropy_eager", _no_ce_kernel, _no_ce_infer, {}, None)
+_CE_EAGER.def_vjp(_ce_eager_vjp)
 
 
 def _pointwise_operands(op: str, input: Tensor, target: Any) -> tuple[Tensor, Tensor]:

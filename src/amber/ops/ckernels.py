@@ -48,7 +48,7 @@ from .._threads import generation as _threads_generation
 from .._threads import get_num_threads
 from ..errors import AmberError
 from . import elementwise, linalg, pool, reduce  # noqa: F401  (registers the primitives used here)
-from .registry import REGISTRY, Aval, Primitive, abstract_eval
+from .registry import REGISTRY, Aval, EagerHooks, Primitive, abstract_eval
 
 _T = sys.modules[get_num_threads.__module__]  # the settings module (its _generation)
 
@@ -177,10 +177,11 @@ def _after_fork_in_child() -> None:
     # NOTE: the parent's worker threads do not exist in a forked child, so freeing its
     # context (joining them) would hang; the child forgets it (its memory stays) and
     # makes its own.
-    ctx = _state.ctx
-    if ctx is not None:
-        ctx.handle = ctypes.c_void_p()
-        _state.ctx = None
+    for holder in (_state, _solo):
+        ctx = holder.ctx
+        if ctx is not None:
+            ctx.handle = ctypes.c_void_p()
+            holder.ctx = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -540,6 +541,49 @@ def uses_c(name: str) -> bool:
     return os.environ.get("AMBER_EAGER_KERNELS") != "reference"
 
 
+def into(name: str, x: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = eager kernel of elementwise op name (x)`` for C-contiguous ``x`` and
+    ``out`` (distinct buffers) of one shape and float dtype: libamber's kernel writes
+    ``out`` directly where eager mode runs it (no intermediate array)."""
+    p = REGISTRY[name]
+    if p.eager is not p.impl:
+        ctx = _state.ctx
+        if ctx is not None and ctx.generation == _T._generation:
+            call = ctx.calls.get(name)
+            if call is not None and call(x, out) == 0:
+                return
+    out[...] = p.eager(x)
+
+
+class _Solo(threading.local):
+    ctx: _Context | None = None
+
+
+_solo = _Solo()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run this Python thread's eager C kernels on one thread inside the block: for
+    loops of small products (a recurrence), where a second thread costs more CPU time than
+    it saves. Results are the same bits at any thread count."""
+    saved = _state.ctx
+    if get_num_threads() == 1 or _load() is None:
+        yield
+        return
+    solo = _solo.ctx
+    if solo is None:
+        lib = _load()
+        assert lib is not None
+        solo = _solo.ctx = _Context(lib, 1)
+    solo.generation = _T._generation  # one thread whatever the setting
+    _state.ctx = solo
+    try:
+        yield
+    finally:
+        _state.ctx = saved
+
+
 @contextlib.contextmanager
 def reference_kernels() -> Iterator[None]:
     """Run every eager op on its NumPy reference kernel inside (not thread-safe: it
@@ -555,3 +599,5 @@ def reference_kernels() -> Iterator[None]:
 
 
 _install()
+EagerHooks.into = staticmethod(into)  # type: ignore[assignment]
+EagerHooks.one_thread = staticmethod(one_thread)  # type: ignore[assignment]

@@ -323,6 +323,7 @@ def _cast_infer(x: Aval, *, dtype: str) -> Aval:
 
 
 _RELU_ZEROS: dict[Any, Any] = {}  # NumPy float dtype -> relu's 0-d zero (never changed)
+_RELU_WHERE_MIN = 1024  # elements from which where(x <= 0, 0, x) runs as the where kernel
 
 
 def relu_eager(x: Any) -> Any:
@@ -336,18 +337,25 @@ def relu_eager(x: Any) -> Any:
         zero = R._wrap(np.zeros((), d.dtype))
         _RELU_ZEROS[d.dtype] = zero
     z: np.ndarray = zero._data  # type: ignore[assignment]
-    # NOTE: max(x, 0) + 0 has where(x <= 0, 0, x)'s bits (the + 0 turns max's -0 into +0,
-    # NaN stays x's NaN) and costs a third of np.where's call on a small tensor.
-    m = np.maximum(d, z)
-    if type(m) is np.ndarray:
-        np.add(m, z, out=m)
-    else:  # a 0-d input gives a NumPy scalar
-        m = np.asarray(m + z)
+    # (le of two floats is exact in any float dtype: NumPy's comparison is le's bits)
+    mask = None
+    if d.size >= _RELU_WHERE_MIN:  # the where kernel itself (libamber's from this size)
+        mask = np.less_equal(d, z)
+        m = where.eager(mask, z, d)
+    else:
+        # NOTE: max(x, 0) + 0 has where(x <= 0, 0, x)'s bits (the + 0 turns max's -0 into
+        # +0, NaN stays x's NaN) and costs a third of np.where's call on a small tensor.
+        m = np.maximum(d, z)
+        if type(m) is np.ndarray:
+            np.add(m, z, out=m)
+        else:  # a 0-d input gives a NumPy scalar
+            m = np.asarray(m + z)
     out = R._wrap(m)
     if x.requires_grad and R._grad_state.enabled:
         out.requires_grad = True
-        # (le of two floats is exact in any float dtype: NumPy's comparison is le's bits)
-        out._node = R.Node(where, (R._wrap(np.less_equal(d, z)), zero, x), {}, out)
+        if mask is None:
+            mask = np.less_equal(d, z)
+        out._node = R.Node(where, (R._wrap(mask), zero, x), {}, out)
     return out
 
 

@@ -11,11 +11,15 @@ not supported: pad the batch and mask."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import Any
 
+import numpy as np
+
 from ... import functional as _F
-from ...control import TraceHooks, eager_kernel, record_call, scan
+from ...control import TraceHooks, eager_into, eager_kernel, eager_one_thread, record_call, scan
 from ...creation import empty
 from ...errors import AmberError, ShapeError
 from ...tensor import Tensor, _wrap_array
@@ -26,6 +30,7 @@ from .module import Module
 from .rnn_fused import FLOATS, lstm_backward, lstm_forward
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_SOLO_BELOW = 1 << 21  # multiply-adds of a step's product run on one thread below this
 
 
 def _refuse_packed(what: str, input: Any) -> None:
@@ -81,37 +86,70 @@ def _fusable(*tensors: Tensor | None) -> bool:
     return len(dts) == 1 and dts.pop() in FLOATS
 
 
-def _lstm_loop(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None,
-               reverse: bool) -> tuple[Tensor, ...]:
-    """``(ys, h_n, c_n)`` of :func:`_lstm_scan` computed on arrays (``rnn_fused``) and
-    recorded as one autograd entry."""
-    ins = tuple(t for t in (xw, h, c, w_hh, b_hh) if t is not None)
-    arrays: list[Any] = [t._data for t in ins]  # concrete: _fusable checked
-    x, h0, c0, w = arrays[:4]
-    b = arrays[4] if b_hh is not None else None
-    kernels = (eager_kernel("matmul"), eager_kernel("sigmoid"), eager_kernel("tanh"))
-    ys, acts, cs, tcs = lstm_forward(x, h0, c0, w, b, reverse, kernels)
+def _lstm_loop(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
+               b_ih: Tensor | None, b_hh: Tensor | None, reverse: bool) -> tuple[Tensor, ...]:
+    """``(ys, h_n, c_n)`` of ``F.linear(x, w_ih, b_ih)`` then :func:`_lstm_scan`, computed
+    on arrays (``rnn_fused``: the same bits) and recorded as one autograd entry, so the
+    backward takes every weight's gradient in one product."""
+    ins = (x, h, c, w_ih, w_hh, b_ih, b_hh)
+    xd, h0, c0, wi, w = (t._data for t in ins[:5])  # concrete: _fusable checked
+    bi, b = (None if t is None else t._data for t in (b_ih, b_hh))
+    assert xd is not None and h0 is not None and c0 is not None and wi is not None
+    assert w is not None
+    t_len, n, i_size = xd.shape
+    mm = eager_kernel("matmul")
+    # F.linear's kernels: one product over all steps' rows (its bits), then the bias
+    xw = mm(np.ascontiguousarray(xd).reshape(t_len * n, i_size), wi.T)
+    xw = xw.reshape(t_len, n, -1)
+    if bi is not None:
+        np.add(xw, bi, out=xw)
+    kernels = (mm, functools.partial(eager_into, "sigmoid"),
+               functools.partial(eager_into, "tanh"))
+    # NOTE: a step's product is small; a second thread costs more than it saves there
+    solo = eager_one_thread if n * w.size < _SOLO_BELOW else contextlib.nullcontext
+    with solo():
+        ys, acts, cs, tcs = lstm_forward(xw, h0, c0, w, b, reverse, kernels)
     last = 0 if reverse else -1
     outs = [_wrap_array(ys), _wrap_array(ys[last].copy()), _wrap_array(cs[last].copy())]
 
     def backward(dys: Tensor, dhn: Tensor, dcn: Tensor, create_graph: bool) -> Any:
         if create_graph:  # a gradient that must carry a graph: differentiable ops
-            got = _lstm_vjp_ops(xw, h, c, w_hh, b_hh, reverse, (dys, dhn, dcn))
+            got: Any = _lstm_vjp_ops(x, h, c, w_ih, w_hh, b_ih, b_hh, reverse,
+                                     (dys, dhn, dcn))
         else:
             d: list[Any] = [dys._data, dhn._data, dcn._data]
-            got = [_wrap_array(g) for g in lstm_backward(
-                (ys, acts, cs, tcs, h0, c0, w), d[0], d[1], d[2], reverse, kernels[0])]
-        return tuple(g if t.requires_grad else None for g, t in zip(got, ins))
+            with solo():
+                dg, dh, dc, dwi, dw, db = lstm_backward(
+                    (xd, ys, acts, cs, tcs, h0, c0, w), d[0], d[1], d[2], reverse, mm)
+            dx = mm(dg.reshape(t_len * n, -1), wi).reshape(xd.shape) if x.requires_grad \
+                else None
+            got = [None if g is None else _wrap_array(g)
+                   for g in (dx, dh, dc, dwi, dw, db, None if b_ih is None else db.copy())]
+        return tuple(g if t is not None and t.requires_grad else None for g, t in zip(got, ins))
 
-    return tuple(record_call(ins, outs, backward))
+    return tuple(record_call(tuple(t for t in ins if t is not None), outs,
+                             _dropping_none(backward, ins)))
 
 
-def _lstm_vjp_ops(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None,
-                  reverse: bool, cots: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
-    """The gradients of :func:`_lstm_loop` (xw, h0, c0, w_hh, b_hh) for cotangents
-    ``cots`` in differentiable ops: the forward recomputed, then backpropagation through
-    time."""
+def _dropping_none(backward: Any, ins: tuple[Tensor | None, ...]) -> Any:
+    """``backward`` whose gradients line up with the inputs that are not None."""
+    keep = [i for i, t in enumerate(ins) if t is not None]
+
+    def wrapped(*cots: Any, create_graph: bool) -> tuple[Any, ...]:
+        got = backward(*cots, create_graph)
+        return tuple(got[i] for i in keep)
+
+    return wrapped
+
+
+def _lstm_vjp_ops(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
+                  b_ih: Tensor | None, b_hh: Tensor | None, reverse: bool,
+                  cots: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor | None, ...]:
+    """The gradients of :func:`_lstm_loop` (x, h0, c0, w_ih, w_hh, b_ih, b_hh) for
+    cotangents ``cots`` in differentiable ops: the forward recomputed, then
+    backpropagation through time."""
     sig, tanh = _F.sigmoid, _F.tanh
+    xw = F.linear(x, w_ih, b_ih)
     steps = list(range(xw.shape[0] - 1, -1, -1) if reverse else range(xw.shape[0]))
     saved = {}
     for t in steps:
@@ -135,8 +173,11 @@ def _lstm_vjp_ops(xw: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor |
         dw = dw + _F.matmul(_F.transpose(dg, 0, 1), h_prev)
         dc = dc * sf
         dh = _F.matmul(dg, w_hh)
-    dx = _F.stack(dxs, 0)
-    return [dx, dh, dc, dw] + ([] if b_hh is None else [dx.sum((0, 1))])
+    dxw = _F.stack(dxs, 0)
+    flat = _F.reshape(dxw, (-1, dxw.shape[-1]))
+    dwi = _F.matmul(_F.transpose(flat, 0, 1), _F.reshape(x, (-1, x.shape[-1])))
+    db = None if b_hh is None else dxw.sum((0, 1))
+    return (_F.matmul(dxw, w_ih), dh, dc, dwi, dw, None if b_ih is None else db, db)
 
 
 class RNNBase(Module):
@@ -231,12 +272,15 @@ class RNNBase(Module):
     def _direction(self, x: Tensor, h: Tensor, c: Tensor | None, layer: int, d: int
                    ) -> tuple[Tensor, Tensor, Tensor | None]:
         w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
-        xw = F.linear(x, w_ih, b_ih)  # every step's input projection at once
         mode = self.mode
+        if (mode == "LSTM" and w_hr is None and x.shape[0]
+                and _fusable(x, h, c, w_ih, w_hh, b_ih, b_hh)):
+            assert c is not None
+            return _lstm_loop(x, h, c, w_ih, w_hh, b_ih, b_hh,  # type: ignore[return-value]
+                              bool(d))
+        xw = F.linear(x, w_ih, b_ih)  # every step's input projection at once
         if mode == "LSTM":
             assert c is not None
-            if w_hr is None and xw.shape[0] and _fusable(xw, h, c, w_hh, b_hh):
-                return _lstm_loop(xw, h, c, w_hh, b_hh, bool(d))  # type: ignore[return-value]
             return _lstm_scan(xw, h, c, w_hh, b_hh, bool(d), w_hr)
 
         def step(carry: Any, xt: Tensor) -> tuple[Any, Tensor]:
@@ -391,11 +435,13 @@ class RNNCellBase(Module):
                 if t is not None and tuple(t.shape) != want:
                     raise ShapeError(f"{name}: hidden state {what} must have shape {want}, "
                                      f"got {tuple(t.shape)}")
-        xw = F.linear(x, self.weight_ih, self.bias_ih)
-        if lstm and _fusable(xw, h, c, self.weight_hh, self.bias_hh):
+        if lstm and _fusable(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh):
             assert c is not None
-            out = _lstm_loop(_F.unsqueeze(xw, 0), h, c, self.weight_hh, self.bias_hh, False)
+            out = _lstm_loop(_F.unsqueeze(x, 0), h, c, self.weight_ih, self.weight_hh,
+                             self.bias_ih, self.bias_hh, False)
             return out[1], out[2], batched
+        xw = F.linear(x, self.weight_ih, self.bias_ih)
         hn, cn = _cell_step(self._mode, xw, h, c, self.weight_hh, self.bias_hh, None)
         return hn, cn, batched
 

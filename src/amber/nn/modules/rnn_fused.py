@@ -24,7 +24,8 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
     """The steps of ``xw`` (T, N, 4H: every step's input projection with its bias) from
     ``(h0, c0)``: returns ``(ys, acts, cs, tcs)``, the hidden states (T, N, H), the gate
     activations (sigmoid i, sigmoid f, tanh g, sigmoid o), the cell states and their
-    tanh, each at its step's index."""
+    tanh, each at its step's index. ``kernels``: ``mm(a, b)``, and ``sigmoid(x, out)``
+    and ``tanh(x, out)`` writing into ``out``."""
     mm, sigmoid, tanh = kernels
     t_len, n, g4 = xw.shape
     hs = g4 // 4
@@ -33,6 +34,7 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
     acts = np.empty((t_len, n, g4), dt)
     cs = np.empty((t_len, n, hs), dt)
     tcs = np.empty((t_len, n, hs), dt)
+    g_in, g_out = np.empty((n, hs), dt), np.empty((n, hs), dt)
     # NOTE: a transposed view costs libamber's product a gather per call (40x at batch
     # 1); the contiguous copy gives the same bits
     wt = np.ascontiguousarray(w_hh.T)
@@ -45,53 +47,77 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
         # NOTE: elementwise kernels give the same bits wherever an element sits, so one
         # sigmoid over all four gates equals the composed cell's per-gate calls
         a = acts[t]
-        a[...] = sigmoid(gates)
-        a[:, 2 * hs:3 * hs] = tanh(np.ascontiguousarray(gates[:, 2 * hs:3 * hs]))
-        si, sf, tg, so = (a[:, k * hs:(k + 1) * hs] for k in range(4))
+        sigmoid(gates, a)
+        g_in[...] = gates[:, 2 * hs:3 * hs]
+        tanh(g_in, g_out)
+        a[:, 2 * hs:3 * hs] = g_out
         # the composed cell's order: sigmoid(f) * c + sigmoid(i) * tanh(g)
-        np.multiply(sf, c, out=cs[t])
+        np.multiply(a[:, hs:2 * hs], c, out=cs[t])
         c = cs[t]
-        c += si * tg
-        tcs[t] = tanh(c)
+        np.multiply(a[:, :hs], g_out, out=g_in)
+        c += g_in
+        tanh(c, tcs[t])
         h = ys[t]
-        np.multiply(so, tcs[t], out=h)
+        np.multiply(a[:, 3 * hs:], tcs[t], out=h)
     return ys, acts, cs, tcs
+
+
+def _factors(acts: np.ndarray, c_prev: np.ndarray, tcs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The step-independent factors of the gate gradients, for all steps at once:
+    dgates = (dc, dc, dc, dh) * p (gate by gate), dc += dh * dtanh. Full-width
+    contiguous passes where they can be (a gate's slice is a strided view)."""
+    t_len, n, g4 = acts.shape
+    hs = g4 // 4
+    a4 = acts.reshape(t_len, n, 4, hs)
+    si, tg, so = a4[:, :, 0], a4[:, :, 2], a4[:, :, 3]
+    p = np.subtract(1, acts)
+    p *= acts  # s (1 - s): the sigmoid gates' derivative
+    p4 = p.reshape(t_len, n, 4, hs)
+    np.multiply(tg, tg, out=p4[:, :, 2])
+    np.subtract(1, p4[:, :, 2], out=p4[:, :, 2])  # 1 - tanh^2 for g
+    other = np.empty_like(a4)  # what each gate's derivative is multiplied by
+    other[:, :, 0], other[:, :, 1], other[:, :, 2], other[:, :, 3] = tg, c_prev, si, tcs
+    p4 *= other
+    dtanh = np.multiply(tcs, tcs)
+    np.subtract(1, dtanh, out=dtanh)
+    dtanh *= so
+    return p4, dtanh
 
 
 def lstm_backward(saved: tuple[np.ndarray, ...], dys: np.ndarray, dhn: np.ndarray,
                   dcn: np.ndarray, reverse: bool, mm: Any) -> tuple[np.ndarray, ...]:
-    """Backpropagation through the steps of :func:`lstm_forward`: given the gradients of
-    ``ys``, ``h_n`` and ``c_n``, returns those of ``xw``, ``h0``, ``c0``, ``w_hh`` and
-    ``b_hh``."""
-    ys, acts, cs, tcs, h0, c0, w_hh = saved
+    """Backpropagation through the steps of :func:`lstm_forward` run on ``x @ w_ih.T +
+    b_ih``: given the gradients of ``ys``, ``h_n`` and ``c_n``, returns those of the
+    gates' pre-activations (T, N, 4H: the input projection's), ``h0``, ``c0``, ``w_ih``,
+    ``w_hh`` and the biases (one gradient for both)."""
+    x, ys, acts, cs, tcs, h0, c0, w_hh = saved
     t_len, n, g4 = acts.shape
-    hs = g4 // 4
-    a4 = acts.reshape(t_len, n, 4, hs)
-    si, sf, tg, so = (a4[:, :, k] for k in range(4))
-    # h_{t-1} and c_{t-1} of every step, at the step's index
-    h_prev, c_prev = np.empty((t_len, n, hs + 1), ys.dtype), np.empty_like(cs)
-    h_prev[..., hs] = 1
+    hs, i_size = g4 // 4, x.shape[-1]
+    sf = acts.reshape(t_len, n, 4, hs)[:, :, 1]
+    # each step's x, h_{t-1} and a one (the biases'), at the step's index; c_{t-1}
+    rows = np.empty((t_len, n, i_size + hs + 1), ys.dtype)
+    rows[..., :i_size] = x
+    h_prev, c_prev = rows[..., i_size:i_size + hs], np.empty_like(cs)
+    rows[..., -1] = 1
     if reverse:
-        h_prev[:-1, :, :hs], h_prev[-1, :, :hs], c_prev[:-1], c_prev[-1] = ys[1:], h0, cs[1:], c0
+        h_prev[:-1], h_prev[-1], c_prev[:-1], c_prev[-1] = ys[1:], h0, cs[1:], c0
     else:
-        h_prev[1:, :, :hs], h_prev[0, :, :hs], c_prev[1:], c_prev[0] = ys[:-1], h0, cs[:-1], c0
-    # the step-independent factors, for all steps at once: dgates = dc * p[:3], dh * p[3]
-    p = np.empty_like(a4)
-    p[:, :, 0] = tg * si * (1 - si)
-    p[:, :, 1] = c_prev * sf * (1 - sf)
-    p[:, :, 2] = si * (1 - tg * tg)
-    p[:, :, 3] = tcs * so * (1 - so)
-    dtanh = so * (1 - tcs * tcs)
-    dg = np.empty_like(a4)
+        h_prev[1:], h_prev[0], c_prev[1:], c_prev[0] = ys[:-1], h0, cs[:-1], c0
+    p, dtanh = _factors(acts, c_prev, tcs)
+    dg = np.empty_like(p)
     dh, dc = np.array(dhn, dtype=acts.dtype), np.array(dcn, dtype=acts.dtype)  # own buffers
+    tmp = np.empty_like(dc)
     for t in (range(t_len) if reverse else range(t_len - 1, -1, -1)):
         dh += dys[t]
-        dc += dh * dtanh[t]
+        np.multiply(dh, dtanh[t], out=tmp)
+        dc += tmp
         np.multiply(dc[:, None, :], p[t, :, :3], out=dg[t, :, :3])
         np.multiply(dh, p[t, :, 3], out=dg[t, :, 3])
         dc *= sf[t]
         dh = mm(dg[t].reshape(n, g4), w_hh)
     flat = dg.reshape(-1, g4)
-    # every step's contribution in one product; the bias's as a column of ones
-    both = mm(flat.T, h_prev.reshape(-1, hs + 1))
-    return flat.reshape(t_len, n, g4), dh, dc, both[:, :hs].copy(), both[:, hs].copy()
+    # every step's contribution to every weight and bias in one product
+    both = mm(rows.reshape(-1, i_size + hs + 1).T, flat)
+    dwi = np.ascontiguousarray(both[:i_size].T)
+    dw = np.ascontiguousarray(both[i_size:i_size + hs].T)
+    return flat.reshape(t_len, n, g4), dh, dc, dwi, dw, both[-1].copy()
