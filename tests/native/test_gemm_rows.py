@@ -48,3 +48,30 @@ def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: t
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     np.testing.assert_array_equal(outs[0], fn(am.tensor(x)).numpy())
+
+
+@pytest.mark.parametrize("case", ["tall", "wide", "left", "conv_late", "conv_early"])
+def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Path) -> None:
+    """Products split into tiles over rows, columns or both (by shape and thread count),
+    with B packed by each tile or shared, and A packed or read in place, give the bits
+    of one thread at 2, 3 and 8 threads."""
+    rng = np.random.default_rng(5)
+    f32 = np.float32
+    if case.startswith("conv"):  # out channels x (in channels x taps) @ pixels, batch 1
+        c_in, c_out, hw = (64, 96, 7) if case == "conv_late" else (8, 24, 40)
+        am.manual_seed(5)
+        net = am.nn.Conv2d(c_in, c_out, 3, padding=1).eval()
+        spec, x = am.spec(1, c_in, hw, hw), rng.standard_normal((1, c_in, hw, hw)).astype(f32)
+        fn = net
+    else:
+        m, k, n = {"tall": (300, 200, 40), "wide": (20, 150, 900), "left": (150, 260, 70)}[case]
+        w = am.tensor(rng.standard_normal((m, k) if case == "left" else (k, n)).astype(f32))
+        shape = (k, n) if case == "left" else (m, k)
+        spec, x = am.spec(*shape), rng.standard_normal(shape).astype(f32)
+        fn = (lambda a: w @ a) if case == "left" else (lambda a: a @ w)
+    am.export(fn, spec).save(tmp_path / "p.amber")
+    outs = [N.NativeModel(tmp_path / "p.amber", threads=t).run("forward", x)[0]
+            for t in (1, 2, 3, 8)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_allclose(outs[0], fn(am.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
