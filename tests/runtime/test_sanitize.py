@@ -51,11 +51,7 @@ def test_loader_on_corpus(sanitize_build: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "tests" / "golden").glob("v*/*.amber")),
                          ids=lambda p: p.name)
 def test_programs_and_threads(sanitize_build: Path, path: Path) -> None:
-    env = {**os.environ, **SAN_ENV}
-    for cmd in ([str(sanitize_build / "amber-run"), str(path), "--verify"],
-                [str(sanitize_build / "amber-thread-test"), str(path), "4", "20"]):
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
+    _verify_and_threads(sanitize_build, path, runs=20)
 
 
 def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
@@ -86,11 +82,12 @@ def test_hand_made_programs(sanitize_build: Path, tmp_path: Path) -> None:
     assert res.returncode == 1 and "defined before" in res.stderr, res.stderr
 
 
-def _verify_and_threads(sanitize_build: Path, path: Path) -> None:
-    """A file's test vectors, then 4 concurrent sessions x 5 runs, under the sanitizers."""
+def _verify_and_threads(sanitize_build: Path, path: Path, runs: int = 5) -> None:
+    """A file's test vectors, then 4 concurrent sessions x ``runs`` runs, under the
+    sanitizers."""
     env = {**os.environ, **SAN_ENV}
     for cmd in ([str(sanitize_build / "amber-run"), str(path), "--verify"],
-                [str(sanitize_build / "amber-thread-test"), str(path), "4", "5"]):
+                [str(sanitize_build / "amber-thread-test"), str(path), "4", str(runs)]):
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}{res.stderr}"
 
