@@ -6,8 +6,9 @@ threadpoolctl reports is printed).
 
 Shapes (``--shapes``): ``bert``, the transformer's Linear products ``x[m, k] @ W[k, n]``
 (16 or 128 rows, 384 / 1536 wide); ``lstm``, the recurrent step ``16 x 128 @ 128 x 512``;
-``resnet``, ResNet-50's convolutions at batch 1 as the runtime multiplies them, ``W[m, k]
-@ cols[k, n]`` (m output channels, k = in channels x kernel taps, n output pixels);
+``resnet``, the product shapes of ResNet-50's convolutions at batch 1, ``W[m, k] @ cols[k,
+n]`` (m output channels, k = in channels x kernel taps, n output pixels), here on stored
+columns (the runtime packs them from the image, and multiplies a 7x7 image transposed);
 ``all``. A call runs ``r`` independent products of the shape (r weights; r chosen so a
 call does ~40 MFLOP), so call overhead does not dominate small products.
 

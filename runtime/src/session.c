@@ -1059,19 +1059,20 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
 }
 
 /* amber_session_run_into: the caller's output descriptors (copied: the run overwrites
- * outputs[]) checked and indexed by the entry function's values in s->dest. */
+ * outputs[]) checked and, when any gives memory, indexed by the entry function's values
+ * in s->dest (*want NULL when none does: the run is amber_session_run's). */
 static amber_status want_outputs(amber_session *s, const am_entry *e, amber_tensor *outputs,
                                  amber_tensor **want) {
     const am_func *f = &s->model->prog.funcs[e->func];
     amber_tensor *w;
     const amber_tensor **dest;
+    uint32_t given = 0;
     amber_status st = am_arena_alloc(&s->arena, sizeof *w * (e->n_outputs + 1u), (void **)&w,
                                      &s->err);
-    if (st == AMBER_OK)
-        st = am_arena_calloc(&s->arena, f->n_values, sizeof *dest, (void **)&dest, &s->err);
     for (uint32_t k = 0; st == AMBER_OK && k < e->n_outputs; k++) {
         am_tensor_copy(&w[k], &outputs[k]);
         if (!w[k].data) continue;
+        given++;
         if ((st = am_tensor_check(&w[k], NULL, NULL, &s->err)) != AMBER_OK)
             return am_fail(&s->err, st, "%s: output \"%.100s\": %.300s", e->name,
                            e->outputs[k].name, s->err.msg);
@@ -1079,8 +1080,11 @@ static amber_status want_outputs(amber_session *s, const am_entry *e, amber_tens
             return am_fail(&s->err, AMBER_ERR_INVALID_ARGUMENT, "%s: output \"%.100s\": data at "
                            "%p is not aligned to its element size (%zu bytes)", e->name,
                            e->outputs[k].name, w[k].data, amber_dtype_size(w[k].dtype));
-        dest[f->results[k]] = &w[k];
     }
+    if (st != AMBER_OK || !given) return st;
+    st = am_arena_calloc(&s->arena, f->n_values, sizeof *dest, (void **)&dest, &s->err);
+    for (uint32_t k = 0; st == AMBER_OK && k < e->n_outputs; k++)
+        if (w[k].data) dest[f->results[k]] = &w[k];
     if (st == AMBER_OK) s->dest = dest, *want = w;
     return st;
 }
