@@ -635,6 +635,7 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
     if (g.cg == 1 && g.groups > 1) return am_conv_depthwise(ctx, in, a, out);
+    if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
     /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
     if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4) ||

@@ -816,6 +816,71 @@ static void test_depthwise_isas(void) {
     amber_kernel_context_free(kc[1]);
 }
 
+/* Small convolutions without groups (k_conv_small.c on AVX-512, the GEMM below it): the
+ * same bits from every instruction set with FMA and at 1 and 3 threads, and within the
+ * sum's bound of the float64 reference. */
+static void test_conv_small_isas(void) {
+    static const struct {
+        int64_t n, c, h, w, o, kh, kw, pt, pb, pl, pr;
+    } cases[] = {{3, 1, 28, 28, 8, 3, 3, 1, 1, 1, 1}, {2, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1},
+                 {1, 3, 9, 11, 13, 5, 3, 2, 0, 1, 2}, {2, 56, 6, 7, 4, 3, 3, 1, 1, 1, 1},
+                 {1, 2, 12, 30, 9, 1, 3, 0, 0, 0, 1}, {2, 4, 5, 5, 5, 2, 2, 0, 1, 1, 0}};
+    enum { CAP = 20000 };
+    static float x[CAP], wt[CAP], y[3][CAP];
+    uint32_t state = 11;
+    for (int i = 0; i < CAP; i++) {
+        x[i] = (float)((state = state * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+        wt[i] = (float)((state = state * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    }
+    amber_kernel_context *kc[2] = {NULL, NULL};
+    CHECK(amber_kernel_context_create(1, &kc[0]) == AMBER_OK);
+    CHECK(amber_kernel_context_create(3, &kc[1]) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        int64_t n = cases[c].n, ch = cases[c].c, h = cases[c].h, w = cases[c].w, o = cases[c].o;
+        int64_t kh = cases[c].kh, kw = cases[c].kw, pt = cases[c].pt, pl = cases[c].pl;
+        int64_t oh = h + pt + cases[c].pb - kh + 1, ow = w + pl + cases[c].pr - kw + 1;
+        CHECK(n * ch * h * w <= CAP && o * ch * kh * kw <= CAP && n * o * oh * ow <= CAP);
+        char attrs[160];
+        snprintf(attrs, sizeof attrs, "{\"stride\": [1, 1], \"padding\": [%d, %d, %d, %d], "
+                 "\"dilation\": [1, 1], \"groups\": 1}", (int)pt, (int)cases[c].pb, (int)pl,
+                 (int)cases[c].pr);
+        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {n, ch, h, w}, x},
+                              {AMBER_FLOAT32, 4, {o, ch, kh, kw}, wt}};
+        size_t bytes = sizeof(float) * (size_t)(n * o * oh * ow);
+        int bad = 0;
+        for (int isa = AM_GEMM_ISA_AVX2; isa <= best; isa++) {
+            am_gemm_set_isa(isa);
+            for (int t = 0; t < 2; t++) {
+                amber_kernel *kern = NULL;
+                CHECK(amber_kernel_prepare(kc[t], "conv2d", attrs, &kern) == AMBER_OK);
+                amber_tensor out = {AMBER_FLOAT32, 4, {n, o, oh, ow}, y[isa == AM_GEMM_ISA_AVX2 ? t : 2]};
+                CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
+                amber_kernel_free(kern);
+                bad += memcmp(y[0], y[isa == AM_GEMM_ISA_AVX2 ? t : 2], bytes) != 0;
+            }
+        }
+        for (int64_t i = 0; best >= AM_GEMM_ISA_AVX2 && i < n * o * oh * ow; i++) {
+            int64_t j = i % ow, r = i / ow % oh, oc = i / (ow * oh) % o, ni = i / (ow * oh * o);
+            double want = 0, mag = 0;
+            for (int64_t cc = 0; cc < ch; cc++)
+                for (int64_t p = 0; p < kh; p++)
+                    for (int64_t q = 0; q < kw; q++) {
+                        int64_t rr = r + p - pt, col = j + q - pl;
+                        if (rr < 0 || rr >= h || col < 0 || col >= w) continue;
+                        double v = (double)wt[((oc * ch + cc) * kh + p) * kw + q] *
+                                   x[((ni * ch + cc) * h + rr) * w + col];
+                        want += v, mag += fabs(v);
+                    }
+            bad += fabs(y[0][i] - want) > mag * 1e-5 + 1e-30;
+        }
+        CHECK(bad == 0);
+    }
+    am_gemm_set_isa(best);
+    amber_kernel_context_free(kc[0]);
+    amber_kernel_context_free(kc[1]);
+}
+
 static void test_kernel_api(void) {
     enum { M = 9, K = 37, N = 21 };
     static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
@@ -865,6 +930,7 @@ int main(void) {
     test_pool2d_isas();
     test_layernorm_isas();
     test_depthwise_isas();
+    test_conv_small_isas();
     test_sha256();
     test_json();
     test_arena();

@@ -1,0 +1,142 @@
+/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= one GEMM
+ * depth block), float32 on AVX-512: computed directly, without im2col. The small
+ * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
+ * im2col's packing than in their products.
+ *
+ * Each image is copied once, zero-padded, into C planes of HP x WP. Output row i is then
+ * WP consecutive elements from i*WP (the last KW-1 of them wrap into the next row and are
+ * dropped), so a block of 32 outputs of the flattened plane reads tap (c, p, q) at one
+ * constant offset, c*HP*WP + p*WP + q, for all of them. Every output is one chain of
+ * fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps included:
+ * the GEMM's summation for these shapes (k <= KC: one block, am_gemm_bsrc_epi_f32), so the
+ * bits are the same as on the GEMM path, at every thread count. */
+#include "ops.h"
+
+#include <string.h>
+
+enum {
+    SC_OB = 8,         /* output channels per register block */
+    SC_PX = 32,        /* flattened outputs per register block: two vectors */
+    SC_MAX_K = 512,    /* taps: the f32 GEMM's depth block (gemm.c, KC) */
+    SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
+};
+
+typedef struct sc_job {
+    int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, wp, opad;
+    const float *x, *wt; /* wt: O rounded up to SC_OB rows of K, zero rows past O */
+    float *y;
+    float **ws; /* per worker: the padded image (C*HP*WP), then SC_OB*OH*WP results */
+    const am_epi *epi;
+} sc_job;
+
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+
+#define COLD __attribute__((cold)) /* set-up code: optimised for size */
+
+/* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image. */
+__attribute__((target("avx512f"))) static void sc_block(const sc_job *j, const float *xp,
+                                                      int64_t o0, int64_t f0, float *out,
+                                                      int64_t ld) {
+    int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->wp;
+    const float *w = j->wt + o0 * k;
+    __m512 acc[SC_OB][2];
+    _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) acc[b][0] = acc[b][1] =
+        _mm512_setzero_ps();
+    int64_t t = 0;
+    for (int64_t c = 0; c < j->c; c++)
+        for (int64_t p = 0; p < j->kh; p++)
+            for (int64_t q = 0; q < j->kw; q++, t++) {
+                const float *s = xp + c * plane + p * j->wp + q + f0;
+                __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16);
+                _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
+                    __m512 wv = _mm512_set1_ps(w[b * k + t]);
+                    acc[b][0] = _mm512_fmadd_ps(wv, x0, acc[b][0]);
+                    acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);
+                }
+            }
+    _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
+        _mm512_storeu_ps(out + b * ld + f0, acc[b][0]);
+        _mm512_storeu_ps(out + b * ld + f0 + 16, acc[b][1]);
+    }
+}
+
+/* Task: image n, all output channels. */
+static void sc_image(void *ud, int64_t n, int worker) {
+    const sc_job *j = (const sc_job *)ud;
+    float *xp = j->ws[worker], *res = xp + j->c * j->hp * j->wp;
+    for (int64_t c = 0; c < j->c; c++) /* the padding stays zero (sc_run) */
+        for (int64_t r = 0; r < j->h; r++)
+            memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl,
+                   j->x + ((n * j->c + c) * j->h + r) * j->w, sizeof(float) * (size_t)j->w);
+    int64_t flat = j->oh * j->wp, ld = flat;
+    for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
+        for (int64_t f = 0;; f += SC_PX) { /* the last block overlaps: same values */
+            if (f > flat - SC_PX) f = flat - SC_PX;
+            sc_block(j, xp, o0, f, res, ld);
+            if (f == flat - SC_PX) break;
+        }
+        int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
+        for (int64_t b = 0; b < ob; b++)
+            for (int64_t i = 0; i < j->oh; i++)
+                memcpy(j->y + ((n * j->o + o0 + b) * j->oh + i) * j->ow, res + b * ld + i * j->wp,
+                       sizeof(float) * (size_t)j->ow);
+        if (j->epi) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
+    }
+}
+
+COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
+                             const amber_tensor *out) {
+    const int64_t *xs = in[0].shape, *ws = in[1].shape, *ys = out->shape;
+    int64_t wp = ys[3] + ws[3] - 1;
+    return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
+           a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
+           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] <= SC_MAX_OW &&
+           ys[2] * wp >= SC_PX && ws[0] >= 4;
+}
+
+COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                                amber_tensor *out) {
+    const int64_t *xs = in[0].shape, *ws = in[1].shape;
+    sc_job j = {xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], out->shape[2], out->shape[3],
+                a->padding[0], a->padding[2], 0, 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB,
+                in[0].data, NULL, out->data, NULL, ctx->epi};
+    j.hp = j.oh + j.kh - 1, j.wp = j.ow + j.kw - 1;
+    int64_t k = j.c * j.kh * j.kw, n = xs[0];
+    double work = (double)n * (double)(j.opad * j.oh * j.wp * k);
+    bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN;
+    int workers = parallel ? am_pool_size(ctx->pool) : 1;
+    size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
+    float *wt = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * (size_t)(j.opad * k),
+                                     (void **)&wt, ctx->err);
+    if (st == AMBER_OK)
+        st = am_arena_alloc(ctx->scratch, sizeof(float *) * (size_t)workers, (void **)&j.ws,
+                            ctx->err);
+    for (int i = 0; st == AMBER_OK && i < workers; i++) {
+        st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&j.ws[i], ctx->err);
+        if (st == AMBER_OK) memset(j.ws[i], 0, sizeof(float) * pad_len);
+    }
+    if (st != AMBER_OK) return st;
+    memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
+    memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
+    j.wt = wt;
+    if (parallel) {
+        am_pool_run(ctx->pool, n, sc_image, &j);
+    } else {
+        for (int64_t i = 0; i < n; i++) sc_image(&j, i, 0);
+    }
+    return AMBER_OK;
+}
+#else
+bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
+    (void)in, (void)a, (void)out;
+    return false;
+}
+
+amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                           amber_tensor *out) {
+    (void)ctx, (void)in, (void)a, (void)out;
+    return AMBER_ERR_INTERNAL;
+}
+#endif
