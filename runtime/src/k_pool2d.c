@@ -396,12 +396,14 @@ POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
 POOL_FWD(f64, double, avx512, __attribute__((target("avx512f"))), pv8d, pv8l, EV8D)
 /* The forward kernels compiled for the CPU's vector width (the same bits: every output
- * is computed by the same scalar operations in the same order). */
-#define POOL_PICK(NAME, SUF)                                                               \
-    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? NAME##_##SUF##_avx512                            \
+ * is computed by the same scalar operations in the same order), or for AVX2 when an
+ * output row is narrower than an AVX-512 vector (it would run as scalar code). */
+#define POOL_PICK(NAME, SUF, OW)                                                           \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 && (OW) >= 64 / (int64_t)sizeof(SUF##_t)          \
+         ? NAME##_##SUF##_avx512                                                           \
      : am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? NAME##_##SUF##_avx2 : NAME##_##SUF##_generic)
 #else
-#define POOL_PICK(NAME, SUF) NAME##_##SUF##_generic
+#define POOL_PICK(NAME, SUF, OW) NAME##_##SUF##_generic
 #endif
 
 /* Runs fn over every plane, on the pool when the work is worth it; `ws_bytes` of scratch
@@ -427,6 +429,8 @@ static amber_status run_planes(am_ctx *ctx, pool_job *job, am_task_fn fn, size_t
     return AMBER_OK;
 }
 
+typedef float f32_t;
+typedef double f64_t;
 static size_t esize(amber_dtype dt) { return amber_dtype_size(dt); }
 
 /* Windows that tile each plane exactly (stride = kernel, no padding or dilation, no
@@ -482,7 +486,8 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
         return run_planes(ctx, &job, f32 ? max_tiled_f32 : max_tiled_f64, 0, work);
     amber_status st = fwd_setup(ctx, &job, &g, out->dtype, false);
     if (st != AMBER_OK) return st;
-    return run_planes(ctx, &job, f32 ? POOL_PICK(max_plane, f32) : POOL_PICK(max_plane, f64),
+    return run_planes(ctx, &job,
+                      f32 ? POOL_PICK(max_plane, f32, g.ow) : POOL_PICK(max_plane, f64, g.ow),
                       (size_t)(POOL_STRIP * g.row) * esize(out->dtype), work);
 }
 
@@ -510,7 +515,8 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     amber_status st = fwd_setup(ctx, &job, &g, out->dtype, true);
     if (st != AMBER_OK) return st;
     bool f32 = out->dtype == AMBER_FLOAT32;
-    return run_planes(ctx, &job, f32 ? POOL_PICK(avg_plane, f32) : POOL_PICK(avg_plane, f64),
+    return run_planes(ctx, &job,
+                      f32 ? POOL_PICK(avg_plane, f32, g.ow) : POOL_PICK(avg_plane, f64, g.ow),
                       (size_t)(g.h * g.ow + POOL_STRIP * g.row) * esize(out->dtype), work);
 }
 
