@@ -1,7 +1,7 @@
-/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= one GEMM
- * depth block), float32 on AVX-512: computed directly, without im2col. The small
- * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
- * im2col's packing than in their products.
+/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 128),
+ * float32 on AVX-512: computed directly, without im2col. The small convolutions of digit
+ * classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in im2col's packing than
+ * in their products; deeper ones (SqueezeNet's 3x3 expansions) run faster as a GEMM.
  *
  * Each image is copied once, zero-padded, into C planes of HP x WP. Output row i is then
  * WP consecutive elements from i*WP (the last KW-1 of them wrap into the next row and are
@@ -17,7 +17,7 @@
 enum {
     SC_OB = 8,         /* output channels per register block */
     SC_PX = 32,        /* flattened outputs per register block: two vectors */
-    SC_MAX_K = 512,    /* taps: the f32 GEMM's depth block (gemm.c, KC) */
+    SC_MAX_K = 128,    /* taps (<= gemm.c's float32 KC, 512); deeper products pack well */
     SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
 };
 

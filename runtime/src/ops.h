@@ -337,7 +337,7 @@ bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2);
 amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                                amber_tensor *out);
 
-/* conv2d (in: x, w) in float32 without groups, stride or dilation, over at most 512 taps
+/* conv2d (in: x, w) in float32 without groups, stride or dilation, over at most 128 taps
  * and rows of at most 32 outputs, on AVX-512 (k_conv_small.c): the GEMM path's bits. */
 bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
