@@ -201,6 +201,48 @@ AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
             __mmask8)
+/* The tile of ukr2 (or of ukr: nr <= one vector) reading 12 whole rows of a row-major A
+ * in place (rows lda apart) instead of a packed panel: the same operations in the same
+ * order, so the same bits, without packing A. Rows are addressed from four bases, three
+ * rows each (base, base + lda, base + 2 lda: x86 address forms). */
+#define AM_AVX512 __attribute__((target("avx512f")))
+static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
+                                      const float *restrict b, int64_t bs, float *restrict c,
+                                      int64_t ldc, int64_t nr, bool acc) {
+    __m512 t[MRP][2];
+    const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = b + bs;
+    for (int i = 0; i < MRP; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
+    }
+    _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = _mm512_setzero_ps();
+    if (nr > 16) {
+        for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
+            __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+                __m512 av = _mm512_set1_ps(r[i / 3][p + (i % 3) * lda]);
+                t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
+                t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < kc; p++, b += 16) {
+            __m512 x0 = _mm512_loadu_ps(b);
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)
+                t[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(r[i / 3][p + (i % 3) * lda]), x0, t[i][0]);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    for (int i = 0; i < MRP; i++) {
+        float *ci = c + i * ldc;
+        __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
+        _mm512_mask_storeu_ps(ci, m0, x);
+        if (nr <= 16) continue;
+        x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), t[i][1]) : t[i][1];
+        _mm512_mask_storeu_ps(ci + 16, m1, x);
+    }
+}
 AVX512_UKR(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
 AVX512_UKR(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
@@ -302,9 +344,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      bool);                                                                   \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
+        /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
+        void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
+                     bool);                                                                   \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
-        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},       \
+        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
         GEMM_AVX2_ENTRY(SUF), GEMM_AVX512_ENTRY(SUF)};                                        \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
@@ -422,22 +467,27 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      j->csa, mr, j->kc);                                                      \
     }                                                                                         \
                                                                                               \
+    /* Whether whole panels of A may be read in place (row-major, not kept packed). */     \
+    static bool direct_##SUF(const job_##SUF *j) {                                            \
+        return j->K->ukrd && j->csa == 1 && !j->akept;                                        \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
         int64_t ic = (t / j->nj) * j->mc, mc = j->m - ic < j->mc ? j->m - ic : j->mc;         \
         int64_t j0 = (t % j->nj) * j->chunk;                                                  \
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
-        const T *ap;                                                                          \
-        if (j->ashared) {                                                                     \
+        /* Panels of rows below `whole` are read in place at ad, the others packed at ap. */ \
+        int64_t whole = !j->ashared && direct_##SUF(j) ? mc / MR * MR : 0;                    \
+        const T *ap = j->apack[worker], *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;      \
+        if (j->ashared)                                                                       \
             ap = j->ashared;                                                                  \
-        } else if (j->akept) {                                                                \
+        else if (j->akept)                                                                    \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
-        } else {                                                                              \
-            pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
-                         j->csa, mc, j->kc);                                                  \
-            ap = j->apack[worker];                                                            \
-        }                                                                                     \
+        else if (whole < mc)                                                                  \
+            pack_a_##SUF(j->apack[worker], j->A + (ic + whole) * j->rsa + j->pc * j->csa, j->rsa, j->csa,   \
+                         mc - whole, j->kc);                                                  \
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
@@ -449,19 +499,21 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             const T *b = j->bp + (jr / NR) * j->bstride;                                      \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
-            if (j->K->ukr2 && j1 - jr > NR) { /* two slivers per pass over the A panel */    \
-                int64_t nr = j1 - jr < 2 * NR ? j1 - jr : 2 * NR;                             \
-                for (int64_t ir = 0; ir < mc; ir += MR)                                       \
-                    j->K->ukr2(j->kc, ap + ir * j->kc, b, j->bstride, c + ir * j->ldc,        \
-                               j->ldc, mc - ir < MR ? mc - ir : MR, nr, acc);                 \
-                jr += 2 * NR;                                                                 \
-                continue;                                                                     \
+            int64_t w = j->K->ukr2 && j1 - jr > NR ? 2 : 1; /* slivers per pass over A */     \
+            int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR;                                 \
+            for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
+                int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
+                if (ir < whole)                                                               \
+                    j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
+                               c + ir * j->ldc, j->ldc, nr, acc);                             \
+                else if (w > 1)                                                               \
+                    j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, j->bstride,               \
+                               c + ir * j->ldc, j->ldc, mr, nr, acc);                         \
+                else                                                                          \
+                    j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
+                              mr, nr, acc);                                                   \
             }                                                                                 \
-            int64_t nr = j1 - jr < NR ? j1 - jr : NR;                                         \
-            for (int64_t ir = 0; ir < mc; ir += MR)                                           \
-                j->K->ukr(j->kc, ap + ir * j->kc, b, c + ir * j->ldc, j->ldc,                 \
-                          mc - ir < MR ? mc - ir : MR, nr, acc);                              \
-            jr += NR;                                                                         \
+            jr += w * NR;                                                                     \
         }                                                                                     \
         if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
@@ -540,7 +592,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 /* One block of rows split by columns: every task would pack the same rows; \
                  * pack them once, together when there are two or more panels per thread     \
                  * (few rows: not worth a pool call). */                                      \
-                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept ? apack[0] : NULL;     \
+                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept && !direct_##SUF(job)  \
+                                   ? apack[0] : NULL;                                         \
                 if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
                     am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
                 else if (job->ashared)                                                        \
@@ -736,13 +789,16 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     }
 
 #if AM_X86
+#define UKRD_f32 ukrd_f32_avx512
+#define UKRD_f64 NULL
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
-#define GEMM_AVX512_ENTRY(SUF) \
-    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512}
+    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL}
+#define GEMM_AVX512_ENTRY(SUF)                                                               \
+    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, \
+     UKRD_##SUF}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
+    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
