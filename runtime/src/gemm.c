@@ -117,9 +117,9 @@ typedef double v4d __attribute__((vector_size(32)));
     }
 /* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
  * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
- * the same operations in the same order as in the one-sliver tile. nr > one vector. A
- * panel of at most R = 4 or 8 real rows (the last of a product whose rows are not a
- * multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
+ * the same operations in the same order as in the one-sliver tile. nr > one vector. With
+ * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
+ * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
@@ -130,7 +130,8 @@ typedef double v4d __attribute__((vector_size(32)));
             t[i][1] = FMADD(av, x1, t[i][1]);                                               \
         }                                                                                   \
     }
-#define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
+#define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
+                    SHORT)                                                                  \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
@@ -142,9 +143,9 @@ typedef double v4d __attribute__((vector_size(32)));
             _mm_prefetch((const char *)(c + i * ldc + W), _MM_HINT_T0);                     \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
-        if (mr <= 4) {                                                                      \
+        if (SHORT && mr <= 4) {                                                             \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
-        } else if (mr <= 8) {                                                               \
+        } else if (SHORT && mr <= 8) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
@@ -197,39 +198,32 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1)
+/* float64 (rarely hot) computes the zero rows of a short panel too: less code */
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-            __mmask8)
-/* The tile of ukr2 (or of ukr: nr <= one vector) reading 12 whole rows of a row-major A
- * in place (rows lda apart) instead of a packed panel: the same operations in the same
- * order, so the same bits, without packing A. Rows are addressed from four bases, three
- * rows each (base, base + lda, base + 2 lda: x86 address forms). */
+            __mmask8, 0)
+/* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading 12
+ * whole rows of a row-major A in place (rows lda apart) instead of a packed panel: the
+ * same operations in the same order, so the same bits, without packing A. Rows are
+ * addressed from four bases, three rows each (base, base + lda, base + 2 lda). */
 #define AM_AVX512 __attribute__((target("avx512f")))
 static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
                                       const float *restrict b, int64_t bs, float *restrict c,
                                       int64_t ldc, int64_t nr, bool acc) {
     __m512 t[MRP][2];
-    const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = b + bs;
-    for (int i = 0; i < MRP; i++) {
+    const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
+    for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
     }
     _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = _mm512_setzero_ps();
-    if (nr > 16) {
-        for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
-            __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
-            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
-                __m512 av = _mm512_set1_ps(r[i / 3][p + (i % 3) * lda]);
-                t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
-                t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
-            }
-        }
-    } else {
-        for (int64_t p = 0; p < kc; p++, b += 16) {
-            __m512 x0 = _mm512_loadu_ps(b);
-            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)
-                t[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(r[i / 3][p + (i % 3) * lda]), x0, t[i][0]);
+    for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
+        __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+            __m512 av = _mm512_set1_ps(r[i / 3][p + (i % 3) * lda]);
+            t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
+            t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
         }
     }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
@@ -467,9 +461,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      j->csa, mr, j->kc);                                                      \
     }                                                                                         \
                                                                                               \
-    /* Whether whole panels of A may be read in place (row-major, not kept packed). */     \
+    /* Whether whole panels of A may be read in place (float32 only; row-major, not kept  \
+     * packed). NOTE: rows a multiple of 4 KiB apart all fall in one set of the L1 cache:  \
+     * packed instead. */                                                                     \
     static bool direct_##SUF(const job_##SUF *j) {                                            \
-        return j->K->ukrd && j->csa == 1 && !j->akept;                                        \
+        return sizeof(T) == sizeof(float) && j->K->ukrd && j->csa == 1 && !j->akept &&        \
+               (j->rsa * (int64_t)sizeof(T)) % 4096;                                          \
     }                                                                                         \
                                                                                               \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
