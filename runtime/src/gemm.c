@@ -78,46 +78,11 @@ typedef double v4d __attribute__((vector_size(32)));
 #include "gemm_kernel.inc"
 #undef KATTR
 
-/* AVX-512: a 12 x (one vector) tile, 12 accumulators (enough to hide the FMA latency),
- * each row's sum formed in the same order as the AVX2 and generic kernels (p ascending,
- * one fused multiply-add per step, then + C when accumulating): the same bits as AVX2. */
-#define AVX512_UKR(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)    \
-    __attribute__((target("avx512f"))) static void ukr_##SUF##_avx512(                     \
-        int64_t kc, const T *restrict a, const T *restrict b, T *restrict c, int64_t ldc,  \
-        int64_t mr, int64_t nr, bool acc) {                                                 \
-        VEC t0 = SET1(0), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0,    \
-            t8 = t0, t9 = t0, t10 = t0, t11 = t0;                                           \
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += sizeof(VEC) / sizeof(T)) {          \
-            VEC bv = LOAD(b);                                                               \
-            t0 = FMADD(SET1(a[0]), bv, t0);                                                 \
-            t1 = FMADD(SET1(a[1]), bv, t1);                                                 \
-            t2 = FMADD(SET1(a[2]), bv, t2);                                                 \
-            t3 = FMADD(SET1(a[3]), bv, t3);                                                 \
-            t4 = FMADD(SET1(a[4]), bv, t4);                                                 \
-            t5 = FMADD(SET1(a[5]), bv, t5);                                                 \
-            t6 = FMADD(SET1(a[6]), bv, t6);                                                 \
-            t7 = FMADD(SET1(a[7]), bv, t7);                                                 \
-            t8 = FMADD(SET1(a[8]), bv, t8);                                                 \
-            t9 = FMADD(SET1(a[9]), bv, t9);                                                 \
-            t10 = FMADD(SET1(a[10]), bv, t10);                                              \
-            t11 = FMADD(SET1(a[11]), bv, t11);                                              \
-        }                                                                                   \
-        VEC t[MRP] = {t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11};                    \
-        const int64_t full = (int64_t)(sizeof(VEC) / sizeof(T));                            \
-        MASKT m = (MASKT)(nr >= full ? ~(MASKT)0 : (MASKT)(((MASKT)1 << nr) - 1));          \
-        for (int64_t i = 0; i < mr; i++) {                                                  \
-            T *ci = c + i * ldc;                                                            \
-            if (nr >= full) {                                                               \
-                STORE(ci, acc ? ADD(LOAD(ci), t[i]) : t[i]);                                \
-            } else {                                                                        \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci), t[i]) : t[i];                   \
-                MASKSTORE(ci, m, x);                                                        \
-            }                                                                               \
-        }                                                                                   \
-    }
-/* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
- * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
- * the same operations in the same order as in the one-sliver tile. nr > one vector. With
+/* AVX-512: two adjacent B slivers (the second `bs` elements after the first) against one
+ * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
+ * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
+ * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
+ * nr <= one vector, one sliver (read twice: less code than a kernel of its own). With
  * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
  * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
@@ -137,10 +102,10 @@ typedef double v4d __attribute__((vector_size(32)));
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
-        const T *b1 = b + bs;                                                               \
+        const T *b1 = nr > W ? b + bs : b;                                                  \
         for (int64_t i = 0; i < mr; i++) { /* C's lines arrive during the products */       \
             _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                         \
-            _mm_prefetch((const char *)(c + i * ldc + W), _MM_HINT_T0);                     \
+            _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
         if (SHORT && mr <= 4) {                                                             \
@@ -150,16 +115,13 @@ typedef double v4d __attribute__((vector_size(32)));
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
-        int64_t n1 = nr - W;                                                                \
-        MASKT m = (MASKT)(n1 >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << n1) - 1));             \
         for (int64_t i = 0; i < mr; i++) {                                                  \
             T *ci = c + i * ldc;                                                            \
-            STORE(ci, acc ? ADD(LOAD(ci), t[i][0]) : t[i][0]);                              \
-            if (n1 >= W) {                                                                  \
-                STORE(ci + W, acc ? ADD(LOAD(ci + W), t[i][1]) : t[i][1]);                  \
-            } else {                                                                        \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + W), t[i][1]) : t[i][1];         \
-                MASKSTORE(ci + W, m, x);                                                    \
+            for (int h = 0; h < 2 && h * W < nr; h++) {                                     \
+                int64_t w = nr - h * W;                                                     \
+                MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));       \
+                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + h * W), t[i][h]) : t[i][h];     \
+                MASKSTORE(ci + h * W, m, x);                                                \
             }                                                                               \
         }                                                                                   \
     }
@@ -237,11 +199,6 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
         _mm512_mask_storeu_ps(ci + 16, m1, x);
     }
 }
-AVX512_UKR(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-           _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
-AVX512_UKR(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
-           _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-           __mmask8)
 #endif
 #undef MR
 
@@ -332,8 +289,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
 
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
+        /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
-        /* two slivers at once, or NULL */                                                    \
         void (*ukr2)(int64_t, const T *, const T *, int64_t, T *, int64_t, int64_t, int64_t,  \
                      bool);                                                                   \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
@@ -496,7 +453,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             const T *b = j->bp + (jr / NR) * j->bstride;                                      \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
-            int64_t w = j->K->ukr2 && j1 - jr > NR ? 2 : 1; /* slivers per pass over A */     \
+            int64_t w = j->K->ukr2 ? 2 : 1; /* slivers per pass over A (at most) */           \
             int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR;                                 \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
                 int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
@@ -791,8 +748,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
 #define GEMM_AVX2_ENTRY(SUF) \
     {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL}
 #define GEMM_AVX512_ENTRY(SUF)                                                               \
-    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, \
-     UKRD_##SUF}
+    {NULL, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, UKRD_##SUF}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
     {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}
