@@ -434,14 +434,13 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
         /* Panels of rows below `whole` are read in place at ad, the others packed at ap. */ \
         int64_t whole = !j->ashared && direct_##SUF(j) ? mc / MR * MR : 0;                    \
-        const T *ap = j->apack[worker], *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;      \
-        if (j->ashared)                                                                       \
-            ap = j->ashared;                                                                  \
-        else if (j->akept)                                                                    \
+        const T *ap = j->ashared ? j->ashared : j->apack[worker];                             \
+        const T *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;                              \
+        if (j->akept)                                                                         \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
-        else if (whole < mc)                                                                  \
-            pack_a_##SUF(j->apack[worker], j->A + (ic + whole) * j->rsa + j->pc * j->csa, j->rsa, j->csa,   \
-                         mc - whole, j->kc);                                                  \
+        else if (!j->ashared && whole < mc)                                                   \
+            pack_a_##SUF(j->apack[worker], j->A + (ic + whole) * j->rsa + j->pc * j->csa,     \
+                         j->rsa, j->csa, mc - whole, j->kc);                                  \
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
@@ -544,10 +543,11 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
                 /* One block of rows split by columns: every task would pack the same rows; \
-                 * pack them once, together when there are two or more panels per thread     \
-                 * (few rows: not worth a pool call). */                                      \
-                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept && !direct_##SUF(job)  \
-                                   ? apack[0] : NULL;                                         \
+                 * pack them once (fewer than 4 panels: faster than reading them in place,  \
+                 * measured on two threads), together when there are two or more panels    \
+                 * per thread (few rows: not worth a pool call). */                          \
+                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept &&                     \
+                                       (m < 4 * MR || !direct_##SUF(job)) ? apack[0] : NULL;  \
                 if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
                     am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
                 else if (job->ashared)                                                        \
