@@ -79,8 +79,9 @@ static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
 
-/* Copies the element at p (es bytes) to the n - 1 after it. */
-__attribute__((noinline)) static void replicate(char *p, size_t es, size_t n) {
+/* Copies the element at p (es bytes) to the n - 1 after it (one copy for every row loop). */
+#define AM_NOINLINE __attribute__((noinline))
+static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
     for (size_t have = 1; have < n;) {
         size_t c = have < n - have ? have : n - have;
         memcpy(p + have * es, p, c * es);
