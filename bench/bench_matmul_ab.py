@@ -5,7 +5,8 @@ and ``OPENBLAS_L2_SIZE`` dropped so OpenBLAS picks its own kernels; the kernel
 threadpoolctl reports is printed).
 
 Shapes (``--shapes``): ``bert``, the transformer's Linear products ``x[m, k] @ W[k, n]``
-(16 or 128 rows, 384 / 1536 wide); ``lstm``, the recurrent step ``16 x 128 @ 128 x 512``;
+(16 or 128 rows, 384 / 1536 wide); ``gpt2``, the decoder block's (256 rows, 768 / 2304 /
+3072 wide); ``lstm``, the recurrent step ``16 x 128 @ 128 x 512``;
 ``resnet``, the product shapes of ResNet-50's convolutions at batch 1, ``W[m, k] @ cols[k,
 n]`` (m output channels, k = in channels x kernel taps, n output pixels), here on stored
 columns (the runtime packs them from the image, and multiplies a 7x7 image transposed);
@@ -44,6 +45,8 @@ SHAPES = {
     "bert": [(16, 384, 384, False), (16, 384, 1536, False), (16, 1536, 384, False),
              (128, 384, 384, False), (128, 384, 1536, False), (128, 1536, 384, False),
              (2048, 384, 1536, False), (2048, 1536, 384, False)],
+    "gpt2": [(256, 768, 2304, False), (256, 768, 768, False), (256, 768, 3072, False),
+             (256, 3072, 768, False)],
     "lstm": [(16, 128, 512, False)],
     "resnet": [(64, 147, 12544, True), (64, 576, 3136, True), (256, 64, 3136, True),
                (64, 256, 3136, True), (128, 1152, 784, True), (512, 128, 784, True),

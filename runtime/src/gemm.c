@@ -78,48 +78,13 @@ typedef double v4d __attribute__((vector_size(32)));
 #include "gemm_kernel.inc"
 #undef KATTR
 
-/* AVX-512: a 12 x (one vector) tile, 12 accumulators (enough to hide the FMA latency),
- * each row's sum formed in the same order as the AVX2 and generic kernels (p ascending,
- * one fused multiply-add per step, then + C when accumulating): the same bits as AVX2. */
-#define AVX512_UKR(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)    \
-    __attribute__((target("avx512f"))) static void ukr_##SUF##_avx512(                     \
-        int64_t kc, const T *restrict a, const T *restrict b, T *restrict c, int64_t ldc,  \
-        int64_t mr, int64_t nr, bool acc) {                                                 \
-        VEC t0 = SET1(0), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0,    \
-            t8 = t0, t9 = t0, t10 = t0, t11 = t0;                                           \
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += sizeof(VEC) / sizeof(T)) {          \
-            VEC bv = LOAD(b);                                                               \
-            t0 = FMADD(SET1(a[0]), bv, t0);                                                 \
-            t1 = FMADD(SET1(a[1]), bv, t1);                                                 \
-            t2 = FMADD(SET1(a[2]), bv, t2);                                                 \
-            t3 = FMADD(SET1(a[3]), bv, t3);                                                 \
-            t4 = FMADD(SET1(a[4]), bv, t4);                                                 \
-            t5 = FMADD(SET1(a[5]), bv, t5);                                                 \
-            t6 = FMADD(SET1(a[6]), bv, t6);                                                 \
-            t7 = FMADD(SET1(a[7]), bv, t7);                                                 \
-            t8 = FMADD(SET1(a[8]), bv, t8);                                                 \
-            t9 = FMADD(SET1(a[9]), bv, t9);                                                 \
-            t10 = FMADD(SET1(a[10]), bv, t10);                                              \
-            t11 = FMADD(SET1(a[11]), bv, t11);                                              \
-        }                                                                                   \
-        VEC t[MRP] = {t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11};                    \
-        const int64_t full = (int64_t)(sizeof(VEC) / sizeof(T));                            \
-        MASKT m = (MASKT)(nr >= full ? ~(MASKT)0 : (MASKT)(((MASKT)1 << nr) - 1));          \
-        for (int64_t i = 0; i < mr; i++) {                                                  \
-            T *ci = c + i * ldc;                                                            \
-            if (nr >= full) {                                                               \
-                STORE(ci, acc ? ADD(LOAD(ci), t[i]) : t[i]);                                \
-            } else {                                                                        \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci), t[i]) : t[i];                   \
-                MASKSTORE(ci, m, x);                                                        \
-            }                                                                               \
-        }                                                                                   \
-    }
-/* Two adjacent B slivers (the second `bs` elements after the first) against one A panel:
- * 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Every element gets
- * the same operations in the same order as in the one-sliver tile. nr > one vector. A
- * panel of at most R = 4 or 8 real rows (the last of a product whose rows are not a
- * multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
+/* AVX-512: two adjacent B slivers (the second `bs` elements after the first) against one
+ * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
+ * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
+ * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
+ * nr <= one vector, one sliver (read twice: less code than a kernel of its own). With
+ * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
+ * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
@@ -130,35 +95,33 @@ typedef double v4d __attribute__((vector_size(32)));
             t[i][1] = FMADD(av, x1, t[i][1]);                                               \
         }                                                                                   \
     }
-#define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT)   \
+#define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
+                    SHORT)                                                                  \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
         int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
-        const T *b1 = b + bs;                                                               \
+        const T *b1 = nr > W ? b + bs : b;                                                  \
         for (int64_t i = 0; i < mr; i++) { /* C's lines arrive during the products */       \
             _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                         \
-            _mm_prefetch((const char *)(c + i * ldc + W), _MM_HINT_T0);                     \
+            _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
-        if (mr <= 4) {                                                                      \
+        if (SHORT && mr <= 4) {                                                             \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
-        } else if (mr <= 8) {                                                               \
+        } else if (SHORT && mr <= 8) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
-        int64_t n1 = nr - W;                                                                \
-        MASKT m = (MASKT)(n1 >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << n1) - 1));             \
         for (int64_t i = 0; i < mr; i++) {                                                  \
             T *ci = c + i * ldc;                                                            \
-            STORE(ci, acc ? ADD(LOAD(ci), t[i][0]) : t[i][0]);                              \
-            if (n1 >= W) {                                                                  \
-                STORE(ci + W, acc ? ADD(LOAD(ci + W), t[i][1]) : t[i][1]);                  \
-            } else {                                                                        \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + W), t[i][1]) : t[i][1];         \
-                MASKSTORE(ci + W, m, x);                                                    \
+            for (int h = 0; h < 2 && h * W < nr; h++) {                                     \
+                int64_t w = nr - h * W;                                                     \
+                MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));       \
+                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + h * W), t[i][h]) : t[i][h];     \
+                MASKSTORE(ci + h * W, m, x);                                                \
             }                                                                               \
         }                                                                                   \
     }
@@ -197,15 +160,45 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
+            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1)
+/* float64 (rarely hot) computes the zero rows of a short panel too: less code */
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-            __mmask8)
-AVX512_UKR(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-           _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
-AVX512_UKR(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
-           _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-           __mmask8)
+            __mmask8, 0)
+/* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading 12
+ * whole rows of a row-major A in place (rows lda apart) instead of a packed panel: the
+ * same operations in the same order, so the same bits, without packing A. Rows are
+ * addressed from four bases, three rows each (base, base + lda, base + 2 lda). */
+#define AM_AVX512 __attribute__((target("avx512f")))
+static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
+                                      const float *restrict b, int64_t bs, float *restrict c,
+                                      int64_t ldc, int64_t nr, bool acc) {
+    __m512 t[MRP][2];
+    const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
+    for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
+    }
+    _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
+        __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+            __m512 av = _mm512_set1_ps(r[i / 3][p + (i % 3) * lda]);
+            t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
+            t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    for (int i = 0; i < MRP; i++) {
+        float *ci = c + i * ldc;
+        __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
+        _mm512_mask_storeu_ps(ci, m0, x);
+        if (nr <= 16) continue;
+        x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), t[i][1]) : t[i][1];
+        _mm512_mask_storeu_ps(ci + 16, m1, x);
+    }
+}
 #endif
 #undef MR
 
@@ -296,15 +289,18 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
 
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
+        /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
-        /* two slivers at once, or NULL */                                                    \
         void (*ukr2)(int64_t, const T *, const T *, int64_t, T *, int64_t, int64_t, int64_t,  \
                      bool);                                                                   \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
+        /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
+        void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
+                     bool);                                                                   \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
-        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic},       \
+        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
         GEMM_AVX2_ENTRY(SUF), GEMM_AVX512_ENTRY(SUF)};                                        \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
@@ -422,22 +418,29 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      j->csa, mr, j->kc);                                                      \
     }                                                                                         \
                                                                                               \
+    /* Whether whole panels of A may be read in place (float32 only; row-major, not kept  \
+     * packed). NOTE: rows a multiple of 4 KiB apart all fall in one set of the L1 cache:  \
+     * packed instead. */                                                                     \
+    static bool direct_##SUF(const job_##SUF *j) {                                            \
+        return sizeof(T) == sizeof(float) && j->K->ukrd && j->csa == 1 && !j->akept &&        \
+               (j->rsa * (int64_t)sizeof(T)) % 4096;                                          \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
         int64_t ic = (t / j->nj) * j->mc, mc = j->m - ic < j->mc ? j->m - ic : j->mc;         \
         int64_t j0 = (t % j->nj) * j->chunk;                                                  \
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
-        const T *ap;                                                                          \
-        if (j->ashared) {                                                                     \
-            ap = j->ashared;                                                                  \
-        } else if (j->akept) {                                                                \
+        /* Panels of rows below `whole` are read in place at ad, the others packed at ap. */ \
+        int64_t whole = !j->ashared && direct_##SUF(j) ? mc / MR * MR : 0;                    \
+        const T *ap = j->ashared ? j->ashared : j->apack[worker];                             \
+        const T *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;                              \
+        if (j->akept)                                                                         \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
-        } else {                                                                              \
-            pack_a_##SUF(j->apack[worker], j->A + ic * j->rsa + j->pc * j->csa, j->rsa,       \
-                         j->csa, mc, j->kc);                                                  \
-            ap = j->apack[worker];                                                            \
-        }                                                                                     \
+        else if (!j->ashared && whole < mc)                                                   \
+            pack_a_##SUF(j->apack[worker], j->A + (ic + whole) * j->rsa + j->pc * j->csa,     \
+                         j->rsa, j->csa, mc - whole, j->kc);                                  \
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
@@ -449,19 +452,21 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             const T *b = j->bp + (jr / NR) * j->bstride;                                      \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
-            if (j->K->ukr2 && j1 - jr > NR) { /* two slivers per pass over the A panel */    \
-                int64_t nr = j1 - jr < 2 * NR ? j1 - jr : 2 * NR;                             \
-                for (int64_t ir = 0; ir < mc; ir += MR)                                       \
-                    j->K->ukr2(j->kc, ap + ir * j->kc, b, j->bstride, c + ir * j->ldc,        \
-                               j->ldc, mc - ir < MR ? mc - ir : MR, nr, acc);                 \
-                jr += 2 * NR;                                                                 \
-                continue;                                                                     \
+            int64_t w = j->K->ukr2 ? 2 : 1; /* slivers per pass over A (at most) */           \
+            int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR;                                 \
+            for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
+                int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
+                if (ir < whole)                                                               \
+                    j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
+                               c + ir * j->ldc, j->ldc, nr, acc);                             \
+                else if (w > 1)                                                               \
+                    j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, j->bstride,               \
+                               c + ir * j->ldc, j->ldc, mr, nr, acc);                         \
+                else                                                                          \
+                    j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
+                              mr, nr, acc);                                                   \
             }                                                                                 \
-            int64_t nr = j1 - jr < NR ? j1 - jr : NR;                                         \
-            for (int64_t ir = 0; ir < mc; ir += MR)                                           \
-                j->K->ukr(j->kc, ap + ir * j->kc, b, c + ir * j->ldc, j->ldc,                 \
-                          mc - ir < MR ? mc - ir : MR, nr, acc);                              \
-            jr += NR;                                                                         \
+            jr += w * NR;                                                                     \
         }                                                                                     \
         if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
@@ -538,9 +543,11 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
                 /* One block of rows split by columns: every task would pack the same rows; \
-                 * pack them once, together when there are two or more panels per thread     \
-                 * (few rows: not worth a pool call). */                                      \
-                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept ? apack[0] : NULL;     \
+                 * pack them once (fewer than 4 panels: faster than reading them in place,  \
+                 * measured on two threads), together when there are two or more panels    \
+                 * per thread (few rows: not worth a pool call). */                          \
+                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept &&                     \
+                                       (m < 4 * MR || !direct_##SUF(job)) ? apack[0] : NULL;  \
                 if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
                     am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
                 else if (job->ashared)                                                        \
@@ -736,13 +743,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     }
 
 #if AM_X86
+#define UKRD_f32 ukrd_f32_avx512
+#define UKRD_f64 NULL
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2}
-#define GEMM_AVX512_ENTRY(SUF) \
-    {ukr_##SUF##_avx512, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512}
+    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL}
+#define GEMM_AVX512_ENTRY(SUF)                                                               \
+    {NULL, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, UKRD_##SUF}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic}
+    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 

@@ -79,6 +79,16 @@ static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
 
+/* Copies the element at p (es bytes) to the n - 1 after it (one copy for every row loop). */
+#define AM_NOINLINE __attribute__((noinline))
+static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
+    for (size_t have = 1; have < n;) {
+        size_t c = have < n - have ? have : n - have;
+        memcpy(p + have * es, p, c * es);
+        have += c;
+    }
+}
+
 /* k_reduce's max of a row (the first NaN if there is one, else the largest value),
  * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
  * serial loop; the sign of a zero maximum changes no result below (x - 0 and x + 0
@@ -115,7 +125,8 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 #define ROWS(NAME, T, V8, ATTR)                                                             \
     ROW_MAX(NAME##_max, T, ATTR)                                                            \
     AM_ROWSUM(NAME##_sum, T, V8, ATTR)                                                      \
-    ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask) {        \
+    ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask,          \
+                          int64_t hi) {                                                     \
         const am_attn *a = j->a;                                                            \
         int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
         const T sc = (T)a->scale, fill = (T)a->fill;                                        \
@@ -140,9 +151,12 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
                 mx = NAME##_max(t, S);                                                      \
             }                                                                               \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
+            /* columns from hi on (masked in every row) hold one value: its exp once */     \
+            int64_t e = hi < S ? hi + 1 : S;                                                \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
-            j->exp_row(p, s, S, NULL);                                                      \
+            j->exp_row(p, s, e, NULL);                                                      \
+            if (e < S) replicate((char *)(t + hi), sizeof(T), (size_t)(S - hi));            \
             const T z = (T)NAME##_sum(t, S, false);                                         \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
             if (dead)                                                                       \
@@ -160,6 +174,24 @@ ROWS(rows_f64_avx512, double, am_v8d, __attribute__((target("avx512f"))))
 #else
 #define ROWS_FN(SUF) rows_##SUF##_base
 #endif
+
+/* One past the last column a boolean mask keeps in any of the block's m rows (S without
+ * such a mask): the scores beyond it are all the fill, whatever the product would give,
+ * so the product stops there (a column's bits do not depend on how many are computed
+ * with the packed keys). Rows scan down to the bound found so far: causal masks cost
+ * about S. */
+static int64_t kept_end(const attn_job *j, const char *mask, int64_t m) {
+    int r = j->rank;
+    if (!mask || j->a->mask != AM_ATTN_KEEP) return j->S;
+    int64_t hi = 0, rs = j->mask.stride[r - 2], cs = j->mask.stride[r - 1];
+    for (int64_t i = 0; i < m && hi < j->S; i++)
+        for (int64_t c = j->S - 1; c >= hi; c--)
+            if (mask[i * rs + c * cs]) {
+                hi = c + 1;
+                break;
+            }
+    return hi;
+}
 
 #define ATTN_IMPL(SUF, T)                                                                   \
     static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
@@ -184,12 +216,15 @@ ROWS(rows_f64_avx512, double, am_v8d, __attribute__((target("avx512f"))))
             am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp); \
         for (int64_t i0 = 0; i0 < j->L; i0 += j->rb) {                                      \
             int64_t m = j->L - i0 < j->rb ? j->L - i0 : j->rb;                              \
-            am_gemm_serial_##SUF(m, j->S, j->E, q + i0 * j->q.stride[r - 2],                \
+            const char *mb = mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize \
+                                  : NULL;                                                   \
+            int64_t hi = ktd ? j->S : kept_end(j, mb, m);                                   \
+            for (int64_t i = 0; i < m; i++) /* the mask's rows fill these */                \
+                memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(j->S - hi));           \
+            am_gemm_serial_##SUF(m, hi, j->E, q + i0 * j->q.stride[r - 2],                  \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \
-            ROWS_FN(SUF)(j, tile, m,                                                        \
-                       mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize   \
-                            : NULL);                                                        \
+            ROWS_FN(SUF)(j, tile, m, mb, hi);                                               \
             am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1, vd ? NULL : vp, \
                                  out + i0 * j->Ev, j->Ev, false, gs);                       \
         }                                                                                   \

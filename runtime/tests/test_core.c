@@ -290,6 +290,25 @@ static void plain_release(void *owner, void *data, size_t size) {
     free(data);
 }
 
+/* A row-major A (rows lda apart) read in place and the same A stored transposed (packed
+ * first): the bits of c (A[m, k] @ B[k, n] row-major, computed by the caller). */
+static void check_a_layouts(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *a,
+                            const float *b, const float *c) {
+    int64_t lda = k + 5;
+    float *wide = malloc(sizeof(float) * (size_t)(m * lda + 1));
+    float *tr = malloc(sizeof(float) * (size_t)(m * k + 1));
+    float *out = malloc(sizeof(float) * (size_t)(m * n + 1));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t p = 0; p < k; p++) wide[i * lda + p] = tr[p * m + i] = a[i * k + p];
+    memset(out, 0xff, sizeof(float) * (size_t)(m * n));
+    CHECK(am_gemm_f32(ctx, m, n, k, wide, lda, 1, b, n, 1, out, n, false) == AMBER_OK);
+    CHECK(!memcmp(out, c, sizeof(float) * (size_t)(m * n)));
+    memset(out, 0xff, sizeof(float) * (size_t)(m * n));
+    CHECK(am_gemm_f32(ctx, m, n, k, tr, 1, m, b, n, 1, out, n, false) == AMBER_OK);
+    CHECK(!memcmp(out, c, sizeof(float) * (size_t)(m * n)));
+    free(wide), free(tr), free(out);
+}
+
 /* Every GEMM path (GEMV rows, packed blocks, several KC and NC blocks, tails narrower
  * than the register tile, transposed operands, accumulation, a B packed once, serial
  * with caller scratch) on every instruction set the CPU has: threads and packing never
@@ -302,7 +321,9 @@ static void test_gemm(void) {
         {2, 130, 64},   {1, 10, 512}, {2, 9, 7},      {1, 8, 6},      {2, 13, 130},
         {16, 512, 128}, {20, 40, 70}, {15, 33, 9},    {301, 70, 100}, {150, 40, 30},
         /* tall with few columns (a late convolution), 16 rows, odd panels; k over blocks */
-        {512, 49, 600}, {16, 384, 384}, {25, 100, 70}, {37, 20, 40}, {30, 200, 5000}};
+        {512, 49, 600}, {16, 384, 384}, {25, 100, 70}, {37, 20, 40}, {30, 200, 5000},
+        /* A read in place: a short last panel, odd k, lone slivers, rows 4 KiB apart */
+        {47, 15, 301}, {24, 48, 7}, {35, 17, 33}, {36, 64, 1024}, {128, 100, 385}};
     float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;
@@ -344,6 +365,8 @@ static void test_gemm(void) {
                 CHECK(!memcmp(c1, c2, sizeof(float) * nc));
                 free(scratch);
                 if (t == 0) { /* B packed once: same bits, serial and threaded, twice */
+                    check_a_layouts(&serial, m, n, k, a, b, c1);
+                    check_a_layouts(&threaded, m, n, k, a, b, c1);
                     for (int r = 0; r < 2; r++) {
                         const float *pk = am_gemm_kept_b_f32(&threaded, n, k, b);
                         CHECK(pk == NULL || pk == am_keep_find(&keep, b, 0x4700u | 4u, k, n));

@@ -104,6 +104,20 @@ def test_causal(L: int, tmp_path: Path) -> None:
           [q, k, v], reference(q, k, v, causal=True), tmp_path)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_past_the_last_kept_column(dtype: Any, tmp_path: Path) -> None:
+    """Long keys split the queries into blocks of rows; columns no row of a block keeps
+    (causal, or a mask keeping a prefix, one row keeping nothing) change no bit."""
+    q, k, v = _qkv((1, 2, 100, 8), (1, 2, 1100, 8), 6, dtype, seed=8)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+          [q, k, v], reference(q, k, v, causal=True), tmp_path)
+    keep = np.random.default_rng(9).random((100, 1100)) < 0.5
+    keep[:, 40:] = False
+    keep[35] = False
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+          [q, k, v, keep], reference(q, k, v, keep), tmp_path)
+
+
 def test_broadcast_batch_dims(tmp_path: Path) -> None:
     """Keys and values shared by the heads' batch dim (size 1) are broadcast."""
     q, _, _ = _qkv((2, 3, 5, 4), (2, 3, 5, 4), 4, np.float32, seed=6)

@@ -75,3 +75,21 @@ def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Pat
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     np.testing.assert_allclose(outs[0], fn(am.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [13, 29, 48])
+def test_left_operand_layout_does_not_change_bits(lib: N.NativeLibrary, rows: int,
+                                                  tmp_path: Path) -> None:
+    """A row-major left operand (read in place, its last short panel of rows packed) and
+    the same operand given transposed (packed) give the same bits, on 1 and 2 threads."""
+    rng = np.random.default_rng(7)
+    w = am.tensor(rng.standard_normal((37, 70)).astype(np.float32))
+    am.export(lambda x: x @ w, am.spec(rows, 37)).save(tmp_path / "a.amber")
+    am.export(lambda xt: xt.transpose(0, 1) @ w, am.spec(37, rows)).save(tmp_path / "t.amber")
+    x = rng.standard_normal((rows, 37)).astype(np.float32)
+    outs = [N.NativeModel(tmp_path / f, threads=t).run("forward", a)[0]
+            for f, a in (("a.amber", x), ("t.amber", np.ascontiguousarray(x.T)))
+            for t in (1, 2)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_allclose(outs[0], x @ w.numpy(), rtol=1e-4, atol=1e-4)
