@@ -45,6 +45,53 @@ static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_
     am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
 }
 
+typedef struct batch_job {
+    const am_matmul_batch *b;
+    bool f32;
+    void **ws; /* gemm scratch per worker */
+} batch_job;
+
+static void batch_task(void *ud, int64_t t, int worker) {
+    const batch_job *j = (const batch_job *)ud;
+    const am_matmul_batch *b = j->b;
+    int64_t ox = 0, oy = 0, rest = t, mn = b->m * b->n;
+    for (int d = b->br - 1; d >= 0; d--) {
+        ox += rest % b->shape[d] * b->bx[d];
+        oy += rest % b->shape[d] * b->by[d];
+        rest /= b->shape[d];
+    }
+    if (j->f32)
+        am_gemm_serial_f32(b->m, b->n, b->k, (const float *)b->x + ox, b->rsa, b->csa,
+                           (const float *)b->y + oy, b->rsb, b->csb, NULL,
+                           (float *)b->out + t * mn, b->n, false, (float *)j->ws[worker]);
+    else
+        am_gemm_serial_f64(b->m, b->n, b->k, (const double *)b->x + ox, b->rsa, b->csa,
+                           (const double *)b->y + oy, b->rsb, b->csb, NULL,
+                           (double *)b->out + t * mn, b->n, false, (double *)j->ws[worker]);
+}
+
+bool am_matmul_batch_pool(am_ctx *ctx, amber_dtype dt, const am_matmul_batch *b,
+                          amber_status *st) {
+    int workers = am_pool_size(ctx->pool);
+    int64_t batches = 1;
+    for (int d = 0; d < b->br; d++) batches *= b->shape[d];
+    double work = (double)b->m * (double)b->n * (double)b->k;
+    bool f32 = dt == AMBER_FLOAT32;
+    if (workers < 2 || batches < 2 || (!f32 && dt != AMBER_FLOAT64) || b->m * b->n == 0 ||
+        work >= (b->m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) ||
+        work * (double)batches < AM_PARALLEL_MIN)
+        return false;
+    size_t len = f32 ? am_gemm_scratch_len_f32(b->m, b->n, b->k, false) * sizeof(float)
+                     : am_gemm_scratch_len_f64(b->m, b->n, b->k, false) * sizeof(double);
+    batch_job j = {b, f32, NULL};
+    *st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
+                         ctx->err);
+    for (int w = 0; *st == AMBER_OK && w < workers; w++)
+        *st = am_arena_alloc(ctx->scratch, len ? len : 1, &j.ws[w], ctx->err);
+    if (*st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
+    return true;
+}
+
 amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n, (void)a;
@@ -72,6 +119,13 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         br = 0;
     }
     bool fixed_y = (ctx->fixed_inputs & 2) != 0;
+    if (!fixed_y && !ctx->epi && batches > 1) {
+        am_matmul_batch b = {br, out->shape, {0}, {0}, m, nn, k, k, 1, nn, 1,
+                             x->data, y->data, out->data};
+        for (int d = 0; d < br; d++) b.bx[d] = sx[d] * m * k, b.by[d] = sy[d] * k * nn;
+        amber_status st = AMBER_OK;
+        if (am_matmul_batch_pool(ctx, out->dtype, &b, &st)) return st;
+    }
     int64_t ox = 0, oy = 0;
     epi_at at = {ctx->epi, 0, 0};
     const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;

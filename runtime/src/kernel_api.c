@@ -31,7 +31,7 @@ amber_status amber_kernel_context_create(int32_t threads, amber_kernel_context *
     if (!c) return AMBER_ERR_NO_MEMORY;
     am_arena_init(&c->scratch, 0);
     c->threads = (int32_t)n;
-    amber_status st = am_pool_create((int)n, &c->pool, &c->err);
+    amber_status st = am_pool_create((int)n, AM_POOL_SPIN_EAGER_NS, &c->pool, &c->err);
     if (st != AMBER_OK) {
         free(c);
         return st;
@@ -258,6 +258,10 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
         bx[br - (x.rank - 2) + d] = x.shape[d] == 1 ? 0 : sx[d];
     for (int d = 0; d < y.rank - 2; d++)
         by[br - (y.rank - 2) + d] = y.shape[d] == 1 ? 0 : sy[d];
+    am_matmul_batch mb = {br, out->shape, {0}, {0}, m, n, k, rsa, csa, rsb, csb, xd, yd, od};
+    memcpy(mb.bx, bx, sizeof bx);
+    memcpy(mb.by, by, sizeof by);
+    if (am_matmul_batch_pool(kc, x.dtype, &mb, &st)) return st;
     int64_t ox = 0, oy = 0;
     for (int64_t b = 0; b < batches && st == AMBER_OK; b++) {
         st = gemm(ctx, kc, x.dtype, m, n, k, xd + ox * (int64_t)z, rsa, csa,
@@ -276,7 +280,7 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
 
 /* An elementwise op on strided inputs: its row loop over the given strides, as run_map
  * in k_elementwise.c does over contiguous ones (the same loop, so the same bits). */
-static amber_status elementwise_strided(am_row_fn fn, const amber_tensor *in,
+static amber_status elementwise_strided(am_pool *pool, am_row_fn fn, const amber_tensor *in,
                                         const int64_t *const *strides, int n,
                                         amber_tensor *out) {
     int64_t st[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
@@ -296,7 +300,7 @@ static amber_status elementwise_strided(am_row_fn fn, const amber_tensor *in,
     }
     am_iter it;
     am_iter_init(&it, n + 1, out->rank, out->shape, st);
-    am_iter_run(&it, base, fn, NULL);
+    am_iter_run_pool(pool, &it, base, fn, NULL);
     return AMBER_OK;
 }
 
@@ -342,7 +346,7 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
     else if (mm)
         st = matmul_strided(ctx, &kc, inputs, strides, output);
     else
-        st = elementwise_strided(fn, inputs, strides, n, output);
+        st = elementwise_strided(ctx->pool, fn, inputs, strides, n, output);
     am_arena_reset(&ctx->scratch);
     return st;
 }

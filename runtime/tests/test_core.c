@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int failures = 0;
 
@@ -308,7 +309,8 @@ static void test_gemm(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK &&
+          am_pool_size(pool) == 3);
     am_keep keep;
     am_keep_init(&keep, plain_alloc, plain_release, NULL);
     am_ctx serial = {&err, &sc, NULL, 0, NULL, NULL}, threaded = {&err, &sc, pool, 0, &keep, NULL};
@@ -445,7 +447,7 @@ static void test_conv_scratch_limit(void) {
     CHECK(am_json_parse(js, strlen(js), &lim, &doc, &err) == AMBER_OK);
     CHECK(am_attrs_decode(conv, &doc, am_json_root(&doc), NULL, &attrs, &err) == AMBER_OK);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
     amber_tensor out[3];
     am_arena oa[3], sc[3];
     size_t limits[3] = {0, 400000, 1}; /* unlimited; room for one image; none */
@@ -474,11 +476,30 @@ static void count_task(void *ud, int64_t t, int worker) {
 static void test_pool(void) {
     am_error err;
     am_pool *pool = NULL;
-    CHECK(am_pool_create(1, &pool, &err) == AMBER_OK && pool == NULL && am_pool_size(pool) == 1);
-    CHECK(am_pool_create(4, &pool, &err) == AMBER_OK && am_pool_size(pool) == 4);
+    CHECK(am_pool_create(1, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK && pool == NULL &&
+          am_pool_size(pool) == 1);
+    CHECK(am_pool_create(4, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK &&
+          am_pool_size(pool) == 4);
     static int hits[1001];
     for (int job = 0; job < 2000; job++) {
         int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
+        memset(hits, 0, sizeof hits);
+        am_pool_run(pool, n, count_task, hits);
+        bool ok = true;
+        for (int64_t t = 0; t < 1000; t++) ok &= hits[t] == (t < n);
+        CHECK(ok);
+        if (!ok) break;
+    }
+    am_pool_free(pool);
+    /* A pool whose workers sleep almost at once: every job is still done, whether the
+     * workers are woken for it, still awake, or asleep while the caller does it all. */
+    CHECK(am_pool_create(3, 1000u, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
+    for (int job = 0; job < 200; job++) {
+        if (job % 4 == 0) {
+            struct timespec pause = {0, 200000}; /* 200 us: the workers fall asleep */
+            nanosleep(&pause, NULL);
+        }
+        int64_t n = job % 2 ? 2 : 997;
         memset(hits, 0, sizeof hits);
         am_pool_run(pool, n, count_task, hits);
         bool ok = true;
@@ -711,7 +732,7 @@ static void test_layernorm_isas(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(2, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(2, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(hs); c++) {
         int64_t h = hs[c];
