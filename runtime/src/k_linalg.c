@@ -45,51 +45,63 @@ static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_
     am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
 }
 
+/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
+#define COLD __attribute__((cold))
+
 typedef struct batch_job {
     const am_matmul_batch *b;
-    bool f32;
     void **ws; /* gemm scratch per worker */
 } batch_job;
 
-static void batch_task(void *ud, int64_t t, int worker) {
-    const batch_job *j = (const batch_job *)ud;
-    const am_matmul_batch *b = j->b;
-    int64_t ox = 0, oy = 0, rest = t, mn = b->m * b->n;
+/* Where product t's operands start (elements): x's returned, y's in *oy. */
+COLD static int64_t batch_at(const am_matmul_batch *b, int64_t t, int64_t *oy) {
+    int64_t ox = 0;
+    *oy = 0;
     for (int d = b->br - 1; d >= 0; d--) {
-        ox += rest % b->shape[d] * b->bx[d];
-        oy += rest % b->shape[d] * b->by[d];
-        rest /= b->shape[d];
+        ox += t % b->shape[d] * b->bx[d];
+        *oy += t % b->shape[d] * b->by[d];
+        t /= b->shape[d];
     }
-    if (j->f32)
-        am_gemm_serial_f32(b->m, b->n, b->k, (const float *)b->x + ox, b->rsa, b->csa,
-                           (const float *)b->y + oy, b->rsb, b->csb, NULL,
-                           (float *)b->out + t * mn, b->n, false, (float *)j->ws[worker]);
-    else
-        am_gemm_serial_f64(b->m, b->n, b->k, (const double *)b->x + ox, b->rsa, b->csa,
-                           (const double *)b->y + oy, b->rsb, b->csb, NULL,
-                           (double *)b->out + t * mn, b->n, false, (double *)j->ws[worker]);
+    return ox;
 }
 
-bool am_matmul_batch_pool(am_ctx *ctx, amber_dtype dt, const am_matmul_batch *b,
-                          amber_status *st) {
+COLD static void batch_task(void *ud, int64_t t, int worker) {
+    const batch_job *j = (const batch_job *)ud;
+    const am_matmul_batch *b = j->b;
+    int64_t oy, ox = batch_at(b, t, &oy);
+    am_gemm_serial_f32(b->m, b->n, b->k, (const float *)b->x + ox, b->rsa, b->csa,
+                       (const float *)b->y + oy, b->rsb, b->csb, NULL,
+                       (float *)b->out + t * b->m * b->n, b->n, false, (float *)j->ws[worker]);
+}
+
+COLD amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b) {
     int workers = am_pool_size(ctx->pool);
-    int64_t batches = 1;
+    int64_t batches = 1, m = b->m, n = b->n, k = b->k;
     for (int d = 0; d < b->br; d++) batches *= b->shape[d];
-    double work = (double)b->m * (double)b->n * (double)b->k;
-    bool f32 = dt == AMBER_FLOAT32;
-    if (workers < 2 || batches < 2 || (!f32 && dt != AMBER_FLOAT64) || b->m * b->n == 0 ||
-        work >= (b->m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) ||
-        work * (double)batches < AM_PARALLEL_MIN)
-        return false;
-    size_t len = f32 ? am_gemm_scratch_len_f32(b->m, b->n, b->k, false) * sizeof(float)
-                     : am_gemm_scratch_len_f64(b->m, b->n, b->k, false) * sizeof(double);
-    batch_job j = {b, f32, NULL};
-    *st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
-                         ctx->err);
-    for (int w = 0; *st == AMBER_OK && w < workers; w++)
-        *st = am_arena_alloc(ctx->scratch, len ? len : 1, &j.ws[w], ctx->err);
-    if (*st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
-    return true;
+    double work = (double)m * (double)n * (double)k;
+    amber_status st = AMBER_OK;
+    if (b->f32 && workers > 1 && batches > 1 && m * n > 0 &&
+        work < (m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) &&
+        work * (double)batches >= AM_PARALLEL_MIN) {
+        size_t len = am_gemm_scratch_len_f32(m, n, k, false) * sizeof(float);
+        batch_job j = {b, NULL};
+        st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
+                            ctx->err);
+        for (int w = 0; st == AMBER_OK && w < workers; w++)
+            st = am_arena_alloc(ctx->scratch, len ? len : 1, &j.ws[w], ctx->err);
+        if (st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
+        return st;
+    }
+    for (int64_t t = 0; t < batches && st == AMBER_OK; t++) {
+        int64_t oy, ox = batch_at(b, t, &oy);
+        st = b->f32 ? am_gemm_f32(ctx, m, n, k, (const float *)b->x + ox, b->rsa, b->csa,
+                                  (const float *)b->y + oy, b->rsb, b->csb,
+                                  (float *)b->out + t * m * n, n, false)
+                    : am_gemm_f64(ctx, m, n, k, (const double *)b->x + ox, b->rsa, b->csa,
+                                  (const double *)b->y + oy, b->rsb, b->csb,
+                                  (double *)b->out + t * m * n, n, false);
+    }
+    return st;
 }
 
 amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -119,12 +131,12 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         br = 0;
     }
     bool fixed_y = (ctx->fixed_inputs & 2) != 0;
-    if (!fixed_y && !ctx->epi && batches > 1) {
+    bool fl = out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64;
+    if (fl && !fixed_y && !ctx->epi) {
         am_matmul_batch b = {br, out->shape, {0}, {0}, m, nn, k, k, 1, nn, 1,
-                             x->data, y->data, out->data};
+                             x->data, y->data, out->data, out->dtype == AMBER_FLOAT32};
         for (int d = 0; d < br; d++) b.bx[d] = sx[d] * m * k, b.by[d] = sy[d] * k * nn;
-        amber_status st = AMBER_OK;
-        if (am_matmul_batch_pool(ctx, out->dtype, &b, &st)) return st;
+        return am_matmul_batch_run(ctx, &b);
     }
     int64_t ox = 0, oy = 0;
     epi_at at = {ctx->epi, 0, 0};
@@ -486,8 +498,6 @@ typedef struct im2col_src {
     int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
 
-/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
-#define COLD __attribute__((cold))
 
 /* Images per product: small images together, up to about this many columns. */
 #define CONV_JOIN_COLS 512

@@ -364,9 +364,9 @@ typedef struct am_gemm_epi {
  * (at most two rows; reading B is what bounds it) splits from AM_PARALLEL_MIN. */
 #define AM_GEMM_PARALLEL_MIN 524288.0
 
-/* A batch of float matmul products: product b is out[b] = x[b] @ y[b], where x[b] and y[b]
+/* A batch of float matmul products: product t is out[t] = x[t] @ y[t], where x[t] and y[t]
  * start at element offsets stepping by bx, by (0 along broadcast dims) over the output's
- * batch shape, with A and B strides rsa, csa, rsb, csb; out is contiguous. */
+ * batch shape `shape` (br dims), with strides rsa, csa, rsb, csb; out is contiguous. */
 typedef struct am_matmul_batch {
     int br;
     const int64_t *shape;
@@ -374,11 +374,11 @@ typedef struct am_matmul_batch {
     int64_t m, n, k, rsa, csa, rsb, csb;
     const void *x, *y;
     void *out;
+    bool f32; /* else float64 */
 } am_matmul_batch;
-/* Runs the batch a product per pool task when there are many products each too small to
- * split itself (the bits of one product do not depend on threads): true if it did. */
-bool am_matmul_batch_pool(am_ctx *ctx, amber_dtype dt, const am_matmul_batch *b,
-                          amber_status *st);
+/* Runs the products in turn, each with the pool's threads, or (float32) a product per
+ * pool task when there are many each too small to split itself (the bits are the same). */
+amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b);
 
 /* GEMM (gemm.c): C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides
  * (rs, cs), C row-major with leading dimension ldc. */
