@@ -473,6 +473,48 @@ static void count_task(void *ud, int64_t t, int worker) {
     __atomic_fetch_or(&hits[1000], 1 << worker, __ATOMIC_RELAXED);
 }
 
+/* acc[i] += x[i] in double, as the float sum's reduced-outer-axis loop does. */
+static void acc_row(char **p, const int64_t *s, int64_t n, void *ud) {
+    (void)ud;
+    for (int64_t i = 0; i < n; i++)
+        *(double *)(void *)(p[0] + i * s[0]) += (double)*(const float *)(p[1] + i * s[1]);
+}
+
+/* am_iter_run_pool: a sum over each reduced dim (accumulator stride 0), split between
+ * threads along kept dims only, gives the serial bits; a small one stays serial. */
+static void test_iter_pool(void) {
+    static const int64_t shapes[][3] = {{40, 3, 1000}, {3, 20000, 1}, {70000, 1, 1}, {8, 8, 8}};
+    static const bool keep[][3] = {{false, true, false}, {false, true, true},
+                                   {true, true, true}, {true, false, true}};
+    am_error err;
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    float *x = (float *)malloc(70000 * sizeof(float));
+    double *a = (double *)calloc(70000, sizeof(double));
+    double *b = (double *)calloc(70000, sizeof(double));
+    for (int i = 0; x && i < 70000; i++) x[i] = (float)((i * 7919) % 1000) * 0.001f - 0.3f;
+    for (size_t c = 0; x && a && b && c < AM_ARRAY_LEN(shapes); c++) {
+        int64_t st[2][AMBER_MAX_RANK], acc = sizeof(double);
+        am_contig_strides(shapes[c], 3, sizeof(float), st[1]);
+        for (int d = 2; d >= 0; d--) {
+            st[0][d] = keep[c][d] ? acc : 0;
+            if (keep[c][d]) acc *= shapes[c][d];
+        }
+        am_iter it;
+        am_iter_init(&it, 2, 3, shapes[c], st);
+        memset(a, 0, 70000 * sizeof(double));
+        memset(b, 0, 70000 * sizeof(double));
+        char *ba[2] = {(char *)a, (char *)x}, *bb[2] = {(char *)b, (char *)x};
+        am_iter_run(&it, ba, acc_row, NULL);
+        am_iter_run_pool(pool, &it, bb, acc_row, NULL);
+        CHECK(memcmp(a, b, 70000 * sizeof(double)) == 0);
+    }
+    free(x);
+    free(a);
+    free(b);
+    am_pool_free(pool);
+}
+
 static void test_pool(void) {
     am_error err;
     am_pool *pool = NULL;
@@ -883,6 +925,7 @@ int main(void) {
     test_gemm();
     test_conv_scratch_limit();
     test_pool();
+    test_iter_pool();
     test_pool2d_isas();
     test_layernorm_isas();
     test_depthwise_isas();
