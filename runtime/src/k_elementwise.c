@@ -538,7 +538,6 @@ static void fused_task(void *ud, int64_t t, int worker) {
     am_iter_run(&sub, base, fused_row, &u);
 }
 
-
 amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
                           amber_tensor *out) {
     fused_job j = {g, {0}, {NULL}, NULL, 0};

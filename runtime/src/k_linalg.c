@@ -498,7 +498,6 @@ typedef struct im2col_src {
     int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
 
-
 /* Images per product: small images together, up to about this many columns. */
 #define CONV_JOIN_COLS 512
 /* im2col rows packed per pass (their offsets on the stack) */

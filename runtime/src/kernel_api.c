@@ -202,7 +202,6 @@ static bool rows_fold(const amber_tensor *x, const int64_t *st) {
     return true;
 }
 
-
 /* matmul on strided float operands, the same bits as the matmul kernel on contiguous
  * copies: the same products on the same paths (the batch fold of k_matmul; a B read
  * directly by few-row products only where k_matmul would read it too). */
