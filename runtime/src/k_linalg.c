@@ -132,7 +132,7 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     }
     bool fixed_y = (ctx->fixed_inputs & 2) != 0;
     bool fl = out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64;
-    if (fl && !fixed_y && !ctx->epi) {
+    if (fl && !fixed_y && !ctx->epi && batches > 1) { /* (one product: the loop below) */
         am_matmul_batch b = {br, out->shape, {0}, {0}, m, nn, k, k, 1, nn, 1,
                              x->data, y->data, out->data, out->dtype == AMBER_FLOAT32};
         for (int d = 0; d < br; d++) b.bx[d] = sx[d] * m * k, b.by[d] = sy[d] * k * nn;
