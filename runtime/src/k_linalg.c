@@ -80,15 +80,16 @@ COLD amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b) {
     for (int d = 0; d < b->br; d++) batches *= b->shape[d];
     double work = (double)m * (double)n * (double)k;
     amber_status st = AMBER_OK;
-    if (b->f32 && workers > 1 && batches > 1 && m * n > 0 &&
-        work < (m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) &&
+    /* Small products a task each (one thread: in turn, with scratch made once); an empty
+     * product has no work, and one product alone is one task, the caller's. */
+    if (b->f32 && work < (m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) &&
         work * (double)batches >= AM_PARALLEL_MIN) {
         size_t len = am_gemm_scratch_len_f32(m, n, k, false) * sizeof(float);
         batch_job j = {b, NULL};
         st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
                             ctx->err);
         for (int w = 0; st == AMBER_OK && w < workers; w++)
-            st = am_arena_alloc(ctx->scratch, len ? len : 1, &j.ws[w], ctx->err);
+            st = am_arena_alloc(ctx->scratch, len, &j.ws[w], ctx->err);
         if (st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
         return st;
     }

@@ -238,9 +238,9 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
                          sx[x.rank - 2], sx[x.rank - 1], sy[y.rank - 2], sy[y.rank - 1],
                          x.data, y.data, out->data, x.dtype == AMBER_FLOAT32};
     /* batch offsets (in elements) of x and y broadcast to the output's batch dims */
-    for (int d = 0; !fold && d < x.rank - 2; d++)
+    for (int d = 0; d < x.rank - 2; d++) /* (unused when folded: b.br is 0) */
         b.bx[br - (x.rank - 2) + d] = x.shape[d] == 1 ? 0 : sx[d];
-    for (int d = 0; !fold && d < y.rank - 2; d++)
+    for (int d = 0; d < y.rank - 2; d++)
         b.by[br - (y.rank - 2) + d] = y.shape[d] == 1 ? 0 : sy[d];
     return am_matmul_batch_run(kc, &b);
 }

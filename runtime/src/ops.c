@@ -333,14 +333,17 @@ static void iter_task(void *ud, int64_t t, int worker) {
 
 void am_iter_run_pool(am_pool *pool, const am_iter *it, char *const *base, am_row_fn fn,
                       void *ud) {
-    int d = 0, workers = am_pool_size(pool);
-    int64_t numel = 1, tasks = workers > 1 ? 4 * (int64_t)workers : 0;
+    int d = 0;
+    int64_t numel = 1, tasks = 0;
     for (int i = 0; i < it->rank; i++) numel *= it->shape[i];
     while (d < it->rank && it->strides[0][d] == 0) d++;
-    /* NOTE: slices of the innermost dim shorten every row: 16 elements or more each */
-    int64_t most = d == it->rank ? 0 : d == it->rank - 1 ? it->shape[d] / 16 : it->shape[d];
-    if (tasks > most) tasks = most;
-    if (tasks < 2 || numel < AM_ELEMENTS_PARALLEL_MIN) {
+    if (d < it->rank && numel >= AM_ELEMENTS_PARALLEL_MIN && am_pool_awake(pool)) {
+        /* NOTE: slices of the innermost dim shorten every row: 16 elements or more each */
+        int64_t most = d == it->rank - 1 ? it->shape[d] / 16 : it->shape[d];
+        tasks = 4 * (int64_t)am_pool_size(pool);
+        if (tasks > most) tasks = most;
+    }
+    if (tasks < 2) {
         am_iter_run(it, base, fn, ud);
         return;
     }

@@ -82,6 +82,10 @@ typedef void (*am_task_fn)(void *ud, int64_t task, int worker);
 amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_error *err);
 void am_pool_free(am_pool *p);
 int am_pool_size(const am_pool *p);
+/* Whether a worker is awake (not waiting to be woken): a job of a few microseconds is
+ * worth splitting only then, since waking one costs the caller a system call and the
+ * worker starts late. */
+bool am_pool_awake(am_pool *p);
 /* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
 
@@ -377,7 +381,7 @@ typedef struct am_matmul_batch {
     bool f32; /* else float64 */
 } am_matmul_batch;
 /* Runs the products in turn, each with the pool's threads, or (float32) a product per
- * pool task when there are many each too small to split itself (the bits are the same). */
+ * pool task when they are too small to split themselves (the bits are the same). */
 amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b);
 
 /* GEMM (gemm.c): C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides

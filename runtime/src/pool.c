@@ -189,6 +189,8 @@ void am_pool_free(am_pool *p) {
 
 int am_pool_size(const am_pool *p) { return p ? p->n_workers + 1 : 1; }
 
+bool am_pool_awake(am_pool *p) { return p && atomic_load(&p->sleepers) < p->n_workers; }
+
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
     if (!p || p->n_workers == 0 || n_tasks <= 1) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ud, t, 0);
