@@ -246,10 +246,6 @@ int am_gemm_set_isa(int isa) {
 #define KEEP_KIND_PACKED_A 0x4100u
 /* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
 #define EPI_COLS 256
-/* Multiply-adds below which a packed product stays on the calling thread (~4 us on one
- * core): a smaller share per thread would cost about what waking the pool costs. A GEMV
- * (reading B is what bounds it) splits from AM_PARALLEL_MIN. */
-#define GEMM_PARALLEL_MIN 524288.0
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
@@ -575,8 +571,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                                        const am_gemm_epi *epi, const am_gemm_bsrc *bsrc) {    \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         double work = (double)m * (double)n * (double)k;                                      \
-        am_pool *pool = work >= (gemv_path_##SUF(m, B, csb) ? AM_PARALLEL_MIN : GEMM_PARALLEL_MIN) \
-                            ? ctx->pool : NULL;                                               \
+        double least = gemv_path_##SUF(m, B, csb) ? AM_PARALLEL_MIN : AM_GEMM_PARALLEL_MIN;  \
+        am_pool *pool = work >= least ? ctx->pool : NULL;                                     \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \

@@ -190,7 +190,7 @@ static amber_status run_map(am_ctx *ctx, const am_op *op, am_row_fn fn, const am
     }
     am_iter it;
     am_iter_init(&it, n + 1, out->rank, out->shape, strides);
-    am_iter_run(&it, base, fn, NULL);
+    am_iter_run_pool(ctx->pool, &it, base, fn, NULL);
     return AMBER_OK;
 }
 
@@ -538,9 +538,6 @@ static void fused_task(void *ud, int64_t t, int worker) {
     am_iter_run(&sub, base, fused_row, &u);
 }
 
-/* Elements of a group worth splitting between threads. */
-#define FUSED_PARALLEL_MIN 32768
-
 amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ext,
                           amber_tensor *out) {
     fused_job j = {g, {0}, {NULL}, NULL, 0};
@@ -553,7 +550,7 @@ amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ex
     }
     am_iter_init(&j.it, g->n_ext + 1, out->rank, out->shape, strides);
     int64_t numel = am_numel(out), outer = j.it.shape[0];
-    int workers = numel >= FUSED_PARALLEL_MIN && outer > 1 ? am_pool_size(ctx->pool) : 1;
+    int workers = numel >= AM_ELEMENTS_PARALLEL_MIN && outer > 1 ? am_pool_size(ctx->pool) : 1;
     int64_t tasks = 1;
     if (workers > 1) {
         tasks = outer < 4 * (int64_t)workers ? outer : 4 * (int64_t)workers;

@@ -45,6 +45,66 @@ static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_
     am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
 }
 
+/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
+#define COLD __attribute__((cold))
+
+typedef struct batch_job {
+    const am_matmul_batch *b;
+    void **ws; /* gemm scratch per worker */
+} batch_job;
+
+/* Where product t's operands start (elements): x's returned, y's in *oy. */
+COLD static int64_t batch_at(const am_matmul_batch *b, int64_t t, int64_t *oy) {
+    int64_t ox = 0;
+    *oy = 0;
+    for (int d = b->br - 1; d >= 0; d--) {
+        ox += t % b->shape[d] * b->bx[d];
+        *oy += t % b->shape[d] * b->by[d];
+        t /= b->shape[d];
+    }
+    return ox;
+}
+
+COLD static void batch_task(void *ud, int64_t t, int worker) {
+    const batch_job *j = (const batch_job *)ud;
+    const am_matmul_batch *b = j->b;
+    int64_t oy, ox = batch_at(b, t, &oy);
+    am_gemm_serial_f32(b->m, b->n, b->k, (const float *)b->x + ox, b->rsa, b->csa,
+                       (const float *)b->y + oy, b->rsb, b->csb, NULL,
+                       (float *)b->out + t * b->m * b->n, b->n, false, (float *)j->ws[worker]);
+}
+
+COLD amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b) {
+    int workers = am_pool_size(ctx->pool);
+    int64_t batches = 1, m = b->m, n = b->n, k = b->k;
+    for (int d = 0; d < b->br; d++) batches *= b->shape[d];
+    double work = (double)m * (double)n * (double)k;
+    amber_status st = AMBER_OK;
+    /* Small products a task each (one thread: in turn, with scratch made once); an empty
+     * product has no work, and one product alone is one task, the caller's. */
+    if (b->f32 && work < (m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) &&
+        work * (double)batches >= AM_PARALLEL_MIN) {
+        size_t len = am_gemm_scratch_len_f32(m, n, k, false) * sizeof(float);
+        batch_job j = {b, NULL};
+        st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
+                            ctx->err);
+        for (int w = 0; st == AMBER_OK && w < workers; w++)
+            st = am_arena_alloc(ctx->scratch, len, &j.ws[w], ctx->err);
+        if (st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
+        return st;
+    }
+    for (int64_t t = 0; t < batches && st == AMBER_OK; t++) {
+        int64_t oy, ox = batch_at(b, t, &oy);
+        st = b->f32 ? am_gemm_f32(ctx, m, n, k, (const float *)b->x + ox, b->rsa, b->csa,
+                                  (const float *)b->y + oy, b->rsb, b->csb,
+                                  (float *)b->out + t * m * n, n, false)
+                    : am_gemm_f64(ctx, m, n, k, (const double *)b->x + ox, b->rsa, b->csa,
+                                  (const double *)b->y + oy, b->rsb, b->csb,
+                                  (double *)b->out + t * m * n, n, false);
+    }
+    return st;
+}
+
 amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)op, (void)n, (void)a;
@@ -72,6 +132,13 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         br = 0;
     }
     bool fixed_y = (ctx->fixed_inputs & 2) != 0;
+    bool fl = out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64;
+    if (fl && !fixed_y && !ctx->epi && batches > 1) { /* (one product: the loop below) */
+        am_matmul_batch b = {br, out->shape, {0}, {0}, m, nn, k, k, 1, nn, 1,
+                             x->data, y->data, out->data, out->dtype == AMBER_FLOAT32};
+        for (int d = 0; d < br; d++) b.bx[d] = sx[d] * m * k, b.by[d] = sy[d] * k * nn;
+        return am_matmul_batch_run(ctx, &b);
+    }
     int64_t ox = 0, oy = 0;
     epi_at at = {ctx->epi, 0, 0};
     const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;
@@ -431,9 +498,6 @@ typedef struct im2col_src {
     const void *x;        /* the chunk's first image */
     int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
-
-/* Set-up code (the work is in the GEMM and the packing): optimised for size. */
-#define COLD __attribute__((cold))
 
 /* Images per product: small images together, up to about this many columns. */
 #define CONV_JOIN_COLS 512

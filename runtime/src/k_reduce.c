@@ -138,7 +138,7 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     am_iter it;
     am_iter_init(&it, 2, x->rank, x->shape, strides);
     char *base[2] = {(char *)acc, (char *)x->data};
-    am_iter_run(&it, base, fn, NULL);
+    am_iter_run_pool(ctx->pool, &it, base, fn, NULL);
     if (widen)
         for (int64_t i = 0; i < numel_out; i++) ((float *)out->data)[i] = (float)((double *)acc)[i];
     return AMBER_OK;

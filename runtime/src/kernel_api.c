@@ -31,7 +31,7 @@ amber_status amber_kernel_context_create(int32_t threads, amber_kernel_context *
     if (!c) return AMBER_ERR_NO_MEMORY;
     am_arena_init(&c->scratch, 0);
     c->threads = (int32_t)n;
-    amber_status st = am_pool_create((int)n, &c->pool, &c->err);
+    amber_status st = am_pool_create((int)n, AM_POOL_SPIN_EAGER_NS, &c->pool, &c->err);
     if (st != AMBER_OK) {
         free(c);
         return st;
@@ -202,18 +202,6 @@ static bool rows_fold(const amber_tensor *x, const int64_t *st) {
     return true;
 }
 
-static amber_status gemm(amber_kernel_context *ctx, am_ctx *kc, amber_dtype dt, int64_t m,
-                         int64_t n, int64_t k, const char *A, int64_t rsa, int64_t csa,
-                         const char *B, int64_t rsb, int64_t csb, char *C) {
-    (void)ctx;
-    if (dt == AMBER_FLOAT32)
-        return am_gemm_f32(kc, m, n, k, (const float *)(const void *)A, rsa, csa,
-                           (const float *)(const void *)B, rsb, csb, (float *)(void *)C, n,
-                           false);
-    return am_gemm_f64(kc, m, n, k, (const double *)(const void *)A, rsa, csa,
-                       (const double *)(const void *)B, rsb, csb, (double *)(void *)C, n, false);
-}
-
 /* matmul on strided float operands, the same bits as the matmul kernel on contiguous
  * copies: the same products on the same paths (the batch fold of k_matmul; a B read
  * directly by few-row products only where k_matmul would read it too). */
@@ -222,7 +210,6 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
                                    amber_tensor *out) {
     amber_tensor x = in[0], y = in[1];
     int64_t sx[AMBER_MAX_RANK], sy[AMBER_MAX_RANK];
-    size_t z = amber_dtype_size(x.dtype);
     am_contig_strides(x.shape, x.rank, 1, sx);
     am_contig_strides(y.shape, y.rank, 1, sy);
     if (strides && strides[0]) memcpy(sx, strides[0], sizeof(int64_t) * (size_t)x.rank);
@@ -247,36 +234,20 @@ static amber_status matmul_strided(amber_kernel_context *ctx, am_ctx *kc,
         am_contig_strides(x.shape, x.rank, 1, sx);
     }
     if (st != AMBER_OK) return st;
-    const char *xd = (const char *)x.data, *yd = (const char *)y.data;
-    char *od = (char *)out->data;
-    int64_t rsa = sx[x.rank - 2], csa = sx[x.rank - 1];
-    int64_t rsb = sy[y.rank - 2], csb = sy[y.rank - 1];
-    if (fold) return gemm(ctx, kc, x.dtype, m * batches, n, k, xd, rsa, csa, yd, rsb, csb, od);
+    am_matmul_batch b = {fold ? 0 : br, out->shape, {0}, {0}, fold ? m * batches : m, n, k,
+                         sx[x.rank - 2], sx[x.rank - 1], sy[y.rank - 2], sy[y.rank - 1],
+                         x.data, y.data, out->data, x.dtype == AMBER_FLOAT32};
     /* batch offsets (in elements) of x and y broadcast to the output's batch dims */
-    int64_t bx[AMBER_MAX_RANK] = {0}, by[AMBER_MAX_RANK] = {0}, idx[AMBER_MAX_RANK] = {0};
-    for (int d = 0; d < x.rank - 2; d++)
-        bx[br - (x.rank - 2) + d] = x.shape[d] == 1 ? 0 : sx[d];
+    for (int d = 0; d < x.rank - 2; d++) /* (unused when folded: b.br is 0) */
+        b.bx[br - (x.rank - 2) + d] = x.shape[d] == 1 ? 0 : sx[d];
     for (int d = 0; d < y.rank - 2; d++)
-        by[br - (y.rank - 2) + d] = y.shape[d] == 1 ? 0 : sy[d];
-    int64_t ox = 0, oy = 0;
-    for (int64_t b = 0; b < batches && st == AMBER_OK; b++) {
-        st = gemm(ctx, kc, x.dtype, m, n, k, xd + ox * (int64_t)z, rsa, csa,
-                  yd + oy * (int64_t)z, rsb, csb, od + b * m * n * (int64_t)z);
-        for (int d = br - 1; d >= 0; d--) {
-            ox += bx[d];
-            oy += by[d];
-            if (++idx[d] < out->shape[d]) break;
-            ox -= bx[d] * out->shape[d];
-            oy -= by[d] * out->shape[d];
-            idx[d] = 0;
-        }
-    }
-    return st;
+        b.by[br - (y.rank - 2) + d] = y.shape[d] == 1 ? 0 : sy[d];
+    return am_matmul_batch_run(kc, &b);
 }
 
 /* An elementwise op on strided inputs: its row loop over the given strides, as run_map
  * in k_elementwise.c does over contiguous ones (the same loop, so the same bits). */
-static amber_status elementwise_strided(am_row_fn fn, const amber_tensor *in,
+static amber_status elementwise_strided(am_pool *pool, am_row_fn fn, const amber_tensor *in,
                                         const int64_t *const *strides, int n,
                                         amber_tensor *out) {
     int64_t st[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
@@ -296,7 +267,7 @@ static amber_status elementwise_strided(am_row_fn fn, const amber_tensor *in,
     }
     am_iter it;
     am_iter_init(&it, n + 1, out->rank, out->shape, st);
-    am_iter_run(&it, base, fn, NULL);
+    am_iter_run_pool(pool, &it, base, fn, NULL);
     return AMBER_OK;
 }
 
@@ -342,7 +313,7 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
     else if (mm)
         st = matmul_strided(ctx, &kc, inputs, strides, output);
     else
-        st = elementwise_strided(fn, inputs, strides, n, output);
+        st = elementwise_strided(ctx->pool, fn, inputs, strides, n, output);
     am_arena_reset(&ctx->scratch);
     return st;
 }

@@ -308,3 +308,45 @@ void am_iter_run(const am_iter *it, char *const *base, am_row_fn fn, void *ud) {
         if (d < 0) return;
     }
 }
+
+/* am_iter_run_pool: tasks take slices of the outermost dim along which operand 0 moves
+ * (a reduction's accumulators stay put along reduced dims, whose rows must add in turn). */
+typedef struct iter_job {
+    const am_iter *it;
+    char *const *base;
+    am_row_fn fn;
+    void *ud;
+    int d;
+    int64_t chunk;
+} iter_job;
+
+static void iter_task(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const iter_job *j = (const iter_job *)ud;
+    am_iter sub = *j->it;
+    int64_t lo = t * j->chunk, left = sub.shape[j->d] - lo;
+    sub.shape[j->d] = left < j->chunk ? left : j->chunk;
+    char *base[AM_ITER_MAX_OPS];
+    for (int k = 0; k < sub.nops; k++) base[k] = j->base[k] + lo * sub.strides[k][j->d];
+    am_iter_run(&sub, base, j->fn, j->ud);
+}
+
+void am_iter_run_pool(am_pool *pool, const am_iter *it, char *const *base, am_row_fn fn,
+                      void *ud) {
+    int d = 0;
+    int64_t numel = 1, tasks = 0;
+    for (int i = 0; i < it->rank; i++) numel *= it->shape[i];
+    while (d < it->rank && it->strides[0][d] == 0) d++;
+    if (d < it->rank && numel >= AM_ELEMENTS_PARALLEL_MIN && am_pool_awake(pool)) {
+        /* NOTE: slices of the innermost dim shorten every row: 16 elements or more each */
+        int64_t most = d == it->rank - 1 ? it->shape[d] / 16 : it->shape[d];
+        tasks = 4 * (int64_t)am_pool_size(pool);
+        if (tasks > most) tasks = most;
+    }
+    if (tasks < 2) {
+        am_iter_run(it, base, fn, ud);
+        return;
+    }
+    iter_job j = {it, base, fn, ud, d, (it->shape[d] + tasks - 1) / tasks};
+    am_pool_run(pool, (it->shape[d] + j.chunk - 1) / j.chunk, iter_task, &j);
+}

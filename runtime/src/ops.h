@@ -73,10 +73,19 @@ typedef struct am_attrs {
 typedef struct am_pool am_pool;
 /* fn(ud, task, worker): worker is 0..am_pool_size()-1, unique among concurrent calls. */
 typedef void (*am_task_fn)(void *ud, int64_t task, int worker);
+/* How long idle threads stay awake after a job before they sleep. A session's nodes follow
+ * each other closely and a woken worker starts late, so its pool spins long; eager
+ * kernels come between stretches of Python, through which a long spin burns a core. */
+#define AM_POOL_SPIN_SESSION_NS 200000u
+#define AM_POOL_SPIN_EAGER_NS 50000u
 /* threads <= 1 gives *out = NULL, which runs everything on the calling thread. */
-amber_status am_pool_create(int threads, am_pool **out, am_error *err);
+amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_error *err);
 void am_pool_free(am_pool *p);
 int am_pool_size(const am_pool *p);
+/* Whether a worker is awake (not waiting to be woken): a job of a few microseconds is
+ * worth splitting only then, since waking one costs the caller a system call and the
+ * worker starts late. */
+bool am_pool_awake(am_pool *p);
 /* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
 
@@ -244,6 +253,13 @@ typedef void (*am_row_fn)(char **p, const int64_t *s, int64_t n, void *ud);
 void am_iter_init(am_iter *it, int nops, int rank, const int64_t *shape,
                   int64_t strides[][AMBER_MAX_RANK]);
 void am_iter_run(const am_iter *it, char *const *base, am_row_fn fn, void *ud);
+/* Elements of an elementwise op or reduction worth splitting between threads. */
+#define AM_ELEMENTS_PARALLEL_MIN 32768
+/* am_iter_run split between the pool's threads when large, each accumulator of operand 0
+ * (stride 0 along reduced dims) updated by one thread in the same order: the same bits.
+ * fn must compute each element alone (no state in ud shared between rows). */
+void am_iter_run_pool(am_pool *pool, const am_iter *it, char *const *base, am_row_fn fn,
+                      void *ud);
 
 /* Contiguous byte strides of a shape. */
 void am_contig_strides(const int64_t *shape, int rank, size_t esize, int64_t *strides);
@@ -353,6 +369,26 @@ typedef struct am_gemm_epi {
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
  * the pool costs about a microsecond even with the workers awake). */
 #define AM_PARALLEL_MIN 131072.0
+/* Multiply-adds below which a packed product stays on the calling thread (~4 us on one
+ * core): a smaller share per thread would cost about what waking the pool costs. A GEMV
+ * (at most two rows; reading B is what bounds it) splits from AM_PARALLEL_MIN. */
+#define AM_GEMM_PARALLEL_MIN 524288.0
+
+/* A batch of float matmul products: product t is out[t] = x[t] @ y[t], where x[t] and y[t]
+ * start at element offsets stepping by bx, by (0 along broadcast dims) over the output's
+ * batch shape `shape` (br dims), with strides rsa, csa, rsb, csb; out is contiguous. */
+typedef struct am_matmul_batch {
+    int br;
+    const int64_t *shape;
+    int64_t bx[AMBER_MAX_RANK], by[AMBER_MAX_RANK];
+    int64_t m, n, k, rsa, csa, rsb, csb;
+    const void *x, *y;
+    void *out;
+    bool f32; /* else float64 */
+} am_matmul_batch;
+/* Runs the products in turn, each with the pool's threads, or (float32) a product per
+ * pool task when they are too small to split themselves (the bits are the same). */
+amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b);
 
 /* GEMM (gemm.c): C[m,n] (= or +=) A[m,k] B[k,n]; A, B with arbitrary element strides
  * (rs, cs), C row-major with leading dimension ldc. */

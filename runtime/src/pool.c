@@ -28,14 +28,14 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* How long an idle worker (or a waiting caller) stays awake before it sleeps, and how
- * many turns of that it spins without yielding (a pause takes ~30 ns on the machine the
- * figures in bench/RESULTS.md come from: about ten microseconds). */
-#define SPIN_NS 200000
+/* How many turns an idle worker (or a waiting caller) spins without yielding before it
+ * yields for the rest of the pool's spin time, then sleeps (a pause takes ~30 ns on the
+ * machine the figures in bench/RESULTS.md come from: about ten microseconds). */
 #define SPIN_BUSY 400u
 
 struct am_pool {
     int n_workers; /* threads besides the caller */
+    uint64_t spin_ns; /* set before the workers start, then only read */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
@@ -69,7 +69,7 @@ static long long drain(am_pool *p, int worker) {
     }
 }
 
-/* Waits up to SPIN_NS for cond(p, arg) without sleeping; false if it did not hold.
+/* Waits up to p->spin_ns for cond(p, arg) without sleeping; false if it did not hold.
  * NOTE: after a short busy spin the loop yields the CPU on every turn: when threads
  * outnumber free cores, a busy-spinning thread would take the time slices of the very
  * thread it waits for (the caller still working on its share, or a worker holding a
@@ -86,7 +86,7 @@ static bool spin_until(bool (*cond)(am_pool *, uint64_t), am_pool *p, uint64_t a
         if ((i & 15) == 0) { /* read the clock rarely */
             uint64_t t = now_ns();
             if (!t0) t0 = t;
-            else if (t - t0 > SPIN_NS) return false;
+            else if (t - t0 > p->spin_ns) return false;
         }
     }
 }
@@ -139,7 +139,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-amber_status am_pool_create(int threads, am_pool **out, am_error *err) {
+amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_error *err) {
     *out = NULL;
     if (threads <= 1) return AMBER_OK; /* serial: no pool */
     am_pool *p = (am_pool *)calloc(1, sizeof *p);
@@ -152,6 +152,7 @@ amber_status am_pool_create(int threads, am_pool **out, am_error *err) {
     }
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
+    p->spin_ns = spin_ns;
     atomic_init(&p->gen, 1); /* closed */
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->caller_sleeping, 0);
@@ -187,6 +188,8 @@ void am_pool_free(am_pool *p) {
 }
 
 int am_pool_size(const am_pool *p) { return p ? p->n_workers + 1 : 1; }
+
+bool am_pool_awake(am_pool *p) { return p && atomic_load(&p->sleepers) < p->n_workers; }
 
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
     if (!p || p->n_workers == 0 || n_tasks <= 1) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int failures = 0;
 
@@ -329,7 +330,8 @@ static void test_gemm(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK && am_pool_size(pool) == 3);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK &&
+          am_pool_size(pool) == 3);
     am_keep keep;
     am_keep_init(&keep, plain_alloc, plain_release, NULL);
     am_ctx serial = {&err, &sc, NULL, 0, NULL, NULL}, threaded = {&err, &sc, pool, 0, &keep, NULL};
@@ -468,7 +470,7 @@ static void test_conv_scratch_limit(void) {
     CHECK(am_json_parse(js, strlen(js), &lim, &doc, &err) == AMBER_OK);
     CHECK(am_attrs_decode(conv, &doc, am_json_root(&doc), NULL, &attrs, &err) == AMBER_OK);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
     amber_tensor out[3];
     am_arena oa[3], sc[3];
     size_t limits[3] = {0, 400000, 1}; /* unlimited; room for one image; none */
@@ -494,22 +496,76 @@ static void count_task(void *ud, int64_t t, int worker) {
     __atomic_fetch_or(&hits[1000], 1 << worker, __ATOMIC_RELAXED);
 }
 
+/* acc[i] += x[i] in double, as the float sum's reduced-outer-axis loop does. */
+static void acc_row(char **p, const int64_t *s, int64_t n, void *ud) {
+    (void)ud;
+    for (int64_t i = 0; i < n; i++)
+        *(double *)(void *)(p[0] + i * s[0]) += (double)*(const float *)(p[1] + i * s[1]);
+}
+
+/* am_iter_run_pool: a sum over each reduced dim (accumulator stride 0), split between
+ * threads along kept dims only, gives the serial bits; a small one stays serial. */
+static void test_iter_pool(void) {
+    static const int64_t shapes[][3] = {{20, 3, 1000}, {3, 20000, 1}, {70000, 1, 1}, {8, 8, 8}};
+    static const bool keep[][3] = {{false, true, false}, {false, true, true},
+                                   {true, true, true}, {true, false, true}};
+    am_error err;
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    float *x = (float *)malloc(70000 * sizeof(float));
+    double *a = (double *)calloc(70000, sizeof(double));
+    double *b = (double *)calloc(70000, sizeof(double));
+    for (int i = 0; x && i < 70000; i++) x[i] = (float)((i * 7919) % 1000) * 0.001f - 0.3f;
+    for (size_t c = 0; x && a && b && c < AM_ARRAY_LEN(shapes); c++) {
+        int64_t st[2][AMBER_MAX_RANK], acc = sizeof(double);
+        am_contig_strides(shapes[c], 3, sizeof(float), st[1]);
+        for (int d = 2; d >= 0; d--) {
+            st[0][d] = keep[c][d] ? acc : 0;
+            if (keep[c][d]) acc *= shapes[c][d];
+        }
+        am_iter it;
+        am_iter_init(&it, 2, 3, shapes[c], st);
+        memset(a, 0, 70000 * sizeof(double));
+        memset(b, 0, 70000 * sizeof(double));
+        char *ba[2] = {(char *)a, (char *)x}, *bb[2] = {(char *)b, (char *)x};
+        am_iter_run(&it, ba, acc_row, NULL);
+        am_iter_run_pool(pool, &it, bb, acc_row, NULL);
+        CHECK(memcmp(a, b, 70000 * sizeof(double)) == 0);
+    }
+    free(x);
+    free(a);
+    free(b);
+    am_pool_free(pool);
+}
+
 static void test_pool(void) {
     am_error err;
     am_pool *pool = NULL;
-    CHECK(am_pool_create(1, &pool, &err) == AMBER_OK && pool == NULL && am_pool_size(pool) == 1);
-    CHECK(am_pool_create(4, &pool, &err) == AMBER_OK && am_pool_size(pool) == 4);
+    CHECK(am_pool_create(1, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK && pool == NULL &&
+          am_pool_size(pool) == 1);
     static int hits[1001];
-    for (int job = 0; job < 2000; job++) {
-        int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
-        memset(hits, 0, sizeof hits);
-        am_pool_run(pool, n, count_task, hits);
-        bool ok = true;
-        for (int64_t t = 0; t < 1000; t++) ok &= hits[t] == (t < n);
-        CHECK(ok);
-        if (!ok) break;
+    /* The session spin, and one so short that the workers sleep almost at once: every
+     * job is still done, whether the workers are woken for it, still awake, or asleep
+     * while the caller does it all. */
+    static const uint64_t spins[] = {AM_POOL_SPIN_SESSION_NS, 1000u};
+    for (int sp = 0; sp < 2; sp++) {
+        CHECK(am_pool_create(4 - sp, spins[sp], &pool, &err) == AMBER_OK &&
+              am_pool_size(pool) == 4 - sp);
+        for (int job = 0; job < 2000; job++) {
+            int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
+            if (sp && job % 8 == 0) {
+                struct timespec pause = {0, 200000}; /* 200 us: the workers fall asleep */
+                nanosleep(&pause, NULL);
+            }
+            memset(hits, 0, sizeof hits);
+            am_pool_run(pool, n, count_task, hits);
+            bool ok = true;
+            for (int64_t t = 0; t < 1000; t++) ok &= hits[t] == (t < n);
+            CHECK(ok);
+            if (!ok) break;
+        }
+        am_pool_free(pool);
     }
-    am_pool_free(pool);
 }
 
 static void test_dim_expressions(void) {
@@ -734,7 +790,7 @@ static void test_layernorm_isas(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(2, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(2, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(hs); c++) {
         int64_t h = hs[c];
@@ -951,6 +1007,7 @@ int main(void) {
     test_gemm();
     test_conv_scratch_limit();
     test_pool();
+    test_iter_pool();
     test_pool2d_isas();
     test_layernorm_isas();
     test_depthwise_isas();

@@ -130,6 +130,45 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
         np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_kernels_do_not_depend_on_the_thread_count(dtype: str) -> None:
+    """Large elementwise ops and reductions, and batches of small products, are split
+    between threads (a reduction along its kept axes only): the same bits at 1, 2 and 3
+    threads, and the products still equal NumPy's."""
+    rng = np.random.default_rng(2)
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    q_np, s_np, v_np, h_np, b_np = r(32, 16, 4, 16), r(32, 4, 16, 16), r(32, 4, 16, 16), \
+        r(32, 16, 64), r(64)
+    q = am.tensor(q_np).transpose(1, 2)  # heads split off by a transpose: strided
+    s, v, h, b = am.tensor(s_np), am.tensor(v_np), am.tensor(h_np), am.tensor(b_np)
+
+    def run() -> list[np.ndarray]:
+        outs = [q @ q.transpose(-1, -2), s @ v, s[:, :1] @ v, h.sum(dim=-1, keepdim=True),
+                h.sum(dim=(0, 1)), h.sum(dim=0), h.sum(dim=1), h.sum(), h.amax(-1, keepdim=True),
+                am.erf(h), h.exp(), h * b, h + h.transpose(0, 1).reshape(32, 16, 64)]
+        return [t.numpy() for t in outs]
+
+    before = am.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            am.set_num_threads(n)
+            results.append(run())
+    finally:
+        am.set_num_threads(before)
+    for got in results[1:]:
+        for one, other in zip(results[0], got):
+            assert one.tobytes() == other.tobytes()
+    qt = q_np.transpose(0, 2, 1, 3)
+    assert_close(results[0][0], qt.astype(np.float64) @ qt.transpose(0, 1, 3, 2), rtol=1e-5,
+                 atol=1e-5)
+    assert_close(results[0][1], s_np.astype(np.float64) @ v_np, rtol=1e-5, atol=1e-5)
+    assert_close(results[0][4], h_np.astype(np.float64).sum((0, 1)), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_set_num_threads_rejects_bad_counts(bad: object) -> None:
     with pytest.raises(am.AmberError, match="set_num_threads"):
