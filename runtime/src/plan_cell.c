@@ -230,6 +230,10 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     const char *pre = j->pre + (row * c->width + c0) * z;
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
+    if (z == 4 && am_cell_f32((const float *)(const void *)pre, c->off,
+                              (const float *)(const void *)(j->cp + at), (float *)(void *)co,
+                              (float *)(void *)ho, n, c->swapped))
+        return;
     char *gi[2] = {tmp[0], (char *)pre + c->off[0] * z};
     char *gg[2] = {tmp[1], (char *)pre + c->off[2] * z};
     c->sig(gi, s, n, NULL);
