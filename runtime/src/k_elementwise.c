@@ -32,14 +32,19 @@ static inline double sigmoid_(double x) {
 
 /* ---------------------------------------------------------------- float32 exp, sigmoid, tanh, erf */
 
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+/* whether some lane of a comparison's result is set, in one instruction or two */
+#define TANY(m) (_mm_movemask_ps((__m128)(m)) != 0)
+#endif
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
 #define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-#include <immintrin.h>
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
+#define TANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
 #define VL 8
 #include "k_transcendental.inc"
 /* NOTE: AVX-512F brings fused multiply-add: the same bits as the other sets need the
