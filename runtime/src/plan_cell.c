@@ -3,8 +3,11 @@
  * pass that reads the pre-activations in place and writes the new c and h, instead of
  * slice copies and two elementwise groups. The file keeps the plain graph; this is
  * decided when a model is loaded, only when fusion is on. Each element goes through the
- * row loops of the nodes it replaces, in their order and with their operand order (a NaN
- * operand's payload depends on it), so the results are the same bits. */
+ * row loops of the nodes it replaces, in their order and with their operand order, so the
+ * results are the same bits; float32 on AVX-512 takes one vector pass instead
+ * (am_cell_f32: the same arithmetic lane by lane, every intermediate in registers). NOTE:
+ * where both operands of one product or sum are NaN, which payload stays is the
+ * compiler's choice in either code (docs/opset.md: all NaNs are equivalent). */
 #include "plan_cell.h"
 
 #include <stdlib.h>
