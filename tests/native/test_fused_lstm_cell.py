@@ -148,8 +148,8 @@ def test_cell_tails_and_special_values(hidden: int, tmp_path: Path) -> None:
     pre = (rng.standard_normal((3, 4 * hidden)) * 4).astype(np.float32)
     c = rng.standard_normal((3, hidden)).astype(np.float32)
     specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -100.0, 100.0], np.float32)
-    pre.flat[rng.choice(pre.size, pre.size // 4, replace=False)] = rng.choice(specials, pre.size // 4)
-    c.flat[rng.choice(c.size, c.size // 4, replace=False)] = rng.choice(specials, c.size // 4)
+    for a in (pre, c):
+        a.flat[rng.choice(a.size, a.size // 4, replace=False)] = rng.choice(specials, a.size // 4)
     am.export(_cell, am.spec(3, 4 * hidden), am.spec(3, hidden)).save(tmp_path / "cell.amber")
     fused = N.NativeModel(tmp_path / "cell.amber", threads=1)
     got = fused.run("forward", pre, c)
