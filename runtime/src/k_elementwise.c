@@ -80,11 +80,13 @@ TRANSCENDENTAL(erf)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 /* x op y, or y op x when sw: the node's own operand order (a NaN's payload follows it). */
 #define CELL_OP(x, op, y, sw) ((sw) ? (y)op(x) : (x)op(y))
+#define CELL_ATTR __attribute__((target("avx512f")))
+#define CELL_INLINE __attribute__((target("avx512f"), always_inline))
 
 /* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
  * through the sigmoid and tanh of the row loops and in plan_cell.c's order. */
-__attribute__((target("avx512f"), always_inline)) static inline void cell_vec_avx512(
-    const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h, const bool *sw) {
+CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
+                                               const bool *sw) {
     vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
     vf_avx512 ig = CELL_OP(si, *, tg, sw[0]), sf = sigmoid_avx512(x[1]);
     vf_avx512 fc = CELL_OP(sf, *, x[4], sw[1]);
@@ -95,11 +97,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void cell_vec_av
 
 /* n units: the last n % 16 as one zero-padded vector (each lane is computed alone, as in
  * the row loops' padded tails). */
-__attribute__((target("avx512f"))) static void cell_f32_avx512(const float *pre,
-                                                                const int64_t *off,
-                                                                const float *cp, float *co,
-                                                                float *ho, int64_t n,
-                                                                const bool *swapped) {
+CELL_ATTR static void cell_f32_avx512(const float *pre, const int64_t *off, const float *cp,
+                                     float *co, float *ho, int64_t n, const bool *swapped) {
     const bool sw[4] = {swapped[0], swapped[1], swapped[2], swapped[3]};
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = (__mmask16)(n - i < 16 ? (1u << (n - i)) - 1 : 0xffffu);
@@ -112,6 +111,8 @@ __attribute__((target("avx512f"))) static void cell_f32_avx512(const float *pre,
     }
 }
 #undef CELL_OP
+#undef CELL_ATTR
+#undef CELL_INLINE
 #endif
 
 bool am_cell_f32(const float *pre, const int64_t *off, const float *cp, float *co, float *ho,
