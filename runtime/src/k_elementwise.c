@@ -32,6 +32,11 @@ static inline double sigmoid_(double x) {
 
 /* ---------------------------------------------------------------- float32 exp, sigmoid, tanh, erf */
 
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+/* whether some lane of a comparison's result is set, in one instruction or two */
+#define TANY(m) (_mm_movemask_ps((__m128)(m)) != 0)
+#endif
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
 #define VL 4
@@ -39,6 +44,7 @@ static inline double sigmoid_(double x) {
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
+#define TANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
 #define VL 8
 #include "k_transcendental.inc"
 /* NOTE: AVX-512F brings fused multiply-add: the same bits as the other sets need the
@@ -48,6 +54,7 @@ static inline double sigmoid_(double x) {
 #endif
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
+#define TANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
 #define VL 16
 #include "k_transcendental.inc"
 #define TRANSCENDENTAL(OP)                                                         \
@@ -67,6 +74,58 @@ TRANSCENDENTAL(exp)
 TRANSCENDENTAL(sigmoid)
 TRANSCENDENTAL(tanh)
 TRANSCENDENTAL(erf)
+
+/* ---------------------------------------------------------------- float32 LSTM cell */
+
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+/* x op y, or y op x when sw: the node's own operand order (a NaN's payload follows it). */
+#define CELL_OP(x, op, y, sw) ((sw) ? (y)op(x) : (x)op(y))
+#define CELL_ATTR __attribute__((target("avx512f")))
+#define CELL_INLINE __attribute__((target("avx512f"), always_inline))
+
+/* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
+ * through the sigmoid and tanh of the row loops and in plan_cell.c's order. */
+CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
+                                               const bool *sw) {
+    vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
+    vf_avx512 ig = CELL_OP(si, *, tg, sw[0]), sf = sigmoid_avx512(x[1]);
+    vf_avx512 fc = CELL_OP(sf, *, x[4], sw[1]);
+    *c = CELL_OP(ig, +, fc, sw[2]);
+    vf_avx512 so = sigmoid_avx512(x[3]), tc = tanh_avx512(*c);
+    *h = CELL_OP(so, *, tc, sw[3]);
+}
+
+/* n units: the last n % 16 as one zero-padded vector (each lane is computed alone, as in
+ * the row loops' padded tails). */
+CELL_ATTR static void cell_f32_avx512(const float *pre, const int64_t *off, const float *cp,
+                                     float *co, float *ho, int64_t n, const bool *swapped) {
+    const bool sw[4] = {swapped[0], swapped[1], swapped[2], swapped[3]};
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i < 16 ? (1u << (n - i)) - 1 : 0xffffu);
+        vf_avx512 x[5], c, h;
+        for (int k = 0; k < 5; k++)
+            x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, k < 4 ? pre + off[k] + i : cp + i);
+        cell_vec_avx512(x, &c, &h, sw);
+        _mm512_mask_storeu_ps(co + i, m, (__m512)c);
+        _mm512_mask_storeu_ps(ho + i, m, (__m512)h);
+    }
+}
+#undef CELL_OP
+#undef CELL_ATTR
+#undef CELL_INLINE
+#endif
+
+bool am_cell_f32(const float *pre, const int64_t *off, const float *cp, float *co, float *ho,
+                 int64_t n, const bool *swapped) {
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    if (am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
+        cell_f32_avx512(pre, off, cp, co, ho, n, swapped);
+        return true;
+    }
+#endif
+    (void)pre, (void)off, (void)cp, (void)co, (void)ho, (void)n, (void)swapped;
+    return false;
+}
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))
 
 /* ---------------------------------------------------------------- loop templates */

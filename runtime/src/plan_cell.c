@@ -3,8 +3,11 @@
  * pass that reads the pre-activations in place and writes the new c and h, instead of
  * slice copies and two elementwise groups. The file keeps the plain graph; this is
  * decided when a model is loaded, only when fusion is on. Each element goes through the
- * row loops of the nodes it replaces, in their order and with their operand order (a NaN
- * operand's payload depends on it), so the results are the same bits. */
+ * row loops of the nodes it replaces, in their order and with their operand order, so the
+ * results are the same bits; float32 on AVX-512 takes one vector pass instead
+ * (am_cell_f32: the same arithmetic lane by lane, every intermediate in registers). NOTE:
+ * where both operands of one product or sum are NaN, which payload stays is the
+ * compiler's choice in either code (docs/opset.md: all NaNs are equivalent). */
 #include "plan_cell.h"
 
 #include <stdlib.h>
@@ -230,6 +233,10 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     const char *pre = j->pre + (row * c->width + c0) * z;
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
+    if (z == 4 && am_cell_f32((const float *)(const void *)pre, c->off,
+                              (const float *)(const void *)(j->cp + at), (float *)(void *)co,
+                              (float *)(void *)ho, n, c->swapped))
+        return;
     char *gi[2] = {tmp[0], (char *)pre + c->off[0] * z};
     char *gg[2] = {tmp[1], (char *)pre + c->off[2] * z};
     c->sig(gi, s, n, NULL);

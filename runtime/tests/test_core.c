@@ -700,6 +700,80 @@ static void test_transcendental(void) {
           out[4] == 0.0f && signbit(out[4]));
 }
 
+/* One float32 LSTM cell element by element through the row loops of its nodes (as
+ * plan_cell.c's generic pass), x op y or y op x when sw. */
+static float cell_ref_op(am_op_id op, float x, float y, bool sw) {
+    float r, a = sw ? y : x, b = sw ? x : y;
+    char *p[3] = {(char *)&r, (char *)&a, (char *)&b};
+    int64_t s[3] = {4, 4, 4};
+    am_elementwise_loop(am_op_get(op), AMBER_FLOAT32, AMBER_FLOAT32)(p, s, 1, NULL);
+    return r;
+}
+
+static float cell_ref_act(am_op_id op, float x) {
+    float r;
+    char *p[2] = {(char *)&r, (char *)&x};
+    int64_t s[2] = {4, 4};
+    am_elementwise_loop(am_op_get(op), AMBER_FLOAT32, AMBER_FLOAT32)(p, s, 1, NULL);
+    return r;
+}
+
+/* The same bits, or both NaN (docs/opset.md: all NaNs are equivalent; which of two NaN
+ * operands a product keeps is the compiler's choice in the row loops too). */
+static bool same_or_nans(float a, float b) {
+    return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b));
+}
+
+/* am_cell_f32: every operand order and tail length gives the bits of the row loops, with
+ * NaNs (of several payloads and signs), infinities and signed zeros among the gates and in
+ * c_prev; nothing written past n; no vector kernel below AVX-512. */
+static void test_lstm_cell(void) {
+    enum { H = 40, W = 4 * H + 3 };
+    static const uint32_t nans[] = {0x7fc00000u, 0xffc00000u, 0x7fc12345u, 0xffe00001u};
+    float pre[W], cp[H], co[H], ho[H];
+    uint32_t state = 99;
+    for (int i = 0; i < W; i++) {
+        state = state * 1664525u + 1013904223u;
+        pre[i] = (float)((double)(state >> 8) / 16777216.0 - 0.5) * 12.0f;
+    }
+    for (int i = 0; i < H; i++) cp[i] = (float)(i % 7) - 3.0f + 0.25f * (float)(i % 3);
+    for (int k = 0; k < 4; k++) /* NaNs in the gates i, f, g, o and c_prev, mixed */
+        for (int u = k; u < H; u += 5) {
+            float v;
+            memcpy(&v, &nans[(u + k) % 4], 4);
+            pre[3 + k * H + u] = v;
+            if (u % 2) memcpy(&cp[u], &nans[(u + 1) % 4], 4);
+        }
+    pre[3 + 2] = INFINITY, pre[3 + H + 2] = -INFINITY, pre[3 + 2 * H + 3] = -0.0f;
+    const int64_t off[4] = {0, H, 2 * H, 3 * H};
+    int best = am_gemm_set_isa(99);
+    int bad = 0;
+    for (unsigned m = 0; m < 16; m++) {
+        bool sw[4] = {m & 1, (m >> 1) & 1, (m >> 2) & 1, (m >> 3) & 1};
+        for (int64_t n = 1; n <= H; n += n < 18 ? 1 : 11) {
+            am_gemm_set_isa(best);
+            memset(co, 0x5a, sizeof co), memset(ho, 0x5a, sizeof ho);
+            if (!am_cell_f32(pre + 3, off, cp, co, ho, n, sw)) continue;
+            for (int64_t u = 0; u < H; u++) {
+                const float *g = pre + 3 + u;
+                float si = cell_ref_act(AM_OP_SIGMOID, g[0]), sf = cell_ref_act(AM_OP_SIGMOID, g[H]);
+                float tg = cell_ref_act(AM_OP_TANH, g[2 * H]), so = cell_ref_act(AM_OP_SIGMOID, g[3 * H]);
+                float c = cell_ref_op(AM_OP_ADD, cell_ref_op(AM_OP_MUL, si, tg, sw[0]),
+                                      cell_ref_op(AM_OP_MUL, sf, cp[u], sw[1]), sw[2]);
+                float h = cell_ref_op(AM_OP_MUL, so, cell_ref_act(AM_OP_TANH, c), sw[3]);
+                uint32_t untouched = 0x5a5a5a5au;
+                bad += u < n ? !same_or_nans(co[u], c) || !same_or_nans(ho[u], h)
+                             : memcmp(&co[u], &untouched, 4) != 0 || memcmp(&ho[u], &untouched, 4) != 0;
+            }
+        }
+    }
+    CHECK(bad == 0);
+    am_gemm_set_isa(AM_GEMM_ISA_AVX2);
+    bool sw[4] = {false, false, false, false};
+    CHECK(!am_cell_f32(pre + 3, off, cp, co, ho, H, sw));
+    am_gemm_set_isa(best);
+}
+
 /* The single-kernel API: strided operands give the bits of contiguous ones (matmul on
  * the few-row and the blocked paths, an elementwise op), and a wrong output is refused. */
 /* The pooling kernels give the same bits at every instruction set (each output is the
@@ -1003,6 +1077,7 @@ static void test_kernel_api(void) {
 int main(void) {
     test_kernel_api();
     test_transcendental();
+    test_lstm_cell();
     test_dim_expressions();
     test_gemm();
     test_conv_scratch_limit();

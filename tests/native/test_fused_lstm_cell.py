@@ -133,6 +133,34 @@ def test_cell_outside_a_loop(name: str, dtype: Any, tmp_path: Path) -> None:
         np.testing.assert_array_equal(g, e)
 
 
+def _same_or_nans(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same bits, or NaN in both (docs/opset.md: all NaNs are equivalent)."""
+    nan = np.isnan(a)
+    return bool(np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes())
+
+
+@pytest.mark.parametrize("hidden", [5, 16, 37, 128])
+def test_cell_tails_and_special_values(hidden: int, tmp_path: Path) -> None:
+    """float32 cells of whole and partial vectors of hidden units, with NaN, infinities and
+    signed zeros in every gate and in c: the fused pass gives the unfused nodes' and eager
+    execution's bits (a NaN may keep either operand's payload)."""
+    rng = np.random.default_rng(hidden)
+    pre = (rng.standard_normal((3, 4 * hidden)) * 4).astype(np.float32)
+    c = rng.standard_normal((3, hidden)).astype(np.float32)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -100.0, 100.0], np.float32)
+    for a in (pre, c):
+        a.flat[rng.choice(a.size, a.size // 4, replace=False)] = rng.choice(specials, a.size // 4)
+    am.export(_cell, am.spec(3, 4 * hidden), am.spec(3, hidden)).save(tmp_path / "cell.amber")
+    fused = N.NativeModel(tmp_path / "cell.amber", threads=1)
+    got = fused.run("forward", pre, c)
+    assert (fused.stats().fused_groups, fused.stats().fused_nodes) == (1, 13)
+    plain = N.NativeModel(tmp_path / "cell.amber", fuse=False, threads=1).run("forward", pre, c)
+    eager = [t.numpy() for t in _cell(am.tensor(pre), am.tensor(c))]
+    for g, p, e in zip(got, plain, eager):
+        assert _same_or_nans(g, p) and _same_or_nans(g, e)
+    assert any(np.isnan(g).any() for g in got) and any(np.isinf(g).any() for g in got)
+
+
 class WhileCell(nn.Module):
     """The step written by hand in an ``am.while_loop`` (the product inside the body)."""
 
