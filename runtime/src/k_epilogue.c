@@ -93,6 +93,17 @@ static bool chain(const am_epi *e) {
     return true;
 }
 
+/* Whether the chain is a line (am_epi.line). */
+static bool line(const am_epi *e) {
+    for (int j = 0; j < e->g->n_steps; j++) {
+        const struct am_epi_op *o = &e->ops[j];
+        int tmps = (o->kind[0] == EPI_TMP) + (o->kind[1] == EPI_TMP);
+        if (o->op > EPI_MIN || tmps != (j > 0)) return false;
+        if (tmps && o->src[o->kind[0] == EPI_TMP ? 0 : 1] != j - 1) return false;
+    }
+    return true;
+}
+
 bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
                  int d1, int d2) {
     int r = out->rank;
@@ -125,6 +136,7 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
     e->chain = e->vec && chain(e);
+    e->line = e->chain && line(e);
     return true;
 }
 
@@ -274,6 +286,59 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
     case EPI_GT: r = (V)(a > b); break;                                                    \
     default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
     }
+/* A line (am_epi.line) over a whole row of nv elements, 8 vectors at a time (the last
+ * ones partial or empty through lane masks K(u)), each step's operands a row's vectors,
+ * a splat or the step before in registers. The same operations per element as
+ * epi_block. */
+#define EPI_LINE_RUN(K)                                                                    \
+    do {                                                                                   \
+        epi_v16f cur[8] = {{0}};                                                           \
+        for (int j = 0; j < n; j++) {                                                      \
+            const struct am_epi_op *o = &e->ops[j];                                        \
+            epi_v16f a_[8], b_[8];                                                         \
+            EPI_LINE_ARG(K, 0, a_);                                                        \
+            EPI_LINE_ARG(K, 1, b_);                                                        \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {                          \
+                epi_v16f a = a_[u], b = b_[u], r;                                          \
+                EPI_OPS_SWITCH(epi_v16f, epi_v16i, a);                                     \
+                cur[u] = r;                                                                \
+            }                                                                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                \
+            _mm512_mask_storeu_ps(out + i + u * 16, K(u), (__m512)cur[u]);                \
+    } while (0)
+#define EPI_LINE_ARG(K, k, dst)                                                            \
+    do {                                                                                   \
+        const float *q_ = (const float *)(const void *)p[o->src[k] + 1];                   \
+        if (o->kind[k] == EPI_TMP) {                                                       \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = cur[u];           \
+        } else if (o->kind[k] == EPI_SCALAR) {                                             \
+            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]);                                 \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = s_;               \
+        } else {                                                                           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                            \
+                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(K(u), q_ + i + u * 16);           \
+        }                                                                                  \
+    } while (0)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define EPI_ALL(u) ((__mmask16)0xffff)
+#define EPI_PART(u) km[u]
+__attribute__((target("avx512f"))) static void epi_line_f32_avx512(const am_epi *e,
+                                                                   char *const *p, int64_t nv) {
+    const int n = e->g->n_steps;
+    float *out = (float *)(void *)p[0];
+    int64_t i = 0;
+    for (; i + 8 * 16 <= nv; i += 8 * 16) EPI_LINE_RUN(EPI_ALL);
+    if (i == nv) return;
+    __mmask16 km[8];
+    for (int u = 0; u < 8; u++) {
+        int64_t rest = nv - i - u * 16;
+        km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
+    }
+    EPI_LINE_RUN(EPI_PART);
+}
+#endif
 /* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it, and of the
  * chain code only AVX-512 float32: the library stays small, and elsewhere the steps' own
  * loops do the same work. */
@@ -300,6 +365,15 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
     bool whole = false; /* vec takes rows of any length (the chain code) */
 #if EPI_HAVE_VEC
     int isa = am_cpu_isa();
+    if (e->line && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
+        for (int64_t r = r0; r < r0 + nr; r++) {
+            p[0] = e->out + img * e->ob + r * e->orow + c0 * e->ocol;
+            for (int k = 0; k < g->n_ext; k++)
+                p[k + 1] = e->base[k] + img * e->sb[k] + r * e->sr[k] + c0 * e->sc[k];
+            epi_line_f32_avx512(e, p, nc);
+        }
+        return;
+    }
     if (e->vec && isa >= AM_GEMM_ISA_AVX512) {
         whole = e->chain && e->ocol == 4;
         vec = whole ? epi_chain_f32_avx512

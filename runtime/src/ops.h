@@ -312,6 +312,8 @@ typedef struct am_epi {
      * float operands that are per-row scalars, contiguous rows or earlier steps. */
     bool vec;
     bool chain; /* ... and each step reads only the last two steps' results */
+    bool line;  /* ... binary arithmetic, max and min, each step after the first reading
+                 * the one before and one external input (BatchNorm, clip, residual add) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
