@@ -14,132 +14,6 @@
 #define EPI_BLOCK 256
 #define EPI_SLOT ((size_t)EPI_BLOCK * 8)
 
-enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
-enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
-       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
-static const am_op_id EPI_OPS[EPI_N_OPS] = {
-    AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
-    AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
-
-/* The byte stride of dims [d0, d1) of a tensor of `shape` with byte strides s, merged
- * into one (size-1 dims ignored); false when they are not one arithmetic progression. */
-static bool merged_stride(const int64_t *shape, const int64_t *s, int d0, int d1, int64_t *out) {
-    int64_t st = 0, span = 1;
-    bool any = false;
-    for (int d = d1 - 1; d >= d0; d--) {
-        if (shape[d] == 1) continue;
-        if (!any) {
-            st = s[d];
-            any = true;
-        } else if (s[d] != st * span) {
-            return false;
-        }
-        span *= shape[d];
-    }
-    *out = st;
-    return true;
-}
-
-/* Translates the group's steps into e->ops; false if some step or operand is not one
- * the vector code handles. */
-static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
-    const am_fused *g = e->g;
-    for (int j = 0; j < g->n_steps; j++) {
-        const am_fused_step *st = &g->steps[j];
-        struct am_epi_op *o = &e->ops[j];
-        amber_dtype din[3];
-        for (int k = 0; k < st->n_in; k++) {
-            int src = st->src[k];
-            if (src < 0) {
-                o->kind[k] = EPI_TMP;
-                o->src[k] = (int8_t)(-src - 1);
-                din[k] = g->steps[-src - 1].dtype;
-                continue;
-            }
-            din[k] = ext[src].dtype;
-            o->src[k] = (int8_t)src;
-            if (e->sc[src] == 0) o->kind[k] = EPI_SCALAR;
-            else if (e->sc[src] == (int64_t)amber_dtype_size(t)) o->kind[k] = EPI_ROW;
-            else return false;
-            if (din[k] != t) return false; /* external masks and other dtypes: row loops */
-        }
-        int op = 0;
-        while (op < EPI_N_OPS &&
-               st->fn != am_elementwise_loop(am_op_get(EPI_OPS[op]), din[0], st->dtype))
-            op++;
-        if (op == EPI_N_OPS) return false;
-        o->op = (uint8_t)op;
-        bool compare = op >= EPI_EQ && op <= EPI_GE;
-        if (op == EPI_WHERE) {
-            if (st->n_in != 3 || din[0] != AMBER_BOOL || din[1] != t || din[2] != t) return false;
-        } else if (st->n_in != 2 || din[0] != t || din[1] != t) {
-            return false;
-        }
-        if (st->dtype != (compare ? AMBER_BOOL : t)) return false;
-    }
-    return g->steps[g->n_steps - 1].dtype == t;
-}
-
-/* Whether every step reads earlier steps only through the last two results (a chain:
- * the vector code keeps those in registers). */
-static bool chain(const am_epi *e) {
-    for (int j = 0; j < e->g->n_steps; j++)
-        for (int k = 0; k < e->g->steps[j].n_in; k++)
-            if (e->ops[j].kind[k] == EPI_TMP && e->ops[j].src[k] < j - 2) return false;
-    for (int j = 0; j < e->g->n_steps; j++) /* (the chain code knows fewer comparisons) */
-        if (e->ops[j].op >= EPI_EQ && e->ops[j].op != EPI_LE && e->ops[j].op != EPI_GT &&
-            e->ops[j].op != EPI_WHERE)
-            return false;
-    return true;
-}
-
-/* Whether the chain is a line (am_epi.line). */
-static bool line(const am_epi *e) {
-    for (int j = 0; j < e->g->n_steps; j++) {
-        const struct am_epi_op *o = &e->ops[j];
-        int tmps = (o->kind[0] == EPI_TMP) + (o->kind[1] == EPI_TMP);
-        if (o->op > EPI_MIN || tmps != (j > 0)) return false;
-        if (tmps && o->src[o->kind[0] == EPI_TMP ? 0 : 1] != j - 1) return false;
-    }
-    return true;
-}
-
-bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
-                 int d1, int d2) {
-    int r = out->rank;
-    if (d1 < 0 || d1 > d2 || d2 > r) return false;
-    int64_t os[AMBER_MAX_RANK], es[AMBER_MAX_RANK];
-    am_contig_strides(out->shape, r, amber_dtype_size(out->dtype), os);
-    e->g = g;
-    e->out = (char *)out->data;
-    e->images = e->rows = e->cols = 1;
-    for (int d = 0; d < r; d++) *(d < d1 ? &e->images : d < d2 ? &e->rows : &e->cols) *= out->shape[d];
-    if (!merged_stride(out->shape, os, 0, d1, &e->ob) ||
-        !merged_stride(out->shape, os, d1, d2, &e->orow) ||
-        !merged_stride(out->shape, os, d2, r, &e->ocol))
-        return false;
-    if (e->cols > 1 && e->ocol != (int64_t)amber_dtype_size(out->dtype)) return false;
-    e->ocol = (int64_t)amber_dtype_size(out->dtype);
-    for (int k = 0; k < g->n_ext; k++) {
-        if (k == g->self) {
-            e->base[k] = e->out, e->sb[k] = e->ob, e->sr[k] = e->orow, e->sc[k] = e->ocol;
-            continue;
-        }
-        if (ext[k].rank > r) return false;
-        am_bcast_strides(&ext[k], out->shape, r, es);
-        e->base[k] = (char *)ext[k].data;
-        if (!merged_stride(out->shape, es, 0, d1, &e->sb[k]) ||
-            !merged_stride(out->shape, es, d1, d2, &e->sr[k]) ||
-            !merged_stride(out->shape, es, d2, r, &e->sc[k]))
-            return false;
-    }
-    e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
-             compile(e, ext, out->dtype);
-    e->chain = e->vec && chain(e);
-    e->line = e->chain && line(e);
-    return true;
-}
-
 /* ---------------------------------------------------------------- vector code */
 
 typedef float epi_v8f __attribute__((vector_size(32)));
@@ -322,21 +196,19 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
     } while (0)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-#define EPI_ALL(u) ((__mmask16)0xffff)
-#define EPI_PART(u) km[u]
+#define EPI_LANES(u) km[u]
 __attribute__((target("avx512f"))) static void epi_line_f32_avx512(const am_epi *e,
                                                                    char *const *p, int64_t nv) {
     const int n = e->g->n_steps;
     float *out = (float *)(void *)p[0];
-    int64_t i = 0;
-    for (; i + 8 * 16 <= nv; i += 8 * 16) EPI_LINE_RUN(EPI_ALL);
-    if (i == nv) return;
-    __mmask16 km[8];
-    for (int u = 0; u < 8; u++) {
-        int64_t rest = nv - i - u * 16;
-        km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
+    __mmask16 km[8] = {0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff};
+    for (int64_t i = 0; i < nv; i += 8 * 16) {
+        for (int u = 0; i + 8 * 16 > nv && u < 8; u++) { /* the last vectors */
+            int64_t rest = nv - i - u * 16;
+            km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
+        }
+        EPI_LINE_RUN(EPI_LANES);
     }
-    EPI_LINE_RUN(EPI_PART);
 }
 #endif
 /* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it, and of the
