@@ -142,6 +142,14 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
     } while (0)
 #define EPI_OPS_SWITCH(V, IV, c)                                                           \
     switch (o->op) {                                                                       \
+    EPI_ARITH_CASES(V, IV)                                                                 \
+    case EPI_MIN: EPI_MIN_OP(V, IV); break;                                                \
+    case EPI_LE: r = (V)(a <= b); break;                                                   \
+    case EPI_GT: r = (V)(a > b); break;                                                    \
+    default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
+    }
+/* The binary arithmetic steps, max and min (a >= b or a is NaN: a). */
+#define EPI_ARITH_CASES(V, IV)                                                             \
     case EPI_ADD: r = a + b; break;                                                        \
     case EPI_SUB: r = a - b; break;                                                        \
     case EPI_MUL: r = a * b; break;                                                        \
@@ -150,64 +158,71 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
         IV k_ = (a >= b) | (a != a);                                                       \
         r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
         break;                                                                             \
-    }                                                                                      \
-    case EPI_MIN: {                                                                        \
+    }
+#define EPI_ARITH(V, IV)                                                                   \
+    switch (o->op) {                                                                       \
+    EPI_ARITH_CASES(V, IV)                                                                 \
+    default: EPI_MIN_OP(V, IV); break;                                                     \
+    }
+#define EPI_MIN_OP(V, IV)                                                                  \
+    do {                                                                                   \
         IV k_ = (a <= b) | (a != a);                                                       \
         r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
-        break;                                                                             \
-    }                                                                                      \
-    case EPI_LE: r = (V)(a <= b); break;                                                   \
-    case EPI_GT: r = (V)(a > b); break;                                                    \
-    default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
-    }
-/* A line (am_epi.line) over a whole row of nv elements, 8 vectors at a time (the last
- * ones partial or empty through lane masks K(u)), each step's operands a row's vectors,
- * a splat or the step before in registers. The same operations per element as
+    } while (0)
+/* A line (am_epi.line) over a whole row of nv elements, EPI_LINE_U vectors at a time (the
+ * last ones partial or empty through the lane masks km), each step's operands a row's
+ * vectors, a splat or the step before in registers. The same operations per element as
  * epi_block. */
-#define EPI_LINE_RUN(K)                                                                    \
+#define EPI_LINE_U 6 /* vectors at a time */
+#define EPI_LINE_RUN()                                                                    \
     do {                                                                                   \
-        epi_v16f cur[8] = {{0}};                                                           \
+        epi_v16f cur[EPI_LINE_U] = {{0}};                                                  \
         for (int j = 0; j < n; j++) {                                                      \
             const struct am_epi_op *o = &e->ops[j];                                        \
-            epi_v16f a_[8], b_[8];                                                         \
-            EPI_LINE_ARG(K, 0, a_);                                                        \
-            EPI_LINE_ARG(K, 1, b_);                                                        \
-            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {                          \
+            epi_v16f a_[EPI_LINE_U], b_[EPI_LINE_U];                                       \
+            EPI_LINE_ARG(0, a_);                                                           \
+            EPI_LINE_ARG(1, b_);                                                           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) {                \
                 epi_v16f a = a_[u], b = b_[u], r;                                          \
-                EPI_OPS_SWITCH(epi_v16f, epi_v16i, a);                                     \
+                EPI_ARITH(epi_v16f, epi_v16i);                                             \
                 cur[u] = r;                                                                \
             }                                                                              \
         }                                                                                  \
-        _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                \
-            _mm512_mask_storeu_ps(out + i + u * 16, K(u), (__m512)cur[u]);                \
+        _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++)                      \
+            _mm512_mask_storeu_ps(out + i + u * 16, km[u], (__m512)cur[u]);                \
     } while (0)
-#define EPI_LINE_ARG(K, k, dst)                                                            \
+/* Operand k of step j for the vectors from element i on, into dst. */
+#define EPI_LINE_ARG(k, dst)                                                               \
     do {                                                                                   \
         const float *q_ = (const float *)(const void *)p[o->src[k] + 1];                   \
         if (o->kind[k] == EPI_TMP) {                                                       \
-            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = cur[u];           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) dst[u] = cur[u];  \
         } else if (o->kind[k] == EPI_SCALAR) {                                             \
-            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]);                                 \
-            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = s_;               \
+            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]); /* (not 0 + x: -0) */           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) dst[u] = s_;      \
         } else {                                                                           \
-            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                            \
-                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(K(u), q_ + i + u * 16);           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++)                   \
+                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(km[u], q_ + i + u * 16);          \
         }                                                                                  \
     } while (0)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-#define EPI_LANES(u) km[u]
+/* The lane masks of the vectors of a row of nv elements from i on: all lanes but in the
+ * last of the row's spans of u vectors. */
+#define EPI_LANES(km, u)                                                                   \
+    for (int u_ = 0; i + (u) * 16 > nv && u_ < (u); u_++) {                                \
+        int64_t rest = nv - i - u_ * 16;                                                   \
+        km[u_] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);   \
+    }
 __attribute__((target("avx512f"))) static void epi_line_f32_avx512(const am_epi *e,
                                                                    char *const *p, int64_t nv) {
     const int n = e->g->n_steps;
     float *out = (float *)(void *)p[0];
-    __mmask16 km[8] = {0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff};
-    for (int64_t i = 0; i < nv; i += 8 * 16) {
-        for (int u = 0; i + 8 * 16 > nv && u < 8; u++) { /* the last vectors */
-            int64_t rest = nv - i - u * 16;
-            km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
-        }
-        EPI_LINE_RUN(EPI_LANES);
+    __mmask16 km[EPI_LINE_U];
+    memset(km, 0xff, sizeof km);
+    for (int64_t i = 0; i < nv; i += EPI_LINE_U * 16) {
+        EPI_LANES(km, EPI_LINE_U);
+        EPI_LINE_RUN();
     }
 }
 #endif
