@@ -19,9 +19,7 @@
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
 typedef float epi_v16f __attribute__((vector_size(64)));
-typedef double epi_v8d __attribute__((vector_size(64)));
 typedef int32_t epi_v16i __attribute__((vector_size(64)));
-typedef int64_t epi_v8l __attribute__((vector_size(64)));
 
 /* One block of nv elements (a multiple of the vector width) of one row: p[0] the
  * output's, p[k + 1] input k's first element. Masks (comparison results) are kept as
@@ -142,14 +140,6 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
     } while (0)
 #define EPI_OPS_SWITCH(V, IV, c)                                                           \
     switch (o->op) {                                                                       \
-    EPI_ARITH_CASES(V, IV)                                                                 \
-    case EPI_MIN: EPI_MIN_OP(V, IV); break;                                                \
-    case EPI_LE: r = (V)(a <= b); break;                                                   \
-    case EPI_GT: r = (V)(a > b); break;                                                    \
-    default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
-    }
-/* The binary arithmetic steps, max and min (a >= b or a is NaN: a). */
-#define EPI_ARITH_CASES(V, IV)                                                             \
     case EPI_ADD: r = a + b; break;                                                        \
     case EPI_SUB: r = a - b; break;                                                        \
     case EPI_MUL: r = a * b; break;                                                        \
@@ -158,82 +148,74 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
         IV k_ = (a >= b) | (a != a);                                                       \
         r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
         break;                                                                             \
-    }
-#define EPI_ARITH(V, IV)                                                                   \
-    switch (o->op) {                                                                       \
-    EPI_ARITH_CASES(V, IV)                                                                 \
-    default: EPI_MIN_OP(V, IV); break;                                                     \
-    }
-#define EPI_MIN_OP(V, IV)                                                                  \
-    do {                                                                                   \
+    }                                                                                      \
+    case EPI_MIN: {                                                                        \
         IV k_ = (a <= b) | (a != a);                                                       \
         r = (V)((k_ & (IV)a) | (~k_ & (IV)b));                                             \
-    } while (0)
-/* A line (am_epi.line) over a whole row of nv elements, EPI_LINE_U vectors at a time (the
- * last ones partial or empty through the lane masks km), each step's operands a row's
- * vectors, a splat or the step before in registers. The same operations per element as
+        break;                                                                             \
+    }                                                                                      \
+    case EPI_LE: r = (V)(a <= b); break;                                                   \
+    case EPI_GT: r = (V)(a > b); break;                                                    \
+    default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
+    }
+/* A line (am_epi.line) over a whole row of nv elements, 8 vectors at a time (the last
+ * ones partial or empty through lane masks K(u)), each step's operands a row's vectors,
+ * a splat or the step before in registers. The same operations per element as
  * epi_block. */
-#define EPI_LINE_U 6 /* vectors at a time */
-#define EPI_LINE_RUN()                                                                    \
+#define EPI_LINE_RUN(K)                                                                    \
     do {                                                                                   \
-        epi_v16f cur[EPI_LINE_U] = {{0}};                                                  \
+        epi_v16f cur[8] = {{0}};                                                           \
         for (int j = 0; j < n; j++) {                                                      \
             const struct am_epi_op *o = &e->ops[j];                                        \
-            epi_v16f a_[EPI_LINE_U], b_[EPI_LINE_U];                                       \
-            EPI_LINE_ARG(0, a_);                                                           \
-            EPI_LINE_ARG(1, b_);                                                           \
-            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) {                \
+            epi_v16f a_[8], b_[8];                                                         \
+            EPI_LINE_ARG(K, 0, a_);                                                        \
+            EPI_LINE_ARG(K, 1, b_);                                                        \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {                          \
                 epi_v16f a = a_[u], b = b_[u], r;                                          \
-                EPI_ARITH(epi_v16f, epi_v16i);                                             \
+                EPI_OPS_SWITCH(epi_v16f, epi_v16i, a);                                     \
                 cur[u] = r;                                                                \
             }                                                                              \
         }                                                                                  \
-        _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++)                      \
-            _mm512_mask_storeu_ps(out + i + u * 16, km[u], (__m512)cur[u]);                \
+        _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                \
+            _mm512_mask_storeu_ps(out + i + u * 16, K(u), (__m512)cur[u]);                \
     } while (0)
-/* Operand k of step j for the vectors from element i on, into dst. */
-#define EPI_LINE_ARG(k, dst)                                                               \
+#define EPI_LINE_ARG(K, k, dst)                                                            \
     do {                                                                                   \
         const float *q_ = (const float *)(const void *)p[o->src[k] + 1];                   \
         if (o->kind[k] == EPI_TMP) {                                                       \
-            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) dst[u] = cur[u];  \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = cur[u];           \
         } else if (o->kind[k] == EPI_SCALAR) {                                             \
-            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]); /* (not 0 + x: -0) */           \
-            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++) dst[u] = s_;      \
+            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]);                                 \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = s_;               \
         } else {                                                                           \
-            _Pragma("GCC unroll 8") for (int u = 0; u < EPI_LINE_U; u++)                   \
-                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(km[u], q_ + i + u * 16);          \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                            \
+                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(K(u), q_ + i + u * 16);           \
         }                                                                                  \
     } while (0)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-/* The lane masks of the vectors of a row of nv elements from i on: all lanes but in the
- * last of the row's spans of u vectors. */
-#define EPI_LANES(km, u)                                                                   \
-    for (int u_ = 0; i + (u) * 16 > nv && u_ < (u); u_++) {                                \
-        int64_t rest = nv - i - u_ * 16;                                                   \
-        km[u_] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);   \
-    }
+#define EPI_LANES(u) km[u]
 __attribute__((target("avx512f"))) static void epi_line_f32_avx512(const am_epi *e,
                                                                    char *const *p, int64_t nv) {
     const int n = e->g->n_steps;
     float *out = (float *)(void *)p[0];
-    __mmask16 km[EPI_LINE_U];
-    memset(km, 0xff, sizeof km);
-    for (int64_t i = 0; i < nv; i += EPI_LINE_U * 16) {
-        EPI_LANES(km, EPI_LINE_U);
-        EPI_LINE_RUN();
+    __mmask16 km[8] = {0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff};
+    for (int64_t i = 0; i < nv; i += 8 * 16) {
+        for (int u = 0; i + 8 * 16 > nv && u < 8; u++) { /* the last vectors */
+            int64_t rest = nv - i - u * 16;
+            km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
+        }
+        EPI_LINE_RUN(EPI_LANES);
     }
 }
 #endif
-/* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it, and of the
- * chain code only AVX-512 float32: the library stays small, and elsewhere the steps' own
+/* NOTE: only float32 builds of it (AVX-512 and AVX2), and of the chain and line code only
+ * AVX-512: the library stays small, and elsewhere (float64 included) the steps' own
  * loops do the same work. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define EPI_HAVE_VEC 1
 EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
 EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
-EPI_VEC(f64_avx512, __attribute__((target("avx512f"))), double, epi_v8d, epi_v8l)
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
 #else
 #define EPI_HAVE_VEC 0
@@ -261,11 +243,10 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
         }
         return;
     }
-    if (e->vec && isa >= AM_GEMM_ISA_AVX512) {
-        whole = e->chain && e->ocol == 4;
-        vec = whole ? epi_chain_f32_avx512
-              : e->ocol == 4 ? epi_block_f32_avx512 : epi_block_f64_avx512;
-        w = 64 / e->ocol;
+    if (e->vec && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
+        whole = e->chain;
+        vec = whole ? epi_chain_f32_avx512 : epi_block_f32_avx512;
+        w = 16;
     } else if (e->vec && isa >= AM_GEMM_ISA_AVX2 && e->ocol == 4) {
         vec = epi_block_f32_avx2, w = 8;
     }
