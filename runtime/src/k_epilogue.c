@@ -172,12 +172,23 @@ typedef int32_t epi_v16i __attribute__((vector_size(64)));
             EPI_LINE_ARG(K, 1, b_);                                                        \
             _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {                          \
                 epi_v16f a = a_[u], b = b_[u], r;                                          \
-                EPI_OPS_SWITCH(epi_v16f, epi_v16i, a);                                     \
+                if (o->op == EPI_ADD) r = a + b;                                           \
+                else if (o->op == EPI_SUB) r = a - b;                                      \
+                else if (o->op == EPI_MUL) r = a * b;                                      \
+                else if (o->op == EPI_DIV) r = a / b;                                      \
+                else if (o->op == EPI_MAX) EPI_MAXMIN(1);                                  \
+                else EPI_MAXMIN(0);                                                        \
                 cur[u] = r;                                                                \
             }                                                                              \
         }                                                                                  \
         _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                \
             _mm512_mask_storeu_ps(out + i + u * 16, K(u), (__m512)cur[u]);                \
+    } while (0)
+/* max (a >= b or a is NaN: a) or min (a <= b or a is NaN: a) */
+#define EPI_MAXMIN(max)                                                                    \
+    do {                                                                                   \
+        epi_v16i k_ = ((max) ? a >= b : a <= b) | (a != a);                                \
+        r = (epi_v16f)((k_ & (epi_v16i)a) | (~k_ & (epi_v16i)b));                          \
     } while (0)
 #define EPI_LINE_ARG(K, k, dst)                                                            \
     do {                                                                                   \

@@ -121,9 +121,10 @@ amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err) {
 
 /* ---------------------------------------------------------------- am_epi set-up */
 
-static const am_op_id EPI_OPS[EPI_N_OPS] = {
+static const uint8_t EPI_OPS[EPI_N_OPS] = { /* am_op_id */
     AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
     AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
+_Static_assert(AM_OP_COUNT <= 256, "EPI_OPS holds op ids in bytes");
 
 
 /* The byte stride of dims [d0, d1) of a tensor of `shape` with byte strides s, merged
@@ -170,7 +171,7 @@ static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
         }
         int op = 0;
         while (op < EPI_N_OPS &&
-               st->fn != am_elementwise_loop(am_op_get(EPI_OPS[op]), din[0], st->dtype))
+               st->fn != am_elementwise_loop(am_op_get((am_op_id)EPI_OPS[op]), din[0], st->dtype))
             op++;
         if (op == EPI_N_OPS) return false;
         o->op = (uint8_t)op;
@@ -185,28 +186,23 @@ static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
     return g->steps[g->n_steps - 1].dtype == t;
 }
 
-/* Whether every step reads earlier steps only through the last two results (a chain:
- * the vector code keeps those in registers). */
-static bool chain(const am_epi *e) {
-    for (int j = 0; j < e->g->n_steps; j++)
-        for (int k = 0; k < e->g->steps[j].n_in; k++)
-            if (e->ops[j].kind[k] == EPI_TMP && e->ops[j].src[k] < j - 2) return false;
-    for (int j = 0; j < e->g->n_steps; j++) /* (the chain code knows fewer comparisons) */
-        if (e->ops[j].op >= EPI_EQ && e->ops[j].op != EPI_LE && e->ops[j].op != EPI_GT &&
-            e->ops[j].op != EPI_WHERE)
-            return false;
-    return true;
-}
-
-/* Whether the chain is a line (am_epi.line). */
-static bool line(const am_epi *e) {
+/* Sets e->chain: every step reads earlier steps only through the last two results (the
+ * vector code keeps those in registers), and e->line: a chain of binary arithmetic, max
+ * and min whose steps after the first read the one before and one external input. */
+static void chain(am_epi *e) {
+    e->chain = e->line = e->vec;
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j];
+        for (int k = 0; k < e->g->steps[j].n_in; k++)
+            if (o->kind[k] == EPI_TMP && o->src[k] < j - 2) e->chain = false;
+        if (o->op >= EPI_EQ && o->op != EPI_LE && o->op != EPI_GT && o->op != EPI_WHERE)
+            e->chain = false; /* (the chain code knows fewer comparisons) */
         int tmps = (o->kind[0] == EPI_TMP) + (o->kind[1] == EPI_TMP);
-        if (o->op > EPI_MIN || tmps != (j > 0)) return false;
-        if (tmps && o->src[o->kind[0] == EPI_TMP ? 0 : 1] != j - 1) return false;
+        if (o->op > EPI_MIN || tmps != (j > 0) ||
+            (tmps && o->src[o->kind[0] == EPI_TMP ? 0 : 1] != j - 1))
+            e->line = false;
     }
-    return true;
+    e->line = e->line && e->chain;
 }
 
 bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
@@ -240,8 +236,7 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     }
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
-    e->chain = e->vec && chain(e);
-    e->line = e->chain && line(e);
+    chain(e);
     return true;
 }
 
