@@ -14,128 +14,12 @@
 #define EPI_BLOCK 256
 #define EPI_SLOT ((size_t)EPI_BLOCK * 8)
 
-enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
-enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
-       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
-static const am_op_id EPI_OPS[EPI_N_OPS] = {
-    AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
-    AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
-
-/* The byte stride of dims [d0, d1) of a tensor of `shape` with byte strides s, merged
- * into one (size-1 dims ignored); false when they are not one arithmetic progression. */
-static bool merged_stride(const int64_t *shape, const int64_t *s, int d0, int d1, int64_t *out) {
-    int64_t st = 0, span = 1;
-    bool any = false;
-    for (int d = d1 - 1; d >= d0; d--) {
-        if (shape[d] == 1) continue;
-        if (!any) {
-            st = s[d];
-            any = true;
-        } else if (s[d] != st * span) {
-            return false;
-        }
-        span *= shape[d];
-    }
-    *out = st;
-    return true;
-}
-
-/* Translates the group's steps into e->ops; false if some step or operand is not one
- * the vector code handles. */
-static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
-    const am_fused *g = e->g;
-    for (int j = 0; j < g->n_steps; j++) {
-        const am_fused_step *st = &g->steps[j];
-        struct am_epi_op *o = &e->ops[j];
-        amber_dtype din[3];
-        for (int k = 0; k < st->n_in; k++) {
-            int src = st->src[k];
-            if (src < 0) {
-                o->kind[k] = EPI_TMP;
-                o->src[k] = (int8_t)(-src - 1);
-                din[k] = g->steps[-src - 1].dtype;
-                continue;
-            }
-            din[k] = ext[src].dtype;
-            o->src[k] = (int8_t)src;
-            if (e->sc[src] == 0) o->kind[k] = EPI_SCALAR;
-            else if (e->sc[src] == (int64_t)amber_dtype_size(t)) o->kind[k] = EPI_ROW;
-            else return false;
-            if (din[k] != t) return false; /* external masks and other dtypes: row loops */
-        }
-        int op = 0;
-        while (op < EPI_N_OPS &&
-               st->fn != am_elementwise_loop(am_op_get(EPI_OPS[op]), din[0], st->dtype))
-            op++;
-        if (op == EPI_N_OPS) return false;
-        o->op = (uint8_t)op;
-        bool compare = op >= EPI_EQ && op <= EPI_GE;
-        if (op == EPI_WHERE) {
-            if (st->n_in != 3 || din[0] != AMBER_BOOL || din[1] != t || din[2] != t) return false;
-        } else if (st->n_in != 2 || din[0] != t || din[1] != t) {
-            return false;
-        }
-        if (st->dtype != (compare ? AMBER_BOOL : t)) return false;
-    }
-    return g->steps[g->n_steps - 1].dtype == t;
-}
-
-/* Whether every step reads earlier steps only through the last two results (a chain:
- * the vector code keeps those in registers). */
-static bool chain(const am_epi *e) {
-    for (int j = 0; j < e->g->n_steps; j++)
-        for (int k = 0; k < e->g->steps[j].n_in; k++)
-            if (e->ops[j].kind[k] == EPI_TMP && e->ops[j].src[k] < j - 2) return false;
-    for (int j = 0; j < e->g->n_steps; j++) /* (the chain code knows fewer comparisons) */
-        if (e->ops[j].op >= EPI_EQ && e->ops[j].op != EPI_LE && e->ops[j].op != EPI_GT &&
-            e->ops[j].op != EPI_WHERE)
-            return false;
-    return true;
-}
-
-bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
-                 int d1, int d2) {
-    int r = out->rank;
-    if (d1 < 0 || d1 > d2 || d2 > r) return false;
-    int64_t os[AMBER_MAX_RANK], es[AMBER_MAX_RANK];
-    am_contig_strides(out->shape, r, amber_dtype_size(out->dtype), os);
-    e->g = g;
-    e->out = (char *)out->data;
-    e->images = e->rows = e->cols = 1;
-    for (int d = 0; d < r; d++) *(d < d1 ? &e->images : d < d2 ? &e->rows : &e->cols) *= out->shape[d];
-    if (!merged_stride(out->shape, os, 0, d1, &e->ob) ||
-        !merged_stride(out->shape, os, d1, d2, &e->orow) ||
-        !merged_stride(out->shape, os, d2, r, &e->ocol))
-        return false;
-    if (e->cols > 1 && e->ocol != (int64_t)amber_dtype_size(out->dtype)) return false;
-    e->ocol = (int64_t)amber_dtype_size(out->dtype);
-    for (int k = 0; k < g->n_ext; k++) {
-        if (k == g->self) {
-            e->base[k] = e->out, e->sb[k] = e->ob, e->sr[k] = e->orow, e->sc[k] = e->ocol;
-            continue;
-        }
-        if (ext[k].rank > r) return false;
-        am_bcast_strides(&ext[k], out->shape, r, es);
-        e->base[k] = (char *)ext[k].data;
-        if (!merged_stride(out->shape, es, 0, d1, &e->sb[k]) ||
-            !merged_stride(out->shape, es, d1, d2, &e->sr[k]) ||
-            !merged_stride(out->shape, es, d2, r, &e->sc[k]))
-            return false;
-    }
-    e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
-             compile(e, ext, out->dtype);
-    e->chain = e->vec && chain(e);
-    return true;
-}
-
 /* ---------------------------------------------------------------- vector code */
 
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
 typedef float epi_v16f __attribute__((vector_size(64)));
-typedef double epi_v8d __attribute__((vector_size(64)));
 typedef int32_t epi_v16i __attribute__((vector_size(64)));
-typedef int64_t epi_v8l __attribute__((vector_size(64)));
 
 /* One block of nv elements (a multiple of the vector width) of one row: p[0] the
  * output's, p[k + 1] input k's first element. Masks (comparison results) are kept as
@@ -274,14 +158,75 @@ typedef int64_t epi_v8l __attribute__((vector_size(64)));
     case EPI_GT: r = (V)(a > b); break;                                                    \
     default: r = (V)(((IV)a & (IV)b) | (~(IV)a & (IV)(c))); break;                         \
     }
-/* NOTE: only AVX-512 (float32 and float64) and AVX2 (float32) builds of it, and of the
- * chain code only AVX-512 float32: the library stays small, and elsewhere the steps' own
+/* A line (am_epi.line) over a whole row of nv elements, 8 vectors at a time (the last
+ * ones partial or empty through lane masks K(u)), each step's operands a row's vectors,
+ * a splat or the step before in registers. The same operations per element as
+ * epi_block. */
+#define EPI_LINE_RUN(K)                                                                    \
+    do {                                                                                   \
+        epi_v16f cur[8] = {{0}};                                                           \
+        for (int j = 0; j < n; j++) {                                                      \
+            const struct am_epi_op *o = &e->ops[j];                                        \
+            epi_v16f a_[8], b_[8];                                                         \
+            EPI_LINE_ARG(K, 0, a_);                                                        \
+            EPI_LINE_ARG(K, 1, b_);                                                        \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) {                          \
+                epi_v16f a = a_[u], b = b_[u], r;                                          \
+                if (o->op == EPI_ADD) r = a + b;                                           \
+                else if (o->op == EPI_SUB) r = a - b;                                      \
+                else if (o->op == EPI_MUL) r = a * b;                                      \
+                else if (o->op == EPI_DIV) r = a / b;                                      \
+                else if (o->op == EPI_MAX) EPI_MAXMIN(1);                                  \
+                else EPI_MAXMIN(0);                                                        \
+                cur[u] = r;                                                                \
+            }                                                                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                                \
+            _mm512_mask_storeu_ps(out + i + u * 16, K(u), (__m512)cur[u]);                \
+    } while (0)
+/* max (a >= b or a is NaN: a) or min (a <= b or a is NaN: a) */
+#define EPI_MAXMIN(max)                                                                    \
+    do {                                                                                   \
+        epi_v16i k_ = ((max) ? a >= b : a <= b) | (a != a);                                \
+        r = (epi_v16f)((k_ & (epi_v16i)a) | (~k_ & (epi_v16i)b));                          \
+    } while (0)
+#define EPI_LINE_ARG(K, k, dst)                                                            \
+    do {                                                                                   \
+        const float *q_ = (const float *)(const void *)p[o->src[k] + 1];                   \
+        if (o->kind[k] == EPI_TMP) {                                                       \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = cur[u];           \
+        } else if (o->kind[k] == EPI_SCALAR) {                                             \
+            epi_v16f s_ = (epi_v16f)_mm512_set1_ps(q_[0]);                                 \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++) dst[u] = s_;               \
+        } else {                                                                           \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 8; u++)                            \
+                dst[u] = (epi_v16f)_mm512_maskz_loadu_ps(K(u), q_ + i + u * 16);           \
+        }                                                                                  \
+    } while (0)
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define EPI_LANES(u) km[u]
+#define EPI_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+EPI_AVX512 static void epi_line_f32_avx512(const am_epi *e, char *const *p, int64_t nv) {
+    const int n = e->g->n_steps;
+    float *out = (float *)(void *)p[0];
+    __mmask16 km[8] = {0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff};
+    for (int64_t i = 0; i < nv; i += 8 * 16) {
+        for (int u = 0; i + 8 * 16 > nv && u < 8; u++) { /* the last vectors */
+            int64_t rest = nv - i - u * 16;
+            km[u] = (__mmask16)(rest >= 16 ? 0xffffu : rest <= 0 ? 0u : (1u << rest) - 1u);
+        }
+        EPI_LINE_RUN(EPI_LANES);
+    }
+}
+#endif
+/* NOTE: only float32 builds of it (AVX-512 and AVX2), and of the chain and line code only
+ * AVX-512: the library stays small, and elsewhere (float64 included) the steps' own
  * loops do the same work. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define EPI_HAVE_VEC 1
 EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
 EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
-EPI_VEC(f64_avx512, __attribute__((target("avx512f"))), double, epi_v8d, epi_v8l)
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
 #else
 #define EPI_HAVE_VEC 0
@@ -300,11 +245,19 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
     bool whole = false; /* vec takes rows of any length (the chain code) */
 #if EPI_HAVE_VEC
     int isa = am_cpu_isa();
-    if (e->vec && isa >= AM_GEMM_ISA_AVX512) {
-        whole = e->chain && e->ocol == 4;
-        vec = whole ? epi_chain_f32_avx512
-              : e->ocol == 4 ? epi_block_f32_avx512 : epi_block_f64_avx512;
-        w = 64 / e->ocol;
+    if (e->line && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
+        for (int64_t r = r0; r < r0 + nr; r++) {
+            p[0] = e->out + img * e->ob + r * e->orow + c0 * e->ocol;
+            for (int k = 0; k < g->n_ext; k++)
+                p[k + 1] = e->base[k] + img * e->sb[k] + r * e->sr[k] + c0 * e->sc[k];
+            epi_line_f32_avx512(e, p, nc);
+        }
+        return;
+    }
+    if (e->vec && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
+        whole = e->chain;
+        vec = whole ? epi_chain_f32_avx512 : epi_block_f32_avx512;
+        w = 16;
     } else if (e->vec && isa >= AM_GEMM_ISA_AVX2 && e->ocol == 4) {
         vec = epi_block_f32_avx2, w = 8;
     }

@@ -320,6 +320,10 @@ amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ex
 void am_fused_block(const am_fused *g, char *const *p, const int64_t *s, int64_t c, int64_t m,
                     char *tmp, size_t slot);
 
+/* The epilogue vector code's operand kinds and operations (am_epi.ops). */
+enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
+enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
+       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
 /* A fused group applied in place to blocks of a product's result as a kernel writes
  * them (am_ctx.epi). The result is viewed as [images, rows, cols] (a convolution: N,
  * channels, OH*OW; a matrix product: 1, M, N), and every external input by byte strides
@@ -335,6 +339,8 @@ typedef struct am_epi {
      * float operands that are per-row scalars, contiguous rows or earlier steps. */
     bool vec;
     bool chain; /* ... and each step reads only the last two steps' results */
+    bool line;  /* ... binary arithmetic, max and min, each step after the first reading
+                 * the one before and one external input (BatchNorm, clip, residual add) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */

@@ -119,6 +119,127 @@ amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err) {
     return st;
 }
 
+/* ---------------------------------------------------------------- am_epi set-up */
+
+static const uint8_t EPI_OPS[EPI_N_OPS] = { /* am_op_id */
+    AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
+    AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
+_Static_assert(AM_OP_COUNT <= 256, "EPI_OPS holds op ids in bytes");
+
+
+/* The byte stride of dims [d0, d1) of a tensor of `shape` with byte strides s, merged
+ * into one (size-1 dims ignored); false when they are not one arithmetic progression. */
+static bool merged_stride(const int64_t *shape, const int64_t *s, int d0, int d1, int64_t *out) {
+    int64_t st = 0, span = 1;
+    bool any = false;
+    for (int d = d1 - 1; d >= d0; d--) {
+        if (shape[d] == 1) continue;
+        if (!any) {
+            st = s[d];
+            any = true;
+        } else if (s[d] != st * span) {
+            return false;
+        }
+        span *= shape[d];
+    }
+    *out = st;
+    return true;
+}
+
+/* Translates the group's steps into e->ops; false if some step or operand is not one
+ * the vector code handles. */
+static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
+    const am_fused *g = e->g;
+    for (int j = 0; j < g->n_steps; j++) {
+        const am_fused_step *st = &g->steps[j];
+        struct am_epi_op *o = &e->ops[j];
+        amber_dtype din[3];
+        for (int k = 0; k < st->n_in; k++) {
+            int src = st->src[k];
+            if (src < 0) {
+                o->kind[k] = EPI_TMP;
+                o->src[k] = (int8_t)(-src - 1);
+                din[k] = g->steps[-src - 1].dtype;
+                continue;
+            }
+            din[k] = ext[src].dtype;
+            o->src[k] = (int8_t)src;
+            if (e->sc[src] == 0) o->kind[k] = EPI_SCALAR;
+            else if (e->sc[src] == (int64_t)amber_dtype_size(t)) o->kind[k] = EPI_ROW;
+            else return false;
+            if (din[k] != t) return false; /* external masks and other dtypes: row loops */
+        }
+        int op = 0;
+        while (op < EPI_N_OPS &&
+               st->fn != am_elementwise_loop(am_op_get((am_op_id)EPI_OPS[op]), din[0], st->dtype))
+            op++;
+        if (op == EPI_N_OPS) return false;
+        o->op = (uint8_t)op;
+        bool compare = op >= EPI_EQ && op <= EPI_GE;
+        if (op == EPI_WHERE) {
+            if (st->n_in != 3 || din[0] != AMBER_BOOL || din[1] != t || din[2] != t) return false;
+        } else if (st->n_in != 2 || din[0] != t || din[1] != t) {
+            return false;
+        }
+        if (st->dtype != (compare ? AMBER_BOOL : t)) return false;
+    }
+    return g->steps[g->n_steps - 1].dtype == t;
+}
+
+/* Sets e->chain: every step reads earlier steps only through the last two results (the
+ * vector code keeps those in registers), and e->line: a chain of binary arithmetic, max
+ * and min whose steps after the first read the one before and one external input. */
+static void chain(am_epi *e) {
+    e->chain = e->line = e->vec;
+    for (int j = 0; j < e->g->n_steps; j++) {
+        const struct am_epi_op *o = &e->ops[j];
+        for (int k = 0; k < e->g->steps[j].n_in; k++)
+            if (o->kind[k] == EPI_TMP && o->src[k] < j - 2) e->chain = false;
+        if (o->op >= EPI_EQ && o->op != EPI_LE && o->op != EPI_GT && o->op != EPI_WHERE)
+            e->chain = false; /* (the chain code knows fewer comparisons) */
+        int tmps = (o->kind[0] == EPI_TMP) + (o->kind[1] == EPI_TMP);
+        if (o->op > EPI_MIN || tmps != (j > 0) ||
+            (tmps && o->src[o->kind[0] == EPI_TMP ? 0 : 1] != j - 1))
+            e->line = false;
+    }
+    e->line = e->line && e->chain;
+}
+
+bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
+                 int d1, int d2) {
+    int r = out->rank;
+    if (d1 < 0 || d1 > d2 || d2 > r) return false;
+    int64_t os[AMBER_MAX_RANK], es[AMBER_MAX_RANK];
+    am_contig_strides(out->shape, r, amber_dtype_size(out->dtype), os);
+    e->g = g;
+    e->out = (char *)out->data;
+    e->images = e->rows = e->cols = 1;
+    for (int d = 0; d < r; d++) *(d < d1 ? &e->images : d < d2 ? &e->rows : &e->cols) *= out->shape[d];
+    if (!merged_stride(out->shape, os, 0, d1, &e->ob) ||
+        !merged_stride(out->shape, os, d1, d2, &e->orow) ||
+        !merged_stride(out->shape, os, d2, r, &e->ocol))
+        return false;
+    if (e->cols > 1 && e->ocol != (int64_t)amber_dtype_size(out->dtype)) return false;
+    e->ocol = (int64_t)amber_dtype_size(out->dtype);
+    for (int k = 0; k < g->n_ext; k++) {
+        if (k == g->self) {
+            e->base[k] = e->out, e->sb[k] = e->ob, e->sr[k] = e->orow, e->sc[k] = e->ocol;
+            continue;
+        }
+        if (ext[k].rank > r) return false;
+        am_bcast_strides(&ext[k], out->shape, r, es);
+        e->base[k] = (char *)ext[k].data;
+        if (!merged_stride(out->shape, es, 0, d1, &e->sb[k]) ||
+            !merged_stride(out->shape, es, d1, d2, &e->sr[k]) ||
+            !merged_stride(out->shape, es, d2, r, &e->sc[k]))
+            return false;
+    }
+    e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
+             compile(e, ext, out->dtype);
+    chain(e);
+    return true;
+}
+
 amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
                              const amber_tensor *vals, amber_tensor *ext, amber_tensor *out) {
     const am_fused *g = root->fused;

@@ -901,12 +901,17 @@ static void test_layernorm_isas(void) {
 
 /* Depthwise convolution: AVX2 and AVX-512 give the same bits (the same fused multiply-adds
  * in the same order), as do 1 and 3 threads; every set is near a double reference. Rows
- * of whole and partial vectors, rows narrower than half a vector, strides 1-3. */
+ * of whole and partial vectors, rows narrower than half a vector, strides 1-3; planes of
+ * 1x1 to 3x3 and odd widths, padding wider than the kernel's reach, dilation. */
 static void test_depthwise_isas(void) {
     static const struct {
-        int64_t h, w, s, k;
-    } cases[] = {{13, 53, 1, 3}, {17, 41, 2, 3}, {9, 7, 1, 3}, {15, 14, 2, 3}, {12, 37, 3, 3},
-                 {11, 20, 1, 5}};
+        int64_t h, w, s, k, pad, dil;
+    } cases[] = {{13, 53, 1, 3, 1, 1}, {17, 41, 2, 3, 1, 1}, {9, 7, 1, 3, 1, 1},
+                 {15, 14, 2, 3, 1, 1}, {12, 37, 3, 3, 1, 1}, {11, 20, 1, 5, 1, 1},
+                 {1, 1, 1, 3, 1, 1},   {2, 2, 1, 3, 1, 1},   {3, 3, 2, 3, 1, 1},
+                 {2, 3, 2, 3, 1, 1},   {5, 9, 1, 3, 2, 1},   {4, 5, 1, 3, 3, 1},
+                 {9, 13, 1, 3, 2, 2},  {16, 33, 2, 3, 2, 2}, {7, 19, 1, 5, 3, 2},
+                 {3, 17, 3, 3, 2, 1}};
     enum { C = 3, CAP = C * 17 * 53 };
     static double x[CAP], wt[C * 25], y[4][CAP];
     static float xf[CAP], wf[C * 25];
@@ -923,10 +928,13 @@ static void test_depthwise_isas(void) {
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
         int64_t k = cases[c].k, s = cases[c].s, h = cases[c].h, w = cases[c].w;
-        int64_t oh = (h + 2 - k) / s + 1, ow = (w + 2 - k) / s + 1;
-        char attrs[160];
-        snprintf(attrs, sizeof attrs, "{\"stride\": [%d, %d], \"padding\": [1, 1, 1, 1], "
-                 "\"dilation\": [1, 1], \"groups\": %d}", (int)s, (int)s, C);
+        int64_t pd = cases[c].pad, dl = cases[c].dil;
+        int64_t oh = (h + 2 * pd - dl * (k - 1) - 1) / s + 1;
+        int64_t ow = (w + 2 * pd - dl * (k - 1) - 1) / s + 1;
+        char attrs[200];
+        snprintf(attrs, sizeof attrs, "{\"stride\": [%d, %d], \"padding\": [%d, %d, %d, %d], "
+                 "\"dilation\": [%d, %d], \"groups\": %d}", (int)s, (int)s, (int)pd, (int)pd,
+                 (int)pd, (int)pd, (int)dl, (int)dl, C);
         for (int f64 = 0; f64 < 2; f64++) {
             amber_dtype dt = f64 ? AMBER_FLOAT64 : AMBER_FLOAT32;
             amber_tensor in[2] = {{dt, 4, {1, C, h, w}, f64 ? (void *)x : (void *)xf},
@@ -951,7 +959,7 @@ static void test_depthwise_isas(void) {
                             double want = 0, mag = 0;
                             for (int64_t p = 0; p < k; p++)
                                 for (int64_t q = 0; q < k; q++) {
-                                    int64_t r = i * s + p - 1, cc = j * s + q - 1;
+                                    int64_t r = i * s + p * dl - pd, cc = j * s + q * dl - pd;
                                     if (r < 0 || r >= h || cc < 0 || cc >= w) continue;
                                     double v = wt[(o * k + p) * k + q] * x[(o * h + r) * w + cc];
                                     want += v, mag += fabs(v);

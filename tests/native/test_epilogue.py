@@ -58,6 +58,25 @@ class Residual(nn.Module):
         return F.relu(self.bn(self.conv(self.a(x))) + x)
 
 
+class Clip6(nn.Module):
+    """ReLU6 as clamp (maximum, then minimum): MobileNetV2's activation as exported."""
+
+    def forward(self, x: Any) -> Any:
+        return F.hardtanh(x, 0.0, 6.0)
+
+
+class Projection(nn.Module):
+    """conv1x1-bn added to the input (the chain the add's second operand), clamped."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x: Any) -> Any:
+        return F.hardtanh(x + self.bn(self.conv(x)), 0.0, 6.0)
+
+
 class WidthBias(nn.Module):
     """A bias broadcast along the width only: strides the block view cannot express."""
 
@@ -108,6 +127,14 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                         (6, 47, 61), (1, 4 + 4 + 1)),
     "depthwise_bands_s2": (lambda: ConvBnRelu(6, 6, 3, stride=2, groups=6, act=nn.ReLU6()),
                            (6, 90, 77), (1, 4 + 4 + 1)),
+    # BatchNorm and clamp: rows (channels) of 1, 49, 128 + 41 and 2 * 128 elements, whole
+    # vectors and partial ones
+    **{f"pointwise_clip_{h}x{w}": (lambda: ConvBnRelu(16, 24, 1, act=Clip6()), (16, h, w),
+                                   (1, 4 + 2 + 1))
+       for h, w in ((1, 1), (7, 7), (13, 13), (16, 16))},
+    "depthwise_clip_s2": (lambda: ConvBnRelu(12, 12, 3, stride=2, groups=12, act=Clip6()),
+                          (12, 33, 30), (1, 4 + 2 + 1)),
+    "projection_residual": (lambda: Projection(24), (24, 9, 11), (2, 4 + 3 + 1)),
     # bn, relu | bn, add, relu: two groups, each with its convolution
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 7 + 8)),
     # bias add and relu, then a bias add alone: a one-node group made for the product

@@ -86,20 +86,47 @@ LARGE = [
 ]
 
 
-@pytest.mark.parametrize("f64", [False, True])
-@pytest.mark.parametrize("case", LARGE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
-def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
+def _against_reference(lib: ctypes.CDLL, ctx, ctx1, case, groups: int, f64: bool,
+                       seed: int) -> None:
     """The reference's values within the sum bound, and the same bits with 1 and 2
     threads."""
     xs, ws, stride, padding, dilation = case
     dt = np.float64 if f64 else np.float32
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt)
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1}
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     kw = {"stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
-          "groups": 1}
+          "groups": groups}
     want = np.asarray(REGISTRY["conv2d"].impl(x, w, **kw))
     got = run_kernel(lib, ctx, "conv2d", [x, w], attrs, want.shape)
     compare("conv2d", got, want, f"conv2d({xs}, {ws}, {attrs}, {dt.__name__})", [x, w], kw)
     one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, want.shape)
     assert one.tobytes() == got.tobytes()
+
+
+@pytest.mark.parametrize("f64", [False, True])
+@pytest.mark.parametrize("case", LARGE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
+    _against_reference(lib, ctx, ctx1, case, 1, f64, 7)
+
+# Depthwise convolutions (one input channel per group; channel multipliers 1 and 2) at
+# the plane's borders: planes of 1x1 to 3x3 and odd widths, padding wider than the
+# kernel's reach and asymmetric, dilation, strides 1-3, rows of whole and partial vectors.
+DEPTHWISE = [
+    ((2, 3, 1, 1), (3, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((1, 4, 2, 2), (4, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((1, 4, 3, 3), (8, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((2, 3, 5, 9), (3, 1, 3, 3), [1, 1], [2, 2, 2, 2], [1, 1]),
+    ((1, 2, 4, 5), (2, 1, 3, 3), [1, 1], [3, 0, 2, 3], [1, 1]),
+    ((1, 5, 9, 13), (5, 1, 3, 3), [1, 2], [2, 2, 2, 2], [2, 2]),
+    ((1, 3, 16, 33), (3, 1, 3, 3), [2, 2], [2, 1, 1, 2], [2, 1]),
+    ((2, 2, 7, 19), (4, 1, 5, 5), [1, 3], [3, 3, 3, 3], [2, 2]),
+    ((1, 3, 15, 37), (3, 1, 3, 3), [3, 3], [1, 1, 1, 1], [1, 1]),
+    ((1, 2, 57, 57), (2, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+]
+
+
+@pytest.mark.parametrize("f64", [False, True])
+@pytest.mark.parametrize("case", DEPTHWISE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_depthwise_borders(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
+    _against_reference(lib, ctx, ctx1, case, case[0][1], f64, 11)
