@@ -33,11 +33,11 @@ typedef struct sc_job {
 #include <immintrin.h>
 
 #define COLD __attribute__((cold)) /* set-up code: optimised for size */
+#define SC_AVX512 __attribute__((target("avx512f")))
 
 /* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image. */
-__attribute__((target("avx512f"))) static void sc_block(const sc_job *j, const float *xp,
-                                                      int64_t o0, int64_t f0, float *out,
-                                                      int64_t ld) {
+SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
+                               float *out, int64_t ld) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->wp;
     const float *w = j->wt + o0 * k;
     __m512 acc[SC_OB][2];
