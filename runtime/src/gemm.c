@@ -206,16 +206,7 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
 
 static atomic_int isa_choice = -1; /* -1: not decided; AM_GEMM_ISA_* otherwise */
 
-static int detect_isa(void) {
-#if AM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return AM_GEMM_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AM_GEMM_ISA_AVX2;
-#endif
-    return AM_GEMM_ISA_GENERIC;
-}
+static int detect_isa(void) { return am_cpu_best_isa(); }
 
 static int current_isa(void) {
     int isa = atomic_load_explicit(&isa_choice, memory_order_relaxed);

@@ -512,6 +512,8 @@ amber_status am_gemm_bsrc_epi_f64(am_ctx *ctx, int64_t m, int64_t n, int64_t k,
  * Returns the one in use. Not for concurrent use with running kernels. */
 enum { AM_GEMM_ISA_GENERIC = 0, AM_GEMM_ISA_AVX2 = 1, AM_GEMM_ISA_AVX512 = 2 };
 int am_gemm_set_isa(int isa);
+/* The best one this CPU and its operating system support (cpu.c). */
+int am_cpu_best_isa(void);
 /* The instruction set kernels use now (AM_GEMM_ISA_*): the CPU's best unless
  * am_gemm_set_isa chose a lower one. */
 int am_cpu_isa(void);

@@ -776,6 +776,18 @@ static void test_lstm_cell(void) {
 
 /* The single-kernel API: strided operands give the bits of contiguous ones (matmul on
  * the few-row and the blocked paths, an elementwise op), and a wrong output is refused. */
+/* The CPUID reading of cpu.c agrees with the compiler's own detection. */
+static void test_cpu_isa(void) {
+    int want = AM_GEMM_ISA_GENERIC;
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = __builtin_cpu_supports("avx512f") ? AM_GEMM_ISA_AVX512 : AM_GEMM_ISA_AVX2;
+#endif
+    CHECK(am_cpu_best_isa() == want);
+    CHECK(am_gemm_set_isa(99) == want);
+}
+
 /* The pooling kernels give the same bits at every instruction set (each output is the
  * same scalar operations in the same order), on planes wide enough for the vector paths
  * and with NaN, infinities and signed zeros among the inputs. */
@@ -1083,6 +1095,7 @@ static void test_kernel_api(void) {
 }
 
 int main(void) {
+    test_cpu_isa();
     test_kernel_api();
     test_transcendental();
     test_lstm_cell();
