@@ -74,6 +74,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def shown_command(script: str, argv: list[str]) -> str:
+    """The command line to record: ``python bench/<script>`` and its arguments, without
+    ``--append FILE`` (or ``--append=FILE``)."""
+    shown = [a for i, a in enumerate(argv) if not a.startswith("--append")
+             and not (i > 0 and argv[i - 1] == "--append")]
+    return " ".join([f"python bench/{script}", *shown])
+
+
 def emit(text: str, append: str | os.PathLike[str] | None) -> None:
     """Print a Markdown section and, with ``--append FILE``, add it to FILE."""
     print(text)

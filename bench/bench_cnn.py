@@ -48,6 +48,7 @@ from _common import (  # noqa: E402
     emit,
     numpy_default_kernels,
     pin_threads,
+    shown_command,
 )
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
@@ -325,8 +326,7 @@ def main() -> None:
             print(row, flush=True)
             lines.append(row)
     load1 = os.getloadavg()
-    cmd = "python bench/bench_cnn.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--append"))
+    cmd = shown_command("bench_cnn.py", sys.argv[1:])
     head = [f"## CNN inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)", "",
             f"Command: `{cmd.strip()}`", "",
             f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",

@@ -41,7 +41,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import cpu_model, emit, pin_threads  # noqa: E402
+from _common import cpu_model, emit, pin_threads, shown_command  # noqa: E402
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -287,10 +287,7 @@ def main() -> None:
         print(row, flush=True)
         lines.append(row)
     load1 = os.getloadavg()
-    argv = sys.argv[1:]
-    shown = [a for i, a in enumerate(argv) if not a.startswith("--append")
-             and not (i > 0 and argv[i - 1] == "--append")]
-    cmd = "python bench/bench_transformer.py " + " ".join(shown)
+    cmd = shown_command("bench_transformer.py", sys.argv[1:])
     head = [f"## Transformer inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)", "",
             f"Command: `{cmd.strip()}`", "",
             f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
