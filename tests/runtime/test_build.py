@@ -90,6 +90,15 @@ def test_clang_build_with_werror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_portable_build_passes_the_core_tests() -> None:
+    """Without the x86 kernels (as on every other CPU) the library builds with -Werror
+    and the portable kernels pass the core checks (ULP bounds, special values, GEMM)."""
+    build = build_runtime(ROOT / "build" / "runtime-portable", portable=True)
+    res = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
 def test_threads_share_one_model(runtime_build: Path, path: Path) -> None:
     res = subprocess.run([str(runtime_build / "amber-thread-test"), str(path), "8", "1000"],
