@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,20 @@ def shown_command(script: str, argv: list[str]) -> str:
     shown = [a for i, a in enumerate(argv) if not a.startswith("--append")
              and not (i > 0 and argv[i - 1] == "--append")]
     return " ".join([f"python bench/{script}", *shown])
+
+
+def peer_run_head(title: str, script: str, versions: str, load0: tuple[float, ...],
+                  repeats: int, budget: float, threads: int) -> list[str]:
+    """The opening lines of a section comparing runtimes: title, the command that
+    reproduces it, machine, versions, load average at start and now, and the method."""
+    load1 = os.getloadavg()
+    return [title, "", f"Command: `{shown_command(script, sys.argv[1:])}`", "",
+            f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
+            f"- {versions}",
+            f"- load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+            f"at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}",
+            f"- medians of {repeats} alternating blocks of ~{budget} s; "
+            + ("each block in its own process" if threads > 1 else "one process"), ""]
 
 
 def emit(text: str, append: str | os.PathLike[str] | None) -> None:

@@ -44,11 +44,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (  # noqa: E402
     blas_kernel,
-    cpu_model,
     emit,
     numpy_default_kernels,
+    peer_run_head,
     pin_threads,
-    shown_command,
 )
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
@@ -325,17 +324,11 @@ def main() -> None:
         for row in gemm_table(args):
             print(row, flush=True)
             lines.append(row)
-    load1 = os.getloadavg()
-    cmd = shown_command("bench_cnn.py", sys.argv[1:])
-    head = [f"## CNN inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)", "",
-            f"Command: `{cmd.strip()}`", "",
-            f"- machine: nproc={os.cpu_count()}, CPU: {cpu_model()}",
-            f"- amber {am.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"torch {torch.__version__}",
-            f"- load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
-            f"at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}",
-            f"- medians of {args.repeats} alternating blocks of ~{args.budget} s; "
-            + ("each block in its own process" if _THREADS > 1 else "one process"), ""]
+    title = f"## CNN inference, {_THREADS} thread(s) ({start:%Y-%m-%d %H:%M} UTC)"
+    head = peer_run_head(title, "bench_cnn.py",
+                         f"amber {am.__version__}, onnxruntime {onnxruntime.__version__}, "
+                         f"torch {torch.__version__}",
+                         load0, args.repeats, args.budget, _THREADS)
     text = "\n".join(head + lines) + "\n"
     emit(text, args.append)
 
