@@ -24,6 +24,7 @@ typedef struct dw_job {
     int64_t hp, wp; /* the padded plane */
     void **ws;      /* per worker: hp * wp elements */
     const am_epi *epi;
+    bool regs;        /* epi applied to the sums in registers (am_epi_in_registers) */
     am_task_fn plane; /* one (image, channel) */
     int64_t planes, per; /* planes in all, per task */
 } dw_job;
@@ -40,8 +41,10 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef int32_t v8i_ __attribute__((vector_size(32)));
 
-#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD)   \
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, PART) \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
         const dw_job *j = (const dw_job *)ud;                                              \
@@ -51,8 +54,16 @@ typedef double v4d_ __attribute__((vector_size(32)));
         const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
         T *y = (T *)j->y + t * g->oh * g->ow;                                              \
         T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
-        for (int64_t r = 0; r < g->h; r++)                                                 \
-            memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
+        for (int64_t r = 0; r < g->h; r++) { /* (inline: a call per short row costs more) */\
+            T *d = xp + (r + g->pt) * wp + g->pl;                                          \
+            const T *src = x + r * g->w;                                                   \
+            int64_t c = 0;                                                                 \
+            for (; c + VW <= g->w; c += VW) memcpy(d + c, src + c, sizeof(V));             \
+            if (c < g->w) PART(d + c, src + c, g->w - c);                                 \
+        }                                                                                  \
+        const bool regs = sizeof(T) == sizeof(float) && j->regs;                           \
+        float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
+        if (regs) am_epi_row_scalars(j->epi, ni, o, epv);                                  \
         /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
          * or 2 (the usual depthwise convolutions) */                                     \
         const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
@@ -115,21 +126,55 @@ typedef double v4d_ __attribute__((vector_size(32)));
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
+            if (regs) EPI(j->epi, epv, acc);                                               \
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
                 else                                                                       \
-                    for (int64_t e = 0; e < g->ow; e++) y[out[b] + e] = acc[b][e];         \
+                    PART(y + out[b], (const T *)&acc[b], g->ow);                           \
             }                                                                              \
             int64_t rows = b0 + NB < blocks ? (b0 + NB) / per_row : g->oh;                 \
-            if (j->epi && (rows - done) * g->ow >= DW_EPI_MIN) {                           \
+            if (j->epi && !regs && (rows - done) * g->ow >= DW_EPI_MIN) {                  \
                 am_epi_apply(j->epi, ni, o, 1, done * g->ow, (rows - done) * g->ow);       \
                 done = rows;                                                               \
             }                                                                              \
         }                                                                                  \
-        if (j->epi && done < g->oh)                                                        \
+        if (j->epi && !regs && done < g->oh)                                               \
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
+/* The epilogue's steps on the NB sums of a group of blocks (see am_epi_in_registers). */
+#define DW_EPI_FN(ISA, ATTR, V, IV, NB, SPLAT)                                             \
+    ATTR __attribute__((noinline)) static void dw_epi_##ISA(const am_epi *e, const float *ev, \
+                                                            V *acc) {                      \
+        typedef V ev_t;                                                                    \
+        typedef IV ev_mask;                                                                \
+        enum { EV_N = NB };                                                                \
+        ev_t cur[EV_N];                                                                    \
+        memcpy(cur, acc, sizeof cur);                                                      \
+        for (int s = 0; s < e->g->n_steps; s++) {                                          \
+            ev_t sc = SPLAT(ev[s]);                                                        \
+            if (e->ops[s].kind[0] == EPI_SCALAR)                                           \
+                DW_EPI_OP(e->ops[s].op, sc, cur[b]);                                       \
+            else                                                                           \
+                DW_EPI_OP(e->ops[s].op, cur[b], sc);                                       \
+        }                                                                                  \
+        memcpy(acc, cur, sizeof cur);                                                      \
+    }
+#define DW_EPI_OP(OP, X, Y)                                                                \
+    do {                                                                                   \
+    switch (OP) {                                                                          \
+    case EPI_ADD: DW_EPI_EACH(cur[b] = (X) + (Y)); break;                                  \
+    case EPI_SUB: DW_EPI_EACH(cur[b] = (X) - (Y)); break;                                  \
+    case EPI_MUL: DW_EPI_EACH(cur[b] = (X) * (Y)); break;                                  \
+    case EPI_DIV: DW_EPI_EACH(cur[b] = (X) / (Y)); break;                                  \
+    case EPI_MAX: DW_EPI_EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));                     \
+                              cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); break; \
+    default: DW_EPI_EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                          \
+                         cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); break; \
+    }                                                                                      \
+    } while (0)
+#define DW_EPI_EACH(...) _Pragma("GCC unroll 8") for (int b = 0; b < EV_N; b++) { __VA_ARGS__; }
+#define DW_EPI_NONE(e, ev, acc) ((void)0)
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
@@ -144,6 +189,9 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define load_8f(p) LOAD_VEC(v8f_, p)
 #define load_4d(p) LOAD_VEC(v4d_, p)
+/* The first n (< a vector) elements from s to d. */
+#define PART_PLAIN(d, s, n) \
+    for (int64_t i_ = 0; i_ < (n); i_++) (d)[i_] = (s)[i_]
 /* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
 #define SH1_16(a, b) \
     __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
@@ -157,10 +205,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
-         load_8f)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
-         load_4d)
+DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
+         load_8f, PART_PLAIN)
+DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
+         load_4d, PART_PLAIN)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -175,14 +223,37 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS
 #define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
 #define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
 #define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, VFMA_AVX2_PS,
-         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS)
-DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, VFMA_AVX2_PD,
-         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD)
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, VFMA_512_PS,
-         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS)
-DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, VFMA_512_PD,
-         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD)
+/* PART_PLAIN with masked loads and stores */
+__attribute__((target("avx2"))) static inline void part_avx2_ps(float *d, const float *s,
+                                                                int64_t n) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(d, m, _mm256_maskload_ps(s, m));
+}
+__attribute__((target("avx2"))) static inline void part_avx2_pd(double *d, const double *s,
+                                                                int64_t n) {
+    __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    _mm256_maskstore_pd(d, m, _mm256_maskload_pd(s, m));
+}
+__attribute__((target("avx512f"))) static inline void part_512_ps(float *d, const float *s,
+                                                                  int64_t n) {
+    __mmask16 m = (__mmask16)((1u << n) - 1u);
+    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+}
+__attribute__((target("avx512f"))) static inline void part_512_pd(double *d, const double *s,
+                                                                  int64_t n) {
+    __mmask8 m = (__mmask8)((1u << n) - 1u);
+    _mm512_mask_storeu_pd(d, m, _mm512_maskz_loadu_pd(m, s));
+}
+DW_EPI_FN(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, 8, SPLAT_AVX2_PS)
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, dw_epi_avx2, VFMA_AVX2_PS,
+         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, part_avx2_ps)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE, VFMA_AVX2_PD,
+         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, part_avx2_pd)
+DW_EPI_FN(avx512, __attribute__((target("avx512f"))), v16f, v16i, 8, SPLAT_512_PS)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, dw_epi_avx512, VFMA_512_PS,
+         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, part_512_ps)
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE, VFMA_512_PD,
+         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, part_512_pd)
 /* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
  * row fits in half a vector (the lanes of a full one would mostly be wasted). */
 static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
@@ -218,7 +289,9 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     if (wp < g->w + g->pl) wp = g->w + g->pl;
     wp = (wp + vw - 1) / vw * vw; /* rows start aligned, as do most blocks' loads */
     int64_t area = g->oh * g->ow * g->kh * g->kw;
-    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, fn, planes,
+    /* (the portable kernel leaves the epilogue to am_epi_apply: the library stays small) */
+    bool regs = f32 && ctx->epi && fn != dw_plane_f32_generic && am_epi_in_registers(ctx->epi);
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, regs, fn, planes,
                   area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
     double work = (double)planes * (double)area;
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;

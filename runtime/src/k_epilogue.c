@@ -292,3 +292,24 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
         }
     }
 }
+
+/* ---------------------------------------------------------------- in registers */
+
+bool am_epi_in_registers(const am_epi *e) {
+    if (!e->line || e->ocol != (int64_t)sizeof(float)) return false;
+    for (int j = 0; j < e->g->n_steps; j++) {
+        const struct am_epi_op *o = &e->ops[j];
+        int k = o->kind[0] == EPI_SCALAR; /* the chain's operand */
+        if (o->kind[1 - k] != EPI_SCALAR ||
+            o->kind[k] != (j ? EPI_TMP : EPI_ROW) || (!j && o->src[k] != e->g->self))
+            return false;
+    }
+    return true;
+}
+
+void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
+    for (int j = 0; j < e->g->n_steps; j++) {
+        int src = e->ops[j].src[e->ops[j].kind[0] != EPI_SCALAR];
+        v[j] = *(const float *)(const void *)(e->base[src] + img * e->sb[src] + r * e->sr[src]);
+    }
+}
