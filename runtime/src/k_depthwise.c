@@ -44,7 +44,7 @@ typedef double v4d_ __attribute__((vector_size(32)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 typedef int32_t v8i_ __attribute__((vector_size(32)));
 
-#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, PART) \
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, LOADN, STOREN) \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
         const dw_job *j = (const dw_job *)ud;                                              \
@@ -59,7 +59,10 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
             const T *src = x + r * g->w;                                                   \
             int64_t c = 0;                                                                 \
             for (; c + VW <= g->w; c += VW) memcpy(d + c, src + c, sizeof(V));             \
-            if (c < g->w) PART(d + c, src + c, g->w - c);                                 \
+            if (c < g->w) { /* zeros past the row: padding, or a later row's place */     \
+                V part = LOADN(src + c, g->w - c);                                         \
+                memcpy(d + c, &part, sizeof part);                                         \
+            }                                                                              \
         }                                                                                  \
         const bool regs = sizeof(T) == sizeof(float) && j->regs;                           \
         float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
@@ -126,12 +129,19 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
-            if (regs) EPI(j->epi, epv, acc);                                               \
+            if (regs) { /* (through a copy: acc stays in registers) */                     \
+                V sums[NB];                                                                \
+                memcpy(sums, acc, sizeof sums);                                            \
+                EPI(j->epi, epv, sums);                                                    \
+                memcpy(acc, sums, sizeof sums);                                            \
+            }                                                                              \
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
+                else if (out[b] + g->ow < g->oh * g->ow) /* the next row's place */       \
+                    memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
                 else                                                                       \
-                    PART(y + out[b], (const T *)&acc[b], g->ow);                           \
+                    STOREN(y + out[b], acc[b], g->ow);                                     \
             }                                                                              \
             int64_t rows = b0 + NB < blocks ? (b0 + NB) / per_row : g->oh;                 \
             if (j->epi && !regs && (rows - done) * g->ow >= DW_EPI_MIN) {                  \
@@ -189,9 +199,13 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
 #define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define load_8f(p) LOAD_VEC(v8f_, p)
 #define load_4d(p) LOAD_VEC(v4d_, p)
-/* The first n (< a vector) elements from s to d. */
-#define PART_PLAIN(d, s, n) \
-    for (int64_t i_ = 0; i_ < (n); i_++) (d)[i_] = (s)[i_]
+/* A vector of the n (< a vector) elements at p and zeros; the first n elements of v to p. */
+#define LOADN_VEC(V, T, p, n) \
+    __extension__({ V v_ = {0}; memcpy(&v_, (p), sizeof(T) * (size_t)(n)); v_; })
+#define STOREN_VEC(p, v, n) \
+    __extension__({ __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_[0] * (size_t)(n)); })
+#define loadn_8f(p, n) LOADN_VEC(v8f_, float, p, n)
+#define loadn_4d(p, n) LOADN_VEC(v4d_, double, p, n)
 /* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
 #define SH1_16(a, b) \
     __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
@@ -206,9 +220,9 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
 DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
-         load_8f, PART_PLAIN)
+         load_8f, loadn_8f, STOREN_VEC)
 DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
-         load_4d, PART_PLAIN)
+         load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -223,37 +237,32 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
 #define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
 #define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
-/* PART_PLAIN with masked loads and stores */
-__attribute__((target("avx2"))) static inline void part_avx2_ps(float *d, const float *s,
-                                                                int64_t n) {
-    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(d, m, _mm256_maskload_ps(s, m));
-}
-__attribute__((target("avx2"))) static inline void part_avx2_pd(double *d, const double *s,
-                                                                int64_t n) {
-    __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-    _mm256_maskstore_pd(d, m, _mm256_maskload_pd(s, m));
-}
-__attribute__((target("avx512f"))) static inline void part_512_ps(float *d, const float *s,
-                                                                  int64_t n) {
-    __mmask16 m = (__mmask16)((1u << n) - 1u);
-    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
-}
-__attribute__((target("avx512f"))) static inline void part_512_pd(double *d, const double *s,
-                                                                  int64_t n) {
-    __mmask8 m = (__mmask8)((1u << n) - 1u);
-    _mm512_mask_storeu_pd(d, m, _mm512_maskz_loadu_pd(m, s));
-}
+/* LOADN_VEC and STOREN_VEC with masked loads and stores */
+#define MASK8_PS(n) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MASK4_PD(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
+#define LOADN_AVX2_PS(p, n) ((v8f_)_mm256_maskload_ps((p), MASK8_PS(n)))
+#define STOREN_AVX2_PS(p, v, n) _mm256_maskstore_ps((p), MASK8_PS(n), (__m256)(v))
+#define LOADN_AVX2_PD(p, n) ((v4d_)_mm256_maskload_pd((p), MASK4_PD(n)))
+#define STOREN_AVX2_PD(p, v, n) _mm256_maskstore_pd((p), MASK4_PD(n), (__m256d)(v))
+#define MASKN(n) ((1u << (n)) - 1u)
+#define LOADN_512_PS(p, n) ((v16f)_mm512_maskz_loadu_ps((__mmask16)MASKN(n), (p)))
+#define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
+#define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
+#define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
 DW_EPI_FN(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, 8, SPLAT_AVX2_PS)
 DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, dw_epi_avx2, VFMA_AVX2_PS,
-         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, part_avx2_ps)
+         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
+         STOREN_AVX2_PS)
 DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE, VFMA_AVX2_PD,
-         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, part_avx2_pd)
+         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
+         STOREN_AVX2_PD)
 DW_EPI_FN(avx512, __attribute__((target("avx512f"))), v16f, v16i, 8, SPLAT_512_PS)
 DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, dw_epi_avx512, VFMA_512_PS,
-         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, part_512_ps)
+         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
+         STOREN_512_PS)
 DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE, VFMA_512_PD,
-         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, part_512_pd)
+         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, LOADN_512_PD,
+         STOREN_512_PD)
 /* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
  * row fits in half a vector (the lanes of a full one would mostly be wasted). */
 static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
@@ -296,7 +305,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     double work = (double)planes * (double)area;
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
     int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
+    size_t bytes = (size_t)(hp * wp + vw) * (f32 ? sizeof(float) : sizeof(double));
     amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
                                      (void **)&job.ws, ctx->err);
     for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
