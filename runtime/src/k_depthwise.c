@@ -22,9 +22,9 @@ typedef struct dw_job {
     const void *x, *w;
     void *y;
     int64_t hp, wp; /* the padded plane */
-    void **ws;      /* per worker: hp * wp elements */
+    void **ws;      /* per worker: hp * wp elements and a vector */
     const am_epi *epi;
-    bool regs;        /* epi applied to the sums in registers (am_epi_in_registers) */
+    bool regs;        /* epi applied to the sums in registers (am_epi.regs) */
     am_task_fn plane; /* one (image, channel) */
     int64_t planes, per; /* planes in all, per task */
 } dw_job;
@@ -41,8 +41,6 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef int32_t v8i_ __attribute__((vector_size(32)));
 
 #define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, LOADN, STOREN) \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
@@ -130,6 +128,7 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
                 }                                                                          \
             }                                                                              \
             if (regs) { /* (through a copy: acc stays in registers) */                     \
+                _Static_assert(!FAST || NB == AM_EPI_REGS_VECS, "as am_epi_regs_* take"); \
                 V sums[NB];                                                                \
                 memcpy(sums, acc, sizeof sums);                                            \
                 EPI(j->epi, epv, sums);                                                    \
@@ -152,39 +151,9 @@ typedef int32_t v8i_ __attribute__((vector_size(32)));
         if (j->epi && !regs && done < g->oh)                                               \
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
-/* The epilogue's steps on the NB sums of a group of blocks (see am_epi_in_registers). */
-#define DW_EPI_FN(ISA, ATTR, V, IV, NB, SPLAT)                                             \
-    ATTR __attribute__((noinline)) static void dw_epi_##ISA(const am_epi *e, const float *ev, \
-                                                            V *acc) {                      \
-        typedef V ev_t;                                                                    \
-        typedef IV ev_mask;                                                                \
-        enum { EV_N = NB };                                                                \
-        ev_t cur[EV_N];                                                                    \
-        memcpy(cur, acc, sizeof cur);                                                      \
-        for (int s = 0; s < e->g->n_steps; s++) {                                          \
-            ev_t sc = SPLAT(ev[s]);                                                        \
-            if (e->ops[s].kind[0] == EPI_SCALAR)                                           \
-                DW_EPI_OP(e->ops[s].op, sc, cur[b]);                                       \
-            else                                                                           \
-                DW_EPI_OP(e->ops[s].op, cur[b], sc);                                       \
-        }                                                                                  \
-        memcpy(acc, cur, sizeof cur);                                                      \
-    }
-#define DW_EPI_OP(OP, X, Y)                                                                \
-    do {                                                                                   \
-    switch (OP) {                                                                          \
-    case EPI_ADD: DW_EPI_EACH(cur[b] = (X) + (Y)); break;                                  \
-    case EPI_SUB: DW_EPI_EACH(cur[b] = (X) - (Y)); break;                                  \
-    case EPI_MUL: DW_EPI_EACH(cur[b] = (X) * (Y)); break;                                  \
-    case EPI_DIV: DW_EPI_EACH(cur[b] = (X) / (Y)); break;                                  \
-    case EPI_MAX: DW_EPI_EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));                     \
-                              cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); break; \
-    default: DW_EPI_EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                          \
-                         cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); break; \
-    }                                                                                      \
-    } while (0)
-#define DW_EPI_EACH(...) _Pragma("GCC unroll 8") for (int b = 0; b < EV_N; b++) { __VA_ARGS__; }
 #define DW_EPI_NONE(e, ev, acc) ((void)0)
+#define DW_EPI_AVX2(e, ev, acc) am_epi_regs_f32_avx2((e), (ev), (float *)(void *)(acc))
+#define DW_EPI_512(e, ev, acc) am_epi_regs_f32_avx512((e), (ev), (float *)(void *)(acc))
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
@@ -249,15 +218,13 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
 #define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
 #define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
-DW_EPI_FN(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, 8, SPLAT_AVX2_PS)
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, dw_epi_avx2, VFMA_AVX2_PS,
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2, VFMA_AVX2_PS,
          SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
          STOREN_AVX2_PS)
 DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE, VFMA_AVX2_PD,
          SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
          STOREN_AVX2_PD)
-DW_EPI_FN(avx512, __attribute__((target("avx512f"))), v16f, v16i, 8, SPLAT_512_PS)
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, dw_epi_avx512, VFMA_512_PS,
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512, VFMA_512_PS,
          SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
          STOREN_512_PS)
 DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE, VFMA_512_PD,
@@ -299,7 +266,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     wp = (wp + vw - 1) / vw * vw; /* rows start aligned, as do most blocks' loads */
     int64_t area = g->oh * g->ow * g->kh * g->kw;
     /* (the portable kernel leaves the epilogue to am_epi_apply: the library stays small) */
-    bool regs = f32 && ctx->epi && fn != dw_plane_f32_generic && am_epi_in_registers(ctx->epi);
+    bool regs = f32 && ctx->epi && fn != dw_plane_f32_generic && ctx->epi->regs;
     dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, regs, fn, planes,
                   area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
     double work = (double)planes * (double)area;

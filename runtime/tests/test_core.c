@@ -913,8 +913,9 @@ static void test_layernorm_isas(void) {
 
 /* A depthwise convolution with BatchNorm and a clamp as its epilogue (sub, mul, mul, add,
  * maximum, minimum: a line of per-channel scalars, which the vector kernels apply to the
- * sums in registers): the bits of the convolution followed by the group on every
- * instruction set, with 1 or 3 threads; batch 2, NaN and inf in the input. */
+ * sums in registers; am_epi_apply to rows in memory): the bits of the convolution
+ * followed by the group on every instruction set, with 1 or 3 threads; batch 2, NaN and
+ * inf in the input. */
 static void test_depthwise_epilogue_isas(void) {
     static const struct {
         int64_t h, w, s, dil;
@@ -959,20 +960,23 @@ static void test_depthwise_epilogue_isas(void) {
         size_t bytes = (size_t)(N * C * oh * ow) * sizeof(float);
         for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
             am_gemm_set_isa(isa);
-            for (int t = -1; t < 2; t++) { /* -1: the reference, the product then the group */
+            /* t -1: the reference, the product then the group; 0, 1: fused, 1 and 3
+             * threads; 2: the product, then am_epi_apply on its rows */
+            for (int t = -1; t < 3; t++) {
                 amber_tensor out = {AMBER_FLOAT32, 4, {N, C, oh, ow}, t < 0 ? y0 : y1};
                 amber_tensor ext[7] = {out};
                 for (int k = 0; k < 4; k++)
                     ext[k + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, C, 1, 1}, par[k]};
                 ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
                 ext[6] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
-                am_ctx ctx = {&err, &sc, t > 0 ? pool : NULL, 0, NULL, NULL};
+                am_ctx ctx = {&err, &sc, t == 1 ? pool : NULL, 0, NULL, NULL};
                 am_epi e;
-                CHECK(am_epi_init(&e, &g, ext, &out, 1, 2) && am_epi_in_registers(&e));
-                ctx.epi = t < 0 ? NULL : &e;
+                CHECK(am_epi_init(&e, &g, ext, &out, 1, 2) && e.regs);
+                ctx.epi = t == 0 || t == 1 ? &e : NULL;
                 memset(out.data, 0, bytes);
                 CHECK(am_conv_depthwise(&ctx, in, &a, &out) == AMBER_OK);
                 if (t < 0) CHECK(am_fused_run(&g, &ctx, ext, &out) == AMBER_OK);
+                for (int64_t i = 0; t == 2 && i < N; i++) am_epi_apply(&e, i, 0, C, 0, oh * ow);
                 am_arena_reset(&sc);
                 CHECK(t < 0 || !memcmp(y0, y1, bytes));
             }
