@@ -42,7 +42,8 @@ typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
 
-#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, LOADN, STOREN) \
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, \
+                 LOADN, STOREN)                                                            \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
         const dw_job *j = (const dw_job *)ud;                                              \
@@ -137,7 +138,7 @@ typedef double v4d_ __attribute__((vector_size(32)));
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
-                else if (out[b] + g->ow < g->oh * g->ow) /* the next row's place */       \
+                else if (out[b] + VW <= g->oh * g->ow) /* over later rows of the plane */ \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
                 else                                                                       \
                     STOREN(y + out[b], acc[b], g->ow);                                     \
@@ -188,10 +189,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
-         load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
-         load_4d, loadn_4d, STOREN_VEC)
+DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
+         SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
+         SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -207,7 +208,8 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
 #define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
 /* LOADN_VEC and STOREN_VEC with masked loads and stores */
-#define MASK8_PS(n) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MASK8_PS(n) \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define MASK4_PD(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define LOADN_AVX2_PS(p, n) ((v8f_)_mm256_maskload_ps((p), MASK8_PS(n)))
 #define STOREN_AVX2_PS(p, v, n) _mm256_maskstore_ps((p), MASK8_PS(n), (__m256)(v))
@@ -218,17 +220,17 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
 #define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
 #define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2, VFMA_AVX2_PS,
-         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2,
+         VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
          STOREN_AVX2_PS)
-DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE, VFMA_AVX2_PD,
-         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
+         VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
          STOREN_AVX2_PD)
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512, VFMA_512_PS,
-         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512,
+         VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
          STOREN_512_PS)
-DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE, VFMA_512_PD,
-         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, LOADN_512_PD,
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE,
+         VFMA_512_PD, SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, LOADN_512_PD,
          STOREN_512_PD)
 /* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
  * row fits in half a vector (the lanes of a full one would mostly be wasted). */

@@ -1001,7 +1001,7 @@ static void test_depthwise_isas(void) {
                  {9, 13, 1, 3, 2, 2},  {16, 33, 2, 3, 2, 2}, {7, 19, 1, 5, 3, 2},
                  {3, 17, 3, 3, 2, 1}};
     enum { C = 3, CAP = C * 17 * 53 };
-    static double x[CAP], wt[C * 25], y[4][CAP];
+    static double x[CAP], wt[C * 25], y[4][CAP + 8];
     static float xf[CAP], wf[C * 25];
     uint32_t state = 5;
     for (int i = 0; i < CAP; i++) {
@@ -1035,7 +1035,10 @@ static void test_depthwise_isas(void) {
                     amber_kernel *kern = NULL;
                     CHECK(amber_kernel_prepare(kc[t], "conv2d", attrs, &kern) == AMBER_OK);
                     amber_tensor out = {dt, 4, {1, C, oh, ow}, y[isa > 0 ? 1 + t : 0]};
+                    unsigned char *past = (unsigned char *)out.data + bytes;
+                    memset(past, 0xab, 64); /* nothing written past the output */
                     CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
+                    for (int i = 0; i < 64; i++) bad += past[i] != 0xab;
                     amber_kernel_free(kern);
                 }
                 if (isa == AM_GEMM_ISA_AVX2) memcpy(y[3], y[1], bytes);
