@@ -72,8 +72,9 @@ typedef double v4d_ __attribute__((vector_size(32)));
         /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
          * FMA latency; the loops over them unrolled so that the sums stay in registers): \
          * a row's last block ends at its last column, overlapping the one before (the    \
-         * same values again); a group short of NB blocks repeats its last one. Finished  \
-         * rows get the epilogue while they are in cache. */                              \
+         * same values again); a group short of NB blocks repeats its last one. A        \
+         * register epilogue (am_epi.regs) goes over the sums before they are stored, any \
+         * other over finished rows while they are in cache. */                           \
         int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row, done = 0;       \
         int64_t bi = 0, bc = 0; /* the next block's row and column */                      \
         for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
