@@ -33,6 +33,7 @@ Usage (from the repository root, with the ``onnx`` and ``torch`` extras)::
 
     python bench/bench_cnn.py --threads 1
     python bench/bench_cnn.py --threads 2 --append bench/RESULTS.md
+    python bench/bench_cnn.py --threads 1 --only models --case mobilenet_v2
 """
 
 from __future__ import annotations
@@ -292,6 +293,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.5)
     ap.add_argument("--only", choices=["models", "layers", "gemm"], default=None)
+    ap.add_argument("--case", action="append", default=[], metavar="NAME",
+                    help="only this model or layer (repeatable), e.g. mobilenet_v2")
     ap.add_argument("--append", default=None, help="append the Markdown section here")
     ap.add_argument("--child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -307,6 +310,11 @@ def main() -> None:
              "amber / ORT-torch (wall) | (CPU) | amber GFLOP/s | ORT/torch GFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     todo = [] if args.only == "gemm" else cases(args.only != "models", args.only != "layers")
+    if args.case:
+        unknown = set(args.case) - {c[0] for c in todo}
+        if unknown:
+            ap.error(f"--case: no such case {sorted(unknown)}; cases: {[c[0] for c in todo]}")
+        todo = [c for c in todo if c[0] in args.case]
     if not todo:
         lines = []
     for name, shape, batches in todo:
@@ -320,7 +328,7 @@ def main() -> None:
                    + (f"{g / t['amber']:.1f} | {g / t['ORT/torch']:.1f} |" if g else "— | — |"))
             print(row, flush=True)
             lines.append(row)
-    if args.only in (None, "gemm"):
+    if args.only in (None, "gemm") and not args.case:
         for row in gemm_table(args):
             print(row, flush=True)
             lines.append(row)

@@ -22,8 +22,9 @@ typedef struct dw_job {
     const void *x, *w;
     void *y;
     int64_t hp, wp; /* the padded plane */
-    void **ws;      /* per worker: hp * wp elements */
+    void **ws;      /* per worker: hp * wp elements and a vector */
     const am_epi *epi;
+    bool regs;        /* epi applied to the sums in registers (am_epi.regs) */
     am_task_fn plane; /* one (image, channel) */
     int64_t planes, per; /* planes in all, per task */
 } dw_job;
@@ -41,7 +42,8 @@ typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
 
-#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD)   \
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, \
+                 LOADN, STOREN)                                                            \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
         const dw_job *j = (const dw_job *)ud;                                              \
@@ -51,16 +53,28 @@ typedef double v4d_ __attribute__((vector_size(32)));
         const T *w = (const T *)j->w + o * g->kh * g->kw;                                  \
         T *y = (T *)j->y + t * g->oh * g->ow;                                              \
         T *xp = (T *)j->ws[worker]; /* its padding was zeroed once (conv_depthwise) */     \
-        for (int64_t r = 0; r < g->h; r++)                                                 \
-            memcpy(xp + (r + g->pt) * wp + g->pl, x + r * g->w, sizeof(T) * (size_t)g->w); \
+        for (int64_t r = 0; r < g->h; r++) { /* (inline: a call per short row costs more) */\
+            T *d = xp + (r + g->pt) * wp + g->pl;                                          \
+            const T *src = x + r * g->w;                                                   \
+            int64_t c = 0;                                                                 \
+            for (; c + VW <= g->w; c += VW) memcpy(d + c, src + c, sizeof(V));             \
+            if (c < g->w) { /* zeros past the row: padding, or a later row's place */     \
+                V part = LOADN(src + c, g->w - c);                                         \
+                memcpy(d + c, &part, sizeof part);                                         \
+            }                                                                              \
+        }                                                                                  \
+        const bool regs = sizeof(T) == sizeof(float) && j->regs;                           \
+        float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
+        if (regs) am_epi_row_scalars(j->epi, ni, o, epv);                                  \
         /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
          * or 2 (the usual depthwise convolutions) */                                     \
         const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
         /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
          * FMA latency; the loops over them unrolled so that the sums stay in registers): \
          * a row's last block ends at its last column, overlapping the one before (the    \
-         * same values again); a group short of NB blocks repeats its last one. Finished  \
-         * rows get the epilogue while they are in cache. */                              \
+         * same values again); a group short of NB blocks repeats its last one. A        \
+         * register epilogue (am_epi.regs) goes over the sums before they are stored, any \
+         * other over finished rows while they are in cache. */                           \
         int64_t per_row = (g->ow + VW - 1) / VW, blocks = g->oh * per_row, done = 0;       \
         int64_t bi = 0, bc = 0; /* the next block's row and column */                      \
         for (int64_t b0 = 0; b0 < blocks; b0 += NB) {                                      \
@@ -115,21 +129,33 @@ typedef double v4d_ __attribute__((vector_size(32)));
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
+            if (regs) { /* (through a copy: acc stays in registers) */                     \
+                _Static_assert(!FAST || NB == AM_EPI_REGS_VECS, "as am_epi_regs_* take"); \
+                V sums[NB];                                                                \
+                memcpy(sums, acc, sizeof sums);                                            \
+                EPI(j->epi, epv, sums);                                                    \
+                memcpy(acc, sums, sizeof sums);                                            \
+            }                                                                              \
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
+                else if (out[b] + VW <= g->oh * g->ow) /* over later rows of the plane */ \
+                    memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
                 else                                                                       \
-                    for (int64_t e = 0; e < g->ow; e++) y[out[b] + e] = acc[b][e];         \
+                    STOREN(y + out[b], acc[b], g->ow);                                     \
             }                                                                              \
             int64_t rows = b0 + NB < blocks ? (b0 + NB) / per_row : g->oh;                 \
-            if (j->epi && (rows - done) * g->ow >= DW_EPI_MIN) {                           \
+            if (j->epi && !regs && (rows - done) * g->ow >= DW_EPI_MIN) {                  \
                 am_epi_apply(j->epi, ni, o, 1, done * g->ow, (rows - done) * g->ow);       \
                 done = rows;                                                               \
             }                                                                              \
         }                                                                                  \
-        if (j->epi && done < g->oh)                                                        \
+        if (j->epi && !regs && done < g->oh)                                               \
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
+#define DW_EPI_NONE(e, ev, acc) ((void)0)
+#define DW_EPI_AVX2(e, ev, acc) am_epi_regs_f32_avx2((e), (ev), (float *)(void *)(acc))
+#define DW_EPI_512(e, ev, acc) am_epi_regs_f32_avx512((e), (ev), (float *)(void *)(acc))
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
@@ -144,6 +170,13 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #define LOAD_VEC(V, p) __extension__({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define load_8f(p) LOAD_VEC(v8f_, p)
 #define load_4d(p) LOAD_VEC(v4d_, p)
+/* A vector of the n (< a vector) elements at p and zeros; the first n elements of v to p. */
+#define LOADN_VEC(V, T, p, n) \
+    __extension__({ V v_ = {0}; memcpy(&v_, (p), sizeof(T) * (size_t)(n)); v_; })
+#define STOREN_VEC(p, v, n) \
+    __extension__({ __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_[0] * (size_t)(n)); })
+#define loadn_8f(p, n) LOADN_VEC(v8f_, float, p, n)
+#define loadn_4d(p, n) LOADN_VEC(v4d_, double, p, n)
 /* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
 #define SH1_16(a, b) \
     __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
@@ -157,10 +190,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8,
-         load_8f)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4,
-         load_4d)
+DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
+         SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
+         SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -175,14 +208,31 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS
 #define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
 #define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
 #define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, VFMA_AVX2_PS,
-         SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS)
-DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, VFMA_AVX2_PD,
-         SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD)
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, VFMA_512_PS,
-         SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS)
-DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, VFMA_512_PD,
-         SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD)
+/* LOADN_VEC and STOREN_VEC with masked loads and stores */
+#define MASK8_PS(n) \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define MASK4_PD(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
+#define LOADN_AVX2_PS(p, n) ((v8f_)_mm256_maskload_ps((p), MASK8_PS(n)))
+#define STOREN_AVX2_PS(p, v, n) _mm256_maskstore_ps((p), MASK8_PS(n), (__m256)(v))
+#define LOADN_AVX2_PD(p, n) ((v4d_)_mm256_maskload_pd((p), MASK4_PD(n)))
+#define STOREN_AVX2_PD(p, v, n) _mm256_maskstore_pd((p), MASK4_PD(n), (__m256d)(v))
+#define MASKN(n) ((1u << (n)) - 1u)
+#define LOADN_512_PS(p, n) ((v16f)_mm512_maskz_loadu_ps((__mmask16)MASKN(n), (p)))
+#define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
+#define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
+#define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2,
+         VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
+         STOREN_AVX2_PS)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
+         VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
+         STOREN_AVX2_PD)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512,
+         VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
+         STOREN_512_PS)
+DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE,
+         VFMA_512_PD, SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, LOADN_512_PD,
+         STOREN_512_PD)
 /* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
  * row fits in half a vector (the lanes of a full one would mostly be wasted). */
 static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
@@ -218,12 +268,14 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     if (wp < g->w + g->pl) wp = g->w + g->pl;
     wp = (wp + vw - 1) / vw * vw; /* rows start aligned, as do most blocks' loads */
     int64_t area = g->oh * g->ow * g->kh * g->kw;
-    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, fn, planes,
+    /* (the portable kernel leaves the epilogue to am_epi_apply: the library stays small) */
+    bool regs = f32 && ctx->epi && fn != dw_plane_f32_generic && ctx->epi->regs;
+    dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, regs, fn, planes,
                   area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
     double work = (double)planes * (double)area;
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
     int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t bytes = (size_t)(hp * wp) * (f32 ? sizeof(float) : sizeof(double));
+    size_t bytes = (size_t)(hp * wp + vw) * (f32 ? sizeof(float) : sizeof(double));
     amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
                                      (void **)&job.ws, ctx->err);
     for (int i = 0; st == AMBER_OK && i < n_ws; i++) {

@@ -341,6 +341,7 @@ typedef struct am_epi {
     bool chain; /* ... and each step reads only the last two steps' results */
     bool line;  /* ... binary arithmetic, max and min, each step after the first reading
                  * the one before and one external input (BatchNorm, clip, residual add) */
+    bool regs;  /* ... float32, that external input a per-row scalar (am_epi_in_registers) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -357,6 +358,21 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
  * element once, from any thread (scratch on the stack). */
 void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t c0,
                   int64_t nc);
+
+/* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
+ * sets am_epi.regs to it): a line
+ * (am_epi.line) whose every step is the one before (the first step: the product) and
+ * one scalar per image and row, in either order. am_epi_row_scalars reads the scalars
+ * of (img, r), one per step, into v; the kernel does each step's IEEE operation as
+ * epi_line_f32_avx512 does (max/min: a when a >= b or a is NaN): the same bits. */
+bool am_epi_in_registers(const am_epi *e);
+void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
+/* The steps on AM_EPI_REGS_VECS vectors of float32 at x, in place (v: the row's scalars). */
+#define AM_EPI_REGS_VECS 8
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+void am_epi_regs_f32_avx2(const am_epi *e, const float *v, float *x);
+void am_epi_regs_f32_avx512(const am_epi *e, const float *v, float *x);
+#endif
 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
  * false for ops that take no epilogue. */

@@ -910,6 +910,82 @@ static void test_layernorm_isas(void) {
     am_arena_free(&sc);
 }
 
+/* A depthwise convolution with BatchNorm and a clamp as its epilogue (sub, mul, mul, add,
+ * maximum, minimum: a line of per-channel scalars, which the vector kernels apply to the
+ * sums in registers; am_epi_apply to rows in memory): the bits of the convolution
+ * followed by the group on every instruction set, with 1 or 3 threads; batch 2, NaN and
+ * inf in the input. */
+static void test_depthwise_epilogue_isas(void) {
+    static const struct {
+        int64_t h, w, s, dil;
+    } cases[] = {{13, 53, 1, 1}, {15, 14, 2, 1}, {9, 7, 1, 1}, {2, 3, 2, 1}, {16, 33, 2, 2},
+                 {40, 61, 1, 1}, {7, 7, 1, 1}};
+    enum { N = 2, C = 5, CAP = N * C * 40 * 61 };
+    static float x[CAP], y0[CAP], y1[CAP], wt[C * 9], par[4][C];
+    static const am_op_id ops[6] = {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_MAXIMUM,
+                                    AM_OP_MINIMUM};
+    float lo = 0.0f, hi = 6.0f;
+    uint32_t state = 9;
+    for (int i = 0; i < CAP; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = (float)(state >> 8) / 1048576.0f - 8.0f;
+    }
+    x[3] = NAN, x[70] = INFINITY, x[140] = -INFINITY;
+    for (int i = 0; i < C * 9; i++) wt[i] = 0.37f * (float)((i * 7) % 11) - 1.5f;
+    for (int c = 0; c < C; c++)
+        par[0][c] = 0.1f * (float)c, par[1][c] = 1.0f + 0.3f * (float)c,
+        par[2][c] = 0.7f - 0.2f * (float)c, par[3][c] = 0.25f * (float)c - 0.5f;
+    am_fused g = {0};
+    g.n_steps = 6, g.n_ext = 7, g.self = 0, g.producer = 1;
+    for (int j = 0; j < 6; j++) {
+        g.steps[j].fn = am_elementwise_loop(am_op_get(ops[j]), AMBER_FLOAT32, AMBER_FLOAT32);
+        g.steps[j].dtype = AMBER_FLOAT32, g.steps[j].n_in = 2;
+        g.steps[j].src[0] = j ? -j : 0, g.steps[j].src[1] = j + 1;
+    }
+    am_error err;
+    am_arena sc;
+    am_arena_init(&sc, 0);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        int64_t h = cases[c].h, w = cases[c].w, s = cases[c].s, dl = cases[c].dil;
+        int64_t oh = (h + 2 - 2 * dl - 1) / s + 1, ow = (w + 2 - 2 * dl - 1) / s + 1;
+        am_attrs a = {0};
+        a.stride[0] = a.stride[1] = s, a.dilation[0] = a.dilation[1] = dl, a.groups = C;
+        for (int k = 0; k < 4; k++) a.padding[k] = 1;
+        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, C, h, w}, x},
+                              {AMBER_FLOAT32, 4, {C, 1, 3, 3}, wt}};
+        size_t bytes = (size_t)(N * C * oh * ow) * sizeof(float);
+        for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
+            am_gemm_set_isa(isa);
+            /* t -1: the reference, the product then the group; 0, 1: fused, 1 and 3
+             * threads; 2: the product, then am_epi_apply on its rows */
+            for (int t = -1; t < 3; t++) {
+                amber_tensor out = {AMBER_FLOAT32, 4, {N, C, oh, ow}, t < 0 ? y0 : y1};
+                amber_tensor ext[7] = {out};
+                for (int k = 0; k < 4; k++)
+                    ext[k + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, C, 1, 1}, par[k]};
+                ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
+                ext[6] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
+                am_ctx ctx = {&err, &sc, t == 1 ? pool : NULL, 0, NULL, NULL};
+                am_epi e;
+                CHECK(am_epi_init(&e, &g, ext, &out, 1, 2) && e.regs);
+                ctx.epi = t == 0 || t == 1 ? &e : NULL;
+                memset(out.data, 0, bytes);
+                CHECK(am_conv_depthwise(&ctx, in, &a, &out) == AMBER_OK);
+                if (t < 0) CHECK(am_fused_run(&g, &ctx, ext, &out) == AMBER_OK);
+                for (int64_t i = 0; t == 2 && i < N; i++) am_epi_apply(&e, i, 0, C, 0, oh * ow);
+                am_arena_reset(&sc);
+                CHECK(t < 0 || !memcmp(y0, y1, bytes));
+            }
+        }
+    }
+    am_gemm_set_isa(best);
+    am_pool_free(pool);
+    am_arena_free(&sc);
+}
+
 /* Depthwise convolution: AVX2 and AVX-512 give the same bits (the same fused multiply-adds
  * in the same order), as do 1 and 3 threads; every set is near a double reference. Rows
  * of whole and partial vectors, rows narrower than half a vector, strides 1-3; planes of
@@ -924,7 +1000,7 @@ static void test_depthwise_isas(void) {
                  {9, 13, 1, 3, 2, 2},  {16, 33, 2, 3, 2, 2}, {7, 19, 1, 5, 3, 2},
                  {3, 17, 3, 3, 2, 1}};
     enum { C = 3, CAP = C * 17 * 53 };
-    static double x[CAP], wt[C * 25], y[4][CAP];
+    static double x[CAP], wt[C * 25], y[4][CAP + 8];
     static float xf[CAP], wf[C * 25];
     uint32_t state = 5;
     for (int i = 0; i < CAP; i++) {
@@ -958,7 +1034,10 @@ static void test_depthwise_isas(void) {
                     amber_kernel *kern = NULL;
                     CHECK(amber_kernel_prepare(kc[t], "conv2d", attrs, &kern) == AMBER_OK);
                     amber_tensor out = {dt, 4, {1, C, oh, ow}, y[isa > 0 ? 1 + t : 0]};
+                    unsigned char *past = (unsigned char *)out.data + bytes;
+                    memset(past, 0xab, 64); /* nothing written past the output */
                     CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
+                    for (int i = 0; i < 64; i++) bad += past[i] != 0xab;
                     amber_kernel_free(kern);
                 }
                 if (isa == AM_GEMM_ISA_AVX2) memcpy(y[3], y[1], bytes);
@@ -1106,6 +1185,7 @@ int main(void) {
     test_pool2d_isas();
     test_layernorm_isas();
     test_depthwise_isas();
+    test_depthwise_epilogue_isas();
     test_conv_small_isas();
     test_sha256();
     test_json();
