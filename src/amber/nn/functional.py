@@ -360,7 +360,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     """Normalise each channel (dim 1) of (N, C, ...) input. In training (or without
     running statistics) with the batch's mean and biased variance, updating the running
     statistics in place (``(1 - momentum) * running + momentum * batch``, unbiased variance);
-    otherwise with the running statistics."""
+    otherwise with the running statistics, as ``input * alpha + beta`` (``alpha = weight /
+    sqrt(running_var + eps)``, ``beta = bias - running_mean * alpha``), PyTorch's formula."""
     if input.ndim < 2:
         raise ShapeError(f"batch_norm: expects (N, C, ...) input, got {tuple(input.shape)}")
     c = input.shape[1]
@@ -394,10 +395,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 running_mean.copy_(running_mean * (1.0 - momentum) + bm * momentum)
                 running_var.copy_(running_var * (1.0 - momentum) + bv * momentum)
         y = xc * _F.rsqrt(var + eps)
-    else:
+    else:  # as PyTorch's CPU kernel: x * alpha + beta (2 ops an element, not 4)
         assert running_mean is not None and running_var is not None
-        y = (input - _F.reshape(running_mean, bshape)) * _F.reshape(
-            _F.rsqrt(running_var + eps), bshape)
+        alpha = _F.rsqrt(running_var + eps)
+        if weight is not None:
+            alpha = alpha * weight
+        beta = -(running_mean * alpha) if bias is None else bias - running_mean * alpha
+        return input * _F.reshape(alpha, bshape) + _F.reshape(beta, bshape)
     if weight is not None:
         y = y * _F.reshape(weight, bshape)
     if bias is not None:
