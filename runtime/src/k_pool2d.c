@@ -73,21 +73,8 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
-/* "Pick v" as a bitwise select (max_pool2d_grad's first maximum): on real data which
- * element wins is random, and a branch on it mispredicts half the time. */
-#define SELECT_BITS(T, U)                                                                  \
-    static inline T select_##T(bool take, T v, T m) {                                      \
-        U a, b, k = (U)0 - (U)take;                                                        \
-        memcpy(&a, &m, sizeof a);                                                          \
-        memcpy(&b, &v, sizeof b);                                                          \
-        a = (k & b) | (~k & a);                                                            \
-        memcpy(&m, &a, sizeof m);                                                          \
-        return m;                                                                          \
-    }
-SELECT_BITS(float, uint32_t)
-SELECT_BITS(double, uint64_t)
 /* MAXNAN as a bitwise select: the tiled kernels' windows win at random on real data. */
-#define MAXSEL(T, m, v) select_##T((((v) > (m)) | ((v) != (v))), (v), (m))
+#define MAXSEL(T, m, v) am_select_##T((((v) > (m)) | ((v) != (v))), (v), (m))
 
 /* Runs the statements for the blocks at j = 0, VW, 2 VW, ... of n >= VW elements, the
  * last one at n - VW: it overlaps the block before and recomputes the same values (every
@@ -404,10 +391,10 @@ POOL_GRAD2X2(f64, double, pv4d, pv4l)
                     bool ha = nan ? a != a : a == m, hb = nan ? b != b : b == m;           \
                     bool hd = nan ? d != d : d == m;                                       \
                     T gv = gy[i * g->ow + c] + (T)0; /* 0 + g, as the accumulation */      \
-                    dx[e] = select_##T(ha, gv, (T)0);                                      \
-                    dx[e + 1] = select_##T(!ha & hb, gv, (T)0);                            \
-                    dx[e + g->w] = select_##T(!ha & !hb & hd, gv, (T)0);                   \
-                    dx[e + g->w + 1] = select_##T(!ha & !hb & !hd, gv, (T)0);              \
+                    dx[e] = am_select_##T(ha, gv, (T)0);                                   \
+                    dx[e + 1] = am_select_##T(!ha & hb, gv, (T)0);                         \
+                    dx[e + g->w] = am_select_##T(!ha & !hb & hd, gv, (T)0);                \
+                    dx[e + g->w + 1] = am_select_##T(!ha & !hb & !hd, gv, (T)0);           \
                 }                                                                          \
             }                                                                              \
             return;                                                                        \
@@ -421,7 +408,7 @@ POOL_GRAD2X2(f64, double, pv4d, pv4l)
                     for (int64_t q = p == 0; q < g->kw; q++) {                             \
                         T v = x[base + p * g->w + q];                                      \
                         bool take = (best == best) & ((v > best) | (v != v));              \
-                        best = select_##T(take, v, best);                                  \
+                        best = am_select_##T(take, v, best);                               \
                         at += (base + p * g->w + q - at) & -(int64_t)take;                 \
                     }                                                                      \
                 dx[at] += gy[i * g->ow + c];                                               \

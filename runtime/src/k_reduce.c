@@ -38,21 +38,10 @@ typedef int64_t i64;
 /* The same for independent float accumulators, as a bitwise select: on real data which
  * one wins is random and a branch on it mispredicts half the time (in a chain of
  * dependent compares the branch is cheaper: a new extremum soon turns rare). */
-#define SEL_BITS(NAME, T, U)                                                   \
-    static inline T NAME(bool keep, T acc, T v) {                              \
-        U a, b, k = (U)0 - (U)keep;                                            \
-        memcpy(&a, &acc, sizeof a);                                            \
-        memcpy(&b, &v, sizeof b);                                              \
-        a = (k & a) | (~k & b);                                                \
-        memcpy(&acc, &a, sizeof a);                                            \
-        return acc;                                                            \
-    }
-SEL_BITS(keep_f, float, uint32_t)
-SEL_BITS(keep_d, double, uint64_t)
-#define MAXF(acc, v) keep_f(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
-#define MAXD(acc, v) keep_d(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
-#define MINF(acc, v) keep_f(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
-#define MIND(acc, v) keep_d(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
+#define MAXF(acc, v) am_select_float(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
+#define MAXD(acc, v) am_select_double(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
+#define MINF(acc, v) am_select_float(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
+#define MIND(acc, v) am_select_double(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
 
 /* Float sums: a contiguous row into one accumulator takes eight partial sums (element i
  * into partial i % 8, added pairwise at the end), so the adds do not wait on each other

@@ -7,6 +7,8 @@
 #include "internal.h"
 #include "json.h"
 
+#include <string.h>
+
 enum {
     DT_F32 = 1 << AMBER_FLOAT32,
     DT_F64 = 1 << AMBER_FLOAT64,
@@ -243,6 +245,20 @@ static inline bool am_isnan_d(double x) { return x != x; }
 static inline bool am_isnan_never(int64_t x) { (void)x; return false; }
 #define AM_ISNAN(x) \
     _Generic((x), float: am_isnan_f, double: am_isnan_d, default: am_isnan_never)(x)
+
+/* take ? v : m as a bitwise select: where which operand wins is random (real data), a
+ * branch on it mispredicts half the time. */
+#define AM_SELECT_BITS(T, U)                                                   \
+    static inline T am_select_##T(bool take, T v, T m) {                       \
+        U a, b, k = (U)0 - (U)take;                                            \
+        memcpy(&a, &m, sizeof a);                                              \
+        memcpy(&b, &v, sizeof b);                                              \
+        a = (k & b) | (~k & a);                                                \
+        memcpy(&m, &a, sizeof m);                                              \
+        return m;                                                              \
+    }
+AM_SELECT_BITS(float, uint32_t)
+AM_SELECT_BITS(double, uint64_t)
 
 /* ---------------------------------------------------------------- strided iteration */
 
