@@ -563,7 +563,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         double work = (double)m * (double)n * (double)k;                                      \
         double least = gemv_path_##SUF(m, B, csb) ? AM_PARALLEL_MIN : AM_GEMM_PARALLEL_MIN;  \
-        am_pool *pool = work >= least ? ctx->pool : NULL;                                     \
+        am_pool *pool = work >= least ? am_pool_for(ctx->pool, work) : NULL;                   \
         int threads = am_pool_size(pool);                                                     \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \

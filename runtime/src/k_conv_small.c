@@ -104,7 +104,8 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
     j.hp = j.oh + j.kh - 1, j.wp = j.ow + j.kw - 1;
     int64_t k = j.c * j.kh * j.kw, n = xs[0];
     double work = (double)n * (double)(j.opad * j.oh * j.wp * k);
-    bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN;
+    bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN &&
+                    am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
     size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
     float *wt = NULL;

@@ -85,12 +85,14 @@ COLD amber_status am_matmul_batch_run(am_ctx *ctx, const am_matmul_batch *b) {
     if (b->f32 && work < (m > 2 ? AM_GEMM_PARALLEL_MIN : AM_PARALLEL_MIN) &&
         work * (double)batches >= AM_PARALLEL_MIN) {
         size_t len = am_gemm_scratch_len_f32(m, n, k, false) * sizeof(float);
+        am_pool *pool = am_pool_for(ctx->pool, work * (double)batches);
+        workers = am_pool_size(pool);
         batch_job j = {b, NULL};
         st = am_arena_alloc(ctx->scratch, sizeof(void *) * (size_t)workers, (void **)&j.ws,
                             ctx->err);
         for (int w = 0; st == AMBER_OK && w < workers; w++)
             st = am_arena_alloc(ctx->scratch, len, &j.ws[w], ctx->err);
-        if (st == AMBER_OK) am_pool_run(ctx->pool, batches, batch_task, &j);
+        if (st == AMBER_OK) am_pool_run(pool, batches, batch_task, &j);
         return st;
     }
     for (int64_t t = 0; t < batches && st == AMBER_OK; t++) {
@@ -352,8 +354,9 @@ IM2COL(f64, double)
                            NULL) == AMBER_OK) /* packed once per session */               \
             for (int64_t gi = 0; gi < g->groups; gi++)                                     \
                 job.wk[gi] = am_gemm_kept_a_##SUF(ctx, g->og, K, w + gi * g->og * K);      \
-        bool parallel = threads > 1 && pairs >= threads &&                                 \
-                        (double)pairs * (double)g->og * (double)L * (double)K >= AM_PARALLEL_MIN; \
+        double work = (double)pairs * (double)g->og * (double)L * (double)K;               \
+        bool parallel = threads > 1 && pairs >= threads && work >= AM_PARALLEL_MIN &&      \
+                        am_pool_for(ctx->pool, work);                                      \
         amber_status st;                                                                   \
         if (parallel) {                                                                    \
             int64_t m = grad ? K : g->og, kk = grad ? g->og : K;                           \

@@ -73,19 +73,8 @@ typedef struct pool_job {
     VI k_ = ((v) > (m)) | ((v) != (v));                                                    \
     (V)((k_ & (VI)(v)) | (~k_ & (VI)(m))); })
 
-/* "Pick v" as a bitwise select (max_pool2d_grad's first maximum): on real data which
- * element wins is random, and a branch on it mispredicts half the time. */
-#define SELECT_BITS(T, U)                                                                  \
-    static inline T select_##T(bool take, T v, T m) {                                      \
-        U a, b, k = (U)0 - (U)take;                                                        \
-        memcpy(&a, &m, sizeof a);                                                          \
-        memcpy(&b, &v, sizeof b);                                                          \
-        a = (k & b) | (~k & a);                                                            \
-        memcpy(&m, &a, sizeof m);                                                          \
-        return m;                                                                          \
-    }
-SELECT_BITS(float, uint32_t)
-SELECT_BITS(double, uint64_t)
+/* MAXNAN as a bitwise select: the tiled kernels' windows win at random on real data. */
+#define MAXSEL(T, m, v) am_select_##T((((v) > (m)) | ((v) != (v))), (v), (m))
 
 /* Runs the statements for the blocks at j = 0, VW, 2 VW, ... of n >= VW elements, the
  * last one at n - VW: it overlaps the block before and recomputes the same values (every
@@ -314,6 +303,39 @@ POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
 POOL_GRADS(f32, float)
 POOL_GRADS(f64, double)
 
+/* max_pool2d_grad of 2x2 windows that tile the plane, two windows at a time: input rows r0
+ * and r1 (2 ow elements each), output gradient row gr, gradient rows d0 and d1. Each
+ * window's gradient goes to its first element equal to its maximum, or to its first NaN,
+ * as first_max picks it (vector lanes: a b of r0, d f of r1; the maximum's NaN payload
+ * is never used). Returns the windows done (an even count). */
+#define POOL_GRAD2X2(SUF, T, V, VI)                                                        \
+    static int64_t grad2x2_##SUF(const T *r0, const T *r1, const T *gr, T *d0, T *d1,      \
+                                 int64_t ow) {                                             \
+        const VI even = {-1, 0, -1, 0};                                                    \
+        int64_t c = 0;                                                                     \
+        for (; c + 2 <= ow; c += 2) {                                                      \
+            V a = VLOAD(V, r0 + 2 * c), d = VLOAD(V, r1 + 2 * c);                          \
+            V m0 = VMAXNAN(V, VI, a, SWAP2(a)), m1 = VMAXNAN(V, VI, d, SWAP2(d));          \
+            V m = VMAXNAN(V, VI, m0, m1);                                                  \
+            VI nan = m != m;                                                               \
+            VI h0 = (nan & (a != a)) | (~nan & (a == m));                                  \
+            VI h1 = (nan & (d != d)) | (~nan & (d == m));                                  \
+            VI none0 = ~(h0 | SWAP2(h0));                                                  \
+            VI t0 = h0 & (even | ~SWAP2(h0));                                              \
+            VI t1 = none0 & ((even & h1) | (~even & ~SWAP2(h1)));                          \
+            V gv = (V){gr[c], gr[c], gr[c + 1], gr[c + 1]} + (T)0;                         \
+            V o0 = (V)(t0 & (VI)gv), o1 = (V)(t1 & (VI)gv);                                \
+            memcpy(d0 + 2 * c, &o0, sizeof o0);                                            \
+            memcpy(d1 + 2 * c, &o1, sizeof o1);                                            \
+        }                                                                                  \
+        return c;                                                                          \
+    }
+#define SWAP2(v) __builtin_shufflevector((v), (v), 1, 0, 3, 2)
+typedef float pv4f __attribute__((vector_size(16)));
+typedef int32_t pv4i __attribute__((vector_size(16)));
+POOL_GRAD2X2(f32, float, pv4f, pv4i)
+POOL_GRAD2X2(f64, double, pv4d, pv4l)
+
 /* max_pool2d and its gradient over windows that tile the plane (merge_tiled_planes): no
  * tap needs a bounds check. The forward takes each window whole (for narrow rows, where
  * the row-wise vector kernels would run scalar tails). The gradient goes to each
@@ -330,9 +352,9 @@ POOL_GRADS(f64, double)
             for (int64_t i = 0; i < g->oh; i++) {                                          \
                 const T *r0 = x + 2 * i * g->w, *r1 = r0 + g->w;                           \
                 for (int64_t c = 0; c < g->ow; c++) {                                      \
-                    T a = MAXNAN(r0[2 * c], r0[2 * c + 1]);                                \
-                    T b = MAXNAN(r1[2 * c], r1[2 * c + 1]);                                \
-                    y[i * g->ow + c] = MAXNAN(a, b);                                       \
+                    T a = MAXSEL(T, r0[2 * c], r0[2 * c + 1]);                             \
+                    T b = MAXSEL(T, r1[2 * c], r1[2 * c + 1]);                             \
+                    y[i * g->ow + c] = MAXSEL(T, a, b);                                    \
                 }                                                                          \
             }                                                                              \
             return;                                                                        \
@@ -342,7 +364,8 @@ POOL_GRADS(f64, double)
                 const T *p = x + i * g->kh * g->w + c * g->kw;                             \
                 T m = p[0];                                                                \
                 for (int64_t r = 0; r < g->kh; r++)                                        \
-                    for (int64_t q = r == 0; q < g->kw; q++) m = MAXNAN(m, p[r * g->w + q]); \
+                    for (int64_t q = r == 0; q < g->kw; q++)                               \
+                        m = MAXSEL(T, m, p[r * g->w + q]);                                 \
                 y[i * g->ow + c] = m;                                                      \
             }                                                                              \
     }                                                                                      \
@@ -354,23 +377,26 @@ POOL_GRADS(f64, double)
         const T *x = (const T *)j->x + t * g->h * g->w;                                    \
         const T *gy = (const T *)j->gy + t * g->oh * g->ow;                                \
         T *dx = (T *)j->out + t * g->h * g->w;                                             \
-        if (g->kh == 2 && g->kw == 2 && g->ow < POOL_NARROW) { /* unrolled */            \
-            for (int64_t i = 0; i < g->oh; i++)                                            \
-                for (int64_t c = 0; c < g->ow; c++) {                                      \
-                    int64_t e = i * 2 * g->w + 2 * c;                                      \
-                    /* the first element equal to the maximum, or the first NaN: no chain  \
-                     * of dependent selects */                                             \
+        if (g->kh == 2 && g->kw == 2 && g->ow < POOL_NARROW) { /* unrolled */              \
+            for (int64_t i = 0; i < g->oh; i++) {                                          \
+                int64_t e0 = i * 2 * g->w;                                                 \
+                int64_t c = grad2x2_##SUF(x + e0, x + e0 + g->w, gy + i * g->ow,           \
+                                          dx + e0, dx + e0 + g->w, g->ow);                 \
+                for (; c < g->ow; c++) {                                                   \
+                    int64_t e = e0 + 2 * c;                                                \
+                    /* the first element equal to the maximum, or the first NaN */         \
                     T a = x[e], b = x[e + 1], d = x[e + g->w], f = x[e + g->w + 1];        \
                     T m = MAXNAN(MAXNAN(a, b), MAXNAN(d, f));                              \
                     bool nan = m != m;                                                     \
                     bool ha = nan ? a != a : a == m, hb = nan ? b != b : b == m;           \
                     bool hd = nan ? d != d : d == m;                                       \
                     T gv = gy[i * g->ow + c] + (T)0; /* 0 + g, as the accumulation */      \
-                    dx[e] = select_##T(ha, gv, (T)0);                                      \
-                    dx[e + 1] = select_##T(!ha & hb, gv, (T)0);                            \
-                    dx[e + g->w] = select_##T(!ha & !hb & hd, gv, (T)0);                   \
-                    dx[e + g->w + 1] = select_##T(!ha & !hb & !hd, gv, (T)0);              \
+                    dx[e] = am_select_##T(ha, gv, (T)0);                                   \
+                    dx[e + 1] = am_select_##T(!ha & hb, gv, (T)0);                         \
+                    dx[e + g->w] = am_select_##T(!ha & !hb & hd, gv, (T)0);                \
+                    dx[e + g->w + 1] = am_select_##T(!ha & !hb & !hd, gv, (T)0);           \
                 }                                                                          \
+            }                                                                              \
             return;                                                                        \
         }                                                                                  \
         memset(dx, 0, (size_t)(g->h * g->w) * sizeof(T));                                  \
@@ -382,7 +408,7 @@ POOL_GRADS(f64, double)
                     for (int64_t q = p == 0; q < g->kw; q++) {                             \
                         T v = x[base + p * g->w + q];                                      \
                         bool take = (best == best) & ((v > best) | (v != v));              \
-                        best = select_##T(take, v, best);                                  \
+                        best = am_select_##T(take, v, best);                               \
                         at += (base + p * g->w + q - at) & -(int64_t)take;                 \
                     }                                                                      \
                 dx[at] += gy[i * g->ow + c];                                               \
@@ -412,7 +438,8 @@ static amber_status run_planes(am_ctx *ctx, pool_job *job, am_task_fn fn, size_t
                                double work) {
     const pool_geom *g = job->g;
     int threads = am_pool_size(ctx->pool);
-    bool parallel = threads > 1 && g->planes > 1 && work >= AM_PARALLEL_MIN;
+    bool parallel = threads > 1 && g->planes > 1 && work >= AM_PARALLEL_MIN &&
+                    am_pool_for(ctx->pool, work);
     int n_ws = parallel ? threads : 1;
     amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
                                      (void **)&job->ws, ctx->err);

@@ -10,8 +10,9 @@ typedef uint8_t b8;
 typedef int32_t i32;
 typedef int64_t i64;
 
-/* acc[i*s0] = COMBINE(acc[i*s0], x[i*s1]); a reduced inner axis has s0 == 0. */
-#define REDUCE_ROW(NAME, TA, TI, COMBINE)                                      \
+/* acc[i*s0] = COMBINE(acc[i*s0], x[i*s1]); a reduced inner axis has s0 == 0. ROWS is
+ * COMBINE for independent accumulators (the same result, perhaps computed otherwise). */
+#define REDUCE_ROW(NAME, TA, TI, COMBINE, ROWS)                                \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
         (void)ud;                                                              \
         if (s[0] == 0) {                                                       \
@@ -25,7 +26,7 @@ typedef int64_t i64;
             for (int64_t i = 0; i < n; i++) {                                  \
                 TA *acc = (TA *)(p[0] + i * s[0]);                             \
                 TI v = *(const TI *)(p[1] + i * s[1]);                         \
-                *acc = COMBINE(*acc, v);                                       \
+                *acc = ROWS(*acc, v);                                          \
             }                                                                  \
         }                                                                      \
     }
@@ -34,19 +35,40 @@ typedef int64_t i64;
 #define ADD64(acc, v) ((i64)((uint64_t)(acc) + (uint64_t)(v)))
 #define MAXV(acc, v) (((acc) >= (v) || AM_ISNAN(acc)) ? (acc) : (v))
 #define MINV(acc, v) (((acc) <= (v) || AM_ISNAN(acc)) ? (acc) : (v))
+/* The same for independent float accumulators, as a bitwise select: on real data which
+ * one wins is random and a branch on it mispredicts half the time (in a chain of
+ * dependent compares the branch is cheaper: a new extremum soon turns rare). */
+#define MAXF(acc, v) am_select_float(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
+#define MAXD(acc, v) am_select_double(((acc) >= (v)) | ((acc) != (acc)), (acc), (v))
+#define MINF(acc, v) am_select_float(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
+#define MIND(acc, v) am_select_double(((acc) <= (v)) | ((acc) != (acc)), (acc), (v))
 
 /* Float sums: a contiguous row into one accumulator takes eight partial sums (element i
  * into partial i % 8, added pairwise at the end), so the adds do not wait on each other
  * and vectorise. The order depends only on the row's length, as every order here does. */
+typedef double sum_v2d __attribute__((vector_size(16)));
+typedef float float_v2 __attribute__((vector_size(8)));
+typedef double double_v2 __attribute__((vector_size(16)));
+/* Two consecutive elements of x as doubles (the 8 partials below live in 4 registers). */
+#define PAIR(TI, x) __extension__({ TI##_v2 v_; memcpy(&v_, (x), sizeof v_);             \
+                                    __builtin_convertvector(v_, sum_v2d); })
 #define SUM_ROW(NAME, TI)                                                      \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
         (void)ud;                                                              \
         if (s[0] == 0 && s[1] == (int64_t)sizeof(TI) && n >= 16) {             \
             const TI *x = (const TI *)(const void *)p[1];                      \
-            double part[8] = {0};                                              \
+            /* the partials in registers (an array would go through memory) */ \
+            sum_v2d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                    \
             int64_t i = 0;                                                     \
-            for (; i + 8 <= n; i += 8)                                         \
-                for (int j = 0; j < 8; j++) part[j] += (double)x[i + j];       \
+            for (; i + 8 <= n; i += 8) {                                       \
+                a0 += PAIR(TI, x + i);                                         \
+                a1 += PAIR(TI, x + i + 2);                                     \
+                a2 += PAIR(TI, x + i + 4);                                     \
+                a3 += PAIR(TI, x + i + 6);                                     \
+            }                                                                  \
+            double part[8];                                                    \
+            memcpy(part, &a0, 16), memcpy(part + 2, &a1, 16);                  \
+            memcpy(part + 4, &a2, 16), memcpy(part + 6, &a3, 16);              \
             for (; i < n; i++) part[i % 8] += (double)x[i];                    \
             double sum = ((part[0] + part[1]) + (part[2] + part[3])) +         \
                          ((part[4] + part[5]) + (part[6] + part[7]));          \
@@ -71,18 +93,18 @@ typedef int64_t i64;
 
 SUM_ROW(sum_f32, float)
 SUM_ROW(sum_f64, double)
-REDUCE_ROW(sum_i32, i32, i32, ADD32)
-REDUCE_ROW(sum_i64, i64, i64, ADD64)
-REDUCE_ROW(max_f32, float, float, MAXV)
-REDUCE_ROW(max_f64, double, double, MAXV)
-REDUCE_ROW(max_i32, i32, i32, MAXV)
-REDUCE_ROW(max_i64, i64, i64, MAXV)
-REDUCE_ROW(max_b, b8, b8, MAXV)
-REDUCE_ROW(min_f32, float, float, MINV)
-REDUCE_ROW(min_f64, double, double, MINV)
-REDUCE_ROW(min_i32, i32, i32, MINV)
-REDUCE_ROW(min_i64, i64, i64, MINV)
-REDUCE_ROW(min_b, b8, b8, MINV)
+REDUCE_ROW(sum_i32, i32, i32, ADD32, ADD32)
+REDUCE_ROW(sum_i64, i64, i64, ADD64, ADD64)
+REDUCE_ROW(max_f32, float, float, MAXV, MAXF)
+REDUCE_ROW(max_f64, double, double, MAXV, MAXD)
+REDUCE_ROW(max_i32, i32, i32, MAXV, MAXV)
+REDUCE_ROW(max_i64, i64, i64, MAXV, MAXV)
+REDUCE_ROW(max_b, b8, b8, MAXV, MAXV)
+REDUCE_ROW(min_f32, float, float, MINV, MINF)
+REDUCE_ROW(min_f64, double, double, MINV, MIND)
+REDUCE_ROW(min_i32, i32, i32, MINV, MINV)
+REDUCE_ROW(min_i64, i64, i64, MINV, MINV)
+REDUCE_ROW(min_b, b8, b8, MINV, MINV)
 
 static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, bool f32_as_double) {
     bool mx = op == AM_OP_MAX;
@@ -101,6 +123,29 @@ static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, boo
         default: break; /* storage dtypes are widened before kernels run */
         }
     }
+}
+
+/* max/min over a short innermost run of reduced elements (a softmax's rows): the reduced
+ * dims iterated outermost, so that each row of the loop updates many accumulators
+ * independently instead of one through a chain of dependent compares. Each accumulator
+ * still takes its elements in the same order: the same result. */
+enum { REDUCE_SHORT_RUN = 32 };
+static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
+                              int64_t strides[][AMBER_MAX_RANK]) {
+    int64_t run = 1, kept = 1;
+    for (int d = rank - 1; d >= 0 && reduced[d]; d--) run *= shape[d];
+    for (int d = 0; d < rank; d++) kept *= reduced[d] ? 1 : shape[d];
+    if (run < 2 || run > REDUCE_SHORT_RUN || kept < 2) return;
+    int64_t sh[AMBER_MAX_RANK], st[2][AMBER_MAX_RANK];
+    int k = 0;
+    for (int pass = 1; pass >= 0; pass--)
+        for (int d = 0; d < rank; d++)
+            if (reduced[d] == (bool)pass) {
+                sh[k] = shape[d], st[0][k] = strides[0][d], st[1][k] = strides[1][d];
+                k++;
+            }
+    memcpy(shape, sh, sizeof(int64_t) * (size_t)rank);
+    for (int i = 0; i < 2; i++) memcpy(strides[i], st[i], sizeof(int64_t) * (size_t)rank);
 }
 
 amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -135,8 +180,11 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     for (int d = 0; d < x->rank; d++)
         if (reduced[d]) strides[0][d] = 0;
     am_contig_strides(x->shape, x->rank, amber_dtype_size(x->dtype), strides[1]);
+    int64_t shape[AMBER_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    if (which) reduced_outermost(x->rank, reduced, shape, strides);
     am_iter it;
-    am_iter_init(&it, 2, x->rank, x->shape, strides);
+    am_iter_init(&it, 2, x->rank, shape, strides);
     char *base[2] = {(char *)acc, (char *)x->data};
     am_iter_run_pool(ctx->pool, &it, base, fn, NULL);
     if (widen)

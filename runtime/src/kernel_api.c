@@ -31,7 +31,8 @@ amber_status amber_kernel_context_create(int32_t threads, amber_kernel_context *
     if (!c) return AMBER_ERR_NO_MEMORY;
     am_arena_init(&c->scratch, 0);
     c->threads = (int32_t)n;
-    amber_status st = am_pool_create((int)n, AM_POOL_SPIN_EAGER_NS, &c->pool, &c->err);
+    amber_status st = am_pool_create((int)n, AM_POOL_SPIN_EAGER_NS, AM_POOL_WAKE_EAGER, &c->pool,
+                                     &c->err);
     if (st != AMBER_OK) {
         free(c);
         return st;

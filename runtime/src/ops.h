@@ -7,6 +7,8 @@
 #include "internal.h"
 #include "json.h"
 
+#include <string.h>
+
 enum {
     DT_F32 = 1 << AMBER_FLOAT32,
     DT_F64 = 1 << AMBER_FLOAT64,
@@ -79,13 +81,22 @@ typedef void (*am_task_fn)(void *ud, int64_t task, int worker);
 #define AM_POOL_SPIN_SESSION_NS 200000u
 #define AM_POOL_SPIN_EAGER_NS 50000u
 /* threads <= 1 gives *out = NULL, which runs everything on the calling thread. */
-amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_error *err);
+amber_status am_pool_create(int threads, uint64_t spin_ns, double wake_min, am_pool **out,
+                             am_error *err);
 void am_pool_free(am_pool *p);
 int am_pool_size(const am_pool *p);
 /* Whether a worker is awake (not waiting to be woken): a job of a few microseconds is
  * worth splitting only then, since waking one costs the caller a system call and the
  * worker starts late. */
 bool am_pool_awake(am_pool *p);
+/* The pool for a job of `work` (multiply-adds or element visits) the caller would split,
+ * or NULL to run it alone: a pool made with a wake threshold (eager kernels, whose jobs
+ * come far apart) is not woken for a job below it, since the caller would pay for the
+ * wake-up and wait for a worker that starts late (in a VM, tens of microseconds). Pools
+ * without one (sessions: threshold 0) are always used. */
+am_pool *am_pool_for(am_pool *p, double work);
+/* Multiply-adds below which an eager kernel does not wake a sleeping pool (~40 us). */
+#define AM_POOL_WAKE_EAGER 4e6
 /* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
 
@@ -234,6 +245,20 @@ static inline bool am_isnan_d(double x) { return x != x; }
 static inline bool am_isnan_never(int64_t x) { (void)x; return false; }
 #define AM_ISNAN(x) \
     _Generic((x), float: am_isnan_f, double: am_isnan_d, default: am_isnan_never)(x)
+
+/* take ? v : m as a bitwise select: where which operand wins is random (real data), a
+ * branch on it mispredicts half the time. */
+#define AM_SELECT_BITS(T, U)                                                   \
+    static inline T am_select_##T(bool take, T v, T m) {                       \
+        U a, b, k = (U)0 - (U)take;                                            \
+        memcpy(&a, &m, sizeof a);                                              \
+        memcpy(&b, &v, sizeof b);                                              \
+        a = (k & b) | (~k & a);                                                \
+        memcpy(&m, &a, sizeof m);                                              \
+        return m;                                                              \
+    }
+AM_SELECT_BITS(float, uint32_t)
+AM_SELECT_BITS(double, uint64_t)
 
 /* ---------------------------------------------------------------- strided iteration */
 

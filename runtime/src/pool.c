@@ -36,6 +36,7 @@
 struct am_pool {
     int n_workers; /* threads besides the caller */
     uint64_t spin_ns; /* set before the workers start, then only read */
+    double wake_min;  /* (am_pool_for) */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t work, done;
@@ -139,7 +140,8 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_error *err) {
+amber_status am_pool_create(int threads, uint64_t spin_ns, double wake_min, am_pool **out,
+                             am_error *err) {
     *out = NULL;
     if (threads <= 1) return AMBER_OK; /* serial: no pool */
     am_pool *p = (am_pool *)calloc(1, sizeof *p);
@@ -153,6 +155,7 @@ amber_status am_pool_create(int threads, uint64_t spin_ns, am_pool **out, am_err
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
     p->spin_ns = spin_ns;
+    p->wake_min = wake_min;
     atomic_init(&p->gen, 1); /* closed */
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->caller_sleeping, 0);
@@ -191,6 +194,19 @@ int am_pool_size(const am_pool *p) { return p ? p->n_workers + 1 : 1; }
 
 bool am_pool_awake(am_pool *p) { return p && atomic_load(&p->sleepers) < p->n_workers; }
 
+static void wake_workers(am_pool *p) {
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+am_pool *am_pool_for(am_pool *p, double work) {
+    if (!p || p->n_workers == 0) return NULL;
+    return work >= p->wake_min || am_pool_awake(p) ? p : NULL;
+}
+
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
     if (!p || p->n_workers == 0 || n_tasks <= 1) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ud, t, 0);
@@ -203,11 +219,7 @@ void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
     atomic_store(&p->next, 0);
     atomic_store(&p->finished, 0);
     atomic_fetch_add(&p->gen, 1); /* open */
-    if (atomic_load(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->work);
-        pthread_mutex_unlock(&p->mu);
-    }
+    wake_workers(p);
     long long ran = drain(p, 0);
     atomic_fetch_add(&p->finished, ran);
     if (!spin_until(all_finished, p, (uint64_t)n_tasks)) {

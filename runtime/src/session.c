@@ -135,7 +135,7 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
         amber_session_free(s);
         return AMBER_ERR_NO_MEMORY;
     }
-    if (am_pool_create((int)threads, AM_POOL_SPIN_SESSION_NS, &s->pool, NULL) != AMBER_OK) {
+    if (am_pool_create((int)threads, AM_POOL_SPIN_SESSION_NS, 0.0, &s->pool, NULL) != AMBER_OK) {
         amber_session_free(s);
         return AMBER_ERR_NO_MEMORY;
     }

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
      * and again, now using what the second run kept. The last one's result is written. */
     amber_tensor out;
     am_pool *pool = NULL;
-    am_pool_create(2, AM_POOL_SPIN_SESSION_NS, &pool, &err);
+    am_pool_create(2, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err);
     am_keep keep;
     am_keep_init(&keep, keep_alloc, keep_release, NULL);
     am_arena outs[3];

@@ -330,7 +330,7 @@ static void test_gemm(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK &&
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK &&
           am_pool_size(pool) == 3);
     am_keep keep;
     am_keep_init(&keep, plain_alloc, plain_release, NULL);
@@ -470,7 +470,7 @@ static void test_conv_scratch_limit(void) {
     CHECK(am_json_parse(js, strlen(js), &lim, &doc, &err) == AMBER_OK);
     CHECK(am_attrs_decode(conv, &doc, am_json_root(&doc), NULL, &attrs, &err) == AMBER_OK);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK);
     amber_tensor out[3];
     am_arena oa[3], sc[3];
     size_t limits[3] = {0, 400000, 1}; /* unlimited; room for one image; none */
@@ -511,7 +511,7 @@ static void test_iter_pool(void) {
                                    {true, true, true}, {true, false, true}};
     am_error err;
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK);
     float *x = (float *)malloc(70000 * sizeof(float));
     double *a = (double *)calloc(70000, sizeof(double));
     double *b = (double *)calloc(70000, sizeof(double));
@@ -538,18 +538,29 @@ static void test_iter_pool(void) {
     am_pool_free(pool);
 }
 
+/* Waits (up to about a second, on a busy machine) until the pool's workers are awake or
+ * asleep. */
+static bool pool_becomes(am_pool *pool, bool awake) {
+    struct timespec tick = {0, 20000};
+    for (int i = 0; i < 50000; i++) {
+        if (am_pool_awake(pool) == awake) return true;
+        nanosleep(&tick, NULL);
+    }
+    return false;
+}
+
 static void test_pool(void) {
     am_error err;
     am_pool *pool = NULL;
-    CHECK(am_pool_create(1, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK && pool == NULL &&
-          am_pool_size(pool) == 1);
+    CHECK(am_pool_create(1, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK &&
+          pool == NULL && am_pool_size(pool) == 1 && am_pool_for(pool, 1e12) == NULL);
     static int hits[1001];
     /* The session spin, and one so short that the workers sleep almost at once: every
      * job is still done, whether the workers are woken for it, still awake, or asleep
      * while the caller does it all. */
     static const uint64_t spins[] = {AM_POOL_SPIN_SESSION_NS, 1000u};
     for (int sp = 0; sp < 2; sp++) {
-        CHECK(am_pool_create(4 - sp, spins[sp], &pool, &err) == AMBER_OK &&
+        CHECK(am_pool_create(4 - sp, spins[sp], 0.0, &pool, &err) == AMBER_OK &&
               am_pool_size(pool) == 4 - sp);
         for (int job = 0; job < 2000; job++) {
             int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
@@ -566,6 +577,19 @@ static void test_pool(void) {
         }
         am_pool_free(pool);
     }
+    /* am_pool_for: a pool with a wake threshold is not woken for a smaller job, is for a
+     * larger one (and then takes smaller ones while awake); one without is always used. */
+    CHECK(am_pool_create(2, 2000000u, 1e6, &pool, &err) == AMBER_OK); /* 2 ms spin */
+    CHECK(pool_becomes(pool, false) && am_pool_for(pool, 1e5) == NULL);
+    CHECK(am_pool_for(pool, 1e6) == pool);
+    memset(hits, 0, sizeof hits);
+    am_pool_run(pool, 997, count_task, hits);
+    CHECK(hits[0] == 1 && hits[996] == 1 && pool_becomes(pool, true) &&
+          am_pool_for(pool, 1e5) == pool);
+    am_pool_free(pool);
+    CHECK(am_pool_create(2, 1000u, 0.0, &pool, &err) == AMBER_OK);
+    CHECK(pool_becomes(pool, false) && am_pool_for(pool, 1.0) == pool);
+    am_pool_free(pool);
 }
 
 static void test_dim_expressions(void) {
@@ -875,7 +899,7 @@ static void test_layernorm_isas(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(2, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(2, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK);
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(hs); c++) {
         int64_t h = hs[c];

@@ -337,3 +337,58 @@ def test_one_thread_gives_the_same_bits_and_restores_the_setting() -> None:
         assert got.tobytes() == want.tobytes()
     finally:
         am.set_num_threads(before)
+
+
+def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:
+    """libamber's max/min of one row: the first element no other beats, or the first NaN
+    (so ties of -0.0 and 0.0, and NaN payloads, follow the order)."""
+    acc = row.dtype.type(-np.inf if mx else np.inf)
+    for v in row:
+        if not (np.isnan(acc) or (acc >= v if mx else acc <= v)):
+            acc = v
+    return acc
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,axes", [((64, 16), (1,)), ((8, 4, 5), (1, 2)),
+                                        ((3, 40), (1,)), ((6, 7), (0,)), ((5, 2, 3), (0, 2))])
+def test_max_min_keep_the_first_extremum(dtype: str, shape: tuple, axes: tuple) -> None:
+    """Signed zeros and NaNs of different payloads: each result is the element the
+    sequential rule picks, bit for bit (short inner runs are reduced with the reduced dims
+    outermost, many accumulators at a time), at 1 and 2 threads."""
+    rng = np.random.default_rng(7)
+    x = rng.choice(np.array([0.0, -0.0, 1.0, -1.0], dtype), size=shape)
+    bits = x.view(np.uint32 if dtype == "float32" else np.uint64)
+    nan = rng.random(shape) < 0.04
+    quiet = np.array(np.nan, dtype).view(bits.dtype)
+    bits[nan] = quiet | rng.integers(1, 1000, nan.sum()).astype(bits.dtype)
+    kept = [i for i in range(len(shape)) if i not in axes]
+    rows = np.moveaxis(x, kept, list(range(len(kept)))).reshape(
+        [shape[i] for i in kept] + [-1])
+    before = am.get_num_threads()
+    try:
+        for n in (1, 2):
+            am.set_num_threads(n)
+            for name, mx in (("max", True), ("min", False)):
+                got = ckernels.run(name, {"axes": axes, "keepdims": False}, (x,),
+                                   rows.shape[:-1], x.dtype)
+                want = np.array([_first_extremum(r, mx) for r in rows.reshape(-1,
+                                 rows.shape[-1])], dtype).reshape(rows.shape[:-1])
+                assert got.tobytes() == want.tobytes(), (name, n)
+    finally:
+        am.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n", [16, 23, 64, 100])
+def test_float32_row_sum_takes_eight_partials(n: int) -> None:
+    """A contiguous float32 row of 16 or more sums element i into double partial i % 8,
+    then adds the partials pairwise: those bits exactly."""
+    x = np.random.default_rng(3).standard_normal((5, n)).astype(np.float32) * 1e3
+    got = ckernels.run("sum", {"axes": (1,), "keepdims": False}, (x,), (5,), x.dtype)
+    want = []
+    for row in x.astype(np.float64):
+        p = [0.0] * 8
+        for i, v in enumerate(row):
+            p[i % 8] += v
+        want.append(((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])))
+    np.testing.assert_array_equal(got, np.array(want).astype(np.float32))

@@ -11,7 +11,6 @@ not supported: pad the batch and mask."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ... import functional as _F
-from ...control import TraceHooks, eager_into, eager_kernel, eager_one_thread, record_call, scan
+from ...control import TraceHooks, eager_into, eager_kernel, record_call, scan
 from ...creation import empty
 from ...errors import AmberError, ShapeError
 from ...tensor import Tensor, _wrap_array
@@ -30,7 +29,6 @@ from .module import Module
 from .rnn_fused import FLOATS, lstm_backward, lstm_forward
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-_SOLO_BELOW = 1 << 21  # multiply-adds of a step's product run on one thread below this
 
 
 def _refuse_packed(what: str, input: Any) -> None:
@@ -105,10 +103,10 @@ def _lstm_loop(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
         np.add(xw, bi, out=xw)
     kernels = (mm, functools.partial(eager_into, "sigmoid"),
                functools.partial(eager_into, "tanh"))
-    # NOTE: a step's product is small; a second thread costs more than it saves there
-    solo = eager_one_thread if n * w.size < _SOLO_BELOW else contextlib.nullcontext
-    with solo():
-        ys, acts, cs, tcs = lstm_forward(xw, h0, c0, w, b, reverse, kernels)
+    # NOTE: a step's product is small: libamber does not wake its threads for it, but
+    # splits it while they are awake (woken by the input projection, and kept awake by
+    # the loop's products following each other closely)
+    ys, acts, cs, tcs = lstm_forward(xw, h0, c0, w, b, reverse, kernels)
     last = 0 if reverse else -1
     outs = [_wrap_array(ys), _wrap_array(ys[last].copy()), _wrap_array(cs[last].copy())]
 
@@ -118,9 +116,8 @@ def _lstm_loop(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
                                      (dys, dhn, dcn))
         else:
             d: list[Any] = [dys._data, dhn._data, dcn._data]
-            with solo():
-                dg, dh, dc, dwi, dw, db = lstm_backward(
-                    (xd, ys, acts, cs, tcs, h0, c0, w), d[0], d[1], d[2], reverse, mm)
+            dg, dh, dc, dwi, dw, db = lstm_backward(
+                (xd, ys, acts, cs, tcs, h0, c0, w), d[0], d[1], d[2], reverse, mm)
             dx = mm(dg.reshape(t_len * n, -1), wi).reshape(xd.shape) if x.requires_grad \
                 else None
             got = [None if g is None else _wrap_array(g)
