@@ -970,7 +970,7 @@ static void test_depthwise_epilogue_isas(void) {
     am_arena sc;
     am_arena_init(&sc, 0);
     am_pool *pool = NULL;
-    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, &pool, &err) == AMBER_OK);
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK);
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
         int64_t h = cases[c].h, w = cases[c].w, s = cases[c].s, dl = cases[c].dil;
