@@ -760,7 +760,8 @@ static void test_lstm_cell_run(float pre[3][4 * 40 + 3], const float *cp) {
     }
     am_gemm_set_isa(best);
     int bad = 0;
-    for (int i = 0; i < 2 * 2 * H; i++) bad += !same_or_nans((&out[0][0][0][0])[i], (&out[1][0][0][0])[i]);
+    const float *o0 = &out[0][0][0][0], *o1 = &out[1][0][0][0];
+    for (int i = 0; i < 2 * 2 * H; i++) bad += !same_or_nans(o0[i], o1[i]);
     CHECK(bad == 0);
     t[2].shape[0] = W - 1; /* a bias of the wrong width is refused */
     CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_ERR_SHAPE);
