@@ -539,11 +539,6 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
     return AMBER_OK;
 }
 
-/* Asks for the lines of [p, p + n) in L2 (the bytes a later step reads). */
-static void prefetch_l2(const char *p, size_t n) {
-    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 2);
-}
-
 /* scan: for i in 0..length (or reversed): carries, ys[i] = body(carries, xs[i]..., extra);
  * outputs are the final carries, then every y stacked along a new leading dim. */
 static amber_status run_scan(amber_session *s, const am_node *n, const am_symbols *syms,
@@ -585,9 +580,6 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         int64_t i = n->reverse ? length - 1 - step : step;
         if ((st = spend_iteration(s)) != AMBER_OK) break;
         for (int k = 0; k < nx; k++) args[nc + k].data = (char *)xs[k].data + (size_t)i * rows[k];
-        if (step + 1 < length) /* the next slices, while this step computes */
-            for (int k = 0; k < nx; k++)
-                prefetch_l2((char *)xs[k].data + (size_t)(n->reverse ? i - 1 : i + 1) * rows[k], rows[k]);
         /* The first step computes the body's cached values and allocates the stacked
          * outputs; then the body is entered once, and iterations reclaim their memory. */
         if (step == 1 && ((st = frame_enter(s, n->callee, args, depth + 1, &body)) != AMBER_OK ||
