@@ -84,16 +84,15 @@ TRANSCENDENTAL(erf)
 #define CELL_INLINE __attribute__((target("avx512f"), always_inline))
 
 /* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
- * through the sigmoid and tanh of the row loops and in plan_cell.c's order (tanh without
- * its branches: an LSTM's gates take both forms in most vectors, and the sigmoids and
- * tanhs then interleave). */
+ * through the sigmoid and tanh of the row loops and in plan_cell.c's order. NOTE: tanh
+ * keeps its branches: small gates (|x| < 0.625 in every lane) skip its exp form. */
 CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
                                                const bool *sw) {
-    vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh__avx512(x[2], false);
+    vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
     vf_avx512 ig = CELL_OP(si, *, tg, sw[0]), sf = sigmoid_avx512(x[1]);
     vf_avx512 fc = CELL_OP(sf, *, x[4], sw[1]);
     *c = CELL_OP(ig, +, fc, sw[2]);
-    vf_avx512 so = sigmoid_avx512(x[3]), tc = tanh__avx512(*c, false);
+    vf_avx512 so = sigmoid_avx512(x[3]), tc = tanh_avx512(*c);
     *h = CELL_OP(so, *, tc, sw[3]);
 }
 
