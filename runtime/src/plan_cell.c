@@ -314,8 +314,8 @@ static void cell_task(void *ud, int64_t t, int worker) {
         int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden, row = b / j->blocks;
         /* NOTE: an LSTM's x_t rows come from far (the projection of every step, written
          * before the loop): the next row's are asked for while this one computes */
-        if (c0 == 0 && b + j->blocks < b1)
-            for (int k = 0; k < j->c->n_src; k++)
+        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src == 3)
+            for (int k = 0; k < 3; k++)
                 if (j->src_rs[k])
                     for (int64_t o = 0; o < j->src_rs[k]; o += 64)
                         __builtin_prefetch(j->src[k] + (row + 1) * j->src_rs[k] + o, 0, 3);
