@@ -97,8 +97,8 @@ CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c,
 }
 
 /* n units: the last n % 16 as one zero-padded vector (each lane is computed alone, as in
- * the row loops' padded tails). With three sources each gate is their sum, formed here
- * in registers as the add nodes' row loops form it. */
+ * the row loops' padded tails). With two or three sources each gate is their sum, formed
+ * here in registers as the add nodes' row loops form it. */
 CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
                                      const float *cp, float *co, float *ho, int64_t n,
                                      const bool *swapped) {
@@ -110,7 +110,7 @@ CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const 
             x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[0] + off[k] + i);
             if (n_pre == 1) continue;
             vf_avx512 y = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[1] + off[k] + i);
-            y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
+            if (n_pre == 3) y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
             x[k] = CELL_OP(x[k], +, y, sw[4]);
         }
         x[4] = (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i);

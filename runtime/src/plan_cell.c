@@ -176,8 +176,9 @@ static bool sum_source(const matcher *m, uint32_t v, bool *row) {
     return same_type(t, p);
 }
 
-/* pre = a + (b + c) (or (b + c) + a), read by the four slices only, the inner sum read
- * once, all of pre's type or biases: the two adds join the cell (m->c.n_src 3). */
+/* pre = a + (b + c) (or (b + c) + a), the inner sum read once, or else pre = a + b, read
+ * by the four slices only, every operand of pre's type or a bias: the adds join the cell
+ * (m->c.n_src 3 or 2). */
 static void absorb_sum(matcher *m) {
     int64_t outer = m->def[m->pre];
     m->c.n_src = 1;
@@ -186,21 +187,23 @@ static void absorb_sum(matcher *m) {
         m->f->nodes[outer].op->id != AM_OP_ADD)
         return;
     const am_node *add = &m->f->nodes[outer];
-    for (int k = 0; k < 2; k++) {
-        int64_t inner = once(m, add->in[k], AM_OP_ADD);
-        if (inner < 0 || !same_type(&m->f->nodes[inner].out_types[0], m->f->value_types[m->pre]))
+    for (int k = 0; k < 3; k++) { /* the inner sum first, second, or none (k == 2) */
+        int64_t inner = k < 2 ? once(m, add->in[k], AM_OP_ADD) : -1;
+        if (k < 2 && (inner < 0 ||
+                      !same_type(&m->f->nodes[inner].out_types[0], m->f->value_types[m->pre])))
             continue;
-        uint32_t src[3] = {add->in[1 - k], m->f->nodes[inner].in[0], m->f->nodes[inner].in[1]};
-        bool row[3];
-        if (!sum_source(m, src[0], &row[0]) || !sum_source(m, src[1], &row[1]) ||
-            !sum_source(m, src[2], &row[2]))
-            continue;
-        m->c.n_src = 3;
+        uint32_t src[3] = {add->in[k == 0], add->in[k != 0], 0};
+        if (k < 2) src[1] = m->f->nodes[inner].in[0], src[2] = m->f->nodes[inner].in[1];
+        int n = k < 2 ? 3 : 2;
+        bool row[3] = {false, false, false}, ok = true;
+        for (int i = 0; i < n; i++) ok = ok && sum_source(m, src[i], &row[i]);
+        if (!ok) continue;
+        m->c.n_src = n;
         m->c.swapped[4] = k == 0;
         memcpy(m->c.src, src, sizeof src);
         memcpy(m->c.row, row, sizeof row);
         m->members[m->n_members++] = (uint32_t)outer;
-        m->members[m->n_members++] = (uint32_t)inner;
+        if (k < 2) m->members[m->n_members++] = (uint32_t)inner;
         return;
     }
 }
@@ -284,9 +287,11 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     for (int g = 0; g < 4; g++) {
         off[g] = c->off[g];
         if (c->n_src == 1) continue;
-        char *b[3] = {tmp[0], (char *)src[1] + off[g] * z, (char *)src[2] + off[g] * z};
-        c->add(b, s, n, NULL); /* b + c, then a + that */
-        binary(c->add, sums[g], (char *)src[0] + off[g] * z, tmp[0], c->swapped[4], s, n);
+        char *b[3] = {tmp[0], (char *)src[1] + off[g] * z,
+                      c->n_src == 3 ? (char *)src[2] + off[g] * z : NULL};
+        if (c->n_src == 3) c->add(b, s, n, NULL); /* b + c, then a + that */
+        binary(c->add, sums[g], (char *)src[0] + off[g] * z, c->n_src == 3 ? tmp[0] : b[1],
+               c->swapped[4], s, n);
         off[g] = g * (CELL_BLOCK * 8 / z); /* sums[g], in elements */
         pre = sums[0];
     }
@@ -314,8 +319,8 @@ static void cell_task(void *ud, int64_t t, int worker) {
         int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden, row = b / j->blocks;
         /* NOTE: an LSTM's x_t rows come from far (the projection of every step, written
          * before the loop): the next row's are asked for while this one computes */
-        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src == 3)
-            for (int k = 0; k < 3; k++)
+        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src > 1)
+            for (int k = 0; k < j->c->n_src; k++)
                 if (j->src_rs[k])
                     for (int64_t o = 0; o < j->src_rs[k]; o += 64)
                         __builtin_prefetch(j->src[k] + (row + 1) * j->src_rs[k] + o, 0, 3);

@@ -8,12 +8,12 @@
  * o are column slices [off, off + hidden) of the pre-activations `pre` (last dim `width`).
  * The node of c keeps its memory (the kernel writes it); the node of h runs the kernel;
  * the slices, activations and products between are AM_FUSE_MEMBERs of h's node. Where
- * pre = a + (b + c) is read by the slices only (an LSTM step: x_t + (h @ W + b_hh)), the
- * two adds are members too and each gate's sum is formed as the cell reads it: pre is
- * never written. */
+ * pre = a + (b + c) or a + b is read by the slices only (an LSTM step: x_t + (h @ W +
+ * b_hh)), its adds are members too and each gate's sum is formed as the cell reads it:
+ * pre is never written. */
 typedef struct am_cell {
-    /* src[0] = pre (n_src 1), or a, b, c (n_src 3; rank 1 when `row`: one row of width
-     * elements for every row, a bias) */
+    /* src[0] = pre (n_src 1), or a, b (n_src 2), or a, b, c (n_src 3); rank 1 when `row`:
+     * one row of width elements for every row, a bias */
     uint32_t src[3], c_prev, c_val; /* value indices */
     int n_src;
     bool row[3];
@@ -22,7 +22,7 @@ typedef struct am_cell {
     int64_t off[4]; /* gates i, f, g, o */
     am_row_fn sig, tanh, mul, add;
     /* operands in the other order than (i * g, f * c_prev, i * g + f * c_prev, o * tanh c,
-     * a + (b + c)) */
+     * a + (b + c) or a + b) */
     bool swapped[5];
 } am_cell;
 

@@ -725,8 +725,8 @@ static bool same_or_nans(float a, float b) {
     return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b));
 }
 
-/* am_cell_run on two rows of a cell whose pre-activations are a + (b + bias): the row
- * loops (below AVX-512) and the vector pass give the same bits. */
+/* am_cell_run on two rows of a cell whose pre-activations are a + b or a + (b + bias): the
+ * row loops (below AVX-512) and the vector pass give the same bits. */
 static void test_lstm_cell_run(float pre[3][4 * 40 + 3], const float *cp) {
     enum { H = 40, W = 4 * H };
     float a[2][W], b[2][W], out[2][2][2][H]; /* [isa][c, h][row][unit] */
@@ -753,23 +753,27 @@ static void test_lstm_cell_run(float pre[3][4 * 40 + 3], const float *cp) {
     am_error err;
     am_ctx ctx = {&err, NULL, NULL, 0, NULL, NULL};
     int best = am_gemm_set_isa(99);
-    for (int v = 0; v < 2; v++) {
-        am_gemm_set_isa(v ? best : AM_GEMM_ISA_AVX2);
-        t[4].data = out[v][0], t[5].data = out[v][1];
-        CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_OK);
-    }
-    am_gemm_set_isa(best);
     int bad = 0;
-    const float *o0 = &out[0][0][0][0], *o1 = &out[1][0][0][0];
-    for (int i = 0; i < 2 * 2 * H; i++) bad += !same_or_nans(o0[i], o1[i]);
+    for (cell.n_src = 2; cell.n_src <= 3; cell.n_src++) {
+        for (int v = 0; v < 2; v++) {
+            am_gemm_set_isa(v ? best : AM_GEMM_ISA_AVX2);
+            t[4].data = out[v][0], t[5].data = out[v][1];
+            CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_OK);
+        }
+        am_gemm_set_isa(best);
+        const float *o0 = &out[0][0][0][0], *o1 = &out[1][0][0][0];
+        for (int i = 0; i < 2 * 2 * H; i++) bad += !same_or_nans(o0[i], o1[i]);
+    }
     CHECK(bad == 0);
+    cell.n_src = 3;
     t[2].shape[0] = W - 1; /* a bias of the wrong width is refused */
     CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_ERR_SHAPE);
 }
 
 /* am_cell_f32: every operand order and tail length gives the bits of the row loops, with
  * NaNs (of several payloads and signs), infinities and signed zeros among the gates and in
- * c_prev, from one source or summed from three (a + (b + c), either outer order); nothing
+ * c_prev, from one source or summed from two or three (a + b, a + (b + c), either outer
+ * order); nothing
  * written past n; no vector kernel below AVX-512. */
 static void test_lstm_cell(void) {
     enum { H = 40, W = 4 * H + 3 };
@@ -797,7 +801,7 @@ static void test_lstm_cell(void) {
     int bad = 0;
     for (unsigned m = 0; m < 32; m++) {
         bool sw[5] = {m & 1, (m >> 1) & 1, (m >> 2) & 1, (m >> 3) & 1, (m >> 4) & 1};
-        int n_pre = sw[4] || m % 3 == 0 ? 3 : 1;
+        int n_pre = 1 + (int)(m % 3); /* one source, or the sum of two or three */
         for (int64_t n = 1; n <= H; n += n < 18 ? 1 : 11) {
             am_gemm_set_isa(best);
             memset(co, 0x5a, sizeof co), memset(ho, 0x5a, sizeof ho);
@@ -806,10 +810,9 @@ static void test_lstm_cell(void) {
                 float g[4];
                 for (int k = 0; k < 4; k++) {
                     int64_t e = 3 + k * H + u;
-                    g[k] = n_pre == 1 ? pre[0][e]
-                                      : cell_ref_op(AM_OP_ADD, pre[0][e],
-                                                    cell_ref_op(AM_OP_ADD, pre[1][e], pre[2][e],
-                                                                false), sw[4]);
+                    float y = n_pre == 3 ? cell_ref_op(AM_OP_ADD, pre[1][e], pre[2][e], false)
+                                         : pre[1][e];
+                    g[k] = n_pre == 1 ? pre[0][e] : cell_ref_op(AM_OP_ADD, pre[0][e], y, sw[4]);
                 }
                 float si = cell_ref_act(AM_OP_SIGMOID, g[0]), sf = cell_ref_act(AM_OP_SIGMOID, g[1]);
                 float tg = cell_ref_act(AM_OP_TANH, g[2]), so = cell_ref_act(AM_OP_SIGMOID, g[3]);
