@@ -1,6 +1,7 @@
 /* LSTM cells: the gate arithmetic after a recurrent step's product (four column slices of
  * the pre-activations, three sigmoids, two tanhs, three products and a sum) runs as one
- * pass that reads the pre-activations in place and writes the new c and h, instead of
+ * pass that reads the pre-activations in place (or forms them, where only the slices read
+ * the sum that makes them: x_t + (h @ W + b)) and writes the new c and h, instead of
  * slice copies and two elementwise groups. The file keeps the plain graph; this is
  * decided when a model is loaded, only when fusion is on. Each element goes through the
  * row loops of the nodes it replaces, in their order and with their operand order, so the
