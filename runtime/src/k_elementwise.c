@@ -84,7 +84,8 @@ TRANSCENDENTAL(erf)
 #define CELL_INLINE __attribute__((target("avx512f"), always_inline))
 
 /* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
- * through the sigmoid and tanh of the row loops and in plan_cell.c's order. */
+ * through the sigmoid and tanh of the row loops and in plan_cell.c's order. NOTE: tanh
+ * keeps its branches: small gates (|x| < 0.625 in every lane) skip its exp form. */
 CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
                                                const bool *sw) {
     vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
@@ -96,15 +97,23 @@ CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c,
 }
 
 /* n units: the last n % 16 as one zero-padded vector (each lane is computed alone, as in
- * the row loops' padded tails). */
-CELL_ATTR static void cell_f32_avx512(const float *pre, const int64_t *off, const float *cp,
-                                     float *co, float *ho, int64_t n, const bool *swapped) {
-    const bool sw[4] = {swapped[0], swapped[1], swapped[2], swapped[3]};
+ * the row loops' padded tails). With two or three sources each gate is their sum, formed
+ * here in registers as the add nodes' row loops form it. */
+CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
+                                     const float *cp, float *co, float *ho, int64_t n,
+                                     const bool *swapped) {
+    const bool sw[5] = {swapped[0], swapped[1], swapped[2], swapped[3], swapped[4]};
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = (__mmask16)(n - i < 16 ? (1u << (n - i)) - 1 : 0xffffu);
         vf_avx512 x[5], c, h;
-        for (int k = 0; k < 5; k++)
-            x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, k < 4 ? pre + off[k] + i : cp + i);
+        for (int k = 0; k < 4; k++) {
+            x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[0] + off[k] + i);
+            if (n_pre == 1) continue;
+            vf_avx512 y = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[1] + off[k] + i);
+            if (n_pre == 3) y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
+            x[k] = CELL_OP(x[k], +, y, sw[4]);
+        }
+        x[4] = (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i);
         cell_vec_avx512(x, &c, &h, sw);
         _mm512_mask_storeu_ps(co + i, m, (__m512)c);
         _mm512_mask_storeu_ps(ho + i, m, (__m512)h);
@@ -115,15 +124,15 @@ CELL_ATTR static void cell_f32_avx512(const float *pre, const int64_t *off, cons
 #undef CELL_INLINE
 #endif
 
-bool am_cell_f32(const float *pre, const int64_t *off, const float *cp, float *co, float *ho,
-                 int64_t n, const bool *swapped) {
+bool am_cell_f32(const float *const *pre, int n_pre, const int64_t *off, const float *cp,
+                 float *co, float *ho, int64_t n, const bool *swapped) {
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
     if (am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
-        cell_f32_avx512(pre, off, cp, co, ho, n, swapped);
+        cell_f32_avx512(pre, n_pre, off, cp, co, ho, n, swapped);
         return true;
     }
 #endif
-    (void)pre, (void)off, (void)cp, (void)co, (void)ho, (void)n, (void)swapped;
+    (void)pre, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n, (void)swapped;
     return false;
 }
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))

@@ -1,6 +1,7 @@
 /* LSTM cells: the gate arithmetic after a recurrent step's product (four column slices of
  * the pre-activations, three sigmoids, two tanhs, three products and a sum) runs as one
- * pass that reads the pre-activations in place and writes the new c and h, instead of
+ * pass that reads the pre-activations in place (or forms them, where only the slices read
+ * the sum that makes them: x_t + (h @ W + b)) and writes the new c and h, instead of
  * slice copies and two elementwise groups. The file keeps the plain graph; this is
  * decided when a model is loaded, only when fusion is on. Each element goes through the
  * row loops of the nodes it replaces, in their order and with their operand order, so the
@@ -19,7 +20,7 @@ typedef struct matcher {
     const int64_t *def;   /* the node defining each value, or -1 */
     const uint32_t *uses; /* reads of each value (UINT32_MAX: a result) */
     am_cell c;
-    uint32_t members[11];
+    uint32_t members[13];
     int n_members;
     int64_t pre; /* the value the slices read, -1 until one is seen */
 } matcher;
@@ -166,6 +167,48 @@ static bool match_cell(matcher *m, uint32_t r) {
     return true;
 }
 
+/* Whether value v can be a source of a summed pre: pre's type, or (a bias) rank 1 of
+ * pre's width and dtype. */
+static bool sum_source(const matcher *m, uint32_t v, bool *row) {
+    const am_type *t = m->f->value_types[v], *p = m->f->value_types[m->pre];
+    int64_t w;
+    *row = t->rank == 1 && p->rank > 1;
+    if (*row) return t->dtype == p->dtype && json_int(t->dims[0], &w) && w == m->c.width;
+    return same_type(t, p);
+}
+
+/* pre = a + (b + c) (or (b + c) + a), the inner sum read once, or else pre = a + b, read
+ * by the four slices only, every operand of pre's type or a bias: the adds join the cell
+ * (m->c.n_src 3 or 2). */
+static void absorb_sum(matcher *m) {
+    int64_t outer = m->def[m->pre];
+    m->c.n_src = 1;
+    m->c.src[0] = (uint32_t)m->pre;
+    if (outer < 0 || m->uses[m->pre] != 4 || !plain_op(&m->f->nodes[outer]) ||
+        m->f->nodes[outer].op->id != AM_OP_ADD)
+        return;
+    const am_node *add = &m->f->nodes[outer];
+    for (int k = 0; k < 3; k++) { /* the inner sum first, second, or none (k == 2) */
+        int64_t inner = k < 2 ? once(m, add->in[k], AM_OP_ADD) : -1;
+        if (k < 2 && (inner < 0 ||
+                      !same_type(&m->f->nodes[inner].out_types[0], m->f->value_types[m->pre])))
+            continue;
+        uint32_t src[3] = {add->in[k == 0], add->in[k != 0], 0};
+        if (k < 2) src[1] = m->f->nodes[inner].in[0], src[2] = m->f->nodes[inner].in[1];
+        int n = k < 2 ? 3 : 2;
+        bool row[3] = {false, false, false}, ok = true;
+        for (int i = 0; i < n; i++) ok = ok && sum_source(m, src[i], &row[i]);
+        if (!ok) continue;
+        m->c.n_src = n;
+        m->c.swapped[4] = k == 0;
+        memcpy(m->c.src, src, sizeof src);
+        memcpy(m->c.row, row, sizeof row);
+        m->members[m->n_members++] = (uint32_t)outer;
+        if (k < 2) m->members[m->n_members++] = (uint32_t)inner;
+        return;
+    }
+}
+
 amber_status am_plan_cells(am_func *f, const am_json_doc *doc, am_arena *mem, am_error *err) {
     size_t nv = f->n_values ? f->n_values : 1;
     int64_t *def = (int64_t *)malloc(sizeof(int64_t) * nv);
@@ -177,10 +220,10 @@ amber_status am_plan_cells(am_func *f, const am_json_doc *doc, am_arena *mem, am
     }
     am_func_defs_uses(f, def, uses);
     for (uint32_t r = 0; r < f->n_nodes; r++) {
-        matcher m = {f, doc, def, uses, {0}, {0}, 0, -1};
+        matcher m = {f, doc, def, uses, {.n_src = 1}, {0}, 0, -1};
         if (!match_cell(&m, r)) continue;
         amber_dtype dt = f->nodes[r].out_types[0].dtype;
-        m.c.pre = (uint32_t)m.pre;
+        absorb_sum(&m);
         m.c.sig = am_elementwise_loop(am_op_get(AM_OP_SIGMOID), dt, dt);
         m.c.tanh = am_elementwise_loop(am_op_get(AM_OP_TANH), dt, dt);
         m.c.mul = am_elementwise_loop(am_op_get(AM_OP_MUL), dt, dt);
@@ -213,7 +256,8 @@ done:
 
 typedef struct cell_job {
     const am_cell *c;
-    const char *pre, *cp;
+    const char *src[3], *cp; /* the sources' first rows */
+    int64_t src_rs[3];       /* their row strides in bytes (0: one row for all) */
     char *co, *ho;
     int64_t rows, blocks, per_task; /* blocks per row; blocks per task */
     int64_t z;                      /* element size */
@@ -228,25 +272,40 @@ static void binary(am_row_fn fn, char *out, char *x, char *y, bool swapped, cons
 
 static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     const am_cell *c = j->c;
-    _Alignas(64) char tmp[3][CELL_BLOCK * 8];
+    _Alignas(64) char tmp[3][CELL_BLOCK * 8], sums[4][CELL_BLOCK * 8];
     const int64_t z = j->z, s[3] = {z, z, z};
-    const char *pre = j->pre + (row * c->width + c0) * z;
+    const char *src[3];
+    for (int k = 0; k < c->n_src; k++) src[k] = j->src[k] + row * j->src_rs[k] + c0 * z;
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
-    if (z == 4 && am_cell_f32((const float *)(const void *)pre, c->off,
-                              (const float *)(const void *)(j->cp + at), (float *)(void *)co,
-                              (float *)(void *)ho, n, c->swapped))
+    const float *fsrc[3];
+    for (int k = 0; k < c->n_src; k++) fsrc[k] = (const float *)(const void *)src[k];
+    if (z == 4 && am_cell_f32(fsrc, c->n_src, c->off, (const float *)(const void *)(j->cp + at),
+                              (float *)(void *)co, (float *)(void *)ho, n, c->swapped))
         return;
-    char *gi[2] = {tmp[0], (char *)pre + c->off[0] * z};
-    char *gg[2] = {tmp[1], (char *)pre + c->off[2] * z};
+    const char *pre = src[0];
+    int64_t off[4];
+    for (int g = 0; g < 4; g++) {
+        off[g] = c->off[g];
+        if (c->n_src == 1) continue;
+        char *b[3] = {tmp[0], (char *)src[1] + off[g] * z,
+                      c->n_src == 3 ? (char *)src[2] + off[g] * z : NULL};
+        if (c->n_src == 3) c->add(b, s, n, NULL); /* b + c, then a + that */
+        binary(c->add, sums[g], (char *)src[0] + off[g] * z, c->n_src == 3 ? tmp[0] : b[1],
+               c->swapped[4], s, n);
+        off[g] = g * (CELL_BLOCK * 8 / z); /* sums[g], in elements */
+        pre = sums[0];
+    }
+    char *gi[2] = {tmp[0], (char *)pre + off[0] * z};
+    char *gg[2] = {tmp[1], (char *)pre + off[2] * z};
     c->sig(gi, s, n, NULL);
     c->tanh(gg, s, n, NULL);
     binary(c->mul, tmp[2], tmp[0], tmp[1], c->swapped[0], s, n); /* i * g */
-    char *gf[2] = {tmp[0], (char *)pre + c->off[1] * z};
+    char *gf[2] = {tmp[0], (char *)pre + off[1] * z};
     c->sig(gf, s, n, NULL);
     binary(c->mul, tmp[1], tmp[0], (char *)j->cp + at, c->swapped[1], s, n); /* f * c_prev */
     binary(c->add, co, tmp[2], tmp[1], c->swapped[2], s, n);                 /* ig + fc */
-    char *go[2] = {tmp[0], (char *)pre + c->off[3] * z}, *tc[2] = {tmp[1], co};
+    char *go[2] = {tmp[0], (char *)pre + off[3] * z}, *tc[2] = {tmp[1], co};
     c->sig(go, s, n, NULL);
     c->tanh(tc, s, n, NULL);
     binary(c->mul, ho, tmp[0], tmp[1], c->swapped[3], s, n); /* o * tanh(c) */
@@ -258,27 +317,42 @@ static void cell_task(void *ud, int64_t t, int worker) {
     int64_t b0 = t * j->per_task, b1 = b0 + j->per_task;
     if (b1 > j->rows * j->blocks) b1 = j->rows * j->blocks;
     for (int64_t b = b0; b < b1; b++) {
-        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden;
-        cell_block(j, b / j->blocks, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
+        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden, row = b / j->blocks;
+        /* NOTE: an LSTM's x_t rows come from far (the projection of every step, written
+         * before the loop): the next row's are asked for while this one computes */
+        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src > 1)
+            for (int k = 0; k < j->c->n_src; k++)
+                if (j->src_rs[k])
+                    for (int64_t o = 0; o < j->src_rs[k]; o += 64)
+                        __builtin_prefetch(j->src[k] + (row + 1) * j->src_rs[k] + o, 0, 3);
+        cell_block(j, row, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
     }
 }
 
-amber_status am_cell_run(const am_cell *cell, am_ctx *ctx, const amber_tensor *pre,
+amber_status am_cell_run(const am_cell *cell, am_ctx *ctx, const amber_tensor *src,
                          const amber_tensor *c_prev, amber_tensor *c_out, amber_tensor *h_out) {
     int r = h_out->rank;
     int64_t numel = am_numel(h_out), h = cell->hidden;
-    bool ok = r >= 1 && pre->rank == r && c_prev->rank == r && c_out->rank == r &&
-              h_out->shape[r - 1] == h && pre->shape[r - 1] == cell->width &&
-              pre->dtype == h_out->dtype && c_prev->dtype == h_out->dtype;
+    bool ok = r >= 1 && c_prev->rank == r && c_out->rank == r && h_out->shape[r - 1] == h &&
+              c_prev->dtype == h_out->dtype;
     for (int d = 0; ok && d < r; d++)
-        ok = c_prev->shape[d] == h_out->shape[d] && c_out->shape[d] == h_out->shape[d] &&
-             (d == r - 1 || pre->shape[d] == h_out->shape[d]);
+        ok = c_prev->shape[d] == h_out->shape[d] && c_out->shape[d] == h_out->shape[d];
+    for (int k = 0; ok && k < cell->n_src; k++) { /* [..., width], or a row of width */
+        const amber_tensor *t = &src[k];
+        ok = t->dtype == h_out->dtype && t->rank == (cell->row[k] ? 1 : r) &&
+             t->shape[t->rank - 1] == cell->width;
+        for (int d = 0; ok && d < t->rank - 1; d++) ok = t->shape[d] == h_out->shape[d];
+    }
     if (!ok)
         return am_fail(ctx->err, AMBER_ERR_SHAPE, "the inputs of a fused LSTM cell do not "
                        "have the shapes its nodes declared");
-    cell_job j = {cell, (const char *)pre->data, (const char *)c_prev->data, (char *)c_out->data,
-                  (char *)h_out->data, h ? numel / h : 0, (h + CELL_BLOCK - 1) / CELL_BLOCK, 1,
-                  (int64_t)amber_dtype_size(h_out->dtype)};
+    cell_job j = {cell, {NULL, NULL, NULL}, (const char *)c_prev->data, {0, 0, 0},
+                  (char *)c_out->data, (char *)h_out->data, h ? numel / h : 0,
+                  (h + CELL_BLOCK - 1) / CELL_BLOCK, 1, (int64_t)amber_dtype_size(h_out->dtype)};
+    for (int k = 0; k < cell->n_src; k++) {
+        j.src[k] = (const char *)src[k].data;
+        j.src_rs[k] = cell->row[k] ? 0 : cell->width * j.z;
+    }
     int64_t units = j.rows * j.blocks;
     int threads = numel >= CELL_PARALLEL_MIN ? am_pool_size(ctx->pool) : 1;
     if (threads > 1 && units >= 2) {

@@ -934,9 +934,10 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
     }
     if (n->cell) {
         const am_cell *c = n->cell;
-        amber_tensor c_out;
+        amber_tensor c_out, src[3];
         am_tensor_copy(&c_out, &vals[c->c_val]);
-        return am_cell_run(c, ctx, &vals[c->pre], &vals[c->c_prev], &c_out, out);
+        for (int k = 0; k < c->n_src; k++) am_tensor_copy(&src[k], &vals[c->src[k]]);
+        return am_cell_run(c, ctx, src, &vals[c->c_prev], &c_out, out);
     }
     if (n->fuse == AM_FUSE_ROOT) {
         amber_tensor ext[AM_FUSED_MAX_EXT];

@@ -4,6 +4,7 @@
 #include "json.h"
 #include "npy.h"
 #include "ops.h"
+#include "plan_cell.h"
 
 #include <float.h>
 #include <math.h>
@@ -749,40 +750,97 @@ static bool same_or_nans(float a, float b) {
     return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b));
 }
 
+/* am_cell_run on two rows of a cell whose pre-activations are a + b or a + (b + bias): the
+ * row loops (below AVX-512) and the vector pass give the same bits. */
+static void test_lstm_cell_run(float pre[3][4 * 40 + 3], const float *cp) {
+    enum { H = 40, W = 4 * H };
+    float a[2][W], b[2][W], out[2][2][2][H]; /* [isa][c, h][row][unit] */
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < W; i++) a[r][i] = pre[r][3 + i], b[r][i] = pre[1 - r][3 + W - 1 - i];
+    am_cell cell = {{0, 1, 2}, 3, 4, 3, {false, false, true}, 0, W, H, {0, H, 2 * H, 3 * H},
+                    am_elementwise_loop(am_op_get(AM_OP_SIGMOID), AMBER_FLOAT32, AMBER_FLOAT32),
+                    am_elementwise_loop(am_op_get(AM_OP_TANH), AMBER_FLOAT32, AMBER_FLOAT32),
+                    am_elementwise_loop(am_op_get(AM_OP_MUL), AMBER_FLOAT32, AMBER_FLOAT32),
+                    am_elementwise_loop(am_op_get(AM_OP_ADD), AMBER_FLOAT32, AMBER_FLOAT32),
+                    {false, true, false, true, true}};
+    float cp2[2][H];
+    memcpy(cp2[0], cp, sizeof cp2[0]), memcpy(cp2[1], cp, sizeof cp2[1]);
+    amber_tensor t[6];
+    memset(t, 0, sizeof t);
+    void *data[6] = {a, b, pre[2] + 3, cp2, NULL, NULL};
+    for (int k = 0; k < 6; k++) {
+        t[k].dtype = AMBER_FLOAT32;
+        t[k].rank = k == 2 ? 1 : 2;
+        t[k].shape[0] = k == 2 ? W : 2;
+        t[k].shape[1] = k < 2 ? W : H;
+        t[k].data = data[k];
+    }
+    am_error err;
+    am_ctx ctx = {&err, NULL, NULL, 0, NULL, NULL};
+    int best = am_gemm_set_isa(99);
+    int bad = 0;
+    for (cell.n_src = 2; cell.n_src <= 3; cell.n_src++) {
+        for (int v = 0; v < 2; v++) {
+            am_gemm_set_isa(v ? best : AM_GEMM_ISA_AVX2);
+            t[4].data = out[v][0], t[5].data = out[v][1];
+            CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_OK);
+        }
+        am_gemm_set_isa(best);
+        const float *o0 = &out[0][0][0][0], *o1 = &out[1][0][0][0];
+        for (int i = 0; i < 2 * 2 * H; i++) bad += !same_or_nans(o0[i], o1[i]);
+    }
+    CHECK(bad == 0);
+    cell.n_src = 3;
+    t[2].shape[0] = W - 1; /* a bias of the wrong width is refused */
+    CHECK(am_cell_run(&cell, &ctx, t, &t[3], &t[4], &t[5]) == AMBER_ERR_SHAPE);
+}
+
 /* am_cell_f32: every operand order and tail length gives the bits of the row loops, with
  * NaNs (of several payloads and signs), infinities and signed zeros among the gates and in
- * c_prev; nothing written past n; no vector kernel below AVX-512. */
+ * c_prev, from one source or summed from two or three (a + b, a + (b + c), either outer
+ * order); nothing
+ * written past n; no vector kernel below AVX-512. */
 static void test_lstm_cell(void) {
     enum { H = 40, W = 4 * H + 3 };
     static const uint32_t nans[] = {0x7fc00000u, 0xffc00000u, 0x7fc12345u, 0xffe00001u};
-    float pre[W], cp[H], co[H], ho[H];
+    float pre[3][W], cp[H], co[H], ho[H];
     uint32_t state = 99;
-    for (int i = 0; i < W; i++) {
-        state = state * 1664525u + 1013904223u;
-        pre[i] = (float)((double)(state >> 8) / 16777216.0 - 0.5) * 12.0f;
-    }
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < W; i++) {
+            state = state * 1664525u + 1013904223u;
+            pre[s][i] = (float)((double)(state >> 8) / 16777216.0 - 0.5) * (s ? 3.0f : 12.0f);
+        }
     for (int i = 0; i < H; i++) cp[i] = (float)(i % 7) - 3.0f + 0.25f * (float)(i % 3);
     for (int k = 0; k < 4; k++) /* NaNs in the gates i, f, g, o and c_prev, mixed */
         for (int u = k; u < H; u += 5) {
             float v;
             memcpy(&v, &nans[(u + k) % 4], 4);
-            pre[3 + k * H + u] = v;
+            pre[u % 3 ? 0 : 1][3 + k * H + u] = v;
             if (u % 2) memcpy(&cp[u], &nans[(u + 1) % 4], 4);
         }
-    pre[3 + 2] = INFINITY, pre[3 + H + 2] = -INFINITY, pre[3 + 2 * H + 3] = -0.0f;
+    pre[0][3 + 2] = INFINITY, pre[0][3 + H + 2] = -INFINITY, pre[0][3 + 2 * H + 3] = -0.0f;
+    pre[2][3 + 2 * H + 3] = -0.0f, pre[1][3 + 2 * H + 3] = -0.0f, pre[2][3 + 7] = INFINITY;
+    const float *src[3] = {pre[0] + 3, pre[1] + 3, pre[2] + 3};
     const int64_t off[4] = {0, H, 2 * H, 3 * H};
     int best = am_gemm_set_isa(99);
     int bad = 0;
-    for (unsigned m = 0; m < 16; m++) {
-        bool sw[4] = {m & 1, (m >> 1) & 1, (m >> 2) & 1, (m >> 3) & 1};
+    for (unsigned m = 0; m < 32; m++) {
+        bool sw[5] = {m & 1, (m >> 1) & 1, (m >> 2) & 1, (m >> 3) & 1, (m >> 4) & 1};
+        int n_pre = 1 + (int)(m % 3); /* one source, or the sum of two or three */
         for (int64_t n = 1; n <= H; n += n < 18 ? 1 : 11) {
             am_gemm_set_isa(best);
             memset(co, 0x5a, sizeof co), memset(ho, 0x5a, sizeof ho);
-            if (!am_cell_f32(pre + 3, off, cp, co, ho, n, sw)) continue;
+            if (!am_cell_f32(src, n_pre, off, cp, co, ho, n, sw)) continue;
             for (int64_t u = 0; u < H; u++) {
-                const float *g = pre + 3 + u;
-                float si = cell_ref_act(AM_OP_SIGMOID, g[0]), sf = cell_ref_act(AM_OP_SIGMOID, g[H]);
-                float tg = cell_ref_act(AM_OP_TANH, g[2 * H]), so = cell_ref_act(AM_OP_SIGMOID, g[3 * H]);
+                float g[4];
+                for (int k = 0; k < 4; k++) {
+                    int64_t e = 3 + k * H + u;
+                    float y = n_pre == 3 ? cell_ref_op(AM_OP_ADD, pre[1][e], pre[2][e], false)
+                                         : pre[1][e];
+                    g[k] = n_pre == 1 ? pre[0][e] : cell_ref_op(AM_OP_ADD, pre[0][e], y, sw[4]);
+                }
+                float si = cell_ref_act(AM_OP_SIGMOID, g[0]), sf = cell_ref_act(AM_OP_SIGMOID, g[1]);
+                float tg = cell_ref_act(AM_OP_TANH, g[2]), so = cell_ref_act(AM_OP_SIGMOID, g[3]);
                 float c = cell_ref_op(AM_OP_ADD, cell_ref_op(AM_OP_MUL, si, tg, sw[0]),
                                       cell_ref_op(AM_OP_MUL, sf, cp[u], sw[1]), sw[2]);
                 float h = cell_ref_op(AM_OP_MUL, so, cell_ref_act(AM_OP_TANH, c), sw[3]);
@@ -794,9 +852,11 @@ static void test_lstm_cell(void) {
     }
     CHECK(bad == 0);
     am_gemm_set_isa(AM_GEMM_ISA_AVX2);
-    bool sw[4] = {false, false, false, false};
-    CHECK(!am_cell_f32(pre + 3, off, cp, co, ho, H, sw));
+    bool sw[5] = {false, false, false, false, false};
+    CHECK(!am_cell_f32(src, 1, off, cp, co, ho, H, sw));
+    CHECK(!am_cell_f32(src, 3, off, cp, co, ho, H, sw));
     am_gemm_set_isa(best);
+    test_lstm_cell_run(pre, cp);
 }
 
 /* The CPUID reading of cpu.c agrees with the compiler's own detection. */
