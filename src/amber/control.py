@@ -849,12 +849,6 @@ def eager_into(name: str, x: np.ndarray, out: np.ndarray) -> None:
     EagerHooks.into(name, x, out)
 
 
-def eager_one_thread() -> contextlib.AbstractContextManager[Any]:
-    """A ``with`` block in which this thread's eager kernels run on one thread (loops of
-    small products); the same bits at any thread count."""
-    return EagerHooks.one_thread()
-
-
 def unstack_eager(x: Tensor) -> list[Tensor]:
     """``[x[0], x[1], ...]`` for a concrete ``x`` (views of its buffer), recorded for
     autograd as one group when gradients flow."""

@@ -322,23 +322,6 @@ def test_into_writes_the_eager_kernels_bits(op: str) -> None:
         assert out.tobytes() == REGISTRY[op].impl(x).tobytes()
 
 
-def test_one_thread_gives_the_same_bits_and_restores_the_setting() -> None:
-    rng = np.random.default_rng(8)
-    a, b = (rng.standard_normal((256, 256)).astype(np.float32) for _ in range(2))
-    before = am.get_num_threads()
-    am.set_num_threads(2)
-    try:
-        want = REGISTRY["matmul"].eager(a, b)
-        ctx = ckernels._state.ctx
-        with ckernels.one_thread():
-            assert ckernels._state.ctx is not None and ckernels._state.ctx.threads == 1
-            got = REGISTRY["matmul"].eager(a, b)
-        assert ckernels._state.ctx is ctx and ctx is not None and ctx.threads == 2
-        assert got.tobytes() == want.tobytes()
-    finally:
-        am.set_num_threads(before)
-
-
 def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:
     """libamber's max/min of one row: the first element no other beats, or the first NaN
     (so ties of -0.0 and 0.0, and NaN payloads, follow the order)."""

@@ -177,11 +177,10 @@ def _after_fork_in_child() -> None:
     # NOTE: the parent's worker threads do not exist in a forked child, so freeing its
     # context (joining them) would hang; the child forgets it (its memory stays) and
     # makes its own.
-    for holder in (_state, _solo):
-        ctx = holder.ctx
-        if ctx is not None:
-            ctx.handle = ctypes.c_void_p()
-            holder.ctx = None
+    ctx = _state.ctx
+    if ctx is not None:
+        ctx.handle = ctypes.c_void_p()
+        _state.ctx = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -555,35 +554,6 @@ def into(name: str, x: np.ndarray, out: np.ndarray) -> None:
     out[...] = p.eager(x)
 
 
-class _Solo(threading.local):
-    ctx: _Context | None = None
-
-
-_solo = _Solo()
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run this Python thread's eager C kernels on one thread inside the block: for
-    loops of small products (a recurrence), where a second thread costs more CPU time than
-    it saves. Results are the same bits at any thread count."""
-    saved = _state.ctx
-    if get_num_threads() == 1 or _load() is None:
-        yield
-        return
-    solo = _solo.ctx
-    if solo is None:
-        lib = _load()
-        assert lib is not None
-        solo = _solo.ctx = _Context(lib, 1)
-    solo.generation = _T._generation  # one thread whatever the setting
-    _state.ctx = solo
-    try:
-        yield
-    finally:
-        _state.ctx = saved
-
-
 @contextlib.contextmanager
 def reference_kernels() -> Iterator[None]:
     """Run every eager op on its NumPy reference kernel inside (not thread-safe: it
@@ -600,4 +570,3 @@ def reference_kernels() -> Iterator[None]:
 
 _install()
 EagerHooks.into = staticmethod(into)  # type: ignore[assignment]
-EagerHooks.one_thread = staticmethod(one_thread)  # type: ignore[assignment]

@@ -10,7 +10,6 @@ node when gradients are on); while a trace is active, tracer inputs are handed t
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -396,12 +395,9 @@ def _into_reference(name: str, x: np.ndarray, out: np.ndarray) -> None:
 class EagerHooks:
     """Set by ``ops.ckernels`` when it installs libamber's kernels (layers above reach
     them through ``amber.control``): ``into(name, x, out)`` writes an elementwise op's
-    eager result into ``out``; ``one_thread()`` runs the eager kernels of the calling
-    thread on one thread inside a ``with`` block."""
+    eager result into ``out``."""
 
     into: Callable[[str, np.ndarray, np.ndarray], None] = staticmethod(_into_reference)
-    one_thread: Callable[[], contextlib.AbstractContextManager[Any]] = \
-        staticmethod(contextlib.nullcontext)
 
 
 def abstract_eval(prim: Primitive, avals: Sequence[Aval], attrs: dict[str, Any]) -> Aval:
