@@ -83,6 +83,27 @@ def shown_command(script: str, argv: list[str]) -> str:
     return " ".join([f"python bench/{script}", *shown])
 
 
+def export_cache(name: str) -> str:
+    """A folder for a benchmark's exported files, named after the amber sources that wrote
+    them: after a change to the package (a composite, the exporter) the models are
+    exported again instead of timing stale files."""
+    import hashlib
+    import tempfile
+
+    import amber
+
+    root = os.path.dirname(amber.__file__)
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".py"):
+                digest.update(os.path.relpath(os.path.join(folder, f), root).encode())
+                with open(os.path.join(folder, f), "rb") as fh:
+                    digest.update(fh.read())
+    return os.path.join(tempfile.gettempdir(), f"{name}-{digest.hexdigest()[:12]}")
+
+
 def peer_run_head(title: str, script: str, versions: str, load0: tuple[float, ...],
                   repeats: int, budget: float, threads: int) -> list[str]:
     """The opening lines of a section comparing runtimes: title, the command that

@@ -46,6 +46,7 @@ sys.path.insert(0, HERE)
 from _common import (  # noqa: E402
     blas_kernel,
     emit,
+    export_cache,
     numpy_default_kernels,
     peer_run_head,
     pin_threads,
@@ -59,7 +60,6 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -69,7 +69,7 @@ from models.cnn import AMBER, MODELS, build, layer_defs, torch_lib  # noqa: E402
 import amber as am  # noqa: E402
 
 RUNTIMES = ("amber", "ORT/amber", "ORT/torch", "torch")
-WORK = os.path.join(tempfile.gettempdir(), "amber_bench_cnn")
+WORK = export_cache("amber_bench_cnn")
 
 
 # ----------------------------------------------------------------------------- cases

@@ -22,13 +22,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, emit, pin_threads, shown_command
+from _common import cpu_model, emit, export_cache, pin_threads, shown_command
 
 pin_threads(sys.argv[1:], default=1)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,7 +41,7 @@ import amber as am  # noqa: E402
 # (channels, input size, stride): times in MobileNetV2
 LAYERS = {(32, 112, 1): 1, (96, 112, 2): 1, (144, 56, 1): 1, (144, 56, 2): 1, (192, 28, 1): 2,
           (192, 28, 2): 1, (384, 14, 1): 4, (576, 14, 1): 2, (576, 14, 2): 1, (960, 7, 1): 3}
-WORK = Path(tempfile.gettempdir()) / "amber_bench_depthwise"
+WORK = Path(export_cache("amber_bench_depthwise"))
 
 
 def _layer(lib: Any, c: int, stride: int) -> Any:

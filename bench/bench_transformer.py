@@ -41,7 +41,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import emit, peer_run_head, pin_threads  # noqa: E402
+from _common import emit, export_cache, peer_run_head, pin_threads  # noqa: E402
 
 _THREADS = pin_threads(sys.argv[1:], default=1)
 
@@ -50,7 +50,6 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -71,7 +70,7 @@ import amber as am  # noqa: E402
 
 RUNTIMES = ("amber", "ORT/amber", "ORT/torch", "torch")
 CASES = (("bert", 1, 16), ("bert", 1, 128), ("bert", 16, 128), ("decoder", 1, 256))
-WORK = os.path.join(tempfile.gettempdir(), "amber_bench_transformer")
+WORK = export_cache("amber_bench_transformer")
 
 
 # ----------------------------------------------------------------------------- models
