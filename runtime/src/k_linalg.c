@@ -514,6 +514,32 @@ static bool rows_fit(const conv_geom *g) {
     return L >= 12 && L < 128 && L % 16 != 0 && g->o % 16 == 0;
 }
 
+/* Rows q < rows of a run shorter than a sliver (a sliver's columns crossing output rows):
+ * dst[q * nr + u] = src[off[q] + u], u < len < 16, in masked vectors (a scalar copy of
+ * these short runs cost more than the whole runs on 28x28 and 14x14 images). */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static void run_copy_f32(float *dst, int64_t nr,
+                                                            const float *src, const int64_t *off,
+                                                            int64_t rows, int64_t len) {
+    __mmask16 m = (__mmask16)((1u << len) - 1);
+    for (int64_t q = 0; q < rows; q++)
+        _mm512_mask_storeu_ps(dst + q * nr, m, _mm512_maskz_loadu_ps(m, src + off[q]));
+}
+#define RUN_COPY_f32 1
+#else
+#define RUN_COPY_f32 0
+static inline void run_copy_f32(float *dst, int64_t nr, const float *src, const int64_t *off,
+                                int64_t rows, int64_t len) {
+    (void)dst, (void)nr, (void)src, (void)off, (void)rows, (void)len;
+}
+#endif
+#define RUN_COPY_f64 0 /* (float64: the scalar copy) */
+static inline void run_copy_f64(double *dst, int64_t nr, const double *src, const int64_t *off,
+                                int64_t rows, int64_t len) {
+    (void)dst, (void)nr, (void)src, (void)off, (void)rows, (void)len;
+}
+
 #define CONV_IMPLICIT(SUF, T)                                                              \
     /* Every window lies inside the images it reads (padded_*): a sliver's columns are runs\
      * along one output row each, row q of a run a copy from the window corner + off[q]. */\
@@ -521,6 +547,7 @@ static bool rows_fit(const conv_geom *g) {
                                   int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
         enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
         const im2col_src *src = (const im2col_src *)ud;                                    \
+        bool masked = RUN_COPY_##SUF && am_cpu_isa() >= AM_GEMM_ISA_AVX512;               \
         const conv_geom *g = src->g;                                                       \
         int64_t L = g->oh * g->ow, hw = g->h * g->w, khw = g->kh * g->kw;                  \
         int64_t off[PACK_ROWS];                                                            \
@@ -551,6 +578,8 @@ static bool rows_fit(const conv_geom *g) {
                     if (g->sw == 1 && len == FULL)                                         \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
+                    else if (g->sw == 1 && masked)                                         \
+                        run_copy_##SUF(e, nr, b, off, rows, len);                          \
                     else                                                                   \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             for (int64_t u = 0; u < len; u++)                              \

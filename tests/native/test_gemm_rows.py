@@ -93,3 +93,25 @@ def test_left_operand_layout_does_not_change_bits(lib: N.NativeLibrary, rows: in
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     np.testing.assert_allclose(outs[0], x @ w.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c_in, hw", [(600, (13, 11)), (40, (9, 18)), (24, (16, 16))])
+def test_pointwise_convolution_reads_its_image_in_place(lib: N.NativeLibrary, c_in: int,
+                                                        hw: tuple, tmp_path: Path) -> None:
+    """A 1x1 convolution whose weight a session keeps packed reads the image's whole
+    16-column slivers in place (a last partial one packed): the bits of the packed product
+    (eager execution), at 1, 2 and 3 threads; with two k blocks (600 channels), a last
+    partial sliver (143 and 162 pixels) and none (256)."""
+    rng = np.random.default_rng(7)
+    am.manual_seed(7)
+    net = am.nn.Conv2d(c_in, 20, 1).eval()
+    am.export(net, am.spec("batch", c_in, *hw)).save(tmp_path / "pw.amber")
+    x = rng.standard_normal((2, c_in, *hw)).astype(np.float32)
+    want = net(am.tensor(x)).detach().numpy()
+    for t in (1, 2, 3):
+        model = N.NativeModel(tmp_path / "pw.amber", threads=t)
+        for i in range(2):
+            np.testing.assert_array_equal(model.run("forward", x[i:i + 1])[0], want[i:i + 1])
+    ref = np.einsum("oc,nchw->nohw", net.weight.detach().numpy()[:, :, 0, 0].astype(np.float64),
+                    x.astype(np.float64)) + net.bias.detach().numpy()[None, :, None, None]
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
