@@ -722,12 +722,45 @@ CONV_IMPLICIT(f64, double)
  * its input in place. */
 static bool batched(const conv_geom *g) { return g->groups == 1 && !pointwise(g); }
 
+/* A strided 1x1 convolution without padding reads every sh-th row and sw-th column only:
+ * those copied out once, it is a pointwise one (the same products over the same C
+ * channels in the same order: the same bits, without an im2col pack per call). */
+static bool strided_pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && (g->sh > 1 || g->sw > 1) && g->pt == 0 &&
+           g->pl == 0 && g->groups == 1 && g->oh == (g->h - 1) / g->sh + 1 &&
+           g->ow == (g->w - 1) / g->sw + 1;
+}
+
+#define SUBSAMPLE(SUF, T)                                                                  \
+    static void subsample_##SUF(const conv_geom *g, const T *x, T *d) {                    \
+        for (int64_t i = 0; i < g->n * g->c; i++)                                          \
+            for (int64_t r = 0; r < g->oh; r++, d += g->ow) {                              \
+                const T *s = x + (i * g->h + r * g->sh) * g->w;                            \
+                for (int64_t c = 0; c < g->ow; c++) d[c] = s[c * g->sw];                   \
+            }                                                                              \
+    }
+SUBSAMPLE(f32, float)
+SUBSAMPLE(f64, double)
+
 amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
-    (void)op, (void)n;
+    (void)n;
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
     if (g.cg == 1 && g.groups > 1) return am_conv_depthwise(ctx, in, a, out);
+    amber_tensor sub[2] = {in[0], in[1]};
+    if (strided_pointwise(&g) &&
+        am_arena_alloc(ctx->scratch, (size_t)(g.n * g.c * g.oh * g.ow) *
+                       amber_dtype_size(out->dtype), &sub[0].data, NULL) == AMBER_OK) {
+        am_attrs unit = *a;
+        unit.stride[0] = unit.stride[1] = 1;
+        sub[0].shape[2] = g.oh, sub[0].shape[3] = g.ow;
+        if (out->dtype == AMBER_FLOAT32)
+            subsample_f32(&g, in[0].data, sub[0].data);
+        else
+            subsample_f64(&g, in[0].data, sub[0].data);
+        return k_conv2d(op, ctx, sub, 2, &unit, out);
+    }
     if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
     /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
