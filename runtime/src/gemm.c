@@ -83,7 +83,7 @@ typedef double v4d __attribute__((vector_size(32)));
  * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
  * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
  * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
- * nr <= one vector, one sliver (read twice: less code than a kernel of its own). With
+ * nr <= one vector, one sliver (a 14x14 image's last 4 columns: 12 accumulators). With
  * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
  * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
@@ -109,7 +109,14 @@ typedef double v4d __attribute__((vector_size(32)));
             _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
-        if (SHORT && mr <= 4) {                                                             \
+        if (nr <= W) { /* one sliver: half the multiply-adds */                             \
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0); \
+            for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {                          \
+                VEC x0 = LOAD(b);                                                           \
+                _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                      \
+                    t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                               \
+            }                                                                               \
+        } else if (SHORT && mr <= 4) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
         } else if (SHORT && mr <= 8) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
