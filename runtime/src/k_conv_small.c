@@ -63,23 +63,28 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
     }
 }
 
-/* Task: image n, all output channels. */
+/* Task: image n, all output channels. An image that needs no padding, with one column
+ * per window (a 1x1 kernel), is read in place; output rows without wrapped columns (WP == OW) go straight to y for
+ * every whole block of SC_OB channels. */
 static void sc_image(void *ud, int64_t n, int worker) {
     const sc_job *j = (const sc_job *)ud;
     float *xp = j->ws[worker], *res = xp + j->c * j->hp * j->wp;
-    for (int64_t c = 0; c < j->c; c++) /* the padding stays zero (sc_run) */
+    const float *xs = j->x + n * j->c * j->h * j->w;
+    bool in_place = j->hp == j->h && j->wp == j->w && j->kw == 1; /* (no wrapped reads) */
+    for (int64_t c = 0; !in_place && c < j->c; c++) /* the padding stays zero (sc_run) */
         for (int64_t r = 0; r < j->h; r++)
-            memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl,
-                   j->x + ((n * j->c + c) * j->h + r) * j->w, sizeof(float) * (size_t)j->w);
+            memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl, xs + (c * j->h + r) * j->w,
+                   sizeof(float) * (size_t)j->w);
     int64_t flat = j->oh * j->wp, ld = flat;
     for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
+        int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
+        float *dst = j->wp == j->ow && ob == SC_OB ? j->y + (n * j->o + o0) * flat : res;
         for (int64_t f = 0;; f += SC_PX) { /* the last block overlaps: same values */
             if (f > flat - SC_PX) f = flat - SC_PX;
-            sc_block(j, xp, o0, f, res, ld);
+            sc_block(j, in_place ? xs : xp, o0, f, dst, ld);
             if (f == flat - SC_PX) break;
         }
-        int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
-        for (int64_t b = 0; b < ob; b++)
+        for (int64_t b = 0; dst == res && b < ob; b++)
             for (int64_t i = 0; i < j->oh; i++)
                 memcpy(j->y + ((n * j->o + o0 + b) * j->oh + i) * j->ow, res + b * ld + i * j->wp,
                        sizeof(float) * (size_t)j->ow);
