@@ -999,7 +999,7 @@ static void test_conv_small_isas(void) {
                  {1, 3, 9, 11, 13, 5, 3, 2, 0, 1, 2}, {2, 14, 6, 7, 4, 3, 3, 1, 1, 1, 1},
                  {2, 56, 6, 7, 4, 3, 3, 1, 1, 1, 1},
                  {1, 2, 12, 30, 9, 1, 3, 0, 0, 0, 1}, {2, 4, 5, 5, 5, 2, 2, 0, 1, 1, 0},
-                 /* no padding and one column per window: the image read in place */
+                 /* no padding, one column per window: read in place (1x1: the GEMM) */
                  {2, 16, 13, 13, 16, 1, 1, 0, 0, 0, 0}, {1, 4, 9, 11, 12, 3, 1, 0, 0, 0, 0}};
     enum { CAP = 20000 };
     static float x[CAP], wt[CAP], y[3][CAP];
