@@ -519,9 +519,9 @@ static bool rows_fit(const conv_geom *g) {
  * these short runs cost more than the whole runs on 28x28 and 14x14 images). */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-__attribute__((target("avx512f"))) static void run_copy_f32(float *dst, int64_t nr,
-                                                            const float *src, const int64_t *off,
-                                                            int64_t rows, int64_t len) {
+#define RUN_AVX512 __attribute__((target("avx512f")))
+RUN_AVX512 static void run_copy_f32(float *dst, int64_t nr, const float *src, const int64_t *off,
+                                    int64_t rows, int64_t len) {
     __mmask16 m = (__mmask16)((1u << len) - 1);
     for (int64_t q = 0; q < rows; q++)
         _mm512_mask_storeu_ps(dst + q * nr, m, _mm512_maskz_loadu_ps(m, src + off[q]));
