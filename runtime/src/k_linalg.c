@@ -658,9 +658,18 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
                     memcpy(d + g->pl, x, (size_t)g->w * sizeof(T));                        \
                     continue;                                                              \
                 }                                                                          \
-                for (int64_t f = 0; f < src->phases; f++) /* padded columns f, f + sw, ... */\
-                    for (int64_t k = 0, col = f - g->pl; k < src->seg; k++, col += src->phases)\
-                        if (col >= 0 && col < g->w) d[f * src->seg + k] = x[col];          \
+                for (int64_t f = 0, ph = src->phases; f < ph; f++) { /* f, f + sw, ... */  \
+                    int64_t c0 = f - g->pl; /* the input column of k = 0; k0 <= k < k1 read */ \
+                    int64_t k0 = c0 < 0 ? (-c0 + ph - 1) / ph : 0;                         \
+                    int64_t k1 = g->w - c0 <= 0 ? 0 : (g->w - c0 + ph - 1) / ph;           \
+                    T *restrict dd = d + f * src->seg;                                     \
+                    const T *restrict xx = x + c0 + k0 * ph;                               \
+                    int64_t cnt = (k1 < src->seg ? k1 : src->seg) - k0;                    \
+                    if (ph == 2) /* (a stride the compiler vectorises) */                  \
+                        for (int64_t k = 0; k < cnt; k++) dd[k0 + k] = xx[2 * k];          \
+                    else                                                                   \
+                        for (int64_t k = 0; k < cnt; k++) dd[k0 + k] = xx[k * ph];         \
+                }                                                                          \
             }                                                                              \
         src->x = xp;                                                                       \
     }                                                                                      \
