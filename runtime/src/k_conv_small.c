@@ -66,8 +66,8 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
 }
 
 /* Task: image n, all output channels. An image that needs no padding, with one column
- * per window (a 1x1 kernel), is read in place; output rows without wrapped columns (WP == OW) go straight to y for
- * every whole block of SC_OB channels. */
+ * per window (a KH x 1 kernel), is read in place; output rows without wrapped columns
+ * (WP == OW) go straight to y for every whole block of SC_OB channels. */
 static void sc_image(void *ud, int64_t n, int worker) {
     const sc_job *j = (const sc_job *)ud;
     float *xp = j->ws[worker], *res = xp + j->c * j->hp * j->wp;
@@ -100,8 +100,8 @@ COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
     int64_t wp = ys[3] + ws[3] - 1;
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
            a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
-           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] <= SC_MAX_OW && ws[2] * ws[3] > 1 &&
-           ys[2] * wp >= SC_PX && ws[0] >= 4;
+           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] <= SC_MAX_OW &&
+           ws[2] * ws[3] > 1 && ys[2] * wp >= SC_PX && ws[0] >= 4;
 }
 
 COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
