@@ -78,16 +78,17 @@ typedef double v4d __attribute__((vector_size(32)));
 #include "gemm_kernel.inc"
 #undef KATTR
 
-/* AVX-512: two adjacent B slivers (the second `bs` elements after the first) against one
+/* AVX-512: two adjacent B slivers (the second `bs` elements after the first, row p of
+ * each `ldb` elements after row p - 1: packed, or B's own rows read in place) against one
  * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
  * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
  * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
- * nr <= one vector, one sliver (read twice: less code than a kernel of its own). With
+ * nr <= one vector, one sliver (a 14x14 image's last 4 columns: 12 accumulators). With
  * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
  * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
-    for (int64_t p = 0; p < kc; p++, a += MRP, b += W, b1 += W) {                           \
+    for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb, b1 += ldb) {                       \
         VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
             VEC av = SET1(a[i]);                                                            \
@@ -98,8 +99,8 @@ typedef double v4d __attribute__((vector_size(32)));
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
                     SHORT)                                                                  \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
-        int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, T *restrict c,   \
-        int64_t ldc, int64_t mr, int64_t nr, bool acc) {                                    \
+        int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, int64_t ldb,     \
+        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc) {                     \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         const T *b1 = nr > W ? b + bs : b;                                                  \
@@ -108,7 +109,14 @@ typedef double v4d __attribute__((vector_size(32)));
             _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
-        if (SHORT && mr <= 4) {                                                             \
+        if (nr <= W) { /* one sliver: half the multiply-adds */                             \
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0); \
+            for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {                          \
+                VEC x0 = LOAD(b);                                                           \
+                _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                      \
+                    t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                               \
+            }                                                                               \
+        } else if (SHORT && mr <= 4) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
         } else if (SHORT && mr <= 8) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
@@ -278,8 +286,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     typedef struct kern_##SUF {                                                               \
         /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
-        void (*ukr2)(int64_t, const T *, const T *, int64_t, T *, int64_t, int64_t, int64_t,  \
-                     bool);                                                                   \
+        void (*ukr2)(int64_t, const T *, const T *, int64_t, int64_t, T *, int64_t, int64_t,  \
+                     int64_t, bool);                                                          \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
@@ -364,6 +372,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         T *ashared; /* or the one MC block of A, packed once for every task */               \
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
+        bool bdirect; /* B's whole slivers read in place (bp: only a last partial one) */    \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -413,6 +422,16 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                (j->rsa * (int64_t)sizeof(T)) % 4096;                                          \
     }                                                                                         \
                                                                                               \
+    /* Whether B's whole slivers may be read in place instead of packed (float32 with the  \
+     * AVX-512 tile, row-major B, and A packed per session: a convolution's weight times    \
+     * its image, whose packing costs as much as the tile's loads save). The same tile on \
+     * the same values: the same bits. NOTE: rows a multiple of 4 KiB apart: packed (see   \
+     * direct_*). */                                                                         \
+    static void b_in_place_##SUF(job_##SUF *j, const T *packed) {                             \
+        j->bdirect = sizeof(T) == sizeof(float) && j->K->ukr2 && j->akept && j->B &&          \
+                     j->csb == 1 && !packed && !j->bsrc && (j->rsb * (int64_t)sizeof(T)) % 4096; \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
@@ -431,29 +450,33 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
-        int64_t done = j0;                                                                    \
+        int64_t done = j0, dend = j->bdirect ? j->nc / NR * NR : 0;                           \
         for (int64_t jr = j0; jr < j1;) {                                                     \
             if (epi && jr - done >= EPI_COLS) {                                               \
                 epi->fn(epi->ud, ic, mc, j->jc + done, jr - done);                            \
                 done = jr;                                                                    \
             }                                                                                 \
-            const T *b = j->bp + (jr / NR) * j->bstride;                                      \
+            const T *b = j->bp + ((jr - dend) / NR) * j->bstride;                             \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
             int64_t w = j->K->ukr2 ? 2 : 1; /* slivers per pass over A (at most) */           \
-            int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR;                                 \
+            int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR, bs = j->bstride, ldb = NR;      \
+            if (jr < dend) { /* B in place: rows rsb apart, slivers NR apart */               \
+                b = j->B + j->pc * j->rsb + j->jc + jr, bs = NR, ldb = j->rsb;                \
+                nr = nr < dend - jr ? nr : dend - jr;                                         \
+            }                                                                                 \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
                 int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
                                c + ir * j->ldc, j->ldc, nr, acc);                             \
                 else if (w > 1)                                                               \
-                    j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, j->bstride,               \
-                               c + ir * j->ldc, j->ldc, mr, nr, acc);                         \
+                    j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
+                               j->ldc, mr, nr, acc);                                          \
                 else                                                                          \
                     j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
                               mr, nr, acc);                                                   \
             }                                                                                 \
-            jr += w * NR;                                                                     \
+            jr += (nr + NR - 1) / NR * NR;                                                    \
         }                                                                                     \
         if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
@@ -517,6 +540,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 job->pc = pc, job->kc = k - pc < pl.kcb ? k - pc : pl.kcb;                    \
                 if (packed) {                                                                 \
                     job->bp = packed + (jc / NR) * k * NR + pc * NR, job->bstride = k * NR;   \
+                } else if (job->bdirect) { /* only a last partial sliver is packed */         \
+                    job->bp = bpack, job->bstride = job->kc * NR;                             \
+                    if (nc % NR)                                                              \
+                        pack_b_##SUF(bpack, job->bstride,                                     \
+                                     job->B + pc * job->rsb + (jc + nc / NR * NR) * job->csb, \
+                                     job->rsb, job->csb, job->kc, nc % NR);                   \
                 } else {                                                                      \
                     job->bp = bpack, job->bstride = job->kc * NR;                             \
                     job->pchunk = (slivers + threads - 1) / threads;                          \
@@ -568,6 +597,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);          \
         job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi, job.bsrc = bsrc;  \
+        b_in_place_##SUF(&job, packed);                                                       \
         if (k <= 0 || gemv_path_##SUF(m, B, csb)) {                                           \
             run_##SUF(pool, threads, &job, packed, NULL, NULL);                               \
             return AMBER_OK;                                                                  \
@@ -694,6 +724,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);                 \
         job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
+        b_in_place_##SUF(&job, packed);                                                       \
         plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL, false);             \
         T *apack = scratch + pl.bpack_len;                                                    \
         run_##SUF(NULL, 1, &job, packed, scratch, &apack);                                    \

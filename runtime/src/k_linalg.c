@@ -517,6 +517,32 @@ static bool rows_fit(const conv_geom *g) {
     return L >= 12 && L < 128 && L % 16 != 0 && g->o % 16 == 0;
 }
 
+/* Rows q < rows of a run shorter than a sliver (a sliver's columns crossing output rows):
+ * dst[q * nr + u] = src[off[q] + u], u < len < 16, in masked vectors (a scalar copy of
+ * these short runs cost more than the whole runs on 28x28 and 14x14 images). */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#define RUN_AVX512 __attribute__((target("avx512f")))
+RUN_AVX512 static void run_copy_f32(float *dst, int64_t nr, const float *src, const int64_t *off,
+                                    int64_t rows, int64_t len) {
+    __mmask16 m = (__mmask16)((1u << len) - 1);
+    for (int64_t q = 0; q < rows; q++)
+        _mm512_mask_storeu_ps(dst + q * nr, m, _mm512_maskz_loadu_ps(m, src + off[q]));
+}
+#define RUN_COPY_f32 1
+#else
+#define RUN_COPY_f32 0
+static inline void run_copy_f32(float *dst, int64_t nr, const float *src, const int64_t *off,
+                                int64_t rows, int64_t len) {
+    (void)dst, (void)nr, (void)src, (void)off, (void)rows, (void)len;
+}
+#endif
+#define RUN_COPY_f64 0 /* (float64: the scalar copy) */
+static inline void run_copy_f64(double *dst, int64_t nr, const double *src, const int64_t *off,
+                                int64_t rows, int64_t len) {
+    (void)dst, (void)nr, (void)src, (void)off, (void)rows, (void)len;
+}
+
 #define CONV_IMPLICIT(SUF, T)                                                              \
     /* Every window lies inside the images it reads (padded_*): a sliver's columns are runs\
      * along one output row each, row q of a run a copy from the window corner + off[q]. */\
@@ -524,6 +550,7 @@ static bool rows_fit(const conv_geom *g) {
                                   int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
         enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
         const im2col_src *src = (const im2col_src *)ud;                                    \
+        bool masked = RUN_COPY_##SUF && am_cpu_isa() >= AM_GEMM_ISA_AVX512;               \
         const conv_geom *g = src->g;                                                       \
         int64_t L = g->oh * g->ow, hw = g->h * g->w, khw = g->kh * g->kw;                  \
         int64_t off[PACK_ROWS];                                                            \
@@ -554,6 +581,8 @@ static bool rows_fit(const conv_geom *g) {
                     if (g->sw == 1 && len == FULL)                                         \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
+                    else if (g->sw == 1 && masked)                                         \
+                        run_copy_##SUF(e, nr, b, off, rows, len);                          \
                     else                                                                   \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             for (int64_t u = 0; u < len; u++)                              \
@@ -632,9 +661,18 @@ static bool rows_fit(const conv_geom *g) {
                     memcpy(d + g->pl, x, (size_t)g->w * sizeof(T));                        \
                     continue;                                                              \
                 }                                                                          \
-                for (int64_t f = 0; f < src->phases; f++) /* padded columns f, f + sw, ... */\
-                    for (int64_t k = 0, col = f - g->pl; k < src->seg; k++, col += src->phases)\
-                        if (col >= 0 && col < g->w) d[f * src->seg + k] = x[col];          \
+                for (int64_t f = 0, ph = src->phases; f < ph; f++) { /* f, f + sw, ... */  \
+                    int64_t c0 = f - g->pl; /* the input column of k = 0; k0 <= k < k1 read */ \
+                    int64_t k0 = c0 < 0 ? (-c0 + ph - 1) / ph : 0;                         \
+                    int64_t k1 = g->w - c0 <= 0 ? 0 : (g->w - c0 + ph - 1) / ph;           \
+                    T *restrict dd = d + f * src->seg;                                     \
+                    const T *restrict xx = x + c0 + k0 * ph;                               \
+                    int64_t cnt = (k1 < src->seg ? k1 : src->seg) - k0;                    \
+                    if (ph == 2) /* (a stride the compiler vectorises) */                  \
+                        for (int64_t k = 0; k < cnt; k++) dd[k0 + k] = xx[2 * k];          \
+                    else                                                                   \
+                        for (int64_t k = 0; k < cnt; k++) dd[k0 + k] = xx[k * ph];         \
+                }                                                                          \
             }                                                                              \
         src->x = xp;                                                                       \
     }                                                                                      \
@@ -696,12 +734,45 @@ CONV_IMPLICIT(f64, double)
  * its input in place. */
 static bool batched(const conv_geom *g) { return g->groups == 1 && !pointwise(g); }
 
+/* A strided 1x1 convolution without padding reads every sh-th row and sw-th column only:
+ * those copied out once, it is a pointwise one (the same products over the same C
+ * channels in the same order: the same bits, without an im2col pack per call). */
+static bool strided_pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && (g->sh > 1 || g->sw > 1) && g->pt == 0 &&
+           g->pl == 0 && g->groups == 1 && g->oh == (g->h - 1) / g->sh + 1 &&
+           g->ow == (g->w - 1) / g->sw + 1;
+}
+
+#define SUBSAMPLE(SUF, T)                                                                  \
+    static void subsample_##SUF(const conv_geom *g, const T *x, T *d) {                    \
+        for (int64_t i = 0; i < g->n * g->c; i++)                                          \
+            for (int64_t r = 0; r < g->oh; r++, d += g->ow) {                              \
+                const T *s = x + (i * g->h + r * g->sh) * g->w;                            \
+                for (int64_t c = 0; c < g->ow; c++) d[c] = s[c * g->sw];                   \
+            }                                                                              \
+    }
+SUBSAMPLE(f32, float)
+SUBSAMPLE(f64, double)
+
 amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
-    (void)op, (void)n;
+    (void)n;
     conv_geom g;
     geom(&g, in[0].shape, in[1].shape, out->shape, a);
     if (g.cg == 1 && g.groups > 1) return am_conv_depthwise(ctx, in, a, out);
+    amber_tensor sub[2] = {in[0], in[1]};
+    if (strided_pointwise(&g) &&
+        am_arena_alloc(ctx->scratch, (size_t)(g.n * g.c * g.oh * g.ow) *
+                       amber_dtype_size(out->dtype), &sub[0].data, NULL) == AMBER_OK) {
+        am_attrs unit = *a;
+        unit.stride[0] = unit.stride[1] = 1;
+        sub[0].shape[2] = g.oh, sub[0].shape[3] = g.ow;
+        if (out->dtype == AMBER_FLOAT32)
+            subsample_f32(&g, in[0].data, sub[0].data);
+        else
+            subsample_f64(&g, in[0].data, sub[0].data);
+        return k_conv2d(op, ctx, sub, 2, &unit, out);
+    }
     if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
     /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;

@@ -93,3 +93,50 @@ def test_left_operand_layout_does_not_change_bits(lib: N.NativeLibrary, rows: in
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     np.testing.assert_allclose(outs[0], x @ w.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c_in, hw", [(600, (13, 11)), (40, (9, 18)), (24, (16, 16))])
+def test_pointwise_convolution_reads_its_image_in_place(lib: N.NativeLibrary, c_in: int,
+                                                        hw: tuple, tmp_path: Path) -> None:
+    """A 1x1 convolution whose weight a session keeps packed reads the image's whole
+    16-column slivers in place (a last partial one packed): the bits of the packed product
+    (eager execution), at 1, 2 and 3 threads; with two k blocks (600 channels), a last
+    partial sliver (143 and 162 pixels) and none (256)."""
+    rng = np.random.default_rng(7)
+    am.manual_seed(7)
+    net = am.nn.Conv2d(c_in, 20, 1).eval()
+    am.export(net, am.spec("batch", c_in, *hw)).save(tmp_path / "pw.amber")
+    x = rng.standard_normal((2, c_in, *hw)).astype(np.float32)
+    want = net(am.tensor(x)).detach().numpy()
+    for t in (1, 2, 3):
+        model = N.NativeModel(tmp_path / "pw.amber", threads=t)
+        for i in range(2):
+            np.testing.assert_array_equal(model.run("forward", x[i:i + 1])[0], want[i:i + 1])
+    w64 = net.weight.detach().numpy()[:, :, 0, 0].astype(np.float64)
+    ref = np.einsum("oc,nchw->nohw", w64, x.astype(np.float64))
+    ref += net.bias.detach().numpy()[None, :, None, None]
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [(2, 2), (2, 3)])
+def test_strided_pointwise_convolution_gives_the_pointwise_bits(lib: N.NativeLibrary,
+                                                               stride: tuple,
+                                                               tmp_path: Path) -> None:
+    """A strided 1x1 convolution without padding sums over the channels of every
+    stride-th pixel as the unstrided one does on those pixels: the same bits, at batch 1
+    and 3 and at 1 and 2 threads."""
+    rng = np.random.default_rng(8)
+    am.manual_seed(8)
+    strided = am.nn.Conv2d(40, 24, 1, stride=stride).eval()
+    plain = am.nn.Conv2d(40, 24, 1).eval()
+    plain.load_state_dict(strided.state_dict())
+    am.export(strided, am.spec("batch", 40, 29, 31)).save(tmp_path / "s.amber")
+    x = rng.standard_normal((3, 40, 29, 31)).astype(np.float32)
+    sub = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])
+    am.export(plain, am.spec("batch", 40, *sub.shape[2:])).save(tmp_path / "p.amber")
+    for t in (1, 2):
+        s = N.NativeModel(tmp_path / "s.amber", threads=t)
+        p = N.NativeModel(tmp_path / "p.amber", threads=t)
+        for part in (slice(0, 1), slice(0, 3)):
+            np.testing.assert_array_equal(s.run("forward", x[part])[0],
+                                          p.run("forward", sub[part])[0])
