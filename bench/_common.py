@@ -83,6 +83,24 @@ def shown_command(script: str, argv: list[str]) -> str:
     return " ".join([f"python bench/{script}", *shown])
 
 
+def bn_statistics(state: dict[str, Any]) -> dict[str, Any]:
+    """A module's state as arrays, with BatchNorm's running statistics and shifts drawn at
+    random (seed 1; variances in [0.5, 1.5], means and shifts in [-0.2, 0.2]) so that its
+    eval arithmetic is not the identity."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    out = {}
+    for k, v in state.items():
+        arr = v.numpy()
+        if k.endswith("running_var"):
+            arr = rng.uniform(0.5, 1.5, arr.shape).astype(arr.dtype)
+        elif k.endswith("running_mean") or (k.endswith("bias") and "bn" in k):
+            arr = rng.uniform(-0.2, 0.2, arr.shape).astype(arr.dtype)
+        out[k] = arr
+    return out
+
+
 def export_cache(name: str) -> str:
     """A folder for a benchmark's exported files, named after the amber sources that wrote
     them: after a change to the package (a composite, the exporter) the models are

@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (  # noqa: E402
     blas_kernel,
+    bn_statistics,
     emit,
     export_cache,
     numpy_default_kernels,
@@ -97,15 +98,7 @@ def _modules(name: str) -> tuple[Any, Any]:
         a_mod, t_mod = getattr(build(AMBER), ctor)(), getattr(build(tl), ctor)()
     else:
         a_mod, t_mod = layer_defs(AMBER)[name][0], layer_defs(tl)[name][0]
-    rng = np.random.default_rng(1)
-    state = {}
-    for k, v in a_mod.state_dict().items():
-        arr = v.numpy()
-        if k.endswith("running_var"):
-            arr = rng.uniform(0.5, 1.5, arr.shape).astype(arr.dtype)
-        elif k.endswith("running_mean") or (k.endswith("bias") and "bn" in k):
-            arr = rng.uniform(-0.2, 0.2, arr.shape).astype(arr.dtype)
-        state[k] = arr
+    state = bn_statistics(a_mod.state_dict())
     a_mod.load_state_dict({k: am.tensor(v) for k, v in state.items()})
     t_mod.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
     a_mod.eval(), t_mod.eval()

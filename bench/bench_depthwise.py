@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, emit, export_cache, pin_threads, shown_command
+from _common import bn_statistics, cpu_model, emit, export_cache, pin_threads, shown_command
 
 pin_threads(sys.argv[1:], default=1)
 
@@ -70,15 +70,7 @@ def prepare(c: int, size: int, stride: int) -> tuple[Path, Path]:
     WORK.mkdir(exist_ok=True)
     am.manual_seed(0)
     a_mod, t_mod = _layer(am, c, stride), _layer(torch, c, stride)
-    rng = np.random.default_rng(1)
-    state = {}
-    for k, v in a_mod.state_dict().items():
-        arr = v.numpy()
-        if k.endswith("running_var"):
-            arr = rng.uniform(0.5, 1.5, arr.shape).astype(arr.dtype)
-        elif k.endswith(("running_mean", "bn.bias")):
-            arr = rng.uniform(-0.2, 0.2, arr.shape).astype(arr.dtype)
-        state[k] = arr
+    state = bn_statistics(a_mod.state_dict())
     a_mod.load_state_dict({k: am.tensor(v) for k, v in state.items()})
     t_mod.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
     a_mod.eval(), t_mod.eval()
