@@ -46,19 +46,18 @@ typedef int64_t i64;
 /* Float sums: a contiguous row into one accumulator takes eight partial sums (element i
  * into partial i % 8, added pairwise at the end), so the adds do not wait on each other
  * and vectorise. The order depends only on the row's length, as every order here does. */
-typedef double sum_v2d __attribute__((vector_size(16)));
 typedef float float_v2 __attribute__((vector_size(8)));
 typedef double double_v2 __attribute__((vector_size(16)));
 /* Two consecutive elements of x as doubles (the 8 partials below live in 4 registers). */
 #define PAIR(TI, x) __extension__({ TI##_v2 v_; memcpy(&v_, (x), sizeof v_);             \
-                                    __builtin_convertvector(v_, sum_v2d); })
+                                    __builtin_convertvector(v_, double_v2); })
 #define SUM_ROW(NAME, TI)                                                      \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
         (void)ud;                                                              \
         if (s[0] == 0 && s[1] == (int64_t)sizeof(TI) && n >= 16) {             \
             const TI *x = (const TI *)(const void *)p[1];                      \
             /* the partials in registers (an array would go through memory) */ \
-            sum_v2d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                    \
+            double_v2 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                  \
             int64_t i = 0;                                                     \
             for (; i + 8 <= n; i += 8) {                                       \
                 a0 += PAIR(TI, x + i);                                         \

@@ -387,9 +387,8 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                   int64_t nc);
 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
- * sets am_epi.regs to it): a line
- * (am_epi.line) whose every step is the one before (the first step: the product) and
- * one scalar per image and row, in either order. am_epi_row_scalars reads the scalars
+ * sets am_epi.regs to it): a line (am_epi.line) whose every step is the one before (the
+ * first step: the product) and one scalar per image and row, in either order. am_epi_row_scalars reads the scalars
  * of (img, r), one per step, into v; the kernel does each step's IEEE operation as
  * epi_line_f32_avx512 does (max/min: a when a >= b or a is NaN): the same bits. */
 bool am_epi_in_registers(const am_epi *e);
