@@ -506,13 +506,13 @@ def _pool_out(cfg: tuple) -> tuple[int, ...]:
     return (n, c) + refs._pool_geom(h, w, k, st, pd, dl, ceil)
 
 
-for _cfg in _POOL_CONFIGS:
-    _xs, _k, _st, _pd, _dl, _ceil, _lab = _cfg
+for _pcfg in _POOL_CONFIGS:
+    _xs, _k, _st, _pd, _dl, _ceil, _lab = _pcfg
     _mx = {"kernel_hw": _k, "stride": _st, "padding": _pd, "dilation": _dl, "ceil_mode": _ceil}
     CASES += [
         Case("max_pool2d", unary(distinct, _xs), refs.max_pool2d, attrs=_mx, grad=True,
              order=2 if _lab in ("", "ceil-asym-pad") else 1, label=_lab),
-        Case("max_pool2d_grad", binary(_xs, _pool_out(_cfg), distinct), refs.max_pool2d_grad,
+        Case("max_pool2d_grad", binary(_xs, _pool_out(_pcfg), distinct), refs.max_pool2d_grad,
              attrs=_mx, grad=True, order=2 if _lab == "" else 1, label=_lab),
     ]
     if _dl != (1, 1):
@@ -524,7 +524,7 @@ for _cfg in _POOL_CONFIGS:
         CASES += [
             Case("avg_pool2d", unary(shape=_xs), refs.avg_pool2d, attrs=_av, grad=True,
                  order=2 if _l2 == "" else 1, kind="accumulate", label=_l2),
-            Case("avg_pool2d_grad", unary(shape=_pool_out(_cfg)), refs.avg_pool2d_grad,
+            Case("avg_pool2d_grad", unary(shape=_pool_out(_pcfg)), refs.avg_pool2d_grad,
                  attrs={"input_hw": _xs[2:], **_av}, grad=True, order=2 if _l2 == "" else 1,
                  kind="accumulate", label=_l2),
         ]
