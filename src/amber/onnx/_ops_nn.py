@@ -513,9 +513,10 @@ def _batchnorm(c: Ctx) -> Any:
     need(c, x, D.FLOATS)
     eps = c.a("epsilon", 1e-5)
     bs = _bshape(x)
-    inv = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
-    y = E.mul(E.sub(x, _F.reshape_exact(mean, bs)), _F.reshape_exact(inv, bs))
-    return E.add(y, _F.reshape_exact(b, bs))
+    # x * alpha + beta: two passes over x, and the form a conv's epilogue takes in
+    alpha = E.div(scale, E.sqrt(E.add(var, sc(eps, var.dtype))))
+    beta = E.sub(b, E.mul(mean, alpha))
+    return E.add(E.mul(x, _F.reshape_exact(alpha, bs)), _F.reshape_exact(beta, bs))
 
 
 def _batchnorm_training(c: Ctx) -> tuple[Tensor, Tensor, Tensor]:
