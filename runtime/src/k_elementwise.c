@@ -32,28 +32,18 @@ static inline double sigmoid_(double x) {
 
 /* ---------------------------------------------------------------- float32 exp, sigmoid, tanh, erf */
 
-/* k_transcendental.inc's per-set instructions (each gives the portable code's bits): TANY
- * (whether some lane of a comparison's result is set) in one instruction or two; TMAX,
- * TMIN as maxps, minps; TPICK as blendv; with AVX-512, TPICKGT and TANYABOVE compare into
- * a mask register (a comparison's vector result would take two more instructions).
- * NOTE: tests/runtime/ulp_transcendental.c defines the same for its AVX2 and AVX-512 rows. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-#define TANY(m) (_mm_movemask_ps((__m128)(m)) != 0)
-#define TMAX(a, b) ((VF)_mm_max_ps((__m128)(a), (__m128)(b)))
-#define TMIN(a, b) ((VF)_mm_min_ps((__m128)(a), (__m128)(b)))
+#define TX86
 #endif
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
 #define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define TX86
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
-#define TANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
-#define TMAX(a, b) ((VF)_mm256_max_ps((__m256)(a), (__m256)(b)))
-#define TMIN(a, b) ((VF)_mm256_min_ps((__m256)(a), (__m256)(b)))
-#define TPICK(m, a, b) ((VF)_mm256_blendv_ps((__m256)(b), (__m256)(a), (__m256)(m)))
 #define VL 8
 #include "k_transcendental.inc"
 /* NOTE: AVX-512F brings fused multiply-add: the same bits as the other sets need the
@@ -61,16 +51,9 @@ static inline double sigmoid_(double x) {
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
+#define TX86
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
-#define TANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
-#define TMAX(a, b) ((VF)_mm512_max_ps((__m512)(a), (__m512)(b)))
-#define TMIN(a, b) ((VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
-#define TPICKGT(a, b, c, d)                                                               \
-    ((VF)_mm512_mask_blend_ps(_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_GT_OQ),   \
-                              (__m512)(d), (__m512)(c)))
-#define TANYABOVE(v, lim) \
-    (_mm512_cmpgt_epu32_mask((__m512i)(v), _mm512_set1_epi32((int)(lim))) != 0)
 #define VL 16
 #include "k_transcendental.inc"
 #define TRANSCENDENTAL(OP)                                                         \

@@ -20,29 +20,18 @@
 #define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__)
-/* the instructions k_elementwise.c gives each set (the portable code above has none) */
 #include <immintrin.h>
+#define TX86 /* the x86 instructions k_elementwise.c gives these two sets */
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
-#define TANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
-#define TMAX(a, b) ((VF)_mm256_max_ps((__m256)(a), (__m256)(b)))
-#define TMIN(a, b) ((VF)_mm256_min_ps((__m256)(a), (__m256)(b)))
-#define TPICK(m, a, b) ((VF)_mm256_blendv_ps((__m256)(b), (__m256)(a), (__m256)(m)))
 #define VL 8
 #include "k_transcendental.inc"
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
+#define TX86
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
-#define TANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
-#define TMAX(a, b) ((VF)_mm512_max_ps((__m512)(a), (__m512)(b)))
-#define TMIN(a, b) ((VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
-#define TPICKGT(a, b, c, d)                                                               \
-    ((VF)_mm512_mask_blend_ps(_mm512_cmp_ps_mask((__m512)(a), (__m512)(b), _CMP_GT_OQ),   \
-                              (__m512)(d), (__m512)(c)))
-#define TANYABOVE(v, lim) \
-    (_mm512_cmpgt_epu32_mask((__m512i)(v), _mm512_set1_epi32((int)(lim))) != 0)
 #define VL 16
 #include "k_transcendental.inc"
 #endif
