@@ -26,7 +26,9 @@ Usage (from the repository root; amber importable to export the models)::
 
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
 single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
-``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256).
+``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
+``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
+values.
 ``--runtime-threads N`` gives the sessions N intra-op threads.
 """
 
@@ -222,6 +224,25 @@ def transformer_models(workdir: Path) -> list[tuple[str, Path, Any, int]]:
              tuple(bt.inputs(model, b, s).values()), 1) for model, b, s in TRANSFORMER_CASES]
 
 
+UNARY_SHAPE = (64, 1024)
+
+
+def unary_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    """One float32 op on 65,536 standard normal values times 2 (the vector loops of
+    ``k_transcendental.inc``; a run's time over 65,536 is the time per element)."""
+    import amber.nn.functional as F
+
+    x = (2 * np.random.default_rng(0).standard_normal(UNARY_SHAPE)).astype(np.float32)
+    fns = {"exp": am.exp, "sigmoid": am.sigmoid, "tanh": am.tanh, "erf": am.erf,
+           "gelu (tanh form)": lambda t: F.gelu(t, approximate="tanh")}
+    cases = []
+    for name, fn in fns.items():
+        path = workdir / f"unary_{len(cases)}.amber"
+        am.export(fn, am.spec(*UNARY_SHAPE)).save(str(path))
+        cases.append((f"{name} 64x1024", path, x, 1))
+    return cases
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", action="append", required=True, metavar="LABEL=PATH")
@@ -238,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transformer", action="store_true",
                     help="bench_transformer.py's BERT encoder (1x16, 1x128) and decoder "
                          "block (1x256) instead of the MLP and LSTMs")
+    ap.add_argument("--unary", action="store_true",
+                    help="exp, sigmoid, tanh, erf and the tanh-form GELU on 64x1024 floats "
+                         "instead of the MLP and LSTMs")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
     args = ap.parse_args(argv)
@@ -251,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             runners: dict[tuple[str, str], Runner | Opener] = {
                 (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
         else:
-            make = transformer_models if args.transformer else cnn_models if args.cnn else models
+            make = (transformer_models if args.transformer else cnn_models if args.cnn
+                    else unary_models if args.unary else models)
             cases = make(Path(tmp))
             runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}

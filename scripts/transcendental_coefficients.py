@@ -3,8 +3,8 @@ Chebyshev points (close to the minimax polynomial), converted to monomials and r
 float32, lowest power first, with its largest error on a fine grid (in double; relative,
 but absolute for erfc, whose result is subtracted from 1):
 
-- exp:  e^r = 1 + r + r^2 P(r) for |r| <= ln2 / 2 (about 0.347; 0.35 here)
-- tanh: tanh x = x + x z P(z), z = x^2, for |x| < 0.625
+- exp:  e^r = 1 + r + r^2 P(r) for |r| <= ln2 / 2 (about 0.347; 0.35 here); also e^r - 1
+  = r + r^2 P(r), from which tanh is formed
 - erf (near): erf x = x P(z), z = x^2, for |x| < 1
 - erf (far): erfc x = P(s), s = x - 2.5 (exact in float), for 1 <= x <= 4
 
@@ -34,18 +34,13 @@ def _exp_p(r: float) -> float:
     return (math.exp(r) - 1 - r) / r**2
 
 
-def _tanh_p(z: float) -> float:
-    return (math.tanh(math.sqrt(z)) - math.sqrt(z)) / z**1.5
-
-
 def _erf_p(z: float) -> float:
     return math.erf(math.sqrt(z)) / math.sqrt(z)
 
 
 FITS: dict[str, tuple[Fn, float, float, int, float]] = {
     # name: (function, lo, hi, degree, shift: the polynomial is in x - shift)
-    "exp": (_small(_exp_p, lambda r: 0.5 + r / 6), -0.35, 0.35, 5, 0.0),
-    "tanh": (_small(_tanh_p, lambda z: -1 / 3 + 2 * z / 15), 0.0, 0.625**2, 5, 0.0),
+    "exp": (_small(_exp_p, lambda r: 0.5 + r / 6), -0.35, 0.35, 4, 0.0),
     "erf_near": (_small(_erf_p, lambda z: 2 / math.sqrt(math.pi) * (1 - z / 3)), 0.0, 1.0, 5, 0.0),
     "erf_far": (math.erfc, 1.0, 4.0, 15, 2.5),
 }

@@ -34,17 +34,16 @@ static inline double sigmoid_(double x) {
 
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
-/* whether some lane of a comparison's result is set, in one instruction or two */
-#define TANY(m) (_mm_movemask_ps((__m128)(m)) != 0)
+#define TX86
 #endif
 #define TSUF sse2 /* what every x86-64 has; portable vector code elsewhere */
 #define TATTR
 #define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define TX86
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
-#define TANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
 #define VL 8
 #include "k_transcendental.inc"
 /* NOTE: AVX-512F brings fused multiply-add: the same bits as the other sets need the
@@ -52,9 +51,9 @@ static inline double sigmoid_(double x) {
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
+#define TX86
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
-#define TANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
 #define VL 16
 #include "k_transcendental.inc"
 #define TRANSCENDENTAL(OP)                                                         \
@@ -84,8 +83,7 @@ TRANSCENDENTAL(erf)
 #define CELL_INLINE __attribute__((target("avx512f"), always_inline))
 
 /* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
- * through the sigmoid and tanh of the row loops and in plan_cell.c's order. NOTE: tanh
- * keeps its branches: small gates (|x| < 0.625 in every lane) skip its exp form. */
+ * through the sigmoid and tanh of the row loops and in plan_cell.c's order. */
 CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
                                                const bool *sw) {
     vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
@@ -96,24 +94,44 @@ CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c,
     *h = CELL_OP(so, *, tc, sw[3]);
 }
 
-/* n units: the last n % 16 as one zero-padded vector (each lane is computed alone, as in
- * the row loops' padded tails). With two or three sources each gate is their sum, formed
- * here in registers as the add nodes' row loops form it. */
+/* The gates (the sums of n_pre sources, as the add nodes' row loops form them) and c_prev
+ * of the 16 units at i (lanes m; the others zero) to x[0..4]. */
+CELL_INLINE static inline void cell_load_avx512(const float *const *pre, int n_pre,
+                                                const int64_t *off, const float *cp, int64_t i,
+                                                __mmask16 m, const bool *sw, vf_avx512 *x) {
+    for (int k = 0; k < 4; k++) {
+        x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[0] + off[k] + i);
+        if (n_pre == 1) continue;
+        vf_avx512 y = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[1] + off[k] + i);
+        if (n_pre == 3) y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
+        x[k] = CELL_OP(x[k], +, y, sw[4]);
+    }
+    x[4] = (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i);
+}
+
+/* n units, 32 at a time (two independent vectors: the activations are long chains), the
+ * last n % 32 one zero-padded vector of 16 at a time (each lane is computed alone, as in
+ * the row loops' padded tails). */
 CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
                                      const float *cp, float *co, float *ho, int64_t n,
                                      const bool *swapped) {
     const bool sw[5] = {swapped[0], swapped[1], swapped[2], swapped[3], swapped[4]};
-    for (int64_t i = 0; i < n; i += 16) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        vf_avx512 x[2][5], c[2], h[2];
+        cell_load_avx512(pre, n_pre, off, cp, i, 0xffff, sw, x[0]);
+        cell_load_avx512(pre, n_pre, off, cp, i + 16, 0xffff, sw, x[1]);
+        cell_vec_avx512(x[0], &c[0], &h[0], sw);
+        cell_vec_avx512(x[1], &c[1], &h[1], sw);
+        _mm512_storeu_ps(co + i, (__m512)c[0]);
+        _mm512_storeu_ps(ho + i, (__m512)h[0]);
+        _mm512_storeu_ps(co + i + 16, (__m512)c[1]);
+        _mm512_storeu_ps(ho + i + 16, (__m512)h[1]);
+    }
+    for (; i < n; i += 16) {
         __mmask16 m = (__mmask16)(n - i < 16 ? (1u << (n - i)) - 1 : 0xffffu);
         vf_avx512 x[5], c, h;
-        for (int k = 0; k < 4; k++) {
-            x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[0] + off[k] + i);
-            if (n_pre == 1) continue;
-            vf_avx512 y = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[1] + off[k] + i);
-            if (n_pre == 3) y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
-            x[k] = CELL_OP(x[k], +, y, sw[4]);
-        }
-        x[4] = (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i);
+        cell_load_avx512(pre, n_pre, off, cp, i, m, sw, x);
         cell_vec_avx512(x, &c, &h, sw);
         _mm512_mask_storeu_ps(co + i, m, (__m512)c);
         _mm512_mask_storeu_ps(ho + i, m, (__m512)h);

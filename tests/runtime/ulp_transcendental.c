@@ -20,6 +20,8 @@
 #define VL 4
 #include "k_transcendental.inc"
 #if defined(__x86_64__)
+#include <immintrin.h>
+#define TX86 /* the x86 instructions k_elementwise.c gives these two sets */
 #define TSUF avx2
 #define TATTR __attribute__((target("avx2")))
 #define VL 8
@@ -27,6 +29,7 @@
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
+#define TX86
 #define TSUF avx512
 #define TATTR __attribute__((target("avx512f")))
 #define VL 16
