@@ -97,10 +97,11 @@ typedef double v4d __attribute__((vector_size(32)));
         }                                                                                   \
     }
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
-                    SHORT)                                                                  \
+                    SHORT, EPI)                                                             \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, int64_t ldb,     \
-        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc) {                     \
+        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc, const am_epi *ep,    \
+        const float *ev) {                                                                  \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         const T *b1 = nr > W ? b + bs : b;                                                  \
@@ -123,15 +124,18 @@ typedef double v4d __attribute__((vector_size(32)));
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
-        for (int64_t i = 0; i < mr; i++) {                                                  \
-            T *ci = c + i * ldc;                                                            \
-            for (int h = 0; h < 2 && h * W < nr; h++) {                                     \
-                int64_t w = nr - h * W;                                                     \
-                MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));       \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + h * W), t[i][h]) : t[i][h];     \
-                MASKSTORE(ci + h * W, m, x);                                                \
+        for (int pass = !ep; pass < 2; pass++) /* 0: the sums for a register epilogue */  \
+            for (int64_t i = 0; i < mr; i++) {                                              \
+                T *ci = c + i * ldc;                                                        \
+                for (int h = 0; h < 2 && h * W < nr; h++) {                                 \
+                    int64_t w = nr - h * W;                                                 \
+                    MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));   \
+                    VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + h * W), t[i][h]) : t[i][h]; \
+                    if (pass) MASKSTORE(ci + h * W, m, x);                                  \
+                    else t[i][h] = x;                                                       \
+                }                                                                           \
+                if (!pass && i == mr - 1) EPI(ep, ev, t, mr), acc = false;                  \
             }                                                                               \
-        }                                                                                   \
     }
 /* gemv against packed B (see gemv_packed in gemm_kernel.inc): one sliver is one vector
  * here, and eight slivers go at once (eight independent sums). Each column gets the same
@@ -167,12 +171,16 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
                    _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
+/* the register epilogue (am_gemm_epi.regs) on the tile's rows, float32 only */
+#define UKR_EPI_F32(ep, ev, t, rows) am_epi_regs_rows_f32_avx512(ep, ev, (float *)(void *)t, rows)
+#define UKR_EPI_NONE(ep, ev, t, rows) (void)(ev)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1)
+            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1,
+            UKR_EPI_F32)
 /* float64 (rarely hot) computes the zero rows of a short panel too: less code */
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-            __mmask8, 0)
+            __mmask8, 0, UKR_EPI_NONE)
 /* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading 12
  * whole rows of a row-major A in place (rows lda apart) instead of a packed panel: the
  * same operations in the same order, so the same bits, without packing A. Rows are
@@ -180,7 +188,8 @@ AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_
 #define AM_AVX512 __attribute__((target("avx512f")))
 static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
                                       const float *restrict b, int64_t bs, float *restrict c,
-                                      int64_t ldc, int64_t nr, bool acc) {
+                                      int64_t ldc, int64_t nr, bool acc, const am_epi *ep,
+                                      const float *ev) {
     __m512 t[MRP][2];
     const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
     for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
@@ -198,6 +207,14 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
     }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    if (ep) { /* the sums, then the register epilogue */
+        for (int i = 0; acc && i < MRP; i++) {
+            t[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), t[i][0]);
+            t[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), t[i][1]);
+        }
+        UKR_EPI_F32(ep, ev, t, MRP);
+        acc = false;
+    }
     for (int i = 0; i < MRP; i++) {
         float *ci = c + i * ldc;
         __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
@@ -245,6 +262,8 @@ int am_gemm_set_isa(int isa) {
 #define KEEP_KIND_PACKED_A 0x4100u
 /* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
 #define EPI_COLS 256
+/* Scalars of a register epilogue per task (rows x steps; more: the epilogue's pass). */
+#define EPI_REGS_MAX 2048
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
@@ -287,12 +306,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
         void (*ukr2)(int64_t, const T *, const T *, int64_t, int64_t, T *, int64_t, int64_t,  \
-                     int64_t, bool);                                                          \
+                     int64_t, bool, const am_epi *, const float *);                           \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
-                     bool);                                                                   \
+                     bool, const am_epi *, const float *);                                    \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
@@ -450,6 +469,17 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
+        /* ... or the AVX-512 tile applies a register epilogue: each row's scalars in ev */  \
+        const am_epi *ep = NULL;                                                              \
+        float ev[EPI_REGS_MAX];                                                               \
+        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 &&                   \
+            mc * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                                  \
+            ep = epi->regs->e;                                                                \
+            for (int64_t i = 0; i < mc; i++)                                                  \
+                am_epi_row_scalars(ep, epi->regs->img, epi->regs->row + ic + i,               \
+                                   ev + i * ep->g->n_steps);                                  \
+            epi = NULL;                                                                       \
+        }                                                                                     \
         int64_t done = j0, dend = j->bdirect ? j->nc / NR * NR : 0;                           \
         for (int64_t jr = j0; jr < j1;) {                                                     \
             if (epi && jr - done >= EPI_COLS) {                                               \
@@ -466,12 +496,13 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
                 int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
+                const float *er = ep ? ev + ir * ep->g->n_steps : NULL;                       \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc);                             \
+                               c + ir * j->ldc, j->ldc, nr, acc, ep, er);                     \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
-                               j->ldc, mr, nr, acc);                                          \
+                               j->ldc, mr, nr, acc, ep, er);                                  \
                 else                                                                          \
                     j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
                               mr, nr, acc);                                                   \

@@ -230,41 +230,73 @@ EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
 /* am_epi_regs_f32_*: the steps of a register epilogue (am_epi.regs) on
  * AM_EPI_REGS_VECS vectors at x, in place: each step one IEEE operation per element,
- * its scalar operand splat once. */
-#define EPI_REGS(ISA, ATTR, V, IV, SPLAT)                                                  \
+ * its scalar operand splat once (sc; sc2 the next step's, for le + where). */
+#define EPI_REGS(ISA, ATTR, V, IV)                                                         \
     ATTR void am_epi_regs_f32_##ISA(const am_epi *e, const float *v, float *x) {           \
         typedef V ev_t;                                                                    \
         typedef IV ev_mask;                                                                \
         ev_t cur[AM_EPI_REGS_VECS];                                                        \
         memcpy(cur, x, sizeof cur);                                                        \
-        for (int s = 0; s < e->g->n_steps; s++) {                                          \
-            ev_t sc = SPLAT(v[s]);                                                         \
-            if (e->ops[s].kind[0] == EPI_SCALAR)                                           \
-                EPI_REGS_OP(e->ops[s].op, sc, cur[b]);                                     \
-            else                                                                           \
-                EPI_REGS_OP(e->ops[s].op, cur[b], sc);                                     \
-        }                                                                                  \
+        for (int s = 0; s < e->g->n_steps; s++) EPI_REGS_STEP(EPI_REGS_EACH);              \
         memcpy(x, cur, sizeof cur);                                                        \
     }
-#define EPI_REGS_OP(OP, X, Y)                                                              \
+/* One step s (le and the where after it: one step here, s moves past both). */
+#define EPI_REGS_STEP(EACH)                                                                \
+    do {                                                                                   \
+        const int le = e->ops[s].op == EPI_LE, first = e->ops[s].kind[0] == EPI_SCALAR;   \
+        if (le) /* x <= a ? b : x (where(le(x, a), b, x)) */                               \
+            EACH(ev_mask k = cur[b] <= sc;                                                 \
+                 cur[b] = (ev_t)((k & (ev_mask)sc2) | (~k & (ev_mask)cur[b])));            \
+        else if (first)                                                                    \
+            EPI_REGS_OP(EACH, e->ops[s].op, sc, cur[b]);                                   \
+        else                                                                               \
+            EPI_REGS_OP(EACH, e->ops[s].op, cur[b], sc);                                   \
+        s += le;                                                                           \
+    } while (0)
+#define EPI_REGS_OP(EACH, OP, X, Y)                                                        \
     do {                                                                                   \
         switch (OP) {                                                                      \
-        case EPI_ADD: EPI_REGS_EACH(cur[b] = (X) + (Y)); break;                            \
-        case EPI_SUB: EPI_REGS_EACH(cur[b] = (X) - (Y)); break;                            \
-        case EPI_MUL: EPI_REGS_EACH(cur[b] = (X) * (Y)); break;                            \
-        case EPI_DIV: EPI_REGS_EACH(cur[b] = (X) / (Y)); break;                            \
-        case EPI_MAX: EPI_REGS_EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));               \
-                                    cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); \
+        case EPI_ADD: EACH(cur[b] = (X) + (Y)); break;                                     \
+        case EPI_SUB: EACH(cur[b] = (X) - (Y)); break;                                     \
+        case EPI_MUL: EACH(cur[b] = (X) * (Y)); break;                                     \
+        case EPI_DIV: EACH(cur[b] = (X) / (Y)); break;                                     \
+        case EPI_MAX: EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));                        \
+                           cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y))));     \
             break;                                                                         \
-        default: EPI_REGS_EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                    \
-                               cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); \
+        default: EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                             \
+                      cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y))));          \
             break;                                                                         \
         }                                                                                  \
     } while (0)
-#define EPI_REGS_EACH(...) \
-    _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; }
-EPI_REGS(avx2, __attribute__((target("avx2"))), epi_v8f, epi_v8i, _mm256_set1_ps)
-EPI_REGS(avx512, __attribute__((target("avx512f"))), epi_v16f, epi_v16i, _mm512_set1_ps)
+#define EPI_REGS_EACH(...)                                                                 \
+    do {                                                                                   \
+        const ev_t sc = EV_SPLAT(v[s]), sc2 = EV_SPLAT(v[s + le]);                         \
+        (void)sc2;                                                                         \
+        _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; } \
+    } while (0)
+#define EV_SPLAT _mm256_set1_ps
+EPI_REGS(avx2, __attribute__((target("avx2"))), epi_v8f, epi_v8i)
+#undef EV_SPLAT
+#define EV_SPLAT _mm512_set1_ps
+EPI_REGS(avx512, __attribute__((target("avx512f"))), epi_v16f, epi_v16i)
+/* The same steps on `rows` rows of two vectors (row i at x + 32 i, its scalars at
+ * v + i * n_steps): the GEMM's AVX-512 tile before its store. */
+#define EPI_ROWS_EACH(...)                                                                 \
+    do {                                                                                   \
+        for (int64_t i = 0; i < rows; i++) {                                               \
+            const ev_t sc = EV_SPLAT(v[i * ns + s]), sc2 = EV_SPLAT(v[i * ns + s + le]);   \
+            ev_t *cur = (ev_t *)(void *)(x + 32 * i);                                      \
+            (void)sc2;                                                                     \
+            for (int b = 0; b < 2; b++) { __VA_ARGS__; }                                   \
+        }                                                                                  \
+    } while (0)
+EPI_AVX512 void am_epi_regs_rows_f32_avx512(const am_epi *e, const float *v, float *x,
+                                            int64_t rows) {
+    typedef epi_v16f ev_t __attribute__((may_alias));
+    typedef epi_v16i ev_mask;
+    const int ns = e->g->n_steps;
+    for (int s = 0; s < ns; s++) EPI_REGS_STEP(EPI_ROWS_EACH);
+}
 
 #else
 #define EPI_HAVE_VEC 0
@@ -333,13 +365,27 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 
 /* ---------------------------------------------------------------- in registers */
 
+/* The chain's value before step j: the product, or step j - 1. */
+static bool epi_chain_at(const am_epi *e, int j, int kind, int src) {
+    return kind == (j ? EPI_TMP : EPI_ROW) && src == (j ? j - 1 : e->g->self);
+}
+
 bool am_epi_in_registers(const am_epi *e) {
-    if (!e->line || e->ocol != (int64_t)sizeof(float)) return false;
+    if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
     for (int j = 0; j < e->g->n_steps; j++) {
-        const struct am_epi_op *o = &e->ops[j];
+        const struct am_epi_op *o = &e->ops[j], *w = o + 1;
+        if (o->op == EPI_LE) { /* with the where after it: x <= a ? b : x */
+            if (j + 1 == e->g->n_steps || !epi_chain_at(e, j, o->kind[0], o->src[0]) ||
+                o->kind[1] != EPI_SCALAR || w->op != EPI_WHERE || w->kind[0] != EPI_TMP ||
+                w->src[0] != j || w->kind[1] != EPI_SCALAR ||
+                !epi_chain_at(e, j, w->kind[2], w->src[2]))
+                return false;
+            j++;
+            continue;
+        }
         int k = o->kind[0] == EPI_SCALAR; /* the chain's operand */
-        if (o->kind[1 - k] != EPI_SCALAR ||
-            o->kind[k] != (j ? EPI_TMP : EPI_ROW) || (!j && o->src[k] != e->g->self))
+        if (o->op > EPI_MIN || o->kind[1 - k] != EPI_SCALAR ||
+            !epi_chain_at(e, j, o->kind[k], o->src[k]))
             return false;
     }
     return true;

@@ -368,7 +368,8 @@ typedef struct am_epi {
     bool chain; /* ... and each step reads only the last two steps' results */
     bool line;  /* ... binary arithmetic, max and min, each step after the first reading
                  * the one before and one external input (BatchNorm, clip, residual add) */
-    bool regs;  /* ... float32, that external input a per-row scalar (am_epi_in_registers) */
+    bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
+                 * b : x as le + where (am_epi_in_registers) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -387,10 +388,11 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                   int64_t nc);
 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
- * sets am_epi.regs to it): a line (am_epi.line) whose every step is the one before (the
- * first step: the product) and one scalar per image and row, in either order. am_epi_row_scalars reads the scalars
- * of (img, r), one per step, into v; the kernel does each step's IEEE operation as
- * epi_line_f32_avx512 does (max/min: a when a >= b or a is NaN): the same bits. */
+ * sets am_epi.regs to it): every step reads the one before (the first: the product) and
+ * one scalar per image and row, in either order (arithmetic, max, min), or is le(x, a)
+ * with where(that, b, x) after it. am_epi_row_scalars reads the scalars of (img, r), one
+ * per step, into v; the kernel does each step's IEEE operation as the vector code does
+ * (max/min: a when a >= b or a is NaN): the same bits. */
 bool am_epi_in_registers(const am_epi *e);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
 /* The steps on AM_EPI_REGS_VECS vectors of float32 at x, in place (v: the row's scalars). */
@@ -398,6 +400,8 @@ void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 void am_epi_regs_f32_avx2(const am_epi *e, const float *v, float *x);
 void am_epi_regs_f32_avx512(const am_epi *e, const float *v, float *x);
+/* ... on `rows` rows of 2 vectors (row i at x + 32 i, its scalars at v + i * n_steps). */
+void am_epi_regs_rows_f32_avx512(const am_epi *e, const float *v, float *x, int64_t rows);
 #endif
 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
@@ -414,11 +418,21 @@ bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_t
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                            amber_tensor *out);
 
+/* An epilogue's rows for a product: image img, rows from `row` (the product's row r is
+ * the view's row + r). */
+typedef struct am_epi_at {
+    const struct am_epi *e;
+    int64_t img, row;
+} am_epi_at;
+
 /* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
- * for rows and columns of C, each element exactly once, possibly from pool threads. */
+ * for rows and columns of C, each element exactly once, possibly from pool threads. With
+ * regs (e->regs, float32), the AVX-512 tile applies the epilogue to its sums before it
+ * stores them instead (the same bits; fn then only gets the blocks other kernels made). */
 typedef struct am_gemm_epi {
     void (*fn)(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
     const void *ud;
+    const am_epi_at *regs;
 } am_gemm_epi;
 
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
