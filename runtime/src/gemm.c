@@ -100,8 +100,8 @@ typedef double v4d __attribute__((vector_size(32)));
                     SHORT, EPI)                                                             \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, int64_t ldb,     \
-        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc, const am_epi *ep,    \
-        const float *ev) {                                                                  \
+        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc,                       \
+        const am_tile_epi *te) {                                                            \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         const T *b1 = nr > W ? b + bs : b;                                                  \
@@ -124,7 +124,7 @@ typedef double v4d __attribute__((vector_size(32)));
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
-        for (int pass = !ep; pass < 2; pass++) /* 0: the sums for a register epilogue */  \
+        for (int pass = !te; pass < 2; pass++) /* 0: the sums for a register epilogue */  \
             for (int64_t i = 0; i < mr; i++) {                                              \
                 T *ci = c + i * ldc;                                                        \
                 for (int h = 0; h < 2 && h * W < nr; h++) {                                 \
@@ -134,7 +134,7 @@ typedef double v4d __attribute__((vector_size(32)));
                     if (pass) MASKSTORE(ci + h * W, m, x);                                  \
                     else t[i][h] = x;                                                       \
                 }                                                                           \
-                if (!pass && i == mr - 1) EPI(ep, ev, t, mr), acc = false;                  \
+                if (!pass && i == mr - 1) EPI(te, t, mr, nr), acc = false;                  \
             }                                                                               \
     }
 /* gemv against packed B (see gemv_packed in gemm_kernel.inc): one sliver is one vector
@@ -172,8 +172,8 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
 /* the register epilogue (am_gemm_epi.regs) on the tile's rows, float32 only */
-#define UKR_EPI_F32(ep, ev, t, rows) am_epi_regs_rows_f32_avx512(ep, ev, (float *)(void *)t, rows)
-#define UKR_EPI_NONE(ep, ev, t, rows) (void)(ev)
+#define UKR_EPI_F32(te, t, rows, nr) am_epi_tile_f32_avx512(te, (float *)(void *)t, rows, nr)
+#define UKR_EPI_NONE(te, t, rows, nr) (void)(te)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
             _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1,
             UKR_EPI_F32)
@@ -188,8 +188,8 @@ AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_
 #define AM_AVX512 __attribute__((target("avx512f")))
 static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
                                       const float *restrict b, int64_t bs, float *restrict c,
-                                      int64_t ldc, int64_t nr, bool acc, const am_epi *ep,
-                                      const float *ev) {
+                                      int64_t ldc, int64_t nr, bool acc,
+                                      const am_tile_epi *te) {
     __m512 t[MRP][2];
     const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
     for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
@@ -207,12 +207,12 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
     }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-    if (ep) { /* the sums, then the register epilogue */
+    if (te) { /* the sums, then the register epilogue */
         for (int i = 0; acc && i < MRP; i++) {
             t[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), t[i][0]);
             t[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), t[i][1]);
         }
-        UKR_EPI_F32(ep, ev, t, MRP);
+        UKR_EPI_F32(te, t, MRP, nr);
         acc = false;
     }
     for (int i = 0; i < MRP; i++) {
@@ -306,12 +306,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
         void (*ukr2)(int64_t, const T *, const T *, int64_t, int64_t, T *, int64_t, int64_t,  \
-                     int64_t, bool, const am_epi *, const float *);                           \
+                     int64_t, bool, const am_tile_epi *);                                     \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
-                     bool, const am_epi *, const float *);                                    \
+                     bool, const am_tile_epi *);                                              \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
@@ -470,15 +470,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
         /* ... or the AVX-512 tile applies a register epilogue: each row's scalars in ev */  \
-        const am_epi *ep = NULL;                                                              \
         float ev[EPI_REGS_MAX];                                                               \
+        am_tile_epi te = {NULL, ev, 0, 0}, *tp = NULL;                                        \
         if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 &&                   \
             mc * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                                  \
-            ep = epi->regs->e;                                                                \
+            const am_epi_at *at = te.at = epi->regs;                                          \
             for (int64_t i = 0; i < mc; i++)                                                  \
-                am_epi_row_scalars(ep, epi->regs->img, epi->regs->row + ic + i,               \
-                                   ev + i * ep->g->n_steps);                                  \
-            epi = NULL;                                                                       \
+                am_epi_row_scalars(at->e, at->img, at->row + ic + i,                          \
+                                   ev + i * at->e->g->n_steps);                               \
+            epi = NULL, tp = &te;                                                             \
         }                                                                                     \
         int64_t done = j0, dend = j->bdirect ? j->nc / NR * NR : 0;                           \
         for (int64_t jr = j0; jr < j1;) {                                                     \
@@ -496,13 +496,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
                 int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
-                const float *er = ep ? ev + ir * ep->g->n_steps : NULL;                       \
+                if (tp) /* the tile's rows and columns in the epilogue's view */              \
+                    te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir,       \
+                    te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc, ep, er);                     \
+                               c + ir * j->ldc, j->ldc, nr, acc, tp);                     \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
-                               j->ldc, mr, nr, acc, ep, er);                                  \
+                               j->ldc, mr, nr, acc, tp);                                  \
                 else                                                                          \
                     j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
                               mr, nr, acc);                                                   \

@@ -40,7 +40,7 @@ static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_
     am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
 }
 /* The GEMM's view of it (the tile applies a register epilogue itself). */
-#define GEMM_EPI(at) {epi_block, &(at), (at).e && (at).e->regs ? &(at) : NULL}
+#define GEMM_EPI(at) {epi_block, &(at), (at).e && (at).e->tile ? &(at) : NULL}
 
 /* Set-up code (the work is in the GEMM and the packing): optimised for size. */
 #define COLD __attribute__((cold))

@@ -370,6 +370,7 @@ typedef struct am_epi {
                  * the one before and one external input (BatchNorm, clip, residual add) */
     bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
                  * b : x as le + where (am_epi_in_registers) */
+    bool tile;  /* ... or, in a GEMM tile, some of those scalars rows of other inputs */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -390,18 +391,21 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
  * sets am_epi.regs to it): every step reads the one before (the first: the product) and
  * one scalar per image and row, in either order (arithmetic, max, min), or is le(x, a)
- * with where(that, b, x) after it. am_epi_row_scalars reads the scalars of (img, r), one
+ * with where(that, b, x) after it; with `rows`, the operand of an arithmetic step may
+ * also be a row of another input (am_epi.tile). am_epi_row_scalars reads the scalars of (img, r), one
  * per step, into v; the kernel does each step's IEEE operation as the vector code does
  * (max/min: a when a >= b or a is NaN): the same bits. */
-bool am_epi_in_registers(const am_epi *e);
+bool am_epi_in_registers(const am_epi *e, bool rows);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
 /* The steps on AM_EPI_REGS_VECS vectors of float32 at x, in place (v: the row's scalars). */
 #define AM_EPI_REGS_VECS 8
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 void am_epi_regs_f32_avx2(const am_epi *e, const float *v, float *x);
 void am_epi_regs_f32_avx512(const am_epi *e, const float *v, float *x);
-/* ... on `rows` rows of 2 vectors (row i at x + 32 i, its scalars at v + i * n_steps). */
-void am_epi_regs_rows_f32_avx512(const am_epi *e, const float *v, float *x, int64_t rows);
+/* ... on `rows` rows of a GEMM tile of nr columns (am_tile_epi), 2 vectors each (row i at
+ * x + 32 i). */
+struct am_tile_epi;
+void am_epi_tile_f32_avx512(const struct am_tile_epi *te, float *x, int64_t rows, int64_t nr);
 #endif
 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
@@ -427,13 +431,21 @@ typedef struct am_epi_at {
 
 /* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
  * for rows and columns of C, each element exactly once, possibly from pool threads. With
- * regs (e->regs, float32), the AVX-512 tile applies the epilogue to its sums before it
+ * regs (e->tile, float32), the AVX-512 tile applies the epilogue to its sums before it
  * stores them instead (the same bits; fn then only gets the blocks other kernels made). */
 typedef struct am_gemm_epi {
     void (*fn)(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
     const void *ud;
     const am_epi_at *regs;
 } am_gemm_epi;
+
+/* A register epilogue (am_epi.tile) for one GEMM tile: its first row r and column c in
+ * the view's rows of at->img, its rows' scalars (n_steps each) from v. */
+typedef struct am_tile_epi {
+    const am_epi_at *at;
+    const float *v;
+    int64_t r, c;
+} am_tile_epi;
 
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
  * the pool costs about a microsecond even with the workers awake). */

@@ -1072,45 +1072,50 @@ static void test_depthwise_epilogue_isas(void) {
 
 /* Convolutions through the GEMM with a register epilogue (am_gemm_epi.regs: the AVX-512
  * tile applies it before its store; other sets, and the blocks it does not cover, through
- * am_epi_apply): BatchNorm then ReLU as le/where, and a chain of sub, scalar / x, max and
- * min. The bits of the convolution followed by the group on every instruction set, with
- * 1 or 3 threads, with the weight packed per session or not; rows of 1, 4 and 8 in the
- * last panel, odd column tails, two k blocks; NaN and inf in the input. */
+ * am_epi_apply): BatchNorm then ReLU as le/where; a chain of sub, scalar / x, max and min;
+ * and BatchNorm, a residual added (input first), max with another row, ReLU. The bits of
+ * the convolution followed by the group on every instruction set, with 1 or 3 threads,
+ * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel, odd
+ * column tails, two k blocks; NaN and inf in the input. */
 static void test_gemm_epilogue_isas(void) {
     static const struct {
         int64_t c, h, w, o, k, s;
     } cases[] = {{3, 9, 37, 13, 3, 1},  {64, 5, 7, 20, 3, 1}, {16, 7, 7, 5, 1, 1},
                  {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1}};
     enum { N = 2, CAP = N * 64 * 20 * 45 };
-    static float x[CAP], y0[CAP], y1[CAP], wt[64 * 64 * 9], par[4][64];
-    static const am_op_id bn[6] = {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_LE,
-                                   AM_OP_WHERE};
-    static const am_op_id ch[4] = {AM_OP_SUB, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM};
+    static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[4][64];
+    /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
+    static const am_op_id ops[3][6] = {
+        {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_LE, AM_OP_WHERE},
+        {AM_OP_SUB, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM},
+        {AM_OP_MUL, AM_OP_ADD, AM_OP_ADD, AM_OP_MAXIMUM, AM_OP_LE, AM_OP_WHERE}};
+    static const int8_t src[3][6][3] = {
+        {{0, 1}, {-1, 2}, {-2, 3}, {-3, 4}, {-4, 5}, {-5, 5, -4}},
+        {{0, 1}, {2, -1}, {-2, 5}, {-3, 6}},
+        {{0, 2}, {4, -1}, {6, -2}, {-3, 6}, {-4, 5}, {-5, 5, -4}}};
+    static const int steps[3] = {6, 4, 6};
     float lo = 0.0f, hi = 6.0f;
     uint32_t state = 11;
     for (int i = 0; i < CAP; i++) {
         state = state * 1664525u + 1013904223u;
         x[i] = (float)(state >> 8) / 1048576.0f - 8.0f;
+        res[i] = (float)(state >> 16) / 16384.0f - 2.0f;
     }
-    x[3] = NAN, x[700] = INFINITY, x[1400] = -INFINITY;
+    x[3] = NAN, x[700] = INFINITY, x[1400] = -INFINITY, res[5] = NAN;
     for (int i = 0; i < 64 * 64 * 9; i++) wt[i] = 0.037f * (float)((i * 7) % 11) - 0.15f;
     for (int c = 0; c < 64; c++)
         par[0][c] = 0.1f * (float)(c % 9), par[1][c] = 1.0f + 0.3f * (float)(c % 5),
         par[2][c] = 0.7f - 0.2f * (float)(c % 7), par[3][c] = 0.25f * (float)(c % 6) - 0.5f;
-    am_fused gs[2] = {{0}, {0}};
-    gs[0].n_steps = 6, gs[0].n_ext = gs[1].n_ext = 7, gs[1].n_steps = 4;
-    for (int j = 0; j < 6; j++) { /* ext: y, the 4 per-channel vectors, lo, hi */
-        am_fused_step *st = &gs[0].steps[j];
-        bool le = bn[j] == AM_OP_LE, where = bn[j] == AM_OP_WHERE;
-        st->fn = am_elementwise_loop(am_op_get(bn[j]), where ? AMBER_BOOL : AMBER_FLOAT32,
-                                     le ? AMBER_BOOL : AMBER_FLOAT32);
-        st->dtype = le ? AMBER_BOOL : AMBER_FLOAT32, st->n_in = where ? 3 : 2;
-        st->src[0] = j ? -j : 0, st->src[1] = le || where ? 5 : j + 1, st->src[2] = -4;
-        if (j < 4) { /* the chain sub, div (scalar first), maximum, minimum */
-            st = &gs[1].steps[j];
-            st->fn = am_elementwise_loop(am_op_get(ch[j]), AMBER_FLOAT32, AMBER_FLOAT32);
-            st->dtype = AMBER_FLOAT32, st->n_in = 2;
-            st->src[j == 1] = j ? -j : 0, st->src[j != 1] = j < 2 ? j + 1 : j + 3;
+    am_fused gs[3] = {{0}, {0}, {0}};
+    for (int gi = 0; gi < 3; gi++) { /* ext: y, 4 per-channel vectors, lo, hi (res) */
+        gs[gi].n_steps = steps[gi], gs[gi].n_ext = 7;
+        for (int j = 0; j < steps[gi]; j++) {
+            am_fused_step *st = &gs[gi].steps[j];
+            bool le = ops[gi][j] == AM_OP_LE, where = ops[gi][j] == AM_OP_WHERE;
+            st->fn = am_elementwise_loop(am_op_get(ops[gi][j]), where ? AMBER_BOOL : AMBER_FLOAT32,
+                                         le ? AMBER_BOOL : AMBER_FLOAT32);
+            st->dtype = le ? AMBER_BOOL : AMBER_FLOAT32, st->n_in = where ? 3 : 2;
+            for (int k = 0; k < 3; k++) st->src[k] = src[gi][j][k];
         }
     }
     am_error err;
@@ -1129,7 +1134,7 @@ static void test_gemm_epilogue_isas(void) {
         amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, cases[c].c, h, w}, x},
                               {AMBER_FLOAT32, 4, {o, cases[c].c, k, k}, wt}};
         size_t bytes = (size_t)(N * o * oh * ow) * sizeof(float);
-        for (int gi = 0; gi < 2; gi++)
+        for (int gi = 0; gi < 3; gi++)
             for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++)
                 for (int t = -1; t < 4; t++) { /* t & 1: 3 threads; t & 2: a kept weight */
                     am_gemm_set_isa(isa);
@@ -1138,13 +1143,15 @@ static void test_gemm_epilogue_isas(void) {
                     for (int i = 0; i < 4; i++)
                         ext[i + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, o, 1, 1}, par[i]};
                     ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
-                    ext[6] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
+                    ext[6] = gi == 2 ? (amber_tensor){AMBER_FLOAT32, 4, {N, o, oh, ow}, res}
+                                     : (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
                     am_keep keep;
                     am_keep_init(&keep, plain_alloc, plain_release, NULL);
                     am_ctx ctx = {&err, &sc, t > 0 && (t & 1) ? pool : NULL,
                                   t > 0 && (t & 2) ? 2u : 0u, &keep, NULL};
                     am_epi e;
-                    CHECK(am_epi_init(&e, &gs[gi], ext, &out, 1, 2) && e.regs);
+                    CHECK(am_epi_init(&e, &gs[gi], ext, &out, 1, 2) && e.tile &&
+                          e.regs == (gi < 2));
                     ctx.epi = t >= 0 ? &e : NULL;
                     memset(out.data, 0, bytes);
                     CHECK(conv->kernel(conv, &ctx, in, 2, &a, &out) == AMBER_OK);
