@@ -286,34 +286,6 @@ EPI_REGS(avx2, __attribute__((target("avx2"))), epi_v8f, epi_v8i)
 #undef EV_SPLAT
 #define EV_SPLAT _mm512_set1_ps
 EPI_REGS(avx512, __attribute__((target("avx512f"))), epi_v16f, epi_v16i)
-/* The same steps on the rows of a GEMM tile before its store (am_epi.tile): row i's two
- * vectors at x + 32 i, its scalars at v + i * n_steps; an operand that is a row of
- * another input read at the tile's columns (the first nr). */
-#define EPI_TILE_EACH(...)                                                                 \
-    do {                                                                                   \
-        const int k_ = first ? 0 : 1, row = o->kind[k_] == EPI_ROW;                        \
-        const char *q_ = e->base[o->src[k_]] + te->at->img * e->sb[o->src[k_]];            \
-        for (int64_t i = 0; i < rows; i++) {                                               \
-            const float *q = (const float *)(const void *)(q_ + (te->r + i) * e->sr[o->src[k_]]) + te->c; \
-            const ev_t s1 = EV_SPLAT(te->v[i * ns + s]), sc2 = EV_SPLAT(te->v[i * ns + s + le]); \
-            ev_t *cur = (ev_t *)(void *)(x + 32 * i);                                      \
-            (void)sc2;                                                                     \
-            for (int b = 0; b < 2; b++) {                                                  \
-                const ev_t sc = row ? (ev_t)_mm512_maskz_loadu_ps(m[b], q + 16 * b) : s1;  \
-                __VA_ARGS__;                                                               \
-            }                                                                              \
-        }                                                                                  \
-    } while (0)
-EPI_AVX512 void am_epi_tile_f32_avx512(const am_tile_epi *te, float *x, int64_t rows,
-                                       int64_t nr) {
-    typedef epi_v16f ev_t __attribute__((may_alias));
-    typedef epi_v16i ev_mask;
-    const am_epi *e = te->at->e;
-    const int ns = e->g->n_steps;
-    const __mmask16 m[2] = {(__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u),
-                            (__mmask16)(nr >= 32 ? 0xffffu : nr > 16 ? (1u << (nr - 16)) - 1u : 0)};
-    for (int s = 0; s < ns; s++) EPI_REGS_STEP(EPI_TILE_EACH);
-}
 
 #else
 #define EPI_HAVE_VEC 0
@@ -382,7 +354,7 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 
 /* ---------------------------------------------------------------- in registers */
 
-bool am_epi_in_registers(const am_epi *e, bool rows) {
+bool am_epi_in_registers(const am_epi *e, bool tile) {
     if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
@@ -396,9 +368,11 @@ bool am_epi_in_registers(const am_epi *e, bool rows) {
             continue;
         }
         int k = !epi_chain_at(e, j, o->kind[0], o->src[0]); /* the chain's operand */
-        bool row = rows && o->kind[1 - k] == EPI_ROW && o->src[1 - k] != e->g->self;
+        bool row = tile && o->op == EPI_ADD && o->kind[1 - k] == EPI_ROW &&
+                   o->src[1 - k] != e->g->self;
         if (o->op > EPI_MIN || (o->kind[1 - k] != EPI_SCALAR && !row) ||
-            !epi_chain_at(e, j, o->kind[k], o->src[k]))
+            !epi_chain_at(e, j, o->kind[k], o->src[k]) ||
+            (tile && k && o->op != EPI_ADD && o->op != EPI_MUL))
             return false;
     }
     return true;

@@ -1087,12 +1087,12 @@ static void test_gemm_epilogue_isas(void) {
     /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
     static const am_op_id ops[3][6] = {
         {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_LE, AM_OP_WHERE},
-        {AM_OP_SUB, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM},
-        {AM_OP_MUL, AM_OP_ADD, AM_OP_ADD, AM_OP_MAXIMUM, AM_OP_LE, AM_OP_WHERE}};
+        {AM_OP_SUB, AM_OP_MUL, AM_OP_MAXIMUM, AM_OP_MINIMUM},
+        {AM_OP_MUL, AM_OP_ADD, AM_OP_ADD, AM_OP_SUB, AM_OP_LE, AM_OP_WHERE}};
     static const int8_t src[3][6][3] = {
         {{0, 1}, {-1, 2}, {-2, 3}, {-3, 4}, {-4, 5}, {-5, 5, -4}},
         {{0, 1}, {2, -1}, {-2, 5}, {-3, 6}},
-        {{0, 2}, {4, -1}, {6, -2}, {-3, 6}, {-4, 5}, {-5, 5, -4}}};
+        {{0, 2}, {4, -1}, {6, -2}, {-3, 1}, {-4, 5}, {-5, 5, -4}}};
     static const int steps[3] = {6, 4, 6};
     float lo = 0.0f, hi = 6.0f;
     uint32_t state = 11;
