@@ -234,58 +234,6 @@ EPI_AVX512 static void epi_line_f32_avx512(const am_epi *e, char *const *p, int6
 EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
 EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
-/* am_epi_regs_f32_*: the steps of a register epilogue (am_epi.regs) on
- * AM_EPI_REGS_VECS vectors at x, in place: each step one IEEE operation per element,
- * its scalar operand splat once (sc; sc2 the next step's, for le + where). */
-#define EPI_REGS(ISA, ATTR, V, IV)                                                         \
-    ATTR void am_epi_regs_f32_##ISA(const am_epi *e, const float *v, float *x) {           \
-        typedef V ev_t;                                                                    \
-        typedef IV ev_mask;                                                                \
-        ev_t cur[AM_EPI_REGS_VECS];                                                        \
-        memcpy(cur, x, sizeof cur);                                                        \
-        for (int s = 0; s < e->g->n_steps; s++) EPI_REGS_STEP(EPI_REGS_EACH);              \
-        memcpy(x, cur, sizeof cur);                                                        \
-    }
-/* One step s (le and the where after it: one step here, s moves past both). */
-#define EPI_REGS_STEP(EACH)                                                                \
-    do {                                                                                   \
-        const struct am_epi_op *o = &e->ops[s];                                            \
-        const int le = o->op == EPI_LE, first = !epi_chain_at(e, s, o->kind[0], o->src[0]); \
-        if (le) /* x <= a ? b : x (where(le(x, a), b, x)) */                               \
-            EACH(ev_mask k = cur[b] <= sc;                                                 \
-                 cur[b] = (ev_t)((k & (ev_mask)sc2) | (~k & (ev_mask)cur[b])));            \
-        else if (first)                                                                    \
-            EPI_REGS_OP(EACH, o->op, sc, cur[b]);                                          \
-        else                                                                               \
-            EPI_REGS_OP(EACH, o->op, cur[b], sc);                                          \
-        s += le;                                                                           \
-    } while (0)
-#define EPI_REGS_OP(EACH, OP, X, Y)                                                        \
-    do {                                                                                   \
-        switch (OP) {                                                                      \
-        case EPI_ADD: EACH(cur[b] = (X) + (Y)); break;                                     \
-        case EPI_SUB: EACH(cur[b] = (X) - (Y)); break;                                     \
-        case EPI_MUL: EACH(cur[b] = (X) * (Y)); break;                                     \
-        case EPI_DIV: EACH(cur[b] = (X) / (Y)); break;                                     \
-        case EPI_MAX: EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));                        \
-                           cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y))));     \
-            break;                                                                         \
-        default: EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                             \
-                      cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y))));          \
-            break;                                                                         \
-        }                                                                                  \
-    } while (0)
-#define EPI_REGS_EACH(...)                                                                 \
-    do {                                                                                   \
-        const ev_t sc = EV_SPLAT(v[s]), sc2 = EV_SPLAT(v[s + le]);                         \
-        (void)sc2;                                                                         \
-        _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; } \
-    } while (0)
-#define EV_SPLAT _mm256_set1_ps
-EPI_REGS(avx2, __attribute__((target("avx2"))), epi_v8f, epi_v8i)
-#undef EV_SPLAT
-#define EV_SPLAT _mm512_set1_ps
-EPI_REGS(avx512, __attribute__((target("avx512f"))), epi_v16f, epi_v16i)
 
 #else
 #define EPI_HAVE_VEC 0
@@ -372,7 +320,7 @@ bool am_epi_in_registers(const am_epi *e, bool tile) {
                    o->src[1 - k] != e->g->self;
         if (o->op > EPI_MIN || (o->kind[1 - k] != EPI_SCALAR && !row) ||
             !epi_chain_at(e, j, o->kind[k], o->src[k]) ||
-            (tile && k && o->op != EPI_ADD && o->op != EPI_MUL))
+            (k && o->op != EPI_ADD && o->op != EPI_MUL))
             return false;
     }
     return true;

@@ -370,7 +370,7 @@ typedef struct am_epi {
                  * the one before and one external input (BatchNorm, clip, residual add) */
     bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
                  * b : x as le + where (am_epi_in_registers) */
-    bool tile;  /* ... as the GEMM's tile takes it (am_epi_in_registers) */
+    bool tile;  /* ... or some of those scalars rows of other inputs (the GEMM's tile) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -389,21 +389,17 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                   int64_t nc);
 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
- * sets am_epi.regs to it): every step reads the one before (the first: the product) and
- * one scalar per image and row, in either order (arithmetic, max, min), or is le(x, a)
- * with where(that, b, x) after it. With `tile` (am_epi.tile: the GEMM's AVX-512 tile),
- * sub, div, max and min read the chain first, and an add may read a row of another input
- * instead of a scalar. am_epi_row_scalars reads the scalars of (img, r), one
- * per step, into v; the kernel does each step's IEEE operation as the vector code does
- * (max/min: a when a >= b or a is NaN): the same bits. */
+ * sets am_epi.regs and am_epi.tile with it): every step reads the one before (the first:
+ * the product) and one scalar per image and row (add and mul in either order; sub, div,
+ * max and min the chain first), or is le(x, a) with where(that, b, x) after it; with
+ * `tile` (the GEMM's AVX-512 tile), an add may read a row of another input instead of a
+ * scalar. am_epi_row_scalars reads the scalars of (img, r), one per step, into v; the
+ * kernel does each step's IEEE operation as the vector code does (max/min: a when a >= b
+ * or a is NaN; as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
 bool am_epi_in_registers(const am_epi *e, bool tile);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
-/* The steps on AM_EPI_REGS_VECS vectors of float32 at x, in place (v: the row's scalars). */
+/* Vectors of a depthwise kernel's register epilogue */
 #define AM_EPI_REGS_VECS 8
-#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-void am_epi_regs_f32_avx2(const am_epi *e, const float *v, float *x);
-void am_epi_regs_f32_avx512(const am_epi *e, const float *v, float *x);
-#endif
 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
  * false for ops that take no epilogue. */

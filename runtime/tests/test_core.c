@@ -1019,6 +1019,7 @@ static void test_depthwise_epilogue_isas(void) {
     for (int c = 0; c < C; c++)
         par[0][c] = 0.1f * (float)c, par[1][c] = 1.0f + 0.3f * (float)c,
         par[2][c] = 0.7f - 0.2f * (float)c, par[3][c] = 0.25f * (float)c - 0.5f;
+    par[2][3] = NAN; /* (that plane's epilogue: over its rows, not in registers) */
     am_fused g = {0};
     g.n_steps = 6, g.n_ext = 7, g.self = 0, g.producer = 1;
     for (int j = 0; j < 6; j++) {
@@ -1072,8 +1073,8 @@ static void test_depthwise_epilogue_isas(void) {
 
 /* Convolutions through the GEMM with a register epilogue (am_gemm_epi.regs: the AVX-512
  * tile applies it before its store; other sets, and the blocks it does not cover, through
- * am_epi_apply): BatchNorm then ReLU as le/where; a chain of sub, scalar / x, max and min;
- * and BatchNorm, a residual added (input first), max with another row, ReLU. The bits of
+ * am_epi_apply): BatchNorm then ReLU as le/where; a chain of sub, scalar * x, max and min;
+ * and BatchNorm, a residual added (input first), ReLU; NaN scalars too. The bits of
  * the convolution followed by the group on every instruction set, with 1 or 3 threads,
  * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel, odd
  * column tails, two k blocks; NaN and inf in the input. */
@@ -1083,7 +1084,7 @@ static void test_gemm_epilogue_isas(void) {
     } cases[] = {{3, 9, 37, 13, 3, 1},  {64, 5, 7, 20, 3, 1}, {16, 7, 7, 5, 1, 1},
                  {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1}};
     enum { N = 2, CAP = N * 64 * 20 * 45 };
-    static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[4][64];
+    static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[5][64];
     /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
     static const am_op_id ops[3][6] = {
         {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_LE, AM_OP_WHERE},
@@ -1105,7 +1106,8 @@ static void test_gemm_epilogue_isas(void) {
     for (int i = 0; i < 64 * 64 * 9; i++) wt[i] = 0.037f * (float)((i * 7) % 11) - 0.15f;
     for (int c = 0; c < 64; c++)
         par[0][c] = 0.1f * (float)(c % 9), par[1][c] = 1.0f + 0.3f * (float)(c % 5),
-        par[2][c] = 0.7f - 0.2f * (float)(c % 7), par[3][c] = 0.25f * (float)(c % 6) - 0.5f;
+        par[2][c] = 0.7f - 0.2f * (float)(c % 7), par[3][c] = 0.25f * (float)(c % 6) - 0.5f,
+        par[4][c] = c == 2 ? NAN : par[0][c]; /* a NaN scalar: the epilogue's pass */
     am_fused gs[3] = {{0}, {0}, {0}};
     for (int gi = 0; gi < 3; gi++) { /* ext: y, 4 per-channel vectors, lo, hi (res) */
         gs[gi].n_steps = steps[gi], gs[gi].n_ext = 7;
@@ -1142,6 +1144,7 @@ static void test_gemm_epilogue_isas(void) {
                     amber_tensor ext[7] = {out};
                     for (int i = 0; i < 4; i++)
                         ext[i + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, o, 1, 1}, par[i]};
+                    if (gi == 1 && c % 2) ext[1].data = par[4];
                     ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
                     ext[6] = gi == 2 ? (amber_tensor){AMBER_FLOAT32, 4, {N, o, oh, ow}, res}
                                      : (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
