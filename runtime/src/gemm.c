@@ -133,7 +133,8 @@ typedef double v4d __attribute__((vector_size(32)));
                 _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                       \
                     int64_t w = i < mr ? nr - h * W : 0;                                    \
                     T *ci = c + i * ldc + h * W;                                            \
-                    if (w > 0) t[i][h] = ADD(MASKLOAD(SET1(0), UKR_MASK(MASKT, W, w), ci), t[i][h]); \
+                    if (w > 0)                                                              \
+                        t[i][h] = ADD(MASKLOAD(SET1(0), UKR_MASK(MASKT, W, w), ci), t[i][h]); \
                 }                                                                           \
         EPI(te, t, mr, nr);                                                                 \
         _Pragma("GCC unroll 12") for (int i = 0; i < (SHORT ? MRP : mr); i++)               \
@@ -176,10 +177,11 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
                    _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
-/* The register epilogue (am_tile_epi, am_epi.tile) on the tile's sums, each step over all 12 rows in registers, the same IEEE operations as the
- * vector code in k_epilogue.c: max and min (chain first) as vmaxps / vminps with the
- * operands swapped, which keeps a NaN sum (the caller keeps NaN scalars away). Rows past
- * mr (never stored) read nothing (zero masks); their scalars (ev) are padding. */
+/* The register epilogue (am_tile_epi, am_epi.tile) on the tile's sums, each step over
+ * all 12 rows in registers, the same IEEE operations as the vector code in k_epilogue.c:
+ * max and min (chain first) as vmaxps / vminps with the operands swapped, which keeps a
+ * NaN sum (the caller keeps NaN scalars away). Rows past mr (never stored) read nothing
+ * (zero masks); their scalars (ev) are padding. */
 #define TILE_EACH(...)                                                                      \
     do {                                                                                    \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {                            \
@@ -200,10 +202,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile_epi_f3
 #define TILE_V(i) _mm512_set1_ps(v[(i) * ns])
         if (o->kind[k] == EPI_ROW) { /* a row of another input, added */
             const int64_t sr = e->sr[o->src[k]];
-            const float *q = (const float *)(const void *)(e->base[o->src[k]] + te->at->img *
-                                                          e->sb[o->src[k]] + te->r * sr) + te->c;
-            TILE_EACH(t[i][h] = _mm512_add_ps(t[i][h], _mm512_maskz_loadu_ps(
-                                  TILE_M(i, h), (const float *)(const void *)((const char *)q + i * sr) + 16 * h)));
+            const char *q = e->base[o->src[k]] + te->at->img * e->sb[o->src[k]] + te->r * sr +
+                            te->c * (int64_t)sizeof(float);
+#define TILE_ROW(i, h) (const float *)(const void *)(q + (i) * sr) + 16 * (h)
+            TILE_EACH(t[i][h] = _mm512_add_ps(t[i][h],
+                                              _mm512_maskz_loadu_ps(TILE_M(i, h), TILE_ROW(i, h))));
+#undef TILE_ROW
             continue;
         }
         switch (o->op) {
