@@ -188,8 +188,9 @@ AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) { __VA_ARGS__; }            \
         }                                                                                   \
     } while (0)
-__attribute__((target("avx512f"), always_inline)) static inline void tile_epi_f32(
-    const am_tile_epi *te, __m512 t[MRP][2], int64_t mr, int64_t nr) {
+#define TILE_INLINE __attribute__((target("avx512f"), always_inline)) inline
+static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], int64_t mr,
+                                     int64_t nr) {
     const am_epi *e = te->at->e;
     const int ns = e->g->n_steps;
     const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
