@@ -552,10 +552,10 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc);                     \
+                               c + ir * j->ldc, j->ldc, nr, acc);                             \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
-                               j->ldc, mr, nr, acc, tp);                                  \
+                               j->ldc, mr, nr, acc, tp);                                      \
                 else                                                                          \
                     j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
                               mr, nr, acc);                                                   \

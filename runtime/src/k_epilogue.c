@@ -21,7 +21,6 @@ static bool epi_chain_at(const am_epi *e, int j, int kind, int src) {
     return kind == (j ? EPI_TMP : EPI_ROW) && src == (j ? j - 1 : e->g->self);
 }
 
-
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
 typedef float epi_v16f __attribute__((vector_size(64)));
@@ -328,7 +327,8 @@ bool am_epi_in_registers(const am_epi *e, bool tile) {
 
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
     for (int j = 0; j < e->g->n_steps; j++) {
-        int src = e->ops[j].src[e->ops[j].kind[0] != EPI_SCALAR];
+        const struct am_epi_op *o = &e->ops[j]; /* the operand that is not the chain */
+        int src = o->src[epi_chain_at(e, j, o->kind[0], o->src[0])];
         v[j] = *(const float *)(const void *)(e->base[src] + img * e->sb[src] + r * e->sr[src]);
     }
 }
