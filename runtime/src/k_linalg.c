@@ -304,8 +304,8 @@ IM2COL(f64, double)
             else                                                                           \
                 im2col_##SUF(g, (T *)xg, cols, false);                                     \
             const T *wk = j->wk ? j->wk[gi] : NULL;                                        \
-            am_epi_at at = {j->epi, ni, gi * g->og};                                          \
-            const am_gemm_epi ge = GEMM_EPI(at), *epi = j->epi ? &ge : NULL;           \
+            am_epi_at at = {j->epi, ni, gi * g->og};                                       \
+            const am_gemm_epi ge = GEMM_EPI(at), *epi = j->epi ? &ge : NULL;               \
             if (!scratch && wk)                                                            \
                 return am_gemm_kept_a_run_epi_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, \
                                                     L, epi);                               \
@@ -698,8 +698,8 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
         T *xp = NULL;                                                                      \
         amber_status st = wt ? AMBER_OK : padded_##SUF(ctx, g, c.nb, &gp, &src, &xp);      \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
-        am_epi_at at = {ctx->epi, 0, 0};                                                      \
-        const am_gemm_epi ge = GEMM_EPI(at), *epi = ctx->epi ? &ge : NULL;             \
+        am_epi_at at = {ctx->epi, 0, 0};                                                   \
+        const am_gemm_epi ge = GEMM_EPI(at), *epi = ctx->epi ? &ge : NULL;                 \
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
