@@ -96,14 +96,17 @@ typedef double v4d __attribute__((vector_size(32)));
             t[i][1] = FMADD(av, x1, t[i][1]);                                               \
         }                                                                                   \
     }
+#define UKR_MASK(MASKT, W, w) (MASKT)((w) >= (W) ? ~(MASKT)0 : (MASKT)(((MASKT)1 << (w)) - 1))
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
-                    SHORT)                                                                  \
+                    SHORT, EPI)                                                             \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, int64_t ldb,     \
-        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc) {                     \
+        T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc,                       \
+        const am_tile_epi *te) {                                                            \
         enum { W = sizeof(VEC) / sizeof(T) };                                               \
         VEC t[MRP][2];                                                                      \
         const T *b1 = nr > W ? b + bs : b;                                                  \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0); \
         for (int64_t i = 0; i < mr; i++) { /* C's lines arrive during the products */       \
             _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                         \
             _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
@@ -123,15 +126,22 @@ typedef double v4d __attribute__((vector_size(32)));
         } else {                                                                            \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
         }                                                                                   \
-        for (int64_t i = 0; i < mr; i++) {                                                  \
-            T *ci = c + i * ldc;                                                            \
-            for (int h = 0; h < 2 && h * W < nr; h++) {                                     \
-                int64_t w = nr - h * W;                                                     \
-                MASKT m = (MASKT)(w >= W ? ~(MASKT)0 : (MASKT)(((MASKT)1 << w) - 1));       \
-                VEC x = acc ? ADD(MASKLOAD(SET1(0), m, ci + h * W), t[i][h]) : t[i][h];     \
-                MASKSTORE(ci + h * W, m, x);                                                \
+        /* C added first when accumulating, then a register epilogue, then the stores (with \
+         * SHORT constant indices: t stays in registers) */                                 \
+        if (acc)                                                                            \
+            _Pragma("GCC unroll 12") for (int i = 0; i < (SHORT ? MRP : mr); i++)           \
+                _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                       \
+                    int64_t w = i < mr ? nr - h * W : 0;                                    \
+                    T *ci = c + i * ldc + h * W;                                            \
+                    if (w > 0)                                                              \
+                        t[i][h] = ADD(MASKLOAD(SET1(0), UKR_MASK(MASKT, W, w), ci), t[i][h]); \
+                }                                                                           \
+        EPI(te, t, mr, nr);                                                                 \
+        _Pragma("GCC unroll 12") for (int i = 0; i < (SHORT ? MRP : mr); i++)               \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                           \
+                int64_t w = i < mr ? nr - h * W : 0;                                        \
+                if (w > 0) MASKSTORE(c + i * ldc + h * W, UKR_MASK(MASKT, W, w), t[i][h]);  \
             }                                                                               \
-        }                                                                                   \
     }
 /* gemv against packed B (see gemv_packed in gemm_kernel.inc): one sliver is one vector
  * here, and eight slivers go at once (eight independent sums). Each column gets the same
@@ -167,12 +177,67 @@ AVX512_GEMV_PACKED(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_f
                    _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16)
 AVX512_GEMV_PACKED(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
                    _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, __mmask8)
+/* The register epilogue (am_tile_epi, am_epi.tile) on the tile's sums, each step over
+ * all 12 rows in registers, the same IEEE operations as the vector code in k_epilogue.c:
+ * max and min (chain first) as vmaxps / vminps with the operands swapped, which keeps a
+ * NaN sum (the caller keeps NaN scalars away). Rows past mr (never stored) read nothing
+ * (zero masks); their scalars (ev) are padding. */
+#define TILE_EACH(...)                                                                      \
+    do {                                                                                    \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {                            \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) { __VA_ARGS__; }            \
+        }                                                                                   \
+    } while (0)
+#define TILE_INLINE __attribute__((target("avx512f"), always_inline)) inline
+static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], int64_t mr,
+                                     int64_t nr) {
+    const am_epi *e = te->at->e;
+    const int ns = e->g->n_steps;
+    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
+    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffffu : nr > 16 ? (1u << (nr - 16)) - 1u : 0);
+#define TILE_M(i, h) (__mmask16)((i) < mr ? (h) ? m1 : m0 : 0)
+    for (int s = 0; s < ns; s++) {
+        const struct am_epi_op *o = &e->ops[s];
+        const int k = o->kind[0] == EPI_TMP || (o->kind[0] == EPI_ROW && o->src[0] == e->g->self);
+        const float *v = te->v + s;
+#define TILE_V(i) _mm512_set1_ps(v[(i) * ns])
+        if (o->kind[k] == EPI_ROW) { /* a row of another input, added */
+            const int64_t sr = e->sr[o->src[k]];
+            const char *q = e->base[o->src[k]] + te->at->img * e->sb[o->src[k]] + te->r * sr +
+                            te->c * (int64_t)sizeof(float);
+#define TILE_ROW(i, h) (const float *)(const void *)(q + (i) * sr) + 16 * (h)
+            TILE_EACH(t[i][h] = _mm512_add_ps(t[i][h],
+                                              _mm512_maskz_loadu_ps(TILE_M(i, h), TILE_ROW(i, h))));
+#undef TILE_ROW
+            continue;
+        }
+        switch (o->op) {
+        case EPI_ADD: TILE_EACH(t[i][h] = _mm512_add_ps(t[i][h], TILE_V(i))); break;
+        case EPI_SUB: TILE_EACH(t[i][h] = _mm512_sub_ps(t[i][h], TILE_V(i))); break;
+        case EPI_MUL: TILE_EACH(t[i][h] = _mm512_mul_ps(t[i][h], TILE_V(i))); break;
+        case EPI_DIV: TILE_EACH(t[i][h] = _mm512_div_ps(t[i][h], TILE_V(i))); break;
+        case EPI_MAX: TILE_EACH(t[i][h] = _mm512_max_ps(TILE_V(i), t[i][h])); break;
+        case EPI_MIN: TILE_EACH(t[i][h] = _mm512_min_ps(TILE_V(i), t[i][h])); break;
+        default: /* le, and the where after it: x <= a ? b : x */
+            TILE_EACH(t[i][h] = _mm512_mask_mov_ps(
+                          t[i][h], _mm512_cmp_ps_mask(t[i][h], TILE_V(i), _CMP_LE_OQ),
+                          _mm512_set1_ps(v[i * ns + 1])));
+            s++;
+        }
+#undef TILE_V
+    }
+#undef TILE_M
+}
+#define UKR_EPI_F32(te, t, mr, nr) \
+    if (te) tile_epi_f32(te, t, mr, nr)
+#define UKR_EPI_NONE(te, t, mr, nr) (void)(te)
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
-            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1)
+            _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1,
+            UKR_EPI_F32)
 /* float64 (rarely hot) computes the zero rows of a short panel too: less code */
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-            __mmask8, 0)
+            __mmask8, 0, UKR_EPI_NONE)
 /* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading 12
  * whole rows of a row-major A in place (rows lda apart) instead of a packed panel: the
  * same operations in the same order, so the same bits, without packing A. Rows are
@@ -245,6 +310,8 @@ int am_gemm_set_isa(int isa) {
 #define KEEP_KIND_PACKED_A 0x4100u
 /* Columns of C per epilogue call: the block (MC rows of them) is still in L2. */
 #define EPI_COLS 256
+/* Scalars of a register epilogue per task (rows x steps; more: the epilogue's pass). */
+#define EPI_REGS_MAX 2048
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
@@ -287,7 +354,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
         void (*ukr)(int64_t, const T *, const T *, T *, int64_t, int64_t, int64_t, bool);     \
         void (*ukr2)(int64_t, const T *, const T *, int64_t, int64_t, T *, int64_t, int64_t,  \
-                     int64_t, bool);                                                          \
+                     int64_t, bool, const am_tile_epi *);                                     \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
@@ -450,6 +517,20 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
+        /* ... or the AVX-512 tile (not ukrd) applies a register epilogue: rows' scalars ev */\
+        float ev[EPI_REGS_MAX];                                                               \
+        am_tile_epi te = {NULL, ev, 0, 0}, *tp = NULL;                                        \
+        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 && !whole &&         \
+            (mc + MR) * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                           \
+            const am_epi_at *at = te.at = epi->regs;                                          \
+            int64_t ns = at->e->g->n_steps, i = 0;                                            \
+            for (; i < mc; i++)                                                               \
+                am_epi_row_scalars(at->e, at->img, at->row + ic + i, ev + i * ns);            \
+            for (; i % MR; i++) memcpy(ev + i * ns, ev, sizeof(float) * (size_t)ns);          \
+            bool nan = false; /* (max and min as vmaxps / vminps need the scalars) */        \
+            for (int64_t q = 0; q < mc * ns; q++) nan |= ev[q] != ev[q];                      \
+            if (!nan) epi = NULL, tp = &te;                                                   \
+        }                                                                                     \
         int64_t done = j0, dend = j->bdirect ? j->nc / NR * NR : 0;                           \
         for (int64_t jr = j0; jr < j1;) {                                                     \
             if (epi && jr - done >= EPI_COLS) {                                               \
@@ -466,12 +547,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             }                                                                                 \
             for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
                 int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
+                if (tp) /* the tile's rows and columns in the epilogue's view */              \
+                    te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir,       \
+                    te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
                                c + ir * j->ldc, j->ldc, nr, acc);                             \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
-                               j->ldc, mr, nr, acc);                                          \
+                               j->ldc, mr, nr, acc, tp);                                      \
                 else                                                                          \
                     j->K->ukr(j->kc, ap + (ir - whole) * j->kc, b, c + ir * j->ldc, j->ldc,   \
                               mr, nr, acc);                                                   \

@@ -63,9 +63,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
                 memcpy(d + c, &part, sizeof part);                                         \
             }                                                                              \
         }                                                                                  \
-        const bool regs = sizeof(T) == sizeof(float) && j->regs;                           \
+        bool regs = sizeof(T) == sizeof(float) && j->regs; /* and no NaN scalar: dw_epi_* */ \
         float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
         if (regs) am_epi_row_scalars(j->epi, ni, o, epv);                                  \
+        for (int s = 0; regs && s < j->epi->g->n_steps; s++) regs = epv[s] == epv[s];      \
         /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
          * or 2 (the usual depthwise convolutions) */                                     \
         const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
@@ -129,12 +130,9 @@ typedef double v4d_ __attribute__((vector_size(32)));
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
-            if (regs) { /* (through a copy: acc stays in registers) */                     \
+            if (regs) {                                                                    \
                 _Static_assert(!FAST || NB == AM_EPI_REGS_VECS, "as am_epi_regs_* take"); \
-                V sums[NB];                                                                \
-                memcpy(sums, acc, sizeof sums);                                            \
-                EPI(j->epi, epv, sums);                                                    \
-                memcpy(acc, sums, sizeof sums);                                            \
+                EPI(j->epi, epv, acc);                                                     \
             }                                                                              \
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
@@ -154,8 +152,8 @@ typedef double v4d_ __attribute__((vector_size(32)));
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
 #define DW_EPI_NONE(e, ev, acc) ((void)0)
-#define DW_EPI_AVX2(e, ev, acc) am_epi_regs_f32_avx2((e), (ev), (float *)(void *)(acc))
-#define DW_EPI_512(e, ev, acc) am_epi_regs_f32_avx512((e), (ev), (float *)(void *)(acc))
+#define DW_EPI_AVX2(e, ev, acc) dw_epi_avx2((e), (ev), (acc))
+#define DW_EPI_512(e, ev, acc) dw_epi_avx512((e), (ev), (acc))
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
@@ -221,6 +219,42 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
 #define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
 #define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
+/* The steps of a register epilogue (am_epi.regs) on the 8 vectors of sums in registers,
+ * one IEEE operation each as in the vector code (k_epilogue.c): max and min (the sum
+ * first) as vmaxps / vminps with the scalar first, which return the sum when it is NaN
+ * (the plane's scalars are not: else the epilogue runs over finished rows). */
+#define DW_EPI_FAST(ISA, ATTR, V, IV, SPLAT, MAX, MIN)                                     \
+    ATTR __attribute__((always_inline)) static inline void dw_epi_##ISA(const am_epi *e,   \
+                                                                        const float *v,    \
+                                                                        V *acc) {          \
+        for (int s = 0; s < e->g->n_steps; s++) {                                          \
+            const V y = SPLAT(v[s]);                                                       \
+            switch (e->ops[s].op) {                                                        \
+            case EPI_ADD: DW_EACH(acc[b] = acc[b] + y); break;                             \
+            case EPI_SUB: DW_EACH(acc[b] = acc[b] - y); break;                             \
+            case EPI_MUL: DW_EACH(acc[b] = acc[b] * y); break;                             \
+            case EPI_DIV: DW_EACH(acc[b] = acc[b] / y); break;                             \
+            case EPI_MAX: DW_EACH(acc[b] = (V)MAX(y, acc[b])); break;                      \
+            case EPI_MIN: DW_EACH(acc[b] = (V)MIN(y, acc[b])); break;                      \
+            default: { /* le, and the where after it: x <= a ? b : x */                   \
+                const V y2 = SPLAT(v[++s]);                                                \
+                DW_EACH(IV k = acc[b] <= y; acc[b] = (V)((k & (IV)y2) | (~k & (IV)acc[b]))); \
+            }                                                                              \
+            }                                                                              \
+        }                                                                                  \
+    }
+#define DW_EACH(...) \
+    _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; }
+typedef int32_t v8i_ __attribute__((vector_size(32)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+#define MAX_AVX2(a, b) _mm256_max_ps((__m256)(a), (__m256)(b))
+#define MIN_AVX2(a, b) _mm256_min_ps((__m256)(a), (__m256)(b))
+#define MAX_512(a, b) _mm512_max_ps((__m512)(a), (__m512)(b))
+#define MIN_512(a, b) _mm512_min_ps((__m512)(a), (__m512)(b))
+DW_EPI_FAST(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, SPLAT_AVX2_PS, MAX_AVX2,
+            MIN_AVX2)
+DW_EPI_FAST(avx512, __attribute__((target("avx512f"))), v16f, v16i, SPLAT_512_PS, MAX_512,
+            MIN_512)
 DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2,
          VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
          STOREN_AVX2_PS)

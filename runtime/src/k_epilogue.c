@@ -16,6 +16,11 @@
 
 /* ---------------------------------------------------------------- vector code */
 
+/* The chain's value before step j: the product, or step j - 1. */
+static bool epi_chain_at(const am_epi *e, int j, int kind, int src) {
+    return kind == (j ? EPI_TMP : EPI_ROW) && src == (j ? j - 1 : e->g->self);
+}
+
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
 typedef float epi_v16f __attribute__((vector_size(64)));
@@ -228,43 +233,6 @@ EPI_AVX512 static void epi_line_f32_avx512(const am_epi *e, char *const *p, int6
 EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
 EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
-/* am_epi_regs_f32_*: the steps of a register epilogue (am_epi.regs) on
- * AM_EPI_REGS_VECS vectors at x, in place: each step one IEEE operation per element,
- * its scalar operand splat once. */
-#define EPI_REGS(ISA, ATTR, V, IV, SPLAT)                                                  \
-    ATTR void am_epi_regs_f32_##ISA(const am_epi *e, const float *v, float *x) {           \
-        typedef V ev_t;                                                                    \
-        typedef IV ev_mask;                                                                \
-        ev_t cur[AM_EPI_REGS_VECS];                                                        \
-        memcpy(cur, x, sizeof cur);                                                        \
-        for (int s = 0; s < e->g->n_steps; s++) {                                          \
-            ev_t sc = SPLAT(v[s]);                                                         \
-            if (e->ops[s].kind[0] == EPI_SCALAR)                                           \
-                EPI_REGS_OP(e->ops[s].op, sc, cur[b]);                                     \
-            else                                                                           \
-                EPI_REGS_OP(e->ops[s].op, cur[b], sc);                                     \
-        }                                                                                  \
-        memcpy(x, cur, sizeof cur);                                                        \
-    }
-#define EPI_REGS_OP(OP, X, Y)                                                              \
-    do {                                                                                   \
-        switch (OP) {                                                                      \
-        case EPI_ADD: EPI_REGS_EACH(cur[b] = (X) + (Y)); break;                            \
-        case EPI_SUB: EPI_REGS_EACH(cur[b] = (X) - (Y)); break;                            \
-        case EPI_MUL: EPI_REGS_EACH(cur[b] = (X) * (Y)); break;                            \
-        case EPI_DIV: EPI_REGS_EACH(cur[b] = (X) / (Y)); break;                            \
-        case EPI_MAX: EPI_REGS_EACH(ev_mask k = ((X) >= (Y)) | ((X) != (X));               \
-                                    cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); \
-            break;                                                                         \
-        default: EPI_REGS_EACH(ev_mask k = ((X) <= (Y)) | ((X) != (X));                    \
-                               cur[b] = (ev_t)((k & (ev_mask)(X)) | (~k & (ev_mask)(Y)))); \
-            break;                                                                         \
-        }                                                                                  \
-    } while (0)
-#define EPI_REGS_EACH(...) \
-    _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; }
-EPI_REGS(avx2, __attribute__((target("avx2"))), epi_v8f, epi_v8i, _mm256_set1_ps)
-EPI_REGS(avx512, __attribute__((target("avx512f"))), epi_v16f, epi_v16i, _mm512_set1_ps)
 
 #else
 #define EPI_HAVE_VEC 0
@@ -333,13 +301,25 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 
 /* ---------------------------------------------------------------- in registers */
 
-bool am_epi_in_registers(const am_epi *e) {
-    if (!e->line || e->ocol != (int64_t)sizeof(float)) return false;
+bool am_epi_in_registers(const am_epi *e, bool tile) {
+    if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
     for (int j = 0; j < e->g->n_steps; j++) {
-        const struct am_epi_op *o = &e->ops[j];
-        int k = o->kind[0] == EPI_SCALAR; /* the chain's operand */
-        if (o->kind[1 - k] != EPI_SCALAR ||
-            o->kind[k] != (j ? EPI_TMP : EPI_ROW) || (!j && o->src[k] != e->g->self))
+        const struct am_epi_op *o = &e->ops[j], *w = o + 1;
+        if (o->op == EPI_LE) { /* with the where after it: x <= a ? b : x */
+            if (j + 1 == e->g->n_steps || !epi_chain_at(e, j, o->kind[0], o->src[0]) ||
+                o->kind[1] != EPI_SCALAR || w->op != EPI_WHERE || w->kind[0] != EPI_TMP ||
+                w->src[0] != j || w->kind[1] != EPI_SCALAR ||
+                !epi_chain_at(e, j, w->kind[2], w->src[2]))
+                return false;
+            j++;
+            continue;
+        }
+        int k = !epi_chain_at(e, j, o->kind[0], o->src[0]); /* the chain's operand */
+        bool row = tile && o->op == EPI_ADD && o->kind[1 - k] == EPI_ROW &&
+                   o->src[1 - k] != e->g->self;
+        if (o->op > EPI_MIN || (o->kind[1 - k] != EPI_SCALAR && !row) ||
+            !epi_chain_at(e, j, o->kind[k], o->src[k]) ||
+            (k && o->op != EPI_ADD && o->op != EPI_MUL))
             return false;
     }
     return true;
@@ -347,7 +327,8 @@ bool am_epi_in_registers(const am_epi *e) {
 
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
     for (int j = 0; j < e->g->n_steps; j++) {
-        int src = e->ops[j].src[e->ops[j].kind[0] != EPI_SCALAR];
+        const struct am_epi_op *o = &e->ops[j]; /* the operand that is not the chain */
+        int src = o->src[epi_chain_at(e, j, o->kind[0], o->src[0])];
         v[j] = *(const float *)(const void *)(e->base[src] + img * e->sb[src] + r * e->sr[src]);
     }
 }

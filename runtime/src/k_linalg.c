@@ -35,15 +35,12 @@ bool am_epi_dims(const am_op *op, int rank, int *d1, int *d2) {
 }
 
 /* A product's finished block of C (rows of one image, offset by `row`) to its epilogue. */
-typedef struct epi_at {
-    const am_epi *e;
-    int64_t img, row;
-} epi_at;
-
 static void epi_block(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
-    const epi_at *a = (const epi_at *)ud;
+    const am_epi_at *a = (const am_epi_at *)ud;
     am_epi_apply(a->e, a->img, a->row + r0, nr, c0, nc);
 }
+/* The GEMM's view of it (the tile applies a register epilogue itself). */
+#define GEMM_EPI(at) {epi_block, &(at), (at).e && (at).e->tile ? &(at) : NULL}
 
 /* Set-up code (the work is in the GEMM and the packing): optimised for size. */
 #define COLD __attribute__((cold))
@@ -142,8 +139,8 @@ amber_status k_matmul(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         return am_matmul_batch_run(ctx, &b);
     }
     int64_t ox = 0, oy = 0;
-    epi_at at = {ctx->epi, 0, 0};
-    const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;
+    am_epi_at at = {ctx->epi, 0, 0};
+    const am_gemm_epi ge = GEMM_EPI(at), *epi = ctx->epi ? &ge : NULL;
     for (int64_t bi = 0; bi < batches; bi++) {
         at.row = bi * m;
         const char *xa = (const char *)x->data + (size_t)(ox * m * k) * z;
@@ -307,8 +304,8 @@ IM2COL(f64, double)
             else                                                                           \
                 im2col_##SUF(g, (T *)xg, cols, false);                                     \
             const T *wk = j->wk ? j->wk[gi] : NULL;                                        \
-            epi_at at = {j->epi, ni, gi * g->og};                                          \
-            const am_gemm_epi ge = {epi_block, &at}, *epi = j->epi ? &ge : NULL;           \
+            am_epi_at at = {j->epi, ni, gi * g->og};                                       \
+            const am_gemm_epi ge = GEMM_EPI(at), *epi = j->epi ? &ge : NULL;               \
             if (!scratch && wk)                                                            \
                 return am_gemm_kept_a_run_epi_##SUF(j->ctx, g->og, L, K, w, wk, cols, L, 1, y, \
                                                     L, epi);                               \
@@ -701,8 +698,8 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
         T *xp = NULL;                                                                      \
         amber_status st = wt ? AMBER_OK : padded_##SUF(ctx, g, c.nb, &gp, &src, &xp);      \
         const am_gemm_bsrc bs = {im2col_pack_##SUF, &src};                                 \
-        epi_at at = {ctx->epi, 0, 0};                                                      \
-        const am_gemm_epi ge = {epi_block, &at}, *epi = ctx->epi ? &ge : NULL;             \
+        am_epi_at at = {ctx->epi, 0, 0};                                                   \
+        const am_gemm_epi ge = GEMM_EPI(at), *epi = ctx->epi ? &ge : NULL;                 \
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \

@@ -368,7 +368,9 @@ typedef struct am_epi {
     bool chain; /* ... and each step reads only the last two steps' results */
     bool line;  /* ... binary arithmetic, max and min, each step after the first reading
                  * the one before and one external input (BatchNorm, clip, residual add) */
-    bool regs;  /* ... float32, that external input a per-row scalar (am_epi_in_registers) */
+    bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
+                 * b : x as le + where (am_epi_in_registers) */
+    bool tile;  /* ... or some of those scalars rows of other inputs (the GEMM's tile) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -387,18 +389,17 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                   int64_t nc);
 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
- * sets am_epi.regs to it): a line (am_epi.line) whose every step is the one before (the
- * first step: the product) and one scalar per image and row, in either order. am_epi_row_scalars reads the scalars
- * of (img, r), one per step, into v; the kernel does each step's IEEE operation as
- * epi_line_f32_avx512 does (max/min: a when a >= b or a is NaN): the same bits. */
-bool am_epi_in_registers(const am_epi *e);
+ * sets am_epi.regs and am_epi.tile with it): every step reads the one before (the first:
+ * the product) and one scalar per image and row (add and mul in either order; sub, div,
+ * max and min the chain first), or is le(x, a) with where(that, b, x) after it; with
+ * `tile` (the GEMM's AVX-512 tile), an add may read a row of another input instead of a
+ * scalar. am_epi_row_scalars reads the scalars of (img, r), one per step, into v; the
+ * kernel does each step's IEEE operation as the vector code does (max/min: a when a >= b
+ * or a is NaN; as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
+bool am_epi_in_registers(const am_epi *e, bool tile);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
-/* The steps on AM_EPI_REGS_VECS vectors of float32 at x, in place (v: the row's scalars). */
+/* Vectors of a depthwise kernel's register epilogue */
 #define AM_EPI_REGS_VECS 8
-#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-void am_epi_regs_f32_avx2(const am_epi *e, const float *v, float *x);
-void am_epi_regs_f32_avx512(const am_epi *e, const float *v, float *x);
-#endif
 
 /* The view of a product's result an epilogue of `op` needs (am_epi_init's d1, d2);
  * false for ops that take no epilogue. */
@@ -414,12 +415,30 @@ bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_t
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                            amber_tensor *out);
 
+/* An epilogue's rows for a product: image img, rows from `row` (the product's row r is
+ * the view's row + r). */
+typedef struct am_epi_at {
+    const struct am_epi *e;
+    int64_t img, row;
+} am_epi_at;
+
 /* Where a GEMM reports finished blocks of C (all of k summed): fn(ud, r0, nr, c0, nc)
- * for rows and columns of C, each element exactly once, possibly from pool threads. */
+ * for rows and columns of C, each element exactly once, possibly from pool threads. With
+ * regs (e->tile, float32), the AVX-512 tile applies the epilogue to its sums before it
+ * stores them instead (the same bits; fn then only gets the blocks other kernels made). */
 typedef struct am_gemm_epi {
     void (*fn)(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
     const void *ud;
+    const am_epi_at *regs;
 } am_gemm_epi;
+
+/* A register epilogue (am_epi.tile) for one GEMM tile: its first row r and column c in
+ * the view's rows of at->img, its rows' scalars (n_steps each) from v. */
+typedef struct am_tile_epi {
+    const am_epi_at *at;
+    const float *v;
+    int64_t r, c;
+} am_tile_epi;
 
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
  * the pool costs about a microsecond even with the workers awake). */

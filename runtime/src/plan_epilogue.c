@@ -237,7 +237,8 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
     chain(e);
-    e->regs = am_epi_in_registers(e);
+    e->regs = am_epi_in_registers(e, false);
+    e->tile = am_epi_in_registers(e, true);
     return true;
 }
 

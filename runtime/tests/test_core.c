@@ -1019,6 +1019,7 @@ static void test_depthwise_epilogue_isas(void) {
     for (int c = 0; c < C; c++)
         par[0][c] = 0.1f * (float)c, par[1][c] = 1.0f + 0.3f * (float)c,
         par[2][c] = 0.7f - 0.2f * (float)c, par[3][c] = 0.25f * (float)c - 0.5f;
+    par[2][3] = NAN; /* (that plane's epilogue: over its rows, not in registers) */
     am_fused g = {0};
     g.n_steps = 6, g.n_ext = 7, g.self = 0, g.producer = 1;
     for (int j = 0; j < 6; j++) {
@@ -1064,6 +1065,104 @@ static void test_depthwise_epilogue_isas(void) {
                 CHECK(t < 0 || !memcmp(y0, y1, bytes));
             }
         }
+    }
+    am_gemm_set_isa(best);
+    am_pool_free(pool);
+    am_arena_free(&sc);
+}
+
+/* Convolutions through the GEMM with a register epilogue (am_gemm_epi.regs: the AVX-512
+ * tile applies it before its store; other sets, and the blocks it does not cover, through
+ * am_epi_apply): BatchNorm then ReLU as le/where; a chain of sub, scalar * x, max and min;
+ * and BatchNorm, a residual added (input first), ReLU; NaN scalars too. The bits of
+ * the convolution followed by the group on every instruction set, with 1 or 3 threads,
+ * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel, odd
+ * column tails, two k blocks; NaN and inf in the input. */
+static void test_gemm_epilogue_isas(void) {
+    static const struct {
+        int64_t c, h, w, o, k, s;
+    } cases[] = {{3, 9, 37, 13, 3, 1},  {64, 5, 7, 20, 3, 1}, {16, 7, 7, 5, 1, 1},
+                 {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1}};
+    enum { N = 2, CAP = N * 64 * 20 * 45 };
+    static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[5][64];
+    /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
+    static const am_op_id ops[3][6] = {
+        {AM_OP_SUB, AM_OP_MUL, AM_OP_MUL, AM_OP_ADD, AM_OP_LE, AM_OP_WHERE},
+        {AM_OP_SUB, AM_OP_MUL, AM_OP_MAXIMUM, AM_OP_MINIMUM},
+        {AM_OP_MUL, AM_OP_ADD, AM_OP_ADD, AM_OP_SUB, AM_OP_LE, AM_OP_WHERE}};
+    static const int8_t src[3][6][3] = {
+        {{0, 1}, {-1, 2}, {-2, 3}, {-3, 4}, {-4, 5}, {-5, 5, -4}},
+        {{0, 1}, {2, -1}, {-2, 5}, {-3, 6}},
+        {{0, 2}, {4, -1}, {6, -2}, {-3, 1}, {-4, 5}, {-5, 5, -4}}};
+    static const int steps[3] = {6, 4, 6};
+    float lo = 0.0f, hi = 6.0f;
+    uint32_t state = 11;
+    for (int i = 0; i < CAP; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = (float)(state >> 8) / 1048576.0f - 8.0f;
+        res[i] = (float)(state >> 16) / 16384.0f - 2.0f;
+    }
+    x[3] = NAN, x[700] = INFINITY, x[1400] = -INFINITY, res[5] = NAN;
+    for (int i = 0; i < 64 * 64 * 9; i++) wt[i] = 0.037f * (float)((i * 7) % 11) - 0.15f;
+    for (int c = 0; c < 64; c++)
+        par[0][c] = 0.1f * (float)(c % 9), par[1][c] = 1.0f + 0.3f * (float)(c % 5),
+        par[2][c] = 0.7f - 0.2f * (float)(c % 7), par[3][c] = 0.25f * (float)(c % 6) - 0.5f,
+        par[4][c] = c == 2 ? NAN : par[0][c]; /* a NaN scalar: the epilogue's pass */
+    am_fused gs[3] = {{0}, {0}, {0}};
+    for (int gi = 0; gi < 3; gi++) { /* ext: y, 4 per-channel vectors, lo, hi (res) */
+        gs[gi].n_steps = steps[gi], gs[gi].n_ext = 7;
+        for (int j = 0; j < steps[gi]; j++) {
+            am_fused_step *st = &gs[gi].steps[j];
+            bool le = ops[gi][j] == AM_OP_LE, where = ops[gi][j] == AM_OP_WHERE;
+            st->fn = am_elementwise_loop(am_op_get(ops[gi][j]), where ? AMBER_BOOL : AMBER_FLOAT32,
+                                         le ? AMBER_BOOL : AMBER_FLOAT32);
+            st->dtype = le ? AMBER_BOOL : AMBER_FLOAT32, st->n_in = where ? 3 : 2;
+            for (int k = 0; k < 3; k++) st->src[k] = src[gi][j][k];
+        }
+    }
+    am_error err;
+    am_arena sc;
+    am_arena_init(&sc, 0);
+    am_pool *pool = NULL;
+    CHECK(am_pool_create(3, AM_POOL_SPIN_SESSION_NS, 0.0, &pool, &err) == AMBER_OK);
+    const am_op *conv = am_op_get(AM_OP_CONV2D);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        int64_t h = cases[c].h, w = cases[c].w, s = cases[c].s, k = cases[c].k, o = cases[c].o;
+        int64_t p = k / 2, oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+        am_attrs a = {0};
+        a.stride[0] = a.stride[1] = s, a.dilation[0] = a.dilation[1] = 1, a.groups = 1;
+        for (int i = 0; i < 4; i++) a.padding[i] = p;
+        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, cases[c].c, h, w}, x},
+                              {AMBER_FLOAT32, 4, {o, cases[c].c, k, k}, wt}};
+        size_t bytes = (size_t)(N * o * oh * ow) * sizeof(float);
+        for (int gi = 0; gi < 3; gi++)
+            for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++)
+                for (int t = -1; t < 4; t++) { /* t & 1: 3 threads; t & 2: a kept weight */
+                    am_gemm_set_isa(isa);
+                    amber_tensor out = {AMBER_FLOAT32, 4, {N, o, oh, ow}, t < 0 ? y0 : y1};
+                    amber_tensor ext[7] = {out};
+                    for (int i = 0; i < 4; i++)
+                        ext[i + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, o, 1, 1}, par[i]};
+                    if (gi == 1 && c % 2) ext[1].data = par[4];
+                    ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
+                    ext[6] = gi == 2 ? (amber_tensor){AMBER_FLOAT32, 4, {N, o, oh, ow}, res}
+                                     : (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
+                    am_keep keep;
+                    am_keep_init(&keep, plain_alloc, plain_release, NULL);
+                    am_ctx ctx = {&err, &sc, t > 0 && (t & 1) ? pool : NULL,
+                                  t > 0 && (t & 2) ? 2u : 0u, &keep, NULL};
+                    am_epi e;
+                    CHECK(am_epi_init(&e, &gs[gi], ext, &out, 1, 2) && e.tile &&
+                          e.regs == (gi < 2));
+                    ctx.epi = t >= 0 ? &e : NULL;
+                    memset(out.data, 0, bytes);
+                    CHECK(conv->kernel(conv, &ctx, in, 2, &a, &out) == AMBER_OK);
+                    if (t < 0) CHECK(am_fused_run(&gs[gi], &ctx, ext, &out) == AMBER_OK);
+                    am_arena_reset(&sc);
+                    am_keep_free(&keep);
+                    CHECK(t < 0 || !memcmp(y0, y1, bytes));
+                }
     }
     am_gemm_set_isa(best);
     am_pool_free(pool);
@@ -1272,6 +1371,7 @@ int main(void) {
     test_layernorm_isas();
     test_depthwise_isas();
     test_depthwise_epilogue_isas();
+    test_gemm_epilogue_isas();
     test_conv_small_isas();
     test_sha256();
     test_json();
