@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                          "block (1x256) instead of the MLP and LSTMs")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
+    ap.add_argument("--only", default=None, metavar="TEXT",
+                    help="only the cases whose name contains TEXT (e.g. decoder)")
     args = ap.parse_args(argv)
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
         else:
             make = transformer_models if args.transformer else cnn_models if args.cnn else models
-            cases = make(Path(tmp))
+            cases = [c for c in make(Path(tmp)) if args.only is None or args.only in c[0]]
             runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}
         diffs = {}

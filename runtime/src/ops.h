@@ -347,10 +347,11 @@ amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ex
 void am_fused_block(const am_fused *g, char *const *p, const int64_t *s, int64_t c, int64_t m,
                     char *tmp, size_t slot);
 
-/* The epilogue vector code's operand kinds and operations (am_epi.ops). */
+/* The epilogue vector code's operand kinds and operations (am_epi.ops): EPI_UNARY is
+ * any one-input float step (exp, tanh, erf...), run by the step's own row loop. */
 enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
 enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
-       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
+       EPI_GT, EPI_GE, EPI_WHERE, EPI_UNARY };
 /* A fused group applied in place to blocks of a product's result as a kernel writes
  * them (am_ctx.epi). The result is viewed as [images, rows, cols] (a convolution: N,
  * channels, OH*OW; a matrix product: 1, M, N), and every external input by byte strides
