@@ -508,6 +508,18 @@ void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_
                         int64_t csa, const double *B, int64_t rsb, int64_t csb,
                         const double *packed, double *C, int64_t ldc, bool accumulate,
                         double *scratch);
+/* The product with the first k rows of a B packed (am_gemm_pack_b_*) with pk >= k rows;
+ * B's columns as in am_gemm_serial_*. */
+void am_gemm_serial_part_f32(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
+                             int64_t csa, const float *packed, int64_t pk, float *C,
+                             int64_t ldc, float *scratch);
+void am_gemm_serial_part_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa,
+                             int64_t csa, const double *packed, int64_t pk, double *C,
+                             int64_t ldc, double *scratch);
+/* Depth blocks of the packed products: up to this k, each element of C is one chain of
+ * multiply-adds, p ascending (past it, blocks of nearly equal size, added in turn). */
+#define AM_GEMM_KC_F32 512
+#define AM_GEMM_KC_F64 256
 /* The same products reporting finished blocks of C to epi (NULL: none). */
 #define AM_GEMM_EPI_DECLS(SUF, T)                                                          \
     amber_status am_gemm_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A, \
