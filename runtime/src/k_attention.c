@@ -159,8 +159,10 @@ static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
                 mx = NAME##_max(t, S);                                                      \
             }                                                                               \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
-            /* columns from hi on (masked in every row) hold one value: its exp once */     \
-            int64_t e = hi < S ? hi + 1 : S;                                                \
+            /* columns from hi on (masked in every row) hold one value: its exp once (and \
+             * on to a multiple of 64 columns: the exp loop's fast path, the same values) */ \
+            int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;                                   \
+            e = e < S ? e : S;                                                              \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
             j->exp_row(p, s, e, NULL);                                                      \
