@@ -87,16 +87,6 @@ static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
 
-/* Copies the element at p (es bytes) to the n - 1 after it (one copy for every row loop). */
-#define AM_NOINLINE __attribute__((noinline))
-static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
-    for (size_t have = 1; have < n;) {
-        size_t c = have < n - have ? have : n - have;
-        memcpy(p + have * es, p, c * es);
-        have += c;
-    }
-}
-
 /* k_reduce's max of a row (the first NaN if there is one, else the largest value),
  * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
  * serial loop; the sign of a zero maximum changes no result below (x - 0 and x + 0
@@ -166,7 +156,7 @@ static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
             j->exp_row(p, s, e, NULL);                                                      \
-            if (e < S) replicate((char *)(t + hi), sizeof(T), (size_t)(S - hi));            \
+            for (int64_t c = e; c < S; c++) t[c] = t[hi];                                   \
             const T z = (T)NAME##_sum(t, S, false);                                         \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
             if (dead)                                                                       \
