@@ -27,7 +27,8 @@ Usage (from the repository root; amber importable to export the models)::
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
 single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256).
-``--runtime-threads N`` gives the sessions N intra-op threads.
+``--runtime-threads N`` gives the sessions N intra-op threads; ``--only TEXT`` keeps the
+cases whose name contains TEXT.
 """
 
 from __future__ import annotations
