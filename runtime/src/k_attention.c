@@ -295,7 +295,8 @@ static amber_status shared_mask(attn_job *j, am_ctx *ctx, bool f32) {
     if (st != AMBER_OK) return st;
     double kept = 0;
     for (int64_t i = 0; i < L; i++) {
-        ends[i] = row_end(j->mask.data + i * j->mask.stride[r - 2], j->mask.stride[r - 1], S);
+        const char *mr = j->mask.data + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize;
+        ends[i] = row_end(mr, j->mask.stride[r - 1], S);
         kept += (double)ends[i];
     }
     if (kept < 0.75 * (double)L * (double)S && j->rb > CAUSAL_ROWS) j->rb = CAUSAL_ROWS;
@@ -360,8 +361,8 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     int workers = am_pool_size(pool);
     size_t esize = amber_dtype_size(out->dtype);
     size_t per = (j.kt_len + j.v_len + j.tile_len + j.gemm_len) * esize;
-    st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers,
-                                     (void **)&j.work, ctx->err);
+    st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers, (void **)&j.work,
+                        ctx->err);
     for (int w = 0; st == AMBER_OK && w < workers; w++)
         st = am_arena_alloc(ctx->scratch, per ? per : 1, (void **)&j.work[w], ctx->err);
     if (st != AMBER_OK) return st;
