@@ -29,7 +29,8 @@ single layers (3x3 and depthwise convolution, max- and average-pooling) at batch
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
 ``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
 values.
-``--runtime-threads N`` gives the sessions N intra-op threads.
+``--runtime-threads N`` gives the sessions N intra-op threads; ``--only TEXT`` keeps the
+cases whose name contains TEXT.
 """
 
 from __future__ import annotations
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                          "instead of the MLP and LSTMs")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
+    ap.add_argument("--only", default=None, metavar="TEXT",
+                    help="only the cases whose name contains TEXT (e.g. decoder)")
     args = ap.parse_args(argv)
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             make = (transformer_models if args.transformer else cnn_models if args.cnn
                     else unary_models if args.unary else models)
-            cases = make(Path(tmp))
+            cases = [c for c in make(Path(tmp)) if args.only is None or args.only in c[0]]
             runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}
         diffs = {}

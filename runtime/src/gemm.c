@@ -440,6 +440,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
         bool bdirect; /* B's whole slivers read in place (bp: only a last partial one) */    \
+        int64_t pk;   /* rows of the given packed B (its first k used), or 0: k */           \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -623,7 +624,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             for (int64_t pc = 0; pc < k; pc += pl.kcb) {                                      \
                 job->pc = pc, job->kc = k - pc < pl.kcb ? k - pc : pl.kcb;                    \
                 if (packed) {                                                                 \
-                    job->bp = packed + (jc / NR) * k * NR + pc * NR, job->bstride = k * NR;   \
+                    int64_t pk = job->pk ? job->pk : k;                                       \
+                    job->bp = packed + (jc / NR) * pk * NR + pc * NR, job->bstride = pk * NR; \
                 } else if (job->bdirect) { /* only a last partial sliver is packed */         \
                     job->bp = bpack, job->bstride = job->kc * NR;                             \
                     if (nc % NR)                                                              \
@@ -803,11 +805,11 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     static void serial_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,        \
                              int64_t csa, const T *B, int64_t rsb, int64_t csb,               \
                              const T *packed, const T *akept, T *C, int64_t ldc, bool acc,    \
-                             T *scratch, const am_gemm_epi *epi) {                            \
+                             T *scratch, const am_gemm_epi *epi, int64_t pk) {                \
         if (m <= 0 || n <= 0) return;                                                         \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);                 \
-        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi;                  \
+        job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi, job.pk = pk;     \
         b_in_place_##SUF(&job, packed);                                                       \
         plan_##SUF pl = plan_of_##SUF(m, n, k > 0 ? k : 1, packed != NULL, false);             \
         T *apack = scratch + pl.bpack_len;                                                    \
@@ -819,7 +821,14 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                               const T *packed, T *C, int64_t ldc, bool accumulate,            \
                               T *scratch) {                                                   \
         serial_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, packed, NULL, C, ldc, accumulate,     \
-                     scratch, NULL);                                                          \
+                     scratch, NULL, 0);                                                       \
+    }                                                                                         \
+                                                                                              \
+    void am_gemm_serial_part_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,  \
+                                   int64_t csa, const T *packed, int64_t pk, T *C,            \
+                                   int64_t ldc, T *scratch) {                                 \
+        serial_##SUF(m, n, k, A, rsa, csa, NULL, 0, 0, packed, NULL, C, ldc, false, scratch,  \
+                     NULL, pk);                                                               \
     }                                                                                         \
                                                                                               \
     void am_gemm_serial_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A, int64_t rsa,   \
@@ -827,21 +836,22 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                                   const T *packed, T *C, int64_t ldc, T *scratch,             \
                                   const am_gemm_epi *epi) {                                   \
         serial_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, packed, NULL, C, ldc, false, scratch, \
-                     epi);                                                                    \
+                     epi, 0);                                                                 \
     }                                                                                         \
                                                                                               \
     void am_gemm_serial_kept_a_##SUF(int64_t m, int64_t n, int64_t k, const T *A,             \
                                      const T *akept, const T *B, int64_t rsb, int64_t csb,    \
                                      T *C, int64_t ldc, bool accumulate, T *scratch) {        \
         serial_##SUF(m, n, k, A, k, 1, B, rsb, csb, NULL, akept, C, ldc, accumulate, scratch, \
-                     NULL);                                                                   \
+                     NULL, 0);                                                                \
     }                                                                                         \
                                                                                               \
     void am_gemm_serial_kept_a_epi_##SUF(int64_t m, int64_t n, int64_t k, const T *A,         \
                                          const T *akept, const T *B, int64_t rsb,             \
                                          int64_t csb, T *C, int64_t ldc, T *scratch,          \
                                          const am_gemm_epi *epi) {                            \
-        serial_##SUF(m, n, k, A, k, 1, B, rsb, csb, NULL, akept, C, ldc, false, scratch, epi); \
+        serial_##SUF(m, n, k, A, k, 1, B, rsb, csb, NULL, akept, C, ldc, false, scratch, epi, \
+                     0);                                                                      \
     }
 
 #if AM_X86
@@ -857,5 +867,5 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 
-GEMM_DRIVER(f32, float, MRP, 16, 512, 144, 1024)
-GEMM_DRIVER(f64, double, MRP, 8, 256, 96, 1024)
+GEMM_DRIVER(f32, float, MRP, 16, AM_GEMM_KC_F32, 144, 1024)
+GEMM_DRIVER(f64, double, MRP, 8, AM_GEMM_KC_F64, 96, 1024)

@@ -1,5 +1,7 @@
 /* The attention kernel (attn.h): per (batch..., head) matrix, K^T and V are packed once,
- * then each block of query rows goes through scores, softmax and the product with V. */
+ * then each block of query rows goes through scores, softmax and the product with V.
+ * Under a boolean mask the products stop at the block's last kept column (causal masks:
+ * small blocks, so that most masked scores are never computed). */
 #include "attn.h"
 
 #include <math.h>
@@ -22,6 +24,12 @@ typedef struct attn_job {
     size_t kt_len, v_len, tile_len, gemm_len; /* per-worker scratch (elements, rounded) */
     char **work;
     am_row_fn exp_row;
+    /* A keep mask shared by every batch: per block of rb query rows, one past the last
+     * column any of its rows keeps (or NULL: found per block, kept_end) */
+    const int64_t *his;
+    /* the product with V may stop at that column (cut_pv: the probabilities past it are
+     * +0, so with V finite there the sums are the same bits) */
+    bool cut_pv;
     /* NOTE: k_matmul gives a product of at most two rows (counting rows of batches it
      * merges) to GEMV, whose narrow-row order differs from the packed kernels'; such a
      * product here runs GEMV too, on a contiguous copy of its right operand. */
@@ -78,16 +86,6 @@ static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
-
-/* Copies the element at p (es bytes) to the n - 1 after it (one copy for every row loop). */
-#define AM_NOINLINE __attribute__((noinline))
-static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
-    for (size_t have = 1; have < n;) {
-        size_t c = have < n - have ? have : n - have;
-        memcpy(p + have * es, p, c * es);
-        have += c;
-    }
-}
 
 /* k_reduce's max of a row (the first NaN if there is one, else the largest value),
  * over eight lanes so that it vectorises. NOTE: lanes may keep another zero than the
@@ -151,12 +149,14 @@ static AM_NOINLINE void replicate(char *p, size_t es, size_t n) {
                 mx = NAME##_max(t, S);                                                      \
             }                                                                               \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
-            /* columns from hi on (masked in every row) hold one value: its exp once */     \
-            int64_t e = hi < S ? hi + 1 : S;                                                \
+            /* columns from hi on (masked in every row) hold one value: its exp once (and \
+             * on to a multiple of 64 columns: the exp loop's fast path, the same values) */ \
+            int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;                                   \
+            e = e < S ? e : S;                                                              \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
             j->exp_row(p, s, e, NULL);                                                      \
-            if (e < S) replicate((char *)(t + hi), sizeof(T), (size_t)(S - hi));            \
+            for (int64_t c = e; c < S; c++) t[c] = t[hi];                                   \
             const T z = (T)NAME##_sum(t, S, false);                                         \
             for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
             if (dead)                                                                       \
@@ -193,6 +193,34 @@ static int64_t kept_end(const attn_job *j, const char *mask, int64_t m) {
     return hi;
 }
 
+/* One past the last column row `mr` of a boolean mask keeps (0: none), from the right. */
+static int64_t row_end(const char *mr, int64_t cs, int64_t S) {
+    int64_t c = S;
+    if (cs == 1)
+        for (uint64_t w; c >= 8 && (memcpy(&w, mr + c - 8, 8), w == 0);) c -= 8;
+    while (c > 0 && !mr[(c - 1) * cs]) c--;
+    return c;
+}
+
+/* One past the last row of V (S x Ev, element strides rs, cs) holding an infinity or a
+ * NaN (0: none). */
+#define NONFINITE_END(SUF, T)                                                               \
+    static int64_t nonfinite_end_##SUF(const T *v, int64_t rs, int64_t cs, int64_t S,       \
+                                       int64_t Ev) {                                        \
+        for (int64_t p = S; p > 0; p--) {                                                   \
+            const T *row = v + (p - 1) * rs;                                                \
+            T bad = 0;                                                                      \
+            if (cs == 1)                                                                    \
+                for (int64_t c = 0; c < Ev; c++) bad += row[c] - row[c];                    \
+            else                                                                            \
+                for (int64_t c = 0; c < Ev; c++) bad += row[c * cs] - row[c * cs];          \
+            if (bad != 0 || bad != bad) return p; /* x - x: NaN for inf and NaN only */     \
+        }                                                                                   \
+        return 0;                                                                           \
+    }
+NONFINITE_END(f32, float)
+NONFINITE_END(f64, double)
+
 #define ATTN_IMPL(SUF, T)                                                                   \
     static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
         const attn_job *j = (const attn_job *)ud;                                           \
@@ -214,19 +242,26 @@ static int64_t kept_end(const attn_job *j, const char *mask, int64_t m) {
             vd = dense_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp);   \
         else                                                                                \
             am_gemm_pack_b_##SUF(v, j->v.stride[r - 2], j->v.stride[r - 1], j->S, j->Ev, vp); \
+        int64_t vend = j->cut_pv ? nonfinite_end_##SUF(v, j->v.stride[r - 2],              \
+                                                       j->v.stride[r - 1], j->S, j->Ev)     \
+                                 : j->S;                                                    \
         for (int64_t i0 = 0; i0 < j->L; i0 += j->rb) {                                      \
             int64_t m = j->L - i0 < j->rb ? j->L - i0 : j->rb;                              \
             const char *mb = mask ? mask + (size_t)(i0 * j->mask.stride[r - 2]) * j->mask_esize \
                                   : NULL;                                                   \
-            int64_t hi = ktd ? j->S : kept_end(j, mb, m);                                   \
+            int64_t hi = ktd ? j->S : j->his ? j->his[i0 / j->rb] : kept_end(j, mb, m);     \
             for (int64_t i = 0; i < m; i++) /* the mask's rows fill these */                \
                 memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(j->S - hi));           \
             am_gemm_serial_##SUF(m, hi, j->E, q + i0 * j->q.stride[r - 2],                  \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \
             ROWS_FN(SUF)(j, tile, m, mb, hi);                                               \
-            am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1, vd ? NULL : vp, \
-                                 out + i0 * j->Ev, j->Ev, false, gs);                       \
+            if (j->cut_pv && hi >= vend && hi > 0)                                          \
+                am_gemm_serial_part_##SUF(m, j->Ev, hi, tile, j->S, 1, vp, j->S,            \
+                                          out + i0 * j->Ev, j->Ev, gs);                     \
+            else                                                                            \
+                am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1,           \
+                                     vd ? NULL : vp, out + i0 * j->Ev, j->Ev, false, gs);   \
         }                                                                                   \
     }                                                                                       \
                                                                                             \
@@ -241,6 +276,44 @@ static int64_t kept_end(const attn_job *j, const char *mask, int64_t m) {
 
 ATTN_IMPL(f32, float)
 ATTN_IMPL(f64, double)
+
+/* Query rows per block under a causal-like mask (one keeping under 3/4 of the scores):
+ * blocks this small skip most of the masked scores, and still fill the register tile. */
+#define CAUSAL_ROWS 24
+
+/* A keep mask shared by every batch (with the scores' packed product): each row's end is
+ * found once per run, the blocks' ends (j->his) from them; sets j->rb and j->cut_pv. */
+static amber_status shared_mask(attn_job *j, am_ctx *ctx, bool f32) {
+    const am_attn *a = j->a;
+    int r = j->rank;
+    if (a->mask != AM_ATTN_KEEP || j->gemv_s) return AMBER_OK;
+    for (int d = 0; d < r - 2; d++)
+        if (j->mask.shape[d] != 1) return AMBER_OK;
+    int64_t *ends, *his, L = j->L, S = j->S;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(int64_t) * (size_t)L, (void **)&ends,
+                                     ctx->err);
+    if (st != AMBER_OK) return st;
+    double kept = 0;
+    for (int64_t i = 0; i < L; i++) {
+        const char *mr = j->mask.data + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize;
+        ends[i] = row_end(mr, j->mask.stride[r - 1], S);
+        kept += (double)ends[i];
+    }
+    if (kept < 0.75 * (double)L * (double)S && j->rb > CAUSAL_ROWS) j->rb = CAUSAL_ROWS;
+    int64_t nb = (L + j->rb - 1) / j->rb;
+    st = am_arena_alloc(ctx->scratch, sizeof(int64_t) * (size_t)nb, (void **)&his, ctx->err);
+    if (st != AMBER_OK) return st;
+    for (int64_t b = 0; b < nb; b++) {
+        his[b] = 0;
+        for (int64_t i = b * j->rb; i < L && i < (b + 1) * j->rb; i++)
+            his[b] = ends[i] > his[b] ? ends[i] : his[b];
+    }
+    j->his = his;
+    /* past a block's end every probability is +0 (exp(-inf) / z; a dead row's dead_p) */
+    j->cut_pv = !j->gemv_pv && a->fill == -INFINITY && (!a->safe || a->dead_p == 0) &&
+                S <= (f32 ? AM_GEMM_KC_F32 : AM_GEMM_KC_F64);
+    return AMBER_OK;
+}
 
 amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor *ext,
                               amber_tensor *out) {
@@ -279,6 +352,8 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.gemv_pv = gemv_rows(j.L, bs, bv, batches);
     int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
     j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
+    amber_status st = shared_mask(&j, ctx, f32);
+    if (st != AMBER_OK) return st;
     if (f32) sizes_f32(&j);
     else sizes_f64(&j);
     double work = (double)batches * (double)j.L * (double)j.S * (double)(j.E + j.Ev);
@@ -286,8 +361,8 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     int workers = am_pool_size(pool);
     size_t esize = amber_dtype_size(out->dtype);
     size_t per = (j.kt_len + j.v_len + j.tile_len + j.gemm_len) * esize;
-    amber_status st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers,
-                                     (void **)&j.work, ctx->err);
+    st = am_arena_alloc(ctx->scratch, sizeof(char *) * (size_t)workers, (void **)&j.work,
+                        ctx->err);
     for (int w = 0; st == AMBER_OK && w < workers; w++)
         st = am_arena_alloc(ctx->scratch, per ? per : 1, (void **)&j.work[w], ctx->err);
     if (st != AMBER_OK) return st;

@@ -1,8 +1,9 @@
 /* Epilogues (am_epi): a fused elementwise group applied in place to blocks of a conv2d or
  * matmul result as the product's kernel finishes them. A group of the usual steps
  * (bias, BatchNorm's per-channel arithmetic, ReLU as le/where, clip as maximum/minimum,
- * a residual add) runs as vector code here; any other group through the row loops of
- * its steps (am_fused_block). Both give the bits of the unfused nodes: each step is one
+ * a residual add), with one-input steps (tanh, erf... : GELU) run by their own row loops
+ * on its blocks, runs as vector code here; any other group through the row loops of its
+ * steps (am_fused_block). Both give the bits of the unfused nodes: each step is one
  * IEEE operation per element (never contracted), comparisons and selections follow the
  * single-op kernels' NaN rules. */
 #include "ops.h"
@@ -29,7 +30,7 @@ typedef int32_t epi_v16i __attribute__((vector_size(64)));
 /* One block of nv elements (a multiple of the vector width) of one row: p[0] the
  * output's, p[k + 1] input k's first element. Masks (comparison results) are kept as
  * all-ones / zero lanes. A per-row scalar is read from a splat vector at stride 0. */
-#define EPI_VEC(SUF, ATTR, T, V, IV)                                                       \
+#define EPI_VEC(SUF, ATTR, T, V, IV, SPLAT)                                                \
     ATTR static void epi_block_##SUF(const am_epi *e, char *const *p, int64_t nv, char *tmp) { \
         enum { W = sizeof(V) / sizeof(T) };                                                \
         const int last = e->g->n_steps - 1;                                                \
@@ -38,13 +39,13 @@ typedef int32_t epi_v16i __attribute__((vector_size(64)));
             const struct am_epi_op *o = &e->ops[j];                                        \
             const T *q[3] = {NULL, NULL, NULL};                                            \
             int64_t sq[3] = {0, 0, 0};                                                     \
-            for (int k = 0; k < (o->op == EPI_WHERE ? 3 : 2); k++) {                       \
+            for (int k = 0; k < (o->op == EPI_WHERE ? 3 : o->op == EPI_UNARY ? 1 : 2); k++) { \
                 q[k] = (const T *)(const void *)(o->kind[k] == EPI_TMP                     \
                                                      ? tmp + (size_t)o->src[k] * EPI_SLOT  \
                                                      : p[o->src[k] + 1]);                  \
                 sq[k] = 1;                                                                 \
-                if (o->kind[k] == EPI_SCALAR) {                                            \
-                    for (int l = 0; l < W; l++) splat[k][l] = q[k][0];                     \
+                if (o->kind[k] == EPI_SCALAR) { /* (not 0 + x: -0 would become +0) */   \
+                    splat[k] = (V)SPLAT(q[k][0]);                                          \
                     q[k] = (const T *)(const void *)&splat[k];                             \
                     sq[k] = 0;                                                             \
                 }                                                                          \
@@ -52,6 +53,12 @@ typedef int32_t epi_v16i __attribute__((vector_size(64)));
             T *d = (T *)(void *)(j == last ? p[0] : tmp + (size_t)j * EPI_SLOT);           \
             const T *qa = q[0], *qb = q[1], *qc = q[2];                                    \
             const int64_t sa = sq[0], sb = sq[1], sc = sq[2];                              \
+            if (o->op == EPI_UNARY) { /* its own row loop: the same bits */                \
+                char *pu[2] = {(char *)d, (char *)(uintptr_t)qa};                          \
+                int64_t su[2] = {sizeof(T), sa * (int64_t)sizeof(T)};                      \
+                e->g->steps[j].fn(pu, su, nv, NULL);                                       \
+                continue;                                                                  \
+            }                                                                              \
             switch (o->op) {                                                               \
             case EPI_ADD: EPI_LOOP(V, r = a + b); break;                                   \
             case EPI_SUB: EPI_LOOP(V, r = a - b); break;                                   \
@@ -230,8 +237,9 @@ EPI_AVX512 static void epi_line_f32_avx512(const am_epi *e, char *const *p, int6
  * loops do the same work. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #define EPI_HAVE_VEC 1
-EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i)
-EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i)
+EPI_VEC(f32_avx2, __attribute__((target("avx2"))), float, epi_v8f, epi_v8i, _mm256_set1_ps)
+EPI_VEC(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i,
+        _mm512_set1_ps)
 EPI_CHAIN(f32_avx512, __attribute__((target("avx512f"))), float, epi_v16f, epi_v16i, 4)
 
 #else

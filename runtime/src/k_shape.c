@@ -54,10 +54,11 @@ COPY_ROWS(copy_rows2, uint16_t)
 COPY_ROWS(copy_rows4, uint32_t)
 COPY_ROWS(copy_rows8, uint64_t)
 
-/* out (contiguous, shape `shape`) <- src walked with byte strides `src_strides`. */
-static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
-                         const int64_t *src_strides, const int64_t *shape, int rank,
-                         amber_dtype dt) {
+/* out (contiguous, shape `shape`) <- src walked with byte strides `src_strides`; a large
+ * copy split between the pool's threads. */
+static void strided_copy(am_pool *pool, void *dst, const int64_t *dst_strides,
+                         const void *src, const int64_t *src_strides, const int64_t *shape,
+                         int rank, amber_dtype dt) {
     int64_t strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
     memcpy(strides[0], dst_strides, sizeof(int64_t) * (size_t)rank);
     memcpy(strides[1], src_strides, sizeof(int64_t) * (size_t)rank);
@@ -66,15 +67,17 @@ static void strided_copy(void *dst, const int64_t *dst_strides, const void *src,
     char *base[2] = {(char *)dst, (char *)src};
     size_t z = amber_dtype_size(dt);
     int r = it.rank;
-    if (r >= 2 && it.shape[r - 1] < SHORT_ROW) {
+    if (r >= 2 && it.shape[r - 1] <= SHORT_ROW) {
         short_rows inner = {it.shape[r - 1], {it.strides[0][r - 1], it.strides[1][r - 1]}};
         it.rank--; /* the iterator walks the dims above the last one */
-        am_iter_run(&it, base,
-                    z == 1 ? copy_rows1 : z == 2 ? copy_rows2 : z == 4 ? copy_rows4 : copy_rows8,
-                    &inner);
+        am_iter_run_pool(pool, &it, base,
+                         z == 1 ? copy_rows1 : z == 2 ? copy_rows2 : z == 4 ? copy_rows4
+                                                                          : copy_rows8,
+                         &inner);
         return;
     }
-    am_iter_run(&it, base, z == 1 ? copy1 : z == 2 ? copy2 : z == 4 ? copy4 : copy8, NULL);
+    am_iter_run_pool(pool, &it, base, z == 1 ? copy1 : z == 2 ? copy2 : z == 4 ? copy4 : copy8,
+                     NULL);
 }
 
 amber_status k_reshape(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -95,7 +98,7 @@ amber_status k_transpose(const am_op *op, am_ctx *ctx, const amber_tensor *in, i
     am_contig_strides(x->shape, x->rank, z, xs);
     for (int i = 0; i < x->rank; i++) src[i] = xs[a->perm[i]];
     am_contig_strides(out->shape, out->rank, z, dst);
-    strided_copy(out->data, dst, x->data, src, out->shape, out->rank, x->dtype);
+    strided_copy(ctx->pool, out->data, dst, x->data, src, out->shape, out->rank, x->dtype);
     return AMBER_OK;
 }
 
@@ -105,7 +108,8 @@ amber_status k_broadcast_to(const am_op *op, am_ctx *ctx, const amber_tensor *in
     int64_t src[AMBER_MAX_RANK], dst[AMBER_MAX_RANK];
     am_bcast_strides(&in[0], out->shape, out->rank, src);
     am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), dst);
-    strided_copy(out->data, dst, in[0].data, src, out->shape, out->rank, out->dtype);
+    strided_copy(ctx->pool, out->data, dst, in[0].data, src, out->shape, out->rank,
+                 out->dtype);
     return AMBER_OK;
 }
 
@@ -122,8 +126,8 @@ amber_status k_slice(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n
         src[d] = xs[d] * a->steps[d];
     }
     am_contig_strides(out->shape, out->rank, amber_dtype_size(out->dtype), dst);
-    strided_copy(out->data, dst, (const char *)x->data + off, src, out->shape, out->rank,
-                 x->dtype);
+    strided_copy(ctx->pool, out->data, dst, (const char *)x->data + off, src, out->shape,
+                 out->rank, x->dtype);
     return AMBER_OK;
 }
 
@@ -187,7 +191,7 @@ amber_status k_pad(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
         off += a->lo[d] * os[d];
         dst[d] = os[d] * (a->interior[d] + 1);
     }
-    strided_copy(o + off, dst, x->data, xs, x->shape, x->rank, x->dtype);
+    strided_copy(ctx->pool, o + off, dst, x->data, xs, x->shape, x->rank, x->dtype);
     return AMBER_OK;
 }
 

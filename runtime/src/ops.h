@@ -347,10 +347,11 @@ amber_status am_fused_run(const am_fused *g, am_ctx *ctx, const amber_tensor *ex
 void am_fused_block(const am_fused *g, char *const *p, const int64_t *s, int64_t c, int64_t m,
                     char *tmp, size_t slot);
 
-/* The epilogue vector code's operand kinds and operations (am_epi.ops). */
+/* The epilogue vector code's operand kinds and operations (am_epi.ops): EPI_UNARY is
+ * any one-input float step (exp, tanh, erf...), run by the step's own row loop. */
 enum { EPI_TMP, EPI_SCALAR, EPI_ROW };
 enum { EPI_ADD, EPI_SUB, EPI_MUL, EPI_DIV, EPI_MAX, EPI_MIN, EPI_EQ, EPI_NE, EPI_LT, EPI_LE,
-       EPI_GT, EPI_GE, EPI_WHERE, EPI_N_OPS };
+       EPI_GT, EPI_GE, EPI_WHERE, EPI_UNARY };
 /* A fused group applied in place to blocks of a product's result as a kernel writes
  * them (am_ctx.epi). The result is viewed as [images, rows, cols] (a convolution: N,
  * channels, OH*OW; a matrix product: 1, M, N), and every external input by byte strides
@@ -526,6 +527,18 @@ void am_gemm_serial_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_
                         int64_t csa, const double *B, int64_t rsb, int64_t csb,
                         const double *packed, double *C, int64_t ldc, bool accumulate,
                         double *scratch);
+/* The product with the first k rows of a B packed (am_gemm_pack_b_*) with pk >= k rows;
+ * B's columns as in am_gemm_serial_*. */
+void am_gemm_serial_part_f32(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
+                             int64_t csa, const float *packed, int64_t pk, float *C,
+                             int64_t ldc, float *scratch);
+void am_gemm_serial_part_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa,
+                             int64_t csa, const double *packed, int64_t pk, double *C,
+                             int64_t ldc, double *scratch);
+/* Depth blocks of the packed products: up to this k, each element of C is one chain of
+ * multiply-adds, p ascending (past it, blocks of nearly equal size, added in turn). */
+#define AM_GEMM_KC_F32 512
+#define AM_GEMM_KC_F64 256
 /* The same products reporting finished blocks of C to epi (NULL: none). */
 #define AM_GEMM_EPI_DECLS(SUF, T)                                                          \
     amber_status am_gemm_epi_##SUF(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const T *A, \

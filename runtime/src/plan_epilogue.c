@@ -121,7 +121,7 @@ amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err) {
 
 /* ---------------------------------------------------------------- am_epi set-up */
 
-static const uint8_t EPI_OPS[EPI_N_OPS] = { /* am_op_id */
+static const uint8_t EPI_OPS[EPI_UNARY] = { /* am_op_id */
     AM_OP_ADD, AM_OP_SUB, AM_OP_MUL, AM_OP_DIV, AM_OP_MAXIMUM, AM_OP_MINIMUM, AM_OP_EQ,
     AM_OP_NE, AM_OP_LT, AM_OP_LE, AM_OP_GT, AM_OP_GE, AM_OP_WHERE};
 _Static_assert(AM_OP_COUNT <= 256, "EPI_OPS holds op ids in bytes");
@@ -169,11 +169,16 @@ static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
             else return false;
             if (din[k] != t) return false; /* external masks and other dtypes: row loops */
         }
+        if (st->n_in == 1) { /* its own row loop on the block: the same bits */
+            o->op = EPI_UNARY;
+            if (din[0] != t || st->dtype != t) return false;
+            continue;
+        }
         int op = 0;
-        while (op < EPI_N_OPS &&
+        while (op < EPI_UNARY &&
                st->fn != am_elementwise_loop(am_op_get((am_op_id)EPI_OPS[op]), din[0], st->dtype))
             op++;
-        if (op == EPI_N_OPS) return false;
+        if (op == EPI_UNARY) return false;
         o->op = (uint8_t)op;
         bool compare = op >= EPI_EQ && op <= EPI_GE;
         if (op == EPI_WHERE) {

@@ -140,7 +140,7 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     # bias add and relu, then a bias add alone: a one-node group made for the product
     "linear_relu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.ReLU(), nn.Linear(300, 5)),
                     (37,), (2, 4 + 2)),
-    # steps the vector code does not know (erf, sigmoid) run the nodes' row loops per block
+    # one-input steps (erf, sigmoid) run the nodes' row loops on the vector code's blocks
     "linear_gelu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.GELU()), (37,), (1, 1 + 5 + 1)),
     "conv_silu": (lambda: nn.Sequential(nn.Conv2d(6, 20, 3), nn.SiLU()), (6, 20, 21),
                   (1, 1 + 2 + 1)),
@@ -151,6 +151,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "seq1_linear_gelu_tanh": (lambda: nn.Sequential(nn.Linear(37, 45),
                                                     nn.GELU(approximate="tanh")), (1, 37),
                               (1, 1 + 9 + 1)),
+    # rows of 700: blocks of 256, then a partial vector; every step (tanh too) in the
+    # epilogue's vector code
+    "seq_linear_gelu_tanh_wide": (lambda: nn.Sequential(nn.Linear(37, 700),
+                                                        nn.GELU(approximate="tanh")), (9, 37),
+                                  (1, 1 + 9 + 1)),
     "seq_residual": (lambda: SeqResidual(33), (5, 33), (1, 3)),
     "rank4_linear_relu": (lambda: nn.Sequential(nn.Linear(19, 21), nn.ReLU()), (3, 2, 19),
                           (1, 4)),

@@ -118,6 +118,27 @@ def test_blocks_past_the_last_kept_column(dtype: Any, tmp_path: Path) -> None:
           [q, k, v, keep], reference(q, k, v, keep), tmp_path)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("L,S", [(100, 100), (30, 70), (49, 49)])
+def test_causal_blocks_stop_at_their_last_kept_column(dtype: Any, L: int, S: int,
+                                                      tmp_path: Path) -> None:
+    """A causal mask shared by every head: blocks of query rows compute the scores and the
+    product with V only up to their last kept column. Values past it that are not finite
+    (0 * inf is NaN in the unfused product) keep the whole product; a row keeping nothing
+    gives zeros."""
+    q, k, v = _qkv((1, 3, L, 8), (1, 3, S, 8), 5, dtype, seed=13)
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+          [q, k, v], reference(q, k, v, causal=True), tmp_path)
+    v[0, 1, S - 3, 2] = np.inf
+    v[0, 2, S // 2, 0] = np.nan
+    keep = np.tril(np.ones((L, S), bool))
+    keep[L // 3] = False
+    with np.errstate(invalid="ignore"):
+        want = reference(q, k, v, keep)
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+          [q, k, v, keep], want, tmp_path)
+
+
 def test_broadcast_batch_dims(tmp_path: Path) -> None:
     """Keys and values shared by the heads' batch dim (size 1) are broadcast."""
     q, _, _ = _qkv((2, 3, 5, 4), (2, 3, 5, 4), 4, np.float32, seed=6)

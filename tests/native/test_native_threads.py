@@ -276,3 +276,25 @@ def test_convolutions_of_an_image_do_not_depend_on_its_batch(lib: N.NativeLibrar
         for i in range(len(x)):
             for _ in range(2):  # the transposed weight is packed on the first run
                 assert m.run("forward", x[i:i + 1])[0].tobytes() == whole[i:i + 1].tobytes()
+
+
+@pytest.mark.parametrize("inner", [63, 64, 65])
+def test_large_copies_split_between_threads(lib: N.NativeLibrary, tmp_path: Path,
+                                            inner: int) -> None:
+    """Transposes, slices and concatenations of a few hundred thousand elements (rows of
+    up to 64 elements copied a block at a time, longer ones row by row) split between the
+    pool's threads: NumPy's values at every thread count."""
+
+    def fn(x):
+        t = x.permute(2, 0, 3, 1, 4)
+        return am.cat([t[0] * 1.0, t[2][:, 1:]], 1), (t[1] + 1.0).permute(0, 2, 1, 3)
+
+    x = np.random.default_rng(5).standard_normal((2, 150, 3, 12, inner)).astype(np.float32)
+    path = tmp_path / "copies.amber"
+    am.export(fn, am.spec(*x.shape)).save(path)
+    t = x.transpose(2, 0, 3, 1, 4)
+    want = [np.concatenate([t[0], t[2][:, 1:]], 1), (t[1] + 1.0).transpose(0, 2, 1, 3)]
+    for threads_n in (1, 2, 8):
+        got = N.NativeModel(path, threads=threads_n).run("forward", x)
+        for g, w in zip(got, want, strict=True):
+            assert g.tobytes() == np.ascontiguousarray(w).tobytes(), threads_n
