@@ -375,3 +375,77 @@ def test_float32_row_sum_takes_eight_partials(n: int) -> None:
             p[i % 8] += v
         want.append(((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])))
     np.testing.assert_array_equal(got, np.array(want).astype(np.float32))
+
+
+def _sum_in_order(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The float32 sum's documented order: per output element, its elements in index
+    order into a double, eight partials (element i into partial i % 8, added pairwise
+    at the end) when they form one contiguous run of 16 or more."""
+    kept = [d for d in range(x.ndim) if d not in axes]
+    rows = np.moveaxis(x, kept, list(range(len(kept)))).astype(np.float64)
+    rows = rows.reshape(int(np.prod([x.shape[d] for d in kept])), -1)
+    inner = all(d in axes for d in range(x.ndim - len(axes), x.ndim))
+    out = []
+    for row in rows:
+        if inner and len(row) >= 16:
+            p = [0.0] * 8
+            for i, v in enumerate(row):
+                p[i % 8] += float(v)
+            s = 0.0 + (((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])))
+        else:
+            s = 0.0
+            for v in row:
+                s += float(v)
+        out.append(s)
+    return np.array(out).astype(np.float32).reshape([x.shape[d] for d in kept])
+
+
+@pytest.mark.parametrize("shape, axes", [
+    ((6, 5), (1,)), ((3, 4, 16), (2,)), ((2, 3, 24), (1, 2)), ((7, 40), (1,)),
+    ((9, 70), (0,)), ((5, 3, 33), (0, 1)), ((4, 2, 64), (0,)), ((3, 5, 7), (1,)),
+    ((4, 6, 8), (0, 2)), ((50,), (0,)), ((2, 3, 4), (0, 1, 2))])
+def test_float32_sum_order_inner_and_outer_axes(shape: tuple[int, ...],
+                                                axes: tuple[int, ...]) -> None:
+    """Sums over inner dims (rows), outer dims (columns) and others give the bits of
+    the documented order, with zeros of both signs, infinities and NaN among the values,
+    at 1 and 2 threads (the sums of a contiguous float32 block without a call per row)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.random(flat.size) < 0.05] = -0.0
+    if flat.size > 40:
+        flat[[3, 17]] = np.inf, -np.inf
+        flat[29] = np.nan
+    want = _sum_in_order(x, axes)
+    before = am.get_num_threads()
+    try:
+        for n in (1, 2):
+            am.set_num_threads(n)
+            got = ckernels.run("sum", {"axes": axes, "keepdims": False}, (x,), want.shape,
+                               x.dtype)
+            # (which NaN a sum of NaNs or of opposite infinities gives is not specified)
+            nan = np.isnan(want)
+            assert np.array_equal(np.isnan(got), nan), n
+            assert got[~nan].tobytes() == want[~nan].tobytes(), n
+    finally:
+        am.set_num_threads(before)
+
+
+@pytest.mark.parametrize("axes", [(1,), (0,)])
+def test_float32_sum_split_between_threads_keeps_the_bits(axes: tuple[int, ...]) -> None:
+    """A sum large enough to be split between threads (rows, or columns) gives the
+    bits it gives on one thread."""
+    x = np.random.default_rng(5).standard_normal((2048, 2080)).astype(np.float32)
+    shape = (x.shape[1 - axes[0]],)
+    before = am.get_num_threads()
+    try:
+        got = []
+        for n in (1, 2):
+            am.set_num_threads(n)
+            got.append(ckernels.run("sum", {"axes": axes, "keepdims": False}, (x,), shape,
+                                    x.dtype))
+    finally:
+        am.set_num_threads(before)
+    assert got[0].tobytes() == got[1].tobytes()
+    want = x.astype(np.float64).sum(axis=axes[0]).astype(np.float32)
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-3)
