@@ -449,3 +449,26 @@ def test_float32_sum_split_between_threads_keeps_the_bits(axes: tuple[int, ...])
     assert got[0].tobytes() == got[1].tobytes()
     want = x.astype(np.float64).sum(axis=axes[0]).astype(np.float32)
     np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("m, n, k", [(3, 1, 1), (8, 5, 7), (9, 16, 16), (16, 16, 16),
+                                     (17, 17, 64), (33, 32, 40), (4, 10, 64)])
+def test_small_products_give_the_bits_of_wide_ones(m: int, n: int, k: int) -> None:
+    """A product with few columns and a short inner dim (attention's 16 x 16 x 16) runs
+    without packing; each element is still the same chain of multiply-adds, so its bits
+    are those of the same columns inside a wider product (which is packed), for plain,
+    transposed and batched operands."""
+    rng = np.random.default_rng(m * 100 + n + k)
+    a = rng.standard_normal((3, m, k)).astype(np.float32)
+    b = rng.standard_normal((3, k, n)).astype(np.float32)
+    wide = np.concatenate([b, rng.standard_normal((3, k, 48)).astype(np.float32)], axis=2)
+    mm = REGISTRY["matmul"].eager
+    want = np.stack([mm(a[i], wide[i])[:, :n] for i in range(3)])
+    bt = np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1)
+    at = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)
+    for x, y in ((a, b), (a, bt), (at, b)):
+        assert mm(x, y).tobytes() == want.tobytes()
+        assert mm(x[0], y[0]).tobytes() == want[0].tobytes()
+    batch = np.broadcast_to(a, (40, 3, m, k))
+    many = mm(np.ascontiguousarray(batch), np.broadcast_to(b, (40, 3, k, n)).copy())
+    assert many.tobytes() == np.broadcast_to(want, many.shape).tobytes()
