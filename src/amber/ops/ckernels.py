@@ -360,6 +360,10 @@ def _reduce(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarr
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES or x.ndim > _MAX_RANK:
             return ref(x, axes=axes, keepdims=keepdims)
+        if not x.flags.c_contiguous:
+            # NOTE: libamber's reductions take contiguous operands (a strided one would
+            # fail the fast call and the general one before being copied there)
+            x = np.ascontiguousarray(x)
         key = (x.shape, tuple(axes), keepdims)
         hit = memo.get(key)
         if hit is None:
