@@ -631,11 +631,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
-                /* At least two tasks per thread, a multiple of the thread count. */         \
+                /* At least two tasks per thread, a multiple of the thread count; chunks of \
+                 * whole passes of the tile (a lone sliver costs a two-sliver tile the      \
+                 * same time: two of them on two threads gain nothing). */                   \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
                 while ((n_ic * want) % threads) want++;                                       \
-                job->nj = want < slivers ? want : slivers;                                    \
-                job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
+                int64_t pass = job->K->ukr2 || job->K->ukrd ? 2 : 1;                          \
+                int64_t units = (slivers + pass - 1) / pass;                                  \
+                job->nj = want < units ? want : units;                                        \
+                job->chunk = ((units + job->nj - 1) / job->nj) * pass * NR;                   \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
                 /* One block of rows split by columns: every task would pack the same rows; \
                  * pack them once (fewer than 4 panels: faster than reading them in place,  \
