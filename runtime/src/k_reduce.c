@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#endif
 
 typedef uint8_t b8;
 typedef int32_t i32;
@@ -237,7 +240,7 @@ static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, boo
  * dims iterated outermost, so that each row of the loop updates many accumulators
  * independently instead of one through a chain of dependent compares. Each accumulator
  * still takes its elements in the same order: the same result. */
-enum { REDUCE_SHORT_RUN = 32 };
+enum { REDUCE_SHORT_RUN = 32, REDUCE_ROWS_MAX = 1 << 18 /* (larger: split by threads) */ };
 static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
                               int64_t strides[][AMBER_MAX_RANK]) {
     int64_t run = 1, kept = 1;
@@ -254,6 +257,58 @@ static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
             }
     memcpy(shape, sh, sizeof(int64_t) * (size_t)rank);
     for (int i = 0; i < 2; i++) memcpy(strides[i], st[i], sizeof(int64_t) * (size_t)rank);
+}
+
+/* float32 max/min over a short run of trailing elements (a softmax's rows), sixteen rows
+ * at a time: a row a lane, its elements gathered in order through the select of MAXF/MINF
+ * (the same bits as the row loop); the last rows one by one through MAXV/MINV. False
+ * (nothing done) for other reductions and without AVX-512. */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+__attribute__((target("avx512f"))) static void extreme_rows_avx512(const float *x, int64_t rows,
+                                                                    int64_t n, float *out,
+                                                                    bool mx) {
+    __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)n));
+    int64_t r = 0;
+    for (; r + 16 <= rows; r += 16) {
+        const float *b = x + r * n;
+        __m512 acc = _mm512_set1_ps(mx ? -INFINITY : INFINITY);
+        for (int64_t i = 0; i < n; i++) {
+            __m512 v = _mm512_i32gather_ps(idx, b + i, 4);
+            __mmask16 keep = (mx ? _mm512_cmp_ps_mask(acc, v, _CMP_GE_OQ)
+                                 : _mm512_cmp_ps_mask(acc, v, _CMP_LE_OQ)) |
+                             _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q);
+            acc = _mm512_mask_blend_ps(keep, v, acc);
+        }
+        _mm512_storeu_ps(out + r, acc);
+    }
+    for (; r < rows; r++) {
+        float acc = mx ? -INFINITY : INFINITY;
+        for (int64_t i = 0; i < n; i++)
+            acc = mx ? MAXV(acc, x[r * n + i]) : MINV(acc, x[r * n + i]);
+        out[r] = acc;
+    }
+}
+#endif
+
+static bool extreme_rows_f32(const amber_tensor *x, const bool *reduced, bool mx,
+                             amber_tensor *out) {
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    int r = x->rank, trail = 0, n_red = 0;
+    for (int d = 0; d < r; d++) n_red += reduced[d];
+    while (trail < r && reduced[r - 1 - trail]) trail++;
+    int64_t run = 1, numel = am_numel(x);
+    for (int d = r - trail; d < r; d++) run *= x->shape[d];
+    if (x->dtype != AMBER_FLOAT32 || n_red != trail || run < 2 || run > REDUCE_SHORT_RUN ||
+        numel == 0 || numel > REDUCE_ROWS_MAX || am_cpu_isa() < AM_GEMM_ISA_AVX512)
+        return false;
+    extreme_rows_avx512((const float *)x->data, numel / run, run, (float *)out->data, mx);
+    return true;
+#else
+    (void)x, (void)reduced, (void)mx, (void)out;
+    return false;
+#endif
 }
 
 amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
@@ -274,6 +329,7 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     bool reduced[AMBER_MAX_RANK] = {false};
     for (int i = 0; i < a->n_axes; i++) reduced[a->axes[i]] = true;
     if (widen && sum_f32_block(ctx, x, reduced, out)) return AMBER_OK;
+    if (which && extreme_rows_f32(x, reduced, which == 1, out)) return AMBER_OK;
     void *acc = out->data;
     if (widen) {
         amber_status st = am_arena_calloc(ctx->scratch, (size_t)numel_out, sizeof(double), &acc,

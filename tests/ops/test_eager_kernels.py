@@ -334,7 +334,8 @@ def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape,axes", [((64, 16), (1,)), ((8, 4, 5), (1, 2)),
-                                        ((3, 40), (1,)), ((6, 7), (0,)), ((5, 2, 3), (0, 2))])
+                                        ((3, 40), (1,)), ((6, 7), (0,)), ((5, 2, 3), (0, 2)),
+                                        ((37, 3, 7), (1, 2)), ((2, 9, 2), (2,))])
 def test_max_min_keep_the_first_extremum(dtype: str, shape: tuple, axes: tuple) -> None:
     """Signed zeros and NaNs of different payloads: each result is the element the
     sequential rule picks, bit for bit (short inner runs are reduced with the reduced dims
