@@ -320,6 +320,10 @@ def test_into_writes_the_eager_kernels_bits(op: str) -> None:
     with ckernels.reference_kernels():
         ckernels.into(op, x, out)
         assert out.tobytes() == REGISTRY[op].impl(x).tobytes()
+    # a strided view (an LSTM's gate slice) is read in place, the same bits
+    part, out = x[:, 32:64], np.full((64, 32), np.nan, np.float32)
+    ckernels.into(op, part, out)
+    assert out.tobytes() == REGISTRY[op].eager(np.ascontiguousarray(part)).tobytes()
 
 
 def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:

@@ -545,9 +545,10 @@ def uses_c(name: str) -> bool:
 
 
 def into(name: str, x: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = eager kernel of elementwise op name (x)`` for C-contiguous ``x`` and
-    ``out`` (distinct buffers) of one shape and float dtype: libamber's kernel writes
-    ``out`` directly where eager mode runs it (no intermediate array)."""
+    """``out[...] = eager kernel of elementwise op name (x)`` for ``x`` (strided views
+    too) and C-contiguous ``out`` (distinct buffers) of one shape and float dtype:
+    libamber's kernel writes ``out`` directly where eager mode runs it (no intermediate
+    array)."""
     p = REGISTRY[name]
     if p.eager is not p.impl:
         ctx = _state.ctx
