@@ -264,9 +264,9 @@ static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
  * (the same bits as the row loop); the last rows one by one through MAXV/MINV. False
  * (nothing done) for other reductions and without AVX-512. */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-__attribute__((target("avx512f"))) static void extreme_rows_avx512(const float *x, int64_t rows,
-                                                                    int64_t n, float *out,
-                                                                    bool mx) {
+#define REDUCE_AVX512 __attribute__((target("avx512f")))
+static REDUCE_AVX512 void extreme_rows_avx512(const float *x, int64_t rows, int64_t n, float *out,
+                                              bool mx) {
     __m512i idx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((int)n));
