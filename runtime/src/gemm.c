@@ -272,6 +272,59 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
         _mm512_mask_storeu_ps(ci + 16, m1, x);
     }
 }
+
+/* A small product (n <= 32, k <= SMALL_K: one k block) with no packing: B's rows read in
+ * place (or from a contiguous copy on the stack), eight rows of A at a time. Each element
+ * is the tile's chain of fused multiply-adds over p from zero (the same bits as the packed
+ * path), added to C when accumulating. Attention's many 16 x 16 x 16 products spent more
+ * time packing than multiplying. */
+enum { SMALL_K = 64, SMALL_N = 32, SMALL_R = 8 };
+static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const float *A,
+                                       int64_t rsa, int64_t csa, const float *B, int64_t rsb,
+                                       int64_t csb, float *C, int64_t ldc, bool acc) {
+    float copy[SMALL_K * SMALL_N];
+    if (csb != 1) {
+        for (int64_t p = 0; p < k; p++)
+            for (int64_t j = 0; j < n; j++) copy[p * n + j] = B[p * rsb + j * csb];
+        B = copy, rsb = n;
+    }
+    __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+    __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+    for (int64_t i0 = 0; i0 < m; i0 += SMALL_R) {
+        const float *a[SMALL_R]; /* rows past m repeat row i0 (computed, not stored) */
+        for (int i = 0; i < SMALL_R; i++) a[i] = A + (i0 + (i0 + i < m ? i : 0)) * rsa;
+        __m512 t[SMALL_R][2];
+        _Pragma("GCC unroll 8") for (int i = 0; i < SMALL_R; i++) t[i][0] = t[i][1] =
+            _mm512_setzero_ps();
+        if (m1) {
+            for (int64_t p = 0; p < k; p++) {
+                __m512 x0 = _mm512_maskz_loadu_ps(m0, B + p * rsb);
+                __m512 x1 = _mm512_maskz_loadu_ps(m1, B + p * rsb + 16);
+                _Pragma("GCC unroll 8") for (int i = 0; i < SMALL_R; i++) {
+                    __m512 av = _mm512_set1_ps(a[i][p * csa]);
+                    t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
+                    t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
+                }
+            }
+        } else {
+            for (int64_t p = 0; p < k; p++) {
+                __m512 x0 = _mm512_maskz_loadu_ps(m0, B + p * rsb);
+                _Pragma("GCC unroll 8") for (int i = 0; i < SMALL_R; i++)
+                    t[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i][p * csa]), x0, t[i][0]);
+            }
+        }
+        /* NOTE: unrolled, so that t stays in registers */
+        _Pragma("GCC unroll 8") for (int i = 0; i < SMALL_R; i++) {
+            if (i0 + i >= m) break;
+            float *ci = C + (i0 + i) * ldc;
+            __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
+            _mm512_mask_storeu_ps(ci, m0, x);
+            if (!m1) continue;
+            x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), t[i][1]) : t[i][1];
+            _mm512_mask_storeu_ps(ci + 16, m1, x);
+        }
+    }
+}
 #endif
 #undef MR
 
@@ -303,6 +356,32 @@ int am_gemm_set_isa(int isa) {
 
 /* Rows up to this count use the GEMV path (B read once per row, A never packed). */
 #define GEMV_ROWS 2
+
+/* Whether the small-product kernel computed C (see small_f32_avx512): float32 on AVX-512,
+ * more rows than the GEMV path takes, n <= 32 and k <= 64. */
+static bool small_f32(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
+                      int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
+                      int64_t ldc, bool acc) {
+#if AM_X86
+    if (m > GEMV_ROWS && n > 0 && n <= SMALL_N && k > 0 && k <= SMALL_K && B &&
+        current_isa() >= AM_GEMM_ISA_AVX512) {
+        small_f32_avx512(m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);
+        return true;
+    }
+#else
+    (void)m, (void)n, (void)k, (void)A, (void)rsa, (void)csa, (void)B, (void)rsb, (void)csb;
+    (void)C, (void)ldc, (void)acc;
+#endif
+    return false;
+}
+
+static bool small_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t rsa,
+                      int64_t csa, const double *B, int64_t rsb, int64_t csb, double *C,
+                      int64_t ldc, bool acc) {
+    (void)m, (void)n, (void)k, (void)A, (void)rsa, (void)csa, (void)B, (void)rsb, (void)csb;
+    (void)C, (void)ldc, (void)acc;
+    return false;
+}
 /* Columns per GEMV task: that much of a C row stays in L1 while B streams past. */
 #define GEMV_CHUNK 1024
 /* The am_keep kind of a packed B (or'ed with the element size). */
@@ -638,11 +717,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     am_pool_run(pool, (slivers + job->pchunk - 1) / job->pchunk,              \
                                 pack_task_##SUF, job);                                        \
                 }                                                                             \
-                /* At least two tasks per thread, a multiple of the thread count. */         \
+                /* At least two tasks per thread, a multiple of the thread count; chunks of \
+                 * whole passes of the tile (a lone sliver costs a two-sliver tile the      \
+                 * same time: two of them on two threads gain nothing). */                   \
                 int64_t want = threads > 1 ? (2 * threads + n_ic - 1) / n_ic : 1;             \
                 while ((n_ic * want) % threads) want++;                                       \
-                job->nj = want < slivers ? want : slivers;                                    \
-                job->chunk = ((slivers + job->nj - 1) / job->nj) * NR;                        \
+                int64_t pass = job->K->ukr2 || job->K->ukrd ? 2 : 1;                          \
+                int64_t units = (slivers + pass - 1) / pass;                                  \
+                job->nj = want < units ? want : units;                                        \
+                job->chunk = ((units + job->nj - 1) / job->nj) * pass * NR;                   \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
                 /* One block of rows split by columns: every task would pack the same rows; \
                  * pack them once (fewer than 4 panels: faster than reading them in place,  \
@@ -677,6 +760,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                                        const am_gemm_epi *epi, const am_gemm_bsrc *bsrc) {    \
         if (m <= 0 || n <= 0) return AMBER_OK;                                                \
         double work = (double)m * (double)n * (double)k;                                      \
+        if (!packed && !akept && !epi && !bsrc && work < AM_GEMM_PARALLEL_MIN &&              \
+            small_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, accumulate))               \
+            return AMBER_OK;                                                                  \
         double least = gemv_path_##SUF(m, B, csb) ? AM_PARALLEL_MIN : AM_GEMM_PARALLEL_MIN;  \
         am_pool *pool = work >= least ? am_pool_for(ctx->pool, work) : NULL;                   \
         int threads = am_pool_size(pool);                                                     \
@@ -807,6 +893,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                              const T *packed, const T *akept, T *C, int64_t ldc, bool acc,    \
                              T *scratch, const am_gemm_epi *epi, int64_t pk) {                \
         if (m <= 0 || n <= 0) return;                                                         \
+        if (!packed && !akept && !epi &&                                                      \
+            small_##SUF(m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc))                      \
+            return;                                                                           \
         job_##SUF job;                                                                        \
         job_init_##SUF(&job, m, n, k, A, rsa, csa, B, rsb, csb, C, ldc, acc);                 \
         job.akept = akept, job.mpad = (m + MR - 1) / MR * MR, job.epi = epi, job.pk = pk;     \

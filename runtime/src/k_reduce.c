@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+#endif
 
 typedef uint8_t b8;
 typedef int32_t i32;
@@ -92,6 +95,115 @@ typedef double double_v2 __attribute__((vector_size(16)));
 
 SUM_ROW(sum_f32, float)
 SUM_ROW(sum_f64, double)
+
+/* float32 sums of a contiguous block whose reduced dims are all inner (rows) or all outer
+ * (columns), in wide vectors: the same adds in the same order as sum_f32 through the
+ * iterator (the same bits), without a call per row. A row of 16 or more takes its eight
+ * partials as the lanes of one vector, then the pairwise tree; a shorter row one chain; a
+ * column one chain per element, eight columns a vector. */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef double f64x8 __attribute__((vector_size(64)));
+#define SUM_F32_BLOCK(SUF, ATTR)                                                   \
+    ATTR static double row_##SUF(const float *x, int64_t n) {                      \
+        double acc = 0.0;                                                          \
+        if (n < 16) {                                                              \
+            for (int64_t i = 0; i < n; i++) acc += (double)x[i];                   \
+            return acc;                                                            \
+        }                                                                          \
+        f32x8 v;                                                                   \
+        f64x8 a = {0};                                                             \
+        int64_t i = 0;                                                             \
+        for (; i + 8 <= n; i += 8) {                                               \
+            memcpy(&v, x + i, sizeof v);                                           \
+            a += __builtin_convertvector(v, f64x8);                                \
+        }                                                                          \
+        for (int64_t j = 0; i < n; i++, j++) a[j] += (double)x[i];                 \
+        a += __builtin_shufflevector(a, a, 1, 0, 3, 2, 5, 4, 7, 6);                \
+        a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);                \
+        a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);                \
+        return acc + a[0];                                                         \
+    }                                                                              \
+    ATTR static void sum_block_##SUF(const float *x, int64_t r0, int64_t r1,       \
+                                     int64_t n, int64_t cols, float *out) {        \
+        if (!cols) { /* rows r0..r1 of n */                                        \
+            for (int64_t r = r0; r < r1; r++) out[r] = (float)row_##SUF(x + r * n, n); \
+            return;                                                                \
+        }                                                                          \
+        /* columns r0..r1 of n rows of `cols` */                                   \
+        int64_t c = r0;                                                            \
+        for (; c + 32 <= r1; c += 32) {                                            \
+            f64x8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                          \
+            f32x8 v0, v1, v2, v3;                                                  \
+            for (const float *p = x + c; p < x + n * cols + c; p += cols) {        \
+                memcpy(&v0, p, 32), memcpy(&v1, p + 8, 32);                        \
+                memcpy(&v2, p + 16, 32), memcpy(&v3, p + 24, 32);                  \
+                a0 += __builtin_convertvector(v0, f64x8);                          \
+                a1 += __builtin_convertvector(v1, f64x8);                          \
+                a2 += __builtin_convertvector(v2, f64x8);                          \
+                a3 += __builtin_convertvector(v3, f64x8);                          \
+            }                                                                      \
+            v0 = __builtin_convertvector(a0, f32x8);                               \
+            v1 = __builtin_convertvector(a1, f32x8);                               \
+            v2 = __builtin_convertvector(a2, f32x8);                               \
+            v3 = __builtin_convertvector(a3, f32x8);                               \
+            memcpy(out + c, &v0, 32), memcpy(out + c + 8, &v1, 32);                \
+            memcpy(out + c + 16, &v2, 32), memcpy(out + c + 24, &v3, 32);          \
+        }                                                                          \
+        for (; c < r1; c++) {                                                      \
+            double acc = 0.0;                                                      \
+            for (int64_t r = 0; r < n; r++) acc += (double)x[r * cols + c];        \
+            out[c] = (float)acc;                                                   \
+        }                                                                          \
+    }
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))))
+SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))))
+
+typedef struct sum_job {
+    void (*fn)(const float *, int64_t, int64_t, int64_t, int64_t, float *);
+    const float *x;
+    int64_t n, cols, chunk, len;
+    float *out;
+} sum_job;
+
+static void sum_task(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const sum_job *j = (const sum_job *)ud;
+    int64_t r0 = t * j->chunk, r1 = r0 + j->chunk < j->len ? r0 + j->chunk : j->len;
+    j->fn(j->x, r0, r1, j->n, j->cols, j->out);
+}
+
+/* The sum of a float32 x whose reduced dims are all inner or all outer, into out; false
+ * (nothing done) for other sums, empty ones, and CPUs without AVX2. */
+static bool sum_f32_block(am_ctx *ctx, const amber_tensor *x, const bool *reduced,
+                          amber_tensor *out) {
+    int isa = am_cpu_isa(), r = x->rank, lead = 0, trail = 0;
+    int64_t numel = am_numel(x);
+    if (isa < AM_GEMM_ISA_AVX2 || numel == 0) return false;
+    while (lead < r && reduced[lead]) lead++;
+    while (trail < r && reduced[r - 1 - trail]) trail++;
+    int n_red = 0;
+    for (int d = 0; d < r; d++) n_red += reduced[d];
+    if (n_red != trail && n_red != lead) return false;
+    int64_t inner = 1; /* a row's length (rows) */
+    for (int d = r - trail; d < r; d++) inner *= x->shape[d];
+    sum_job j = {isa >= AM_GEMM_ISA_AVX512 ? sum_block_avx512 : sum_block_avx2, x->data, inner,
+                 0, 0, am_numel(out), out->data};
+    if (n_red != trail) j.cols = j.len, j.n = numel / j.len; /* columns of n rows */
+    am_pool *pool = numel >= AM_SUM_SPLIT_MIN ? am_pool_for(ctx->pool, (double)numel) : NULL;
+    int64_t tasks = pool ? 4 * (int64_t)am_pool_size(pool) : 1;
+    j.chunk = (j.len + tasks - 1) / tasks;
+    if (j.cols && j.chunk % 32) j.chunk += 32 - j.chunk % 32; /* whole vectors of columns */
+    am_pool_run(pool, (j.len + j.chunk - 1) / j.chunk, sum_task, &j);
+    return true;
+}
+#else
+static bool sum_f32_block(am_ctx *ctx, const amber_tensor *x, const bool *reduced,
+                          amber_tensor *out) {
+    (void)ctx, (void)x, (void)reduced, (void)out;
+    return false;
+}
+#endif
 REDUCE_ROW(sum_i32, i32, i32, ADD32, ADD32)
 REDUCE_ROW(sum_i64, i64, i64, ADD64, ADD64)
 REDUCE_ROW(max_f32, float, float, MAXV, MAXF)
@@ -128,7 +240,7 @@ static void fill_identity(void *dst, amber_dtype dt, int64_t n, am_op_id op, boo
  * dims iterated outermost, so that each row of the loop updates many accumulators
  * independently instead of one through a chain of dependent compares. Each accumulator
  * still takes its elements in the same order: the same result. */
-enum { REDUCE_SHORT_RUN = 32 };
+enum { REDUCE_SHORT_RUN = 32, REDUCE_ROWS_MAX = 1 << 18 /* (larger: split by threads) */ };
 static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
                               int64_t strides[][AMBER_MAX_RANK]) {
     int64_t run = 1, kept = 1;
@@ -147,6 +259,58 @@ static void reduced_outermost(int rank, const bool *reduced, int64_t *shape,
     for (int i = 0; i < 2; i++) memcpy(strides[i], st[i], sizeof(int64_t) * (size_t)rank);
 }
 
+/* float32 max/min over a short run of trailing elements (a softmax's rows), sixteen rows
+ * at a time: a row a lane, its elements gathered in order through the select of MAXF/MINF
+ * (the same bits as the row loop); the last rows one by one through MAXV/MINV. False
+ * (nothing done) for other reductions and without AVX-512. */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define REDUCE_AVX512 __attribute__((target("avx512f")))
+static REDUCE_AVX512 void extreme_rows_avx512(const float *x, int64_t rows, int64_t n, float *out,
+                                              bool mx) {
+    __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)n));
+    int64_t r = 0;
+    for (; r + 16 <= rows; r += 16) {
+        const float *b = x + r * n;
+        __m512 acc = _mm512_set1_ps(mx ? -INFINITY : INFINITY);
+        for (int64_t i = 0; i < n; i++) {
+            __m512 v = _mm512_i32gather_ps(idx, b + i, 4);
+            __mmask16 keep = (mx ? _mm512_cmp_ps_mask(acc, v, _CMP_GE_OQ)
+                                 : _mm512_cmp_ps_mask(acc, v, _CMP_LE_OQ)) |
+                             _mm512_cmp_ps_mask(acc, acc, _CMP_UNORD_Q);
+            acc = _mm512_mask_blend_ps(keep, v, acc);
+        }
+        _mm512_storeu_ps(out + r, acc);
+    }
+    for (; r < rows; r++) {
+        float acc = mx ? -INFINITY : INFINITY;
+        for (int64_t i = 0; i < n; i++)
+            acc = mx ? MAXV(acc, x[r * n + i]) : MINV(acc, x[r * n + i]);
+        out[r] = acc;
+    }
+}
+#endif
+
+static bool extreme_rows_f32(const amber_tensor *x, const bool *reduced, bool mx,
+                             amber_tensor *out) {
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    int r = x->rank, trail = 0, n_red = 0;
+    for (int d = 0; d < r; d++) n_red += reduced[d];
+    while (trail < r && reduced[r - 1 - trail]) trail++;
+    int64_t run = 1, numel = am_numel(x);
+    for (int d = r - trail; d < r; d++) run *= x->shape[d];
+    if (x->dtype != AMBER_FLOAT32 || n_red != trail || run < 2 || run > REDUCE_SHORT_RUN ||
+        numel == 0 || numel > REDUCE_ROWS_MAX || am_cpu_isa() < AM_GEMM_ISA_AVX512)
+        return false;
+    extreme_rows_avx512((const float *)x->data, numel / run, run, (float *)out->data, mx);
+    return true;
+#else
+    (void)x, (void)reduced, (void)mx, (void)out;
+    return false;
+#endif
+}
+
 amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int n,
                       const am_attrs *a, amber_tensor *out) {
     (void)n;
@@ -162,6 +326,10 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
                        amber_dtype_name(x->dtype));
     int64_t numel_out = am_numel(out);
     bool widen = op->id == AM_OP_SUM && x->dtype == AMBER_FLOAT32;
+    bool reduced[AMBER_MAX_RANK] = {false};
+    for (int i = 0; i < a->n_axes; i++) reduced[a->axes[i]] = true;
+    if (widen && sum_f32_block(ctx, x, reduced, out)) return AMBER_OK;
+    if (which && extreme_rows_f32(x, reduced, which == 1, out)) return AMBER_OK;
     void *acc = out->data;
     if (widen) {
         amber_status st = am_arena_calloc(ctx->scratch, (size_t)numel_out, sizeof(double), &acc,
@@ -170,8 +338,6 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     }
     fill_identity(acc, x->dtype, numel_out, op->id, widen);
     /* The accumulator viewed with x's rank: reduced axes have stride 0. */
-    bool reduced[AMBER_MAX_RANK] = {false};
-    for (int i = 0; i < a->n_axes; i++) reduced[a->axes[i]] = true;
     int64_t kshape[AMBER_MAX_RANK], strides[AM_ITER_MAX_OPS][AMBER_MAX_RANK];
     for (int d = 0; d < x->rank; d++) kshape[d] = reduced[d] ? 1 : x->shape[d];
     am_contig_strides(kshape, x->rank, widen ? sizeof(double) : amber_dtype_size(x->dtype),

@@ -280,6 +280,9 @@ void am_iter_init(am_iter *it, int nops, int rank, const int64_t *shape,
 void am_iter_run(const am_iter *it, char *const *base, am_row_fn fn, void *ud);
 /* Elements of an elementwise op or reduction worth splitting between threads. */
 #define AM_ELEMENTS_PARALLEL_MIN 32768
+/* Elements of a float32 sum read in wide vectors (k_reduce.c) worth splitting: such a sum
+ * takes about a nanosecond an element. */
+#define AM_SUM_SPLIT_MIN 131072
 /* am_iter_run split between the pool's threads when large, each accumulator of operand 0
  * (stride 0 along reduced dims) updated by one thread in the same order: the same bits.
  * fn must compute each element alone (no state in ud shared between rows). */

@@ -843,9 +843,9 @@ def eager_kernel(name: str) -> Callable[..., np.ndarray]:
 
 
 def eager_into(name: str, x: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = eager_kernel(name)(x)`` for an elementwise float op on C-contiguous,
-    distinct ``x`` and ``out`` of one shape and dtype (libamber's kernel writes ``out``
-    directly)."""
+    """``out[...] = eager_kernel(name)(x)`` for an elementwise float op on distinct ``x``
+    (any non-negative strides) and C-contiguous ``out`` of one shape and dtype
+    (libamber's kernel writes ``out`` directly)."""
     EagerHooks.into(name, x, out)
 
 

@@ -76,9 +76,35 @@ def _mask_to_indices(mask: Tensor) -> list[Tensor]:
     return [Tensor._wrap(i.astype(np.int64)) for i in np.nonzero(mask._data)]
 
 
+_PLAIN = (int, type(None))
+
+
+def _basic(x: Tensor, key: tuple) -> list[tuple[str, Any]] | None:
+    """The entries of a key of Python ints and slices with int (or no) bounds, at most
+    one per dim (what ``_expand`` and ``_symbolic_bounds_on_static_dims`` give it, without
+    their general cases); None for any other key."""
+    if len(key) > x.ndim:
+        return None
+    entries: list[tuple[str, Any]] = []
+    for k in key:
+        t = type(k)
+        if t is int:
+            entries.append(("int", k))
+        elif t is slice and type(k.start) in _PLAIN and type(k.stop) in _PLAIN \
+                and type(k.step) in _PLAIN:
+            entries.append(("slice", k))
+        else:
+            return None
+    entries += [("slice", slice(None))] * (x.ndim - len(key))
+    return entries
+
+
 def getitem(x: Tensor, key: Any) -> Tensor:
-    entries = _expand(x, key if isinstance(key, tuple) else (key,))
-    x, entries = _symbolic_bounds_on_static_dims(x, entries)
+    key = key if isinstance(key, tuple) else (key,)
+    entries = _basic(x, key)
+    if entries is None:
+        entries = _expand(x, key)
+        x, entries = _symbolic_bounds_on_static_dims(x, entries)
     has_adv = any(kind in ("adv", "madv") for kind, _ in entries)
     if has_adv:  # ints join the advanced indices (NumPy rule)
         entries = [("adv", _F.scalar(v, D.int64)) if kind == "int" else (kind, v)

@@ -320,6 +320,10 @@ def test_into_writes_the_eager_kernels_bits(op: str) -> None:
     with ckernels.reference_kernels():
         ckernels.into(op, x, out)
         assert out.tobytes() == REGISTRY[op].impl(x).tobytes()
+    # a strided view (an LSTM's gate slice) is read in place, the same bits
+    part, out = x[:, 32:64], np.full((64, 32), np.nan, np.float32)
+    ckernels.into(op, part, out)
+    assert out.tobytes() == REGISTRY[op].eager(np.ascontiguousarray(part)).tobytes()
 
 
 def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:
@@ -334,7 +338,8 @@ def _first_extremum(row: np.ndarray, mx: bool) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape,axes", [((64, 16), (1,)), ((8, 4, 5), (1, 2)),
-                                        ((3, 40), (1,)), ((6, 7), (0,)), ((5, 2, 3), (0, 2))])
+                                        ((3, 40), (1,)), ((6, 7), (0,)), ((5, 2, 3), (0, 2)),
+                                        ((37, 3, 7), (1, 2)), ((2, 9, 2), (2,))])
 def test_max_min_keep_the_first_extremum(dtype: str, shape: tuple, axes: tuple) -> None:
     """Signed zeros and NaNs of different payloads: each result is the element the
     sequential rule picks, bit for bit (short inner runs are reduced with the reduced dims
@@ -375,3 +380,100 @@ def test_float32_row_sum_takes_eight_partials(n: int) -> None:
             p[i % 8] += v
         want.append(((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])))
     np.testing.assert_array_equal(got, np.array(want).astype(np.float32))
+
+
+def _sum_in_order(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The float32 sum's documented order: per output element, its elements in index
+    order into a double, eight partials (element i into partial i % 8, added pairwise
+    at the end) when they form one contiguous run of 16 or more."""
+    kept = [d for d in range(x.ndim) if d not in axes]
+    rows = np.moveaxis(x, kept, list(range(len(kept)))).astype(np.float64)
+    rows = rows.reshape(int(np.prod([x.shape[d] for d in kept])), -1)
+    inner = all(d in axes for d in range(x.ndim - len(axes), x.ndim))
+    out = []
+    for row in rows:
+        if inner and len(row) >= 16:
+            p = [0.0] * 8
+            for i, v in enumerate(row):
+                p[i % 8] += float(v)
+            s = 0.0 + (((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])))
+        else:
+            s = 0.0
+            for v in row:
+                s += float(v)
+        out.append(s)
+    return np.array(out).astype(np.float32).reshape([x.shape[d] for d in kept])
+
+
+@pytest.mark.parametrize("shape, axes", [
+    ((6, 5), (1,)), ((3, 4, 16), (2,)), ((2, 3, 24), (1, 2)), ((7, 40), (1,)),
+    ((9, 70), (0,)), ((5, 3, 33), (0, 1)), ((4, 2, 64), (0,)), ((3, 5, 7), (1,)),
+    ((4, 6, 8), (0, 2)), ((50,), (0,)), ((2, 3, 4), (0, 1, 2))])
+def test_float32_sum_order_inner_and_outer_axes(shape: tuple[int, ...],
+                                                axes: tuple[int, ...]) -> None:
+    """Sums over inner dims (rows), outer dims (columns) and others give the bits of
+    the documented order, with zeros of both signs, infinities and NaN among the values,
+    at 1 and 2 threads (the sums of a contiguous float32 block without a call per row)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.random(flat.size) < 0.05] = -0.0
+    if flat.size > 40:
+        flat[[3, 17]] = np.inf, -np.inf
+        flat[29] = np.nan
+    want = _sum_in_order(x, axes)
+    before = am.get_num_threads()
+    try:
+        for n in (1, 2):
+            am.set_num_threads(n)
+            got = ckernels.run("sum", {"axes": axes, "keepdims": False}, (x,), want.shape,
+                               x.dtype)
+            # (which NaN a sum of NaNs or of opposite infinities gives is not specified)
+            nan = np.isnan(want)
+            assert np.array_equal(np.isnan(got), nan), n
+            assert got[~nan].tobytes() == want[~nan].tobytes(), n
+    finally:
+        am.set_num_threads(before)
+
+
+@pytest.mark.parametrize("axes", [(1,), (0,)])
+def test_float32_sum_split_between_threads_keeps_the_bits(axes: tuple[int, ...]) -> None:
+    """A sum large enough to be split between threads (rows, or columns) gives the
+    bits it gives on one thread."""
+    x = np.random.default_rng(5).standard_normal((2048, 2080)).astype(np.float32)
+    shape = (x.shape[1 - axes[0]],)
+    before = am.get_num_threads()
+    try:
+        got = []
+        for n in (1, 2):
+            am.set_num_threads(n)
+            got.append(ckernels.run("sum", {"axes": axes, "keepdims": False}, (x,), shape,
+                                    x.dtype))
+    finally:
+        am.set_num_threads(before)
+    assert got[0].tobytes() == got[1].tobytes()
+    want = x.astype(np.float64).sum(axis=axes[0]).astype(np.float32)
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("m, n, k", [(3, 1, 1), (8, 5, 7), (9, 16, 16), (16, 16, 16),
+                                     (17, 17, 64), (33, 32, 40), (4, 10, 64)])
+def test_small_products_give_the_bits_of_wide_ones(m: int, n: int, k: int) -> None:
+    """A product with few columns and a short inner dim (attention's 16 x 16 x 16) runs
+    without packing; each element is still the same chain of multiply-adds, so its bits
+    are those of the same columns inside a wider product (which is packed), for plain,
+    transposed and batched operands."""
+    rng = np.random.default_rng(m * 100 + n + k)
+    a = rng.standard_normal((3, m, k)).astype(np.float32)
+    b = rng.standard_normal((3, k, n)).astype(np.float32)
+    wide = np.concatenate([b, rng.standard_normal((3, k, 48)).astype(np.float32)], axis=2)
+    mm = REGISTRY["matmul"].eager
+    want = np.stack([mm(a[i], wide[i])[:, :n] for i in range(3)])
+    bt = np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1)
+    at = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)
+    for x, y in ((a, b), (a, bt), (at, b)):
+        assert mm(x, y).tobytes() == want.tobytes()
+        assert mm(x[0], y[0]).tobytes() == want[0].tobytes()
+    batch = np.broadcast_to(a, (40, 3, m, k))
+    many = mm(np.ascontiguousarray(batch), np.broadcast_to(b, (40, 3, k, n)).copy())
+    assert many.tobytes() == np.broadcast_to(want, many.shape).tobytes()

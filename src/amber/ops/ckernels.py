@@ -360,6 +360,10 @@ def _reduce(name: str, ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarr
     def kernel(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         if x.dtype not in _FLOAT_CODES or x.ndim > _MAX_RANK:
             return ref(x, axes=axes, keepdims=keepdims)
+        if not x.flags.c_contiguous:
+            # NOTE: libamber's reductions take contiguous operands (a strided one would
+            # fail the fast call and the general one before being copied there)
+            x = np.ascontiguousarray(x)
         key = (x.shape, tuple(axes), keepdims)
         hit = memo.get(key)
         if hit is None:
@@ -541,9 +545,10 @@ def uses_c(name: str) -> bool:
 
 
 def into(name: str, x: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = eager kernel of elementwise op name (x)`` for C-contiguous ``x`` and
-    ``out`` (distinct buffers) of one shape and float dtype: libamber's kernel writes
-    ``out`` directly where eager mode runs it (no intermediate array)."""
+    """``out[...] = eager kernel of elementwise op name (x)`` for ``x`` (strided views
+    too) and C-contiguous ``out`` (distinct buffers) of one shape and float dtype:
+    libamber's kernel writes ``out`` directly where eager mode runs it (no intermediate
+    array)."""
     p = REGISTRY[name]
     if p.eager is not p.impl:
         ctx = _state.ctx

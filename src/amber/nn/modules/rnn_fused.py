@@ -25,7 +25,7 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
     ``(h0, c0)``: returns ``(ys, acts, cs, tcs)``, the hidden states (T, N, H), the gate
     activations (sigmoid i, sigmoid f, tanh g, sigmoid o), the cell states and their
     tanh, each at its step's index. ``kernels``: ``mm(a, b)``, and ``sigmoid(x, out)``
-    and ``tanh(x, out)`` writing into ``out``."""
+    and ``tanh(x, out)`` writing into a contiguous ``out`` (``x`` may be strided)."""
     mm, sigmoid, tanh = kernels
     t_len, n, g4 = xw.shape
     hs = g4 // 4
@@ -48,8 +48,7 @@ def lstm_forward(xw: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_hh: np.ndarra
         # sigmoid over all four gates equals the composed cell's per-gate calls
         a = acts[t]
         sigmoid(gates, a)
-        g_in[...] = gates[:, 2 * hs:3 * hs]
-        tanh(g_in, g_out)
+        tanh(gates[:, 2 * hs:3 * hs], g_out)  # (a strided view: read in place)
         a[:, 2 * hs:3 * hs] = g_out
         # the composed cell's order: sigmoid(f) * c + sigmoid(i) * tanh(g)
         np.multiply(a[:, hs:2 * hs], c, out=cs[t])
