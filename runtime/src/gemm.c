@@ -691,19 +691,20 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         }                                                                                     \
         plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, bsrc != NULL);                 \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
-        T *bpack = NULL, **apack = NULL, *abuf = NULL;                                    \
+        T *bpack = NULL, **apack = NULL, *abuf = NULL;                                        \
         amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.bpack_len,              \
                                          (void **)&bpack, ctx->err);                          \
         if (st == AMBER_OK)                                                                   \
             st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&apack, \
                                 ctx->err);                                                    \
-        /* one allocation: blocks 64-byte aligned, back to back (a shared A spans them) */   \
+        /* one allocation: blocks of whole 16-element lines, back to back (a shared A spans \
+         * them) */                                                                           \
         size_t alen = (pl.apack_len + 15) / 16 * 16;                                          \
         if (st == AMBER_OK)                                                                   \
             st = am_arena_alloc(ctx->scratch, sizeof(T) * alen * (size_t)threads,            \
-                                (void **)&abuf, ctx->err);                                \
+                                (void **)&abuf, ctx->err);                                    \
         if (st != AMBER_OK) return st;                                                        \
-        for (int w = 0; w < threads; w++) apack[w] = abuf + alen * (size_t)w;             \
+        for (int w = 0; w < threads; w++) apack[w] = abuf + alen * (size_t)w;                 \
         run_##SUF(pool, threads, &job, packed, bpack, apack);                                 \
         am_arena_release(ctx->scratch, mark);                                                 \
         return AMBER_OK;                                                                      \
