@@ -50,7 +50,8 @@ def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: t
     np.testing.assert_array_equal(outs[0], fn(am.tensor(x)).numpy())
 
 
-@pytest.mark.parametrize("case", ["tall", "wide", "left", "deep", "deep64", "conv_late", "conv_early"])
+@pytest.mark.parametrize("case", ["tall", "wide", "left", "deep", "deep64", "conv_late",
+                                  "conv_early"])
 def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Path) -> None:
     """Products split into tiles over rows, columns or both (by shape and thread count),
     with B packed by each tile or shared, and A packed or read in place, give the bits
