@@ -515,7 +515,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         const T *akept;        /* or A packed whole (am_gemm_kept_a): block (pc, ic) at    \
                                   akept + mpad * pc + ic * kc */                             \
         int64_t mpad;                                                                         \
-        T *ashared; /* or the one MC block of A, packed once for every task */               \
+        T *ashared; /* or all of the k block of A, packed once for every task (at ic * kc) */ \
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
         bool bdirect; /* B's whole slivers read in place (bp: only a last partial one) */    \
@@ -587,7 +587,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
         /* Panels of rows below `whole` are read in place at ad, the others packed at ap. */ \
         int64_t whole = !j->ashared && direct_##SUF(j) ? mc / MR * MR : 0;                    \
-        const T *ap = j->ashared ? j->ashared : j->apack[worker];                             \
+        const T *ap = j->ashared ? j->ashared + ic * j->kc : j->apack[worker];                \
         const T *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;                              \
         if (j->akept)                                                                         \
             ap = j->akept + j->mpad * j->pc + ic * j->kc;                                     \
@@ -727,11 +727,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 job->nj = want < units ? want : units;                                        \
                 job->chunk = ((units + job->nj - 1) / job->nj) * pass * NR;                   \
                 job->nj = (nc + job->chunk - 1) / job->chunk;                                 \
-                /* One block of rows split by columns: every task would pack the same rows; \
-                 * pack them once (fewer than 4 panels: faster than reading them in place,  \
-                 * measured on two threads), together when there are two or more panels    \
-                 * per thread (few rows: not worth a pool call). */                          \
-                job->ashared = n_ic == 1 && job->nj > 1 && !job->akept &&                     \
+                /* Blocks of rows split by columns: every task would pack the same rows;    \
+                 * pack them once into the workers' contiguous blocks (room for `threads`    \
+                 * blocks; fewer than 4 panels: faster than reading them in place, measured \
+                 * on two threads), together when there are two or more panels per thread   \
+                 * (few rows: not worth a pool call). */                                     \
+                job->ashared = n_ic <= threads && job->nj > 1 && !job->akept &&               \
                                        (m < 4 * MR || !direct_##SUF(job)) ? apack[0] : NULL;  \
                 if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
                     am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
@@ -776,16 +777,20 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         }                                                                                     \
         plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, bsrc != NULL);                 \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
-        T *bpack = NULL, **apack = NULL;                                                      \
+        T *bpack = NULL, **apack = NULL, *abuf = NULL;                                        \
         amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.bpack_len,              \
                                          (void **)&bpack, ctx->err);                          \
         if (st == AMBER_OK)                                                                   \
             st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&apack, \
                                 ctx->err);                                                    \
-        for (int w = 0; st == AMBER_OK && w < threads; w++)                                   \
-            st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.apack_len, (void **)&apack[w],   \
-                                ctx->err);                                                    \
+        /* one allocation: blocks of whole 16-element lines, back to back (a shared A spans \
+         * them) */                                                                           \
+        size_t alen = (pl.apack_len + 15) / 16 * 16;                                          \
+        if (st == AMBER_OK)                                                                   \
+            st = am_arena_alloc(ctx->scratch, sizeof(T) * alen * (size_t)threads,            \
+                                (void **)&abuf, ctx->err);                                    \
         if (st != AMBER_OK) return st;                                                        \
+        for (int w = 0; w < threads; w++) apack[w] = abuf + alen * (size_t)w;                 \
         run_##SUF(pool, threads, &job, packed, bpack, apack);                                 \
         am_arena_release(ctx->scratch, mark);                                                 \
         return AMBER_OK;                                                                      \

@@ -50,13 +50,16 @@ def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: t
     np.testing.assert_array_equal(outs[0], fn(am.tensor(x)).numpy())
 
 
-@pytest.mark.parametrize("case", ["tall", "wide", "left", "conv_late", "conv_early"])
+@pytest.mark.parametrize("case", ["tall", "wide", "left", "deep", "deep64", "conv_late",
+                                  "conv_early"])
 def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Path) -> None:
     """Products split into tiles over rows, columns or both (by shape and thread count),
     with B packed by each tile or shared, and A packed or read in place, give the bits
-    of one thread at 2, 3 and 8 threads."""
+    of one thread at 2, 3 and 8 threads. `deep`: two blocks of rows, each split over
+    columns, A's rows 4 KiB apart (packed, not read in place): both blocks packed once
+    for all tasks; `deep64`: float64, three blocks of rows (shared from 3 threads on)."""
     rng = np.random.default_rng(5)
-    f32 = np.float32
+    f32 = np.float64 if case == "deep64" else np.float32
     if case.startswith("conv"):  # out channels x (in channels x taps) @ pixels, batch 1
         c_in, c_out, hw = (64, 96, 7) if case == "conv_late" else (8, 24, 40)
         am.manual_seed(5)
@@ -64,10 +67,12 @@ def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Pat
         spec, x = am.spec(1, c_in, hw, hw), rng.standard_normal((1, c_in, hw, hw)).astype(f32)
         fn = net
     else:
-        m, k, n = {"tall": (300, 200, 40), "wide": (20, 150, 900), "left": (150, 260, 70)}[case]
+        m, k, n = {"tall": (300, 200, 40), "wide": (20, 150, 900), "left": (150, 260, 70),
+                   "deep": (251, 1024, 131), "deep64": (199, 300, 131)}[case]
         w = am.tensor(rng.standard_normal((m, k) if case == "left" else (k, n)).astype(f32))
         shape = (k, n) if case == "left" else (m, k)
-        spec, x = am.spec(*shape), rng.standard_normal(shape).astype(f32)
+        spec = am.spec(*shape, dtype=np.dtype(f32).name)
+        x = rng.standard_normal(shape).astype(f32)
         fn = (lambda a: w @ a) if case == "left" else (lambda a: a @ w)
     am.export(fn, spec).save(tmp_path / "p.amber")
     outs = [N.NativeModel(tmp_path / "p.amber", threads=t).run("forward", x)[0]
