@@ -245,7 +245,7 @@ AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_
 #define AM_AVX512 __attribute__((target("avx512f")))
 static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
                                       const float *restrict b, int64_t bs, float *restrict c,
-                                      int64_t ldc, int64_t nr, bool acc) {
+                                      int64_t ldc, int64_t nr, bool acc, const am_tile_epi *te) {
     __m512 t[MRP][2];
     const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
     for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
@@ -263,13 +263,16 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
     }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-    for (int i = 0; i < MRP; i++) {
-        float *ci = c + i * ldc;
-        __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
-        _mm512_mask_storeu_ps(ci, m0, x);
-        if (nr <= 16) continue;
-        x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), t[i][1]) : t[i][1];
-        _mm512_mask_storeu_ps(ci + 16, m1, x);
+    /* as ukr2: C added first when accumulating, then a register epilogue, then the stores */
+    if (acc)
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+            t[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), t[i][0]);
+            t[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), t[i][1]);
+        }
+    if (te) tile_epi_f32(te, t, MRP, nr);
+    _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+        _mm512_mask_storeu_ps(c + i * ldc, m0, t[i][0]);
+        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, t[i][1]);
     }
 }
 #endif
@@ -359,7 +362,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
-                     bool);                                                                   \
+                     bool, const am_tile_epi *);                                              \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
@@ -518,10 +521,10 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
-        /* ... or the AVX-512 tile (not ukrd) applies a register epilogue: rows' scalars ev */\
+        /* ... or the AVX-512 tiles (ukr2, ukrd) apply a register epilogue: rows' scalars ev */\
         float ev[EPI_REGS_MAX];                                                               \
         am_tile_epi te = {NULL, ev, 0, 0}, *tp = NULL;                                        \
-        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 && !whole &&         \
+        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 &&                   \
             (mc + MR) * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                           \
             const am_epi_at *at = te.at = epi->regs;                                          \
             int64_t ns = at->e->g->n_steps, i = 0;                                            \
@@ -553,7 +556,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc);                             \
+                               c + ir * j->ldc, j->ldc, nr, acc, tp);                         \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
                                j->ldc, mr, nr, acc, tp);                                      \
