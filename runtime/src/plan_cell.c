@@ -317,15 +317,10 @@ static void cell_task(void *ud, int64_t t, int worker) {
     int64_t b0 = t * j->per_task, b1 = b0 + j->per_task;
     if (b1 > j->rows * j->blocks) b1 = j->rows * j->blocks;
     for (int64_t b = b0; b < b1; b++) {
-        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden, row = b / j->blocks;
-        /* NOTE: an LSTM's x_t rows come from far (the projection of every step, written
-         * before the loop): the next row's are asked for while this one computes */
-        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src > 1)
-            for (int k = 0; k < j->c->n_src; k++)
-                if (j->src_rs[k])
-                    for (int64_t o = 0; o < j->src_rs[k]; o += 64)
-                        __builtin_prefetch(j->src[k] + (row + 1) * j->src_rs[k] + o, 0, 3);
-        cell_block(j, row, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
+        /* NOTE: no prefetch of the next row here: a scan asks for the next step's x_t
+         * during this one (run_scan), and asking again per row cost more than it saved */
+        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden;
+        cell_block(j, b / j->blocks, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
     }
 }
 
