@@ -318,14 +318,14 @@ int am_gemm_set_isa(int isa) {
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
-/* Columns [0, kc - kc % 4) of 12 contiguous rows (row stride rsa) packed as pack_a does
- * (dst[p * 12 + i] = a[i * rsa + p]), four columns at a time: three 4 x 4 transposes in
- * 16-byte vectors. Returns how many columns it packed. */
-static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) {
+/* Columns [0, kc - kc % 4) of the first `rows` (4, 8 or 12) of 12 contiguous rows (row
+ * stride rsa) packed as pack_a does (dst[p * 12 + i] = a[i * rsa + p]), four columns at a
+ * time: 4 x 4 transposes in 16-byte vectors. Returns how many columns it packed. */
+static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc, int64_t rows) {
     typedef float v4f __attribute__((vector_size(16)));
     int64_t p = 0;
     for (; p + 4 <= kc; p += 4, dst += 48)
-        for (int g = 0; g < 12; g += 4) {
+        for (int g = 0; g < rows; g += 4) {
             const float *r = a + g * rsa + p;
             v4f r0, r1, r2, r3;
             memcpy(&r0, r, sizeof r0);
@@ -347,8 +347,9 @@ static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) 
         }
     return p;
 }
-static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc) {
-    (void)dst, (void)a, (void)rsa, (void)kc;
+static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc,
+                           int64_t rows) {
+    (void)dst, (void)a, (void)rsa, (void)kc, (void)rows;
     return 0;
 }
 
@@ -402,14 +403,14 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             if (mr < MR)                                                                      \
                 for (int64_t p = 0; p < kc; p++)                                              \
                     for (int64_t i = mr; i < MR; i++) dst[p * MR + i] = 0;                    \
-            /* p outer: the MR rows stream in together (one miss at a time is slow). */      \
-            int64_t p0 = mr == MR && csa == 1 ? pack_a4_##SUF(dst, a, rsa, kc) : 0;          \
-            if (mr == MR)                                                                     \
-                for (int64_t p = p0; p < kc; p++)                                             \
-                    for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
-            else                                                                              \
-                for (int64_t p = 0; p < kc; p++)                                              \
-                    for (int64_t i = 0; i < mr; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
+            /* p outer: the MR rows stream in together (one miss at a time is slow). Rows  \
+             * [0, r4) by transposes (a short panel's too), the rest one by one. */         \
+            int64_t r4 = csa == 1 && MR == 12 ? mr / 4 * 4 : 0;                               \
+            int64_t p0 = r4 ? pack_a4_##SUF(dst, a, rsa, kc, r4) : 0;                         \
+            for (int64_t p = p0; p < kc; p++)                                                 \
+                for (int64_t i = 0; i < r4; i++) dst[p * MR + i] = a[i * rsa + p];            \
+            for (int64_t p = 0; p < kc; p++)                                                  \
+                for (int64_t i = r4; i < mr; i++) dst[p * MR + i] = a[i * rsa + p * csa];     \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
