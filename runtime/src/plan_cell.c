@@ -275,11 +275,13 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     _Alignas(64) char tmp[3][CELL_BLOCK * 8], sums[4][CELL_BLOCK * 8];
     const int64_t z = j->z, s[3] = {z, z, z};
     const char *src[3];
-    for (int k = 0; k < c->n_src; k++) src[k] = j->src[k] + row * j->src_rs[k] + c0 * z;
+    const float *fsrc[3]; /* (set in the same loop: a copy loop became a slow rep movsb) */
+    for (int k = 0; k < c->n_src; k++) {
+        src[k] = j->src[k] + row * j->src_rs[k] + c0 * z;
+        fsrc[k] = (const float *)(const void *)src[k];
+    }
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
-    const float *fsrc[3];
-    for (int k = 0; k < c->n_src; k++) fsrc[k] = (const float *)(const void *)src[k];
     if (z == 4 && am_cell_f32(fsrc, c->n_src, c->off, (const float *)(const void *)(j->cp + at),
                               (float *)(void *)co, (float *)(void *)ho, n, c->swapped))
         return;
