@@ -245,7 +245,7 @@ AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_
 #define AM_AVX512 __attribute__((target("avx512f")))
 static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
                                       const float *restrict b, int64_t bs, float *restrict c,
-                                      int64_t ldc, int64_t nr, bool acc) {
+                                      int64_t ldc, int64_t nr, bool acc, const am_tile_epi *te) {
     __m512 t[MRP][2];
     const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
     for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
@@ -263,13 +263,16 @@ static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64
     }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-    for (int i = 0; i < MRP; i++) {
-        float *ci = c + i * ldc;
-        __m512 x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), t[i][0]) : t[i][0];
-        _mm512_mask_storeu_ps(ci, m0, x);
-        if (nr <= 16) continue;
-        x = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), t[i][1]) : t[i][1];
-        _mm512_mask_storeu_ps(ci + 16, m1, x);
+    /* as ukr2: C added first when accumulating, then a register epilogue, then the stores */
+    if (acc)
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+            t[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), t[i][0]);
+            t[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), t[i][1]);
+        }
+    if (te) tile_epi_f32(te, t, MRP, nr);
+    _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+        _mm512_mask_storeu_ps(c + i * ldc, m0, t[i][0]);
+        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, t[i][1]);
     }
 }
 
@@ -394,14 +397,14 @@ static bool small_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t 
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
-/* Columns [0, kc - kc % 4) of 12 contiguous rows (row stride rsa) packed as pack_a does
- * (dst[p * 12 + i] = a[i * rsa + p]), four columns at a time: three 4 x 4 transposes in
- * 16-byte vectors. Returns how many columns it packed. */
-static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) {
+/* Columns [0, kc - kc % 4) of the first `rows` (4, 8 or 12) of 12 contiguous rows (row
+ * stride rsa) packed as pack_a does (dst[p * 12 + i] = a[i * rsa + p]), four columns at a
+ * time: 4 x 4 transposes in 16-byte vectors. Returns how many columns it packed. */
+static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc, int64_t rows) {
     typedef float v4f __attribute__((vector_size(16)));
     int64_t p = 0;
     for (; p + 4 <= kc; p += 4, dst += 48)
-        for (int g = 0; g < 12; g += 4) {
+        for (int g = 0; g < rows; g += 4) {
             const float *r = a + g * rsa + p;
             v4f r0, r1, r2, r3;
             memcpy(&r0, r, sizeof r0);
@@ -423,8 +426,9 @@ static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc) 
         }
     return p;
 }
-static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc) {
-    (void)dst, (void)a, (void)rsa, (void)kc;
+static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc,
+                           int64_t rows) {
+    (void)dst, (void)a, (void)rsa, (void)kc, (void)rows;
     return 0;
 }
 
@@ -438,7 +442,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
         /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
-                     bool);                                                                   \
+                     bool, const am_tile_epi *);                                              \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
@@ -478,14 +482,14 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
             if (mr < MR)                                                                      \
                 for (int64_t p = 0; p < kc; p++)                                              \
                     for (int64_t i = mr; i < MR; i++) dst[p * MR + i] = 0;                    \
-            /* p outer: the MR rows stream in together (one miss at a time is slow). */      \
-            int64_t p0 = mr == MR && csa == 1 ? pack_a4_##SUF(dst, a, rsa, kc) : 0;          \
-            if (mr == MR)                                                                     \
-                for (int64_t p = p0; p < kc; p++)                                             \
-                    for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
-            else                                                                              \
-                for (int64_t p = 0; p < kc; p++)                                              \
-                    for (int64_t i = 0; i < mr; i++) dst[p * MR + i] = a[i * rsa + p * csa];  \
+            /* p outer: the MR rows stream in together (one miss at a time is slow). Rows  \
+             * [0, r4) by transposes (a short panel's too), the rest one by one. */         \
+            int64_t r4 = csa == 1 && MR == 12 ? mr / 4 * 4 : 0;                               \
+            int64_t p0 = r4 ? pack_a4_##SUF(dst, a, rsa, kc, r4) : 0;                         \
+            for (int64_t p = p0; p < kc; p++)                                                 \
+                for (int64_t i = 0; i < r4; i++) dst[p * MR + i] = a[i * rsa + p];            \
+            for (int64_t p = 0; p < kc; p++)                                                  \
+                for (int64_t i = r4; i < mr; i++) dst[p * MR + i] = a[i * rsa + p * csa];     \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
@@ -597,10 +601,10 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         bool acc = j->acc || j->pc > 0;                                                       \
         /* On the last k block, the epilogue takes finished columns in spans of EPI_COLS. */ \
         const am_gemm_epi *epi = j->pc + j->kc >= j->k ? j->epi : NULL;                       \
-        /* ... or the AVX-512 tile (not ukrd) applies a register epilogue: rows' scalars ev */\
+        /* ... or the AVX-512 tiles (ukr2, ukrd) apply a register epilogue: rows' scalars ev */\
         float ev[EPI_REGS_MAX];                                                               \
         am_tile_epi te = {NULL, ev, 0, 0}, *tp = NULL;                                        \
-        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 && !whole &&         \
+        if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 &&                   \
             (mc + MR) * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                           \
             const am_epi_at *at = te.at = epi->regs;                                          \
             int64_t ns = at->e->g->n_steps, i = 0;                                            \
@@ -632,7 +636,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                     te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc);                             \
+                               c + ir * j->ldc, j->ldc, nr, acc, tp);                         \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
                                j->ldc, mr, nr, acc, tp);                                      \

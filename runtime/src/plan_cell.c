@@ -275,11 +275,13 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     _Alignas(64) char tmp[3][CELL_BLOCK * 8], sums[4][CELL_BLOCK * 8];
     const int64_t z = j->z, s[3] = {z, z, z};
     const char *src[3];
-    for (int k = 0; k < c->n_src; k++) src[k] = j->src[k] + row * j->src_rs[k] + c0 * z;
+    const float *fsrc[3]; /* (set in the same loop: a copy loop became a slow rep movsb) */
+    for (int k = 0; k < c->n_src; k++) {
+        src[k] = j->src[k] + row * j->src_rs[k] + c0 * z;
+        fsrc[k] = (const float *)(const void *)src[k];
+    }
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
-    const float *fsrc[3];
-    for (int k = 0; k < c->n_src; k++) fsrc[k] = (const float *)(const void *)src[k];
     if (z == 4 && am_cell_f32(fsrc, c->n_src, c->off, (const float *)(const void *)(j->cp + at),
                               (float *)(void *)co, (float *)(void *)ho, n, c->swapped))
         return;
@@ -317,15 +319,10 @@ static void cell_task(void *ud, int64_t t, int worker) {
     int64_t b0 = t * j->per_task, b1 = b0 + j->per_task;
     if (b1 > j->rows * j->blocks) b1 = j->rows * j->blocks;
     for (int64_t b = b0; b < b1; b++) {
-        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden, row = b / j->blocks;
-        /* NOTE: an LSTM's x_t rows come from far (the projection of every step, written
-         * before the loop): the next row's are asked for while this one computes */
-        if (c0 == 0 && b + j->blocks < b1 && j->c->n_src > 1)
-            for (int k = 0; k < j->c->n_src; k++)
-                if (j->src_rs[k])
-                    for (int64_t o = 0; o < j->src_rs[k]; o += 64)
-                        __builtin_prefetch(j->src[k] + (row + 1) * j->src_rs[k] + o, 0, 3);
-        cell_block(j, row, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
+        /* NOTE: no prefetch of the next row here: a scan asks for the next step's x_t
+         * during this one (run_scan), and asking again per row cost more than it saved */
+        int64_t c0 = (b % j->blocks) * CELL_BLOCK, h = j->c->hidden;
+        cell_block(j, b / j->blocks, c0, h - c0 < CELL_BLOCK ? h - c0 : CELL_BLOCK);
     }
 }
 

@@ -539,6 +539,21 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
     return AMBER_OK;
 }
 
+/* Bytes of one scanned slice worth asking for ahead of its step (beyond, the slice would
+ * push the body's own working set out of L2). */
+#define SCAN_PREFETCH_MAX (64 << 10)
+
+/* Asks for the scanned slices of step i while this step computes. NOTE: an LSTM's slices
+ * are the input projection of every step, written before the loop and long out of cache;
+ * each step's cell otherwise waits on their first loads. */
+static void scan_prefetch(const amber_tensor *xs, const size_t *rows, int nx, int64_t i) {
+    for (int k = 0; k < nx; k++) {
+        if (rows[k] > SCAN_PREFETCH_MAX) continue;
+        const char *p = (const char *)xs[k].data + (size_t)i * rows[k];
+        for (size_t o = 0; o < rows[k]; o += 64) __builtin_prefetch(p + o, 0, 2);
+    }
+}
+
 /* scan: for i in 0..length (or reversed): carries, ys[i] = body(carries, xs[i]..., extra);
  * outputs are the final carries, then every y stacked along a new leading dim. */
 static amber_status run_scan(amber_session *s, const am_node *n, const am_symbols *syms,
@@ -580,6 +595,7 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         int64_t i = n->reverse ? length - 1 - step : step;
         if ((st = spend_iteration(s)) != AMBER_OK) break;
         for (int k = 0; k < nx; k++) args[nc + k].data = (char *)xs[k].data + (size_t)i * rows[k];
+        if (step + 1 < length) scan_prefetch(xs, rows, nx, n->reverse ? i - 1 : i + 1);
         /* The first step computes the body's cached values and allocates the stacked
          * outputs; then the body is entered once, and iterations reclaim their memory. */
         if (step == 1 && ((st = frame_enter(s, n->callee, args, depth + 1, &body)) != AMBER_OK ||

@@ -157,6 +157,12 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                                                         nn.GELU(approximate="tanh")), (9, 37),
                                   (1, 1 + 9 + 1)),
     "seq_residual": (lambda: SeqResidual(33), (5, 33), (1, 3)),
+    # 12-row panels of the input read in place, a bias along the columns (an LSTM's input
+    # projection) and ReLU in the tile's registers; the rows past them packed; 45 columns
+    # (a partial vector); 600 deep: two blocks of k, the first one's sums added back
+    "seq_rows_linear_bias": (lambda: nn.Linear(600, 45), (29, 600), (1, 2)),
+    "seq_rows_linear_relu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.ReLU()), (13, 37),
+                             (1, 4)),
     "rank4_linear_relu": (lambda: nn.Sequential(nn.Linear(19, 21), nn.ReLU()), (3, 2, 19),
                           (1, 4)),
     # runs unfused-but-in-place: the bias along the width does not fit the block view
