@@ -524,6 +524,8 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
         bool bdirect; /* B's whole slivers read in place (bp: only a last partial one) */    \
         int64_t pk;   /* rows of the given packed B (its first k used), or 0: k */           \
+        int64_t fcols, fgroups, fncb; /* fused_task_*: columns, groups of mc rows, piece */   \
+        size_t blen;            /* fused: elements of each worker's own packed B block */     \
     } job_##SUF;                                                                              \
                                                                                               \
     static void gemv_task_##SUF(void *ud, int64_t t, int worker) {                            \
@@ -649,6 +651,52 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
                                                                                               \
+    /* A convolution's product on several threads (A kept packed per session): task t         \
+     * takes a chunk of columns (or a group of rows) through every k block itself, B packed   \
+     * (or made, or its last partial sliver packed) into its worker's own block: one pool     \
+     * call per product instead of one or two per (column, k) block. Every tile is one the    \
+     * serial order computes, with the same k blocks: the same bits. */                       \
+    static void fused_task_##SUF(void *ud, int64_t t, int worker) {                           \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        job_##SUF l = *j;                                                                     \
+        int64_t ncc = (j->n + j->fcols - 1) / j->fcols, c0 = t % ncc * j->fcols;              \
+        int64_t c1 = c0 + j->fcols < j->n ? c0 + j->fcols : j->n, kcb = kc_of_##SUF(j->k);    \
+        int64_t b0 = j->fgroups > 1 ? t / ncc : 0;                                            \
+        int64_t b1 = j->fgroups > 1 ? b0 + 1 : (j->m + j->mc - 1) / j->mc;                    \
+        l.bp = l.bpack = j->bpack + (size_t)worker * j->blen, l.nj = 1;                       \
+        for (l.jc = c0; l.jc < c1; l.jc += j->fncb) {                                         \
+            l.nc = l.chunk = c1 - l.jc < j->fncb ? c1 - l.jc : j->fncb;                       \
+            int64_t part = j->bdirect ? l.nc / NR * NR : 0; /* (direct: packed from here) */  \
+            for (l.pc = 0; l.pc < j->k; l.pc += kcb) {                                        \
+                l.kc = j->k - l.pc < kcb ? j->k - l.pc : kcb, l.bstride = l.kc * NR;          \
+                if (j->bsrc)                                                                  \
+                    j->bsrc->pack(j->bsrc->ud, l.bpack, l.bstride, l.pc, l.kc, l.jc,          \
+                                  l.nc, NR);                                                  \
+                else if (part < l.nc)                                                         \
+                    pack_b_##SUF(l.bpack, l.bstride,                                          \
+                                 j->B + l.pc * j->rsb + (l.jc + part) * j->csb,               \
+                                 j->rsb, j->csb, l.kc, l.nc - part);                          \
+                for (int64_t b = b0; b < b1; b++) gemm_task_##SUF(&l, b, worker);             \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
+    static bool fused_##SUF(const job_##SUF *j, int threads) {                                \
+        return j->akept && threads > 1;                                                       \
+    }                                                                                         \
+                                                                                              \
+    /* The fused tasks' split: whole two-sliver units of columns, one chunk per thread;       \
+     * with few units for many rows, groups of whole panels of rows instead. */               \
+    static int64_t fused_plan_##SUF(job_##SUF *j, int threads) {                              \
+        int64_t units = (j->n + 2 * NR - 1) / (2 * NR), panels = (j->m + MR - 1) / MR;        \
+        j->fgroups = 1, j->fcols = (units + threads - 1) / threads * 2 * NR;                  \
+        if (units < 4 * threads && panels >= 2 * threads) {                                   \
+            j->mc = (panels + threads - 1) / threads * MR, j->fcols = j->n;                   \
+            j->fgroups = (j->m + j->mc - 1) / j->mc;                                          \
+        }                                                                                     \
+        return (j->n + j->fcols - 1) / j->fcols * j->fgroups;                                 \
+    }                                                                                         \
+                                                                                              \
     /* Blocking of one product: KC depth, MC rows and NC columns per packed block. */        \
     typedef struct plan_##SUF {                                                               \
         int64_t kcb, mc, ncb;                                                                 \
@@ -701,6 +749,11 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, job->bsrc != NULL);            \
         int64_t n_ic = (m + pl.mc - 1) / pl.mc;                                               \
         job->mc = pl.mc, job->bpack = bpack, job->apack = apack;                              \
+        if (fused_##SUF(job, threads)) {                                                      \
+            job->fncb = pl.ncb;                                                               \
+            am_pool_run(pool, fused_plan_##SUF(job, threads), fused_task_##SUF, job);         \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t jc = 0; jc < n; jc += pl.ncb) {                                          \
             int64_t nc = n - jc < pl.ncb ? n - jc : pl.ncb, slivers = (nc + NR - 1) / NR;     \
             job->jc = jc, job->nc = nc;                                                       \
@@ -782,8 +835,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, bsrc != NULL);                 \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
         T *bpack = NULL, **apack = NULL, *abuf = NULL;                                        \
-        amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * pl.bpack_len,              \
-                                         (void **)&bpack, ctx->err);                          \
+        job.blen = pl.bpack_len; /* (fused: a block per worker) */                            \
+        size_t bl = pl.bpack_len * (size_t)(fused_##SUF(&job, threads) ? threads : 1);        \
+        amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * bl, (void **)&bpack, ctx->err);\
         if (st == AMBER_OK)                                                                   \
             st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&apack, \
                                 ctx->err);                                                    \
