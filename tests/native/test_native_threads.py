@@ -298,3 +298,42 @@ def test_large_copies_split_between_threads(lib: N.NativeLibrary, tmp_path: Path
         got = N.NativeModel(path, threads=threads_n).run("forward", x)
         for g, w in zip(got, want, strict=True):
             assert g.tobytes() == np.ascontiguousarray(w).tobytes(), threads_n
+
+
+class _OneImage(am.nn.Module):
+    """Convolutions of one image whose products split between threads by columns (an
+    odd count of two-sliver units), by groups of rows (few columns, many rows; two depth
+    blocks), and a 1x1 read in place with a partial last sliver, with epilogues (batch
+    norm, ReLU, a residual sum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = am.nn
+        self.c1, self.b1 = nn.Conv2d(8, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64)
+        self.c2 = nn.Conv2d(64, 60, 3, 2, 0)
+        self.c3 = nn.Conv2d(60, 600, 1)
+        self.c4, self.b4 = nn.Conv2d(600, 60, 1, bias=False), nn.BatchNorm2d(60)
+
+    def forward(self, x):
+        F = am.nn.functional
+        h = F.relu(self.c2(F.relu(self.b1(self.c1(x)))))
+        return F.relu(self.b4(self.c4(F.relu(self.c3(h)))) + h)
+
+
+def test_one_image_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
+                                                 tmp_path: Path) -> None:
+    """A convolution of one image runs its product in tasks that each take a share of
+    the columns or rows through every depth block: the same bits with 1, 2 and 3
+    threads, and the reference's values."""
+    am.manual_seed(6)
+    net = _OneImage().eval()
+    path = tmp_path / "one.amber"
+    am.export(net, am.spec("batch", 8, 29, 29)).save(path)
+    x = np.random.default_rng(6).standard_normal((1, 8, 29, 29)).astype(np.float32)
+    ref = am.load(path, backend="reference").run("forward", x).numpy()
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
+    for threads in (2, 3):
+        m = N.NativeModel(path, threads=threads)
+        for _ in range(3):  # (weights are packed on the first run)
+            assert m.run("forward", x)[0].tobytes() == want.tobytes(), threads
