@@ -575,11 +575,11 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
                                  (l / g->ow * g->sh * g->w + jw * g->sw);                  \
                     T *e = dst + t;                                                        \
                     t += len;                                                              \
-                    if (g->sw == 1 && len == FULL)                                         \
+                    if (g->sw == 1 && masked) /* (whole runs too: in 64-byte vectors) */   \
+                        run_copy_##SUF(e, nr, b, off, rows, len);                          \
+                    else if (g->sw == 1 && len == FULL)                                    \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
-                    else if (g->sw == 1 && masked)                                         \
-                        run_copy_##SUF(e, nr, b, off, rows, len);                          \
                     else                                                                   \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             for (int64_t u = 0; u < len; u++)                              \
