@@ -686,12 +686,13 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     }                                                                                         \
                                                                                               \
     /* The fused tasks' split: whole two-sliver units of columns, one chunk per thread;       \
-     * with few units for many rows, groups of whole panels of rows instead. */               \
+     * with few units for many rows, blocks of whole panels of rows instead (a task each). */ \
     static int64_t fused_plan_##SUF(job_##SUF *j, int threads) {                              \
         int64_t units = (j->n + 2 * NR - 1) / (2 * NR), panels = (j->m + MR - 1) / MR;        \
         j->fgroups = 1, j->fcols = (units + threads - 1) / threads * 2 * NR;                  \
         if (units < 4 * threads && panels >= 2 * threads) {                                   \
-            j->mc = (panels + threads - 1) / threads * MR, j->fcols = j->n;                   \
+            int64_t mc = (panels + threads - 1) / threads * MR; /* (at most an MC block) */   \
+            j->mc = mc < j->mc ? mc : j->mc, j->fcols = j->n;                                 \
             j->fgroups = (j->m + j->mc - 1) / j->mc;                                          \
         }                                                                                     \
         return (j->n + j->fcols - 1) / j->fcols * j->fgroups;                                 \
