@@ -682,7 +682,7 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     }                                                                                         \
                                                                                               \
     static bool fused_##SUF(const job_##SUF *j, int threads) {                                \
-        return j->akept && threads > 1;                                                       \
+        return j->blen > 0 && threads > 1; /* (blen: set by gemm_src_* for them) */           \
     }                                                                                         \
                                                                                               \
     /* The fused tasks' split: whole two-sliver units of columns, one chunk per thread;       \
@@ -836,18 +836,27 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         plan_##SUF pl = plan_of_##SUF(m, n, k, packed != NULL, bsrc != NULL);                 \
         am_arena_mark mark = am_arena_get_mark(ctx->scratch);                                 \
         T *bpack = NULL, **apack = NULL, *abuf = NULL;                                        \
-        job.blen = pl.bpack_len; /* (fused: a block per worker) */                            \
-        size_t bl = pl.bpack_len * (size_t)(fused_##SUF(&job, threads) ? threads : 1);        \
-        amber_status st = am_arena_alloc(ctx->scratch, sizeof(T) * bl, (void **)&bpack, ctx->err);\
-        if (st == AMBER_OK)                                                                   \
-            st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *), (void **)&apack, \
-                                ctx->err);                                                    \
-        /* one allocation: blocks of whole 16-element lines, back to back (a shared A spans \
-         * them) */                                                                           \
+        /* fused tasks (A kept): a B block per worker if the scratch limit allows, else one */\
         size_t alen = (pl.apack_len + 15) / 16 * 16;                                          \
-        if (st == AMBER_OK)                                                                   \
-            st = am_arena_alloc(ctx->scratch, sizeof(T) * alen * (size_t)threads,            \
-                                (void **)&abuf, ctx->err);                                    \
+        amber_status st = AMBER_OK;                                                           \
+        for (int f = akept && threads > 1; f >= 0; f--) {                                     \
+            am_error *err = f ? NULL : ctx->err;                                              \
+            size_t bl = pl.bpack_len * (size_t)(f ? threads : 1);                             \
+            st = am_arena_alloc(ctx->scratch, sizeof(T) * bl, (void **)&bpack, err);          \
+            if (st == AMBER_OK)                                                               \
+                st = am_arena_alloc(ctx->scratch, (size_t)threads * sizeof(T *),              \
+                                    (void **)&apack, err);                                    \
+            /* one allocation: blocks of whole 16-element lines, back to back (a shared A     \
+             * spans them) */                                                                 \
+            if (st == AMBER_OK)                                                               \
+                st = am_arena_alloc(ctx->scratch, sizeof(T) * alen * (size_t)threads,         \
+                                    (void **)&abuf, err);                                     \
+            if (st == AMBER_OK) {                                                             \
+                job.blen = f ? pl.bpack_len : 0;                                              \
+                break;                                                                        \
+            }                                                                                 \
+            am_arena_release(ctx->scratch, mark);                                             \
+        }                                                                                     \
         if (st != AMBER_OK) return st;                                                        \
         for (int w = 0; w < threads; w++) apack[w] = abuf + alen * (size_t)w;                 \
         run_##SUF(pool, threads, &job, packed, bpack, apack);                                 \

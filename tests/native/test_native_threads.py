@@ -337,3 +337,26 @@ def test_one_image_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
         m = N.NativeModel(path, threads=threads)
         for _ in range(3):  # (weights are packed on the first run)
             assert m.run("forward", x)[0].tobytes() == want.tobytes(), threads
+
+
+def test_one_image_on_two_threads_under_memory_limits(lib: N.NativeLibrary,
+                                                      tmp_path: Path) -> None:
+    """Tasks with a block of scratch each give way to one shared block when the limit
+    does not allow them: a session that runs under some limit runs under every larger
+    one, with the same bits."""
+    am.manual_seed(6)
+    path = tmp_path / "one.amber"
+    am.export(_OneImage().eval(), am.spec("batch", 8, 29, 29)).save(path)
+    x = np.random.default_rng(6).standard_normal((1, 8, 29, 29)).astype(np.float32)
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    ran = []
+    for limit in range(600_000, 2_000_001, 100_000):
+        m = N.NativeModel(path, threads=2, memory_limit=limit)
+        try:
+            outs = [m.run("forward", x)[0] for _ in range(2)]
+        except N.NativeLimitError:
+            ran.append(False)
+            continue
+        ran.append(True)
+        assert all(o.tobytes() == want.tobytes() for o in outs), limit
+    assert True in ran and ran == sorted(ran), ran
