@@ -15,7 +15,7 @@ typedef struct view {
 
 typedef struct attn_job {
     const am_attn *a;
-    view q, kt, v, mask;
+    view q, kt, v, mask, o; /* o: the result (rows may be apart: out_perm) */
     size_t mask_esize;
     char *out;
     int rank;
@@ -59,19 +59,56 @@ static int64_t batch_count(const view *w, int rank) {
 COPY_MAT(f32, float)
 COPY_MAT(f64, double)
 
-/* The view of t (or of transpose(t, perm)) with its batch dims broadcast to oshape. */
-static void make_view(view *w, const amber_tensor *t, const int8_t *perm, int rank,
-                      const int64_t *oshape) {
-    int64_t own[AMBER_MAX_RANK];
-    am_contig_strides(t->shape, t->rank, 1, own);
-    w->data = (const char *)t->data;
-    int lead = rank - t->rank; /* a mask may have fewer dims */
-    for (int d = 0; d < rank; d++) {
-        int s = perm && perm[0] >= 0 ? perm[d] : d - lead;
-        w->shape[d] = s < 0 ? 1 : t->shape[s];
-        w->stride[d] = s < 0 ? 0 : own[s];
+/* The view of a tensor of rank tr (shape, element strides) with its batch dims
+ * broadcast to oshape (leading dims added when tr < rank: a mask may have fewer). */
+static void make_view(view *w, const void *data, const int64_t *shape, const int64_t *stride,
+                      int tr, int rank, const int64_t *oshape) {
+    w->data = (const char *)data;
+    for (int d = 0, s = d - (rank - tr); d < rank; d++, s++) {
+        w->shape[d] = s < 0 ? 1 : shape[s];
+        w->stride[d] = s < 0 ? 0 : stride[s];
         if (d < rank - 2 && w->shape[d] == 1 && oshape[d] != 1) w->stride[d] = 0;
     }
+}
+
+/* Operand i (attn.h): ext[i] read through its view steps. */
+static amber_status operand_view(view *w, const am_attn *a, int i, const amber_tensor *ext,
+                                 const int64_t *oshape, am_error *err) {
+    const amber_tensor *t = &ext[i];
+    int64_t shape[AMBER_MAX_RANK], stride[AMBER_MAX_RANK], ns[AMBER_MAX_RANK];
+    int r = t->rank;
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)r);
+    am_contig_strides(t->shape, r, 1, stride);
+    int64_t off = 0;
+    for (int s = 0; s < a->n_steps[i]; s++) {
+        const am_attn_step *st = &a->steps[i][s];
+        const amber_tensor *res = &ext[AM_ATTN_STEP0 + i * AM_ATTN_STEPS + s];
+        int k = 0;
+        bool bad = false;
+        for (int d = 0; d < res->rank && !bad; d++) {
+            if (st->op == AM_OP_TRANSPOSE) {
+                ns[d] = stride[st->perm[d]];
+            } else if (st->op == AM_OP_SLICE) {
+                off += st->start[d] * stride[d];
+                ns[d] = stride[d] * st->step[d];
+            } else if (res->shape[d] == 1) { /* a reshape adding or dropping 1s */
+                ns[d] = 0;
+            } else {
+                while (k < r && shape[k] == 1) k++;
+                bad = k == r || shape[k] != res->shape[d];
+                ns[d] = bad ? 0 : stride[k++];
+            }
+        }
+        while (st->op == AM_OP_RESHAPE && k < r && shape[k] == 1) k++;
+        if (bad || (st->op == AM_OP_RESHAPE && k != r))
+            return am_fail(err, AMBER_ERR_SHAPE, "attention: a reshape is not a view");
+        r = res->rank;
+        memcpy(shape, res->shape, sizeof(int64_t) * (size_t)r);
+        memcpy(stride, ns, sizeof(int64_t) * (size_t)r);
+    }
+    make_view(w, (const char *)t->data + off * (int64_t)amber_dtype_size(t->dtype), shape,
+              stride, r, a->rank, oshape);
+    return AMBER_OK;
 }
 
 static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
@@ -232,7 +269,8 @@ NONFINITE_END(f64, double)
         const T *v = (const T *)(const void *)j->v.data + batch_offset(&j->v, j, bi);       \
         const char *mask = j->mask.data                                                     \
             ? j->mask.data + (size_t)batch_offset(&j->mask, j, bi) * j->mask_esize : NULL;  \
-        T *out = (T *)(void *)j->out + bi * j->L * j->Ev;                                   \
+        T *out = (T *)(void *)j->out + batch_offset(&j->o, j, bi);                          \
+        const int64_t ors = j->o.stride[r - 2];                                             \
         const T *ktd = NULL, *vd = NULL; /* contiguous copies for GEMV, or NULL */          \
         if (j->gemv_s)                                                                      \
             ktd = dense_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
@@ -258,10 +296,10 @@ NONFINITE_END(f64, double)
             ROWS_FN(SUF)(j, tile, m, mb, hi);                                               \
             if (j->cut_pv && hi >= vend && hi > 0)                                          \
                 am_gemm_serial_part_##SUF(m, j->Ev, hi, tile, j->S, 1, vp, j->S,            \
-                                          out + i0 * j->Ev, j->Ev, gs);                     \
+                                          out + i0 * ors, ors, gs);                         \
             else                                                                            \
                 am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1,           \
-                                     vd ? NULL : vp, out + i0 * j->Ev, j->Ev, false, gs);   \
+                                     vd ? NULL : vp, out + i0 * ors, ors, false, gs);       \
         }                                                                                   \
     }                                                                                       \
                                                                                             \
@@ -322,12 +360,25 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.a = a;
     j.rank = a->rank;
     int r = a->rank;
-    memcpy(j.oshape, out->shape, sizeof(int64_t) * (size_t)r);
-    make_view(&j.q, &ext[AM_ATTN_Q], a->perm[0], r, j.oshape);
-    make_view(&j.kt, &ext[AM_ATTN_KT], a->perm[1], r, j.oshape);
-    make_view(&j.v, &ext[AM_ATTN_V], a->perm[2], r, j.oshape);
+    if (out->rank != r)
+        return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
+    int64_t ost[AMBER_MAX_RANK], sd[AMBER_MAX_RANK];
+    am_contig_strides(out->shape, r, 1, ost);
+    for (int d = 0; d < r; d++) { /* the result's dims, in out's memory (out_perm) */
+        int p = a->out_perm[0] >= 0 ? a->out_perm[d] : d;
+        j.oshape[p] = out->shape[d];
+        sd[p] = ost[d];
+    }
+    make_view(&j.o, out->data, j.oshape, sd, r, r, j.oshape);
+    amber_status st = AMBER_OK;
+    view *ops[3] = {&j.q, &j.kt, &j.v};
+    for (int i = 0; i < 3 && st == AMBER_OK; i++)
+        st = operand_view(ops[i], a, i, ext, j.oshape, ctx->err);
+    if (st != AMBER_OK) return st;
     if (a->mask != AM_ATTN_NO_MASK) {
-        make_view(&j.mask, &ext[AM_ATTN_MASK], NULL, r, j.oshape);
+        const amber_tensor *mt = &ext[AM_ATTN_MASK];
+        am_contig_strides(mt->shape, mt->rank, 1, sd);
+        make_view(&j.mask, mt->data, mt->shape, sd, mt->rank, r, j.oshape);
         for (int d = r - 2; d < r; d++) /* broadcast rows and columns too */
             if (j.mask.shape[d] == 1) j.mask.stride[d] = 0;
         j.mask_esize = amber_dtype_size(ext[AM_ATTN_MASK].dtype);
@@ -335,8 +386,8 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.out = (char *)out->data;
     j.L = j.q.shape[r - 2], j.E = j.q.shape[r - 1], j.S = j.kt.shape[r - 1];
     j.Ev = j.v.shape[r - 1];
-    if (out->rank != r || j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S ||
-        out->shape[r - 2] != j.L || out->shape[r - 1] != j.Ev)
+    if (j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S || j.oshape[r - 2] != j.L ||
+        j.oshape[r - 1] != j.Ev)
         return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
     int64_t batches = 1;
     for (int d = 0; d < r - 2; d++) batches *= j.oshape[d];
@@ -352,7 +403,7 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.gemv_pv = gemv_rows(j.L, bs, bv, batches);
     int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
     j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
-    amber_status st = shared_mask(&j, ctx, f32);
+    st = shared_mask(&j, ctx, f32);
     if (st != AMBER_OK) return st;
     if (f32) sizes_f32(&j);
     else sizes_f64(&j);
