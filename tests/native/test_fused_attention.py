@@ -199,3 +199,78 @@ def test_few_rows_shared_keys(nq: int, L: int, S: int, Ev: int, tmp_path: Path) 
     _, k, v = _qkv((1, 1, S, 4), (1, 1, S, 4), Ev, np.float32, seed=12)
     check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],
           reference(q, k, v), tmp_path)
+
+
+def _packed_heads(n: int, s: int, heads: int, hd: int, causal: bool = True
+                  ) -> Callable[..., Any]:
+    """Attention over heads split from one packed projection, as GPT-2 writes it: the
+    heads (reshape, permute, index) and the merged result (permute, reshape) are views
+    the kernel reads and writes in place."""
+    def fn(x: Any) -> Any:
+        qkv = x.reshape(n, s, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=causal)
+        return o.permute(0, 2, 1, 3).reshape(n, s, heads * hd)
+    return fn
+
+
+def _packed_reference(x: np.ndarray, heads: int, causal: bool = True) -> np.ndarray:
+    n, s, w = x.shape
+    hd = w // (3 * heads)
+    q, k, v = x.reshape(n, s, 3, heads, hd).transpose(2, 0, 3, 1, 4)
+    o = reference(q, k, v, causal=causal)
+    return o.transpose(0, 2, 1, 3).reshape(n, s, heads * hd)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,s,heads,hd,causal", [(1, 37, 3, 8, True), (2, 1, 2, 5, True),
+                                                 (3, 9, 1, 3, False), (1, 64, 4, 16, True)])
+def test_packed_heads_read_and_written_in_place(dtype: Any, n: int, s: int, heads: int,
+                                                hd: int, causal: bool, tmp_path: Path) -> None:
+    x = np.random.default_rng(14).standard_normal((n, s, 3 * heads * hd)).astype(dtype)
+    check(_packed_heads(n, s, heads, hd, causal), [x], _packed_reference(x, heads, causal),
+          tmp_path)
+    model = N.NativeModel(tmp_path / "m.amber")
+    model.run("forward", x)
+    plain = N.NativeModel(tmp_path / "m.amber", fuse=False)
+    plain.run("forward", x)
+    # no copy of the heads (the size of x in all) nor of the merged result is made
+    assert (plain.stats().plan_value_bytes - model.stats().plan_value_bytes
+            >= x.nbytes + x.nbytes // 3)
+
+
+def test_views_read_elsewhere_are_computed(tmp_path: Path) -> None:
+    """A head split that is also a result stays a copy; the attention reads that copy."""
+    x = np.random.default_rng(15).standard_normal((2, 11, 18)).astype(np.float32)
+    heads = _packed_heads(2, 11, 2, 3, False)
+
+    def fn(x: Any) -> Any:
+        qkv = x.reshape(2, 11, 3, 2, 3).permute(2, 0, 3, 1, 4)
+        return heads(x), qkv
+
+    am.export(fn, am.spec(2, 11, 18)).save(tmp_path / "e.amber")
+    model = N.NativeModel(tmp_path / "e.amber")
+    out, qkv = model.run("forward", x)
+    assert model.stats().fused_attention == 1
+    np.testing.assert_array_equal(out, N.NativeModel(tmp_path / "e.amber", fuse=False)
+                                  .run("forward", x)[0])
+    np.testing.assert_allclose(out, _packed_reference(x, 2, False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(qkv, x.reshape(2, 11, 3, 2, 3).transpose(2, 0, 3, 1, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_and_unit_dim_views(dtype: Any, tmp_path: Path) -> None:
+    """Every other row and column as queries, keys behind an added unit dim, values
+    through a slice of a transpose: strided views read in place."""
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal((2, 3, 14, 10)).astype(dtype)
+    b = rng.standard_normal((2, 3, 9, 5)).astype(dtype)
+    c = rng.standard_normal((2, 3, 4, 12)).astype(dtype)
+
+    def fn(a: Any, b: Any, c: Any) -> Any:
+        q = a[:, :, 1::2, ::2]
+        k = b.reshape(1, 2, 3, 9, 5)[0]
+        v = c.transpose(2, 3)[:, :, 3:]
+        return F.scaled_dot_product_attention(q, k, v)
+
+    want = reference(a[:, :, 1::2, ::2], b, np.swapaxes(c, 2, 3)[:, :, 3:])
+    check(fn, [a, b, c], want, tmp_path)
