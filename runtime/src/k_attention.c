@@ -152,11 +152,19 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
         return mx;                                                                          \
     }
 
+/* Past the last kept column hi: up to a multiple of 64 columns (see ROWS). */
+static int64_t span_end(int64_t hi, int64_t S) {
+    int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;
+    return e < S ? e : S;
+}
+
 /* NOTE: each step below is the node it replaces, in the same precision and order: the
  * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
  * of a contiguous row (AM_ROWSUM). The safe
  * softmax's two maxima are one: its second max reads the first one's row unchanged
- * unless the row is dead. */
+ * unless the row is dead. Columns from hi on (masked in every row of the block) hold one
+ * value at every step: the steps run up to e, past hi, (on to a multiple of 64 columns:
+ * the exp loop's fast path) and the value at hi fills the rest. */
 #define ROWS(NAME, T, V8, ATTR)                                                             \
     ROW_MAX(NAME##_max, T, ATTR)                                                            \
     AM_ROWSUM(NAME##_sum, T, V8, ATTR)                                                      \
@@ -165,37 +173,38 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
         const am_attn *a = j->a;                                                            \
         int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
         const T sc = (T)a->scale, fill = (T)a->fill;                                        \
+        const int64_t e = span_end(hi, S);                                                  \
         for (int64_t i = 0; i < m; i++) {                                                   \
             T *restrict t = tile + i * S;                                                   \
             const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
                                   : NULL;                                                   \
             if (a->scaled)                                                                  \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] * sc;                           \
+                for (int64_t c = 0; c < e; c++) t[c] = t[c] * sc;                           \
             if (a->mask == AM_ATTN_KEEP && mcs == 1)                                        \
-                for (int64_t c = 0; c < S; c++) t[c] = mr[c] ? t[c] : fill;                 \
+                for (int64_t c = 0; c < e; c++) t[c] = mr[c] ? t[c] : fill;                 \
             else if (a->mask == AM_ATTN_KEEP)                                               \
-                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
+                for (int64_t c = 0; c < e; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
             else if (a->mask == AM_ATTN_ADD && mcs == 1)                                    \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
+                for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
             else if (a->mask == AM_ATTN_ADD)                                                \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
-            T mx = NAME##_max(t, S);                                                        \
+                for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
+            T mx = NAME##_max(t, e);                                                        \
             bool dead = a->safe && mx == (T)a->dead_at;                                     \
             if (dead) {                                                                     \
-                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                        \
-                mx = NAME##_max(t, S);                                                      \
+                for (int64_t c = 0; c < e; c++) t[c] = (T)a->dead_s;                        \
+                mx = NAME##_max(t, e);                                                      \
             }                                                                               \
-            for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
-            /* columns from hi on (masked in every row) hold one value: its exp once (and \
-             * on to a multiple of 64 columns: the exp loop's fast path, the same values) */ \
-            int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;                                   \
-            e = e < S ? e : S;                                                              \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] - mx;                               \
             char *p[2] = {(char *)t, (char *)t};                                            \
             int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
             j->exp_row(p, s, e, NULL);                                                      \
-            for (int64_t c = e; c < S; c++) t[c] = t[hi];                                   \
-            const T z = (T)NAME##_sum(t, S, false);                                         \
-            for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
+            /* +0s past e add nothing to the sum's partials (e >= 16: the same ones) */     \
+            const T th = t[e < S ? hi : 0];                                                 \
+            bool zero = e < S && th == 0 && !signbit(th);                                   \
+            for (int64_t c = zero ? S : e; c < S; c++) t[c] = th;                           \
+            const T z = (T)NAME##_sum(t, zero ? e : S, false);                              \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] / z;                                \
+            for (int64_t c = e; c < S; c++) t[c] = th / z;                                  \
             if (dead)                                                                       \
                 for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
         }                                                                                   \
@@ -289,7 +298,7 @@ NONFINITE_END(f64, double)
                                   : NULL;                                                   \
             int64_t hi = ktd ? j->S : j->his ? j->his[i0 / j->rb] : kept_end(j, mb, m);     \
             for (int64_t i = 0; i < m; i++) /* the mask's rows fill these */                \
-                memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(j->S - hi));           \
+                memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(span_end(hi, j->S) - hi)); \
             am_gemm_serial_##SUF(m, hi, j->E, q + i0 * j->q.stride[r - 2],                  \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \

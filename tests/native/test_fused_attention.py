@@ -274,3 +274,19 @@ def test_strided_and_unit_dim_views(dtype: Any, tmp_path: Path) -> None:
 
     want = reference(a[:, :, 1::2, ::2], b, np.swapaxes(c, 2, 3)[:, :, 3:])
     check(fn, [a, b, c], want, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_fill_past_the_last_kept_column(dtype: Any, tmp_path: Path) -> None:
+    """A causal mask filling a finite score: past a block's last kept column the
+    probabilities are not zero, and still one value per row."""
+    q, k, v = _qkv((1, 2, 100, 8), (1, 2, 100, 8), 5, dtype, seed=17)
+    keep = np.tril(np.ones((100, 100), bool))
+
+    def fn(q: Any, k: Any, v: Any, m: Any) -> Any:
+        s = am.where(m, q @ k.transpose(-2, -1), am.tensor(np.array(-3.0, dtype)))
+        return F.softmax(s, -1) @ v
+
+    s = np.where(keep, q.astype(np.float64) @ np.swapaxes(k, -1, -2), -3.0)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    check(fn, [q, k, v, keep], (p / p.sum(-1, keepdims=True)) @ v, tmp_path)
