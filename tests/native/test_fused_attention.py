@@ -290,3 +290,16 @@ def test_finite_fill_past_the_last_kept_column(dtype: Any, tmp_path: Path) -> No
     s = np.where(keep, q.astype(np.float64) @ np.swapaxes(k, -1, -2), -3.0)
     p = np.exp(s - s.max(-1, keepdims=True))
     check(fn, [q, k, v, keep], (p / p.sum(-1, keepdims=True)) @ v, tmp_path)
+
+
+def test_elementwise_after_a_matrix_attention(tmp_path: Path) -> None:
+    """Attention on matrices (no batch dims) followed by elementwise ops: its final
+    matmul runs the attention kernel, not a product with an epilogue."""
+    q, k, v = _qkv((5, 4), (6, 4), 3, np.float32, seed=18)
+    check(lambda q, k, v: F.gelu(F.scaled_dot_product_attention(q, k, v) + 1.0), [q, k, v],
+          _gelu(reference(q, k, v) + 1.0), tmp_path)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
