@@ -168,45 +168,64 @@ static int64_t span_end(int64_t hi, int64_t S) {
 #define ROWS(NAME, T, V8, ATTR)                                                             \
     ROW_MAX(NAME##_max, T, ATTR)                                                            \
     AM_ROWSUM(NAME##_sum, T, V8, ATTR)                                                      \
+    ATTR static bool NAME##_pre(const attn_job *j, T *restrict t, const char *mr, int64_t e) { \
+        const am_attn *a = j->a;                                                            \
+        int64_t mcs = j->mask.stride[j->rank - 1];                                          \
+        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
+        if (a->scaled)                                                                      \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] * sc;                               \
+        if (a->mask == AM_ATTN_KEEP && mcs == 1)                                            \
+            for (int64_t c = 0; c < e; c++) t[c] = mr[c] ? t[c] : fill;                     \
+        else if (a->mask == AM_ATTN_KEEP)                                                   \
+            for (int64_t c = 0; c < e; c++) t[c] = mr[c * mcs] ? t[c] : fill;               \
+        else if (a->mask == AM_ATTN_ADD && mcs == 1)                                        \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
+        else if (a->mask == AM_ATTN_ADD)                                                    \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
+        T mx = NAME##_max(t, e);                                                            \
+        bool dead = a->safe && mx == (T)a->dead_at;                                         \
+        if (dead) {                                                                         \
+            for (int64_t c = 0; c < e; c++) t[c] = (T)a->dead_s;                            \
+            mx = NAME##_max(t, e);                                                          \
+        }                                                                                   \
+        for (int64_t c = 0; c < e; c++) t[c] = t[c] - mx;                                   \
+        return dead;                                                                        \
+    }                                                                                       \
+    ATTR static void NAME##_post(const attn_job *j, T *restrict t, int64_t hi, int64_t e,   \
+                                 bool dead) {                                               \
+        int64_t S = j->S;                                                                   \
+        /* +0s past e add nothing to the sum's partials (e >= 16: the same ones) */         \
+        const T th = t[e < S ? hi : 0];                                                     \
+        bool zero = e < S && th == 0 && !signbit(th);                                       \
+        for (int64_t c = zero ? S : e; c < S; c++) t[c] = th;                               \
+        const T z = (T)NAME##_sum(t, zero ? e : S, false);                                  \
+        for (int64_t c = 0; c < e; c++) t[c] = t[c] / z;                                    \
+        for (int64_t c = e; c < S; c++) t[c] = th / z;                                      \
+        if (dead)                                                                           \
+            for (int64_t c = 0; c < S; c++) t[c] = (T)j->a->dead_p;                         \
+    }                                                                                       \
+    /* Rows in groups of 64: whole rows (e == S) go through exp as one run, which takes    \
+     * the exp loop's fast path even when rows are short. */                               \
     ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask,          \
                           int64_t hi) {                                                     \
-        const am_attn *a = j->a;                                                            \
-        int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
-        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
+        int64_t S = j->S, r = j->rank;                                                      \
         const int64_t e = span_end(hi, S);                                                  \
-        for (int64_t i = 0; i < m; i++) {                                                   \
-            T *restrict t = tile + i * S;                                                   \
-            const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
-                                  : NULL;                                                   \
-            if (a->scaled)                                                                  \
-                for (int64_t c = 0; c < e; c++) t[c] = t[c] * sc;                           \
-            if (a->mask == AM_ATTN_KEEP && mcs == 1)                                        \
-                for (int64_t c = 0; c < e; c++) t[c] = mr[c] ? t[c] : fill;                 \
-            else if (a->mask == AM_ATTN_KEEP)                                               \
-                for (int64_t c = 0; c < e; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
-            else if (a->mask == AM_ATTN_ADD && mcs == 1)                                    \
-                for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
-            else if (a->mask == AM_ATTN_ADD)                                                \
-                for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
-            T mx = NAME##_max(t, e);                                                        \
-            bool dead = a->safe && mx == (T)a->dead_at;                                     \
-            if (dead) {                                                                     \
-                for (int64_t c = 0; c < e; c++) t[c] = (T)a->dead_s;                        \
-                mx = NAME##_max(t, e);                                                      \
+        int64_t s[2] = {sizeof(T), sizeof(T)};                                              \
+        for (int64_t i0 = 0; i0 < m; i0 += 64) {                                            \
+            int64_t g = m - i0 < 64 ? m - i0 : 64;                                          \
+            uint64_t dead = 0;                                                              \
+            for (int64_t i = 0; i < g; i++) {                                               \
+                const char *mr = mask ? mask + (size_t)((i0 + i) * j->mask.stride[r - 2]) * \
+                                                   j->mask_esize                            \
+                                      : NULL;                                               \
+                dead |= (uint64_t)NAME##_pre(j, tile + (i0 + i) * S, mr, e) << i;           \
             }                                                                               \
-            for (int64_t c = 0; c < e; c++) t[c] = t[c] - mx;                               \
-            char *p[2] = {(char *)t, (char *)t};                                            \
-            int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
-            j->exp_row(p, s, e, NULL);                                                      \
-            /* +0s past e add nothing to the sum's partials (e >= 16: the same ones) */     \
-            const T th = t[e < S ? hi : 0];                                                 \
-            bool zero = e < S && th == 0 && !signbit(th);                                   \
-            for (int64_t c = zero ? S : e; c < S; c++) t[c] = th;                           \
-            const T z = (T)NAME##_sum(t, zero ? e : S, false);                              \
-            for (int64_t c = 0; c < e; c++) t[c] = t[c] / z;                                \
-            for (int64_t c = e; c < S; c++) t[c] = th / z;                                  \
-            if (dead)                                                                       \
-                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
+            for (int64_t i = 0; i < (e == S ? 1 : g); i++) {                                \
+                char *p[2] = {(char *)(tile + (i0 + i) * S), (char *)(tile + (i0 + i) * S)}; \
+                j->exp_row(p, s, e == S ? g * S : e, NULL);                                 \
+            }                                                                               \
+            for (int64_t i = 0; i < g; i++)                                                 \
+                NAME##_post(j, tile + (i0 + i) * S, hi, e, (dead >> i) & 1);                \
         }                                                                                   \
     }
 

@@ -303,3 +303,14 @@ def test_elementwise_after_a_matrix_attention(tmp_path: Path) -> None:
 def _gelu(x: np.ndarray) -> np.ndarray:
     erf = np.vectorize(math.erf)
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_short_rows_with_dead_rows(dtype: Any, tmp_path: Path) -> None:
+    """Blocks of more than 64 short rows (their exp runs over many rows at once), rows
+    with nothing to attend to in each group of 64."""
+    q, k, v = _qkv((2, 150, 4), (2, 20, 4), 3, dtype, seed=19)
+    keep = np.random.default_rng(20).random((150, 20)) < 0.9
+    keep[[5, 40, 64, 127, 149]] = False
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+          [q, k, v, keep], reference(q, k, v, keep), tmp_path)
