@@ -94,8 +94,8 @@ def _verify_and_threads(sanitize_build: Path, path: Path, runs: int = 5) -> None
 
 def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
-    query row, heads read and written in place) and layer norm kernel on their test vectors, and under concurrent
-    sessions."""
+    query row, heads read and written in place) and layer norm kernel on their test
+    vectors, and under concurrent sessions."""
     import numpy as np
 
     import amber as am
