@@ -23,13 +23,29 @@
 enum { AM_ATTN_Q, AM_ATTN_KT, AM_ATTN_V, AM_ATTN_MASK };
 typedef enum am_attn_mask { AM_ATTN_NO_MASK, AM_ATTN_KEEP, AM_ATTN_ADD } am_attn_mask;
 
+/* q, kt and v may be views the kernel reads in place (the copies splitting heads are
+ * never made): operand i is ext[i] through its steps, innermost first. A step is a
+ * transpose, a slice (static starts and steps), or a reshape adding or dropping dims of
+ * size 1; its result (ext[AM_ATTN_STEP0 + ...]) gives the shape it has in this run. */
+#define AM_ATTN_STEPS 4
+#define AM_ATTN_STEP0 4
+#define AM_ATTN_MAX_EXT (AM_ATTN_STEP0 + 3 * AM_ATTN_STEPS)
+typedef struct am_attn_step {
+    am_op_id op;                    /* AM_OP_TRANSPOSE, AM_OP_SLICE or AM_OP_RESHAPE */
+    int8_t perm[AMBER_MAX_RANK];    /* transpose */
+    int64_t start[AMBER_MAX_RANK], step[AMBER_MAX_RANK]; /* slice */
+} am_attn_step;
+
 typedef struct am_attn {
-    int n_ext;                      /* 3, or 4 with a mask */
-    uint32_t ext[4];                /* value indices: q, kt, v, mask (see the enum) */
+    int n_ext;                      /* AM_ATTN_STEP0 + the steps' results */
+    uint32_t ext[AM_ATTN_MAX_EXT];  /* value indices: q, kt, v, mask (q without a mask),
+                                       then each operand's steps' results */
     int rank;                       /* of q, kt, v and the result */
-    /* q, kt and v may be transposes the kernel reads in place: operand i is
-     * transpose(ext[i], perm[i]) when perm[i][0] >= 0 */
-    int8_t perm[3][AMBER_MAX_RANK];
+    int n_steps[3];
+    am_attn_step steps[3][AM_ATTN_STEPS];
+    /* the result is written as transpose(result, out_perm) when out_perm[0] >= 0 (the
+     * node computing it is that transpose; its last axis stays last) */
+    int8_t out_perm[AMBER_MAX_RANK];
     bool scaled;
     double scale;                   /* s * scale (a scalar constant of the dtype) */
     am_attn_mask mask;

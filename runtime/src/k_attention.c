@@ -15,7 +15,7 @@ typedef struct view {
 
 typedef struct attn_job {
     const am_attn *a;
-    view q, kt, v, mask;
+    view q, kt, v, mask, o; /* o: the result (rows may be apart: out_perm) */
     size_t mask_esize;
     char *out;
     int rank;
@@ -59,19 +59,56 @@ static int64_t batch_count(const view *w, int rank) {
 COPY_MAT(f32, float)
 COPY_MAT(f64, double)
 
-/* The view of t (or of transpose(t, perm)) with its batch dims broadcast to oshape. */
-static void make_view(view *w, const amber_tensor *t, const int8_t *perm, int rank,
-                      const int64_t *oshape) {
-    int64_t own[AMBER_MAX_RANK];
-    am_contig_strides(t->shape, t->rank, 1, own);
-    w->data = (const char *)t->data;
-    int lead = rank - t->rank; /* a mask may have fewer dims */
-    for (int d = 0; d < rank; d++) {
-        int s = perm && perm[0] >= 0 ? perm[d] : d - lead;
-        w->shape[d] = s < 0 ? 1 : t->shape[s];
-        w->stride[d] = s < 0 ? 0 : own[s];
+/* The view of a tensor of rank tr (shape, element strides) with its batch dims
+ * broadcast to oshape (leading dims added when tr < rank: a mask may have fewer). */
+static void make_view(view *w, const void *data, const int64_t *shape, const int64_t *stride,
+                      int tr, int rank, const int64_t *oshape) {
+    w->data = (const char *)data;
+    for (int d = 0, s = d - (rank - tr); d < rank; d++, s++) {
+        w->shape[d] = s < 0 ? 1 : shape[s];
+        w->stride[d] = s < 0 ? 0 : stride[s];
         if (d < rank - 2 && w->shape[d] == 1 && oshape[d] != 1) w->stride[d] = 0;
     }
+}
+
+/* Operand i (attn.h): ext[i] read through its view steps. */
+static amber_status operand_view(view *w, const am_attn *a, int i, const amber_tensor *ext,
+                                 const int64_t *oshape, am_error *err) {
+    const amber_tensor *t = &ext[i];
+    int64_t shape[AMBER_MAX_RANK], stride[AMBER_MAX_RANK], ns[AMBER_MAX_RANK];
+    int r = t->rank;
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)r);
+    am_contig_strides(t->shape, r, 1, stride);
+    int64_t off = 0;
+    for (int s = 0; s < a->n_steps[i]; s++) {
+        const am_attn_step *st = &a->steps[i][s];
+        const amber_tensor *res = &ext[AM_ATTN_STEP0 + i * AM_ATTN_STEPS + s];
+        int k = 0;
+        bool bad = false;
+        for (int d = 0; d < res->rank && !bad; d++) {
+            if (st->op == AM_OP_TRANSPOSE) {
+                ns[d] = stride[st->perm[d]];
+            } else if (st->op == AM_OP_SLICE) {
+                off += st->start[d] * stride[d];
+                ns[d] = stride[d] * st->step[d];
+            } else if (res->shape[d] == 1) { /* a reshape adding or dropping 1s */
+                ns[d] = 0;
+            } else {
+                while (k < r && shape[k] == 1) k++;
+                bad = k == r || shape[k] != res->shape[d];
+                ns[d] = bad ? 0 : stride[k++];
+            }
+        }
+        while (st->op == AM_OP_RESHAPE && k < r && shape[k] == 1) k++;
+        if (bad || (st->op == AM_OP_RESHAPE && k != r))
+            return am_fail(err, AMBER_ERR_SHAPE, "attention: a reshape is not a view");
+        r = res->rank;
+        memcpy(shape, res->shape, sizeof(int64_t) * (size_t)r);
+        memcpy(stride, ns, sizeof(int64_t) * (size_t)r);
+    }
+    make_view(w, (const char *)t->data + off * (int64_t)amber_dtype_size(t->dtype), shape,
+              stride, r, a->rank, oshape);
+    return AMBER_OK;
 }
 
 static int64_t batch_offset(const view *w, const attn_job *j, int64_t bi) {
@@ -115,52 +152,80 @@ static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
         return mx;                                                                          \
     }
 
+/* Past the last kept column hi: up to a multiple of 64 columns (see ROWS). */
+static int64_t span_end(int64_t hi, int64_t S) {
+    int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;
+    return e < S ? e : S;
+}
+
 /* NOTE: each step below is the node it replaces, in the same precision and order: the
  * product rounded by the same GEMM, k_reduce's max, the exp row loop, and k_reduce's sum
  * of a contiguous row (AM_ROWSUM). The safe
  * softmax's two maxima are one: its second max reads the first one's row unchanged
- * unless the row is dead. */
+ * unless the row is dead. Columns from hi on (masked in every row of the block) hold one
+ * value at every step: the steps run up to e, past hi, (on to a multiple of 64 columns:
+ * the exp loop's fast path) and the value at hi fills the rest. */
 #define ROWS(NAME, T, V8, ATTR)                                                             \
     ROW_MAX(NAME##_max, T, ATTR)                                                            \
     AM_ROWSUM(NAME##_sum, T, V8, ATTR)                                                      \
+    ATTR static bool NAME##_pre(const attn_job *j, T *restrict t, const char *mr, int64_t e) { \
+        const am_attn *a = j->a;                                                            \
+        int64_t mcs = j->mask.stride[j->rank - 1];                                          \
+        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
+        if (a->scaled)                                                                      \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] * sc;                               \
+        if (a->mask == AM_ATTN_KEEP && mcs == 1)                                            \
+            for (int64_t c = 0; c < e; c++) t[c] = mr[c] ? t[c] : fill;                     \
+        else if (a->mask == AM_ATTN_KEEP)                                                   \
+            for (int64_t c = 0; c < e; c++) t[c] = mr[c * mcs] ? t[c] : fill;               \
+        else if (a->mask == AM_ATTN_ADD && mcs == 1)                                        \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
+        else if (a->mask == AM_ATTN_ADD)                                                    \
+            for (int64_t c = 0; c < e; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
+        T mx = NAME##_max(t, e);                                                            \
+        bool dead = a->safe && mx == (T)a->dead_at;                                         \
+        if (dead) {                                                                         \
+            for (int64_t c = 0; c < e; c++) t[c] = (T)a->dead_s;                            \
+            mx = NAME##_max(t, e);                                                          \
+        }                                                                                   \
+        for (int64_t c = 0; c < e; c++) t[c] = t[c] - mx;                                   \
+        return dead;                                                                        \
+    }                                                                                       \
+    ATTR static void NAME##_post(const attn_job *j, T *restrict t, int64_t hi, int64_t e,   \
+                                 bool dead) {                                               \
+        int64_t S = j->S;                                                                   \
+        /* +0s past e add nothing to the sum's partials (e >= 16: the same ones) */         \
+        const T th = t[e < S ? hi : 0];                                                     \
+        bool zero = e < S && th == 0 && !signbit(th);                                       \
+        for (int64_t c = zero ? S : e; c < S; c++) t[c] = th;                               \
+        const T z = (T)NAME##_sum(t, zero ? e : S, false);                                  \
+        for (int64_t c = 0; c < e; c++) t[c] = t[c] / z;                                    \
+        for (int64_t c = e; c < S; c++) t[c] = th / z;                                      \
+        if (dead)                                                                           \
+            for (int64_t c = 0; c < S; c++) t[c] = (T)j->a->dead_p;                         \
+    }                                                                                       \
+    /* Rows in groups of 64: whole rows (e == S) go through exp as one run, which takes    \
+     * the exp loop's fast path even when rows are short. */                               \
     ATTR static void NAME(const attn_job *j, T *tile, int64_t m, const char *mask,          \
                           int64_t hi) {                                                     \
-        const am_attn *a = j->a;                                                            \
-        int64_t S = j->S, r = j->rank, mcs = j->mask.stride[r - 1];                         \
-        const T sc = (T)a->scale, fill = (T)a->fill;                                        \
-        for (int64_t i = 0; i < m; i++) {                                                   \
-            T *restrict t = tile + i * S;                                                   \
-            const char *mr = mask ? mask + (size_t)(i * j->mask.stride[r - 2]) * j->mask_esize \
-                                  : NULL;                                                   \
-            if (a->scaled)                                                                  \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] * sc;                           \
-            if (a->mask == AM_ATTN_KEEP && mcs == 1)                                        \
-                for (int64_t c = 0; c < S; c++) t[c] = mr[c] ? t[c] : fill;                 \
-            else if (a->mask == AM_ATTN_KEEP)                                               \
-                for (int64_t c = 0; c < S; c++) t[c] = mr[c * mcs] ? t[c] : fill;           \
-            else if (a->mask == AM_ATTN_ADD && mcs == 1)                                    \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c]; \
-            else if (a->mask == AM_ATTN_ADD)                                                \
-                for (int64_t c = 0; c < S; c++) t[c] = t[c] + ((const T *)(const void *)mr)[c * mcs]; \
-            T mx = NAME##_max(t, S);                                                        \
-            bool dead = a->safe && mx == (T)a->dead_at;                                     \
-            if (dead) {                                                                     \
-                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_s;                        \
-                mx = NAME##_max(t, S);                                                      \
+        int64_t S = j->S, r = j->rank;                                                      \
+        const int64_t e = span_end(hi, S);                                                  \
+        int64_t s[2] = {sizeof(T), sizeof(T)};                                              \
+        for (int64_t i0 = 0; i0 < m; i0 += 64) {                                            \
+            int64_t g = m - i0 < 64 ? m - i0 : 64;                                          \
+            uint64_t dead = 0;                                                              \
+            for (int64_t i = 0; i < g; i++) {                                               \
+                const char *mr = mask ? mask + (size_t)((i0 + i) * j->mask.stride[r - 2]) * \
+                                                   j->mask_esize                            \
+                                      : NULL;                                               \
+                dead |= (uint64_t)NAME##_pre(j, tile + (i0 + i) * S, mr, e) << i;           \
             }                                                                               \
-            for (int64_t c = 0; c < S; c++) t[c] = t[c] - mx;                               \
-            /* columns from hi on (masked in every row) hold one value: its exp once (and \
-             * on to a multiple of 64 columns: the exp loop's fast path, the same values) */ \
-            int64_t e = hi < S ? (hi + 64) / 64 * 64 : S;                                   \
-            e = e < S ? e : S;                                                              \
-            char *p[2] = {(char *)t, (char *)t};                                            \
-            int64_t s[2] = {sizeof(T), sizeof(T)};                                          \
-            j->exp_row(p, s, e, NULL);                                                      \
-            for (int64_t c = e; c < S; c++) t[c] = t[hi];                                   \
-            const T z = (T)NAME##_sum(t, S, false);                                         \
-            for (int64_t c = 0; c < S; c++) t[c] = t[c] / z;                                \
-            if (dead)                                                                       \
-                for (int64_t c = 0; c < S; c++) t[c] = (T)a->dead_p;                        \
+            for (int64_t i = 0; i < (e == S ? 1 : g); i++) {                                \
+                char *p[2] = {(char *)(tile + (i0 + i) * S), (char *)(tile + (i0 + i) * S)}; \
+                j->exp_row(p, s, e == S ? g * S : e, NULL);                                 \
+            }                                                                               \
+            for (int64_t i = 0; i < g; i++)                                                 \
+                NAME##_post(j, tile + (i0 + i) * S, hi, e, (dead >> i) & 1);                \
         }                                                                                   \
     }
 
@@ -232,7 +297,8 @@ NONFINITE_END(f64, double)
         const T *v = (const T *)(const void *)j->v.data + batch_offset(&j->v, j, bi);       \
         const char *mask = j->mask.data                                                     \
             ? j->mask.data + (size_t)batch_offset(&j->mask, j, bi) * j->mask_esize : NULL;  \
-        T *out = (T *)(void *)j->out + bi * j->L * j->Ev;                                   \
+        T *out = (T *)(void *)j->out + batch_offset(&j->o, j, bi);                          \
+        const int64_t ors = j->o.stride[r - 2];                                             \
         const T *ktd = NULL, *vd = NULL; /* contiguous copies for GEMV, or NULL */          \
         if (j->gemv_s)                                                                      \
             ktd = dense_##SUF(kt, j->kt.stride[r - 2], j->kt.stride[r - 1], j->E, j->S, ktp); \
@@ -251,17 +317,17 @@ NONFINITE_END(f64, double)
                                   : NULL;                                                   \
             int64_t hi = ktd ? j->S : j->his ? j->his[i0 / j->rb] : kept_end(j, mb, m);     \
             for (int64_t i = 0; i < m; i++) /* the mask's rows fill these */                \
-                memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(j->S - hi));           \
+                memset(tile + i * j->S + hi, 0, sizeof(T) * (size_t)(span_end(hi, j->S) - hi)); \
             am_gemm_serial_##SUF(m, hi, j->E, q + i0 * j->q.stride[r - 2],                  \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \
             ROWS_FN(SUF)(j, tile, m, mb, hi);                                               \
             if (j->cut_pv && hi >= vend && hi > 0)                                          \
                 am_gemm_serial_part_##SUF(m, j->Ev, hi, tile, j->S, 1, vp, j->S,            \
-                                          out + i0 * j->Ev, j->Ev, gs);                     \
+                                          out + i0 * ors, ors, gs);                         \
             else                                                                            \
                 am_gemm_serial_##SUF(m, j->Ev, j->S, tile, j->S, 1, vd, j->Ev, 1,           \
-                                     vd ? NULL : vp, out + i0 * j->Ev, j->Ev, false, gs);   \
+                                     vd ? NULL : vp, out + i0 * ors, ors, false, gs);       \
         }                                                                                   \
     }                                                                                       \
                                                                                             \
@@ -322,12 +388,25 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.a = a;
     j.rank = a->rank;
     int r = a->rank;
-    memcpy(j.oshape, out->shape, sizeof(int64_t) * (size_t)r);
-    make_view(&j.q, &ext[AM_ATTN_Q], a->perm[0], r, j.oshape);
-    make_view(&j.kt, &ext[AM_ATTN_KT], a->perm[1], r, j.oshape);
-    make_view(&j.v, &ext[AM_ATTN_V], a->perm[2], r, j.oshape);
+    if (out->rank != r)
+        return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
+    int64_t ost[AMBER_MAX_RANK], sd[AMBER_MAX_RANK];
+    am_contig_strides(out->shape, r, 1, ost);
+    for (int d = 0; d < r; d++) { /* the result's dims, in out's memory (out_perm) */
+        int p = a->out_perm[0] >= 0 ? a->out_perm[d] : d;
+        j.oshape[p] = out->shape[d];
+        sd[p] = ost[d];
+    }
+    make_view(&j.o, out->data, j.oshape, sd, r, r, j.oshape);
+    amber_status st = AMBER_OK;
+    view *ops[3] = {&j.q, &j.kt, &j.v};
+    for (int i = 0; i < 3 && st == AMBER_OK; i++)
+        st = operand_view(ops[i], a, i, ext, j.oshape, ctx->err);
+    if (st != AMBER_OK) return st;
     if (a->mask != AM_ATTN_NO_MASK) {
-        make_view(&j.mask, &ext[AM_ATTN_MASK], NULL, r, j.oshape);
+        const amber_tensor *mt = &ext[AM_ATTN_MASK];
+        am_contig_strides(mt->shape, mt->rank, 1, sd);
+        make_view(&j.mask, mt->data, mt->shape, sd, mt->rank, r, j.oshape);
         for (int d = r - 2; d < r; d++) /* broadcast rows and columns too */
             if (j.mask.shape[d] == 1) j.mask.stride[d] = 0;
         j.mask_esize = amber_dtype_size(ext[AM_ATTN_MASK].dtype);
@@ -335,8 +414,8 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.out = (char *)out->data;
     j.L = j.q.shape[r - 2], j.E = j.q.shape[r - 1], j.S = j.kt.shape[r - 1];
     j.Ev = j.v.shape[r - 1];
-    if (out->rank != r || j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S ||
-        out->shape[r - 2] != j.L || out->shape[r - 1] != j.Ev)
+    if (j.kt.shape[r - 2] != j.E || j.v.shape[r - 2] != j.S || j.oshape[r - 2] != j.L ||
+        j.oshape[r - 1] != j.Ev)
         return am_fail(ctx->err, AMBER_ERR_SHAPE, "attention: operand shapes do not match");
     int64_t batches = 1;
     for (int d = 0; d < r - 2; d++) batches *= j.oshape[d];
@@ -352,7 +431,7 @@ amber_status am_attention_run(const am_attn *a, am_ctx *ctx, const amber_tensor 
     j.gemv_pv = gemv_rows(j.L, bs, bv, batches);
     int64_t rb = 32768 / (j.S > 0 ? j.S : 1); /* a score block of at most 128 KiB (f32) */
     j.rb = rb < 8 ? 8 : rb > j.L ? j.L : rb;
-    amber_status st = shared_mask(&j, ctx, f32);
+    st = shared_mask(&j, ctx, f32);
     if (st != AMBER_OK) return st;
     if (f32) sizes_f32(&j);
     else sizes_f64(&j);

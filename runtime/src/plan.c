@@ -546,7 +546,7 @@ amber_status am_plan_program(am_program *p, const am_json_doc *doc, bool fuse, a
     amber_status st = plan_same_params(L);
     if (st != AMBER_OK) return st;
     for (uint32_t fi = 0; fi < p->n_funcs; fi++) {
-        if (fuse && (st = am_plan_attention(&p->funcs[fi], &p->mem, L->err)) != AMBER_OK)
+        if (fuse && (st = am_plan_attention(&p->funcs[fi], doc, &p->mem, L->err)) != AMBER_OK)
             return st;
         if (fuse && (st = am_plan_cells(&p->funcs[fi], doc, &p->mem, L->err)) != AMBER_OK)
             return st;

@@ -7,11 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_TAKEN 40
+
 typedef struct matcher {
     am_func *f;
     int64_t *def;    /* value -> defining node, or -1 */
     uint32_t *uses;  /* value -> reads by nodes (UINT32_MAX: a result) */
-    uint32_t taken[24];
+    const am_json_doc *doc;
+    uint32_t taken[MAX_TAKEN];
     int n_taken;
 } matcher;
 
@@ -52,7 +55,7 @@ static bool same_type(const am_type *a, const am_type *b) {
 
 /* Takes n into the match when its result has `uses` reads. */
 static bool take(matcher *m, am_node *n, uint32_t uses) {
-    if (!n || m->uses[n->out[0]] != uses || m->n_taken == 24) return false;
+    if (!n || m->uses[n->out[0]] != uses || m->n_taken == MAX_TAKEN) return false;
     m->taken[m->n_taken++] = (uint32_t)(n - m->f->nodes);
     return true;
 }
@@ -66,13 +69,103 @@ static am_node *row_reduce(matcher *m, uint32_t v, am_op_id id, int rank) {
     return n;
 }
 
-/* A single-use transpose producing v is read in place: *src becomes its input. */
-static void absorb_transpose(matcher *m, uint32_t *v, int8_t *perm, int rank) {
-    perm[0] = -1;
-    am_node *t = producer(m, *v, AM_OP_TRANSPOSE);
-    if (!t || t->static_attrs->n_perm != rank || !take(m, t, 1)) return;
-    for (int d = 0; d < rank; d++) perm[d] = (int8_t)t->static_attrs->perm[d];
-    *v = t->in[0];
+static bool json_int(const am_json *j, int64_t *v) {
+    if (!j || j->type != AM_JSON_NUMBER || !j->is_int) return false;
+    *v = j->i;
+    return true;
+}
+
+/* Whether types a and b have the same dims once the literal 1s are dropped. */
+static bool same_but_ones(const am_type *a, const am_type *b) {
+    int i = 0, k = 0;
+    for (;; i++, k++) {
+        while (i < a->rank && a->dims[i]->type == AM_JSON_NUMBER && a->dims[i]->i == 1) i++;
+        while (k < b->rank && b->dims[k]->type == AM_JSON_NUMBER && b->dims[k]->i == 1) k++;
+        if (i == a->rank || k == b->rank) return i == a->rank && k == b->rank;
+        if (!am_same_dim(a->dims[i], b->dims[k])) return false;
+    }
+}
+
+/* The node defining v when the kernel can read through it (a view step, attn.h): fills st. */
+static am_node *view_step(matcher *m, uint32_t v, am_attn_step *st) {
+    int64_t d = m->def[v];
+    if (d < 0) return NULL;
+    am_node *n = &m->f->nodes[d];
+    if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->fuse != AM_FUSE_NONE)
+        return NULL;
+    const am_type *in = m->f->value_types[n->in[0]];
+    memset(st, 0, sizeof *st);
+    st->op = n->op->id;
+    if (st->op == AM_OP_TRANSPOSE && n->static_attrs) {
+        for (int k = 0; k < in->rank; k++) st->perm[k] = (int8_t)n->static_attrs->perm[k];
+        return n;
+    }
+    if (st->op == AM_OP_RESHAPE) return same_but_ones(in, &n->out_types[0]) ? n : NULL;
+    if (st->op != AM_OP_SLICE || !n->attrs) return NULL;
+    const am_json *a = am_json_get(m->doc, n->attrs, "starts");
+    const am_json *b = am_json_get(m->doc, n->attrs, "steps");
+    if (!a || !b || a->type != AM_JSON_ARRAY || b->type != AM_JSON_ARRAY ||
+        a->count != (uint32_t)in->rank || b->count != (uint32_t)in->rank)
+        return NULL;
+    for (int k = 0; k < in->rank; k++)
+        if (!json_int(am_json_at(m->doc, a, (size_t)k), &st->start[k]) || st->start[k] < 0 ||
+            !json_int(am_json_at(m->doc, b, (size_t)k), &st->step[k]) || st->step[k] < 1)
+            return NULL;
+    return n;
+}
+
+/* The view steps from each operand inward (node[0] the outermost). */
+typedef struct chain {
+    int n;
+    uint32_t node[AM_ATTN_STEPS];
+    am_attn_step step[AM_ATTN_STEPS];
+} chain;
+
+static int reads_in(const chain *c, uint32_t node) {
+    int count = 0;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < c[i].n; k++) count += c[i].node[k] == node;
+    return count;
+}
+
+/* q, kt and v (a->ext) read through the view steps that produce them and that nothing
+ * else reads: those become members, ext the values they start from. */
+static bool read_in_place(matcher *m, am_attn *a, amber_dtype dt) {
+    chain c[3];
+    for (int i = 0; i < 3; i++) {
+        uint32_t v = a->ext[i];
+        am_node *n;
+        for (c[i].n = 0; c[i].n < AM_ATTN_STEPS && (n = view_step(m, v, &c[i].step[c[i].n]));
+             v = n->in[0])
+            c[i].node[c[i].n++] = (uint32_t)(n - m->f->nodes);
+    }
+    for (bool again = true; again;) { /* a step read elsewhere ends the chains through it */
+        again = false;
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < c[i].n; k++) {
+                uint32_t out = m->f->nodes[c[i].node[k]].out[0];
+                if ((uint32_t)reads_in(c, c[i].node[k]) == m->uses[out]) continue;
+                c[i].n = k;
+                again = true;
+            }
+    }
+    for (int i = 0; i < 3; i++) {
+        a->n_steps[i] = c[i].n;
+        for (int k = 0; k < c[i].n; k++) {
+            const am_node *n = &m->f->nodes[c[i].node[k]];
+            int s = c[i].n - 1 - k; /* innermost first */
+            a->steps[i][s] = c[i].step[k];
+            a->ext[AM_ATTN_STEP0 + i * AM_ATTN_STEPS + s] = n->out[0];
+            if (k == c[i].n - 1) a->ext[i] = n->in[0];
+            bool seen = false;
+            for (int t = 0; t < m->n_taken; t++) seen |= m->taken[t] == c[i].node[k];
+            if (seen) continue;
+            if (m->n_taken == MAX_TAKEN) return false;
+            m->taken[m->n_taken++] = c[i].node[k];
+        }
+        if (m->f->value_types[a->ext[i]]->dtype != dt) return false;
+    }
+    return true;
 }
 
 /* s (the scores after scale and mask) from the scores' matmul; fills q, kt, scale, mask. */
@@ -167,12 +260,16 @@ static bool match_at(matcher *m, uint32_t r, am_attn *a) {
     a->ext[AM_ATTN_V] = root->in[1];
     if (!match_softmax(m, root->in[0], a)) return false;
     for (int i = 0; i < 3; i++) {
-        uint32_t *v = &a->ext[i == 0 ? AM_ATTN_Q : i == 1 ? AM_ATTN_KT : AM_ATTN_V];
-        absorb_transpose(m, v, a->perm[i], rank);
-        const am_type *t = m->f->value_types[*v];
+        const am_type *t = m->f->value_types[a->ext[i]];
         if (t->rank != rank || t->dtype != dt) return false;
     }
-    a->n_ext = a->mask == AM_ATTN_NO_MASK ? 3 : 4;
+    if (!read_in_place(m, a, dt)) return false;
+    for (int i = 0; i < 3; i++) /* unused slots: any value */
+        for (int k = a->n_steps[i]; k < AM_ATTN_STEPS; k++)
+            a->ext[AM_ATTN_STEP0 + i * AM_ATTN_STEPS + k] = a->ext[AM_ATTN_Q];
+    if (a->mask == AM_ATTN_NO_MASK) a->ext[AM_ATTN_MASK] = a->ext[AM_ATTN_Q];
+    a->n_ext = AM_ATTN_MAX_EXT;
+    a->out_perm[0] = -1;
     return true;
 }
 
@@ -268,10 +365,30 @@ static bool match_norm(matcher *m, uint32_t r, am_norm *nm) {
     return true;
 }
 
-amber_status am_plan_attention(am_func *f, am_arena *mem, am_error *err) {
+/* The transpose keeping the last axis last that alone reads node r's result (the
+ * attention writes its result in that layout), or r. */
+static uint32_t out_transpose(matcher *m, uint32_t r, am_attn *a) {
+    uint32_t v = m->f->nodes[r].out[0];
+    if (m->uses[v] != 1) return r;
+    for (uint32_t t = r + 1; t < m->f->n_nodes; t++) {
+        am_node *n = &m->f->nodes[t];
+        if (n->kind != AM_NODE_OP || n->n_in < 1 || n->in[0] != v) continue;
+        if (n->op->id != AM_OP_TRANSPOSE || n->hoist != AM_HOIST_NONE ||
+            n->fuse != AM_FUSE_NONE || !n->static_attrs ||
+            n->static_attrs->perm[a->rank - 1] != a->rank - 1 || m->n_taken == MAX_TAKEN)
+            return r;
+        for (int d = 0; d < a->rank; d++) a->out_perm[d] = (int8_t)n->static_attrs->perm[d];
+        m->taken[m->n_taken++] = r;
+        return t;
+    }
+    return r;
+}
+
+amber_status am_plan_attention(am_func *f, const am_json_doc *doc, am_arena *mem,
+                               am_error *err) {
     size_t nv = f->n_values ? f->n_values : 1;
     matcher m = {f, (int64_t *)malloc(sizeof(int64_t) * nv),
-                 (uint32_t *)calloc(nv, sizeof(uint32_t)), {0}, 0};
+                 (uint32_t *)calloc(nv, sizeof(uint32_t)), doc, {0}, 0};
     amber_status st = AMBER_OK;
     if (!m.def || !m.uses) {
         st = am_fail(err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
@@ -287,15 +404,16 @@ amber_status am_plan_attention(am_func *f, am_arena *mem, am_error *err) {
     for (uint32_t r = 0; r < f->n_nodes; r++) {
         am_attn a;
         if (!match_at(&m, r, &a)) continue;
+        uint32_t at = out_transpose(&m, r, &a);
         am_attn *keep;
         if ((st = am_arena_calloc(mem, 1, sizeof *keep, (void **)&keep, err)) != AMBER_OK) break;
         *keep = a;
         for (int i = 0; i < m.n_taken; i++) {
             am_node *n = &f->nodes[m.taken[i]];
             n->fuse = AM_FUSE_MEMBER;
-            n->root = r;
+            n->root = at;
         }
-        f->nodes[r].attn = keep;
+        f->nodes[at].attn = keep;
         f->n_attention++;
     }
     for (uint32_t r = f->n_nodes; r-- > 0;) { /* the outermost node of a norm first */

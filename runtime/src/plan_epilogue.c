@@ -22,8 +22,8 @@ static bool same_dims(const am_type *a, const am_type *b) {
  * load, run every time (not hoisted), not already part of a group. */
 static bool producer_ok(const am_func *f, const am_node *n) {
     if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || n->fuse != AM_FUSE_NONE ||
-        !n->static_attrs || n->n_out != 1)
-        return false;
+        !n->static_attrs || n->n_out != 1 || n->attn || n->norm || n->cell)
+        return false; /* (an attention's matmul runs its own kernel) */
     amber_dtype dt = n->out_types[0].dtype;
     if (dt != AMBER_FLOAT32 && dt != AMBER_FLOAT64) return false;
     if (n->op->id == AM_OP_CONV2D) return n->out_types[0].rank == 4;

@@ -939,7 +939,7 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
                                const amber_tensor *vals, const amber_tensor *ins,
                                const am_attrs *attrs, amber_tensor *out) {
     if (n->attn) {
-        amber_tensor ext[4];
+        amber_tensor ext[AM_ATTN_MAX_EXT];
         for (int k = 0; k < n->attn->n_ext; k++) am_tensor_copy(&ext[k], &vals[n->attn->ext[k]]);
         return am_attention_run(n->attn, ctx, ext, out);
     }

@@ -199,3 +199,147 @@ def test_few_rows_shared_keys(nq: int, L: int, S: int, Ev: int, tmp_path: Path) 
     _, k, v = _qkv((1, 1, S, 4), (1, 1, S, 4), Ev, np.float32, seed=12)
     check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],
           reference(q, k, v), tmp_path)
+
+
+def _packed_heads(n: int, s: int, heads: int, hd: int, causal: bool = True
+                  ) -> Callable[..., Any]:
+    """Attention over heads split from one packed projection, as GPT-2 writes it: the
+    heads (reshape, permute, index) and the merged result (permute, reshape) are views
+    the kernel reads and writes in place."""
+    def fn(x: Any) -> Any:
+        qkv = x.reshape(n, s, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=causal)
+        return o.permute(0, 2, 1, 3).reshape(n, s, heads * hd)
+    return fn
+
+
+def _packed_reference(x: np.ndarray, heads: int, causal: bool = True) -> np.ndarray:
+    n, s, w = x.shape
+    hd = w // (3 * heads)
+    q, k, v = x.reshape(n, s, 3, heads, hd).transpose(2, 0, 3, 1, 4)
+    o = reference(q, k, v, causal=causal)
+    return o.transpose(0, 2, 1, 3).reshape(n, s, heads * hd)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,s,heads,hd,causal", [(1, 37, 3, 8, True), (2, 1, 2, 5, True),
+                                                 (3, 9, 1, 3, False), (1, 64, 4, 16, True)])
+def test_packed_heads_read_and_written_in_place(dtype: Any, n: int, s: int, heads: int,
+                                                hd: int, causal: bool, tmp_path: Path) -> None:
+    x = np.random.default_rng(14).standard_normal((n, s, 3 * heads * hd)).astype(dtype)
+    check(_packed_heads(n, s, heads, hd, causal), [x], _packed_reference(x, heads, causal),
+          tmp_path)
+    model = N.NativeModel(tmp_path / "m.amber")
+    model.run("forward", x)
+    plain = N.NativeModel(tmp_path / "m.amber", fuse=False)
+    plain.run("forward", x)
+    # no copy of the heads (the size of x in all) nor of the merged result is made
+    assert (plain.stats().plan_value_bytes - model.stats().plan_value_bytes
+            >= x.nbytes + x.nbytes // 3)
+
+
+def test_views_read_elsewhere_are_computed(tmp_path: Path) -> None:
+    """A head split that is also a result stays a copy; the attention reads that copy."""
+    x = np.random.default_rng(15).standard_normal((2, 11, 18)).astype(np.float32)
+    heads = _packed_heads(2, 11, 2, 3, False)
+
+    def fn(x: Any) -> Any:
+        qkv = x.reshape(2, 11, 3, 2, 3).permute(2, 0, 3, 1, 4)
+        return heads(x), qkv
+
+    am.export(fn, am.spec(2, 11, 18)).save(tmp_path / "e.amber")
+    model = N.NativeModel(tmp_path / "e.amber")
+    out, qkv = model.run("forward", x)
+    assert model.stats().fused_attention == 1
+    np.testing.assert_array_equal(out, N.NativeModel(tmp_path / "e.amber", fuse=False)
+                                  .run("forward", x)[0])
+    np.testing.assert_allclose(out, _packed_reference(x, 2, False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(qkv, x.reshape(2, 11, 3, 2, 3).transpose(2, 0, 3, 1, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_and_unit_dim_views(dtype: Any, tmp_path: Path) -> None:
+    """Every other row and column as queries, keys behind an added unit dim, values
+    through a slice of a transpose: strided views read in place."""
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal((2, 3, 14, 10)).astype(dtype)
+    b = rng.standard_normal((2, 3, 9, 5)).astype(dtype)
+    c = rng.standard_normal((2, 3, 4, 12)).astype(dtype)
+
+    def fn(a: Any, b: Any, c: Any) -> Any:
+        q = a[:, :, 1::2, ::2]
+        k = b.reshape(1, 2, 3, 9, 5)[0]
+        v = c.transpose(2, 3)[:, :, 3:]
+        return F.scaled_dot_product_attention(q, k, v)
+
+    want = reference(a[:, :, 1::2, ::2], b, np.swapaxes(c, 2, 3)[:, :, 3:])
+    check(fn, [a, b, c], want, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_fill_past_the_last_kept_column(dtype: Any, tmp_path: Path) -> None:
+    """A causal mask filling a finite score: past a block's last kept column the
+    probabilities are not zero, and still one value per row."""
+    q, k, v = _qkv((1, 2, 100, 8), (1, 2, 100, 8), 5, dtype, seed=17)
+    keep = np.tril(np.ones((100, 100), bool))
+
+    def fn(q: Any, k: Any, v: Any, m: Any) -> Any:
+        s = am.where(m, q @ k.transpose(-2, -1), am.tensor(np.array(-3.0, dtype)))
+        return F.softmax(s, -1) @ v
+
+    s = np.where(keep, q.astype(np.float64) @ np.swapaxes(k, -1, -2), -3.0)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    check(fn, [q, k, v, keep], (p / p.sum(-1, keepdims=True)) @ v, tmp_path)
+
+
+def test_elementwise_after_a_matrix_attention(tmp_path: Path) -> None:
+    """Attention on matrices (no batch dims) followed by elementwise ops: its final
+    matmul runs the attention kernel, not a product with an epilogue."""
+    q, k, v = _qkv((5, 4), (6, 4), 3, np.float32, seed=18)
+    check(lambda q, k, v: F.gelu(F.scaled_dot_product_attention(q, k, v) + 1.0), [q, k, v],
+          _gelu(reference(q, k, v) + 1.0), tmp_path)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_short_rows_with_dead_rows(dtype: Any, tmp_path: Path) -> None:
+    """Blocks of more than 64 short rows (their exp runs over many rows at once), rows
+    with nothing to attend to in each group of 64."""
+    q, k, v = _qkv((2, 150, 4), (2, 20, 4), 3, dtype, seed=19)
+    keep = np.random.default_rng(20).random((150, 20)) < 0.9
+    keep[[5, 40, 64, 127, 149]] = False
+    check(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+          [q, k, v, keep], reference(q, k, v, keep), tmp_path)
+
+
+def test_causal_decoder_block_with_symbolic_dims(tmp_path: Path) -> None:
+    """A GPT-2-style block exported with symbolic batch and sequence: the heads split off
+    the packed projection (slices and reshapes whose sizes are known only per run) are
+    read in place, at any thread count with the same bits as eager and unfused."""
+    am.manual_seed(1)
+    attn, proj, norm = nn.Linear(24, 72), nn.Linear(24, 24), nn.LayerNorm(24)
+
+    def block(x: Any) -> Any:
+        n, s, _ = x.shape
+        qkv = attn(norm(x)).reshape(n, s, 3, 4, 6).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        return x + F.gelu(proj(o.permute(0, 2, 1, 3).reshape(n, s, 24)), approximate="tanh")
+
+    am.export(block, am.spec("batch", "seq", 24)).save(tmp_path / "d.amber")
+    for shape in [(2, 33, 24), (1, 1, 24)]:
+        x = np.random.default_rng(21).standard_normal(shape).astype(np.float32)
+        models = [N.NativeModel(tmp_path / "d.amber", threads=t) for t in (1, 2, 8)]
+        got = [m.run("forward", x)[0] for m in models]
+        assert models[0].stats().fused_attention == 1
+        plain = N.NativeModel(tmp_path / "d.amber", fuse=False)
+        for g in got[1:] + [plain.run("forward", x)[0]]:
+            np.testing.assert_array_equal(g, got[0])
+        with am.no_grad():
+            np.testing.assert_array_equal(got[0], block(am.tensor(x)).numpy())
+        # planned: the normed input, the packed projection and the merged result (5x the
+        # input, no copy of the heads; each value's slot is rounded up)
+        assert models[0].stats().plan_value_bytes <= 5 * x.nbytes + 2048

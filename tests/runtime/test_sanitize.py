@@ -94,15 +94,21 @@ def _verify_and_threads(sanitize_build: Path, path: Path, runs: int = 5) -> None
 
 def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused attention kernel (boolean, additive and causal masks, odd sizes, one
-    query row) and layer norm kernel on their test vectors, and under concurrent
-    sessions."""
+    query row, heads read and written in place) and layer norm kernel on their test
+    vectors, and under concurrent sessions."""
     import numpy as np
 
     import amber as am
     from amber.nn import functional as F
 
+    def heads(x: am.Tensor) -> am.Tensor:  # read and written in place, causal
+        qkv = x.reshape(2, 7, 3, 2, 2).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        return o.permute(0, 2, 1, 3).reshape(2, 7, 4)
+
     def fn(q: am.Tensor, k: am.Tensor, v: am.Tensor, keep: am.Tensor, add: am.Tensor) -> tuple:
-        return (F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
+        return (heads(q[:, :, :, :4].reshape(2, 7, 12)),
+                F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
                 F.scaled_dot_product_attention(q, k, v, attn_mask=add),
                 F.scaled_dot_product_attention(q, k, v, is_causal=True),
                 F.scaled_dot_product_attention(q[:, :, :1], k, v),
