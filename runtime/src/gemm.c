@@ -466,8 +466,7 @@ static int64_t direct_rows(int64_t mc) {
                      int64_t, bool, const am_tile_epi *);                                     \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
-        /* mr (MR or 8) whole rows of A read in place (lda apart), one or two slivers; or NULL \
-         */                                                                                   \
+        /* mr (MR or 8) whole rows of A read in place, one or two slivers; or NULL */        \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
                      int64_t, bool, const am_tile_epi *);                                     \
     } kern_##SUF;                                                                             \
