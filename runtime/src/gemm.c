@@ -85,7 +85,8 @@ typedef double v4d __attribute__((vector_size(32)));
  * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
  * nr <= one vector, one sliver (a 14x14 image's last 4 columns: 12 accumulators). With
  * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
- * a multiple of 12, such as 16) computes only R rows: the zero padding costs nothing. */
+ * a multiple of 12, such as 13, or 16 when A is packed) computes only R rows: the zero
+ * padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb, b1 += ldb) {                       \
@@ -238,42 +239,60 @@ AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
             __mmask8, 0, UKR_EPI_NONE)
-/* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading 12
- * whole rows of a row-major A in place (rows lda apart) instead of a packed panel: the
- * same operations in the same order, so the same bits, without packing A. Rows are
- * addressed from four bases, three rows each (base, base + lda, base + 2 lda). */
+/* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading R =
+ * 12 or 8 whole rows of a row-major A in place (rows lda apart) instead of a packed panel:
+ * the same operations in the same order, so the same bits, without packing A. Rows are
+ * addressed from four bases, R / 4 rows each (base, base + lda, base + 2 lda). */
 #define AM_AVX512 __attribute__((target("avx512f")))
-static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
-                                      const float *restrict b, int64_t bs, float *restrict c,
-                                      int64_t ldc, int64_t nr, bool acc, const am_tile_epi *te) {
+static AM_AVX512 __attribute__((always_inline)) inline void ukrd_rows_f32(
+    int R, int64_t kc, const float *restrict a, int64_t lda, const float *restrict b, int64_t bs,
+    float *restrict c, int64_t ldc, int64_t nr, bool acc, const am_tile_epi *te) {
     __m512 t[MRP][2];
-    const float *r[4] = {a, a + 3 * lda, a + 6 * lda, a + 9 * lda}, *b1 = nr > 16 ? b + bs : b;
-    for (int i = 0; i < MRP; i++) { /* C's lines arrive during the products */
+    const int g = R / 4;
+    const float *r[4] = {a, a + g * lda, a + 2 * g * lda, a + 3 * g * lda};
+    const float *b1 = nr > 16 ? b + bs : b;
+    for (int i = 0; i < R; i++) { /* C's lines arrive during the products */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
     }
     _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
-        __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
-        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
-            __m512 av = _mm512_set1_ps(r[i / 3][p + (i % 3) * lda]);
-            t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
-            t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
+    if (nr <= 16) /* one sliver: half the multiply-adds */
+        for (int64_t p = 0; p < kc; p++, b += 16) {
+            __m512 x0 = _mm512_loadu_ps(b);
+            _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = _mm512_fmadd_ps(
+                _mm512_set1_ps(r[i / g][p + (i % g) * lda]), x0, t[i][0]);
         }
-    }
+    else
+        for (int64_t p = 0; p < kc; p++, b += 16, b1 += 16) {
+            __m512 x0 = _mm512_loadu_ps(b), x1 = _mm512_loadu_ps(b1);
+            _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
+                __m512 av = _mm512_set1_ps(r[i / g][p + (i % g) * lda]);
+                t[i][0] = _mm512_fmadd_ps(av, x0, t[i][0]);
+                t[i][1] = _mm512_fmadd_ps(av, x1, t[i][1]);
+            }
+        }
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
     /* as ukr2: C added first when accumulating, then a register epilogue, then the stores */
     if (acc)
-        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
             t[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + i * ldc), t[i][0]);
             t[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + i * ldc + 16), t[i][1]);
         }
-    if (te) tile_epi_f32(te, t, MRP, nr);
-    _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) {
+    if (te) tile_epi_f32(te, t, R, nr);
+    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
         _mm512_mask_storeu_ps(c + i * ldc, m0, t[i][0]);
         _mm512_mask_storeu_ps(c + i * ldc + 16, m1, t[i][1]);
     }
+}
+static AM_AVX512 void ukrd_f32_avx512(int64_t kc, const float *restrict a, int64_t lda,
+                                      const float *restrict b, int64_t bs, float *restrict c,
+                                      int64_t ldc, int64_t mr, int64_t nr, bool acc,
+                                      const am_tile_epi *te) {
+    if (mr == 8)
+        ukrd_rows_f32(8, kc, a, lda, b, bs, c, ldc, nr, acc, te);
+    else
+        ukrd_rows_f32(MRP, kc, a, lda, b, bs, c, ldc, nr, acc, te);
 }
 
 /* A small product (n <= 32, k <= SMALL_K: one k block) with no packing: B's rows read in
@@ -432,6 +451,13 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
     return 0;
 }
 
+/* Rows of a block of mc read in place (ukrd) as panels of 12, the last 8 rows where mc % 12
+ * is 8 as a panel of 8, the last 16 where mc % 12 is 4 as two (a 4-row tile, packed, ran
+ * 16 x 128 x 512 about 5% slower than 8 + 8); any other short last panel packed (ukr2). */
+static int64_t direct_rows(int64_t mc) {
+    return mc % MRP == 8 || (mc % MRP == 4 && mc > MRP) ? mc : mc / MRP * MRP;
+}
+
 #define GEMM_DRIVER(SUF, T, MR, NR, KC, MC, NC)                                               \
     typedef struct kern_##SUF {                                                               \
         /* one sliver; or NULL when ukr2 (two at once, or one: nr <= NR) is there */        \
@@ -440,9 +466,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                      int64_t, bool, const am_tile_epi *);                                     \
         void (*gemv)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, bool);    \
         void (*gemv_packed)(int64_t, const T *, int64_t, const T *, T *, int64_t, bool);      \
-        /* MR whole rows of A read in place (lda apart), one or two slivers; or NULL */      \
+        /* mr (MR or 8) whole rows of A read in place, one or two slivers; or NULL */        \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
-                     bool, const am_tile_epi *);                                              \
+                     int64_t, bool, const am_tile_epi *);                                     \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
         {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
@@ -591,8 +617,9 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
         int64_t ic = (t / j->nj) * j->mc, mc = j->m - ic < j->mc ? j->m - ic : j->mc;         \
         int64_t j0 = (t % j->nj) * j->chunk;                                                  \
         int64_t j1 = j0 + j->chunk < j->nc ? j0 + j->chunk : j->nc;                           \
-        /* Panels of rows below `whole` are read in place at ad, the others packed at ap. */ \
-        int64_t whole = !j->ashared && direct_##SUF(j) ? mc / MR * MR : 0;                    \
+        /* Panels of rows below `whole` are read in place at ad, the others packed at ap; \
+         * whole == mc: the last 8 or 16 rows as panels of 8 (direct_rows). */              \
+        int64_t whole = !j->ashared && direct_##SUF(j) ? direct_rows(mc) : 0;                 \
         const T *ap = j->ashared ? j->ashared + ic * j->kc : j->apack[worker];                \
         const T *ad = whole ? j->A + ic * j->rsa + j->pc : NULL;                              \
         if (j->akept)                                                                         \
@@ -631,14 +658,15 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 b = j->B + j->pc * j->rsb + j->jc + jr, bs = NR, ldb = j->rsb;                \
                 nr = nr < dend - jr ? nr : dend - jr;                                         \
             }                                                                                 \
-            for (int64_t ir = 0; ir < mc; ir += MR) {                                         \
-                int64_t mr = mc - ir < MR ? mc - ir : MR;                                     \
+            for (int64_t ir = 0, mr; ir < mc; ir += mr) {                                     \
+                mr = mc - ir < MR ? mc - ir : MR;                                             \
+                if (whole == mc && mc - ir <= MR + 4 && mc - ir != MR) mr = 8; /* see above */ \
                 if (tp) /* the tile's rows and columns in the epilogue's view */              \
                     te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir,       \
                     te.c = j->jc + jr;                                                        \
                 if (ir < whole)                                                               \
                     j->K->ukrd(j->kc, ad + ir * j->rsa, j->rsa, b, j->bstride,                \
-                               c + ir * j->ldc, j->ldc, nr, acc, tp);                         \
+                               c + ir * j->ldc, j->ldc, mr, nr, acc, tp);                     \
                 else if (w > 1)                                                               \
                     j->K->ukr2(j->kc, ap + (ir - whole) * j->kc, b, bs, ldb, c + ir * j->ldc, \
                                j->ldc, mr, nr, acc, tp);                                      \
@@ -788,10 +816,12 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                 /* Blocks of rows split by columns: every task would pack the same rows;    \
                  * pack them once into the workers' contiguous blocks (room for `threads`    \
                  * blocks; fewer than 4 panels: faster than reading them in place, measured \
-                 * on two threads), together when there are two or more panels per thread   \
-                 * (few rows: not worth a pool call). */                                     \
+                 * on two threads; but not where that leaves a 4-row panel that in place is   \
+                 * two of 8: direct_rows), together when there are two or more panels per    \
+                 * thread (few rows: not worth a pool call). */                              \
+                bool few = m < 4 * MR && (m % MR != 4 || m < MR);                             \
                 job->ashared = n_ic <= threads && job->nj > 1 && !job->akept &&               \
-                                       (m < 4 * MR || !direct_##SUF(job)) ? apack[0] : NULL;  \
+                                       (few || !direct_##SUF(job)) ? apack[0] : NULL;         \
                 if (job->ashared && threads > 1 && m >= 2 * MR * threads)                     \
                     am_pool_run(pool, (m + MR - 1) / MR, pack_a_task_##SUF, job);             \
                 else if (job->ashared)                                                        \

@@ -325,7 +325,11 @@ static void test_gemm(void) {
         /* tall with few columns (a late convolution), 16 rows, odd panels; k over blocks */
         {512, 49, 600}, {16, 384, 384}, {25, 100, 70}, {37, 20, 40}, {30, 200, 5000},
         /* A read in place: a short last panel, odd k, lone slivers, rows 4 KiB apart */
-        {47, 15, 301}, {24, 48, 7}, {35, 17, 33}, {36, 64, 1024}, {128, 100, 385}};
+        {47, 15, 301}, {24, 48, 7}, {35, 17, 33}, {36, 64, 1024}, {128, 100, 385},
+        /* in place as panels of 8 (the last 8 rows, or 16 as two), alone or after 12s, one
+         * sliver or two; a lone last row packed after a 12; k over blocks */
+        {8, 40, 33}, {28, 10, 70}, {13, 48, 20}, {40, 16, 130}, {44, 33, 600},
+        {16, 100, 1030}, {52, 70, 64}, {16, 64, 1024}};
     float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;
@@ -1076,13 +1080,14 @@ static void test_depthwise_epilogue_isas(void) {
  * am_epi_apply): BatchNorm then ReLU as le/where; a chain of sub, scalar * x, max and min;
  * and BatchNorm, a residual added (input first), ReLU; NaN scalars too. The bits of
  * the convolution followed by the group on every instruction set, with 1 or 3 threads,
- * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel, odd
- * column tails, two k blocks; NaN and inf in the input. */
+ * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel (in place:
+ * panels of 8, also after 12s), odd column tails, two k blocks; NaN and inf in the input. */
 static void test_gemm_epilogue_isas(void) {
     static const struct {
         int64_t c, h, w, o, k, s;
     } cases[] = {{3, 9, 37, 13, 3, 1},  {64, 5, 7, 20, 3, 1}, {16, 7, 7, 5, 1, 1},
-                 {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1}};
+                 {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1},
+                 {5, 6, 9, 28, 3, 1}};
     enum { N = 2, CAP = N * 64 * 20 * 45 };
     static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[5][64];
     /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
