@@ -363,30 +363,32 @@ void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
         EPI_TR_I(s, 12, lo, hi), EPI_TR_I(s, 13, lo, hi), EPI_TR_I(s, 14, lo, hi),         \
         EPI_TR_I(s, 15, lo, hi)
 
+#define EPI_TR_EACH(...)                                                                   \
+    _Pragma("GCC unroll 16") for (int u = 0; u < 16; u++) {                                \
+        epi_v16f a = v[u], r;                                                              \
+        __VA_ARGS__;                                                                       \
+        v[u] = r;                                                                          \
+    }
 /* A register epilogue (am_epi.regs) on 16 vectors of 16 rows' values each, sv[j] the
  * rows' scalars of step j: each step's IEEE operation as epi_line does it. */
 EPI_AVX512 static void epi_tr_regs(const am_epi *e, const epi_v16f *sv, epi_v16f *v) {
     for (int j = 0; j < e->g->n_steps; j++) {
-        const int op = e->ops[j].op;
-        const epi_v16f b = sv[j], b2 = sv[j + (op == EPI_LE)];
-        _Pragma("GCC unroll 16") for (int u = 0; u < 16; u++) {
-            epi_v16f a = v[u], r;
-            if (op == EPI_ADD) r = a + b;
-            else if (op == EPI_SUB) r = a - b;
-            else if (op == EPI_MUL) r = a * b;
-            else if (op == EPI_DIV) r = a / b;
-            else if (op == EPI_MAX) EPI_MAXMIN(1);
-            else if (op == EPI_MIN) EPI_MAXMIN(0);
-            else { /* le, and the where after it: a <= b ? b2 : a */
-                epi_v16i k_ = a <= b;
-                r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a));
-            }
-            v[u] = r;
+        const epi_v16f b = sv[j];
+        switch (e->ops[j].op) { /* (the loops inside: the same step for every vector) */
+        case EPI_ADD: EPI_TR_EACH(r = a + b); break;
+        case EPI_SUB: EPI_TR_EACH(r = a - b); break;
+        case EPI_MUL: EPI_TR_EACH(r = a * b); break;
+        case EPI_DIV: EPI_TR_EACH(r = a / b); break;
+        case EPI_MAX: EPI_TR_EACH(EPI_MAXMIN(1)); break;
+        case EPI_MIN: EPI_TR_EACH(EPI_MAXMIN(0)); break;
+        default: { /* le, and the where after it: a <= b ? b2 : a */
+            const epi_v16f b2 = sv[++j];
+            EPI_TR_EACH(epi_v16i k_ = a <= b;
+                        r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
         }
-        j += op == EPI_LE;
+        }
     }
 }
-
 /* Rows [o0, o0 + nc) (nc <= 16) and columns [l0, l1) of the transposed result, with the
  * epilogue: 16 columns at a time from 16 rows of the product loaded, transposed in
  * registers and stored. */
