@@ -352,8 +352,9 @@ void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
         (a) = __builtin_shufflevector(a_, b_, EPI_TR_IDX(s, 0, -(s)));                     \
         (b) = __builtin_shufflevector(a_, b_, EPI_TR_IDX(s, (s), 0));                      \
     } while (0)
-#define EPI_TR_STAGE(s) \
-    ({ _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) if (!(i & (s))) EPI_TR_SWAP(s, r[i], r[i + (s)]); })
+#define EPI_TR_STAGE(s)                                                                    \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) if (!(i & (s)))                  \
+        EPI_TR_SWAP(s, r[i], r[i + (s)])
 #define EPI_TR_I(s, l, lo, hi) (((l) & (s)) ? 16 + (l) + (hi) : (l) + (lo))
 #define EPI_TR_IDX(s, lo, hi)                                                              \
     EPI_TR_I(s, 0, lo, hi), EPI_TR_I(s, 1, lo, hi), EPI_TR_I(s, 2, lo, hi),                \
@@ -409,7 +410,10 @@ EPI_AVX512 static void epi_tr_block(const am_epi_tr *j, int64_t o0, int64_t nc, 
         _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
             r[i] = (epi_v16f)_mm512_maskz_loadu_ps(i < nl ? mc : 0, j->tmp + (l + i) * o + o0);
         if (regs) epi_tr_regs(j->e, sv, r);
-        EPI_TR_STAGE(8), EPI_TR_STAGE(4), EPI_TR_STAGE(2), EPI_TR_STAGE(1);
+        EPI_TR_STAGE(8);
+        EPI_TR_STAGE(4);
+        EPI_TR_STAGE(2);
+        EPI_TR_STAGE(1);
         const __mmask16 ml = (__mmask16)((1u << nl) - 1u);
         _Pragma("GCC unroll 16") for (int c = 0; c < 16; c++)
             if (c < nc) _mm512_mask_storeu_ps(j->y + (o0 + c) * L + l, ml, (__m512)r[c]);
@@ -423,6 +427,6 @@ void am_epi_tr_fn(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc
     for (int64_t c = c0; c < c0 + nc; c += 16)
         epi_tr_block((const am_epi_tr *)ud, c, c0 + nc - c < 16 ? c0 + nc - c : 16, r0, r0 + nr);
 #else
-    (void)ud, (void)r0, (void)nr, (void)c0, (void)nc;
+    (void)ud, (void)r0, (void)nr, (void)c0, (void)nc; /* (used only with AVX-512) */
 #endif
 }
