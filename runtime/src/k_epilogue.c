@@ -340,3 +340,93 @@ void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
         v[j] = *(const float *)(const void *)(e->base[src] + img * e->sb[src] + r * e->sr[src]);
     }
 }
+
+/* ---------------------------------------------------------------- transposed */
+
+#if EPI_HAVE_VEC
+/* Lanes of a and b swapped in blocks of s (a step of the 16x16 transpose): a gets b's
+ * lanes l - s where bit s of l is set, b gets a's lanes l + s where it is clear. */
+#define EPI_TR_SWAP(s, a, b)                                                               \
+    do {                                                                                   \
+        epi_v16f a_ = (a), b_ = (b);                                                       \
+        (a) = __builtin_shufflevector(a_, b_, EPI_TR_IDX(s, 0, -(s)));                     \
+        (b) = __builtin_shufflevector(a_, b_, EPI_TR_IDX(s, (s), 0));                      \
+    } while (0)
+#define EPI_TR_STAGE(s)                                                                    \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) if (!(i & (s)))                  \
+        EPI_TR_SWAP(s, r[i], r[i + (s)])
+#define EPI_TR_I(s, l, lo, hi) (((l) & (s)) ? 16 + (l) + (hi) : (l) + (lo))
+#define EPI_TR_IDX(s, lo, hi)                                                              \
+    EPI_TR_I(s, 0, lo, hi), EPI_TR_I(s, 1, lo, hi), EPI_TR_I(s, 2, lo, hi),                \
+        EPI_TR_I(s, 3, lo, hi), EPI_TR_I(s, 4, lo, hi), EPI_TR_I(s, 5, lo, hi),            \
+        EPI_TR_I(s, 6, lo, hi), EPI_TR_I(s, 7, lo, hi), EPI_TR_I(s, 8, lo, hi),            \
+        EPI_TR_I(s, 9, lo, hi), EPI_TR_I(s, 10, lo, hi), EPI_TR_I(s, 11, lo, hi),          \
+        EPI_TR_I(s, 12, lo, hi), EPI_TR_I(s, 13, lo, hi), EPI_TR_I(s, 14, lo, hi),         \
+        EPI_TR_I(s, 15, lo, hi)
+
+#define EPI_TR_EACH(...)                                                                   \
+    _Pragma("GCC unroll 16") for (int u = 0; u < 16; u++) {                                \
+        epi_v16f a = v[u], r;                                                              \
+        __VA_ARGS__;                                                                       \
+        v[u] = r;                                                                          \
+    }
+/* A register epilogue (am_epi.regs) on 16 vectors of 16 rows' values each, sv[j] the
+ * rows' scalars of step j: each step's IEEE operation as epi_line does it. */
+EPI_AVX512 static void epi_tr_regs(const am_epi *e, const epi_v16f *sv, epi_v16f *v) {
+    for (int j = 0; j < e->g->n_steps; j++) {
+        const epi_v16f b = sv[j];
+        switch (e->ops[j].op) { /* (the loops inside: the same step for every vector) */
+        case EPI_ADD: EPI_TR_EACH(r = a + b); break;
+        case EPI_SUB: EPI_TR_EACH(r = a - b); break;
+        case EPI_MUL: EPI_TR_EACH(r = a * b); break;
+        case EPI_DIV: EPI_TR_EACH(r = a / b); break;
+        case EPI_MAX: EPI_TR_EACH(EPI_MAXMIN(1)); break;
+        case EPI_MIN: EPI_TR_EACH(EPI_MAXMIN(0)); break;
+        default: { /* le, and the where after it: a <= b ? b2 : a */
+            const epi_v16f b2 = sv[++j];
+            EPI_TR_EACH(epi_v16i k_ = a <= b;
+                        r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
+        }
+        }
+    }
+}
+/* Rows [o0, o0 + nc) (nc <= 16) and columns [l0, l1) of the transposed result, with the
+ * epilogue: 16 columns at a time from 16 rows of the product loaded, transposed in
+ * registers and stored. */
+EPI_AVX512 static void epi_tr_block(const am_epi_tr *j, int64_t o0, int64_t nc, int64_t l0,
+                                    int64_t l1) {
+    const int64_t L = j->L, o = j->o;
+    const bool regs = j->e && j->e->regs;
+    const __mmask16 mc = (__mmask16)((1u << nc) - 1u);
+    epi_v16f sv[AM_FUSED_MAX_STEPS] = {{0}};
+    for (int64_t c = 0; regs && c < nc; c++) {
+        float v[AM_FUSED_MAX_STEPS];
+        am_epi_row_scalars(j->e, j->img, o0 + c, v);
+        for (int s = 0; s < j->e->g->n_steps; s++) sv[s][c] = v[s];
+    }
+    for (int64_t l = l0; l < l1; l += 16) {
+        const int64_t nl = l1 - l < 16 ? l1 - l : 16;
+        epi_v16f r[16];
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
+            r[i] = (epi_v16f)_mm512_maskz_loadu_ps(i < nl ? mc : 0, j->tmp + (l + i) * o + o0);
+        if (regs) epi_tr_regs(j->e, sv, r);
+        EPI_TR_STAGE(8);
+        EPI_TR_STAGE(4);
+        EPI_TR_STAGE(2);
+        EPI_TR_STAGE(1);
+        const __mmask16 ml = (__mmask16)((1u << nl) - 1u);
+        _Pragma("GCC unroll 16") for (int c = 0; c < 16; c++)
+            if (c < nc) _mm512_mask_storeu_ps(j->y + (o0 + c) * L + l, ml, (__m512)r[c]);
+    }
+    if (j->e && !regs) am_epi_apply(j->e, j->img, o0, nc, l0, l1 - l0); /* while in cache */
+}
+#endif
+
+void am_epi_tr_fn(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc) {
+#if EPI_HAVE_VEC
+    for (int64_t c = c0; c < c0 + nc; c += 16)
+        epi_tr_block((const am_epi_tr *)ud, c, c0 + nc - c < 16 ? c0 + nc - c : 16, r0, r0 + nr);
+#else
+    (void)ud, (void)r0, (void)nr, (void)c0, (void)nc; /* (used only with AVX-512) */
+#endif
+}

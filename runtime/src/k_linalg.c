@@ -540,6 +540,10 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
     (void)dst, (void)nr, (void)src, (void)off, (void)rows, (void)len;
 }
 
+/* Whether conv_rows_* transposes finished blocks as the product reports them (float64,
+ * and without AVX-512: the scalar transpose, then the epilogue) */
+#define TR_EPI_f32 (am_cpu_isa() >= AM_GEMM_ISA_AVX512)
+#define TR_EPI_f64 false
 #define CONV_IMPLICIT(SUF, T)                                                              \
     /* Every window lies inside the images it reads (padded_*): a sliver's columns are runs\
      * along one output row each, row q of a run a copy from the window corner + off[q]. */\
@@ -617,6 +621,12 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
         if (!pointwise(g)) {                                                               \
             im2col_##SUF(g, (T *)x, cols, false);                                          \
             a = cols;                                                                      \
+        }                                                                                  \
+        if (TR_EPI_##SUF) {                                                                \
+            am_epi_tr tr = {ctx->epi, ni, L, o, (const float *)(void *)tmp, (float *)(void *)y}; \
+            const am_gemm_epi ge = {am_epi_tr_fn, &tr, NULL};                              \
+            return am_gemm_prepacked_epi_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, \
+                                               &ge);                                       \
         }                                                                                  \
         amber_status st =                                                                  \
             am_gemm_prepacked_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, false); \

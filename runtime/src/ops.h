@@ -402,6 +402,16 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
  * or a is NaN; as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
 bool am_epi_in_registers(const am_epi *e, bool tile);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
+/* A transposed product's result (a convolution as yT[L x o] = im2col(x)^T W^T): as an
+ * am_gemm_epi fn, writes rows [r0, r0 + nr) x columns [c0, c0 + nc) of tmp[L x o] as
+ * y[o x L] = tmp^T, with e (if any) applied to image img of y (k_epilogue.c; AVX-512). */
+typedef struct am_epi_tr {
+    const struct am_epi *e;
+    int64_t img, L, o;
+    const float *tmp;
+    float *y;
+} am_epi_tr;
+void am_epi_tr_fn(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
 /* Vectors of a depthwise kernel's register epilogue */
 #define AM_EPI_REGS_VECS 8
 

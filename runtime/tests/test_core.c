@@ -1084,10 +1084,12 @@ static void test_depthwise_epilogue_isas(void) {
  * panels of 8, also after 12s), odd column tails, two k blocks; NaN and inf in the input. */
 static void test_gemm_epilogue_isas(void) {
     static const struct {
-        int64_t c, h, w, o, k, s;
-    } cases[] = {{3, 9, 37, 13, 3, 1},  {64, 5, 7, 20, 3, 1}, {16, 7, 7, 5, 1, 1},
-                 {8, 11, 40, 16, 3, 2}, {24, 14, 14, 37, 1, 1}, {32, 20, 45, 29, 3, 1},
-                 {5, 6, 9, 28, 3, 1}};
+        int64_t c, h, w, o, k, s, n; /* n: images (0: N) */
+    } cases[] = {{3, 9, 37, 13, 3, 1, 0},   {64, 5, 7, 20, 3, 1, 0}, {16, 7, 7, 5, 1, 1, 0},
+                 {8, 11, 40, 16, 3, 2, 0},  {24, 14, 14, 37, 1, 1, 0}, {32, 20, 45, 29, 3, 1, 0},
+                 {5, 6, 9, 28, 3, 1, 0},
+                 /* one small image: the transposed product, its blocks transposed back */
+                 {16, 7, 7, 48, 1, 1, 1}, {20, 9, 5, 32, 3, 1, 1}, {40, 3, 11, 16, 1, 1, 1}};
     enum { N = 2, CAP = N * 64 * 20 * 45 };
     static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[5][64];
     /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */
@@ -1135,23 +1137,24 @@ static void test_gemm_epilogue_isas(void) {
     for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
         int64_t h = cases[c].h, w = cases[c].w, s = cases[c].s, k = cases[c].k, o = cases[c].o;
         int64_t p = k / 2, oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+        int64_t n = cases[c].n ? cases[c].n : N;
         am_attrs a = {0};
         a.stride[0] = a.stride[1] = s, a.dilation[0] = a.dilation[1] = 1, a.groups = 1;
         for (int i = 0; i < 4; i++) a.padding[i] = p;
-        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {N, cases[c].c, h, w}, x},
+        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {n, cases[c].c, h, w}, x},
                               {AMBER_FLOAT32, 4, {o, cases[c].c, k, k}, wt}};
-        size_t bytes = (size_t)(N * o * oh * ow) * sizeof(float);
+        size_t bytes = (size_t)(n * o * oh * ow) * sizeof(float);
         for (int gi = 0; gi < 3; gi++)
             for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++)
                 for (int t = -1; t < 4; t++) { /* t & 1: 3 threads; t & 2: a kept weight */
                     am_gemm_set_isa(isa);
-                    amber_tensor out = {AMBER_FLOAT32, 4, {N, o, oh, ow}, t < 0 ? y0 : y1};
+                    amber_tensor out = {AMBER_FLOAT32, 4, {n, o, oh, ow}, t < 0 ? y0 : y1};
                     amber_tensor ext[7] = {out};
                     for (int i = 0; i < 4; i++)
                         ext[i + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, o, 1, 1}, par[i]};
                     if (gi == 1 && c % 2) ext[1].data = par[4];
                     ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
-                    ext[6] = gi == 2 ? (amber_tensor){AMBER_FLOAT32, 4, {N, o, oh, ow}, res}
+                    ext[6] = gi == 2 ? (amber_tensor){AMBER_FLOAT32, 4, {n, o, oh, ow}, res}
                                      : (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
                     am_keep keep;
                     am_keep_init(&keep, plain_alloc, plain_release, NULL);
