@@ -87,12 +87,14 @@ TRANSCENDENTAL(erf)
 CELL_INLINE static inline void cell_act_avx512(const vf_avx512 *x, vf_avx512 *y) {
     vf_avx512 a[5], r[5], p[5];
     vi_avx512 k[5];
-    _Pragma("GCC unroll 5") for (int j = 0; j < 5; j++) a[j] = j < 3 ? sigmoid_arg_avx512(x[j]) : tanh_arg_avx512(x[j]);
+    _Pragma("GCC unroll 5") for (int j = 0; j < 5; j++)
+        a[j] = j < 3 ? sigmoid_arg_avx512(x[j]) : tanh_arg_avx512(x[j]);
     reducen_avx512(a, r, k, 5);
     expm1rn_avx512(r, p, 5);
     _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++)
         y[j] = sigmoid_fin_avx512(x[j], scale_avx512(splat_avx512(1.0f) + p[j], k[j]));
-    _Pragma("GCC unroll 2") for (int j = 3; j < 5; j++) y[j] = tanh_fin_avx512(x[j], k[j], p[j]);
+    _Pragma("GCC unroll 2") for (int j = 3; j < 5; j++)
+        y[j] = tanh_fin_avx512(x[j], k[j], p[j]);
 }
 
 /* The gates (the sums of n_pre sources, as the add nodes' row loops form them) of the 16
@@ -131,14 +133,15 @@ CELL_INLINE static inline void cell_step_avx512(const float *const *pre, int n_p
  * the row loops' padded tails), through the sigmoid and tanh of the row loops and in
  * plan_cell.c's order. Software-pipelined: a step's five chains are the gates' four and
  * tanh c of the units before (the chains are long; one vector's c waits on its gates).
- * NOTE: the full vectors' step apart (unmasked loads) made the cell 10% faster. */
+ * NOTE: the full vectors' steps apart (unmasked loads) made the cell 10% faster. */
 CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
                                      const float *cp, float *co, float *ho, int64_t n,
                                      const bool *swapped) {
     const bool sw[5] = {swapped[0], swapped[1], swapped[2], swapped[3], swapped[4]};
     vf_avx512 c = {0}, so = {0}; /* the units before: c, sigmoid o */
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) cell_step_avx512(pre, n_pre, off, cp, co, ho, i, 0xffff, sw, &c, &so);
+    for (; i + 16 <= n; i += 16)
+        cell_step_avx512(pre, n_pre, off, cp, co, ho, i, 0xffff, sw, &c, &so);
     __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
     if (m) cell_step_avx512(pre, n_pre, off, cp, co, ho, i, m, sw, &c, &so);
     if (n > 0)
