@@ -112,56 +112,68 @@ CELL_INLINE static inline void cell_load_avx512(const float *const *pre, int n_p
     }
 }
 
-/* One step of cell_f32_avx512: the 16 units at i (lanes m) to c and sigmoid o (*c, *so),
- * and h of the 16 units before (from their *c, *so; all lanes, when i > 0). */
+/* One step of cell_f32_avx512: the 16 units at i of a row (lanes m) to c and sigmoid o
+ * (*c, *so), and h of the 16 units before (from their *c, *so) to hp (lanes hm). */
 CELL_INLINE static inline void cell_step_avx512(const float *const *pre, int n_pre,
                                                 const int64_t *off, const float *cp, float *co,
-                                                float *ho, int64_t i, __mmask16 m,
-                                                const bool *sw, vf_avx512 *c, vf_avx512 *so) {
+                                                int64_t i, __mmask16 m, const bool *sw,
+                                                vf_avx512 *c, vf_avx512 *so, float *hp,
+                                                __mmask16 hm) {
     vf_avx512 g[4], x[5], y[5];
     cell_load_avx512(pre, n_pre, off, i, m, sw, g);
     x[0] = g[0], x[1] = g[1], x[2] = g[3], x[3] = g[2], x[4] = *c;
     cell_act_avx512(x, y); /* sigmoid i, f, o; tanh g, c */
-    if (i > 0) _mm512_storeu_ps(ho + i - 16, (__m512)CELL_OP(*so, *, y[4], sw[3]));
+    _mm512_mask_storeu_ps(hp, hm, (__m512)CELL_OP(*so, *, y[4], sw[3]));
     vf_avx512 ig = CELL_OP(y[0], *, y[3], sw[0]);
     vf_avx512 fc = CELL_OP(y[1], *, (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i), sw[1]);
     *c = CELL_OP(ig, +, fc, sw[2]), *so = y[2];
     _mm512_mask_storeu_ps(co + i, m, (__m512)*c);
 }
 
-/* n units, 16 at a time (a tail of n % 16 zero-padded: each lane is computed alone, as in
- * the row loops' padded tails), through the sigmoid and tanh of the row loops and in
- * plan_cell.c's order. Software-pipelined: a step's five chains are the gates' four and
- * tanh c of the units before (the chains are long; one vector's c waits on its gates).
- * NOTE: the full vectors' steps apart (unmasked loads) made the cell 10% faster. */
-CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
-                                     const float *cp, float *co, float *ho, int64_t n,
+/* Each row's n units 16 at a time (a tail of n % 16 zero-padded: each lane is computed
+ * alone, as in the row loops' padded tails), through the sigmoid and tanh of the row
+ * loops and in plan_cell.c's order. Software-pipelined across the rows: a step's five
+ * chains are the gates' four and tanh c of the units before (the chains are long; one
+ * vector's c waits on its gates). NOTE: the full vectors' steps apart (unmasked loads)
+ * made the cell 10% faster. */
+CELL_ATTR static void cell_f32_avx512(const float *const *pre, const int64_t *rs, int n_pre,
+                                     const int64_t *off, const float *cp, float *co, float *ho,
+                                     int64_t n, int64_t rows, int64_t ld,
                                      const bool *swapped) {
     const bool sw[5] = {swapped[0], swapped[1], swapped[2], swapped[3], swapped[4]};
-    vf_avx512 c = {0}, so = {0}; /* the units before: c, sigmoid o */
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        cell_step_avx512(pre, n_pre, off, cp, co, ho, i, 0xffff, sw, &c, &so);
-    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-    if (m) cell_step_avx512(pre, n_pre, off, cp, co, ho, i, m, sw, &c, &so);
-    if (n > 0)
-        _mm512_mask_storeu_ps(ho + (n - 1) / 16 * 16, m ? m : 0xffff,
-                              (__m512)CELL_OP(so, *, tanh_avx512(c), sw[3]));
+    vf_avx512 c = {0}, so = {0}; /* the units before: c, sigmoid o, their h to hp (lanes hm) */
+    float *hp = ho;
+    __mmask16 hm = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p[3] = {pre[0] + r * rs[0], NULL, NULL};
+        for (int k = 1; k < n_pre; k++) p[k] = pre[k] + r * rs[k];
+        const float *cpr = cp + r * ld;
+        float *cor = co + r * ld, *hor = ho + r * ld;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16, hp = hor + i - 16, hm = 0xffff)
+            cell_step_avx512(p, n_pre, off, cpr, cor, i, 0xffff, sw, &c, &so, hp, hm);
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        if (m) cell_step_avx512(p, n_pre, off, cpr, cor, i, m, sw, &c, &so, hp, hm);
+        if (m) hp = hor + i, hm = m;
+    }
+    _mm512_mask_storeu_ps(hp, hm, (__m512)CELL_OP(so, *, tanh_avx512(c), sw[3]));
 }
 #undef CELL_OP
 #undef CELL_ATTR
 #undef CELL_INLINE
 #endif
 
-bool am_cell_f32(const float *const *pre, int n_pre, const int64_t *off, const float *cp,
-                 float *co, float *ho, int64_t n, const bool *swapped) {
+bool am_cell_f32(const float *const *pre, const int64_t *rs, int n_pre, const int64_t *off,
+                 const float *cp, float *co, float *ho, int64_t n, int64_t rows, int64_t ld,
+                 const bool *swapped) {
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
     if (am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
-        cell_f32_avx512(pre, n_pre, off, cp, co, ho, n, swapped);
+        cell_f32_avx512(pre, rs, n_pre, off, cp, co, ho, n, rows, ld, swapped);
         return true;
     }
 #endif
-    (void)pre, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n, (void)swapped;
+    (void)pre, (void)rs, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n;
+    (void)rows, (void)ld, (void)swapped;
     return false;
 }
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))
