@@ -82,24 +82,27 @@ TRANSCENDENTAL(erf)
 #define CELL_ATTR __attribute__((target("avx512f")))
 #define CELL_INLINE __attribute__((target("avx512f"), always_inline))
 
-/* 16 hidden units: the gates' vectors x[0..3] (i, f, g, o) and c_prev x[4] to c and h,
- * through the sigmoid and tanh of the row loops and in plan_cell.c's order. */
-CELL_INLINE static inline void cell_vec_avx512(const vf_avx512 *x, vf_avx512 *c, vf_avx512 *h,
-                                               const bool *sw) {
-    vf_avx512 si = sigmoid_avx512(x[0]), tg = tanh_avx512(x[2]);
-    vf_avx512 ig = CELL_OP(si, *, tg, sw[0]), sf = sigmoid_avx512(x[1]);
-    vf_avx512 fc = CELL_OP(sf, *, x[4], sw[1]);
-    *c = CELL_OP(ig, +, fc, sw[2]);
-    vf_avx512 so = sigmoid_avx512(x[3]), tc = tanh_avx512(*c);
-    *h = CELL_OP(so, *, tc, sw[3]);
+/* The activations of one step as five independent chains side by side (k_transcendental's
+ * step functions across the vectors): the sigmoids of x[0..2], the tanhs of x[3..4]. */
+CELL_INLINE static inline void cell_act_avx512(const vf_avx512 *x, vf_avx512 *y) {
+    vf_avx512 a[5], r[5], p[5];
+    vi_avx512 k[5];
+    _Pragma("GCC unroll 5") for (int j = 0; j < 5; j++)
+        a[j] = j < 3 ? sigmoid_arg_avx512(x[j]) : tanh_arg_avx512(x[j]);
+    reducen_avx512(a, r, k, 5);
+    expm1rn_avx512(r, p, 5);
+    _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++)
+        y[j] = sigmoid_fin_avx512(x[j], scale_avx512(splat_avx512(1.0f) + p[j], k[j]));
+    _Pragma("GCC unroll 2") for (int j = 3; j < 5; j++)
+        y[j] = tanh_fin_avx512(x[j], k[j], p[j]);
 }
 
-/* The gates (the sums of n_pre sources, as the add nodes' row loops form them) and c_prev
- * of the 16 units at i (lanes m; the others zero) to x[0..4]. NOTE: unrolled, x stays in
+/* The gates (the sums of n_pre sources, as the add nodes' row loops form them) of the 16
+ * units at i (lanes m; the others zero) to x[0..3] (i, f, g, o). NOTE: unrolled, x stays in
  * registers and the loads go out together (the cell ran 10% faster). */
 CELL_INLINE static inline void cell_load_avx512(const float *const *pre, int n_pre,
-                                                const int64_t *off, const float *cp, int64_t i,
-                                                __mmask16 m, const bool *sw, vf_avx512 *x) {
+                                                const int64_t *off, int64_t i, __mmask16 m,
+                                                const bool *sw, vf_avx512 *x) {
     _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
         x[k] = (vf_avx512)_mm512_maskz_loadu_ps(m, pre[0] + off[k] + i);
         if (n_pre == 1) continue;
@@ -107,51 +110,70 @@ CELL_INLINE static inline void cell_load_avx512(const float *const *pre, int n_p
         if (n_pre == 3) y += (vf_avx512)_mm512_maskz_loadu_ps(m, pre[2] + off[k] + i);
         x[k] = CELL_OP(x[k], +, y, sw[4]);
     }
-    x[4] = (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i);
 }
 
-/* n units, 32 at a time (two independent vectors: the activations are long chains), the
- * last n % 32 one zero-padded vector of 16 at a time (each lane is computed alone, as in
- * the row loops' padded tails). */
-CELL_ATTR static void cell_f32_avx512(const float *const *pre, int n_pre, const int64_t *off,
-                                     const float *cp, float *co, float *ho, int64_t n,
+/* One step of cell_f32_avx512: the 16 units at i of a row (lanes m) to c and sigmoid o
+ * (*c, *so), and h of the 16 units before (from their *c, *so) to hp (lanes hm). */
+CELL_INLINE static inline void cell_step_avx512(const float *const *pre, int n_pre,
+                                                const int64_t *off, const float *cp, float *co,
+                                                int64_t i, __mmask16 m, const bool *sw,
+                                                vf_avx512 *c, vf_avx512 *so, float *hp,
+                                                __mmask16 hm) {
+    vf_avx512 g[4], x[5], y[5];
+    cell_load_avx512(pre, n_pre, off, i, m, sw, g);
+    x[0] = g[0], x[1] = g[1], x[2] = g[3], x[3] = g[2], x[4] = *c;
+    cell_act_avx512(x, y); /* sigmoid i, f, o; tanh g, c */
+    _mm512_mask_storeu_ps(hp, hm, (__m512)CELL_OP(*so, *, y[4], sw[3]));
+    vf_avx512 ig = CELL_OP(y[0], *, y[3], sw[0]);
+    vf_avx512 fc = CELL_OP(y[1], *, (vf_avx512)_mm512_maskz_loadu_ps(m, cp + i), sw[1]);
+    *c = CELL_OP(ig, +, fc, sw[2]), *so = y[2];
+    _mm512_mask_storeu_ps(co + i, m, (__m512)*c);
+}
+
+/* Each row's n units 16 at a time (a tail of n % 16 zero-padded: each lane is computed
+ * alone, as in the row loops' padded tails), through the sigmoid and tanh of the row
+ * loops and in plan_cell.c's order. Software-pipelined across the rows: a step's five
+ * chains are the gates' four and tanh c of the units before (the chains are long; one
+ * vector's c waits on its gates). NOTE: the full vectors' steps apart (unmasked loads)
+ * made the cell 10% faster. */
+CELL_ATTR static void cell_f32_avx512(const float *const *pre, const int64_t *rs, int n_pre,
+                                     const int64_t *off, const float *cp, float *co, float *ho,
+                                     int64_t n, int64_t rows, int64_t ld,
                                      const bool *swapped) {
     const bool sw[5] = {swapped[0], swapped[1], swapped[2], swapped[3], swapped[4]};
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        vf_avx512 x[2][5], c[2], h[2];
-        cell_load_avx512(pre, n_pre, off, cp, i, 0xffff, sw, x[0]);
-        cell_load_avx512(pre, n_pre, off, cp, i + 16, 0xffff, sw, x[1]);
-        cell_vec_avx512(x[0], &c[0], &h[0], sw);
-        cell_vec_avx512(x[1], &c[1], &h[1], sw);
-        _mm512_storeu_ps(co + i, (__m512)c[0]);
-        _mm512_storeu_ps(ho + i, (__m512)h[0]);
-        _mm512_storeu_ps(co + i + 16, (__m512)c[1]);
-        _mm512_storeu_ps(ho + i + 16, (__m512)h[1]);
+    vf_avx512 c = {0}, so = {0}; /* the units before: c, sigmoid o, their h to hp (lanes hm) */
+    float *hp = ho;
+    __mmask16 hm = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p[3] = {pre[0] + r * rs[0], NULL, NULL};
+        for (int k = 1; k < n_pre; k++) p[k] = pre[k] + r * rs[k];
+        const float *cpr = cp + r * ld;
+        float *cor = co + r * ld, *hor = ho + r * ld;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16, hp = hor + i - 16, hm = 0xffff)
+            cell_step_avx512(p, n_pre, off, cpr, cor, i, 0xffff, sw, &c, &so, hp, hm);
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        if (m) cell_step_avx512(p, n_pre, off, cpr, cor, i, m, sw, &c, &so, hp, hm);
+        if (m) hp = hor + i, hm = m;
     }
-    for (; i < n; i += 16) {
-        __mmask16 m = (__mmask16)(n - i < 16 ? (1u << (n - i)) - 1 : 0xffffu);
-        vf_avx512 x[5], c, h;
-        cell_load_avx512(pre, n_pre, off, cp, i, m, sw, x);
-        cell_vec_avx512(x, &c, &h, sw);
-        _mm512_mask_storeu_ps(co + i, m, (__m512)c);
-        _mm512_mask_storeu_ps(ho + i, m, (__m512)h);
-    }
+    _mm512_mask_storeu_ps(hp, hm, (__m512)CELL_OP(so, *, tanh_avx512(c), sw[3]));
 }
 #undef CELL_OP
 #undef CELL_ATTR
 #undef CELL_INLINE
 #endif
 
-bool am_cell_f32(const float *const *pre, int n_pre, const int64_t *off, const float *cp,
-                 float *co, float *ho, int64_t n, const bool *swapped) {
+bool am_cell_f32(const float *const *pre, const int64_t *rs, int n_pre, const int64_t *off,
+                 const float *cp, float *co, float *ho, int64_t n, int64_t rows, int64_t ld,
+                 const bool *swapped) {
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
     if (am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
-        cell_f32_avx512(pre, n_pre, off, cp, co, ho, n, swapped);
+        cell_f32_avx512(pre, rs, n_pre, off, cp, co, ho, n, rows, ld, swapped);
         return true;
     }
 #endif
-    (void)pre, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n, (void)swapped;
+    (void)pre, (void)rs, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n;
+    (void)rows, (void)ld, (void)swapped;
     return false;
 }
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))

@@ -303,14 +303,16 @@ void am_bcast_strides(const amber_tensor *t, const int64_t *out_shape, int out_r
  * bit-identical results. */
 am_row_fn am_elementwise_loop(const am_op *op, amber_dtype in0, amber_dtype out);
 
-/* An LSTM cell's gate arithmetic (plan_cell.c) on n float32 hidden units of one row: the
- * gates i, f, g, o at pre[0] + off[0..3] (n_pre 1), or the sums pre[0] + pre[1] (n_pre
- * 2) or pre[0] + (pre[1] + pre[2]) (n_pre 3) there, the outer add's operands the other
- * way round when swapped[4], c_prev at cp, c and h to co and ho, each element the bits of
- * the row loops of sigmoid, tanh, mul and add (operands swapped as in am_cell). False,
- * computing nothing, where there is no vector kernel for this CPU. */
-bool am_cell_f32(const float *const *pre, int n_pre, const int64_t *off, const float *cp,
-                 float *co, float *ho, int64_t n, const bool *swapped);
+/* An LSTM cell's gate arithmetic (plan_cell.c) on n float32 hidden units of each of rows
+ * rows: the gates i, f, g, o at pre[0] + off[0..3] (n_pre 1), or the sums pre[0] + pre[1]
+ * (n_pre 2) or pre[0] + (pre[1] + pre[2]) (n_pre 3) there, the outer add's operands the
+ * other way round when swapped[4], c_prev at cp, c and h to co and ho, each element the
+ * bits of the row loops of sigmoid, tanh, mul and add (operands swapped as in am_cell).
+ * Row r of source k starts at pre[k] + r rs[k] (rs[k] 0: one row for all), of cp, co and
+ * ho at r ld. False, computing nothing, where there is no vector kernel for this CPU. */
+bool am_cell_f32(const float *const *pre, const int64_t *rs, int n_pre, const int64_t *off,
+                 const float *cp, float *co, float *ho, int64_t n, int64_t rows, int64_t ld,
+                 const bool *swapped);
 
 #define AM_FUSED_MAX_EXT (AM_ITER_MAX_OPS - 1)
 #define AM_FUSED_MAX_STEPS 16

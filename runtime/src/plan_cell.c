@@ -282,8 +282,10 @@ static void cell_block(const cell_job *j, int64_t row, int64_t c0, int64_t n) {
     }
     int64_t at = (row * c->hidden + c0) * z;
     char *co = j->co + at, *ho = j->ho + at;
-    if (z == 4 && am_cell_f32(fsrc, c->n_src, c->off, (const float *)(const void *)(j->cp + at),
-                              (float *)(void *)co, (float *)(void *)ho, n, c->swapped))
+    static const int64_t one_row[3] = {0, 0, 0};
+    if (z == 4 && am_cell_f32(fsrc, one_row, c->n_src, c->off,
+                              (const float *)(const void *)(j->cp + at), (float *)(void *)co,
+                              (float *)(void *)ho, n, 1, 0, c->swapped))
         return;
     const char *pre = src[0];
     int64_t off[4];
@@ -318,6 +320,19 @@ static void cell_task(void *ud, int64_t t, int worker) {
     const cell_job *j = (const cell_job *)ud;
     int64_t b0 = t * j->per_task, b1 = b0 + j->per_task;
     if (b1 > j->rows * j->blocks) b1 = j->rows * j->blocks;
+    if (j->blocks == 1 && j->z == 4 && b1 > b0) { /* whole rows b0..b1 in one pass */
+        const am_cell *c = j->c;
+        const float *src[3];
+        int64_t rs[3], at = b0 * c->hidden * 4;
+        for (int k = 0; k < c->n_src; k++) {
+            src[k] = (const float *)(const void *)(j->src[k] + b0 * j->src_rs[k]);
+            rs[k] = j->src_rs[k] / 4;
+        }
+        if (am_cell_f32(src, rs, c->n_src, c->off, (const float *)(const void *)(j->cp + at),
+                        (float *)(void *)(j->co + at), (float *)(void *)(j->ho + at),
+                        c->hidden, b1 - b0, c->hidden, c->swapped))
+            return;
+    }
     for (int64_t b = b0; b < b1; b++) {
         /* NOTE: no prefetch of the next row here: a scan asks for the next step's x_t
          * during this one (run_scan), and asking again per row cost more than it saved */

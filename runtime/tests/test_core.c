@@ -825,7 +825,7 @@ static void test_lstm_cell(void) {
     pre[0][3 + 2] = INFINITY, pre[0][3 + H + 2] = -INFINITY, pre[0][3 + 2 * H + 3] = -0.0f;
     pre[2][3 + 2 * H + 3] = -0.0f, pre[1][3 + 2 * H + 3] = -0.0f, pre[2][3 + 7] = INFINITY;
     const float *src[3] = {pre[0] + 3, pre[1] + 3, pre[2] + 3};
-    const int64_t off[4] = {0, H, 2 * H, 3 * H};
+    const int64_t off[4] = {0, H, 2 * H, 3 * H}, rs0[3] = {0, 0, 0};
     int best = am_gemm_set_isa(99);
     int bad = 0;
     for (unsigned m = 0; m < 32; m++) {
@@ -834,7 +834,7 @@ static void test_lstm_cell(void) {
         for (int64_t n = 1; n <= H; n += n < 18 ? 1 : 11) {
             am_gemm_set_isa(best);
             memset(co, 0x5a, sizeof co), memset(ho, 0x5a, sizeof ho);
-            if (!am_cell_f32(src, n_pre, off, cp, co, ho, n, sw)) continue;
+            if (!am_cell_f32(src, rs0, n_pre, off, cp, co, ho, n, 1, 0, sw)) continue;
             for (int64_t u = 0; u < H; u++) {
                 float g[4];
                 for (int k = 0; k < 4; k++) {
@@ -857,8 +857,8 @@ static void test_lstm_cell(void) {
     CHECK(bad == 0);
     am_gemm_set_isa(AM_GEMM_ISA_AVX2);
     bool sw[5] = {false, false, false, false, false};
-    CHECK(!am_cell_f32(src, 1, off, cp, co, ho, H, sw));
-    CHECK(!am_cell_f32(src, 3, off, cp, co, ho, H, sw));
+    CHECK(!am_cell_f32(src, rs0, 1, off, cp, co, ho, H, 1, 0, sw));
+    CHECK(!am_cell_f32(src, rs0, 3, off, cp, co, ho, H, 1, 0, sw));
     am_gemm_set_isa(best);
     test_lstm_cell_run(pre, cp);
 }
