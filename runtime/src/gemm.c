@@ -679,6 +679,18 @@ static int64_t direct_rows(int64_t mc) {
         if (epi && j1 > done) epi->fn(epi->ud, ic, mc, j->jc + done, j1 - done);              \
     }                                                                                         \
                                                                                               \
+    /* Task t of a product with B packed whole and A not shared: its tile of C through      \
+     * every k block in order (one pool call instead of one per k block; the same tiles in  \
+     * the same order: the same bits). j: set up for the first k block. */                  \
+    static void ktask_##SUF(void *ud, int64_t t, int worker) {                                \
+        const job_##SUF *j = (const job_##SUF *)ud;                                           \
+        job_##SUF l = *j;                                                                     \
+        for (; l.pc < j->k; l.pc += j->kc, l.bp += j->kc * NR) {                              \
+            l.kc = j->k - l.pc < j->kc ? j->k - l.pc : j->kc;                                 \
+            gemm_task_##SUF(&l, t, worker);                                                   \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
     /* A convolution's product on several threads (A kept packed per session): task t         \
      * takes a chunk of columns (or a group of rows) through every k block itself, B packed   \
      * (or made, or its last partial sliver packed) into its worker's own block: one pool     \
@@ -827,6 +839,11 @@ static int64_t direct_rows(int64_t mc) {
                 else if (job->ashared)                                                        \
                     pack_a_##SUF(apack[0], job->A + pc * job->csa, job->rsa, job->csa, m,     \
                                  job->kc);                                                    \
+                /* few rows, B packed, A not shared: each task takes every k block */       \
+                if (packed && !job->ashared && threads > 1 && m < 4 * MR && job->kc < k) {    \
+                    am_pool_run(pool, n_ic * job->nj, ktask_##SUF, job);                      \
+                    return;                                                                   \
+                }                                                                             \
                 am_pool_run(pool, n_ic * job->nj, gemm_task_##SUF, job);                      \
             }                                                                                 \
         }                                                                                     \

@@ -329,7 +329,9 @@ static void test_gemm(void) {
         /* in place as panels of 8 (the last 8 rows, or 16 as two), alone or after 12s, one
          * sliver or two; a lone last row packed after a 12; k over blocks */
         {8, 40, 33}, {28, 10, 70}, {13, 48, 20}, {40, 16, 130}, {44, 33, 600},
-        {16, 100, 1030}, {52, 70, 64}, {16, 64, 1024}};
+        {16, 100, 1030}, {52, 70, 64}, {16, 64, 1024},
+        /* few rows, B packed, k over blocks: each task through every k block */
+        {16, 384, 1536}, {20, 72, 1100}};
     float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;

@@ -50,14 +50,15 @@ def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: t
     np.testing.assert_array_equal(outs[0], fn(am.tensor(x)).numpy())
 
 
-@pytest.mark.parametrize("case", ["tall", "wide", "left", "deep", "deep64", "conv_late",
+@pytest.mark.parametrize("case", ["tall", "wide", "left", "deep", "deep64", "few", "conv_late",
                                   "conv_early"])
 def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Path) -> None:
     """Products split into tiles over rows, columns or both (by shape and thread count),
     with B packed by each tile or shared, and A packed or read in place, give the bits
     of one thread at 2, 3 and 8 threads. `deep`: two blocks of rows, each split over
     columns, A's rows 4 KiB apart (packed, not read in place): both blocks packed once
-    for all tasks; `deep64`: float64, three blocks of rows (shared from 3 threads on)."""
+    for all tasks; `deep64`: float64, three blocks of rows (shared from 3 threads on);
+    `few`: 16 rows, the weight packed once, two k blocks each task takes in turn."""
     rng = np.random.default_rng(5)
     f32 = np.float64 if case == "deep64" else np.float32
     if case.startswith("conv"):  # out channels x (in channels x taps) @ pixels, batch 1
@@ -68,7 +69,8 @@ def test_tiles_do_not_change_bits(lib: N.NativeLibrary, case: str, tmp_path: Pat
         fn = net
     else:
         m, k, n = {"tall": (300, 200, 40), "wide": (20, 150, 900), "left": (150, 260, 70),
-                   "deep": (251, 1024, 131), "deep64": (199, 300, 131)}[case]
+                   "deep": (251, 1024, 131), "deep64": (199, 300, 131),
+                   "few": (16, 1100, 200)}[case]
         w = am.tensor(rng.standard_normal((m, k) if case == "left" else (k, n)).astype(f32))
         shape = (k, n) if case == "left" else (m, k)
         spec = am.spec(*shape, dtype=np.dtype(f32).name)
