@@ -54,6 +54,12 @@ amber_status am_json_parse(const char *text, size_t len, const am_json_limits *l
                            am_json_doc *doc, am_error *err);
 void am_json_free(am_json_doc *doc);
 
+/* Whether j is an integer literal (NULL: no); its value to *v. */
+static inline bool am_json_int(const am_json *j, int64_t *v) {
+    if (!j || j->type != AM_JSON_NUMBER || !j->is_int) return false;
+    *v = j->i;
+    return true;
+}
 static inline const am_json *am_json_root(const am_json_doc *d) { return d->n ? &d->nodes[0] : NULL; }
 static inline const am_json *am_json_first(const am_json_doc *d, const am_json *n) {
     return n->first ? &d->nodes[n->first] : NULL;

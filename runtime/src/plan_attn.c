@@ -69,12 +69,6 @@ static am_node *row_reduce(matcher *m, uint32_t v, am_op_id id, int rank) {
     return n;
 }
 
-static bool json_int(const am_json *j, int64_t *v) {
-    if (!j || j->type != AM_JSON_NUMBER || !j->is_int) return false;
-    *v = j->i;
-    return true;
-}
-
 /* Whether types a and b have the same dims once the literal 1s are dropped. */
 static bool same_but_ones(const am_type *a, const am_type *b) {
     int i = 0, k = 0;
@@ -108,8 +102,8 @@ static am_node *view_step(matcher *m, uint32_t v, am_attn_step *st) {
         a->count != (uint32_t)in->rank || b->count != (uint32_t)in->rank)
         return NULL;
     for (int k = 0; k < in->rank; k++)
-        if (!json_int(am_json_at(m->doc, a, (size_t)k), &st->start[k]) || st->start[k] < 0 ||
-            !json_int(am_json_at(m->doc, b, (size_t)k), &st->step[k]) || st->step[k] < 1)
+        if (!am_json_int(am_json_at(m->doc, a, (size_t)k), &st->start[k]) || st->start[k] < 0 ||
+            !am_json_int(am_json_at(m->doc, b, (size_t)k), &st->step[k]) || st->step[k] < 1)
             return NULL;
     return n;
 }

@@ -45,12 +45,6 @@ static int64_t once(const matcher *m, uint32_t v, am_op_id op) {
     return d;
 }
 
-static bool json_int(const am_json *j, int64_t *v) {
-    if (!j || j->type != AM_JSON_NUMBER || !j->is_int) return false;
-    *v = j->i;
-    return true;
-}
-
 /* Whether slice node s takes whole leading dims and columns [*start, *start + hidden) of a
  * last dim of known width, step 1 everywhere. */
 static bool column_slice(matcher *m, const am_node *s, int64_t *start) {
@@ -62,16 +56,17 @@ static bool column_slice(matcher *m, const am_node *s, int64_t *start) {
         if (!a[k] || a[k]->type != AM_JSON_ARRAY || a[k]->count != (uint32_t)t->rank) return false;
     }
     int64_t width, stop, v;
-    if (t->rank < 1 || !json_int(t->dims[t->rank - 1], &width)) return false;
+    if (t->rank < 1 || !am_json_int(t->dims[t->rank - 1], &width)) return false;
     for (int d = 0; d < t->rank; d++) {
         const am_json *lo = am_json_at(m->doc, a[0], (size_t)d);
         const am_json *hi = am_json_at(m->doc, a[1], (size_t)d);
-        if (!json_int(am_json_at(m->doc, a[2], (size_t)d), &v) || v != 1) return false;
-        if (d < t->rank - 1 && (!json_int(lo, &v) || v != 0 || !hi || !am_same_dim(hi, t->dims[d])))
+        if (!am_json_int(am_json_at(m->doc, a[2], (size_t)d), &v) || v != 1) return false;
+        if (d < t->rank - 1 &&
+            (!am_json_int(lo, &v) || v != 0 || !hi || !am_same_dim(hi, t->dims[d])))
             return false;
     }
-    if (!json_int(am_json_at(m->doc, a[0], (size_t)t->rank - 1), start) ||
-        !json_int(am_json_at(m->doc, a[1], (size_t)t->rank - 1), &stop))
+    if (!am_json_int(am_json_at(m->doc, a[0], (size_t)t->rank - 1), start) ||
+        !am_json_int(am_json_at(m->doc, a[1], (size_t)t->rank - 1), &stop))
         return false;
     if (m->pre >= 0 && (uint32_t)m->pre != s->in[0]) return false;
     m->pre = s->in[0];
@@ -151,7 +146,7 @@ static bool match_cell(matcher *m, uint32_t r) {
     const am_type *t = &root->out_types[0];
     if (!plain_op(root) || root->op->id != AM_OP_MUL || t->rank < 1 ||
         (t->dtype != AMBER_FLOAT32 && t->dtype != AMBER_FLOAT64) ||
-        !json_int(t->dims[t->rank - 1], &m->c.hidden))
+        !am_json_int(t->dims[t->rank - 1], &m->c.hidden))
         return false;
     if (!product_node(m, r, gate_o, tanh_c, 3)) return false;
     for (int k = 0; k < m->n_members; k++) /* every gate reads a slice of the root's type */
@@ -173,7 +168,7 @@ static bool sum_source(const matcher *m, uint32_t v, bool *row) {
     const am_type *t = m->f->value_types[v], *p = m->f->value_types[m->pre];
     int64_t w;
     *row = t->rank == 1 && p->rank > 1;
-    if (*row) return t->dtype == p->dtype && json_int(t->dims[0], &w) && w == m->c.width;
+    if (*row) return t->dtype == p->dtype && am_json_int(t->dims[0], &w) && w == m->c.width;
     return same_type(t, p);
 }
 
