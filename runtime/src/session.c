@@ -222,6 +222,7 @@ typedef struct frame {
     uint64_t stamp;
     char *base;
     size_t planned_size;
+    const amber_tensor **dest; /* per value: memory to compute a result into, or NULL */
 } frame;
 
 static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tensor *args,
@@ -229,9 +230,7 @@ static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tenso
 static amber_status frame_call(amber_session *s, frame *fr, const amber_tensor *args,
                                amber_tensor *results);
 static void frame_leave(amber_session *s, frame *fr);
-static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *syms, bool ready, struct plan *plan,
-                              uint64_t stamp, int depth);
+static amber_status run_nodes(amber_session *s, const frame *fr);
 
 /* The run arena may hold what the planned block and the hoisted values leave of the
  * memory limit. */
@@ -329,13 +328,14 @@ typedef struct loop_mem {
     void **bufs;
 } loop_mem;
 
+/* `copies` buffers per carry: carry c's in bufs[c], bufs[n + c], ... */
 static amber_status loop_begin(amber_session *s, loop_mem *lm, const amber_tensor *carries,
-                               int n) {
-    amber_status st = am_arena_alloc(&s->arena, sizeof(void *) * (size_t)(n + 1),
+                               int n, int copies) {
+    amber_status st = am_arena_alloc(&s->arena, sizeof(void *) * (size_t)(n * copies + 1),
                                      (void **)&lm->bufs, &s->err);
-    for (int c = 0; st == AMBER_OK && c < n; c++) {
+    for (int c = 0; st == AMBER_OK && c < n * copies; c++) {
         size_t nb;
-        am_tensor_check(&carries[c], NULL, &nb, NULL);
+        am_tensor_check(&carries[c % n], NULL, &nb, NULL);
         st = value_alloc(s, nb, &lm->bufs[c]);
     }
     if (st != AMBER_OK) return st;
@@ -477,7 +477,7 @@ static amber_status run_while(amber_session *s, const am_node *n, am_symbols *sy
         if ((st = am_type_eval(&rt, syms, cols[j].row.shape, &s->err)) == AMBER_OK)
             st = am_tensor_check(&cols[j].row, NULL, &cols[j].row_bytes, &s->err);
     }
-    if (st == AMBER_OK) st = loop_begin(s, &lm, ins, nc);
+    if (st == AMBER_OK) st = loop_begin(s, &lm, ins, nc, 1);
     int64_t k = 0;
     frame cond = {0}, body = {0};
     for (; st == AMBER_OK; k++) {
@@ -555,10 +555,125 @@ static void scan_prefetch(const amber_tensor *xs, const size_t *rows, int nx, in
     }
 }
 
+/* Stacked output o of a scan: its type from the row r step 0 gave, its memory dest's (the
+ * caller's for this result) when the types agree, else the run arena's. */
+static amber_status scan_stack(amber_session *s, const amber_tensor *r, int64_t length,
+                               const amber_tensor *dest, amber_tensor *o) {
+    if (r->rank + 1 > AMBER_MAX_RANK)
+        return am_fail(&s->err, AMBER_ERR_SHAPE, "stacked scan output exceeds rank %d",
+                       AMBER_MAX_RANK);
+    o->dtype = r->dtype;
+    o->rank = r->rank + 1;
+    o->shape[0] = length;
+    memcpy(o->shape + 1, r->shape, sizeof(int64_t) * (size_t)r->rank);
+    size_t total;
+    amber_status st = am_tensor_check(o, NULL, &total, &s->err);
+    if (st == AMBER_OK && dest && same_type(dest, o)) o->data = dest->data;
+    else if (st == AMBER_OK) st = am_arena_alloc(&s->arena, total, &o->data, &s->err);
+    return st;
+}
+
+/* Row i of each stacked output from step `step`'s ys (res after the carries); a y the
+ * step did not compute in its row is copied there. */
+static amber_status scan_ys(amber_session *s, const am_node *n, const amber_tensor *res,
+                            amber_tensor *outs, int64_t step, int64_t i, int64_t length,
+                            const amber_tensor *const *dest) {
+    for (int y = n->n_carries; y < n->n_out; y++) {
+        const amber_tensor *r = &res[y];
+        amber_tensor *o = &outs[y];
+        size_t row;
+        am_tensor_check(r, NULL, &row, NULL);
+        amber_status st = AMBER_OK;
+        if (step == 0)
+            st = scan_stack(s, r, length, dest ? dest[n->out[y]] : NULL, o);
+        else if (r->dtype != o->dtype || !same_shape(r, o->shape + 1, o->rank - 1))
+            st = am_fail(&s->err, AMBER_ERR_SHAPE, "scan output %d changes shape between "
+                         "iterations", y - n->n_carries);
+        if (st != AMBER_OK) return st;
+        char *at = (char *)o->data + (size_t)i * row;
+        if (row && r->data != at) memcpy(at, r->data, row);
+    }
+    return AMBER_OK;
+}
+
+/* Where a scan body computes its results (entered, after step 0): dest by the body's
+ * values points into at, n_out tensors of the results' types, whose memory scan_aim sets
+ * per step. A value that is a y and a carry goes to the y's row. */
+static amber_status scan_dests(amber_session *s, const am_node *n, const amber_tensor *args,
+                               const amber_tensor *outs, frame *body, amber_tensor **at) {
+    const am_func *f = &s->model->prog.funcs[n->callee];
+    const amber_tensor **dest;
+    amber_status st = am_arena_calloc(&s->arena, (size_t)n->n_out + 1, sizeof **at,
+                                      (void **)at, &s->err);
+    if (st == AMBER_OK)
+        st = am_arena_calloc(&s->arena, f->n_values + 1u, sizeof *dest, (void **)&dest, &s->err);
+    if (st != AMBER_OK) return st;
+    for (int k = 0; k < n->n_out; k++) {
+        int y = (k + n->n_carries) % n->n_out; /* the ys, then the carries */
+        amber_tensor *t = &(*at)[y];
+        size_t nb;
+        if (y < n->n_carries) {
+            am_tensor_copy(t, &args[y]);
+        } else {
+            t->dtype = outs[y].dtype;
+            t->rank = outs[y].rank - 1;
+            memcpy(t->shape, outs[y].shape + 1, sizeof(int64_t) * (size_t)t->rank);
+        }
+        am_tensor_check(t, NULL, &nb, NULL);
+        if (nb && !dest[f->results[y]]) dest[f->results[y]] = t;
+    }
+    body->dest = dest;
+    return AMBER_OK;
+}
+/* Step i's memory for the results scan_dests aimed: each y's row, each carry's buffer
+ * of the two its current value is not in. */
+static void scan_aim(const am_node *n, const loop_mem *lm, const amber_tensor *carries,
+                     const amber_tensor *outs, int64_t i, amber_tensor *at) {
+    int nc = n->n_carries;
+    for (int c = 0; c < nc; c++)
+        at[c].data = carries[c].data == lm->bufs[c] ? lm->bufs[nc + c] : lm->bufs[c];
+    for (int y = nc; y < n->n_out; y++) {
+        size_t row;
+        am_tensor_check(&at[y], NULL, &row, NULL);
+        at[y].data = (char *)outs[y].data + (size_t)i * row;
+    }
+}
+
+/* Keeps a step's new carries (their types unchanged), copying only where it must: a new
+ * carry in one of its two buffers (the step computed it there or returned the carry
+ * unchanged) or in a row just stacked (rows are written once) stays there; any other is
+ * copied to its buffer the current value is not in. NOTE: that buffer holds no value of
+ * this step (one computed there is that carry's, kept), so no copy overwrites a source. */
+static amber_status scan_keep(amber_session *s, const loop_mem *lm, amber_tensor *carries,
+                              const amber_tensor *fresh, const amber_tensor *at,
+                              const am_node *n) {
+    int nc = n->n_carries;
+    for (int c = 0; c < nc; c++) {
+        if (fresh[c].dtype != carries[c].dtype ||
+            !same_shape(&fresh[c], carries[c].shape, carries[c].rank))
+            return am_fail(&s->err, AMBER_ERR_SHAPE, "loop carry %d changes its type", c);
+        size_t nb;
+        am_tensor_check(&carries[c], NULL, &nb, NULL);
+        void *p = fresh[c].data;
+        bool keep = !nb || p == lm->bufs[c] || p == lm->bufs[nc + c];
+        for (int y = nc; y < n->n_out && !keep; y++) {
+            size_t row;
+            am_tensor_check(&at[y], NULL, &row, NULL);
+            keep = p == at[y].data && row == nb;
+        }
+        carries[c].data = keep ? p : memcpy(at[c].data, p, nb);
+    }
+    return AMBER_OK;
+}
+
 /* scan: for i in 0..length (or reversed): carries, ys[i] = body(carries, xs[i]..., extra);
- * outputs are the final carries, then every y stacked along a new leading dim. */
+ * outputs are the final carries, then every y stacked along a new leading dim (in dest's
+ * memory for the scan's results where it agrees). From step 1 on the body computes its
+ * results in place (scan_dests) and the carries swap buffers; the final carries are
+ * copied into theirs (a row of ys may be the caller's memory). */
 static amber_status run_scan(amber_session *s, const am_node *n, const am_symbols *syms,
-                             amber_tensor *ins, amber_tensor *outs, int depth) {
+                             amber_tensor *ins, amber_tensor *outs, int depth,
+                             const amber_tensor *const *dest) {
     int64_t length;
     amber_status st = n->length->type == AM_JSON_NUMBER
                           ? (length = n->length->i, AMBER_OK)
@@ -570,7 +685,7 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         return am_fail(&s->err, AMBER_ERR_LIMIT, "scan length %lld exceeds the limit of %lld "
                        "iterations", (long long)length, (long long)limit);
     int nc = n->n_carries, nx = n->n_xs, ny = n->n_out - nc, nin = n->n_in;
-    amber_tensor *args, *res, *xs;
+    amber_tensor *args, *res, *xs, *at = NULL;
     if ((st = am_arena_alloc(&s->arena, sizeof(amber_tensor) * (size_t)(nin + n->n_out + nx + 1),
                              (void **)&args, &s->err)) != AMBER_OK)
         return st;
@@ -600,42 +715,17 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
         /* The first step computes the body's cached values and allocates the stacked
          * outputs; then the body is entered once, and iterations reclaim their memory. */
         if (step == 1 && ((st = frame_enter(s, n->callee, args, depth + 1, &body)) != AMBER_OK ||
-                          (st = loop_begin(s, &lm, args, nc)) != AMBER_OK))
+                          (st = scan_dests(s, n, args, outs, &body, &at)) != AMBER_OK ||
+                          (st = loop_begin(s, &lm, args, nc, 2)) != AMBER_OK))
             break;
+        if (step) scan_aim(n, &lm, args, outs, i, at);
         st = step ? frame_call(s, &body, args, res) : run_function(s, n->callee, args, res, depth + 1);
-        if (st != AMBER_OK) break;
-        for (int y = 0; y < ny && st == AMBER_OK; y++) {
-            const amber_tensor *r = &res[nc + y];
-            amber_tensor *o = &outs[nc + y];
-            size_t row;
-            am_tensor_check(r, NULL, &row, NULL);
-            if (step == 0) {
-                if (r->rank + 1 > AMBER_MAX_RANK) {
-                    st = am_fail(&s->err, AMBER_ERR_SHAPE, "stacked scan output exceeds rank %d",
-                                 AMBER_MAX_RANK);
-                    break;
-                }
-                o->dtype = r->dtype;
-                o->rank = r->rank + 1;
-                o->shape[0] = length;
-                memcpy(o->shape + 1, r->shape, sizeof(int64_t) * (size_t)r->rank);
-                size_t total;
-                if ((st = am_tensor_check(o, NULL, &total, &s->err)) != AMBER_OK ||
-                    (st = am_arena_alloc(&s->arena, total, &o->data, &s->err)) != AMBER_OK)
-                    break;
-            } else if (r->dtype != o->dtype || r->rank + 1 != o->rank ||
-                       memcmp(r->shape, o->shape + 1, sizeof(int64_t) * (size_t)r->rank)) {
-                st = am_fail(&s->err, AMBER_ERR_SHAPE, "scan output %d changes shape between "
-                             "iterations", y);
-                break;
-            }
-            if (row) memcpy((char *)o->data + (size_t)i * row, r->data, row);
-        }
+        if (st == AMBER_OK) st = scan_ys(s, n, res, outs, step, i, length, dest);
         if (st != AMBER_OK) break;
         if (step == 0) {
             for (int c = 0; c < nc; c++) args[c] = res[c];
         } else {
-            st = keep_carries(s, &lm, args, res, nc);
+            st = scan_keep(s, &lm, args, res, at, n);
             loop_reclaim(s, &lm);
             if (st != AMBER_OK) break;
         }
@@ -643,7 +733,13 @@ static amber_status run_scan(amber_session *s, const am_node *n, const am_symbol
     free(lm.saved);
     frame_leave(s, &body);
     if (st != AMBER_OK) return st;
-    for (int c = 0; c < nc; c++) outs[c] = args[c];
+    for (int c = 0; c < nc; c++) {
+        outs[c] = args[c];
+        size_t nb;
+        am_tensor_check(&args[c], NULL, &nb, NULL);
+        if (lm.bufs && nb && args[c].data != lm.bufs[c] && args[c].data != lm.bufs[nc + c])
+            outs[c].data = memcpy(lm.bufs[c], args[c].data, nb);
+    }
     if (length == 0) /* no iteration: stacked outputs are empty, with their declared types */
         for (int y = 0; y < ny; y++) {
             amber_tensor *o = &outs[nc + y];
@@ -781,6 +877,7 @@ static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tenso
     memset(fr, 0, sizeof *fr);
     fr->fi = fi;
     fr->depth = depth;
+    fr->dest = depth ? NULL : s->dest;
     if (depth > s->max_depth)
         return am_fail(&s->err, AMBER_ERR_LIMIT, "call depth exceeds the limit of %d (in %s)",
                        s->max_depth, f->name);
@@ -879,8 +976,7 @@ static amber_status frame_call(amber_session *s, frame *fr, const amber_tensor *
     const am_func *f = &s->model->prog.funcs[fr->fi];
     for (uint32_t i = 0; i < f->n_params; i++) am_tensor_copy(&fr->vals[i], &args[i]);
     if (fr->syms.n) memcpy(fr->syms.values, fr->bound, sizeof(int64_t) * (size_t)fr->syms.n);
-    amber_status st = run_nodes(s, fr->fi, fr->vals, &fr->syms, fr->ready, fr->plan, fr->stamp,
-                                fr->depth);
+    amber_status st = run_nodes(s, fr);
     if (st == AMBER_OK)
         for (uint32_t k = 0; k < f->n_results; k++) am_tensor_copy(&results[k], &fr->vals[f->results[k]]);
     return st;
@@ -1010,20 +1106,22 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
     return st;
 }
 
-/* Runs f's nodes in order: vals holds the arguments and the planned values' memory;
- * plan (or NULL) is the plan of f for these symbols, whose memo of result types is used
- * only while the slot still holds that plan (its stamp: a nested call may replace it). */
-static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
-                              const am_symbols *symp, bool ready, struct plan *plan,
-                              uint64_t stamp, int depth) {
-    const am_func *f = &s->model->prog.funcs[fi];
-    am_symbols syms = *symp; /* shares symp's values: a stacking while binds its trip dim */
-    struct hoisted *h = &s->hoisted[fi];
+/* Runs the entered function's nodes in order: its vals hold the arguments and the planned
+ * values' memory; its plan (or NULL) is the plan for these symbols, whose memo of result
+ * types is used only while the slot still holds that plan (its stamp: a nested call may
+ * replace it); a result goes to its dest (if any) when the types agree. */
+static amber_status run_nodes(amber_session *s, const frame *fr) {
+    const am_func *f = &s->model->prog.funcs[fr->fi];
+    am_symbols syms = fr->syms; /* shares its values: a stacking while binds its trip dim */
+    struct hoisted *h = &s->hoisted[fr->fi];
+    amber_tensor *vals = fr->vals;
+    struct plan *plan = fr->plan;
+    int depth = fr->depth;
     am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, NULL};
     amber_status st = AMBER_OK;
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
-        if (ready && n->hoist == AM_HOIST_INNER) continue;
+        if (fr->ready && n->hoist == AM_HOIST_INNER) continue;
         static const char *const kinds[] = {"op", "constant", "weight", "call", "cond", "while", "scan"};
         const char *opname = n->kind == AM_NODE_OP ? n->op->name : kinds[n->kind];
         amber_tensor *ins = NULL, *outs = NULL;
@@ -1052,12 +1150,12 @@ static amber_status run_nodes(amber_session *s, uint32_t fi, amber_tensor *vals,
             st = run_while(s, n, &syms, ins, outs, depth);
             break;
         case AM_NODE_SCAN:
-            st = run_scan(s, n, &syms, ins, outs, depth);
+            st = run_scan(s, n, &syms, ins, outs, depth, fr->dest);
             break;
         case AM_NODE_OP:
             st = run_op_node(s, f, ni, vals, &syms,
-                             plan && plan->stamp == stamp ? &plan->memo[ni] : NULL, h, &ctx, ins,
-                             outs, depth == 0 && s->dest ? s->dest[n->out[0]] : NULL);
+                             plan && plan->stamp == fr->stamp ? &plan->memo[ni] : NULL, h, &ctx,
+                             ins, outs, fr->dest ? fr->dest[n->out[0]] : NULL);
             break;
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
