@@ -86,7 +86,7 @@ TRANSCENDENTAL(erf)
  * step functions across the vectors): the sigmoids of x[0..2], the tanhs of x[3..4]. */
 CELL_INLINE static inline void cell_act_avx512(const vf_avx512 *x, vf_avx512 *y) {
     vf_avx512 a[5], r[5], p[5];
-    vi_avx512 k[5];
+    vu_avx512 k[5];
     _Pragma("GCC unroll 5") for (int j = 0; j < 5; j++)
         a[j] = j < 3 ? sigmoid_arg_avx512(x[j]) : tanh_arg_avx512(x[j]);
     reducen_avx512(a, r, k, 5);
