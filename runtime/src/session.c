@@ -1122,6 +1122,13 @@ static amber_status run_nodes(amber_session *s, const frame *fr) {
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         const am_node *n = &f->nodes[ni];
         if (fr->ready && n->hoist == AM_HOIST_INNER) continue;
+        struct memo *memo = plan && plan->stamp == fr->stamp ? &plan->memo[ni] : NULL;
+        if (memo && memo->known && n->fuse == AM_FUSE_MEMBER && n->hoist == AM_HOIST_NONE &&
+            !n->alias) { /* its type, as run_op_node gives it: its root computes it */
+            am_tensor_copy(&vals[n->out[0]], &memo->out);
+            vals[n->out[0]].data = NULL;
+            continue;
+        }
         static const char *const kinds[] = {"op", "constant", "weight", "call", "cond", "while", "scan"};
         const char *opname = n->kind == AM_NODE_OP ? n->op->name : kinds[n->kind];
         amber_tensor *ins = NULL, *outs = NULL;
@@ -1153,9 +1160,8 @@ static amber_status run_nodes(amber_session *s, const frame *fr) {
             st = run_scan(s, n, &syms, ins, outs, depth, fr->dest);
             break;
         case AM_NODE_OP:
-            st = run_op_node(s, f, ni, vals, &syms,
-                             plan && plan->stamp == fr->stamp ? &plan->memo[ni] : NULL, h, &ctx,
-                             ins, outs, fr->dest ? fr->dest[n->out[0]] : NULL);
+            st = run_op_node(s, f, ni, vals, &syms, memo, h, &ctx, ins, outs,
+                             fr->dest ? fr->dest[n->out[0]] : NULL);
             break;
         }
         for (int k = 0; st == AMBER_OK && k < n->n_out; k++) {
