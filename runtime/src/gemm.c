@@ -749,9 +749,11 @@ static int64_t direct_rows(int64_t mc) {
         plan_##SUF pl;                                                                        \
         pl.kcb = kc_of_##SUF(k);                                                              \
         /* A few hundred rows in one block when A's packed block stays within ~400 KB of   \
-         * L2: B then streams through the cache once (enough columns for the threads to    \
-         * split instead) */                                                              \
-        bool one = m <= 2 * MC && n >= 4 * NR && m * pl.kcb * (int64_t)sizeof(T) <= (400 << 10); \
+         * L2 (640 KB against a packed weight: 256 x 512 of GPT-2's MLP down projection): B \
+         * then streams through the cache once (enough columns for the threads to split    \
+         * instead) */                                                                     \
+        int64_t a_max = packed ? 640 << 10 : 400 << 10;                                       \
+        bool one = m <= 2 * MC && n >= 4 * NR && m * pl.kcb * (int64_t)sizeof(T) <= a_max;   \
         int64_t n_ic = one ? 1 : (m + MC - 1) / MC;                                           \
         pl.mc = (((m + n_ic - 1) / n_ic + MR - 1) / MR) * MR; /* balanced MC blocks */        \
         /* an implicit B (made while packing) in blocks that stay in L2 */                    \
