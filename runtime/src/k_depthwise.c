@@ -161,8 +161,8 @@ typedef double v4d_ __attribute__((vector_size(32)));
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
 #define DW_EPI_NONE(e, ev, acc) ((void)0)
-#define DW_EPI_AVX2(e, ev, acc) dw_epi_avx2((e), (ev), (acc))
-#define DW_EPI_512(e, ev, acc) dw_epi_avx512((e), (ev), (acc))
+#define DW_EPI_AVX2(e, ev, acc) dw_epi_avx2((e), (ev), (acc), AM_EPI_REGS_VECS)
+#define DW_EPI_512(e, ev, acc) dw_epi_avx512((e), (ev), (acc), AM_EPI_REGS_VECS)
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
@@ -223,14 +223,14 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define MASKN(n) ((1u << (n)) - 1u)
 #define LOADN_512_PS(p, n) ((v16f)_mm512_maskz_loadu_ps((__mmask16)MASKN(n), (p)))
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
-/* The steps of a register epilogue (am_epi.regs) on the 8 vectors of sums in registers,
+/* The steps of a register epilogue (am_epi.regs) on the nb <= 8 vectors of sums in registers,
  * one IEEE operation each as in the vector code (k_epilogue.c): max and min (the sum
  * first) as vmaxps / vminps with the scalar first, which return the sum when it is NaN
  * (the plane's scalars are not: else the epilogue runs over finished rows). */
 #define DW_EPI_FAST(ISA, ATTR, V, IV, SPLAT, MAX, MIN)                                     \
     ATTR __attribute__((always_inline)) static inline void dw_epi_##ISA(const am_epi *e,   \
                                                                         const float *v,    \
-                                                                        V *acc) {          \
+                                                                        V *acc, int nb) {  \
         for (int s = 0; s < e->g->n_steps; s++) {                                          \
             const V y = SPLAT(v[s]);                                                       \
             switch (e->ops[s].op) {                                                        \
@@ -248,7 +248,7 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
         }                                                                                  \
     }
 #define DW_EACH(...) \
-    _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; }
+    _Pragma("GCC unroll 8") for (int b = 0; b < nb; b++) { __VA_ARGS__; }
 typedef int32_t v8i_ __attribute__((vector_size(32)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #define MAX_AVX2(a, b) _mm256_max_ps((__m256)(a), (__m256)(b))
@@ -307,7 +307,7 @@ __attribute__((target("avx512f"))) static void dw_flat_f32(void *ud, int64_t t, 
     const float *x = (const float *)j->x + (ni * g->c + o / g->og) * hw;
     float *y = (float *)j->y + t * n;
     if (g->sh == 2) x = dw_phases(x, g, (float *)j->ws[worker]);
-    v16f acc[AM_EPI_REGS_VECS] = {{0}};
+    v16f acc[DW_FLAT_NB] = {{0}};
     for (int tap = 0; tap < taps; tap++) {
         /* (as an integer: the vector may start before the plane, in lanes the mask drops) */
         const float *src = (const float *)((uintptr_t)x + (uintptr_t)j->off[tap] * sizeof(float));
@@ -318,7 +318,7 @@ __attribute__((target("avx512f"))) static void dw_flat_f32(void *ud, int64_t t, 
     }
     float epv[AM_FUSED_MAX_STEPS];
     const bool regs = dw_regs(j, ni, o, epv);
-    if (regs) dw_epi_avx512(j->epi, epv, acc); /* (and on vectors past DW_FLAT_NB: unused) */
+    if (regs) dw_epi_avx512(j->epi, epv, acc, DW_FLAT_NB);
     _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++)
         if (16 * b < n) STOREN_512_PS(y + 16 * b, acc[b], n - 16 * b < 16 ? n - 16 * b : 16);
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, n);
