@@ -265,17 +265,24 @@ def test_small_depthwise_planes_do_not_depend_on_threads(lib: N.NativeLibrary,
     """Depthwise convolutions of 7x7 planes split between threads: the reference's values
     and the same bits with 1, 2, 3 and 8 threads."""
     am.manual_seed(8)
-    net = _MobileTail().eval()
-    path = tmp_path / "tail.amber"
-    am.export(net, am.spec("batch", 64, 14, 14)).save(path)
     x = np.random.default_rng(8).standard_normal((8, 64, 14, 14)).astype(np.float32)
+    _same_bits_across_threads(_MobileTail().eval(), tmp_path / "tail.amber", x, (2, 3, 8),
+                              1e-5)
+
+
+def _same_bits_across_threads(net: am.nn.Module, path: Path, x: np.ndarray,
+                              threads: tuple[int, ...], tol: float) -> None:
+    """net exported for x (batch symbolic) at path: the reference's values within tol,
+    and with each thread count the bits of one thread, run after run (weights are packed
+    on the first run)."""
+    am.export(net, am.spec("batch", *x.shape[1:])).save(path)
     ref = am.load(path, backend="reference").run("forward", x).numpy()
     [want] = N.NativeModel(path, threads=1).run("forward", x)
-    np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-5)
-    for threads in (2, 3, 8):
-        m = N.NativeModel(path, threads=threads)
+    np.testing.assert_allclose(want, ref, rtol=tol, atol=tol)
+    for n in threads:
+        m = N.NativeModel(path, threads=n)
         for _ in range(3):
-            assert m.run("forward", x)[0].tobytes() == want.tobytes(), threads
+            assert m.run("forward", x)[0].tobytes() == want.tobytes(), n
 
 
 class _SmallImages(am.nn.Module):
@@ -366,17 +373,8 @@ def test_one_image_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
     the columns or rows through every depth block: the same bits with 1, 2 and 3
     threads, and the reference's values."""
     am.manual_seed(6)
-    net = _OneImage().eval()
-    path = tmp_path / "one.amber"
-    am.export(net, am.spec("batch", 8, 29, 29)).save(path)
     x = np.random.default_rng(6).standard_normal((1, 8, 29, 29)).astype(np.float32)
-    ref = am.load(path, backend="reference").run("forward", x).numpy()
-    [want] = N.NativeModel(path, threads=1).run("forward", x)
-    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
-    for threads in (2, 3):
-        m = N.NativeModel(path, threads=threads)
-        for _ in range(3):  # (weights are packed on the first run)
-            assert m.run("forward", x)[0].tobytes() == want.tobytes(), threads
+    _same_bits_across_threads(_OneImage().eval(), tmp_path / "one.amber", x, (2, 3), 1e-4)
 
 
 def test_one_image_on_two_threads_under_memory_limits(lib: N.NativeLibrary,
