@@ -16,7 +16,7 @@ typedef struct conv_geom {
  * (its rows aligned to the vectors). Every element sums its taps in (p, q) order from 0
  * with one multiply-add each (fused where the GEMM fuses); the same order for every
  * thread count and instruction set with FMA. A task is one or more (image, output
- * channel) planes. */
+ * channel) planes. Small planes run whole in registers instead (dw_flat_f32). */
 typedef struct dw_job {
     const conv_geom *g;
     const void *x, *w;
@@ -27,8 +27,8 @@ typedef struct dw_job {
     bool regs;        /* epi applied to the sums in registers (am_epi.regs) */
     am_task_fn plane; /* one (image, channel) */
     int64_t planes, per; /* planes in all, per task */
-    const uint16_t *mask; /* dw_flat_f32: [nv][kw] lanes whose tap column is in the row */
-    const int64_t *off;   /* dw_flat_f32: each tap's offset in the flat plane */
+    const uint16_t *mask; /* dw_flat_f32: [DW_FLAT_NB][taps] lanes whose tap is inside */
+    const int64_t *off;   /* dw_flat_f32: each tap's offset in the (phase) planes */
 } dw_job;
 
 /* Whether the epilogue runs over the sums in registers for plane (ni, o), its scalars
@@ -223,7 +223,7 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define MASKN(n) ((1u << (n)) - 1u)
 #define LOADN_512_PS(p, n) ((v16f)_mm512_maskz_loadu_ps((__mmask16)MASKN(n), (p)))
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
-/* The steps of a register epilogue (am_epi.regs) on the nb <= 8 vectors of sums in registers,
+/* The steps of a register epilogue (am_epi.regs) on nb <= 8 vectors of sums in registers,
  * one IEEE operation each as in the vector code (k_epilogue.c): max and min (the sum
  * first) as vmaxps / vminps with the scalar first, which return the sum when it is NaN
  * (the plane's scalars are not: else the epilogue runs over finished rows). */
@@ -284,7 +284,8 @@ __attribute__((target("avx512f"))) static const float *dw_phases(const float *x,
                                                                  const conv_geom *g,
                                                                  float *ph) {
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
-    const __m512i ev = (__m512i)(v16i){DW_EV16}, od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i ev = (__m512i)(v16i){DW_EV16};
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffffu : MASKN(w));
     const __mmask16 m1 = (__mmask16)(w <= 16 ? 0u : MASKN(w - 16));
     const __mmask16 me = (__mmask16)MASKN(wh), mo = (__mmask16)MASKN(w / 2);
@@ -309,12 +310,13 @@ __attribute__((target("avx512f"))) static void dw_flat_f32(void *ud, int64_t t, 
     if (g->sh == 2) x = dw_phases(x, g, (float *)j->ws[worker]);
     v16f acc[DW_FLAT_NB] = {{0}};
     for (int tap = 0; tap < taps; tap++) {
-        /* (as an integer: the vector may start before the plane, in lanes the mask drops) */
-        const float *src = (const float *)((uintptr_t)x + (uintptr_t)j->off[tap] * sizeof(float));
+        /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
+        const float *src = (const float *)((uintptr_t)x + (uintptr_t)j->off[tap] * 4u);
         const __m512 wv = _mm512_set1_ps(w[tap]);
-        _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++)
-            acc[b] = (v16f)_mm512_fmadd_ps(
-                wv, _mm512_maskz_loadu_ps(j->mask[b * taps + tap], src + 16 * b), (__m512)acc[b]);
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++) {
+            __m512 xv = _mm512_maskz_loadu_ps(j->mask[b * taps + tap], src + 16 * b);
+            acc[b] = (v16f)_mm512_fmadd_ps(wv, xv, (__m512)acc[b]);
+        }
     }
     float epv[AM_FUSED_MAX_STEPS];
     const bool regs = dw_regs(j, ni, o, epv);
@@ -326,7 +328,8 @@ __attribute__((target("avx512f"))) static void dw_flat_f32(void *ud, int64_t t, 
 
 /* Sets dw_flat_f32 up in job: each tap's offset and lane masks (none past the plane),
  * and at stride 2 the phase planes' workspace (*bytes per worker). */
-static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job, size_t *bytes) {
+static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job,
+                                  size_t *bytes) {
     const int64_t n = g->oh * g->ow, kw = g->kw, taps = g->kh * kw, s = g->sh;
     const int64_t wh = (g->w + s - 1) / s, ps = (g->h + s - 1) / s * wh;
     uint16_t *m = NULL;
@@ -338,7 +341,8 @@ static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job, 
     if (st != AMBER_OK) return st;
     for (int64_t tap = 0; tap < taps; tap++) { /* phase (a, b), shifted by (di, dj) */
         int64_t pi = tap / kw * g->dh - g->pt, pj = tap % kw * g->dw - g->pl;
-        int64_t a = (pi % s + s) % s, b = (pj % s + s) % s, di = (pi - a) / s, dj = (pj - b) / s;
+        int64_t a = (pi % s + s) % s, b = (pj % s + s) % s;
+        int64_t di = (pi - a) / s, dj = (pj - b) / s;
         int64_t rows = (g->h - a + s - 1) / s, cols = (g->w - b + s - 1) / s;
         off[tap] = (a * s + b) * ps + di * wh + dj;
         for (int64_t v = 0; v < DW_FLAT_NB; v++) {
@@ -418,8 +422,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     size_t bytes = (size_t)(hp * wp + vw) * (f32 ? sizeof(float) : sizeof(double));
     amber_status st = AMBER_OK;
     if (dw_flat(ctx, g, f32, &job, &bytes, &st) && st != AMBER_OK) return st;
-    st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
-                                     (void **)&job.ws, ctx->err);
+    st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *), (void **)&job.ws, ctx->err);
     for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
         st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
         if (st == AMBER_OK) memset(job.ws[i], 0, bytes); /* the padding, for every plane */
