@@ -280,9 +280,8 @@ enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB };
 
 /* The phase planes of x (rows of w <= 32), each ceil(h/2) x ceil(w/2), plane 2a + b
  * at ph + (2a + b) * ceil(h/2) * ceil(w/2). */
-__attribute__((target("avx512f"))) static const float *dw_phases(const float *x,
-                                                                 const conv_geom *g,
-                                                                 float *ph) {
+#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
     const __m512i ev = (__m512i)(v16i){DW_EV16};
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
@@ -299,7 +298,7 @@ __attribute__((target("avx512f"))) static const float *dw_phases(const float *x,
     return ph;
 }
 
-__attribute__((target("avx512f"))) static void dw_flat_f32(void *ud, int64_t t, int worker) {
+DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
     const dw_job *j = (const dw_job *)ud;
     const conv_geom *g = j->g;
     const int64_t ni = t / g->o, o = t % g->o, n = g->oh * g->ow, hw = g->h * g->w;
