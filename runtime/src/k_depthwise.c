@@ -16,7 +16,7 @@ typedef struct conv_geom {
  * (its rows aligned to the vectors). Every element sums its taps in (p, q) order from 0
  * with one multiply-add each (fused where the GEMM fuses); the same order for every
  * thread count and instruction set with FMA. A task is one or more (image, output
- * channel) planes. */
+ * channel) planes. Small planes run whole in registers instead (dw_flat_f32). */
 typedef struct dw_job {
     const conv_geom *g;
     const void *x, *w;
@@ -27,7 +27,19 @@ typedef struct dw_job {
     bool regs;        /* epi applied to the sums in registers (am_epi.regs) */
     am_task_fn plane; /* one (image, channel) */
     int64_t planes, per; /* planes in all, per task */
+    const uint16_t *mask; /* dw_flat_f32: [DW_FLAT_NB][taps] lanes whose tap is inside */
+    const int64_t *off;   /* dw_flat_f32: each tap's offset in the (phase) planes */
 } dw_job;
+
+/* Whether the epilogue runs over the sums in registers for plane (ni, o), its scalars
+ * in v: a register epilogue (am_epi.regs) with no NaN scalar (dw_epi_*). */
+static bool dw_regs(const dw_job *j, int64_t ni, int64_t o, float *v) {
+    if (!j->regs) return false;
+    am_epi_row_scalars(j->epi, ni, o, v);
+    for (int s = 0; s < j->epi->g->n_steps; s++)
+        if (v[s] != v[s]) return false;
+    return true;
+}
 
 /* Task t: planes [t * per, (t + 1) * per) (small planes go to the threads in groups:
  * one counter step per plane would cost as much as the plane). */
@@ -38,7 +50,6 @@ static void dw_task(void *ud, int64_t t, int worker) {
 }
 
 typedef float v16f __attribute__((vector_size(64)));
-typedef double v8d __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
 
@@ -63,10 +74,8 @@ typedef double v4d_ __attribute__((vector_size(32)));
                 memcpy(d + c, &part, sizeof part);                                         \
             }                                                                              \
         }                                                                                  \
-        bool regs = sizeof(T) == sizeof(float) && j->regs; /* and no NaN scalar: dw_epi_* */ \
         float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
-        if (regs) am_epi_row_scalars(j->epi, ni, o, epv);                                  \
-        for (int s = 0; regs && s < j->epi->g->n_steps; s++) regs = epv[s] == epv[s];      \
+        bool regs = sizeof(T) == sizeof(float) && dw_regs(j, ni, o, epv);                  \
         /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
          * or 2 (the usual depthwise convolutions) */                                     \
         const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
@@ -152,15 +161,15 @@ typedef double v4d_ __attribute__((vector_size(32)));
             am_epi_apply(j->epi, ni, o, 1, done * g->ow, (g->oh - done) * g->ow);          \
     }
 #define DW_EPI_NONE(e, ev, acc) ((void)0)
-#define DW_EPI_AVX2(e, ev, acc) dw_epi_avx2((e), (ev), (acc))
-#define DW_EPI_512(e, ev, acc) dw_epi_avx512((e), (ev), (acc))
+#define DW_EPI_AVX2(e, ev, acc) dw_epi_avx2((e), (ev), (acc), AM_EPI_REGS_VECS)
+#define DW_EPI_512(e, ev, acc) dw_epi_avx512((e), (ev), (acc), AM_EPI_REGS_VECS)
 /* Multiply-adds of a task at least (when planes are smaller, a task takes several). */
 #define DW_TASK_MIN 8192
 /* Elements of finished rows the epilogue takes at once. */
 #define DW_EPI_MIN 1024
-#define EVENS16(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define DW_EV16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define EVENS16(a, b) __builtin_shufflevector((a), (b), DW_EV16)
 #define EVENS8F(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
-#define EVENS8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
 #define EVENS4D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6)
 #define VFMA_PLAIN(a, b, c) ((c) + (a) * (b))
 #define SPLAT_8F(s) ((v8f_){(s), (s), (s), (s), (s), (s), (s), (s)})
@@ -197,13 +206,10 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define VFMA_AVX2_PD(a, b, c) ((v4d_)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
 #define VFMA_512_PS(a, b, c) ((v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
-#define VFMA_512_PD(a, b, c) ((v8d)_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c)))
 #define SPLAT_512_PS(s) ((v16f)_mm512_set1_ps(s))
-#define SPLAT_512_PD(s) ((v8d)_mm512_set1_pd(s))
 #define LOAD_AVX2_PS(p) ((v8f_)_mm256_loadu_ps(p))
 #define LOAD_AVX2_PD(p) ((v4d_)_mm256_loadu_pd(p))
 #define LOAD_512_PS(p) ((v16f)_mm512_loadu_ps(p))
-#define LOAD_512_PD(p) ((v8d)_mm512_loadu_pd(p))
 #define SPLAT_AVX2_PS(s) ((v8f_)_mm256_set1_ps(s))
 #define SPLAT_AVX2_PD(s) ((v4d_)_mm256_set1_pd(s))
 /* LOADN_VEC and STOREN_VEC with masked loads and stores */
@@ -217,16 +223,14 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
 #define MASKN(n) ((1u << (n)) - 1u)
 #define LOADN_512_PS(p, n) ((v16f)_mm512_maskz_loadu_ps((__mmask16)MASKN(n), (p)))
 #define STOREN_512_PS(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)MASKN(n), (__m512)(v))
-#define LOADN_512_PD(p, n) ((v8d)_mm512_maskz_loadu_pd((__mmask8)MASKN(n), (p)))
-#define STOREN_512_PD(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)MASKN(n), (__m512d)(v))
-/* The steps of a register epilogue (am_epi.regs) on the 8 vectors of sums in registers,
+/* The steps of a register epilogue (am_epi.regs) on nb <= 8 vectors of sums in registers,
  * one IEEE operation each as in the vector code (k_epilogue.c): max and min (the sum
  * first) as vmaxps / vminps with the scalar first, which return the sum when it is NaN
  * (the plane's scalars are not: else the epilogue runs over finished rows). */
 #define DW_EPI_FAST(ISA, ATTR, V, IV, SPLAT, MAX, MIN)                                     \
     ATTR __attribute__((always_inline)) static inline void dw_epi_##ISA(const am_epi *e,   \
                                                                         const float *v,    \
-                                                                        V *acc) {          \
+                                                                        V *acc, int nb) {  \
         for (int s = 0; s < e->g->n_steps; s++) {                                          \
             const V y = SPLAT(v[s]);                                                       \
             switch (e->ops[s].op) {                                                        \
@@ -244,7 +248,7 @@ DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, 
         }                                                                                  \
     }
 #define DW_EACH(...) \
-    _Pragma("GCC unroll 8") for (int b = 0; b < AM_EPI_REGS_VECS; b++) { __VA_ARGS__; }
+    _Pragma("GCC unroll 8") for (int b = 0; b < nb; b++) { __VA_ARGS__; }
 typedef int32_t v8i_ __attribute__((vector_size(32)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #define MAX_AVX2(a, b) _mm256_max_ps((__m256)(a), (__m256)(b))
@@ -264,16 +268,104 @@ DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_
 DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512,
          VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
          STOREN_512_PS)
-DW_PLANE(f64, double, avx512, __attribute__((target("avx512f"))), 4, 0, v8d, DW_EPI_NONE,
-         VFMA_512_PD, SPLAT_512_PD, EVENS8D, ODDS8, SH1_8, SH2_8, LOAD_512_PD, LOADN_512_PD,
-         STOREN_512_PD)
+/* Small planes (DW_FLAT_MAX outputs at most: larger ones cost more in loads, most of
+ * them across cache lines, than dw_plane's shuffles) at stride 1 or 2 whose output rows
+ * are as wide as the input's at that stride (ceil(w/s): "same" padding). At stride 1,
+ * output k = i*ow + j of the flat plane reads input k + (p*dh - pt)*w + q*dw - pl, so
+ * a tap is one masked vector load of the input (the mask drops the lanes whose row or
+ * column is outside the plane); at stride 2 the same over the input's four phase
+ * planes x[a::2, b::2] (dw_phases). The plane's DW_FLAT_NB vectors stay in registers
+ * over all the taps, each summing its taps as dw_plane does. */
+enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB };
+
+/* The phase planes of x (rows of w <= 32), each ceil(h/2) x ceil(w/2), plane 2a + b
+ * at ph + (2a + b) * ceil(h/2) * ceil(w/2). */
+#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
+    const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
+    const __m512i ev = (__m512i)(v16i){DW_EV16};
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffffu : MASKN(w));
+    const __mmask16 m1 = (__mmask16)(w <= 16 ? 0u : MASKN(w - 16));
+    const __mmask16 me = (__mmask16)MASKN(wh), mo = (__mmask16)MASKN(w / 2);
+    for (int64_t r = 0; r < g->h; r++) {
+        __m512 lo = _mm512_maskz_loadu_ps(m0, x + r * w);
+        __m512 hi = _mm512_maskz_loadu_ps(m1, x + r * w + 16);
+        float *d = ph + (r & 1) * 2 * ps + (r >> 1) * wh;
+        _mm512_mask_storeu_ps(d, me, _mm512_permutex2var_ps(lo, ev, hi));
+        _mm512_mask_storeu_ps(d + ps, mo, _mm512_permutex2var_ps(lo, od, hi));
+    }
+    return ph;
+}
+
+DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
+    const dw_job *j = (const dw_job *)ud;
+    const conv_geom *g = j->g;
+    const int64_t ni = t / g->o, o = t % g->o, n = g->oh * g->ow, hw = g->h * g->w;
+    const int taps = (int)(g->kh * g->kw);
+    const float *w = (const float *)j->w + o * taps;
+    const float *x = (const float *)j->x + (ni * g->c + o / g->og) * hw;
+    float *y = (float *)j->y + t * n;
+    if (g->sh == 2) x = dw_phases(x, g, (float *)j->ws[worker]);
+    v16f acc[DW_FLAT_NB] = {{0}};
+    for (int tap = 0; tap < taps; tap++) {
+        /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
+        const float *src = (const float *)((uintptr_t)x + (uintptr_t)j->off[tap] * 4u);
+        const __m512 wv = _mm512_set1_ps(w[tap]);
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++) {
+            __m512 xv = _mm512_maskz_loadu_ps(j->mask[b * taps + tap], src + 16 * b);
+            acc[b] = (v16f)_mm512_fmadd_ps(wv, xv, (__m512)acc[b]);
+        }
+    }
+    float epv[AM_FUSED_MAX_STEPS];
+    const bool regs = dw_regs(j, ni, o, epv);
+    if (regs) dw_epi_avx512(j->epi, epv, acc, DW_FLAT_NB);
+    _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++)
+        if (16 * b < n) STOREN_512_PS(y + 16 * b, acc[b], n - 16 * b < 16 ? n - 16 * b : 16);
+    if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, n);
+}
+
+/* Sets dw_flat_f32 up in job: each tap's offset and lane masks (none past the plane),
+ * and at stride 2 the phase planes' workspace (*bytes per worker). */
+static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job,
+                                  size_t *bytes) {
+    const int64_t n = g->oh * g->ow, kw = g->kw, taps = g->kh * kw, s = g->sh;
+    const int64_t wh = (g->w + s - 1) / s, ps = (g->h + s - 1) / s * wh;
+    uint16_t *m = NULL;
+    int64_t *off = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof *m * (size_t)(DW_FLAT_NB * taps),
+                                     (void **)&m, ctx->err);
+    if (st == AMBER_OK)
+        st = am_arena_alloc(ctx->scratch, sizeof *off * (size_t)taps, (void **)&off, ctx->err);
+    if (st != AMBER_OK) return st;
+    for (int64_t tap = 0; tap < taps; tap++) { /* phase (a, b), shifted by (di, dj) */
+        int64_t pi = tap / kw * g->dh - g->pt, pj = tap % kw * g->dw - g->pl;
+        int64_t a = (pi % s + s) % s, b = (pj % s + s) % s;
+        int64_t di = (pi - a) / s, dj = (pj - b) / s;
+        int64_t rows = (g->h - a + s - 1) / s, cols = (g->w - b + s - 1) / s;
+        off[tap] = (a * s + b) * ps + di * wh + dj;
+        for (int64_t v = 0; v < DW_FLAT_NB; v++) {
+            unsigned bits = 0;
+            for (int l = 0; l < 16; l++) {
+                int64_t k = v * 16 + l, c = k % g->ow + dj, r = k / g->ow + di;
+                bits |= (unsigned)(k < n && c >= 0 && c < cols && r >= 0 && r < rows) << l;
+            }
+            m[v * taps + tap] = (uint16_t)bits;
+        }
+    }
+    if (s == 2) *bytes = sizeof(float) * (size_t)(4 * ps);
+    job->mask = m, job->off = off;
+    return AMBER_OK;
+}
+
 /* The kernel for rows of `ow` outputs, and its vector width: half-width vectors where a
- * row fits in half a vector (the lanes of a full one would mostly be wasted). */
+ * row fits in half a vector (the lanes of a full one would mostly be wasted), and for
+ * float64 (rare in inference: the library stays small). */
 static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
     int isa = am_cpu_isa();
-    if (isa >= AM_GEMM_ISA_AVX512 && ow > (f32 ? 8 : 4)) {
-        *vw = f32 ? 16 : 8;
-        return f32 ? dw_plane_f32_avx512 : dw_plane_f64_avx512;
+    if (isa >= AM_GEMM_ISA_AVX512 && ow > 8 && f32) {
+        *vw = 16;
+        return dw_plane_f32_avx512;
     }
     if (isa >= AM_GEMM_ISA_AVX2) {
         *vw = f32 ? 8 : 4;
@@ -282,7 +374,24 @@ static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
     *vw = f32 ? 8 : 4;
     return f32 ? dw_plane_f32_generic : dw_plane_f64_generic;
 }
+
+/* dw_flat_f32 for planes it takes (set up: true), else false. */
+static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size_t *bytes,
+                    amber_status *st) {
+    if (!f32 || am_cpu_isa() < AM_GEMM_ISA_AVX512 || g->sh != g->sw || g->sh > 2 ||
+        g->ow != (g->w + g->sw - 1) / g->sw || (g->sw == 2 && g->w > 32) ||
+        g->oh * g->ow > DW_FLAT_MAX)
+        return false;
+    job->plane = dw_flat_f32;
+    *st = dw_flat_setup(ctx, g, job, bytes);
+    return true;
+}
 #else
+static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size_t *bytes,
+                    amber_status *st) {
+    (void)ctx, (void)g, (void)f32, (void)job, (void)bytes, (void)st;
+    return false;
+}
 static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
     (void)ow;
     *vw = f32 ? 8 : 4;
@@ -305,13 +414,14 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     /* (the portable kernel leaves the epilogue to am_epi_apply: the library stays small) */
     bool regs = f32 && ctx->epi && fn != dw_plane_f32_generic && ctx->epi->regs;
     dw_job job = {g, x, w, y, hp, wp, NULL, ctx->epi, regs, fn, planes,
-                  area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area};
+                  area >= DW_TASK_MIN ? 1 : (DW_TASK_MIN + area - 1) / area, NULL, NULL};
     double work = (double)planes * (double)area;
     bool parallel = am_pool_size(ctx->pool) > 1 && planes > 1 && work >= AM_PARALLEL_MIN;
     int n_ws = parallel ? am_pool_size(ctx->pool) : 1;
     size_t bytes = (size_t)(hp * wp + vw) * (f32 ? sizeof(float) : sizeof(double));
-    amber_status st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *),
-                                     (void **)&job.ws, ctx->err);
+    amber_status st = AMBER_OK;
+    if (dw_flat(ctx, g, f32, &job, &bytes, &st) && st != AMBER_OK) return st;
+    st = am_arena_alloc(ctx->scratch, (size_t)n_ws * sizeof(void *), (void **)&job.ws, ctx->err);
     for (int i = 0; st == AMBER_OK && i < n_ws; i++) {
         st = am_arena_alloc(ctx->scratch, bytes, &job.ws[i], ctx->err);
         if (st == AMBER_OK) memset(job.ws[i], 0, bytes); /* the padding, for every plane */
@@ -320,7 +430,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     if (parallel) {
         am_pool_run(ctx->pool, (planes + job.per - 1) / job.per, dw_task, &job);
     } else {
-        for (int64_t t = 0; t < planes; t++) fn(&job, t, 0);
+        for (int64_t t = 0; t < planes; t++) job.plane(&job, t, 0);
     }
     return AMBER_OK;
 }

@@ -309,8 +309,12 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 
 /* ---------------------------------------------------------------- in registers */
 
-bool am_epi_in_registers(const am_epi *e, bool tile) {
+bool am_epi_in_registers(am_epi *e, bool tile) {
     if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
+    for (int j = 0; j < e->g->n_steps; j++) {
+        struct am_epi_op *o = &e->ops[j];
+        o->other = o->src[epi_chain_at(e, j, o->kind[0], o->src[0])];
+    }
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
         if (o->op == EPI_LE) { /* with the where after it: x <= a ? b : x */
@@ -335,8 +339,7 @@ bool am_epi_in_registers(const am_epi *e, bool tile) {
 
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
     for (int j = 0; j < e->g->n_steps; j++) {
-        const struct am_epi_op *o = &e->ops[j]; /* the operand that is not the chain */
-        int src = o->src[epi_chain_at(e, j, o->kind[0], o->src[0])];
+        int src = e->ops[j].other;
         v[j] = *(const float *)(const void *)(e->base[src] + img * e->sb[src] + r * e->sr[src]);
     }
 }

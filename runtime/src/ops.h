@@ -380,6 +380,7 @@ typedef struct am_epi {
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
+        int8_t other;        /* the operand that is not the chain (am_epi_row_scalars) */
     } ops[AM_FUSED_MAX_STEPS];
 } am_epi;
 
@@ -395,14 +396,15 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
                   int64_t nc);
 
 /* Whether a kernel may apply e to float32 results still in its registers (am_epi_init
- * sets am_epi.regs and am_epi.tile with it): every step reads the one before (the first:
- * the product) and one scalar per image and row (add and mul in either order; sub, div,
- * max and min the chain first), or is le(x, a) with where(that, b, x) after it; with
- * `tile` (the GEMM's AVX-512 tile), an add may read a row of another input instead of a
- * scalar. am_epi_row_scalars reads the scalars of (img, r), one per step, into v; the
- * kernel does each step's IEEE operation as the vector code does (max/min: a when a >= b
- * or a is NaN; as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
-bool am_epi_in_registers(const am_epi *e, bool tile);
+ * sets am_epi.regs and am_epi.tile with it; it also sets each am_epi_op.other): every
+ * step reads the one before (the first: the product) and one scalar per image and row
+ * (add and mul in either order; sub, div, max and min the chain first), or is le(x, a)
+ * with where(that, b, x) after it; with `tile` (the GEMM's AVX-512 tile), an add may
+ * read a row of another input instead of a scalar. am_epi_row_scalars reads the scalars
+ * of (img, r), one per step, into v; the kernel does each step's IEEE operation as the
+ * vector code does (max/min: a when a >= b or a is NaN; as vmaxps / vminps, scalar
+ * first, when no scalar is NaN): the same bits. */
+bool am_epi_in_registers(am_epi *e, bool tile);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
 /* A transposed product's result (a convolution as yT[L x o] = im2col(x)^T W^T): as an
  * am_gemm_epi fn, writes rows [r0, r0 + nr) x columns [c0, c0 + nc) of tmp[L x o] as

@@ -1182,7 +1182,9 @@ static void test_gemm_epilogue_isas(void) {
 /* Depthwise convolution: AVX2 and AVX-512 give the same bits (the same fused multiply-adds
  * in the same order), as do 1 and 3 threads; every set is near a double reference. Rows
  * of whole and partial vectors, rows narrower than half a vector, strides 1-3; planes of
- * 1x1 to 3x3 and odd widths, padding wider than the kernel's reach, dilation. */
+ * 1x1 to 3x3 and odd widths, padding wider than the kernel's reach, dilation; small
+ * planes of rows as wide as the input's at stride 1 or 2 (up to 64 outputs, rows of up
+ * to 32 inputs at stride 2: k_depthwise.c's flat planes). */
 static void test_depthwise_isas(void) {
     static const struct {
         int64_t h, w, s, k, pad, dil;
@@ -1191,7 +1193,8 @@ static void test_depthwise_isas(void) {
                  {1, 1, 1, 3, 1, 1},   {2, 2, 1, 3, 1, 1},   {3, 3, 2, 3, 1, 1},
                  {2, 3, 2, 3, 1, 1},   {5, 9, 1, 3, 2, 1},   {4, 5, 1, 3, 3, 1},
                  {9, 13, 1, 3, 2, 2},  {16, 33, 2, 3, 2, 2}, {7, 19, 1, 5, 3, 2},
-                 {3, 17, 3, 3, 2, 1}};
+                 {3, 17, 3, 3, 2, 1},  {8, 8, 1, 3, 1, 1},   {7, 6, 1, 5, 2, 1},
+                 {11, 9, 2, 3, 2, 2},  {4, 31, 2, 3, 1, 1},  {5, 32, 2, 3, 1, 1}};
     enum { C = 3, CAP = C * 17 * 53 };
     static double x[CAP], wt[C * 25], y[4][CAP + 8];
     static float xf[CAP], wf[C * 25];

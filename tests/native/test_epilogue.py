@@ -134,6 +134,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
        for h, w in ((1, 1), (7, 7), (13, 13), (16, 16))},
     "depthwise_clip_s2": (lambda: ConvBnRelu(12, 12, 3, stride=2, groups=12, act=Clip6()),
                           (12, 33, 30), (1, 2 + 2 + 1)),
+    # small planes, each a few vectors over the flat plane, at strides 1 and 2
+    "depthwise_relu6_7x7": (lambda: ConvBnRelu(20, 20, 3, groups=20, act=nn.ReLU6()),
+                            (20, 7, 7), (1, 2 + 4 + 1)),
+    "depthwise_clip_s2_13x14": (lambda: ConvBnRelu(20, 20, 3, stride=2, groups=20,
+                                                   act=Clip6()), (20, 13, 14), (1, 2 + 2 + 1)),
     "projection_residual": (lambda: Projection(24), (24, 9, 11), (1, 2 + 3 + 1)),
     # bn, relu | bn, add, relu: two groups, each with its convolution
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 5 + 6)),

@@ -244,6 +244,47 @@ def test_resnet_block_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
             assert m.run("forward", big)[0].tobytes() == want.tobytes(), threads_n
 
 
+class _MobileTail(am.nn.Module):
+    """The end of MobileNetV2 in small: a stride-2 depthwise convolution from 14x14 to 7x7
+    and a stride-1 one on 7x7 (each plane a few vectors), with batch norm and ReLU6."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = am.nn
+        self.d1, self.b1 = nn.Conv2d(64, 64, 3, 2, 1, groups=64, bias=False), nn.BatchNorm2d(64)
+        self.d2, self.b2 = nn.Conv2d(64, 64, 3, 1, 1, groups=64, bias=False), nn.BatchNorm2d(64)
+
+    def forward(self, x):
+        F = am.nn.functional
+        h = F.relu6(self.b1(self.d1(x)))
+        return F.relu6(self.b2(self.d2(h)))
+
+
+def test_small_depthwise_planes_do_not_depend_on_threads(lib: N.NativeLibrary,
+                                                         tmp_path: Path) -> None:
+    """Depthwise convolutions of 7x7 planes split between threads: the reference's values
+    and the same bits with 1, 2, 3 and 8 threads."""
+    am.manual_seed(8)
+    x = np.random.default_rng(8).standard_normal((8, 64, 14, 14)).astype(np.float32)
+    _same_bits_across_threads(_MobileTail().eval(), tmp_path / "tail.amber", x, (2, 3, 8),
+                              1e-5)
+
+
+def _same_bits_across_threads(net: am.nn.Module, path: Path, x: np.ndarray,
+                              threads: tuple[int, ...], tol: float) -> None:
+    """net exported for x (batch symbolic) at path: the reference's values within tol,
+    and with each thread count the bits of one thread, run after run (weights are packed
+    on the first run)."""
+    am.export(net, am.spec("batch", *x.shape[1:])).save(path)
+    ref = am.load(path, backend="reference").run("forward", x).numpy()
+    [want] = N.NativeModel(path, threads=1).run("forward", x)
+    np.testing.assert_allclose(want, ref, rtol=tol, atol=tol)
+    for n in threads:
+        m = N.NativeModel(path, threads=n)
+        for _ in range(3):
+            assert m.run("forward", x)[0].tobytes() == want.tobytes(), n
+
+
 class _SmallImages(am.nn.Module):
     """Convolutions on 7x7 images: a 3x3, a 1x1 and a strided 1x1, each with batch norm
     and ReLU (products transposed at batch 1, images side by side at larger batches)."""
@@ -332,17 +373,8 @@ def test_one_image_bits_do_not_depend_on_threads(lib: N.NativeLibrary,
     the columns or rows through every depth block: the same bits with 1, 2 and 3
     threads, and the reference's values."""
     am.manual_seed(6)
-    net = _OneImage().eval()
-    path = tmp_path / "one.amber"
-    am.export(net, am.spec("batch", 8, 29, 29)).save(path)
     x = np.random.default_rng(6).standard_normal((1, 8, 29, 29)).astype(np.float32)
-    ref = am.load(path, backend="reference").run("forward", x).numpy()
-    [want] = N.NativeModel(path, threads=1).run("forward", x)
-    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4)
-    for threads in (2, 3):
-        m = N.NativeModel(path, threads=threads)
-        for _ in range(3):  # (weights are packed on the first run)
-            assert m.run("forward", x)[0].tobytes() == want.tobytes(), threads
+    _same_bits_across_threads(_OneImage().eval(), tmp_path / "one.amber", x, (2, 3), 1e-4)
 
 
 def test_one_image_on_two_threads_under_memory_limits(lib: N.NativeLibrary,
