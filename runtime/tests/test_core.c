@@ -1328,6 +1328,73 @@ static void test_conv_small_isas(void) {
     amber_kernel_context_free(kc[1]);
 }
 
+/* 3x3 convolutions (k_conv3x3.c on AVX-512, the GEMM below it): within the sum's bound
+ * of the float64 reference and the same bits at 1 and 3 threads; with C * 9 <= 512 taps
+ * (one GEMM depth block) the same bits as the AVX2 GEMM too. Odd widths (partial tiles),
+ * bands across rows, channels not a multiple of 64 or of the channel block, padding 0, 1
+ * and asymmetric, batches, a 1x1 image. */
+static void test_conv3x3_isas(void) {
+    static const struct {
+        int64_t n, c, h, w, o, pt, pb, pl, pr;
+    } cases[] = {{2, 12, 9, 13, 40, 1, 1, 1, 1}, {1, 16, 17, 23, 64, 0, 0, 0, 0},
+                 {1, 56, 7, 7, 100, 2, 0, 1, 3}, {1, 70, 6, 5, 96, 1, 1, 1, 1},
+                 {3, 8, 1, 1, 33, 1, 1, 1, 1},   {2, 13, 11, 3, 130, 1, 1, 0, 2}};
+    enum { CAP = 70000 };
+    static float x[CAP], wt[CAP], y[3][CAP];
+    uint32_t state = 13;
+    for (int i = 0; i < CAP; i++) {
+        x[i] = (float)((state = state * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+        wt[i] = (float)((state = state * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    }
+    amber_kernel_context *kc[2] = {NULL, NULL};
+    CHECK(amber_kernel_context_create(1, &kc[0]) == AMBER_OK);
+    CHECK(amber_kernel_context_create(3, &kc[1]) == AMBER_OK);
+    int best = am_gemm_set_isa(99);
+    for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
+        int64_t n = cases[c].n, ch = cases[c].c, h = cases[c].h, w = cases[c].w, o = cases[c].o;
+        int64_t pt = cases[c].pt, pl = cases[c].pl;
+        int64_t oh = h + pt + cases[c].pb - 2, ow = w + pl + cases[c].pr - 2;
+        CHECK(n * ch * h * w <= CAP && o * ch * 9 <= CAP && n * o * oh * ow <= CAP);
+        char attrs[160];
+        snprintf(attrs, sizeof attrs, "{\"stride\": [1, 1], \"padding\": [%d, %d, %d, %d], "
+                 "\"dilation\": [1, 1], \"groups\": 1}", (int)pt, (int)cases[c].pb, (int)pl,
+                 (int)cases[c].pr);
+        amber_tensor in[2] = {{AMBER_FLOAT32, 4, {n, ch, h, w}, x},
+                              {AMBER_FLOAT32, 4, {o, ch, 3, 3}, wt}};
+        size_t bytes = sizeof(float) * (size_t)(n * o * oh * ow);
+        int bad = 0;
+        for (int isa = best; isa >= AM_GEMM_ISA_AVX2; isa--) {
+            am_gemm_set_isa(isa);
+            for (int t = 0; t < 2 && (isa == best || ch * 9 <= 512); t++) {
+                amber_kernel *kern = NULL;
+                CHECK(amber_kernel_prepare(kc[t], "conv2d", attrs, &kern) == AMBER_OK);
+                float *got = y[isa == best ? t : 2];
+                amber_tensor out = {AMBER_FLOAT32, 4, {n, o, oh, ow}, got};
+                CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
+                amber_kernel_free(kern);
+                bad += memcmp(y[0], got, bytes) != 0;
+            }
+        }
+        for (int64_t i = 0; best >= AM_GEMM_ISA_AVX2 && i < n * o * oh * ow; i++) {
+            int64_t j = i % ow, r = i / ow % oh, oc = i / (ow * oh) % o, ni = i / (ow * oh * o);
+            double want = 0, mag = 0;
+            for (int64_t cc = 0; cc < ch; cc++)
+                for (int64_t p = 0; p < 9; p++) {
+                    int64_t rr = r + p / 3 - pt, col = j + p % 3 - pl;
+                    if (rr < 0 || rr >= h || col < 0 || col >= w) continue;
+                    double v = (double)wt[(oc * ch + cc) * 9 + p] *
+                               x[((ni * ch + cc) * h + rr) * w + col];
+                    want += v, mag += fabs(v);
+                }
+            bad += fabs(y[0][i] - want) > mag * 1e-5 + 1e-30;
+        }
+        CHECK(bad == 0);
+    }
+    am_gemm_set_isa(best);
+    amber_kernel_context_free(kc[0]);
+    amber_kernel_context_free(kc[1]);
+}
+
 static void test_kernel_api(void) {
     enum { M = 9, K = 37, N = 21 };
     static float a[M * K], b[N * K], bt[K * N], c0[M * N], c1[M * N], e0[N * K], e1[N * K];
@@ -1383,6 +1450,7 @@ int main(void) {
     test_depthwise_epilogue_isas();
     test_gemm_epilogue_isas();
     test_conv_small_isas();
+    test_conv3x3_isas();
     test_sha256();
     test_json();
     test_arena();
