@@ -1,19 +1,19 @@
-/* conv2d with a 3x3 kernel, stride 1, no dilation or groups, float32 on AVX-512: computed
- * directly, without im2col (ResNet's and SqueezeNet's 3x3 convolutions spent a sixth of
- * their time packing im2col columns and copying the padded input for the GEMM).
+/* conv2d with a 3x3 kernel, stride 1 or 2, no dilation or groups, float32 on AVX-512:
+ * computed directly, without im2col (ResNet's and SqueezeNet's 3x3 convolutions spent a
+ * sixth of their time packing im2col columns and copying the padded input for the GEMM).
  *
- * Each image is copied once, zero-padded, into C planes of HP x WP (HP = OH + 2, WP = OW
- * + 2), so that tap (c, p, q) of output (i, j) is at c * HP * WP + (i + p) * WP + j + q.
- * The filters are packed once per session as [O / 64][C][3][3][64]. A register tile holds
- * 6 outputs (consecutive in the image's pixel order, across rows) x 64 output channels
- * (24 vectors): per tap, 4 filter vectors and 6 broadcast inputs, 24 fused multiply-adds.
- * A task computes a band of D3_BAND outputs for one block of 64 channels in a tile buffer
- * (pixels x channels), D3_ICB input channels at a time (their filters stay in L1), then
- * writes it transposed to y with the epilogue (am_epi_tr_fn). Every output is one chain
- * of fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps included,
- * whatever the band, block or thread: the bits depend on the shapes alone. (They are the
- * GEMM path's while C * 9 fits one of its depth blocks, 512; beyond, the GEMM sums each
- * block apart first.) */
+ * Each image is copied once, zero-padded, into C planes of HP x WP (the rows and columns
+ * the windows reach), so that tap (c, p, q) of output (i, j) is at c * HP * WP + (i * sh +
+ * p) * WP + j * sw + q. The filters are packed once per session as [O / 64][C][3][3][64].
+ * A register tile holds 6 outputs (consecutive in the image's pixel order, across rows)
+ * x 64 output channels (24 vectors): per tap, 4 filter vectors and 6 broadcast inputs, 24
+ * fused multiply-adds. A task computes a band of D3_BAND outputs for one block of 64
+ * channels in a tile buffer (pixels x channels), D3_ICB input channels at a time (their
+ * filters stay in L1), then writes it transposed to y with the epilogue (am_epi_tr_fn).
+ * Every output is one chain of fused multiply-adds from +0 over the taps in (c, p, q)
+ * order, padding taps included, whatever the band, block or thread: the bits depend on
+ * the shapes alone. (They are the GEMM path's while C * 9 fits one of its depth blocks,
+ * 512; beyond, the GEMM sums each block apart first.) */
 #include "ops.h"
 
 #include <string.h>
@@ -29,10 +29,11 @@ enum {
 #define KEEP_KIND_CONV3X3 0x5500u
 
 typedef struct d3_job {
-    int64_t c, o, oh, ow, wp, plane, nob, img;
-    const float *xp, *wt;
-    float *y, *ws; /* ws: a tile buffer per worker */
-    int64_t ws_len;
+    int64_t c, o, oh, ow, sh, sw, wp, plane, nob, img;
+    int64_t h, w, pt, pl; /* the input planes and their place in the padded ones */
+    const float *x, *wt;  /* x: the image */
+    float *xp, *y, *ws;   /* ws: a tile buffer per worker */
+    int64_t ws_len, pad_tasks;
     const am_epi *epi;
 } d3_job;
 
@@ -92,7 +93,7 @@ static void d3_task(void *ud, int64_t t, int worker) {
             const float *q[D3_PX];
             for (int p = 0; p < D3_PX; p++) {
                 int64_t l = f + p < l1 ? f + p : l1 - 1;
-                q[p] = j->xp + c0 * j->plane + l / j->ow * j->wp + l % j->ow;
+                q[p] = j->xp + c0 * j->plane + l / j->ow * j->sh * j->wp + l % j->ow * j->sw;
             }
             d3_tile(q, j->plane, j->wp, w + c0 * 9 * D3_OB, nc, acc + (f - l0) * D3_OB, c0 == 0);
         }
@@ -102,11 +103,16 @@ static void d3_task(void *ud, int64_t t, int worker) {
     am_epi_tr_fn(&tr, l0, l1 - l0, ob * D3_OB, nc);
 }
 
+/* Where it ran faster than the GEMM path: 32 output channels or more, 4 input channels or
+ * more, stride 2 only for outputs 14 wide or wider (ResNet-50's 14x14 to 7x7 ran 5%
+ * slower). */
 COLD bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
     const int64_t *ws = in[1].shape;
+    bool s1 = a->stride[0] == 1 && a->stride[1] == 1;
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
-           a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
-           a->dilation[1] == 1 && ws[2] == 3 && ws[3] == 3 && ws[0] >= 32 && ws[1] >= 4;
+           a->groups == 1 && a->stride[0] <= 2 && a->stride[1] <= 2 && a->dilation[0] == 1 &&
+           a->dilation[1] == 1 && ws[2] == 3 && ws[3] == 3 && ws[0] >= 32 && ws[1] >= 4 &&
+           (s1 || out->shape[3] >= 14);
 }
 
 /* w[O][C][3][3] as [O / 64][C][3][3][64], zero past O */
@@ -134,22 +140,23 @@ COLD static amber_status d3_filters(am_ctx *ctx, const float *w, int64_t o, int6
     return st;
 }
 
-/* Image n of x into the padded planes, the padding zeroed too (rows from pt and columns
- * from pl hold x's; columns past WP are never read). */
-COLD static void d3_pad(const d3_job *j, const amber_tensor *in, const am_attrs *a, int64_t n,
-                        float *xp) {
-    int64_t h = in[0].shape[2], w = in[0].shape[3], hp = j->plane / j->wp, wp = j->wp;
-    int64_t pt = a->padding[0], pl = a->padding[2] < wp ? a->padding[2] : wp;
-    int64_t cnt = w < wp - pl ? w : wp - pl;
-    const float *x = (const float *)in[0].data + n * j->c * h * w;
-    for (int64_t r = 0; r < j->c * hp; r++, xp += wp) {
+/* Task t of pad_tasks: its share of the image's planes into the padded ones, the padding
+ * zeroed too (rows from pt and columns from pl hold x's; columns past WP are never read). */
+static void d3_pad(void *ud, int64_t t, int worker) {
+    const d3_job *j = (const d3_job *)ud;
+    int64_t hp = j->plane / j->wp, wp = j->wp, h = j->h, w = j->w, pt = j->pt;
+    int64_t pl = j->pl < wp ? j->pl : wp, cnt = w < wp - pl ? w : wp - pl;
+    int64_t r1 = j->c * (t + 1) / j->pad_tasks * hp;
+    (void)worker;
+    for (int64_t r = j->c * t / j->pad_tasks * hp; r < r1; r++) {
         int64_t c = r / hp, i = r % hp - pt; /* x's row i of channel c */
+        float *xp = j->xp + r * wp;
         if (i < 0 || i >= h) {
             memset(xp, 0, sizeof(float) * (size_t)wp);
             continue;
         }
         memset(xp, 0, sizeof(float) * (size_t)pl);
-        memcpy(xp + pl, x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
+        memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
         memset(xp + pl + cnt, 0, sizeof(float) * (size_t)(wp - pl - cnt));
     }
 }
@@ -157,8 +164,10 @@ COLD static void d3_pad(const d3_job *j, const amber_tensor *in, const am_attrs 
 COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                              amber_tensor *out) {
     const int64_t *xs = in[0].shape, o = in[1].shape[0], oh = out->shape[2], ow = out->shape[3];
-    d3_job j = {xs[1], o, oh, ow, ow + 2, (oh + 2) * (ow + 2), (o + D3_OB - 1) / D3_OB, 0,
-                NULL, NULL, out->data, NULL, 0, ctx->epi};
+    d3_job j = {xs[1], o, oh, ow, a->stride[0], a->stride[1], (ow - 1) * a->stride[1] + 3, 0,
+                (o + D3_OB - 1) / D3_OB, 0, xs[2], xs[3], a->padding[0], a->padding[2],
+                NULL, NULL, NULL, out->data, NULL, 0, 1, ctx->epi};
+    j.plane = ((oh - 1) * j.sh + 3) * j.wp;
     j.ws_len = (D3_BAND + D3_PX - 1) / D3_PX * D3_PX * D3_OB;
     int64_t tasks = j.nob * ((oh * ow + D3_BAND - 1) / D3_BAND);
     double work = (double)(j.nob * D3_OB * oh * ow * j.c * 9);
@@ -172,12 +181,16 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     if (st != AMBER_OK) return st;
     j.xp = buf, j.ws = buf + j.c * j.plane;
     if ((st = d3_filters(ctx, in[1].data, o, j.c, &j.wt)) != AMBER_OK) return st;
+    j.pad_tasks = workers < j.c ? workers : j.c;
     for (j.img = 0; j.img < xs[0]; j.img++) {
-        d3_pad(&j, in, a, j.img, buf);
-        if (parallel)
+        j.x = (const float *)in[0].data + j.img * j.c * j.h * j.w;
+        if (parallel) {
+            am_pool_run(ctx->pool, j.pad_tasks, d3_pad, &j);
             am_pool_run(ctx->pool, tasks, d3_task, &j);
-        else
-            for (int64_t t = 0; t < tasks; t++) d3_task(&j, t, 0);
+            continue;
+        }
+        d3_pad(&j, 0, 0);
+        for (int64_t t = 0; t < tasks; t++) d3_task(&j, t, 0);
     }
     return AMBER_OK;
 }

@@ -433,8 +433,8 @@ bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_t
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                            amber_tensor *out);
 
-/* conv2d (in: x, w) with a 3x3 kernel, stride 1, no dilation or groups, in float32 on
- * AVX-512, computed directly (k_conv3x3.c). */
+/* conv2d (in: x, w) with a 3x3 kernel, stride 1 or 2, no dilation or groups, in float32
+ * on AVX-512, computed directly (k_conv3x3.c; am_conv3x3_fits: where it is the faster). */
 bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
 amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                         amber_tensor *out);

@@ -1332,13 +1332,14 @@ static void test_conv_small_isas(void) {
  * of the float64 reference and the same bits at 1 and 3 threads; with C * 9 <= 512 taps
  * (one GEMM depth block) the same bits as the AVX2 GEMM too. Odd widths (partial tiles),
  * bands across rows, channels not a multiple of 64 or of the channel block, padding 0, 1
- * and asymmetric, batches, a 1x1 image. */
+ * and asymmetric, strides 1 and 2, batches, a 1x1 image. */
 static void test_conv3x3_isas(void) {
     static const struct {
-        int64_t n, c, h, w, o, pt, pb, pl, pr;
-    } cases[] = {{2, 12, 9, 13, 40, 1, 1, 1, 1}, {1, 16, 17, 23, 64, 0, 0, 0, 0},
-                 {1, 56, 7, 7, 100, 2, 0, 1, 3}, {1, 70, 6, 5, 96, 1, 1, 1, 1},
-                 {3, 8, 1, 1, 33, 1, 1, 1, 1},   {2, 13, 11, 3, 130, 1, 1, 0, 2}};
+        int64_t n, c, h, w, o, pt, pb, pl, pr, sh, sw;
+    } cases[] = {{2, 12, 9, 13, 40, 1, 1, 1, 1, 1, 1},  {1, 16, 17, 23, 64, 0, 0, 0, 0, 1, 1},
+                 {1, 56, 7, 7, 100, 2, 0, 1, 3, 1, 1},  {1, 70, 6, 5, 96, 1, 1, 1, 1, 1, 1},
+                 {3, 8, 1, 1, 33, 1, 1, 1, 1, 1, 1},    {2, 13, 11, 3, 130, 1, 1, 0, 2, 1, 1},
+                 {1, 20, 11, 30, 48, 1, 1, 1, 1, 2, 2}, {2, 9, 7, 31, 64, 1, 0, 0, 1, 1, 2}};
     enum { CAP = 70000 };
     static float x[CAP], wt[CAP], y[3][CAP];
     uint32_t state = 13;
@@ -1352,13 +1353,14 @@ static void test_conv3x3_isas(void) {
     int best = am_gemm_set_isa(99);
     for (size_t c = 0; c < AM_ARRAY_LEN(cases); c++) {
         int64_t n = cases[c].n, ch = cases[c].c, h = cases[c].h, w = cases[c].w, o = cases[c].o;
-        int64_t pt = cases[c].pt, pl = cases[c].pl;
-        int64_t oh = h + pt + cases[c].pb - 2, ow = w + pl + cases[c].pr - 2;
+        int64_t pt = cases[c].pt, pl = cases[c].pl, sh = cases[c].sh, sw = cases[c].sw;
+        int64_t oh = (h + pt + cases[c].pb - 3) / sh + 1;
+        int64_t ow = (w + pl + cases[c].pr - 3) / sw + 1;
         CHECK(n * ch * h * w <= CAP && o * ch * 9 <= CAP && n * o * oh * ow <= CAP);
         char attrs[160];
-        snprintf(attrs, sizeof attrs, "{\"stride\": [1, 1], \"padding\": [%d, %d, %d, %d], "
-                 "\"dilation\": [1, 1], \"groups\": 1}", (int)pt, (int)cases[c].pb, (int)pl,
-                 (int)cases[c].pr);
+        snprintf(attrs, sizeof attrs, "{\"stride\": [%d, %d], \"padding\": [%d, %d, %d, %d], "
+                 "\"dilation\": [1, 1], \"groups\": 1}", (int)sh, (int)sw, (int)pt,
+                 (int)cases[c].pb, (int)pl, (int)cases[c].pr);
         amber_tensor in[2] = {{AMBER_FLOAT32, 4, {n, ch, h, w}, x},
                               {AMBER_FLOAT32, 4, {o, ch, 3, 3}, wt}};
         size_t bytes = sizeof(float) * (size_t)(n * o * oh * ow);
@@ -1380,7 +1382,7 @@ static void test_conv3x3_isas(void) {
             double want = 0, mag = 0;
             for (int64_t cc = 0; cc < ch; cc++)
                 for (int64_t p = 0; p < 9; p++) {
-                    int64_t rr = r + p / 3 - pt, col = j + p % 3 - pl;
+                    int64_t rr = r * sh + p / 3 - pt, col = j * sw + p % 3 - pl;
                     if (rr < 0 || rr >= h || col < 0 || col >= w) continue;
                     double v = (double)wt[(oc * ch + cc) * 9 + p] *
                                x[((ni * ch + cc) * h + rr) * w + col];

@@ -112,8 +112,9 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
 # 3x3 convolutions computed directly on AVX-512 (k_conv3x3.c; the GEMM elsewhere): odd
 # widths (partial tiles of 6 outputs), bands of 240 outputs across rows, output channels
 # not a multiple of 64, input channels not a multiple of the 8 per pass and past one GEMM
-# depth block (C * 9 > 512), padding 0, 1, 2 and asymmetric, batches, 1x1 and 1xW images;
-# strides, dilation and groups (routed to the other paths) beside them.
+# depth block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (and 2 on
+# narrow outputs, dilation and groups: routed to the other paths), batches, 1x1 and 1xW
+# images.
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -121,6 +122,8 @@ DIRECT = [
     ((3, 9, 1, 1), (33, 9, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((2, 64, 7, 7), (130, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 24, 1, 37), (64, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 20, 30, 33), (48, 20, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 9, 29, 31), (64, 9, 3, 3), [2, 1], [1, 0, 0, 1], [1, 1], 1),
     ((1, 32, 15, 17), (64, 32, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
     ((1, 32, 15, 17), (64, 32, 3, 3), [1, 1], [2, 2, 2, 2], [2, 2], 1),
     ((1, 32, 15, 17), (64, 16, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 2),
