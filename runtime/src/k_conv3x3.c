@@ -7,9 +7,10 @@
  * p) * WP + j * sw + q. The filters are packed once per session as [O / 64][C][3][3][64].
  * A register tile holds 6 outputs (consecutive in the image's pixel order, across rows)
  * x 64 output channels (24 vectors): per tap, 4 filter vectors and 6 broadcast inputs, 24
- * fused multiply-adds. A task computes a band of D3_BAND outputs for one block of 64
- * channels in a tile buffer (pixels x channels), D3_ICB input channels at a time (their
- * filters stay in L1), then writes it transposed to y with the epilogue (am_epi_tr_fn).
+ * fused multiply-adds. A task computes a band of outputs (at most D3_BAND) for one block
+ * of 64 channels in a tile buffer (pixels x channels), D3_ICB input channels at a time
+ * (their filters stay in L1), then writes it transposed to y with the epilogue
+ * (am_epi_tr_fn).
  * Every output is one chain of fused multiply-adds from +0 over the taps in (c, p, q)
  * order, padding taps included, whatever the band, block or thread: the bits depend on
  * the shapes alone. (They are the GEMM path's while C * 9 fits one of its depth blocks,
@@ -33,7 +34,7 @@ typedef struct d3_job {
     int64_t h, w, pt, pl; /* the input planes and their place in the padded ones */
     const float *x, *wt;  /* x: the image */
     float *xp, *y, *ws;   /* ws: a tile buffer per worker */
-    int64_t ws_len, pad_tasks;
+    int64_t band, ws_len, pad_tasks; /* band: outputs per task, at most D3_BAND */
     const am_epi *epi;
 } d3_job;
 
@@ -79,23 +80,26 @@ D3_AVX512 static void d3_tile(const float *const *q, int64_t plane, int64_t wp, 
             _mm512_storeu_ps(acc + p * D3_OB + v * 16, a[p][v]);
 }
 
-/* Task t: output channel block t % nob, outputs [l0, l1) of the image (a band of
- * D3_BAND, the rows' pixels in turn). A tile past l1 repeats the band's last output. */
+/* Task t: output channel block t % nob, outputs [l0, l1) of the image (a band, the rows'
+ * pixels in turn). A tile past l1 repeats the band's last output. */
 static void d3_task(void *ud, int64_t t, int worker) {
     const d3_job *j = (const d3_job *)ud;
-    int64_t ob = t % j->nob, L = j->oh * j->ow, l0 = t / j->nob * D3_BAND;
-    int64_t l1 = l0 + D3_BAND < L ? l0 + D3_BAND : L;
+    int64_t ob = t % j->nob, L = j->oh * j->ow, l0 = t / j->nob * j->band;
+    int64_t l1 = l0 + j->band < L ? l0 + j->band : L;
     float *acc = j->ws + worker * j->ws_len;
     const float *w = j->wt + ob * j->c * 9 * D3_OB;
+    int64_t at[D3_BAND + D3_PX]; /* where output l0 + i reads plane 0 */
+    for (int64_t i = 0, r = l0 / j->ow, c = l0 % j->ow; i < l1 - l0; i++) {
+        at[i] = r * j->sh * j->wp + c * j->sw;
+        if (++c == j->ow) c = 0, r++;
+    }
+    for (int64_t i = l1 - l0; i < D3_BAND + D3_PX; i++) at[i] = at[l1 - l0 - 1];
     for (int64_t c0 = 0; c0 < j->c; c0 += D3_ICB) {
         int64_t nc = j->c - c0 < D3_ICB ? j->c - c0 : D3_ICB;
-        for (int64_t f = l0; f < l1; f += D3_PX) {
+        for (int64_t f = 0; f < l1 - l0; f += D3_PX) {
             const float *q[D3_PX];
-            for (int p = 0; p < D3_PX; p++) {
-                int64_t l = f + p < l1 ? f + p : l1 - 1;
-                q[p] = j->xp + c0 * j->plane + l / j->ow * j->sh * j->wp + l % j->ow * j->sw;
-            }
-            d3_tile(q, j->plane, j->wp, w + c0 * 9 * D3_OB, nc, acc + (f - l0) * D3_OB, c0 == 0);
+            for (int p = 0; p < D3_PX; p++) q[p] = j->xp + c0 * j->plane + at[f + p];
+            d3_tile(q, j->plane, j->wp, w + c0 * 9 * D3_OB, nc, acc + f * D3_OB, c0 == 0);
         }
     }
     int64_t nc = j->o - ob * D3_OB < D3_OB ? j->o - ob * D3_OB : D3_OB;
@@ -166,14 +170,19 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     const int64_t *xs = in[0].shape, o = in[1].shape[0], oh = out->shape[2], ow = out->shape[3];
     d3_job j = {xs[1], o, oh, ow, a->stride[0], a->stride[1], (ow - 1) * a->stride[1] + 3, 0,
                 (o + D3_OB - 1) / D3_OB, 0, xs[2], xs[3], a->padding[0], a->padding[2],
-                NULL, NULL, NULL, out->data, NULL, 0, 1, ctx->epi};
+                NULL, NULL, NULL, out->data, NULL, 0, 0, 1, ctx->epi};
     j.plane = ((oh - 1) * j.sh + 3) * j.wp;
-    j.ws_len = (D3_BAND + D3_PX - 1) / D3_PX * D3_PX * D3_OB;
-    int64_t tasks = j.nob * ((oh * ow + D3_BAND - 1) / D3_BAND);
-    double work = (double)(j.nob * D3_OB * oh * ow * j.c * 9);
-    bool parallel = am_pool_size(ctx->pool) > 1 && tasks > 1 && work >= AM_PARALLEL_MIN &&
-                    am_pool_for(ctx->pool, work);
+    j.ws_len = D3_BAND * D3_OB;
+    int64_t L = oh * ow, bands = (L + D3_BAND - 1) / D3_BAND;
+    double work = (double)(j.nob * D3_OB * L * j.c * 9);
+    bool parallel = am_pool_size(ctx->pool) > 1 && j.nob * bands > 1 &&
+                    work >= AM_PARALLEL_MIN && am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
+    /* bands of about equal size, tasks a multiple of the workers (the bits do not depend
+     * on the bands) */
+    while ((j.nob * bands) % workers && bands < L) bands++;
+    j.band = ((L + bands - 1) / bands + D3_PX - 1) / D3_PX * D3_PX;
+    int64_t tasks = j.nob * ((L + j.band - 1) / j.band);
     /* NOTE: no fallback to the GEMM path without the memory: its bits differ (C > 56) */
     float *buf = NULL;
     size_t len = (size_t)(j.c * j.plane + workers * j.ws_len);
