@@ -44,6 +44,16 @@ typedef struct d3_job {
 #define COLD __attribute__((cold)) /* set-up code: optimised for size */
 #define D3_AVX512 __attribute__((target("avx512f")))
 
+/* Output p's tap s[k] times the 4 filter vectors, into its accumulators */
+#define D3_FMA(p, s)                                                                       \
+    do {                                                                                   \
+        __m512 b = _mm512_set1_ps(s[k]);                                                   \
+        a[p][0] = _mm512_fmadd_ps(w0, b, a[p][0]);                                         \
+        a[p][1] = _mm512_fmadd_ps(w1, b, a[p][1]);                                         \
+        a[p][2] = _mm512_fmadd_ps(w2, b, a[p][2]);                                         \
+        a[p][3] = _mm512_fmadd_ps(w3, b, a[p][3]);                                         \
+    } while (0)
+
 /* acc[px][64] for D3_PX outputs: +0 (first) or acc, plus the taps of nc input channels,
  * output px's first at q[px] (in plane 0), their filters at w. */
 D3_AVX512 static void d3_tile(const float *const *q, int64_t plane, int64_t wp, const float *w,
@@ -59,14 +69,6 @@ D3_AVX512 static void d3_tile(const float *const *q, int64_t plane, int64_t wp, 
             int64_t k = i + t / 3 * wp + t % 3;
             __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
             __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-#define D3_FMA(p, s)                                                                       \
-    do {                                                                                   \
-        __m512 b = _mm512_set1_ps(s[k]);                                                   \
-        a[p][0] = _mm512_fmadd_ps(w0, b, a[p][0]);                                         \
-        a[p][1] = _mm512_fmadd_ps(w1, b, a[p][1]);                                         \
-        a[p][2] = _mm512_fmadd_ps(w2, b, a[p][2]);                                         \
-        a[p][3] = _mm512_fmadd_ps(w3, b, a[p][3]);                                         \
-    } while (0)
             D3_FMA(0, s0);
             D3_FMA(1, s1);
             D3_FMA(2, s2);
@@ -174,6 +176,7 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     j.plane = ((oh - 1) * j.sh + 3) * j.wp;
     j.ws_len = D3_BAND * D3_OB;
     int64_t L = oh * ow, bands = (L + D3_BAND - 1) / D3_BAND;
+    if (L == 0 || xs[0] == 0) return AMBER_OK;
     double work = (double)(j.nob * D3_OB * L * j.c * 9);
     bool parallel = am_pool_size(ctx->pool) > 1 && j.nob * bands > 1 &&
                     work >= AM_PARALLEL_MIN && am_pool_for(ctx->pool, work);
