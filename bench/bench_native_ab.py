@@ -28,7 +28,8 @@ Usage (from the repository root; amber importable to export the models)::
 single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
 ``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
-values.
+values; ``--conv3x3`` ResNet-50's and SqueezeNet 1.0's 3x3 convolutions, each with batch
+norm and ReLU, at batch 1.
 ``--runtime-threads N`` gives the sessions N intra-op threads; ``--only TEXT`` keeps the
 cases whose name contains TEXT.
 """
@@ -225,6 +226,28 @@ def transformer_models(workdir: Path) -> list[tuple[str, Path, Any, int]]:
              tuple(bt.inputs(model, b, s).values()), 1) for model, b, s in TRANSFORMER_CASES]
 
 
+# (in, out, stride, input size) of ResNet-50's 3x3 convolutions and SqueezeNet 1.0's
+# expand3x3 ones
+CONV3X3_SHAPES = [(64, 64, 1, 56), (128, 128, 1, 28), (256, 256, 1, 14), (512, 512, 1, 7),
+                  (128, 128, 2, 56), (256, 256, 2, 28), (512, 512, 2, 14), (16, 64, 1, 55),
+                  (32, 128, 1, 55), (32, 128, 1, 27), (48, 192, 1, 27), (64, 256, 1, 27),
+                  (64, 256, 1, 13)]
+
+
+def conv3x3_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    """Each shape of CONV3X3_SHAPES as conv (padding 1) + BatchNorm (eval) + ReLU, batch 1."""
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cases: list[tuple[str, Path, np.ndarray, int]] = []
+    for c, o, s, h in CONV3X3_SHAPES:
+        mod = nn.Sequential(nn.Conv2d(c, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+        path = workdir / f"conv3x3_{len(cases)}.amber"
+        am.export(mod.eval(), am.spec("batch", c, h, h)).save(str(path))
+        cases.append((f"conv3x3 {c}->{o} s{s} {h}x{h}", path,
+                      rng.standard_normal((1, c, h, h)).astype(np.float32), 1))
+    return cases
+
+
 UNARY_SHAPE = (64, 1024)
 
 
@@ -263,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unary", action="store_true",
                     help="exp, sigmoid, tanh, erf and the tanh-form GELU on 64x1024 floats "
                          "instead of the MLP and LSTMs")
+    ap.add_argument("--conv3x3", action="store_true",
+                    help="ResNet-50's and SqueezeNet's 3x3 convolutions (+ BatchNorm + ReLU) "
+                         "instead of the MLP and LSTMs")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
     ap.add_argument("--only", default=None, metavar="TEXT",
@@ -279,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 (c, v): Opener(lib, path, flags) for c, path in cases for v, lib, flags in variants}
         else:
             make = (transformer_models if args.transformer else cnn_models if args.cnn
-                    else unary_models if args.unary else models)
+                    else unary_models if args.unary
+                    else conv3x3_models if args.conv3x3 else models)
             cases = [c for c in make(Path(tmp)) if args.only is None or args.only in c[0]]
             runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}

@@ -411,7 +411,8 @@ EPI_AVX512 static void epi_tr_block(const am_epi_tr *j, int64_t o0, int64_t nc, 
         const int64_t nl = l1 - l < 16 ? l1 - l : 16;
         epi_v16f r[16];
         _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
-            r[i] = (epi_v16f)_mm512_maskz_loadu_ps(i < nl ? mc : 0, j->tmp + (l + i) * o + o0);
+            r[i] = (epi_v16f)_mm512_maskz_loadu_ps(i < nl ? mc : 0,
+                                                   j->tmp + (l + i - j->l0) * o + o0 - j->c0);
         if (regs) epi_tr_regs(j->e, sv, r);
         EPI_TR_STAGE(8);
         EPI_TR_STAGE(4);

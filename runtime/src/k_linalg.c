@@ -623,7 +623,8 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
             a = cols;                                                                      \
         }                                                                                  \
         if (TR_EPI_##SUF) {                                                                \
-            am_epi_tr tr = {ctx->epi, ni, L, o, (const float *)(void *)tmp, (float *)(void *)y}; \
+            am_epi_tr tr = {ctx->epi, ni, L, o, (const float *)(void *)tmp,                \
+                            (float *)(void *)y, 0, 0};                                     \
             const am_gemm_epi ge = {am_epi_tr_fn, &tr, NULL};                              \
             return am_gemm_prepacked_epi_##SUF(ctx, L, o, K, a, 1, L, NULL, 0, 0, wt, tmp, o, \
                                                &ge);                                       \
@@ -781,6 +782,7 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         return k_conv2d(op, ctx, sub, 2, &unit, out);
     }
     if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
+    if (am_conv3x3_fits(in, a, out)) return am_conv3x3(ctx, in, a, out);
     /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
     if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4) ||

@@ -408,12 +408,14 @@ bool am_epi_in_registers(am_epi *e, bool tile);
 void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
 /* A transposed product's result (a convolution as yT[L x o] = im2col(x)^T W^T): as an
  * am_gemm_epi fn, writes rows [r0, r0 + nr) x columns [c0, c0 + nc) of tmp[L x o] as
- * y[o x L] = tmp^T, with e (if any) applied to image img of y (k_epilogue.c; AVX-512). */
+ * y[o x L] = tmp^T, with e (if any) applied to image img of y (k_epilogue.c; AVX-512).
+ * tmp may hold a part only: row l, column c at tmp[(l - l0) * o + c - c0]. */
 typedef struct am_epi_tr {
     const struct am_epi *e;
     int64_t img, L, o;
     const float *tmp;
     float *y;
+    int64_t l0, c0;
 } am_epi_tr;
 void am_epi_tr_fn(const void *ud, int64_t r0, int64_t nr, int64_t c0, int64_t nc);
 /* Vectors of a depthwise kernel's register epilogue */
@@ -432,6 +434,12 @@ amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_att
 bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                            amber_tensor *out);
+
+/* conv2d (in: x, w) with a 3x3 kernel, stride 1 or 2, no dilation or groups, in float32
+ * on AVX-512, computed directly (k_conv3x3.c; am_conv3x3_fits: where it is the faster). */
+bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
+amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                        amber_tensor *out);
 
 /* An epilogue's rows for a product: image img, rows from `row` (the product's row r is
  * the view's row + r). */

@@ -109,6 +109,53 @@ def _against_reference(lib: ctypes.CDLL, ctx, ctx1, case, groups: int, f64: bool
 def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
     _against_reference(lib, ctx, ctx1, case, 1, f64, 7)
 
+# 3x3 convolutions computed directly on AVX-512 (k_conv3x3.c; the GEMM elsewhere): odd
+# widths (partial tiles of 6 outputs), bands of 240 outputs across rows, output channels
+# not a multiple of 64, input channels not a multiple of the 8 per pass and past one GEMM
+# depth block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (and 2 on
+# narrow outputs, dilation and groups: routed to the other paths), batches, 1x1 and 1xW
+# images.
+DIRECT = [
+    ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
+    ((1, 70, 19, 21), (100, 70, 3, 3), [1, 1], [2, 0, 1, 3], [1, 1], 1),
+    ((3, 9, 1, 1), (33, 9, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 64, 7, 7), (130, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 24, 1, 37), (64, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 20, 30, 33), (48, 20, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 9, 29, 31), (64, 9, 3, 3), [2, 1], [1, 0, 0, 1], [1, 1], 1),
+    ((1, 32, 15, 17), (64, 32, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 32, 15, 17), (64, 32, 3, 3), [1, 1], [2, 2, 2, 2], [2, 2], 1),
+    ((1, 32, 15, 17), (64, 16, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 2),
+]
+
+
+@pytest.fixture(scope="module")
+def ctx3(lib: ctypes.CDLL):
+    yield from _context(lib, 3)
+
+
+@pytest.fixture(scope="module")
+def ctx8(lib: ctypes.CDLL):
+    yield from _context(lib, 8)
+
+
+@pytest.mark.parametrize("case", DIRECT, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_conv3x3_direct(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
+    """The reference's values, and the same bits at 1, 2, 3 and 8 threads."""
+    xs, ws, stride, padding, dilation, groups = case
+    _against_reference(lib, ctx, ctx1, case[:5], groups, False, 13)
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    out = [(xs[2 + i] + padding[2 * i] + padding[2 * i + 1] - 2 * dilation[i] - 1) // stride[i]
+           + 1 for i in range(2)]
+    shape = (xs[0], ws[0], *out)
+    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, shape)
+    for c in (ctx3, ctx8):
+        assert run_kernel(lib, c, "conv2d", [x, w], attrs, shape).tobytes() == one.tobytes()
+
+
 # Depthwise convolutions (one input channel per group; channel multipliers 1 and 2) at
 # the plane's borders: planes of 1x1 to 3x3 and odd widths, padding wider than the
 # kernel's reach and asymmetric, dilation, strides 1-3, rows of whole and partial vectors.

@@ -1,0 +1,220 @@
+/* conv2d with a 3x3 kernel, stride 1 or 2, no dilation or groups, float32 on AVX-512:
+ * computed directly, without im2col (ResNet's and SqueezeNet's 3x3 convolutions spent a
+ * sixth of their time packing im2col columns and copying the padded input for the GEMM).
+ *
+ * Each image is copied once, zero-padded, into C planes of HP x WP (the rows and columns
+ * the windows reach), so that tap (c, p, q) of output (i, j) is at c * HP * WP + (i * sh +
+ * p) * WP + j * sw + q. The filters are packed once per session as [O / 64][C][3][3][64].
+ * A register tile holds 6 outputs (consecutive in the image's pixel order, across rows)
+ * x 64 output channels (24 vectors): per tap, 4 filter vectors and 6 broadcast inputs, 24
+ * fused multiply-adds. A task computes a band of outputs (at most D3_BAND) for one block
+ * of 64 channels in a tile buffer (pixels x channels), D3_ICB input channels at a time
+ * (their filters stay in L1), then writes it transposed to y with the epilogue
+ * (am_epi_tr_fn).
+ * Every output is one chain of fused multiply-adds from +0 over the taps in (c, p, q)
+ * order, padding taps included, whatever the band, block or thread: the bits depend on
+ * the shapes alone. (They are the GEMM path's while C * 9 fits one of its depth blocks,
+ * 512; beyond, the GEMM sums each block apart first.) */
+#include "ops.h"
+
+#include <string.h>
+
+enum {
+    D3_OB = 64,    /* output channels per block: four vectors */
+    D3_PX = 6,     /* flattened outputs per register tile */
+    D3_ICB = 8,    /* input channels per pass over a band (their 18 KB of filters in L1) */
+    D3_BAND = 240, /* outputs per band (a 60 KB tile buffer; 120 and 480 ran slower) */
+};
+
+/* The am_keep kind of the packed filters */
+#define KEEP_KIND_CONV3X3 0x5500u
+
+typedef struct d3_job {
+    int64_t c, o, oh, ow, sh, sw, wp, plane, nob, img;
+    int64_t h, w, pt, pl; /* the input planes and their place in the padded ones */
+    const float *x, *wt;  /* x: the image */
+    float *xp, *y, *ws;   /* ws: a tile buffer per worker */
+    int64_t band, ws_len, pad_tasks; /* band: outputs per task, at most D3_BAND */
+    const am_epi *epi;
+} d3_job;
+
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#include <immintrin.h>
+
+#define COLD __attribute__((cold)) /* set-up code: optimised for size */
+#define D3_AVX512 __attribute__((target("avx512f")))
+
+/* Output p's tap s[k] times the 4 filter vectors, into its accumulators */
+#define D3_FMA(p, s)                                                                       \
+    do {                                                                                   \
+        __m512 b = _mm512_set1_ps(s[k]);                                                   \
+        a[p][0] = _mm512_fmadd_ps(w0, b, a[p][0]);                                         \
+        a[p][1] = _mm512_fmadd_ps(w1, b, a[p][1]);                                         \
+        a[p][2] = _mm512_fmadd_ps(w2, b, a[p][2]);                                         \
+        a[p][3] = _mm512_fmadd_ps(w3, b, a[p][3]);                                         \
+    } while (0)
+
+/* acc[px][64] for D3_PX outputs: +0 (first) or acc, plus the taps of nc input channels,
+ * output px's first at q[px] (in plane 0), their filters at w. */
+D3_AVX512 static void d3_tile(const float *const *q, int64_t plane, int64_t wp, const float *w,
+                              int64_t nc, float *acc, bool first) {
+    __m512 a[D3_PX][4];
+    _Pragma("GCC unroll 6") for (int p = 0; p < D3_PX; p++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
+            a[p][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + p * D3_OB + v * 16);
+    const float *s0 = q[0], *s1 = q[1], *s2 = q[2], *s3 = q[3], *s4 = q[4], *s5 = q[5];
+    for (int64_t ic = 0; ic < nc; ic++) {
+        int64_t i = ic * plane;
+        _Pragma("GCC unroll 1") for (int t = 0; t < 9; t++, w += D3_OB) {
+            int64_t k = i + t / 3 * wp + t % 3;
+            __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+            __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
+            D3_FMA(0, s0);
+            D3_FMA(1, s1);
+            D3_FMA(2, s2);
+            D3_FMA(3, s3);
+            D3_FMA(4, s4);
+            D3_FMA(5, s5);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int p = 0; p < D3_PX; p++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
+            _mm512_storeu_ps(acc + p * D3_OB + v * 16, a[p][v]);
+}
+
+/* Task t: output channel block t % nob, outputs [l0, l1) of the image (a band, the rows'
+ * pixels in turn). A tile past l1 repeats the band's last output. */
+static void d3_task(void *ud, int64_t t, int worker) {
+    const d3_job *j = (const d3_job *)ud;
+    int64_t ob = t % j->nob, L = j->oh * j->ow, l0 = t / j->nob * j->band;
+    int64_t l1 = l0 + j->band < L ? l0 + j->band : L;
+    float *acc = j->ws + worker * j->ws_len;
+    const float *w = j->wt + ob * j->c * 9 * D3_OB;
+    int64_t at[D3_BAND + D3_PX]; /* where output l0 + i reads plane 0 */
+    for (int64_t i = 0, r = l0 / j->ow, c = l0 % j->ow; i < l1 - l0; i++) {
+        at[i] = r * j->sh * j->wp + c * j->sw;
+        if (++c == j->ow) c = 0, r++;
+    }
+    for (int64_t i = l1 - l0; i < D3_BAND + D3_PX; i++) at[i] = at[l1 - l0 - 1];
+    for (int64_t c0 = 0; c0 < j->c; c0 += D3_ICB) {
+        int64_t nc = j->c - c0 < D3_ICB ? j->c - c0 : D3_ICB;
+        for (int64_t f = 0; f < l1 - l0; f += D3_PX) {
+            const float *q[D3_PX];
+            for (int p = 0; p < D3_PX; p++) q[p] = j->xp + c0 * j->plane + at[f + p];
+            d3_tile(q, j->plane, j->wp, w + c0 * 9 * D3_OB, nc, acc + f * D3_OB, c0 == 0);
+        }
+    }
+    int64_t nc = j->o - ob * D3_OB < D3_OB ? j->o - ob * D3_OB : D3_OB;
+    am_epi_tr tr = {j->epi, j->img, L, D3_OB, acc, j->y + j->img * j->o * L, l0, ob * D3_OB};
+    am_epi_tr_fn(&tr, l0, l1 - l0, ob * D3_OB, nc);
+}
+
+/* Where it ran faster than the GEMM path: 32 output channels or more, 4 input channels or
+ * more, stride 2 only for outputs 14 wide or wider (ResNet-50's 14x14 to 7x7 ran 5%
+ * slower). */
+COLD bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
+    const int64_t *ws = in[1].shape;
+    bool s1 = a->stride[0] == 1 && a->stride[1] == 1;
+    return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
+           a->groups == 1 && a->stride[0] <= 2 && a->stride[1] <= 2 && a->dilation[0] == 1 &&
+           a->dilation[1] == 1 && ws[2] == 3 && ws[3] == 3 && ws[0] >= 32 && ws[1] >= 4 &&
+           (s1 || out->shape[3] >= 14);
+}
+
+/* w[O][C][3][3] as [O / 64][C][3][3][64], zero past O */
+COLD static void d3_pack(const float *w, int64_t o, int64_t c, float *p) {
+    for (int64_t ob = 0; ob < o; ob += D3_OB)
+        for (int64_t k = 0; k < c * 9; k++, p += D3_OB)
+            for (int64_t l = 0; l < D3_OB; l++)
+                p[l] = ob + l < o ? w[(ob + l) * c * 9 + k] : 0.0f;
+}
+
+/* The packed filters: kept for the session when w is fixed (and the memory limit allows),
+ * else packed into scratch memory. */
+COLD static amber_status d3_filters(am_ctx *ctx, const float *w, int64_t o, int64_t c,
+                                    const float **out) {
+    size_t len = sizeof(float) * (size_t)((o + D3_OB - 1) / D3_OB * D3_OB * c * 9);
+    uint32_t kind = KEEP_KIND_CONV3X3 | (uint32_t)sizeof(float);
+    bool keep = (ctx->fixed_inputs & 2) && ctx->keep;
+    float *p = keep ? (float *)am_keep_find(ctx->keep, w, kind, o, c) : NULL;
+    amber_status st = AMBER_OK;
+    if ((*out = p)) return st;
+    if (!(keep && (p = (float *)am_keep_add(ctx->keep, w, kind, o, c, len))))
+        st = am_arena_alloc(ctx->scratch, len, (void **)&p, ctx->err);
+    if (st == AMBER_OK) d3_pack(w, o, c, p);
+    *out = p;
+    return st;
+}
+
+/* Task t of pad_tasks: its share of the image's planes into the padded ones, the padding
+ * zeroed too (rows from pt and columns from pl hold x's; columns past WP are never read). */
+static void d3_pad(void *ud, int64_t t, int worker) {
+    const d3_job *j = (const d3_job *)ud;
+    int64_t hp = j->plane / j->wp, wp = j->wp, h = j->h, w = j->w, pt = j->pt;
+    int64_t pl = j->pl < wp ? j->pl : wp, cnt = w < wp - pl ? w : wp - pl;
+    int64_t r1 = j->c * (t + 1) / j->pad_tasks * hp;
+    (void)worker;
+    for (int64_t r = j->c * t / j->pad_tasks * hp; r < r1; r++) {
+        int64_t c = r / hp, i = r % hp - pt; /* x's row i of channel c */
+        float *xp = j->xp + r * wp;
+        if (i < 0 || i >= h) {
+            memset(xp, 0, sizeof(float) * (size_t)wp);
+            continue;
+        }
+        memset(xp, 0, sizeof(float) * (size_t)pl);
+        memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
+        memset(xp + pl + cnt, 0, sizeof(float) * (size_t)(wp - pl - cnt));
+    }
+}
+
+COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                             amber_tensor *out) {
+    const int64_t *xs = in[0].shape, o = in[1].shape[0], oh = out->shape[2], ow = out->shape[3];
+    d3_job j = {xs[1], o, oh, ow, a->stride[0], a->stride[1], (ow - 1) * a->stride[1] + 3, 0,
+                (o + D3_OB - 1) / D3_OB, 0, xs[2], xs[3], a->padding[0], a->padding[2],
+                NULL, NULL, NULL, out->data, NULL, 0, 0, 1, ctx->epi};
+    j.plane = ((oh - 1) * j.sh + 3) * j.wp;
+    j.ws_len = D3_BAND * D3_OB;
+    int64_t L = oh * ow, bands = (L + D3_BAND - 1) / D3_BAND;
+    if (L == 0 || xs[0] == 0) return AMBER_OK;
+    double work = (double)(j.nob * D3_OB * L * j.c * 9);
+    bool parallel = am_pool_size(ctx->pool) > 1 && j.nob * bands > 1 &&
+                    work >= AM_PARALLEL_MIN && am_pool_for(ctx->pool, work);
+    int workers = parallel ? am_pool_size(ctx->pool) : 1;
+    /* bands of about equal size, tasks a multiple of the workers (the bits do not depend
+     * on the bands) */
+    while ((j.nob * bands) % workers && bands < L) bands++;
+    j.band = ((L + bands - 1) / bands + D3_PX - 1) / D3_PX * D3_PX;
+    int64_t tasks = j.nob * ((L + j.band - 1) / j.band);
+    /* NOTE: no fallback to the GEMM path without the memory: its bits differ (C > 56) */
+    float *buf = NULL;
+    size_t len = (size_t)(j.c * j.plane + workers * j.ws_len);
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&buf, ctx->err);
+    if (st != AMBER_OK) return st;
+    j.xp = buf, j.ws = buf + j.c * j.plane;
+    if ((st = d3_filters(ctx, in[1].data, o, j.c, &j.wt)) != AMBER_OK) return st;
+    j.pad_tasks = workers < j.c ? workers : j.c;
+    for (j.img = 0; j.img < xs[0]; j.img++) {
+        j.x = (const float *)in[0].data + j.img * j.c * j.h * j.w;
+        if (parallel) {
+            am_pool_run(ctx->pool, j.pad_tasks, d3_pad, &j);
+            am_pool_run(ctx->pool, tasks, d3_task, &j);
+            continue;
+        }
+        d3_pad(&j, 0, 0);
+        for (int64_t t = 0; t < tasks; t++) d3_task(&j, t, 0);
+    }
+    return AMBER_OK;
+}
+#else
+bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
+    (void)in, (void)a, (void)out;
+    return false;
+}
+
+amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                        amber_tensor *out) {
+    (void)ctx, (void)in, (void)a, (void)out;
+    return AMBER_ERR_INTERNAL;
+}
+#endif
