@@ -164,8 +164,8 @@ CELL_ATTR static void cell_f32_avx512(const float *const *pre, const int64_t *rs
 CELL_INLINE static inline vf_avx512 gelu_arg_avx512(const struct am_epi_op *o, int k,
                                                     char *const *p, int64_t i, __mmask16 m,
                                                     vf_avx512 cur) {
-    const float *q = (const float *)(const void *)p[o->src[k] + 1];
     if (o->kind[k] == EPI_TMP) return cur;
+    const float *q = (const float *)(const void *)p[o->src[k] + 1];
     if (o->kind[k] == EPI_SCALAR) return splat_avx512(q[0]);
     return (vf_avx512)_mm512_maskz_loadu_ps(m, q + i);
 }
