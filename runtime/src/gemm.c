@@ -416,13 +416,15 @@ static bool small_f64(int64_t m, int64_t n, int64_t k, const double *A, int64_t 
 /* Columns per packed block of a B made while packing (am_gemm_bsrc). */
 #define NC_IMPLICIT 256
 
-/* Columns [0, kc - kc % 4) of the first `rows` (4, 8 or 12) of 12 contiguous rows (row
- * stride rsa) packed as pack_a does (dst[p * 12 + i] = a[i * rsa + p]), four columns at a
- * time: 4 x 4 transposes in 16-byte vectors. Returns how many columns it packed. */
-static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc, int64_t rows) {
+/* Columns [0, kc - kc % 4) of the first `rows` (a multiple of 4) of w contiguous rows (row
+ * stride rsa) packed as pack_a does (dst[p * w + i] = a[i * rsa + p]; w 12, or 16 for a
+ * sliver of a B whose columns are contiguous: K^T), four columns at a time: 4 x 4
+ * transposes in 16-byte vectors. Returns how many columns it packed. */
+static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc, int64_t rows,
+                           int64_t w) {
     typedef float v4f __attribute__((vector_size(16)));
     int64_t p = 0;
-    for (; p + 4 <= kc; p += 4, dst += 48)
+    for (; p + 4 <= kc; p += 4, dst += 4 * w)
         for (int g = 0; g < rows; g += 4) {
             const float *r = a + g * rsa + p;
             v4f r0, r1, r2, r3;
@@ -439,15 +441,15 @@ static int64_t pack_a4_f32(float *dst, const float *a, int64_t rsa, int64_t kc, 
             r2 = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
             r3 = __builtin_shufflevector(t2, t3, 2, 3, 6, 7);
             memcpy(dst + g, &r0, sizeof r0);
-            memcpy(dst + 12 + g, &r1, sizeof r1);
-            memcpy(dst + 24 + g, &r2, sizeof r2);
-            memcpy(dst + 36 + g, &r3, sizeof r3);
+            memcpy(dst + w + g, &r1, sizeof r1);
+            memcpy(dst + 2 * w + g, &r2, sizeof r2);
+            memcpy(dst + 3 * w + g, &r3, sizeof r3);
         }
     return p;
 }
 static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc,
-                           int64_t rows) {
-    (void)dst, (void)a, (void)rsa, (void)kc, (void)rows;
+                           int64_t rows, int64_t w) {
+    (void)dst, (void)a, (void)rsa, (void)kc, (void)rows, (void)w;
     return 0;
 }
 
@@ -494,8 +496,10 @@ static int64_t direct_rows(int64_t mc) {
             if (nr < NR)                                                                      \
                 for (int64_t p = 0; p < kc; p++)                                              \
                     memset(dst + p * NR + nr, 0, sizeof(T) * (size_t)(NR - nr));              \
+            /* columns contiguous (K^T): by 4 x 4 transposes, then column-wise */            \
+            int64_t p0 = rsb == 1 && nr == NR ? pack_a4_##SUF(dst, b, csb, kc, NR, NR) : 0;   \
             for (int64_t j = 0; j < nr; j++) /* column-wise: contiguous when rsb == 1 */      \
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = b[p * rsb + j * csb];      \
+                for (int64_t p = p0; p < kc; p++) dst[p * NR + j] = b[p * rsb + j * csb];     \
         }                                                                                     \
     }                                                                                         \
                                                                                               \
@@ -511,7 +515,7 @@ static int64_t direct_rows(int64_t mc) {
             /* p outer: the MR rows stream in together (one miss at a time is slow). Rows  \
              * [0, r4) by transposes (a short panel's too), the rest one by one. */         \
             int64_t r4 = csa == 1 && MR == 12 ? mr / 4 * 4 : 0;                               \
-            int64_t p0 = r4 ? pack_a4_##SUF(dst, a, rsa, kc, r4) : 0;                         \
+            int64_t p0 = r4 ? pack_a4_##SUF(dst, a, rsa, kc, r4, MR) : 0;                     \
             for (int64_t p = p0; p < kc; p++)                                                 \
                 for (int64_t i = 0; i < r4; i++) dst[p * MR + i] = a[i * rsa + p];            \
             for (int64_t p = 0; p < kc; p++)                                                  \

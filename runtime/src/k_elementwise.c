@@ -158,6 +158,45 @@ CELL_ATTR static void cell_f32_avx512(const float *const *pre, const int64_t *rs
     }
     _mm512_mask_storeu_ps(hp, hm, (__m512)CELL_OP(so, *, tanh_avx512(c), sw[3]));
 }
+
+/* Operand k of a step before a GELU's (am_epi_gelu_f32): the step before (cur), a row's
+ * scalar or 16 elements of a row from i (lanes m). */
+CELL_INLINE static inline vf_avx512 gelu_arg_avx512(const struct am_epi_op *o, int k,
+                                                    char *const *p, int64_t i, __mmask16 m,
+                                                    vf_avx512 cur) {
+    if (o->kind[k] == EPI_TMP) return cur;
+    const float *q = (const float *)(const void *)p[o->src[k] + 1];
+    if (o->kind[k] == EPI_SCALAR) return splat_avx512(q[0]);
+    return (vf_avx512)_mm512_maskz_loadu_ps(m, q + i);
+}
+
+/* A row 16 elements at a time (the tail in zero-filled lanes, each lane alone as in the
+ * row loops' padded tails): the steps before the GELU's, then x * c * (tanh((x + x * x *
+ * x * a) * b) + d) in the steps' order. NOTE: one vector a turn (out-of-order execution
+ * overlaps the turns' tanh chains) keeps the code small. */
+CELL_ATTR static void gelu_avx512(const am_epi *e, char *const *p, int64_t n) {
+    const int n0 = e->g->n_steps - 9;
+    const struct am_epi_op *g = e->ops + n0;
+#define GELU_S(j) splat_avx512(*(const float *)(const void *)p[g[j].src[1] + 1])
+    const vf_avx512 a = GELU_S(2), b = GELU_S(4), c = GELU_S(5), d = GELU_S(7);
+#undef GELU_S
+    float *y = (float *)(void *)p[0];
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffffu : (1u << (n - i)) - 1u);
+        vf_avx512 x = (vf_avx512)_mm512_maskz_loadu_ps(m, y + i);
+        for (int j = 0; j < n0; j++) {
+            const struct am_epi_op *o = &e->ops[j];
+            vf_avx512 v = gelu_arg_avx512(o, 0, p, i, m, x);
+            vf_avx512 w = gelu_arg_avx512(o, 1, p, i, m, x);
+            x = o->op == EPI_ADD   ? v + w
+                : o->op == EPI_SUB ? v - w
+                : o->op == EPI_MUL ? v * w
+                                   : v / w;
+        }
+        vf_avx512 t = tanh_avx512((x + x * x * x * a) * b);
+        _mm512_mask_storeu_ps(y + i, m, (__m512)(x * c * (t + d)));
+    }
+}
 #undef CELL_OP
 #undef CELL_ATTR
 #undef CELL_INLINE
@@ -174,6 +213,17 @@ bool am_cell_f32(const float *const *pre, const int64_t *rs, int n_pre, const in
 #endif
     (void)pre, (void)rs, (void)n_pre, (void)off, (void)cp, (void)co, (void)ho, (void)n;
     (void)rows, (void)ld, (void)swapped;
+    return false;
+}
+
+bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    if (am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
+        gelu_avx512(e, p, n);
+        return true;
+    }
+#endif
+    (void)e, (void)p, (void)n;
     return false;
 }
 #define SIGNF(a) ((a) > 0 ? 1 : (a) < 0 ? -1 : (a) == 0 ? 0 : (a))

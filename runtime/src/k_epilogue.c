@@ -259,12 +259,15 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
     bool whole = false; /* vec takes rows of any length (the chain code) */
 #if EPI_HAVE_VEC
     int isa = am_cpu_isa();
-    if (e->line && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
+    if ((e->line || e->gelu) && e->ocol == 4 && isa >= AM_GEMM_ISA_AVX512) {
         for (int64_t r = r0; r < r0 + nr; r++) {
             p[0] = e->out + img * e->ob + r * e->orow + c0 * e->ocol;
             for (int k = 0; k < g->n_ext; k++)
                 p[k + 1] = e->base[k] + img * e->sb[k] + r * e->sr[k] + c0 * e->sc[k];
-            epi_line_f32_avx512(e, p, nc);
+            for (int64_t c = 0; e->gelu && r + 1 < r0 + nr && c < nc; c += 16)
+                __builtin_prefetch(p[0] + e->orow + c * 4); /* the next row (L2) */
+            if (e->gelu) am_epi_gelu_f32(e, p, nc);
+            else epi_line_f32_avx512(e, p, nc);
         }
         return;
     }

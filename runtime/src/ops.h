@@ -377,6 +377,8 @@ typedef struct am_epi {
     bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
                  * b : x as le + where (am_epi_in_registers) */
     bool tile;  /* ... or some of those scalars rows of other inputs (the GEMM's tile) */
+    bool gelu;  /* float32, binary arithmetic on the product and rows or scalars (a bias),
+                 * then the tanh GELU's nine steps (am_epi_gelu_f32) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -390,6 +392,10 @@ typedef struct am_epi {
  * one after the other). */
 bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
                  int d1, int d2);
+/* A gelu group (am_epi.gelu) over a row of n floats, p as am_epi_apply's pointers (the
+ * product in place at p[0]): the steps' IEEE operations in their order, tanh as its row
+ * loop's, all in registers (k_elementwise.c); false, doing nothing, without AVX-512. */
+bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n);
 /* Applies the group to rows [r0, r0 + nr) x cols [c0, c0 + nc) of image `img`: each
  * element once, from any thread (scratch on the stack). */
 void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t c0,

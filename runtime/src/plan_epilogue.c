@@ -210,6 +210,36 @@ static void chain(am_epi *e) {
     e->line = e->line && e->chain;
 }
 
+/* Whether the group is binary arithmetic on the product and rows or scalars (a bias),
+ * then the tanh GELU as amber's gelu(x, approximate="tanh") writes it, any scalars:
+ * x * c * (tanh((x + x * x * x * a) * b) + d) in nine steps (am_epi.gelu). */
+static bool is_gelu(const am_epi *e, amber_dtype t) {
+    enum { X = 10, S = 11 }; /* the GELU's x, a scalar; else 1 + the GELU's step */
+    static const uint8_t op[9] = {EPI_MUL, EPI_MUL, EPI_MUL, EPI_ADD,  EPI_MUL,
+                                  EPI_MUL, EPI_UNARY, EPI_ADD, EPI_MUL};
+    static const int8_t arg[9][2] = {{X, X}, {1, X}, {2, S}, {X, 3}, {4, S},
+                                     {X, S}, {5, 0}, {7, S}, {6, 8}};
+    const int n0 = e->g->n_steps - 9;
+    if (!e->vec || t != AMBER_FLOAT32 || n0 < 0 ||
+        e->g->steps[n0 + 6].fn != am_elementwise_loop(am_op_get(AM_OP_TANH), t, t))
+        return false;
+    for (int j = 0; j < e->g->n_steps; j++) {
+        const struct am_epi_op *o = &e->ops[j];
+        for (int k = 0; j < n0 && k < 2; k++)
+            if ((o->kind[k] == EPI_TMP && o->src[k] != j - 1) || o->op > EPI_DIV) return false;
+        for (int k = 0; j >= n0 && k < 2 - (j == n0 + 6); k++) {
+            int a = arg[j - n0][k], kind = o->kind[k], src = o->src[k];
+            if (o->op != op[j - n0] ||
+                (a == S ? kind != EPI_SCALAR
+                 : a == X ? (n0 ? kind != EPI_TMP || src != n0 - 1
+                                : kind != EPI_ROW || src != e->g->self)
+                          : kind != EPI_TMP || src != n0 + a - 1))
+                return false;
+        }
+    }
+    return true;
+}
+
 bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_tensor *out,
                  int d1, int d2) {
     int r = out->rank;
@@ -242,6 +272,7 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
     chain(e);
+    e->gelu = is_gelu(e, out->dtype);
     e->regs = am_epi_in_registers(e, false);
     e->tile = am_epi_in_registers(e, true);
     return true;

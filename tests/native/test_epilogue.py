@@ -101,6 +101,32 @@ class Shared(nn.Module):
         return F.relu(y) + am.sum(y)
 
 
+class ShiftedGelu(nn.Module):
+    """A Linear, a row added, then the tanh GELU: two steps before the GELU's nine."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cin, cout)
+        self.w = nn.Parameter(am.tensor(np.linspace(-1, 1, cout).astype(np.float32)))
+
+    def forward(self, x: Any) -> Any:
+        return F.gelu(self.fc(x) + self.w, approximate="tanh")
+
+
+class GeluInnerReused(nn.Module):
+    """The tanh GELU written out, its tanh's argument also added to the result: the
+    group no longer ends in the GELU's steps (not the GELU's vector code)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cin, cout)
+
+    def forward(self, x: Any) -> Any:
+        y = self.fc(x)
+        inner = (y + y * y * y * 0.044715) * math.sqrt(2.0 / math.pi)
+        return y * 0.5 * (am.tanh(inner) + 1.0) + inner
+
+
 class SeqResidual(nn.Module):
     """A Linear on (batch, seq, features) with its input added back (a transformer
     layer's output projection before its LayerNorm)."""
@@ -171,6 +197,14 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "seq_linear_gelu_tanh_wide": (lambda: nn.Sequential(nn.Linear(37, 700),
                                                         nn.GELU(approximate="tanh")), (9, 37),
                                   (1, 1 + 9 + 1)),
+    # the GELU's own vector code after the product (AVX-512): no step before it, two
+    # steps before it; rows of 1, 17, 16 + 3 and 64 + 1 elements
+    "seq_linear_nobias_gelu_tanh": (lambda: nn.Sequential(nn.Linear(37, 17, bias=False),
+                                                          nn.GELU(approximate="tanh")),
+                                    (13, 37), (1, 9 + 1)),
+    **{f"seq_shifted_gelu_tanh_{n}": (lambda n=n: ShiftedGelu(29, n), (11, 29), (1, 2 + 9 + 1))
+       for n in (1, 19, 65)},
+    "seq_gelu_inner_reused": (lambda: GeluInnerReused(29, 40), (6, 29), (1, 1 + 10 + 1)),
     "seq_residual": (lambda: SeqResidual(33), (5, 33), (1, 3)),
     # 12-row panels of the input read in place, a bias along the columns (an LSTM's input
     # projection) and ReLU in the tile's registers; the rows past them packed; 45 columns
@@ -232,7 +266,8 @@ def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
 
 @pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "depthwise_bands",
                                   "linear_relu", "seq_linear_gelu", "seq1_linear_gelu_tanh",
-                                  "seq_residual"])
+                                  "seq_residual", "seq_linear_nobias_gelu_tanh",
+                                  "seq_shifted_gelu_tanh_19", "seq_gelu_inner_reused"])
 def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> None:
     _, path = _export(name, tmp_path, am.float64)
     x = _inputs(name, 2, am.float64)

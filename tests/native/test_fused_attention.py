@@ -72,8 +72,10 @@ def _qkv(shape_q: tuple, shape_k: tuple, ev: int, dtype: Any, seed: int = 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+# (5, 37, 7, 3): K^T packed by 4 x 4 transposes for 4 of its 7 rows, two whole slivers
+# of 16 keys and a partial one
 @pytest.mark.parametrize("L,S,E,Ev", [(7, 13, 5, 3), (1, 1, 4, 4), (1, 9, 8, 2),
-                                      (20, 1, 3, 6), (33, 40, 16, 16)])
+                                      (20, 1, 3, 6), (33, 40, 16, 16), (5, 37, 7, 3)])
 def test_unmasked(dtype: Any, L: int, S: int, E: int, Ev: int, tmp_path: Path) -> None:
     q, k, v = _qkv((2, 3, L, E), (2, 3, S, E), Ev, dtype)
     check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [q, k, v],

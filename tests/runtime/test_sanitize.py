@@ -122,6 +122,27 @@ def test_fused_attention(sanitize_build: Path, tmp_path: Path) -> None:
     _verify_and_threads(sanitize_build, tmp_path / "attn.amber")
 
 
+def test_gelu_epilogue(sanitize_build: Path, tmp_path: Path) -> None:
+    """A Linear's product with its bias and tanh GELU applied in registers as the product
+    is written (AVX-512): rows of 70 (whole vectors and a partial one), one with no step
+    before the GELU, on their test vectors and under concurrent sessions."""
+    import numpy as np
+
+    import amber as am
+    from amber import nn
+
+    am.manual_seed(0)
+    fc, bare = nn.Linear(9, 70), nn.Linear(9, 70, bias=False)
+
+    def fn(x: am.Tensor) -> tuple:
+        gelu = nn.functional.gelu
+        return gelu(fc(x), approximate="tanh"), gelu(bare(x), approximate="tanh")
+
+    x = am.tensor(np.random.default_rng(0).standard_normal((2, 11, 9)).astype(np.float32))
+    am.export(fn, x).save(tmp_path / "gelu.amber")
+    _verify_and_threads(sanitize_build, tmp_path / "gelu.amber")
+
+
 def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     """Convolutions packed from padded and stride-phased images, small images side by
     side, one small image as the transposed product (weights kept per session), one
