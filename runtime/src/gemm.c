@@ -350,13 +350,13 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
 /* The last nc < 16 columns of a convolution's product (A kept packed: 12-row panels at ap,
  * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 49-pixel
  * image's last column then costs one multiply-add per 12 rows instead of a sliver of 16
- * (mostly padding). Eight panels (96 rows) at a time, each column alone; each element is
+ * (mostly padding). Four panels (48 rows) at a time, each column alone; each element is
  * the tile's chain of fused multiply-adds over p from zero, added to C when accumulating:
  * the same bits. */
 static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
                                       const float *b, int64_t ldb, int64_t nc, float *c,
                                       int64_t ldc, bool acc) {
-    enum { Q = 8 };
+    enum { Q = 4 };
     for (int64_t r0 = 0; r0 < mc; r0 += Q * MRP)
         for (int64_t j = 0; j < nc; j++) {
             int64_t np = (mc - r0 + MRP - 1) / MRP;
@@ -364,16 +364,16 @@ static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
             __m512 t[Q];
             float out[Q][16]; /* (constant indices: t stays in registers) */
             np = np < Q ? np : Q;
-            _Pragma("GCC unroll 8") for (int q = 0; q < Q; q++) t[q] = _mm512_setzero_ps();
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) t[q] = _mm512_setzero_ps();
             for (int64_t p = 0; p < kc; p++, a += MRP, bj += ldb) {
                 __m512 x = _mm512_set1_ps(*bj);
-                _Pragma("GCC unroll 8") for (int q = 0; q < Q; q++) {
+                _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) {
                     if (q >= np) break;
                     t[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0xfff, a + q * MRP * kc), x,
                                            t[q]);
                 }
             }
-            _Pragma("GCC unroll 8") for (int q = 0; q < Q; q++) _mm512_storeu_ps(out[q], t[q]);
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) _mm512_storeu_ps(out[q], t[q]);
             for (int64_t i = 0; i < mc - r0 && i < Q * MRP; i++) {
                 float *ci = c + (r0 + i) * ldc + j;
                 *ci = acc ? *ci + out[i / MRP][i % MRP] : out[i / MRP][i % MRP];
@@ -689,7 +689,7 @@ static int64_t direct_rows(int64_t mc) {
                 epi->fn(epi->ud, ic, mc, j->jc + done, jr - done);                            \
                 done = jr;                                                                    \
             }                                                                                 \
-            if (j->wide && j1 - jr < NR) { /* the last partial sliver, column by column */   \
+            if (sizeof(T) == 4 && j->wide && j1 - jr < NR) { /* the last sliver by columns */ \
                 T *c = j->C + ic * j->ldc + j->jc + jr;                                       \
                 j->K->cols(j->kc, ap, mc, j->B + j->pc * j->rsb + j->jc + jr, j->rsb, j1 - jr, \
                            c, j->ldc, acc);                                                   \
