@@ -25,11 +25,13 @@ Usage (from the repository root; amber importable to export the models)::
         --lib after=build/runtime/libamber.so --no-fusion after
 
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
-single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 instead;
+single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 (or
+``--batch N``) instead;
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
 ``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
 values; ``--conv3x3`` ResNet-50's and SqueezeNet 1.0's 3x3 convolutions, each with batch
-norm and ReLU, at batch 1.
+norm and ReLU, at batch 1; ``--conv1x1`` the 1x1 convolutions of MobileNetV2 and those of
+ResNet-50 on 28x28 and smaller images (``bench_resnet_layers.py``'s shapes), the same way.
 ``--runtime-threads N`` gives the sessions N intra-op threads; ``--only TEXT`` keeps the
 cases whose name contains TEXT.
 """
@@ -195,8 +197,11 @@ CNN_CASES = ("resnet50", "mobilenet_v2", "squeezenet1_0", "conv3x3 64->64 56x56"
              "depthwise3x3 144 56x56", "maxpool3x3s2 64x112x112", "avgpool3x3s1 64x56x56")
 
 
+CNN_BATCH = 1  # (--batch)
+
+
 def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
-    """bench_cnn.py's models and single layers at batch 1 (random weights)."""
+    """bench_cnn.py's models and single layers at batch CNN_BATCH (random weights)."""
     from models.cnn import AMBER, MODELS, build, layer_defs
 
     am.manual_seed(0)
@@ -209,8 +214,8 @@ def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
         mod, shape = defs[name]
         path = workdir / f"{''.join(c if c.isalnum() else '_' for c in name)}.amber"
         am.export(mod.eval(), am.spec("batch", *shape)).save(str(path))
-        out.append((f"{name}, batch 1", path,
-                    rng.standard_normal((1,) + shape).astype(np.float32), 1))
+        out.append((f"{name}, batch {CNN_BATCH}", path,
+                    rng.standard_normal((CNN_BATCH,) + shape).astype(np.float32), 1))
     return out
 
 
@@ -244,6 +249,25 @@ def conv3x3_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
         path = workdir / f"conv3x3_{len(cases)}.amber"
         am.export(mod.eval(), am.spec("batch", c, h, h)).save(str(path))
         cases.append((f"conv3x3 {c}->{o} s{s} {h}x{h}", path,
+                      rng.standard_normal((1, c, h, h)).astype(np.float32), 1))
+    return cases
+
+
+def conv1x1_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    """bench_resnet_layers.py's 1x1 shapes (MobileNetV2's, and ResNet-50's on 28x28 and
+    smaller images) as conv + BatchNorm (eval) + ReLU, batch 1."""
+    import bench_resnet_layers as brl
+
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cases: list[tuple[str, Path, np.ndarray, int]] = []
+    for c, o, k, s, h, _ in brl.SHAPES + brl.MOBILENET_SHAPES:
+        if k != 1 or s != 1 or (h > 28 and (c, o, k, s, h, _) not in brl.MOBILENET_SHAPES):
+            continue
+        mod = nn.Sequential(nn.Conv2d(c, o, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+        path = workdir / f"conv1x1_{len(cases)}.amber"
+        am.export(mod.eval(), am.spec("batch", c, h, h)).save(str(path))
+        cases.append((f"conv1x1 {c}->{o} {h}x{h}", path,
                       rng.standard_normal((1, c, h, h)).astype(np.float32), 1))
     return cases
 
@@ -289,11 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conv3x3", action="store_true",
                     help="ResNet-50's and SqueezeNet's 3x3 convolutions (+ BatchNorm + ReLU) "
                          "instead of the MLP and LSTMs")
+    ap.add_argument("--conv1x1", action="store_true",
+                    help="1x1 convolutions (+ BatchNorm + ReLU) of ResNet-50 and MobileNetV2 "
+                         "on 28x28 and smaller images instead of the MLP and LSTMs")
+    ap.add_argument("--batch", type=int, default=1, help="--cnn: the batch size")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
     ap.add_argument("--only", default=None, metavar="TEXT",
                     help="only the cases whose name contains TEXT (e.g. decoder)")
     args = ap.parse_args(argv)
+    global CNN_BATCH
+    CNN_BATCH = args.batch
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
     variants += [(f"{label} (no fusion)", lib, NO_FUSION) for label, lib in builds
@@ -306,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             make = (transformer_models if args.transformer else cnn_models if args.cnn
                     else unary_models if args.unary
-                    else conv3x3_models if args.conv3x3 else models)
+                    else conv3x3_models if args.conv3x3
+                    else conv1x1_models if args.conv1x1 else models)
             cases = [c for c in make(Path(tmp)) if args.only is None or args.only in c[0]]
             runners = {(c, v): Runner(lib, path, x, n_out, flags, args.runtime_threads)
                        for c, path, x, n_out in cases for v, lib, flags in variants}

@@ -41,6 +41,14 @@ SHAPES = [(3, 64, 7, 2, 224, 1), (64, 64, 1, 1, 56, 3), (64, 64, 3, 1, 56, 3),
           (1024, 256, 1, 1, 14, 5), (256, 256, 3, 1, 14, 5), (1024, 512, 1, 1, 14, 1),
           (512, 512, 3, 2, 14, 1), (512, 2048, 1, 1, 7, 3), (1024, 2048, 1, 2, 14, 1),
           (2048, 512, 1, 1, 7, 2), (512, 512, 3, 1, 7, 2)]
+# MobileNetV2's 1x1 convolutions (expand and project; ``--shapes mobilenet``)
+MOBILENET_SHAPES = [(32, 16, 1, 1, 112, 1), (16, 96, 1, 1, 112, 1), (96, 24, 1, 1, 56, 1),
+                    (24, 144, 1, 1, 56, 2), (144, 24, 1, 1, 56, 1), (144, 32, 1, 1, 28, 1),
+                    (32, 192, 1, 1, 28, 3), (192, 32, 1, 1, 28, 2), (192, 64, 1, 1, 14, 1),
+                    (64, 384, 1, 1, 14, 4), (384, 64, 1, 1, 14, 3), (384, 96, 1, 1, 14, 1),
+                    (96, 576, 1, 1, 14, 3), (576, 96, 1, 1, 14, 2), (576, 160, 1, 1, 7, 1),
+                    (160, 960, 1, 1, 7, 3), (960, 160, 1, 1, 7, 2), (960, 320, 1, 1, 7, 1),
+                    (320, 1280, 1, 1, 7, 1)]
 
 
 def _files(c: int, o: int, k: int, s: int, h: int) -> tuple[str, str]:
@@ -81,12 +89,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.25)
     ap.add_argument("--append", default=None, help="append the Markdown section here")
+    ap.add_argument("--shapes", choices=["resnet", "mobilenet", "1x1"], default="resnet",
+                    help="ResNet-50's convolutions, MobileNetV2's 1x1 ones, or the 1x1 ones of "
+                         "both on 28x28 and smaller images")
+    ap.add_argument("--only", default=None, metavar="TEXT", help="rows containing TEXT")
     args = ap.parse_args()
     import onnxruntime
 
     load0 = os.getloadavg()
     rows, total = [], [0.0, 0.0]
-    for c, o, k, s, h, count in SHAPES:
+    shapes = {"resnet": SHAPES, "mobilenet": MOBILENET_SHAPES,
+              "1x1": [t for t in SHAPES + MOBILENET_SHAPES if t[2] == 1 and t[4] <= 28]}
+    for c, o, k, s, h, count in shapes[args.shapes]:
+        if args.only and args.only not in f"{c}->{o} {k}x{k} s{s} {h}x{h}":
+            continue
         model, sess = _runners(_files(c, o, k, s, h), args.threads)
         x = np.random.default_rng(0).standard_normal((args.batch, c, h, h)).astype(np.float32)
         fns = [lambda m=model, x=x: m(x), lambda s=sess, x=x: s.run(None, {"x": x})]
@@ -102,7 +118,9 @@ def main() -> None:
                     f"{a / r:.2f}x | {(a - r) * count:+.2f} | {gflop / a * 1e3:.0f} | "
                     f"{gflop / r * 1e3:.0f} |")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = peer_run_head(f"## ResNet-50's convolutions one by one, {args.threads} thread(s), "
+    what = {"resnet": "ResNet-50's convolutions", "mobilenet": "MobileNetV2's 1x1 convolutions",
+            "1x1": "1x1 convolutions on small images"}[args.shapes]
+    head = peer_run_head(f"## {what} one by one, {args.threads} thread(s), "
                          f"batch {args.batch} ({now})", "bench_resnet_layers.py",
                          f"amber {am.__version__}, onnxruntime {onnxruntime.__version__}",
                          load0, args.repeats, args.budget, 1)

@@ -347,6 +347,39 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
         }
     }
 }
+/* The last nc < 16 columns of a convolution's product (A kept packed: 12-row panels at ap,
+ * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 49-pixel
+ * image's last column then costs one multiply-add per 12 rows instead of a sliver of 16
+ * (mostly padding). Four panels (48 rows) at a time, each column alone; each element is
+ * the tile's chain of fused multiply-adds over p from zero, added to C when accumulating:
+ * the same bits. */
+static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
+                                      const float *b, int64_t ldb, int64_t nc, float *c,
+                                      int64_t ldc, bool acc) {
+    enum { Q = 4 };
+    for (int64_t r0 = 0; r0 < mc; r0 += Q * MRP)
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t np = (mc - r0 + MRP - 1) / MRP;
+            const float *a = ap + r0 * kc, *bj = b + j;
+            __m512 t[Q];
+            float out[Q][16]; /* (constant indices: t stays in registers) */
+            np = np < Q ? np : Q;
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) t[q] = _mm512_setzero_ps();
+            for (int64_t p = 0; p < kc; p++, a += MRP, bj += ldb) {
+                __m512 x = _mm512_set1_ps(*bj);
+                _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) {
+                    if (q >= np) break;
+                    t[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0xfff, a + q * MRP * kc), x,
+                                           t[q]);
+                }
+            }
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) _mm512_storeu_ps(out[q], t[q]);
+            for (int64_t i = 0; i < mc - r0 && i < Q * MRP; i++) {
+                float *ci = c + (r0 + i) * ldc + j;
+                *ci = acc ? *ci + out[i / MRP][i % MRP] : out[i / MRP][i % MRP];
+            }
+        }
+}
 #endif
 #undef MR
 
@@ -471,9 +504,13 @@ static int64_t direct_rows(int64_t mc) {
         /* mr (MR or 8) whole rows of A read in place, one or two slivers; or NULL */        \
         void (*ukrd)(int64_t, const T *, int64_t, const T *, int64_t, T *, int64_t, int64_t,  \
                      int64_t, bool, const am_tile_epi *);                                     \
+        /* a last partial sliver, A kept packed, B in place (cols_f32_avx512); or NULL */    \
+        void (*cols)(int64_t, const T *, int64_t, const T *, int64_t, int64_t, T *, int64_t,  \
+                     bool);                                                                   \
     } kern_##SUF;                                                                             \
     static const kern_##SUF kerns_##SUF[] = {                                                 \
-        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}, \
+        {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL,  \
+         NULL},                                                                               \
         GEMM_AVX2_ENTRY(SUF), GEMM_AVX512_ENTRY(SUF)};                                        \
                                                                                               \
     /* KC blocks of nearly equal size: the blocking (and so the rounding) depends on k only. */ \
@@ -553,6 +590,7 @@ static int64_t direct_rows(int64_t mc) {
         const am_gemm_epi *epi; /* finished blocks of C, or NULL */                          \
         const am_gemm_bsrc *bsrc; /* or B made while packing (then B is NULL) */             \
         bool bdirect; /* B's whole slivers read in place (bp: only a last partial one) */    \
+        bool wide;    /* ... and a last partial sliver by K->cols (not packed) */            \
         int64_t pk;   /* rows of the given packed B (its first k used), or 0: k */           \
         int64_t fcols, fgroups, fncb; /* fused_task_*: columns, groups of mc rows, piece */   \
         size_t blen;            /* fused: elements of each worker's own packed B block */     \
@@ -613,6 +651,7 @@ static int64_t direct_rows(int64_t mc) {
     static void b_in_place_##SUF(job_##SUF *j, const T *packed) {                             \
         j->bdirect = sizeof(T) == sizeof(float) && j->K->ukr2 && j->akept && j->B &&          \
                      j->csb == 1 && !packed && !j->bsrc && (j->rsb * (int64_t)sizeof(T)) % 4096; \
+        j->wide = j->bdirect && j->K->cols && j->n % NR;                                      \
     }                                                                                         \
                                                                                               \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
@@ -653,6 +692,20 @@ static int64_t direct_rows(int64_t mc) {
             if (epi && jr - done >= EPI_COLS) {                                               \
                 epi->fn(epi->ud, ic, mc, j->jc + done, jr - done);                            \
                 done = jr;                                                                    \
+            }                                                                                 \
+            if (sizeof(T) == 4 && j->wide && j1 - jr < NR) { /* the last sliver by columns */ \
+                T *c = j->C + ic * j->ldc + j->jc + jr;                                       \
+                j->K->cols(j->kc, ap, mc, j->B + j->pc * j->rsb + j->jc + jr, j->rsb, j1 - jr, \
+                           c, j->ldc, acc);                                                   \
+                /* then the register epilogue: the tile of no products adds the sums (never \
+                 * -0: chains start at +0) to +0, applies it and stores them, bit for bit */  \
+                for (int64_t ir = 0; tp && ir < mc; ir += MR) {                               \
+                    te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir;       \
+                    te.c = j->jc + jr;                                                        \
+                    j->K->ukr2(0, ap, ap, 0, 0, c + ir * j->ldc, j->ldc,                      \
+                               mc - ir < MR ? mc - ir : MR, j1 - jr, true, tp);               \
+                }                                                                             \
+                break;                                                                        \
             }                                                                                 \
             const T *b = j->bp + ((jr - dend) / NR) * j->bstride;                             \
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
@@ -710,7 +763,7 @@ static int64_t direct_rows(int64_t mc) {
         l.bp = l.bpack = j->bpack + (size_t)worker * j->blen, l.nj = 1;                       \
         for (l.jc = c0; l.jc < c1; l.jc += j->fncb) {                                         \
             l.nc = l.chunk = c1 - l.jc < j->fncb ? c1 - l.jc : j->fncb;                       \
-            int64_t part = j->bdirect ? l.nc / NR * NR : 0; /* (direct: packed from here) */  \
+            int64_t part = j->wide ? l.nc : j->bdirect ? l.nc / NR * NR : 0; /* (packed from) */ \
             for (l.pc = 0; l.pc < j->k; l.pc += kcb) {                                        \
                 l.kc = j->k - l.pc < kcb ? j->k - l.pc : kcb, l.bstride = l.kc * NR;          \
                 if (j->bsrc)                                                                  \
@@ -811,7 +864,7 @@ static int64_t direct_rows(int64_t mc) {
                     job->bp = packed + (jc / NR) * pk * NR + pc * NR, job->bstride = pk * NR; \
                 } else if (job->bdirect) { /* only a last partial sliver is packed */         \
                     job->bp = bpack, job->bstride = job->kc * NR;                             \
-                    if (nc % NR)                                                              \
+                    if (nc % NR && !job->wide)                                                \
                         pack_b_##SUF(bpack, job->bstride,                                     \
                                      job->B + pc * job->rsb + (jc + nc / NR * NR) * job->csb, \
                                      job->rsb, job->csb, job->kc, nc % NR);                   \
@@ -1072,13 +1125,16 @@ static int64_t direct_rows(int64_t mc) {
 #if AM_X86
 #define UKRD_f32 ukrd_f32_avx512
 #define UKRD_f64 NULL
+#define COLS_f32 cols_f32_avx512
+#define COLS_f64 NULL
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL}
+    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL, NULL}
 #define GEMM_AVX512_ENTRY(SUF)                                                               \
-    {NULL, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, UKRD_##SUF}
+    {NULL, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, UKRD_##SUF,     \
+     COLS_##SUF}
 #else
 #define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL}
+    {ukr_##SUF##_generic, NULL, gemv_##SUF##_generic, gemv_packed_##SUF##_generic, NULL, NULL}
 #define GEMM_AVX512_ENTRY(SUF) GEMM_AVX2_ENTRY(SUF)
 #endif
 

@@ -783,10 +783,14 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
     }
     if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
     if (am_conv3x3_fits(in, a, out)) return am_conv3x3(ctx, in, a, out);
-    /* (a 1x1 convolution too when its images are small: side by side, or transposed) */
+    /* (a 1x1 convolution too when its images are small: side by side, or transposed; but
+     * with a kept weight on AVX-512, each image's product reads the image in place and
+     * computes a last partial sliver column by column: no padding multiplied, no copies) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
-    if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4) ||
-        (g.groups == 1 && kept && rows_fit(&g)))
+    bool direct = kept && pointwise(&g) && out->dtype == AMBER_FLOAT32 &&
+                  am_cpu_isa() >= AM_GEMM_ISA_AVX512;
+    if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4 && !direct) ||
+        (g.groups == 1 && kept && rows_fit(&g) && !direct))
         return out->dtype == AMBER_FLOAT32
                    ? conv_fwd_implicit_f32(ctx, &g, in[0].data, in[1].data, out->data)
                    : conv_fwd_implicit_f64(ctx, &g, in[0].data, in[1].data, out->data);

@@ -331,7 +331,10 @@ static void test_gemm(void) {
         {8, 40, 33}, {28, 10, 70}, {13, 48, 20}, {40, 16, 130}, {44, 33, 600},
         {16, 100, 1030}, {52, 70, 64}, {16, 64, 1024},
         /* few rows, B packed, k over blocks: each task through every k block */
-        {16, 384, 1536}, {20, 72, 1100}};
+        {16, 384, 1536}, {20, 72, 1100},
+        /* a kept A with B in place: the last columns (under a sliver) one by one, more
+         * than 96 rows, a short last panel, k over blocks */
+        {130, 9, 700}, {100, 196, 40}};
     float *avx2_c[AM_ARRAY_LEN(sizes)] = {0}; /* AVX2 and AVX-512 give the same bits */
     am_error err;
     am_arena sc;
@@ -1083,7 +1086,8 @@ static void test_depthwise_epilogue_isas(void) {
  * and BatchNorm, a residual added (input first), ReLU; NaN scalars too. The bits of
  * the convolution followed by the group on every instruction set, with 1 or 3 threads,
  * with the weight packed per session or not; rows of 1, 4 and 8 in the last panel (in place:
- * panels of 8, also after 12s), odd column tails, two k blocks; NaN and inf in the input. */
+ * panels of 8, also after 12s), odd column tails (computed column by column: a kept weight
+ * of a 1x1 convolution), two k blocks; NaN and inf in the input. */
 static void test_gemm_epilogue_isas(void) {
     static const struct {
         int64_t c, h, w, o, k, s, n; /* n: images (0: N) */
@@ -1091,7 +1095,10 @@ static void test_gemm_epilogue_isas(void) {
                  {8, 11, 40, 16, 3, 2, 0},  {24, 14, 14, 37, 1, 1, 0}, {32, 20, 45, 29, 3, 1, 0},
                  {5, 6, 9, 28, 3, 1, 0},
                  /* one small image: the transposed product, its blocks transposed back */
-                 {16, 7, 7, 48, 1, 1, 1}, {20, 9, 5, 32, 3, 1, 1}, {40, 3, 11, 16, 1, 1, 1}};
+                 {16, 7, 7, 48, 1, 1, 1}, {20, 9, 5, 32, 3, 1, 1}, {40, 3, 11, 16, 1, 1, 1},
+                 /* 1x1 with a kept weight on AVX-512: images in place, the last columns
+                  * one by one (49 = 32 + 16 + 1, 25 = 16 + 9; two k blocks) */
+                 {600, 7, 7, 40, 1, 1, 1}, {33, 5, 5, 64, 1, 1, 2}};
     enum { N = 2, CAP = N * 64 * 20 * 45 };
     static float x[CAP], y0[CAP], y1[CAP], res[CAP], wt[64 * 64 * 9], par[5][64];
     /* per group: the ops, and each step's operands (>= 0: ext; < 0: step -k - 1) */

@@ -166,6 +166,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "depthwise_clip_s2_13x14": (lambda: ConvBnRelu(20, 20, 3, stride=2, groups=20,
                                                    act=Clip6()), (20, 13, 14), (1, 2 + 2 + 1)),
     "projection_residual": (lambda: Projection(24), (24, 9, 11), (1, 2 + 3 + 1)),
+    # 1x1 on small images (49 and 196 pixels: the last columns one by one), a residual;
+    # 600 deep (two blocks of k) and 100 output channels (a short last panel)
+    "projection_residual_7x7": (lambda: Projection(24), (24, 7, 7), (1, 2 + 3 + 1)),
+    "pointwise_deep_14x14": (lambda: ConvBnRelu(600, 100, 1, act=nn.ReLU6()), (600, 14, 14),
+                             (1, 2 + 4 + 1)),
     # bn, relu | bn, add, relu: two groups, each with its convolution
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 5 + 6)),
     # 3x3 convolutions computed directly (AVX-512): BatchNorm and ReLU, ReLU6 and clamp in
