@@ -373,18 +373,12 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
     const __m512 w3 = _mm512_set1_ps(wt[3]), w4 = _mm512_set1_ps(wt[4]), w5 = _mm512_set1_ps(wt[5]);
     const __m512 w6 = _mm512_set1_ps(wt[6]), w7 = _mm512_set1_ps(wt[7]), w8 = _mm512_set1_ps(wt[8]);
     float epv[AM_FUSED_MAX_STEPS];
-    const bool regs = dw_regs(j, ni, o, epv);
+    /* (rows of one vector: am_epi_apply over the plane costs less than the steps per row) */
+    const bool regs = ow > 16 && dw_regs(j, ni, o, epv);
     for (int64_t c0 = 0; c0 < ow; c0 += 16 * DW_ROWS_NB) {
         const int64_t nb = (ow - c0 + 15) / 16 < DW_ROWS_NB ? (ow - c0 + 15) / 16 : DW_ROWS_NB;
-        __mmask16 mk[DW_ROWS_NB][4], ms[DW_ROWS_NB]; /* dw_taps' loads; the stores */
+        const __mmask16 *mk = j->mask + c0 / 16 * 5; /* per vector: dw_taps', the store's */
         v16f a0[DW_ROWS_NB] = {{0}}, a1[DW_ROWS_NB] = {{0}}, a2[DW_ROWS_NB] = {{0}};
-        for (int b = 0; b < DW_ROWS_NB; b++) {
-            for (int k = 0; k < 4; k++) {
-                int64_t at = (c0 + 16 * b) * s - g->pl + (s2 ? k % 2 * 16 + k / 2 : k);
-                mk[b][k] = dw_lanes(-at, w - at);
-            }
-            ms[b] = dw_lanes(0, ow - c0 - 16 * b);
-        }
         /* step u: input row u - pt, row p = u - i * s of output i's window: at stride 1
          * outputs u (a0), u - 1 (a1) and u - 2 (a2); at stride 2 output u / 2 (a0) and
          * for an even u output u / 2 - 1 (a2) */
@@ -397,17 +391,17 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
             _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
                 if (b >= nb) break;
                 __m512 v[3];
-                dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk[b], in, s2, v);
+                dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);
                 if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);
                 if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);
                 if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);
                 else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);
             }
             if (u >= 2 && (!s2 || even)) { /* output (u - 2) / s done */
-                if (regs) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);
+                if (regs) dw_epi_avx512(j->epi, epv, a2, (int)nb);
                 float *yr = y + (u - 2) / s * ow + c0;
                 _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)
-                    if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, ms[b], (__m512)a2[b]);
+                    if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);
             }
             _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
                 if (!s2) a2[b] = a1[b], a1[b] = a0[b];
@@ -416,6 +410,24 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
         }
     }
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
+}
+
+/* Sets dw_rows_f32 up in job: the lanes inside the plane of each output vector's loads
+ * (dw_taps) and store (job->mask, five per vector across a row). */
+static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) {
+    const int64_t n = (g->ow + 15) / 16, s = g->sw;
+    uint16_t *m = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof *m * (size_t)(5 * n), (void **)&m,
+                                     ctx->err);
+    for (int64_t b = 0; st == AMBER_OK && b < n; b++) {
+        for (int64_t k = 0; k < 4; k++) {
+            int64_t at = 16 * b * s - g->pl + (s == 2 ? k % 2 * 16 + k / 2 : k);
+            m[5 * b + k] = dw_lanes(-at, g->w - at);
+        }
+        m[5 * b + 4] = dw_lanes(0, g->ow - 16 * b);
+    }
+    job->mask = m;
+    return st;
 }
 
 /* Sets dw_flat_f32 up in job: each tap's offset and lane masks (none past the plane),
@@ -475,6 +487,7 @@ static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size
         g->sw == g->sh && g->dh == 1 && g->dw == 1 && g->ow > 8 &&
         (g->oh * g->ow > DW_FLAT_MAX || g->ow != (g->w + g->sw - 1) / g->sw)) {
         job->plane = dw_rows_f32, *bytes = 64;
+        *st = dw_rows_setup(ctx, g, job);
         return true;
     }
     if (!f32 || am_cpu_isa() < AM_GEMM_ISA_AVX512 || g->sh != g->sw || g->sh > 2 ||
