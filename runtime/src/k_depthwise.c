@@ -278,9 +278,29 @@ DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_
  * over all the taps, each summing its taps as dw_plane does. */
 enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB };
 
+/* Lanes [lo, hi) of 16 (none if empty). */
+static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
+    return (__mmask16)(hi <= lo ? 0u : MASKN(hi) & ~MASKN(lo));
+}
+
+/* The register epilogue (am_epi.regs) over the n stored sums at y, in place, 64 at a time:
+ * for planes of narrow rows, one pass of its steps where once a row would cost more. */
+#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+DW_AVX512 __attribute__((noinline)) static void dw_epi_plane(const am_epi *e, const float *v,
+                                                             float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += 64) {
+        v16f acc[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
+            acc[b] = (v16f)_mm512_maskz_loadu_ps(dw_lanes(0, n - i - 16 * b), y + i + 16 * b);
+        dw_epi_avx512(e, v, acc, 4);
+        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
+            _mm512_mask_storeu_ps(y + i + 16 * b, dw_lanes(0, n - i - 16 * b), (__m512)acc[b]);
+    }
+}
+
 /* The phase planes of x (rows of w <= 32), each ceil(h/2) x ceil(w/2), plane 2a + b
  * at ph + (2a + b) * ceil(h/2) * ceil(w/2). */
-#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
 DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
     const __m512i ev = (__m512i)(v16i){DW_EV16};
@@ -333,11 +353,6 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
  * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1. */
 enum { DW_ROWS_NB = 4 };
 
-/* Lanes [lo, hi) of 16 (none if empty). */
-static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
-    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
-    return (__mmask16)(hi <= lo ? 0u : MASKN(hi) & ~MASKN(lo));
-}
 
 /* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
  * p, p + 1, p + 2; at stride 2 the even and odd elements at p and the odd ones at p + 1
@@ -373,8 +388,7 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
     const __m512 w3 = _mm512_set1_ps(wt[3]), w4 = _mm512_set1_ps(wt[4]), w5 = _mm512_set1_ps(wt[5]);
     const __m512 w6 = _mm512_set1_ps(wt[6]), w7 = _mm512_set1_ps(wt[7]), w8 = _mm512_set1_ps(wt[8]);
     float epv[AM_FUSED_MAX_STEPS];
-    /* (rows of one vector: am_epi_apply over the plane costs less than the steps per row) */
-    const bool regs = ow > 16 && dw_regs(j, ni, o, epv);
+    const bool regs = dw_regs(j, ni, o, epv);
     for (int64_t c0 = 0; c0 < ow; c0 += 16 * DW_ROWS_NB) {
         const int64_t nb = (ow - c0 + 15) / 16 < DW_ROWS_NB ? (ow - c0 + 15) / 16 : DW_ROWS_NB;
         const __mmask16 *mk = j->mask + c0 / 16 * 5; /* per vector: dw_taps', the store's */
@@ -398,7 +412,7 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
                 else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);
             }
             if (u >= 2 && (!s2 || even)) { /* output (u - 2) / s done */
-                if (regs) dw_epi_avx512(j->epi, epv, a2, (int)nb);
+                if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);
                 float *yr = y + (u - 2) / s * ow + c0;
                 _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)
                     if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);
@@ -409,6 +423,7 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
             }
         }
     }
+    if (regs && ow <= 16) dw_epi_plane(j->epi, epv, y, oh * ow); /* (not once a row) */
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
 }
 

@@ -428,56 +428,42 @@ __attribute__((target("avx512f"))) static __mmask16 pool_lanes(int64_t lo, int64
 }
 
 /* avg_pool2d of 3x3 windows at stride 1 whose every window reaches into the plane, on
- * rows of more than 8 float32 outputs, AVX-512: a strip of up to AVG3_NB vectors across
- * goes down the plane; each input row's window sums (left to right; masked loads fill
- * -0.0 outside the plane, which adds nothing) are computed once and kept in registers
- * for the three output rows that add them top to bottom (-0.0 rows standing for the
- * padding rows avg_plane skips), then divided: avg_plane's operations in its order, with
- * no padded copy or stored row sums. */
-enum { AVG3_NB = 4 };
-
+ * rows of more than 8 float32 outputs, AVX-512: a column of 16 outputs at a time goes down
+ * the plane; each input row's window sums (left to right; masked loads fill -0.0 outside
+ * the plane, which adds nothing) are computed once and kept in registers for the three
+ * output rows that add them top to bottom (-0.0 rows standing for the padding rows
+ * avg_plane skips), then divided: avg_plane's operations in its order, with no padded
+ * copy or stored row sums. */
 __attribute__((target("avx512f"))) static void avg3_plane_f32(void *ud, int64_t t, int worker) {
     (void)worker;
     const pool_job *f = (const pool_job *)ud;
     const pool_geom *g = f->g;
     const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-    const float *x = (const float *)f->x + t * h * w, *cs = (const float *)f->cs;
+    const float *x = (const float *)f->x + t * h * w;
     float *y = (float *)f->out + t * oh * ow;
     const __m512 nz = _mm512_set1_ps(-0.0f);
-    for (int64_t c0 = 0; c0 < ow; c0 += 16 * AVG3_NB) {
-        const int64_t nb = (ow - c0 + 15) / 16 < AVG3_NB ? (ow - c0 + 15) / 16 : AVG3_NB;
-        __mmask16 mk[AVG3_NB][3], ms[AVG3_NB]; /* the loads at column q; the stores */
-        __m512 cv[AVG3_NB], r1[AVG3_NB], r2[AVG3_NB]; /* column spans; rows u-1, u-2 */
-        for (int b = 0; b < AVG3_NB; b++) {
-            for (int q = 0; q < 3; q++) {
-                int64_t at = c0 + 16 * b - g->pl + q;
-                mk[b][q] = pool_lanes(-at, w - at);
-            }
-            ms[b] = pool_lanes(0, ow - c0 - 16 * b);
-            cv[b] = _mm512_maskz_loadu_ps(ms[b], cs + c0 + 16 * b);
-            r1[b] = r2[b] = nz;
-        }
+    for (int64_t c = 0; c < ow; c += 16) {
+        const int64_t at = c - g->pl; /* the first window's first column */
+        const __mmask16 m0 = pool_lanes(-at, w - at), m1 = pool_lanes(-at - 1, w - at - 1);
+        const __mmask16 m2 = pool_lanes(-at - 2, w - at - 2), ms = pool_lanes(0, ow - c);
+        const __m512 cv = _mm512_maskz_loadu_ps(ms, (const float *)f->cs + c);
+        __m512 r1 = nz, r2 = nz; /* the sums of rows u - 1 and u - 2 */
         for (int64_t u = 0; u < oh + 2; u++) { /* input row u - pt; output u - 2 */
             const int64_t r = u - g->pt;
             const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
             /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
-            const uintptr_t row = (uintptr_t)(x + (in ? r * w : 0) + c0) - (uintptr_t)g->pl * 4u;
-            const __m512 rs = _mm512_set1_ps(
-                (float)avg_span(u - 2, h, 3, 1, g->pt, g->pb, g->count_include_pad));
-            float *yr = y + (u - 2) * ow + c0;
-            _Pragma("GCC unroll 4") for (int b = 0; b < AVG3_NB; b++) {
-                if (b >= nb) break;
-                const float *p = (const float *)(row + 64u * (uintptr_t)b);
-                __m512 sum = _mm512_add_ps(_mm512_mask_loadu_ps(nz, in & mk[b][0], p),
-                                           _mm512_mask_loadu_ps(nz, in & mk[b][1], p + 1));
-                sum = _mm512_add_ps(sum, _mm512_mask_loadu_ps(nz, in & mk[b][2], p + 2));
-                if (u >= 2) {
-                    __m512 o = _mm512_add_ps(_mm512_add_ps(r2[b], r1[b]), sum);
-                    o = _mm512_div_ps(o, _mm512_mul_ps(rs, cv[b]));
-                    _mm512_mask_storeu_ps(yr + 16 * b, ms[b], o);
-                }
-                r2[b] = r1[b], r1[b] = sum;
+            const float *p = (const float *)((uintptr_t)(x + (in ? r * w : 0) + c) -
+                                             (uintptr_t)g->pl * 4u);
+            __m512 sum = _mm512_add_ps(_mm512_mask_loadu_ps(nz, in & m0, p),
+                                       _mm512_mask_loadu_ps(nz, in & m1, p + 1));
+            sum = _mm512_add_ps(sum, _mm512_mask_loadu_ps(nz, in & m2, p + 2));
+            if (u >= 2) {
+                float rs = (float)avg_span(u - 2, h, 3, 1, g->pt, g->pb, g->count_include_pad);
+                __m512 o = _mm512_add_ps(_mm512_add_ps(r2, r1), sum);
+                o = _mm512_div_ps(o, _mm512_mul_ps(_mm512_set1_ps(rs), cv));
+                _mm512_mask_storeu_ps(y + (u - 2) * ow + c, ms, o);
             }
+            r2 = r1, r1 = sum;
         }
     }
 }
