@@ -372,7 +372,8 @@ dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
 }
 /* acc plus one window row's taps (weights w##a, w##b, w##c on v[0..2]), in q order */
 #define DW_ROW3(acc, a, b, c, v)                                                           \
-    _mm512_fmadd_ps(w##c, (v)[2], _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
+    _mm512_fmadd_ps(w##c, (v)[2],                                                          \
+                    _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
 
 DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
     (void)worker;
@@ -400,7 +401,8 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
             const int64_t r = u - g->pt;
             const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
             /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
-            const uintptr_t row = (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;
+            const uintptr_t row =
+                (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;
             const bool even = u % 2 == 0;
             _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
                 if (b >= nb) break;

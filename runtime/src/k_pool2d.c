@@ -421,8 +421,9 @@ POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
 POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
 #include <immintrin.h>
+#define POOL_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
 /* Lanes [lo, hi) of 16 (none if empty). */
-__attribute__((target("avx512f"))) static __mmask16 pool_lanes(int64_t lo, int64_t hi) {
+POOL_AVX512 static __mmask16 pool_lanes(int64_t lo, int64_t hi) {
     lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
     return (__mmask16)(hi <= lo ? 0u : ((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
@@ -434,7 +435,7 @@ __attribute__((target("avx512f"))) static __mmask16 pool_lanes(int64_t lo, int64
  * output rows that add them top to bottom (-0.0 rows standing for the padding rows
  * avg_plane skips), then divided: avg_plane's operations in its order, with no padded
  * copy or stored row sums. */
-__attribute__((target("avx512f"))) static void avg3_plane_f32(void *ud, int64_t t, int worker) {
+POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
     (void)worker;
     const pool_job *f = (const pool_job *)ud;
     const pool_geom *g = f->g;
