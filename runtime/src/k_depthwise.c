@@ -265,6 +265,7 @@ DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_E
 DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
          VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
          STOREN_AVX2_PD)
+/* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw_rows_f32) */
 DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_EPI_512,
          VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
          STOREN_512_PS)
@@ -352,7 +353,6 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
  * stride 1; at stride 2 two (an even row) or one. Each output still sums its taps in
  * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1. */
 enum { DW_ROWS_NB = 4 };
-
 
 /* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
  * p, p + 1, p + 2; at stride 2 the even and odd elements at p and the odd ones at p + 1
