@@ -265,7 +265,8 @@ DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_E
 DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
          VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
          STOREN_AVX2_PD)
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_EPI_512,
+/* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw_rows_f32) */
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_EPI_512,
          VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
          STOREN_512_PS)
 /* Small planes (DW_FLAT_MAX outputs at most: larger ones cost more in loads, most of
@@ -278,9 +279,29 @@ DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 1, v16f, DW_
  * over all the taps, each summing its taps as dw_plane does. */
 enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB };
 
+/* Lanes [lo, hi) of 16 (none if empty). */
+static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
+    return (__mmask16)(hi <= lo ? 0u : MASKN(hi) & ~MASKN(lo));
+}
+
+/* The register epilogue (am_epi.regs) over the n stored sums at y, in place, 64 at a time:
+ * for planes of narrow rows, one pass of its steps where once a row would cost more. */
+#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+DW_AVX512 __attribute__((noinline)) static void dw_epi_plane(const am_epi *e, const float *v,
+                                                             float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += 64) {
+        v16f acc[4];
+        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
+            acc[b] = (v16f)_mm512_maskz_loadu_ps(dw_lanes(0, n - i - 16 * b), y + i + 16 * b);
+        dw_epi_avx512(e, v, acc, 4);
+        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
+            _mm512_mask_storeu_ps(y + i + 16 * b, dw_lanes(0, n - i - 16 * b), (__m512)acc[b]);
+    }
+}
+
 /* The phase planes of x (rows of w <= 32), each ceil(h/2) x ceil(w/2), plane 2a + b
  * at ph + (2a + b) * ceil(h/2) * ceil(w/2). */
-#define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
 DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
     const __m512i ev = (__m512i)(v16i){DW_EV16};
@@ -323,6 +344,107 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
     _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++)
         if (16 * b < n) STOREN_512_PS(y + 16 * b, acc[b], n - 16 * b < 16 ? n - 16 * b : 16);
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, n);
+}
+
+/* 3x3 kernels at stride 1 or 2, undilated, rows of more than 8 outputs (MobileNet's
+ * depthwise layers but the 7x7 ones): a strip of up to DW_ROWS_NB vectors across is
+ * carried down the plane, each input row loaded once (masked loads: zeros outside the
+ * plane, no padded copy) and multiply-added into the output rows that read it: three at
+ * stride 1; at stride 2 two (an even row) or one. Each output still sums its taps in
+ * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1. */
+enum { DW_ROWS_NB = 4 };
+
+/* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
+ * p, p + 1, p + 2; at stride 2 the even and odd elements at p and the odd ones at p + 1
+ * (two loads each, 16 apart). m: the loads' lanes inside the plane, as dw_rows_f32 sets. */
+DW_AVX512 static inline __attribute__((always_inline)) void
+dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
+    if (!s2) {
+        for (int q = 0; q < 3; q++) v[q] = _mm512_maskz_loadu_ps(in & m[q], p + q);
+        return;
+    }
+    const __m512i ev = (__m512i)(v16i){DW_EV16};
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    __m512 a = _mm512_maskz_loadu_ps(in & m[0], p), b = _mm512_maskz_loadu_ps(in & m[1], p + 16);
+    v[0] = _mm512_permutex2var_ps(a, ev, b), v[1] = _mm512_permutex2var_ps(a, od, b);
+    a = _mm512_maskz_loadu_ps(in & m[2], p + 1), b = _mm512_maskz_loadu_ps(in & m[3], p + 17);
+    v[2] = _mm512_permutex2var_ps(a, od, b);
+}
+/* acc plus one window row's taps (weights w##a, w##b, w##c on v[0..2]), in q order */
+#define DW_ROW3(acc, a, b, c, v)                                                           \
+    _mm512_fmadd_ps(w##c, (v)[2],                                                          \
+                    _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
+
+DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const dw_job *j = (const dw_job *)ud;
+    const conv_geom *g = j->g;
+    const int64_t ni = t / g->o, o = t % g->o, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const int64_t s = g->sw;
+    const bool s2 = s == 2;
+    const float *x = (const float *)j->x + (ni * g->c + o / g->og) * h * w;
+    const float *wt = (const float *)j->w + o * 9;
+    float *y = (float *)j->y + t * oh * ow;
+    const __m512 w0 = _mm512_set1_ps(wt[0]), w1 = _mm512_set1_ps(wt[1]), w2 = _mm512_set1_ps(wt[2]);
+    const __m512 w3 = _mm512_set1_ps(wt[3]), w4 = _mm512_set1_ps(wt[4]), w5 = _mm512_set1_ps(wt[5]);
+    const __m512 w6 = _mm512_set1_ps(wt[6]), w7 = _mm512_set1_ps(wt[7]), w8 = _mm512_set1_ps(wt[8]);
+    float epv[AM_FUSED_MAX_STEPS];
+    const bool regs = dw_regs(j, ni, o, epv);
+    for (int64_t c0 = 0; c0 < ow; c0 += 16 * DW_ROWS_NB) {
+        const int64_t nb = (ow - c0 + 15) / 16 < DW_ROWS_NB ? (ow - c0 + 15) / 16 : DW_ROWS_NB;
+        const __mmask16 *mk = j->mask + c0 / 16 * 5; /* per vector: dw_taps', the store's */
+        v16f a0[DW_ROWS_NB] = {{0}}, a1[DW_ROWS_NB] = {{0}}, a2[DW_ROWS_NB] = {{0}};
+        /* step u: input row u - pt, row p = u - i * s of output i's window: at stride 1
+         * outputs u (a0), u - 1 (a1) and u - 2 (a2); at stride 2 output u / 2 (a0) and
+         * for an even u output u / 2 - 1 (a2) */
+        for (int64_t u = 0; u < (oh - 1) * s + 3; u++) {
+            const int64_t r = u - g->pt;
+            const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
+            /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
+            const uintptr_t row =
+                (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;
+            const bool even = u % 2 == 0;
+            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
+                if (b >= nb) break;
+                __m512 v[3];
+                dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);
+                if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);
+                if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);
+                if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);
+                else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);
+            }
+            if (u >= 2 && (!s2 || even)) { /* output (u - 2) / s done */
+                if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);
+                float *yr = y + (u - 2) / s * ow + c0;
+                _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)
+                    if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);
+            }
+            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
+                if (!s2) a2[b] = a1[b], a1[b] = a0[b];
+                else if (!even) a2[b] = a0[b];
+            }
+        }
+    }
+    if (regs && ow <= 16) dw_epi_plane(j->epi, epv, y, oh * ow); /* (not once a row) */
+    if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
+}
+
+/* Sets dw_rows_f32 up in job: the lanes inside the plane of each output vector's loads
+ * (dw_taps) and store (job->mask, five per vector across a row). */
+static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) {
+    const int64_t n = (g->ow + 15) / 16, s = g->sw;
+    uint16_t *m = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof *m * (size_t)(5 * n), (void **)&m,
+                                     ctx->err);
+    for (int64_t b = 0; st == AMBER_OK && b < n; b++) {
+        for (int64_t k = 0; k < 4; k++) {
+            int64_t at = 16 * b * s - g->pl + (s == 2 ? k % 2 * 16 + k / 2 : k);
+            m[5 * b + k] = dw_lanes(-at, g->w - at);
+        }
+        m[5 * b + 4] = dw_lanes(0, g->ow - 16 * b);
+    }
+    job->mask = m;
+    return st;
 }
 
 /* Sets dw_flat_f32 up in job: each tap's offset and lane masks (none past the plane),
@@ -375,9 +497,16 @@ static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
     return f32 ? dw_plane_f32_generic : dw_plane_f64_generic;
 }
 
-/* dw_flat_f32 for planes it takes (set up: true), else false. */
+/* dw_rows_f32 or dw_flat_f32 for planes they take (set up: true), else false. */
 static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size_t *bytes,
                     amber_status *st) {
+    if (f32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 && g->kh == 3 && g->kw == 3 && g->sh < 3 &&
+        g->sw == g->sh && g->dh == 1 && g->dw == 1 && g->ow > 8 &&
+        (g->oh * g->ow > DW_FLAT_MAX || g->ow != (g->w + g->sw - 1) / g->sw)) {
+        job->plane = dw_rows_f32, *bytes = 64;
+        *st = dw_rows_setup(ctx, g, job);
+        return true;
+    }
     if (!f32 || am_cpu_isa() < AM_GEMM_ISA_AVX512 || g->sh != g->sw || g->sh > 2 ||
         g->ow != (g->w + g->sw - 1) / g->sw || (g->sw == 2 && g->w > 32) ||
         g->oh * g->ow > DW_FLAT_MAX)

@@ -420,14 +420,64 @@ POOL_TILED(f64, double)
 POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
 POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
-POOL_FWD(f64, double, avx512, __attribute__((target("avx512f"))), pv8d, pv8l, EV8D)
+#include <immintrin.h>
+#define POOL_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
+/* Lanes [lo, hi) of 16 (none if empty). */
+POOL_AVX512 static __mmask16 pool_lanes(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
+    return (__mmask16)(hi <= lo ? 0u : ((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+/* avg_pool2d of 3x3 windows at stride 1 whose every window reaches into the plane, on
+ * rows of more than 8 float32 outputs, AVX-512: a column of 16 outputs at a time goes down
+ * the plane; each input row's window sums (left to right; masked loads fill -0.0 outside
+ * the plane, which adds nothing) are computed once and kept in registers for the three
+ * output rows that add them top to bottom (-0.0 rows standing for the padding rows
+ * avg_plane skips), then divided: avg_plane's operations in its order, with no padded
+ * copy or stored row sums. */
+POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const pool_job *f = (const pool_job *)ud;
+    const pool_geom *g = f->g;
+    const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const float *x = (const float *)f->x + t * h * w;
+    float *y = (float *)f->out + t * oh * ow;
+    const __m512 nz = _mm512_set1_ps(-0.0f);
+    for (int64_t c = 0; c < ow; c += 16) {
+        const int64_t at = c - g->pl; /* the first window's first column */
+        const __mmask16 m0 = pool_lanes(-at, w - at), m1 = pool_lanes(-at - 1, w - at - 1);
+        const __mmask16 m2 = pool_lanes(-at - 2, w - at - 2), ms = pool_lanes(0, ow - c);
+        const __m512 cv = _mm512_maskz_loadu_ps(ms, (const float *)f->cs + c);
+        __m512 r1 = nz, r2 = nz; /* the sums of rows u - 1 and u - 2 */
+        for (int64_t u = 0; u < oh + 2; u++) { /* input row u - pt; output u - 2 */
+            const int64_t r = u - g->pt;
+            const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
+            /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
+            const float *p = (const float *)((uintptr_t)(x + (in ? r * w : 0) + c) -
+                                             (uintptr_t)g->pl * 4u);
+            __m512 sum = _mm512_add_ps(_mm512_mask_loadu_ps(nz, in & m0, p),
+                                       _mm512_mask_loadu_ps(nz, in & m1, p + 1));
+            sum = _mm512_add_ps(sum, _mm512_mask_loadu_ps(nz, in & m2, p + 2));
+            if (u >= 2) {
+                float rs = (float)avg_span(u - 2, h, 3, 1, g->pt, g->pb, g->count_include_pad);
+                __m512 o = _mm512_add_ps(_mm512_add_ps(r2, r1), sum);
+                o = _mm512_div_ps(o, _mm512_mul_ps(_mm512_set1_ps(rs), cv));
+                _mm512_mask_storeu_ps(y + (u - 2) * ow + c, ms, o);
+            }
+            r2 = r1, r1 = sum;
+        }
+    }
+}
+
 /* The forward kernels compiled for the CPU's vector width (the same bits: every output
  * is computed by the same scalar operations in the same order), or for AVX2 when an
- * output row is narrower than an AVX-512 vector (it would run as scalar code). */
+ * output row is narrower than an AVX-512 vector (it would run as scalar code), and for
+ * float64 (rare in inference: the library stays small). */
 #define POOL_PICK(NAME, SUF, OW)                                                           \
-    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 && (OW) >= 64 / (int64_t)sizeof(SUF##_t)          \
-         ? NAME##_##SUF##_avx512                                                           \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX512 && (OW) >= 16 ? POOL_WIDE_##SUF(NAME)              \
      : am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? NAME##_##SUF##_avx2 : NAME##_##SUF##_generic)
+#define POOL_WIDE_f32(NAME) NAME##_f32_avx512
+#define POOL_WIDE_f64(NAME) NAME##_f64_avx2
 #else
 #define POOL_PICK(NAME, SUF, OW) NAME##_##SUF##_generic
 #endif
@@ -456,8 +506,6 @@ static amber_status run_planes(am_ctx *ctx, pool_job *job, am_task_fn fn, size_t
     return AMBER_OK;
 }
 
-typedef float f32_t;
-typedef double f64_t;
 static size_t esize(amber_dtype dt) { return amber_dtype_size(dt); }
 
 /* Windows that tile each plane exactly (stride = kernel, no padding or dilation, no
@@ -542,6 +590,12 @@ amber_status k_avg_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     amber_status st = fwd_setup(ctx, &job, &g, out->dtype, true);
     if (st != AMBER_OK) return st;
     bool f32 = out->dtype == AMBER_FLOAT32;
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    if (f32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 && g.kh == 3 && g.kw == 3 && g.sh == 1 &&
+        g.sw == 1 && g.ow > 8 && g.pt <= 2 && g.pl <= 2 && g.oh - g.pt <= g.h &&
+        g.ow - g.pl <= g.w)
+        return run_planes(ctx, &job, avg3_plane_f32, 0, work);
+#endif
     return run_planes(ctx, &job,
                       f32 ? POOL_PICK(avg_plane, f32, g.ow) : POOL_PICK(avg_plane, f64, g.ow),
                       (size_t)(g.h * g.ow + POOL_STRIP * g.row) * esize(out->dtype), work);

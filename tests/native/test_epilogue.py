@@ -165,6 +165,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                             (20, 7, 7), (1, 2 + 4 + 1)),
     "depthwise_clip_s2_13x14": (lambda: ConvBnRelu(20, 20, 3, stride=2, groups=20,
                                                    act=Clip6()), (20, 13, 14), (1, 2 + 2 + 1)),
+    # rows of at most one vector (the epilogue in one pass over each plane), strides 1, 2
+    "depthwise_relu6_14x14": (lambda: ConvBnRelu(20, 20, 3, groups=20, act=nn.ReLU6()),
+                              (20, 14, 14), (1, 2 + 4 + 1)),
+    "depthwise_clip_s2_27x29": (lambda: ConvBnRelu(20, 20, 3, stride=2, groups=20,
+                                                   act=Clip6()), (20, 27, 29), (1, 2 + 2 + 1)),
     "projection_residual": (lambda: Projection(24), (24, 9, 11), (1, 2 + 3 + 1)),
     # 1x1 on small images (49 and 196 pixels: the last columns one by one), a residual;
     # 600 deep (two blocks of k) and 100 output channels (a short last panel)

@@ -324,7 +324,11 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             (F32, (2, 2, 17, 41), 2, (2, 2), (1, 1, 1, 1), (1, 1)),
             (F32, (1, 5, 9, 7), 1, (1, 1), (0, 2, 1, 0), (1, 1)),
             (F32, (1, 4, 15, 14), 1, (2, 2), (1, 0, 0, 1), (1, 1)),
-            (F64, (1, 3, 11, 21), 1, (2, 2), (1, 1, 1, 1), (1, 1))]:
+            (F64, (1, 3, 11, 21), 1, (2, 2), (1, 1, 1, 1), (1, 1)),
+            # 3x3 at stride 1 or 2 on rows of more than 8 (float32: strips carried down
+            # the plane): more than one strip, no or asymmetric padding
+            (F32, (1, 2, 5, 130), 1, (1, 1), (0, 2, 2, 0), (1, 1)),
+            (F32, (1, 2, 9, 150), 1, (2, 2), (1, 0, 1, 2), (1, 1))]:
         yield [smooth(rng, (n, c, h, w), dt), smooth(rng, (c * mult, 1, 3, 3), dt)], \
             dict(stride=st, padding=pd, dilation=dl, groups=c)
     # 1x1, unit stride, no padding: the input is the product's operand (no im2col)
@@ -451,6 +455,9 @@ def _avg_pool(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (3, 20, 30, 30), F32)], {
         "kernel_hw": (3, 3), "stride": (1, 1), "padding": (1, 1, 1, 1), "ceil_mode": False,
         "count_include_pad": False}
+    yield [values(rng, (2, 3, 7, 70), F32)], {  # more than one strip (3x3 at stride 1)
+        "kernel_hw": (3, 3), "stride": (1, 1), "padding": (0, 1, 1, 0), "ceil_mode": False,
+        "count_include_pad": True}
     yield [values(rng, (1, 2, 9, 50), F64)], {  # rows wide enough for the vectors
         "kernel_hw": (3, 2), "stride": (2, 2), "padding": (0, 1, 0, 1), "ceil_mode": True,
         "count_include_pad": True}

@@ -136,3 +136,25 @@ def test_tiled_max_pool_and_gradient_with_ties(lib: ctypes.CDLL, ctxs, shape: tu
     want = np.asarray(REGISTRY["max_pool2d_grad"].impl(x, g, **attrs))
     one, two = (run_kernel(lib, c, "max_pool2d_grad", [x, g], attrs, x.shape) for c in ctxs)
     assert one.tobytes() == want.tobytes() == two.tobytes()
+
+
+@pytest.mark.parametrize("hw", [(1, 9), (2, 16), (5, 17), (3, 33), (6, 64), (4, 65), (3, 112),
+                                (9, 130)])
+@pytest.mark.parametrize("pad, ceil, include", [((1, 1, 1, 1), False, False),
+                                                ((1, 1, 1, 1), False, True),
+                                                ((0, 0, 0, 0), False, False),
+                                                ((1, 0, 0, 1), True, False),
+                                                ((0, 1, 1, 0), False, True)])
+def test_avg_pool_3x3_stride_1(lib: ctypes.CDLL, ctxs, hw: tuple, pad: tuple, ceil: bool,
+                               include: bool) -> None:
+    """3x3 windows at stride 1 on rows of more than 8 outputs (float32 runs them as strips
+    of up to four vectors carried down the plane): rows of whole and partial vectors and
+    of more than one strip, one-row planes, padding on either side or none, exact against
+    the reference at one and two threads, float32 and float64."""
+    if hw[0] + pad[0] + pad[1] < 3:
+        return
+    attrs = {"kernel_hw": (3, 3), "stride": (1, 1), "padding": pad, "ceil_mode": ceil,
+             "count_include_pad": include}
+    for dt in (np.float32, np.float64):
+        x = _values(np.random.default_rng(hw[1]), (2, 3, *hw), dt)
+        _check(lib, ctxs, "avg_pool2d", x, attrs)
