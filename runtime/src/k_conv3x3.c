@@ -5,12 +5,13 @@
  * Each image is copied once, zero-padded, into C planes of HP x WP (the rows and columns
  * the windows reach), so that tap (c, p, q) of output (i, j) is at c * HP * WP + (i * sh +
  * p) * WP + j * sw + q. The filters are packed once per session as [O / 64][C][3][3][64].
- * A register tile holds 6 outputs (consecutive in the image's pixel order, across rows)
- * x 64 output channels (24 vectors): per tap, 4 filter vectors and 6 broadcast inputs, 24
- * fused multiply-adds. A task computes a band of outputs (at most D3_BAND) for one block
- * of 64 channels in a tile buffer (pixels x channels), D3_ICB input channels at a time
- * (their filters stay in L1), then writes it transposed to y with the epilogue
- * (am_epi_tr_fn).
+ * A register tile holds 4 outputs (consecutive in the image's pixel order, across rows)
+ * x 64 output channels (16 vectors): per filter row, its three taps' 12 filter vectors
+ * and a broadcast input per output and tap, 48 fused multiply-adds. (Tiles of 6 outputs
+ * loading 4 filter vectors per tap ran at 88% of the FMA peak, these at it.) A task
+ * computes a band of outputs (at most D3_BAND) for one block of 64 channels in a tile
+ * buffer (pixels x channels), D3_ICB input channels at a time (their filters stay in L1),
+ * then writes it transposed to y with the epilogue (am_epi_tr_fn).
  * Every output is one chain of fused multiply-adds from +0 over the taps in (c, p, q)
  * order, padding taps included, whatever the band, block or thread: the bits depend on
  * the shapes alone. (They are the GEMM path's while C * 9 fits one of its depth blocks,
@@ -21,7 +22,7 @@
 
 enum {
     D3_OB = 64,    /* output channels per block: four vectors */
-    D3_PX = 6,     /* flattened outputs per register tile */
+    D3_PX = 4,     /* flattened outputs per register tile */
     D3_ICB = 8,    /* input channels per pass over a band (their 18 KB of filters in L1) */
     D3_BAND = 240, /* outputs per band (a 60 KB tile buffer; 120 and 480 ran slower) */
 };
@@ -44,40 +45,49 @@ typedef struct d3_job {
 #define COLD __attribute__((cold)) /* set-up code: optimised for size */
 #define D3_AVX512 __attribute__((target("avx512f")))
 
-/* Output p's tap s[k] times the 4 filter vectors, into its accumulators */
-#define D3_FMA(p, s)                                                                       \
+/* Output p's tap at s_p[k + q] times its filter vectors W0..W3, into its accumulators */
+#define D3_FMA(p, q, W, s)                                                                 \
     do {                                                                                   \
-        __m512 b = _mm512_set1_ps(s[k]);                                                   \
-        a[p][0] = _mm512_fmadd_ps(w0, b, a[p][0]);                                         \
-        a[p][1] = _mm512_fmadd_ps(w1, b, a[p][1]);                                         \
-        a[p][2] = _mm512_fmadd_ps(w2, b, a[p][2]);                                         \
-        a[p][3] = _mm512_fmadd_ps(w3, b, a[p][3]);                                         \
+        __m512 b = _mm512_set1_ps(s[k + q]);                                               \
+        a[p][0] = _mm512_fmadd_ps(W##0, b, a[p][0]);                                       \
+        a[p][1] = _mm512_fmadd_ps(W##1, b, a[p][1]);                                       \
+        a[p][2] = _mm512_fmadd_ps(W##2, b, a[p][2]);                                       \
+        a[p][3] = _mm512_fmadd_ps(W##3, b, a[p][3]);                                       \
     } while (0)
+#define D3_ROW(p)                                                                          \
+    do {                                                                                   \
+        D3_FMA(p, 0, u, s##p);                                                             \
+        D3_FMA(p, 1, v, s##p);                                                             \
+        D3_FMA(p, 2, z, s##p);                                                             \
+    } while (0)
+#define D3_LD(W, t)                                                                        \
+    __m512 W##0 = _mm512_loadu_ps(w + t * D3_OB), W##1 = _mm512_loadu_ps(w + t * D3_OB + 16), \
+           W##2 = _mm512_loadu_ps(w + t * D3_OB + 32), W##3 = _mm512_loadu_ps(w + t * D3_OB + 48)
 
 /* acc[px][64] for D3_PX outputs: +0 (first) or acc, plus the taps of nc input channels,
- * output px's first at q[px] (in plane 0), their filters at w. */
+ * output px's first at q[px] (in plane 0), their filters at w. A filter row's three taps
+ * stay in registers (12 vectors) while each output takes them in turn: every accumulator
+ * still sums its taps in (c, p, q) order. */
 D3_AVX512 static void d3_tile(const float *const *q, int64_t plane, int64_t wp, const float *w,
                               int64_t nc, float *acc, bool first) {
     __m512 a[D3_PX][4];
-    _Pragma("GCC unroll 6") for (int p = 0; p < D3_PX; p++)
+    _Pragma("GCC unroll 4") for (int p = 0; p < D3_PX; p++)
         _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
             a[p][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + p * D3_OB + v * 16);
-    const float *s0 = q[0], *s1 = q[1], *s2 = q[2], *s3 = q[3], *s4 = q[4], *s5 = q[5];
+    const float *s0 = q[0], *s1 = q[1], *s2 = q[2], *s3 = q[3];
     for (int64_t ic = 0; ic < nc; ic++) {
-        int64_t i = ic * plane;
-        _Pragma("GCC unroll 1") for (int t = 0; t < 9; t++, w += D3_OB) {
-            int64_t k = i + t / 3 * wp + t % 3;
-            __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-            __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-            D3_FMA(0, s0);
-            D3_FMA(1, s1);
-            D3_FMA(2, s2);
-            D3_FMA(3, s3);
-            D3_FMA(4, s4);
-            D3_FMA(5, s5);
+        _Pragma("GCC unroll 1") for (int r = 0; r < 3; r++, w += 3 * D3_OB) {
+            int64_t k = ic * plane + r * wp;
+            D3_LD(u, 0);
+            D3_LD(v, 1);
+            D3_LD(z, 2);
+            D3_ROW(0);
+            D3_ROW(1);
+            D3_ROW(2);
+            D3_ROW(3);
         }
     }
-    _Pragma("GCC unroll 6") for (int p = 0; p < D3_PX; p++)
+    _Pragma("GCC unroll 4") for (int p = 0; p < D3_PX; p++)
         _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
             _mm512_storeu_ps(acc + p * D3_OB + v * 16, a[p][v]);
 }
@@ -96,10 +106,18 @@ static void d3_task(void *ud, int64_t t, int worker) {
         if (++c == j->ow) c = 0, r++;
     }
     for (int64_t i = l1 - l0; i < D3_BAND + D3_PX; i++) at[i] = at[l1 - l0 - 1];
+    /* each tile prefetches its share of the next pass's filters (the next block's first
+     * after the last pass): they come from L3 or memory on larger layers */
+    int64_t n = l1 - l0, tiles = (n + D3_PX - 1) / D3_PX;
+    int64_t per = (D3_ICB * 9 * D3_OB / 16 + tiles - 1) / tiles; /* lines per tile */
+    const float *wend = j->wt + j->nob * j->c * 9 * D3_OB;
     for (int64_t c0 = 0; c0 < j->c; c0 += D3_ICB) {
         int64_t nc = j->c - c0 < D3_ICB ? j->c - c0 : D3_ICB;
-        for (int64_t f = 0; f < l1 - l0; f += D3_PX) {
+        const float *wn = w + (c0 + nc) * 9 * D3_OB;
+        for (int64_t f = 0, i = 0; f < n; f += D3_PX, i++) {
             const float *q[D3_PX];
+            for (int64_t l = i * per; l < (i + 1) * per && wn + l * 16 < wend; l++)
+                __builtin_prefetch(wn + l * 16);
             for (int p = 0; p < D3_PX; p++) q[p] = j->xp + c0 * j->plane + at[f + p];
             d3_tile(q, j->plane, j->wp, w + c0 * 9 * D3_OB, nc, acc + f * D3_OB, c0 == 0);
         }
@@ -110,15 +128,15 @@ static void d3_task(void *ud, int64_t t, int worker) {
 }
 
 /* Where it ran faster than the GEMM path: 32 output channels or more, 4 input channels or
- * more, stride 2 only for outputs 14 wide or wider (ResNet-50's 14x14 to 7x7 ran 5%
- * slower). */
+ * more, stride 2 only for outputs 7 wide or wider (ResNet-50's 14x14 to 7x7 ran 15% faster
+ * than the GEMM). */
 COLD bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
     const int64_t *ws = in[1].shape;
     bool s1 = a->stride[0] == 1 && a->stride[1] == 1;
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
            a->groups == 1 && a->stride[0] <= 2 && a->stride[1] <= 2 && a->dilation[0] == 1 &&
            a->dilation[1] == 1 && ws[2] == 3 && ws[3] == 3 && ws[0] >= 32 && ws[1] >= 4 &&
-           (s1 || out->shape[3] >= 14);
+           (s1 || out->shape[3] >= 7);
 }
 
 /* w[O][C][3][3] as [O / 64][C][3][3][64], zero past O */

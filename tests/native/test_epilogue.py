@@ -180,11 +180,14 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 5 + 6)),
     # 3x3 convolutions computed directly (AVX-512): BatchNorm and ReLU, ReLU6 and clamp in
     # the transpose's registers, a residual add and SiLU after it; 40, 64, 70 and 48 output
-    # channels (partial blocks of 64), 64 input channels (past one GEMM depth block)
+    # channels (partial blocks of 64), 64 input channels (past one GEMM depth block), stride
+    # 2 on a 7x7 output
     "direct_bn_relu": (lambda: ConvBnRelu(12, 40, 3), (12, 19, 23), (1, 2 + 2 + 1)),
     "direct_relu6": (lambda: ConvBnRelu(16, 64, 3, act=nn.ReLU6()), (16, 9, 11),
                      (1, 2 + 4 + 1)),
     "direct_clip": (lambda: ConvBnRelu(16, 70, 3, act=Clip6()), (16, 8, 13), (1, 2 + 2 + 1)),
+    "direct_s2_bn_relu": (lambda: ConvBnRelu(16, 40, 3, stride=2), (16, 13, 14),
+                          (1, 2 + 2 + 1)),
     "direct_residual": (lambda: Residual(64), (64, 10, 9), (2, 5 + 6)),
     "direct_silu": (lambda: nn.Sequential(nn.Conv2d(16, 48, 3), nn.SiLU()), (16, 15, 14),
                     (1, 1 + 2 + 1)),

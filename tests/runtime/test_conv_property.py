@@ -110,11 +110,12 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
     _against_reference(lib, ctx, ctx1, case, 1, f64, 7)
 
 # 3x3 convolutions computed directly on AVX-512 (k_conv3x3.c; the GEMM elsewhere): odd
-# widths (partial tiles of 6 outputs), bands of 240 outputs across rows, output channels
-# not a multiple of 64, input channels not a multiple of the 8 per pass and past one GEMM
-# depth block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (and 2 on
-# narrow outputs, dilation and groups: routed to the other paths), batches, 1x1 and 1xW
-# images.
+# widths and bands not a multiple of the tile's 4 outputs (bands of 1, 6, 9 and 11
+# outputs; 49 on 7x7 images), bands of 240 outputs across rows, output channels not a
+# multiple of 64, input channels not a multiple of the 8 per pass and past one GEMM depth
+# block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (outputs 7 to 10
+# wide at stride 2; 2 on narrower outputs, dilation and groups: routed to the other
+# paths), batches, 1x1 and 1xW images.
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -127,6 +128,12 @@ DIRECT = [
     ((1, 32, 15, 17), (64, 32, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
     ((1, 32, 15, 17), (64, 32, 3, 3), [1, 1], [2, 2, 2, 2], [2, 2], 1),
     ((1, 32, 15, 17), (64, 16, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 2),
+    ((1, 72, 14, 14), (64, 72, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 20, 17, 19), (40, 20, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 8, 1, 11), (32, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 8, 2, 3), (32, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 8, 3, 9), (32, 8, 3, 3), [1, 1], [0, 0, 1, 1], [1, 1], 1),
+    ((1, 16, 9, 11), (32, 16, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
 ]
 
 

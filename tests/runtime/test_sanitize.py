@@ -146,9 +146,9 @@ def test_gelu_epilogue(sanitize_build: Path, tmp_path: Path) -> None:
 def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     """Convolutions packed from padded and stride-phased images, small images side by
     side, one small image as the transposed product (weights kept per session), one
-    larger image split between the session's threads and a 3x3 one computed directly (on
-    AVX-512; 80 output channels: a whole block of 64 and a partial one), on their test
-    vectors and under concurrent sessions."""
+    larger image split between the session's threads and 3x3 ones computed directly (on
+    AVX-512; 80 output channels: a whole block of 64 and a partial one; stride 2 on an 8x8
+    output), on their test vectors and under concurrent sessions."""
     import numpy as np
 
     import amber as am
@@ -157,12 +157,14 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     am.manual_seed(0)
     c1, c2 = nn.Conv2d(5, 16, 3, 2, 1), nn.Conv2d(16, 16, 3, 1, 1)
     c3, c4 = nn.Conv2d(16, 16, 1), nn.Conv2d(16, 80, 3, 1, 1)
+    c5 = nn.Conv2d(16, 40, 3, 2, 1)
 
     def fn(x: am.Tensor, y: am.Tensor, z: am.Tensor) -> tuple:
         h = c3(F.relu(c2(F.relu(c1(x)))))  # 15x15 -> 8x8: batch 1 of 64 pixels
         return (h, c3(F.relu(c2(F.relu(c1(y))))),  # 13x13 -> 7x7: transposed at batch 1
                 c3(F.relu(c2(F.relu(c1(z))))),  # 29x29 -> 15x15: c2 split between threads
-                F.relu(c4(F.relu(c1(z)))))  # direct, its blocks split between threads
+                F.relu(c4(F.relu(c1(z)))),  # direct, its blocks split between threads
+                c5(F.relu(c1(z))))  # direct at stride 2: 15x15 -> 8x8
 
     rng = np.random.default_rng(0)
     x = am.tensor(rng.standard_normal((3, 5, 15, 15)).astype(np.float32))
