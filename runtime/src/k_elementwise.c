@@ -393,8 +393,21 @@ ALL5(eq, BOOL, a == b)
 ALL5(ne, BOOL, a != b)
 ALL5(lt, BOOL, a < b)
 ALL5(le, BOOL, a <= b)
-ALL5(gt, BOOL, a > b)
-ALL5(ge, BOOL, a >= b)
+
+/* a > b is b < a, also for NaN (both false): gt and ge run lt and le on swapped operands,
+ * the same bits from half the comparison loops. */
+#define SWAPPED(NAME, BASE)                                                       \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
+        char *q[3] = {p[0], p[2], p[1]};                                          \
+        const int64_t t[3] = {s[0], s[2], s[1]};                                  \
+        BASE(q, t, n, ud);                                                        \
+    }
+#define SWAPPED5(name, base)                                                      \
+    SWAPPED(name##_f32, base##_f32) SWAPPED(name##_f64, base##_f64)               \
+    SWAPPED(name##_i32, base##_i32) SWAPPED(name##_i64, base##_i64)               \
+    SWAPPED(name##_b, base##_b)
+SWAPPED5(gt, lt)
+SWAPPED5(ge, le)
 BINARY(and_b, b8, b8, a && b)
 BINARY(or_b, b8, b8, a || b)
 
