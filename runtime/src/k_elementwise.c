@@ -249,8 +249,9 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
         }                                                                          \
     }
 
-/* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar. */
-#define BINARY(NAME, TI, TO, EXPR)                                                 \
+/* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar (a scalar a
+ * only without SYM: SYM_ENTRY hands that case over with the operands swapped). */
+#define BINARY_SYM(NAME, TI, TO, EXPR, SYM)                                        \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
         (void)ud;                                                                  \
         const int64_t zi = (int64_t)sizeof(TI), zo = (int64_t)sizeof(TO);          \
@@ -267,7 +268,7 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
                 TI a = x[i];                                                       \
                 o[i] = (TO)(EXPR);                                                 \
             }                                                                      \
-        } else if (s[0] == zo && s[1] == 0 && s[2] == zi) {                        \
+        } else if (!(SYM) && s[0] == zo && s[1] == 0 && s[2] == zi) {              \
             const TI a = x[0];                                                     \
             for (int64_t i = 0; i < n; i++) {                                      \
                 TI b = y[i];                                                       \
@@ -275,12 +276,13 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
             }                                                                      \
         } else {                                                                   \
             for (int64_t i = 0; i < n; i++) {                                      \
-                TI a = *(const TI *)(p[1] + i * s[1]);                             \
-                TI b = *(const TI *)(p[2] + i * s[2]);                             \
+                TI a = *(const TI *)(p[1] + i * s[1]);                  \
+                TI b = *(const TI *)(p[2] + i * s[2]);                  \
                 *(TO *)(p[0] + i * s[0]) = (TO)(EXPR);                             \
             }                                                                      \
         }                                                                          \
     }
+#define BINARY(NAME, TI, TO, EXPR) BINARY_SYM(NAME, TI, TO, EXPR, 0)
 
 /* ---------------------------------------------------------------- unary ops */
 
@@ -389,8 +391,24 @@ BINARY(pow_f64, double, double, pow(a, b))
 
 ALL5(max, SAME, MAXV(a, b))
 ALL5(min, SAME, MINV(a, b))
-ALL5(eq, BOOL, a == b)
-ALL5(ne, BOOL, a != b)
+/* EXPR gives the same bits with a and b swapped: a scalar a runs as a scalar b. */
+#define SYM_ENTRY(NAME, TI, EXPR)                                                 \
+    BINARY_SYM(NAME##_body, TI, b8, EXPR, 1)                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
+        if (s[1] != 0 || s[2] != (int64_t)sizeof(TI)) {                           \
+            NAME##_body(p, s, n, ud);                                             \
+            return;                                                               \
+        }                                                                         \
+        char *q[3] = {p[0], p[2], p[1]};                                          \
+        const int64_t t[3] = {s[0], s[2], s[1]};                                  \
+        NAME##_body(q, t, n, ud);                                                 \
+    }
+#define SYM5(name, EXPR)                                                          \
+    SYM_ENTRY(name##_f32, float, EXPR) SYM_ENTRY(name##_f64, double, EXPR)        \
+    SYM_ENTRY(name##_i32, i32, EXPR) SYM_ENTRY(name##_i64, i64, EXPR)             \
+    SYM_ENTRY(name##_b, b8, EXPR)
+SYM5(eq, a == b)
+SYM5(ne, a != b)
 ALL5(lt, BOOL, a < b)
 ALL5(le, BOOL, a <= b)
 
