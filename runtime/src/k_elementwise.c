@@ -386,14 +386,11 @@ BINARY(pow_f64, double, double, pow(a, b))
     BINARY(name##_i32, i32, TO(i32), EXPR)       \
     BINARY(name##_i64, i64, TO(i64), EXPR)       \
     BINARY(name##_b, b8, TO(b8), EXPR)
-#define SAME(T) T
 #define BOOL(T) b8
 
-ALL5(max, SAME, MAXV(a, b))
-ALL5(min, SAME, MINV(a, b))
 /* EXPR gives the same bits with a and b swapped: a scalar a runs as a scalar b. */
-#define SYM_ENTRY(NAME, TI, EXPR)                                                 \
-    BINARY_SYM(NAME##_body, TI, b8, EXPR, 1)                                      \
+#define SYM_ENTRY(NAME, TI, TO, EXPR)                                             \
+    BINARY_SYM(NAME##_body, TI, TO, EXPR, 1)                                      \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
         if (s[1] != 0 || s[2] != (int64_t)sizeof(TI)) {                           \
             NAME##_body(p, s, n, ud);                                             \
@@ -404,9 +401,9 @@ ALL5(min, SAME, MINV(a, b))
         NAME##_body(q, t, n, ud);                                                 \
     }
 #define SYM5(name, EXPR)                                                          \
-    SYM_ENTRY(name##_f32, float, EXPR) SYM_ENTRY(name##_f64, double, EXPR)        \
-    SYM_ENTRY(name##_i32, i32, EXPR) SYM_ENTRY(name##_i64, i64, EXPR)             \
-    SYM_ENTRY(name##_b, b8, EXPR)
+    SYM_ENTRY(name##_f32, float, b8, EXPR) SYM_ENTRY(name##_f64, double, b8, EXPR) \
+    SYM_ENTRY(name##_i32, i32, b8, EXPR) SYM_ENTRY(name##_i64, i64, b8, EXPR)     \
+    SYM_ENTRY(name##_b, b8, b8, EXPR)
 SYM5(eq, a == b)
 SYM5(ne, a != b)
 ALL5(lt, BOOL, a < b)
@@ -426,8 +423,16 @@ ALL5(le, BOOL, a <= b)
     SWAPPED(name##_b, base##_b)
 SWAPPED5(gt, lt)
 SWAPPED5(ge, le)
-BINARY(and_b, b8, b8, a && b)
-BINARY(or_b, b8, b8, a || b)
+
+/* Integers and bools have no NaN or signed zero: their max and min commute too. */
+#define MAXMIN(name, EXPR)                                                        \
+    BINARY(name##_f32, float, float, EXPR) BINARY(name##_f64, double, double, EXPR) \
+    SYM_ENTRY(name##_i32, i32, i32, EXPR) BINARY(name##_i64, i64, i64, EXPR)      \
+    SYM_ENTRY(name##_b, b8, b8, EXPR)
+MAXMIN(max, MAXV(a, b))
+MAXMIN(min, MINV(a, b))
+SYM_ENTRY(and_b, b8, b8, a && b)
+SYM_ENTRY(or_b, b8, b8, a || b)
 
 #define ROW5(f) {f##_f32, f##_f64, f##_i32, f##_i64, f##_b}
 
