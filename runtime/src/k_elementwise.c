@@ -276,8 +276,8 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
             }                                                                      \
         } else {                                                                   \
             for (int64_t i = 0; i < n; i++) {                                      \
-                TI a = *(const TI *)(p[1] + i * s[1]);                  \
-                TI b = *(const TI *)(p[2] + i * s[2]);                  \
+                TI a = *(const TI *)(p[1] + i * s[1]);                             \
+                TI b = *(const TI *)(p[2] + i * s[2]);                             \
                 *(TO *)(p[0] + i * s[0]) = (TO)(EXPR);                             \
             }                                                                      \
         }                                                                          \
@@ -424,7 +424,8 @@ ALL5(le, BOOL, a <= b)
 SWAPPED5(gt, lt)
 SWAPPED5(ge, le)
 
-/* Integers and bools have no NaN or signed zero: their max and min commute too. */
+/* Integers and bools have no NaN or signed zero: their max and min commute too (int64's
+ * loops are not vectorised: nothing to save). */
 #define MAXMIN(name, EXPR)                                                        \
     BINARY(name##_f32, float, float, EXPR) BINARY(name##_f64, double, double, EXPR) \
     SYM_ENTRY(name##_i32, i32, i32, EXPR) BINARY(name##_i64, i64, i64, EXPR)      \
