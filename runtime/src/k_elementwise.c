@@ -249,8 +249,9 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
         }                                                                          \
     }
 
-/* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar. */
-#define BINARY(NAME, TI, TO, EXPR)                                                 \
+/* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar (a scalar a
+ * only without SYM: SYM_ENTRY hands that case over with the operands swapped). */
+#define BINARY_SYM(NAME, TI, TO, EXPR, SYM)                                        \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
         (void)ud;                                                                  \
         const int64_t zi = (int64_t)sizeof(TI), zo = (int64_t)sizeof(TO);          \
@@ -267,7 +268,7 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
                 TI a = x[i];                                                       \
                 o[i] = (TO)(EXPR);                                                 \
             }                                                                      \
-        } else if (s[0] == zo && s[1] == 0 && s[2] == zi) {                        \
+        } else if (!(SYM) && s[0] == zo && s[1] == 0 && s[2] == zi) {              \
             const TI a = x[0];                                                     \
             for (int64_t i = 0; i < n; i++) {                                      \
                 TI b = y[i];                                                       \
@@ -281,6 +282,7 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
             }                                                                      \
         }                                                                          \
     }
+#define BINARY(NAME, TI, TO, EXPR) BINARY_SYM(NAME, TI, TO, EXPR, 0)
 
 /* ---------------------------------------------------------------- unary ops */
 
@@ -384,19 +386,54 @@ BINARY(pow_f64, double, double, pow(a, b))
     BINARY(name##_i32, i32, TO(i32), EXPR)       \
     BINARY(name##_i64, i64, TO(i64), EXPR)       \
     BINARY(name##_b, b8, TO(b8), EXPR)
-#define SAME(T) T
 #define BOOL(T) b8
 
-ALL5(max, SAME, MAXV(a, b))
-ALL5(min, SAME, MINV(a, b))
-ALL5(eq, BOOL, a == b)
-ALL5(ne, BOOL, a != b)
+/* EXPR gives the same bits with a and b swapped: a scalar a runs as a scalar b. */
+#define SYM_ENTRY(NAME, TI, TO, EXPR)                                             \
+    BINARY_SYM(NAME##_body, TI, TO, EXPR, 1)                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
+        if (s[1] != 0 || s[2] != (int64_t)sizeof(TI)) {                           \
+            NAME##_body(p, s, n, ud);                                             \
+            return;                                                               \
+        }                                                                         \
+        char *q[3] = {p[0], p[2], p[1]};                                          \
+        const int64_t t[3] = {s[0], s[2], s[1]};                                  \
+        NAME##_body(q, t, n, ud);                                                 \
+    }
+#define SYM5(name, EXPR)                                                          \
+    SYM_ENTRY(name##_f32, float, b8, EXPR) SYM_ENTRY(name##_f64, double, b8, EXPR) \
+    SYM_ENTRY(name##_i32, i32, b8, EXPR) SYM_ENTRY(name##_i64, i64, b8, EXPR)     \
+    SYM_ENTRY(name##_b, b8, b8, EXPR)
+SYM5(eq, a == b)
+SYM5(ne, a != b)
 ALL5(lt, BOOL, a < b)
 ALL5(le, BOOL, a <= b)
-ALL5(gt, BOOL, a > b)
-ALL5(ge, BOOL, a >= b)
-BINARY(and_b, b8, b8, a && b)
-BINARY(or_b, b8, b8, a || b)
+
+/* a > b is b < a, also for NaN (both false): gt and ge run lt and le on swapped operands,
+ * the same bits from half the comparison loops. */
+#define SWAPPED(NAME, BASE)                                                       \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
+        char *q[3] = {p[0], p[2], p[1]};                                          \
+        const int64_t t[3] = {s[0], s[2], s[1]};                                  \
+        BASE(q, t, n, ud);                                                        \
+    }
+#define SWAPPED5(name, base)                                                      \
+    SWAPPED(name##_f32, base##_f32) SWAPPED(name##_f64, base##_f64)               \
+    SWAPPED(name##_i32, base##_i32) SWAPPED(name##_i64, base##_i64)               \
+    SWAPPED(name##_b, base##_b)
+SWAPPED5(gt, lt)
+SWAPPED5(ge, le)
+
+/* Integers and bools have no NaN or signed zero: their max and min commute too (int64's
+ * loops are not vectorised: nothing to save). */
+#define MAXMIN(name, EXPR)                                                        \
+    BINARY(name##_f32, float, float, EXPR) BINARY(name##_f64, double, double, EXPR) \
+    SYM_ENTRY(name##_i32, i32, i32, EXPR) BINARY(name##_i64, i64, i64, EXPR)      \
+    SYM_ENTRY(name##_b, b8, b8, EXPR)
+MAXMIN(max, MAXV(a, b))
+MAXMIN(min, MINV(a, b))
+SYM_ENTRY(and_b, b8, b8, a && b)
+SYM_ENTRY(or_b, b8, b8, a || b)
 
 #define ROW5(f) {f##_f32, f##_f64, f##_i32, f##_i64, f##_b}
 

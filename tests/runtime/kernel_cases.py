@@ -162,6 +162,9 @@ def _binary(rng: np.random.Generator) -> Iterator[Case]:
     yield [values(rng, (257,), F32), values(rng, (257,), F32)], {}
     yield [values(rng, (3, 129), F64), values(rng, (), F64)], {}
     yield [values(rng, (), I32), values(rng, (4, 33), I32)], {}
+    # a scalar first operand of every dtype (commuting ops run it as a scalar second)
+    for dt in (F32, F64, I64, B):
+        yield [values(rng, (), dt), values(rng, (3, 37), dt)], {}
     bad = incompatible(rng, (2, 3, 4))
     yield [values(rng, (2, 3, 4), F32), values(rng, bad or (5,), F32)], {}
     yield [values(rng, (2, 3), F32), values(rng, (2, 3), F64)], {}  # mixed dtypes
