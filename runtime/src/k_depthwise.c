@@ -277,7 +277,8 @@ DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_
  * column is outside the plane); at stride 2 the same over the input's four phase
  * planes x[a::2, b::2] (dw_phases). The plane's DW_FLAT_NB vectors stay in registers
  * over all the taps, each summing its taps as dw_plane does. */
-enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB };
+/* DW_FLAT_P planes at a time share each tap's masks and interleave their sums. */
+enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB, DW_FLAT_P = 2 };
 
 /* Lanes [lo, hi) of 16 (none if empty). */
 static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
@@ -285,65 +286,86 @@ static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
     return (__mmask16)(hi <= lo ? 0u : MASKN(hi) & ~MASKN(lo));
 }
 
-/* The register epilogue (am_epi.regs) over the n stored sums at y, in place, 64 at a time:
- * for planes of narrow rows, one pass of its steps where once a row would cost more. */
+/* The register epilogue (am_epi.regs, its scalars v) over sums a..d if e, and the
+ * first n (at most 64) stored at y. */
 #define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
-DW_AVX512 __attribute__((noinline)) static void dw_epi_plane(const am_epi *e, const float *v,
-                                                             float *y, int64_t n) {
+DW_AVX512 __attribute__((noinline)) static void dw_epi_store(const am_epi *e, const float *v,
+                                                             float *y, int64_t n, v16f a,
+                                                             v16f b, v16f c, v16f d) {
+    v16f acc[4] = {a, b, c, d};
+    if (e) dw_epi_avx512(e, v, acc, 4);
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+        _mm512_mask_storeu_ps(y + 16 * k, dw_lanes(0, n - 16 * k), (__m512)acc[k]);
+}
+
+/* The register epilogue over the n stored sums at y, in place, 64 at a time: for planes
+ * of narrow rows, one pass of its steps where once a row would cost more. */
+DW_AVX512 static void dw_epi_plane(const am_epi *e, const float *v, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i += 64) {
         v16f acc[4];
         _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
             acc[b] = (v16f)_mm512_maskz_loadu_ps(dw_lanes(0, n - i - 16 * b), y + i + 16 * b);
-        dw_epi_avx512(e, v, acc, 4);
-        _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
-            _mm512_mask_storeu_ps(y + i + 16 * b, dw_lanes(0, n - i - 16 * b), (__m512)acc[b]);
+        dw_epi_store(e, v, y + i, n - i, acc[0], acc[1], acc[2], acc[3]);
     }
 }
 
-/* The phase planes of x (rows of w <= 32), each ceil(h/2) x ceil(w/2), plane 2a + b
- * at ph + (2a + b) * ceil(h/2) * ceil(w/2). */
+/* The phase planes of x (rows of w <= 16), each ceil(h/2) x ceil(w/2), plane 2a + b
+ * at ph + (2a + b) * (ceil(h/2) * ceil(w/2) + 16): whole vectors stored, rows in order
+ * (a row's tail lands where a later row or the gap goes; the kernel's masks skip it). */
 DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
-    const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh, w = g->w;
+    const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh + 16, w = g->w;
     const __m512i ev = (__m512i)(v16i){DW_EV16};
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffffu : MASKN(w));
-    const __mmask16 m1 = (__mmask16)(w <= 16 ? 0u : MASKN(w - 16));
-    const __mmask16 me = (__mmask16)MASKN(wh), mo = (__mmask16)MASKN(w / 2);
+    const __mmask16 m0 = (__mmask16)MASKN(w);
     for (int64_t r = 0; r < g->h; r++) {
         __m512 lo = _mm512_maskz_loadu_ps(m0, x + r * w);
-        __m512 hi = _mm512_maskz_loadu_ps(m1, x + r * w + 16);
         float *d = ph + (r & 1) * 2 * ps + (r >> 1) * wh;
-        _mm512_mask_storeu_ps(d, me, _mm512_permutex2var_ps(lo, ev, hi));
-        _mm512_mask_storeu_ps(d + ps, mo, _mm512_permutex2var_ps(lo, od, hi));
+        _mm512_storeu_ps(d, _mm512_permutexvar_ps(ev, lo)); /* (lanes 8.. unused) */
+        _mm512_storeu_ps(d + ps, _mm512_permutexvar_ps(od, lo));
     }
     return ph;
 }
 
+/* Task t: planes [t * DW_FLAT_P, ...) at once, each tap's masks loaded once for all. */
 DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
     const dw_job *j = (const dw_job *)ud;
     const conv_geom *g = j->g;
-    const int64_t ni = t / g->o, o = t % g->o, n = g->oh * g->ow, hw = g->h * g->w;
+    const int64_t hw = g->h * g->w, t0 = t * DW_FLAT_P;
+    const int64_t ps = 4 * ((g->h + 1) / 2 * ((g->w + 1) / 2) + 16); /* (dw_phases) */
+    const int64_t np = g->n * g->o - t0 < DW_FLAT_P ? g->n * g->o - t0 : DW_FLAT_P;
     const int taps = (int)(g->kh * g->kw);
-    const float *w = (const float *)j->w + o * taps;
-    const float *x = (const float *)j->x + (ni * g->c + o / g->og) * hw;
-    float *y = (float *)j->y + t * n;
-    if (g->sh == 2) x = dw_phases(x, g, (float *)j->ws[worker]);
-    v16f acc[DW_FLAT_NB] = {{0}};
+    const float *x[DW_FLAT_P], *w[DW_FLAT_P];
+    float epv[DW_FLAT_P][AM_FUSED_MAX_STEPS]; /* (read before the sums: no calls over them) */
+    bool regs[DW_FLAT_P];
+    for (int64_t p = 0; p < DW_FLAT_P; p++) { /* (past the planes: plane t0 again, unstored) */
+        const int64_t q = t0 + (p < np ? p : 0), ni = q / g->o, o = q % g->o;
+        w[p] = (const float *)j->w + o * taps;
+        x[p] = (const float *)j->x + (ni * g->c + o / g->og) * hw;
+        if (g->sh == 2 && p < np) x[p] = dw_phases(x[p], g, (float *)j->ws[worker] + p * ps);
+        if (p >= np) x[p] = x[0];
+        regs[p] = dw_regs(j, ni, o, epv[p]);
+    }
+    v16f acc[DW_FLAT_P][DW_FLAT_NB] = {{{0}}};
     for (int tap = 0; tap < taps; tap++) {
-        /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
-        const float *src = (const float *)((uintptr_t)x + (uintptr_t)j->off[tap] * 4u);
-        const __m512 wv = _mm512_set1_ps(w[tap]);
-        _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++) {
-            __m512 xv = _mm512_maskz_loadu_ps(j->mask[b * taps + tap], src + 16 * b);
-            acc[b] = (v16f)_mm512_fmadd_ps(wv, xv, (__m512)acc[b]);
+        __mmask16 m[DW_FLAT_NB];
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++) m[b] = j->mask[b * taps + tap];
+        _Pragma("GCC unroll 4") for (int p = 0; p < DW_FLAT_P; p++) {
+            /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
+            const float *src = (const float *)((uintptr_t)x[p] + (uintptr_t)j->off[tap] * 4u);
+            const __m512 wv = _mm512_set1_ps(w[p][tap]);
+            _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++) {
+                __m512 xv = _mm512_maskz_loadu_ps(m[b], src + 16 * b);
+                acc[p][b] = (v16f)_mm512_fmadd_ps(wv, xv, (__m512)acc[p][b]);
+            }
         }
     }
-    float epv[AM_FUSED_MAX_STEPS];
-    const bool regs = dw_regs(j, ni, o, epv);
-    if (regs) dw_epi_avx512(j->epi, epv, acc, DW_FLAT_NB);
-    _Pragma("GCC unroll 4") for (int b = 0; b < DW_FLAT_NB; b++)
-        if (16 * b < n) STOREN_512_PS(y + 16 * b, acc[b], n - 16 * b < 16 ? n - 16 * b : 16);
-    if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, n);
+    const int64_t n = g->oh * g->ow;
+    _Pragma("GCC unroll 4") for (int p = 0; p < DW_FLAT_P; p++) /* (acc: registers) */
+        if (p < np)
+            dw_epi_store(regs[p] ? j->epi : NULL, epv[p], (float *)j->y + (t0 + p) * n, n,
+                         acc[p][0], acc[p][1], acc[p][2], acc[p][3]);
+    for (int64_t q = t0; q < t0 + np; q++)
+        if (j->epi && !regs[q - t0]) am_epi_apply(j->epi, q / g->o, q % g->o, 1, 0, n);
 }
 
 /* 3x3 kernels at stride 1 or 2, undilated, rows of more than 8 outputs (MobileNet's
@@ -452,7 +474,7 @@ static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) 
 static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job,
                                   size_t *bytes) {
     const int64_t n = g->oh * g->ow, kw = g->kw, taps = g->kh * kw, s = g->sh;
-    const int64_t wh = (g->w + s - 1) / s, ps = (g->h + s - 1) / s * wh;
+    const int64_t wh = (g->w + s - 1) / s, ps = (g->h + s - 1) / s * wh + 16; /* dw_phases */
     uint16_t *m = NULL;
     int64_t *off = NULL;
     amber_status st = am_arena_alloc(ctx->scratch, sizeof *m * (size_t)(DW_FLAT_NB * taps),
@@ -475,7 +497,9 @@ static amber_status dw_flat_setup(am_ctx *ctx, const conv_geom *g, dw_job *job,
             m[v * taps + tap] = (uint16_t)bits;
         }
     }
-    if (s == 2) *bytes = sizeof(float) * (size_t)(4 * ps);
+    if (s == 2) *bytes = sizeof(float) * (size_t)(DW_FLAT_P * 4 * ps);
+    job->planes = (job->planes + DW_FLAT_P - 1) / DW_FLAT_P; /* tasks of DW_FLAT_P planes */
+    job->per = (job->per + DW_FLAT_P - 1) / DW_FLAT_P;
     job->mask = m, job->off = off;
     return AMBER_OK;
 }
@@ -508,7 +532,7 @@ static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size
         return true;
     }
     if (!f32 || am_cpu_isa() < AM_GEMM_ISA_AVX512 || g->sh != g->sw || g->sh > 2 ||
-        g->ow != (g->w + g->sw - 1) / g->sw || (g->sw == 2 && g->w > 32) ||
+        g->ow != (g->w + g->sw - 1) / g->sw || (g->sw == 2 && g->w > 16) ||
         g->oh * g->ow > DW_FLAT_MAX)
         return false;
     job->plane = dw_flat_f32;
@@ -557,9 +581,9 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     }
     if (st != AMBER_OK) return st;
     if (parallel) {
-        am_pool_run(ctx->pool, (planes + job.per - 1) / job.per, dw_task, &job);
+        am_pool_run(ctx->pool, (job.planes + job.per - 1) / job.per, dw_task, &job);
     } else {
-        for (int64_t t = 0; t < planes; t++) job.plane(&job, t, 0);
+        for (int64_t t = 0; t < job.planes; t++) job.plane(&job, t, 0);
     }
     return AMBER_OK;
 }

@@ -165,6 +165,11 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                             (20, 7, 7), (1, 2 + 4 + 1)),
     "depthwise_clip_s2_13x14": (lambda: ConvBnRelu(20, 20, 3, stride=2, groups=20,
                                                    act=Clip6()), (20, 13, 14), (1, 2 + 2 + 1)),
+    # an odd number of channels (planes go two at a time: the last one alone)
+    "depthwise_relu6_7x7_odd": (lambda: ConvBnRelu(7, 7, 3, groups=7, act=nn.ReLU6()),
+                                (7, 7, 7), (1, 2 + 4 + 1)),
+    "depthwise_clip_s2_14x14_odd": (lambda: ConvBnRelu(5, 5, 3, stride=2, groups=5,
+                                                       act=Clip6()), (5, 14, 14), (1, 2 + 2 + 1)),
     # rows of at most one vector (the epilogue in one pass over each plane), strides 1, 2
     "depthwise_relu6_14x14": (lambda: ConvBnRelu(20, 20, 3, groups=20, act=nn.ReLU6()),
                               (20, 14, 14), (1, 2 + 4 + 1)),

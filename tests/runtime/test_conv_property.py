@@ -179,7 +179,8 @@ DEPTHWISE = [
     ((1, 2, 57, 57), (2, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
     # planes of at most 64 outputs whose rows are as wide as the input's at stride 1 or 2
     # (each a few vectors over the flat plane): whole and partial vectors, odd sizes,
-    # asymmetric padding, dilation, 5x5 kernels, rows of up to 32 inputs at stride 2
+    # asymmetric padding, dilation, 5x5 kernels, rows of up to 16 inputs at stride 2 (and
+    # 31, 32: not flat), odd numbers of planes (they go two at a time)
     ((2, 16, 7, 7), (16, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     ((1, 3, 8, 8), (6, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     ((1, 4, 6, 7), (4, 1, 3, 3), [1, 1], [0, 2, 2, 0], [1, 1]),
@@ -191,6 +192,9 @@ DEPTHWISE = [
     ((1, 2, 11, 9), (2, 1, 3, 3), [2, 2], [2, 2, 2, 2], [2, 2]),
     ((1, 2, 4, 32), (2, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
     ((1, 2, 3, 31), (2, 1, 3, 3), [2, 2], [0, 2, 1, 1], [1, 1]),
+    ((1, 5, 14, 14), (5, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((3, 1, 15, 16), (1, 1, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 7, 7, 7), (7, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     # 3x3 at stride 1 on rows of more than 8 outputs (strips of up to four vectors carried
     # down the plane): rows of 9 to 112, partial and whole vectors and strips, one- and
     # two-row planes, padding 0 to 2 and asymmetric, channel multiplier 2
