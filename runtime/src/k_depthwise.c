@@ -277,8 +277,9 @@ DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_
  * column is outside the plane); at stride 2 the same over the input's four phase
  * planes x[a::2, b::2] (dw_phases). The plane's DW_FLAT_NB vectors stay in registers
  * over all the taps, each summing its taps as dw_plane does. */
-/* DW_FLAT_P planes at a time share each tap's masks and interleave their sums. */
-enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB, DW_FLAT_P = 2 };
+/* DW_FLAT_P planes at a time share each tap's masks and interleave their sums (four:
+ * 960x7x7 ran 0.97x ORT against 1.04x with two). */
+enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB, DW_FLAT_P = 4 };
 
 /* Lanes [lo, hi) of 16 (none if empty). */
 static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
