@@ -24,8 +24,8 @@ Usage (from the repository root; amber importable to export the models)::
     python bench/bench_native_ab.py --lib before=/path/old/libamber.so \\
         --lib after=build/runtime/libamber.so --no-fusion after
 
-``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0) and
-single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 (or
+``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0, the digits CNN)
+and single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 (or
 ``--batch N``) instead;
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
 ``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
@@ -193,7 +193,7 @@ def open_cases(workdir: Path, header_mb: float) -> list[tuple[str, Path]]:
             (f"open {header_mb:g} MB header of neg nodes", big)]
 
 
-CNN_CASES = ("resnet50", "mobilenet_v2", "squeezenet1_0", "conv3x3 64->64 56x56",
+CNN_CASES = ("resnet50", "mobilenet_v2", "squeezenet1_0", "digits_cnn", "conv3x3 64->64 56x56",
              "depthwise3x3 144 56x56", "maxpool3x3s2 64x112x112", "avgpool3x3s1 64x56x56")
 
 

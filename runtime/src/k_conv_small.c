@@ -11,7 +11,9 @@
  * constant offset, c*HP*WP + p*WP + q, for all of them. Every output is one chain of
  * fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps included:
  * the GEMM's summation for these shapes (k <= KC: one block, am_gemm_bsrc_epi_f32), so the
- * bits are the same as on the GEMM path, at every thread count. */
+ * bits are the same as on the GEMM path, at every thread count. A bias and ReLU epilogue
+ * runs on the sums in registers (a separate pass over the block cost 13% of the digits
+ * CNN); other epilogues, on each finished block of channels. */
 #include "ops.h"
 
 #include <string.h>
@@ -31,6 +33,7 @@ typedef struct sc_job {
     float *y;
     float **ws; /* per worker: the padded image (C*HP*WP), then SC_OB*OH*WP results */
     const am_epi *epi;
+    bool regs; /* epi is a register epilogue (am_epi.regs) */
 } sc_job;
 
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
@@ -39,9 +42,11 @@ typedef struct sc_job {
 #define COLD __attribute__((cold)) /* set-up code: optimised for size */
 #define SC_AVX512 __attribute__((target("avx512f")))
 
-/* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image. */
+/* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image; with
+ * ev (sc_scalars), the epilogue's adds and x <= a ? b : x on the sums in registers, each
+ * as the vector code does it. */
 SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
-                               float *out, int64_t ld) {
+                               float *out, int64_t ld, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->wp;
     const float *w = j->wt + o0 * k;
     __m512 acc[SC_OB][2];
@@ -59,10 +64,55 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
                     acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);
                 }
             }
+    int ns = ev ? j->epi->g->n_steps : 0;
+    for (int s = 0; s < ns; s++) {
+        bool le = j->epi->ops[s].op == EPI_LE; /* and the where after it: x <= a ? b : x */
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
+            const float *v = ev + b * ns + s;
+            __m512 y = _mm512_set1_ps(v[0]);
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) acc[b][h] =
+                le ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(acc[b][h], y, _CMP_LE_OQ),
+                                        _mm512_set1_ps(v[1]))
+                   : _mm512_add_ps(acc[b][h], y);
+        }
+        s += le;
+    }
     _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
         _mm512_storeu_ps(out + b * ld + f0, acc[b][0]);
         _mm512_storeu_ps(out + b * ld + f0 + 16, acc[b][1]);
     }
+}
+
+/* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
+ * epilogue of adds and x <= a ? b : x (bias, ReLU) whose scalars for them (into ev, rows past ob
+ * zero) are not NaN. */
+__attribute__((noinline)) static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0,
+                                                 int64_t ob, float *ev) {
+    if (!j->regs) return false;
+    int ns = j->epi->g->n_steps;
+    for (int s = 0; s < ns; s++)
+        if (j->epi->ops[s].op != EPI_ADD && j->epi->ops[s].op != EPI_LE) return false;
+        else s += j->epi->ops[s].op == EPI_LE;
+    memset(ev, 0, sizeof(float) * (size_t)(SC_OB * ns));
+    for (int64_t b = 0; b < ob; b++) am_epi_row_scalars(j->epi, n, o0 + b, ev + b * ns);
+    for (int64_t i = 0; i < ob * ns; i++)
+        if (ev[i] != ev[i]) return false;
+    return true;
+}
+
+/* The OW outputs of each WP-wide row of ob channels' results to y, as masked vectors
+ * (OW <= 32; a memcpy call per short row cost more than its copy). */
+SC_AVX512 static void sc_rows(const sc_job *j, float *y, const float *res, int64_t ob,
+                              int64_t ld) {
+    __mmask16 m0 = (__mmask16)(j->ow >= 16 ? 0xffffu : (1u << j->ow) - 1u);
+    __mmask16 m1 = (__mmask16)(j->ow > 16 ? (1u << (j->ow - 16)) - 1u : 0u);
+    for (int64_t b = 0; b < ob; b++)
+        for (int64_t i = 0; i < j->oh; i++) {
+            const float *s = res + b * ld + i * j->wp;
+            float *d = y + (b * j->oh + i) * j->ow;
+            _mm512_mask_storeu_ps(d, m0, _mm512_maskz_loadu_ps(m0, s));
+            _mm512_mask_storeu_ps(d + 16, m1, _mm512_maskz_loadu_ps(m1, s + 16));
+        }
 }
 
 /* Task: image n, all output channels. An image that needs no padding, with one column
@@ -81,16 +131,15 @@ static void sc_image(void *ud, int64_t n, int worker) {
     for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
         int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
         float *dst = j->wp == j->ow && ob == SC_OB ? j->y + (n * j->o + o0) * flat : res;
+        float ev[SC_OB * AM_FUSED_MAX_STEPS];
+        const float *regs = sc_scalars(j, n, o0, ob, ev) ? ev : NULL;
         for (int64_t f = 0;; f += SC_PX) { /* the last block overlaps: same values */
             if (f > flat - SC_PX) f = flat - SC_PX;
-            sc_block(j, in_place ? xs : xp, o0, f, dst, ld);
+            sc_block(j, in_place ? xs : xp, o0, f, dst, ld, regs);
             if (f == flat - SC_PX) break;
         }
-        for (int64_t b = 0; dst == res && b < ob; b++)
-            for (int64_t i = 0; i < j->oh; i++)
-                memcpy(j->y + ((n * j->o + o0 + b) * j->oh + i) * j->ow, res + b * ld + i * j->wp,
-                       sizeof(float) * (size_t)j->ow);
-        if (j->epi) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
+        if (dst == res) sc_rows(j, j->y + (n * j->o + o0) * j->oh * j->ow, res, ob, ld);
+        if (j->epi && !regs) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
     }
 }
 
@@ -109,7 +158,7 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
     const int64_t *xs = in[0].shape, *ws = in[1].shape;
     sc_job j = {xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], out->shape[2], out->shape[3],
                 a->padding[0], a->padding[2], 0, 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB,
-                in[0].data, NULL, out->data, NULL, ctx->epi};
+                in[0].data, NULL, out->data, NULL, ctx->epi, ctx->epi && ctx->epi->regs};
     j.hp = j.oh + j.kh - 1, j.wp = j.ow + j.kw - 1;
     int64_t k = j.c * j.kh * j.kw, n = xs[0];
     double work = (double)n * (double)(j.opad * j.oh * j.wp * k);

@@ -89,6 +89,21 @@ class WidthBias(nn.Module):
         return F.relu(self.conv(x) + self.w)
 
 
+class NanShift(nn.Module):
+    """A few-tap convolution, a per-channel shift with a NaN in one channel, then ReLU: the
+    small-convolution kernel keeps such a chain out of its registers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 12, 3, padding=1, bias=False)
+        shift = np.linspace(-1, 1, 12).astype(np.float32)
+        shift[9] = np.nan
+        self.shift = nn.Parameter(am.tensor(shift.reshape(12, 1, 1)))
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.conv(x) + self.shift)
+
+
 class Shared(nn.Module):
     """The product read by the chain and by another op: not an epilogue."""
 
@@ -232,6 +247,16 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                              (1, 4)),
     "rank4_linear_relu": (lambda: nn.Sequential(nn.Linear(19, 21), nn.ReLU()), (3, 2, 19),
                           (1, 4)),
+    # few taps (the small-convolution kernel): bias and ReLU in its registers; BatchNorm's
+    # multiply on the finished block; a 3x1 kernel reading the image in place
+    "small_conv_bias_relu": (lambda: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()),
+                             (1, 28, 28), (1, 4)),
+    "small_conv_bias_relu_odd": (lambda: nn.Sequential(nn.Conv2d(3, 13, 3, padding=1),
+                                                       nn.ReLU()), (3, 11, 17), (1, 4)),
+    "small_conv_bn_relu": (lambda: ConvBnRelu(8, 12, 3), (8, 14, 14), (1, 5)),
+    "small_conv_3x1_relu": (lambda: nn.Sequential(nn.Conv2d(8, 16, (3, 1)), nn.ReLU()),
+                            (8, 9, 12), (1, 4)),
+    "small_conv_nan_shift": (NanShift, (2, 10, 13), (1, 4)),
     # runs unfused-but-in-place: the bias along the width does not fit the block view
     "width_bias": (WidthBias, (3, 9, 9), (1, 5)),
     # read by relu and by sum: no epilogue (le, where and the final add fuse alone)
