@@ -418,6 +418,7 @@ POOL_TILED(f32, float)
 POOL_TILED(f64, double)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
+POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
 #include <immintrin.h>
 #define POOL_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
@@ -471,13 +472,14 @@ POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
 /* The forward kernels compiled for the CPU's vector width (the same bits: every output
  * is computed by the same scalar operations in the same order), or for AVX2 when an
  * output row is narrower than an AVX-512 vector (it would run as scalar code); float64
- * (rare in inference: the library stays small) as the portable build. */
+ * (rare in inference: the library stays small) for AVX2 only. */
 #define POOL_PICK(NAME, SUF, OW) POOL_PICK_##SUF(NAME, OW)
 #define POOL_PICK_f32(NAME, OW)                                                            \
     (am_cpu_isa() >= AM_GEMM_ISA_AVX512 && (OW) >= 16 ? NAME##_f32_avx512                  \
      : am_cpu_isa() >= AM_GEMM_ISA_AVX2               ? NAME##_f32_avx2                    \
                                                       : NAME##_f32_generic)
-#define POOL_PICK_f64(NAME, OW) NAME##_f64_generic
+#define POOL_PICK_f64(NAME, OW)                                                            \
+    (am_cpu_isa() >= AM_GEMM_ISA_AVX2 ? NAME##_f64_avx2 : NAME##_f64_generic)
 #else
 #define POOL_PICK(NAME, SUF, OW) NAME##_##SUF##_generic
 #endif
