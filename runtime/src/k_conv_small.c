@@ -41,6 +41,7 @@ typedef struct sc_job {
 
 #define COLD __attribute__((cold)) /* set-up code: optimised for size */
 #define SC_AVX512 __attribute__((target("avx512f")))
+#define SC_NOINLINE __attribute__((noinline)) /* (a name: the function scan reads it) */
 
 /* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image; with
  * ev (sc_scalars), the epilogue's adds and x <= a ? b : x on the sums in registers, each
@@ -84,10 +85,10 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
 }
 
 /* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
- * epilogue of adds and x <= a ? b : x (bias, ReLU) whose scalars for them (into ev, rows past ob
- * zero) are not NaN. */
-__attribute__((noinline)) static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0,
-                                                 int64_t ob, float *ev) {
+ * epilogue of adds and x <= a ? b : x (bias, ReLU) whose scalars for them (into ev, rows
+ * past ob zero) are not NaN. */
+SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64_t ob,
+                                   float *ev) {
     if (!j->regs) return false;
     int ns = j->epi->g->n_steps;
     for (int s = 0; s < ns; s++)
