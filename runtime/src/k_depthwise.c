@@ -281,12 +281,6 @@ DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_
  * 960x7x7 ran 0.97x ORT against 1.04x with two). */
 enum { DW_FLAT_NB = 4, DW_FLAT_MAX = 16 * DW_FLAT_NB, DW_FLAT_P = 4 };
 
-/* Lanes [lo, hi) of 16 (none if empty). */
-static __mmask16 dw_lanes(int64_t lo, int64_t hi) {
-    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
-    return (__mmask16)(hi <= lo ? 0u : MASKN(hi) & ~MASKN(lo));
-}
-
 /* The register epilogue (am_epi.regs, its scalars v) over sums a..d if e, and the
  * first n (at most 64) stored at y. */
 #define DW_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
@@ -296,7 +290,7 @@ DW_AVX512 __attribute__((noinline)) static void dw_epi_store(const am_epi *e, co
     v16f acc[4] = {a, b, c, d};
     if (e) dw_epi_avx512(e, v, acc, 4);
     _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
-        _mm512_mask_storeu_ps(y + 16 * k, dw_lanes(0, n - 16 * k), (__m512)acc[k]);
+        _mm512_mask_storeu_ps(y + 16 * k, am_lanes16(0, n - 16 * k), (__m512)acc[k]);
 }
 
 /* The register epilogue over the n stored sums at y, in place, 64 at a time: for planes
@@ -305,7 +299,7 @@ DW_AVX512 static void dw_epi_plane(const am_epi *e, const float *v, float *y, in
     for (int64_t i = 0; i < n; i += 64) {
         v16f acc[4];
         _Pragma("GCC unroll 4") for (int b = 0; b < 4; b++)
-            acc[b] = (v16f)_mm512_maskz_loadu_ps(dw_lanes(0, n - i - 16 * b), y + i + 16 * b);
+            acc[b] = (v16f)_mm512_maskz_loadu_ps(am_lanes16(0, n - i - 16 * b), y + i + 16 * b);
         dw_epi_store(e, v, y + i, n - i, acc[0], acc[1], acc[2], acc[3]);
     }
 }
@@ -462,9 +456,9 @@ static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) 
     for (int64_t b = 0; st == AMBER_OK && b < n; b++) {
         for (int64_t k = 0; k < 4; k++) {
             int64_t at = 16 * b * s - g->pl + (s == 2 ? k % 2 * 16 + k / 2 : k);
-            m[5 * b + k] = dw_lanes(-at, g->w - at);
+            m[5 * b + k] = am_lanes16(-at, g->w - at);
         }
-        m[5 * b + 4] = dw_lanes(0, g->ow - 16 * b);
+        m[5 * b + 4] = am_lanes16(0, g->ow - 16 * b);
     }
     job->mask = m;
     return st;

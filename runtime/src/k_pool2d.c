@@ -422,11 +422,6 @@ POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
 #include <immintrin.h>
 #define POOL_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
-/* Lanes [lo, hi) of 16 (none if empty). */
-POOL_AVX512 static __mmask16 pool_lanes(int64_t lo, int64_t hi) {
-    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
-    return (__mmask16)(hi <= lo ? 0u : ((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
 
 /* avg_pool2d of 3x3 windows at stride 1 whose every window reaches into the plane, on
  * rows of more than 8 float32 outputs, AVX-512: a column of 16 outputs at a time goes down
@@ -445,8 +440,8 @@ POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
     const __m512 nz = _mm512_set1_ps(-0.0f);
     for (int64_t c = 0; c < ow; c += 16) {
         const int64_t at = c - g->pl; /* the first window's first column */
-        const __mmask16 m0 = pool_lanes(-at, w - at), m1 = pool_lanes(-at - 1, w - at - 1);
-        const __mmask16 m2 = pool_lanes(-at - 2, w - at - 2), ms = pool_lanes(0, ow - c);
+        const __mmask16 m0 = am_lanes16(-at, w - at), m1 = am_lanes16(-at - 1, w - at - 1);
+        const __mmask16 m2 = am_lanes16(-at - 2, w - at - 2), ms = am_lanes16(0, ow - c);
         const __m512 cv = _mm512_maskz_loadu_ps(ms, (const float *)f->cs + c);
         __m512 r1 = nz, r2 = nz; /* the sums of rows u - 1 and u - 2 */
         for (int64_t u = 0; u < oh + 2; u++) { /* input row u - pt; output u - 2 */

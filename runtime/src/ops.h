@@ -239,6 +239,12 @@ amber_status am_kernel_call(const am_op *op, am_ctx *ctx, const amber_tensor *in
 #include "ops.def"
 #undef X
 
+/* The mask of lanes [lo, hi) of 16 (none if empty): a masked vector's lanes inside a row. */
+static inline uint16_t am_lanes16(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
+    return (uint16_t)(hi <= lo ? 0u : ((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
 /* NaN test usable on any element type (false for integers and bool). */
 static inline bool am_isnan_f(float x) { return x != x; }
 static inline bool am_isnan_d(double x) { return x != x; }
