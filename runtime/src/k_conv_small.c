@@ -1,9 +1,12 @@
 /* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80) and a
- * window of more than one pixel, float32 on AVX-512: computed directly, without im2col.
+ * window of more than one pixel (or 1x1 over few channels on a large plane), float32 on
+ * AVX-512: computed directly, without im2col.
  * The small convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend
  * more in im2col's packing than in their products; deeper ones (SqueezeNet's 3x3
  * expansions) run faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on
- * 27x27 and 13x13: 1.3-1.4x), whose image the GEMM reads in place.
+ * 27x27 and 13x13: 1.3-1.4x), whose image the GEMM reads in place; but not 1x1 ones over
+ * at most 32 channels on planes of 56x56 and more (MobileNetV2's 16->96 on 112x112: 0.8x,
+ * 24->144 on 56x56: 0.95x; 64->384 on 14x14: 1.1x), read in place here too.
  *
  * Each image is copied once, zero-padded, into C planes of HP x WP. Output row i is then
  * WP consecutive elements from i*WP (the last KW-1 of them wrap into the next row and are
@@ -25,10 +28,12 @@ enum {
      * ResNet-50's 1x1 128->512 on 28x28 1.4x, 96 taps 1.4x; 72 taps (8->16 3x3) 0.5x */
     SC_MAX_K = 80,
     SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
+    SC_MAX_K1 = 32, SC_MIN_L1 = 56 * 56, /* 1x1: channels at most, outputs at least */
 };
 
 typedef struct sc_job {
     int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, wp, opad;
+    int64_t split; /* tasks per image: 1, or (1x1) one per block of SC_OB channels */
     const float *x, *wt; /* wt: O rounded up to SC_OB rows of K, zero rows past O */
     float *y;
     float **ws; /* per worker: the padded image (C*HP*WP), then SC_OB*OH*WP results */
@@ -53,30 +58,41 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
     __m512 acc[SC_OB][2];
     _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) acc[b][0] = acc[b][1] =
         _mm512_setzero_ps();
+#define SC_TAP(s, t)                                                                       \
+    do {                                                                                   \
+        __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps((s) + 16);                    \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                          \
+            __m512 wv = _mm512_set1_ps(w[b * k + (t)]);                                    \
+            acc[b][0] = _mm512_fmadd_ps(wv, x0, acc[b][0]);                                \
+            acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);                                \
+        }                                                                                  \
+    } while (0)
     int64_t t = 0;
-    for (int64_t c = 0; c < j->c; c++)
-        for (int64_t p = 0; p < j->kh; p++)
-            for (int64_t q = 0; q < j->kw; q++, t++) {
-                const float *s = xp + c * plane + p * j->wp + q + f0;
-                __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16);
-                _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
-                    __m512 wv = _mm512_set1_ps(w[b * k + t]);
-                    acc[b][0] = _mm512_fmadd_ps(wv, x0, acc[b][0]);
-                    acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);
-                }
-            }
+    if (k == j->c) /* 1x1: a tap per plane */
+        for (const float *s = xp + f0; t < k; t++, s += plane) SC_TAP(s, t);
+    else
+        for (int64_t c = 0; c < j->c; c++)
+            for (int64_t p = 0; p < j->kh; p++)
+                for (int64_t q = 0; q < j->kw; q++, t++)
+                    SC_TAP(xp + c * plane + p * j->wp + q + f0, t);
+#undef SC_TAP
     int ns = ev ? j->epi->g->n_steps : 0;
     for (int s = 0; s < ns; s++) {
-        bool le = j->epi->ops[s].op == EPI_LE; /* and the where after it: x <= a ? b : x */
+        int op = j->epi->ops[s].op; /* le: and the where after it, x <= a ? b : x */
         _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
             const float *v = ev + b * ns + s;
             __m512 y = _mm512_set1_ps(v[0]);
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) acc[b][h] =
-                le ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(acc[b][h], y, _CMP_LE_OQ),
-                                        _mm512_set1_ps(v[1]))
-                   : _mm512_add_ps(acc[b][h], y);
+                op == EPI_LE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(
+                                   acc[b][h], y, _CMP_LE_OQ), _mm512_set1_ps(v[1]))
+                : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first: as the GEMM) */
+                : op == EPI_MIN ? _mm512_min_ps(y, acc[b][h])
+                : op == EPI_MUL ? _mm512_mul_ps(acc[b][h], y)
+                : op == EPI_SUB ? _mm512_sub_ps(acc[b][h], y)
+                : op == EPI_DIV ? _mm512_div_ps(acc[b][h], y)
+                                : _mm512_add_ps(acc[b][h], y);
         }
-        s += le;
+        s += op == EPI_LE;
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
         _mm512_storeu_ps(out + b * ld + f0, acc[b][0]);
@@ -91,9 +107,11 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
                                    float *ev) {
     if (!j->regs) return false;
     int ns = j->epi->g->n_steps;
-    for (int s = 0; s < ns; s++)
-        if (j->epi->ops[s].op != EPI_ADD && j->epi->ops[s].op != EPI_LE) return false;
-        else s += j->epi->ops[s].op == EPI_LE;
+    for (int s = 0; s < ns; s++) {
+        int op = j->epi->ops[s].op;
+        if (op > EPI_MIN && op != EPI_LE) return false; /* (add ... min: sc_block's) */
+        s += op == EPI_LE;
+    }
     memset(ev, 0, sizeof(float) * (size_t)(SC_OB * ns));
     for (int64_t b = 0; b < ob; b++) am_epi_row_scalars(j->epi, n, o0 + b, ev + b * ns);
     for (int64_t i = 0; i < ob * ns; i++)
@@ -116,20 +134,22 @@ SC_AVX512 static void sc_rows(const sc_job *j, float *y, const float *res, int64
         }
 }
 
-/* Task: image n, all output channels. An image that needs no padding, with one column
- * per window (a KH x 1 kernel), is read in place; output rows without wrapped columns
- * (WP == OW) go straight to y for every whole block of SC_OB channels. */
-static void sc_image(void *ud, int64_t n, int worker) {
+/* Task t: image n = t / split, its output channels (1x1: one block of them). An image
+ * that needs no padding, with one column per window (a KH x 1 kernel), is read in place;
+ * output rows without wrapped columns (WP == OW) go straight to y for every whole block
+ * of SC_OB channels. */
+static void sc_image(void *ud, int64_t t, int worker) {
     const sc_job *j = (const sc_job *)ud;
-    float *xp = j->ws[worker], *res = xp + j->c * j->hp * j->wp;
+    int64_t n = t / j->split, oe = j->split > 1 ? (t % j->split + 1) * SC_OB : j->opad;
     const float *xs = j->x + n * j->c * j->h * j->w;
     bool in_place = j->hp == j->h && j->wp == j->w && j->kw == 1; /* (no wrapped reads) */
+    float *xp = j->ws[worker], *res = xp + (j->kh * j->kw == 1 ? 0 : j->c * j->hp * j->wp);
     for (int64_t c = 0; !in_place && c < j->c; c++) /* the padding stays zero (sc_run) */
         for (int64_t r = 0; r < j->h; r++)
             memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl, xs + (c * j->h + r) * j->w,
                    sizeof(float) * (size_t)j->w);
     int64_t flat = j->oh * j->wp, ld = flat;
-    for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
+    for (int64_t o0 = j->split > 1 ? oe - SC_OB : 0; o0 < oe; o0 += SC_OB) {
         int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
         float *dst = j->wp == j->ow && ob == SC_OB ? j->y + (n * j->o + o0) * flat : res;
         float ev[SC_OB * AM_FUSED_MAX_STEPS];
@@ -150,23 +170,28 @@ COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
     int64_t wp = ys[3] + ws[3] - 1;
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
            a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
-           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] <= SC_MAX_OW &&
-           ws[2] * ws[3] > 1 && ys[2] * wp >= SC_PX && ws[0] >= 4;
+           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[2] * wp >= SC_PX &&
+           ws[0] >= 4 &&
+           (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks to y */
+                              : xs[1] <= SC_MAX_K1 && ys[2] * ys[3] >= SC_MIN_L1 &&
+                                    ws[0] % SC_OB == 0 && xs[2] == ys[2] && xs[3] == ys[3]);
 }
 
 COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                                 amber_tensor *out) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape;
     sc_job j = {xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], out->shape[2], out->shape[3],
-                a->padding[0], a->padding[2], 0, 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB,
+                a->padding[0], a->padding[2], 0, 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB, 1,
                 in[0].data, NULL, out->data, NULL, ctx->epi, ctx->epi && ctx->epi->regs};
     j.hp = j.oh + j.kh - 1, j.wp = j.ow + j.kw - 1;
     int64_t k = j.c * j.kh * j.kw, n = xs[0];
     double work = (double)n * (double)(j.opad * j.oh * j.wp * k);
+    j.split = k == j.c ? j.opad / SC_OB : 1, n *= j.split; /* (tasks) */
     bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN &&
                     am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
+    size_t pad_len = k == j.c ? 0 : (size_t)(j.c * j.hp * j.wp); /* 1x1: read in place */
+    size_t len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
     float *wt = NULL;
     amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * (size_t)(j.opad * k),
                                      (void **)&wt, ctx->err);

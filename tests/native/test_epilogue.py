@@ -173,6 +173,13 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     **{f"pointwise_clip_{h}x{w}": (lambda: ConvBnRelu(16, 24, 1, act=Clip6()), (16, h, w),
                                    (1, 2 + 2 + 1))
        for h, w in ((1, 1), (7, 7), (13, 13), (16, 16))},
+    # 1x1 over few channels on a large plane (the small-convolution kernel): BatchNorm and
+    # clamp, or ReLU, in its registers; ReLU6 (le, ge, where) on each finished block
+    "pointwise_few_clip": (lambda: ConvBnRelu(16, 24, 1, act=Clip6()), (16, 56, 57),
+                           (1, 2 + 2 + 1)),
+    "pointwise_few_relu": (lambda: ConvBnRelu(32, 16, 1), (32, 57, 56), (1, 5)),
+    "pointwise_few_relu6": (lambda: ConvBnRelu(8, 16, 1, act=nn.ReLU6()), (8, 60, 60),
+                            (1, 2 + 4 + 1)),
     "depthwise_clip_s2": (lambda: ConvBnRelu(12, 12, 3, stride=2, groups=12, act=Clip6()),
                           (12, 33, 30), (1, 2 + 2 + 1)),
     # small planes, each a few vectors over the flat plane, at strides 1 and 2

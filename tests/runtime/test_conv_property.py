@@ -213,3 +213,35 @@ DEPTHWISE = [
 @pytest.mark.parametrize("case", DEPTHWISE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
 def test_depthwise_borders(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None:
     _against_reference(lib, ctx, ctx1, case, case[0][1], f64, 11)
+
+
+# 1x1 convolutions over at most 32 channels on planes of 56x56 outputs and more, computed
+# directly on AVX-512 (k_conv_small.c): planes not a multiple of the 32-output block,
+# 1 to 32 channels, batches; float64 and output channels not a multiple of 8 go to the
+# GEMM (the same summation: one chain of multiply-adds from +0 over the channels).
+POINTWISE = [
+    ((1, 16, 56, 56), (96, 16, 1, 1)),
+    ((2, 32, 57, 61), (16, 32, 1, 1)),
+    ((1, 1, 60, 53), (8, 1, 1, 1)),
+    ((3, 24, 56, 57), (24, 24, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", POINTWISE, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_conv1x1_few_channels(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
+    """The reference's values, the same bits at 1, 2, 3 and 8 threads, and the GEMM's
+    bits (the same weight with one more output channel takes the GEMM)."""
+    xs, ws = case
+    unit = ([1, 1], [0, 0, 0, 0], [1, 1])
+    for f64 in (False, True):
+        _against_reference(lib, ctx, ctx1, (xs, ws, *unit), 1, f64, 17)
+    rng = np.random.default_rng(17)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    attrs = {"stride": unit[0], "padding": unit[1], "dilation": unit[2], "groups": 1}
+    shape = (xs[0], ws[0], xs[2], xs[3])
+    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, shape)
+    for c in (ctx3, ctx8):
+        assert run_kernel(lib, c, "conv2d", [x, w], attrs, shape).tobytes() == one.tobytes()
+    w1 = np.concatenate([w, rng.standard_normal((1, *ws[1:])).astype(np.float32)])
+    gemm = run_kernel(lib, ctx1, "conv2d", [x, w1], attrs, (xs[0], ws[0] + 1, *shape[2:]))
+    assert np.ascontiguousarray(gemm[:, :ws[0]]).tobytes() == one.tobytes()
