@@ -88,8 +88,6 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
                 : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first: as the GEMM) */
                 : op == EPI_MIN ? _mm512_min_ps(y, acc[b][h])
                 : op == EPI_MUL ? _mm512_mul_ps(acc[b][h], y)
-                : op == EPI_SUB ? _mm512_sub_ps(acc[b][h], y)
-                : op == EPI_DIV ? _mm512_div_ps(acc[b][h], y)
                                 : _mm512_add_ps(acc[b][h], y);
         }
         s += op == EPI_LE;
@@ -109,7 +107,8 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     int ns = j->epi->g->n_steps;
     for (int s = 0; s < ns; s++) {
         int op = j->epi->ops[s].op;
-        if (op > EPI_MIN && op != EPI_LE) return false; /* (add ... min: sc_block's) */
+        if (op != EPI_ADD && op != EPI_MUL && op != EPI_MAX && op != EPI_MIN && op != EPI_LE)
+            return false;
         s += op == EPI_LE;
     }
     memset(ev, 0, sizeof(float) * (size_t)(SC_OB * ns));
