@@ -7,8 +7,8 @@
  *
  * Each image is copied once, zero-padded, into C planes of HP x WP. Output row i is then
  * WP consecutive elements from i*WP (the last KW-1 of them wrap into the next row and are
- * dropped), so a block of 32 outputs of the flattened plane reads tap (c, p, q) at one
- * constant offset, c*HP*WP + p*WP + q, for all of them. Every output is one chain of
+ * dropped when a block is stored), so a block of 32 outputs of the flattened plane reads
+ * tap (c, p, q) at one constant offset, c*HP*WP + p*WP + q, for all of them. Every output is one chain of
  * fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps included:
  * the GEMM's summation for these shapes (k <= KC: one block, am_gemm_bsrc_epi_f32), so the
  * bits are the same as on the GEMM path, at every thread count. A bias and ReLU epilogue
@@ -31,7 +31,7 @@ typedef struct sc_job {
     int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, wp, opad;
     const float *x, *wt; /* wt: O rounded up to SC_OB rows of K, zero rows past O */
     float *y;
-    float **ws; /* per worker: the padded image (C*HP*WP), then SC_OB*OH*WP results */
+    float **ws; /* per worker: the padded image (C*HP*WP) */
     const am_epi *epi;
     bool regs; /* epi is a register epilogue (am_epi.regs) */
 } sc_job;
@@ -43,11 +43,12 @@ typedef struct sc_job {
 #define SC_AVX512 __attribute__((target("avx512f")))
 #define SC_NOINLINE __attribute__((noinline)) /* (a name: the function scan reads it) */
 
-/* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image; with
- * ev (sc_scalars), the epilogue's adds and x <= a ? b : x on the sums in registers, each
- * as the vector code does it. */
+/* The outputs at flattened positions f0..f0 + SC_PX of output channels o0..o0+ob of one
+ * image (planes at out), its wrapped columns dropped (lanes compressed: the kept ones are
+ * consecutive in y); with ev (sc_scalars), the epilogue's adds and x <= a ? b : x on the
+ * sums in registers, each as the vector code does it. */
 SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
-                               float *out, int64_t ld, const float *ev) {
+                               float *out, int64_t ob, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->wp;
     const float *w = j->wt + o0 * k;
     __m512 acc[SC_OB][2];
@@ -78,9 +79,26 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
         }
         s += le;
     }
+    float sums[SC_OB][SC_PX]; /* (stored once: a loop over ob then stays short) */
     _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
-        _mm512_storeu_ps(out + b * ld + f0, acc[b][0]);
-        _mm512_storeu_ps(out + b * ld + f0 + 16, acc[b][1]);
+        _mm512_storeu_ps(sums[b], acc[b][0]);
+        _mm512_storeu_ps(sums[b] + 16, acc[b][1]);
+    }
+    const __m512i wp = _mm512_set1_epi32((int)j->wp);
+    for (int h = 0; h < 2; h++) {
+        int64_t f = f0 + 16 * h, i = f / j->wp, c = f - i * j->wp;
+        __m512i col = _mm512_add_epi32(_mm512_set1_epi32((int)c),
+                                       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+                                                        4, 3, 2, 1, 0));
+        for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(col, wp));)
+            col = _mm512_mask_sub_epi32(col, m, col, wp);
+        __mmask16 keep = _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32((int)j->ow));
+        __mmask16 st = (__mmask16)((1u << __builtin_popcount(keep)) - 1u);
+        float *d = out + i * j->ow + (c < j->ow ? c : j->ow);
+        for (int64_t b = 0; b < ob; b++)
+            _mm512_mask_storeu_ps(
+                d + b * j->oh * j->ow, st,
+                _mm512_maskz_compress_ps(keep, _mm512_loadu_ps(sums[b] + 16 * h)));
     }
 }
 
@@ -101,45 +119,28 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     return true;
 }
 
-/* The OW outputs of each WP-wide row of ob channels' results to y, as masked vectors
- * (OW <= 32; a memcpy call per short row cost more than its copy). */
-SC_AVX512 static void sc_rows(const sc_job *j, float *y, const float *res, int64_t ob,
-                              int64_t ld) {
-    __mmask16 m0 = (__mmask16)(j->ow >= 16 ? 0xffffu : (1u << j->ow) - 1u);
-    __mmask16 m1 = (__mmask16)(j->ow > 16 ? (1u << (j->ow - 16)) - 1u : 0u);
-    for (int64_t b = 0; b < ob; b++)
-        for (int64_t i = 0; i < j->oh; i++) {
-            const float *s = res + b * ld + i * j->wp;
-            float *d = y + (b * j->oh + i) * j->ow;
-            _mm512_mask_storeu_ps(d, m0, _mm512_maskz_loadu_ps(m0, s));
-            _mm512_mask_storeu_ps(d + 16, m1, _mm512_maskz_loadu_ps(m1, s + 16));
-        }
-}
-
 /* Task: image n, all output channels. An image that needs no padding, with one column
- * per window (a KH x 1 kernel), is read in place; output rows without wrapped columns
- * (WP == OW) go straight to y for every whole block of SC_OB channels. */
+ * per window (a KH x 1 kernel), is read in place. */
 static void sc_image(void *ud, int64_t n, int worker) {
     const sc_job *j = (const sc_job *)ud;
-    float *xp = j->ws[worker], *res = xp + j->c * j->hp * j->wp;
+    float *xp = j->ws[worker];
     const float *xs = j->x + n * j->c * j->h * j->w;
     bool in_place = j->hp == j->h && j->wp == j->w && j->kw == 1; /* (no wrapped reads) */
     for (int64_t c = 0; !in_place && c < j->c; c++) /* the padding stays zero (sc_run) */
         for (int64_t r = 0; r < j->h; r++)
             memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl, xs + (c * j->h + r) * j->w,
                    sizeof(float) * (size_t)j->w);
-    int64_t flat = j->oh * j->wp, ld = flat;
+    int64_t flat = j->oh * j->wp;
     for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
         int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
-        float *dst = j->wp == j->ow && ob == SC_OB ? j->y + (n * j->o + o0) * flat : res;
+        float *dst = j->y + (n * j->o + o0) * j->oh * j->ow;
         float ev[SC_OB * AM_FUSED_MAX_STEPS];
         const float *regs = sc_scalars(j, n, o0, ob, ev) ? ev : NULL;
         for (int64_t f = 0;; f += SC_PX) { /* the last block overlaps: same values */
             if (f > flat - SC_PX) f = flat - SC_PX;
-            sc_block(j, in_place ? xs : xp, o0, f, dst, ld, regs);
+            sc_block(j, in_place ? xs : xp, o0, f, dst, ob, regs);
             if (f == flat - SC_PX) break;
         }
-        if (dst == res) sc_rows(j, j->y + (n * j->o + o0) * j->oh * j->ow, res, ob, ld);
         if (j->epi && !regs) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
     }
 }
@@ -166,7 +167,7 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
     bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN &&
                     am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
+    size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len;
     float *wt = NULL;
     amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * (size_t)(j.opad * k),
                                      (void **)&wt, ctx->err);
