@@ -119,6 +119,20 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     return true;
 }
 
+/* The image's rows into the padded planes at xp, as masked vectors (a memcpy call per
+ * short row cost more than its copy). */
+SC_AVX512 static void sc_pad_rows(const sc_job *j, float *xp, const float *xs) {
+    for (int64_t c = 0; c < j->c; c++)
+        for (int64_t r = 0; r < j->h; r++) {
+            float *d = xp + (c * j->hp + r + j->pt) * j->wp + j->pl;
+            const float *s = xs + (c * j->h + r) * j->w;
+            for (int64_t e = 0; e < j->w; e += 16) {
+                __mmask16 m = am_lanes16(0, j->w - e);
+                _mm512_mask_storeu_ps(d + e, m, _mm512_maskz_loadu_ps(m, s + e));
+            }
+        }
+}
+
 /* Task: image n, all output channels. An image that needs no padding, with one column
  * per window (a KH x 1 kernel), is read in place. */
 static void sc_image(void *ud, int64_t n, int worker) {
@@ -126,10 +140,7 @@ static void sc_image(void *ud, int64_t n, int worker) {
     float *xp = j->ws[worker];
     const float *xs = j->x + n * j->c * j->h * j->w;
     bool in_place = j->hp == j->h && j->wp == j->w && j->kw == 1; /* (no wrapped reads) */
-    for (int64_t c = 0; !in_place && c < j->c; c++) /* the padding stays zero (sc_run) */
-        for (int64_t r = 0; r < j->h; r++)
-            memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl, xs + (c * j->h + r) * j->w,
-                   sizeof(float) * (size_t)j->w);
+    if (!in_place) sc_pad_rows(j, xp, xs); /* the padding stays zero (am_conv_small) */
     int64_t flat = j->oh * j->wp;
     for (int64_t o0 = 0; o0 < j->opad; o0 += SC_OB) {
         int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
@@ -168,9 +179,11 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
                     am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
     size_t pad_len = (size_t)(j.c * j.hp * j.wp), len = pad_len;
-    float *wt = NULL;
-    amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * (size_t)(j.opad * k),
-                                     (void **)&wt, ctx->err);
+    float *wt = NULL; /* the weight with zero rows up to opad (none to add: as given) */
+    amber_status st = j.o == j.opad ? AMBER_OK
+                                    : am_arena_alloc(ctx->scratch,
+                                                     sizeof(float) * (size_t)(j.opad * k),
+                                                     (void **)&wt, ctx->err);
     if (st == AMBER_OK)
         st = am_arena_alloc(ctx->scratch, sizeof(float *) * (size_t)workers, (void **)&j.ws,
                             ctx->err);
@@ -179,9 +192,11 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
         if (st == AMBER_OK) memset(j.ws[i], 0, sizeof(float) * pad_len);
     }
     if (st != AMBER_OK) return st;
-    memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
-    memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
-    j.wt = wt;
+    if (wt) {
+        memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
+        memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
+    }
+    j.wt = wt ? wt : (const float *)in[1].data;
     if (parallel) {
         am_pool_run(ctx->pool, n, sc_image, &j);
     } else {
