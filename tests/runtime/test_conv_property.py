@@ -215,19 +215,23 @@ def test_depthwise_borders(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None
     _against_reference(lib, ctx, ctx1, case, case[0][1], f64, 11)
 
 
-# Few taps (C * KH * KW <= 80), stride 1, float32: computed directly on AVX-512
-# (k_conv_small.c), each block of 32 outputs of the flattened padded plane stored into the
-# output rows with the wrapped columns dropped: rows narrower than a vector (several
-# wraps per block), 14 and 28 wide (the digits CNN), 32 wide, channels not a multiple of 8,
-# a KH x 1 kernel read in place, asymmetric padding.
+# Few taps (C * KH * KW <= 80), stride 1, output rows as wide as the input's, float32:
+# computed directly on AVX-512 (k_conv_small.c), blocks of 32 or 16 outputs of the
+# flattened plane whose taps past a row's ends are masked: rows narrower than a vector
+# (several rows per vector), 14 and 28 wide (the digits CNN), 32 wide, a last block of
+# one vector or two, channels not a multiple of 8, padding on one side only (2-wide
+# kernels), rows of padding only above, a KH x 1 kernel read in place; and one whose
+# rows narrow (no padding: the GEMM).
 SMALL = [
     ((2, 1, 28, 28), (8, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     ((3, 8, 14, 14), (16, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     ((1, 3, 11, 4), (13, 3, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
-    ((2, 2, 9, 2), (5, 2, 2, 3), [1, 1], [0, 1, 2, 1], [1, 1]),
+    ((2, 2, 9, 5), (5, 2, 2, 2), [1, 1], [1, 0, 1, 0], [1, 1]),
+    ((2, 2, 9, 7), (6, 2, 3, 2), [1, 1], [2, 0, 0, 1], [1, 1]),
     ((1, 8, 9, 12), (16, 8, 3, 1), [1, 1], [0, 0, 0, 0], [1, 1]),
     ((1, 4, 6, 32), (7, 4, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
-    ((2, 5, 7, 19), (12, 5, 2, 2), [1, 1], [1, 0, 0, 1], [1, 1]),
+    ((2, 5, 7, 19), (12, 5, 3, 5), [1, 1], [1, 1, 2, 2], [1, 1]),
+    ((1, 2, 10, 20), (9, 2, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1]),
 ]
 
 
