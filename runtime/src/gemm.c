@@ -842,7 +842,9 @@ static int64_t direct_rows(int64_t mc) {
             int64_t tasks = (n + GEMV_CHUNK - 1) / GEMV_CHUNK;                                \
             if (tasks < threads) tasks = threads;                                             \
             job->chunk = (((n + tasks - 1) / tasks + NR - 1) / NR) * NR;                      \
-            job->bp = packed; /* the same bits as B read directly, streamed faster */        \
+            /* the same bits as B read directly, streamed faster; but not narrower than  \
+             * a sliver (B read directly sums such rows in partial sums) */                 \
+            job->bp = n >= NR ? packed : NULL;                                                \
             am_pool_run(pool, (n + job->chunk - 1) / job->chunk, gemv_task_##SUF, job);       \
             return;                                                                           \
         }                                                                                     \
@@ -1049,7 +1051,7 @@ static int64_t direct_rows(int64_t mc) {
     }                                                                                         \
                                                                                               \
     const T *am_gemm_kept_b_##SUF(am_ctx *ctx, int64_t n, int64_t k, const T *B) {           \
-        if (!ctx->keep || !B || n < NR || k <= 0) return NULL;                                \
+        if (!ctx->keep || !B || n <= 0 || k <= 0) return NULL;                                \
         uint32_t kind = KEEP_KIND_PACKED_B | (uint32_t)sizeof(T);                            \
         T *p = (T *)am_keep_find(ctx->keep, B, kind, k, n);                                   \
         if (p) return p;                                                                      \

@@ -1,22 +1,24 @@
 /* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80) and a
- * window of more than one pixel (or 1x1 over few channels on a large plane), float32 on
- * AVX-512: computed directly, without im2col.
- * The small convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend
- * more in im2col's packing than in their products; deeper ones (SqueezeNet's 3x3
- * expansions) run faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on
- * 27x27 and 13x13: 1.3-1.4x), whose image the GEMM reads in place; but not 1x1 ones over
- * at most 32 channels on planes of 56x56 and more (MobileNetV2's 16->96 on 112x112: 0.8x,
- * 24->144 on 56x56: 0.95x; 64->384 on 14x14: 1.1x), read in place here too.
+ * window of more than one pixel, with output rows as wide as the input's (PL + PR = KW - 1:
+ * "same" padding), float32 on AVX-512: computed directly, without im2col. The small
+ * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
+ * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
+ * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:
+ * 1.3-1.4x), whose image the GEMM reads in place; but not 1x1 ones over at most 32
+ * channels on planes of 56x56 and more (MobileNetV2's 16->96 on 112x112: 0.8x, 24->144 on
+ * 56x56: 0.95x; 64->384 on 14x14: 1.1x), read in place here too, a task per block of
+ * output channels.
  *
- * Each image is copied once, zero-padded, into C planes of HP x WP. Output row i is then
- * WP consecutive elements from i*WP (the last KW-1 of them wrap into the next row and are
- * dropped), so a block of 32 outputs of the flattened plane reads tap (c, p, q) at one
- * constant offset, c*HP*WP + p*WP + q, for all of them. Every output is one chain of
- * fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps included:
- * the GEMM's summation for these shapes (k <= KC: one block, am_gemm_bsrc_epi_f32), so the
- * bits are the same as on the GEMM path, at every thread count. A bias and ReLU epilogue
- * runs on the sums in registers (a separate pass over the block cost 13% of the digits
- * CNN); other epilogues, on each finished block of channels. */
+ * Each image is copied once into C planes of HP x W with PT and PB zero rows (none: read
+ * in place). Output (i, j) is then the flattened position i*W + j of its plane, and a
+ * vector of 16 of them reads tap (c, p, q) at one constant offset, c*HP*W + p*W + q - PL,
+ * its lanes whose column j + q - PL falls outside the row masked to zero. Every output is
+ * one chain of fused multiply-adds from +0 over the taps in (c, p, q) order, padding taps
+ * included: the GEMM's summation for these shapes (k <= KC: one block,
+ * am_gemm_bsrc_epi_f32), so the bits are the same as on the GEMM path, at every thread
+ * count. A bias and ReLU epilogue runs on the sums in registers (a separate pass over the
+ * block cost 13% of the digits CNN), and so do BatchNorm's multiply and a clamp; other
+ * epilogues, on each finished block of channels. */
 #include "ops.h"
 
 #include <string.h>
@@ -28,15 +30,16 @@ enum {
      * ResNet-50's 1x1 128->512 on 28x28 1.4x, 96 taps 1.4x; 72 taps (8->16 3x3) 0.5x */
     SC_MAX_K = 80,
     SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
+    SC_MAX_KW = 16,
     SC_MAX_K1 = 32, SC_MIN_L1 = 56 * 56, /* 1x1: channels at most, outputs at least */
 };
 
 typedef struct sc_job {
-    int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, wp, opad;
+    int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, opad;
     int64_t split; /* tasks per image: 1, or (1x1) one per block of SC_OB channels */
     const float *x, *wt; /* wt: O rounded up to SC_OB rows of K, zero rows past O */
     float *y;
-    float **ws; /* per worker: the padded image (C*HP*WP), then SC_OB*OH*WP results */
+    float **ws; /* per worker: the padded image (C*HP*W) */
     const am_epi *epi;
     bool regs; /* epi is a register epilogue (am_epi.regs) */
 } sc_job;
@@ -48,41 +51,93 @@ typedef struct sc_job {
 #define SC_AVX512 __attribute__((target("avx512f")))
 #define SC_NOINLINE __attribute__((noinline)) /* (a name: the function scan reads it) */
 
-/* out[ob][f], f in [f0, f0 + SC_PX), for output channels o0..o0+SC_OB of one image; with
- * ev (sc_scalars), the epilogue's adds and x <= a ? b : x on the sums in registers, each
- * as the vector code does it. */
-SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
-                               float *out, int64_t ld, const float *ev) {
-    int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->wp;
-    const float *w = j->wt + o0 * k;
-    __m512 acc[SC_OB][2];
-    _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) acc[b][0] = acc[b][1] =
-        _mm512_setzero_ps();
-#define SC_TAP(s, t)                                                                       \
+/* The sums of taps (c, p, q) of outputs at flattened positions f0 + 16 h (h < NV), lane
+ * masks mq[h][q] (zero: the tap reads padding). */
+#define SC_TAPS(NV)                                                                        \
     do {                                                                                   \
-        __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps((s) + 16);                    \
-        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                          \
-            __m512 wv = _mm512_set1_ps(w[b * k + (t)]);                                    \
-            acc[b][0] = _mm512_fmadd_ps(wv, x0, acc[b][0]);                                \
-            acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);                                \
-        }                                                                                  \
+        __m512 a[SC_OB][NV];                                                               \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
+            _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) a[b][h] =               \
+                _mm512_setzero_ps();                                                       \
+        for (int64_t c = 0, t = 0; c < j->c; c++)                                          \
+            for (int64_t p = 0; p < j->kh; p++)                                            \
+                for (int64_t q = 0; q < j->kw; q++, t++) {                                 \
+                    uintptr_t s = base + (uintptr_t)((c * plane + p * j->w + q) * 4);      \
+                    __m512 x[NV];                                                          \
+                    _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) x[h] =          \
+                        _mm512_maskz_loadu_ps(mq[h][q], (const float *)(s + 64u * h));     \
+                    _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {              \
+                        __m512 wv = _mm512_set1_ps(w[b * k + t]);                          \
+                        _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) a[b][h] =   \
+                            _mm512_fmadd_ps(wv, x[h], a[b][h]);                            \
+                    }                                                                      \
+                }                                                                          \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
+            _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) acc[b][h] = a[b][h];   \
     } while (0)
-    int64_t t = 0;
-    if (k == j->c) /* 1x1: a tap per plane */
-        for (const float *s = xp + f0; t < k; t++, s += plane) SC_TAP(s, t);
+
+/* 1x1 (unpadded): a tap per plane, two vectors. NOTE: the nested (c, p, q) loop of
+ * SC_TAPS spilled the sums here (1.6x slower). */
+#define SC_TAPS1()                                                                         \
+    do {                                                                                   \
+        __m512 a[SC_OB][2];                                                                \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) a[b][0] = a[b][1] =        \
+            _mm512_setzero_ps();                                                           \
+        const float *s = xp + f0;                                                          \
+        for (int64_t t = 0; t < k; t++, s += plane) {                                      \
+            __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16);                  \
+            _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                      \
+                __m512 wv = _mm512_set1_ps(w[b * k + t]);                                  \
+                a[b][0] = _mm512_fmadd_ps(wv, x0, a[b][0]);                                \
+                a[b][1] = _mm512_fmadd_ps(wv, x1, a[b][1]);                                \
+            }                                                                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) acc[b][0] = a[b][0],       \
+                                                                acc[b][1] = a[b][1];       \
+    } while (0)
+
+/* Each tap q's lane mask for the 16 outputs from flattened position f0 + 16 h: its column
+ * + q - PL in [0, W). */
+SC_AVX512 static inline void sc_masks(const sc_job *j, int64_t f0, __mmask16 mq[2][SC_MAX_KW]) {
+    const __m512i w16 = _mm512_set1_epi32((int)j->w);
+    for (int h = 0; h < 2; h++) { /* each lane's output column, then each tap's mask */
+        __m512i col = _mm512_add_epi32(_mm512_set1_epi32((int)((f0 + 16 * h) % j->w)),
+                                       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                        5, 4, 3, 2, 1, 0));
+        for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(col, w16));)
+            col = _mm512_mask_sub_epi32(col, m, col, w16);
+        for (int64_t q = 0; q < j->kw; q++)
+            mq[h][q] = _mm512_cmpge_epi32_mask(col, _mm512_set1_epi32((int)(j->pl - q))) &
+                       _mm512_cmplt_epi32_mask(col, _mm512_sub_epi32(w16, _mm512_set1_epi32(
+                                                                     (int)(q - j->pl))));
+    }
+}
+
+/* The outputs at flattened positions f0..f0 + 16 nv (nv = 1 or 2 vectors) of output
+ * channels o0..o0+ob of one image (planes at out); with ev (sc_scalars), the epilogue's
+ * adds and x <= a ? b : x on the sums in registers, each as the vector code does it. */
+SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
+                               int nv, float *out, int64_t ob, const float *ev) {
+    int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->w;
+    const float *w = j->wt + o0 * k;
+    __m512 acc[SC_OB][2]; /* (the sums, kept in registers inside SC_TAPS) */
+    __mmask16 mq[2][SC_MAX_KW];
+    if (k != j->c) sc_masks(j, f0, mq);
+    /* (an address: a tap's vector may start before the buffer, in lanes its mask drops) */
+    uintptr_t base = (uintptr_t)(xp + f0) - (uintptr_t)j->pl * 4u;
+    if (k == j->c) /* 1x1 (nv = 2) */
+        SC_TAPS1();
+    else if (nv == 2)
+        SC_TAPS(2);
     else
-        for (int64_t c = 0; c < j->c; c++)
-            for (int64_t p = 0; p < j->kh; p++)
-                for (int64_t q = 0; q < j->kw; q++, t++)
-                    SC_TAP(xp + c * plane + p * j->wp + q + f0, t);
-#undef SC_TAP
+        SC_TAPS(1);
     int ns = ev ? j->epi->g->n_steps : 0;
     for (int s = 0; s < ns; s++) {
         int op = j->epi->ops[s].op; /* le: and the where after it, x <= a ? b : x */
-        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
+        for (int b = 0; b < SC_OB; b++) {
             const float *v = ev + b * ns + s;
             __m512 y = _mm512_set1_ps(v[0]);
-            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) acc[b][h] =
+            for (int h = 0; h < nv; h++) acc[b][h] =
                 op == EPI_LE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(
                                    acc[b][h], y, _CMP_LE_OQ), _mm512_set1_ps(v[1]))
                 : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first: as the GEMM) */
@@ -92,14 +147,14 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
         }
         s += op == EPI_LE;
     }
-    _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {
-        _mm512_storeu_ps(out + b * ld + f0, acc[b][0]);
-        _mm512_storeu_ps(out + b * ld + f0 + 16, acc[b][1]);
-    }
+    for (int64_t b = 0; b < ob; b++)
+        for (int h = 0; h < nv; h++)
+            _mm512_storeu_ps(out + b * j->oh * j->ow + f0 + 16 * h, acc[b][h]);
 }
 
 /* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
- * epilogue of adds and x <= a ? b : x (bias, ReLU) whose scalars for them (into ev, rows
+ * epilogue of adds, multiplies, max, min and x <= a ? b : x (bias, BatchNorm, ReLU, clamp)
+ * whose scalars for them (into ev, rows
  * past ob zero) are not NaN. */
 SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64_t ob,
                                    float *ev) {
@@ -118,47 +173,40 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     return true;
 }
 
-/* The OW outputs of each WP-wide row of ob channels' results to y, as masked vectors
- * (OW <= 32; a memcpy call per short row cost more than its copy). */
-SC_AVX512 static void sc_rows(const sc_job *j, float *y, const float *res, int64_t ob,
-                              int64_t ld) {
-    __mmask16 m0 = (__mmask16)(j->ow >= 16 ? 0xffffu : (1u << j->ow) - 1u);
-    __mmask16 m1 = (__mmask16)(j->ow > 16 ? (1u << (j->ow - 16)) - 1u : 0u);
-    for (int64_t b = 0; b < ob; b++)
-        for (int64_t i = 0; i < j->oh; i++) {
-            const float *s = res + b * ld + i * j->wp;
-            float *d = y + (b * j->oh + i) * j->ow;
-            _mm512_mask_storeu_ps(d, m0, _mm512_maskz_loadu_ps(m0, s));
-            _mm512_mask_storeu_ps(d + 16, m1, _mm512_maskz_loadu_ps(m1, s + 16));
+/* The image's rows into the padded planes at xp, as masked vectors (a memcpy call per
+ * short row cost more than its copy). */
+SC_AVX512 static void sc_pad_rows(const sc_job *j, float *xp, const float *xs) {
+    for (int64_t c = 0; c < j->c; c++)
+        for (int64_t r = 0; r < j->h; r++) {
+            float *d = xp + (c * j->hp + r + j->pt) * j->w;
+            const float *s = xs + (c * j->h + r) * j->w;
+            for (int64_t e = 0; e < j->w; e += 16) {
+                __mmask16 m = am_lanes16(0, j->w - e);
+                _mm512_mask_storeu_ps(d + e, m, _mm512_maskz_loadu_ps(m, s + e));
+            }
         }
 }
 
 /* Task t: image n = t / split, its output channels (1x1: one block of them). An image
- * that needs no padding, with one column per window (a KH x 1 kernel), is read in place;
- * output rows without wrapped columns (WP == OW) go straight to y for every whole block
- * of SC_OB channels. */
+ * without padding rows is read in place. */
 static void sc_image(void *ud, int64_t t, int worker) {
     const sc_job *j = (const sc_job *)ud;
     int64_t n = t / j->split, oe = j->split > 1 ? (t % j->split + 1) * SC_OB : j->opad;
+    float *xp = j->ws[worker];
     const float *xs = j->x + n * j->c * j->h * j->w;
-    bool in_place = j->hp == j->h && j->wp == j->w && j->kw == 1; /* (no wrapped reads) */
-    float *xp = j->ws[worker], *res = xp + (j->kh * j->kw == 1 ? 0 : j->c * j->hp * j->wp);
-    for (int64_t c = 0; !in_place && c < j->c; c++) /* the padding stays zero (sc_run) */
-        for (int64_t r = 0; r < j->h; r++)
-            memcpy(xp + (c * j->hp + r + j->pt) * j->wp + j->pl, xs + (c * j->h + r) * j->w,
-                   sizeof(float) * (size_t)j->w);
-    int64_t flat = j->oh * j->wp, ld = flat;
+    bool in_place = j->hp == j->h;
+    if (!in_place) sc_pad_rows(j, xp, xs); /* the padding stays zero (am_conv_small) */
+    int64_t flat = j->oh * j->w;
     for (int64_t o0 = j->split > 1 ? oe - SC_OB : 0; o0 < oe; o0 += SC_OB) {
         int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
-        float *dst = j->wp == j->ow && ob == SC_OB ? j->y + (n * j->o + o0) * flat : res;
+        float *dst = j->y + (n * j->o + o0) * j->oh * j->ow;
         float ev[SC_OB * AM_FUSED_MAX_STEPS];
         const float *regs = sc_scalars(j, n, o0, ob, ev) ? ev : NULL;
-        for (int64_t f = 0;; f += SC_PX) { /* the last block overlaps: same values */
-            if (f > flat - SC_PX) f = flat - SC_PX;
-            sc_block(j, in_place ? xs : xp, o0, f, dst, ld, regs);
-            if (f == flat - SC_PX) break;
+        for (int64_t f = 0; f < flat; f += SC_PX) { /* a last block overlaps: same values */
+            int nv = flat - f >= SC_PX || flat - f > 16 || j->kh * j->kw == 1 ? 2 : 1;
+            if (flat - f < SC_PX) f = flat - 16 * nv;
+            sc_block(j, in_place ? xs : xp, o0, f, nv, dst, ob, regs);
         }
-        if (dst == res) sc_rows(j, j->y + (n * j->o + o0) * j->oh * j->ow, res, ob, ld);
         if (j->epi && !regs) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
     }
 }
@@ -166,34 +214,34 @@ static void sc_image(void *ud, int64_t t, int worker) {
 COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
                              const amber_tensor *out) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape, *ys = out->shape;
-    int64_t wp = ys[3] + ws[3] - 1;
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
            a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
-           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[2] * wp >= SC_PX &&
-           ws[0] >= 4 &&
-           (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks to y */
+           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] == xs[3] &&
+           ws[3] <= SC_MAX_KW && ys[2] * ys[3] >= SC_PX && ws[0] >= 4 &&
+           (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks */
                               : xs[1] <= SC_MAX_K1 && ys[2] * ys[3] >= SC_MIN_L1 &&
-                                    ws[0] % SC_OB == 0 && xs[2] == ys[2] && xs[3] == ys[3]);
+                                    ws[0] % SC_OB == 0 && xs[2] == ys[2]);
 }
 
 COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                                 amber_tensor *out) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape;
     sc_job j = {xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], out->shape[2], out->shape[3],
-                a->padding[0], a->padding[2], 0, 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB, 1,
+                a->padding[0], a->padding[2], 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB, 1,
                 in[0].data, NULL, out->data, NULL, ctx->epi, ctx->epi && ctx->epi->regs};
-    j.hp = j.oh + j.kh - 1, j.wp = j.ow + j.kw - 1;
+    j.hp = j.oh + j.kh - 1;
     int64_t k = j.c * j.kh * j.kw, n = xs[0];
-    double work = (double)n * (double)(j.opad * j.oh * j.wp * k);
+    double work = (double)n * (double)(j.opad * j.oh * j.ow * k);
     j.split = k == j.c ? j.opad / SC_OB : 1, n *= j.split; /* (tasks) */
     bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN &&
                     am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t pad_len = k == j.c ? 0 : (size_t)(j.c * j.hp * j.wp); /* 1x1: read in place */
-    size_t len = pad_len + (size_t)(SC_OB * j.oh * j.wp);
-    float *wt = NULL;
-    amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * (size_t)(j.opad * k),
-                                     (void **)&wt, ctx->err);
+    size_t pad_len = j.hp == j.h ? 0 : (size_t)(j.c * j.hp * j.w), len = pad_len; /* (in place) */
+    float *wt = NULL; /* the weight with zero rows up to opad (none to add: as given) */
+    amber_status st = j.o == j.opad ? AMBER_OK
+                                    : am_arena_alloc(ctx->scratch,
+                                                     sizeof(float) * (size_t)(j.opad * k),
+                                                     (void **)&wt, ctx->err);
     if (st == AMBER_OK)
         st = am_arena_alloc(ctx->scratch, sizeof(float *) * (size_t)workers, (void **)&j.ws,
                             ctx->err);
@@ -202,9 +250,11 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
         if (st == AMBER_OK) memset(j.ws[i], 0, sizeof(float) * pad_len);
     }
     if (st != AMBER_OK) return st;
-    memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
-    memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
-    j.wt = wt;
+    if (wt) {
+        memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
+        memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
+    }
+    j.wt = wt ? wt : (const float *)in[1].data;
     if (parallel) {
         am_pool_run(ctx->pool, n, sc_image, &j);
     } else {

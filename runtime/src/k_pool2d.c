@@ -464,6 +464,44 @@ POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
     }
 }
 
+/* MAXNAN on 16 lanes: v where v > m or v is NaN, else m. */
+POOL_AVX512 static inline __m512 max16(__m512 m, __m512 v) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
+                                    _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), m, v);
+}
+
+/* max_pool2d of 2x2 windows that tile the plane, float32, AVX-512: up to 16 outputs at a
+ * time from the even and odd columns (lanes picked by e, from a0 then a1) of their two input
+ * rows; rows of 8 outputs or fewer two rows at a time (a1: the next window row). The same
+ * operations in the same order as the kernel it stands for: max_tiled (across, then down)
+ * on rows narrower than POOL_NARROW, max_plane (down, then across) on wider ones. */
+POOL_AVX512 static void max2_tiled_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const pool_job *j = (const pool_job *)ud;
+    const int64_t w = j->g->w, ow = j->g->ow, oh = j->g->oh, h8 = ow < 8 ? ow : 8;
+    const float *x = (const float *)j->x + t * j->g->h * w;
+    float *y = (float *)j->out + t * oh * ow;
+    int32_t e[16];
+    for (int l = 0; l < 16; l++) e[l] = l < h8 ? 2 * l : 16 + 2 * (l - (int)h8);
+    const __m512i ev = _mm512_loadu_si512(e), od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const bool pairs = ow <= 8, across = ow < POOL_NARROW;
+    for (int64_t i = 0, c = 0; i < oh;) {
+        const float *p = x + 2 * i * w + 2 * c;
+        int64_t off = pairs ? 2 * w : 16, n = pairs ? (i + 1 < oh ? 2 : 1) * ow : ow - c;
+        __mmask16 m0 = am_lanes16(0, pairs ? w : 2 * n), m1 = am_lanes16(0, 2 * n - 16);
+        if (pairs) m1 = n > ow ? m0 : 0;
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, p), a1 = _mm512_maskz_loadu_ps(m1, p + off);
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, p + w), b1 = _mm512_maskz_loadu_ps(m1, p + w + off);
+        __m512 ae = _mm512_permutex2var_ps(a0, ev, a1), ao = _mm512_permutex2var_ps(a0, od, a1);
+        __m512 be = _mm512_permutex2var_ps(b0, ev, b1), bo = _mm512_permutex2var_ps(b0, od, b1);
+        __m512 r = across ? max16(max16(ae, ao), max16(be, bo))
+                          : max16(max16(ae, be), max16(ao, bo));
+        _mm512_mask_storeu_ps(y + i * ow + c, am_lanes16(0, n), r);
+        if (pairs) i += 2;
+        else if ((c += 16) >= ow) c = 0, i++;
+    }
+}
+
 /* The forward kernels compiled for the CPU's vector width (the same bits: every output
  * is computed by the same scalar operations in the same order), or for AVX2 when an
  * output row is narrower than an AVX-512 vector (it would run as scalar code); float64
@@ -554,7 +592,12 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     pool_job job = {.g = &g, .x = in[0].data, .out = out->data};
     double work = (double)g.planes * (double)(g.oh * (g.w * g.kh + g.ow * g.kw));
     bool f32 = out->dtype == AMBER_FLOAT32;
-    if (merge_tiled_planes(&g, am_pool_size(ctx->pool), work) && g.ow < POOL_NARROW)
+    bool tiled = merge_tiled_planes(&g, am_pool_size(ctx->pool), work);
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+    if (tiled && f32 && g.kh == 2 && g.kw == 2 && am_cpu_isa() >= AM_GEMM_ISA_AVX512)
+        return run_planes(ctx, &job, max2_tiled_f32, 0, work);
+#endif
+    if (tiled && g.ow < POOL_NARROW)
         return run_planes(ctx, &job, f32 ? max_tiled_f32 : max_tiled_f64, 0, work);
     amber_status st = fwd_setup(ctx, &job, &g, out->dtype, false);
     if (st != AMBER_OK) return st;

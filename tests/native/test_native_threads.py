@@ -132,6 +132,31 @@ def test_products_of_weights_agree_across_batches_threads_and_runs(lib: N.Native
             assert m.run("forward", x)[0].tobytes() == first.tobytes(), b
 
 
+@pytest.mark.parametrize("out, k", [(10, 300), (3, 40), (10, 64), (3, 65), (17, 300)])
+def test_narrow_products_of_weights_keep_their_packed_copy(lib: N.NativeLibrary, out: int,
+                                                           k: int, tmp_path: Path) -> None:
+    """A linear layer with fewer outputs than a packed sliver's 16 columns (the digits
+    CNN's 784 -> 10 head), shallow (the small-product kernel) or deep, or a partial last
+    sliver: with its transposed weight packed once per session, the bits of the same
+    product with the weight passed in at every run, at batch 1 to 40, on one and two
+    threads, run after run."""
+    rng = np.random.default_rng(out + k)
+    w = rng.standard_normal((out, k)).astype(np.float32)
+    wt = am.tensor(w)
+    am.export(lambda x: am.nn.functional.linear(x, wt), am.spec("batch", k)).save(
+        tmp_path / "kept.amber")
+    am.export(lambda x, v: am.nn.functional.linear(x, v), am.spec("batch", k),
+              am.spec(out, k)).save(tmp_path / "input.amber")
+    plain = N.NativeModel(tmp_path / "input.amber", threads=1)
+    kept = [N.NativeModel(tmp_path / "kept.amber", threads=t) for t in (1, 2)]
+    for b in (1, 2, 3, 8, 40):
+        x = rng.standard_normal((b, k)).astype(np.float32)
+        [want] = plain.run("forward", x, w)
+        np.testing.assert_allclose(want, x @ w.T, rtol=1e-4, atol=1e-4)
+        for m in (*kept, *kept):
+            assert m.run("forward", x)[0].tobytes() == want.tobytes(), (b, out)
+
+
 def test_load_passes_threads_to_the_runtime(lib: N.NativeLibrary,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}

@@ -245,3 +245,26 @@ def test_conv1x1_few_channels(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> 
     w1 = np.concatenate([w, rng.standard_normal((1, *ws[1:])).astype(np.float32)])
     gemm = run_kernel(lib, ctx1, "conv2d", [x, w1], attrs, (xs[0], ws[0] + 1, *shape[2:]))
     assert np.ascontiguousarray(gemm[:, :ws[0]]).tobytes() == one.tobytes()
+# Few taps (C * KH * KW <= 80), stride 1, output rows as wide as the input's, float32:
+# computed directly on AVX-512 (k_conv_small.c), blocks of 32 or 16 outputs of the
+# flattened plane whose taps past a row's ends are masked: rows narrower than a vector
+# (several rows per vector), 14 and 28 wide (the digits CNN), 32 wide, a last block of
+# one vector or two, channels not a multiple of 8, padding on one side only (2-wide
+# kernels), rows of padding only above, a KH x 1 kernel read in place; and one whose
+# rows narrow (no padding: the GEMM).
+SMALL = [
+    ((2, 1, 28, 28), (8, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((3, 8, 14, 14), (16, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((1, 3, 11, 4), (13, 3, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((2, 2, 9, 5), (5, 2, 2, 2), [1, 1], [1, 0, 1, 0], [1, 1]),
+    ((2, 2, 9, 7), (6, 2, 3, 2), [1, 1], [2, 0, 0, 1], [1, 1]),
+    ((1, 8, 9, 12), (16, 8, 3, 1), [1, 1], [0, 0, 0, 0], [1, 1]),
+    ((1, 4, 6, 32), (7, 4, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((2, 5, 7, 19), (12, 5, 3, 5), [1, 1], [1, 1, 2, 2], [1, 1]),
+    ((1, 2, 10, 20), (9, 2, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1]),
+]
+
+
+@pytest.mark.parametrize("case", SMALL, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_small_conv_rows(lib: ctypes.CDLL, ctx, ctx1, case) -> None:
+    _against_reference(lib, ctx, ctx1, case, 1, False, 5)

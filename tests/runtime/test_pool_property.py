@@ -158,3 +158,34 @@ def test_avg_pool_3x3_stride_1(lib: ctypes.CDLL, ctxs, hw: tuple, pad: tuple, ce
     for dt in (np.float32, np.float64):
         x = _values(np.random.default_rng(hw[1]), (2, 3, *hw), dt)
         _check(lib, ctxs, "avg_pool2d", x, attrs)
+
+
+def _maxnan(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """v where v > m or v is NaN, else m: the kernels' maximum, element for element."""
+    return np.where((v > m) | (v != v), v, m)
+
+
+@pytest.mark.parametrize("ow", [1, 3, 7, 8, 9, 14, 16, 17, 31, 40])
+@pytest.mark.parametrize("oh", [1, 2, 5])
+def test_max_pool_2x2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int) -> None:
+    """2x2 windows at stride 2 that tile the plane (the digits CNN's pools; AVX-512 takes
+    16 outputs or two short rows at a time): the same bits as the maximum taken in a fixed
+    order, NaN payloads and signed zeros included (rows under 8 outputs: each window row
+    left to right, then the two rows; wider: each column down, then the two columns), at
+    one and two threads, float32, odd row counts and planes merged or not."""
+    rng = np.random.default_rng(oh * 100 + ow)
+    x = np.round(rng.standard_normal((3, 5, 2 * oh, 2 * ow)) * 1.5).astype(np.float32)
+    k = rng.random(x.shape)
+    x[k < 0.2] = -0.0
+    bits = x.view(np.uint32)
+    nan = k > 0.93
+    bits[nan] = 0x7FC00000 | rng.integers(0, 1 << 22, int(nan.sum())).astype(np.uint32)
+    a, b = x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]
+    c, d = x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]
+    want = (_maxnan(_maxnan(a, b), _maxnan(c, d)) if ow < 8 else
+            _maxnan(_maxnan(a, c), _maxnan(b, d)))
+    attrs = {"kernel_hw": (2, 2), "stride": (2, 2), "padding": (0, 0, 0, 0),
+             "dilation": (1, 1), "ceil_mode": False}
+    for c_ in ctxs:
+        got = run_kernel(lib, c_, "max_pool2d", [x], attrs, want.shape)
+        assert got.tobytes() == want.tobytes(), (oh, ow)
