@@ -4,9 +4,9 @@
  * their backs; the call returns when every task has finished.
  *
  * Latency matters more than anything (a matmul of an MLP at batch 1 takes ~20 us):
- * - workers stay awake (spinning) for a while after each job before they sleep on a
- *   condition variable, so the next job of the same run, or of the next run, starts
- *   within about a microsecond;
+ * - workers stay awake (spinning, then yielding) for a while after each job before they
+ *   sleep on a condition variable, so the next job of the same run, or of the next run,
+ *   starts within about a microsecond;
  * - completion is counted in tasks, not workers: the caller never waits for a worker that
  *   is asleep or descheduled; it runs the remaining tasks itself;
  * - the ranges keep each thread on the same tasks job after job (the same rows of a layer
@@ -15,9 +15,6 @@
  *   waits until no worker is inside before the job's memory may change.
  * The protocol relies on sequentially consistent atomics (the default of <stdatomic.h>)
  * for the publish/sleep handshakes. */
-#ifdef __linux__
-#define _GNU_SOURCE 1 /* sched_getaffinity */
-#endif
 #include "ops.h"
 
 #include <pthread.h>
@@ -25,7 +22,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -36,9 +32,8 @@
 #endif
 
 /* How many turns an idle worker (or a waiting caller) spins without yielding before it
- * yields for the rest of the pool's spin time, then sleeps (a pause takes ~30 ns on the
- * machine the figures in bench/RESULTS.md come from: about ten microseconds), when the
- * pool has more threads than the process has CPUs. */
+ * yields for the rest of the pool's spin time, then sleeps (a pause takes ~30 to 75 ns on
+ * the machine the figures in bench/RESULTS.md come from: about ten microseconds). */
 #define SPIN_BUSY 400u
 /* Jobs of more tasks run in turn (the ranges hold 32-bit indices) */
 #define JOB_MAX ((int64_t)1 << 30)
@@ -52,7 +47,6 @@ typedef struct am_span {
 
 struct am_pool {
     int n_workers; /* threads besides the caller */
-    unsigned busy;    /* turns spun before yielding (no yield with a CPU per thread) */
     uint64_t spin_ns; /* set before the workers start, then only read */
     double wake_min;  /* (am_pool_for) */
     pthread_t *threads;
@@ -98,22 +92,22 @@ static long long drain(am_pool *p, int me) {
     return ran;
 }
 
-static void spin_turn(const am_pool *p, unsigned i) {
-    if (i < p->busy) CPU_RELAX();
+static void spin_turn(unsigned i) {
+    if (i < SPIN_BUSY) CPU_RELAX();
     else sched_yield();
 }
 
 /* Waits up to p->spin_ns for cond(p, arg) without sleeping; false if it did not hold.
- * NOTE: with more threads than CPUs, the loop yields the CPU on every turn after a short
- * busy spin: a busy-spinning thread would take the time slices of the very thread it
- * waits for (the caller still working on its share, or a worker holding a task), and a
- * job would take many times longer. With a CPU each it never yields: on a loaded machine
- * a yield hands the CPU to another process for a whole time slice, and the job waits. */
+ * NOTE: after a short busy spin the loop yields the CPU on every turn: when threads
+ * outnumber free cores, a busy-spinning thread would take the time slices of the very
+ * thread it waits for (the caller still working on its share, or a worker holding a
+ * task), and a job would take many times longer (spinning without yields ran CNNs 1.7x
+ * slower on two CPUs under a load of ten). */
 static bool spin_until(bool (*cond)(am_pool *, uint64_t), am_pool *p, uint64_t arg) {
     uint64_t t0 = 0;
     for (unsigned i = 1;; i++) {
         if (cond(p, arg)) return true;
-        spin_turn(p, i);
+        spin_turn(i);
         if ((i & 15) == 0 && i >= SPIN_BUSY) { /* read the clock rarely */
             uint64_t t = now_ns();
             if (!t0) t0 = t;
@@ -144,7 +138,8 @@ static void *worker_main(void *arg) {
     for (;;) {
         /* The spin time counts from the close of the job just run: a worker done with its
          * share stays awake while the caller finishes its own. */
-        for (unsigned i = 1; !(seen & 1) && atomic_load(&p->gen) == seen; i++) spin_turn(p, i);
+        for (unsigned i = 1; !(seen & 1) && atomic_load(&p->gen) == seen; i++)
+            spin_turn(i);
         if (!spin_until(has_news, p, seen)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
@@ -173,15 +168,6 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* The CPUs this process may run on (below 1: unknown) */
-static long cpus(void) {
-#ifdef __linux__
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-#endif
-    return sysconf(_SC_NPROCESSORS_ONLN);
-}
-
 amber_status am_pool_create(int threads, uint64_t spin_ns, double wake_min, am_pool **out,
                              am_error *err) {
     *out = NULL;
@@ -199,7 +185,6 @@ amber_status am_pool_create(int threads, uint64_t spin_ns, double wake_min, am_p
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
     p->spans = (am_span *)(((uintptr_t)p->span_mem + 63) & ~(uintptr_t)63);
-    p->busy = threads <= cpus() ? ~0u : SPIN_BUSY;
     p->spin_ns = spin_ns;
     p->wake_min = wake_min;
     atomic_init(&p->gen, 1); /* closed */
@@ -274,7 +259,8 @@ static void run_job(am_pool *p, int64_t n_tasks) {
         pthread_mutex_unlock(&p->mu);
     }
     atomic_fetch_add(&p->gen, 1); /* closed: late workers turn back */
-    for (unsigned i = 1; atomic_load(&p->inside) > 0; i++) spin_turn(p, i);
+    for (unsigned i = 1; atomic_load(&p->inside) > 0; i++)
+        spin_turn(i); /* the worker inside may be descheduled */
 }
 
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud) {
