@@ -568,8 +568,8 @@ static void test_pool(void) {
     /* The session spin, and one so short that the workers sleep almost at once: every
      * job is still done, whether the workers are woken for it, still awake, or asleep
      * while the caller does it all (each task taken from its thread's range or from
-     * another's); with more threads than CPUs (yielding) and with two (a machine's two
-     * CPUs: spinning), more threads than tasks, one task each, and many. */
+     * another's); with 4, 3 and 2 threads, more threads than tasks, one task each, and
+     * many. */
     static const uint64_t spins[] = {AM_POOL_SPIN_SESSION_NS, 1000u, 1000u};
     for (int sp = 0; sp < 3; sp++) {
         CHECK(am_pool_create(4 - sp, spins[sp], 0.0, &pool, &err) == AMBER_OK &&
