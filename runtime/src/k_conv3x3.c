@@ -164,25 +164,43 @@ COLD static amber_status d3_filters(am_ctx *ctx, const float *w, int64_t o, int6
     return st;
 }
 
-/* Task t of pad_tasks: its share of the image's planes into the padded ones, the padding
- * zeroed too (rows from pt and columns from pl hold x's; columns past WP are never read). */
+/* The first padded row of pad task t when the threads split the bands: where the tiles
+ * that thread t of the pool runs first begin (it then finds them in its cache); HP for
+ * t = pad_tasks. */
+static int64_t d3_pad_row(const d3_job *j, int64_t t, int64_t bands) {
+    int64_t hp = j->plane / j->wp;
+    if (t == j->pad_tasks) return hp;
+    int64_t l = am_pool_first(j->nob * bands, (int)j->pad_tasks, (int)t) / j->nob * j->band;
+    return l / j->ow * j->sh < hp ? l / j->ow * j->sh : hp;
+}
+
+/* Task t of pad_tasks: its rows of every plane of the image (with fewer bands than
+ * threads, its share of the planes: rows of small planes share cache lines) into the
+ * padded ones, the padding zeroed too (rows from pt and columns from pl hold x's; columns
+ * past WP are never read). */
 static void d3_pad(void *ud, int64_t t, int worker) {
     const d3_job *j = (const d3_job *)ud;
-    int64_t hp = j->plane / j->wp, wp = j->wp, h = j->h, w = j->w, pt = j->pt;
+    int64_t wp = j->wp, h = j->h, w = j->w, pt = j->pt;
     int64_t pl = j->pl < wp ? j->pl : wp, cnt = w < wp - pl ? w : wp - pl;
-    int64_t r1 = j->c * (t + 1) / j->pad_tasks * hp;
+    int64_t bands = (j->oh * j->ow + j->band - 1) / j->band, c0 = 0, c1 = j->c;
+    int64_t r0 = 0, r1 = j->plane / wp;
+    if (bands < j->pad_tasks)
+        c0 = j->c * t / j->pad_tasks, c1 = j->c * (t + 1) / j->pad_tasks;
+    else
+        r0 = d3_pad_row(j, t, bands), r1 = d3_pad_row(j, t + 1, bands);
     (void)worker;
-    for (int64_t r = j->c * t / j->pad_tasks * hp; r < r1; r++) {
-        int64_t c = r / hp, i = r % hp - pt; /* x's row i of channel c */
-        float *xp = j->xp + r * wp;
-        if (i < 0 || i >= h) {
-            memset(xp, 0, sizeof(float) * (size_t)wp);
-            continue;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t i = r - pt; /* x's row i of channel c */
+            float *xp = j->xp + c * j->plane + r * wp;
+            if (i < 0 || i >= h) {
+                memset(xp, 0, sizeof(float) * (size_t)wp);
+                continue;
+            }
+            memset(xp, 0, sizeof(float) * (size_t)pl);
+            memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
+            memset(xp + pl + cnt, 0, sizeof(float) * (size_t)(wp - pl - cnt));
         }
-        memset(xp, 0, sizeof(float) * (size_t)pl);
-        memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
-        memset(xp + pl + cnt, 0, sizeof(float) * (size_t)(wp - pl - cnt));
-    }
 }
 
 COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
@@ -211,7 +229,7 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     if (st != AMBER_OK) return st;
     j.xp = buf, j.ws = buf + j.c * j.plane;
     if ((st = d3_filters(ctx, in[1].data, o, j.c, &j.wt)) != AMBER_OK) return st;
-    j.pad_tasks = workers < j.c ? workers : j.c;
+    j.pad_tasks = workers;
     for (j.img = 0; j.img < xs[0]; j.img++) {
         j.x = (const float *)in[0].data + j.img * j.c * j.h * j.w;
         if (parallel) {

@@ -499,6 +499,14 @@ typedef struct im2col_src {
     int64_t seg, phases; /* columns in `phases` phases of `seg` (see padded_*), or seg 0 */
 } im2col_src;
 
+/* pad_task_*'s job: `planes` planes of src->x into xp, in `tasks` shares of their rows */
+typedef struct pad_job {
+    const conv_geom *g;
+    const im2col_src *src;
+    void *xp;
+    int64_t planes, tasks;
+} pad_job;
+
 /* Images per product: small images together, up to about this many columns. */
 #define CONV_JOIN_COLS 512
 /* im2col rows packed per pass (their offsets on the stack) */
@@ -657,12 +665,16 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
         src->g = gp, src->seg = ph > 1 ? gp->w / ph : 0, src->phases = ph;                 \
         return AMBER_OK;                                                                   \
     }                                                                                      \
-    /* `planes` planes from src->x into xp (see padded_*), then src->x = xp. */            \
-    __attribute__((noinline)) static void pad_copy_##SUF(const conv_geom *g, im2col_src *src,\
-                                                         int64_t planes, T *xp) {          \
-        const conv_geom *gp = src->g;                                                      \
-        for (int64_t i = 0; i < planes; i++)                                               \
-            for (int64_t r = 0; r < g->h; r++) {                                           \
+    /* Task t of j->tasks: its share of the rows of every plane from src->x into xp (see   \
+     * padded_*). */                                                                       \
+    static void pad_task_##SUF(void *ud, int64_t t, int worker) {                          \
+        const pad_job *j = (const pad_job *)ud;                                            \
+        const conv_geom *g = j->g, *gp = j->src->g;                                        \
+        const im2col_src *src = j->src;                                                    \
+        T *xp = (T *)j->xp;                                                                \
+        (void)worker;                                                                      \
+        for (int64_t i = 0; i < j->planes; i++)                                            \
+            for (int64_t r = g->h * t / j->tasks; r < g->h * (t + 1) / j->tasks; r++) {    \
                 T *d = xp + (i * gp->h + r + g->pt) * gp->w;                               \
                 const T *x = (const T *)src->x + (i * g->h + r) * g->w;                    \
                 if (!src->seg) {                                                           \
@@ -682,6 +694,16 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
                         for (int64_t k = 0; k < cnt; k++) dd[k0 + k] = xx[k * ph];         \
                 }                                                                          \
             }                                                                              \
+    }                                                                                      \
+    /* `planes` planes from src->x into xp, split between the threads while they are awake \
+     * (else on the calling thread), then src->x = xp. */                                  \
+    static void pad_copy_##SUF(am_ctx *ctx, const conv_geom *g, im2col_src *src,           \
+                               int64_t planes, T *xp) {                                    \
+        pad_job j = {g, src, xp, planes, 1};                                               \
+        am_pool *pool = planes * g->h * g->w >= AM_ELEMENTS_PARALLEL_MIN &&                \
+                                am_pool_awake(ctx->pool) ? ctx->pool : NULL;               \
+        if (pool) j.tasks = am_pool_size(pool) < g->h ? am_pool_size(pool) : g->h;         \
+        am_pool_run(pool, j.tasks, pad_task_##SUF, &j);                                    \
         src->x = xp;                                                                       \
     }                                                                                      \
     COLD static amber_status conv_fwd_implicit_##SUF(am_ctx *ctx, const conv_geom *g,      \
@@ -714,7 +736,7 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
         for (int64_t n0 = 0; st == AMBER_OK && n0 < g->n; n0 += c.nb) {                    \
             int64_t cnt = g->n - n0 < c.nb ? g->n - n0 : c.nb;                             \
             src.x = x + n0 * g->c * g->h * g->w;                                           \
-            if (xp) pad_copy_##SUF(g, &src, cnt * g->c, xp);                               \
+            if (xp) pad_copy_##SUF(ctx, g, &src, cnt * g->c, xp);                         \
             at.img = n0;                                                                   \
             if (cnt == 1 && wt) {                                                          \
                 st = conv_rows_##SUF(ctx, g, x + n0 * g->c * g->h * g->w, wt,              \

@@ -97,8 +97,14 @@ bool am_pool_awake(am_pool *p);
 am_pool *am_pool_for(am_pool *p, double work);
 /* Multiply-adds below which an eager kernel does not wake a sleeping pool (~40 us). */
 #define AM_POOL_WAKE_EAGER 4e6
-/* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish. */
+/* Runs tasks 0..n_tasks-1 on the pool and the calling thread; returns when all finish.
+ * Participant i of am_pool_size() (0: the caller) first runs tasks [am_pool_first(n, size,
+ * i), am_pool_first(n, size, i + 1)) in order, then helps with the others' from their
+ * ends: a kernel whose calls split the same data alike finds it in the same cache. */
 void am_pool_run(am_pool *p, int64_t n_tasks, am_task_fn fn, void *ud);
+static inline int64_t am_pool_first(int64_t n_tasks, int parts, int i) {
+    return (n_tasks * i + parts - 1) / parts;
+}
 
 /* ---------------------------------------------------------------- kept data (keep.c) */
 

@@ -567,13 +567,15 @@ static void test_pool(void) {
     static int hits[1001];
     /* The session spin, and one so short that the workers sleep almost at once: every
      * job is still done, whether the workers are woken for it, still awake, or asleep
-     * while the caller does it all. */
-    static const uint64_t spins[] = {AM_POOL_SPIN_SESSION_NS, 1000u};
-    for (int sp = 0; sp < 2; sp++) {
+     * while the caller does it all (each task taken from its thread's range or from
+     * another's); with 4, 3 and 2 threads, more threads than tasks, one task each, and
+     * many. */
+    static const uint64_t spins[] = {AM_POOL_SPIN_SESSION_NS, 1000u, 1000u};
+    for (int sp = 0; sp < 3; sp++) {
         CHECK(am_pool_create(4 - sp, spins[sp], 0.0, &pool, &err) == AMBER_OK &&
               am_pool_size(pool) == 4 - sp);
         for (int job = 0; job < 2000; job++) {
-            int64_t n = job % 3 == 0 ? 1 : job % 3 == 1 ? 3 : 997;
+            int64_t n = job % 4 == 0 ? 1 : job % 4 == 1 ? 3 : job % 4 == 2 ? 4 - sp : 997;
             if (sp && job % 8 == 0) {
                 struct timespec pause = {0, 200000}; /* 200 us: the workers fall asleep */
                 nanosleep(&pause, NULL);

@@ -387,6 +387,34 @@ def test_large_copies_split_between_threads(lib: N.NativeLibrary, tmp_path: Path
             assert g.tobytes() == np.ascontiguousarray(w).tobytes(), threads_n
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_concatenations_split_between_threads(lib: N.NativeLibrary, tmp_path: Path,
+                                              axis: int, dtype) -> None:
+    """A concatenation of some hundred thousand elements along each axis (inputs of odd
+    sizes, one of extent 1 along it), after an elementwise op that wakes the pool: each
+    input copied by the pool's threads, NumPy's bits at every thread count, run after
+    run."""
+    rng = np.random.default_rng(axis)
+    shape = [3, 17, 9, 77]
+    xs = []
+    for extent in (shape[axis], 1, 5):
+        s = list(shape)
+        s[axis] = extent
+        xs.append((rng.standard_normal(s) * 100).astype(dtype))
+
+    def fn(a, b, c):
+        return am.cat([a + a, b, c], axis)
+
+    path = tmp_path / "cat.amber"
+    am.export(fn, *(am.spec(*x.shape, dtype=getattr(am, x.dtype.name)) for x in xs)).save(path)
+    want = np.concatenate([xs[0] + xs[0], xs[1], xs[2]], axis)
+    for threads_n in (1, 2, 3, 8):
+        m = N.NativeModel(path, threads=threads_n)
+        for _ in range(3):
+            assert m.run("forward", *xs)[0].tobytes() == want.tobytes(), threads_n
+
+
 class _OneImage(am.nn.Module):
     """Convolutions of one image whose products split between threads by columns (an
     odd count of two-sliver units), by groups of rows (few columns, many rows; two depth
