@@ -248,7 +248,7 @@ static void plan_parts(am_func *f, const int64_t *def, const uint32_t *uses, boo
         am_node *c = &f->nodes[ci];
         bool ok = c->kind == AM_NODE_OP && c->op->id == AM_OP_CONCAT && c->static_attrs &&
                   c->static_attrs->axis == 1 && c->hoist == AM_HOIST_NONE &&
-                  planned[c->out[0]] && c->n_in > 0;
+                  planned[c->out[0]] && c->n_in > 0 && f->value_types[c->out[0]]->rank == 4;
         for (int k = 0; ok && k < c->n_in; k++) {
             uint32_t v = c->in[k];
             ok = uses[v] == 1 && planned[v] && def[v] >= 0 && part_ok(f, &f->nodes[def[v]], v);

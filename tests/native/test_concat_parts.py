@@ -164,3 +164,41 @@ def test_concat_in_place_under_sanitizers(sanitize_build: Path, tmp_path: Path) 
                               "--output", str(tmp_path)], capture_output=True, text=True,
                              env=env)
         assert res.returncode == 0, f"{variant}: {res.stderr}"
+
+
+def _declared_program(path: Path, channels: int) -> Path:
+    """Two 1x1 convolutions (4 and 6 channels) concatenated, the concat declaring
+    `channels` (the parts' places follow from the declared types)."""
+    from helpers.program_files import fn, node, p, program_file
+
+    conv = {"stride": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1}
+    nodes = [node("conv2d", ["x", "w1"], "a", conv, shape=["n", 4, 3, 3]),
+             node("conv2d", ["x", "w2"], "b", conv, shape=["n", 6, 3, 3]),
+             node("concat", ["a", "b"], "c", {"axis": 1}, shape=["n", channels, 3, 3]),
+             node("neg", ["c"], "y", shape=["n", channels, 3, 3])]
+    params = [p("x", shape=["n", 2, 3, 3]), p("w1", shape=[4, 2, 1, 1]),
+              p("w2", shape=[6, 2, 1, 1])]
+    return program_file(path, [fn("f", params, nodes, ["y"])])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_hand_written_concat_of_convolutions(lib: ctypes.CDLL, tmp_path: Path,
+                                             batch: int) -> None:
+    """Plain conv2d nodes (weights as inputs) placed in a concat read by another op; a file
+    whose concat declares other than its parts' channels is refused when it is opened."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 2, 3, 3)).astype(np.float32)
+    w1, w2 = (rng.standard_normal((c, 2, 1, 1)).astype(np.float32) for c in (4, 6))
+    want = -np.concatenate([np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x) for w in (w1, w2)], 1)
+    for channels in (10, 7, 13):
+        with Model(lib, path=_declared_program(tmp_path / "c.amber", channels)) as m:
+            if channels != 10:
+                assert m.status != 0 and "declared" in m.error, m.error
+                continue
+            assert m.status == 0, m.error
+            s = Session(m)
+            got = s.run("forward", x, w1, w2)
+            assert isinstance(got, list), got
+            np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)
+            assert s.stats().plan_value_bytes == _slot(batch, 10, 3, 3)  # c alone
+            s.close()
