@@ -714,6 +714,10 @@ static int64_t direct_rows(int64_t mc) {
             if (jr < dend) { /* B in place: rows rsb apart, slivers NR apart */               \
                 b = j->B + j->pc * j->rsb + j->jc + jr, bs = NR, ldb = j->rsb;                \
                 nr = nr < dend - jr ? nr : dend - jr;                                         \
+                if (jr + 2 * w * NR <= dend) /* the next pass's lines: rows far apart */      \
+                    for (int64_t p = 0; p < j->kc; p++)                                       \
+                        __builtin_prefetch(b + p * ldb + w * NR, 0, 2),                       \
+                            __builtin_prefetch(b + p * ldb + w * NR + NR, 0, 2);              \
             }                                                                                 \
             for (int64_t ir = 0, mr; ir < mc; ir += mr) {                                     \
                 mr = mc - ir < MR ? mc - ir : MR;                                             \

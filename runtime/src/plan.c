@@ -218,27 +218,76 @@ done:
     return st;
 }
 
+/* Whether node d may compute its result v in place inside a concatenation along the
+ * channels (am_node.part): a conv2d, or a group after one reading no other value with
+ * images (run image by image when the result's images are not contiguous there). */
+static bool part_ok(const am_func *f, const am_node *d, uint32_t v) {
+    if (d->kind != AM_NODE_OP || d->hoist != AM_HOIST_NONE || d->attn || d->norm || d->cell ||
+        d->n_out != 1 || f->value_types[v]->rank != 4)
+        return false;
+    if (d->fuse == AM_FUSE_NONE) return d->op->id == AM_OP_CONV2D;
+    const am_fused *g = d->fused;
+    if (d->fuse != AM_FUSE_ROOT || !g->producer ||
+        f->nodes[g->producer - 1].op->id != AM_OP_CONV2D)
+        return false;
+    for (int k = 0; k < g->n_ext; k++) {
+        const am_type *t = f->value_types[g->ext[k]];
+        if (k != g->self && t->rank == 4 &&
+            (t->dims[0]->type != AM_JSON_NUMBER || t->dims[0]->i != 1))
+            return false;
+    }
+    return true;
+}
+
+/* Concatenations along axis 1 whose every input is read by it alone and computed by a
+ * node part_ok takes: those nodes write into the concatenation's memory, which lives
+ * from the first of them on, and the concat copies nothing (am_node.gathered). */
+static void plan_parts(am_func *f, const int64_t *def, const uint32_t *uses, bool *planned,
+                       uint32_t *first) {
+    for (uint32_t ci = 0; ci < f->n_nodes; ci++) {
+        am_node *c = &f->nodes[ci];
+        bool ok = c->kind == AM_NODE_OP && c->op->id == AM_OP_CONCAT && c->static_attrs &&
+                  c->static_attrs->axis == 1 && c->hoist == AM_HOIST_NONE &&
+                  planned[c->out[0]] && c->n_in > 0 && f->value_types[c->out[0]]->rank == 4;
+        for (int k = 0; ok && k < c->n_in; k++) {
+            uint32_t v = c->in[k];
+            ok = uses[v] == 1 && planned[v] && def[v] >= 0 && part_ok(f, &f->nodes[def[v]], v);
+        }
+        if (!ok) continue;
+        c->gathered = true;
+        for (int k = 0; k < c->n_in; k++) {
+            uint32_t v = c->in[k];
+            planned[v] = false;
+            f->nodes[def[v]].part = ci + 1;
+            if ((uint32_t)def[v] < first[c->out[0]]) first[c->out[0]] = (uint32_t)def[v];
+        }
+    }
+}
+
 /* Lifetimes of the values a run places by a memory plan (see am_func). A fused member
  * reads its inputs when its root runs; a reshape's result is its input's memory. */
 static amber_status plan_lifetimes(planner *L, am_func *f) {
     size_t nv = f->n_values ? f->n_values : 1;
-    uint32_t *last = (uint32_t *)malloc(sizeof(uint32_t) * nv);
-    uint32_t *owner = (uint32_t *)malloc(sizeof(uint32_t) * nv); /* whose memory v is */
+    uint32_t *last = (uint32_t *)calloc(4 * nv, sizeof(uint32_t));
+    uint32_t *owner = last + nv, *first = last + 2 * nv, *uses = last + 3 * nv;
+    int64_t *def = (int64_t *)malloc(sizeof(int64_t) * nv);
     bool *planned = (bool *)calloc(nv, sizeof(bool));
-    if (!last || !owner || !planned) {
+    if (!last || !def || !planned) {
         free(last);
-        free(owner);
+        free(def);
         free(planned);
         return am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
     }
+    am_func_defs_uses(f, def, uses);
     for (uint32_t v = 0; v < f->n_values; v++) {
-        last[v] = 0;
         owner[v] = v;
+        first[v] = (uint32_t)def[v];
     }
     for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
         am_node *n = &f->nodes[ni];
         uint32_t at = n->fuse == AM_FUSE_MEMBER ? n->root : ni;
         n->alias = n->kind == AM_NODE_OP && n->op->id == AM_OP_RESHAPE && n->hoist == AM_HOIST_NONE;
+        n->gathered = false, n->part = 0;
         for (int k = 0; k < n->n_out; k++) {
             last[n->out[k]] = ni;
             planned[n->out[k]] = n->kind == AM_NODE_OP && n->hoist != AM_HOIST_CACHED &&
@@ -260,6 +309,7 @@ static amber_status plan_lifetimes(planner *L, am_func *f) {
     for (uint32_t ni = 0; ni < f->n_nodes; ni++)
         if (f->nodes[ni].kind >= AM_NODE_CALL)
             for (int k = 0; k < f->nodes[ni].n_in; k++) planned[owner[f->nodes[ni].in[k]]] = false;
+    plan_parts(f, def, uses, planned, first);
     uint32_t count = 0;
     for (uint32_t v = 0; v < f->n_values; v++) count += planned[v];
     amber_status st = alloc(L, count, sizeof(uint32_t), &f->planned);
@@ -275,14 +325,14 @@ static amber_status plan_lifetimes(planner *L, am_func *f) {
             if (!planned[v]) continue;
             f->plan_slot[v] = (int32_t)f->n_planned;
             f->planned[f->n_planned] = v;
-            f->plan_first[f->n_planned] = ni;
+            f->plan_first[f->n_planned] = first[v];
             f->plan_last[f->n_planned] = last[v];
             f->plan_inner[f->n_planned++] = n->hoist == AM_HOIST_INNER;
             f->n_plan_inner += n->hoist == AM_HOIST_INNER;
         }
     }
     free(last);
-    free(owner);
+    free(def);
     free(planned);
     return st;
 }

@@ -75,6 +75,9 @@ typedef struct am_node {
     const struct am_cell *cell; /* an LSTM cell (plan_cell.c): on the node of its new c
                                    (which keeps its memory) and its last node (runs it) */
     bool alias;                 /* reshape: the result is the input's memory, not a copy */
+    bool gathered;              /* concat: its inputs are computed in place (part) */
+    uint32_t part;              /* 1 + the gathered concat whose result holds this node's
+                                   result (a conv2d, or a group after one), or 0 */
     uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
                                    value computed from them only (am_ctx.fixed_inputs) */
 } am_node;
@@ -101,8 +104,10 @@ typedef struct am_func {
      * offsets a session computes from their sizes (known once the function's symbols
      * are bound) and these lifetimes. Not planned: parameters, weights, constants,
      * cached values, fused intermediates, reshapes (aliases of their input, which then
-     * lives as long as they do), results and the arguments of call/cond/while/scan
-     * (their results may be those very tensors), and what those alias. */
+     * lives as long as they do), a gathered concat's inputs (am_node.part: inside its
+     * result, which then lives from the first of them on), results and the arguments of
+     * call/cond/while/scan (their results may be those very tensors), and what those
+     * alias. */
     uint32_t n_planned;
     uint32_t *planned;          /* value index of each planned value */
     uint32_t *plan_first;       /* node that defines it */

@@ -1061,6 +1061,61 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
     return am_kernel_call(n->op, ctx, ins, n->n_in, attrs, out);
 }
 
+/* Where node n (am_node.part) writes its result inside its concat's: *at, its images
+ * *stride bytes apart. Its slot follows from the declared types (checked to fit; n's
+ * result has its declared type: op_output). */
+#define COLD __attribute__((cold)) /* once per node: optimised for size */
+COLD static amber_status part_place(amber_session *s, const am_func *f, const am_node *n,
+                                    const am_symbols *syms, const amber_tensor *vals,
+                                    char **at, int64_t *stride) {
+    const am_node *c = &f->nodes[n->part - 1];
+    int64_t cs[AMBER_MAX_RANK], ps[AMBER_MAX_RANK], off = -1, sum = 0;
+    amber_status st = am_type_eval(f->value_types[c->out[0]], syms, cs, &s->err);
+    bool ok = true;
+    for (int k = 0; st == AMBER_OK && ok && k < c->n_in; k++) {
+        if ((st = am_type_eval(f->value_types[c->in[k]], syms, ps, &s->err)) != AMBER_OK) break;
+        ok = ps[1] >= 0 && ps[0] == cs[0] && ps[2] == cs[2] && ps[3] == cs[3];
+        if (c->in[k] == n->out[0]) off = sum;
+        ok = ok && am_add_i64(sum, ps[1], &sum);
+    }
+    if (st != AMBER_OK) return st;
+    if (!ok || sum != cs[1] || off < 0)
+        return am_fail(&s->err, AMBER_ERR_SHAPE, "concat: its inputs' declared types do not "
+                       "add up to its own");
+    int64_t inner = cs[2] * cs[3] * (int64_t)amber_dtype_size(f->value_types[c->out[0]]->dtype);
+    *at = (char *)vals[c->out[0]].data + off * inner;
+    *stride = cs[1] * inner;
+    return AMBER_OK;
+}
+
+/* Computes part node n (a conv2d, or the group after one: part_ok in plan.c) into out,
+ * whose images lie `stride` bytes apart: image by image, each a batch of one. */
+COLD static amber_status part_compute(const am_func *f, const am_node *n, am_ctx *ctx,
+                                      amber_tensor *vals, const amber_tensor *ins,
+                                      const am_attrs *attrs, amber_tensor *out,
+                                      int64_t stride) {
+    const am_fused *g = n->fuse == AM_FUSE_ROOT ? n->fused : NULL;
+    const am_node *p = g ? &f->nodes[g->producer - 1] : n;
+    amber_tensor x = vals[p->in[0]], y = vals[p->out[0]], o = *out, one[2];
+    amber_tensor ext[AM_FUSED_MAX_EXT];
+    size_t xb = (size_t)(am_numel(&x) / x.shape[0]) * amber_dtype_size(x.dtype);
+    amber_status st = AMBER_OK;
+    am_arena_mark mark = am_arena_get_mark(ctx->scratch);
+    for (int64_t i = 0; st == AMBER_OK && i < out->shape[0]; i++) {
+        vals[p->in[0]].shape[0] = vals[p->out[0]].shape[0] = o.shape[0] = 1;
+        vals[p->in[0]].data = (char *)x.data + (size_t)i * xb;
+        o.data = (char *)out->data + i * stride;
+        am_tensor_copy(&one[0], &vals[p->in[0]]);
+        if (!g) am_tensor_copy(&one[1], &ins[1]); /* (x, w) */
+        for (int k = 0; g && k < g->n_ext; k++) am_tensor_copy(&ext[k], &vals[g->ext[k]]);
+        st = g ? am_epilogue_run(f, n, ctx, vals, ext, &o)
+               : am_kernel_call(n->op, ctx, one, 2, attrs, &o);
+        am_arena_release(ctx->scratch, mark);
+    }
+    vals[p->in[0]] = x, vals[p->out[0]] = y;
+    return st;
+}
+
 /* Runs op node ni of f into outs[0]: a cached hoisted value, an alias of its input (a
  * reshape), nothing (a fused member: its root computes it), or computed into its
  * planned slot, the hoisted values (cached, h), the caller's memory for this result
@@ -1083,10 +1138,17 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
         outs[0].data = ins[0].data;
         return AMBER_OK;
     }
+    if (st == AMBER_OK && n->gathered) { /* a concat its inputs were computed into */
+        outs[0].data = vals[n->out[0]].data;
+        return AMBER_OK;
+    }
     if (st == AMBER_OK && n->fuse == AM_FUSE_MEMBER) outs[0].data = NULL;
     if (st != AMBER_OK || n->fuse == AM_FUSE_MEMBER) /* its root computes it */
         return st;
+    char *at = NULL;
+    int64_t stride = 0;
     if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
+    else if (n->part) st = part_place(s, f, n, syms, vals, &at, &stride), outs[0].data = at;
     else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
     else if (dest && same_type(dest, &outs[0])) outs[0].data = dest->data; /* the caller's */
     else st = value_alloc(s, nbytes, &outs[0].data);
@@ -1094,7 +1156,9 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
         return st;
     if (st == AMBER_OK) {
         ctx->fixed_inputs = n->fixed_in;
-        st = op_compute(f, n, ctx, vals, ins, attrs, &outs[0]);
+        st = n->part && outs[0].shape[0] > 1
+                 ? part_compute(f, n, ctx, vals, ins, attrs, &outs[0], stride)
+                 : op_compute(f, n, ctx, vals, ins, attrs, &outs[0]);
         if (cache && st == AMBER_OK) {
             h->vals[n->out[0]] = outs[0];
             h->n_ready++;
