@@ -208,7 +208,7 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     # 3x3 convolutions computed directly (AVX-512): BatchNorm and ReLU, ReLU6 and clamp in
     # the transpose's registers, a residual add and SiLU after it; 40, 64, 70 and 48 output
     # channels (partial blocks of 64), 64 input channels (past one GEMM depth block), stride
-    # 2 on a 7x7 output
+    # 2 on a 7x7 output (a batch of 3: in one band)
     "direct_bn_relu": (lambda: ConvBnRelu(12, 40, 3), (12, 19, 23), (1, 2 + 2 + 1)),
     "direct_relu6": (lambda: ConvBnRelu(16, 64, 3, act=nn.ReLU6()), (16, 9, 11),
                      (1, 2 + 4 + 1)),
@@ -216,6 +216,8 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "direct_s2_bn_relu": (lambda: ConvBnRelu(16, 40, 3, stride=2), (16, 13, 14),
                           (1, 2 + 2 + 1)),
     "direct_residual": (lambda: Residual(64), (64, 10, 9), (2, 5 + 6)),
+    # 7x7 images: a batch of 3 computed as one band (each image's epilogue and residual)
+    "direct_residual_7x7": (lambda: Residual(64), (64, 7, 7), (2, 5 + 6)),
     "direct_silu": (lambda: nn.Sequential(nn.Conv2d(16, 48, 3), nn.SiLU()), (16, 15, 14),
                     (1, 1 + 2 + 1)),
     # bias add and relu, then a bias add alone: a one-node group made for the product

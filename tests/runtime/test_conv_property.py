@@ -115,7 +115,8 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
 # multiple of 64, input channels not a multiple of the 8 per pass and past one GEMM depth
 # block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (outputs 7 to 10
 # wide at stride 2; 2 on narrower outputs, dilation and groups: routed to the other
-# paths), batches, 1x1 and 1xW images.
+# paths), batches, 1x1 and 1xW images; small images taken a few at a time (batches of 8,
+# 6 and 5 of 49, 49 and 36 outputs: bands across images, tiles too).
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -134,6 +135,9 @@ DIRECT = [
     ((1, 8, 2, 3), (32, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 8, 3, 9), (32, 8, 3, 3), [1, 1], [0, 0, 1, 1], [1, 1], 1),
     ((1, 16, 9, 11), (32, 16, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((8, 24, 7, 7), (96, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((6, 16, 13, 14), (64, 16, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((5, 8, 5, 9), (32, 8, 3, 3), [1, 1], [0, 1, 2, 0], [1, 1], 1),
 ]
 
 

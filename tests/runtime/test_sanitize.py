@@ -148,7 +148,8 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     side, one small image as the transposed product (weights kept per session), one
     larger image split between the session's threads and 3x3 ones computed directly (on
     AVX-512; 80 output channels: a whole block of 64 and a partial one; stride 2 on an 8x8
-    output), on their test vectors and under concurrent sessions."""
+    output; three 8x8 images at a time), on their test vectors and under concurrent
+    sessions."""
     import numpy as np
 
     import amber as am
@@ -164,7 +165,8 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
         return (h, c3(F.relu(c2(F.relu(c1(y))))),  # 13x13 -> 7x7: transposed at batch 1
                 c3(F.relu(c2(F.relu(c1(z))))),  # 29x29 -> 15x15: c2 split between threads
                 F.relu(c4(F.relu(c1(z)))),  # direct, its blocks split between threads
-                c5(F.relu(c1(z))))  # direct at stride 2: 15x15 -> 8x8
+                c5(F.relu(c1(z))),  # direct at stride 2: 15x15 -> 8x8
+                F.relu(c4(F.relu(c1(x)))))  # direct, the three 8x8 images in one band
 
     rng = np.random.default_rng(0)
     x = am.tensor(rng.standard_normal((3, 5, 15, 15)).astype(np.float32))
