@@ -113,6 +113,7 @@ typedef double v4d __attribute__((vector_size(32)));
             _mm_prefetch((const char *)(c + i * ldc + (nr - 1) / 2), _MM_HINT_T0);          \
             _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);                \
         }                                                                                   \
+        EPI##_PF(te, mr, nr, c, ldc);                                                       \
         if (nr <= W) { /* one sliver: half the multiply-adds */                             \
             _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0); \
             for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {                          \
@@ -229,6 +230,32 @@ static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], in
     }
 #undef TILE_M
 }
+/* The lines of the next column strip (the same rows, 32 columns on) of C and of the rows
+ * of other inputs the register epilogue adds, prefetched into L2 a whole strip ahead: a
+ * residual read from memory after the products stalled the tile. The addresses are
+ * integer arithmetic (a prefetch never faults; a pointer past the end would be
+ * undefined). */
+static TILE_INLINE void tile_pf(uintptr_t q, int64_t sr, int64_t mr) {
+    for (int64_t i = 0; i < mr; i++, q += (uintptr_t)sr) {
+        _mm_prefetch((const char *)q + 128, _MM_HINT_T1);
+        _mm_prefetch((const char *)q + 128 + 64, _MM_HINT_T1);
+    }
+}
+static TILE_INLINE void tile_epi_pf(const am_tile_epi *te, int64_t mr, float *c, int64_t ldc) {
+    tile_pf((uintptr_t)c, ldc * (int64_t)sizeof(float), mr);
+    if (!te) return;
+    const am_epi *e = te->at->e;
+    for (int s = 0; s < e->g->n_steps; s++) {
+        const struct am_epi_op *o = &e->ops[s];
+        const int k = o->kind[0] == EPI_TMP || (o->kind[0] == EPI_ROW && o->src[0] == e->g->self);
+        if (o->kind[k] != EPI_ROW) continue;
+        const int64_t sr = e->sr[o->src[k]];
+        tile_pf((uintptr_t)e->base[o->src[k]] + (uintptr_t)(te->at->img * e->sb[o->src[k]] +
+                te->r * sr + te->c * (int64_t)sizeof(float)), sr, mr);
+    }
+}
+#define UKR_EPI_F32_PF(te, mr, nr, c, ldc) tile_epi_pf(te, mr, c, ldc)
+#define UKR_EPI_NONE_PF(te, mr, nr, c, ldc) (void)(te)
 #define UKR_EPI_F32(te, t, mr, nr) \
     if (te) tile_epi_f32(te, t, mr, nr)
 #define UKR_EPI_NONE(te, t, mr, nr) (void)(te)

@@ -136,17 +136,64 @@ void am_func_defs_uses(const am_func *f, int64_t *def, uint32_t *uses) {
     for (uint32_t k = 0; k < f->n_results; k++) uses[f->results[k]] = UINT32_MAX; /* kept */
 }
 
+/* The product (a conv2d or matmul run every time) that member node m reaches through
+ * members: its index, -1 for none, -2 for more than one; from those of earlier members.
+ * *last: the latest product it reads. */
+static int64_t reach_of(const am_func *f, const group *g, const int64_t *reach, uint32_t m,
+                        int64_t *last) {
+    int64_t r = -1;
+    for (int k = 0; k < f->nodes[m].n_in; k++) {
+        int64_t d = g->def[f->nodes[m].in[k]], t = -1;
+        const am_node *q = d >= 0 ? &f->nodes[d] : NULL;
+        if (q && g->in[d]) t = reach[d];
+        else if (q && q->kind == AM_NODE_OP && q->hoist == AM_HOIST_NONE &&
+                 (q->op->id == AM_OP_CONV2D || q->op->id == AM_OP_MATMUL))
+            t = d, *last = d > *last ? d : *last;
+        if (t != -1) r = r == -1 || r == t ? t : -2;
+    }
+    return r;
+}
+
+/* A group joining two products' chains keeps the later product's: the members that reach
+ * only another product leave it (they root a group of their own, which that product's
+ * epilogue takes: a downsampling branch's BatchNorm in its convolution; the residual
+ * add then reads its result as a row), and so do members reaching no product that
+ * those read (a member's value exists only inside its group). g's nodes in program
+ * order, ending with the root. */
+static void keep_one_product(const am_func *f, group *g, int64_t *reach) {
+    int64_t keep = -1;
+    for (uint32_t i = 0; i < g->n; i++)
+        reach[g->node[i]] = reach_of(f, g, reach, g->node[i], &keep);
+    for (uint32_t i = g->n; i-- > 0;) { /* (later members first: chains of them leave) */
+        int64_t r = reach[g->node[i]];
+        const am_node *m = &f->nodes[g->node[i]];
+        for (int k = 0; k < m->n_in && r >= 0 && r != keep; k++) {
+            int64_t d = g->def[m->in[k]];
+            if (d >= 0 && g->in[d] && reach[d] == -1) reach[d] = r;
+        }
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < g->n; i++) {
+        if (reach[g->node[i]] >= 0 && reach[g->node[i]] != keep)
+            g->in[g->node[i]] = 0;
+        else
+            g->node[n++] = g->node[i];
+    }
+    g->n = n;
+}
+
 /* Fuses chains of elementwise ops (see am_fused). From the last node back, each fusible
  * node not yet in a group roots one, which takes in the producers of its members'
  * inputs while they are fusible, give a result of the root's shape, are not results,
- * and are read by members only. */
+ * and are read by members only (but see keep_one_product). */
 static amber_status plan_fusion(planner *L, am_func *f) {
     size_t nv = f->n_values ? f->n_values : 1, nn = f->n_nodes ? f->n_nodes : 1;
     int64_t *def = (int64_t *)malloc(sizeof(int64_t) * nv);
     uint32_t *uses = (uint32_t *)calloc(nv, sizeof(uint32_t));
     uint8_t *in = (uint8_t *)calloc(nn, 1), *taken = (uint8_t *)calloc(nn, 1);
+    int64_t *reach = (int64_t *)malloc(sizeof(int64_t) * nn);
     amber_status st = AMBER_OK;
-    if (!def || !uses || !in || !taken) {
+    if (!def || !uses || !in || !taken || !reach) {
         st = am_fail(L->err, AMBER_ERR_NO_MEMORY, "out of memory loading the program");
         goto done;
     }
@@ -181,10 +228,16 @@ static amber_status plan_fusion(planner *L, am_func *f) {
                 }
             }
         }
+        qsort(g.node, g.n, sizeof g.node[0], cmp_u32); /* steps in program order */
+        group whole = g;
+        keep_one_product(f, &g, reach);
+        if (!group_inputs(f, &g, ext, &n_ext)) { /* (one more input than allowed) */
+            for (uint32_t i = 0; i < whole.n; i++) in[whole.node[i]] = 1;
+            g = whole;
+        }
         if (g.n >= 2 && group_inputs(f, &g, ext, &n_ext)) {
             am_fused *fu;
             if ((st = alloc(L, 1, sizeof *fu, &fu)) != AMBER_OK) goto done;
-            qsort(g.node, g.n, sizeof g.node[0], cmp_u32); /* steps in program order */
             fu->n_ext = n_ext;
             memcpy(fu->ext, ext, sizeof(uint32_t) * (size_t)n_ext);
             for (uint32_t i = 0; i < g.n; i++) {
@@ -215,6 +268,7 @@ done:
     free(uses);
     free(in);
     free(taken);
+    free(reach);
     return st;
 }
 

@@ -142,6 +142,48 @@ class GeluInnerReused(nn.Module):
         return y * 0.5 * (am.tanh(inner) + 1.0) + inner
 
 
+class Bottleneck(nn.Module):
+    """conv-bn-relu, then conv1x1-bn added to a downsampling branch's conv1x1-bn of the
+    input, relu (a ResNet bottleneck's first block): each product's chain in a group of its
+    own, the later one's also adding the other's result and the relu."""
+
+    def __init__(self, cin: int, mid: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.a = ConvBnRelu(cin, mid, 3, stride=stride)
+        self.conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.down = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.dbn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.bn(self.conv(self.a(x))) + self.dbn(self.down(x)))
+
+
+class JoinScaled(nn.Module):
+    """A convolution plus twice the input, then a second convolution added, relu: the
+    first chain (with the doubling, which only it reads) leaves the later product's
+    group."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 1, bias=False)
+        self.b = nn.Conv2d(c, c, 3, padding=1, bias=False)
+
+    def forward(self, x: Any) -> Any:
+        return F.relu((self.a(x) + x * 2.0) + self.b(x))
+
+
+class TwoLinears(nn.Module):
+    """Two Linears of one input added, relu: the bias adds of two products."""
+
+    def __init__(self, d: int, n: int) -> None:
+        super().__init__()
+        self.f, self.g = nn.Linear(d, n), nn.Linear(d, n)
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.f(x) + self.g(x))
+
+
 class SeqResidual(nn.Module):
     """A Linear on (batch, seq, features) with its input added back (a transformer
     layer's output projection before its LayerNorm)."""
@@ -220,6 +262,15 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "direct_residual_7x7": (lambda: Residual(64), (64, 7, 7), (2, 5 + 6)),
     "direct_silu": (lambda: nn.Sequential(nn.Conv2d(16, 48, 3), nn.SiLU()), (16, 15, 14),
                     (1, 1 + 2 + 1)),
+    # two products' chains joined by an add: one group per product (conv + bn | conv + bn,
+    # add, relu), the first block's as well (conv + bn + relu); images of 99 pixels (a
+    # partial sliver), 256 (whole ones), and 7x6 after stride 2
+    **{f"bottleneck_{c}_{m}_{o}_{h}x{w}_s{s}": (lambda c=c, m=m, o=o, s=s: Bottleneck(c, m, o, s),
+                                               (c, h, w), (3, 5 + 3 + 6))
+       for c, m, o, h, w, s in ((16, 12, 40, 9, 11, 1), (24, 16, 64, 16, 16, 1),
+                                (16, 8, 24, 13, 12, 2))},
+    "two_linears_relu": (lambda: TwoLinears(37, 45), (37,), (2, 2 + 5)),
+    "join_scaled": (lambda: JoinScaled(12), (12, 9, 10), (2, 3 + 4)),
     # bias add and relu, then a bias add alone: a one-node group made for the product
     "linear_relu": (lambda: nn.Sequential(nn.Linear(37, 300), nn.ReLU(), nn.Linear(300, 5)),
                     (37,), (2, 4 + 2)),
@@ -317,7 +368,8 @@ def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
 
 
 @pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "depthwise_bands",
-                                  "linear_relu", "seq_linear_gelu", "seq1_linear_gelu_tanh",
+                                  "bottleneck_16_12_40_9x11_s1", "linear_relu",
+                                  "seq_linear_gelu", "seq1_linear_gelu_tanh",
                                   "seq_residual", "seq_linear_nobias_gelu_tanh",
                                   "seq_shifted_gelu_tanh_19", "seq_gelu_inner_reused"])
 def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> None:
