@@ -591,7 +591,9 @@ static void test_pool(void) {
     }
     /* am_pool_for: a pool with a wake threshold is not woken for a smaller job, is for a
      * larger one (and then takes smaller ones while awake); one without is always used. */
-    CHECK(am_pool_create(2, 2000000u, 1e6, &pool, &err) == AMBER_OK); /* 2 ms spin */
+    /* NOTE: a 100 ms spin, so that a loaded machine descheduling this thread for a few
+     * milliseconds does not let the worker fall asleep before the check below */
+    CHECK(am_pool_create(2, 100000000u, 1e6, &pool, &err) == AMBER_OK);
     CHECK(pool_becomes(pool, false) && am_pool_for(pool, 1e5) == NULL);
     CHECK(am_pool_for(pool, 1e6) == pool);
     memset(hits, 0, sizeof hits);

@@ -249,6 +249,8 @@ def test_conv1x1_few_channels(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> 
     w1 = np.concatenate([w, rng.standard_normal((1, *ws[1:])).astype(np.float32)])
     gemm = run_kernel(lib, ctx1, "conv2d", [x, w1], attrs, (xs[0], ws[0] + 1, *shape[2:]))
     assert np.ascontiguousarray(gemm[:, :ws[0]]).tobytes() == one.tobytes()
+
+
 # Few taps (C * KH * KW <= 80), stride 1, output rows as wide as the input's, float32:
 # computed directly on AVX-512 (k_conv_small.c), blocks of 32 or 16 outputs of the
 # flattened plane whose taps past a row's ends are masked: rows narrower than a vector
