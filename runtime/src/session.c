@@ -1349,23 +1349,18 @@ COLD static bool split_cut(const am_func *f, int b, struct hoisted *h) {
         }
     }
     if (!(h->cross = (uint8_t *)calloc(f->n_values + 1u, 1))) return false;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) { /* 1: read after the cut; 2, 4: made */
         const am_node *n = &f->nodes[ni];
         for (int k = 0; k < n->n_in && ni >= cut; k++) h->cross[n->in[k]] |= 1;
-        if (ni < cut && n->kind == AM_NODE_OP && n->hoist == AM_HOIST_NONE)
-            h->cross[n->out[0]] |= 2;
+        if (n->kind == AM_NODE_OP && n->hoist == AM_HOIST_NONE)
+            h->cross[n->out[0]] |= ni < cut ? 2 : 4; /* before, after the cut */
     }
     for (uint32_t k = 0; k < f->n_results; k++) {
-        if (!(h->cross[f->results[k]] & 2)) {
-            const am_node *n = NULL; /* a result after the cut: made by the batched part */
-            for (uint32_t ni = cut; ni < f->n_nodes && !n; ni++)
-                if (f->nodes[ni].out[0] == f->results[k]) n = &f->nodes[ni];
-            if (!n || n->kind != AM_NODE_OP) return false;
-        }
+        if (!(h->cross[f->results[k]] & 6)) return false; /* not made by an op: batched */
         h->cross[f->results[k]] |= 1;
     }
     for (uint32_t v = 0; v < f->n_values; v++) {
-        h->cross[v] = h->cross[v] == 3;
+        h->cross[v] = (h->cross[v] & 3) == 3;
         if (h->cross[v] && split_class(f, f->value_types[v], b) != SPLIT_B) return false;
     }
     h->cut = cut;
