@@ -1364,7 +1364,9 @@ COLD static bool split_cut(const am_func *f, int b, struct hoisted *h) {
         if (h->cross[v] && split_class(f, f->value_types[v], b) != SPLIT_B) return false;
     }
     h->cut = cut;
-    return cut > 0;
+    for (uint32_t ni = 0; ni < cut; ni++) /* something to split */
+        if (f->nodes[ni].kind == AM_NODE_OP && f->nodes[ni].hoist == AM_HOIST_NONE) return true;
+    return false;
 }
 
 static size_t split_row_bytes(const amber_tensor *t) {
@@ -1432,6 +1434,8 @@ COLD static bool run_split(amber_session *s, const am_entry *e, const amber_tens
     fr.dest = NULL;
     fr.end = h->cut;
     bool done = st == AMBER_OK && fr.planned_size >= AM_SPLIT_MIN_PLAN;
+    if (st == AMBER_OK && !done) h->split = 1; /* NOTE: the batch-1 plan: the same next time
+                                                * but for other symbols (then missed) */
     am_arena_mark mark = am_arena_get_mark(&s->arena);
     for (int64_t i = 0; done && i < nb; i++) {
         done = split_image(s, &fr, h, inputs, i, nb, full) == AMBER_OK;
