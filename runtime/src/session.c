@@ -28,6 +28,9 @@ struct amber_session {
      * across runs in separate allocations that count against the memory limit. */
     struct hoisted {
         uint32_t n_ready;
+        int split;     /* image by image (run_split): 3 yes, 1 no, 0 not asked yet */
+        uint32_t cut;  /* split_cut's */
+        uint8_t *cross;
         amber_tensor *vals;
     } *hoisted;
     size_t hoisted_bytes;
@@ -155,6 +158,7 @@ void amber_session_free(amber_session *s) {
         for (uint32_t v = 0; s->hoisted[fi].vals && v < f->n_values; v++)
             free(s->hoisted[fi].vals[v].data);
         free(s->hoisted[fi].vals);
+        free(s->hoisted[fi].cross);
     }
     free(s->hoisted);
     for (size_t i = 0; s->plans && i < (size_t)s->model->prog.n_funcs * AM_PLAN_SLOTS; i++) {
@@ -223,6 +227,7 @@ typedef struct frame {
     char *base;
     size_t planned_size;
     const amber_tensor **dest; /* per value: memory to compute a result into, or NULL */
+    uint32_t start, end; /* the nodes run_nodes runs (run_split: a part) */
 } frame;
 
 static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tensor *args,
@@ -878,6 +883,7 @@ static amber_status frame_enter(amber_session *s, uint32_t fi, const amber_tenso
     fr->fi = fi;
     fr->depth = depth;
     fr->dest = depth ? NULL : s->dest;
+    fr->end = f->n_nodes;
     if (depth > s->max_depth)
         return am_fail(&s->err, AMBER_ERR_LIMIT, "call depth exceeds the limit of %d (in %s)",
                        s->max_depth, f->name);
@@ -1183,7 +1189,7 @@ static amber_status run_nodes(amber_session *s, const frame *fr) {
     int depth = fr->depth;
     am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, NULL};
     amber_status st = AMBER_OK;
-    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+    for (uint32_t ni = fr->start; ni < fr->end; ni++) {
         const am_node *n = &f->nodes[ni];
         if (fr->ready && n->hoist == AM_HOIST_INNER) continue;
         struct memo *memo = plan && plan->stamp == fr->stamp ? &plan->memo[ni] : NULL;
@@ -1289,6 +1295,240 @@ static void finish_outputs(const am_entry *e, const amber_tensor *want, amber_te
     }
 }
 
+/* ---------------------------------------------------------------- image by image
+ * A batch whose layers' values outgrow the caches runs faster one image at a time: the
+ * memory plan is then the batch-1 plan and stays in cache. Only for functions whose
+ * every node acts on each index of the leading dim (the batch) alone, and whose kernels
+ * then give the same bits for one row as for many (docs/c-api.md, "Batches"). */
+#define COLD __attribute__((cold, noinline)) /* set-up code: optimised for size */
+#define AM_SPLIT_MIN_PLAN (256u << 10) /* batch-1 plans smaller than this run batched */
+
+enum { SPLIT_NO, SPLIT_B, SPLIT_F }; /* a value: not allowed, batched, free of the batch */
+
+/* B: dim 0 is exactly the symbol b and no other dim names it; F: no dim names b; any
+ * other dim expression than a parameter's symbol: NO. */
+COLD static int split_class(const am_func *f, const am_type *t, int b) {
+    int c = SPLIT_F;
+    for (int d = 0; d < t->rank; d++) {
+        const am_json *j = t->dims[d];
+        if (j->type == AM_JSON_NUMBER) continue;
+        int k = am_symbols_find(&f->syms, j->str, j->len);
+        if (k < 0 || k >= f->n_param_syms || (size_t)f->syms.lens[k] != j->len) return SPLIT_NO;
+        if (k == b && d) return SPLIT_NO;
+        if (k == b) c = SPLIT_B;
+    }
+    return c;
+}
+
+/* Whether an axis attribute (normalised for rank r) spares dim 0. */
+COLD static bool split_axis(int64_t axis, int r) { return axis != 0 && axis != -r; }
+
+/* Whether op node n computes each row of its batched result from the same rows of its
+ * batched inputs only (cls: the class of each input; out: its result's type). */
+COLD static bool split_node(const am_func *f, const am_node *n, const int *cls) {
+    const am_type *out = n->out_types;
+    const am_attrs *a = n->static_attrs;
+    int r = out->rank;
+    switch (n->op->kind) {
+    case AM_KIND_UNARY: case AM_KIND_BINARY: case AM_KIND_WHERE: case AM_KIND_CAST:
+        for (int k = 0; k < n->n_in; k++) {
+            const am_type *t = f->value_types[n->in[k]];
+            bool one = t->rank == r && t->dims[0]->type == AM_JSON_NUMBER && t->dims[0]->i == 1;
+            if (cls[k] == SPLIT_B ? t->rank != r : t->rank > r || (t->rank == r && !one))
+                return false;
+        }
+        return true;
+    default:
+        break;
+    }
+    const am_type *t0 = f->value_types[n->in[0]];
+    if (cls[0] != SPLIT_B) return false;
+    switch (n->op->id) {
+    case AM_OP_CONV2D:
+    case AM_OP_MATMUL: /* NOTE: [N, K] by a fixed [K, M] only: a batched right operand
+                        * would make the rows of a product of batches */
+        r = n->op->id == AM_OP_CONV2D ? 4 : 2;
+        return cls[1] == SPLIT_F && f->value_types[n->in[1]]->rank == r && t0->rank == r;
+    case AM_OP_MAX_POOL2D:
+    case AM_OP_AVG_POOL2D:
+    case AM_OP_RESHAPE:
+        return true;
+    case AM_OP_TRANSPOSE:
+        return a && a->n_perm == r && a->perm[0] == 0;
+    case AM_OP_SUM:
+    case AM_OP_MAX:
+    case AM_OP_MIN:
+        if (!a || a->n_axes < 1) return false;
+        for (int k = 0; k < a->n_axes; k++)
+            if (!split_axis(a->axes[k], t0->rank)) return false;
+        return true;
+    case AM_OP_CONCAT:
+        for (int k = 0; k < n->n_in; k++)
+            if (cls[k] != SPLIT_B) return false;
+        return a && split_axis(a->axis, r);
+    default:
+        return false;
+    }
+}
+
+/* The symbol of f's batch when f can run image by image (see above), else -1. */
+COLD static int split_symbol(const am_func *f) {
+    if (!f->n_params || !f->n_results || f->param_types[0].rank < 1) return -1;
+    int b = f->param_symbol[0];
+    for (uint32_t i = 0; i < f->n_params; i++)
+        if (b < 0 || split_class(f, &f->param_types[i], b) != SPLIT_B) return -1;
+    for (uint32_t k = 0; k < f->n_results; k++)
+        if (split_class(f, f->value_types[f->results[k]], b) != SPLIT_B) return -1;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+        const am_node *n = &f->nodes[ni];
+        if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT) continue;
+        if (n->kind != AM_NODE_OP || n->n_out != 1 || n->attn || n->norm || n->cell) return -1;
+        int cls[8], out = split_class(f, n->out_types, b), all = SPLIT_F;
+        if (n->n_in > 8 || out == SPLIT_NO) return -1;
+        for (int k = 0; k < n->n_in; k++) {
+            cls[k] = split_class(f, f->value_types[n->in[k]], b);
+            if (cls[k] != SPLIT_F) all = cls[k];
+        }
+        if (all == SPLIT_NO || (out == SPLIT_F && all != SPLIT_F)) return -1;
+        if (out == SPLIT_B && !split_node(f, n, cls)) return -1;
+    }
+    return b;
+}
+
+/* Where the image-by-image part of f ends (h->cut): at its first matmul (NOTE: the
+ * GEMM's path, and so its bits, depend on the row count; the rest runs batched), moved
+ * back so that no fused group spans it; and the values made before it that nodes after
+ * it read or f returns (h->cross, to gather all images' rows). False: no split. */
+COLD static bool split_cut(const am_func *f, int b, struct hoisted *h) {
+    uint32_t cut = 0;
+    while (cut < f->n_nodes && !(f->nodes[cut].kind == AM_NODE_OP &&
+                                  f->nodes[cut].op->id == AM_OP_MATMUL)) cut++;
+    for (uint32_t old = cut + 1; old != cut;) {
+        old = cut;
+        for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
+            const am_node *n = &f->nodes[ni];
+            if (n->fuse == AM_FUSE_MEMBER && ni < cut && n->root >= cut) cut = ni;
+            if (n->fuse == AM_FUSE_ROOT && ni >= cut && n->fused->producer &&
+                n->fused->producer - 1 < cut) cut = n->fused->producer - 1;
+        }
+    }
+    if (!(h->cross = (uint8_t *)calloc(f->n_values + 1u, 1))) return false;
+    for (uint32_t ni = 0; ni < f->n_nodes; ni++) { /* 1: read after the cut; 2, 4: made */
+        const am_node *n = &f->nodes[ni];
+        for (int k = 0; k < n->n_in && ni >= cut; k++) h->cross[n->in[k]] |= 1;
+        if (n->kind == AM_NODE_OP && n->hoist == AM_HOIST_NONE)
+            h->cross[n->out[0]] |= ni < cut ? 2 : 4; /* before, after the cut */
+    }
+    for (uint32_t k = 0; k < f->n_results; k++) {
+        if (!(h->cross[f->results[k]] & 6)) return false; /* not made by an op: batched */
+        h->cross[f->results[k]] |= 1;
+    }
+    for (uint32_t v = 0; v < f->n_values; v++) {
+        h->cross[v] = (h->cross[v] & 3) == 3;
+        if (h->cross[v] && split_class(f, f->value_types[v], b) != SPLIT_B) return false;
+    }
+    h->cut = cut;
+    for (uint32_t ni = 0; ni < cut; ni++) /* something to split */
+        if (f->nodes[ni].kind == AM_NODE_OP && f->nodes[ni].hoist == AM_HOIST_NONE) return true;
+    return false;
+}
+
+static size_t split_row_bytes(const amber_tensor *t) {
+    size_t n = amber_dtype_size(t->dtype);
+    for (int d = 1; d < t->rank; d++) n *= (size_t)t->shape[d];
+    return n;
+}
+
+/* One row (image i) of t: a view. */
+static void split_row(amber_tensor *row, const amber_tensor *t, int64_t i) {
+    am_tensor_copy(row, t);
+    row->shape[0] = 1;
+    if (t->data) row->data = (char *)t->data + (size_t)i * split_row_bytes(t);
+}
+
+/* Runs nodes [0, cut) of the entered batch-1 frame fr on image i of inputs, and copies
+ * the crossing values into their rows of full[] (allocated at image 0). */
+COLD static amber_status split_image(amber_session *s, frame *fr, const struct hoisted *h,
+                                     const amber_tensor *inputs, int64_t i, int64_t nb,
+                                     amber_tensor *full) {
+    const am_func *f = &s->model->prog.funcs[fr->fi];
+    for (uint32_t k = 0; k < f->n_params; k++) split_row(&fr->vals[k], &inputs[k], i);
+    if (fr->syms.n) memcpy(fr->syms.values, fr->bound, sizeof(int64_t) * (size_t)fr->syms.n);
+    amber_status st = run_nodes(s, fr);
+    for (uint32_t v = 0; st == AMBER_OK && v < f->n_values; v++) {
+        if (!h->cross[v]) continue;
+        size_t rb = split_row_bytes(&fr->vals[v]);
+        if (!i) {
+            am_tensor_copy(&full[v], &fr->vals[v]);
+            full[v].shape[0] = nb;
+            st = am_arena_alloc(&s->arena, rb * (size_t)nb + 1, &full[v].data, &s->err);
+        }
+        if (st == AMBER_OK && rb)
+            memcpy((char *)full[v].data + (size_t)i * rb, fr->vals[v].data, rb);
+    }
+    return st;
+}
+
+/* Runs entry e image by image up to its cut (then the rest batched) when it can and it
+ * pays: true when done; else (or on any error) the caller runs it batched, which gives
+ * any error as before. */
+COLD static bool run_split(amber_session *s, const am_entry *e, const amber_tensor *inputs,
+                           amber_tensor *outputs) {
+    const am_func *f = &s->model->prog.funcs[e->func];
+    struct hoisted *h = &s->hoisted[e->func];
+    if (!h->split) {
+        int b = split_symbol(f);
+        h->split = b >= 0 && split_cut(f, b, h) ? 3 : 1;
+    }
+    /* NOTE: the rest reads the hoisted values cached (the first run caches them) */
+    if (h->split < 2 || inputs[0].rank < 1 || inputs[0].shape[0] < 2 ||
+        (h->cut < f->n_nodes && h->n_ready != f->n_cached))
+        return false;
+    int64_t nb = inputs[0].shape[0];
+    for (uint32_t i = 0; i < e->n_inputs; i++)
+        if (inputs[i].rank < 1 || inputs[i].shape[0] != nb) return false;
+    amber_tensor *args, *full;
+    amber_status st = am_arena_calloc(&s->arena, e->n_inputs + f->n_values + 1u, sizeof *args,
+                                      (void **)&args, &s->err);
+    if (st != AMBER_OK) return false;
+    full = args + e->n_inputs;
+    for (uint32_t i = 0; i < e->n_inputs; i++) split_row(&args[i], &inputs[i], 0);
+    frame fr, tail;
+    st = frame_enter(s, e->func, args, 0, &fr);
+    fr.dest = NULL;
+    fr.end = h->cut;
+    bool done = st == AMBER_OK && fr.planned_size >= AM_SPLIT_MIN_PLAN;
+    if (st == AMBER_OK && !done) h->split = 1; /* NOTE: the batch-1 plan: the same next time
+                                                * but for other symbols (then missed) */
+    am_arena_mark mark = am_arena_get_mark(&s->arena);
+    for (int64_t i = 0; done && i < nb; i++) {
+        done = split_image(s, &fr, h, inputs, i, nb, full) == AMBER_OK;
+        if (!i) mark = am_arena_get_mark(&s->arena);
+        am_arena_release(&s->arena, mark);
+        s->n_free = 0; /* NOTE: released blocks may be on the list */
+    }
+    frame_leave(s, &fr);
+    if (done && h->cut < f->n_nodes) { /* the rest, batched, on the gathered values */
+        done = frame_enter(s, e->func, inputs, 0, &tail) == AMBER_OK && tail.ready;
+        for (uint32_t ni = 0; done && ni < h->cut; ni++) { /* what the rest reads */
+            const am_node *n = &f->nodes[ni];
+            if (n->kind == AM_NODE_CONSTANT || n->kind == AM_NODE_WEIGHT)
+                am_tensor_copy(&tail.vals[n->out[0]], &n->tensor);
+            else if (n->hoist == AM_HOIST_CACHED)
+                am_tensor_copy(&tail.vals[n->out[0]], &h->vals[n->out[0]]);
+        }
+        for (uint32_t v = 0; done && v < f->n_values; v++)
+            if (h->cross[v]) am_tensor_copy(&tail.vals[v], &full[v]);
+        tail.start = h->cut;
+        done = done && frame_call(s, &tail, inputs, outputs) == AMBER_OK;
+        frame_leave(s, &tail);
+    } else {
+        for (uint32_t k = 0; done && k < f->n_results; k++)
+            am_tensor_copy(&outputs[k], &full[f->results[k]]);
+    }
+    return done;
+}
+
 static amber_status run_entry(amber_session *s, const am_entry *e, const amber_tensor *inputs,
                               size_t n_inputs, amber_tensor *outputs, size_t n_outputs,
                               bool into) {
@@ -1324,7 +1564,13 @@ static amber_status run_entry(amber_session *s, const am_entry *e, const amber_t
     amber_tensor *want = NULL;
     s->dest = NULL;
     amber_status st = into ? want_outputs(s, e, outputs, &want) : AMBER_OK;
-    if (st == AMBER_OK) st = run_function(s, e->func, inputs, outputs, 0);
+    am_arena_mark mark = am_arena_get_mark(&s->arena);
+    if (st == AMBER_OK && !run_split(s, e, inputs, outputs)) { /* also after a failed split */
+        am_error_clear(&s->err);
+        am_arena_release(&s->arena, mark);
+        s->n_free = 0;
+        st = run_function(s, e->func, inputs, outputs, 0);
+    }
     s->dest = NULL;
     if (st == AMBER_OK && want) finish_outputs(e, want, outputs);
     return st;

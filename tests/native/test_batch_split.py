@@ -1,0 +1,123 @@
+"""Image by image: an entry point whose every node acts on each index of the leading
+(batch) dim alone runs its batch one image at a time up to its first matrix product
+(the rest batched) when the batch-1 plan is large, so that the batch-1 plan stays in
+cache. Results are bit-identical to the whole-batch run at every thread count; models
+with a node that mixes rows, or a batch that is not the leading dim, run batched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import amber as am
+from amber import nn
+from amber.nn import functional as F
+
+N = pytest.importorskip("amber.native")
+
+
+class _Block(nn.Module):
+    """A ResNet basic block and a pooled, linear head (returns both)."""
+
+    def __init__(self, c: int, mix: bool = False) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.b = nn.Conv2d(c, c, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(c, 10)
+        self.mix = mix
+
+    def forward(self, x: Any) -> Any:
+        y = F.relu(self.b(F.relu(self.bn(self.a(x)))) + x)
+        if self.mix:  # a node mixing the images: the batch runs whole
+            y = y - y.sum(dim=0, keepdim=True) * 0.125
+        f = self.pool(y).sum(dim=(2, 3))
+        return self.fc(f), f
+
+
+def _save(tmp_path: Path, name: str, mod: nn.Module, *shape: Any) -> Path:
+    rng = np.random.default_rng(1)
+    state = {}
+    for k, v in mod.state_dict().items():
+        a = v.numpy()
+        if k.endswith("running_var"):
+            a = rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
+        elif k.endswith(("running_mean", "bias")):
+            a = rng.uniform(-0.5, 0.5, a.shape).astype(a.dtype)
+        state[k] = am.tensor(a)
+    mod.load_state_dict(state)
+    path = tmp_path / f"{name}.amber"
+    am.export(mod.eval(), am.spec(*shape)).save(str(path))
+    return path
+
+
+def _runs(path: Path, x: np.ndarray, threads: int) -> tuple[list[np.ndarray], Any]:
+    m = N.NativeModel(path, threads=threads)
+    m.run("forward", x)  # the first run caches the hoisted values
+    out = m.run("forward", x)
+    return out, m.stats()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_image_by_image_bits_equal_the_whole_batch(tmp_path: Path, threads: int) -> None:
+    mod = _Block(32)
+    split = _save(tmp_path, "split", mod, "batch", 32, 48, 48)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 32, 48, 48)).astype(np.float32)
+    for n in (8, 3, 2, 1):
+        # a fixed batch dim: no batch symbol, the whole-batch run
+        whole = _save(tmp_path, f"whole{n}", mod, n, 32, 48, 48)
+        got, st = _runs(split, x[:n], threads)
+        want, st_whole = _runs(whole, x[:n], threads)
+        assert len(got) == 2
+        for g, w in zip(got, want):
+            assert g.shape[0] == n and g.tobytes() == w.tobytes()
+        # image by image: a batch-1 plan beside the batch's
+        assert st.plans == st_whole.plans + (n > 1)
+        # before the matrix product, each image's rows are its batch-1 run's (the product
+        # runs batched: NOTE: one row takes another GEMM path than several)
+        one = [_runs(split, x[i:i + 1], threads)[0][1] for i in range(n)]
+        assert np.concatenate(one).tobytes() == got[1].tobytes()
+
+
+def test_a_node_mixing_images_keeps_the_batch_whole(tmp_path: Path) -> None:
+    mod = _Block(32, mix=True)
+    path = _save(tmp_path, "mix", mod, "batch", 32, 48, 48)
+    x = np.random.default_rng(0).standard_normal((4, 32, 48, 48)).astype(np.float32)
+    got, st = _runs(path, x, 2)
+    assert st.plans == _runs(_save(tmp_path, "whole", mod, 4, 32, 48, 48), x, 2)[1].plans
+    one = _runs(path, x[:1], 2)[0]
+    assert not np.array_equal(got[0][:1], one[0])  # the rows do depend on each other
+
+
+def test_a_batch_that_is_not_the_leading_dim_runs_whole(tmp_path: Path) -> None:
+    def f(x: Any) -> Any:  # [4, batch, 64, 512] -> [batch, 64, 512]
+        return F.relu(x * 2.0 + 1.0).sum(dim=0)
+
+    am.export(f, am.spec(4, "batch", 64, 512)).save(str(tmp_path / "t.amber"))
+    am.export(f, am.spec(4, 3, 64, 512)).save(str(tmp_path / "w.amber"))
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 512)).astype(np.float32)
+    got, st = _runs(tmp_path / "t.amber", x, 1)
+    want, st_whole = _runs(tmp_path / "w.amber", x, 1)
+    assert st.plans == st_whole.plans >= 1
+    assert got[0].tobytes() == want[0].tobytes()
+
+
+def test_errors_and_small_batches_as_before(tmp_path: Path) -> None:
+    path = _save(tmp_path, "split", _Block(32), "batch", 32, 48, 48)
+    m = N.NativeModel(path, threads=1)
+    x = np.random.default_rng(0).standard_normal((3, 32, 48, 48)).astype(np.float32)
+    m.run("forward", x)
+    with pytest.raises(N.NativeError, match=r"float32\(3, 31, 48, 48\), declared"):
+        m.run("forward", np.zeros((3, 31, 48, 48), np.float32))
+    with pytest.raises(N.NativeError, match=">= 1"):
+        m.run("forward", np.zeros((0, 32, 48, 48), np.float32))
+    small = N.NativeModel(path, threads=1, memory_limit=1 << 20)
+    with pytest.raises(N.NativeError):
+        small.run("forward", x)
+    got = m.run("forward", x)  # and the session still runs
+    assert got[0].shape == (3, 10)
