@@ -1070,7 +1070,8 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
 /* Where node n (am_node.part) writes its result inside its concat's: *at, its images
  * *stride bytes apart. Its slot follows from the declared types (checked to fit; n's
  * result has its declared type: op_output). */
-#define COLD __attribute__((cold)) /* once per node: optimised for size */
+/* set-up code, once per node or function: optimised for size */
+#define COLD __attribute__((cold, noinline))
 COLD static amber_status part_place(amber_session *s, const am_func *f, const am_node *n,
                                     const am_symbols *syms, const amber_tensor *vals,
                                     char **at, int64_t *stride) {
@@ -1300,7 +1301,6 @@ static void finish_outputs(const am_entry *e, const amber_tensor *want, amber_te
  * memory plan is then the batch-1 plan and stays in cache. Only for functions whose
  * every node acts on each index of the leading dim (the batch) alone, and whose kernels
  * then give the same bits for one row as for many (docs/c-api.md, "Batches"). */
-#define COLD __attribute__((cold, noinline)) /* set-up code: optimised for size */
 #define AM_SPLIT_MIN_PLAN (256u << 10) /* batch-1 plans smaller than this run batched */
 
 enum { SPLIT_NO, SPLIT_B, SPLIT_F }; /* a value: not allowed, batched, free of the batch */
@@ -1397,8 +1397,9 @@ COLD static int split_symbol(const am_func *f) {
 
 /* Where the image-by-image part of f ends (h->cut): at its first matmul (NOTE: the
  * GEMM's path, and so its bits, depend on the row count; the rest runs batched), moved
- * back so that no fused group spans it; and the values made before it that nodes after
- * it read or f returns (h->cross, to gather all images' rows). False: no split. */
+ * back so that no fused group, and no concat computed in place (am_node.part), spans it;
+ * and the values made before it that nodes after it read or f returns (h->cross, to
+ * gather all images' rows). False: no split. */
 COLD static bool split_cut(const am_func *f, int b, struct hoisted *h) {
     uint32_t cut = 0;
     while (cut < f->n_nodes && !(f->nodes[cut].kind == AM_NODE_OP &&
@@ -1408,6 +1409,7 @@ COLD static bool split_cut(const am_func *f, int b, struct hoisted *h) {
         for (uint32_t ni = 0; ni < f->n_nodes; ni++) {
             const am_node *n = &f->nodes[ni];
             if (n->fuse == AM_FUSE_MEMBER && ni < cut && n->root >= cut) cut = ni;
+            if (n->part && ni < cut && n->part - 1 >= cut) cut = ni; /* (a concat's parts) */
             if (n->fuse == AM_FUSE_ROOT && ni >= cut && n->fused->producer &&
                 n->fused->producer - 1 < cut) cut = n->fused->producer - 1;
         }

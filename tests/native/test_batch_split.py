@@ -121,3 +121,38 @@ def test_errors_and_small_batches_as_before(tmp_path: Path) -> None:
         small.run("forward", x)
     got = m.run("forward", x)  # and the session still runs
     assert got[0].shape == (3, 10)
+
+
+class _PartsAcross(nn.Module):
+    """A concat of two convolutions computed in place (its parts inside its result),
+    with a matrix product on a second input between the parts and the concat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(16, 8, 1)
+        self.b = nn.Conv2d(16, 8, 3, padding=1)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x: Any, z: Any) -> Any:
+        a, b = self.a(x), F.relu(self.b(x))
+        m = self.fc(z)  # the first matmul: where the image-by-image part would end
+        return am.cat([a, b], 1).sum(dim=(2, 3)), m
+
+
+def test_a_concat_in_place_is_not_cut_from_its_parts(tmp_path: Path) -> None:
+    """The image-by-image part ends before the parts of a concat that comes after its
+    first matmul: the concat's result holds the parts' bits, as in the whole run."""
+    rng = np.random.default_rng(3)
+    mod = _PartsAcross().eval()
+    x = rng.standard_normal((4, 16, 64, 64)).astype(np.float32)
+    z = rng.standard_normal((4, 12)).astype(np.float32)
+    for name, n in (("split", "batch"), ("whole", 4)):
+        am.export(mod, am.spec(n, 16, 64, 64), am.spec(n, 12)).save(str(tmp_path / name))
+    outs = []
+    for name in ("split", "whole"):
+        m = N.NativeModel(tmp_path / name, threads=2)
+        m.run("forward", x, z)
+        outs.append(m.run("forward", x, z))
+    assert [o.tobytes() for o in outs[0]] == [o.tobytes() for o in outs[1]]
+    want = mod(am.tensor(x), am.tensor(z))
+    np.testing.assert_allclose(outs[0][0], want[0].detach().numpy(), rtol=1e-4, atol=1e-3)
