@@ -21,3 +21,18 @@ def cond_in_while_in_recursion(n: am.Tensor, x: am.Tensor, w: am.Tensor) -> am.T
         return cond_in_while_in_recursion(n - 1, v.sin(), w)
 
     return am.cond(n > 0, step, lambda: x * w)
+
+
+def randomise_norm_state(model: am.nn.Module, seed: int) -> None:
+    """Random running statistics and biases (so that a BatchNorm or a bias is not an
+    identity), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for k, v in model.state_dict().items():
+        a = v.numpy()
+        if k.endswith("running_var"):
+            a = rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
+        elif k.endswith(("running_mean", "bias")):
+            a = rng.uniform(-0.5, 0.5, a.shape).astype(a.dtype)
+        state[k] = am.tensor(a)
+    model.load_state_dict(state)

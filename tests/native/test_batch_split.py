@@ -15,6 +15,7 @@ import pytest
 import amber as am
 from amber import nn
 from amber.nn import functional as F
+from helpers.programs import randomise_norm_state
 
 N = pytest.importorskip("amber.native")
 
@@ -40,16 +41,7 @@ class _Block(nn.Module):
 
 
 def _save(tmp_path: Path, name: str, mod: nn.Module, *shape: Any) -> Path:
-    rng = np.random.default_rng(1)
-    state = {}
-    for k, v in mod.state_dict().items():
-        a = v.numpy()
-        if k.endswith("running_var"):
-            a = rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
-        elif k.endswith(("running_mean", "bias")):
-            a = rng.uniform(-0.5, 0.5, a.shape).astype(a.dtype)
-        state[k] = am.tensor(a)
-    mod.load_state_dict(state)
+    randomise_norm_state(mod, 1)
     path = tmp_path / f"{name}.amber"
     am.export(mod.eval(), am.spec(*shape)).save(str(path))
     return path

@@ -17,19 +17,7 @@ import amber as am
 from amber import native as N
 from amber import nn
 from amber.nn import functional as F
-
-
-def _randomise_bn(model: nn.Module, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    state = {}
-    for k, v in model.state_dict().items():
-        a = v.numpy()
-        if k.endswith("running_var"):
-            a = rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
-        elif k.endswith(("running_mean", "bias")):
-            a = rng.uniform(-0.5, 0.5, a.shape).astype(a.dtype)
-        state[k] = am.tensor(a)
-    model.load_state_dict(state)
+from helpers.programs import randomise_norm_state
 
 
 class ConvBnRelu(nn.Module):
@@ -328,7 +316,7 @@ def _export(name: str, tmp_path: Path, dtype: Any) -> tuple[nn.Module, Path]:
     make, shape, _ = CASES[name]
     am.manual_seed(3)
     model = make()
-    _randomise_bn(model, 5)
+    randomise_norm_state(model, 5)
     if dtype == am.float64:
         model = model.double()
     model.eval()
