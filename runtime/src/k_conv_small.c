@@ -1,6 +1,7 @@
-/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80) and a
- * window of more than one pixel, with output rows as wide as the input's (PL + PR = KW - 1:
- * "same" padding), float32 on AVX-512: computed directly, without im2col. The small
+/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80): a
+ * window of more than one pixel with output rows as wide as the input's (PL + PR = KW - 1:
+ * "same" padding), or 1x1 over few channels on a large unpadded plane (below); float32 on
+ * AVX-512: computed directly, without im2col. The small
  * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
  * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
  * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:
@@ -146,7 +147,7 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
                                int nv, float *out, int64_t ob, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->w;
     const float *w = j->wt + o0 * k;
-    __m512 acc[SC_OB][2]; /* (the sums, kept in registers inside SC_TAPS) */
+    __m512 acc[SC_OB][2]; /* (the sums: registers, as SC_OUT is unrolled too) */
     __mmask16 mq[2][SC_MAX_KW];
     if (k != j->c) sc_masks(j, f0, mq);
     /* (an address: a tap's vector may start before the buffer, in lanes its mask drops) */
@@ -165,8 +166,7 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int
 
 /* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
  * epilogue of adds, multiplies, max, min and x <= a ? b : x (bias, BatchNorm, ReLU, clamp)
- * whose scalars for them (into ev, rows
- * past ob zero) are not NaN. */
+ * whose scalars for them (into ev, rows past ob zero) are not NaN. */
 SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64_t ob,
                                    float *ev) {
     if (!j->regs) return false;

@@ -28,7 +28,7 @@ struct amber_session {
      * across runs in separate allocations that count against the memory limit. */
     struct hoisted {
         uint32_t n_ready;
-        int split;     /* image by image (run_split): 3 yes, 1 no, 0 not asked yet */
+        int split;     /* image by image (run_split): SPLIT_UNASKED, SPLIT_NEVER or _YES */
         uint32_t cut;  /* split_cut's */
         uint8_t *cross;
         amber_tensor *vals;
@@ -1067,11 +1067,12 @@ static amber_status op_compute(const am_func *f, const am_node *n, am_ctx *ctx,
     return am_kernel_call(n->op, ctx, ins, n->n_in, attrs, out);
 }
 
+/* set-up code, once per node or function: optimised for size */
+#define COLD __attribute__((cold, noinline))
+
 /* Where node n (am_node.part) writes its result inside its concat's: *at, its images
  * *stride bytes apart. Its slot follows from the declared types (checked to fit; n's
  * result has its declared type: op_output). */
-/* set-up code, once per node or function: optimised for size */
-#define COLD __attribute__((cold, noinline))
 COLD static amber_status part_place(amber_session *s, const am_func *f, const am_node *n,
                                     const am_symbols *syms, const amber_tensor *vals,
                                     char **at, int64_t *stride) {
@@ -1304,6 +1305,7 @@ static void finish_outputs(const am_entry *e, const amber_tensor *want, amber_te
 #define AM_SPLIT_MIN_PLAN (256u << 10) /* batch-1 plans smaller than this run batched */
 
 enum { SPLIT_NO, SPLIT_B, SPLIT_F }; /* a value: not allowed, batched, free of the batch */
+enum { SPLIT_UNASKED, SPLIT_NEVER, SPLIT_YES }; /* a function (struct hoisted.split) */
 
 /* B: dim 0 is exactly the symbol b and no other dim names it; F: no dim names b; any
  * other dim expression than a parameter's symbol: NO. */
@@ -1478,12 +1480,12 @@ COLD static bool run_split(amber_session *s, const am_entry *e, const amber_tens
                            amber_tensor *outputs) {
     const am_func *f = &s->model->prog.funcs[e->func];
     struct hoisted *h = &s->hoisted[e->func];
-    if (!h->split) {
+    if (h->split == SPLIT_UNASKED) {
         int b = split_symbol(f);
-        h->split = b >= 0 && split_cut(f, b, h) ? 3 : 1;
+        h->split = b >= 0 && split_cut(f, b, h) ? SPLIT_YES : SPLIT_NEVER;
     }
     /* NOTE: the rest reads the hoisted values cached (the first run caches them) */
-    if (h->split < 2 || inputs[0].rank < 1 || inputs[0].shape[0] < 2 ||
+    if (h->split != SPLIT_YES || inputs[0].rank < 1 || inputs[0].shape[0] < 2 ||
         (h->cut < f->n_nodes && h->n_ready != f->n_cached))
         return false;
     int64_t nb = inputs[0].shape[0];
@@ -1500,8 +1502,8 @@ COLD static bool run_split(amber_session *s, const am_entry *e, const amber_tens
     fr.dest = NULL;
     fr.end = h->cut;
     bool done = st == AMBER_OK && fr.planned_size >= AM_SPLIT_MIN_PLAN;
-    if (st == AMBER_OK && !done) h->split = 1; /* NOTE: the batch-1 plan: the same next time
-                                                * but for other symbols (then missed) */
+    if (st == AMBER_OK && !done) /* NOTE: the batch-1 plan: the same next time but for */
+        h->split = SPLIT_NEVER;    /* other symbols (then missed) */
     am_arena_mark mark = am_arena_get_mark(&s->arena);
     for (int64_t i = 0; done && i < nb; i++) {
         done = split_image(s, &fr, h, inputs, i, nb, full) == AMBER_OK;
