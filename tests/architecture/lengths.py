@@ -17,6 +17,9 @@ C_SUFFIXES = (".c", ".h", ".inc")
 
 _C_START = re.compile(r"^(?!typedef\b|struct\b|enum\b|union\b|#)[A-Za-z_][^=(;]*?\b"
                       r"([A-Za-z_]\w*)\s*\(")
+# NOTE: ``__attribute__((...))`` before a name would otherwise be read as the name.
+_C_ATTRIBUTE = re.compile(r"__attribute__\s*\(\((?:[^()]|\([^()]*\))*\)\)")
+_C_NAME = re.compile(r"([A-Za-z_]\w*)\s*\(")
 
 
 def python_functions() -> Iterator[tuple[str, int]]:
@@ -43,7 +46,10 @@ def c_functions_of(text: str) -> Iterator[tuple[str, int, int]]:
     lines = text.split("\n")
     i = 0
     while i < len(lines):
-        m = _C_START.match(lines[i])
+        head = lines[i]
+        if head.startswith("__attribute__"):
+            head = _C_ATTRIBUTE.sub("", head).lstrip()
+        m = _C_START.match(head)
         if not m:
             i += 1
             continue
@@ -59,8 +65,16 @@ def c_functions_of(text: str) -> Iterator[tuple[str, int, int]]:
         if k == len(lines):
             raise ValueError(f"function {m.group(1)} at line {i + 1} has no closing brace "
                              "at column 0")
-        yield m.group(1), i + 1, k - i + 1
+        yield _name(m.group(1), lines[i:j + 1]), i + 1, k - i + 1
         i = k + 1
+
+
+def _name(first: str, signature: list[str]) -> str:
+    """The defined function's name, past any ``__attribute__((...))``."""
+    if first != "__attribute__":
+        return first
+    m = _C_NAME.search(_C_ATTRIBUTE.sub("", " ".join(signature)))
+    return m.group(1) if m else first
 
 
 def c_functions() -> Iterator[tuple[str, int]]:

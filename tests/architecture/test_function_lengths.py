@@ -47,3 +47,16 @@ def test_the_c_scan_reads_each_layout() -> None:
         "}",
     ])
     assert list(c_functions_of(text)) == [("get", 1, 4), ("main", 10, 4)]
+
+
+def test_the_c_scan_reads_past_attributes() -> None:
+    text = "\n".join([
+        '__attribute__((target("avx512f"))) static void wide(int x) {',
+        "    (void)x;",
+        "}",
+        "static KATTR __attribute__((always_inline)) inline void inlined(",
+        "    int x) {",
+        "    (void)x;",
+        "}",
+    ])
+    assert list(c_functions_of(text)) == [("wide", 1, 3), ("inlined", 4, 4)]
