@@ -316,7 +316,7 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
         dict(stride=(1, 1), padding=(2, 2, 2, 2), dilation=(1, 1), groups=1)
     # one input channel per group (the direct kernel): depthwise with a multiplier,
     # strides 1-3, dilation, asymmetric padding, planes wider than a vector block
-    for dt, (n, c, h, w), mult, st, pd, dl in [
+    for dtype, (n, ch, h, w), mult, st, pd, dl in [
             (F32, (2, 6, 9, 70), 1, (1, 1), (1, 1, 1, 1), (1, 1)),
             (F32, (1, 4, 11, 37), 2, (2, 2), (1, 0, 2, 1), (1, 1)),
             (F64, (1, 3, 8, 19), 1, (3, 2), (0, 2, 1, 1), (2, 2)),
@@ -332,8 +332,8 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             # the plane): more than one strip, no or asymmetric padding
             (F32, (1, 2, 5, 130), 1, (1, 1), (0, 2, 2, 0), (1, 1)),
             (F32, (1, 2, 9, 150), 1, (2, 2), (1, 0, 1, 2), (1, 1))]:
-        yield [smooth(rng, (n, c, h, w), dt), smooth(rng, (c * mult, 1, 3, 3), dt)], \
-            dict(stride=st, padding=pd, dilation=dl, groups=c)
+        yield [smooth(rng, (n, ch, h, w), dtype), smooth(rng, (ch * mult, 1, 3, 3), dtype)], \
+            dict(stride=st, padding=pd, dilation=dl, groups=ch)
     # 1x1, unit stride, no padding: the input is the product's operand (no im2col)
     for dt, groups in ((F32, 1), (F64, 2)):
         yield [smooth(rng, (2, 8, 5, 7), dt), smooth(rng, (6, 8 // groups, 1, 1), dt)], \
@@ -381,8 +381,9 @@ def _conv_dw(rng: np.random.Generator) -> Iterator[Case]:
 
 
 # Images enough that the convolutions run them in more than one chunk (of 1 MiB scratch).
-_CHUNKED = {"x": (9, 3, 32, 32), "w": (8, 3, 3, 3), "y": (9, 8, 32, 32),
-            "attrs": dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)}
+_CHUNKED: dict[str, Any] = {"x": (9, 3, 32, 32), "w": (8, 3, 3, 3), "y": (9, 8, 32, 32),
+                            "attrs": dict(stride=(1, 1), padding=(1, 1, 1, 1),
+                                          dilation=(1, 1), groups=1)}
 
 
 def _pool_config(rng: np.random.Generator, avg: bool) -> dict[str, Any]:
