@@ -261,7 +261,7 @@ static void sc_image(void *ud, int64_t t, int worker) {
  * output row i is one load at row 2i + p, phase q % 2, from k = j + q / 2; every output
  * one chain of fused multiply-adds over the taps in (c, p, q) order, padding included, as
  * at stride 1 (the GEMM's summation: the same bits). */
-SC_AVX512 static void sc_phases(const sc_job *j, float *xp, const float *xs, int64_t r0,
+SC_AVX512 SC_NOINLINE static void sc_phases(const sc_job *j, float *xp, const float *xs, int64_t r0,
                                 int64_t rows) {
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
                                         2, 0);

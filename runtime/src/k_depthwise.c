@@ -197,9 +197,16 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
+/* The portable kernels: where dispatch runs (x86-64), only on CPUs without AVX2, so there
+ * unrolled less (the library stays small). */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define DW_GENERIC_NB 1
+#else
+#define DW_GENERIC_NB 4
+#endif
+DW_PLANE(f32, float, generic, , DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
          SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
+DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
          SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
@@ -392,13 +399,11 @@ dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     _mm512_fmadd_ps(w##c, (v)[2],                                                          \
                     _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
 
-DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
-    (void)worker;
-    const dw_job *j = (const dw_job *)ud;
+DW_AVX512 static inline __attribute__((always_inline)) void
+dw_rows_body(const dw_job *j, int64_t t, const bool s2) {
     const conv_geom *g = j->g;
     const int64_t ni = t / g->o, o = t % g->o, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-    const int64_t s = g->sw;
-    const bool s2 = s == 2;
+    const int64_t s = s2 ? 2 : 1;
     const float *x = (const float *)j->x + (ni * g->c + o / g->og) * h * w;
     const float *wt = (const float *)j->w + o * 9;
     float *y = (float *)j->y + t * oh * ow;
@@ -444,6 +449,14 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
     }
     if (regs && ow <= 16) dw_epi_plane(j->epi, epv, y, oh * ow); /* (not once a row) */
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
+}
+DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw_rows_body((const dw_job *)ud, t, false);
+}
+DW_AVX512 static void dw_rows2_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw_rows_body((const dw_job *)ud, t, true);
 }
 
 /* Sets dw_rows_f32 up in job: the lanes inside the plane of each output vector's loads
@@ -522,7 +535,7 @@ static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size
     if (f32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 && g->kh == 3 && g->kw == 3 && g->sh < 3 &&
         g->sw == g->sh && g->dh == 1 && g->dw == 1 && g->ow > 8 &&
         (g->oh * g->ow > DW_FLAT_MAX || g->ow != (g->w + g->sw - 1) / g->sw)) {
-        job->plane = dw_rows_f32, *bytes = 64;
+        job->plane = g->sw == 2 ? dw_rows2_f32 : dw_rows_f32, *bytes = 64;
         *st = dw_rows_setup(ctx, g, job);
         return true;
     }
