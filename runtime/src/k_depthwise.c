@@ -399,6 +399,36 @@ dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     _mm512_fmadd_ps(w##c, (v)[2],                                                          \
                     _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
 
+/* Step u of dw_rows_body (EVEN: u is even, known where the stride is 2) */
+#define DW_ROWS_STEP(u, EVEN)                                                              \
+    do {                                                                                   \
+        const int64_t r = (u) - g->pt;                                                     \
+        const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;                               \
+        /* (as an integer: a vector may start before the plane, in lanes the mask drops) */\
+        const uintptr_t row =                                                              \
+            (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;            \
+        const bool even = (EVEN);                                                          \
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {                     \
+            if (b >= nb) break;                                                            \
+            __m512 v[3];                                                                   \
+            dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);\
+            if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);             \
+            if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);                     \
+            if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);             \
+            else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);                   \
+        }                                                                                  \
+        if ((u) >= 2 && (!s2 || even)) { /* output ((u) - 2) / s done */                   \
+            if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);               \
+            float *yr = y + ((u) - 2) / s * ow + c0;                                       \
+            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)                   \
+                if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);\
+        }                                                                                  \
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {                     \
+            if (!s2) a2[b] = a1[b], a1[b] = a0[b];                                         \
+            else if (!even) a2[b] = a0[b];                                                 \
+        }                                                                                  \
+    } while (0)
+
 DW_AVX512 static inline __attribute__((always_inline)) void
 dw_rows_body(const dw_job *j, int64_t t, const bool s2) {
     const conv_geom *g = j->g;
@@ -419,32 +449,9 @@ dw_rows_body(const dw_job *j, int64_t t, const bool s2) {
         /* step u: input row u - pt, row p = u - i * s of output i's window: at stride 1
          * outputs u (a0), u - 1 (a1) and u - 2 (a2); at stride 2 output u / 2 (a0) and
          * for an even u output u / 2 - 1 (a2) */
-        for (int64_t u = 0; u < (oh - 1) * s + 3; u++) {
-            const int64_t r = u - g->pt;
-            const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
-            /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
-            const uintptr_t row =
-                (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;
-            const bool even = u % 2 == 0;
-            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
-                if (b >= nb) break;
-                __m512 v[3];
-                dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);
-                if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);
-                if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);
-                if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);
-                else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);
-            }
-            if (u >= 2 && (!s2 || even)) { /* output (u - 2) / s done */
-                if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);
-                float *yr = y + (u - 2) / s * ow + c0;
-                _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)
-                    if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);
-            }
-            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
-                if (!s2) a2[b] = a1[b], a1[b] = a0[b];
-                else if (!even) a2[b] = a0[b];
-            }
+        for (int64_t u = 0; u < (oh - 1) * s + 3; u += s) { /* (at stride 2: rows in pairs) */
+            DW_ROWS_STEP(u, true);
+            if (s2 && u + 1 < (oh - 1) * s + 3) DW_ROWS_STEP(u + 1, false);
         }
     }
     if (regs && ow <= 16) dw_epi_plane(j->epi, epv, y, oh * ow); /* (not once a row) */
