@@ -1,7 +1,7 @@
-/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80): a
- * window of more than one pixel with output rows as wide as the input's (PL + PR = KW - 1:
- * "same" padding), or 1x1 over few channels on a large unpadded plane (below); float32 on
- * AVX-512: computed directly, without im2col. The small
+/* conv2d without groups or dilation over few taps (C*KH*KW <= 80): at stride 1 a window
+ * of more than one pixel with output rows as wide as the input's (PL + PR = KW - 1: "same"
+ * padding), or 1x1 over few channels on a large unpadded plane (below); at stride 2 image
+ * stems (sc_band); float32 on AVX-512: computed directly, without im2col. The small
  * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
  * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
  * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:

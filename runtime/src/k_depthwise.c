@@ -204,10 +204,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #else
 #define DW_GENERIC_NB 4
 #endif
-DW_PLANE(f32, float, generic, , DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
-         SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
-         SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
+DW_PLANE(f32, float, generic, , DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F,
+         EVENS8F, ODDS8, SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D,
+         EVENS4D, ODDS4, SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -375,7 +375,9 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
  * carried down the plane, each input row loaded once (masked loads: zeros outside the
  * plane, no padded copy) and multiply-added into the output rows that read it: three at
  * stride 1; at stride 2 two (an even row) or one. Each output still sums its taps in
- * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1. */
+ * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1.
+ * One function per stride (dw_rows_f32, dw_rows2_f32: no stride tests in the loops, 5-10%
+ * faster), the rows in pairs at stride 2. */
 enum { DW_ROWS_NB = 4 };
 
 /* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
