@@ -261,8 +261,8 @@ static void sc_image(void *ud, int64_t t, int worker) {
  * output row i is one load at row 2i + p, phase q % 2, from k = j + q / 2; every output
  * one chain of fused multiply-adds over the taps in (c, p, q) order, padding included, as
  * at stride 1 (the GEMM's summation: the same bits). */
-SC_AVX512 SC_NOINLINE static void sc_phases(const sc_job *j, float *xp, const float *xs, int64_t r0,
-                                int64_t rows) {
+SC_AVX512 SC_NOINLINE static void sc_phases(const sc_job *j, float *xp, const float *xs,
+                                            int64_t r0, int64_t rows) {
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
                                         2, 0);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
@@ -275,7 +275,7 @@ SC_AVX512 SC_NOINLINE static void sc_phases(const sc_job *j, float *xp, const fl
             for (int64_t k = 0; k < j->seg; k += 16) {
                 const int64_t at = 2 * k - j->pl; /* the input column of padded 2k */
                 const __mmask16 m = am_lanes16(0, j->seg - k);
-                /* (as an integer: a vector may start before the row, in lanes m0 drops) */
+                /* (as an integer: a vector may start before the row, in lanes masked off) */
                 const uintptr_t a = (uintptr_t)src + (uintptr_t)at * 4u;
                 __m512 lo = _mm512_maskz_loadu_ps(in ? am_lanes16(-at, j->w - at) : 0,
                                                   (const float *)a);
