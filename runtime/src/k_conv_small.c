@@ -1,7 +1,7 @@
-/* conv2d without groups, stride 1 and no dilation, over few taps (C*KH*KW <= 80): a
- * window of more than one pixel with output rows as wide as the input's (PL + PR = KW - 1:
- * "same" padding), or 1x1 over few channels on a large unpadded plane (below); float32 on
- * AVX-512: computed directly, without im2col. The small
+/* conv2d without groups or dilation over few taps (C*KH*KW <= 80): at stride 1 a window
+ * of more than one pixel with output rows as wide as the input's (PL + PR = KW - 1: "same"
+ * padding), or 1x1 over few channels on a large unpadded plane (below); at stride 2 image
+ * stems (sc_band); float32 on AVX-512: computed directly, without im2col. The small
  * convolutions of digit classifiers (C = 1 or 8, 28x28 and 14x14 planes) spend more in
  * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
  * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:
@@ -33,11 +33,16 @@ enum {
     SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
     SC_MAX_KW = 16,
     SC_MAX_K1 = 32, SC_MIN_L1 = 56 * 56, /* 1x1: channels at most, outputs at least */
+    SC_BAND = 8, SC_MAX_O2 = 64, /* stride 2: output rows per task; channels with the
+                                  * epilogue in registers at most */
 };
 
 typedef struct sc_job {
     int64_t c, h, w, o, kh, kw, oh, ow, pt, pl, hp, opad;
-    int64_t split; /* tasks per image: 1, or (1x1) one per block of SC_OB channels */
+    int64_t split; /* tasks per image: 1, (1x1) one per block of SC_OB channels, or
+                    * (stride 2) one per band of SC_BAND output rows */
+    int64_t seg;   /* stride 2: the columns of one phase of a padded row (sc_phases) */
+    const int32_t *off; /* stride 2: each tap's offset in a band's copy (sc_phases) */
     const float *x, *wt; /* wt: O rounded up to SC_OB rows of K, zero rows past O */
     float *y;
     float **ws; /* per worker: the padded image (C*HP*W) */
@@ -97,6 +102,27 @@ typedef struct sc_job {
                                                                 acc[b][1] = a[b][1];       \
     } while (0)
 
+/* The sums of the taps at offsets off[] from src, NV vectors, for SC_OB channels. */
+#define SC_TAPS2(NV)                                                                       \
+    do {                                                                                   \
+        __m512 a[SC_OB][NV];                                                               \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
+            _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) a[b][h] =               \
+                _mm512_setzero_ps();                                                       \
+        for (int64_t t = 0; t < k; t++) {                                                  \
+            __m512 x[NV];                                                                  \
+            _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) x[h] =                  \
+                _mm512_loadu_ps(src + off[t] + 16 * h);                                    \
+            _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                      \
+                __m512 wv = _mm512_set1_ps(w[b * k + t]);                                  \
+                _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) a[b][h] =           \
+                    _mm512_fmadd_ps(wv, x[h], a[b][h]);                                    \
+            }                                                                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
+            _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) acc[b][h] = a[b][h];   \
+    } while (0)
+
 /* The epilogue's steps on the sums (NV vectors per channel), then the stores of channels
  * b < ob. NOTE: unrolled with NV known, so that the sums stay in registers (with loops
  * over a run-time count of vectors they went through the stack: 1x1 layers 6% slower). */
@@ -143,23 +169,29 @@ SC_AVX512 static inline void sc_masks(const sc_job *j, int64_t f0, __mmask16 mq[
 /* The outputs at flattened positions f0..f0 + 16 nv (nv = 1 or 2 vectors) of output
  * channels o0..o0+ob of one image (planes at out); with ev (sc_scalars), the epilogue's
  * adds and x <= a ? b : x on the sums in registers, each as the vector code does it. */
-SC_AVX512 static void sc_block(const sc_job *j, const float *xp, int64_t o0, int64_t f0,
-                               int nv, float *out, int64_t ob, const float *ev) {
+SC_AVX512 static void sc_block(const sc_job *j, const float *xp, const int32_t *off, int64_t o0,
+                               int64_t f0, int nv, float *out, int64_t ob, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->w;
+    const float *src = xp; /* (stride 2: the block's inputs, at its taps' offsets off[]) */
     const float *w = j->wt + o0 * k;
     __m512 acc[SC_OB][2]; /* (the sums: registers, as SC_OUT is unrolled too) */
     __mmask16 mq[2][SC_MAX_KW];
-    if (k != j->c) sc_masks(j, f0, mq);
+    if (k != j->c && !off) sc_masks(j, f0, mq);
     /* (an address: a tap's vector may start before the buffer, in lanes its mask drops) */
     uintptr_t base = (uintptr_t)(xp + f0) - (uintptr_t)j->pl * 4u;
     if (k == j->c || nv == 2) {
-        if (k == j->c) /* 1x1 (nv = 2) */
+        if (off)
+            SC_TAPS2(2);
+        else if (k == j->c) /* 1x1 (nv = 2) */
             SC_TAPS1();
         else
             SC_TAPS(2);
         SC_OUT(2);
     } else {
-        SC_TAPS(1);
+        if (off)
+            SC_TAPS2(1);
+        else
+            SC_TAPS(1);
         SC_OUT(1);
     }
 }
@@ -216,38 +248,105 @@ static void sc_image(void *ud, int64_t t, int worker) {
         for (int64_t f = 0; f < flat; f += SC_PX) { /* a last block overlaps: same values */
             int nv = flat - f >= SC_PX || flat - f > 16 || j->kh * j->kw == 1 ? 2 : 1;
             if (flat - f < SC_PX) f = flat - 16 * nv;
-            sc_block(j, in_place ? xs : xp, o0, f, nv, dst, ob, regs);
+            sc_block(j, in_place ? xs : xp, NULL, o0, f, nv, dst, ob, regs);
         }
         if (j->epi && !regs) am_epi_apply(j->epi, n, o0, ob, 0, j->oh * j->ow);
     }
 }
 
+/* Stride 2 (image stems: at most 3 input channels, rows of 16 outputs or more). Each
+ * task's band of output rows reads padded rows 2 * i0 .. 2 * i1 + KH - 2 of the image,
+ * copied with their columns in two phases: padded column 2k + b (input column 2k + b - PL,
+ * zero outside) at b * seg + k of the row, so that tap (c, p, q) of 16 outputs j.. of
+ * output row i is one load at row 2i + p, phase q % 2, from k = j + q / 2; every output
+ * one chain of fused multiply-adds over the taps in (c, p, q) order, padding included, as
+ * at stride 1 (the GEMM's summation: the same bits). */
+SC_AVX512 SC_NOINLINE static void sc_phases(const sc_job *j, float *xp, const float *xs,
+                                            int64_t r0, int64_t rows) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                        2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int64_t c = 0; c < j->c; c++)
+        for (int64_t r = 0; r < rows; r++) {
+            float *d = xp + (c * j->hp + r) * 2 * j->seg;
+            const int64_t ir = r0 + r - j->pt; /* the input row */
+            const bool in = ir >= 0 && ir < j->h;
+            const float *src = xs + (c * j->h + (in ? ir : 0)) * j->w;
+            for (int64_t k = 0; k < j->seg; k += 16) {
+                const int64_t at = 2 * k - j->pl; /* the input column of padded 2k */
+                const __mmask16 m = am_lanes16(0, j->seg - k);
+                /* (as an integer: a vector may start before the row, in lanes masked off) */
+                const uintptr_t a = (uintptr_t)src + (uintptr_t)at * 4u;
+                __m512 lo = _mm512_maskz_loadu_ps(in ? am_lanes16(-at, j->w - at) : 0,
+                                                  (const float *)a);
+                __m512 hi = _mm512_maskz_loadu_ps(in ? am_lanes16(-at - 16, j->w - at - 16) : 0,
+                                                  (const float *)(a + 64u));
+                _mm512_mask_storeu_ps(d + k, m, _mm512_permutex2var_ps(lo, ev, hi));
+                _mm512_mask_storeu_ps(d + j->seg + k, m, _mm512_permutex2var_ps(lo, od, hi));
+            }
+        }
+}
+
+/* Task t: image t / split, output rows of band t % split. */
+SC_AVX512 static void sc_band(void *ud, int64_t t, int worker) {
+    const sc_job *j = (const sc_job *)ud;
+    const int64_t n = t / j->split, i0 = t % j->split * SC_BAND;
+    const int64_t i1 = i0 + SC_BAND < j->oh ? i0 + SC_BAND : j->oh;
+    float *xp = j->ws[worker];
+    sc_phases(j, xp, j->x + n * j->c * j->h * j->w, 2 * i0, 2 * (i1 - i0) + j->kh - 2);
+    float ev[SC_MAX_O2 * AM_FUSED_MAX_STEPS]; /* each block's sc_scalars */
+    bool regs = j->o <= SC_MAX_O2;
+    for (int64_t o0 = 0; regs && o0 < j->o; o0 += SC_OB)
+        regs = sc_scalars(j, n, o0, j->o - o0 < SC_OB ? j->o - o0 : SC_OB,
+                          ev + o0 * AM_FUSED_MAX_STEPS);
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t o0 = 0; o0 < j->o; o0 += SC_OB) {
+            const int64_t ob = j->o - o0 < SC_OB ? j->o - o0 : SC_OB;
+            float *dst = j->y + (n * j->o + o0) * j->oh * j->ow;
+            for (int64_t f = 0, nv; f < j->ow; f += 16 * nv) { /* a last vector overlaps */
+                nv = j->ow - f >= SC_PX ? 2 : 1;
+                if (j->ow - f < 16) f = j->ow - 16;
+                sc_block(j, xp + 4 * (i - i0) * j->seg + f, j->off, o0, i * j->ow + f, (int)nv,
+                         dst, ob, regs ? ev + o0 * AM_FUSED_MAX_STEPS : NULL);
+            }
+        }
+    if (j->epi && !regs) am_epi_apply(j->epi, n, 0, j->o, i0 * j->ow, (i1 - i0) * j->ow);
+}
+
 COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
                              const amber_tensor *out) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape, *ys = out->shape;
+    const bool s2 = a->stride[0] == 2 && a->stride[1] == 2; /* (stems: rows of 16 and more) */
     return out->dtype == AMBER_FLOAT32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
-           a->groups == 1 && a->stride[0] == 1 && a->stride[1] == 1 && a->dilation[0] == 1 &&
-           a->dilation[1] == 1 && xs[1] * ws[2] * ws[3] <= SC_MAX_K && ys[3] == xs[3] &&
-           ws[3] <= SC_MAX_KW && ys[2] * ys[3] >= SC_PX && ws[0] >= 4 &&
-           (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks */
-                              : xs[1] <= SC_MAX_K1 && ys[2] * ys[3] >= SC_MIN_L1 &&
-                                    ws[0] % SC_OB == 0 && xs[2] == ys[2]);
+           a->groups == 1 && a->dilation[0] == 1 && a->dilation[1] == 1 &&
+           xs[1] * ws[2] * ws[3] <= SC_MAX_K && ws[3] <= SC_MAX_KW && ws[0] >= 4 &&
+           (s2 ? xs[1] <= 3 && ys[3] >= 16
+               : a->stride[0] == 1 && a->stride[1] == 1 && ys[3] == xs[3] &&
+                     ys[2] * ys[3] >= SC_PX &&
+                     (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks */
+                                        : xs[1] <= SC_MAX_K1 && ys[2] * ys[3] >= SC_MIN_L1 &&
+                                              ws[0] % SC_OB == 0 && xs[2] == ys[2]));
 }
 
 COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                                 amber_tensor *out) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape;
     sc_job j = {xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], out->shape[2], out->shape[3],
-                a->padding[0], a->padding[2], 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB, 1,
-                in[0].data, NULL, out->data, NULL, ctx->epi, ctx->epi && ctx->epi->regs};
+                a->padding[0], a->padding[2], 0, (ws[0] + SC_OB - 1) / SC_OB * SC_OB, 1, 0,
+                NULL, in[0].data, NULL, out->data, NULL, ctx->epi, ctx->epi && ctx->epi->regs};
     j.hp = j.oh + j.kh - 1;
+    const bool s2 = a->stride[0] == 2;
     int64_t k = j.c * j.kh * j.kw, n = xs[0];
     double work = (double)n * (double)(j.opad * j.oh * j.ow * k);
-    j.split = k == j.c ? j.opad / SC_OB : 1, n *= j.split; /* (tasks) */
+    j.split = s2 ? (j.oh + SC_BAND - 1) / SC_BAND : k == j.c ? j.opad / SC_OB : 1;
+    n *= j.split; /* (tasks) */
+    j.seg = j.ow + (j.kw - 1) / 2;
     bool parallel = am_pool_size(ctx->pool) > 1 && n > 1 && work >= AM_PARALLEL_MIN &&
                     am_pool_for(ctx->pool, work);
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
-    size_t pad_len = j.hp == j.h ? 0 : (size_t)(j.c * j.hp * j.w), len = pad_len; /* (in place) */
+    size_t pad_len = j.hp == j.h || s2 ? 0 : (size_t)(j.c * j.hp * j.w), len = pad_len;
+    int32_t *off = NULL; /* stride 2: the taps' offsets, C planes of HP padded rows */
+    if (s2) j.hp = 2 * SC_BAND + j.kh - 2, len = (size_t)(j.c * j.hp * 2 * j.seg);
     float *wt = NULL; /* the weight with zero rows up to opad (none to add: as given) */
     amber_status st = j.o == j.opad ? AMBER_OK
                                     : am_arena_alloc(ctx->scratch,
@@ -260,16 +359,23 @@ COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_at
         st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&j.ws[i], ctx->err);
         if (st == AMBER_OK) memset(j.ws[i], 0, sizeof(float) * pad_len);
     }
+    if (st == AMBER_OK && s2)
+        st = am_arena_alloc(ctx->scratch, sizeof *off * (size_t)k, (void **)&off, ctx->err);
     if (st != AMBER_OK) return st;
+    for (int64_t c = 0, t = 0; off && c < j.c; c++)
+        for (int64_t p = 0; p < j.kh; p++)
+            for (int64_t q = 0; q < j.kw; q++)
+                off[t++] = (int32_t)(((c * j.hp + p) * 2 + q % 2) * j.seg + q / 2);
+    j.off = off;
     if (wt) {
         memcpy(wt, in[1].data, sizeof(float) * (size_t)(j.o * k));
         memset(wt + j.o * k, 0, sizeof(float) * (size_t)((j.opad - j.o) * k));
     }
     j.wt = wt ? wt : (const float *)in[1].data;
     if (parallel) {
-        am_pool_run(ctx->pool, n, sc_image, &j);
+        am_pool_run(ctx->pool, n, s2 ? sc_band : sc_image, &j);
     } else {
-        for (int64_t i = 0; i < n; i++) sc_image(&j, i, 0);
+        for (int64_t i = 0; i < n; i++) (s2 ? sc_band : sc_image)(&j, i, 0);
     }
     return AMBER_OK;
 }

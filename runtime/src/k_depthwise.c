@@ -197,10 +197,17 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 #define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
 #define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
-DW_PLANE(f32, float, generic, , 4, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F, EVENS8F, ODDS8,
-         SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, , 4, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D, EVENS4D, ODDS4,
-         SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
+/* The portable kernels: where dispatch runs (x86-64), only on CPUs without AVX2, so there
+ * unrolled less (the library stays small). */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define DW_GENERIC_NB 1
+#else
+#define DW_GENERIC_NB 4
+#endif
+DW_PLANE(f32, float, generic, , DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F,
+         EVENS8F, ODDS8, SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D,
+         EVENS4D, ODDS4, SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -368,7 +375,9 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
  * carried down the plane, each input row loaded once (masked loads: zeros outside the
  * plane, no padded copy) and multiply-added into the output rows that read it: three at
  * stride 1; at stride 2 two (an even row) or one. Each output still sums its taps in
- * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1. */
+ * (p, q) order from 0 as dw_plane does: row p of its window arrives after row p - 1.
+ * One function per stride (dw_rows_f32, dw_rows2_f32: no stride tests in the loops, 5-10%
+ * faster), the rows in pairs at stride 2. */
 enum { DW_ROWS_NB = 4 };
 
 /* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
@@ -392,13 +401,41 @@ dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     _mm512_fmadd_ps(w##c, (v)[2],                                                          \
                     _mm512_fmadd_ps(w##b, (v)[1], _mm512_fmadd_ps(w##a, (v)[0], (acc))))
 
-DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
-    (void)worker;
-    const dw_job *j = (const dw_job *)ud;
+/* Step u of dw_rows_body (EVEN: u is even, known where the stride is 2) */
+#define DW_ROWS_STEP(u, EVEN)                                                              \
+    do {                                                                                   \
+        const int64_t r = (u) - g->pt;                                                     \
+        const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;                               \
+        /* (as an integer: a vector may start before the plane, in lanes the mask drops) */\
+        const uintptr_t row =                                                              \
+            (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;            \
+        const bool even = (EVEN);                                                          \
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {                     \
+            if (b >= nb) break;                                                            \
+            __m512 v[3];                                                                   \
+            dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);\
+            if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);             \
+            if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);                     \
+            if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);             \
+            else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);                   \
+        }                                                                                  \
+        if ((u) >= 2 && (!s2 || even)) { /* output ((u) - 2) / s done */                   \
+            if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);               \
+            float *yr = y + ((u) - 2) / s * ow + c0;                                       \
+            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)                   \
+                if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);\
+        }                                                                                  \
+        _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {                     \
+            if (!s2) a2[b] = a1[b], a1[b] = a0[b];                                         \
+            else if (!even) a2[b] = a0[b];                                                 \
+        }                                                                                  \
+    } while (0)
+
+DW_AVX512 static inline __attribute__((always_inline)) void
+dw_rows_body(const dw_job *j, int64_t t, const bool s2) {
     const conv_geom *g = j->g;
     const int64_t ni = t / g->o, o = t % g->o, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-    const int64_t s = g->sw;
-    const bool s2 = s == 2;
+    const int64_t s = s2 ? 2 : 1;
     const float *x = (const float *)j->x + (ni * g->c + o / g->og) * h * w;
     const float *wt = (const float *)j->w + o * 9;
     float *y = (float *)j->y + t * oh * ow;
@@ -414,36 +451,21 @@ DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
         /* step u: input row u - pt, row p = u - i * s of output i's window: at stride 1
          * outputs u (a0), u - 1 (a1) and u - 2 (a2); at stride 2 output u / 2 (a0) and
          * for an even u output u / 2 - 1 (a2) */
-        for (int64_t u = 0; u < (oh - 1) * s + 3; u++) {
-            const int64_t r = u - g->pt;
-            const __mmask16 in = r >= 0 && r < h ? 0xffffu : 0u;
-            /* (as an integer: a vector may start before the plane, in lanes the mask drops) */
-            const uintptr_t row =
-                (uintptr_t)(x + (in ? r * w : 0) + c0 * s) - (uintptr_t)g->pl * 4u;
-            const bool even = u % 2 == 0;
-            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
-                if (b >= nb) break;
-                __m512 v[3];
-                dw_taps((const float *)(row + 64u * (uintptr_t)(s * b)), mk + 5 * b, in, s2, v);
-                if (!s2 || even) a2[b] = (v16f)DW_ROW3((__m512)a2[b], 6, 7, 8, v);
-                if (!s2) a1[b] = (v16f)DW_ROW3((__m512)a1[b], 3, 4, 5, v);
-                if (s2 && !even) a0[b] = (v16f)DW_ROW3((__m512)a0[b], 3, 4, 5, v);
-                else a0[b] = (v16f)DW_ROW3(_mm512_setzero_ps(), 0, 1, 2, v);
-            }
-            if (u >= 2 && (!s2 || even)) { /* output (u - 2) / s done */
-                if (regs && ow > 16) dw_epi_avx512(j->epi, epv, a2, DW_ROWS_NB);
-                float *yr = y + (u - 2) / s * ow + c0;
-                _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++)
-                    if (b < nb) _mm512_mask_storeu_ps(yr + 16 * b, mk[5 * b + 4], (__m512)a2[b]);
-            }
-            _Pragma("GCC unroll 4") for (int b = 0; b < DW_ROWS_NB; b++) {
-                if (!s2) a2[b] = a1[b], a1[b] = a0[b];
-                else if (!even) a2[b] = a0[b];
-            }
+        for (int64_t u = 0; u < (oh - 1) * s + 3; u += s) { /* (at stride 2: rows in pairs) */
+            DW_ROWS_STEP(u, true);
+            if (s2 && u + 1 < (oh - 1) * s + 3) DW_ROWS_STEP(u + 1, false);
         }
     }
     if (regs && ow <= 16) dw_epi_plane(j->epi, epv, y, oh * ow); /* (not once a row) */
     if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
+}
+DW_AVX512 static void dw_rows_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw_rows_body((const dw_job *)ud, t, false);
+}
+DW_AVX512 static void dw_rows2_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw_rows_body((const dw_job *)ud, t, true);
 }
 
 /* Sets dw_rows_f32 up in job: the lanes inside the plane of each output vector's loads
@@ -522,7 +544,7 @@ static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size
     if (f32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 && g->kh == 3 && g->kw == 3 && g->sh < 3 &&
         g->sw == g->sh && g->dh == 1 && g->dw == 1 && g->ow > 8 &&
         (g->oh * g->ow > DW_FLAT_MAX || g->ow != (g->w + g->sw - 1) / g->sw)) {
-        job->plane = dw_rows_f32, *bytes = 64;
+        job->plane = g->sw == 2 ? dw_rows2_f32 : dw_rows_f32, *bytes = 64;
         *st = dw_rows_setup(ctx, g, job);
         return true;
     }

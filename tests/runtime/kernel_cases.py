@@ -334,6 +334,16 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             (F32, (1, 2, 9, 150), 1, (2, 2), (1, 0, 1, 2), (1, 1))]:
         yield [smooth(rng, (n, ch, h, w), dtype), smooth(rng, (ch * mult, 1, 3, 3), dtype)], \
             dict(stride=st, padding=pd, dilation=dl, groups=ch)
+    # stride 2 over at most 3 channels (image stems, computed directly on AVX-512): bands
+    # of output rows and a last partial one, rows of 16 to 40 outputs, asymmetric padding,
+    # special values
+    for (n, ch, h, w), (o, kh, kw), pd, special in [
+            ((2, 3, 37, 40), (13, 3, 3), (1, 1, 1, 1), False),
+            ((1, 1, 20, 70), (8, 5, 5), (2, 1, 0, 2), False),
+            ((1, 3, 33, 34), (8, 3, 3), (1, 1, 1, 1), True)]:
+        yield [values(rng, (n, ch, h, w), F32, special=special),
+               values(rng, (o, ch, kh, kw), F32, special=False)], \
+            dict(stride=(2, 2), padding=pd, dilation=(1, 1), groups=1)
     # 1x1, unit stride, no padding: the input is the product's operand (no im2col)
     for dt, groups in ((F32, 1), (F64, 2)):
         yield [smooth(rng, (2, 8, 5, 7), dt), smooth(rng, (6, 8 // groups, 1, 1), dt)], \

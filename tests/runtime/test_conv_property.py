@@ -274,3 +274,37 @@ SMALL = [
 @pytest.mark.parametrize("case", SMALL, ids=lambda c: "x".join(map(str, c[0] + c[1])))
 def test_small_conv_rows(lib: ctypes.CDLL, ctx, ctx1, case) -> None:
     _against_reference(lib, ctx, ctx1, case, 1, False, 5)
+
+
+# Stride 2 over at most 3 input channels (image stems; C * KH * KW <= 80), float32,
+# computed directly on AVX-512 (k_conv_small.c) in bands of 8 output rows: MobileNetV2's
+# 3x3 stem, rows of 16 to 40 outputs (whole vectors, a last one overlapping), bands past
+# the plane's last row, 5x5 and 2x2 kernels, asymmetric padding and none, 1 to 3 channels,
+# output channels not a multiple of 8, batches.
+STEM = [
+    ((1, 3, 224, 224), (32, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((2, 3, 35, 33), (13, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 1, 30, 80), (8, 1, 5, 5), [2, 2], [2, 2, 2, 2], [1, 1]),
+    ((3, 2, 21, 37), (5, 2, 3, 3), [2, 2], [0, 1, 1, 0], [1, 1]),
+    ((1, 3, 40, 64), (12, 3, 2, 2), [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 3, 17, 96), (70, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+]
+
+
+@pytest.mark.parametrize("case", STEM, ids=lambda c: "x".join(map(str, c[0] + c[1])))
+def test_conv_stride2_stem(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
+    """The reference's values, the same bits at 1, 2, 3 and 8 threads, and the GEMM's
+    bits (the first three output channels alone take the GEMM)."""
+    xs, ws, stride, padding, dilation = case
+    _against_reference(lib, ctx, ctx1, case, 1, False, 23)
+    rng = np.random.default_rng(23)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1}
+    out = [(xs[2 + i] + padding[2 * i] + padding[2 * i + 1] - ws[2 + i]) // 2 + 1
+           for i in range(2)]
+    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, (xs[0], ws[0], *out))
+    for c in (ctx3, ctx8):
+        got = run_kernel(lib, c, "conv2d", [x, w], attrs, (xs[0], ws[0], *out))
+        assert got.tobytes() == one.tobytes()
+    gemm = run_kernel(lib, ctx1, "conv2d", [x, w[:3]], attrs, (xs[0], 3, *out))
+    assert gemm.tobytes() == np.ascontiguousarray(one[:, :3]).tobytes()
