@@ -233,8 +233,8 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
 /* A loop's attributes by its input type (KATTR(TI)). The loops models run in bulk, those
  * of the floats and of the logical ops on bool masks (mask8), at full speed; the
  * integers', bool's other ops and the casts compiled for size (cold: 18 KB less code;
- * scalar loops, 2-5x slower on long rows, about a nanosecond an element). The same bits:
- * integer operations and IEEE conversions do not depend on the optimisation level. */
+ * scalar loops, up to 8x slower on long rows: about a nanosecond an element). The same
+ * bits: integer operations and IEEE conversions do not depend on the optimisation level. */
 #define RARE __attribute__((cold))
 #define KATTR(TI) KATTR_##TI
 #define KATTR_float
