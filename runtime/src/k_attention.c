@@ -232,13 +232,14 @@ static int64_t span_end(int64_t hi, int64_t S) {
 ROWS(rows_f32_base, float, am_v8f, )
 ROWS(rows_f64_base, double, am_v8d, )
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-/* The same loops compiled for AVX-512 (IEEE operations lane by lane: the same bits). */
+/* float32's loops compiled for AVX-512 too (IEEE operations lane by lane: the same bits);
+ * float64's, rare in attention, are the base ones only (5 KB less code). */
 ROWS(rows_f32_avx512, float, am_v8f, __attribute__((target("avx512f"))))
-ROWS(rows_f64_avx512, double, am_v8d, __attribute__((target("avx512f"))))
-#define ROWS_FN(SUF) (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? rows_##SUF##_avx512 : rows_##SUF##_base)
+#define ROWS_FN_f32 (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ? rows_f32_avx512 : rows_f32_base)
 #else
-#define ROWS_FN(SUF) rows_##SUF##_base
+#define ROWS_FN_f32 rows_f32_base
 #endif
+#define ROWS_FN_f64 rows_f64_base
 
 /* One past the last column a boolean mask keeps in any of the block's m rows (S without
  * such a mask): the scores beyond it are all the fill, whatever the product would give,
@@ -321,7 +322,7 @@ NONFINITE_END(f64, double)
             am_gemm_serial_##SUF(m, hi, j->E, q + i0 * j->q.stride[r - 2],                  \
                                  j->q.stride[r - 2], j->q.stride[r - 1], ktd, j->S, 1,      \
                                  ktd ? NULL : ktp, tile, j->S, false, gs);                  \
-            ROWS_FN(SUF)(j, tile, m, mb, hi);                                               \
+            ROWS_FN_##SUF(j, tile, m, mb, hi);                                              \
             if (j->cut_pv && hi >= vend && hi > 0)                                          \
                 am_gemm_serial_part_##SUF(m, j->Ev, hi, tile, j->S, 1, vp, j->S,            \
                                           out + i0 * ors, ors, gs);                         \

@@ -230,9 +230,24 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
 
 /* ---------------------------------------------------------------- loop templates */
 
+/* A loop's attributes by its input type (KATTR(TI)). The loops models run in bulk, those
+ * of the floats and of the logical ops on bool masks (mask8), at full speed; the
+ * integers', bool's other ops and the casts compiled for size (cold: 18 KB less code;
+ * scalar loops, up to 8x slower on long rows: about a nanosecond an element). The same
+ * bits: integer operations and IEEE conversions do not depend on the optimisation level. */
+#define RARE __attribute__((cold))
+#define KATTR(TI) KATTR_##TI
+#define KATTR_float
+#define KATTR_mask8
+#define KATTR_double
+#define KATTR_i32 RARE
+#define KATTR_i64 RARE
+#define KATTR_b8 RARE
+typedef b8 mask8;
+
 /* out[i] = EXPR(a) for input type TI, output type TO. */
 #define UNARY(NAME, TI, TO, EXPR)                                                  \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
+    KATTR(TI) static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {  \
         (void)ud;                                                                  \
         if (s[0] == (int64_t)sizeof(TO) && s[1] == (int64_t)sizeof(TI)) {          \
             TO *o = (TO *)p[0];                                                    \
@@ -252,7 +267,7 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
 /* out[i] = EXPR(a, b); fast paths for contiguous operands and a broadcast scalar (a scalar a
  * only without SYM: SYM_ENTRY hands that case over with the operands swapped). */
 #define BINARY_SYM(NAME, TI, TO, EXPR, SYM)                                        \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {            \
+    KATTR(TI) static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {  \
         (void)ud;                                                                  \
         const int64_t zi = (int64_t)sizeof(TI), zo = (int64_t)sizeof(TO);          \
         TO *o = (TO *)p[0];                                                        \
@@ -324,7 +339,7 @@ bool am_epi_gelu_f32(const am_epi *e, char *const *p, int64_t n) {
 UNARY_FLOAT_OPS(DEF_FLOAT)
 UNARY_VECTOR_OPS(DEF_VECTOR)
 UNARY_NUMERIC_OPS(DEF_NUMERIC)
-UNARY(not_b, b8, b8, !a)
+UNARY(not_b, mask8, mask8, !a)
 
 /* Loops by input dtype (amber_dtype order: float32, float64, int32, int64, bool). */
 #define ROW4(f) {f##_f32, f##_f64, f##_i32, f##_i64, NULL}
@@ -391,7 +406,7 @@ BINARY(pow_f64, double, double, pow(a, b))
 /* EXPR gives the same bits with a and b swapped: a scalar a runs as a scalar b. */
 #define SYM_ENTRY(NAME, TI, TO, EXPR)                                             \
     BINARY_SYM(NAME##_body, TI, TO, EXPR, 1)                                      \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {           \
+    KATTR(TI) static void NAME(char **p, const int64_t *s, int64_t n, void *ud) { \
         if (s[1] != 0 || s[2] != (int64_t)sizeof(TI)) {                           \
             NAME##_body(p, s, n, ud);                                             \
             return;                                                               \
@@ -432,8 +447,8 @@ SWAPPED5(ge, le)
     SYM_ENTRY(name##_b, b8, b8, EXPR)
 MAXMIN(max, MAXV(a, b))
 MAXMIN(min, MINV(a, b))
-SYM_ENTRY(and_b, b8, b8, a && b)
-SYM_ENTRY(or_b, b8, b8, a || b)
+SYM_ENTRY(and_b, mask8, mask8, a && b)
+SYM_ENTRY(or_b, mask8, mask8, a || b)
 
 #define ROW5(f) {f##_f32, f##_f64, f##_i32, f##_i64, f##_b}
 
@@ -611,8 +626,14 @@ static inline i64 sat_i64(double v) {
 #define TYPE_u8 u8
 #define TYPE_i16 i16
 
+/* Casts compile for size (KATTR), but from bool: at -Os a bool's 0 or 1 becomes a float
+ * through a branch (5x slower on a random mask). */
+#define CATTR_F RARE
+#define CATTR_I RARE
+#define CATTR_B
 #define CAST_LOOP(S, D)                                                               \
-    static void c_##S##_##D(char **p, const int64_t *s, int64_t n, void *ud) {        \
+    XCAT3(CATTR, _, KIND_##S) static void c_##S##_##D(char **p, const int64_t *s,     \
+                                                      int64_t n, void *ud) {          \
         (void)ud;                                                                     \
         for (int64_t i = 0; i < n; i++) {                                             \
             TYPE_##D v = XCAT3(ST_##D, _, KIND_##S)(LD_##S(p[1] + i * s[1]));         \

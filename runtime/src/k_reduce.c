@@ -13,10 +13,21 @@ typedef uint8_t b8;
 typedef int32_t i32;
 typedef int64_t i64;
 
+/* A loop's attributes by its input type (KATTR(TI)), as in k_elementwise.c: the floats'
+ * loops at full speed, those of the integers and bool (rare in bulk) compiled for size. */
+#define RARE __attribute__((cold))
+#define KATTR(TI) KATTR_##TI
+#define KATTR_float
+#define KATTR_double
+#define KATTR_i32 RARE
+#define KATTR_i64 RARE
+#define KATTR_b8 RARE
+
 /* acc[i*s0] = COMBINE(acc[i*s0], x[i*s1]); a reduced inner axis has s0 == 0. ROWS is
  * COMBINE for independent accumulators (the same result, perhaps computed otherwise). */
 #define REDUCE_ROW(NAME, TA, TI, COMBINE, ROWS)                                \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ud) {        \
+    KATTR(TI) static void NAME(char **p, const int64_t *s, int64_t n,          \
+                               void *ud) {                                     \
         (void)ud;                                                              \
         if (s[0] == 0) {                                                       \
             TA acc = *(TA *)p[0];                                              \
@@ -358,8 +369,8 @@ amber_status k_reduce(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
 }
 
 #define ARG_LOOP(NAME, T, BETTER)                                                    \
-    static void NAME(const void *data, int64_t outer, int64_t len, int64_t inner,     \
-                     int64_t *res) {                                                 \
+    KATTR(T) static void NAME(const void *data, int64_t outer, int64_t len,          \
+                              int64_t inner, int64_t *res) {                         \
         const T *x = (const T *)data;                                                \
         for (int64_t o = 0; o < outer; o++)                                          \
             for (int64_t i = 0; i < inner; i++) {                                    \
