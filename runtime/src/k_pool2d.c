@@ -506,18 +506,21 @@ POOL_AVX512 static void max3s2_plane_f32(void *ud, int64_t t, int worker) {
             const int64_t s = 2 * c - g->pl, i1 = i0 + STRIP < oh ? i0 + STRIP : oh;
             const __mmask16 m0 = am_lanes16(-s, w - s), m1 = am_lanes16(-s - 16, w - s - 16);
             const __mmask16 m2 = am_lanes16(-s - 32, w - s - 32) & 1u, ms = am_lanes16(0, ow - c);
-            __m512 a0, a1, a2, b0, b1, b2, d0, d1, d2;
-            ROW33(a, 2 * i0 - g->pt);
-            for (int64_t i = i0; i < i1; i++) {
-                ROW33(b, 2 * i - g->pt + 1);
-                ROW33(d, 2 * i - g->pt + 2);
-                a0 = max16(max16(a0, b0), d0);
+            __m512 a0 = ninf, a1 = ninf, a2 = ninf, b0 = ninf, b1 = ninf, b2 = ninf, d0, d1, d2;
+            for (int64_t u = 2 * i0; u <= 2 * i1; u++) { /* input row u - pt, in turn */
+                ROW33(d, u - g->pt);
+                if (u & 1 || u == 2 * i0) { /* a window's first or middle row */
+                    if (u & 1) b0 = d0, b1 = d1, b2 = d2;
+                    else a0 = d0, a1 = d1, a2 = d2;
+                    continue;
+                }
+                a0 = max16(max16(a0, b0), d0); /* output row u / 2 - 1 */
                 a1 = max16(max16(a1, b1), d1);
                 a2 = max16(max16(a2, b2), d2);
                 __m512 e = _mm512_permutex2var_ps(a0, ev, a1);
                 __m512 o = _mm512_permutex2var_ps(a0, od, a1);
                 __m512 e2 = _mm512_permutex2var_ps(e, nx, a2);
-                _mm512_mask_storeu_ps(y + i * ow + c, ms, max16(max16(e, o), e2));
+                _mm512_mask_storeu_ps(y + (u / 2 - 1) * ow + c, ms, max16(max16(e, o), e2));
                 a0 = d0, a1 = d1, a2 = d2;
             }
         }
