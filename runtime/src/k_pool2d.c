@@ -476,8 +476,9 @@ POOL_AVX512 static inline __m512 max16(__m512 m, __m512 v) {
  * drops. */
 #define ROW33(V, r)                                                                        \
     do {                                                                                   \
-        const float *p_ = (const float *)((uintptr_t)(x + (r) * w) + (uintptr_t)s * 4u);   \
         bool in_ = (r) >= 0 && (r) < h;                                                    \
+        const float *p_ = (const float *)((uintptr_t)(x + (in_ ? (r) * w : 0)) +           \
+                                          (uintptr_t)s * 4u);                              \
         V##0 = _mm512_mask_loadu_ps(ninf, in_ ? m0 : 0, p_);                               \
         V##1 = _mm512_mask_loadu_ps(ninf, in_ ? m1 : 0, p_ + 16);                          \
         V##2 = _mm512_mask_loadu_ps(ninf, in_ ? m2 : 0, p_ + 32);                          \
