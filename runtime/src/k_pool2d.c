@@ -466,9 +466,67 @@ POOL_AVX512 static void avg3_plane_f32(void *ud, int64_t t, int worker) {
 
 /* MAXNAN on 16 lanes: v where v > m or v is NaN, else m. */
 POOL_AVX512 static inline __m512 max16(__m512 m, __m512 v) {
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
-                                    _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), m, v);
+    /* (maxps(v, m) is v > m ? v : m) */
+    return _mm512_mask_mov_ps(_mm512_max_ps(v, m), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
 }
+
+/* Row r of plane x (h x w) from column s: 33 elements in V0..V2 (lanes masked by m0..m2),
+ * -inf outside the plane (rows too). (Named vectors, not arrays: they stay in registers.)
+ * NOTE: the address as an integer: a vector may start before the row, in lanes the mask
+ * drops. */
+#define ROW33(V, r)                                                                        \
+    do {                                                                                   \
+        bool in_ = (r) >= 0 && (r) < h;                                                    \
+        const float *p_ = (const float *)((uintptr_t)(x + (in_ ? (r) * w : 0)) +           \
+                                          (uintptr_t)s * 4u);                              \
+        V##0 = _mm512_mask_loadu_ps(ninf, in_ ? m0 : 0, p_);                               \
+        V##1 = _mm512_mask_loadu_ps(ninf, in_ ? m1 : 0, p_ + 16);                          \
+        V##2 = _mm512_mask_loadu_ps(ninf, in_ ? m2 : 0, p_ + 32);                          \
+    } while (0)
+
+/* max_pool2d of 3x3 windows at stride 2 (no dilation), float32, AVX-512: a column of 16
+ * outputs at a time goes down a strip of the plane; each window row's maximum (of the
+ * 33 input columns, down its three rows) is then split into the windows' three columns.
+ * An input row shared by two windows is read once. Padding and the ceil mode's windows
+ * past the edge read -inf, which max_plane's order leaves without effect (MAXNAN(-inf, v)
+ * is v, MAXNAN(m, -inf) is m): its operations, down then across. */
+POOL_AVX512 static void max3s2_plane_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    const pool_job *f = (const pool_job *)ud;
+    const pool_geom *g = f->g;
+    const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    const float *x = (const float *)f->x + t * h * w;
+    float *y = (float *)f->out + t * oh * ow;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i nx = _mm512_set_epi32(16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+    enum { STRIP = 2 * POOL_STRIP }; /* output rows at a time (in cache for the next columns) */
+    for (int64_t i0 = 0; i0 < oh; i0 += STRIP)
+        for (int64_t c = 0; c < ow; c += 16) {
+            const int64_t s = 2 * c - g->pl, i1 = i0 + STRIP < oh ? i0 + STRIP : oh;
+            const __mmask16 m0 = am_lanes16(-s, w - s), m1 = am_lanes16(-s - 16, w - s - 16);
+            const __mmask16 m2 = am_lanes16(-s - 32, w - s - 32) & 1u, ms = am_lanes16(0, ow - c);
+            __m512 a0 = ninf, a1 = ninf, a2 = ninf, b0 = ninf, b1 = ninf, b2 = ninf, d0, d1, d2;
+            for (int64_t u = 2 * i0; u <= 2 * i1; u++) { /* input row u - pt, in turn */
+                ROW33(d, u - g->pt);
+                if (u & 1 || u == 2 * i0) { /* a window's first or middle row */
+                    if (u & 1) b0 = d0, b1 = d1, b2 = d2;
+                    else a0 = d0, a1 = d1, a2 = d2;
+                    continue;
+                }
+                a0 = max16(max16(a0, b0), d0); /* output row u / 2 - 1 */
+                a1 = max16(max16(a1, b1), d1);
+                a2 = max16(max16(a2, b2), d2);
+                __m512 e = _mm512_permutex2var_ps(a0, ev, a1);
+                __m512 o = _mm512_permutex2var_ps(a0, od, a1);
+                __m512 e2 = _mm512_permutex2var_ps(e, nx, a2);
+                _mm512_mask_storeu_ps(y + (u / 2 - 1) * ow + c, ms, max16(max16(e, o), e2));
+                a0 = d0, a1 = d1, a2 = d2;
+            }
+        }
+}
+#undef ROW33
 
 /* max_pool2d of 2x2 windows that tile the plane, float32, AVX-512: up to 16 outputs at a
  * time from the even and odd columns (lanes picked by e, from a0 then a1) of their two input
@@ -596,6 +654,9 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
     if (tiled && f32 && g.kh == 2 && g.kw == 2 && am_cpu_isa() >= AM_GEMM_ISA_AVX512)
         return run_planes(ctx, &job, max2_tiled_f32, 0, work);
+    if (f32 && g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 &&
+        am_cpu_isa() >= AM_GEMM_ISA_AVX512)
+        return run_planes(ctx, &job, max3s2_plane_f32, 0, work);
 #endif
     if (tiled && g.ow < POOL_NARROW)
         return run_planes(ctx, &job, f32 ? max_tiled_f32 : max_tiled_f64, 0, work);

@@ -444,6 +444,9 @@ def _max_pool_cases(rng: np.random.Generator, grad: bool) -> Iterator[Case]:
                                                 "ceil_mode": True}),
                        ((1, 3, 11, 45), F64, {"kernel_hw": (3, 2), "stride": (2, 1),
                                               "padding": (1, 0, 1, 1), "dilation": (1, 2),
+                                              "ceil_mode": True}),
+                       ((1, 5, 27, 54), F32, {"kernel_hw": (3, 3), "stride": (2, 2),
+                                              "padding": (0, 0, 0, 0), "dilation": (1, 1),
                                               "ceil_mode": True})):
         x = values(rng, xs, dt)
         y = REGISTRY["max_pool2d"].impl(x, **at)

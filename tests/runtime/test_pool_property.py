@@ -189,3 +189,44 @@ def test_max_pool_2x2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int) -> None:
     for c_ in ctxs:
         got = run_kernel(lib, c_, "max_pool2d", [x], attrs, want.shape)
         assert got.tobytes() == want.tobytes(), (oh, ow)
+
+
+@pytest.mark.parametrize("ow", [1, 2, 7, 13, 16, 17, 27, 33, 54])
+@pytest.mark.parametrize("oh", [1, 5, 17, 33])
+@pytest.mark.parametrize("pad, ceil", [((0, 0, 0, 0), True), ((1, 1, 1, 1), False),
+                                       ((1, 0, 0, 1), True), ((0, 1, 1, 0), False)])
+def test_max_pool_3x3_stride_2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int, pad: tuple,
+                                    ceil: bool) -> None:
+    """3x3 windows at stride 2 (SqueezeNet's ceil-mode pools, ResNet-50's padded one; AVX-512
+    takes 16 outputs at a time down strips of the plane): the same bits as each column's
+    maximum down the window, then across, padding as -inf, NaN payloads and signed zeros
+    included, at one and two threads, float32; rows of whole and partial vectors, planes of
+    more than one strip, windows past the edge in ceil mode."""
+    pt, pb, pl, pr = pad
+    h = 2 * oh + 1 - pt - pb - (1 if ceil else 0)
+    w = 2 * ow + 1 - pl - pr - (1 if ceil else 0)
+    if h < 2 or w < 2:
+        return
+    rng = np.random.default_rng(oh * 1000 + ow)
+    x = np.round(rng.standard_normal((2, 3, h, w)) * 1.5).astype(np.float32)
+    k = rng.random(x.shape)
+    x[k < 0.2] = -0.0
+    bits = x.view(np.uint32)
+    nan = k > 0.95
+    bits[nan] = 0x7FC00000 | rng.integers(0, 1 << 22, int(nan.sum())).astype(np.uint32)
+    attrs = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": pad, "dilation": (1, 1),
+             "ceil_mode": ceil}
+    try:
+        y = abstract_eval(REGISTRY["max_pool2d"], [Aval(x.shape, from_numpy_dtype(x.dtype))],
+                          attrs)
+    except ShapeError:
+        return  # the window does not fit the input
+    if tuple(y.shape)[2:] != (oh, ow):
+        return  # (ceil mode: a last window starting in the padding is dropped)
+    xp = np.full((2, 3, 2 * oh + 1, 2 * ow + 1), -np.inf, np.float32)
+    xp[:, :, pt:pt + h, pl:pl + w] = x
+    d = _maxnan(_maxnan(xp[:, :, 0:-2:2], xp[:, :, 1:-1:2]), xp[:, :, 2::2])
+    want = _maxnan(_maxnan(d[..., 0:-2:2], d[..., 1:-1:2]), d[..., 2::2])
+    for c_ in ctxs:
+        got = run_kernel(lib, c_, "max_pool2d", [x], attrs, want.shape)
+        assert got.tobytes() == want.tobytes(), (oh, ow, pad, ceil)
