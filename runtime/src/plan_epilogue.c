@@ -285,9 +285,14 @@ int am_epilogue_over(const am_func *f, const am_node *root) {
     if (root->fuse != AM_FUSE_ROOT || !root->fused->producer) return -1;
     const am_fused *g = root->fused;
     const am_type *ot = &root->out_types[0];
-    if (f->nodes[g->producer - 1].op->id != AM_OP_CONV2D || ot->dtype != AMBER_FLOAT32 ||
-        ot->rank != 4)
-        return -1;
+    const am_node *p = &f->nodes[g->producer - 1];
+    const am_attrs *a = p->static_attrs;
+    const am_type *w = f->value_types[p->in[1]];
+    if (p->op->id != AM_OP_CONV2D || ot->dtype != AMBER_FLOAT32 || ot->rank != 4 ||
+        w->rank != 4 || w->dims[2]->type != AM_JSON_NUMBER || w->dims[2]->i != 1 ||
+        w->dims[3]->type != AM_JSON_NUMBER || w->dims[3]->i != 1 || a->groups != 1 ||
+        a->stride[0] != 1 || a->stride[1] != 1 || a->padding[0] || a->padding[2])
+        return -1; /* (a 1x1 convolution over_fast may take) */
     amber_tensor ext[AM_FUSED_MAX_EXT], out = {.dtype = ot->dtype, .rank = 4};
     for (int d = 0; d < 4; d++) /* (a symbolic dim: 2) */
         out.shape[d] = ot->dims[d]->type == AM_JSON_NUMBER ? ot->dims[d]->i : 2;

@@ -47,6 +47,7 @@ class Block(nn.Module):
         self.expand = nn.Conv2d(mid, c, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c)
         self.square = nn.Conv2d(c, c, 1, bias=False)
+        self.wide = nn.Conv2d(mid, c, 3, padding=1, bias=False)
         self.head = nn.Conv2d(c, 3, 1)
 
     def block(self, r: Any) -> Any:
@@ -59,6 +60,8 @@ class Block(nn.Module):
             return self.head(self.block(r)) + self.head(r)
         if v == "own_input":  # the residual is the product's own input
             return self.head(F.relu(self.bn2(self.square(r)) + r))
+        if v == "conv3x3":  # a 3x3 convolution's group adds it (its own kernel's path)
+            return self.head(F.relu(self.bn2(self.wide(F.relu(self.reduce(r)))) + r))
         if v == "chain":  # the second block's residual is the first block's result
             return self.head(self.block(self.block(r)))
         return self.head(self.block(r))
@@ -153,11 +156,12 @@ def test_blocks_in_a_row_each_write_over_the_last(lib: ctypes.CDLL, tmp_path: Pa
             assert value_bytes == _slot(batch, c, h, w) + 2 * _slot(batch, mid, h, w)
 
 
-@pytest.mark.parametrize("variant", ["alive", "own_input"])
+@pytest.mark.parametrize("variant", ["alive", "own_input", "conv3x3"])
 def test_placement_is_refused_where_the_residual_is_read(lib: ctypes.CDLL, tmp_path: Path,
                                                          variant: str) -> None:
-    """A residual read after the group, a residual the product itself reads: the result
-    keeps a slot of its own, same bits."""
+    """A residual read after the group, a residual the product itself reads, a 3x3
+    convolution's (not a path whose tiles read it first): the result keeps a slot of its
+    own, same bits."""
     c, mid, h, w = 24, 16, 14, 14
     path = _export(tmp_path, c, mid, variant)
     batch = 2
