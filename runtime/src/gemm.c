@@ -1197,9 +1197,11 @@ bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const am_epi *e) {
         k > AM_GEMM_KC_F32 || (plan_of_f32(m, n, k, false, false).mc + MRP) * ns > EPI_REGS_MAX)
         return false;
     bool each = false; /* scalars per image */
-    for (int s = 0; s < ns; s++) each |= e->sc[e->ops[s].other] == 0 && e->sb[e->ops[s].other];
+    for (int s = 0; s < ns; s++) each |= e->sb[e->ops[s].other] != 0;
     float v[AM_FUSED_MAX_STEPS];
-    for (int64_t i = 0; i < (each ? e->images : 1); i++) /* NaN: the epilogue's pass */
+    /* NaN (a row's first element too, read before it is written over): the tiles would
+     * leave the epilogue to its pass */
+    for (int64_t i = 0; i < (each ? e->images : 1); i++)
         for (int64_t r = 0; r < m; r++) {
             am_epi_row_scalars(e, i, r, v);
             for (int s = 0; s < ns; s++)
