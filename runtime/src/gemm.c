@@ -1191,7 +1191,8 @@ static int64_t direct_rows(int64_t mc) {
 GEMM_DRIVER(f32, float, MRP, 16, AM_GEMM_KC_F32, 144, 1024)
 GEMM_DRIVER(f64, double, MRP, 8, AM_GEMM_KC_F64, 96, 1024)
 
-bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const am_epi *e) {
+#define GEMM_COLD __attribute__((cold)) /* (a per-run check: optimised for size) */
+GEMM_COLD bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const am_epi *e) {
     const int ns = e->g->n_steps;
     if (current_isa() < AM_GEMM_ISA_AVX512 || !e->tile || m <= GEMV_ROWS || n <= 0 || k <= 0 ||
         k > AM_GEMM_KC_F32 || (plan_of_f32(m, n, k, false, false).mc + MRP) * ns > EPI_REGS_MAX)

@@ -281,7 +281,10 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
 
 /* ---------------------------------------------------------------- over an input */
 
-int am_epilogue_over(const am_func *f, const am_node *root) {
+/* (set-up code, once per node and run: optimised for size) */
+#define COLD __attribute__((cold))
+
+COLD int am_epilogue_over(const am_func *f, const am_node *root) {
     if (root->fuse != AM_FUSE_ROOT || !root->fused->producer) return -1;
     const am_fused *g = root->fused;
     const am_type *ot = &root->out_types[0];
@@ -314,7 +317,7 @@ int am_epilogue_over(const am_func *f, const am_node *root) {
 /* Whether conv2d (ins: x, w) goes to the GEMM whose tiles all apply e in registers
  * (am_gemm_over_ok): a 1x1 one without stride, padding or groups whose weight is kept
  * packed on AVX-512 (k_conv2d's path for it), which the small convolution does not take. */
-static bool over_fast(const am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+COLD static bool over_fast(const am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                       const amber_tensor *out, const am_epi *e) {
     const int64_t *xs = in[0].shape, *ws = in[1].shape, *ys = out->shape;
     return a && out->dtype == AMBER_FLOAT32 && (ctx->fixed_inputs & 2) && ctx->keep &&
