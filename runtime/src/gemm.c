@@ -681,6 +681,33 @@ static int64_t direct_rows(int64_t mc) {
         j->wide = j->bdirect && j->K->cols && j->n % NR;                                      \
     }                                                                                         \
                                                                                               \
+    /* The last nc < NR columns of rows [ic, ic + mc) by K->cols (A kept packed at ap), 48   \
+     * rows at a time, then the register epilogue (tp: te, the rows' scalars at ev): the tile \
+     * of no products adds the sums (never -0: chains start at +0) to +0, applies it and     \
+     * stores them, bit for bit. Written over the epilogue's input (am_epi.over): through a \
+     * buffer, so that the epilogue reads that input before the result goes there. */       \
+    static void cols_epi_##SUF(const job_##SUF *j, const T *ap, int64_t ic, int64_t mc,       \
+                               int64_t jr, int64_t nc, bool acc, am_tile_epi *tp,             \
+                               const float *ev) {                                             \
+        const bool over = tp && tp->at->e->over;                                              \
+        T buf[4 * MR * NR];                                                                   \
+        for (int64_t r0 = 0; r0 < mc; r0 += 4 * MR) {                                         \
+            int64_t rows = mc - r0 < 4 * MR ? mc - r0 : 4 * MR;                               \
+            T *c = j->C + (ic + r0) * j->ldc + j->jc + jr, *d = over ? buf : c;               \
+            int64_t ldd = over ? NR : j->ldc;                                                 \
+            j->K->cols(j->kc, ap + r0 * j->kc, rows, j->B + j->pc * j->rsb + j->jc + jr,      \
+                       j->rsb, nc, d, ldd, acc);                                              \
+            for (int64_t ir = 0; tp && ir < rows; ir += MR) {                                 \
+                tp->v = ev + (r0 + ir) * tp->at->e->g->n_steps;                               \
+                tp->r = tp->at->row + ic + r0 + ir, tp->c = j->jc + jr;                       \
+                j->K->ukr2(0, ap, ap, 0, 0, d + ir * ldd, ldd, rows - ir < MR ? rows - ir : MR, \
+                           nc, true, tp);                                                     \
+            }                                                                                 \
+            for (int64_t i = 0; over && i < rows; i++)                                        \
+                memcpy(c + i * j->ldc, buf + i * NR, sizeof(T) * (size_t)nc);                 \
+        }                                                                                     \
+    }                                                                                         \
+                                                                                              \
     /* Task t: one MC block of rows times one chunk of the block's columns. */               \
     static void gemm_task_##SUF(void *ud, int64_t t, int worker) {                            \
         const job_##SUF *j = (const job_##SUF *)ud;                                           \
@@ -721,17 +748,7 @@ static int64_t direct_rows(int64_t mc) {
                 done = jr;                                                                    \
             }                                                                                 \
             if (sizeof(T) == 4 && j->wide && j1 - jr < NR) { /* the last sliver by columns */ \
-                T *c = j->C + ic * j->ldc + j->jc + jr;                                       \
-                j->K->cols(j->kc, ap, mc, j->B + j->pc * j->rsb + j->jc + jr, j->rsb, j1 - jr, \
-                           c, j->ldc, acc);                                                   \
-                /* then the register epilogue: the tile of no products adds the sums (never \
-                 * -0: chains start at +0) to +0, applies it and stores them, bit for bit */  \
-                for (int64_t ir = 0; tp && ir < mc; ir += MR) {                               \
-                    te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir;       \
-                    te.c = j->jc + jr;                                                        \
-                    j->K->ukr2(0, ap, ap, 0, 0, c + ir * j->ldc, j->ldc,                      \
-                               mc - ir < MR ? mc - ir : MR, j1 - jr, true, tp);               \
-                }                                                                             \
+                cols_epi_##SUF(j, ap, ic, mc, jr, j1 - jr, acc, tp, ev);                      \
                 break;                                                                        \
             }                                                                                 \
             const T *b = j->bp + ((jr - dend) / NR) * j->bstride;                             \
@@ -1173,3 +1190,23 @@ static int64_t direct_rows(int64_t mc) {
 
 GEMM_DRIVER(f32, float, MRP, 16, AM_GEMM_KC_F32, 144, 1024)
 GEMM_DRIVER(f64, double, MRP, 8, AM_GEMM_KC_F64, 96, 1024)
+
+#define GEMM_COLD __attribute__((cold)) /* (a per-run check: optimised for size) */
+GEMM_COLD bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const am_epi *e) {
+    const int ns = e->g->n_steps;
+    if (current_isa() < AM_GEMM_ISA_AVX512 || !e->tile || m <= GEMV_ROWS || n <= 0 || k <= 0 ||
+        k > AM_GEMM_KC_F32 || (plan_of_f32(m, n, k, false, false).mc + MRP) * ns > EPI_REGS_MAX)
+        return false;
+    bool each = false; /* scalars per image */
+    for (int s = 0; s < ns; s++) each |= e->sb[e->ops[s].other] != 0;
+    float v[AM_FUSED_MAX_STEPS];
+    /* NaN (a row's first element too, read before it is written over): the tiles would
+     * leave the epilogue to its pass */
+    for (int64_t i = 0; i < (each ? e->images : 1); i++)
+        for (int64_t r = 0; r < m; r++) {
+            am_epi_row_scalars(e, i, r, v);
+            for (int s = 0; s < ns; s++)
+                if (v[s] != v[s]) return false;
+        }
+    return true;
+}

@@ -391,6 +391,9 @@ typedef struct am_epi {
     bool tile;  /* ... or some of those scalars rows of other inputs (the GEMM's tile) */
     bool gelu;  /* float32, binary arithmetic on the product and rows or scalars (a bias),
                  * then the tanh GELU's nine steps (am_epi_gelu_f32) */
+    bool over;  /* the result is written over an input the tile reads (am_node.over): each
+                 * GEMM tile reads it before it stores (am_gemm_over_ok); the tile's NaN
+                 * check then leaves that input (am_epi_row_scalars gives 0) */
     struct am_epi_op {
         uint8_t op, kind[3]; /* kind: EPI_TMP, EPI_SCALAR, EPI_ROW */
         int8_t src[3];       /* step (EPI_TMP) or external input */
@@ -484,6 +487,13 @@ typedef struct am_tile_epi {
     const float *v;
     int64_t r, c;
 } am_tile_epi;
+
+/* Whether every tile of the float32 product C[m x n] = A[m x k] B (a convolution's, image
+ * by image; kept A or not) applies e (am_epi.tile) in registers before it stores, so that
+ * the result may be written over an input e reads (am_epi.over): AVX-512, one k block,
+ * more rows than a GEMV, no NaN among the rows' scalars (nor in the first column of a
+ * row the tile adds: as the tiles judge without over). */
+bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const struct am_epi *e);
 
 /* Products of fewer multiply-adds than this run on the calling thread (handing work to
  * the pool costs about a microsecond even with the workers awake). */

@@ -318,6 +318,29 @@ static void plan_parts(am_func *f, const int64_t *def, const uint32_t *uses, boo
     }
 }
 
+/* A group after a conv2d whose result may take the memory of an input of its type that
+ * dies there (am_epilogue_over: a residual) gets it (am_node.over), as a reshape gets its
+ * input's (owner: the planned value holding the memory, which then lives as long as the
+ * result does), unless the product or another input of the group reads that memory. */
+static void plan_over(am_func *f, uint32_t *owner, uint32_t *last, bool *planned) {
+    for (uint32_t ri = 0; ri < f->n_nodes; ri++) {
+        am_node *n = &f->nodes[ri];
+        int k = am_epilogue_over(f, n);
+        if (k < 0) continue;
+        const am_fused *g = n->fused;
+        const am_node *p = &f->nodes[g->producer - 1];
+        uint32_t y = n->out[0], m = owner[g->ext[k]];
+        bool ok = planned[y] && planned[m] && last[m] == ri;
+        for (int e = 0; ok && e < g->n_ext; e++) ok = e == k || owner[g->ext[e]] != m;
+        for (int e = 0; ok && e < p->n_in; e++) ok = owner[p->in[e]] != m;
+        if (!ok) continue;
+        n->over = (uint8_t)(k + 1);
+        planned[y] = false;
+        owner[y] = m;
+        if (last[y] > last[m]) last[m] = last[y];
+    }
+}
+
 /* Lifetimes of the values a run places by a memory plan (see am_func). A fused member
  * reads its inputs when its root runs; a reshape's result is its input's memory. */
 static amber_status plan_lifetimes(planner *L, am_func *f) {
@@ -341,7 +364,7 @@ static amber_status plan_lifetimes(planner *L, am_func *f) {
         am_node *n = &f->nodes[ni];
         uint32_t at = n->fuse == AM_FUSE_MEMBER ? n->root : ni;
         n->alias = n->kind == AM_NODE_OP && n->op->id == AM_OP_RESHAPE && n->hoist == AM_HOIST_NONE;
-        n->gathered = false, n->part = 0;
+        n->gathered = false, n->part = 0, n->over = 0;
         for (int k = 0; k < n->n_out; k++) {
             last[n->out[k]] = ni;
             planned[n->out[k]] = n->kind == AM_NODE_OP && n->hoist != AM_HOIST_CACHED &&
@@ -364,6 +387,7 @@ static amber_status plan_lifetimes(planner *L, am_func *f) {
         if (f->nodes[ni].kind >= AM_NODE_CALL)
             for (int k = 0; k < f->nodes[ni].n_in; k++) planned[owner[f->nodes[ni].in[k]]] = false;
     plan_parts(f, def, uses, planned, first);
+    plan_over(f, owner, last, planned);
     uint32_t count = 0;
     for (uint32_t v = 0; v < f->n_values; v++) count += planned[v];
     amber_status st = alloc(L, count, sizeof(uint32_t), &f->planned);

@@ -273,9 +273,58 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
              compile(e, ext, out->dtype);
     chain(e);
     e->gelu = is_gelu(e, out->dtype);
+    e->over = false;
     e->regs = am_epi_in_registers(e, false);
     e->tile = am_epi_in_registers(e, true);
     return true;
+}
+
+/* ---------------------------------------------------------------- over an input */
+
+/* (set-up code, once per node and run: optimised for size) */
+#define COLD __attribute__((cold))
+
+COLD int am_epilogue_over(const am_func *f, const am_node *root) {
+    if (root->fuse != AM_FUSE_ROOT || !root->fused->producer) return -1;
+    const am_fused *g = root->fused;
+    const am_type *ot = &root->out_types[0];
+    const am_node *p = &f->nodes[g->producer - 1];
+    const am_attrs *a = p->static_attrs;
+    const am_type *w = f->value_types[p->in[1]];
+    if (p->op->id != AM_OP_CONV2D || ot->dtype != AMBER_FLOAT32 || ot->rank != 4 ||
+        w->rank != 4 || w->dims[2]->type != AM_JSON_NUMBER || w->dims[2]->i != 1 ||
+        w->dims[3]->type != AM_JSON_NUMBER || w->dims[3]->i != 1 || a->groups != 1 ||
+        a->stride[0] != 1 || a->stride[1] != 1 || a->padding[0] || a->padding[2])
+        return -1; /* (a 1x1 convolution over_fast may take) */
+    amber_tensor ext[AM_FUSED_MAX_EXT], out = {.dtype = ot->dtype, .rank = 4};
+    for (int d = 0; d < 4; d++) /* (a symbolic dim: 2) */
+        out.shape[d] = ot->dims[d]->type == AM_JSON_NUMBER ? ot->dims[d]->i : 2;
+    int over = -1;
+    for (int k = 0; k < g->n_ext; k++) {
+        const am_type *t = f->value_types[g->ext[k]];
+        ext[k] = (amber_tensor){.dtype = t->dtype, .rank = t->rank};
+        for (int d = 0, j = 4 - t->rank; d < t->rank; d++, j++) {
+            if (t->dims[d]->type == AM_JSON_NUMBER) ext[k].shape[d] = t->dims[d]->i;
+            else if (j >= 0 && am_same_dim(t->dims[d], ot->dims[j])) ext[k].shape[d] = out.shape[j];
+            else return -1;
+        }
+        if (over < 0 && k != g->self && same_dims(t, ot)) over = k;
+    }
+    am_epi e;
+    return over >= 0 && am_epi_init(&e, g, ext, &out, 1, 2) && e.tile ? over : -1;
+}
+
+/* Whether conv2d (ins: x, w) goes to the GEMM whose tiles all apply e in registers
+ * (am_gemm_over_ok): a 1x1 one without stride, padding or groups whose weight is kept
+ * packed on AVX-512 (k_conv2d's path for it), which the small convolution does not take. */
+COLD static bool over_fast(const am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
+                      const amber_tensor *out, const am_epi *e) {
+    const int64_t *xs = in[0].shape, *ws = in[1].shape, *ys = out->shape;
+    return a && out->dtype == AMBER_FLOAT32 && (ctx->fixed_inputs & 2) && ctx->keep &&
+           a->groups == 1 && ws[2] == 1 && ws[3] == 1 && a->stride[0] == 1 &&
+           a->stride[1] == 1 && a->padding[0] == 0 && a->padding[2] == 0 && ys[2] == xs[2] &&
+           ys[3] == xs[3] && am_cpu_isa() >= AM_GEMM_ISA_AVX512 &&
+           !am_conv_small_fits(in, a, out) && am_gemm_over_ok(ws[0], ys[2] * ys[3], xs[1], e);
 }
 
 amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
@@ -294,6 +343,21 @@ amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
     bool fused = am_epi_dims(p->op, out->rank, &d1, &d2) && am_epi_init(&e, g, ext, out, d1, d2);
     unsigned fixed = ctx->fixed_inputs;
     ctx->fixed_inputs = p->fixed_in;
+    amber_tensor *v = root->over ? &ext[root->over - 1] : NULL; /* out is its memory */
+    bool over = v && v->data == out->data && out->data && fused &&
+                over_fast(ctx, ins, p->static_attrs, out, &e);
+    if (v && v->data == out->data && out->data && !over) { /* the kernels read a copy */
+        size_t nb = (size_t)am_numel(out) * amber_dtype_size(out->dtype);
+        void *copy;
+        amber_status st = am_arena_alloc(ctx->scratch, nb, &copy, ctx->err);
+        if (st != AMBER_OK) {
+            ctx->fixed_inputs = fixed;
+            return st;
+        }
+        v->data = memcpy(copy, v->data, nb);
+        fused = fused && am_epi_init(&e, g, ext, out, d1, d2);
+    }
+    if (fused) e.over = over;
     ctx->epi = fused ? &e : NULL;
     amber_status st = p->op->kernel(p->op, ctx, ins, p->n_in, p->static_attrs, out);
     ctx->epi = NULL;

@@ -78,6 +78,8 @@ typedef struct am_node {
     bool gathered;              /* concat: its inputs are computed in place (part) */
     uint32_t part;              /* 1 + the gathered concat whose result holds this node's
                                    result (a conv2d, or a group after one), or 0 */
+    uint8_t over;               /* a group's root: 1 + its external input whose memory
+                                   its result takes (a residual dying here), or 0 */
     uint8_t fixed_in;           /* bit k: input k (k < 8) is a weight, a constant or a
                                    value computed from them only (am_ctx.fixed_inputs) */
 } am_node;
@@ -187,6 +189,10 @@ amber_status am_node_attrs(const am_node *n, const am_json_doc *doc, const am_sy
 amber_status am_plan_epilogues(am_func *f, am_arena *mem, am_error *err);
 amber_status am_epilogue_run(const am_func *f, const am_node *root, am_ctx *ctx,
                              const amber_tensor *vals, amber_tensor *ext, amber_tensor *out);
+/* The external input of root's group (after a float32 conv2d) whose memory its result
+ * may take (am_node.over), judged on the declared types: one of the result's type that the
+ * group reads as the GEMM tile's register epilogue does (am_epi.tile); else -1. */
+int am_epilogue_over(const am_func *f, const am_node *root);
 /* Evaluates a declared type's dims. */
 amber_status am_type_eval(const am_type *t, const am_symbols *syms, int64_t *shape,
                           am_error *err);

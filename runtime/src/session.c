@@ -1124,6 +1124,15 @@ COLD static amber_status part_compute(const am_func *f, const am_node *n, am_ctx
     return st;
 }
 
+/* Whether group root n (am_node.over) may write its result over its input: that input
+ * has the result's type (and memory); else the result gets a block of its own. */
+static bool over_place(const am_node *n, const amber_tensor *vals, const amber_tensor *out,
+                       size_t nbytes) {
+    const amber_tensor *v = &vals[n->fused->ext[n->over - 1]];
+    return nbytes && v->data && v->dtype == out->dtype && v->rank == out->rank &&
+           !memcmp(v->shape, out->shape, sizeof(int64_t) * (size_t)out->rank);
+}
+
 /* Runs op node ni of f into outs[0]: a cached hoisted value, an alias of its input (a
  * reshape), nothing (a fused member: its root computes it), or computed into its
  * planned slot, the hoisted values (cached, h), the caller's memory for this result
@@ -1158,6 +1167,8 @@ static amber_status run_op_node(amber_session *s, const am_func *f, uint32_t ni,
     if (cache) st = hoisted_alloc(s, nbytes, &outs[0].data);
     else if (n->part) st = part_place(s, f, n, syms, vals, &at, &stride), outs[0].data = at;
     else if (f->plan_slot[n->out[0]] >= 0) outs[0].data = vals[n->out[0]].data;
+    else if (n->over && over_place(n, vals, &outs[0], nbytes)) /* over a dying input */
+        outs[0].data = vals[n->fused->ext[n->over - 1]].data;
     else if (dest && same_type(dest, &outs[0])) outs[0].data = dest->data; /* the caller's */
     else st = value_alloc(s, nbytes, &outs[0].data);
     if (st == AMBER_OK && n->cell && n->cell->c_node == ni) /* the cell's last node writes it */
