@@ -316,14 +316,13 @@ DW_AVX512 static void dw_epi_plane(const am_epi *e, const float *v, float *y, in
  * (a row's tail lands where a later row or the gap goes; the kernel's masks skip it). */
 DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, float *ph) {
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh + 16, w = g->w;
-    const __m512i ev = (__m512i)(v16i){DW_EV16};
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i eo = (__m512i)(v16i){0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15};
     const __mmask16 m0 = (__mmask16)MASKN(w);
     for (int64_t r = 0; r < g->h; r++) {
-        __m512 lo = _mm512_maskz_loadu_ps(m0, x + r * w);
+        __m512 v = _mm512_permutexvar_ps(eo, _mm512_maskz_loadu_ps(m0, x + r * w));
         float *d = ph + (r & 1) * 2 * ps + (r >> 1) * wh;
-        _mm512_storeu_ps(d, _mm512_permutexvar_ps(ev, lo)); /* (lanes 8.. unused) */
-        _mm512_storeu_ps(d + ps, _mm512_permutexvar_ps(od, lo));
+        _mm256_storeu_ps(d, _mm512_castps512_ps256(v)); /* the evens, then the odds */
+        _mm256_storeu_pd((double *)(d + ps), _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
     }
     return ph;
 }
