@@ -318,11 +318,15 @@ DW_AVX512 static const float *dw_phases(const float *x, const conv_geom *g, floa
     const int64_t wh = (g->w + 1) / 2, ps = (g->h + 1) / 2 * wh + 16, w = g->w;
     const __m512i eo = (__m512i)(v16i){0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15};
     const __mmask16 m0 = (__mmask16)MASKN(w);
-    for (int64_t r = 0; r < g->h; r++) {
+    for (int64_t r = 0, h = g->h; r < h; r += 2) { /* (rows in pairs: phase rows a = 0, 1) */
         __m512 v = _mm512_permutexvar_ps(eo, _mm512_maskz_loadu_ps(m0, x + r * w));
-        float *d = ph + (r & 1) * 2 * ps + (r >> 1) * wh;
+        __m512 u = _mm512_permutexvar_ps(eo, _mm512_maskz_loadu_ps(r + 1 < h ? m0 : 0,
+                                                                   x + r * w + w));
+        float *d = ph + r / 2 * wh;
         _mm256_storeu_ps(d, _mm512_castps512_ps256(v)); /* the evens, then the odds */
         _mm256_storeu_pd((double *)(d + ps), _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+        _mm256_storeu_ps(d + 2 * ps, _mm512_castps512_ps256(u));
+        _mm256_storeu_pd((double *)(d + 3 * ps), _mm512_extractf64x4_pd(_mm512_castps_pd(u), 1));
     }
     return ph;
 }
