@@ -35,10 +35,14 @@ typedef struct dw_job {
  * in v: a register epilogue (am_epi.regs) with no NaN scalar (dw_epi_*). */
 static bool dw_regs(const dw_job *j, int64_t ni, int64_t o, float *v) {
     if (!j->regs) return false;
-    am_epi_row_scalars(j->epi, ni, o, v);
-    for (int s = 0; s < j->epi->g->n_steps; s++)
-        if (v[s] != v[s]) return false;
-    return true;
+    const am_epi *e = j->epi;
+    bool ok = true;
+    for (int s = 0; s < e->g->n_steps; s++) { /* (am_epi_row_scalars, inline) */
+        const int k = e->ops[s].other;
+        v[s] = *(const float *)(const void *)(e->base[k] + ni * e->sb[k] + o * e->sr[k]);
+        ok = ok && v[s] == v[s];
+    }
+    return ok;
 }
 
 /* Task t: planes [t * per, (t + 1) * per) (small planes go to the threads in groups:
