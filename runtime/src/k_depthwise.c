@@ -388,8 +388,9 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
 enum { DW_ROWS_NB = 4 };
 
 /* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
- * p, p + 1, p + 2; at stride 2 the even and odd elements at p and the odd ones at p + 1
- * (two loads each, 16 apart). m: the loads' lanes inside the plane, as dw_rows_f32 sets. */
+ * p, p + 1, p + 2; at stride 2 the even and odd elements at p (two loads, 16 apart) and
+ * the odd ones at p + 1: the evens shifted by one and the element at p + 32 (one lane).
+ * m: the loads' lanes inside the plane, as dw_rows_setup sets. */
 DW_AVX512 static inline __attribute__((always_inline)) void
 dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     if (!s2) {
@@ -400,8 +401,9 @@ dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     __m512 a = _mm512_maskz_loadu_ps(in & m[0], p), b = _mm512_maskz_loadu_ps(in & m[1], p + 16);
     v[0] = _mm512_permutex2var_ps(a, ev, b), v[1] = _mm512_permutex2var_ps(a, od, b);
-    a = _mm512_maskz_loadu_ps(in & m[2], p + 1), b = _mm512_maskz_loadu_ps(in & m[3], p + 17);
-    v[2] = _mm512_permutex2var_ps(a, od, b);
+    /* the odd ones at p + 1: the evens from p + 2, the last one alone */
+    v[2] = (__m512)_mm512_alignr_epi32((__m512i)_mm512_maskz_loadu_ps(in & m[2], p + 32),
+                                       (__m512i)v[0], 1);
 }
 /* acc plus one window row's taps (weights w##a, w##b, w##c on v[0..2]), in q order */
 #define DW_ROW3(acc, a, b, c, v)                                                           \
@@ -484,8 +486,8 @@ static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) 
                                      ctx->err);
     for (int64_t b = 0; st == AMBER_OK && b < n; b++) {
         for (int64_t k = 0; k < 4; k++) {
-            int64_t at = 16 * b * s - g->pl + (s == 2 ? k % 2 * 16 + k / 2 : k);
-            m[5 * b + k] = am_lanes16(-at, g->w - at);
+            int64_t at = 16 * b * s - g->pl + (s == 2 ? (k == 2 ? 32 : k * 16) : k);
+            m[5 * b + k] = am_lanes16(-at, g->w - at) & (s == 2 && k == 2 ? 1u : 0xffffu);
         }
         m[5 * b + 4] = am_lanes16(0, g->ow - 16 * b);
     }
