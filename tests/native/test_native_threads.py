@@ -310,6 +310,16 @@ def test_small_depthwise_planes_do_not_depend_on_threads(lib: N.NativeLibrary,
                               1e-5)
 
 
+def test_depthwise_rows_do_not_depend_on_threads(lib: N.NativeLibrary, tmp_path: Path) -> None:
+    """Depthwise 3x3 convolutions on rows wider than 8 (strips carried down the plane) at
+    stride 2 and then 1 (rows of two whole vectors, 22x64 to 11x32): the reference's
+    values and the same bits with 1, 2, 3 and 8 threads."""
+    am.manual_seed(9)
+    x = np.random.default_rng(9).standard_normal((2, 64, 22, 64)).astype(np.float32)
+    _same_bits_across_threads(_MobileTail().eval(), tmp_path / "rows.amber", x, (2, 3, 8),
+                              1e-5)
+
+
 def _same_bits_across_threads(net: am.nn.Module, path: Path, x: np.ndarray,
                               threads: tuple[int, ...], tol: float) -> None:
     """net exported for x (batch symbolic) at path: the reference's values within tol,

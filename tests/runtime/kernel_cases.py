@@ -327,11 +327,19 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             (F32, (2, 2, 17, 41), 2, (2, 2), (1, 1, 1, 1), (1, 1)),
             (F32, (1, 5, 9, 7), 1, (1, 1), (0, 2, 1, 0), (1, 1)),
             (F32, (1, 4, 15, 14), 1, (2, 2), (1, 0, 0, 1), (1, 1)),
+            # small planes at stride 2 (phase planes made two input rows at a time): odd
+            # heights, rows of 15 and 16, more than one image
+            (F32, (2, 5, 15, 16), 1, (2, 2), (1, 1, 1, 1), (1, 1)),
+            (F32, (1, 6, 13, 15), 1, (2, 2), (1, 1, 1, 1), (1, 1)),
             (F64, (1, 3, 11, 21), 1, (2, 2), (1, 1, 1, 1), (1, 1)),
             # 3x3 at stride 1 or 2 on rows of more than 8 (float32: strips carried down
             # the plane): more than one strip, no or asymmetric padding
             (F32, (1, 2, 5, 130), 1, (1, 1), (0, 2, 2, 0), (1, 1)),
-            (F32, (1, 2, 9, 150), 1, (2, 2), (1, 0, 1, 2), (1, 1))]:
+            (F32, (1, 2, 9, 150), 1, (2, 2), (1, 0, 1, 2), (1, 1)),
+            # stride 2, rows of whole vectors whose last output's last tap is inside the
+            # plane (the element after a vector's evens), with and without padding
+            (F32, (2, 3, 9, 64), 1, (2, 2), (1, 1, 1, 1), (1, 1)),
+            (F32, (1, 2, 8, 65), 1, (2, 2), (0, 0, 0, 0), (1, 1))]:
         yield [smooth(rng, (n, ch, h, w), dtype), smooth(rng, (ch * mult, 1, 3, 3), dtype)], \
             dict(stride=st, padding=pd, dilation=dl, groups=ch)
     # stride 2 over at most 3 channels (image stems, computed directly on AVX-512): bands
