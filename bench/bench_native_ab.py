@@ -272,6 +272,24 @@ def conv1x1_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
     return cases
 
 
+def stem_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
+    """The 7x7 stride-2 image stems at batch CNN_BATCH: ResNet-50's (3->64, padding 3,
+    + BatchNorm + ReLU) and SqueezeNet 1.0's (3->96, no padding, bias + ReLU)."""
+    am.manual_seed(0)
+    rng = np.random.default_rng(0)
+    mods = {"stem 7x7s2 3->64 p3 224 (resnet50)": nn.Sequential(
+                nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU()),
+            "stem 7x7s2 3->96 p0 224 (squeezenet1_0)": nn.Sequential(
+                nn.Conv2d(3, 96, 7, 2), nn.ReLU())}
+    cases = []
+    for name, mod in mods.items():
+        path = workdir / f"stem_{len(cases)}.amber"
+        am.export(mod.eval(), am.spec("batch", 3, 224, 224)).save(str(path))
+        cases.append((f"{name}, batch {CNN_BATCH}", path,
+                      rng.standard_normal((CNN_BATCH, 3, 224, 224)).astype(np.float32), 1))
+    return cases
+
+
 UNARY_SHAPE = (64, 1024)
 
 
@@ -316,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conv1x1", action="store_true",
                     help="1x1 convolutions (+ BatchNorm + ReLU) of ResNet-50 and MobileNetV2 "
                          "on 28x28 and smaller images instead of the MLP and LSTMs")
-    ap.add_argument("--batch", type=int, default=1, help="--cnn: the batch size")
+    ap.add_argument("--stems", action="store_true",
+                    help="the 7x7 stride-2 stems of ResNet-50 and SqueezeNet 1.0 alone "
+                         "instead of the MLP and LSTMs")
+    ap.add_argument("--batch", type=int, default=1, help="--cnn, --stems: the batch size")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
     ap.add_argument("--only", default=None, metavar="TEXT",
@@ -336,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             make = (transformer_models if args.transformer else cnn_models if args.cnn
                     else unary_models if args.unary
+                    else stem_models if args.stems
                     else conv3x3_models if args.conv3x3
                     else conv1x1_models if args.conv1x1 else models)
             cases = [c for c in make(Path(tmp)) if args.only is None or args.only in c[0]]

@@ -306,11 +306,17 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                             (8, 9, 12), (1, 4)),
     "small_conv_nan_shift": (NanShift, (2, 10, 13), (1, 4)),
     # stride 2 over 3 channels (an image stem): BatchNorm and clamp in its registers, and
-    # ReLU6 (le, where) on each finished band; 72 output channels: on each band too
+    # ReLU6 (le, where) on each finished band; 104 output channels: on each band too;
+    # 7x7 stems (ResNet-50's BatchNorm and ReLU, SqueezeNet's bias and ReLU, 96 channels)
     "stem_s2_bn_clip": (lambda: ConvBnRelu(3, 32, 3, stride=2, act=Clip6()), (3, 37, 40),
                         (1, 2 + 2 + 1)),
-    "stem_s2_bn_relu6_72": (lambda: ConvBnRelu(3, 72, 3, stride=2, act=nn.ReLU6()),
-                            (3, 21, 34), (1, 2 + 4 + 1)),
+    "stem_s2_bn_relu6_104": (lambda: ConvBnRelu(3, 104, 3, stride=2, act=nn.ReLU6()),
+                             (3, 21, 34), (1, 2 + 4 + 1)),
+    "stem7_s2_bn_relu": (lambda: ConvBnRelu(3, 64, 7, stride=2), (3, 45, 52), (1, 5)),
+    "stem7_s2_bias_relu_96": (lambda: nn.Sequential(nn.Conv2d(3, 96, 7, stride=2), nn.ReLU()),
+                              (3, 43, 47), (1, 4)),
+    "stem7_s2_bn_relu6_100": (lambda: ConvBnRelu(3, 100, 7, stride=2, act=nn.ReLU6()),
+                              (3, 37, 41), (1, 2 + 4 + 1)),
     # runs unfused-but-in-place: the bias along the width does not fit the block view
     "width_bias": (WidthBias, (3, 9, 9), (1, 5)),
     # read by relu and by sum: no epilogue (le, where and the final add fuse alone)

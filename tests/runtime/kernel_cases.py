@@ -344,11 +344,13 @@ def _conv2d(rng: np.random.Generator) -> Iterator[Case]:
             dict(stride=st, padding=pd, dilation=dl, groups=ch)
     # stride 2 over at most 3 channels (image stems, computed directly on AVX-512): bands
     # of output rows and a last partial one, rows of 16 to 40 outputs, asymmetric padding,
-    # special values
+    # special values; 7x7 stems
     for (n, ch, h, w), (o, kh, kw), pd, special in [
             ((2, 3, 37, 40), (13, 3, 3), (1, 1, 1, 1), False),
             ((1, 1, 20, 70), (8, 5, 5), (2, 1, 0, 2), False),
-            ((1, 3, 33, 34), (8, 3, 3), (1, 1, 1, 1), True)]:
+            ((1, 3, 33, 34), (8, 3, 3), (1, 1, 1, 1), True),
+            ((2, 3, 45, 39), (11, 7, 7), (3, 3, 3, 3), True),
+            ((1, 2, 41, 38), (9, 7, 7), (0, 0, 0, 0), False)]:
         yield [values(rng, (n, ch, h, w), F32, special=special),
                values(rng, (o, ch, kh, kw), F32, special=False)], \
             dict(stride=(2, 2), padding=pd, dilation=(1, 1), groups=1)

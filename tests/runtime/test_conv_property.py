@@ -276,11 +276,13 @@ def test_small_conv_rows(lib: ctypes.CDLL, ctx, ctx1, case) -> None:
     _against_reference(lib, ctx, ctx1, case, 1, False, 5)
 
 
-# Stride 2 over at most 3 input channels (image stems; C * KH * KW <= 80), float32,
-# computed directly on AVX-512 (k_conv_small.c) in bands of 8 output rows: MobileNetV2's
+# Stride 2 over at most 3 input channels (image stems; C * KH * KW <= 160), float32,
+# computed directly on AVX-512 (k_conv_small.c) in bands of 4 output rows: MobileNetV2's
 # 3x3 stem, rows of 16 to 40 outputs (whole vectors, a last one overlapping), bands past
 # the plane's last row, 5x5 and 2x2 kernels, asymmetric padding and none, 1 to 3 channels,
-# output channels not a multiple of 8, batches.
+# output channels not a multiple of 8, batches; 7x7 (ResNet-50's stem with padding 3,
+# SqueezeNet's without, at odd sizes), 6x8 (144 taps), and 7x8 over 3 channels (168: the
+# GEMM).
 STEM = [
     ((1, 3, 224, 224), (32, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
     ((2, 3, 35, 33), (13, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
@@ -288,6 +290,13 @@ STEM = [
     ((3, 2, 21, 37), (5, 2, 3, 3), [2, 2], [0, 1, 1, 0], [1, 1]),
     ((1, 3, 40, 64), (12, 3, 2, 2), [2, 2], [0, 0, 0, 0], [1, 1]),
     ((1, 3, 17, 96), (70, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 3, 224, 224), (64, 3, 7, 7), [2, 2], [3, 3, 3, 3], [1, 1]),
+    ((2, 3, 57, 61), (96, 3, 7, 7), [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 1, 40, 45), (9, 1, 7, 7), [2, 2], [3, 2, 1, 3], [1, 1]),
+    ((3, 2, 27, 50), (16, 2, 7, 7), [2, 2], [3, 3, 3, 3], [1, 1]),
+    ((1, 3, 30, 41), (100, 3, 7, 7), [2, 2], [0, 3, 2, 0], [1, 1]),
+    ((1, 3, 26, 44), (8, 3, 6, 8), [2, 2], [2, 3, 2, 3], [1, 1]),
+    ((1, 3, 26, 44), (8, 3, 7, 8), [2, 2], [2, 3, 2, 3], [1, 1]),
 ]
 
 
