@@ -113,6 +113,11 @@ def to_numpy(lib: ctypes.CDLL, t: Tensor) -> np.ndarray:
     return np.frombuffer(raw, dtype=NP_DTYPES[t.dtype]).reshape(shape).copy()
 
 
+def planned_bytes(*shape: int) -> int:
+    """Bytes of a float32 value in a session's planned block (rounded up to 64)."""
+    return (int(np.prod(shape)) * 4 + 63) // 64 * 64
+
+
 def from_numpy(a: np.ndarray) -> Tensor:
     """A descriptor wrapping a C-contiguous array (keep the array alive while in use)."""
     assert a.flags.c_contiguous

@@ -19,17 +19,12 @@ import pytest
 import amber as am
 import amber.nn as nn
 import amber.nn.functional as F
-from helpers.capi import NO_FUSION, Model, Session, load
+from helpers.capi import NO_FUSION, Model, Session, load, planned_bytes
 
 
 @pytest.fixture(scope="module")
 def lib(runtime_build: Path) -> ctypes.CDLL:
     return load(runtime_build)
-
-
-def _slot(*shape: int) -> int:
-    """Bytes of a float32 value in the planned block (rounded up to 64)."""
-    return (int(np.prod(shape)) * 4 + 63) // 64 * 64
 
 
 class Fire(nn.Module):
@@ -98,9 +93,9 @@ def test_fire_concat_in_place_gives_the_plain_bits(lib: ctypes.CDLL, tmp_path: P
         got, value_bytes = _run(lib, path, x, 0, threads)
         assert got == plain, threads
         # planned: the squeeze's result and the concat's; the two parts lie inside it
-        assert value_bytes == _slot(batch, 3, h, w) + _slot(batch, 10, h, w)
+        assert value_bytes == planned_bytes(batch, 3, h, w) + planned_bytes(batch, 10, h, w)
     # fusion off: the concat's inputs are a bias add and a ReLU (no conv): not placed
-    assert plain_bytes > value_bytes + _slot(batch, 10, h, w)
+    assert plain_bytes > value_bytes + planned_bytes(batch, 10, h, w)
     am.manual_seed(0)
     module = Fire("fire").eval()
     want = module(am.tensor(x)).detach().numpy()
@@ -120,11 +115,11 @@ def test_placement_is_refused_where_unsafe(lib: ctypes.CDLL, tmp_path: Path,
     plain, _ = _run(lib, path, x, NO_FUSION)
     got, value_bytes = _run(lib, path, x)
     assert got == plain
-    parts = {"twice": _slot(batch, 6, h, w), "axis2": _slot(batch, 6, h, w),
-             "residual": _slot(batch, 4, h, w) + _slot(batch, 6, h, w),
-             "result": _slot(batch, 4, h, w) + _slot(batch, 6, h, w),
-             "shared": _slot(batch, 4, h, w) + _slot(batch, 6, h, w)}[variant]
-    assert value_bytes >= _slot(batch, 3, h, w) + parts, value_bytes
+    parts = {"twice": planned_bytes(batch, 6, h, w), "axis2": planned_bytes(batch, 6, h, w),
+             "residual": planned_bytes(batch, 4, h, w) + planned_bytes(batch, 6, h, w),
+             "result": planned_bytes(batch, 4, h, w) + planned_bytes(batch, 6, h, w),
+             "shared": planned_bytes(batch, 4, h, w) + planned_bytes(batch, 6, h, w)}[variant]
+    assert value_bytes >= planned_bytes(batch, 3, h, w) + parts, value_bytes
     am.manual_seed(0)
     want = Fire(variant).eval()(am.tensor(x))
     want = want if isinstance(want, tuple) else (want,)
@@ -200,5 +195,5 @@ def test_hand_written_concat_of_convolutions(lib: ctypes.CDLL, tmp_path: Path,
             got = s.run("forward", x, w1, w2)
             assert isinstance(got, list), got
             np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)
-            assert s.stats().plan_value_bytes == _slot(batch, 10, 3, 3)  # c alone
+            assert s.stats().plan_value_bytes == planned_bytes(batch, 10, 3, 3)  # c alone
             s.close()

@@ -20,18 +20,13 @@ import pytest
 import amber as am
 import amber.nn as nn
 import amber.nn.functional as F
-from helpers.capi import NO_FUSION, Model, Session, load
+from helpers.capi import NO_FUSION, Model, Session, load, planned_bytes
 from helpers.programs import randomise_norm_state
 
 
 @pytest.fixture(scope="module")
 def lib(runtime_build: Path) -> ctypes.CDLL:
     return load(runtime_build)
-
-
-def _slot(*shape: int) -> int:
-    """Bytes of a float32 value in the planned block (rounded up to 64)."""
-    return (int(np.prod(shape)) * 4 + 63) // 64 * 64
 
 
 class Block(nn.Module):
@@ -125,7 +120,8 @@ def test_result_over_the_residual_gives_the_plain_bits(lib: ctypes.CDLL, tmp_pat
             assert got == plain, (batch, threads)
             # planned: relu(x) and the reduce's result; the block's result lies over relu(x)
             # (a batch run image by image: the batch-1 plan)
-            assert value_bytes in [_slot(b, c, h, w) + _slot(b, mid, h, w) for b in (1, batch)]
+            assert value_bytes in [planned_bytes(b, c, h, w) + planned_bytes(b, mid, h, w)
+                                   for b in (1, batch)]
     with am.no_grad(), np.errstate(invalid="ignore"):
         am.manual_seed(1)
         model = Block(c, mid)
@@ -157,7 +153,8 @@ def test_blocks_in_a_row_each_write_over_the_last(lib: ctypes.CDLL, tmp_path: Pa
             got, value_bytes = _run(lib, path, x, 0, threads)
             assert got == plain
             # relu(x), whose memory both blocks' results take, and the reduce's results
-            assert value_bytes == _slot(batch, c, h, w) + 2 * _slot(batch, mid, h, w)
+            assert value_bytes == (planned_bytes(batch, c, h, w)
+                                   + 2 * planned_bytes(batch, mid, h, w))
 
 
 @pytest.mark.parametrize("variant", ["alive", "own_input", "conv3x3"])
@@ -174,7 +171,7 @@ def test_placement_is_refused_where_the_residual_is_read(lib: ctypes.CDLL, tmp_p
     for threads in (1, 2):
         got, value_bytes = _run(lib, path, x, 0, threads)
         assert got == plain
-        assert value_bytes >= 2 * _slot(batch, c, h, w), value_bytes
+        assert value_bytes >= 2 * planned_bytes(batch, c, h, w), value_bytes
 
 
 @pytest.mark.sanitize
