@@ -87,9 +87,9 @@ LARGE = [
 
 
 def _against_reference(lib: ctypes.CDLL, ctx, ctx1, case, groups: int, f64: bool,
-                       seed: int) -> None:
+                       seed: int) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """The reference's values within the sum bound, and the same bits with 1 and 2
-    threads."""
+    threads; returns the operands, the attributes and the 1-thread result."""
     xs, ws, stride, padding, dilation = case
     dt = np.float64 if f64 else np.float32
     rng = np.random.default_rng(seed)
@@ -102,6 +102,13 @@ def _against_reference(lib: ctypes.CDLL, ctx, ctx1, case, groups: int, f64: bool
     compare("conv2d", got, want, f"conv2d({xs}, {ws}, {attrs}, {dt.__name__})", [x, w], kw)
     one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, want.shape)
     assert one.tobytes() == got.tobytes()
+    return x, w, attrs, one
+
+
+def _same_bits_with(lib: ctypes.CDLL, contexts, x, w, attrs, one: np.ndarray) -> None:
+    """The 1-thread result's bits with each of the contexts' thread counts."""
+    for c in contexts:
+        assert run_kernel(lib, c, "conv2d", [x, w], attrs, one.shape).tobytes() == one.tobytes()
 
 
 @pytest.mark.parametrize("f64", [False, True])
@@ -154,17 +161,8 @@ def ctx8(lib: ctypes.CDLL):
 @pytest.mark.parametrize("case", DIRECT, ids=lambda c: "x".join(map(str, c[0] + c[1])))
 def test_conv3x3_direct(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
     """The reference's values, and the same bits at 1, 2, 3 and 8 threads."""
-    xs, ws, stride, padding, dilation, groups = case
-    _against_reference(lib, ctx, ctx1, case[:5], groups, False, 13)
-    rng = np.random.default_rng(13)
-    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    out = [(xs[2 + i] + padding[2 * i] + padding[2 * i + 1] - 2 * dilation[i] - 1) // stride[i]
-           + 1 for i in range(2)]
-    shape = (xs[0], ws[0], *out)
-    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, shape)
-    for c in (ctx3, ctx8):
-        assert run_kernel(lib, c, "conv2d", [x, w], attrs, shape).tobytes() == one.tobytes()
+    x, w, attrs, one = _against_reference(lib, ctx, ctx1, case[:5], case[5], False, 13)
+    _same_bits_with(lib, (ctx3, ctx8), x, w, attrs, one)
 
 
 # Depthwise convolutions (one input channel per group; channel multipliers 1 and 2) at
@@ -237,17 +235,12 @@ def test_conv1x1_few_channels(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> 
     bits (the same weight with one more output channel takes the GEMM)."""
     xs, ws = case
     unit = ([1, 1], [0, 0, 0, 0], [1, 1])
-    for f64 in (False, True):
-        _against_reference(lib, ctx, ctx1, (xs, ws, *unit), 1, f64, 17)
+    _against_reference(lib, ctx, ctx1, (xs, ws, *unit), 1, True, 17)
+    x, w, attrs, one = _against_reference(lib, ctx, ctx1, (xs, ws, *unit), 1, False, 17)
+    _same_bits_with(lib, (ctx3, ctx8), x, w, attrs, one)
     rng = np.random.default_rng(17)
-    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-    attrs = {"stride": unit[0], "padding": unit[1], "dilation": unit[2], "groups": 1}
-    shape = (xs[0], ws[0], xs[2], xs[3])
-    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, shape)
-    for c in (ctx3, ctx8):
-        assert run_kernel(lib, c, "conv2d", [x, w], attrs, shape).tobytes() == one.tobytes()
     w1 = np.concatenate([w, rng.standard_normal((1, *ws[1:])).astype(np.float32)])
-    gemm = run_kernel(lib, ctx1, "conv2d", [x, w1], attrs, (xs[0], ws[0] + 1, *shape[2:]))
+    gemm = run_kernel(lib, ctx1, "conv2d", [x, w1], attrs, (xs[0], ws[0] + 1, *one.shape[2:]))
     assert np.ascontiguousarray(gemm[:, :ws[0]]).tobytes() == one.tobytes()
 
 
@@ -304,16 +297,7 @@ STEM = [
 def test_conv_stride2_stem(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
     """The reference's values, the same bits at 1, 2, 3 and 8 threads, and the GEMM's
     bits (the first three output channels alone take the GEMM)."""
-    xs, ws, stride, padding, dilation = case
-    _against_reference(lib, ctx, ctx1, case, 1, False, 23)
-    rng = np.random.default_rng(23)
-    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1}
-    out = [(xs[2 + i] + padding[2 * i] + padding[2 * i + 1] - ws[2 + i]) // 2 + 1
-           for i in range(2)]
-    one = run_kernel(lib, ctx1, "conv2d", [x, w], attrs, (xs[0], ws[0], *out))
-    for c in (ctx3, ctx8):
-        got = run_kernel(lib, c, "conv2d", [x, w], attrs, (xs[0], ws[0], *out))
-        assert got.tobytes() == one.tobytes()
-    gemm = run_kernel(lib, ctx1, "conv2d", [x, w[:3]], attrs, (xs[0], 3, *out))
+    x, w, attrs, one = _against_reference(lib, ctx, ctx1, case, 1, False, 23)
+    _same_bits_with(lib, (ctx3, ctx8), x, w, attrs, one)
+    gemm = run_kernel(lib, ctx1, "conv2d", [x, w[:3]], attrs, (one.shape[0], 3, *one.shape[2:]))
     assert gemm.tobytes() == np.ascontiguousarray(one[:, :3]).tobytes()
