@@ -35,13 +35,9 @@ typedef struct dw_job {
  * in v: a register epilogue (am_epi.regs) with no NaN scalar (dw_epi_*). */
 static bool dw_regs(const dw_job *j, int64_t ni, int64_t o, float *v) {
     if (!j->regs) return false;
-    const am_epi *e = j->epi;
+    am_epi_row_scalars(j->epi, ni, o, v); /* (inline: a call per plane cost 4%) */
     bool ok = true;
-    for (int s = 0; s < e->g->n_steps; s++) { /* (am_epi_row_scalars, inline) */
-        const int k = e->ops[s].other;
-        v[s] = *(const float *)(const void *)(e->base[k] + ni * e->sb[k] + o * e->sr[k]);
-        ok = ok && v[s] == v[s];
-    }
+    for (int s = 0; s < j->epi->g->n_steps; s++) ok = ok && v[s] == v[s];
     return ok;
 }
 

@@ -340,15 +340,6 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
     return true;
 }
 
-void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
-    for (int j = 0; j < e->g->n_steps; j++) { /* (a row the tile adds, over: 0, unread) */
-        int src = e->ops[j].other;
-        v[j] = e->over && e->sc[src] ? 0.0f
-                          : *(const float *)(const void *)(e->base[src] + img * e->sb[src] +
-                                                           r * e->sr[src]);
-    }
-}
-
 /* ---------------------------------------------------------------- transposed */
 
 #if EPI_HAVE_VEC

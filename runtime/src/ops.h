@@ -426,7 +426,14 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
  * vector code does (max/min: a when a >= b or a is NaN; as vmaxps / vminps, scalar
  * first, when no scalar is NaN): the same bits. */
 bool am_epi_in_registers(am_epi *e, bool tile);
-void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v);
+static inline void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
+    for (int j = 0; j < e->g->n_steps; j++) { /* (a row the tile adds, over: 0, unread) */
+        int src = e->ops[j].other;
+        v[j] = e->over && e->sc[src] ? 0.0f
+                          : *(const float *)(const void *)(e->base[src] + img * e->sb[src] +
+                                                           r * e->sr[src]);
+    }
+}
 /* A transposed product's result (a convolution as yT[L x o] = im2col(x)^T W^T): as an
  * am_gemm_epi fn, writes rows [r0, r0 + nr) x columns [c0, c0 + nc) of tmp[L x o] as
  * y[o x L] = tmp^T, with e (if any) applied to image img of y (k_epilogue.c; AVX-512).
