@@ -217,12 +217,16 @@ def test_depthwise_borders(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None
     _against_reference(lib, ctx, ctx1, case, case[0][1], f64, 11)
 
 
-# 1x1 convolutions over at most 32 channels on planes of 56x56 outputs and more, computed
+# 1x1 convolutions over at most 32 channels on planes of 54x54 outputs and more, computed
 # directly on AVX-512 (k_conv_small.c): planes not a multiple of the 32-output block,
-# 1 to 32 channels, batches; float64 and output channels not a multiple of 8 go to the
-# GEMM (the same summation: one chain of multiply-adds from +0 over the channels).
+# 1 to 32 channels, batches, the smallest planes taken (SqueezeNet's 54x54) and one just
+# below (the GEMM); float64 and output channels not a multiple of 8 go to the GEMM (the
+# same summation: one chain of multiply-adds from +0 over the channels).
 POINTWISE = [
     ((1, 16, 56, 56), (96, 16, 1, 1)),
+    ((1, 16, 54, 54), (64, 16, 1, 1)),
+    ((2, 32, 54, 54), (128, 32, 1, 1)),
+    ((1, 16, 53, 55), (24, 16, 1, 1)),
     ((2, 32, 57, 61), (16, 32, 1, 1)),
     ((1, 1, 60, 53), (8, 1, 1, 1)),
     ((3, 24, 56, 57), (24, 24, 1, 1)),
@@ -270,12 +274,12 @@ def test_small_conv_rows(lib: ctypes.CDLL, ctx, ctx1, case) -> None:
 
 
 # Stride 2 over at most 3 input channels (image stems; C * KH * KW <= 160), float32,
-# computed directly on AVX-512 (k_conv_small.c) in bands of 4 output rows: MobileNetV2's
+# computed directly on AVX-512 (k_conv_small.c) in bands of 8 output rows: MobileNetV2's
 # 3x3 stem, rows of 16 to 40 outputs (whole vectors, a last one overlapping), bands past
-# the plane's last row, 5x5 and 2x2 kernels, asymmetric padding and none, 1 to 3 channels,
-# output channels not a multiple of 8, batches; 7x7 (ResNet-50's stem with padding 3,
-# SqueezeNet's without, at odd sizes), 6x8 (144 taps), and 7x8 over 3 channels (168: the
-# GEMM).
+# the plane's last row (every remainder of 8 rows, and fewer rows than a band), 5x5 and
+# 2x2 kernels, asymmetric padding and none, 1 to 3 channels, output channels not a
+# multiple of 8, batches; 7x7 (ResNet-50's stem with padding 3, SqueezeNet's without, at
+# odd sizes), 6x8 (144 taps), and 7x8 over 3 channels (168: the GEMM).
 STEM = [
     ((1, 3, 224, 224), (32, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
     ((2, 3, 35, 33), (13, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
@@ -290,6 +294,9 @@ STEM = [
     ((1, 3, 30, 41), (100, 3, 7, 7), [2, 2], [0, 3, 2, 0], [1, 1]),
     ((1, 3, 26, 44), (8, 3, 6, 8), [2, 2], [2, 3, 2, 3], [1, 1]),
     ((1, 3, 26, 44), (8, 3, 7, 8), [2, 2], [2, 3, 2, 3], [1, 1]),
+    ((2, 3, 13, 40), (16, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 3, 27, 34), (24, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((2, 3, 31, 47), (96, 3, 7, 7), [2, 2], [0, 0, 0, 0], [1, 1]),
 ]
 
 
