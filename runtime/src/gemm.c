@@ -80,22 +80,23 @@ typedef double v4d __attribute__((vector_size(32)));
 
 /* AVX-512: two adjacent B slivers (the second `bs` elements after the first, row p of
  * each `ldb` elements after row p - 1: packed, or B's own rows read in place) against one
- * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
- * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
- * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
- * nr <= one vector, one sliver (a 14x14 image's last 4 columns: 12 accumulators). With
- * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
- * a multiple of 12, such as 13, or 16 when A is packed) computes only R rows: the zero
- * padding costs nothing. */
+ * A panel: 24 accumulators, two B loads and 24 multiply-adds (each broadcasting its A
+ * element from memory). Each row's sum is formed in the same order as in the AVX2 and
+ * generic kernels (p ascending, one fused multiply-add per step, then + C when
+ * accumulating): the same bits as AVX2. With nr <= one vector, one sliver (a 14x14
+ * image's last 4 columns: 12 accumulators). With SHORT, a panel of at most R = 4 or 8 real
+ * rows (the last of a product whose rows are not a multiple of 12, such as 13, or 16 when
+ * A is packed) computes only R rows: the zero padding costs nothing. */
 #define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R, SHORT)                          \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb, b1 += ldb) {                       \
         VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
         if (SHORT) UKR_PF_A(a); /* (float32: the convolutions) */                           \
+        const T *a2 = a; /* a's value hidden from the compiler: each multiply-add reads */  \
+        __asm__("" : "+r"(a2)); /* its own broadcast (24 instructions a step, not 36) */   \
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
-            VEC av = SET1(a[i]);                                                            \
-            t[i][0] = FMADD(av, x0, t[i][0]);                                               \
-            t[i][1] = FMADD(av, x1, t[i][1]);                                               \
+            t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                                       \
+            t[i][1] = FMADD(SET1(a2[i]), x1, t[i][1]);                                      \
         }                                                                                   \
     }
 /* A's panel 32 steps (1.5 KB for float32) ahead into L1: a convolution's weight, packed
