@@ -80,23 +80,31 @@ typedef double v4d __attribute__((vector_size(32)));
 
 /* AVX-512: two adjacent B slivers (the second `bs` elements after the first, row p of
  * each `ldb` elements after row p - 1: packed, or B's own rows read in place) against one
- * A panel: 24 accumulators, two B loads and 12 broadcasts per 24 multiply-adds. Each row's
- * sum is formed in the same order as in the AVX2 and generic kernels (p ascending, one
- * fused multiply-add per step, then + C when accumulating): the same bits as AVX2. With
- * nr <= one vector, one sliver (a 14x14 image's last 4 columns: 12 accumulators). With
- * SHORT, a panel of at most R = 4 or 8 real rows (the last of a product whose rows are not
- * a multiple of 12, such as 13, or 16 when A is packed) computes only R rows: the zero
- * padding costs nothing. */
-#define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R)                                 \
+ * A panel: 24 accumulators, two B loads and 24 multiply-adds (each broadcasting its A
+ * element from memory). Each row's sum is formed in the same order as in the AVX2 and
+ * generic kernels (p ascending, one fused multiply-add per step, then + C when
+ * accumulating): the same bits as AVX2. With nr <= one vector, one sliver (a 14x14
+ * image's last 4 columns: 12 accumulators). With SHORT, a panel of at most R = 4 or 8 real
+ * rows (the last of a product whose rows are not a multiple of 12, such as 13, or 16 when
+ * A is packed) computes only R rows: the zero padding costs nothing. */
+#define AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, R, SHORT)                          \
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) t[i][0] = t[i][1] = SET1(0);       \
     for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb, b1 += ldb) {                       \
         VEC x0 = LOAD(b), x1 = LOAD(b1);                                                    \
+        if (SHORT) UKR_PF_A(a); /* (float32: the convolutions) */                           \
+        const T *a2 = a; /* a's value hidden from the compiler: each multiply-add reads */  \
+        __asm__("" : "+r"(a2)); /* its own broadcast (24 instructions a step, not 36) */   \
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {                              \
-            VEC av = SET1(a[i]);                                                            \
-            t[i][0] = FMADD(av, x0, t[i][0]);                                               \
-            t[i][1] = FMADD(av, x1, t[i][1]);                                               \
+            t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                                       \
+            t[i][1] = FMADD(SET1(a2[i]), x1, t[i][1]);                                      \
         }                                                                                   \
     }
+/* A's panel 32 steps (1.5 KB for float32) ahead into L1: a convolution's weight, packed
+ * per session, streams from memory on a column strip's first pass (the hardware
+ * prefetcher alone left the tile ~8% short there). Integer arithmetic: a prefetch past
+ * the end never faults (a pointer past it would be undefined). */
+#define UKR_PF_A(a) _mm_prefetch((const char *)((uintptr_t)(a) + 32 * MRP * sizeof(*(a))), \
+                                 _MM_HINT_T0)
 #define UKR_MASK(MASKT, W, w) (MASKT)((w) >= (W) ? ~(MASKT)0 : (MASKT)(((MASKT)1 << (w)) - 1))
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
                     SHORT, EPI)                                                             \
@@ -118,15 +126,16 @@ typedef double v4d __attribute__((vector_size(32)));
             _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++) t[i][0] = t[i][1] = SET1(0); \
             for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {                          \
                 VEC x0 = LOAD(b);                                                           \
+                if (SHORT) UKR_PF_A(a);                                                     \
                 _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                      \
                     t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                               \
             }                                                                               \
         } else if (SHORT && mr <= 4) {                                                      \
-            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4)                             \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4, SHORT)                      \
         } else if (SHORT && mr <= 8) {                                                      \
-            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8)                             \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8, SHORT)                      \
         } else {                                                                            \
-            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP)                           \
+            AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, MRP, SHORT)                    \
         }                                                                                   \
         /* C added first when accumulating, then a register epilogue, then the stores (with \
          * SHORT constant indices: t stays in registers) */                                 \
@@ -377,34 +386,44 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
 /* The last nc < 16 columns of a convolution's product (A kept packed: 12-row panels at ap,
  * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 49-pixel
  * image's last column then costs one multiply-add per 12 rows instead of a sliver of 16
- * (mostly padding). Four panels (48 rows) at a time, each column alone; each element is
- * the tile's chain of fused multiply-adds over p from zero, added to C when accumulating:
- * the same bits. */
+ * (mostly padding). Four panels (48 rows) times up to four columns at a time: each A load
+ * feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
+ * fused multiply-adds over p from zero, added to C when accumulating: the same bits. */
 static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
                                       const float *b, int64_t ldb, int64_t nc, float *c,
                                       int64_t ldc, bool acc) {
-    enum { Q = 4 };
+    enum { Q = 4, J = 4 };
     for (int64_t r0 = 0; r0 < mc; r0 += Q * MRP)
-        for (int64_t j = 0; j < nc; j++) {
-            int64_t np = (mc - r0 + MRP - 1) / MRP;
-            const float *a = ap + r0 * kc, *bj = b + j;
-            __m512 t[Q];
-            float out[Q][16]; /* (constant indices: t stays in registers) */
+        for (int64_t j0 = 0; j0 < nc; j0 += J) {
+            int64_t np = (mc - r0 + MRP - 1) / MRP, nj = nc - j0 < J ? nc - j0 : J;
+            const float *a = ap + r0 * kc, *bj = b + j0;
+            __m512 t[Q][J], x[J];
+            float out[Q][J][16]; /* (constant indices: t stays in registers) */
             np = np < Q ? np : Q;
-            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) t[q] = _mm512_setzero_ps();
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++)
+                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) t[q][j] = _mm512_setzero_ps();
             for (int64_t p = 0; p < kc; p++, a += MRP, bj += ldb) {
-                __m512 x = _mm512_set1_ps(*bj);
+                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {
+                    if (j >= nj) break;
+                    x[j] = _mm512_set1_ps(bj[j]);
+                }
                 _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) {
                     if (q >= np) break;
-                    t[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0xfff, a + q * MRP * kc), x,
-                                           t[q]);
+                    __m512 av = _mm512_maskz_loadu_ps(0xfff, a + q * MRP * kc);
+                    _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {
+                        if (j >= nj) break;
+                        t[q][j] = _mm512_fmadd_ps(av, x[j], t[q][j]);
+                    }
                 }
             }
-            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) _mm512_storeu_ps(out[q], t[q]);
-            for (int64_t i = 0; i < mc - r0 && i < Q * MRP; i++) {
-                float *ci = c + (r0 + i) * ldc + j;
-                *ci = acc ? *ci + out[i / MRP][i % MRP] : out[i / MRP][i % MRP];
-            }
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++)
+                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)
+                    _mm512_storeu_ps(out[q][j], t[q][j]);
+            for (int64_t j = 0; j < nj; j++)
+                for (int64_t i = 0; i < mc - r0 && i < Q * MRP; i++) {
+                    float *ci = c + (r0 + i) * ldc + j0 + j, v = out[i / MRP][j][i % MRP];
+                    *ci = acc ? *ci + v : v;
+                }
         }
 }
 #endif
