@@ -74,11 +74,17 @@ def ctx1(lib: ctypes.CDLL):
 # Convolutions without groups whose im2col matrix is packed straight from the input:
 # reductions longer than one GEMM depth block, images wider than one column block, small
 # images side by side in one product (columns crossing images within a sliver), 1x1 with
-# stride, padding wider than the window (whole padded rows and columns), dilation.
+# stride (its input's rows and columns copied out: every second column in vectors, rows
+# of 31, 33, 64 and 65, on two threads), padding wider than the window (whole padded rows
+# and columns), dilation.
 LARGE = [
     ((1, 64, 20, 23), (40, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
     ((3, 5, 33, 41), (7, 5, 3, 3), [2, 2], [2, 0, 1, 3], [2, 1]),
     ((2, 6, 30, 31), (9, 6, 1, 1), [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((2, 40, 56, 65), (24, 40, 1, 1), [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 16, 9, 64), (8, 16, 1, 1), [1, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 16, 12, 33), (8, 16, 1, 1), [3, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 16, 12, 33), (8, 16, 1, 1), [2, 3], [0, 0, 0, 0], [1, 1]),
     ((2, 3, 70, 65), (13, 3, 7, 7), [2, 2], [3, 3, 3, 3], [1, 1]),
     ((2, 4, 9, 9), (5, 4, 5, 5), [1, 1], [4, 4, 4, 4], [1, 1]),
     ((5, 8, 1, 37), (3, 8, 1, 3), [1, 3], [0, 0, 2, 1], [1, 2]),
