@@ -594,15 +594,13 @@ static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
 }
 #endif
 
-/* Where dw_regs reads the register epilogue's scalars: as am_epi_row_scalars does. */
+/* Where dw_regs reads the register epilogue's scalars: as am_epi_row_scalars does. NOTE:
+ * never over an input (am_epi.over: 1x1 convolutions without groups only). */
 static void dw_steps(dw_job *j) {
-    static const float zero = 0.0f;
     const am_epi *e = j->epi;
     for (int s = 0; j->regs && s < e->g->n_steps; s++, j->ns++) {
         int src = e->ops[s].other;
-        bool z = e->over && e->sc[src];
-        j->sp[s] = z ? (const char *)&zero : e->base[src];
-        j->sb[s] = z ? 0 : e->sb[src], j->sr[s] = z ? 0 : e->sr[src];
+        j->sp[s] = e->base[src], j->sb[s] = e->sb[src], j->sr[s] = e->sr[src];
     }
 }
 
