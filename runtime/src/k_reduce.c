@@ -114,7 +114,7 @@ SUM_ROW(sum_f64, double)
  * column one chain per element, eight columns a vector. */
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef double f64x8 __attribute__((vector_size(64)));
-#define SUM_F32_BLOCK(SUF, ATTR)                                                   \
+#define SUM_F32_BLOCK(SUF, ATTR, TAIL)                                             \
     ATTR static double row_##SUF(const float *x, int64_t n) {                      \
         double acc = 0.0;                                                          \
         if (n < 16) {                                                              \
@@ -128,7 +128,7 @@ typedef double f64x8 __attribute__((vector_size(64)));
             memcpy(&v, x + i, sizeof v);                                           \
             a += __builtin_convertvector(v, f64x8);                                \
         }                                                                          \
-        for (int64_t j = 0; i < n; i++, j++) a[j] += (double)x[i];                 \
+        TAIL(a, x, i, n);                                                          \
         a += __builtin_shufflevector(a, a, 1, 0, 3, 2, 5, 4, 7, 6);                \
         a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);                \
         a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);                \
@@ -167,8 +167,16 @@ typedef double f64x8 __attribute__((vector_size(64)));
         }                                                                          \
     }
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))))
-SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))))
+/* A row's last n - i (< 8) elements into partials 0.. (the others + 0.0: unchanged, a
+ * partial from +0.0 is never -0.0). NOTE: on AVX-512 one masked load; element by element
+ * the partials went through memory, a stalled reload per row (a 7x7 plane's sum 2x). */
+#define TAIL_LOOP(a, x, i, n) \
+    for (int64_t j = 0; i < n; i++, j++) a[j] += (double)x[i]
+#define TAIL_512(a, x, i, n)                                                  \
+    a += (f64x8)_mm512_cvtps_pd(                                              \
+        _mm512_castps512_ps256(_mm512_maskz_loadu_ps(am_lanes16(0, n - i), x + i)))
+SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))), TAIL_LOOP)
+SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))), TAIL_512)
 
 typedef struct sum_job {
     void (*fn)(const float *, int64_t, int64_t, int64_t, int64_t, float *);

@@ -1205,6 +1205,10 @@ static amber_status run_nodes(amber_session *s, const frame *fr) {
     for (uint32_t ni = fr->start; ni < fr->end; ni++) {
         const am_node *n = &f->nodes[ni];
         if (fr->ready && n->hoist == AM_HOIST_INNER) continue;
+        if (n->hoist == AM_HOIST_CACHED && h->vals[n->out[0]].data) { /* as run_op_node has it */
+            am_tensor_copy(&vals[n->out[0]], &h->vals[n->out[0]]);
+            continue;
+        }
         struct memo *memo = plan && plan->stamp == fr->stamp ? &plan->memo[ni] : NULL;
         if (memo && memo->known && n->fuse == AM_FUSE_MEMBER && n->hoist == AM_HOIST_NONE &&
             !n->alias) { /* its type, as run_op_node gives it: its root computes it */

@@ -92,6 +92,21 @@ class NanShift(nn.Module):
         return F.relu(self.conv(x) + self.shift)
 
 
+class DwNanShift(nn.Module):
+    """A depthwise convolution, a per-channel shift with a NaN in one channel, then ReLU:
+    the depthwise kernels keep that channel's chain out of their registers."""
+
+    def __init__(self, c: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=stride, padding=1, groups=c, bias=False)
+        shift = np.linspace(-1, 1, c).astype(np.float32)
+        shift[c // 2] = np.nan
+        self.shift = nn.Parameter(am.tensor(shift.reshape(c, 1, 1)))
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(self.conv(x) + self.shift)
+
+
 class Shared(nn.Module):
     """The product read by the chain and by another op: not an epilogue."""
 
@@ -222,6 +237,16 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                                 (7, 7, 7), (1, 2 + 4 + 1)),
     "depthwise_clip_s2_14x14_odd": (lambda: ConvBnRelu(5, 5, 3, stride=2, groups=5,
                                                        act=Clip6()), (5, 14, 14), (1, 2 + 2 + 1)),
+    # small planes and rows of at most one vector with a NaN shift in one channel, with
+    # BatchNorm alone, and with ReLU (le, where): the epilogue on the sums in registers
+    # for each plane that takes it, over the stored plane for the others
+    "depthwise_nan_shift_7x7": (lambda: DwNanShift(9), (9, 7, 7), (1, 4)),
+    "depthwise_nan_shift_s2_13x14": (lambda: DwNanShift(9, 2), (9, 13, 14), (1, 4)),
+    "depthwise_nan_shift_14x14": (lambda: DwNanShift(9), (9, 14, 14), (1, 4)),
+    "depthwise_bn_7x7_odd": (lambda: ConvBnRelu(7, 7, 3, groups=7, act=nn.Identity()),
+                             (7, 7, 7), (1, 2 + 1)),
+    "depthwise_relu_7x7_odd": (lambda: ConvBnRelu(7, 7, 3, groups=7), (7, 7, 7),
+                               (1, 2 + 2 + 1)),
     # rows of at most one vector (the epilogue in one pass over each plane), strides 1, 2
     "depthwise_relu6_14x14": (lambda: ConvBnRelu(20, 20, 3, groups=20, act=nn.ReLU6()),
                               (20, 14, 14), (1, 2 + 4 + 1)),
