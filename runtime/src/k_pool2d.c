@@ -484,13 +484,15 @@ POOL_AVX512 static inline __m512 max16(__m512 m, __m512 v) {
         V##2 = _mm512_mask_loadu_ps(ninf, in_ ? m2 : 0, p_ + 32);                          \
     } while (0)
 
-/* max_pool2d of 3x3 windows at stride 2 (no dilation), float32, AVX-512: a column of 16
- * outputs at a time goes down a strip of the plane; each window row's maximum (of the
- * 33 input columns, down its three rows) is then split into the windows' three columns.
- * An input row shared by two windows is read once. Padding and the ceil mode's windows
- * past the edge read -inf, which max_plane's order leaves without effect (MAXNAN(-inf, v)
- * is v, MAXNAN(m, -inf) is m): its operations, down then across. */
-POOL_AVX512 static void max3s2_plane_f32(void *ud, int64_t t, int worker) {
+/* max_pool2d of 3x3 windows at stride 2 (no dilation), float32, AVX-512, rows of at most
+ * 32 outputs (wider ones: max3s2_plane_f32; NOTE: there rows of 27 and 13 outputs, the
+ * later pools of SqueezeNet, ran 1.1-1.4x slower): a column of 16 outputs at a time goes
+ * down a strip of the plane; each window row's maximum (of the 33 input columns, down its
+ * three rows) is then split into the windows' three columns. An input row shared by two
+ * windows is read once. Padding and the ceil mode's windows past the edge read -inf, which
+ * max_plane's order leaves without effect (MAXNAN(-inf, v) is v, MAXNAN(m, -inf) is m):
+ * its operations, down then across. */
+POOL_AVX512 static void max3s2_strip_f32(void *ud, int64_t t, int worker) {
     (void)worker;
     const pool_job *f = (const pool_job *)ud;
     const pool_geom *g = f->g;
@@ -531,6 +533,89 @@ POOL_AVX512 static void max3s2_plane_f32(void *ud, int64_t t, int worker) {
         }
 }
 #undef ROW33
+
+/* The output rows of max3s2_plane_f32, exact: with max16; else with vmaxps (the same where
+ * no NaN is read), the lanes where a NaN was read into kn. */
+#define M3S2_ROWS(EXACT)                                                                   \
+    for (int64_t i = 0; i < oh; i++) {                                                     \
+        const int64_t r = 2 * i - g->pt; /* the window's first input row */                \
+        uintptr_t p[3];                                                                    \
+        for (int d = 0; d < 3; d++)                                                        \
+            p[d] = r + d >= 0 && r + d < h ? x0 + (uintptr_t)((r + d) * w) * 4u            \
+                                           : (uintptr_t)ni - (uintptr_t)pl * 4u;           \
+        for (int64_t k = 0; k < nv; k++) {                                                 \
+            const __mmask16 m = mk[k];                                                     \
+            __m512 v = _mm512_mask_loadu_ps(ninf, m, (const float *)p[0] + 16 * k);        \
+            __m512 v1 = _mm512_mask_loadu_ps(ninf, m, (const float *)p[1] + 16 * k);       \
+            __m512 v2 = _mm512_mask_loadu_ps(ninf, m, (const float *)p[2] + 16 * k);       \
+            if (!(EXACT)) kn |= _mm512_cmp_ps_mask(v1, v2, _CMP_UNORD_Q);                  \
+            if (r + 2 >= 0 && r + 4 < h) /* the next output row's rows (alone: 0.85x) */     \
+                _mm_prefetch((const char *)(p[2] + (uintptr_t)w * 4u + 64u * k), _MM_HINT_T0), \
+                _mm_prefetch((const char *)(p[2] + (uintptr_t)w * 8u + 64u * k), _MM_HINT_T0); \
+            v = (EXACT) ? max16(max16(v, v1), v2) : _mm512_max_ps(v2, _mm512_max_ps(v1, v)); \
+            _mm512_storeu_ps(b + 16 * k, v);                                               \
+        }                                                                                  \
+        for (int64_t c = 0; c < nb; c++) {                                                 \
+            const __m512 a0 = _mm512_loadu_ps(b + 32 * c);                                 \
+            const __m512 a1 = _mm512_loadu_ps(b + 32 * c + 16);                            \
+            const __m512 e = _mm512_permutex2var_ps(a0, ev, a1);                           \
+            const __m512 o = _mm512_permutex2var_ps(a0, od, a1);                           \
+            const __m512 e2 = _mm512_permutex2var_ps(e, nx, _mm512_loadu_ps(b + 32 * c + 32)); \
+            _mm512_mask_storeu_ps(y + i * ow + 16 * c, c + 1 < nb ? 0xffff : ms,           \
+                                  (EXACT) ? max16(max16(e, o), e2)                         \
+                                          : _mm512_max_ps(e2, _mm512_max_ps(o, e)));       \
+        }                                                                                  \
+    }
+
+/* max_pool2d of 3x3 windows at stride 2 (no dilation), float32, AVX-512, rows of more
+ * than 32 outputs (SqueezeNet's 96x109x109: 0.7-0.85x of max3s2_strip_f32's time alone),
+ * an output row at a time, through the plane's rows in order: each vector of 16 padded
+ * columns' maximum down the window's three rows (into the worker's row b: padded column
+ * q at b[q]), then each 16 outputs from 33 of those (the windows' even, odd and next even
+ * columns). Rows and columns outside the plane (padding, the ceil mode's windows past the
+ * edge) read -inf, which max_plane's order leaves without effect (MAXNAN(-inf, v) is v,
+ * MAXNAN(m, -inf) is m): its operations, down then across. */
+POOL_AVX512 static void max3s2_plane_f32(void *ud, int64_t t, int worker) {
+    const pool_job *f = (const pool_job *)ud;
+    const pool_geom *g = f->g;
+    const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, pl = g->pl, nb = (ow + 15) / 16;
+    const int64_t nv = (pl + w + 15) / 16 < 2 * nb + 1 ? (pl + w + 15) / 16 : 2 * nb + 1;
+    const float *x = (const float *)f->x + t * h * w;
+    float *y = (float *)f->out + t * oh * ow, *b = (float *)f->ws[worker];
+    const float *ni = (const float *)f->cs; /* (max3s2_setup) */
+    const __mmask16 *mk = (const __mmask16 *)(ni + w);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i nx = _mm512_set_epi32(16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+    for (int64_t k = nv; k <= 2 * nb; k++) _mm512_storeu_ps(b + 16 * k, ninf);
+    /* NOTE: addresses as integers: a vector may start before the row, in lanes mk drops */
+    const uintptr_t x0 = (uintptr_t)x - (uintptr_t)pl * 4u;
+    const __mmask16 ms = am_lanes16(0, ow - 16 * (nb - 1)); /* the last outputs' lanes */
+    __mmask16 kn = 0; /* lanes where a NaN was read */
+    for (int64_t k = 0; g->pt == 0 && k < nv; k++) /* (the first row: once; the others below) */
+        kn |= _mm512_cmp_ps_mask(ninf, _mm512_maskz_loadu_ps(mk[k], (const float *)x0 + 16 * k),
+                                 _CMP_UNORD_Q);
+    M3S2_ROWS(0); /* (vmaxps: MAXNAN where neither is NaN) */
+    if (kn) M3S2_ROWS(1);
+}
+#undef M3S2_ROWS
+
+/* max3s2_plane_f32's row of -inf (rows outside the plane; read as a row of w) and each
+ * vector k's lanes inside the plane (padded columns 16 k.., PL of them before the
+ * plane's), once per call (job->cs). */
+static amber_status max3s2_setup(am_ctx *ctx, pool_job *job, const pool_geom *g) {
+    const int64_t nv = 2 * ((g->ow + 15) / 16) + 1;
+    float *ni = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, (size_t)(4 * g->w + 2 * nv), (void **)&ni,
+                                     ctx->err);
+    if (st != AMBER_OK) return st;
+    for (int64_t c = 0; c < g->w; c++) ni[c] = -INFINITY;
+    for (int64_t k = 0; k < nv; k++)
+        ((uint16_t *)(ni + g->w))[k] = am_lanes16(g->pl - 16 * k, g->pl + g->w - 16 * k);
+    job->cs = ni;
+    return AMBER_OK;
+}
 
 /* max_pool2d of 2x2 windows that tile the plane, float32, AVX-512: up to 16 outputs at a
  * time from the even and odd columns (lanes picked by e, from a0 then a1) of their two input
@@ -659,8 +744,12 @@ amber_status k_max_pool2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, 
     if (tiled && f32 && g.kh == 2 && g.kw == 2 && am_cpu_isa() >= AM_GEMM_ISA_AVX512)
         return run_planes(ctx, &job, max2_tiled_f32, 0, work);
     if (f32 && g.kh == 3 && g.kw == 3 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 &&
-        am_cpu_isa() >= AM_GEMM_ISA_AVX512)
-        return run_planes(ctx, &job, max3s2_plane_f32, 0, work);
+        am_cpu_isa() >= AM_GEMM_ISA_AVX512) {
+        if (g.ow <= 32) return run_planes(ctx, &job, max3s2_strip_f32, 0, work);
+        amber_status st = max3s2_setup(ctx, &job, &g);
+        return st != AMBER_OK ? st : run_planes(ctx, &job, max3s2_plane_f32,
+                                                (size_t)(128 * ((g.ow + 15) / 16) + 64), work);
+    }
 #endif
     if (tiled && g.ow < POOL_NARROW)
         return run_planes(ctx, &job, f32 ? max_tiled_f32 : max_tiled_f64, 0, work);

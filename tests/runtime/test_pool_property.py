@@ -191,17 +191,21 @@ def test_max_pool_2x2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int) -> None:
         assert got.tobytes() == want.tobytes(), (oh, ow)
 
 
-@pytest.mark.parametrize("ow", [1, 2, 7, 13, 16, 17, 27, 33, 54])
+@pytest.mark.parametrize("ow", [1, 2, 7, 13, 16, 17, 27, 32, 33, 54, 64, 70])
 @pytest.mark.parametrize("oh", [1, 5, 17, 33])
 @pytest.mark.parametrize("pad, ceil", [((0, 0, 0, 0), True), ((1, 1, 1, 1), False),
                                        ((1, 0, 0, 1), True), ((0, 1, 1, 0), False)])
+@pytest.mark.parametrize("nans", ["many", "none", "one"])
 def test_max_pool_3x3_stride_2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int, pad: tuple,
-                                    ceil: bool) -> None:
+                                    ceil: bool, nans: str) -> None:
     """3x3 windows at stride 2 (SqueezeNet's ceil-mode pools, ResNet-50's padded one; AVX-512
-    takes 16 outputs at a time down strips of the plane): the same bits as each column's
-    maximum down the window, then across, padding as -inf, NaN payloads and signed zeros
-    included, at one and two threads, float32; rows of whole and partial vectors, planes of
-    more than one strip, windows past the edge in ceil mode."""
+    takes 16 outputs at a time down strips of the plane, or rows of more than 32 outputs
+    a row at a time, with vmaxps first and again with the NaN-propagating maximum in a
+    plane where a NaN was read): the same bits as each column's maximum down the window,
+    then across, padding as -inf, NaN payloads, infinities and signed zeros included, at
+    one and two threads, float32; rows of whole and partial vectors, planes of more than
+    one strip, windows past the edge in ceil mode; NaN in 5% of the inputs, in none, or
+    in one (one plane takes the second pass, the others not)."""
     pt, pb, pl, pr = pad
     h = 2 * oh + 1 - pt - pb - (1 if ceil else 0)
     w = 2 * ow + 1 - pl - pr - (1 if ceil else 0)
@@ -211,8 +215,12 @@ def test_max_pool_3x3_stride_2_bits(lib: ctypes.CDLL, ctxs, oh: int, ow: int, pa
     x = np.round(rng.standard_normal((2, 3, h, w)) * 1.5).astype(np.float32)
     k = rng.random(x.shape)
     x[k < 0.2] = -0.0
+    x[(k > 0.9) & (k < 0.92)] = np.inf
+    x[(k > 0.92) & (k < 0.94)] = -np.inf
     bits = x.view(np.uint32)
-    nan = k > 0.95
+    nan = k > 0.95 if nans == "many" else np.zeros(x.shape, bool)
+    if nans == "one":
+        nan[1, 2, rng.integers(0, h), rng.integers(0, w)] = True
     bits[nan] = 0x7FC00000 | rng.integers(0, 1 << 22, int(nan.sum())).astype(np.uint32)
     attrs = {"kernel_hw": (3, 3), "stride": (2, 2), "padding": pad, "dilation": (1, 1),
              "ceil_mode": ceil}

@@ -176,6 +176,29 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     _verify_and_threads(sanitize_build, tmp_path / "conv.amber")
 
 
+def test_max_pool_paths(sanitize_build: Path, tmp_path: Path) -> None:
+    """3x3 stride-2 max pools (AVX-512): rows of more than 32 outputs a row at a time (ceil
+    mode, padding, a NaN in one plane: its second pass) and narrower ones down strips, on
+    their test vectors and under concurrent sessions."""
+    import numpy as np
+
+    import amber as am
+
+    F = am.nn.functional
+
+    def fn(x: am.Tensor, y: am.Tensor) -> tuple:
+        return (F.max_pool2d(x, 3, 2, ceil_mode=True), F.max_pool2d(x, 3, 2, 1),
+                F.max_pool2d(y, 3, 2, ceil_mode=True))
+
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((2, 3, 21, 109)).astype(np.float32)
+    xv[1, 2, 7, 50] = np.nan
+    x = am.tensor(xv)
+    y = am.tensor(rng.standard_normal((1, 4, 27, 27)).astype(np.float32))
+    am.export(fn, x, y).save(tmp_path / "pool.amber")
+    _verify_and_threads(sanitize_build, tmp_path / "pool.amber")
+
+
 def test_fused_lstm_cell(sanitize_build: Path, tmp_path: Path) -> None:
     """The fused LSTM cell (a scan body; float64; 16 x 64 cells, split between the two
     threads amber-run gives a session on two cores) on its test vectors, and under
