@@ -21,8 +21,6 @@
  * 512; beyond, the GEMM sums each block apart first.) */
 #include "ops.h"
 
-#include <string.h>
-
 enum {
     D3_OB = 64,    /* output channels per block: four vectors */
     D3_PX = 4,     /* flattened outputs per register tile */
@@ -200,8 +198,9 @@ static int64_t d3_pad_row(const d3_job *j, int64_t t, int64_t bands) {
 /* Task t of pad_tasks: its rows of every plane of the image (with fewer bands than
  * threads, its share of the planes: rows of small planes share cache lines) into the
  * padded ones, the padding zeroed too (rows from pt and columns from pl hold x's; columns
- * past WP are never read). */
-static void d3_pad(void *ud, int64_t t, int worker) {
+ * past WP are never read). Each row as whole vectors: x's columns under a load mask, zeros
+ * outside it (three libc calls a row took longer than the copy: ~0.6 ms of ResNet-50). */
+D3_AVX512 static void d3_pad(void *ud, int64_t t, int worker) {
     const d3_job *j = (const d3_job *)ud;
     int64_t wp = j->wp, h = j->h, w = j->w, pt = j->pt;
     int64_t pl = j->pl < wp ? j->pl : wp, cnt = w < wp - pl ? w : wp - pl;
@@ -216,13 +215,16 @@ static void d3_pad(void *ud, int64_t t, int worker) {
         for (int64_t r = r0; r < r1; r++) {
             int64_t i = r - pt; /* x's row i of channel c */
             float *xp = j->xp + c * j->plane + r * wp;
-            if (i < 0 || i >= h) {
-                memset(xp, 0, sizeof(float) * (size_t)wp);
-                continue;
+            /* x's row shifted by pl: lane l of the vector at b is column b + l - pl
+             * (NOTE: masked-off lanes are never read; integer arithmetic: the address of
+             * column -pl is outside x) */
+            uintptr_t src = (uintptr_t)j->x + (uintptr_t)(((c * h + i) * w - pl) * 4);
+            bool in = i >= 0 && i < h;
+            for (int64_t b = 0; b < wp; b += 16) {
+                __mmask16 m = in ? am_lanes16(pl - b, pl + cnt - b) : 0;
+                __m512 v = _mm512_maskz_loadu_ps(m, (const float *)(src + (uintptr_t)b * 4u));
+                _mm512_mask_storeu_ps(xp + b, am_lanes16(0, wp - b), v);
             }
-            memset(xp, 0, sizeof(float) * (size_t)pl);
-            memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
-            memset(xp + pl + cnt, 0, sizeof(float) * (size_t)(wp - pl - cnt));
         }
 }
 
