@@ -1216,16 +1216,17 @@ GEMM_COLD bool am_gemm_over_ok(int64_t m, int64_t n, int64_t k, const am_epi *e)
     if (current_isa() < AM_GEMM_ISA_AVX512 || !e->tile || m <= GEMV_ROWS || n <= 0 || k <= 0 ||
         k > AM_GEMM_KC_F32 || (plan_of_f32(m, n, k, false, false).mc + MRP) * ns > EPI_REGS_MAX)
         return false;
-    bool each = false; /* scalars per image */
-    for (int s = 0; s < ns; s++) each |= e->sb[e->ops[s].other] != 0;
-    float v[AM_FUSED_MAX_STEPS];
-    /* NaN (a row's first element too, read before it is written over): the tiles would
-     * leave the epilogue to its pass */
-    for (int64_t i = 0; i < (each ? e->images : 1); i++)
-        for (int64_t r = 0; r < m; r++) {
-            am_epi_row_scalars(e, i, r, v);
-            for (int s = 0; s < ns; s++)
-                if (v[s] != v[s]) return false;
-        }
+    /* NaN scalars: the tiles would leave the epilogue to its pass, which reads the input
+     * written over. Each step's scalars as a column (one per image and row, or one);
+     * over, a row the tile adds gives 0 (am_epi_row_scalars): not read. */
+    for (int s = 0; s < ns; s++) {
+        const int src = e->ops[s].other;
+        const int64_t sb = e->sb[src], sr = e->sr[src];
+        for (int64_t i = 0; !e->sc[src] && i < (sb ? e->images : 1); i++)
+            for (int64_t r = 0; r < (sr ? m : 1); r++) {
+                float x = *(const float *)(const void *)(e->base[src] + i * sb + r * sr);
+                if (x != x) return false;
+            }
+    }
     return true;
 }

@@ -94,7 +94,7 @@ def _run(lib: ctypes.CDLL, path: Path, x: np.ndarray, flags: int = 0,
 
 def _input(batch: int, c: int, h: int, w: int, at: int = 3) -> np.ndarray:
     """NaN and inf through the sums, the residual and the relu (at pixel 0: a residual
-    row starting with NaN, which the tiles would leave to the epilogue's pass: a copy)."""
+    row starting with NaN, which the tiles add as any other value)."""
     x = np.random.default_rng(batch + h).standard_normal((batch, c, h, w)) * 2
     x.flat[at:at + 2] = [np.nan, np.inf]
     return x.astype(np.float32)
@@ -132,9 +132,12 @@ def test_result_over_the_residual_gives_the_plain_bits(lib: ctypes.CDLL, tmp_pat
 
 
 @pytest.mark.parametrize("c,mid,h,w", SHAPES[:3])
-def test_a_nan_parameter_or_first_element_reads_a_copy(lib: ctypes.CDLL, tmp_path: Path,
-                                                       c: int, mid: int, h: int,
-                                                       w: int) -> None:
+def test_a_nan_parameter_reads_a_copy_a_nan_first_element_not(lib: ctypes.CDLL, tmp_path: Path,
+                                                           c: int, mid: int, h: int,
+                                                           w: int) -> None:
+    """A NaN scalar of the epilogue (the BatchNorm's) leaves the tiles' epilogue to its
+    pass, on a copy of the residual; a residual row starting with NaN (never a scalar: the
+    tile adds the row) goes through the tiles, written over it. The plain bits both."""
     for nan, at in ((True, 3), (False, 0)):
         path = _export(tmp_path, c, mid, "over", nan=nan)
         x = _input(2, c, h, w, at)

@@ -129,7 +129,8 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
 # block (C * 9 > 512), padding 0, 1, 2 and asymmetric, strides 1 and 2 (outputs 7 to 10
 # wide at stride 2; 2 on narrower outputs, dilation and groups: routed to the other
 # paths), batches, 1x1 and 1xW images; small images taken a few at a time (batches of 8,
-# 6 and 5 of 49, 49 and 36 outputs: bands across images, tiles too).
+# 6 and 5 of 49, 49 and 36 outputs: bands across images, tiles too); a band's last output
+# alone in its tile (49 outputs of a 7x7 image, at stride 1 and 2, and 169 of 13x13).
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -151,6 +152,9 @@ DIRECT = [
     ((8, 24, 7, 7), (96, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((6, 16, 13, 14), (64, 16, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
     ((5, 8, 5, 9), (32, 8, 3, 3), [1, 1], [0, 1, 2, 0], [1, 1], 1),
+    ((1, 64, 7, 7), (130, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 40, 14, 13), (64, 40, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 24, 13, 13), (64, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
 ]
 
 
