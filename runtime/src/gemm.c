@@ -407,22 +407,25 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
  * feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
  * fused multiply-adds over p from zero, added to C when accumulating: the same bits. */
 enum { COLS_Q = 4, COLS_J = 4 };
-/* J (a constant: no branch per step) columns at b of np <= 4 panels at a into out; a
- * block of fewer panels computes its last one again in their place (never stored). */
+/* J (a constant: no branch per step) of the nj columns at b, np <= 4 panels at a, into
+ * out; fewer panels or columns compute their last one again in the others' place (never
+ * stored). */
 static AM_AVX512 __attribute__((always_inline)) inline void cols_blk_f32(
-    const int J, int64_t kc, const float *a, int64_t np, const float *b, int64_t ldb,
-    float out[COLS_Q][COLS_J][16]) {
+    const int J, int64_t kc, const float *a, int64_t np, const float *b, int64_t nj,
+    int64_t ldb, float out[COLS_Q][COLS_J][16]) {
     const float *aq[COLS_Q];
+    int64_t jo[COLS_J];
     __m512 t[COLS_Q][COLS_J];
     _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++) {
         aq[q] = a + (q < np ? q : np - 1) * MRP * kc;
         _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) t[q][j] = _mm512_setzero_ps();
     }
+    _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) jo[j] = j < nj ? j : nj - 1;
     for (int64_t p = 0; p < kc; p++, b += ldb)
         _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++) {
             __m512 av = _mm512_maskz_loadu_ps(0xfff, aq[q] + p * MRP);
             _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)
-                t[q][j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[j]), t[q][j]);
+                t[q][j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[jo[j]]), t[q][j]);
         }
     _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++)
         _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) _mm512_storeu_ps(out[q][j], t[q][j]);
@@ -436,10 +439,10 @@ static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
             const float *a = ap + r0 * kc;
             float out[COLS_Q][COLS_J][16];
             np = np < COLS_Q ? np : COLS_Q;
-            if (nj == 1) cols_blk_f32(1, kc, a, np, b + j0, ldb, out);
-            else if (nj == 2) cols_blk_f32(2, kc, a, np, b + j0, ldb, out);
-            else if (nj == 3) cols_blk_f32(3, kc, a, np, b + j0, ldb, out);
-            else cols_blk_f32(4, kc, a, np, b + j0, ldb, out);
+            if (nj == 1) /* (a last column: a quarter of the multiply-adds) */
+                cols_blk_f32(1, kc, a, np, b + j0, nj, ldb, out);
+            else
+                cols_blk_f32(COLS_J, kc, a, np, b + j0, nj, ldb, out);
             for (int64_t j = 0; j < nj; j++)
                 for (int64_t i = 0; i < mc - r0 && i < COLS_Q * MRP; i++) {
                     float *ci = c + (r0 + i) * ldc + j0 + j, v = out[i / MRP][j][i % MRP];
@@ -824,7 +827,9 @@ static int64_t direct_rows(int64_t mc) {
                 b = j->B + j->pc * j->rsb + j->jc + jr, bs = NR, ldb = j->rsb;                \
                 /* (a last 17 columns: one sliver and a column, in ukr2) */                  \
                 nr = nr < dend - jr || (j->wide && j1 - jr == NR + 1) ? nr : dend - jr;      \
-                pf = jr + 2 * w * NR <= dend;                                                 \
+                /* (B's block read by an earlier block of rows stays in L2) */               \
+                pf = jr + 2 * w * NR <= dend &&                                               \
+                     (ic == 0 || j->kc * ldb * (int64_t)sizeof(T) > (256 << 10));             \
             }                                                                                 \
             for (int64_t ir = 0, mr; ir < mc; ir += mr) {                                     \
                 mr = mc - ir < MR ? mc - ir : MR;                                             \
