@@ -401,10 +401,10 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
     }
 }
 /* The last nc < 16 columns of a convolution's product (A kept packed: 12-row panels at ap,
- * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 49-pixel
- * image's last column then costs one multiply-add per 12 rows instead of a sliver of 16
- * (mostly padding). Four panels (48 rows) times up to four columns at a time: each A load
- * feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
+ * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 169-pixel
+ * image's last 9 columns then cost 9 multiply-adds per 12 rows instead of a sliver of 16
+ * (a 49-pixel image's last one: UKR_COL_F32). Four panels (48 rows) times up to four
+ * columns at a time: each A load feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
  * fused multiply-adds over p from zero, added to C when accumulating: the same bits. */
 enum { COLS_Q = 4, COLS_J = 4 };
 /* J (a constant: no branch per step) of the nj columns at b, np <= 4 panels at a, into
@@ -902,13 +902,16 @@ static int64_t direct_rows(int64_t mc) {
     }                                                                                         \
                                                                                               \
     /* The fused tasks' split: whole two-sliver units of columns, one chunk per thread;       \
-     * with few units for many rows, blocks of whole panels of rows instead (a task each). */ \
+     * with few units for many rows, blocks of whole panels of rows instead (a task each):   \
+     * at most an MC block each, as many as a multiple of the threads (960 rows: 8 of 120,  \
+     * not 7 of 144, of which one thread took 4). */                                         \
     static int64_t fused_plan_##SUF(job_##SUF *j, int threads) {                              \
         int64_t units = (j->n + 2 * NR - 1) / (2 * NR), panels = (j->m + MR - 1) / MR;        \
         j->fgroups = 1, j->fcols = (units + threads - 1) / threads * 2 * NR;                  \
         if (units < 4 * threads && panels >= 2 * threads) {                                   \
-            int64_t mc = (panels + threads - 1) / threads * MR; /* (at most an MC block) */   \
-            j->mc = mc < j->mc ? mc : j->mc, j->fcols = j->n;                                 \
+            int64_t cap = j->mc / MR, g = (panels + cap - 1) / cap;                           \
+            g = (g + threads - 1) / threads * threads;                                        \
+            j->mc = (panels + g - 1) / g * MR, j->fcols = j->n;                               \
             j->fgroups = (j->m + j->mc - 1) / j->mc;                                          \
         }                                                                                     \
         return (j->n + j->fcols - 1) / j->fcols * j->fgroups;                                 \
