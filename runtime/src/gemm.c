@@ -107,7 +107,7 @@ typedef double v4d __attribute__((vector_size(32)));
                                  _MM_HINT_T0)
 #define UKR_MASK(MASKT, W, w) (MASKT)((w) >= (W) ? ~(MASKT)0 : (MASKT)(((MASKT)1 << (w)) - 1))
 #define AVX512_UKR2(SUF, T, VEC, LOAD, SET1, FMADD, ADD, MASKLOAD, MASKSTORE, STORE, MASKT,   \
-                    SHORT, EPI)                                                             \
+                    SHORT, EPI, COL)                                                        \
     __attribute__((target("avx512f"))) static void ukr2_##SUF##_avx512(                    \
         int64_t kc, const T *restrict a, const T *restrict b, int64_t bs, int64_t ldb,     \
         T *restrict c, int64_t ldc, int64_t mr, int64_t nr, bool acc,                       \
@@ -130,7 +130,7 @@ typedef double v4d __attribute__((vector_size(32)));
                 _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                      \
                     t[i][0] = FMADD(SET1(a[i]), x0, t[i][0]);                               \
             }                                                                               \
-        } else if (SHORT && mr <= 4) {                                                      \
+        } COL else if (SHORT && mr <= 4) {                                                  \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 4, SHORT)                      \
         } else if (SHORT && mr <= 8) {                                                      \
             AVX512_UKR2_ROWS(SUF, T, VEC, LOAD, SET1, FMADD, 8, SHORT)                      \
@@ -268,13 +268,30 @@ static TILE_INLINE void tile_epi_pf(const am_tile_epi *te, int64_t mr, float *c,
 #define UKR_EPI_F32(te, t, mr, nr) \
     if (te) tile_epi_f32(te, t, mr, nr)
 #define UKR_EPI_NONE(te, t, mr, nr) (void)(te)
+/* One sliver and one column more (a 49-pixel image's last 17), its column b1[0] with the
+ * rows as lanes: one multiply-add a step, not a pass over A by cols_f32_avx512. The same
+ * products and sums as a second sliver's lane 0 (the bits of a whole sliver), moved
+ * there for the epilogue and the stores. */
+#define UKR_COL_F32                                                                         \
+    else if (nr == W + 1) {                                                                 \
+        __m512 u = _mm512_setzero_ps();                                                     \
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb, b1 += ldb) {                   \
+            __m512 x0 = _mm512_loadu_ps(b);                                                 \
+            UKR_PF_A(a);                                                                    \
+            u = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0xfff, a), _mm512_set1_ps(*b1), u);   \
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                          \
+                t[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), x0, t[i][0]);               \
+        }                                                                                   \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRP; i++)                              \
+            t[i][1] = _mm512_permutexvar_ps(_mm512_set1_epi32(i), u);                       \
+    }
 AVX512_UKR2(f32, float, __m512, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
             _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, __mmask16, 1,
-            UKR_EPI_F32)
+            UKR_EPI_F32, UKR_COL_F32)
 /* float64 (rarely hot) computes the zero rows of a short panel too: less code */
 AVX512_UKR2(f64, double, __m512d, _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
             _mm512_add_pd, _mm512_mask_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd,
-            __mmask8, 0, UKR_EPI_NONE)
+            __mmask8, 0, UKR_EPI_NONE, )
 /* The tile of ukr2 (or of ukr: nr <= one vector, its sliver then read twice) reading R =
  * 12 or 8 whole rows of a row-major A in place (rows lda apart) instead of a packed panel:
  * the same operations in the same order, so the same bits, without packing A. Rows are
@@ -384,43 +401,50 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
     }
 }
 /* The last nc < 16 columns of a convolution's product (A kept packed: 12-row panels at ap,
- * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 49-pixel
- * image's last column then costs one multiply-add per 12 rows instead of a sliver of 16
- * (mostly padding). Four panels (48 rows) times up to four columns at a time: each A load
- * feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
+ * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 169-pixel
+ * image's last 9 columns then cost 9 multiply-adds per 12 rows instead of a sliver of 16
+ * (a 49-pixel image's last one: UKR_COL_F32). Four panels (48 rows) times up to four
+ * columns at a time: each A load feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
  * fused multiply-adds over p from zero, added to C when accumulating: the same bits. */
+enum { COLS_Q = 4, COLS_J = 4 };
+/* J (a constant: no branch per step) of the nj columns at b, np <= 4 panels at a, into
+ * out; fewer panels or columns compute their last one again in the others' place (never
+ * stored). */
+static AM_AVX512 __attribute__((always_inline)) inline void cols_blk_f32(
+    const int J, int64_t kc, const float *a, int64_t np, const float *b, int64_t nj,
+    int64_t ldb, float out[COLS_Q][COLS_J][16]) {
+    const float *aq[COLS_Q];
+    int64_t jo[COLS_J];
+    __m512 t[COLS_Q][COLS_J];
+    _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++) {
+        aq[q] = a + (q < np ? q : np - 1) * MRP * kc;
+        _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) t[q][j] = _mm512_setzero_ps();
+    }
+    _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) jo[j] = j < nj ? j : nj - 1;
+    for (int64_t p = 0; p < kc; p++, b += ldb)
+        _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++) {
+            __m512 av = _mm512_maskz_loadu_ps(0xfff, aq[q] + p * MRP);
+            _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)
+                t[q][j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[jo[j]]), t[q][j]);
+        }
+    _Pragma("GCC unroll 4") for (int q = 0; q < COLS_Q; q++)
+        _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) _mm512_storeu_ps(out[q][j], t[q][j]);
+}
 static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
                                       const float *b, int64_t ldb, int64_t nc, float *c,
                                       int64_t ldc, bool acc) {
-    enum { Q = 4, J = 4 };
-    for (int64_t r0 = 0; r0 < mc; r0 += Q * MRP)
-        for (int64_t j0 = 0; j0 < nc; j0 += J) {
-            int64_t np = (mc - r0 + MRP - 1) / MRP, nj = nc - j0 < J ? nc - j0 : J;
-            const float *a = ap + r0 * kc, *bj = b + j0;
-            __m512 t[Q][J], x[J];
-            float out[Q][J][16]; /* (constant indices: t stays in registers) */
-            np = np < Q ? np : Q;
-            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++)
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) t[q][j] = _mm512_setzero_ps();
-            for (int64_t p = 0; p < kc; p++, a += MRP, bj += ldb) {
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {
-                    if (j >= nj) break;
-                    x[j] = _mm512_set1_ps(bj[j]);
-                }
-                _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) {
-                    if (q >= np) break;
-                    __m512 av = _mm512_maskz_loadu_ps(0xfff, a + q * MRP * kc);
-                    _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {
-                        if (j >= nj) break;
-                        t[q][j] = _mm512_fmadd_ps(av, x[j], t[q][j]);
-                    }
-                }
-            }
-            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++)
-                _Pragma("GCC unroll 4") for (int j = 0; j < J; j++)
-                    _mm512_storeu_ps(out[q][j], t[q][j]);
+    for (int64_t r0 = 0; r0 < mc; r0 += COLS_Q * MRP)
+        for (int64_t j0 = 0; j0 < nc; j0 += COLS_J) {
+            int64_t np = (mc - r0 + MRP - 1) / MRP, nj = nc - j0 < COLS_J ? nc - j0 : COLS_J;
+            const float *a = ap + r0 * kc;
+            float out[COLS_Q][COLS_J][16];
+            np = np < COLS_Q ? np : COLS_Q;
+            if (nj == 1) /* (a last column: a quarter of the multiply-adds) */
+                cols_blk_f32(1, kc, a, np, b + j0, nj, ldb, out);
+            else
+                cols_blk_f32(COLS_J, kc, a, np, b + j0, nj, ldb, out);
             for (int64_t j = 0; j < nj; j++)
-                for (int64_t i = 0; i < mc - r0 && i < Q * MRP; i++) {
+                for (int64_t i = 0; i < mc - r0 && i < COLS_Q * MRP; i++) {
                     float *ci = c + (r0 + i) * ldc + j0 + j, v = out[i / MRP][j][i % MRP];
                     *ci = acc ? *ci + v : v;
                 }
@@ -530,6 +554,32 @@ static int64_t pack_a4_f64(double *dst, const double *a, int64_t rsa, int64_t kc
                            int64_t rows, int64_t w) {
     (void)dst, (void)a, (void)rsa, (void)kc, (void)rows, (void)w;
     return 0;
+}
+
+/* The register epilogue's scalars of rows [r0, r0 + n) of image img into v (row i's at
+ * v + i * steps), as am_epi_row_scalars reads them, step by step: each step's scalars
+ * are a column apart (independent loads: the lines, often cold, arrive together). Whether
+ * one is NaN. */
+static bool epi_scalars(const am_epi *e, int64_t img, int64_t r0, int64_t n, float *v) {
+    const int ns = e->g->n_steps;
+    bool nan = false;
+    for (int s = 0; s < ns; s++) { /* every line asked for first: they arrive together */
+        const int64_t sr = e->sr[e->ops[s].other], step = sr == 4 ? 16 : 1;
+        const char *p = e->base[e->ops[s].other] + img * e->sb[e->ops[s].other] + r0 * sr;
+        for (int64_t i = 0; i < (sr ? n : 1); i += step) __builtin_prefetch(p + i * sr);
+    }
+    for (int s = 0; s < ns; s++) {
+        const int src = e->ops[s].other;
+        const int64_t sr = e->sr[src];
+        const char *p = e->base[src] + img * e->sb[src] + r0 * sr;
+        const bool zero = e->over && e->sc[src];
+        for (int64_t i = 0; i < n; i++) {
+            float x = zero ? 0.0f : *(const float *)(const void *)(p + i * sr);
+            v[i * ns + s] = x;
+            nan |= x != x;
+        }
+    }
+    return nan;
 }
 
 /* Rows of a block of mc read in place (ukrd) as panels of 12, the last 8 rows where mc % 12
@@ -752,12 +802,10 @@ static int64_t direct_rows(int64_t mc) {
         if (epi && epi->regs && sizeof(T) == sizeof(float) && j->K->ukr2 &&                   \
             (mc + MR) * epi->regs->e->g->n_steps <= EPI_REGS_MAX) {                           \
             const am_epi_at *at = te.at = epi->regs;                                          \
-            int64_t ns = at->e->g->n_steps, i = 0;                                            \
-            for (; i < mc; i++)                                                               \
-                am_epi_row_scalars(at->e, at->img, at->row + ic + i, ev + i * ns);            \
+            int64_t ns = at->e->g->n_steps, i = mc;                                           \
+            /* (max and min as vmaxps / vminps need the scalars) */                          \
+            bool nan = epi_scalars(at->e, at->img, at->row + ic, mc, ev);                     \
             for (; i % MR; i++) memcpy(ev + i * ns, ev, sizeof(float) * (size_t)ns);          \
-            bool nan = false; /* (max and min as vmaxps / vminps need the scalars) */        \
-            for (int64_t q = 0; q < mc * ns; q++) nan |= ev[q] != ev[q];                      \
             if (!nan) epi = NULL, tp = &te;                                                   \
         }                                                                                     \
         int64_t done = j0, dend = j->bdirect ? j->nc / NR * NR : 0;                           \
@@ -774,17 +822,21 @@ static int64_t direct_rows(int64_t mc) {
             T *c = j->C + ic * j->ldc + j->jc + jr;                                           \
             int64_t w = j->K->ukr2 ? 2 : 1; /* slivers per pass over A (at most) */           \
             int64_t nr = j1 - jr < w * NR ? j1 - jr : w * NR, bs = j->bstride, ldb = NR;      \
+            bool pf = false; /* the next pass's lines (rows far apart), a share per tile */   \
             if (jr < dend) { /* B in place: rows rsb apart, slivers NR apart */               \
                 b = j->B + j->pc * j->rsb + j->jc + jr, bs = NR, ldb = j->rsb;                \
-                nr = nr < dend - jr ? nr : dend - jr;                                         \
-                if (jr + 2 * w * NR <= dend) /* the next pass's lines: rows far apart */      \
-                    for (int64_t p = 0; p < j->kc; p++)                                       \
-                        __builtin_prefetch(b + p * ldb + w * NR, 0, 2),                       \
-                            __builtin_prefetch(b + p * ldb + w * NR + NR, 0, 2);              \
+                /* (a last 17 columns: one sliver and a column, in ukr2) */                  \
+                nr = nr < dend - jr || (j->wide && j1 - jr == NR + 1) ? nr : dend - jr;      \
+                /* (B's block read by an earlier block of rows stays in L2) */               \
+                pf = jr + 2 * w * NR <= dend &&                                               \
+                     (ic == 0 || j->kc * ldb * (int64_t)sizeof(T) > (256 << 10));             \
             }                                                                                 \
             for (int64_t ir = 0, mr; ir < mc; ir += mr) {                                     \
                 mr = mc - ir < MR ? mc - ir : MR;                                             \
                 if (whole == mc && mc - ir <= MR + 4 && mc - ir != MR) mr = 8; /* see above */ \
+                for (int64_t p = pf ? j->kc * ir / mc : 0; pf && p < j->kc * (ir + mr) / mc; p++) \
+                    __builtin_prefetch(b + p * ldb + w * NR, 0, 2),                           \
+                        __builtin_prefetch(b + p * ldb + w * NR + NR, 0, 2);                  \
                 if (tp) /* the tile's rows and columns in the epilogue's view */              \
                     te.v = ev + ir * te.at->e->g->n_steps, te.r = te.at->row + ic + ir,       \
                     te.c = j->jc + jr;                                                        \
@@ -850,13 +902,16 @@ static int64_t direct_rows(int64_t mc) {
     }                                                                                         \
                                                                                               \
     /* The fused tasks' split: whole two-sliver units of columns, one chunk per thread;       \
-     * with few units for many rows, blocks of whole panels of rows instead (a task each). */ \
+     * with few units for many rows, blocks of whole panels of rows instead (a task each):   \
+     * at most an MC block each, as many as a multiple of the threads (960 rows: 8 of 120,  \
+     * not 7 of 144, of which one thread took 4). */                                         \
     static int64_t fused_plan_##SUF(job_##SUF *j, int threads) {                              \
         int64_t units = (j->n + 2 * NR - 1) / (2 * NR), panels = (j->m + MR - 1) / MR;        \
         j->fgroups = 1, j->fcols = (units + threads - 1) / threads * 2 * NR;                  \
         if (units < 4 * threads && panels >= 2 * threads) {                                   \
-            int64_t mc = (panels + threads - 1) / threads * MR; /* (at most an MC block) */   \
-            j->mc = mc < j->mc ? mc : j->mc, j->fcols = j->n;                                 \
+            int64_t cap = j->mc / MR, g = (panels + cap - 1) / cap;                           \
+            g = (g + threads - 1) / threads * threads;                                        \
+            j->mc = (panels + g - 1) / g * MR, j->fcols = j->n;                               \
             j->fgroups = (j->m + j->mc - 1) / j->mc;                                          \
         }                                                                                     \
         return (j->n + j->fcols - 1) / j->fcols * j->fgroups;                                 \

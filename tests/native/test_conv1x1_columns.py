@@ -1,6 +1,7 @@
 """1x1 convolutions on images whose pixels are not a multiple of 16 (a last partial sliver
 of columns: 49 and 196 pixels in ResNet-50): with AVX-512 those last columns are computed
-with the rows as vector lanes, four columns at a time, then one at a time. Each must
+with the rows as vector lanes, four columns at a time, then one at a time (a last 17: one
+sliver and the column in the same tile). Each must
 have the bits of the same column computed in a whole sliver of a wider image (one chain
 of multiply-adds over the channels from +0 per depth block), of the plain plan (fusion
 off), the same at 1, 2, 3 and 8 threads, and the reference's values."""
@@ -66,7 +67,8 @@ def test_last_columns_have_the_bits_of_a_whole_sliver(lib: N.NativeLibrary, cin:
         np.testing.assert_allclose(want[0, :, 0], ref, rtol=1e-4, atol=1e-4 * np.sqrt(cin))
 
 
-@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (1, 21), (3, 13), (1, 45)])
+# 49, 17 and 81 pixels: a last 17 columns as one sliver and a column in the tile
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (1, 21), (3, 13), (1, 45), (1, 17), (3, 27)])
 def test_epilogue_and_residual_over_on_the_last_columns(lib: N.NativeLibrary, tmp_path: Path,
                                                         hw: tuple[int, int]) -> None:
     am.manual_seed(6)

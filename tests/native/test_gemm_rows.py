@@ -29,6 +29,28 @@ def test_rows_do_not_depend_on_the_row_count(lib: N.NativeLibrary, dtype: type,
     np.testing.assert_allclose(full, x @ w.numpy(), rtol=1e-4 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("k", [70, 600])
+def test_a_last_seventeen_columns_have_the_bits_of_whole_slivers(lib: N.NativeLibrary, k: int,
+                                                                 tmp_path: Path) -> None:
+    """n = 17, 49, 81 (a last pass of one sliver and one column, with AVX-512 that column
+    with the rows as lanes) against the same columns of a product 96 wide; one and two
+    depth blocks, a short last panel of rows, 1, 2 and 3 threads."""
+    rng = np.random.default_rng(k)
+    w = rng.standard_normal((k, 96)).astype(np.float32)
+    x = rng.standard_normal((13, k)).astype(np.float32)
+    outs = {}
+    for n in (96, 17, 49, 81):
+        wn = am.tensor(np.ascontiguousarray(w[:, :n]))
+        am.export(lambda a, wn=wn: a @ wn, am.spec("rows", k)).save(tmp_path / f"m{n}.amber")
+        outs[n] = [N.NativeModel(tmp_path / f"m{n}.amber", threads=t).run("forward", x)[0]
+                   for t in (1, 2, 3)]
+    for n in (17, 49, 81):
+        for got in outs[n]:
+            assert got.tobytes() == np.ascontiguousarray(outs[96][0][:, :n]).tobytes(), n
+    ref = x.astype(np.float64) @ w.astype(np.float64)
+    np.testing.assert_allclose(outs[96][0], ref, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
 @pytest.mark.parametrize("shape", [(300, 230), (70000,), (3, 1, 40000)])
 def test_large_fused_groups_split_between_threads(lib: N.NativeLibrary, shape: tuple,
                                                   tmp_path: Path) -> None:
