@@ -404,8 +404,9 @@ static AM_AVX512 void small_f32_avx512(int64_t m, int64_t n, int64_t k, const fl
  * kc deep; B read in place, rows ldb apart) with the rows as vector lanes: a 169-pixel
  * image's last 9 columns then cost 9 multiply-adds per 12 rows instead of a sliver of 16
  * (a 49-pixel image's last one: UKR_COL_F32). Four panels (48 rows) times up to four
- * columns at a time: each A load feeds every column (a 196-pixel image's last four). Each element is the tile's chain of
- * fused multiply-adds over p from zero, added to C when accumulating: the same bits. */
+ * columns at a time: each A load feeds every column (a 196-pixel image's last four). Each
+ * element is the tile's chain of fused multiply-adds over p from zero, added to C when
+ * accumulating: the same bits. */
 enum { COLS_Q = 4, COLS_J = 4 };
 /* J (a constant: no branch per step) of the nj columns at b, np <= 4 panels at a, into
  * out; fewer panels or columns compute their last one again in the others' place (never
