@@ -113,6 +113,9 @@ AMBER_API const char *amber_version(void);
 /* Run every elementwise op on its own instead of fusing chains of them into one pass
  * (results are bit-identical either way; for testing and measurements). */
 #define AMBER_OPEN_NO_FUSION 2u
+/* Keep every sum within the plain sum bound of docs/opset.md section 5: no Winograd F(2,3)
+ * rows for float32 3x3 stride-1 convolutions (their row-product form; ~1.2x slower there). */
+#define AMBER_OPEN_PLAIN_SUMS 4u
 
 /* Options for opening a model. Initialise with amber_options_init, then change fields:
  * later versions only append fields, and struct_size tells the library which exist. */

@@ -18,19 +18,31 @@
  * Every output is one chain of fused multiply-adds from +0 over the taps in (c, p, q)
  * order, padding taps included, whatever the band, block or thread: the bits depend on
  * the shapes alone. (They are the GEMM path's while C * 9 fits one of its depth blocks,
- * 512; beyond, the GEMM sums each block apart first.) */
+ * 512; beyond, the GEMM sums each block apart first.) At stride 1 on output rows of
+ * D3_ROWS_MIN or more, Winograd's F(2,3) by rows instead (below): 2/3 of the multiply-adds
+ * (ResNet-50's 3x3 layers at stride 1 ran 1.14-1.19x faster, SqueezeNet's 1.07-1.15x). */
 #include "ops.h"
 
+#include <math.h>
+#include <stdatomic.h>
+
+#define D3W_NP 2 /* pairs per register tile by rows */
+#define D3W_NV 2 /* vectors of channels per register tile by rows */
 enum {
     D3_OB = 64,    /* output channels per block: four vectors */
     D3_PX = 4,     /* flattened outputs per register tile */
     D3_ICB = 8,    /* input channels per pass over a band (their 18 KB of filters in L1) */
     D3_BAND = 240, /* outputs per band (a 60 KB tile buffer; 120 and 480 ran slower) */
     D3_XP = 1 << 19, /* bytes of padded images at most when taking several at a time */
+    D3_PB = D3_BAND / 2, /* pairs of outputs per band, stride 1 by rows (F(2,3)) */
+    D3_ICW = 8,          /* input channels per pass by rows (a part's 12 KB of u in L1) */
+    D3_ROWS_MIN = 8,     /* outputs per row at least, stride 1, for the rows' form */
+    D3W_CW = D3W_NV * 16, D3W_PARTS = D3_OB / D3W_CW,
 };
 
-/* The am_keep kind of the packed filters */
+/* The am_keep kinds of the packed filters: as they are, and as rows' transforms */
 #define KEEP_KIND_CONV3X3 0x5500u
+#define KEEP_KIND_CONV3X3_ROWS 0x5600u
 
 typedef struct d3_job {
     int64_t c, o, oh, ow, sh, sw, wp, plane, nob, img, g; /* g images from img at a time */
@@ -39,6 +51,11 @@ typedef struct d3_job {
     float *xp, *y, *ws;   /* ws: a tile buffer per worker */
     int64_t band, ws_len, pad_tasks; /* band: outputs per task, at most D3_BAND */
     const am_epi *epi;
+    /* by rows (rows): pairs of outputs per row, pairs per task (at most D3_PB); bad: an
+     * input too large for the transforms, or not finite */
+    int64_t npr, pband;
+    bool rows;
+    atomic_int bad;
 } d3_job;
 
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
@@ -107,6 +124,29 @@ D3_AVX512 static void d3_tile1(const float *const *q, int64_t plane, int64_t wp,
     d3_tile_n(q, plane, wp, w, nc, acc, first, 1);
 }
 
+/* Outputs [l0, l1) of the g images (acc: pixels x D3_OB channels) of channel block ob
+ * into y, through the epilogue */
+static void d3_write(const d3_job *j, int64_t ob, int64_t l0, int64_t l1, const float *acc) {
+    int64_t L = j->oh * j->ow, nc = j->o - ob * D3_OB < D3_OB ? j->o - ob * D3_OB : D3_OB;
+    for (int64_t a = l0, b; a < l1; a = b) { /* each image's part */
+        int64_t m = a / L, img = j->img + m;
+        b = (m + 1) * L < l1 ? (m + 1) * L : l1;
+        am_epi_tr tr = {j->epi, img, L, D3_OB, acc + (a - l0) * D3_OB, j->y + img * j->o * L,
+                        a - m * L, ob * D3_OB};
+        am_epi_tr_fn(&tr, a - m * L, b - a, ob * D3_OB, nc);
+    }
+}
+
+/* The first padded row of pad task t when the threads split the bands (of `band` units,
+ * `row` to an output row): where the tiles that thread t of the pool runs first begin (it
+ * then finds them in its cache); hp for t = pad_tasks. */
+static int64_t d3_pad_row(const d3_job *j, int64_t t, int64_t bands, int64_t band,
+                          int64_t row, int64_t hp) {
+    if (t == j->pad_tasks) return hp;
+    int64_t l = am_pool_first(j->nob * bands, (int)j->pad_tasks, (int)t) / j->nob * band;
+    return l / row * j->sh < hp ? l / row * j->sh : hp;
+}
+
 /* Task t: output channel block t % nob, outputs [l0, l1) of the g images (a band, the
  * rows' pixels in turn, image after image). A tile past l1 repeats the band's last one. */
 static void d3_task(void *ud, int64_t t, int worker) {
@@ -138,14 +178,134 @@ static void d3_task(void *ud, int64_t t, int worker) {
                                               acc + f * D3_OB, c0 == 0);
         }
     }
-    int64_t nc = j->o - ob * D3_OB < D3_OB ? j->o - ob * D3_OB : D3_OB;
-    for (int64_t a = l0, b; a < l1; a = b) { /* each image's part */
-        int64_t m = a / L, img = j->img + m;
-        b = (m + 1) * L < l1 ? (m + 1) * L : l1;
-        am_epi_tr tr = {j->epi, img, L, D3_OB, acc + (a - l0) * D3_OB, j->y + img * j->o * L,
-                        a - m * L, ob * D3_OB};
-        am_epi_tr_fn(&tr, a - m * L, b - a, ob * D3_OB, nc);
+    d3_write(j, ob, l0, l1, acc);
+}
+
+/* ------------------------------------------------------------------ stride 1 by rows
+ * Each filter row's three taps over two neighbouring outputs of a row, as Winograd's
+ * F(2,3): with d0..d3 the row's four inputs and g0..g2 the taps, the outputs are
+ * m0 + m1 + m2 and m1 - m2 - m3, where m_k sums over (c, p) the products u_k * v_k of
+ * v = (d0 - d2, d1 + d2, d2 - d1, d1 - d3) and u = (g0, (g0 + g1 + g2) / 2,
+ * (g0 - g1 + g2) / 2, g2): four multiply-adds for six. Each output still reads only its
+ * own window's rows; docs/opset.md (section 5, the row-product form) bounds the error.
+ * The filters are transformed once per session into u ([O / 64][D3W_PARTS][C][3][4]
+ * [D3W_CW], each rounded once), v made in registers from the padded image (rows of
+ * 2 * npr + 2 columns: an odd width's last pair reads one more). A register tile holds
+ * 2 pairs x 4 m x 32 channels; a task sums a band of pairs (across rows and images) for a
+ * 64-channel block, D3_ICW channels a pass (a part's 12 KB of u in L1; 4 ran 1.06x slower),
+ * then turns m into outputs (a pair past a row's end dropped) and writes them as d3_task
+ * does. Every m is one chain of fused multiply-adds from +0 in (c, p) order: the bits
+ * depend on the shapes alone. An image with an infinity, a NaN or a magnitude of 2^125 or
+ * more (flagged by the padded copy), or filters not finite, runs the direct tiles instead,
+ * so special values stay exact; AMBER_OPEN_PLAIN_SUMS (ctx->plain_sums) turns this off. */
+
+/* m[pair][4][64] at acc (a part's D3W_CW channels) for np (D3W_NP, or fewer: a band's
+ * last pairs) pairs: +0 (first) or m, plus nc input channels' rows; pair p's d0..d3 of
+ * plane 0, row 0 at q[p] (rows wp apart), the part's u at w. v is made in registers (its
+ * adds run beside the multiply-adds). */
+D3_AVX512 static inline __attribute__((always_inline)) void
+d3w_tile_n(const float *const *q, int64_t plane, int64_t wp, const float *w, int64_t nc,
+           float *acc, bool first, const int np) {
+    __m512 a[D3W_NP][4][D3W_NV], u[4][D3W_NV];
+    _Pragma("GCC unroll 4") for (int p = 0; p < np; p++)
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+            _Pragma("GCC unroll 2") for (int v = 0; v < D3W_NV; v++)
+                a[p][k][v] = first ? _mm512_setzero_ps()
+                                   : _mm512_loadu_ps(acc + p * 4 * D3_OB + k * D3_OB + v * 16);
+    for (int64_t ic = 0; ic < nc; ic++) {
+        _Pragma("GCC unroll 1") for (int r = 0; r < 3; r++, w += 4 * D3W_CW) {
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+                _Pragma("GCC unroll 2") for (int v = 0; v < D3W_NV; v++) {
+                    u[k][v] = _mm512_loadu_ps(w + k * D3W_CW + v * 16);
+                    /* NOTE: loaded once for every pair (GCC would fold each use into an
+                     * FMA's memory operand: the loads then bound the tile) */
+                    __asm__("" : "+v"(u[k][v]));
+                }
+            _Pragma("GCC unroll 4") for (int p = 0; p < np; p++) {
+                const float *sp = q[p] + ic * plane + r * wp;
+                __m512 d0 = _mm512_set1_ps(sp[0]), d1 = _mm512_set1_ps(sp[1]);
+                __m512 d2 = _mm512_set1_ps(sp[2]), d3 = _mm512_set1_ps(sp[3]);
+                __m512 v[4] = {_mm512_sub_ps(d0, d2), _mm512_add_ps(d1, d2),
+                               _mm512_sub_ps(d2, d1), _mm512_sub_ps(d1, d3)};
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+                    _Pragma("GCC unroll 2") for (int e = 0; e < D3W_NV; e++)
+                        a[p][k][e] = _mm512_fmadd_ps(u[k][e], v[k], a[p][k][e]);
+            }
+        }
     }
+    _Pragma("GCC unroll 4") for (int p = 0; p < np; p++)
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+            _Pragma("GCC unroll 2") for (int v = 0; v < D3W_NV; v++)
+                _mm512_storeu_ps(acc + p * 4 * D3_OB + k * D3_OB + v * 16, a[p][k][v]);
+}
+
+#define D3W_TILE(NP)                                                                       \
+    D3_AVX512 static void d3w_tile##NP(const float *const *q, int64_t plane, int64_t wp,   \
+                                       const float *w, int64_t nc, float *acc, bool first) { \
+        d3w_tile_n(q, plane, wp, w, nc, acc, first, NP);                                  \
+    }
+D3W_TILE(1)
+D3W_TILE(2)
+typedef void (*d3w_tile_fn)(const float *const *, int64_t, int64_t, const float *, int64_t,
+                            float *, bool);
+/* by the number of pairs */
+static const d3w_tile_fn d3w_tiles[D3W_NP + 1] = {NULL, d3w_tile1, d3w_tile2};
+
+/* The outputs of pairs [0, n) of m (the band's first at pair index p0 of its row) as
+ * pixels x D3_OB, over m itself (output o is written at or before pair o / 2's m, once
+ * read), the dropped ones skipped; returns how many */
+D3_AVX512 static int64_t d3w_outputs(const d3_job *j, int64_t p0, int64_t n, float *m) {
+    int64_t o = 0;
+    for (int64_t f = 0, jp = p0; f < n; f++, jp = jp + 1 == j->npr ? 0 : jp + 1) {
+        const float *s = m + f * 4 * D3_OB;
+        bool two = 2 * jp + 1 < j->ow;
+        for (int v = 0; v < D3_OB; v += 16) {
+            __m512 m0 = _mm512_loadu_ps(s + v), m1 = _mm512_loadu_ps(s + D3_OB + v);
+            __m512 m2 = _mm512_loadu_ps(s + 2 * D3_OB + v), m3 = _mm512_loadu_ps(s + 3 * D3_OB + v);
+            _mm512_storeu_ps(m + o * D3_OB + v, _mm512_add_ps(_mm512_add_ps(m0, m1), m2));
+            if (two)
+                _mm512_storeu_ps(m + (o + 1) * D3_OB + v, _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3));
+        }
+        o += two ? 2 : 1;
+    }
+    return o;
+}
+
+/* Task t by rows: output channel block t % nob, pairs [p0, p1) of the g images */
+static void d3w_task(void *ud, int64_t t, int worker) {
+    const d3_job *j = (const d3_job *)ud;
+    int64_t ob = t % j->nob, PL = j->oh * j->npr, p0 = t / j->nob * j->pband;
+    int64_t p1 = p0 + j->pband < PL * j->g ? p0 + j->pband : PL * j->g, n = p1 - p0;
+    float *m = j->ws + worker * j->ws_len;
+    const float *w = j->wt + ob * j->c * 12 * D3_OB, *wend = j->wt + j->nob * j->c * 12 * D3_OB;
+    int64_t at[D3_PB + D3W_NP]; /* where pair p0 + i reads plane 0 (of its image) */
+    for (int64_t i = 0, im = p0 / PL, r = p0 % PL / j->npr, c = p0 % j->npr; i < n; i++) {
+        at[i] = im * j->c * j->plane + r * j->wp + 2 * c;
+        if (++c == j->npr && (c = 0, ++r == j->oh)) r = 0, im++;
+    }
+    for (int64_t i = n; i < D3_PB + D3W_NP; i++) at[i] = at[n - 1];
+    int64_t tiles = (n + D3W_NP - 1) / D3W_NP, part = j->c * 12 * D3W_CW;
+    for (int64_t c0 = 0; c0 < j->c; c0 += D3_ICW) {
+        int64_t nc = j->c - c0 < D3_ICW ? j->c - c0 : D3_ICW;
+        for (int h = 0; h < D3W_PARTS; h++) {
+            const float *wh = w + h * part + c0 * 12 * D3W_CW;
+            /* each tile prefetches its share of the next part's or pass's filters */
+            const float *wn = h + 1 < D3W_PARTS ? wh + part
+                              : c0 + nc < j->c ? w + (c0 + nc) * 12 * D3W_CW : w + D3W_PARTS * part;
+            int64_t per = (D3_ICW * 12 * D3W_CW / 16 + tiles - 1) / tiles; /* lines per tile */
+            for (int64_t f = 0, i = 0; f < n; f += D3W_NP, i++) {
+                for (int64_t l = i * per; l < (i + 1) * per && wn + l * 16 < wend; l++)
+                    __builtin_prefetch(wn + l * 16);
+                const float *q[D3W_NP];
+                for (int p = 0; p < D3W_NP; p++) q[p] = j->xp + c0 * j->plane + at[f + p];
+                d3w_tiles[n - f < D3W_NP ? n - f : D3W_NP](
+                    q, j->plane, j->wp, wh, nc, m + f * 4 * D3_OB + h * D3W_CW, c0 == 0);
+            }
+        }
+    }
+    /* the band's outputs: from its first pair's first one, image after image */
+    int64_t im = p0 / PL, l0 = im * j->oh * j->ow + p0 % PL / j->npr * j->ow + 2 * (p0 % j->npr);
+    d3_write(j, ob, l0, l0 + d3w_outputs(j, p0 % j->npr, n, m), m);
 }
 
 /* Where it ran faster than the GEMM path: 32 output channels or more, 4 input channels or
@@ -168,31 +328,45 @@ COLD static void d3_pack(const float *w, int64_t o, int64_t c, float *p) {
                 p[l] = ob + l < o ? w[(ob + l) * c * 9 + k] : 0.0f;
 }
 
-/* The packed filters: kept for the session when w is fixed (and the memory limit allows),
- * else packed into scratch memory. */
+/* w[O][C][3][3] as the rows' transforms u: [O / 64][2][C][3][4][32], zero past O, each
+ * rounded once from its exact value; false if one is not finite */
+COLD static bool d3w_pack(const float *w, int64_t o, int64_t c, float *p) {
+    bool finite = true;
+    for (int64_t ob = 0; ob < o; ob += D3_OB)
+        for (int64_t h = 0; h < D3_OB; h += D3W_CW)
+            for (int64_t k = 0; k < c * 3; k++, p += 4 * D3W_CW)
+                for (int64_t l = 0; l < D3W_CW; l++) {
+                    const float *g = w + ((ob + h + l) * c * 3 + k) * 3;
+                    double g0 = ob + h + l < o ? g[0] : 0, g1 = ob + h + l < o ? g[1] : 0;
+                    double g2 = ob + h + l < o ? g[2] : 0;
+                    float *u = p + l;
+                    u[0] = (float)g0, u[D3W_CW] = (float)((g0 + g1 + g2) / 2);
+                    u[2 * D3W_CW] = (float)((g0 - g1 + g2) / 2), u[3 * D3W_CW] = (float)g2;
+                    finite = finite && isfinite(g0) && isfinite(g1) && isfinite(g2) &&
+                             isfinite(u[D3W_CW]) && isfinite(u[2 * D3W_CW]);
+                }
+    return finite;
+}
+
+/* The packed filters (as they are, or as the rows' transforms): kept for the session when
+ * w is fixed (and the memory limit allows), else packed into scratch memory. A flag after
+ * them says whether they are finite (*finite). */
 COLD static amber_status d3_filters(am_ctx *ctx, const float *w, int64_t o, int64_t c,
-                                    const float **out) {
-    size_t len = sizeof(float) * (size_t)((o + D3_OB - 1) / D3_OB * D3_OB * c * 9);
-    uint32_t kind = KEEP_KIND_CONV3X3 | (uint32_t)sizeof(float);
+                                    bool rows, const float **out, bool *finite) {
+    int64_t n = (o + D3_OB - 1) / D3_OB * D3_OB * c * (rows ? 12 : 9);
+    size_t len = sizeof(float) * (size_t)(n + 16);
+    uint32_t kind = (rows ? KEEP_KIND_CONV3X3_ROWS : KEEP_KIND_CONV3X3) | (uint32_t)sizeof(float);
     bool keep = (ctx->fixed_inputs & 2) && ctx->keep;
     float *p = keep ? (float *)am_keep_find(ctx->keep, w, kind, o, c) : NULL;
     amber_status st = AMBER_OK;
-    if ((*out = p)) return st;
-    if (!(keep && (p = (float *)am_keep_add(ctx->keep, w, kind, o, c, len))))
-        st = am_arena_alloc(ctx->scratch, len, (void **)&p, ctx->err);
-    if (st == AMBER_OK) d3_pack(w, o, c, p);
-    *out = p;
+    if (!p) {
+        if (!(keep && (p = (float *)am_keep_add(ctx->keep, w, kind, o, c, len))))
+            st = am_arena_alloc(ctx->scratch, len, (void **)&p, ctx->err);
+        if (st != AMBER_OK) return st;
+        p[n] = rows ? (float)d3w_pack(w, o, c, p) : (d3_pack(w, o, c, p), 1.0f);
+    }
+    *out = p, *finite = p[n] > 0;
     return st;
-}
-
-/* The first padded row of pad task t when the threads split the bands: where the tiles
- * that thread t of the pool runs first begin (it then finds them in its cache); HP for
- * t = pad_tasks. */
-static int64_t d3_pad_row(const d3_job *j, int64_t t, int64_t bands) {
-    int64_t hp = j->plane / j->wp;
-    if (t == j->pad_tasks) return hp;
-    int64_t l = am_pool_first(j->nob * bands, (int)j->pad_tasks, (int)t) / j->nob * j->band;
-    return l / j->ow * j->sh < hp ? l / j->ow * j->sh : hp;
 }
 
 /* Task t of pad_tasks: its rows of every plane of the image (with fewer bands than
@@ -201,16 +375,21 @@ static int64_t d3_pad_row(const d3_job *j, int64_t t, int64_t bands) {
  * past WP are never read). Each row as whole vectors: x's columns under a load mask, zeros
  * outside it (three libc calls a row: 0.8% of a ResNet-50 run, now 0.6%). */
 D3_AVX512 static void d3_pad(void *ud, int64_t t, int worker) {
-    const d3_job *j = (const d3_job *)ud;
+    d3_job *j = (d3_job *)ud;
     int64_t wp = j->wp, h = j->h, w = j->w, pt = j->pt;
     int64_t pl = j->pl < wp ? j->pl : wp, cnt = w < wp - pl ? w : wp - pl;
-    int64_t bands = (j->g * j->oh * j->ow + j->band - 1) / j->band, c0 = 0, c1 = j->g * j->c;
+    int64_t unit = j->rows ? j->pband : j->band, row = j->rows ? j->npr : j->ow;
+    int64_t bands = (j->g * j->oh * row + unit - 1) / unit, c0 = 0, c1 = j->g * j->c;
     int64_t r0 = 0, r1 = j->plane / wp;
     if (j->g > 1 || bands < j->pad_tasks) /* (planes c of the g images: image c / C) */
         c0 = c1 * t / j->pad_tasks, c1 = c1 * (t + 1) / j->pad_tasks;
     else
-        r0 = d3_pad_row(j, t, bands), r1 = d3_pad_row(j, t + 1, bands);
+        r0 = d3_pad_row(j, t, bands, unit, row, r1),
+        r1 = d3_pad_row(j, t + 1, bands, unit, row, r1);
     (void)worker;
+    /* by rows: |x| at least 2^125 (v could overflow), an infinity or a NaN */
+    const __m512 big = _mm512_set1_ps(0x1p125f);
+    __mmask16 bad = 0;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t r = r0; r < r1; r++) {
             int64_t i = r - pt; /* x's row i of channel c */
@@ -224,8 +403,10 @@ D3_AVX512 static void d3_pad(void *ud, int64_t t, int worker) {
                 __mmask16 m = in ? am_lanes16(pl - b, pl + cnt - b) : 0;
                 __m512 v = _mm512_maskz_loadu_ps(m, (const float *)(src + (uintptr_t)b * 4u));
                 _mm512_mask_storeu_ps(xp + b, am_lanes16(0, wp - b), v);
+                if (j->rows) bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(v), big, _CMP_NLT_UQ);
             }
         }
+    if (bad) atomic_store(&j->bad, 1);
 }
 
 /* The bands of the g images at j->img for the workers, and the tasks */
@@ -240,20 +421,49 @@ static int64_t d3_tasks(d3_job *j, int workers) {
     return j->nob * ((gl + j->band - 1) / j->band);
 }
 
+/* The tasks by rows: bands of about equal numbers of pairs (whole tiles), as d3_tasks */
+static int64_t d3w_tasks(d3_job *j, int workers) {
+    int64_t gp = j->g * j->oh * j->npr, bands = (gp + D3_PB - 1) / D3_PB;
+    while ((j->nob * bands) % workers && bands < gp) bands++;
+    j->pband = ((gp + bands - 1) / bands + 1) / 2 * 2;
+    j->pad_tasks = workers < j->g * j->c ? workers : j->g * j->c;
+    return j->nob * ((gp + j->pband - 1) / j->pband);
+}
+
+/* The g images at j->img, padded, then computed by rows (rows; false, nothing written,
+ * when an input is too large for the transforms or not finite) or directly */
+static bool d3_group(am_pool *pool, d3_job *j, int workers, bool rows) {
+    int64_t tasks = rows ? d3w_tasks(j, workers) : d3_tasks(j, workers);
+    j->rows = rows;
+    atomic_store(&j->bad, 0);
+    am_pool_run(pool, j->pad_tasks, d3_pad, j);
+    if (atomic_load(&j->bad)) return false;
+    am_pool_run(pool, tasks, rows ? d3w_task : d3_task, j);
+    return true;
+}
+
 COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                              amber_tensor *out) {
     const int64_t *xs = in[0].shape, o = in[1].shape[0], oh = out->shape[2], ow = out->shape[3];
     d3_job j = {xs[1], o, oh, ow, a->stride[0], a->stride[1], (ow - 1) * a->stride[1] + 3, 0,
                 (o + D3_OB - 1) / D3_OB, 0, 1, xs[2], xs[3], a->padding[0], a->padding[2],
-                NULL, NULL, NULL, out->data, NULL, 0, 0, 1, ctx->epi};
-    j.plane = ((oh - 1) * j.sh + 3) * j.wp;
-    j.ws_len = D3_BAND * D3_OB;
+                NULL, NULL, NULL, out->data, NULL, 0, 0, 1, ctx->epi, (ow + 1) / 2, 0, 0, 0};
     int64_t L = oh * ow;
     if (L == 0 || xs[0] == 0) return AMBER_OK;
+    bool rows = j.sh == 1 && j.sw == 1 && ow >= D3_ROWS_MIN && !ctx->plain_sums;
+    const float *wrows = NULL, *wdirect = NULL;
+    bool finite = false;
+    amber_status st = AMBER_OK;
+    if (rows && (st = d3_filters(ctx, in[1].data, o, j.c, true, &wrows, &finite)) != AMBER_OK)
+        return st;
+    rows = rows && finite;
+    if (rows) j.wp = 2 * j.npr + 2; /* (an odd width's last pair reads one column more) */
+    j.plane = ((oh - 1) * j.sh + 3) * j.wp;
     /* small images: as many at a time as fit a band and D3_XP bytes padded (fewer tiles
      * past the end of an image, fewer rounds of tasks) */
     int64_t g = D3_XP / (int64_t)sizeof(float) / (j.c * j.plane);
-    g = g < D3_BAND / L ? g : D3_BAND / L;
+    int64_t per = rows ? D3_PB / (oh * j.npr) : D3_BAND / L;
+    g = g < per ? g : per;
     j.g = g < 1 ? 1 : g < xs[0] ? g : xs[0];
     double work = (double)(j.nob * D3_OB * j.g * L * j.c * 9);
     bool parallel = am_pool_size(ctx->pool) > 1 && (j.nob > 1 || j.g * L > D3_BAND) &&
@@ -261,22 +471,25 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     int workers = parallel ? am_pool_size(ctx->pool) : 1;
     /* NOTE: no fallback to the GEMM path without the memory: its bits differ (C > 56) */
     float *buf = NULL;
+    j.ws_len = rows ? D3_PB * 4 * D3_OB : D3_BAND * D3_OB; /* (the direct tiles fit too) */
     size_t len = (size_t)(j.g * j.c * j.plane + workers * j.ws_len);
-    amber_status st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&buf, ctx->err);
-    if (st != AMBER_OK) return st;
+    if ((st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&buf, ctx->err)))
+        return st;
     j.xp = buf, j.ws = buf + j.g * j.c * j.plane;
-    if ((st = d3_filters(ctx, in[1].data, o, j.c, &j.wt)) != AMBER_OK) return st;
+    am_pool *pool = parallel ? ctx->pool : NULL;
     for (j.img = 0; j.img < xs[0]; j.img += j.g) {
         j.x = (const float *)in[0].data + j.img * j.c * j.h * j.w;
         j.g = j.g < xs[0] - j.img ? j.g : xs[0] - j.img;
-        int64_t tasks = d3_tasks(&j, workers);
-        if (parallel) {
-            am_pool_run(ctx->pool, j.pad_tasks, d3_pad, &j);
-            am_pool_run(ctx->pool, tasks, d3_task, &j);
+        if (rows && (j.wt = wrows, d3_group(pool, &j, workers, true))) continue;
+        if (!wdirect && (st = d3_filters(ctx, in[1].data, o, j.c, false, &wdirect, &finite)))
+            return st;
+        j.wt = wdirect;
+        if (!rows) {
+            d3_group(pool, &j, workers, false);
             continue;
         }
-        d3_pad(&j, 0, 0);
-        for (int64_t t = 0; t < tasks; t++) d3_task(&j, t, 0);
+        j.rows = false; /* the padded images are there: the direct tasks on them */
+        am_pool_run(pool, d3_tasks(&j, workers), d3_task, &j);
     }
     return AMBER_OK;
 }

@@ -139,7 +139,7 @@ amber_status amber_kernel_run(amber_kernel_context *ctx, const amber_kernel *ker
             return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT, "%s: input %d has no data",
                            op->name, i);
     }
-    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL};
+    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL, false};
     st = am_kernel_call(op, &kc, inputs, n, &kernel->attrs, output);
     am_arena_reset(&ctx->scratch);
     return st;
@@ -308,7 +308,7 @@ amber_status amber_kernel_run_strided(amber_kernel_context *ctx, const amber_ker
                 return am_fail(&ctx->err, AMBER_ERR_INVALID_ARGUMENT,
                                "%s: input %d has a negative stride", op->name, i);
     }
-    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL};
+    am_ctx kc = {&ctx->err, &ctx->scratch, ctx->pool, 0u, NULL, NULL, false};
     if (b_empty(output))
         st = AMBER_OK;
     else if (mm)

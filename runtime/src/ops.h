@@ -155,6 +155,8 @@ typedef struct am_ctx {
      * (an epilogue, see am_epi): the kernel writes into the group's output and applies
      * the group to each block of it right after the block's last store. NULL: none. */
     const struct am_epi *epi;
+    /* AMBER_OPEN_PLAIN_SUMS: only kernels within the plain sum bound (no F(2,3) rows) */
+    bool plain_sums;
 } am_ctx;
 
 typedef struct am_op am_op;

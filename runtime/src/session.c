@@ -1200,7 +1200,8 @@ static amber_status run_nodes(amber_session *s, const frame *fr) {
     amber_tensor *vals = fr->vals;
     struct plan *plan = fr->plan;
     int depth = fr->depth;
-    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, NULL};
+    am_ctx ctx = {&s->err, &s->scratch, s->pool, 0, &s->keep, NULL,
+                  (s->model->opts.flags & AMBER_OPEN_PLAIN_SUMS) != 0};
     amber_status st = AMBER_OK;
     for (uint32_t ni = fr->start; ni < fr->end; ni++) {
         const am_node *n = &f->nodes[ni];

@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     amber_status sts[3];
     for (int r = 0; r < 3; r++) {
         am_arena_init(&outs[r], 0);
-        am_ctx ctx = {&err, &scratch, r ? pool : NULL, r ? ~0u : 0u, r ? &keep : NULL, NULL};
+        am_ctx ctx = {&err, &scratch, r ? pool : NULL, r ? ~0u : 0u, r ? &keep : NULL, NULL, false};
         sts[r] = st == AMBER_OK ? am_op_run(op, &ctx, &outs[r], in, n, &attrs, &res[r]) : st;
         am_arena_reset(&scratch);
     }

@@ -243,7 +243,7 @@ static void test_tensor_and_ops(void) {
     am_arena oa, sc;
     am_arena_init(&oa, 0);
     am_arena_init(&sc, 0);
-    am_ctx ctx = {&err, &sc, NULL, 0, NULL, NULL};
+    am_ctx ctx = {&err, &sc, NULL, 0, NULL, NULL, false};
     am_attrs attrs;
     CHECK(am_attrs_decode(div, NULL, NULL, NULL, &attrs, &err) == AMBER_OK);
     CHECK(am_op_run(div, &ctx, &oa, in, 2, &attrs, &out) == AMBER_OK);
@@ -344,7 +344,8 @@ static void test_gemm(void) {
           am_pool_size(pool) == 3);
     am_keep keep;
     am_keep_init(&keep, plain_alloc, plain_release, NULL);
-    am_ctx serial = {&err, &sc, NULL, 0, NULL, NULL}, threaded = {&err, &sc, pool, 0, &keep, NULL};
+    am_ctx serial = {&err, &sc, NULL, 0, NULL, NULL, false};
+    am_ctx threaded = {&err, &sc, pool, 0, &keep, NULL, false};
     int best = am_gemm_set_isa(99);
     for (int isa = 0; isa <= best; isa++) {
         CHECK(am_gemm_set_isa(isa) == isa);
@@ -444,12 +445,12 @@ static void test_gemm(void) {
      * limit is a status, never a crash. */
     am_keep none;
     am_keep_init(&none, failing_alloc, plain_release, NULL);
-    am_ctx no_keep = {&err, &sc, NULL, 0, &none, NULL};
+    am_ctx no_keep = {&err, &sc, NULL, 0, &none, NULL, false};
     float *big = calloc(64 * 64, sizeof(float)), *out = calloc(64 * 64, sizeof(float));
     CHECK(am_gemm_kept_b_f32(&no_keep, 64, 64, big) == NULL && none.n == 0);
     am_arena tiny;
     am_arena_init(&tiny, 256);
-    am_ctx limited = {&err, &tiny, pool, 0, NULL, NULL};
+    am_ctx limited = {&err, &tiny, pool, 0, NULL, NULL, false};
     CHECK(am_gemm_f32(&limited, 64, 64, 64, big, 64, 1, big, 64, 1, out, 64, false) == AMBER_ERR_LIMIT);
     am_arena_free(&tiny);
     /* Dropped kept data is not made again. */
@@ -488,7 +489,7 @@ static void test_conv_scratch_limit(void) {
     for (int r = 0; r < 3; r++) {
         am_arena_init(&oa[r], 0);
         am_arena_init(&sc[r], limits[r]);
-        am_ctx ctx = {&err, &sc[r], pool, 0, NULL, NULL};
+        am_ctx ctx = {&err, &sc[r], pool, 0, NULL, NULL, false};
         st[r] = am_op_run(conv, &ctx, &oa[r], in, 2, &attrs, &out[r]);
     }
     CHECK(st[0] == AMBER_OK && st[1] == AMBER_OK && st[2] == AMBER_ERR_LIMIT);
@@ -789,7 +790,7 @@ static void test_lstm_cell_run(float pre[3][4 * 40 + 3], const float *cp) {
         t[k].data = data[k];
     }
     am_error err;
-    am_ctx ctx = {&err, NULL, NULL, 0, NULL, NULL};
+    am_ctx ctx = {&err, NULL, NULL, 0, NULL, NULL, false};
     int best = am_gemm_set_isa(99);
     int bad = 0;
     for (cell.n_src = 2; cell.n_src <= 3; cell.n_src++) {
@@ -984,7 +985,7 @@ static void test_layernorm_isas(void) {
         for (int isa = AM_GEMM_ISA_GENERIC; isa <= best; isa++) {
             am_gemm_set_isa(isa);
             amber_tensor out = {AMBER_FLOAT32, 2, {ROWS, h}, isa ? y1 : y0};
-            am_ctx ctx = {&err, &sc, isa ? pool : NULL, 0, NULL, NULL};
+            am_ctx ctx = {&err, &sc, isa ? pool : NULL, 0, NULL, NULL, false};
             CHECK(am_layernorm_run(&nm, &ctx, ext, &out) == AMBER_OK);
             if (isa) CHECK(!memcmp(y0, y1, sizeof(float) * (size_t)(ROWS * h)));
         }
@@ -1066,7 +1067,7 @@ static void test_depthwise_epilogue_isas(void) {
                     ext[k + 1] = (amber_tensor){AMBER_FLOAT32, 4, {1, C, 1, 1}, par[k]};
                 ext[5] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &lo};
                 ext[6] = (amber_tensor){AMBER_FLOAT32, 0, {0}, &hi};
-                am_ctx ctx = {&err, &sc, t == 1 ? pool : NULL, 0, NULL, NULL};
+                am_ctx ctx = {&err, &sc, t == 1 ? pool : NULL, 0, NULL, NULL, false};
                 am_epi e;
                 CHECK(am_epi_init(&e, &g, ext, &out, 1, 2) && e.regs);
                 ctx.epi = t == 0 || t == 1 ? &e : NULL;
@@ -1172,7 +1173,7 @@ static void test_gemm_epilogue_isas(void) {
                     am_keep keep;
                     am_keep_init(&keep, plain_alloc, plain_release, NULL);
                     am_ctx ctx = {&err, &sc, t > 0 && (t & 1) ? pool : NULL,
-                                  t > 0 && (t & 2) ? 2u : 0u, &keep, NULL};
+                                  t > 0 && (t & 2) ? 2u : 0u, &keep, NULL, false};
                     am_epi e;
                     CHECK(am_epi_init(&e, &gs[gi], ext, &out, 1, 2) && e.tile &&
                           e.regs == (gi < 2));
@@ -1321,6 +1322,10 @@ static void test_conv_direct_isas(void) {
                               {AMBER_FLOAT32, 4, {o, ch, kh, kw}, wt}};
         size_t bytes = sizeof(float) * (size_t)(n * o * oh * ow);
         int bad = 0;
+        /* NOTE: 3x3 at stride 1 on rows of 8 or more outputs runs by rows' transforms on
+         * AVX-512 (k_conv3x3.c): other bits than the GEMM's, checked against the sums */
+        bool rows = best >= AM_GEMM_ISA_AVX512 && kh == 3 && kw == 3 && sh == 1 && sw == 1 &&
+                    ow >= 8 && o >= 32 && ch >= 4;
         for (int isa = best; isa >= AM_GEMM_ISA_AVX2; isa--) { /* y[0]: the best set's */
             am_gemm_set_isa(isa);
             for (int t = 0; t < 2 && (isa == best || ch * kh * kw <= 512); t++) {
@@ -1330,7 +1335,7 @@ static void test_conv_direct_isas(void) {
                 amber_tensor out = {AMBER_FLOAT32, 4, {n, o, oh, ow}, got};
                 CHECK(amber_kernel_run(kc[t], kern, in, 2, &out) == AMBER_OK);
                 amber_kernel_free(kern);
-                bad += memcmp(y[0], got, bytes) != 0;
+                bad += (isa == best || !rows) && memcmp(y[0], got, bytes) != 0;
             }
         }
         for (int64_t i = 0; best >= AM_GEMM_ISA_AVX2 && i < n * o * oh * ow; i++) {

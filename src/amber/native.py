@@ -54,6 +54,8 @@ OPEN_SKIP_TENSOR_HASHES = 1
 
 OPEN_NO_FUSION = 2
 """``AMBER_OPEN_NO_FUSION``: run elementwise ops one at a time (no fused groups)."""
+OPEN_PLAIN_SUMS = 4
+"""``AMBER_OPEN_PLAIN_SUMS``: every sum within the plain sum bound (no F(2,3) rows)."""
 
 _NP_DTYPES: tuple[np.dtype, ...] = tuple(
     np.dtype(d) for d in ("<f4", "<f8", "<i4", "<i8", "|b1",
@@ -785,7 +787,10 @@ class NativeModel:
     programs (None: the runtime's defaults). ``verify_hashes=False`` skips the
     per-tensor SHA-256 checks (bounds checks always run). ``fuse=False`` runs every
     elementwise op on its own instead of fusing chains of them (same results; for
-    testing and measurements).
+    testing and measurements). ``plain_sums=True`` keeps every sum within the plain sum
+    bound of docs/opset.md (section 5): float32 3x3 stride-1 convolutions then run without
+    Winograd's F(2,3) rows (~1.2x slower there), whose error bound also counts the inputs
+    next to each window's.
 
     Raises:
         FormatError: (a :class:`NativeFormatError`) the C loader refused the file.
@@ -797,7 +802,7 @@ class NativeModel:
                  memory_limit: int | None = None, max_call_depth: int | None = None,
                  max_loop_iterations: int | None = None,
                  max_run_iterations: int | None = None, max_run_calls: int | None = None,
-                 fuse: bool = True) -> None:
+                 fuse: bool = True, plain_sums: bool = False) -> None:
         self.lib = library()
         self._handles = _Handles(self.lib, "<bytes>" if isinstance(
             source, (bytes, bytearray, memoryview)) else os.path.basename(os.fspath(source)))
@@ -812,6 +817,8 @@ class NativeModel:
         opts.flags |= OPEN_SKIP_TENSOR_HASHES
         if not fuse:
             opts.flags |= OPEN_NO_FUSION
+        if plain_sums:
+            opts.flags |= OPEN_PLAIN_SUMS
         # without threads=, the process-wide amber.set_num_threads setting
         opts.threads = threads if threads is not None else get_num_threads()
         self.threads: int = int(opts.threads)

@@ -131,6 +131,9 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
 # paths), batches, 1x1 and 1xW images; small images taken a few at a time (batches of 8,
 # 6 and 5 of 49, 49 and 36 outputs: bands across images, tiles too); a band's last output
 # alone in its tile (49 outputs of a 7x7 image, at stride 1 and 2, and 169 of 13x13).
+# At stride 1 on output rows of 8 or more, Winograd's F(2,3) by rows: pairs past a row's
+# end (odd widths), rows of exactly 8, bands across rows and images (batches of 8x8 and
+# 5x9 images), a band's last pair alone in its tile, 130 output channels (a partial block).
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -155,6 +158,11 @@ DIRECT = [
     ((1, 64, 7, 7), (130, 64, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 40, 14, 13), (64, 40, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], 1),
     ((1, 24, 13, 13), (64, 24, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 16, 30, 64), (130, 16, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((6, 8, 8, 8), (32, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 12, 5, 10), (40, 12, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
+    ((2, 6, 9, 15), (36, 6, 3, 3), [1, 1], [1, 2, 0, 1], [1, 1], 1),
+    ((1, 5, 3, 19), (33, 5, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
 ]
 
 
@@ -173,6 +181,58 @@ def test_conv3x3_direct(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
     """The reference's values, and the same bits at 1, 2, 3 and 8 threads."""
     x, w, attrs, one = _against_reference(lib, ctx, ctx1, case[:5], case[5], False, 13)
     _same_bits_with(lib, (ctx3, ctx8), x, w, attrs, one)
+
+
+S1 = {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
+
+
+def _conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.asarray(REGISTRY["conv2d"].impl(x, w, stride=(1, 1), padding=(1, 1, 1, 1),
+                                              dilation=(1, 1), groups=1))
+
+
+@pytest.mark.parametrize("special", ["inf", "nan", "big", "weight"])
+def test_conv3x3_by_rows_keeps_special_values_exact(lib: ctypes.CDLL, ctx, ctx1,
+                                                    special: str) -> None:
+    """An infinity or NaN in the image, a magnitude the transforms could overflow, or
+    filters not finite: the direct tiles run instead, and the reference's NaNs and
+    infinities come out exactly (docs/opset.md section 5), at 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8, 6, 20)).astype(np.float32)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    if special == "weight":
+        w[3, 2, 1, 0] = np.inf
+    else:
+        x[1, 4, 2, 7] = {"inf": np.inf, "nan": np.nan, "big": 2.0**125}[special]
+        x[1, 5, 3, 8] = -np.inf if special == "inf" else x[1, 5, 3, 8]
+    want = _conv(x, w)
+    for c in (ctx, ctx1):
+        got = run_kernel(lib, c, "conv2d", [x, w], S1, want.shape)
+        compare("conv2d", got, want, f"conv2d with {special}", [x, w],
+                {"stride": (1, 1), "padding": (1, 1, 1, 1), "dilation": (1, 1), "groups": 1})
+    assert special == "big" or not np.isfinite(want).all()
+
+
+def test_conv3x3_by_rows_within_the_row_product_bound(lib: ctypes.CDLL, ctx) -> None:
+    """Each kernel row reads only its first column while the columns next to it are a
+    million times larger (beyond the plain bound there, tests/native/test_plain_sums.py):
+    the error stays within 2 n u S of docs/opset.md's row-product form (S sums each
+    kernel row's |w| times the |x| its window row reads)."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((1, 12, 4, 16)) * 1e3).astype(np.float32)
+    x[..., 1::2] = (rng.standard_normal(x[..., 1::2].shape) * 1e-3).astype(np.float32)
+    w = np.zeros((32, 12, 3, 3), np.float32)
+    w[..., 0] = rng.standard_normal((32, 12, 3)).astype(np.float32)
+    got = run_kernel(lib, ctx, "conv2d", [x, w], S1, (1, 32, 4, 16)).astype(np.float64)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    ref = _conv(x64, w64)
+    xp = np.pad(np.abs(x64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    # S[o, i, j] = sum over c, p of (sum_q |w[o, c, p, q]|) (sum_q |xp[c, i + p, j + q]|)
+    rows = sum(xp[0, :, :, q:q + 16] for q in range(3))  # [c, 6, 16]
+    wsum = np.abs(w64).sum(axis=3)  # [o, c, 3]
+    bound = sum(np.einsum("oc,cij->oij", wsum[:, :, p], rows[:, p:p + 4]) for p in range(3))
+    n = 12 * 9
+    assert np.all(np.abs(got[0] - ref[0]) <= 2 * n * 2.0**-24 * bound * 2)
 
 
 # Depthwise convolutions (one input channel per group; channel multipliers 1 and 2) at
