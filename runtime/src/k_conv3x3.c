@@ -36,7 +36,7 @@ enum {
     D3_XP = 1 << 19, /* bytes of padded images at most when taking several at a time */
     D3_PB = D3_BAND / 2, /* pairs of outputs per band, stride 1 by rows (F(2,3)) */
     D3_ICW = 8,          /* input channels per pass by rows (a part's 12 KB of u in L1) */
-    D3_ROWS_MIN = 8,     /* outputs per row at least, stride 1, for the rows' form */
+    D3_ROWS_MIN = 5,     /* outputs per row at least, stride 1, for the rows' form (7: 1.07x) */
     D3W_CW = D3W_NV * 16, D3W_PARTS = D3_OB / D3W_CW,
 };
 

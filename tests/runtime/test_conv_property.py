@@ -131,9 +131,10 @@ def test_conv2d_packed_from_the_input(lib: ctypes.CDLL, ctx, ctx1, case, f64: bo
 # paths), batches, 1x1 and 1xW images; small images taken a few at a time (batches of 8,
 # 6 and 5 of 49, 49 and 36 outputs: bands across images, tiles too); a band's last output
 # alone in its tile (49 outputs of a 7x7 image, at stride 1 and 2, and 169 of 13x13).
-# At stride 1 on output rows of 8 or more, Winograd's F(2,3) by rows: pairs past a row's
-# end (odd widths), rows of exactly 8, bands across rows and images (batches of 8x8 and
-# 5x9 images), a band's last pair alone in its tile, 130 output channels (a partial block).
+# At stride 1 on output rows of 5 or more, Winograd's F(2,3) by rows: pairs past a row's
+# end (odd widths: 5, 7, 9, 13...), rows of 8 and of 4 (direct), bands across rows and
+# images (batches of 8x8, 7x7 and 5x9 images), a band's last pair alone in its tile, 130
+# output channels (a partial block).
 DIRECT = [
     ((2, 12, 9, 13), (40, 12, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
     ((1, 16, 17, 23), (64, 16, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
@@ -163,6 +164,8 @@ DIRECT = [
     ((1, 12, 5, 10), (40, 12, 3, 3), [1, 1], [0, 0, 0, 0], [1, 1], 1),
     ((2, 6, 9, 15), (36, 6, 3, 3), [1, 1], [1, 2, 0, 1], [1, 1], 1),
     ((1, 5, 3, 19), (33, 5, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((2, 10, 6, 5), (48, 10, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ((1, 10, 6, 6), (48, 10, 3, 3), [1, 1], [1, 1, 0, 0], [1, 1], 1),
 ]
 
 
