@@ -148,8 +148,8 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     side, one small image as the transposed product (weights kept per session), one
     larger image split between the session's threads and 3x3 ones computed directly (on
     AVX-512; 80 output channels: a whole block of 64 and a partial one; stride 2 on an 8x8
-    output; three 8x8 images at a time), on their test vectors and under concurrent
-    sessions."""
+    output; at stride 1 by rows, 15 wide: a pair past each row's end; three 8x8 images at a
+    time), on their test vectors and under concurrent sessions."""
     import numpy as np
 
     import amber as am
