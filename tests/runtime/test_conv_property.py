@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from kernel_cases import compare
 
@@ -216,26 +216,55 @@ def test_conv3x3_by_rows_keeps_special_values_exact(lib: ctypes.CDLL, ctx, ctx1,
     assert special == "big" or not np.isfinite(want).all()
 
 
+def _row_product_bound(x: np.ndarray, w: np.ndarray, padding: list[int]) -> np.ndarray:
+    """Twice 2 n u S of docs/opset.md's row-product form for a 3x3 stride-1 conv2d
+    ([N, O, OH, OW]; twice: the float64 reference is inexact too). S sums each kernel
+    row's |w| times the |x| its window row reads."""
+    pt, pb, pl, pr = padding
+    xp = np.pad(np.abs(x.astype(np.float64)), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh, ow = xp.shape[2] - 2, xp.shape[3] - 2
+    rows = sum(xp[:, :, :, q:q + ow] for q in range(3))  # [n, c, hp, ow]
+    wsum = np.abs(w.astype(np.float64)).sum(axis=3)  # [o, c, 3]
+    s = sum(np.einsum("oc,ncij->noij", wsum[:, :, p], rows[:, :, p:p + oh]) for p in range(3))
+    return 2 * 2 * (w.shape[1] * 9) * 2.0**-24 * s
+
+
 def test_conv3x3_by_rows_within_the_row_product_bound(lib: ctypes.CDLL, ctx) -> None:
     """Each kernel row reads only its first column while the columns next to it are a
     million times larger (beyond the plain bound there, tests/native/test_plain_sums.py):
-    the error stays within 2 n u S of docs/opset.md's row-product form (S sums each
-    kernel row's |w| times the |x| its window row reads)."""
+    the error stays within the row-product form's bound."""
     rng = np.random.default_rng(9)
     x = (rng.standard_normal((1, 12, 4, 16)) * 1e3).astype(np.float32)
     x[..., 1::2] = (rng.standard_normal(x[..., 1::2].shape) * 1e-3).astype(np.float32)
     w = np.zeros((32, 12, 3, 3), np.float32)
     w[..., 0] = rng.standard_normal((32, 12, 3)).astype(np.float32)
     got = run_kernel(lib, ctx, "conv2d", [x, w], S1, (1, 32, 4, 16)).astype(np.float64)
-    x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    ref = _conv(x64, w64)
-    xp = np.pad(np.abs(x64), ((0, 0), (0, 0), (1, 1), (1, 1)))
-    # S[o, i, j] = sum over c, p of (sum_q |w[o, c, p, q]|) (sum_q |xp[c, i + p, j + q]|)
-    rows = sum(xp[0, :, :, q:q + 16] for q in range(3))  # [c, 6, 16]
-    wsum = np.abs(w64).sum(axis=3)  # [o, c, 3]
-    bound = sum(np.einsum("oc,cij->oij", wsum[:, :, p], rows[:, p:p + 4]) for p in range(3))
-    n = 12 * 9
-    assert np.all(np.abs(got[0] - ref[0]) <= 2 * n * 2.0**-24 * bound * 2)
+    ref = _conv(x.astype(np.float64), w.astype(np.float64))
+    assert np.all(np.abs(got - ref) <= _row_product_bound(x, w, [1, 1, 1, 1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.integers(4, 20), o=st.integers(32, 80), h=st.integers(1, 12), w=st.integers(3, 40),
+       n=st.integers(1, 3), pad=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+       seed=st.integers(0, 2**16))
+def test_conv3x3_stride_1_within_the_row_product_bound(lib: ctypes.CDLL, ctx, ctx1, c: int,
+                                                       o: int, h: int, w: int, n: int,
+                                                       pad: list[int], seed: int) -> None:
+    """3x3 stride-1 float32 convolutions of random shapes and padding (by rows from rows of
+    5 outputs on AVX-512, directly or through the GEMM otherwise): within the row-product
+    form's bound, and the same bits at 1 and 2 threads."""
+    oh, ow = h + pad[0] + pad[1] - 2, w + pad[2] + pad[3] - 2
+    assume(oh >= 1 and ow >= 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+    attrs = {"stride": [1, 1], "padding": pad, "dilation": [1, 1], "groups": 1}
+    got = run_kernel(lib, ctx, "conv2d", [x, wt], attrs, (n, o, oh, ow))
+    assert run_kernel(lib, ctx1, "conv2d", [x, wt], attrs, got.shape).tobytes() == got.tobytes()
+    ref = np.asarray(REGISTRY["conv2d"].impl(x.astype(np.float64), wt.astype(np.float64),
+                                             stride=(1, 1), padding=tuple(pad),
+                                             dilation=(1, 1), groups=1))
+    assert np.all(np.abs(got - ref) <= _row_product_bound(x, wt, pad))
 
 
 # Depthwise convolutions (one input channel per group; channel multipliers 1 and 2) at
