@@ -326,7 +326,7 @@ def _build(structure: Any, tensors: Mapping[str, Tensor]) -> Any:
 def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None, *,
          verify_hashes: bool = True, name: str | None = None,
          threads: int | None = None, map_location: Any = None,
-         weights_only: bool | None = None) -> Any:
+         weights_only: bool | None = None, plain_sums: bool = False) -> Any:
     """Load a .amber file (a path or its bytes) as a :class:`Model`, or a checkpoint.
 
     The file's first bytes decide: a safetensors file (what ``am.save`` writes, or any
@@ -348,7 +348,10 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
 
     ``threads`` is the native runtime's intra-op thread count per session (None: the
     count set by ``am.set_num_threads``, else one per core; 1: the calling thread only);
-    the reference interpreter ignores it.
+    the reference interpreter ignores it. ``plain_sums=True`` keeps the native runtime's
+    sums within the plain sum bound of docs/opset.md section 5 (float32 3x3 stride-1
+    convolutions without Winograd's F(2,3) rows, ~1.2x slower there); the reference
+    interpreter always is.
 
     Raises:
         FormatError: the file is malformed, corrupt, uses an op this amber does not
@@ -381,7 +384,8 @@ def load(path: str | os.PathLike[str] | bytes | Any, backend: str | None = None,
     native, reason, refusal = None, "backend='reference' was asked for", None
     if backend in (None, "native"):
         with gc_paused():  # a large header makes many entry points and ports
-            native, reason, refusal = _open_native(path, backend, threads, verify_hashes)
+            native, reason, refusal = _open_native(path, backend, threads, verify_hashes,
+                                                   plain_sums)
     if native is not None and native.opset_version < 1:  # a container without a program
         native.close()
         native = None
@@ -428,15 +432,16 @@ def _file_stamp(file: str) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _open_native(path: Any, backend: str | None, threads: int | None, verify_hashes: bool
-                 ) -> tuple[Any, str, Exception | None]:
+def _open_native(path: Any, backend: str | None, threads: int | None, verify_hashes: bool,
+                 plain_sums: bool = False) -> tuple[Any, str, Exception | None]:
     """The file opened by libamber and why, or (None, why not, the native refusal or
     None when the library is missing) when ``backend`` is None."""
     from . import native as N
 
     try:
         lib = N.library()
-        native = N.NativeModel(path, verify_hashes=verify_hashes, threads=threads)
+        native = N.NativeModel(path, verify_hashes=verify_hashes, threads=threads,
+                               plain_sums=plain_sums)
         return native, f"opened by the native runtime (libamber {lib.version}, {lib.path})", None
     except (N.NativeUnavailableError, N.NativeError) as e:
         if backend == "native":

@@ -55,6 +55,8 @@ def test_plain_sums_keeps_the_plain_bound(case) -> None:
     for threads in (1, 2):
         got = NativeModel(path, plain_sums=True, threads=threads).run("forward", x)[0]
         assert _error_over_plain_bound(got, x, w) <= 1
+    model = am.load(path, backend="native", plain_sums=True)
+    assert _error_over_plain_bound(np.asarray(model(x).numpy()), x, w) <= 1
 
 
 @pytest.mark.skipif(not _avx512(), reason="the F(2,3) rows run on AVX-512 only")
