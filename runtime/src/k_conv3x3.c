@@ -250,6 +250,7 @@ D3W_TILE(2)
 typedef void (*d3w_tile_fn)(const float *const *, int64_t, int64_t, const float *, int64_t,
                             float *, bool);
 /* by the number of pairs */
+_Static_assert(D3W_NP == 2, "d3w_tiles lists the tiles of 1 and 2 pairs");
 static const d3w_tile_fn d3w_tiles[D3W_NP + 1] = {NULL, d3w_tile1, d3w_tile2};
 
 /* The outputs of pairs [0, n) of m (the band's first at pair index p0 of its row) as

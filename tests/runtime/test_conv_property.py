@@ -189,8 +189,9 @@ def test_conv3x3_direct(lib: ctypes.CDLL, ctx, ctx1, ctx3, ctx8, case) -> None:
 S1 = {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
 
 
-def _conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.asarray(REGISTRY["conv2d"].impl(x, w, stride=(1, 1), padding=(1, 1, 1, 1),
+def _conv(x: np.ndarray, w: np.ndarray, padding: tuple[int, ...] = (1, 1, 1, 1)) -> np.ndarray:
+    """The reference 3x3 stride-1 convolution."""
+    return np.asarray(REGISTRY["conv2d"].impl(x, w, stride=(1, 1), padding=padding,
                                               dilation=(1, 1), groups=1))
 
 
@@ -261,9 +262,7 @@ def test_conv3x3_stride_1_within_the_row_product_bound(lib: ctypes.CDLL, ctx, ct
     attrs = {"stride": [1, 1], "padding": pad, "dilation": [1, 1], "groups": 1}
     got = run_kernel(lib, ctx, "conv2d", [x, wt], attrs, (n, o, oh, ow))
     assert run_kernel(lib, ctx1, "conv2d", [x, wt], attrs, got.shape).tobytes() == got.tobytes()
-    ref = np.asarray(REGISTRY["conv2d"].impl(x.astype(np.float64), wt.astype(np.float64),
-                                             stride=(1, 1), padding=tuple(pad),
-                                             dilation=(1, 1), groups=1))
+    ref = _conv(x.astype(np.float64), wt.astype(np.float64), tuple(pad))
     assert np.all(np.abs(got - ref) <= _row_product_bound(x, wt, pad))
 
 
