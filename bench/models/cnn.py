@@ -22,10 +22,6 @@ def torch_lib() -> SimpleNamespace:
 def build(lib: SimpleNamespace) -> SimpleNamespace:
     nn, F = lib.nn, lib.F
 
-    class ReLU6(nn.Module):
-        def forward(self, x: Any) -> Any:
-            return F.hardtanh(x, 0.0, 6.0)
-
     def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list:
         return [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
                 nn.BatchNorm2d(cout)]
@@ -101,8 +97,8 @@ def build(lib: SimpleNamespace) -> SimpleNamespace:
         def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
             super().__init__()
             hidden = cin * expand
-            layers = conv_bn(cin, hidden, 1) + [ReLU6()] if expand != 1 else []
-            layers += conv_bn(hidden, hidden, 3, stride, hidden) + [ReLU6()]
+            layers = conv_bn(cin, hidden, 1) + [nn.ReLU6()] if expand != 1 else []
+            layers += conv_bn(hidden, hidden, 3, stride, hidden) + [nn.ReLU6()]
             layers += conv_bn(hidden, cout, 1)
             self.conv = nn.Sequential(*layers)
             self.res = stride == 1 and cin == cout
@@ -113,14 +109,14 @@ def build(lib: SimpleNamespace) -> SimpleNamespace:
     class MobileNetV2(nn.Module):
         def __init__(self, classes: int = 1000) -> None:
             super().__init__()
-            layers = conv_bn(3, 32, 3, 2) + [ReLU6()]
+            layers = conv_bn(3, 32, 3, 2) + [nn.ReLU6()]
             cin = 32
             for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
                 for i in range(n):
                     layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
                     cin = c
-            layers += conv_bn(cin, 1280, 1) + [ReLU6()]
+            layers += conv_bn(cin, 1280, 1) + [nn.ReLU6()]
             self.features = nn.Sequential(*layers)
             self.classifier = nn.Linear(1280, classes)
 

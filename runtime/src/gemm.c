@@ -229,11 +229,14 @@ static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], in
         case EPI_DIV: TILE_EACH(t[i][h] = _mm512_div_ps(t[i][h], TILE_V(i))); break;
         case EPI_MAX: TILE_EACH(t[i][h] = _mm512_max_ps(TILE_V(i), t[i][h])); break;
         case EPI_MIN: TILE_EACH(t[i][h] = _mm512_min_ps(TILE_V(i), t[i][h])); break;
-        default: /* le, and the where after it: x <= a ? b : x */
+        default: { /* le or ge, and the where after it: x <= a (x >= a) ? b : x */
+            const __m512i sg = _mm512_set1_epi32(o->op == EPI_LE ? 0 : INT32_MIN);
             TILE_EACH(t[i][h] = _mm512_mask_mov_ps(
-                          t[i][h], _mm512_cmp_ps_mask(t[i][h], TILE_V(i), _CMP_LE_OQ),
+                          t[i][h], _mm512_cmp_ps_mask(AM_NEG_IF(t[i][h], sg),
+                                                      AM_NEG_IF(TILE_V(i), sg), _CMP_LE_OQ),
                           _mm512_set1_ps(v[i * ns + 1])));
             s++;
+        }
         }
 #undef TILE_V
     }

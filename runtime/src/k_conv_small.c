@@ -133,19 +133,22 @@ typedef struct sc_job {
     do {                                                                                   \
         int ns = ev ? j->epi->g->n_steps : 0;                                              \
         for (int s = 0; s < ns; s++) {                                                     \
-            int op = j->epi->ops[s].op; /* le: and the where after it, x <= a ? b : x */   \
+            int op = j->epi->ops[s].op; /* le, ge: and the where after it */               \
+            const __m512i sg = _mm512_set1_epi32(op == EPI_GE ? INT32_MIN : 0);            \
             _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                      \
                 const float *v = ev + b * ns + s;                                          \
                 __m512 y = _mm512_set1_ps(v[0]);                                           \
                 _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) acc[b][h] =         \
-                    op == EPI_LE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(       \
-                                       acc[b][h], y, _CMP_LE_OQ), _mm512_set1_ps(v[1]))    \
+                    op == EPI_LE || op == EPI_GE                                           \
+                        ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(                \
+                              AM_NEG_IF(acc[b][h], sg), AM_NEG_IF(y, sg), _CMP_LE_OQ),     \
+                                             _mm512_set1_ps(v[1]))                         \
                     : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first) */     \
                     : op == EPI_MIN ? _mm512_min_ps(y, acc[b][h])                          \
                     : op == EPI_MUL ? _mm512_mul_ps(acc[b][h], y)                          \
                                     : _mm512_add_ps(acc[b][h], y);                         \
             }                                                                              \
-            s += op == EPI_LE;                                                             \
+            s += op == EPI_LE || op == EPI_GE;                                             \
         }                                                                                  \
         _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
             _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) if (b < ob)             \
@@ -171,7 +174,7 @@ SC_AVX512 static inline void sc_masks(const sc_job *j, int64_t f0, __mmask16 mq[
 
 /* The outputs at flattened positions f0..f0 + 16 nv (nv = 1 or 2 vectors) of output
  * channels o0..o0+ob of one image (planes at out); with ev (sc_scalars), the epilogue's
- * adds and x <= a ? b : x on the sums in registers, each as the vector code does it. */
+ * adds and x <= a (x >= a) ? b : x on the sums in registers, each as the vector code does it. */
 SC_AVX512 static void sc_block(const sc_job *j, const float *xp, const int32_t *off, int64_t o0,
                                int64_t f0, int nv, float *out, int64_t ob, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->w;
@@ -200,7 +203,8 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, const int32_t *
 }
 
 /* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
- * epilogue of adds, multiplies, max, min and x <= a ? b : x (bias, BatchNorm, ReLU, clamp)
+ * epilogue of adds, multiplies, max, min and x <= a (x >= a) ? b : x (bias, BatchNorm, ReLU,
+ * clamp, relu6)
  * whose scalars for them (into ev, rows past ob zero) are not NaN. */
 SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64_t ob,
                                    float *ev) {
@@ -208,9 +212,10 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     int ns = j->epi->g->n_steps;
     for (int s = 0; s < ns; s++) {
         int op = j->epi->ops[s].op;
-        if (op != EPI_ADD && op != EPI_MUL && op != EPI_MAX && op != EPI_MIN && op != EPI_LE)
+        if (op != EPI_ADD && op != EPI_MUL && op != EPI_MAX && op != EPI_MIN && op != EPI_LE &&
+            op != EPI_GE)
             return false;
-        s += op == EPI_LE;
+        s += op == EPI_LE || op == EPI_GE;
     }
     memset(ev, 0, sizeof(float) * (size_t)(SC_OB * ns));
     for (int64_t b = 0; b < ob; b++) am_epi_row_scalars(j->epi, n, o0 + b, ev + b * ns);

@@ -320,7 +320,8 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
     }
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
-        if (o->op == EPI_LE) { /* with the where after it: x <= a ? b : x */
+        if (o->op == EPI_LE || o->op == EPI_GE) { /* with the where after it: x <= a ? b : x
+                                                   * (x >= a ? b : x) */
             if (j + 1 == e->g->n_steps || !epi_chain_at(e, j, o->kind[0], o->src[0]) ||
                 o->kind[1] != EPI_SCALAR || w->op != EPI_WHERE || w->kind[0] != EPI_TMP ||
                 w->src[0] != j || w->kind[1] != EPI_SCALAR ||
@@ -381,9 +382,11 @@ EPI_AVX512 static void epi_tr_regs(const am_epi *e, const epi_v16f *sv, epi_v16f
         case EPI_DIV: EPI_TR_EACH(r = a / b); break;
         case EPI_MAX: EPI_TR_EACH(EPI_MAXMIN(1)); break;
         case EPI_MIN: EPI_TR_EACH(EPI_MAXMIN(0)); break;
-        default: { /* le, and the where after it: a <= b ? b2 : a */
+        default: { /* le or ge, and the where after it: a <= b ? b2 : a */
+            const bool le = e->ops[j].op == EPI_LE;
             const epi_v16f b2 = sv[++j];
-            EPI_TR_EACH(epi_v16i k_ = a <= b;
+            const int32_t sg = le ? 0 : INT32_MIN; /* (ge: le of the negations) */
+            EPI_TR_EACH(epi_v16i k_ = (epi_v16f)((epi_v16i)a ^ sg) <= (epi_v16f)((epi_v16i)b ^ sg);
                         r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
         }
         }

@@ -219,7 +219,7 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                                    (1, 2 + 2 + 1))
        for h, w in ((1, 1), (7, 7), (13, 13), (16, 16))},
     # 1x1 over few channels on a large plane (the small-convolution kernel): BatchNorm and
-    # clamp, or ReLU, in its registers; ReLU6 (le, ge, where) on each finished block
+    # clamp, ReLU or ReLU6 (le, where, ge, where) in its registers
     "pointwise_few_clip": (lambda: ConvBnRelu(16, 24, 1, act=Clip6()), (16, 56, 57),
                            (1, 2 + 2 + 1)),
     "pointwise_few_relu": (lambda: ConvBnRelu(32, 16, 1), (32, 57, 56), (1, 5)),
@@ -330,11 +330,13 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "small_conv_3x1_relu": (lambda: nn.Sequential(nn.Conv2d(8, 16, (3, 1)), nn.ReLU()),
                             (8, 9, 12), (1, 4)),
     "small_conv_nan_shift": (NanShift, (2, 10, 13), (1, 4)),
-    # stride 2 over 3 channels (an image stem): BatchNorm and clamp in its registers, and
-    # ReLU6 (le, where) on each finished band; 104 output channels: on each band too;
-    # 7x7 stems (ResNet-50's BatchNorm and ReLU, SqueezeNet's bias and ReLU, 96 channels)
+    # stride 2 over 3 channels (an image stem): BatchNorm and clamp, or ReLU6, in its
+    # registers; 104 output channels: on each finished band; 7x7 stems (ResNet-50's
+    # BatchNorm and ReLU, SqueezeNet's bias and ReLU, 96 channels)
     "stem_s2_bn_clip": (lambda: ConvBnRelu(3, 32, 3, stride=2, act=Clip6()), (3, 37, 40),
                         (1, 2 + 2 + 1)),
+    "stem_s2_bn_relu6": (lambda: ConvBnRelu(3, 32, 3, stride=2, act=nn.ReLU6()), (3, 37, 40),
+                         (1, 2 + 4 + 1)),
     "stem_s2_bn_relu6_104": (lambda: ConvBnRelu(3, 104, 3, stride=2, act=nn.ReLU6()),
                              (3, 21, 34), (1, 2 + 4 + 1)),
     "stem7_s2_bn_relu": (lambda: ConvBnRelu(3, 64, 7, stride=2), (3, 45, 52), (1, 5)),

@@ -274,6 +274,22 @@ def test_lstm_and_gru_cells_against_numpy_and_gradients():
 # ----------------------------------------------------------------------------- activations, losses
 
 
+def test_relu6_special_values_and_gradient():
+    """relu6 clamps to [0, 6]; NaN stays NaN, -0 gives +0, and the gradient is 1 strictly
+    inside (0, 6) and 0 elsewhere, the bounds included."""
+    x = np.array([-np.inf, -2.0, -0.0, 0.0, 1e-30, 3.0, 6.0, 7.5, np.inf, np.nan])
+    got = F.relu6(T(x)).numpy()
+    want = np.array([0.0, 0.0, 0.0, 0.0, 1e-30, 3.0, 6.0, 6.0, 6.0, np.nan])
+    np.testing.assert_array_equal(got, want)
+    assert not np.signbit(got[2])
+    np.testing.assert_array_equal(nn.ReLU6()(T(x)).numpy(), got)
+    t = T(np.array([-1.0, 0.0, 2.0, 6.0, 9.0]))
+    t.requires_grad_(True)
+    F.relu6(t).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), [0.0, 0.0, 1.0, 0.0, 0.0])
+    check_grads(F.relu6, randn(3, 4) * 4)
+
+
 def test_activations_and_losses_against_numpy():
     x = randn(3, 4) * 3
     close(F.hardswish(T(x)).numpy(), x * np.clip(x + 3, 0, 6) / 6)
