@@ -230,11 +230,12 @@ static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], in
         case EPI_MAX: TILE_EACH(t[i][h] = _mm512_max_ps(TILE_V(i), t[i][h])); break;
         case EPI_MIN: TILE_EACH(t[i][h] = _mm512_min_ps(TILE_V(i), t[i][h])); break;
         default: { /* le or ge, and the where after it: x <= a (x >= a) ? b : x */
-            const __m512i sg = _mm512_set1_epi32(o->op == EPI_LE ? 0 : INT32_MIN);
-            TILE_EACH(t[i][h] = _mm512_mask_mov_ps(
-                          t[i][h], _mm512_cmp_ps_mask(AM_NEG_IF(t[i][h], sg),
-                                                      AM_NEG_IF(TILE_V(i), sg), _CMP_LE_OQ),
-                          _mm512_set1_ps(v[i * ns + 1])));
+#define TILE_SEL(P) TILE_EACH(t[i][h] = _mm512_mask_mov_ps(t[i][h],                           \
+                                     _mm512_cmp_ps_mask(t[i][h], TILE_V(i), P),            \
+                                     _mm512_set1_ps(v[i * ns + 1])))
+            if (o->op == EPI_LE) TILE_SEL(_CMP_LE_OQ);
+            else TILE_SEL(_CMP_GE_OQ);
+#undef TILE_SEL
             s++;
         }
         }

@@ -134,15 +134,14 @@ typedef struct sc_job {
         int ns = ev ? j->epi->g->n_steps : 0;                                              \
         for (int s = 0; s < ns; s++) {                                                     \
             int op = j->epi->ops[s].op; /* le, ge: and the where after it */               \
-            const __m512i sg = _mm512_set1_epi32(op == EPI_GE ? INT32_MIN : 0);            \
             _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++) {                      \
                 const float *v = ev + b * ns + s;                                          \
                 __m512 y = _mm512_set1_ps(v[0]);                                           \
                 _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) acc[b][h] =         \
-                    op == EPI_LE || op == EPI_GE                                           \
-                        ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(                \
-                              AM_NEG_IF(acc[b][h], sg), AM_NEG_IF(y, sg), _CMP_LE_OQ),     \
-                                             _mm512_set1_ps(v[1]))                         \
+                    op == EPI_LE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(       \
+                                       acc[b][h], y, _CMP_LE_OQ), _mm512_set1_ps(v[1]))    \
+                    : op == EPI_GE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(     \
+                                         acc[b][h], y, _CMP_GE_OQ), _mm512_set1_ps(v[1]))  \
                     : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first) */     \
                     : op == EPI_MIN ? _mm512_min_ps(y, acc[b][h])                          \
                     : op == EPI_MUL ? _mm512_mul_ps(acc[b][h], y)                          \

@@ -263,9 +263,11 @@ DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN
             default: { /* le or ge, and the where after it: x <= a (>= a) ? b : x */       \
                 const bool le = e->ops[s].op == EPI_LE;                                    \
                 const V y2 = SPLAT(v[++s]);                                                \
-                const int32_t sg = le ? 0 : INT32_MIN; /* (ge: le of the negations) */     \
-                DW_EACH(IV k = (V)((IV)acc[b] ^ sg) <= (V)((IV)y ^ sg);                    \
-                        acc[b] = (V)((k & (IV)y2) | (~k & (IV)acc[b])));                   \
+                if (le) {                                                                  \
+                    DW_EACH(IV k = acc[b] <= y; acc[b] = (V)((k & (IV)y2) | (~k & (IV)acc[b]))); \
+                } else {                                                                   \
+                    DW_EACH(IV k = acc[b] >= y; acc[b] = (V)((k & (IV)y2) | (~k & (IV)acc[b]))); \
+                }                                                                          \
             }                                                                              \
             }                                                                              \
         }                                                                                  \

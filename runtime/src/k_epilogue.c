@@ -385,9 +385,13 @@ EPI_AVX512 static void epi_tr_regs(const am_epi *e, const epi_v16f *sv, epi_v16f
         default: { /* le or ge, and the where after it: a <= b ? b2 : a */
             const bool le = e->ops[j].op == EPI_LE;
             const epi_v16f b2 = sv[++j];
-            const int32_t sg = le ? 0 : INT32_MIN; /* (ge: le of the negations) */
-            EPI_TR_EACH(epi_v16i k_ = (epi_v16f)((epi_v16i)a ^ sg) <= (epi_v16f)((epi_v16i)b ^ sg);
-                        r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
+            if (le) {
+                EPI_TR_EACH(epi_v16i k_ = a <= b;
+                            r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
+            } else {
+                EPI_TR_EACH(epi_v16i k_ = a >= b;
+                            r = (epi_v16f)((k_ & (epi_v16i)b2) | (~k_ & (epi_v16i)a)));
+            }
         }
         }
     }

@@ -429,10 +429,6 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
  * each step's IEEE operation as the vector code does (max/min: a when a >= b or a is NaN;
  * as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
 bool am_epi_in_registers(am_epi *e, bool tile);
-/* x (__m512) with its sign flipped in the lanes where sg (__m512i) is INT32_MIN: x >= a is
- * -x <= -a, exactly (a NaN compares false either way), so one le code path does both.
- * (Integer xor: AVX-512F has no float one.) */
-#define AM_NEG_IF(x, sg) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), (sg)))
 static inline void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
     for (int j = 0; j < e->g->n_steps; j++) { /* (a row the tile adds, over: 0, unread) */
         int src = e->ops[j].other;
