@@ -229,6 +229,12 @@ static TILE_INLINE void tile_epi_f32(const am_tile_epi *te, __m512 t[MRP][2], in
         case EPI_DIV: TILE_EACH(t[i][h] = _mm512_div_ps(t[i][h], TILE_V(i))); break;
         case EPI_MAX: TILE_EACH(t[i][h] = _mm512_max_ps(TILE_V(i), t[i][h])); break;
         case EPI_MIN: TILE_EACH(t[i][h] = _mm512_min_ps(TILE_V(i), t[i][h])); break;
+        case EPI_GT: /* and mul, where: x > a ? x : x * b (x * b where not x > a) */
+            TILE_EACH(t[i][h] = _mm512_mask_mul_ps(
+                          t[i][h], _mm512_cmp_ps_mask(t[i][h], TILE_V(i), _CMP_NGT_UQ),
+                          t[i][h], _mm512_set1_ps(v[i * ns + 1])));
+            s += 2;
+            break;
         default: { /* le or ge, and the where after it: x <= a (x >= a) ? b : x */
 #define TILE_SEL(P) TILE_EACH(t[i][h] = _mm512_mask_mov_ps(t[i][h],                           \
                                      _mm512_cmp_ps_mask(t[i][h], TILE_V(i), P),            \

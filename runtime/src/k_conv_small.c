@@ -142,12 +142,15 @@ typedef struct sc_job {
                                        acc[b][h], y, _CMP_LE_OQ), _mm512_set1_ps(v[1]))    \
                     : op == EPI_GE ? _mm512_mask_mov_ps(acc[b][h], _mm512_cmp_ps_mask(     \
                                          acc[b][h], y, _CMP_GE_OQ), _mm512_set1_ps(v[1]))  \
+                    : op == EPI_GT ? _mm512_mask_mul_ps(acc[b][h], _mm512_cmp_ps_mask(     \
+                                         acc[b][h], y, _CMP_NGT_UQ), acc[b][h],            \
+                                                        _mm512_set1_ps(v[1]))              \
                     : op == EPI_MAX ? _mm512_max_ps(y, acc[b][h]) /* (scalar first) */     \
                     : op == EPI_MIN ? _mm512_min_ps(y, acc[b][h])                          \
                     : op == EPI_MUL ? _mm512_mul_ps(acc[b][h], y)                          \
                                     : _mm512_add_ps(acc[b][h], y);                         \
             }                                                                              \
-            s += op == EPI_LE || op == EPI_GE;                                             \
+            s += op == EPI_LE || op == EPI_GE ? 1 : op == EPI_GT ? 2 : 0;                 \
         }                                                                                  \
         _Pragma("GCC unroll 8") for (int b = 0; b < SC_OB; b++)                            \
             _Pragma("GCC unroll 2") for (int h = 0; h < (NV); h++) if (b < ob)             \
@@ -212,9 +215,9 @@ SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64
     for (int s = 0; s < ns; s++) {
         int op = j->epi->ops[s].op;
         if (op != EPI_ADD && op != EPI_MUL && op != EPI_MAX && op != EPI_MIN && op != EPI_LE &&
-            op != EPI_GE)
+            op != EPI_GE && op != EPI_GT)
             return false;
-        s += op == EPI_LE || op == EPI_GE;
+        s += op == EPI_LE || op == EPI_GE ? 1 : op == EPI_GT ? 2 : 0;
     }
     memset(ev, 0, sizeof(float) * (size_t)(SC_OB * ns));
     for (int64_t b = 0; b < ob; b++) am_epi_row_scalars(j->epi, n, o0 + b, ev + b * ns);

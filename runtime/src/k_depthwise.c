@@ -260,6 +260,13 @@ DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN
             case EPI_DIV: DW_EACH(acc[b] = acc[b] / y); break;                             \
             case EPI_MAX: DW_EACH(acc[b] = (V)MAX(y, acc[b])); break;                      \
             case EPI_MIN: DW_EACH(acc[b] = (V)MIN(y, acc[b])); break;                      \
+            case EPI_GT: { /* and mul, where: x > a ? x : x * b */                         \
+                const V y2 = SPLAT(v[s + 1]);                                              \
+                s += 2;                                                                    \
+                DW_EACH(IV k = acc[b] > y;                                                 \
+                        acc[b] = (V)((k & (IV)acc[b]) | (~k & (IV)(acc[b] * y2))));        \
+                break;                                                                     \
+            }                                                                              \
             default: { /* le or ge, and the where after it: x <= a (>= a) ? b : x */       \
                 const bool le = e->ops[s].op == EPI_LE;                                    \
                 const V y2 = SPLAT(v[++s]);                                                \

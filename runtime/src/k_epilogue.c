@@ -312,6 +312,19 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 
 /* ---------------------------------------------------------------- in registers */
 
+/* Whether steps j, j + 1, j + 2 are gt(x, a), mul(x, b) (either order), where(that gt, x,
+ * that mul), x the chain's value before step j, a and b scalars. */
+static bool epi_leaky_at(const am_epi *e, int j) {
+    if (j + 2 >= e->g->n_steps) return false;
+    const struct am_epi_op *g = &e->ops[j], *m = g + 1, *w = g + 2;
+    int k = !epi_chain_at(e, j, m->kind[0], m->src[0]); /* the mul's x */
+    return epi_chain_at(e, j, g->kind[0], g->src[0]) && g->kind[1] == EPI_SCALAR &&
+           m->op == EPI_MUL && epi_chain_at(e, j, m->kind[k], m->src[k]) &&
+           m->kind[1 - k] == EPI_SCALAR && w->op == EPI_WHERE && w->kind[0] == EPI_TMP &&
+           w->src[0] == j && epi_chain_at(e, j, w->kind[1], w->src[1]) &&
+           w->kind[2] == EPI_TMP && w->src[2] == j + 1;
+}
+
 bool am_epi_in_registers(am_epi *e, bool tile) {
     if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
     for (int j = 0; j < e->g->n_steps; j++) {
@@ -320,6 +333,13 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
     }
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
+        if (o->op == EPI_GT) { /* x > a ? x : x * b (LeakyReLU) */
+            if (!epi_leaky_at(e, j)) return false;
+            e->ops[j + 1].other = e->ops[j + 2].other = e->ops[j + 1].src[
+                epi_chain_at(e, j, e->ops[j + 1].kind[0], e->ops[j + 1].src[0])];
+            j += 2;
+            continue;
+        }
         if (o->op == EPI_LE || o->op == EPI_GE) { /* with the where after it: x <= a ? b : x
                                                    * (x >= a ? b : x) */
             if (j + 1 == e->g->n_steps || !epi_chain_at(e, j, o->kind[0], o->src[0]) ||
@@ -382,6 +402,13 @@ EPI_AVX512 static void epi_tr_regs(const am_epi *e, const epi_v16f *sv, epi_v16f
         case EPI_DIV: EPI_TR_EACH(r = a / b); break;
         case EPI_MAX: EPI_TR_EACH(EPI_MAXMIN(1)); break;
         case EPI_MIN: EPI_TR_EACH(EPI_MAXMIN(0)); break;
+        case EPI_GT: { /* and mul, where: a > b ? a : a * b2 */
+            const epi_v16f b2 = sv[++j];
+            j++;
+            EPI_TR_EACH(epi_v16i k_ = a > b;
+                        r = (epi_v16f)((k_ & (epi_v16i)a) | (~k_ & (epi_v16i)(a * b2))));
+            break;
+        }
         default: { /* le or ge, and the where after it: a <= b ? b2 : a */
             const bool le = e->ops[j].op == EPI_LE;
             const epi_v16f b2 = sv[++j];

@@ -258,6 +258,22 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     "projection_residual_7x7": (lambda: Projection(24), (24, 7, 7), (1, 2 + 3 + 1)),
     "pointwise_deep_14x14": (lambda: ConvBnRelu(600, 100, 1, act=nn.ReLU6()), (600, 14, 14),
                              (1, 2 + 4 + 1)),
+    # LeakyReLU (gt, mul, where) in the registers of each kernel: the GEMM's tile, the
+    # small-convolution kernel, the depthwise kernel, the 3x3 kernels (directly and by
+    # rows), an image stem; a negative slope and one above 1
+    **{f"{name}_leaky": (lambda make=make: make(nn.LeakyReLU(0.1)), shape, (1, 2 + 3 + 1))
+       for name, make, shape in (
+           ("pointwise_deep", lambda a: ConvBnRelu(300, 40, 1, act=a), (300, 9, 13)),
+           ("pointwise_few", lambda a: ConvBnRelu(16, 24, 1, act=a), (16, 56, 57)),
+           ("depthwise", lambda a: ConvBnRelu(12, 12, 3, groups=12, act=a), (12, 30, 33)),
+           ("depthwise_7x7", lambda a: ConvBnRelu(20, 20, 3, groups=20, act=a), (20, 7, 7)),
+           ("direct", lambda a: ConvBnRelu(16, 64, 3, act=a), (16, 9, 4)),
+           ("rows", lambda a: ConvBnRelu(16, 64, 3, act=a), (16, 9, 11)),
+           ("stem_s2", lambda a: ConvBnRelu(3, 32, 3, stride=2, act=a), (3, 37, 40)))},
+    "pointwise_deep_leaky_steep": (lambda: ConvBnRelu(300, 40, 1, act=nn.LeakyReLU(-2.5)),
+                                   (300, 9, 13), (1, 2 + 3 + 1)),
+    "linear_leaky": (lambda: nn.Sequential(nn.Linear(37, 300), nn.LeakyReLU(0.2)), (37,),
+                     (1, 1 + 3 + 1)),
     # bn, relu | bn, add, relu: two groups, each with its convolution
     "residual": (lambda: Residual(16), (16, 12, 12), (2, 5 + 6)),
     # 3x3 convolutions computed directly (AVX-512): BatchNorm and ReLU, ReLU6 and clamp in
