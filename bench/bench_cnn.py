@@ -18,9 +18,11 @@ Every runtime's output is first checked against amber's. Timing: blocks alternat
 between the runtimes (rotating which goes first); a block is a loop of calls lasting about
 ``--budget`` seconds after one untimed call; each figure is the median over ``--repeats``
 blocks of the mean wall time per call (and of the process CPU time per call, which other
-processes on a shared machine do not inflate). With ``--threads 2`` every block runs in a fresh
-process of its own holding only that runtime (no other runtime's threads compete); with
-1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of convolutions and
+processes on a shared machine do not inflate). "per round" is the median over the rounds
+of amber's CPU time over ORT/torch's in the same round (blocks a few seconds apart, so a
+slow period of the machine tends to slow both). With ``--threads 2`` every block runs in
+a fresh process of its own holding only that runtime (no other runtime's threads
+compete); with 1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of convolutions and
 linear layers.
 
 A last table times one 1024 x 1024 x 1024 float32 product: amber's native runtime (a
@@ -249,8 +251,9 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def measure(name: str, shape: tuple[int, ...], batch: int, args: argparse.Namespace
-            ) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall and median CPU seconds per call of every runtime."""
+            ) -> tuple[dict[str, float], dict[str, float], float]:
+    """Median wall and median CPU seconds per call of every runtime, and the median over
+    the rounds of amber's CPU time over ORT/torch's in the same round."""
     paths = prepare(name, shape)
     x = np.random.default_rng(2).standard_normal((batch,) + shape).astype(np.float32)
     fns = {r: runner(r, name, paths, _THREADS) for r in RUNTIMES} if _THREADS == 1 else {}
@@ -273,8 +276,9 @@ def measure(name: str, shape: tuple[int, ...], batch: int, args: argparse.Namesp
                      str(args.budget), "--child", r, name, str(batch)],
                     capture_output=True, text=True, check=True)
                 times[r].append(tuple(json.loads(out.stdout.strip().splitlines()[-1])))
+    paired = statistics.median(a[1] / o[1] for a, o in zip(times["amber"], times["ORT/torch"]))
     return ({r: statistics.median(w for w, _ in v) for r, v in times.items()},
-            {r: statistics.median(c for _, c in v) for r, v in times.items()})
+            {r: statistics.median(c for _, c in v) for r, v in times.items()}, paired)
 
 
 # ----------------------------------------------------------------------------- report
@@ -300,8 +304,8 @@ def main() -> None:
     load0 = os.getloadavg()
     start = datetime.datetime.now(datetime.UTC)
     lines = ["| case | batch | amber ms | ORT/amber ms | ORT/torch ms | torch ms | "
-             "amber / ORT-torch (wall) | (CPU) | amber GFLOP/s | ORT/torch GFLOP/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "amber / ORT-torch (wall) | (CPU) | (CPU, per round) | amber GFLOP/s | "
+             "ORT/torch GFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     todo = [] if args.only == "gemm" else cases(args.only != "models", args.only != "layers")
     if args.case:
         unknown = set(args.case) - {c[0] for c in todo}
@@ -313,11 +317,11 @@ def main() -> None:
     for name, shape, batches in todo:
         f1 = flops(name, shape)
         for b in batches:
-            t, cpu = measure(name, shape, b, args)
+            t, cpu, paired = measure(name, shape, b, args)
             g = f1 * b / 1e9
             row = (f"| {name} | {b} | " + " | ".join(f"{t[r] * 1e3:.3f}" for r in RUNTIMES)
                    + f" | {t['amber'] / t['ORT/torch']:.2f}x"
-                   + f" | {cpu['amber'] / cpu['ORT/torch']:.2f}x | "
+                   + f" | {cpu['amber'] / cpu['ORT/torch']:.2f}x | {paired:.2f}x | "
                    + (f"{g / t['amber']:.1f} | {g / t['ORT/torch']:.1f} |" if g else "— | — |"))
             print(row, flush=True)
             lines.append(row)
