@@ -32,7 +32,7 @@ typedef double v4d __attribute__((vector_size(32)));
 /* Portable: written as multiply, then add. A compiler that contracts expressions (clang
  * on a target with FMA) fuses the vector and the scalar forms alike. Each inclusion of
  * gemm_kernel.inc undefines its parameters (all but MR and KATTR). */
-#define KATTR
+#define KATTR AM_PORTABLE
 #define MR 6
 #define MRP 12 /* rows of a packed A panel: the AVX-512 tile; other kernels take it in two */
 

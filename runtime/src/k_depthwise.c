@@ -217,10 +217,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #else
 #define DW_GENERIC_NB 4
 #endif
-DW_PLANE(f32, float, generic, , DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_8F,
-         EVENS8F, ODDS8, SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, , DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN, SPLAT_4D,
-         EVENS4D, ODDS4, SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
+DW_PLANE(f32, float, generic, AM_PORTABLE, DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN,
+         SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, AM_PORTABLE, DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN,
+         SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))

@@ -298,8 +298,8 @@ typedef int64_t pv8l __attribute__((vector_size(64)));
 #define EV16F(a, b) \
     __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #define EV8D(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 8, 10, 12, 14)
-POOL_FWD(f32, float, generic, , pv8f, pv8i, EV8F)
-POOL_FWD(f64, double, generic, , pv4d, pv4l, EV4D)
+POOL_FWD(f32, float, generic, AM_PORTABLE, pv8f, pv8i, EV8F)
+POOL_FWD(f64, double, generic, AM_PORTABLE, pv4d, pv4l, EV4D)
 POOL_GRADS(f32, float)
 POOL_GRADS(f64, double)
 

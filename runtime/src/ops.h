@@ -70,6 +70,15 @@ typedef struct am_attrs {
     bool ceil_mode, count_include_pad; /* pooling */
 } am_attrs;
 
+/* The portable kernels' attributes. Where run-time dispatch picks AVX2 or AVX-512 kernels
+ * (x86-64) they run only on CPUs without AVX2, so they are compiled for size (`cold`:
+ * the library stays small); elsewhere they are the kernels. */
+#if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
+#define AM_PORTABLE __attribute__((cold))
+#else
+#define AM_PORTABLE
+#endif
+
 /* ---------------------------------------------------------------- threads (pool.c) */
 
 typedef struct am_pool am_pool;
