@@ -7,7 +7,7 @@
  * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
  * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:
  * 1.3-1.4x), whose image the GEMM reads in place; but not 1x1 ones over at most 32
- * channels on planes of 54x54 and more (MobileNetV2's 16->96 on 112x112: 0.8x, 24->144 on
+ * channels to 24 or more on planes of 54x54 and more (MobileNetV2's 16->96 on 112x112: 0.8x, 24->144 on
  * 56x56: 0.95x, SqueezeNet's 16->64 on 54x54: 0.92x; 64->384 on 14x14: 1.1x), read in
  * place here too, a task per block of output channels.
  *
@@ -35,6 +35,10 @@ enum {
     SC_MAX_OW = 32,    /* wider rows pack well for the GEMM */
     SC_MAX_KW = 16,
     SC_MAX_K1 = 32, SC_MIN_L1 = 54 * 54, /* 1x1: channels at most, outputs at least */
+    /* 1x1: output channels at least. NOTE: MobileNetV2's 32->16 on 112x112 ran 1.2-1.4x
+     * faster as a GEMM in the model (its input just written by the depthwise layer), though
+     * 1.1x slower alone */
+    SC_MIN_O1 = 24,
     /* stride 2: output rows per task (8: the 7x7 stems 1-3% faster than with 4, fewer
      * input rows copied twice); channels with the epilogue in registers at most */
     SC_BAND = 8, SC_MAX_O2 = 96,
@@ -336,7 +340,8 @@ COLD bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a,
                      ys[2] * ys[3] >= SC_PX &&
                      (ws[2] * ws[3] > 1 ? ys[3] <= SC_MAX_OW /* 1x1: unpadded, whole blocks */
                                         : xs[1] <= SC_MAX_K1 && ys[2] * ys[3] >= SC_MIN_L1 &&
-                                              ws[0] % SC_OB == 0 && xs[2] == ys[2]));
+                                              ws[0] % SC_OB == 0 && ws[0] >= SC_MIN_O1 &&
+                                              xs[2] == ys[2]));
 }
 
 COLD amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,

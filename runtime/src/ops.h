@@ -470,9 +470,9 @@ amber_status am_conv_depthwise(am_ctx *ctx, const amber_tensor *in, const am_att
                                amber_tensor *out);
 
 /* conv2d (in: x, w) in float32 without groups, stride or dilation, over at most 80 taps,
- * output rows of at most 32 as wide as the input's (or 1x1 over at most 32 channels on an
- * unpadded plane of 56x56 or more; or stride 2 over at most 3 channels and 160 taps, rows
- * of 16 or more), on AVX-512 (k_conv_small.c): the GEMM path's bits. */
+ * output rows of at most 32 as wide as the input's (or 1x1 over at most 32 channels to 24
+ * or more on an unpadded plane of 54x54 or more; or stride 2 over at most 3 channels and
+ * 160 taps, rows of 16 or more), on AVX-512 (k_conv_small.c): the GEMM path's bits. */
 bool am_conv_small_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
 amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
                            amber_tensor *out);

@@ -222,8 +222,8 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
     # clamp, ReLU or ReLU6 (le, where, ge, where) in its registers
     "pointwise_few_clip": (lambda: ConvBnRelu(16, 24, 1, act=Clip6()), (16, 56, 57),
                            (1, 2 + 2 + 1)),
-    "pointwise_few_relu": (lambda: ConvBnRelu(32, 16, 1), (32, 57, 56), (1, 5)),
-    "pointwise_few_relu6": (lambda: ConvBnRelu(8, 16, 1, act=nn.ReLU6()), (8, 60, 60),
+    "pointwise_few_relu": (lambda: ConvBnRelu(32, 24, 1), (32, 57, 56), (1, 5)),
+    "pointwise_few_relu6": (lambda: ConvBnRelu(8, 24, 1, act=nn.ReLU6()), (8, 60, 60),
                             (1, 2 + 4 + 1)),
     "depthwise_clip_s2": (lambda: ConvBnRelu(12, 12, 3, stride=2, groups=12, act=Clip6()),
                           (12, 33, 30), (1, 2 + 2 + 1)),

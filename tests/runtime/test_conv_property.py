@@ -324,17 +324,20 @@ def test_depthwise_borders(lib: ctypes.CDLL, ctx, ctx1, case, f64: bool) -> None
     _against_reference(lib, ctx, ctx1, case, case[0][1], f64, 11)
 
 
-# 1x1 convolutions over at most 32 channels on planes of 54x54 outputs and more, computed
-# directly on AVX-512 (k_conv_small.c): planes not a multiple of the 32-output block,
-# 1 to 32 channels, batches, the smallest planes taken (SqueezeNet's 54x54) and one just
-# below (the GEMM); float64 and output channels not a multiple of 8 go to the GEMM (the
-# same summation: one chain of multiply-adds from +0 over the channels).
+# 1x1 convolutions over at most 32 channels to 24 or more on planes of 54x54 outputs and
+# more, computed directly on AVX-512 (k_conv_small.c): planes not a multiple of the
+# 32-output block, 1 to 32 channels, batches, the smallest planes taken (SqueezeNet's
+# 54x54) and one just below (the GEMM); float64, 16 output channels and output channels not
+# a multiple of 8 go to the GEMM (the same summation: one chain of multiply-adds from +0
+# over the channels).
 POINTWISE = [
     ((1, 16, 56, 56), (96, 16, 1, 1)),
     ((1, 16, 54, 54), (64, 16, 1, 1)),
     ((2, 32, 54, 54), (128, 32, 1, 1)),
     ((1, 16, 53, 55), (24, 16, 1, 1)),
     ((2, 32, 57, 61), (16, 32, 1, 1)),
+    ((2, 32, 57, 61), (32, 32, 1, 1)),
+    ((1, 1, 60, 53), (24, 1, 1, 1)),
     ((1, 1, 60, 53), (8, 1, 1, 1)),
     ((3, 24, 56, 57), (24, 24, 1, 1)),
 ]
