@@ -22,8 +22,8 @@ processes on a shared machine do not inflate). "per round" is the median over th
 of amber's CPU time over ORT/torch's in the same round (blocks a few seconds apart, so a
 slow period of the machine tends to slow both). With ``--threads 2`` every block runs in
 a fresh process of its own holding only that runtime (no other runtime's threads
-compete); with 1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of convolutions and
-linear layers.
+compete); with 1 thread all run in one process. GFLOP/s counts 2 x the multiply-adds of
+convolutions and linear layers.
 
 A last table times one 1024 x 1024 x 1024 float32 product: amber's native runtime (a
 captured ``x @ y`` of two inputs, so both operands are packed in every call) against

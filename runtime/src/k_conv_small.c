@@ -7,9 +7,9 @@
  * im2col's packing than in their products; deeper ones (SqueezeNet's 3x3 expansions) run
  * faster as a GEMM, and so do 1x1 ones (SqueezeNet's 1x1 expansions on 27x27 and 13x13:
  * 1.3-1.4x), whose image the GEMM reads in place; but not 1x1 ones over at most 32
- * channels to 24 or more on planes of 54x54 and more (MobileNetV2's 16->96 on 112x112: 0.8x, 24->144 on
- * 56x56: 0.95x, SqueezeNet's 16->64 on 54x54: 0.92x; 64->384 on 14x14: 1.1x), read in
- * place here too, a task per block of output channels.
+ * channels to 24 or more on planes of 54x54 and more (MobileNetV2's 16->96 on 112x112:
+ * 0.8x, 24->144 on 56x56: 0.95x, SqueezeNet's 16->64 on 54x54: 0.92x; 64->384 on 14x14:
+ * 1.1x), read in place here too, a task per block of output channels.
  *
  * Each image is copied once into C planes of HP x W with PT and PB zero rows (none: read
  * in place). Output (i, j) is then the flattened position i*W + j of its plane, and a
@@ -180,7 +180,7 @@ SC_AVX512 static inline void sc_masks(const sc_job *j, int64_t f0, __mmask16 mq[
 
 /* The outputs at flattened positions f0..f0 + 16 nv (nv = 1 or 2 vectors) of output
  * channels o0..o0+ob of one image (planes at out); with ev (sc_scalars), the epilogue's
- * adds and x <= a (x >= a) ? b : x on the sums in registers, each as the vector code does it. */
+ * steps on the sums in registers, each as the vector code does it. */
 SC_AVX512 static void sc_block(const sc_job *j, const float *xp, const int32_t *off, int64_t o0,
                                int64_t f0, int nv, float *out, int64_t ob, const float *ev) {
     int64_t k = j->c * j->kh * j->kw, plane = j->hp * j->w;
@@ -209,9 +209,9 @@ SC_AVX512 static void sc_block(const sc_job *j, const float *xp, const int32_t *
 }
 
 /* Whether image n's channels o0..o0+ob take the epilogue in sc_block: a register
- * epilogue of adds, multiplies, max, min and x <= a (x >= a) ? b : x (bias, BatchNorm, ReLU,
- * clamp, relu6)
- * whose scalars for them (into ev, rows past ob zero) are not NaN. */
+ * epilogue of adds, multiplies, max, min, x <= a (x >= a) ? b : x and x > a ? x : x * b
+ * (bias, BatchNorm, ReLU, clamp, ReLU6, LeakyReLU) whose scalars for them (into ev, rows
+ * past ob zero) are not NaN. */
 SC_NOINLINE static bool sc_scalars(const sc_job *j, int64_t n, int64_t o0, int64_t ob,
                                    float *ev) {
     if (!j->regs) return false;

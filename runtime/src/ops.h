@@ -398,7 +398,7 @@ typedef struct am_epi {
     bool line;  /* ... binary arithmetic, max and min, each step after the first reading
                  * the one before and one external input (BatchNorm, clip, residual add) */
     bool regs;  /* float32, every step the one before with one per-row scalar, or x <= a ?
-                 * b : x as le + where, or x >= a ? b : x as ge + where
+                 * b : x as le + where (ge too), or x > a ? x : x * b as gt, mul and where
                  * (am_epi_in_registers) */
     bool tile;  /* ... or some of those scalars rows of other inputs (the GEMM's tile) */
     bool gelu;  /* float32, binary arithmetic on the product and rows or scalars (a bias),
@@ -432,11 +432,12 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
  * sets am_epi.regs and am_epi.tile with it; it also sets each am_epi_op.other): every
  * step reads the one before (the first: the product) and one scalar per image and row
  * (add and mul in either order; sub, div, max and min the chain first), or is le(x, a)
- * or ge(x, a) with where(that, b, x) after it (ReLU, relu6 as where); with `tile` (the
- * GEMM's AVX-512 tile), an add may read a row of another input instead of a scalar.
- * am_epi_row_scalars reads the scalars of (img, r), one per step, into v; the kernel does
- * each step's IEEE operation as the vector code does (max/min: a when a >= b or a is NaN;
- * as vmaxps / vminps, scalar first, when no scalar is NaN): the same bits. */
+ * or ge(x, a) with where(that, b, x) after it (ReLU, relu6 as where), or gt(x, a), mul(x,
+ * b) and where(that gt, x, that mul) (LeakyReLU); with `tile` (the GEMM's AVX-512 tile),
+ * an add may read a row of another input instead of a scalar. am_epi_row_scalars reads
+ * the scalars of (img, r), one per step, into v; the kernel does each step's IEEE
+ * operation as the vector code does (max/min: a when a >= b or a is NaN; as vmaxps /
+ * vminps, scalar first, when no scalar is NaN): the same bits. */
 bool am_epi_in_registers(am_epi *e, bool tile);
 static inline void am_epi_row_scalars(const am_epi *e, int64_t img, int64_t r, float *v) {
     for (int j = 0; j < e->g->n_steps; j++) { /* (a row the tile adds, over: 0, unread) */
