@@ -335,6 +335,7 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
         if (o->op == EPI_GT) { /* x > a ? x : x * b (LeakyReLU) */
             if (!epi_leaky_at(e, j)) return false;
+            /* the mul's scalar b; the where reads none, and is given b too (unread) */
             e->ops[j + 1].other = e->ops[j + 2].other = e->ops[j + 1].src[
                 epi_chain_at(e, j, e->ops[j + 1].kind[0], e->ops[j + 1].src[0])];
             j += 2;
