@@ -11,6 +11,7 @@ void am_keep_init(am_keep *k, am_keep_alloc_fn alloc, am_keep_release_fn release
     k->off = false;
     k->n = k->cap = 0;
     k->items = NULL;
+    k->parent = NULL;
 }
 
 static void release_all(am_keep *k) {
@@ -37,7 +38,7 @@ void *am_keep_find(const am_keep *k, const void *key, uint32_t kind, int64_t d0,
         const am_kept *e = &k->items[i];
         if (e->key == key && e->kind == kind && e->d0 == d0 && e->d1 == d1) return e->data;
     }
-    return NULL;
+    return k->parent ? am_keep_find(k->parent, key, kind, d0, d1) : NULL;
 }
 
 void *am_keep_add(am_keep *k, const void *key, uint32_t kind, int64_t d0, int64_t d1,

@@ -137,6 +137,9 @@ typedef struct am_keep {
     bool off; /* dropped once: keep nothing more */
     size_t n, cap;
     am_kept *items;
+    /* also searched (after these items), never changed through this one: a session's
+     * own, for the sessions its images run side by side in (session.c, split_side) */
+    const struct am_keep *parent;
 } am_keep;
 
 void am_keep_init(am_keep *k, am_keep_alloc_fn alloc, am_keep_release_fn release, void *owner);
@@ -144,7 +147,7 @@ void am_keep_free(am_keep *k);
 /* Releases everything kept and keeps nothing from then on (the owner needs the memory;
  * no kernel may be running). Returns whether anything was released. */
 bool am_keep_drop(am_keep *k);
-/* The data kept for (key, kind, d0, d1), or NULL. */
+/* The data kept for (key, kind, d0, d1) here or in the parent, or NULL. */
 void *am_keep_find(const am_keep *k, const void *key, uint32_t kind, int64_t d0, int64_t d1);
 /* New kept data of `size` bytes for (key, kind, d0, d1), or NULL when memory or the
  * session's memory limit does not allow it (the caller then does without). */

@@ -53,6 +53,10 @@ struct amber_session {
     /* amber_session_run_into: per value of the entry function, the caller's memory for
      * it (NULL: none), so that the node computing a result writes it there */
     const amber_tensor **dest;
+    /* run_split: a session per thread of the pool, one thread each, for images side by
+     * side (split_side); created on first use */
+    amber_session **kids;
+    int n_kids;
 };
 
 /* A few plans per function: serving often alternates between a few batch sizes, and a
@@ -114,10 +118,8 @@ static void value_release(amber_session *s, void *ptr, size_t size) {
 static amber_status keep_alloc(void *owner, size_t size, void **out);
 static void keep_release(void *owner, void *data, size_t size);
 
-amber_status amber_session_create(const amber_model *model, amber_session **out) {
-    if (!out) return AMBER_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    if (!model || model->failed) return AMBER_ERR_INVALID_ARGUMENT;
+/* A session of `threads` threads (<= 0: one per core) */
+static amber_status session_new(const amber_model *model, long threads, amber_session **out) {
     amber_session *s = (amber_session *)calloc(1, sizeof *s);
     if (!s) return AMBER_ERR_NO_MEMORY;
     s->model = model;
@@ -128,7 +130,6 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     /* Calls recurse on the C stack: the depth is capped whatever the option says. */
     s->max_depth = model->opts.max_call_depth > 0 ? model->opts.max_call_depth : 256;
     if (s->max_depth > AM_MAX_CALL_DEPTH) s->max_depth = AM_MAX_CALL_DEPTH;
-    long threads = model->opts.threads;
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads > 64) threads = 64;
     if (model->prog.n_funcs &&
@@ -146,8 +147,17 @@ amber_status amber_session_create(const amber_model *model, amber_session **out)
     return AMBER_OK;
 }
 
+amber_status amber_session_create(const amber_model *model, amber_session **out) {
+    if (!out) return AMBER_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!model || model->failed) return AMBER_ERR_INVALID_ARGUMENT;
+    return session_new(model, model->opts.threads, out);
+}
+
 void amber_session_free(amber_session *s) {
     if (!s) return;
+    for (int w = 0; w < s->n_kids; w++) amber_session_free(s->kids[w]);
+    free(s->kids);
     am_keep_free(&s->keep);
     am_arena_free(&s->arena);
     am_arena_free(&s->scratch);
@@ -1467,7 +1477,8 @@ static void split_row(amber_tensor *row, const amber_tensor *t, int64_t i) {
 }
 
 /* Runs nodes [0, cut) of the entered batch-1 frame fr on image i of inputs, and copies
- * the crossing values into their rows of full[] (allocated at image 0). */
+ * the crossing values into their rows of full[] (allocated by the first image, or
+ * split_full). */
 COLD static amber_status split_image(amber_session *s, frame *fr, const struct hoisted *h,
                                      const amber_tensor *inputs, int64_t i, int64_t nb,
                                      amber_tensor *full) {
@@ -1478,7 +1489,7 @@ COLD static amber_status split_image(amber_session *s, frame *fr, const struct h
     for (uint32_t v = 0; st == AMBER_OK && v < f->n_values; v++) {
         if (!h->cross[v]) continue;
         size_t rb = split_row_bytes(&fr->vals[v]);
-        if (!i) {
+        if (!full[v].data) {
             am_tensor_copy(&full[v], &fr->vals[v]);
             full[v].shape[0] = nb;
             st = am_arena_alloc(&s->arena, rb * (size_t)nb + 1, &full[v].data, &s->err);
@@ -1487,6 +1498,108 @@ COLD static amber_status split_image(amber_session *s, frame *fr, const struct h
             memcpy((char *)full[v].data + (size_t)i * rb, fr->vals[v].data, rb);
     }
     return st;
+}
+
+/* full[] of the crossing values allocated for nb images from the types the batch-1 plan of
+ * the entered frame fr remembers (an earlier run's); false when it does not know them all. */
+COLD static bool split_full(amber_session *s, const frame *fr, const struct hoisted *h,
+                            int64_t nb, amber_tensor *full) {
+    const am_func *f = &s->model->prog.funcs[fr->fi];
+    if (!fr->plan || fr->plan->stamp != fr->stamp) return false;
+    for (uint32_t ni = 0; ni < h->cut; ni++) {
+        const am_node *n = &f->nodes[ni];
+        if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || !h->cross[n->out[0]]) continue;
+        if (!fr->plan->memo[ni].known) return false;
+    }
+    for (uint32_t ni = 0; ni < h->cut; ni++) {
+        const am_node *n = &f->nodes[ni];
+        amber_tensor *t = &full[n->out[0]];
+        if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || !h->cross[n->out[0]]) continue;
+        am_tensor_copy(t, &fr->plan->memo[ni].out);
+        t->shape[0] = nb;
+        if (am_arena_alloc(&s->arena, split_row_bytes(t) * (size_t)nb + 1, &t->data, &s->err))
+            return false;
+    }
+    return true;
+}
+
+/* Images side by side (split_side): task t is image first + t, run by the session of the
+ * pool thread that takes it, kids[worker] (its own arenas, cached values and plan). */
+typedef struct split_job {
+    amber_session *s;
+    const struct hoisted *h;
+    const amber_tensor *inputs;
+    amber_tensor *full;
+    frame *frames;          /* per kid, entered */
+    am_arena_mark *marks;   /* per kid: its arena after its first image */
+    amber_status *st;       /* per kid: the first failure (then it runs no more) */
+    bool *started;
+    int64_t first, nb;
+} split_job;
+
+COLD static void split_task(void *ud, int64_t t, int worker) {
+    split_job *j = (split_job *)ud;
+    amber_session *kid = j->s->kids[worker];
+    if (j->st[worker] != AMBER_OK) return;
+    j->st[worker] = split_image(kid, &j->frames[worker], j->h, j->inputs, j->first + t, j->nb,
+                                j->full);
+    if (!j->started[worker]) j->marks[worker] = am_arena_get_mark(&kid->arena);
+    j->started[worker] = true;
+    am_arena_release(&kid->arena, j->marks[worker]);
+    kid->n_free = 0; /* NOTE: released blocks may be on the list */
+}
+
+/* The kids of s, one per pool thread, one thread each, finding the weights s packed in
+ * s's keep (false: out of memory). */
+COLD static bool split_kids(amber_session *s, int n) {
+    if (s->n_kids) return s->n_kids == n;
+    if (!(s->kids = (amber_session **)calloc((size_t)n, sizeof *s->kids))) return false;
+    for (; s->n_kids < n; s->n_kids++) {
+        if (session_new(s->model, 1, &s->kids[s->n_kids]) != AMBER_OK) return false;
+        s->kids[s->n_kids]->keep.parent = &s->keep;
+    }
+    return true;
+}
+
+/* With more than one thread, images first.. of entry e in whole rounds of one per thread,
+ * each thread running its images alone in a session of its own (no fork and join per
+ * node, and each image's values in one core's caches; the bits of one thread, which are
+ * those of any number). NOTE: s runs nothing meanwhile, so its keep stays as it is. The
+ * next image to run (first: none ran), or -1 after an error. */
+COLD static int64_t split_side(amber_session *s, const am_entry *e, const struct hoisted *h,
+                               const amber_tensor *inputs, int64_t first, int64_t nb,
+                               amber_tensor *full) {
+    const int p = am_pool_size(s->pool);
+    const int64_t n = (nb - first) / p * p;
+    if (p < 2 || n < p || !split_kids(s, p)) return first;
+    split_job j = {s, h, inputs, full, NULL, NULL, NULL, NULL, first, nb};
+    amber_tensor *args;
+    amber_status st = am_arena_calloc(&s->arena, (size_t)p, sizeof *j.frames + sizeof *j.marks +
+                                      sizeof *j.st + sizeof *j.started, (void **)&j.frames,
+                                      &s->err);
+    if (st == AMBER_OK)
+        st = am_arena_calloc(&s->arena, e->n_inputs + 1u, sizeof *args, (void **)&args, &s->err);
+    if (st != AMBER_OK) return -1;
+    j.marks = (am_arena_mark *)(j.frames + p);
+    j.st = (amber_status *)(j.marks + p);
+    j.started = (bool *)(j.st + p);
+    for (uint32_t k = 0; k < e->n_inputs; k++) split_row(&args[k], &inputs[k], first);
+    int entered = 0;
+    for (; st == AMBER_OK && entered < p; entered++) {
+        amber_session *kid = s->kids[entered];
+        am_error_clear(&kid->err);
+        am_arena_reset(&kid->arena);
+        kid->n_free = 0;
+        kid->iterations_left = s->iterations_left, kid->calls_left = s->calls_left;
+        st = frame_enter(kid, e->func, args, 0, &j.frames[entered]);
+        j.frames[entered].end = h->cut;
+    }
+    if (st == AMBER_OK) am_pool_run(s->pool, n, split_task, &j);
+    for (int w = 0; w < entered; w++) {
+        frame_leave(s->kids[w], &j.frames[w]);
+        if (j.st[w] != AMBER_OK) st = j.st[w];
+    }
+    return st == AMBER_OK ? first + n : -1;
 }
 
 /* Runs entry e image by image up to its cut (then the rest batched) when it can and it
@@ -1521,12 +1634,18 @@ COLD static bool run_split(amber_session *s, const am_entry *e, const amber_tens
     if (st == AMBER_OK && !done) /* NOTE: the batch-1 plan: the same next time but for */
         h->split = SPLIT_NEVER;    /* other symbols (then missed) */
     am_arena_mark mark = am_arena_get_mark(&s->arena);
-    for (int64_t i = 0; done && i < nb; i++) {
+    /* (images side by side from the first when an earlier run told full[]'s types and
+     * packed the weights, else from the second) */
+    int64_t i = done && split_full(s, &fr, h, nb, full) ? split_side(s, e, h, inputs, 0, nb, full)
+                                                         : 0;
+    for (bool first = true; done && i >= 0 && i < nb; i++, first = false) {
         done = split_image(s, &fr, h, inputs, i, nb, full) == AMBER_OK;
-        if (!i) mark = am_arena_get_mark(&s->arena);
+        if (first) mark = am_arena_get_mark(&s->arena);
         am_arena_release(&s->arena, mark);
         s->n_free = 0; /* NOTE: released blocks may be on the list */
+        if (!i && done) i = split_side(s, e, h, inputs, 1, nb, full) - 1;
     }
+    done = done && i >= 0;
     frame_leave(s, &fr);
     if (done && h->cut < f->n_nodes) { /* the rest, batched, on the gathered values */
         done = frame_enter(s, e->func, inputs, 0, &tail) == AMBER_OK && tail.ready;

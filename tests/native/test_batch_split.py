@@ -76,6 +76,39 @@ def test_image_by_image_bits_equal_the_whole_batch(tmp_path: Path, threads: int)
         assert np.concatenate(one).tobytes() == got[1].tobytes()
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_images_side_by_side_give_the_one_thread_bits(tmp_path: Path, threads: int) -> None:
+    """With more than one thread the images run side by side, a session per thread, in
+    whole rounds (the rest with the threads inside each node): every run's results, the
+    first included (whose first image runs alone), are the one-thread run's bits."""
+    path = _save(tmp_path, "split", _Block(32), "batch", 32, 48, 48)
+    rng = np.random.default_rng(4)
+    one = N.NativeModel(path, threads=1)
+    many = N.NativeModel(path, threads=threads)
+    for n in (7, 2, 5, 7, 6):  # rounds and a rest; back to a batch seen before
+        x = rng.standard_normal((n, 32, 48, 48)).astype(np.float32)
+        want = one.run("forward", x)
+        for _ in range(3):
+            got = many.run("forward", x)
+            assert [g.tobytes() for g in got] == [w.tobytes() for w in want]
+
+
+def test_images_side_by_side_under_a_tight_memory_limit(tmp_path: Path) -> None:
+    """Each thread's session holds its image's values under the same memory limit; a
+    limit too tight for them fails the run as the whole batch does, and a session that
+    failed still runs when the batch fits."""
+    path = _save(tmp_path, "split", _Block(32), "batch", 32, 48, 48)
+    x = np.random.default_rng(5).standard_normal((4, 32, 48, 48)).astype(np.float32)
+    want = N.NativeModel(path, threads=1).run("forward", x)
+    small = N.NativeModel(path, threads=2, memory_limit=1 << 20)
+    with pytest.raises(N.NativeError):
+        small.run("forward", x)
+    roomy = N.NativeModel(path, threads=2, memory_limit=64 << 20)
+    for _ in range(2):
+        assert [g.tobytes() for g in roomy.run("forward", x)] == [w.tobytes() for w in want]
+    assert small.run("forward", x[:1])[0].shape == (1, 10)
+
+
 def test_a_node_mixing_images_keeps_the_batch_whole(tmp_path: Path) -> None:
     mod = _Block(32, mix=True)
     path = _save(tmp_path, "mix", mod, "batch", 32, 48, 48)

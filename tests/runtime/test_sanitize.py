@@ -176,6 +176,20 @@ def test_convolution_paths(sanitize_build: Path, tmp_path: Path) -> None:
     _verify_and_threads(sanitize_build, tmp_path / "conv.amber")
 
 
+def test_images_side_by_side(sanitize_build: Path, tmp_path: Path) -> None:
+    """A batch run image by image with its images side by side, a session per thread
+    (test vectors at batch 2 and 5: whole rounds, then a rest; the first run's first
+    image alone), on the test vectors and under concurrent sessions."""
+    import amber as am
+
+    nn = am.nn
+    am.manual_seed(0)
+    mod = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                        nn.Conv2d(32, 16, 3, padding=1), nn.MaxPool2d(2)).eval()
+    am.export(mod, am.spec("batch", 32, 48, 48)).save(tmp_path / "side.amber")
+    _verify_and_threads(sanitize_build, tmp_path / "side.amber")
+
+
 def test_max_pool_paths(sanitize_build: Path, tmp_path: Path) -> None:
     """3x3 stride-2 max pools (AVX-512): rows of more than 32 outputs a row at a time (ceil
     mode, padding, a NaN in one plane: its second pass) and narrower ones down strips, on
