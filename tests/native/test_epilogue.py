@@ -116,7 +116,7 @@ class Shared(nn.Module):
 
     def forward(self, x: Any) -> Any:
         y = self.conv(x)
-        return F.relu(y) + am.sum(y)
+        return F.relu(y) + am.sum(y, dim=(1, 2, 3), keepdim=True)  # (per image)
 
 
 class ShiftedGelu(nn.Module):
@@ -384,7 +384,25 @@ def _inputs(name: str, batch: int, dtype: Any) -> np.ndarray:
     shape = CASES[name][1]
     x = np.random.default_rng(batch).standard_normal((batch, *shape)) * 2
     x.flat[:3] = [np.nan, np.inf, 0.0]  # NaN and inf go through max/where like the nodes
-    return x.astype(np.float64 if dtype == am.float64 else np.float32)
+    x = x.astype(np.float64 if dtype == am.float64 else np.float32)
+    # NaNs of other payloads and signs in the first image (the others stay finite: a NaN
+    # in a row of a product's input makes its whole output row NaN), where a product's
+    # NaN meets a residual's: the fused steps must give NaN wherever the nodes do
+    bits = x.view(np.uint64 if x.dtype == np.float64 else np.uint32).reshape(-1)
+    quiet = 0x7FF8000000000000 if x.dtype == np.float64 else 0x7FC00000
+    sign, span = 1 << (8 * x.itemsize - 1), x.size // batch
+    for k, at in enumerate(range(span // 7, span, span // 7 or 1)):
+        bits[at] = (quiet | (k + 1) << 4) ^ (sign if k % 2 else 0)
+    return x
+
+
+def _same_bits(got: np.ndarray, want: np.ndarray) -> bool:
+    """Every element the same bits, but a NaN may carry another sign or payload (all
+    NaNs are equivalent, docs/opset.md: which of two NaNs meeting in a step comes out
+    depends on the order the compiled code gives that step's operands)."""
+    nan = np.isnan(want)
+    return bool(np.array_equal(np.isnan(got), nan) and
+                got[~nan].tobytes() == want[~nan].tobytes())
 
 
 def _run(path: Path, x: np.ndarray, fuse: bool, threads: int) -> tuple[np.ndarray, Any]:
@@ -405,9 +423,10 @@ def test_epilogue_gives_the_unfused_bits(lib: N.NativeLibrary, name: str,
         with am.no_grad(), np.errstate(invalid="ignore"):  # inf * 0 in SiLU
             eager = model(am.tensor(x)).numpy()
         assert np.array_equal(want, eager, equal_nan=True)
+        assert batch == 1 or np.isnan(want[1:]).mean() < 0.5  # (the NaN inputs: image 0)
         for threads in (1, 2):
             got, stats = _run(path, x, fuse=True, threads=threads)
-            assert got.tobytes() == want.tobytes(), (name, batch, threads)
+            assert _same_bits(got, want), (name, batch, threads)
 
 
 @pytest.mark.parametrize("name", ["conv3x3_bn_relu", "depthwise_relu6", "depthwise_bands",
@@ -420,7 +439,7 @@ def test_epilogue_float64(lib: N.NativeLibrary, name: str, tmp_path: Path) -> No
     x = _inputs(name, 2, am.float64)
     want, _ = _run(path, x, fuse=False, threads=1)
     got, _ = _run(path, x, fuse=True, threads=2)
-    assert got.tobytes() == want.tobytes()
+    assert _same_bits(got, want)
 
 
 def test_products_join_their_chains(lib: N.NativeLibrary, tmp_path: Path) -> None:
