@@ -26,7 +26,8 @@ Usage (from the repository root; amber importable to export the models)::
 
 ``--cnn`` times bench_cnn.py's models (ResNet-50, MobileNetV2, SqueezeNet 1.0, the digits CNN)
 and single layers (3x3 and depthwise convolution, max- and average-pooling) at batch 1 (or
-``--batch N``) instead;
+``--batch N``) instead (``--relu6-nested``: also MobileNetV2 with ReLU6 as amber.nn
+exported it before, ``where(x <= 0, 0, where(x >= 6, 6, x))``);
 ``--transformer`` bench_transformer.py's encoder (1x16, 1x128, 16x128) and decoder block (1x256);
 ``--unary`` the float32 ``exp``, ``sigmoid``, ``tanh``, ``erf`` and tanh-form GELU on 64x1024
 values; ``--conv3x3`` ResNet-50's and SqueezeNet 1.0's 3x3 convolutions, each with batch
@@ -198,6 +199,7 @@ CNN_CASES = ("resnet50", "mobilenet_v2", "squeezenet1_0", "digits_cnn", "conv3x3
 
 
 CNN_BATCH = 1  # (--batch)
+NESTED_RELU6 = False  # (--relu6-nested)
 
 
 def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
@@ -216,6 +218,16 @@ def cnn_models(workdir: Path) -> list[tuple[str, Path, np.ndarray, int]]:
         am.export(mod.eval(), am.spec("batch", *shape)).save(str(path))
         out.append((f"{name}, batch {CNN_BATCH}", path,
                     rng.standard_normal((CNN_BATCH,) + shape).astype(np.float32), 1))
+        if name == "mobilenet_v2" and NESTED_RELU6:  # the same weights, the earlier form
+            path = workdir / "mobilenet_v2_nested.amber"
+            forward = nn.ReLU6.forward
+            nn.ReLU6.forward = lambda self, x: am.where(x <= 0, 0.0,  # type: ignore
+                                                        am.where(x >= 6, 6.0, x))
+            try:
+                am.export(mod.eval(), am.spec("batch", *shape)).save(str(path))
+            finally:
+                nn.ReLU6.forward = forward  # type: ignore[method-assign]
+            out.append((f"{name} (ReLU6 nested), batch {CNN_BATCH}", path, out[-1][2], 1))
     return out
 
 
@@ -338,13 +350,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="the 7x7 stride-2 stems of ResNet-50 and SqueezeNet 1.0 alone "
                          "instead of the MLP and LSTMs")
     ap.add_argument("--batch", type=int, default=1, help="--cnn, --stems: the batch size")
+    ap.add_argument("--relu6-nested", action="store_true",
+                    help="--cnn: also MobileNetV2 with ReLU6 as amber.nn exported it before, "
+                         "where(x <= 0, 0, where(x >= 6, 6, x))")
     ap.add_argument("--runtime-threads", type=int, default=1,
                     help="the sessions' intra-op threads")
     ap.add_argument("--only", default=None, metavar="TEXT",
                     help="only the cases whose name contains TEXT (e.g. decoder)")
     args = ap.parse_args(argv)
-    global CNN_BATCH
-    CNN_BATCH = args.batch
+    global CNN_BATCH, NESTED_RELU6
+    CNN_BATCH, NESTED_RELU6 = args.batch, args.relu6_nested
     builds = [(label, load(path)) for label, path in (s.split("=", 1) for s in args.lib)]
     variants = [(label, lib, 0) for label, lib in builds]
     variants += [(f"{label} (no fusion)", lib, NO_FUSION) for label, lib in builds

@@ -17,10 +17,6 @@
 
 /* ---------------------------------------------------------------- vector code */
 
-/* The chain's value before step j: the product, or step j - 1. */
-static bool epi_chain_at(const am_epi *e, int j, int kind, int src) {
-    return kind == (j ? EPI_TMP : EPI_ROW) && src == (j ? j - 1 : e->g->self);
-}
 
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
@@ -317,11 +313,11 @@ void am_epi_apply(const am_epi *e, int64_t img, int64_t r0, int64_t nr, int64_t 
 static bool epi_leaky_at(const am_epi *e, int j) {
     if (j + 2 >= e->g->n_steps) return false;
     const struct am_epi_op *g = &e->ops[j], *m = g + 1, *w = g + 2;
-    int k = !epi_chain_at(e, j, m->kind[0], m->src[0]); /* the mul's x */
-    return epi_chain_at(e, j, g->kind[0], g->src[0]) && g->kind[1] == EPI_SCALAR &&
-           m->op == EPI_MUL && epi_chain_at(e, j, m->kind[k], m->src[k]) &&
+    int k = !am_epi_chain_at(e, j, m->kind[0], m->src[0]); /* the mul's x */
+    return am_epi_chain_at(e, j, g->kind[0], g->src[0]) && g->kind[1] == EPI_SCALAR &&
+           m->op == EPI_MUL && am_epi_chain_at(e, j, m->kind[k], m->src[k]) &&
            m->kind[1 - k] == EPI_SCALAR && w->op == EPI_WHERE && w->kind[0] == EPI_TMP &&
-           w->src[0] == j && epi_chain_at(e, j, w->kind[1], w->src[1]) &&
+           w->src[0] == j && am_epi_chain_at(e, j, w->kind[1], w->src[1]) &&
            w->kind[2] == EPI_TMP && w->src[2] == j + 1;
 }
 
@@ -329,7 +325,7 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
     if (!e->vec || e->ocol != (int64_t)sizeof(float)) return false;
     for (int j = 0; j < e->g->n_steps; j++) {
         struct am_epi_op *o = &e->ops[j];
-        o->other = o->src[epi_chain_at(e, j, o->kind[0], o->src[0])];
+        o->other = o->src[am_epi_chain_at(e, j, o->kind[0], o->src[0])];
     }
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j], *w = o + 1;
@@ -337,25 +333,25 @@ bool am_epi_in_registers(am_epi *e, bool tile) {
             if (!epi_leaky_at(e, j)) return false;
             /* the mul's scalar b; the where reads none, and is given b too (unread) */
             e->ops[j + 1].other = e->ops[j + 2].other = e->ops[j + 1].src[
-                epi_chain_at(e, j, e->ops[j + 1].kind[0], e->ops[j + 1].src[0])];
+                am_epi_chain_at(e, j, e->ops[j + 1].kind[0], e->ops[j + 1].src[0])];
             j += 2;
             continue;
         }
         if (o->op == EPI_LE || o->op == EPI_GE) { /* with the where after it: x <= a ? b : x
                                                    * (x >= a ? b : x) */
-            if (j + 1 == e->g->n_steps || !epi_chain_at(e, j, o->kind[0], o->src[0]) ||
+            if (j + 1 == e->g->n_steps || !am_epi_chain_at(e, j, o->kind[0], o->src[0]) ||
                 o->kind[1] != EPI_SCALAR || w->op != EPI_WHERE || w->kind[0] != EPI_TMP ||
                 w->src[0] != j || w->kind[1] != EPI_SCALAR ||
-                !epi_chain_at(e, j, w->kind[2], w->src[2]))
+                !am_epi_chain_at(e, j, w->kind[2], w->src[2]))
                 return false;
             j++;
             continue;
         }
-        int k = !epi_chain_at(e, j, o->kind[0], o->src[0]); /* the chain's operand */
+        int k = !am_epi_chain_at(e, j, o->kind[0], o->src[0]); /* the chain's operand */
         bool row = tile && o->op == EPI_ADD && o->kind[1 - k] == EPI_ROW &&
                    o->src[1 - k] != e->g->self;
         if (o->op > EPI_MIN || (o->kind[1 - k] != EPI_SCALAR && !row) ||
-            !epi_chain_at(e, j, o->kind[k], o->src[k]) ||
+            !am_epi_chain_at(e, j, o->kind[k], o->src[k]) ||
             (k && o->op != EPI_ADD && o->op != EPI_MUL))
             return false;
     }

@@ -416,6 +416,12 @@ typedef struct am_epi {
     } ops[AM_FUSED_MAX_STEPS];
 } am_epi;
 
+/* Whether operand (kind, src) of step j is the chain's value before it: the product (the
+ * group's self row) or step j - 1. */
+static inline bool am_epi_chain_at(const am_epi *e, int j, int kind, int src) {
+    return kind == (j ? EPI_TMP : EPI_ROW) && src == (j ? j - 1 : e->g->self);
+}
+
 /* Prepares e for group g writing `out`, whose dims [0, d1) are the view's images, [d1,
  * d2) its rows and [d2, rank) its cols. ext[g->self] is out itself. False when some
  * input's strides do not fit that view (the caller then runs the product and the group

@@ -191,6 +191,47 @@ static bool compile(am_epi *e, const amber_tensor *ext, amber_dtype t) {
     return g->steps[g->n_steps - 1].dtype == t;
 }
 
+/* The scalar of step operand (kind, src) if it is one value for every element (a
+ * constant), in *v; false otherwise (or with no data: plan-time checks). */
+static bool one_scalar(const am_epi *e, int kind, int src, amber_dtype t, double *v) {
+    if (kind != EPI_SCALAR || e->sb[src] || e->sr[src] || !e->base[src]) return false;
+    *v = t == AMBER_FLOAT32 ? *(const float *)(const void *)e->base[src]
+                            : *(const double *)(const void *)e->base[src];
+    return true;
+}
+
+/* ReLU6 as amber.nn exported it before, where(x <= a, b, where(x >= c, d, x)) (le, ge,
+ * the inner where, the outer one; the second test reads x again, which no register
+ * epilogue takes), rewritten in e->ops as the chain y = where(x <= a, b, x), where(y >= c,
+ * d, y) that amber.nn exports now, when that gives the same values: when b >= c is
+ * false (b = 0 < c = 6), x <= a gives b either way, else both give the inner where's
+ * value. Only when no later step reads the steps in between. */
+static void nested_clamp(am_epi *e, amber_dtype t) {
+    for (int j = 0; e->vec && j + 3 < e->g->n_steps; j++) {
+        struct am_epi_op *le = &e->ops[j], *ge = le + 1, *in = le + 2, *out = le + 3;
+        double b, c;
+        bool x = am_epi_chain_at(e, j, le->kind[0], le->src[0]);
+        if (le->op != EPI_LE || ge->op != EPI_GE || in->op != EPI_WHERE ||
+            out->op != EPI_WHERE || !x || le->kind[1] != EPI_SCALAR ||
+            ge->kind[0] != le->kind[0] || ge->src[0] != le->src[0] ||
+            in->kind[0] != EPI_TMP || in->src[0] != j + 1 || in->kind[1] != EPI_SCALAR ||
+            in->kind[2] != le->kind[0] || in->src[2] != le->src[0] ||
+            out->kind[0] != EPI_TMP || out->src[0] != j || out->kind[2] != EPI_TMP ||
+            out->src[2] != j + 2 || !one_scalar(e, out->kind[1], out->src[1], t, &b) ||
+            !one_scalar(e, ge->kind[1], ge->src[1], t, &c) || b >= c)
+            continue;
+        for (int i = j + 4; i < e->g->n_steps; i++)
+            for (int k = 0; k < 3; k++)
+                if (e->ops[i].kind[k] == EPI_TMP && e->ops[i].src[k] < j + 3) return;
+        struct am_epi_op w1 = *out, g2 = *ge, w2 = *in;
+        w1.src[2] = le->src[0], w1.kind[2] = le->kind[0]; /* where(le, b, x) */
+        g2.kind[0] = EPI_TMP, g2.src[0] = (int8_t)(j + 1);  /* ge(y, c) */
+        w2.src[0] = (int8_t)(j + 2), w2.kind[2] = EPI_TMP, w2.src[2] = (int8_t)(j + 1);
+        *ge = w1, *in = g2, *out = w2;
+        j += 3;
+    }
+}
+
 /* Sets e->chain: every step reads earlier steps only through the last two results (the
  * vector code keeps those in registers), and e->line: a chain of binary arithmetic, max
  * and min whose steps after the first read the one before and one external input. */
@@ -198,7 +239,7 @@ static void chain(am_epi *e) {
     e->chain = e->line = e->vec;
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j];
-        for (int k = 0; k < e->g->steps[j].n_in; k++)
+        for (int k = 0; k < (o->op == EPI_WHERE ? 3 : o->op == EPI_UNARY ? 1 : 2); k++)
             if (o->kind[k] == EPI_TMP && o->src[k] < j - 2) e->chain = false;
         if (o->op >= EPI_EQ && o->op != EPI_LE && o->op != EPI_GT && o->op != EPI_WHERE)
             e->chain = false; /* (the chain code knows fewer comparisons) */
@@ -271,6 +312,7 @@ bool am_epi_init(am_epi *e, const am_fused *g, const amber_tensor *ext, amber_te
     }
     e->vec = (out->dtype == AMBER_FLOAT32 || out->dtype == AMBER_FLOAT64) &&
              compile(e, ext, out->dtype);
+    if (e->images * e->rows * e->cols > 0) nested_clamp(e, out->dtype); /* (reads scalars) */
     chain(e);
     e->gelu = is_gelu(e, out->dtype);
     e->over = false;

@@ -33,6 +33,19 @@ class ConvBnRelu(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class NestedClamp(nn.Module):
+    """where(x <= lo, lo, where(x >= hi, hi, x)): ReLU6 as amber.nn exported it before
+    (lo 0, hi 6), which the runtime runs as the chain it exports now; with lo above hi
+    (no clamp: x <= lo gives lo, not hi) it may not."""
+
+    def __init__(self, lo: float = 0.0, hi: float = 6.0) -> None:
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Any) -> Any:
+        return am.where(x <= self.lo, self.lo, am.where(x >= self.hi, self.hi, x))
+
+
 class Residual(nn.Module):
     """conv-bn-relu, conv-bn, + the input, relu (a ResNet basic block)."""
 
@@ -227,6 +240,20 @@ CASES: dict[str, tuple[Any, tuple[int, ...], tuple[int, int]]] = {
                             (1, 2 + 4 + 1)),
     "depthwise_clip_s2": (lambda: ConvBnRelu(12, 12, 3, stride=2, groups=12, act=Clip6()),
                           (12, 33, 30), (1, 2 + 2 + 1)),
+    # ReLU6 in files exported before (nested where) through each register epilogue, and
+    # a nested where that is not a clamp (kept as it is)
+    **{f"nested_relu6_{name}": (lambda c=c, o=o, k=k, st=st, g=g: ConvBnRelu(
+        c, o, k, stride=st, groups=g, act=NestedClamp()), shape, (1, 2 + 4 + 1))
+       for name, c, o, k, st, g, shape in (
+           ("depthwise", 12, 12, 3, 1, 12, (12, 30, 33)),
+           ("depthwise_7x7", 20, 20, 3, 1, 20, (20, 7, 7)),
+           ("pointwise_few", 8, 24, 1, 1, 1, (8, 60, 60)),
+           ("gemm", 16, 40, 1, 1, 1, (16, 17, 17)),
+           ("direct", 16, 64, 3, 1, 1, (16, 9, 11)),
+           ("stem_s2", 3, 32, 3, 2, 1, (3, 37, 40)))},
+    "nested_not_a_clamp": (lambda: ConvBnRelu(12, 12, 3, groups=12,
+                                              act=NestedClamp(0.5, 0.25)), (12, 30, 33),
+                           (1, 2 + 4 + 1)),
     # small planes, each a few vectors over the flat plane, at strides 1 and 2
     "depthwise_relu6_7x7": (lambda: ConvBnRelu(20, 20, 3, groups=20, act=nn.ReLU6()),
                             (20, 7, 7), (1, 2 + 4 + 1)),
