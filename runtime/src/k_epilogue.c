@@ -17,7 +17,6 @@
 
 /* ---------------------------------------------------------------- vector code */
 
-
 typedef float epi_v8f __attribute__((vector_size(32)));
 typedef int32_t epi_v8i __attribute__((vector_size(32)));
 typedef float epi_v16f __attribute__((vector_size(64)));

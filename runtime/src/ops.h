@@ -120,7 +120,8 @@ static inline int64_t am_pool_first(int64_t n_tasks, int parts, int i) {
 /* Data a kernel derives from a fixed input (a weight, a constant, or a value computed
  * from them once; see am_ctx.fixed_inputs), such as a packed copy of a weight, kept for
  * the session's lifetime and found again by the input's address, a kind tag and two
- * dimensions. Only the calling thread of a kernel may use it. */
+ * dimensions. Only the calling thread of a kernel may use it (and, while its session runs
+ * nothing, the threads of the sessions that name it their parent). */
 typedef amber_status (*am_keep_alloc_fn)(void *owner, size_t size, void **out);
 typedef void (*am_keep_release_fn)(void *owner, void *data, size_t size);
 typedef struct am_kept {
