@@ -34,7 +34,7 @@ typedef int32_t epi_v16i __attribute__((vector_size(64)));
             const struct am_epi_op *o = &e->ops[j];                                        \
             const T *q[3] = {NULL, NULL, NULL};                                            \
             int64_t sq[3] = {0, 0, 0};                                                     \
-            for (int k = 0; k < (o->op == EPI_WHERE ? 3 : o->op == EPI_UNARY ? 1 : 2); k++) { \
+            for (int k = 0; k < am_epi_arity(o); k++) {                                    \
                 q[k] = (const T *)(const void *)(o->kind[k] == EPI_TMP                     \
                                                      ? tmp + (size_t)o->src[k] * EPI_SLOT  \
                                                      : p[o->src[k] + 1]);                  \

@@ -417,6 +417,11 @@ typedef struct am_epi {
     } ops[AM_FUSED_MAX_STEPS];
 } am_epi;
 
+/* The operands step o reads (where: 3; a one-input step: 1; else 2). */
+static inline int am_epi_arity(const struct am_epi_op *o) {
+    return o->op == EPI_WHERE ? 3 : o->op == EPI_UNARY ? 1 : 2;
+}
+
 /* Whether operand (kind, src) of step j is the chain's value before it: the product (the
  * group's self row) or step j - 1. */
 static inline bool am_epi_chain_at(const am_epi *e, int j, int kind, int src) {

@@ -239,7 +239,7 @@ static void chain(am_epi *e) {
     e->chain = e->line = e->vec;
     for (int j = 0; j < e->g->n_steps; j++) {
         const struct am_epi_op *o = &e->ops[j];
-        for (int k = 0; k < (o->op == EPI_WHERE ? 3 : o->op == EPI_UNARY ? 1 : 2); k++)
+        for (int k = 0; k < am_epi_arity(o); k++)
             if (o->kind[k] == EPI_TMP && o->src[k] < j - 2) e->chain = false;
         if (o->op >= EPI_EQ && o->op != EPI_LE && o->op != EPI_GT && o->op != EPI_WHERE)
             e->chain = false; /* (the chain code knows fewer comparisons) */

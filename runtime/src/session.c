@@ -1501,20 +1501,17 @@ COLD static amber_status split_image(amber_session *s, frame *fr, const struct h
 }
 
 /* full[] of the crossing values allocated for nb images from the types the batch-1 plan of
- * the entered frame fr remembers (an earlier run's); false when it does not know them all. */
+ * the entered frame fr remembers (an earlier run's); false when it does not know them all
+ * (split_image then allocates the rest). */
 COLD static bool split_full(amber_session *s, const frame *fr, const struct hoisted *h,
                             int64_t nb, amber_tensor *full) {
     const am_func *f = &s->model->prog.funcs[fr->fi];
     if (!fr->plan || fr->plan->stamp != fr->stamp) return false;
     for (uint32_t ni = 0; ni < h->cut; ni++) {
         const am_node *n = &f->nodes[ni];
-        if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || !h->cross[n->out[0]]) continue;
-        if (!fr->plan->memo[ni].known) return false;
-    }
-    for (uint32_t ni = 0; ni < h->cut; ni++) {
-        const am_node *n = &f->nodes[ni];
         amber_tensor *t = &full[n->out[0]];
         if (n->kind != AM_NODE_OP || n->hoist != AM_HOIST_NONE || !h->cross[n->out[0]]) continue;
+        if (!fr->plan->memo[ni].known) return false;
         am_tensor_copy(t, &fr->plan->memo[ni].out);
         t->shape[0] = nb;
         if (am_arena_alloc(&s->arena, split_row_bytes(t) * (size_t)nb + 1, &t->data, &s->err))
@@ -1530,22 +1527,24 @@ typedef struct split_job {
     const struct hoisted *h;
     const amber_tensor *inputs;
     amber_tensor *full;
-    frame *frames;          /* per kid, entered */
-    am_arena_mark *marks;   /* per kid: its arena after its first image */
-    amber_status *st;       /* per kid: the first failure (then it runs no more) */
-    bool *started;
     int64_t first, nb;
+    struct split_kid {
+        frame fr;           /* entered */
+        am_arena_mark mark; /* its arena after its first image */
+        amber_status st;    /* the first failure (then it runs no more) */
+        bool started;
+    } *kid;
 } split_job;
 
-COLD static void split_task(void *ud, int64_t t, int worker) {
+static void split_task(void *ud, int64_t t, int worker) {
     split_job *j = (split_job *)ud;
+    struct split_kid *k = &j->kid[worker];
     amber_session *kid = j->s->kids[worker];
-    if (j->st[worker] != AMBER_OK) return;
-    j->st[worker] = split_image(kid, &j->frames[worker], j->h, j->inputs, j->first + t, j->nb,
-                                j->full);
-    if (!j->started[worker]) j->marks[worker] = am_arena_get_mark(&kid->arena);
-    j->started[worker] = true;
-    am_arena_release(&kid->arena, j->marks[worker]);
+    if (k->st != AMBER_OK) return;
+    k->st = split_image(kid, &k->fr, j->h, j->inputs, j->first + t, j->nb, j->full);
+    if (!k->started) k->mark = am_arena_get_mark(&kid->arena);
+    k->started = true;
+    am_arena_release(&kid->arena, k->mark);
     kid->n_free = 0; /* NOTE: released blocks may be on the list */
 }
 
@@ -1572,17 +1571,13 @@ COLD static int64_t split_side(amber_session *s, const am_entry *e, const struct
     const int p = am_pool_size(s->pool);
     const int64_t n = (nb - first) / p * p;
     if (p < 2 || n < p || !split_kids(s, p)) return first;
-    split_job j = {s, h, inputs, full, NULL, NULL, NULL, NULL, first, nb};
+    split_job j = {s, h, inputs, full, first, nb, NULL};
     amber_tensor *args;
-    amber_status st = am_arena_calloc(&s->arena, (size_t)p, sizeof *j.frames + sizeof *j.marks +
-                                      sizeof *j.st + sizeof *j.started, (void **)&j.frames,
+    amber_status st = am_arena_calloc(&s->arena, (size_t)p, sizeof *j.kid, (void **)&j.kid,
                                       &s->err);
     if (st == AMBER_OK)
         st = am_arena_calloc(&s->arena, e->n_inputs + 1u, sizeof *args, (void **)&args, &s->err);
     if (st != AMBER_OK) return -1;
-    j.marks = (am_arena_mark *)(j.frames + p);
-    j.st = (amber_status *)(j.marks + p);
-    j.started = (bool *)(j.st + p);
     for (uint32_t k = 0; k < e->n_inputs; k++) split_row(&args[k], &inputs[k], first);
     int entered = 0;
     for (; st == AMBER_OK && entered < p; entered++) {
@@ -1591,13 +1586,13 @@ COLD static int64_t split_side(amber_session *s, const am_entry *e, const struct
         am_arena_reset(&kid->arena);
         kid->n_free = 0;
         kid->iterations_left = s->iterations_left, kid->calls_left = s->calls_left;
-        st = frame_enter(kid, e->func, args, 0, &j.frames[entered]);
-        j.frames[entered].end = h->cut;
+        st = frame_enter(kid, e->func, args, 0, &j.kid[entered].fr);
+        j.kid[entered].fr.end = h->cut;
     }
     if (st == AMBER_OK) am_pool_run(s->pool, n, split_task, &j);
     for (int w = 0; w < entered; w++) {
-        frame_leave(s->kids[w], &j.frames[w]);
-        if (j.st[w] != AMBER_OK) st = j.st[w];
+        frame_leave(s->kids[w], &j.kid[w].fr);
+        if (j.kid[w].st != AMBER_OK) st = j.kid[w].st;
     }
     return st == AMBER_OK ? first + n : -1;
 }
