@@ -66,6 +66,7 @@ typedef double v4d __attribute__((vector_size(32)));
 #define VSPLAT SPLAT8
 #define VFMA(a, b, c) ((v8f)_mm256_fmadd_ps((a), (b), (c)))
 #define SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#define KNO_UKR
 #include "gemm_kernel.inc"
 
 #define KSUF f64_avx2
@@ -461,6 +462,124 @@ static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
                 }
         }
 }
+/* AVX2 + FMA: the ukr2 of AVX-512 with 8-lane vectors: each sliver against the panel as
+ * two tiles of 6 rows x 16 columns (12 accumulators), B read packed or in place (rows
+ * ldb apart), C added when accumulating, then the register epilogue (am_tile_epi) and
+ * the stores. Each sum as in ukr_f32_avx2 (p ascending from +0, one fused multiply-add
+ * a step, then + C): the same bits as the other kernels, without packing B in place or
+ * a pass of the epilogue over C. */
+#define AM_AVX2 __attribute__((target("avx2,fma")))
+enum { T2_ROWS = 6 };
+/* lanes [0, n) of an 8-lane vector (n <= 0: none; n >= 8: all) */
+static AM_AVX2 inline __m256i t2_mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* The register epilogue on a tile's sums (rows [0, mr) stored; v: row 0's scalars, r its
+ * row in the epilogue's view): tile_epi_f32's steps, the same IEEE operations. */
+static AM_AVX2 __attribute__((always_inline)) inline void
+t2_epi(const am_tile_epi *te, const float *v, int64_t r, __m256 t[T2_ROWS][2], int64_t mr,
+       int64_t nr) {
+    const am_epi *e = te->at->e;
+    const int ns = e->g->n_steps;
+    const __m256i m0 = t2_mask(nr), m1 = t2_mask(nr - 8);
+#define T2_EACH(...)                                                                        \
+    do {                                                                                    \
+        _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)                           \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) { __VA_ARGS__; }            \
+    } while (0)
+#define T2_V(i) _mm256_set1_ps(v[(i) * ns + s])
+    for (int s = 0; s < ns; s++) {
+        const struct am_epi_op *o = &e->ops[s];
+        const int k = o->kind[0] == EPI_TMP || (o->kind[0] == EPI_ROW && o->src[0] == e->g->self);
+        if (o->kind[k] == EPI_ROW) { /* a row of another input, added */
+            const int64_t sr = e->sr[o->src[k]];
+            const char *q = e->base[o->src[k]] + te->at->img * e->sb[o->src[k]] + r * sr +
+                            te->c * (int64_t)sizeof(float);
+            T2_EACH(if (i < mr) t[i][h] = _mm256_add_ps(t[i][h], _mm256_maskload_ps(
+                        (const float *)(const void *)(q + i * sr) + 8 * h, h ? m1 : m0)));
+            continue;
+        }
+        switch (o->op) {
+        case EPI_ADD: T2_EACH(t[i][h] = _mm256_add_ps(t[i][h], T2_V(i))); break;
+        case EPI_SUB: T2_EACH(t[i][h] = _mm256_sub_ps(t[i][h], T2_V(i))); break;
+        case EPI_MUL: T2_EACH(t[i][h] = _mm256_mul_ps(t[i][h], T2_V(i))); break;
+        case EPI_DIV: T2_EACH(t[i][h] = _mm256_div_ps(t[i][h], T2_V(i))); break;
+        case EPI_MAX: T2_EACH(t[i][h] = _mm256_max_ps(T2_V(i), t[i][h])); break;
+        case EPI_MIN: T2_EACH(t[i][h] = _mm256_min_ps(T2_V(i), t[i][h])); break;
+        case EPI_GT: /* and mul, where: x > a ? x : x * b (x * b where not x > a) */
+            T2_EACH(t[i][h] = _mm256_blendv_ps(
+                        t[i][h], _mm256_mul_ps(t[i][h], _mm256_set1_ps(v[i * ns + s + 1])),
+                        _mm256_cmp_ps(t[i][h], T2_V(i), _CMP_NGT_UQ)));
+            s += 2;
+            break;
+        default: /* le or ge, and the where after it: x <= a (x >= a) ? b : x */
+#define T2_SEL(P) T2_EACH(t[i][h] = _mm256_blendv_ps(t[i][h], _mm256_set1_ps(v[i * ns + s + 1]), \
+                                                    _mm256_cmp_ps(t[i][h], T2_V(i), P)))
+            if (o->op == EPI_LE) T2_SEL(_CMP_LE_OQ);
+            else T2_SEL(_CMP_GE_OQ);
+#undef T2_SEL
+            s++;
+        }
+    }
+#undef T2_V
+}
+/* One tile: rows [0, mr <= 6) of the panel at a (MRP apart; row r0 of te's) by the 16
+ * columns at b */
+static AM_AVX2 void t2_tile(int64_t kc, const float *restrict a, const float *restrict b,
+                            int64_t ldb, float *restrict c, int64_t ldc, int64_t mr,
+                            int64_t nr, bool acc, const am_tile_epi *te, int64_t r0) {
+    __m256 t[T2_ROWS][2];
+    _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
+        t[i][0] = t[i][1] = _mm256_setzero_ps();
+    if (nr == 1) { /* one column (a 7x7 image's last): the rows as lanes, as UKR_COL_F32 */
+        __m256 u = _mm256_setzero_ps();
+        const __m256i six = t2_mask(T2_ROWS); /* (the panel's rows past the tile's: not read) */
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb)
+            u = _mm256_fmadd_ps(_mm256_maskload_ps(a, six), _mm256_broadcast_ss(b), u);
+        float col[8];
+        _mm256_storeu_ps(col, u);
+        _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
+            t[i][0] = _mm256_broadcast_ss(col + i);
+    } else if (nr <= 8) /* half a sliver: half the multiply-adds */
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {
+            const __m256 x0 = _mm256_loadu_ps(b);
+            _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
+                t[i][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i), x0, t[i][0]);
+        }
+    else
+        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {
+            const __m256 x0 = _mm256_loadu_ps(b), x1 = _mm256_loadu_ps(b + 8);
+            _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++) {
+                const __m256 av = _mm256_broadcast_ss(a + i);
+                t[i][0] = _mm256_fmadd_ps(av, x0, t[i][0]);
+                t[i][1] = _mm256_fmadd_ps(av, x1, t[i][1]);
+            }
+        }
+    const bool whole = mr == T2_ROWS && nr == 16;
+    const __m256i m0 = t2_mask(nr), m1 = t2_mask(nr - 8);
+    if (acc)
+        T2_EACH(if (i < mr) t[i][h] = _mm256_add_ps(
+                    whole ? _mm256_loadu_ps(c + i * ldc + 8 * h)
+                          : _mm256_maskload_ps(c + i * ldc + 8 * h, h ? m1 : m0), t[i][h]));
+    if (te)
+        t2_epi(te, te->v + r0 * te->at->e->g->n_steps, te->r + r0, t, mr, nr);
+    T2_EACH(if (whole) _mm256_storeu_ps(c + i * ldc + 8 * h, t[i][h]);
+            else if (i < mr) _mm256_maskstore_ps(c + i * ldc + 8 * h, h ? m1 : m0, t[i][h]));
+}
+#undef T2_EACH
+static AM_AVX2 void ukr2_f32_avx2(int64_t kc, const float *restrict a, const float *restrict b,
+                                  int64_t bs, int64_t ldb, float *restrict c, int64_t ldc,
+                                  int64_t mr, int64_t nr, bool acc, const am_tile_epi *te) {
+    for (int64_t s = 0; s * 16 < nr; s++) {
+        am_tile_epi ts;
+        if (te) ts = *te, ts.c += 16 * s;
+        for (int64_t h = 0; h < mr; h += T2_ROWS)
+            t2_tile(kc, a + h, b + s * bs, ldb, c + h * ldc + 16 * s, ldc,
+                    mr - h < T2_ROWS ? mr - h : T2_ROWS, nr - 16 * s < 16 ? nr - 16 * s : 16,
+                    acc, te ? &ts : NULL, h);
+    }
+}
 #endif
 #undef MR
 
@@ -754,9 +873,9 @@ static int64_t direct_rows(int64_t mc) {
      * AVX-512 tile, row-major B, and A packed per session: a convolution's weight times    \
      * its image, whose packing costs as much as the tile's loads save). The same tile on \
      * the same values: the same bits. NOTE: rows a multiple of 4 KiB apart: packed (see   \
-     * direct_*). */                                                                         \
+     * direct_*). (AVX2's tile ran up to 16% slower on B in place: packed there.) */        \
     static void b_in_place_##SUF(job_##SUF *j, const T *packed) {                             \
-        j->bdirect = sizeof(T) == sizeof(float) && j->K->ukr2 && j->akept && j->B &&          \
+        j->bdirect = sizeof(T) == sizeof(float) && j->K->ukrd && j->akept && j->B &&          \
                      j->csb == 1 && !packed && !j->bsrc && (j->rsb * (int64_t)sizeof(T)) % 4096; \
         j->wide = j->bdirect && j->K->cols && j->n % NR;                                      \
     }                                                                                         \
@@ -1262,8 +1381,12 @@ static int64_t direct_rows(int64_t mc) {
 #define UKRD_f64 NULL
 #define COLS_f32 cols_f32_avx512
 #define COLS_f64 NULL
-#define GEMM_AVX2_ENTRY(SUF) \
-    {ukr_##SUF##_avx2, NULL, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL, NULL}
+#define UKR_AVX2_f32 NULL /* (ukr2_f32_avx2) */
+#define UKR_AVX2_f64 ukr_f64_avx2
+#define UKR2_AVX2_f32 ukr2_f32_avx2
+#define UKR2_AVX2_f64 NULL
+#define GEMM_AVX2_ENTRY(SUF)                                                                 \
+    {UKR_AVX2_##SUF, UKR2_AVX2_##SUF, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx2, NULL, NULL}
 #define GEMM_AVX512_ENTRY(SUF)                                                               \
     {NULL, ukr2_##SUF##_avx512, gemv_##SUF##_avx2, gemv_packed_##SUF##_avx512, UKRD_##SUF,     \
      COLS_##SUF}

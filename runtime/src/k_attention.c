@@ -287,8 +287,8 @@ static int64_t row_end(const char *mr, int64_t cs, int64_t S) {
 NONFINITE_END(f32, float)
 NONFINITE_END(f64, double)
 
-#define ATTN_IMPL(SUF, T)                                                                   \
-    static void task_##SUF(void *ud, int64_t bi, int worker) {                              \
+#define ATTN_IMPL(SUF, T, ATTR)                                                             \
+    ATTR static void task_##SUF(void *ud, int64_t bi, int worker) {                         \
         const attn_job *j = (const attn_job *)ud;                                           \
         int r = j->rank;                                                                    \
         T *ktp = (T *)(void *)j->work[worker], *vp = ktp + j->kt_len;                        \
@@ -341,8 +341,8 @@ NONFINITE_END(f64, double)
         j->gemm_len = round16(g1 > g2 ? g1 : g2);                                           \
     }
 
-ATTN_IMPL(f32, float)
-ATTN_IMPL(f64, double)
+ATTN_IMPL(f32, float, )
+ATTN_IMPL(f64, double, __attribute__((cold))) /* (float64, rare here: for size) */
 
 /* Query rows per block under a causal-like mask (one keeping under 3/4 of the scores):
  * blocks this small skip most of the masked scores, and still fill the register tile. */

@@ -855,7 +855,9 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
      * computes a last partial sliver column by column: no padding multiplied, no copies) */
     bool kept = (ctx->fixed_inputs & 2) && ctx->keep;
     bool direct = kept && pointwise(&g) && out->dtype == AMBER_FLOAT32 &&
-                  am_cpu_isa() >= AM_GEMM_ISA_AVX512;
+                  (am_cpu_isa() >= AM_GEMM_ISA_AVX512 ||
+                   (am_cpu_isa() >= AM_GEMM_ISA_AVX2 && /* (there no column kernel: small */
+                    (g.n == 1 || g.oh * g.ow >= CONV_JOIN_COLS / 4))); /* images side by side) */
     if (batched(&g) || (g.groups == 1 && g.n > 1 && g.oh * g.ow < CONV_JOIN_COLS / 4 && !direct) ||
         (g.groups == 1 && kept && rows_fit(&g) && !direct))
         return out->dtype == AMBER_FLOAT32

@@ -114,7 +114,7 @@ SUM_ROW(sum_f64, double)
  * column one chain per element, eight columns a vector. */
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef double f64x8 __attribute__((vector_size(64)));
-#define SUM_F32_BLOCK(SUF, ATTR, TAIL)                                             \
+#define SUM_F32_ROW(SUF, ATTR, TAIL)                                               \
     ATTR static double row_##SUF(const float *x, int64_t n) {                      \
         double acc = 0.0;                                                          \
         if (n < 16) {                                                              \
@@ -133,7 +133,8 @@ typedef double f64x8 __attribute__((vector_size(64)));
         a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);                \
         a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);                \
         return acc + a[0];                                                         \
-    }                                                                              \
+    }
+#define SUM_F32_BLOCK(SUF, ATTR)                                                   \
     ATTR static void sum_block_##SUF(const float *x, int64_t r0, int64_t r1,       \
                                      int64_t n, int64_t cols, float *out) {        \
         if (!cols) { /* rows r0..r1 of n */                                        \
@@ -168,15 +169,40 @@ typedef double f64x8 __attribute__((vector_size(64)));
     }
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 /* A row's last n - i (< 8) elements into partials 0.. (the others + 0.0: unchanged, a
- * partial from +0.0 is never -0.0). NOTE: on AVX-512 one masked load; element by element
- * the partials went through memory, a stalled reload per row (a 7x7 plane's sum 2x). */
-#define TAIL_LOOP(a, x, i, n) \
-    for (int64_t j = 0; i < n; i++, j++) a[j] += (double)x[i]
+ * partial from +0.0 is never -0.0). NOTE: one masked load (row_avx2's too); element by
+ * element the partials went through memory, a stalled reload per row (a 7x7 plane's sum
+ * 2x). */
 #define TAIL_512(a, x, i, n)                                                  \
     a += (f64x8)_mm512_cvtps_pd(                                              \
         _mm512_castps512_ps256(_mm512_maskz_loadu_ps(am_lanes16(0, n - i), x + i)))
-SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))), TAIL_LOOP)
-SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))), TAIL_512)
+/* row_avx512's sums on AVX2 in two 4-lane halves (GCC's 8-lane double vectors there went
+ * through the stack: a 7x7 plane's sum took ~100 ns): partials 0-3 and 4-7, the tail by a
+ * masked load (+0.0 in the other lanes), then the same tree, ((0 + 1) + (2 + 3)) +
+ * ((4 + 5) + (6 + 7)). */
+__attribute__((target("avx2"))) static double row_avx2(const float *x, int64_t n) {
+    double acc = 0.0;
+    if (n < 16) {
+        for (int64_t i = 0; i < n; i++) acc += (double)x[i];
+        return acc;
+    }
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    const __m256 v = _mm256_maskload_ps(x + i, _mm256_cmpgt_epi32(
+        _mm256_set1_epi32((int)(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    const __m256d r = _mm256_hadd_pd(lo, hi); /* 0 + 1, 4 + 5, 2 + 3, 6 + 7 */
+    const __m256d u = _mm256_add_pd(r, _mm256_permute4x64_pd(r, 0x4e));
+    return acc + (u[0] + u[1]);
+}
+SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))))
+SUM_F32_ROW(avx512, __attribute__((target("avx512f"))), TAIL_512)
+SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))))
 
 typedef struct sum_job {
     void (*fn)(const float *, int64_t, int64_t, int64_t, int64_t, float *);
