@@ -29,6 +29,7 @@ typedef struct dw_job {
     int64_t planes, per; /* planes in all, per task */
     const uint16_t *mask; /* dw_flat_f32: [DW_FLAT_NB][taps] lanes whose tap is inside */
     const int64_t *off;   /* dw_flat_f32: each tap's offset in the (phase) planes */
+    const int32_t *lanes; /* dw8_f32: [vectors][DW8_MASKS][8] lanes inside the plane */
     int ns; /* with regs: the epilogue's steps, step s's scalar of plane (ni, o) at sp[s] +
              * ni * sb[s] + o * sr[s] (dw_steps) */
     const char *sp[AM_FUSED_MAX_STEPS];
@@ -291,7 +292,8 @@ DW_EPI_FAST(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, SPLAT_AVX2_PS
             MIN_AVX2)
 DW_EPI_FAST(avx512, __attribute__((target("avx512f"))), v16f, v16i, SPLAT_512_PS, MAX_512,
             MIN_512)
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 1, v8f_, DW_EPI_AVX2,
+/* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw8_f32) */
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 0, v8f_, DW_EPI_AVX2,
          VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
          STOREN_AVX2_PS)
 DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
@@ -507,6 +509,116 @@ DW_AVX512 static void dw_rows2_f32(void *ud, int64_t t, int worker) {
     dw_rows_body((const dw_job *)ud, t, true);
 }
 
+/* dw_rows_f32's scheme on AVX2 (8 lanes, no lane masks or two-source permutes): a strip
+ * of up to DW8_NB vectors carried down the plane, each input row loaded once (masked
+ * loads, zeros outside the plane) and multiply-added into the output rows that read it,
+ * each output summing its taps in (p, q) order from 0 as dw_plane does. At stride 1 a
+ * row's three taps are three loads one element apart; at stride 2 the even and odd
+ * elements of two vectors and the evens of two more two elements on. Any plane width
+ * (a 7x7 plane: one vector a row). The filter's nine vectors stay on the stack (the
+ * multiply-adds read them from L1: 3 * DW8_NB sums, three taps and a mask in registers). */
+enum { DW8_NB = 3, DW8_MASKS = 5 /* per vector: the loads' (4 at stride 2), the store's */ };
+#define DW_AVX2 __attribute__((target("avx2,fma")))
+#define DW8_LOAD(p, k) \
+    (in ? _mm256_maskload_ps((p), _mm256_loadu_si256((const __m256i *)(mk + 8 * (k)))) : zero)
+#define DW8_ROW3(acc, a, v) \
+    _mm256_fmadd_ps(w[(a) + 2], (v)[2], _mm256_fmadd_ps(w[(a) + 1], (v)[1], \
+                                                      _mm256_fmadd_ps(w[a], (v)[0], (acc))))
+/* the even and odd elements of the 16 at (a, b) */
+#define DW8_EVENS(a, b) \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
+#define DW8_ODDS(a, b) \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
+
+DW_AVX2 static inline __attribute__((always_inline)) void
+dw8_body(const dw_job *j, int64_t t, const bool s2) {
+    const conv_geom *g = j->g;
+    const int64_t ni = t / g->o, o = t % g->o, h = g->h, wd = g->w, oh = g->oh, ow = g->ow;
+    const int64_t s = s2 ? 2 : 1, nv = (ow + 7) / 8, strips = (nv + DW8_NB - 1) / DW8_NB;
+    const float *x = (const float *)j->x + (ni * g->c + o / g->og) * h * wd;
+    const float *wt = (const float *)j->w + o * 9;
+    float *y = (float *)j->y + t * oh * ow;
+    __m256 w[9];
+    for (int k = 0; k < 9; k++) w[k] = _mm256_set1_ps(wt[k]);
+    float epv[AM_FUSED_MAX_STEPS];
+    const bool regs = dw_regs(j, ni, o, epv);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t v0 = 0, si = 0; si < strips; si++) { /* strips of nearly equal width */
+        const int64_t nb = (nv - v0 + strips - si - 1) / (strips - si);
+        v8f_ a0[DW8_NB] = {{0}}, a1[DW8_NB] = {{0}}, a2[DW8_NB] = {{0}};
+        for (int64_t u = 0; u < (oh - 1) * s + 3; u++) { /* input row u - pt */
+            const int64_t r = u - g->pt;
+            const bool in = r >= 0 && r < h, even = !s2 || u % 2 == 0;
+            /* (as an integer: a vector may start before the plane, in lanes masked off) */
+            const uintptr_t row = (uintptr_t)(x + (in ? r * wd : 0)) +
+                                  (uintptr_t)(8 * v0 * s - g->pl) * 4u;
+            _Pragma("GCC unroll 3") for (int b = 0; b < DW8_NB; b++) {
+                if (b >= nb) break;
+                const int32_t *mk = j->lanes + (v0 + b) * DW8_MASKS * 8;
+                const float *p = (const float *)(row + 32u * (uintptr_t)(s * b));
+                __m256 v[3];
+                if (!s2) {
+                    v[0] = DW8_LOAD(p, 0), v[1] = DW8_LOAD(p + 1, 1), v[2] = DW8_LOAD(p + 2, 2);
+                } else {
+                    __m256 e0 = DW8_LOAD(p, 0), e1 = DW8_LOAD(p + 8, 1);
+                    v[0] = DW8_EVENS(e0, e1), v[1] = DW8_ODDS(e0, e1);
+                    v[2] = DW8_EVENS(DW8_LOAD(p + 2, 2), DW8_LOAD(p + 10, 3));
+                }
+                if (even) a2[b] = (v8f_)DW8_ROW3((__m256)a2[b], 6, v);
+                if (!s2) a1[b] = (v8f_)DW8_ROW3((__m256)a1[b], 3, v);
+                if (s2 && !even) a0[b] = (v8f_)DW8_ROW3((__m256)a0[b], 3, v);
+                else a0[b] = (v8f_)DW8_ROW3(zero, 0, v);
+            }
+            if (u >= 2 && even) { /* output (u - 2) / s done */
+                if (regs) dw_epi_avx2(j->epi, epv, a2, DW8_NB);
+                float *yr = y + (u - 2) / s * ow + 8 * v0;
+                _Pragma("GCC unroll 3") for (int b = 0; b < DW8_NB; b++) {
+                    if (b >= nb) break;
+                    const int32_t *mk = j->lanes + ((v0 + b) * DW8_MASKS + 4) * 8;
+                    if (8 * (v0 + b + 1) <= ow) /* (AMD's masked stores are slow) */
+                        _mm256_storeu_ps(yr + 8 * b, (__m256)a2[b]);
+                    else
+                        _mm256_maskstore_ps(yr + 8 * b, _mm256_loadu_si256((const __m256i *)mk),
+                                            (__m256)a2[b]);
+                }
+            }
+            _Pragma("GCC unroll 3") for (int b = 0; b < DW8_NB; b++) {
+                if (!s2) a2[b] = a1[b], a1[b] = a0[b];
+                else if (!even) a2[b] = a0[b];
+            }
+        }
+        v0 += nb;
+    }
+    if (j->epi && !regs) am_epi_apply(j->epi, ni, o, 1, 0, oh * ow);
+}
+DW_AVX2 static void dw8_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw8_body((const dw_job *)ud, t, false);
+}
+DW_AVX2 static void dw8s2_f32(void *ud, int64_t t, int worker) {
+    (void)worker;
+    dw8_body((const dw_job *)ud, t, true);
+}
+
+/* Sets dw8_f32 up in job: per vector across a row, the lanes inside the plane of its
+ * loads (dw8_body's order) and of its store (job->lanes, DW8_MASKS of 8 each). */
+static amber_status dw8_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) {
+    const int64_t n = (g->ow + 7) / 8, s = g->sw;
+    static const int8_t at[2][4] = {{0, 1, 2, 0}, {0, 8, 2, 10}}; /* each load's offset */
+    int32_t *m = NULL;
+    amber_status st = am_arena_alloc(ctx->scratch, sizeof *m * (size_t)(n * DW8_MASKS * 8),
+                                     (void **)&m, ctx->err);
+    for (int64_t b = 0; st == AMBER_OK && b < n; b++)
+        for (int k = 0; k < DW8_MASKS; k++)
+            for (int64_t l = 0; l < 8; l++) {
+                int64_t c = 8 * b * s - g->pl + at[s - 1][k < 4 ? k : 0] + l;
+                bool on = k < 4 ? k < 2 + s && c >= 0 && c < g->w : 8 * b + l < g->ow;
+                m[(b * DW8_MASKS + k) * 8 + l] = on ? -1 : 0;
+            }
+    job->lanes = m;
+    return st;
+}
+
 /* Sets dw_rows_f32 up in job: the lanes inside the plane of each output vector's loads
  * (dw_taps) and store (job->mask, five per vector across a row). */
 static amber_status dw_rows_setup(am_ctx *ctx, const conv_geom *g, dw_job *job) {
@@ -575,9 +687,15 @@ static am_task_fn dw_pick(bool f32, int64_t ow, int64_t *vw) {
     return f32 ? dw_plane_f32_generic : dw_plane_f64_generic;
 }
 
-/* dw_rows_f32 or dw_flat_f32 for planes they take (set up: true), else false. */
+/* dw_rows_f32, dw_flat_f32 or dw8_f32 for planes they take (set up: true), else false. */
 static bool dw_flat(am_ctx *ctx, const conv_geom *g, bool f32, dw_job *job, size_t *bytes,
                     amber_status *st) {
+    if (f32 && am_cpu_isa() == AM_GEMM_ISA_AVX2 && g->kh == 3 && g->kw == 3 && g->sh < 3 &&
+        g->sw == g->sh && g->dh == 1 && g->dw == 1) {
+        job->plane = g->sw == 2 ? dw8s2_f32 : dw8_f32, *bytes = 64;
+        *st = dw8_setup(ctx, g, job);
+        return true;
+    }
     if (f32 && am_cpu_isa() >= AM_GEMM_ISA_AVX512 && g->kh == 3 && g->kw == 3 && g->sh < 3 &&
         g->sw == g->sh && g->dh == 1 && g->dw == 1 && g->ow > 8 &&
         (g->oh * g->ow > DW_FLAT_MAX || g->ow != (g->w + g->sw - 1) / g->sw)) {

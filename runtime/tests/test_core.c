@@ -1192,7 +1192,8 @@ static void test_gemm_epilogue_isas(void) {
 }
 
 /* Depthwise convolution: AVX2 and AVX-512 give the same bits (the same fused multiply-adds
- * in the same order), as do 1 and 3 threads; every set is near a double reference. Rows
+ * in the same order: a scalar chain of fmaf over the taps in (p, q) order from +0, padding
+ * taps included), as do 1 and 3 threads; every set is near a double reference. Rows
  * of whole and partial vectors, rows narrower than half a vector, strides 1-3; planes of
  * 1x1 to 3x3 and odd widths, padding wider than the kernel's reach, dilation; small
  * planes of rows as wide as the input's at stride 1 or 2 (up to 64 outputs, rows of up
@@ -1265,6 +1266,15 @@ static void test_depthwise_isas(void) {
                             size_t at = (size_t)((o * oh + i) * ow + j);
                             double got = f64 ? y[isa > 0][at] : ((float *)y[isa > 0])[at];
                             bad += fabs(got - want) > mag * (f64 ? 1e-14 : 1e-5) + 1e-30;
+                            float chain = 0.0f; /* with FMA: its bits, padding taps included */
+                            for (int64_t p = 0; p < k; p++)
+                                for (int64_t q = 0; q < k; q++) {
+                                    int64_t r = i * s + p * dl - pd, cc = j * s + q * dl - pd;
+                                    bool inside = r >= 0 && r < h && cc >= 0 && cc < w;
+                                    chain = fmaf(wf[(o * k + p) * k + q],
+                                                 inside ? xf[(o * h + r) * w + cc] : 0.0f, chain);
+                                }
+                            bad += !f64 && isa > 0 && memcmp(&chain, &((float *)y[1])[at], 4);
                         }
             }
             CHECK(bad == 0);
