@@ -524,38 +524,49 @@ t2_epi(const am_tile_epi *te, const float *v, int64_t r, __m256 t[T2_ROWS][2], i
     }
 #undef T2_V
 }
-/* One tile: rows [0, mr <= 6) of the panel at a (MRP apart; row r0 of te's) by the 16
- * columns at b */
+/* One tile: rows [0, mr <= 6) of the panel at a (MRP apart; row r0 of te's) by the nr <= 16
+ * columns at b. A last single column of a product (a 7x7 image's 49th) has its rows as
+ * lanes, one chain of multiply-adds bound by their latency: so with col, the sliver
+ * before it computes it too (one more multiply-add a step, in its shadow) into colv, and
+ * the column's own call (nr 1, col NULL) only finishes colv's sums. */
+#define T2_FULL(MORE)                                                                       \
+    for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {                                  \
+        const __m256 x0 = _mm256_loadu_ps(b), x1 = _mm256_loadu_ps(b + 8);                  \
+        _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++) {                         \
+            const __m256 av = _mm256_broadcast_ss(a + i);                                   \
+            t[i][0] = _mm256_fmadd_ps(av, x0, t[i][0]);                                     \
+            t[i][1] = _mm256_fmadd_ps(av, x1, t[i][1]);                                     \
+        }                                                                                   \
+        MORE;                                                                               \
+    }
 static AM_AVX2 void t2_tile(int64_t kc, const float *restrict a, const float *restrict b,
                             int64_t ldb, float *restrict c, int64_t ldc, int64_t mr,
-                            int64_t nr, bool acc, const am_tile_epi *te, int64_t r0) {
-    __m256 t[T2_ROWS][2];
+                            int64_t nr, bool acc, const am_tile_epi *te, int64_t r0,
+                            const float *col, float *colv) {
+    __m256 t[T2_ROWS][2], u = _mm256_setzero_ps();
+    const __m256i six = t2_mask(T2_ROWS); /* (the panel's rows past the tile's: not read) */
     _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
         t[i][0] = t[i][1] = _mm256_setzero_ps();
-    if (nr == 1) { /* one column (a 7x7 image's last): the rows as lanes, as UKR_COL_F32 */
-        __m256 u = _mm256_setzero_ps();
-        const __m256i six = t2_mask(T2_ROWS); /* (the panel's rows past the tile's: not read) */
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb)
+    if (nr == 1) { /* one column: the rows as lanes, as UKR_COL_F32 */
+        for (int64_t p = 0; colv == NULL && p < kc; p++, a += MRP, b += ldb)
             u = _mm256_fmadd_ps(_mm256_maskload_ps(a, six), _mm256_broadcast_ss(b), u);
-        float col[8];
-        _mm256_storeu_ps(col, u);
+        float own[8];
+        if (colv == NULL) _mm256_storeu_ps(colv = own, u);
         _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
-            t[i][0] = _mm256_broadcast_ss(col + i);
-    } else if (nr <= 8) /* half a sliver: half the multiply-adds */
+            t[i][0] = _mm256_broadcast_ss(colv + i);
+    } else if (nr <= 8) { /* half a sliver: half the multiply-adds */
         for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {
             const __m256 x0 = _mm256_loadu_ps(b);
             _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++)
                 t[i][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i), x0, t[i][0]);
         }
-    else
-        for (int64_t p = 0; p < kc; p++, a += MRP, b += ldb) {
-            const __m256 x0 = _mm256_loadu_ps(b), x1 = _mm256_loadu_ps(b + 8);
-            _Pragma("GCC unroll 6") for (int i = 0; i < T2_ROWS; i++) {
-                const __m256 av = _mm256_broadcast_ss(a + i);
-                t[i][0] = _mm256_fmadd_ps(av, x0, t[i][0]);
-                t[i][1] = _mm256_fmadd_ps(av, x1, t[i][1]);
-            }
-        }
+    } else if (col) {
+        T2_FULL(u = _mm256_fmadd_ps(_mm256_maskload_ps(a, six), _mm256_broadcast_ss(col), u);
+                col += ldb)
+        _mm256_storeu_ps(colv, u);
+    } else {
+        T2_FULL((void)0)
+    }
     const bool whole = mr == T2_ROWS && nr == 16;
     const __m256i m0 = t2_mask(nr), m1 = t2_mask(nr - 8);
     if (acc)
@@ -568,16 +579,20 @@ static AM_AVX2 void t2_tile(int64_t kc, const float *restrict a, const float *re
             else if (i < mr) _mm256_maskstore_ps(c + i * ldc + 8 * h, h ? m1 : m0, t[i][h]));
 }
 #undef T2_EACH
+#undef T2_FULL
 static AM_AVX2 void ukr2_f32_avx2(int64_t kc, const float *restrict a, const float *restrict b,
                                   int64_t bs, int64_t ldb, float *restrict c, int64_t ldc,
                                   int64_t mr, int64_t nr, bool acc, const am_tile_epi *te) {
+    float colv[MRP / T2_ROWS][8]; /* a last single column's sums (t2_tile) */
     for (int64_t s = 0; s * 16 < nr; s++) {
         am_tile_epi ts;
         if (te) ts = *te, ts.c += 16 * s;
+        const bool col = nr == 16 * s + 17, done = nr == 16 * s + 1 && s > 0;
         for (int64_t h = 0; h < mr; h += T2_ROWS)
             t2_tile(kc, a + h, b + s * bs, ldb, c + h * ldc + 16 * s, ldc,
                     mr - h < T2_ROWS ? mr - h : T2_ROWS, nr - 16 * s < 16 ? nr - 16 * s : 16,
-                    acc, te ? &ts : NULL, h);
+                    acc, te ? &ts : NULL, h, col ? b + (s + 1) * bs : NULL,
+                    col || done ? colv[h / T2_ROWS] : NULL);
     }
 }
 #endif

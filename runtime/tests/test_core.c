@@ -315,6 +315,26 @@ static void check_a_layouts(am_ctx *ctx, int64_t m, int64_t n, int64_t k, const 
  * than the register tile, transposed operands, accumulation, a B packed once, serial
  * with caller scratch) on every instruction set the CPU has: threads and packing never
  * change a bit, and results stay within the sum bound. */
+/* Whether C (row-major A and B) holds the FMA sets' sums bit for bit: per element, over
+ * each of k's blocks (gemm.c's kc_of: at most 512, nearly equal) one chain of fmaf in p
+ * order from +0, each block's chain added to the sum of the blocks before. */
+static bool fma_chains(const float *c, const float *a, const float *b, int64_t m, int64_t n,
+                       int64_t k) {
+    int64_t blocks = (k + 511) / 512, kc = blocks ? (k + blocks - 1) / blocks : 1;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float sum = 0.0f;
+            for (int64_t p0 = 0; p0 < k; p0 += kc) {
+                float chain = 0.0f;
+                for (int64_t p = p0; p < p0 + kc && p < k; p++)
+                    chain = fmaf(a[i * k + p], b[p * n + j], chain);
+                sum = p0 ? sum + chain : chain;
+            }
+            if (memcmp(&sum, &c[i * n + j], sizeof sum)) return false;
+        }
+    return true;
+}
+
 static void test_gemm(void) {
     static const int64_t sizes[][3] = {
         {1, 700, 300}, {2, 33, 17},  {3, 50, 9},     {7, 1030, 300}, {100, 97, 260},
@@ -355,7 +375,8 @@ static void test_gemm(void) {
             float *a = malloc(sizeof(float) * na), *b = malloc(sizeof(float) * nb);
             float *c1 = malloc(sizeof(float) * nc), *c2 = malloc(sizeof(float) * nc);
             float *c0 = malloc(sizeof(float) * nc);
-            for (size_t i = 0; i < na; i++) a[i] = (float)((i * 7919) % 201) / 64.0f - 1.5f;
+            /* (not dyadic: products round, so fused and unfused sums differ) */
+            for (size_t i = 0; i < na; i++) a[i] = (float)((i * 7919) % 201) / 63.7f - 1.5f;
             for (size_t i = 0; i < nb; i++) b[i] = (float)((i * 104729) % 199) / 32.0f - 3.0f;
             for (size_t i = 0; i < nc; i++) c0[i] = (float)(i % 7) - 3.0f;
             for (int t = 0; t < 3; t++) {
@@ -365,6 +386,9 @@ static void test_gemm(void) {
                 int64_t rsa = t == 2 ? 1 : k, csa = t == 2 ? m : 1;
                 CHECK(am_gemm_f32(&serial, m, n, k, a, rsa, csa, b, rsb, csb, c1, n, false) == AMBER_OK);
                 CHECK(within_bound(c1, NULL, a, rsa, csa, b, rsb, csb, m, n, k));
+                /* (one or two rows: the GEMV, four partial sums where B is narrow) */
+                if (t == 0 && isa > AM_GEMM_ISA_GENERIC && m > 2)
+                    CHECK(fma_chains(c1, a, b, m, n, k));
                 if (t == 0 && isa == AM_GEMM_ISA_AVX2 && (avx2_c[c] = malloc(sizeof(float) * (nc + 1))))
                     memcpy(avx2_c[c], c1, sizeof(float) * nc);
                 if (t == 0 && isa == AM_GEMM_ISA_AVX512 && avx2_c[c])
