@@ -519,16 +519,17 @@ DW_AVX512 static void dw_rows2_f32(void *ud, int64_t t, int worker) {
  * multiply-adds read them from L1: 3 * DW8_NB sums, three taps and a mask in registers). */
 enum { DW8_NB = 3, DW8_MASKS = 5 /* per vector: the loads' (4 at stride 2), the store's */ };
 #define DW_AVX2 __attribute__((target("avx2,fma")))
-#define DW8_LOAD(p, k) \
-    (in ? _mm256_maskload_ps((p), _mm256_loadu_si256((const __m256i *)(mk + 8 * (k)))) : zero)
+#define DW8_LOAD(p, k)                                                                     \
+    (!in ? zero : full ? _mm256_loadu_ps(p)                                               \
+                       : _mm256_maskload_ps((p), _mm256_loadu_si256((const __m256i *)(mk + 8 * (k)))))
 #define DW8_ROW3(acc, a, v) \
     _mm256_fmadd_ps(w[(a) + 2], (v)[2], _mm256_fmadd_ps(w[(a) + 1], (v)[1], \
                                                       _mm256_fmadd_ps(w[a], (v)[0], (acc))))
-/* the even and odd elements of the 16 at (a, b) */
-#define DW8_EVENS(a, b) \
-    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
-#define DW8_ODDS(a, b) \
-    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
+/* the even and odd elements of the 16 at (a, b), as outputs 0, 1, 4, 5, 2, 3, 6, 7 (in-lane
+ * shuffles: the sums' lanes are put in order once, before their store) */
+#define DW8_EVENS(a, b) _mm256_shuffle_ps(a, b, 0x88)
+#define DW8_ODDS(a, b) _mm256_shuffle_ps(a, b, 0xdd)
+#define DW8_ORDER(v) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8))
 
 DW_AVX2 static inline __attribute__((always_inline)) void
 dw8_body(const dw_job *j, int64_t t, const bool s2) {
@@ -556,6 +557,9 @@ dw8_body(const dw_job *j, int64_t t, const bool s2) {
                 if (b >= nb) break;
                 const int32_t *mk = j->lanes + (v0 + b) * DW8_MASKS * 8;
                 const float *p = (const float *)(row + 32u * (uintptr_t)(s * b));
+                /* (stride 2: no masks inside the plane; at stride 1 that ran slower) */
+                const int64_t c0 = 16 * (v0 + b) - g->pl;
+                const bool full = s2 && c0 >= 0 && c0 + 18 <= wd;
                 __m256 v[3];
                 if (!s2) {
                     v[0] = DW8_LOAD(p, 0), v[1] = DW8_LOAD(p + 1, 1), v[2] = DW8_LOAD(p + 2, 2);
@@ -575,11 +579,12 @@ dw8_body(const dw_job *j, int64_t t, const bool s2) {
                 _Pragma("GCC unroll 3") for (int b = 0; b < DW8_NB; b++) {
                     if (b >= nb) break;
                     const int32_t *mk = j->lanes + ((v0 + b) * DW8_MASKS + 4) * 8;
+                    const __m256 out = s2 ? DW8_ORDER((__m256)a2[b]) : (__m256)a2[b];
                     if (8 * (v0 + b + 1) <= ow) /* (AMD's masked stores are slow) */
-                        _mm256_storeu_ps(yr + 8 * b, (__m256)a2[b]);
+                        _mm256_storeu_ps(yr + 8 * b, out);
                     else
                         _mm256_maskstore_ps(yr + 8 * b, _mm256_loadu_si256((const __m256i *)mk),
-                                            (__m256)a2[b]);
+                                            out);
                 }
             }
             _Pragma("GCC unroll 3") for (int b = 0; b < DW8_NB; b++) {
