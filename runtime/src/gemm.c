@@ -68,7 +68,10 @@ typedef double v4d __attribute__((vector_size(32)));
 #define SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
 #define KNO_UKR
 #include "gemm_kernel.inc"
+#undef KATTR
 
+/* (float64, rare in inference: its AVX2 kernels optimised for size) */
+#define KATTR __attribute__((target("avx2,fma"), cold))
 #define KSUF f64_avx2
 #define T double
 #define V v4d

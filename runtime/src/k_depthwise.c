@@ -296,7 +296,8 @@ DW_EPI_FAST(avx512, __attribute__((target("avx512f"))), v16f, v16i, SPLAT_512_PS
 DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 0, v8f_, DW_EPI_AVX2,
          VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
          STOREN_AVX2_PS)
-DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"))), 4, 0, v4d_, DW_EPI_NONE,
+/* (float64, rare in inference: optimised for size) */
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"), cold)), 4, 0, v4d_, DW_EPI_NONE,
          VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
          STOREN_AVX2_PD)
 /* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw_rows_f32) */

@@ -418,7 +418,7 @@ POOL_TILED(f32, float)
 POOL_TILED(f64, double)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 POOL_FWD(f32, float, avx2, __attribute__((target("avx2"))), pv8f, pv8i, EV8F)
-POOL_FWD(f64, double, avx2, __attribute__((target("avx2"))), pv4d, pv4l, EV4D)
+POOL_FWD(f64, double, avx2, __attribute__((target("avx2"), cold)), pv4d, pv4l, EV4D) /* (size) */
 POOL_FWD(f32, float, avx512, __attribute__((target("avx512f"))), pv16f, pv16i, EV16F)
 #include <immintrin.h>
 #define POOL_AVX512 __attribute__((target("avx512f"))) /* (a name: the function scan reads it) */
