@@ -522,7 +522,7 @@ enum { DW8_NB = 3, DW8_MASKS = 5 /* per vector: the loads' (4 at stride 2), the 
 #define DW_AVX2 __attribute__((target("avx2,fma")))
 #define DW8_LOAD(p, k)                                                                     \
     (!in ? zero : full ? _mm256_loadu_ps(p)                                               \
-                       : _mm256_maskload_ps((p), _mm256_loadu_si256((const __m256i *)(mk + 8 * (k)))))
+                       : _mm256_maskload_ps((p), _mm256_loadu_si256((const __m256i *)mk + (k))))
 #define DW8_ROW3(acc, a, v) \
     _mm256_fmadd_ps(w[(a) + 2], (v)[2], _mm256_fmadd_ps(w[(a) + 1], (v)[1], \
                                                       _mm256_fmadd_ps(w[a], (v)[0], (acc))))
