@@ -849,7 +849,11 @@ amber_status k_conv2d(const am_op *op, am_ctx *ctx, const amber_tensor *in, int 
         return k_conv2d(op, ctx, sub, 2, &unit, out);
     }
     if (am_conv_small_fits(in, a, out)) return am_conv_small(ctx, in, a, out);
-    if (am_conv3x3_fits(in, a, out)) return am_conv3x3(ctx, in, a, out);
+    bool done = false;
+    if (am_conv3x3_fits(in, a, out)) {
+        amber_status st = am_conv3x3(ctx, in, a, out, &done);
+        if (st != AMBER_OK || done) return st;
+    }
     /* (a 1x1 convolution too when its images are small: side by side, or transposed; but
      * with a kept weight on AVX-512, each image's product reads the image in place and
      * computes a last partial sliver column by column: no padding multiplied, no copies) */

@@ -494,10 +494,11 @@ amber_status am_conv_small(am_ctx *ctx, const amber_tensor *in, const am_attrs *
                            amber_tensor *out);
 
 /* conv2d (in: x, w) with a 3x3 kernel, stride 1 or 2, no dilation or groups, in float32
- * on AVX-512, computed directly (k_conv3x3.c; am_conv3x3_fits: where it is the faster). */
+ * on AVX-512 (AVX2: stride 1 by rows), computed directly (k_conv3x3.c; am_conv3x3_fits:
+ * where it is the faster). *done false: nothing written, the GEMM's to do (AVX2 only). */
 bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out);
 amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs *a,
-                        amber_tensor *out);
+                        amber_tensor *out, bool *done);
 
 /* An epilogue's rows for a product: image img, rows from `row` (the product's row r is
  * the view's row + r). */
