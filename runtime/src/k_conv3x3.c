@@ -1,6 +1,7 @@
-/* conv2d with a 3x3 kernel, stride 1 or 2, no dilation or groups, float32 on AVX-512:
- * computed directly, without im2col (ResNet's and SqueezeNet's 3x3 convolutions spent a
- * sixth of their time packing im2col columns and copying the padded input for the GEMM).
+/* conv2d with a 3x3 kernel, stride 1 or 2, no dilation or groups, float32 on AVX-512
+ * (AVX2: stride 1 by rows, below): computed directly, without im2col (ResNet's and
+ * SqueezeNet's 3x3 convolutions spent a sixth of their time packing im2col columns and
+ * copying the padded input for the GEMM).
  *
  * Each image is copied once, zero-padded, into C planes of HP x WP (the rows and columns
  * the windows reach), so that tap (c, p, q) of output (i, j) is at c * HP * WP + (i * sh +
@@ -38,9 +39,11 @@ enum {
     D3_PB = D3_BAND / 2, /* pairs of outputs per band, stride 1 by rows (F(2,3)) */
     D3_ICW = 8,          /* input channels per pass by rows (a part's 12 KB of u in L1) */
     D3_ROWS_MIN = 5,     /* outputs per row at least, stride 1, for the rows' form (7: 1.07x) */
-    /* AVX2: outputs per row at least for the rows' form (28x28: 0.94x the GEMM's time,
-     * 56x56: 0.82x; 14x14 1.03x and 7x7 1.23x, their v made a pair at a time) */
-    D3W8_MIN_OW = 24,
+    /* AVX2: outputs per row at least for the rows' form (ResNet-50's 56x56 to 14x14 layers
+     * 0.72-0.75x the GEMM's time; 7x7 0.97x: its transformed filters, 4/3 of the GEMM's,
+     * stream from memory) */
+    D3W8_MIN_OW = 8,
+    D3W8_ICW = 32, /* AVX2: input channels per pass (96 steps a tile; 8: 1.1-1.2x slower) */
     D3W_CW = D3W_NV * 16, D3W_PARTS = D3_OB / D3W_CW,
 };
 
@@ -278,67 +281,87 @@ D3_AVX512 static int64_t d3w_outputs(const d3_job *j, int64_t p0, int64_t n, flo
 }
 
 /* ------------------------------------------------------------------ AVX2, by rows
- * The same F(2,3) rows on AVX2 (8 lanes): a tile holds 2 pairs x 4 m x 8 channels (8
- * sums and the part's 4 u vectors in registers, each v broadcast from memory) and a
- * part's 32 channels take four calls; v is made once a pass for all of them (in
- * registers per tile it cost more than the multiply-adds). The same m, made by the same
- * operations in the same order: the bits of the AVX-512 tiles. Only by rows: where that does not apply (stride 2, narrow rows, special
- * values, AMBER_OPEN_PLAIN_SUMS) the convolution goes through the GEMM (d3_w8: false). */
+ * The same F(2,3) rows on AVX2 (8 lanes, 16 registers): each of the four partial sums m_k
+ * is a GEMM of the pairs' v_k by the filters' u_k over the (c, p) steps, so a register
+ * tile takes 6 pairs x 16 channels of one k (two u loads and six v broadcast a step: the
+ * AVX-512 tile's shape, 4 m x 8 channels, was bound by its loads); each padded row's v is
+ * made once a pass (D3W8_ICW channels) for every pair, filter row and channel that reads
+ * it. The same m, made by the same operations in the same order: the bits of the AVX-512
+ * tiles. Only by rows: where that does not apply (stride 2, rows narrower than
+ * D3W8_MIN_OW, special values, filters not finite, AMBER_OPEN_PLAIN_SUMS) the convolution
+ * goes through the GEMM (d3_w8: false). */
 #define D3_AVX2 __attribute__((target("avx2,fma")))
-/* m's component k of pairs [f, f + 6) (sums past the band's pairs unused) for 16 channels
- * at u (a part's, e in): a GEMM tile of 6 pairs x 2 vectors over the (c, p) steps, each v
- * broadcast (vk: the pairs' v of step 0, the steps d3w8_v's vs apart), two u loads and 12
- * multiply-adds a step; +0 (first) or m's sums first. */
-D3_AVX2 static void d3w8_tile(const float *vk, int64_t vs, const float *u, int64_t steps,
-                              float *m, bool first) {
+/* m's component k of 6 pairs (sums past the band's pairs unused) for 16 channels at u (a
+ * part's, e in): a GEMM tile of 6 pairs x 2 vectors over the (c, p) steps, two u loads,
+ * six v broadcast and 12 multiply-adds a step; +0 (first) or m's sums first. Pair p's v
+ * of step (c, p) at vk + off[p] + c * is + p * rs (d3w8_v). */
+D3_AVX2 static void d3w8_tile(const float *vk, const int64_t *off, int64_t rs, int64_t is,
+                              int64_t nc, const float *u, float *m, bool first) {
     __m256 a[6][2];
-    _Pragma("GCC unroll 6") for (int p = 0; p < 6; p++)
+    const float *q[6];
+    _Pragma("GCC unroll 6") for (int p = 0; p < 6; p++) {
+        q[p] = vk + off[p];
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
             a[p][h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(m + p * 4 * D3_OB + 8 * h);
-    for (int64_t i = 0; i < steps; i++, u += 4 * D3W_CW, vk += vs) {
-        const __m256 u0 = _mm256_loadu_ps(u), u1 = _mm256_loadu_ps(u + 8);
-        _Pragma("GCC unroll 6") for (int p = 0; p < 6; p++) {
-            const __m256 v = _mm256_broadcast_ss(vk + p);
-            a[p][0] = _mm256_fmadd_ps(u0, v, a[p][0]);
-            a[p][1] = _mm256_fmadd_ps(u1, v, a[p][1]);
-        }
     }
+    for (int64_t ic = 0; ic < nc; ic++)
+        for (int64_t r = 0, o = ic * is; r < 3; r++, o += rs, u += 4 * D3W_CW) {
+            const __m256 u0 = _mm256_loadu_ps(u), u1 = _mm256_loadu_ps(u + 8);
+            _Pragma("GCC unroll 6") for (int p = 0; p < 6; p++) {
+                const __m256 v = _mm256_broadcast_ss(q[p] + o);
+                a[p][0] = _mm256_fmadd_ps(u0, v, a[p][0]);
+                a[p][1] = _mm256_fmadd_ps(u1, v, a[p][1]);
+            }
+        }
     _Pragma("GCC unroll 6") for (int p = 0; p < 6; p++)
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
             _mm256_storeu_ps(m + p * 4 * D3_OB + 8 * h, a[p][h]);
 }
 
-/* The v of the band's n pairs (pair f at at[f] of plane 0) for input channels [c0, c0 +
- * nc) as vb[c][p][k][f] (f to vs, a multiple of 24), each as d3w_tile_n makes it in
- * registers (the same operations); zeros past n. Eight pairs of one row at a time from the
- * even and odd columns of two vectors (d0, d1) and of two more two columns on (d2, d3). */
+/* The v of every pair of `rows` padded rows from global row rho0 (image rho0 / PR, its
+ * row rho0 % PR; PR padded rows an image) for input channels [c0, c0 + nc), each as
+ * d3w_tile_n makes it in registers (the same operations): vb[c][row][k][pair] (rows rs =
+ * 4 * nv apart, nv the row's pairs to a multiple of 8; channels is apart). Eight pairs at
+ * a time from the even and odd columns of two vectors (d0, d1) and of two more two columns
+ * on (d2, d3); then four, then one. */
 #define D3_EV(a, b) \
     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8))
 #define D3_OD(a, b) \
     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8))
-D3_AVX2 static void d3w8_v(const d3_job *j, int64_t c0, int64_t nc, const int64_t *at,
-                           int64_t n, float *vb, int64_t vs) {
+D3_AVX2 static void d3w8_v(const d3_job *j, int64_t c0, int64_t nc, int64_t rho0, int64_t rows,
+                           float *vb, int64_t nv, int64_t is) {
+    const int64_t PR = j->plane / j->wp, npr = j->npr;
     for (int64_t ic = 0; ic < nc; ic++)
-        for (int r = 0; r < 3; r++, vb += 4 * vs) {
-            const float *x = j->xp + (c0 + ic) * j->plane + r * j->wp;
-            for (int64_t f = 0; f < vs;) {
-                if (f + 8 > n || at[f + 7] - at[f] != 14) { /* (not eight of one row) */
-                    const float *d = x + at[f < n ? f : n - 1];
-                    bool in = f < n;
-                    vb[f] = in ? d[0] - d[2] : 0, vb[vs + f] = in ? d[1] + d[2] : 0;
-                    vb[2 * vs + f] = in ? d[2] - d[1] : 0, vb[3 * vs + f] = in ? d[1] - d[3] : 0;
-                    f++;
-                    continue;
-                }
-                const float *d = x + at[f];
+        for (int64_t q = 0; q < rows; q++) {
+            int64_t rho = rho0 + q;
+            const float *x = j->xp + ((rho / PR) * j->c + c0 + ic) * j->plane + rho % PR * j->wp;
+            float *o = vb + ic * is + q * 4 * nv;
+            int64_t f = 0;
+            for (; f + 8 <= npr; f += 8) {
+                const float *d = x + 2 * f;
                 __m256 a = _mm256_loadu_ps(d), b = _mm256_loadu_ps(d + 8);
                 __m256 c = _mm256_loadu_ps(d + 2), e = _mm256_loadu_ps(d + 10);
                 __m256 d0 = D3_EV(a, b), d1 = D3_OD(a, b), d2 = D3_EV(c, e), d3 = D3_OD(c, e);
-                _mm256_storeu_ps(vb + f, _mm256_sub_ps(d0, d2));
-                _mm256_storeu_ps(vb + vs + f, _mm256_add_ps(d1, d2));
-                _mm256_storeu_ps(vb + 2 * vs + f, _mm256_sub_ps(d2, d1));
-                _mm256_storeu_ps(vb + 3 * vs + f, _mm256_sub_ps(d1, d3));
-                f += 8;
+                _mm256_storeu_ps(o + f, _mm256_sub_ps(d0, d2));
+                _mm256_storeu_ps(o + nv + f, _mm256_add_ps(d1, d2));
+                _mm256_storeu_ps(o + 2 * nv + f, _mm256_sub_ps(d2, d1));
+                _mm256_storeu_ps(o + 3 * nv + f, _mm256_sub_ps(d1, d3));
+            }
+            for (; f + 4 <= npr; f += 4) {
+                const float *d = x + 2 * f;
+                __m128 a = _mm_loadu_ps(d), b = _mm_loadu_ps(d + 4);
+                __m128 c = _mm_loadu_ps(d + 2), e = _mm_loadu_ps(d + 6);
+                __m128 d0 = _mm_shuffle_ps(a, b, 0x88), d1 = _mm_shuffle_ps(a, b, 0xdd);
+                __m128 d2 = _mm_shuffle_ps(c, e, 0x88), d3 = _mm_shuffle_ps(c, e, 0xdd);
+                _mm_storeu_ps(o + f, _mm_sub_ps(d0, d2));
+                _mm_storeu_ps(o + nv + f, _mm_add_ps(d1, d2));
+                _mm_storeu_ps(o + 2 * nv + f, _mm_sub_ps(d2, d1));
+                _mm_storeu_ps(o + 3 * nv + f, _mm_sub_ps(d1, d3));
+            }
+            for (; f < npr; f++) {
+                const float *d = x + 2 * f;
+                o[f] = d[0] - d[2], o[nv + f] = d[1] + d[2];
+                o[2 * nv + f] = d[2] - d[1], o[3 * nv + f] = d[1] - d[3];
             }
         }
 }
@@ -373,7 +396,8 @@ D3_AVX2 static void d3_pad8(void *ud, int64_t t, int worker) {
             float *xp = j->xp + c * j->plane + r * wp;
             int64_t i = r - j->pt;
             memset(xp, 0, sizeof(float) * (size_t)wp);
-            if (i >= 0 && i < h) memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
+            if (i >= 0 && i < h)
+                memcpy(xp + pl, j->x + (c * h + i) * w, sizeof(float) * (size_t)cnt);
         }
 }
 
@@ -394,28 +418,44 @@ D3_AVX2 static void d3_write8(const d3_job *j, int64_t ob, int64_t l0, int64_t l
 
 /* Whether the n floats at x are finite and under 2^125 in magnitude (d3_pad's check) */
 D3_AVX2 static bool d3_finite8(const float *x, int64_t n) {
-    const __m256 big = _mm256_set1_ps(0x1p125f), abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 big = _mm256_set1_ps(0x1p125f);
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 bad = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs), big, _CMP_NLT_UQ));
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs), big,
+                                              _CMP_NLT_UQ));
     for (; i < n; i++) if (!(fabsf(x[i]) < 0x1p125f)) return false;
     return _mm256_movemask_ps(bad) == 0;
 }
 
-/* One pass (input channels [c0, c0 + nc)) of d3w_task on AVX2: the pairs' v, then for
- * each component k and 16 channels, the band's pairs six at a time (w: the block's u of
- * channel c0, parts `part` apart) */
+/* Padded rows the v of a band of pairs (d3w8_pass) spans at most */
+static int64_t d3w8_rows(const d3_job *j) {
+    return D3_PB / j->npr + 2 + 2 * (D3_PB / (j->oh * j->npr) + 2);
+}
+
+/* One pass (input channels [c0, c0 + nc)) of d3w_task on AVX2 for the band's n pairs from
+ * p0: the v of the rows they read, then for each component k and 16 channels the pairs
+ * six at a time (w: the block's u of channel c0, parts `part` apart) */
 static void d3w8_pass(const d3_job *j, const float *w, int64_t part, int64_t c0, int64_t nc,
-                      const int64_t *at, int64_t n, float *m) {
-    int64_t vs = (n + 23) / 24 * 24; /* (tiles of 6 pairs, v in vectors of 8) */
+                      int64_t p0, int64_t n, float *m) {
+    const int64_t npr = j->npr, nv = (npr + 7) / 8 * 8, rs = 4 * nv, PR = j->plane / j->wp;
+    const int64_t PL = j->oh * npr, last = p0 + n - 1;
+    const int64_t rho0 = p0 / PL * PR + p0 % PL / npr;
+    const int64_t rows = last / PL * PR + last % PL / npr + 3 - rho0, is = rows * rs;
+    int64_t off[D3_PB + 6]; /* pair f's v in its first row, from rho0's */
+    for (int64_t f = 0, im = p0 / PL, i = p0 % PL / npr, c = p0 % npr; f < n + 6; f++) {
+        off[f] = f < n ? (im * PR + i - rho0) * rs + c : off[n - 1];
+        if (++c == npr && (c = 0, ++i == j->oh)) i = 0, im++;
+    }
     float *vb = m + D3_PB * 4 * D3_OB;
-    d3w8_v(j, c0, nc, at, n, vb, vs);
+    d3w8_v(j, c0, nc, rho0, rows, vb, nv, is);
     for (int k = 0; k < 4; k++)
         for (int e = 0; e < D3_OB; e += 16)
             for (int64_t f = 0; f < n; f += 6)
-                d3w8_tile(vb + k * vs + f, 4 * vs, w + e / D3W_CW * part + k * D3W_CW + e % D3W_CW,
-                          nc * 3, m + f * 4 * D3_OB + k * D3_OB + e, c0 == 0);
+                d3w8_tile(vb + k * nv, off + f, rs, is, nc,
+                          w + e / D3W_CW * part + k * D3W_CW + e % D3W_CW,
+                          m + f * 4 * D3_OB + k * D3_OB + e, c0 == 0);
 }
 
 /* Task t by rows: output channel block t % nob, pairs [p0, p1) of the g images */
@@ -432,10 +472,11 @@ static void d3w_task(void *ud, int64_t t, int worker) {
     }
     for (int64_t i = n; i < D3_PB + D3W_NP; i++) at[i] = at[n - 1];
     int64_t tiles = (n + D3W_NP - 1) / D3W_NP, part = j->c * 12 * D3W_CW;
-    for (int64_t c0 = 0; c0 < j->c; c0 += D3_ICW) {
-        int64_t nc = j->c - c0 < D3_ICW ? j->c - c0 : D3_ICW;
+    const int64_t icw = j->w8 ? D3W8_ICW : D3_ICW;
+    for (int64_t c0 = 0; c0 < j->c; c0 += icw) {
+        int64_t nc = j->c - c0 < icw ? j->c - c0 : icw;
         if (j->w8) {
-            d3w8_pass(j, w + c0 * 12 * D3W_CW, part, c0, nc, at, n, m);
+            d3w8_pass(j, w + c0 * 12 * D3W_CW, part, c0, nc, p0, n, m);
             continue;
         }
         for (int h = 0; h < D3W_PARTS; h++) {
@@ -637,7 +678,7 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     /* NOTE: no fallback to the GEMM path without the memory: its bits differ (C > 56) */
     float *buf = NULL;
     j.ws_len = rows ? D3_PB * 4 * D3_OB : D3_BAND * D3_OB; /* (the direct tiles fit too) */
-    j.ws_len += j.w8 ? D3_PB * D3_ICW * 12 : 0; /* (d3w8_v's) */
+    if (j.w8) j.ws_len += D3W8_ICW * d3w8_rows(&j) * 4 * ((j.npr + 7) / 8 * 8); /* (d3w8_v) */
     size_t len = (size_t)(j.g * j.c * j.plane + workers * j.ws_len);
     if ((st = am_arena_alloc(ctx->scratch, sizeof(float) * len, (void **)&buf, ctx->err)))
         return st;
