@@ -557,7 +557,6 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
      * along one output row each, row q of a run a copy from the window corner + off[q]. */\
     static void im2col_pack_##SUF(const void *ud, void *out, int64_t stride, int64_t p0,   \
                                   int64_t kc, int64_t j0, int64_t nc, int64_t nr) {        \
-        enum { FULL = 64 / sizeof(T) }; /* a sliver of the AVX-512 kernel */               \
         const im2col_src *src = (const im2col_src *)ud;                                    \
         bool masked = RUN_COPY_##SUF && am_cpu_isa() >= AM_GEMM_ISA_AVX512;               \
         const conv_geom *g = src->g;                                                       \
@@ -589,9 +588,10 @@ static inline void run_copy_f64(double *dst, int64_t nr, const double *src, cons
                     t += len;                                                              \
                     if (g->sw == 1 && masked) /* (whole runs too: in 64-byte vectors) */   \
                         run_copy_##SUF(e, nr, b, off, rows, len);                          \
-                    else if (g->sw == 1 && len == FULL)                                    \
+                    else if (g->sw == 1) /* (a short run too: the digits CNN at batch \
+                                            * 8 ran 4-7% faster than element by element) */\
                         for (int64_t q = 0; q < rows; q++)                                 \
-                            memcpy(e + q * nr, b + off[q], FULL * sizeof(T));              \
+                            memcpy(e + q * nr, b + off[q], (size_t)len * sizeof(T));       \
                     else                                                                   \
                         for (int64_t q = 0; q < rows; q++)                                 \
                             for (int64_t u = 0; u < len; u++)                              \
