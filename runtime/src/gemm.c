@@ -466,11 +466,10 @@ static AM_AVX512 void cols_f32_avx512(int64_t kc, const float *ap, int64_t mc,
         }
 }
 /* AVX2 + FMA: the ukr2 of AVX-512 with 8-lane vectors: each sliver against the panel as
- * two tiles of 6 rows x 16 columns (12 accumulators), B read packed or in place (rows
- * ldb apart), C added when accumulating, then the register epilogue (am_tile_epi) and
- * the stores. Each sum as in ukr_f32_avx2 (p ascending from +0, one fused multiply-add
- * a step, then + C): the same bits as the other kernels, without packing B in place or
- * a pass of the epilogue over C. */
+ * two tiles of 6 rows x 16 columns (12 accumulators; B's rows ldb apart), C added when
+ * accumulating, then the register epilogue (am_tile_epi) and the stores. Each sum as in
+ * the other kernels (p ascending from +0, one fused multiply-add a step, then + C): the
+ * same bits, without a pass of the epilogue over C. */
 #define AM_AVX2 __attribute__((target("avx2,fma")))
 enum { T2_ROWS = 6 };
 /* lanes [0, n) of an 8-lane vector (n <= 0: none; n >= 8: all) */
