@@ -569,7 +569,8 @@ static AM_AVX2 void t2_tile(int64_t kc, const float *restrict a, const float *re
     } else {
         T2_FULL((void)0)
     }
-    const bool whole = mr == T2_ROWS && nr == 16;
+    /* (whole rows without masks: AMD's masked stores are slow) */
+    const bool whole = nr == 16;
     const __m256i m0 = t2_mask(nr), m1 = t2_mask(nr - 8);
     if (acc)
         T2_EACH(if (i < mr) t[i][h] = _mm256_add_ps(
@@ -577,8 +578,9 @@ static AM_AVX2 void t2_tile(int64_t kc, const float *restrict a, const float *re
                           : _mm256_maskload_ps(c + i * ldc + 8 * h, h ? m1 : m0), t[i][h]));
     if (te)
         t2_epi(te, te->v + r0 * te->at->e->g->n_steps, te->r + r0, t, mr, nr);
-    T2_EACH(if (whole) _mm256_storeu_ps(c + i * ldc + 8 * h, t[i][h]);
-            else if (i < mr) _mm256_maskstore_ps(c + i * ldc + 8 * h, h ? m1 : m0, t[i][h]));
+    T2_EACH(if (i >= mr) continue;
+            if (whole) _mm256_storeu_ps(c + i * ldc + 8 * h, t[i][h]);
+            else _mm256_maskstore_ps(c + i * ldc + 8 * h, h ? m1 : m0, t[i][h]));
 }
 #undef T2_EACH
 #undef T2_FULL
