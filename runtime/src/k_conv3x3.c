@@ -262,23 +262,29 @@ static const d3w_tile_fn d3w_tiles[D3W_NP + 1] = {NULL, d3w_tile1, d3w_tile2};
 
 /* The outputs of pairs [0, n) of m (the band's first at pair index p0 of its row) as
  * pixels x D3_OB, over m itself (output o is written at or before pair o / 2's m, once
- * read), the dropped ones skipped; returns how many */
-D3_AVX512 static int64_t d3w_outputs(const d3_job *j, int64_t p0, int64_t n, float *m) {
-    int64_t o = 0;
-    for (int64_t f = 0, jp = p0; f < n; f++, jp = jp + 1 == j->npr ? 0 : jp + 1) {
-        const float *s = m + f * 4 * D3_OB;
-        bool two = 2 * jp + 1 < j->ow;
-        for (int v = 0; v < D3_OB; v += 16) {
-            __m512 m0 = _mm512_loadu_ps(s + v), m1 = _mm512_loadu_ps(s + D3_OB + v);
-            __m512 m2 = _mm512_loadu_ps(s + 2 * D3_OB + v), m3 = _mm512_loadu_ps(s + 3 * D3_OB + v);
-            _mm512_storeu_ps(m + o * D3_OB + v, _mm512_add_ps(_mm512_add_ps(m0, m1), m2));
-            if (two)
-                _mm512_storeu_ps(m + (o + 1) * D3_OB + v, _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3));
-        }
-        o += two ? 2 : 1;
+ * read), the dropped ones skipped; returns how many. V: the vectors (AVX-512's or AVX2's). */
+#define D3W_OUTPUTS(NAME, ATTR, V)                                                         \
+    ATTR static int64_t NAME(const d3_job *j, int64_t p0, int64_t n, float *m) {           \
+        int64_t o = 0;                                                                     \
+        for (int64_t f = 0, jp = p0; f < n; f++, jp = jp + 1 == j->npr ? 0 : jp + 1) {     \
+            const float *s = m + f * 4 * D3_OB;                                            \
+            bool two = 2 * jp + 1 < j->ow;                                                 \
+            for (size_t v = 0; v < D3_OB; v += sizeof(V) / sizeof(float)) {                \
+                V m0, m1, m2, m3;                                                          \
+                memcpy(&m0, s + v, sizeof m0), memcpy(&m1, s + D3_OB + v, sizeof m1);      \
+                memcpy(&m2, s + 2 * D3_OB + v, sizeof m2);                                 \
+                memcpy(&m3, s + 3 * D3_OB + v, sizeof m3);                                 \
+                V a = (m0 + m1) + m2, b = (m1 - m2) - m3;                                  \
+                memcpy(m + o * D3_OB + v, &a, sizeof a);                                   \
+                if (two) memcpy(m + (o + 1) * D3_OB + v, &b, sizeof b);                    \
+            }                                                                              \
+            o += two ? 2 : 1;                                                              \
+        }                                                                                  \
+        return o;                                                                          \
     }
-    return o;
-}
+typedef float d3_v16 __attribute__((vector_size(64)));
+typedef float d3_v8 __attribute__((vector_size(32)));
+D3W_OUTPUTS(d3w_outputs, D3_AVX512, d3_v16)
 
 /* ------------------------------------------------------------------ AVX2, by rows
  * The same F(2,3) rows on AVX2 (8 lanes, 16 registers): each of the four partial sums m_k
@@ -366,23 +372,7 @@ D3_AVX2 static void d3w8_v(const d3_job *j, int64_t c0, int64_t nc, int64_t rho0
         }
 }
 
-/* d3w_outputs on AVX2 */
-D3_AVX2 static int64_t d3w8_outputs(const d3_job *j, int64_t p0, int64_t n, float *m) {
-    int64_t o = 0;
-    for (int64_t f = 0, jp = p0; f < n; f++, jp = jp + 1 == j->npr ? 0 : jp + 1) {
-        const float *s = m + f * 4 * D3_OB;
-        bool two = 2 * jp + 1 < j->ow;
-        for (int v = 0; v < D3_OB; v += 8) {
-            __m256 m0 = _mm256_loadu_ps(s + v), m1 = _mm256_loadu_ps(s + D3_OB + v);
-            __m256 m2 = _mm256_loadu_ps(s + 2 * D3_OB + v), m3 = _mm256_loadu_ps(s + 3 * D3_OB + v);
-            _mm256_storeu_ps(m + o * D3_OB + v, _mm256_add_ps(_mm256_add_ps(m0, m1), m2));
-            if (two)
-                _mm256_storeu_ps(m + (o + 1) * D3_OB + v, _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3));
-        }
-        o += two ? 2 : 1;
-    }
-    return o;
-}
+D3W_OUTPUTS(d3w8_outputs, D3_AVX2, d3_v8)
 
 /* d3_pad without the magnitude check (d3_w8 checked the images): rows of the planes of
  * pad task t, zeros around them */
