@@ -295,7 +295,7 @@ D3W_OUTPUTS(d3w_outputs, D3_AVX512, d3_v16)
  * it. The same m, made by the same operations in the same order: the bits of the AVX-512
  * tiles. Only by rows: where that does not apply (stride 2, rows narrower than
  * D3W8_MIN_OW, special values, filters not finite, AMBER_OPEN_PLAIN_SUMS) the convolution
- * goes through the GEMM (d3_w8: false). */
+ * goes through the GEMM (am_conv3x3: *done false). */
 #define D3_AVX2 __attribute__((target("avx2,fma")))
 /* m's component k of 6 pairs (sums past the band's pairs unused) for 16 channels at u (a
  * part's, e in): a GEMM tile of 6 pairs x 2 vectors over the (c, p) steps, two u loads,
@@ -374,7 +374,7 @@ D3_AVX2 static void d3w8_v(const d3_job *j, int64_t c0, int64_t nc, int64_t rho0
 
 D3W_OUTPUTS(d3w8_outputs, D3_AVX2, d3_v8)
 
-/* d3_pad without the magnitude check (d3_w8 checked the images): rows of the planes of
+/* d3_pad without the magnitude check (am_conv3x3 checked the images): rows of the planes of
  * pad task t, zeros around them */
 D3_AVX2 static void d3_pad8(void *ud, int64_t t, int worker) {
     const d3_job *j = (const d3_job *)ud;
@@ -501,7 +501,7 @@ static void d3w_task(void *ud, int64_t t, int worker) {
 COLD bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber_tensor *out) {
     const int64_t *ws = in[1].shape;
     bool s1 = a->stride[0] == 1 && a->stride[1] == 1;
-    int isa = am_cpu_isa(); /* (AVX2: by rows only, am_conv3x3's d3_w8) */
+    int isa = am_cpu_isa(); /* (AVX2: by rows only, see am_conv3x3) */
     return out->dtype == AMBER_FLOAT32 && isa >= AM_GEMM_ISA_AVX2 &&
            a->groups == 1 && a->stride[0] <= 2 && a->stride[1] <= 2 && a->dilation[0] == 1 &&
            a->dilation[1] == 1 && ws[2] == 3 && ws[3] == 3 && ws[0] >= 32 && ws[1] >= 4 &&
@@ -509,10 +509,6 @@ COLD bool am_conv3x3_fits(const amber_tensor *in, const am_attrs *a, const amber
                                       : s1 && out->shape[3] >= D3W8_MIN_OW);
 }
 
-/* AVX2: whether the convolution runs by rows (d3w8_*), else (*done false) the GEMM */
-COLD static bool d3_w8(const am_ctx *ctx, const amber_tensor *x, bool finite) {
-    return finite && !ctx->plain_sums && d3_finite8((const float *)x->data, am_numel(x));
-}
 
 /* w[O][C][3][3] as [O / 64][C][3][3][64], zero past O */
 COLD static void d3_pack(const float *w, int64_t o, int64_t c, float *p) {
@@ -649,11 +645,15 @@ COLD amber_status am_conv3x3(am_ctx *ctx, const amber_tensor *in, const am_attrs
     const float *wrows = NULL, *wdirect = NULL;
     bool finite = false;
     amber_status st = AMBER_OK;
+    /* AVX2: by rows only (d3w8_*), else the GEMM; the images checked before the filters are
+     * packed (d3_pad's check) */
+    j.w8 = am_cpu_isa() < AM_GEMM_ISA_AVX512;
+    if (j.w8 && !(rows && d3_finite8((const float *)in[0].data, am_numel(&in[0]))))
+        return *done = false, AMBER_OK;
     if (rows && (st = d3_filters(ctx, in[1].data, o, j.c, true, &wrows, &finite)) != AMBER_OK)
         return st;
     rows = rows && finite;
-    j.w8 = am_cpu_isa() < AM_GEMM_ISA_AVX512;
-    if (j.w8 && !(rows && d3_w8(ctx, &in[0], finite))) return *done = false, AMBER_OK;
+    if (j.w8 && !rows) return *done = false, AMBER_OK;
     if (rows) j.wp = 2 * j.npr + 2; /* (an odd width's last pair reads one column more) */
     j.plane = ((oh - 1) * j.sh + 3) * j.wp;
     /* small images: as many at a time as fit a band and D3_XP bytes padded (fewer tiles

@@ -67,8 +67,7 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f_ __attribute__((vector_size(32)));
 typedef double v4d_ __attribute__((vector_size(32)));
 
-#define DW_PLANE(SUF, T, ISA, ATTR, NB, FAST, V, EPI, VFMA, SPLAT, EVENS, ODDS, SH1, SH2, LOAD, \
-                 LOADN, STOREN)                                                            \
+#define DW_PLANE(SUF, T, ISA, ATTR, NB, V, EPI, VFMA, SPLAT, EVENS, LOAD, LOADN, STOREN)   \
     ATTR static void dw_plane_##SUF##_##ISA(void *ud, int64_t t, int worker) {             \
         enum { VW = sizeof(V) / sizeof(T) };                                               \
         const dw_job *j = (const dw_job *)ud;                                              \
@@ -90,9 +89,6 @@ typedef double v4d_ __attribute__((vector_size(32)));
         }                                                                                  \
         float epv[AM_FUSED_MAX_STEPS]; /* the epilogue's scalars for this plane */         \
         bool regs = sizeof(T) == sizeof(float) && dw_regs_call(j, ni, o, epv);             \
-        /* three taps of a row at once where the kernel is 3 wide, undilated, stride 1   \
-         * or 2 (the usual depthwise convolutions) */                                     \
-        const bool three = FAST && g->kw == 3 && g->dw == 1 && (sw == 1 || sw == 2);       \
         /* Blocks of VW columns of one output row, NB at once (independent sums hide the  \
          * FMA latency; the loops over them unrolled so that the sums stay in registers): \
          * a row's last block ends at its last column, overlapping the one before (the    \
@@ -117,46 +113,23 @@ typedef double v4d_ __attribute__((vector_size(32)));
             for (int64_t p = 0; p < g->kh; p++) {                                          \
                 const T *row = xp + p * g->dh * wp;                                        \
                 const T *wr = w + p * g->kw;                                               \
-                if (three && sw == 1) {                                                    \
-                    const V w0 = SPLAT(wr[0]), w1 = SPLAT(wr[1]), w2 = SPLAT(wr[2]);       \
+                for (int64_t q = 0; q < g->kw; q++) {                                      \
+                    const V wv = SPLAT(wr[q]);                                             \
                     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                 \
-                        const T *src = row + off[b]; /* (aligned but at a row's end) */    \
-                        V e0 = LOAD(src), e1 = LOAD(src + VW);                             \
-                        acc[b] = VFMA(w0, e0, acc[b]);                                     \
-                        acc[b] = VFMA(w1, SH1(e0, e1), acc[b]);                            \
-                        acc[b] = VFMA(w2, SH2(e0, e1), acc[b]);                            \
-                    }                                                                      \
-                } else if (three) {                                                        \
-                    const V w0 = SPLAT(wr[0]), w1 = SPLAT(wr[1]), w2 = SPLAT(wr[2]);       \
-                    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                 \
-                        const T *src = row + off[b];                                       \
-                        V e0 = LOAD(src), e1 = LOAD(src + VW), ev = EVENS(e0, e1);         \
-                        acc[b] = VFMA(w0, ev, acc[b]);                                     \
-                        acc[b] = VFMA(w1, ODDS(e0, e1), acc[b]);                           \
-                        acc[b] = VFMA(w2, SH1(ev, LOAD(src + 2 * VW)), acc[b]);            \
-                    }                                                                      \
-                } else {                                                                   \
-                    for (int64_t q = 0; q < g->kw; q++) {                                  \
-                        const V wv = SPLAT(wr[q]);                                         \
-                        _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {             \
-                            V xv;                                                          \
-                            const T *src = row + off[b] + q * g->dw;                       \
-                            if (sw == 1) {                                                 \
-                                xv = LOAD(src);                                            \
-                            } else if (sw == 2) {                                          \
-                                xv = EVENS(LOAD(src), LOAD(src + VW));                     \
-                            } else {                                                       \
-                                for (int e = 0; e < VW; e++) xv[e] = src[e * sw];          \
-                            }                                                              \
-                            acc[b] = VFMA(wv, xv, acc[b]);                                 \
+                        V xv;                                                              \
+                        const T *src = row + off[b] + q * g->dw;                           \
+                        if (sw == 1) {                                                     \
+                            xv = LOAD(src);                                                \
+                        } else if (sw == 2) {                                              \
+                            xv = EVENS(LOAD(src), LOAD(src + VW));                         \
+                        } else {                                                           \
+                            for (int e = 0; e < VW; e++) xv[e] = src[e * sw];              \
                         }                                                                  \
+                        acc[b] = VFMA(wv, xv, acc[b]);                                     \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
-            if (regs) {                                                                    \
-                _Static_assert(!FAST || NB == AM_EPI_REGS_VECS, "as am_epi_regs_* take"); \
-                EPI(j->epi, epv, acc);                                                     \
-            }                                                                              \
+            if (regs) EPI(j->epi, epv, acc);                                               \
             _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                         \
                 if (g->ow >= VW)                                                           \
                     memcpy(y + out[b], &acc[b], sizeof acc[b]);                            \
@@ -198,19 +171,6 @@ typedef double v4d_ __attribute__((vector_size(32)));
     __extension__({ __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_[0] * (size_t)(n)); })
 #define loadn_8f(p, n) LOADN_VEC(v8f_, float, p, n)
 #define loadn_4d(p, n) LOADN_VEC(v4d_, double, p, n)
-/* Lanes 1.. and 2.. of the pair (a, b): a vector one or two elements further on. */
-#define SH1_16(a, b) \
-    __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
-#define SH2_16(a, b) \
-    __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
-#define SH1_8(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4, 5, 6, 7, 8)
-#define SH2_8(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5, 6, 7, 8, 9)
-#define SH1_4(a, b) __builtin_shufflevector((a), (b), 1, 2, 3, 4)
-#define SH2_4(a, b) __builtin_shufflevector((a), (b), 2, 3, 4, 5)
-#define ODDS16(a, b) \
-    __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
-#define ODDS8(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7, 9, 11, 13, 15)
-#define ODDS4(a, b) __builtin_shufflevector((a), (b), 1, 3, 5, 7)
 /* The portable kernels: where dispatch runs (x86-64), only on CPUs without AVX2, so there
  * unrolled less (the library stays small). */
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
@@ -218,10 +178,10 @@ typedef double v4d_ __attribute__((vector_size(32)));
 #else
 #define DW_GENERIC_NB 4
 #endif
-DW_PLANE(f32, float, generic, AM_PORTABLE, DW_GENERIC_NB, 0, v8f_, DW_EPI_NONE, VFMA_PLAIN,
-         SPLAT_8F, EVENS8F, ODDS8, SH1_8, SH2_8, load_8f, loadn_8f, STOREN_VEC)
-DW_PLANE(f64, double, generic, AM_PORTABLE, DW_GENERIC_NB, 0, v4d_, DW_EPI_NONE, VFMA_PLAIN,
-         SPLAT_4D, EVENS4D, ODDS4, SH1_4, SH2_4, load_4d, loadn_4d, STOREN_VEC)
+DW_PLANE(f32, float, generic, AM_PORTABLE, DW_GENERIC_NB, v8f_, DW_EPI_NONE, VFMA_PLAIN,
+         SPLAT_8F, EVENS8F, load_8f, loadn_8f, STOREN_VEC)
+DW_PLANE(f64, double, generic, AM_PORTABLE, DW_GENERIC_NB, v4d_, DW_EPI_NONE, VFMA_PLAIN,
+         SPLAT_4D, EVENS4D, load_4d, loadn_4d, STOREN_VEC)
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
 #include <immintrin.h>
 #define VFMA_AVX2_PS(a, b, c) ((v8f_)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
@@ -292,18 +252,14 @@ DW_EPI_FAST(avx2, __attribute__((target("avx2,fma"))), v8f_, v8i_, SPLAT_AVX2_PS
             MIN_AVX2)
 DW_EPI_FAST(avx512, __attribute__((target("avx512f"))), v16f, v16i, SPLAT_512_PS, MAX_512,
             MIN_512)
-/* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw8_f32) */
-DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, 0, v8f_, DW_EPI_AVX2,
-         VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, ODDS8, SH1_8, SH2_8, LOAD_AVX2_PS, LOADN_AVX2_PS,
-         STOREN_AVX2_PS)
+/* (its 3x3 kernels at stride 1 or 2 run in dw8_f32; AVX-512's in dw_rows_f32) */
+DW_PLANE(f32, float, avx2, __attribute__((target("avx2,fma"))), 8, v8f_, DW_EPI_AVX2,
+         VFMA_AVX2_PS, SPLAT_AVX2_PS, EVENS8F, LOAD_AVX2_PS, LOADN_AVX2_PS, STOREN_AVX2_PS)
 /* (float64, rare in inference: optimised for size) */
-DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"), cold)), 4, 0, v4d_, DW_EPI_NONE,
-         VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, ODDS4, SH1_4, SH2_4, LOAD_AVX2_PD, LOADN_AVX2_PD,
-         STOREN_AVX2_PD)
-/* (without the three-tap paths: its 3x3 kernels at stride 1 or 2 run in dw_rows_f32) */
-DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, 0, v16f, DW_EPI_512,
-         VFMA_512_PS, SPLAT_512_PS, EVENS16, ODDS16, SH1_16, SH2_16, LOAD_512_PS, LOADN_512_PS,
-         STOREN_512_PS)
+DW_PLANE(f64, double, avx2, __attribute__((target("avx2,fma"), cold)), 4, v4d_, DW_EPI_NONE,
+         VFMA_AVX2_PD, SPLAT_AVX2_PD, EVENS4D, LOAD_AVX2_PD, LOADN_AVX2_PD, STOREN_AVX2_PD)
+DW_PLANE(f32, float, avx512, __attribute__((target("avx512f"))), 8, v16f, DW_EPI_512,
+         VFMA_512_PS, SPLAT_512_PS, EVENS16, LOAD_512_PS, LOADN_512_PS, STOREN_512_PS)
 /* Small planes (DW_FLAT_MAX outputs at most: larger ones cost more in loads, most of
  * them across cache lines, than dw_plane's shuffles) at stride 1 or 2 whose output rows
  * are as wide as the input's at that stride (ceil(w/s): "same" padding). At stride 1,
@@ -746,7 +702,7 @@ static amber_status conv_depthwise(am_ctx *ctx, const conv_geom *g, const void *
     am_task_fn fn = dw_pick(f32, g->ow, &vw);
     int64_t cols = g->ow < vw ? vw : g->ow; /* a narrow row's vector reads zeros past it */
     int64_t hp = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
-    /* (a vector more: the three-tap paths read one past a block's window) */
+    /* (a vector more: a stride-2 block's second load reads past its window) */
     int64_t wp = (cols - 1) * g->sw + (g->kw - 1) * g->dw + 1 + vw;
     if (hp < g->h + g->pt) hp = g->h + g->pt;
     if (wp < g->w + g->pl) wp = g->w + g->pl;

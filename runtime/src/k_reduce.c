@@ -114,26 +114,6 @@ SUM_ROW(sum_f64, double)
  * column one chain per element, eight columns a vector. */
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef double f64x8 __attribute__((vector_size(64)));
-#define SUM_F32_ROW(SUF, ATTR, TAIL)                                               \
-    ATTR static double row_##SUF(const float *x, int64_t n) {                      \
-        double acc = 0.0;                                                          \
-        if (n < 16) {                                                              \
-            for (int64_t i = 0; i < n; i++) acc += (double)x[i];                   \
-            return acc;                                                            \
-        }                                                                          \
-        f32x8 v;                                                                   \
-        f64x8 a = {0};                                                             \
-        int64_t i = 0;                                                             \
-        for (; i + 8 <= n; i += 8) {                                               \
-            memcpy(&v, x + i, sizeof v);                                           \
-            a += __builtin_convertvector(v, f64x8);                                \
-        }                                                                          \
-        TAIL(a, x, i, n);                                                          \
-        a += __builtin_shufflevector(a, a, 1, 0, 3, 2, 5, 4, 7, 6);                \
-        a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);                \
-        a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);                \
-        return acc + a[0];                                                         \
-    }
 #define SUM_F32_BLOCK(SUF, ATTR)                                                   \
     ATTR static void sum_block_##SUF(const float *x, int64_t r0, int64_t r1,       \
                                      int64_t n, int64_t cols, float *out) {        \
@@ -168,13 +148,30 @@ typedef double f64x8 __attribute__((vector_size(64)));
         }                                                                          \
     }
 #if defined(__x86_64__) && !defined(AMBER_NO_DISPATCH)
-/* A row's last n - i (< 8) elements into partials 0.. (the others + 0.0: unchanged, a
- * partial from +0.0 is never -0.0). NOTE: one masked load (row_avx2's too); element by
+/* One row's sum (above); its last n - i (< 8) elements into partials 0.. (the others +
+ * 0.0: unchanged, a partial from +0.0 is never -0.0). NOTE: one masked load (row_avx2's too); element by
  * element the partials went through memory, a stalled reload per row (a 7x7 plane's sum
  * 2x). */
-#define TAIL_512(a, x, i, n)                                                  \
-    a += (f64x8)_mm512_cvtps_pd(                                              \
-        _mm512_castps512_ps256(_mm512_maskz_loadu_ps(am_lanes16(0, n - i), x + i)))
+__attribute__((target("avx512f"))) static double row_avx512(const float *x, int64_t n) {
+    double acc = 0.0;
+    if (n < 16) {
+        for (int64_t i = 0; i < n; i++) acc += (double)x[i];
+        return acc;
+    }
+    f32x8 v;
+    f64x8 a = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&v, x + i, sizeof v);
+        a += __builtin_convertvector(v, f64x8);
+    }
+    a += (f64x8)_mm512_cvtps_pd(
+        _mm512_castps512_ps256(_mm512_maskz_loadu_ps(am_lanes16(0, n - i), x + i)));
+    a += __builtin_shufflevector(a, a, 1, 0, 3, 2, 5, 4, 7, 6);
+    a += __builtin_shufflevector(a, a, 2, 3, 0, 1, 6, 7, 4, 5);
+    a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 0, 1, 2, 3);
+    return acc + a[0];
+}
 /* row_avx512's sums on AVX2 in two 4-lane halves (GCC's 8-lane double vectors there went
  * through the stack: a 7x7 plane's sum took ~100 ns): partials 0-3 and 4-7, the tail by a
  * masked load (+0.0 in the other lanes), then the same tree, ((0 + 1) + (2 + 3)) +
@@ -201,7 +198,6 @@ __attribute__((target("avx2"))) static double row_avx2(const float *x, int64_t n
     return acc + (u[0] + u[1]);
 }
 SUM_F32_BLOCK(avx2, __attribute__((target("avx2"))))
-SUM_F32_ROW(avx512, __attribute__((target("avx512f"))), TAIL_512)
 SUM_F32_BLOCK(avx512, __attribute__((target("avx512f"))))
 
 typedef struct sum_job {
